@@ -1,0 +1,107 @@
+"""Building blocks shared by every part of the site config model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WrapValidator
+from pydantic.functional_serializers import PlainSerializer
+from pydantic.json_schema import WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:
+    import pulumi
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are errors, values are immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+# Site names become parts of bucket names, Kubernetes labels and stack names.
+NAME_PATTERN = r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$"
+Name = Annotated[
+    str,
+    Field(
+        pattern=NAME_PATTERN,
+        description="Lower-case letters, digits and '-', 3 to 24 characters, starting with a letter.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class SecretValue:
+    """A secret from the stack file: its value, or None where it cannot be decrypted (offline)."""
+
+    value: str | None
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+    def output(self) -> pulumi.Output[str]:
+        """The value as a Pulumi secret; an unknown secret when it could not be decrypted."""
+        import pulumi
+
+        if self.value is not None:
+            return pulumi.Output.secret(self.value)
+        return unknown_secret()
+
+    def __repr__(self) -> str:  # never print the value, not even in a traceback
+        return "SecretValue(***)" if self.known else "SecretValue(<unknown>)"
+
+    __str__ = __repr__
+
+
+def unknown_secret() -> pulumi.Output[Any]:
+    """An Output that is secret and unknown, as `pulumi preview` shows an undecryptable value."""
+    import asyncio
+
+    import pulumi
+
+    def done(value: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_event_loop().create_future()
+        fut.set_result(value)
+        return fut
+
+    return pulumi.Output(set(), done(None), done(False), done(True))
+
+
+def _parse_secret(value: Any, handler: Any, info: ValidationInfo) -> SecretValue:
+    if isinstance(value, SecretValue):
+        return value
+    if isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str):
+        # The ciphertext of `pulumi config set --secret`: only the Pulumi CLI can decrypt it.
+        return SecretValue(None)
+    context = info.context or {}
+    if isinstance(value, str) and context.get("secrets_decrypted"):
+        # Under `pulumi up` the CLI hands the decrypted object over and marks it secret.
+        return SecretValue(value)
+    if isinstance(value, str):
+        raise PydanticCustomError(
+            "plaintext_secret",
+            "a plaintext value where a secret is required: set it with "
+            "`pulumi config set --secret --path '<key path>' <value>` so the stack file holds "
+            "`secure: <ciphertext>`",
+        )
+    raise PydanticCustomError(
+        "secret_type", "a secret is required: `secure: <ciphertext>` set by `pulumi config set --secret`"
+    )
+
+
+Secret = Annotated[
+    SecretValue,
+    WrapValidator(_parse_secret),
+    PlainSerializer(lambda s: "[secret]", return_type=str),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {"secure": {"type": "string"}},
+            "required": ["secure"],
+            "additionalProperties": False,
+            "description": "A secret: set with `pulumi config set --secret --path ...`.",
+        }
+    ),
+]
