@@ -1,0 +1,323 @@
+"""The `site.bridge` section: how the federation reaches a SLURM through slurmrestd."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from fedeploy.config.base import Secret, SecretValue, StrictModel
+
+# POSIX user names as useradd accepts them by default; SLURM puts them in the token's `sun`.
+UserName = Annotated[
+    str,
+    Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$", description="A POSIX user name."),
+]
+PartitionName = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A SLURM partition name."),
+]
+# A DNS name or an IPv4/IPv6 address; validated further below.
+HostName = Annotated[str, Field(min_length=1, max_length=253)]
+
+API_VERSIONS = ("v0.0.36", "v0.0.37", "v0.0.38")
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----")
+
+
+def is_ip_address(host: str) -> bool:
+    """True when `host` is a literal IPv4 or IPv6 address rather than a DNS name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class BridgeTls(StrictModel):
+    """TLS on the bridge's REST listener (a TLS proxy in front of slurmrestd, which has none)."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Serve the REST API over TLS only (gateway, vm: an nginx TLS proxy in front of a "
+            "loopback-only slurmrestd; existing: the endpoint must be https). Turning it off sends "
+            "the bearer token in clear text."
+        ),
+    )
+    certificate: str | None = Field(
+        None,
+        description=(
+            "PEM server certificate for the listener (gateway, vm). Unset: fedeploy generates a "
+            "private CA and a server certificate and gives pods the CA."
+        ),
+    )
+    private_key: Secret | None = Field(
+        None, description="The PEM private key of `certificate` (a secret); set both or neither."
+    )
+    ca_certificate: str | None = Field(
+        None,
+        description=(
+            "PEM CA that clients trust for the listener: for `certificate` or an existing endpoint "
+            "signed by a private CA. Unset: the generated CA, or the system's trust store."
+        ),
+    )
+    validity_hours: int = Field(
+        8760,
+        ge=24,
+        le=8760 * 3,
+        description="Lifetime of a generated server certificate, in hours (24 to 26280).",
+    )
+
+    @field_validator("certificate", "ca_certificate")
+    @classmethod
+    def _pem(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _PEM_CERT.search(value):
+            name = info.field_name
+            raise ValueError(f"tls.{name} is not a PEM certificate (expected '-----BEGIN CERTIFICATE-----')")
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> BridgeTls:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("tls.certificate and tls.private_key go together: set both or neither")
+        if not self.enabled and (self.certificate or self.ca_certificate):
+            raise ValueError(
+                "tls.enabled is false but tls.certificate or tls.ca_certificate is set: "
+                "remove them or enable TLS"
+            )
+        return self
+
+
+class BridgeConfig(StrictModel):
+    """A SLURM bridge: slurmrestd with JWT authentication, reached from the site's cluster."""
+
+    mode: Literal["gateway", "vm", "existing"] = Field(
+        description=(
+            "gateway: configure the centre's login or gateway node over SSH; vm: a new one-node "
+            "SLURM VM in an aws site's private subnet, configured by cloud-init; existing: a "
+            "slurmrestd the centre already runs (fedeploy only checks and wires it)."
+        )
+    )
+
+    # -- gateway: the centre's node, reached over SSH ------------------------------------------
+    host: HostName | None = Field(
+        None, description="gateway: DNS name or IP address of the gateway node (SSH and REST)."
+    )
+    port: int = Field(22, ge=1, le=65535, description="gateway: the node's SSH port.")
+    ssh_user: UserName | None = Field(
+        None, description="gateway: the SSH user; needs passwordless sudo to install the bridge."
+    )
+    ssh_private_key: Secret | None = Field(
+        None, description="gateway: the SSH private key (PEM or OpenSSH, a secret)."
+    )
+    host_key: str | None = Field(
+        None,
+        pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$",
+        description=(
+            "gateway: the node's SSH host public key ('ssh-ed25519 AAAA...'). Unset: the key is "
+            "not checked, which a man in the middle can exploit; set it in production."
+        ),
+    )
+    slurm_conf_path: str = Field(
+        "/etc/slurm/slurm.conf",
+        pattern=r"^/[^\s'\"]+$",
+        description="gateway: the centre's slurm.conf on the node, which slurmrestd reads.",
+    )
+
+    # -- vm: a bridge instance on an aws site --------------------------------------------------
+    instance_type: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$",
+        description="vm: the EC2 instance type (its CPUs and memory are the SLURM node's).",
+    )
+    ami: str = Field(
+        "resolve:ssm:/aws/service/debian/release/12/latest/amd64",
+        pattern=r"^(ami-[0-9a-f]{8,17}|resolve:ssm:/[A-Za-z0-9/_.-]+)$",
+        description=(
+            "vm: a Debian 12 AMI id, or 'resolve:ssm:<public parameter>' resolved by EC2 at launch "
+            "(default: Debian's latest Debian 12 amd64 image)."
+        ),
+    )
+    root_volume_gb: int = Field(
+        30, ge=16, le=2048, description="vm: size of the encrypted root volume, GiB."
+    )
+
+    # -- existing: the centre's own slurmrestd -------------------------------------------------
+    endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="existing: the centre's slurmrestd base URL, e.g. https://slurm-api.example.org:6820.",
+    )
+    token: Secret | None = Field(
+        None,
+        description=(
+            "existing: a token the centre issued for `service_user` (`scontrol token`), a secret; "
+            "fedeploy cannot sign tokens for a key it does not hold."
+        ),
+    )
+
+    # -- all modes ----------------------------------------------------------------------------
+    rest_port: int = Field(
+        6820,
+        ge=1024,
+        le=65535,
+        description="gateway, vm: the port of the REST listener that the cluster reaches.",
+    )
+    internal_port: int = Field(
+        6821,
+        ge=1024,
+        le=65535,
+        description="gateway, vm: slurmrestd's own port, bound to 127.0.0.1 behind the TLS proxy.",
+    )
+    api_version: Literal["v0.0.36", "v0.0.37", "v0.0.38"] = Field(
+        "v0.0.38", description="The slurmrestd OpenAPI plugin the client speaks (Slurm 22.05)."
+    )
+    daemon_user: UserName = Field(
+        "slurmrestd",
+        description="gateway, vm: the dedicated unprivileged user slurmrestd runs as (never root or slurm).",
+    )
+    slurm_user: UserName = Field(
+        "slurm", description="gateway, vm: the SlurmUser of the controller, owner of the JWT key file."
+    )
+    service_user: UserName = Field(
+        "fedeploy",
+        description=(
+            "The unprivileged account the federation's jobs run as: the token's subject. Its SLURM "
+            "association should admit only `partitions`."
+        ),
+    )
+    jwt_key_path: str = Field(
+        "/etc/slurm/jwt_hs256.key",
+        pattern=r"^/[^\s'\"]+$",
+        description=(
+            "gateway, vm: where the JWT signing key is written (mode 0600, owner slurm_user); the "
+            "controller's AuthAltParameters=jwt_key= must name it."
+        ),
+    )
+    partitions: list[PartitionName] = Field(
+        min_length=1, description="The partitions the federation may submit to; the first is the default."
+    )
+    token_lifetime_hours: int = Field(
+        168,
+        ge=2,
+        le=8760,
+        description=(
+            "Lifetime of the service user's token (gateway, vm). A new token is issued by the "
+            "first deployment after half of it has passed."
+        ),
+    )
+    allowed_cidrs: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra address ranges admitted to the REST listener, beside the cluster's own ranges; "
+            "never 0.0.0.0/0 or ::/0."
+        ),
+    )
+    tls: BridgeTls = Field(default_factory=BridgeTls, description="TLS on the REST listener.")
+
+    # -- validation -------------------------------------------------------------------------------
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and not (is_ip_address(value) or _DNS_NAME.match(value)):
+            raise ValueError(f"host {value!r} is neither a DNS name nor an IP address")
+        return value
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                net = ipaddress.ip_network(value, strict=True)
+            except ValueError as err:
+                raise ValueError(f"allowed_cidrs: {value!r} is not an address range: {err}") from None
+            if net.prefixlen == 0:
+                raise ValueError(
+                    f"allowed_cidrs: {value!r} admits the whole internet; name the ranges that "
+                    "need the bridge"
+                )
+        return values
+
+    @field_validator("partitions")
+    @classmethod
+    def _unique_partitions(cls, values: list[str]) -> list[str]:
+        twice = sorted({p for i, p in enumerate(values) if p in values[:i]})
+        if twice:
+            raise ValueError(f"partitions lists {twice[0]!r} twice")
+        return values
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> BridgeConfig:
+        needs = {
+            "gateway": ("host", "ssh_user", "ssh_private_key"),
+            "vm": ("instance_type",),
+            "existing": ("endpoint", "token"),
+        }
+        for field in needs[self.mode]:
+            if getattr(self, field) is None:
+                raise ValueError(f"mode is {self.mode!r}, which requires {field}")
+        for other, fields in needs.items():
+            if other == self.mode:
+                continue
+            for field in fields:
+                if getattr(self, field) is not None and field not in needs[self.mode]:
+                    raise ValueError(
+                        f"{field} is set but mode is {self.mode!r}; {field} belongs to mode {other!r}"
+                    )
+        if self.mode != "gateway" and self.host_key is not None:
+            raise ValueError(f"host_key is set but mode is {self.mode!r}; host_key belongs to mode 'gateway'")
+        return self
+
+    @model_validator(mode="after")
+    def _users(self) -> BridgeConfig:
+        if "root" in (self.daemon_user, self.service_user):
+            raise ValueError("daemon_user and service_user must not be root")
+        if self.daemon_user == self.slurm_user:
+            raise ValueError(
+                f"daemon_user and slurm_user are both {self.daemon_user!r}: slurmrestd must not run "
+                "as the SlurmUser, which can impersonate every user"
+            )
+        if self.service_user in (self.daemon_user, self.slurm_user):
+            raise ValueError(
+                f"service_user {self.service_user!r} equals daemon_user or slurm_user: jobs need an "
+                "account of their own"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ports_and_tls(self) -> BridgeConfig:
+        if self.mode != "existing" and self.rest_port == self.internal_port:
+            raise ValueError(
+                f"rest_port and internal_port are both {self.rest_port}: the TLS listener and "
+                "slurmrestd need a port each"
+            )
+        if self.mode == "existing":
+            assert self.endpoint is not None
+            https = self.endpoint.startswith("https://")
+            if self.tls.enabled != https:
+                raise ValueError(
+                    f"endpoint {self.endpoint!r} and tls.enabled={self.tls.enabled} disagree: use an "
+                    "https endpoint, or set tls.enabled to false to accept plain http"
+                )
+            if self.tls.certificate is not None:
+                raise ValueError(
+                    "tls.certificate is set but mode is 'existing': the centre serves its own "
+                    "certificate; set tls.ca_certificate to trust a private CA"
+                )
+        return self
+
+    # -- derived ----------------------------------------------------------------------------------
+    @property
+    def default_partition(self) -> str:
+        """The partition a job runs in when it names none."""
+        return self.partitions[0]
+
+    @property
+    def ssh_key(self) -> SecretValue:
+        """The SSH key of a gateway bridge (validated present in that mode)."""
+        if self.ssh_private_key is None:
+            raise ValueError(f"mode {self.mode!r} has no ssh_private_key")
+        return self.ssh_private_key
