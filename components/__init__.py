@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources of fedeploy, and nothing else."""

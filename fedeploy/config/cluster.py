@@ -1,0 +1,96 @@
+"""The `site.cluster` section: EKS on aws sites, an existing cluster elsewhere."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from fedeploy.config.base import Secret, StrictModel
+
+KubernetesVersion = Annotated[
+    str,
+    Field(
+        pattern=r"^1\.(2[5-9]|3[0-7])$",
+        description="Kubernetes minor version, 1.25 to 1.37 (the schemas the plan validates against).",
+    ),
+]
+
+NodeGroupName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+
+
+class NodeGroup(StrictModel):
+    """A managed node group: sizes, instance types, and whether it carries GPUs."""
+
+    instance_types: list[str] = Field(
+        min_length=1,
+        description="EC2 instance types, e.g. m6i.xlarge; the first is preferred.",
+    )
+    min_size: int = Field(1, ge=0, le=1000, description="Fewest nodes.")
+    desired_size: int = Field(1, ge=0, le=1000, description="Nodes at creation.")
+    max_size: int = Field(3, ge=1, le=1000, description="Most nodes.")
+    disk_size_gib: int = Field(50, ge=20, le=16384, description="Root volume size of each node.")
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = Field("ON_DEMAND", description="Purchase option.")
+    accelerator: Literal["none", "nvidia"] = Field(
+        "none",
+        description="nvidia: GPU nodes, tainted nvidia.com/gpu=present:NoSchedule and labelled "
+        "fedeploy.io/accelerator=nvidia so only inference lands there.",
+    )
+
+    @model_validator(mode="after")
+    def _sizes_ordered(self) -> NodeGroup:
+        if self.min_size > self.max_size:
+            raise ValueError(f"min_size ({self.min_size}) is above max_size ({self.max_size})")
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(
+                f"desired_size ({self.desired_size}) must lie between min_size ({self.min_size}) "
+                f"and max_size ({self.max_size})"
+            )
+        return self
+
+
+class EksCluster(StrictModel):
+    """An EKS cluster in the site's own VPC."""
+
+    version: KubernetesVersion = "1.33"
+    node_groups: dict[NodeGroupName, NodeGroup] = Field(
+        min_length=1, description="Managed node groups by name."
+    )
+    public_access_cidrs: list[str] = Field(
+        default_factory=list,
+        description="CIDRs that may reach the API server's public endpoint; empty keeps the "
+        "endpoint private (deploy from inside the VPC).",
+    )
+    log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
+        Field(["api", "audit", "authenticator"], description="Control-plane logs to CloudWatch.")
+    )
+
+    @property
+    def has_gpu(self) -> bool:
+        return any(g.accelerator != "none" for g in self.node_groups.values())
+
+
+class GpuNodes(StrictModel):
+    """How an existing cluster marks its GPU nodes."""
+
+    node_selector: dict[str, str] = Field(
+        {"fedeploy.io/accelerator": "nvidia"}, description="Labels of the GPU nodes."
+    )
+    taint_key: str = Field("nvidia.com/gpu", description="Key of the GPU nodes' NoSchedule taint.")
+
+
+class ExistingCluster(StrictModel):
+    """A cluster that exists already, handed over by kubeconfig."""
+
+    kubeconfig: Secret = Field(description="The kubeconfig (secret).")
+    context: str | None = Field(None, description="Context in the kubeconfig; its current one if unset.")
+    version: KubernetesVersion = Field(description="The cluster's Kubernetes minor version.")
+    gpu: GpuNodes | None = Field(None, description="Set when the cluster has GPU nodes for inference.")
+    pod_cidrs: list[str] = Field(
+        default_factory=list,
+        description="The cluster's pod and node address ranges (what a bridge's firewall admits).",
+    )
+
+    @property
+    def has_gpu(self) -> bool:
+        return self.gpu is not None

@@ -1,0 +1,198 @@
+"""The `site.services` section: which of our charts run on the site, and how."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, HttpUrl, model_validator
+
+from fedeploy.config.base import Secret, StrictModel
+from fedeploy.config.storage import BucketName
+
+COPERNICUS_STAC = "https://stac.dataspace.copernicus.eu/v1"
+Cron = Annotated[
+    str,
+    Field(
+        pattern=r"^(\S+\s+){4}\S+$",
+        description="A five-field cron schedule, e.g. '15 * * * *'.",
+    ),
+]
+
+
+class ExternalDatabase(StrictModel):
+    """A PostgreSQL server that exists already (PostGIS available)."""
+
+    host: str = Field(min_length=1, description="Host name of the server.")
+    port: int = Field(5432, ge=1, le=65535, description="Port.")
+    name: str = Field("postgis", min_length=1, description="Database name.")
+    username: str = Field(min_length=1, description="User the catalog connects as.")
+    password: Secret = Field(description="That user's password (secret).")
+    ssl_mode: Literal["require", "verify-ca", "verify-full"] = Field(
+        "verify-full", description="libpq sslmode; plaintext connections are not offered."
+    )
+
+
+class RdsDatabase(StrictModel):
+    """An RDS PostgreSQL created by the site (aws sites only): encrypted, private."""
+
+    instance_class: str = Field("db.t4g.medium", description="RDS instance class.")
+    allocated_storage_gib: int = Field(50, ge=20, le=65536, description="Storage at creation.")
+    max_allocated_storage_gib: int = Field(200, ge=20, le=65536, description="Autoscaling ceiling.")
+    multi_az: bool = Field(True, description="A standby in a second availability zone.")
+    backup_retention_days: int = Field(7, ge=1, le=35, description="Days of automated backups.")
+    engine_version: str = Field("17", description="PostgreSQL major version.")
+
+    @model_validator(mode="after")
+    def _storage_ordered(self) -> RdsDatabase:
+        if self.max_allocated_storage_gib < self.allocated_storage_gib:
+            raise ValueError(
+                f"max_allocated_storage_gib ({self.max_allocated_storage_gib}) is below "
+                f"allocated_storage_gib ({self.allocated_storage_gib})"
+            )
+        return self
+
+
+class CatalogService(StrictModel):
+    """The STAC catalog (stac-fastapi-pgstac over pgstac)."""
+
+    enabled: bool = Field(True, description="Deploy the catalog on this site.")
+    database: Literal["internal", "external", "rds"] = Field(
+        "internal",
+        description="internal: a StatefulSet in the cluster; external: an existing server "
+        "(`external`); rds: an RDS instance created by the site (aws only).",
+    )
+    external: ExternalDatabase | None = Field(None, description="Required when database is external.")
+    rds: RdsDatabase = Field(default_factory=RdsDatabase, description="Used when database is rds.")
+    volume_size_gib: int = Field(20, ge=1, le=16384, description="Volume of the internal database.")
+    url: HttpUrl | None = Field(
+        None,
+        description="Where the rest of the federation reaches this catalog (the site's ingress); "
+        "the in-cluster URL when unset.",
+    )
+
+    @model_validator(mode="after")
+    def _external_given(self) -> CatalogService:
+        if self.database == "external" and self.external is None:
+            raise ValueError("database is external but `external` (host, username, password) is missing")
+        if self.database != "external" and self.external is not None:
+            raise ValueError(f"`external` is set but database is {self.database!r}")
+        return self
+
+
+class SentinelSource(StrictModel):
+    """A STAC API to copy Sentinel products from."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$", description="Name of the source.")
+    url: HttpUrl = Field(HttpUrl(COPERNICUS_STAC), description="The STAC API.")
+    collections: list[str] = Field(min_length=1, description="Collections to search, e.g. sentinel-2-l2a.")
+    bbox: tuple[float, float, float, float] = Field(
+        description="Area: west, south, east, north in degrees (WGS 84)."
+    )
+    datetime: str = Field(
+        "P2D",
+        min_length=1,
+        description="Time window: an ISO 8601 interval, or a duration back from now such as P2D.",
+    )
+    assets: list[str] = Field(min_length=1, description="Asset names to copy, e.g. B04, B08, SCL.")
+    max_cloud_cover: float = Field(
+        100, ge=0, le=100, description="Skip products cloudier than this (percent)."
+    )
+
+    @model_validator(mode="after")
+    def _bbox_ordered(self) -> SentinelSource:
+        w, s, e, n = self.bbox
+        if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+            raise ValueError(
+                f"bbox {list(self.bbox)} must be west < east within [-180, 180] and "
+                "south < north within [-90, 90]"
+            )
+        return self
+
+
+class Credentials(StrictModel):
+    """A user name and password, both secret."""
+
+    username: Secret = Field(description="User name (secret).")
+    password: Secret = Field(description="Password (secret).")
+
+
+class Sentinel(StrictModel):
+    """Scheduled copies of Sentinel products."""
+
+    enabled: bool = Field(True, description="Run the scheduled copy.")
+    schedule: Cron = "15 * * * *"
+    parallelism: int = Field(2, ge=1, le=64, description="Parallel workers per run.")
+    sources: list[SentinelSource] = Field(min_length=1, description="Where to copy from.")
+    credentials: Credentials | None = Field(
+        None, description="Download credentials of the sources (Copernicus Data Space account)."
+    )
+
+
+class Mqtt(StrictModel):
+    """The broker of the edge sensor streams."""
+
+    host: str = Field(min_length=1, description="Broker host name.")
+    port: int = Field(8883, ge=1, le=65535, description="Broker port.")
+    topics: list[str] = Field(
+        ["fedeploy/+/stations/+/observations"], min_length=1, description="Topics to subscribe."
+    )
+    credentials: Credentials | None = Field(None, description="Broker account, if it asks for one.")
+
+
+class Stream(StrictModel):
+    """The long-running consumer of edge sensor streams."""
+
+    enabled: bool = Field(True, description="Run the consumer.")
+    replicas: int = Field(1, ge=1, le=64, description="Consumers; each owns a share of the stations.")
+    mqtt: Mqtt
+    window_seconds: int = Field(3600, ge=60, le=86400, description="Span of one stored window.")
+
+
+class IngestionService(StrictModel):
+    """Sentinel products and edge sensor streams into the site's storage and catalog."""
+
+    enabled: bool = Field(True, description="Deploy ingestion on this site.")
+    bucket: BucketName = Field("raw", description="Logical bucket the data lands in.")
+    sentinel: Sentinel | None = Field(None, description="Scheduled Sentinel copies.")
+    stream: Stream | None = Field(None, description="Edge sensor stream consumer.")
+
+    @model_validator(mode="after")
+    def _has_work(self) -> IngestionService:
+        if self.enabled and self.sentinel is None and self.stream is None:
+            raise ValueError("ingestion is enabled but has neither `sentinel` nor `stream`")
+        return self
+
+
+class InferenceService(StrictModel):
+    """The meteorological model server."""
+
+    enabled: bool = Field(True, description="Deploy inference on this site.")
+    bucket: BucketName = Field("models", description="Logical bucket the models are published in.")
+    model: str = Field("nowcast", pattern=r"^[a-z][a-z0-9-]{0,40}$", description="Model name.")
+    version: str = Field(
+        "latest", pattern=r"^(latest|[0-9A-Za-z][0-9A-Za-z._-]{0,63})$", description="Pinned version or latest."
+    )
+    gpu: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: on the GPU where the cluster has GPU nodes; on: require them."
+    )
+    min_replicas: int = Field(1, ge=1, le=100, description="Fewest server replicas.")
+    max_replicas: int = Field(4, ge=1, le=100, description="Most server replicas (autoscaler).")
+
+    @model_validator(mode="after")
+    def _replicas_ordered(self) -> InferenceService:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class Services(StrictModel):
+    """Our Helm charts on this site."""
+
+    namespace: str = Field(
+        "fedeploy", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="Namespace of the services."
+    )
+    catalog: CatalogService = Field(default_factory=CatalogService, description="The STAC catalog.")
+    ingestion: IngestionService | None = Field(None, description="Ingestion; off when unset.")
+    inference: InferenceService | None = Field(None, description="Inference; off when unset.")

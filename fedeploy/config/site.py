@@ -1,0 +1,180 @@
+"""The `fedeploy:site` object of a stack file: one model per kind of site."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, model_validator
+
+from fedeploy.config.base import Name, StrictModel
+from fedeploy.config.bridge import BridgeConfig
+from fedeploy.config.cluster import EksCluster, ExistingCluster
+from fedeploy.config.services import CatalogService, Services
+from fedeploy.config.storage import AwsStorage, S3CompatibleStorage
+
+Kind = Literal["aws", "kubernetes", "hpc", "hub"]
+KINDS: tuple[str, ...] = ("aws", "kubernetes", "hpc", "hub")
+
+Tags = Annotated[
+    dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/=+@-]{1,63}$")], str],
+    Field(description="Tags on every cloud resource and labels on every Kubernetes object."),
+]
+
+
+class AwsNetwork(StrictModel):
+    """The site's VPC: public and private subnets over its availability zones."""
+
+    cidr: str = Field("10.0.0.0/16", description="VPC address range, /16 to /20.")
+    availability_zones: list[str] = Field(
+        min_length=2, max_length=6, description="Availability zones, e.g. eu-central-1a."
+    )
+    single_nat_gateway: bool = Field(
+        False, description="One NAT gateway for all zones (cheaper, not zone-redundant)."
+    )
+
+    @model_validator(mode="after")
+    def _cidr_valid(self) -> AwsNetwork:
+        try:
+            net = ipaddress.ip_network(self.cidr)
+        except ValueError as err:
+            raise ValueError(f"cidr {self.cidr!r} is not a network address range: {err}") from None
+        if not (net.version == 4 and 16 <= net.prefixlen <= 20 and net.is_private):
+            raise ValueError(f"cidr {self.cidr!r} must be a private IPv4 range from /16 to /20")
+        if len(set(self.availability_zones)) != len(self.availability_zones):
+            raise ValueError("availability_zones lists a zone twice")
+        return self
+
+
+class _Site(StrictModel):
+    environment: Literal["production", "staging", "development"] = Field(
+        "production", description="Production sites deploy only after approval in GitOps."
+    )
+    tags: Tags = Field(default_factory=dict)
+
+    @property
+    def bucket_names(self) -> set[str]:
+        storage = getattr(self, "storage", None)
+        return set(storage.buckets) if storage is not None else set()
+
+    @model_validator(mode="after")
+    def _service_buckets_exist(self) -> _Site:
+        services = getattr(self, "services", None)
+        storage = getattr(self, "storage", None)
+        if services is None or storage is None:
+            return self
+        for service in ("ingestion", "inference"):
+            spec = getattr(services, service, None)
+            if spec is not None and spec.enabled and spec.bucket not in storage.buckets:
+                allowed = ", ".join(sorted(storage.buckets))
+                raise ValueError(
+                    f"services.{service}.bucket is {spec.bucket!r}, which storage.buckets does not "
+                    f"declare (declared: {allowed})"
+                )
+        return self
+
+
+class AwsSite(_Site):
+    """A site in an AWS region: S3, EKS in its own VPC, optionally a bridge VM."""
+
+    kind: Literal["aws"]
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. eu-central-1.")
+    network: AwsNetwork
+    storage: AwsStorage
+    cluster: EksCluster
+    services: Services = Field(default_factory=Services, description="Our charts on this site.")
+    bridge: BridgeConfig | None = Field(None, description="A SLURM bridge VM in the site's VPC.")
+
+    @model_validator(mode="after")
+    def _zones_in_region(self) -> AwsSite:
+        for zone in self.network.availability_zones:
+            if not zone.startswith(self.region) or len(zone) != len(self.region) + 1:
+                raise ValueError(
+                    f"network.availability_zones: {zone!r} is not a zone of region {self.region!r} "
+                    f"(expected e.g. {self.region}a)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _gpu_when_asked(self) -> AwsSite:
+        inference = self.services.inference
+        if inference and inference.enabled and inference.gpu == "on" and not self.cluster.has_gpu:
+            raise ValueError(
+                "services.inference.gpu is 'on' but cluster.node_groups has no group with "
+                "accelerator: nvidia"
+            )
+        return self
+
+
+class _ExistingClusterSite(_Site):
+    @model_validator(mode="after")
+    def _no_rds(self) -> _ExistingClusterSite:
+        services = getattr(self, "services", None)
+        if services is not None and services.catalog.database == "rds":
+            raise ValueError(
+                "services.catalog.database is 'rds', which only aws sites offer "
+                "(allowed here: internal, external)"
+            )
+        cluster = getattr(self, "cluster", None)
+        inference = services.inference if services is not None else None
+        if inference and inference.enabled and inference.gpu == "on" and not (cluster and cluster.has_gpu):
+            raise ValueError("services.inference.gpu is 'on' but cluster.gpu is not set")
+        return self
+
+
+class KubernetesSite(_ExistingClusterSite):
+    """An existing Kubernetes cluster with an S3-compatible store (European cloud, on premise)."""
+
+    kind: Literal["kubernetes"]
+    storage: S3CompatibleStorage
+    cluster: ExistingCluster
+    services: Services = Field(default_factory=Services, description="Our charts on this site.")
+    bridge: BridgeConfig | None = Field(None, description="A SLURM bridge, where a centre is near.")
+
+
+class HpcSite(_ExistingClusterSite):
+    """An HPC centre: its S3-compatible store, its SLURM through a bridge, a cluster if it has one."""
+
+    kind: Literal["hpc"]
+    storage: S3CompatibleStorage
+    cluster: ExistingCluster | None = Field(None, description="A Kubernetes cluster next to the HPC system.")
+    bridge: BridgeConfig = Field(description="The SLURM bridge (required on hpc sites).")
+    services: Services = Field(default_factory=Services, description="Our charts (needs a cluster).")
+
+
+class HubServices(StrictModel):
+    """What the hub runs: the federated catalog."""
+
+    namespace: str = Field("fedeploy", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    catalog: CatalogService = Field(default_factory=CatalogService, description="The federated catalog.")
+    harvest_schedule: str = Field(
+        "*/15 * * * *", pattern=r"^(\S+\s+){4}\S+$", description="How often the hub harvests member catalogs."
+    )
+
+
+class HubSite(_Site):
+    """The federation's hub: knows the member sites and runs the federated catalog."""
+
+    kind: Literal["hub"]
+    members: list[Name] = Field(min_length=1, description="The member sites (stack names).")
+    cluster: ExistingCluster
+    services: HubServices = Field(default_factory=HubServices)
+
+    @model_validator(mode="after")
+    def _members_unique(self) -> HubSite:
+        seen = [m for i, m in enumerate(self.members) if m in self.members[:i]]
+        if seen:
+            raise ValueError(f"members lists {seen[0]!r} twice")
+        if self.services.catalog.database == "rds":
+            raise ValueError("services.catalog.database 'rds' is for aws sites only")
+        return self
+
+
+SiteConfig = Annotated[AwsSite | KubernetesSite | HpcSite | HubSite, Field(discriminator="kind")]
+MODELS: dict[str, type[_Site]] = {
+    "aws": AwsSite,
+    "kubernetes": KubernetesSite,
+    "hpc": HpcSite,
+    "hub": HubSite,
+}
+site_adapter: TypeAdapter[AwsSite | KubernetesSite | HpcSite | HubSite] = TypeAdapter(SiteConfig)

@@ -1,0 +1,136 @@
+"""The `site.storage` section: buckets on AWS S3 or on an S3-compatible store."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, HttpUrl, model_validator
+
+from fedeploy.config.base import Name, Secret, StrictModel
+
+BucketName = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$",
+        description="Logical bucket name: lower-case letters, digits and '-', 2 to 16 characters.",
+    ),
+]
+
+
+BucketPrefix = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$",
+        description="First part of every physical bucket name (<prefix>-<site>-<bucket>): S3 names "
+        "are global, so use your organisation's own, 3 to 20 characters.",
+    ),
+]
+
+
+class Lifecycle(StrictModel):
+    """When objects move to colder storage or expire."""
+
+    expire_after_days: int | None = Field(
+        None, ge=1, le=36500, description="Delete current objects this many days after creation."
+    )
+    noncurrent_expire_after_days: int | None = Field(
+        30, ge=1, le=36500, description="Delete replaced (noncurrent) versions after this many days."
+    )
+    transition_to_infrequent_access_after_days: int | None = Field(
+        None,
+        ge=30,
+        le=36500,
+        description="Move objects to STANDARD_IA after this many days (AWS only; at least 30).",
+    )
+    abort_incomplete_multipart_after_days: int = Field(
+        7, ge=1, le=365, description="Abort multipart uploads left incomplete after this many days."
+    )
+
+    @model_validator(mode="after")
+    def _transition_before_expiry(self) -> Lifecycle:
+        t, e = self.transition_to_infrequent_access_after_days, self.expire_after_days
+        if t is not None and e is not None and t >= e:
+            raise ValueError(
+                f"transition_to_infrequent_access_after_days ({t}) must be below "
+                f"expire_after_days ({e})"
+            )
+        return self
+
+
+class Replication(StrictModel):
+    """Replicate this bucket to a bucket of another `aws` site of the federation."""
+
+    site: Name = Field(description="The target site: the name of another stack in `stacks/`.")
+    bucket: BucketName = Field(description="The logical name of the target bucket at that site.")
+    storage_class: Literal["STANDARD", "STANDARD_IA", "INTELLIGENT_TIERING", "GLACIER_IR"] = Field(
+        "STANDARD", description="Storage class of the replicas."
+    )
+
+
+class Bucket(StrictModel):
+    """One logical bucket; its physical name derives from the site and this name."""
+
+    versioning: bool = Field(True, description="Keep every version of every object.")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="Expiry and tiering rules.")
+    replicate_to: Replication | None = Field(
+        None, description="Replicate every new object to a bucket of another site (aws only)."
+    )
+
+    @model_validator(mode="after")
+    def _replication_needs_versioning(self) -> Bucket:
+        if self.replicate_to is not None and not self.versioning:
+            raise ValueError("replicate_to needs versioning: true (S3 replicates versions)")
+        return self
+
+
+Buckets = Annotated[
+    dict[BucketName, Bucket],
+    Field(min_length=1, description="Logical bucket names mapped to their settings."),
+]
+
+
+class AwsStorage(StrictModel):
+    """S3 buckets in the site's region."""
+
+    encryption: Literal["kms", "aes256"] = Field(
+        "kms", description="Server-side encryption: a customer-managed KMS key per site, or AES256."
+    )
+    bucket_prefix: BucketPrefix = "fedeploy"
+    buckets: Buckets
+    force_destroy: bool = Field(
+        False, description="Let `pulumi destroy` delete non-empty buckets (never in production)."
+    )
+
+
+class S3CompatibleStorage(StrictModel):
+    """An existing S3-compatible endpoint (a European cloud's object store, an HPC centre's)."""
+
+    endpoint: HttpUrl = Field(description="The S3 endpoint URL, https://...")
+    region: str = Field(
+        "us-east-1", min_length=1, max_length=32, description="Region name the store expects."
+    )
+    access_key_id: Secret = Field(description="Access key id of the federation's account (secret).")
+    secret_access_key: Secret = Field(description="Secret access key (secret).")
+    path_style: bool = Field(True, description="Address buckets by path, not by virtual host.")
+    encryption: Literal["aes256", "provider_managed"] = Field(
+        "aes256",
+        description="aes256: request SSE-S3 on every bucket; provider_managed: the store "
+        "encrypts at rest itself and takes no per-bucket setting.",
+    )
+    bucket_prefix: BucketPrefix = "fedeploy"
+    buckets: Buckets
+
+    @model_validator(mode="after")
+    def _https_only(self) -> S3CompatibleStorage:
+        if self.endpoint.scheme != "https":
+            raise ValueError(f"endpoint must use https, got {self.endpoint.scheme}://")
+        return self
+
+    @model_validator(mode="after")
+    def _no_replication(self) -> S3CompatibleStorage:
+        for name, bucket in self.buckets.items():
+            if bucket.replicate_to is not None:
+                raise ValueError(
+                    f"buckets.{name}.replicate_to: replication is only available on aws sites"
+                )
+        return self

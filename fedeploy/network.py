@@ -1,0 +1,41 @@
+"""How a VPC's address range is cut into subnets over availability zones."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SubnetLayout:
+    """Private and public subnets, one of each per zone, in zone order."""
+
+    private: list[tuple[str, str]]  # (zone, cidr)
+    public: list[tuple[str, str]]
+
+
+def subnet_layout(cidr: str, zones: list[str]) -> SubnetLayout:
+    """Private subnets take the first half of the range (nodes and pods need addresses), public
+    subnets (load balancers, NAT) small blocks of the second half; never overlapping."""
+    network = ipaddress.ip_network(cidr)
+    bits = max(1, math.ceil(math.log2(len(zones))))
+    halves = list(network.subnets(prefixlen_diff=1))
+    private = list(halves[0].subnets(prefixlen_diff=bits))
+    public = list(halves[1].subnets(prefixlen_diff=bits + 2))
+    return SubnetLayout(
+        private=[(z, str(private[i])) for i, z in enumerate(zones)],
+        public=[(z, str(public[i])) for i, z in enumerate(zones)],
+    )
+
+
+def overlapping(cidrs: dict[str, str]) -> list[tuple[str, str]]:
+    """Pairs of names whose ranges overlap (sites that could never be peered)."""
+    nets = {name: ipaddress.ip_network(c) for name, c in cidrs.items()}
+    names = sorted(nets)
+    return [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if nets[a].overlaps(nets[b])
+    ]
