@@ -1,0 +1,147 @@
+{{/* Names, labels and the pieces every catalog workload shares. */}}
+
+{{- define "catalog.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped name; the release name alone when it already contains the chart name. */}}
+{{- define "catalog.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "catalog.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "catalog.labels" -}}
+helm.sh/chart: {{ include "catalog.chart" . }}
+{{ include "catalog.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: fedeploy
+fedeploy.io/site: {{ .Values.site.name | quote }}
+fedeploy.io/site-kind: {{ .Values.site.kind | quote }}
+{{- end }}
+
+{{/* Selector labels never change across upgrades: a Deployment's selector is immutable. */}}
+{{- define "catalog.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "catalog.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "catalog.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "catalog.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* "repository:tag" from an image block; an empty tag falls back to the given default. */}}
+{{- define "catalog.imageRef" -}}
+{{- printf "%s:%s" .image.repository (default .default .image.tag) }}
+{{- end }}
+
+{{- define "catalog.dbHost" -}}
+{{- if eq .Values.database.mode "internal" }}
+{{- printf "%s-db" (include "catalog.fullname" .) }}
+{{- else }}
+{{- .Values.database.host }}
+{{- end }}
+{{- end }}
+
+{{- define "catalog.dbSecretName" -}}
+{{- default (printf "%s-db" (include "catalog.fullname" .)) .Values.database.existingSecret }}
+{{- end }}
+
+{{/* The in-cluster database has no TLS; an external one must use it unless told otherwise. */}}
+{{- define "catalog.dbSslMode" -}}
+{{- if .Values.database.sslMode }}
+{{- .Values.database.sslMode }}
+{{- else if eq .Values.database.mode "internal" }}
+{{- "disable" }}
+{{- else }}
+{{- "require" }}
+{{- end }}
+{{- end }}
+
+{{- define "catalog.apiURL" -}}
+{{- printf "http://%s.%s.svc.%s:%d" (include "catalog.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.service.port) }}
+{{- end }}
+
+{{/* libpq-style connection settings, read by stac-fastapi-pgstac, pypgstac and psql alike. */}}
+{{- define "catalog.pgEnv" -}}
+- name: PGHOST
+  value: {{ include "catalog.dbHost" . | quote }}
+- name: PGPORT
+  value: {{ .Values.database.port | quote }}
+- name: PGDATABASE
+  value: {{ .Values.database.name | quote }}
+- name: PGSSLMODE
+  value: {{ include "catalog.dbSslMode" . | quote }}
+- name: PGUSER
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "catalog.dbSecretName" . }}
+      key: username
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "catalog.dbSecretName" . }}
+      key: password
+{{- end }}
+
+{{/* Egress to the cluster DNS, which every pod that resolves a Service name needs. */}}
+{{- define "catalog.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .Values.networkPolicy.dns.namespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml .Values.networkPolicy.dns.podLabels | nindent 10 }}
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end }}
+
+{{/* Writable scratch space: every root filesystem is read-only. */}}
+{{- define "catalog.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
+
+{{/* Egress to the database: the in-release pod, or the external server's CIDRs. */}}
+{{- define "catalog.databaseEgress" -}}
+{{- if eq .Values.database.mode "internal" -}}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "catalog.selectorLabels" . | nindent 10 }}
+          app.kubernetes.io/component: database
+  ports:
+    - protocol: TCP
+      port: 5432
+{{- else -}}
+- to:
+    {{- range .Values.networkPolicy.databaseCIDRs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: {{ .Values.database.port }}
+{{- end }}
+{{- end }}

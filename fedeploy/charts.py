@@ -1,0 +1,191 @@
+"""Render, lint and validate fedeploy's Helm charts offline, with real Helm.
+
+The chart tests and the offline plan go through these functions, so a chart is checked the same
+way wherever it is checked. Nothing here contacts a cluster: rendering runs Helm's own engine
+in-process (helm-python-sdk), validation uses the Kubernetes OpenAPI schemas shipped by
+kubernetes-validate. Both libraries are imported inside the functions, so importing this module
+costs nothing for code that never renders a chart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SEVERITIES = {0: "unknown", 1: "info", 2: "warning", 3: "error"}
+_KUBE_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?$")
+
+
+class ChartError(Exception):
+    """A chart could not be loaded or rendered; the message names the chart and Helm's reason."""
+
+
+class ChartValuesError(ChartError):
+    """The values given to a chart break its values.schema.json; the message lists each violation."""
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    """One finding of `helm lint`: severity (info, warning, error), the file, and the message."""
+
+    severity: str
+    path: str
+    message: str
+
+
+def render_chart(
+    chart_dir: str | Path,
+    values: Mapping[str, Any] | None = None,
+    release_name: str = "release",
+    namespace: str = "default",
+) -> list[dict[str, Any]]:
+    """Render a chart as `helm template` would and return its manifests, parsed.
+
+    NOTES.txt and templates that render to nothing are left out; the manifests come in template
+    path order, and in document order within a template. Raises ChartValuesError when the values
+    break the chart's schema and ChartError for any other failure to load or render.
+    """
+    import helm_python
+    import yaml
+
+    _check_release_name(release_name)
+    chart = _load(chart_dir)
+    try:
+        rendered = chart.render(dict(values or {}), name=release_name, namespace=namespace)
+    except helm_python.HelmValuesError as error:
+        raise ChartValuesError(
+            f"chart {chart_dir}: values rejected by values.schema.json: {error}"
+        ) from error
+    except helm_python.HelmError as error:
+        raise ChartError(f"chart {chart_dir}: rendering failed: {error}") from error
+    finally:
+        chart.close()
+
+    manifests: list[dict[str, Any]] = []
+    for template in sorted(rendered):
+        if template.endswith("/NOTES.txt"):
+            continue
+        try:
+            documents = list(yaml.safe_load_all(rendered[template]))
+        except yaml.YAMLError as error:
+            raise ChartError(f"chart {chart_dir}: {template} is not valid YAML: {error}") from error
+        for document in documents:
+            if document is None:
+                continue
+            if not isinstance(document, dict):
+                raise ChartError(
+                    f"chart {chart_dir}: {template} rendered a {type(document).__name__}, "
+                    "expected a Kubernetes object (a mapping)"
+                )
+            manifests.append(document)
+    return manifests
+
+
+def lint_chart(
+    chart_dir: str | Path,
+    values: Mapping[str, Any] | None = None,
+    *,
+    strict: bool = True,
+    kube_version: str | None = None,
+    namespace: str | None = None,
+) -> list[LintFinding]:
+    """Run `helm lint` on a chart with the given values and return every finding, info included.
+
+    A chart is clean when no finding has severity "warning" or "error". `kube_version` takes
+    "1.29", "v1.29" or "1.29.3".
+    """
+    import helm_python
+
+    version = None if kube_version is None else "v{}.{}.0".format(*_major_minor(kube_version))
+    try:
+        report = helm_python.lint(
+            str(chart_dir),
+            dict(values or {}),
+            strict=strict,
+            kube_version=version,
+            namespace=namespace,
+        )
+    except helm_python.HelmError as error:
+        raise ChartError(f"chart {chart_dir}: helm lint could not run: {error}") from error
+
+    findings = [
+        LintFinding(
+            severity=_SEVERITIES.get(message.get("severity", 0), "unknown"),
+            path=str(message.get("path", "")),
+            message=str(message.get("error", "")),
+        )
+        for message in report.get("messages", [])
+    ]
+    findings.extend(
+        LintFinding(severity="error", path=str(chart_dir), message=str(error))
+        for error in report.get("errors", [])
+    )
+    return findings
+
+
+def validate_manifests(
+    manifests: Iterable[Mapping[str, Any]], kube_version: str, *, strict: bool = True
+) -> list[str]:
+    """Validate manifests against the Kubernetes OpenAPI schema of one version.
+
+    Returns one line per invalid manifest ("Kind/name: path: reason"); empty when all are valid.
+    Strict mode also rejects fields the schema does not know, the usual sign of a typo or of a
+    field that the target version does not have yet. An object without a schema (a custom
+    resource) is reported, not skipped.
+    """
+    import kubernetes_validate
+    from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
+
+    version = "{}.{}".format(*_major_minor(kube_version))
+    errors: list[str] = []
+    for manifest in manifests:
+        name = _describe(manifest)
+        try:
+            kubernetes_validate.validate(dict(manifest), version, strict=strict)
+        except ValidationError as error:
+            where = "/".join(str(part) for part in error.path) or "(top level)"
+            errors.append(f"{name}: {where}: {error.message}")
+        except SchemaNotFoundError:
+            errors.append(
+                f"{name}: no schema for {manifest.get('apiVersion')} {manifest.get('kind')} "
+                f"in Kubernetes {version}"
+            )
+    return errors
+
+
+def _load(chart_dir: str | Path) -> Any:
+    import helm_python
+
+    try:
+        return helm_python.Chart.load(str(chart_dir))
+    except helm_python.HelmError as error:
+        raise ChartError(f"chart {chart_dir}: cannot be loaded: {error}") from error
+
+
+def _check_release_name(release_name: str) -> None:
+    import helm_python
+
+    try:
+        helm_python.validate_release_name(release_name)
+    except helm_python.HelmError as error:
+        raise ChartError(f"release name {release_name!r} is not allowed: {error}") from error
+
+
+def _major_minor(kube_version: str) -> tuple[int, int]:
+    """Parse "1.29", "v1.29" or "1.29.3"; the version must be one kubernetes-validate knows."""
+    from kubernetes_validate.utils import all_versions
+
+    match = _KUBE_VERSION.match(kube_version.strip())
+    known = sorted({tuple(int(p) for p in v.split(".")[:2]) for v in all_versions()})
+    if match is None or (int(match[1]), int(match[2])) not in known:
+        allowed = ", ".join(f"{major}.{minor}" for major, minor in known)
+        raise ValueError(f"Kubernetes version {kube_version!r} is not supported; allowed: {allowed}")
+    return int(match[1]), int(match[2])
+
+
+def _describe(manifest: Mapping[str, Any]) -> str:
+    metadata = manifest.get("metadata") or {}
+    return f"{manifest.get('kind', '?')}/{metadata.get('name', '?')}"
