@@ -1,0 +1,236 @@
+"""Turning hourly observations into model inputs and targets: plain numpy, shared by training,
+serving and batch runs so all three see the same encoding.
+
+A sample's origin `t0` is a whole hour. Its context is the `context_hours` hourly bins before
+`t0`; its targets are the `horizon_hours` bins from `t0` on: air temperature (degC, bin mean)
+and precipitation (mm in the bin). The anchor is what persistence would forecast: the last
+temperature seen within `anchor_hours` of `t0`, and the last hour's precipitation (0 if unknown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from fedeploy_inference.contract import VARIABLES
+from fedeploy_inference.hourly import StationSeries
+
+TEMPERATURE = VARIABLES.index("air_temperature")
+PRECIPITATION = VARIABLES.index("precipitation")
+TARGETS: tuple[str, ...] = ("air_temperature", "precipitation")
+_HOUR_US = 3_600_000_000
+_DAY_HOURS = 24.0
+_YEAR_DAYS = 365.25
+SCENE_MAX_AGE_HOURS = 120.0
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How inputs are encoded; stored with the model so a served version encodes as trained."""
+
+    context_hours: int = 24
+    horizon_hours: int = 6
+    anchor_hours: int = 6
+    mean: list[float] = field(default_factory=lambda: [0.0] * len(VARIABLES))
+    std: list[float] = field(default_factory=lambda: [1.0] * len(VARIABLES))
+
+    @property
+    def n_features(self) -> int:
+        """Width of one sample's feature vector."""
+        return 2 * self.context_hours * len(VARIABLES) + 4 + 3
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> FeatureSpec:
+        """Back from `to_dict`."""
+        return cls(**data)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Scenes:
+    """One station's Sentinel scenes: acquisition times (us, sorted) and cloud cover (%)."""
+
+    times_us: np.ndarray
+    cloud_cover: np.ndarray
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Model inputs for a batch: features (B, F), anchor (B, 2), and which rows are usable."""
+
+    features: np.ndarray
+    anchor: np.ndarray
+    usable: np.ndarray
+
+
+def fit_normalization(spec: FeatureSpec, series: list[np.ndarray]) -> FeatureSpec:
+    """The spec with per-variable mean and standard deviation taken from the given values."""
+    stacked = np.concatenate(series, axis=0)
+    mean = np.nanmean(stacked, axis=0)
+    std = np.nanstd(stacked, axis=0)
+    std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    return FeatureSpec(
+        spec.context_hours,
+        spec.horizon_hours,
+        spec.anchor_hours,
+        [float(x) for x in mean],
+        [float(x) for x in std],
+    )
+
+
+def _last_valid(values: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of (B, hours), the last non-NaN value within the last `lookback` hours."""
+    tail = values[:, -lookback:]
+    ok = ~np.isnan(tail)
+    has = ok.any(axis=1)
+    last = tail.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1)
+    picked = tail[np.arange(tail.shape[0]), last]
+    return np.where(has, picked, 0.0), has
+
+
+def scene_features(
+    scenes: Scenes | None, origins_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cloud cover (%) and age (hours) of the newest scene before each origin, NaN if none
+    within SCENE_MAX_AGE_HOURS."""
+    cloud = np.full(origins_us.shape, np.nan)
+    age = np.full(origins_us.shape, np.nan)
+    if scenes is None or scenes.times_us.size == 0:
+        return cloud, age
+    pos = np.searchsorted(scenes.times_us, origins_us, side="left") - 1
+    has = pos >= 0
+    hours = (origins_us[has] - scenes.times_us[pos[has]]) / _HOUR_US
+    recent = hours <= SCENE_MAX_AGE_HOURS
+    idx = np.flatnonzero(has)[recent]
+    cloud[idx] = scenes.cloud_cover[pos[idx]]
+    age[idx] = hours[recent]
+    return cloud, age
+
+
+def encode(
+    spec: FeatureSpec,
+    context: np.ndarray,
+    origins_us: np.ndarray,
+    longitude: np.ndarray,
+    cloud_cover: np.ndarray,
+    scene_age_hours: np.ndarray,
+) -> Encoded:
+    """Encode a batch: context (B, context_hours, len(VARIABLES)) with NaN for missing, origins
+    in us, longitudes (NaN: unknown, UTC is used for the solar hour), scene cloud cover and age
+    (NaN: no scene)."""
+    b = context.shape[0]
+    mean = np.asarray(spec.mean)
+    std = np.asarray(spec.std)
+    known = ~np.isnan(context)
+    normed = np.where(known, (context - mean) / std, 0.0)
+    lon = np.where(np.isnan(longitude), 0.0, longitude)
+    hours_utc = (origins_us / _HOUR_US) % _DAY_HOURS
+    solar = 2 * np.pi * ((hours_utc + lon / 15.0) % _DAY_HOURS) / _DAY_HOURS
+    season = 2 * np.pi * ((origins_us / _HOUR_US / _DAY_HOURS) % _YEAR_DAYS) / _YEAR_DAYS
+    has_scene = ~np.isnan(cloud_cover)
+    scene = np.column_stack(
+        [
+            np.where(has_scene, cloud_cover / 100.0, 0.0),
+            np.where(has_scene, scene_age_hours / SCENE_MAX_AGE_HOURS, 0.0),
+            has_scene.astype(float),
+        ]
+    )
+    features = np.concatenate(
+        [
+            normed.reshape(b, -1),
+            known.reshape(b, -1).astype(float),
+            np.column_stack([np.sin(solar), np.cos(solar), np.sin(season), np.cos(season)]),
+            scene,
+        ],
+        axis=1,
+    )
+    temp, has_temp = _last_valid(context[:, :, TEMPERATURE], spec.anchor_hours)
+    rain, _ = _last_valid(context[:, :, PRECIPITATION], 1)
+    anchor = np.column_stack([temp, rain])
+    return Encoded(features.astype(np.float32), anchor.astype(np.float32), has_temp)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Training or evaluation samples, one row each."""
+
+    features: np.ndarray
+    anchor: np.ndarray
+    target: np.ndarray
+    target_known: np.ndarray
+    station: np.ndarray
+    origin_us: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def select(self, rows: np.ndarray) -> Samples:
+        """The subset at the given rows (indices or boolean mask)."""
+        return Samples(
+            self.features[rows],
+            self.anchor[rows],
+            self.target[rows],
+            self.target_known[rows],
+            self.station[rows],
+            self.origin_us[rows],
+        )
+
+
+def build_samples(
+    spec: FeatureSpec,
+    series: Mapping[str, StationSeries],
+    origin_from_us: int | None = None,
+    origin_to_us: int | None = None,
+    scenes: Mapping[str, Scenes] | None = None,
+) -> Samples:
+    """Every usable sample whose origin lies in [origin_from, origin_to) (either open).
+
+    Usable: a temperature within `anchor_hours` of the origin, and at least one target known.
+    """
+    parts: list[Samples] = []
+    c, h = spec.context_hours, spec.horizon_hours
+    for name, st in sorted(series.items()):
+        v = st.values
+        if v.shape[0] < c + h:
+            continue
+        n = v.shape[0] - c - h + 1
+        windows = np.lib.stride_tricks.sliding_window_view(v, c + h, axis=0)
+        windows = np.moveaxis(windows, -1, 1)  # (n, c + h, vars)
+        start_us = int(st.start.timestamp() * 1_000_000)
+        origins = start_us + (np.arange(n) + c) * _HOUR_US
+        keep = np.ones(n, dtype=bool)
+        if origin_from_us is not None:
+            keep &= origins >= origin_from_us
+        if origin_to_us is not None:
+            keep &= origins < origin_to_us
+        if not keep.any():
+            continue
+        windows, origins = windows[keep], origins[keep]
+        cloud, age = scene_features((scenes or {}).get(name), origins)
+        lon = np.full(origins.shape, np.nan if st.longitude is None else st.longitude)
+        enc = encode(spec, windows[:, :c], origins, lon, cloud, age)
+        target = windows[:, c:][:, :, [TEMPERATURE, PRECIPITATION]]
+        known = ~np.isnan(target)
+        usable = enc.usable & known.any(axis=(1, 2))
+        parts.append(
+            Samples(
+                enc.features[usable],
+                enc.anchor[usable],
+                np.nan_to_num(target[usable]).astype(np.float32),
+                known[usable],
+                np.full(int(usable.sum()), name, dtype=object),
+                origins[usable],
+            )
+        )
+    if not parts:
+        raise ValueError(
+            "build_samples: no usable sample; each station needs at least "
+            f"{c + h} consecutive hours with a temperature in the last {spec.anchor_hours}"
+        )
+    return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in Samples.__dataclass_fields__))

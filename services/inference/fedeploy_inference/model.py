@@ -1,0 +1,70 @@
+"""The network: a small MLP that forecasts corrections to persistence.
+
+It sees the encoded context (features.encode) and the anchor (what persistence forecasts) and
+returns, per lead hour, air temperature (degC) and precipitation (mm, never negative). Working
+in corrections to persistence keeps a barely trained model no worse than persistence itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from fedeploy_inference.features import FeatureSpec, TEMPERATURE, PRECIPITATION
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Shape of the network; stored with the weights."""
+
+    n_features: int
+    horizon_hours: int
+    hidden: int = 128
+    layers: int = 2
+    temperature_scale: float = 1.0
+    precipitation_scale: float = 1.0
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def for_spec(cls, spec: FeatureSpec, hidden: int = 128, layers: int = 2) -> NetConfig:
+        """A config whose output scales are the spec's standard deviations."""
+        return cls(
+            n_features=spec.n_features,
+            horizon_hours=spec.horizon_hours,
+            hidden=hidden,
+            layers=layers,
+            temperature_scale=spec.std[TEMPERATURE],
+            precipitation_scale=spec.std[PRECIPITATION],
+        )
+
+
+class StationForecaster(nn.Module):
+    """features (B, F) and anchor (B, 2) -> forecast (B, horizon, 2) in physical units."""
+
+    def __init__(self, config: NetConfig) -> None:
+        super().__init__()
+        self.config = config
+        blocks: list[nn.Module] = []
+        width = config.n_features
+        for _ in range(config.layers):
+            blocks += [nn.Linear(width, config.hidden), nn.GELU()]
+            width = config.hidden
+        blocks.append(nn.Linear(width, config.horizon_hours * 2))
+        self.net = nn.Sequential(*blocks)
+        scale = torch.tensor([config.temperature_scale, config.precipitation_scale])
+        self.register_buffer("scale", scale, persistent=True)
+
+    def corrections(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw output in normalised units (B, horizon, 2): what the loss is computed on."""
+        return self.net(features).view(-1, self.config.horizon_hours, 2)
+
+    def forward(self, features: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        out = self.corrections(features) * self.scale
+        temperature = anchor[:, None, 0] + out[..., 0]
+        precipitation = torch.relu(anchor[:, None, 1] + out[..., 1])
+        return torch.stack([temperature, precipitation], dim=-1)

@@ -1,0 +1,86 @@
+"""The training entry point's work: windows from the bucket in, a published version out."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from fedeploy_inference.catalog import scenes_for_stations
+from fedeploy_inference.device import resolve_device
+from fedeploy_inference.hourly import to_hourly
+from fedeploy_inference.registry import publish
+from fedeploy_inference.s3 import s3_client
+from fedeploy_inference.settings import InferenceSettings
+from fedeploy_inference.training import TrainConfig, train
+from fedeploy_inference.window_store import list_windows, read_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a training run produced: the version (None on ranks other than 0) and its metrics."""
+
+    version: str | None
+    metrics: dict[str, Any]
+
+
+def train_and_publish(
+    settings: InferenceSettings,
+    config: TrainConfig,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    note: str = "",
+) -> TrainOutcome:
+    """Read the windows overlapping [start, end), train, evaluate and publish (rank 0 only)."""
+    client = s3_client(settings)
+    device = _training_device(settings.device)
+    windows = list_windows(client, settings.bucket, start, end)
+    if not windows:
+        raise ValueError(
+            f"s3://{settings.bucket}/observations/: no window between {start} and {end}; "
+            "ingest observations first (or run `fedeploy-infer generate`)"
+        )
+    table = read_windows(client, settings.bucket, windows)
+    series = to_hourly(table)
+    scenes = (
+        scenes_for_stations(settings.catalog_url, settings.sentinel_collection, series)
+        if settings.catalog_url
+        else None
+    )
+    log.info("training on %d rows from %d windows on %s", table.num_rows, len(windows), device)
+    result = train(series, config, device, scenes=scenes)
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        return TrainOutcome(None, result.metrics)
+    data = {
+        "source": f"s3://{settings.bucket}/observations/",
+        "windows": len(windows),
+        "windows_sha256": hashlib.sha256(
+            "\n".join(w.key for w in windows).encode()
+        ).hexdigest(),
+        "rows": table.num_rows,
+        "stations": sorted(series),
+        "period": {"start": result.period[0].isoformat(), "end": result.period[1].isoformat()},
+        "samples": {"train": result.train_samples, "test": len(result.test)},
+        "sentinel_scenes": sum(s.times_us.size for s in (scenes or {}).values()),
+        "train_config": config.__dict__,
+        "note": note,
+    }
+    version = publish(client, settings.bucket, settings.model_name, result, data)
+    log.info("published %s/%s", settings.model_name, version)
+    return TrainOutcome(version, result.metrics)
+
+
+def _training_device(requested: str) -> torch.device:
+    """The device, one GPU per rank under torchrun (LOCAL_RANK picks it)."""
+    device = resolve_device(requested)
+    if device.type == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
