@@ -1,0 +1,108 @@
+"""The federation's hub: the registry of member sites and the federated catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.kubernetes_cluster import ExistingCluster
+from components.service_release import ServiceRelease
+from fedeploy.config.site import HubSite
+from fedeploy.service_values import SiteWiring, catalog_url, catalog_values
+from fedeploy.site_identity import kubernetes_labels
+
+
+class Hub(pulumi.ComponentResource):
+    """Reads every member's contract (stack outputs only) and harvests their catalogs into one."""
+
+    contract: dict[str, pulumi.Output[Any]]
+    kubeconfig: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        config: HubSite,
+        *,
+        members: dict[str, dict[str, pulumi.Output[Any]]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("fedeploy:site:Hub", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = kubernetes_labels(name)
+        cluster = ExistingCluster(f"{name}-cluster", config=config.cluster, opts=child)
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        namespace = config.services.namespace
+        k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": namespace,
+                "labels": {**labels, "pod-security.kubernetes.io/enforce": "restricted"},
+            },
+            opts=on_cluster,
+        )
+        password = random.RandomPassword(f"{name}-catalog-db-password", length=32, special=False, opts=child)
+        k8s.core.v1.Secret(
+            f"{name}-catalog-db",
+            metadata={"name": "catalog-db", "namespace": namespace, "labels": labels},
+            type="Opaque",
+            string_data={"username": "pgstac", "password": password.result},
+            opts=on_cluster,
+        )
+        sites = pulumi.Output.all(
+            *[
+                pulumi.Output.all(site, outputs["catalog_url"]).apply(
+                    lambda pair: {"name": pair[0], "url": pair[1]} if pair[1] else None
+                )
+                for site, outputs in sorted(members.items())
+            ]
+        ).apply(lambda entries: [e for e in entries if e is not None])
+        wiring = SiteWiring(
+            site=name,
+            kind="hub",
+            namespace=namespace,
+            storage_endpoint="",
+            storage_region="",
+            storage_secret="",
+            role_arns={},
+            gpu_node_selector=None,
+            gpu_taint_key=None,
+        )
+        release = ServiceRelease(
+            f"{name}-catalog",
+            chart="catalog",
+            namespace=namespace,
+            values=catalog_values(
+                wiring,
+                config.services.catalog,
+                database_secret="catalog-db",
+                federation_sites=sites,
+                harvest_schedule=config.services.harvest_schedule,
+            ),
+            provider=cluster.provider,
+            opts=child,
+        )
+        url = str(config.services.catalog.url).rstrip("/") if config.services.catalog.url else catalog_url(namespace)
+        registry = pulumi.Output.all(
+            **{
+                site: pulumi.Output.all(
+                    site=outputs["site"],
+                    catalog_url=outputs["catalog_url"],
+                    storage=outputs["storage"],
+                    bridge=outputs["bridge"],
+                )
+                for site, outputs in sorted(members.items())
+            }
+        )
+        self.kubeconfig = cluster.kubeconfig
+        self.contract = {
+            "site": pulumi.Output.from_input({"name": name, "kind": "hub", "environment": config.environment}),
+            "catalog_url": pulumi.Output.from_input(url),
+            "federation": registry,
+            "services": pulumi.Output.from_input(
+                {"catalog": {"chart_version": release.chart_version, "app_version": release.app_version}}
+            ),
+        }
+        self.register_outputs(self.contract)

@@ -1,0 +1,282 @@
+"""A site's Kubernetes cluster: EKS in its own VPC on aws sites, an existing cluster elsewhere."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from fedeploy.config.cluster import EksCluster as EksConfig
+from fedeploy.config.cluster import ExistingCluster as ExistingConfig
+from fedeploy.config.site import AwsNetwork
+from fedeploy.kubeconfig import eks_kubeconfig
+from fedeploy.network import subnet_layout
+
+GPU_LABEL = {"fedeploy.io/accelerator": "nvidia"}
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+_NODE_POLICIES = (
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryReadOnly",
+)
+
+
+def _assume(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
+
+
+class Vpc(pulumi.ComponentResource):
+    """The site's VPC: private subnets for nodes, public ones for load balancers and NAT."""
+
+    vpc_id: pulumi.Output[str]
+    cidr: pulumi.Output[str]
+    private_subnet_ids: pulumi.Output[list[str]]
+    public_subnet_ids: pulumi.Output[list[str]]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        cluster_name: str,
+        config: AwsNetwork,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("fedeploy:network:Vpc", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        layout = subnet_layout(config.cidr, config.availability_zones)
+        shared = {**tags, f"kubernetes.io/cluster/{cluster_name}": "shared"}
+        vpc = aws.ec2.Vpc(
+            name,
+            cidr_block=config.cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={**tags, "Name": name},
+            opts=child,
+        )
+        # No rule in the default security group: nothing may use it by accident.
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, tags=tags, opts=child)
+        gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=child)
+        public_routes = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}],
+            tags=tags,
+            opts=child,
+        )
+        public_ids, private_ids, nats = [], [], []
+        for zone, cidr in layout.public:
+            subnet = aws.ec2.Subnet(
+                f"{name}-public-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=zone,
+                map_public_ip_on_launch=False,
+                tags={**shared, "Name": f"{name}-public-{zone}", "kubernetes.io/role/elb": "1"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{zone}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child
+            )
+            public_ids.append(subnet.id)
+            if not config.single_nat_gateway or not nats:
+                address = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags=tags, opts=child)
+                nats.append(
+                    aws.ec2.NatGateway(
+                        f"{name}-nat-{zone}",
+                        subnet_id=subnet.id,
+                        allocation_id=address.id,
+                        tags=tags,
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+                    )
+                )
+        for index, (zone, cidr) in enumerate(layout.private):
+            subnet = aws.ec2.Subnet(
+                f"{name}-private-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=zone,
+                tags={**shared, "Name": f"{name}-private-{zone}", "kubernetes.io/role/internal-elb": "1"},
+                opts=child,
+            )
+            nat = nats[min(index, len(nats) - 1)]
+            routes = aws.ec2.RouteTable(
+                f"{name}-private-{zone}",
+                vpc_id=vpc.id,
+                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
+                tags=tags,
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{zone}", subnet_id=subnet.id, route_table_id=routes.id, opts=child
+            )
+            private_ids.append(subnet.id)
+        self.vpc_id = vpc.id
+        self.cidr = vpc.cidr_block
+        self.private_subnet_ids = pulumi.Output.all(*private_ids)
+        self.public_subnet_ids = pulumi.Output.all(*public_ids)
+        self.register_outputs({"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids})
+
+
+class EksCluster(pulumi.ComponentResource):
+    """EKS with secrets encrypted by KMS, managed node groups (GPU groups tainted and labelled)
+    and the OIDC provider for IAM roles for service accounts."""
+
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]
+    name: pulumi.Output[str]
+    version: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str | None]
+    oidc_provider_arn: pulumi.Output[str | None]
+    vpc: Vpc
+    has_gpu: bool
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: str,
+        network: AwsNetwork,
+        config: EksConfig,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("fedeploy:cluster:KubernetesCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.has_gpu = config.has_gpu
+        self.vpc = Vpc(f"{name}-vpc", cluster_name=name, config=network, tags=tags, opts=child)
+
+        cluster_role = aws.iam.Role(
+            f"{name}-cluster-role", assume_role_policy=_assume("eks.amazonaws.com"), tags=tags, opts=child
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-cluster-policy",
+            role=cluster_role.name,
+            policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
+            opts=child,
+        )
+        secrets_key = aws.kms.Key(
+            f"{name}-secrets-key",
+            description=f"EKS {name}: envelope encryption of Kubernetes secrets",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=tags,
+            opts=child,
+        )
+        cluster = aws.eks.Cluster(
+            name,
+            name=name,
+            version=config.version,
+            role_arn=cluster_role.arn,
+            vpc_config={
+                "subnet_ids": self.vpc.private_subnet_ids,
+                "endpoint_private_access": True,
+                "endpoint_public_access": bool(config.public_access_cidrs),
+                "public_access_cidrs": config.public_access_cidrs or None,
+            },
+            access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
+            encryption_config={"resources": ["secrets"], "provider": {"key_arn": secrets_key.arn}},
+            enabled_cluster_log_types=list(config.log_types),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=False),
+        )
+        node_role = aws.iam.Role(
+            f"{name}-node-role", assume_role_policy=_assume("ec2.amazonaws.com"), tags=tags, opts=child
+        )
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{policy}",
+                role=node_role.name,
+                policy_arn=f"arn:aws:iam::aws:policy/{policy}",
+                opts=child,
+            )
+            for policy in _NODE_POLICIES
+        ]
+        for group_name, group in sorted(config.node_groups.items()):
+            gpu = group.accelerator == "nvidia"
+            aws.eks.NodeGroup(
+                f"{name}-{group_name}",
+                cluster_name=cluster.name,
+                node_group_name=group_name,
+                node_role_arn=node_role.arn,
+                subnet_ids=self.vpc.private_subnet_ids,
+                instance_types=group.instance_types,
+                capacity_type=group.capacity_type,
+                disk_size=group.disk_size_gib,
+                ami_type="AL2023_x86_64_NVIDIA" if gpu else "AL2023_x86_64_STANDARD",
+                scaling_config={
+                    "min_size": group.min_size,
+                    "desired_size": group.desired_size,
+                    "max_size": group.max_size,
+                },
+                update_config={"max_unavailable": 1},
+                labels={"fedeploy.io/node-group": group_name, **(GPU_LABEL if gpu else {})},
+                taints=[GPU_TAINT] if gpu else None,
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+            )
+        issuer = cluster.identities.apply(lambda ids: ids[0]["oidcs"][0]["issuer"])
+        oidc = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], tags=tags, opts=child
+        )
+        self.name = cluster.name
+        self.version = cluster.version
+        self.oidc_issuer = issuer
+        self.oidc_provider_arn = oidc.arn
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
+                lambda args: eks_kubeconfig(
+                    name=args[0], endpoint=args[1], certificate_authority=args[2]["data"], region=region
+                )
+            )
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            opts=child,
+        )
+        self.register_outputs({"name": self.name, "oidc_issuer": self.oidc_issuer})
+
+
+class ExistingCluster(pulumi.ComponentResource):
+    """A cluster that exists already, reached with the kubeconfig from the stack file."""
+
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]
+    name: pulumi.Output[str]
+    version: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str | None]
+    oidc_provider_arn: pulumi.Output[str | None]
+    has_gpu: bool
+
+    def __init__(
+        self, name: str, *, config: ExistingConfig, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fedeploy:cluster:KubernetesCluster", name, None, opts)
+        self.has_gpu = config.has_gpu
+        self.kubeconfig = config.kubeconfig.output()
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            context=config.context,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.name = pulumi.Output.from_input(config.context or name)
+        self.version = pulumi.Output.from_input(config.version)
+        self.oidc_issuer = pulumi.Output.from_input(None)
+        self.oidc_provider_arn = pulumi.Output.from_input(None)
+        self.register_outputs({"name": self.name, "version": self.version})
+
+
+KubernetesCluster = EksCluster | ExistingCluster

@@ -1,0 +1,215 @@
+"""Plans one stack offline: its real program, run in-process under Pulumi's mock runtime.
+
+No CLI, no plugins, no credentials: provider answers are deterministic stand-ins, `secure:`
+values are unknown secrets, and StackReferences answer with the referenced stacks' own plans."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedeploy.errors import FedeployError, ProgramError
+
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value on the wire
+_UNKNOWN_WIRE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+@dataclass
+class Resource:
+    """One resource the program registered, with its inputs as the engine saw them."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    provider: str | None
+    custom: bool
+    secret_paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StackPlan:
+    """Everything the program of one stack did under the mocks."""
+
+    stack: str
+    resources: list[Resource]
+    outputs: dict[str, Any]
+    secret_outputs: list[str]
+    logs: list[str]
+
+    def by_type(self, typ: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == typ]
+
+
+def reveal(value: Any, path: str = "", secret_paths: list[str] | None = None) -> Any:
+    """Unwrap the wire form of inputs: secrets become SECRET (their paths noted), unknowns UNKNOWN."""
+    if isinstance(value, dict):
+        if value.get(_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            if secret_paths is not None:
+                secret_paths.append(path)
+            return SECRET
+        return {k: reveal(v, f"{path}.{k}" if path else k, secret_paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v, f"{path}[{i}]", secret_paths) for i, v in enumerate(value)]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value == _UNKNOWN_WIRE:
+        return UNKNOWN
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly copy of a mock input (output types are dict subclasses)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _Mocks:
+    def __init__(self, region: str, references: dict[str, dict[str, Any]], stack: str):
+        self.region = region
+        self.references = references
+        self.stack = stack
+        self.resources: list[Resource] = []
+
+    def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
+        from fedeploy.offline import standins
+
+        inputs = _plain(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            target = str(inputs.get("name", args.name)).rsplit("/", 1)[-1]
+            if target not in self.references:
+                raise ProgramError(f"stack {self.stack!r} references stack {target!r}, which was not planned")
+            self.resources.append(Resource(args.typ, args.name, {"name": target}, None, True))
+            return target, {"name": target, "outputs": self.references[target], "secretOutputNames": []}
+        secret_paths: list[str] = []
+        shown = reveal(inputs, secret_paths=secret_paths)
+        self.resources.append(
+            Resource(args.typ, args.name, shown, args.provider, bool(args.custom), secret_paths)
+        )
+        if not args.custom:
+            return None, {}
+        return (
+            standins.resource_id(args.typ, args.name, inputs),
+            standins.outputs(args.typ, args.name, inputs, self.region),
+        )
+
+    def call(self, args: Any) -> dict[str, Any]:
+        raise ProgramError(
+            f"the program called the provider function {args.token!r}, which the offline plan "
+            "cannot answer; compute it from config or resource outputs instead"
+        )
+
+
+class _LogCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+def _config_values(raw_config: dict[str, Any]) -> dict[str, str]:
+    """Stack config as the CLI passes it: strings as they are, everything else as JSON."""
+    values: dict[str, str] = {}
+    for key, value in raw_config.items():
+        if ":" not in str(key):
+            continue
+        values[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    return values
+
+
+def plan_stack(
+    stack_file: Path,
+    *,
+    references: dict[str, dict[str, Any]] | None = None,
+    config_override: dict[str, Any] | None = None,
+) -> StackPlan:
+    """Run the program of `stack_file` under the mocks; raises FedeployError on any failure."""
+    ctx = contextvars.Context()
+    return ctx.run(_plan_in_context, stack_file, references or {}, config_override)
+
+
+def _plan_in_context(
+    stack_file: Path, references: dict[str, dict[str, Any]], config_override: dict[str, Any] | None
+) -> StackPlan:
+    import pulumi
+    from pulumi.runtime import mocks as pulumi_mocks
+    from pulumi.runtime import settings
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    import yaml
+
+    from fedeploy import program
+    from fedeploy.config.loader import PROJECT, stack_name_of
+
+    stack = stack_name_of(stack_file)
+    document = yaml.safe_load(stack_file.read_text()) or {}
+    raw_config = dict(document.get("config") or {})
+    if config_override is not None:
+        raw_config.update(config_override)
+    site = raw_config.get(f"{PROJECT}:site")
+    region = (site or {}).get("region") if isinstance(site, dict) else None
+    mocks = _Mocks(region or "eu-central-1", references, stack)
+    collector = _LogCollector()
+    logger = logging.getLogger(f"fedeploy.offline.{stack}")
+    logger.propagate = False
+    logger.handlers = [collector]
+    logger.setLevel(logging.DEBUG)
+
+    # A fresh event loop per stack: the runtime keeps futures bound to the loop they were made on.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger)
+        pulumi.runtime.set_all_config(_config_values(raw_config), [])
+        settings.SETTINGS.rpc_manager.clear()  # type: ignore[attr-defined]
+        resolved: dict[str, tuple[Any, bool, bool]] = {}
+
+        def run() -> None:
+            exports = program.build(stack_file.parent)
+
+            async def resolve() -> None:
+                for key, value in sorted(exports.items()):
+                    out = pulumi.Output.from_input(value)
+                    plain = await out.future(with_unknowns=True)
+                    resolved[key] = (plain, await out.is_secret(), await out.is_known())
+
+            _sync_await(resolve())
+
+        cwd = Path.cwd()
+        os.chdir(stack_file.parent.parent)  # the project directory, as under `pulumi up`
+        try:
+            _sync_await(run_pulumi_func(run))
+        finally:
+            os.chdir(cwd)
+    except FedeployError:
+        raise
+    except Exception as err:  # the program's own failure, reported with its stack's name
+        raise ProgramError(f"{stack_file}: the program failed: {type(err).__name__}: {err}") from err
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+    outputs: dict[str, Any] = {}
+    secret: list[str] = []
+    for key, (value, is_secret, known) in resolved.items():
+        if is_secret:
+            secret.append(key)
+            outputs[key] = SECRET
+        elif not known:
+            outputs[key] = UNKNOWN
+        else:
+            outputs[key] = _plain(value)
+    return StackPlan(stack, mocks.resources, outputs, secret, collector.lines)

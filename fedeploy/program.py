@@ -1,0 +1,72 @@
+"""The Pulumi program of every stack: validate the site config, then build the site or the hub.
+
+`pulumi up` runs it through `__main__.py`; `fedeploy plan` and the tests run the same function
+in-process under Pulumi's mock runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime.config import is_config_secret
+
+from fedeploy.config.loader import PROJECT, SITE_KEY, validate_site
+from fedeploy.references import references
+
+STACKS_DIR = Path("stacks")
+
+
+def load_site(stack: str, stacks_dir: Path) -> Any:
+    """The validated site config of the running stack; raises StackConfigError before any resource."""
+    raw = pulumi.Config(PROJECT).get_object("site")
+    return validate_site(
+        raw if raw is not None else {},
+        stack_file=str(stacks_dir / f"Pulumi.{stack}.yaml"),
+        stacks_dir=stacks_dir if stacks_dir.is_dir() else None,
+        stack=stack,
+        secrets_decrypted=is_config_secret(SITE_KEY),
+    )
+
+
+def build(stacks_dir: Path = STACKS_DIR) -> dict[str, pulumi.Output[Any]]:
+    """Register the stack's resources and return the outputs it exports (its contract)."""
+    # Imported here so that config validation (and its errors) never waits on provider SDKs.
+    from components.hub import Hub
+    from components.site import Site
+
+    stack = pulumi.get_stack()
+    site = load_site(stack, stacks_dir)
+    referenced: dict[str, dict[str, pulumi.Output[Any]]] = {}
+    for ref in references(stack, site):
+        if ref.target not in referenced:
+            referenced[ref.target] = {}
+            stack_ref = pulumi.StackReference(
+                f"{pulumi.get_organization()}/{pulumi.get_project()}/{ref.target}",
+                opts=pulumi.ResourceOptions(),
+            )
+            referenced[ref.target]["__ref__"] = stack_ref  # type: ignore[assignment]
+        stack_ref = referenced[ref.target]["__ref__"]  # type: ignore[assignment]
+        referenced[ref.target][ref.output] = stack_ref.require_output(ref.output)  # type: ignore[attr-defined]
+    for outputs in referenced.values():
+        outputs.pop("__ref__")
+    if site.kind == "hub":
+        hub = Hub(stack, site, members=referenced)
+        return {**hub.contract}
+    member = Site(stack, site, referenced=referenced)
+    exports = dict(member.contract)
+    if site.kind == "aws" and member.kubeconfig is not None:
+        exports["kubeconfig"] = pulumi.Output.secret(member.kubeconfig)
+    return exports
+
+
+def main() -> None:
+    """Entry point of `pulumi up`: errors in the stack file end the run without a traceback."""
+    from fedeploy.errors import FedeployError
+
+    try:
+        exports = build()
+    except FedeployError as err:
+        raise pulumi.RunError(str(err)) from None
+    for name, value in exports.items():
+        pulumi.export(name, value)

@@ -1,0 +1,209 @@
+"""The values each of our charts gets on a site, computed from the site's config and outputs.
+
+Plain functions: they take plain values or Pulumi Inputs and return the values mapping, so they
+are tested without the Pulumi runtime and the same mapping feeds `helm.v3.Release`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedeploy.config.services import CatalogService, InferenceService, IngestionService
+
+CHARTS_DIR = Path(__file__).resolve().parent.parent / "charts"
+SERVICE_ACCOUNTS = {"catalog": "catalog", "ingestion": "ingestion", "inference": "inference"}
+CATALOG_PORT = 8080
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+
+@cache
+def chart_metadata(chart: str) -> dict[str, Any]:
+    """Chart.yaml of one of our charts."""
+    data: dict[str, Any] = yaml.safe_load((CHARTS_DIR / chart / "Chart.yaml").read_text())
+    return data
+
+
+@dataclass(frozen=True)
+class SiteWiring:
+    """What every chart on a site is wired to: storage, identity and the site's own names."""
+
+    site: str
+    kind: str
+    namespace: str
+    storage_endpoint: Any  # "" on aws: the regional endpoint
+    storage_region: Any
+    storage_secret: str  # "" when pods use IAM roles for service accounts
+    role_arns: dict[str, Any]  # service -> IAM role ARN (aws sites)
+    gpu_node_selector: dict[str, str] | None
+    gpu_taint_key: str | None
+
+
+def catalog_url(namespace: str, release: str = "catalog") -> str:
+    """The catalog's in-cluster URL (its Service is named after the release)."""
+    return f"http://{release}.{namespace}.svc.cluster.local:{CATALOG_PORT}"
+
+
+def _common(wiring: SiteWiring, service: str) -> dict[str, Any]:
+    annotations = {IRSA_ANNOTATION: wiring.role_arns[service]} if service in wiring.role_arns else {}
+    return {
+        "site": {"name": wiring.site, "kind": wiring.kind},
+        "serviceAccount": {
+            "create": True,
+            "name": SERVICE_ACCOUNTS[service],
+            "annotations": annotations,
+        },
+    }
+
+
+def _storage(wiring: SiteWiring, bucket: Any) -> dict[str, Any]:
+    return {
+        "endpoint": wiring.storage_endpoint,
+        "region": wiring.storage_region,
+        "bucket": bucket,
+        "existingSecret": wiring.storage_secret,
+    }
+
+
+def catalog_values(
+    wiring: SiteWiring,
+    spec: CatalogService,
+    *,
+    database_secret: str,
+    database_host: Any = None,
+    database_port: Any = 5432,
+    database_name: str = "pgstac",
+    ssl_mode: str = "require",
+    federation_sites: Any = None,
+    harvest_schedule: str | None = None,
+) -> dict[str, Any]:
+    """Values of the catalog chart: its database, and on the hub the harvest of member catalogs."""
+    values = _common(wiring, "catalog")
+    if spec.database == "internal":
+        values["database"] = {
+            "mode": "internal",
+            "existingSecret": database_secret,
+            "internal": {"persistence": {"size": f"{spec.volume_size_gib}Gi"}},
+        }
+    else:
+        values["database"] = {
+            "mode": "external",
+            "host": database_host,
+            "port": database_port,
+            "name": database_name,
+            "existingSecret": database_secret,
+            "sslMode": ssl_mode,
+        }
+    if federation_sites is not None:
+        values["federation"] = {
+            "enabled": True,
+            "sites": federation_sites,
+            "schedule": harvest_schedule or "*/15 * * * *",
+        }
+    return values
+
+
+def ingestion_values(
+    wiring: SiteWiring,
+    spec: IngestionService,
+    *,
+    bucket: Any,
+    catalog: str,
+    sentinel_secret: str,
+    mqtt_secret: str,
+) -> dict[str, Any]:
+    """Values of the ingestion chart: Sentinel sources and the edge stream consumer."""
+    values = _common(wiring, "ingestion")
+    values["storage"] = _storage(wiring, bucket)
+    values["catalog"] = {"url": catalog}
+    if spec.sentinel is not None and spec.sentinel.enabled:
+        values["sentinel"] = {
+            "enabled": True,
+            "schedule": spec.sentinel.schedule,
+            "parallelism": spec.sentinel.parallelism,
+            "credentialsSecret": sentinel_secret,
+            "sources": [
+                {
+                    "name": source.name,
+                    "url": str(source.url).rstrip("/"),
+                    "collections": list(source.collections),
+                    "bbox": list(source.bbox),
+                    "datetime": source.datetime,
+                    "assets": list(source.assets),
+                    "maxCloudCover": source.max_cloud_cover,
+                }
+                for source in spec.sentinel.sources
+            ],
+        }
+    else:
+        values["sentinel"] = {"enabled": False}
+    if spec.stream is not None and spec.stream.enabled:
+        values["stream"] = {
+            "enabled": True,
+            "replicas": spec.stream.replicas,
+            "windowSeconds": spec.stream.window_seconds,
+            "mqtt": {
+                "host": spec.stream.mqtt.host,
+                "port": spec.stream.mqtt.port,
+                "topics": list(spec.stream.mqtt.topics),
+                "existingSecret": mqtt_secret,
+            },
+        }
+    else:
+        values["stream"] = {"enabled": False}
+    return values
+
+
+def inference_values(
+    wiring: SiteWiring,
+    spec: InferenceService,
+    *,
+    bucket: Any,
+    catalog: str,
+    gpu: bool,
+    bridge: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Values of the inference chart: the model, GPU placement, autoscaling and the bridge."""
+    values = _common(wiring, "inference")
+    values["storage"] = _storage(wiring, bucket)
+    values["catalog"] = {"url": catalog}
+    values["model"] = {"name": spec.model, "version": spec.version}
+    values["gpu"] = {"enabled": gpu}
+    if gpu:
+        values["gpu"].update(
+            {
+                "count": 1,
+                "nodeSelector": dict(wiring.gpu_node_selector or {}),
+                "tolerations": [
+                    {
+                        "key": wiring.gpu_taint_key or "nvidia.com/gpu",
+                        "operator": "Exists",
+                        "effect": "NoSchedule",
+                    }
+                ],
+            }
+        )
+    values["autoscaling"] = {
+        "enabled": True,
+        "minReplicas": spec.min_replicas,
+        "maxReplicas": spec.max_replicas,
+    }
+    values["bridge"] = (
+        {
+            "enabled": True,
+            "endpoint": bridge["endpoint"],
+            "existingSecret": bridge["secret_name"],
+            "partition": bridge["partition"],
+        }
+        if bridge
+        else {"enabled": False}
+    )
+    return values
+
+
+def wants_gpu(spec: InferenceService, cluster_has_gpu: bool) -> bool:
+    """Whether the inference server runs on GPU nodes on this site."""
+    return spec.gpu == "on" or (spec.gpu == "auto" and cluster_has_gpu)
