@@ -1,0 +1,153 @@
+{{/* Names, labels and the pieces every ingestion workload shares. */}}
+
+{{- define "ingestion.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped name; the release name alone when it already contains the chart name. */}}
+{{- define "ingestion.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ingestion.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ingestion.labels" -}}
+helm.sh/chart: {{ include "ingestion.chart" . }}
+{{ include "ingestion.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: fedeploy
+fedeploy.io/site: {{ .Values.site.name | quote }}
+fedeploy.io/site-kind: {{ .Values.site.kind | quote }}
+{{- end }}
+
+{{/* Selector labels never change across upgrades: a Deployment's selector is immutable. */}}
+{{- define "ingestion.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ingestion.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ingestion.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ingestion.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* "repository:tag" from an image block; an empty tag falls back to the given default. */}}
+{{- define "ingestion.imageRef" -}}
+{{- printf "%s:%s" .image.repository (default .default .image.tag) }}
+{{- end }}
+
+
+{{/* Port a URL names, or its scheme's default (443 for https, 80 for http). */}}
+{{- define "ingestion.urlPort" -}}
+{{- $url := urlParse . }}
+{{- $hostPort := splitList ":" $url.host }}
+{{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $url.scheme "http" }}80{{ else }}443{{ end }}
+{{- end }}
+
+{{/* Where the service writes and registers; identical for the Sentinel workers and the stream consumers. */}}
+{{- define "ingestion.commonEnv" -}}
+- name: INGEST_SITE
+  value: {{ .Values.site.name | quote }}
+{{- with .Values.storage.endpoint }}
+- name: INGEST_S3_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: INGEST_S3_REGION
+  value: {{ .Values.storage.region | quote }}
+- name: INGEST_BUCKET
+  value: {{ .Values.storage.bucket | quote }}
+- name: INGEST_CATALOG_URL
+  value: {{ .Values.catalog.url | quote }}
+{{- with .Values.storage.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_ACCESS_KEY_ID
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_SECRET_ACCESS_KEY
+{{- end }}
+{{- end }}
+
+{{/* Egress every ingestion pod needs: cluster DNS, the site catalog's API, the object store. */}}
+{{- define "ingestion.commonEgress" -}}
+{{- $np := .Values.networkPolicy -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ $np.dns.namespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml $np.dns.podLabels | nindent 10 }}
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ default .Release.Namespace $np.catalog.namespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml $np.catalog.podLabels | nindent 10 }}
+  ports:
+    - protocol: TCP
+      port: {{ $np.catalog.port }}
+- to:
+    {{- range $np.storageCIDRs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: {{ include "ingestion.urlPort" (default "https://s3.amazonaws.com" .Values.storage.endpoint) }}
+{{- with $np.extraEgress }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "ingestion.podSpecCommon" -}}
+serviceAccountName: {{ include "ingestion.serviceAccountName" . }}
+# The service reads no Kubernetes API; IRSA mounts its own projected token.
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
