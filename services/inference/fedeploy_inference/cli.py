@@ -1,0 +1,170 @@
+"""`fedeploy-infer`: generate, train, serve, batch. Settings come from INFER_ variables.
+
+Exit status: 0 done, 2 a user-facing error (printed on one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from fedeploy_inference.batch import Area, run_batch
+from fedeploy_inference.catalog import CatalogError
+from fedeploy_inference.device import DeviceError
+from fedeploy_inference.distributed import process_group_if_launched
+from fedeploy_inference.registry import ModelIntegrityError, ModelNotFoundError
+from fedeploy_inference.s3 import s3_client
+from fedeploy_inference.settings import InferenceSettings
+from fedeploy_inference.synthetic import SyntheticSpec, generate
+from fedeploy_inference.train_from_store import train_and_publish
+from fedeploy_inference.training import TrainConfig
+from fedeploy_inference.window_store import write_windows
+
+USER_ERRORS = (
+    ValueError,
+    ModelNotFoundError,
+    ModelIntegrityError,
+    DeviceError,
+    CatalogError,
+    ClientError,
+    BotoCoreError,
+)
+
+
+def _time(text: str) -> datetime:
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: a time with a UTC offset (or Z) is required")
+    return when
+
+
+def _bbox(text: str) -> Area:
+    try:
+        west, south, east, north = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: four numbers west,south,east,north are required"
+        ) from None
+    try:
+        return Area(west, south, east, north)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedeploy-infer", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write the synthetic data set's windows to the bucket")
+    defaults = SyntheticSpec()
+    gen.add_argument("--stations", type=int, default=defaults.stations)
+    gen.add_argument("--days", type=int, default=defaults.days)
+    gen.add_argument("--start", type=_time, default=defaults.start)
+    gen.add_argument("--step-minutes", type=int, default=defaults.step_minutes)
+    gen.add_argument("--window-hours", type=int, default=defaults.window_hours)
+    gen.add_argument("--seed", type=int, default=defaults.seed)
+    gen.add_argument("--create-bucket", action="store_true", help="create INFER_BUCKET first")
+
+    train = sub.add_parser("train", help="train on the bucket's windows and publish a version")
+    tdefaults = TrainConfig()
+    train.add_argument("--epochs", type=int, default=tdefaults.epochs)
+    train.add_argument("--batch-size", type=int, default=tdefaults.batch_size)
+    train.add_argument("--learning-rate", type=float, default=tdefaults.learning_rate)
+    train.add_argument("--hidden", type=int, default=tdefaults.hidden)
+    train.add_argument("--layers", type=int, default=tdefaults.layers)
+    train.add_argument("--holdout-fraction", type=float, default=tdefaults.holdout_fraction)
+    train.add_argument("--seed", type=int, default=tdefaults.seed)
+    train.add_argument("--start", type=_time, default=None, help="first window time (default all)")
+    train.add_argument("--end", type=_time, default=None, help="end of the windows used")
+    train.add_argument("--note", default="", help="free text recorded in data.json")
+
+    serve = sub.add_parser("serve", help="serve the model over HTTP")
+    serve.add_argument("--host", default=None, help="default INFER_HOST")
+    serve.add_argument("--port", type=int, default=None, help="default INFER_PORT")
+
+    batch = sub.add_parser("batch", help="forecast an area over a period into the bucket")
+    batch.add_argument("--bbox", type=_bbox, required=True, help="west,south,east,north")
+    batch.add_argument("--start", type=_time, required=True)
+    batch.add_argument("--end", type=_time, required=True)
+    return parser
+
+
+def _settings() -> InferenceSettings:
+    try:
+        return InferenceSettings()  # type: ignore[call-arg]
+    except ValidationError as error:
+        problems = "; ".join(
+            f"INFER_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise ValueError(f"settings from the environment: {problems}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.command == "generate":
+        client = s3_client(settings)
+        if args.create_bucket:
+            client.create_bucket(Bucket=settings.bucket)
+        spec = SyntheticSpec(
+            stations=args.stations,
+            start=args.start,
+            days=args.days,
+            step_minutes=args.step_minutes,
+            window_hours=args.window_hours,
+            seed=args.seed,
+        )
+        count = write_windows(client, settings.bucket, generate(spec))
+        print(json.dumps({"windows": count, "bucket": settings.bucket}))
+    elif args.command == "train":
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            hidden=args.hidden,
+            layers=args.layers,
+            holdout_fraction=args.holdout_fraction,
+            seed=args.seed,
+        )
+        with process_group_if_launched():
+            outcome = train_and_publish(settings, config, args.start, args.end, args.note)
+        if outcome.version is not None:
+            print(json.dumps({"version": outcome.version, "skill": outcome.metrics["skill"]}))
+    elif args.command == "serve":
+        import uvicorn
+
+        from fedeploy_inference.server import create_app
+
+        uvicorn.run(
+            create_app(settings),
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            log_level="info",
+        )
+    elif args.command == "batch":
+        outcome = run_batch(settings, args.bbox, args.start, args.end)
+        print(json.dumps(outcome.__dict__))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return _run(args)
+    except USER_ERRORS as error:
+        print(f"fedeploy-infer {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Requests to tensors and back: the serving path around a loaded model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+import numpy as np
+import torch
+
+from fedeploy_inference.api_schema import (
+    LeadForecast,
+    ModelRef,
+    PredictionRequest,
+    PredictionResponse,
+)
+from fedeploy_inference.contract import VARIABLES
+from fedeploy_inference.features import SCENE_MAX_AGE_HOURS, Encoded, FeatureSpec, encode
+from fedeploy_inference.hourly import bin_hourly
+from fedeploy_inference.registry import LoadedModel
+
+_HOUR_US = 3_600_000_000
+
+
+class RequestRejected(ValueError):
+    """A request is well-formed but the model cannot use it; `loc` names the field."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _us(when) -> int:  # type: ignore[no-untyped-def]
+    return int(when.timestamp() * 1_000_000)
+
+
+def encode_requests(spec: FeatureSpec, requests: Sequence[PredictionRequest]) -> Encoded:
+    """Bin each request's observations onto the model's context hours and encode the batch.
+
+    Raises RequestRejected (loc relative to the request list) for a request without a recent
+    temperature.
+    """
+    c = spec.context_hours
+    context = np.full((len(requests), c, len(VARIABLES)), np.nan)
+    origins = np.empty(len(requests), dtype=np.int64)
+    lon = np.full(len(requests), np.nan)
+    cloud = np.full(len(requests), np.nan)
+    age = np.full(len(requests), np.nan)
+    for i, req in enumerate(requests):
+        origins[i] = _us(req.issued_at)
+        times = np.array([_us(o.time) for o in req.observations], dtype=np.int64)
+        values = np.array(
+            [[np.nan if getattr(o, v) is None else getattr(o, v) for v in VARIABLES]
+             for o in req.observations],
+            dtype=float,
+        )
+        context[i] = bin_hourly(times, values, int(origins[i]) - c * _HOUR_US, c)
+        if req.longitude is not None:
+            lon[i] = req.longitude
+        if req.scene is not None and req.scene.acquired < req.issued_at:
+            hours = (origins[i] - _us(req.scene.acquired)) / _HOUR_US
+            if hours <= SCENE_MAX_AGE_HOURS:
+                cloud[i], age[i] = req.scene.cloud_cover, hours
+    encoded = encode(spec, context, origins, lon, cloud, age)
+    for i in np.flatnonzero(~encoded.usable):
+        raise RequestRejected(
+            (int(i), "observations"),
+            f"no air_temperature in the {spec.anchor_hours} hours before issued_at "
+            f"{requests[i].issued_at.isoformat()}; the model needs one",
+        )
+    return encoded
+
+
+def run_model(loaded: LoadedModel, encoded: Encoded) -> np.ndarray:
+    """The model's forecasts (B, horizon, 2) for an encoded batch, on the model's device."""
+    with torch.inference_mode():
+        features = torch.from_numpy(encoded.features).to(loaded.device)
+        anchor = torch.from_numpy(encoded.anchor).to(loaded.device)
+        return loaded.model(features, anchor).float().cpu().numpy()
+
+
+def predict_requests(
+    loaded: LoadedModel, requests: Sequence[PredictionRequest]
+) -> list[PredictionResponse]:
+    """Answer requests with one model call for the whole batch."""
+    forecast = run_model(loaded, encode_requests(loaded.spec, requests))
+    ref = ModelRef(name=loaded.name, version=loaded.version)
+    return [
+        PredictionResponse(
+            station=req.station,
+            issued_at=req.issued_at,
+            model=ref,
+            forecast=[
+                LeadForecast(
+                    lead_hours=lead + 1,
+                    time=req.issued_at + timedelta(hours=lead),
+                    air_temperature=float(forecast[i, lead, 0]),
+                    precipitation=float(forecast[i, lead, 1]),
+                )
+                for lead in range(forecast.shape[1])
+            ],
+        )
+        for i, req in enumerate(requests)
+    ]

@@ -1,0 +1,144 @@
+"""The HTTP server: health, readiness, metrics and typed prediction endpoints on one model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from fedeploy_inference import __version__
+from fedeploy_inference.api_schema import (
+    BatchRequest,
+    BatchResponse,
+    PredictionRequest,
+    PredictionResponse,
+)
+from fedeploy_inference.device import resolve_device
+from fedeploy_inference.model_watcher import ModelWatcher
+from fedeploy_inference.predictor import RequestRejected, predict_requests
+from fedeploy_inference.registry import LoadedModel
+from fedeploy_inference.s3 import s3_client
+from fedeploy_inference.service_metrics import ServiceMetrics
+from fedeploy_inference.settings import InferenceSettings
+
+
+class _Rejected(Exception):
+    """Answered as a 422 in FastAPI's own shape, so clients parse one error format."""
+
+    def __init__(self, loc: list[str | int], message: str, reason: str = "invalid") -> None:
+        self.loc, self.message, self.reason = loc, message, reason
+
+
+def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAPI:
+    """The app for these settings; the model loads in the background once it starts."""
+    metrics = ServiceMetrics()
+    watcher = ModelWatcher(
+        client if client is not None else s3_client(settings),
+        settings.bucket,
+        settings.model_name,
+        settings.model_version,
+        resolve_device(settings.device),
+        metrics,
+        settings.poll_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+
+    app = FastAPI(
+        title="fedeploy inference",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.watcher = watcher
+    app.state.metrics = metrics
+
+    @app.exception_handler(_Rejected)
+    async def _rejected(_: Request, exc: _Rejected) -> JSONResponse:
+        metrics.rejected.labels(reason=exc.reason).inc()
+        detail = [{"loc": exc.loc, "msg": exc.message, "type": "value_error"}]
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    def _model() -> LoadedModel:
+        current = watcher.current
+        if current is None:
+            metrics.rejected.labels(reason="not_ready").inc()
+            raise HTTPException(503, detail=f"not ready: {watcher.last_error}")
+        return current
+
+    def _answer(endpoint: str, requests: list[PredictionRequest]) -> list[PredictionResponse]:
+        started = time.perf_counter()
+        loaded = _model()
+        try:
+            answers = predict_requests(loaded, requests)
+        except RequestRejected as error:
+            index, field = error.loc
+            loc: list[str | int] = (
+                ["body", field] if endpoint == "predict" else ["body", "requests", index, field]
+            )
+            raise _Rejected(loc, str(error)) from None
+        metrics.batch_size.observe(len(requests))
+        metrics.predictions.inc(len(requests))
+        metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        return answers
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Ready only once a model is loaded."""
+        current = watcher.current
+        if current is None:
+            return JSONResponse(
+                status_code=503, content={"status": "not ready", "reason": watcher.last_error}
+            )
+        return JSONResponse(
+            {"status": "ready", "model": current.name, "version": current.version}
+        )
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        """Prometheus exposition."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/model")
+    def model_info() -> dict[str, Any]:
+        """The served version's manifest (names, shapes, files and their digests)."""
+        return _model().manifest
+
+    @app.post("/v1/predict", response_model=PredictionResponse)
+    def predict(request: PredictionRequest) -> PredictionResponse:
+        """One station's forecast."""
+        return _answer("predict", [request])[0]
+
+    @app.post("/v1/predict/batch", response_model=BatchResponse)
+    def predict_batch(batch: BatchRequest) -> BatchResponse:
+        """Several forecasts in one model call."""
+        if len(batch.requests) > settings.max_batch:
+            metrics.rejected.labels(reason="too_large").inc()
+            raise _Rejected(
+                ["body", "requests"],
+                f"{len(batch.requests)} requests given; at most {settings.max_batch} allowed "
+                "(INFER_MAX_BATCH)",
+                reason="too_large",
+            )
+        return BatchResponse(
+            predictions=_answer("predict_batch", batch.requests)
+        )
+
+    return app
