@@ -1,0 +1,91 @@
+"""What the offline plan checks in each planned stack: the policy pack's rules over the recorded
+resources, and every Helm release rendered, linted and validated with real Helm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedeploy.offline.engine import Resource, StackPlan
+from policies.cloud import evaluate
+from policies.findings import Finding, Subject
+from policies.workloads import workload_findings
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+@dataclass
+class RenderedRelease:
+    """One release's chart rendered with the values the program gave it."""
+
+    name: str
+    chart: str
+    namespace: str
+    values: dict[str, Any]
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _provider_name(urn: str | None) -> str | None:
+    return urn.split("::")[-2] if urn else None
+
+
+def subjects(plan: StackPlan) -> list[Subject]:
+    """The recorded resources as the rules see them, each with its provider's inputs."""
+    providers = {r.name: r.inputs for r in plan.resources if r.type.startswith("pulumi:providers:")}
+    return [
+        Subject(
+            type=r.type,
+            name=r.name,
+            props=r.inputs,
+            secret_paths=tuple(r.secret_paths),
+            provider_props=providers.get(_provider_name(r.provider) or "", {}),
+        )
+        for r in plan.resources
+        if r.custom
+    ]
+
+
+def render_releases(
+    plan: StackPlan, project_dir: Path, kube_version: str | None
+) -> tuple[list[RenderedRelease], list[Finding]]:
+    """Render, lint and validate every Helm release of the stack; problems become findings."""
+    from fedeploy.charts import ChartError, lint_chart, render_chart, validate_manifests
+
+    rendered: list[RenderedRelease] = []
+    findings: list[Finding] = []
+    for resource in sorted(plan.by_type(RELEASE), key=lambda r: r.name):
+        release = _release(resource)
+        where = f"{resource.name} (chart {release.chart})"
+        chart_dir = project_dir / release.chart
+        try:
+            release.manifests = render_chart(chart_dir, release.values, release.name, release.namespace)
+        except ChartError as err:
+            findings.append(Finding("chart-values", where, str(err)))
+            continue
+        rendered.append(release)
+        for lint in lint_chart(chart_dir, release.values, strict=True, kube_version=kube_version, namespace=release.namespace):
+            if lint.severity in ("error", "warning"):
+                findings.append(Finding("chart-lint", where, f"{lint.path}: {lint.message}"))
+        if kube_version:
+            for problem in validate_manifests(release.manifests, kube_version, strict=True):
+                findings.append(Finding("manifest-schema", where, f"Kubernetes {kube_version}: {problem}"))
+        findings.extend(workload_findings(release.manifests, resource.name))
+    return rendered, findings
+
+
+def _release(resource: Resource) -> RenderedRelease:
+    inputs = resource.inputs
+    return RenderedRelease(
+        name=str(inputs.get("name") or resource.name),
+        chart=str(inputs["chart"]),
+        namespace=str(inputs.get("namespace") or "default"),
+        values=dict(inputs.get("values") or {}),
+    )
+
+
+def check_stack(plan: StackPlan, project_dir: Path, kube_version: str | None) -> tuple[list[RenderedRelease], list[Finding]]:
+    """All findings of one stack, sorted, and its rendered releases."""
+    rendered, findings = render_releases(plan, project_dir, kube_version)
+    findings = evaluate(subjects(plan)) + findings
+    return rendered, sorted(set(findings))

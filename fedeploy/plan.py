@@ -1,0 +1,159 @@
+"""`fedeploy plan`: the federation planned offline, each stack checked, one report."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedeploy.checks import RELEASE, RenderedRelease, check_stack
+from fedeploy.offline.federation import FederationPlan, plan_federation
+from policies.findings import Finding
+
+EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_INVALID = 0, 1, 2
+
+
+@dataclass
+class SiteReport:
+    """One stack's part of the report."""
+
+    name: str
+    kind: str
+    environment: str
+    resources: dict[str, int]
+    services: dict[str, dict[str, Any]]
+    outputs: dict[str, Any]
+    findings: list[Finding]
+    releases: list[RenderedRelease] = field(default_factory=list)
+
+
+@dataclass
+class PlanReport:
+    """The whole federation's plan: sites, references, order, problems."""
+
+    federation: FederationPlan
+    sites: dict[str, SiteReport]
+
+    @property
+    def errors(self) -> list[str]:
+        return [str(e) for e in self.federation.errors]
+
+    @property
+    def violations(self) -> list[tuple[str, Finding]]:
+        return [(s, f) for s, r in sorted(self.sites.items()) for f in r.findings if f.enforcement == "mandatory"]
+
+    @property
+    def advisories(self) -> list[tuple[str, Finding]]:
+        return [(s, f) for s, r in sorted(self.sites.items()) for f in r.findings if f.enforcement == "advisory"]
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return EXIT_INVALID
+        return EXIT_VIOLATIONS if self.violations else EXIT_CLEAN
+
+    def to_dict(self) -> dict[str, Any]:
+        fed = self.federation
+        return {
+            "stacks_dir": str(fed.stacks_dir),
+            "deployment_order": fed.order,
+            "errors": self.errors,
+            "references": [
+                {"stack": r.stack, "reads": f"{r.target}.{r.output}", "because": r.because}
+                for r in sorted(set(fed.references))
+            ],
+            "sites": {
+                name: {
+                    "kind": site.kind,
+                    "environment": site.environment,
+                    "resource_count": sum(site.resources.values()),
+                    "resources": dict(sorted(site.resources.items())),
+                    "services": site.services,
+                    "outputs": site.outputs,
+                    "findings": [
+                        {"rule": f.rule, "resource": f.resource, "message": f.message, "enforcement": f.enforcement}
+                        for f in site.findings
+                    ],
+                }
+                for name, site in sorted(self.sites.items())
+            },
+            "summary": {
+                "sites": len(self.sites),
+                "resources": sum(sum(s.resources.values()) for s in self.sites.values()),
+                "violations": len(self.violations),
+                "advisories": len(self.advisories),
+                "exit_code": self.exit_code,
+            },
+        }
+
+
+def _wiring(release: RenderedRelease) -> dict[str, Any]:
+    values = release.values
+    storage = values.get("storage") or {}
+    account = (values.get("serviceAccount") or {}).get("annotations") or {}
+    wiring: dict[str, Any] = {"chart": release.chart, "namespace": release.namespace}
+    if storage:
+        wiring["bucket"] = storage.get("bucket")
+        wiring["storage_endpoint"] = storage.get("endpoint") or "AWS regional S3"
+    if "eks.amazonaws.com/role-arn" in account:
+        wiring["identity"] = f"IAM role {account['eks.amazonaws.com/role-arn']}"
+    elif storage.get("existingSecret"):
+        wiring["identity"] = f"static keys from Secret {storage['existingSecret']}"
+    if (values.get("catalog") or {}).get("url"):
+        wiring["catalog"] = values["catalog"]["url"]
+    database = values.get("database") or {}
+    if database:
+        wiring["database"] = database.get("host") or database.get("mode")
+    bridge = values.get("bridge") or {}
+    if bridge.get("enabled"):
+        wiring["bridge"] = bridge.get("endpoint")
+    if (values.get("gpu") or {}).get("enabled"):
+        wiring["gpu"] = True
+    federation = values.get("federation") or {}
+    if federation.get("enabled"):
+        wiring["harvests"] = [s["name"] for s in federation.get("sites") or []]
+    wiring["manifests"] = dict(sorted(Counter(m.get("kind", "?") for m in release.manifests).items()))
+    return wiring
+
+
+def run_plan(stacks_dir: Path, names: list[str] | None = None, jobs: int | None = None) -> PlanReport:
+    """Plan the named stacks (all in `stacks_dir` by default) and check each."""
+    federation = plan_federation(stacks_dir, names, jobs=jobs)
+    project_dir = stacks_dir.resolve().parent
+    sites: dict[str, SiteReport] = {}
+    for name, plan in sorted(federation.plans.items()):
+        site = federation.sites[name]
+        cluster = getattr(site, "cluster", None)
+        rendered, findings = check_stack(plan, project_dir, getattr(cluster, "version", None))
+        sites[name] = SiteReport(
+            name=name,
+            kind=site.kind,
+            environment=site.environment,
+            resources=dict(Counter(r.type for r in plan.resources if r.custom)),
+            services={r.name: _wiring(r) for r in rendered},
+            outputs=plan.outputs,
+            findings=findings,
+            releases=rendered,
+        )
+    return PlanReport(federation, sites)
+
+
+def write_out(report: PlanReport, out: Path) -> None:
+    """Each site's recorded resources and rendered manifests, for other scanners to read."""
+    for name, site in report.sites.items():
+        base = out / name
+        (base / "manifests").mkdir(parents=True, exist_ok=True)
+        plan = report.federation.plans[name]
+        resources = [
+            {"type": r.type, "name": r.name, "inputs": r.inputs, "secret_inputs": r.secret_paths}
+            for r in sorted(plan.resources, key=lambda r: (r.type, r.name))
+        ]
+        (base / "resources.json").write_text(json.dumps(resources, indent=2, sort_keys=True) + "\n")
+        (base / "outputs.json").write_text(json.dumps(plan.outputs, indent=2, sort_keys=True) + "\n")
+        for release in site.releases:
+            text = yaml.safe_dump_all(release.manifests, sort_keys=True)
+            (base / "manifests" / f"{release.name}.yaml").write_text(text)

@@ -1,0 +1,115 @@
+"""The plan report as text for people, JSON for pipelines and Markdown for pull requests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fedeploy.plan import PlanReport
+
+
+def as_json(report: PlanReport) -> str:
+    return json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def _verdict(data: dict[str, Any]) -> str:
+    summary = data["summary"]
+    if data["errors"]:
+        return f"INVALID: {len(data['errors'])} error(s)"
+    if summary["violations"]:
+        return f"{summary['violations']} violation(s), {summary['advisories']} advisory finding(s)"
+    return f"clean: {summary['sites']} site(s), {summary['resources']} resources, {summary['advisories']} advisory finding(s)"
+
+
+def as_text(report: PlanReport) -> str:
+    data = report.to_dict()
+    lines = ["fedeploy plan (offline: no credentials, provider answers are stand-ins)", ""]
+    for error in data["errors"]:
+        lines.append(f"error: {error}")
+    if data["errors"]:
+        lines.append("")
+    if data["deployment_order"]:
+        lines.append("deployment order: " + "  ->  ".join("[" + ", ".join(w) + "]" for w in data["deployment_order"]))
+        lines.append("")
+    for name, site in data["sites"].items():
+        lines.append(f"site {name} ({site['kind']}, {site['environment']}): {site['resource_count']} resources")
+        for typ, count in site["resources"].items():
+            lines.append(f"    {count:4d}  {typ}")
+        for service, wiring in site["services"].items():
+            shown = ", ".join(f"{k}={v}" for k, v in wiring.items() if k not in ("manifests", "chart", "namespace"))
+            kinds = ", ".join(f"{n} {k}" for k, n in wiring["manifests"].items())
+            lines.append(f"  service {service} ({wiring['chart']} in {wiring['namespace']}): {shown}")
+            lines.append(f"      renders {kinds}")
+        for finding in site["findings"]:
+            mark = "VIOLATION" if finding["enforcement"] == "mandatory" else "advisory"
+            lines.append(f"  {mark} [{finding['rule']}] {finding['resource']}: {finding['message']}")
+        lines.append("")
+    if data["references"]:
+        lines.append("stack references:")
+        for ref in data["references"]:
+            lines.append(f"  {ref['stack']} reads {ref['reads']} ({ref['because']})")
+        lines.append("")
+    lines.append(_verdict(data))
+    return "\n".join(lines) + "\n"
+
+
+def mermaid(report: PlanReport) -> str:
+    """The federation as a Mermaid flowchart: sites, hub, stack references, replication."""
+    data = report.to_dict()
+    lines = ["flowchart LR"]
+    sites = report.federation.sites
+    for name in sorted(sites):
+        site = sites[name]
+        kind = site.kind if site is not None else "invalid"
+        node = name.replace("-", "_")
+        shape = f'{node}{{{{"{name}<br/>hub"}}}}' if kind == "hub" else f'{node}["{name}<br/>{kind}"]'
+        lines.append(f"  {shape}")
+    seen = set()
+    for ref in report.federation.references:
+        src, dst = ref.stack.replace("-", "_"), ref.target.replace("-", "_")
+        if ref.output == "storage" and "replicate_to" in ref.because:
+            bucket = ref.because.split(".")[3]
+            edge = f"  {src} -. replicates {bucket} .-> {dst}"
+        else:
+            edge = f"  {src} -- reads contract --> {dst}"
+        if edge not in seen:
+            seen.add(edge)
+            lines.append(edge)
+    for name, site in data["sites"].items():
+        if any(f["enforcement"] == "mandatory" for f in site["findings"]):
+            lines.append(f"  style {name.replace('-', '_')} stroke:#d00,stroke-width:3px")
+    return "\n".join(lines)
+
+
+def as_markdown(report: PlanReport) -> str:
+    data = report.to_dict()
+    out = ["## fedeploy plan", "", f"**{_verdict(data)}**", ""]
+    if data["errors"]:
+        out += ["### Errors", ""] + [f"- `{e}`".replace("\n", "`<br/>`") for e in data["errors"]] + [""]
+    out += ["### Federation", "", "```mermaid", mermaid(report), "```", ""]
+    if data["deployment_order"]:
+        out += ["Deployment order: " + " → ".join(", ".join(f"`{s}`" for s in w) for w in data["deployment_order"]), ""]
+    if data["sites"]:
+        out += ["### Sites", "", "| site | kind | resources | services | violations | advisories |", "|---|---|---|---|---|---|"]
+        for name, site in data["sites"].items():
+            violations = sum(f["enforcement"] == "mandatory" for f in site["findings"])
+            advisories = len(site["findings"]) - violations
+            services = ", ".join(site["services"]) or "none"
+            out.append(f"| `{name}` | {site['kind']} | {site['resource_count']} | {services} | {violations} | {advisories} |")
+        out.append("")
+    findings = [(n, f) for n, s in data["sites"].items() for f in s["findings"]]
+    if findings:
+        out += ["### Findings", "", "| site | level | rule | resource | message |", "|---|---|---|---|---|"]
+        for name, f in findings:
+            level = "violation" if f["enforcement"] == "mandatory" else "advisory"
+            message = f["message"].replace("|", "\\|").replace("\n", " ")
+            out.append(f"| `{name}` | {level} | `{f['rule']}` | `{f['resource']}` | {message} |")
+        out.append("")
+    for name, site in data["sites"].items():
+        out += [f"<details><summary><code>{name}</code>: resources by type</summary>", ""]
+        out += [f"- {count} × `{typ}`" for typ, count in site["resources"].items()]
+        out += ["", "</details>", ""]
+    return "\n".join(out)
+
+
+FORMATS = {"text": as_text, "json": as_json, "markdown": as_markdown}

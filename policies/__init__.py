@@ -1,0 +1,1 @@
+"""The federation's policy pack: rules importable by the offline plan and by `pulumi preview`."""
