@@ -1,0 +1,168 @@
+"""The server against S3 on loopback: not ready without a model, ready after, picks up a new
+version, answers as the model does in memory, and refuses bad requests naming the field."""
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from fedeploy_inference.contract import VARIABLES
+from fedeploy_inference.registry import publish
+from fedeploy_inference.s3 import s3_client
+from fedeploy_inference.server import create_app
+from fedeploy_inference.training import predict
+
+DATA = {
+    "source": "s3://b/observations/",
+    "windows": 1,
+    "rows": 1,
+    "stations": ["syn-000"],
+    "period": {"start": "2026-01-01", "end": "2026-03-01"},
+    "samples": {"train": 1, "test": 1},
+}
+
+
+def _wait_for(client, predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = client.get("/readyz")
+        if predicate(response):
+            return response
+        time.sleep(0.05)
+    raise AssertionError(f"/readyz never satisfied the condition; last: {response.json()}")
+
+
+def _request_for(series, station, origin):
+    st = series[station]
+    first = st.hour_index(origin) - 24
+    observations = []
+    for i in range(first, first + 24):
+        row = {"time": (st.start + timedelta(hours=i)).isoformat()}
+        for j, name in enumerate(VARIABLES):
+            if not np.isnan(st.values[i, j]):
+                row[name] = float(st.values[i, j])
+        observations.append(row)
+    return {
+        "station": station,
+        "issued_at": origin.isoformat(),
+        "longitude": st.longitude,
+        "latitude": st.latitude,
+        "observations": observations,
+    }
+
+
+@pytest.fixture
+def served(settings):
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_not_ready_before_a_model_then_ready_then_follows_a_new_version(settings, trained, served):
+    assert served.get("/healthz").status_code == 200
+    response = _wait_for(served, lambda r: "no complete version" in r.json().get("reason", ""))
+    assert response.status_code == 503
+    first = publish(
+        s3_client(settings), settings.bucket, settings.model_name, trained, DATA,
+        now=datetime(2026, 5, 1, tzinfo=UTC),
+    )
+    ready = _wait_for(served, lambda r: r.status_code == 200)
+    assert ready.json()["version"] == first
+    second = publish(
+        s3_client(settings), settings.bucket, settings.model_name, trained, DATA,
+        now=datetime(2026, 5, 2, tzinfo=UTC),
+    )
+    _wait_for(served, lambda r: r.json().get("version") == second)
+    metrics = served.get("/metrics").text
+    assert f'fedeploy_inference_model_info{{device="cpu",name="{settings.model_name}",version="{second}"}} 1.0' in metrics
+
+
+def test_predictions_before_a_model_are_refused_with_503(served, small_data):
+    origin = datetime(2026, 2, 20, 12, tzinfo=UTC)
+    response = served.post("/v1/predict", json=_request_for(small_data.series, "syn-000", origin))
+    assert response.status_code == 503
+
+
+@pytest.fixture
+def ready(settings, trained, served):
+    publish(s3_client(settings), settings.bucket, settings.model_name, trained, DATA)
+    _wait_for(served, lambda r: r.status_code == 200)
+    return served
+
+
+def test_served_forecast_equals_the_model_in_memory(ready, trained, small_data):
+    rows = np.flatnonzero(trained.test.station == "syn-001")[[5, 40, 77]]
+    requests = []
+    for row in rows:
+        origin = datetime.fromtimestamp(trained.test.origin_us[row] / 1e6, tz=UTC)
+        requests.append(_request_for(small_data.series, "syn-001", origin))
+    expected = predict(
+        trained.model, trained.test.features[rows], trained.test.anchor[rows], torch.device("cpu")
+    )
+    single = ready.post("/v1/predict", json=requests[0])
+    assert single.status_code == 200, single.text
+    got = np.array([[f["air_temperature"], f["precipitation"]] for f in single.json()["forecast"]])
+    np.testing.assert_allclose(got, expected[0], atol=1e-4)
+    batch = ready.post("/v1/predict/batch", json={"requests": requests})
+    assert batch.status_code == 200, batch.text
+    answers = batch.json()["predictions"]
+    got = np.array([[[f["air_temperature"], f["precipitation"]] for f in a["forecast"]] for a in answers])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert [a["forecast"][0]["lead_hours"] for a in answers] == [1, 1, 1]
+    metrics = ready.get("/metrics").text
+    assert "fedeploy_inference_batch_size_bucket{le=\"4.0\"} 2.0" in metrics
+    assert 'fedeploy_inference_request_duration_seconds_count{endpoint="predict_batch"} 1.0' in metrics
+
+
+ORIGIN = datetime(2026, 2, 20, 12, tzinfo=UTC)
+
+
+def _bad(small_data, change):
+    body = _request_for(small_data.series, "syn-000", ORIGIN)
+    change(body)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        (lambda b: b["observations"][3].update(air_temperature=75.0),
+         ["body", "observations", 3, "air_temperature"]),
+        (lambda b: b["observations"][0].update(relative_humidity=-1),
+         ["body", "observations", 0, "relative_humidity"]),
+        (lambda b: b.update(issued_at="2026-02-20T12:30:00+00:00"), ["body", "issued_at"]),
+        (lambda b: b.update(issued_at="2026-02-20T12:00:00"), ["body", "issued_at"]),
+        (lambda b: b["observations"][-1].update(time="2026-02-20T13:00:00Z"), ["body", "observations"]),
+        (lambda b: b.update(observations=[]), ["body", "observations"]),
+        (lambda b: b.update(longitude=200), ["body", "longitude"]),
+        (lambda b: b.update(colour="red"), ["body", "colour"]),
+        (lambda b: b.pop("station"), ["body", "station"]),
+        (lambda b: [o.pop("air_temperature", None) for o in b["observations"]], ["body", "observations"]),
+    ],
+)
+def test_bad_requests_get_422_naming_the_field(ready, small_data, change, loc):
+    response = ready.post("/v1/predict", json=_bad(small_data, change))
+    assert response.status_code == 422, response.text
+    assert [d["loc"] for d in response.json()["detail"]] == [loc]
+
+
+def test_bad_request_inside_a_batch_names_its_index(ready, small_data):
+    good = _request_for(small_data.series, "syn-000", ORIGIN)
+    bad = _bad(small_data, lambda b: [o.pop("air_temperature", None) for o in b["observations"]])
+    response = ready.post("/v1/predict/batch", json={"requests": [good, bad]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "requests", 1, "observations"]
+
+
+def test_a_batch_over_the_limit_is_refused(settings, trained, small_data):
+    limited = settings.model_copy(update={"max_batch": 2})
+    publish(s3_client(settings), settings.bucket, settings.model_name, trained, DATA)
+    with TestClient(create_app(limited)) as client:
+        _wait_for(client, lambda r: r.status_code == 200)
+        body = _request_for(small_data.series, "syn-000", ORIGIN)
+        response = client.post("/v1/predict/batch", json={"requests": [body] * 3})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "requests"]
+    assert "at most 2" in response.json()["detail"][0]["msg"]
