@@ -189,3 +189,30 @@ def _major_minor(kube_version: str) -> tuple[int, int]:
 def _describe(manifest: Mapping[str, Any]) -> str:
     metadata = manifest.get("metadata") or {}
     return f"{manifest.get('kind', '?')}/{metadata.get('name', '?')}"
+
+
+_POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+
+
+def pod_template(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The pod template (metadata and spec) a workload manifest runs, or None for other kinds.
+
+    A bare Pod is its own template. Lets policy checks treat every workload kind alike.
+    """
+    kind = manifest.get("kind")
+    if kind == "Pod":
+        return {"metadata": manifest.get("metadata", {}), "spec": manifest.get("spec", {})}
+    path = _POD_TEMPLATE_PATHS.get(str(kind))
+    if path is None:
+        return None
+    node: Any = manifest
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, dict) else None
