@@ -5,6 +5,7 @@ in-process under Pulumi's mock runtime."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,13 @@ STACKS_DIR = Path("stacks")
 
 def load_site(stack: str, stacks_dir: Path) -> Any:
     """The validated site config of the running stack; raises StackConfigError before any resource."""
-    raw = pulumi.Config(PROJECT).get_object("site")
+    text = pulumi.Config(PROJECT).get("site")
+    try:
+        raw = json.loads(text) if text is not None else None
+    except json.JSONDecodeError:
+        raw = text  # a plain string: validate_site says what it should be
     return validate_site(
-        raw if raw is not None else {},
+        raw,
         stack_file=str(stacks_dir / f"Pulumi.{stack}.yaml"),
         stacks_dir=stacks_dir if stacks_dir.is_dir() else None,
         stack=stack,

@@ -124,7 +124,10 @@ class BridgeConfig(StrictModel):
     slurm_conf_path: str = Field(
         "/etc/slurm/slurm.conf",
         pattern=r"^/[^\s'\"]+$",
-        description="gateway: the centre's slurm.conf on the node, which slurmrestd reads.",
+        description=(
+            "The slurm.conf slurmrestd reads: the centre's own on a gateway node; written by "
+            "fedeploy on a vm."
+        ),
     )
 
     # -- vm: a bridge instance on an aws site --------------------------------------------------

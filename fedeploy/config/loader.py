@@ -93,6 +93,8 @@ def validate_site(
     secrets_decrypted: bool = False,
 ) -> Any:
     """Validate a raw site object into its typed model, or raise StackConfigError with every issue."""
+    if raw is None:
+        raise StackConfigError(stack_file, [ConfigIssue(f"config.{SITE_KEY}", "is required: the site object")])
     if not isinstance(raw, dict):
         raise StackConfigError(
             stack_file, [ConfigIssue("site", f"must be a mapping, got {type(raw).__name__}")]
@@ -213,8 +215,11 @@ def _sibling_sites(stacks_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _issue(model: type[BaseModel], error: Any) -> ConfigIssue:
     loc = tuple(error["loc"])
-    path = ".".join(["site", *map(str, loc)])
     kind = error["type"]
+    if loc and loc[-1] == "[key]":  # a mapping's key (a bucket or node group name) is bad
+        path = ".".join(["site", *map(str, loc[:-1])])
+        return ConfigIssue(path, f"the name {loc[-2]!r} is not allowed: {_allowed(error['msg'])}")
+    path = ".".join(["site", *map(str, loc)])
     if kind == "extra_forbidden":
         known = _field_names(model, loc[:-1])
         return ConfigIssue(
@@ -236,7 +241,7 @@ def _issue(model: type[BaseModel], error: Any) -> ConfigIssue:
 
 def _allowed(msg: str) -> str:
     msg = re.sub(r"^Value error, ", "", msg)
-    return re.sub(r"^Input should be", "must be", msg)
+    return re.sub(r"^(Input|String|List|Dictionary) should (be|match|have)", r"must \2", msg)
 
 
 def _shorten(text: str, limit: int = 60) -> str:

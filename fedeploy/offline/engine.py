@@ -134,14 +134,22 @@ def plan_stack(
     *,
     references: dict[str, dict[str, Any]] | None = None,
     config_override: dict[str, Any] | None = None,
+    secret_keys: list[str] | None = None,
 ) -> StackPlan:
-    """Run the program of `stack_file` under the mocks; raises FedeployError on any failure."""
+    """Run the program of `stack_file` under the mocks; raises FedeployError on any failure.
+
+    `config_override` replaces keys of the stack file's config; `secret_keys` marks config keys
+    as secret, as the CLI does for a key that holds a decrypted `secure:` value. A raised error
+    carries `resources_registered`: how many resources the program had registered by then."""
     ctx = contextvars.Context()
-    return ctx.run(_plan_in_context, stack_file, references or {}, config_override)
+    return ctx.run(_plan_in_context, stack_file, references or {}, config_override, secret_keys or [])
 
 
 def _plan_in_context(
-    stack_file: Path, references: dict[str, dict[str, Any]], config_override: dict[str, Any] | None
+    stack_file: Path,
+    references: dict[str, dict[str, Any]],
+    config_override: dict[str, Any] | None,
+    secret_keys: list[str],
 ) -> StackPlan:
     import pulumi
     from pulumi.runtime import mocks as pulumi_mocks
@@ -173,7 +181,7 @@ def _plan_in_context(
     asyncio.set_event_loop(loop)
     try:
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger)
-        pulumi.runtime.set_all_config(_config_values(raw_config), [])
+        pulumi.runtime.set_all_config(_config_values(raw_config), secret_keys)
         settings.SETTINGS.rpc_manager.clear()  # type: ignore[attr-defined]
         resolved: dict[str, tuple[Any, bool, bool]] = {}
 
@@ -194,10 +202,13 @@ def _plan_in_context(
             _sync_await(run_pulumi_func(run))
         finally:
             os.chdir(cwd)
-    except FedeployError:
+    except FedeployError as err:
+        err.resources_registered = len(mocks.resources)  # type: ignore[attr-defined]
         raise
     except Exception as err:  # the program's own failure, reported with its stack's name
-        raise ProgramError(f"{stack_file}: the program failed: {type(err).__name__}: {err}") from err
+        failure = ProgramError(f"{stack_file}: the program failed: {type(err).__name__}: {err}")
+        failure.resources_registered = len(mocks.resources)  # type: ignore[attr-defined]
+        raise failure from err
     finally:
         asyncio.set_event_loop(None)
         loop.close()

@@ -1,0 +1,26 @@
+"""Shared fixtures: the example federation planned once per session by the offline engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = ROOT / "stacks"
+EXAMPLE_STACKS = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def example_report():
+    """The plan report of the whole example federation (the same engine as `fedeploy plan`)."""
+    from fedeploy.plan import run_plan
+
+    return run_plan(STACKS, jobs=1)
+
+
+@pytest.fixture(scope="session")
+def example_plans(example_report):
+    """Each example stack's recorded resources and outputs, by stack name."""
+    assert not example_report.errors, example_report.errors
+    return example_report.federation.plans
