@@ -27,7 +27,8 @@ _GPU_TOLERATION = {
     "effect": "NoSchedule",
 }
 _IRSA = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/fedeploy-aws-eu-services"}
-_CATALOG_URL = f"http://catalog-catalog.{NAMESPACE}.svc.cluster.local:8080"
+# The catalog release "catalog" in namespace "fedeploy" is served at this address.
+_CATALOG_URL = f"http://catalog.{NAMESPACE}.svc.cluster.local:8080"
 _SOURCES = [
     {
         "name": "s2-alps",
