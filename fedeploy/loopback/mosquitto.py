@@ -1,0 +1,85 @@
+"""A private mosquitto broker on loopback, with persistence and no queue limit."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from fedeploy.loopback.errors import PeerUnavailable
+from fedeploy.loopback.processes import Daemon, free_port, port_open, wait_until
+
+
+class MosquittoBroker:
+    """Debian's mosquitto with its own config in `workdir`, stopped by its pid file.
+
+    `max_queued_messages 0`: mosquitto's default of 1000 silently drops QoS 1 messages
+    queued beyond it for a slow or absent subscriber, which a "nothing lost" test would
+    measure instead of the consumer. Production brokers need the same setting (or a limit
+    sized for the longest consumer outage).
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None,
+                 users: dict[str, str] | None = None) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise PeerUnavailable("mosquitto is not installed: apt-get install -y mosquitto")
+        self.binary = binary
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.users = dict(users or {})
+        self.config_file = self.workdir / "mosquitto.conf"
+        self.daemon = Daemon("mosquitto", [binary, "-c", str(self.config_file)], self.workdir)
+
+    def start(self) -> MosquittoBroker:
+        """Write the config, start the broker and wait until it accepts connections."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "store").mkdir(exist_ok=True)
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {self.workdir / 'store'}/",
+            "max_queued_messages 0",
+            # For MQTT 3.1.1 clients; MQTT 5 clients announce their own receive maximum.
+            "max_inflight_messages 0",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+        ]
+        if self.users:
+            password_file = self.workdir / "passwords"
+            password_file.write_text("")
+            for user, password in self.users.items():
+                subprocess.run(
+                    [shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b",
+                     str(password_file), user, password],
+                    check=True, capture_output=True,
+                )
+            lines += ["allow_anonymous false", f"password_file {password_file}"]
+        else:
+            lines.append("allow_anonymous true")
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to the `mosquitto` user, which must be able to
+            # write its store and read the password file.
+            try:
+                entry = pwd.getpwnam("mosquitto")
+            except KeyError:
+                lines.append("user root")
+            else:
+                for path in [self.workdir, *self.workdir.iterdir()]:
+                    os.chown(path, entry.pw_uid, entry.pw_gid)
+        self.config_file.write_text("\n".join(lines) + "\n")
+        self.daemon.start()
+        wait_until(self._accepting, 10, f"mosquitto on port {self.port}", self.daemon.log_file)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM by pid file: mosquitto saves its persistent sessions on the way out."""
+        self.daemon.stop()
+
+    def _accepting(self) -> bool:
+        self.daemon.ensure_running()
+        return port_open(self.port)

@@ -1,0 +1,116 @@
+"""Starting, waiting for and stopping the peers' processes; always by pid, never by name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fedeploy.loopback.errors import PeerStartError
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path | None) -> None:
+    """Poll `check` until it is true; raise PeerStartError naming `what` and its log otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except PeerStartError:
+            raise
+        except Exception:  # not up yet: refused connections, timeouts, 5xx
+            pass
+        time.sleep(0.05)
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    raise PeerStartError(f"{what} was not ready after {timeout:.0f} s (log: {log}){tail}")
+
+
+class Daemon:
+    """A child process that writes its pid to a file and is stopped through that file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        workdir: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.workdir = workdir
+        self.env = env
+        self.pid_file = workdir / f"{name}.pid"
+        self.log_file = workdir / f"{name}.log"
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process in its own session, output to `<name>.log`, pid to `<name>.pid`."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self._popen = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{self._popen.pid}\n")
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is still alive."""
+        return self._popen is not None and self._popen.poll() is None
+
+    def ensure_running(self) -> None:
+        """Raise PeerStartError with the log's tail when the process has exited."""
+        if not self.running:
+            tail = self.log_file.read_text(errors="replace").splitlines()[-20:]
+            raise PeerStartError(
+                f"{self.name} exited (log: {self.log_file}):\n" + "\n".join(tail)
+            )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the pid in the pid file, SIGKILL after `timeout`; no-op when not running."""
+        self._signal_and_reap(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL at once: what a crash or an OOM kill looks like to the peers."""
+        self._signal_and_reap(signal.SIGKILL, 5.0)
+
+    def _signal_and_reap(self, sig: signal.Signals, timeout: float) -> None:
+        if not self.pid_file.exists():
+            return
+        pid = int(self.pid_file.read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        if self._popen is not None and self._popen.pid == pid:
+            try:
+                self._popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                self._popen.wait(5.0)
+        self.pid_file.unlink(missing_ok=True)

@@ -1,0 +1,84 @@
+"""A STAC API with the transactions extension: the site's catalog, or the hub's.
+
+Writes are idempotent: items go through the bulk transactions endpoint with method `upsert`
+(one request per batch), falling back to POST then PUT per item where it is absent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from fedeploy_ingestion.errors import CatalogError
+
+
+class CatalogClient:
+    """Reads and idempotent writes against one STAC API root."""
+
+    def __init__(self, url: str, timeout: float = 30.0, http: httpx.Client | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._http = http or httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, f"{self.url}{path}", **kwargs)
+        except httpx.HTTPError as error:
+            raise CatalogError(f"{method} {self.url}{path} failed: {error}") from error
+
+    @staticmethod
+    def _check(response: httpx.Response, *allowed: int) -> httpx.Response:
+        if response.status_code not in allowed:
+            raise CatalogError(f"{response.request.method} {response.request.url} answered "
+                               f"{response.status_code}: {response.text[:300]}")
+        return response
+
+    def get_collection(self, collection_id: str) -> dict[str, Any] | None:
+        """A collection, or None when the catalog has none by that id."""
+        response = self._check(self._request("GET", f"/collections/{collection_id}"), 200, 404)
+        return None if response.status_code == 404 else dict(response.json())
+
+    def ensure_collection(self, collection: dict[str, Any]) -> None:
+        """Create a collection unless it exists (an existing one is left as it is)."""
+        self._check(self._request("POST", "/collections", json=collection), 200, 201, 409)
+
+    def put_collection(self, collection: dict[str, Any]) -> None:
+        """Create or replace a collection."""
+        response = self._request("POST", "/collections", json=collection)
+        if response.status_code == 409:
+            response = self._request("PUT", f"/collections/{collection['id']}", json=collection)
+        self._check(response, 200, 201)
+
+    def get_item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
+        """An item, or None when there is none."""
+        response = self._check(
+            self._request("GET", f"/collections/{collection_id}/items/{item_id}"), 200, 404)
+        return None if response.status_code == 404 else dict(response.json())
+
+    def upsert_items(self, collection_id: str, items: list[dict[str, Any]]) -> None:
+        """Create or replace items of one collection: the same items twice are stored once."""
+        if not items:
+            return
+        response = self._request("POST", f"/collections/{collection_id}/bulk_items",
+                                 json={"items": {i["id"]: i for i in items}, "method": "upsert"})
+        if response.status_code not in (404, 405):
+            self._check(response, 200, 201)
+            return
+        # No bulk transactions on this API (or no such collection: the POST below says so).
+        for item in items:
+            response = self._request("POST", f"/collections/{collection_id}/items", json=item)
+            if response.status_code == 409:
+                response = self._request(
+                    "PUT", f"/collections/{collection_id}/items/{item['id']}", json=item)
+            self._check(response, 200, 201)
+
+    def queryables(self) -> set[str]:
+        """Names the API can filter on (empty when it has no filter extension)."""
+        response = self._request("GET", "/queryables")
+        if response.status_code != 200:
+            return set()
+        return set((response.json().get("properties") or {}).keys())

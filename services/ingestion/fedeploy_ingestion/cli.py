@@ -1,0 +1,140 @@
+"""`fedeploy-ingest`: the service's entry point (sentinel, stream, harvest).
+
+Exit status: 0 done; 1 some items failed (the next run resumes them); 2 bad settings;
+3 some member sites could not be harvested (the others were).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from dataclasses import asdict
+
+from pydantic import ValidationError
+
+from fedeploy_ingestion import __version__, logs
+from fedeploy_ingestion.errors import ConfigError, IngestError
+
+log = logging.getLogger("fedeploy_ingestion")
+
+EXIT_OK, EXIT_ITEMS_FAILED, EXIT_CONFIG, EXIT_SITES_MISSING = 0, 1, 2, 3
+
+
+def _store(settings):  # noqa: ANN001, ANN202 - wiring only
+    from fedeploy_ingestion.object_store import ObjectStore, s3_client
+
+    return ObjectStore(s3_client(settings.s3_endpoint_url, settings.s3_region,
+                                 settings.s3_addressing_style), settings.require("bucket"))
+
+
+def sentinel() -> int:
+    """One run over INGEST_SOURCES (a CronJob, or one worker of an indexed Job)."""
+    from fedeploy_ingestion.catalog import CatalogClient
+    from fedeploy_ingestion.metrics import Metrics
+    from fedeploy_ingestion.sentinel import SentinelRun
+    from fedeploy_ingestion.settings import IngestSettings
+
+    settings = IngestSettings()
+    logs.configure(settings.log_level)
+    settings.require("site", "bucket", "catalog_url")
+    if not settings.sources:
+        raise ConfigError("INGEST_SOURCES is empty: nothing to copy")
+    run = SentinelRun(settings, _store(settings), CatalogClient(settings.catalog_url),
+                      Metrics())
+    report = run.run()
+    print(json.dumps(asdict(report), indent=1))
+    return EXIT_ITEMS_FAILED if report.failed else EXIT_OK
+
+
+def stream() -> int:
+    """Consume INGEST_MQTT_TOPICS until SIGTERM, serving probes and metrics."""
+    from fedeploy_ingestion.catalog import CatalogClient
+    from fedeploy_ingestion.metrics import Metrics
+    from fedeploy_ingestion.probes import ProbeServer
+    from fedeploy_ingestion.settings import IngestSettings
+    from fedeploy_ingestion.stream import Consumer
+    from fedeploy_ingestion.window_writer import WindowWriter
+
+    settings = IngestSettings()
+    logs.configure(settings.log_level)
+    site = settings.require("site", "bucket", "catalog_url", "mqtt_host")
+    metrics = Metrics()
+    store = _store(settings)
+    consumer = Consumer(settings, store,
+                        WindowWriter(store, CatalogClient(settings.catalog_url), site, metrics),
+                        metrics)
+    import time
+
+    probes = ProbeServer(settings.http_host, settings.http_port, metrics,
+                         healthy=lambda: time.monotonic() - consumer.heartbeat < 60,
+                         ready=lambda: consumer.ready).start()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: consumer.stop())
+    log.info("consumer starting", extra={"topics": settings.topics(),
+                                         "client_id": settings.client_id(),
+                                         "probes_port": probes.port, "version": __version__})
+    try:
+        consumer.run()
+    finally:
+        probes.close()
+    log.info("consumer stopped")
+    return EXIT_OK
+
+
+def harvest() -> int:
+    """Harvest HARVEST_SOURCES into HARVEST_TARGET_URL once."""
+    from fedeploy_ingestion.harvest import Harvester
+    from fedeploy_ingestion.metrics import Metrics
+    from fedeploy_ingestion.settings import HarvestSettings, IngestSettings
+
+    logs.configure(IngestSettings().log_level)
+    settings = HarvestSettings()
+    if not settings.target_url or not settings.sources:
+        raise ConfigError("harvest needs HARVEST_TARGET_URL and HARVEST_SOURCES")
+    report = Harvester(settings, Metrics()).run()
+    print(json.dumps({"sites": report.sites, "missing": report.missing}, indent=1))
+    return EXIT_SITES_MISSING if report.missing else EXIT_OK
+
+
+def _env_name(model: str, location: tuple[object, ...]) -> str:
+    """`INGEST_SOURCES[0].assets` for the location ('sources', 0, 'assets')."""
+    prefix = "HARVEST_" if model == "HarvestSettings" else "INGEST_"
+    if not location:
+        return prefix + "*"
+    name = prefix + str(location[0]).upper()
+    for part in location[1:]:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return name
+
+
+COMMANDS = {"sentinel": sentinel, "stream": stream, "harvest": harvest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command; errors are printed without a traceback."""
+    parser = argparse.ArgumentParser(
+        prog="fedeploy-ingest",
+        description="fedeploy's ingestion service; settings come from INGEST_* and HARVEST_* "
+                    "environment variables (docs/ingestion.md).")
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, function in COMMANDS.items():
+        commands.add_parser(name, help=(function.__doc__ or "").strip())
+    arguments = parser.parse_args(argv)
+    try:
+        return COMMANDS[arguments.command]()
+    except ValidationError as error:
+        problems = "; ".join(f"{_env_name(error.title, e['loc'])}: {e['msg']}"
+                             for e in error.errors(include_input=False))
+        print(f"fedeploy-ingest {arguments.command}: invalid settings: {problems}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as error:
+        print(f"fedeploy-ingest {arguments.command}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except IngestError as error:
+        print(f"fedeploy-ingest {arguments.command}: {error}", file=sys.stderr)
+        return EXIT_ITEMS_FAILED

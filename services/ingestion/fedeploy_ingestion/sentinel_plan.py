@@ -1,0 +1,155 @@
+"""What a Sentinel copy is, decided without touching the network (pure).
+
+Keys: `sentinel/<collection>/<item id>/<asset name><ext>`. The site's item keeps the upstream
+collection and item ids, its assets point at the site's copies, and a `via` link points at the
+upstream item. A fingerprint of what was copied lets a re-run skip items already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import posixpath
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from fedeploy_ingestion.multihash import sha256_multihash
+from fedeploy_ingestion.stac_documents import FILE_EXTENSION, rfc3339
+
+# Media types that Python's mimetypes does not know, or guesses badly for EO data.
+_EXTENSIONS = {
+    "image/jp2": ".jp2",
+    "image/tiff; application=geotiff": ".tif",
+    "image/tiff; application=geotiff; profile=cloud-optimized": ".tif",
+    "application/zip": ".zip",
+    "application/xml": ".xml",
+    "application/x-netcdf": ".nc",
+    "application/vnd+zarr": ".zarr",
+}
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,6}$")
+# Asset fields that describe the upstream's storage, not ours.
+_UPSTREAM_ONLY = ("alternate", "auth:refs", "storage:refs", "storage:schemes", "file:local_path")
+
+
+@dataclass(frozen=True)
+class CopiedAsset:
+    """One asset in the site's bucket: where, how big, and its verified SHA-256."""
+
+    key: str
+    size: int
+    sha256: bytes
+
+
+def extension_for(href: str, media_type: str | None) -> str:
+    """The file extension of an asset: from its href's path, else from its media type."""
+    suffix = posixpath.splitext(unquote(urlsplit(href).path))[1]
+    if _SUFFIX.match(suffix):
+        return suffix.lower()
+    if media_type:
+        normalised = media_type.replace(" ", "").replace(";", "; ").lower()
+        if normalised in _EXTENSIONS:
+            return _EXTENSIONS[normalised]
+        guessed = mimetypes.guess_extension(media_type.split(";")[0].strip())
+        if guessed:
+            return guessed
+    return ""
+
+
+def object_key(collection: str, item_id: str, asset_name: str, href: str,
+               media_type: str | None) -> str:
+    """Where an asset is copied to in the site's bucket."""
+    for label, value in (("collection", collection), ("item id", item_id),
+                         ("asset name", asset_name)):
+        if not value or "/" in value or value in (".", ".."):
+            raise ValueError(f"upstream {label} {value!r} cannot be part of an object key")
+    return f"sentinel/{collection}/{item_id}/{asset_name}{extension_for(href, media_type)}"
+
+
+def download_href(asset: dict[str, Any]) -> str:
+    """An HTTP(S) href for an asset: its own, or an `alternate` one when its own is s3://."""
+    href = str(asset["href"])
+    if href.startswith(("http://", "https://")):
+        return href
+    for alternate in (asset.get("alternate") or {}).values():
+        candidate = str(alternate.get("href", ""))
+        if candidate.startswith(("http://", "https://")):
+            return candidate
+    raise ValueError(f"asset href {href!r} is not HTTP(S) and has no HTTP(S) alternate")
+
+
+def chosen_assets(item: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The requested assets the item has, and the names it lacks."""
+    assets = item.get("assets") or {}
+    return ({n: assets[n] for n in names if n in assets}, [n for n in names if n not in assets])
+
+
+def fingerprint(item: dict[str, Any], assets: dict[str, Any]) -> str:
+    """What identifies the upstream content copied: changes when the upstream item changes."""
+    basis = {
+        "collection": item.get("collection"),
+        "id": item.get("id"),
+        "updated": (item.get("properties") or {}).get("updated"),
+        "assets": {n: {k: a.get(k) for k in ("href", "file:size", "file:checksum")}
+                   for n, a in sorted(assets.items())},
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def site_item(
+    upstream: dict[str, Any],
+    upstream_url: str,
+    copies: dict[str, CopiedAsset],
+    *,
+    bucket: str,
+    site: str,
+    item_fingerprint: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The site's item: upstream ids and metadata, assets rewritten to the site's copies."""
+    assets = {}
+    for name, copy in sorted(copies.items()):
+        original = dict(upstream["assets"][name])
+        for field in _UPSTREAM_ONLY:
+            original.pop(field, None)
+        original.update({
+            "href": f"s3://{bucket}/{copy.key}",
+            "file:size": copy.size,
+            "file:checksum": sha256_multihash(copy.sha256),
+        })
+        assets[name] = original
+    properties = dict(upstream.get("properties") or {})
+    if "updated" in properties:
+        properties["fedeploy:upstream_updated"] = properties["updated"]
+    properties.update({
+        "updated": rfc3339(now),
+        "fedeploy:site": site,
+        "fedeploy:fingerprint": item_fingerprint,
+    })
+    extensions = sorted({*upstream.get("stac_extensions", []), FILE_EXTENSION})
+    return {
+        "type": "Feature",
+        "stac_version": upstream.get("stac_version", "1.1.0"),
+        "stac_extensions": extensions,
+        "id": upstream["id"],
+        "collection": upstream["collection"],
+        "geometry": upstream["geometry"],
+        "bbox": upstream.get("bbox"),
+        "properties": properties,
+        "assets": assets,
+        "links": [{"rel": "via", "href": upstream_url, "type": "application/geo+json",
+                   "title": "The upstream item this copy was made from"}],
+    }
+
+
+def site_collection(upstream: dict[str, Any]) -> dict[str, Any]:
+    """The site's copy of an upstream collection: its metadata, without upstream links."""
+    copy = {k: v for k, v in upstream.items() if k not in ("links", "assets", "item_assets")}
+    self_href = next((link["href"] for link in upstream.get("links", [])
+                      if link.get("rel") == "self"), None)
+    copy["links"] = ([{"rel": "via", "href": self_href, "type": "application/json"}]
+                     if self_href else [])
+    return copy

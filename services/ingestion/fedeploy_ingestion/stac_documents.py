@@ -1,0 +1,34 @@
+"""Small pieces shared by every STAC document the service writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+STAC_VERSION = "1.1.0"
+FILE_EXTENSION = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+# pgstac requires a geometry; an item whose place is unknown covers the whole world.
+WORLD = {"type": "Polygon",
+         "coordinates": [[[-180.0, -90.0], [180.0, -90.0], [180.0, 90.0], [-180.0, 90.0],
+                          [-180.0, -90.0]]]}
+WORLD_BBOX = [-180.0, -90.0, 180.0, 90.0]
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, microseconds, 'Z': one fixed form, so that timestamps also sort as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def collection(collection_id: str, description: str, **extra: Any) -> dict[str, Any]:
+    """A minimal STAC collection covering the world and all time."""
+    return {
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "id": collection_id,
+        "description": description,
+        "license": "other",
+        "extent": {"spatial": {"bbox": [WORLD_BBOX]},
+                   "temporal": {"interval": [[None, None]]}},
+        "links": [],
+        **extra,
+    }

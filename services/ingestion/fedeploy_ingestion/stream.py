@@ -1,0 +1,255 @@
+"""The long-running MQTT consumer of edge observations.
+
+At least once from the broker (QoS 1, a persistent MQTT 5 session, manual acknowledgements),
+exactly once in storage and catalog (keys and ids derive from the window; writes merge).
+A message is acknowledged only after its window's object and item are both written, so a
+consumer killed at any moment loses nothing: the broker delivers again what was not
+acknowledged, and writing a window again stores the same rows.
+
+The network thread of paho only queues what arrives; one worker thread validates, groups,
+writes and acknowledges, so no lock guards the windows.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from fedeploy_ingestion.dead_letter import dead_letter_document, dead_letter_key
+from fedeploy_ingestion.errors import IngestError
+from fedeploy_ingestion.metrics import Metrics
+from fedeploy_ingestion.object_store import ObjectStore
+from fedeploy_ingestion.observation import InvalidObservation, parse_observation
+from fedeploy_ingestion.settings import IngestSettings
+from fedeploy_ingestion.sharding import owns
+from fedeploy_ingestion.window_buffer import WindowBuffer
+from fedeploy_ingestion.window_writer import WindowWriter
+
+log = logging.getLogger(__name__)
+QOS = 1
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message as the network thread hands it over; `generation` counts connections."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    generation: int
+    arrival: float
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """Marker: the connection was replaced, so what is held will be delivered again."""
+
+    generation: int
+
+
+class Consumer:
+    """Consumes observation messages into windows; `run()` until `stop()`."""
+
+    def __init__(self, settings: IngestSettings, store: ObjectStore, writer: WindowWriter,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.writer = writer
+        self.metrics = metrics
+        self.buffer: WindowBuffer[tuple[int, int]] = WindowBuffer(
+            settings.window_seconds, settings.window_grace_seconds, settings.flush_idle_seconds,
+            settings.max_pending_messages)
+        self.inbox: queue.Queue[Delivery | Reconnected] = queue.Queue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards generation/connected against the network thread
+        self._generation = 0
+        self._connected = False
+        self.subscribed = threading.Event()
+        self.heartbeat = time.monotonic()
+        self._retry_at = 0.0
+        self.client = self._client()
+
+    # --- MQTT wiring (network thread) ------------------------------------------------------
+
+    def _client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id(),
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if s.mqtt_username:
+            password = s.mqtt_password.get_secret_value() if s.mqtt_password else None
+            client.username_pw_set(s.mqtt_username, password)
+        if s.mqtt_tls:
+            client.tls_set(ca_certs=s.mqtt_ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection", extra={"reason": str(reason)})
+            return
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+            generation = self._generation
+        self.inbox.put(Reconnected(generation))
+        self.metrics.broker_connected.set(1)
+        log.info("connected to broker", extra={"session_present": flags.session_present,
+                                                "client_id": self.settings.client_id()})
+        client.subscribe([(t, QOS) for t in self.settings.topics()])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("subscription refused", extra={"reasons": failed})
+            return
+        self.subscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        with self._lock:
+            self._connected = False
+        self.subscribed.clear()
+        self.metrics.broker_connected.set(0)
+        if not self._stop.is_set():
+            log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason)})
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            generation = self._generation
+        self.inbox.put(Delivery(message.topic, bytes(message.payload), message.mid, generation,
+                                time.monotonic()))
+
+    def _ack(self, tags: list[tuple[int, int]]) -> None:
+        # A tag from an older connection is not acknowledged: its packet id may now name a
+        # different message. The broker delivers the old one again; the write merges it.
+        with self._lock:
+            current = [mid for generation, mid in tags
+                       if generation == self._generation and self._connected]
+            for mid in current:
+                self.client.ack(mid, QOS)
+        self.metrics.messages_acknowledged.inc(len(current))
+
+    # --- the worker ----------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect with a persistent session sized for the unacknowledged messages we hold."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.settings.mqtt_session_expiry_seconds
+        properties.ReceiveMaximum = self.settings.max_pending_messages
+        self.client.connect_async(self.settings.require("mqtt_host"), self.settings.mqtt_port,
+                                  keepalive=30, clean_start=False, properties=properties)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Ask `run()` to write what it holds and return."""
+        self._stop.set()
+
+    @property
+    def ready(self) -> bool:
+        """Connected and subscribed."""
+        return self.subscribed.is_set()
+
+    def run(self) -> None:
+        """Consume until `stop()`; then write every open window, acknowledge, disconnect."""
+        self.connect()
+        try:
+            while not self._stop.is_set():
+                self.heartbeat = time.monotonic()
+                self._drain(timeout=0.2)
+                self._write_due(time.monotonic())
+            self._drain(timeout=0)
+            self._write_due(float("inf"), everything=True)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+
+    def _drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            if isinstance(event, Reconnected):
+                dropped = self.buffer.clear()
+                if dropped:
+                    log.info("connection replaced: dropped held messages, the broker sends "
+                             "them again", extra={"messages": dropped})
+            else:
+                self._handle(event)
+            if self.buffer.pending >= self.buffer.high_water:
+                return  # write before taking more
+
+    def _handle(self, delivery: Delivery) -> None:
+        self.metrics.messages_received.inc()
+        tag = (delivery.generation, delivery.mid)
+        try:
+            observation = parse_observation(delivery.payload, delivery.topic, datetime.now(UTC))
+        except InvalidObservation as invalid:
+            self._dead_letter(delivery, invalid)
+            return
+        if not owns(observation.station, self.settings.shard_index, self.settings.shard_count):
+            self.metrics.messages_skipped.inc()
+            self._ack([tag])
+            return
+        self.buffer.add(observation, tag, delivery.arrival)
+
+    def _dead_letter(self, delivery: Delivery, invalid: InvalidObservation) -> None:
+        key = dead_letter_key(self.settings.dead_letter_prefix, delivery.topic, delivery.payload)
+        document = dead_letter_document(delivery.topic, delivery.payload, invalid.code,
+                                        invalid.reason, datetime.now(UTC))
+        while not self._stop.is_set():
+            try:
+                self.store.put(key, document, "application/json")
+                break
+            except IngestError as error:
+                # Never acknowledge a message that is stored nowhere: wait for the store.
+                self.metrics.write_errors.labels("dead-letter").inc()
+                log.error("dead letter write failed; retrying", extra={"error": str(error)})
+                self._stop.wait(2.0)
+        else:
+            return
+        self.metrics.dead_letters.labels(invalid.code).inc()
+        log.warning("message rejected", extra={"topic": delivery.topic, "code": invalid.code,
+                                               "reason": invalid.reason, "key": key})
+        self._ack([(delivery.generation, delivery.mid)])
+
+    def _write_due(self, now: float, everything: bool = False) -> None:
+        if now < self._retry_at and not everything:
+            return
+        due = self.buffer.windows() if everything else self.buffer.due(now)
+        for window in due:
+            entry = self.buffer.take(window)
+            try:
+                self.writer.write(window, entry.observations)
+            except IngestError as error:
+                self.buffer.restore(entry)
+                self.metrics.write_errors.labels("window").inc()
+                log.error("window write failed; held and retried",
+                          extra={"window": window.item_id, "error": str(error)})
+                self._retry_at = time.monotonic() + 2.0
+                return
+            self._ack(entry.tags)
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self.metrics.pending_messages.set(self.buffer.pending)
+        self.metrics.open_windows.set(len(self.buffer))
+        oldest = self.buffer.oldest_arrival()
+        self.metrics.lag_seconds.set(0 if oldest is None else time.monotonic() - oldest)

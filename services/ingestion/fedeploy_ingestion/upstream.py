@@ -1,0 +1,144 @@
+"""The upstream side of Sentinel copies: searching a STAC API and downloading its assets.
+
+Credentials come from INGEST_SOURCE_USERNAME / INGEST_SOURCE_PASSWORD (a Kubernetes Secret).
+They are exchanged for a bearer token at the source's `tokenUrl` (Copernicus Data Space uses
+OpenID Connect), or sent as HTTP Basic; they are never logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from fedeploy_ingestion.errors import SourceError
+from fedeploy_ingestion.object_store import MiB, RangeSource
+from fedeploy_ingestion.settings import Source
+
+
+class Credentials:
+    """Authentication for one source: none, HTTP Basic, or an OpenID Connect password grant."""
+
+    def __init__(self, source: Source, username: str | None, password: str | None,
+                 http: httpx.Client) -> None:
+        self.source = source
+        self._username = username
+        self._password = password
+        self._http = http
+        self._token: str | None = None
+        self._expires = 0.0
+
+    def __repr__(self) -> str:  # never show the secret parts
+        return f"Credentials(source={self.source.name!r}, user={'set' if self._username else None})"
+
+    def headers(self) -> dict[str, str]:
+        """Headers for a download request."""
+        if not self._username or not self._password:
+            return {}
+        if self.source.token_url is None:
+            import base64
+
+            pair = f"{self._username}:{self._password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+        if self._token is None or time.monotonic() > self._expires:
+            self._refresh()
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _refresh(self) -> None:
+        assert self.source.token_url is not None
+        try:
+            answer = self._http.post(self.source.token_url, data={
+                "grant_type": "password", "client_id": self.source.client_id,
+                "username": self._username, "password": self._password})
+        except httpx.HTTPError as error:
+            raise SourceError(f"source {self.source.name}: token request to "
+                              f"{self.source.token_url} failed: {error}") from error
+        if answer.status_code != 200:
+            # The body may echo the request: report only the status.
+            raise SourceError(f"source {self.source.name}: token endpoint "
+                              f"{self.source.token_url} answered {answer.status_code}; check "
+                              "INGEST_SOURCE_USERNAME / INGEST_SOURCE_PASSWORD")
+        document = answer.json()
+        self._token = str(document["access_token"])
+        # Refresh a minute early: a download that starts must not meet an expired token.
+        self._expires = time.monotonic() + max(30.0, float(document.get("expires_in", 300)) - 60)
+
+
+class HttpAsset(RangeSource):
+    """An asset served over HTTP(S), read with Range requests so a copy can resume."""
+
+    def __init__(self, href: str, http: httpx.Client, credentials: Credentials) -> None:
+        self.href = href
+        self._http = http
+        self._credentials = credentials
+        self._response: httpx.Response | None = None
+
+    def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
+        """Start a GET from `offset`; (chunks, offset served, total size)."""
+        headers = self._credentials.headers()
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        request = self._http.build_request("GET", self.href, headers=headers)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as error:
+            raise SourceError(f"GET {self.href} failed: {error}") from error
+        self._response = response
+        if response.status_code == 416 and offset:
+            # Everything was uploaded already; Content-Range says "bytes */<total>".
+            total = int(response.headers.get("content-range", "*/0").rsplit("/", 1)[1])
+            response.close()
+            return iter(()), offset, total
+        if response.status_code == 206:
+            start, total = _content_range(response.headers.get("content-range", ""), self.href)
+        elif response.status_code == 200:
+            start, total = 0, int(response.headers.get("content-length", -1))
+        else:
+            response.close()
+            raise SourceError(f"GET {self.href} answered {response.status_code}")
+        if total < 0:
+            response.close()
+            raise SourceError(f"GET {self.href} gave no Content-Length: cannot verify the copy")
+        return self._chunks(response), start, total
+
+    def _chunks(self, response: httpx.Response) -> Iterator[bytes]:
+        try:
+            yield from response.iter_bytes(MiB)
+        except httpx.HTTPError as error:
+            raise SourceError(f"reading {self.href} failed midway: {error}") from error
+        finally:
+            response.close()
+
+
+def _content_range(value: str, href: str) -> tuple[int, int]:
+    # "bytes 100-199/1000"
+    try:
+        unit, rest = value.split(" ", 1)
+        span, total = rest.split("/", 1)
+        return int(span.split("-", 1)[0]), int(total)
+    except ValueError:
+        raise SourceError(f"GET {href} answered 206 with Content-Range {value!r}") from None
+
+
+def search(source: Source, interval: str | None,
+           headers: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """Items of the source's collections, area, time window and cloud-cover limit."""
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+
+    parameters: dict[str, Any] = {"collections": source.collections, "max_items": source.max_items}
+    if source.bbox:
+        parameters["bbox"] = list(source.bbox)
+    if interval:
+        parameters["datetime"] = interval
+    if source.max_cloud_cover is not None:
+        parameters["filter"] = {"op": "<=", "args": [{"property": "eo:cloud_cover"},
+                                                     source.max_cloud_cover]}
+        parameters["filter_lang"] = "cql2-json"
+    try:
+        client = Client.open(source.url, headers=headers)
+        yield from client.search(**parameters).items_as_dicts()
+    except APIError as error:  # pystac-client wraps every transport and HTTP error in it
+        raise SourceError(f"search of source {source.name} ({source.url}) failed: {error}") from error
