@@ -75,6 +75,19 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Stack files to ch
     raise typer.Exit(2 if failed else 0)
 
 
+@app.command("config-reference")
+def config_reference(
+    write: Annotated[Path | None, typer.Option("--write", help="Update this Markdown file in place.")] = None,
+) -> None:
+    """Print (or splice into docs/configuration.md) the key reference generated from the model."""
+    from fedeploy.config.reference import reference, splice
+
+    if write is None:
+        sys.stdout.write(reference() + "\n")
+    else:
+        write.write_text(splice(write.read_text(), Path("stacks")))
+
+
 def _mount_bridge() -> None:
     try:
         from fedeploy.bridge.cli import bridge_app

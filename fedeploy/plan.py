@@ -122,8 +122,12 @@ def _wiring(release: RenderedRelease) -> dict[str, Any]:
 
 def run_plan(stacks_dir: Path, names: list[str] | None = None, jobs: int | None = None) -> PlanReport:
     """Plan the named stacks (all in `stacks_dir` by default) and check each."""
-    federation = plan_federation(stacks_dir, names, jobs=jobs)
-    project_dir = stacks_dir.resolve().parent
+    return build_report(plan_federation(stacks_dir, names, jobs=jobs))
+
+
+def build_report(federation: FederationPlan) -> PlanReport:
+    """Check every planned stack of a federation plan and gather the report."""
+    project_dir = federation.stacks_dir.resolve().parent
     sites: dict[str, SiteReport] = {}
     for name, plan in sorted(federation.plans.items()):
         site = federation.sites[name]

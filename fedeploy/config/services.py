@@ -144,7 +144,7 @@ class Stream(StrictModel):
 
     enabled: bool = Field(True, description="Run the consumer.")
     replicas: int = Field(1, ge=1, le=64, description="Consumers; each owns a share of the stations.")
-    mqtt: Mqtt
+    mqtt: Mqtt = Field(description="The broker and its topics.")
     window_seconds: int = Field(3600, ge=60, le=86400, description="Span of one stored window.")
 
 

@@ -77,11 +77,11 @@ class _Site(StrictModel):
 class AwsSite(_Site):
     """A site in an AWS region: S3, EKS in its own VPC, optionally a bridge VM."""
 
-    kind: Literal["aws"]
+    kind: Literal["aws"] = Field(description="The kind of site: aws.")
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. eu-central-1.")
-    network: AwsNetwork
-    storage: AwsStorage
-    cluster: EksCluster
+    network: AwsNetwork = Field(description="The site's VPC.")
+    storage: AwsStorage = Field(description="S3 buckets.")
+    cluster: EksCluster = Field(description="The EKS cluster.")
     services: Services = Field(default_factory=Services, description="Our charts on this site.")
     bridge: BridgeConfig | None = Field(None, description="A SLURM bridge VM in the site's VPC.")
 
@@ -125,9 +125,9 @@ class _ExistingClusterSite(_Site):
 class KubernetesSite(_ExistingClusterSite):
     """An existing Kubernetes cluster with an S3-compatible store (European cloud, on premise)."""
 
-    kind: Literal["kubernetes"]
-    storage: S3CompatibleStorage
-    cluster: ExistingCluster
+    kind: Literal["kubernetes"] = Field(description="The kind of site: kubernetes.")
+    storage: S3CompatibleStorage = Field(description="The S3-compatible store and its buckets.")
+    cluster: ExistingCluster = Field(description="The existing cluster.")
     services: Services = Field(default_factory=Services, description="Our charts on this site.")
     bridge: BridgeConfig | None = Field(None, description="A SLURM bridge, where a centre is near.")
 
@@ -135,8 +135,8 @@ class KubernetesSite(_ExistingClusterSite):
 class HpcSite(_ExistingClusterSite):
     """An HPC centre: its S3-compatible store, its SLURM through a bridge, a cluster if it has one."""
 
-    kind: Literal["hpc"]
-    storage: S3CompatibleStorage
+    kind: Literal["hpc"] = Field(description="The kind of site: hpc.")
+    storage: S3CompatibleStorage = Field(description="The centre's S3-compatible store and its buckets.")
     cluster: ExistingCluster | None = Field(None, description="A Kubernetes cluster next to the HPC system.")
     bridge: BridgeConfig = Field(description="The SLURM bridge (required on hpc sites).")
     services: Services = Field(default_factory=Services, description="Our charts (needs a cluster).")
@@ -145,7 +145,9 @@ class HpcSite(_ExistingClusterSite):
 class HubServices(StrictModel):
     """What the hub runs: the federated catalog."""
 
-    namespace: str = Field("fedeploy", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    namespace: str = Field(
+        "fedeploy", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="Namespace of the catalog."
+    )
     catalog: CatalogService = Field(default_factory=CatalogService, description="The federated catalog.")
     harvest_schedule: str = Field(
         "*/15 * * * *", pattern=r"^(\S+\s+){4}\S+$", description="How often the hub harvests member catalogs."
@@ -155,10 +157,10 @@ class HubServices(StrictModel):
 class HubSite(_Site):
     """The federation's hub: knows the member sites and runs the federated catalog."""
 
-    kind: Literal["hub"]
+    kind: Literal["hub"] = Field(description="The kind of site: hub.")
     members: list[Name] = Field(min_length=1, description="The member sites (stack names).")
-    cluster: ExistingCluster
-    services: HubServices = Field(default_factory=HubServices)
+    cluster: ExistingCluster = Field(description="The cluster the federated catalog runs on.")
+    services: HubServices = Field(default_factory=HubServices, description="The federated catalog.")
 
     @model_validator(mode="after")
     def _members_unique(self) -> HubSite:

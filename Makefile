@@ -1,0 +1,48 @@
+# Common commands. `make plan` and `make test` set everything up by themselves on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: plan test test-fast peers lint typecheck schema demo bench clean
+
+$(STAMP): pyproject.toml services/ingestion/pyproject.toml services/inference/pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# Exactly 2.13.0: its CPU build; a looser pin would pull several GB of CUDA packages.
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[deploy,dev]" -e "services/ingestion[test]" -e "services/inference[test]"
+	touch $(STAMP)
+
+## plan: plan the example federation in stacks/ offline and print the report
+plan: $(STAMP)
+	$(BIN)/fedeploy plan
+
+## peers: install the real servers the integration tests start (SLURM, PostgreSQL, mosquitto)
+peers:
+	./scripts/install-peers.sh
+
+## test: the whole test suite, integration tests against real peers included
+test: $(STAMP) peers
+	$(BIN)/python -m pytest
+
+## test-fast: everything but the integration tests
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
+
+lint: $(STAMP)
+	$(BIN)/ruff check fedeploy components policies tests
+	$(BIN)/ruff format --check fedeploy components policies tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+schema: $(STAMP)
+	$(BIN)/fedeploy schema > schemas/stack-file.schema.json
+
+bench: $(STAMP) peers
+	$(BIN)/python benchmarks/plan.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the real peers the integration tests start on loopback: SLURM with slurmrestd and
+# munge, PostgreSQL with PostGIS, mosquitto. Debian/Ubuntu only; needs root or sudo.
+# Without them the integration tests skip (or fail where FEDEPLOY_REQUIRE_INTEGRATION=1).
+set -euo pipefail
+
+packages=(
+  slurmctld slurmd slurmrestd slurm-client munge slurm-wlm-jwt-plugin
+  postgresql postgresql-15-postgis-3
+  mosquitto
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null; then
+  echo "install-peers: no apt-get here; integration tests will skip (${missing[*]} missing)" >&2
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "install-peers: not root and no sudo; integration tests will skip (${missing[*]} missing)" >&2
+    exit 0
+  fi
+fi
+echo "install-peers: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# The packages' own services are not wanted: the tests start private instances themselves.
+echo exit 101 | $sudo tee /usr/sbin/policy-rc.d >/dev/null && $sudo chmod +x /usr/sbin/policy-rc.d
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+$sudo rm -f /usr/sbin/policy-rc.d
