@@ -60,25 +60,36 @@ def _selecting(policies, labels, direction):
     ]
 
 
+def ingress_admits(policies, source, destination, port):
+    """Whether the policies selecting pod `destination` admit `source` on `port`."""
+    (src_labels, src_ns), (dst_labels, _dst_ns) = source, destination
+    ingress = _selecting(policies, dst_labels, "Ingress")
+    return not ingress or any(
+        _rule_admits(r, "from", src_labels, src_ns, port, p["metadata"]["namespace"])
+        for p in ingress
+        for r in p["spec"].get("ingress", [])
+    )
+
+
+def egress_admits(policies, source, destination, port):
+    """Whether the policies selecting pod `source` let it reach `destination` on `port`."""
+    (src_labels, _src_ns), (dst_labels, dst_ns) = source, destination
+    egress = _selecting(policies, src_labels, "Egress")
+    return not egress or any(
+        _rule_admits(r, "to", dst_labels, dst_ns, port, p["metadata"]["namespace"])
+        for p in egress
+        for r in p["spec"].get("egress", [])
+    )
+
+
 def allowed(policies, source, destination, port):
     """Whether pod `source` may open a TCP connection to pod `destination` on `port`.
 
     Pods are (labels, namespace); a side that no policy selects is unrestricted.
     """
-    (src_labels, src_ns), (dst_labels, dst_ns) = source, destination
-    ingress = _selecting(policies, dst_labels, "Ingress")
-    egress = _selecting(policies, src_labels, "Egress")
-    ingress_ok = not ingress or any(
-        _rule_admits(r, "from", src_labels, src_ns, port, p["metadata"]["namespace"])
-        for p in ingress
-        for r in p["spec"].get("ingress", [])
+    return ingress_admits(policies, source, destination, port) and egress_admits(
+        policies, source, destination, port
     )
-    egress_ok = not egress or any(
-        _rule_admits(r, "to", dst_labels, dst_ns, port, p["metadata"]["namespace"])
-        for p in egress
-        for r in p["spec"].get("egress", [])
-    )
-    return ingress_ok and egress_ok
 
 
 def external_egress_ports(policies, labels):
@@ -174,6 +185,10 @@ def test_the_catalog_api_admits_allowed_namespaces_and_no_other(rendered):
     assert not allowed(policies, (controller, "default"), api, 8080)
     assert not allowed(policies, ({"app": "anything"}, NAMESPACE), api, 8080)
     assert allowed(policies, (pods["harvester"], NAMESPACE), api, 8080)
+    # The harvester writes through the API, never to the database directly: both sides say so.
+    harvester, database = (pods["harvester"], NAMESPACE), (pods["database"], NAMESPACE)
+    assert not ingress_admits(policies, harvester, database, 5432)
+    assert not egress_admits(policies, harvester, database, 5432)
 
 
 def test_the_harvester_reaches_every_member_site_on_its_port(rendered):
