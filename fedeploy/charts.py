@@ -24,7 +24,7 @@ class ChartError(Exception):
 
 
 class ChartValuesError(ChartError):
-    """The values given to a chart break its values.schema.json; the message lists each violation."""
+    """Values that break a chart's values.schema.json; the message lists each violation."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,9 @@ def _major_minor(kube_version: str) -> tuple[int, int]:
     known = sorted({tuple(int(p) for p in v.split(".")[:2]) for v in all_versions()})
     if match is None or (int(match[1]), int(match[2])) not in known:
         allowed = ", ".join(f"{major}.{minor}" for major, minor in known)
-        raise ValueError(f"Kubernetes version {kube_version!r} is not supported; allowed: {allowed}")
+        raise ValueError(
+            f"Kubernetes version {kube_version!r} is not supported; allowed: {allowed}"
+        )
     return int(match[1]), int(match[2])
 
 

@@ -60,7 +60,10 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
                 "existingSecret": "catalog-db",
                 "sslMode": "verify-full",
             },
-            "networkPolicy": {"allowedNamespaces": ["ingress-nginx"], "databaseCIDRs": ["10.20.0.0/16"]},
+            "networkPolicy": {
+                "allowedNamespaces": ["ingress-nginx"],
+                "databaseCIDRs": ["10.20.0.0/16"],
+            },
         },
         "ingestion": {
             "site": {"name": "aws-eu", "kind": "aws"},
@@ -71,7 +74,11 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
             "stream": {
                 "enabled": True,
                 "replicas": 3,
-                "mqtt": {"host": "mqtt.aws-eu.example.org", "port": 8883, "topics": ["stations/+/obs"]},
+                "mqtt": {
+                    "host": "mqtt.aws-eu.example.org",
+                    "port": 8883,
+                    "topics": ["stations/+/obs"],
+                },
             },
         },
         "inference": {
@@ -103,7 +110,11 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
                 "existingSecret": "s3-credentials",
             },
             "catalog": {"url": _CATALOG_URL},
-            "sentinel": {"enabled": True, "sources": _SOURCES[:1], "credentialsSecret": "cdse-login"},
+            "sentinel": {
+                "enabled": True,
+                "sources": _SOURCES[:1],
+                "credentialsSecret": "cdse-login",
+            },
             "stream": {
                 "enabled": True,
                 "mqtt": {
@@ -123,7 +134,11 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
             },
             "catalog": {"url": _CATALOG_URL},
             "model": {"name": "nowcast"},
-            "autoscaling": {"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 60},
+            "autoscaling": {
+                "minReplicas": 2,
+                "maxReplicas": 6,
+                "targetCPUUtilizationPercentage": 60,
+            },
         },
     },
     # HPC centre: its S3 store, a generated database password, batch runs through the bridge.

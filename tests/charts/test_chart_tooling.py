@@ -18,7 +18,9 @@ from fedeploy.charts import (
 
 def _write_chart(root, templates):
     (root / "templates").mkdir(parents=True)
-    (root / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\nappVersion: '1'\n")
+    (root / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: probe\nversion: 0.1.0\nappVersion: '1'\n"
+    )
     (root / "values.yaml").write_text("name: probe\n")
     for name, text in templates.items():
         (root / "templates" / name).write_text(text)
@@ -49,7 +51,7 @@ def test_render_reports_schema_violations_as_values_errors(charts_dir):
 
 
 def test_render_reports_template_errors_with_the_chart(tmp_path):
-    chart = _write_chart(tmp_path / "probe", {"bad.yaml": "{{ fail \"no good\" }}\n"})
+    chart = _write_chart(tmp_path / "probe", {"bad.yaml": '{{ fail "no good" }}\n'})
     with pytest.raises(ChartError, match="no good") as raised:
         render_chart(chart)
     assert not isinstance(raised.value, ChartValuesError)
@@ -89,7 +91,9 @@ def test_validate_reports_unknown_fields_with_kind_name_and_path():
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx", "imagePullPolcy": "Always"}]},
+                "spec": {
+                    "containers": [{"name": "web", "image": "nginx", "imagePullPolcy": "Always"}]
+                },
             },
         },
     }

@@ -60,26 +60,29 @@ def _selecting(policies, labels, direction):
     ]
 
 
+def _admits(policies, direction, source, destination, port):
+    """Whether one side's policies (Ingress: the destination's, Egress: the source's) allow it."""
+    (src_labels, src_ns), (dst_labels, dst_ns) = source, destination
+    if direction == "Ingress":
+        selected, rules, peers, peer = dst_labels, "ingress", "from", (src_labels, src_ns)
+    else:
+        selected, rules, peers, peer = src_labels, "egress", "to", (dst_labels, dst_ns)
+    policies = _selecting(policies, selected, direction)
+    return not policies or any(
+        _rule_admits(rule, peers, *peer, port, policy["metadata"]["namespace"])
+        for policy in policies
+        for rule in policy["spec"].get(rules, [])
+    )
+
+
 def ingress_admits(policies, source, destination, port):
     """Whether the policies selecting pod `destination` admit `source` on `port`."""
-    (src_labels, src_ns), (dst_labels, _dst_ns) = source, destination
-    ingress = _selecting(policies, dst_labels, "Ingress")
-    return not ingress or any(
-        _rule_admits(r, "from", src_labels, src_ns, port, p["metadata"]["namespace"])
-        for p in ingress
-        for r in p["spec"].get("ingress", [])
-    )
+    return _admits(policies, "Ingress", source, destination, port)
 
 
 def egress_admits(policies, source, destination, port):
     """Whether the policies selecting pod `source` let it reach `destination` on `port`."""
-    (src_labels, _src_ns), (dst_labels, dst_ns) = source, destination
-    egress = _selecting(policies, src_labels, "Egress")
-    return not egress or any(
-        _rule_admits(r, "to", dst_labels, dst_ns, port, p["metadata"]["namespace"])
-        for p in egress
-        for r in p["spec"].get("egress", [])
-    )
+    return _admits(policies, "Egress", source, destination, port)
 
 
 def allowed(policies, source, destination, port):
@@ -246,4 +249,6 @@ def test_inference_admits_labelled_clients_only(rendered):
     policies, server = _policies(manifests), (_pods(manifests)["server"], NAMESPACE)
     assert allowed(policies, ({"fedeploy.io/inference-client": "true"}, NAMESPACE), server, 8080)
     assert not allowed(policies, ({"app": "other"}, NAMESPACE), server, 8080)
-    assert not allowed(policies, ({"fedeploy.io/inference-client": "true"}, NAMESPACE), server, 9090)
+    assert not allowed(
+        policies, ({"fedeploy.io/inference-client": "true"}, NAMESPACE), server, 9090
+    )

@@ -34,7 +34,9 @@ def _where(manifest, container=None):
 
 
 def test_every_value_set_runs_workloads_to_check(chart_case, rendered):
-    assert list(_workloads(rendered(chart_case))), f"{chart_case} runs no pod: the checks below would be empty"
+    assert list(_workloads(rendered(chart_case))), (
+        f"{chart_case} runs no pod: the checks below would be empty"
+    )
 
 
 def test_pods_run_as_a_numeric_non_root_user_with_runtime_default_seccomp(chart_case, rendered):
@@ -74,7 +76,9 @@ def test_containers_request_and_limit_cpu_and_memory(chart_case, rendered):
             resources = container["resources"]
             for kind in ("requests", "limits"):
                 for resource in ("cpu", "memory"):
-                    assert resources[kind][resource], f"{_where(manifest, container)} {kind}.{resource}"
+                    assert resources[kind][resource], (
+                        f"{_where(manifest, container)} {kind}.{resource}"
+                    )
 
 
 def test_long_running_containers_have_liveness_and_readiness_probes(chart_case, rendered):
@@ -100,7 +104,11 @@ def test_pods_use_the_release_service_account_without_its_token(chart_case, rend
 
 def test_long_running_workloads_have_a_disruption_budget_that_selects_them(chart_case, rendered):
     manifests = rendered(chart_case)
-    budgets = [m["spec"]["selector"]["matchLabels"] for m in manifests if m["kind"] == "PodDisruptionBudget"]
+    budgets = [
+        m["spec"]["selector"]["matchLabels"]
+        for m in manifests
+        if m["kind"] == "PodDisruptionBudget"
+    ]
     for manifest, template in _workloads(manifests):
         if manifest["kind"] not in LONG_RUNNING:
             continue
@@ -120,7 +128,9 @@ def test_every_object_and_pod_carries_the_standard_labels(chart_case, rendered):
         assert labels["fedeploy.io/site"] == chart_case.values["site"]["name"]
     for manifest, template in _workloads(manifests):
         for label in STANDARD_LABELS:
-            assert template["metadata"]["labels"].get(label), f"pods of {_where(manifest)} lack {label}"
+            assert template["metadata"]["labels"].get(label), (
+                f"pods of {_where(manifest)} lack {label}"
+            )
 
 
 def test_selectors_use_only_labels_that_never_change(chart_case, rendered):
@@ -141,8 +151,12 @@ def test_credentials_come_only_from_secrets(chart_case, rendered):
         for container in _containers(template["spec"]):
             for env in container.get("env", []):
                 if CREDENTIAL_NAME.search(env["name"]):
-                    assert "value" not in env, f"{_where(manifest, container)} sets {env['name']} in plain text"
-                    assert "secretKeyRef" in env["valueFrom"], f"{_where(manifest, container)} {env['name']}"
+                    assert "value" not in env, (
+                        f"{_where(manifest, container)} sets {env['name']} in plain text"
+                    )
+                    assert "secretKeyRef" in env["valueFrom"], (
+                        f"{_where(manifest, container)} {env['name']}"
+                    )
 
 
 def test_no_secret_is_rendered_from_values(chart_case, rendered):

@@ -1,4 +1,4 @@
-"""Every chart renders, lints clean in strict mode and validates strictly, for every kind of site."""
+"""Every chart renders, lints clean (strict) and validates strictly, for every kind of site."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_every_manifest_validates_strictly(chart_case, rendered, kube_version):
 @pytest.mark.parametrize("chart", ["catalog", "ingestion"])
 @pytest.mark.parametrize("kube_version", ["1.29", "1.33"])
 def test_defaults_alone_lint_and_validate_clean(charts_dir, chart, kube_version):
-    """Catalog and ingestion install with no values at all (inference needs its model and bucket)."""
+    """Catalog and ingestion install with no values (inference needs its model and bucket)."""
     findings = lint_chart(charts_dir / chart, {}, strict=True, kube_version=kube_version)
     assert [f for f in findings if f.severity != "info"] == []
     manifests = render_chart(charts_dir / chart, {}, chart, "fedeploy")

@@ -1,4 +1,4 @@
-"""Each chart hands its service the settings the site gave it: storage, catalog, GPU, bridge, shards."""
+"""Each chart hands its service the site's settings: storage, catalog, GPU, bridge, shards."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ def _only(manifests, kind, component=None):
         m
         for m in manifests
         if m["kind"] == kind
-        and (component is None or m["metadata"]["labels"].get("app.kubernetes.io/component") == component)
+        and (
+            component is None
+            or m["metadata"]["labels"].get("app.kubernetes.io/component") == component
+        )
     ]
     assert len(found) == 1, f"expected one {kind} {component or ''}, found {len(found)}"
     return found[0]
@@ -78,7 +81,9 @@ def test_gpu_count_and_site_placement_merge_with_general_placement(site_values, 
             "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
         },
     )
-    deployment = _only(render_chart(charts_dir / "inference", values, "inference", NAMESPACE), "Deployment")
+    deployment = _only(
+        render_chart(charts_dir / "inference", values, "inference", NAMESPACE), "Deployment"
+    )
     spec = pod_template(deployment)["spec"]
     assert _container(deployment)["resources"]["limits"]["nvidia.com/gpu"] == 4
     assert spec["nodeSelector"] == {
@@ -128,13 +133,17 @@ def test_aws_services_use_irsa_and_no_static_keys(rendered):
     for chart in ("catalog", "ingestion", "inference"):
         manifests = rendered(chart, "aws")
         account = _only(manifests, "ServiceAccount")
-        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
+            "arn:aws:iam::"
+        )
         for manifest in manifests:
             template = pod_template(manifest)
             for container in template["spec"]["containers"] if template else []:
                 names = {e["name"] for e in container.get("env", [])}
                 assert not names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, chart
-                assert "INGEST_S3_ENDPOINT_URL" not in names and "INFER_S3_ENDPOINT_URL" not in names
+                assert (
+                    "INGEST_S3_ENDPOINT_URL" not in names and "INFER_S3_ENDPOINT_URL" not in names
+                )
 
 
 def test_bridge_site_hands_batch_runs_to_slurm_with_the_token_from_a_secret(rendered):
@@ -170,7 +179,9 @@ def test_sentinel_run_splits_its_work_over_indexed_workers(rendered):
     )
 
 
-def test_sentinel_sources_are_passed_as_json_with_the_default_source_filled_in(rendered, site_values):
+def test_sentinel_sources_are_passed_as_json_with_the_default_source_filled_in(
+    rendered, site_values
+):
     env = _env(_container(_only(rendered("ingestion", "aws"), "CronJob")))
     sources = json.loads(env["INGEST_SOURCES"])
     given = site_values("aws", "ingestion")["sentinel"]["sources"]
@@ -197,7 +208,10 @@ def test_stream_replicas_each_own_a_shard_given_by_their_ordinal(rendered):
     assert stream["command"] == ["fedeploy-ingest", "stream"]
     assert env["INGEST_SHARD_COUNT"] == "3"
     assert env["INGEST_SHARD_INDEX"] == ("field", "metadata.labels['apps.kubernetes.io/pod-index']")
-    assert statefulset["spec"]["serviceName"] == _only(rendered("ingestion", "aws"), "Service")["metadata"]["name"]
+    assert (
+        statefulset["spec"]["serviceName"]
+        == _only(rendered("ingestion", "aws"), "Service")["metadata"]["name"]
+    )
 
 
 def test_stream_consumer_gets_broker_topics_window_and_login(rendered):
@@ -297,7 +311,9 @@ def test_in_cluster_database_is_a_statefulset_with_a_claim_and_the_api_connects_
     postgres = _container(statefulset)
     assert "shared_buffers=256MB" in postgres["args"]
     env = _env(_container(_only(manifests, "Deployment"), "api"))
-    service = next(m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"] == env["PGHOST"])
+    service = next(
+        m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"] == env["PGHOST"]
+    )
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "database"
     assert env["PGSSLMODE"] == "disable"
     assert env["PGUSER"] == ("secret", "catalog-db", "username")
@@ -307,7 +323,9 @@ def test_in_cluster_database_is_a_statefulset_with_a_claim_and_the_api_connects_
 
 def test_external_database_replaces_the_statefulset(rendered):
     manifests = rendered("catalog", "aws")
-    assert not [m for m in manifests if m["kind"] in ("StatefulSet", "PersistentVolumeClaim", "Secret")]
+    assert not [
+        m for m in manifests if m["kind"] in ("StatefulSet", "PersistentVolumeClaim", "Secret")
+    ]
     env = _env(_container(_only(manifests, "Deployment"), "api"))
     assert env["PGHOST"] == "fedeploy-aws-eu.abc123.eu-central-1.rds.amazonaws.com"
     assert env["PGPORT"] == "5432"
@@ -335,7 +353,9 @@ def test_hub_harvests_every_member_site_into_its_own_catalog(rendered, site_valu
     harvester = _container(cronjob)
     env = _env(harvester)
     federation = site_values("hub", "catalog")["federation"]
-    service = next(m for m in manifests if m["kind"] == "Service" and m["spec"].get("clusterIP") != "None")
+    service = next(
+        m for m in manifests if m["kind"] == "Service" and m["spec"].get("clusterIP") != "None"
+    )
     assert cronjob["spec"]["schedule"] == federation["schedule"]
     assert harvester["command"] == ["fedeploy-ingest", "harvest"]
     assert harvester["image"] == "ghcr.io/fedeploy/ingestion:0.1.0"

@@ -10,7 +10,12 @@ import pytest
 from fedeploy.charts import ChartValuesError, render_chart
 
 CHARTS = ("catalog", "ingestion", "inference")
-_SOURCE = {"name": "s2", "collections": ["sentinel-2-l2a"], "bbox": [5, 45, 11, 48], "datetime": "P1D"}
+_SOURCE = {
+    "name": "s2",
+    "collections": ["sentinel-2-l2a"],
+    "bbox": [5, 45, 11, 48],
+    "datetime": "P1D",
+}
 
 # (chart, base site, fragment merged into the site's values, key path the error must name)
 BAD_VALUES = [
@@ -46,7 +51,12 @@ BAD_VALUES = [
         {"federation": {"sites": [{"name": "a", "url": "ftp://a.example.org"}]}},
         "/federation/sites/0/url",
     ),
-    ("catalog", "hub", {"federation": {"harvester": {"tag": "bad tag"}}}, "/federation/harvester/tag"),
+    (
+        "catalog",
+        "hub",
+        {"federation": {"harvester": {"tag": "bad tag"}}},
+        "/federation/harvester/tag",
+    ),
     (
         "catalog",
         "kubernetes",
@@ -65,14 +75,24 @@ BAD_VALUES = [
         {"securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}},
         "/securityContext/capabilities/add",
     ),
-    ("catalog", "kubernetes", {"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
+    (
+        "catalog",
+        "kubernetes",
+        {"podSecurityContext": {"runAsUser": 0}},
+        "/podSecurityContext/runAsUser",
+    ),
     (
         "catalog",
         "kubernetes",
         {"podSecurityContext": {"runAsNonRoot": False}},
         "/podSecurityContext/runAsNonRoot",
     ),
-    ("catalog", "kubernetes", {"resources": {"limits": {"memory": "lots"}}}, "/resources/limits/memory"),
+    (
+        "catalog",
+        "kubernetes",
+        {"resources": {"limits": {"memory": "lots"}}},
+        "/resources/limits/memory",
+    ),
     ("catalog", "kubernetes", {"resources": {"requests": None}}, "requests"),
     (
         "catalog",
