@@ -1,7 +1,7 @@
 """The site's STAC catalog: Sentinel scenes read for features, forecast runs registered.
 
-Search goes through pystac-client; registration uses the Transactions extension
-(`PUT /collections/<c>/items/<id>` upserts, so registering a run twice is harmless).
+Search goes through pystac-client; registration uses the Transactions extension: POST the
+item, and where it exists already (409) PUT it, so registering a run twice is harmless.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def forecast_item(
 
 
 def register_item(catalog_url: str, item: dict[str, Any], timeout: float = 30.0) -> None:
-    """Create the item's collection if it is missing, then upsert the item."""
+    """Create the item's collection if it is missing, then create or replace the item."""
     base = catalog_url.rstrip("/")
     collection = item["collection"]
     with httpx.Client(timeout=timeout) as http:
@@ -136,9 +136,12 @@ def register_item(catalog_url: str, item: dict[str, Any], timeout: float = 30.0)
             raise CatalogError(
                 f"{base}/collections/{collection}: answered {response.status_code}"
             )
-        put = http.put(f"{base}/collections/{collection}/items/{item['id']}", json=item)
-        if put.status_code not in (200, 201):
+        items = f"{base}/collections/{collection}/items"
+        created = http.post(items, json=item)
+        if created.status_code == 409:  # already registered: replace it with this run's item
+            created = http.put(f"{items}/{item['id']}", json=item)
+        if created.status_code not in (200, 201):
             raise CatalogError(
-                f"{base}/collections/{collection}/items/{item['id']}: upsert answered "
-                f"{put.status_code}: {put.text[:300]}"
+                f"{items}/{item['id']}: registering answered {created.status_code}: "
+                f"{created.text[:300]}"
             )

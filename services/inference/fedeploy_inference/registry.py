@@ -25,7 +25,6 @@ from fedeploy_inference import __version__
 from fedeploy_inference.features import FeatureSpec
 from fedeploy_inference.model import NetConfig, StationForecaster
 from fedeploy_inference.model_card import render_model_card
-from fedeploy_inference.plot import forecast_plot
 from fedeploy_inference.training import TrainingResult
 
 _VERSION = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
@@ -87,6 +86,9 @@ def publish(
     now: datetime | None = None,
 ) -> str:
     """Publish a trained model as a new version; LATEST moves to it. Returns the version."""
+    # matplotlib loads only where models are published, never in the serving process.
+    from fedeploy_inference.plot import forecast_plot
+
     weights = weights_bytes(result.model)
     version = new_version(weights, now)
     png, station = forecast_plot(

@@ -74,3 +74,32 @@ def small_data() -> SmallData:
 def trained(small_data: SmallData) -> TrainingResult:
     """A model trained once per session on the small set."""
     return train(small_data.series, SMALL_TRAINING, torch.device("cpu"))
+
+
+def unavailable(reason: str) -> None:
+    """Skip for a missing peer, or fail where CI requires every integration test to run."""
+    if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
+        pytest.fail(f"FEDEPLOY_REQUIRE_INTEGRATION=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def stac_api(tmp_path_factory) -> Iterator[str]:
+    """stac-fastapi-pgstac with transactions over a fresh pgstac database; its URL."""
+    try:
+        from fedeploy.loopback import PeerUnavailable, PostgresServer, StacApiServer
+    except ImportError as error:
+        unavailable(f"the loopback harness cannot be imported: {error}")
+    root = tmp_path_factory.mktemp("catalog")
+    try:
+        postgres = PostgresServer(root / "pg").start()
+    except PeerUnavailable as error:
+        unavailable(str(error))
+    try:
+        api = StacApiServer(postgres.create_database("inference"), root / "api").start()
+        try:
+            yield api.url
+        finally:
+            api.stop()
+    finally:
+        postgres.remove()
