@@ -12,6 +12,7 @@ import yaml
 
 from fedeploy.checks import RELEASE, RenderedRelease, check_stack
 from fedeploy.offline.federation import FederationPlan, plan_federation
+from fedeploy.service_values import CHARTS_DIR
 from policies.findings import Finding
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_INVALID = 0, 1, 2
@@ -127,7 +128,8 @@ def run_plan(stacks_dir: Path, names: list[str] | None = None, jobs: int | None 
 
 def build_report(federation: FederationPlan) -> PlanReport:
     """Check every planned stack of a federation plan and gather the report."""
-    project_dir = federation.stacks_dir.resolve().parent
+    # Releases name their charts relative to the Pulumi project: this repository.
+    project_dir = CHARTS_DIR.parent
     sites: dict[str, SiteReport] = {}
     for name, plan in sorted(federation.plans.items()):
         site = federation.sites[name]

@@ -9,7 +9,6 @@ import asyncio
 import contextvars
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,12 +195,7 @@ def _plan_in_context(
 
             _sync_await(resolve())
 
-        cwd = Path.cwd()
-        os.chdir(stack_file.parent.parent)  # the project directory, as under `pulumi up`
-        try:
-            _sync_await(run_pulumi_func(run))
-        finally:
-            os.chdir(cwd)
+        _sync_await(run_pulumi_func(run))
     except FedeployError as err:
         err.resources_registered = len(mocks.resources)  # type: ignore[attr-defined]
         raise

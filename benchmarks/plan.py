@@ -1,0 +1,65 @@
+"""Wall time and peak memory of `fedeploy plan`: the example federation and synthetic ones.
+
+Each case runs in a fresh process so its peak memory is its own. Targets: the example
+federation under 5 s on two cores; 100 sites under 60 s and under 2 GiB."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CASE = """
+import json, resource, sys, time
+from pathlib import Path
+start = time.perf_counter()
+from fedeploy.plan import run_plan
+from fedeploy.report import as_json
+report = run_plan(Path(sys.argv[1]), jobs=int(sys.argv[2]))
+as_json(report)
+elapsed = time.perf_counter() - start
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"seconds": elapsed, "peak_kib": own, "child_peak_kib": children,
+                  "sites": len(report.sites), "resources": report.to_dict()["summary"]["resources"],
+                  "exit": report.exit_code, "errors": report.errors[:3]}))
+"""
+
+
+def run_case(stacks: Path, jobs: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CASE, str(stacks), str(jobs)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from benchmarks.synthetic import make_federation
+
+    jobs = 2
+    rows = [("example federation", run_case(ROOT / "stacks", jobs), 5.0, None)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for sites in (10, 50, 100):
+            stacks = make_federation(Path(tmp) / f"f{sites}", sites)
+            ceiling = 60.0 if sites == 100 else None
+            rows.append((f"{sites} sites + hub", run_case(stacks, jobs), ceiling, 2048.0 if sites == 100 else None))
+    print(f"fedeploy plan, {jobs} worker processes")
+    print(f"{'case':<22} {'sites':>5} {'resources':>9} {'wall s':>8} {'target s':>8} {'peak MiB':>9} {'target MiB':>10} exit")
+    for name, r, seconds, mib in rows:
+        peak = max(r["peak_kib"], r["child_peak_kib"]) / 1024
+        print(
+            f"{name:<22} {r['sites']:>5} {r['resources']:>9} {r['seconds']:>8.2f} "
+            f"{(f'< {seconds:g}' if seconds else '-'):>8} {peak:>9.0f} {(f'< {mib:g}' if mib else '-'):>10} {r['exit']}"
+        )
+        if r["errors"]:
+            print("   errors:", r["errors"])
+    print("peak MiB: the larger of the planning process and its largest worker (each worker is a fork).")
+
+
+if __name__ == "__main__":
+    main()
