@@ -33,7 +33,11 @@ print(json.dumps({"seconds": elapsed, "peak_kib": own, "child_peak_kib": childre
 
 def run_case(stacks: Path, jobs: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CASE, str(stacks), str(jobs)], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", CASE, str(stacks), str(jobs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -47,9 +51,18 @@ def main() -> None:
         for sites in (10, 50, 100):
             stacks = make_federation(Path(tmp) / f"f{sites}", sites)
             ceiling = 60.0 if sites == 100 else None
-            rows.append((f"{sites} sites + hub", run_case(stacks, jobs), ceiling, 2048.0 if sites == 100 else None))
+            rows.append(
+                (
+                    f"{sites} sites + hub",
+                    run_case(stacks, jobs),
+                    ceiling,
+                    2048.0 if sites == 100 else None,
+                )
+            )
     print(f"fedeploy plan, {jobs} worker processes")
-    print(f"{'case':<22} {'sites':>5} {'resources':>9} {'wall s':>8} {'target s':>8} {'peak MiB':>9} {'target MiB':>10} exit")
+    print(
+        f"{'case':<22} {'sites':>5} {'resources':>9} {'wall s':>8} {'target s':>8} {'peak MiB':>9} {'target MiB':>10} exit"
+    )
     for name, r, seconds, mib in rows:
         peak = max(r["peak_kib"], r["child_peak_kib"]) / 1024
         print(
@@ -58,7 +71,9 @@ def main() -> None:
         )
         if r["errors"]:
             print("   errors:", r["errors"])
-    print("peak MiB: the larger of the planning process and its largest worker (each worker is a fork).")
+    print(
+        "peak MiB: the larger of the planning process and its largest worker (each worker is a fork)."
+    )
 
 
 if __name__ == "__main__":

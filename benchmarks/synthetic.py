@@ -32,12 +32,16 @@ def make_federation(target: Path, sites: int) -> Path:
         site = document["config"]["fedeploy:site"]
         second, third = divmod(i, 16)
         if "network" in site:
-            site["network"]["cidr"] = f"10.{(i % 200) + 1}.0.0/16" if i < 200 else f"172.{16 + i % 16}.0.0/16"
+            site["network"]["cidr"] = (
+                f"10.{(i % 200) + 1}.0.0/16" if i < 200 else f"172.{16 + i % 16}.0.0/16"
+            )
         if site.get("cluster", {}).get("pod_cidrs"):
             site["cluster"]["pod_cidrs"] = [f"100.{64 + second % 64}.{third * 16}.0/20"]
         for bucket in site.get("storage", {}).get("buckets", {}).values():
             if bucket and bucket.get("replicate_to"):
-                bucket["replicate_to"]["site"] = f"{bucket['replicate_to']['site'][:17]}-{group:03d}"
+                bucket["replicate_to"]["site"] = (
+                    f"{bucket['replicate_to']['site'][:17]}-{group:03d}"
+                )
         (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
         names.append(name)
     hub = copy.deepcopy(examples["eu-hub"])

@@ -31,12 +31,16 @@ class RdsPostgres(pulumi.ComponentResource):
     ) -> None:
         super().__init__("fedeploy:catalog:RdsPostgres", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=subnet_ids, tags=tags, opts=child)
+        subnets = aws.rds.SubnetGroup(
+            f"{name}-subnets", subnet_ids=subnet_ids, tags=tags, opts=child
+        )
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             description="PostgreSQL from inside the site's VPC only",
             vpc_id=vpc_id,
-            ingress=[{"protocol": "tcp", "from_port": 5432, "to_port": 5432, "cidr_blocks": [vpc_cidr]}],
+            ingress=[
+                {"protocol": "tcp", "from_port": 5432, "to_port": 5432, "cidr_blocks": [vpc_cidr]}
+            ],
             tags=tags,
             opts=child,
         )

@@ -43,7 +43,9 @@ class Hub(pulumi.ComponentResource):
             },
             opts=on_cluster,
         )
-        password = random.RandomPassword(f"{name}-catalog-db-password", length=32, special=False, opts=child)
+        password = random.RandomPassword(
+            f"{name}-catalog-db-password", length=32, special=False, opts=child
+        )
         k8s.core.v1.Secret(
             f"{name}-catalog-db",
             metadata={"name": "catalog-db", "namespace": namespace, "labels": labels},
@@ -84,7 +86,11 @@ class Hub(pulumi.ComponentResource):
             provider=cluster.provider,
             opts=child,
         )
-        url = str(config.services.catalog.url).rstrip("/") if config.services.catalog.url else catalog_url(namespace)
+        url = (
+            str(config.services.catalog.url).rstrip("/")
+            if config.services.catalog.url
+            else catalog_url(namespace)
+        )
         registry = pulumi.Output.all(
             **{
                 site: pulumi.Output.all(
@@ -98,11 +104,18 @@ class Hub(pulumi.ComponentResource):
         )
         self.kubeconfig = cluster.kubeconfig
         self.contract = {
-            "site": pulumi.Output.from_input({"name": name, "kind": "hub", "environment": config.environment}),
+            "site": pulumi.Output.from_input(
+                {"name": name, "kind": "hub", "environment": config.environment}
+            ),
             "catalog_url": pulumi.Output.from_input(url),
             "federation": registry,
             "services": pulumi.Output.from_input(
-                {"catalog": {"chart_version": release.chart_version, "app_version": release.app_version}}
+                {
+                    "catalog": {
+                        "chart_version": release.chart_version,
+                        "app_version": release.app_version,
+                    }
+                }
             ),
         }
         self.register_outputs(self.contract)

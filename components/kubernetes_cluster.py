@@ -85,7 +85,10 @@ class Vpc(pulumi.ComponentResource):
                 opts=child,
             )
             aws.ec2.RouteTableAssociation(
-                f"{name}-public-{zone}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child
+                f"{name}-public-{zone}",
+                subnet_id=subnet.id,
+                route_table_id=public_routes.id,
+                opts=child,
             )
             public_ids.append(subnet.id)
             if not config.single_nat_gateway or not nats:
@@ -105,7 +108,11 @@ class Vpc(pulumi.ComponentResource):
                 vpc_id=vpc.id,
                 cidr_block=cidr,
                 availability_zone=zone,
-                tags={**shared, "Name": f"{name}-private-{zone}", "kubernetes.io/role/internal-elb": "1"},
+                tags={
+                    **shared,
+                    "Name": f"{name}-private-{zone}",
+                    "kubernetes.io/role/internal-elb": "1",
+                },
                 opts=child,
             )
             nat = nats[min(index, len(nats) - 1)]
@@ -124,7 +131,9 @@ class Vpc(pulumi.ComponentResource):
         self.cidr = vpc.cidr_block
         self.private_subnet_ids = pulumi.Output.all(*private_ids)
         self.public_subnet_ids = pulumi.Output.all(*public_ids)
-        self.register_outputs({"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids})
+        self.register_outputs(
+            {"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids}
+        )
 
 
 class EksCluster(pulumi.ComponentResource):
@@ -156,7 +165,10 @@ class EksCluster(pulumi.ComponentResource):
         self.vpc = Vpc(f"{name}-vpc", cluster_name=name, config=network, tags=tags, opts=child)
 
         cluster_role = aws.iam.Role(
-            f"{name}-cluster-role", assume_role_policy=_assume("eks.amazonaws.com"), tags=tags, opts=child
+            f"{name}-cluster-role",
+            assume_role_policy=_assume("eks.amazonaws.com"),
+            tags=tags,
+            opts=child,
         )
         aws.iam.RolePolicyAttachment(
             f"{name}-cluster-policy",
@@ -183,14 +195,20 @@ class EksCluster(pulumi.ComponentResource):
                 "endpoint_public_access": bool(config.public_access_cidrs),
                 "public_access_cidrs": config.public_access_cidrs or None,
             },
-            access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
+            access_config={
+                "authentication_mode": "API",
+                "bootstrap_cluster_creator_admin_permissions": True,
+            },
             encryption_config={"resources": ["secrets"], "provider": {"key_arn": secrets_key.arn}},
             enabled_cluster_log_types=list(config.log_types),
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, protect=False),
         )
         node_role = aws.iam.Role(
-            f"{name}-node-role", assume_role_policy=_assume("ec2.amazonaws.com"), tags=tags, opts=child
+            f"{name}-node-role",
+            assume_role_policy=_assume("ec2.amazonaws.com"),
+            tags=tags,
+            opts=child,
         )
         attachments = [
             aws.iam.RolePolicyAttachment(
@@ -235,7 +253,10 @@ class EksCluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
                 lambda args: eks_kubeconfig(
-                    name=args[0], endpoint=args[1], certificate_authority=args[2]["data"], region=region
+                    name=args[0],
+                    endpoint=args[1],
+                    certificate_authority=args[2]["data"],
+                    region=region,
                 )
             )
         )

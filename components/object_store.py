@@ -50,14 +50,21 @@ class AwsObjectStore(pulumi.ComponentResource):
                 tags=tags,
                 opts=keep,
             )
-            aws.kms.Alias(f"{name}-key-alias", name=f"alias/fedeploy-{site}-storage", target_key_id=key.key_id, opts=child)
+            aws.kms.Alias(
+                f"{name}-key-alias",
+                name=f"alias/fedeploy-{site}-storage",
+                target_key_id=key.key_id,
+                opts=child,
+            )
 
         physical: dict[str, str] = {}
         arns: dict[str, pulumi.Output[str]] = {}
         versionings: dict[str, aws.s3.BucketVersioning] = {}
         for logical, spec in sorted(config.buckets.items()):
             physical[logical] = bucket_name(config.bucket_prefix, site, logical)
-            bucket, versioning = self._bucket(f"{name}-{logical}", physical[logical], spec, key, keep, child)
+            bucket, versioning = self._bucket(
+                f"{name}-{logical}", physical[logical], spec, key, keep, child
+            )
             arns[logical] = bucket.arn
             versionings[logical] = versioning
 
@@ -96,10 +103,17 @@ class AwsObjectStore(pulumi.ComponentResource):
         child: pulumi.ResourceOptions,
     ) -> tuple[aws.s3.Bucket, aws.s3.BucketVersioning]:
         bucket = aws.s3.Bucket(
-            name, bucket=physical, force_destroy=self._config.force_destroy, tags=self._tags, opts=keep
+            name,
+            bucket=physical,
+            force_destroy=self._config.force_destroy,
+            tags=self._tags,
+            opts=keep,
         )
         aws.s3.BucketOwnershipControls(
-            f"{name}-ownership", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
         )
         block = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access",
@@ -124,7 +138,12 @@ class AwsObjectStore(pulumi.ComponentResource):
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": default, "bucket_key_enabled": key is not None}],
+            rules=[
+                {
+                    "apply_server_side_encryption_by_default": default,
+                    "bucket_key_enabled": key is not None,
+                }
+            ],
             opts=child,
         )
         aws.s3.BucketPolicy(
@@ -197,7 +216,9 @@ class AwsObjectStore(pulumi.ComponentResource):
             },
         ]
         if source_key is not None:
-            statements.append({"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [source_key.arn]})
+            statements.append(
+                {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [source_key.arn]}
+            )
         statements.append(
             target_key.apply(
                 lambda arn: {
@@ -230,7 +251,9 @@ class AwsObjectStore(pulumi.ComponentResource):
                     "status": "Enabled",
                     "filter": {},
                     "delete_marker_replication": {"status": "Enabled"},
-                    "source_selection_criteria": {"sse_kms_encrypted_objects": {"status": "Enabled"}},
+                    "source_selection_criteria": {
+                        "sse_kms_encrypted_objects": {"status": "Enabled"}
+                    },
                     "destination": destination,
                 }
             ],
@@ -283,7 +306,9 @@ class S3CompatibleObjectStore(pulumi.ComponentResource):
             bucket = aws.s3.Bucket(
                 f"{name}-{logical}",
                 bucket=physical[logical],
-                opts=pulumi.ResourceOptions.merge(on_store, pulumi.ResourceOptions(retain_on_delete=True)),
+                opts=pulumi.ResourceOptions.merge(
+                    on_store, pulumi.ResourceOptions(retain_on_delete=True)
+                ),
             )
             versioning = aws.s3.BucketVersioning(
                 f"{name}-{logical}-versioning",
@@ -295,19 +320,25 @@ class S3CompatibleObjectStore(pulumi.ComponentResource):
                 aws.s3.BucketServerSideEncryptionConfiguration(
                     f"{name}-{logical}-encryption",
                     bucket=bucket.id,
-                    rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+                    rules=[
+                        {"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}
+                    ],
                     opts=on_store,
                 )
             aws.s3.BucketLifecycleConfiguration(
                 f"{name}-{logical}-lifecycle",
                 bucket=bucket.id,
                 rules=lifecycle_rules(spec.lifecycle, versioned=spec.versioning, tiering=False),
-                opts=pulumi.ResourceOptions.merge(on_store, pulumi.ResourceOptions(depends_on=[versioning])),
+                opts=pulumi.ResourceOptions.merge(
+                    on_store, pulumi.ResourceOptions(depends_on=[versioning])
+                ),
             )
         self.endpoint = pulumi.Output.from_input(endpoint)
         self.region = pulumi.Output.from_input(config.region)
         self.buckets = pulumi.Output.from_input(physical)
-        self.bucket_arns = pulumi.Output.from_input({k: f"arn:aws:s3:::{v}" for k, v in physical.items()})
+        self.bucket_arns = pulumi.Output.from_input(
+            {k: f"arn:aws:s3:::{v}" for k, v in physical.items()}
+        )
         self.kms_key_arn = pulumi.Output.from_input(None)
         self.auth = pulumi.Output.from_input("static-keys")
         self.register_outputs({"endpoint": self.endpoint, "buckets": self.buckets})

@@ -86,7 +86,11 @@ class Site(pulumi.ComponentResource):
     ) -> AwsObjectStore | S3CompatibleObjectStore:
         config = self._config
         if isinstance(config, AwsSite):
-            targets = {site: outputs["storage"] for site, outputs in referenced.items() if "storage" in outputs}
+            targets = {
+                site: outputs["storage"]
+                for site, outputs in referenced.items()
+                if "storage" in outputs
+            }
             return AwsObjectStore(
                 f"{self._name}-storage",
                 site=self._name,
@@ -97,7 +101,11 @@ class Site(pulumi.ComponentResource):
                 opts=child,
             )
         return S3CompatibleObjectStore(
-            f"{self._name}-storage", site=self._name, config=config.storage, tags=self._tags, opts=child
+            f"{self._name}-storage",
+            site=self._name,
+            config=config.storage,
+            tags=self._tags,
+            opts=child,
         )
 
     # -- Kubernetes side -------------------------------------------------------------------------
@@ -123,7 +131,9 @@ class Site(pulumi.ComponentResource):
         )
         return name
 
-    def _secret(self, suffix: str, name: str, namespace: str, data: dict[str, pulumi.Input[str]]) -> str:
+    def _secret(
+        self, suffix: str, name: str, namespace: str, data: dict[str, pulumi.Input[str]]
+    ) -> str:
         k8s.core.v1.Secret(
             f"{self._name}-{suffix}",
             metadata={"name": name, "namespace": namespace, "labels": self._labels},
@@ -133,11 +143,16 @@ class Site(pulumi.ComponentResource):
         )
         return name
 
-    def _credentials_secret(self, suffix: str, name: str, namespace: str, creds: Credentials | None) -> str:
+    def _credentials_secret(
+        self, suffix: str, name: str, namespace: str, creds: Credentials | None
+    ) -> str:
         if creds is None:
             return ""
         return self._secret(
-            suffix, name, namespace, {"username": creds.username.output(), "password": creds.password.output()}
+            suffix,
+            name,
+            namespace,
+            {"username": creds.username.output(), "password": creds.password.output()},
         )
 
     def _bridge(self, namespace: str, child: pulumi.ResourceOptions) -> SlurmBridge | None:
@@ -145,6 +160,7 @@ class Site(pulumi.ComponentResource):
         if config.bridge is None:
             return None
         from components.slurm_bridge import SlurmBridge
+
         assert self.cluster is not None
         if isinstance(config, AwsSite):
             assert isinstance(self.cluster, EksCluster)
@@ -186,7 +202,10 @@ class Site(pulumi.ComponentResource):
         if isinstance(config, AwsSite):
             gpu_selector, taint = {"fedeploy.io/accelerator": "nvidia"}, "nvidia.com/gpu"
         elif config.cluster is not None and config.cluster.gpu is not None:
-            gpu_selector, taint = dict(config.cluster.gpu.node_selector), config.cluster.gpu.taint_key
+            gpu_selector, taint = (
+                dict(config.cluster.gpu.node_selector),
+                config.cluster.gpu.taint_key,
+            )
         return SiteWiring(
             site=self._name,
             kind=config.kind,
@@ -236,7 +255,9 @@ class Site(pulumi.ComponentResource):
         releases: dict[str, ServiceRelease] = {}
         in_cluster = catalog_url(namespace)
 
-        def release(chart: str, values: dict[str, Any], after: list[pulumi.Resource]) -> ServiceRelease:
+        def release(
+            chart: str, values: dict[str, Any], after: list[pulumi.Resource]
+        ) -> ServiceRelease:
             return ServiceRelease(
                 f"{self._name}-{chart}",
                 chart=chart,
@@ -248,7 +269,9 @@ class Site(pulumi.ComponentResource):
 
         secrets: list[pulumi.Resource] = []
         if services.catalog.enabled:
-            releases["catalog"] = release("catalog", self._catalog_values(wiring, namespace, child), secrets)
+            releases["catalog"] = release(
+                "catalog", self._catalog_values(wiring, namespace, child), secrets
+            )
         if services.ingestion is not None and services.ingestion.enabled:
             spec = services.ingestion
             values = ingestion_values(
@@ -290,7 +313,9 @@ class Site(pulumi.ComponentResource):
             releases["inference"] = release("inference", values, list(releases.values())[:1])
         return releases, releases.get("catalog")
 
-    def _catalog_values(self, wiring: SiteWiring, namespace: str, child: pulumi.ResourceOptions) -> dict[str, Any]:
+    def _catalog_values(
+        self, wiring: SiteWiring, namespace: str, child: pulumi.ResourceOptions
+    ) -> dict[str, Any]:
         config = self._config
         spec = config.services.catalog
         if spec.database == "external":
@@ -342,7 +367,10 @@ class Site(pulumi.ComponentResource):
                 ssl_mode="require",
             )
         secret = self._secret(
-            "catalog-db", "catalog-db", namespace, {"username": "pgstac", "password": password.result}
+            "catalog-db",
+            "catalog-db",
+            namespace,
+            {"username": "pgstac", "password": password.result},
         )
         return catalog_values(wiring, spec, database_secret=secret)
 
@@ -355,8 +383,10 @@ class Site(pulumi.ComponentResource):
         cluster = self.cluster
         url = None
         if catalog is not None:
-            url = str(config.services.catalog.url).rstrip("/") if config.services.catalog.url else catalog_url(
-                config.services.namespace
+            url = (
+                str(config.services.catalog.url).rstrip("/")
+                if config.services.catalog.url
+                else catalog_url(config.services.namespace)
             )
         return {
             "site": pulumi.Output.from_input(
@@ -364,7 +394,8 @@ class Site(pulumi.ComponentResource):
                     "name": self._name,
                     "kind": config.kind,
                     "environment": config.environment,
-                    "region": getattr(config, "region", None) or getattr(config.storage, "region", None),
+                    "region": getattr(config, "region", None)
+                    or getattr(config.storage, "region", None),
                 }
             ),
             "storage": pulumi.Output.all(
@@ -376,12 +407,16 @@ class Site(pulumi.ComponentResource):
                 auth=storage.auth,
             ),
             "cluster": (
-                pulumi.Output.all(name=cluster.name, version=cluster.version, oidc_issuer=cluster.oidc_issuer)
+                pulumi.Output.all(
+                    name=cluster.name, version=cluster.version, oidc_issuer=cluster.oidc_issuer
+                )
                 if cluster is not None
                 else pulumi.Output.from_input(None)
             ),
             "network": pulumi.Output.from_input(
-                {"cidr": config.network.cidr} if isinstance(config, AwsSite) else {"pod_cidrs": _pod_cidrs(config)}
+                {"cidr": config.network.cidr}
+                if isinstance(config, AwsSite)
+                else {"pod_cidrs": _pod_cidrs(config)}
             ),
             "catalog_url": pulumi.Output.from_input(url),
             "services": pulumi.Output.from_input(
@@ -389,7 +424,11 @@ class Site(pulumi.ComponentResource):
                     chart: {
                         "chart_version": r.chart_version,
                         "app_version": r.app_version,
-                        "pgstac": str(chart_metadata("catalog").get("annotations", {}).get("fedeploy.io/pgstac-version", ""))
+                        "pgstac": str(
+                            chart_metadata("catalog")
+                            .get("annotations", {})
+                            .get("fedeploy.io/pgstac-version", "")
+                        )
                         if chart == "catalog"
                         else None,
                     }

@@ -61,7 +61,11 @@ class WorkloadRole(pulumi.ComponentResource):
         if write:
             object_actions += ["s3:PutObject", "s3:AbortMultipartUpload"]
         statements: list[Any] = [
-            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arns},
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                "Resource": bucket_arns,
+            },
             {
                 "Effect": "Allow",
                 "Action": object_actions,
@@ -87,6 +91,8 @@ class WorkloadRole(pulumi.ComponentResource):
                 }
             )
         )
-        aws.iam.RolePolicy(f"{name}-access", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self))
+        aws.iam.RolePolicy(
+            f"{name}-access", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self)
+        )
         self.arn = role.arn
         self.register_outputs({"arn": self.arn})

@@ -59,17 +59,27 @@ def render_releases(
         where = f"{resource.name} (chart {release.chart})"
         chart_dir = project_dir / release.chart
         try:
-            release.manifests = render_chart(chart_dir, release.values, release.name, release.namespace)
+            release.manifests = render_chart(
+                chart_dir, release.values, release.name, release.namespace
+            )
         except ChartError as err:
             findings.append(Finding("chart-values", where, str(err)))
             continue
         rendered.append(release)
-        for lint in lint_chart(chart_dir, release.values, strict=True, kube_version=kube_version, namespace=release.namespace):
+        for lint in lint_chart(
+            chart_dir,
+            release.values,
+            strict=True,
+            kube_version=kube_version,
+            namespace=release.namespace,
+        ):
             if lint.severity in ("error", "warning"):
                 findings.append(Finding("chart-lint", where, f"{lint.path}: {lint.message}"))
         if kube_version:
             for problem in validate_manifests(release.manifests, kube_version, strict=True):
-                findings.append(Finding("manifest-schema", where, f"Kubernetes {kube_version}: {problem}"))
+                findings.append(
+                    Finding("manifest-schema", where, f"Kubernetes {kube_version}: {problem}")
+                )
         findings.extend(workload_findings(release.manifests, resource.name))
     return rendered, findings
 
@@ -84,7 +94,9 @@ def _release(resource: Resource) -> RenderedRelease:
     )
 
 
-def check_stack(plan: StackPlan, project_dir: Path, kube_version: str | None) -> tuple[list[RenderedRelease], list[Finding]]:
+def check_stack(
+    plan: StackPlan, project_dir: Path, kube_version: str | None
+) -> tuple[list[RenderedRelease], list[Finding]]:
     """All findings of one stack, sorted, and its rendered releases."""
     rendered, findings = render_releases(plan, project_dir, kube_version)
     findings = evaluate(subjects(plan)) + findings

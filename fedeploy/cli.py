@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
@@ -32,11 +32,17 @@ StacksDir = Annotated[Path, typer.Option("--stacks-dir", help="Directory of the 
 
 @app.command()
 def plan(
-    stacks: Annotated[list[str] | None, typer.Argument(help="Stacks to plan (default: every stack file).")] = None,
+    stacks: Annotated[
+        list[str] | None, typer.Argument(help="Stacks to plan (default: every stack file).")
+    ] = None,
     stacks_dir: StacksDir = Path("stacks"),
     format: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write resources and manifests here.")] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Stacks planned at once (default: CPUs).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write resources and manifests here.")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Stacks planned at once (default: CPUs).")
+    ] = None,
 ) -> None:
     """Plan the federation offline: run every stack's program, render and check every chart.
 
@@ -77,7 +83,9 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Stack files to ch
 
 @app.command("config-reference")
 def config_reference(
-    write: Annotated[Path | None, typer.Option("--write", help="Update this Markdown file in place.")] = None,
+    write: Annotated[
+        Path | None, typer.Option("--write", help="Update this Markdown file in place.")
+    ] = None,
 ) -> None:
     """Print (or splice into docs/configuration.md) the key reference generated from the model."""
     from fedeploy.config.reference import reference, splice
@@ -93,7 +101,9 @@ def _mount_bridge() -> None:
         from fedeploy.bridge.cli import bridge_app
     except ImportError:  # the bridge's CLI is optional in a trimmed install
         return
-    app.add_typer(bridge_app, name="bridge", help="Submit, watch and cancel SLURM jobs through a bridge.")
+    app.add_typer(
+        bridge_app, name="bridge", help="Submit, watch and cancel SLURM jobs through a bridge."
+    )
 
 
 _mount_bridge()

@@ -11,7 +11,13 @@ def eks_kubeconfig(*, name: str, endpoint: str, certificate_authority: str, regi
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
-            {"name": name, "cluster": {"server": endpoint, "certificate-authority-data": certificate_authority}}
+            {
+                "name": name,
+                "cluster": {
+                    "server": endpoint,
+                    "certificate-authority-data": certificate_authority,
+                },
+            }
         ],
         "users": [
             {

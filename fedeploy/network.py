@@ -34,8 +34,5 @@ def overlapping(cidrs: dict[str, str]) -> list[tuple[str, str]]:
     nets = {name: ipaddress.ip_network(c) for name, c in cidrs.items()}
     names = sorted(nets)
     return [
-        (a, b)
-        for i, a in enumerate(names)
-        for b in names[i + 1 :]
-        if nets[a].overlaps(nets[b])
+        (a, b) for i, a in enumerate(names) for b in names[i + 1 :] if nets[a].overlaps(nets[b])
     ]

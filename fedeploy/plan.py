@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from fedeploy.checks import RELEASE, RenderedRelease, check_stack
+from fedeploy.checks import RenderedRelease, check_stack
 from fedeploy.offline.federation import FederationPlan, plan_federation
 from fedeploy.service_values import CHARTS_DIR
 from policies.findings import Finding
@@ -45,11 +45,21 @@ class PlanReport:
 
     @property
     def violations(self) -> list[tuple[str, Finding]]:
-        return [(s, f) for s, r in sorted(self.sites.items()) for f in r.findings if f.enforcement == "mandatory"]
+        return [
+            (s, f)
+            for s, r in sorted(self.sites.items())
+            for f in r.findings
+            if f.enforcement == "mandatory"
+        ]
 
     @property
     def advisories(self) -> list[tuple[str, Finding]]:
-        return [(s, f) for s, r in sorted(self.sites.items()) for f in r.findings if f.enforcement == "advisory"]
+        return [
+            (s, f)
+            for s, r in sorted(self.sites.items())
+            for f in r.findings
+            if f.enforcement == "advisory"
+        ]
 
     @property
     def exit_code(self) -> int:
@@ -76,7 +86,12 @@ class PlanReport:
                     "services": site.services,
                     "outputs": site.outputs,
                     "findings": [
-                        {"rule": f.rule, "resource": f.resource, "message": f.message, "enforcement": f.enforcement}
+                        {
+                            "rule": f.rule,
+                            "resource": f.resource,
+                            "message": f.message,
+                            "enforcement": f.enforcement,
+                        }
                         for f in site.findings
                     ],
                 }
@@ -117,11 +132,15 @@ def _wiring(release: RenderedRelease) -> dict[str, Any]:
     federation = values.get("federation") or {}
     if federation.get("enabled"):
         wiring["harvests"] = [s["name"] for s in federation.get("sites") or []]
-    wiring["manifests"] = dict(sorted(Counter(m.get("kind", "?") for m in release.manifests).items()))
+    wiring["manifests"] = dict(
+        sorted(Counter(m.get("kind", "?") for m in release.manifests).items())
+    )
     return wiring
 
 
-def run_plan(stacks_dir: Path, names: list[str] | None = None, jobs: int | None = None) -> PlanReport:
+def run_plan(
+    stacks_dir: Path, names: list[str] | None = None, jobs: int | None = None
+) -> PlanReport:
     """Plan the named stacks (all in `stacks_dir` by default) and check each."""
     return build_report(plan_federation(stacks_dir, names, jobs=jobs))
 
@@ -159,7 +178,9 @@ def write_out(report: PlanReport, out: Path) -> None:
             for r in sorted(plan.resources, key=lambda r: (r.type, r.name))
         ]
         (base / "resources.json").write_text(json.dumps(resources, indent=2, sort_keys=True) + "\n")
-        (base / "outputs.json").write_text(json.dumps(plan.outputs, indent=2, sort_keys=True) + "\n")
+        (base / "outputs.json").write_text(
+            json.dumps(plan.outputs, indent=2, sort_keys=True) + "\n"
+        )
         for release in site.releases:
             text = yaml.safe_dump_all(release.manifests, sort_keys=True)
             (base / "manifests" / f"{release.name}.yaml").write_text(text)

@@ -29,20 +29,33 @@ def as_text(report: PlanReport) -> str:
     if data["errors"]:
         lines.append("")
     if data["deployment_order"]:
-        lines.append("deployment order: " + "  ->  ".join("[" + ", ".join(w) + "]" for w in data["deployment_order"]))
+        lines.append(
+            "deployment order: "
+            + "  ->  ".join("[" + ", ".join(w) + "]" for w in data["deployment_order"])
+        )
         lines.append("")
     for name, site in data["sites"].items():
-        lines.append(f"site {name} ({site['kind']}, {site['environment']}): {site['resource_count']} resources")
+        lines.append(
+            f"site {name} ({site['kind']}, {site['environment']}): {site['resource_count']} resources"
+        )
         for typ, count in site["resources"].items():
             lines.append(f"    {count:4d}  {typ}")
         for service, wiring in site["services"].items():
-            shown = ", ".join(f"{k}={v}" for k, v in wiring.items() if k not in ("manifests", "chart", "namespace"))
+            shown = ", ".join(
+                f"{k}={v}"
+                for k, v in wiring.items()
+                if k not in ("manifests", "chart", "namespace")
+            )
             kinds = ", ".join(f"{n} {k}" for k, n in wiring["manifests"].items())
-            lines.append(f"  service {service} ({wiring['chart']} in {wiring['namespace']}): {shown}")
+            lines.append(
+                f"  service {service} ({wiring['chart']} in {wiring['namespace']}): {shown}"
+            )
             lines.append(f"      renders {kinds}")
         for finding in site["findings"]:
             mark = "VIOLATION" if finding["enforcement"] == "mandatory" else "advisory"
-            lines.append(f"  {mark} [{finding['rule']}] {finding['resource']}: {finding['message']}")
+            lines.append(
+                f"  {mark} [{finding['rule']}] {finding['resource']}: {finding['message']}"
+            )
         lines.append("")
     if data["references"]:
         lines.append("stack references:")
@@ -62,7 +75,9 @@ def mermaid(report: PlanReport) -> str:
         site = sites[name]
         kind = site.kind if site is not None else "invalid"
         node = name.replace("-", "_")
-        shape = f'{node}{{{{"{name}<br/>hub"}}}}' if kind == "hub" else f'{node}["{name}<br/>{kind}"]'
+        shape = (
+            f'{node}{{{{"{name}<br/>hub"}}}}' if kind == "hub" else f'{node}["{name}<br/>{kind}"]'
+        )
         lines.append(f"  {shape}")
     seen = set()
     for ref in report.federation.references:
@@ -85,21 +100,41 @@ def as_markdown(report: PlanReport) -> str:
     data = report.to_dict()
     out = ["## fedeploy plan", "", f"**{_verdict(data)}**", ""]
     if data["errors"]:
-        out += ["### Errors", ""] + [f"- `{e}`".replace("\n", "`<br/>`") for e in data["errors"]] + [""]
+        out += (
+            ["### Errors", ""]
+            + [f"- `{e}`".replace("\n", "`<br/>`") for e in data["errors"]]
+            + [""]
+        )
     out += ["### Federation", "", "```mermaid", mermaid(report), "```", ""]
     if data["deployment_order"]:
-        out += ["Deployment order: " + " → ".join(", ".join(f"`{s}`" for s in w) for w in data["deployment_order"]), ""]
+        out += [
+            "Deployment order: "
+            + " → ".join(", ".join(f"`{s}`" for s in w) for w in data["deployment_order"]),
+            "",
+        ]
     if data["sites"]:
-        out += ["### Sites", "", "| site | kind | resources | services | violations | advisories |", "|---|---|---|---|---|---|"]
+        out += [
+            "### Sites",
+            "",
+            "| site | kind | resources | services | violations | advisories |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, site in data["sites"].items():
             violations = sum(f["enforcement"] == "mandatory" for f in site["findings"])
             advisories = len(site["findings"]) - violations
             services = ", ".join(site["services"]) or "none"
-            out.append(f"| `{name}` | {site['kind']} | {site['resource_count']} | {services} | {violations} | {advisories} |")
+            out.append(
+                f"| `{name}` | {site['kind']} | {site['resource_count']} | {services} | {violations} | {advisories} |"
+            )
         out.append("")
     findings = [(n, f) for n, s in data["sites"].items() for f in s["findings"]]
     if findings:
-        out += ["### Findings", "", "| site | level | rule | resource | message |", "|---|---|---|---|---|"]
+        out += [
+            "### Findings",
+            "",
+            "| site | level | rule | resource | message |",
+            "|---|---|---|---|---|",
+        ]
         for name, f in findings:
             level = "violation" if f["enforcement"] == "mandatory" else "advisory"
             message = f["message"].replace("|", "\\|").replace("\n", " ")

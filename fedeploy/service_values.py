@@ -48,7 +48,9 @@ def catalog_url(namespace: str, release: str = "catalog") -> str:
 
 
 def _common(wiring: SiteWiring, service: str) -> dict[str, Any]:
-    annotations = {IRSA_ANNOTATION: wiring.role_arns[service]} if service in wiring.role_arns else {}
+    annotations = (
+        {IRSA_ANNOTATION: wiring.role_arns[service]} if service in wiring.role_arns else {}
+    )
     return {
         "site": {"name": wiring.site, "kind": wiring.kind},
         "serviceAccount": {

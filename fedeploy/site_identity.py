@@ -10,4 +10,8 @@ def resource_tags(site: str, extra: dict[str, str]) -> dict[str, str]:
 
 def kubernetes_labels(site: str) -> dict[str, str]:
     """Labels on every Kubernetes object fedeploy creates itself (charts add their own)."""
-    return {"app.kubernetes.io/part-of": "fedeploy", "app.kubernetes.io/managed-by": "pulumi", "fedeploy.io/site": site}
+    return {
+        "app.kubernetes.io/part-of": "fedeploy",
+        "app.kubernetes.io/managed-by": "pulumi",
+        "fedeploy.io/site": site,
+    }

@@ -7,7 +7,9 @@ from typing import Any
 from fedeploy.config.storage import Lifecycle
 
 
-def lifecycle_rules(lifecycle: Lifecycle, *, versioned: bool, tiering: bool = True) -> list[dict[str, Any]]:
+def lifecycle_rules(
+    lifecycle: Lifecycle, *, versioned: bool, tiering: bool = True
+) -> list[dict[str, Any]]:
     """The S3 lifecycle rules of a bucket, one rule per concern so each can be read in the console."""
     rules: list[dict[str, Any]] = [
         {

@@ -34,7 +34,9 @@ def _policy(rule: Rule) -> StackValidationPolicy:
         for finding in rule.check(subjects):
             report_violation(f"{finding.resource}: {finding.message}", None)
 
-    level = EnforcementLevel.MANDATORY if rule.enforcement == "mandatory" else EnforcementLevel.ADVISORY
+    level = (
+        EnforcementLevel.MANDATORY if rule.enforcement == "mandatory" else EnforcementLevel.ADVISORY
+    )
     return StackValidationPolicy(
         name=rule.name, description=rule.description, enforcement_level=level, validate=validate
     )
@@ -43,4 +45,8 @@ def _policy(rule: Rule) -> StackValidationPolicy:
 # Secrets arrive decrypted in a policy pack, so this rule is the offline plan's alone.
 PACK_RULES = [rule for rule in RULES if rule.name != "no-plaintext-secrets"]
 
-PolicyPack(name="fedeploy", enforcement_level=EnforcementLevel.MANDATORY, policies=[_policy(r) for r in PACK_RULES])
+PolicyPack(
+    name="fedeploy",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=[_policy(r) for r in PACK_RULES],
+)

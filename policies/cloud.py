@@ -25,7 +25,8 @@ TAGGABLE = {
 }
 REQUIRED_TAGS = ("fedeploy:site", "fedeploy:managed-by")
 SENSITIVE = re.compile(
-    r"(password|secret|token|kubeconfig|privatekey|private_key|sshkey|jwt|stringdata|userdata)$", re.I
+    r"(password|secret|token|kubeconfig|privatekey|private_key|sshkey|jwt|stringdata|userdata)$",
+    re.I,
 )
 # Names that point at a secret rather than hold one.
 REFERENCE = re.compile(r"(existing|credentials)secret$|secret_?name$|secretref$", re.I)
@@ -52,7 +53,10 @@ def _for_bucket(subjects: list[Subject], typ: str) -> dict[str, Subject]:
 
 
 def buckets_encrypted(subjects: list[Subject]) -> Iterable[Finding]:
-    configs = _for_bucket(subjects, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    configs = _for_bucket(
+        subjects,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    )
     for bucket in (s for s in subjects if s.type == BUCKET):
         name = str(bucket.props.get("bucket"))
         config = configs.get(name)
@@ -63,7 +67,9 @@ def buckets_encrypted(subjects: list[Subject]) -> Iterable[Finding]:
         if algorithms & {"aws:kms", "aws:kms:dsse", "AES256"}:
             continue
         if _on_aws(bucket):
-            yield Finding("s3-encrypted", bucket.name, f"bucket {name} has no server-side encryption")
+            yield Finding(
+                "s3-encrypted", bucket.name, f"bucket {name} has no server-side encryption"
+            )
         else:
             yield Finding(
                 "s3-encrypted",
@@ -81,7 +87,11 @@ def buckets_not_public(subjects: list[Subject]) -> Iterable[Finding]:
         name = str(bucket.props.get("bucket"))
         block = blocks.get(name)
         if block is None or not all(block.props.get(k) is True for k in keys):
-            yield Finding("s3-no-public-access", bucket.name, f"bucket {name} does not block all public access")
+            yield Finding(
+                "s3-no-public-access",
+                bucket.name,
+                f"bucket {name} does not block all public access",
+            )
     for s in subjects:
         if s.type == BUCKET and str(s.props.get("acl", "private")).startswith("public"):
             yield Finding("s3-no-public-access", s.name, f"bucket ACL is {s.props['acl']}")
@@ -93,7 +103,11 @@ def buckets_tls_only(subjects: list[Subject]) -> Iterable[Finding]:
         name = str(bucket.props.get("bucket"))
         policy = policies.get(name)
         if policy is None or not _denies_plain_http(policy.props.get("policy")):
-            yield Finding("s3-tls-only", bucket.name, f"bucket {name} has no policy denying aws:SecureTransport=false")
+            yield Finding(
+                "s3-tls-only",
+                bucket.name,
+                f"bucket {name} has no policy denying aws:SecureTransport=false",
+            )
 
 
 def _denies_plain_http(document: Any) -> bool:
@@ -103,7 +117,10 @@ def _denies_plain_http(document: Any) -> bool:
         return False
     for statement in (parsed or {}).get("Statement", []):
         condition = (statement.get("Condition") or {}).get("Bool") or {}
-        if statement.get("Effect") == "Deny" and str(condition.get("aws:SecureTransport")).lower() == "false":
+        if (
+            statement.get("Effect") == "Deny"
+            and str(condition.get("aws:SecureTransport")).lower() == "false"
+        ):
             return True
     return False
 
@@ -134,8 +151,15 @@ def no_plaintext_secrets(subjects: list[Subject]) -> Iterable[Finding]:
     for s in subjects:
         for path, value in _walk(s.props):
             leaf = path.rsplit(".", 1)[-1].split("[")[0]
-            if SENSITIVE.search(leaf) and not REFERENCE.search(leaf) and value not in (None, "", [], {}) and not _covered(path, s.secret_paths):
-                yield Finding("no-plaintext-secrets", s.name, f"input {path} holds a secret in plain text")
+            if (
+                SENSITIVE.search(leaf)
+                and not REFERENCE.search(leaf)
+                and value not in (None, "", [], {})
+                and not _covered(path, s.secret_paths)
+            ):
+                yield Finding(
+                    "no-plaintext-secrets", s.name, f"input {path} holds a secret in plain text"
+                )
                 break
 
 
@@ -152,28 +176,43 @@ def _walk(value: Any, path: str = "") -> Iterable[tuple[str, Any]]:
 
 
 def _covered(path: str, secret_paths: tuple[str, ...]) -> bool:
-    return any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in secret_paths)
+    return any(
+        path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in secret_paths
+    )
 
 
 def network_closed(subjects: list[Subject]) -> Iterable[Finding]:
     for s in subjects:
         if s.type == "aws:ec2/securityGroup:SecurityGroup":
             for rule in s.props.get("ingress") or []:
-                if OPEN & set(rule.get("cidrBlocks") or []) | OPEN & set(rule.get("ipv6CidrBlocks") or []):
-                    yield Finding("no-open-ingress", s.name, f"ingress from the internet on port {rule.get('fromPort')}")
-        if s.type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
-            if s.props.get("cidrIpv4") in OPEN or s.props.get("cidrIpv6") in OPEN:
-                yield Finding("no-open-ingress", s.name, "ingress from the internet")
+                if OPEN & set(rule.get("cidrBlocks") or []) | OPEN & set(
+                    rule.get("ipv6CidrBlocks") or []
+                ):
+                    yield Finding(
+                        "no-open-ingress",
+                        s.name,
+                        f"ingress from the internet on port {rule.get('fromPort')}",
+                    )
+        if s.type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule" and (
+            s.props.get("cidrIpv4") in OPEN or s.props.get("cidrIpv6") in OPEN
+        ):
+            yield Finding("no-open-ingress", s.name, "ingress from the internet")
         if s.type == "aws:eks/cluster:Cluster":
             vpc = s.props.get("vpcConfig") or {}
-            if vpc.get("endpointPublicAccess") and (not vpc.get("publicAccessCidrs") or OPEN & set(vpc.get("publicAccessCidrs") or [])):
-                yield Finding("no-open-ingress", s.name, "EKS API endpoint open to the whole internet")
+            if vpc.get("endpointPublicAccess") and (
+                not vpc.get("publicAccessCidrs") or OPEN & set(vpc.get("publicAccessCidrs") or [])
+            ):
+                yield Finding(
+                    "no-open-ingress", s.name, "EKS API endpoint open to the whole internet"
+                )
 
 
 def encrypted_at_rest(subjects: list[Subject]) -> Iterable[Finding]:
     for s in subjects:
         if s.type == "aws:eks/cluster:Cluster" and not s.props.get("encryptionConfig"):
-            yield Finding("encrypted-at-rest", s.name, "EKS secrets are not envelope-encrypted with KMS")
+            yield Finding(
+                "encrypted-at-rest", s.name, "EKS secrets are not envelope-encrypted with KMS"
+            )
         if s.type == "aws:rds/instance:Instance":
             if s.props.get("storageEncrypted") is not True:
                 yield Finding("encrypted-at-rest", s.name, "RDS storage is not encrypted")
@@ -187,14 +226,44 @@ def encrypted_at_rest(subjects: list[Subject]) -> Iterable[Finding]:
 
 
 RULES: list[Rule] = [
-    Rule("s3-encrypted", "Every bucket has server-side encryption (KMS or AES256).", "mandatory", buckets_encrypted),
-    Rule("s3-no-public-access", "Every AWS bucket blocks all public access.", "mandatory", buckets_not_public),
-    Rule("s3-tls-only", "Every AWS bucket denies requests without TLS.", "mandatory", buckets_tls_only),
+    Rule(
+        "s3-encrypted",
+        "Every bucket has server-side encryption (KMS or AES256).",
+        "mandatory",
+        buckets_encrypted,
+    ),
+    Rule(
+        "s3-no-public-access",
+        "Every AWS bucket blocks all public access.",
+        "mandatory",
+        buckets_not_public,
+    ),
+    Rule(
+        "s3-tls-only",
+        "Every AWS bucket denies requests without TLS.",
+        "mandatory",
+        buckets_tls_only,
+    ),
     Rule("kms-rotation", "KMS keys rotate automatically.", "mandatory", kms_rotation),
-    Rule("tags", "Cloud resources carry the site tags; Kubernetes objects the fedeploy labels.", "mandatory", tagged),
-    Rule("no-plaintext-secrets", "Inputs that hold secrets are Pulumi secrets.", "mandatory", no_plaintext_secrets),
+    Rule(
+        "tags",
+        "Cloud resources carry the site tags; Kubernetes objects the fedeploy labels.",
+        "mandatory",
+        tagged,
+    ),
+    Rule(
+        "no-plaintext-secrets",
+        "Inputs that hold secrets are Pulumi secrets.",
+        "mandatory",
+        no_plaintext_secrets,
+    ),
     Rule("no-open-ingress", "Nothing admits the whole internet.", "mandatory", network_closed),
-    Rule("encrypted-at-rest", "Cluster secrets, databases and volumes are encrypted; IMDSv2 only.", "mandatory", encrypted_at_rest),
+    Rule(
+        "encrypted-at-rest",
+        "Cluster secrets, databases and volumes are encrypted; IMDSv2 only.",
+        "mandatory",
+        encrypted_at_rest,
+    ),
 ]
 
 

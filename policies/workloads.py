@@ -9,7 +9,11 @@ from policies.findings import Finding
 
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
 POD_OWNERS = LONG_RUNNING | {"Job", "CronJob", "Pod"}
-REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by")
+REQUIRED_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/managed-by",
+)
 
 
 def _pod_spec(manifest: dict[str, Any]) -> dict[str, Any] | None:
@@ -32,15 +36,23 @@ def workload_findings(manifests: list[dict[str, Any]], release: str) -> Iterable
     """Findings for one release's rendered manifests."""
     kinds = {m.get("kind") for m in manifests}
     if kinds & POD_OWNERS and "NetworkPolicy" not in kinds:
-        yield Finding("network-policy", release, "the release runs pods but renders no NetworkPolicy")
+        yield Finding(
+            "network-policy", release, "the release runs pods but renders no NetworkPolicy"
+        )
     for manifest in manifests:
         where = f"{release}: {_name(manifest)}"
         labels = (manifest.get("metadata") or {}).get("labels") or {}
         missing = [label for label in REQUIRED_LABELS if label not in labels]
         if missing:
             yield Finding("labels", where, f"lacks labels {', '.join(missing)}")
-        if manifest.get("kind") == "Secret" and (manifest.get("data") or manifest.get("stringData")):
-            yield Finding("no-plaintext-secrets", where, "a chart renders secret data from values; use an existing Secret")
+        if manifest.get("kind") == "Secret" and (
+            manifest.get("data") or manifest.get("stringData")
+        ):
+            yield Finding(
+                "no-plaintext-secrets",
+                where,
+                "a chart renders secret data from values; use an existing Secret",
+            )
         pod = _pod_spec(manifest)
         if pod is None:
             continue
@@ -52,9 +64,13 @@ def _pod_findings(pod: dict[str, Any], where: str, *, long_running: bool) -> Ite
     for flag in ("hostNetwork", "hostPID", "hostIPC"):
         if pod.get(flag):
             yield Finding("pod-hardening", where, f"pod sets {flag}")
-    if (pod_security.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+    if (pod_security.get("seccompProfile") or {}).get("type") not in (
+        "RuntimeDefault",
+        "Localhost",
+    ):
         seccomp_everywhere = all(
-            ((c.get("securityContext") or {}).get("seccompProfile") or {}).get("type") in ("RuntimeDefault", "Localhost")
+            ((c.get("securityContext") or {}).get("seccompProfile") or {}).get("type")
+            in ("RuntimeDefault", "Localhost")
             for c in pod.get("containers") or []
         )
         if not seccomp_everywhere:
@@ -81,6 +97,14 @@ def _pod_findings(pod: dict[str, Any], where: str, *, long_running: bool) -> Ite
             yield Finding("resources", name, "needs cpu and memory requests and limits")
         image = str(container.get("image", ""))
         if image.endswith(":latest") or (":" not in image.rsplit("/", 1)[-1] and "@" not in image):
-            yield Finding("pinned-images", name, f"image {image!r} is not pinned to a tag or digest")
-        if main and long_running and not (container.get("livenessProbe") and container.get("readinessProbe")):
-            yield Finding("probes", name, "a long-running container needs liveness and readiness probes")
+            yield Finding(
+                "pinned-images", name, f"image {image!r} is not pinned to a tag or digest"
+            )
+        if (
+            main
+            and long_running
+            and not (container.get("livenessProbe") and container.get("readinessProbe"))
+        ):
+            yield Finding(
+                "probes", name, "a long-running container needs liveness and readiness probes"
+            )

@@ -87,7 +87,8 @@ def _parse_secret(value: Any, handler: Any, info: ValidationInfo) -> SecretValue
             "`secure: <ciphertext>`",
         )
     raise PydanticCustomError(
-        "secret_type", "a secret is required: `secure: <ciphertext>` set by `pulumi config set --secret`"
+        "secret_type",
+        "a secret is required: `secure: <ciphertext>` set by `pulumi config set --secret`",
     )
 
 

@@ -83,9 +83,13 @@ class ExistingCluster(StrictModel):
     """A cluster that exists already, handed over by kubeconfig."""
 
     kubeconfig: Secret = Field(description="The kubeconfig (secret).")
-    context: str | None = Field(None, description="Context in the kubeconfig; its current one if unset.")
+    context: str | None = Field(
+        None, description="Context in the kubeconfig; its current one if unset."
+    )
     version: KubernetesVersion = Field(description="The cluster's Kubernetes minor version.")
-    gpu: GpuNodes | None = Field(None, description="Set when the cluster has GPU nodes for inference.")
+    gpu: GpuNodes | None = Field(
+        None, description="Set when the cluster has GPU nodes for inference."
+    )
     pod_cidrs: list[str] = Field(
         default_factory=list,
         description="The cluster's pod and node address ranges (what a bridge's firewall admits).",

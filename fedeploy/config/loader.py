@@ -58,13 +58,19 @@ def read_stack_file(path: Path) -> StackFile:
     except FileNotFoundError:
         raise StackConfigError(str(path), [ConfigIssue("file", "does not exist")]) from None
     except yaml.YAMLError as err:
-        raise StackConfigError(str(path), [ConfigIssue("file", f"is not valid YAML: {err}")]) from None
+        raise StackConfigError(
+            str(path), [ConfigIssue("file", f"is not valid YAML: {err}")]
+        ) from None
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
-        raise StackConfigError(str(path), [ConfigIssue("config", "the file has no `config:` mapping")])
+        raise StackConfigError(
+            str(path), [ConfigIssue("config", "the file has no `config:` mapping")]
+        )
     for key in config:
         if str(key).startswith(f"{PROJECT}:") and key != SITE_KEY:
-            issues.append(ConfigIssue(f"config.{key}", f"unknown key{_did_you_mean(key, [SITE_KEY])}"))
+            issues.append(
+                ConfigIssue(f"config.{key}", f"unknown key{_did_you_mean(key, [SITE_KEY])}")
+            )
     if SITE_KEY not in config:
         issues.append(ConfigIssue(f"config.{SITE_KEY}", "is required: the site object"))
     if issues:
@@ -94,7 +100,9 @@ def validate_site(
 ) -> Any:
     """Validate a raw site object into its typed model, or raise StackConfigError with every issue."""
     if raw is None:
-        raise StackConfigError(stack_file, [ConfigIssue(f"config.{SITE_KEY}", "is required: the site object")])
+        raise StackConfigError(
+            stack_file, [ConfigIssue(f"config.{SITE_KEY}", "is required: the site object")]
+        )
     if not isinstance(raw, dict):
         raise StackConfigError(
             stack_file, [ConfigIssue("site", f"must be a mapping, got {type(raw).__name__}")]
@@ -126,7 +134,9 @@ def validate_site(
     return site
 
 
-def federation_issues(raw: dict[str, Any], stacks_dir: Path, stack: str | None) -> list[ConfigIssue]:
+def federation_issues(
+    raw: dict[str, Any], stacks_dir: Path, stack: str | None
+) -> list[ConfigIssue]:
     """Checks that need the other stack files: replication targets and hub members exist."""
     issues: list[ConfigIssue] = []
     siblings = _sibling_sites(stacks_dir)
@@ -182,7 +192,9 @@ def federation_issues(raw: dict[str, Any], stacks_dir: Path, stack: str | None) 
                 continue
             other = siblings.get(member)
             if member == stack:
-                issues.append(ConfigIssue(f"site.members.{index}", "the hub cannot be its own member"))
+                issues.append(
+                    ConfigIssue(f"site.members.{index}", "the hub cannot be its own member")
+                )
             elif other is None:
                 issues.append(
                     ConfigIssue(
@@ -193,7 +205,9 @@ def federation_issues(raw: dict[str, Any], stacks_dir: Path, stack: str | None) 
                     )
                 )
             elif other.get("kind") == "hub":
-                issues.append(ConfigIssue(f"site.members.{index}", f"{member!r} is a hub, not a site"))
+                issues.append(
+                    ConfigIssue(f"site.members.{index}", f"{member!r} is a hub, not a site")
+                )
     return issues
 
 

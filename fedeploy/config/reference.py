@@ -38,7 +38,14 @@ def _type_name(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return f"[{tp.__name__}](#{tp.__name__.lower()})"
     name = getattr(tp, "__name__", str(tp))
-    return {"SecretValue": "**secret**", "str": "string", "int": "integer", "float": "number", "bool": "boolean", "HttpUrl": "URL"}.get(name, name)
+    return {
+        "SecretValue": "**secret**",
+        "str": "string",
+        "int": "integer",
+        "float": "number",
+        "bool": "boolean",
+        "HttpUrl": "URL",
+    }.get(name, name)
 
 
 def _unwrap(tp: Any) -> Any:
@@ -71,13 +78,27 @@ def reference() -> str:
         seen.append(model)
         for field in model.model_fields.values():
             queue.extend(_models_in(field.annotation))
-    parts = [START, "", "_Generated from the site model (`fedeploy config-reference`); do not edit by hand._", ""]
+    parts = [
+        START,
+        "",
+        "_Generated from the site model (`fedeploy config-reference`); do not edit by hand._",
+        "",
+    ]
     for model in seen:
         doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
-        parts += [f"### {model.__name__}", "", doc, "", "| key | type | default | description |", "|---|---|---|---|"]
+        parts += [
+            f"### {model.__name__}",
+            "",
+            doc,
+            "",
+            "| key | type | default | description |",
+            "|---|---|---|---|",
+        ]
         for name, field in model.model_fields.items():
             description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-            parts.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |")
+            parts.append(
+                f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |"
+            )
         parts.append("")
     parts.append(END)
     return "\n".join(parts)

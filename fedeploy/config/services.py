@@ -61,7 +61,9 @@ class CatalogService(StrictModel):
         description="internal: a StatefulSet in the cluster; external: an existing server "
         "(`external`); rds: an RDS instance created by the site (aws only).",
     )
-    external: ExternalDatabase | None = Field(None, description="Required when database is external.")
+    external: ExternalDatabase | None = Field(
+        None, description="Required when database is external."
+    )
     rds: RdsDatabase = Field(default_factory=RdsDatabase, description="Used when database is rds.")
     volume_size_gib: int = Field(20, ge=1, le=16384, description="Volume of the internal database.")
     url: HttpUrl | None = Field(
@@ -73,7 +75,9 @@ class CatalogService(StrictModel):
     @model_validator(mode="after")
     def _external_given(self) -> CatalogService:
         if self.database == "external" and self.external is None:
-            raise ValueError("database is external but `external` (host, username, password) is missing")
+            raise ValueError(
+                "database is external but `external` (host, username, password) is missing"
+            )
         if self.database != "external" and self.external is not None:
             raise ValueError(f"`external` is set but database is {self.database!r}")
         return self
@@ -84,7 +88,9 @@ class SentinelSource(StrictModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$", description="Name of the source.")
     url: HttpUrl = Field(HttpUrl(COPERNICUS_STAC), description="The STAC API.")
-    collections: list[str] = Field(min_length=1, description="Collections to search, e.g. sentinel-2-l2a.")
+    collections: list[str] = Field(
+        min_length=1, description="Collections to search, e.g. sentinel-2-l2a."
+    )
     bbox: tuple[float, float, float, float] = Field(
         description="Area: west, south, east, north in degrees (WGS 84)."
     )
@@ -143,7 +149,9 @@ class Stream(StrictModel):
     """The long-running consumer of edge sensor streams."""
 
     enabled: bool = Field(True, description="Run the consumer.")
-    replicas: int = Field(1, ge=1, le=64, description="Consumers; each owns a share of the stations.")
+    replicas: int = Field(
+        1, ge=1, le=64, description="Consumers; each owns a share of the stations."
+    )
     mqtt: Mqtt = Field(description="The broker and its topics.")
     window_seconds: int = Field(3600, ge=60, le=86400, description="Span of one stored window.")
 
@@ -170,7 +178,9 @@ class InferenceService(StrictModel):
     bucket: BucketName = Field("models", description="Logical bucket the models are published in.")
     model: str = Field("nowcast", pattern=r"^[a-z][a-z0-9-]{0,40}$", description="Model name.")
     version: str = Field(
-        "latest", pattern=r"^(latest|[0-9A-Za-z][0-9A-Za-z._-]{0,63})$", description="Pinned version or latest."
+        "latest",
+        pattern=r"^(latest|[0-9A-Za-z][0-9A-Za-z._-]{0,63})$",
+        description="Pinned version or latest.",
     )
     gpu: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: on the GPU where the cluster has GPU nodes; on: require them."
@@ -191,7 +201,9 @@ class Services(StrictModel):
     """Our Helm charts on this site."""
 
     namespace: str = Field(
-        "fedeploy", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="Namespace of the services."
+        "fedeploy",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Namespace of the services.",
     )
     catalog: CatalogService = Field(default_factory=CatalogService, description="The STAC catalog.")
     ingestion: IngestionService | None = Field(None, description="Ingestion; off when unset.")

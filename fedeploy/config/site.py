@@ -78,7 +78,9 @@ class AwsSite(_Site):
     """A site in an AWS region: S3, EKS in its own VPC, optionally a bridge VM."""
 
     kind: Literal["aws"] = Field(description="The kind of site: aws.")
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. eu-central-1.")
+    region: str = Field(
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. eu-central-1."
+    )
     network: AwsNetwork = Field(description="The site's VPC.")
     storage: AwsStorage = Field(description="S3 buckets.")
     cluster: EksCluster = Field(description="The EKS cluster.")
@@ -117,7 +119,12 @@ class _ExistingClusterSite(_Site):
             )
         cluster = getattr(self, "cluster", None)
         inference = services.inference if services is not None else None
-        if inference and inference.enabled and inference.gpu == "on" and not (cluster and cluster.has_gpu):
+        if (
+            inference
+            and inference.enabled
+            and inference.gpu == "on"
+            and not (cluster and cluster.has_gpu)
+        ):
             raise ValueError("services.inference.gpu is 'on' but cluster.gpu is not set")
         return self
 
@@ -136,21 +143,33 @@ class HpcSite(_ExistingClusterSite):
     """An HPC centre: its S3-compatible store, its SLURM through a bridge, a cluster if it has one."""
 
     kind: Literal["hpc"] = Field(description="The kind of site: hpc.")
-    storage: S3CompatibleStorage = Field(description="The centre's S3-compatible store and its buckets.")
-    cluster: ExistingCluster | None = Field(None, description="A Kubernetes cluster next to the HPC system.")
+    storage: S3CompatibleStorage = Field(
+        description="The centre's S3-compatible store and its buckets."
+    )
+    cluster: ExistingCluster | None = Field(
+        None, description="A Kubernetes cluster next to the HPC system."
+    )
     bridge: BridgeConfig = Field(description="The SLURM bridge (required on hpc sites).")
-    services: Services = Field(default_factory=Services, description="Our charts (needs a cluster).")
+    services: Services = Field(
+        default_factory=Services, description="Our charts (needs a cluster)."
+    )
 
 
 class HubServices(StrictModel):
     """What the hub runs: the federated catalog."""
 
     namespace: str = Field(
-        "fedeploy", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="Namespace of the catalog."
+        "fedeploy",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Namespace of the catalog.",
     )
-    catalog: CatalogService = Field(default_factory=CatalogService, description="The federated catalog.")
+    catalog: CatalogService = Field(
+        default_factory=CatalogService, description="The federated catalog."
+    )
     harvest_schedule: str = Field(
-        "*/15 * * * *", pattern=r"^(\S+\s+){4}\S+$", description="How often the hub harvests member catalogs."
+        "*/15 * * * *",
+        pattern=r"^(\S+\s+){4}\S+$",
+        description="How often the hub harvests member catalogs.",
     )
 
 

@@ -34,7 +34,10 @@ class Lifecycle(StrictModel):
         None, ge=1, le=36500, description="Delete current objects this many days after creation."
     )
     noncurrent_expire_after_days: int | None = Field(
-        30, ge=1, le=36500, description="Delete replaced (noncurrent) versions after this many days."
+        30,
+        ge=1,
+        le=36500,
+        description="Delete replaced (noncurrent) versions after this many days.",
     )
     transition_to_infrequent_access_after_days: int | None = Field(
         None,

@@ -87,9 +87,15 @@ class _Mocks:
         if args.typ == "pulumi:pulumi:StackReference":
             target = str(inputs.get("name", args.name)).rsplit("/", 1)[-1]
             if target not in self.references:
-                raise ProgramError(f"stack {self.stack!r} references stack {target!r}, which was not planned")
+                raise ProgramError(
+                    f"stack {self.stack!r} references stack {target!r}, which was not planned"
+                )
             self.resources.append(Resource(args.typ, args.name, {"name": target}, None, True))
-            return target, {"name": target, "outputs": self.references[target], "secretOutputNames": []}
+            return target, {
+                "name": target,
+                "outputs": self.references[target],
+                "secretOutputNames": [],
+            }
         secret_paths: list[str] = []
         shown = reveal(inputs, secret_paths=secret_paths)
         self.resources.append(
@@ -141,7 +147,9 @@ def plan_stack(
     as secret, as the CLI does for a key that holds a decrypted `secure:` value. A raised error
     carries `resources_registered`: how many resources the program had registered by then."""
     ctx = contextvars.Context()
-    return ctx.run(_plan_in_context, stack_file, references or {}, config_override, secret_keys or [])
+    return ctx.run(
+        _plan_in_context, stack_file, references or {}, config_override, secret_keys or []
+    )
 
 
 def _plan_in_context(
@@ -151,12 +159,10 @@ def _plan_in_context(
     secret_keys: list[str],
 ) -> StackPlan:
     import pulumi
-    from pulumi.runtime import mocks as pulumi_mocks
+    import yaml
     from pulumi.runtime import settings
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
-
-    import yaml
 
     from fedeploy import program
     from fedeploy.config.loader import PROJECT, stack_name_of

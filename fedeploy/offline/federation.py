@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fedeploy.config.loader import STACK_FILE, load_stack_file
-from fedeploy.errors import FederationError, FedeployError, StackConfigError
+from fedeploy.errors import FedeployError, FederationError, StackConfigError
 from fedeploy.network import overlapping
 from fedeploy.offline.engine import StackPlan, plan_stack
 from fedeploy.references import Reference, deployment_order, references
@@ -52,7 +52,9 @@ def load_federation(stacks_dir: Path, names: list[str] | None = None) -> Federat
     for name in wanted:
         if name not in files:
             plan.errors.append(
-                FederationError(f"no stack file Pulumi.{name}.yaml in {stacks_dir} (stacks: {', '.join(files)})")
+                FederationError(
+                    f"no stack file Pulumi.{name}.yaml in {stacks_dir} (stacks: {', '.join(files)})"
+                )
             )
     queue = [n for n in wanted if n in files]
     while queue:
@@ -73,7 +75,9 @@ def load_federation(stacks_dir: Path, names: list[str] | None = None) -> Federat
     for ref in plan.references:
         if ref.target not in files:
             plan.errors.append(
-                FederationError(f"stack {ref.stack!r} ({ref.because}) references stack {ref.target!r}, which has no stack file")
+                FederationError(
+                    f"stack {ref.stack!r} ({ref.because}) references stack {ref.target!r}, which has no stack file"
+                )
             )
     graph = {name: set() for name in plan.sites}
     for ref in plan.references:
@@ -98,7 +102,9 @@ def _check_address_ranges(plan: FederationPlan) -> None:
             ranges[f"{name} (cluster.pod_cidrs.{index})"] = cidr
     for a, b in overlapping(ranges):
         plan.errors.append(
-            FederationError(f"address ranges overlap: {a} {ranges[a]} and {b} {ranges[b]}; sites could never be peered")
+            FederationError(
+                f"address ranges overlap: {a} {ranges[a]} and {b} {ranges[b]}; sites could never be peered"
+            )
         )
 
 
@@ -110,7 +116,9 @@ def _plan_one(args: tuple[Path, dict[str, dict[str, Any]]]) -> StackPlan | Fedep
         return err
 
 
-def plan_federation(stacks_dir: Path, names: list[str] | None = None, jobs: int | None = None) -> FederationPlan:
+def plan_federation(
+    stacks_dir: Path, names: list[str] | None = None, jobs: int | None = None
+) -> FederationPlan:
     """Validate, then run every program wave by wave; stacks of one wave may run in parallel."""
     plan = load_federation(stacks_dir, names)
     if plan.errors:
@@ -147,7 +155,9 @@ def plan_federation(stacks_dir: Path, names: list[str] | None = None, jobs: int 
     return plan
 
 
-def _run_wave(tasks: list[tuple[Path, dict[str, dict[str, Any]]]], jobs: int) -> list[StackPlan | FedeployError]:
+def _run_wave(
+    tasks: list[tuple[Path, dict[str, dict[str, Any]]]], jobs: int
+) -> list[StackPlan | FedeployError]:
     if jobs <= 1 or len(tasks) <= 1:
         return [_plan_one(task) for task in tasks]
     # Pulumi's runtime state is process-wide: stacks run side by side in forked processes.

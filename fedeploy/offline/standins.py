@@ -51,7 +51,9 @@ def outputs(typ: str, name: str, inputs: dict[str, Any], region: str) -> dict[st
         state.update(
             endpoint=f"https://{oidc}.gr7.{region}.eks.amazonaws.com",
             certificateAuthority={"data": base64.b64encode(f"ca-of-{name}".encode()).decode()},
-            identities=[{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{oidc}"}]}],
+            identities=[
+                {"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{oidc}"}]}
+            ],
         )
     elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
         url = str(inputs.get("url", "")).removeprefix("https://")
@@ -62,7 +64,9 @@ def outputs(typ: str, name: str, inputs: dict[str, Any], region: str) -> dict[st
     elif typ == "aws:rds/subnetGroup:SubnetGroup" or typ == "aws:rds/parameterGroup:ParameterGroup":
         state.setdefault("name", name)
     elif typ == "aws:ec2/instance:Instance":
-        state.update(privateIp="10.255.0.10", privateDns=f"ip-10-255-0-10.{region}.compute.internal")
+        state.update(
+            privateIp="10.255.0.10", privateDns=f"ip-10-255-0-10.{region}.compute.internal"
+        )
     elif typ == "random:index/randomPassword:RandomPassword":
         state["result"] = digest("password", name, length=int(inputs.get("length", 32)))
     elif typ == "random:index/randomBytes:RandomBytes":
@@ -71,8 +75,16 @@ def outputs(typ: str, name: str, inputs: dict[str, Any], region: str) -> dict[st
     elif typ == "random:index/randomString:RandomString":
         state["result"] = digest("string", name, length=int(inputs.get("length", 16)))
     elif typ.startswith("tls:"):
-        pem = f"-----BEGIN STAND-IN-----\n{digest('tls', name, length=32)}\n-----END STAND-IN-----\n"
-        for key in ("privateKeyPem", "publicKeyPem", "certPem", "privateKeyOpenssh", "publicKeyOpenssh"):
+        pem = (
+            f"-----BEGIN STAND-IN-----\n{digest('tls', name, length=32)}\n-----END STAND-IN-----\n"
+        )
+        for key in (
+            "privateKeyPem",
+            "publicKeyPem",
+            "certPem",
+            "privateKeyOpenssh",
+            "publicKeyOpenssh",
+        ):
             state.setdefault(key, pem)
     elif typ.startswith("command:"):
         state.setdefault("stdout", "")

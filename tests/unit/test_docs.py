@@ -9,7 +9,9 @@ from tests.conftest import ROOT, STACKS
 def test_configuration_reference_and_examples_are_current():
     path = ROOT / "docs" / "configuration.md"
     document = path.read_text()
-    assert splice(document, STACKS) == document, "run: fedeploy config-reference --write docs/configuration.md"
+    assert splice(document, STACKS) == document, (
+        "run: fedeploy config-reference --write docs/configuration.md"
+    )
 
 
 def test_every_model_key_is_documented():

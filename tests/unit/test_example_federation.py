@@ -42,16 +42,26 @@ def test_hub_is_deployed_last_and_replication_target_before_its_source(example_r
 def test_every_bucket_is_encrypted_as_configured(example_plans, stack):
     plan = example_plans[stack]
     storage = _site(stack)["storage"]
-    encryption = _by_bucket(plan, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    encryption = _by_bucket(
+        plan,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    )
     buckets = plan.by_type(BUCKET)
     assert len(buckets) == len(storage["buckets"])
     for bucket in buckets:
         name = bucket.inputs["bucket"]
-        if storage.get("encryption", "kms" if _site(stack)["kind"] == "aws" else "aes256") == "provider_managed":
+        if (
+            storage.get("encryption", "kms" if _site(stack)["kind"] == "aws" else "aes256")
+            == "provider_managed"
+        ):
             assert name not in encryption
             continue
         default = encryption[name]["rules"][0]["applyServerSideEncryptionByDefault"]
-        expected = "aws:kms" if storage.get("encryption", "kms") == "kms" and _site(stack)["kind"] == "aws" else "AES256"
+        expected = (
+            "aws:kms"
+            if storage.get("encryption", "kms") == "kms" and _site(stack)["kind"] == "aws"
+            else "AES256"
+        )
         assert default["sseAlgorithm"] == expected
         if expected == "aws:kms":
             assert default["kmsMasterKeyId"].startswith("arn:aws:kms:")
@@ -74,9 +84,21 @@ def test_aws_buckets_are_never_public_and_tls_only(example_plans, stack):
     for bucket in plan.by_type(BUCKET):
         name = bucket.inputs["bucket"]
         assert "acl" not in bucket.inputs
-        assert all(blocks[name][k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+        assert all(
+            blocks[name][k] is True
+            for k in (
+                "blockPublicAcls",
+                "blockPublicPolicy",
+                "ignorePublicAcls",
+                "restrictPublicBuckets",
+            )
+        )
         statements = json.loads(policies[name]["policy"])["Statement"]
-        deny = [s for s in statements if s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s)]
+        deny = [
+            s
+            for s in statements
+            if s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s)
+        ]
         assert deny and deny[0]["Condition"]["Bool"]["aws:SecureTransport"] == "false"
 
 
@@ -95,7 +117,9 @@ def test_frankfurt_replicates_raw_to_dublin_with_a_scoped_role(example_plans):
     assert rule["destination"]["bucket"] == "arn:aws:s3:::eofed-aws-dublin-raw"
     dublin_key = example_plans["aws-dublin"].outputs["storage"]["kms_key_arn"]
     assert rule["destination"]["encryptionConfiguration"]["replicaKmsKeyId"] == dublin_key
-    policy = next(r for r in plan.by_type("aws:iam/rolePolicy:RolePolicy") if "replication" in r.name)
+    policy = next(
+        r for r in plan.by_type("aws:iam/rolePolicy:RolePolicy") if "replication" in r.name
+    )
     statements = json.loads(policy.inputs["policy"])["Statement"]
     resources = [res for s in statements for res in s["Resource"]]
     assert "*" not in resources
@@ -104,17 +128,24 @@ def test_frankfurt_replicates_raw_to_dublin_with_a_scoped_role(example_plans):
 
 @pytest.mark.parametrize("stack", AWS)
 def test_node_groups_as_configured_and_gpu_groups_tainted(example_plans, stack):
-    groups = {g.inputs["nodeGroupName"]: g.inputs for g in example_plans[stack].by_type("aws:eks/nodeGroup:NodeGroup")}
+    groups = {
+        g.inputs["nodeGroupName"]: g.inputs
+        for g in example_plans[stack].by_type("aws:eks/nodeGroup:NodeGroup")
+    }
     configured = _site(stack)["cluster"]["node_groups"]
     assert set(groups) == set(configured)
     for name, spec in configured.items():
         group = groups[name]
         assert group["scalingConfig"] == {
-            "minSize": spec["min_size"], "desiredSize": spec["desired_size"], "maxSize": spec["max_size"]
+            "minSize": spec["min_size"],
+            "desiredSize": spec["desired_size"],
+            "maxSize": spec["max_size"],
         }
         assert group["instanceTypes"] == spec["instance_types"]
         if spec.get("accelerator") == "nvidia":
-            assert group["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+            assert group["taints"] == [
+                {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+            ]
             assert group["labels"]["fedeploy.io/accelerator"] == "nvidia"
         else:
             assert not group.get("taints")
@@ -127,7 +158,9 @@ def test_every_kubernetes_object_is_on_the_sites_cluster_provider(example_plans,
     objects = [r for r in plan.resources if r.type.startswith("kubernetes:")]
     assert objects
     for resource in objects:
-        assert resource.provider and resource.provider.split("::")[-2] == provider.name, resource.name
+        assert resource.provider and resource.provider.split("::")[-2] == provider.name, (
+            resource.name
+        )
 
 
 @pytest.mark.parametrize("stack", EXAMPLE_STACKS)
@@ -150,7 +183,9 @@ def test_aws_services_use_irsa_roles_scoped_to_their_service_account(example_pla
     trust = json.loads(roles["aws-frankfurt-ingestion-role"]["assumeRolePolicy"])
     condition = trust["Statement"][0]["Condition"]["StringEquals"]
     assert "system:serviceaccount:fedeploy:ingestion" in condition.values()
-    release = next(r for r in plan.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "ingestion")
+    release = next(
+        r for r in plan.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "ingestion"
+    )
     annotations = release.inputs["values"]["serviceAccount"]["annotations"]
     assert annotations["eks.amazonaws.com/role-arn"].endswith("aws-frankfurt-ingestion-role")
     assert release.inputs["values"]["storage"]["existingSecret"] == ""
@@ -158,7 +193,9 @@ def test_aws_services_use_irsa_roles_scoped_to_their_service_account(example_pla
 
 def test_gpu_site_runs_inference_on_gpu_nodes(example_plans):
     release = next(
-        r for r in example_plans["aws-frankfurt"].by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "inference"
+        r
+        for r in example_plans["aws-frankfurt"].by_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["name"] == "inference"
     )
     gpu = release.inputs["values"]["gpu"]
     assert gpu["enabled"] is True and gpu["nodeSelector"] == {"fedeploy.io/accelerator": "nvidia"}

@@ -38,40 +38,232 @@ def _apply(site: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 # (case id, base stack, changes, key path in the error, words the message must contain)
 CASES = [
-    ("wrong-type-int", "aws-frankfurt", {"cluster.node_groups.system.min_size": "two"}, "site.cluster.node_groups.system.min_size", ["given 'two'", "integer"]),
-    ("negative-expiry", "aws-frankfurt", {"storage.buckets.raw.lifecycle.expire_after_days": -5}, "site.storage.buckets.raw.lifecycle.expire_after_days", ["given -5", "greater than or equal to 1"]),
-    ("unknown-top-key", "aws-frankfurt", {"netwrok": {}}, "site.netwrok", ["unknown key", "did you mean 'network'"]),
-    ("unknown-nested-key", "aws-frankfurt", {"storage.buckets.raw.versionning": True}, "site.storage.buckets.raw.versionning", ["did you mean 'versioning'"]),
-    ("unknown-kind", "aws-frankfurt", {"kind": "awss"}, "site.kind", ["allowed: aws, kubernetes, hpc, hub", "did you mean 'aws'"]),
+    (
+        "wrong-type-int",
+        "aws-frankfurt",
+        {"cluster.node_groups.system.min_size": "two"},
+        "site.cluster.node_groups.system.min_size",
+        ["given 'two'", "integer"],
+    ),
+    (
+        "negative-expiry",
+        "aws-frankfurt",
+        {"storage.buckets.raw.lifecycle.expire_after_days": -5},
+        "site.storage.buckets.raw.lifecycle.expire_after_days",
+        ["given -5", "greater than or equal to 1"],
+    ),
+    (
+        "unknown-top-key",
+        "aws-frankfurt",
+        {"netwrok": {}},
+        "site.netwrok",
+        ["unknown key", "did you mean 'network'"],
+    ),
+    (
+        "unknown-nested-key",
+        "aws-frankfurt",
+        {"storage.buckets.raw.versionning": True},
+        "site.storage.buckets.raw.versionning",
+        ["did you mean 'versioning'"],
+    ),
+    (
+        "unknown-kind",
+        "aws-frankfurt",
+        {"kind": "awss"},
+        "site.kind",
+        ["allowed: aws, kubernetes, hpc, hub", "did you mean 'aws'"],
+    ),
     ("missing-kind", "aws-frankfurt", {"kind": DELETE}, "site.kind", ["given nothing"]),
-    ("bad-bucket-name", "aws-frankfurt", {"storage.buckets.Raw_Data": {}}, "site.storage.buckets.Raw_Data", ["the name 'Raw_Data' is not allowed", "must match pattern"]),
-    ("min-above-max", "aws-frankfurt", {"cluster.node_groups.system.min_size": 9}, "site.cluster.node_groups.system", ["min_size (9) is above max_size (6)"]),
-    ("desired-out-of-range", "aws-frankfurt", {"cluster.node_groups.system.desired_size": 1}, "site.cluster.node_groups.system", ["desired_size (1) must lie between"]),
-    ("unknown-replication-target", "aws-frankfurt", {"storage.buckets.raw.replicate_to.site": "aws-dubln"}, "site.storage.buckets.raw.replicate_to.site", ["unknown replication target 'aws-dubln'", "did you mean 'aws-dublin'"]),
-    ("replication-to-non-aws", "aws-frankfurt", {"storage.buckets.raw.replicate_to.site": "ovh-gra"}, "site.storage.buckets.raw.replicate_to.site", ["'kubernetes' site", "needs an aws site"]),
-    ("replication-missing-bucket", "aws-frankfurt", {"storage.buckets.raw.replicate_to.bucket": "archive"}, "site.storage.buckets.raw.replicate_to.bucket", ["has no bucket 'archive'", "raw"]),
-    ("replication-without-versioning", "aws-frankfurt", {"storage.buckets.raw.versioning": False}, "site.storage.buckets.raw", ["replicate_to needs versioning"]),
-    ("missing-kubeconfig", "ovh-gra", {"cluster.kubeconfig": DELETE}, "site.cluster.kubeconfig", ["is required", "kubeconfig"]),
-    ("plaintext-kubeconfig", "ovh-gra", {"cluster.kubeconfig": "apiVersion: v1\nkind: Config"}, "site.cluster.kubeconfig", ["plaintext value where a secret is required", "pulumi config set --secret"]),
-    ("plaintext-s3-secret", "ovh-gra", {"storage.secret_access_key": "s3cr3t"}, "site.storage.secret_access_key", ["plaintext value where a secret is required"]),
-    ("plaintext-ssh-key", "hpc-kajaani", {"bridge.ssh_private_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}, "site.bridge.ssh_private_key", ["plaintext value where a secret is required"]),
-    ("http-endpoint", "ovh-gra", {"storage.endpoint": "http://s3.gra.io.cloud.ovh.net"}, "site.storage", ["must use https"]),
-    ("bad-cidr", "aws-frankfurt", {"network.cidr": "10.0.0.0/8"}, "site.network", ["private IPv4 range from /16 to /20"]),
-    ("zone-of-other-region", "aws-frankfurt", {"network.availability_zones": ["eu-central-1a", "eu-west-1b"]}, "site", ["'eu-west-1b' is not a zone of region 'eu-central-1'"]),
-    ("bad-region", "aws-frankfurt", {"region": "Frankfurt"}, "site.region", ["given 'Frankfurt'", "pattern"]),
-    ("bad-kubernetes-version", "ovh-gra", {"cluster.version": "1.19"}, "site.cluster.version", ["given '1.19'"]),
-    ("rds-on-kubernetes-site", "ovh-gra", {"services.catalog.database": "rds"}, "site", ["only aws sites offer"]),
-    ("external-db-missing", "ovh-gra", {"services.catalog.database": "external"}, "site.services.catalog", ["`external` (host, username, password) is missing"]),
-    ("service-bucket-undeclared", "aws-frankfurt", {"services.ingestion.bucket": "landing"}, "site", ["services.ingestion.bucket is 'landing'", "declared: models, raw"]),
-    ("gpu-on-without-gpu-nodes", "aws-dublin", {"services.inference.gpu": "on"}, "site", ["no group with accelerator: nvidia"]),
-    ("bad-bbox", "aws-frankfurt", {"services.ingestion.sentinel.sources.0.bbox": [15.1, 47.2, 5.8, 55.1]}, "site.services.ingestion.sentinel.sources.0", ["west < east"]),
-    ("cloud-cover-above-100", "aws-frankfurt", {"services.ingestion.sentinel.sources.0.max_cloud_cover": 140}, "site.services.ingestion.sentinel.sources.0.max_cloud_cover", ["less than or equal to 100"]),
-    ("bad-cron", "aws-frankfurt", {"services.ingestion.sentinel.schedule": "hourly"}, "site.services.ingestion.sentinel.schedule", ["given 'hourly'"]),
+    (
+        "bad-bucket-name",
+        "aws-frankfurt",
+        {"storage.buckets.Raw_Data": {}},
+        "site.storage.buckets.Raw_Data",
+        ["the name 'Raw_Data' is not allowed", "must match pattern"],
+    ),
+    (
+        "min-above-max",
+        "aws-frankfurt",
+        {"cluster.node_groups.system.min_size": 9},
+        "site.cluster.node_groups.system",
+        ["min_size (9) is above max_size (6)"],
+    ),
+    (
+        "desired-out-of-range",
+        "aws-frankfurt",
+        {"cluster.node_groups.system.desired_size": 1},
+        "site.cluster.node_groups.system",
+        ["desired_size (1) must lie between"],
+    ),
+    (
+        "unknown-replication-target",
+        "aws-frankfurt",
+        {"storage.buckets.raw.replicate_to.site": "aws-dubln"},
+        "site.storage.buckets.raw.replicate_to.site",
+        ["unknown replication target 'aws-dubln'", "did you mean 'aws-dublin'"],
+    ),
+    (
+        "replication-to-non-aws",
+        "aws-frankfurt",
+        {"storage.buckets.raw.replicate_to.site": "ovh-gra"},
+        "site.storage.buckets.raw.replicate_to.site",
+        ["'kubernetes' site", "needs an aws site"],
+    ),
+    (
+        "replication-missing-bucket",
+        "aws-frankfurt",
+        {"storage.buckets.raw.replicate_to.bucket": "archive"},
+        "site.storage.buckets.raw.replicate_to.bucket",
+        ["has no bucket 'archive'", "raw"],
+    ),
+    (
+        "replication-without-versioning",
+        "aws-frankfurt",
+        {"storage.buckets.raw.versioning": False},
+        "site.storage.buckets.raw",
+        ["replicate_to needs versioning"],
+    ),
+    (
+        "missing-kubeconfig",
+        "ovh-gra",
+        {"cluster.kubeconfig": DELETE},
+        "site.cluster.kubeconfig",
+        ["is required", "kubeconfig"],
+    ),
+    (
+        "plaintext-kubeconfig",
+        "ovh-gra",
+        {"cluster.kubeconfig": "apiVersion: v1\nkind: Config"},
+        "site.cluster.kubeconfig",
+        ["plaintext value where a secret is required", "pulumi config set --secret"],
+    ),
+    (
+        "plaintext-s3-secret",
+        "ovh-gra",
+        {"storage.secret_access_key": "s3cr3t"},
+        "site.storage.secret_access_key",
+        ["plaintext value where a secret is required"],
+    ),
+    (
+        "plaintext-ssh-key",
+        "hpc-kajaani",
+        {"bridge.ssh_private_key": "-----BEGIN OPENSSH PRIVATE KEY-----"},
+        "site.bridge.ssh_private_key",
+        ["plaintext value where a secret is required"],
+    ),
+    (
+        "http-endpoint",
+        "ovh-gra",
+        {"storage.endpoint": "http://s3.gra.io.cloud.ovh.net"},
+        "site.storage",
+        ["must use https"],
+    ),
+    (
+        "bad-cidr",
+        "aws-frankfurt",
+        {"network.cidr": "10.0.0.0/8"},
+        "site.network",
+        ["private IPv4 range from /16 to /20"],
+    ),
+    (
+        "zone-of-other-region",
+        "aws-frankfurt",
+        {"network.availability_zones": ["eu-central-1a", "eu-west-1b"]},
+        "site",
+        ["'eu-west-1b' is not a zone of region 'eu-central-1'"],
+    ),
+    (
+        "bad-region",
+        "aws-frankfurt",
+        {"region": "Frankfurt"},
+        "site.region",
+        ["given 'Frankfurt'", "pattern"],
+    ),
+    (
+        "bad-kubernetes-version",
+        "ovh-gra",
+        {"cluster.version": "1.19"},
+        "site.cluster.version",
+        ["given '1.19'"],
+    ),
+    (
+        "rds-on-kubernetes-site",
+        "ovh-gra",
+        {"services.catalog.database": "rds"},
+        "site",
+        ["only aws sites offer"],
+    ),
+    (
+        "external-db-missing",
+        "ovh-gra",
+        {"services.catalog.database": "external"},
+        "site.services.catalog",
+        ["`external` (host, username, password) is missing"],
+    ),
+    (
+        "service-bucket-undeclared",
+        "aws-frankfurt",
+        {"services.ingestion.bucket": "landing"},
+        "site",
+        ["services.ingestion.bucket is 'landing'", "declared: models, raw"],
+    ),
+    (
+        "gpu-on-without-gpu-nodes",
+        "aws-dublin",
+        {"services.inference.gpu": "on"},
+        "site",
+        ["no group with accelerator: nvidia"],
+    ),
+    (
+        "bad-bbox",
+        "aws-frankfurt",
+        {"services.ingestion.sentinel.sources.0.bbox": [15.1, 47.2, 5.8, 55.1]},
+        "site.services.ingestion.sentinel.sources.0",
+        ["west < east"],
+    ),
+    (
+        "cloud-cover-above-100",
+        "aws-frankfurt",
+        {"services.ingestion.sentinel.sources.0.max_cloud_cover": 140},
+        "site.services.ingestion.sentinel.sources.0.max_cloud_cover",
+        ["less than or equal to 100"],
+    ),
+    (
+        "bad-cron",
+        "aws-frankfurt",
+        {"services.ingestion.sentinel.schedule": "hourly"},
+        "site.services.ingestion.sentinel.schedule",
+        ["given 'hourly'"],
+    ),
     ("hpc-without-bridge", "hpc-kajaani", {"bridge": DELETE}, "site.bridge", ["is required"]),
-    ("bridge-mode-fields", "hpc-kajaani", {"bridge.mode": "existing"}, "site.bridge", ["requires endpoint"]),
-    ("open-bridge-cidr", "hpc-kajaani", {"bridge.allowed_cidrs": ["0.0.0.0/0"]}, "site.bridge.allowed_cidrs", ["whole internet"]),
-    ("hub-unknown-member", "eu-hub", {"members": ["aws-frankfurt", "ovh-gre"]}, "site.members.1", ["unknown site 'ovh-gre'", "did you mean 'ovh-gra'"]),
-    ("hub-member-twice", "eu-hub", {"members": ["aws-frankfurt", "aws-frankfurt"]}, "site", ["lists 'aws-frankfurt' twice"]),
+    (
+        "bridge-mode-fields",
+        "hpc-kajaani",
+        {"bridge.mode": "existing"},
+        "site.bridge",
+        ["requires endpoint"],
+    ),
+    (
+        "open-bridge-cidr",
+        "hpc-kajaani",
+        {"bridge.allowed_cidrs": ["0.0.0.0/0"]},
+        "site.bridge.allowed_cidrs",
+        ["whole internet"],
+    ),
+    (
+        "hub-unknown-member",
+        "eu-hub",
+        {"members": ["aws-frankfurt", "ovh-gre"]},
+        "site.members.1",
+        ["unknown site 'ovh-gre'", "did you mean 'ovh-gra'"],
+    ),
+    (
+        "hub-member-twice",
+        "eu-hub",
+        {"members": ["aws-frankfurt", "aws-frankfurt"]},
+        "site",
+        ["lists 'aws-frankfurt' twice"],
+    ),
     ("site-not-a-mapping", "aws-frankfurt", None, "site", ["must be a mapping"]),
 ]
 
@@ -87,7 +279,9 @@ def test_corpus_is_large_enough():
     assert len(CASES) >= 25
 
 
-@pytest.mark.parametrize(("case", "stack", "changes", "path", "words"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("case", "stack", "changes", "path", "words"), CASES, ids=[c[0] for c in CASES]
+)
 def test_bad_config_is_refused_before_any_resource(stacks_dir, case, stack, changes, path, words):
     site = "not a mapping" if changes is None else _apply(_base(stack), changes)
     with pytest.raises(StackConfigError) as caught:
@@ -104,12 +298,22 @@ def test_bad_config_is_refused_before_any_resource(stacks_dir, case, stack, chan
 def test_all_errors_of_a_file_are_reported_together(stacks_dir):
     site = _apply(
         _base("aws-frankfurt"),
-        {"netwrok": {}, "storage.buckets.raw.lifecycle.expire_after_days": 0, "cluster.node_groups.gpu.max_size": "x"},
+        {
+            "netwrok": {},
+            "storage.buckets.raw.lifecycle.expire_after_days": 0,
+            "cluster.node_groups.gpu.max_size": "x",
+        },
     )
     with pytest.raises(StackConfigError) as caught:
-        plan_stack(stacks_dir / "Pulumi.aws-frankfurt.yaml", config_override={"fedeploy:site": site})
+        plan_stack(
+            stacks_dir / "Pulumi.aws-frankfurt.yaml", config_override={"fedeploy:site": site}
+        )
     paths = {issue.path for issue in caught.value.issues}
-    assert {"site.netwrok", "site.storage.buckets.raw.lifecycle.expire_after_days", "site.cluster.node_groups.gpu.max_size"} <= paths
+    assert {
+        "site.netwrok",
+        "site.storage.buckets.raw.lifecycle.expire_after_days",
+        "site.cluster.node_groups.gpu.max_size",
+    } <= paths
     assert "3 problems" in str(caught.value)
 
 

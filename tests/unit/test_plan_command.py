@@ -42,17 +42,30 @@ def test_clean_federation_exits_zero_with_order_and_wiring(project):
     result = _plan(project)
     assert result.exit_code == 0, result.output
     assert "deployment order: [aws-dublin]  ->  [aws-frankfurt]" in result.output
-    assert "identity=IAM role arn:aws:iam::123456789012:role/aws-frankfurt-ingestion-role" in result.output
-    assert "aws-frankfurt reads aws-dublin.storage (site.storage.buckets.raw.replicate_to.site)" in result.output
+    assert (
+        "identity=IAM role arn:aws:iam::123456789012:role/aws-frankfurt-ingestion-role"
+        in result.output
+    )
+    assert (
+        "aws-frankfurt reads aws-dublin.storage (site.storage.buckets.raw.replicate_to.site)"
+        in result.output
+    )
 
 
 def test_json_and_markdown_reports(project, tmp_path):
     result = _plan(project, "--format", "json", "--out", str(tmp_path / "out"))
     report = json.loads(result.output)
     assert report["deployment_order"] == [["aws-dublin"], ["aws-frankfurt"]]
-    assert report["sites"]["aws-frankfurt"]["resources"]["aws:s3/bucketReplicationConfig:BucketReplicationConfig"] == 1
+    assert (
+        report["sites"]["aws-frankfurt"]["resources"][
+            "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
+        ]
+        == 1
+    )
     manifests = tmp_path / "out" / "aws-frankfurt" / "manifests" / "inference.yaml"
-    assert any(d["kind"] == "HorizontalPodAutoscaler" for d in yaml.safe_load_all(manifests.read_text()))
+    assert any(
+        d["kind"] == "HorizontalPodAutoscaler" for d in yaml.safe_load_all(manifests.read_text())
+    )
     assert json.loads((tmp_path / "out" / "aws-dublin" / "resources.json").read_text())
     markdown = _plan(project, "--format", "markdown").output
     assert "```mermaid" in markdown and "aws_frankfurt -. replicates raw .-> aws_dublin" in markdown
@@ -68,7 +81,10 @@ def test_policy_violation_exits_one_naming_resource_and_rule(project):
     _edit(project, "aws-dublin", lambda s: s["cluster"].update(public_access_cidrs=["0.0.0.0/0"]))
     result = _plan(project)
     assert result.exit_code == 1
-    assert "VIOLATION [no-open-ingress] aws-dublin-cluster: EKS API endpoint open to the whole internet" in result.output
+    assert (
+        "VIOLATION [no-open-ingress] aws-dublin-cluster: EKS API endpoint open to the whole internet"
+        in result.output
+    )
 
 
 def test_bad_chart_value_exits_one_naming_release_and_key(project):
@@ -83,7 +99,11 @@ def test_bad_chart_value_exits_one_naming_release_and_key(project):
 
 
 def test_invalid_stack_file_exits_two_naming_file_and_key(project):
-    _edit(project, "aws-dublin", lambda s: s["storage"]["buckets"]["raw"]["lifecycle"].update(expire_after_days=0))
+    _edit(
+        project,
+        "aws-dublin",
+        lambda s: s["storage"]["buckets"]["raw"]["lifecycle"].update(expire_after_days=0),
+    )
     result = _plan(project)
     assert result.exit_code == 2
     assert "Pulumi.aws-dublin.yaml" in result.output
@@ -111,7 +131,9 @@ def test_reference_to_a_missing_output_names_both_stacks_and_the_output(project)
     finally:
         fed.load_federation = original  # type: ignore[assignment]
     (error,) = result.errors
-    assert "stack 'aws-frankfurt' reads output 'bucket_registry' of stack 'aws-dublin'" in str(error)
+    assert "stack 'aws-frankfurt' reads output 'bucket_registry' of stack 'aws-dublin'" in str(
+        error
+    )
 
 
 def test_cycle_in_references_is_an_error():
@@ -126,7 +148,10 @@ def test_overlapping_address_ranges_are_an_error(project):
     _edit(project, "aws-frankfurt", lambda s: s["network"].update(cidr="10.30.0.0/16"))
     result = _plan(project)
     assert result.exit_code == 2
-    assert "address ranges overlap: aws-dublin (network.cidr) 10.30.0.0/16 and aws-frankfurt (network.cidr)" in result.output
+    assert (
+        "address ranges overlap: aws-dublin (network.cidr) 10.30.0.0/16 and aws-frankfurt (network.cidr)"
+        in result.output
+    )
 
 
 def test_schema_command_prints_the_stack_file_schema():

@@ -33,8 +33,10 @@ def test_subnets_never_overlap_and_stay_inside_the_vpc(zones, prefix, second):
     assert all(n.subnet_of(vpc) for n in nets)
     assert all(not a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
     # private subnets are the larger ones: nodes and pods take their addresses
-    assert all(ipaddress.ip_network(p).num_addresses > ipaddress.ip_network(q).num_addresses
-               for (_, p), (_, q) in zip(layout.private, layout.public, strict=True))
+    assert all(
+        ipaddress.ip_network(p).num_addresses > ipaddress.ip_network(q).num_addresses
+        for (_, p), (_, q) in zip(layout.private, layout.public, strict=True)
+    )
 
 
 def test_subnet_layout_is_stable():
@@ -44,14 +46,22 @@ def test_subnet_layout_is_stable():
 
 
 def test_overlapping_ranges_are_named():
-    assert overlapping({"a": "10.0.0.0/16", "b": "10.0.128.0/17", "c": "10.1.0.0/16"}) == [("a", "b")]
+    assert overlapping({"a": "10.0.0.0/16", "b": "10.0.128.0/17", "c": "10.1.0.0/16"}) == [
+        ("a", "b")
+    ]
 
 
-@given(site=st.from_regex(r"[a-z][a-z0-9]{1,22}[a-z0-9]", fullmatch=True),
-       bucket=st.from_regex(r"[a-z][a-z0-9]{0,14}[a-z0-9]", fullmatch=True))
+@given(
+    site=st.from_regex(r"[a-z][a-z0-9]{1,22}[a-z0-9]", fullmatch=True),
+    bucket=st.from_regex(r"[a-z][a-z0-9]{0,14}[a-z0-9]", fullmatch=True),
+)
 def test_bucket_names_are_valid_s3_names(site, bucket):
     name = bucket_name("fedeploy", site, bucket)
-    assert 3 <= len(name) <= 63 and name == name.lower() and name == bucket_name("fedeploy", site, bucket)
+    assert (
+        3 <= len(name) <= 63
+        and name == name.lower()
+        and name == bucket_name("fedeploy", site, bucket)
+    )
 
 
 def test_invalid_bucket_name_is_refused():
@@ -60,11 +70,21 @@ def test_invalid_bucket_name_is_refused():
 
 
 def test_lifecycle_rules_follow_the_config():
-    rules = lifecycle_rules(Lifecycle(expire_after_days=400, transition_to_infrequent_access_after_days=90), versioned=False)
+    rules = lifecycle_rules(
+        Lifecycle(expire_after_days=400, transition_to_infrequent_access_after_days=90),
+        versioned=False,
+    )
     ids = [r["id"] for r in rules]
     assert ids == ["abort-incomplete-uploads", "expire-current", "to-infrequent-access"]
-    assert lifecycle_rules(Lifecycle(), versioned=True)[1]["noncurrent_version_expiration"] == {"noncurrent_days": 30}
-    assert all(r["id"] != "to-infrequent-access" for r in lifecycle_rules(Lifecycle(transition_to_infrequent_access_after_days=30), versioned=True, tiering=False))
+    assert lifecycle_rules(Lifecycle(), versioned=True)[1]["noncurrent_version_expiration"] == {
+        "noncurrent_days": 30
+    }
+    assert all(
+        r["id"] != "to-infrequent-access"
+        for r in lifecycle_rules(
+            Lifecycle(transition_to_infrequent_access_after_days=30), versioned=True, tiering=False
+        )
+    )
 
 
 def test_deployment_order_is_in_waves():
@@ -72,30 +92,63 @@ def test_deployment_order_is_in_waves():
 
 
 def test_eks_kubeconfig_uses_aws_identity_not_a_static_token():
-    text = eks_kubeconfig(name="c", endpoint="https://x", certificate_authority="Q0E=", region="eu-west-1")
+    text = eks_kubeconfig(
+        name="c", endpoint="https://x", certificate_authority="Q0E=", region="eu-west-1"
+    )
     assert "get-token" in text and "token:" not in text
 
 
 BAD = [
-    Subject("aws:s3/bucket:Bucket", "b", {"bucket": "b", "tags": {"fedeploy:site": "s", "fedeploy:managed-by": "fedeploy"}}),
+    Subject(
+        "aws:s3/bucket:Bucket",
+        "b",
+        {"bucket": "b", "tags": {"fedeploy:site": "s", "fedeploy:managed-by": "fedeploy"}},
+    ),
     Subject("aws:kms/key:Key", "k", {"enableKeyRotation": False, "tags": {}}),
-    Subject("aws:ec2/securityGroup:SecurityGroup", "sg", {"ingress": [{"fromPort": 22, "cidrBlocks": ["0.0.0.0/0"]}], "tags": {}}),
-    Subject("aws:rds/instance:Instance", "db", {"storageEncrypted": False, "publiclyAccessible": True, "tags": {}}),
-    Subject("kubernetes:core/v1:Secret", "s", {"metadata": {"labels": {}}, "stringData": {"password": "hunter2"}}),
+    Subject(
+        "aws:ec2/securityGroup:SecurityGroup",
+        "sg",
+        {"ingress": [{"fromPort": 22, "cidrBlocks": ["0.0.0.0/0"]}], "tags": {}},
+    ),
+    Subject(
+        "aws:rds/instance:Instance",
+        "db",
+        {"storageEncrypted": False, "publiclyAccessible": True, "tags": {}},
+    ),
+    Subject(
+        "kubernetes:core/v1:Secret",
+        "s",
+        {"metadata": {"labels": {}}, "stringData": {"password": "hunter2"}},
+    ),
 ]
 
 
 def test_policy_rules_find_each_insecure_resource():
     rules = {(f.rule, f.resource) for f in evaluate(BAD)}
-    assert {("s3-encrypted", "b"), ("s3-no-public-access", "b"), ("s3-tls-only", "b"), ("kms-rotation", "k"),
-            ("no-open-ingress", "sg"), ("encrypted-at-rest", "db"), ("no-open-ingress", "db"),
-            ("no-plaintext-secrets", "s"), ("labels", "s"), ("tags", "k")} <= rules
+    assert {
+        ("s3-encrypted", "b"),
+        ("s3-no-public-access", "b"),
+        ("s3-tls-only", "b"),
+        ("kms-rotation", "k"),
+        ("no-open-ingress", "sg"),
+        ("encrypted-at-rest", "db"),
+        ("no-open-ingress", "db"),
+        ("no-plaintext-secrets", "s"),
+        ("labels", "s"),
+        ("tags", "k"),
+    } <= rules
 
 
 def test_secret_inputs_marked_secret_pass():
-    ok = Subject("kubernetes:core/v1:Secret", "s",
-                 {"metadata": {"labels": {"app.kubernetes.io/part-of": "fedeploy"}}, "stringData": "[secret]"},
-                 secret_paths=("stringData",))
+    ok = Subject(
+        "kubernetes:core/v1:Secret",
+        "s",
+        {
+            "metadata": {"labels": {"app.kubernetes.io/part-of": "fedeploy"}},
+            "stringData": "[secret]",
+        },
+        secret_paths=("stringData",),
+    )
     assert evaluate([ok]) == []
 
 
@@ -106,5 +159,12 @@ def test_workload_rules_flag_a_root_writable_unbounded_pod():
         "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
     }
     rules = {f.rule for f in workload_findings([deployment], "r")}
-    assert rules == {"network-policy", "labels", "pod-hardening", "resources", "pinned-images", "probes"}
+    assert rules == {
+        "network-policy",
+        "labels",
+        "pod-hardening",
+        "resources",
+        "pinned-images",
+        "probes",
+    }
     assert json.dumps(deployment)  # the manifest itself is untouched

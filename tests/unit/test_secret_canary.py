@@ -36,7 +36,9 @@ def test_canaries_never_appear_in_outputs_logs_inputs_or_reports(tmp_path):
             path = STACKS / f"Pulumi.{stack}.yaml"
             site = yaml.safe_load(path.read_text())["config"]["fedeploy:site"]
             refs = {
-                r.target: federation.plans[r.target].outputs for r in federation.references if r.stack == stack
+                r.target: federation.plans[r.target].outputs
+                for r in federation.references
+                if r.stack == stack
             }
             federation.plans[stack] = plan_stack(
                 path,
