@@ -18,6 +18,8 @@ from fedeploy.loopback.errors import PeerStartError, PeerUnavailable
 from fedeploy.loopback.processes import free_port, port_open, wait_until
 
 TEMPLATE_DB = "pgstac_template"
+# What a fedeploy catalog adds to pgstac after migrating; the catalog chart applies the same.
+QUERYABLES_SQL = Path(__file__).with_name("pgstac_queryables.sql")
 
 
 def postgres_bindir() -> Path:
@@ -108,12 +110,13 @@ class PostgresServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def migrate(self, database: str) -> None:
-        """Install pgstac into `database` with pypgstac's own migrations."""
+        """Install pgstac into `database` with pypgstac's migrations, then our queryables."""
         from pypgstac.db import PgstacDB
         from pypgstac.migrate import Migrate
 
         with PgstacDB(dsn=self.dsn(database)) as db:
             Migrate(db).run_migration()
+        self.execute(database, QUERYABLES_SQL.read_text())
 
     def create_database(self, name: str, context: bool = True) -> str:
         """A fresh pgstac database copied from the migrated template (about 0.2 s); its DSN.

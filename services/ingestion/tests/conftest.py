@@ -1,0 +1,140 @@
+"""Fixtures: real peers on loopback (session-scoped), and builders shared by the tests.
+
+Integration tests skip when a peer's program is missing, unless FEDEPLOY_REQUIRE_INTEGRATION=1
+(CI), where a missing peer fails the test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fedeploy.loopback import (
+    MosquittoBroker,
+    PeerUnavailable,
+    PostgresServer,
+    S3Endpoint,
+    SeaweedS3,
+    StacApiServer,
+)
+
+_counter = itertools.count()
+
+
+def _start(start: Callable[[], Any]) -> Any:
+    try:
+        return start()
+    except PeerUnavailable as missing:
+        if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
+            pytest.fail(f"integration peer missing (FEDEPLOY_REQUIRE_INTEGRATION=1): {missing}")
+        pytest.skip(str(missing))
+
+
+def unique(prefix: str) -> str:
+    """A name no other test of this session uses."""
+    return f"{prefix}{os.getpid()}x{next(_counter)}"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """PostgreSQL with PostGIS and a pgstac template database."""
+    server = _start(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """SeaweedFS's S3 gateway, which checks request signatures."""
+    server = _start(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    """Debian's mosquitto with persistence and `max_queued_messages 0`."""
+    server = _start(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3: SeaweedS3) -> str:
+    """A fresh bucket for one test."""
+    name = unique("site-bucket-")
+    s3.create_bucket(name)
+    return name
+
+
+class Catalogs:
+    """Starts STAC APIs over fresh pgstac databases; stops them all at the end of a test."""
+
+    def __init__(self, postgres: PostgresServer, workdir: Path) -> None:
+        self.postgres = postgres
+        self.workdir = workdir
+        self.servers: list[StacApiServer] = []
+
+    def start(self, name: str) -> StacApiServer:
+        """A new catalog (database `name` made unique) with transactions."""
+        database = unique(name.replace("-", "_") + "_")
+        dsn = self.postgres.create_database(database)
+        server = StacApiServer(dsn, self.workdir / database, name=database).start()
+        self.servers.append(server)
+        return server
+
+    def restart(self, server: StacApiServer) -> StacApiServer:
+        """The same catalog again, on the same port (after `server.stop()`)."""
+        again = StacApiServer(server.dsn, server.daemon.workdir, name=server.daemon.name,
+                              port=server.port).start()
+        self.servers.append(again)
+        return again
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def catalogs(postgres: PostgresServer, tmp_path: Path) -> Iterator[Catalogs]:
+    """A factory of STAC APIs for one test."""
+    factory = Catalogs(postgres, tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def site_env(s3: SeaweedS3, bucket: str) -> dict[str, str]:
+    """INGEST_* and AWS_* settings for a site whose bucket is `bucket` (no catalog yet)."""
+    endpoint: S3Endpoint = s3.endpoint
+    return {**endpoint.env(), "INGEST_SITE": "site-a", "INGEST_BUCKET": bucket}
+
+
+def observation(station: str, moment: datetime, temperature: float = 12.5,
+                position: tuple[float, float] | None = (11.35, 46.5), **extra: Any
+                ) -> dict[str, Any]:
+    """A valid `fedeploy.observation/1` message."""
+    message: dict[str, Any] = {
+        "schema": "fedeploy.observation/1",
+        "station": station,
+        "time": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "variables": {"air_temperature": {"value": temperature, "unit": "degC"},
+                      "relative_humidity": {"value": 61.0, "unit": "%"}},
+    }
+    if position:
+        message["position"] = {"longitude": position[0], "latitude": position[1],
+                               "elevation": 262.0}
+    message.update(extra)
+    return message
+
+
+@pytest.fixture
+def make_observation() -> Callable[..., dict[str, Any]]:
+    """Builds valid observation messages (see `observation`)."""
+    return observation

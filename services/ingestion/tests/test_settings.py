@@ -1,0 +1,100 @@
+"""Settings from the environment, as the chart sets them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from fedeploy_ingestion.errors import ConfigError
+from fedeploy_ingestion.settings import (
+    COPERNICUS_TOKEN_URL,
+    HarvestSettings,
+    IngestSettings,
+)
+
+SOURCE = ('[{"name": "cdse", "collections": ["sentinel-2-l2a"], "assets": ["B04", "B08"], '
+          '"bbox": [10, 46, 12, 47], "datetime": "P2D", "maxCloudCover": 20}]')
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("INGEST_", "HARVEST_")) or name == "JOB_COMPLETION_INDEX":
+            monkeypatch.delenv(name)
+
+
+def test_sources_parse_from_json_with_the_copernicus_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGEST_SOURCES", SOURCE)
+    source = IngestSettings().sources[0]
+    assert source.url == "https://stac.dataspace.copernicus.eu/v1"
+    assert source.token_url == COPERNICUS_TOKEN_URL
+    assert source.max_cloud_cover == 20
+    now = datetime(2024, 6, 3, 12, tzinfo=UTC)
+    assert source.search_datetime(now) == "2024-06-01T12:00:00Z/2024-06-03T12:00:00Z"
+
+
+def test_another_stac_api_gets_no_token_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGEST_SOURCES", SOURCE.replace('"name"', '"url": "http://up", "name"'))
+    assert IngestSettings().sources[0].token_url is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("INGEST_WINDOW_SECONDS", "700", ["divide a day"]),
+        ("INGEST_SITE", "Site_A", ["pattern"]),
+        ("INGEST_SOURCES", SOURCE.replace("[10, 46, 12, 47]", "[10, 47, 12, 46]"), ["south"]),
+        ("INGEST_SOURCES", SOURCE.replace('"P2D"', '"P2X"'), ["ISO 8601"]),
+        ("INGEST_SOURCES", SOURCE.replace("20}", "120}"), ["100"]),
+        ("INGEST_SOURCES", SOURCE.replace('"assets"', '"asset"'), ["asset"]),
+        ("INGEST_MAX_PENDING_MESSAGES", "100000", ["65535"]),
+    ],
+)
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
+                                words: list[str]) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as raised:
+        IngestSettings()
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_an_indexed_job_sets_the_shard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "3")
+    monkeypatch.setenv("INGEST_SHARD_COUNT", "4")
+    assert IngestSettings().shard_index == 3
+    monkeypatch.setenv("INGEST_SHARD_COUNT", "3")
+    with pytest.raises(ValidationError, match="below the count"):
+        IngestSettings()
+
+
+def test_topics_default_to_the_site_and_split_on_commas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGEST_SITE", "site-a")
+    assert IngestSettings().topics() == ["fedeploy/site-a/stations/+/observations"]
+    assert IngestSettings().client_id() == "fedeploy-ingest-site-a-0"
+    monkeypatch.setenv("INGEST_MQTT_TOPICS", "a/+/b, c/#")
+    assert IngestSettings().topics() == ["a/+/b", "c/#"]
+
+
+def test_secrets_never_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGEST_SOURCE_PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("INGEST_MQTT_PASSWORD", "broker-secret")
+    text = repr(IngestSettings()) + str(IngestSettings().model_dump())
+    assert "hunter2-secret" not in text and "broker-secret" not in text
+
+
+def test_require_names_every_missing_variable() -> None:
+    with pytest.raises(ConfigError) as raised:
+        IngestSettings().require("site", "bucket")
+    assert "INGEST_SITE" in str(raised.value) and "INGEST_BUCKET" in str(raised.value)
+
+
+def test_harvest_sources_must_have_unique_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARVEST_SOURCES", '[{"name": "site-a", "url": "http://a"}, '
+                                          '{"name": "site-a", "url": "http://b"}]')
+    with pytest.raises(ValidationError, match="site-a"):
+        HarvestSettings()
