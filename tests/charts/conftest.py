@@ -44,6 +44,10 @@ _SOURCES = [
         "collections": ["sentinel-1-grd"],
         "bbox": [5.9, 45.8, 10.5, 47.8],
         "datetime": "2025-01-01T00:00:00Z/..",
+        "assets": ["vv", "vh"],
+        # What the site's stack passes for a SAR source, which has no cloud cover.
+        "maxCloudCover": None,
+        "maxItems": 200,
     },
 ]
 
@@ -86,7 +90,7 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
             "serviceAccount": {"annotations": _IRSA},
             "storage": {"region": "eu-central-1", "bucket": "fedeploy-aws-eu-models"},
             "catalog": {"url": _CATALOG_URL},
-            "model": {"name": "nowcast", "version": "1.2.0"},
+            "model": {"name": "nowcast", "version": "20261120T101500Z-1a2b3c4d"},
             "gpu": {
                 "enabled": True,
                 "count": 1,

@@ -35,7 +35,7 @@ def test_every_manifest_validates_strictly(chart_case, rendered, kube_version):
 @pytest.mark.parametrize("chart", ["catalog", "ingestion"])
 @pytest.mark.parametrize("kube_version", ["1.29", "1.33"])
 def test_defaults_alone_lint_and_validate_clean(charts_dir, chart, kube_version):
-    """Catalog and ingestion install with no values (inference needs its model and bucket)."""
+    """Catalog and ingestion install with no values (inference needs its bucket)."""
     findings = lint_chart(charts_dir / chart, {}, strict=True, kube_version=kube_version)
     assert [f for f in findings if f.severity != "info"] == []
     manifests = render_chart(charts_dir / chart, {}, chart, "fedeploy")
@@ -45,5 +45,5 @@ def test_defaults_alone_lint_and_validate_clean(charts_dir, chart, kube_version)
 def test_inference_without_site_values_names_what_is_missing(charts_dir):
     with pytest.raises(ChartValuesError) as raised:
         render_chart(charts_dir / "inference", {}, "inference", "fedeploy")
-    for key in ("/model/name", "/storage/bucket", "/storage/region"):
+    for key in ("/storage/bucket", "/storage/region", "/storage/existingSecret"):
         assert key in str(raised.value)

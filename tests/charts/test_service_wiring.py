@@ -118,6 +118,20 @@ def test_fixed_size_inference_has_replicas_and_no_hpa(rendered):
     assert _only(manifests, "Deployment")["spec"]["replicas"] == 1
 
 
+def test_inference_serves_beyond_loopback_on_the_probed_port(rendered):
+    server = _container(_only(rendered("inference", "kubernetes"), "Deployment"))
+    env = _env(server)
+    assert (env["INFER_HOST"], env["INFER_PORT"]) == ("0.0.0.0", "8080")
+    assert server["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert server["command"] == ["fedeploy-infer", "serve"]
+
+
+def test_stream_without_topics_leaves_the_service_default(site_values, merge, charts_dir):
+    values = merge(site_values("hpc", "ingestion"), {"stream": {"mqtt": {"topics": []}}})
+    manifests = render_chart(charts_dir / "ingestion", values, "ingestion", NAMESPACE)
+    assert "INGEST_MQTT_TOPICS" not in _env(_container(_only(manifests, "StatefulSet")))
+
+
 def test_inference_reads_the_model_from_the_site_bucket(rendered):
     env = _env(_container(_only(rendered("inference", "kubernetes"), "Deployment")))
     assert env["INFER_S3_ENDPOINT_URL"] == "https://s3.eu-cloud.example.org:8443"
@@ -190,7 +204,9 @@ def test_sentinel_sources_are_passed_as_json_with_the_default_source_filled_in(
     assert sources[0]["bbox"] == given[0]["bbox"]
     assert sources[0]["maxCloudCover"] == 40
     assert sources[0]["assets"] == ["B04", "B08", "SCL"]
-    assert sources[1]["assets"] == []
+    assert sources[1]["assets"] == ["vv", "vh"]
+    assert sources[1]["maxCloudCover"] is None
+    assert sources[1]["maxItems"] == 200
     assert sources[1]["datetime"] == "2025-01-01T00:00:00Z/.."
 
 
@@ -221,6 +237,7 @@ def test_stream_consumer_gets_broker_topics_window_and_login(rendered):
     assert env["INGEST_MQTT_PORT"] == "1883"
     assert env["INGEST_MQTT_TOPICS"] == "stations/+/obs,buoys/+/obs"
     assert env["INGEST_WINDOW_SECONDS"] == "600"
+    assert env["INGEST_MQTT_TLS"] == "false"
     assert env["INGEST_MQTT_USERNAME"] == ("secret", "mqtt-login", "username")
     assert env["INGEST_MQTT_PASSWORD"] == ("secret", "mqtt-login", "password")
     assert stream["livenessProbe"]["httpGet"]["path"] == "/healthz"
