@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
             create_app(settings),
             host=args.host or settings.host,
             port=args.port or settings.port,
-            log_level="info",
+            log_level=args.log_level.lower(),
         )
     elif args.command == "batch":
         outcome = run_batch(settings, args.bbox, args.start, args.end)

@@ -27,13 +27,14 @@ UNITS: dict[str, str] = {
     "wind_speed": "m s-1",
     "precipitation": "mm",
 }
-# Plausible physical ranges: values outside are refused at the API and dropped from training.
+# Plausible physical ranges, the same the ingestion service accepts from the edge: values
+# outside are refused at the API and dropped when windows are read.
 LIMITS: dict[str, tuple[float, float]] = {
-    "air_temperature": (-90.0, 60.0),
+    "air_temperature": (-100.0, 70.0),
     "relative_humidity": (0.0, 100.0),
     "air_pressure": (300.0, 1100.0),
     "wind_speed": (0.0, 120.0),
-    "precipitation": (0.0, 500.0),
+    "precipitation": (0.0, 1000.0),
 }
 
 WINDOW_SCHEMA = pa.schema(

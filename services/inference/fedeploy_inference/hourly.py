@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
-from fedeploy_inference.contract import VARIABLES
+from fedeploy_inference.contract import LIMITS, VARIABLES
 
 _HOUR_US = 3_600_000_000
 _SUMMED = {"precipitation"}
@@ -57,6 +57,15 @@ def bin_hourly(
     return out
 
 
+def _within_limits(name: str, column: np.ndarray) -> np.ndarray:
+    """The column as floats, values outside the variable's plausible range made missing."""
+    values = column.astype(float)
+    low, high = LIMITS[name]
+    with np.errstate(invalid="ignore"):
+        values[(values < low) | (values > high)] = np.nan
+    return values
+
+
 def _last_known(column: pa.ChunkedArray) -> float | None:
     valid = column.drop_null()
     return None if len(valid) == 0 else float(valid[-1].as_py())
@@ -78,7 +87,7 @@ def to_hourly(table: pa.Table) -> dict[str, StationSeries]:
         times, first = np.unique(times, return_index=True)
         rows = rows.take(pa.array(first))
         values = np.column_stack(
-            [rows.column(n).to_numpy(zero_copy_only=False).astype(float) for n in VARIABLES]
+            [_within_limits(n, rows.column(n).to_numpy(zero_copy_only=False)) for n in VARIABLES]
         )
         start_us = int(floor_hour_us(times[:1])[0])
         hours = int((times[-1] - start_us) // _HOUR_US) + 1

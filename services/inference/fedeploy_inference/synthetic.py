@@ -37,6 +37,8 @@ class SyntheticSpec:
     front_mean_interval_hours: float = 84.0
     missing_value_fraction: float = 0.02
     outages_per_station: int = 3
+    # west, south, east, north: stations spread west to east across it.
+    area: tuple[float, float, float, float] = (5.0, 45.0, 15.0, 52.0)
     noise: dict[str, float] = field(
         default_factory=lambda: {
             "air_temperature": 0.3,
@@ -73,12 +75,13 @@ class Station:
 def stations(spec: SyntheticSpec) -> list[Station]:
     """The spec's stations, spread west to east so fronts reach them in turn."""
     rng = np.random.default_rng(spec.seed)
-    lons = np.linspace(5.0, 15.0, spec.stations)
+    west, south, east, north = spec.area
+    lons = np.linspace(west, east, spec.stations)
     return [
         Station(
             id=f"syn-{i:03d}",
             longitude=round(float(lon), 4),
-            latitude=round(float(rng.uniform(45.0, 52.0)), 4),
+            latitude=round(float(rng.uniform(south, north)), 4),
             elevation=round(float(rng.uniform(0.0, 800.0)), 1),
         )
         for i, lon in enumerate(lons)
@@ -86,7 +89,7 @@ def stations(spec: SyntheticSpec) -> list[Station]:
 
 
 def _fronts(spec: SyntheticSpec, rng: np.random.Generator, hours: float) -> np.ndarray:
-    """Front arrival times at 5 degE (hours from start) with strength, as rows (t, dT, P, R, W)."""
+    """Front arrival times at the area's west edge (hours from start) with strength, as rows (t, dT, P, R, W)."""
     times: list[float] = []
     t = float(rng.exponential(spec.front_mean_interval_hours / 2))
     while t < hours + 48:
@@ -118,7 +121,7 @@ def _station_signal(
     rain = np.zeros_like(t_hours)
     wind = 2.5 + 0.8 * np.cos(2 * np.pi * (solar_hour - 14.0) / 24.0)
     humid_extra = np.zeros_like(t_hours)
-    lag_hours = (st.longitude - 5.0) / 0.8  # fronts move 0.8 degrees of longitude an hour
+    lag_hours = (st.longitude - spec.area[0]) / 0.8  # fronts move 0.8 deg of longitude an hour
     for t0, d_temp, d_pres, rate, d_wind in fronts:
         tau = t_hours - (t0 + lag_hours)
         near = np.abs(tau) < 96

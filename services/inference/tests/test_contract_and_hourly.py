@@ -55,3 +55,10 @@ def test_an_observation_repeated_across_windows_counts_once():
     series = to_hourly(table)
     assert series["a"].values[0, VARIABLES.index("precipitation")] == 0.5
     assert set(series) == {"a", "b"}
+
+
+def test_implausible_values_are_dropped_when_read():
+    table = _table([("a", 0, 1.0, 0.0), ("a", 10, 99.0, 2000.0)])
+    series = to_hourly(table)["a"]
+    assert series.values[0, VARIABLES.index("air_temperature")] == 1.0
+    assert series.values[0, VARIABLES.index("precipitation")] == 0.0
