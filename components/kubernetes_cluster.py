@@ -73,7 +73,9 @@ class Vpc(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        public_ids, private_ids, nats = [], [], []
+        public_ids: list[pulumi.Output[str]] = []
+        private_ids: list[pulumi.Output[str]] = []
+        nats: list[aws.ec2.NatGateway] = []
         for zone, cidr in layout.public:
             subnet = aws.ec2.Subnet(
                 f"{name}-public-{zone}",

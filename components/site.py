@@ -365,6 +365,7 @@ class Site(pulumi.ComponentResource):
                 database_port=database.port,
                 database_name=database.database,
                 ssl_mode="require",
+                database_cidrs=self.cluster.vpc.cidr.apply(lambda cidr: [cidr]),
             )
         secret = self._secret(
             "catalog-db",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -51,7 +52,7 @@ class WorkloadRole(pulumi.ComponentResource):
             name,
             description=f"fedeploy workload {subject}",
             assume_role_policy=pulumi.Output.all(oidc_provider_arn, oidc_issuer).apply(
-                lambda args: pulumi.Output.json_dumps(_trust(args[0], args[1], subject))
+                lambda args: json.dumps(_trust(args[0], args[1], subject))
             ),
             max_session_duration=3600,
             tags=tags,
@@ -72,7 +73,7 @@ class WorkloadRole(pulumi.ComponentResource):
                 "Resource": [pulumi.Output.concat(arn, "/*") for arn in bucket_arns],
             },
         ]
-        policy = pulumi.Output.from_input(kms_key_arn).apply(
+        policy: pulumi.Output[str] = pulumi.Output.from_input(kms_key_arn).apply(
             lambda key: pulumi.Output.json_dumps(
                 {
                     "Version": "2012-10-17",

@@ -18,7 +18,7 @@ class SubnetLayout:
 def subnet_layout(cidr: str, zones: list[str]) -> SubnetLayout:
     """Private subnets take the first half of the range (nodes and pods need addresses), public
     subnets (load balancers, NAT) small blocks of the second half; never overlapping."""
-    network = ipaddress.ip_network(cidr)
+    network = ipaddress.IPv4Network(cidr)
     bits = max(1, math.ceil(math.log2(len(zones))))
     halves = list(network.subnets(prefixlen_diff=1))
     private = list(halves[0].subnets(prefixlen_diff=bits))

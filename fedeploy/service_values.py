@@ -81,6 +81,7 @@ def catalog_values(
     ssl_mode: str = "require",
     federation_sites: Any = None,
     harvest_schedule: str | None = None,
+    database_cidrs: Any = None,
 ) -> dict[str, Any]:
     """Values of the catalog chart: its database, and on the hub the harvest of member catalogs."""
     values = _common(wiring, "catalog")
@@ -99,6 +100,9 @@ def catalog_values(
             "existingSecret": database_secret,
             "sslMode": ssl_mode,
         }
+        if database_cidrs is not None:
+            # The egress policy then admits only the database's network, not any address.
+            values["networkPolicy"] = {"databaseCIDRs": database_cidrs}
     if federation_sites is not None:
         values["federation"] = {
             "enabled": True,

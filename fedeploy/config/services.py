@@ -86,7 +86,10 @@ class CatalogService(StrictModel):
 class SentinelSource(StrictModel):
     """A STAC API to copy Sentinel products from."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$", description="Name of the source.")
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$",
+        description="Name of the source, 3 to 24 characters.",
+    )
     url: HttpUrl = Field(HttpUrl(COPERNICUS_STAC), description="The STAC API.")
     collections: list[str] = Field(
         min_length=1, description="Collections to search, e.g. sentinel-2-l2a."
@@ -153,7 +156,16 @@ class Stream(StrictModel):
         1, ge=1, le=64, description="Consumers; each owns a share of the stations."
     )
     mqtt: Mqtt = Field(description="The broker and its topics.")
-    window_seconds: int = Field(3600, ge=60, le=86400, description="Span of one stored window.")
+    window_seconds: int = Field(
+        3600, ge=60, le=86400, description="Span of one stored window, in seconds; divides a day."
+    )
+
+    @model_validator(mode="after")
+    def _window_divides_a_day(self) -> Stream:
+        # Windows align to midnight UTC, so every replica cuts the same windows.
+        if 86400 % self.window_seconds:
+            raise ValueError(f"window_seconds ({self.window_seconds}) must divide a day (86400)")
+        return self
 
 
 class IngestionService(StrictModel):
@@ -176,11 +188,14 @@ class InferenceService(StrictModel):
 
     enabled: bool = Field(True, description="Deploy inference on this site.")
     bucket: BucketName = Field("models", description="Logical bucket the models are published in.")
-    model: str = Field("nowcast", pattern=r"^[a-z][a-z0-9-]{0,40}$", description="Model name.")
+    model: str = Field(
+        "station-forecast", pattern=r"^[a-z][a-z0-9-]{0,40}$", description="Model name."
+    )
     version: str = Field(
         "latest",
-        pattern=r"^(latest|[0-9A-Za-z][0-9A-Za-z._-]{0,63})$",
-        description="Pinned version or latest.",
+        pattern=r"^(latest|[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8})$",
+        description="latest (the newest published), or a published version: "
+        "YYYYMMDDTHHMMSSZ-<8 hex digits>.",
     )
     gpu: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: on the GPU where the cluster has GPU nodes; on: require them."

@@ -185,7 +185,13 @@ def _plan_in_context(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger)
+        pulumi.runtime.set_mocks(
+            mocks,  # type: ignore[arg-type]  # duck-typed: the SDK only calls its two methods
+            project=PROJECT,
+            stack=stack,
+            preview=False,
+            logger=logger,
+        )
         pulumi.runtime.set_all_config(_config_values(raw_config), secret_keys)
         settings.SETTINGS.rpc_manager.clear()  # type: ignore[attr-defined]
         resolved: dict[str, tuple[Any, bool, bool]] = {}

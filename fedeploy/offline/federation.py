@@ -79,7 +79,7 @@ def load_federation(stacks_dir: Path, names: list[str] | None = None) -> Federat
                     f"stack {ref.stack!r} ({ref.because}) references stack {ref.target!r}, which has no stack file"
                 )
             )
-    graph = {name: set() for name in plan.sites}
+    graph: dict[str, set[str]] = {name: set() for name in plan.sites}
     for ref in plan.references:
         graph.setdefault(ref.stack, set()).add(ref.target)
     try:
