@@ -103,3 +103,9 @@ def stac_api(tmp_path_factory) -> Iterator[str]:
             api.stop()
     finally:
         postgres.remove()
+
+
+@pytest.fixture
+def skip_or_fail():
+    """`unavailable` for tests (test modules cannot import conftest in importlib mode)."""
+    return unavailable

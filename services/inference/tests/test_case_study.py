@@ -1,0 +1,45 @@
+"""The one-command case study runs end to end (short period): real peers, ingestion, training,
+serving, the prediction and the plot."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[3] / "examples" / "case-study" / "run.py"
+
+
+def _peers_missing() -> str | None:
+    from fedeploy.loopback import PeerUnavailable
+    from fedeploy.loopback.postgres import postgres_bindir
+
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        return "mosquitto is not installed (apt-get install -y mosquitto)"
+    try:
+        postgres_bindir()
+    except PeerUnavailable as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_case_study_runs_and_writes_the_plot_and_a_prediction(tmp_path, skip_or_fail):
+    missing = _peers_missing()
+    if missing:
+        skip_or_fail(missing)
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--days", "30", "--stations", "3", "--epochs", "10",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert "ingestion wrote 90 windows" in run.stdout
+    assert (tmp_path / "forecast.png").read_bytes().startswith(b"\x89PNG")
+    assert "(forecast.png)" in (tmp_path / "model-card.md").read_text()
+    prediction = json.loads((tmp_path / "prediction.json").read_text())
+    assert [f["lead_hours"] for f in prediction["forecast"]] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((tmp_path / "data.json").read_text())["sentinel_scenes"] > 0
