@@ -1,0 +1,439 @@
+"""The bridge client: submit, watch and cancel SLURM jobs through slurmrestd, with clear errors.
+
+Every submission carries an idempotency key in the job's comment. `submit` first looks
+for a job with that key and returns it; after an answer is lost (dropped connection,
+timeout) it looks again before it retries, and if a retry still made a second job it
+cancels the newer one. A cancel is retried until SLURM has it. slurmrestd answers a
+refused token with a bare HTTP 500; the client tells that apart from an unreachable
+controller with one probe (see `diagnose`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from fedeploy.bridge.errors import (
+    BridgeAuthError,
+    BridgeError,
+    BridgeProtocolError,
+    BridgeUnreachable,
+    ControllerUnreachable,
+    JobFailed,
+    JobNotFound,
+    JobWaitTimeout,
+    SubmissionRejected,
+    UnknownPartition,
+)
+from fedeploy.bridge.jobs import JobOutput, JobSpec, JobStatus
+from fedeploy.bridge.slurm_api import (
+    CONTROLLER_UNREACHABLE,
+    INVALID_JOB_ID,
+    INVALID_PARTITION,
+    UNSPECIFIED,
+    ZERO_BYTES,
+    SlurmError,
+    adapter_for,
+)
+
+log = logging.getLogger(__name__)
+
+ENV_URL = "FEDEPLOY_BRIDGE_URL"
+ENV_USER = "FEDEPLOY_BRIDGE_USER"
+ENV_TOKEN = "FEDEPLOY_BRIDGE_TOKEN"
+ENV_CA = "FEDEPLOY_BRIDGE_CA"
+ENV_PARTITIONS = "FEDEPLOY_BRIDGE_PARTITIONS"
+# Answers of a proxy whose upstream (slurmrestd) is down or slow: worth another try.
+_GATEWAY_ERRORS = (502, 503, 504)
+
+
+class _AnswerLost(Exception):
+    """A request that may have reached SLURM, but whose answer did not come back."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: Any
+
+
+@dataclass(frozen=True)
+class _TokenClaims:
+    user: str | None
+    expires: int | None
+
+
+class BridgeClient:
+    """A client of one bridge (slurmrestd behind its TLS proxy) acting as one service user."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        user: str,
+        token: str,
+        *,
+        api_version: str = "v0.0.38",
+        timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        ca_file: str | None = None,
+        partitions: list[str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not endpoint.startswith(("https://", "http://")):
+            raise BridgeError(f"bridge endpoint {endpoint!r} must start with https:// (or http://)")
+        if not user or not token:
+            raise BridgeAuthError(f"the bridge at {endpoint} needs a user and a token ({ENV_USER}, {ENV_TOKEN})")
+        self.endpoint = endpoint.rstrip("/")
+        self.user = user
+        self.retries = retries
+        self.backoff = backoff
+        self.partitions = list(partitions) if partitions else None
+        self._api = adapter_for(api_version)
+        self._sleep = sleep
+        self._claims = _token_claims(token)
+        if self._claims.user is not None and self._claims.user != user:
+            raise BridgeAuthError(
+                f"the token is for user {self._claims.user!r} but the client acts as {user!r}: "
+                "use the user and token from the same bridge Secret"
+            )
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self._http = httpx.Client(
+            base_url=self.endpoint,
+            headers={"X-SLURM-USER-NAME": user, "X-SLURM-USER-TOKEN": token},
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            verify=verify,
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> BridgeClient:
+        """A client configured by FEDEPLOY_BRIDGE_URL, _USER, _TOKEN, _CA and _PARTITIONS."""
+        env = os.environ if environ is None else environ
+        missing = [name for name in (ENV_URL, ENV_USER, ENV_TOKEN) if not env.get(name)]
+        if missing:
+            raise BridgeError(f"the bridge client needs {', '.join(missing)} in the environment")
+        partitions = [p for p in env.get(ENV_PARTITIONS, "").split(",") if p] or None
+        return cls(
+            env[ENV_URL], env[ENV_USER], env[ENV_TOKEN], ca_file=env.get(ENV_CA) or None,
+            partitions=partitions, **options,
+        )
+
+    def __repr__(self) -> str:  # the token stays out of reprs and logs
+        return f"BridgeClient({self.endpoint!r}, user={self.user!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> BridgeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- jobs -------------------------------------------------------------------------------
+    def submit(self, spec: JobSpec) -> int:
+        """Submit a job, or return the job already submitted with its idempotency key."""
+        partition = spec.partition or (self.partitions[0] if self.partitions else None)
+        if self.partitions is not None and partition not in self.partitions:
+            raise UnknownPartition(
+                f"partition {partition!r} is not one this bridge may use (allowed: {', '.join(self.partitions)})"
+            )
+        existing = self.find(spec.idempotency_key)
+        if existing is not None:
+            log.info("job %s already has idempotency key %s", existing.job_id, spec.idempotency_key)
+            return existing.job_id
+        body = self._api.submission(spec, partition=partition)
+        lost: _AnswerLost | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                answer = self._send("POST", self._api.submit_path, json=body, may_repeat=False)
+            except _AnswerLost as err:
+                # SLURM may have the job: look for it before submitting again.
+                lost = err
+                self._pause(attempt)
+                existing = self.find(spec.idempotency_key)
+                if existing is not None:
+                    log.info("submission of %s was lost in transit; SLURM has it as job %s", spec.name, existing.job_id)
+                    return existing.job_id
+                continue
+            result = self._interpret(answer, doing=f"submitting job {spec.name!r}", partition=partition)
+            job_id = self._api.submitted_job_id(result)
+            for warning in self._api.errors(result):
+                log.warning("job %s: SLURM says: %s", job_id, warning)
+            self._check_owner(job_id)
+            return self._one_job(spec.idempotency_key, job_id) if lost else job_id
+        raise BridgeUnreachable(
+            f"submitting job {spec.name!r} to {self.endpoint}: no answer after {self.retries + 1} attempts "
+            f"({lost}); no job with idempotency key {spec.idempotency_key} exists"
+        )
+
+    def find(self, idempotency_key: str) -> JobStatus | None:
+        """The job this user submitted with the key, if SLURM still knows it (the oldest if several)."""
+        jobs = self._find_all(idempotency_key)
+        return jobs[0] if jobs else None
+
+    def status(self, job_id: int) -> JobStatus:
+        """The job's state, exit code and SLURM's reason."""
+        answer = self._send("GET", self._api.job_path(job_id))
+        jobs = self._api.jobs(self._interpret(answer, doing=f"reading job {job_id}", job_id=job_id))
+        if not jobs:
+            raise self._not_found(job_id)
+        return jobs[0]
+
+    def wait(
+        self,
+        job_id: int,
+        timeout: float,
+        *,
+        poll: float = 2.0,
+        cancel_on_timeout: bool = True,
+        check: bool = True,
+    ) -> JobStatus:
+        """Wait until the job ends; raise JobFailed if it did not complete (with `check`).
+
+        On timeout the job is cancelled unless `cancel_on_timeout` is False: a waiter that
+        gives up must not leave a job holding its nodes.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(job_id)
+            if status.finished:
+                if check and not status.succeeded:
+                    raise JobFailed(status)
+                return status
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if cancel_on_timeout:
+                    status = self.cancel(job_id)
+                raise JobWaitTimeout(status, timeout, cancelled=cancel_on_timeout)
+            self._sleep(min(poll, remaining))
+
+    def cancel(self, job_id: int, *, settle: float = 10.0) -> JobStatus:
+        """Cancel the job, retrying until SLURM has the request; its status once it has ended
+        (or after `settle` seconds). Cancelling a job that already ended changes nothing."""
+        for attempt in range(self.retries + 1):
+            answer = self._send("DELETE", self._api.job_path(job_id))
+            try:
+                self._interpret(answer, doing=f"cancelling job {job_id}", job_id=job_id)
+                break
+            except (ControllerUnreachable, BridgeUnreachable):
+                # A job left running holds its nodes: keep trying while the budget lasts.
+                if attempt == self.retries:
+                    raise
+                self._pause(attempt)
+        deadline = time.monotonic() + settle
+        status = self.status(job_id)
+        while not status.finished and time.monotonic() < deadline:
+            self._sleep(0.2)
+            status = self.status(job_id)
+        return status
+
+    def output(self, job_id: int) -> JobOutput:
+        """Where the job's stdout and stderr went, on the cluster's file system."""
+        status = self.status(job_id)
+        return JobOutput(job_id=job_id, stdout=status.stdout, stderr=status.stderr, host=status.nodes)
+
+    def ping(self) -> dict[str, Any]:
+        """slurmrestd's ping, after checking that the token is accepted (see `diagnose`)."""
+        self.diagnose()
+        answer = self._send("GET", self._api.ping_path)
+        return dict(self._interpret(answer, doing="pinging the controller"))
+
+    def diagnose(self) -> None:
+        """Raise the error that explains a failure, or return when the bridge works.
+
+        slurmrestd 22.05 answers both a refused token and an unreachable controller with
+        HTTP 500 and error -1 on most endpoints. Cancelling job 0, which cannot exist,
+        separates them: 2017 (no such job) means all is well, 5005 that slurmctld closed
+        the connection on the token, 1800 that it could not be reached.
+        """
+        answer = self._send("DELETE", self._api.job_path(0))
+        numbers = {e.number for e in self._api.errors(answer.body)}
+        if answer.status == 401:
+            raise self._auth_error("slurmrestd refused the request (HTTP 401)")
+        if INVALID_JOB_ID in numbers:
+            return
+        if ZERO_BYTES in numbers:
+            raise self._auth_error("slurmctld refused the token")
+        if numbers & set(CONTROLLER_UNREACHABLE):
+            raise self._controller_error(self._api.errors(answer.body))
+        raise BridgeProtocolError(
+            f"{self.endpoint}: unexpected answer to the bridge's probe (HTTP {answer.status}): "
+            f"{_describe(self._api.errors(answer.body)) or str(answer.body)[:300]}"
+        )
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _find_all(self, idempotency_key: str) -> list[JobStatus]:
+        answer = self._send("GET", self._api.jobs_path)
+        jobs = self._api.jobs(self._interpret(answer, doing="listing jobs"))
+        mine = [j for j in jobs if j.user in (None, self.user) and j.idempotency_key == idempotency_key]
+        return sorted(mine, key=lambda j: j.job_id)
+
+    def _check_owner(self, job_id: int) -> None:
+        """Refuse a job SLURM took for another user: slurmctld 22.05 accepts a well-signed
+        token for a user it cannot resolve and queues the job as 'nobody', where it never runs."""
+        owner = self.status(job_id).user
+        if owner is not None and owner != self.user:
+            self.cancel(job_id, settle=0)
+            raise BridgeAuthError(
+                f"SLURM queued job {job_id} as {owner!r}, not {self.user!r}: the cluster does not know "
+                f"the user {self.user!r} (the centre must create the account); the job was cancelled"
+            )
+
+    def _one_job(self, idempotency_key: str, job_id: int) -> int:
+        """After a lost answer and a retry, keep the oldest job with the key, cancel the rest."""
+        jobs = self._find_all(idempotency_key)
+        if len(jobs) <= 1:
+            return job_id
+        keep, extra = jobs[0], jobs[1:]
+        for job in extra:
+            if not job.finished:
+                log.warning("cancelling job %s: a duplicate of job %s (key %s)", job.job_id, keep.job_id, idempotency_key)
+                self.cancel(job.job_id, settle=0)
+        return keep.job_id
+
+    def _send(self, method: str, path: str, *, json: Any = None, may_repeat: bool = True) -> _Answer:
+        """One request, retried on transport errors and proxy errors when it may be repeated."""
+        self._check_token()
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.request(method, path, json=json)
+            except httpx.TransportError as err:
+                reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                if "CERTIFICATE_VERIFY_FAILED" in reason:
+                    raise BridgeUnreachable(
+                        f"{self.endpoint}: the bridge's TLS certificate is not trusted ({reason}); "
+                        f"pass its CA (ca.crt of the bridge's Secret) as {ENV_CA} or ca_file"
+                    ) from err
+                if not may_repeat and not isinstance(err, httpx.ConnectError):
+                    raise _AnswerLost(reason) from err
+                if attempt == self.retries:
+                    raise BridgeUnreachable(
+                        f"{method} {self.endpoint}{path}: the bridge does not answer after "
+                        f"{attempt + 1} attempts ({reason}); is the bridge node up and is this "
+                        "address admitted by its firewall?"
+                    ) from err
+                self._pause(attempt)
+                continue
+            if response.status_code in _GATEWAY_ERRORS:
+                if not may_repeat:
+                    # The proxy may have passed the request on before slurmrestd failed.
+                    raise _AnswerLost(f"HTTP {response.status_code} from the proxy at {self.endpoint}")
+                if attempt == self.retries:
+                    raise BridgeUnreachable(
+                        f"{method} {self.endpoint}{path}: the TLS proxy answers HTTP "
+                        f"{response.status_code} after {attempt + 1} attempts: slurmrestd behind it "
+                        "is down or too slow (fedeploy-slurmrestd.service on the bridge node)"
+                    )
+                self._pause(attempt)
+                continue
+            return _Answer(response.status_code, _json_or_none(response))
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _interpret(
+        self,
+        answer: _Answer,
+        *,
+        doing: str,
+        job_id: int | None = None,
+        partition: str | None = None,
+    ) -> Any:
+        """The body of a successful answer, or the error that explains a failed one."""
+        errors = self._api.errors(answer.body)
+        numbers = {e.number for e in errors}
+        if 200 <= answer.status < 300 and isinstance(answer.body, dict):
+            return answer.body
+        if answer.status == 401:
+            raise self._auth_error(f"{doing}: slurmrestd refused the request (HTTP 401)")
+        if answer.status in (403, 404) and answer.body is None:
+            raise BridgeProtocolError(
+                f"{doing}: {self.endpoint} answers HTTP {answer.status} for the {self._api.version} "
+                "API: is this a fedeploy bridge, and does it serve that version?"
+            )
+        if INVALID_JOB_ID in numbers and job_id is not None:
+            raise self._not_found(job_id)
+        if INVALID_PARTITION in numbers:
+            raise UnknownPartition(f"{doing}: SLURM does not know partition {partition!r} ({_describe(errors)})")
+        if numbers & set(CONTROLLER_UNREACHABLE):
+            raise self._controller_error(errors)
+        if not errors or numbers & {UNSPECIFIED, ZERO_BYTES, None}:
+            self.diagnose()  # raises the authentication or controller error if that is it
+        if 200 <= answer.status < 300:
+            raise BridgeProtocolError(f"{doing}: an answer that is not a JSON object: {answer.body!r:.300}")
+        raise SubmissionRejected(f"{doing}: SLURM refused it (HTTP {answer.status}): {_describe(errors)}")
+
+    def _not_found(self, job_id: int) -> JobNotFound:
+        return JobNotFound(
+            job_id,
+            f"SLURM does not know job {job_id} (at {self.endpoint}): it never existed, or it ended "
+            "more than MinJobAge seconds ago (300 by default) and the controller forgot it; a job's "
+            "output stays in its stdout file",
+        )
+
+    def _auth_error(self, what: str) -> BridgeAuthError:
+        return BridgeAuthError(
+            f"{what} at {self.endpoint} for user {self.user!r}: the token is signed with a key the "
+            "controller does not hold, was issued for a user the cluster does not know, or is not "
+            "a SLURM token; take the token from the bridge's Kubernetes Secret (the deployment "
+            "renews it)"
+        )
+
+    def _controller_error(self, errors: list[SlurmError]) -> ControllerUnreachable:
+        return ControllerUnreachable(
+            f"slurmrestd at {self.endpoint} cannot reach the SLURM controller ({_describe(errors)}): "
+            "slurmctld is down or unreachable from the bridge node; slurmrestd already retried "
+            "for the controller's MessageTimeout"
+        )
+
+    def _check_token(self) -> None:
+        expires = self._claims.expires
+        if expires is not None and expires <= time.time():
+            when = datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds")
+            raise BridgeAuthError(
+                f"the token for {self.user!r} expired at {when}: take the current one from the "
+                "bridge's Kubernetes Secret (each deployment renews it at half its lifetime)"
+            )
+
+    def _pause(self, attempt: int) -> None:
+        self._sleep(min(self.backoff * 2**attempt, 10.0))
+
+
+def _token_claims(token: str) -> _TokenClaims:
+    """The user and expiry a JWT claims, read without verifying (the controller verifies)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return _TokenClaims(None, None)
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (binascii.Error, ValueError):
+        return _TokenClaims(None, None)
+    if not isinstance(claims, dict):
+        return _TokenClaims(None, None)
+    user = claims.get("sun")
+    expires = claims.get("exp")
+    return _TokenClaims(user if isinstance(user, str) else None, expires if isinstance(expires, int) else None)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _describe(errors: list[SlurmError]) -> str:
+    return "; ".join(str(e) for e in errors)

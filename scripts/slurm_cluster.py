@@ -1,0 +1,536 @@
+"""A private one-node SLURM on loopback, configured by the bridge's own rendered templates.
+
+munged, slurmctld, slurmd, slurmrestd and the nginx TLS proxy run from one scratch
+directory with free ports; every file they read is rendered by `fedeploy.bridge.node_config`
+and installed by the rendered setup script, so the tests exercise what a bridge node gets.
+Daemons stop by their pid files, never by name.
+
+    python scripts/slurm_cluster.py start DIR   # prints FEDEPLOY_BRIDGE_* for a shell
+    python scripts/slurm_cluster.py stop DIR
+
+Needs root (slurmd runs jobs as other users) and Debian's slurmctld, slurmd, slurmrestd,
+slurm-client, munge, slurm-wlm-jwt-plugin, nginx-light, nftables and curl.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pwd
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedeploy.bridge.firewall import firewall_rules
+from fedeploy.bridge.node_config import BridgeNode, NodeLayout, NodeSpec, OneNodeSlurm, bridge_node, secret_stdin
+from fedeploy.bridge.tokens import mint_token
+from fedeploy.config.bridge import BridgeConfig
+
+BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "slurmrestd", "sinfo", "scontrol", "nginx", "nft", "curl")
+DAEMON_USER = "fedeploy-rest"
+SERVICE_USER = "fedeploy-jobs"
+PARTITIONS = ["debug", "batch"]
+TLS_NAME = "localhost"
+
+
+class ClusterUnavailable(RuntimeError):
+    """The machine cannot run the cluster (not root, packages missing); the reason says which."""
+
+
+def missing_prerequisites() -> str | None:
+    """Why the cluster cannot start here, or None."""
+    if os.geteuid() != 0:
+        return "the SLURM harness needs root (slurmd runs jobs as another user)"
+    missing = [b for b in BINARIES if shutil.which(b) is None]
+    if missing:
+        return (
+            f"missing {', '.join(missing)}: apt-get install -y slurmctld slurmd slurmrestd "
+            "slurm-client munge slurm-wlm-jwt-plugin nginx-light nftables curl"
+        )
+    for user in ("slurm", "munge"):
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return f"user {user!r} is missing (the Debian packages create it)"
+    return None
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on loopback, below the kernel's ephemeral range so that no outgoing
+    connection takes one between now and the daemon's bind."""
+    low, _ = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    held: list[socket.socket] = []
+    try:
+        while len(held) < count:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", secrets.randbelow(low - 20000) + 20000))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def ensure_system_user(name: str) -> None:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", name],
+            check=True,
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    # A zombie has exited; where pid 1 does not reap, it lingers in the table.
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.path.realpath(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str
+    binary: str  # resolved path: /usr/sbin/slurmctld is a symlink to slurmctld-wlm
+    pid_file: Path
+
+
+class LocalSlurm:
+    """A one-node SLURM with the bridge in front, rooted in `root`."""
+
+    def __init__(self, root: Path, *, min_job_age: int = 300, message_timeout: int = 3, cpus: int = 16):
+        self.root = root.resolve()
+        self.min_job_age = min_job_age
+        self.message_timeout = message_timeout
+        self.cpus = cpus
+        self.host = socket.gethostname().split(".")[0]
+        self.jobs_dir = self.root / "jobs"
+        self.key_path = self.root / "slurm" / "jwt_hs256.key"
+        self.slurm_conf = self.root / "slurm" / "slurm.conf"
+        self.munge_dir = self.root / "munge"
+        self.ports = dict(zip(("ctld", "d", "rest", "internal"), free_ports(4), strict=True))
+        self.layout = NodeLayout(
+            config_dir=str(self.root / "etc"),
+            unit_dir=str(self.root / "units"),
+            run_dir=str(self.root / "run" / "bridge"),
+            access_log=str(self.root / "log" / "tls-access.log"),
+            systemd=False,
+        )
+        self.config = BridgeConfig(
+            mode="vm",
+            instance_type="t3.small",
+            rest_port=self.ports["rest"],
+            internal_port=self.ports["internal"],
+            daemon_user=DAEMON_USER,
+            service_user=SERVICE_USER,
+            slurm_conf_path=str(self.slurm_conf),
+            jwt_key_path=str(self.key_path),
+            partitions=PARTITIONS,
+        )
+        self.slurm = OneNodeSlurm(
+            ctld_port=self.ports["ctld"],
+            d_port=self.ports["d"],
+            state_dir=str(self.root / "slurm" / "state"),
+            spool_dir=str(self.root / "slurm" / "spool"),
+            pid_dir=str(self.root / "run"),
+            log_dir=str(self.root / "log"),
+            munge_socket=str(self.munge_dir / "munge.socket"),
+            min_job_age=min_job_age,
+            message_timeout=message_timeout,
+            def_mem_per_cpu=64,
+            node=NodeSpec(self.host, "127.0.0.1", cpus, 4000, cpus_override=True),
+        )
+        self.jwt_key = ""
+        self.ca_pem = ""
+        self.node: BridgeNode | None = None
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- paths and identities ----------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        """The TLS listener, as the client reaches it."""
+        return f"https://{TLS_NAME}:{self.ports['rest']}"
+
+    @property
+    def plain_endpoint(self) -> str:
+        """slurmrestd itself on loopback, behind the proxy."""
+        return f"http://127.0.0.1:{self.ports['internal']}"
+
+    @property
+    def ca_file(self) -> str:
+        return self.layout.ca_cert
+
+    @property
+    def user(self) -> str:
+        return SERVICE_USER
+
+    def env(self) -> dict[str, str]:
+        """The environment SLURM's command-line tools need to reach this cluster."""
+        env = {k: v for k, v in os.environ.items() if k != "SLURM_JWT"}
+        env["SLURM_CONF"] = str(self.slurm_conf)
+        return env
+
+    def token(self, lifetime_hours: int = 2, user: str = SERVICE_USER) -> str:
+        return mint_token(self.jwt_key, user, now=time.time(), lifetime_hours=lifetime_hours)
+
+    def daemons(self) -> list[Daemon]:
+        run = self.root / "run"
+        return [
+            Daemon("munged", os.path.realpath(shutil.which("munged") or "munged"), self.munge_dir / "munged.pid"),
+            Daemon("slurmctld", os.path.realpath(shutil.which("slurmctld") or "slurmctld"), run / "slurmctld.pid"),
+            Daemon("slurmd", os.path.realpath(shutil.which("slurmd") or "slurmd"), run / "slurmd.pid"),
+            Daemon("slurmrestd", os.path.realpath(shutil.which("slurmrestd") or "slurmrestd"), run / "slurmrestd.pid"),
+            Daemon("nginx", os.path.realpath(shutil.which("nginx") or "nginx"), Path(self.layout.run_dir) / "tls-proxy.pid"),
+        ]
+
+    # -- start ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        reason = missing_prerequisites()
+        if reason:
+            raise ClusterUnavailable(reason)
+        for user in (DAEMON_USER, SERVICE_USER):
+            ensure_system_user(user)
+        self._directories()
+        self._keys()
+        self._install()
+        self._start_munge()
+        self._start_slurm()
+        self._start_rest()
+        self._verify()
+
+    def _directories(self) -> None:
+        # munged refuses a log or socket under a directory another user owns.
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chown(self.root, 0, 0)
+        self.root.chmod(0o755)
+        slurm = pwd.getpwnam("slurm")
+        munge = pwd.getpwnam("munge")
+        for sub in ("slurm", "slurm/state", "slurm/spool", "log", "run"):
+            path = self.root / sub
+            path.mkdir(parents=True, exist_ok=True)
+            os.chown(path, slurm.pw_uid, slurm.pw_gid)
+            path.chmod(0o755)
+        self.munge_dir.mkdir(exist_ok=True)
+        os.chown(self.munge_dir, munge.pw_uid, munge.pw_gid)
+        self.munge_dir.chmod(0o755)
+        jobs = pwd.getpwnam(SERVICE_USER)
+        self.jobs_dir.mkdir(exist_ok=True)
+        os.chown(self.jobs_dir, jobs.pw_uid, jobs.pw_gid)
+        self.jobs_dir.chmod(0o755)
+        # systemd's RuntimeDirectory= for the TLS proxy.
+        daemon = pwd.getpwnam(DAEMON_USER)
+        run_dir = Path(self.layout.run_dir)
+        run_dir.mkdir(exist_ok=True)
+        os.chown(run_dir, daemon.pw_uid, daemon.pw_gid)
+        run_dir.chmod(0o700)
+        access_log = Path(self.layout.access_log)
+        access_log.touch()
+        os.chown(access_log, daemon.pw_uid, daemon.pw_gid)
+        for sub in ("etc", "units"):
+            (self.root / sub).mkdir(exist_ok=True)
+
+    def _keys(self) -> None:
+        # As pulumi_random's RandomPassword(length=64, special=False) makes it.
+        alphabet = string.ascii_letters + string.digits
+        self.jwt_key = "".join(secrets.choice(alphabet) for _ in range(64))
+        key = self.munge_dir / "munge.key"
+        subprocess.run(["mungekey", "--create", f"--keyfile={key}", "--force"], check=True)
+        munge = pwd.getpwnam("munge")
+        os.chown(key, munge.pw_uid, munge.pw_gid)
+        key.chmod(0o600)
+        self.ca_pem, self.cert_pem, self.tls_key_pem = make_tls([TLS_NAME], ["127.0.0.1"])
+
+    def _install(self) -> None:
+        self.node = bridge_node(
+            self.config,
+            bridge_name="itest",
+            firewall=firewall_rules(self.config.rest_port, ["127.0.0.0/8"]),
+            tls_name=TLS_NAME,
+            layout=self.layout,
+            slurm=self.slurm,
+            probe_timeout=15,
+        )
+        self.run_setup(self.node)
+
+    def secrets_stdin(self) -> str:
+        return secret_stdin(
+            {
+                "jwt.key": self.jwt_key,
+                "tls.key": self.tls_key_pem,
+                "tls.crt": self.cert_pem,
+                "ca.crt": self.ca_pem,
+                "token": self.token(),
+            }
+        )
+
+    def run_setup(self, node: BridgeNode) -> str:
+        """Run a rendered setup script as a deployment would; its output lists what changed."""
+        setup = self.root / "setup.sh"
+        setup.write_text(node.setup_script)
+        result = subprocess.run(
+            ["bash", str(setup)], input=self.secrets_stdin(), capture_output=True, text=True, env=self.env()
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"setup script failed ({result.returncode}): {result.stderr}{result.stdout}")
+        return result.stdout
+
+    def _start_munge(self) -> None:
+        munge = self.munge_dir
+        subprocess.run(
+            ["runuser", "-u", "munge", "--", "munged", f"--key-file={munge / 'munge.key'}",
+             f"--socket={munge / 'munge.socket'}", f"--pid-file={munge / 'munged.pid'}",
+             f"--seed-file={munge / 'munge.seed'}", f"--log-file={munge / 'munged.log'}"],
+            check=True,
+        )
+        _wait_for(lambda: (munge / "munge.socket").exists(), 10, "munged's socket")
+
+    def _start_slurm(self) -> None:
+        env = self.env()
+        subprocess.run(["slurmctld", "-f", str(self.slurm_conf)], check=True, env=env)
+        subprocess.run(["slurmd", "-f", str(self.slurm_conf)], check=True, env=env)
+        self.wait_idle()
+
+    def start_controller(self) -> None:
+        """Start slurmctld again (after stop_controller), keeping its saved state."""
+        subprocess.run(["slurmctld", "-f", str(self.slurm_conf)], check=True, env=self.env())
+        self.wait_idle()
+
+    def stop_controller(self) -> None:
+        self._stop(self.daemons()[1])
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        def idle() -> bool:
+            result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=self.env())
+            return result.returncode == 0 and result.stdout.strip() in ("idle", "mix", "alloc")
+
+        _wait_for(idle, timeout, "the SLURM node to be idle")
+
+    def _start_rest(self) -> None:
+        units = Path(self.layout.unit_dir)
+        self._spawn_unit(units / "fedeploy-slurmrestd.service", self.daemons()[3].pid_file)
+        _wait_for(lambda: _port_open(self.ports["internal"]), 15, "slurmrestd")
+        self._spawn_unit(units / "fedeploy-bridge-tls.service", None)
+        _wait_for(lambda: _port_open(self.ports["rest"]), 15, "the TLS proxy")
+
+    def _spawn_unit(self, unit_file: Path, pid_file: Path | None) -> None:
+        """Start a rendered unit's ExecStart as its User=, with its environment, as systemd would."""
+        unit = parse_unit(unit_file)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        for env_file in unit.get("EnvironmentFile", []):
+            env.update(parse_env_file(Path(env_file.lstrip("-"))))
+        user = {"user": unit["User"][0], "group": unit["Group"][0], "extra_groups": []}
+        for pre in unit.get("ExecStartPre", []):
+            check = subprocess.run(expand_exec(pre, env), env=env, capture_output=True, text=True, **user)
+            if check.returncode != 0:
+                raise RuntimeError(f"{unit_file.name}: ExecStartPre {pre!r} failed: {check.stderr}")
+        log = open(self.root / "log" / f"{unit_file.stem}.log", "ab")  # noqa: SIM115 - kept by the daemon
+        proc = subprocess.Popen(
+            expand_exec(unit["ExecStart"][0], env), env=env, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL, start_new_session=True, **user,
+        )
+        self._children[proc.pid] = proc
+        if pid_file is not None:
+            pid_file.write_text(f"{proc.pid}\n")
+
+    def _verify(self) -> None:
+        result = subprocess.run(
+            ["bash", self.layout.verify], input=self.token(), capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"the rendered verify script failed: {result.stderr}{result.stdout}")
+
+    # -- stop -----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop every daemon this cluster started, newest first, by its pid file.
+
+        Jobs are cancelled first and waited for: a job step whose slurmd is gone lingers,
+        retrying to report its end."""
+        self._drain()
+        for daemon in reversed(self.daemons()):
+            self._stop(daemon)
+
+    def _drain(self, timeout: float = 15) -> None:
+        ctld = self.daemons()[1]
+        if not ctld.pid_file.exists():
+            return
+        env = self.env()
+        listed = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env)
+        jobs = listed.stdout.split() if listed.returncode == 0 else []
+        if jobs:
+            subprocess.run(["scancel", *jobs], capture_output=True, env=env)
+
+        def settled() -> bool:
+            active = subprocess.run(["squeue", "-h", "-t", "R,CG,S", "-o", "%i"], capture_output=True, text=True, env=env)
+            return active.returncode != 0 or not active.stdout.strip()
+
+        try:
+            _wait_for(settled, timeout, "the jobs to end")
+        except RuntimeError:
+            pass  # stop the daemons regardless; the caller sees any stray step in the logs
+
+    def _stop(self, daemon: Daemon) -> None:
+        try:
+            pid = int(daemon.pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return
+        # A pid file outlives its process; never signal a stranger that reused the pid.
+        if not _alive(pid) or _exe(pid) != daemon.binary:
+            daemon.pid_file.unlink(missing_ok=True)
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        child = self._children.pop(pid, None)
+        if child is not None:
+            child.wait(timeout=5)  # reap our own child
+        daemon.pid_file.unlink(missing_ok=True)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def parse_unit(path: Path) -> dict[str, list[str]]:
+    """The [Service] keys of a systemd unit (each key's values in order)."""
+    section = ""
+    values: dict[str, list[str]] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line
+            continue
+        if section == "[Service]" and "=" in line:
+            key, value = line.split("=", 1)
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (quotes stripped)."""
+    env = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, value = line.split("=", 1)
+        env[key] = " ".join(shlex.split(value))
+    return env
+
+
+def expand_exec(command: str, env: dict[str, str]) -> list[str]:
+    """systemd's ExecStart expansion: $VAR splits into words, ${VAR} stays one word."""
+    argv: list[str] = []
+    for word in shlex.split(command):
+        if word.startswith("${") and word.endswith("}"):
+            argv.append(env[word[2:-1]])
+        elif word.startswith("$"):
+            argv.extend(env[word[1:]].split())
+        else:
+            argv.append(word)
+    return argv
+
+
+def make_tls(dns_names: list[str], ip_addresses: list[str]) -> tuple[str, str, str]:
+    """A private CA and a server certificate for the names (CA PEM, cert PEM, key PEM)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedeploy bridge test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return ca.public_bytes(pem).decode(), cert.public_bytes(pem).decode(), key_pem.decode()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("start", "stop"):
+        print("usage: slurm_cluster.py start|stop DIR", file=sys.stderr)
+        return 2
+    root = Path(argv[1])
+    if argv[0] == "start":
+        cluster = LocalSlurm(root)
+        try:
+            cluster.start()
+        except BaseException:
+            cluster.stop()
+            raise
+        (root / "token").write_text(cluster.token(lifetime_hours=24))
+        (root / "token").chmod(0o600)
+        print(f"export SLURM_CONF={cluster.slurm_conf}")
+        print(f"export FEDEPLOY_BRIDGE_URL={cluster.endpoint}")
+        print(f"export FEDEPLOY_BRIDGE_USER={cluster.user}")
+        print(f"export FEDEPLOY_BRIDGE_CA={cluster.ca_file}")
+        print(f"export FEDEPLOY_BRIDGE_TOKEN=$(cat {root / 'token'})")
+        return 0
+    LocalSlurm(root).stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,122 @@
+"""The rendered node configuration drives the real daemons, and the setup script is idempotent."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fedeploy.bridge.firewall import firewall_rules
+from fedeploy.bridge.node_config import bridge_node
+from fedeploy.bridge.tokens import mint_token
+
+pytestmark = pytest.mark.integration
+
+
+def _pid(path: Path) -> int:
+    return int(path.read_text().split()[0])
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_slurmrestd_runs_as_the_dedicated_user_with_the_rendered_settings(slurm):
+    pid = _pid(slurm.root / "run" / "slurmrestd.pid")
+    env = _environ(pid)
+
+    assert pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name == slurm.config.daemon_user
+    assert env["SLURM_JWT"] == "daemon"
+    assert env["SLURMRESTD_AUTH_TYPES"] == "rest_auth/jwt"
+    assert env["SLURMRESTD_LISTEN"] == f"127.0.0.1:{slurm.ports['internal']}"
+
+
+def test_the_tls_proxy_serves_only_the_client_api(slurm):
+    context = ssl.create_default_context(cafile=slurm.ca_file)
+    headers = {"X-SLURM-USER-NAME": slurm.user, "X-SLURM-USER-TOKEN": slurm.token()}
+    with httpx.Client(base_url=slurm.endpoint, verify=context, headers=headers) as http:
+        assert http.get("/slurm/v0.0.38/ping").status_code == 200
+        assert http.get("/slurm/v0.0.38/nodes").status_code == 404
+        assert http.get("/openapi/v3").status_code == 404
+        assert http.patch("/slurm/v0.0.38/job/1").status_code == 403
+
+
+def test_the_rest_port_speaks_only_tls(slurm):
+    response = httpx.get(f"http://127.0.0.1:{slurm.ports['rest']}/slurm/v0.0.38/ping")
+    assert response.status_code == 400  # nginx: "The plain HTTP request was sent to HTTPS port"
+
+
+def test_the_jwt_key_is_private_to_the_slurm_user(slurm):
+    info = os.stat(slurm.key_path)
+    assert pwd.getpwuid(info.st_uid).pw_name == "slurm"
+    assert info.st_mode & 0o777 == 0o600
+
+
+def test_running_the_setup_again_changes_nothing(slurm):
+    output = slurm.run_setup(slurm.node)
+    assert "updated" not in output
+    assert "nothing changed" in output
+
+
+def test_a_changed_template_input_is_applied_and_only_that(slurm):
+    wider = bridge_node(
+        slurm.config,
+        bridge_name="itest",
+        firewall=firewall_rules(slurm.config.rest_port, ["127.0.0.0/8", "10.20.0.0/16"]),
+        tls_name="localhost",
+        layout=slurm.layout,
+        slurm=slurm.slurm,
+    )
+    try:
+        output = slurm.run_setup(wider)
+        assert output.splitlines()[0] == f"updated {slurm.layout.firewall}"
+        assert "10.20.0.0/16" in Path(slurm.layout.firewall).read_text()
+        assert wider.content_hash != slurm.node.content_hash
+    finally:
+        restored = slurm.run_setup(slurm.node)
+    assert f"updated {slurm.layout.firewall}" in restored
+    assert "nothing changed" in slurm.run_setup(slurm.node)
+
+
+def test_the_verify_script_names_a_key_the_controller_does_not_hold(slurm):
+    forged = mint_token("another-key" * 6, slurm.user, now=time.time(), lifetime_hours=2)
+    result = subprocess.run(["bash", slurm.layout.verify], input=forged, capture_output=True, text=True)
+
+    assert result.returncode == 1
+    assert "the controller refused a token signed with the bridge's key" in result.stderr
+    assert f"jwt_key={slurm.key_path}" in result.stderr
+
+
+def test_the_setup_refuses_a_secret_it_does_not_know(slurm):
+    setup = slurm.root / "setup.sh"
+    bad = slurm.secrets_stdin() + "ssh.key\tAAAA\n"
+    result = subprocess.run(["bash", str(setup)], input=bad, capture_output=True, text=True, env=slurm.env())
+    assert result.returncode == 1
+    assert "unexpected secret 'ssh.key'" in result.stderr
+
+
+def test_the_setup_says_which_secret_is_missing(slurm):
+    setup = slurm.root / "setup.sh"
+    partial = "".join(line + "\n" for line in slurm.secrets_stdin().splitlines() if not line.startswith("tls.key"))
+    result = subprocess.run(["bash", str(setup)], input=partial, capture_output=True, text=True, env=slurm.env())
+    assert result.returncode == 1
+    assert "secret 'tls.key' is missing" in result.stderr
+
+
+def test_the_controller_runs_the_rendered_slurm_conf(slurm):
+    shown = subprocess.run(
+        ["scontrol", "show", "config"], capture_output=True, text=True, check=True, env=slurm.env()
+    ).stdout
+    settings = {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in shown.splitlines())}
+
+    assert str(slurm.slurm_conf) in {f.path for f in slurm.node.files}
+    assert settings["AuthAltTypes"] == "auth/jwt"
+    assert settings["AuthAltParameters"] == f"jwt_key={slurm.key_path}"
+    assert settings["MessageTimeout"] == f"{slurm.message_timeout} sec"
