@@ -39,22 +39,27 @@ def floor_hour_us(micros: np.ndarray) -> np.ndarray:
     return micros - np.mod(micros, _HOUR_US)
 
 
+def aggregate_bins(index: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
+    """Aggregate rows of `values` (n, len(VARIABLES)) into `bins` by their bin `index`; rows
+    with an index outside [0, bins) are ignored."""
+    out = np.full((bins, len(VARIABLES)), np.nan)
+    inside = (index >= 0) & (index < bins)
+    index, values = index[inside], values[inside]
+    for j, name in enumerate(VARIABLES):
+        column = values[:, j]
+        ok = ~np.isnan(column)
+        counts = np.bincount(index[ok], minlength=bins)
+        sums = np.bincount(index[ok], weights=column[ok], minlength=bins)
+        has = counts > 0
+        out[has, j] = sums[has] if name in _SUMMED else sums[has] / counts[has]
+    return out
+
+
 def bin_hourly(
     times_us: np.ndarray, values: np.ndarray, start_us: int, hours: int
 ) -> np.ndarray:
     """Bin observations (times in us, values shape (n, len(VARIABLES))) onto `hours` bins."""
-    out = np.full((hours, len(VARIABLES)), np.nan)
-    idx = (times_us - start_us) // _HOUR_US
-    inside = (idx >= 0) & (idx < hours)
-    idx, values = idx[inside], values[inside]
-    for j, name in enumerate(VARIABLES):
-        column = values[:, j]
-        ok = ~np.isnan(column)
-        counts = np.bincount(idx[ok], minlength=hours)
-        sums = np.bincount(idx[ok], weights=column[ok], minlength=hours)
-        has = counts > 0
-        out[has, j] = sums[has] if name in _SUMMED else sums[has] / counts[has]
-    return out
+    return aggregate_bins((times_us - start_us) // _HOUR_US, values, hours)
 
 
 def _within_limits(name: str, column: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from fedeploy_inference.api_schema import (
 )
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.features import SCENE_MAX_AGE_HOURS, Encoded, FeatureSpec, encode
-from fedeploy_inference.hourly import bin_hourly
+from fedeploy_inference.hourly import aggregate_bins
 from fedeploy_inference.registry import LoadedModel
 
 _HOUR_US = 3_600_000_000
@@ -37,26 +37,29 @@ def _us(when) -> int:  # type: ignore[no-untyped-def]
 def encode_requests(spec: FeatureSpec, requests: Sequence[PredictionRequest]) -> Encoded:
     """Bin each request's observations onto the model's context hours and encode the batch.
 
-    Raises RequestRejected (loc relative to the request list) for a request without a recent
-    temperature.
+    All observations of the batch are binned in one pass. Raises RequestRejected (loc relative
+    to the request list) for a request without a recent temperature.
     """
-    c = spec.context_hours
-    context = np.full((len(requests), c, len(VARIABLES)), np.nan)
-    origins = np.empty(len(requests), dtype=np.int64)
-    lon = np.full(len(requests), np.nan)
-    cloud = np.full(len(requests), np.nan)
-    age = np.full(len(requests), np.nan)
+    c, b = spec.context_hours, len(requests)
+    counts = np.fromiter((len(r.observations) for r in requests), np.int64, b)
+    origins = np.fromiter((_us(r.issued_at) for r in requests), np.int64, b)
+    owner = np.repeat(np.arange(b), counts)
+    times = np.fromiter(
+        (_us(o.time) for r in requests for o in r.observations), np.int64, int(counts.sum())
+    )
+    # numpy turns None into NaN in a float array: missing values need no special case.
+    values = np.array(
+        [tuple(getattr(o, v) for v in VARIABLES) for r in requests for o in r.observations],
+        dtype=float,
+    ).reshape(-1, len(VARIABLES))
+    hour = (times - (origins[owner] - c * _HOUR_US)) // _HOUR_US
+    hour = np.where((hour >= 0) & (hour < c), hour, -1)
+    index = np.where(hour >= 0, owner * c + hour, -1)
+    context = aggregate_bins(index, values, b * c).reshape(b, c, len(VARIABLES))
+    lon = np.array([np.nan if r.longitude is None else r.longitude for r in requests])
+    cloud = np.full(b, np.nan)
+    age = np.full(b, np.nan)
     for i, req in enumerate(requests):
-        origins[i] = _us(req.issued_at)
-        times = np.array([_us(o.time) for o in req.observations], dtype=np.int64)
-        values = np.array(
-            [[np.nan if getattr(o, v) is None else getattr(o, v) for v in VARIABLES]
-             for o in req.observations],
-            dtype=float,
-        )
-        context[i] = bin_hourly(times, values, int(origins[i]) - c * _HOUR_US, c)
-        if req.longitude is not None:
-            lon[i] = req.longitude
         if req.scene is not None and req.scene.acquired < req.issued_at:
             hours = (origins[i] - _us(req.scene.acquired)) / _HOUR_US
             if hours <= SCENE_MAX_AGE_HOURS:

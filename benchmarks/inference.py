@@ -1,0 +1,170 @@
+"""Prediction latency and throughput per batch size: through the HTTP server, beside the same
+model called in-process (with request encoding, and bare: the ceiling).
+
+    .venv/bin/python benchmarks/inference.py [--seconds 3] [--batch-sizes 1,8,64,512]
+
+It trains a small model on the synthetic set, publishes it to S3 on loopback (moto), starts
+`fedeploy-infer serve` as its own process and measures each path for a fixed time per batch
+size. Where a GPU is visible the in-process and server figures are repeated on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import torch
+
+from fedeploy.loopback import MotoS3
+from fedeploy.loopback.processes import free_port
+from fedeploy_inference.api_schema import PredictionRequest
+from fedeploy_inference.contract import VARIABLES
+from fedeploy_inference.hourly import to_hourly
+from fedeploy_inference.predictor import encode_requests, predict_requests, run_model
+from fedeploy_inference.registry import load_model, publish
+from fedeploy_inference.s3 import s3_client
+from fedeploy_inference.settings import InferenceSettings
+from fedeploy_inference.synthetic import SyntheticSpec, generate
+from fedeploy_inference.training import TrainConfig, train
+
+BUCKET = "bench"
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def measure(call: Callable[[], None], seconds: float) -> list[float]:
+    """Latencies (s) of repeated calls for about `seconds`, after a short warm-up."""
+    for _ in range(3):
+        call()
+    latencies = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(latencies) < 5:
+        began = time.perf_counter()
+        call()
+        latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def requests_from(series, count: int) -> list[dict]:
+    """`count` requests, each 24 hourly observations of a station before an hour."""
+    out = []
+    stations = sorted(series)
+    for k in range(count):
+        st = series[stations[k % len(stations)]]
+        first = 48 + (k * 7) % (st.values.shape[0] - 80)
+        obs = []
+        for i in range(first - 24, first):
+            row = {"time": (st.start + timedelta(hours=i)).isoformat()}
+            row.update({n: float(st.values[i, j]) for j, n in enumerate(VARIABLES)
+                        if not np.isnan(st.values[i, j])})
+            obs.append(row)
+        if not any("air_temperature" in o for o in obs[-6:]):
+            obs[-1]["air_temperature"] = 5.0
+        out.append({"station": st.station, "issued_at": (st.start + timedelta(hours=first)).isoformat(),
+                    "longitude": st.longitude, "latitude": st.latitude, "observations": obs})
+    return out
+
+
+def start_server(endpoint: str, device: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "INFER_BUCKET": BUCKET, "INFER_S3_ENDPOINT_URL": endpoint,
+           "INFER_DEVICE": device, "INFER_MAX_BATCH": "4096"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fedeploy_inference", "--log-level", "WARNING", "serve",
+         "--port", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the server did not become ready in 120 s")
+
+
+def row(path: str, device: str, batch: int, latencies: list[float]) -> str:
+    p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
+    rate = batch * len(latencies) / sum(latencies)
+    return f"{path:<22} {device:<5} {batch:>6} {p50:>10.3f} {p99:>10.3f} {rate:>14,.0f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--batch-sizes", default="1,8,64,512")
+    args = parser.parse_args()
+    sizes = [int(x) for x in args.batch_sizes.split(",")]
+
+    s3 = MotoS3().start()
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    try:
+        s3.create_bucket(BUCKET)
+        settings = InferenceSettings(bucket=BUCKET, s3_endpoint_url=s3.endpoint.endpoint_url)
+        client = s3_client(settings)
+        series = to_hourly(pa.concat_tables([t for _, t in generate(SyntheticSpec(days=60))]))
+        result = train(series, TrainConfig(epochs=5), torch.device("cpu"))
+        version = publish(client, BUCKET, settings.model_name, result, {
+            "source": "synthetic", "windows": 0, "rows": 0, "stations": sorted(series),
+            "period": {"start": "", "end": ""}, "samples": {"train": result.train_samples,
+                                                          "test": len(result.test)}})
+        bodies = requests_from(series, max(sizes))
+        typed = [PredictionRequest.model_validate(b) for b in bodies]
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        print(f"model {settings.model_name}/{version}; torch {torch.__version__}; "
+              f"{os.cpu_count()} CPU cores; {args.seconds:g} s per figure; "
+              f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+        print(f"{'path':<22} {'dev':<5} {'batch':>6} {'p50 ms':>10} {'p99 ms':>10} "
+              f"{'forecasts/s':>14}")
+        for device in devices:
+            loaded = load_model(client, BUCKET, settings.model_name, version, torch.device(device))
+            for batch in sizes:
+                encoded = encode_requests(loaded.spec, typed[:batch])
+
+                def bare(encoded=encoded) -> None:
+                    run_model(loaded, encoded)
+                    if device == "cuda":
+                        torch.cuda.synchronize()
+
+                print(row("model, bare (ceiling)", device, batch, measure(bare, args.seconds)))
+                print(row("model + encoding", device, batch,
+                          measure(lambda b=batch: predict_requests(loaded, typed[:b]), args.seconds)))
+            server, base = start_server(s3.endpoint.endpoint_url, device)
+            try:
+                with httpx.Client(base_url=base, timeout=60) as http:
+                    for batch in sizes:
+                        if batch == 1:
+                            def call() -> None:
+                                http.post("/v1/predict", json=bodies[0]).raise_for_status()
+                        else:
+                            payload = {"requests": bodies[:batch]}
+
+                            def call(payload=payload) -> None:
+                                http.post("/v1/predict/batch", json=payload).raise_for_status()
+                        print(row("server (HTTP)", device, batch, measure(call, args.seconds)))
+            finally:
+                os.kill(server.pid, signal.SIGTERM)
+                server.wait(timeout=30)
+    finally:
+        s3.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
