@@ -115,8 +115,8 @@ class SeaweedS3:
                 time.sleep(0.2)
 
     def stop(self) -> None:
-        """Stop by pid file."""
-        self.daemon.stop()
+        """Stop by pid file; its data is disposable, so it gets one second to shut down."""
+        self.daemon.stop(timeout=1.0)
 
     def _s3_port_open(self) -> bool:
         self.daemon.ensure_running()

@@ -101,7 +101,8 @@ class Source(BaseModel):
 class IngestSettings(BaseSettings):
     """The ingestion service's settings (environment variables INGEST_<NAME>)."""
 
-    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", frozen=True,
+                                      populate_by_name=True)
 
     site: SiteName | None = Field(default=None, description="This site's name.")
     # --- object storage

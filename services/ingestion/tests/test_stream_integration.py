@@ -1,0 +1,202 @@
+"""The MQTT consumer against real peers: Debian's mosquitto, SeaweedFS, stac-fastapi-pgstac."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pyarrow.parquet as pq
+import pytest
+
+from fedeploy.loopback import MosquittoBroker, SeaweedS3
+from fedeploy.loopback.processes import Daemon, free_port, wait_until
+from fedeploy_ingestion.catalog import CatalogClient
+from fedeploy_ingestion.metrics import Metrics
+from fedeploy_ingestion.object_store import ObjectStore, s3_client
+from fedeploy_ingestion.probes import ProbeServer
+from fedeploy_ingestion.settings import IngestSettings
+from fedeploy_ingestion.stream import Consumer
+from fedeploy_ingestion.window_writer import WindowWriter
+from fedeploy_ingestion.windowing import window_of
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
+
+
+def topic(station: str) -> str:
+    return f"fedeploy/site-a/stations/{station}/observations"
+
+
+def publish(broker: MosquittoBroker, messages: list[tuple[str, bytes]]) -> None:
+    """Publish at QoS 1 and wait until the broker has acknowledged every message."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"publisher-{time.time_ns()}")
+    client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        sent = [client.publish(t, p, qos=1) for t, p in messages]
+        for info in sent:
+            info.wait_for_publish(timeout=60)
+        assert all(info.is_published() for info in sent)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def stored_rows(store: ObjectStore) -> list[tuple[str, datetime]]:
+    rows = []
+    paginator = store.client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=store.bucket, Prefix="observations/"):
+        for entry in page.get("Contents", []):
+            table = pq.read_table(io.BytesIO(store.get(entry["Key"])))
+            rows += list(zip(table.column("station").to_pylist(),
+                             table.column("time").to_pylist(), strict=True))
+    return rows
+
+
+def catalog_items(url: str) -> list[dict[str, Any]]:
+    answer = httpx.post(f"{url}/search", json={"collections": ["edge-observations"],
+                                               "limit": 1000}, timeout=30)
+    answer.raise_for_status()
+    return answer.json()["features"]
+
+
+def counter_value(metrics_text: str, name: str) -> float:
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.mark.slow
+def test_10000_observations_with_the_consumer_killed_twice_land_exactly_once(
+        broker: MosquittoBroker, s3: SeaweedS3, bucket: str, catalogs, site_env: dict[str, str],
+        make_observation, tmp_path: Path) -> None:
+    site = catalogs.start("site-a")
+    stations = [f"st-{n:02d}" for n in range(20)]
+    messages, published = [], []
+    for step in range(500):
+        for n, station in enumerate(stations):
+            moment = T0 + timedelta(seconds=12 * step + n)
+            position = (11.0 + n / 10, 46.0) if n % 2 else None
+            body = make_observation(station, moment, temperature=step / 10, position=position)
+            messages.append((topic(station), json.dumps(body).encode()))
+            published.append((station, moment))
+    assert len(messages) == 10_000
+
+    port = free_port()
+    env = {**os.environ, **site_env,
+           "INGEST_CATALOG_URL": site.url, "INGEST_MQTT_HOST": broker.host,
+           "INGEST_MQTT_PORT": str(broker.port), "INGEST_MQTT_CLIENT_ID": f"kill-{bucket}",
+           "INGEST_WINDOW_SECONDS": "600", "INGEST_WINDOW_GRACE_SECONDS": "0",
+           "INGEST_FLUSH_IDLE_SECONDS": "1", "INGEST_HTTP_HOST": "127.0.0.1",
+           "INGEST_HTTP_PORT": str(port), "INGEST_LOG_LEVEL": "WARNING"}
+    consumer = Daemon("consumer", [sys.executable, "-m", "fedeploy_ingestion", "stream"],
+                      tmp_path, env=env)
+
+    def metrics() -> str:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+
+    def start() -> None:
+        consumer.start()
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                   .status_code == 200, 30, "the consumer's /readyz", consumer.log_file)
+
+    start()
+    publisher = threading.Thread(target=publish, args=(broker, messages))
+    publisher.start()
+    stored_at_kill = []
+    for _ in range(2):
+        wait_until(lambda: counter_value(metrics(), "ingest_messages_acknowledged_total") >= 1500,
+                   60, "1500 acknowledgements", consumer.log_file)
+        consumer.kill()  # SIGKILL: no flush, no acknowledgement, whatever it was doing
+        stored_at_kill.append(sum(i["properties"]["fedeploy:observation_count"]
+                                  for i in catalog_items(site.url)))
+        start()
+    publisher.join(timeout=120)
+    assert not publisher.is_alive()
+
+    windows = {window_of(s, t, 600) for s, t in published}
+    wait_until(lambda: sum(i["properties"]["fedeploy:observation_count"]
+                           for i in catalog_items(site.url)) == 10_000,
+               90, "all observations in the catalog", consumer.log_file)
+    consumer.stop()  # SIGTERM: writes what it holds, then exits
+
+    store = ObjectStore(s3.endpoint.client(), bucket)
+    rows = stored_rows(store)
+    duplicates = [key for key, count in Counter(rows).items() if count > 1]
+    assert duplicates == []
+    assert sorted(rows) == sorted(published)
+    items = catalog_items(site.url)
+    assert sorted(i["id"] for i in items) == sorted(w.item_id for w in windows)
+    positioned = [i for i in items if i["properties"]["fedeploy:position_known"]]
+    assert len(positioned) == len(windows) // 2
+    assert all(0 < stored < 10_000 for stored in stored_at_kill), stored_at_kill
+    assert "Traceback" not in consumer.log_file.read_text()
+
+
+def test_malformed_messages_end_in_the_dead_letter_prefix_and_the_consumer_goes_on(
+        broker: MosquittoBroker, s3: SeaweedS3, bucket: str, catalogs, site_env: dict[str, str],
+        make_observation, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = catalogs.start("site-a")
+    for name, value in site_env.items():
+        monkeypatch.setenv(name, value)
+    settings = IngestSettings(catalog_url=site.url, mqtt_host=broker.host, mqtt_port=broker.port,
+                              mqtt_client_id=f"dead-{bucket}", flush_idle_seconds=0.5,
+                              s3_endpoint_url=s3.endpoint.endpoint_url)
+    metrics = Metrics()
+    store = ObjectStore(s3_client(settings.s3_endpoint_url, settings.s3_region, "auto"), bucket)
+    consumer = Consumer(settings, store,
+                        WindowWriter(store, CatalogClient(site.url), "site-a", metrics), metrics)
+    probes = ProbeServer("127.0.0.1", 0, metrics, healthy=lambda: True,
+                         ready=lambda: consumer.ready).start()
+    probe = f"http://127.0.0.1:{probes.port}"
+    assert httpx.get(f"{probe}/readyz").status_code == 503
+    worker = threading.Thread(target=consumer.run)
+    worker.start()
+    try:
+        wait_until(lambda: consumer.ready, 10, "subscription", None)
+        assert httpx.get(f"{probe}/readyz").status_code == 200
+        good = make_observation("bz-01", T0)
+        bad = {
+            "not-json": (topic("bz-01"), b"{broken"),
+            "schema-version": (topic("bz-01"), json.dumps({**good, "schema": "other/9"}).encode()),
+            "unit": (topic("bz-01"), json.dumps({**good, "variables": {
+                "air_temperature": {"value": 20, "unit": "degF"}}}).encode()),
+            "topic-mismatch": (topic("bz-02"), json.dumps(good).encode()),
+        }
+        later = make_observation("bz-01", T0 + timedelta(seconds=30))
+        publish(broker, [(topic("bz-01"), json.dumps(good).encode()), *bad.values(),
+                         (topic("bz-01"), json.dumps(later).encode())])
+        wait_until(lambda: len(catalog_items(site.url)) == 1, 20, "the good window", None)
+        letters = store.client.list_objects_v2(Bucket=bucket, Prefix="dead-letter/observations/")
+        documents = [json.loads(store.get(o["Key"])) for o in letters.get("Contents", [])]
+        assert sorted(d["code"] for d in documents) == sorted(bad)
+        for document in documents:
+            assert document["reason"] and document["topic"].startswith("fedeploy/site-a/")
+        assert next(d for d in documents if d["code"] == "not-json")["payload"] == "{broken"
+        [item] = catalog_items(site.url)
+        assert item["properties"]["fedeploy:observation_count"] == 2
+        text = httpx.get(f"{probe}/metrics").text
+        for code in bad:
+            assert f'ingest_dead_letters_total{{reason="{code}"}} 1.0' in text
+        assert counter_value(text, "ingest_messages_received_total") == 6
+    finally:
+        consumer.stop()
+        worker.join(timeout=30)
+        probes.close()
+    assert not worker.is_alive()
+    assert metrics.pending_messages._value.get() == 0
