@@ -1,0 +1,232 @@
+"""`fedeploy affected`: the stacks a change affects, in waves of deployment order.
+
+From `git diff base...head`: each changed path touches some sites (`gitops.path_rules`); a site
+whose exported contract changes (offline plans of base and head compared) affects every stack
+that reads the changed outputs, transitively; the affected stacks are grouped into waves from
+the head's reference graph. Deleted stack files are reported as removed, never destroyed."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedeploy.errors import FedeployError
+from fedeploy.gitops import git_tree
+from fedeploy.gitops.closure import (
+    ContractDiff,
+    Decision,
+    SiteInfo,
+    close_over_contracts,
+    compare_contracts,
+    direct_effects,
+    waves,
+)
+from fedeploy.gitops.path_rules import classify
+from fedeploy.gitops.planned_sites import PlannedFederation, plan_tree
+from fedeploy.gitops.program_files import program_files
+from fedeploy.gitops.result import Affected
+from fedeploy.references import Reference
+
+Planner = Callable[[Path, str], PlannedFederation]
+
+
+class AffectedError(FedeployError):
+    """The affected stacks cannot be decided: the head does not validate or plan."""
+
+
+def find_affected(
+    repo: Path,
+    base: str | None,
+    head: str = "HEAD",
+    *,
+    stacks_dir: str = "stacks",
+    every_stack: bool = False,
+    planner: Planner = plan_tree,
+) -> Affected:
+    """Decide which stacks of `head` the change `base...head` affects (all with `every_stack`)."""
+    head_sha = git_tree.resolve(repo, head, "--head")
+    base_sha = None if every_stack else git_tree.resolve(repo, base or "", "--base")
+    with tempfile.TemporaryDirectory(prefix="fedeploy-affected-") as tmp:
+        head_tree = git_tree.export_tree(repo, head_sha, _mkdir(Path(tmp) / "head"))
+        sites, references = head_federation(head_tree / stacks_dir)
+        if base_sha is None:
+            decision = Decision(
+                reasons={name: ["every stack was asked for (--all)"] for name in sites}
+            )
+        else:
+            plans = _LazyPlans(repo, base_sha, head_tree, Path(tmp), stacks_dir, planner)
+            files = program_files(head_tree)
+            touched = [
+                (change, classify(change.path, change.status, files, stacks_dir))
+                for change in git_tree.changed_paths(repo, base_sha, head_sha)
+            ]
+            decision = direct_effects(touched, sites, plans.head)
+            close_over_contracts(decision, references, plans.contract_diff)
+        order = waves(decision.reasons, references)
+    return Affected(
+        base=base_sha,
+        head=head_sha,
+        waves=order,
+        reasons=decision.reasons,
+        sites={name: sites[name] for name in decision.reasons},
+        removed=decision.removed,
+        ignored=decision.ignored,
+    )
+
+
+def head_federation(stacks_dir: Path) -> tuple[dict[str, SiteInfo], list[Reference]]:
+    """The head's sites and references from its validated stack files; raises if any is invalid."""
+    from fedeploy.offline.federation import load_federation
+
+    federation = load_federation(stacks_dir)
+    if federation.errors:
+        problems = "\n".join(f"  - {e}" for e in federation.errors)
+        raise AffectedError(
+            f"the stacks in {stacks_dir.name}/ at the head do not validate:\n{problems}"
+        )
+    sites = {
+        name: SiteInfo(
+            name=name,
+            kind=site.kind,
+            environment=site.environment,
+            region=getattr(site, "region", None) if site.kind == "aws" else None,
+            bridge=getattr(site, "bridge", None) is not None,
+        )
+        for name, site in sorted(federation.sites.items())
+    }
+    return sites, federation.references
+
+
+class _LazyPlans:
+    """The offline plans of head and base, each run at most once and only when asked for."""
+
+    def __init__(
+        self, repo: Path, base: str, head_tree: Path, tmp: Path, stacks_dir: str, planner: Planner
+    ):
+        self._repo, self._base, self._head_tree, self._tmp = repo, base, head_tree, tmp
+        self._stacks_dir, self._planner = stacks_dir, planner
+        self._head: PlannedFederation | None = None
+        self._base_plan: PlannedFederation | None = None
+        self._base_note = ""
+
+    def head(self) -> PlannedFederation:
+        if self._head is None:
+            self._head = self._planner(self._head_tree, self._stacks_dir)
+            if self._head.errors:
+                problems = "\n".join(f"  - {e}" for e in self._head.errors)
+                raise AffectedError(
+                    f"the head revision does not plan offline, so what it affects cannot be decided:\n{problems}"
+                )
+        return self._head
+
+    def base(self) -> PlannedFederation:
+        if self._base_plan is None:
+            if not git_tree.has_path(self._repo, self._base, self._stacks_dir):
+                self._base_plan, self._base_note = (
+                    PlannedFederation(),
+                    f"the base has no {self._stacks_dir}/",
+                )
+            else:
+                tree = git_tree.export_tree(self._repo, self._base, _mkdir(self._tmp / "base"))
+                self._base_plan = self._planner(tree, self._stacks_dir)
+                if self._base_plan.errors:
+                    self._base_note = (
+                        f"the base does not plan offline ({self._base_plan.errors[0]})"
+                    )
+        return self._base_plan
+
+    def contract_diff(self, site: str) -> ContractDiff:
+        head = self.head().sites.get(site)
+        if head is None:
+            raise AffectedError(f"the head's offline plan has no stack {site!r}")
+        base_plan = self.base()
+        base = base_plan.sites.get(site)
+        if base is None and self._base_note:
+            # Unknown is treated as changed: deploying a reader for nothing is safe, skipping it is not.
+            return ContractDiff(everything=True, note=f"{self._base_note}: assumed to change")
+        return compare_contracts(None if base is None else base.outputs, head.outputs)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+# ---- the command --------------------------------------------------------------------------
+
+
+OUT_FILES = {
+    "json": "affected.json",
+    "markdown": "affected.md",
+    "text": "affected.txt",
+    "gitlab": "gitlab-pipeline.yml",
+}
+
+
+class AffectedFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+    gitlab = "gitlab"
+
+
+def affected_command(
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="Commit or ref the change starts from (e.g. origin/main)."),
+    ] = None,
+    head: Annotated[str, typer.Option("--head", help="Commit or ref the change ends at.")] = "HEAD",
+    every_stack: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Every stack, in waves, ignoring --base (first deployment, drift checks)."
+        ),
+    ] = False,
+    stacks_dir: Annotated[
+        str,
+        typer.Option(
+            "--stacks-dir", help="Directory of the stack files, from the repository root."
+        ),
+    ] = "stacks",
+    repo: Annotated[Path, typer.Option("--repo", help="The git repository.")] = Path("."),
+    format: Annotated[
+        AffectedFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = AffectedFormat.text,
+    gitlab_include: Annotated[
+        str,
+        typer.Option(
+            "--gitlab-include",
+            help="With --format gitlab: the file defining the .fedeploy-up job template.",
+        ),
+    ] = ".gitlab/fedeploy-deploy.yml",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Also write every form here: affected.json, affected.md, affected.txt, gitlab-pipeline.yml.",
+        ),
+    ] = None,
+) -> None:
+    """Stacks a change affects, grouped into waves of deployment order (JSON feeds a job matrix).
+
+    Exit status: 0 with an answer (nothing affected included), 2 when it cannot be decided."""
+    from fedeploy.gitops.formats import FORMATS, as_gitlab
+
+    if base is None and not every_stack:
+        raise typer.BadParameter(
+            "give --base REF (the change's starting point) or --all", param_hint="--base"
+        )
+    affected = find_affected(repo, base, head, stacks_dir=stacks_dir, every_stack=every_stack)
+    forms = {name: render(affected) for name, render in FORMATS.items()}
+    forms["gitlab"] = as_gitlab(affected, gitlab_include)
+    sys.stdout.write(forms[format.value])
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, file in OUT_FILES.items():
+            (out / file).write_text(forms[name])

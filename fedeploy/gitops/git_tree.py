@@ -1,0 +1,87 @@
+"""The few git operations `fedeploy affected` needs, through the git command line.
+
+Trees are exported with `git archive` rather than `git worktree add`: it only reads the
+repository, so it takes no lock and leaves nothing behind in a checkout other people share."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedeploy.errors import FedeployError
+
+
+class GitError(FedeployError):
+    """A git command failed: a ref that does not exist, no merge base, not a repository."""
+
+
+@dataclass(frozen=True, order=True)
+class Change:
+    """One path a change touches; `status` is git's letter: A added, M modified, D deleted."""
+
+    path: str
+    status: str
+
+
+def _git(repo: Path, *args: str) -> bytes:
+    try:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)
+    except FileNotFoundError:
+        raise GitError(
+            "git is not installed (fedeploy affected reads the change with git)"
+        ) from None
+    if done.returncode != 0:
+        stderr = done.stderr.decode(errors="replace").strip()
+        raise GitError(f"git {' '.join(args)} failed in {repo}: {stderr}")
+    return done.stdout
+
+
+def _git_text(repo: Path, *args: str) -> str:
+    return _git(repo, *args).decode()
+
+
+def resolve(repo: Path, ref: str, what: str) -> str:
+    """The commit a ref names; a clear error when it does not exist in this clone."""
+    if not ref or ref.startswith("-") or set(ref) == {"0"}:
+        raise GitError(f"{what} {ref!r} is not a git ref")
+    try:
+        return _git_text(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
+    except GitError:
+        raise GitError(
+            f"{what} {ref!r} is not a commit in {repo}: fetch it first (in CI: a checkout with "
+            "full history, e.g. actions/checkout with fetch-depth: 0, or `git fetch origin <ref>`)"
+        ) from None
+
+
+def changed_paths(repo: Path, base: str, head: str) -> list[Change]:
+    """What `git diff base...head` touches (from the merge base), renames as delete plus add."""
+    try:
+        _git(repo, "merge-base", base, head)
+    except GitError:
+        raise GitError(
+            f"{base[:12]} and {head[:12]} have no common ancestor in {repo}; a shallow clone "
+            "lacks it: fetch the full history (fetch-depth: 0)"
+        ) from None
+    out = _git_text(repo, "diff", "--name-status", "--no-renames", "-z", f"{base}...{head}")
+    fields = out.split("\0")
+    changes = []
+    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        if path:
+            changes.append(Change(path=path, status=status[:1]))
+    return sorted(changes)
+
+
+def has_path(repo: Path, commit: str, path: str) -> bool:
+    """Whether the tree of `commit` holds `path` (a file or a directory)."""
+    return bool(_git_text(repo, "ls-tree", "--name-only", commit, "--", path).strip())
+
+
+def export_tree(repo: Path, commit: str, dest: Path) -> Path:
+    """Write the files of `commit` into `dest` (which must exist) and return it."""
+    data = _git(repo, "archive", "--format=tar", commit)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(dest, filter="data")  # refuses links and paths leaving dest
+    return dest

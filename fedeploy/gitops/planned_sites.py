@@ -1,0 +1,134 @@
+"""What the offline plan of a project tree says about each site: its exported contract, the
+charts it releases and the images its rendered manifests run.
+
+The plan runs as `python -m fedeploy.cli plan` inside the tree, with the tree first on the
+import path: the base revision is planned by the base revision's own program, and Pulumi's
+process-wide runtime state never mixes two revisions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+POD_CONTAINER_KEYS = ("containers", "initContainers", "ephemeralContainers")
+PLAN_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class PlannedSite:
+    """One site as its offline plan shows it."""
+
+    outputs: dict[str, Any]
+    charts: frozenset[str] = frozenset()
+    images: frozenset[str] = frozenset()
+    unrendered_releases: int = 0
+
+
+@dataclass
+class PlannedFederation:
+    """Every site the plan reached, and what stopped it if anything did."""
+
+    sites: dict[str, PlannedSite] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def plan_tree(
+    tree: Path, stacks_dir: str = "stacks", python: str = sys.executable
+) -> PlannedFederation:
+    """Run the offline plan of every stack in `tree` and read what it recorded."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(tree.resolve()), env.get("PYTHONPATH")) if p
+    )
+    with tempfile.TemporaryDirectory(prefix="fedeploy-affected-plan-") as out:
+        command = [
+            python,
+            "-m",
+            "fedeploy.cli",
+            "plan",
+            "--stacks-dir",
+            stacks_dir,
+            "--format",
+            "json",
+            "--out",
+            out,
+        ]
+        try:
+            done = subprocess.run(
+                command,
+                cwd=tree,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=PLAN_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return PlannedFederation(
+                errors=[f"the offline plan of {tree} ran past {PLAN_TIMEOUT_S} s"]
+            )
+        try:
+            report = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            tail = done.stderr.strip()[-1500:] or done.stdout.strip()[-1500:]
+            return PlannedFederation(
+                errors=[f"the offline plan of {tree} exited {done.returncode}: {tail}"]
+            )
+        planned = PlannedFederation(errors=[str(e) for e in report.get("errors", [])])
+        for name, site in report.get("sites", {}).items():
+            planned.sites[name] = _read_site(Path(out) / name, site.get("outputs") or {})
+        return planned
+
+
+def _read_site(site_out: Path, outputs: dict[str, Any]) -> PlannedSite:
+    resources_file = site_out / "resources.json"
+    resources = json.loads(resources_file.read_text()) if resources_file.is_file() else []
+    charts = {
+        str(r["inputs"]["chart"]).rstrip("/").rsplit("/", 1)[-1]
+        for r in resources
+        if r.get("type") == RELEASE and r.get("inputs", {}).get("chart")
+    }
+    releases = sum(1 for r in resources if r.get("type") == RELEASE)
+    images: set[str] = set()
+    manifest_files = sorted((site_out / "manifests").glob("*.yaml"))
+    for manifest in manifest_files:
+        for document in yaml.safe_load_all(manifest.read_text()):
+            images.update(image_name(ref) for ref in container_images(document))
+    return PlannedSite(
+        outputs=outputs,
+        charts=frozenset(charts),
+        images=frozenset(images),
+        unrendered_releases=max(0, releases - len(manifest_files)),
+    )
+
+
+def container_images(node: Any) -> Iterator[str]:
+    """Every container image a Kubernetes object (or any structure holding pod specs) names."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in POD_CONTAINER_KEYS and isinstance(value, list):
+                for container in value:
+                    if isinstance(container, dict) and isinstance(container.get("image"), str):
+                        yield container["image"]
+            else:
+                yield from container_images(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from container_images(item)
+
+
+def image_name(reference: str) -> str:
+    """The last path component of an image's repository: `ghcr.io/fedeploy/ingestion:0.1.0` -> `ingestion`."""
+    repository = reference.split("@", 1)[0]
+    last = repository.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
