@@ -52,8 +52,9 @@ class AssetServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="asset-server")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="asset-server"
+        )
 
     def start(self) -> AssetServer:
         """Serve in the background."""

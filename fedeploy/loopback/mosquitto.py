@@ -21,8 +21,9 @@ class MosquittoBroker:
     sized for the longest consumer outage).
     """
 
-    def __init__(self, workdir: Path, port: int | None = None,
-                 users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None
+    ) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise PeerUnavailable("mosquitto is not installed: apt-get install -y mosquitto")
@@ -54,9 +55,15 @@ class MosquittoBroker:
             password_file.write_text("")
             for user, password in self.users.items():
                 subprocess.run(
-                    [shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b",
-                     str(password_file), user, password],
-                    check=True, capture_output=True,
+                    [
+                        shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd",
+                        "-b",
+                        str(password_file),
+                        user,
+                        password,
+                    ],
+                    check=True,
+                    capture_output=True,
                 )
             lines += ["allow_anonymous false", f"password_file {password_file}"]
         else:

@@ -25,8 +25,10 @@ QUERYABLES_SQL = Path(__file__).with_name("pgstac_queryables.sql")
 def postgres_bindir() -> Path:
     """Where initdb and pg_ctl are: $FEDEPLOY_PG_BINDIR or the newest /usr/lib/postgresql/*/bin."""
     given = os.environ.get("FEDEPLOY_PG_BINDIR")
-    candidates = [given] if given else sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
+    candidates = (
+        [given]
+        if given
+        else sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
     )
     for candidate in reversed(candidates):
         if (Path(candidate) / "initdb").exists():
@@ -74,18 +76,43 @@ class PostgresServer:
             os.chown(self.cluster_dir, entry.pw_uid, entry.pw_gid)
             (self.workdir / "cluster-dir").write_text(f"{self.cluster_dir}\n")
         self._run(
-            [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ]
         )
-        options = " ".join([
-            f"-p {self.port}", f"-k {self.cluster_dir}", "-c listen_addresses=127.0.0.1",
-            # Disposable test data: durability costs time and buys nothing here.
-            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-            "-c max_connections=200",
-        ])
+        options = " ".join(
+            [
+                f"-p {self.port}",
+                f"-k {self.cluster_dir}",
+                "-c listen_addresses=127.0.0.1",
+                # Disposable test data: durability costs time and buys nothing here.
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+                "-c max_connections=200",
+            ]
+        )
         self._run(
-            [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-o", options,
-             "-l", str(self.log_file), "-w", "-t", "30", "start"]
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-o",
+                options,
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ]
         )
         wait_until(lambda: port_open(self.port), 10, "PostgreSQL", self.log_file)
         self.execute("postgres", f"CREATE DATABASE {TEMPLATE_DB}")
@@ -95,8 +122,9 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop through pg_ctl, which signals the pid in the cluster's postmaster.pid."""
         if (self.data_dir / "postmaster.pid").exists():
-            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
-                       "-w", "stop"])
+            self._run(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]
+            )
 
     def remove(self) -> None:
         """Stop and delete the cluster's files."""
@@ -140,8 +168,9 @@ class PostgresServer:
             conn.execute(sql)  # type: ignore[arg-type]
 
     def _run(self, argv: list[str]) -> None:
-        result = subprocess.run(argv, capture_output=True, text=True, user=self._user,
-                                cwd=self.cluster_dir, check=False)
+        result = subprocess.run(
+            argv, capture_output=True, text=True, user=self._user, cwd=self.cluster_dir, check=False
+        )
         if result.returncode != 0:
             raise PeerStartError(
                 f"{Path(argv[0]).name} failed with status {result.returncode} "

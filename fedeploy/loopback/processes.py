@@ -88,9 +88,7 @@ class Daemon:
         """Raise PeerStartError with the log's tail when the process has exited."""
         if not self.running:
             tail = self.log_file.read_text(errors="replace").splitlines()[-20:]
-            raise PeerStartError(
-                f"{self.name} exited (log: {self.log_file}):\n" + "\n".join(tail)
-            )
+            raise PeerStartError(f"{self.name} exited (log: {self.log_file}):\n" + "\n".join(tail))
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the pid in the pid file, SIGKILL after `timeout`; no-op when not running."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import sys
@@ -49,10 +50,8 @@ class S3Endpoint:
     def create_bucket(self, name: str) -> None:
         """Create a bucket (no error if this store already has it)."""
         client = self.client()
-        try:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=name)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
 
 
 def weed_binary() -> Path:
@@ -69,19 +68,39 @@ class SeaweedS3:
     def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
         self.binary = weed_binary()
-        self.ports = {name: free_port() for name in (
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-            "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port",
-            "admin.port.grpc")}
+        self.ports = {
+            name: free_port()
+            for name in (
+                "master.port",
+                "master.port.grpc",
+                "volume.port",
+                "volume.port.grpc",
+                "filer.port",
+                "filer.port.grpc",
+                "s3.port",
+                "s3.port.grpc",
+                "admin.port",
+                "admin.port.grpc",
+            )
+        }
         self.endpoint = S3Endpoint(
             endpoint_url=f"http://127.0.0.1:{self.ports['s3.port']}",
             access_key_id="AK" + secrets.token_hex(8).upper(),
             secret_access_key=secrets.token_urlsafe(30),
         )
         config = self.workdir / "s3.json"
-        argv = [str(self.binary), "mini", f"-dir={self.workdir / 'data'}", "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1", f"-s3.config={config}", "-webdav=false",
-                "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+        argv = [
+            str(self.binary),
+            "mini",
+            f"-dir={self.workdir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={config}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
         argv += [f"-{name}={port}" for name, port in self.ports.items()]
         self.daemon = Daemon("seaweedfs", argv, self.workdir)
 
@@ -90,12 +109,24 @@ class SeaweedS3:
         import json
 
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
-        (self.workdir / "s3.json").write_text(json.dumps({"identities": [{
-            "name": "fedeploy",
-            "credentials": [{"accessKey": self.endpoint.access_key_id,
-                             "secretKey": self.endpoint.secret_access_key}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }]}))
+        (self.workdir / "s3.json").write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "fedeploy",
+                            "credentials": [
+                                {
+                                    "accessKey": self.endpoint.access_key_id,
+                                    "secretKey": self.endpoint.secret_access_key,
+                                }
+                            ],
+                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                        }
+                    ]
+                }
+            )
+        )
         (self.workdir / "s3.json").chmod(0o600)
         self.daemon.start()
         wait_until(self._s3_port_open, timeout, "SeaweedFS S3", self.daemon.log_file)
@@ -110,8 +141,10 @@ class SeaweedS3:
                 return
             except Exception as error:  # the filer answers 500 until its volumes are up
                 if time.monotonic() > deadline:
-                    raise PeerStartError(f"SeaweedFS could not create bucket {name!r}: {error} "
-                                         f"(log: {self.daemon.log_file})") from error
+                    raise PeerStartError(
+                        f"SeaweedFS could not create bucket {name!r}: {error} "
+                        f"(log: {self.daemon.log_file})"
+                    ) from error
                 time.sleep(0.2)
 
     def stop(self) -> None:

@@ -24,12 +24,17 @@ FILE = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 def collection_document() -> dict[str, Any]:
     """The upstream collection."""
     return {
-        "type": "Collection", "stac_version": "1.1.0", "id": COLLECTION,
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": COLLECTION,
         "title": "Sentinel-2 Level-2A (loopback stand-in)",
         "description": "Bottom-of-atmosphere reflectance, Sentinel-2-like test items.",
-        "license": "other", "links": [],
-        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                   "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]}},
+        "license": "other",
+        "links": [],
+        "extent": {
+            "spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]},
+        },
     }
 
 
@@ -41,9 +46,13 @@ def _sha256_multihash(path: Path) -> str:
     return "1220" + digest.hexdigest()
 
 
-def make_items(server: AssetServer, count: int, asset_sizes: dict[str, int],
-               start: datetime | None = None, cloud_cover: list[float] | None = None
-               ) -> list[dict[str, Any]]:
+def make_items(
+    server: AssetServer,
+    count: int,
+    asset_sizes: dict[str, int],
+    start: datetime | None = None,
+    cloud_cover: list[float] | None = None,
+) -> list[dict[str, Any]]:
     """`count` items, one a day from `start`, each with files of the given sizes."""
     start = start or datetime(2024, 6, 1, 10, 30, tzinfo=UTC)
     items = []
@@ -55,26 +64,41 @@ def make_items(server: AssetServer, count: int, asset_sizes: dict[str, int],
             relative = f"{COLLECTION}/{item_id}/{name}.jp2"
             path = server.root / relative
             write_random_file(path, size)
-            assets[name] = {"href": server.href(relative), "type": "image/jp2",
-                            "title": f"Band {name}", "roles": ["data"],
-                            "file:size": size, "file:checksum": _sha256_multihash(path)}
+            assets[name] = {
+                "href": server.href(relative),
+                "type": "image/jp2",
+                "title": f"Band {name}",
+                "roles": ["data"],
+                "file:size": size,
+                "file:checksum": _sha256_multihash(path),
+            }
         lon, lat = 11.0 + (index % 5) * 0.1, 46.0 + (index % 3) * 0.1
-        items.append({
-            "type": "Feature", "stac_version": "1.1.0", "stac_extensions": [EO, FILE],
-            "id": item_id, "collection": COLLECTION,
-            "geometry": {"type": "Polygon", "coordinates": [[
-                [lon, lat], [lon + 1, lat], [lon + 1, lat + 1], [lon, lat + 1], [lon, lat]]]},
-            "bbox": [lon, lat, lon + 1, lat + 1],
-            "properties": {
-                "datetime": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "platform": "sentinel-2b", "constellation": "sentinel-2",
-                "eo:cloud_cover": (cloud_cover or [5.0])[index % len(cloud_cover or [5.0])],
-                "grid:code": "MGRS-32TQM",
-                "updated": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-            "assets": assets,
-            "links": [],
-        })
+        items.append(
+            {
+                "type": "Feature",
+                "stac_version": "1.1.0",
+                "stac_extensions": [EO, FILE],
+                "id": item_id,
+                "collection": COLLECTION,
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[lon, lat], [lon + 1, lat], [lon + 1, lat + 1], [lon, lat + 1], [lon, lat]]
+                    ],
+                },
+                "bbox": [lon, lat, lon + 1, lat + 1],
+                "properties": {
+                    "datetime": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "platform": "sentinel-2b",
+                    "constellation": "sentinel-2",
+                    "eo:cloud_cover": (cloud_cover or [5.0])[index % len(cloud_cover or [5.0])],
+                    "grid:code": "MGRS-32TQM",
+                    "updated": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                },
+                "assets": assets,
+                "links": [],
+            }
+        )
     return items
 
 
@@ -84,7 +108,9 @@ def load(catalog_url: str, items: list[dict[str, Any]]) -> None:
         answer = http.post(f"{catalog_url}/collections", json=collection_document())
         if answer.status_code not in (200, 201, 409):
             raise RuntimeError(f"creating {COLLECTION} failed: {answer.status_code} {answer.text}")
-        answer = http.post(f"{catalog_url}/collections/{COLLECTION}/bulk_items",
-                           json={"items": {i["id"]: i for i in items}, "method": "upsert"})
+        answer = http.post(
+            f"{catalog_url}/collections/{COLLECTION}/bulk_items",
+            json={"items": {i["id"]: i for i in items}, "method": "upsert"},
+        )
         if answer.status_code not in (200, 201):
             raise RuntimeError(f"loading items failed: {answer.status_code} {answer.text}")

@@ -15,30 +15,49 @@ from fedeploy.loopback.processes import Daemon, free_port, wait_until
 class StacApiServer:
     """One STAC API process over one pgstac database, stopped by its pid file."""
 
-    def __init__(self, dsn: str, workdir: Path, name: str = "stac-api",
-                 port: int | None = None, transactions: bool = True) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        workdir: Path,
+        name: str = "stac-api",
+        port: int | None = None,
+        transactions: bool = True,
+    ) -> None:
         self.dsn = dsn
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         parts = urlsplit(dsn)
         env = dict(os.environ)
-        env.update({
-            # stac-fastapi-pgstac requires every one of these, a password even under trust auth.
-            "PGUSER": parts.username or "postgres",
-            "PGPASSWORD": parts.password or "unused",
-            "PGHOST": parts.hostname or "127.0.0.1",
-            "PGPORT": str(parts.port or 5432),
-            "PGDATABASE": parts.path.lstrip("/"),
-            "ENABLE_TRANSACTIONS_EXTENSIONS": "true" if transactions else "false",
-            # Several APIs share one test cluster: keep each pool small.
-            "DB_MIN_CONN_SIZE": "1",
-            "DB_MAX_CONN_SIZE": "4",
-        })
+        env.update(
+            {
+                # stac-fastapi-pgstac requires every one of these, a password even under trust auth.
+                "PGUSER": parts.username or "postgres",
+                "PGPASSWORD": parts.password or "unused",
+                "PGHOST": parts.hostname or "127.0.0.1",
+                "PGPORT": str(parts.port or 5432),
+                "PGDATABASE": parts.path.lstrip("/"),
+                "ENABLE_TRANSACTIONS_EXTENSIONS": "true" if transactions else "false",
+                # Several APIs share one test cluster: keep each pool small.
+                "DB_MIN_CONN_SIZE": "1",
+                "DB_MAX_CONN_SIZE": "4",
+            }
+        )
         self.daemon = Daemon(
             name,
-            [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-             "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "stac_fastapi.pgstac.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
             Path(workdir),
             env=env,
         )
@@ -61,4 +80,3 @@ class StacApiServer:
     def _ping(self) -> bool:
         self.daemon.ensure_running()
         return httpx.get(f"{self.url}/_mgmt/ping", timeout=1.0).status_code == 200
-

@@ -33,8 +33,10 @@ class CatalogClient:
     @staticmethod
     def _check(response: httpx.Response, *allowed: int) -> httpx.Response:
         if response.status_code not in allowed:
-            raise CatalogError(f"{response.request.method} {response.request.url} answered "
-                               f"{response.status_code}: {response.text[:300]}")
+            raise CatalogError(
+                f"{response.request.method} {response.request.url} answered "
+                f"{response.status_code}: {response.text[:300]}"
+            )
         return response
 
     def get_collection(self, collection_id: str) -> dict[str, Any] | None:
@@ -56,15 +58,19 @@ class CatalogClient:
     def get_item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         """An item, or None when there is none."""
         response = self._check(
-            self._request("GET", f"/collections/{collection_id}/items/{item_id}"), 200, 404)
+            self._request("GET", f"/collections/{collection_id}/items/{item_id}"), 200, 404
+        )
         return None if response.status_code == 404 else dict(response.json())
 
     def upsert_items(self, collection_id: str, items: list[dict[str, Any]]) -> None:
         """Create or replace items of one collection: the same items twice are stored once."""
         if not items:
             return
-        response = self._request("POST", f"/collections/{collection_id}/bulk_items",
-                                 json={"items": {i["id"]: i for i in items}, "method": "upsert"})
+        response = self._request(
+            "POST",
+            f"/collections/{collection_id}/bulk_items",
+            json={"items": {i["id"]: i for i in items}, "method": "upsert"},
+        )
         if response.status_code not in (404, 405):
             self._check(response, 200, 201)
             return
@@ -73,7 +79,8 @@ class CatalogClient:
             response = self._request("POST", f"/collections/{collection_id}/items", json=item)
             if response.status_code == 409:
                 response = self._request(
-                    "PUT", f"/collections/{collection_id}/items/{item['id']}", json=item)
+                    "PUT", f"/collections/{collection_id}/items/{item['id']}", json=item
+                )
             self._check(response, 200, 201)
 
     def queryables(self) -> set[str]:

@@ -26,8 +26,10 @@ EXIT_OK, EXIT_ITEMS_FAILED, EXIT_CONFIG, EXIT_SITES_MISSING = 0, 1, 2, 3
 def _store(settings):  # noqa: ANN001, ANN202 - wiring only
     from fedeploy_ingestion.object_store import ObjectStore, s3_client
 
-    return ObjectStore(s3_client(settings.s3_endpoint_url, settings.s3_region,
-                                 settings.s3_addressing_style), settings.require("bucket"))
+    return ObjectStore(
+        s3_client(settings.s3_endpoint_url, settings.s3_region, settings.s3_addressing_style),
+        settings.require("bucket"),
+    )
 
 
 def sentinel() -> int:
@@ -42,8 +44,7 @@ def sentinel() -> int:
     settings.require("site", "bucket", "catalog_url")
     if not settings.sources:
         raise ConfigError("INGEST_SOURCES is empty: nothing to copy")
-    run = SentinelRun(settings, _store(settings), CatalogClient(settings.catalog_url),
-                      Metrics())
+    run = SentinelRun(settings, _store(settings), CatalogClient(settings.catalog_url), Metrics())
     report = run.run()
     print(json.dumps(asdict(report), indent=1))
     return EXIT_ITEMS_FAILED if report.failed else EXIT_OK
@@ -63,19 +64,32 @@ def stream() -> int:
     site = settings.require("site", "bucket", "catalog_url", "mqtt_host")
     metrics = Metrics()
     store = _store(settings)
-    consumer = Consumer(settings, store,
-                        WindowWriter(store, CatalogClient(settings.catalog_url), site, metrics),
-                        metrics)
+    consumer = Consumer(
+        settings,
+        store,
+        WindowWriter(store, CatalogClient(settings.catalog_url), site, metrics),
+        metrics,
+    )
     import time
 
-    probes = ProbeServer(settings.http_host, settings.http_port, metrics,
-                         healthy=lambda: time.monotonic() - consumer.heartbeat < 60,
-                         ready=lambda: consumer.ready).start()
+    probes = ProbeServer(
+        settings.http_host,
+        settings.http_port,
+        metrics,
+        healthy=lambda: time.monotonic() - consumer.heartbeat < 60,
+        ready=lambda: consumer.ready,
+    ).start()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop())
-    log.info("consumer starting", extra={"topics": settings.topics(),
-                                         "client_id": settings.client_id(),
-                                         "probes_port": probes.port, "version": __version__})
+    log.info(
+        "consumer starting",
+        extra={
+            "topics": settings.topics(),
+            "client_id": settings.client_id(),
+            "probes_port": probes.port,
+            "version": __version__,
+        },
+    )
     try:
         consumer.run()
     finally:
@@ -118,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="fedeploy-ingest",
         description="fedeploy's ingestion service; settings come from INGEST_* and HARVEST_* "
-                    "environment variables (docs/ingestion.md).")
+        "environment variables (docs/ingestion.md).",
+    )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, function in COMMANDS.items():
@@ -127,10 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[arguments.command]()
     except ValidationError as error:
-        problems = "; ".join(f"{_env_name(error.title, e['loc'])}: {e['msg']}"
-                             for e in error.errors(include_input=False))
-        print(f"fedeploy-ingest {arguments.command}: invalid settings: {problems}",
-              file=sys.stderr)
+        problems = "; ".join(
+            f"{_env_name(error.title, e['loc'])}: {e['msg']}"
+            for e in error.errors(include_input=False)
+        )
+        print(f"fedeploy-ingest {arguments.command}: invalid settings: {problems}", file=sys.stderr)
         return EXIT_CONFIG
     except ConfigError as error:
         print(f"fedeploy-ingest {arguments.command}: {error}", file=sys.stderr)

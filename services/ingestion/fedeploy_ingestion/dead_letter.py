@@ -20,11 +20,16 @@ def dead_letter_key(prefix: str, topic: str, payload: bytes) -> str:
     return f"{prefix}{digest}.json"
 
 
-def dead_letter_document(topic: str, payload: bytes, code: str, reason: str,
-                         received: datetime) -> bytes:
+def dead_letter_document(
+    topic: str, payload: bytes, code: str, reason: str, received: datetime
+) -> bytes:
     """The stored record: reason, topic, when, and the payload (text when it is UTF-8)."""
-    record: dict[str, object] = {"reason": reason, "code": code, "topic": topic,
-                                 "received": rfc3339(received)}
+    record: dict[str, object] = {
+        "reason": reason,
+        "code": code,
+        "topic": topic,
+        "received": rfc3339(received),
+    }
     try:
         record["payload"] = payload.decode("utf-8")
     except UnicodeDecodeError:

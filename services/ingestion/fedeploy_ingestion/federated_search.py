@@ -42,14 +42,17 @@ def site_statuses(hub_url: str, http: httpx.Client) -> dict[str, dict[str, Any]]
         raise CatalogError(f"GET {hub_url}/collections failed: {error}") from error
     if answer.status_code != 200:
         raise CatalogError(f"GET {hub_url}/collections answered {answer.status_code}")
-    return {c["fedeploy:site"]: dict(c.get("fedeploy:harvest") or {})
-            for c in answer.json().get("collections", [])
-            if str(c.get("id", "")).startswith(federation.SITE_COLLECTION_PREFIX)
-            and "fedeploy:site" in c}
+    return {
+        c["fedeploy:site"]: dict(c.get("fedeploy:harvest") or {})
+        for c in answer.json().get("collections", [])
+        if str(c.get("id", "")).startswith(federation.SITE_COLLECTION_PREFIX)
+        and "fedeploy:site" in c
+    }
 
 
-def federated_search(hub_url: str, search: dict[str, Any], max_items: int = 10_000,
-                     http: httpx.Client | None = None) -> FederatedResult:
+def federated_search(
+    hub_url: str, search: dict[str, Any], max_items: int = 10_000, http: httpx.Client | None = None
+) -> FederatedResult:
     """POST `search` (a STAC /search body) to the hub; items and per-site status."""
     from pystac_client import Client
     from pystac_client.exceptions import APIError

@@ -38,19 +38,28 @@ def hub_item(site: str, site_url: str, item: dict[str, Any]) -> dict[str, Any]:
     document["id"] = hub_item_id(site, item["id"])
     document["properties"]["fedeploy:site"] = site
     document["properties"]["fedeploy:site_item_id"] = item["id"]
-    document["links"] = [link for link in item.get("links", [])
-                         if link.get("rel") in _PROVENANCE]
-    document["links"].append({"rel": "canonical", "href": item_url(site_url, item),
-                              "type": "application/geo+json",
-                              "title": f"This item at its home site, {site}"})
+    document["links"] = [link for link in item.get("links", []) if link.get("rel") in _PROVENANCE]
+    document["links"].append(
+        {
+            "rel": "canonical",
+            "href": item_url(site_url, item),
+            "type": "application/geo+json",
+            "title": f"This item at its home site, {site}",
+        }
+    )
     return document
 
 
 def hub_collection(site_url: str, site_collection: dict[str, Any]) -> dict[str, Any]:
     """A site's collection as the hub creates it (first site to have it wins)."""
     document = {k: v for k, v in site_collection.items() if k != "links"}
-    document["links"] = [{"rel": "via", "type": "application/json",
-                          "href": f"{site_url.rstrip('/')}/collections/{site_collection['id']}"}]
+    document["links"] = [
+        {
+            "rel": "via",
+            "type": "application/json",
+            "href": f"{site_url.rstrip('/')}/collections/{site_collection['id']}",
+        }
+    ]
     return document
 
 
@@ -65,7 +74,13 @@ def status_collection(site: str, site_url: str, status: dict[str, Any]) -> dict[
         status_collection_id(site),
         f"Harvest status of member site {site}; holds no items.",
         title=f"Site {site}",
-        links=[{"rel": "via", "href": site_url, "type": "application/json",
-                "title": f"The STAC API of site {site}"}],
+        links=[
+            {
+                "rel": "via",
+                "href": site_url,
+                "type": "application/json",
+                "title": f"The STAC API of site {site}",
+            }
+        ],
         **{"fedeploy:site": site, "fedeploy:harvest": status},
     )

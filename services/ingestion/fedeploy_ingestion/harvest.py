@@ -48,8 +48,9 @@ def _parse_time(value: str) -> datetime:
 class Harvester:
     """Harvests every configured site into the hub."""
 
-    def __init__(self, settings: HarvestSettings, metrics: Metrics,
-                 http: httpx.Client | None = None) -> None:
+    def __init__(
+        self, settings: HarvestSettings, metrics: Metrics, http: httpx.Client | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.http = http or httpx.Client(timeout=settings.http_timeout_seconds)
@@ -67,22 +68,35 @@ class Harvester:
             except IngestError as error:
                 status = "unreachable" if isinstance(error, SiteUnreachable) else "failed"
                 self.metrics.sites_unreachable.labels(source.name).set(1)
-                log.error("site not harvested", extra={"site": source.name, "status": status,
-                                                       "error": str(error)})
-                record = {**previous, "status": status, "url": source.url,
-                          "last_attempt": rfc3339(started), "error": str(error)}
+                log.error(
+                    "site not harvested",
+                    extra={"site": source.name, "status": status, "error": str(error)},
+                )
+                record = {
+                    **previous,
+                    "status": status,
+                    "url": source.url,
+                    "last_attempt": rfc3339(started),
+                    "error": str(error),
+                }
                 report.sites[source.name] = {"status": status, "error": str(error)}
             else:
                 self.metrics.sites_unreachable.labels(source.name).set(0)
                 self.metrics.items_written.labels("harvest").inc(count)
-                record = {"status": "ok", "url": source.url, "last_attempt": rfc3339(started),
-                          "last_success": rfc3339(started), "cursor": cursor, "mode": mode,
-                          "items_last_run": count}
+                record = {
+                    "status": "ok",
+                    "url": source.url,
+                    "last_attempt": rfc3339(started),
+                    "last_success": rfc3339(started),
+                    "cursor": cursor,
+                    "mode": mode,
+                    "items_last_run": count,
+                }
                 report.sites[source.name] = {"status": "ok", "mode": mode, "items": count}
-                log.info("site harvested", extra={"site": source.name, "mode": mode,
-                                                   "items": count})
-            self.hub.put_collection(federation.status_collection(source.name, source.url,
-                                                                 record))
+                log.info(
+                    "site harvested", extra={"site": source.name, "mode": mode, "items": count}
+                )
+            self.hub.put_collection(federation.status_collection(source.name, source.url, record))
         return report
 
     def _previous_status(self, source: HarvestSource) -> dict[str, Any]:
@@ -102,14 +116,17 @@ class Harvester:
             if cursor:
                 since = _parse_time(cursor) - timedelta(seconds=self.settings.overlap_seconds)
                 body["filter-lang"] = "cql2-json"
-                body["filter"] = {"op": ">=", "args": [{"property": "updated"},
-                                                       {"timestamp": rfc3339(since)}]}
+                body["filter"] = {
+                    "op": ">=",
+                    "args": [{"property": "updated"}, {"timestamp": rfc3339(since)}],
+                }
         count, newest = 0, _parse_time(cursor) if cursor else None
         for page in self._pages(source, body):
             by_collection: dict[str, list[dict[str, Any]]] = {}
             for item in page:
                 by_collection.setdefault(item["collection"], []).append(
-                    federation.hub_item(source.name, source.url, item))
+                    federation.hub_item(source.name, source.url, item)
+                )
                 updated = (item.get("properties") or {}).get("updated")
                 if updated:
                     moment = _parse_time(updated)
@@ -133,17 +150,18 @@ class Harvester:
             except httpx.HTTPError as error:
                 raise SiteUnreachable(f"site {source.name}: search failed: {error}") from error
             if answer.status_code >= 500:
-                raise SiteUnreachable(f"site {source.name}: search answered "
-                                      f"{answer.status_code}")
+                raise SiteUnreachable(f"site {source.name}: search answered {answer.status_code}")
             if answer.status_code != 200:
-                raise IngestError(f"site {source.name}: search answered {answer.status_code}: "
-                                  f"{answer.text[:300]}")
+                raise IngestError(
+                    f"site {source.name}: search answered {answer.status_code}: {answer.text[:300]}"
+                )
             document = answer.json()
             features = document.get("features", [])
             if features:
                 yield features
-            following = next((link for link in document.get("links", [])
-                              if link.get("rel") == "next"), None)
+            following = next(
+                (link for link in document.get("links", []) if link.get("rel") == "next"), None
+            )
             if not features or following is None:
                 return
             url = following["href"]
@@ -152,14 +170,17 @@ class Harvester:
                 extra = following.get("body") or {}
                 payload = {**payload, **extra} if following.get("merge") else dict(extra)
 
-    def _ensure_hub_collection(self, site: CatalogClient, source: HarvestSource,
-                               collection_id: str) -> None:
+    def _ensure_hub_collection(
+        self, site: CatalogClient, source: HarvestSource, collection_id: str
+    ) -> None:
         if collection_id in self._hub_collections:
             return
         if self.hub.get_collection(collection_id) is None:
             document = site.get_collection(collection_id)
             if document is None:
-                raise IngestError(f"site {source.name} has items in collection "
-                                  f"{collection_id!r} but no such collection")
+                raise IngestError(
+                    f"site {source.name} has items in collection "
+                    f"{collection_id!r} but no such collection"
+                )
             self.hub.ensure_collection(federation.hub_collection(source.url, document))
         self._hub_collections.add(collection_id)

@@ -13,8 +13,10 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 # user:password@ in URLs, and bearer or basic tokens, wherever they appear in a message.
 _SECRETS = [
     (re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@"), "***:***@"),
-    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(bearer|basic)\s+[^\s\"',]+"),
-     r"\1\2 ***"),
+    (
+        re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(bearer|basic)\s+[^\s\"',]+"),
+        r"\1\2 ***",
+    ),
     (re.compile(r"(?i)(password|secret|token)([\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"), r"\1\2***"),
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 # multicodec code -> (hashlib constructor name, digest length)
 _CODES: dict[int, tuple[str, int]] = {
@@ -23,12 +24,12 @@ class Digest:
     algorithm: str
     digest: bytes
 
-    def new_hasher(self) -> hashlib._Hash:
+    def new_hasher(self) -> Any:
         """A fresh hashlib object for this algorithm."""
         return new_hasher(self.algorithm)
 
 
-def new_hasher(algorithm: str) -> hashlib._Hash:
+def new_hasher(algorithm: str) -> Any:
     """A hashlib object for one of the algorithms that `parse` returns."""
     if algorithm.startswith("blake2b-"):
         return hashlib.blake2b(digest_size=int(algorithm.split("-")[1]) // 8)
@@ -62,8 +63,10 @@ def parse(text: str) -> Digest:
     algorithm, expected_length = _CODES[code]
     digest = raw[position:]
     if length != expected_length or len(digest) != length:
-        raise ValueError(f"file:checksum {text!r}: {algorithm} digests are {expected_length} "
-                         f"bytes, this one declares {length} and has {len(digest)}")
+        raise ValueError(
+            f"file:checksum {text!r}: {algorithm} digests are {expected_length} "
+            f"bytes, this one declares {length} and has {len(digest)}"
+        )
     return Digest(algorithm, digest)
 
 

@@ -85,13 +85,19 @@ class ObjectStore:
 
     # --- small objects ------------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, content_type: str,
-            metadata: dict[str, str] | None = None) -> None:
+    def put(
+        self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None
+    ) -> None:
         """Write an object in one request."""
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
-                                   ContentType=content_type, ContentMD5=_md5(data),
-                                   Metadata=metadata or {})
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                ContentMD5=_md5(data),
+                Metadata=metadata or {},
+            )
         except Exception as error:
             raise self._fail("PUT", key, error) from error
 
@@ -140,28 +146,39 @@ class ObjectStore:
     def _pending_upload(self, key: str) -> tuple[str, list[dict[str, Any]]] | None:
         """The newest unfinished multipart upload of `key` and its parts; abort older ones."""
         answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-        uploads = sorted((u for u in answer.get("Uploads", []) if u["Key"] == key),
-                         key=lambda u: u["Initiated"])
+        uploads = sorted(
+            (u for u in answer.get("Uploads", []) if u["Key"] == key), key=lambda u: u["Initiated"]
+        )
         for stale in uploads[:-1]:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
-                                               UploadId=stale["UploadId"])
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=stale["UploadId"]
+            )
         if not uploads:
             return None
         upload_id = uploads[-1]["UploadId"]
         parts: list[dict[str, Any]] = []
         marker = 0
         while True:
-            page = self.client.list_parts(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                          PartNumberMarker=marker)
+            page = self.client.list_parts(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+            )
             parts += page.get("Parts", [])
             if not page.get("IsTruncated"):
                 break
             marker = page["NextPartNumberMarker"]
         return upload_id, sorted(parts, key=lambda p: p["PartNumber"])
 
-    def copy_from(self, key: str, source: RangeSource, *, part_size: int,
-                  expected: Digest | None, expected_size: int | None,
-                  content_type: str | None, metadata: dict[str, str]) -> CopyResult:
+    def copy_from(
+        self,
+        key: str,
+        source: RangeSource,
+        *,
+        part_size: int,
+        expected: Digest | None,
+        expected_size: int | None,
+        content_type: str | None,
+        metadata: dict[str, str],
+    ) -> CopyResult:
         """Copy a source into `key`, resuming an interrupted upload of the same key.
 
         The parts already uploaded are kept when they form a contiguous prefix of equal-size
@@ -170,16 +187,24 @@ class ObjectStore:
         first bytes, by reading the completed object back.
         """
         try:
-            return self._copy(key, source, part_size, expected, expected_size, content_type,
-                              metadata)
+            return self._copy(
+                key, source, part_size, expected, expected_size, content_type, metadata
+            )
         except IngestError:
             raise
         except Exception as error:
             raise self._fail("multipart copy to", key, error) from error
 
-    def _copy(self, key: str, source: RangeSource, part_size: int, expected: Digest | None,
-              expected_size: int | None, content_type: str | None,
-              metadata: dict[str, str]) -> CopyResult:
+    def _copy(
+        self,
+        key: str,
+        source: RangeSource,
+        part_size: int,
+        expected: Digest | None,
+        expected_size: int | None,
+        content_type: str | None,
+        metadata: dict[str, str],
+    ) -> CopyResult:
         if expected_size:
             # S3 allows 10,000 parts: grow the part for very large files.
             part_size = max(part_size, -(-expected_size // MAX_PARTS))
@@ -198,16 +223,18 @@ class ObjectStore:
         chunks, served_from, total = source.open(offset)
         if served_from != offset:  # the source cannot resume there: start over
             if upload_id is not None:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
-                                                   UploadId=upload_id)
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             upload_id, done, offset = None, [], served_from
         if expected_size is not None and total != expected_size:
-            raise ChecksumMismatch(f"source of s3://{self.bucket}/{key} has {total} bytes, "
-                                   f"its item declares file:size {expected_size}")
+            raise ChecksumMismatch(
+                f"source of s3://{self.bucket}/{key} has {total} bytes, "
+                f"its item declares file:size {expected_size}"
+            )
         if upload_id is None:
             extra = {"ContentType": content_type} if content_type else {}
             upload_id = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, Metadata=metadata, **extra)["UploadId"]
+                Bucket=self.bucket, Key=key, Metadata=metadata, **extra
+            )["UploadId"]
 
         from_start = offset == 0
         sha256 = hashlib.sha256()
@@ -217,9 +244,14 @@ class ObjectStore:
 
         def upload(data: bytearray) -> None:
             number = len(done) + 1
-            answer = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                             PartNumber=number, Body=bytes(data),
-                                             ContentMD5=_md5(data))
+            answer = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=bytes(data),
+                ContentMD5=_md5(data),
+            )
             done.append({"PartNumber": number, "ETag": answer["ETag"]})
 
         for chunk in chunks:
@@ -233,25 +265,30 @@ class ObjectStore:
                 upload(buffer[:part_size])
                 del buffer[:part_size]
         if offset + sent != total:
-            raise StorageError(f"source of s3://{self.bucket}/{key} ended after "
-                               f"{offset + sent} of {total} bytes; the upload stays open "
-                               "and the next run resumes it")
+            raise StorageError(
+                f"source of s3://{self.bucket}/{key} ended after "
+                f"{offset + sent} of {total} bytes; the upload stays open "
+                "and the next run resumes it"
+            )
         if buffer or not done:
             upload(buffer)
         if declared is not None and expected is not None and declared.digest() != expected.digest:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise ChecksumMismatch(
                 f"s3://{self.bucket}/{key}: {expected.algorithm} of the copied bytes is "
-                f"{declared.hexdigest()}, the source declares {expected.digest.hex()}")
-        self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                              MultipartUpload={"Parts": done})
+                f"{declared.hexdigest()}, the source declares {expected.digest.hex()}"
+            )
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+        )
         if from_start:
             return CopyResult(key, total, sha256.digest(), 0, sent)
         size, digests = self.verify(key, expected, total)
         return CopyResult(key, size, digests["sha256"], offset, sent)
 
-    def verify(self, key: str, expected: Digest | None,
-               expected_size: int | None) -> tuple[int, dict[str, bytes]]:
+    def verify(
+        self, key: str, expected: Digest | None, expected_size: int | None
+    ) -> tuple[int, dict[str, bytes]]:
         """Read an object back and check size and declared digest; delete it when wrong."""
         algorithms = ["sha256"] + ([expected.algorithm] if expected else [])
         size, digests = self.digest(key, sorted(set(algorithms)))
@@ -259,10 +296,13 @@ class ObjectStore:
         if expected_size is not None and size != expected_size:
             problem = f"has {size} bytes, expected {expected_size}"
         elif expected is not None and digests[expected.algorithm] != expected.digest:
-            problem = (f"{expected.algorithm} is {digests[expected.algorithm].hex()}, the "
-                       f"source declares {expected.digest.hex()}")
+            problem = (
+                f"{expected.algorithm} is {digests[expected.algorithm].hex()}, the "
+                f"source declares {expected.digest.hex()}"
+            )
         if problem:
             self.delete(key)
-            raise ChecksumMismatch(f"s3://{self.bucket}/{key} {problem}; deleted, the next "
-                                   "run copies it again")
+            raise ChecksumMismatch(
+                f"s3://{self.bucket}/{key} {problem}; deleted, the next run copies it again"
+            )
         return size, digests

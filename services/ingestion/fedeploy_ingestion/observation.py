@@ -20,8 +20,10 @@ SCHEMA_ID = "fedeploy.observation/1"
 
 # Station ids become parts of MQTT topics, object keys and STAC item ids.
 STATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$"
-StationId = Annotated[str, Field(pattern=STATION_PATTERN,
-                                 description="Letters, digits, '.' and '-', 1 to 64 characters.")]
+StationId = Annotated[
+    str,
+    Field(pattern=STATION_PATTERN, description="Letters, digits, '.' and '-', 1 to 64 characters."),
+]
 
 TOPIC_PATTERN = re.compile(r"^fedeploy/(?P<site>[^/]+)/stations/(?P<station>[^/]+)/observations$")
 
@@ -79,8 +81,9 @@ class Observation:
 
     def preference(self) -> str:
         """A total order among observations with the same identity (see `merge`)."""
-        return json.dumps([self.longitude, self.latitude, self.elevation,
-                           sorted(self.values.items())])
+        return json.dumps(
+            [self.longitude, self.latitude, self.elevation, sorted(self.values.items())]
+        )
 
 
 # --- the message model -------------------------------------------------------------------
@@ -95,8 +98,9 @@ class Position(_Strict):
 
     longitude: float = Field(ge=-180, le=180, description="Degrees east, -180 to 180.")
     latitude: float = Field(ge=-90, le=90, description="Degrees north, -90 to 90.")
-    elevation: float | None = Field(default=None, ge=-500, le=9000,
-                                    description="Metres above mean sea level.")
+    elevation: float | None = Field(
+        default=None, ge=-500, le=9000, description="Metres above mean sea level."
+    )
 
 
 class Measurement(_Strict):
@@ -142,8 +146,9 @@ def parse_observation(payload: bytes, topic: str | None, now: datetime) -> Obser
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidObservation("not-json", f"payload is not JSON: {error}") from None
     if not isinstance(document, dict):
-        raise InvalidObservation("schema", f"payload is a JSON {type(document).__name__}, "
-                                           "not an object")
+        raise InvalidObservation(
+            "schema", f"payload is a JSON {type(document).__name__}, not an object"
+        )
     if document.get("schema") != SCHEMA_ID:
         raise InvalidObservation(
             "schema-version",
@@ -167,8 +172,9 @@ def parse_observation(payload: bytes, topic: str | None, now: datetime) -> Obser
             )
     if message.time > now + MAX_FUTURE:
         raise InvalidObservation(
-            "future", f"time {message.time.isoformat()} is more than {MAX_FUTURE} ahead of "
-                      f"the consumer's clock ({now.isoformat()})"
+            "future",
+            f"time {message.time.isoformat()} is more than {MAX_FUTURE} ahead of "
+            f"the consumer's clock ({now.isoformat()})",
         )
     values = {name: _canonical(name, m) for name, m in sorted(message.variables.items())}
     position = message.position

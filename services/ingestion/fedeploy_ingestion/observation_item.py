@@ -31,7 +31,13 @@ def observations_collection() -> dict[str, Any]:
 
 
 def _geometry(observations: list[Observation]) -> tuple[dict[str, Any], list[float], bool]:
-    points = sorted({(o.longitude, o.latitude) for o in observations if o.position_known})
+    points = sorted(
+        {
+            (o.longitude, o.latitude)
+            for o in observations
+            if o.longitude is not None and o.latitude is not None
+        }
+    )
     if not points:
         return WORLD, WORLD_BBOX, False
     longitudes = [p[0] for p in points]

@@ -14,8 +14,14 @@ from fedeploy_ingestion.metrics import Metrics
 class ProbeServer:
     """Serves the chart's probes and Prometheus's scrape; stopped with `close()`."""
 
-    def __init__(self, host: str, port: int, metrics: Metrics, healthy: Callable[[], bool],
-                 ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        healthy: Callable[[], bool],
+        ready: Callable[[], bool],
+    ) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,12 +42,17 @@ class ProbeServer:
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                        name="probes")
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, daemon=True, name="probes"
+        )
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes,
-              content_type: str = "text/plain; charset=utf-8") -> None:
+    def _send(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+    ) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(body)))

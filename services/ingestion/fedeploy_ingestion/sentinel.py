@@ -46,14 +46,21 @@ class SentinelReport:
 class SentinelRun:
     """Copies from each source into the site's bucket and registers in the site's catalog."""
 
-    def __init__(self, settings: IngestSettings, store: ObjectStore, catalog: CatalogClient,
-                 metrics: Metrics, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        store: ObjectStore,
+        catalog: CatalogClient,
+        metrics: Metrics,
+        http: httpx.Client | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.catalog = catalog
         self.metrics = metrics
-        self.http = http or httpx.Client(timeout=settings.http_timeout_seconds,
-                                         follow_redirects=True)
+        self.http = http or httpx.Client(
+            timeout=settings.http_timeout_seconds, follow_redirects=True
+        )
         self.report = SentinelReport()
         self._collections: set[str] = set()
 
@@ -78,8 +85,7 @@ class SentinelRun:
                 continue
             for item in sorted(items, key=lambda i: (i.get("collection", ""), i["id"])):
                 self.report.found += 1
-                if not owns(f"{item.get('collection')}/{item['id']}", s.shard_index,
-                            s.shard_count):
+                if not owns(f"{item.get('collection')}/{item['id']}", s.shard_index, s.shard_count):
                     self.report.other_shards += 1
                     continue
                 try:
@@ -87,12 +93,15 @@ class SentinelRun:
                 except IngestError as error:
                     self.report.failed[f"{item.get('collection')}/{item['id']}"] = str(error)
                     self.metrics.copy_failures.labels(source.name).inc()
-                    log.error("item failed; the next run resumes it",
-                              extra={"item": item["id"], "error": str(error)})
+                    log.error(
+                        "item failed; the next run resumes it",
+                        extra={"item": item["id"], "error": str(error)},
+                    )
         return self.report
 
-    def _item(self, source: Source, item: dict[str, Any], credentials: Credentials,
-              now: datetime) -> None:
+    def _item(
+        self, source: Source, item: dict[str, Any], credentials: Credentials, now: datetime
+    ) -> None:
         collection_id, item_id = str(item["collection"]), str(item["id"])
         assets, missing = sentinel_plan.chosen_assets(item, source.assets)
         if missing:
@@ -105,22 +114,40 @@ class SentinelRun:
             self.report.skipped += 1
             return
         self._ensure_collection(source, collection_id)
-        copies = {name: self._asset(collection_id, item_id, name, asset, credentials, fingerprint)
-                  for name, asset in assets.items()}
-        upstream_url = next((link["href"] for link in item.get("links", [])
-                             if link.get("rel") == "self"),
-                            f"{source.url.rstrip('/')}/collections/{collection_id}/items/{item_id}")
-        document = sentinel_plan.site_item(item, upstream_url, copies, bucket=self.store.bucket,
-                                           site=self.settings.require("site"),
-                                           item_fingerprint=fingerprint, now=now)
+        copies = {
+            name: self._asset(collection_id, item_id, name, asset, credentials, fingerprint)
+            for name, asset in assets.items()
+        }
+        upstream_url = next(
+            (link["href"] for link in item.get("links", []) if link.get("rel") == "self"),
+            f"{source.url.rstrip('/')}/collections/{collection_id}/items/{item_id}",
+        )
+        document = sentinel_plan.site_item(
+            item,
+            upstream_url,
+            copies,
+            bucket=self.store.bucket,
+            site=self.settings.require("site"),
+            item_fingerprint=fingerprint,
+            now=now,
+        )
         self.catalog.upsert_items(collection_id, [document])
         self.report.registered += 1
         self.metrics.items_written.labels("sentinel").inc()
-        log.info("item registered", extra={"collection": collection_id, "item": item_id,
-                                           "assets": sorted(copies)})
+        log.info(
+            "item registered",
+            extra={"collection": collection_id, "item": item_id, "assets": sorted(copies)},
+        )
 
-    def _asset(self, collection_id: str, item_id: str, name: str, asset: dict[str, Any],
-               credentials: Credentials, fingerprint: str) -> sentinel_plan.CopiedAsset:
+    def _asset(
+        self,
+        collection_id: str,
+        item_id: str,
+        name: str,
+        asset: dict[str, Any],
+        credentials: Credentials,
+        fingerprint: str,
+    ) -> sentinel_plan.CopiedAsset:
         href = sentinel_plan.download_href(asset)
         key = sentinel_plan.object_key(collection_id, item_id, name, href, asset.get("type"))
         expected = None
@@ -128,8 +155,10 @@ class SentinelRun:
             try:
                 expected = multihash.parse(str(asset["file:checksum"]))
             except ValueError as error:
-                log.warning("unusable checksum; size is checked instead",
-                            extra={"item": item_id, "asset": name, "error": str(error)})
+                log.warning(
+                    "unusable checksum; size is checked instead",
+                    extra={"item": item_id, "asset": name, "error": str(error)},
+                )
         expected_size = asset.get("file:size")
         stored = self.store.head(key)
         if stored is not None and stored.metadata.get("fedeploy-fingerprint") == fingerprint:
@@ -138,10 +167,14 @@ class SentinelRun:
             self.report.assets_reused += 1
             return sentinel_plan.CopiedAsset(key, size, digests["sha256"])
         result = self.store.copy_from(
-            key, HttpAsset(href, self.http, credentials),
-            part_size=self.settings.part_size_mib * MiB, expected=expected,
-            expected_size=expected_size, content_type=asset.get("type"),
-            metadata={"fedeploy-fingerprint": fingerprint})
+            key,
+            HttpAsset(href, self.http, credentials),
+            part_size=self.settings.part_size_mib * MiB,
+            expected=expected,
+            expected_size=expected_size,
+            content_type=asset.get("type"),
+            metadata={"fedeploy-fingerprint": fingerprint},
+        )
         self.report.assets_copied += 1
         self.report.bytes_copied += result.bytes_sent
         if result.resumed_from:
@@ -158,8 +191,12 @@ class SentinelRun:
             if answer.status_code == 200:
                 document = sentinel_plan.site_collection(answer.json())
         except httpx.HTTPError as error:
-            log.warning("upstream collection unavailable; a minimal one is created",
-                        extra={"collection": collection_id, "error": str(error)})
-        self.catalog.ensure_collection(document or minimal_collection(
-            collection_id, f"Copies of {collection_id} from {source.url}"))
+            log.warning(
+                "upstream collection unavailable; a minimal one is created",
+                extra={"collection": collection_id, "error": str(error)},
+            )
+        self.catalog.ensure_collection(
+            document
+            or minimal_collection(collection_id, f"Copies of {collection_id} from {source.url}")
+        )
         self._collections.add(collection_id)

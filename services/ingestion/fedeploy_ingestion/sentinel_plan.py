@@ -59,11 +59,15 @@ def extension_for(href: str, media_type: str | None) -> str:
     return ""
 
 
-def object_key(collection: str, item_id: str, asset_name: str, href: str,
-               media_type: str | None) -> str:
+def object_key(
+    collection: str, item_id: str, asset_name: str, href: str, media_type: str | None
+) -> str:
     """Where an asset is copied to in the site's bucket."""
-    for label, value in (("collection", collection), ("item id", item_id),
-                         ("asset name", asset_name)):
+    for label, value in (
+        ("collection", collection),
+        ("item id", item_id),
+        ("asset name", asset_name),
+    ):
         if not value or "/" in value or value in (".", ".."):
             raise ValueError(f"upstream {label} {value!r} cannot be part of an object key")
     return f"sentinel/{collection}/{item_id}/{asset_name}{extension_for(href, media_type)}"
@@ -93,8 +97,10 @@ def fingerprint(item: dict[str, Any], assets: dict[str, Any]) -> str:
         "collection": item.get("collection"),
         "id": item.get("id"),
         "updated": (item.get("properties") or {}).get("updated"),
-        "assets": {n: {k: a.get(k) for k in ("href", "file:size", "file:checksum")}
-                   for n, a in sorted(assets.items())},
+        "assets": {
+            n: {k: a.get(k) for k in ("href", "file:size", "file:checksum")}
+            for n, a in sorted(assets.items())
+        },
     }
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
@@ -115,20 +121,24 @@ def site_item(
         original = dict(upstream["assets"][name])
         for field in _UPSTREAM_ONLY:
             original.pop(field, None)
-        original.update({
-            "href": f"s3://{bucket}/{copy.key}",
-            "file:size": copy.size,
-            "file:checksum": sha256_multihash(copy.sha256),
-        })
+        original.update(
+            {
+                "href": f"s3://{bucket}/{copy.key}",
+                "file:size": copy.size,
+                "file:checksum": sha256_multihash(copy.sha256),
+            }
+        )
         assets[name] = original
     properties = dict(upstream.get("properties") or {})
     if "updated" in properties:
         properties["fedeploy:upstream_updated"] = properties["updated"]
-    properties.update({
-        "updated": rfc3339(now),
-        "fedeploy:site": site,
-        "fedeploy:fingerprint": item_fingerprint,
-    })
+    properties.update(
+        {
+            "updated": rfc3339(now),
+            "fedeploy:site": site,
+            "fedeploy:fingerprint": item_fingerprint,
+        }
+    )
     extensions = sorted({*upstream.get("stac_extensions", []), FILE_EXTENSION})
     return {
         "type": "Feature",
@@ -140,16 +150,24 @@ def site_item(
         "bbox": upstream.get("bbox"),
         "properties": properties,
         "assets": assets,
-        "links": [{"rel": "via", "href": upstream_url, "type": "application/geo+json",
-                   "title": "The upstream item this copy was made from"}],
+        "links": [
+            {
+                "rel": "via",
+                "href": upstream_url,
+                "type": "application/geo+json",
+                "title": "The upstream item this copy was made from",
+            }
+        ],
     }
 
 
 def site_collection(upstream: dict[str, Any]) -> dict[str, Any]:
     """The site's copy of an upstream collection: its metadata, without upstream links."""
     copy = {k: v for k, v in upstream.items() if k not in ("links", "assets", "item_assets")}
-    self_href = next((link["href"] for link in upstream.get("links", [])
-                      if link.get("rel") == "self"), None)
-    copy["links"] = ([{"rel": "via", "href": self_href, "type": "application/json"}]
-                     if self_href else [])
+    self_href = next(
+        (link["href"] for link in upstream.get("links", []) if link.get("rel") == "self"), None
+    )
+    copy["links"] = (
+        [{"rel": "via", "href": self_href, "type": "application/json"}] if self_href else []
+    )
     return copy

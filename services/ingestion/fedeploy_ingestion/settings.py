@@ -5,7 +5,7 @@ The `ingestion` chart's values map onto these names one to one; docs/ingestion.m
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -28,8 +28,15 @@ COPERNICUS_TOKEN_URL = (
     "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
 )
 NAME_PATTERN = r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$"
-SiteName = Annotated[str, Field(pattern=NAME_PATTERN, description=(
-    "Lower-case letters, digits and '-', 3 to 24 characters, starting with a letter."))]
+SiteName = Annotated[
+    str,
+    Field(
+        pattern=NAME_PATTERN,
+        description=(
+            "Lower-case letters, digits and '-', 3 to 24 characters, starting with a letter."
+        ),
+    ),
+]
 
 
 class Source(BaseModel):
@@ -38,28 +45,43 @@ class Source(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: SiteName = Field(description="A name for logs and metrics.")
-    url: str = Field(default=COPERNICUS_STAC_URL, pattern=r"^https?://",
-                     description="The STAC API root; Copernicus Data Space by default.")
+    url: str = Field(
+        default=COPERNICUS_STAC_URL,
+        pattern=r"^https?://",
+        description="The STAC API root; Copernicus Data Space by default.",
+    )
     collections: list[str] = Field(min_length=1, description="Collections to search.")
     bbox: tuple[float, float, float, float] | None = Field(
-        default=None, description="Area: west, south, east, north in degrees (WGS 84).")
+        default=None, description="Area: west, south, east, north in degrees (WGS 84)."
+    )
     datetime: str | None = Field(
         default=None,
         description="Time window: a STAC interval ('2024-01-01T00:00:00Z/..') or an ISO 8601 "
-                    "duration back from now ('P3D', 'PT12H'), for a CronJob's rolling window.")
+        "duration back from now ('P3D', 'PT12H'), for a CronJob's rolling window.",
+    )
     assets: list[str] = Field(min_length=1, description="Asset names to copy.")
     max_cloud_cover: float | None = Field(
-        default=None, ge=0, le=100, alias="maxCloudCover",
-        description="Keep items whose eo:cloud_cover is at most this (percent).")
-    max_items: int | None = Field(default=None, ge=1, alias="maxItems",
-                                  description="At most this many items per run.")
+        default=None,
+        ge=0,
+        le=100,
+        alias="maxCloudCover",
+        description="Keep items whose eo:cloud_cover is at most this (percent).",
+    )
+    max_items: int | None = Field(
+        default=None, ge=1, alias="maxItems", description="At most this many items per run."
+    )
     token_url: str | None = Field(
-        default=None, alias="tokenUrl",
+        default=None,
+        alias="tokenUrl",
         description="OpenID Connect token endpoint: the credentials are exchanged there for a "
-                    "bearer token (password grant). Defaults to Copernicus's for the "
-                    "Copernicus URL; without it credentials are sent as HTTP Basic.")
-    client_id: str = Field(default="cdse-public", alias="clientId",
-                           description="OpenID Connect client id for `tokenUrl`.")
+        "bearer token (password grant). Defaults to Copernicus's for the "
+        "Copernicus URL; without it credentials are sent as HTTP Basic.",
+    )
+    client_id: str = Field(
+        default="cdse-public",
+        alias="clientId",
+        description="OpenID Connect client id for `tokenUrl`.",
+    )
 
     @field_validator("bbox")
     @classmethod
@@ -78,7 +100,7 @@ class Source(BaseModel):
     def _datetime(cls, value: str | None) -> str | None:
         if value and value.startswith("P"):
             try:
-                TypeAdapter(timedelta).validate_python(value)
+                TypeAdapter(dt.timedelta).validate_python(value)
             except ValueError:
                 raise ValueError(f"{value!r} is not an ISO 8601 duration such as 'P3D'") from None
         return value
@@ -89,85 +111,110 @@ class Source(BaseModel):
             object.__setattr__(self, "token_url", COPERNICUS_TOKEN_URL)
         return self
 
-    def search_datetime(self, now: datetime) -> str | None:
+    def search_datetime(self, now: dt.datetime) -> str | None:
         """The datetime interval to search: a duration becomes `<now - duration>/<now>`."""
         if self.datetime and self.datetime.startswith("P"):
-            span = TypeAdapter(timedelta).validate_python(self.datetime)
+            span = TypeAdapter(dt.timedelta).validate_python(self.datetime)
             fmt = "%Y-%m-%dT%H:%M:%SZ"
-            return f"{(now - span).astimezone(UTC):{fmt}}/{now.astimezone(UTC):{fmt}}"
+            return f"{(now - span).astimezone(dt.UTC):{fmt}}/{now.astimezone(dt.UTC):{fmt}}"
         return self.datetime
 
 
 class IngestSettings(BaseSettings):
     """The ingestion service's settings (environment variables INGEST_<NAME>)."""
 
-    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", frozen=True,
-                                      populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="INGEST_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     site: SiteName | None = Field(default=None, description="This site's name.")
     # --- object storage
     s3_endpoint_url: str = Field(
-        default="", description="S3 endpoint URL; empty means AWS's regional endpoint.")
+        default="", description="S3 endpoint URL; empty means AWS's regional endpoint."
+    )
     s3_region: str = Field(default="", description="S3 region; empty means boto3's default.")
     s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
         default="auto",
-        description="'auto' is virtual-hosted on AWS and path-style for a custom endpoint.")
+        description="'auto' is virtual-hosted on AWS and path-style for a custom endpoint.",
+    )
     bucket: str = Field(default="", description="The site's bucket.")
-    part_size_mib: int = Field(default=16, ge=5, le=5120,
-                               description="Multipart part size for Sentinel copies (MiB).")
+    part_size_mib: int = Field(
+        default=16, ge=5, le=5120, description="Multipart part size for Sentinel copies (MiB)."
+    )
     # --- catalog
     catalog_url: str = Field(default="", description="The site's STAC API root (transactions on).")
     # --- Sentinel sources
-    sources: list[Source] = Field(default_factory=list,
-                                  description="JSON list of upstream sources (see Source).")
-    source_username: SecretStr | None = Field(default=None,
-                                              description="Download user (from a Secret).")
-    source_password: SecretStr | None = Field(default=None,
-                                              description="Download password (from a Secret).")
-    http_timeout_seconds: float = Field(default=60.0, gt=0,
-                                        description="Timeout of one upstream HTTP read.")
+    sources: list[Source] = Field(
+        default_factory=list, description="JSON list of upstream sources (see Source)."
+    )
+    source_username: SecretStr | None = Field(
+        default=None, description="Download user (from a Secret)."
+    )
+    source_password: SecretStr | None = Field(
+        default=None, description="Download password (from a Secret)."
+    )
+    http_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Timeout of one upstream HTTP read."
+    )
     # --- MQTT
     mqtt_host: str = Field(default="", description="Broker host name.")
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
     mqtt_topics: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated topic filters; default fedeploy/<site>/stations/+/observations.")
+        description="Comma-separated topic filters; default fedeploy/<site>/stations/+/observations.",
+    )
     mqtt_username: str | None = Field(default=None, description="Broker user name.")
     mqtt_password: SecretStr | None = Field(default=None, description="Broker password.")
     mqtt_tls: bool = Field(default=False, description="Connect with TLS.")
-    mqtt_ca_file: str | None = Field(default=None,
-                                     description="CA bundle for TLS; system CAs when empty.")
+    mqtt_ca_file: str | None = Field(
+        default=None, description="CA bundle for TLS; system CAs when empty."
+    )
     mqtt_client_id: str | None = Field(
         default=None,
         description="Stable client id of the persistent session; default "
-                    "fedeploy-ingest-<site>-<shard index>.")
+        "fedeploy-ingest-<site>-<shard index>.",
+    )
     mqtt_session_expiry_seconds: int = Field(
-        default=7 * 86_400, ge=60,
-        description="How long the broker keeps the session (and queues) while disconnected.")
+        default=7 * 86_400,
+        ge=60,
+        description="How long the broker keeps the session (and queues) while disconnected.",
+    )
     # --- windows
     window_seconds: int = Field(default=600, description="Window length; must divide a day.")
     window_grace_seconds: int = Field(
-        default=60, ge=0,
-        description="How long past a window's end (observation time) to wait for late ones.")
+        default=60,
+        ge=0,
+        description="How long past a window's end (observation time) to wait for late ones.",
+    )
     flush_idle_seconds: float = Field(
-        default=10.0, gt=0, description="Write a window once no message came for it this long.")
+        default=10.0, gt=0, description="Write a window once no message came for it this long."
+    )
     max_pending_messages: int = Field(
-        default=10_000, ge=10, le=65_535,
+        default=10_000,
+        ge=10,
+        le=65_535,
         description="Unacknowledged messages held at most (MQTT 5 receive maximum); beyond "
-                    "90 % every open window is written.")
-    dead_letter_prefix: str = Field(default="dead-letter/observations/",
-                                    description="Key prefix of rejected messages.")
+        "90 % every open window is written.",
+    )
+    dead_letter_prefix: str = Field(
+        default="dead-letter/observations/", description="Key prefix of rejected messages."
+    )
     # --- probes and metrics
     http_host: str = Field(default="0.0.0.0", description="Address of /healthz, /readyz, /metrics.")
-    http_port: int = Field(default=8080, ge=1, le=65535,
-                           description="Port of /healthz, /readyz and /metrics.")
+    http_port: int = Field(
+        default=8080, ge=1, le=65535, description="Port of /healthz, /readyz and /metrics."
+    )
     # --- parallel workers
     shard_count: int = Field(default=1, ge=1, description="Number of parallel workers.")
     shard_index: int = Field(
-        default=0, ge=0, validation_alias=AliasChoices("INGEST_SHARD_INDEX", "JOB_COMPLETION_INDEX"),
-        description="This worker's index; from JOB_COMPLETION_INDEX in an indexed Job.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO",
-                                                                    description="Log level.")
+        default=0,
+        ge=0,
+        validation_alias=AliasChoices("INGEST_SHARD_INDEX", "JOB_COMPLETION_INDEX"),
+        description="This worker's index; from JOB_COMPLETION_INDEX in an indexed Job.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level."
+    )
 
     @field_validator("mqtt_topics", mode="before")
     @classmethod
@@ -189,8 +236,10 @@ class IngestSettings(BaseSettings):
     @model_validator(mode="after")
     def _shard(self) -> IngestSettings:
         if self.shard_index >= self.shard_count:
-            raise ValueError(f"INGEST_SHARD_INDEX is {self.shard_index} but INGEST_SHARD_COUNT "
-                             f"is {self.shard_count}: the index must be below the count")
+            raise ValueError(
+                f"INGEST_SHARD_INDEX is {self.shard_index} but INGEST_SHARD_COUNT "
+                f"is {self.shard_count}: the index must be below the count"
+            )
         return self
 
     def topics(self) -> list[str]:
@@ -207,8 +256,10 @@ class IngestSettings(BaseSettings):
         """The value of the first name, after checking every name is set (ConfigError if not)."""
         missing = [n for n in names if getattr(self, n) in (None, "", [])]
         if missing:
-            raise ConfigError("missing settings for this command: "
-                              + ", ".join(f"INGEST_{n.upper()}" for n in missing))
+            raise ConfigError(
+                "missing settings for this command: "
+                + ", ".join(f"INGEST_{n.upper()}" for n in missing)
+            )
         return str(getattr(self, names[0]))
 
 
@@ -226,13 +277,16 @@ class HarvestSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HARVEST_", extra="ignore", frozen=True)
 
-    sources: list[HarvestSource] = Field(default_factory=list,
-                                         description="JSON list of {name, url} of member sites.")
+    sources: list[HarvestSource] = Field(
+        default_factory=list, description="JSON list of {name, url} of member sites."
+    )
     target_url: str = Field(default="", description="The hub's STAC API root (transactions on).")
     overlap_seconds: int = Field(
-        default=300, ge=0,
+        default=300,
+        ge=0,
         description="Re-read this much before the last harvested `updated`, for items whose "
-                    "write committed after a harvest read past them.")
+        "write committed after a harvest read past them.",
+    )
     page_size: int = Field(default=500, ge=1, le=10_000, description="Items per search page.")
     http_timeout_seconds: float = Field(default=60.0, gt=0, description="HTTP timeout.")
 

@@ -8,9 +8,12 @@ from typing import Any
 STAC_VERSION = "1.1.0"
 FILE_EXTENSION = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 # pgstac requires a geometry; an item whose place is unknown covers the whole world.
-WORLD = {"type": "Polygon",
-         "coordinates": [[[-180.0, -90.0], [180.0, -90.0], [180.0, 90.0], [-180.0, 90.0],
-                          [-180.0, -90.0]]]}
+WORLD = {
+    "type": "Polygon",
+    "coordinates": [
+        [[-180.0, -90.0], [180.0, -90.0], [180.0, 90.0], [-180.0, 90.0], [-180.0, -90.0]]
+    ],
+}
 WORLD_BBOX = [-180.0, -90.0, 180.0, 90.0]
 
 
@@ -27,8 +30,7 @@ def collection(collection_id: str, description: str, **extra: Any) -> dict[str, 
         "id": collection_id,
         "description": description,
         "license": "other",
-        "extent": {"spatial": {"bbox": [WORLD_BBOX]},
-                   "temporal": {"interval": [[None, None]]}},
+        "extent": {"spatial": {"bbox": [WORLD_BBOX]}, "temporal": {"interval": [[None, None]]}},
         "links": [],
         **extra,
     }

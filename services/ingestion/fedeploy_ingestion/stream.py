@@ -60,15 +60,19 @@ class Reconnected:
 class Consumer:
     """Consumes observation messages into windows; `run()` until `stop()`."""
 
-    def __init__(self, settings: IngestSettings, store: ObjectStore, writer: WindowWriter,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self, settings: IngestSettings, store: ObjectStore, writer: WindowWriter, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.store = store
         self.writer = writer
         self.metrics = metrics
         self.buffer: WindowBuffer[tuple[int, int]] = WindowBuffer(
-            settings.window_seconds, settings.window_grace_seconds, settings.flush_idle_seconds,
-            settings.max_pending_messages)
+            settings.window_seconds,
+            settings.window_grace_seconds,
+            settings.flush_idle_seconds,
+            settings.max_pending_messages,
+        )
         self.inbox: queue.Queue[Delivery | Reconnected] = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards generation/connected against the network thread
@@ -83,8 +87,12 @@ class Consumer:
 
     def _client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id(),
-                             protocol=mqtt.MQTTv5, manual_ack=True)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=s.client_id(),
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
         if s.mqtt_username:
             password = s.mqtt_password.get_secret_value() if s.mqtt_password else None
             client.username_pw_set(s.mqtt_username, password)
@@ -97,8 +105,9 @@ class Consumer:
         client.on_message = self._on_message
         return client
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             log.error("broker refused the connection", extra={"reason": str(reason)})
             return
@@ -108,20 +117,27 @@ class Consumer:
             generation = self._generation
         self.inbox.put(Reconnected(generation))
         self.metrics.broker_connected.set(1)
-        log.info("connected to broker", extra={"session_present": flags.session_present,
-                                                "client_id": self.settings.client_id()})
+        log.info(
+            "connected to broker",
+            extra={
+                "session_present": flags.session_present,
+                "client_id": self.settings.client_id(),
+            },
+        )
         client.subscribe([(t, QOS) for t in self.settings.topics()])
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
-                      properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
         failed = [str(r) for r in reasons if r.is_failure]
         if failed:
             log.error("subscription refused", extra={"reasons": failed})
             return
         self.subscribed.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         with self._lock:
             self._connected = False
         self.subscribed.clear()
@@ -132,15 +148,21 @@ class Consumer:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             generation = self._generation
-        self.inbox.put(Delivery(message.topic, bytes(message.payload), message.mid, generation,
-                                time.monotonic()))
+        self.inbox.put(
+            Delivery(
+                message.topic, bytes(message.payload), message.mid, generation, time.monotonic()
+            )
+        )
 
     def _ack(self, tags: list[tuple[int, int]]) -> None:
         # A tag from an older connection is not acknowledged: its packet id may now name a
         # different message. The broker delivers the old one again; the write merges it.
         with self._lock:
-            current = [mid for generation, mid in tags
-                       if generation == self._generation and self._connected]
+            current = [
+                mid
+                for generation, mid in tags
+                if generation == self._generation and self._connected
+            ]
             for mid in current:
                 self.client.ack(mid, QOS)
         self.metrics.messages_acknowledged.inc(len(current))
@@ -152,8 +174,13 @@ class Consumer:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.settings.mqtt_session_expiry_seconds
         properties.ReceiveMaximum = self.settings.max_pending_messages
-        self.client.connect_async(self.settings.require("mqtt_host"), self.settings.mqtt_port,
-                                  keepalive=30, clean_start=False, properties=properties)
+        self.client.connect_async(
+            self.settings.require("mqtt_host"),
+            self.settings.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=properties,
+        )
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -189,8 +216,10 @@ class Consumer:
             if isinstance(event, Reconnected):
                 dropped = self.buffer.clear()
                 if dropped:
-                    log.info("connection replaced: dropped held messages, the broker sends "
-                             "them again", extra={"messages": dropped})
+                    log.info(
+                        "connection replaced: dropped held messages, the broker sends them again",
+                        extra={"messages": dropped},
+                    )
             else:
                 self._handle(event)
             if self.buffer.pending >= self.buffer.high_water:
@@ -212,8 +241,9 @@ class Consumer:
 
     def _dead_letter(self, delivery: Delivery, invalid: InvalidObservation) -> None:
         key = dead_letter_key(self.settings.dead_letter_prefix, delivery.topic, delivery.payload)
-        document = dead_letter_document(delivery.topic, delivery.payload, invalid.code,
-                                        invalid.reason, datetime.now(UTC))
+        document = dead_letter_document(
+            delivery.topic, delivery.payload, invalid.code, invalid.reason, datetime.now(UTC)
+        )
         while not self._stop.is_set():
             try:
                 self.store.put(key, document, "application/json")
@@ -226,8 +256,15 @@ class Consumer:
         else:
             return
         self.metrics.dead_letters.labels(invalid.code).inc()
-        log.warning("message rejected", extra={"topic": delivery.topic, "code": invalid.code,
-                                               "reason": invalid.reason, "key": key})
+        log.warning(
+            "message rejected",
+            extra={
+                "topic": delivery.topic,
+                "code": invalid.code,
+                "reason": invalid.reason,
+                "key": key,
+            },
+        )
         self._ack([(delivery.generation, delivery.mid)])
 
     def _write_due(self, now: float, everything: bool = False) -> None:
@@ -241,8 +278,10 @@ class Consumer:
             except IngestError as error:
                 self.buffer.restore(entry)
                 self.metrics.write_errors.labels("window").inc()
-                log.error("window write failed; held and retried",
-                          extra={"window": window.item_id, "error": str(error)})
+                log.error(
+                    "window write failed; held and retried",
+                    extra={"window": window.item_id, "error": str(error)},
+                )
                 self._retry_at = time.monotonic() + 2.0
                 return
             self._ack(entry.tags)

@@ -21,8 +21,9 @@ from fedeploy_ingestion.settings import Source
 class Credentials:
     """Authentication for one source: none, HTTP Basic, or an OpenID Connect password grant."""
 
-    def __init__(self, source: Source, username: str | None, password: str | None,
-                 http: httpx.Client) -> None:
+    def __init__(
+        self, source: Source, username: str | None, password: str | None, http: httpx.Client
+    ) -> None:
         self.source = source
         self._username = username
         self._password = password
@@ -49,17 +50,27 @@ class Credentials:
     def _refresh(self) -> None:
         assert self.source.token_url is not None
         try:
-            answer = self._http.post(self.source.token_url, data={
-                "grant_type": "password", "client_id": self.source.client_id,
-                "username": self._username, "password": self._password})
+            answer = self._http.post(
+                self.source.token_url,
+                data={
+                    "grant_type": "password",
+                    "client_id": self.source.client_id,
+                    "username": self._username,
+                    "password": self._password,
+                },
+            )
         except httpx.HTTPError as error:
-            raise SourceError(f"source {self.source.name}: token request to "
-                              f"{self.source.token_url} failed: {error}") from error
+            raise SourceError(
+                f"source {self.source.name}: token request to "
+                f"{self.source.token_url} failed: {error}"
+            ) from error
         if answer.status_code != 200:
             # The body may echo the request: report only the status.
-            raise SourceError(f"source {self.source.name}: token endpoint "
-                              f"{self.source.token_url} answered {answer.status_code}; check "
-                              "INGEST_SOURCE_USERNAME / INGEST_SOURCE_PASSWORD")
+            raise SourceError(
+                f"source {self.source.name}: token endpoint "
+                f"{self.source.token_url} answered {answer.status_code}; check "
+                "INGEST_SOURCE_USERNAME / INGEST_SOURCE_PASSWORD"
+            )
         document = answer.json()
         self._token = str(document["access_token"])
         # Refresh a minute early: a download that starts must not meet an expired token.
@@ -122,8 +133,9 @@ def _content_range(value: str, href: str) -> tuple[int, int]:
         raise SourceError(f"GET {href} answered 206 with Content-Range {value!r}") from None
 
 
-def search(source: Source, interval: str | None,
-           headers: dict[str, str]) -> Iterator[dict[str, Any]]:
+def search(
+    source: Source, interval: str | None, headers: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     """Items of the source's collections, area, time window and cloud-cover limit."""
     from pystac_client import Client
     from pystac_client.exceptions import APIError
@@ -134,11 +146,15 @@ def search(source: Source, interval: str | None,
     if interval:
         parameters["datetime"] = interval
     if source.max_cloud_cover is not None:
-        parameters["filter"] = {"op": "<=", "args": [{"property": "eo:cloud_cover"},
-                                                     source.max_cloud_cover]}
+        parameters["filter"] = {
+            "op": "<=",
+            "args": [{"property": "eo:cloud_cover"}, source.max_cloud_cover],
+        }
         parameters["filter_lang"] = "cql2-json"
     try:
         client = Client.open(source.url, headers=headers)
         yield from client.search(**parameters).items_as_dicts()
     except APIError as error:  # pystac-client wraps every transport and HTTP error in it
-        raise SourceError(f"search of source {source.name} ({source.url}) failed: {error}") from error
+        raise SourceError(
+            f"search of source {source.name} ({source.url}) failed: {error}"
+        ) from error

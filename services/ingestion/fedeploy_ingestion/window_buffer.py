@@ -32,8 +32,9 @@ class OpenWindow(Generic[Tag]):
 class WindowBuffer(Generic[Tag]):
     """Groups observations into windows and says which are due to be written."""
 
-    def __init__(self, window_seconds: int, grace_seconds: int, idle_seconds: float,
-                 max_pending: int) -> None:
+    def __init__(
+        self, window_seconds: int, grace_seconds: int, idle_seconds: float, max_pending: int
+    ) -> None:
         self.window_seconds = window_seconds
         self.grace = timedelta(seconds=grace_seconds)
         self.idle_seconds = idle_seconds

@@ -58,17 +58,19 @@ def to_table(observations: list[Observation]) -> pa.Table:
             for o in observations
         ]
         fields = [*fields, GEOMETRY_FIELD]
-        longitudes = [o.longitude for o in positioned]
-        latitudes = [o.latitude for o in positioned]
+        longitudes = [o.longitude for o in positioned if o.longitude is not None]
+        latitudes = [o.latitude for o in positioned if o.latitude is not None]
         geo = {
             "version": GEOPARQUET_VERSION,
             "primary_column": "geometry",
             # No "crs": GeoParquet then means OGC:CRS84, longitude/latitude on WGS 84.
-            "columns": {"geometry": {
-                "encoding": "WKB",
-                "geometry_types": ["Point"],
-                "bbox": [min(longitudes), min(latitudes), max(longitudes), max(latitudes)],
-            }},
+            "columns": {
+                "geometry": {
+                    "encoding": "WKB",
+                    "geometry_types": ["Point"],
+                    "bbox": [min(longitudes), min(latitudes), max(longitudes), max(latitudes)],
+                }
+            },
         }
         metadata[b"geo"] = json.dumps(geo, sort_keys=True).encode()
     schema = pa.schema(fields, metadata=metadata or None)
@@ -88,12 +90,14 @@ def from_parquet(data: bytes) -> list[Observation]:
     names = set(table.column_names)
     observations = []
     for row in table.to_pylist():
-        observations.append(Observation(
-            station=row["station"],
-            time=row["time"].astimezone(UTC),
-            values={n: row[n] for n in VARIABLES if n in names and row[n] is not None},
-            longitude=row.get("longitude"),
-            latitude=row.get("latitude"),
-            elevation=row.get("elevation"),
-        ))
+        observations.append(
+            Observation(
+                station=row["station"],
+                time=row["time"].astimezone(UTC),
+                values={n: row[n] for n in VARIABLES if n in names and row[n] is not None},
+                longitude=row.get("longitude"),
+                latitude=row.get("latitude"),
+                elevation=row.get("elevation"),
+            )
+        )
     return observations

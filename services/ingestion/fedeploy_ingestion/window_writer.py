@@ -18,8 +18,14 @@ from fedeploy_ingestion.windowing import OBSERVATIONS_COLLECTION, WindowId
 class WindowWriter:
     """Stores windows exactly once: the key and item id are the window's, writes are merges."""
 
-    def __init__(self, store: ObjectStore, catalog: CatalogClient, site: str, metrics: Metrics,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        catalog: CatalogClient,
+        site: str,
+        metrics: Metrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.site = site
@@ -38,8 +44,15 @@ class WindowWriter:
         if data != stored:
             self.store.put(window.object_key, data, MEDIA_TYPE)
             self.metrics.bytes_written.labels("observations").inc(len(data))
-        item = window_item(window, merged, bucket=self.store.bucket, site=self.site,
-                           size=len(data), sha256=hashlib.sha256(data).digest(), now=self.clock())
+        item = window_item(
+            window,
+            merged,
+            bucket=self.store.bucket,
+            site=self.site,
+            size=len(data),
+            sha256=hashlib.sha256(data).digest(),
+            now=self.clock(),
+        )
         # Upserted even when the bytes are unchanged: the previous run may have died between
         # the object and the item.
         self.catalog.upsert_items(OBSERVATIONS_COLLECTION, [item])

@@ -91,8 +91,9 @@ class Catalogs:
 
     def restart(self, server: StacApiServer) -> StacApiServer:
         """The same catalog again, on the same port (after `server.stop()`)."""
-        again = StacApiServer(server.dsn, server.daemon.workdir, name=server.daemon.name,
-                              port=server.port).start()
+        again = StacApiServer(
+            server.dsn, server.daemon.workdir, name=server.daemon.name, port=server.port
+        ).start()
         self.servers.append(again)
         return again
 
@@ -116,20 +117,29 @@ def site_env(s3: SeaweedS3, bucket: str) -> dict[str, str]:
     return {**endpoint.env(), "INGEST_SITE": "site-a", "INGEST_BUCKET": bucket}
 
 
-def observation(station: str, moment: datetime, temperature: float = 12.5,
-                position: tuple[float, float] | None = (11.35, 46.5), **extra: Any
-                ) -> dict[str, Any]:
+def observation(
+    station: str,
+    moment: datetime,
+    temperature: float = 12.5,
+    position: tuple[float, float] | None = (11.35, 46.5),
+    **extra: Any,
+) -> dict[str, Any]:
     """A valid `fedeploy.observation/1` message."""
     message: dict[str, Any] = {
         "schema": "fedeploy.observation/1",
         "station": station,
         "time": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "variables": {"air_temperature": {"value": temperature, "unit": "degC"},
-                      "relative_humidity": {"value": 61.0, "unit": "%"}},
+        "variables": {
+            "air_temperature": {"value": temperature, "unit": "degC"},
+            "relative_humidity": {"value": 61.0, "unit": "%"},
+        },
     }
     if position:
-        message["position"] = {"longitude": position[0], "latitude": position[1],
-                               "elevation": 262.0}
+        message["position"] = {
+            "longitude": position[0],
+            "latitude": position[1],
+            "elevation": 262.0,
+        }
     message.update(extra)
     return message
 

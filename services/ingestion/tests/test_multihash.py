@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from fedeploy_ingestion.multihash import parse, sha256_multihash
 
 
@@ -30,8 +29,12 @@ def test_md5_and_blake2b_are_understood() -> None:
 
 @pytest.mark.parametrize(
     ("text", "words"),
-    [("zz", ["not hexadecimal"]), ("1f20" + "00" * 32, ["0x1f", "supported"]),
-     ("1220" + "00" * 31, ["32 bytes"]), ("12", ["truncated"])],
+    [
+        ("zz", ["not hexadecimal"]),
+        ("1f20" + "00" * 32, ["0x1f", "supported"]),
+        ("1220" + "00" * 31, ["32 bytes"]),
+        ("12", ["truncated"]),
+    ],
 )
 def test_bad_checksums_are_explained(text: str, words: list[str]) -> None:
     with pytest.raises(ValueError) as raised:

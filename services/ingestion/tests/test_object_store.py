@@ -7,11 +7,10 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from moto import mock_aws
-
 from fedeploy_ingestion.errors import ChecksumMismatch, SourceError
 from fedeploy_ingestion.multihash import Digest
 from fedeploy_ingestion.object_store import MiB, ObjectStore, RangeSource, s3_client
+from moto import mock_aws
 
 PART = 5 * MiB
 DATA = os.urandom(12 * MiB + 123)
@@ -20,8 +19,9 @@ DATA = os.urandom(12 * MiB + 123)
 class MemorySource(RangeSource):
     """Serves DATA from an offset; can fail after some bytes, or ignore ranges."""
 
-    def __init__(self, data: bytes = DATA, fail_after: int | None = None,
-                 ranges: bool = True) -> None:
+    def __init__(
+        self, data: bytes = DATA, fail_after: int | None = None, ranges: bool = True
+    ) -> None:
         self.data = data
         self.fail_after = fail_after
         self.ranges = ranges
@@ -34,7 +34,7 @@ class MemorySource(RangeSource):
         def chunks() -> Iterator[bytes]:
             sent = 0
             for position in range(start, len(self.data), MiB):
-                chunk = self.data[position:position + MiB]
+                chunk = self.data[position : position + MiB]
                 sent += len(chunk)
                 yield chunk
                 if self.fail_after is not None and sent >= self.fail_after:
@@ -57,25 +57,40 @@ def sha256(data: bytes) -> Digest:
     return Digest("sha256", hashlib.sha256(data).digest())
 
 
-def copy(store: ObjectStore, source: RangeSource, expected: Digest | None = None,
-         size: int | None = len(DATA)):
-    return store.copy_from("sentinel/c/i/B04.jp2", source, part_size=PART, expected=expected,
-                           expected_size=size, content_type="image/jp2", metadata={"k": "v"})
+def copy(
+    store: ObjectStore,
+    source: RangeSource,
+    expected: Digest | None = None,
+    size: int | None = len(DATA),
+):
+    return store.copy_from(
+        "sentinel/c/i/B04.jp2",
+        source,
+        part_size=PART,
+        expected=expected,
+        expected_size=size,
+        content_type="image/jp2",
+        metadata={"k": "v"},
+    )
 
 
 def pending_parts(store: ObjectStore) -> list[int]:
     uploads = store.client.list_multipart_uploads(Bucket="site").get("Uploads", [])
     if not uploads:
         return []
-    parts = store.client.list_parts(Bucket="site", Key=uploads[0]["Key"],
-                                    UploadId=uploads[0]["UploadId"])
+    parts = store.client.list_parts(
+        Bucket="site", Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"]
+    )
     return [p["Size"] for p in parts.get("Parts", [])]
 
 
 def test_a_copy_from_the_start_is_verified_while_streaming(store: ObjectStore) -> None:
     result = copy(store, MemorySource(), expected=sha256(DATA))
     assert (result.size, result.sha256, result.resumed_from) == (
-        len(DATA), hashlib.sha256(DATA).digest(), 0)
+        len(DATA),
+        hashlib.sha256(DATA).digest(),
+        0,
+    )
     assert store.get(result.key) == DATA
     assert store.head(result.key).metadata == {"k": "v"}
 

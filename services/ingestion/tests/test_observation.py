@@ -7,7 +7,6 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from fedeploy_ingestion.observation import (
     InvalidObservation,
     Observation,
@@ -26,8 +25,10 @@ def message(**changes: object) -> dict:
         "station": "bz-01",
         "time": "2024-06-01T11:59:30Z",
         "position": {"longitude": 11.35, "latitude": 46.5, "elevation": 262},
-        "variables": {"air_temperature": {"value": 291.15, "unit": "K"},
-                      "precipitation": {"value": 0.2, "unit": "mm"}},
+        "variables": {
+            "air_temperature": {"value": 291.15, "unit": "K"},
+            "precipitation": {"value": 0.2, "unit": "mm"},
+        },
     }
     document.update(changes)
     return document
@@ -43,7 +44,11 @@ def test_a_valid_message_becomes_an_observation_in_canonical_units() -> None:
     assert observation.time == datetime(2024, 6, 1, 11, 59, 30, tzinfo=UTC)
     assert observation.values["air_temperature"] == pytest.approx(18.0)
     assert observation.values["precipitation"] == 0.2
-    assert (observation.longitude, observation.latitude, observation.elevation) == (11.35, 46.5, 262)
+    assert (observation.longitude, observation.latitude, observation.elevation) == (
+        11.35,
+        46.5,
+        262,
+    )
 
 
 def test_position_is_optional() -> None:
@@ -64,31 +69,51 @@ def test_an_offset_of_zero_is_utc() -> None:
         (b"not json at all", "not-json", ["not JSON"]),
         (b"\xff\xfe", "not-json", ["not JSON"]),
         (encode([1, 2]), "schema", ["list", "not an object"]),
-        (encode(message(schema="fedeploy.observation/2")), "schema-version",
-         ["fedeploy.observation/2", "fedeploy.observation/1"]),
+        (
+            encode(message(schema="fedeploy.observation/2")),
+            "schema-version",
+            ["fedeploy.observation/2", "fedeploy.observation/1"],
+        ),
         (encode({k: v for k, v in message().items() if k != "station"}), "schema", ["station"]),
         (encode(message(station="bad/station")), "schema", ["station"]),
         (encode(message(time="2024-06-01T11:59:30")), "schema", ["time", "UTC"]),
         (encode(message(time="2024-06-01T13:59:30+02:00")), "schema", ["time", "UTC"]),
         (encode(message(time="yesterday")), "schema", ["time"]),
         (encode(message(variables={})), "schema", ["variables"]),
-        (encode(message(variables={"snow_depth": {"value": 1, "unit": "m"}})),
-         "unknown-variable", ["snow_depth", "air_temperature"]),
-        (encode(message(variables={"air_temperature": {"value": 64, "unit": "degF"}})),
-         "unit", ["degF", "degC", "K"]),
-        (encode(message(variables={"relative_humidity": {"value": 130, "unit": "%"}})),
-         "range", ["relative_humidity", "130", "100"]),
-        (encode(message(variables={"wind_speed": {"value": -1, "unit": "m s-1"}})),
-         "range", ["wind_speed"]),
-        (b'{"schema":"fedeploy.observation/1","station":"bz-01","time":"2024-06-01T11:59:30Z",'
-         b'"variables":{"air_pressure":{"value":NaN,"unit":"hPa"}}}', "schema", ["value"]),
+        (
+            encode(message(variables={"snow_depth": {"value": 1, "unit": "m"}})),
+            "unknown-variable",
+            ["snow_depth", "air_temperature"],
+        ),
+        (
+            encode(message(variables={"air_temperature": {"value": 64, "unit": "degF"}})),
+            "unit",
+            ["degF", "degC", "K"],
+        ),
+        (
+            encode(message(variables={"relative_humidity": {"value": 130, "unit": "%"}})),
+            "range",
+            ["relative_humidity", "130", "100"],
+        ),
+        (
+            encode(message(variables={"wind_speed": {"value": -1, "unit": "m s-1"}})),
+            "range",
+            ["wind_speed"],
+        ),
+        (
+            b'{"schema":"fedeploy.observation/1","station":"bz-01","time":"2024-06-01T11:59:30Z",'
+            b'"variables":{"air_pressure":{"value":NaN,"unit":"hPa"}}}',
+            "schema",
+            ["value"],
+        ),
         (encode(message(position={"longitude": 200, "latitude": 0})), "schema", ["longitude"]),
         (encode(message(extra_field=1)), "schema", ["extra_field"]),
         (encode(message(time="2024-06-01T14:00:00Z")), "future", ["ahead"]),
     ],
 )
-def test_invalid_messages_are_rejected_with_a_reason(payload: bytes, code: str,
-                                                     words: list[str]) -> None:
+def test_invalid_messages_are_rejected_with_a_reason(
+    payload: bytes, code: str, words: list[str]
+) -> None:
     with pytest.raises(InvalidObservation) as raised:
         parse_observation(payload, TOPIC, NOW)
     assert raised.value.code == code
@@ -108,8 +133,7 @@ def test_other_topic_layouts_are_not_checked() -> None:
 
 
 def _observation(seconds: int, temperature: float, station: str = "s1") -> Observation:
-    return Observation(station, NOW + timedelta(seconds=seconds),
-                       {"air_temperature": temperature})
+    return Observation(station, NOW + timedelta(seconds=seconds), {"air_temperature": temperature})
 
 
 def test_merge_keeps_one_observation_per_station_and_time() -> None:

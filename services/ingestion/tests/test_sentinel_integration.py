@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from fedeploy.loopback import PostgresServer, SeaweedS3, StacApiServer
-from fedeploy.loopback.asset_server import AssetServer
-from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import MiB, ObjectStore, s3_client
 from fedeploy_ingestion.sentinel import SentinelRun
 from fedeploy_ingestion.settings import IngestSettings
+
+from fedeploy.loopback import PostgresServer, SeaweedS3, StacApiServer
+from fedeploy.loopback.asset_server import AssetServer
+from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,9 @@ PASSWORD = "upstream-pa55word-never-logged"
 
 
 @pytest.fixture(scope="module")
-def upstream(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[tuple[StacApiServer, AssetServer, list[dict[str, Any]]]]:
+def upstream(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[StacApiServer, AssetServer, list[dict[str, Any]]]]:
     """Four items, one a day from 2024-06-01; every other one is cloudy (80 %)."""
     root = tmp_path_factory.mktemp("upstream")
     assets = AssetServer(root / "files").start()
@@ -44,13 +45,24 @@ def upstream(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 def settings(s3: SeaweedS3, bucket: str, upstream_url: str, **changes: Any) -> IngestSettings:
     endpoint = s3.endpoint
     values: dict[str, Any] = {
-        "site": "site-a", "bucket": bucket, "s3_endpoint_url": endpoint.endpoint_url,
-        "s3_region": endpoint.region, "part_size_mib": 5,
-        "source_username": "someone", "source_password": PASSWORD,
-        "sources": [{"name": "upstream", "url": upstream_url, "collections": [COLLECTION],
-                     "assets": ["B04", "B03", "SCL"], "maxCloudCover": 20,
-                     "bbox": [10, 45, 13, 48],
-                     "datetime": "2024-06-01T00:00:00Z/2024-06-05T00:00:00Z"}],
+        "site": "site-a",
+        "bucket": bucket,
+        "s3_endpoint_url": endpoint.endpoint_url,
+        "s3_region": endpoint.region,
+        "part_size_mib": 5,
+        "source_username": "someone",
+        "source_password": PASSWORD,
+        "sources": [
+            {
+                "name": "upstream",
+                "url": upstream_url,
+                "collections": [COLLECTION],
+                "assets": ["B04", "B03", "SCL"],
+                "maxCloudCover": 20,
+                "bbox": [10, 45, 13, 48],
+                "datetime": "2024-06-01T00:00:00Z/2024-06-05T00:00:00Z",
+            }
+        ],
     }
     values.update(changes)
     return IngestSettings(**values)
@@ -68,8 +80,13 @@ def sha256_multihash(path: Path) -> str:
 
 
 def test_a_window_ingested_twice_is_a_no_op_the_second_time(
-        upstream, catalogs, s3: SeaweedS3, bucket: str, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    upstream,
+    catalogs,
+    s3: SeaweedS3,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     api, assets, items = upstream
     site = catalogs.start("site-a")
     config = settings(s3, bucket, api.url)
@@ -82,7 +99,8 @@ def test_a_window_ingested_twice_is_a_no_op_the_second_time(
     assert set(first.missing_assets) == {f"{COLLECTION}/{i['id']}" for i in clear}
     listing = store.client.list_objects_v2(Bucket=bucket)["Contents"]
     assert sorted(o["Key"] for o in listing) == sorted(
-        f"sentinel/{COLLECTION}/{i['id']}/{name}.jp2" for i in clear for name in SIZES)
+        f"sentinel/{COLLECTION}/{i['id']}/{name}.jp2" for i in clear for name in SIZES
+    )
 
     catalog = CatalogClient(site.url)
     for item in clear:
@@ -106,8 +124,9 @@ def test_a_window_ingested_twice_is_a_no_op_the_second_time(
     assert PASSWORD not in caplog.text
 
 
-def test_a_copy_interrupted_midway_resumes(upstream, catalogs, s3: SeaweedS3, bucket: str,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_copy_interrupted_midway_resumes(
+    upstream, catalogs, s3: SeaweedS3, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api, assets, items = upstream
     site = catalogs.start("site-a")
     config = settings(s3, bucket, api.url)
@@ -138,20 +157,32 @@ def test_a_copy_interrupted_midway_resumes(upstream, catalogs, s3: SeaweedS3, bu
     assert store.client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", []) == []
 
 
-def test_an_asset_whose_checksum_differs_is_not_kept(upstream, catalogs, s3: SeaweedS3,
-                                                     bucket: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_asset_whose_checksum_differs_is_not_kept(
+    upstream, catalogs, s3: SeaweedS3, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api, assets, _ = upstream
     from datetime import UTC, datetime
 
-    [bad] = make_items(assets, 1, {"B04": 64 * 1024},
-                       start=datetime(2024, 7, 15, 10, 0, tzinfo=UTC))
+    [bad] = make_items(
+        assets, 1, {"B04": 64 * 1024}, start=datetime(2024, 7, 15, 10, 0, tzinfo=UTC)
+    )
     bad["assets"]["B04"]["file:checksum"] = "1220" + "ab" * 32
     load(api.url, [bad])
     site = catalogs.start("site-a")
-    config = settings(s3, bucket, api.url, sources=[{
-        "name": "upstream", "url": api.url, "collections": [COLLECTION], "assets": ["B04"],
-        "datetime": "2024-07-15T00:00:00Z/2024-07-16T00:00:00Z"}])
+    config = settings(
+        s3,
+        bucket,
+        api.url,
+        sources=[
+            {
+                "name": "upstream",
+                "url": api.url,
+                "collections": [COLLECTION],
+                "assets": ["B04"],
+                "datetime": "2024-07-15T00:00:00Z/2024-07-16T00:00:00Z",
+            }
+        ],
+    )
     report, store = run(config, s3, site.url, monkeypatch)
     assert report.registered == 0
     assert "sha256" in report.failed[f"{COLLECTION}/{bad['id']}"]
@@ -159,15 +190,29 @@ def test_an_asset_whose_checksum_differs_is_not_kept(upstream, catalogs, s3: Sea
     assert CatalogClient(site.url).get_item(COLLECTION, bad["id"]) is None
 
 
-def test_indexed_workers_share_the_items_without_overlap(upstream, catalogs, s3: SeaweedS3,
-                                                         bucket: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_indexed_workers_share_the_items_without_overlap(
+    upstream, catalogs, s3: SeaweedS3, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api, _, _ = upstream
     site = catalogs.start("site-a")
-    wide = [{"name": "upstream", "url": api.url, "collections": [COLLECTION], "assets": ["B03"],
-             "datetime": "2024-06-01T00:00:00Z/2024-06-05T00:00:00Z"}]
-    reports = [run(settings(s3, bucket, api.url, sources=wide, shard_count=2, shard_index=i),
-                   s3, site.url, monkeypatch)[0] for i in (0, 1)]
+    wide = [
+        {
+            "name": "upstream",
+            "url": api.url,
+            "collections": [COLLECTION],
+            "assets": ["B03"],
+            "datetime": "2024-06-01T00:00:00Z/2024-06-05T00:00:00Z",
+        }
+    ]
+    reports = [
+        run(
+            settings(s3, bucket, api.url, sources=wide, shard_count=2, shard_index=i),
+            s3,
+            site.url,
+            monkeypatch,
+        )[0]
+        for i in (0, 1)
+    ]
     assert [r.found for r in reports] == [4, 4], reports
     assert sum(r.registered for r in reports) == 4
     assert all(r.registered + r.other_shards == 4 for r in reports)

@@ -6,7 +6,6 @@ import hashlib
 from datetime import UTC, datetime
 
 import pytest
-
 from fedeploy_ingestion.sentinel_plan import (
     CopiedAsset,
     chosen_assets,
@@ -20,16 +19,28 @@ from fedeploy_ingestion.sentinel_plan import (
 
 def upstream_item() -> dict:
     return {
-        "type": "Feature", "stac_version": "1.1.0", "id": "S2B_MSIL2A_X",
-        "collection": "sentinel-2-l2a", "stac_extensions": ["https://eo"],
-        "geometry": {"type": "Point", "coordinates": [1, 2]}, "bbox": [1, 2, 1, 2],
-        "properties": {"datetime": "2024-06-01T10:30:00Z", "eo:cloud_cover": 3.0,
-                       "updated": "2024-06-02T00:00:00Z"},
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "S2B_MSIL2A_X",
+        "collection": "sentinel-2-l2a",
+        "stac_extensions": ["https://eo"],
+        "geometry": {"type": "Point", "coordinates": [1, 2]},
+        "bbox": [1, 2, 1, 2],
+        "properties": {
+            "datetime": "2024-06-01T10:30:00Z",
+            "eo:cloud_cover": 3.0,
+            "updated": "2024-06-02T00:00:00Z",
+        },
         "assets": {
-            "B04": {"href": "s3://eodata/Sentinel-2/B04.jp2", "type": "image/jp2",
-                    "roles": ["data"], "file:size": 10, "file:checksum": "1220" + "00" * 32,
-                    "alternate": {"https": {"href": "https://download.example/B04.jp2"}},
-                    "storage:refs": ["cdse"]},
+            "B04": {
+                "href": "s3://eodata/Sentinel-2/B04.jp2",
+                "type": "image/jp2",
+                "roles": ["data"],
+                "file:size": 10,
+                "file:checksum": "1220" + "00" * 32,
+                "alternate": {"https": {"href": "https://download.example/B04.jp2"}},
+                "storage:refs": ["cdse"],
+            },
             "B03": {"href": "https://download.example/B03", "type": "image/jp2"},
         },
         "links": [{"rel": "self", "href": "https://upstream/items/S2B_MSIL2A_X"}],
@@ -42,14 +53,16 @@ def upstream_item() -> dict:
         ("https://h/a/B04.jp2", "image/jp2", "sentinel-2-l2a/S2/B04.jp2"),
         ("https://h/odata/Products(1)/$value", "application/zip", "sentinel-2-l2a/S2/B04.zip"),
         ("https://h/x/B04", "image/jp2", "sentinel-2-l2a/S2/B04.jp2"),
-        ("https://h/x/B04", "image/tiff; application=geotiff; profile=cloud-optimized",
-         "sentinel-2-l2a/S2/B04.tif"),
+        (
+            "https://h/x/B04",
+            "image/tiff; application=geotiff; profile=cloud-optimized",
+            "sentinel-2-l2a/S2/B04.tif",
+        ),
         ("https://h/x/B04", None, "sentinel-2-l2a/S2/B04"),
         ("https://h/x/B04.TIF?token=1", None, "sentinel-2-l2a/S2/B04.tif"),
     ],
 )
-def test_object_keys_follow_the_contract(href: str, media_type: str | None,
-                                         expected: str) -> None:
+def test_object_keys_follow_the_contract(href: str, media_type: str | None, expected: str) -> None:
     assert object_key("sentinel-2-l2a", "S2", "B04", href, media_type) == f"sentinel/{expected}"
 
 
@@ -90,8 +103,15 @@ def test_the_site_item_points_at_the_site_copy_and_back_at_the_upstream() -> Non
     digest = hashlib.sha256(b"x").digest()
     copies = {"B04": CopiedAsset("sentinel/sentinel-2-l2a/S2B_MSIL2A_X/B04.jp2", 10, digest)}
     now = datetime(2024, 6, 3, tzinfo=UTC)
-    item = site_item(upstream_item(), "https://upstream/items/S2B_MSIL2A_X", copies,
-                     bucket="site-a-data", site="site-a", item_fingerprint="f", now=now)
+    item = site_item(
+        upstream_item(),
+        "https://upstream/items/S2B_MSIL2A_X",
+        copies,
+        bucket="site-a-data",
+        site="site-a",
+        item_fingerprint="f",
+        now=now,
+    )
     assert (item["id"], item["collection"]) == ("S2B_MSIL2A_X", "sentinel-2-l2a")
     assert list(item["assets"]) == ["B04"]
     asset = item["assets"]["B04"]
@@ -108,10 +128,17 @@ def test_the_site_item_points_at_the_site_copy_and_back_at_the_upstream() -> Non
 
 
 def test_the_site_collection_drops_upstream_links_and_keeps_a_via() -> None:
-    upstream = {"id": "c", "links": [{"rel": "self", "href": "https://up/collections/c"},
-                                     {"rel": "items", "href": "https://up/collections/c/items"}],
-                "item_assets": {}, "description": "d"}
+    upstream = {
+        "id": "c",
+        "links": [
+            {"rel": "self", "href": "https://up/collections/c"},
+            {"rel": "items", "href": "https://up/collections/c/items"},
+        ],
+        "item_assets": {},
+        "description": "d",
+    }
     copy = site_collection(upstream)
-    assert copy["links"] == [{"rel": "via", "href": "https://up/collections/c",
-                              "type": "application/json"}]
+    assert copy["links"] == [
+        {"rel": "via", "href": "https://up/collections/c", "type": "application/json"}
+    ]
     assert "item_assets" not in copy

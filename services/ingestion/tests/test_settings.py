@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import ValidationError
-
 from fedeploy_ingestion.errors import ConfigError
 from fedeploy_ingestion.settings import (
     COPERNICUS_TOKEN_URL,
     HarvestSettings,
     IngestSettings,
 )
+from pydantic import ValidationError
 
-SOURCE = ('[{"name": "cdse", "collections": ["sentinel-2-l2a"], "assets": ["B04", "B08"], '
-          '"bbox": [10, 46, 12, 47], "datetime": "P2D", "maxCloudCover": 20}]')
+SOURCE = (
+    '[{"name": "cdse", "collections": ["sentinel-2-l2a"], "assets": ["B04", "B08"], '
+    '"bbox": [10, 46, 12, 47], "datetime": "P2D", "maxCloudCover": 20}]'
+)
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def test_sources_parse_from_json_with_the_copernicus_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sources_parse_from_json_with_the_copernicus_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("INGEST_SOURCES", SOURCE)
     source = IngestSettings().sources[0]
     assert source.url == "https://stac.dataspace.copernicus.eu/v1"
@@ -54,8 +57,9 @@ def test_another_stac_api_gets_no_token_url(monkeypatch: pytest.MonkeyPatch) -> 
         ("INGEST_MAX_PENDING_MESSAGES", "100000", ["65535"]),
     ],
 )
-def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
-                                words: list[str]) -> None:
+def test_bad_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: list[str]
+) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError) as raised:
         IngestSettings()
@@ -94,7 +98,9 @@ def test_require_names_every_missing_variable() -> None:
 
 
 def test_harvest_sources_must_have_unique_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HARVEST_SOURCES", '[{"name": "site-a", "url": "http://a"}, '
-                                          '{"name": "site-a", "url": "http://b"}]')
+    monkeypatch.setenv(
+        "HARVEST_SOURCES",
+        '[{"name": "site-a", "url": "http://a"}, {"name": "site-a", "url": "http://b"}]',
+    )
     with pytest.raises(ValidationError, match="site-a"):
         HarvestSettings()

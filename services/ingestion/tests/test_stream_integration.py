@@ -17,9 +17,6 @@ import httpx
 import paho.mqtt.client as mqtt
 import pyarrow.parquet as pq
 import pytest
-
-from fedeploy.loopback import MosquittoBroker, SeaweedS3
-from fedeploy.loopback.processes import Daemon, free_port, wait_until
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import ObjectStore, s3_client
@@ -28,6 +25,9 @@ from fedeploy_ingestion.settings import IngestSettings
 from fedeploy_ingestion.stream import Consumer
 from fedeploy_ingestion.window_writer import WindowWriter
 from fedeploy_ingestion.windowing import window_of
+
+from fedeploy.loopback import MosquittoBroker, SeaweedS3
+from fedeploy.loopback.processes import Daemon, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +61,20 @@ def stored_rows(store: ObjectStore) -> list[tuple[str, datetime]]:
     for page in paginator.paginate(Bucket=store.bucket, Prefix="observations/"):
         for entry in page.get("Contents", []):
             table = pq.read_table(io.BytesIO(store.get(entry["Key"])))
-            rows += list(zip(table.column("station").to_pylist(),
-                             table.column("time").to_pylist(), strict=True))
+            rows += list(
+                zip(
+                    table.column("station").to_pylist(),
+                    table.column("time").to_pylist(),
+                    strict=True,
+                )
+            )
     return rows
 
 
 def catalog_items(url: str) -> list[dict[str, Any]]:
-    answer = httpx.post(f"{url}/search", json={"collections": ["edge-observations"],
-                                               "limit": 1000}, timeout=30)
+    answer = httpx.post(
+        f"{url}/search", json={"collections": ["edge-observations"], "limit": 1000}, timeout=30
+    )
     answer.raise_for_status()
     return answer.json()["features"]
 
@@ -83,8 +89,14 @@ def counter_value(metrics_text: str, name: str) -> float:
 
 @pytest.mark.slow
 def test_10000_observations_with_the_consumer_killed_twice_land_exactly_once(
-        broker: MosquittoBroker, s3: SeaweedS3, bucket: str, catalogs, site_env: dict[str, str],
-        make_observation, tmp_path: Path) -> None:
+    broker: MosquittoBroker,
+    s3: SeaweedS3,
+    bucket: str,
+    catalogs,
+    site_env: dict[str, str],
+    make_observation,
+    tmp_path: Path,
+) -> None:
     site = catalogs.start("site-a")
     stations = [f"st-{n:02d}" for n in range(20)]
     messages, published = [], []
@@ -98,41 +110,65 @@ def test_10000_observations_with_the_consumer_killed_twice_land_exactly_once(
     assert len(messages) == 10_000
 
     port = free_port()
-    env = {**os.environ, **site_env,
-           "INGEST_CATALOG_URL": site.url, "INGEST_MQTT_HOST": broker.host,
-           "INGEST_MQTT_PORT": str(broker.port), "INGEST_MQTT_CLIENT_ID": f"kill-{bucket}",
-           "INGEST_WINDOW_SECONDS": "600", "INGEST_WINDOW_GRACE_SECONDS": "0",
-           "INGEST_FLUSH_IDLE_SECONDS": "1", "INGEST_HTTP_HOST": "127.0.0.1",
-           "INGEST_HTTP_PORT": str(port), "INGEST_LOG_LEVEL": "WARNING"}
-    consumer = Daemon("consumer", [sys.executable, "-m", "fedeploy_ingestion", "stream"],
-                      tmp_path, env=env)
+    env = {
+        **os.environ,
+        **site_env,
+        "INGEST_CATALOG_URL": site.url,
+        "INGEST_MQTT_HOST": broker.host,
+        "INGEST_MQTT_PORT": str(broker.port),
+        "INGEST_MQTT_CLIENT_ID": f"kill-{bucket}",
+        "INGEST_WINDOW_SECONDS": "600",
+        "INGEST_WINDOW_GRACE_SECONDS": "0",
+        "INGEST_FLUSH_IDLE_SECONDS": "1",
+        "INGEST_HTTP_HOST": "127.0.0.1",
+        "INGEST_HTTP_PORT": str(port),
+        "INGEST_LOG_LEVEL": "WARNING",
+    }
+    consumer = Daemon(
+        "consumer", [sys.executable, "-m", "fedeploy_ingestion", "stream"], tmp_path, env=env
+    )
 
     def metrics() -> str:
         return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
 
     def start() -> None:
         consumer.start()
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                   .status_code == 200, 30, "the consumer's /readyz", consumer.log_file)
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200,
+            30,
+            "the consumer's /readyz",
+            consumer.log_file,
+        )
 
     start()
     publisher = threading.Thread(target=publish, args=(broker, messages))
     publisher.start()
     stored_at_kill = []
     for _ in range(2):
-        wait_until(lambda: counter_value(metrics(), "ingest_messages_acknowledged_total") >= 1500,
-                   60, "1500 acknowledgements", consumer.log_file)
+        wait_until(
+            lambda: counter_value(metrics(), "ingest_messages_acknowledged_total") >= 1500,
+            60,
+            "1500 acknowledgements",
+            consumer.log_file,
+        )
         consumer.kill()  # SIGKILL: no flush, no acknowledgement, whatever it was doing
-        stored_at_kill.append(sum(i["properties"]["fedeploy:observation_count"]
-                                  for i in catalog_items(site.url)))
+        stored_at_kill.append(
+            sum(i["properties"]["fedeploy:observation_count"] for i in catalog_items(site.url))
+        )
         start()
     publisher.join(timeout=120)
     assert not publisher.is_alive()
 
     windows = {window_of(s, t, 600) for s, t in published}
-    wait_until(lambda: sum(i["properties"]["fedeploy:observation_count"]
-                           for i in catalog_items(site.url)) == 10_000,
-               90, "all observations in the catalog", consumer.log_file)
+    wait_until(
+        lambda: (
+            sum(i["properties"]["fedeploy:observation_count"] for i in catalog_items(site.url))
+            == 10_000
+        ),
+        90,
+        "all observations in the catalog",
+        consumer.log_file,
+    )
     consumer.stop()  # SIGTERM: writes what it holds, then exits
 
     store = ObjectStore(s3.endpoint.client(), bucket)
@@ -149,20 +185,33 @@ def test_10000_observations_with_the_consumer_killed_twice_land_exactly_once(
 
 
 def test_malformed_messages_end_in_the_dead_letter_prefix_and_the_consumer_goes_on(
-        broker: MosquittoBroker, s3: SeaweedS3, bucket: str, catalogs, site_env: dict[str, str],
-        make_observation, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker: MosquittoBroker,
+    s3: SeaweedS3,
+    bucket: str,
+    catalogs,
+    site_env: dict[str, str],
+    make_observation,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     site = catalogs.start("site-a")
     for name, value in site_env.items():
         monkeypatch.setenv(name, value)
-    settings = IngestSettings(catalog_url=site.url, mqtt_host=broker.host, mqtt_port=broker.port,
-                              mqtt_client_id=f"dead-{bucket}", flush_idle_seconds=0.5,
-                              s3_endpoint_url=s3.endpoint.endpoint_url)
+    settings = IngestSettings(
+        catalog_url=site.url,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_client_id=f"dead-{bucket}",
+        flush_idle_seconds=0.5,
+        s3_endpoint_url=s3.endpoint.endpoint_url,
+    )
     metrics = Metrics()
     store = ObjectStore(s3_client(settings.s3_endpoint_url, settings.s3_region, "auto"), bucket)
-    consumer = Consumer(settings, store,
-                        WindowWriter(store, CatalogClient(site.url), "site-a", metrics), metrics)
-    probes = ProbeServer("127.0.0.1", 0, metrics, healthy=lambda: True,
-                         ready=lambda: consumer.ready).start()
+    consumer = Consumer(
+        settings, store, WindowWriter(store, CatalogClient(site.url), "site-a", metrics), metrics
+    )
+    probes = ProbeServer(
+        "127.0.0.1", 0, metrics, healthy=lambda: True, ready=lambda: consumer.ready
+    ).start()
     probe = f"http://127.0.0.1:{probes.port}"
     assert httpx.get(f"{probe}/readyz").status_code == 503
     worker = threading.Thread(target=consumer.run)
@@ -174,13 +223,23 @@ def test_malformed_messages_end_in_the_dead_letter_prefix_and_the_consumer_goes_
         bad = {
             "not-json": (topic("bz-01"), b"{broken"),
             "schema-version": (topic("bz-01"), json.dumps({**good, "schema": "other/9"}).encode()),
-            "unit": (topic("bz-01"), json.dumps({**good, "variables": {
-                "air_temperature": {"value": 20, "unit": "degF"}}}).encode()),
+            "unit": (
+                topic("bz-01"),
+                json.dumps(
+                    {**good, "variables": {"air_temperature": {"value": 20, "unit": "degF"}}}
+                ).encode(),
+            ),
             "topic-mismatch": (topic("bz-02"), json.dumps(good).encode()),
         }
         later = make_observation("bz-01", T0 + timedelta(seconds=30))
-        publish(broker, [(topic("bz-01"), json.dumps(good).encode()), *bad.values(),
-                         (topic("bz-01"), json.dumps(later).encode())])
+        publish(
+            broker,
+            [
+                (topic("bz-01"), json.dumps(good).encode()),
+                *bad.values(),
+                (topic("bz-01"), json.dumps(later).encode()),
+            ],
+        )
         wait_until(lambda: len(catalog_items(site.url)) == 1, 20, "the good window", None)
         letters = store.client.list_objects_v2(Bucket=bucket, Prefix="dead-letter/observations/")
         documents = [json.loads(store.get(o["Key"])) for o in letters.get("Contents", [])]

@@ -15,8 +15,9 @@ def obs(station: str, seconds: float) -> Observation:
 
 
 def buffer(max_pending: int = 1000) -> WindowBuffer[int]:
-    return WindowBuffer(window_seconds=600, grace_seconds=30, idle_seconds=5.0,
-                        max_pending=max_pending)
+    return WindowBuffer(
+        window_seconds=600, grace_seconds=30, idle_seconds=5.0, max_pending=max_pending
+    )
 
 
 def test_a_window_is_due_once_its_station_has_moved_past_the_end_plus_grace() -> None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from fedeploy_ingestion.observation import Observation
 from fedeploy_ingestion.window_table import from_parquet, to_parquet
 
@@ -18,12 +17,14 @@ T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 def observations(positioned: bool) -> list[Observation]:
     return [
-        Observation("s1", T0 + timedelta(seconds=10 * i),
-                    {"air_temperature": 10.0 + i, "wind_speed": 2.5} if i % 2 else
-                    {"air_pressure": 1013.2},
-                    longitude=11.0 + i if positioned else None,
-                    latitude=46.0 if positioned else None,
-                    elevation=250.0 if positioned else None)
+        Observation(
+            "s1",
+            T0 + timedelta(seconds=10 * i),
+            {"air_temperature": 10.0 + i, "wind_speed": 2.5} if i % 2 else {"air_pressure": 1013.2},
+            longitude=11.0 + i if positioned else None,
+            latitude=46.0 if positioned else None,
+            elevation=250.0 if positioned else None,
+        )
         for i in range(4)
     ]
 
@@ -36,8 +37,16 @@ def test_columns_and_types_follow_the_contract() -> None:
     table = read(to_parquet(observations(positioned=False)))
     assert table.schema.field("station").type == pa.string()
     assert table.schema.field("time").type == pa.timestamp("us", tz="UTC")
-    for name in ("longitude", "latitude", "elevation", "air_temperature", "relative_humidity",
-                 "air_pressure", "wind_speed", "precipitation"):
+    for name in (
+        "longitude",
+        "latitude",
+        "elevation",
+        "air_temperature",
+        "relative_humidity",
+        "air_pressure",
+        "wind_speed",
+        "precipitation",
+    ):
         assert table.schema.field(name).type == pa.float64(), name
     assert table.column("air_pressure").to_pylist() == [1013.2, None, 1013.2, None]
     assert table.column("precipitation").null_count == 4

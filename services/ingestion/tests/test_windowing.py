@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
 from fedeploy_ingestion.windowing import check_window_seconds, stamp, window_of
 
 
@@ -13,7 +12,9 @@ def test_a_window_contains_its_start_and_not_its_end() -> None:
     start = datetime(2024, 6, 1, 12, 10, tzinfo=UTC)
     assert window_of("s1", start, 600).start == start
     assert window_of("s1", start + timedelta(seconds=599.999), 600).start == start
-    assert window_of("s1", start + timedelta(seconds=600), 600).start == start + timedelta(minutes=10)
+    assert window_of("s1", start + timedelta(seconds=600), 600).start == start + timedelta(
+        minutes=10
+    )
 
 
 def test_windows_align_to_the_utc_day_whatever_the_input_zone() -> None:
@@ -27,7 +28,8 @@ def test_item_id_and_object_key_follow_the_contract() -> None:
     window = window_of("bz-01", datetime(2024, 6, 1, 23, 55, tzinfo=UTC), 600)
     assert window.item_id == "bz-01_20240601T235000Z_20240602T000000Z"
     assert window.object_key == (
-        "observations/bz-01/2024/06/01/bz-01_20240601T235000Z_20240602T000000Z.parquet")
+        "observations/bz-01/2024/06/01/bz-01_20240601T235000Z_20240602T000000Z.parquet"
+    )
 
 
 def test_the_same_window_from_any_of_its_instants_has_the_same_names() -> None:
