@@ -27,6 +27,11 @@ from fedeploy_inference.train_from_store import train_and_publish
 from fedeploy_inference.training import TrainConfig
 from fedeploy_inference.window_store import write_windows
 
+try:  # the bridge client ships with the `fedeploy` package, which the images include
+    from fedeploy.errors import FedeployError
+except ImportError:  # pragma: no cover - only where fedeploy is not installed
+    FedeployError = ValueError  # type: ignore[assignment,misc]
+
 USER_ERRORS = (
     ValueError,
     ModelNotFoundError,
@@ -35,6 +40,7 @@ USER_ERRORS = (
     CatalogError,
     ClientError,
     BotoCoreError,
+    FedeployError,
 )
 
 
@@ -94,6 +100,26 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--bbox", type=_bbox, required=True, help="west,south,east,north")
     batch.add_argument("--start", type=_time, required=True)
     batch.add_argument("--end", type=_time, required=True)
+
+    submit = sub.add_parser(
+        "submit", help="run `train` or `batch` as a SLURM job through the bridge (INFER_BRIDGE_*)"
+    )
+    submit.add_argument("job", choices=["train", "batch"])
+    submit.add_argument("--partition", default="", help="default INFER_BRIDGE_PARTITION")
+    submit.add_argument("--time-limit-minutes", type=int, default=60)
+    submit.add_argument("--cpus", type=int, default=4)
+    submit.add_argument("--memory-mb", type=int, default=8192)
+    submit.add_argument("--gpus", type=int, default=0, help="several: torchrun, one rank each")
+    submit.add_argument("--python", default="python3", help="interpreter on the cluster")
+    submit.add_argument("--working-directory", default="/tmp")
+    submit.add_argument("--pass-env", action="append", default=[], metavar="NAME",
+                        help="copy this variable into the job (e.g. AWS_ACCESS_KEY_ID)")
+    submit.add_argument("--wait-minutes", type=float, default=0, help="wait for the end")
+    submit.add_argument("--bbox", type=_bbox, help="batch: west,south,east,north")
+    submit.add_argument("--start", help="batch: first forecast origin (RFC 3339)")
+    submit.add_argument("--end", help="batch: end of the origins (RFC 3339)")
+    submit.add_argument("arguments", nargs=argparse.REMAINDER,
+                        help="train: arguments after `--` go to `fedeploy-infer train`")
     return parser
 
 
@@ -152,7 +178,48 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "batch":
         outcome = run_batch(settings, args.bbox, args.start, args.end)
         print(json.dumps(outcome.__dict__))
+    elif args.command == "submit":
+        print(json.dumps(_submit(settings, args)))
     return 0
+
+
+def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, object]:
+    import os
+
+    from fedeploy_inference.bridge_submit import bridge_client, to_bridge_spec
+
+    try:
+        import fedeploy.bridge.client  # noqa: F401
+    except ImportError:
+        raise ValueError("submit needs the `fedeploy` package (its bridge client)") from None
+    from fedeploy_inference.slurm_jobs import JobResources, batch_job, training_job
+
+    resources = JobResources(
+        partition=args.partition,
+        time_limit_minutes=args.time_limit_minutes,
+        cpus=args.cpus,
+        memory_mb=args.memory_mb,
+        gpus=args.gpus,
+    )
+    missing = [name for name in args.pass_env if name not in os.environ]
+    if missing:
+        raise ValueError(f"--pass-env: {', '.join(missing)} not set in this environment")
+    extra = {name: os.environ[name] for name in args.pass_env}
+    common = {"python": args.python, "working_directory": args.working_directory,
+              "extra_environment": extra}
+    if args.job == "train":
+        job = training_job(settings, resources, [a for a in args.arguments if a != "--"], **common)
+    else:
+        if args.bbox is None or not args.start or not args.end:
+            raise ValueError("submit batch: --bbox, --start and --end are required")
+        job = batch_job(settings, resources, args.bbox.as_tuple(), args.start, args.end, **common)
+    with bridge_client(settings) as bridge:
+        job_id = bridge.submit(to_bridge_spec(job))
+        result: dict[str, object] = {"job_id": job_id, "idempotency_key": job.idempotency_key}
+        if args.wait_minutes > 0:
+            status = bridge.wait(job_id, timeout=args.wait_minutes * 60)
+            result["state"] = str(status.state)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,6 +60,9 @@ class InferenceSettings(BaseSettings):
         SecretStr(""), description="Bridge token (secret; never logged)."
     )
     bridge_partition: str = Field("", description="SLURM partition; empty: the default one.")
+    bridge_ca_file: str = Field(
+        "", description="CA bundle that signed the bridge's TLS certificate; empty: system CAs."
+    )
     host: str = Field(
         "127.0.0.1",
         description="Address the HTTP server binds; the image passes `--host 0.0.0.0`.",

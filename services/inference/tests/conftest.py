@@ -3,6 +3,7 @@ model trained on it once per session."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
 from fedeploy_inference.synthetic import SyntheticSpec, generate
 from fedeploy_inference.training import TrainConfig, TrainingResult, train
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
 
 # Small enough to train in about a second on 2 cores, long enough for several fronts.
 SMALL_SPEC = SyntheticSpec(stations=3, days=60)
@@ -109,3 +112,72 @@ def stac_api(tmp_path_factory) -> Iterator[str]:
 def skip_or_fail():
     """`unavailable` for tests (test modules cannot import conftest in importlib mode)."""
     return unavailable
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[object]:
+    """The bridge engineer's one-node SLURM (scripts/slurm_cluster.py) behind its TLS bridge."""
+    import importlib.util
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root_dir = Path(__file__).resolve().parents[3]
+    name = "fedeploy_slurm_cluster"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, root_dir / "scripts" / "slurm_cluster.py")
+        if spec is None or spec.loader is None:
+            unavailable("scripts/slurm_cluster.py is missing")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    reason = module.missing_prerequisites()
+    if reason:
+        unavailable(reason)
+    # Outside pytest's root-only tmp dir: munge, slurm and the job user must reach it.
+    root = Path(tempfile.mkdtemp(prefix="fedeploy-infer-slurm-"))
+    cluster = module.LocalSlurm(root)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def job_python() -> Iterator[str]:
+    """An interpreter SLURM's job user can run that imports this environment's packages.
+
+    The shared venv's interpreter may live under /root (pyenv), which the job user cannot
+    enter: a venv of the system's Python 3.11 adds this environment's site-packages instead.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    import tempfile
+    from pathlib import Path
+
+    system_python = Path("/usr/bin/python3")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if not system_python.exists():
+        unavailable("/usr/bin/python3 is missing: the SLURM job user needs an interpreter")
+    found = subprocess.run(
+        [str(system_python), "-c", "import sys; print(f'python{sys.version_info[0]}.{sys.version_info[1]}')"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    if found != version:
+        unavailable(f"/usr/bin/python3 is {found}, this environment {version}: no shared ABI")
+    root = Path(tempfile.mkdtemp(prefix="fedeploy-job-python-"))
+    root.chmod(0o755)
+    venv = root / "venv"
+    subprocess.run([str(system_python), "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = sysconfig.get_paths()["purelib"]
+    (venv / "lib" / version / "site-packages" / "shared-environment.pth").write_text(
+        f"import site; site.addsitedir({site_packages!r})\n"
+    )
+    yield str(venv / "bin" / "python")
+    shutil.rmtree(root, ignore_errors=True)
