@@ -275,15 +275,16 @@ class LocalSlurm:
         self.run_setup(self.node)
 
     def secrets_stdin(self) -> str:
-        return secret_stdin(
-            {
-                "jwt.key": self.jwt_key,
-                "tls.key": self.tls_key_pem,
-                "tls.crt": self.cert_pem,
-                "ca.crt": self.ca_pem,
-                "token": self.token(),
-            }
-        )
+        """The setup script's standard input: the secrets the rendered node asks for."""
+        assert self.node is not None
+        available = {
+            "jwt.key": self.jwt_key,
+            "tls.key": self.tls_key_pem,
+            "tls.crt": self.cert_pem,
+            "ca.crt": self.ca_pem,
+            "token": self.token(),
+        }
+        return secret_stdin({name: available[name] for name in self.node.secret_names})
 
     def run_setup(self, node: BridgeNode) -> str:
         """Run a rendered setup script as a deployment would; its output lists what changed."""

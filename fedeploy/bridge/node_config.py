@@ -143,6 +143,7 @@ class BridgeNode:
     setup_script: str
     teardown_script: str
     units: tuple[str, ...] = field(default=())
+    secret_names: tuple[str, ...] = field(default=())
 
     @property
     def content_hash(self) -> str:
@@ -277,7 +278,8 @@ def bridge_node(
     tools = {"nft": "nftables", "curl": "curl", "slurmrestd": "slurmrestd", "useradd": "passwd"}
     if tls:
         tools["nginx"] = "nginx-light"
-    secret_names = [s.name for s in secret_files] + ["token"]
+    # A gateway verifies with the service user's token; a vm asks its own controller for one.
+    secret_names = tuple(s.name for s in secret_files) + (("token",) if config.mode == "gateway" else ())
     directories = [{"path": layout.config_dir, "mode": "0755", "owner": "root", "group": "root"}]
     setup = render(
         "setup.sh.j2",
@@ -292,7 +294,7 @@ def bridge_node(
     )
     removed = [f.path for f in files] + [s.path for s in secret_files]
     teardown = render("teardown.sh.j2", **context, units=units[len(slurm_units):], removed_files=removed)
-    return BridgeNode(tuple(files), tuple(secret_files), setup, teardown, units)
+    return BridgeNode(tuple(files), tuple(secret_files), setup, teardown, units, secret_names)
 
 
 def secret_stdin(secrets: Mapping[str, str | bytes]) -> str:

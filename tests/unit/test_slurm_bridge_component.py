@@ -1,0 +1,337 @@
+"""SlurmBridge under Pulumi's mocks: what each mode registers, secrets kept secret, the wiring."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import pulumi
+import pytest
+import yaml
+
+from fedeploy.config.base import SecretValue
+from fedeploy.config.bridge import BridgeConfig
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nssh-key-canary-7f3a\n-----END OPENSSH PRIVATE KEY-----\n"
+TOKEN_CANARY = "centre-issued-token-canary-91c2"
+LABELS = {"app.kubernetes.io/part-of": "fedeploy", "fedeploy.io/site": "hpc-test"}
+CLUSTER_CIDRS = ["10.40.0.0/16"]
+
+
+@dataclass
+class Recorded:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    provider: str | None
+
+
+@dataclass
+class Mocks(pulumi.runtime.Mocks):
+    """Records every registration; answers like a provider would, deterministically."""
+
+    resources: list[Recorded] = field(default_factory=list)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), args.provider))
+        if not args.custom:
+            return None, {}
+        state = dict(args.inputs)
+        digest = hashlib.sha256(args.name.encode()).hexdigest()
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = digest[: int(args.inputs["length"])]
+        elif args.typ.startswith("tls:"):
+            pem = f"-----BEGIN TEST-----\n{digest[:24]}\n-----END TEST-----\n"
+            state.update(privateKeyPem=pem, certPem=pem, certRequestPem=pem)
+        elif args.typ == "aws:ec2/instance:Instance":
+            state["privateIp"] = "10.0.3.17"
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+        raise AssertionError(f"SlurmBridge must not invoke provider functions, called {args.token}")
+
+    def by_type(self, typ: str) -> list[Recorded]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def one(self, typ: str) -> Recorded:
+        [found] = self.by_type(typ)
+        return found
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
+def reveal(value: Any) -> Any:
+    return value["value"] if is_secret(value) else value
+
+
+def plain_text(value: Any) -> str:
+    """Everything in an input that is not inside a secret, as one string."""
+    if is_secret(value):
+        return ""
+    if isinstance(value, dict):
+        return " ".join(f"{k} {plain_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return " ".join(plain_text(v) for v in value)
+    return str(value)
+
+
+def gateway(**overrides: Any) -> BridgeConfig:
+    fields: dict[str, Any] = {
+        "mode": "gateway",
+        "host": "slurm-gw.hpc.example.eu",
+        "ssh_user": "fedeploy-admin",
+        "ssh_private_key": SecretValue(SSH_KEY),
+        "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleHostKey",
+        "partitions": ["standard-g", "small-g"],
+        "allowed_cidrs": ["192.0.2.0/24"],
+    }
+    return BridgeConfig(**{**fields, **overrides})
+
+
+def vm() -> BridgeConfig:
+    return BridgeConfig(mode="vm", instance_type="c6i.2xlarge", partitions=["batch"])
+
+
+def existing() -> BridgeConfig:
+    return BridgeConfig(
+        mode="existing",
+        endpoint="https://slurm-api.centre.example.eu:8443",
+        token=SecretValue(TOKEN_CANARY),
+        partitions=["gpu"],
+    )
+
+
+def run(config: BridgeConfig, **kwargs: Any) -> tuple[Mocks, dict[str, Any]]:
+    """Run the component under fresh mocks; its outputs as plain values, asserted afterwards."""
+    from components.slurm_bridge import SlurmBridge
+
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project="fedeploy", stack="hpc-test", preview=False)
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        import pulumi_kubernetes as k8s
+
+        provider = k8s.Provider("cluster", kubeconfig="stand-in")
+        extra = {"vpc_id": "vpc-1", "subnet_id": "subnet-1"} if config.mode == "vm" else {}
+        bridge = SlurmBridge(
+            "hpc-test-bridge",
+            site_name="hpc-test",
+            config=config,
+            namespace="fedeploy",
+            k8s_provider=provider,
+            labels=LABELS,
+            allowed_cidrs=CLUSTER_CIDRS,
+            tags={"fedeploy:site": "hpc-test", "fedeploy:managed-by": "fedeploy"},
+            **{**extra, **kwargs},
+        )
+        return pulumi.Output.all(bridge.endpoint, bridge.secret_name, bridge.partitions).apply(
+            lambda v: outputs.update(endpoint=v[0], secret_name=v[1], partitions=v[2])
+        )
+
+    program()
+    return mocks, outputs
+
+
+COMMAND = "command:remote:Command"
+SECRET = "kubernetes:core/v1:Secret"
+SERVICE = "kubernetes:core/v1:Service"
+SLICE = "kubernetes:discovery.k8s.io/v1:EndpointSlice"
+
+
+@pytest.mark.parametrize(
+    ("config", "present", "absent"),
+    [
+        (gateway(), {COMMAND, "random:index/randomPassword:RandomPassword", "tls:index/locallySignedCert:LocallySignedCert"},
+         {"aws:ec2/instance:Instance", SLICE}),
+        (vm(), {"aws:ec2/instance:Instance", "aws:ec2/securityGroup:SecurityGroup", SLICE}, {COMMAND}),
+        (existing(), {SECRET, SERVICE}, {COMMAND, "aws:ec2/instance:Instance", "random:index/randomPassword:RandomPassword"}),
+    ],
+    ids=["gateway", "vm", "existing"],
+)
+def test_each_mode_registers_its_resources(config, present, absent):
+    mocks, _ = run(config)
+    types = {r.typ for r in mocks.resources}
+    assert present <= types
+    assert not absent & types
+    assert mocks.one("fedeploy:hpc:SlurmBridge").name == "hpc-test-bridge"
+
+
+def test_every_child_is_parented_and_named_after_the_component():
+    mocks, _ = run(gateway())
+    children = [r for r in mocks.resources if r.typ not in ("fedeploy:hpc:SlurmBridge", "pulumi:providers:kubernetes")]
+    assert children and all(r.name.startswith("hpc-test-bridge-") for r in children)
+
+
+@pytest.mark.parametrize("config", [gateway(), vm(), existing()], ids=["gateway", "vm", "existing"])
+def test_kubernetes_objects_use_the_given_provider_and_labels(config):
+    mocks, _ = run(config)
+    objects = [r for r in mocks.resources if r.typ.startswith("kubernetes:")]
+    assert {r.typ for r in objects} >= {SECRET, SERVICE}
+    for obj in objects:
+        assert obj.provider is not None and "pulumi:providers:kubernetes::cluster" in obj.provider
+        assert LABELS.items() <= obj.inputs["metadata"]["labels"].items()
+        assert obj.inputs["metadata"]["namespace"] == "fedeploy"
+
+
+def test_the_secret_holds_a_token_slurm_accepts_for_the_service_user():
+    config = gateway()
+    mocks, outputs = run(config)
+    secret = mocks.one(SECRET)
+    key = mocks.one("random:index/randomPassword:RandomPassword")
+
+    assert is_secret(secret.inputs["stringData"])
+    data = reveal(secret.inputs["stringData"])
+    assert data["user"] == "fedeploy"
+    expected_key = hashlib.sha256(key.name.encode()).hexdigest()[:64]
+    claims = jwt.decode(data["token"], expected_key, algorithms=["HS256"])
+    assert claims["sun"] == "fedeploy"
+    assert claims["exp"] - claims["iat"] == config.token_lifetime_hours * 3600
+    assert data["ca.crt"].startswith("-----BEGIN TEST-----")
+    assert outputs["secret_name"] == secret.inputs["metadata"]["name"]
+
+
+def test_the_jwt_key_is_a_secret_output():
+    mocks, _ = run(gateway())
+    key = mocks.one("random:index/randomPassword:RandomPassword")
+    assert key.inputs["length"] == 64 and key.inputs["special"] is False
+
+
+def test_the_ssh_key_reaches_the_node_only_as_a_secret():
+    mocks, _ = run(gateway())
+    commands = mocks.by_type(COMMAND)
+    assert len(commands) == 2
+    for command in commands:
+        connection = command.inputs["connection"]
+        assert is_secret(connection) or is_secret(connection["privateKey"])
+        assert reveal(reveal(connection)["privateKey"]) == SSH_KEY
+    for resource in mocks.resources:
+        assert "ssh-key-canary" not in plain_text(resource.inputs), resource.name
+
+
+def test_the_setup_command_carries_the_rendered_configuration_and_its_secrets_on_stdin():
+    from fedeploy.bridge.firewall import firewall_rules
+    from fedeploy.bridge.node_config import bridge_node
+
+    config = gateway()
+    mocks, _ = run(config)
+    setup = next(c for c in mocks.by_type(COMMAND) if c.name.endswith("-setup"))
+    node = bridge_node(
+        config, bridge_name="hpc-test",
+        firewall=firewall_rules(config.rest_port, CLUSTER_CIDRS + config.allowed_cidrs),
+        tls_name="fedeploy-slurm-bridge.fedeploy.svc.cluster.local",
+    )
+
+    assert setup.inputs["create"] == setup.inputs["update"]
+    assert setup.inputs["create"].startswith("sudo -n bash -c ")
+    # The cluster's ranges and the config's own, both admitted by the node's firewall.
+    assert "elements = { 10.40.0.0/16, 192.0.2.0/24 }" in setup.inputs["create"]
+    assert setup.inputs["triggers"] == [node.content_hash]
+    assert "delete" not in setup.inputs  # re-running never tears the bridge down first
+    assert is_secret(setup.inputs["stdin"])
+    names = [line.split("\t")[0] for line in reveal(setup.inputs["stdin"]).splitlines()]
+    assert names == sorted(["jwt.key", "tls.key", "tls.crt", "ca.crt", "token"])
+    teardown = next(c for c in mocks.by_type(COMMAND) if c.name.endswith("-teardown"))
+    assert "fedeploy-bridge: removed" in teardown.inputs["delete"] and "create" not in teardown.inputs
+
+
+def test_a_second_run_registers_the_same_plain_inputs():
+    first, out1 = run(gateway())
+    second, out2 = run(gateway())
+    plain = lambda m: sorted((r.typ, r.name, plain_text(r.inputs)) for r in m.resources)  # noqa: E731
+    assert plain(first) == plain(second)
+    assert out1 == out2
+
+
+def test_the_outputs_are_the_endpoint_secret_and_partitions():
+    _, outputs = run(gateway())
+    assert outputs == {
+        "endpoint": "https://fedeploy-slurm-bridge.fedeploy.svc.cluster.local:6820",
+        "secret_name": "fedeploy-slurm-bridge",
+        "partitions": ["standard-g", "small-g"],
+    }
+
+
+def test_a_gateway_named_by_dns_is_an_external_name_service():
+    mocks, _ = run(gateway())
+    spec = mocks.one(SERVICE).inputs["spec"]
+    assert spec["type"] == "ExternalName" and spec["externalName"] == "slurm-gw.hpc.example.eu"
+    assert spec["ports"][0]["port"] == 6820
+
+
+def test_a_gateway_named_by_address_gets_an_endpoint_slice():
+    mocks, _ = run(gateway(host="198.51.100.7"))
+    assert "selector" not in mocks.one(SERVICE).inputs["spec"]
+    endpoints = mocks.one(SLICE).inputs
+    assert endpoints["endpoints"][0]["addresses"] == ["198.51.100.7"]
+    assert endpoints["metadata"]["labels"]["kubernetes.io/service-name"] == "fedeploy-slurm-bridge"
+    request = mocks.one("tls:index/certRequest:CertRequest").inputs
+    assert request["ipAddresses"] == ["198.51.100.7"]
+
+
+def test_the_generated_certificate_names_the_service():
+    mocks, _ = run(gateway())
+    names = mocks.one("tls:index/certRequest:CertRequest").inputs["dnsNames"]
+    assert "fedeploy-slurm-bridge.fedeploy.svc.cluster.local" in names
+    assert "slurm-gw.hpc.example.eu" in names
+    cert = mocks.one("tls:index/locallySignedCert:LocallySignedCert").inputs
+    assert "server_auth" in cert["allowedUses"] and cert["earlyRenewalHours"] > 0
+
+
+def test_a_vm_bridge_is_private_encrypted_and_requires_imdsv2():
+    mocks, _ = run(vm())
+    instance = mocks.one("aws:ec2/instance:Instance").inputs
+
+    assert instance["metadataOptions"]["httpTokens"] == "required"
+    assert instance["rootBlockDevice"]["encrypted"] is True
+    assert instance["associatePublicIpAddress"] is False
+    assert instance["subnetId"] == "subnet-1"
+    assert instance["ami"].startswith("resolve:ssm:")
+    assert instance["tags"]["fedeploy:site"] == "hpc-test"
+
+
+def test_a_vm_security_group_admits_only_the_cluster_on_the_rest_port():
+    mocks, _ = run(vm())
+    group = mocks.one("aws:ec2/securityGroup:SecurityGroup").inputs
+    [rule] = group["ingress"]
+    assert (rule["fromPort"], rule["toPort"], rule["protocol"]) == (6820, 6820, "tcp")
+    assert rule["cidrBlocks"] == CLUSTER_CIDRS
+
+
+def test_a_vm_gets_its_configuration_as_secret_cloud_init():
+    mocks, _ = run(vm())
+    instance = mocks.one("aws:ec2/instance:Instance").inputs
+    assert is_secret(instance["userDataBase64"])
+    document = gzip.decompress(base64.b64decode(reveal(instance["userDataBase64"]))).decode()
+    assert document.startswith("#cloud-config\n")
+    cloud = yaml.safe_load(document)
+    assert "slurmrestd" in cloud["packages"]
+    files = {f["path"]: base64.b64decode(f["content"]).decode() for f in cloud["write_files"]}
+    assert "fedeploy-slurmrestd.service" in files["/root/fedeploy-bridge/setup.sh"]
+    secrets = [line.split("\t")[0] for line in files["/root/fedeploy-bridge/secrets"].splitlines()]
+    assert secrets == ["ca.crt", "jwt.key", "tls.crt", "tls.key"]  # the vm mints its own check token
+    assert instance["userDataReplaceOnChange"] is True
+    assert mocks.one(SLICE).inputs["endpoints"][0]["addresses"] == ["10.0.3.17"]
+
+
+def test_a_vm_without_a_subnet_is_refused():
+    with pytest.raises(Exception, match="needs the site's vpc_id and subnet_id"):
+        run(vm(), vpc_id=None, subnet_id=None)
+
+
+def test_an_existing_bridge_only_wires_the_centres_endpoint_and_token():
+    mocks, outputs = run(existing())
+    assert outputs["endpoint"] == "https://slurm-api.centre.example.eu:8443"
+    data = reveal(mocks.one(SECRET).inputs["stringData"])
+    assert data == {"token": TOKEN_CANARY, "user": "fedeploy"}
+    spec = mocks.one(SERVICE).inputs["spec"]
+    assert (spec["externalName"], spec["ports"][0]["port"]) == ("slurm-api.centre.example.eu", 8443)
+    assert all(TOKEN_CANARY not in plain_text(r.inputs) for r in mocks.resources)
