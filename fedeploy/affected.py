@@ -86,9 +86,10 @@ def head_federation(stacks_dir: Path) -> tuple[dict[str, SiteInfo], list[Referen
 
     federation = load_federation(stacks_dir)
     if federation.errors:
-        problems = "\n".join(f"  - {e}" for e in federation.errors)
+        tree = f"{stacks_dir.parent}/"  # name files as the repository does, not the temporary copy
+        problems = [str(e).replace(tree, "") for e in federation.errors]
         raise AffectedError(
-            f"the stacks in {stacks_dir.name}/ at the head do not validate:\n{problems}"
+            f"the stacks in {stacks_dir.name}/ at the head do not validate:\n{_bullets(problems)}"
         )
     sites = {
         name: SiteInfo(
@@ -119,9 +120,9 @@ class _LazyPlans:
         if self._head is None:
             self._head = self._planner(self._head_tree, self._stacks_dir)
             if self._head.errors:
-                problems = "\n".join(f"  - {e}" for e in self._head.errors)
                 raise AffectedError(
-                    f"the head revision does not plan offline, so what it affects cannot be decided:\n{problems}"
+                    "the head revision does not plan offline, so what it affects cannot be decided:\n"
+                    + _bullets(self._head.errors)
                 )
         return self._head
 
@@ -151,6 +152,10 @@ class _LazyPlans:
             # Unknown is treated as changed: deploying a reader for nothing is safe, skipping it is not.
             return ContractDiff(everything=True, note=f"{self._base_note}: assumed to change")
         return compare_contracts(None if base is None else base.outputs, head.outputs)
+
+
+def _bullets(problems: list[str]) -> str:
+    return "\n".join("  - " + p.replace("\n", "\n    ") for p in problems)
 
 
 def _mkdir(path: Path) -> Path:
