@@ -80,7 +80,11 @@ class MosquittoBroker:
                     os.chown(path, entry.pw_uid, entry.pw_gid)
         self.config_file.write_text("\n".join(lines) + "\n")
         self.daemon.start()
-        wait_until(self._accepting, 10, f"mosquitto on port {self.port}", self.daemon.log_file)
+        try:
+            wait_until(self._accepting, 10, f"mosquitto on port {self.port}", self.daemon.log_file)
+        except BaseException:
+            self.daemon.stop()
+            raise
         return self
 
     def stop(self) -> None:

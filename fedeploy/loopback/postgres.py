@@ -114,9 +114,13 @@ class PostgresServer:
                 "start",
             ]
         )
-        wait_until(lambda: port_open(self.port), 10, "PostgreSQL", self.log_file)
-        self.execute("postgres", f"CREATE DATABASE {TEMPLATE_DB}")
-        self.migrate(TEMPLATE_DB)
+        try:
+            wait_until(lambda: port_open(self.port), 10, "PostgreSQL", self.log_file)
+            self.execute("postgres", f"CREATE DATABASE {TEMPLATE_DB}")
+            self.migrate(TEMPLATE_DB)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
         return self
 
     def stop(self) -> None:

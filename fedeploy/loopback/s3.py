@@ -129,7 +129,11 @@ class SeaweedS3:
         )
         (self.workdir / "s3.json").chmod(0o600)
         self.daemon.start()
-        wait_until(self._s3_port_open, timeout, "SeaweedFS S3", self.daemon.log_file)
+        try:
+            wait_until(self._s3_port_open, timeout, "SeaweedFS S3", self.daemon.log_file)
+        except BaseException:
+            self.daemon.stop()
+            raise
         return self
 
     def create_bucket(self, name: str, timeout: float = 20.0) -> None:

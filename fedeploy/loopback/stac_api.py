@@ -65,7 +65,13 @@ class StacApiServer:
     def start(self, timeout: float = 30.0) -> StacApiServer:
         """Start and wait until `/_mgmt/ping` answers."""
         self.daemon.start()
-        wait_until(self._ping, timeout, f"stac-fastapi-pgstac on {self.url}", self.daemon.log_file)
+        try:
+            wait_until(
+                self._ping, timeout, f"stac-fastapi-pgstac on {self.url}", self.daemon.log_file
+            )
+        except BaseException:
+            self.daemon.stop()
+            raise
         return self
 
     def stop(self) -> None:

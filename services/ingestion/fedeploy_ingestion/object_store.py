@@ -1,15 +1,17 @@
 """The site's bucket, through boto3: small objects, and resumable multipart copies.
 
 Every request carries a Content-MD5, so the store rejects a body damaged on the way. A copy
-streams part by part (memory bounded by the part size), hashes what it sends, and completes
-the upload only when the digest matches what the source declared.
+streams part by part (memory bounded by a few part sizes), hashes what it sends, and
+completes the upload only when the digest matches what the source declared.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from fedeploy_ingestion.multihash import Digest, new_hasher
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
+UPLOAD_THREADS = 2  # parts uploaded while the next is read
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,25 @@ class ObjectStore:
         except Exception as error:
             raise self._fail("multipart copy to", key, error) from error
 
+    def _resume_point(
+        self, key: str, part_size: int
+    ) -> tuple[str | None, list[dict[str, Any]], int]:
+        """An unfinished upload's id, its reusable parts and their size; (None, [], size) if none.
+
+        Reusable: the longest run of parts 1, 2, 3... of one size. Later parts, left by
+        uploads that ran in parallel when the copy died, are overwritten or left out.
+        """
+        pending = self._pending_upload(key)
+        if pending is None:
+            return None, [], part_size
+        upload_id, parts = pending
+        prefix: list[dict[str, Any]] = []
+        for part in parts:
+            if part["PartNumber"] != len(prefix) + 1 or part["Size"] != parts[0]["Size"]:
+                break
+            prefix.append({"PartNumber": part["PartNumber"], "ETag": part["ETag"]})
+        return upload_id, prefix, (parts[0]["Size"] if prefix else part_size)
+
     def _copy(
         self,
         key: str,
@@ -208,17 +230,7 @@ class ObjectStore:
         if expected_size:
             # S3 allows 10,000 parts: grow the part for very large files.
             part_size = max(part_size, -(-expected_size // MAX_PARTS))
-        upload_id, done = None, []
-        pending = self._pending_upload(key)
-        if pending is not None:
-            upload_id, parts = pending
-            sizes = {p["Size"] for p in parts}
-            contiguous = [p["PartNumber"] for p in parts] == list(range(1, len(parts) + 1))
-            if parts and contiguous and len(sizes) == 1:
-                part_size = sizes.pop()
-                done = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]
-            else:  # nothing usable: start over
-                done = []
+        upload_id, done, part_size = self._resume_point(key, part_size)
         offset = len(done) * part_size
         chunks, served_from, total = source.open(offset)
         if served_from != offset:  # the source cannot resume there: start over
@@ -239,39 +251,31 @@ class ObjectStore:
         from_start = offset == 0
         sha256 = hashlib.sha256()
         declared = expected.new_hasher() if expected and from_start else None
+        parts = _PartUploader(self.client, self.bucket, key, upload_id, done)
         buffer = bytearray()
         sent = 0
-
-        def upload(data: bytearray) -> None:
-            number = len(done) + 1
-            answer = self.client.upload_part(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=bytes(data),
-                ContentMD5=_md5(data),
-            )
-            done.append({"PartNumber": number, "ETag": answer["ETag"]})
-
-        for chunk in chunks:
-            if from_start:
-                sha256.update(chunk)
-                if declared is not None:
-                    declared.update(chunk)
-            buffer += chunk
-            sent += len(chunk)
-            while len(buffer) >= part_size:
-                upload(buffer[:part_size])
-                del buffer[:part_size]
-        if offset + sent != total:
-            raise StorageError(
-                f"source of s3://{self.bucket}/{key} ended after "
-                f"{offset + sent} of {total} bytes; the upload stays open "
-                "and the next run resumes it"
-            )
-        if buffer or not done:
-            upload(buffer)
+        try:
+            for chunk in chunks:
+                if from_start:
+                    sha256.update(chunk)
+                    if declared is not None:
+                        declared.update(chunk)
+                buffer += chunk
+                sent += len(chunk)
+                while len(buffer) >= part_size:
+                    parts.submit(bytes(buffer[:part_size]))
+                    del buffer[:part_size]
+            if offset + sent != total:
+                raise StorageError(
+                    f"source of s3://{self.bucket}/{key} ended after "
+                    f"{offset + sent} of {total} bytes; the upload stays open "
+                    "and the next run resumes it"
+                )
+            if buffer or not parts.count:
+                parts.submit(bytes(buffer))
+        finally:
+            # Whatever happened, let the parts in flight land: a resumed copy reuses them.
+            done = parts.finish()
         if declared is not None and expected is not None and declared.digest() != expected.digest:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise ChecksumMismatch(
@@ -306,3 +310,49 @@ class ObjectStore:
                 f"s3://{self.bucket}/{key} {problem}; deleted, the next run copies it again"
             )
         return size, digests
+
+
+class _PartUploader:
+    """Uploads parts in the background while the next one is read from the source.
+
+    At most UPLOAD_THREADS parts are in flight, so memory stays below
+    (UPLOAD_THREADS + 1) part sizes. Each part carries its Content-MD5.
+    """
+
+    def __init__(
+        self, client: Any, bucket: str, key: str, upload_id: str, done: list[dict[str, Any]]
+    ) -> None:
+        self._client = client
+        self._target = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
+        self._done = list(done)
+        self.count = len(done)
+        self._slots = threading.Semaphore(UPLOAD_THREADS)
+        self._pool = ThreadPoolExecutor(
+            max_workers=UPLOAD_THREADS, thread_name_prefix="part-upload"
+        )
+        self._futures: list[Future[dict[str, Any]]] = []
+
+    def submit(self, data: bytes) -> None:
+        """Queue the next part; waits while UPLOAD_THREADS parts are in flight."""
+        self.count += 1
+        number = self.count
+        self._slots.acquire()
+        try:
+            self._futures.append(self._pool.submit(self._upload, number, data))
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _upload(self, number: int, data: bytes) -> dict[str, Any]:
+        try:
+            answer = self._client.upload_part(
+                PartNumber=number, Body=data, ContentMD5=_md5(data), **self._target
+            )
+            return {"PartNumber": number, "ETag": answer["ETag"]}
+        finally:
+            self._slots.release()
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Wait for every part; all parts in order, or the first upload error."""
+        self._pool.shutdown(wait=True)
+        return self._done + [future.result() for future in self._futures]

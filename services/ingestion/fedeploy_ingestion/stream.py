@@ -37,6 +37,8 @@ from fedeploy_ingestion.window_writer import WindowWriter
 
 log = logging.getLogger(__name__)
 QOS = 1
+# Windows written per bulk upsert to the catalog.
+MAX_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -271,20 +273,21 @@ class Consumer:
         if now < self._retry_at and not everything:
             return
         due = self.buffer.windows() if everything else self.buffer.due(now)
-        for window in due:
-            entry = self.buffer.take(window)
+        for start in range(0, len(due), MAX_BATCH):
+            entries = [self.buffer.take(w) for w in due[start : start + MAX_BATCH]]
             try:
-                self.writer.write(window, entry.observations)
+                self.writer.write_batch([(e.window, e.observations) for e in entries])
             except IngestError as error:
-                self.buffer.restore(entry)
+                for entry in entries:
+                    self.buffer.restore(entry)
                 self.metrics.write_errors.labels("window").inc()
                 log.error(
                     "window write failed; held and retried",
-                    extra={"window": window.item_id, "error": str(error)},
+                    extra={"windows": len(entries), "error": str(error)},
                 )
                 self._retry_at = time.monotonic() + 2.0
                 return
-            self._ack(entry.tags)
+            self._ack([tag for entry in entries for tag in entry.tags])
         self._update_gauges()
 
     def _update_gauges(self) -> None:

@@ -1,0 +1,354 @@
+"""Ingestion throughput on loopback peers, each figure beside the ceiling measured in the same run.
+
+    .venv/bin/python benchmarks/ingestion.py [--observations 20000] [--stations 20]
+                                             [--asset-mib 48] [--assets 3]
+
+Edge path: observations published at QoS 1 to mosquitto are consumed by the service's own
+consumer (in this process), grouped into windows, written to SeaweedFS as Parquet and
+registered in stac-fastapi-pgstac; the rate counts from the consumer's start to the last
+acknowledgement. Ceilings: the broker alone (a Python subscriber acknowledging at once) and
+S3 PUTs of window-sized objects alone.
+
+Sentinel path: assets served by a local HTTP server are copied by `SentinelRun` (multipart,
+digest verified) and registered. Ceilings: reading the same assets over HTTP alone, and S3
+multipart uploads of the same bytes alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+from fedeploy_ingestion.catalog import CatalogClient
+from fedeploy_ingestion.metrics import Metrics
+from fedeploy_ingestion.object_store import MiB, ObjectStore, s3_client
+from fedeploy_ingestion.observation import Observation
+from fedeploy_ingestion.sentinel import SentinelRun
+from fedeploy_ingestion.settings import IngestSettings
+from fedeploy_ingestion.stream import Consumer
+from fedeploy_ingestion.window_table import MEDIA_TYPE, to_parquet
+from fedeploy_ingestion.window_writer import WindowWriter
+
+from fedeploy.loopback import MosquittoBroker, PostgresServer, SeaweedS3, StacApiServer
+from fedeploy.loopback.asset_server import AssetServer
+from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
+
+T0 = datetime(2024, 6, 1, tzinfo=UTC)
+WINDOW_SECONDS = 600
+SPACING_SECONDS = 12  # one observation per station every 12 s: 50 per window
+
+
+def messages(count: int, stations: int) -> list[tuple[str, bytes]]:
+    """`count` valid observation messages, stations interleaved, in time order."""
+    result = []
+    for index in range(count):
+        station = f"st-{index % stations:03d}"
+        moment = T0 + timedelta(seconds=SPACING_SECONDS * (index // stations))
+        body = {
+            "schema": "fedeploy.observation/1",
+            "station": station,
+            "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "position": {"longitude": 11.0 + (index % stations) / 100, "latitude": 46.5},
+            "variables": {
+                "air_temperature": {"value": 15.0 + index % 7, "unit": "degC"},
+                "relative_humidity": {"value": 60.0, "unit": "%"},
+                "air_pressure": {"value": 1010.0, "unit": "hPa"},
+            },
+        }
+        result.append(
+            (f"fedeploy/bench/stations/{station}/observations", json.dumps(body).encode())
+        )
+    return result
+
+
+def publisher(broker: MosquittoBroker, name: str) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
+def publish_all(broker: MosquittoBroker, batch: list[tuple[str, bytes]]) -> float:
+    """Publish at QoS 1; seconds until the broker acknowledged the last one."""
+    client = publisher(broker, f"bench-publisher-{time.time_ns()}")
+    began = time.perf_counter()
+    sent = [client.publish(topic, payload, qos=1) for topic, payload in batch]
+    for info in sent:
+        info.wait_for_publish(timeout=120)
+    elapsed = time.perf_counter() - began
+    client.disconnect()
+    client.loop_stop()
+    return elapsed
+
+
+def broker_ceiling(broker: MosquittoBroker, batch: list[tuple[str, bytes]]) -> float:
+    """Messages per second through the broker to a Python subscriber acknowledging at once."""
+    received = threading.Event()
+    count = [0]
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        client.ack(message.mid, message.qos)
+        count[0] += 1
+        if count[0] == len(batch):
+            received.set()
+
+    subscriber = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"bench-ceiling-{time.time_ns()}",
+        protocol=mqtt.MQTTv5,
+        manual_ack=True,
+    )
+    subscriber.on_message = on_message
+    subscriber.connect(broker.host, broker.port)
+    subscriber.loop_start()
+    subscriber.subscribe("ceiling/#", qos=1)
+    time.sleep(0.3)
+    began = time.perf_counter()
+    publish_all(broker, [(f"ceiling/{topic}", payload) for topic, payload in batch])
+    received.wait(timeout=300)
+    elapsed = time.perf_counter() - began
+    subscriber.disconnect()
+    subscriber.loop_stop()
+    return len(batch) / elapsed
+
+
+def edge(
+    args: argparse.Namespace,
+    broker: MosquittoBroker,
+    store: ObjectStore,
+    catalog_url: str,
+    env: dict[str, str],
+) -> dict[str, float]:
+    batch = messages(args.observations, args.stations)
+    settings = IngestSettings(
+        site="bench",
+        bucket=store.bucket,
+        catalog_url=catalog_url,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_topics="fedeploy/bench/stations/+/observations",
+        mqtt_client_id="bench-consumer",
+        window_seconds=WINDOW_SECONDS,
+        window_grace_seconds=0,
+        flush_idle_seconds=1.0,
+        max_pending_messages=65_535,
+        s3_endpoint_url=env["INGEST_S3_ENDPOINT_URL"],
+    )
+    metrics = Metrics()
+    consumer = Consumer(
+        settings, store, WindowWriter(store, CatalogClient(catalog_url), "bench", metrics), metrics
+    )
+    # Register the persistent session, then publish while the consumer is away: the backlog
+    # then waits in the broker and the consumer's rate is what is measured.
+    consumer.connect()
+    deadline = time.monotonic() + 10
+    while not consumer.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+    consumer.stop()  # a planned disconnect: no reconnect, no warning
+    consumer.client.disconnect()
+    consumer.client.loop_stop()
+    publish_seconds = publish_all(broker, batch)
+
+    consumer = Consumer(
+        settings, store, WindowWriter(store, CatalogClient(catalog_url), "bench", metrics), metrics
+    )
+    worker = threading.Thread(target=consumer.run)
+    began = time.perf_counter()
+    worker.start()
+    while metrics.messages_acknowledged._value.get() < len(batch):
+        time.sleep(0.02)
+        if time.perf_counter() - began > 600:
+            raise SystemExit("the consumer did not acknowledge every message within 10 minutes")
+    elapsed = time.perf_counter() - began
+    consumer.stop()
+    worker.join()
+    windows = metrics.items_written.labels("observations")._value.get()
+
+    # Ceilings, measured after the run so they do not compete with it.
+    broker_rate = broker_ceiling(broker, batch[: min(len(batch), 20_000)])
+    rows = [
+        Observation(
+            "ceiling",
+            T0 + timedelta(seconds=SPACING_SECONDS * i),
+            {"air_temperature": 15.0, "relative_humidity": 60.0, "air_pressure": 1010.0},
+            11.0,
+            46.5,
+        )
+        for i in range(WINDOW_SECONDS // SPACING_SECONDS)
+    ]
+    body = to_parquet(rows)
+    puts, began_puts = 200, time.perf_counter()
+    for index in range(puts):
+        store.put(f"ceiling/put-{index}.parquet", body, MEDIA_TYPE)
+    put_rate = puts / (time.perf_counter() - began_puts)
+    return {
+        "observations": len(batch),
+        "seconds": elapsed,
+        "rate": len(batch) / elapsed,
+        "windows": windows,
+        "window_rate": windows / elapsed,
+        "publish_rate": len(batch) / publish_seconds,
+        "broker_rate": broker_rate,
+        "put_rate": put_rate,
+        "put_bytes": len(body),
+        "observations_per_window": len(batch) / max(windows, 1),
+    }
+
+
+def sentinel(
+    args: argparse.Namespace,
+    work: Path,
+    postgres: PostgresServer,
+    store: ObjectStore,
+    catalog_url: str,
+    env: dict[str, str],
+) -> dict[str, float]:
+    assets = AssetServer(work / "assets").start()
+    upstream = StacApiServer(
+        postgres.create_database("bench_upstream"), work / "upstream", name="upstream"
+    ).start()
+    try:
+        items = make_items(assets, args.assets, {"B04": args.asset_mib * MiB})
+        load(upstream.url, items)
+        settings = IngestSettings(
+            site="bench",
+            bucket=store.bucket,
+            catalog_url=catalog_url,
+            s3_endpoint_url=env["INGEST_S3_ENDPOINT_URL"],
+            part_size_mib=16,
+            sources=[
+                {
+                    "name": "upstream",
+                    "url": upstream.url,
+                    "collections": [COLLECTION],
+                    "assets": ["B04"],
+                }
+            ],
+        )
+        began = time.perf_counter()
+        report = SentinelRun(settings, store, CatalogClient(catalog_url), Metrics()).run()
+        elapsed = time.perf_counter() - began
+        if report.failed or report.registered != len(items):
+            raise SystemExit(f"the Sentinel run failed: {report}")
+        total = report.bytes_copied
+
+        # Ceiling 1: the upstream's HTTP alone.
+        began = time.perf_counter()
+        with httpx.Client() as http:
+            for item in items:
+                with http.stream("GET", item["assets"]["B04"]["href"]) as response:
+                    for _ in response.iter_bytes(MiB):
+                        pass
+        http_rate = total / (time.perf_counter() - began)
+
+        # Ceiling 2: S3 multipart uploads of the same sizes from memory, same part size.
+        part = os.urandom(16 * MiB)
+        began = time.perf_counter()
+        for index in range(len(items)):
+            key = f"ceiling/multipart-{index}"
+            upload = store.client.create_multipart_upload(Bucket=store.bucket, Key=key)
+            remaining, parts, number = args.asset_mib * MiB, [], 1
+            while remaining > 0:
+                body = part[: min(len(part), remaining)]
+                answer = store.client.upload_part(
+                    Bucket=store.bucket,
+                    Key=key,
+                    UploadId=upload["UploadId"],
+                    PartNumber=number,
+                    Body=body,
+                )
+                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+                remaining -= len(body)
+                number += 1
+            store.client.complete_multipart_upload(
+                Bucket=store.bucket,
+                Key=key,
+                UploadId=upload["UploadId"],
+                MultipartUpload={"Parts": parts},
+            )
+        s3_rate = total / (time.perf_counter() - began)
+        return {
+            "bytes": total,
+            "seconds": elapsed,
+            "rate": total / elapsed,
+            "http_rate": http_rate,
+            "s3_rate": s3_rate,
+            "items": len(items),
+        }
+    finally:
+        upstream.stop()
+        assets.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--observations", type=int, default=20_000)
+    parser.add_argument("--stations", type=int, default=20)
+    parser.add_argument("--asset-mib", type=int, default=48)
+    parser.add_argument("--assets", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="fedeploy-bench-") as directory:
+        work = Path(directory)
+        postgres = PostgresServer(work / "pg").start()
+        s3 = SeaweedS3(work / "s3").start()
+        broker = MosquittoBroker(work / "mqtt").start()
+        site = StacApiServer(postgres.create_database("bench_site"), work / "site").start()
+        try:
+            s3.create_bucket("bench")
+            env = s3.endpoint.env()
+            os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+            store = ObjectStore(s3_client(env["INGEST_S3_ENDPOINT_URL"], "", "auto"), "bench")
+            e = edge(args, broker, store, site.url, env)
+            s = sentinel(args, work, postgres, store, site.url, env)
+        finally:
+            site.stop()
+            broker.stop()
+            s3.stop()
+            postgres.remove()
+
+    cores = os.cpu_count()
+    print(
+        f"fedeploy ingestion benchmark (loopback peers, {cores} cores, Python "
+        f"{sys.version.split()[0]})"
+    )
+    print()
+    print("edge observations, broker -> consumer -> S3 (Parquet) + catalog (STAC item):")
+    print(
+        f"  {e['rate']:>10,.0f} observations/s  ({e['observations']:,} in {e['seconds']:.1f} s; "
+        f"{e['windows']:.0f} window writes, {e['window_rate']:.0f}/s, "
+        f"{e['observations_per_window']:.0f} observations each)"
+    )
+    print(
+        f"  ceiling, broker alone (QoS 1, Python subscriber acknowledging at once): "
+        f"{e['broker_rate']:,.0f} messages/s"
+    )
+    print(
+        f"  ceiling, S3 PUT alone ({e['put_bytes']:,}-byte window objects): "
+        f"{e['put_rate']:,.0f} PUT/s"
+    )
+    print(f"  (publisher into the broker: {e['publish_rate']:,.0f} messages/s)")
+    print()
+    print("Sentinel asset copies, upstream HTTP -> S3 multipart (digest verified) + catalog:")
+    print(
+        f"  {s['rate'] / MiB:>10,.1f} MiB/s  ({s['bytes'] / MiB:,.0f} MiB in {s['items']:.0f} "
+        f"assets, {s['seconds']:.1f} s)"
+    )
+    print(f"  ceiling, upstream HTTP read alone: {s['http_rate'] / MiB:,.1f} MiB/s")
+    print(f"  ceiling, S3 multipart upload alone (16 MiB parts): {s['s3_rate'] / MiB:,.1f} MiB/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
