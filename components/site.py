@@ -20,7 +20,6 @@ from fedeploy.service_values import (
     SiteWiring,
     catalog_url,
     catalog_values,
-    chart_metadata,
     inference_values,
     ingestion_values,
     wants_gpu,
@@ -412,38 +411,30 @@ class Site(pulumi.ComponentResource):
                     name=cluster.name, version=cluster.version, oidc_issuer=cluster.oidc_issuer
                 )
                 if cluster is not None
-                else pulumi.Output.from_input(None)
+                else pulumi.Output.from_input({})
             ),
             "network": pulumi.Output.from_input(
                 {"cidr": config.network.cidr}
                 if isinstance(config, AwsSite)
                 else {"pod_cidrs": _pod_cidrs(config)}
             ),
-            "catalog_url": pulumi.Output.from_input(url),
+            # Stack outputs never hold null: a StackReference would not see the key at all.
+            "catalog_url": pulumi.Output.from_input(url or ""),
             "services": pulumi.Output.from_input(
                 {
-                    chart: {
-                        "chart_version": r.chart_version,
-                        "app_version": r.app_version,
-                        "pgstac": str(
-                            chart_metadata("catalog")
-                            .get("annotations", {})
-                            .get("fedeploy.io/pgstac-version", "")
-                        )
-                        if chart == "catalog"
-                        else None,
-                    }
+                    chart: {"chart_version": r.chart_version, "app_version": r.app_version}
                     for chart, r in sorted(releases.items())
                 }
             ),
             "bridge": (
                 pulumi.Output.all(
+                    enabled=True,
                     endpoint=self.bridge.endpoint,
                     secret_name=self.bridge.secret_name,
                     partitions=self.bridge.partitions,
                 )
                 if self.bridge is not None
-                else pulumi.Output.from_input(None)
+                else pulumi.Output.from_input({"enabled": False})
             ),
         }
 

@@ -182,6 +182,12 @@ def _plan_in_context(
     logger.setLevel(logging.DEBUG)
 
     # A fresh event loop per stack: the runtime keeps futures bound to the loop they were made on.
+    # The caller's loop is put back afterwards (tests and other mock runs use theirs).
+    policy = asyncio.get_event_loop_policy()
+    try:
+        previous: asyncio.AbstractEventLoop | None = policy.get_event_loop()
+    except RuntimeError:
+        previous = None
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -216,7 +222,7 @@ def _plan_in_context(
         failure.resources_registered = len(mocks.resources)  # type: ignore[attr-defined]
         raise failure from err
     finally:
-        asyncio.set_event_loop(None)
+        asyncio.set_event_loop(previous)
         loop.close()
 
     outputs: dict[str, Any] = {}
