@@ -14,7 +14,6 @@ import argparse
 import logging
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -25,9 +24,6 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import torch
-
-from fedeploy.loopback import MotoS3
-from fedeploy.loopback.processes import free_port
 from fedeploy_inference.api_schema import PredictionRequest
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.hourly import to_hourly
@@ -37,6 +33,9 @@ from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
 from fedeploy_inference.synthetic import SyntheticSpec, generate
 from fedeploy_inference.training import TrainConfig, train
+
+from fedeploy.loopback import MotoS3
+from fedeploy.loopback.processes import free_port
 
 BUCKET = "bench"
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
@@ -69,23 +68,50 @@ def requests_from(series, count: int) -> list[dict]:
         obs = []
         for i in range(first - 24, first):
             row = {"time": (st.start + timedelta(hours=i)).isoformat()}
-            row.update({n: float(st.values[i, j]) for j, n in enumerate(VARIABLES)
-                        if not np.isnan(st.values[i, j])})
+            row.update(
+                {
+                    n: float(st.values[i, j])
+                    for j, n in enumerate(VARIABLES)
+                    if not np.isnan(st.values[i, j])
+                }
+            )
             obs.append(row)
         if not any("air_temperature" in o for o in obs[-6:]):
             obs[-1]["air_temperature"] = 5.0
-        out.append({"station": st.station, "issued_at": (st.start + timedelta(hours=first)).isoformat(),
-                    "longitude": st.longitude, "latitude": st.latitude, "observations": obs})
+        out.append(
+            {
+                "station": st.station,
+                "issued_at": (st.start + timedelta(hours=first)).isoformat(),
+                "longitude": st.longitude,
+                "latitude": st.latitude,
+                "observations": obs,
+            }
+        )
     return out
 
 
 def start_server(endpoint: str, device: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "INFER_BUCKET": BUCKET, "INFER_S3_ENDPOINT_URL": endpoint,
-           "INFER_DEVICE": device, "INFER_MAX_BATCH": "4096"}
+    env = {
+        **os.environ,
+        "INFER_BUCKET": BUCKET,
+        "INFER_S3_ENDPOINT_URL": endpoint,
+        "INFER_DEVICE": device,
+        "INFER_MAX_BATCH": "4096",
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "fedeploy_inference", "--log-level", "WARNING", "serve",
-         "--port", str(port)], env=env)
+        [
+            sys.executable,
+            "-m",
+            "fedeploy_inference",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--port",
+            str(port),
+        ],
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -120,36 +146,59 @@ def main() -> int:
         client = s3_client(settings)
         series = to_hourly(pa.concat_tables([t for _, t in generate(SyntheticSpec(days=60))]))
         result = train(series, TrainConfig(epochs=5), torch.device("cpu"))
-        version = publish(client, BUCKET, settings.model_name, result, {
-            "source": "synthetic", "windows": 0, "rows": 0, "stations": sorted(series),
-            "period": {"start": "", "end": ""}, "samples": {"train": result.train_samples,
-                                                          "test": len(result.test)}})
+        version = publish(
+            client,
+            BUCKET,
+            settings.model_name,
+            result,
+            {
+                "source": "synthetic",
+                "windows": 0,
+                "rows": 0,
+                "stations": sorted(series),
+                "period": {"start": "", "end": ""},
+                "samples": {"train": result.train_samples, "test": len(result.test)},
+            },
+        )
         bodies = requests_from(series, max(sizes))
         typed = [PredictionRequest.model_validate(b) for b in bodies]
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        print(f"model {settings.model_name}/{version}; torch {torch.__version__}; "
-              f"{os.cpu_count()} CPU cores; {args.seconds:g} s per figure; "
-              f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-        print(f"{'path':<22} {'dev':<5} {'batch':>6} {'p50 ms':>10} {'p99 ms':>10} "
-              f"{'forecasts/s':>14}")
+        print(
+            f"model {settings.model_name}/{version}; torch {torch.__version__}; "
+            f"{os.cpu_count()} CPU cores; {args.seconds:g} s per figure; "
+            f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+        print(
+            f"{'path':<22} {'dev':<5} {'batch':>6} {'p50 ms':>10} {'p99 ms':>10} "
+            f"{'forecasts/s':>14}"
+        )
         for device in devices:
             loaded = load_model(client, BUCKET, settings.model_name, version, torch.device(device))
             for batch in sizes:
                 encoded = encode_requests(loaded.spec, typed[:batch])
 
-                def bare(encoded=encoded) -> None:
+                def bare(encoded=encoded, loaded=loaded, device=device) -> None:
                     run_model(loaded, encoded)
-                    if device == "cuda":
+                    if device == "cuda":  # GPU calls return before the work is done
                         torch.cuda.synchronize()
 
                 print(row("model, bare (ceiling)", device, batch, measure(bare, args.seconds)))
-                print(row("model + encoding", device, batch,
-                          measure(lambda b=batch: predict_requests(loaded, typed[:b]), args.seconds)))
+                print(
+                    row(
+                        "model + encoding",
+                        device,
+                        batch,
+                        measure(
+                            lambda b=batch, m=loaded: predict_requests(m, typed[:b]), args.seconds
+                        ),
+                    )
+                )
             server, base = start_server(s3.endpoint.endpoint_url, device)
             try:
                 with httpx.Client(base_url=base, timeout=60) as http:
                     for batch in sizes:
                         if batch == 1:
+
                             def call() -> None:
                                 http.post("/v1/predict", json=bodies[0]).raise_for_status()
                         else:
@@ -157,6 +206,7 @@ def main() -> int:
 
                             def call(payload=payload) -> None:
                                 http.post("/v1/predict/batch", json=payload).raise_for_status()
+
                         print(row("server (HTTP)", device, batch, measure(call, args.seconds)))
             finally:
                 os.kill(server.pid, signal.SIGTERM)

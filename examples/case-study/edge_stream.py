@@ -7,10 +7,9 @@ import json
 from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
+from fedeploy_inference.contract import UNITS, VARIABLES
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-
-from fedeploy_inference.contract import UNITS, VARIABLES
 
 
 def messages(site: str, tables: Iterable[pa.Table]) -> Iterator[tuple[str, bytes]]:

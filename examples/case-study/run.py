@@ -28,22 +28,22 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 from edge_stream import messages, publish
-from fedeploy.loopback import MosquittoBroker, PeerUnavailable, PostgresServer, StacApiServer
-from fedeploy.loopback.asset_server import AssetServer
-from fedeploy.loopback.processes import free_port
-from fedeploy.loopback.s3 import MotoS3, SeaweedS3
-from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.hourly import to_hourly
-from fedeploy_inference.registry import model_prefix, resolve_version
+from fedeploy_inference.registry import model_prefix
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
 from fedeploy_inference.synthetic import SyntheticSpec, generate
 from fedeploy_inference.train_from_store import train_and_publish
 from fedeploy_inference.training import TrainConfig
 from fedeploy_inference.window_store import list_windows, read_windows
+
+from fedeploy.loopback import MosquittoBroker, PeerUnavailable, PostgresServer, StacApiServer
+from fedeploy.loopback.asset_server import AssetServer
+from fedeploy.loopback.processes import free_port
+from fedeploy.loopback.s3 import MotoS3, SeaweedS3
+from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
 
 SITE = "demo"
 BUCKET = "demo-site"
@@ -72,8 +72,11 @@ def cloud_cover_by_day(spec: SyntheticSpec, tables) -> list[float]:
     """Cloud cover for the daily scenes, following the synthetic weather: cloudy on rainy days."""
     series = to_hourly(__import__("pyarrow").concat_tables(tables))
     rain = np.nanmean(
-        [np.nan_to_num(s.values[: spec.days * 24, VARIABLES.index("precipitation")])
-         for s in series.values() if s.values.shape[0] >= spec.days * 24],
+        [
+            np.nan_to_num(s.values[: spec.days * 24, VARIABLES.index("precipitation")])
+            for s in series.values()
+            if s.values.shape[0] >= spec.days * 24
+        ],
         axis=0,
     )
     daily = rain[: spec.days * 24].reshape(spec.days, 24).sum(axis=1)
@@ -122,14 +125,19 @@ def main() -> int:
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="fedeploy-case-study-"))
         endpoint = start_s3(stack, work)
-        os.environ.update({"AWS_ACCESS_KEY_ID": endpoint.access_key_id,
-                           "AWS_SECRET_ACCESS_KEY": endpoint.secret_access_key})
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": endpoint.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": endpoint.secret_access_key,
+            }
+        )
         postgres = PostgresServer(work / "pg").start()
         stack.callback(postgres.remove)
         site_api = StacApiServer(postgres.create_database("site"), work / "site-api").start()
         stack.callback(site_api.stop)
-        upstream_api = StacApiServer(postgres.create_database("upstream"), work / "upstream-api",
-                                     name="upstream-api").start()
+        upstream_api = StacApiServer(
+            postgres.create_database("upstream"), work / "upstream-api", name="upstream-api"
+        ).start()
         stack.callback(upstream_api.stop)
         assets = AssetServer(work / "assets").start()
         stack.callback(assets.stop)
@@ -142,62 +150,115 @@ def main() -> int:
         tables = [t for _, t in windows]
 
         # 1. Sentinel products: the upstream holds a scene a day; ingestion copies them.
-        items = make_items(assets, args.days, {"B04": 4096},
-                           start=spec.start + timedelta(hours=10, minutes=30),
-                           cloud_cover=cloud_cover_by_day(spec, tables))
+        items = make_items(
+            assets,
+            args.days,
+            {"B04": 4096},
+            start=spec.start + timedelta(hours=10, minutes=30),
+            cloud_cover=cloud_cover_by_day(spec, tables),
+        )
         load(upstream_api.url, items)
-        ingest_env = {**os.environ, **endpoint.env(), "INGEST_SITE": SITE, "INGEST_BUCKET": BUCKET,
-                      "INGEST_CATALOG_URL": site_api.url, "INGEST_LOG_LEVEL": "WARNING"}
-        period = (f"{spec.start:%Y-%m-%dT%H:%M:%SZ}/"
-                  f"{spec.start + timedelta(days=args.days):%Y-%m-%dT%H:%M:%SZ}")
-        sources = [{"name": "upstream", "url": upstream_api.url, "collections": [COLLECTION],
-                    "assets": ["B04"], "datetime": period}]
-        report = run_checked([sys.executable, "-m", "fedeploy_ingestion", "sentinel"],
-                             {**ingest_env, "INGEST_SOURCES": json.dumps(sources)},
-                             "fedeploy-ingest sentinel")
+        ingest_env = {
+            **os.environ,
+            **endpoint.env(),
+            "INGEST_SITE": SITE,
+            "INGEST_BUCKET": BUCKET,
+            "INGEST_CATALOG_URL": site_api.url,
+            "INGEST_LOG_LEVEL": "WARNING",
+        }
+        period = (
+            f"{spec.start:%Y-%m-%dT%H:%M:%SZ}/"
+            f"{spec.start + timedelta(days=args.days):%Y-%m-%dT%H:%M:%SZ}"
+        )
+        sources = [
+            {
+                "name": "upstream",
+                "url": upstream_api.url,
+                "collections": [COLLECTION],
+                "assets": ["B04"],
+                "datetime": period,
+            }
+        ]
+        report = run_checked(
+            [sys.executable, "-m", "fedeploy_ingestion", "sentinel"],
+            {**ingest_env, "INGEST_SOURCES": json.dumps(sources)},
+            "fedeploy-ingest sentinel",
+        )
         say(f"Sentinel products ingested: {json.dumps(json.loads(report))}")
 
         # 2. The edge stream: the ingestion consumer writes daily Parquet windows.
         probe_port = free_port()
         consumer = subprocess.Popen(
             [sys.executable, "-m", "fedeploy_ingestion", "stream"],
-            env={**ingest_env, "INGEST_MQTT_HOST": "127.0.0.1",
-                 "INGEST_MQTT_PORT": str(broker.port), "INGEST_WINDOW_SECONDS": "86400",
-                 "INGEST_WINDOW_GRACE_SECONDS": "0", "INGEST_FLUSH_IDLE_SECONDS": "2",
-                 "INGEST_MAX_PENDING_MESSAGES": "65535", "INGEST_HTTP_HOST": "127.0.0.1",
-                 "INGEST_HTTP_PORT": str(probe_port)},
+            env={
+                **ingest_env,
+                "INGEST_MQTT_HOST": "127.0.0.1",
+                "INGEST_MQTT_PORT": str(broker.port),
+                "INGEST_WINDOW_SECONDS": "86400",
+                "INGEST_WINDOW_GRACE_SECONDS": "0",
+                "INGEST_FLUSH_IDLE_SECONDS": "2",
+                "INGEST_MAX_PENDING_MESSAGES": "65535",
+                "INGEST_HTTP_HOST": "127.0.0.1",
+                "INGEST_HTTP_PORT": str(probe_port),
+            },
         )
         stack.callback(stop_process, consumer)
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{probe_port}/readyz").status_code == 200,
-                 60, "the ingestion consumer to be ready")
+        wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{probe_port}/readyz").status_code == 200,
+            60,
+            "the ingestion consumer to be ready",
+        )
         sent = publish("127.0.0.1", broker.port, messages(SITE, tables))
         say(f"published {sent} edge observations from {args.stations} stations")
         client = s3_client(InferenceSettings(bucket=BUCKET, s3_endpoint_url=endpoint.endpoint_url))
         expected = {w.key for w, _ in windows}
-        wait_for(lambda: {w.key for w in list_windows(client, BUCKET)} >= expected, 600,
-                 f"the consumer to write {len(expected)} windows")
+        wait_for(
+            lambda: {w.key for w in list_windows(client, BUCKET)} >= expected,
+            600,
+            f"the consumer to write {len(expected)} windows",
+        )
         stop_process(consumer)
         stored = read_windows(client, BUCKET, list_windows(client, BUCKET))
-        say(f"ingestion wrote {len(expected)} windows, {stored.num_rows} rows "
-            f"(published {sent})")
+        say(f"ingestion wrote {len(expected)} windows, {stored.num_rows} rows (published {sent})")
 
         # 3. Train on the ingested windows, Sentinel scenes from the site catalog as features.
-        settings = InferenceSettings(bucket=BUCKET, s3_endpoint_url=endpoint.endpoint_url,
-                                     catalog_url=site_api.url, sentinel_collection=COLLECTION)
-        outcome = train_and_publish(settings, TrainConfig(epochs=args.epochs),
-                                    note="case study: synthetic edge stream through ingestion")
+        settings = InferenceSettings(
+            bucket=BUCKET,
+            s3_endpoint_url=endpoint.endpoint_url,
+            catalog_url=site_api.url,
+            sentinel_collection=COLLECTION,
+        )
+        outcome = train_and_publish(
+            settings,
+            TrainConfig(epochs=args.epochs),
+            note="case study: synthetic edge stream through ingestion",
+        )
         version = outcome.version
         skill = outcome.metrics["skill"]
-        say(f"published {settings.model_name}/{version}; skill against persistence "
-            f"{skill['persistence']}, against climatology {skill['climatology']}")
+        say(
+            f"published {settings.model_name}/{version}; skill against persistence "
+            f"{skill['persistence']}, against climatology {skill['climatology']}"
+        )
 
         # 4. Serve it and ask for a forecast.
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "fedeploy_inference", "--log-level", "WARNING", "serve",
-             "--port", str(port)],
-            env={**os.environ, "INFER_BUCKET": BUCKET,
-                 "INFER_S3_ENDPOINT_URL": endpoint.endpoint_url, "INFER_DEVICE": "auto"},
+            [
+                sys.executable,
+                "-m",
+                "fedeploy_inference",
+                "--log-level",
+                "WARNING",
+                "serve",
+                "--port",
+                str(port),
+            ],
+            env={
+                **os.environ,
+                "INFER_BUCKET": BUCKET,
+                "INFER_S3_ENDPOINT_URL": endpoint.endpoint_url,
+                "INFER_DEVICE": "auto",
+            },
         )
         stack.callback(stop_process, server)
         base = f"http://127.0.0.1:{port}"
@@ -207,14 +268,21 @@ def main() -> int:
         answer.raise_for_status()
         forecast = answer.json()
         say(f"forecast for {request['station']} issued {request['issued_at']}:")
-        anchor = next(o["air_temperature"] for o in reversed(request["observations"])
-                      if "air_temperature" in o)
-        print("  lead  valid time              model T   persistence T  observed T   "
-              "model rain  observed rain")
+        anchor = next(
+            o["air_temperature"]
+            for o in reversed(request["observations"])
+            if "air_temperature" in o
+        )
+        print(
+            "  lead  valid time              model T   persistence T  observed T   "
+            "model rain  observed rain"
+        )
         for lead, obs in zip(forecast["forecast"], observed, strict=True):
-            print(f"  +{lead['lead_hours']}h   {lead['time']}  {lead['air_temperature']:7.2f}"
-                  f"  {anchor:13.2f}  {obs[0]:10.2f}   {lead['precipitation']:9.2f}"
-                  f"  {obs[1]:13.2f}")
+            print(
+                f"  +{lead['lead_hours']}h   {lead['time']}  {lead['air_temperature']:7.2f}"
+                f"  {anchor:13.2f}  {obs[0]:10.2f}   {lead['precipitation']:9.2f}"
+                f"  {obs[1]:13.2f}"
+            )
         (args.out / "prediction.json").write_text(json.dumps(forecast, indent=2))
 
         # 5. The plot and the card, as published with the version.
@@ -222,15 +290,20 @@ def main() -> int:
         for name in ("forecast.png", "model-card.md", "metrics.json", "data.json"):
             body = client.get_object(Bucket=BUCKET, Key=prefix + name)["Body"].read()
             (args.out / name).write_bytes(body)
-        say(f"wrote {args.out / 'forecast.png'} and the model card beside it "
-            f"({time.monotonic() - started:.0f} s in all)")
+        say(
+            f"wrote {args.out / 'forecast.png'} and the model card beside it "
+            f"({time.monotonic() - started:.0f} s in all)"
+        )
     return 0
 
 
 def prediction_request(stored, client, settings: InferenceSettings, version: str):
     """A request for one station at an hour of the held-out period, and what happened next."""
-    data = json.loads(client.get_object(
-        Bucket=BUCKET, Key=model_prefix(settings.model_name, version) + "data.json")["Body"].read())
+    data = json.loads(
+        client.get_object(
+            Bucket=BUCKET, Key=model_prefix(settings.model_name, version) + "data.json"
+        )["Body"].read()
+    )
     split = datetime.fromisoformat(data["split"])
     origin = (split + timedelta(days=3)).replace(hour=6, tzinfo=UTC)
     series = to_hourly(stored)
@@ -240,14 +313,28 @@ def prediction_request(stored, client, settings: InferenceSettings, version: str
     observations = []
     for i in range(first - 24, first):
         row = {"time": (st.start + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        row.update({name: float(st.values[i, j]) for j, name in enumerate(VARIABLES)
-                    if not np.isnan(st.values[i, j])})
+        row.update(
+            {
+                name: float(st.values[i, j])
+                for j, name in enumerate(VARIABLES)
+                if not np.isnan(st.values[i, j])
+            }
+        )
         observations.append(row)
-    observed = [(st.values[i, VARIABLES.index("air_temperature")],
-                 st.values[i, VARIABLES.index("precipitation")]) for i in range(first, first + 6)]
-    request = {"station": station, "issued_at": origin.strftime("%Y-%m-%dT%H:%M:%SZ"),
-               "longitude": st.longitude, "latitude": st.latitude,
-               "observations": observations}
+    observed = [
+        (
+            st.values[i, VARIABLES.index("air_temperature")],
+            st.values[i, VARIABLES.index("precipitation")],
+        )
+        for i in range(first, first + 6)
+    ]
+    request = {
+        "station": station,
+        "issued_at": origin.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "longitude": st.longitude,
+        "latitude": st.latitude,
+        "observations": observations,
+    }
     return request, observed
 
 

@@ -98,8 +98,13 @@ def forecast_station(
     first_us = int(st.start.timestamp() * 1e6)
     index = (origins - first_us) // _HOUR_US  # bin index of each origin in the series
     padded = np.concatenate(
-        [np.full((c, st.values.shape[1]), np.nan), st.values,
-         np.full((max(0, int(index.max()) - st.values.shape[0] + 1), st.values.shape[1]), np.nan)]
+        [
+            np.full((c, st.values.shape[1]), np.nan),
+            st.values,
+            np.full(
+                (max(0, int(index.max()) - st.values.shape[0] + 1), st.values.shape[1]), np.nan
+            ),
+        ]
     )
     # Padded row r is series bin r - c, so origin bin i reads padded rows [i, i + c); an
     # origin at or before the series' first bin has no context at all.
@@ -126,7 +131,9 @@ def forecast_station(
             "latitude": [st.latitude] * (n * h),
             "issued_at": pa.array(issued, pa.timestamp("us", tz="UTC")),
             "lead_hours": pa.array(leads, pa.int16()),
-            "time": pa.array(issued + (leads.astype(np.int64) - 1) * _HOUR_US, pa.timestamp("us", tz="UTC")),
+            "time": pa.array(
+                issued + (leads.astype(np.int64) - 1) * _HOUR_US, pa.timestamp("us", tz="UTC")
+            ),
             "air_temperature": forecast[:, :, 0].reshape(-1).astype(float),
             "precipitation": forecast[:, :, 1].reshape(-1).astype(float),
         },
@@ -140,17 +147,27 @@ def run_batch(
     """Forecast every station in the area from every hour of [start, end); store and register."""
     start, end = _whole_hour("start", start), _whole_hour("end", end)
     if end <= start:
-        raise ValueError(f"batch period: end {end.isoformat()} is not after start {start.isoformat()}")
+        raise ValueError(
+            f"batch period: end {end.isoformat()} is not after start {start.isoformat()}"
+        )
     client = s3_client(settings)
     version = resolve_version(client, settings.bucket, settings.model_name, settings.model_version)
     loaded = load_model(
         client, settings.bucket, settings.model_name, version, resolve_device(settings.device)
     )
     context_start = start - timedelta(hours=loaded.spec.context_hours)
-    table = read_windows(client, settings.bucket, list_windows(client, settings.bucket, context_start, end))
+    table = read_windows(
+        client, settings.bucket, list_windows(client, settings.bucket, context_start, end)
+    )
     inside = pc.and_(
-        pc.and_(pc.greater_equal(table["longitude"], area.west), pc.less_equal(table["longitude"], area.east)),
-        pc.and_(pc.greater_equal(table["latitude"], area.south), pc.less_equal(table["latitude"], area.north)),
+        pc.and_(
+            pc.greater_equal(table["longitude"], area.west),
+            pc.less_equal(table["longitude"], area.east),
+        ),
+        pc.and_(
+            pc.greater_equal(table["latitude"], area.south),
+            pc.less_equal(table["latitude"], area.north),
+        ),
     )
     series = to_hourly(table.filter(pc.fill_null(inside, False)))
     parts = [forecast_station(loaded, st, start, end) for st in series.values()]

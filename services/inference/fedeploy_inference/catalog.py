@@ -133,9 +133,7 @@ def register_item(catalog_url: str, item: dict[str, Any], timeout: float = 30.0)
                     f"{created.status_code}: {created.text[:300]}"
                 )
         elif response.status_code != 200:
-            raise CatalogError(
-                f"{base}/collections/{collection}: answered {response.status_code}"
-            )
+            raise CatalogError(f"{base}/collections/{collection}: answered {response.status_code}")
         items = f"{base}/collections/{collection}/items"
         created = http.post(items, json=item)
         if created.status_code == 409:  # already registered: replace it with this run's item

@@ -112,14 +112,22 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--gpus", type=int, default=0, help="several: torchrun, one rank each")
     submit.add_argument("--python", default="python3", help="interpreter on the cluster")
     submit.add_argument("--working-directory", default="/tmp")
-    submit.add_argument("--pass-env", action="append", default=[], metavar="NAME",
-                        help="copy this variable into the job (e.g. AWS_ACCESS_KEY_ID)")
+    submit.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="copy this variable into the job (e.g. AWS_ACCESS_KEY_ID)",
+    )
     submit.add_argument("--wait-minutes", type=float, default=0, help="wait for the end")
     submit.add_argument("--bbox", type=_bbox, help="batch: west,south,east,north")
     submit.add_argument("--start", help="batch: first forecast origin (RFC 3339)")
     submit.add_argument("--end", help="batch: end of the origins (RFC 3339)")
-    submit.add_argument("arguments", nargs=argparse.REMAINDER,
-                        help="train: arguments after `--` go to `fedeploy-infer train`")
+    submit.add_argument(
+        "arguments",
+        nargs=argparse.REMAINDER,
+        help="train: arguments after `--` go to `fedeploy-infer train`",
+    )
     return parser
 
 
@@ -205,8 +213,11 @@ def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, 
     if missing:
         raise ValueError(f"--pass-env: {', '.join(missing)} not set in this environment")
     extra = {name: os.environ[name] for name in args.pass_env}
-    common = {"python": args.python, "working_directory": args.working_directory,
-              "extra_environment": extra}
+    common = {
+        "python": args.python,
+        "working_directory": args.working_directory,
+        "extra_environment": extra,
+    }
     if args.job == "train":
         job = training_job(settings, resources, [a for a in args.arguments if a != "--"], **common)
     else:
@@ -225,7 +236,9 @@ def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     try:
         return _run(args)
     except USER_ERRORS as error:

@@ -94,9 +94,7 @@ def _last_valid(values: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndarr
     return np.where(has, picked, 0.0), has
 
 
-def scene_features(
-    scenes: Scenes | None, origins_us: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def scene_features(scenes: Scenes | None, origins_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cloud cover (%) and age (hours) of the newest scene before each origin, NaN if none
     within SCENE_MAX_AGE_HOURS."""
     cloud = np.full(origins_us.shape, np.nan)
@@ -233,4 +231,6 @@ def build_samples(
             "build_samples: no usable sample; each station needs at least "
             f"{c + h} consecutive hours with a temperature in the last {spec.anchor_hours}"
         )
-    return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in Samples.__dataclass_fields__))
+    return Samples(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in Samples.__dataclass_fields__)
+    )

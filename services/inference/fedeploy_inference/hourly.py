@@ -55,9 +55,7 @@ def aggregate_bins(index: np.ndarray, values: np.ndarray, bins: int) -> np.ndarr
     return out
 
 
-def bin_hourly(
-    times_us: np.ndarray, values: np.ndarray, start_us: int, hours: int
-) -> np.ndarray:
+def bin_hourly(times_us: np.ndarray, values: np.ndarray, start_us: int, hours: int) -> np.ndarray:
     """Bin observations (times in us, values shape (n, len(VARIABLES))) onto `hours` bins."""
     return aggregate_bins((times_us - start_us) // _HOUR_US, values, hours)
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from fedeploy_inference.features import FeatureSpec, TEMPERATURE, PRECIPITATION
+from fedeploy_inference.features import PRECIPITATION, TEMPERATURE, FeatureSpec
 
 
 @dataclass(frozen=True)

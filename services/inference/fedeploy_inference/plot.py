@@ -27,12 +27,25 @@ def forecast_plot(
     lead = min(max(lead_hours, 1), forecast.shape[1]) - 1
     valid = (samples.origin_us[rows] + lead * _HOUR_US).astype("datetime64[us]")
     fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
-    for ax, j, label in ((axes[0], 0, "air temperature (degC)"), (axes[1], 1, "precipitation (mm/h)")):
-        observed = np.where(samples.target_known[rows, lead, j], samples.target[rows, lead, j], np.nan)
+    for ax, j, label in (
+        (axes[0], 0, "air temperature (degC)"),
+        (axes[1], 1, "precipitation (mm/h)"),
+    ):
+        observed = np.where(
+            samples.target_known[rows, lead, j], samples.target[rows, lead, j], np.nan
+        )
         ax.plot(valid, observed, color="black", lw=1.0, label="observed")
-        ax.plot(valid, samples.anchor[rows, j], color="tab:gray", lw=0.8, ls="--",
-                label=f"persistence (+{lead + 1} h)")
-        ax.plot(valid, forecast[rows, lead, j], color="tab:blue", lw=1.0, label=f"model (+{lead + 1} h)")
+        ax.plot(
+            valid,
+            samples.anchor[rows, j],
+            color="tab:gray",
+            lw=0.8,
+            ls="--",
+            label=f"persistence (+{lead + 1} h)",
+        )
+        ax.plot(
+            valid, forecast[rows, lead, j], color="tab:blue", lw=1.0, label=f"model (+{lead + 1} h)"
+        )
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize=8)

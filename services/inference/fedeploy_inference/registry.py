@@ -118,7 +118,9 @@ def publish(
     manifest["files"]["model-card.md"] = _entry(card)
     prefix = model_prefix(name, version)
     for file_name, (body, content_type) in files.items():
-        client.put_object(Bucket=bucket, Key=prefix + file_name, Body=body, ContentType=content_type)
+        client.put_object(
+            Bucket=bucket, Key=prefix + file_name, Body=body, ContentType=content_type
+        )
     client.put_object(
         Bucket=bucket,
         Key=prefix + "manifest.json",
@@ -128,7 +130,10 @@ def publish(
     current = _read_latest_pointer(client, bucket, name)
     if current is None or current < version:
         client.put_object(
-            Bucket=bucket, Key=f"models/{name}/LATEST", Body=version.encode(), ContentType="text/plain"
+            Bucket=bucket,
+            Key=f"models/{name}/LATEST",
+            Body=version.encode(),
+            ContentType="text/plain",
         )
     return version
 
@@ -187,7 +192,9 @@ def load_manifest(client: Any, bucket: str, name: str, version: str) -> dict[str
     """A version's manifest."""
     body = _get(client, bucket, model_prefix(name, version) + "manifest.json")
     if body is None:
-        raise ModelNotFoundError(f"s3://{bucket}/{model_prefix(name, version)}manifest.json: missing")
+        raise ModelNotFoundError(
+            f"s3://{bucket}/{model_prefix(name, version)}manifest.json: missing"
+        )
     return json.loads(body)
 
 

@@ -107,9 +107,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
             return JSONResponse(
                 status_code=503, content={"status": "not ready", "reason": watcher.last_error}
             )
-        return JSONResponse(
-            {"status": "ready", "model": current.name, "version": current.version}
-        )
+        return JSONResponse({"status": "ready", "model": current.name, "version": current.version})
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
@@ -137,8 +135,6 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
                 "(INFER_MAX_BATCH)",
                 reason="too_large",
             )
-        return BatchResponse(
-            predictions=_answer("predict_batch", batch.requests)
-        )
+        return BatchResponse(predictions=_answer("predict_batch", batch.requests))
 
     return app

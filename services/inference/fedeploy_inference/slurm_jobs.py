@@ -95,9 +95,7 @@ def job_environment(
     return env
 
 
-def launch_command(
-    resources: JobResources, python: str, arguments: Sequence[str]
-) -> str:
+def launch_command(resources: JobResources, python: str, arguments: Sequence[str]) -> str:
     """The script line that runs `python -m fedeploy_inference <arguments>` on the allocation."""
     args = " ".join(shlex.quote(a) for a in arguments)
     if resources.nodes == 1 and resources.ranks_per_node == 1:
@@ -192,7 +190,15 @@ def batch_job(
             f"batch_job: nodes={resources.nodes}, ranks per node={resources.ranks_per_node} "
             "given; a batch run is one process (nodes=1, at most one GPU)"
         )
-    arguments = ["batch", "--bbox", ",".join(f"{x:g}" for x in bbox), "--start", start, "--end", end]
+    arguments = [
+        "batch",
+        "--bbox",
+        ",".join(f"{x:g}" for x in bbox),
+        "--start",
+        start,
+        "--end",
+        end,
+    ]
     return _job(
         "batch",
         settings,

@@ -62,9 +62,7 @@ def train_and_publish(
     data = {
         "source": f"s3://{settings.bucket}/observations/",
         "windows": len(windows),
-        "windows_sha256": hashlib.sha256(
-            "\n".join(w.key for w in windows).encode()
-        ).hexdigest(),
+        "windows_sha256": hashlib.sha256("\n".join(w.key for w in windows).encode()).hexdigest(),
         "rows": table.num_rows,
         "stations": sorted(series),
         "period": {"start": result.period[0].isoformat(), "end": result.period[1].isoformat()},

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pytest
 import torch
-
 from fedeploy_inference.hourly import StationSeries, to_hourly
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
@@ -127,7 +126,9 @@ def slurm_cluster() -> Iterator[object]:
     name = "fedeploy_slurm_cluster"
     module = sys.modules.get(name)
     if module is None:
-        spec = importlib.util.spec_from_file_location(name, root_dir / "scripts" / "slurm_cluster.py")
+        spec = importlib.util.spec_from_file_location(
+            name, root_dir / "scripts" / "slurm_cluster.py"
+        )
         if spec is None or spec.loader is None:
             unavailable("scripts/slurm_cluster.py is missing")
         module = importlib.util.module_from_spec(spec)
@@ -166,8 +167,14 @@ def job_python() -> Iterator[str]:
     if not system_python.exists():
         unavailable("/usr/bin/python3 is missing: the SLURM job user needs an interpreter")
     found = subprocess.run(
-        [str(system_python), "-c", "import sys; print(f'python{sys.version_info[0]}.{sys.version_info[1]}')"],
-        capture_output=True, text=True, check=True,
+        [
+            str(system_python),
+            "-c",
+            "import sys; print(f'python{sys.version_info[0]}.{sys.version_info[1]}')",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     if found != version:
         unavailable(f"/usr/bin/python3 is {found}, this environment {version}: no shared ABI")

@@ -8,7 +8,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from fedeploy_inference.batch import Area, run_batch
 from fedeploy_inference.catalog import forecast_item
 from fedeploy_inference.cli import main
@@ -48,17 +47,22 @@ def test_batch_run_forecasts_the_area_and_matches_the_model(settings, trained, s
     # The same origins through the in-memory model give the same numbers.
     test = trained.test
     rows = np.flatnonzero(
-        (test.station == "syn-001") & (test.origin_us >= start.timestamp() * 1e6)
+        (test.station == "syn-001")
+        & (test.origin_us >= start.timestamp() * 1e6)
         & (test.origin_us < end.timestamp() * 1e6)
     )
     expected = predict(trained.model, test.features[rows], test.anchor[rows], torch.device("cpu"))
     got = {}
     for rec in table.to_pylist():
         if rec["station"] == "syn-001":
-            got[(int(rec["issued_at"].timestamp() * 1e6), rec["lead_hours"])] = rec["air_temperature"]
+            got[(int(rec["issued_at"].timestamp() * 1e6), rec["lead_hours"])] = rec[
+                "air_temperature"
+            ]
     for k, row in enumerate(rows):
         for lead in range(6):
-            assert got[(int(test.origin_us[row]), lead + 1)] == pytest.approx(expected[k, lead, 0], abs=1e-4)
+            assert got[(int(test.origin_us[row]), lead + 1)] == pytest.approx(
+                expected[k, lead, 0], abs=1e-4
+            )
 
     again = run_batch(settings, Area(4.0, 40.0, 11.0, 55.0), start, end)
     assert again.key == outcome.key, "a repeated run writes the same object"
@@ -67,8 +71,12 @@ def test_batch_run_forecasts_the_area_and_matches_the_model(settings, trained, s
 
 def test_batch_period_must_be_whole_hours(settings):
     with pytest.raises(ValueError, match="batch start"):
-        run_batch(settings, Area(0, 0, 1, 1), datetime(2026, 1, 1, 0, 30, tzinfo=UTC),
-                  datetime(2026, 1, 2, tzinfo=UTC))
+        run_batch(
+            settings,
+            Area(0, 0, 1, 1),
+            datetime(2026, 1, 1, 0, 30, tzinfo=UTC),
+            datetime(2026, 1, 2, tzinfo=UTC),
+        )
 
 
 def test_area_must_be_ordered():
@@ -78,8 +86,14 @@ def test_area_must_be_ordered():
 
 def test_forecast_item_points_at_the_object():
     item = forecast_item(
-        "station-forecasts", "run-1", (5, 45, 15, 52), datetime(2026, 4, 1, tzinfo=UTC),
-        datetime(2026, 4, 2, tzinfo=UTC), "s3://b/forecasts/m/v/run-1.parquet", "m", "v",
+        "station-forecasts",
+        "run-1",
+        (5, 45, 15, 52),
+        datetime(2026, 4, 1, tzinfo=UTC),
+        datetime(2026, 4, 2, tzinfo=UTC),
+        "s3://b/forecasts/m/v/run-1.parquet",
+        "m",
+        "v",
         datetime(2026, 4, 3, tzinfo=UTC),
     )
     assert item["assets"]["data"] == {
@@ -100,8 +114,17 @@ def test_command_line_generates_trains_and_runs_a_batch(settings, monkeypatch, c
     assert main(["train", "--epochs", "10"]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["skill"]["persistence"]["air_temperature"] > 0
-    code = main(["batch", "--bbox", "0,40,20,55", "--start", "2026-01-18T00:00:00Z",
-                 "--end", "2026-01-18T06:00:00Z"])
+    code = main(
+        [
+            "batch",
+            "--bbox",
+            "0,40,20,55",
+            "--start",
+            "2026-01-18T00:00:00Z",
+            "--end",
+            "2026-01-18T06:00:00Z",
+        ]
+    )
     assert code == 0
     outcome = json.loads(capsys.readouterr().out)
     assert outcome["key"].startswith(f"forecasts/station-forecast/{trained['version']}/")

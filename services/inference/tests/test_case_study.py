@@ -32,9 +32,21 @@ def test_case_study_runs_and_writes_the_plot_and_a_prediction(tmp_path, skip_or_
     if missing:
         skip_or_fail(missing)
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--days", "30", "--stations", "3", "--epochs", "10",
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--days",
+            "30",
+            "--stations",
+            "3",
+            "--epochs",
+            "10",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     assert "ingestion wrote 90 windows" in run.stdout

@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-
 from fedeploy_inference.batch import Area, run_batch
 from fedeploy_inference.catalog import scenes_for_stations
 from fedeploy_inference.registry import load_manifest, publish, resolve_version
@@ -55,10 +54,20 @@ def _scene(collection, item_id, when, lon, lat, cloud):
         "bbox": [lon - 0.5, lat - 0.5, lon + 0.5, lat + 0.5],
         "geometry": {
             "type": "Polygon",
-            "coordinates": [[[lon - 0.5, lat - 0.5], [lon + 0.5, lat - 0.5], [lon + 0.5, lat + 0.5],
-                             [lon - 0.5, lat + 0.5], [lon - 0.5, lat - 0.5]]],
+            "coordinates": [
+                [
+                    [lon - 0.5, lat - 0.5],
+                    [lon + 0.5, lat - 0.5],
+                    [lon + 0.5, lat + 0.5],
+                    [lon - 0.5, lat + 0.5],
+                    [lon - 0.5, lat - 0.5],
+                ]
+            ],
         },
-        "properties": {"datetime": when.isoformat().replace("+00:00", "Z"), "eo:cloud_cover": cloud},
+        "properties": {
+            "datetime": when.isoformat().replace("+00:00", "Z"),
+            "eo:cloud_cover": cloud,
+        },
         "assets": {},
         "links": [],
     }
@@ -66,11 +75,21 @@ def _scene(collection, item_id, when, lon, lat, cloud):
 
 def test_scenes_over_a_station_feed_training(settings, small_data, stac_api):
     collection = f"s2-{settings.bucket}"
-    httpx.post(f"{stac_api}/collections", json={
-        "type": "Collection", "stac_version": "1.1.0", "id": collection, "description": "test",
-        "license": "other", "links": [],
-        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
-    }).raise_for_status()
+    httpx.post(
+        f"{stac_api}/collections",
+        json={
+            "type": "Collection",
+            "stac_version": "1.1.0",
+            "id": collection,
+            "description": "test",
+            "license": "other",
+            "links": [],
+            "extent": {
+                "spatial": {"bbox": [[-180, -90, 180, 90]]},
+                "temporal": {"interval": [[None, None]]},
+            },
+        },
+    ).raise_for_status()
     station = small_data.series["syn-000"]
     for day in range(0, 60, 5):
         when = datetime(2026, 1, 1, 10, 30, tzinfo=UTC) + timedelta(days=day)

@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
-
 from fedeploy_inference.contract import VARIABLES, WINDOW_SCHEMA, WindowKey, parse_window_key
 from fedeploy_inference.hourly import to_hourly
 
@@ -20,9 +19,12 @@ def test_window_key_follows_the_contract_and_reads_back():
 def test_keys_that_are_not_windows_are_not_read_as_windows():
     assert parse_window_key("observations/st-1/2026/03/01/notes.txt") is None
     # The file name must repeat the station of the folder.
-    assert parse_window_key(
-        "observations/st-1/2026/03/01/st-2_20260301T000000Z_20260301T060000Z.parquet"
-    ) is None
+    assert (
+        parse_window_key(
+            "observations/st-1/2026/03/01/st-2_20260301T000000Z_20260301T060000Z.parquet"
+        )
+        is None
+    )
 
 
 def _table(rows):

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from fedeploy_inference.device import DeviceError, resolve_device
 
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from fedeploy_inference.registry import list_versions
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.synthetic import SyntheticSpec, generate
@@ -26,9 +25,22 @@ def test_two_ranks_train_together_and_rank_zero_publishes_once(settings):
     }
     # The same launcher line slurm_jobs writes for several ranks on one node.
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-         "-m", "fedeploy_inference", "train", "--epochs", "5"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "fedeploy_inference",
+            "train",
+            "--epochs",
+            "5",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     printed = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]

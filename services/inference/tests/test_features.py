@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 
 import numpy as np
-
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.features import (
     FeatureSpec,

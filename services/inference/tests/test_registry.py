@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import torch
-
 from fedeploy_inference.registry import (
     ModelIntegrityError,
     ModelNotFoundError,
@@ -60,9 +59,13 @@ def test_manifest_is_written_after_every_file_and_latest_after_it(settings, trai
 def test_model_card_carries_the_metrics_and_the_plot(settings, trained):
     client = s3_client(settings)
     version = publish(client, settings.bucket, "m", trained, DATA)
-    card = client.get_object(
-        Bucket=settings.bucket, Key=model_prefix("m", version) + "model-card.md"
-    )["Body"].read().decode()
+    card = (
+        client.get_object(Bucket=settings.bucket, Key=model_prefix("m", version) + "model-card.md")[
+            "Body"
+        ]
+        .read()
+        .decode()
+    )
     rmse = trained.metrics["scores"]["persistence"]["air_temperature"]["rmse"]
     assert f"{rmse:.3f}" in card and "![" in card and "(forecast.png)" in card
     png = client.get_object(
@@ -83,8 +86,12 @@ def test_loaded_model_gives_the_same_outputs_as_in_memory(settings, trained):
 
 def test_latest_follows_the_newest_version_and_never_moves_back(settings, trained):
     client = s3_client(settings)
-    newer = publish(client, settings.bucket, "m", trained, DATA, now=datetime(2026, 5, 2, tzinfo=UTC))
-    older = publish(client, settings.bucket, "m", trained, DATA, now=datetime(2026, 5, 1, tzinfo=UTC))
+    newer = publish(
+        client, settings.bucket, "m", trained, DATA, now=datetime(2026, 5, 2, tzinfo=UTC)
+    )
+    older = publish(
+        client, settings.bucket, "m", trained, DATA, now=datetime(2026, 5, 1, tzinfo=UTC)
+    )
     assert resolve_version(client, settings.bucket, "m", "latest") == newer
     assert resolve_version(client, settings.bucket, "m", older) == older
     assert list_versions(client, settings.bucket, "m") == [older, newer]
@@ -94,16 +101,22 @@ def test_a_version_without_its_manifest_is_not_served(settings, trained):
     client = s3_client(settings)
     with pytest.raises(ModelNotFoundError, match="no complete version"):
         resolve_version(client, settings.bucket, "m", "latest")
-    version = publish(client, settings.bucket, "m", trained, DATA, now=datetime(2026, 5, 1, tzinfo=UTC))
+    version = publish(
+        client, settings.bucket, "m", trained, DATA, now=datetime(2026, 5, 1, tzinfo=UTC)
+    )
     client.delete_object(Bucket=settings.bucket, Key="models/m/LATEST")
     # A newer upload interrupted before its manifest: the listing rule skips it.
-    client.put_object(Bucket=settings.bucket, Key="models/m/20260601T000000Z-00000000/weights.pt", Body=b"x")
+    client.put_object(
+        Bucket=settings.bucket, Key="models/m/20260601T000000Z-00000000/weights.pt", Body=b"x"
+    )
     assert resolve_version(client, settings.bucket, "m", "latest") == version
 
 
 def test_tampered_weights_are_refused(settings, trained):
     client = s3_client(settings)
     version = publish(client, settings.bucket, "m", trained, DATA)
-    client.put_object(Bucket=settings.bucket, Key=model_prefix("m", version) + "weights.pt", Body=b"evil")
+    client.put_object(
+        Bucket=settings.bucket, Key=model_prefix("m", version) + "weights.pt", Body=b"evil"
+    )
     with pytest.raises(ModelIntegrityError, match="sha256"):
         load_model(client, settings.bucket, "m", version, CPU)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.registry import publish
 from fedeploy_inference.s3 import s3_client
@@ -65,18 +64,29 @@ def test_not_ready_before_a_model_then_ready_then_follows_a_new_version(settings
     response = _wait_for(served, lambda r: "no complete version" in r.json().get("reason", ""))
     assert response.status_code == 503
     first = publish(
-        s3_client(settings), settings.bucket, settings.model_name, trained, DATA,
+        s3_client(settings),
+        settings.bucket,
+        settings.model_name,
+        trained,
+        DATA,
         now=datetime(2026, 5, 1, tzinfo=UTC),
     )
     ready = _wait_for(served, lambda r: r.status_code == 200)
     assert ready.json()["version"] == first
     second = publish(
-        s3_client(settings), settings.bucket, settings.model_name, trained, DATA,
+        s3_client(settings),
+        settings.bucket,
+        settings.model_name,
+        trained,
+        DATA,
         now=datetime(2026, 5, 2, tzinfo=UTC),
     )
     _wait_for(served, lambda r: r.json().get("version") == second)
     metrics = served.get("/metrics").text
-    assert f'fedeploy_inference_model_info{{device="cpu",name="{settings.model_name}",version="{second}"}} 1.0' in metrics
+    assert (
+        f'fedeploy_inference_model_info{{device="cpu",name="{settings.model_name}",version="{second}"}} 1.0'
+        in metrics
+    )
 
 
 def test_predictions_before_a_model_are_refused_with_503(served, small_data):
@@ -108,12 +118,16 @@ def test_served_forecast_equals_the_model_in_memory(ready, trained, small_data):
     batch = ready.post("/v1/predict/batch", json={"requests": requests})
     assert batch.status_code == 200, batch.text
     answers = batch.json()["predictions"]
-    got = np.array([[[f["air_temperature"], f["precipitation"]] for f in a["forecast"]] for a in answers])
+    got = np.array(
+        [[[f["air_temperature"], f["precipitation"]] for f in a["forecast"]] for a in answers]
+    )
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert [a["forecast"][0]["lead_hours"] for a in answers] == [1, 1, 1]
     metrics = ready.get("/metrics").text
-    assert "fedeploy_inference_batch_size_bucket{le=\"4.0\"} 2.0" in metrics
-    assert 'fedeploy_inference_request_duration_seconds_count{endpoint="predict_batch"} 1.0' in metrics
+    assert 'fedeploy_inference_batch_size_bucket{le="4.0"} 2.0' in metrics
+    assert (
+        'fedeploy_inference_request_duration_seconds_count{endpoint="predict_batch"} 1.0' in metrics
+    )
 
 
 ORIGIN = datetime(2026, 2, 20, 12, tzinfo=UTC)
@@ -128,18 +142,28 @@ def _bad(small_data, change):
 @pytest.mark.parametrize(
     ("change", "loc"),
     [
-        (lambda b: b["observations"][3].update(air_temperature=75.0),
-         ["body", "observations", 3, "air_temperature"]),
-        (lambda b: b["observations"][0].update(relative_humidity=-1),
-         ["body", "observations", 0, "relative_humidity"]),
+        (
+            lambda b: b["observations"][3].update(air_temperature=75.0),
+            ["body", "observations", 3, "air_temperature"],
+        ),
+        (
+            lambda b: b["observations"][0].update(relative_humidity=-1),
+            ["body", "observations", 0, "relative_humidity"],
+        ),
         (lambda b: b.update(issued_at="2026-02-20T12:30:00+00:00"), ["body", "issued_at"]),
         (lambda b: b.update(issued_at="2026-02-20T12:00:00"), ["body", "issued_at"]),
-        (lambda b: b["observations"][-1].update(time="2026-02-20T13:00:00Z"), ["body", "observations"]),
+        (
+            lambda b: b["observations"][-1].update(time="2026-02-20T13:00:00Z"),
+            ["body", "observations"],
+        ),
         (lambda b: b.update(observations=[]), ["body", "observations"]),
         (lambda b: b.update(longitude=200), ["body", "longitude"]),
         (lambda b: b.update(colour="red"), ["body", "colour"]),
         (lambda b: b.pop("station"), ["body", "station"]),
-        (lambda b: [o.pop("air_temperature", None) for o in b["observations"]], ["body", "observations"]),
+        (
+            lambda b: [o.pop("air_temperature", None) for o in b["observations"]],
+            ["body", "observations"],
+        ),
     ],
 )
 def test_bad_requests_get_422_naming_the_field(ready, small_data, change, loc):

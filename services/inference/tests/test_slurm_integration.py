@@ -3,12 +3,11 @@ each job writes its result to storage."""
 
 import io
 import shutil
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from fedeploy_inference.bridge_submit import to_bridge_spec
 from fedeploy_inference.registry import list_versions
 from fedeploy_inference.s3 import s3_client
@@ -41,7 +40,9 @@ def _environment(job_dir):
 def _run(cluster, job):
     from fedeploy.bridge.client import BridgeClient
 
-    with BridgeClient(cluster.endpoint, cluster.user, cluster.token(), ca_file=cluster.ca_file) as bridge:
+    with BridgeClient(
+        cluster.endpoint, cluster.user, cluster.token(), ca_file=cluster.ca_file
+    ) as bridge:
         job_id = bridge.submit(to_bridge_spec(job))
         status = bridge.wait(job_id, timeout=300, check=False)
     log = next(iter(sorted(Path(job.working_directory).glob("*.out"))), None)
@@ -56,23 +57,35 @@ def test_training_and_batch_jobs_through_the_bridge_write_to_storage(
     write_windows(client, settings.bucket, generate(SyntheticSpec(stations=2, days=20)))
     job_dir = _job_dir(slurm_cluster, f"train-{settings.bucket}")
     job = training_job(
-        settings, RESOURCES, ["--epochs", "5"], python=job_python,
-        working_directory=str(job_dir), extra_environment=_environment(job_dir),
+        settings,
+        RESOURCES,
+        ["--epochs", "5"],
+        python=job_python,
+        working_directory=str(job_dir),
+        extra_environment=_environment(job_dir),
     )
     _run(slurm_cluster, job)
     assert len(list_versions(client, settings.bucket, settings.model_name)) == 1
 
     batch_dir = _job_dir(slurm_cluster, f"batch-{settings.bucket}")
     job = batch_job(
-        settings, RESOURCES, (0, 40, 20, 55), "2026-01-18T00:00:00Z", "2026-01-18T06:00:00Z",
-        python=job_python, working_directory=str(batch_dir),
+        settings,
+        RESOURCES,
+        (0, 40, 20, 55),
+        "2026-01-18T00:00:00Z",
+        "2026-01-18T06:00:00Z",
+        python=job_python,
+        working_directory=str(batch_dir),
         extra_environment=_environment(batch_dir),
     )
     _run(slurm_cluster, job)
-    keys = [o["Key"] for o in client.list_objects_v2(
-        Bucket=settings.bucket, Prefix="forecasts/")["Contents"]]
+    keys = [
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=settings.bucket, Prefix="forecasts/")["Contents"]
+    ]
     assert len(keys) == 1
-    table = pq.read_table(io.BytesIO(
-        client.get_object(Bucket=settings.bucket, Key=keys[0])["Body"].read()))
+    table = pq.read_table(
+        io.BytesIO(client.get_object(Bucket=settings.bucket, Key=keys[0])["Body"].read())
+    )
     assert table.num_rows > 0
     assert table["issued_at"][0].as_py() >= datetime(2026, 1, 18, tzinfo=UTC)

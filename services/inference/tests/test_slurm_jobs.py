@@ -1,7 +1,6 @@
 """Training and batch jobs built for SLURM: launch lines, resources, environment, identity."""
 
 import pytest
-
 from fedeploy_inference.settings import InferenceSettings
 from fedeploy_inference.slurm_jobs import JobResources, batch_job, job_environment, training_job
 
@@ -48,7 +47,9 @@ def test_environment_carries_settings_but_never_the_bridge_token():
 def test_idempotency_key_is_stable_and_ignores_secret_values():
     def job(secret, epochs="5"):
         return training_job(
-            SETTINGS, JobResources(), ["--epochs", epochs],
+            SETTINGS,
+            JobResources(),
+            ["--epochs", epochs],
             extra_environment={"AWS_SECRET_ACCESS_KEY": secret},
         )
 
@@ -63,10 +64,15 @@ def test_arguments_are_quoted_for_the_shell():
 
 def test_batch_job_runs_the_batch_command_for_the_area_and_period():
     job = batch_job(
-        SETTINGS, JobResources(partition="batch", time_limit_minutes=30), (5, 45, 15.5, 52),
-        "2026-04-01T00:00:00Z", "2026-04-02T00:00:00Z",
+        SETTINGS,
+        JobResources(partition="batch", time_limit_minutes=30),
+        (5, 45, 15.5, 52),
+        "2026-04-01T00:00:00Z",
+        "2026-04-02T00:00:00Z",
     )
-    assert "-m fedeploy_inference batch --bbox 5,45,15.5,52 --start 2026-04-01T00:00:00Z" in job.script
+    assert (
+        "-m fedeploy_inference batch --bbox 5,45,15.5,52 --start 2026-04-01T00:00:00Z" in job.script
+    )
     assert job.partition == "batch" and job.time_limit_minutes == 30
 
 

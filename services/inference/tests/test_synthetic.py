@@ -1,11 +1,8 @@
 """The generator writes the contract's windows and the signal it documents."""
 
 import numpy as np
-import pyarrow as pa
 import pytest
-
 from fedeploy_inference.contract import VARIABLES, WINDOW_SCHEMA, parse_window_key
-from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.synthetic import SyntheticSpec, generate
 
 

@@ -5,7 +5,6 @@ persistence's, over the held-out last 20 % of the period.
 """
 
 import numpy as np
-
 from fedeploy_inference.evaluation import persistence_forecast, scores
 
 TEMPERATURE_MARGIN = 0.5
