@@ -53,6 +53,7 @@ def hub_ids(url: str) -> list[str]:
     return sorted(f["id"] for f in answer.json()["features"])
 
 
+@pytest.mark.slow
 def test_the_hub_finds_both_sites_items_and_names_a_missing_site(
     catalogs, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
