@@ -58,7 +58,9 @@ class SlurmBridge(pulumi.ComponentResource):
     ) -> None:
         super().__init__("fedeploy:hpc:SlurmBridge", name, None, opts)
         if config.mode == "vm" and (vpc_id is None or subnet_id is None):
-            raise ValueError(f"{name}: bridge mode 'vm' needs the site's vpc_id and subnet_id (aws sites only)")
+            raise ValueError(
+                f"{name}: bridge mode 'vm' needs the site's vpc_id and subnet_id (aws sites only)"
+            )
         self._name = name
         self._site = site_name
         self._config = config
@@ -83,13 +85,16 @@ class SlurmBridge(pulumi.ComponentResource):
             )
             token = pulumi.Output.secret(key.result).apply(
                 lambda k: mint_token(
-                    k, config.service_user, now=time.time(), lifetime_hours=config.token_lifetime_hours
+                    k,
+                    config.service_user,
+                    now=time.time(),
+                    lifetime_hours=config.token_lifetime_hours,
                 )
             )
             tls_files = self._tls_files()
             if config.tls.enabled and config.tls.certificate is None:
                 ca_pem = tls_files["ca.crt"]
-            secrets = pulumi.Output.secret(
+            secrets: pulumi.Output[dict[str, Any]] = pulumi.Output.secret(
                 pulumi.Output.all(**{"jwt.key": key.result, "token": token, **tls_files})
             )
             node = self._allowed().apply(self._node)
@@ -104,7 +109,11 @@ class SlurmBridge(pulumi.ComponentResource):
         self.secret_name = secret.metadata.apply(lambda m: m.name)
         self._service(address)
         self.register_outputs(
-            {"endpoint": self.endpoint, "secret_name": self.secret_name, "partitions": self.partitions}
+            {
+                "endpoint": self.endpoint,
+                "secret_name": self.secret_name,
+                "partitions": self.partitions,
+            }
         )
 
     # -- the node -----------------------------------------------------------------------------
@@ -130,24 +139,34 @@ class SlurmBridge(pulumi.ComponentResource):
                 "ca.crt": tls_config.ca_certificate or tls_config.certificate,
             }
         name = self._name
-        ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=self._child)
+        ca_key = tls.PrivateKey(
+            f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=self._child
+        )
         ca = tls.SelfSignedCert(
             f"{name}-ca",
             private_key_pem=ca_key.private_key_pem,
             is_ca_certificate=True,
             validity_period_hours=CA_VALIDITY_HOURS,
             allowed_uses=["cert_signing", "crl_signing"],
-            subject={"common_name": f"fedeploy bridge CA ({self._site})", "organization": "fedeploy"},
+            subject={
+                "common_name": f"fedeploy bridge CA ({self._site})",
+                "organization": "fedeploy",
+            },
             opts=self._child,
         )
-        server_key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=self._child)
+        server_key = tls.PrivateKey(
+            f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=self._child
+        )
         dns_names, ip_addresses = certificate_names(self._config, self._namespace)
         request = tls.CertRequest(
             f"{name}-tls-request",
             private_key_pem=server_key.private_key_pem,
             dns_names=dns_names,
             ip_addresses=ip_addresses,
-            subject={"common_name": tls_server_name(SERVICE_NAME, self._namespace), "organization": "fedeploy"},
+            subject={
+                "common_name": tls_server_name(SERVICE_NAME, self._namespace),
+                "organization": "fedeploy",
+            },
             opts=self._child,
         )
         cert = tls.LocallySignedCert(
@@ -160,9 +179,15 @@ class SlurmBridge(pulumi.ComponentResource):
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
             opts=self._child,
         )
-        return {"tls.key": server_key.private_key_pem, "tls.crt": cert.cert_pem, "ca.crt": ca.cert_pem}
+        return {
+            "tls.key": server_key.private_key_pem,
+            "tls.crt": cert.cert_pem,
+            "ca.crt": ca.cert_pem,
+        }
 
-    def _configure_gateway(self, node: pulumi.Output[BridgeNode], secrets: pulumi.Output[dict[str, Any]]) -> None:
+    def _configure_gateway(
+        self, node: pulumi.Output[BridgeNode], secrets: pulumi.Output[dict[str, Any]]
+    ) -> None:
         config = self._config
         connection = {
             "host": config.host,
@@ -238,18 +263,30 @@ class SlurmBridge(pulumi.ComponentResource):
             user_data_base64=pulumi.Output.secret(user_data),
             # cloud-init runs once: a changed configuration needs a new instance.
             user_data_replace_on_change=True,
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
-            root_block_device={"encrypted": True, "volume_size": config.root_volume_gb, "volume_type": "gp3"},
+            metadata_options={
+                "http_tokens": "required",
+                "http_endpoint": "enabled",
+                "http_put_response_hop_limit": 1,
+            },
+            root_block_device={
+                "encrypted": True,
+                "volume_size": config.root_volume_gb,
+                "volume_type": "gp3",
+            },
             tags={**self._tags, "Name": f"{self._name}-vm"},
             opts=self._child,
         )
         return instance.private_ip
 
     def _allowed(self) -> pulumi.Output[list[str]]:
-        return pulumi.Output.from_input(self._allowed_input).apply(lambda c: [*c, *self._config.allowed_cidrs])
+        return pulumi.Output.from_input(self._allowed_input).apply(
+            lambda c: [*c, *self._config.allowed_cidrs]
+        )
 
     # -- the cluster side ---------------------------------------------------------------------
-    def _secret(self, token: pulumi.Output[str], ca_pem: pulumi.Input[str] | None) -> k8s.core.v1.Secret:
+    def _secret(
+        self, token: pulumi.Output[str], ca_pem: pulumi.Input[str] | None
+    ) -> k8s.core.v1.Secret:
         data: dict[str, pulumi.Input[str]] = {"token": token, "user": self._config.service_user}
         if ca_pem is not None:
             data["ca.crt"] = ca_pem
@@ -263,8 +300,12 @@ class SlurmBridge(pulumi.ComponentResource):
 
     def _service(self, address: pulumi.Input[str] | None) -> None:
         target = service_target(self._config)
-        port = {"name": "https" if self._config.tls.enabled else "http", "port": target.port,
-                "targetPort": target.port, "protocol": "TCP"}
+        port = {
+            "name": "https" if self._config.tls.enabled else "http",
+            "port": target.port,
+            "targetPort": target.port,
+            "protocol": "TCP",
+        }
         metadata = {"name": SERVICE_NAME, "namespace": self._namespace, "labels": self._labels}
         if target.kind == "dns":
             k8s.core.v1.Service(
@@ -293,8 +334,12 @@ class SlurmBridge(pulumi.ComponentResource):
                 },
             },
             address_type="IPv6" if target.host and ":" in target.host else "IPv4",
-            endpoints=[{"addresses": [address if address is not None else target.host], "conditions": {"ready": True}}],
+            endpoints=[
+                {
+                    "addresses": [address if address is not None else target.host],
+                    "conditions": {"ready": True},
+                }
+            ],
             ports=[{"name": port["name"], "port": target.port, "protocol": "TCP"}],
             opts=self._k8s,
         )
-

@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -36,13 +36,24 @@ def connect(
         str, typer.Option(envvar=ENV_TOKEN, help="The user's SLURM token.", show_default=False)
     ],
     ca_file: Annotated[
-        Path | None, typer.Option(envvar=ENV_CA, help="CA certificate (PEM) of the bridge's TLS listener.")
+        Path | None,
+        typer.Option(envvar=ENV_CA, help="CA certificate (PEM) of the bridge's TLS listener."),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for one answer.")] = 60.0,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Retries of a request on transient errors.")
+    ] = 3,
 ) -> None:
     """Connection options shared by every command."""
     try:
-        ctx.obj = BridgeClient(url, user, token, ca_file=str(ca_file) if ca_file else None, timeout=timeout)
+        ctx.obj = BridgeClient(
+            url,
+            user,
+            token,
+            ca_file=str(ca_file) if ca_file else None,
+            timeout=timeout,
+            retries=retries,
+        )
     except BridgeError as err:
         _fail(err)
     ctx.call_on_close(ctx.obj.close)
@@ -59,12 +70,17 @@ def submit(
     cpus: Annotated[int, typer.Option(help="CPUs.")] = 1,
     memory: Annotated[int | None, typer.Option(help="Memory per node, MiB.")] = None,
     gpus: Annotated[int, typer.Option(help="GPUs.")] = 0,
-    env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE for the script (repeat).")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="KEY=VALUE for the script (repeat).")
+    ] = None,
     stdout: Annotated[str | None, typer.Option(help="Absolute stdout path ('%j': job id).")] = None,
     key: Annotated[
-        str | None, typer.Option(help="Idempotency key: submitting again with it returns the same job.")
+        str | None,
+        typer.Option(help="Idempotency key: submitting again with it returns the same job."),
     ] = None,
-    wait: Annotated[float | None, typer.Option(help="Wait this many seconds for the job to end.")] = None,
+    wait: Annotated[
+        float | None, typer.Option(help="Wait this many seconds for the job to end.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """Submit a batch script; prints the job id (and its final status with --wait)."""
@@ -77,9 +93,16 @@ def submit(
         k, v = item.split("=", 1)
         environment[k] = v
     fields: dict[str, Any] = {
-        "name": name, "script": text, "partition": partition, "time_limit_minutes": time_limit,
-        "cpus": cpus, "memory_mb": memory, "gpus": gpus, "environment": environment,
-        "working_directory": workdir, "stdout": stdout,
+        "name": name,
+        "script": text,
+        "partition": partition,
+        "time_limit_minutes": time_limit,
+        "cpus": cpus,
+        "memory_mb": memory,
+        "gpus": gpus,
+        "environment": environment,
+        "working_directory": workdir,
+        "stdout": stdout,
     }
     if key:
         fields["idempotency_key"] = key
@@ -141,6 +164,6 @@ def _read(path: Path) -> str:
         _fail(BridgeError(f"cannot read the script {path}: {err.strerror}"))
 
 
-def _fail(err: BridgeError) -> Any:
+def _fail(err: BridgeError) -> NoReturn:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(err.exit_code)

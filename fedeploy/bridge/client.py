@@ -91,11 +91,14 @@ class BridgeClient:
         ca_file: str | None = None,
         partitions: list[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
     ):
         if not endpoint.startswith(("https://", "http://")):
             raise BridgeError(f"bridge endpoint {endpoint!r} must start with https:// (or http://)")
         if not user or not token:
-            raise BridgeAuthError(f"the bridge at {endpoint} needs a user and a token ({ENV_USER}, {ENV_TOKEN})")
+            raise BridgeAuthError(
+                f"the bridge at {endpoint} needs a user and a token ({ENV_USER}, {ENV_TOKEN})"
+            )
         self.endpoint = endpoint.rstrip("/")
         self.user = user
         self.retries = retries
@@ -109,13 +112,16 @@ class BridgeClient:
                 f"the token is for user {self._claims.user!r} but the client acts as {user!r}: "
                 "use the user and token from the same bridge Secret"
             )
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=ca_file) if ca_file else True
+        )
         self._http = httpx.Client(
             base_url=self.endpoint,
             headers={"X-SLURM-USER-NAME": user, "X-SLURM-USER-TOKEN": token},
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             verify=verify,
             follow_redirects=False,
+            transport=transport,
         )
 
     @classmethod
@@ -127,8 +133,12 @@ class BridgeClient:
             raise BridgeError(f"the bridge client needs {', '.join(missing)} in the environment")
         partitions = [p for p in env.get(ENV_PARTITIONS, "").split(",") if p] or None
         return cls(
-            env[ENV_URL], env[ENV_USER], env[ENV_TOKEN], ca_file=env.get(ENV_CA) or None,
-            partitions=partitions, **options,
+            env[ENV_URL],
+            env[ENV_USER],
+            env[ENV_TOKEN],
+            ca_file=env.get(ENV_CA) or None,
+            partitions=partitions,
+            **options,
         )
 
     def __repr__(self) -> str:  # the token stays out of reprs and logs
@@ -166,17 +176,23 @@ class BridgeClient:
                 self._pause(attempt)
                 existing = self.find(spec.idempotency_key)
                 if existing is not None:
-                    log.info("submission of %s was lost in transit; SLURM has it as job %s", spec.name, existing.job_id)
+                    log.info(
+                        "submission of %s was lost in transit; SLURM has it as job %s",
+                        spec.name,
+                        existing.job_id,
+                    )
                     return existing.job_id
                 continue
-            result = self._interpret(answer, doing=f"submitting job {spec.name!r}", partition=partition)
+            result = self._interpret(
+                answer, doing=f"submitting job {spec.name!r}", partition=partition
+            )
             job_id = self._api.submitted_job_id(result)
             for warning in self._api.errors(result):
                 log.warning("job %s: SLURM says: %s", job_id, warning)
             self._check_owner(job_id)
             return self._one_job(spec.idempotency_key, job_id) if lost else job_id
         raise BridgeUnreachable(
-            f"submitting job {spec.name!r} to {self.endpoint}: no answer after {self.retries + 1} attempts "
+            f"submitting job {spec.name!r} to {self.endpoint}: no answer after {_attempts(self.retries + 1)} "
             f"({lost}); no job with idempotency key {spec.idempotency_key} exists"
         )
 
@@ -244,7 +260,9 @@ class BridgeClient:
     def output(self, job_id: int) -> JobOutput:
         """Where the job's stdout and stderr went, on the cluster's file system."""
         status = self.status(job_id)
-        return JobOutput(job_id=job_id, stdout=status.stdout, stderr=status.stderr, host=status.nodes)
+        return JobOutput(
+            job_id=job_id, stdout=status.stdout, stderr=status.stderr, host=status.nodes
+        )
 
     def ping(self) -> dict[str, Any]:
         """slurmrestd's ping, after checking that the token is accepted (see `diagnose`)."""
@@ -279,7 +297,9 @@ class BridgeClient:
     def _find_all(self, idempotency_key: str) -> list[JobStatus]:
         answer = self._send("GET", self._api.jobs_path)
         jobs = self._api.jobs(self._interpret(answer, doing="listing jobs"))
-        mine = [j for j in jobs if j.user in (None, self.user) and j.idempotency_key == idempotency_key]
+        mine = [
+            j for j in jobs if j.user in (None, self.user) and j.idempotency_key == idempotency_key
+        ]
         return sorted(mine, key=lambda j: j.job_id)
 
     def _check_owner(self, job_id: int) -> None:
@@ -301,11 +321,18 @@ class BridgeClient:
         keep, extra = jobs[0], jobs[1:]
         for job in extra:
             if not job.finished:
-                log.warning("cancelling job %s: a duplicate of job %s (key %s)", job.job_id, keep.job_id, idempotency_key)
+                log.warning(
+                    "cancelling job %s: a duplicate of job %s (key %s)",
+                    job.job_id,
+                    keep.job_id,
+                    idempotency_key,
+                )
                 self.cancel(job.job_id, settle=0)
         return keep.job_id
 
-    def _send(self, method: str, path: str, *, json: Any = None, may_repeat: bool = True) -> _Answer:
+    def _send(
+        self, method: str, path: str, *, json: Any = None, may_repeat: bool = True
+    ) -> _Answer:
         """One request, retried on transport errors and proxy errors when it may be repeated."""
         self._check_token()
         for attempt in range(self.retries + 1):
@@ -323,7 +350,7 @@ class BridgeClient:
                 if attempt == self.retries:
                     raise BridgeUnreachable(
                         f"{method} {self.endpoint}{path}: the bridge does not answer after "
-                        f"{attempt + 1} attempts ({reason}); is the bridge node up and is this "
+                        f"{_attempts(attempt + 1)} ({reason}); is the bridge node up and is this "
                         "address admitted by its firewall?"
                     ) from err
                 self._pause(attempt)
@@ -331,11 +358,13 @@ class BridgeClient:
             if response.status_code in _GATEWAY_ERRORS:
                 if not may_repeat:
                     # The proxy may have passed the request on before slurmrestd failed.
-                    raise _AnswerLost(f"HTTP {response.status_code} from the proxy at {self.endpoint}")
+                    raise _AnswerLost(
+                        f"HTTP {response.status_code} from the proxy at {self.endpoint}"
+                    )
                 if attempt == self.retries:
                     raise BridgeUnreachable(
                         f"{method} {self.endpoint}{path}: the TLS proxy answers HTTP "
-                        f"{response.status_code} after {attempt + 1} attempts: slurmrestd behind it "
+                        f"{response.status_code} after {_attempts(attempt + 1)}: slurmrestd behind it "
                         "is down or too slow (fedeploy-slurmrestd.service on the bridge node)"
                     )
                 self._pause(attempt)
@@ -366,14 +395,20 @@ class BridgeClient:
         if INVALID_JOB_ID in numbers and job_id is not None:
             raise self._not_found(job_id)
         if INVALID_PARTITION in numbers:
-            raise UnknownPartition(f"{doing}: SLURM does not know partition {partition!r} ({_describe(errors)})")
+            raise UnknownPartition(
+                f"{doing}: SLURM does not know partition {partition!r} ({_describe(errors)})"
+            )
         if numbers & set(CONTROLLER_UNREACHABLE):
             raise self._controller_error(errors)
         if not errors or numbers & {UNSPECIFIED, ZERO_BYTES, None}:
             self.diagnose()  # raises the authentication or controller error if that is it
         if 200 <= answer.status < 300:
-            raise BridgeProtocolError(f"{doing}: an answer that is not a JSON object: {answer.body!r:.300}")
-        raise SubmissionRejected(f"{doing}: SLURM refused it (HTTP {answer.status}): {_describe(errors)}")
+            raise BridgeProtocolError(
+                f"{doing}: an answer that is not a JSON object: {answer.body!r:.300}"
+            )
+        raise SubmissionRejected(
+            f"{doing}: SLURM refused it (HTTP {answer.status}): {_describe(errors)}"
+        )
 
     def _not_found(self, job_id: int) -> JobNotFound:
         return JobNotFound(
@@ -425,7 +460,9 @@ def _token_claims(token: str) -> _TokenClaims:
         return _TokenClaims(None, None)
     user = claims.get("sun")
     expires = claims.get("exp")
-    return _TokenClaims(user if isinstance(user, str) else None, expires if isinstance(expires, int) else None)
+    return _TokenClaims(
+        user if isinstance(user, str) else None, expires if isinstance(expires, int) else None
+    )
 
 
 def _json_or_none(response: httpx.Response) -> Any:
@@ -437,3 +474,7 @@ def _json_or_none(response: httpx.Response) -> Any:
 
 def _describe(errors: list[SlurmError]) -> str:
     return "; ".join(str(e) for e in errors)
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"

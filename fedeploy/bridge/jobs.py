@@ -23,22 +23,31 @@ class JobSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$", description="The job's name in SLURM.")
     script: str = Field(min_length=3, description="The batch script, starting with '#!'.")
     partition: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Partition; None: the bridge's default."
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Partition; None: the bridge's default.",
     )
     time_limit_minutes: int = Field(ge=1, le=60 * 24 * 30, description="Wall-clock limit, minutes.")
     cpus: int = Field(1, ge=1, le=4096, description="CPUs for the job's one task.")
-    memory_mb: int | None = Field(None, ge=1, description="Memory per node, MiB; None: the default.")
+    memory_mb: int | None = Field(
+        None, ge=1, description="Memory per node, MiB; None: the default."
+    )
     gpus: int = Field(0, ge=0, le=64, description="GPUs for the job.")
     environment: dict[str, str] = Field(
-        default_factory=dict, description="Environment of the script (PATH defaults to the system's)."
+        default_factory=dict,
+        description="Environment of the script (PATH defaults to the system's).",
     )
     working_directory: str = Field(
         pattern=r"^/", description="Absolute directory the script starts in, on the cluster."
     )
     stdout: str | None = Field(
-        None, pattern=r"^/", description="Absolute stdout path ('%j' is the job id); None: beside the job."
+        None,
+        pattern=r"^/",
+        description="Absolute stdout path ('%j' is the job id); None: beside the job.",
     )
-    stderr: str | None = Field(None, pattern=r"^/", description="Absolute stderr path; None: with stdout.")
+    stderr: str | None = Field(
+        None, pattern=r"^/", description="Absolute stderr path; None: with stdout."
+    )
     idempotency_key: str = Field(
         default_factory=lambda: uuid.uuid4().hex,
         pattern=r"^[A-Za-z0-9._:-]{1,128}$",
@@ -62,7 +71,9 @@ class JobSpec(BaseModel):
             if not _ENV_NAME.match(key):
                 raise ValueError(f"environment: {key!r} is not a variable name")
             if _RESERVED_ENV.match(key):
-                raise ValueError(f"environment: {key!r} is SLURM's own; set the job's options instead")
+                raise ValueError(
+                    f"environment: {key!r} is SLURM's own; set the job's options instead"
+                )
         return value
 
     @model_validator(mode="after")
@@ -173,9 +184,18 @@ class JobOutput:
     host: str | None
 
 
-def expand_output_path(pattern: str | None, *, job_id: int, name: str, user: str | None, node: str | None) -> str | None:
+def expand_output_path(
+    pattern: str | None, *, job_id: int, name: str, user: str | None, node: str | None
+) -> str | None:
     """Expand sbatch's filename patterns that SLURM reports unexpanded (%j %x %u %N %%)."""
     if not pattern:
         return None
-    values = {"j": str(job_id), "A": str(job_id), "x": name, "u": user or "%u", "N": node or "%N", "%": "%"}
+    values = {
+        "j": str(job_id),
+        "A": str(job_id),
+        "x": name,
+        "u": user or "%u",
+        "N": node or "%N",
+        "%": "%",
+    }
     return re.sub(r"%([jAxuN%])", lambda m: values[m.group(1)], pattern)

@@ -225,10 +225,16 @@ def bridge_node(
         "wait_seconds": 30,
     }
 
-    slurm_units: tuple[str, ...] = ("munge.service", "slurmctld.service", "slurmd.service") if one_node else ()
+    slurm_units: tuple[str, ...] = (
+        ("munge.service", "slurmctld.service", "slurmd.service") if one_node else ()
+    )
     files: list[NodeFile] = [
-        NodeFile(layout.firewall, render("firewall.nft.j2", **context), "0644", restarts=(FIREWALL_UNIT,)),
-        NodeFile(layout.rest_env, render("slurmrestd.env.j2", **context), "0644", restarts=(REST_UNIT,)),
+        NodeFile(
+            layout.firewall, render("firewall.nft.j2", **context), "0644", restarts=(FIREWALL_UNIT,)
+        ),
+        NodeFile(
+            layout.rest_env, render("slurmrestd.env.j2", **context), "0644", restarts=(REST_UNIT,)
+        ),
         NodeFile(layout.verify, render("verify.sh.j2", **context), "0755"),
     ]
     if one_node:
@@ -242,7 +248,12 @@ def bridge_node(
         )
     if tls:
         files.append(
-            NodeFile(layout.tls_conf, render("tls-proxy.conf.j2", **context), "0644", restarts=(TLS_UNIT,))
+            NodeFile(
+                layout.tls_conf,
+                render("tls-proxy.conf.j2", **context),
+                "0644",
+                restarts=(TLS_UNIT,),
+            )
         )
     unit_templates = [
         (FIREWALL_UNIT, "fedeploy-bridge-firewall.service.j2"),
@@ -252,26 +263,44 @@ def bridge_node(
         unit_templates.append((TLS_UNIT, "fedeploy-bridge-tls.service.j2"))
     for unit, template in unit_templates:
         files.append(
-            NodeFile(f"{layout.unit_dir}/{unit}", render(template, **context), "0644", restarts=("units", unit))
+            NodeFile(
+                f"{layout.unit_dir}/{unit}",
+                render(template, **context),
+                "0644",
+                restarts=("units", unit),
+            )
         )
     units = (*slurm_units, *(unit for unit, _ in unit_templates))
 
     # The controller reads the key when it starts: on a vm bridge it is ours to restart.
     secret_files = [
         SecretFile(
-            "jwt.key", config.jwt_key_path, "0600", config.slurm_user, config.slurm_user,
+            "jwt.key",
+            config.jwt_key_path,
+            "0600",
+            config.slurm_user,
+            config.slurm_user,
             ("slurmctld.service",) if one_node else (),
         ),
     ]
     if tls:
         secret_files += [
-            SecretFile("tls.key", layout.tls_key, "0600", config.daemon_user, config.daemon_user, (TLS_UNIT,)),
+            SecretFile(
+                "tls.key",
+                layout.tls_key,
+                "0600",
+                config.daemon_user,
+                config.daemon_user,
+                (TLS_UNIT,),
+            ),
             SecretFile("tls.crt", layout.tls_cert, "0644", "root", "root", (TLS_UNIT,)),
             SecretFile("ca.crt", layout.ca_cert, "0644", "root", "root"),
         ]
     for file in files:
         if HEREDOC_END in file.content:
-            raise ValueError(f"{file.path}: the rendered file contains the setup script's delimiter")
+            raise ValueError(
+                f"{file.path}: the rendered file contains the setup script's delimiter"
+            )
         if not file.content.endswith("\n"):
             raise ValueError(f"{file.path}: a rendered file must end with a newline")
 
@@ -279,7 +308,9 @@ def bridge_node(
     if tls:
         tools["nginx"] = "nginx-light"
     # A gateway verifies with the service user's token; a vm asks its own controller for one.
-    secret_names = tuple(s.name for s in secret_files) + (("token",) if config.mode == "gateway" else ())
+    secret_names = tuple(s.name for s in secret_files) + (
+        ("token",) if config.mode == "gateway" else ()
+    )
     directories = [{"path": layout.config_dir, "mode": "0755", "owner": "root", "group": "root"}]
     setup = render(
         "setup.sh.j2",
@@ -293,7 +324,9 @@ def bridge_node(
         delimiter=HEREDOC_END,
     )
     removed = [f.path for f in files] + [s.path for s in secret_files]
-    teardown = render("teardown.sh.j2", **context, units=units[len(slurm_units):], removed_files=removed)
+    teardown = render(
+        "teardown.sh.j2", **context, units=units[len(slurm_units) :], removed_files=removed
+    )
     return BridgeNode(tuple(files), tuple(secret_files), setup, teardown, units, secret_names)
 
 

@@ -37,7 +37,11 @@ class SlurmError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.message} (SLURM error {self.number})" if self.number is not None else self.message
+        return (
+            f"{self.message} (SLURM error {self.number})"
+            if self.number is not None
+            else self.message
+        )
 
 
 class SlurmRestV0038:
@@ -101,7 +105,11 @@ class SlurmRestV0038:
             if not isinstance(entry, dict):
                 continue
             number = next(
-                (entry[k] for k in ("error_number", "error_code", "errno") if isinstance(entry.get(k), int)),
+                (
+                    entry[k]
+                    for k in ("error_number", "error_code", "errno")
+                    if isinstance(entry.get(k), int)
+                ),
                 None,
             )
             text = entry.get("description") or entry.get("error") or "no description"
@@ -111,13 +119,17 @@ class SlurmRestV0038:
     def submitted_job_id(self, body: Any) -> int:
         job_id = body.get("job_id") if isinstance(body, dict) else None
         if not isinstance(job_id, int):
-            raise BridgeProtocolError(f"slurmrestd {self.version}: a submission answer without job_id: {body!r:.300}")
+            raise BridgeProtocolError(
+                f"slurmrestd {self.version}: a submission answer without job_id: {body!r:.300}"
+            )
         return job_id
 
     def jobs(self, body: Any) -> list[JobStatus]:
         records = body.get("jobs") if isinstance(body, dict) else None
         if not isinstance(records, list):
-            raise BridgeProtocolError(f"slurmrestd {self.version}: an answer without 'jobs': {body!r:.300}")
+            raise BridgeProtocolError(
+                f"slurmrestd {self.version}: an answer without 'jobs': {body!r:.300}"
+            )
         return [self.job(record) for record in records]
 
     def job(self, record: dict[str, Any]) -> JobStatus:
@@ -126,11 +138,15 @@ class SlurmRestV0038:
             job_id = int(record["job_id"])
             raw_state = str(record["job_state"])
         except (KeyError, TypeError, ValueError):
-            raise BridgeProtocolError(f"slurmrestd {self.version}: a job record without id or state") from None
+            raise BridgeProtocolError(
+                f"slurmrestd {self.version}: a job record without id or state"
+            ) from None
         try:
             state = JobState(raw_state.split()[0])
         except ValueError:
-            raise BridgeProtocolError(f"slurmrestd {self.version}: unknown job state {raw_state!r}") from None
+            raise BridgeProtocolError(
+                f"slurmrestd {self.version}: unknown job state {raw_state!r}"
+            ) from None
         exit_code, signal = _exit_status(record.get("exit_code"))
         name = str(record.get("name") or "")
         # A uid SLURM cannot name (a token for an unknown user runs as uid 99) stays visible.
@@ -138,8 +154,12 @@ class SlurmRestV0038:
         user = record.get("user_name") or (f"uid {uid}" if isinstance(uid, int) else None)
         node = record.get("batch_host") or None
         comment = str(record.get("comment") or "")
-        stdout = expand_output_path(record.get("standard_output"), job_id=job_id, name=name, user=user, node=node)
-        stderr = expand_output_path(record.get("standard_error"), job_id=job_id, name=name, user=user, node=node)
+        stdout = expand_output_path(
+            record.get("standard_output"), job_id=job_id, name=name, user=user, node=node
+        )
+        stderr = expand_output_path(
+            record.get("standard_error"), job_id=job_id, name=name, user=user, node=node
+        )
         return JobStatus(
             job_id=job_id,
             name=name,
@@ -152,7 +172,9 @@ class SlurmRestV0038:
             nodes=record.get("nodes") or None,
             stdout=stdout,
             stderr=stderr or stdout,
-            idempotency_key=comment[len(IDEMPOTENCY_PREFIX):] if comment.startswith(IDEMPOTENCY_PREFIX) else None,
+            idempotency_key=comment[len(IDEMPOTENCY_PREFIX) :]
+            if comment.startswith(IDEMPOTENCY_PREFIX)
+            else None,
         )
 
 

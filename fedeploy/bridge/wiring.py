@@ -12,7 +12,10 @@ from fedeploy.config.bridge import BridgeConfig, is_ip_address
 
 SERVICE_NAME = "fedeploy-slurm-bridge"
 SECRET_NAME = "fedeploy-slurm-bridge"
-COMPONENT_LABELS = {"app.kubernetes.io/name": "slurm-bridge", "app.kubernetes.io/component": "slurm-bridge"}
+COMPONENT_LABELS = {
+    "app.kubernetes.io/name": "slurm-bridge",
+    "app.kubernetes.io/component": "slurm-bridge",
+}
 # A generated CA outlives many server certificates, which renew at a quarter of their life.
 CA_VALIDITY_HOURS = 5 * 8760
 
@@ -54,8 +57,12 @@ def service_target(config: BridgeConfig) -> ServiceTarget:
 def certificate_names(config: BridgeConfig, namespace: str) -> tuple[list[str], list[str]]:
     """(DNS names, IP addresses) of a generated server certificate: the Service's names, and
     the gateway's own name for checks from the node itself."""
-    dns = [SERVICE_NAME, f"{SERVICE_NAME}.{namespace}", f"{SERVICE_NAME}.{namespace}.svc",
-           tls_server_name(SERVICE_NAME, namespace)]
+    dns = [
+        SERVICE_NAME,
+        f"{SERVICE_NAME}.{namespace}",
+        f"{SERVICE_NAME}.{namespace}.svc",
+        tls_server_name(SERVICE_NAME, namespace),
+    ]
     ips: list[str] = []
     if config.mode == "gateway" and config.host is not None:
         (ips if is_ip_address(config.host) else dns).append(config.host)

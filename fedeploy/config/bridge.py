@@ -22,7 +22,9 @@ PartitionName = Annotated[
 # A DNS name or an IPv4/IPv6 address; validated further below.
 HostName = Annotated[str, Field(min_length=1, max_length=253)]
 
-_DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----")
 
 
@@ -75,7 +77,9 @@ class BridgeTls(StrictModel):
     def _pem(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not _PEM_CERT.search(value):
             name = info.field_name
-            raise ValueError(f"tls.{name} is not a PEM certificate (expected '-----BEGIN CERTIFICATE-----')")
+            raise ValueError(
+                f"tls.{name} is not a PEM certificate (expected '-----BEGIN CERTIFICATE-----')"
+            )
         return value
 
     @model_validator(mode="after")
@@ -186,7 +190,8 @@ class BridgeConfig(StrictModel):
         description="gateway, vm: the dedicated unprivileged user slurmrestd runs as (never root or slurm).",
     )
     slurm_user: UserName = Field(
-        "slurm", description="gateway, vm: the SlurmUser of the controller, owner of the JWT key file."
+        "slurm",
+        description="gateway, vm: the SlurmUser of the controller, owner of the JWT key file.",
     )
     service_user: UserName = Field(
         "fedeploy",
@@ -204,7 +209,8 @@ class BridgeConfig(StrictModel):
         ),
     )
     partitions: list[PartitionName] = Field(
-        min_length=1, description="The partitions the federation may submit to; the first is the default."
+        min_length=1,
+        description="The partitions the federation may submit to; the first is the default.",
     )
     token_lifetime_hours: int = Field(
         168,
@@ -239,7 +245,9 @@ class BridgeConfig(StrictModel):
             try:
                 net = ipaddress.ip_network(value, strict=True)
             except ValueError as err:
-                raise ValueError(f"allowed_cidrs: {value!r} is not an address range: {err}") from None
+                raise ValueError(
+                    f"allowed_cidrs: {value!r} is not an address range: {err}"
+                ) from None
             if net.prefixlen == 0:
                 raise ValueError(
                     f"allowed_cidrs: {value!r} admits the whole internet; name the ranges that "
@@ -274,7 +282,9 @@ class BridgeConfig(StrictModel):
                         f"{field} is set but mode is {self.mode!r}; {field} belongs to mode {other!r}"
                     )
         if self.mode != "gateway" and self.host_key is not None:
-            raise ValueError(f"host_key is set but mode is {self.mode!r}; host_key belongs to mode 'gateway'")
+            raise ValueError(
+                f"host_key is set but mode is {self.mode!r}; host_key belongs to mode 'gateway'"
+            )
         return self
 
     @model_validator(mode="after")

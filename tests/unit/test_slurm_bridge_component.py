@@ -17,7 +17,9 @@ from fedeploy.config.base import SecretValue
 from fedeploy.config.bridge import BridgeConfig
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
-SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nssh-key-canary-7f3a\n-----END OPENSSH PRIVATE KEY-----\n"
+SSH_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nssh-key-canary-7f3a\n-----END OPENSSH PRIVATE KEY-----\n"
+)
 TOKEN_CANARY = "centre-issued-token-canary-91c2"
 LABELS = {"app.kubernetes.io/part-of": "fedeploy", "fedeploy.io/site": "hpc-test"}
 CLUSTER_CIDRS = ["10.40.0.0/16"]
@@ -37,7 +39,9 @@ class Mocks(pulumi.runtime.Mocks):
 
     resources: list[Recorded] = field(default_factory=list)
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+    def new_resource(
+        self, args: pulumi.runtime.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
         self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), args.provider))
         if not args.custom:
             return None, {}
@@ -150,10 +154,25 @@ SLICE = "kubernetes:discovery.k8s.io/v1:EndpointSlice"
 @pytest.mark.parametrize(
     ("config", "present", "absent"),
     [
-        (gateway(), {COMMAND, "random:index/randomPassword:RandomPassword", "tls:index/locallySignedCert:LocallySignedCert"},
-         {"aws:ec2/instance:Instance", SLICE}),
-        (vm(), {"aws:ec2/instance:Instance", "aws:ec2/securityGroup:SecurityGroup", SLICE}, {COMMAND}),
-        (existing(), {SECRET, SERVICE}, {COMMAND, "aws:ec2/instance:Instance", "random:index/randomPassword:RandomPassword"}),
+        (
+            gateway(),
+            {
+                COMMAND,
+                "random:index/randomPassword:RandomPassword",
+                "tls:index/locallySignedCert:LocallySignedCert",
+            },
+            {"aws:ec2/instance:Instance", SLICE},
+        ),
+        (
+            vm(),
+            {"aws:ec2/instance:Instance", "aws:ec2/securityGroup:SecurityGroup", SLICE},
+            {COMMAND},
+        ),
+        (
+            existing(),
+            {SECRET, SERVICE},
+            {COMMAND, "aws:ec2/instance:Instance", "random:index/randomPassword:RandomPassword"},
+        ),
     ],
     ids=["gateway", "vm", "existing"],
 )
@@ -167,7 +186,11 @@ def test_each_mode_registers_its_resources(config, present, absent):
 
 def test_every_child_is_parented_and_named_after_the_component():
     mocks, _ = run(gateway())
-    children = [r for r in mocks.resources if r.typ not in ("fedeploy:hpc:SlurmBridge", "pulumi:providers:kubernetes")]
+    children = [
+        r
+        for r in mocks.resources
+        if r.typ not in ("fedeploy:hpc:SlurmBridge", "pulumi:providers:kubernetes")
+    ]
     assert children and all(r.name.startswith("hpc-test-bridge-") for r in children)
 
 
@@ -225,7 +248,8 @@ def test_the_setup_command_carries_the_rendered_configuration_and_its_secrets_on
     mocks, _ = run(config)
     setup = next(c for c in mocks.by_type(COMMAND) if c.name.endswith("-setup"))
     node = bridge_node(
-        config, bridge_name="hpc-test",
+        config,
+        bridge_name="hpc-test",
         firewall=firewall_rules(config.rest_port, CLUSTER_CIDRS + config.allowed_cidrs),
         tls_name="fedeploy-slurm-bridge.fedeploy.svc.cluster.local",
     )
@@ -240,7 +264,9 @@ def test_the_setup_command_carries_the_rendered_configuration_and_its_secrets_on
     names = [line.split("\t")[0] for line in reveal(setup.inputs["stdin"]).splitlines()]
     assert names == sorted(["jwt.key", "tls.key", "tls.crt", "ca.crt", "token"])
     teardown = next(c for c in mocks.by_type(COMMAND) if c.name.endswith("-teardown"))
-    assert "fedeploy-bridge: removed" in teardown.inputs["delete"] and "create" not in teardown.inputs
+    assert (
+        "fedeploy-bridge: removed" in teardown.inputs["delete"] and "create" not in teardown.inputs
+    )
 
 
 def test_a_second_run_registers_the_same_plain_inputs():
@@ -317,7 +343,12 @@ def test_a_vm_gets_its_configuration_as_secret_cloud_init():
     files = {f["path"]: base64.b64decode(f["content"]).decode() for f in cloud["write_files"]}
     assert "fedeploy-slurmrestd.service" in files["/root/fedeploy-bridge/setup.sh"]
     secrets = [line.split("\t")[0] for line in files["/root/fedeploy-bridge/secrets"].splitlines()]
-    assert secrets == ["ca.crt", "jwt.key", "tls.crt", "tls.key"]  # the vm mints its own check token
+    assert secrets == [
+        "ca.crt",
+        "jwt.key",
+        "tls.crt",
+        "tls.key",
+    ]  # the vm mints its own check token
     assert instance["userDataReplaceOnChange"] is True
     assert mocks.one(SLICE).inputs["endpoints"][0]["addresses"] == ["10.0.3.17"]
 

@@ -81,9 +81,16 @@ def jobs_with_key(slurm) -> Callable[[str], list[str]]:  # type: ignore[no-untyp
     def find(key: str) -> list[str]:
         result = subprocess.run(
             ["squeue", "--states=all", "-h", "-o", "%i|%k"],
-            capture_output=True, text=True, check=True, env=slurm.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            env=slurm.env(),
         )
-        return [line.split("|")[0] for line in result.stdout.splitlines() if line.endswith(f"fedeploy-key:{key}")]
+        return [
+            line.split("|")[0]
+            for line in result.stdout.splitlines()
+            if line.endswith(f"fedeploy-key:{key}")
+        ]
 
     return find
 

@@ -40,7 +40,11 @@ def wait_for_state(client: BridgeClient, job_id: int, state: JobState, timeout: 
 
 
 def test_a_job_completes_and_its_output_is_read(client, job_dir):
-    job_id = client.submit(spec(job_dir, 'echo "hello $GREETING from $(id -un)"', environment={"GREETING": "federation"}))
+    job_id = client.submit(
+        spec(
+            job_dir, 'echo "hello $GREETING from $(id -un)"', environment={"GREETING": "federation"}
+        )
+    )
 
     status = client.wait(job_id, timeout=60, poll=0.2)
     output = client.output(job_id)
@@ -69,7 +73,7 @@ def test_a_cancelled_job_reports_cancelled(client, job_dir):
 
     status = client.cancel(job_id)
 
-    assert status.state is JobState.CANCELLED
+    assert status.state is JobState.CANCELLED, status.describe()
     assert client.status(job_id).state is JobState.CANCELLED
 
 
@@ -98,7 +102,9 @@ def test_a_waiter_that_gives_up_cancels_the_job(client, job_dir):
 
 def test_a_token_signed_with_another_key_is_an_authentication_error(slurm, job_dir):
     forged = mint_token("not-the-bridge-key" * 4, slurm.user, now=time.time(), lifetime_hours=2)
-    with BridgeClient(slurm.endpoint, slurm.user, forged, ca_file=slurm.ca_file, retries=0) as bridge:
+    with BridgeClient(
+        slurm.endpoint, slurm.user, forged, ca_file=slurm.ca_file, retries=0
+    ) as bridge:
         started = time.monotonic()
         with pytest.raises(BridgeAuthError, match="slurmctld refused the token"):
             bridge.status(1)
@@ -107,12 +113,16 @@ def test_a_token_signed_with_another_key_is_an_authentication_error(slurm, job_d
         assert time.monotonic() - started < 5
 
 
-def test_a_job_for_a_user_the_cluster_does_not_know_is_refused_and_cancelled(slurm, job_dir, jobs_with_key):
+def test_a_job_for_a_user_the_cluster_does_not_know_is_refused_and_cancelled(
+    slurm, job_dir, jobs_with_key
+):
     # slurmctld accepts the well-signed token and queues the job as 'nobody', where it never runs.
     token = slurm.token(user="no-such-user")
-    with BridgeClient(slurm.endpoint, "no-such-user", token, ca_file=slurm.ca_file) as bridge:
-        with pytest.raises(BridgeAuthError, match="does not know the user 'no-such-user'"):
-            bridge.submit(spec(job_dir, "true", idempotency_key="unknown-user-1"))
+    with (
+        BridgeClient(slurm.endpoint, "no-such-user", token, ca_file=slurm.ca_file) as bridge,
+        pytest.raises(BridgeAuthError, match="does not know the user 'no-such-user'"),
+    ):
+        bridge.submit(spec(job_dir, "true", idempotency_key="unknown-user-1"))
 
     [job_id] = jobs_with_key("unknown-user-1")
     with BridgeClient(slurm.endpoint, slurm.user, slurm.token(), ca_file=slurm.ca_file) as admin:
@@ -121,17 +131,22 @@ def test_a_job_for_a_user_the_cluster_does_not_know_is_refused_and_cancelled(slu
 
 def test_an_expired_token_is_refused_before_it_is_sent(slurm):
     expired = mint_token(slurm.jwt_key, slurm.user, now=time.time() - 10 * 3600, lifetime_hours=2)
-    with BridgeClient(slurm.endpoint, slurm.user, expired, ca_file=slurm.ca_file) as bridge:
-        with pytest.raises(BridgeAuthError, match="expired at"):
-            bridge.status(1)
+    with (
+        BridgeClient(slurm.endpoint, slurm.user, expired, ca_file=slurm.ca_file) as bridge,
+        pytest.raises(BridgeAuthError, match="expired at"),
+    ):
+        bridge.status(1)
 
 
 def test_an_unknown_partition_is_named(slurm, client, job_dir):
     with pytest.raises(UnknownPartition, match="nope"):
         client.submit(spec(job_dir, "true", partition="nope"))
-    with BridgeClient(
-        slurm.endpoint, slurm.user, slurm.token(), ca_file=slurm.ca_file, partitions=["debug"]
-    ) as scoped, pytest.raises(UnknownPartition, match="allowed: debug"):
+    with (
+        BridgeClient(
+            slurm.endpoint, slurm.user, slurm.token(), ca_file=slurm.ca_file, partitions=["debug"]
+        ) as scoped,
+        pytest.raises(UnknownPartition, match="allowed: debug"),
+    ):
         scoped.submit(spec(job_dir, "true", partition="batch"))
 
 
@@ -142,13 +157,17 @@ def test_a_job_slurm_no_longer_knows_is_reported_as_gone(client):
 
 
 def test_an_untrusted_certificate_is_named(slurm):
-    with BridgeClient(slurm.endpoint, slurm.user, slurm.token(), retries=3) as bridge:
-        with pytest.raises(BridgeUnreachable, match="not trusted"):
-            bridge.status(1)
+    with (
+        BridgeClient(slurm.endpoint, slurm.user, slurm.token(), retries=3) as bridge,
+        pytest.raises(BridgeUnreachable, match="not trusted"),
+    ):
+        bridge.status(1)
 
 
 def test_a_closed_port_is_unreachable_quickly(slurm):
-    with BridgeClient("https://127.0.0.1:9", slurm.user, slurm.token(), retries=2, backoff=0.05) as bridge:
+    with BridgeClient(
+        "https://127.0.0.1:9", slurm.user, slurm.token(), retries=2, backoff=0.05
+    ) as bridge:
         started = time.monotonic()
         with pytest.raises(BridgeUnreachable, match="does not answer after 3 attempts"):
             bridge.status(1)
@@ -159,7 +178,10 @@ def test_a_submit_whose_answer_is_lost_makes_one_job(slurm, losing_proxy, job_di
     lose_first = iter([True])
     rule = lambda method, path: method == "POST" and next(lose_first, False)  # noqa: E731
     job = spec(job_dir, "true", idempotency_key="lost-answer-1")
-    with losing_proxy(rule) as proxy, BridgeClient(proxy.url, slurm.user, slurm.token(), backoff=0.1) as bridge:
+    with (
+        losing_proxy(rule) as proxy,
+        BridgeClient(proxy.url, slurm.user, slurm.token(), backoff=0.1) as bridge,
+    ):
         job_id = bridge.submit(job)
 
     assert proxy.lost == ["POST /slurm/v0.0.38/job/submit"]
@@ -171,7 +193,9 @@ def test_a_restarted_caller_gets_the_job_it_already_made(slurm, client, job_dir,
     first = client.submit(job)
     client.wait(first, timeout=30, poll=0.2)
 
-    with BridgeClient(slurm.endpoint, slurm.user, slurm.token(), ca_file=slurm.ca_file) as restarted:
+    with BridgeClient(
+        slurm.endpoint, slurm.user, slurm.token(), ca_file=slurm.ca_file
+    ) as restarted:
         again = restarted.submit(job)
 
     assert again == first
@@ -184,11 +208,14 @@ def test_a_cancel_whose_answer_is_lost_still_reaches_slurm(slurm, client, losing
     lose_first = iter([True])
     rule = lambda method, path: method == "DELETE" and next(lose_first, False)  # noqa: E731
 
-    with losing_proxy(rule) as proxy, BridgeClient(proxy.url, slurm.user, slurm.token(), backoff=0.1) as bridge:
+    with (
+        losing_proxy(rule) as proxy,
+        BridgeClient(proxy.url, slurm.user, slurm.token(), backoff=0.1) as bridge,
+    ):
         status = bridge.cancel(job_id)
 
     assert proxy.lost == [f"DELETE /slurm/v0.0.38/job/{job_id}"]
-    assert status.state is JobState.CANCELLED
+    assert status.state is JobState.CANCELLED, status.describe()
 
 
 def test_a_stopped_controller_is_a_clear_error_not_a_hang(slurm, client):

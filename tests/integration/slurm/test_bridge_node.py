@@ -87,7 +87,9 @@ def test_a_changed_template_input_is_applied_and_only_that(slurm):
 
 def test_the_verify_script_names_a_key_the_controller_does_not_hold(slurm):
     forged = mint_token("another-key" * 6, slurm.user, now=time.time(), lifetime_hours=2)
-    result = subprocess.run(["bash", slurm.layout.verify], input=forged, capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", slurm.layout.verify], input=forged, capture_output=True, text=True
+    )
 
     assert result.returncode == 1
     assert "the controller refused a token signed with the bridge's key" in result.stderr
@@ -97,15 +99,21 @@ def test_the_verify_script_names_a_key_the_controller_does_not_hold(slurm):
 def test_the_setup_refuses_a_secret_it_does_not_know(slurm):
     setup = slurm.root / "setup.sh"
     bad = slurm.secrets_stdin() + "ssh.key\tAAAA\n"
-    result = subprocess.run(["bash", str(setup)], input=bad, capture_output=True, text=True, env=slurm.env())
+    result = subprocess.run(
+        ["bash", str(setup)], input=bad, capture_output=True, text=True, env=slurm.env()
+    )
     assert result.returncode == 1
     assert "unexpected secret 'ssh.key'" in result.stderr
 
 
 def test_the_setup_says_which_secret_is_missing(slurm):
     setup = slurm.root / "setup.sh"
-    partial = "".join(line + "\n" for line in slurm.secrets_stdin().splitlines() if not line.startswith("tls.key"))
-    result = subprocess.run(["bash", str(setup)], input=partial, capture_output=True, text=True, env=slurm.env())
+    partial = "".join(
+        line + "\n" for line in slurm.secrets_stdin().splitlines() if not line.startswith("tls.key")
+    )
+    result = subprocess.run(
+        ["bash", str(setup)], input=partial, capture_output=True, text=True, env=slurm.env()
+    )
     assert result.returncode == 1
     assert "secret 'tls.key' is missing" in result.stderr
 
@@ -114,7 +122,9 @@ def test_the_controller_runs_the_rendered_slurm_conf(slurm):
     shown = subprocess.run(
         ["scontrol", "show", "config"], capture_output=True, text=True, check=True, env=slurm.env()
     ).stdout
-    settings = {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in shown.splitlines())}
+    settings = {
+        k.strip(): v.strip() for k, _, v in (line.partition("=") for line in shown.splitlines())
+    }
 
     assert str(slurm.slurm_conf) in {f.path for f in slurm.node.files}
     assert settings["AuthAltTypes"] == "auth/jwt"

@@ -1,0 +1,264 @@
+"""The client's decisions, on answers recorded from a real slurmrestd 22.05 (tests/integration/slurm
+runs the same paths against the real daemons)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from fedeploy.bridge.client import BridgeClient
+from fedeploy.bridge.errors import (
+    BridgeAuthError,
+    BridgeError,
+    BridgeProtocolError,
+    BridgeUnreachable,
+    ControllerUnreachable,
+    UnknownPartition,
+)
+from fedeploy.bridge.jobs import JobSpec
+
+URL = "https://bridge.example.eu:6820"
+BASE = "/slurm/v0.0.38"
+UNSPECIFIED = {
+    "errors": [
+        {
+            "description": "Unable to find JobId=1",
+            "error_number": -1,
+            "error": "Unspecified error",
+            "source": "slurm_load_job",
+        }
+    ],
+    "jobs": [],
+}
+REFUSED = {
+    "errors": [
+        {
+            "description": "unable to kill JobId=0 with signal 9: Zero Bytes were transmitted or received",
+            "error_number": 5005,
+            "error": "Zero Bytes were transmitted or received",
+        }
+    ]
+}
+NO_CONTROLLER = {
+    "errors": [
+        {"error_number": 1800, "error": "Unable to contact slurm controller (connect failure)"}
+    ]
+}
+NO_SUCH_JOB = {"errors": [{"error_number": 2017, "error": "Invalid job id specified"}]}
+
+
+def token(user: str = "fedeploy", exp: float | None = None) -> str:
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return (
+        f"{part({'alg': 'HS256'})}.{part({'sun': user, 'exp': int(exp or time.time() + 3600)})}.sig"
+    )
+
+
+def record(job_id: int, key: str, state: str = "PENDING") -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "job_state": state,
+        "name": "j",
+        "user_name": "fedeploy",
+        "comment": f"fedeploy-key:{key}",
+        "exit_code": 0,
+    }
+
+
+class Server:
+    """Answers by (method, path); a callable answer sees the request. Records every request."""
+
+    def __init__(self, routes: dict[tuple[str, str], Any]):
+        self.routes = routes
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        key = (request.method, request.url.path)
+        self.seen.append(key)
+        answer = self.routes[key]
+        if callable(answer):
+            answer = answer(request)
+        if isinstance(answer, Exception):
+            raise answer
+        status, body = answer
+        return httpx.Response(status, json=body) if body is not None else httpx.Response(status)
+
+
+def client(server: Server, **options: Any) -> BridgeClient:
+    return BridgeClient(
+        URL,
+        "fedeploy",
+        token(),
+        transport=httpx.MockTransport(server),
+        sleep=lambda s: None,
+        **{"retries": 2, **options},
+    )
+
+
+def spec(**fields: Any) -> JobSpec:
+    return JobSpec(
+        **{
+            "name": "j",
+            "script": "#!/bin/bash\ntrue\n",
+            "time_limit_minutes": 5,
+            "working_directory": "/scratch",
+            **fields,
+        }
+    )
+
+
+def test_a_bare_500_and_a_refusing_controller_mean_the_token_was_refused():
+    server = Server(
+        {("GET", f"{BASE}/job/1"): (500, UNSPECIFIED), ("DELETE", f"{BASE}/job/0"): (500, REFUSED)}
+    )
+    with pytest.raises(BridgeAuthError, match="slurmctld refused the token .* for user 'fedeploy'"):
+        client(server).status(1)
+
+
+def test_a_bare_500_and_an_unreachable_controller_mean_the_controller_is_down():
+    server = Server(
+        {
+            ("GET", f"{BASE}/job/1"): (500, UNSPECIFIED),
+            ("DELETE", f"{BASE}/job/0"): (500, NO_CONTROLLER),
+        }
+    )
+    with pytest.raises(ControllerUnreachable, match="cannot reach the SLURM controller"):
+        client(server).status(1)
+
+
+def test_a_named_controller_error_needs_no_probe():
+    server = Server(
+        {
+            ("GET", f"{BASE}/jobs"): (200, {"jobs": []}),
+            ("POST", f"{BASE}/job/submit"): (500, NO_CONTROLLER),
+        }
+    )
+    with pytest.raises(ControllerUnreachable):
+        client(server).submit(spec())
+    assert ("DELETE", f"{BASE}/job/0") not in server.seen
+
+
+def test_a_proxy_error_is_retried_then_named():
+    answers = iter([(502, None), (200, {"jobs": [record(1, "k", "RUNNING")]})])
+    server = Server({("GET", f"{BASE}/job/1"): lambda r: next(answers)})
+    assert client(server).status(1).state.value == "RUNNING"
+
+    server = Server({("GET", f"{BASE}/job/1"): (503, None)})
+    with pytest.raises(BridgeUnreachable, match="TLS proxy answers HTTP 503 after 3 attempts"):
+        client(server).status(1)
+    assert len(server.seen) == 3
+
+
+def test_a_lost_submission_that_did_reach_slurm_is_not_submitted_again():
+    jobs: list[dict[str, Any]] = []
+
+    def submit(request: httpx.Request) -> Exception:
+        jobs.append(record(41, "k-lost"))  # SLURM took it; the answer never came back
+        return httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    server = Server(
+        {
+            ("GET", f"{BASE}/jobs"): lambda r: (200, {"jobs": list(jobs)}),
+            ("POST", f"{BASE}/job/submit"): submit,
+        }
+    )
+    assert client(server).submit(spec(idempotency_key="k-lost")) == 41
+    assert server.seen.count(("POST", f"{BASE}/job/submit")) == 1
+
+
+def test_a_retry_that_still_made_a_second_job_cancels_the_newer():
+    # slurmrestd held the first request past the client's timeout, then submitted it anyway.
+    jobs: list[dict[str, Any]] = []
+    posts = iter([httpx.ReadTimeout("timed out"), (200, {"job_id": 43, "errors": []})])
+
+    def submit(request: httpx.Request) -> Any:
+        answer = next(posts)
+        if isinstance(answer, Exception):
+            return answer
+        jobs.extend([record(42, "k-dup"), record(43, "k-dup")])
+        return answer
+
+    server = Server(
+        {
+            ("GET", f"{BASE}/jobs"): lambda r: (200, {"jobs": list(jobs)}),
+            ("POST", f"{BASE}/job/submit"): submit,
+            ("GET", f"{BASE}/job/43"): (200, {"jobs": [record(43, "k-dup")]}),
+            ("DELETE", f"{BASE}/job/43"): (200, {"errors": []}),
+        }
+    )
+    assert client(server).submit(spec(idempotency_key="k-dup")) == 42
+    assert ("DELETE", f"{BASE}/job/43") in server.seen
+
+
+def test_a_cancel_is_retried_while_the_controller_is_away():
+    answers = iter([(500, NO_CONTROLLER), (200, {"errors": []})])
+    server = Server(
+        {
+            ("DELETE", f"{BASE}/job/7"): lambda r: next(answers),
+            ("GET", f"{BASE}/job/7"): (200, {"jobs": [record(7, "k", "CANCELLED")]}),
+        }
+    )
+    assert client(server).cancel(7).state.value == "CANCELLED"
+    assert server.seen.count(("DELETE", f"{BASE}/job/7")) == 2
+
+
+def test_an_expired_token_is_refused_without_a_request():
+    server = Server({})
+    bridge = BridgeClient(
+        URL, "fedeploy", token(exp=time.time() - 60), transport=httpx.MockTransport(server)
+    )
+    with pytest.raises(BridgeAuthError, match="expired at"):
+        bridge.status(1)
+    assert server.seen == []
+
+
+def test_a_token_for_another_user_is_refused_at_once():
+    with pytest.raises(
+        BridgeAuthError, match="token is for user 'alice' but the client acts as 'fedeploy'"
+    ):
+        BridgeClient(URL, "fedeploy", token(user="alice"))
+
+
+def test_401_and_a_foreign_404_are_named():
+    with pytest.raises(BridgeAuthError, match="HTTP 401"):
+        client(Server({("GET", f"{BASE}/job/1"): (401, None)})).status(1)
+    with pytest.raises(BridgeProtocolError, match="is this a fedeploy bridge"):
+        client(Server({("GET", f"{BASE}/job/1"): (404, None)})).status(1)
+
+
+def test_a_partition_outside_the_bridges_list_is_refused_before_submitting():
+    server = Server({})
+    with pytest.raises(
+        UnknownPartition, match="'cpu' is not one this bridge may use \\(allowed: gpu\\)"
+    ):
+        client(server, partitions=["gpu"]).submit(spec(partition="cpu"))
+    assert server.seen == []
+
+
+def test_the_environment_configures_the_client_and_the_token_stays_hidden():
+    env = {
+        "FEDEPLOY_BRIDGE_URL": URL,
+        "FEDEPLOY_BRIDGE_USER": "fedeploy",
+        "FEDEPLOY_BRIDGE_TOKEN": token(),
+        "FEDEPLOY_BRIDGE_PARTITIONS": "gpu,small",
+    }
+    bridge = BridgeClient.from_env(env)
+    assert bridge.partitions == ["gpu", "small"]
+    assert env["FEDEPLOY_BRIDGE_TOKEN"] not in repr(bridge)
+    with pytest.raises(BridgeError, match="FEDEPLOY_BRIDGE_USER, FEDEPLOY_BRIDGE_TOKEN"):
+        BridgeClient.from_env({"FEDEPLOY_BRIDGE_URL": URL})
+
+
+def test_a_job_slurm_forgot_is_named_with_min_job_age():
+    from fedeploy.bridge.errors import JobNotFound
+
+    with pytest.raises(JobNotFound, match="MinJobAge") as gone:
+        client(Server({("GET", f"{BASE}/job/9"): (500, NO_SUCH_JOB)})).status(9)
+    assert gone.value.job_id == 9

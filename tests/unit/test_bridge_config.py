@@ -1,0 +1,110 @@
+"""The site.bridge section: valid shapes per mode, and bad input named with both fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from fedeploy.config.bridge import BridgeConfig
+
+KEY = {"secure": "v1:c3No:c3NoLWtleQ=="}
+GATEWAY: dict[str, Any] = {
+    "mode": "gateway",
+    "host": "slurm-gw.hpc.example.eu",
+    "ssh_user": "fedeploy-admin",
+    "ssh_private_key": KEY,
+    "partitions": ["gpu", "cpu"],
+}
+VM: dict[str, Any] = {"mode": "vm", "instance_type": "c6i.2xlarge", "partitions": ["batch"]}
+EXISTING: dict[str, Any] = {
+    "mode": "existing",
+    "endpoint": "https://slurm-api.example.eu:6820",
+    "token": {"secure": "v1:dG9r:dG9rZW4="},
+    "partitions": ["gpu"],
+}
+
+
+@pytest.mark.parametrize("fields", [GATEWAY, VM, EXISTING], ids=["gateway", "vm", "existing"])
+def test_each_mode_validates_with_secure_defaults(fields):
+    config = BridgeConfig.model_validate(fields)
+    assert config.tls.enabled
+    assert config.daemon_user not in ("root", config.slurm_user)
+    assert config.api_version == "v0.0.38"
+    assert config.default_partition == fields["partitions"][0]
+
+
+def test_a_secret_from_the_stack_file_stays_unknown_offline():
+    config = BridgeConfig.model_validate(GATEWAY)
+    assert not config.ssh_key.known
+    assert "c3NoLWtleQ" not in repr(config)
+
+
+BAD = [
+    ({**GATEWAY, "host": None}, ["mode is 'gateway'", "requires host"]),
+    (
+        {**GATEWAY, "ssh_private_key": "-----BEGIN KEY-----"},
+        ["plaintext value where a secret is required"],
+    ),
+    (
+        {**VM, "host": "gw.example.eu"},
+        ["host is set but mode is 'vm'", "belongs to mode 'gateway'"],
+    ),
+    ({**VM, "host_key": "ssh-ed25519 AAAA"}, ["host_key is set but mode is 'vm'"]),
+    ({**VM, "instance_type": None}, ["requires instance_type"]),
+    ({**EXISTING, "token": None}, ["requires token"]),
+    (
+        {**EXISTING, "endpoint": "http://slurm-api.example.eu"},
+        ["endpoint", "tls.enabled=True", "disagree"],
+    ),
+    ({**GATEWAY, "allowed_cidrs": ["0.0.0.0/0"]}, ["allowed_cidrs", "whole internet"]),
+    ({**GATEWAY, "allowed_cidrs": ["10.0.0.1/8"]}, ["allowed_cidrs", "'10.0.0.1/8'"]),
+    ({**GATEWAY, "daemon_user": "slurm"}, ["daemon_user and slurm_user", "SlurmUser"]),
+    ({**GATEWAY, "service_user": "root"}, ["daemon_user and service_user must not be root"]),
+    ({**GATEWAY, "service_user": "slurmrestd"}, ["service_user 'slurmrestd' equals daemon_user"]),
+    ({**GATEWAY, "internal_port": 6820}, ["rest_port and internal_port", "6820"]),
+    ({**GATEWAY, "partitions": []}, ["partitions", "at least 1"]),
+    ({**GATEWAY, "partitions": ["gpu", "gpu"]}, ["partitions lists 'gpu' twice"]),
+    ({**GATEWAY, "host": "not a host!"}, ["host 'not a host!'"]),
+    (
+        {
+            **GATEWAY,
+            "tls": {"certificate": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----"},
+        },
+        ["tls.certificate and tls.private_key go together"],
+    ),
+    (
+        {**GATEWAY, "tls": {"ca_certificate": "not pem"}},
+        ["tls.ca_certificate is not a PEM certificate"],
+    ),
+    (
+        {
+            **EXISTING,
+            "tls": {
+                "certificate": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
+                "private_key": {"secure": "v1:a2V5:a2V5"},
+            },
+        },
+        ["tls.certificate is set but mode is 'existing'"],
+    ),
+    ({**GATEWAY, "api_version": "v0.0.40"}, ["api_version", "v0.0.38"]),
+    ({**GATEWAY, "ssh_port": 22}, ["ssh_port", "Extra inputs are not permitted"]),
+]
+
+
+@pytest.mark.parametrize(("fields", "words"), BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_input_is_named(fields, words):
+    with pytest.raises(ValidationError) as error:
+        BridgeConfig.model_validate(fields)
+    message = str(error.value)
+    for word in words:
+        assert word in message
+
+
+def test_every_field_is_described_in_the_schema():
+    schema = BridgeConfig.model_json_schema()
+    models = [schema, *schema.get("$defs", {}).values()]
+    for model in models:
+        for name, prop in model.get("properties", {}).items():
+            assert prop.get("description"), f"{model.get('title')}.{name} has no description"

@@ -1,0 +1,118 @@
+"""The v0.0.38 adapter: the submission body, and job records as slurmrestd 22.05 sends them."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedeploy.bridge.errors import BridgeProtocolError
+from fedeploy.bridge.jobs import JobSpec, JobState, expand_output_path
+from fedeploy.bridge.slurm_api import SlurmRestV0038, adapter_for
+
+API = SlurmRestV0038()
+# Fields of a record from a real slurmrestd 22.05.8 (GET /slurm/v0.0.38/job/N).
+RECORD = {
+    "job_id": 12,
+    "job_state": "FAILED",
+    "exit_code": 768,
+    "name": "train",
+    "state_reason": "NonZeroExitCode",
+    "state_description": "",
+    "partition": "debug",
+    "user_name": "fedeploy-jobs",
+    "user_id": 995,
+    "nodes": "vm",
+    "batch_host": "vm",
+    "standard_output": "/scratch/out/%x-%j.out",
+    "standard_error": "",
+    "comment": "fedeploy-key:run-7",
+}
+
+
+def spec(**fields) -> JobSpec:  # type: ignore[no-untyped-def]
+    return JobSpec(
+        **{
+            "name": "train",
+            "script": "#!/bin/bash\ntrue\n",
+            "time_limit_minutes": 30,
+            "working_directory": "/scratch/run",
+            **fields,
+        }
+    )
+
+
+def test_the_submission_carries_the_key_the_limits_and_a_path():
+    body = API.submission(
+        spec(cpus=4, memory_mb=8000, gpus=2, idempotency_key="k1"), partition="gpu"
+    )
+    job = body["job"]
+    assert body["script"].startswith("#!/bin/bash")
+    assert job["comment"] == "fedeploy-key:k1"
+    assert (job["partition"], job["time_limit"], job["cpus_per_task"]) == ("gpu", 30, 4)
+    assert (job["memory_per_node"], job["gpus"]) == (8000, "2")
+    assert job["environment"] == {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    assert job["standard_output"] == "/scratch/run/train-%j.out"
+    assert job["requeue"] is False
+
+
+def test_no_partition_leaves_slurm_its_default_and_the_callers_path_wins():
+    job = API.submission(spec(environment={"PATH": "/opt/bin"}), partition=None)["job"]
+    assert "partition" not in job and job["environment"]["PATH"] == "/opt/bin"
+    assert "memory_per_node" not in job and "gpus" not in job
+
+
+def test_a_failed_record_gives_exit_code_reason_output_and_key():
+    status = API.job(RECORD)
+    assert (status.state, status.exit_code, status.signal) == (JobState.FAILED, 3, None)
+    assert status.reason == "NonZeroExitCode"
+    assert status.stdout == status.stderr == "/scratch/out/train-12.out"
+    assert status.idempotency_key == "run-7"
+    assert "exit code 3" in status.describe() and "NonZeroExitCode" in status.describe()
+
+
+def test_a_signal_and_a_pending_reason_are_reported():
+    killed = API.job({**RECORD, "job_state": "CANCELLED", "exit_code": 9})
+    assert killed.signal == 9 and killed.exit_code == 0
+    pending = API.job(
+        {**RECORD, "job_state": "PENDING", "state_reason": "Resources", "exit_code": 0}
+    )
+    assert pending.exit_code is None and pending.reason == "Resources" and not pending.finished
+
+
+def test_an_unknown_user_shows_as_its_uid():
+    assert API.job({**RECORD, "user_name": "", "user_id": 99}).user == "uid 99"
+
+
+@pytest.mark.parametrize("record", [{"job_state": "RUNNING"}, {**RECORD, "job_state": "DREAMING"}])
+def test_a_record_the_adapter_does_not_understand_is_a_protocol_error(record):
+    with pytest.raises(BridgeProtocolError, match="v0.0.38"):
+        API.job(record)
+
+
+def test_errors_are_read_whatever_the_endpoint_calls_their_number():
+    body = {
+        "errors": [
+            {"error_number": 2017, "description": "Unable to find JobId=9"},
+            {"error_code": 5005, "error": "Zero Bytes were transmitted or received"},
+            {"errno": -1, "error": "Unspecified error"},
+        ]
+    }
+    assert [(e.number, e.message) for e in API.errors(body)] == [
+        (2017, "Unable to find JobId=9"),
+        (5005, "Zero Bytes were transmitted or received"),
+        (-1, "Unspecified error"),
+    ]
+    assert API.errors(None) == [] and API.errors({"errors": None}) == []
+
+
+def test_only_verified_versions_have_an_adapter():
+    assert adapter_for("v0.0.38").submit_path == "/slurm/v0.0.38/job/submit"
+    with pytest.raises(BridgeProtocolError, match="does not speak slurmrestd 'v0.0.40'"):
+        adapter_for("v0.0.40")
+
+
+def test_output_patterns_expand_as_sbatch_would():
+    assert (
+        expand_output_path("/o/%x_%j_%u_%N_%%.log", job_id=5, name="n", user="u", node="c1")
+        == "/o/n_5_u_c1_%.log"
+    )
+    assert expand_output_path("", job_id=5, name="n", user=None, node=None) is None
