@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,6 +125,7 @@ def main() -> int:
 
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="fedeploy-case-study-"))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)  # runs last: peers stop first
         endpoint = start_s3(stack, work)
         os.environ.update(
             {
