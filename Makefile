@@ -41,8 +41,16 @@ typecheck: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/fedeploy schema > schemas/stack-file.schema.json
 
+## demo: the case study on one machine: ingest, train, publish, serve, predict, plot
+demo: $(STAMP) peers
+	$(BIN)/python examples/case-study/run.py
+
+## bench: every benchmark, each printing its figures beside its targets
 bench: $(STAMP) peers
 	$(BIN)/python benchmarks/plan.py
+	$(BIN)/python benchmarks/bridge.py
+	$(BIN)/python benchmarks/ingestion.py
+	$(BIN)/python benchmarks/inference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
