@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from fedeploy.loopback.errors import PeerUnavailable
-from fedeploy.loopback.processes import Daemon, free_port, port_open, wait_until
+from fedeploy.loopback.processes import Daemon, free_port, port_open
 
 
 class MosquittoBroker:
@@ -79,18 +79,11 @@ class MosquittoBroker:
                 for path in [self.workdir, *self.workdir.iterdir()]:
                     os.chown(path, entry.pw_uid, entry.pw_gid)
         self.config_file.write_text("\n".join(lines) + "\n")
-        self.daemon.start()
-        try:
-            wait_until(self._accepting, 10, f"mosquitto on port {self.port}", self.daemon.log_file)
-        except BaseException:
-            self.daemon.stop()
-            raise
+        self.daemon.start_and_wait(
+            lambda: port_open(self.port), 10, f"mosquitto on port {self.port}"
+        )
         return self
 
     def stop(self) -> None:
         """SIGTERM by pid file: mosquitto saves its persistent sessions on the way out."""
         self.daemon.stop()
-
-    def _accepting(self) -> bool:
-        self.daemon.ensure_running()
-        return port_open(self.port)

@@ -79,6 +79,20 @@ class Daemon:
             )
         self.pid_file.write_text(f"{self._popen.pid}\n")
 
+    def start_and_wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Start, then wait until `ready()`; a peer that dies or stays unready is stopped."""
+        self.start()
+
+        def check() -> bool:
+            self.ensure_running()
+            return ready()
+
+        try:
+            wait_until(check, timeout, what, self.log_file)
+        except BaseException:
+            self.stop()  # never leave a half-started peer behind
+            raise
+
     @property
     def running(self) -> bool:
         """Whether the process is still alive."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fedeploy.loopback.errors import PeerStartError, PeerUnavailable
-from fedeploy.loopback.processes import Daemon, free_port, port_open, wait_until
+from fedeploy.loopback.processes import Daemon, free_port, port_open
 
 
 @dataclass(frozen=True)
@@ -128,12 +128,9 @@ class SeaweedS3:
             )
         )
         (self.workdir / "s3.json").chmod(0o600)
-        self.daemon.start()
-        try:
-            wait_until(self._s3_port_open, timeout, "SeaweedFS S3", self.daemon.log_file)
-        except BaseException:
-            self.daemon.stop()
-            raise
+        self.daemon.start_and_wait(
+            lambda: port_open(self.ports["s3.port"]), timeout, "SeaweedFS S3"
+        )
         return self
 
     def create_bucket(self, name: str, timeout: float = 20.0) -> None:
@@ -154,10 +151,6 @@ class SeaweedS3:
     def stop(self) -> None:
         """Stop by pid file; its data is disposable, so it gets one second to shut down."""
         self.daemon.stop(timeout=1.0)
-
-    def _s3_port_open(self) -> bool:
-        self.daemon.ensure_running()
-        return port_open(self.ports["s3.port"])
 
 
 class MotoS3:

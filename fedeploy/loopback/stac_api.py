@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from fedeploy.loopback.processes import Daemon, free_port, wait_until
+from fedeploy.loopback.processes import Daemon, free_port
 
 
 class StacApiServer:
@@ -64,14 +64,7 @@ class StacApiServer:
 
     def start(self, timeout: float = 30.0) -> StacApiServer:
         """Start and wait until `/_mgmt/ping` answers."""
-        self.daemon.start()
-        try:
-            wait_until(
-                self._ping, timeout, f"stac-fastapi-pgstac on {self.url}", self.daemon.log_file
-            )
-        except BaseException:
-            self.daemon.stop()
-            raise
+        self.daemon.start_and_wait(self._ping, timeout, f"stac-fastapi-pgstac on {self.url}")
         return self
 
     def stop(self) -> None:
@@ -84,5 +77,4 @@ class StacApiServer:
         return self.daemon.running
 
     def _ping(self) -> bool:
-        self.daemon.ensure_running()
         return httpx.get(f"{self.url}/_mgmt/ping", timeout=1.0).status_code == 200

@@ -8,6 +8,7 @@ completes the upload only when the digest matches what the source declared.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -83,8 +84,15 @@ class ObjectStore:
         self.client = client
         self.bucket = bucket
 
-    def _fail(self, action: str, key: str, error: Exception) -> StorageError:
-        return StorageError(f"S3 {action} s3://{self.bucket}/{key} failed: {error}")
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str) -> Iterator[None]:
+        """boto3's errors become StorageError naming the request and the object."""
+        try:
+            yield
+        except IngestError:
+            raise
+        except Exception as error:
+            raise StorageError(f"S3 {action} s3://{self.bucket}/{key} failed: {error}") from error
 
     # --- small objects ------------------------------------------------------------------------
 
@@ -92,7 +100,7 @@ class ObjectStore:
         self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None
     ) -> None:
         """Write an object in one request."""
-        try:
+        with self._errors("PUT", key):
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
@@ -101,47 +109,41 @@ class ObjectStore:
                 ContentMD5=_md5(data),
                 Metadata=metadata or {},
             )
-        except Exception as error:
-            raise self._fail("PUT", key, error) from error
 
     def get(self, key: str) -> bytes | None:
         """An object's bytes, or None when there is none."""
-        try:
-            return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-        except self.client.exceptions.NoSuchKey:
-            return None
-        except Exception as error:
-            raise self._fail("GET", key, error) from error
+        with self._errors("GET", key):
+            try:
+                return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+            except self.client.exceptions.NoSuchKey:
+                return None
 
     def head(self, key: str) -> ObjectInfo | None:
         """Size and metadata, or None when there is no object."""
-        try:
-            answer = self.client.head_object(Bucket=self.bucket, Key=key)
-        except Exception as error:
-            if getattr(error, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                return None
-            raise self._fail("HEAD", key, error) from error
+        with self._errors("HEAD", key):
+            try:
+                answer = self.client.head_object(Bucket=self.bucket, Key=key)
+            except self.client.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                    return None
+                raise
         return ObjectInfo(int(answer["ContentLength"]), dict(answer.get("Metadata", {})))
 
     def delete(self, key: str) -> None:
         """Remove an object (no error when absent)."""
-        try:
+        with self._errors("DELETE", key):
             self.client.delete_object(Bucket=self.bucket, Key=key)
-        except Exception as error:
-            raise self._fail("DELETE", key, error) from error
 
     def digest(self, key: str, algorithms: list[str]) -> tuple[int, dict[str, bytes]]:
         """Stream an object back and hash it: its size and a digest per algorithm."""
         hashers = {a: new_hasher(a) for a in algorithms}
         size = 0
-        try:
+        with self._errors("GET", key):
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
             for chunk in body.iter_chunks(MiB):
                 size += len(chunk)
                 for hasher in hashers.values():
                     hasher.update(chunk)
-        except Exception as error:
-            raise self._fail("GET", key, error) from error
         return size, {a: h.digest() for a, h in hashers.items()}
 
     # --- resumable copies ------------------------------------------------------------------
@@ -189,14 +191,75 @@ class ObjectStore:
         verified by the digest of the bytes streamed; a resumed one, which did not see the
         first bytes, by reading the completed object back.
         """
-        try:
-            return self._copy(
-                key, source, part_size, expected, expected_size, content_type, metadata
+        with self._errors("multipart copy to", key):
+            if expected_size:
+                # S3 allows 10,000 parts: grow the part for very large files.
+                part_size = max(part_size, -(-expected_size // MAX_PARTS))
+            upload_id, done, part_size = self._resume_point(key, part_size)
+            offset = len(done) * part_size
+            chunks, served_from, total = source.open(offset)
+            if served_from != offset:  # the source cannot resume there: start over
+                if upload_id is not None:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id
+                    )
+                upload_id, done, offset = None, [], served_from
+            if expected_size is not None and total != expected_size:
+                raise ChecksumMismatch(
+                    f"source of s3://{self.bucket}/{key} has {total} bytes, "
+                    f"its item declares file:size {expected_size}"
+                )
+            if upload_id is None:
+                extra = {"ContentType": content_type} if content_type else {}
+                upload_id = self.client.create_multipart_upload(
+                    Bucket=self.bucket, Key=key, Metadata=metadata, **extra
+                )["UploadId"]
+
+            from_start = offset == 0
+            sha256 = hashlib.sha256()
+            declared = expected.new_hasher() if expected and from_start else None
+            parts = _PartUploader(self.client, self.bucket, key, upload_id, done)
+            buffer = bytearray()
+            sent = 0
+            try:
+                for chunk in chunks:
+                    if from_start:
+                        sha256.update(chunk)
+                        if declared is not None:
+                            declared.update(chunk)
+                    buffer += chunk
+                    sent += len(chunk)
+                    while len(buffer) >= part_size:
+                        parts.submit(bytes(buffer[:part_size]))
+                        del buffer[:part_size]
+                if offset + sent != total:
+                    raise StorageError(
+                        f"source of s3://{self.bucket}/{key} ended after "
+                        f"{offset + sent} of {total} bytes; the upload stays open "
+                        "and the next run resumes it"
+                    )
+                if buffer or not parts.count:
+                    parts.submit(bytes(buffer))
+            finally:
+                # Whatever happened, let the parts in flight land: a resumed copy reuses them.
+                done = parts.finish()
+            if (
+                declared is not None
+                and expected is not None
+                and declared.digest() != expected.digest
+            ):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                raise ChecksumMismatch(
+                    f"s3://{self.bucket}/{key}: {expected.algorithm} of the copied bytes is "
+                    f"{declared.hexdigest()}, the source declares {expected.digest.hex()}"
+                )
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
             )
-        except IngestError:
-            raise
-        except Exception as error:
-            raise self._fail("multipart copy to", key, error) from error
+            if from_start:
+                return CopyResult(key, total, sha256.digest(), 0, sent)
+            size, digests = self.verify(key, expected, total)
+            return CopyResult(key, size, digests["sha256"], offset, sent)
 
     def _resume_point(
         self, key: str, part_size: int
@@ -216,79 +279,6 @@ class ObjectStore:
                 break
             prefix.append({"PartNumber": part["PartNumber"], "ETag": part["ETag"]})
         return upload_id, prefix, (parts[0]["Size"] if prefix else part_size)
-
-    def _copy(
-        self,
-        key: str,
-        source: RangeSource,
-        part_size: int,
-        expected: Digest | None,
-        expected_size: int | None,
-        content_type: str | None,
-        metadata: dict[str, str],
-    ) -> CopyResult:
-        if expected_size:
-            # S3 allows 10,000 parts: grow the part for very large files.
-            part_size = max(part_size, -(-expected_size // MAX_PARTS))
-        upload_id, done, part_size = self._resume_point(key, part_size)
-        offset = len(done) * part_size
-        chunks, served_from, total = source.open(offset)
-        if served_from != offset:  # the source cannot resume there: start over
-            if upload_id is not None:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            upload_id, done, offset = None, [], served_from
-        if expected_size is not None and total != expected_size:
-            raise ChecksumMismatch(
-                f"source of s3://{self.bucket}/{key} has {total} bytes, "
-                f"its item declares file:size {expected_size}"
-            )
-        if upload_id is None:
-            extra = {"ContentType": content_type} if content_type else {}
-            upload_id = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, Metadata=metadata, **extra
-            )["UploadId"]
-
-        from_start = offset == 0
-        sha256 = hashlib.sha256()
-        declared = expected.new_hasher() if expected and from_start else None
-        parts = _PartUploader(self.client, self.bucket, key, upload_id, done)
-        buffer = bytearray()
-        sent = 0
-        try:
-            for chunk in chunks:
-                if from_start:
-                    sha256.update(chunk)
-                    if declared is not None:
-                        declared.update(chunk)
-                buffer += chunk
-                sent += len(chunk)
-                while len(buffer) >= part_size:
-                    parts.submit(bytes(buffer[:part_size]))
-                    del buffer[:part_size]
-            if offset + sent != total:
-                raise StorageError(
-                    f"source of s3://{self.bucket}/{key} ended after "
-                    f"{offset + sent} of {total} bytes; the upload stays open "
-                    "and the next run resumes it"
-                )
-            if buffer or not parts.count:
-                parts.submit(bytes(buffer))
-        finally:
-            # Whatever happened, let the parts in flight land: a resumed copy reuses them.
-            done = parts.finish()
-        if declared is not None and expected is not None and declared.digest() != expected.digest:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise ChecksumMismatch(
-                f"s3://{self.bucket}/{key}: {expected.algorithm} of the copied bytes is "
-                f"{declared.hexdigest()}, the source declares {expected.digest.hex()}"
-            )
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
-        )
-        if from_start:
-            return CopyResult(key, total, sha256.digest(), 0, sent)
-        size, digests = self.verify(key, expected, total)
-        return CopyResult(key, size, digests["sha256"], offset, sent)
 
     def verify(
         self, key: str, expected: Digest | None, expected_size: int | None
