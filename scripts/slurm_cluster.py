@@ -170,6 +170,7 @@ class LocalSlurm:
         self.config = BridgeConfig(
             mode="vm",
             instance_type="t3.small",
+            ami="ami-00000000",
             rest_port=self.ports["rest"],
             internal_port=self.ports["internal"],
             daemon_user=DAEMON_USER,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from fedeploy.bridge.client import ENV_CA, ENV_TOKEN, ENV_URL, ENV_USER, BridgeClient
 from fedeploy.bridge.errors import BridgeError
-from fedeploy.bridge.jobs import JobSpec
+from fedeploy.bridge.jobs import JobSpec, JobStatus
 
 bridge_app = typer.Typer(
     name="bridge",
@@ -25,6 +26,9 @@ bridge_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+JobId = Annotated[int, typer.Argument(help="The SLURM job id.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the status as JSON.")]
 
 
 @bridge_app.callback()
@@ -81,7 +85,7 @@ def submit(
     wait: Annotated[
         float | None, typer.Option(help="Wait this many seconds for the job to end.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Submit a batch script; prints the job id (and its final status with --wait)."""
     client: BridgeClient = ctx.obj
@@ -123,28 +127,20 @@ def submit(
 
 
 @bridge_app.command()
-def status(
-    ctx: typer.Context,
-    job_id: Annotated[int, typer.Argument(help="The SLURM job id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
-) -> None:
+def status(ctx: typer.Context, job_id: JobId, as_json: AsJson = False) -> None:
     """Print a job's state, exit code, SLURM's reason and where its output went."""
-    try:
-        result = ctx.obj.status(job_id)
-    except BridgeError as err:
-        _fail(err)
-    _print_status(result, as_json)
+    _run_and_print(lambda: ctx.obj.status(job_id), as_json)
 
 
 @bridge_app.command()
-def cancel(
-    ctx: typer.Context,
-    job_id: Annotated[int, typer.Argument(help="The SLURM job id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
-) -> None:
+def cancel(ctx: typer.Context, job_id: JobId, as_json: AsJson = False) -> None:
     """Cancel a job (retried until SLURM has it) and print its final state."""
+    _run_and_print(lambda: ctx.obj.cancel(job_id), as_json)
+
+
+def _run_and_print(action: Callable[[], JobStatus], as_json: bool) -> None:
     try:
-        result = ctx.obj.cancel(job_id)
+        result = action()
     except BridgeError as err:
         _fail(err)
     _print_status(result, as_json)

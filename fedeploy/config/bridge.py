@@ -139,12 +139,12 @@ class BridgeConfig(StrictModel):
         pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$",
         description="vm: the EC2 instance type (its CPUs and memory are the SLURM node's).",
     )
-    ami: str = Field(
-        "resolve:ssm:/aws/service/debian/release/12/latest/amd64",
-        pattern=r"^(ami-[0-9a-f]{8,17}|resolve:ssm:/[A-Za-z0-9/_.-]+)$",
+    ami: str | None = Field(
+        None,
+        pattern=r"^ami-[0-9a-f]{8,17}$",
         description=(
-            "vm: a Debian 12 AMI id, or 'resolve:ssm:<public parameter>' resolved by EC2 at launch "
-            "(default: Debian's latest Debian 12 amd64 image)."
+            "vm: the Debian 12 AMI of the site's region (`aws ssm get-parameter --name "
+            "/aws/service/debian/release/12/latest/amd64`), pinned: a new AMI replaces the VM."
         ),
     )
     root_volume_gb: int = Field(
@@ -267,7 +267,7 @@ class BridgeConfig(StrictModel):
     def _mode_fields(self) -> BridgeConfig:
         needs = {
             "gateway": ("host", "ssh_user", "ssh_private_key"),
-            "vm": ("instance_type",),
+            "vm": ("instance_type", "ami"),
             "existing": ("endpoint", "token"),
         }
         for field in needs[self.mode]:

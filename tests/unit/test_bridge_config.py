@@ -17,7 +17,12 @@ GATEWAY: dict[str, Any] = {
     "ssh_private_key": KEY,
     "partitions": ["gpu", "cpu"],
 }
-VM: dict[str, Any] = {"mode": "vm", "instance_type": "c6i.2xlarge", "partitions": ["batch"]}
+VM: dict[str, Any] = {
+    "mode": "vm",
+    "instance_type": "c6i.2xlarge",
+    "ami": "ami-0123456789abcdef0",
+    "partitions": ["batch"],
+}
 EXISTING: dict[str, Any] = {
     "mode": "existing",
     "endpoint": "https://slurm-api.example.eu:6820",
@@ -53,6 +58,12 @@ BAD = [
     ),
     ({**VM, "host_key": "ssh-ed25519 AAAA"}, ["host_key is set but mode is 'vm'"]),
     ({**VM, "instance_type": None}, ["requires instance_type"]),
+    ({**VM, "ami": None}, ["requires ami"]),
+    (
+        {**VM, "ami": "resolve:ssm:/aws/service/debian/release/12/latest/amd64"},
+        ["ami", "should match pattern"],
+    ),
+    ({**GATEWAY, "ami": "ami-0123456789abcdef0"}, ["ami is set but mode is 'gateway'"]),
     ({**EXISTING, "token": None}, ["requires token"]),
     (
         {**EXISTING, "endpoint": "http://slurm-api.example.eu"},

@@ -105,7 +105,14 @@ def test_the_content_hash_follows_the_rendered_content_only():
 
 
 def test_a_vm_runs_its_own_one_node_slurm():
-    node = render(BridgeConfig(mode="vm", instance_type="c6i.large", partitions=["batch", "debug"]))
+    node = render(
+        BridgeConfig(
+            mode="vm",
+            instance_type="c6i.large",
+            ami="ami-0123456789abcdef0",
+            partitions=["batch", "debug"],
+        )
+    )
     conf = files(node)["slurm.conf"]
     assert (
         "AuthAltTypes=auth/jwt" in conf
@@ -153,7 +160,11 @@ def test_secrets_travel_as_named_base64_lines():
 
 
 def test_cloud_init_feeds_the_setup_its_secrets_and_fits_ec2():
-    node = render(BridgeConfig(mode="vm", instance_type="c6i.large", partitions=["batch"]))
+    node = render(
+        BridgeConfig(
+            mode="vm", instance_type="c6i.large", ami="ami-0123456789abcdef0", partitions=["batch"]
+        )
+    )
     document = cloud_init(
         node, {"jwt.key": "k" * 64, "tls.key": "K", "tls.crt": "C", "ca.crt": "A"}
     )
@@ -176,7 +187,9 @@ def test_the_scripts_pass_shellcheck(script, mode, tmp_path):
     config = (
         gateway()
         if mode == "gateway"
-        else BridgeConfig(mode="vm", instance_type="c6i.large", partitions=["b"])
+        else BridgeConfig(
+            mode="vm", instance_type="c6i.large", ami="ami-0123456789abcdef0", partitions=["b"]
+        )
     )
     node = render(config)
     scripts = {script: getattr(node, script), "verify.sh": files(node)["verify.sh"]}
@@ -201,7 +214,11 @@ def test_the_firewall_passes_nft_check(tmp_path):
 
 def test_the_cloud_config_passes_cloud_init_schema(tmp_path):
     tool = require("cloud-init")
-    node = render(BridgeConfig(mode="vm", instance_type="c6i.large", partitions=["batch"]))
+    node = render(
+        BridgeConfig(
+            mode="vm", instance_type="c6i.large", ami="ami-0123456789abcdef0", partitions=["batch"]
+        )
+    )
     path = tmp_path / "user-data.yaml"
     path.write_text(
         cloud_init(node, {"jwt.key": "k", "tls.key": "K", "tls.crt": "C", "ca.crt": "A"})

@@ -100,7 +100,9 @@ def gateway(**overrides: Any) -> BridgeConfig:
 
 
 def vm() -> BridgeConfig:
-    return BridgeConfig(mode="vm", instance_type="c6i.2xlarge", partitions=["batch"])
+    return BridgeConfig(
+        mode="vm", instance_type="c6i.2xlarge", ami="ami-0123456789abcdef0", partitions=["batch"]
+    )
 
 
 def existing() -> BridgeConfig:
@@ -320,7 +322,7 @@ def test_a_vm_bridge_is_private_encrypted_and_requires_imdsv2():
     assert instance["rootBlockDevice"]["encrypted"] is True
     assert instance["associatePublicIpAddress"] is False
     assert instance["subnetId"] == "subnet-1"
-    assert instance["ami"].startswith("resolve:ssm:")
+    assert instance["ami"] == "ami-0123456789abcdef0"  # pinned: no lookup, no churn
     assert instance["tags"]["fedeploy:site"] == "hpc-test"
 
 
