@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -143,6 +144,12 @@ class _LazyPlans:
         return self._base_plan
 
     def contract_diff(self, site: str) -> ContractDiff:
+        if self._head is None and self._base_plan is None:
+            # Both plans are needed now: run them side by side (each is a subprocess).
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                base_done = pool.submit(self.base)
+                self.head()
+                base_done.result()
         head = self.head().sites.get(site)
         if head is None:
             raise AffectedError(f"the head's offline plan has no stack {site!r}")
@@ -209,7 +216,7 @@ def affected_command(
             "--gitlab-include",
             help="With --format gitlab: the file defining the .fedeploy-up job template.",
         ),
-    ] = ".gitlab/fedeploy-deploy.yml",
+    ] = ".gitlab/fedeploy.yml",
     out: Annotated[
         Path | None,
         typer.Option(

@@ -10,7 +10,7 @@ import yaml
 from fedeploy.gitops.result import Affected
 
 GITLAB_TEMPLATE = ".fedeploy-up"
-GITLAB_INCLUDE = ".gitlab/fedeploy-deploy.yml"
+GITLAB_INCLUDE = ".gitlab/fedeploy.yml"
 NOTHING = "No stack is affected by this change."
 
 

