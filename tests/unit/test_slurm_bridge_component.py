@@ -224,7 +224,7 @@ def test_the_secret_holds_a_token_slurm_accepts_for_the_service_user():
     assert outputs["secret_name"] == secret.inputs["metadata"]["name"]
 
 
-def test_the_jwt_key_is_a_secret_output():
+def test_the_jwt_key_is_64_random_alphanumerics():
     mocks, _ = run(gateway())
     key = mocks.one("random:index/randomPassword:RandomPassword")
     assert key.inputs["length"] == 64 and key.inputs["special"] is False
