@@ -19,7 +19,8 @@ from fedeploy.loopback.processes import free_port, port_open, wait_until
 
 TEMPLATE_DB = "pgstac_template"
 # What a fedeploy catalog adds to pgstac after migrating; the catalog chart applies the same.
-QUERYABLES_SQL = Path(__file__).with_name("pgstac_queryables.sql")
+# The catalog chart's migration Job runs the same file after pypgstac's migrations.
+QUERYABLES_SQL = Path(__file__).resolve().parents[2] / "charts/catalog/files/pgstac-queryables.sql"
 
 
 def postgres_bindir() -> Path:
