@@ -532,3 +532,50 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
         [],
     ]
     assert matrix["sites"]["eu-hub"]["environment"] == "production"
+
+
+# ---- the drift check's reading of `pulumi preview --json` ---------------------------------------
+
+PREVIEW = {
+    "steps": [
+        {"op": "same", "urn": "urn:pulumi:aws-dublin::fedeploy::aws:s3/bucket:Bucket::raw"},
+        {"op": "refresh", "urn": "urn:pulumi:aws-dublin::fedeploy::aws:kms/key:Key::key"},
+        {
+            "op": "update",
+            "urn": "urn:pulumi:aws-dublin::fedeploy::aws:s3/bucketPolicy:BucketPolicy::raw-tls",
+            "newState": {"inputs": {"policy": "a-value-that-must-not-leak"}},
+        },
+        {"op": "delete", "urn": "urn:pulumi:aws-dublin::fedeploy::aws:iam/role:Role::stray"},
+    ],
+    "changeSummary": {"same": 1, "update": 1, "delete": 1},
+}
+
+
+def _drift(tmp_path: Path, digest: object) -> subprocess.CompletedProcess[str]:
+    preview = tmp_path / "preview.json"
+    preview.write_text(digest if isinstance(digest, str) else json.dumps(digest))
+    command = [sys.executable, "-m", "fedeploy.gitops.drift", "aws-dublin", str(preview)]
+    return subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+
+
+def test_drift_lists_each_changed_resource_by_operation_and_urn_never_by_value(
+    tmp_path: Path,
+) -> None:
+    done = _drift(tmp_path, PREVIEW)
+    assert done.returncode == 1
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "urn:" in line]
+    assert rows == [
+        "| delete | `urn:pulumi:aws-dublin::fedeploy::aws:iam/role:Role::stray` |",
+        "| update | `urn:pulumi:aws-dublin::fedeploy::aws:s3/bucketPolicy:BucketPolicy::raw-tls` |",
+    ]
+    assert "`aws-dublin`" in done.stdout and "a-value-that-must-not-leak" not in done.stdout
+
+
+def test_drift_is_silent_when_clean_and_an_error_without_a_preview(tmp_path: Path) -> None:
+    clean = _drift(tmp_path, {"steps": PREVIEW["steps"][:2], "changeSummary": {"same": 2}})
+    assert (clean.returncode, clean.stdout) == (0, "")
+    assert (
+        _drift(tmp_path, {"changeSummary": {}}).returncode == 0
+    )  # no steps at all: nothing changes
+    assert _drift(tmp_path, "error: failed to log in").returncode == 2
+    assert _drift(tmp_path, {"steps": "not a list"}).returncode == 2
