@@ -13,6 +13,7 @@ The rules, first match wins; each answer carries the words a reviewer reads in t
 | `Pulumi.yaml`, `__main__.py`, `pyproject.toml` | every site |
 | a file the Pulumi program loads (import closure of `__main__.py`) | every site |
 | other `fedeploy/`, `components/` Python files | nothing (the CLI, the offline plan...) |
+| other files there beside no module the program loads | nothing |
 | other files there, or a deleted Python file there | every site (cannot tell) |
 | `examples/`, `benchmarks/`, `scripts/`, `schemas/`, CI files, `Makefile`, licence | nothing |
 | anything else | every site: an unknown path is assumed to matter |
@@ -84,6 +85,9 @@ def classify(
     if top in PROGRAM_PACKAGES:
         if path.endswith(".py") and status != "D":
             return Touch("nothing", why="Python module the Pulumi program does not load")
+        program_dirs = {str(PurePosixPath(p).parent) for p in program_files}
+        if not path.endswith(".py") and str(PurePosixPath(path).parent) not in program_dirs:
+            return Touch("nothing", why="data beside modules the Pulumi program does not load")
         return Touch(
             "every", why="program package changed (a file the import closure cannot rule out)"
         )
