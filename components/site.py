@@ -300,6 +300,7 @@ class Site(pulumi.ComponentResource):
                     "endpoint": self.bridge.endpoint,
                     "secret_name": self.bridge.secret_name,
                     "partition": config.bridge.default_partition,
+                    "ca_key": "ca.crt" if self.bridge.has_ca else "",
                 }
             values = inference_values(
                 wiring,

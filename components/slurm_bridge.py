@@ -39,6 +39,7 @@ class SlurmBridge(pulumi.ComponentResource):
 
     endpoint: pulumi.Output[str]
     secret_name: pulumi.Output[str]
+    has_ca: bool  # whether the Secret carries `ca.crt`, the CA that clients must trust
     partitions: pulumi.Output[list[str]]
 
     def __init__(
@@ -288,6 +289,7 @@ class SlurmBridge(pulumi.ComponentResource):
         self, token: pulumi.Output[str], ca_pem: pulumi.Input[str] | None
     ) -> k8s.core.v1.Secret:
         data: dict[str, pulumi.Input[str]] = {"token": token, "user": self._config.service_user}
+        self.has_ca = ca_pem is not None
         if ca_pem is not None:
             data["ca.crt"] = ca_pem
         return k8s.core.v1.Secret(

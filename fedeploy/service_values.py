@@ -203,6 +203,7 @@ def inference_values(
             "endpoint": bridge["endpoint"],
             "existingSecret": bridge["secret_name"],
             "partition": bridge["partition"],
+            "caKey": bridge.get("ca_key", ""),
         }
         if bridge
         else {"enabled": False}

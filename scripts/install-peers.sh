@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real peers the integration tests start on loopback: SLURM with slurmrestd and
-# munge, PostgreSQL with PostGIS, mosquitto. Debian/Ubuntu only; needs root or sudo.
+# munge (and the bridge node's nginx, nftables, shellcheck and cloud-init, whose configs the
+# tests check), PostgreSQL with PostGIS, mosquitto. Debian/Ubuntu only; needs root or sudo.
 # Without them the integration tests skip (or fail where FEDEPLOY_REQUIRE_INTEGRATION=1).
 set -euo pipefail
 
 packages=(
   slurmctld slurmd slurmrestd slurm-client munge slurm-wlm-jwt-plugin
+  nginx-light nftables curl shellcheck cloud-init
   postgresql postgresql-15-postgis-3
   mosquitto
 )

@@ -118,6 +118,12 @@ class _ExistingClusterSite(_Site):
                 "(allowed here: internal, external)"
             )
         cluster = getattr(self, "cluster", None)
+        bridge = getattr(self, "bridge", None)
+        if bridge is not None and bridge.mode == "vm":
+            raise ValueError(
+                "bridge.mode 'vm' creates an EC2 instance in an aws site's VPC; on this site use "
+                "'gateway' (the centre's node over SSH) or 'existing' (the centre's slurmrestd)"
+            )
         inference = services.inference if services is not None else None
         if (
             inference
@@ -146,8 +152,9 @@ class HpcSite(_ExistingClusterSite):
     storage: S3CompatibleStorage = Field(
         description="The centre's S3-compatible store and its buckets."
     )
-    cluster: ExistingCluster | None = Field(
-        None, description="A Kubernetes cluster next to the HPC system."
+    cluster: ExistingCluster = Field(
+        description="The Kubernetes cluster next to the HPC system, where the bridge's Secret and "
+        "Service and the services run."
     )
     bridge: BridgeConfig = Field(description="The SLURM bridge (required on hpc sites).")
     services: Services = Field(

@@ -168,6 +168,26 @@ def test_bridge_site_hands_batch_runs_to_slurm_with_the_token_from_a_secret(rend
     assert env["INFER_BRIDGE_TOKEN"] == ("secret", "slurm-bridge", "token")
 
 
+def test_bridge_ca_is_mounted_alone_and_named_to_the_client(rendered):
+    deployment = _only(rendered("inference", "hpc"), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "bridge-ca"]
+    assert volume["secret"] == {
+        "secretName": "slurm-bridge",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    assert _env(_container(deployment))["INFER_BRIDGE_CA_FILE"] == "/etc/fedeploy/bridge/ca.crt"
+
+
+def test_bridge_without_a_private_ca_trusts_the_system_store(site_values, merge, charts_dir):
+    values = merge(site_values("hpc", "inference"), {"bridge": {"caKey": ""}})
+    deployment = _only(
+        render_chart(charts_dir / "inference", values, "inference", NAMESPACE), "Deployment"
+    )
+    assert "INFER_BRIDGE_CA_FILE" not in _env(_container(deployment))
+    assert all(v["name"] != "bridge-ca" for v in deployment["spec"]["template"]["spec"]["volumes"])
+
+
 @pytest.mark.parametrize("site", ["aws", "kubernetes"])
 def test_sites_without_a_bridge_set_no_bridge_settings(rendered, site):
     env = _env(_container(_only(rendered("inference", site), "Deployment")))
