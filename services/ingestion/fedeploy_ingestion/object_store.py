@@ -7,6 +7,7 @@ completes the upload only when the digest matches what the source declared.
 
 from __future__ import annotations
 
+import abc
 import base64
 import contextlib
 import hashlib
@@ -43,12 +44,12 @@ class CopyResult:
     bytes_sent: int
 
 
-class RangeSource:
+class RangeSource(abc.ABC):
     """What a copy reads from: a stream of bytes from an offset (an HTTP Range GET)."""
 
+    @abc.abstractmethod
     def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
         """(chunks, offset actually served, total size); offset 0 when ranges are unsupported."""
-        raise NotImplementedError
 
 
 def _md5(data: bytes | bytearray | memoryview) -> str:
