@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from fedeploy.checks import RenderedRelease, check_stack
+from fedeploy.offline.engine import StackPlan
 from fedeploy.offline.federation import FederationPlan, plan_federation
 from fedeploy.service_values import CHARTS_DIR
 from policies.findings import Finding
@@ -138,22 +139,27 @@ def _wiring(release: RenderedRelease) -> dict[str, Any]:
     return wiring
 
 
+def check_planned(plan: StackPlan, site: Any) -> tuple[list[RenderedRelease], list[Finding]]:
+    """The checks of one planned stack (run in the worker that planned it)."""
+    cluster = getattr(site, "cluster", None)
+    # Releases name their charts relative to the Pulumi project: this repository.
+    return check_stack(plan, CHARTS_DIR.parent, getattr(cluster, "version", None))
+
+
 def run_plan(
     stacks_dir: Path, names: list[str] | None = None, jobs: int | None = None
 ) -> PlanReport:
     """Plan the named stacks (all in `stacks_dir` by default) and check each."""
-    return build_report(plan_federation(stacks_dir, names, jobs=jobs))
+    return build_report(plan_federation(stacks_dir, names, jobs=jobs, check=check_planned))
 
 
 def build_report(federation: FederationPlan) -> PlanReport:
     """Check every planned stack of a federation plan and gather the report."""
-    # Releases name their charts relative to the Pulumi project: this repository.
-    project_dir = CHARTS_DIR.parent
     sites: dict[str, SiteReport] = {}
     for name, plan in sorted(federation.plans.items()):
         site = federation.sites[name]
-        cluster = getattr(site, "cluster", None)
-        rendered, findings = check_stack(plan, project_dir, getattr(cluster, "version", None))
+        checked = federation.checked.get(name)
+        rendered, findings = checked if checked is not None else check_planned(plan, site)
         sites[name] = SiteReport(
             name=name,
             kind=site.kind,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import typing
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ PROJECT = "fedeploy"
 SITE_KEY = f"{PROJECT}:site"
 STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Error types whose input may be a secret's plaintext: never echo it.
 _HIDDEN_INPUT = {"plaintext_secret", "secret_type"}
 
@@ -54,7 +56,7 @@ def read_stack_file(path: Path) -> StackFile:
             )
         )
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(), Loader=_LOADER)
     except FileNotFoundError:
         raise StackConfigError(str(path), [ConfigIssue("file", "does not exist")]) from None
     except yaml.YAMLError as err:
@@ -212,14 +214,28 @@ def federation_issues(
 
 
 def _sibling_sites(stacks_dir: Path) -> dict[str, dict[str, Any]]:
-    sites: dict[str, dict[str, Any]] = {}
+    """The raw site objects of every stack file in the directory (read once while unchanged:
+    each of N stacks checks against all others, which would otherwise parse N² files)."""
+    files = []
     for path in sorted(stacks_dir.glob("Pulumi.*.y*ml")):
-        match = STACK_FILE.match(path.name)
+        stat = path.stat()
+        files.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return _read_sites(str(stacks_dir.resolve()), tuple(files))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_sites(
+    directory: str, files: tuple[tuple[str, int, int], ...]
+) -> dict[str, dict[str, Any]]:
+    sites: dict[str, dict[str, Any]] = {}
+    for name, _, _ in files:
+        match = STACK_FILE.match(name)
         if not match:
             continue
         try:
-            config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-        except (yaml.YAMLError, AttributeError):
+            document = yaml.load(Path(directory, name).read_text(), Loader=_LOADER)
+            config = (document or {}).get("config") or {}
+        except (yaml.YAMLError, AttributeError, OSError):
             continue
         site = config.get(SITE_KEY)
         if isinstance(site, dict):

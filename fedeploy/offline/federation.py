@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ class FederationPlan:
     references: list[Reference] = field(default_factory=list)
     order: list[list[str]] = field(default_factory=list)
     errors: list[FedeployError] = field(default_factory=list)
-    findings: list[Any] = field(default_factory=list)  # fedeploy.checks.Finding
+    checked: dict[str, Any] = field(default_factory=dict)  # what `check` returned, per stack
 
     @property
     def ok(self) -> bool:
@@ -108,23 +109,72 @@ def _check_address_ranges(plan: FederationPlan) -> None:
         )
 
 
-def _plan_one(args: tuple[Path, dict[str, dict[str, Any]]]) -> StackPlan | FedeployError:
-    path, refs = args
+Check = Callable[[StackPlan, Any], Any]
+MIN_PARALLEL_WAVE = 4
+Task = tuple[Path, dict[str, dict[str, Any]], Any, Check | None]
+
+
+def _plan_one(task: Task) -> tuple[StackPlan, Any] | FedeployError:
+    path, refs, site, check = task
     try:
-        return plan_stack(path, references=refs)
+        stack_plan = plan_stack(path, references=refs)
+        return stack_plan, check(stack_plan, site) if check is not None else None
     except FedeployError as err:
         return err
 
 
+def warm_imports() -> None:
+    """Load the program and the provider modules it touches once, before workers are forked,
+    so no worker pays for the imports again (pulumi_aws loads its modules lazily)."""
+    import pulumi_aws as aws
+    import pulumi_kubernetes as k8s
+
+    import components.hub
+    import components.site
+    import components.slurm_bridge  # noqa: F401
+
+    for module in (aws.s3, aws.kms, aws.iam, aws.ec2, aws.eks, aws.rds):
+        getattr(module, "__name__", None)
+    for module in (k8s.core.v1, k8s.helm.v3):
+        getattr(module, "__name__", None)
+
+
 def plan_federation(
-    stacks_dir: Path, names: list[str] | None = None, jobs: int | None = None
+    stacks_dir: Path,
+    names: list[str] | None = None,
+    jobs: int | None = None,
+    check: Check | None = None,
 ) -> FederationPlan:
-    """Validate, then run every program wave by wave; stacks of one wave may run in parallel."""
+    """Validate, then run every program wave by wave; stacks of one wave may run in parallel.
+
+    `check(stack_plan, site)` runs right after each stack's plan, in the same worker; its
+    results land in `checked`."""
     plan = load_federation(stacks_dir, names)
     if plan.errors:
         return plan
     files = stack_files(stacks_dir)
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
+    pool = None
+    # Forking pays off only once a wave holds several stacks: the imports a worker inherits
+    # cost less than planning a few stacks, but more than planning one or two.
+    if jobs > 1 and max(map(len, plan.order), default=0) >= MIN_PARALLEL_WAVE:
+        warm_imports()
+        # Pulumi's runtime state is process-wide: stacks run side by side in forked processes.
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
+    try:
+        _run_waves(plan, files, pool, check)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return plan
+
+
+def _run_waves(
+    plan: FederationPlan,
+    files: dict[str, Path],
+    pool: ProcessPoolExecutor | None,
+    check: Check | None,
+) -> None:
     for wave in plan.order:
         tasks = []
         for name in wave:
@@ -142,25 +192,17 @@ def plan_federation(
                         )
                     )
                 refs[ref.target] = outputs
-            tasks.append((files[name], refs))
+            tasks.append((files[name], refs, plan.sites[name], check))
         if plan.errors:
-            return plan
-        for name, result in zip(wave, _run_wave(tasks, jobs), strict=True):
+            return
+        if pool is None or len(tasks) == 1:
+            results = [_plan_one(task) for task in tasks]
+        else:
+            results = list(pool.map(_plan_one, tasks))
+        for name, result in zip(wave, results, strict=True):
             if isinstance(result, FedeployError):
                 plan.errors.append(result)
             else:
-                plan.plans[name] = result
+                plan.plans[name], plan.checked[name] = result
         if plan.errors:
-            return plan
-    return plan
-
-
-def _run_wave(
-    tasks: list[tuple[Path, dict[str, dict[str, Any]]]], jobs: int
-) -> list[StackPlan | FedeployError]:
-    if jobs <= 1 or len(tasks) <= 1:
-        return [_plan_one(task) for task in tasks]
-    # Pulumi's runtime state is process-wide: stacks run side by side in forked processes.
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
-        return list(pool.map(_plan_one, tasks, chunksize=max(1, len(tasks) // (jobs * 4))))
+            return
