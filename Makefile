@@ -39,8 +39,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
 
 lint: $(STAMP)
-	$(BIN)/ruff check fedeploy components policies tests
-	$(BIN)/ruff format --check fedeploy components policies tests
+	$(BIN)/ruff check fedeploy components policies tests services benchmarks
+	$(BIN)/ruff format --check fedeploy components policies tests services benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -99,9 +99,9 @@ def config_reference(
 def _mount_affected() -> None:
     from fedeploy.affected import affected_command
 
-    app.command(
-        "affected", help="The stacks a change affects, in waves of deployment order."
-    )(affected_command)
+    app.command("affected", help="The stacks a change affects, in waves of deployment order.")(
+        affected_command
+    )
 
 
 _mount_affected()
