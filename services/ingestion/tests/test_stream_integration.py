@@ -140,24 +140,34 @@ def test_10000_observations_with_the_consumer_killed_twice_land_exactly_once(
             consumer.log_file,
         )
 
-    start()
-    publisher = threading.Thread(target=publish, args=(broker, messages))
-    publisher.start()
+    # Three batches: the second and third are published while the consumer lies dead, so each
+    # restarted consumer has thousands of messages ahead of it and 1500 acknowledgements always
+    # come, however fast or slow this machine is (a consumer that drained everything before the
+    # kill would otherwise never reach the next threshold).
+    batches = [messages[:4000], messages[4000:7000], messages[7000:]]
     stored_at_kill = []
-    for _ in range(2):
-        wait_until(
-            lambda: counter_value(metrics(), "ingest_messages_acknowledged_total") >= 1500,
-            60,
-            "1500 acknowledgements",
-            consumer.log_file,
-        )
-        consumer.kill()  # SIGKILL: no flush, no acknowledgement, whatever it was doing
-        stored_at_kill.append(
-            sum(i["properties"]["fedeploy:observation_count"] for i in catalog_items(site.url))
-        )
+    try:
         start()
-    publisher.join(timeout=120)
-    assert not publisher.is_alive()
+        publisher = threading.Thread(target=publish, args=(broker, batches[0]))
+        publisher.start()
+        for batch in batches[1:]:
+            wait_until(
+                lambda: counter_value(metrics(), "ingest_messages_acknowledged_total") >= 1500,
+                60,
+                "1500 acknowledgements",
+                consumer.log_file,
+            )
+            consumer.kill()  # SIGKILL: no flush, no acknowledgement, whatever it was doing
+            stored_at_kill.append(
+                sum(i["properties"]["fedeploy:observation_count"] for i in catalog_items(site.url))
+            )
+            publisher.join(timeout=120)
+            assert not publisher.is_alive()
+            publish(broker, batch)  # queued by the broker for the dead consumer's session
+            start()
+    except BaseException:
+        consumer.kill()  # never leave a consumer behind to eat the next test's messages
+        raise
 
     windows = {window_of(s, t, 600) for s, t in published}
     wait_until(
