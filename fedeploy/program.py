@@ -42,19 +42,15 @@ def build(stacks_dir: Path = STACKS_DIR) -> dict[str, pulumi.Output[Any]]:
 
     stack = pulumi.get_stack()
     site = load_site(stack, stacks_dir)
+    stack_refs: dict[str, pulumi.StackReference] = {}
     referenced: dict[str, dict[str, pulumi.Output[Any]]] = {}
     for ref in references(stack, site):
-        if ref.target not in referenced:
-            referenced[ref.target] = {}
-            stack_ref = pulumi.StackReference(
-                f"{pulumi.get_organization()}/{pulumi.get_project()}/{ref.target}",
-                opts=pulumi.ResourceOptions(),
+        if ref.target not in stack_refs:
+            stack_refs[ref.target] = pulumi.StackReference(
+                f"{pulumi.get_organization()}/{pulumi.get_project()}/{ref.target}"
             )
-            referenced[ref.target]["__ref__"] = stack_ref  # type: ignore[assignment]
-        stack_ref = referenced[ref.target]["__ref__"]  # type: ignore[assignment]
-        referenced[ref.target][ref.output] = stack_ref.require_output(ref.output)  # type: ignore[attr-defined]
-    for outputs in referenced.values():
-        outputs.pop("__ref__")
+        outputs = referenced.setdefault(ref.target, {})
+        outputs[ref.output] = stack_refs[ref.target].require_output(ref.output)
     if site.kind == "hub":
         hub = Hub(stack, site, members=referenced)
         return {**hub.contract}

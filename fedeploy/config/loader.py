@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fedeploy.config.site import KINDS, MODELS, AwsSite, HubSite
+from fedeploy.config.site import KINDS, MODELS
 from fedeploy.errors import ConfigIssue, StackConfigError
 
 PROJECT = "fedeploy"
@@ -330,4 +330,4 @@ def _description(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
     return None
 
 
-__all__ = ["AwsSite", "HubSite", "StackFile", "load_stack_file", "read_stack_file", "validate_site"]
+__all__ = ["StackFile", "load_stack_file", "read_stack_file", "validate_site"]

@@ -52,11 +52,6 @@ class _Site(StrictModel):
     )
     tags: Tags = Field(default_factory=dict)
 
-    @property
-    def bucket_names(self) -> set[str]:
-        storage = getattr(self, "storage", None)
-        return set(storage.buckets) if storage is not None else set()
-
     @model_validator(mode="after")
     def _service_buckets_exist(self) -> _Site:
         services = getattr(self, "services", None)
