@@ -52,6 +52,80 @@ class RdsDatabase(StrictModel):
         return self
 
 
+# ---- exposure: the public catalog, its TLS and who may write (see docs/charts.md) ----
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+# One scope token as RFC 6749 section 3.3 allows it (no spaces, quotes or backslashes).
+_SCOPE = r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$"
+
+
+class CatalogTls(StrictModel):
+    """Where the public catalog's certificate comes from: exactly one of the two."""
+
+    cert_manager_issuer: str | None = Field(
+        None,
+        pattern=_K8S_NAME,
+        description="A cert-manager issuer that issues the certificate for the URL's host.",
+    )
+    cert_manager_issuer_kind: Literal["ClusterIssuer", "Issuer"] = Field(
+        "ClusterIssuer", description="Kind of that issuer."
+    )
+    secret: str | None = Field(
+        None,
+        pattern=_K8S_NAME,
+        description="An existing Secret of type kubernetes.io/tls in the services' namespace.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CatalogTls:
+        if (self.cert_manager_issuer is None) == (self.secret is None):
+            raise ValueError(
+                "give exactly one of `cert_manager_issuer` (cert-manager issues the "
+                "certificate) or `secret` (an existing TLS Secret)"
+            )
+        return self
+
+
+class OidcAccess(StrictModel):
+    """The OpenID Connect issuer whose access tokens the site's public endpoints accept."""
+
+    issuer: HttpUrl = Field(
+        description="Issuer URL (https); its discovery document is "
+        "<issuer>/.well-known/openid-configuration. Tokens must name it in `iss`."
+    )
+    audience: str = Field(
+        min_length=1, max_length=256, description="The `aud` every accepted token must carry."
+    )
+    write_scope: str = Field(
+        "stac:write", pattern=_SCOPE, description="Scope a token needs to write (Transactions)."
+    )
+    read_scope: str = Field(
+        "stac:read", pattern=_SCOPE, description="Scope a token needs to fetch assets."
+    )
+
+    @model_validator(mode="after")
+    def _https_issuer(self) -> OidcAccess:
+        if self.issuer.scheme != "https":
+            raise ValueError(f"issuer {self.issuer} must be an https URL")
+        return self
+
+
+class CatalogExposure(StrictModel):
+    """The catalog published at `url`: an Ingress with TLS, reads public, writes and assets
+    behind tokens of the site's OIDC issuer."""
+
+    ingress_class: str = Field(
+        "nginx", pattern=_K8S_NAME, description="ingressClassName of the Ingress."
+    )
+    tls: CatalogTls = Field(description="Where the certificate comes from.")
+    oidc: OidcAccess = Field(description="Whose tokens are accepted, and the scopes they need.")
+    asset_url_lifetime_seconds: int = Field(
+        900,
+        ge=60,
+        le=43200,
+        description="Lifetime of the presigned URLs the asset endpoint hands out, in seconds.",
+    )
+
+
 class CatalogService(StrictModel):
     """The STAC catalog (stac-fastapi-pgstac over pgstac)."""
 
@@ -71,6 +145,11 @@ class CatalogService(StrictModel):
         description="Where the rest of the federation reaches this catalog (the site's ingress); "
         "the in-cluster URL when unset.",
     )
+    exposure: CatalogExposure | None = Field(
+        None,
+        description="Publishes the catalog at `url` (Ingress, TLS, token-checked writes and "
+        "assets); required with `url`.",
+    )
 
     @model_validator(mode="after")
     def _external_given(self) -> CatalogService:
@@ -80,6 +159,16 @@ class CatalogService(StrictModel):
             )
         if self.database != "external" and self.external is not None:
             raise ValueError(f"`external` is set but database is {self.database!r}")
+        if self.url is not None and self.exposure is None:
+            raise ValueError(
+                f"url {self.url} is public but `exposure` is missing: a public catalog needs "
+                "`exposure.tls` (cert_manager_issuer or secret) and `exposure.oidc` (issuer, "
+                "audience), so that only reads are anonymous"
+            )
+        if self.exposure is not None and (self.url is None or self.url.scheme != "https"):
+            raise ValueError(
+                f"`exposure` needs an https `url`, found {self.url}: the Ingress terminates TLS"
+            )
         return self
 
 
