@@ -230,6 +230,8 @@ def sentinel(
             sources=[
                 {
                     "name": "upstream",
+                    # The loopback upstream: its own host may resolve to 127.0.0.1.
+                    "privateHosts": ["127.0.0.1"],
                     "url": upstream.url,
                     "collections": [COLLECTION],
                     "assets": ["B04"],

@@ -175,6 +175,8 @@ def main() -> int:
         sources = [
             {
                 "name": "upstream",
+                # The loopback upstream: its own host may resolve to 127.0.0.1.
+                "privateHosts": ["127.0.0.1"],
                 "url": upstream_api.url,
                 "collections": [COLLECTION],
                 "assets": ["B04"],

@@ -1,7 +1,8 @@
 """A STAC API with the transactions extension: the site's catalog, or the hub's.
 
 Writes are idempotent: items go through the bulk transactions endpoint with method `upsert`
-(one request per batch), falling back to POST then PUT per item where it is absent.
+(one request per batch), falling back to POST then PUT per item where it is absent. Ids are
+checked and percent-encoded (stac_ids) before any request: InvalidId names a refused one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 
 from fedeploy_ingestion.errors import CatalogError
+from fedeploy_ingestion.stac_ids import collection_path, item_path
 
 
 class CatalogClient:
@@ -41,34 +43,35 @@ class CatalogClient:
 
     def get_collection(self, collection_id: str) -> dict[str, Any] | None:
         """A collection, or None when the catalog has none by that id."""
-        response = self._check(self._request("GET", f"/collections/{collection_id}"), 200, 404)
+        response = self._check(self._request("GET", collection_path(collection_id)), 200, 404)
         return None if response.status_code == 404 else dict(response.json())
 
     def ensure_collection(self, collection: dict[str, Any]) -> None:
         """Create a collection unless it exists (an existing one is left as it is)."""
+        collection_path(collection.get("id"))  # checks the id before the request
         self._check(self._request("POST", "/collections", json=collection), 200, 201, 409)
 
     def put_collection(self, collection: dict[str, Any]) -> None:
         """Create or replace a collection."""
+        path = collection_path(collection.get("id"))
         response = self._request("POST", "/collections", json=collection)
         if response.status_code == 409:
-            response = self._request("PUT", f"/collections/{collection['id']}", json=collection)
+            response = self._request("PUT", path, json=collection)
         self._check(response, 200, 201)
 
     def get_item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         """An item, or None when there is none."""
-        response = self._check(
-            self._request("GET", f"/collections/{collection_id}/items/{item_id}"), 200, 404
-        )
+        response = self._check(self._request("GET", item_path(collection_id, item_id)), 200, 404)
         return None if response.status_code == 404 else dict(response.json())
 
     def upsert_items(self, collection_id: str, items: list[dict[str, Any]]) -> None:
         """Create or replace items of one collection: the same items twice are stored once."""
         if not items:
             return
+        paths = {item.get("id"): item_path(collection_id, item.get("id")) for item in items}
         response = self._request(
             "POST",
-            f"/collections/{collection_id}/bulk_items",
+            collection_path(collection_id, "bulk_items"),
             json={"items": {i["id"]: i for i in items}, "method": "upsert"},
         )
         if response.status_code not in (404, 405):
@@ -76,11 +79,9 @@ class CatalogClient:
             return
         # No bulk transactions on this API (or no such collection: the POST below says so).
         for item in items:
-            response = self._request("POST", f"/collections/{collection_id}/items", json=item)
+            response = self._request("POST", collection_path(collection_id, "items"), json=item)
             if response.status_code == 409:
-                response = self._request(
-                    "PUT", f"/collections/{collection_id}/items/{item['id']}", json=item
-                )
+                response = self._request("PUT", paths[item.get("id")], json=item)
             self._check(response, 200, 201)
 
     def queryables(self) -> set[str]:

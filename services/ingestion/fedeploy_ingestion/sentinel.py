@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from fedeploy_ingestion import multihash, sentinel_plan
+from fedeploy_ingestion import download_safety, multihash, sentinel_plan, stac_ids
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import IngestError
 from fedeploy_ingestion.metrics import Metrics
@@ -58,8 +58,14 @@ class SentinelRun:
         self.store = store
         self.catalog = catalog
         self.metrics = metrics
-        self.http = http or httpx.Client(
-            timeout=settings.http_timeout_seconds, follow_redirects=True
+        # Every connection passes the guard (download_safety): no loopback, private, link-local
+        # or cluster address, whatever a name resolves to; redirects are followed per download.
+        self.guard = download_safety.AddressGuard.build(
+            settings.blocked_networks,
+            [host for source in settings.sources for host in source.private_hosts],
+        )
+        self.http = http or download_safety.guarded_client(
+            self.guard, timeout=settings.http_timeout_seconds
         )
         self.report = SentinelReport()
         self._collections: set[str] = set()
@@ -74,11 +80,14 @@ class SentinelRun:
                 s.source_username.get_secret_value() if s.source_username else None,
                 s.source_password.get_secret_value() if s.source_password else None,
                 self.http,
+                self.guard,
             )
             # Searches of a token-protected source (Copernicus) are public; Basic goes everywhere.
             headers = credentials.headers() if source.token_url is None else {}
             try:
-                items = list(search(source, source.search_datetime(now), headers))
+                items = list(
+                    search(source, source.search_datetime(now), headers, credentials.policy)
+                )
             except IngestError as error:
                 self.report.failed[f"{source.name}:search"] = str(error)
                 log.error("search failed", extra={"source": source.name, "error": str(error)})
@@ -102,12 +111,16 @@ class SentinelRun:
     def _item(
         self, source: Source, item: dict[str, Any], credentials: Credentials, now: datetime
     ) -> None:
-        collection_id, item_id = str(item["collection"]), str(item["id"])
+        # Untrusted ids and hrefs are checked before any request is made for the item.
+        collection_id = stac_ids.check_id("upstream collection id", item.get("collection"))
+        item_id = stac_ids.check_id("upstream item id", item.get("id"))
         assets, missing = sentinel_plan.chosen_assets(item, source.assets)
         if missing:
             self.report.missing_assets[f"{collection_id}/{item_id}"] = missing
         if not assets:
             return
+        for asset in assets.values():
+            credentials.policy.check(sentinel_plan.download_href(asset))
         fingerprint = sentinel_plan.fingerprint(item, assets)
         existing = self.catalog.get_item(collection_id, item_id)
         if existing and existing["properties"].get("fedeploy:fingerprint") == fingerprint:
@@ -120,7 +133,7 @@ class SentinelRun:
         }
         upstream_url = next(
             (link["href"] for link in item.get("links", []) if link.get("rel") == "self"),
-            f"{source.url.rstrip('/')}/collections/{collection_id}/items/{item_id}",
+            source.url.rstrip("/") + stac_ids.item_path(collection_id, item_id),
         )
         document = sentinel_plan.site_item(
             item,
@@ -187,7 +200,7 @@ class SentinelRun:
             return
         document = None
         try:
-            answer = self.http.get(f"{source.url.rstrip('/')}/collections/{collection_id}")
+            answer = self.http.get(source.url.rstrip("/") + stac_ids.collection_path(collection_id))
             if answer.status_code == 200:
                 document = sentinel_plan.site_collection(answer.json())
         except httpx.HTTPError as error:

@@ -17,8 +17,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from fedeploy_ingestion.download_safety import UnsafeDownload, shown
 from fedeploy_ingestion.multihash import sha256_multihash
 from fedeploy_ingestion.stac_documents import FILE_EXTENSION, rfc3339
+from fedeploy_ingestion.stac_ids import InvalidId, check_id
 
 # Media types that Python's mimetypes does not know, or guesses badly for EO data.
 _EXTENSIONS = {
@@ -62,27 +64,34 @@ def extension_for(href: str, media_type: str | None) -> str:
 def object_key(
     collection: str, item_id: str, asset_name: str, href: str, media_type: str | None
 ) -> str:
-    """Where an asset is copied to in the site's bucket."""
+    """Where an asset is copied to in the site's bucket (InvalidId for an unusable id)."""
     for label, value in (
         ("collection", collection),
         ("item id", item_id),
         ("asset name", asset_name),
     ):
-        if not value or "/" in value or value in (".", ".."):
-            raise ValueError(f"upstream {label} {value!r} cannot be part of an object key")
+        try:
+            check_id(f"upstream {label}", value)
+        except InvalidId as error:
+            raise InvalidId(f"{error}; it cannot be part of an object key") from None
     return f"sentinel/{collection}/{item_id}/{asset_name}{extension_for(href, media_type)}"
 
 
 def download_href(asset: dict[str, Any]) -> str:
-    """An HTTP(S) href for an asset: its own, or an `alternate` one when its own is s3://."""
-    href = str(asset["href"])
-    if href.startswith(("http://", "https://")):
+    """An HTTP(S) href for an asset: its own, or an `alternate` one when its own is not HTTP(S)
+    (s3://); UnsafeDownload when there is none (file://, gopher://, ...). Whether the host and
+    its addresses are allowed is the source's DownloadPolicy's to say (download_safety)."""
+    href = str(asset.get("href", ""))
+    if href.lower().startswith(("http://", "https://")):
         return href
-    for alternate in (asset.get("alternate") or {}).values():
-        candidate = str(alternate.get("href", ""))
-        if candidate.startswith(("http://", "https://")):
+    alternates = asset.get("alternate")
+    for alternate in alternates.values() if isinstance(alternates, dict) else ():
+        candidate = str(alternate.get("href", "")) if isinstance(alternate, dict) else ""
+        if candidate.lower().startswith(("http://", "https://")):
             return candidate
-    raise ValueError(f"asset href {href!r} is not HTTP(S) and has no HTTP(S) alternate")
+    raise UnsafeDownload(
+        f"asset href {shown(href)!r} refused: not HTTP(S), and the asset has no HTTP(S) alternate"
+    )
 
 
 def chosen_assets(item: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], list[str]]:

@@ -6,9 +6,12 @@ The `ingestion` chart's values map onto these names one to one; docs/ingestion.m
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -27,7 +30,36 @@ COPERNICUS_STAC_URL = "https://stac.dataspace.copernicus.eu/v1"
 COPERNICUS_TOKEN_URL = (
     "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
 )
+# Where Copernicus Data Space serves (and redirects) product downloads.
+COPERNICUS_DOWNLOAD_HOSTS = (
+    "download.dataspace.copernicus.eu",
+    "zipper.dataspace.copernicus.eu",
+    "catalogue.dataspace.copernicus.eu",
+    "eodata.dataspace.copernicus.eu",
+)
 NAME_PATTERN = r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$"
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def check_download_host(value: str) -> str:
+    """A host name ('*.' admits its sub-domains) or an IP address, lower case."""
+    host = value.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    labels = host.removeprefix("*.").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"{value!r} is not a host name ('download.example.org', '*.example.org') "
+            "or an IP address"
+        )
+    return host
+
+
+DownloadHost = Annotated[str, AfterValidator(check_download_host)]
 SiteName = Annotated[
     str,
     Field(
@@ -82,6 +114,20 @@ class Source(BaseModel):
         alias="clientId",
         description="OpenID Connect client id for `tokenUrl`.",
     )
+    download_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        alias="downloadHosts",
+        description="Hosts besides the search host that assets may be downloaded from, and that "
+        "receive the credentials ('*.example.org' admits its sub-domains); Copernicus's download "
+        "hosts are added for the Copernicus URL. An href or redirect to any other host is "
+        "refused.",
+    )
+    private_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        alias="privateHosts",
+        description="Hosts of this source that may resolve to loopback or private addresses (an "
+        "on-premises mirror); link-local addresses and the cluster's ranges stay refused.",
+    )
 
     @field_validator("bbox")
     @classmethod
@@ -109,6 +155,13 @@ class Source(BaseModel):
     def _copernicus_token(self) -> Source:
         if self.token_url is None and self.url.rstrip("/") == COPERNICUS_STAC_URL:
             object.__setattr__(self, "token_url", COPERNICUS_TOKEN_URL)
+        return self
+
+    @model_validator(mode="after")
+    def _copernicus_download_hosts(self) -> Source:
+        if self.url.rstrip("/") == COPERNICUS_STAC_URL:
+            hosts = list(dict.fromkeys([*self.download_hosts, *COPERNICUS_DOWNLOAD_HOSTS]))
+            object.__setattr__(self, "download_hosts", hosts)
         return self
 
     def search_datetime(self, now: dt.datetime) -> str | None:
@@ -155,6 +208,11 @@ class IngestSettings(BaseSettings):
     )
     http_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Timeout of one upstream HTTP read."
+    )
+    blocked_networks: list[str] = Field(
+        default_factory=list,
+        description="JSON list of CIDRs no download may connect to, besides the loopback, "
+        "private and link-local ranges always refused: the cluster's pod and service ranges.",
     )
     # --- MQTT
     mqtt_host: str = Field(default="", description="Broker host name.")
@@ -227,6 +285,16 @@ class IngestSettings(BaseSettings):
     @classmethod
     def _window(cls, value: int) -> int:
         return check_window_seconds(value)
+
+    @field_validator("blocked_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as error:
+                raise ValueError(f"{cidr!r} is not an address range: {error}") from None
+        return value
 
     @field_validator("dead_letter_prefix")
     @classmethod

@@ -2,17 +2,27 @@
 
 Credentials come from INGEST_SOURCE_USERNAME / INGEST_SOURCE_PASSWORD (a Kubernetes Secret).
 They are exchanged for a bearer token at the source's `tokenUrl` (Copernicus Data Space uses
-OpenID Connect), or sent as HTTP Basic; they are never logged.
+OpenID Connect), or sent as HTTP Basic; they are never logged. Every href, redirect and search
+page passes the source's `DownloadPolicy` (download_safety): credentials reach the source's own
+hosts only, and no request reaches a forbidden address.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
+from fedeploy_ingestion.download_safety import (
+    MAX_REDIRECTS,
+    AddressGuard,
+    DownloadPolicy,
+    UnsafeDownload,
+    shown,
+)
 from fedeploy_ingestion.errors import SourceError
 from fedeploy_ingestion.object_store import MiB, RangeSource
 from fedeploy_ingestion.settings import Source
@@ -22,9 +32,15 @@ class Credentials:
     """Authentication for one source: none, HTTP Basic, or an OpenID Connect password grant."""
 
     def __init__(
-        self, source: Source, username: str | None, password: str | None, http: httpx.Client
+        self,
+        source: Source,
+        username: str | None,
+        password: str | None,
+        http: httpx.Client,
+        guard: AddressGuard | None = None,
     ) -> None:
         self.source = source
+        self.policy = DownloadPolicy.for_source(source, guard)
         self._username = username
         self._password = password
         self._http = http
@@ -34,8 +50,12 @@ class Credentials:
     def __repr__(self) -> str:  # never show the secret parts
         return f"Credentials(source={self.source.name!r}, user={'set' if self._username else None})"
 
+    def headers_for(self, url: httpx.URL) -> dict[str, str]:
+        """Headers for a request to `url`: the credentials when its host is the source's own."""
+        return self.headers() if self.policy.trusted(url) else {}
+
     def headers(self) -> dict[str, str]:
-        """Headers for a download request."""
+        """Headers for a download request to one of the source's hosts."""
         if not self._username or not self._password:
             return {}
         if self.source.token_url is None:
@@ -78,24 +98,43 @@ class Credentials:
 
 
 class HttpAsset(RangeSource):
-    """An asset served over HTTP(S), read with Range requests so a copy can resume."""
+    """An asset served over HTTP(S), read with Range requests so a copy can resume.
+
+    The href and every redirect are checked against the source's `DownloadPolicy` before a
+    request is sent (UnsafeDownload names the refusal); redirects are followed here, at most
+    MAX_REDIRECTS, with the credentials re-applied between the source's own hosts (httpx drops
+    them on a cross-host redirect) and never sent anywhere else."""
 
     def __init__(self, href: str, http: httpx.Client, credentials: Credentials) -> None:
-        self.href = href
+        self.href = shown(href)
+        self._url = credentials.policy.check(href)
         self._http = http
         self._credentials = credentials
         self._response: httpx.Response | None = None
 
+    def _get(self, offset: int) -> httpx.Response:
+        url = self._url
+        for _ in range(MAX_REDIRECTS + 1):
+            headers = self._credentials.headers_for(url)
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            request = self._http.build_request("GET", url, headers=headers)
+            try:
+                response = self._http.send(request, stream=True, follow_redirects=False)
+            except UnsafeDownload:
+                raise
+            except httpx.HTTPError as error:
+                raise SourceError(f"GET {shown(url)} failed: {error}") from error
+            location = response.headers.get("location")
+            if not (response.is_redirect and location):
+                return response
+            response.close()
+            url = self._credentials.policy.redirect(url, location)
+        raise SourceError(f"GET {self.href}: more than {MAX_REDIRECTS} redirects")
+
     def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
         """Start a GET from `offset`; (chunks, offset served, total size)."""
-        headers = self._credentials.headers()
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        request = self._http.build_request("GET", self.href, headers=headers)
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.HTTPError as error:
-            raise SourceError(f"GET {self.href} failed: {error}") from error
+        response = self._get(offset)
         self._response = response
         if response.status_code == 416 and offset:
             # Everything was uploaded already; Content-Range says "bytes */<total>".
@@ -134,11 +173,29 @@ def _content_range(value: str, href: str) -> tuple[int, int]:
 
 
 def search(
-    source: Source, interval: str | None, headers: dict[str, str]
+    source: Source,
+    interval: str | None,
+    headers: dict[str, str],
+    policy: DownloadPolicy | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Items of the source's collections, area, time window and cloud-cover limit."""
+    """Items of the source's collections, area, time window and cloud-cover limit.
+
+    Every request (next pages included) must go to one of the source's hosts at an allowed
+    address (`policy`; the source's own by default); redirects are refused."""
+    import requests
     from pystac_client import Client
     from pystac_client.exceptions import APIError
+    from pystac_client.stac_api_io import StacApiIO
+
+    policy = policy or DownloadPolicy.for_source(source)
+
+    def checked(request: requests.Request) -> requests.Request:
+        policy.check(str(request.url), what="search request to")
+        return request
+
+    if headers:
+        # pystac-client logs each request's headers at DEBUG: the credentials would be in them.
+        logging.getLogger("pystac_client.stac_api_io").setLevel(logging.INFO)
 
     parameters: dict[str, Any] = {"collections": source.collections, "max_items": source.max_items}
     if source.bbox:
@@ -152,7 +209,10 @@ def search(
         }
         parameters["filter_lang"] = "cql2-json"
     try:
-        client = Client.open(source.url, headers=headers)
+        stac_io = StacApiIO(headers=headers, request_modifier=checked)
+        stac_io.session.max_redirects = 0
+        stac_io.session.trust_env = False
+        client = Client.open(source.url, stac_io=stac_io)
         yield from client.search(**parameters).items_as_dicts()
     except APIError as error:  # pystac-client wraps every transport and HTTP error in it
         raise SourceError(

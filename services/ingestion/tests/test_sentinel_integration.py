@@ -55,6 +55,8 @@ def settings(s3: SeaweedS3, bucket: str, upstream_url: str, **changes: Any) -> I
         "sources": [
             {
                 "name": "upstream",
+                # The loopback upstream: its own host may resolve to 127.0.0.1.
+                "privateHosts": ["127.0.0.1"],
                 "url": upstream_url,
                 "collections": [COLLECTION],
                 "assets": ["B04", "B03", "SCL"],
@@ -176,6 +178,8 @@ def test_an_asset_whose_checksum_differs_is_not_kept(
         sources=[
             {
                 "name": "upstream",
+                # The loopback upstream: its own host may resolve to 127.0.0.1.
+                "privateHosts": ["127.0.0.1"],
                 "url": api.url,
                 "collections": [COLLECTION],
                 "assets": ["B04"],
@@ -198,6 +202,8 @@ def test_indexed_workers_share_the_items_without_overlap(
     wide = [
         {
             "name": "upstream",
+            # The loopback upstream: its own host may resolve to 127.0.0.1.
+            "privateHosts": ["127.0.0.1"],
             "url": api.url,
             "collections": [COLLECTION],
             "assets": ["B03"],

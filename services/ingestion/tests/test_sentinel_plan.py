@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 
 import pytest
+from fedeploy_ingestion.download_safety import UnsafeDownload
 from fedeploy_ingestion.sentinel_plan import (
     CopiedAsset,
     chosen_assets,
@@ -15,6 +16,7 @@ from fedeploy_ingestion.sentinel_plan import (
     site_collection,
     site_item,
 )
+from fedeploy_ingestion.stac_ids import InvalidId
 
 
 def upstream_item() -> dict:
@@ -68,7 +70,7 @@ def test_object_keys_follow_the_contract(href: str, media_type: str | None, expe
 
 @pytest.mark.parametrize("bad", ["", "a/b", ".."])
 def test_ids_that_would_escape_their_prefix_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError, match="object key"):
+    with pytest.raises(InvalidId, match="object key"):
         object_key("c", bad, "B04", "https://h/x", None)
 
 
@@ -76,7 +78,7 @@ def test_an_s3_href_is_downloaded_through_its_https_alternate() -> None:
     assets = upstream_item()["assets"]
     assert download_href(assets["B04"]) == "https://download.example/B04.jp2"
     assert download_href(assets["B03"]) == "https://download.example/B03"
-    with pytest.raises(ValueError, match="no HTTP"):
+    with pytest.raises(UnsafeDownload, match="no HTTP"):
         download_href({"href": "s3://bucket/key"})
 
 

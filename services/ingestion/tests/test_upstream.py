@@ -6,12 +6,16 @@ import base64
 
 import httpx
 import pytest
+from fedeploy_ingestion.download_safety import AddressGuard
 from fedeploy_ingestion.errors import SourceError
 from fedeploy_ingestion.settings import Source
 from fedeploy_ingestion.upstream import Credentials, HttpAsset
 
 DATA = bytes(range(256)) * 40
 TOKEN_URL = "https://identity.example/token"
+# Every name of these tests resolves to one public address (nothing is connected to: the
+# transport is httpx's MockTransport).
+GUARD = AddressGuard.build(resolver=lambda host, port: ["93.184.215.14"])
 
 
 def source(**changes: object) -> Source:
@@ -20,6 +24,7 @@ def source(**changes: object) -> Source:
         "url": "https://stac.example/v1",
         "collections": ["c"],
         "assets": ["B04"],
+        "downloadHosts": ["download.example", "h"],
     }
     values.update(changes)
     return Source.model_validate(values)
@@ -66,7 +71,7 @@ def read(asset: HttpAsset, offset: int) -> tuple[bytes, int, int]:
 def test_credentials_are_exchanged_for_a_bearer_token_once() -> None:
     upstream = Upstream()
     http = upstream.client()
-    credentials = Credentials(source(tokenUrl=TOKEN_URL), "bob", "pw", http)
+    credentials = Credentials(source(tokenUrl=TOKEN_URL), "bob", "pw", http, GUARD)
     asset = HttpAsset("https://download.example/B04.jp2", http, credentials)
     assert read(asset, 0) == (DATA, 0, len(DATA))
     assert read(asset, 100) == (DATA[100:], 100, len(DATA))
@@ -79,7 +84,7 @@ def test_credentials_are_exchanged_for_a_bearer_token_once() -> None:
 
 def test_a_refused_token_names_the_status_and_not_the_answer() -> None:
     http = Upstream(token_status=401).client()
-    credentials = Credentials(source(tokenUrl=TOKEN_URL), "bob", "pw", http)
+    credentials = Credentials(source(tokenUrl=TOKEN_URL), "bob", "pw", http, GUARD)
     with pytest.raises(SourceError) as raised:
         credentials.headers()
     assert "401" in str(raised.value) and "INGEST_SOURCE_PASSWORD" in str(raised.value)
@@ -89,7 +94,7 @@ def test_a_refused_token_names_the_status_and_not_the_answer() -> None:
 def test_without_a_token_url_credentials_go_as_basic() -> None:
     upstream = Upstream()
     http = upstream.client()
-    asset = HttpAsset("https://h/a", http, Credentials(source(), "bob", "pw", http))
+    asset = HttpAsset("https://h/a", http, Credentials(source(), "bob", "pw", http, GUARD))
     read(asset, 0)
     assert (
         upstream.asset_headers[0]["authorization"]
@@ -101,18 +106,18 @@ def test_without_a_token_url_credentials_go_as_basic() -> None:
 def test_no_credentials_send_no_authorization() -> None:
     upstream = Upstream()
     http = upstream.client()
-    read(HttpAsset("https://h/a", http, Credentials(source(), None, None, http)), 0)
+    read(HttpAsset("https://h/a", http, Credentials(source(), None, None, http, GUARD)), 0)
     assert "authorization" not in upstream.asset_headers[0]
 
 
 def test_a_read_past_the_end_says_everything_was_read() -> None:
     http = Upstream().client()
-    asset = HttpAsset("https://h/a", http, Credentials(source(), None, None, http))
+    asset = HttpAsset("https://h/a", http, Credentials(source(), None, None, http, GUARD))
     assert read(asset, len(DATA)) == (b"", len(DATA), len(DATA))
 
 
 def test_an_error_status_is_a_source_error() -> None:
     http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(503)))
-    asset = HttpAsset("https://h/a", http, Credentials(source(), None, None, http))
+    asset = HttpAsset("https://h/a", http, Credentials(source(), None, None, http, GUARD))
     with pytest.raises(SourceError, match="503"):
         asset.open(0)

@@ -1,0 +1,286 @@
+"""Where a Sentinel download may go, decided before any byte leaves the pod.
+
+An upstream STAC item is untrusted input: its asset hrefs (and every redirect its hosts answer
+with) could point at the cloud's metadata service, at the cluster's own services, or at a host
+that would receive the source's credentials. Three controls stop that:
+
+- a per-source allow-list of hosts (the search host, the hosts the source declares, and for
+  Copernicus its known download hosts); credentials go to these hosts only, and a redirect to
+  any other host is refused;
+- schemes: https, and http only for a source whose own URL is http (file://, gopher://, ...
+  are refused);
+- addresses: every name is resolved and each address checked (loopback, private, link-local,
+  multicast, reserved, shared and the cluster's ranges are refused; IPv4 embedded in IPv6 is
+  unwrapped first). `GuardedTransport` repeats the check at connection time and connects to the
+  address it checked, so a name that resolves differently the second time (DNS rebinding)
+  cannot slip through.
+
+A source may name hosts whose private addresses are expected (`privateHosts`: an on-premises
+mirror, or the tests' loopback upstream); link-local and the cluster's ranges stay refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from fedeploy_ingestion.errors import SourceError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], list[str]]
+
+# Redirects followed for one download, at most.
+MAX_REDIRECTS = 5
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class UnsafeDownload(SourceError):
+    """A download (or a redirect) would leave the source's hosts or reach a forbidden address."""
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (the system resolver), in its order, without repeats."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _embedded_ipv4(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo client, NAT64), else itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address.teredo is not None:
+            return address.teredo[1]
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
+def address_problem(
+    address: IPAddress, *, private_allowed: bool = False, blocked: Sequence[IPNetwork] = ()
+) -> str | None:
+    """Why a download must not connect to `address`, or None when it may.
+
+    `blocked` are the cluster's ranges (refused whatever else holds); `private_allowed` admits
+    loopback and private addresses (never link-local, multicast or unspecified)."""
+    inner = _embedded_ipv4(address)
+    for candidate in {address, inner}:
+        for network in blocked:
+            if candidate.version == network.version and candidate in network:
+                return f"is in the cluster's range {network}"
+    if inner.is_link_local:
+        return "is link-local (where the cloud's metadata service answers)"
+    if inner.is_unspecified or inner.is_multicast:
+        return "is not a unicast host address"
+    if inner.is_loopback:
+        return None if private_allowed else "is a loopback address"
+    if not inner.is_global or inner.is_reserved:
+        return None if private_allowed else "is a private, shared or reserved address"
+    return None
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class AddressGuard:
+    """Resolves a host and refuses it when any of its addresses is forbidden.
+
+    `blocked`: the cluster's pod and service ranges. `private_hosts`: host names (lower case)
+    whose loopback or private addresses are expected. `resolver`: name -> addresses (tests
+    replace it; the default is the system's)."""
+
+    blocked: tuple[IPNetwork, ...] = ()
+    private_hosts: frozenset[str] = frozenset()
+    resolver: Resolver = field(default=system_resolver, compare=False)
+
+    @classmethod
+    def build(
+        cls,
+        blocked: Iterable[str] = (),
+        private_hosts: Iterable[str] = (),
+        resolver: Resolver | None = None,
+    ) -> AddressGuard:
+        """A guard from CIDR strings and host names (ValueError on a malformed CIDR)."""
+        return cls(
+            blocked=tuple(ipaddress.ip_network(c, strict=False) for c in blocked),
+            private_hosts=frozenset(h.lower().strip("[]") for h in private_hosts),
+            resolver=resolver or system_resolver,
+        )
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        """The checked addresses of `host`; UnsafeDownload if any is forbidden."""
+        name = host.lower().strip("[]")
+        literal = _literal(name)
+        if literal is not None:
+            found = [str(literal)]
+        else:
+            try:
+                found = self.resolver(name, port)
+            except (OSError, UnicodeError) as error:
+                raise SourceError(f"cannot resolve {name}: {error}") from None
+            if not found:
+                raise SourceError(f"cannot resolve {name}: no address")
+        private_allowed = name in self.private_hosts
+        for text in found:
+            problem = address_problem(
+                ipaddress.ip_address(text.split("%", 1)[0]),
+                private_allowed=private_allowed,
+                blocked=self.blocked,
+            )
+            if problem:
+                shown = name if literal is not None else f"{name} resolves to {text}, which"
+                raise UnsafeDownload(f"refused: {shown} {problem}")
+        return found
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """httpcore's network backend that connects only to addresses the guard checked."""
+
+    def __init__(self, guard: AddressGuard) -> None:
+        self.guard = guard
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        failure: Exception | None = None
+        options = list(socket_options or [])
+        for address in self.guard.addresses(host, port):
+            try:
+                # TLS still verifies and sends SNI for `host`: httpcore passes the URL's host to
+                # start_tls, not the address connected to.
+                return self._inner.connect_tcp(address, port, timeout, local_address, options)
+            except httpcore.ConnectError as error:
+                failure = error
+        assert failure is not None
+        raise failure
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise UnsafeDownload(f"refused: a Unix socket ({path}) is not a download host")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's transport over `GuardedBackend`; environment proxies are not used (a proxy would
+    resolve names itself, out of the guard's sight)."""
+
+    def __init__(self, guard: AddressGuard, *, verify: bool | str = True) -> None:
+        super().__init__(verify=verify, trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            network_backend=GuardedBackend(guard),
+        )
+
+
+def guarded_client(guard: AddressGuard, timeout: float = 60.0) -> httpx.Client:
+    """An httpx client whose every connection passes `guard`; it follows no redirect itself."""
+    return httpx.Client(
+        transport=GuardedTransport(guard), timeout=timeout, follow_redirects=False, trust_env=False
+    )
+
+
+def host_matches(host: str, pattern: str) -> bool:
+    """Whether `host` is `pattern`, or a sub-domain of it when the pattern is `*.domain`."""
+    host, pattern = host.lower().rstrip("."), pattern.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
+def shown(url: str | httpx.URL) -> str:
+    """A URL for messages: without user information (which may hold a password)."""
+    parts = urlsplit(str(url))
+    if parts.username is None and parts.password is None:
+        return str(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """Where one source's downloads may go, and which hosts get its credentials."""
+
+    source: str
+    hosts: tuple[str, ...]
+    schemes: frozenset[str]
+    guard: AddressGuard
+
+    @classmethod
+    def for_source(cls, source: Any, guard: AddressGuard | None = None) -> DownloadPolicy:
+        """The policy of a `settings.Source`: its search host and its declared download hosts;
+        the guard admits the source's `privateHosts` (and nothing else) to private addresses."""
+        search = httpx.URL(source.url)
+        hosts = tuple(dict.fromkeys([search.host, *source.download_hosts]))
+        schemes = frozenset({"https", search.scheme})
+        if guard is None:
+            guard = AddressGuard.build(private_hosts=source.private_hosts)
+        elif not set(h.lower() for h in source.private_hosts) <= guard.private_hosts:
+            guard = AddressGuard(
+                blocked=guard.blocked,
+                private_hosts=guard.private_hosts | {h.lower() for h in source.private_hosts},
+                resolver=guard.resolver,
+            )
+        return cls(source=source.name, hosts=hosts, schemes=schemes, guard=guard)
+
+    def trusted(self, url: httpx.URL) -> bool:
+        """Whether `url`'s host is one of the source's (and so may receive its credentials)."""
+        return any(host_matches(url.host, pattern) for pattern in self.hosts)
+
+    def check(self, url: str | httpx.URL, *, what: str = "asset href") -> httpx.URL:
+        """`url` parsed, after checking scheme, host and addresses; UnsafeDownload if refused."""
+        try:
+            parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        except httpx.InvalidURL as error:
+            raise UnsafeDownload(f"{what} {shown(str(url))!r} is not a URL: {error}") from None
+        allowed = ", ".join(sorted(self.schemes))
+        if parsed.scheme not in self.schemes:
+            raise UnsafeDownload(
+                f"{what} {shown(parsed)!r} refused: scheme {parsed.scheme or '(none)'!r} is not "
+                f"allowed for source {self.source} (allowed: {allowed})"
+            )
+        if not parsed.host:
+            raise UnsafeDownload(f"{what} {shown(parsed)!r} refused: it names no host")
+        if parsed.userinfo:
+            raise UnsafeDownload(f"{what} {shown(parsed)!r} refused: it carries user information")
+        if not self.trusted(parsed):
+            raise UnsafeDownload(
+                f"{what} {shown(parsed)!r} refused: host {parsed.host!r} is not one of source "
+                f"{self.source}'s download hosts ({', '.join(self.hosts)}); a host the source "
+                "really downloads from belongs in its downloadHosts"
+            )
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            self.guard.addresses(parsed.host, port)
+        except UnsafeDownload as error:
+            raise UnsafeDownload(f"{what} {shown(parsed)!r} {error}") from None
+        return parsed
+
+    def redirect(self, current: httpx.URL, location: str) -> httpx.URL:
+        """The target of a redirect from `current`, checked like an href."""
+        return self.check(current.join(location), what=f"redirect from {shown(current)!r} to")
