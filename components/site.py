@@ -8,15 +8,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.catalog_database import RdsPostgres
-from components.kubernetes_cluster import EksCluster, ExistingCluster
-from components.object_store import AwsObjectStore, S3CompatibleObjectStore
+from components.providers import BuildContext, SiteResources, provider_for
 from components.service_release import ServiceRelease
-from components.workload_role import WorkloadRole
 from fedeploy.config.services import Credentials
-from fedeploy.config.site import AwsSite, HpcSite, KubernetesSite
 from fedeploy.service_values import (
-    SERVICE_ACCOUNTS,
     SiteWiring,
     catalog_url,
     catalog_values,
@@ -29,19 +24,21 @@ from fedeploy.site_identity import kubernetes_labels, resource_tags
 if TYPE_CHECKING:
     from components.slurm_bridge import SlurmBridge
 
-MemberSite = AwsSite | KubernetesSite | HpcSite
-
 
 class Site(pulumi.ComponentResource):
-    """Everything one site runs, composed from its validated config; `contract` is what it exports."""
+    """Everything one site runs, composed from its validated config; `contract` is what it exports.
+
+    The provider module of the site's kind (components/providers) builds its network, cluster
+    and object store; this component wires the services onto them, whatever the kind."""
 
     contract: dict[str, pulumi.Output[Any]]
     kubeconfig: pulumi.Output[str] | None
+    provisioned_kubeconfig: pulumi.Output[str] | None
 
     def __init__(
         self,
         name: str,
-        config: MemberSite,
+        config: Any,
         *,
         referenced: dict[str, dict[str, pulumi.Output[Any]]],
         opts: pulumi.ResourceOptions | None = None,
@@ -53,63 +50,24 @@ class Site(pulumi.ComponentResource):
         self._tags = resource_tags(name, config.tags)
         self._labels = kubernetes_labels(name)
 
-        self.storage = self._storage(referenced, child)
-        self.cluster: EksCluster | ExistingCluster | None = None
-        if isinstance(config, AwsSite):
-            self.cluster = EksCluster(
-                f"{name}-cluster",
-                region=config.region,
-                network=config.network,
-                config=config.cluster,
-                tags=self._tags,
-                opts=child,
-            )
-        elif config.cluster is not None:
-            self.cluster = ExistingCluster(f"{name}-cluster", config=config.cluster, opts=child)
-        self.kubeconfig = self.cluster.kubeconfig if self.cluster else None
+        provision = provider_for(config.kind)
+        self.infrastructure: SiteResources = provision(
+            config, BuildContext(name=name, tags=self._tags, referenced=referenced, opts=child)
+        )
+        self.storage = self.infrastructure.store
+        self.cluster = self.infrastructure.cluster
+        self.kubeconfig = self.cluster.kubeconfig
+        self.provisioned_kubeconfig = self.infrastructure.provisioned_kubeconfig
 
-        self.bridge: SlurmBridge | None = None
-        releases: dict[str, ServiceRelease] = {}
-        catalog = None
-        if self.cluster is not None:
-            namespace = self._namespace(child)
-            self.bridge = self._bridge(namespace, child)
-            releases, catalog = self._services(namespace, child)
+        namespace = self._namespace(child)
+        self.bridge: SlurmBridge | None = self._bridge(namespace, child)
+        releases, catalog = self._services(namespace, child)
 
         self.contract = self._contract(releases, catalog)
         self.register_outputs(self.contract)
 
-    # -- storage -------------------------------------------------------------------------------
-    def _storage(
-        self, referenced: dict[str, dict[str, pulumi.Output[Any]]], child: pulumi.ResourceOptions
-    ) -> AwsObjectStore | S3CompatibleObjectStore:
-        config = self._config
-        if isinstance(config, AwsSite):
-            targets = {
-                site: outputs["storage"]
-                for site, outputs in referenced.items()
-                if "storage" in outputs
-            }
-            return AwsObjectStore(
-                f"{self._name}-storage",
-                site=self._name,
-                region=config.region,
-                config=config.storage,
-                tags=self._tags,
-                replication_targets=targets,
-                opts=child,
-            )
-        return S3CompatibleObjectStore(
-            f"{self._name}-storage",
-            site=self._name,
-            config=config.storage,
-            tags=self._tags,
-            opts=child,
-        )
-
     # -- Kubernetes side -------------------------------------------------------------------------
     def _on_cluster(self) -> pulumi.ResourceOptions:
-        assert self.cluster is not None
         return pulumi.ResourceOptions(parent=self, provider=self.cluster.provider)
 
     def _namespace(self, child: pulumi.ResourceOptions) -> str:
@@ -160,15 +118,8 @@ class Site(pulumi.ComponentResource):
             return None
         from components.slurm_bridge import SlurmBridge
 
-        assert self.cluster is not None
-        if isinstance(config, AwsSite):
-            assert isinstance(self.cluster, EksCluster)
-            vpc = self.cluster.vpc
-            allowed: pulumi.Input[list[str]] = pulumi.Output.all(vpc.cidr).apply(list)
-            vpc_id, subnet_id = vpc.vpc_id, vpc.private_subnet_ids.apply(lambda ids: ids[0])
-        else:
-            assert config.cluster is not None
-            allowed, vpc_id, subnet_id = list(config.cluster.pod_cidrs), None, None
+        infra = self.infrastructure
+        vpc_id, subnet_id = infra.bridge_network or (None, None)
         return SlurmBridge(
             f"{self._name}-bridge",
             site_name=self._name,
@@ -176,7 +127,7 @@ class Site(pulumi.ComponentResource):
             namespace=namespace,
             k8s_provider=self.cluster.provider,
             labels=self._labels,
-            allowed_cidrs=allowed,
+            allowed_cidrs=infra.bridge_cidrs,
             vpc_id=vpc_id,
             subnet_id=subnet_id,
             tags=self._tags,
@@ -185,71 +136,37 @@ class Site(pulumi.ComponentResource):
 
     def _wiring(self, namespace: str, roles: dict[str, Any]) -> SiteWiring:
         config = self._config
+        infra = self.infrastructure
         static = ""
-        if not isinstance(config, AwsSite):
-            assert isinstance(self.storage, S3CompatibleObjectStore)
+        if infra.credentials is not None:
             static = self._secret(
                 "storage-credentials",
                 "fedeploy-storage",
                 namespace,
                 {
-                    "AWS_ACCESS_KEY_ID": self.storage.access_key_id,
-                    "AWS_SECRET_ACCESS_KEY": self.storage.secret_access_key,
+                    "AWS_ACCESS_KEY_ID": infra.credentials.access_key_id,
+                    "AWS_SECRET_ACCESS_KEY": infra.credentials.secret_access_key,
                 },
             )
-        gpu_selector, taint = None, None
-        if isinstance(config, AwsSite):
-            gpu_selector, taint = {"fedeploy.io/accelerator": "nvidia"}, "nvidia.com/gpu"
-        elif config.cluster is not None and config.cluster.gpu is not None:
-            gpu_selector, taint = (
-                dict(config.cluster.gpu.node_selector),
-                config.cluster.gpu.taint_key,
-            )
+        gpu = infra.gpu
         return SiteWiring(
             site=self._name,
             kind=config.kind,
             namespace=namespace,
-            storage_endpoint="" if isinstance(config, AwsSite) else self.storage.endpoint,
+            storage_endpoint=infra.pod_storage_endpoint,
             storage_region=self.storage.region,
             storage_secret=static,
             role_arns=roles,
-            gpu_node_selector=gpu_selector,
-            gpu_taint_key=taint,
+            gpu_node_selector=dict(gpu.node_selector) if gpu is not None else None,
+            gpu_taint_key=gpu.taint_key if gpu is not None else None,
         )
-
-    def _roles(self, namespace: str, child: pulumi.ResourceOptions) -> dict[str, Any]:
-        """IAM roles for the services that touch storage (aws sites only)."""
-        config = self._config
-        if not isinstance(config, AwsSite):
-            return {}
-        assert isinstance(self.cluster, EksCluster) and isinstance(self.storage, AwsObjectStore)
-        roles: dict[str, Any] = {}
-        for service, write in (("ingestion", True), ("inference", True)):
-            spec = getattr(config.services, service)
-            if spec is None or not spec.enabled:
-                continue
-            bucket = spec.bucket
-            role = WorkloadRole(
-                f"{self._name}-{service}-role",
-                namespace=namespace,
-                service_account=SERVICE_ACCOUNTS[service],
-                oidc_provider_arn=self.cluster.oidc_provider_arn,
-                oidc_issuer=self.cluster.oidc_issuer,
-                bucket_arns=[self.storage.bucket_arns.apply(lambda arns, b=bucket: arns[b])],
-                kms_key_arn=self.storage.kms_key_arn,
-                write=write,
-                tags=self._tags,
-                opts=child,
-            )
-            roles[service] = role.arn
-        return roles
 
     def _services(
         self, namespace: str, child: pulumi.ResourceOptions
     ) -> tuple[dict[str, ServiceRelease], ServiceRelease | None]:
         config = self._config
-        assert self.cluster is not None
-        wiring = self._wiring(namespace, self._roles(namespace, child))
+        roles = self.infrastructure.workload_roles(self._name, namespace, config.services, child)
+        wiring = self._wiring(namespace, roles)
         services = config.services
         releases: dict[str, ServiceRelease] = {}
         in_cluster = catalog_url(namespace)
@@ -262,7 +179,7 @@ class Site(pulumi.ComponentResource):
                 chart=chart,
                 namespace=namespace,
                 values=values,
-                provider=self.cluster.provider,  # type: ignore[union-attr]
+                provider=self.cluster.provider,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             )
 
@@ -339,16 +256,11 @@ class Site(pulumi.ComponentResource):
             f"{self._name}-catalog-db-password", length=32, special=False, opts=child
         )
         if spec.database == "rds":
-            assert isinstance(config, AwsSite) and isinstance(self.cluster, EksCluster)
-            database = RdsPostgres(
+            database = self.infrastructure.managed_database(
                 f"{self._name}-catalog-db",
-                config=spec.rds,
-                vpc_id=self.cluster.vpc.vpc_id,
-                vpc_cidr=self.cluster.vpc.cidr,
-                subnet_ids=self.cluster.vpc.private_subnet_ids,
+                spec,
                 password=password.result,
                 production=config.environment == "production",
-                tags=self._tags,
                 opts=child,
             )
             secret = self._secret(
@@ -361,11 +273,11 @@ class Site(pulumi.ComponentResource):
                 wiring,
                 spec,
                 database_secret=secret,
-                database_host=database.address,
+                database_host=database.host,
                 database_port=database.port,
-                database_name=database.database,
+                database_name=database.name,
                 ssl_mode="require",
-                database_cidrs=self.cluster.vpc.cidr.apply(lambda cidr: [cidr]),
+                database_cidrs=database.client_cidrs,
             )
         secret = self._secret(
             "catalog-db",
@@ -395,8 +307,7 @@ class Site(pulumi.ComponentResource):
                     "name": self._name,
                     "kind": config.kind,
                     "environment": config.environment,
-                    "region": getattr(config, "region", None)
-                    or getattr(config.storage, "region", None),
+                    "region": self.infrastructure.region,
                 }
             ),
             "storage": pulumi.Output.all(
@@ -407,18 +318,10 @@ class Site(pulumi.ComponentResource):
                 kms_key_arn=storage.kms_key_arn,
                 auth=storage.auth,
             ),
-            "cluster": (
-                pulumi.Output.all(
-                    name=cluster.name, version=cluster.version, oidc_issuer=cluster.oidc_issuer
-                )
-                if cluster is not None
-                else pulumi.Output.from_input({})
+            "cluster": pulumi.Output.all(
+                name=cluster.name, version=cluster.version, oidc_issuer=cluster.oidc_issuer
             ),
-            "network": pulumi.Output.from_input(
-                {"cidr": config.network.cidr}
-                if isinstance(config, AwsSite)
-                else {"pod_cidrs": _pod_cidrs(config)}
-            ),
+            "network": pulumi.Output.from_input(self.infrastructure.network),
             # Stack outputs never hold null: a StackReference would not see the key at all.
             "catalog_url": pulumi.Output.from_input(url or ""),
             "services": pulumi.Output.from_input(
@@ -438,8 +341,3 @@ class Site(pulumi.ComponentResource):
                 else pulumi.Output.from_input({"enabled": False})
             ),
         }
-
-
-def _pod_cidrs(config: MemberSite) -> list[str]:
-    cluster = getattr(config, "cluster", None)
-    return list(getattr(cluster, "pod_cidrs", []) or [])

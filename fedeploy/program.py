@@ -56,8 +56,8 @@ def build(stacks_dir: Path = STACKS_DIR) -> dict[str, pulumi.Output[Any]]:
         return {**hub.contract}
     member = Site(stack, site, referenced=referenced)
     exports = dict(member.contract)
-    if site.kind == "aws" and member.kubeconfig is not None:
-        exports["kubeconfig"] = pulumi.Output.secret(member.kubeconfig)
+    if member.provisioned_kubeconfig is not None:  # a cluster this stack created
+        exports["kubeconfig"] = pulumi.Output.secret(member.provisioned_kubeconfig)
     return exports
 
 

@@ -1,0 +1,27 @@
+"""One module per kind of member site; `PROVIDERS` maps a stack file's `kind` to it.
+
+Adding a kind: a config class in fedeploy/config/, a module here with `provision(config,
+context) -> SiteResources`, and one line below. Modules are imported on first use, so a stack
+never loads another cloud's SDK."""
+
+from __future__ import annotations
+
+import importlib
+
+from components.providers.base import BuildContext, Provision, SiteResources
+
+PROVIDERS: dict[str, str] = {
+    "aws": "components.providers.aws",
+    "kubernetes": "components.providers.existing",
+    "hpc": "components.providers.existing",
+}
+
+
+def provider_for(kind: str) -> Provision:
+    """The `provision` function of the module that builds sites of `kind`; KeyError if none."""
+    module = importlib.import_module(PROVIDERS[kind])
+    provision: Provision = module.provision
+    return provision
+
+
+__all__ = ["PROVIDERS", "BuildContext", "Provision", "SiteResources", "provider_for"]

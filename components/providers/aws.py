@@ -1,0 +1,126 @@
+"""The aws kind: S3 buckets, EKS in the site's own VPC, IRSA roles, RDS for the catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.catalog_database import RdsPostgres
+from components.kubernetes_cluster import EksCluster
+from components.object_store import AwsObjectStore
+from components.providers.base import BuildContext, GpuScheduling, ManagedDatabase, SiteResources
+from components.workload_role import WorkloadRole
+from fedeploy.config.services import CatalogService
+from fedeploy.config.site import AwsSite
+from fedeploy.service_values import SERVICE_ACCOUNTS
+from fedeploy.workload_access import WORKLOAD_ACCESS
+
+# EKS node groups with accelerator: nvidia carry this label and taint (components/kubernetes_cluster).
+AWS_GPU = GpuScheduling({"fedeploy.io/accelerator": "nvidia"}, "nvidia.com/gpu")
+
+
+@dataclass
+class AwsResources(SiteResources):
+    """An aws site's resources: services get IAM roles, the catalog may get RDS."""
+
+    eks: EksCluster | None = None
+    s3: AwsObjectStore | None = None
+    tags: dict[str, str] | None = None
+
+    def workload_roles(
+        self, site: str, namespace: str, services: Any, opts: pulumi.ResourceOptions
+    ) -> dict[str, pulumi.Output[str]]:
+        assert self.eks is not None and self.s3 is not None
+        roles: dict[str, pulumi.Output[str]] = {}
+        for service in ("ingestion", "inference"):
+            spec = getattr(services, service)
+            if spec is None or not spec.enabled:
+                continue
+            bucket = spec.bucket
+            role = WorkloadRole(
+                f"{site}-{service}-role",
+                namespace=namespace,
+                service_account=SERVICE_ACCOUNTS[service],
+                oidc_provider_arn=self.eks.oidc_provider_arn,
+                oidc_issuer=self.eks.oidc_issuer,
+                bucket_arns=[self.s3.bucket_arns.apply(lambda arns, b=bucket: arns[b])],
+                kms_key_arn=self.s3.kms_key_arn,
+                access=WORKLOAD_ACCESS[service],
+                tags=dict(self.tags or {}),
+                opts=opts,
+            )
+            roles[service] = role.arn
+        return roles
+
+    def managed_database(
+        self,
+        name: str,
+        spec: CatalogService,
+        *,
+        password: pulumi.Output[str],
+        production: bool,
+        opts: pulumi.ResourceOptions,
+    ) -> ManagedDatabase:
+        assert self.eks is not None
+        vpc = self.eks.vpc
+        database = RdsPostgres(
+            name,
+            config=spec.rds,
+            vpc_id=vpc.vpc_id,
+            vpc_cidr=vpc.cidr,
+            subnet_ids=vpc.private_subnet_ids,
+            password=password,
+            production=production,
+            tags=dict(self.tags or {}),
+            opts=opts,
+        )
+        return ManagedDatabase(
+            username=database.username,
+            host=database.address,
+            port=database.port,
+            name=database.database,
+            client_cidrs=vpc.cidr.apply(lambda cidr: [cidr]),
+        )
+
+
+def provision(config: AwsSite, context: BuildContext) -> SiteResources:
+    """S3 (replicating to the referenced sites' buckets) and EKS with its VPC."""
+    name = context.name
+    targets = {
+        site: outputs["storage"]
+        for site, outputs in context.referenced.items()
+        if "storage" in outputs
+    }
+    store = AwsObjectStore(
+        f"{name}-storage",
+        site=name,
+        region=config.region,
+        config=config.storage,
+        tags=context.tags,
+        replication_targets=targets,
+        opts=context.opts,
+    )
+    cluster = EksCluster(
+        f"{name}-cluster",
+        region=config.region,
+        network=config.network,
+        config=config.cluster,
+        tags=context.tags,
+        opts=context.opts,
+    )
+    vpc = cluster.vpc
+    return AwsResources(
+        store=store,
+        cluster=cluster,
+        region=config.region,
+        network={"cidr": config.network.cidr},
+        gpu=AWS_GPU,
+        bridge_cidrs=pulumi.Output.all(vpc.cidr).apply(list),
+        bridge_network=(vpc.vpc_id, vpc.private_subnet_ids.apply(lambda ids: ids[0])),
+        provisioned_kubeconfig=cluster.kubeconfig,
+        eks=cluster,
+        s3=store,
+        tags=context.tags,
+    )

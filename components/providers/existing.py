@@ -1,0 +1,32 @@
+"""The kubernetes and hpc kinds: a cluster and an S3-compatible store that exist already."""
+
+from __future__ import annotations
+
+from components.kubernetes_cluster import ExistingCluster
+from components.object_store import S3CompatibleObjectStore
+from components.providers.base import BuildContext, GpuScheduling, SiteResources, StaticCredentials
+from fedeploy.config.site import HpcSite, KubernetesSite
+
+
+def provision(config: KubernetesSite | HpcSite, context: BuildContext) -> SiteResources:
+    """Buckets on the given store, reached with its keys; the cluster from its kubeconfig."""
+    name = context.name
+    store = S3CompatibleObjectStore(
+        f"{name}-storage",
+        site=name,
+        config=config.storage,
+        tags=context.tags,
+        opts=context.opts,
+    )
+    cluster = ExistingCluster(f"{name}-cluster", config=config.cluster, opts=context.opts)
+    gpu = config.cluster.gpu
+    return SiteResources(
+        store=store,
+        cluster=cluster,
+        region=config.storage.region,
+        network={"pod_cidrs": list(config.cluster.pod_cidrs)},
+        credentials=StaticCredentials(store.access_key_id, store.secret_access_key),
+        gpu=GpuScheduling(dict(gpu.node_selector), gpu.taint_key) if gpu is not None else None,
+        bridge_cidrs=list(config.cluster.pod_cidrs),
+        pod_storage_endpoint=store.endpoint,
+    )
