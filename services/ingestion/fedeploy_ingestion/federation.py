@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from fedeploy_ingestion.stac_documents import collection
+from fedeploy_ingestion.stac_ids import collection_path, item_path
 
 SITE_COLLECTION_PREFIX = "fedeploy-site-"
 # Links that say where an item came from; navigation links are the hub API's own.
@@ -29,7 +30,7 @@ def item_url(site_url: str, item: dict[str, Any]) -> str:
     for link in item.get("links", []):
         if link.get("rel") == "self":
             return str(link["href"])
-    return f"{site_url.rstrip('/')}/collections/{item['collection']}/items/{item['id']}"
+    return site_url.rstrip("/") + item_path(item.get("collection"), item.get("id"))
 
 
 def hub_item(site: str, site_url: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def hub_collection(site_url: str, site_collection: dict[str, Any]) -> dict[str, 
         {
             "rel": "via",
             "type": "application/json",
-            "href": f"{site_url.rstrip('/')}/collections/{site_collection['id']}",
+            "href": site_url.rstrip("/") + collection_path(site_collection.get("id")),
         }
     ]
     return document
