@@ -107,6 +107,17 @@ def _mount_affected() -> None:
 _mount_affected()
 
 
+def _mount_diff() -> None:
+    from fedeploy.diff_command import diff_command
+
+    app.command(
+        "diff", help="What a change does to every site, from offline plans of both revisions."
+    )(diff_command)
+
+
+_mount_diff()
+
+
 def _mount_bridge() -> None:
     try:
         from fedeploy.bridge.cli import bridge_app

@@ -46,48 +46,57 @@ def plan_tree(
     tree: Path, stacks_dir: str = "stacks", python: str = sys.executable
 ) -> PlannedFederation:
     """Run the offline plan of every stack in `tree` and read what it recorded."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(tree.resolve()), env.get("PYTHONPATH")) if p
-    )
     with tempfile.TemporaryDirectory(prefix="fedeploy-affected-plan-") as out:
-        command = [
-            python,
-            "-m",
-            "fedeploy.cli",
-            "plan",
-            "--stacks-dir",
-            stacks_dir,
-            "--format",
-            "json",
-            "--out",
-            out,
-        ]
-        try:
-            done = subprocess.run(
-                command,
-                cwd=tree,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=PLAN_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return PlannedFederation(
-                errors=[f"the offline plan of {tree} ran past {PLAN_TIMEOUT_S} s"]
-            )
-        try:
-            report = json.loads(done.stdout)
-        except json.JSONDecodeError:
-            tail = done.stderr.strip()[-1500:] or done.stdout.strip()[-1500:]
-            return PlannedFederation(
-                errors=[f"the offline plan of {tree} exited {done.returncode}: {tail}"]
-            )
+        report, failure = run_plan_in_tree(tree, stacks_dir, Path(out), python)
+        if report is None:
+            return PlannedFederation(errors=[failure])
         planned = PlannedFederation(errors=[str(e) for e in report.get("errors", [])])
         for name, site in report.get("sites", {}).items():
             planned.sites[name] = _read_site(Path(out) / name, site.get("outputs") or {})
         return planned
+
+
+def run_plan_in_tree(
+    tree: Path, stacks_dir: str, out: Path, python: str = sys.executable
+) -> tuple[dict[str, Any] | None, str]:
+    """`fedeploy plan --format json --out OUT` of the tree's own program, run inside the tree.
+
+    Returns the JSON report (each site's resources, outputs and manifests are then under
+    `out/<site>/`), or None and why the plan gave no report (a crash, a timeout)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(tree.resolve()), env.get("PYTHONPATH")) if p
+    )
+    command = [
+        python,
+        "-m",
+        "fedeploy.cli",
+        "plan",
+        "--stacks-dir",
+        stacks_dir,
+        "--format",
+        "json",
+        "--out",
+        str(out),
+    ]
+    try:
+        done = subprocess.run(
+            command,
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=PLAN_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"the offline plan of {tree} ran past {PLAN_TIMEOUT_S} s"
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        tail = done.stderr.strip()[-1500:] or done.stdout.strip()[-1500:]
+        return None, f"the offline plan of {tree} exited {done.returncode}: {tail}"
+    return report, ""
 
 
 def _read_site(site_out: Path, outputs: dict[str, Any]) -> PlannedSite:

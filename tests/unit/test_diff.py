@@ -1,0 +1,409 @@
+"""`fedeploy diff` over a table of changes on a temporary git repository holding the project's
+own program, charts and three of the example stacks: each case is one commit on the base, and
+asserts exactly which resources and manifest objects the diff reports.
+
+Planning a revision takes seconds, so each tree is planned once for the whole module (a case
+whose tree equals the base's is not planned again)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fedeploy.diff import (
+    MISSING,
+    SECRET,
+    FederationDiff,
+    InputChange,
+    ManifestChange,
+    ResourceChange,
+    RevisionPlan,
+    SiteDiff,
+    diff_revisions,
+    input_changes,
+    mask_secret_data,
+    plan_revision,
+    replacement_reasons,
+)
+from fedeploy.diff_formats import as_json, as_markdown, as_text
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = ["aws-dublin", "aws-frankfurt", "hpc-kajaani"]
+PROGRAM = [
+    "Pulumi.yaml",
+    "__main__.py",
+    "fedeploy",
+    "components",
+    "policies",
+    "charts",
+    "templates",
+]
+NAMESPACE = "kubernetes:core/v1:Namespace"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+        + list(args),
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+class Project:
+    """The repository and a planner that plans each distinct tree once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.plans: dict[str, RevisionPlan] = {}
+        self.planned: list[str] = []
+
+    def planner(self, tree: Path, stacks_dir: str, commit: str) -> RevisionPlan:
+        tree_id = git(self.path, "rev-parse", f"{commit}^{{tree}}")
+        if tree_id not in self.plans:
+            self.planned.append(commit)
+            self.plans[tree_id] = plan_revision(tree, stacks_dir, commit)
+        cached = self.plans[tree_id]
+        return RevisionPlan(
+            commit, cached.stacks, cached.order, cached.readers, cached.secrets, cached.errors
+        )
+
+    def commit_on_base(self, name: str, change) -> str:
+        git(self.path, "checkout", "-q", "-B", name, "base")
+        change(self.path)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", name)
+        return git(self.path, "rev-parse", "HEAD")
+
+    def diff(self, head: str, **kwargs) -> FederationDiff:
+        return diff_revisions(self.path, "base", head, planner=self.planner, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    repo = tmp_path_factory.mktemp("diff") / "repo"
+    repo.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in PROGRAM:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=ignore)
+        else:
+            shutil.copy(source, repo / name)
+    (repo / "stacks").mkdir()
+    for stack in STACKS:
+        shutil.copy(ROOT / "stacks" / f"Pulumi.{stack}.yaml", repo / "stacks")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    git(repo, "tag", "base")
+    return Project(repo)
+
+
+def changed(site: SiteDiff) -> dict[str, list[str]]:
+    """What a site's diff names: resource keys and manifest objects by status."""
+    named: dict[str, list[str]] = {}
+    for r in site.resources:
+        named.setdefault(f"resources {r.status}", []).append(r.key)
+    for m in site.manifests:
+        named.setdefault(f"manifests {m.status}", []).append(f"{m.release}: {m.key}")
+    return named
+
+
+# ---- the table of changes ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_nothing_changed_is_exit_0_and_plans_one_tree(project: Project) -> None:
+    head = project.commit_on_base("nothing", lambda repo: None)
+    before = len(project.planned)
+    diff = project.diff(head)
+    assert diff.errors == []
+    assert diff.exit_code == 0
+    assert {name: site.status for name, site in diff.sites.items()} == dict.fromkeys(
+        STACKS, "unchanged"
+    )
+    assert diff.waves == [["aws-dublin", "hpc-kajaani"], ["aws-frankfurt"]]
+    assert len(project.planned) - before <= 1  # equal trees: planned once
+
+
+@pytest.mark.slow
+def test_a_chart_value_changes_only_the_rendered_objects_of_every_site_releasing_it(
+    project: Project,
+) -> None:
+    head = project.commit_on_base(
+        "chart-value",
+        lambda repo: edit(
+            repo / "charts/catalog/values.yaml", "replicaCount: 2", "replicaCount: 3"
+        ),
+    )
+    diff = project.diff(head)
+    assert diff.exit_code == 1
+    for stack in STACKS:
+        site = diff.sites[stack]
+        assert changed(site) == {
+            "manifests changed": ["catalog: apps/v1 Deployment fedeploy/catalog"]
+        }, stack
+        (manifest,) = site.manifests
+        assert "-  replicas: 2\n+  replicas: 3\n" in manifest.diff
+        assert site.summary == "+0 ~0 -0 resources, 1 manifest changed"
+
+
+@pytest.mark.slow
+def test_a_components_code_changes_one_resource_per_site_with_its_input_path(
+    project: Project,
+) -> None:
+    def change(repo: Path) -> None:
+        edit(
+            repo / "components/site.py",
+            '"pod-security.kubernetes.io/audit": "restricted",',
+            '"pod-security.kubernetes.io/audit": "restricted",\n                    "fedeploy.io/team": "eo",',
+        )
+
+    diff = project.diff(project.commit_on_base("component", change))
+    for stack in STACKS:
+        site = diff.sites[stack]
+        key = f"{NAMESPACE}::{stack}-namespace"
+        assert changed(site) == {"resources changed": [key]}, stack
+        (resource,) = site.resources
+        assert [c.to_dict() for c in resource.inputs] == [
+            {"path": "metadata.labels.fedeploy.io/team", "new": "eo", "secret": False}
+        ]
+        assert resource.replaced_by == []  # a label is not the object's identity
+
+
+@pytest.mark.slow
+def test_a_stack_file_key_changes_that_sites_release_and_its_objects_only(project: Project) -> None:
+    def change(repo: Path) -> None:
+        edit(repo / "stacks/Pulumi.aws-frankfurt.yaml", "replicas: 2", "replicas: 3")
+
+    diff = project.diff(project.commit_on_base("stack-key", change))
+    assert [n for n, s in diff.sites.items() if s.status != "unchanged"] == ["aws-frankfurt"]
+    site = diff.sites["aws-frankfurt"]
+    assert changed(site) == {
+        "resources changed": [f"{RELEASE}::aws-frankfurt-ingestion"],
+        "manifests changed": ["ingestion: apps/v1 StatefulSet fedeploy/ingestion-stream"],
+    }
+    (resource,) = site.resources
+    assert [(c.path, c.old, c.new) for c in resource.inputs] == [("values.stream.replicas", 2, 3)]
+    assert "-  replicas: 2\n+  replicas: 3\n" in site.manifests[0].diff
+
+
+@pytest.mark.slow
+def test_a_secrets_ciphertext_shows_as_a_changed_secret_and_never_its_value(
+    project: Project,
+) -> None:
+    old = "v1:aHBja3ViZQ==:aHBjLWt1YmVjb25maWctY2lwaGVydGV4dA=="
+    new = "v1:aHBja3ViZQ==:bmV3LWt1YmVjb25maWctY2lwaGVydGV4dA=="
+
+    def change(repo: Path) -> None:
+        edit(repo / "stacks/Pulumi.hpc-kajaani.yaml", old, new)
+
+    diff = project.diff(project.commit_on_base("secret", change))
+    assert [n for n, s in diff.sites.items() if s.status != "unchanged"] == ["hpc-kajaani"]
+    site = diff.sites["hpc-kajaani"]
+    assert changed(site) == {}
+    assert site.secrets == [("fedeploy:site.cluster.kubeconfig", "changed")]
+    assert diff.exit_code == 1
+    for text in (as_text(diff), as_json(diff), as_markdown(diff)):
+        assert "1 secret changed" in text
+        assert new not in text and old not in text and "bmV3" not in text
+
+
+@pytest.mark.slow
+def test_a_renamed_site_is_one_stack_removed_and_one_added(project: Project) -> None:
+    def change(repo: Path) -> None:
+        (repo / "stacks/Pulumi.hpc-kajaani.yaml").rename(repo / "stacks/Pulumi.hpc-oulu.yaml")
+
+    diff = project.diff(project.commit_on_base("rename", change))
+    assert diff.removed == ["hpc-kajaani"]
+    assert diff.sites["hpc-kajaani"].status == "removed"
+    assert diff.sites["hpc-kajaani"].wave is None
+    assert diff.sites["hpc-oulu"].status == "added"
+    assert diff.waves == [["aws-dublin", "hpc-oulu"], ["aws-frankfurt"]]
+    removed = {r.key for r in diff.sites["hpc-kajaani"].resources}
+    added = {r.key for r in diff.sites["hpc-oulu"].resources}
+    assert {r.status for r in diff.sites["hpc-kajaani"].resources} == {"removed"}
+    assert {k.replace("hpc-kajaani", "hpc-oulu") for k in removed} == added
+    assert f"{NAMESPACE}::hpc-oulu-namespace" in added
+    assert {m.status for m in diff.sites["hpc-oulu"].manifests} == {"added"}
+    assert diff.sites["hpc-kajaani"].outputs and all(
+        o.new is MISSING for o in diff.sites["hpc-kajaani"].outputs
+    )
+    text = as_text(diff)
+    assert text.index("wave 2") < text.index("removed stacks") < text.index("hpc-kajaani: stack")
+
+
+@pytest.mark.slow
+def test_the_sites_asked_for_are_the_only_ones_shown_and_an_unknown_one_is_an_error(
+    project: Project,
+) -> None:
+    head = git(project.path, "rev-parse", "chart-value")
+    diff = project.diff(head, sites=["aws-frankfurt"])
+    assert list(diff.sites) == ["aws-frankfurt"]
+    assert diff.waves == [["aws-frankfurt"]]
+    wrong = project.diff(head, sites=["nowhere"])
+    assert wrong.exit_code == 2
+    assert "no stack 'nowhere' at either revision" in wrong.errors[0]
+
+
+@pytest.mark.slow
+def test_an_invalid_stack_at_the_head_is_exit_2_naming_the_file(project: Project) -> None:
+    def change(repo: Path) -> None:
+        edit(repo / "stacks/Pulumi.aws-dublin.yaml", "kind: aws", "kind: mainframe")
+
+    diff = project.diff(project.commit_on_base("invalid", change))
+    assert diff.exit_code == 2
+    assert any("Pulumi.aws-dublin.yaml" in e and "kind" in e for e in diff.errors)
+
+
+@pytest.mark.slow
+def test_the_command_exit_status_forms_and_bytes_are_stable(
+    project: Project, tmp_path, monkeypatch
+) -> None:
+    import fedeploy.diff as diff_module
+    from fedeploy import cli
+
+    # The command plans with plan_revision: route it through the module's cache.
+    monkeypatch.setattr(diff_module, "plan_revision", project.planner)
+    runner = CliRunner()
+    args = ["diff", "--repo", str(project.path), "--base", "base"]
+    first = runner.invoke(
+        cli.app, [*args, "--head", "stack-key", "-f", "json", "--out", str(tmp_path)]
+    )
+    second = runner.invoke(cli.app, [*args, "--head", "stack-key", "-f", "json"])
+    nothing = runner.invoke(cli.app, [*args, "--head", "nothing", "-f", "markdown"])
+    invalid = runner.invoke(cli.app, [*args, "--head", "invalid"])
+    no_base = runner.invoke(cli.app, ["diff", "--repo", str(project.path)])
+    assert first.exit_code == 1, first.output
+    assert first.stdout == second.stdout
+    data = json.loads(first.stdout)
+    assert data["sites"]["aws-frankfurt"]["summary"] == "+0 ~1 -0 resources, 1 manifest changed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "comment.md",
+        "diff.json",
+        "diff.md",
+        "diff.txt",
+    ]
+    assert (tmp_path / "diff.json").read_text() == first.stdout
+    assert nothing.exit_code == 0, nothing.output
+    assert "no change on any of 3 site(s)" in nothing.stdout
+    assert invalid.exit_code == 2
+    assert no_base.exit_code == 2 and "--base" in no_base.output
+
+
+# ---- pure pieces ----------------------------------------------------------------------------------
+
+
+def test_secret_inputs_read_secret_on_both_sides_and_only_their_presence_shows() -> None:
+    old = {
+        "inputs": {"a": 1, "token": SECRET, "data": {"k": SECRET}},
+        "secret_inputs": ["token", "data"],
+    }
+    new = {
+        "inputs": {"a": 2, "token": SECRET, "data": {"k": SECRET, "j": SECRET}},
+        "secret_inputs": ["token", "data"],
+    }
+    assert input_changes(old, new) == [
+        InputChange("a", 1, 2),
+        InputChange("data.j", MISSING, SECRET, secret=True),
+    ]
+    # A value that becomes secret is shown as [secret] on both sides, never in plain.
+    became = {
+        "inputs": {"a": 1, "token": SECRET, "data": {"k": SECRET}, "pw": SECRET},
+        "secret_inputs": ["token", "data", "pw"],
+    }
+    was = {
+        "inputs": {"a": 1, "token": SECRET, "data": {"k": SECRET}, "pw": "hunter2"},
+        "secret_inputs": ["token", "data"],
+    }
+    (change,) = input_changes(was, became)
+    assert change == InputChange("pw", SECRET, SECRET, secret=True)
+    assert "hunter2" not in json.dumps(change.to_dict())
+
+
+def test_replacement_only_where_the_table_knows_it() -> None:
+    def paths(*names: str) -> list[InputChange]:
+        return [InputChange(n, 1, 2) for n in names]
+
+    assert replacement_reasons("aws:ec2/vpc:Vpc", paths("cidrBlock", "tags.a")) == ["cidrBlock"]
+    assert replacement_reasons("aws:ec2/vpc:Vpc", paths("tags.a")) == []
+    assert replacement_reasons("aws:eks/nodeGroup:NodeGroup", paths("instanceTypes[0]")) == [
+        "instanceTypes[0]"
+    ]
+    assert replacement_reasons(NAMESPACE, paths("metadata.name", "metadata.labels.x")) == [
+        "metadata.name"
+    ]
+    assert replacement_reasons(RELEASE, paths("name", "values.x")) == []
+    assert replacement_reasons("aws:unknown/thing:Thing", paths("anything")) == []
+    assert replacement_reasons("random:index/randomPassword:RandomPassword", paths("length")) == [
+        "length"
+    ]
+
+
+def test_secret_objects_are_masked_in_manifest_diffs() -> None:
+    old = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "b2xk", "b": "c2FtZQ=="}}
+    new = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "bmV3", "b": "c2FtZQ=="}}
+    a, b = mask_secret_data(old, new)
+    assert a["data"] == {"a": SECRET, "b": SECRET}
+    assert b["data"] == {"a": "[secret, changed]", "b": SECRET}
+    from fedeploy.diff import manifest_changes
+
+    (change,) = manifest_changes({"r": {"v1 Secret s": old}}, {"r": {"v1 Secret s": new}})
+    assert "b2xk" not in change.diff and "bmV3" not in change.diff
+    assert "+  a: '[secret, changed]'" in change.diff
+
+
+def _big_diff(sites: int) -> FederationDiff:
+    body = "\n".join(f"+  line{i}: {'x' * 60}" for i in range(200))
+    diff = FederationDiff("a" * 40, "b" * 40, [[f"site-{i:03d}" for i in range(sites)]], {})
+    for i in range(sites):
+        name = f"site-{i:03d}"
+        diff.sites[name] = SiteDiff(
+            name,
+            "changed",
+            1,
+            resources=[
+                ResourceChange(
+                    f"t::{name}", "t", name, "changed", [InputChange("v", "x" * 500, "y")]
+                )
+            ],
+            manifests=[ManifestChange("catalog", "apps/v1 Deployment ns/catalog", "changed", body)],
+        )
+    return diff
+
+
+def test_markdown_fits_a_comment_by_summarising_and_points_at_the_full_artifact() -> None:
+    small = as_markdown(_big_diff(2))
+    assert "<details><summary><code>site-000</code>" in small and "line199" in small
+    assert "Shortened" not in small
+    big = _big_diff(60)
+    comment = as_markdown(big, full_url="https://ci.example/artifacts/diff.md")
+    assert len(comment) < 65_536
+    assert "Shortened to fit a comment" in comment
+    assert "[the full diff](https://ci.example/artifacts/diff.md)" in comment
+    assert "| 1 | `site-059` | +0 ~1 -0 resources, 1 manifest changed |" in comment
+    full = as_markdown(big, limit=None)
+    assert len(full) > 65_536 and "line199" in full
+
+
+def test_text_colours_only_when_asked() -> None:
+    diff = _big_diff(1)
+    assert "\033[" not in as_text(diff)
+    coloured = as_text(diff, colour=True)
+    assert "\033[33m    ~ t::site-000" in coloured
