@@ -8,6 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from fedeploy.workload_access import WorkloadAccess, workload_policy
+
 
 def _trust(provider_arn: str, issuer: str, subject: str) -> dict[str, Any]:
     host = issuer.removeprefix("https://")
@@ -27,8 +29,8 @@ def _trust(provider_arn: str, issuer: str, subject: str) -> dict[str, Any]:
 
 
 class WorkloadRole(pulumi.ComponentResource):
-    """Least privilege: read (and write where asked) on named buckets and use of their KMS key,
-    assumable only by `system:serviceaccount:<namespace>:<service account>`."""
+    """Least privilege: what `access` lists on its buckets' key prefixes and use of its KMS
+    key through S3, assumable only by `system:serviceaccount:<namespace>:<service account>`."""
 
     arn: pulumi.Output[str]
 
@@ -42,7 +44,7 @@ class WorkloadRole(pulumi.ComponentResource):
         oidc_issuer: pulumi.Input[str],
         bucket_arns: list[pulumi.Input[str]],
         kms_key_arn: pulumi.Input[str | None],
-        write: bool,
+        access: WorkloadAccess,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -58,39 +60,8 @@ class WorkloadRole(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        object_actions = ["s3:GetObject", "s3:GetObjectVersion"]
-        if write:
-            object_actions += ["s3:PutObject", "s3:AbortMultipartUpload"]
-        statements: list[Any] = [
-            {
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-                "Resource": bucket_arns,
-            },
-            {
-                "Effect": "Allow",
-                "Action": object_actions,
-                "Resource": [pulumi.Output.concat(arn, "/*") for arn in bucket_arns],
-            },
-        ]
-        policy: pulumi.Output[str] = pulumi.Output.from_input(kms_key_arn).apply(
-            lambda key: pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": statements
-                    + (
-                        [
-                            {
-                                "Effect": "Allow",
-                                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                                "Resource": [key],
-                            }
-                        ]
-                        if key
-                        else []
-                    ),
-                }
-            )
+        policy = pulumi.Output.all(kms_key_arn, *bucket_arns).apply(
+            lambda args: json.dumps(workload_policy(access, list(args[1:]), args[0]))
         )
         aws.iam.RolePolicy(
             f"{name}-access", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self)

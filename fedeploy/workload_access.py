@@ -1,0 +1,122 @@
+"""What each service does in its bucket, as data, and the IAM policy that grants exactly that.
+
+Each entry lists the key prefixes a service's code reads, writes, deletes and resumes multipart
+uploads under (read from the code under services/); `workload_policy` turns one entry into a
+policy document scoped to one bucket and those prefixes. The integration test
+`tests/integration/test_least_privilege.py` attaches the documents the offline plan renders to a
+user of an IAM-enforcing moto and runs the services' real code with its keys, so a call the
+code makes and this table lacks fails there, not on AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkloadAccess:
+    """Key prefixes (each ending in `/`) a service touches in its one bucket.
+
+    reads: `s3:GetObject` (GET and HEAD). writes: `s3:PutObject` (also multipart create, part
+    upload and complete, and conditional writes). deletes: `s3:DeleteObject`. resumes: listing
+    the parts of an unfinished multipart upload and aborting one (`s3:ListMultipartUploadParts`,
+    `s3:AbortMultipartUpload`), plus `s3:ListBucketMultipartUploads` on the bucket.
+    """
+
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    deletes: tuple[str, ...] = ()
+    resumes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for prefix in self.reads + self.writes + self.deletes + self.resumes:
+            if not prefix.endswith("/") or "*" in prefix or prefix.startswith("/"):
+                raise ValueError(f"key prefix {prefix!r} must end in '/' and hold no '*'")
+
+
+WORKLOAD_ACCESS: dict[str, WorkloadAccess] = {
+    # fedeploy_ingestion: Sentinel copies (head, resumable multipart copy, read back, delete a
+    # bad copy) under sentinel/; stream windows (read to merge, write) under observations/;
+    # rejected messages under dead-letter/ (INGEST_DEAD_LETTER_PREFIX's default).
+    "ingestion": WorkloadAccess(
+        reads=("sentinel/", "observations/"),
+        writes=("sentinel/", "observations/", "dead-letter/"),
+        deletes=("sentinel/",),
+        resumes=("sentinel/",),
+    ),
+    # fedeploy_inference: reads windows, publishes and loads models (models/<name>/...),
+    # writes batch forecasts. `fedeploy-infer generate` (synthetic windows) is a demo
+    # command with its own credentials, not a workload of the site.
+    "inference": WorkloadAccess(
+        reads=("observations/", "models/"),
+        writes=("models/", "forecasts/"),
+    ),
+}
+
+
+def _objects(bucket_arns: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    return [f"{arn}/{prefix}*" for arn in bucket_arns for prefix in prefixes]
+
+
+def workload_policy(
+    access: WorkloadAccess, bucket_arns: list[str], kms_key_arn: str | None
+) -> dict[str, Any]:
+    """The IAM policy document (a dict) granting `access` on buckets (ARNs) and their KMS key.
+
+    `s3:ListBucket` is granted on the bucket without a prefix condition: S3 answers a GET or
+    HEAD of a missing key with 404 only to a caller that may list the bucket (403 otherwise),
+    and the services read "absent" as a normal answer (no window yet, no LATEST pointer).
+    The KMS statement holds only through S3 in the key's region (`kms:ViaService`).
+    """
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ListBucket",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": bucket_arns,
+        }
+    ]
+    if access.resumes:
+        statements.append(
+            {
+                "Sid": "ListUnfinishedUploads",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucketMultipartUploads"],
+                "Resource": bucket_arns,
+            }
+        )
+    for sid, actions, prefixes in (
+        ("Read", ["s3:GetObject"], access.reads),
+        ("Write", ["s3:PutObject"], access.writes),
+        (
+            "ResumeUploads",
+            ["s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+            access.resumes,
+        ),
+        ("Delete", ["s3:DeleteObject"], access.deletes),
+    ):
+        if prefixes:
+            statements.append(
+                {
+                    "Sid": sid,
+                    "Effect": "Allow",
+                    "Action": actions,
+                    "Resource": _objects(bucket_arns, prefixes),
+                }
+            )
+    if kms_key_arn:
+        actions = ["kms:Decrypt"] + (["kms:GenerateDataKey"] if access.writes else [])
+        statement: dict[str, Any] = {
+            "Sid": "BucketKey",
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": [kms_key_arn],
+        }
+        region = kms_key_arn.split(":")[3] if kms_key_arn.count(":") >= 5 else ""
+        if region:
+            statement["Condition"] = {
+                "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}
+            }
+        statements.append(statement)
+    return {"Version": "2012-10-17", "Statement": statements}
