@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from fedeploy.checks import RenderedRelease, check_stack
+from fedeploy.exposure import exposure_summary
 from fedeploy.offline.engine import StackPlan
 from fedeploy.offline.federation import FederationPlan, plan_federation
 from fedeploy.service_values import CHARTS_DIR
@@ -130,6 +131,9 @@ def _wiring(release: RenderedRelease) -> dict[str, Any]:
         wiring["bridge"] = bridge.get("endpoint")
     if (values.get("gpu") or {}).get("enabled"):
         wiring["gpu"] = True
+    exposure = exposure_summary(values)
+    if exposure is not None:
+        wiring["exposure"] = exposure
     federation = values.get("federation") or {}
     if federation.get("enabled"):
         wiring["harvests"] = [s["name"] for s in federation.get("sites") or []]

@@ -21,6 +21,16 @@ def _verdict(data: dict[str, Any]) -> str:
     return f"clean: {summary['sites']} site(s), {summary['resources']} resources, {summary['advisories']} advisory finding(s)"
 
 
+def _exposure(exposure: dict[str, Any]) -> str:
+    """One line: the public URL (or none), who may write, and whose tokens are accepted."""
+    if not exposure["public_url"]:
+        return f"not public; writes: {exposure['writes']}"
+    return (
+        f"public at {exposure['public_url']}; reads anonymous; writes: {exposure['writes']} "
+        f"from issuer {exposure['issuer']}"
+    )
+
+
 def as_text(report: PlanReport) -> str:
     data = report.to_dict()
     lines = ["fedeploy plan (offline: no credentials, provider answers are stand-ins)", ""]
@@ -44,13 +54,15 @@ def as_text(report: PlanReport) -> str:
             shown = ", ".join(
                 f"{k}={v}"
                 for k, v in wiring.items()
-                if k not in ("manifests", "chart", "namespace")
+                if k not in ("manifests", "chart", "namespace", "exposure")
             )
             kinds = ", ".join(f"{n} {k}" for k, n in wiring["manifests"].items())
             lines.append(
                 f"  service {service} ({wiring['chart']} in {wiring['namespace']}): {shown}"
             )
             lines.append(f"      renders {kinds}")
+            if "exposure" in wiring:
+                lines.append(f"      exposure: {_exposure(wiring['exposure'])}")
         for finding in site["findings"]:
             mark = "VIOLATION" if finding["enforcement"] == "mandatory" else "advisory"
             lines.append(

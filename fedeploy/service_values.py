@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from fedeploy.config.services import CatalogService, InferenceService, IngestionService
+from fedeploy.exposure import exposure_values
 
 CHARTS_DIR = Path(__file__).resolve().parent.parent / "charts"
 SERVICE_ACCOUNTS = {"catalog": "catalog", "ingestion": "ingestion", "inference": "inference"}
@@ -103,6 +104,8 @@ def catalog_values(
         if database_cidrs is not None:
             # The egress policy then admits only the database's network, not any address.
             values["networkPolicy"] = {"databaseCIDRs": database_cidrs}
+    # A public URL publishes the catalog: Ingress, TLS and the auth proxy (fedeploy/exposure.py).
+    values.update(exposure_values(spec))
     if federation_sites is not None:
         values["federation"] = {
             "enabled": True,
@@ -120,11 +123,17 @@ def ingestion_values(
     catalog: str,
     sentinel_secret: str,
     mqtt_secret: str,
+    cluster_cidrs: Any = None,
 ) -> dict[str, Any]:
-    """Values of the ingestion chart: Sentinel sources and the edge stream consumer."""
+    """Values of the ingestion chart: Sentinel sources and the edge stream consumer.
+
+    `cluster_cidrs` (the cluster's pod and node ranges): left out of the Sentinel workers'
+    egress to the internet and refused by their downloads."""
     values = _common(wiring, "ingestion")
     values["storage"] = _storage(wiring, bucket)
     values["catalog"] = {"url": catalog}
+    if cluster_cidrs is not None:
+        values["networkPolicy"] = {"clusterCIDRs": cluster_cidrs}
     if spec.sentinel is not None and spec.sentinel.enabled:
         values["sentinel"] = {
             "enabled": True,

@@ -51,6 +51,16 @@ _SOURCES = [
     },
 ]
 
+_EXPOSURE = {
+    "enabled": True,
+    "url": "https://stac.aws-eu.example.org",
+    "tls": {"certManagerIssuer": "letsencrypt", "certManagerIssuerKind": "ClusterIssuer"},
+    "assetsService": "ingestion-assets",
+}
+_AUTH_PROXY = {
+    "oidc": {"issuer": "https://login.example.org/realms/eofed", "audience": "eofed-catalog"}
+}
+
 # site name -> chart -> values
 SITES: dict[str, dict[str, dict[str, Any]]] = {
     # AWS: IAM roles for service accounts, regional S3 without static keys, RDS, GPU nodes.
@@ -180,6 +190,17 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
                 "existingSecret": "slurm-bridge",
                 "partition": "gpu",
             },
+        },
+    },
+    # A published catalog: Ingress with a cert-manager certificate, the auth proxy in front of
+    # the API, the asset route; an ingress controller namespace beside a monitoring one.
+    "published": {
+        "catalog": {
+            "site": {"name": "eu-public", "kind": "kubernetes"},
+            "database": {"mode": "internal", "existingSecret": "catalog-db"},
+            "networkPolicy": {"allowedNamespaces": ["monitoring"]},
+            "exposure": _EXPOSURE,
+            "authProxy": _AUTH_PROXY,
         },
     },
     # The hub: only the catalog, harvesting every member site's catalog.
