@@ -232,7 +232,7 @@ class EksCluster(pulumi.ComponentResource):
                 instance_types=group.instance_types,
                 capacity_type=group.capacity_type,
                 disk_size=group.disk_size_gib,
-                ami_type="AL2023_x86_64_NVIDIA" if gpu else "AL2023_x86_64_STANDARD",
+                ami_type=group.ami_type,
                 scaling_config={
                     "min_size": group.min_size,
                     "desired_size": group.desired_size,

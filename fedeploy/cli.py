@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +19,25 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: flags read as flags (`--all`), not `--all <bool>`.
+    rich_markup_mode=None,
 )
+REPORT_BUGS = (
+    "this is a bug in fedeploy, not in your stack files: please report it in fedeploy's issue "
+    "tracker with the command you ran and its output with --debug (which adds the traceback)"
+)
+_debug = False
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an internal error.")
+    ] = False,
+) -> None:
+    """Plan and check a federated Earth-observation platform, one Pulumi stack per site."""
+    global _debug
+    _debug = debug
 
 
 class Format(StrEnum):
@@ -47,9 +66,11 @@ def plan(
     """Plan the federation offline: run every stack's program, render and check every chart.
 
     Exit status: 0 clean, 1 policy violations, 2 invalid config or program error."""
+    from fedeploy.config.loader import require_stacks_dir
     from fedeploy.plan import run_plan, write_out
     from fedeploy.report import FORMATS
 
+    require_stacks_dir(stacks_dir)
     report = run_plan(stacks_dir, stacks or None, jobs=jobs)
     sys.stdout.write(FORMATS[format.value](report))
     if out is not None:
@@ -67,17 +88,23 @@ def schema() -> None:
 
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Stack files to check.")]) -> None:
-    """Validate stack files without planning them; every problem of every file is printed."""
-    from fedeploy.config.loader import load_stack_file
+    """Validate stack files without planning them; every problem of every file is printed, with
+    the checks across the stack files beside them (references, bucket names, address ranges).
+
+    Exit status: 0 valid (notes and advisories may be printed), 2 invalid."""
+    from fedeploy.config.loader import check_stack_file
 
     failed = False
     for path in files:
         try:
-            load_stack_file(path)
-            typer.echo(f"{path}: ok")
+            checked = check_stack_file(path)
         except FedeployError as err:
             failed = True
             typer.echo(str(err), err=True)
+            continue
+        typer.echo(f"{path}: ok")
+        for note in checked.notes:
+            typer.echo(f"  note: {note}")
     raise typer.Exit(2 if failed else 0)
 
 
@@ -118,6 +145,17 @@ def _mount_diff() -> None:
 _mount_diff()
 
 
+def _mount_verify() -> None:
+    from fedeploy.verify_command import verify_command
+
+    app.command("verify", help="Check a deployed site from the outside, as its stack file says.")(
+        verify_command
+    )
+
+
+_mount_verify()
+
+
 def _mount_bridge() -> None:
     try:
         from fedeploy.bridge.cli import bridge_app
@@ -132,11 +170,18 @@ _mount_bridge()
 
 
 def main() -> None:
+    """Entry point: fedeploy's own errors print as they are; anything else is a bug, reported in
+    one line (exit 2; the traceback only with --debug)."""
     try:
         app()
     except FedeployError as err:
         typer.echo(str(err), err=True)
         raise SystemExit(err.exit_code) from None
+    except Exception as err:  # the last resort: never a bare traceback
+        if _debug or "--debug" in sys.argv[1:]:
+            traceback.print_exc()
+        typer.echo(f"fedeploy: internal error ({type(err).__name__}); {REPORT_BUGS}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

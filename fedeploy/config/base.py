@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -69,10 +70,32 @@ def unknown_secret() -> pulumi.Output[Any]:
     return pulumi.Output(set(), done(None), done(False), done(True))
 
 
+# What `pulumi config set --secret` writes: `v1:<nonce>:<ciphertext>` (passphrase provider) or
+# one base64 blob (Pulumi Cloud, awskms, azurekeyvault, gcpkms, hashivault).
+_CIPHERTEXT = re.compile(
+    r"^(v1:[A-Za-z0-9+/]+={0,2}:[A-Za-z0-9+/]+={0,2}|(?=.{16,}$)([A-Za-z0-9+/]{4})*"
+    r"([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)$"
+)
+
+
+def ciphertext_problem(value: Any) -> str | None:
+    """Why a `{secure: ...}` value is not ciphertext Pulumi wrote (a placeholder, a plain
+    value), or None when it looks like ciphertext. Never echoes the value."""
+    text = value.get("secure") if isinstance(value, dict) else None
+    if isinstance(text, str) and _CIPHERTEXT.match(text):
+        return None
+    return (
+        "`secure:` must hold the ciphertext `pulumi config set --secret` writes "
+        "(v1:<nonce>:<ciphertext>, or base64), not a placeholder or a plain value"
+    )
+
+
 def _parse_secret(value: Any, handler: Any, info: ValidationInfo) -> SecretValue:
     if isinstance(value, SecretValue):
         return value
-    if isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str):
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        if ciphertext_problem(value):
+            raise PydanticCustomError("secret_not_ciphertext", ciphertext_problem(value) or "")
         # The ciphertext of `pulumi config set --secret`: only the Pulumi CLI can decrypt it.
         return SecretValue(None)
     context = info.context or {}
@@ -99,7 +122,7 @@ Secret = Annotated[
     WithJsonSchema(
         {
             "type": "object",
-            "properties": {"secure": {"type": "string"}},
+            "properties": {"secure": {"type": "string", "pattern": _CIPHERTEXT.pattern}},
             "required": ["secure"],
             "additionalProperties": False,
             "description": "A secret: set with `pulumi config set --secret --path ...`.",

@@ -6,7 +6,7 @@ import difflib
 import functools
 import re
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from fedeploy.config.site import KINDS, MODELS
 from fedeploy.errors import ConfigIssue, StackConfigError
+from fedeploy.network import overlapping
 
 PROJECT = "fedeploy"
 SITE_KEY = f"{PROJECT}:site"
@@ -22,16 +23,58 @@ STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Error types whose input may be a secret's plaintext: never echo it.
-_HIDDEN_INPUT = {"plaintext_secret", "secret_type"}
+_HIDDEN_INPUT = {"plaintext_secret", "secret_type", "secret_not_ciphertext"}
+_STR_TAG = "tag:yaml.org,2002:str"
+_TYPE_WORDS = {
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:null": "null",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
 
 
 @dataclass(frozen=True)
 class StackFile:
-    """A stack file on disk: its path, the stack (site) name, and its raw `fedeploy:site` object."""
+    """A stack file on disk: its path, the stack (site) name, its raw `fedeploy:site` object,
+    the whole `config:` mapping, and the source text of every unquoted scalar in the site object
+    that YAML read as something other than a string (by key path, e.g. `site.cluster.version`)."""
 
     path: Path
     stack: str
     raw: Any
+    config: dict[str, Any] = field(default_factory=dict)
+    plain_scalars: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckedStack:
+    """A valid stack file, its site model and the notes on it: advisories, and federation
+    checks skipped because a file they need is invalid."""
+
+    stack_file: StackFile
+    site: Any
+    notes: list[ConfigIssue]
+
+
+def require_stacks_dir(stacks_dir: Path) -> None:
+    """Raise FederationError (exit 2) unless `stacks_dir` is a directory holding stack files."""
+    from fedeploy.errors import FederationError
+
+    if not stacks_dir.is_dir():
+        parent = stacks_dir.parent if str(stacks_dir.parent) else Path(".")
+        try:
+            nearby = [p.name for p in parent.iterdir() if p.is_dir()]
+        except OSError:
+            nearby = []
+        raise FederationError(
+            f"stacks directory {stacks_dir}: no such directory"
+            + _did_you_mean(stacks_dir.name, nearby)
+        )
+    if not any(STACK_FILE.match(p.name) for p in stacks_dir.iterdir()):
+        raise FederationError(
+            f"stacks directory {stacks_dir}: no stack files (Pulumi.<site>.yaml) in it"
+        )
 
 
 def stack_name_of(path: Path) -> str:
@@ -56,13 +99,17 @@ def read_stack_file(path: Path) -> StackFile:
             )
         )
     try:
-        document = yaml.load(path.read_text(), Loader=_LOADER)
+        document, duplicates, plain = parse_yaml(path.read_text())
     except FileNotFoundError:
         raise StackConfigError(str(path), [ConfigIssue("file", "does not exist")]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise StackConfigError(str(path), [ConfigIssue("file", f"cannot be read: {err}")]) from None
     except yaml.YAMLError as err:
         raise StackConfigError(
             str(path), [ConfigIssue("file", f"is not valid YAML: {err}")]
         ) from None
+    if duplicates:
+        raise StackConfigError(str(path), duplicates)
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise StackConfigError(
@@ -77,19 +124,122 @@ def read_stack_file(path: Path) -> StackFile:
         issues.append(ConfigIssue(f"config.{SITE_KEY}", "is required: the site object"))
     if issues:
         raise StackConfigError(str(path), issues)
-    return StackFile(path=path, stack=stack, raw=config[SITE_KEY])
+    return StackFile(
+        path=path, stack=stack, raw=config[SITE_KEY], config=config, plain_scalars=plain
+    )
+
+
+def parse_yaml(
+    text: str,
+) -> tuple[Any, list[ConfigIssue], dict[str, tuple[str, str]]]:
+    """The document, its duplicated keys (as issues naming both lines), and the source text and
+    tag of each unquoted scalar under `config.fedeploy:site` that YAML did not read as a string."""
+    loader = _LOADER(text)
+    try:
+        node = loader.get_single_node()
+        duplicates: list[ConfigIssue] = []
+        plain: dict[str, tuple[str, str]] = {}
+        if node is not None:
+            _walk(node, (), duplicates, plain)
+        document = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    return document, duplicates, plain
+
+
+def _walk(
+    node: yaml.Node,
+    path: tuple[str, ...],
+    duplicates: list[ConfigIssue],
+    plain: dict[str, tuple[str, str]],
+) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                duplicates.append(
+                    ConfigIssue(
+                        _display_path((*path, key)),
+                        f"duplicate key {key!r} at lines {seen[key]} and {line}; YAML would keep "
+                        "only the last: remove one",
+                    )
+                )
+            seen.setdefault(key, line)
+            _walk(value_node, (*path, key), duplicates, plain)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, str(index)), duplicates, plain)
+    elif (
+        isinstance(node, yaml.ScalarNode)
+        and node.style is None
+        and node.tag != _STR_TAG
+        and path[:2] == ("config", SITE_KEY)
+    ):
+        plain[_display_path(path)] = (node.value, node.tag)
+
+
+def _display_path(path: tuple[str, ...]) -> str:
+    """`config.fedeploy:site.a.b` as the issues name it (`site.a.b`); other keys as they are."""
+    if path[:2] == ("config", SITE_KEY):
+        return ".".join(["site", *path[2:]])
+    return ".".join(path)
 
 
 def load_stack_file(path: Path, *, check_federation: bool = True) -> tuple[StackFile, Any]:
     """Read and validate one stack file; sibling stack files answer the cross-site checks."""
+    checked = check_stack_file(path, check_federation=check_federation)
+    return checked.stack_file, checked.site
+
+
+def check_stack_file(path: Path, *, check_federation: bool = True) -> CheckedStack:
+    """Read and validate one stack file, with the notes on it (advisories, skipped checks);
+    raises StackConfigError with every problem of the file."""
     stack_file = read_stack_file(path)
-    site = validate_site(
-        stack_file.raw,
-        stack_file=str(path),
-        stacks_dir=path.parent if check_federation else None,
-        stack=stack_file.stack,
-    )
-    return stack_file, site
+    issues = _provider_config_issues(stack_file)
+    try:
+        site = validate_site(
+            stack_file.raw,
+            stack_file=str(path),
+            stacks_dir=path.parent if check_federation else None,
+            stack=stack_file.stack,
+            plain_scalars=stack_file.plain_scalars,
+        )
+    except StackConfigError as err:
+        raise StackConfigError(str(path), [*err.issues, *issues]) from None
+    issues += _region_issues(stack_file, site)
+    if issues:
+        raise StackConfigError(str(path), issues)
+    notes = site_notes(site, path.parent, stack_file.stack) if check_federation else []
+    return CheckedStack(stack_file, site, notes)
+
+
+def _provider_config_issues(stack_file: StackFile) -> list[ConfigIssue]:
+    issues = []
+    for key, value in stack_file.config.items():
+        if isinstance(value, dict) and "secure" in value:
+            from fedeploy.config.base import ciphertext_problem
+
+            problem = ciphertext_problem(value)
+            if problem:
+                issues.append(ConfigIssue(f"config.{key}", problem))
+    return issues
+
+
+def _region_issues(stack_file: StackFile, site: Any) -> list[ConfigIssue]:
+    """`aws:region` (the AWS provider's default region) must be the site's own region."""
+    given = stack_file.config.get("aws:region")
+    region = getattr(site, "region", None) if site.kind == "aws" else None
+    if given is None or region is None or given == region:
+        return []
+    return [
+        ConfigIssue(
+            "config.aws:region",
+            f"is {given!r} but site.region is {region!r}: resources would land in two regions; "
+            "set both to the same region",
+        )
+    ]
 
 
 def validate_site(
@@ -99,8 +249,12 @@ def validate_site(
     stacks_dir: Path | None = None,
     stack: str | None = None,
     secrets_decrypted: bool = False,
+    plain_scalars: dict[str, tuple[str, str]] | None = None,
 ) -> Any:
-    """Validate a raw site object into its typed model, or raise StackConfigError with every issue."""
+    """Validate a raw site object into its typed model, or raise StackConfigError with every issue.
+
+    With `stacks_dir`, the checks across stack files run too, on the validated models of this
+    site and of its siblings (never on raw objects)."""
     if raw is None:
         raise StackConfigError(
             stack_file, [ConfigIssue(f"config.{SITE_KEY}", "is required: the site object")]
@@ -110,140 +264,326 @@ def validate_site(
             stack_file, [ConfigIssue("site", f"must be a mapping, got {type(raw).__name__}")]
         )
     kind = raw.get("kind")
-    if kind not in KINDS:
-        given = "nothing" if kind is None else repr(kind)
+    if not isinstance(kind, str) or kind not in KINDS:
+        given = "nothing" if kind is None else _shorten(repr(kind))
         raise StackConfigError(
             stack_file,
             [
                 ConfigIssue(
                     "site.kind",
                     f"given {given}; allowed: {', '.join(KINDS)}"
-                    + (_did_you_mean(str(kind), KINDS) if kind is not None else ""),
+                    + (_did_you_mean(kind, KINDS) if isinstance(kind, str) else ""),
                 )
             ],
         )
     model = MODELS[kind]
-    issues: list[ConfigIssue] = []
-    site = None
     try:
         site = model.model_validate(raw, context={"secrets_decrypted": secrets_decrypted})
     except ValidationError as err:
-        issues += [_issue(model, e) for e in err.errors()]
+        issues = [_issue(model, e, plain_scalars or {}) for e in err.errors()]
+        raise StackConfigError(stack_file, issues) from None
     if stacks_dir is not None:
-        issues += federation_issues(raw, stacks_dir, stack)
-    if issues:
-        raise StackConfigError(stack_file, issues)
+        issues = federation_issues(site, stacks_dir, stack)
+        if issues:
+            raise StackConfigError(stack_file, issues)
     return site
 
 
-def federation_issues(
-    raw: dict[str, Any], stacks_dir: Path, stack: str | None
-) -> list[ConfigIssue]:
-    """Checks that need the other stack files: replication targets and hub members exist."""
+# -- checks across stack files, on validated models only -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """Another stack file of the directory: its validated site, or None where it is invalid."""
+
+    path: Path
+    site: Any
+
+
+def _invalid(sibling: Sibling) -> str:
+    return f"its stack file {sibling.path.name} is invalid (its own errors say why)"
+
+
+def federation_issues(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIssue]:
+    """Checks that need the other stack files: replication targets and hub members exist and
+    fit, bucket names and address ranges do not clash. A check that needs an invalid sibling is
+    skipped (`site_notes` says so); the sibling's own validation reports it, once."""
+    siblings = {n: s for n, s in sibling_sites(stacks_dir).items() if n != stack}
     issues: list[ConfigIssue] = []
-    siblings = _sibling_sites(stacks_dir)
+    issues += _replication_issues(site, siblings, stacks_dir, stack)
+    issues += _member_issues(site, siblings, stacks_dir, stack)
+    issues += _bucket_name_issues(site, siblings, stack)
+    issues += _address_issues(site, siblings, stack)
+    return issues
+
+
+def site_notes(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIssue]:
+    """What is worth a look but does not stop a plan: advisories, and checks skipped because a
+    stack file they need is invalid."""
+    siblings = {n: s for n, s in sibling_sites(stacks_dir).items() if n != stack}
+    notes: list[ConfigIssue] = []
+    for path, target in _targets(site):
+        other = siblings.get(target)
+        if other is not None and other.site is None:
+            notes.append(ConfigIssue(path, f"check of {target!r} skipped: {_invalid(other)}"))
+    bridge = getattr(site, "bridge", None)
+    if (
+        site.environment == "production"
+        and bridge is not None
+        and bridge.mode == "gateway"
+        and bridge.host_key is None
+    ):
+        notes.append(
+            ConfigIssue(
+                "site.bridge.host_key",
+                "advisory: a production gateway bridge without host_key trusts the gateway's SSH "
+                "key on first use; pin it (ssh-keyscan the gateway, check the fingerprint)",
+            )
+        )
+    if site.kind != "hub" and stack is not None:
+        hubs = [
+            n
+            for n, s in siblings.items()
+            if s.site is not None and s.site.kind == "hub" and stack in s.site.members
+        ]
+        if not hubs:
+            notes.append(
+                ConfigIssue(
+                    "site",
+                    f"advisory: no hub in {stacks_dir} lists {stack!r} among its members; the "
+                    "federated catalog will not harvest this site",
+                )
+            )
+    return notes
+
+
+def _targets(site: Any) -> list[tuple[str, str]]:
+    """(key path, site name) of every other site this one names."""
+    found = [(f"site.members.{i}", m) for i, m in enumerate(getattr(site, "members", []) or [])]
+    storage = getattr(site, "storage", None)
+    for name, bucket in sorted((getattr(storage, "buckets", None) or {}).items()):
+        if bucket.replicate_to is not None:
+            found.append(
+                (f"site.storage.buckets.{name}.replicate_to.site", bucket.replicate_to.site)
+            )
+    return found
+
+
+def _unknown(target: str, siblings: dict[str, Sibling], stacks_dir: Path) -> str:
     available = ", ".join(sorted(siblings)) or "none"
-    buckets = (raw.get("storage") or {}).get("buckets") or {}
-    for name, bucket in buckets.items() if isinstance(buckets, dict) else []:
-        target = (bucket or {}).get("replicate_to") if isinstance(bucket, dict) else None
-        if not isinstance(target, dict) or not isinstance(target.get("site"), str):
+    return (
+        f"no stack file Pulumi.{target}.yaml in {stacks_dir} (sites there: {available})"
+        + _did_you_mean(target, list(siblings))
+    )
+
+
+def _replication_issues(
+    site: Any, siblings: dict[str, Sibling], stacks_dir: Path, stack: str | None
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    storage = getattr(site, "storage", None)
+    for name, bucket in sorted((getattr(storage, "buckets", None) or {}).items()):
+        target = bucket.replicate_to
+        if target is None:
             continue
         path = f"site.storage.buckets.{name}.replicate_to"
-        other = siblings.get(target["site"])
-        if target["site"] == stack:
+        other = siblings.get(target.site)
+        if target.site == stack:
             issues.append(ConfigIssue(f"{path}.site", "a bucket cannot replicate to its own site"))
         elif other is None:
             issues.append(
                 ConfigIssue(
                     f"{path}.site",
-                    f"unknown replication target {target['site']!r}: no stack file "
-                    f"Pulumi.{target['site']}.yaml in {stacks_dir} (sites there: {available})"
-                    + _did_you_mean(target["site"], list(siblings)),
+                    f"unknown replication target {target.site!r}: "
+                    + _unknown(target.site, siblings, stacks_dir),
                 )
             )
-        elif other.get("kind") != "aws":
+        elif other.site is None:
+            continue  # skipped: site_notes says so, the sibling's own errors say why
+        elif other.site.kind != "aws":
             issues.append(
                 ConfigIssue(
                     f"{path}.site",
-                    f"replication target {target['site']!r} is a {other.get('kind')!r} site; "
+                    f"replication target {target.site!r} is a {other.site.kind!r} site; "
                     "S3 replication needs an aws site",
                 )
             )
         else:
-            other_buckets = (other.get("storage") or {}).get("buckets") or {}
-            wanted = target.get("bucket")
-            if wanted not in other_buckets:
+            other_buckets = other.site.storage.buckets
+            if target.bucket not in other_buckets:
                 issues.append(
                     ConfigIssue(
                         f"{path}.bucket",
-                        f"site {target['site']!r} has no bucket {wanted!r} (it has: "
+                        f"site {target.site!r} has no bucket {target.bucket!r} (it has: "
                         f"{', '.join(sorted(other_buckets)) or 'none'})",
                     )
                 )
-            elif (other_buckets[wanted] or {}).get("versioning", True) is False:
+            elif not other_buckets[target.bucket].versioning:
                 issues.append(
                     ConfigIssue(
                         f"{path}.bucket",
-                        f"bucket {wanted!r} of site {target['site']!r} has versioning off; "
+                        f"bucket {target.bucket!r} of site {target.site!r} has versioning off; "
                         "a replication target must be versioned",
                     )
-                )
-    if raw.get("kind") == "hub":
-        for index, member in enumerate(raw.get("members") or []):
-            if not isinstance(member, str):
-                continue
-            other = siblings.get(member)
-            if member == stack:
-                issues.append(
-                    ConfigIssue(f"site.members.{index}", "the hub cannot be its own member")
-                )
-            elif other is None:
-                issues.append(
-                    ConfigIssue(
-                        f"site.members.{index}",
-                        f"unknown site {member!r}: no stack file Pulumi.{member}.yaml in "
-                        f"{stacks_dir} (sites there: {available})"
-                        + _did_you_mean(member, list(siblings)),
-                    )
-                )
-            elif other.get("kind") == "hub":
-                issues.append(
-                    ConfigIssue(f"site.members.{index}", f"{member!r} is a hub, not a site")
                 )
     return issues
 
 
-def _sibling_sites(stacks_dir: Path) -> dict[str, dict[str, Any]]:
-    """The raw site objects of every stack file in the directory (read once while unchanged:
-    each of N stacks checks against all others, which would otherwise parse N² files)."""
+def _member_issues(
+    site: Any, siblings: dict[str, Sibling], stacks_dir: Path, stack: str | None
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    if site.kind != "hub":
+        return issues
+    for index, member in enumerate(site.members):
+        path = f"site.members.{index}"
+        other = siblings.get(member)
+        if member == stack:
+            issues.append(ConfigIssue(path, "the hub cannot be its own member"))
+        elif other is None:
+            issues.append(
+                ConfigIssue(
+                    path, f"unknown site {member!r}: " + _unknown(member, siblings, stacks_dir)
+                )
+            )
+        elif other.site is None:
+            continue
+        elif other.site.kind == "hub":
+            issues.append(ConfigIssue(path, f"{member!r} is a hub, not a site"))
+        else:
+            catalog = getattr(getattr(other.site, "services", None), "catalog", None)
+            if catalog is not None and catalog.enabled and catalog.url is None:
+                issues.append(
+                    ConfigIssue(
+                        path,
+                        f"member {member!r} has no public catalog url (services.catalog.url in "
+                        f"{other.path.name}): the hub, on another cluster, cannot reach its "
+                        "in-cluster address; set the url of the site's catalog ingress",
+                    )
+                )
+    return issues
+
+
+def _bucket_namespace(site: Any) -> str:
+    """Where bucket names must be unique: all of AWS S3, or one S3-compatible endpoint."""
+    storage = getattr(site, "storage", None)
+    endpoint = getattr(storage, "endpoint", None)
+    if endpoint is not None:
+        return str(endpoint)
+    return "aws-s3" if site.kind == "aws" else f"{site.kind}:{getattr(storage, 'region', '')}"
+
+
+def physical_buckets(site: Any, stack: str) -> dict[str, str]:
+    """Logical bucket name -> physical name (`<prefix>-<site>-<bucket>`) of a site's buckets."""
+    storage = getattr(site, "storage", None)
+    prefix = getattr(storage, "bucket_prefix", None)
+    buckets = getattr(storage, "buckets", None) or {}
+    return {name: f"{prefix}-{stack}-{name}" for name in buckets} if prefix else {}
+
+
+def _bucket_name_issues(
+    site: Any, siblings: dict[str, Sibling], stack: str | None
+) -> list[ConfigIssue]:
+    if stack is None:
+        return []
+    issues: list[ConfigIssue] = []
+    mine = physical_buckets(site, stack)
+    namespace = _bucket_namespace(site)
+    for other_name, other in sorted(siblings.items()):
+        if other.site is None or _bucket_namespace(other.site) != namespace:
+            continue
+        theirs = {p: n for n, p in physical_buckets(other.site, other_name).items()}
+        for name, physical in sorted(mine.items()):
+            if physical in theirs:
+                issues.append(
+                    ConfigIssue(
+                        f"site.storage.buckets.{name}",
+                        f"its physical name {physical!r} is also that of bucket "
+                        f"{theirs[physical]!r} of site {other_name!r} ({other.path.name}); "
+                        "change bucket_prefix or the bucket's name",
+                    )
+                )
+    return issues
+
+
+def address_ranges(site: Any) -> dict[str, str]:
+    """Key path -> address range of every range a site occupies (VPC, pods and nodes)."""
+    ranges: dict[str, str] = {}
+    cidr = getattr(getattr(site, "network", None), "cidr", None)
+    if isinstance(cidr, str):
+        ranges["site.network.cidr"] = cidr
+    cluster = getattr(site, "cluster", None)
+    for index, pod_cidr in enumerate(getattr(cluster, "pod_cidrs", None) or []):
+        ranges[f"site.cluster.pod_cidrs.{index}"] = pod_cidr
+    return ranges
+
+
+def _address_issues(
+    site: Any, siblings: dict[str, Sibling], stack: str | None
+) -> list[ConfigIssue]:
+    mine = address_ranges(site)
+    everything = {(None, path): cidr for path, cidr in mine.items()}
+    for other_name, other in sorted(siblings.items()):
+        if other.site is not None:
+            for path, cidr in address_ranges(other.site).items():
+                everything[(other_name, path)] = cidr
+    keys = {f"{n or ''}|{p}": (n, p) for n, p in everything}
+    issues = []
+    for a, b in overlapping({k: everything[v] for k, v in keys.items()}):
+        (site_a, path_a), (site_b, path_b) = keys[a], keys[b]
+        if site_a is not None and site_b is not None:
+            continue  # between two other sites: their own files report it
+        if site_a is not None:
+            (site_a, path_a), (site_b, path_b) = (site_b, path_b), (site_a, path_a)
+        where = (
+            f"{path_b} ({everything[(site_b, path_b)]}) of this site"
+            if site_b is None
+            else f"{path_b.removeprefix('site.')} ({everything[(site_b, path_b)]}) of site "
+            f"{site_b!r} ({siblings[site_b].path.name})"
+        )
+        issues.append(
+            ConfigIssue(
+                path_a,
+                f"{everything[(None, path_a)]} overlaps {where}: sites could never be peered "
+                "and a bridge's firewall could not tell them apart",
+            )
+        )
+    return issues
+
+
+def sibling_sites(stacks_dir: Path) -> dict[str, Sibling]:
+    """The validated site of every stack file in the directory (None where a file is invalid),
+    read once while the files are unchanged: each of N stacks checks against all others."""
     files = []
     for path in sorted(stacks_dir.glob("Pulumi.*.y*ml")):
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
         files.append((path.name, stat.st_mtime_ns, stat.st_size))
     return _read_sites(str(stacks_dir.resolve()), tuple(files))
 
 
 @functools.lru_cache(maxsize=8)
-def _read_sites(
-    directory: str, files: tuple[tuple[str, int, int], ...]
-) -> dict[str, dict[str, Any]]:
-    sites: dict[str, dict[str, Any]] = {}
+def _read_sites(directory: str, files: tuple[tuple[str, int, int], ...]) -> dict[str, Sibling]:
+    sites: dict[str, Sibling] = {}
     for name, _, _ in files:
         match = STACK_FILE.match(name)
         if not match:
             continue
+        path = Path(directory, name)
         try:
-            document = yaml.load(Path(directory, name).read_text(), Loader=_LOADER)
-            config = (document or {}).get("config") or {}
-        except (yaml.YAMLError, AttributeError, OSError):
-            continue
-        site = config.get(SITE_KEY)
-        if isinstance(site, dict):
-            sites[match["stack"]] = site
+            stack_file = read_stack_file(path)
+            site = validate_site(stack_file.raw, stack_file=str(path), stack=stack_file.stack)
+        except StackConfigError:
+            site = None
+        sites[match["stack"]] = Sibling(path, site)
     return sites
 
 
-def _issue(model: type[BaseModel], error: Any) -> ConfigIssue:
+def _issue(
+    model: type[BaseModel], error: Any, plain_scalars: dict[str, tuple[str, str]] | None = None
+) -> ConfigIssue:
     loc = tuple(error["loc"])
     kind = error["type"]
     if loc and loc[-1] == "[key]":  # a mapping's key (a bucket or node group name) is bad
@@ -261,12 +601,46 @@ def _issue(model: type[BaseModel], error: Any) -> ConfigIssue:
     if kind == "missing":
         described = _description(model, loc)
         return ConfigIssue(path, "is required" + (f": {described}" if described else ""))
+    if kind in ("plaintext_secret", "secret_not_ciphertext"):
+        found = (
+            "a plaintext value where a secret is required"
+            if kind == "plaintext_secret"
+            else message
+        )
+        return ConfigIssue(
+            path,
+            f"given [hidden]; {found}: set it with "
+            f"`pulumi config set --secret --path '{pulumi_config_path(loc)}' <value>` "
+            "so the stack file holds `secure: <ciphertext>`",
+        )
     if kind in _HIDDEN_INPUT:
         return ConfigIssue(path, f"given [hidden]; {message}")
     given = _shorten(repr(error.get("input")))
     if kind.startswith("value_error") or kind == "assertion_error":
-        return ConfigIssue(path, message)
-    return ConfigIssue(path, f"given {given}; allowed: {message}")
+        return ConfigIssue(path, message + _quote_hint(path, error, plain_scalars))
+    return ConfigIssue(
+        path, f"given {given}; allowed: {message}" + _quote_hint(path, error, plain_scalars)
+    )
+
+
+def pulumi_config_path(loc: tuple[Any, ...]) -> str:
+    """The `--path` of `pulumi config set` for a key path in the site object."""
+    text = SITE_KEY
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _quote_hint(path: str, error: Any, plain_scalars: dict[str, tuple[str, str]] | None) -> str:
+    """Where YAML 1.1 made a boolean or number of an unquoted word (`on`, `1.30`): say so."""
+    source = (plain_scalars or {}).get(path)
+    if source is None or isinstance(error.get("input"), str):
+        return ""
+    text, tag = source
+    what = _TYPE_WORDS.get(tag, "a non-string value")
+    key = path.rsplit(".", 1)[-1]
+    shown = f'{key}: "{text}"' if not key.isdigit() else f'"{text}"'
+    return f" (YAML read the unquoted {text} as {what}: quote it, {shown})"
 
 
 def _allowed(msg: str) -> str:
@@ -330,4 +704,12 @@ def _description(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
     return None
 
 
-__all__ = ["StackFile", "load_stack_file", "read_stack_file", "validate_site"]
+__all__ = [
+    "CheckedStack",
+    "StackFile",
+    "check_stack_file",
+    "load_stack_file",
+    "read_stack_file",
+    "site_notes",
+    "validate_site",
+]

@@ -7,14 +7,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
+from fedeploy.config.addresses import AvailabilityZone, AwsRegion, Ipv4Cidr, zone_region
 from fedeploy.config.base import Name, StrictModel
 from fedeploy.config.bridge import BridgeConfig
 from fedeploy.config.cluster import EksCluster, ExistingCluster
 from fedeploy.config.services import CatalogService, Services
 from fedeploy.config.storage import AwsStorage, S3CompatibleStorage
 
-Kind = Literal["aws", "kubernetes", "hpc", "hub"]
-KINDS: tuple[str, ...] = ("aws", "kubernetes", "hpc", "hub")
+Kind = Literal["aws", "kubernetes", "hpc", "hub", "openstack", "ovh"]
+KINDS: tuple[str, ...] = ("aws", "kubernetes", "hpc", "hub", "openstack", "ovh")
 
 Tags = Annotated[
     dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/=+@-]{1,63}$")], str],
@@ -25,8 +26,8 @@ Tags = Annotated[
 class AwsNetwork(StrictModel):
     """The site's VPC: public and private subnets over its availability zones."""
 
-    cidr: str = Field("10.0.0.0/16", description="VPC address range, /16 to /20.")
-    availability_zones: list[str] = Field(
+    cidr: Ipv4Cidr = Field("10.0.0.0/16", description="VPC address range, /16 to /20.")
+    availability_zones: list[AvailabilityZone] = Field(
         min_length=2, max_length=6, description="Availability zones, e.g. eu-central-1a."
     )
     single_nat_gateway: bool = Field(
@@ -35,10 +36,7 @@ class AwsNetwork(StrictModel):
 
     @model_validator(mode="after")
     def _cidr_valid(self) -> AwsNetwork:
-        try:
-            net = ipaddress.ip_network(self.cidr)
-        except ValueError as err:
-            raise ValueError(f"cidr {self.cidr!r} is not a network address range: {err}") from None
+        net = ipaddress.ip_network(self.cidr)
         if not (net.version == 4 and 16 <= net.prefixlen <= 20 and net.is_private):
             raise ValueError(f"cidr {self.cidr!r} must be a private IPv4 range from /16 to /20")
         if len(set(self.availability_zones)) != len(self.availability_zones):
@@ -73,9 +71,7 @@ class AwsSite(_Site):
     """A site in an AWS region: S3, EKS in its own VPC, optionally a bridge VM."""
 
     kind: Literal["aws"] = Field(description="The kind of site: aws.")
-    region: str = Field(
-        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. eu-central-1."
-    )
+    region: AwsRegion = Field(description="AWS region, e.g. eu-central-1.")
     network: AwsNetwork = Field(description="The site's VPC.")
     storage: AwsStorage = Field(description="S3 buckets.")
     cluster: EksCluster = Field(description="The EKS cluster.")
@@ -85,7 +81,7 @@ class AwsSite(_Site):
     @model_validator(mode="after")
     def _zones_in_region(self) -> AwsSite:
         for zone in self.network.availability_zones:
-            if not zone.startswith(self.region) or len(zone) != len(self.region) + 1:
+            if zone_region(zone) != self.region:
                 raise ValueError(
                     f"network.availability_zones: {zone!r} is not a zone of region {self.region!r} "
                     f"(expected e.g. {self.region}a)"
@@ -141,7 +137,8 @@ class KubernetesSite(_ExistingClusterSite):
 
 
 class HpcSite(_ExistingClusterSite):
-    """An HPC centre: its S3-compatible store, its SLURM through a bridge, a cluster if it has one."""
+    """An HPC centre: its S3-compatible store, its SLURM through a bridge, and the Kubernetes
+    cluster beside it (required)."""
 
     kind: Literal["hpc"] = Field(description="The kind of site: hpc.")
     storage: S3CompatibleStorage = Field(
@@ -193,11 +190,19 @@ class HubSite(_Site):
         return self
 
 
-SiteConfig = Annotated[AwsSite | KubernetesSite | HpcSite | HubSite, Field(discriminator="kind")]
+# The provisioned European cloud kinds build on _Site above (fedeploy/config/__init__.py loads
+# this module first, so either import order works).
+from fedeploy.config.openstack import OpenStackSite  # noqa: E402
+from fedeploy.config.ovh import OvhSite  # noqa: E402
+
+AnySite = AwsSite | KubernetesSite | HpcSite | HubSite | OpenStackSite | OvhSite
+SiteConfig = Annotated[AnySite, Field(discriminator="kind")]
 MODELS: dict[str, type[_Site]] = {
     "aws": AwsSite,
     "kubernetes": KubernetesSite,
     "hpc": HpcSite,
     "hub": HubSite,
+    "openstack": OpenStackSite,
+    "ovh": OvhSite,
 }
-site_adapter: TypeAdapter[AwsSite | KubernetesSite | HpcSite | HubSite] = TypeAdapter(SiteConfig)
+site_adapter: TypeAdapter[AnySite] = TypeAdapter(SiteConfig)  # type: ignore[arg-type]

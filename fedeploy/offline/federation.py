@@ -13,7 +13,6 @@ from typing import Any
 
 from fedeploy.config.loader import STACK_FILE, load_stack_file
 from fedeploy.errors import FedeployError, FederationError, StackConfigError
-from fedeploy.network import overlapping
 from fedeploy.offline.engine import StackPlan, plan_stack
 from fedeploy.references import Reference, deployment_order, references
 
@@ -80,33 +79,16 @@ def load_federation(stacks_dir: Path, names: list[str] | None = None) -> Federat
                     f"stack {ref.stack!r} ({ref.because}) references stack {ref.target!r}, which has no stack file"
                 )
             )
-    graph: dict[str, set[str]] = {name: set() for name in plan.sites}
+    # Invalid sites stay out of the deployment order: they cannot deploy.
+    graph: dict[str, set[str]] = {name: set() for name, s in plan.sites.items() if s is not None}
     for ref in plan.references:
-        graph.setdefault(ref.stack, set()).add(ref.target)
+        if plan.sites.get(ref.target) is not None:
+            graph.setdefault(ref.stack, set()).add(ref.target)
     try:
         plan.order = deployment_order(graph)
     except FederationError as err:
         plan.errors.append(err)
-    _check_address_ranges(plan)
     return plan
-
-
-def _check_address_ranges(plan: FederationPlan) -> None:
-    ranges: dict[str, str] = {}
-    for name, site in plan.sites.items():
-        if site is None:
-            continue
-        if site.kind == "aws":
-            ranges[f"{name} (network.cidr)"] = site.network.cidr
-        cluster = getattr(site, "cluster", None)
-        for index, cidr in enumerate(getattr(cluster, "pod_cidrs", None) or []):
-            ranges[f"{name} (cluster.pod_cidrs.{index})"] = cidr
-    for a, b in overlapping(ranges):
-        plan.errors.append(
-            FederationError(
-                f"address ranges overlap: {a} {ranges[a]} and {b} {ranges[b]}; sites could never be peered"
-            )
-        )
 
 
 Check = Callable[[StackPlan, Any], Any]

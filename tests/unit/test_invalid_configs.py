@@ -177,7 +177,7 @@ CASES = [
         "aws-frankfurt",
         {"region": "Frankfurt"},
         "site.region",
-        ["given 'Frankfurt'", "pattern"],
+        ["'Frankfurt' is not an AWS region"],
     ),
     (
         "bad-kubernetes-version",

@@ -148,10 +148,12 @@ def test_overlapping_address_ranges_are_an_error(project):
     _edit(project, "aws-frankfurt", lambda s: s["network"].update(cidr="10.30.0.0/16"))
     result = _plan(project)
     assert result.exit_code == 2
+    # Each file names the other: the message says where to look whichever file one opens.
     assert (
-        "address ranges overlap: aws-dublin (network.cidr) 10.30.0.0/16 and aws-frankfurt (network.cidr)"
-        in result.output
+        "site.network.cidr: 10.30.0.0/16 overlaps network.cidr (10.30.0.0/16) of site "
+        "'aws-dublin' (Pulumi.aws-dublin.yaml)" in result.output
     )
+    assert "of site 'aws-frankfurt' (Pulumi.aws-frankfurt.yaml)" in result.output
 
 
 def test_schema_command_prints_the_stack_file_schema():
