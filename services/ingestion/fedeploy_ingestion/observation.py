@@ -1,12 +1,16 @@
 """Edge observation messages, schema `fedeploy.observation/1`: validation and normalisation.
 
-Pure: bytes in, an `Observation` or an `InvalidObservation` (with a reason) out.
+Pure: bytes in, an `Observation` or an `InvalidObservation` (with a reason code) out, and
+nothing else: whatever goes wrong with one message is that message's `InvalidObservation`.
+Strict: numbers must be JSON numbers (never strings or booleans), times RFC 3339 strings
+(never epoch seconds), within a plausible window (`Limits`).
 docs/observation-schema.md documents the schema; `message_json_schema()` is its JSON Schema.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Callable
@@ -15,6 +19,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fedeploy_ingestion.decoding import DecodeLimits, InvalidObservation, decode_message
+
+__all__ = ["InvalidObservation", "Limits", "Observation", "parse_observation"]
+log = logging.getLogger(__name__)
 
 SCHEMA_ID = "fedeploy.observation/1"
 
@@ -46,17 +55,29 @@ VARIABLES: dict[str, Variable] = {
     "precipitation": Variable("mm", 0.0, 1000.0),
 }
 
-# How far ahead of the consumer's clock an observation may be stamped (clock skew).
-MAX_FUTURE = timedelta(hours=1)
+# RFC 3339 section 5.6 date-time: four-digit year, seconds required, an offset required.
+RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
 
 
-class InvalidObservation(ValueError):
-    """A message that does not follow the schema; `code` is a short label for metrics."""
+@dataclass(frozen=True)
+class Limits:
+    """What a consumer accepts: decoder bounds, and the plausible window of observation times.
 
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+    `earliest`: no observation before it (a station whose clock was never set reports 1970);
+    `max_future`: how far ahead of the consumer's clock a time may be (clock skew).
+    """
+
+    decode: DecodeLimits = DecodeLimits()
+    earliest: datetime = datetime(1950, 1, 1, tzinfo=UTC)
+    max_future: timedelta = timedelta(minutes=10)
+
+
+DEFAULT_LIMITS = Limits()
+# A device whose clock was never set counts from the Unix epoch (uptime since boot): a time
+# on the epoch's first day is that, not an observation, whatever the plausible window says.
+UNSET_CLOCK_DAY = (datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 2, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -96,17 +117,19 @@ class _Strict(BaseModel):
 class Position(_Strict):
     """Where the station is (WGS 84)."""
 
-    longitude: float = Field(ge=-180, le=180, description="Degrees east, -180 to 180.")
-    latitude: float = Field(ge=-90, le=90, description="Degrees north, -90 to 90.")
+    longitude: float = Field(strict=True, ge=-180, le=180, description="Degrees east, -180 to 180.")
+    latitude: float = Field(strict=True, ge=-90, le=90, description="Degrees north, -90 to 90.")
     elevation: float | None = Field(
-        default=None, ge=-500, le=9000, description="Metres above mean sea level."
+        default=None, strict=True, ge=-500, le=9000, description="Metres above mean sea level."
     )
 
 
 class Measurement(_Strict):
     """One variable's value and the unit it is given in."""
 
-    value: float = Field(allow_inf_nan=False, description="The measured value.")
+    value: float = Field(
+        strict=True, allow_inf_nan=False, description="The measured value (a JSON number)."
+    )
     unit: str = Field(description="The unit of `value`; see the variables table.")
 
 
@@ -122,6 +145,16 @@ class ObservationMessage(_Strict):
     variables: dict[str, Measurement] = Field(
         min_length=1, description="Measured variables by canonical name."
     )
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> object:
+        if not isinstance(value, str) or not RFC3339.match(value):
+            raise ValueError(
+                f"must be an RFC 3339 date-time string such as '2024-06-01T11:59:30Z', "
+                f"not {type(value).__name__} {str(value)[:40]!r}"
+            )
+        return value
 
     @field_validator("time")
     @classmethod
@@ -139,16 +172,26 @@ def message_json_schema() -> dict[str, Any]:
 # --- parsing -----------------------------------------------------------------------------
 
 
-def parse_observation(payload: bytes, topic: str | None, now: datetime) -> Observation:
-    """Validate one message; raise InvalidObservation with a code and a readable reason."""
+def parse_observation(
+    payload: bytes, topic: str | None, now: datetime, limits: Limits = DEFAULT_LIMITS
+) -> Observation:
+    """Validate one message; raise InvalidObservation with a code and a readable reason.
+
+    Raises nothing else: an unforeseen failure on one message is its `invalid` refusal.
+    """
     try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidObservation("not-json", f"payload is not JSON: {error}") from None
-    if not isinstance(document, dict):
+        return _parse(payload, topic, now, limits)
+    except InvalidObservation:
+        raise
+    except Exception as error:  # noqa: BLE001 - one message fails alone, whatever it holds
+        log.exception("unforeseen failure validating a message")
         raise InvalidObservation(
-            "schema", f"payload is a JSON {type(document).__name__}, not an object"
-        )
+            "invalid", f"message could not be validated: {type(error).__name__}: {error}"
+        ) from None
+
+
+def _parse(payload: bytes, topic: str | None, now: datetime, limits: Limits) -> Observation:
+    document = decode_message(payload, limits.decode)
     if document.get("schema") != SCHEMA_ID:
         raise InvalidObservation(
             "schema-version",
@@ -170,11 +213,23 @@ def parse_observation(payload: bytes, topic: str | None, now: datetime) -> Obser
                 f"topic names station {match['station']!r} but the message says "
                 f"{message.station!r}",
             )
-    if message.time > now + MAX_FUTURE:
+    if message.time > now + limits.max_future:
         raise InvalidObservation(
             "future",
-            f"time {message.time.isoformat()} is more than {MAX_FUTURE} ahead of "
+            f"time {message.time.isoformat()} is more than {limits.max_future} ahead of "
             f"the consumer's clock ({now.isoformat()})",
+        )
+    if message.time < limits.earliest:
+        raise InvalidObservation(
+            "too-old",
+            f"time {message.time.isoformat()} is before {limits.earliest.isoformat()}, the "
+            "earliest plausible observation",
+        )
+    if UNSET_CLOCK_DAY[0] <= message.time < UNSET_CLOCK_DAY[1]:
+        raise InvalidObservation(
+            "clock-unset",
+            f"time {message.time.isoformat()} is on 1970-01-01, the Unix epoch's first day: "
+            "the station's clock was never set",
         )
     values = {name: _canonical(name, m) for name, m in sorted(message.variables.items())}
     position = message.position

@@ -168,8 +168,9 @@ class Source(BaseModel):
         """The datetime interval to search: a duration becomes `<now - duration>/<now>`."""
         if self.datetime and self.datetime.startswith("P"):
             span = TypeAdapter(dt.timedelta).validate_python(self.datetime)
-            fmt = "%Y-%m-%dT%H:%M:%SZ"
-            return f"{(now - span).astimezone(dt.UTC):{fmt}}/{now.astimezone(dt.UTC):{fmt}}"
+            start, end = (now - span).astimezone(dt.UTC), now.astimezone(dt.UTC)
+            fmt = "%m-%dT%H:%M:%SZ"  # the year separately: always four digits
+            return f"{start.year:04d}-{start:{fmt}}/{end.year:04d}-{end:{fmt}}"
         return self.datetime
 
 
@@ -257,6 +258,45 @@ class IngestSettings(BaseSettings):
     dead_letter_prefix: str = Field(
         default="dead-letter/observations/", description="Key prefix of rejected messages."
     )
+    # --- what a message may be (checked before and while decoding; refusals are dead letters)
+    max_payload_bytes: int = Field(
+        default=64 * 1024,
+        ge=256,
+        le=16 * 1024 * 1024,
+        description="Largest message accepted, in bytes; larger ones are dead-lettered "
+        "(too-large) without being decoded.",
+    )
+    max_nesting_depth: int = Field(
+        default=16,
+        ge=3,
+        le=512,
+        description="Deepest nesting of JSON arrays and objects accepted (a valid message "
+        "needs 3); deeper ones are dead-lettered (too-deep) without being decoded.",
+    )
+    earliest_observation_time: dt.datetime = Field(
+        default=dt.datetime(1950, 1, 1, tzinfo=dt.UTC),
+        description="RFC 3339; observations stamped before it are dead-lettered (too-old), "
+        "e.g. a station whose clock was never set (1970).",
+    )
+    max_future_seconds: int = Field(
+        default=600,
+        ge=0,
+        description="How far ahead of the consumer's clock an observation may be stamped; "
+        "later ones are dead-lettered (future).",
+    )
+    station_expiry_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A station not heard from for this long is forgotten (its watermark), so "
+        "the consumer's memory stays bounded however many stations come and go.",
+    )
+    retry_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=50,
+        description="Longest wait between retries of a failed window or dead-letter write "
+        "(exponential backoff from 0.5 s; below the 60 s liveness limit).",
+    )
     # --- probes and metrics
     http_host: str = Field(default="0.0.0.0", description="Address of /healthz, /readyz, /metrics.")
     http_port: int = Field(
@@ -285,6 +325,13 @@ class IngestSettings(BaseSettings):
     @classmethod
     def _window(cls, value: int) -> int:
         return check_window_seconds(value)
+
+    @field_validator("earliest_observation_time")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("must carry an offset, e.g. '1950-01-01T00:00:00Z'")
+        return value.astimezone(dt.UTC)
 
     @field_validator("blocked_networks")
     @classmethod

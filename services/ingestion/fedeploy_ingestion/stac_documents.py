@@ -18,8 +18,9 @@ WORLD_BBOX = [-180.0, -90.0, 180.0, 90.0]
 
 
 def rfc3339(moment: datetime) -> str:
-    """UTC, microseconds, 'Z': one fixed form, so that timestamps also sort as text."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, microseconds, 'Z', a four-digit year: one fixed form, so timestamps sort as text."""
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
 
 
 def collection(collection_id: str, description: str, **extra: Any) -> dict[str, Any]:

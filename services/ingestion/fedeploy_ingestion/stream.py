@@ -8,6 +8,13 @@ acknowledged, and writing a window again stores the same rows.
 
 The network thread of paho only queues what arrives; one worker thread validates, groups,
 writes and acknowledges, so no lock guards the windows.
+
+Every message ends in exactly one place: stored in its window, or written to the dead-letter
+prefix with a reason code, then acknowledged. Whatever one message raises while it is decoded
+or validated (`parse_observation` turns any failure into `InvalidObservation`; a boundary in
+`_handle` catches what is left) is that message's dead letter, never the consumer's end. A
+write that fails is retried with capped exponential backoff while the liveness heartbeat
+keeps beating.
 """
 
 from __future__ import annotations
@@ -18,18 +25,19 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
 from fedeploy_ingestion.dead_letter import dead_letter_document, dead_letter_key
-from fedeploy_ingestion.errors import IngestError
+from fedeploy_ingestion.decoding import DecodeLimits
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import ObjectStore
-from fedeploy_ingestion.observation import InvalidObservation, parse_observation
+from fedeploy_ingestion.observation import InvalidObservation, Limits, parse_observation
 from fedeploy_ingestion.settings import IngestSettings
 from fedeploy_ingestion.sharding import owns
 from fedeploy_ingestion.window_buffer import WindowBuffer
@@ -39,6 +47,24 @@ log = logging.getLogger(__name__)
 QOS = 1
 # Windows written per bulk upsert to the catalog.
 MAX_BATCH = 200
+# First wait before retrying a failed write; doubles up to INGEST_RETRY_MAX_SECONDS.
+RETRY_FIRST_SECONDS = 0.5
+# A wait is cut in slices this long, each one beating the liveness heartbeat.
+HEARTBEAT_SLICE_SECONDS = 5.0
+
+
+def limits_of(settings: IngestSettings) -> Limits:
+    """What the consumer accepts, from its settings."""
+    return Limits(
+        decode=DecodeLimits(settings.max_payload_bytes, settings.max_nesting_depth),
+        earliest=settings.earliest_observation_time,
+        max_future=timedelta(seconds=settings.max_future_seconds),
+    )
+
+
+def backoff(failures: int, cap: float) -> float:
+    """Seconds to wait after `failures` consecutive failures: 0.5, 1, 2, ... at most `cap`."""
+    return float(min(cap, RETRY_FIRST_SECONDS * 2 ** min(failures - 1, 30)))
 
 
 @dataclass(frozen=True)
@@ -74,7 +100,9 @@ class Consumer:
             settings.window_grace_seconds,
             settings.flush_idle_seconds,
             settings.max_pending_messages,
+            settings.station_expiry_seconds,
         )
+        self.limits = limits_of(settings)
         self.inbox: queue.Queue[Delivery | Reconnected] = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards generation/connected against the network thread
@@ -83,6 +111,7 @@ class Consumer:
         self.subscribed = threading.Event()
         self.heartbeat = time.monotonic()
         self._retry_at = 0.0
+        self._write_failures = 0
         self.client = self._client()
 
     # --- MQTT wiring (network thread) ------------------------------------------------------
@@ -228,34 +257,72 @@ class Consumer:
                 return  # write before taking more
 
     def _handle(self, delivery: Delivery) -> None:
+        """One message's boundary: it is held for its window or dead-lettered, nothing else."""
         self.metrics.messages_received.inc()
         tag = (delivery.generation, delivery.mid)
         try:
-            observation = parse_observation(delivery.payload, delivery.topic, datetime.now(UTC))
+            observation = parse_observation(
+                delivery.payload, delivery.topic, datetime.now(UTC), self.limits
+            )
+            if not owns(observation.station, self.settings.shard_index, self.settings.shard_count):
+                self.metrics.messages_skipped.inc()
+                self._ack([tag])
+                return
+            self.buffer.add(observation, tag, delivery.arrival)
         except InvalidObservation as invalid:
             self._dead_letter(delivery, invalid)
-            return
-        if not owns(observation.station, self.settings.shard_index, self.settings.shard_count):
-            self.metrics.messages_skipped.inc()
-            self._ack([tag])
-            return
-        self.buffer.add(observation, tag, delivery.arrival)
+        except Exception as error:  # noqa: BLE001 - one message never stops the consumer
+            log.exception("unforeseen failure on one message; dead-lettered")
+            self._dead_letter(
+                delivery,
+                InvalidObservation("invalid", f"{type(error).__name__}: {error}"),
+            )
+
+    def _pause(self, seconds: float) -> None:
+        """Wait (or until `stop()`), beating the liveness heartbeat: waiting is not hanging."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            left = deadline - self.heartbeat
+            if left <= 0:
+                return
+            self._stop.wait(min(left, HEARTBEAT_SLICE_SECONDS))
 
     def _dead_letter(self, delivery: Delivery, invalid: InvalidObservation) -> None:
         key = dead_letter_key(self.settings.dead_letter_prefix, delivery.topic, delivery.payload)
         document = dead_letter_document(
             delivery.topic, delivery.payload, invalid.code, invalid.reason, datetime.now(UTC)
         )
-        while not self._stop.is_set():
-            try:
-                self.store.put(key, document, "application/json")
-                break
-            except IngestError as error:
-                # Never acknowledge a message that is stored nowhere: wait for the store.
-                self.metrics.write_errors.labels("dead-letter").inc()
-                log.error("dead letter write failed; retrying", extra={"error": str(error)})
-                self._stop.wait(2.0)
-        else:
+
+        def failed(state: Any) -> None:
+            self.metrics.write_errors.labels("dead-letter").inc()
+            log.error(
+                "dead letter write failed; retrying",
+                extra={
+                    "key": key,
+                    "attempt": state.attempt_number,
+                    "error": str(state.outcome.exception()),
+                },
+            )
+
+        # Never acknowledge a message that is stored nowhere: wait for the store, with capped
+        # exponential backoff; the heartbeat beats meanwhile, so the pod is not restarted.
+        retrying = Retrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(
+                multiplier=RETRY_FIRST_SECONDS,
+                min=RETRY_FIRST_SECONDS,
+                max=self.settings.retry_max_seconds,
+            ),
+            stop=lambda state: self._stop.is_set(),
+            sleep=self._pause,
+            before_sleep=failed,
+            reraise=True,
+        )
+        try:
+            retrying(self.store.put, key, document, "application/json")
+        except Exception:  # noqa: BLE001 - stopping while the store is down: not acknowledged
+            log.warning("stopping before the dead letter was written", extra={"key": key})
             return
         self.metrics.dead_letters.labels(invalid.code).inc()
         log.warning(
@@ -277,16 +344,23 @@ class Consumer:
             entries = [self.buffer.take(w) for w in due[start : start + MAX_BATCH]]
             try:
                 self.writer.write_batch([(e.window, e.observations) for e in entries])
-            except IngestError as error:
+            except Exception as error:  # noqa: BLE001 - held and retried, never the consumer's end
                 for entry in entries:
                     self.buffer.restore(entry)
                 self.metrics.write_errors.labels("window").inc()
+                self._write_failures += 1
+                wait = backoff(self._write_failures, self.settings.retry_max_seconds)
                 log.error(
                     "window write failed; held and retried",
-                    extra={"windows": len(entries), "error": str(error)},
+                    extra={
+                        "windows": len(entries),
+                        "error": f"{type(error).__name__}: {error}",
+                        "retry_in_seconds": wait,
+                    },
                 )
-                self._retry_at = time.monotonic() + 2.0
+                self._retry_at = time.monotonic() + wait
                 return
+            self._write_failures = 0
             self._ack([tag for entry in entries for tag in entry.tags])
         self._update_gauges()
 

@@ -4,10 +4,15 @@ A window is written when (a) its station's observations have moved past its end 
 grace period, (b) no message came for it for `idle` seconds, or (c) the consumer holds too
 many unacknowledged messages, in which case every open window is written. Writing a window
 that was written before merges with what is stored, so (c) may write a window in parts.
+
+Memory is bounded: held messages by `max_pending`, and the per-station watermarks by
+`station_expiry`: a station not heard from for that long is forgotten (oldest first, in
+constant time per message), however many stations come and go.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -33,7 +38,12 @@ class WindowBuffer(Generic[Tag]):
     """Groups observations into windows and says which are due to be written."""
 
     def __init__(
-        self, window_seconds: int, grace_seconds: int, idle_seconds: float, max_pending: int
+        self,
+        window_seconds: int,
+        grace_seconds: int,
+        idle_seconds: float,
+        max_pending: int,
+        station_expiry: float = 3600.0,
     ) -> None:
         self.window_seconds = window_seconds
         self.grace = timedelta(seconds=grace_seconds)
@@ -41,6 +51,9 @@ class WindowBuffer(Generic[Tag]):
         self.high_water = max(1, int(max_pending * 0.9))
         self._open: dict[WindowId, OpenWindow[Tag]] = {}
         self._watermark: dict[str, datetime] = {}
+        # station -> last arrival (monotonic), least recently heard first
+        self._heard: OrderedDict[str, float] = OrderedDict()
+        self.station_expiry = station_expiry
         self.pending = 0
 
     def add(self, observation: Observation, tag: Tag, arrival: float) -> WindowId:
@@ -56,10 +69,34 @@ class WindowBuffer(Generic[Tag]):
         mark = self._watermark.get(observation.station)
         if mark is None or observation.time > mark:
             self._watermark[observation.station] = observation.time
+        self._heard[observation.station] = arrival
+        self._heard.move_to_end(observation.station)
         return window
 
+    def expire_stations(self, now: float) -> int:
+        """Forget the watermarks of stations not heard from for `station_expiry`; how many.
+
+        A forgotten station's open windows are still written (when idle); a station heard
+        from again starts a new watermark.
+        """
+        expired = 0
+        while self._heard:
+            station, heard = next(iter(self._heard.items()))
+            if now - heard < self.station_expiry:
+                break
+            del self._heard[station]
+            self._watermark.pop(station, None)
+            expired += 1
+        return expired
+
+    @property
+    def stations(self) -> int:
+        """Stations whose watermark is kept."""
+        return len(self._watermark)
+
     def due(self, now: float) -> list[WindowId]:
-        """Windows to write now, oldest first."""
+        """Windows to write now, oldest first (expiring silent stations on the way)."""
+        self.expire_stations(now)
         if self.pending >= self.high_water:
             return sorted(self._open)
         ready = []

@@ -24,8 +24,12 @@ def check_window_seconds(seconds: int) -> int:
 
 
 def stamp(moment: datetime) -> str:
-    """`YYYYMMDDTHHMMSSZ`, the form used in keys and ids."""
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    """`YYYYMMDDTHHMMSSZ`, the form used in keys and ids; the year always has four digits.
+
+    (`strftime("%Y")` gives `999`, not `0999`, for years below 1000 with glibc.)
+    """
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}{utc:%m%dT%H%M%S}Z"
 
 
 @dataclass(frozen=True, order=True)
@@ -44,7 +48,8 @@ class WindowId:
     @property
     def object_key(self) -> str:
         """`observations/<station>/<YYYY>/<MM>/<DD>/<item id>.parquet`."""
-        return f"observations/{self.station}/{self.start:%Y/%m/%d}/{self.item_id}.parquet"
+        start = self.start
+        return f"observations/{self.station}/{start.year:04d}/{start:%m/%d}/{self.item_id}.parquet"
 
 
 def window_of(station: str, moment: datetime, seconds: int) -> WindowId:

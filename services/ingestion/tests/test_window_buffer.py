@@ -68,3 +68,17 @@ def test_clear_forgets_everything() -> None:
     held.add(obs("b", 10), 2, arrival=0.0)
     assert held.clear() == 2
     assert held.pending == 0 and held.windows() == [] and held.oldest_arrival() is None
+
+
+def test_stations_not_heard_from_are_forgotten_so_memory_stays_bounded() -> None:
+    held: WindowBuffer[int] = WindowBuffer(600, 30, 5.0, 100_000, station_expiry=60.0)
+    for n in range(10_000):
+        entry = held.add(obs(f"s-{n}", 1), n, arrival=n / 100)  # 100 new stations a second
+        held.take(entry)
+        held.due(now=n / 100)
+    assert held.stations <= 60 * 100 + 1
+    held.add(obs("s-0", 2), 0, arrival=200.0)  # heard again: remembered again
+    held.expire_stations(now=200.0 + 59)
+    assert held.stations == 1
+    assert held.expire_stations(now=200.0 + 60) == 1
+    assert held.stations == 0
