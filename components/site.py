@@ -207,6 +207,7 @@ class Site(pulumi.ComponentResource):
                     namespace,
                     spec.stream.mqtt.credentials if spec.stream else None,
                 ),
+                cluster_cidrs=self.infrastructure.bridge_cidrs,
             )
             releases["ingestion"] = release("ingestion", values, list(releases.values()))
         if services.inference is not None and services.inference.enabled:

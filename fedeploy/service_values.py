@@ -149,6 +149,11 @@ def ingestion_values(
                     "datetime": source.datetime,
                     "assets": list(source.assets),
                     "maxCloudCover": source.max_cloud_cover,
+                    **(
+                        {"downloadHosts": list(source.download_hosts)}
+                        if source.download_hosts
+                        else {}
+                    ),
                 }
                 for source in spec.sentinel.sources
             ],

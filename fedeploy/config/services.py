@@ -172,6 +172,15 @@ class CatalogService(StrictModel):
         return self
 
 
+DownloadHost = Annotated[
+    str,
+    Field(
+        pattern=r"^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+        description="A lower-case host name; '*.example.org' admits its sub-domains.",
+    ),
+]
+
+
 class SentinelSource(StrictModel):
     """A STAC API to copy Sentinel products from."""
 
@@ -194,6 +203,13 @@ class SentinelSource(StrictModel):
     assets: list[str] = Field(min_length=1, description="Asset names to copy, e.g. B04, B08, SCL.")
     max_cloud_cover: float = Field(
         100, ge=0, le=100, description="Skip products cloudier than this (percent)."
+    )
+    download_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        description="Hosts besides the STAC API's own that assets may be downloaded from, and "
+        "that receive the credentials, e.g. a mirror; '*.example.org' admits its sub-domains. "
+        "Copernicus's download hosts are known already. An href or a redirect to any other host "
+        "fails its item.",
     )
 
     @model_validator(mode="after")

@@ -59,6 +59,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $url.scheme "http" }}80{{ else }}443{{ end }}
 {{- end }}
 
+{{/* ipBlock peers for `cidrs`; a whole-internet block (0.0.0.0/0, ::/0) leaves out the ranges of its family in `except`. */}}
+{{- define "ingestion.ipBlocks" -}}
+{{- $except := .except }}
+{{- range .cidrs }}
+{{- $cidr := . }}
+{{- $v6 := contains ":" $cidr }}
+{{- $out := list }}
+{{- if or (eq $cidr "0.0.0.0/0") (eq $cidr "::/0") }}
+{{- range $except }}
+{{- if eq (contains ":" .) $v6 }}
+{{- $out = append $out . }}
+{{- end }}
+{{- end }}
+{{- end }}
+- ipBlock:
+    cidr: {{ $cidr }}
+    {{- with (uniq $out) }}
+    except:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Where the service writes and registers; identical for the Sentinel workers and the stream consumers. */}}
 {{- define "ingestion.commonEnv" -}}
 - name: INGEST_SITE
@@ -113,10 +136,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     - protocol: TCP
       port: {{ $np.catalog.port }}
 - to:
-    {{- range $np.storageCIDRs }}
-    - ipBlock:
-        cidr: {{ . }}
-    {{- end }}
+    {{- include "ingestion.ipBlocks" (dict "cidrs" $np.storageCIDRs "except" $np.exceptCIDRs) | nindent 4 }}
   ports:
     - protocol: TCP
       port: {{ include "ingestion.urlPort" (default "https://s3.amazonaws.com" .Values.storage.endpoint) }}
