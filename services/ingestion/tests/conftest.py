@@ -7,6 +7,7 @@ Integration tests skip when a peer's program is missing, unless FEDEPLOY_REQUIRE
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -148,3 +149,32 @@ def observation(
 def make_observation() -> Callable[..., dict[str, Any]]:
     """Builds valid observation messages (see `observation`)."""
     return observation
+
+
+# --- the poison corpus (tests/poison/: files, and expected.json naming each one's reason code)
+
+POISON = Path(__file__).parent / "poison"
+_EXPECTED = json.loads((POISON / "expected.json").read_text())
+
+
+def _poison(name: str) -> tuple[str, bytes, str]:
+    if name == "ten-megabytes":  # generated, not kept in the repository
+        message = observation("bz-01", datetime(2024, 6, 1, 11, 59, 30, tzinfo=UTC))
+        payload = json.dumps({**message, "padding": "x" * (10 * 1024 * 1024)}).encode()
+        return name, payload, _EXPECTED["generated"][name]
+    return name, (POISON / name).read_bytes(), _EXPECTED["files"][name]
+
+
+POISON_NAMES = sorted(_EXPECTED["files"]) + sorted(_EXPECTED["generated"])
+
+
+@pytest.fixture(params=POISON_NAMES)
+def poison_message(request: pytest.FixtureRequest) -> tuple[str, bytes, str]:
+    """One poison message: (name, payload, the reason code it must be refused with)."""
+    return _poison(request.param)
+
+
+@pytest.fixture
+def poison_messages() -> list[tuple[str, bytes, str]]:
+    """Every poison message, as `poison_message` gives each."""
+    return [_poison(name) for name in POISON_NAMES]

@@ -269,3 +269,96 @@ def test_malformed_messages_end_in_the_dead_letter_prefix_and_the_consumer_goes_
         probes.close()
     assert not worker.is_alive()
     assert metrics.pending_messages._value.get() == 0
+
+
+def test_poison_messages_between_good_ones_are_dead_lettered_and_the_consumer_goes_on(
+    broker: MosquittoBroker,
+    s3: SeaweedS3,
+    bucket: str,
+    catalogs,
+    site_env: dict[str, str],
+    make_observation,
+    monkeypatch: pytest.MonkeyPatch,
+    poison_messages: list[tuple[str, bytes, str]],
+) -> None:
+    """Every good message stored once, every poison one dead-lettered with its reason, and the
+    consumer never stops (the deep nesting once killed it at the first message)."""
+    site = catalogs.start("site-a")
+    for name, value in site_env.items():
+        monkeypatch.setenv(name, value)
+    settings = IngestSettings(
+        catalog_url=site.url,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_client_id=f"poison-{bucket}",
+        flush_idle_seconds=0.5,
+        s3_endpoint_url=s3.endpoint.endpoint_url,
+    )
+    metrics = Metrics()
+    store = ObjectStore(s3_client(settings.s3_endpoint_url, settings.s3_region, "auto"), bucket)
+    consumer = Consumer(
+        settings, store, WindowWriter(store, CatalogClient(site.url), "site-a", metrics), metrics
+    )
+    crashed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            consumer.run()
+        except BaseException as error:  # noqa: BLE001 - recorded: the test fails on it
+            crashed.append(error)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    corpus = poison_messages
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    messages, good = [], []
+    for n, (_, payload, _) in enumerate(corpus):
+        moment = start + timedelta(seconds=30 * n)
+        body = make_observation("bz-01", moment, temperature=float(n))
+        messages.append((topic("bz-01"), json.dumps(body).encode()))
+        good.append(("bz-01", moment))
+        messages.append((topic("bz-01"), payload))
+    last = start + timedelta(seconds=30 * len(corpus))
+    messages.append((topic("bz-01"), json.dumps(make_observation("bz-01", last)).encode()))
+    good.append(("bz-01", last))
+    try:
+        wait_until(lambda: consumer.ready, 10, "subscription", None)
+        publish(broker, messages)
+
+        def stored() -> int:
+            return sum(
+                i["properties"]["fedeploy:observation_count"] for i in catalog_items(site.url)
+            )
+
+        wait_until(lambda: stored() == len(good), 60, "every good observation", None)
+        wait_until(
+            lambda: (
+                metrics.dead_letters._metrics
+                and sum(c._value.get() for c in metrics.dead_letters._metrics.values())
+                == len(corpus)
+            ),
+            30,
+            "every dead letter",
+            None,
+        )
+        assert worker.is_alive() and not crashed
+    finally:
+        consumer.stop()
+        worker.join(timeout=30)
+    assert not crashed and not worker.is_alive()
+
+    letters = store.client.list_objects_v2(Bucket=bucket, Prefix="dead-letter/observations/")
+    documents = [json.loads(store.get(o["Key"])) for o in letters.get("Contents", [])]
+    assert Counter(d["code"] for d in documents) == Counter(code for _, _, code in corpus)
+    assert all(d["reason"] for d in documents)
+    rows = []
+    for entry in store.client.list_objects_v2(Bucket=bucket, Prefix="observations/")["Contents"]:
+        table = pq.read_table(io.BytesIO(store.get(entry["Key"])))
+        rows += [
+            (s, t.astimezone(UTC))
+            for s, t in zip(
+                table.column("station").to_pylist(), table.column("time").to_pylist(), strict=True
+            )
+        ]
+    assert sorted(rows) == sorted(good)  # each good one once, nothing else
+    assert metrics.messages_acknowledged._value.get() == len(messages)
