@@ -140,7 +140,7 @@ class HostileUpstream:
                 handler, 200, json.dumps(self._landing()).encode(), "application/json"
             )
         if path == "/conformance":
-            document = {"conformsTo": [CORE, ITEM_SEARCH]}
+            document: dict[str, Any] = {"conformsTo": [CORE, ITEM_SEARCH]}
             return self._send(handler, 200, json.dumps(document).encode(), "application/json")
         if path == "/search":
             document = {"type": "FeatureCollection", "features": self.items, "links": []}
