@@ -70,7 +70,11 @@ def plan(
     from fedeploy.plan import run_plan, write_out
     from fedeploy.report import FORMATS
 
-    require_stacks_dir(stacks_dir)
+    try:
+        require_stacks_dir(stacks_dir)
+    except FedeployError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(err.exit_code) from None
     report = run_plan(stacks_dir, stacks or None, jobs=jobs)
     sys.stdout.write(FORMATS[format.value](report))
     if out is not None:

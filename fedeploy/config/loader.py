@@ -173,7 +173,7 @@ def _walk(
             _walk(item, (*path, str(index)), duplicates, plain)
     elif (
         isinstance(node, yaml.ScalarNode)
-        and node.style is None
+        and not node.style
         and node.tag != _STR_TAG
         and path[:2] == ("config", SITE_KEY)
     ):
@@ -522,7 +522,7 @@ def _address_issues(
     site: Any, siblings: dict[str, Sibling], stack: str | None
 ) -> list[ConfigIssue]:
     mine = address_ranges(site)
-    everything = {(None, path): cidr for path, cidr in mine.items()}
+    everything: dict[tuple[str | None, str], str] = {(None, p): c for p, c in mine.items()}
     for other_name, other in sorted(siblings.items()):
         if other.site is not None:
             for path, cidr in address_ranges(other.site).items():

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from fedeploy.cli import app, main
 from fedeploy.errors import StackConfigError
 from fedeploy.offline.engine import plan_stack
 from tests.conftest import STACKS
@@ -265,6 +269,90 @@ CASES = [
         ["lists 'aws-frankfurt' twice"],
     ),
     ("site-not-a-mapping", "aws-frankfurt", None, "site", ["must be a mapping"]),
+    # Parsed values are typed in the model: nothing reaches network.py unparsed (issue 13).
+    (
+        "pod-cidr-prefix-too-long",
+        "ovh-gra",
+        {"cluster.pod_cidrs": ["10.2.0.0/33"]},
+        "site.cluster.pod_cidrs.0",
+        ["'10.2.0.0/33' is not an address range"],
+    ),
+    (
+        "pod-cidr-host-bits",
+        "ovh-gra",
+        {"cluster.pod_cidrs": ["10.2.0.1/16"]},
+        "site.cluster.pod_cidrs.0",
+        ["host bits set", "10.2.0.0/16"],
+    ),
+    (
+        "pod-cidr-is-a-region",
+        "ovh-gra",
+        {"cluster.pod_cidrs": ["eu-west-1"]},
+        "site.cluster.pod_cidrs.0",
+        ["'eu-west-1' is not an address range"],
+    ),
+    (
+        "public-access-cidr-host-bits",
+        "aws-dublin",
+        {"cluster.public_access_cidrs": ["198.51.100.7/24"]},
+        "site.cluster.public_access_cidrs.0",
+        ["host bits set"],
+    ),
+    (
+        "vpc-cidr-not-a-range",
+        "aws-dublin",
+        {"network.cidr": "10.30.0.0/40"},
+        "site.network.cidr",
+        ["not an address range"],
+    ),
+    ("storage-a-scalar", "aws-dublin", {"storage": 42}, "site.storage", ["given 42"]),
+    (
+        "unknown-region-reported-as-region",
+        "aws-dublin",
+        {"region": "eu-west-9"},
+        "site.region",
+        ["'eu-west-9' is not an AWS region"],
+    ),
+    (
+        "zone-not-a-zone",
+        "aws-dublin",
+        {"network.availability_zones": ["eu-west-1a", "eu-west-1"]},
+        "site.network.availability_zones.1",
+        ["given 'eu-west-1'"],
+    ),
+    (
+        "mixed-architectures",
+        "aws-dublin",
+        {"cluster.node_groups.system.instance_types": ["m7g.large", "m6i.large"]},
+        "site.cluster.node_groups.system",
+        ["mixes architectures", "m7g.large (arm64)", "m6i.large (x86_64)"],
+    ),
+    (
+        "secure-placeholder",
+        "ovh-gra",
+        {"cluster.kubeconfig": {"secure": "TODO"}},
+        "site.cluster.kubeconfig",
+        [
+            "not a placeholder",
+            "pulumi config set --secret --path 'fedeploy:site.cluster.kubeconfig'",
+        ],
+    ),
+    (
+        "plaintext-secret-names-the-command",
+        "ovh-gra",
+        {"storage.access_key_id": "AKIAEXAMPLE"},
+        "site.storage.access_key_id",
+        [
+            "`pulumi config set --secret --path 'fedeploy:site.storage.access_key_id' <value>`",
+        ],
+    ),
+    (
+        "plaintext-secret-in-a-list",
+        "ovh-gra",
+        {"services.ingestion.stream.mqtt.credentials.password": "hunter2"},
+        "site.services.ingestion.stream.mqtt.credentials.password",
+        ["--path 'fedeploy:site.services.ingestion.stream.mqtt.credentials.password'"],
+    ),
 ]
 
 
@@ -322,3 +410,208 @@ def test_a_plaintext_secret_is_never_echoed(stacks_dir):
     with pytest.raises(StackConfigError) as caught:
         plan_stack(stacks_dir / "Pulumi.ovh-gra.yaml", config_override={"fedeploy:site": site})
     assert "CANARY" not in str(caught.value)
+
+
+# -- whole stack files: YAML, the checks across files, the command line ------------------------
+
+runner = CliRunner()
+
+
+def _project(tmp_path: Path) -> Path:
+    directory = tmp_path / "stacks"
+    shutil.copytree(STACKS, directory)
+    return directory
+
+
+def _write(path: Path, site: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    document = yaml.safe_load(path.read_text()) if path.exists() else {"config": {}}
+    document["config"]["fedeploy:site"] = site
+    document["config"].update(extra or {})
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def _validate(*paths: Path):
+    return runner.invoke(app, ["validate", *map(str, paths)])
+
+
+def test_a_duplicated_key_is_refused_with_both_line_numbers(tmp_path):
+    stacks = _project(tmp_path)
+    path = stacks / "Pulumi.aws-frankfurt.yaml"
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == 'gpu: "on"')
+    lines.insert(at + 1, lines[at].replace('"on"', '"off"'))
+    path.write_text("\n".join(lines) + "\n")
+    result = _validate(path)
+    assert result.exit_code == 2
+    assert (
+        f"site.services.inference.gpu: duplicate key 'gpu' at lines {at + 1} and {at + 2}"
+        in result.output
+    )
+
+
+@pytest.mark.parametrize(
+    ("stack", "original", "unquoted", "path", "words"),
+    [
+        (
+            "aws-frankfurt",
+            'gpu: "on"',
+            "gpu: on",
+            "site.services.inference.gpu",
+            ["given True", 'YAML read the unquoted on as a boolean: quote it, gpu: "on"'],
+        ),
+        (
+            "hpc-kajaani",
+            'version: "1.30"',
+            "version: 1.30",
+            "site.cluster.version",
+            ["given 1.3", 'YAML read the unquoted 1.30 as a number: quote it, version: "1.30"'],
+        ),
+    ],
+)
+def test_what_yaml_made_of_an_unquoted_word_says_quote_it(
+    tmp_path, stack, original, unquoted, path, words
+):
+    stacks = _project(tmp_path)
+    file = stacks / f"Pulumi.{stack}.yaml"
+    assert original in file.read_text()
+    file.write_text(file.read_text().replace(original, unquoted))
+    result = _validate(file)
+    assert result.exit_code == 2
+    line = next(line for line in result.output.splitlines() if f"- {path}:" in line)
+    for word in words:
+        assert word in line
+
+
+@pytest.mark.parametrize("case", ["typo", "empty", "no-stack-files"])
+def test_plan_refuses_a_stacks_dir_without_stack_files(tmp_path, case):
+    directory = tmp_path / ("stackz" if case == "typo" else "stacks")
+    if case != "typo":
+        directory.mkdir()
+    if case == "no-stack-files":
+        (directory / "README.md").write_text("no stacks here\n")
+    result = runner.invoke(app, ["plan", "--stacks-dir", str(directory), "--jobs", "1"])
+    assert result.exit_code == 2
+    assert f"stacks directory {directory}" in result.output
+    assert "clean" not in result.output
+
+
+def _fed_issue(stacks: Path, stack: str) -> str:
+    result = _validate(stacks / f"Pulumi.{stack}.yaml")
+    assert result.exit_code == 2, result.output
+    return result.output
+
+
+def test_two_sites_whose_buckets_get_one_physical_name_are_refused(tmp_path):
+    stacks = _project(tmp_path)
+    site = _base("aws-dublin")
+    site["storage"]["bucket_prefix"] = "eofed-aws"
+    site["network"]["cidr"] = "10.31.0.0/16"
+    _write(stacks / "Pulumi.dublin.yaml", site, {"aws:region": "eu-west-1"})
+    output = _fed_issue(stacks, "dublin")
+    assert (
+        "site.storage.buckets.raw: its physical name 'eofed-aws-dublin-raw' is also that of "
+        "bucket 'raw' of site 'aws-dublin' (Pulumi.aws-dublin.yaml)" in output
+    )
+
+
+def test_aws_region_of_the_provider_must_be_the_sites(tmp_path):
+    stacks = _project(tmp_path)
+    path = stacks / "Pulumi.aws-dublin.yaml"
+    path.write_text(path.read_text().replace("aws:region: eu-west-1", "aws:region: eu-central-1"))
+    output = _fed_issue(stacks, "aws-dublin")
+    assert "config.aws:region: is 'eu-central-1' but site.region is 'eu-west-1'" in output
+
+
+def test_a_hub_member_needs_a_public_catalog_url(tmp_path):
+    stacks = _project(tmp_path)
+    site = _base("ovh-gra")
+    site["services"]["catalog"].pop("url")
+    site["services"]["catalog"].pop("exposure", None)
+    _write(stacks / "Pulumi.ovh-gra.yaml", site)
+    output = _fed_issue(stacks, "eu-hub")
+    assert "site.members.2: member 'ovh-gra' has no public catalog url" in output
+    assert "Pulumi.ovh-gra.yaml" in output
+
+
+def test_overlapping_ranges_are_refused_by_validate_naming_both_files(tmp_path):
+    stacks = _project(tmp_path)
+    site = _base("hpc-kajaani")
+    site["cluster"]["pod_cidrs"] = ["10.2.128.0/17"]
+    _write(stacks / "Pulumi.hpc-kajaani.yaml", site)
+    output = _fed_issue(stacks, "hpc-kajaani")
+    assert (
+        "site.cluster.pod_cidrs.0: 10.2.128.0/17 overlaps cluster.pod_cidrs.0 (10.2.0.0/16) of "
+        "site 'ovh-gra' (Pulumi.ovh-gra.yaml)" in output
+    )
+
+
+def test_advisories_production_gateway_without_host_key_and_a_site_no_hub_lists(tmp_path):
+    stacks = _project(tmp_path)
+    site = _base("hpc-kajaani")
+    site["bridge"].pop("host_key")
+    _write(stacks / "Pulumi.hpc-kajaani.yaml", site)
+    hub = _base("eu-hub")
+    hub["members"] = [m for m in hub["members"] if m != "hpc-kajaani"]
+    _write(stacks / "Pulumi.eu-hub.yaml", hub)
+    result = _validate(stacks / "Pulumi.hpc-kajaani.yaml")
+    assert result.exit_code == 0, result.output
+    assert "note: site.bridge.host_key: advisory: a production gateway bridge" in result.output
+    assert "note: site: advisory: no hub in" in result.output
+    assert "lists 'hpc-kajaani'" in result.output
+
+
+def test_the_example_stacks_validate_without_notes():
+    result = _validate(*sorted(STACKS.glob("Pulumi.*.yaml")))
+    assert result.exit_code == 0, result.output
+    assert "note:" not in result.output
+
+
+def test_an_invalid_member_is_reported_once_and_kept_out_of_the_order(tmp_path):
+    stacks = _project(tmp_path)
+    site = _base("ovh-gra")
+    site["cluster"]["version"] = "1.19"
+    _write(stacks / "Pulumi.ovh-gra.yaml", site)
+    hub = _validate(stacks / "Pulumi.eu-hub.yaml")
+    assert hub.exit_code == 0, hub.output
+    assert "no stack file" not in hub.output
+    assert (
+        "note: site.members.2: check of 'ovh-gra' skipped: its stack file Pulumi.ovh-gra.yaml "
+        "is invalid" in hub.output
+    )
+    result = runner.invoke(app, ["plan", "--stacks-dir", str(stacks), "--jobs", "1", "-f", "json"])
+    assert result.exit_code == 2
+    report = json.loads(result.output)
+    assert all("ovh-gra" not in wave for wave in report["deployment_order"])
+    invalid = [e for e in report["errors"] if "Pulumi.ovh-gra.yaml" in e]
+    assert len(invalid) == 1 and "site.cluster.version" in invalid[0]
+    assert not any("no stack file" in e for e in report["errors"])
+
+
+def test_an_internal_error_is_one_line_and_exit_2_the_traceback_only_with_debug(
+    monkeypatch, capsys
+):
+    import fedeploy.plan
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("something fedeploy did not expect")
+
+    monkeypatch.setattr(fedeploy.plan, "run_plan", broken)
+    for argv, traceback_shown in ((["plan"], False), (["--debug", "plan"], True)):
+        monkeypatch.setattr(sys, "argv", ["fedeploy", *argv])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert ("Traceback" in err) is traceback_shown
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("fedeploy: internal error (KeyError); this is a bug in fedeploy")
+        assert "report it" in last and "--debug" in last
+        if not traceback_shown:
+            assert len(err.strip().splitlines()) == 1
+
+
+def test_boolean_flags_are_shown_as_flags():
+    result = runner.invoke(app, ["affected", "--help"])
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    assert "--all " in result.output
