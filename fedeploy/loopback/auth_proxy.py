@@ -1,0 +1,73 @@
+"""stac-auth-proxy on loopback, run as the catalog chart runs it: behind charts/catalog/files'
+token guard, configured from the environment the chart renders for it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+from fedeploy.loopback.errors import PeerUnavailable
+from fedeploy.loopback.processes import Daemon, free_port
+
+GUARD_DIR = Path(__file__).resolve().parents[2] / "charts/catalog/files"
+
+
+class AuthProxyServer:
+    """One stac-auth-proxy process on 127.0.0.1. `env` is the chart's container environment
+    (UPSTREAM_URL and OIDC_DISCOVERY_URL pointing at loopback peers); `ca_file` is trusted for
+    the OIDC provider's https URLs."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        workdir: Path,
+        name: str = "auth-proxy",
+        ca_file: Path | None = None,
+    ) -> None:
+        try:
+            import stac_auth_proxy  # noqa: F401
+        except ImportError as missing:
+            raise PeerUnavailable(
+                "stac-auth-proxy is not installed: pip install 'stac-auth-proxy==1.3.1'"
+            ) from missing
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full = dict(os.environ)
+        full.update(env)
+        if ca_file is not None:
+            full["SSL_CERT_FILE"] = str(ca_file)
+        self.daemon = Daemon(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                f"--app-dir={GUARD_DIR}",
+                "token_guard:create_app",
+                "--factory",
+                "--host=127.0.0.1",
+                f"--port={self.port}",
+                "--proxy-headers",
+                "--forwarded-allow-ips=127.0.0.1",
+                "--log-level=warning",
+                "--no-access-log",
+            ],
+            Path(workdir),
+            env=full,
+        )
+
+    def start(self, timeout: float = 60.0) -> AuthProxyServer:
+        """Start and wait until its health check answers (it waits for upstream and OIDC)."""
+        self.daemon.start_and_wait(
+            lambda: httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200,
+            timeout,
+            f"stac-auth-proxy on {self.url}",
+        )
+        return self
+
+    def stop(self) -> None:
+        """Stop by pid file."""
+        self.daemon.stop()
