@@ -67,13 +67,21 @@ def connect(
 def submit(
     ctx: typer.Context,
     script: Annotated[Path, typer.Argument(help="The batch script ('-' reads standard input).")],
-    name: Annotated[str, typer.Option(help="The job's name.")],
-    time_limit: Annotated[int, typer.Option("--time", help="Wall-clock limit in minutes.")],
-    workdir: Annotated[str, typer.Option(help="Absolute working directory on the cluster.")],
+    name: Annotated[
+        str | None, typer.Option(help="The job's name (or #SBATCH --job-name in the script).")
+    ] = None,
+    time_limit: Annotated[
+        int | None,
+        typer.Option("--time", help="Wall-clock limit in minutes (or #SBATCH --time)."),
+    ] = None,
+    workdir: Annotated[
+        str | None,
+        typer.Option(help="Absolute working directory on the cluster (or #SBATCH --chdir)."),
+    ] = None,
     partition: Annotated[str | None, typer.Option(help="Partition; default: the bridge's.")] = None,
-    cpus: Annotated[int, typer.Option(help="CPUs.")] = 1,
+    cpus: Annotated[int | None, typer.Option(help="CPUs (default 1).")] = None,
     memory: Annotated[int | None, typer.Option(help="Memory per node, MiB.")] = None,
-    gpus: Annotated[int, typer.Option(help="GPUs.")] = 0,
+    gpus: Annotated[int | None, typer.Option(help="GPUs (default 0).")] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", help="KEY=VALUE for the script (repeat).")
     ] = None,
@@ -82,12 +90,25 @@ def submit(
         str | None,
         typer.Option(help="Idempotency key: submitting again with it returns the same job."),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Look for a job with --key among all jobs first, finished ones included (for a "
+            "caller restarting after its job may have ended; lists every job on the controller).",
+        ),
+    ] = False,
     wait: Annotated[
         float | None, typer.Option(help="Wait this many seconds for the job to end.")
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Submit a batch script; prints the job id (and its final status with --wait)."""
+    """Submit a batch script; prints the job id (and its final status with --wait).
+
+    The script's #SBATCH lines for --job-name, --partition, --time, --cpus-per-task, --mem,
+    --gpus, --output, --error, --chdir, --account, --qos (and --ntasks/--nodes of 1) fill the
+    job; any other #SBATCH line is refused, naming it. An option given here and set differently
+    by a line is refused too."""
     client: BridgeClient = ctx.obj
     text = sys.stdin.read() if str(script) == "-" else _read(script)
     environment = {}
@@ -96,27 +117,29 @@ def submit(
             _fail(BridgeError(f"--env {item!r}: expected KEY=VALUE"))
         k, v = item.split("=", 1)
         environment[k] = v
-    fields: dict[str, Any] = {
+    given: dict[str, Any] = {
         "name": name,
-        "script": text,
         "partition": partition,
         "time_limit_minutes": time_limit,
         "cpus": cpus,
         "memory_mb": memory,
         "gpus": gpus,
-        "environment": environment,
         "working_directory": workdir,
         "stdout": stdout,
+        "idempotency_key": key,
     }
-    if key:
-        fields["idempotency_key"] = key
+    fields: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    fields["script"] = text
+    if environment:
+        fields["environment"] = environment
+    if resume and not key:
+        _fail(BridgeError("--resume needs --key: the key names the job to look for"))
     try:
         spec = JobSpec(**fields)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        _fail(BridgeError(f"the job is not valid: {problems}"))
+        _fail(BridgeError(f"the job is not valid: {_problems(err)}"))
     try:
-        job_id = client.submit(spec)
+        job_id = client.submit(spec, resume=resume)
         if wait is None:
             typer.echo(json.dumps({"job_id": job_id}) if as_json else str(job_id))
             return
@@ -124,6 +147,22 @@ def submit(
     except BridgeError as err:
         _fail(err)
     _print_status(status, as_json)
+
+
+_OPTION_OF = {"name": "--name", "time_limit_minutes": "--time", "working_directory": "--workdir"}
+
+
+def _problems(err: ValidationError) -> str:
+    """One line per problem: the field (or none, for the script's directives) and the words."""
+    problems = []
+    for error in err.errors():
+        where = ".".join(map(str, error["loc"]))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "missing":
+            option = _OPTION_OF.get(where, where)
+            message = f"missing (give {option} or an #SBATCH line)"
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 @bridge_app.command()

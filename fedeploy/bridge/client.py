@@ -15,6 +15,7 @@ import binascii
 import json
 import logging
 import os
+import re
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -33,19 +34,24 @@ from fedeploy.bridge.errors import (
     JobFailed,
     JobNotFound,
     JobWaitTimeout,
+    JobWillNotRun,
+    ProxyError,
+    ScriptTooLarge,
     SubmissionRejected,
     UnknownPartition,
 )
-from fedeploy.bridge.jobs import JobOutput, JobSpec, JobStatus
+from fedeploy.bridge.jobs import JobOutput, JobSpec, JobState, JobStatus
 from fedeploy.bridge.slurm_api import (
     CONTROLLER_UNREACHABLE,
     INVALID_JOB_ID,
     INVALID_PARTITION,
+    REST_FAIL_PARSING,
     UNSPECIFIED,
     ZERO_BYTES,
     SlurmError,
     adapter_for,
 )
+from fedeploy.bridge.slurm_codes import permanent_reason
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,9 @@ ENV_USER = "FEDEPLOY_BRIDGE_USER"
 ENV_TOKEN = "FEDEPLOY_BRIDGE_TOKEN"
 ENV_CA = "FEDEPLOY_BRIDGE_CA"
 ENV_PARTITIONS = "FEDEPLOY_BRIDGE_PARTITIONS"
+# The bridge's TLS proxy refuses larger request bodies (client_max_body_size in
+# templates/bridge/tls-proxy.conf.j2; a unit test keeps the two equal).
+PROXY_BODY_LIMIT_MIB = 4
 # Answers of a proxy whose upstream (slurmrestd) is down or slow: worth another try.
 _GATEWAY_ERRORS = (502, 503, 504)
 
@@ -65,7 +74,9 @@ class _AnswerLost(Exception):
 @dataclass(frozen=True)
 class _Answer:
     status: int
-    body: Any
+    body: Any  # the JSON answer; None when the answer is not JSON (a proxy's page)
+    page: str | None = None  # the title of an HTML page, such as nginx's "413 Request Entity..."
+    sent: int = 0  # bytes of the request's body
 
 
 @dataclass(frozen=True)
@@ -154,17 +165,27 @@ class BridgeClient:
         self.close()
 
     # -- jobs -------------------------------------------------------------------------------
-    def submit(self, spec: JobSpec) -> int:
-        """Submit a job, or return the job already submitted with its idempotency key."""
+    def submit(self, spec: JobSpec, *, resume: bool = False) -> int:
+        """Submit a job and return its id, or the id of the live job that already has the
+        spec's idempotency key (see the module's docstring).
+
+        `resume=True` first looks for the key among every job the controller still holds,
+        finished ones included: for a caller that restarts after its job may have ended. It
+        lists all jobs, so its cost grows with the queue; the normal path never lists.
+        Raises JobWillNotRun (after cancelling the job) when SLURM holds it for a reason no
+        waiting changes, such as a time limit above the partition's."""
         partition = spec.partition or (self.partitions[0] if self.partitions else None)
         if self.partitions is not None and partition not in self.partitions:
             raise UnknownPartition(
                 f"partition {partition!r} is not one this bridge may use (allowed: {', '.join(self.partitions)})"
             )
-        existing = self.find(spec.idempotency_key)
-        if existing is not None:
-            log.info("job %s already has idempotency key %s", existing.job_id, spec.idempotency_key)
-            return existing.job_id
+        if resume:
+            existing = self.find(spec.idempotency_key)
+            if existing is not None:
+                log.info(
+                    "job %s already has idempotency key %s", existing.job_id, spec.idempotency_key
+                )
+                return existing.job_id
         body = self._api.submission(spec, partition=partition)
         lost: _AnswerLost | None = None
         for attempt in range(self.retries + 1):
@@ -181,25 +202,30 @@ class BridgeClient:
                         spec.name,
                         existing.job_id,
                     )
-                    return existing.job_id
+                    return self._fail_if_stuck(existing).job_id
                 continue
-            result = self._interpret(
-                answer, doing=f"submitting job {spec.name!r}", partition=partition
-            )
+            result = self._interpret(answer, doing=f"submitting job {spec.name!r}", spec=spec)
             job_id = self._api.submitted_job_id(result)
             for warning in self._api.errors(result):
                 log.warning("job %s: SLURM says: %s", job_id, warning)
-            self._check_owner(job_id)
-            return self._one_job(spec.idempotency_key, job_id) if lost else job_id
+            status = self.status(job_id)
+            self._check_owner(status)
+            if lost or _held_by_twin(status):
+                # A retry after a lost answer, or the controller holds this job back behind an
+                # older live one with the same key (a parallel or restarted submitter).
+                status = self._one_job(spec.idempotency_key, status)
+            return self._fail_if_stuck(status).job_id
         raise BridgeUnreachable(
             f"submitting job {spec.name!r} to {self.endpoint}: no answer after {_attempts(self.retries + 1)} "
             f"({lost}); no job with idempotency key {spec.idempotency_key} exists"
         )
 
     def find(self, idempotency_key: str) -> JobStatus | None:
-        """The job this user submitted with the key, if SLURM still knows it (the oldest if several)."""
+        """The job this user submitted with the key, if SLURM still knows it: the oldest that
+        has not ended, else the oldest. Lists every job on the controller (v0.0.38 has no
+        filter), reading only this user's jobs with the key."""
         jobs = self._find_all(idempotency_key)
-        return jobs[0] if jobs else None
+        return _keeper(jobs) if jobs else None
 
     def status(self, job_id: int) -> JobStatus:
         """The job's state, exit code and SLURM's reason."""
@@ -220,12 +246,15 @@ class BridgeClient:
     ) -> JobStatus:
         """Wait until the job ends; raise JobFailed if it did not complete (with `check`).
 
-        On timeout the job is cancelled unless `cancel_on_timeout` is False: a waiter that
+        A job pending for a reason no waiting changes (PartitionTimeLimit, AccountNotAllowed,
+        a per-job QOS limit...) is cancelled at once and JobWillNotRun raised; a transient
+        reason (Priority, Resources, a held or down partition) keeps the wait going. A state
+        this client does not know is waited on like a running one. On timeout the job is cancelled unless `cancel_on_timeout` is False: a waiter that
         gives up must not leave a job holding its nodes.
         """
         deadline = time.monotonic() + timeout
         while True:
-            status = self.status(job_id)
+            status = self._fail_if_stuck(self.status(job_id))
             if status.finished:
                 if check and not status.succeeded:
                     raise JobFailed(status)
@@ -296,31 +325,50 @@ class BridgeClient:
     # -- plumbing -----------------------------------------------------------------------------
     def _find_all(self, idempotency_key: str) -> list[JobStatus]:
         answer = self._send("GET", self._api.jobs_path)
-        jobs = self._api.jobs(self._interpret(answer, doing="listing jobs"))
-        mine = [
-            j for j in jobs if j.user in (None, self.user) and j.idempotency_key == idempotency_key
-        ]
-        return sorted(mine, key=lambda j: j.job_id)
+        body = self._interpret(answer, doing="listing jobs")
+        return sorted(
+            self._api.jobs_with_key(body, idempotency_key, self.user), key=lambda j: j.job_id
+        )
 
-    def _check_owner(self, job_id: int) -> None:
+    def _check_owner(self, status: JobStatus) -> None:
         """Refuse a job SLURM took for another user: slurmctld 22.05 accepts a well-signed
         token for a user it cannot resolve and queues the job as 'nobody', where it never runs."""
-        owner = self.status(job_id).user
-        if owner is not None and owner != self.user:
-            self.cancel(job_id, settle=0)
+        if status.user is not None and status.user != self.user:
+            self.cancel(status.job_id, settle=0)
             raise BridgeAuthError(
-                f"SLURM queued job {job_id} as {owner!r}, not {self.user!r}: the cluster does not know "
-                f"the user {self.user!r} (the centre must create the account); the job was cancelled"
+                f"SLURM queued job {status.job_id} as {status.user!r}, not {self.user!r}: the cluster "
+                f"does not know the user {self.user!r} (the centre must create the account); the "
+                "job was cancelled"
             )
 
-    def _one_job(self, idempotency_key: str, job_id: int) -> int:
-        """After a lost answer and a retry, keep the oldest job with the key, cancel the rest."""
+    def _fail_if_stuck(self, status: JobStatus) -> JobStatus:
+        """The status, unless the job is pending for a reason no waiting changes: then the
+        job is cancelled and JobWillNotRun raised with what the reason means."""
+        if status.state is not JobState.PENDING or permanent_reason(status.reason_code) is None:
+            return status
+        # At submission slurmctld says only PartitionConfig; its scheduler names the limit
+        # (PartitionTimeLimit, PartitionNodeLimit) at its next pass: give it a moment.
+        for _ in range(_REFINE_POLLS if status.reason_code == "PartitionConfig" else 0):
+            self._sleep(_REFINE_PAUSE)
+            refined = self.status(status.job_id)
+            if refined.reason_code != "PartitionConfig":
+                status = refined
+                break
+        why = permanent_reason(status.reason_code)
+        if status.state is not JobState.PENDING or why is None:
+            return status
+        self.cancel(status.job_id, settle=0)
+        raise JobWillNotRun(status, why)
+
+    def _one_job(self, idempotency_key: str, mine: JobStatus) -> JobStatus:
+        """Keep one job for the key (the oldest that has not ended, else the oldest) and cancel
+        the younger ones still pending: the singleton dependency kept them from starting."""
         jobs = self._find_all(idempotency_key)
-        if len(jobs) <= 1:
-            return job_id
-        keep, extra = jobs[0], jobs[1:]
-        for job in extra:
-            if not job.finished:
+        if not any(j.job_id == mine.job_id for j in jobs):
+            jobs = sorted([*jobs, mine], key=lambda j: j.job_id)
+        keep = _keeper(jobs)
+        for job in jobs:
+            if job.job_id > keep.job_id and job.state in _CANCELLABLE_TWIN:
                 log.warning(
                     "cancelling job %s: a duplicate of job %s (key %s)",
                     job.job_id,
@@ -328,7 +376,7 @@ class BridgeClient:
                     idempotency_key,
                 )
                 self.cancel(job.job_id, settle=0)
-        return keep.job_id
+        return keep
 
     def _send(
         self, method: str, path: str, *, json: Any = None, may_repeat: bool = True
@@ -369,7 +417,12 @@ class BridgeClient:
                     )
                 self._pause(attempt)
                 continue
-            return _Answer(response.status_code, _json_or_none(response))
+            return _Answer(
+                response.status_code,
+                _json_or_none(response),
+                _page_title(response),
+                len(response.request.content) if json is not None else 0,
+            )
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     def _interpret(
@@ -378,7 +431,7 @@ class BridgeClient:
         *,
         doing: str,
         job_id: int | None = None,
-        partition: str | None = None,
+        spec: JobSpec | None = None,
     ) -> Any:
         """The body of a successful answer, or the error that explains a failed one."""
         errors = self._api.errors(answer.body)
@@ -387,14 +440,12 @@ class BridgeClient:
             return answer.body
         if answer.status == 401:
             raise self._auth_error(f"{doing}: slurmrestd refused the request (HTTP 401)")
-        if answer.status in (403, 404) and answer.body is None:
-            raise BridgeProtocolError(
-                f"{doing}: {self.endpoint} answers HTTP {answer.status} for the {self._api.version} "
-                "API: is this a fedeploy bridge, and does it serve that version?"
-            )
+        if answer.body is None and answer.status >= 400:
+            raise self._proxy_error(answer, doing)
         if INVALID_JOB_ID in numbers and job_id is not None:
             raise self._not_found(job_id)
         if INVALID_PARTITION in numbers:
+            partition = spec.partition if spec else None
             raise UnknownPartition(
                 f"{doing}: SLURM does not know partition {partition!r} ({_describe(errors)})"
             )
@@ -406,8 +457,32 @@ class BridgeClient:
             raise BridgeProtocolError(
                 f"{doing}: an answer that is not a JSON object: {answer.body!r:.300}"
             )
+        hint = ""
+        if spec is not None and spec.gpus and REST_FAIL_PARSING in numbers:
+            hint = f"; the job asks for {spec.gpus} GPU(s): does this cluster configure GPUs (gres/gpu)?"
         raise SubmissionRejected(
-            f"{doing}: SLURM refused it (HTTP {answer.status}): {_describe(errors)}"
+            f"{doing}: SLURM refused it (HTTP {answer.status}): {_describe(errors)}{hint}"
+        )
+
+    def _proxy_error(self, answer: _Answer, doing: str) -> BridgeError:
+        """An error page (not JSON) comes from the TLS proxy in front of slurmrestd, not SLURM."""
+        page = f" ({answer.page})" if answer.page else ""
+        if answer.status == 413:
+            return ScriptTooLarge(
+                f"{doing}: script too large: the bridge accepts at most {PROXY_BODY_LIMIT_MIB} MiB "
+                f"(this request: {answer.sent / 2**20:.1f} MiB of script, environment and options; "
+                f"the bridge's TLS proxy answered HTTP 413{page}); keep large inputs in files on "
+                "the cluster and read them from the script"
+            )
+        if answer.status in (403, 404):
+            return BridgeProtocolError(
+                f"{doing}: {self.endpoint} answers HTTP {answer.status}{page} for the "
+                f"{self._api.version} API: is this a fedeploy bridge, and does it serve that version?"
+            )
+        return ProxyError(
+            f"{doing}: the TLS proxy in front of slurmrestd at {self.endpoint} answered HTTP "
+            f"{answer.status}{page}: an error of the proxy, not of SLURM (its log on the bridge "
+            "node says more: fedeploy-bridge-tls.service)"
         )
 
     def _not_found(self, job_id: int) -> JobNotFound:
@@ -463,6 +538,34 @@ def _token_claims(token: str) -> _TokenClaims:
     return _TokenClaims(
         user if isinstance(user, str) else None, expires if isinstance(expires, int) else None
     )
+
+
+# How long the client lets slurmctld name a PartitionConfig job's limit: 6 × 0.5 s.
+_REFINE_POLLS = 6
+_REFINE_PAUSE = 0.5
+# Younger duplicates of a key wait behind the singleton dependency; these are safe to cancel.
+_CANCELLABLE_TWIN = {JobState.PENDING, JobState.REQUEUED, JobState.REQUEUE_HOLD}
+
+
+def _held_by_twin(status: JobStatus) -> bool:
+    """SLURM holds the job back behind an older live job of the same name and user: with the
+    key's digest in the name and no dependency of its own, an older job with the same key."""
+    return status.state is JobState.PENDING and status.reason_code == "Dependency"
+
+
+def _keeper(jobs: list[JobStatus]) -> JobStatus:
+    """Of the jobs with one key (sorted by id), the one the key stands for: the oldest that
+    has not ended, else the oldest."""
+    live = [j for j in jobs if not j.finished]
+    return (live or jobs)[0]
+
+
+def _page_title(response: httpx.Response) -> str | None:
+    """The <title> of an HTML error page (nginx's own pages), or None."""
+    if "html" not in response.headers.get("content-type", ""):
+        return None
+    match = re.search(r"<title>([^<]{1,200})</title>", response.text, re.I)
+    return match.group(1).strip() if match else None
 
 
 def _json_or_none(response: httpx.Response) -> Any:

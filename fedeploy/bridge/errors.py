@@ -42,6 +42,14 @@ class SubmissionRejected(BridgeError):
     """SLURM refused the job; the message carries SLURM's own words."""
 
 
+class ScriptTooLarge(SubmissionRejected):
+    """The bridge's TLS proxy refused the request body (HTTP 413): the script is too large."""
+
+
+class ProxyError(BridgeError):
+    """The TLS proxy in front of slurmrestd answered with an error of its own (not SLURM's)."""
+
+
 class BridgeProtocolError(BridgeError):
     """slurmrestd answered something the client's API adapter does not understand."""
 
@@ -76,4 +84,19 @@ class JobWaitTimeout(BridgeError):
         super().__init__(
             f"job {status.job_id} did not finish within {timeout:g}s ({status.describe()}); "
             f"the client {what}"
+        )
+
+
+class JobWillNotRun(JobFailed):
+    """The job waits for a reason no waiting changes (PartitionTimeLimit, AccountNotAllowed,
+    a per-job QOS limit...); the client cancelled it. `why` says what the reason means."""
+
+    def __init__(self, status: JobStatus, why: str):
+        self.status = status
+        self.why = why
+        BridgeError.__init__(
+            self,
+            f"job {status.job_id} ({status.name}) can never start: SLURM's reason "
+            f"{status.reason_code}: {why}; the client cancelled it (change the job or ask the "
+            "centre to change the limit)",
         )

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import posixpath
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from fedeploy.bridge.directives import directive_fields
 
 IDEMPOTENCY_PREFIX = "fedeploy-key:"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -16,7 +21,11 @@ _RESERVED_ENV = re.compile(r"^(SLURM_|SBATCH_|SRUN_)")
 
 
 class JobSpec(BaseModel):
-    """One batch job: the script, where it runs, what it needs, and its idempotency key."""
+    """One batch job: the script, where it runs, what it needs, and its idempotency key.
+
+    The script's `#SBATCH` lines fill the fields they stand for (see
+    `fedeploy.bridge.directives.SUPPORTED`); a field given here and set differently by a
+    line, or a line the bridge cannot honour, is refused with the line's number."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,6 +42,12 @@ class JobSpec(BaseModel):
         None, ge=1, description="Memory per node, MiB; None: the default."
     )
     gpus: int = Field(0, ge=0, le=64, description="GPUs for the job.")
+    account: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="SLURM account; None: the user's."
+    )
+    qos: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Quality of service; None: default."
+    )
     environment: dict[str, str] = Field(
         default_factory=dict,
         description="Environment of the script (PATH defaults to the system's).",
@@ -56,6 +71,28 @@ class JobSpec(BaseModel):
             "submitting again. Pass a stable key to survive a restart of the caller."
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _directives(cls, data: Any) -> Any:
+        """Fill fields from the script's #SBATCH lines; refuse a line that contradicts a field."""
+        if not isinstance(data, dict) or not isinstance(data.get("script"), str):
+            return data
+        merged = dict(data)
+        for field, (value, directive) in directive_fields(data["script"]).items():
+            given = data.get(field)
+            if given is not None and given != value:
+                raise ValueError(
+                    f"{directive.where()} sets {field}={value!r} but the job spec gives "
+                    f"{field}={given!r}: keep one"
+                )
+            merged[field] = value
+        workdir = merged.get("working_directory")
+        for field in ("stdout", "stderr"):
+            path = merged.get(field)
+            if isinstance(path, str) and not path.startswith("/") and isinstance(workdir, str):
+                merged[field] = posixpath.join(workdir, path)  # as sbatch: relative to -D
+        return merged
 
     @field_validator("script")
     @classmethod
@@ -88,8 +125,25 @@ class JobSpec(BaseModel):
         return idempotency_comment(self.idempotency_key)
 
     @property
+    def slurm_name(self) -> str:
+        """The job's name in SLURM: the name and a digest of the key. The controller keeps
+        one live job per name and user (the `singleton` dependency), so one per key."""
+        return f"{self.name}.k{key_digest(self.idempotency_key)}"
+
+    @property
     def stdout_path(self) -> str:
         return self.stdout or f"{self.working_directory.rstrip('/')}/{self.name}-%j.out"
+
+
+def key_digest(key: str) -> str:
+    """12 hex digits naming an idempotency key in the job's SLURM name."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def display_name(slurm_name: str, key: str | None) -> str:
+    """The job's name as its submitter gave it: SLURM's name without the key's digest."""
+    suffix = f".k{key_digest(key)}" if key else None
+    return slurm_name.removesuffix(suffix) if suffix and slurm_name.endswith(suffix) else slurm_name
 
 
 def idempotency_comment(key: str) -> str:
@@ -98,15 +152,14 @@ def idempotency_comment(key: str) -> str:
 
 
 class JobState(enum.StrEnum):
-    """SLURM's base job states (job_state_string in src/common/slurm_protocol_defs.c)."""
+    """What SLURM says a job is doing: its base states and the state flags that
+    `job_state_string` (src/common/slurm_protocol_defs.c) reports in their place, plus
+    UNKNOWN for a word this client does not know (a newer SLURM's): never an error."""
 
+    # Base states (JOB_STATE_BASE).
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUSPENDED = "SUSPENDED"
-    COMPLETING = "COMPLETING"
-    CONFIGURING = "CONFIGURING"
-    REQUEUED = "REQUEUED"
-    RESIZING = "RESIZING"
     COMPLETED = "COMPLETED"
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"
@@ -116,9 +169,28 @@ class JobState(enum.StrEnum):
     BOOT_FAIL = "BOOT_FAIL"
     DEADLINE = "DEADLINE"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    # Flags, shown instead of the base state while they are set.
+    COMPLETING = "COMPLETING"
+    CONFIGURING = "CONFIGURING"
+    RESIZING = "RESIZING"
+    REQUEUED = "REQUEUED"
+    REQUEUE_FED = "REQUEUE_FED"
+    REQUEUE_HOLD = "REQUEUE_HOLD"
+    SPECIAL_EXIT = "SPECIAL_EXIT"
+    STOPPED = "STOPPED"
+    REVOKED = "REVOKED"
+    RESV_DEL_HOLD = "RESV_DEL_HOLD"
+    SIGNALING = "SIGNALING"
+    STAGE_OUT = "STAGE_OUT"
+    UPDATE_DB = "UPDATE_DB"
+    POWER_UP_NODE = "POWER_UP_NODE"
+    LAUNCH_FAILED = "LAUNCH_FAILED"
+    RECONFIG_FAIL = "RECONFIG_FAIL"
+    UNKNOWN = "UNKNOWN"
 
     @property
     def finished(self) -> bool:
+        """The job has ended and will not run again by itself (its exit code is final)."""
         return self in _FINISHED
 
 
@@ -132,7 +204,52 @@ _FINISHED = {
     JobState.BOOT_FAIL,
     JobState.DEADLINE,
     JobState.OUT_OF_MEMORY,
+    # A federated sibling revoked here: the job runs (or ran) on another cluster.
+    JobState.REVOKED,
 }
+# When several words come (a list from a newer slurmrestd, "CANCELLED by 0" from sacct),
+# the flag wins over the base state, in job_state_string's order: the flag is what holds
+# the job back (a COMPLETING job's exit code is not final yet).
+_FLAG_ORDER = (
+    JobState.COMPLETING,
+    JobState.STAGE_OUT,
+    JobState.CONFIGURING,
+    JobState.RESIZING,
+    JobState.REQUEUED,
+    JobState.REQUEUE_FED,
+    JobState.REQUEUE_HOLD,
+    JobState.SPECIAL_EXIT,
+    JobState.STOPPED,
+    JobState.REVOKED,
+    JobState.RESV_DEL_HOLD,
+    JobState.SIGNALING,
+    JobState.POWER_UP_NODE,
+    JobState.LAUNCH_FAILED,
+    JobState.RECONFIG_FAIL,
+    JobState.UPDATE_DB,
+)
+_KNOWN = {s.value: s for s in JobState if s is not JobState.UNKNOWN}
+
+
+def parse_state(raw: object) -> tuple[JobState, str]:
+    """(state, SLURM's words) for a `job_state` as any slurmrestd sends it: a string such as
+    "RUNNING" or "CANCELLED by 0", or a list of words (v0.0.39 and later). Words this client
+    does not know give UNKNOWN with the raw words kept; nothing here raises."""
+    if isinstance(raw, str):
+        words = re.split(r"[\s,+|]+", raw.strip())
+    elif isinstance(raw, (list, tuple)):
+        words = [str(w).strip() for w in raw]
+    else:
+        words = []
+    words = [w for w in words if w]
+    text = " ".join(words) if words else ("missing" if raw is None else repr(raw)[:60])
+    known = [_KNOWN[w.upper()] for w in words if w.upper() in _KNOWN]
+    if not known:
+        return JobState.UNKNOWN, text
+    for flag in _FLAG_ORDER:
+        if flag in known:
+            return flag, text
+    return known[0], text
 
 
 @dataclass(frozen=True)
@@ -151,10 +268,19 @@ class JobStatus:
     stdout: str | None
     stderr: str | None
     idempotency_key: str | None
+    raw_state: str = ""
+    reason_code: str | None = None  # SLURM's state_reason alone: "Priority", "PartitionTimeLimit"
 
     @property
     def finished(self) -> bool:
         return self.state.finished
+
+    @property
+    def state_text(self) -> str:
+        """The state for a person: its name, or "unknown (<SLURM's words>)"."""
+        if self.state is JobState.UNKNOWN:
+            return f"unknown ({self.raw_state or 'no state'})"
+        return self.state.value
 
     @property
     def succeeded(self) -> bool:
@@ -162,7 +288,7 @@ class JobStatus:
 
     def describe(self) -> str:
         """One line for a person: state, exit code or signal, and SLURM's reason."""
-        parts = [f"job {self.job_id} ({self.name}) is {self.state.value}"]
+        parts = [f"job {self.job_id} ({self.name}) is {self.state_text}"]
         if self.finished and self.exit_code is not None:
             parts.append(f"exit code {self.exit_code}")
         if self.signal:

@@ -18,9 +18,13 @@ from fedeploy.bridge.errors import (
     BridgeProtocolError,
     BridgeUnreachable,
     ControllerUnreachable,
+    JobWillNotRun,
+    ProxyError,
+    ScriptTooLarge,
+    SubmissionRejected,
     UnknownPartition,
 )
-from fedeploy.bridge.jobs import JobSpec
+from fedeploy.bridge.jobs import JobSpec, JobState
 
 URL = "https://bridge.example.eu:6820"
 BASE = "/slurm/v0.0.38"
@@ -61,10 +65,11 @@ def token(user: str = "fedeploy", exp: float | None = None) -> str:
     )
 
 
-def record(job_id: int, key: str, state: str = "PENDING") -> dict[str, Any]:
+def record(job_id: int, key: str, state: str = "PENDING", reason: str = "None") -> dict[str, Any]:
     return {
         "job_id": job_id,
         "job_state": state,
+        "state_reason": reason,
         "name": "j",
         "user_name": "fedeploy",
         "comment": f"fedeploy-key:{key}",
@@ -87,6 +92,8 @@ class Server:
             answer = answer(request)
         if isinstance(answer, Exception):
             raise answer
+        if isinstance(answer, httpx.Response):
+            return answer
         status, body = answer
         return httpx.Response(status, json=body) if body is not None else httpx.Response(status)
 
@@ -262,3 +269,182 @@ def test_a_job_slurm_forgot_is_named_with_min_job_age():
     with pytest.raises(JobNotFound, match="MinJobAge") as gone:
         client(Server({("GET", f"{BASE}/job/9"): (500, NO_SUCH_JOB)})).status(9)
     assert gone.value.job_id == 9
+
+
+def test_a_plain_submission_never_lists_the_controllers_jobs():
+    server = Server(
+        {
+            ("POST", f"{BASE}/job/submit"): (200, {"job_id": 50, "errors": []}),
+            ("GET", f"{BASE}/job/50"): (200, {"jobs": [record(50, "k-plain", "RUNNING")]}),
+        }
+    )
+    assert client(server).submit(spec(idempotency_key="k-plain")) == 50
+    assert server.seen == [("POST", f"{BASE}/job/submit"), ("GET", f"{BASE}/job/50")]
+
+
+def test_a_job_held_behind_an_older_twin_is_cancelled_and_the_twin_returned():
+    # The controller holds job 61 back (singleton dependency): job 60 has the same key.
+    server = Server(
+        {
+            ("POST", f"{BASE}/job/submit"): (200, {"job_id": 61, "errors": []}),
+            ("GET", f"{BASE}/job/61"): (200, {"jobs": [record(61, "k-twin", reason="Dependency")]}),
+            ("GET", f"{BASE}/jobs"): (
+                200,
+                {
+                    "jobs": [
+                        record(60, "k-twin", "RUNNING"),
+                        record(61, "k-twin", reason="Dependency"),
+                    ]
+                },
+            ),
+            ("DELETE", f"{BASE}/job/61"): (200, {"errors": []}),
+        }
+    )
+    assert client(server).submit(spec(idempotency_key="k-twin")) == 60
+    assert ("DELETE", f"{BASE}/job/61") in server.seen
+    assert ("DELETE", f"{BASE}/job/60") not in server.seen
+
+
+def test_resume_finds_a_finished_job_with_the_key_before_submitting():
+    server = Server({("GET", f"{BASE}/jobs"): (200, {"jobs": [record(70, "k-done", "COMPLETED")]})})
+    assert client(server).submit(spec(idempotency_key="k-done"), resume=True) == 70
+    assert ("POST", f"{BASE}/job/submit") not in server.seen
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        ("PartitionTimeLimit", "time limit is above the partition's MaxTime"),
+        ("PartitionNodeLimit", "node count"),
+        ("AccountNotAllowed", "does not admit the job's account"),
+        ("QOSMaxWallDurationPerJobLimit", "per-job limit of its QOS"),
+        ("AssocMaxCpuPerJobLimit", "per-job limit of its association"),
+    ],
+)
+def test_a_job_that_can_never_start_is_cancelled_at_once_with_the_reason(reason, words):
+    server = Server(
+        {
+            ("POST", f"{BASE}/job/submit"): (
+                200,
+                {
+                    "job_id": 80,
+                    "errors": [
+                        {
+                            "error_code": 2015,
+                            "error": "Requested partition configuration not available now",
+                        }
+                    ],
+                },
+            ),
+            ("GET", f"{BASE}/job/80"): (200, {"jobs": [record(80, "k", reason=reason)]}),
+            ("DELETE", f"{BASE}/job/80"): (200, {"errors": []}),
+        }
+    )
+    with pytest.raises(JobWillNotRun, match=words) as stuck:
+        client(server).submit(spec())
+    assert reason in str(stuck.value) and "cancelled it" in str(stuck.value)
+    assert ("DELETE", f"{BASE}/job/80") in server.seen
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "Priority",
+        "Resources",
+        "PartitionDown",
+        "JobHeldAdmin",
+        "QOSMaxJobsPerUserLimit",
+        "AssocGrpCpuLimit",
+    ],
+)
+def test_a_transient_reason_keeps_the_wait_going(reason):
+    polls = iter([record(81, "k", reason=reason)] * 3 + [record(81, "k", "COMPLETED")])
+    server = Server({("GET", f"{BASE}/job/81"): lambda r: (200, {"jobs": [next(polls)]})})
+    assert client(server).wait(81, timeout=60, poll=0).state is JobState.COMPLETED
+    assert not any(method == "DELETE" for method, _ in server.seen)
+
+
+def test_a_wait_stops_when_a_job_turns_out_never_to_start():
+    polls = iter([record(82, "k"), record(82, "k", reason="QOSMaxCpuPerJobLimit")])
+    server = Server(
+        {
+            ("GET", f"{BASE}/job/82"): lambda r: (
+                200,
+                {"jobs": [next(polls, record(82, "k", "CANCELLED"))]},
+            ),
+            ("DELETE", f"{BASE}/job/82"): (200, {"errors": []}),
+        }
+    )
+    with pytest.raises(JobWillNotRun, match="QOSMaxCpuPerJobLimit"):
+        client(server).wait(82, timeout=60, poll=0)
+
+
+def test_an_unknown_state_of_our_own_job_is_waited_on_not_raised():
+    polls = iter([record(83, "k", "WARPING"), record(83, "k", "COMPLETED")])
+    server = Server({("GET", f"{BASE}/job/83"): lambda r: (200, {"jobs": [next(polls)]})})
+    bridge = client(server)
+    assert bridge.status(83).describe().startswith("job 83 (j) is unknown (WARPING)")
+    assert bridge.wait(83, timeout=60, poll=0).state is JobState.COMPLETED
+
+
+NGINX_413 = (
+    "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+def test_a_413_from_the_proxy_says_the_script_is_too_large_and_the_limit():
+    page = httpx.Response(413, text=NGINX_413, headers={"content-type": "text/html"})
+    server = Server({("POST", f"{BASE}/job/submit"): page})
+    big = spec(script="#!/bin/bash\n" + "# padding\n" * 520_000)
+    with pytest.raises(
+        ScriptTooLarge, match="script too large: the bridge accepts at most 4 MiB"
+    ) as err:
+        client(server).submit(big)
+    assert "HTTP 413 (413 Request Entity Too Large)" in str(err.value)
+    assert "5.5 MiB" in str(err.value)  # the script as JSON (each newline is two bytes)
+    assert server.seen.count(("POST", f"{BASE}/job/submit")) == 1  # a 413 is not a lost answer
+
+
+def test_another_proxy_error_is_named_as_the_proxys():
+    page = httpx.Response(
+        400,
+        text="<html><head><title>400 Request Header Or Cookie Too Large</title></head></html>",
+        headers={"content-type": "text/html"},
+    )
+    with pytest.raises(
+        ProxyError,
+        match="answered HTTP 400 \\(400 Request Header Or Cookie Too Large\\): an error of the proxy, not of SLURM",
+    ):
+        client(Server({("GET", f"{BASE}/job/1"): page})).status(1)
+
+
+def test_a_parsing_failure_for_gpus_is_explained():
+    server = Server(
+        {
+            ("POST", f"{BASE}/job/submit"): (
+                500,
+                {
+                    "errors": [{"error_code": 9001, "error": "Failure during parsing"}],
+                    "job_id": None,
+                },
+            ),
+        }
+    )
+    with pytest.raises(SubmissionRejected) as refused:
+        client(server).submit(spec(gpus=1))
+    text = str(refused.value)
+    assert "ESLURM_REST_FAIL_PARSING" in text and "SLURM error 9001" in text
+    assert "asks for 1 GPU(s)" in text
+
+
+def test_the_clients_body_limit_is_the_proxys():
+    import re
+    from pathlib import Path
+
+    from fedeploy.bridge.client import PROXY_BODY_LIMIT_MIB
+
+    template = Path(__file__).parents[2] / "templates" / "bridge" / "tls-proxy.conf.j2"
+    [limit] = re.findall(r"client_max_body_size\s+(\d+)m;", template.read_text())
+    assert int(limit) == PROXY_BODY_LIMIT_MIB

@@ -14,6 +14,7 @@ from fedeploy.bridge.errors import (
     JobFailed,
     JobNotFound,
     JobWaitTimeout,
+    JobWillNotRun,
     UnknownPartition,
 )
 from fedeploy.bridge.jobs import JobSpec, JobState
@@ -77,17 +78,14 @@ def test_a_cancelled_job_reports_cancelled(client, job_dir):
     assert client.status(job_id).state is JobState.CANCELLED
 
 
-def test_a_pending_job_reports_slurms_reason(client, job_dir):
-    # Longer than the partition's MaxTime (2 days): SLURM holds it and says why.
-    job_id = client.submit(spec(job_dir, "true", time_limit_minutes=3 * 24 * 60))
-    try:
-        time.sleep(1)
-        status = client.status(job_id)
-        assert status.state is JobState.PENDING
-        assert status.reason is not None and "PartitionTimeLimit" in status.reason
-        assert "PartitionTimeLimit" in status.describe()
-    finally:
-        client.cancel(job_id)
+def test_a_time_limit_above_the_partitions_fails_at_once_with_the_reason(client, job_dir):
+    # Longer than the partition's MaxTime (2 days): SLURM would hold it forever.
+    started = time.monotonic()
+    with pytest.raises(JobWillNotRun, match="PartitionTimeLimit: its time limit is above") as stuck:
+        client.submit(spec(job_dir, "true", time_limit_minutes=3 * 24 * 60))
+    assert time.monotonic() - started < 10
+    assert "the client cancelled it" in str(stuck.value)
+    assert client.status(stuck.value.status.job_id).state is JobState.CANCELLED
 
 
 def test_a_waiter_that_gives_up_cancels_the_job(client, job_dir):
@@ -188,7 +186,7 @@ def test_a_submit_whose_answer_is_lost_makes_one_job(slurm, losing_proxy, job_di
     assert jobs_with_key("lost-answer-1") == [str(job_id)]
 
 
-def test_a_restarted_caller_gets_the_job_it_already_made(slurm, client, job_dir, jobs_with_key):
+def test_a_caller_resuming_after_its_job_ended_gets_that_job(slurm, client, job_dir, jobs_with_key):
     job = spec(job_dir, "true", idempotency_key="restart-1")
     first = client.submit(job)
     client.wait(first, timeout=30, poll=0.2)
@@ -196,10 +194,30 @@ def test_a_restarted_caller_gets_the_job_it_already_made(slurm, client, job_dir,
     with BridgeClient(
         slurm.endpoint, slurm.user, slurm.token(), ca_file=slurm.ca_file
     ) as restarted:
-        again = restarted.submit(job)
+        again = restarted.submit(job, resume=True)
 
     assert again == first
     assert jobs_with_key("restart-1") == [str(first)]
+
+
+def test_a_caller_restarted_mid_run_gets_the_running_job(slurm, client, job_dir, jobs_with_key):
+    # No resume, no listing: the controller holds the second job back behind the first (same
+    # key, so same name: the singleton dependency) and the client cancels it unstarted.
+    job = spec(job_dir, f"echo $SLURM_JOB_ID >> {job_dir}/ran; sleep 30", idempotency_key="mid-1")
+    first = client.submit(job)
+    wait_for_state(client, first, JobState.RUNNING)
+
+    with BridgeClient(
+        slurm.endpoint, slurm.user, slurm.token(), ca_file=slurm.ca_file
+    ) as restarted:
+        again = restarted.submit(job)
+
+    assert again == first
+    ids = sorted(int(i) for i in jobs_with_key("mid-1"))
+    assert len(ids) == 2 and ids[0] == first
+    assert client.status(ids[1]).state is JobState.CANCELLED
+    client.cancel(first)
+    assert (job_dir / "ran").read_text().split() == [str(first)]
 
 
 def test_a_cancel_whose_answer_is_lost_still_reaches_slurm(slurm, client, losing_proxy, job_dir):
