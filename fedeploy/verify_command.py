@@ -1,0 +1,97 @@
+"""The `fedeploy verify` command (the checks live in `fedeploy.verify`)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class VerifyFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def verify_command(
+    site: Annotated[str, typer.Argument(help="The stack whose live site to check.")],
+    stacks_dir: Annotated[
+        Path, typer.Option("--stacks-dir", help="Directory of the stack files.")
+    ] = Path("stacks"),
+    catalog_url: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog-url",
+            help="Check the catalog at this URL instead of services.catalog.url (a tunnel, a "
+            "test peer).",
+        ),
+    ] = None,
+    bridge_url: Annotated[
+        str | None,
+        typer.Option(
+            "--bridge-url", help="Reach the bridge at this URL (where the runner can reach it)."
+        ),
+    ] = None,
+    max_harvest_age: Annotated[
+        float,
+        typer.Option(
+            "--max-harvest-age",
+            help="Hub: the oldest a member's last successful harvest may be, in seconds.",
+        ),
+    ] = 3600.0,
+    bake: Annotated[
+        float,
+        typer.Option(
+            "--bake", help="Seconds to wait before the first check (let the site settle)."
+        ),
+    ] = 0.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds one HTTP request may take.")
+    ] = 10.0,
+    deadline: Annotated[
+        float,
+        typer.Option(
+            "--deadline", help="Seconds each check keeps retrying (with backoff) before it fails."
+        ),
+    ] = 120.0,
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option("--ca-bundle", help="Trust this CA bundle instead of the system's."),
+    ] = None,
+    format: Annotated[
+        VerifyFormat, typer.Option("--format", "-f", help="Report format.")
+    ] = VerifyFormat.text,
+) -> None:
+    """Check a deployed site from the outside: catalog, conformance, collections, anonymous
+    writes refused, the hub's harvest of every member, the bridge.
+
+    Exit status: 0 every check passed (or does not apply), 1 a check failed, 2 the site cannot
+    be verified (unknown stack, invalid stack file, no public URL)."""
+    from fedeploy.verify import (
+        EXIT_UNVERIFIABLE,
+        Settings,
+        VerifyError,
+        as_json,
+        as_text,
+        verify_site,
+    )
+
+    settings = Settings(
+        timeout_s=timeout,
+        deadline_s=deadline,
+        max_harvest_age_s=max_harvest_age,
+        verify_tls=str(ca_bundle) if ca_bundle is not None else True,
+    )
+    if bake > 0:
+        typer.echo(f"baking {bake:.0f} s before verifying {site}", err=True)
+        time.sleep(bake)
+    try:
+        report = verify_site(site, stacks_dir, settings, catalog_url, bridge_url)
+    except VerifyError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(EXIT_UNVERIFIABLE) from None
+    sys.stdout.write(as_json(report) if format == VerifyFormat.json else as_text(report))
+    raise typer.Exit(report.exit_code)
