@@ -200,7 +200,11 @@ class SentinelSource(StrictModel):
         min_length=1,
         description="Time window: an ISO 8601 interval, or a duration back from now such as P2D.",
     )
-    assets: list[str] = Field(min_length=1, description="Asset names to copy, e.g. B04, B08, SCL.")
+    assets: list[str] = Field(
+        min_length=1,
+        description="Asset names to copy, as the source's items name them: "
+        "B04_10m, B08_10m, SCL_20m on Copernicus Data Space (red, nir, scl on Earth Search).",
+    )
     max_cloud_cover: float = Field(
         100, ge=0, le=100, description="Skip products cloudier than this (percent)."
     )
