@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from fedeploy.loopback.errors import PeerUnavailable
-from fedeploy.loopback.processes import Daemon, free_port
+from fedeploy.loopback.processes import Daemon, free_port, wait_until
 
 GUARD_DIR = Path(__file__).resolve().parents[2] / "charts/catalog/files"
 
@@ -61,12 +61,30 @@ class AuthProxyServer:
 
     def start(self, timeout: float = 60.0) -> AuthProxyServer:
         """Start and wait until its health check answers (it waits for upstream and OIDC)."""
-        self.daemon.start_and_wait(
-            lambda: httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200,
-            timeout,
-            f"stac-auth-proxy on {self.url}",
-        )
+        self.daemon.start_and_wait(self.ready, timeout, f"stac-auth-proxy on {self.url}")
         return self
+
+    def launch(self) -> None:
+        """Start without waiting (several peers start faster side by side); then `wait`."""
+        self.daemon.start()
+
+    def wait(self, timeout: float = 60.0) -> AuthProxyServer:
+        """Wait for a launched proxy; a proxy that dies or stays unready is stopped."""
+
+        def check() -> bool:
+            self.daemon.ensure_running()
+            return self.ready()
+
+        try:
+            wait_until(check, timeout, f"stac-auth-proxy on {self.url}", self.daemon.log_file)
+        except BaseException:
+            self.daemon.stop()
+            raise
+        return self
+
+    def ready(self) -> bool:
+        """Whether its health check answers 200."""
+        return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
 
     def stop(self) -> None:
         """Stop by pid file."""

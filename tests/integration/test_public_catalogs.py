@@ -8,18 +8,22 @@ CA (one loopback address per site), and a small OIDC issuer behind the same ngin
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from fedeploy.charts import render_chart
-from fedeploy.loopback import PeerUnavailable, PostgresServer, StacApiServer
+from fedeploy.loopback import PeerUnavailable, PostgresServer, SeaweedS3, StacApiServer
 from fedeploy.loopback.auth_proxy import AuthProxyServer
 from fedeploy.loopback.nginx import NginxTls
 from fedeploy.loopback.oidc import OidcIssuer
+from fedeploy.loopback.processes import Daemon, free_port, wait_until
 from fedeploy.loopback.tls import TestCA
 from tests.conftest import ROOT
 
@@ -30,6 +34,32 @@ WRITE = "stac:write"
 SITES = {"site-a": "127.0.0.11", "site-b": "127.0.0.12", "hub": "127.0.0.13"}
 ISSUER_ADDRESS = "127.0.0.14"
 COLLECTION = "loopback-scenes"
+READ = "stac:read"
+
+
+def asset_endpoint(
+    federation_issuer: OidcIssuer, api_url: str, s3: SeaweedS3, ca_file: Path, workdir: Path
+) -> tuple[Daemon, str]:
+    """`fedeploy-ingest assets` for site-a, as its pod runs it (ASSETS_* settings)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "ASSETS_ISSUER": federation_issuer.url,
+        "ASSETS_AUDIENCE": AUDIENCE,
+        "ASSETS_READ_SCOPE": READ,
+        "ASSETS_CATALOG_URL": api_url,
+        "ASSETS_BUCKETS": json.dumps(["site-a-raw"]),
+        "ASSETS_URL_LIFETIME_SECONDS": "120",
+        "ASSETS_S3_ENDPOINT_URL": s3.endpoint.endpoint_url,
+        "ASSETS_S3_REGION": s3.endpoint.region,
+        "ASSETS_HTTP_HOST": "127.0.0.1",
+        "ASSETS_HTTP_PORT": str(port),
+        "AWS_ACCESS_KEY_ID": s3.endpoint.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3.endpoint.secret_access_key,
+        "SSL_CERT_FILE": str(ca_file),
+    }
+    argv = [sys.executable, "-c", "from fedeploy_ingestion.cli import main; main(['assets'])"]
+    return Daemon("assets-site-a", argv, workdir, env=env), f"http://127.0.0.1:{port}"
 
 
 def proxy_env(public_url: str, issuer: str) -> dict[str, str]:
@@ -127,6 +157,9 @@ def federation(tmp_path_factory):
         nginx = NginxTls(work / "nginx", ca)
         issuer_site = nginx.add_site("issuer", ISSUER_ADDRESS, {"/": issuer.local_url})
         issuer.publish(issuer_site.url)
+        s3 = SeaweedS3(work / "s3").start()
+        stoppers.append(s3.stop)
+        s3.create_bucket("site-a-raw")
         apis, proxies, public = {}, {}, {}
         for name, address in SITES.items():
             database = name.replace("-", "_")
@@ -141,14 +174,34 @@ def federation(tmp_path_factory):
                 env, work / name, name=f"proxy-{name}", ca_file=ca.ca_file
             )
             port_site.routes["/"] = proxies[name].url
+        assets, assets_url = asset_endpoint(
+            issuer, apis["site-a"].url, s3, ca.ca_file, work / "site-a"
+        )
+        # The asset route of site-a's Ingress: <url>/assets to the asset endpoint.
+        nginx.sites["site-a"].routes["/assets/"] = assets_url
+        # Proxies and the asset endpoint start side by side with the rest; they wait for
+        # their upstreams and the OIDC discovery document themselves.
+        for proxy in proxies.values():
+            proxy.launch()
+            stoppers.append(proxy.stop)
+        assets.start()
+        stoppers.append(assets.stop)
         for api in apis.values():
             api.start()
             stoppers.append(api.stop)
         nginx.start()
         stoppers.append(nginx.stop)
         for proxy in proxies.values():
-            proxy.start()
-            stoppers.append(proxy.stop)
+            proxy.wait()
+        wait_until(
+            lambda: (
+                assets.ensure_running()
+                or httpx.get(f"{assets_url}/healthz", timeout=1).status_code == 200
+            ),
+            30,
+            "asset endpoint",
+            assets.log_file,
+        )
     except PeerUnavailable as missing:
         for stop in reversed(stoppers):
             stop()
@@ -166,6 +219,13 @@ def federation(tmp_path_factory):
             httpx.post(
                 f"{apis[name].url}/collections/{COLLECTION}/items", json=scene(name, number)
             ).raise_for_status()
+    client = s3.endpoint.client()
+    for number in (1, 2):
+        client.put_object(
+            Bucket="site-a-raw",
+            Key=f"scenes/site-a-scene-{number}.tif",
+            Body=f"scene {number} of site-a".encode() * 1000,
+        )
     yield Federation(ca, issuer, apis, public, stoppers)
     for stop in reversed(stoppers):
         stop()
@@ -275,7 +335,9 @@ def test_a_writer_with_the_scoped_token_writes_through_the_public_url(federation
     assert httpx.get(f"{api}/collections/{COLLECTION}/items/{item['id']}").status_code == 404
 
 
-def test_the_hub_harvests_both_members_through_their_public_https_urls(federation):
+@pytest.fixture(scope="module")
+def harvest(federation):
+    """The hub harvests both members through their public https URLs, verifying the CA."""
     from fedeploy_ingestion.harvest import Harvester
     from fedeploy_ingestion.metrics import Metrics
     from fedeploy_ingestion.settings import HarvestSettings
@@ -285,23 +347,99 @@ def test_the_hub_harvests_both_members_through_their_public_https_urls(federatio
     settings = HarvestSettings(sources=sources, target_url=federation.apis["hub"].url)
     with federation.client() as http:
         report = Harvester(settings, Metrics(), http=http).run()
-    assert report.missing == [], report.sites
     with federation.client() as http:
         found = http.post(
             f"{federation.public['hub']}/search", json={"collections": [COLLECTION], "limit": 50}
         ).json()["features"]
-    assert sorted(f["id"] for f in found) == [
+    return settings, report, {f["id"]: f for f in found}
+
+
+def test_the_hub_harvests_both_members_through_their_public_https_urls(federation, harvest):
+    from fedeploy_ingestion.harvest import Harvester
+    from fedeploy_ingestion.metrics import Metrics
+
+    settings, report, found = harvest
+    assert report.missing == [], report.sites
+    assert sorted(found) == [
         "site-a.site-a-scene-1",
         "site-a.site-a-scene-2",
         "site-b.site-b-scene-1",
         "site-b.site-b-scene-2",
     ]
-    canonical = {
-        f["id"]: next(link["href"] for link in f["links"] if link["rel"] == "canonical")
-        for f in found
-    }
-    assert canonical["site-a.site-a-scene-1"].startswith(federation.public["site-a"] + "/")
+    canonical = next(
+        link["href"]
+        for link in found["site-a.site-a-scene-1"]["links"]
+        if link["rel"] == "canonical"
+    )
+    assert canonical.startswith(federation.public["site-a"] + "/")
     # An untrusted certificate makes the harvest report the site, not crash.
     with httpx.Client(timeout=10) as untrusting:
         refused = Harvester(settings, Metrics(), http=untrusting).run()
     assert refused.missing == ["site-a", "site-b"]
+
+
+def test_a_hub_items_https_asset_href_redirects_a_token_holder_to_the_bytes(federation, harvest):
+    _, _, found = harvest
+    asset = found["site-a.site-a-scene-1"]["assets"]["data"]
+    assert asset["href"] == "s3://site-a-raw/scenes/site-a-scene-1.tif"  # kept
+    href = asset["alternate"]["https"]["href"]
+    assert href == f"{federation.public['site-a']}/assets/{COLLECTION}/site-a-scene-1/data"
+    with federation.client() as http:
+        answer = http.get(href, headers=federation.token(scope=READ))
+        assert answer.status_code == 307, answer.text
+        assert answer.headers["cache-control"] == "no-store"
+        location = answer.headers["location"]
+        # A presigned URL on the site's S3 (never the bytes through the endpoint).
+        assert location.startswith("http://127.0.0.1:") and "X-Amz-Signature=" in location
+        assert "X-Amz-Expires=120" in location
+        assert len(answer.content) < 200
+        data = httpx.get(location, timeout=30)
+        assert data.status_code == 200
+        assert data.content == b"scene 1 of site-a" * 1000
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer not-a-token"}, 401),
+        ("expired", 401),
+        ("forged", 401),
+        ("no expiry", 401),
+        ("foreign issuer", 401),
+        ("write scope only", 403),
+    ],
+)
+def test_the_asset_endpoint_refuses_callers_without_a_valid_read_token(
+    federation, harvest, headers, status
+):
+    tokens = {
+        "expired": federation.token(scope=READ, lifetime=-60),
+        "forged": federation.token(scope=READ, signing_key=federation.issuer.foreign_key()),
+        "no expiry": federation.token(scope=READ, lifetime=None),
+        "foreign issuer": federation.token(scope=READ, issuer="https://evil.example.org"),
+        "write scope only": federation.token(scope=WRITE),
+    }
+    href = harvest[2]["site-a.site-a-scene-1"]["assets"]["data"]["alternate"]["https"]["href"]
+    with federation.client() as http:
+        answer = http.get(
+            href, headers=tokens.get(headers, headers) if isinstance(headers, str) else headers
+        )
+    assert answer.status_code == status, answer.text
+    assert "location" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{COLLECTION}/site-a-scene-1/thumbnail",  # no such asset
+        f"{COLLECTION}/site-a-scene-9/data",  # no such item
+        "another-collection/site-a-scene-1/data",  # not where the item is
+    ],
+)
+def test_an_asset_that_is_not_registered_is_not_found(federation, path):
+    with federation.client() as http:
+        answer = http.get(
+            f"{federation.public['site-a']}/assets/{path}", headers=federation.token(scope=READ)
+        )
+    assert answer.status_code == 404, answer.text
