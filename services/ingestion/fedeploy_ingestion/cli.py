@@ -115,7 +115,7 @@ def harvest() -> int:
 
 def _env_name(model: str, location: tuple[object, ...]) -> str:
     """`INGEST_SOURCES[0].assets` for the location ('sources', 0, 'assets')."""
-    prefix = "HARVEST_" if model == "HarvestSettings" else "INGEST_"
+    prefix = {"HarvestSettings": "HARVEST_", "AssetSettings": "ASSETS_"}.get(model, "INGEST_")
     if not location:
         return prefix + "*"
     name = prefix + str(location[0]).upper()
@@ -124,7 +124,16 @@ def _env_name(model: str, location: tuple[object, ...]) -> str:
     return name
 
 
-COMMANDS = {"sentinel": sentinel, "stream": stream, "harvest": harvest}
+def assets() -> int:
+    """Serve the asset endpoint: token-checked 307s to presigned URLs (ASSETS_* settings)."""
+    from fedeploy_ingestion.asset_endpoint import serve
+
+    logs.configure("INFO")
+    serve()
+    return EXIT_OK
+
+
+COMMANDS = {"sentinel": sentinel, "stream": stream, "harvest": harvest, "assets": assets}
 
 
 def main(argv: list[str] | None = None) -> int:

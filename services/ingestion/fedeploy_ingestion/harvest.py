@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from fedeploy_ingestion import federation
+from fedeploy_ingestion.asset_alternates import with_https_alternates
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import IngestError
 from fedeploy_ingestion.metrics import Metrics
@@ -124,9 +125,14 @@ class Harvester:
         for page in self._pages(source, body):
             by_collection: dict[str, list[dict[str, Any]]] = {}
             for item in page:
-                by_collection.setdefault(item["collection"], []).append(
-                    federation.hub_item(source.name, source.url, item)
+                # s3:// assets gain an https alternate at the home site's asset endpoint.
+                hub_item = with_https_alternates(
+                    federation.hub_item(source.name, source.url, item),
+                    source.url,
+                    item["collection"],
+                    item["id"],
                 )
+                by_collection.setdefault(item["collection"], []).append(hub_item)
                 updated = (item.get("properties") or {}).get("updated")
                 if updated:
                     moment = _parse_time(updated)
