@@ -45,9 +45,13 @@ def sentinel() -> int:
     if not settings.sources:
         raise ConfigError("INGEST_SOURCES is empty: nothing to copy")
     run = SentinelRun(settings, _store(settings), CatalogClient(settings.catalog_url), Metrics())
-    report = run.run()
-    print(json.dumps(asdict(report), indent=1))
-    return EXIT_ITEMS_FAILED if report.failed else EXIT_OK
+    try:
+        run.run()
+    except Exception as error:  # noqa: BLE001 - the report is printed whatever happened
+        run.report.failed["(run)"] = f"{type(error).__name__}: {error}"
+        log.error("run stopped early", extra={"error": f"{type(error).__name__}: {error}"})
+    print(json.dumps(asdict(run.report), indent=1))
+    return EXIT_ITEMS_FAILED if run.report.failed else EXIT_OK
 
 
 def stream() -> int:

@@ -51,16 +51,27 @@ def site_statuses(hub_url: str, http: httpx.Client) -> dict[str, dict[str, Any]]
 
 
 def federated_search(
-    hub_url: str, search: dict[str, Any], max_items: int = 10_000, http: httpx.Client | None = None
+    hub_url: str,
+    search: dict[str, Any],
+    max_items: int = 10_000,
+    http: httpx.Client | None = None,
+    timeout: float = 30.0,
 ) -> FederatedResult:
-    """POST `search` (a STAC /search body) to the hub; items and per-site status."""
-    from pystac_client import Client
+    """POST `search` (a STAC /search body) to the hub; items and per-site status.
+
+    Each request times out after `timeout` seconds and is retried a bounded number of times.
+    """
     from pystac_client.exceptions import APIError
 
-    client = http or httpx.Client(timeout=30.0)
+    from fedeploy_ingestion import stac_client
+
+    client = http or httpx.Client(timeout=timeout)
     sites = site_statuses(hub_url, client)
     try:
-        found = Client.open(hub_url).search(max_items=max_items, method="POST", **search)
+        stac_io = stac_client.api_io(None, timeout)
+        found = stac_client.open_client(hub_url, stac_io).search(
+            max_items=max_items, method="POST", **search
+        )
         items = list(found.items_as_dicts())
     except APIError as error:
         raise CatalogError(f"search of the hub {hub_url} failed: {error}") from error

@@ -3,11 +3,19 @@
 Idempotent: an item whose site copy carries the upstream fingerprint is skipped; an object
 completed by a run that died before registering it is verified and reused; an unfinished
 multipart upload is resumed. Work is partitioned over indexed Job workers by item.
+
+Each item is handled inside a boundary that catches any exception: a failing item is named in
+the report's `failed` with its message, and the run goes on with the next one. Search results
+are streamed page by page (never gathered in a list); a search that fails midway fails its
+source, after the items already read were handled. A source whose items carry none of the
+requested assets fails too (`<source>:assets`, naming the assets the items do have): the run
+would otherwise succeed having copied nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,42 +79,69 @@ class SentinelRun:
         self._collections: set[str] = set()
 
     def run(self, now: datetime | None = None) -> SentinelReport:
-        """Process every source; per-item failures are reported, not raised."""
+        """Process every source; per-item and per-source failures are reported, not raised."""
         now = now or datetime.now(UTC)
-        s = self.settings
-        for source in s.sources:
-            credentials = Credentials(
-                source,
-                s.source_username.get_secret_value() if s.source_username else None,
-                s.source_password.get_secret_value() if s.source_password else None,
-                self.http,
-                self.guard,
-            )
-            # Searches of a token-protected source (Copernicus) are public; Basic goes everywhere.
-            headers = credentials.headers() if source.token_url is None else {}
+        for source in self.settings.sources:
             try:
-                items = list(
-                    search(source, source.search_datetime(now), headers, credentials.policy)
-                )
-            except IngestError as error:
-                self.report.failed[f"{source.name}:search"] = str(error)
-                log.error("search failed", extra={"source": source.name, "error": str(error)})
-                continue
-            for item in sorted(items, key=lambda i: (i.get("collection", ""), i["id"])):
-                self.report.found += 1
-                if not owns(f"{item.get('collection')}/{item['id']}", s.shard_index, s.shard_count):
-                    self.report.other_shards += 1
-                    continue
-                try:
-                    self._item(source, item, credentials, now)
-                except IngestError as error:
-                    self.report.failed[f"{item.get('collection')}/{item['id']}"] = str(error)
-                    self.metrics.copy_failures.labels(source.name).inc()
-                    log.error(
-                        "item failed; the next run resumes it",
-                        extra={"item": item["id"], "error": str(error)},
-                    )
+                self._source(source, now)
+            except Exception as error:  # noqa: BLE001 - one source fails alone
+                self._failed(source, f"{source.name}:search", error, "source failed")
         return self.report
+
+    def _failed(self, source: Source, name: str, error: BaseException, message: str) -> None:
+        text = str(error) if isinstance(error, IngestError) else f"{type(error).__name__}: {error}"
+        self.report.failed[name] = text
+        self.metrics.copy_failures.labels(source.name).inc()
+        log.error(message, extra={"source": source.name, "item": name, "error": text})
+
+    def _source(self, source: Source, now: datetime) -> None:
+        s = self.settings
+        credentials = Credentials(
+            source,
+            s.source_username.get_secret_value() if s.source_username else None,
+            s.source_password.get_secret_value() if s.source_password else None,
+            self.http,
+            self.guard,
+        )
+        # Searches of a token-protected source (Copernicus) are public; Basic goes everywhere.
+        headers = credentials.headers() if source.token_url is None else {}
+        found = with_assets = 0
+        available: Counter[str] = Counter()
+        items = search(
+            source,
+            source.search_datetime(now),
+            headers,
+            credentials.policy,
+            timeout=s.http_timeout_seconds,
+        )
+        try:
+            for item in items:  # streamed: one page in memory at a time
+                self.report.found += 1
+                found += 1
+                name = _item_name(item)
+                try:
+                    keys = sorted(str(k) for k in (item.get("assets") or {}))
+                    available.update(keys)
+                    if set(keys) & set(source.assets):
+                        with_assets += 1
+                    if not owns(name, s.shard_index, s.shard_count):
+                        self.report.other_shards += 1
+                        continue
+                    self._item(source, item, credentials, now)
+                except Exception as error:  # noqa: BLE001 - one item fails alone
+                    self._failed(source, name, error, "item failed; the next run retries it")
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        if found and not with_assets:
+            reason = (
+                f"none of the {found} items found has any of the requested assets "
+                f"{', '.join(source.assets)}; their assets are: "
+                f"{', '.join(sorted(available)) or '(none)'}; check the source's `assets`"
+            )
+            self.report.failed[f"{source.name}:assets"] = reason
+            log.error("no requested asset in any item", extra={"source": source.name})
 
     def _item(
         self, source: Source, item: dict[str, Any], credentials: Credentials, now: datetime
@@ -117,6 +152,14 @@ class SentinelRun:
         assets, missing = sentinel_plan.chosen_assets(item, source.assets)
         if missing:
             self.report.missing_assets[f"{collection_id}/{item_id}"] = missing
+            log.warning(
+                "requested assets missing from the item",
+                extra={
+                    "item": f"{collection_id}/{item_id}",
+                    "missing": missing,
+                    "item_assets": sorted(str(k) for k in item.get("assets") or {}),
+                },
+            )
         if not assets:
             return
         for asset in assets.values():
@@ -213,3 +256,10 @@ class SentinelRun:
             or minimal_collection(collection_id, f"Copies of {collection_id} from {source.url}")
         )
         self._collections.add(collection_id)
+
+
+def _item_name(item: object) -> str:
+    """`<collection>/<id>` of an upstream item, whatever it holds (for reports and sharding)."""
+    if not isinstance(item, dict):
+        return f"(not an item: {type(item).__name__})"
+    return f"{item.get('collection')}/{item.get('id')}"

@@ -177,15 +177,17 @@ def search(
     interval: str | None,
     headers: dict[str, str],
     policy: DownloadPolicy | None = None,
+    timeout: float = 60.0,
 ) -> Iterator[dict[str, Any]]:
     """Items of the source's collections, area, time window and cloud-cover limit.
 
     Every request (next pages included) must go to one of the source's hosts at an allowed
-    address (`policy`; the source's own by default); redirects are refused."""
+    address (`policy`; the source's own by default); redirects are refused. Each request
+    times out after `timeout` seconds and is retried a bounded number of times (stac_client)."""
     import requests
-    from pystac_client import Client
     from pystac_client.exceptions import APIError
-    from pystac_client.stac_api_io import StacApiIO
+
+    from fedeploy_ingestion import stac_client
 
     policy = policy or DownloadPolicy.for_source(source)
 
@@ -209,10 +211,10 @@ def search(
         }
         parameters["filter_lang"] = "cql2-json"
     try:
-        stac_io = StacApiIO(headers=headers, request_modifier=checked)
+        stac_io = stac_client.api_io(headers, timeout, request_modifier=checked)
         stac_io.session.max_redirects = 0
         stac_io.session.trust_env = False
-        client = Client.open(source.url, stac_io=stac_io)
+        client = stac_client.open_client(source.url, stac_io)
         yield from client.search(**parameters).items_as_dicts()
     except APIError as error:  # pystac-client wraps every transport and HTTP error in it
         raise SourceError(

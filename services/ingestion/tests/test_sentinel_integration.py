@@ -222,3 +222,46 @@ def test_indexed_workers_share_the_items_without_overlap(
     assert [r.found for r in reports] == [4, 4], reports
     assert sum(r.registered for r in reports) == 4
     assert all(r.registered + r.other_shards == 4 for r in reports)
+
+
+FIELD_CASES = Path(__file__).parent / "field_cases"
+
+
+def test_an_item_that_raises_fails_alone_and_the_report_names_it(
+    upstream, catalogs, s3: SeaweedS3, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Earth Search's L1C items have `s3://` hrefs and no https alternate: the one between two
+    good items once aborted the whole run (ValueError) with no report."""
+    import json
+    from datetime import UTC, datetime
+
+    api, assets, _ = upstream
+    good = make_items(assets, 2, {"B04": 64 * 1024}, start=datetime(2024, 8, 10, 10, 0, tzinfo=UTC))
+    s3_only = json.loads((FIELD_CASES / "sentinel-earthsearch-l1c-s3-only-item.json").read_text())
+    s3_only["collection"] = COLLECTION
+    s3_only["properties"]["datetime"] = "2024-08-10T22:00:00Z"  # between the good two
+    s3_only["assets"]["B04"] = s3_only["assets"].pop("blue")
+    load(api.url, [good[0], s3_only, good[1]])
+    site = catalogs.start("site-a")
+    config = settings(
+        s3,
+        bucket,
+        api.url,
+        sources=[
+            {
+                "name": "upstream",
+                "privateHosts": ["127.0.0.1"],
+                "url": api.url,
+                "collections": [COLLECTION],
+                "assets": ["B04"],
+                "datetime": "2024-08-10T00:00:00Z/2024-08-12T00:00:00Z",
+            }
+        ],
+    )
+    report, _ = run(config, s3, site.url, monkeypatch)
+    bad = f"{COLLECTION}/{s3_only['id']}"
+    assert list(report.failed) == [bad]
+    assert "s3://sentinel-s2-l1c/" in report.failed[bad] and "alternate" in report.failed[bad]
+    assert (report.found, report.registered) == (3, 2)
+    for item in good:
+        assert CatalogClient(site.url).get_item(COLLECTION, item["id"]) is not None

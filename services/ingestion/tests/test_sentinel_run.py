@@ -1,0 +1,162 @@
+"""The Sentinel run loop without peers: what a source, an item or a search failure leads to."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fedeploy_ingestion import sentinel, stac_client
+from fedeploy_ingestion.errors import SourceError
+from fedeploy_ingestion.metrics import Metrics
+from fedeploy_ingestion.sentinel import SentinelRun
+from fedeploy_ingestion.settings import IngestSettings, Source
+from fedeploy_ingestion.upstream import search
+
+CDSE_ITEM = json.loads(
+    (Path(__file__).parent / "field_cases" / "sentinel-cdse-shaped-item.json").read_text()
+)
+
+
+def make_run(assets: list[str], found: Any) -> SentinelRun:
+    settings = IngestSettings(
+        site="site-a",
+        bucket="b",
+        sources=[
+            {
+                "name": "cdse",
+                "url": "https://stac.example.org/v1",
+                "collections": ["sentinel-2-l2a"],
+                "assets": assets,
+            }
+        ],
+    )
+    run = SentinelRun(settings, None, None, Metrics())  # type: ignore[arg-type]
+    run._item = lambda *args: None  # type: ignore[method-assign]
+    return run
+
+
+def test_requested_assets_that_match_nothing_fail_the_source_naming_the_real_keys(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`assets: [B04, B08, SCL]` against Copernicus items (B04_10m, ...) once exited 0 silently."""
+    monkeypatch.setattr(sentinel, "search", lambda *a, **k: iter([CDSE_ITEM, CDSE_ITEM]))
+    report = make_run(["B04", "B08", "SCL"], None).run()
+    reason = report.failed["cdse:assets"]
+    assert "none of the 2 items" in reason and "B04, B08, SCL" in reason
+    assert "B04_10m, B08_10m, Product, SCL_20m" in reason
+    assert report.failed  # so the CLI exits 1
+
+
+def test_the_real_copernicus_names_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sentinel, "search", lambda *a, **k: iter([CDSE_ITEM]))
+    assert make_run(["B04_10m", "B08_10m", "SCL_20m"], None).run().failed == {}
+
+
+def test_a_missing_asset_is_a_warning_naming_the_items_asset_keys(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = make_run(["B04_10m", "B02_10m"], None)
+    del run._item  # the real one: stops at the catalog, after the warning
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(AttributeError):  # no catalog in this test
+        run._item(run.settings.sources[0], CDSE_ITEM, None, None)  # type: ignore[arg-type]
+    [record] = [r for r in caplog.records if r.message == "requested assets missing from the item"]
+    assert record.missing == ["B02_10m"]  # type: ignore[attr-defined]
+    assert record.item_assets == ["B04_10m", "B08_10m", "Product", "SCL_20m"]  # type: ignore[attr-defined]
+
+
+def test_a_search_failing_midway_fails_its_source_after_the_items_already_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def pages(*args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        yield CDSE_ITEM
+        raise KeyError("page 2 had no 'features'")  # not an IngestError
+
+    monkeypatch.setattr(sentinel, "search", pages)
+    handled: list[str] = []
+    run = make_run(["B04_10m"], None)
+    run._item = lambda source, item, *rest: handled.append(item["id"])  # type: ignore[method-assign]
+    report = run.run()
+    assert handled == [CDSE_ITEM["id"]]
+    assert "KeyError" in report.failed["cdse:search"]
+
+
+def test_any_exception_on_one_item_fails_that_item_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    others = [{**CDSE_ITEM, "id": f"item-{n}"} for n in range(3)]
+    monkeypatch.setattr(sentinel, "search", lambda *a, **k: iter(others))
+    run = make_run(["B04_10m"], None)
+
+    def item(source: Source, item: dict[str, Any], *rest: Any) -> None:
+        if item["id"] == "item-1":
+            raise RecursionError("deep")
+
+    run._item = item  # type: ignore[method-assign,assignment]
+    report = run.run()
+    assert report.failed == {"sentinel-2-l2a/item-1": "RecursionError: deep"}
+    assert report.found == 3
+
+
+def test_pystac_client_requests_time_out_and_retry_a_bounded_number_of_times() -> None:
+    """A stalled upstream once held the CronJob for hours (Client.open(..., timeout=None))."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()  # and never answer
+            except OSError:
+                return
+            accepted.append(connection)
+
+    threading.Thread(target=accept, daemon=True).start()
+    source = Source.model_validate(
+        {
+            "name": "stalled",
+            "url": f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
+            "privateHosts": ["127.0.0.1"],
+            "collections": ["c"],
+            "assets": ["a"],
+        }
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(SourceError, match="timed out"):
+            list(search(source, None, {}, timeout=0.5))
+    finally:
+        listener.close()
+        for connection in accepted:
+            connection.close()
+    elapsed = time.monotonic() - started
+    assert len(accepted) == 1 + stac_client.DEFAULT_RETRIES  # bounded retries
+    assert elapsed < 15
+
+
+def test_the_retry_policy_is_bounded_and_covers_searches_by_post() -> None:
+    policy = stac_client.retry_policy(2)
+    assert policy.total == 2 and policy.allowed_methods is None
+    assert 503 in policy.status_forcelist
+    io = stac_client.api_io({"X": "1"}, 7.0)
+    assert io.timeout == 7.0
+
+
+def test_opening_a_client_keeps_the_request_modifier_that_checks_every_url() -> None:
+    """`Client.open(url, stac_io=io)` alone resets the modifier: a URL check would be skipped."""
+    from pystac_client.exceptions import APIError
+
+    def refuse(request: Any) -> Any:
+        raise SourceError(f"refused {request.url}")
+
+    io = stac_client.api_io(None, 1.0, request_modifier=refuse)
+    with pytest.raises(APIError, match="refused http://127.0.0.1:9/v1"):
+        stac_client.open_client("http://127.0.0.1:9/v1", io)
+    assert io.timeout == 1.0
