@@ -1,0 +1,151 @@
+"""The asset endpoint's decisions and the hub's https alternates, without network peers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+from fedeploy_ingestion.asset_alternates import ALTERNATE_ASSETS, with_https_alternates
+from fedeploy_ingestion.asset_endpoint import AssetSettings, create_app, s3_location
+
+ISSUER = "https://id.example.eu/realms/eofed"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def item(assets: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "site-a.s1", "collection": "c", "assets": assets, "properties": {}}
+
+
+def test_s3_assets_gain_an_https_alternate_and_keep_their_href():
+    hub = item(
+        {
+            "data": {"href": "s3://raw/a b/x.tif"},
+            "meta": {"href": "https://elsewhere.example/x.xml"},
+            "old": {"href": "s3://raw/y", "alternate": {"local": {"href": "file:///y"}}},
+        }
+    )
+    out = with_https_alternates(hub, "https://c.site.eu/stac/", "c/1", "s 1")
+    assert out["assets"]["data"]["href"] == "s3://raw/a b/x.tif"
+    assert (
+        out["assets"]["data"]["alternate"]["https"]["href"]
+        == "https://c.site.eu/stac/assets/c%2F1/s%201/data"
+    )
+    assert "alternate" not in out["assets"]["meta"]
+    assert set(out["assets"]["old"]["alternate"]) == {"local", "https"}
+    assert out["stac_extensions"] == [ALTERNATE_ASSETS]
+    again = with_https_alternates(out, "https://c.site.eu/stac", "c/1", "s 1")
+    assert again["stac_extensions"] == [ALTERNATE_ASSETS]
+
+
+def test_a_site_without_an_https_url_gets_no_alternates():
+    hub = item({"data": {"href": "s3://raw/x"}})
+    out = with_https_alternates(hub, "http://catalog.fedeploy.svc.cluster.local:8080", "c", "s1")
+    assert "alternate" not in out["assets"]["data"] and "stac_extensions" not in out
+
+
+@pytest.mark.parametrize(
+    ("href", "buckets", "expected"),
+    [
+        ("s3://raw/a/b.tif", ["raw"], ("raw", "a/b.tif")),
+        ("s3://raw/a/b.tif", [], ("raw", "a/b.tif")),
+        ("s3://other/a.tif", ["raw"], None),
+        ("s3://raw/", ["raw"], None),
+        ("https://raw/a.tif", ["raw"], None),
+        ("s3:///a.tif", [], None),
+    ],
+)
+def test_only_s3_objects_of_the_sites_buckets_are_presigned(href, buckets, expected):
+    assert s3_location(href, buckets) == expected
+
+
+class Jwks:
+    """What PyJWKClient answers, for the one key."""
+
+    def get_signing_key_from_jwt(self, token: str) -> Any:
+        return jwt.PyJWK.from_dict(
+            {**jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key(), as_dict=True), "alg": "RS256"}
+        )
+
+
+class Presigner:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict, int]] = []
+
+    def generate_presigned_url(self, method: str, Params: dict, ExpiresIn: int) -> str:  # noqa: N803
+        self.calls.append((method, Params, ExpiresIn))
+        return f"https://s3.example/{Params['Bucket']}/{Params['Key']}?sig=x"
+
+
+def catalog(request: httpx.Request) -> httpx.Response:
+    if request.url.path == "/collections/c/items/s1":
+        return httpx.Response(
+            200,
+            json={"id": "s1", "collection": "c", "assets": {"data": {"href": "s3://raw/k.tif"}}},
+        )
+    return httpx.Response(404, json={"detail": "not found"})
+
+
+def token(**claims: Any) -> dict[str, str]:
+    body = {"iss": ISSUER, "aud": "cat", "exp": int(time.time()) + 60, "scope": "stac:read"}
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    return {"Authorization": f"Bearer {jwt.encode(body, KEY, algorithm='RS256')}"}
+
+
+@pytest.fixture
+def client_and_s3():
+    settings = AssetSettings(
+        issuer=ISSUER,
+        audience="cat",
+        catalog_url="http://catalog:8080",
+        buckets=["raw"],
+        url_lifetime_seconds=600,
+        root_path="/stac/",
+    )
+    s3 = Presigner()
+    http = httpx.Client(transport=httpx.MockTransport(catalog), base_url="http://catalog:8080")
+    app = create_app(settings, s3=s3, jwks_client=Jwks(), http=http)
+    return TestClient(app), s3
+
+
+def test_a_valid_read_token_gets_a_307_to_a_presigned_url_with_the_configured_lifetime(
+    client_and_s3,
+):
+    client, s3 = client_and_s3
+    answer = client.get("/stac/assets/c/s1/data", headers=token(), follow_redirects=False)
+    assert answer.status_code == 307
+    assert answer.headers["location"] == "https://s3.example/raw/k.tif?sig=x"
+    assert s3.calls == [("get_object", {"Bucket": "raw", "Key": "k.tif"}, 600)]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Basic dTpw"}, 401),
+        (token(exp=int(time.time()) - 5), 401),
+        (token(exp=None), 401),
+        (token(iss="https://evil.example"), 401),
+        (token(aud="other"), 401),
+        (token(scope="stac:write"), 403),
+    ],
+)
+def test_callers_without_a_valid_read_token_are_refused_before_any_lookup(
+    client_and_s3, headers, status
+):
+    client, s3 = client_and_s3
+    answer = client.get("/stac/assets/c/s1/data", headers=headers, follow_redirects=False)
+    assert answer.status_code == status
+    assert s3.calls == []
+
+
+@pytest.mark.parametrize("path", ["/stac/assets/c/s1/nope", "/stac/assets/c/s9/data"])
+def test_unregistered_assets_are_not_found(client_and_s3, path):
+    client, s3 = client_and_s3
+    assert client.get(path, headers=token(), follow_redirects=False).status_code == 404
+    assert s3.calls == []
