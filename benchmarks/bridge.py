@@ -1,17 +1,22 @@
 """The bridge against a real one-node SLURM, beside sbatch on the same cluster.
 
-Prints: submit latency through the client; submit-to-completion of a trivial job through
-the client and through `sbatch --wait`; N submissions through one client, through bare
-REST posts (the ceiling: what the client's idempotency lookup and owner check cost) and
-through N `sbatch` processes. Needs root and the Debian SLURM packages, like the tests.
+Prints, each beside its goal where it has one: submit latency through the client;
+submit-to-completion of a trivial job through the client and through `sbatch --wait`; N
+submissions through one client, through bare REST posts (the ceiling) and through N `sbatch`
+processes (goal: the client within 1.5x of sbatch); then a submission's median cost with 0,
+1,000 and 5,000 other users' held jobs on the controller (goal: within 20% of the empty
+queue's), beside what one listing of every job costs at each size (the lookup the client
+makes only after a lost answer, behind a held twin, or with resume=True). Needs root and the
+Debian SLURM packages, like the tests.
 
-    .venv/bin/python benchmarks/bridge.py [--count 100] [--repeat 10]
+    .venv/bin/python benchmarks/bridge.py [--count 100] [--repeat 10] [--queues 0,1000,5000]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import shutil
 import ssl
 import statistics
@@ -20,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
@@ -30,6 +36,10 @@ from fedeploy.bridge.jobs import JobSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIVIAL = "#!/bin/bash\ntrue\n"
+OTHER_USER = "fedeploy-rest"  # the held jobs' owner: a user other than the client's
+THROUGHPUT_GOAL = 1.5  # the client's N submissions within this factor of N sbatch calls
+PARKED = "batch"  # the harness's second partition, set DOWN while the queue sizes are measured
+FLAT_GOAL = 0.20  # a submission's median cost at any queue size within 20% of the empty queue's
 
 
 def load_harness() -> ModuleType:
@@ -49,10 +59,33 @@ def figures(samples: list[float]) -> str:
     return f"median {statistics.median(ordered) * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms   (n={len(ordered)})"
 
 
+def controller_rpc_times(env: dict[str, str]) -> dict[str, int]:
+    """slurmctld's average time per RPC type since the last `sdiag --reset`, microseconds."""
+    out = subprocess.run(["sdiag"], capture_output=True, text=True, env=env).stdout
+    return {
+        name: int(ave)
+        for name, ave in re.findall(
+            r"^\s*(REQUEST_\w+)\s+\(\s*\d+\)\s+count:\d+\s+ave_time:(\d+)", out, re.M
+        )
+    }
+
+
 def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """httpx's transport, counting the requests the client makes."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.requests = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return super().handle_request(request)
 
 
 class Bench:
@@ -63,14 +96,26 @@ class Bench:
         self.work = cluster.jobs_dir / "bench"
         self.work.mkdir(exist_ok=True)
         shutil.chown(self.work, cluster.user, cluster.user)
+        self.transport = CountingTransport(
+            verify=ssl.create_default_context(cafile=cluster.ca_file)
+        )
         self.client = BridgeClient(
-            cluster.endpoint, cluster.user, cluster.token(), ca_file=cluster.ca_file
+            cluster.endpoint, cluster.user, cluster.token(), transport=self.transport
         )
 
     def spec(self, name: str) -> JobSpec:
         return JobSpec(
             name=name, script=TRIVIAL, time_limit_minutes=5, working_directory=str(self.work)
         )
+
+    def timed_submit(self, name: str, *, wait: bool = False, partition: str | None = None) -> float:
+        """Seconds one submission through the client takes (to COMPLETED with `wait`)."""
+        spec = self.spec(name).model_copy(update={"partition": partition})
+        started = time.perf_counter()
+        job_id = self.client.submit(spec)
+        if wait:
+            self.client.wait(job_id, 60, poll=0.02)
+        return time.perf_counter() - started
 
     def sbatch(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -100,7 +145,10 @@ class Bench:
         """Seconds until no job is pending or running."""
         started = time.perf_counter()
         while subprocess.run(
-            ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=self.cluster.env()
+            ["squeue", "-h", "-u", self.cluster.user, "-o", "%i"],
+            capture_output=True,
+            text=True,
+            env=self.cluster.env(),
         ).stdout.strip():
             time.sleep(0.05)
         return time.perf_counter() - started
@@ -109,24 +157,15 @@ class Bench:
         self.client.wait(self.client.submit(self.spec("warm-up")), timeout=60, poll=0.05)
         self.drain()
 
-        submit = [
-            timed(lambda i=i: self.client.submit(self.spec(f"lat-{i}"))) for i in range(self.repeat)
-        ]
+        submit = [self.timed_submit(f"lat-{i}") for i in range(self.repeat)]
         self.drain()
-        complete_client = [
-            timed(
-                lambda i=i: self.client.wait(
-                    self.client.submit(self.spec(f"e2e-{i}")), 60, poll=0.02
-                )
-            )
-            for i in range(self.repeat)
-        ]
+        complete_client = [self.timed_submit(f"e2e-{i}", wait=True) for i in range(self.repeat)]
         complete_sbatch = [timed(lambda: self.sbatch("--wait")) for _ in range(self.repeat)]
         self.drain()
 
         print(f"one job ({self.repeat} runs each, {self.cluster.host}, trivial script)")
         print(
-            f"  submit through the client        {figures(submit)}  (lookup by key, post, owner check)"
+            f"  submit through the client        {figures(submit)}  (post, read back: owner, twin, reason)"
         )
         print(f"  submit to COMPLETED, client      {figures(complete_client)}")
         print(
@@ -135,11 +174,7 @@ class Bench:
 
         n = self.count
         each: list[float] = []
-        total = timed(
-            lambda: each.extend(
-                timed(lambda i=i: self.client.submit(self.spec(f"tp-{i}"))) for i in range(n)
-            )
-        )
+        total = timed(lambda: each.extend(self.timed_submit(f"tp-{i}") for i in range(n)))
         drained = self.drain()
         print(f"{n} submissions")
         print(
@@ -149,8 +184,8 @@ class Bench:
         raw, failed = self._raw_posts(n)
         drained = self.drain()
         print(
-            f"  bare REST posts      {raw:6.2f} s  ({n / raw:6.1f}/s)  the ceiling: no idempotency lookup, "
-            f"no owner check, no retry ({failed} failed); drained {drained:.1f} s later"
+            f"  bare REST posts      {raw:6.2f} s  ({n / raw:6.1f}/s)  the ceiling: no read-back, "
+            f"no retry ({failed} failed); drained {drained:.1f} s later"
         )
 
         sbatch = timed(lambda: [self.sbatch() for _ in range(n)])
@@ -158,6 +193,98 @@ class Bench:
         print(
             f"  {n} sbatch processes {sbatch:6.2f} s  ({n / sbatch:6.1f}/s)  drained {drained:.1f} s later"
         )
+        ratio = total / sbatch
+        print(
+            f"  client / sbatch      {ratio:6.2f}x   goal <= {THROUGHPUT_GOAL:.1f}x   "
+            f"{'met' if ratio <= THROUGHPUT_GOAL else 'NOT MET'}"
+        )
+
+    def queue_sizes(self, sizes: list[int], samples: int) -> None:
+        """A submission's median cost with `size` held jobs of another user on the controller.
+
+        The sampled jobs go to a partition set DOWN, so they stay pending: what is measured is
+        the submission, not the controller launching the previous sample's job."""
+        print(
+            f"queue size ({samples} submissions each to a DOWN partition, after 5 unmeasured; "
+            "other user's held jobs, removed afterwards)"
+        )
+        env = self.cluster.env()
+        subprocess.run(
+            ["scontrol", "update", f"PartitionName={PARKED}", "State=DOWN"], check=True, env=env
+        )
+        base: float | None = None
+        held = 0
+        try:
+            for size in sizes:
+                filled = 0.0
+                if size > held:
+                    started = time.perf_counter()
+                    self._hold(size - held)
+                    filled, held = time.perf_counter() - started, size
+                for i in range(5):
+                    self.timed_submit(f"w{size}-{i}", partition=PARKED)
+                before = self.transport.requests
+                subprocess.run(["sdiag", "--reset"], capture_output=True, env=env)
+                each = [self.timed_submit(f"q{size}-{i}", partition=PARKED) for i in range(samples)]
+                requests = (self.transport.requests - before) / samples
+                rpc = controller_rpc_times(env)
+                listing = [timed(lambda: self.client.find("no-such-key")) for _ in range(3)]
+                median = statistics.median(each)
+                base = median if base is None else base
+                change = median / base - 1
+                verdict = "met" if abs(change) <= FLAT_GOAL else "NOT MET"
+                print(
+                    f"  {size:5d} held  submit {figures(each)}  {requests:.1f} requests each  "
+                    f"{change:+6.1%} vs empty (goal within {FLAT_GOAL:.0%}: {verdict});  one "
+                    f"listing of every job {statistics.median(listing) * 1000:7.1f} ms  "
+                    f"(queued in {filled:.1f} s)"
+                )
+                print(
+                    "         slurmctld's own average per RPC: "
+                    + ", ".join(
+                        f"{name} {rpc[name] / 1000:.2f} ms"
+                        for name in ("REQUEST_SUBMIT_BATCH_JOB", "REQUEST_JOB_INFO_SINGLE")
+                        if name in rpc
+                    )
+                )
+        finally:
+            subprocess.run(["scancel", "-u", OTHER_USER], capture_output=True, env=env)
+            subprocess.run(
+                ["scancel", "-u", self.cluster.user, "-p", PARKED], capture_output=True, env=env
+            )
+            subprocess.run(["scontrol", "update", f"PartitionName={PARKED}", "State=UP"], env=env)
+
+    def _hold(self, count: int) -> None:
+        """Queue `count` held jobs as another user, over the REST API in a few threads
+        (as `sbatch --hold` would, faster)."""
+        token = self.cluster.token(user=OTHER_USER)
+        context = ssl.create_default_context(cafile=self.cluster.ca_file)
+        body = {
+            "script": TRIVIAL,
+            "job": {
+                "name": "held",
+                "hold": True,
+                "time_limit": 5,
+                "environment": {"PATH": "/usr/bin:/bin"},
+                "current_working_directory": "/tmp",
+                "standard_output": "/dev/null",
+            },
+        }
+        headers = {"X-SLURM-USER-NAME": OTHER_USER, "X-SLURM-USER-TOKEN": token}
+
+        def post(share: int) -> None:
+            with httpx.Client(
+                base_url=self.cluster.endpoint, verify=context, headers=headers, timeout=60
+            ) as http:
+                for _ in range(share):
+                    answer = http.post("/slurm/v0.0.38/job/submit", json=body)
+                    if not isinstance(answer.json().get("job_id"), int):
+                        raise RuntimeError(f"queueing a held job failed: {answer.text[:300]}")
+
+        workers = 4
+        shares = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(post, shares))
 
     def _raw_posts(self, n: int) -> tuple[float, int]:
         context = ssl.create_default_context(cafile=self.cluster.ca_file)
@@ -190,7 +317,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100, help="submissions in the throughput runs")
     parser.add_argument("--repeat", type=int, default=10, help="runs of each one-job figure")
+    parser.add_argument(
+        "--queues", default="0,1000,5000", help="held jobs on the controller, ascending"
+    )
+    parser.add_argument("--samples", type=int, default=40, help="submissions per queue size")
     args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.queues.split(",") if n]
     harness = load_harness()
     reason = harness.missing_prerequisites()
     if reason:
@@ -204,7 +336,9 @@ def main(argv: list[str]) -> int:
         print(
             f"SLURM 1 node, 16 advertised CPUs, bridge with TLS: up in {time.perf_counter() - started:.1f} s"
         )
-        Bench(cluster, args.count, args.repeat).run()
+        bench = Bench(cluster, args.count, args.repeat)
+        bench.run()
+        bench.queue_sizes(sizes, args.samples)
     finally:
         cluster.stop()
     shutil.rmtree(root, ignore_errors=True)
