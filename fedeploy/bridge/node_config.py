@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -156,7 +157,7 @@ class BridgeNode:
 
 @cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # configuration files, not HTML
@@ -164,6 +165,9 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # The one quoting filter: every value a template puts into a shell passes through it.
+    environment.filters["shell"] = lambda value: shlex.quote(str(value))
+    return environment
 
 
 def render(template: str, **context: object) -> str:

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from fedeploy.config.base import Secret, SecretValue, StrictModel
 
@@ -18,6 +18,28 @@ UserName = Annotated[
 PartitionName = Annotated[
     str,
     Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A SLURM partition name."),
+]
+# A file on the bridge node. It reaches a shell (quoted), slurm.conf, slurmrestd's environment
+# file and systemd units: the characters below are plain words in all four syntaxes.
+NODE_PATH_PATTERN = r"^/[A-Za-z0-9._/-]+$"
+
+
+def _node_path(value: str) -> str:
+    if not re.fullmatch(NODE_PATH_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not an absolute path of letters, digits and . _ / - "
+            f"(pattern {NODE_PATH_PATTERN})"
+        )
+    parts = value.split("/")[1:]
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"{value!r} has an empty, '.' or '..' component; give the plain path")
+    return value
+
+
+NodePath = Annotated[
+    str,
+    AfterValidator(_node_path),
+    Field(description="An absolute path on the bridge node.", pattern=NODE_PATH_PATTERN),
 ]
 # A DNS name or an IPv4/IPv6 address; validated further below.
 HostName = Annotated[str, Field(min_length=1, max_length=253)]
@@ -124,9 +146,8 @@ class BridgeConfig(StrictModel):
             "not checked, which a man in the middle can exploit; set it in production."
         ),
     )
-    slurm_conf_path: str = Field(
+    slurm_conf_path: NodePath = Field(
         "/etc/slurm/slurm.conf",
-        pattern=r"^/[^\s'\"]+$",
         description=(
             "The slurm.conf slurmrestd reads: the centre's own on a gateway node; written by "
             "fedeploy on a vm."
@@ -200,9 +221,8 @@ class BridgeConfig(StrictModel):
             "association should admit only `partitions`."
         ),
     )
-    jwt_key_path: str = Field(
+    jwt_key_path: NodePath = Field(
         "/etc/slurm/jwt_hs256.key",
-        pattern=r"^/[^\s'\"]+$",
         description=(
             "gateway, vm: where the JWT signing key is written (mode 0600, owner slurm_user); the "
             "controller's AuthAltParameters=jwt_key= must name it."

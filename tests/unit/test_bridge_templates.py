@@ -95,7 +95,7 @@ def test_the_setup_script_reads_its_secrets_from_stdin():
     node = render()
     assert node.secret_names == ("jwt.key", "tls.key", "tls.crt", "ca.crt", "token")
     assert "while IFS=$'\\t' read -r name value" in node.setup_script
-    assert "'/etc/slurm/jwt_hs256.key' 0600 'slurm' 'slurm'" in node.setup_script
+    assert "/etc/slurm/jwt_hs256.key 0600 slurm slurm" in node.setup_script
 
 
 def test_the_content_hash_follows_the_rendered_content_only():
@@ -125,7 +125,7 @@ def test_a_vm_runs_its_own_one_node_slurm():
     )
     assert (
         "slurmd -C" in node.setup_script
-        and "scontrol token username='fedeploy'" in node.setup_script
+        and "scontrol token username=fedeploy lifespan" in node.setup_script
     )
     assert node.units[:3] == ("munge.service", "slurmctld.service", "slurmd.service")
     assert "token" not in node.secret_names
