@@ -2,20 +2,33 @@
 
 Incremental where the site can filter on `updated` (a pgstac queryable; see
 docs/ingestion.md): items updated since the last harvest, less an overlap, are read in
-`updated` order and upserted, so harvesting again duplicates nothing. A site that cannot be
-reached is recorded as such in its status collection and the others are harvested anyway.
+`updated` order and upserted, so harvesting again duplicates nothing.
+
+Each site is harvested inside a boundary that catches any exception: a site that cannot be
+reached is `unreachable`, any other error (an HTML page answered with 200, a broken item, a
+paginator whose `next` links repeat) makes it `failed`; either way the reason is recorded in
+its status collection and the other sites are harvested anyway (the CLI then exits 3).
+
+Pages are read with pystac-client (`ItemSearch.pages_as_dicts`), which does what the
+incremental harvest needs: a POST search with a CQL2-JSON `filter` on `updated` and a
+`sortby`, `next` links followed with their bodies. It does not notice `next` links that repeat,
+so each page's `next` link is remembered and a repeat ends the site's harvest with an error.
+Every request times out and is retried a bounded number of times (stac_client).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from fedeploy_ingestion import federation
+from fedeploy_ingestion import federation, stac_client
 from fedeploy_ingestion.asset_alternates import with_https_alternates
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import IngestError
@@ -28,6 +41,10 @@ log = logging.getLogger(__name__)
 
 class SiteUnreachable(IngestError):
     """A member site's catalog did not answer."""
+
+
+class BrokenPaging(IngestError):
+    """A member site's search repeats a `next` link (its paginator is broken)."""
 
 
 @dataclass
@@ -63,24 +80,30 @@ class Harvester:
         report = HarvestReport()
         for source in self.settings.sources:
             started = now or datetime.now(UTC)
-            previous = self._previous_status(source)
+            previous: dict[str, Any] = {}
             try:
+                previous = self._previous_status(source)
                 count, mode, cursor = self._site(source, previous.get("cursor"))
-            except IngestError as error:
+            except Exception as error:  # noqa: BLE001 - one site fails alone, whatever it sends
                 status = "unreachable" if isinstance(error, SiteUnreachable) else "failed"
+                reason = (
+                    str(error)
+                    if isinstance(error, IngestError)
+                    else f"site {source.name} ({source.url}): {type(error).__name__}: {error}"
+                )
                 self.metrics.sites_unreachable.labels(source.name).set(1)
                 log.error(
                     "site not harvested",
-                    extra={"site": source.name, "status": status, "error": str(error)},
+                    extra={"site": source.name, "status": status, "error": reason},
                 )
                 record = {
                     **previous,
                     "status": status,
                     "url": source.url,
                     "last_attempt": rfc3339(started),
-                    "error": str(error),
+                    "error": reason,
                 }
-                report.sites[source.name] = {"status": status, "error": str(error)}
+                report.sites[source.name] = {"status": status, "error": reason}
             else:
                 self.metrics.sites_unreachable.labels(source.name).set(0)
                 self.metrics.items_written.labels("harvest").inc(count)
@@ -97,7 +120,20 @@ class Harvester:
                 log.info(
                     "site harvested", extra={"site": source.name, "mode": mode, "items": count}
                 )
-            self.hub.put_collection(federation.status_collection(source.name, source.url, record))
+            try:
+                self.hub.put_collection(
+                    federation.status_collection(source.name, source.url, record)
+                )
+            except Exception as error:  # noqa: BLE001 - the report still names the site
+                log.error(
+                    "site status not recorded in the hub",
+                    extra={"site": source.name, "error": f"{type(error).__name__}: {error}"},
+                )
+                if report.sites[source.name]["status"] == "ok":
+                    report.sites[source.name] = {
+                        "status": "failed",
+                        "error": f"status not recorded in the hub: {error}",
+                    }
         return report
 
     def _previous_status(self, source: HarvestSource) -> dict[str, Any]:
@@ -110,19 +146,19 @@ class Harvester:
             queryables = site.queryables()
         except IngestError as error:
             raise SiteUnreachable(f"site {source.name} ({source.url}): {error}") from error
-        body: dict[str, Any] = {"limit": self.settings.page_size}
+        search: dict[str, Any] = {"limit": self.settings.page_size}
         incremental = "updated" in queryables
         if incremental:
-            body["sortby"] = [{"field": "properties.updated", "direction": "asc"}]
+            search["sortby"] = [{"field": "properties.updated", "direction": "asc"}]
             if cursor:
                 since = _parse_time(cursor) - timedelta(seconds=self.settings.overlap_seconds)
-                body["filter-lang"] = "cql2-json"
-                body["filter"] = {
+                search["filter_lang"] = "cql2-json"
+                search["filter"] = {
                     "op": ">=",
                     "args": [{"property": "updated"}, {"timestamp": rfc3339(since)}],
                 }
         count, newest = 0, _parse_time(cursor) if cursor else None
-        for page in self._pages(source, body):
+        for page in self._pages(source, search):
             by_collection: dict[str, list[dict[str, Any]]] = {}
             for item in page:
                 # s3:// assets gain an https alternate at the home site's asset endpoint.
@@ -144,37 +180,55 @@ class Harvester:
         mode = ("incremental" if cursor else "initial") if incremental else "full"
         return count, mode, rfc3339(newest) if newest else cursor
 
-    def _pages(self, source: HarvestSource, body: dict[str, Any]):
-        """POST /search pages, following `next` links (POST bodies or GET hrefs)."""
-        url, method, payload = f"{source.url.rstrip('/')}/search", "POST", dict(body)
-        while True:
-            try:
-                if method == "POST":
-                    answer = self.http.post(url, json=payload)
-                else:
-                    answer = self.http.get(url)
-            except httpx.HTTPError as error:
-                raise SiteUnreachable(f"site {source.name}: search failed: {error}") from error
-            if answer.status_code >= 500:
-                raise SiteUnreachable(f"site {source.name}: search answered {answer.status_code}")
-            if answer.status_code != 200:
-                raise IngestError(
-                    f"site {source.name}: search answered {answer.status_code}: {answer.text[:300]}"
+    def _pages(self, source: HarvestSource, search: dict[str, Any]) -> Iterator[list[Any]]:
+        """The features of each search page (POST /search, then its `next` links).
+
+        A `next` link seen before ends the harvest of the site with BrokenPaging.
+        """
+        from pystac_client.exceptions import APIError
+        from pystac_client.warnings import DoesNotConformTo
+
+        stac_io = stac_client.api_io(None, self.settings.http_timeout_seconds)
+        seen: set[str] = set()
+        try:
+            client = stac_client.open_client(source.url, stac_io)
+            with warnings.catch_warnings():
+                # pgstac sorts without declaring the conformance class; the sortby is sent anyway
+                warnings.simplefilter("ignore", DoesNotConformTo)
+                pages = client.search(method="POST", **search).pages_as_dicts()
+            for page in pages:
+                features = page.get("features") or []
+                if not isinstance(features, list):
+                    raise IngestError(
+                        f"site {source.name}: a search page's features are a "
+                        f"{type(features).__name__}, not a list"
+                    )
+                following = next(
+                    (
+                        link
+                        for link in page.get("links") or []
+                        if isinstance(link, dict) and link.get("rel") == "next"
+                    ),
+                    None,
                 )
-            document = answer.json()
-            features = document.get("features", [])
-            if features:
+                if following is not None:
+                    key = json.dumps(
+                        [following.get("href"), following.get("method"), following.get("body")],
+                        sort_keys=True,
+                    )
+                    if key in seen:
+                        raise BrokenPaging(
+                            f"site {source.name}: search repeats the next link "
+                            f"{following.get('href')} after {len(seen)} pages; the site's "
+                            "paginator is broken, its harvest stops here"
+                        )
+                    seen.add(key)
                 yield features
-            following = next(
-                (link for link in document.get("links", []) if link.get("rel") == "next"), None
-            )
-            if not features or following is None:
-                return
-            url = following["href"]
-            method = following.get("method", "GET").upper()
-            if method == "POST":
-                extra = following.get("body") or {}
-                payload = {**payload, **extra} if following.get("merge") else dict(extra)
+        except APIError as error:  # transport errors and error answers, after the retries
+            status = getattr(error, "status_code", None)
+            if status is None or status >= 500:
+                raise SiteUnreachable(f"site {source.name}: search failed: {error}") from error
+            raise IngestError(f"site {source.name}: search answered {status}: {error}") from error
 
     def _ensure_hub_collection(
         self, site: CatalogClient, source: HarvestSource, collection_id: str

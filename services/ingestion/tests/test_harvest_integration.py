@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.cli import EXIT_SITES_MISSING, main
 from fedeploy_ingestion.federated_search import federated_search
+from fedeploy_ingestion.federation import status_collection_id
 from fedeploy_ingestion.harvest import Harvester
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.observation import Observation
@@ -126,3 +128,117 @@ def test_a_site_without_the_updated_queryable_is_harvested_in_full(catalogs, pos
         report = Harvester(settings, Metrics()).run()
         assert report.sites["site-c"] == {"status": "ok", "mode": "full", "items": 2}
     assert hub_ids(hub.url) == sorted(f"site-c.{i}" for i in ids)
+
+
+class HostileSite:
+    """A member catalog on loopback that answers 200 with HTML, or pages forever.
+
+    `mode="html"`: every path is an HTML page. `mode="loop"`: a STAC API whose search page 2
+    links `next` to itself.
+    """
+
+    def __init__(self, mode: str, item: dict[str, Any]) -> None:
+        import http.server
+        import threading
+
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                site.requests += 1
+                self._answer(site.route(self.path))
+
+            def do_POST(self) -> None:  # noqa: N802
+                site.requests += 1
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                self._answer(site.route(self.path))
+
+            def _answer(self, body: Any) -> None:
+                text = body if isinstance(body, str) else json.dumps(body)
+                data = text.encode()
+                self.send_response(200)
+                kind = "text/html" if isinstance(body, str) else "application/json"
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.mode, self.item, self.requests = mode, item, 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def route(self, path: str) -> Any:
+        if self.mode == "html":
+            return "<!doctype html><html><body>Maintenance</body></html>"
+        if path.startswith("/queryables"):
+            return {"properties": {}}
+        if path.startswith("/collections/"):
+            return {**observations_collection(), "links": []}
+        if path.startswith("/search"):
+            following = {"rel": "next", "href": f"{self.url}/search?token=page2", "method": "GET"}
+            return {"type": "FeatureCollection", "features": [self.item], "links": [following]}
+        return {
+            "type": "Catalog",
+            "id": "loop",
+            "description": "pages forever",
+            "stac_version": "1.1.0",
+            "conformsTo": [
+                "https://api.stacspec.org/v1.0.0/core",
+                "https://api.stacspec.org/v1.0.0/item-search",
+            ],
+            "links": [{"rel": "search", "href": f"{self.url}/search", "method": "POST"}],
+        }
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_site_answering_html_or_paging_forever_fails_alone(
+    catalogs, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An HTML body (JSONDecodeError) once stopped the harvest of every remaining site."""
+    good, hub = catalogs.start("site-a"), catalogs.start("hub")
+    ids = add_windows(good.url, "site-a", "bz-01", [0, 1])
+    moment = T0 + timedelta(hours=7)
+    item = window_item(
+        window_of("tn-07", moment, 600),
+        [Observation("tn-07", moment, {"air_temperature": 20.0}, 11.1, 46.1)],
+        bucket="loop-data",
+        site="site-loop",
+        size=100,
+        sha256=hashlib.sha256(b"x").digest(),
+        now=moment,
+    )
+    html, loop = HostileSite("html", item), HostileSite("loop", item)
+    try:
+        sources = [
+            {"name": "site-html", "url": html.url},
+            {"name": "site-loop", "url": loop.url},
+            {"name": "site-a", "url": good.url},
+        ]
+        monkeypatch.setenv("HARVEST_SOURCES", json.dumps(sources))
+        monkeypatch.setenv("HARVEST_TARGET_URL", hub.url)
+        assert main(["harvest"]) == EXIT_SITES_MISSING
+    finally:
+        html.stop()
+        loop.stop()
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["missing"] == ["site-html", "site-loop"]
+    assert printed["sites"]["site-a"] == {"status": "ok", "mode": "initial", "items": 2}
+    assert printed["sites"]["site-html"]["status"] == "failed"
+    assert "JSONDecodeError" in printed["sites"]["site-html"]["error"]
+    assert printed["sites"]["site-loop"]["status"] == "failed"
+    assert "repeats the next link" in printed["sites"]["site-loop"]["error"]
+    assert loop.requests < 10
+    assert f"site-a.{ids[0]}" in hub_ids(hub.url)
+    statuses = CatalogClient(hub.url)
+    for name in ("site-html", "site-loop"):
+        status = statuses.get_collection(status_collection_id(name))
+        assert status is not None, name
+        assert status["fedeploy:harvest"]["status"] == "failed"
+        assert status["fedeploy:harvest"]["error"] == printed["sites"][name]["error"]
