@@ -30,8 +30,15 @@ $(LINT_TOOLS): examples/gitops/.lint/package-lock.json
 	npm ci --prefix examples/gitops/.lint --no-audit --no-fund --loglevel=error
 	touch $(LINT_TOOLS)
 
+SCHEMA_TOOLS := schemas/.lint/node_modules/.installed
+
+# ajv in strict mode (the engine editors use) checks the stack file schema in the tests.
+$(SCHEMA_TOOLS): schemas/.lint/package-lock.json
+	npm ci --prefix schemas/.lint --no-audit --no-fund --loglevel=error
+	touch $(SCHEMA_TOOLS)
+
 ## test: the whole test suite, integration tests against real peers included
-test: $(STAMP) peers $(LINT_TOOLS)
+test: $(STAMP) peers $(LINT_TOOLS) $(SCHEMA_TOOLS)
 	$(BIN)/python -m pytest
 
 ## test-fast: everything but the integration tests
@@ -45,8 +52,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## schema: publish the stack file schema editors use (a test keeps it current)
 schema: $(STAMP)
-	$(BIN)/fedeploy schema > schemas/stack-file.schema.json
+	mkdir -p schemas
+	$(BIN)/fedeploy schema > schemas/stack-file.schema.json.tmp
+	mv schemas/stack-file.schema.json.tmp schemas/stack-file.schema.json
 
 ## demo: the case study on one machine: ingest, train, publish, serve, predict, plot
 demo: $(STAMP) peers

@@ -598,6 +598,9 @@ def _issue(
             f"allowed: {', '.join(sorted(known))}",
         )
     message = _allowed(error["msg"])
+    if kind == "missing" and loc and isinstance(loc[-1], int):  # a fixed-length list
+        parent = ".".join(["site", *map(str, loc[:-1])])
+        return ConfigIssue(parent, f"has too few items: item {loc[-1]} is missing")
     if kind == "missing":
         described = _description(model, loc)
         return ConfigIssue(path, "is required" + (f": {described}" if described else ""))

@@ -21,8 +21,16 @@ from tests.conftest import STACKS
 DELETE = object()
 
 
+# A kubernetes site of our own: the example stacks may change kind under these tests.
+FIXTURES = Path(__file__).resolve().parent.parent / "stack_files" / "valid"
+KUBERNETES_SITE = FIXTURES / "Pulumi.k8s-gra.yaml"
+
+
 def _base(stack: str) -> dict[str, Any]:
-    return yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]["fedeploy:site"]
+    path = STACKS / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        path = FIXTURES / f"Pulumi.{stack}.yaml"
+    return yaml.safe_load(path.read_text())["config"]["fedeploy:site"]
 
 
 def _apply(site: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -109,9 +117,9 @@ CASES = [
     (
         "replication-to-non-aws",
         "aws-frankfurt",
-        {"storage.buckets.raw.replicate_to.site": "ovh-gra"},
+        {"storage.buckets.raw.replicate_to.site": "hpc-kajaani"},
         "site.storage.buckets.raw.replicate_to.site",
-        ["'kubernetes' site", "needs an aws site"],
+        ["'hpc' site", "needs an aws site"],
     ),
     (
         "replication-missing-bucket",
@@ -129,21 +137,21 @@ CASES = [
     ),
     (
         "missing-kubeconfig",
-        "ovh-gra",
+        "k8s-gra",
         {"cluster.kubeconfig": DELETE},
         "site.cluster.kubeconfig",
         ["is required", "kubeconfig"],
     ),
     (
         "plaintext-kubeconfig",
-        "ovh-gra",
+        "k8s-gra",
         {"cluster.kubeconfig": "apiVersion: v1\nkind: Config"},
         "site.cluster.kubeconfig",
         ["plaintext value where a secret is required", "pulumi config set --secret"],
     ),
     (
         "plaintext-s3-secret",
-        "ovh-gra",
+        "k8s-gra",
         {"storage.secret_access_key": "s3cr3t"},
         "site.storage.secret_access_key",
         ["plaintext value where a secret is required"],
@@ -157,7 +165,7 @@ CASES = [
     ),
     (
         "http-endpoint",
-        "ovh-gra",
+        "k8s-gra",
         {"storage.endpoint": "http://s3.gra.io.cloud.ovh.net"},
         "site.storage",
         ["must use https"],
@@ -185,21 +193,21 @@ CASES = [
     ),
     (
         "bad-kubernetes-version",
-        "ovh-gra",
+        "k8s-gra",
         {"cluster.version": "1.19"},
         "site.cluster.version",
         ["given '1.19'"],
     ),
     (
         "rds-on-kubernetes-site",
-        "ovh-gra",
+        "k8s-gra",
         {"services.catalog.database": "rds"},
         "site",
         ["only aws sites offer"],
     ),
     (
         "external-db-missing",
-        "ovh-gra",
+        "k8s-gra",
         {"services.catalog.database": "external"},
         "site.services.catalog",
         ["`external` (host, username, password) is missing"],
@@ -272,21 +280,21 @@ CASES = [
     # Parsed values are typed in the model: nothing reaches network.py unparsed (issue 13).
     (
         "pod-cidr-prefix-too-long",
-        "ovh-gra",
+        "k8s-gra",
         {"cluster.pod_cidrs": ["10.2.0.0/33"]},
         "site.cluster.pod_cidrs.0",
         ["'10.2.0.0/33' is not an address range"],
     ),
     (
         "pod-cidr-host-bits",
-        "ovh-gra",
+        "k8s-gra",
         {"cluster.pod_cidrs": ["10.2.0.1/16"]},
         "site.cluster.pod_cidrs.0",
         ["host bits set", "10.2.0.0/16"],
     ),
     (
         "pod-cidr-is-a-region",
-        "ovh-gra",
+        "k8s-gra",
         {"cluster.pod_cidrs": ["eu-west-1"]},
         "site.cluster.pod_cidrs.0",
         ["'eu-west-1' is not an address range"],
@@ -329,7 +337,7 @@ CASES = [
     ),
     (
         "secure-placeholder",
-        "ovh-gra",
+        "k8s-gra",
         {"cluster.kubeconfig": {"secure": "TODO"}},
         "site.cluster.kubeconfig",
         [
@@ -339,7 +347,7 @@ CASES = [
     ),
     (
         "plaintext-secret-names-the-command",
-        "ovh-gra",
+        "k8s-gra",
         {"storage.access_key_id": "AKIAEXAMPLE"},
         "site.storage.access_key_id",
         [
@@ -348,7 +356,7 @@ CASES = [
     ),
     (
         "plaintext-secret-in-a-list",
-        "ovh-gra",
+        "k8s-gra",
         {"services.ingestion.stream.mqtt.credentials.password": "hunter2"},
         "site.services.ingestion.stream.mqtt.credentials.password",
         ["--path 'fedeploy:site.services.ingestion.stream.mqtt.credentials.password'"],
@@ -360,6 +368,7 @@ CASES = [
 def stacks_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("project") / "stacks"
     shutil.copytree(STACKS, directory)
+    shutil.copy(KUBERNETES_SITE, directory)
     return directory
 
 
@@ -406,9 +415,9 @@ def test_all_errors_of_a_file_are_reported_together(stacks_dir):
 
 
 def test_a_plaintext_secret_is_never_echoed(stacks_dir):
-    site = _apply(_base("ovh-gra"), {"storage.secret_access_key": "CANARY-do-not-print"})
+    site = _apply(_base("k8s-gra"), {"storage.secret_access_key": "CANARY-do-not-print"})
     with pytest.raises(StackConfigError) as caught:
-        plan_stack(stacks_dir / "Pulumi.ovh-gra.yaml", config_override={"fedeploy:site": site})
+        plan_stack(stacks_dir / "Pulumi.k8s-gra.yaml", config_override={"fedeploy:site": site})
     assert "CANARY" not in str(caught.value)
 
 
@@ -420,6 +429,7 @@ runner = CliRunner()
 def _project(tmp_path: Path) -> Path:
     directory = tmp_path / "stacks"
     shutil.copytree(STACKS, directory)
+    shutil.copy(KUBERNETES_SITE, directory)
     return directory
 
 
@@ -524,24 +534,24 @@ def test_aws_region_of_the_provider_must_be_the_sites(tmp_path):
 
 def test_a_hub_member_needs_a_public_catalog_url(tmp_path):
     stacks = _project(tmp_path)
-    site = _base("ovh-gra")
+    site = _base("hpc-kajaani")
     site["services"]["catalog"].pop("url")
     site["services"]["catalog"].pop("exposure", None)
-    _write(stacks / "Pulumi.ovh-gra.yaml", site)
+    _write(stacks / "Pulumi.hpc-kajaani.yaml", site)
     output = _fed_issue(stacks, "eu-hub")
-    assert "site.members.2: member 'ovh-gra' has no public catalog url" in output
-    assert "Pulumi.ovh-gra.yaml" in output
+    assert "site.members.3: member 'hpc-kajaani' has no public catalog url" in output
+    assert "Pulumi.hpc-kajaani.yaml" in output
 
 
 def test_overlapping_ranges_are_refused_by_validate_naming_both_files(tmp_path):
     stacks = _project(tmp_path)
     site = _base("hpc-kajaani")
-    site["cluster"]["pod_cidrs"] = ["10.2.128.0/17"]
+    site["cluster"]["pod_cidrs"] = ["10.30.128.0/17"]
     _write(stacks / "Pulumi.hpc-kajaani.yaml", site)
     output = _fed_issue(stacks, "hpc-kajaani")
     assert (
-        "site.cluster.pod_cidrs.0: 10.2.128.0/17 overlaps cluster.pod_cidrs.0 (10.2.0.0/16) of "
-        "site 'ovh-gra' (Pulumi.ovh-gra.yaml)" in output
+        "site.cluster.pod_cidrs.0: 10.30.128.0/17 overlaps network.cidr (10.30.0.0/16) of "
+        "site 'aws-dublin' (Pulumi.aws-dublin.yaml)" in output
     )
 
 
@@ -568,21 +578,21 @@ def test_the_example_stacks_validate_without_notes():
 
 def test_an_invalid_member_is_reported_once_and_kept_out_of_the_order(tmp_path):
     stacks = _project(tmp_path)
-    site = _base("ovh-gra")
+    site = _base("hpc-kajaani")
     site["cluster"]["version"] = "1.19"
-    _write(stacks / "Pulumi.ovh-gra.yaml", site)
+    _write(stacks / "Pulumi.hpc-kajaani.yaml", site)
     hub = _validate(stacks / "Pulumi.eu-hub.yaml")
     assert hub.exit_code == 0, hub.output
     assert "no stack file" not in hub.output
     assert (
-        "note: site.members.2: check of 'ovh-gra' skipped: its stack file Pulumi.ovh-gra.yaml "
-        "is invalid" in hub.output
+        "note: site.members.3: check of 'hpc-kajaani' skipped: its stack file "
+        "Pulumi.hpc-kajaani.yaml is invalid" in hub.output
     )
     result = runner.invoke(app, ["plan", "--stacks-dir", str(stacks), "--jobs", "1", "-f", "json"])
     assert result.exit_code == 2
     report = json.loads(result.output)
-    assert all("ovh-gra" not in wave for wave in report["deployment_order"])
-    invalid = [e for e in report["errors"] if "Pulumi.ovh-gra.yaml" in e]
+    assert all("hpc-kajaani" not in wave for wave in report["deployment_order"])
+    invalid = [e for e in report["errors"] if "Pulumi.hpc-kajaani.yaml" in e]
     assert len(invalid) == 1 and "site.cluster.version" in invalid[0]
     assert not any("no stack file" in e for e in report["errors"])
 
