@@ -37,8 +37,17 @@ $(SCHEMA_TOOLS): schemas/.lint/package-lock.json
 	npm ci --prefix schemas/.lint --no-audit --no-fund --loglevel=error
 	touch $(SCHEMA_TOOLS)
 
+CHECKOV := $(VENV)/checkov/.installed
+
+# checkov scans the plan's manifests in the tests; in its own environment because it pins boto3
+# and packaging below the project's.
+$(CHECKOV): tests/charts/checkov-requirements.txt
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q -r tests/charts/checkov-requirements.txt
+	touch $(CHECKOV)
+
 ## test: the whole test suite, integration tests against real peers included
-test: $(STAMP) peers $(LINT_TOOLS) $(SCHEMA_TOOLS)
+test: $(STAMP) peers $(LINT_TOOLS) $(SCHEMA_TOOLS) $(CHECKOV)
 	$(BIN)/python -m pytest
 
 ## test-fast: everything but the integration tests

@@ -94,10 +94,47 @@ def _release(resource: Resource) -> RenderedRelease:
     )
 
 
+def digest_findings(plan: StackPlan, rendered: list[RenderedRelease]) -> list[Finding]:
+    """Advisory, on a production site: each release whose images are not pinned by digest
+    (a tag can be moved to other content; the chart's image.digest pins it)."""
+    site = plan.outputs.get("site")
+    if not isinstance(site, dict) or site.get("environment") != "production":
+        return []
+    findings = []
+    for release in rendered:
+        images = sorted(
+            {
+                str(container.get("image"))
+                for manifest in release.manifests
+                for container in _containers(manifest)
+                if "@sha256:" not in str(container.get("image", ""))
+            }
+        )
+        if images:
+            findings.append(
+                Finding(
+                    "image-digest",
+                    release.name,
+                    f"production site runs images not pinned by digest: {', '.join(images)}; "
+                    "set image.digest (sha256:...) from the release pipeline's record",
+                    enforcement="advisory",
+                )
+            )
+    return findings
+
+
+def _containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = manifest.get("spec") or {}
+    if manifest.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    pod = spec if manifest.get("kind") == "Pod" else (spec.get("template") or {}).get("spec") or {}
+    return [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+
+
 def check_stack(
     plan: StackPlan, project_dir: Path, kube_version: str | None
 ) -> tuple[list[RenderedRelease], list[Finding]]:
     """All findings of one stack, sorted, and its rendered releases."""
     rendered, findings = render_releases(plan, project_dir, kube_version)
-    findings = evaluate(subjects(plan)) + findings
+    findings = evaluate(subjects(plan)) + findings + digest_findings(plan, rendered)
     return rendered, sorted(set(findings))
