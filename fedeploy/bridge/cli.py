@@ -31,14 +31,51 @@ JobId = Annotated[int, typer.Argument(help="The SLURM job id.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the status as JSON.")]
 
 
+class _Connection:
+    """The client, made when a command first uses it: `--help` of a command needs no options."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._client: BridgeClient | None = None
+
+    def client(self) -> BridgeClient:
+        if self._client is None:
+            for name, variable in (("url", ENV_URL), ("user", ENV_USER), ("token", ENV_TOKEN)):
+                if not self._options[name]:
+                    typer.echo(
+                        f"Error: Missing option '--{name}' (env var: '{variable}').", err=True
+                    )
+                    raise typer.Exit(2)
+            options = dict(self._options)
+            try:
+                self._client = BridgeClient(
+                    options.pop("url"), options.pop("user"), options.pop("token"), **options
+                )
+            except BridgeError as err:
+                _fail(err)
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:  # submit, status, cancel, wait
+        return getattr(self.client(), name)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
 @bridge_app.callback()
 def connect(
     ctx: typer.Context,
-    url: Annotated[str, typer.Option(envvar=ENV_URL, help="The bridge's endpoint (https://...).")],
-    user: Annotated[str, typer.Option(envvar=ENV_USER, help="The service user the token is for.")],
+    url: Annotated[
+        str | None, typer.Option(envvar=ENV_URL, help="The bridge's endpoint (https://...).")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(envvar=ENV_USER, help="The service user the token is for.")
+    ] = None,
     token: Annotated[
-        str, typer.Option(envvar=ENV_TOKEN, help="The user's SLURM token.", show_default=False)
-    ],
+        str | None,
+        typer.Option(envvar=ENV_TOKEN, help="The user's SLURM token.", show_default=False),
+    ] = None,
     ca_file: Annotated[
         Path | None,
         typer.Option(envvar=ENV_CA, help="CA certificate (PEM) of the bridge's TLS listener."),
@@ -48,18 +85,15 @@ def connect(
         int, typer.Option(min=0, help="Retries of a request on transient errors.")
     ] = 3,
 ) -> None:
-    """Connection options shared by every command."""
-    try:
-        ctx.obj = BridgeClient(
-            url,
-            user,
-            token,
-            ca_file=str(ca_file) if ca_file else None,
-            timeout=timeout,
-            retries=retries,
-        )
-    except BridgeError as err:
-        _fail(err)
+    """Connection options shared by every command (required by every command but --help)."""
+    ctx.obj = _Connection(
+        url=url,
+        user=user,
+        token=token,
+        ca_file=str(ca_file) if ca_file else None,
+        timeout=timeout,
+        retries=retries,
+    )
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -625,3 +625,11 @@ def test_boolean_flags_are_shown_as_flags():
     assert result.exit_code == 0
     assert "<bool>" not in result.output
     assert "--all " in result.output
+
+
+@pytest.mark.parametrize("command", ["submit", "status", "cancel"])
+def test_bridge_command_help_needs_no_connection_options(command):
+    result = runner.invoke(app, ["bridge", command, "--help"], env={})
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+    assert "--url" not in result.output or "Missing" not in result.output
