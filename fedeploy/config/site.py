@@ -115,6 +115,17 @@ class _ExistingClusterSite(_Site):
                 "bridge.mode 'vm' creates an EC2 instance in an aws site's VPC; on this site use "
                 "'gateway' (the centre's node over SSH) or 'existing' (the centre's slurmrestd)"
             )
+        if (
+            bridge is not None
+            and bridge.mode == "gateway"
+            and not getattr(cluster, "pod_cidrs", None)
+            and not bridge.allowed_cidrs
+        ):
+            raise ValueError(
+                "bridge: a gateway bridge admits only the cluster's ranges and allowed_cidrs, and "
+                "both are empty, so nothing could reach it; set cluster.pod_cidrs (the cluster's "
+                "pod and node ranges) or bridge.allowed_cidrs"
+            )
         inference = services.inference if services is not None else None
         if (
             inference

@@ -329,6 +329,13 @@ CASES = [
         ["given 'eu-west-1'"],
     ),
     (
+        "gateway-bridge-nothing-admitted",
+        "hpc-kajaani",
+        {"cluster.pod_cidrs": []},
+        "site",
+        ["nothing could reach it", "cluster.pod_cidrs", "bridge.allowed_cidrs"],
+    ),
+    (
         "mixed-architectures",
         "aws-dublin",
         {"cluster.node_groups.system.instance_types": ["m7g.large", "m6i.large"]},
