@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -14,7 +15,6 @@ from fedeploy.bridge.firewall import firewall_rules, security_group_ingress
 from fedeploy.bridge.node_config import (
     BridgeNode,
     bridge_node,
-    cloud_init,
     secret_stdin,
     tls_server_name,
     user_data_base64,
@@ -30,6 +30,7 @@ from fedeploy.bridge.wiring import (
     remote_command,
     service_target,
 )
+from fedeploy.bridge_boot import instance_policy, instance_trust, parameter_name, vm_cloud_init
 from fedeploy.config.bridge import BridgeConfig
 
 
@@ -249,10 +250,12 @@ class SlurmBridge(pulumi.ComponentResource):
             tags={**self._tags, "Name": f"{self._name}-sg"},
             opts=self._child,
         )
-        user_data = pulumi.Output.all(node, secrets).apply(
-            lambda args: user_data_base64(
-                cloud_init(args[0], {k: args[1][k] for k in args[0].secret_names})
-            )
+        parameters, profile = self._boot_secrets(secrets)
+        names = {secret: parameter_name(self._site, secret) for secret in parameters}
+        versions = pulumi.Output.all(**{k: p.version for k, p in parameters.items()})
+        # No secret in here: the VM reads them from SSM with its role (fedeploy/bridge_boot.py).
+        user_data = pulumi.Output.all(node, versions).apply(
+            lambda args: user_data_base64(vm_cloud_init(args[0], names, args[1]))
         )
         instance = aws.ec2.Instance(
             f"{self._name}-vm",
@@ -261,7 +264,8 @@ class SlurmBridge(pulumi.ComponentResource):
             subnet_id=subnet_id,
             vpc_security_group_ids=[group.id],
             associate_public_ip_address=False,
-            user_data_base64=pulumi.Output.secret(user_data),
+            user_data_base64=user_data,
+            iam_instance_profile=profile.name,
             # cloud-init runs once: a changed configuration needs a new instance.
             user_data_replace_on_change=True,
             metadata_options={
@@ -278,6 +282,53 @@ class SlurmBridge(pulumi.ComponentResource):
             opts=self._child,
         )
         return instance.private_ip
+
+    def _boot_secrets(self, secrets: pulumi.Output[dict[str, Any]]) -> tuple[dict[str, Any], Any]:
+        """SecureString parameters under the bridge's own KMS key, and an instance profile
+        whose role reads exactly them."""
+        import pulumi_aws as aws
+
+        names = ["jwt.key", *(["tls.key", "tls.crt", "ca.crt"] if self._config.tls.enabled else [])]
+        key = aws.kms.Key(
+            f"{self._name}-secrets-key",
+            description=f"fedeploy SLURM bridge secrets of {self._site}",
+            enable_key_rotation=True,
+            deletion_window_in_days=7,
+            tags=self._tags,
+            opts=self._child,
+        )
+        parameters = {
+            secret: aws.ssm.Parameter(
+                f"{self._name}-{secret.replace('.', '-')}",
+                name=parameter_name(self._site, secret),
+                type="SecureString",
+                key_id=key.arn,
+                value=pulumi.Output.secret(secrets.apply(lambda s, k=secret: s[k])),
+                description=f"fedeploy bridge {secret} of {self._site}, read by its VM at boot",
+                tags=self._tags,
+                opts=self._child,
+            )
+            for secret in names
+        }
+        role = aws.iam.Role(
+            f"{self._name}-vm-role",
+            description=f"fedeploy SLURM bridge VM of {self._site}: reads its own secrets",
+            assume_role_policy=json.dumps(instance_trust()),
+            tags=self._tags,
+            opts=self._child,
+        )
+        aws.iam.RolePolicy(
+            f"{self._name}-vm-secrets",
+            role=role.id,
+            policy=pulumi.Output.all(key.arn, *(p.arn for p in parameters.values())).apply(
+                lambda arns: json.dumps(instance_policy(list(arns[1:]), arns[0]))
+            ),
+            opts=self._child,
+        )
+        profile = aws.iam.InstanceProfile(
+            f"{self._name}-vm-profile", role=role.name, tags=self._tags, opts=self._child
+        )
+        return parameters, profile
 
     def _allowed(self) -> pulumi.Output[list[str]]:
         return pulumi.Output.from_input(self._allowed_input).apply(

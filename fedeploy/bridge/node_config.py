@@ -345,16 +345,6 @@ def secret_stdin(secrets: Mapping[str, str | bytes]) -> str:
     return "".join(lines)
 
 
-def cloud_init(node: BridgeNode, secrets: Mapping[str, str | bytes]) -> str:
-    """The cloud-config of a vm bridge: packages, then the setup script fed its secrets."""
-    return render(
-        "cloud-init.yaml.j2",
-        packages=VM_PACKAGES,
-        setup_b64=base64.b64encode(node.setup_script.encode()).decode(),
-        secrets_b64=base64.b64encode(secret_stdin(secrets).encode()).decode(),
-    )
-
-
 def user_data_base64(cloud_config: str) -> str:
     """Gzip and base64 for EC2, whose 16 KiB user-data limit the plain text would exceed."""
     # mtime=0 keeps the bytes, and so the instance, unchanged from run to run.

@@ -18,10 +18,10 @@ from fedeploy.bridge.node_config import (
     HEREDOC_END,
     NodeLayout,
     bridge_node,
-    cloud_init,
     secret_stdin,
     user_data_base64,
 )
+from fedeploy.bridge_boot import parameter_name, vm_cloud_init
 from fedeploy.config.base import SecretValue
 from fedeploy.config.bridge import BridgeConfig
 
@@ -159,20 +159,29 @@ def test_secrets_travel_as_named_base64_lines():
         secret_stdin({"ssh": "x"})
 
 
-def test_cloud_init_feeds_the_setup_its_secrets_and_fits_ec2():
+def test_cloud_init_fetches_the_secrets_from_ssm_and_fits_ec2():
     node = render(
         BridgeConfig(
             mode="vm", instance_type="c6i.large", ami="ami-0123456789abcdef0", partitions=["batch"]
         )
     )
-    document = cloud_init(
-        node, {"jwt.key": "k" * 64, "tls.key": "K", "tls.crt": "C", "ca.crt": "A"}
-    )
+    parameters = {n: parameter_name("hpc-test", n) for n in node.secret_names}
+    document = vm_cloud_init(node, parameters, {n: 1 for n in parameters})
     cloud = yaml.safe_load(document)
-    assert "nginx-light" in cloud["packages"] and "slurm-wlm-jwt-plugin" in cloud["packages"]
-    setup = next(f for f in cloud["write_files"] if f["path"].endswith("setup.sh"))
-    assert base64.b64decode(setup["content"]).decode() == node.setup_script
-    assert "shred -u /root/fedeploy-bridge/secrets" in cloud["runcmd"][0][2]
+    assert "nginx-light" in cloud["packages"] and "python3-boto3" in cloud["packages"]
+    files = {f["path"]: base64.b64decode(f["content"]).decode() for f in cloud["write_files"]}
+    assert files["/root/fedeploy-bridge/setup.sh"] == node.setup_script
+    assert "ssm" in files["/root/fedeploy-bridge/fetch-secrets.py"]
+    assert "meta skuid != 0" in files["/etc/fedeploy-imds-guard.nft"]
+    # The guard is up before the secrets are fetched; the secrets go through a pipe only.
+    assert cloud["runcmd"][1] == ["systemctl", "enable", "--now", "fedeploy-imds-guard.service"]
+    command = cloud["runcmd"][2][2]
+    assert command.startswith("set -o pipefail; python3 /root/fedeploy-bridge/fetch-secrets.py")
+    assert "jwt.key=/fedeploy/hpc-test/bridge/jwt.key" in command
+    assert command.endswith("| /root/fedeploy-bridge/setup.sh")
+    assert "secrets" not in files and not any("BEGIN" in text for text in files.values())
+    with pytest.raises(ValueError, match="without an SSM parameter: jwt.key"):
+        vm_cloud_init(node, {k: v for k, v in parameters.items() if k != "jwt.key"}, {})
     packed = user_data_base64(document)
     assert gzip.decompress(base64.b64decode(packed)).decode() == document
     assert user_data_base64(document) == packed  # same bytes every run
@@ -220,9 +229,7 @@ def test_the_cloud_config_passes_cloud_init_schema(tmp_path):
         )
     )
     path = tmp_path / "user-data.yaml"
-    path.write_text(
-        cloud_init(node, {"jwt.key": "k", "tls.key": "K", "tls.crt": "C", "ca.crt": "A"})
-    )
+    path.write_text(vm_cloud_init(node, {n: parameter_name("t", n) for n in node.secret_names}, {}))
     result = subprocess.run([tool, "schema", "-c", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

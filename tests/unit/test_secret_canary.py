@@ -66,3 +66,48 @@ def test_canaries_never_appear_in_outputs_logs_inputs_or_reports(tmp_path):
     # The secrets did reach the resources, as secrets.
     hpc = federation.plans["hpc-kajaani"]
     assert any(SECRET in json.dumps(r.inputs) for r in hpc.resources)
+
+
+CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_a_vm_bridge_keeps_every_secret_out_of_its_ec2_user_data(example_plans):
+    import base64
+    import gzip
+
+    federation = load_federation(STACKS)
+    stack = "aws-frankfurt"
+    path = STACKS / f"Pulumi.{stack}.yaml"
+    site = yaml.safe_load(path.read_text())["config"]["fedeploy:site"]
+    site["bridge"] = {
+        "mode": "vm",
+        "instance_type": "c6i.large",
+        "ami": "ami-0123456789abcdef0",
+        "partitions": ["batch"],
+        "tls": {"certificate": CERT, "private_key": {"secure": "x"}},
+    }
+    slots: list[str] = []
+    refs = {
+        r.target: example_plans[r.target].outputs for r in federation.references if r.stack == stack
+    }
+    plan = plan_stack(
+        path,
+        references=refs,
+        config_override={"fedeploy:site": _with_canaries(site, "site", slots)},
+        secret_keys=["fedeploy:site"],
+    )
+    assert "site.bridge.tls.private_key" in slots
+    (instance,) = [r for r in plan.resources if r.type == "aws:ec2/instance:Instance"]
+    user_data = instance.inputs["userDataBase64"]
+    assert user_data != SECRET, "user data holds no secret, so it is not marked as one"
+    document = gzip.decompress(base64.b64decode(user_data)).decode()
+    assert CANARY not in document
+    # Every secret the VM needs travels as a SecureString parameter, kept secret.
+    parameters = {
+        r.inputs["name"]: r for r in plan.resources if r.type == "aws:ssm/parameter:Parameter"
+    }
+    assert {p.rsplit("/", 1)[-1] for p in parameters} == {"jwt.key", "tls.key", "tls.crt", "ca.crt"}
+    assert all(p.inputs["value"] == SECRET for p in parameters.values())
+    assert all(p.inputs["type"] == "SecureString" for p in parameters.values())
+    for name in parameters:
+        assert name in document  # fetched at boot by name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,12 @@ class Mocks(pulumi.runtime.Mocks):
             state.update(privateKeyPem=pem, certPem=pem, certRequestPem=pem)
         elif args.typ == "aws:ec2/instance:Instance":
             state["privateIp"] = "10.0.3.17"
+        if args.typ.startswith("aws:"):
+            service = args.typ.split(":")[1].split("/")[0]
+            state.setdefault("arn", f"arn:aws:{service}:eu-north-1:1:{args.name}")
+            state.setdefault("name", args.name)
+        if args.typ == "aws:ssm/parameter:Parameter":
+            state["version"] = 3
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
@@ -334,24 +341,42 @@ def test_a_vm_security_group_admits_only_the_cluster_on_the_rest_port():
     assert rule["cidrBlocks"] == CLUSTER_CIDRS
 
 
-def test_a_vm_gets_its_configuration_as_secret_cloud_init():
+def test_a_vm_gets_no_secret_in_its_user_data_but_reads_them_from_ssm():
     mocks, _ = run(vm())
     instance = mocks.one("aws:ec2/instance:Instance").inputs
-    assert is_secret(instance["userDataBase64"])
-    document = gzip.decompress(base64.b64decode(reveal(instance["userDataBase64"]))).decode()
+    assert not is_secret(instance["userDataBase64"])  # nothing in it needs hiding
+    document = gzip.decompress(base64.b64decode(instance["userDataBase64"])).decode()
     assert document.startswith("#cloud-config\n")
     cloud = yaml.safe_load(document)
     assert "slurmrestd" in cloud["packages"]
     files = {f["path"]: base64.b64decode(f["content"]).decode() for f in cloud["write_files"]}
     assert "fedeploy-slurmrestd.service" in files["/root/fedeploy-bridge/setup.sh"]
-    secrets = [line.split("\t")[0] for line in files["/root/fedeploy-bridge/secrets"].splitlines()]
-    assert secrets == [
-        "ca.crt",
-        "jwt.key",
-        "tls.crt",
-        "tls.key",
-    ]  # the vm mints its own check token
-    assert instance["userDataReplaceOnChange"] is True
+    assert "/root/fedeploy-bridge/secrets" not in files
+    jwt_key = next(
+        r for r in mocks.resources if r.typ == "random:index/randomPassword:RandomPassword"
+    )
+    key_value = hashlib.sha256(jwt_key.name.encode()).hexdigest()[:64]
+    assert key_value not in document and "BEGIN TEST" not in document
+
+    parameters = {p.inputs["name"]: p.inputs for p in mocks.by_type("aws:ssm/parameter:Parameter")}
+    assert sorted(parameters) == [
+        f"/fedeploy/hpc-test/bridge/{n}" for n in ("ca.crt", "jwt.key", "tls.crt", "tls.key")
+    ]
+    kms = mocks.one("aws:kms/key:Key")
+    for parameter in parameters.values():
+        assert parameter["type"] == "SecureString" and is_secret(parameter["value"])
+        assert parameter["keyId"] == f"arn:aws:kms:eu-north-1:1:{kms.name}"
+    assert reveal(parameters["/fedeploy/hpc-test/bridge/jwt.key"]["value"]) == key_value
+    # Secret versions are in the user data: a rotated secret replaces the VM.
+    assert "jwt.key=3" in document and instance["userDataReplaceOnChange"] is True
+
+    profile = mocks.one("aws:iam/instanceProfile:InstanceProfile")
+    assert instance["iamInstanceProfile"] == profile.name
+    policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    read, decrypt = policy["Statement"]
+    assert read["Action"] == ["ssm:GetParameter"] and len(read["Resource"]) == 4
+    assert all(":ssm:" in arn for arn in read["Resource"])
+    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == "ssm.eu-north-1.amazonaws.com"
     assert mocks.one(SLICE).inputs["endpoints"][0]["addresses"] == ["10.0.3.17"]
 
 
