@@ -9,9 +9,16 @@ See docs/charts.md, "Exposure and access".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fedeploy.config.services import CatalogService
+
+if TYPE_CHECKING:
+    from fedeploy.service_values import SiteWiring
+
+# The asset endpoint's ServiceAccount (its own, for a read-only role on aws sites).
+ASSETS_SERVICE_ACCOUNT = "assets"
 
 
 def issuer_url(issuer: Any) -> str:
@@ -48,6 +55,50 @@ def exposure_values(spec: CatalogService) -> dict[str, Any]:
     }
 
 
+def storage_port(endpoint: str) -> int:
+    """The TCP port of an S3 endpoint URL; 443 for AWS regional S3 (an empty endpoint)."""
+    if not endpoint:
+        return 443
+    parts = urlsplit(endpoint)
+    return parts.port or (80 if parts.scheme == "http" else 443)
+
+
+def assets_values(spec: CatalogService, wiring: SiteWiring) -> dict[str, Any]:
+    """The catalog chart's `assets` values: the asset endpoint of a published site with storage.
+
+    On when the catalog is published, the site is not the hub (which holds no assets), and the
+    endpoint has credentials: static keys from the site's storage Secret, or its own IAM role
+    (`wiring.role_arns["assets"]`). `{}` otherwise.
+    """
+    if spec.url is None or spec.exposure is None or wiring.kind == "hub":
+        return {}
+    role = wiring.role_arns.get(ASSETS_SERVICE_ACCOUNT)
+    if not wiring.storage_secret and role is None:
+        return {}
+    endpoint = wiring.storage_endpoint
+    port = (
+        endpoint.apply(storage_port) if hasattr(endpoint, "apply") else storage_port(endpoint or "")
+    )
+    return {
+        "assets": {
+            "enabled": True,
+            "readScope": spec.exposure.oidc.read_scope,
+            "urlLifetimeSeconds": spec.exposure.asset_url_lifetime_seconds,
+            "storage": {
+                "endpoint": endpoint,
+                "region": wiring.storage_region,
+                "buckets": [],
+                "existingSecret": wiring.storage_secret,
+            },
+            "storagePort": port,
+            "serviceAccount": {
+                "name": ASSETS_SERVICE_ACCOUNT,
+                "annotations": {"eks.amazonaws.com/role-arn": role} if role is not None else {},
+            },
+        }
+    }
+
+
 def exposure_summary(values: dict[str, Any]) -> dict[str, Any] | None:
     """What the plan report shows of a catalog release's values: public URL, write access and
     issuer; None for a chart without a catalog API (values without `database`)."""
@@ -57,8 +108,14 @@ def exposure_summary(values: dict[str, Any]) -> dict[str, Any] | None:
     if not exposure.get("enabled"):
         return {"public_url": None, "writes": "in-cluster writers only", "issuer": None}
     oidc = (values.get("authProxy") or {}).get("oidc") or {}
+    assets = values.get("assets") or {}
     return {
         "public_url": exposure.get("url"),
         "writes": f"token with scope {oidc.get('writeScope', 'stac:write')}",
         "issuer": oidc.get("issuer"),
+        "assets": (
+            f"token with scope {assets.get('readScope', 'stac:read')}"
+            if assets.get("enabled")
+            else "not served"
+        ),
     }

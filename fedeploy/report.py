@@ -27,7 +27,7 @@ def _exposure(exposure: dict[str, Any]) -> str:
         return f"not public; writes: {exposure['writes']}"
     return (
         f"public at {exposure['public_url']}; reads anonymous; writes: {exposure['writes']} "
-        f"from issuer {exposure['issuer']}"
+        f"from issuer {exposure['issuer']}; assets: {exposure.get('assets', 'not served')}"
     )
 
 

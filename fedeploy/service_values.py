@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from fedeploy.config.services import CatalogService, InferenceService, IngestionService
-from fedeploy.exposure import exposure_values
+from fedeploy.exposure import assets_values, exposure_values
 
 CHARTS_DIR = Path(__file__).resolve().parent.parent / "charts"
 SERVICE_ACCOUNTS = {"catalog": "catalog", "ingestion": "ingestion", "inference": "inference"}
@@ -106,6 +106,7 @@ def catalog_values(
             values["networkPolicy"] = {"databaseCIDRs": database_cidrs}
     # A public URL publishes the catalog: Ingress, TLS and the auth proxy (fedeploy/exposure.py).
     values.update(exposure_values(spec))
+    values.update(assets_values(spec, wiring))
     if federation_sites is not None:
         values["federation"] = {
             "enabled": True,

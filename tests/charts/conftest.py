@@ -55,7 +55,6 @@ _EXPOSURE = {
     "enabled": True,
     "url": "https://stac.aws-eu.example.org",
     "tls": {"certManagerIssuer": "letsencrypt", "certManagerIssuerKind": "ClusterIssuer"},
-    "assetsService": "ingestion-assets",
 }
 _AUTH_PROXY = {
     "oidc": {"issuer": "https://login.example.org/realms/eofed", "audience": "eofed-catalog"}
@@ -201,6 +200,15 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
             "networkPolicy": {"allowedNamespaces": ["monitoring"]},
             "exposure": _EXPOSURE,
             "authProxy": _AUTH_PROXY,
+            "assets": {
+                "enabled": True,
+                "storage": {
+                    "endpoint": "https://s3.eu-public.example.org",
+                    "region": "eu-west-1",
+                    "buckets": ["fedeploy-eu-public-data"],
+                    "existingSecret": "s3-credentials",
+                },
+            },
         },
     },
     # The hub: only the catalog, harvesting every member site's catalog.

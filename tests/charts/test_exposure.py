@@ -10,7 +10,8 @@ import pytest
 
 from fedeploy.charts import ChartValuesError, render_chart, validate_manifests
 from fedeploy.config.services import CatalogService
-from fedeploy.exposure import exposure_summary, exposure_values
+from fedeploy.exposure import assets_values, exposure_summary, exposure_values, storage_port
+from fedeploy.service_values import SiteWiring
 from tests.charts.test_network_policies import _pods, _policies, allowed
 
 NAMESPACE = "fedeploy"
@@ -41,7 +42,7 @@ def test_a_public_catalog_gets_an_ingress_with_host_path_and_cert_manager_tls(re
     assert rule["host"] == "stac.aws-eu.example.org"
     backends = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
     # Everything goes through the proxy; the API's own Service is never a backend.
-    assert backends == {"/": "catalog-auth-proxy", "/assets": "ingestion-assets"}
+    assert backends == {"/": "catalog-auth-proxy", "/assets": "catalog-assets"}
 
 
 def test_a_catalog_under_a_path_with_an_existing_tls_secret(charts_dir, site_values, merge):
@@ -160,6 +161,83 @@ def test_exposure_values_follow_the_stack_file():
         "public_url": "https://catalog.site.example.eu",
         "writes": "token with scope w",
         "issuer": "https://id.example.eu",
+        "assets": "not served",
     }
     assert exposure_values(CatalogService()) == {}
     assert exposure_summary({"database": {}})["public_url"] is None
+
+
+def _wiring(kind="kubernetes", secret="fedeploy-storage", roles=None, endpoint="https://s3.x:8443"):
+    return SiteWiring(
+        site="site-a",
+        kind=kind,
+        namespace=NAMESPACE,
+        storage_endpoint=endpoint,
+        storage_region="gra",
+        storage_secret=secret,
+        role_arns=roles or {},
+        gpu_node_selector=None,
+        gpu_taint_key=None,
+    )
+
+
+def test_the_asset_endpoint_runs_where_the_site_is_published_and_has_credentials():
+    spec = CatalogService.model_validate(
+        {
+            "url": "https://catalog.site.example.eu",
+            "exposure": {
+                "tls": {"secret": "site-tls"},
+                "oidc": {"issuer": "https://id.example.eu", "audience": "cat"},
+                "asset_url_lifetime_seconds": 300,
+            },
+        }
+    )
+    values = assets_values(spec, _wiring())["assets"]
+    assert values["urlLifetimeSeconds"] == 300 and values["readScope"] == "stac:read"
+    assert values["storage"]["existingSecret"] == "fedeploy-storage"
+    assert values["storagePort"] == 8443
+    assert values["serviceAccount"] == {"name": "assets", "annotations": {}}
+    role = "arn:aws:iam::1:role/site-a-assets-role"
+    on_aws = assets_values(spec, _wiring("aws", "", {"assets": role}, ""))["assets"]
+    assert on_aws["serviceAccount"]["annotations"] == {"eks.amazonaws.com/role-arn": role}
+    assert on_aws["storagePort"] == 443
+    # No assets on the hub, none without credentials, none on a private catalog.
+    assert assets_values(spec, _wiring("hub")) == {}
+    assert assets_values(spec, _wiring("aws", "", {"ingestion": role}, "")) == {}
+    assert assets_values(CatalogService(), _wiring()) == {}
+    assert storage_port("http://s3.local") == 80
+
+
+def test_the_asset_endpoint_is_routed_configured_and_fenced(rendered):
+    manifests = rendered("catalog", "published")
+    deployment = _one(manifests, "Deployment", "-assets")
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "assets"
+    container = spec["containers"][0]
+    assert container["command"] == ["fedeploy-ingest", "assets"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ASSETS_CATALOG_URL"] == "http://catalog.fedeploy.svc.cluster.local:8080"
+    assert env["ASSETS_ISSUER"] == "https://login.example.org/realms/eofed"
+    assert env["ASSETS_URL_LIFETIME_SECONDS"] == "900"
+    assert json.loads(env["ASSETS_BUCKETS"]) == ["fedeploy-eu-public-data"]
+    secret_refs = {
+        e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e
+    }
+    assert secret_refs == {"s3-credentials"}
+    policies, pods = _policies(manifests), _pods(manifests)
+    assets, api = (pods["assets"], NAMESPACE), (pods["api"], NAMESPACE)
+    controller = ({"app.kubernetes.io/name": "ingress-nginx"}, "ingress-nginx")
+    assert allowed(policies, controller, assets, 8080)
+    assert allowed(policies, assets, api, 8080)
+    assert not allowed(policies, ({"app": "x"}, NAMESPACE), assets, 8080)
+    assert not allowed(policies, assets, (pods["database"], NAMESPACE), 5432)
+
+
+def test_assets_without_exposure_are_refused_at_render(charts_dir):
+    with pytest.raises(ChartValuesError, match="/exposure/enabled"):
+        render_chart(
+            charts_dir / "catalog",
+            {"site": {"name": "site-a", "kind": "kubernetes"}, "assets": {"enabled": True}},
+            "catalog",
+            NAMESPACE,
+        )
