@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import shutil
 import ssl
@@ -199,21 +200,22 @@ class Bench:
             f"{'met' if ratio <= THROUGHPUT_GOAL else 'NOT MET'}"
         )
 
-    def queue_sizes(self, sizes: list[int], samples: int) -> None:
-        """A submission's median cost with `size` held jobs of another user on the controller.
+    def queue_sizes(self, sizes: list[int], samples: int, reference: Bench) -> None:
+        """A submission's median cost with `size` held jobs of another user on the controller,
+        against the same submission to `reference`, a second cluster whose queue stays empty.
 
-        The sampled jobs go to a partition set DOWN, so they stay pending: what is measured is
-        the submission, not the controller launching the previous sample's job."""
+        Submissions alternate between the two, so both see the same load of a shared machine
+        at the same moments: the paired ratio is the queue's effect alone. The sampled jobs go
+        to a partition set DOWN on both, so they stay pending: what is measured is the
+        submission, not the controller launching the previous sample's job."""
         print(
-            f"queue size ({samples} submissions each to a DOWN partition, after 5 unmeasured; "
-            "other user's held jobs, removed afterwards)"
+            f"queue size ({samples} submissions each, alternating with an identical cluster whose "
+            f"queue stays empty; load average {os.getloadavg()[0]:.1f})"
         )
-        env = self.cluster.env()
-        subprocess.run(
-            ["scontrol", "update", f"PartitionName={PARKED}", "State=DOWN"], check=True, env=env
-        )
-        base: float | None = None
+        for bench in (self, reference):
+            bench.park(True)
         held = 0
+        env = self.cluster.env()
         try:
             for size in sizes:
                 filled = 0.0
@@ -223,21 +225,30 @@ class Bench:
                     filled, held = time.perf_counter() - started, size
                 for i in range(5):
                     self.timed_submit(f"w{size}-{i}", partition=PARKED)
+                    reference.timed_submit(f"w{size}-{i}", partition=PARKED)
                 before = self.transport.requests
                 subprocess.run(["sdiag", "--reset"], capture_output=True, env=env)
-                each = [self.timed_submit(f"q{size}-{i}", partition=PARKED) for i in range(samples)]
+                busy, empty = [], []
+                for i in range(samples):
+                    first, second = (self, reference) if i % 2 else (reference, self)
+                    a = first.timed_submit(f"q{size}-{i}", partition=PARKED)
+                    b = second.timed_submit(f"q{size}-{i}", partition=PARKED)
+                    busy.append(a if first is self else b)
+                    empty.append(b if first is self else a)
                 requests = (self.transport.requests - before) / samples
                 rpc = controller_rpc_times(env)
                 listing = [timed(lambda: self.client.find("no-such-key")) for _ in range(3)]
-                median = statistics.median(each)
-                base = median if base is None else base
-                change = median / base - 1
+                ratio = statistics.median(x / y for x, y in zip(busy, empty, strict=True))
+                change = ratio - 1
                 verdict = "met" if abs(change) <= FLAT_GOAL else "NOT MET"
                 print(
-                    f"  {size:5d} held  submit {figures(each)}  {requests:.1f} requests each  "
-                    f"{change:+6.1%} vs empty (goal within {FLAT_GOAL:.0%}: {verdict});  one "
-                    f"listing of every job {statistics.median(listing) * 1000:7.1f} ms  "
-                    f"(queued in {filled:.1f} s)"
+                    f"  {size:5d} held  submit {figures(busy)}  {requests:.1f} requests each;  "
+                    f"empty queue, same moments: median {statistics.median(empty) * 1000:.1f} ms"
+                )
+                print(
+                    f"         paired ratio {ratio:5.2f}: {change:+6.1%} vs the empty queue "
+                    f"(goal within {FLAT_GOAL:.0%}: {verdict});  one listing of every job "
+                    f"{statistics.median(listing) * 1000:.1f} ms  (held jobs queued in {filled:.1f} s)"
                 )
                 print(
                     "         slurmctld's own average per RPC: "
@@ -249,10 +260,21 @@ class Bench:
                 )
         finally:
             subprocess.run(["scancel", "-u", OTHER_USER], capture_output=True, env=env)
+            for bench in (self, reference):
+                bench.park(False)
+
+    def park(self, down: bool) -> None:
+        """Set the parked partition DOWN (samples stay pending) or, after, cancel them and UP."""
+        env = self.cluster.env()
+        if not down:
             subprocess.run(
                 ["scancel", "-u", self.cluster.user, "-p", PARKED], capture_output=True, env=env
             )
-            subprocess.run(["scontrol", "update", f"PartitionName={PARKED}", "State=UP"], env=env)
+        subprocess.run(
+            ["scontrol", "update", f"PartitionName={PARKED}", f"State={'DOWN' if down else 'UP'}"],
+            check=True,
+            env=env,
+        )
 
     def _hold(self, count: int) -> None:
         """Queue `count` held jobs as another user, over the REST API in a few threads
@@ -277,11 +299,17 @@ class Bench:
                 base_url=self.cluster.endpoint, verify=context, headers=headers, timeout=60
             ) as http:
                 for _ in range(share):
-                    answer = http.post("/slurm/v0.0.38/job/submit", json=body)
-                    if not isinstance(answer.json().get("job_id"), int):
-                        raise RuntimeError(f"queueing a held job failed: {answer.text[:300]}")
+                    for attempt in range(5):  # a busy slurmrestd may answer 502 through nginx
+                        answer = http.post("/slurm/v0.0.38/job/submit", json=body)
+                        if answer.status_code == 200 and '"job_id"' in answer.text:
+                            break
+                        time.sleep(0.2 * (attempt + 1))
+                    else:
+                        raise RuntimeError(
+                            f"queueing a held job failed: HTTP {answer.status_code} {answer.text[:300]}"
+                        )
 
-        workers = 4
+        workers = 2
         shares = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(post, shares))
@@ -320,7 +348,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--queues", default="0,1000,5000", help="held jobs on the controller, ascending"
     )
-    parser.add_argument("--samples", type=int, default=40, help="submissions per queue size")
+    parser.add_argument("--samples", type=int, default=100, help="submissions per queue size")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.queues.split(",") if n]
     harness = load_harness()
@@ -328,8 +356,8 @@ def main(argv: list[str]) -> int:
     if reason:
         print(f"cannot run the bridge benchmark: {reason}", file=sys.stderr)
         return 2
-    root = Path(tempfile.mkdtemp(prefix="fedeploy-bench-"))
-    cluster = harness.LocalSlurm(root)
+    roots = [Path(tempfile.mkdtemp(prefix="fedeploy-bench-")) for _ in range(2)]
+    cluster, reference = (harness.LocalSlurm(root) for root in roots)
     started = time.perf_counter()
     try:
         cluster.start()
@@ -338,10 +366,14 @@ def main(argv: list[str]) -> int:
         )
         bench = Bench(cluster, args.count, args.repeat)
         bench.run()
-        bench.queue_sizes(sizes, args.samples)
+        if sizes:
+            reference.start()
+            bench.queue_sizes(sizes, args.samples, Bench(reference, args.count, args.repeat))
     finally:
+        reference.stop()
         cluster.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
