@@ -304,6 +304,13 @@ class IngestSettings(BaseSettings):
     )
     # --- parallel workers
     shard_count: int = Field(default=1, ge=1, description="Number of parallel workers.")
+    previous_shard_count: int | None = Field(
+        default=None,
+        ge=1,
+        description="Stream only, while the replica count changes: the count before the "
+        "change. A replica then keeps the stations it owns under either count, so every "
+        "station has a writer throughout (docs/ingestion.md, 'Changing the replica count').",
+    )
     shard_index: int = Field(
         default=0,
         ge=0,
@@ -350,12 +357,26 @@ class IngestSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _shard(self) -> IngestSettings:
-        if self.shard_index >= self.shard_count:
+        counts = self.shard_counts()
+        if self.shard_index >= max(counts):
             raise ValueError(
                 f"INGEST_SHARD_INDEX is {self.shard_index} but INGEST_SHARD_COUNT "
-                f"is {self.shard_count}: the index must be below the count"
+                f"is {self.shard_count}"
+                + (
+                    f" and INGEST_PREVIOUS_SHARD_COUNT {self.previous_shard_count}"
+                    if self.previous_shard_count
+                    else ""
+                )
+                + ": the index must be below the count"
             )
         return self
+
+    def shard_counts(self) -> tuple[int, ...]:
+        """The counts under which this worker owns keys: the current one, and the previous
+        one while a change of the replica count is under way."""
+        if self.previous_shard_count and self.previous_shard_count != self.shard_count:
+            return (self.shard_count, self.previous_shard_count)
+        return (self.shard_count,)
 
     def topics(self) -> list[str]:
         """The topic filters to subscribe to."""

@@ -16,3 +16,9 @@ def shard_of(key: str, count: int) -> int:
 def owns(key: str, index: int, count: int) -> bool:
     """Whether shard `index` of `count` owns `key`."""
     return shard_of(key, count) == index
+
+
+def owns_any(key: str, index: int, counts: tuple[int, ...]) -> bool:
+    """Whether shard `index` owns `key` under any of `counts` (indexes past a count own
+    nothing under it): the ownership of a replica while the replica count changes."""
+    return any(index < count and shard_of(key, count) == index for count in counts)

@@ -39,7 +39,7 @@ from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import ObjectStore
 from fedeploy_ingestion.observation import InvalidObservation, Limits, parse_observation
 from fedeploy_ingestion.settings import IngestSettings
-from fedeploy_ingestion.sharding import owns
+from fedeploy_ingestion.sharding import owns_any
 from fedeploy_ingestion.window_buffer import WindowBuffer
 from fedeploy_ingestion.window_writer import WindowWriter
 
@@ -103,6 +103,7 @@ class Consumer:
             settings.station_expiry_seconds,
         )
         self.limits = limits_of(settings)
+        self._counts = settings.shard_counts()
         self.inbox: queue.Queue[Delivery | Reconnected] = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards generation/connected against the network thread
@@ -264,7 +265,7 @@ class Consumer:
             observation = parse_observation(
                 delivery.payload, delivery.topic, datetime.now(UTC), self.limits
             )
-            if not owns(observation.station, self.settings.shard_index, self.settings.shard_count):
+            if not owns_any(observation.station, self.settings.shard_index, self._counts):
                 self.metrics.messages_skipped.inc()
                 self._ack([tag])
                 return

@@ -1,20 +1,35 @@
-"""Writing one window: merge with what is stored, write the object, upsert the item."""
+"""Writing one window: merge with what is stored, write the object, upsert the item.
+
+Safe with several writers of one window (two replicas owning a station during a replica-count
+change): the object is read with its ETag, merged, and written only over that version
+(`If-Match`, or `If-None-Match: *` for a new window); a conflict re-reads and merges again. The
+item is upserted from what was written, then the object's ETag is checked again: if another
+writer has written since, the item is rebuilt from the stored object and upserted again, so the
+last item upserted always describes the stored object.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from fedeploy_ingestion.catalog import CatalogClient
+from fedeploy_ingestion.errors import StorageError
 from fedeploy_ingestion.metrics import Metrics
-from fedeploy_ingestion.object_store import ObjectStore
+from fedeploy_ingestion.object_store import ObjectStore, WriteConflict
 from fedeploy_ingestion.observation import Observation, merge
 from fedeploy_ingestion.observation_item import observations_collection, window_item
 from fedeploy_ingestion.window_table import MEDIA_TYPE, from_parquet, to_parquet
 from fedeploy_ingestion.windowing import OBSERVATIONS_COLLECTION, WindowId
+
+# Conflicts in a row on one window before giving up (the window is then held and retried).
+MAX_CONFLICTS = 20
+CONFLICT_PAUSE_SECONDS = 0.005
 
 
 class WindowWriter:
@@ -54,26 +69,68 @@ class WindowWriter:
         if not self._collection_ready:
             self.catalog.ensure_collection(observations_collection())
             self._collection_ready = True
-        if len(windows) == 1:
-            stored = [self._store(*windows[0])]
-        else:
-            stored = list(self._pool.map(lambda w: self._store(*w), windows))
+        stored = self._map(lambda w: self._store(*w), windows)
         # Upserted even when the bytes are unchanged: the previous run may have died between
         # the object and the item.
-        self.catalog.upsert_items(OBSERVATIONS_COLLECTION, [item for _, item in stored])
+        self.catalog.upsert_items(OBSERVATIONS_COLLECTION, [item for _, item, _ in stored])
+        pending = [
+            (window, etag) for (window, _), (_, _, etag) in zip(windows, stored, strict=True)
+        ]
+        for _ in range(MAX_CONFLICTS):
+            # Another writer may have written since, and its item may have landed before ours.
+            current = self._map(lambda p: (p[0], self.store.etag(p[0].object_key), p[1]), pending)
+            changed = [window for window, now, written in current if now != written]
+            if not changed:
+                break
+            self.metrics.write_errors.labels("window-conflict").inc(len(changed))
+            fresh = self._map(self._describe_stored, changed)
+            self.catalog.upsert_items(OBSERVATIONS_COLLECTION, [item for item, _ in fresh])
+            pending = [(window, etag) for window, (_, etag) in zip(changed, fresh, strict=True)]
+        else:
+            raise StorageError(f"windows kept changing while their items were written: {pending}")
         self.metrics.items_written.labels("observations").inc(len(stored))
-        return [count for count, _ in stored]
+        return [count for count, _, _ in stored]
+
+    def _map(self, function: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+        if len(values) == 1:
+            return [function(values[0])]
+        return list(self._pool.map(function, values))
 
     def _store(
         self, window: WindowId, observations: list[Observation]
-    ) -> tuple[int, dict[str, Any]]:
-        stored = self.store.get(window.object_key)
-        merged = merge(from_parquet(stored) if stored else [], observations)
-        data = to_parquet(merged)
-        if data != stored:
-            self.store.put(window.object_key, data, MEDIA_TYPE)
-            self.metrics.bytes_written.labels("observations").inc(len(data))
-        item = window_item(
+    ) -> tuple[int, dict[str, Any], str | None]:
+        """Merge into the stored object with a conditional write: (rows, item, ETag written)."""
+        for attempt in range(MAX_CONFLICTS):
+            current = self.store.get_with_etag(window.object_key)
+            stored, etag = current if current else (None, None)
+            merged = merge(from_parquet(stored) if stored else [], observations)
+            data = to_parquet(merged)
+            if data != stored:
+                try:
+                    etag = self.store.put_if(window.object_key, data, MEDIA_TYPE, etag)
+                except WriteConflict:
+                    self.metrics.write_errors.labels("window-conflict").inc()
+                    # Someone else wrote it: after a random pause (so that two writers do not
+                    # collide again in step), read their version and merge again.
+                    time.sleep(random.uniform(0, CONFLICT_PAUSE_SECONDS * 2 ** min(attempt, 6)))
+                    continue
+                self.metrics.bytes_written.labels("observations").inc(len(data))
+            return len(merged), self._item(window, merged, data), etag
+        raise StorageError(
+            f"s3://{self.store.bucket}/{window.object_key}: {MAX_CONFLICTS} conflicting writes "
+            "in a row; held and retried"
+        )
+
+    def _describe_stored(self, window: WindowId) -> tuple[dict[str, Any], str | None]:
+        """The item of what is stored now, and the ETag it describes."""
+        current = self.store.get_with_etag(window.object_key)
+        if current is None:
+            raise StorageError(f"s3://{self.store.bucket}/{window.object_key} disappeared")
+        data, etag = current
+        return self._item(window, from_parquet(data), data), etag
+
+    def _item(self, window: WindowId, merged: list[Observation], data: bytes) -> dict[str, Any]:
+        return window_item(
             window,
             merged,
             bucket=self.store.bucket,
@@ -82,4 +139,3 @@ class WindowWriter:
             sha256=hashlib.sha256(data).digest(),
             now=self.clock(),
         )
-        return len(merged), item
