@@ -362,3 +362,145 @@ def test_poison_messages_between_good_ones_are_dead_lettered_and_the_consumer_go
         ]
     assert sorted(rows) == sorted(good)  # each good one once, nothing else
     assert metrics.messages_acknowledged._value.get() == len(messages)
+
+
+@pytest.mark.slow
+def test_replicas_2_to_3_to_2_while_publishing_and_killing_lose_and_duplicate_nothing(
+    broker: MosquittoBroker,
+    s3: SeaweedS3,
+    bucket: str,
+    catalogs,
+    site_env: dict[str, str],
+    make_observation,
+    tmp_path: Path,
+) -> None:
+    """The change follows docs/ingestion.md: step 1 restarts every replica with the new count
+    and INGEST_PREVIOUS_SHARD_COUNT (adding replicas first); once each has written what it
+    held, step 2 drops the previous count (removing replicas last). Replicas are SIGKILLed at
+    random while messages flow; two owners of a station merge through conditional writes."""
+    import random
+
+    seed = time.time_ns()
+    chance = random.Random(seed)
+    site = catalogs.start("site-a")
+    stations = [f"rs-{n:02d}" for n in range(12)]
+    ports = [free_port() for _ in range(3)]
+    replicas: dict[int, Daemon] = {}
+    published: list[tuple[str, datetime]] = []
+    step = [0]
+
+    def batch(count: int) -> list[tuple[str, bytes]]:
+        messages = []
+        for _ in range(count):
+            for n, station in enumerate(stations):
+                moment = T0 + timedelta(seconds=12 * step[0] + n)
+                messages.append((topic(station), json.dumps(make_observation(station, moment))))
+                published.append((station, moment))
+            step[0] += 1
+        return [(t, p.encode()) for t, p in messages]
+
+    def metric(index: int, name: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{ports[index]}/metrics", timeout=2).text
+        return counter_value(text, name)
+
+    def start(index: int, count: int, previous: int | None) -> None:
+        env = {
+            **os.environ,
+            **site_env,
+            "INGEST_CATALOG_URL": site.url,
+            "INGEST_MQTT_HOST": broker.host,
+            "INGEST_MQTT_PORT": str(broker.port),
+            "INGEST_MQTT_CLIENT_ID": f"replica-{bucket}-{index}",
+            "INGEST_SHARD_INDEX": str(index),
+            "INGEST_SHARD_COUNT": str(count),
+            "INGEST_WINDOW_SECONDS": "600",
+            "INGEST_WINDOW_GRACE_SECONDS": "0",
+            "INGEST_FLUSH_IDLE_SECONDS": "1",
+            "INGEST_HTTP_HOST": "127.0.0.1",
+            "INGEST_HTTP_PORT": str(ports[index]),
+            "INGEST_LOG_LEVEL": "WARNING",
+        }
+        if previous is not None:
+            env["INGEST_PREVIOUS_SHARD_COUNT"] = str(previous)
+        daemon = replicas.get(index) or Daemon(
+            f"replica-{index}",
+            [sys.executable, "-m", "fedeploy_ingestion", "stream"],
+            tmp_path / f"replica-{index}",
+        )
+        daemon.env = env
+        daemon.start()
+        replicas[index] = daemon
+        wait_until(
+            lambda: (
+                httpx.get(f"http://127.0.0.1:{ports[index]}/readyz", timeout=1).status_code == 200
+            ),
+            30,
+            f"replica {index} ready",
+            daemon.log_file,
+        )
+
+    def step_of_change(targets: dict[int, tuple[int, int | None]], messages: int) -> None:
+        """Restart each replica in `targets` with its (count, previous) while a batch is
+        published; one of them is SIGKILLed (at random) instead of stopped."""
+        publisher = threading.Thread(target=publish, args=(broker, batch(messages)))
+        publisher.start()
+        killed = chance.choice(sorted(targets))
+        for index, (count, previous) in targets.items():
+            if index in replicas:
+                if index == killed:
+                    replicas[index].kill()
+                else:
+                    replicas[index].stop()  # SIGTERM: writes what it holds, then exits
+            start(index, count, previous)
+            time.sleep(chance.uniform(0, 0.5))
+        publisher.join(timeout=120)
+        assert not publisher.is_alive()
+
+    def drained() -> None:
+        """Every running replica has written and acknowledged what it received."""
+        for index in replicas:
+            wait_until(
+                lambda index=index: metric(index, "ingest_pending_messages") == 0,
+                60,
+                f"replica {index} drained",
+                replicas[index].log_file,
+            )
+
+    try:
+        for index in (0, 1):
+            start(index, 2, None)
+        publish(broker, batch(8))
+        # 2 -> 3, step 1: the new replica first, then each old one with both counts.
+        step_of_change({2: (3, 2), 0: (3, 2), 1: (3, 2)}, 12)
+        drained()
+        # 2 -> 3, step 2: the new count alone.
+        step_of_change({0: (3, None), 1: (3, None), 2: (3, None)}, 12)
+        # 3 -> 2, step 1: every replica with both counts.
+        step_of_change({2: (2, 3), 1: (2, 3), 0: (2, 3)}, 12)
+        drained()
+        # 3 -> 2, step 2: the old replica leaves last.
+        replicas.pop(2).stop()
+        step_of_change({0: (2, None), 1: (2, None)}, 12)
+        wait_until(
+            lambda: (
+                sum(i["properties"]["fedeploy:observation_count"] for i in catalog_items(site.url))
+                == len(published)
+            ),
+            90,
+            f"all {len(published)} observations in the catalog (seed {seed})",
+            replicas[0].log_file,
+        )
+    finally:
+        for daemon in replicas.values():
+            daemon.kill()
+
+    store = ObjectStore(s3.endpoint.client(), bucket)
+    rows = stored_rows(store)
+    duplicates = [key for key, count in Counter(rows).items() if count > 1]
+    assert duplicates == [], f"seed {seed}"
+    assert sorted(rows) == sorted(published), f"seed {seed}"
+    items = catalog_items(site.url)
+    windows = {window_of(s, t, 600) for s, t in published}
+    assert sorted(i["id"] for i in items) == sorted(w.item_id for w in windows)
+    for daemon in (tmp_path / f"replica-{n}" / f"replica-{n}.log" for n in range(3)):
+        assert "Traceback" not in daemon.read_text()
