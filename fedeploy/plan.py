@@ -164,6 +164,7 @@ def build_report(federation: FederationPlan) -> PlanReport:
         site = federation.sites[name]
         checked = federation.checked.get(name)
         rendered, findings = checked if checked is not None else check_planned(plan, site)
+        findings = [*findings, *_stack_file_notes(name, federation.notes.get(name, []))]
         sites[name] = SiteReport(
             name=name,
             kind=site.kind,
@@ -175,6 +176,19 @@ def build_report(federation: FederationPlan) -> PlanReport:
             releases=rendered,
         )
     return PlanReport(federation, sites)
+
+
+def _stack_file_notes(name: str, notes: list[Any]) -> list[Finding]:
+    """The advisories on a stack file (config/loader.py's site_notes) as advisory findings."""
+    return [
+        Finding(
+            rule="stack-file",
+            resource=f"Pulumi.{name}.yaml {note.path}",
+            message=note.message.removeprefix("advisory: "),
+            enforcement="advisory",
+        )
+        for note in notes
+    ]
 
 
 def write_out(report: PlanReport, out: Path) -> None:

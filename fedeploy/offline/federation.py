@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedeploy.config.loader import STACK_FILE, load_stack_file
+from fedeploy.config.loader import STACK_FILE, check_stack_file
 from fedeploy.errors import FedeployError, FederationError, StackConfigError
 from fedeploy.offline.engine import StackPlan, plan_stack
 from fedeploy.references import Reference, deployment_order, references
@@ -28,6 +28,7 @@ class FederationPlan:
     order: list[list[str]] = field(default_factory=list)
     errors: list[FedeployError] = field(default_factory=list)
     checked: dict[str, Any] = field(default_factory=dict)  # what `check` returned, per stack
+    notes: dict[str, list[Any]] = field(default_factory=dict)  # advisories on each stack file
 
     @property
     def ok(self) -> bool:
@@ -62,7 +63,9 @@ def load_federation(stacks_dir: Path, names: list[str] | None = None) -> Federat
         if name in plan.sites:
             continue
         try:
-            _, site = load_stack_file(files[name])
+            loaded = check_stack_file(files[name])
+            site = loaded.site
+            plan.notes[name] = loaded.notes
         except StackConfigError as err:
             plan.errors.append(err)
             plan.sites[name] = None

@@ -575,6 +575,10 @@ def test_advisories_production_gateway_without_host_key_and_a_site_no_hub_lists(
     assert "note: site.bridge.host_key: advisory: a production gateway bridge" in result.output
     assert "note: site: advisory: no hub in" in result.output
     assert "lists 'hpc-kajaani'" in result.output
+    planned = runner.invoke(app, ["plan", "hpc-kajaani", "--stacks-dir", str(stacks), "-j", "1"])
+    assert planned.exit_code == 0, planned.output
+    assert "advisory [stack-file] Pulumi.hpc-kajaani.yaml site.bridge.host_key:" in planned.output
+    assert "advisory [stack-file] Pulumi.hpc-kajaani.yaml site: no hub in" in planned.output
 
 
 def test_the_example_stacks_validate_without_notes():
