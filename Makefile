@@ -74,6 +74,7 @@ demo: $(STAMP) peers
 ## bench: every benchmark, each printing its figures beside its targets
 bench: $(STAMP) peers
 	$(BIN)/python benchmarks/plan.py
+	$(BIN)/python benchmarks/diff.py
 	$(BIN)/python benchmarks/bridge.py
 	$(BIN)/python benchmarks/ingestion.py
 	$(BIN)/python benchmarks/inference.py

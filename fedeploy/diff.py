@@ -428,10 +428,6 @@ def resource_changes(
     return changes
 
 
-def _secret_output(value: Any) -> Any:
-    return SECRET if value == SECRET else value
-
-
 def output_changes(
     stack: str,
     old: dict[str, Any],
@@ -443,12 +439,8 @@ def output_changes(
         a, b = old.get(output, MISSING), new.get(output, MISSING)
         if a != b:
             changes.append(
-                OutputChange(
-                    output,
-                    a if a is MISSING else _secret_output(a),
-                    b if b is MISSING else _secret_output(b),
-                    readers.get((stack, output), []),
-                )
+                # A secret output is `[secret]` in the plan already (never its value).
+                OutputChange(output, a, b, readers.get((stack, output), []))
             )
     return changes
 

@@ -46,6 +46,15 @@ def diff_command(
             "--out", help="Also write every form, unshortened: diff.json, diff.md, diff.txt."
         ),
     ] = None,
+    max_chars: Annotated[
+        int,
+        typer.Option(
+            "--max-chars",
+            min=2000,
+            help="Markdown: the most characters printed; over it, details give way to "
+            "summaries (GitHub's comment limit is 65,536).",
+        ),
+    ] = 60_000,
     full_url: Annotated[
         str | None,
         typer.Option(
@@ -75,7 +84,7 @@ def diff_command(
     shown = {
         "text": lambda: as_text(diff, colour=colour),
         "json": lambda: as_json(diff),
-        "markdown": lambda: as_markdown(diff, full_url=full_url),
+        "markdown": lambda: as_markdown(diff, limit=max_chars, full_url=full_url),
     }
     sys.stdout.write(shown[format.value]())
     if out is not None:
@@ -83,5 +92,5 @@ def diff_command(
         (out / OUT_FILES["json"]).write_text(as_json(diff))
         (out / OUT_FILES["markdown"]).write_text(as_markdown(diff, limit=None))
         (out / OUT_FILES["text"]).write_text(as_text(diff))
-        (out / "comment.md").write_text(as_markdown(diff, full_url=full_url))
+        (out / "comment.md").write_text(as_markdown(diff, limit=max_chars, full_url=full_url))
     raise typer.Exit(diff.exit_code)

@@ -49,8 +49,15 @@ def _site_heading(site: SiteDiff) -> str:
     return f"{site.name}: {site.summary}"
 
 
-def site_lines(site: SiteDiff, *, diffs: bool = True, width: int | None = VALUE_WIDTH) -> list[str]:
-    """The body of one site's diff: resources, manifests, outputs, secrets (diff-style marks)."""
+def site_lines(
+    site: SiteDiff,
+    *,
+    diffs: bool = True,
+    width: int | None = VALUE_WIDTH,
+    diff_indent: str = "      ",
+) -> list[str]:
+    """The body of one site's diff: resources, manifests, outputs, secrets (diff-style marks);
+    a changed object's unified diff follows it, indented by `diff_indent`."""
     lines: list[str] = []
     if site.status in ("added", "removed"):
         # A whole stack appearing or leaving: its resources by key, no input detail.
@@ -65,7 +72,7 @@ def site_lines(site: SiteDiff, *, diffs: bool = True, width: int | None = VALUE_
     for manifest in site.manifests:
         lines.append(f"{MARK[manifest.status]} manifest {manifest.release}: {manifest.key}")
         if diffs and manifest.diff:
-            lines += ["      " + line for line in manifest.diff.rstrip("\n").split("\n")]
+            lines += [diff_indent + line for line in manifest.diff.rstrip("\n").split("\n")]
     for output in site.outputs:
         readers = f" (read by {', '.join(output.read_by)})" if output.read_by else ""
         lines.append(
@@ -123,11 +130,8 @@ def verdict(diff: FederationDiff) -> str:
 def _md_site(site: SiteDiff, level: int) -> list[str]:
     """One site's collapsible section at a level of detail: 0 full, 1 without manifest diffs
     and with short values, 2 resource and object keys only."""
-    lines = site_lines(
-        site,
-        diffs=level == 0,
-        width=None if level == 0 else 80,
-    )
+    # Unindented unified diffs, so that GitHub colours their lines in a `diff` block.
+    lines = site_lines(site, diffs=level == 0, width=None if level == 0 else 80, diff_indent="")
     if level >= 2:
         lines = [line for line in lines if not line.startswith(" ")]
     body = ["```diff", *(line.replace("```", "`\u200b``") for line in lines), "```"]

@@ -8,13 +8,13 @@ whose tree equals the base's is not planned again)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.diff import copy_project
 from fedeploy.diff import (
     MISSING,
     SECRET,
@@ -34,15 +34,6 @@ from fedeploy.diff_formats import as_json, as_markdown, as_text
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ["aws-dublin", "aws-frankfurt", "hpc-kajaani"]
-PROGRAM = [
-    "Pulumi.yaml",
-    "__main__.py",
-    "fedeploy",
-    "components",
-    "policies",
-    "charts",
-    "templates",
-]
 NAMESPACE = "kubernetes:core/v1:Namespace"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -97,17 +88,7 @@ class Project:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Project:
     repo = tmp_path_factory.mktemp("diff") / "repo"
-    repo.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in PROGRAM:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=ignore)
-        else:
-            shutil.copy(source, repo / name)
-    (repo / "stacks").mkdir()
-    for stack in STACKS:
-        shutil.copy(ROOT / "stacks" / f"Pulumi.{stack}.yaml", repo / "stacks")
+    copy_project(repo, STACKS)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "base")
@@ -149,7 +130,7 @@ def test_a_chart_value_changes_only_the_rendered_objects_of_every_site_releasing
     head = project.commit_on_base(
         "chart-value",
         lambda repo: edit(
-            repo / "charts/catalog/values.yaml", "replicaCount: 2", "replicaCount: 3"
+            repo / "charts/catalog/values.yaml", "dbMaxConnections: 10", "dbMaxConnections: 12"
         ),
     )
     diff = project.diff(head)
@@ -160,7 +141,7 @@ def test_a_chart_value_changes_only_the_rendered_objects_of_every_site_releasing
             "manifests changed": ["catalog: apps/v1 Deployment fedeploy/catalog"]
         }, stack
         (manifest,) = site.manifests
-        assert "-  replicas: 2\n+  replicas: 3\n" in manifest.diff
+        assert "-          value: '10'\n+          value: '12'\n" in manifest.diff
         assert site.summary == "+0 ~0 -0 resources, 1 manifest changed"
 
 
@@ -407,3 +388,25 @@ def test_text_colours_only_when_asked() -> None:
     assert "\033[" not in as_text(diff)
     coloured = as_text(diff, colour=True)
     assert "\033[33m    ~ t::site-000" in coloured
+
+
+def test_the_replacement_table_in_the_docs_is_the_codes() -> None:
+    from fedeploy.diff import KUBERNETES_IDENTITY, REPLACEMENTS
+
+    text = (ROOT / "docs/plan.md").read_text()
+    rows = {}
+    for line in text.split("| resource type | paths that force replacement |", 1)[1].splitlines()[
+        2:
+    ]:
+        if not line.startswith("|"):
+            break
+        typ, paths = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[typ] = paths
+    expected = {
+        f"`{typ}`": "any input" if props == ("*",) else ", ".join(f"`{p}`" for p in props)
+        for typ, props in REPLACEMENTS.items()
+    }
+    expected["any `kubernetes:` object but a Helm release"] = ", ".join(
+        f"`{p}`" for p in KUBERNETES_IDENTITY
+    )
+    assert rows == expected

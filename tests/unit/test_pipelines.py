@@ -294,6 +294,22 @@ def test_waves_are_chained_so_a_failed_wave_stops_the_later_ones() -> None:
     assert "!contains(needs.*.result, 'failure')" in deploy["record"]["if"]
 
 
+def test_each_site_is_verified_after_its_pulumi_up_and_a_failure_fails_its_wave() -> None:
+    wave = load(GITHUB / "workflows" / "deploy-wave.yml")
+    assert wave["on"]["workflow_call"]["inputs"]["bake"]["type"] == "number"
+    steps = wave["jobs"]["up"]["steps"]
+    names = [s.get("name") for s in steps]
+    verify = steps[names.index("fedeploy verify")]
+    assert names.index("fedeploy verify") == names.index("pulumi up") + 1
+    assert verify["env"] == {"STACK": "${{ matrix.stack }}", "BAKE": "${{ inputs.bake }}"}
+    assert 'fedeploy verify "$STACK" --bake "$BAKE"' in verify["run"]
+    assert 'exit "$status"' in verify["run"] and "continue-on-error" not in verify
+    # GitLab: the same after `pulumi up` in the job every wave's jobs extend.
+    script = load(GITLAB_TEMPLATES)[".fedeploy-up"]["script"]
+    assert script[0].startswith("pulumi up ")
+    assert script[1] == 'fedeploy verify "$SITE" --bake "$BAKE" --deadline 300'
+
+
 def test_drift_has_its_own_concurrency_group_and_writes_one_issue_per_site() -> None:
     drift = jobs(GITHUB / "workflows" / "drift.yml")["drift"]
     assert drift["concurrency"]["group"] == "drift-${{ matrix.stack }}"
@@ -367,7 +383,7 @@ def test_gitlab_deploys_through_the_generated_child_pipeline() -> None:
 
 # ---- the documented commands, and running them ---------------------------------------------------
 
-FEDEPLOY_CALL = re.compile(r"\bfedeploy (affected|plan)\b([^\n|>;)]*)")
+FEDEPLOY_CALL = re.compile(r"\bfedeploy (affected|plan|diff|verify)\b([^\n|>;)]*)")
 
 
 def _pipeline_calls() -> set[tuple[str, str]]:
@@ -385,6 +401,8 @@ def test_the_commands_the_pipelines_run_are_documented() -> None:
         ("affected", "--base") in calls
         and ("affected", "--all") in calls
         and ("plan", "--format") in calls
+        and ("diff", "--base") in calls
+        and ("verify", "--bake") in calls
     )
     documented = (ROOT / "docs" / "gitops.md").read_text()
     for command, flag in sorted(calls):
@@ -496,8 +514,11 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
     expressions = {
         "github.event.pull_request.base.sha": base,
         "github.event.pull_request.number": "7",
+        "github.server_url": "https://github.com",
+        "github.repository": "eofed/federation",
+        "github.run_id": "42",
     }
-    for step_id in ("affected", "plan", "Write the comment"):
+    for step_id in ("affected", "plan", "diff", "Write the comment"):
         _run_step(pr[step_id], example_repo, expressions, env_pr)
     outputs = _outputs(tmp_path / "pr-output")
     assert outputs["stacks"] == ["aws-dublin", "aws-frankfurt", "eu-hub"]
@@ -510,6 +531,12 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
     comment = (example_repo / ".fedeploy" / "comment.md").read_text()
     assert comment.startswith("<!-- fedeploy-plan -->\n## fedeploy affected")
     assert "reads aws-dublin.storage, which changes" in comment and "```mermaid" in comment
+    # The diff sits between the affected table and the plan: Dublin's new bucket, by resource.
+    assert comment.index("## fedeploy affected") < comment.index("## fedeploy diff")
+    assert comment.index("## fedeploy diff") < comment.index("## fedeploy plan")
+    assert "+ aws:s3/bucket:Bucket::aws-dublin-storage-scratch" in comment
+    full = json.loads((example_repo / ".fedeploy" / "diff" / "diff.json").read_text())
+    assert full["sites"]["aws-dublin"]["status"] == "changed"
     assert (example_repo / ".fedeploy" / "pr-number").read_text().strip() == "7"
 
     # Merge: the deploy workflow's matrix, from the last deployed commit.
