@@ -46,6 +46,7 @@ class HostileUpstream:
         self.requests: list[Seen] = []
         self.items: list[dict[str, Any]] = []
         self.token = "loopback-bearer-token"
+        self.next_href: str | None = None  # a `next` link on the search page, when set
         self._routes: dict[str, _Route] = {}
         self._lock = threading.Lock()
         outer = self
@@ -143,7 +144,8 @@ class HostileUpstream:
             document: dict[str, Any] = {"conformsTo": [CORE, ITEM_SEARCH]}
             return self._send(handler, 200, json.dumps(document).encode(), "application/json")
         if path == "/search":
-            document = {"type": "FeatureCollection", "features": self.items, "links": []}
+            links = [{"rel": "next", "href": self.next_href}] if self.next_href else []
+            document = {"type": "FeatureCollection", "features": self.items, "links": links}
             body = json.dumps(document).encode()
             return self._send(handler, 200, body, "application/geo+json")
         if path == "/token" and handler.command == "POST":

@@ -20,7 +20,7 @@ from fedeploy_ingestion.download_safety import (
 )
 from fedeploy_ingestion.errors import SourceError
 from fedeploy_ingestion.settings import Source
-from fedeploy_ingestion.upstream import Credentials, HttpAsset
+from fedeploy_ingestion.upstream import Credentials, HttpAsset, search
 
 from fedeploy.loopback.hostile_upstream import HostileUpstream
 
@@ -106,7 +106,10 @@ def test_host_patterns() -> None:
 @pytest.mark.parametrize(
     ("href", "reason"),
     [
-        ("https://169.254.169.254/latest/meta-data/iam/", "not one of source cdse's download hosts"),
+        (
+            "https://169.254.169.254/latest/meta-data/iam/",
+            "not one of source cdse's download hosts",
+        ),
         ("https://evil.example/B04.jp2", "not one of source cdse's download hosts"),
         ("file:///etc/passwd", "scheme 'file'"),
         ("gopher://download.example:70/_x", "scheme 'gopher'"),
@@ -259,3 +262,19 @@ def test_the_guarded_client_connects_to_the_address_it_checked(loopback: Hostile
         answer = http.get(f"http://upstream.test:{loopback.port}/B04.jp2")
     assert answer.content == DATA
     assert [s.host for s in loopback.seen()] == [f"upstream.test:{loopback.port}"]
+
+
+def test_a_search_page_pointing_elsewhere_gets_no_credentials() -> None:
+    upstream, foreign = HostileUpstream().start(), HostileUpstream("127.0.0.2").start()
+    try:
+        upstream.items = [{"type": "Feature", "id": "a", "collection": "c", "assets": {}}]
+        upstream.next_href = f"{foreign.url}/search?page=2"
+        spec = source(url=upstream.url, privateHosts=["127.0.0.1"], downloadHosts=[])
+        headers = {"Authorization": "Basic Ym9iOnB3"}
+        with pytest.raises(SourceError, match="host '127.0.0.2' is not one of source cdse's"):
+            list(search(spec, None, headers))
+        assert foreign.seen() == []
+        assert [r.path for r in upstream.seen()][-1] == "/search"
+    finally:
+        upstream.stop()
+        foreign.stop()
