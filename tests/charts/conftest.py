@@ -189,6 +189,7 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
                 "existingSecret": "slurm-bridge",
                 "partition": "gpu",
             },
+            "retrain": {"enabled": True, "gpus": 1, "arguments": ["--epochs", "50"]},
         },
     },
     # A published catalog: Ingress with a cert-manager certificate, the auth proxy in front of

@@ -160,32 +160,39 @@ def test_aws_services_use_irsa_and_no_static_keys(rendered):
                 )
 
 
-def test_bridge_site_hands_batch_runs_to_slurm_with_the_token_from_a_secret(rendered):
-    env = _env(_container(_only(rendered("inference", "hpc"), "Deployment")))
+def test_bridge_site_retrains_on_slurm_with_the_token_from_a_mounted_secret(rendered):
+    cronjob = _only(rendered("inference", "hpc"), "CronJob", "retrain")
+    env = _env(_container(cronjob))
     assert env["INFER_BRIDGE_URL"] == "https://bridge.hpc.example.org:6820"
     assert env["INFER_BRIDGE_PARTITION"] == "gpu"
     assert env["INFER_BRIDGE_USER"] == ("secret", "slurm-bridge", "user")
-    assert env["INFER_BRIDGE_TOKEN"] == ("secret", "slurm-bridge", "token")
+    assert env["INFER_BRIDGE_TOKEN_FILE"] == "/etc/fedeploy/bridge/token"
+    assert "INFER_BRIDGE_TOKEN" not in env
+    # The server never submits: no bridge setting at all.
+    server = _env(_container(_only(rendered("inference", "hpc"), "Deployment")))
+    assert not [name for name in server if name.startswith("INFER_BRIDGE_")]
 
 
-def test_bridge_ca_is_mounted_alone_and_named_to_the_client(rendered):
-    deployment = _only(rendered("inference", "hpc"), "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
-    (volume,) = [v for v in pod["volumes"] if v["name"] == "bridge-ca"]
-    assert volume["secret"] == {
-        "secretName": "slurm-bridge",
-        "items": [{"key": "ca.crt", "path": "ca.crt"}],
-    }
-    assert _env(_container(deployment))["INFER_BRIDGE_CA_FILE"] == "/etc/fedeploy/bridge/ca.crt"
+def test_bridge_token_and_ca_are_mounted_together_for_the_submitting_pod(rendered):
+    cronjob = _only(rendered("inference", "hpc"), "CronJob", "retrain")
+    pod = pod_template(cronjob)["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "bridge"]
+    assert volume["secret"]["secretName"] == "slurm-bridge"
+    assert volume["secret"]["items"] == [
+        {"key": "token", "path": "token"},
+        {"key": "ca.crt", "path": "ca.crt"},
+    ]
+    assert _env(_container(cronjob))["INFER_BRIDGE_CA_FILE"] == "/etc/fedeploy/bridge/ca.crt"
 
 
 def test_bridge_without_a_private_ca_trusts_the_system_store(site_values, merge, charts_dir):
     values = merge(site_values("hpc", "inference"), {"bridge": {"caKey": ""}})
-    deployment = _only(
-        render_chart(charts_dir / "inference", values, "inference", NAMESPACE), "Deployment"
+    cronjob = _only(
+        render_chart(charts_dir / "inference", values, "inference", NAMESPACE), "CronJob"
     )
-    assert "INFER_BRIDGE_CA_FILE" not in _env(_container(deployment))
-    assert all(v["name"] != "bridge-ca" for v in deployment["spec"]["template"]["spec"]["volumes"])
+    assert "INFER_BRIDGE_CA_FILE" not in _env(_container(cronjob))
+    (volume,) = [v for v in pod_template(cronjob)["spec"]["volumes"] if v["name"] == "bridge"]
+    assert volume["secret"]["items"] == [{"key": "token", "path": "token"}]
 
 
 @pytest.mark.parametrize("site", ["aws", "kubernetes"])
@@ -231,9 +238,8 @@ def test_sentinel_sources_are_passed_as_json_with_the_default_source_filled_in(
 
 
 def test_source_login_comes_from_its_secret(rendered):
-    env = _env(_container(_only(rendered("ingestion", "kubernetes"), "CronJob")))
-    assert env["INGEST_SOURCE_USERNAME"] == ("secret", "cdse-login", "username")
-    assert env["INGEST_SOURCE_PASSWORD"] == ("secret", "cdse-login", "password")
+    cronjob = _only(rendered("ingestion", "kubernetes"), "CronJob")
+    _assert_secret_files(cronjob, "cdse-login", "ingest_source")
 
 
 def test_stream_replicas_each_own_a_shard_given_by_their_ordinal(rendered):
@@ -258,8 +264,9 @@ def test_stream_consumer_gets_broker_topics_window_and_login(rendered):
     assert env["INGEST_MQTT_TOPICS"] == "stations/+/obs,buoys/+/obs"
     assert env["INGEST_WINDOW_SECONDS"] == "600"
     assert env["INGEST_MQTT_TLS"] == "false"
-    assert env["INGEST_MQTT_USERNAME"] == ("secret", "mqtt-login", "username")
-    assert env["INGEST_MQTT_PASSWORD"] == ("secret", "mqtt-login", "password")
+    _assert_secret_files(
+        _only(rendered("ingestion", "kubernetes"), "StatefulSet"), "mqtt-login", "ingest_mqtt"
+    )
     assert stream["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert stream["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
@@ -405,3 +412,22 @@ def test_hub_harvests_every_member_site_into_its_own_catalog(rendered, site_valu
 @pytest.mark.parametrize("site", ["aws", "kubernetes", "hpc"])
 def test_member_sites_run_no_harvester(rendered, site):
     assert not [m for m in rendered("catalog", site) if m["kind"] == "CronJob"]
+
+
+def _assert_secret_files(workload, secret, prefix):
+    """The Secret's username and password are files in INGEST_SECRETS_DIR, not variables."""
+    from fedeploy.charts import pod_template
+
+    pod = pod_template(workload)["spec"]
+    container = pod["containers"][0]
+    env = _env(container)
+    assert not any(isinstance(v, tuple) and v[1] == secret for v in env.values())
+    directory = env["INGEST_SECRETS_DIR"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == directory)
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])["secret"]
+    assert volume["secretName"] == secret
+    assert {i["key"]: i["path"] for i in volume["items"]} == {
+        "username": f"{prefix}_username",
+        "password": f"{prefix}_password",
+    }

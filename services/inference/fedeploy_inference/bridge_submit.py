@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fedeploy_inference.settings import InferenceSettings
@@ -32,16 +33,31 @@ def to_bridge_spec(job: InferenceJob) -> Any:
     )
 
 
-def bridge_client(settings: InferenceSettings) -> Any:
-    """A bridge client from INFER_BRIDGE_URL, _USER, _TOKEN (and _CA_FILE)."""
+def bridge_token(settings: InferenceSettings) -> str:
+    """The bridge token: read from INFER_BRIDGE_TOKEN_FILE now (the kubelet swaps a mounted
+    Secret's files in place when the Secret changes), else INFER_BRIDGE_TOKEN."""
+    if settings.bridge_token_file:
+        path = Path(settings.bridge_token_file)
+        try:
+            return path.read_text().strip()
+        except OSError as error:
+            raise ValueError(
+                f"INFER_BRIDGE_TOKEN_FILE {path}: cannot read the token ({error.strerror})"
+            ) from None
+    return settings.bridge_token.get_secret_value()
+
+
+def bridge_client(settings: InferenceSettings, transport: Any = None) -> Any:
+    """A bridge client from INFER_BRIDGE_URL, _USER, the token (read now) and _CA_FILE."""
     from fedeploy.bridge.client import BridgeClient
 
+    token = bridge_token(settings)
     missing = [
         name
         for name, value in (
             ("INFER_BRIDGE_URL", settings.bridge_url),
             ("INFER_BRIDGE_USER", settings.bridge_user),
-            ("INFER_BRIDGE_TOKEN", settings.bridge_token.get_secret_value()),
+            ("INFER_BRIDGE_TOKEN_FILE or INFER_BRIDGE_TOKEN", token),
         )
         if not value
     ]
@@ -50,6 +66,21 @@ def bridge_client(settings: InferenceSettings) -> Any:
     return BridgeClient(
         settings.bridge_url,
         settings.bridge_user,
-        settings.bridge_token.get_secret_value(),
+        token,
         ca_file=settings.bridge_ca_file or None,
+        transport=transport,
     )
+
+
+class Submitter:
+    """Submits jobs for a long-running process: a fresh client, and so the current token, for
+    every submission."""
+
+    def __init__(self, settings: InferenceSettings, transport: Any = None) -> None:
+        self._settings = settings
+        self._transport = transport
+
+    def submit(self, job: InferenceJob) -> str:
+        """Submit one job; its SLURM job id."""
+        with bridge_client(self._settings, self._transport) as bridge:
+            return str(bridge.submit(to_bridge_spec(job)))

@@ -57,7 +57,15 @@ class InferenceSettings(BaseSettings):
     bridge_url: str = Field("", description="SLURM bridge endpoint (slurmrestd).")
     bridge_user: str = Field("", description="User the bridge submits jobs as.")
     bridge_token: SecretStr = Field(
-        SecretStr(""), description="Bridge token (secret; never logged)."
+        SecretStr(""),
+        description="Bridge token (secret; never logged). For use outside a pod; a pod reads "
+        "`bridge_token_file` instead.",
+    )
+    bridge_token_file: str = Field(
+        "",
+        description="File holding the bridge token (the bridge Secret mounted as a volume), "
+        "read at each submit, so a rotated token reaches a running process; takes precedence "
+        "over `bridge_token`.",
     )
     bridge_partition: str = Field("", description="SLURM partition; empty: the default one.")
     bridge_ca_file: str = Field(
