@@ -103,6 +103,11 @@ class Bench:
         self.client = BridgeClient(
             cluster.endpoint, cluster.user, cluster.token(), transport=self.transport
         )
+        self.http = httpx.Client(
+            base_url=cluster.endpoint,
+            verify=ssl.create_default_context(cafile=cluster.ca_file),
+            headers={"X-SLURM-USER-NAME": cluster.user, "X-SLURM-USER-TOKEN": cluster.token()},
+        )
 
     def spec(self, name: str) -> JobSpec:
         return JobSpec(
@@ -216,6 +221,8 @@ class Bench:
             bench.park(True)
         held = 0
         env = self.cluster.env()
+        pair: float | None = None  # the two clusters' ratio with both queues empty
+        pairs0: tuple[float, float] | None = None  # the same for a bare post and an sbatch
         try:
             for size in sizes:
                 filled = 0.0
@@ -237,18 +244,30 @@ class Bench:
                     empty.append(b if first is self else a)
                 requests = (self.transport.requests - before) / samples
                 rpc = controller_rpc_times(env)
+                # The same pairing for what the client does not control: slurmctld's own cost.
+                posts = self._paired(reference, samples // 2, lambda b: b.timed_post(PARKED))
+                sbatches = self._paired(
+                    reference, samples // 5, lambda b: timed(lambda: b.sbatch("-p", PARKED))
+                )
                 listing = [timed(lambda: self.client.find("no-such-key")) for _ in range(3)]
                 ratio = statistics.median(x / y for x, y in zip(busy, empty, strict=True))
-                change = ratio - 1
+                pair = ratio if pair is None else pair
+                change = ratio / pair - 1
                 verdict = "met" if abs(change) <= FLAT_GOAL else "NOT MET"
                 print(
                     f"  {size:5d} held  submit {figures(busy)}  {requests:.1f} requests each;  "
                     f"empty queue, same moments: median {statistics.median(empty) * 1000:.1f} ms"
                 )
                 print(
-                    f"         paired ratio {ratio:5.2f}: {change:+6.1%} vs the empty queue "
-                    f"(goal within {FLAT_GOAL:.0%}: {verdict});  one listing of every job "
+                    f"         paired ratio {ratio:5.2f} (both empty: {pair:.2f}): {change:+6.1%} vs "
+                    f"the empty queue (goal within {FLAT_GOAL:.0%}: {verdict});  one listing of every job "
                     f"{statistics.median(listing) * 1000:.1f} ms  (held jobs queued in {filled:.1f} s)"
+                )
+                pairs0 = (posts, sbatches) if pairs0 is None else pairs0
+                print(
+                    f"         same pairing without the client (slurmctld's share): a bare REST post "
+                    f"{posts / pairs0[0] - 1:+6.1%}, an sbatch {sbatches / pairs0[1] - 1:+6.1%} "
+                    "vs the empty queue"
                 )
                 print(
                     "         slurmctld's own average per RPC: "
@@ -262,6 +281,32 @@ class Bench:
             subprocess.run(["scancel", "-u", OTHER_USER], capture_output=True, env=env)
             for bench in (self, reference):
                 bench.park(False)
+
+    def _paired(self, other: Bench, count: int, action: Callable[[Bench], float]) -> float:
+        """Median ratio of `action` here to `action` on `other`, alternating which goes first."""
+        ratios = []
+        for i in range(count):
+            if i % 2:
+                mine, theirs = action(self), action(other)
+            else:
+                theirs, mine = action(other), action(self)
+            ratios.append(mine / theirs)
+        return statistics.median(ratios)
+
+    def timed_post(self, partition: str) -> float:
+        """Seconds of one bare REST submission (no read-back, no dependency)."""
+        body = {
+            "script": TRIVIAL,
+            "job": {
+                "name": "bare",
+                "partition": partition,
+                "time_limit": 5,
+                "environment": {"PATH": "/usr/bin:/bin"},
+                "current_working_directory": str(self.work),
+                "standard_output": f"{self.work}/bare-%j.out",
+            },
+        }
+        return timed(lambda: self.http.post("/slurm/v0.0.38/job/submit", json=body))
 
     def park(self, down: bool) -> None:
         """Set the parked partition DOWN (samples stay pending) or, after, cancel them and UP."""
@@ -346,32 +391,39 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--count", type=int, default=100, help="submissions in the throughput runs")
     parser.add_argument("--repeat", type=int, default=10, help="runs of each one-job figure")
     parser.add_argument(
-        "--queues", default="0,1000,5000", help="held jobs on the controller, ascending"
+        "--queues", default="0,1000,5000", help="held jobs on the controller, ascending from 0"
     )
     parser.add_argument("--samples", type=int, default=100, help="submissions per queue size")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.queues.split(",") if n]
+    if sizes and (sizes[0] != 0 or sizes != sorted(sizes)):
+        parser.error(f"--queues {args.queues}: ascending, starting with 0 (the pair's baseline)")
     harness = load_harness()
     reason = harness.missing_prerequisites()
     if reason:
         print(f"cannot run the bridge benchmark: {reason}", file=sys.stderr)
         return 2
-    roots = [Path(tempfile.mkdtemp(prefix="fedeploy-bench-")) for _ in range(2)]
-    cluster, reference = (harness.LocalSlurm(root) for root in roots)
+    roots = [Path(tempfile.mkdtemp(prefix="fedeploy-bench-")) for _ in range(3)]
+    # One cluster for the throughput figures; two fresh, identical ones for the queue sizes
+    # (the first holds hundreds of finished jobs for MinJobAge after its run).
+    first, busy, empty = (harness.LocalSlurm(root) for root in roots)
     started = time.perf_counter()
     try:
-        cluster.start()
+        first.start()
         print(
             f"SLURM 1 node, 16 advertised CPUs, bridge with TLS: up in {time.perf_counter() - started:.1f} s"
         )
-        bench = Bench(cluster, args.count, args.repeat)
-        bench.run()
+        Bench(first, args.count, args.repeat).run()
+        first.stop()
         if sizes:
-            reference.start()
-            bench.queue_sizes(sizes, args.samples, Bench(reference, args.count, args.repeat))
+            busy.start()
+            empty.start()
+            Bench(busy, args.count, args.repeat).queue_sizes(
+                sizes, args.samples, Bench(empty, args.count, args.repeat)
+            )
     finally:
-        reference.stop()
-        cluster.stop()
+        for cluster in (empty, busy, first):
+            cluster.stop()
     for root in roots:
         shutil.rmtree(root, ignore_errors=True)
     return 0
