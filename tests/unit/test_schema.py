@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ def test_fedeploy_judges_the_corpus_as_labelled():
 
 
 def _check_jsonschema(files: list[Path]) -> dict[str, Any]:
-    tool = shutil.which("check-jsonschema", path=str(Path(os.sys.executable).parent))
+    tool = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
     if tool is None:
         pytest.fail("check-jsonschema is not installed (it is a dev dependency)")
     done = subprocess.run(
