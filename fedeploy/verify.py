@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ class Settings:
     timeout_s: float = 10.0
     deadline_s: float = 120.0
     max_harvest_age_s: float = 3600.0
-    verify_tls: bool | str = True  # False, True or a CA bundle path
+    verify_tls: bool | ssl.SSLContext = True  # the system's CAs, or a context trusting others
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import sys
 import time
 from enum import StrEnum
@@ -45,21 +46,28 @@ def verify_command(
     bake: Annotated[
         float,
         typer.Option(
-            "--bake", help="Seconds to wait before the first check (let the site settle)."
+            "--bake", min=0, help="Seconds to wait before the first check (let the site settle)."
         ),
     ] = 0.0,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds one HTTP request may take.")
+        float, typer.Option("--timeout", min=0.1, help="Seconds one HTTP request may take.")
     ] = 10.0,
     deadline: Annotated[
         float,
         typer.Option(
-            "--deadline", help="Seconds each check keeps retrying (with backoff) before it fails."
+            "--deadline",
+            min=0,
+            help="Seconds each check keeps retrying (with backoff) before it fails.",
         ),
     ] = 120.0,
     ca_bundle: Annotated[
         Path | None,
-        typer.Option("--ca-bundle", help="Trust this CA bundle instead of the system's."),
+        typer.Option(
+            "--ca-bundle",
+            exists=True,
+            dir_okay=False,
+            help="Trust this CA bundle (PEM) instead of the system's.",
+        ),
     ] = None,
     format: Annotated[
         VerifyFormat, typer.Option("--format", "-f", help="Report format.")
@@ -79,11 +87,19 @@ def verify_command(
         verify_site,
     )
 
+    trust: bool | ssl.SSLContext = True
+    if ca_bundle is not None:
+        try:
+            trust = ssl.create_default_context(cafile=str(ca_bundle))
+        except ssl.SSLError as err:
+            raise typer.BadParameter(
+                f"{ca_bundle} holds no PEM certificate ({err})", param_hint="--ca-bundle"
+            ) from None
     settings = Settings(
         timeout_s=timeout,
         deadline_s=deadline,
         max_harvest_age_s=max_harvest_age,
-        verify_tls=str(ca_bundle) if ca_bundle is not None else True,
+        verify_tls=trust,
     )
     if bake > 0:
         typer.echo(f"baking {bake:.0f} s before verifying {site}", err=True)
