@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,11 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Error types whose input may be a secret's plaintext: never echo it.
 _HIDDEN_INPUT = {"plaintext_secret", "secret_type", "secret_not_ciphertext"}
 _STR_TAG = "tag:yaml.org,2002:str"
+# What a message shows of a given value: bounded, however large (or self-referencing, through
+# YAML aliases) the value is.
+_GIVEN = reprlib.Repr()
+_GIVEN.maxlevel, _GIVEN.maxlist, _GIVEN.maxtuple, _GIVEN.maxdict = 2, 4, 4, 4
+_GIVEN.maxstring = _GIVEN.maxother = 60
 _TYPE_WORDS = {
     "tag:yaml.org,2002:bool": "a boolean",
     "tag:yaml.org,2002:int": "a number",
@@ -140,7 +146,7 @@ def parse_yaml(
         duplicates: list[ConfigIssue] = []
         plain: dict[str, tuple[str, str]] = {}
         if node is not None:
-            _walk(node, (), duplicates, plain)
+            _walk(node, (), duplicates, plain, set())
         document = loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
@@ -152,7 +158,11 @@ def _walk(
     path: tuple[str, ...],
     duplicates: list[ConfigIssue],
     plain: dict[str, tuple[str, str]],
+    walked: set[int],
 ) -> None:
+    if id(node) in walked:  # an alias: walked once already (and never forever, if recursive)
+        return
+    walked.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -167,10 +177,10 @@ def _walk(
                     )
                 )
             seen.setdefault(key, line)
-            _walk(value_node, (*path, key), duplicates, plain)
+            _walk(value_node, (*path, key), duplicates, plain, walked)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, str(index)), duplicates, plain)
+            _walk(item, (*path, str(index)), duplicates, plain, walked)
     elif (
         isinstance(node, yaml.ScalarNode)
         and not node.style
@@ -618,7 +628,7 @@ def _issue(
         )
     if kind in _HIDDEN_INPUT:
         return ConfigIssue(path, f"given [hidden]; {message}")
-    given = _shorten(repr(error.get("input")))
+    given = _shorten(_GIVEN.repr(error.get("input")))
     if kind.startswith("value_error") or kind == "assertion_error":
         return ConfigIssue(path, message + _quote_hint(path, error, plain_scalars))
     return ConfigIssue(

@@ -644,3 +644,11 @@ def test_bridge_command_help_needs_no_connection_options(command):
     assert result.exit_code == 0, result.output
     assert "Usage: " in result.output
     assert "--url" not in result.output or "Missing" not in result.output
+
+
+def test_yaml_aliases_that_explode_or_recurse_are_refused_in_a_few_lines():
+    hostile = Path(__file__).resolve().parent.parent / "stack_files" / "hostile"
+    result = _validate(hostile / "Pulumi.alias-bomb.yaml")
+    assert result.exit_code == 2
+    assert "site.network.availability_zones: given [[[...]" in result.output
+    assert len(result.output) < 4000
