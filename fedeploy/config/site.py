@@ -148,8 +148,7 @@ class KubernetesSite(_ExistingClusterSite):
 
 
 class HpcSite(_ExistingClusterSite):
-    """An HPC centre: its S3-compatible store, its SLURM through a bridge, and the Kubernetes
-    cluster beside it (required)."""
+    """An HPC centre: its S3-compatible store, SLURM through a bridge, and its (required) cluster."""
 
     kind: Literal["hpc"] = Field(description="The kind of site: hpc.")
     storage: S3CompatibleStorage = Field(
