@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,8 +21,8 @@ bridge_app = typer.Typer(
     name="bridge",
     help=(
         "Submit, watch and cancel SLURM jobs through a site's bridge. The endpoint, user and "
-        f"token come from options or {ENV_URL}, {ENV_USER} and {ENV_TOKEN} (prefer the "
-        "variable: an option shows in the process list)."
+        f"user come from options or {ENV_URL} and {ENV_USER}; the token from {ENV_TOKEN} or "
+        "--token-file, never an option (the process list would show it)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -40,12 +41,15 @@ class _Connection:
 
     def client(self) -> BridgeClient:
         if self._client is None:
-            for name, variable in (("url", ENV_URL), ("user", ENV_USER), ("token", ENV_TOKEN)):
+            for name, variable in (("url", ENV_URL), ("user", ENV_USER)):
                 if not self._options[name]:
                     typer.echo(
                         f"Error: Missing option '--{name}' (env var: '{variable}').", err=True
                     )
                     raise typer.Exit(2)
+            if not self._options["token"]:
+                typer.echo(f"Error: no token: set {ENV_TOKEN} or --token-file.", err=True)
+                raise typer.Exit(2)
             options = dict(self._options)
             try:
                 self._client = BridgeClient(
@@ -63,6 +67,17 @@ class _Connection:
             self._client.close()
 
 
+def _token(token_file: Path | None) -> str | None:
+    """The token from its file, else from the environment: never from the command line."""
+    if token_file is None:
+        return os.environ.get(ENV_TOKEN) or None
+    try:
+        return token_file.read_text().strip() or None
+    except OSError as err:
+        typer.echo(f"Error: --token-file {token_file}: {err.strerror}", err=True)
+        raise typer.Exit(2) from None
+
+
 @bridge_app.callback()
 def connect(
     ctx: typer.Context,
@@ -72,9 +87,12 @@ def connect(
     user: Annotated[
         str | None, typer.Option(envvar=ENV_USER, help="The service user the token is for.")
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(envvar=ENV_TOKEN, help="The user's SLURM token.", show_default=False),
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"File holding the user's SLURM token (a mounted Secret); else {ENV_TOKEN}.",
+            show_default=False,
+        ),
     ] = None,
     ca_file: Annotated[
         Path | None,
@@ -89,7 +107,7 @@ def connect(
     ctx.obj = _Connection(
         url=url,
         user=user,
-        token=token,
+        token=_token(token_file),
         ca_file=str(ca_file) if ca_file else None,
         timeout=timeout,
         retries=retries,

@@ -118,6 +118,7 @@ class BridgeClient:
         self._api = adapter_for(api_version)
         self._sleep = sleep
         self._claims = _token_claims(token)
+        self._token_bytes = token.encode()
         if self._claims.user is not None and self._claims.user != user:
             raise BridgeAuthError(
                 f"the token is for user {self._claims.user!r} but the client acts as {user!r}: "
@@ -378,6 +379,22 @@ class BridgeClient:
                 self.cancel(job.job_id, settle=0)
         return keep
 
+    def _without_token(self, response: httpx.Response) -> httpx.Response:
+        """The answer with any echo of the token blanked: error texts end in exceptions."""
+        if self._token_bytes not in response.content:
+            return response
+        return httpx.Response(
+            response.status_code,
+            # The content is decoded already: neither its old length nor its encoding applies.
+            headers=[
+                (k, v)
+                for k, v in response.headers.multi_items()
+                if k.lower() not in ("content-length", "content-encoding")
+            ],
+            content=response.content.replace(self._token_bytes, b"[token]"),
+            request=response.request,
+        )
+
     def _send(
         self, method: str, path: str, *, json: Any = None, may_repeat: bool = True
     ) -> _Answer:
@@ -417,6 +434,7 @@ class BridgeClient:
                     )
                 self._pause(attempt)
                 continue
+            response = self._without_token(response)
             return _Answer(
                 response.status_code,
                 _json_or_none(response),

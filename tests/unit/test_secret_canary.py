@@ -111,3 +111,102 @@ def test_a_vm_bridge_keeps_every_secret_out_of_its_ec2_user_data(example_plans):
     assert all(p.inputs["type"] == "SecureString" for p in parameters.values())
     for name in parameters:
         assert name in document  # fetched at boot by name
+
+
+SECRETISH = ("token", "password", "secret", "private_key", "jwt")
+
+
+def test_rendered_pods_carry_no_secret_in_a_plain_env_value(example_report, tmp_path):
+    """Every pod spec the plan renders: a credential-named variable is a reference or a *_FILE
+    path, never a plain value; no plain value looks like a token or a private key."""
+    import re
+
+    write_out(example_report, tmp_path / "out")
+    credential = re.compile(r"PASSWORD|TOKEN|SECRET|ACCESS_KEY|PRIVATE_KEY")
+    seen = 0
+    for path in (tmp_path / "out").rglob("*.yaml"):
+        for manifest in yaml.safe_load_all(path.read_text()):
+            spec = (manifest or {}).get("spec") or {}
+            if (manifest or {}).get("kind") == "CronJob":
+                spec = spec["jobTemplate"]["spec"]
+            pod = (spec.get("template") or {}).get("spec")
+            if not pod:
+                continue
+            for container in pod.get("containers", []) + pod.get("initContainers", []):
+                for env in container.get("env", []):
+                    seen += 1
+                    where = f"{path.name} {manifest['metadata']['name']} {env['name']}"
+                    value = str(env.get("value", ""))
+                    assert "BEGIN" not in value and not value.startswith("eyJ"), where
+                    # *_FILE and *_DIR name where mounted secrets lie, not the secrets.
+                    if credential.search(env["name"]) and not env["name"].endswith(
+                        ("_FILE", "_DIR")
+                    ):
+                        assert "value" not in env, f"{where} is a credential in plain text"
+    assert seen > 0
+
+
+def test_the_command_lines_take_no_secret():
+    """The process list shows argv: no option of the bridge or inference CLIs takes a secret."""
+    import typer
+    from fedeploy_inference.cli import _parser
+
+    from fedeploy.bridge.cli import bridge_app
+
+    group: Any = typer.main.get_command(bridge_app)
+    commands = [group, *group.commands.values()]
+    names = [opt for c in commands for p in c.params for opt in p.opts]
+    inference = _parser()
+    for action in inference._actions:
+        names += list(action.option_strings)
+        choices = getattr(action, "choices", None)
+        if isinstance(choices, dict):  # the subcommands
+            names += [o for sub in choices.values() for a in sub._actions for o in a.option_strings]
+    assert "--token-file" in names
+    leaking = [n for n in names if any(w in n.lower() for w in SECRETISH) and "file" not in n]
+    assert leaking == []
+
+
+def test_a_bridge_answer_that_echoes_the_token_never_reaches_an_exception():
+    import base64 as b64
+    import time
+
+    import httpx
+
+    from fedeploy.bridge.client import BridgeClient
+    from fedeploy.bridge.errors import BridgeError
+    from fedeploy.bridge.jobs import JobSpec
+
+    def part(obj: dict[str, Any]) -> str:
+        return b64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    token = f"{part({'alg': 'HS256'})}.{part({'sun': 'svc', 'exp': int(time.time()) + 3600})}"
+    token += f".{CANARY}"
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        sent = request.headers["X-SLURM-USER-TOKEN"]
+        if request.url.path.endswith("/submit"):
+            return httpx.Response(
+                500, json={"errors": [{"error_number": 9999, "error": f"bad token {sent}"}]}
+            )
+        return httpx.Response(401, text=f"<title>denied {sent}</title>")
+
+    client = BridgeClient(
+        "https://bridge.test:6820",
+        "svc",
+        token,
+        transport=httpx.MockTransport(echo),
+        retries=0,
+        sleep=lambda s: None,
+    )
+    spec = JobSpec(
+        name="j", script="#!/bin/bash\ntrue\n", time_limit_minutes=5, working_directory="/tmp"
+    )
+    for call in (lambda: client.submit(spec), lambda: client.status(5)):
+        try:
+            call()
+        except BridgeError as error:
+            assert CANARY not in str(error) and CANARY not in repr(error)
+        else:
+            raise AssertionError("the bridge refused: an error was expected")
+    assert CANARY not in repr(client)
