@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from fedeploy.config.provisioned import ProvisionedStore
 from fedeploy.config.storage import AwsStorage, Bucket, S3CompatibleStorage
 from fedeploy.naming import bucket_name
 from fedeploy.storage_rules import lifecycle_rules, tls_only_policy
@@ -262,7 +263,8 @@ class AwsObjectStore(pulumi.ComponentResource):
 
 
 class S3CompatibleObjectStore(pulumi.ComponentResource):
-    """The buckets a site needs on an existing S3-compatible endpoint, reached with its keys."""
+    """The buckets a site needs on an S3-compatible endpoint, reached with its keys: those of
+    the stack file, or `credentials` (access key id, secret key) the site created itself."""
 
     endpoint: pulumi.Output[str]
     region: pulumi.Output[str]
@@ -278,13 +280,19 @@ class S3CompatibleObjectStore(pulumi.ComponentResource):
         name: str,
         *,
         site: str,
-        config: S3CompatibleStorage,
+        config: S3CompatibleStorage | ProvisionedStore,
         tags: dict[str, str],
+        credentials: tuple[pulumi.Output[str], pulumi.Output[str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("fedeploy:storage:ObjectStore", name, None, opts)
-        self.access_key_id = config.access_key_id.output()
-        self.secret_access_key = config.secret_access_key.output()
+        if credentials is not None:
+            self.access_key_id = pulumi.Output.secret(credentials[0])
+            self.secret_access_key = pulumi.Output.secret(credentials[1])
+        else:
+            assert isinstance(config, S3CompatibleStorage)
+            self.access_key_id = config.access_key_id.output()
+            self.secret_access_key = config.secret_access_key.output()
         endpoint = str(config.endpoint).rstrip("/")
         provider = aws.Provider(
             f"{name}-s3",

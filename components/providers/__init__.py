@@ -14,6 +14,8 @@ PROVIDERS: dict[str, str] = {
     "aws": "components.providers.aws",
     "kubernetes": "components.providers.existing",
     "hpc": "components.providers.existing",
+    "openstack": "components.providers.openstack",
+    "ovh": "components.providers.ovh",
 }
 
 

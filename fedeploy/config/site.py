@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeAlias
 
 from pydantic import Field, TypeAdapter, model_validator
 
@@ -205,7 +205,7 @@ class HubSite(_Site):
 from fedeploy.config.openstack import OpenStackSite  # noqa: E402
 from fedeploy.config.ovh import OvhSite  # noqa: E402
 
-AnySite = AwsSite | KubernetesSite | HpcSite | HubSite | OpenStackSite | OvhSite
+AnySite: TypeAlias = AwsSite | KubernetesSite | HpcSite | HubSite | OpenStackSite | OvhSite
 SiteConfig = Annotated[AnySite, Field(discriminator="kind")]
 MODELS: dict[str, type[_Site]] = {
     "aws": AwsSite,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -124,6 +125,13 @@ def warm_imports() -> None:
         getattr(module, "__name__", None)
 
 
+def fork_is_safe() -> bool:
+    """False once this process has loaded the Helm library (it rendered charts itself): the Go
+    runtime inside it keeps threads a forked child does not inherit, and the child's first chart
+    render then hangs for ever. Such a process plans its stacks one after the other."""
+    return "helm_python._native" not in sys.modules
+
+
 def plan_federation(
     stacks_dir: Path,
     names: list[str] | None = None,
@@ -142,7 +150,11 @@ def plan_federation(
     pool = None
     # Forking pays off only once a wave holds several stacks: the imports a worker inherits
     # cost less than planning a few stacks, but more than planning one or two.
-    if jobs > 1 and max(map(len, plan.order), default=0) >= MIN_PARALLEL_WAVE:
+    if (
+        jobs > 1
+        and max(map(len, plan.order), default=0) >= MIN_PARALLEL_WAVE
+        and fork_is_safe()
+    ):
         warm_imports()
         # Pulumi's runtime state is process-wide: stacks run side by side in forked processes.
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))

@@ -86,7 +86,58 @@ def outputs(typ: str, name: str, inputs: dict[str, Any], region: str) -> dict[st
             "publicKeyOpenssh",
         ):
             state.setdefault(key, pem)
+    elif typ.startswith(("openstack:", "ovh:")):
+        state.update(_european_cloud(typ, name, inputs))
     elif typ.startswith("command:"):
         state.setdefault("stdout", "")
         state.setdefault("stderr", "")
     return state
+
+
+def _kubeconfig(name: str, server: str) -> str:
+    """A kubeconfig naming the stand-in cluster (no credentials: the plan never connects)."""
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: {name}\n  cluster:\n    server: {server}\n"
+        f"contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n"
+        f"current-context: {name}\nusers:\n- name: {name}\n  user: {{}}\n"
+    )
+
+
+def _uuid(*parts: str) -> str:
+    raw = digest(*parts, length=32)
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+def _european_cloud(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Computed outputs of the openstack and ovh resources the program reads."""
+    if typ == "openstack:containerinfra/cluster:Cluster":
+        server = f"https://{digest('magnum', name, length=8)}.magnum.invalid:6443"
+        return {
+            "apiAddress": server,
+            "coeVersion": "stand-in",
+            "kubeconfig": {"rawConfig": _kubeconfig(name, server), "host": server},
+        }
+    if typ == "openstack:identity/ec2CredentialV3:Ec2CredentialV3":
+        return {
+            "access": digest("ec2-access", name, length=32),
+            "secret": digest("ec2-secret", name, length=32),
+        }
+    if typ == "ovh:CloudProject/kube:Kube":
+        server = f"https://{digest('ovh-kube', name, length=6)}.c1.gra.k8s.ovh.net"
+        return {"url": server, "kubeconfig": _kubeconfig(name, server), "status": "READY"}
+    if typ == "ovh:CloudProject/s3Credential:S3Credential":
+        return {
+            "accessKeyId": digest("ovh-s3-access", name, length=32),
+            "secretAccessKey": digest("ovh-s3-secret", name, length=32),
+        }
+    if typ == "ovh:CloudProject/user:User":
+        return {"username": f"user-{digest('ovh-user', name, length=12)}", "status": "ok"}
+    if typ == "ovh:CloudProject/networkPrivate:NetworkPrivate":
+        ids = {str(r): _uuid("ovh-network", name, str(r)) for r in inputs.get("regions") or []}
+        return {"regionsOpenstackIds": ids}
+    if typ == "ovh:CloudProject/networkPrivateSubnet:NetworkPrivateSubnet":
+        return {"id": _uuid("ovh-subnet", name)}
+    if typ == "openstack:compute/instance:Instance":
+        return {"accessIpV4": "10.255.0.20"}
+    return {}

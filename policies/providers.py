@@ -1,0 +1,186 @@
+"""Rules over the resources of the provisioned European cloud kinds (openstack, ovh) and GPU
+node groups on every kind: nothing open to the world, no public IPs on nodes, encrypted
+volumes, GPU nodes tainted."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from policies.findings import Finding, Subject
+
+if TYPE_CHECKING:
+    from policies.cloud import Rule
+
+OPEN = {"0.0.0.0/0", "::/0"}
+GPU_TAINT_KEY = "nvidia.com/gpu"
+SECGROUP_RULE = "openstack:networking/secGroupRule:SecGroupRule"
+MAGNUM_TEMPLATE = "openstack:containerinfra/clusterTemplate:ClusterTemplate"
+MAGNUM_CLUSTER = "openstack:containerinfra/cluster:Cluster"
+MAGNUM_NODE_GROUP = "openstack:containerinfra/nodeGroup:NodeGroup"
+OS_INSTANCE = "openstack:compute/instance:Instance"
+OVH_KUBE = "ovh:CloudProject/kube:Kube"
+OVH_IP_RESTRICTIONS = "ovh:CloudProject/kubeIpRestrictions:KubeIpRestrictions"
+OVH_NODE_POOL = "ovh:CloudProject/kubeNodePool:KubeNodePool"
+EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+
+# GPU flavors as clouds name them: OVHcloud (t1-45, l4-90, l40s-180, a100-180, h100-380,
+# rtx5000-28), CloudFerro (vm.a6000.2, gpu.*), EWC (…-1a100), and EC2's GPU families (g5, p4d).
+GPU_FLAVOR = re.compile(
+    r"(^|[^a-z0-9])(t[12]|l4|l40s?|a10|a30|a40|a100|a6000|h100|h200|v100|rtx\d*|gpu)([^a-z]|$)"
+    r"|\d(a100|h100|l40s?|a6000|v100)\b",
+    re.I,
+)
+EC2_GPU = re.compile(r"^(g\d|p\d)[a-z0-9]*\.", re.I)
+
+
+def is_gpu_flavor(flavor: str, *, ec2: bool = False) -> bool:
+    """Whether an OpenStack/OVHcloud flavor (or, with ec2, an EC2 instance type) has GPUs."""
+    return bool(EC2_GPU.match(flavor)) if ec2 else bool(GPU_FLAVOR.search(flavor))
+
+
+def _labels(subject: Subject) -> dict[str, Any]:
+    return dict(subject.props.get("labels") or {})
+
+
+def _allowed_cidrs(labels: dict[str, Any]) -> list[str]:
+    return [c.strip() for c in str(labels.get("master_lb_allowed_cidrs", "")).split(",") if c]
+
+
+def world_open(subjects: list[Subject]) -> Iterable[Finding]:
+    """Security group rules and Kubernetes APIs open to the whole internet."""
+    for s in subjects:
+        props = s.props
+        if s.type == SECGROUP_RULE and props.get("direction", "ingress") == "ingress":
+            prefix = props.get("remoteIpPrefix")
+            if prefix in OPEN or (not prefix and not props.get("remoteGroupId")):
+                port = props.get("portRangeMin", "any")
+                yield Finding(
+                    "no-open-ingress-openstack-ovh",
+                    s.name,
+                    f"security group admits the internet on port {port}",
+                )
+        if s.type == MAGNUM_TEMPLATE:
+            cidrs = _allowed_cidrs(_labels(s))
+            if not cidrs or OPEN & set(cidrs):
+                yield Finding(
+                    "no-open-ingress-openstack-ovh",
+                    s.name,
+                    "Magnum API load balancer admits the whole internet "
+                    "(no master_lb_allowed_cidrs label)",
+                )
+    restricted = {str(s.props.get("kubeId")) for s in subjects if s.type == OVH_IP_RESTRICTIONS}
+    for s in subjects:
+        if s.type == OVH_IP_RESTRICTIONS and OPEN & set(s.props.get("ips") or []):
+            yield Finding(
+                "no-open-ingress-openstack-ovh", s.name, "Kubernetes API open to the internet"
+            )
+    kubes = [s for s in subjects if s.type == OVH_KUBE]
+    if kubes and not restricted:
+        for kube in kubes:
+            yield Finding(
+                "no-open-ingress-openstack-ovh",
+                kube.name,
+                "OVHcloud Kubernetes API without IP restrictions: set cluster.api_access_cidrs",
+                "advisory",
+            )
+
+
+def no_public_node_ips(subjects: list[Subject]) -> Iterable[Finding]:
+    """Nodes keep private addresses: no floating IPs on Magnum or OVHcloud nodes."""
+    for s in subjects:
+        if s.type in (MAGNUM_TEMPLATE, MAGNUM_CLUSTER) and s.props.get("floatingIpEnabled"):
+            yield Finding("no-public-node-ips", s.name, "Magnum nodes get floating IPs")
+        if s.type == OVH_NODE_POOL and s.props.get("attachFloatingIps"):
+            yield Finding("no-public-node-ips", s.name, "node pool attaches floating IPs")
+
+
+def volumes_encrypted(subjects: list[Subject]) -> Iterable[Finding]:
+    """Instance volumes name a volume type (where a cloud offers encryption, it is by type)."""
+    for s in (s for s in subjects if s.type == OS_INSTANCE):
+        devices = s.props.get("blockDevices") or []
+        volumes = [d for d in devices if d.get("destinationType") == "volume"]
+        if not volumes:
+            yield Finding(
+                "encrypted-volumes",
+                s.name,
+                "instance boots from an ephemeral disk: boot from a volume of an encrypted type",
+                "advisory",
+            )
+        for device in volumes:
+            if not device.get("volumeType"):
+                yield Finding(
+                    "encrypted-volumes",
+                    s.name,
+                    "volume without a volume type: name the cloud's encrypted (LUKS) type",
+                    "advisory",
+                )
+
+
+def gpu_nodes_tainted(subjects: list[Subject]) -> Iterable[Finding]:
+    """Node groups on GPU flavors carry the nvidia.com/gpu taint (only inference lands there)."""
+    for s in subjects:
+        if s.type == MAGNUM_NODE_GROUP:
+            flavor = str(s.props.get("flavorId") or "")
+            options = str(_labels(s).get("kubelet_options", ""))
+            tainted = f"--register-with-taints={GPU_TAINT_KEY}=" in options or (
+                "--register-with-taints=" in options and f",{GPU_TAINT_KEY}=" in options
+            )
+        elif s.type == OVH_NODE_POOL:
+            flavor = str(s.props.get("flavorName") or "")
+            spec = (s.props.get("template") or {}).get("spec") or {}
+            tainted = any(t.get("key") == GPU_TAINT_KEY for t in spec.get("taints") or [])
+        elif s.type == EKS_NODE_GROUP:
+            types = [str(t) for t in s.props.get("instanceTypes") or []]
+            flavor = next((t for t in types if is_gpu_flavor(t, ec2=True)), "")
+            tainted = any(t.get("key") == GPU_TAINT_KEY for t in s.props.get("taints") or [])
+            if flavor and not tainted:
+                yield _untainted(s, flavor)
+            continue
+        else:
+            continue
+        if is_gpu_flavor(flavor) and not tainted:
+            yield _untainted(s, flavor)
+
+
+def _untainted(subject: Subject, flavor: str) -> Finding:
+    return Finding(
+        "gpu-nodes-tainted",
+        subject.name,
+        f"node group on GPU flavor {flavor} without the {GPU_TAINT_KEY} taint: any pod may "
+        "land on its GPUs",
+    )
+
+
+def provider_rules() -> list[Rule]:
+    """The rules above, as the policy pack and the offline plan take them."""
+    from policies.cloud import Rule
+
+    return [
+        Rule(
+            "no-open-ingress-openstack-ovh",
+            "OpenStack security groups, Magnum and OVHcloud Kubernetes APIs do not admit the "
+            "whole internet.",
+            "mandatory",
+            world_open,
+        ),
+        Rule(
+            "no-public-node-ips",
+            "Kubernetes nodes on OpenStack and OVHcloud get no floating IPs.",
+            "mandatory",
+            no_public_node_ips,
+        ),
+        Rule(
+            "encrypted-volumes",
+            "OpenStack instance volumes are of a named (encrypted) volume type.",
+            "advisory",
+            volumes_encrypted,
+        ),
+        Rule(
+            "gpu-nodes-tainted",
+            "Node groups on GPU flavors are tainted nvidia.com/gpu.",
+            "mandatory",
+            gpu_nodes_tainted,
+        ),
+    ]
