@@ -77,7 +77,8 @@ class SlurmRestV0038:
     def submission(self, spec: JobSpec, *, partition: str | None) -> dict[str, Any]:
         """The body of POST job/submit: sbatch's options for the spec (no partition: SLURM's default)."""
         environment = {"PATH": DEFAULT_PATH, **spec.environment}
-        # sbatch exports its -c for srun inside the job to size its steps; slurmrestd does not.
+        # sbatch exports -c to the job as SLURM_CPUS_PER_TASK (scripts and, depending on the
+        # version, srun read it); slurmrestd does not, so the bridge does.
         environment["SLURM_CPUS_PER_TASK"] = str(spec.cpus)
         job: dict[str, Any] = {
             # The key's digest in the name and the singleton dependency: the controller holds
