@@ -415,14 +415,14 @@ def test_member_sites_run_no_harvester(rendered, site):
 
 
 def _assert_secret_files(workload, secret, prefix):
-    """The Secret's username and password are files in INGEST_SECRETS_DIR, not variables."""
+    """The Secret's username and password are files in INGEST_SETTINGS_DIR, not variables."""
     from fedeploy.charts import pod_template
 
     pod = pod_template(workload)["spec"]
     container = pod["containers"][0]
     env = _env(container)
     assert not any(isinstance(v, tuple) and v[1] == secret for v in env.values())
-    directory = env["INGEST_SECRETS_DIR"]
+    directory = env["INGEST_SETTINGS_DIR"]
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == directory)
     assert mount["readOnly"] is True
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])["secret"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import re
 from typing import Annotated, Literal
 
@@ -21,7 +22,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from fedeploy_ingestion.errors import ConfigError
 from fedeploy_ingestion.windowing import check_window_seconds
@@ -377,6 +384,23 @@ class IngestSettings(BaseSettings):
         if self.previous_shard_count and self.previous_shard_count != self.shard_count:
             return (self.shard_count, self.previous_shard_count)
         return (self.shard_count,)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Settings may also be files in INGEST_SETTINGS_DIR, one per setting, named like its
+        variable (`ingest_source_password`): the chart mounts the credentials' Secrets there, so
+        they never appear in the environment. A variable that is set wins over a file."""
+        directory = os.environ.get("INGEST_SETTINGS_DIR")
+        if directory:
+            file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=directory)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     def topics(self) -> list[str]:
         """The topic filters to subscribe to."""

@@ -104,3 +104,19 @@ def test_harvest_sources_must_have_unique_names(monkeypatch: pytest.MonkeyPatch)
     )
     with pytest.raises(ValidationError, match="site-a"):
         HarvestSettings()
+
+
+def test_credentials_are_read_from_files_in_the_secrets_dir(tmp_path, monkeypatch) -> None:
+    (tmp_path / "ingest_source_username").write_text("bob")
+    (tmp_path / "ingest_source_password").write_text("file-secret\n")
+    (tmp_path / "ingest_mqtt_password").write_text("broker-file-secret")
+    monkeypatch.setenv("INGEST_SETTINGS_DIR", str(tmp_path))
+    for name in ("INGEST_SOURCE_USERNAME", "INGEST_SOURCE_PASSWORD", "INGEST_MQTT_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    settings = IngestSettings()
+    assert settings.source_username is not None and settings.source_password is not None
+    assert settings.source_username.get_secret_value() == "bob"
+    assert settings.source_password.get_secret_value() == "file-secret"
+    assert settings.mqtt_password is not None
+    assert settings.mqtt_password.get_secret_value() == "broker-file-secret"
+    assert "file-secret" not in repr(settings)
