@@ -52,6 +52,9 @@ WORKLOAD_ACCESS: dict[str, WorkloadAccess] = {
         reads=("observations/", "models/"),
         writes=("models/", "forecasts/"),
     ),
+    # fedeploy_ingestion.asset_endpoint (the catalog chart's asset endpoint on a published site):
+    # presigns GETs of the ingestion bucket's assets for token holders; reads nothing else.
+    "assets": WorkloadAccess(reads=("sentinel/", "observations/")),
 }
 
 

@@ -14,6 +14,7 @@ from components.providers.base import BuildContext, GpuScheduling, ManagedDataba
 from components.workload_role import WorkloadRole
 from fedeploy.config.services import CatalogService
 from fedeploy.config.site import AwsSite
+from fedeploy.exposure import ASSETS_SERVICE_ACCOUNT
 from fedeploy.service_values import SERVICE_ACCOUNTS
 from fedeploy.workload_access import WORKLOAD_ACCESS
 
@@ -52,6 +53,23 @@ class AwsResources(SiteResources):
                 opts=opts,
             )
             roles[service] = role.arn
+        # A published catalog's asset endpoint presigns reads of the ingestion bucket's assets:
+        # a role of its own that may only read them (fedeploy/exposure.py, docs/charts.md).
+        ingestion = services.ingestion
+        if services.catalog.exposure is not None and ingestion is not None and ingestion.enabled:
+            role = WorkloadRole(
+                f"{site}-assets-role",
+                namespace=namespace,
+                service_account=ASSETS_SERVICE_ACCOUNT,
+                oidc_provider_arn=self.eks.oidc_provider_arn,
+                oidc_issuer=self.eks.oidc_issuer,
+                bucket_arns=[self.s3.bucket_arns.apply(lambda arns, b=ingestion.bucket: arns[b])],
+                kms_key_arn=self.s3.kms_key_arn,
+                access=WORKLOAD_ACCESS["assets"],
+                tags=dict(self.tags or {}),
+                opts=opts,
+            )
+            roles["assets"] = role.arn
         return roles
 
     def managed_database(

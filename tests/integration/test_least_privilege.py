@@ -49,6 +49,10 @@ def _workloads() -> list[tuple[str, str]]:
             spec = (site.get("services") or {}).get(service)
             if spec is not None and spec.get("enabled", True):
                 found.append((stack, service))
+        # A published catalog's asset endpoint reads the ingestion bucket's assets.
+        services = site.get("services") or {}
+        if (services.get("catalog") or {}).get("exposure") and (stack, "ingestion") in found:
+            found.append((stack, "assets"))
     return found
 
 
@@ -367,6 +371,57 @@ def test_inference_role_from_the_plan_allows_every_call_of_the_service_and_no_ot
     assert _denied(
         lambda: client.delete_object(Bucket=bucket, Key=f"models/{settings.model_name}/LATEST")
     )
+
+
+# --- the catalog's asset endpoint -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [w for w in WORKLOADS if w[1] == "assets"],
+    indirect=True,
+    ids=lambda w: f"{w[0]}-{w[1]}",
+)
+def test_assets_role_from_the_plan_presigns_reads_of_assets_and_nothing_else(
+    workload: tuple[str, S3Endpoint],
+    moto_iam: IamEnforcingMoto,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fedeploy_ingestion.asset_endpoint import AssetSettings, presigning_client
+
+    bucket, keys = workload
+    assert moto_iam.admin is not None
+    admin = moto_iam.admin.client()
+    for key in ("sentinel/s2/item/B04.tif", "observations/bz-01/w.parquet", "models/m/LATEST"):
+        admin.put_object(Bucket=bucket, Key=key, Body=b"asset bytes")
+    _use_keys(monkeypatch, keys)
+    client = presigning_client(
+        AssetSettings(  # type: ignore[call-arg]
+            issuer="https://id.example",
+            audience="a",
+            catalog_url="http://catalog:8080",
+            s3_endpoint_url=keys.endpoint_url,
+            s3_region=keys.region,
+        )
+    )
+
+    # A presigned URL performs, under the role's keys, exactly the GetObject below; moto's IAM
+    # enforcement does not read query-string signatures, so the call is made in header form.
+    url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "sentinel/s2/item/B04.tif"}
+    )
+    assert keys.access_key_id in url and "X-Amz-Signature=" in url
+
+    def read(key: str) -> bytes:
+        return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    # What the endpoint hands out works: the assets under the ingestion's prefixes.
+    assert read("sentinel/s2/item/B04.tif") == b"asset bytes"
+    assert read("observations/bz-01/w.parquet") == b"asset bytes"
+    # Outside the policy: another prefix, and any write or delete.
+    assert _denied(lambda: read("models/m/LATEST"))
+    assert _denied(lambda: client.delete_object(Bucket=bucket, Key="sentinel/s2/item/B04.tif"))
+    assert _denied(lambda: client.put_object(Bucket=bucket, Key="sentinel/x", Body=b"x"))
 
 
 def test_every_workload_of_the_example_federation_is_covered(example_plans: Any) -> None:
