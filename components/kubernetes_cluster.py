@@ -138,6 +138,14 @@ class Vpc(pulumi.ComponentResource):
         )
 
 
+# Node instances: IMDSv2 only; a hop limit of 2 lets pods with IRSA through, no further.
+NODE_METADATA_OPTIONS = {
+    "http_endpoint": "enabled",
+    "http_tokens": "required",
+    "http_put_response_hop_limit": 2,
+}
+
+
 class EksCluster(pulumi.ComponentResource):
     """EKS with secrets encrypted by KMS, managed node groups (GPU groups tainted and labelled)
     and the OIDC provider for IAM roles for service accounts."""
@@ -223,6 +231,31 @@ class EksCluster(pulumi.ComponentResource):
         ]
         for group_name, group in sorted(config.node_groups.items()):
             gpu = group.accelerator == "nvidia"
+            # IMDSv2 only, hop limit 2 (pods using IRSA still reach it; as terraform-aws-eks
+            # does); the root volume moves here, as EKS refuses disk_size beside a template.
+            template = aws.ec2.LaunchTemplate(
+                f"{name}-{group_name}-nodes",
+                description=f"EKS {name} node group {group_name}: IMDSv2, encrypted root volume",
+                metadata_options=NODE_METADATA_OPTIONS,
+                block_device_mappings=[
+                    {
+                        "device_name": "/dev/xvda",
+                        "ebs": {
+                            "volume_size": group.disk_size_gib,
+                            "volume_type": "gp3",
+                            "encrypted": "true",
+                            "delete_on_termination": "true",
+                        },
+                    }
+                ],
+                tag_specifications=[
+                    {"resource_type": "instance", "tags": tags},
+                    {"resource_type": "volume", "tags": tags},
+                ],
+                update_default_version=True,
+                tags=tags,
+                opts=child,
+            )
             aws.eks.NodeGroup(
                 f"{name}-{group_name}",
                 cluster_name=cluster.name,
@@ -231,8 +264,13 @@ class EksCluster(pulumi.ComponentResource):
                 subnet_ids=self.vpc.private_subnet_ids,
                 instance_types=group.instance_types,
                 capacity_type=group.capacity_type,
-                disk_size=group.disk_size_gib,
                 ami_type=group.ami_type,
+                launch_template={
+                    "id": template.id,
+                    "version": template.latest_version.apply(
+                        lambda v: "$Latest" if v is None else str(v)
+                    ),
+                },
                 scaling_config={
                     "min_size": group.min_size,
                     "desired_size": group.desired_size,

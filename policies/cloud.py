@@ -21,6 +21,7 @@ TAGGABLE = {
     "aws:ec2/instance:Instance",
     "aws:eks/cluster:Cluster",
     "aws:eks/nodeGroup:NodeGroup",
+    "aws:ec2/launchTemplate:LaunchTemplate",
     "aws:rds/instance:Instance",
 }
 REQUIRED_TAGS = ("fedeploy:site", "fedeploy:managed-by")
@@ -223,6 +224,22 @@ def encrypted_at_rest(subjects: list[Subject]) -> Iterable[Finding]:
                 yield Finding("encrypted-at-rest", s.name, "instance root volume is not encrypted")
             if (s.props.get("metadataOptions") or {}).get("httpTokens") != "required":
                 yield Finding("imdsv2", s.name, "instance does not require IMDSv2")
+        if s.type == "aws:eks/nodeGroup:NodeGroup" and not s.props.get("launchTemplate"):
+            yield Finding(
+                "imdsv2",
+                s.name,
+                "EKS node group has no launch template: its nodes accept IMDSv1",
+            )
+        if s.type == "aws:ec2/launchTemplate:LaunchTemplate":
+            metadata = s.props.get("metadataOptions") or {}
+            if metadata.get("httpTokens") != "required":
+                yield Finding("imdsv2", s.name, "launch template does not require IMDSv2")
+            if int(metadata.get("httpPutResponseHopLimit") or 1) > 2:
+                yield Finding(
+                    "imdsv2",
+                    s.name,
+                    "launch template lets the metadata service answer beyond a pod (hop limit > 2)",
+                )
 
 
 RULES: list[Rule] = [
@@ -260,7 +277,8 @@ RULES: list[Rule] = [
     Rule("no-open-ingress", "Nothing admits the whole internet.", "mandatory", network_closed),
     Rule(
         "encrypted-at-rest",
-        "Cluster secrets, databases and volumes are encrypted; IMDSv2 only.",
+        "Cluster secrets, databases and volumes are encrypted; IMDSv2 only (instances and EKS "
+        "node groups, through their launch templates).",
         "mandatory",
         encrypted_at_rest,
     ),
