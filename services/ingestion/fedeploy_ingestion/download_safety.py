@@ -191,7 +191,8 @@ class GuardedTransport(httpx.HTTPTransport):
     def __init__(self, guard: AddressGuard, *, verify: bool | str = True) -> None:
         super().__init__(verify=verify, trust_env=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            # SSL_CERT_FILE / SSL_CERT_DIR still apply (a private CA); proxies do not.
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=True),
             network_backend=GuardedBackend(guard),
         )
 
