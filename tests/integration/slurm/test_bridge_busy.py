@@ -75,6 +75,7 @@ def until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # about 30 s: TIMEOUT waits for slurmctld's periodic time-limit check
 def test_other_users_jobs_in_every_state_never_break_the_client(slurm, client, job_dir):
     seen: Callable[[int], JobState] = lambda job_id: client.status(job_id).state  # noqa: E731
     running = {name: foreign_job(slurm) for name in ("timeout", "stopped", "suspended", "special")}
