@@ -42,7 +42,8 @@ class _Route:
 class HostileUpstream:
     """Serves scripted answers on `host` (a loopback address), in a thread of this process."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", tls: Any = None) -> None:
+        """`tls`: a `tls.ServerCertificate` to serve https with (plain http without)."""
         self.requests: list[Seen] = []
         self.items: list[dict[str, Any]] = []
         self.token = "loopback-bearer-token"
@@ -65,9 +66,17 @@ class HostileUpstream:
 
         self._server = ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
+        scheme = "http"
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
         self.host = host
         self.port = int(self._server.server_address[1])
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{scheme}://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, daemon=True, name=f"hostile-upstream-{host}"
         )

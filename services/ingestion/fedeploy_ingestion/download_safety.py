@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,7 +189,7 @@ class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport over `GuardedBackend`; environment proxies are not used (a proxy would
     resolve names itself, out of the guard's sight)."""
 
-    def __init__(self, guard: AddressGuard, *, verify: bool | str = True) -> None:
+    def __init__(self, guard: AddressGuard, *, verify: ssl.SSLContext | bool = True) -> None:
         super().__init__(verify=verify, trust_env=False)
         self._pool = httpcore.ConnectionPool(
             # SSL_CERT_FILE / SSL_CERT_DIR still apply (a private CA); proxies do not.

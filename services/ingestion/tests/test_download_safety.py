@@ -278,3 +278,26 @@ def test_a_search_page_pointing_elsewhere_gets_no_credentials() -> None:
     finally:
         upstream.stop()
         foreign.stop()
+
+
+def test_tls_still_verifies_the_name_when_connecting_to_the_checked_address(tmp_path) -> None:
+    from fedeploy_ingestion.download_safety import GuardedTransport
+
+    from fedeploy.loopback.tls import TestCA
+
+    ca = TestCA(tmp_path)
+    server = HostileUpstream(tls=ca.issue("download", ["download.test"])).start()
+    try:
+        server.file("/B04.jp2", DATA)
+        table = {"download.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]}
+        guard = AddressGuard.build(
+            private_hosts=["download.test", "other.test"], resolver=resolver(table)
+        )
+        with httpx.Client(transport=GuardedTransport(guard, verify=ca.ssl_context())) as http:
+            answer = http.get(f"https://download.test:{server.port}/B04.jp2")
+            assert answer.content == DATA
+            # The same address under a name the certificate does not carry: refused by TLS.
+            with pytest.raises(httpx.ConnectError, match="certificate|hostname"):
+                http.get(f"https://other.test:{server.port}/B04.jp2")
+    finally:
+        server.stop()
