@@ -169,6 +169,8 @@ def ingestion_values(
             "mqtt": {
                 "host": spec.stream.mqtt.host,
                 "port": spec.stream.mqtt.port,
+                "tls": spec.stream.mqtt.tls,
+                "caCertificate": spec.stream.mqtt.ca_certificate or "",
                 "topics": list(spec.stream.mqtt.topics),
                 "existingSecret": mqtt_secret,
             },

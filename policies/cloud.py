@@ -242,6 +242,24 @@ def encrypted_at_rest(subjects: list[Subject]) -> Iterable[Finding]:
                 )
 
 
+def mqtt_in_clear(subjects: list[Subject]) -> Iterable[Finding]:
+    """The ingestion release's broker connection: plain MQTT with an account sends the password
+    and every message in clear (the stack file asked for it with `tls: false`)."""
+    for s in subjects:
+        if s.type != "kubernetes:helm.sh/v3:Release" or s.props.get("name") != "ingestion":
+            continue
+        stream = (s.props.get("values") or {}).get("stream") or {}
+        mqtt = stream.get("mqtt") or {}
+        if stream.get("enabled", True) and mqtt and mqtt.get("tls") is False:
+            account = " with the broker account's password" if mqtt.get("existingSecret") else ""
+            yield Finding(
+                "mqtt-tls",
+                s.name,
+                f"stream.mqtt.tls is false: observations{account} cross the network in clear",
+                "advisory",
+            )
+
+
 RULES: list[Rule] = [
     Rule(
         "s3-encrypted",
@@ -275,6 +293,12 @@ RULES: list[Rule] = [
         no_plaintext_secrets,
     ),
     Rule("no-open-ingress", "Nothing admits the whole internet.", "mandatory", network_closed),
+    Rule(
+        "mqtt-tls",
+        "Edge streams reach the broker over TLS; plain MQTT is an advisory finding.",
+        "advisory",
+        mqtt_in_clear,
+    ),
     Rule(
         "encrypted-at-rest",
         "Cluster secrets, databases and volumes are encrypted; IMDSv2 only (instances and EKS "

@@ -255,6 +255,22 @@ class Mqtt(StrictModel):
         ["fedeploy/+/stations/+/observations"], min_length=1, description="Topics to subscribe."
     )
     credentials: Credentials | None = Field(None, description="Broker account, if it asks for one.")
+    tls: bool = Field(
+        True,
+        description="Connect with TLS, verifying the broker's certificate. false sends messages "
+        "and any credentials in clear text (the plan gives an advisory finding with credentials).",
+    )
+    ca_certificate: str | None = Field(
+        None,
+        pattern=r"-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----",
+        description="PEM CA that signed the broker's certificate; unset: the system's CAs.",
+    )
+
+    @model_validator(mode="after")
+    def _ca_needs_tls(self) -> Mqtt:
+        if self.ca_certificate is not None and not self.tls:
+            raise ValueError("ca_certificate is set but tls is false: remove it or enable tls")
+        return self
 
 
 class Stream(StrictModel):

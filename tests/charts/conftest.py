@@ -170,7 +170,8 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
                 "enabled": True,
                 "replicas": 1,
                 "windowSeconds": 300,
-                "mqtt": {"host": "10.1.2.3", "port": 1883, "topics": ["edge/#"]},
+                # A plain broker inside the centre's network, anonymous: TLS off, as asked.
+                "mqtt": {"host": "10.1.2.3", "port": 1883, "tls": False, "topics": ["edge/#"]},
             },
         },
         "inference": {

@@ -224,7 +224,8 @@ def test_the_catalog_reaches_an_external_database_only_on_its_cidrs_and_port(ren
         ("aws", "stream", {443, 8883}),
         # The site's S3 endpoint names port 8443.
         ("kubernetes", "sentinel", {8443, 443}),
-        ("kubernetes", "stream", {8443, 1883}),
+        # The broker on the MQTT-over-TLS default port.
+        ("kubernetes", "stream", {8443, 8883}),
         ("hpc", "stream", {8333, 1883}),
     ],
 )

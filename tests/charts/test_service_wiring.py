@@ -260,10 +260,10 @@ def test_stream_consumer_gets_broker_topics_window_and_login(rendered):
     stream = _container(_only(rendered("ingestion", "kubernetes"), "StatefulSet"))
     env = _env(stream)
     assert env["INGEST_MQTT_HOST"] == "broker.eu-cloud.example.org"
-    assert env["INGEST_MQTT_PORT"] == "1883"
+    assert env["INGEST_MQTT_PORT"] == "8883"
     assert env["INGEST_MQTT_TOPICS"] == "stations/+/obs,buoys/+/obs"
     assert env["INGEST_WINDOW_SECONDS"] == "600"
-    assert env["INGEST_MQTT_TLS"] == "false"
+    assert env["INGEST_MQTT_TLS"] == "true"  # the login never crosses in clear
     _assert_secret_files(
         _only(rendered("ingestion", "kubernetes"), "StatefulSet"), "mqtt-login", "ingest_mqtt"
     )
