@@ -87,6 +87,24 @@ def counter_value(metrics_text: str, name: str) -> float:
     return total
 
 
+def in_process_consumer(
+    broker: MosquittoBroker, s3: SeaweedS3, bucket: str, catalog_url: str, name: str
+) -> tuple[Consumer, ObjectStore, Metrics]:
+    """A consumer of site-a's topics (not started), its store and its metrics."""
+    settings = IngestSettings(
+        catalog_url=catalog_url,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_client_id=f"{name}-{bucket}",
+        flush_idle_seconds=0.5,
+        s3_endpoint_url=s3.endpoint.endpoint_url,
+    )
+    metrics = Metrics()
+    store = ObjectStore(s3_client(settings.s3_endpoint_url, settings.s3_region, "auto"), bucket)
+    writer = WindowWriter(store, CatalogClient(catalog_url), "site-a", metrics)
+    return Consumer(settings, store, writer, metrics), store, metrics
+
+
 @pytest.mark.slow
 def test_10000_observations_with_the_consumer_killed_twice_land_exactly_once(
     broker: MosquittoBroker,
@@ -206,19 +224,7 @@ def test_malformed_messages_end_in_the_dead_letter_prefix_and_the_consumer_goes_
     site = catalogs.start("site-a")
     for name, value in site_env.items():
         monkeypatch.setenv(name, value)
-    settings = IngestSettings(
-        catalog_url=site.url,
-        mqtt_host=broker.host,
-        mqtt_port=broker.port,
-        mqtt_client_id=f"dead-{bucket}",
-        flush_idle_seconds=0.5,
-        s3_endpoint_url=s3.endpoint.endpoint_url,
-    )
-    metrics = Metrics()
-    store = ObjectStore(s3_client(settings.s3_endpoint_url, settings.s3_region, "auto"), bucket)
-    consumer = Consumer(
-        settings, store, WindowWriter(store, CatalogClient(site.url), "site-a", metrics), metrics
-    )
+    consumer, store, metrics = in_process_consumer(broker, s3, bucket, site.url, "dead")
     probes = ProbeServer(
         "127.0.0.1", 0, metrics, healthy=lambda: True, ready=lambda: consumer.ready
     ).start()
@@ -286,19 +292,7 @@ def test_poison_messages_between_good_ones_are_dead_lettered_and_the_consumer_go
     site = catalogs.start("site-a")
     for name, value in site_env.items():
         monkeypatch.setenv(name, value)
-    settings = IngestSettings(
-        catalog_url=site.url,
-        mqtt_host=broker.host,
-        mqtt_port=broker.port,
-        mqtt_client_id=f"poison-{bucket}",
-        flush_idle_seconds=0.5,
-        s3_endpoint_url=s3.endpoint.endpoint_url,
-    )
-    metrics = Metrics()
-    store = ObjectStore(s3_client(settings.s3_endpoint_url, settings.s3_region, "auto"), bucket)
-    consumer = Consumer(
-        settings, store, WindowWriter(store, CatalogClient(site.url), "site-a", metrics), metrics
-    )
+    consumer, store, metrics = in_process_consumer(broker, s3, bucket, site.url, "poison")
     crashed: list[BaseException] = []
 
     def run() -> None:
@@ -469,13 +463,12 @@ def test_replicas_2_to_3_to_2_while_publishing_and_killing_lose_and_duplicate_no
 
     def drained() -> None:
         """Every running replica has written and acknowledged what it received."""
-        for index in replicas:
-            wait_until(
-                lambda index=index: metric(index, "ingest_pending_messages") == 0,
-                60,
-                f"replica {index} drained",
-                replicas[index].log_file,
-            )
+        for index, daemon in replicas.items():
+
+            def empty(index: int = index) -> bool:
+                return metric(index, "ingest_pending_messages") == 0
+
+            wait_until(empty, 60, f"replica {index} drained", daemon.log_file)
 
     try:
         for index in (0, 1):
@@ -518,5 +511,5 @@ def test_replicas_2_to_3_to_2_while_publishing_and_killing_lose_and_duplicate_no
     items = catalog_items(site.url)
     windows = {window_of(s, t, 600) for s, t in published}
     assert sorted(i["id"] for i in items) == sorted(w.item_id for w in windows)
-    for daemon in (tmp_path / f"replica-{n}" / f"replica-{n}.log" for n in range(3)):
-        assert "Traceback" not in daemon.read_text()
+    for log_file in (tmp_path / f"replica-{n}" / f"replica-{n}.log" for n in range(3)):
+        assert "Traceback" not in log_file.read_text()
