@@ -160,3 +160,30 @@ def test_opening_a_client_keeps_the_request_modifier_that_checks_every_url() -> 
     with pytest.raises(APIError, match="refused http://127.0.0.1:9/v1"):
         stac_client.open_client("http://127.0.0.1:9/v1", io)
     assert io.timeout == 1.0
+
+
+def test_the_report_is_printed_even_when_the_run_stops_early(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fedeploy_ingestion import cli
+
+    for name, value in {
+        "INGEST_SITE": "site-a",
+        "INGEST_BUCKET": "b",
+        "INGEST_CATALOG_URL": "http://catalog.invalid",
+        "INGEST_S3_REGION": "eu-west-1",
+        "INGEST_SOURCES": json.dumps(
+            [{"name": "cdse", "collections": ["sentinel-2-l2a"], "assets": ["B04_10m"]}]
+        ),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    def stop(self: SentinelRun, now: Any = None) -> None:
+        self.report.found = 1
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(SentinelRun, "run", stop)
+    assert cli.main(["sentinel"]) == cli.EXIT_ITEMS_FAILED
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["found"] == 1
+    assert printed["failed"] == {"(run)": "MemoryError: out of memory"}
