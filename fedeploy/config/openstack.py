@@ -54,21 +54,17 @@ class OpenStackNetwork(StrictModel):
         description="CIDRs besides the site's own subnet that may reach the Kubernetes API "
         "(Magnum's load balancer); empty keeps it reachable from the site's network only.",
     )
-    ssh_access_cidrs: list[Ipv4Cidr] = Field(
-        default_factory=list,
-        description="CIDRs that may reach SSH on the bridge VM; empty: no SSH at all.",
-    )
 
     @model_validator(mode="after")
     def _private(self) -> OpenStackNetwork:
         net = ipaddress.ip_network(self.cidr)
         if not (net.is_private and 16 <= net.prefixlen <= 24):
             raise ValueError(f"cidr {self.cidr!r} must be a private IPv4 range from /16 to /24")
-        for key in ("api_access_cidrs", "ssh_access_cidrs"):
-            if "0.0.0.0/0" in getattr(self, key):
-                raise ValueError(
-                    f"{key} lists 0.0.0.0/0, the whole internet: name the networks that need it"
-                )
+        if "0.0.0.0/0" in self.api_access_cidrs:
+            raise ValueError(
+                "api_access_cidrs lists 0.0.0.0/0, the whole internet: name the networks that "
+                "need the API"
+            )
         for server in self.dns_nameservers:
             try:
                 ipaddress.IPv4Address(server)
