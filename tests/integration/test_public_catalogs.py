@@ -443,3 +443,51 @@ def test_an_asset_that_is_not_registered_is_not_found(federation, path):
             f"{federation.public['site-a']}/assets/{path}", headers=federation.token(scope=READ)
         )
     assert answer.status_code == 404, answer.text
+
+
+def test_the_public_endpoint_passes_stac_api_validator_conformance(federation, monkeypatch):
+    """stac-api-validator's core, item-search, collections and features checks against site-a's
+    public https URL. It validates documents against JSON schemas it fetches from the internet;
+    offline those fetches fail, and they are counted apart rather than passed off as results."""
+    import dataclasses
+
+    validations = pytest.importorskip("stac_api_validator.validations")
+    ca_file = str(federation.ca.ca_file)
+
+    class TrustingTestCA(validations.Session):  # it sends prepared requests: env is not read
+        def __init__(self) -> None:
+            super().__init__()
+            self.verify = ca_file
+
+    monkeypatch.setattr(validations, "Session", TrustingTestCA)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)  # stac-check's own requests
+    no_query = validations.QueryConfig(
+        **{f.name: None for f in dataclasses.fields(validations.QueryConfig)}
+    )
+    warnings, errors = validations.validate_api(
+        root_url=federation.public["site-a"],
+        ccs_to_validate=["core", "item-search", "collections", "features"],
+        collection=COLLECTION,
+        geometry='{"type": "Polygon", "coordinates": [[[10, 45], [14, 45], [14, 47], [10, 47], [10, 45]]]}',
+        auth_bearer_token=None,
+        auth_query_parameter=None,
+        fields_nested_property=None,
+        validate_pagination=False,
+        query_config=no_query,
+        transaction_collection=None,
+        headers=None,
+        open_assets_urls=False,
+    )
+    offline = [e for e in errors.errors if _schema_fetch_failure(e[1])]
+    found = [e for e in errors.errors if e not in offline]
+    print(
+        f"stac-api-validator: {len(found)} error(s), {len(offline)} schema fetch(es) failed offline, {len(warnings.errors)} warning(s)"
+    )
+    assert found == [], found
+
+
+def _schema_fetch_failure(message: str) -> bool:
+    """A JSON schema that could not be fetched because this machine has no internet."""
+    hosts = ("schemas.stacspec.org", "stac-extensions.github.io", "api.stacspec.org")
+    unreachable = ("Failed to resolve", "NameResolutionError", "Name or service not known")
+    return any(h in message for h in hosts) and any(u in message for u in unreachable)
