@@ -165,6 +165,7 @@ def ingestion_values(
         values["stream"] = {
             "enabled": True,
             "replicas": spec.stream.replicas,
+            "previousReplicas": spec.stream.previous_replicas,
             "windowSeconds": spec.stream.window_seconds,
             "mqtt": {
                 "host": spec.stream.mqtt.host,

@@ -280,6 +280,14 @@ class Stream(StrictModel):
     replicas: int = Field(
         1, ge=1, le=64, description="Consumers; each owns a share of the stations."
     )
+    previous_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="While `replicas` changes: the count before the change (step 1 of "
+        "docs/ingestion.md, 'Changing the replica count'); unset once every consumer runs the "
+        "new count.",
+    )
     mqtt: Mqtt = Field(description="The broker and its topics.")
     window_seconds: int = Field(
         3600, ge=60, le=86400, description="Span of one stored window, in seconds; divides a day."
