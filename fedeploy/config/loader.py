@@ -1,4 +1,6 @@
-"""Reads a stack file's `fedeploy:site` object and validates it, reporting every problem at once."""
+"""Reads a stack file's `fedeploy:site` object and validates it, reporting every problem at once:
+the YAML (duplicate keys, what YAML 1.1 made of unquoted words), the site model, then the checks
+across the stack files of its directory, on validated models only."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from fedeploy.config.base import ciphertext_problem
 from fedeploy.config.site import KINDS, MODELS
 from fedeploy.errors import ConfigIssue, StackConfigError
 from fedeploy.network import overlapping
@@ -229,8 +232,6 @@ def _provider_config_issues(stack_file: StackFile) -> list[ConfigIssue]:
     issues = []
     for key, value in stack_file.config.items():
         if isinstance(value, dict) and "secure" in value:
-            from fedeploy.config.base import ciphertext_problem
-
             problem = ciphertext_problem(value)
             if problem:
                 issues.append(ConfigIssue(f"config.{key}", problem))

@@ -652,3 +652,12 @@ def test_yaml_aliases_that_explode_or_recurse_are_refused_in_a_few_lines():
     assert result.exit_code == 2
     assert "site.network.availability_zones: given [[[...]" in result.output
     assert len(result.output) < 4000
+
+
+def test_a_placeholder_in_another_secret_config_key_is_refused(tmp_path):
+    stacks = _project(tmp_path)
+    path = stacks / "Pulumi.aws-dublin.yaml"
+    _write(path, _base("aws-dublin"), {"aws:secretKey": {"secure": "<put the key here>"}})
+    output = _fed_issue(stacks, "aws-dublin")
+    assert "config.aws:secretKey: `secure:` must hold the ciphertext" in output
+    assert "put the key here" not in output
