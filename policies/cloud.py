@@ -308,6 +308,11 @@ RULES: list[Rule] = [
     ),
 ]
 
+# The openstack and ovh kinds' rules and GPU taints on every kind live in their own module.
+from policies.providers import provider_rules  # noqa: E402
+
+RULES.extend(provider_rules())
+
 
 def evaluate(subjects: list[Subject], rules: list[Rule] | None = None) -> list[Finding]:
     """Every finding of every rule, each carrying its rule's enforcement level."""

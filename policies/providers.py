@@ -173,8 +173,8 @@ def provider_rules() -> list[Rule]:
         ),
         Rule(
             "encrypted-volumes",
-            "OpenStack instance volumes are of a named (encrypted) volume type.",
-            "advisory",
+            "OpenStack instance volumes are of a named (encrypted) volume type (advisory findings).",
+            "mandatory",
             volumes_encrypted,
         ),
         Rule(

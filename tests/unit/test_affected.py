@@ -32,8 +32,11 @@ from fedeploy.gitops.planned_sites import (
 from fedeploy.references import Reference
 
 ROOT = Path(__file__).resolve().parents[2]
-FULL_ORDER = [["aws-dublin", "hpc-kajaani", "ovh-gra"], ["aws-frankfurt"], ["eu-hub"]]
-MEMBERS = ["aws-dublin", "aws-frankfurt", "hpc-kajaani", "ovh-gra"]
+FULL_ORDER = [
+    ["aws-dublin", "cf-waw", "ewc-bologna", "hpc-kajaani", "ovh-gra"],
+    ["aws-frankfurt"],
+    ["eu-hub"],
+]
 CHARTS = {
     "aws-dublin": ["catalog", "inference"],
     "aws-frankfurt": ["catalog", "ingestion", "inference"],
@@ -237,7 +240,7 @@ def test_a_readme_change_affects_nothing_and_plans_nothing(repo: Repo) -> None:
 
 def test_a_deleted_stack_file_is_reported_removed_never_deployed(repo: Repo) -> None:
     repo.delete("stacks/Pulumi.hpc-kajaani.yaml")
-    repo.edit("stacks/Pulumi.eu-hub.yaml", ", hpc-kajaani]", "]")
+    repo.edit("stacks/Pulumi.eu-hub.yaml", " hpc-kajaani,", "")
     repo.commit("retire Kajaani")
     result = affected_after(repo)
     assert result.waves == [["eu-hub"]]
@@ -327,10 +330,10 @@ def test_a_head_that_does_not_plan_is_an_error_when_the_plan_is_needed(repo: Rep
 
 
 def test_an_invalid_stack_at_the_head_is_an_error_naming_it(repo: Repo) -> None:
-    repo.edit("stacks/Pulumi.ovh-gra.yaml", "kind: kubernetes", "kind: kubernets")
+    repo.edit("stacks/Pulumi.cf-waw.yaml", "kind: kubernetes", "kind: kubernets")
     repo.commit("typo")
     with pytest.raises(
-        AffectedError, match=r"(?s)- stacks/Pulumi\.ovh-gra\.yaml: 1 problem.*\n +- site\.kind"
+        AffectedError, match=r"(?s)- stacks/Pulumi\.cf-waw\.yaml: 1 problem.*\n +- site\.kind"
     ):
         affected_after(repo)
 
