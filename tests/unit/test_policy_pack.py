@@ -23,7 +23,15 @@ def test_pack_holds_every_rule_but_the_offline_only_one():
     pack = policies()
     assert all(isinstance(p, StackValidationPolicy) for p in pack)
     assert {p.name for p in pack} == {r.name for r in RULES} - OFFLINE_ONLY
-    assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in pack)
+    enforcement = {r.name: r.enforcement for r in RULES}
+    for policy in pack:
+        expected = (
+            EnforcementLevel.MANDATORY
+            if enforcement[policy.name] == "mandatory"
+            else EnforcementLevel.ADVISORY
+        )
+        assert policy.enforcement_level == expected, policy.name
+    assert enforcement["mqtt-tls"] == "advisory"
 
 
 def test_pack_reports_a_bucket_without_tls_policy_and_passes_a_compliant_one():
