@@ -520,9 +520,10 @@ def _bucket_name_issues(
 def address_ranges(site: Any) -> dict[str, str]:
     """Key path -> address range of every range a site occupies (VPC, pods and nodes)."""
     ranges: dict[str, str] = {}
-    cidr = getattr(getattr(site, "network", None), "cidr", None)
-    if isinstance(cidr, str):
-        ranges["site.network.cidr"] = cidr
+    for network in ("network", "private_network"):  # aws, openstack; ovh
+        cidr = getattr(getattr(site, network, None), "cidr", None)
+        if isinstance(cidr, str):
+            ranges[f"site.{network}.cidr"] = cidr
     cluster = getattr(site, "cluster", None)
     for index, pod_cidr in enumerate(getattr(cluster, "pod_cidrs", None) or []):
         ranges[f"site.cluster.pod_cidrs.{index}"] = pod_cidr

@@ -661,3 +661,12 @@ def test_a_placeholder_in_another_secret_config_key_is_refused(tmp_path):
     output = _fed_issue(stacks, "aws-dublin")
     assert "config.aws:secretKey: `secure:` must hold the ciphertext" in output
     assert "put the key here" not in output
+
+
+def test_an_ovh_private_network_is_in_the_overlap_check(tmp_path):
+    stacks = _project(tmp_path)
+    site = _base("ovh-gra")
+    site["private_network"]["cidr"] = "10.30.0.0/20"
+    _write(stacks / "Pulumi.ovh-gra.yaml", site)
+    output = _fed_issue(stacks, "ovh-gra")
+    assert "site.private_network.cidr: 10.30.0.0/20 overlaps network.cidr (10.30.0.0/16)" in output
