@@ -345,7 +345,10 @@ def harvest(federation):
     sources = [{"name": n, "url": federation.public[n]} for n in ("site-a", "site-b")]
     # The harvester writes to its own hub's API in-cluster; it reads the members over https.
     settings = HarvestSettings(sources=sources, target_url=federation.apis["hub"].url)
-    with federation.client() as http:
+    # Its search pages go through pystac-client (requests), which reads the CA bundle from the
+    # environment; its other calls through the httpx client given here.
+    with pytest.MonkeyPatch.context() as patch, federation.client() as http:
+        patch.setenv("REQUESTS_CA_BUNDLE", str(federation.ca.ca_file))
         report = Harvester(settings, Metrics(), http=http).run()
     with federation.client() as http:
         found = http.post(
