@@ -35,6 +35,10 @@ def make_federation(target: Path, sites: int) -> Path:
             site["network"]["cidr"] = (
                 f"10.{(i % 200) + 1}.0.0/16" if i < 200 else f"172.{16 + i % 16}.0.0/16"
             )
+        if site.get("private_network"):  # ovh sites: the vRack subnet is theirs alone too
+            site["private_network"]["cidr"] = (
+                f"10.{(i % 200) + 1}.0.0/16" if i < 200 else f"172.{16 + i % 16}.0.0/16"
+            )
         if site.get("cluster", {}).get("pod_cidrs"):
             site["cluster"]["pod_cidrs"] = [f"100.{64 + second % 64}.{third * 16}.0/20"]
         for bucket in site.get("storage", {}).get("buckets", {}).values():
