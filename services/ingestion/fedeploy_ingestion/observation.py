@@ -22,7 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fedeploy_ingestion.decoding import DecodeLimits, InvalidObservation, decode_message
 
-__all__ = ["InvalidObservation", "Limits", "Observation", "parse_observation"]
+__all__ = [
+    "InvalidObservation",
+    "Limits",
+    "Observation",
+    "canonical_value",
+    "check_time",
+    "parse_observation",
+]
 log = logging.getLogger(__name__)
 
 SCHEMA_ID = "fedeploy.observation/1"
@@ -50,9 +57,9 @@ class Variable:
 VARIABLES: dict[str, Variable] = {
     "air_temperature": Variable("degC", -100.0, 70.0, {"K": lambda k: k - 273.15}),
     "relative_humidity": Variable("%", 0.0, 100.0),
-    "air_pressure": Variable("hPa", 300.0, 1100.0),
+    "air_pressure": Variable("hPa", 300.0, 1100.0, {"Pa": lambda pa: pa / 100.0}),
     "wind_speed": Variable("m s-1", 0.0, 120.0),
-    "precipitation": Variable("mm", 0.0, 1000.0),
+    "precipitation": Variable("mm", 0.0, 1000.0, {"kg m-2": lambda kg: kg}),
 }
 
 # RFC 3339 section 5.6 date-time: four-digit year, seconds required, an offset required.
@@ -213,24 +220,7 @@ def _parse(payload: bytes, topic: str | None, now: datetime, limits: Limits) -> 
                 f"topic names station {match['station']!r} but the message says "
                 f"{message.station!r}",
             )
-    if message.time > now + limits.max_future:
-        raise InvalidObservation(
-            "future",
-            f"time {message.time.isoformat()} is more than {limits.max_future} ahead of "
-            f"the consumer's clock ({now.isoformat()})",
-        )
-    if message.time < limits.earliest:
-        raise InvalidObservation(
-            "too-old",
-            f"time {message.time.isoformat()} is before {limits.earliest.isoformat()}, the "
-            "earliest plausible observation",
-        )
-    if UNSET_CLOCK_DAY[0] <= message.time < UNSET_CLOCK_DAY[1]:
-        raise InvalidObservation(
-            "clock-unset",
-            f"time {message.time.isoformat()} is on 1970-01-01, the Unix epoch's first day: "
-            "the station's clock was never set",
-        )
+    check_time(message.time, now, limits)
     values = {name: _canonical(name, m) for name, m in sorted(message.variables.items())}
     position = message.position
     return Observation(
@@ -241,6 +231,29 @@ def _parse(payload: bytes, topic: str | None, now: datetime, limits: Limits) -> 
         latitude=position.latitude if position else None,
         elevation=position.elevation if position else None,
     )
+
+
+def check_time(time: datetime, now: datetime, limits: Limits) -> None:
+    """Refuse an observation time outside the plausible window (`future`, `too-old`,
+    `clock-unset`), as InvalidObservation; every message format passes it."""
+    if time > now + limits.max_future:
+        raise InvalidObservation(
+            "future",
+            f"time {time.isoformat()} is more than {limits.max_future} ahead of "
+            f"the consumer's clock ({now.isoformat()})",
+        )
+    if time < limits.earliest:
+        raise InvalidObservation(
+            "too-old",
+            f"time {time.isoformat()} is before {limits.earliest.isoformat()}, the "
+            "earliest plausible observation",
+        )
+    if UNSET_CLOCK_DAY[0] <= time < UNSET_CLOCK_DAY[1]:
+        raise InvalidObservation(
+            "clock-unset",
+            f"time {time.isoformat()} is on 1970-01-01, the Unix epoch's first day: "
+            "the station's clock was never set",
+        )
 
 
 def _canonical(name: str, measurement: Measurement) -> float:
@@ -266,6 +279,12 @@ def _canonical(name: str, measurement: Measurement) -> float:
             f"{variable.minimum:g} to {variable.maximum:g} {variable.unit}",
         )
     return value
+
+
+def canonical_value(name: str, value: float, unit: str) -> float:
+    """`value` of variable `name` given in `unit`, converted to the variable's canonical unit
+    and range-checked; InvalidObservation (`unknown-variable`, `unit`, `range`) otherwise."""
+    return _canonical(name, Measurement(value=value, unit=unit))
 
 
 def merge(*batches: list[Observation]) -> list[Observation]:

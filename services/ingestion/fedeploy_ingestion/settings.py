@@ -245,6 +245,36 @@ class IngestSettings(BaseSettings):
         ge=60,
         description="How long the broker keeps the session (and queues) while disconnected.",
     )
+    # --- WIS2 (INGEST_STREAM_FORMAT=wis2: the topics carry WIS2 notification messages)
+    stream_format: Literal["fedeploy", "wis2"] = Field(
+        default="fedeploy",
+        description="What the subscribed topics carry: 'fedeploy' (fedeploy.observation/1 "
+        "JSON) or 'wis2' (WIS2 notification messages linking to BUFR data).",
+    )
+    wis2_download_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        description="JSON list of hosts a WIS2 canonical link may be downloaded from "
+        "('*.example.org' admits its sub-domains); any other host is refused.",
+    )
+    wis2_private_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        description="JSON list of WIS2 download hosts whose loopback or private addresses "
+        "are expected (an on-premises cache); link-local and the cluster's ranges stay refused.",
+    )
+    wis2_allow_http: bool = Field(
+        default=False, description="Allow http:// canonical links (https only when false)."
+    )
+    wis2_max_download_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest WIS2 data file downloaded; larger ones are dead-lettered.",
+    )
+    wis2_dedupe_capacity: int = Field(
+        default=100_000,
+        ge=100,
+        description="Notification ids remembered for deduplication (oldest forgotten first).",
+    )
     # --- windows
     window_seconds: int = Field(default=600, description="Window length; must divide a day.")
     window_grace_seconds: int = Field(
@@ -406,11 +436,16 @@ class IngestSettings(BaseSettings):
         """The topic filters to subscribe to."""
         if self.mqtt_topics:
             return list(self.mqtt_topics)
+        if self.stream_format == "wis2":
+            raise ConfigError("INGEST_MQTT_TOPICS is empty: a WIS2 stream names its topics")
         return [f"fedeploy/{self.require('site')}/stations/+/observations"]
 
     def client_id(self) -> str:
         """The MQTT client id: stable per site and shard, so the session survives restarts."""
-        return self.mqtt_client_id or f"fedeploy-ingest-{self.require('site')}-{self.shard_index}"
+        if self.mqtt_client_id:
+            return self.mqtt_client_id
+        kind = "-wis2" if self.stream_format == "wis2" else ""
+        return f"fedeploy-ingest-{self.require('site')}{kind}-{self.shard_index}"
 
     def require(self, *names: str) -> str:
         """The value of the first name, after checking every name is set (ConfigError if not)."""

@@ -24,6 +24,7 @@ import queue
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ from fedeploy_ingestion.settings import IngestSettings
 from fedeploy_ingestion.sharding import owns_any
 from fedeploy_ingestion.window_buffer import WindowBuffer
 from fedeploy_ingestion.window_writer import WindowWriter
+from fedeploy_ingestion.wis2_intake import Wis2Intake
 
 log = logging.getLogger(__name__)
 QOS = 1
@@ -113,6 +115,13 @@ class Consumer:
         self.heartbeat = time.monotonic()
         self._retry_at = 0.0
         self._write_failures = 0
+        # WIS2: one notification may hold many observations (and windows); it is acknowledged
+        # when the last of them is written. `_holds` counts what is still held per tag,
+        # `_flight` the dedupe keys of held notifications, `_seen` those of finished ones.
+        self.wis2 = Wis2Intake(settings) if settings.stream_format == "wis2" else None
+        self._holds: dict[tuple[int, int], int] = {}
+        self._flight: dict[tuple[int, int], tuple[str, ...]] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self.client = self._client()
 
     # --- MQTT wiring (network thread) ------------------------------------------------------
@@ -187,6 +196,29 @@ class Consumer:
         )
 
     def _ack(self, tags: list[tuple[int, int]]) -> None:
+        release = []
+        for tag in tags:
+            held = self._holds.get(tag)
+            if held is None:
+                release.append(tag)
+            elif held <= 1:
+                del self._holds[tag]
+                release.append(tag)
+            else:
+                self._holds[tag] = held - 1
+        for tag in release:
+            self._finish(tag)
+        self._ack_now(release)
+
+    def _finish(self, tag: tuple[int, int]) -> None:
+        """A notification is stored or dead-lettered: remember its keys as seen."""
+        for key in self._flight.pop(tag, ()):
+            self._seen[key] = None
+            self._seen.move_to_end(key)
+        while len(self._seen) > self.settings.wis2_dedupe_capacity:
+            self._seen.popitem(last=False)
+
+    def _ack_now(self, tags: list[tuple[int, int]]) -> None:
         # A tag from an older connection is not acknowledged: its packet id may now name a
         # different message. The broker delivers the old one again; the write merges it.
         with self._lock:
@@ -247,6 +279,8 @@ class Consumer:
                 return
             if isinstance(event, Reconnected):
                 dropped = self.buffer.clear()
+                self._holds.clear()
+                self._flight.clear()
                 if dropped:
                     log.info(
                         "connection replaced: dropped held messages, the broker sends them again",
@@ -261,6 +295,9 @@ class Consumer:
         """One message's boundary: it is held for its window or dead-lettered, nothing else."""
         self.metrics.messages_received.inc()
         tag = (delivery.generation, delivery.mid)
+        if self.wis2 is not None:
+            self._handle_wis2(delivery, tag, self.wis2)
+            return
         try:
             observation = parse_observation(
                 delivery.payload, delivery.topic, datetime.now(UTC), self.limits
@@ -279,6 +316,55 @@ class Consumer:
                 InvalidObservation("invalid", f"{type(error).__name__}: {error}"),
             )
 
+    def _handle_wis2(self, delivery: Delivery, tag: tuple[int, int], intake: Wis2Intake) -> None:
+        """One WIS2 notification: dedupe, download (transient failures retried while it stays
+        unacknowledged), check, decode; its observations held for their windows."""
+        try:
+            notification = intake.validate(delivery.payload, self.limits)
+            keys = notification.dedupe_keys()
+            held = {k for ks in self._flight.values() for k in ks}
+            if any(k in self._seen or k in held for k in keys):
+                # Processed already (or held, and then delivered again if it is not written).
+                self.metrics.messages_skipped.inc()
+                self._ack_now([tag])
+                return
+            data = intake.fetch(notification, self._pause, self._stop.is_set)
+            if data is None:
+                return  # stopping while the data host fails: not acknowledged
+            observations, refused = intake.decode(data, datetime.now(UTC), self.limits)
+        except InvalidObservation as invalid:
+            self._dead_letter(delivery, invalid)
+            return
+        except Exception as error:  # noqa: BLE001 - one message never stops the consumer
+            log.exception("unforeseen failure on one notification; dead-lettered")
+            self._dead_letter(
+                delivery, InvalidObservation("invalid", f"{type(error).__name__}: {error}")
+            )
+            return
+        if refused:
+            reason = "; ".join(
+                f"message {r.message} subset {r.subset}: {r.reason}" for r in refused
+            )
+            invalid = InvalidObservation(refused[0].code, reason)
+            if not observations:
+                self._dead_letter(delivery, invalid)
+                return
+            # The good subsets are stored; the refused ones are recorded beside, and the
+            # message is acknowledged once its windows are written.
+            if not self._dead_letter(delivery, invalid, ack=False, part="subsets"):
+                return
+        owned = [
+            o for o in observations if owns_any(o.station, self.settings.shard_index, self._counts)
+        ]
+        self._flight[tag] = keys
+        if not owned:
+            self.metrics.messages_skipped.inc()
+            self._ack([tag])
+            return
+        self._holds[tag] = len(owned)
+        for observation in owned:
+            self.buffer.add(observation, tag, delivery.arrival)
+
     def _pause(self, seconds: float) -> None:
         """Wait (or until `stop()`), beating the liveness heartbeat: waiting is not hanging."""
         deadline = time.monotonic() + seconds
@@ -289,8 +375,16 @@ class Consumer:
                 return
             self._stop.wait(min(left, HEARTBEAT_SLICE_SECONDS))
 
-    def _dead_letter(self, delivery: Delivery, invalid: InvalidObservation) -> None:
-        key = dead_letter_key(self.settings.dead_letter_prefix, delivery.topic, delivery.payload)
+    def _dead_letter(
+        self, delivery: Delivery, invalid: InvalidObservation, ack: bool = True, part: str = ""
+    ) -> bool:
+        """Write the dead letter (retried until stored), then acknowledge unless `ack` is
+        false; whether it was written. `part` tells apart a second record of one message."""
+        key = dead_letter_key(
+            self.settings.dead_letter_prefix,
+            delivery.topic + (f"#{part}" if part else ""),
+            delivery.payload,
+        )
         document = dead_letter_document(
             delivery.topic, delivery.payload, invalid.code, invalid.reason, datetime.now(UTC)
         )
@@ -324,7 +418,7 @@ class Consumer:
             retrying(self.store.put, key, document, "application/json")
         except Exception:  # noqa: BLE001 - stopping while the store is down: not acknowledged
             log.warning("stopping before the dead letter was written", extra={"key": key})
-            return
+            return False
         self.metrics.dead_letters.labels(invalid.code).inc()
         log.warning(
             "message rejected",
@@ -335,7 +429,9 @@ class Consumer:
                 "key": key,
             },
         )
-        self._ack([(delivery.generation, delivery.mid)])
+        if ack:
+            self._ack([(delivery.generation, delivery.mid)])
+        return True
 
     def _write_due(self, now: float, everything: bool = False) -> None:
         if now < self._retry_at and not everything:

@@ -1,0 +1,99 @@
+"""The WIS2 side of the stream consumer: notification -> checked download -> observations.
+
+`Wis2Intake` holds what the consumer needs across messages (the download policy from the
+settings, one guarded HTTP client); each step raises InvalidObservation with its code for the
+dead-letter prefix: `notification` (and the decoding codes), `forbidden-link`, `download`,
+`digest-mismatch`, `bufr`; `decode` returns the subsets it refused beside the observations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
+
+from fedeploy_ingestion.bufr import SubsetRefusal, decode_bufr
+from fedeploy_ingestion.download_safety import AddressGuard, DownloadPolicy, guarded_client
+from fedeploy_ingestion.observation import Limits, Observation
+from fedeploy_ingestion.settings import IngestSettings
+from fedeploy_ingestion.wis2 import (
+    Notification,
+    TransientDownload,
+    check_integrity,
+    download,
+    parse_notification,
+)
+
+log = logging.getLogger(__name__)
+RETRY_FIRST_SECONDS = 0.5
+
+
+def wis2_policy(settings: IngestSettings) -> DownloadPolicy:
+    """Where canonical links may be downloaded from: the allowed hosts, https (and http when
+    allowed), every address checked against the loopback, private, link-local and cluster
+    ranges (`wis2_private_hosts` alone may be private)."""
+    schemes = {"https", "http"} if settings.wis2_allow_http else {"https"}
+    return DownloadPolicy(
+        source="wis2",
+        hosts=tuple(settings.wis2_download_hosts),
+        schemes=frozenset(schemes),
+        guard=AddressGuard.build(settings.blocked_networks, settings.wis2_private_hosts),
+    )
+
+
+class Wis2Intake:
+    """Validation, download and decoding of WIS2 notifications for one consumer."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.policy = wis2_policy(settings)
+        self.http = guarded_client(self.policy.guard, timeout=settings.http_timeout_seconds)
+
+    def validate(self, payload: bytes, limits: Limits) -> Notification:
+        """The notification model of a payload (InvalidObservation if it is not one)."""
+        return parse_notification(payload, limits.decode)
+
+    def fetch(
+        self,
+        notification: Notification,
+        pause: Callable[[float], None],
+        stopping: Callable[[], bool],
+    ) -> bytes | None:
+        """The linked data, its digest checked; transient failures retried with capped
+        exponential backoff (`pause` waits) until they pass, or None once `stopping()`."""
+        link = notification.data_link()
+
+        def failed(state: object) -> None:
+            outcome = state.outcome  # type: ignore[attr-defined]
+            log.warning(
+                "WIS2 download failed; retrying",
+                extra={"id": notification.id, "error": str(outcome.exception())},
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientDownload),
+            wait=wait_exponential(
+                multiplier=RETRY_FIRST_SECONDS,
+                min=RETRY_FIRST_SECONDS,
+                max=self.settings.retry_max_seconds,
+            ),
+            stop=lambda state: stopping(),
+            sleep=pause,
+            before_sleep=failed,
+        )
+        try:
+            data = retrying(
+                download, link.href, self.policy, self.http, self.settings.wis2_max_download_bytes
+            )
+        except RetryError:
+            return None
+        check_integrity(data, notification.properties.integrity)
+        return data
+
+    def decode(
+        self, data: bytes, now: datetime, limits: Limits
+    ) -> tuple[list[Observation], list[SubsetRefusal]]:
+        """The observations of the BUFR data and the subsets refused."""
+        return decode_bufr(data, now, limits)

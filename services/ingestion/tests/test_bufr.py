@@ -1,0 +1,120 @@
+"""BUFR surface observations to the observation model, on files the tests encode with ecCodes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fedeploy_ingestion.bufr import decode_bufr, split_messages
+from fedeploy_ingestion.observation import InvalidObservation, Limits
+
+from services.ingestion.tests.bufr_encode import Station, encode
+
+T0 = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+NOW = T0 + timedelta(hours=1)
+FULL = {
+    "airTemperature": 280.15,
+    "nonCoordinatePressure": 101320.0,
+    "relativeHumidity": 81,
+    "windSpeed": 3.5,
+    "totalPrecipitationOrTotalWaterEquivalent": 1.2,
+}
+
+
+def test_a_full_subset_maps_every_variable_with_its_unit_converted() -> None:
+    data = encode([Station(T0, wigos="A1", latitude=46.5, longitude=11.25, values=FULL)])
+    observations, refused = decode_bufr(data, NOW, Limits())
+    assert refused == []
+    (o,) = observations
+    assert o.station == "0-20000-0-A1"
+    assert o.time == T0
+    assert (o.latitude, o.longitude, o.elevation) == (46.5, 11.25, 100.0)
+    assert o.values == {
+        "air_temperature": 7.0,  # K -> degC
+        "air_pressure": 1013.2,  # Pa -> hPa
+        "relative_humidity": 81.0,
+        "wind_speed": 3.5,
+        "precipitation": 1.2,  # kg m-2 = mm
+    }
+
+
+def test_several_stations_and_times_with_missing_values_in_one_compressed_message() -> None:
+    stations = [
+        Station(T0, wigos="A1", values={"airTemperature": 273.15}),
+        Station(T0 + timedelta(hours=1), block=6, number=1, values={"windSpeed": 2.0}),
+        Station(
+            T0 + timedelta(minutes=30),
+            wigos="C3",
+            latitude=None,
+            values={"airTemperature": None, "nonCoordinatePressure": 95000.0},
+        ),
+    ]
+    observations, refused = decode_bufr(encode(stations), NOW + timedelta(hours=1), Limits())
+    assert refused == []
+    assert [(o.station, o.time, o.values) for o in observations] == [
+        ("0-20000-0-A1", T0, {"air_temperature": 0.0}),
+        ("0-20000-0-06001", T0 + timedelta(hours=1), {"wind_speed": 2.0}),
+        ("0-20000-0-C3", T0 + timedelta(minutes=30), {"air_pressure": 950.0}),
+    ]
+    assert observations[2].position_known is False  # latitude missing: no position
+
+
+def test_a_block_and_station_number_gives_the_wigos_id_of_that_station() -> None:
+    data = encode([Station(T0, block=6, number=260, values={"windSpeed": 1.0})])
+    assert decode_bufr(data, NOW, Limits())[0][0].station == "0-20000-0-06260"
+
+
+def test_subsets_without_time_or_station_are_refused_alone() -> None:
+    data = encode(
+        [
+            Station(None, wigos="A1", values={"windSpeed": 1.0}),
+            Station(T0, values={"windSpeed": 1.0}),
+            Station(T0, wigos="B2", values={}),
+            Station(T0, wigos="D4", values={"windSpeed": 1.0}),
+        ]
+    )
+    observations, refused = decode_bufr(data, NOW, Limits())
+    assert [o.station for o in observations] == ["0-20000-0-D4"]
+    assert [(r.subset, r.code) for r in refused] == [
+        (1, "no-time"),
+        (2, "no-station"),
+        (3, "no-values"),
+    ]
+
+
+def test_implausible_values_and_times_refuse_their_subset() -> None:
+    data = encode(
+        [
+            Station(T0, wigos="A1", values={"airTemperature": 400.0}),
+            Station(T0 + timedelta(days=2), wigos="B2", values={"windSpeed": 1.0}),
+        ]
+    )
+    observations, refused = decode_bufr(data, NOW, Limits())
+    assert observations == []
+    assert [r.code for r in refused] == ["range", "future"]
+
+
+def test_a_file_of_several_uncompressed_messages_is_read_whole() -> None:
+    first = encode([Station(T0, wigos="A1", values={"windSpeed": 1.0})], compressed=False)
+    second = encode([Station(T0, wigos="B2", values={"windSpeed": 2.0})], compressed=False)
+    observations, _ = decode_bufr(first + second, NOW, Limits())
+    assert [o.station for o in observations] == ["0-20000-0-A1", "0-20000-0-B2"]
+    assert len(split_messages(first + second)) == 2
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"not bufr at all", b"BUFR\x00", b"BUFR\x00\x00\x20\x04" + b"\0" * 24 + b"7777"],
+    ids=["empty", "text", "truncated", "garbage-sections"],
+)
+def test_bytes_that_are_not_bufr_are_refused_with_code_bufr(data: bytes) -> None:
+    with pytest.raises(InvalidObservation) as refused:
+        decode_bufr(data, NOW, Limits())
+    assert refused.value.code == "bufr"
+
+
+def test_a_truncated_real_message_is_refused() -> None:
+    data = encode([Station(T0, wigos="A1", values={"windSpeed": 1.0})])
+    with pytest.raises(InvalidObservation) as refused:
+        decode_bufr(data[:-10], NOW, Limits())
+    assert refused.value.code == "bufr"

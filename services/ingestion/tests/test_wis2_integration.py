@@ -1,0 +1,221 @@
+"""WIS2 notifications through the real consumer: mosquitto, a loopback HTTP data host serving
+BUFR the tests encode with ecCodes, SeaweedFS and stac-fastapi-pgstac."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from fedeploy_ingestion.catalog import CatalogClient
+from fedeploy_ingestion.metrics import Metrics
+from fedeploy_ingestion.object_store import ObjectStore, s3_client
+from fedeploy_ingestion.settings import IngestSettings
+from fedeploy_ingestion.stream import Consumer
+from fedeploy_ingestion.window_writer import WindowWriter
+
+from fedeploy.loopback import MosquittoBroker, SeaweedS3
+from fedeploy.loopback.processes import wait_until
+from services.ingestion.tests.bufr_encode import Station, encode
+from services.ingestion.tests.test_stream_integration import (
+    catalog_items,
+    publish,
+    stored_rows,
+)
+from services.ingestion.tests.wis2_build import notification, payload
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
+ORIGIN = "origin/a/wis2/xx-test/data/core/weather/surface-based-observations/synop"
+CACHE = "cache/a/wis2/xx-test/data/core/weather/surface-based-observations/synop"
+
+
+class DataHost:
+    """A loopback HTTP server: path -> bytes; counts requests; `fail[path]` 503s first."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.fail: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                host.requests[self.path] += 1
+                if host.fail[self.path] > 0:
+                    host.fail[self.path] -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                body = host.files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str, host: str = "localhost") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hosts() -> Iterator[tuple[DataHost, DataHost]]:
+    """The allowed data host (as `localhost`) and another loopback server no link may reach."""
+    allowed, other = DataHost(), DataHost()
+    yield allowed, other
+    allowed.close()
+    other.close()
+
+
+def wis2_consumer(
+    broker: MosquittoBroker, s3: SeaweedS3, bucket: str, catalog_url: str
+) -> tuple[Consumer, ObjectStore]:
+    settings = IngestSettings(
+        site="site-a",
+        catalog_url=catalog_url,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_client_id=f"wis2-{bucket}",
+        mqtt_topics=[f"{ORIGIN}/#", f"{CACHE}/#"],
+        stream_format="wis2",
+        wis2_download_hosts=["localhost"],
+        wis2_private_hosts=["localhost"],
+        wis2_allow_http=True,
+        dead_letter_prefix="dead-letter/wis2/",
+        flush_idle_seconds=0.5,
+        s3_endpoint_url=s3.endpoint.endpoint_url,
+    )
+    metrics = Metrics()
+    store = ObjectStore(s3_client(settings.s3_endpoint_url, settings.s3_region, "auto"), bucket)
+    writer = WindowWriter(store, CatalogClient(catalog_url), "site-a", metrics)
+    return Consumer(settings, store, writer, metrics), store
+
+
+def test_wis2_notifications_store_each_observation_once_and_dead_letter_the_bad_ones(
+    broker: MosquittoBroker,
+    s3: SeaweedS3,
+    bucket: str,
+    catalogs,
+    site_env: dict[str, str],
+    hosts: tuple[DataHost, DataHost],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    allowed, other = hosts
+    site = catalogs.start("site-a")
+    for name, value in site_env.items():
+        monkeypatch.setenv(name, value)
+    # Three files: 4 stations x 3 times, with missing values; the third file repeats the
+    # observations of the first (a second publication of the same data).
+    good: list[tuple[str, bytes]] = []
+    expected: set[tuple[str, datetime]] = set()
+    for hour in range(3):
+        moment = T0 + timedelta(hours=hour)
+        stations = [
+            Station(
+                moment,
+                wigos=f"ST{n}",
+                latitude=46.0 + n,
+                longitude=11.0,
+                values={
+                    "airTemperature": 280.0 + n if n != 2 else None,
+                    "nonCoordinatePressure": 95000.0 if n != 1 else None,
+                    "windSpeed": float(n),
+                },
+            )
+            for n in range(4)
+        ]
+        allowed.files[f"/synop/{hour}.bufr4"] = encode(stations)
+        expected |= {(f"0-20000-0-ST{n}", moment) for n in range(4)}
+    allowed.fail["/synop/1.bufr4"] = 2  # transient: answered 503 twice, then served
+    notes = []
+    for hour in range(3):
+        path = f"/synop/{hour}.bufr4"
+        note = notification(allowed.files[path], allowed.url(path), data_id=f"synop/{hour}")
+        notes.append(note)
+        good.append((f"{ORIGIN}/{hour}", payload(note)))
+    # The same notifications through a second "broker" (the cache topic): skipped by id.
+    duplicates = [(f"{CACHE}/{hour}", payload(note)) for hour, note in enumerate(notes)]
+    # A second publication of file 0 (new id and pubtime, same data): lands on the same rows.
+    again = notification(
+        allowed.files["/synop/0.bufr4"],
+        allowed.url("/synop/0.bufr4"),
+        data_id="synop/0",
+        pubtime="2026-11-30T07:00:00Z",
+    )
+    allowed.files["/bad.bufr4"] = b"BUFR this is not"
+    allowed.files["/no-station.bufr4"] = encode([Station(T0, values={"windSpeed": 1.0})])
+    bad = {
+        "notification": payload({**notes[0], "type": "FeatureCollection"}),
+        "digest-mismatch": payload(
+            notification(b"other bytes", allowed.url("/synop/2.bufr4"), data_id="x/1")
+        ),
+        "download": payload(notification(b"", allowed.url("/missing.bufr4"), data_id="x/2")),
+        "bufr": payload(
+            notification(allowed.files["/bad.bufr4"], allowed.url("/bad.bufr4"), data_id="x/3")
+        ),
+        "no-station": payload(
+            notification(
+                allowed.files["/no-station.bufr4"],
+                allowed.url("/no-station.bufr4"),
+                data_id="x/4",
+            )
+        ),
+        "forbidden-link": payload(
+            notification(b"x", other.url("/synop/0.bufr4", host="127.0.0.1"), data_id="x/5")
+        ),
+    }
+    consumer, store = wis2_consumer(broker, s3, bucket, site.url)
+    worker = threading.Thread(target=consumer.run)
+    worker.start()
+    try:
+        wait_until(lambda: consumer.ready, 10, "subscription", None)
+        publish(
+            broker,
+            [
+                *good,
+                *duplicates,
+                (f"{CACHE}/again", payload(again)),
+                *((f"{ORIGIN}/bad", p) for p in bad.values()),
+            ],
+        )
+
+        def letters() -> list[dict]:
+            listed = store.client.list_objects_v2(Bucket=bucket, Prefix="dead-letter/wis2/")
+            return [json.loads(store.get(o["Key"])) for o in listed.get("Contents", [])]
+
+        wait_until(lambda: len(letters()) == len(bad), 30, "the dead letters", None)
+        wait_until(lambda: len(stored_rows(store)) >= len(expected), 30, "the rows", None)
+        wait_until(lambda: consumer.buffer.pending == 0, 30, "everything written", None)
+    finally:
+        consumer.stop()
+        worker.join(timeout=30)
+    assert not worker.is_alive()
+    rows = stored_rows(store)
+    assert sorted(rows) == sorted(expected)  # each observation exactly once
+    assert sorted(d["code"] for d in letters()) == sorted(bad)
+    for document in letters():
+        assert document["reason"] and document["topic"] == f"{ORIGIN}/bad"
+    # Duplicates by id were never downloaded; the retried file was fetched 3 times.
+    assert allowed.requests["/synop/0.bufr4"] == 2  # the first notification and `again`
+    assert allowed.requests["/synop/1.bufr4"] == 3
+    assert allowed.requests["/synop/2.bufr4"] == 2  # its notification and the digest mismatch
+    # The forbidden link was refused before any request reached the other server.
+    assert sum(other.requests.values()) == 0
+    items = catalog_items(site.url)
+    assert sum(i["properties"]["fedeploy:observation_count"] for i in items) == len(expected)
+    assert consumer.metrics.messages_skipped._value.get() == len(duplicates)
