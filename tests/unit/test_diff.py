@@ -410,3 +410,35 @@ def test_the_replacement_table_in_the_docs_is_the_codes() -> None:
         f"`{p}`" for p in KUBERNETES_IDENTITY
     )
     assert rows == expected
+
+
+def test_a_changed_output_names_the_stacks_that_read_it_and_a_secret_stays_masked() -> None:
+    from fedeploy.diff import PlannedStack, compare
+
+    def revision(commit: str, bucket: str, token: str) -> RevisionPlan:
+        stacks = {
+            "aws-dublin": PlannedStack(
+                {}, {"storage": {"bucket": bucket}, "kubeconfig": token}, {}
+            ),
+            "aws-frankfurt": PlannedStack({}, {"storage": {"bucket": "f"}}, {}),
+        }
+        readers = {("aws-dublin", "storage"): ["aws-frankfurt", "eu-hub"]}
+        return RevisionPlan(commit, stacks, [["aws-dublin"], ["aws-frankfurt"]], readers)
+
+    diff = compare(revision("a" * 40, "raw-1", SECRET), revision("b" * 40, "raw-2", SECRET))
+    (output,) = diff.sites["aws-dublin"].outputs
+    assert (output.output, output.old, output.new) == (
+        "storage",
+        {"bucket": "raw-1"},
+        {"bucket": "raw-2"},
+    )
+    assert output.read_by == ["aws-frankfurt", "eu-hub"]
+    assert diff.sites["aws-frankfurt"].status == "unchanged"
+    assert (
+        '~ output storage: {"bucket": "raw-1"} → {"bucket": "raw-2"} (read by aws-frankfurt, eu-hub)'
+        in as_text(diff)
+    )
+    assert (
+        diff.sites["aws-dublin"].summary
+        == "+0 ~0 -0 resources, 0 manifests changed, 1 output changed"
+    )
