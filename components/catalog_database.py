@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
+from pulumi_command import local
 
 from fedeploy.config.services import RdsDatabase
 
@@ -13,8 +14,11 @@ class RdsPostgres(pulumi.ComponentResource):
 
     address: pulumi.Output[str]
     port: pulumi.Output[int]
+    ca_bundle: pulumi.Output[str]
     username: str = "pgstac_admin"
     database: str = "pgstac"
+    # Clients check the certificate and that it names the instance's address.
+    ssl_mode: str = "verify-full"
 
     def __init__(
         self,
@@ -77,6 +81,20 @@ class RdsPostgres(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=production),
         )
+        # verify-full against the region's RDS CA bundle, fetched over https from AWS's trust
+        # store by the machine that runs `pulumi up` (curl checks it against the system's CAs).
+        region = instance.arn.apply(lambda arn: str(arn).split(":")[3])
+        bundle = local.Command(
+            f"{name}-ca-bundle",
+            create=region.apply(
+                lambda r: (
+                    "curl --fail --silent --show-error --proto =https --tlsv1.2 "
+                    f"https://truststore.pki.rds.amazonaws.com/{r}/{r}-bundle.pem"
+                )
+            ),
+            opts=child,
+        )
+        self.ca_bundle = bundle.stdout
         self.address = instance.address
         self.port = instance.port
         self.register_outputs({"address": self.address})

@@ -208,6 +208,12 @@ class Site(pulumi.ComponentResource):
                     spec.stream.mqtt.credentials if spec.stream else None,
                 ),
                 cluster_cidrs=self.infrastructure.bridge_cidrs,
+                wis2_secret=self._credentials_secret(
+                    "wis2-credentials",
+                    "wis2-credentials",
+                    namespace,
+                    spec.stream.wis2.credentials if spec.stream and spec.stream.wis2 else None,
+                ),
             )
             releases["ingestion"] = release("ingestion", values, list(releases.values()))
         if services.inference is not None and services.inference.enabled:
@@ -277,7 +283,8 @@ class Site(pulumi.ComponentResource):
                 database_host=database.host,
                 database_port=database.port,
                 database_name=database.name,
-                ssl_mode="require",
+                ssl_mode=database.ssl_mode,
+                database_ca=database.ca_certificate,
                 database_cidrs=database.client_cidrs,
             )
         secret = self._secret(

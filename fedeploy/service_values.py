@@ -80,6 +80,7 @@ def catalog_values(
     database_port: Any = 5432,
     database_name: str = "pgstac",
     ssl_mode: str = "require",
+    database_ca: Any = None,
     federation_sites: Any = None,
     harvest_schedule: str | None = None,
     database_cidrs: Any = None,
@@ -101,6 +102,8 @@ def catalog_values(
             "existingSecret": database_secret,
             "sslMode": ssl_mode,
         }
+        if database_ca is not None:
+            values["database"]["caCertificate"] = database_ca
         if database_cidrs is not None:
             # The egress policy then admits only the database's network, not any address.
             values["networkPolicy"] = {"databaseCIDRs": database_cidrs}
@@ -125,6 +128,7 @@ def ingestion_values(
     sentinel_secret: str,
     mqtt_secret: str,
     cluster_cidrs: Any = None,
+    wis2_secret: str = "",
 ) -> dict[str, Any]:
     """Values of the ingestion chart: Sentinel sources and the edge stream consumer.
 
@@ -176,6 +180,19 @@ def ingestion_values(
                 "existingSecret": mqtt_secret,
             },
         }
+        wis2 = spec.stream.wis2
+        values["stream"]["wis2"] = (
+            {
+                "enabled": True,
+                "host": wis2.host,
+                "port": wis2.port,
+                "topics": list(wis2.topics),
+                "downloadHosts": list(wis2.download_hosts),
+                "existingSecret": wis2_secret,
+            }
+            if wis2 is not None
+            else {"enabled": False}
+        )
     else:
         values["stream"] = {"enabled": False}
     return values

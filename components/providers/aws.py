@@ -100,6 +100,8 @@ class AwsResources(SiteResources):
             port=database.port,
             name=database.database,
             client_cidrs=vpc.cidr.apply(lambda cidr: [cidr]),
+            ssl_mode=database.ssl_mode,
+            ca_certificate=database.ca_bundle,
         )
 
 

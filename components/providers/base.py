@@ -66,6 +66,9 @@ class ManagedDatabase:
     port: pulumi.Input[int]
     name: str
     client_cidrs: pulumi.Input[list[str]]
+    # How clients check the server: libpq's sslmode, and the CA bundle verify-full checks against.
+    ssl_mode: str = "require"
+    ca_certificate: pulumi.Input[str] | None = None
 
 
 class BridgeHost(Protocol):

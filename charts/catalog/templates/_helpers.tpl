@@ -108,6 +108,10 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
   value: {{ .Values.database.name | quote }}
 - name: PGSSLMODE
   value: {{ include "catalog.dbSslMode" . | quote }}
+{{- if and (eq .Values.database.mode "external") .Values.database.caCertificate }}
+- name: PGSSLROOTCERT
+  value: /etc/fedeploy/database/ca.crt
+{{- end }}
 - name: PGUSER
   valueFrom:
     secretKeyRef:
@@ -137,6 +141,23 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
 {{- end }}
 
 {{/* Writable scratch space: every root filesystem is read-only. */}}
+{{/* The CA that signed the external database's certificate (sslmode verify-full checks it). */}}
+{{- define "catalog.dbCaMount" -}}
+{{- if and (eq .Values.database.mode "external") .Values.database.caCertificate }}
+- name: database-ca
+  mountPath: /etc/fedeploy/database
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "catalog.dbCaVolume" -}}
+{{- if and (eq .Values.database.mode "external") .Values.database.caCertificate }}
+- name: database-ca
+  configMap:
+    name: {{ include "catalog.fullname" . }}-database-ca
+{{- end }}
+{{- end }}
+
 {{- define "catalog.tmpVolume" -}}
 - name: tmp
   emptyDir:
