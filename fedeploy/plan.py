@@ -134,6 +134,12 @@ def _wiring(release: RenderedRelease) -> dict[str, Any]:
     exposure = exposure_summary(values)
     if exposure is not None:
         wiring["exposure"] = exposure
+    wis2 = (values.get("stream") or {}).get("wis2") or {}
+    if wis2.get("enabled"):
+        wiring["wis2"] = {
+            "broker": f"{wis2.get('host')}:{wis2.get('port')}",
+            "topics": list(wis2.get("topics") or []),
+        }
     federation = values.get("federation") or {}
     if federation.get("enabled"):
         wiring["harvests"] = [s["name"] for s in federation.get("sites") or []]

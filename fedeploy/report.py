@@ -54,7 +54,7 @@ def as_text(report: PlanReport) -> str:
             shown = ", ".join(
                 f"{k}={v}"
                 for k, v in wiring.items()
-                if k not in ("manifests", "chart", "namespace", "exposure")
+                if k not in ("manifests", "chart", "namespace", "exposure", "wis2")
             )
             kinds = ", ".join(f"{n} {k}" for k, n in wiring["manifests"].items())
             lines.append(
@@ -63,6 +63,11 @@ def as_text(report: PlanReport) -> str:
             lines.append(f"      renders {kinds}")
             if "exposure" in wiring:
                 lines.append(f"      exposure: {_exposure(wiring['exposure'])}")
+            if "wis2" in wiring:
+                wis2 = wiring["wis2"]
+                lines.append(
+                    f"      WIS2 topics (broker {wis2['broker']}): {', '.join(wis2['topics'])}"
+                )
         for finding in site["findings"]:
             mark = "VIOLATION" if finding["enforcement"] == "mandatory" else "advisory"
             lines.append(

@@ -273,6 +273,56 @@ class Mqtt(StrictModel):
         return self
 
 
+Wis2Topic = Annotated[
+    str,
+    Field(
+        pattern=r"^(origin|cache)/a/wis2/[^\s#]*(#)?$",
+        description="A WIS2 topic filter: 'origin/a/wis2/...' or 'cache/a/wis2/...' ('+' and a "
+        "final '#' allowed).",
+    ),
+]
+
+
+class Wis2(StrictModel):
+    """A WIS2 subscription: notification messages linking to BUFR observations (a second
+    consumer beside the own-format one; docs/ingestion.md, 'WIS2 notifications and BUFR')."""
+
+    broker: str = Field(
+        pattern=r"^mqtts://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        description="The broker, 'mqtts://host[:port]' (TLS on; port 8883 when omitted), e.g. "
+        "a WIS2 Global Broker.",
+    )
+    credentials: Credentials | None = Field(
+        None, description="Broker account, if it asks for one (secret)."
+    )
+    topics: list[Wis2Topic] = Field(
+        min_length=1,
+        description="Topic filters, e.g. "
+        "'cache/a/wis2/+/data/core/weather/surface-based-observations/synop'.",
+    )
+    download_hosts: list[DownloadHost] = Field(
+        min_length=1,
+        description="Hosts canonical links may be downloaded from; any other is refused.",
+    )
+
+    @model_validator(mode="after")
+    def _port(self) -> Wis2:
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"broker port {self.port} is not within 1 to 65535")
+        return self
+
+    @property
+    def host(self) -> str:
+        """The broker's host name."""
+        return self.broker.removeprefix("mqtts://").split(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        """The broker's port (8883 unless the URL names one)."""
+        rest = self.broker.removeprefix("mqtts://")
+        return int(rest.split(":", 1)[1]) if ":" in rest else 8883
+
+
 class Stream(StrictModel):
     """The long-running consumer of edge sensor streams."""
 
@@ -289,6 +339,9 @@ class Stream(StrictModel):
         "new count.",
     )
     mqtt: Mqtt = Field(description="The broker and its topics.")
+    wis2: Wis2 | None = Field(
+        None, description="A WIS2 subscription (notifications linking to BUFR), if any."
+    )
     window_seconds: int = Field(
         3600, ge=60, le=86400, description="Span of one stored window, in seconds; divides a day."
     )
