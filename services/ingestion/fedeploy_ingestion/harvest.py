@@ -14,6 +14,15 @@ incremental harvest needs: a POST search with a CQL2-JSON `filter` on `updated` 
 `sortby`, `next` links followed with their bodies. It does not notice `next` links that repeat,
 so each page's `next` link is remembered and a repeat ends the site's harvest with an error.
 Every request times out and is retried a bounded number of times (stac_client).
+
+A member's answers are untrusted (a member site can be compromised). Its landing page and its
+`next` links name the URLs the harvester asks next, with their method, body and headers: every
+request to a member, and every redirect it answers, must stay on the member's own origin
+(scheme, host and port of its configured URL) and be a GET or a POST (`MemberOrigin`), or the
+site fails; otherwise a member could make the harvester POST or DELETE on the hub's in-cluster
+catalog, which has no authentication. A page larger than MAX_PAGE_BYTES (decoded) fails the site
+before it fills the harvester's memory, and a reason recorded in the public status collection is
+cut to MAX_REASON_CHARS.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
@@ -45,6 +55,91 @@ class SiteUnreachable(IngestError):
 
 class BrokenPaging(IngestError):
     """A member site's search repeats a `next` link (its paginator is broken)."""
+
+
+class HostileAnswer(IngestError):
+    """A member site asked for a request off its own origin, or answered an oversized page."""
+
+
+# A search page, decoded, at most (a page of 1000 items with detailed footprints fits easily).
+MAX_PAGE_BYTES = 32 * 1024 * 1024
+# A site's failure reason, at most, as recorded in the hub's (public) status collection.
+MAX_REASON_CHARS = 1000
+_METHODS = frozenset({"GET", "POST"})
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an absolute URL as requests prepares and connects to it."""
+    import requests
+    from urllib3.util import parse_url
+
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    parts = parse_url(str(prepared.url))
+    scheme = (parts.scheme or "").lower()
+    host = (parts.host or "").lower().rstrip(".")
+    return scheme, host, parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+
+
+class MemberOrigin:
+    """Keeps pystac-client's requests to one member on that member's origin.
+
+    `check` is the StacApiIO request modifier (every request, `next` links included); `hook` a
+    requests response hook (every answer, redirects included, before a redirect is followed or
+    the body read). Both raise HostileAnswer, which pystac-client wraps in an APIError; the
+    first refusal is kept in `refusal` so the site's reason names it."""
+
+    def __init__(self, site: str, url: str, max_bytes: int = MAX_PAGE_BYTES) -> None:
+        self.site, self.url, self.max_bytes = site, url, max_bytes
+        self.allowed = _origin(url)
+        self.refusal: str | None = None
+
+    def _refuse(self, reason: str) -> HostileAnswer:
+        error = HostileAnswer(f"site {self.site}: {reason}")
+        self.refusal = self.refusal or str(error)
+        return error
+
+    def _check_url(self, url: str, what: str) -> None:
+        try:
+            found = _origin(url)
+        except Exception as error:  # noqa: BLE001 - any unparsable URL is refused
+            raise self._refuse(f"{what} {url[:200]!r} is not a URL: {error}") from None
+        if found != self.allowed:
+            raise self._refuse(
+                f"{what} {url[:200]!r} leaves the site's origin "
+                f"{self.allowed[0]}://{self.allowed[1]}:{self.allowed[2]}; refused"
+            )
+
+    def check(self, request: Any) -> Any:
+        """The request unchanged when its method and URL are allowed; HostileAnswer otherwise."""
+        method = str(request.method or "GET").upper()
+        if method not in _METHODS:
+            raise self._refuse(f"a {method[:20]!r} request to {str(request.url)[:200]!r} refused")
+        self._check_url(str(request.url), "request to")
+        return request
+
+    def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        """Refuses a redirect off the origin and reads the body at most `max_bytes`."""
+        location = response.headers.get("location")
+        if response.is_redirect and location:
+            self._check_url(urljoin(response.url, location), "redirect to")
+            return response
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response.close()
+            raise self._refuse(f"an answer of {declared} bytes is over {self.max_bytes}")
+        if kwargs.get("stream"):
+            return response
+        body = bytearray()
+        for chunk in response.raw.stream(1024 * 1024, decode_content=True):
+            body += chunk
+            if len(body) > self.max_bytes:
+                response.close()
+                raise self._refuse(f"an answer is over {self.max_bytes} bytes")
+        # requests reads the body only when it has not been read: hand it over read.
+        response._content = bytes(body)
+        response._content_consumed = True
+        return response
 
 
 @dataclass
@@ -91,6 +186,8 @@ class Harvester:
                     if isinstance(error, IngestError)
                     else f"site {source.name} ({source.url}): {type(error).__name__}: {error}"
                 )
+                if len(reason) > MAX_REASON_CHARS:  # a member's error page could be megabytes
+                    reason = reason[:MAX_REASON_CHARS] + "... (cut)"
                 self.metrics.sites_unreachable.labels(source.name).set(1)
                 log.error(
                     "site not harvested",
@@ -188,7 +285,11 @@ class Harvester:
         from pystac_client.exceptions import APIError
         from pystac_client.warnings import DoesNotConformTo
 
-        stac_io = stac_client.api_io(None, self.settings.http_timeout_seconds)
+        origin = MemberOrigin(source.name, source.url)
+        stac_io = stac_client.api_io(
+            None, self.settings.http_timeout_seconds, request_modifier=origin.check
+        )
+        stac_io.session.hooks["response"].append(origin.hook)
         seen: set[str] = set()
         try:
             client = stac_client.open_client(source.url, stac_io)
@@ -225,6 +326,8 @@ class Harvester:
                     seen.add(key)
                 yield features
         except APIError as error:  # transport errors and error answers, after the retries
+            if origin.refusal is not None:
+                raise HostileAnswer(origin.refusal) from error
             status = getattr(error, "status_code", None)
             if status is None or status >= 500:
                 raise SiteUnreachable(f"site {source.name}: search failed: {error}") from error
