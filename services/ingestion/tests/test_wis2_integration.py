@@ -4,12 +4,18 @@ BUFR the tests encode with ecCodes, SeaweedFS and stac-fastapi-pgstac."""
 from __future__ import annotations
 
 import json
+import os
+import random
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import pytest
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.metrics import Metrics
@@ -19,7 +25,7 @@ from fedeploy_ingestion.stream import Consumer
 from fedeploy_ingestion.window_writer import WindowWriter
 
 from fedeploy.loopback import MosquittoBroker, SeaweedS3
-from fedeploy.loopback.processes import wait_until
+from fedeploy.loopback.processes import Daemon, free_port, wait_until
 from services.ingestion.tests.bufr_encode import Station, encode
 from services.ingestion.tests.test_stream_integration import (
     catalog_items,
@@ -219,3 +225,87 @@ def test_wis2_notifications_store_each_observation_once_and_dead_letter_the_bad_
     items = catalog_items(site.url)
     assert sum(i["properties"]["fedeploy:observation_count"] for i in items) == len(expected)
     assert consumer.metrics.messages_skipped._value.get() == len(duplicates)
+
+
+@pytest.mark.slow
+def test_wis2_consumer_sigkilled_at_random_moments_stores_every_observation_once(
+    broker: MosquittoBroker,
+    s3: SeaweedS3,
+    bucket: str,
+    catalogs,
+    site_env: dict[str, str],
+    hosts: tuple[DataHost, DataHost],
+    tmp_path: Path,
+) -> None:
+    allowed, _ = hosts
+    site = catalogs.start("site-a")
+    chance = random.Random(19)
+    origin, cache, published = [], [], []
+    for step in range(60):  # 60 files of 10 stations each, one minute apart
+        moment = T0 + timedelta(minutes=step)
+        stations = [
+            Station(moment, wigos=f"K{n}", values={"airTemperature": 270.0 + step / 10})
+            for n in range(10)
+        ]
+        path = f"/kill/{step}.bufr4"
+        allowed.files[path] = encode(stations)
+        note = payload(notification(allowed.files[path], allowed.url(path), data_id=path))
+        origin.append((f"{ORIGIN}/{step}", note))
+        cache.append((f"{CACHE}/{step}", note))  # the same notification via a second broker
+        published += [(f"0-20000-0-K{n}", moment) for n in range(10)]
+    port = free_port()
+    env = {
+        **os.environ,
+        **site_env,
+        "INGEST_CATALOG_URL": site.url,
+        "INGEST_MQTT_HOST": broker.host,
+        "INGEST_MQTT_PORT": str(broker.port),
+        "INGEST_MQTT_CLIENT_ID": f"wis2-kill-{bucket}",
+        "INGEST_MQTT_TOPICS": f"{ORIGIN}/#,{CACHE}/#",
+        "INGEST_STREAM_FORMAT": "wis2",
+        "INGEST_WIS2_DOWNLOAD_HOSTS": '["localhost"]',
+        "INGEST_WIS2_PRIVATE_HOSTS": '["localhost"]',
+        "INGEST_WIS2_ALLOW_HTTP": "true",
+        "INGEST_WINDOW_SECONDS": "600",
+        "INGEST_WINDOW_GRACE_SECONDS": "0",
+        "INGEST_FLUSH_IDLE_SECONDS": "1",
+        "INGEST_HTTP_HOST": "127.0.0.1",
+        "INGEST_HTTP_PORT": str(port),
+        "INGEST_LOG_LEVEL": "WARNING",
+    }
+    consumer = Daemon(
+        "consumer", [sys.executable, "-m", "fedeploy_ingestion", "stream"], tmp_path, env=env
+    )
+
+    def start() -> None:
+        consumer.start()
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200,
+            30,
+            "the consumer's /readyz",
+            consumer.log_file,
+        )
+
+    def stored() -> int:
+        return sum(i["properties"]["fedeploy:observation_count"] for i in catalog_items(site.url))
+
+    messages = [m for pair in zip(origin, cache, strict=True) for m in pair]
+    batches = [messages[:40], messages[40:80], messages[80:]]
+    try:
+        start()
+        for batch in batches:
+            publish(broker, batch)
+            time.sleep(chance.uniform(0.2, 2.0))
+            consumer.kill()  # SIGKILL at a random moment: no flush, no acknowledgement
+            start()
+    except BaseException:
+        consumer.kill()
+        raise
+    try:
+        wait_until(lambda: stored() == len(published), 90, "every observation", consumer.log_file)
+    finally:
+        consumer.stop()
+    rows = stored_rows(ObjectStore(s3.endpoint.client(), bucket))
+    assert [key for key, count in Counter(rows).items() if count > 1] == []
+    assert sorted(rows) == sorted(published)
+    assert "Traceback" not in consumer.log_file.read_text()
