@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: plan test test-fast peers lint typecheck schema demo bench clean
+.PHONY: plan test test-fast peers lint typecheck schema demo bench clean images test-images
 
 $(STAMP): pyproject.toml services/ingestion/pyproject.toml services/inference/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -46,9 +46,18 @@ $(CHECKOV): tests/charts/checkov-requirements.txt
 	$(VENV)/checkov/bin/pip install -q -r tests/charts/checkov-requirements.txt
 	touch $(CHECKOV)
 
-## test: the whole test suite, integration tests against real peers included
+## test: the whole test suite, integration tests against real peers included (the image tests
+## are `make test-images`)
 test: $(STAMP) peers $(LINT_TOOLS) $(SCHEMA_TOOLS) $(CHECKOV)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/images
+
+## images: build the service images with podman (installs podman; no registry, no Docker engine)
+images:
+	./scripts/build-images.sh
+
+## test-images: run the built images as the charts run them, against loopback peers
+test-images: $(STAMP) peers images
+	$(BIN)/python -m pytest tests/images
 
 ## test-fast: everything but the integration tests
 test-fast: $(STAMP)
@@ -81,3 +90,4 @@ bench: $(STAMP) peers
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf build/images

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Builds the service images with podman, without a registry or a Docker engine:
+#   ghcr.io/fedeploy/ingestion:<appVersion>   from services/ingestion/Dockerfile
+#   ghcr.io/fedeploy/inference:<appVersion>   from services/inference/Dockerfile (the CPU image)
+# tagged with each chart's appVersion (charts/<service>/Chart.yaml). The GPU image
+# (services/inference/Dockerfile.gpu) is built by the release pipeline only, never here.
+#
+# Installs what it needs from Debian's packages (like scripts/install-peers.sh), on Debian 12.
+# The base is the Dockerfiles' default (python:3.11.11-slim-bookworm) when it can be pulled;
+# otherwise a Debian bookworm root filesystem with Python 3.11 made by mmdebstrap from the Debian
+# mirror and imported as localhost/fedeploy-python:3.11-bookworm.
+#
+# Everything podman keeps (images, layers, its runtime state, the containers.conf this script
+# writes) lies under $FEDEPLOY_IMAGES_DIR (default build/images/), which `make clean` removes.
+# Use ./scripts/build-images.sh --podman ARGS... to run podman on that storage (the tests do).
+#
+# Environment:
+#   FEDEPLOY_IMAGES_DIR   podman's storage and settings (default <repo>/build/images)
+#   FEDEPLOY_IMAGES       which images to build (default "ingestion inference")
+#   TORCH_WHEELS          a folder holding torch-2.13.0+cpu's wheel, mounted read-only into the
+#                         inference build; default: the folder of pip's find-links that holds it,
+#                         else the build downloads it from PyTorch's CPU index.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+STATE="${FEDEPLOY_IMAGES_DIR:-$ROOT/build/images}"
+IMAGES="${FEDEPLOY_IMAGES:-ingestion inference}"
+OFFICIAL_BASE="$(sed -n 's/^ARG PYTHON_IMAGE=//p' "$ROOT/services/ingestion/Dockerfile")"
+LOCAL_BASE="localhost/fedeploy-python:3.11-bookworm"
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
+log() { printf '[images] %s\n' "$*" >&2; }
+die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
+
+install_tools() {
+    local missing=()
+    for tool in podman buildah mmdebstrap runc newuidmap fuse-overlayfs; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install podman, buildah, mmdebstrap, runc, uidmap"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    log "installing podman, buildah, mmdebstrap, runc (missing: ${missing[*]})"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        podman buildah mmdebstrap crun fuse-overlayfs uidmap >/dev/null
+    # runc alone: its recommendations would pull in a second container engine's pieces.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends runc >/dev/null
+}
+
+write_config() {
+    mkdir -p "$STATE/storage" "$STATE/run" "$STATE/tmp"
+    # crun 1.8.1 (Debian 12) refuses hybrid cgroup layouts and a sandbox may not raise the
+    # open-file limit to podman's default: runc, cgroupfs and explicit limits, in a file of our
+    # own (never the user's global containers.conf).
+    cat >"$STATE/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+EOF
+}
+
+pod() {
+    CONTAINERS_CONF="$STATE/containers.conf" TMPDIR="$STATE/tmp" \
+        podman --root "$STATE/storage" --runroot "$STATE/run" --storage-driver "${FEDEPLOY_STORAGE_DRIVER:-overlay}" "$@"
+}
+
+app_version() {
+    local version
+    version="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$ROOT/charts/$1/Chart.yaml")"
+    [ -n "$version" ] || die "charts/$1/Chart.yaml has no appVersion"
+    printf '%s' "$version"
+}
+
+base_image() {
+    if [ -n "${FEDEPLOY_PYTHON_IMAGE:-}" ]; then
+        printf '%s' "$FEDEPLOY_PYTHON_IMAGE"
+        return
+    fi
+    if pod image exists "$OFFICIAL_BASE" || pod image exists "$LOCAL_BASE"; then
+        pod image exists "$OFFICIAL_BASE" && printf '%s' "$OFFICIAL_BASE" || printf '%s' "$LOCAL_BASE"
+        return
+    fi
+    if timeout 60 podman --root "$STATE/storage" --runroot "$STATE/run" --storage-driver "${FEDEPLOY_STORAGE_DRIVER:-overlay}" \
+        pull -q "docker.io/library/$OFFICIAL_BASE" >/dev/null 2>&1; then
+        pod tag "docker.io/library/$OFFICIAL_BASE" "$OFFICIAL_BASE"
+        printf '%s' "$OFFICIAL_BASE"
+        return
+    fi
+    log "$OFFICIAL_BASE cannot be pulled: building $LOCAL_BASE with mmdebstrap"
+    local started=$SECONDS rootfs="$STATE/tmp/rootfs.tar"
+    mmdebstrap --quiet --variant=apt \
+        --include=python3.11,python3-venv,python-is-python3,ca-certificates \
+        bookworm "$rootfs" >&2
+    pod import --quiet "$rootfs" "$LOCAL_BASE" >/dev/null
+    rm -f "$rootfs"
+    log "base $LOCAL_BASE built in $((SECONDS - started)) s"
+    printf '%s' "$LOCAL_BASE"
+}
+
+torch_wheels() {
+    if [ -n "${TORCH_WHEELS:-}" ]; then
+        printf '%s' "$TORCH_WHEELS"
+        return
+    fi
+    local dir
+    for dir in ${PIP_FIND_LINKS:-} $(pip3 config get global.find-links 2>/dev/null || true); do
+        if compgen -G "$dir/torch-2.13.0+cpu-cp311-*.whl" >/dev/null; then
+            printf '%s' "$dir"
+            return
+        fi
+    done
+}
+
+build() {
+    local service=$1 base=$2 version tag started args=()
+    version="$(app_version "$service")"
+    tag="ghcr.io/fedeploy/$service:$version"
+    args=(--build-arg "PYTHON_IMAGE=$base" --network host --layers
+        --file "services/$service/Dockerfile"
+        --ignorefile "services/$service/Dockerfile.dockerignore")
+    # HTTPS from build steps passes this machine's egress: its CA bundle, mounted, never baked in.
+    [ -f "$CA_BUNDLE" ] && args+=(--volume "$CA_BUNDLE:$CA_BUNDLE:ro")
+    if [ "$service" = inference ]; then
+        local wheels
+        wheels="$(torch_wheels)"
+        if [ -n "$wheels" ]; then
+            args+=(--volume "$wheels:/torch-wheels:ro" --build-arg TORCH_WHEELS=/torch-wheels)
+        fi
+    fi
+    log "building $tag from services/$service/Dockerfile (base $base)"
+    started=$SECONDS
+    (cd "$ROOT" && pod build --quiet "${args[@]}" --tag "$tag" . >/dev/null)
+    log "built $tag in $((SECONDS - started)) s ($(pod image inspect --format '{{.Size}}' "$tag") bytes)"
+}
+
+main() {
+    if [ "${1:-}" = "--podman" ]; then
+        shift
+        write_config
+        pod "$@"
+        return
+    fi
+    install_tools
+    write_config
+    local base
+    base="$(base_image)"
+    for service in $IMAGES; do
+        case "$service" in
+            ingestion | inference) build "$service" "$base" ;;
+            *) die "FEDEPLOY_IMAGES: unknown image '$service' (allowed: ingestion, inference)" ;;
+        esac
+    done
+}
+
+main "$@"

@@ -1,0 +1,119 @@
+"""How a chart runs its container, read from the rendered manifests, as a `podman run` line.
+
+`container_of(manifests, kind, name)` picks a container of a rendered workload;
+`podman_run_args(pod, container, env)` turns its pod and container security settings, writable
+mounts and command into podman options, so the image tests run each image exactly as the chart
+does (and fail when the chart asks for something this translation does not know).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# Settings podman applies by default, which the chart only states.
+_DEFAULT_SECCOMP = {"type": "RuntimeDefault"}
+
+
+class UnsupportedSetting(ValueError):
+    """A chart setting this translation cannot reproduce with podman."""
+
+
+@dataclass(frozen=True)
+class ChartContainer:
+    """One container of a rendered workload, with its pod's spec."""
+
+    workload: str
+    pod: dict[str, Any]
+    container: dict[str, Any]
+
+
+def container_of(
+    manifests: list[dict[str, Any]], kind: str, name: str, container: str | None = None
+) -> ChartContainer:
+    """The container (the first, or the one named `container`) of workload `kind`/`name`."""
+    for doc in manifests:
+        if doc.get("kind") != kind or doc["metadata"]["name"] != name:
+            continue
+        spec = doc["spec"]
+        if kind == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        pod = spec["template"]["spec"]
+        for entry in pod["containers"]:
+            if container is None or entry["name"] == container:
+                return ChartContainer(f"{kind}/{name}", pod, entry)
+    raise LookupError(f"no {kind}/{name} (container {container}) in the rendered manifests")
+
+
+def podman_run_args(chart: ChartContainer, env: dict[str, str]) -> list[str]:
+    """`podman run` options (entry point, image and command excluded: `chart_command`).
+
+    `env` supplies every variable the chart takes from a Secret or the downward API, and
+    overrides the plain values that name cluster addresses (loopback peers here).
+    Raises UnsupportedSetting for a security setting podman would not reproduce.
+    """
+    pod, container = chart.pod, chart.container
+    pod_security = pod.get("securityContext", {})
+    security = {**pod_security, **container.get("securityContext", {})}
+    args: list[str] = ["--network", "host"]
+    user = security.get("runAsUser")
+    if user is None or not security.get("runAsNonRoot"):
+        raise UnsupportedSetting(f"{chart.workload}: runAsUser/runAsNonRoot not set")
+    # --passwd=false: as in a pod, no /etc/passwd entry is made up for the user.
+    args += ["--user", f"{user}:{security.get('runAsGroup', user)}", "--passwd=false"]
+    if security.get("readOnlyRootFilesystem"):
+        args.append("--read-only")
+        args.append("--read-only-tmpfs=false")
+    if security.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    if security.get("privileged"):
+        raise UnsupportedSetting(f"{chart.workload}: privileged")
+    capabilities = security.get("capabilities", {})
+    for dropped in capabilities.get("drop", []):
+        args += ["--cap-drop", dropped]
+    for added in capabilities.get("add", []):
+        args += ["--cap-add", added]
+    if security.get("seccompProfile", _DEFAULT_SECCOMP) != _DEFAULT_SECCOMP:
+        raise UnsupportedSetting(f"{chart.workload}: seccompProfile {security['seccompProfile']}")
+    if "fsGroup" in pod_security:
+        args += ["--group-add", str(pod_security["fsGroup"])]
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume and not mount.get("readOnly"):
+            # An emptyDir is writable by the pod's fsGroup: a tmpfs the container's user owns.
+            args += ["--mount", f"type=tmpfs,destination={mount['mountPath']},tmpfs-mode=1777"]
+        else:
+            raise UnsupportedSetting(
+                f"{chart.workload}: volume {mount['name']} ({sorted(volume)}) is not an emptyDir"
+            )
+    values: dict[str, str] = {}
+    for variable in container.get("env", []):
+        name = variable["name"]
+        if name in env:
+            values[name] = env[name]
+        elif "value" in variable:
+            values[name] = variable["value"]
+        else:
+            raise UnsupportedSetting(f"{chart.workload}: env {name} comes from a reference")
+    for name, value in env.items():
+        values.setdefault(name, value)
+    for name, value in values.items():
+        args += ["--env", f"{name}={value}"]
+    return args
+
+
+def referenced_env(chart: ChartContainer) -> list[str]:
+    """Names of the variables the chart takes from a Secret, ConfigMap or the downward API."""
+    return [v["name"] for v in chart.container.get("env", []) if "value" not in v]
+
+
+def chart_command(chart: ChartContainer, image: str) -> list[str]:
+    """The end of the `podman run` line: the chart's entry point, the image, its arguments.
+
+    The chart's `command` replaces the image's ENTRYPOINT (and `args` its CMD), as in a pod.
+    """
+    command = chart.container.get("command", [])
+    entrypoint = ["--entrypoint", json.dumps(command[:1])] if command else []
+    return [*entrypoint, image, *command[1:], *chart.container.get("args", [])]

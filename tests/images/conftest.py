@@ -1,0 +1,123 @@
+"""Fixtures of the image tests: the images built once per session (or reused when their tag
+exists in the script's storage), podman on that storage, the charts rendered with the example
+federation's values (tests/charts/conftest.py), and loopback peers.
+
+Without podman, and outside CI, the tests skip; with FEDEPLOY_REQUIRE_INTEGRATION=1 they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fedeploy.charts import render_chart
+from fedeploy.loopback import MosquittoBroker, PeerUnavailable, PostgresServer, SeaweedS3
+from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "build-images.sh"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
+        pytest.fail(f"FEDEPLOY_REQUIRE_INTEGRATION=1 but {reason}")
+    pytest.skip(reason)
+
+
+def podman(
+    *args: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """podman on the build script's storage and containers.conf."""
+    return subprocess.run(
+        [str(SCRIPT), "--podman", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+    )
+
+
+def app_version(chart: str) -> str:
+    for line in (CHARTS_DIR / chart / "Chart.yaml").read_text().splitlines():
+        if line.startswith("appVersion:"):
+            return line.split(":", 1)[1].strip().strip('"')
+    raise AssertionError(f"charts/{chart}/Chart.yaml has no appVersion")
+
+
+class Images:
+    """Each service's image tag (its chart's appVersion); `images[service]` builds the image
+    with scripts/build-images.sh the first time it is asked for, unless the tag exists."""
+
+    def __init__(self) -> None:
+        self.ready: dict[str, str] = {}
+
+    def __getitem__(self, service: str) -> str:
+        if service not in self.ready:
+            tag = f"ghcr.io/fedeploy/{service}:{app_version(service)}"
+            # Exit 0: the tag exists; anything else (podman missing included): build it.
+            if podman("image", "exists", tag, check=False).returncode != 0:
+                built = subprocess.run(
+                    [str(SCRIPT)],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "FEDEPLOY_IMAGES": service},
+                    timeout=3600,
+                )
+                if built.returncode:
+                    _unavailable(f"scripts/build-images.sh failed:\n{built.stderr[-4000:]}")
+            self.ready[service] = tag
+        return self.ready[service]
+
+
+@pytest.fixture(scope="session")
+def images() -> Images:
+    """The built images, by service (built once per session, or reused)."""
+    return Images()
+
+
+@pytest.fixture(scope="session")
+def manifests() -> Callable[[str, str], list[dict[str, Any]]]:
+    """`manifests(chart, site)`: the chart rendered with that example site's values."""
+    cache: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def render(chart: str, site: str) -> list[dict[str, Any]]:
+        if (chart, site) not in cache:
+            cache[chart, site] = render_chart(
+                CHARTS_DIR / chart, SITES[site][chart], chart, NAMESPACE
+            )
+        return cache[chart, site]
+
+    return render
+
+
+def _start(start: Callable[[], Any]) -> Any:
+    try:
+        return start()
+    except PeerUnavailable as missing:
+        _unavailable(str(missing))
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    server = _start(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    server = _start(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = _start(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
+    yield server
+    server.remove()

@@ -1,0 +1,141 @@
+"""The built CPU inference image, run exactly as the chart's Deployment runs it (settings read
+from the rendered manifests of the example cluster site): it loads a model published to
+SeaweedFS, reports ready and answers a forecast equal to the model's in memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from fedeploy.loopback import SeaweedS3
+from fedeploy.loopback.processes import free_port
+from tests.images.chart_run import chart_command, container_of, podman_run_args
+from tests.images.conftest import podman
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DATA = {
+    "source": "s3://b/observations/",
+    "windows": 1,
+    "rows": 1,
+    "stations": ["syn-000"],
+    "period": {"start": "2026-01-01", "end": "2026-03-01"},
+    "samples": {"train": 1, "test": 1},
+}
+
+
+def _request(series, station: str, origin) -> dict:
+    from fedeploy_inference.contract import VARIABLES
+
+    st = series[station]
+    first = st.hour_index(origin) - 24
+    observations = []
+    for i in range(first, first + 24):
+        row = {"time": (st.start + timedelta(hours=i)).isoformat()}
+        for j, name in enumerate(VARIABLES):
+            if not np.isnan(st.values[i, j]):
+                row[name] = float(st.values[i, j])
+        observations.append(row)
+    return {
+        "station": station,
+        "issued_at": origin.isoformat(),
+        "longitude": st.longitude,
+        "latitude": st.latitude,
+        "observations": observations,
+    }
+
+
+def test_serve_loads_a_published_model_and_answers_a_forecast(
+    images, manifests, s3: SeaweedS3
+) -> None:
+    import torch
+    from fedeploy_inference.hourly import to_hourly
+    from fedeploy_inference.registry import publish
+    from fedeploy_inference.s3 import s3_client
+    from fedeploy_inference.settings import InferenceSettings
+    from fedeploy_inference.synthetic import SyntheticSpec, generate
+    from fedeploy_inference.training import TrainConfig, predict, train
+
+    bucket = f"images-models-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(bucket)
+    endpoint = s3.endpoint
+    series = to_hourly(pa.concat_tables([t for _, t in generate(SyntheticSpec(3, 60))]))
+    trained = train(series, TrainConfig(epochs=5), torch.device("cpu"))
+    host_settings = InferenceSettings(bucket=bucket, s3_endpoint_url=endpoint.endpoint_url)
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ["AWS_ACCESS_KEY_ID"] = endpoint.access_key_id
+    os.environ["AWS_SECRET_ACCESS_KEY"] = endpoint.secret_access_key
+    try:
+        version = publish(s3_client(host_settings), bucket, "nowcast", trained, DATA)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    chart = container_of(manifests("inference", "kubernetes"), "Deployment", "inference")
+    port = free_port()
+    env = {
+        "INFER_S3_ENDPOINT_URL": endpoint.endpoint_url,
+        "INFER_S3_REGION": endpoint.region,
+        "INFER_BUCKET": bucket,
+        "AWS_ACCESS_KEY_ID": endpoint.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": endpoint.secret_access_key,
+        "INFER_CATALOG_URL": "",
+        "INFER_HOST": "127.0.0.1",
+        "INFER_PORT": str(port),
+    }
+    name = f"fedeploy-serve-{bucket}"
+    podman("run", "--detach", "--name", name, *podman_run_args(chart, env),
+           *chart_command(chart, images["inference"]))  # fmt: skip
+
+    def logs() -> str:
+        done = podman("logs", name, check=False)
+        return (done.stdout + done.stderr)[-4000:]
+
+    try:
+        deadline = time.monotonic() + 120
+        ready = None
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        assert ready is not None and ready.status_code == 200, logs()
+        assert ready.json() == {"status": "ready", "model": "nowcast", "version": version}
+        row = int(np.flatnonzero(trained.test.station == "syn-001")[5])
+        origin = datetime.fromtimestamp(trained.test.origin_us[row] / 1e6, tz=UTC)
+        expected = predict(
+            trained.model,
+            trained.test.features[[row]],
+            trained.test.anchor[[row]],
+            torch.device("cpu"),
+        )
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/predict",
+            json=_request(series, "syn-001", origin),
+            timeout=30,
+        )
+        assert answer.status_code == 200, (answer.text, logs())
+        got = np.array(
+            [[f["air_temperature"], f["precipitation"]] for f in answer.json()["forecast"]]
+        )
+        # The image's torch (2.13.0+cpu) computes what this environment's computes.
+        np.testing.assert_allclose(got, expected[0], atol=1e-4)
+        inspected = json.loads(podman("inspect", name).stdout)[0]
+        assert inspected["Config"]["User"] == "10001:10001"
+        assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+    finally:
+        podman("rm", "--force", name, check=False)
