@@ -92,8 +92,18 @@ class LeadForecast(BaseModel):
 
     lead_hours: int
     time: datetime
-    air_temperature: float = Field(description="degC, hourly mean")
-    precipitation: float = Field(description="mm in the hour")
+    air_temperature: float | None = Field(
+        description="degC, hourly mean; null when the station has not reported temperature"
+    )
+    precipitation: float | None = Field(
+        description="mm in the hour; null when the station has not reported precipitation in "
+        "the history the server looks at (INFER_OBSERVED_HISTORY_HOURS)"
+    )
+    reason: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per variable answered null, why: e.g. `precipitation`: `no observations "
+        "of precipitation at this station`. Empty when every variable is forecast.",
+    )
 
 
 class PredictionResponse(BaseModel):

@@ -17,7 +17,13 @@ import pyarrow.compute as pc
 
 from fedeploy_inference.catalog import forecast_item, register_item
 from fedeploy_inference.device import resolve_device
-from fedeploy_inference.features import Encoded, encode
+from fedeploy_inference.features import (
+    TARGETS,
+    absent_reason,
+    encode,
+    observed_targets,
+    withhold_unobserved,
+)
 from fedeploy_inference.hourly import StationSeries, to_hourly
 from fedeploy_inference.predictor import run_model
 from fedeploy_inference.registry import LoadedModel, load_model, resolve_version
@@ -36,8 +42,9 @@ FORECAST_SCHEMA = pa.schema(
         pa.field("issued_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("lead_hours", pa.int16(), nullable=False),
         pa.field("time", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("air_temperature", pa.float64(), nullable=False),
-        pa.field("precipitation", pa.float64(), nullable=False),
+        # Null where the station has not reported the variable; `<variable>_reason` says so.
+        *(pa.field(t, pa.float64()) for t in TARGETS),
+        *(pa.field(f"{t}_reason", pa.string()) for t in TARGETS),
     ]
 )
 
@@ -87,11 +94,20 @@ def _whole_hour(name: str, when: datetime) -> datetime:
 
 
 def forecast_station(
-    loaded: LoadedModel, st: StationSeries, start: datetime, end: datetime
+    loaded: LoadedModel,
+    st: StationSeries,
+    start: datetime,
+    end: datetime,
+    history_hours: int = 24,
 ) -> pa.Table:
-    """Forecasts from every whole hour in [start, end) with a usable context at one station."""
+    """Forecasts from every whole hour in [start, end) with a usable context at one station.
+
+    A target the station has not reported within `history_hours` (at least the context) before
+    an origin is null there, with `<target>_reason` saying why.
+    """
     spec = loaded.spec
     c = spec.context_hours
+    back = max(c, history_hours)
     origins = np.arange(
         int(start.timestamp() * 1e6), int(end.timestamp() * 1e6), _HOUR_US, dtype=np.int64
     )
@@ -99,31 +115,42 @@ def forecast_station(
     index = (origins - first_us) // _HOUR_US  # bin index of each origin in the series
     padded = np.concatenate(
         [
-            np.full((c, st.values.shape[1]), np.nan),
+            np.full((back, st.values.shape[1]), np.nan),
             st.values,
             np.full(
                 (max(0, int(index.max()) - st.values.shape[0] + 1), st.values.shape[1]), np.nan
             ),
         ]
     )
-    # Padded row r is series bin r - c, so origin bin i reads padded rows [i, i + c); an
-    # origin at or before the series' first bin has no context at all.
+    # Padded row r is series bin r - back, so origin bin i reads its context from padded rows
+    # [i + back - c, i + back) and its history from [i, i + back); an origin at or before the
+    # series' first bin has no context at all.
     keep = index >= 1
     origins, index = origins[keep], index[keep]
-    context = np.stack([padded[i : i + c] for i in index]) if index.size else np.empty((0, c, 5))
+    if not index.size:
+        return FORECAST_SCHEMA.empty_table()
+    context = np.stack([padded[i + back - c : i + back] for i in index])
+    observed = observed_targets(np.stack([padded[i : i + back] for i in index]))
     lon = np.full(origins.shape, np.nan if st.longitude is None else st.longitude)
     nan = np.full(origins.shape, np.nan)
-    encoded = encode(spec, context, origins, lon, nan, nan)
+    encoded = encode(spec, context, origins, lon, nan, nan, observed)
     usable = encoded.usable
     if not usable.any():
         return FORECAST_SCHEMA.empty_table()
-    forecast = run_model(
-        loaded, Encoded(encoded.features[usable], encoded.anchor[usable], usable[usable])
-    )
+    encoded = encoded.select(usable)
+    forecast = withhold_unobserved(run_model(loaded, encoded), encoded.observed)
     origins = origins[usable]
     n, h = forecast.shape[0], forecast.shape[1]
     leads = np.tile(np.arange(1, h + 1, dtype=np.int16), n)
     issued = np.repeat(origins, h)
+    columns: dict[str, object] = {}
+    for j, target in enumerate(TARGETS):
+        values = forecast[:, :, j].reshape(-1).astype(float)
+        absent = np.isnan(values)
+        columns[target] = pa.array(values, pa.float64(), mask=absent)
+        columns[f"{target}_reason"] = pa.array(
+            [absent_reason(target) if a else None for a in absent], pa.string()
+        )
     return pa.Table.from_pydict(
         {
             "station": [st.station] * (n * h),
@@ -134,11 +161,24 @@ def forecast_station(
             "time": pa.array(
                 issued + (leads.astype(np.int64) - 1) * _HOUR_US, pa.timestamp("us", tz="UTC")
             ),
-            "air_temperature": forecast[:, :, 0].reshape(-1).astype(float),
-            "precipitation": forecast[:, :, 1].reshape(-1).astype(float),
+            **columns,
         },
         schema=FORECAST_SCHEMA,
     )
+
+
+def forecast_variables(table: pa.Table) -> dict[str, dict[str, object]]:
+    """Per station of a run's table: the targets forecast at least once (`forecast`) and, for
+    each target never forecast, why (`absent`)."""
+    out: dict[str, dict[str, object]] = {}
+    for station in sorted(set(table["station"].to_pylist())):
+        rows = table.filter(pc.equal(table["station"], station))
+        made = [t for t in TARGETS if rows[t].null_count < rows.num_rows]
+        out[station] = {
+            "forecast": made,
+            "absent": {t: absent_reason(t) for t in TARGETS if t not in made},
+        }
+    return out
 
 
 def run_batch(
@@ -155,7 +195,8 @@ def run_batch(
     loaded = load_model(
         client, settings.bucket, settings.model_name, version, resolve_device(settings.device)
     )
-    context_start = start - timedelta(hours=loaded.spec.context_hours)
+    history = max(loaded.spec.context_hours, settings.observed_history_hours)
+    context_start = start - timedelta(hours=history)
     table = read_windows(
         client, settings.bucket, list_windows(client, settings.bucket, context_start, end)
     )
@@ -170,7 +211,10 @@ def run_batch(
         ),
     )
     series = to_hourly(table.filter(pc.fill_null(inside, False)))
-    parts = [forecast_station(loaded, st, start, end) for st in series.values()]
+    parts = [
+        forecast_station(loaded, st, start, end, settings.observed_history_hours)
+        for st in series.values()
+    ]
     result = pa.concat_tables(parts) if parts else FORECAST_SCHEMA.empty_table()
     rid = run_id(version, area, start, end)
     key = f"{FORECASTS_PREFIX}{settings.model_name}/{version}/{rid}.parquet"
@@ -192,6 +236,7 @@ def run_batch(
             settings.model_name,
             version,
             datetime.now(UTC),
+            forecast_variables(result),
         )
         register_item(settings.catalog_url, item)
         registered = True

@@ -89,8 +89,11 @@ def forecast_item(
     model: str,
     version: str,
     created: datetime,
+    variables: Mapping[str, Mapping[str, object]] | None = None,
 ) -> dict[str, Any]:
-    """The STAC item describing one batch prediction run's output object."""
+    """The STAC item describing one batch prediction run's output object. `variables`: per
+    station, the targets forecast and, for those never forecast (the station has not reported
+    them), why (`batch.forecast_variables`); in `fedeploy:variables`."""
     west, south, east, north = bbox
     return {
         "type": "Feature",
@@ -111,6 +114,7 @@ def forecast_item(
             "created": _iso(created),
             "fedeploy:model": model,
             "fedeploy:model_version": version,
+            "fedeploy:variables": {k: dict(v) for k, v in (variables or {}).items()},
         },
         "assets": {
             "data": {"href": href, "type": PARQUET_MEDIA_TYPE, "roles": ["data"]},

@@ -23,7 +23,7 @@ from fedeploy_inference.registry import ModelIntegrityError, ModelNotFoundError
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
 from fedeploy_inference.synthetic import SyntheticSpec, generate
-from fedeploy_inference.train_from_store import train_and_publish
+from fedeploy_inference.train_from_store import record_dataset, train_and_publish
 from fedeploy_inference.training import TrainConfig
 from fedeploy_inference.window_store import write_windows
 
@@ -157,6 +157,12 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         count = write_windows(client, settings.bucket, generate(spec))
+        record_dataset(
+            client,
+            settings.bucket,
+            f"fedeploy synthetic set ({spec.stations} stations, {spec.days} days, seed {spec.seed})",
+            synthetic=True,
+        )
         print(json.dumps({"windows": count, "bucket": settings.bucket}))
     elif args.command == "train":
         config = TrainConfig(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -72,9 +73,9 @@ def climatology_forecast(clim: Climatology, samples: Samples, horizon: int) -> n
     return out
 
 
-def scores(forecast: np.ndarray, samples: Samples) -> dict[str, dict[str, object]]:
+def scores(forecast: np.ndarray, samples: Samples) -> dict[str, dict[str, Any]]:
     """RMSE and MAE per target, overall and per lead hour, over known targets only."""
-    result: dict[str, dict[str, object]] = {}
+    result: dict[str, dict[str, Any]] = {}
     for j, name in enumerate(TARGETS):
         known = samples.target_known[:, :, j]
         err = np.where(known, forecast[:, :, j] - samples.target[:, :, j], 0.0)
@@ -85,27 +86,88 @@ def scores(forecast: np.ndarray, samples: Samples) -> dict[str, dict[str, object
             "mae": float(np.abs(err).sum() / max(known.sum(), 1)),
             "rmse_by_lead_hour": [round(float(x), 4) for x in per_lead_rmse],
             "count": int(known.sum()),
+            "count_by_lead_hour": [int(x) for x in count],
         }
     return result
+
+
+def _skill(model: float, baseline: float) -> float | None:
+    """1 - model / baseline; None where the baseline is perfect (a dry spell for persistence of
+    precipitation): no skill is measurable there."""
+    if baseline < 1e-9:
+        return None
+    return round(1.0 - model / baseline, 4)
+
+
+_FORECASTS = ("model", "persistence", "climatology")
+_BASELINES = ("persistence", "climatology")
+
+
+def by_station(forecasts: Mapping[str, np.ndarray], samples: Samples) -> dict[str, object]:
+    """Per station and target: scored samples (known targets, all leads), RMSE and MAE of each
+    forecast, and the model's skill against each baseline. A target a station never reported
+    has a count of 0 and no scores."""
+    out: dict[str, object] = {}
+    for station in sorted(set(samples.station.astype(str))):
+        rows = samples.station.astype(str) == station
+        part = samples.select(rows)
+        table = {f: scores(forecasts[f][rows], part) for f in _FORECASTS}
+        entry: dict[str, object] = {}
+        for name in TARGETS:
+            count = table["model"][name]["count"]
+            if not count:
+                entry[name] = {"count": 0}
+                continue
+            entry[name] = {
+                "count": count,
+                "rmse": {f: round(float(table[f][name]["rmse"]), 4) for f in _FORECASTS},
+                "mae": {f: round(float(table[f][name]["mae"]), 4) for f in _FORECASTS},
+                "skill": {
+                    b: _skill(table["model"][name]["rmse"], table[b][name]["rmse"])
+                    for b in _BASELINES
+                },
+            }
+        out[station] = entry
+    return out
 
 
 def compare(
     model: np.ndarray, samples: Samples, clim: Climatology, horizon: int
 ) -> dict[str, object]:
     """Scores of the model, persistence and climatology, and the model's skill against each
-    (1 - rmse_model / rmse_baseline; positive is better than the baseline)."""
-    table = {
-        "model": scores(model, samples),
-        "persistence": scores(persistence_forecast(samples, horizon), samples),
-        "climatology": scores(climatology_forecast(clim, samples, horizon), samples),
+    (1 - rmse_model / rmse_baseline; positive is better than the baseline): overall, per lead
+    hour (`skill_by_lead_hour`) and per station (`by_station`), each with its scored count."""
+    forecasts = {
+        "model": model,
+        "persistence": persistence_forecast(samples, horizon),
+        "climatology": climatology_forecast(clim, samples, horizon),
     }
+    table = {f: scores(forecasts[f], samples) for f in _FORECASTS}
     skill = {
         baseline: {
-            name: round(
-                1.0 - table["model"][name]["rmse"] / max(table[baseline][name]["rmse"], 1e-9), 4
-            )
+            name: _skill(table["model"][name]["rmse"], table[baseline][name]["rmse"])
             for name in TARGETS
         }
-        for baseline in ("persistence", "climatology")
+        for baseline in _BASELINES
     }
-    return {"samples": len(samples), "scores": table, "skill": skill}
+    skill_by_lead = {
+        baseline: {
+            name: [
+                _skill(m, b)
+                for m, b in zip(
+                    table["model"][name]["rmse_by_lead_hour"],
+                    table[baseline][name]["rmse_by_lead_hour"],
+                    strict=True,
+                )
+            ]
+            for name in TARGETS
+        }
+        for baseline in _BASELINES
+    }
+    return {
+        "samples": len(samples),
+        "scores": table,
+        "skill": skill,
+        "skill_by_lead_hour": skill_by_lead,
+        "by_station": by_station(forecasts, samples),
+    }

@@ -9,7 +9,7 @@ temperature seen within `anchor_hours` of `t0`, and the last hour's precipitatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -61,11 +61,32 @@ class Scenes:
 
 @dataclass(frozen=True)
 class Encoded:
-    """Model inputs for a batch: features (B, F), anchor (B, 2), and which rows are usable."""
+    """Model inputs for a batch: features (B, F), anchor (B, 2), which rows are usable (B,), and
+    which targets each row may be forecast (B, len(TARGETS)): only those the station observed."""
 
     features: np.ndarray
     anchor: np.ndarray
     usable: np.ndarray
+    observed: np.ndarray
+
+    def select(self, rows: np.ndarray) -> Encoded:
+        """The subset at the given rows (indices or boolean mask)."""
+        return Encoded(
+            self.features[rows], self.anchor[rows], self.usable[rows], self.observed[rows]
+        )
+
+
+def absent_reason(target: str) -> str:
+    """Why a target is answered as absent (null) instead of forecast."""
+    return f"no observations of {target} at this station"
+
+
+def observed_targets(history: np.ndarray) -> np.ndarray:
+    """(B, len(TARGETS)) bool: whether each row's history (B, hours, len(VARIABLES)), NaN for
+    missing, holds at least one observation of each target. A target the station has not
+    reported is never forecast: the model has nothing to anchor it on."""
+    columns = [VARIABLES.index(t) for t in TARGETS]
+    return (~np.isnan(history[:, :, columns])).any(axis=1)
 
 
 def fit_normalization(spec: FeatureSpec, series: list[np.ndarray]) -> FeatureSpec:
@@ -118,10 +139,12 @@ def encode(
     longitude: np.ndarray,
     cloud_cover: np.ndarray,
     scene_age_hours: np.ndarray,
+    observed: np.ndarray | None = None,
 ) -> Encoded:
     """Encode a batch: context (B, context_hours, len(VARIABLES)) with NaN for missing, origins
     in us, longitudes (NaN: unknown, UTC is used for the solar hour), scene cloud cover and age
-    (NaN: no scene)."""
+    (NaN: no scene). `observed` (B, len(TARGETS)) says which targets the station reported in its
+    history (serving looks further back than the context); None: within the context."""
     b = context.shape[0]
     mean = np.asarray(spec.mean)
     std = np.asarray(spec.std)
@@ -151,7 +174,11 @@ def encode(
     temp, has_temp = _last_valid(context[:, :, TEMPERATURE], spec.anchor_hours)
     rain, _ = _last_valid(context[:, :, PRECIPITATION], 1)
     anchor = np.column_stack([temp, rain])
-    return Encoded(features.astype(np.float32), anchor.astype(np.float32), has_temp)
+    seen = observed_targets(context) if observed is None else np.asarray(observed, dtype=bool)
+    # The temperature anchor is the one observation the model cannot do without.
+    seen = seen.copy()
+    seen[:, TARGETS.index("air_temperature")] &= has_temp
+    return Encoded(features.astype(np.float32), anchor.astype(np.float32), has_temp, seen)
 
 
 @dataclass(frozen=True)
@@ -180,16 +207,37 @@ class Samples:
         )
 
 
+def _continuous(values: np.ndarray, start_us: int, span: int, breaks: Sequence[int]) -> np.ndarray:
+    """(n,) bool for the n windows of `span` bins: True where the window holds no empty bin and
+    does not straddle a declared break (a time in us where a new stretch begins)."""
+    empty = np.isnan(values).all(axis=1).astype(np.int64)
+    holes = np.concatenate([[0], np.cumsum(empty)])
+    n = values.shape[0] - span + 1
+    ok = holes[span : span + n] - holes[:n] == 0
+    for when in breaks:
+        k = (int(when) - start_us) // _HOUR_US  # first bin of the new stretch
+        # Window s covers bins s .. s + span - 1; it straddles the break when s < k <= s+span-1.
+        first, last = max(0, k - span + 1), min(n, k)
+        if first < last:
+            ok[first:last] = False
+    return ok
+
+
 def build_samples(
     spec: FeatureSpec,
     series: Mapping[str, StationSeries],
     origin_from_us: int | None = None,
     origin_to_us: int | None = None,
     scenes: Mapping[str, Scenes] | None = None,
+    breaks: Mapping[str, Sequence[int]] | None = None,
 ) -> Samples:
     """Every usable sample whose origin lies in [origin_from, origin_to) (either open).
 
-    Usable: a temperature within `anchor_hours` of the origin, and at least one target known.
+    Usable: a temperature within `anchor_hours` of the origin, at least one target known, and
+    no gap inside its context and horizon: no hour without any observation (a hole of more
+    than an hour in the record) and no discontinuity the data declares (`breaks`: per station,
+    times in us where a new continuous stretch begins, e.g. a month of a typical year taken
+    from another year than the month before).
     """
     parts: list[Samples] = []
     c, h = spec.context_hours, spec.horizon_hours
@@ -202,7 +250,7 @@ def build_samples(
         windows = np.moveaxis(windows, -1, 1)  # (n, c + h, vars)
         start_us = int(st.start.timestamp() * 1_000_000)
         origins = start_us + (np.arange(n) + c) * _HOUR_US
-        keep = np.ones(n, dtype=bool)
+        keep = _continuous(v, start_us, c + h, (breaks or {}).get(name, ()))
         if origin_from_us is not None:
             keep &= origins >= origin_from_us
         if origin_to_us is not None:
@@ -214,7 +262,8 @@ def build_samples(
         lon = np.full(origins.shape, np.nan if st.longitude is None else st.longitude)
         enc = encode(spec, windows[:, :c], origins, lon, cloud, age)
         target = windows[:, c:][:, :, [TEMPERATURE, PRECIPITATION]]
-        known = ~np.isnan(target)
+        # A target the context never reported is not forecast, so it is not scored or learnt.
+        known = ~np.isnan(target) & enc.observed[:, None, :]
         usable = enc.usable & known.any(axis=(1, 2))
         parts.append(
             Samples(
@@ -234,3 +283,21 @@ def build_samples(
     return Samples(
         *(np.concatenate([getattr(p, f) for p in parts]) for f in Samples.__dataclass_fields__)
     )
+
+
+def withhold_unobserved(forecast: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """The forecast (B, horizon, len(TARGETS)) with NaN for every target its row's station has
+    not observed (`observed`, (B, len(TARGETS)) bool): such values are never handed out."""
+    return np.where(observed[:, None, :], forecast, np.nan)
+
+
+def reported_targets(series: Mapping[str, StationSeries]) -> dict[str, list[str]]:
+    """Per station, the targets it has at least one observation of: the only ones it can be
+    forecast (the model card lists them)."""
+    columns = [VARIABLES.index(t) for t in TARGETS]
+    return {
+        name: [
+            t for t, j in zip(TARGETS, columns, strict=True) if (~np.isnan(st.values[:, j])).any()
+        ]
+        for name, st in sorted(series.items())
+    }

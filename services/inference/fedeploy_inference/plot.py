@@ -19,9 +19,14 @@ _HOUR_US = 3_600_000_000
 def forecast_plot(
     samples: Samples, forecast: np.ndarray, lead_hours: int, title: str
 ) -> tuple[bytes, str]:
-    """PNG of the station with the most held-out samples, at one lead time; and that station."""
-    stations, counts = np.unique(samples.station.astype(str), return_counts=True)
-    station = str(stations[np.argmax(counts)])
+    """PNG of one station at one lead time, and that station: the one with the most observed
+    precipitation targets in the held-out period (so both panels show observations), ties going
+    to the most temperature targets. `title` names the data (and says `synthetic` when so)."""
+    names = samples.station.astype(str)
+    stations = np.unique(names)
+    known = samples.target_known[:, min(max(lead_hours, 1), forecast.shape[1]) - 1]
+    ranks = [(int(known[names == s, 1].sum()), int(known[names == s, 0].sum())) for s in stations]
+    station = str(stations[max(range(len(stations)), key=lambda i: ranks[i])])
     rows = np.flatnonzero(samples.station.astype(str) == station)
     rows = rows[np.argsort(samples.origin_us[rows])]
     lead = min(max(lead_hours, 1), forecast.shape[1]) - 1

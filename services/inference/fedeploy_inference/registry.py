@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from fedeploy_inference import __version__
 from fedeploy_inference.features import FeatureSpec
 from fedeploy_inference.model import NetConfig, StationForecaster
-from fedeploy_inference.model_card import render_model_card
+from fedeploy_inference.model_card import dataset_title, render_model_card
 from fedeploy_inference.training import TrainingResult
 
 _VERSION = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
@@ -92,9 +92,18 @@ def publish(
     weights = weights_bytes(result.model)
     version = new_version(weights, now)
     png, station = forecast_plot(
-        result.test, result.test_forecast, PLOT_LEAD_HOURS, f"{name} {version}"
+        result.test,
+        result.test_forecast,
+        PLOT_LEAD_HOURS,
+        f"{dataset_title(data)}, {name} {version}",
     )
-    data = {**data, "split": result.split.isoformat(), "plot_station": station}
+    data = {
+        **data,
+        "split": result.split.isoformat(),
+        "plot_station": station,
+        "forecast_variables": result.station_targets,
+        "training": result.selection,
+    }
     files: dict[str, tuple[bytes, str]] = {
         "weights.pt": (weights, "application/octet-stream"),
         "metrics.json": (_json(result.metrics), "application/json"),

@@ -82,7 +82,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
         started = time.perf_counter()
         loaded = _model()
         try:
-            answers = predict_requests(loaded, requests)
+            answers = predict_requests(loaded, requests, settings.observed_history_hours)
         except RequestRejected as error:
             index, field = error.loc
             loc: list[str | int] = (

@@ -82,3 +82,11 @@ class InferenceSettings(BaseSettings):
     max_batch: int = Field(
         1024, ge=1, le=65536, description="Most requests one batched prediction call may carry."
     )
+    observed_history_hours: int = Field(
+        24,
+        ge=1,
+        le=8760,
+        description="Hours before a forecast origin in which a station must have reported a "
+        "variable for it to be forecast (never less than the model's context); otherwise the "
+        "variable is answered null with a reason, by the API and in batch runs.",
+    )

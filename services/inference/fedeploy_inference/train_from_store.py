@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from botocore.exceptions import ClientError
 
 from fedeploy_inference.catalog import scenes_for_stations
 from fedeploy_inference.device import resolve_device
@@ -22,6 +24,50 @@ from fedeploy_inference.training import TrainConfig, train
 from fedeploy_inference.window_store import list_windows, read_windows
 
 log = logging.getLogger(__name__)
+
+# What the bucket's observations are: {"name": str, "synthetic": bool}, written by `generate`
+# (and by whoever loads a named data set); absent for a site's own ingested stream.
+DATASET_KEY = "observations.dataset.json"
+
+
+def describe_dataset(client: Any, bucket: str) -> dict[str, Any]:
+    """The bucket's data set description (DATASET_KEY), {} where there is none.
+
+    Raises ValueError naming the object when it is not a JSON object with a string `name` and
+    a boolean `synthetic`."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=DATASET_KEY)["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            return {}
+        raise
+    where = f"s3://{bucket}/{DATASET_KEY}"
+    try:
+        found = json.loads(body)
+    except ValueError:
+        raise ValueError(
+            f"{where}: not JSON; an object with name and synthetic is required"
+        ) from None
+    if (
+        not isinstance(found, dict)
+        or not isinstance(found.get("name"), str)
+        or not isinstance(found.get("synthetic"), bool)
+    ):
+        raise ValueError(
+            f"{where}: {str(found)[:80]!r} found; an object with a string `name` and a boolean "
+            "`synthetic` is allowed"
+        )
+    return {"name": found["name"], "synthetic": found["synthetic"]}
+
+
+def record_dataset(client: Any, bucket: str, name: str, synthetic: bool) -> None:
+    """Write the bucket's data set description (see DATASET_KEY)."""
+    client.put_object(
+        Bucket=bucket,
+        Key=DATASET_KEY,
+        Body=json.dumps({"name": name, "synthetic": synthetic}).encode(),
+        ContentType="application/json",
+    )
 
 
 @dataclass(frozen=True)
@@ -59,8 +105,11 @@ def train_and_publish(
     result = train(series, config, device, scenes=scenes)
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return TrainOutcome(None, result.metrics)
+    dataset = describe_dataset(client, settings.bucket)
     data = {
         "source": f"s3://{settings.bucket}/observations/",
+        "name": dataset.get("name", f"observations in s3://{settings.bucket}"),
+        "synthetic": dataset.get("synthetic", False),
         "windows": len(windows),
         "windows_sha256": hashlib.sha256("\n".join(w.key for w in windows).encode()).hexdigest(),
         "rows": table.num_rows,

@@ -7,7 +7,7 @@ DistributedDataParallel and each rank trains on an equal shard of the samples.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +23,7 @@ from fedeploy_inference.features import (
     Scenes,
     build_samples,
     fit_normalization,
+    reported_targets,
 )
 from fedeploy_inference.hourly import StationSeries
 from fedeploy_inference.model import NetConfig, StationForecaster
@@ -42,11 +43,23 @@ class TrainConfig:
     layers: int = 2
     holdout_fraction: float = 0.2
     seed: int = 0
+    validation_fraction: float = 0.15
+    patience: int = 5
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.holdout_fraction <= 0.5:
             raise ValueError(
                 f"TrainConfig.holdout_fraction: {self.holdout_fraction} given; 0.05 to 0.5 allowed"
+            )
+        if not 0.05 <= self.validation_fraction <= 0.5:
+            raise ValueError(
+                f"TrainConfig.validation_fraction: {self.validation_fraction} given; "
+                "0.05 to 0.5 allowed"
+            )
+        if self.epochs < 1 or self.patience < 1:
+            raise ValueError(
+                f"TrainConfig: epochs {self.epochs} and patience {self.patience} given; "
+                "at least 1 each allowed"
             )
 
 
@@ -63,6 +76,8 @@ class TrainingResult:
     split: datetime
     period: tuple[datetime, datetime]
     train_samples: int
+    station_targets: dict[str, list[str]]
+    selection: dict[str, object]
 
 
 def split_time(series: Mapping[str, StationSeries], holdout_fraction: float) -> datetime:
@@ -116,10 +131,63 @@ class _Corrections(torch.nn.Module):
         return self.model.corrections(features)
 
 
+@dataclass(frozen=True)
+class _Tensors:
+    """Samples on the device: features, normalised corrections to learn, and their mask."""
+
+    features: torch.Tensor
+    target: torch.Tensor
+    known: torch.Tensor
+
+    @classmethod
+    def of(cls, samples: Samples, net: NetConfig, device: torch.device) -> _Tensors:
+        scale = torch.tensor([net.temperature_scale, net.precipitation_scale], device=device)
+        anchor = torch.from_numpy(samples.anchor).to(device)
+        target = (torch.from_numpy(samples.target).to(device) - anchor[:, None, :]) / scale
+        known = torch.from_numpy(samples.target_known).to(device).float()
+        return cls(torch.from_numpy(samples.features).to(device), target, known)
+
+
+def _loss(out: torch.Tensor, target: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Masked MSE over the known targets."""
+    return ((out - target) ** 2 * known).sum() / known.sum().clamp(min=1.0)
+
+
+def _validation_loss(model: StationForecaster, data: _Tensors, batch_size: int = 8192) -> float:
+    model.eval()
+    total, count = 0.0, 0.0
+    with torch.inference_mode():
+        for i in range(0, data.features.shape[0], batch_size):
+            out = model.corrections(data.features[i : i + batch_size])
+            known = data.known[i : i + batch_size]
+            total += float((((out - data.target[i : i + batch_size]) ** 2) * known).sum())
+            count += float(known.sum())
+    model.train()
+    return total / max(count, 1.0)
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """How training ended: the epoch kept (1-based; best validation loss), epochs run."""
+
+    best_epoch: int
+    epochs_run: int
+    best_validation_loss: float | None
+    validation_losses: list[float]
+
+
 def fit(
-    samples: Samples, net: NetConfig, config: TrainConfig, device: torch.device
-) -> StationForecaster:
-    """Train a new network on the samples; masked MSE on normalised corrections."""
+    samples: Samples,
+    net: NetConfig,
+    config: TrainConfig,
+    device: torch.device,
+    validation: Samples | None = None,
+) -> tuple[StationForecaster, FitReport]:
+    """Train a new network on the samples; masked MSE on normalised corrections.
+
+    With validation samples: the loss on them after each epoch picks the weights kept (the
+    best epoch's), and training stops once `patience` epochs have not improved it.
+    """
     torch.manual_seed(config.seed)
     model = StationForecaster(net).to(device)
     distributed = dist.is_available() and dist.is_initialized()
@@ -130,11 +198,8 @@ def fit(
             trainable, device_ids=[device.index] if device.type == "cuda" else None
         )
     shard = _shard(samples)
-    scale = torch.tensor([net.temperature_scale, net.precipitation_scale], device=device)
-    features = torch.from_numpy(shard.features).to(device)
-    anchor = torch.from_numpy(shard.anchor).to(device)
-    target = (torch.from_numpy(shard.target).to(device) - anchor[:, None, :]) / scale
-    known = torch.from_numpy(shard.target_known).to(device).float()
+    data = _Tensors.of(shard, net, device)
+    checks = _Tensors.of(validation, net, device) if validation is not None else None
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -143,20 +208,32 @@ def fit(
         optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch
     )
     generator = torch.Generator().manual_seed(config.seed)
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    losses: list[float] = []
+    epoch = 0
     model.train()
-    for _ in range(config.epochs):
+    for epoch in range(1, config.epochs + 1):
         order = torch.randperm(len(shard), generator=generator).to(device)
         for i in range(steps_per_epoch):
             rows = order[i * config.batch_size : (i + 1) * config.batch_size]
-            out = trainable(features[rows])
-            err = (out - target[rows]) ** 2 * known[rows]
-            loss = err.sum() / known[rows].sum().clamp(min=1.0)
+            loss = _loss(trainable(data.features[rows]), data.target[rows], data.known[rows])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             schedule.step()
+        if checks is None:
+            continue
+        # Every rank holds the same weights and the whole validation set: same decision.
+        losses.append(round(_validation_loss(model, checks), 6))
+        if best is None or losses[-1] < best[0]:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = (losses[-1], epoch, state)
+        elif epoch - best[1] >= config.patience:
+            break
+    if best is not None:
+        model.load_state_dict(best[2])
     model.eval()
-    return model
+    return model, FitReport(best[1] if best else epoch, epoch, best[0] if best else None, losses)
 
 
 def train(
@@ -165,27 +242,52 @@ def train(
     device: torch.device,
     spec: FeatureSpec | None = None,
     scenes: Mapping[str, Scenes] | None = None,
+    breaks: Mapping[str, Sequence[int]] | None = None,
 ) -> TrainingResult:
-    """Split, normalise on the training period, fit, and compare on the held-out period."""
+    """Split, normalise on the training period, fit with early stopping on a validation period
+    (the end of the training period), and compare on the held-out period.
+
+    Periods: training | validation (`validation_fraction` of the time before the held-out
+    period) | held out (`holdout_fraction` of the whole). Origins stop a horizon before the next
+    period begins, so no target leaks across. `breaks`: declared discontinuities per station
+    (times in us) that no sample may straddle.
+    """
     spec = spec or FeatureSpec()
     split = split_time(series, config.holdout_fraction)
     split_us = _to_us(split)
+    first = min(s.start for s in series.values())
+    validation_start = (split - (split - first) * config.validation_fraction).replace(
+        minute=0, second=0, microsecond=0
+    )
+    val_us = _to_us(validation_start)
+    lead_us = spec.horizon_hours * _HOUR_US
     before = [
-        st.values[: max(0, st.hour_index(split))] for st in series.values() if st.start < split
+        st.values[: max(0, st.hour_index(validation_start))]
+        for st in series.values()
+        if st.start < validation_start
     ]
     if not before:
-        raise ValueError(f"train: no observations before the held-out period starting {split}")
+        raise ValueError(
+            f"train: no observations before the validation period starting {validation_start}"
+        )
     spec = fit_normalization(spec, before)
-    # Training origins stop a horizon before the split so no target leaks into training.
     train_set = build_samples(
-        spec, series, origin_to_us=split_us - spec.horizon_hours * _HOUR_US, scenes=scenes
+        spec, series, origin_to_us=val_us - lead_us, scenes=scenes, breaks=breaks
     )
-    test_set = build_samples(spec, series, origin_from_us=split_us, scenes=scenes)
-    model = fit(train_set, NetConfig.for_spec(spec, config.hidden, config.layers), config, device)
+    validation = build_samples(
+        spec,
+        series,
+        origin_from_us=val_us,
+        origin_to_us=split_us - lead_us,
+        scenes=scenes,
+        breaks=breaks,
+    )
+    test_set = build_samples(spec, series, origin_from_us=split_us, scenes=scenes, breaks=breaks)
+    net = NetConfig.for_spec(spec, config.hidden, config.layers)
+    model, report = fit(train_set, net, config, device, validation)
     forecast = predict(model, test_set.features, test_set.anchor, device)
     climatology = fit_climatology(series, split_us)
     metrics = compare(forecast, test_set, climatology, spec.horizon_hours)
-    first = min(s.start for s in series.values())
     last = max(s.start + timedelta(hours=s.values.shape[0]) for s in series.values())
     return TrainingResult(
         model=model,
@@ -197,4 +299,15 @@ def train(
         split=split.astimezone(UTC),
         period=(first, last),
         train_samples=len(train_set),
+        station_targets=reported_targets(series),
+        selection={
+            "max_epochs": config.epochs,
+            "patience": config.patience,
+            "epochs_run": report.epochs_run,
+            "best_epoch": report.best_epoch,
+            "best_validation_loss": report.best_validation_loss,
+            "validation_losses": report.validation_losses,
+            "validation_start": validation_start.astimezone(UTC).isoformat(),
+            "validation_samples": len(validation),
+        },
     )
