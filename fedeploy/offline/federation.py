@@ -123,6 +123,17 @@ def warm_imports() -> None:
         getattr(module, "__name__", None)
     for module in (k8s.core.v1, k8s.helm.v3):
         getattr(module, "__name__", None)
+    # Every kind's provider module, and the lazily loaded SDK modules they touch.
+    import pulumi_openstack as openstack
+    import pulumi_ovh as ovh
+
+    from components.providers import PROVIDERS, provider_for
+
+    for kind in sorted(PROVIDERS):
+        provider_for(kind)
+    for module in (openstack.networking, openstack.containerinfra, openstack.identity):
+        getattr(module, "__name__", None)
+    getattr(ovh.cloudproject, "__name__", None)
 
 
 def fork_is_safe() -> bool:
@@ -150,11 +161,7 @@ def plan_federation(
     pool = None
     # Forking pays off only once a wave holds several stacks: the imports a worker inherits
     # cost less than planning a few stacks, but more than planning one or two.
-    if (
-        jobs > 1
-        and max(map(len, plan.order), default=0) >= MIN_PARALLEL_WAVE
-        and fork_is_safe()
-    ):
+    if jobs > 1 and max(map(len, plan.order), default=0) >= MIN_PARALLEL_WAVE and fork_is_safe():
         warm_imports()
         # Pulumi's runtime state is process-wide: stacks run side by side in forked processes.
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
