@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from fedeploy_ingestion import download_safety, multihash, sentinel_plan, stac_ids
+from fedeploy_ingestion import download_safety, sentinel_plan, stac_ids
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import IngestError
 from fedeploy_ingestion.metrics import Metrics
@@ -206,16 +206,12 @@ class SentinelRun:
     ) -> sentinel_plan.CopiedAsset:
         href = sentinel_plan.download_href(asset)
         key = sentinel_plan.object_key(collection_id, item_id, name, href, asset.get("type"))
-        expected = None
-        if asset.get("file:checksum"):
-            try:
-                expected = multihash.parse(str(asset["file:checksum"]))
-            except ValueError as error:
-                log.warning(
-                    "unusable checksum; size is checked instead",
-                    extra={"item": item_id, "asset": name, "error": str(error)},
-                )
-        expected_size = asset.get("file:size")
+        expected, expected_size, problems = sentinel_plan.expected_integrity(asset)
+        for problem in problems:
+            log.warning(
+                "unusable integrity field; the copy is checked by what remains",
+                extra={"item": item_id, "asset": name, "error": problem},
+            )
         stored = self.store.head(key)
         if stored is not None and stored.metadata.get("fedeploy-fingerprint") == fingerprint:
             # Completed by a run that died before registering the item: verify, then reuse.
@@ -245,8 +241,8 @@ class SentinelRun:
         try:
             answer = self.http.get(source.url.rstrip("/") + stac_ids.collection_path(collection_id))
             if answer.status_code == 200:
-                document = sentinel_plan.site_collection(answer.json())
-        except httpx.HTTPError as error:
+                document = sentinel_plan.site_collection(answer.json(), collection_id)
+        except (httpx.HTTPError, ValueError) as error:  # ValueError: not JSON
             log.warning(
                 "upstream collection unavailable; a minimal one is created",
                 extra={"collection": collection_id, "error": str(error)},

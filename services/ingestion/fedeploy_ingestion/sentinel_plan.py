@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from fedeploy_ingestion import multihash
 from fedeploy_ingestion.download_safety import UnsafeDownload, shown
 from fedeploy_ingestion.multihash import sha256_multihash
 from fedeploy_ingestion.stac_documents import FILE_EXTENSION, rfc3339
@@ -92,6 +93,45 @@ def download_href(asset: dict[str, Any]) -> str:
     raise UnsafeDownload(
         f"asset href {shown(href)!r} refused: not HTTP(S), and the asset has no HTTP(S) alternate"
     )
+
+
+# The longest `file:checksum` a supported multihash has: a 3-byte code, a length byte and a
+# 64-byte digest, in hex. Anything longer is refused unparsed: varint parsing of a megabyte of
+# 0xff bytes takes hours (each step shifts an ever larger integer).
+MAX_CHECKSUM_CHARS = 2 * (3 + 1 + 64)
+
+
+def expected_integrity(
+    asset: dict[str, Any],
+) -> tuple[multihash.Digest | None, int | None, list[str]]:
+    """(digest, size, problems) an upstream asset declares (`file:checksum`, `file:size`).
+
+    An unusable value is left out (None) and named in `problems` (short texts, never the whole
+    value, which may be megabytes); the copy is then checked by what remains."""
+    problems: list[str] = []
+    digest = size = None
+    checksum = asset.get("file:checksum")
+    if checksum is not None:
+        text = checksum if isinstance(checksum, str) else ""
+        if not text or len(text) > MAX_CHECKSUM_CHARS:
+            problems.append(
+                f"file:checksum is not a multihash string of at most {MAX_CHECKSUM_CHARS} "
+                f"hex digits (found a {type(checksum).__name__} of {len(str(checksum))} characters)"
+            )
+        else:
+            try:
+                digest = multihash.parse(text)
+            except ValueError as error:
+                problems.append(str(error))
+    declared = asset.get("file:size")
+    if declared is not None:
+        if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 0:
+            size = declared
+        else:
+            problems.append(
+                f"file:size {str(declared)[:40]!r} is not a non-negative integer (bytes)"
+            )
+    return digest, size, problems
 
 
 def chosen_assets(item: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -170,8 +210,12 @@ def site_item(
     }
 
 
-def site_collection(upstream: dict[str, Any]) -> dict[str, Any]:
-    """The site's copy of an upstream collection: its metadata, without upstream links."""
+def site_collection(upstream: Any, collection_id: str) -> dict[str, Any] | None:
+    """The site's copy of the upstream collection `collection_id`: its metadata, without upstream
+    links; None when the upstream answered something else (not an object, or another id: the
+    upstream must not name the collections created in the site's catalog)."""
+    if not isinstance(upstream, dict) or upstream.get("id") != collection_id:
+        return None
     copy = {k: v for k, v in upstream.items() if k not in ("links", "assets", "item_assets")}
     self_href = next(
         (link["href"] for link in upstream.get("links", []) if link.get("rel") == "self"), None

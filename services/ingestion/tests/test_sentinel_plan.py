@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fedeploy_ingestion.download_safety import UnsafeDownload
@@ -139,8 +140,17 @@ def test_the_site_collection_drops_upstream_links_and_keeps_a_via() -> None:
         "item_assets": {},
         "description": "d",
     }
-    copy = site_collection(upstream)
+    copy = site_collection(upstream, "c")
+    assert copy is not None
     assert copy["links"] == [
         {"rel": "via", "href": "https://up/collections/c", "type": "application/json"}
     ]
     assert "item_assets" not in copy
+
+
+@pytest.mark.parametrize(
+    "answer", [{"id": "other", "description": "d"}, [{"id": "c"}], {"description": "no id"}]
+)
+def test_an_upstream_answering_another_collection_names_nothing_in_the_site(answer: Any) -> None:
+    """A hostile upstream once chose the id of the collection created in the site's catalog."""
+    assert site_collection(answer, "c") is None

@@ -187,3 +187,64 @@ def test_the_report_is_printed_even_when_the_run_stops_early(
     printed = json.loads(capsys.readouterr().out)
     assert printed["found"] == 1
     assert printed["failed"] == {"(run)": "MemoryError: out of memory"}
+
+
+class RecordingStore:
+    """Stands for the site's bucket: nothing stored yet; records what a copy was asked to check."""
+
+    bucket = "b"
+
+    def __init__(self) -> None:
+        self.copies: list[dict[str, Any]] = []
+
+    def head(self, key: str) -> None:
+        return None
+
+    def copy_from(self, key: str, source: Any, **checks: Any) -> Any:
+        self.copies.append({"key": key, **checks})
+        return type(
+            "Result", (), {"size": 1, "sha256": b"\0" * 32, "bytes_sent": 1, "resumed_from": 0}
+        )
+
+
+@pytest.mark.parametrize(
+    "checksum",
+    [
+        "zz" * 500_000,  # not hexadecimal: the whole value was put in the log line
+        "ff" * 40_000 + "00",  # a 40 000-byte varint: parsed in quadratic time, then logged
+        ["1220"],
+    ],
+    ids=["megabyte", "huge-varint", "list"],
+)
+def test_a_poison_checksum_or_size_is_left_out_with_a_short_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, checksum: Any
+) -> None:
+    monkeypatch.setattr(sentinel, "HttpAsset", lambda *args: None)
+    run = make_run(["B04_10m"], None)
+    run.store = store = RecordingStore()  # type: ignore[assignment]
+    asset = {"href": "https://stac.example.org/B04.jp2", "file:checksum": checksum}
+    asset["file:size"] = "12"  # a string: it once reached the copy as the expected size
+    caplog.set_level(logging.WARNING)
+    run._asset("c", "i", "B04_10m", asset, None, "fp")  # type: ignore[arg-type]
+    [copy] = store.copies
+    assert copy["expected"] is None and copy["expected_size"] is None
+    problems = [str(getattr(r, "error", "")) for r in caplog.records]
+    assert any("file:size '12'" in p for p in problems)
+    assert any("file:checksum" in p for p in problems)
+    assert max(len(p) for p in problems) < 500
+
+
+def test_the_upstream_cannot_name_the_collection_created_in_the_site(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    created: list[dict[str, Any]] = []
+    run = make_run(["B04_10m"], None)
+    run.catalog = type("Catalog", (), {"ensure_collection": lambda self, c: created.append(c)})()  # type: ignore[assignment]
+    answer = {"id": "fedeploy-site-hub", "type": "Collection", "description": "planted"}
+    run.http = type(  # type: ignore[assignment]
+        "Http",
+        (),
+        {"get": lambda self, url: type("A", (), {"status_code": 200, "json": lambda s: answer})()},
+    )()
+    run._ensure_collection(run.settings.sources[0], "sentinel-2-l2a")
+    assert [c["id"] for c in created] == ["sentinel-2-l2a"]
