@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from fedeploy.bridge.jobs import JobSpec, JobStatus
 bridge_app = typer.Typer(
     name="bridge",
     help=(
-        "Submit, watch and cancel SLURM jobs through a site's bridge. The endpoint, user and "
+        "Submit, watch and cancel SLURM jobs through a site's bridge. The endpoint and the "
         f"user come from options or {ENV_URL} and {ENV_USER}; the token from {ENV_TOKEN} or "
         "--token-file, never an option (the process list would show it)."
     ),
@@ -162,7 +163,9 @@ def submit(
     job; any other #SBATCH line is refused, naming it. An option given here and set differently
     by a line is refused too."""
     client: BridgeClient = ctx.obj
-    text = sys.stdin.read() if str(script) == "-" else _read(script)
+    text = _read_stdin() if str(script) == "-" else _read(script)
+    if wait is not None and not (math.isfinite(wait) and wait >= 0):
+        _fail(BridgeError(f"--wait must be a number of seconds, 0 or more, got {wait}"))
     environment = {}
     for item in env or []:
         if "=" not in item:
@@ -246,9 +249,18 @@ def _print_status(result: Any, as_json: bool) -> None:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError as err:
         _fail(BridgeError(f"cannot read the script {path}: {err.strerror}"))
+    except UnicodeDecodeError:
+        _fail(BridgeError(f"cannot read the script {path}: it is not UTF-8 text (a binary?)"))
+
+
+def _read_stdin() -> str:
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError:
+        _fail(BridgeError("cannot read the script from standard input: it is not UTF-8 text"))
 
 
 def _fail(err: BridgeError) -> NoReturn:

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import os
 import re
 import ssl
@@ -22,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -104,12 +106,18 @@ class BridgeClient:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
     ):
-        if not endpoint.startswith(("https://", "http://")):
-            raise BridgeError(f"bridge endpoint {endpoint!r} must start with https:// (or http://)")
+        _check_endpoint(endpoint)
         if not user or not token:
             raise BridgeAuthError(
                 f"the bridge at {endpoint} needs a user and a token ({ENV_USER}, {ENV_TOKEN})"
             )
+        _check_header_values(user, token)
+        if not (math.isfinite(timeout) and timeout > 0) or not (
+            math.isfinite(connect_timeout) and connect_timeout > 0
+        ):
+            raise BridgeError(f"the timeout must be a number of seconds above 0, got {timeout}")
+        if retries < 0:
+            raise BridgeError(f"retries must be 0 or more, got {retries}")
         self.endpoint = endpoint.rstrip("/")
         self.user = user
         self.retries = retries
@@ -124,9 +132,7 @@ class BridgeClient:
                 f"the token is for user {self._claims.user!r} but the client acts as {user!r}: "
                 "use the user and token from the same bridge Secret"
             )
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=ca_file) if ca_file else True
-        )
+        verify: ssl.SSLContext | bool = _ca_context(ca_file) if ca_file else True
         self._http = httpx.Client(
             base_url=self.endpoint,
             headers={"X-SLURM-USER-NAME": user, "X-SLURM-USER-TOKEN": token},
@@ -537,6 +543,49 @@ class BridgeClient:
 
     def _pause(self, attempt: int) -> None:
         self._sleep(min(self.backoff * 2**attempt, 10.0))
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """Refuse an endpoint that is not an http(s) base URL; never echo credentials in it."""
+    if not endpoint.startswith(("https://", "http://")):
+        raise BridgeError(f"bridge endpoint {endpoint!r} must start with https:// (or http://)")
+    parts = urlsplit(endpoint)
+    if "@" in parts.netloc:
+        raise BridgeError(
+            "the bridge endpoint must not carry a user or password (user:password@host): "
+            "the token authenticates; give https://<host>:<port>"
+        )
+    if parts.query or parts.fragment or not parts.hostname:
+        raise BridgeError(
+            f"bridge endpoint {endpoint!r} must be a base URL, https://<host>[:<port>], "
+            "without a query or fragment"
+        )
+
+
+def _check_header_values(user: str, token: str) -> None:
+    """The user and token travel in HTTP headers: printable ASCII without spaces only."""
+    if not re.fullmatch(r"[\x21-\x7e]{1,256}", user):
+        raise BridgeAuthError(
+            f"the bridge user {user!r} is not a user name: no spaces, line breaks or characters "
+            "outside ASCII"
+        )
+    if not re.fullmatch(r"[\x21-\x7e]+", token):
+        raise BridgeAuthError(
+            f"the token ({ENV_TOKEN} or --token-file) holds a space, a line break or a "
+            "character outside ASCII: it is not a SLURM token"
+        )
+
+
+def _ca_context(ca_file: str) -> ssl.SSLContext:
+    """A TLS context trusting the CA file; a clear error if it cannot be read or is not PEM."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except ssl.SSLError:  # before OSError, its base class
+        raise BridgeError(
+            f"the CA file {ca_file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    except OSError as err:
+        raise BridgeError(f"cannot read the CA file {ca_file}: {err.strerror}") from None
 
 
 def _token_claims(token: str) -> _TokenClaims:

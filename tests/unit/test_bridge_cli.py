@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from fedeploy.bridge.cli import bridge_app
@@ -88,3 +89,53 @@ def test_an_option_that_contradicts_a_directive_is_refused():
     )
     assert result.exit_code == 3
     assert "sets cpus=2 but the job spec gives cpus=4" in result.output
+
+
+OK_SCRIPT = "#!/bin/bash\n#SBATCH --job-name=t --time=5 --chdir=/tmp\ntrue\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "env", "words"),
+    [
+        (["--ca-file", "/nonexistent/ca.pem"], {}, "cannot read the CA file"),
+        (["--ca-file", "/etc/hostname"], {}, "holds no PEM certificate"),
+        ([], {"FEDEPLOY_BRIDGE_TOKEN": "t\u00f6ken-canary"}, "outside ASCII"),
+        ([], {"FEDEPLOY_BRIDGE_TOKEN": "tok\nen-canary"}, "line break"),
+        ([], {"FEDEPLOY_BRIDGE_USER": "fed eploy"}, "not a user name"),
+        (["--timeout", "-1"], {}, "timeout must be a number of seconds above 0"),
+        (["--timeout", "nan"], {}, "timeout must be a number of seconds above 0"),
+        (
+            [],
+            {"FEDEPLOY_BRIDGE_URL": "https://admin:hunter2-canary@127.0.0.1:9"},
+            "must not carry a user or password",
+        ),
+        ([], {"FEDEPLOY_BRIDGE_URL": "https://127.0.0.1:9/?x=1"}, "without a query"),
+    ],
+)
+def test_bad_connection_settings_are_clear_errors_not_bugs(options, env, words, tmp_path):
+    """Each once ended in 'internal error' (a traceback with --debug), was accepted silently, or
+    echoed the password of the URL in the error."""
+    result = CliRunner().invoke(
+        bridge_app, [*options, "--retries", "0", "status", "1"], env=ENV | env
+    )
+    assert result.exit_code in (2, 3, 4), result.output
+    assert words in result.output
+    assert "canary" not in result.output
+    assert "does not answer" not in result.output  # refused before any request
+
+
+@pytest.mark.parametrize("wait", ["-5", "nan", "inf"])
+def test_a_wait_that_is_not_a_finite_duration_is_refused(wait):
+    result = CliRunner().invoke(
+        bridge_app, ["--retries", "0", "submit", "-", "--wait", wait], input=OK_SCRIPT, env=ENV
+    )
+    assert result.exit_code == 3
+    assert "--wait must be a number of seconds" in result.output
+
+
+def test_a_binary_script_is_a_clear_error(tmp_path):
+    binary = tmp_path / "a.out"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe")
+    result = CliRunner().invoke(bridge_app, ["submit", str(binary)], env=ENV)
+    assert result.exit_code == 3
+    assert "not UTF-8 text" in result.output
