@@ -49,6 +49,7 @@ def asset_endpoint(
         "ASSETS_READ_SCOPE": READ,
         "ASSETS_CATALOG_URL": api_url,
         "ASSETS_BUCKETS": json.dumps(["site-a-raw"]),
+        "ASSETS_KEY_PREFIXES": json.dumps(["scenes/"]),  # this test's keys (default: ingestion's)
         "ASSETS_URL_LIFETIME_SECONDS": "120",
         "ASSETS_S3_ENDPOINT_URL": s3.endpoint.endpoint_url,
         "ASSETS_S3_REGION": s3.endpoint.region,

@@ -6,13 +6,17 @@ GET <root>/assets/<collection>/<item>/<asset>, with `Authorization: Bearer <toke
   `iss`, `aud` and `exp` all required and checked);
 - 403 when the token lacks the read scope;
 - 404 when the item is not registered in this site's catalog, has no such asset, or the asset
-  is not an `s3://` object in one of this site's buckets;
+  is not an `s3://` object in one of this site's buckets under one of ASSETS_KEY_PREFIXES
+  (default: `sentinel/` and `observations/`, where the ingestion service writes), with no
+  empty, `.` or `..` path segment. Anyone who may register an item (a writer's token) could
+  otherwise name any object the endpoint's credentials read, and have it presigned;
 - 307 to `generate_presigned_url("get_object")`, valid ASSETS_URL_LIFETIME_SECONDS.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -39,6 +43,10 @@ class AssetSettings(BaseSettings):
     )
     buckets: list[str] = Field(
         default_factory=list, description="Buckets assets may be in (JSON list); empty: any."
+    )
+    key_prefixes: list[str] = Field(
+        default_factory=lambda: ["sentinel/", "observations/"],
+        description="Key prefixes assets may be under (JSON list); empty: any key.",
     )
     url_lifetime_seconds: int = Field(900, ge=60, le=43200, description="Presigned URL lifetime.")
     root_path: str = Field("", description="Path of the public catalog URL, e.g. /stac.")
@@ -109,14 +117,23 @@ class TokenChecker:
         return claims
 
 
-def s3_location(href: str, buckets: list[str]) -> tuple[str, str] | None:
-    """(bucket, key) of an `s3://bucket/key` href in one of `buckets` (any when empty)."""
+def s3_location(
+    href: str, buckets: list[str], prefixes: Sequence[str] = ()
+) -> tuple[str, str] | None:
+    """(bucket, key) of an `s3://bucket/key` href in one of `buckets` (any when empty), its key
+    under one of `prefixes` (any when empty) and free of empty, `.` and `..` segments (which a
+    client would normalise into another key than the one presigned); None otherwise."""
     parts = urlsplit(href)
     if parts.scheme != "s3" or not parts.netloc or not parts.path.strip("/"):
         return None
-    if buckets and parts.netloc not in buckets:
+    if parts.query or parts.fragment or (buckets and parts.netloc not in buckets):
         return None
-    return parts.netloc, parts.path.lstrip("/")
+    key = parts.path[1:]
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        return None
+    if prefixes and not any(key.startswith(prefix) for prefix in prefixes):
+        return None
+    return parts.netloc, key
 
 
 class AssetResolver:
@@ -143,7 +160,11 @@ class AssetResolver:
             raise Refused(404, "no such item in this site's catalog")
         found = (document.get("assets") or {}).get(asset)
         href = found.get("href") if isinstance(found, dict) else None
-        location = s3_location(str(href), self.settings.buckets) if href else None
+        location = (
+            s3_location(str(href), self.settings.buckets, self.settings.key_prefixes)
+            if href
+            else None
+        )
         if location is None:
             raise Refused(404, "the item has no such asset in this site's storage")
         bucket, key = location

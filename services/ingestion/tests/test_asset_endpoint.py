@@ -57,10 +57,27 @@ def test_a_site_without_an_https_url_gets_no_alternates():
         ("s3://raw/", ["raw"], None),
         ("https://raw/a.tif", ["raw"], None),
         ("s3:///a.tif", [], None),
+        ("s3://raw/a//b.tif", [], None),
+        ("s3://raw/./b.tif", [], None),
+        ("s3://raw/a/b.tif#x", [], None),
     ],
 )
 def test_only_s3_objects_of_the_sites_buckets_are_presigned(href, buckets, expected):
     assert s3_location(href, buckets) == expected
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("s3://raw/sentinel/c/i/B04.jp2", ("raw", "sentinel/c/i/B04.jp2")),
+        ("s3://raw/observations/w.parquet", ("raw", "observations/w.parquet")),
+        ("s3://raw/sentinelx/a", None),
+        ("s3://raw/models/m.bin", None),
+        ("s3://raw/sentinel/../models/m.bin", None),
+    ],
+)
+def test_only_keys_under_the_prefixes_are_presigned(href, expected):
+    assert s3_location(href, [], ["sentinel/", "observations/"]) == expected
 
 
 class Jwks:
@@ -81,11 +98,22 @@ class Presigner:
         return f"https://s3.example/{Params['Bucket']}/{Params['Key']}?sig=x"
 
 
+ASSETS = {
+    "data": {"href": "s3://raw/sentinel/k.tif"},
+    # registered by whoever holds a write token: objects the endpoint must not presign
+    "models": {"href": "s3://raw/models/weights.bin"},
+    "dotted": {"href": "s3://raw/sentinel/../models/weights.bin"},
+    "other-bucket": {"href": "s3://private/sentinel/k.tif"},
+    "queried": {"href": "s3://raw/sentinel/k.tif?versionId=1"},
+    "http": {"href": "https://evil.example/sentinel/k.tif"},
+}
+
+
 def catalog(request: httpx.Request) -> httpx.Response:
     if request.url.path == "/collections/c/items/s1":
         return httpx.Response(
             200,
-            json={"id": "s1", "collection": "c", "assets": {"data": {"href": "s3://raw/k.tif"}}},
+            json={"id": "s1", "collection": "c", "assets": ASSETS},
         )
     return httpx.Response(404, json={"detail": "not found"})
 
@@ -119,8 +147,16 @@ def test_a_valid_read_token_gets_a_307_to_a_presigned_url_with_the_configured_li
     client, s3 = client_and_s3
     answer = client.get("/stac/assets/c/s1/data", headers=token(), follow_redirects=False)
     assert answer.status_code == 307
-    assert answer.headers["location"] == "https://s3.example/raw/k.tif?sig=x"
-    assert s3.calls == [("get_object", {"Bucket": "raw", "Key": "k.tif"}, 600)]
+    assert answer.headers["location"] == "https://s3.example/raw/sentinel/k.tif?sig=x"
+    assert s3.calls == [("get_object", {"Bucket": "raw", "Key": "sentinel/k.tif"}, 600)]
+
+
+@pytest.mark.parametrize("asset", ["models", "dotted", "other-bucket", "queried", "http"])
+def test_a_registered_asset_outside_the_ingestion_prefixes_is_not_presigned(client_and_s3, asset):
+    client, s3 = client_and_s3
+    answer = client.get(f"/stac/assets/c/s1/{asset}", headers=token(), follow_redirects=False)
+    assert answer.status_code == 404
+    assert s3.calls == []
 
 
 @pytest.mark.parametrize(
