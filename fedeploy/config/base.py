@@ -5,8 +5,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WrapValidator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationInfo,
+    WrapValidator,
+)
 from pydantic.functional_serializers import PlainSerializer
 from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -129,3 +138,19 @@ Secret = Annotated[
         }
     ),
 ]
+
+
+def no_userinfo(value: Any) -> Any:
+    """Refuse `user:password@` in a URL before it is parsed, so no message echoes it."""
+    if isinstance(value, str) and "@" in urlsplit(value.strip()).netloc:
+        raise PydanticCustomError(
+            "url_userinfo",
+            "a URL must not carry a user name or password (user:password@host): the URL is "
+            "printed in plans and exported in stack outputs; give credentials in their own "
+            "secret keys",
+        )
+    return value
+
+
+Url = Annotated[HttpUrl, BeforeValidator(no_userinfo)]
+"""An http(s) URL without credentials in it (it reaches stack outputs and reports)."""

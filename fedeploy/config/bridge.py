@@ -6,9 +6,16 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from fedeploy.config.base import Secret, SecretValue, StrictModel
+from fedeploy.config.base import Secret, SecretValue, StrictModel, no_userinfo
 
 # POSIX user names as useradd accepts them by default; SLURM puts them in the token's `sun`.
 UserName = Annotated[
@@ -173,9 +180,9 @@ class BridgeConfig(StrictModel):
     )
 
     # -- existing: the centre's own slurmrestd -------------------------------------------------
-    endpoint: str | None = Field(
+    endpoint: Annotated[str | None, BeforeValidator(no_userinfo)] = Field(
         None,
-        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        pattern=r"^https?://[^\s/@]+(:\d+)?/?$",
         description="existing: the centre's slurmrestd base URL, e.g. https://slurm-api.example.org:6820.",
     )
     token: Secret | None = Field(

@@ -27,7 +27,7 @@ STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Error types whose input may be a secret's plaintext: never echo it.
-_HIDDEN_INPUT = {"plaintext_secret", "secret_type", "secret_not_ciphertext"}
+_HIDDEN_INPUT = {"plaintext_secret", "secret_type", "secret_not_ciphertext", "url_userinfo"}
 _STR_TAG = "tag:yaml.org,2002:str"
 # What a message shows of a given value: bounded, however large (or self-referencing, through
 # YAML aliases) the value is.

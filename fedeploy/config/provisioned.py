@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, model_validator
 
-from fedeploy.config.base import StrictModel
+from fedeploy.config.base import StrictModel, Url
 from fedeploy.config.storage import BucketPrefix, Buckets
 
 FlavorName = Annotated[
@@ -47,7 +47,7 @@ class FlavorNodeGroup(StrictModel):
 class ProvisionedStore(StrictModel):
     """Buckets on the cloud's S3 API, with credentials the site creates (never in the file)."""
 
-    endpoint: HttpUrl = Field(description="The cloud's S3 endpoint URL, https://...")
+    endpoint: Url = Field(description="The cloud's S3 endpoint URL, https://...")
     region: str = Field(
         min_length=1, max_length=32, description="Region name the S3 API signs requests for."
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, model_validator
 
-from fedeploy.config.base import Secret, StrictModel
+from fedeploy.config.base import Secret, StrictModel, Url
 from fedeploy.config.storage import BucketName
 
 COPERNICUS_STAC = "https://stac.dataspace.copernicus.eu/v1"
@@ -88,7 +88,7 @@ class CatalogTls(StrictModel):
 class OidcAccess(StrictModel):
     """The OpenID Connect issuer whose access tokens the site's public endpoints accept."""
 
-    issuer: HttpUrl = Field(
+    issuer: Url = Field(
         description="Issuer URL (https); its discovery document is "
         "<issuer>/.well-known/openid-configuration. Tokens must name it in `iss`."
     )
@@ -140,7 +140,7 @@ class CatalogService(StrictModel):
     )
     rds: RdsDatabase = Field(default_factory=RdsDatabase, description="Used when database is rds.")
     volume_size_gib: int = Field(20, ge=1, le=16384, description="Volume of the internal database.")
-    url: HttpUrl | None = Field(
+    url: Url | None = Field(
         None,
         description="Where the rest of the federation reaches this catalog (the site's ingress); "
         "the in-cluster URL when unset.",
@@ -188,7 +188,7 @@ class SentinelSource(StrictModel):
         pattern=r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$",
         description="Name of the source, 3 to 24 characters.",
     )
-    url: HttpUrl = Field(HttpUrl(COPERNICUS_STAC), description="The STAC API.")
+    url: Url = Field(HttpUrl(COPERNICUS_STAC), description="The STAC API.")
     collections: list[str] = Field(
         min_length=1, description="Collections to search, e.g. sentinel-2-l2a."
     )

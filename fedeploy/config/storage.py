@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, model_validator
 
-from fedeploy.config.base import Name, Secret, StrictModel
+from fedeploy.config.base import Name, Secret, StrictModel, Url
 
 BucketName = Annotated[
     str,
@@ -108,7 +108,7 @@ class AwsStorage(StrictModel):
 class S3CompatibleStorage(StrictModel):
     """An existing S3-compatible endpoint (a European cloud's object store, an HPC centre's)."""
 
-    endpoint: HttpUrl = Field(description="The S3 endpoint URL, https://...")
+    endpoint: Url = Field(description="The S3 endpoint URL, https://...")
     region: str = Field(
         "us-east-1", min_length=1, max_length=32, description="Region name the store expects."
     )

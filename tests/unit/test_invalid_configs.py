@@ -670,3 +670,40 @@ def test_an_ovh_private_network_is_in_the_overlap_check(tmp_path):
     _write(stacks / "Pulumi.ovh-gra.yaml", site)
     output = _fed_issue(stacks, "ovh-gra")
     assert "site.private_network.cidr: 10.30.0.0/20 overlaps network.cidr (10.30.0.0/16)" in output
+
+
+@pytest.mark.parametrize(
+    ("stack", "key"),
+    [
+        ("k8s-gra", "storage.endpoint"),
+        ("aws-frankfurt", "services.catalog.url"),
+        ("aws-frankfurt", "services.catalog.exposure.oidc.issuer"),
+        ("aws-frankfurt", "services.ingestion.sentinel.sources.0.url"),
+        ("ewc-bologna", "storage.endpoint"),
+    ],
+)
+def test_a_url_with_user_and_password_is_refused_without_echoing_them(stacks_dir, stack, key):
+    """URLs reach plans and stack outputs: `user:password@` in one was accepted silently."""
+    site = _apply(_base(stack), {key: "https://admin:CANARY-pw@host.example.eu"})
+    with pytest.raises(StackConfigError) as caught:
+        plan_stack(stacks_dir / f"Pulumi.{stack}.yaml", config_override={"fedeploy:site": site})
+    matching = [str(issue) for issue in caught.value.issues if issue.path == f"site.{key}"]
+    assert matching and "must not carry a user name or password" in matching[0]
+    assert "CANARY" not in str(caught.value)
+
+
+def test_an_existing_bridge_endpoint_with_a_password_is_refused_without_echoing_it(stacks_dir):
+    bridge = {
+        "mode": "existing",
+        "endpoint": "https://admin:CANARY-pw@slurm-api.example.eu:6820",
+        "token": {"secure": "v1:dG9r:dG9rZW4tY2lwaGVydGV4dA=="},
+        "partitions": ["standard"],
+    }
+    site = _apply(_base("hpc-kajaani"), {"bridge": bridge})
+    with pytest.raises(StackConfigError) as caught:
+        plan_stack(stacks_dir / "Pulumi.hpc-kajaani.yaml", config_override={"fedeploy:site": site})
+    assert any(
+        issue.path == "site.bridge.endpoint" and "must not carry a user name" in str(issue)
+        for issue in caught.value.issues
+    ), str(caught.value)
+    assert "CANARY" not in str(caught.value)
