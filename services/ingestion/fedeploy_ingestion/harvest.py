@@ -345,5 +345,10 @@ class Harvester:
                     f"site {source.name} has items in collection "
                     f"{collection_id!r} but no such collection"
                 )
+            if document.get("id") != collection_id:  # the member must not name hub collections
+                raise HostileAnswer(
+                    f"site {source.name}: asked for collection {collection_id!r}, answered "
+                    f"collection {str(document.get('id'))[:100]!r}"
+                )
             self.hub.ensure_collection(federation.hub_collection(source.url, document))
         self._hub_collections.add(collection_id)

@@ -34,6 +34,8 @@ _EXTENSIONS = {
     "application/vnd+zarr": ".zarr",
 }
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,6}$")
+# The longest object key S3 accepts, in bytes of UTF-8.
+MAX_KEY_BYTES = 1024
 # Asset fields that describe the upstream's storage, not ours.
 _UPSTREAM_ONLY = ("alternate", "auth:refs", "storage:refs", "storage:schemes", "file:local_path")
 
@@ -75,7 +77,13 @@ def object_key(
             check_id(f"upstream {label}", value)
         except InvalidId as error:
             raise InvalidId(f"{error}; it cannot be part of an object key") from None
-    return f"sentinel/{collection}/{item_id}/{asset_name}{extension_for(href, media_type)}"
+    key = f"sentinel/{collection}/{item_id}/{asset_name}{extension_for(href, media_type)}"
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidId(
+            f"object key for {collection}/{item_id[:60]}.../{asset_name[:60]} would be "
+            f"{len(key.encode())} bytes of UTF-8; S3 allows at most {MAX_KEY_BYTES}"
+        )
+    return key
 
 
 def download_href(asset: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.harvest import (
     MAX_PAGE_BYTES,
     MAX_REASON_CHARS,
@@ -279,3 +280,22 @@ def test_a_huge_error_page_is_cut_in_the_public_status() -> None:
     assert report.sites["site-evil"]["status"] == "failed"
     assert "answered 400" in error
     assert len(error) <= MAX_REASON_CHARS + len("... (cut)") < 200_000
+
+
+def test_a_member_cannot_name_the_collection_created_in_the_hub() -> None:
+    def route(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        return as_json({"id": "fedeploy-site-site-b", "type": "Collection", "links": []})
+
+    def hub_route(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        return as_json({"code": "NotFound"}, 404) if method == "GET" else as_json({}, 201)
+
+    site, hub = member(route), Server(hub_route)
+    try:
+        settings = settings_for(site.url, hub.url)
+        harvester = Harvester(settings, Metrics())
+        with pytest.raises(HostileAnswer, match="asked for collection 'c'"):
+            harvester._ensure_hub_collection(CatalogClient(site.url), settings.sources[0], "c")
+    finally:
+        site.stop()
+        hub.stop()
+    assert [m for m, _ in hub.requests] == ["GET"]  # looked up, nothing created

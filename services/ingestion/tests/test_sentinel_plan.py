@@ -154,3 +154,10 @@ def test_the_site_collection_drops_upstream_links_and_keeps_a_via() -> None:
 def test_an_upstream_answering_another_collection_names_nothing_in_the_site(answer: Any) -> None:
     """A hostile upstream once chose the id of the collection created in the site's catalog."""
     assert site_collection(answer, "c") is None
+
+
+def test_a_unicode_id_whose_key_s3_would_refuse_fails_before_any_io() -> None:
+    """512 four-byte characters pass the id rules but make a key S3 refuses (1024 bytes)."""
+    with pytest.raises(InvalidId, match="S3 allows at most 1024"):
+        object_key("c", "\U0001d516" * 300, "B04", "https://h/x.jp2", None)
+    assert object_key("c", "\u00e9" * 300, "B04", "https://h/x.jp2", None).endswith("/B04.jp2")
