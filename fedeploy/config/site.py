@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, Field, TypeAdapter, model_validator
+from pydantic_core import PydanticCustomError
 
 from fedeploy.config.addresses import AvailabilityZone, AwsRegion, Ipv4Cidr, zone_region
 from fedeploy.config.base import Name, StrictModel
@@ -17,9 +18,37 @@ from fedeploy.config.storage import AwsStorage, S3CompatibleStorage
 Kind = Literal["aws", "kubernetes", "hpc", "hub", "openstack", "ovh"]
 KINDS: tuple[str, ...] = ("aws", "kubernetes", "hpc", "hub", "openstack", "ovh")
 
+RESERVED_TAG_PREFIXES = ("aws:", "fedeploy:")
+
+
+def _unreserved(key: str) -> str:
+    """AWS refuses `aws:` keys; fedeploy's own `fedeploy:` tags would silently replace the user's."""
+    if key.lower().startswith(RESERVED_TAG_PREFIXES):
+        raise PydanticCustomError(
+            "reserved_tag",
+            "tag keys starting with aws: (AWS's) or fedeploy: (fedeploy's own, which would "
+            "replace yours) are reserved",
+        )
+    return key
+
+
 Tags = Annotated[
-    dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/=+@-]{1,63}$")], str],
-    Field(description="Tags on every cloud resource and labels on every Kubernetes object."),
+    dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/=+@-]{1,63}$"), AfterValidator(_unreserved)],
+        Annotated[
+            str,
+            Field(
+                max_length=256,
+                pattern=r"^[\p{L}\p{N}\p{Zs}_.:/=+@-]*$",
+            ),
+        ],
+    ],
+    Field(
+        description="Tags on every cloud resource the site creates (AWS, OpenStack and OVHcloud "
+        "resources; not Kubernetes objects). Keys: 1 to 63 letters, digits and _ . : / = + - @, "
+        "not starting with aws: or fedeploy:; values: up to 256 letters, digits, spaces and "
+        "_ . : / = + - @ (what AWS accepts on every resource)."
+    ),
 ]
 
 
