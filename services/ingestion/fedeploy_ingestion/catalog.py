@@ -16,11 +16,21 @@ from fedeploy_ingestion.stac_ids import collection_path, item_path
 
 
 class CatalogClient:
-    """Reads and idempotent writes against one STAC API root."""
+    """Reads and idempotent writes against one STAC API root.
 
-    def __init__(self, url: str, timeout: float = 30.0, http: httpx.Client | None = None) -> None:
+    `max_bytes`: the largest answer body read (decoded), for a catalog that is not trusted (a
+    member site read by the hub); a larger one is a CatalogError before it fills memory."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 30.0,
+        http: httpx.Client | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self._http = http or httpx.Client(timeout=timeout)
+        self.max_bytes = max_bytes
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -28,9 +38,35 @@ class CatalogClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return self._http.request(method, f"{self.url}{path}", **kwargs)
+            if self.max_bytes is None:
+                return self._http.request(method, f"{self.url}{path}", **kwargs)
+            return self._bounded(self._http.build_request(method, f"{self.url}{path}", **kwargs))
         except httpx.HTTPError as error:
             raise CatalogError(f"{method} {self.url}{path} failed: {error}") from error
+
+    def _bounded(self, request: httpx.Request) -> httpx.Response:
+        """The answer to `request`, its body read (decoded) up to `max_bytes`."""
+        limit = self.max_bytes or 0
+        body = bytearray()
+        response = self._http.send(request, stream=True)
+        try:
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise CatalogError(
+                        f"{request.method} {request.url} answered more than {limit} bytes"
+                    )
+        finally:
+            response.close()
+        # The body is decoded already: the new answer must not decode it again.
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=request
+        )
 
     @staticmethod
     def _check(response: httpx.Response, *allowed: int) -> httpx.Response:

@@ -238,7 +238,7 @@ class Harvester:
         return dict((document or {}).get("fedeploy:harvest") or {})
 
     def _site(self, source: HarvestSource, cursor: str | None) -> tuple[int, str, str | None]:
-        site = CatalogClient(source.url, http=self.http)
+        site = CatalogClient(source.url, http=self.http, max_bytes=MAX_PAGE_BYTES)
         try:
             queryables = site.queryables()
         except IngestError as error:

@@ -4,6 +4,7 @@ and headers, and its redirects are followed with the method and body."""
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import json
 import threading
@@ -19,6 +20,7 @@ from fedeploy_ingestion.harvest import (
     Harvester,
     HostileAnswer,
     MemberOrigin,
+    SiteUnreachable,
 )
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.settings import HarvestSettings
@@ -299,3 +301,23 @@ def test_a_member_cannot_name_the_collection_created_in_the_hub() -> None:
         site.stop()
         hub.stop()
     assert [m for m, _ in hub.requests] == ["GET"]  # looked up, nothing created
+
+
+def test_a_decompression_bomb_from_a_member_is_cut_at_the_bound() -> None:
+    """64 MiB of zeros in 64 KiB of gzip: read decoded, it once went whole into memory."""
+    bomb = gzip.compress(b"0" * (2 * MAX_PAGE_BYTES), compresslevel=9)
+    small = gzip.compress(json.dumps({"properties": {"updated": {}}}).encode())
+
+    def route(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        return 200, headers, bomb if path.startswith("/queryables") else small
+
+    site = member(route)
+    try:
+        with pytest.raises(SiteUnreachable, match=f"more than {MAX_PAGE_BYTES} bytes"):
+            harvest_site(site.url)
+        # a small compressed answer is decoded once, as without the bound
+        bounded = CatalogClient(site.url, max_bytes=1024)
+        assert bounded.get_collection("c") == {"properties": {"updated": {}}}
+    finally:
+        site.stop()
