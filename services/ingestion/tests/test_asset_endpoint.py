@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from fedeploy_ingestion.asset_alternates import ALTERNATE_ASSETS, with_https_alternates
@@ -185,3 +186,69 @@ def test_unregistered_assets_are_not_found(client_and_s3, path):
     client, s3 = client_and_s3
     assert client.get(path, headers=token(), follow_redirects=False).status_code == 404
     assert s3.calls == []
+
+
+def forged(header: dict[str, Any], secret: bytes | None) -> dict[str, str]:
+    """A token with the given header, valid claims, signed with HMAC-SHA256 over `secret`
+    (None: no signature)."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    claims = {"iss": ISSUER, "aud": "cat", "exp": int(time.time()) + 60, "scope": "stac:read"}
+    signing = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    mac = b"" if secret is None else hmac.new(secret, signing.encode(), hashlib.sha256).digest()
+    return {"Authorization": f"Bearer {signing}.{b64(mac)}"}
+
+
+PUBLIC_PEM = KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+)
+OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        forged({"alg": "none", "typ": "JWT"}, None),
+        forged({"alg": "HS256", "typ": "JWT"}, PUBLIC_PEM),  # the public key as an HMAC secret
+        {
+            "Authorization": "Bearer "
+            + jwt.encode(
+                {"iss": ISSUER, "aud": "cat", "exp": int(time.time()) + 60, "scope": "stac:read"},
+                OTHER_KEY,
+                algorithm="RS256",
+            )
+        },
+        token(nbf=int(time.time()) + 600),
+        token(iss=ISSUER + "/"),
+        token(aud=None),
+        token(iss=None),
+    ],
+    ids=[
+        "alg-none",
+        "hs256-public-key",
+        "other-key",
+        "not-yet-valid",
+        "iss-slash",
+        "no-aud",
+        "no-iss",
+    ],
+)
+def test_forged_and_malformed_tokens_are_refused(client_and_s3, headers):
+    client, s3 = client_and_s3
+    answer = client.get("/stac/assets/c/s1/data", headers=headers, follow_redirects=False)
+    assert answer.status_code == 401
+    assert s3.calls == []
+
+
+def test_the_presigned_lifetime_is_bounded():
+    base = {"issuer": ISSUER, "audience": "cat", "catalog_url": "http://catalog:8080"}
+    for seconds in (0, 59, 43201, 7 * 86400):
+        with pytest.raises(ValueError):
+            AssetSettings(**base, url_lifetime_seconds=seconds)
+    assert AssetSettings(**base).url_lifetime_seconds == 900
