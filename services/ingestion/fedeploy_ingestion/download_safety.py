@@ -22,6 +22,7 @@ mirror, or the tests' loopback upstream); link-local and the cluster's ranges st
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +42,10 @@ Resolver = Callable[[str, int], list[str]]
 # Redirects followed for one download, at most.
 MAX_REDIRECTS = 5
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# A host name as httpx gives it (lower case, IDNA already applied), optionally ending in '.'.
+_HOST_NAME = re.compile(
+    r"^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.?$"
+)
 
 
 class UnsafeDownload(SourceError):
@@ -270,6 +275,14 @@ class DownloadPolicy:
             raise UnsafeDownload(f"{what} {shown(parsed)!r} refused: it names no host")
         if parsed.userinfo:
             raise UnsafeDownload(f"{what} {shown(parsed)!r} refused: it carries user information")
+        if _literal(parsed.host) is None and not _HOST_NAME.match(parsed.host):
+            # httpx keeps '\', '%', ';' ... in a host where urllib3 (pystac-client's searches)
+            # cuts it: `evil.com\.trusted.example` would pass as a sub-domain here and connect
+            # to evil.com there.
+            raise UnsafeDownload(
+                f"{what} {shown(parsed)!r} refused: host {parsed.host!r} is not a DNS name "
+                "(letters, digits, '-' and '.' after IDNA) or an IP address"
+            )
         if not self.trusted(parsed):
             raise UnsafeDownload(
                 f"{what} {shown(parsed)!r} refused: host {parsed.host!r} is not one of source "

@@ -301,3 +301,20 @@ def test_tls_still_verifies_the_name_when_connecting_to_the_checked_address(tmp_
                 http.get(f"https://other.test:{server.port}/B04.jp2")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        # httpx reads the host `evil.com\.mirror.example`, a sub-domain of a `*.` pattern;
+        # urllib3 (pystac-client's searches) connects to evil.com
+        "https://evil.com\\.mirror.example/B04.jp2",
+        "https://evil.com;.mirror.example/B04.jp2",
+        "https://evil.com%2f.mirror.example/B04.jp2",
+    ],
+)
+def test_a_host_that_is_no_dns_name_is_refused_whatever_it_ends_with(href: str) -> None:
+    wildcard = policy(downloadHosts=["*.mirror.example"])  # the resolver answers any name
+    with pytest.raises(UnsafeDownload, match="is not a DNS name"):
+        wildcard.check(href)
+    assert wildcard.check("https://dl.mirror.example/B04.jp2").host == "dl.mirror.example"
