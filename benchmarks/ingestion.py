@@ -9,6 +9,11 @@ registered in stac-fastapi-pgstac; the rate counts from the consumer's start to 
 acknowledgement. Ceilings: the broker alone (a Python subscriber acknowledging at once) and
 S3 PUTs of window-sized objects alone.
 
+WIS2 path: WIS2 notification messages (each linking to a BUFR file of 10 stations at one
+time, encoded with ecCodes, served by a loopback HTTP server) are consumed by the same consumer
+with INGEST_STREAM_FORMAT=wis2: notification -> guarded download -> digest check -> BUFR
+decode -> window -> S3 + catalog. Its rate is set beside the edge path's (goal: at least 30 %).
+
 Sentinel path: assets served by a local HTTP server are copied by `SentinelRun` (multipart,
 digest verified) and registered. Ceilings: reading the same assets over HTTP alone, and S3
 multipart uploads of the same bytes alone.
@@ -41,6 +46,12 @@ from fedeploy_ingestion.window_writer import WindowWriter
 from fedeploy.loopback import MosquittoBroker, PostgresServer, SeaweedS3, StacApiServer
 from fedeploy.loopback.asset_server import AssetServer
 from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' BUFR encoder
+from services.ingestion.tests.bufr_encode import Station, encode  # noqa: E402
+from services.ingestion.tests.wis2_build import notification, payload  # noqa: E402
+
+WIS2_GOAL = 0.30  # of the edge path's observations per second
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 WINDOW_SECONDS = 600
@@ -123,6 +134,58 @@ def broker_ceiling(broker: MosquittoBroker, batch: list[tuple[str, bytes]]) -> f
     return len(batch) / elapsed
 
 
+def backlog_settings(env: dict[str, str]) -> dict[str, object]:
+    """Settings both stream benchmarks share: windows written as soon as they are idle."""
+    return {
+        "window_seconds": WINDOW_SECONDS,
+        "window_grace_seconds": 0,
+        "flush_idle_seconds": 1.0,
+        "max_pending_messages": 65_535,
+        "s3_endpoint_url": env["INGEST_S3_ENDPOINT_URL"],
+    }
+
+
+def consume_backlog(
+    settings: IngestSettings,
+    store: ObjectStore,
+    catalog_url: str,
+    broker: MosquittoBroker,
+    batch: list[tuple[str, bytes]],
+    metrics: Metrics,
+) -> tuple[float, float]:
+    """Seconds the consumer takes to acknowledge `batch`, and seconds to publish it.
+
+    The persistent session is registered first, then the batch published while the consumer
+    is away: the backlog waits in the broker and the consumer's rate is what is measured."""
+
+    def consumer() -> Consumer:
+        writer = WindowWriter(store, CatalogClient(catalog_url), "bench", metrics)
+        return Consumer(settings, store, writer, metrics)
+
+    first = consumer()
+    first.connect()
+    deadline = time.monotonic() + 10
+    while not first.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.stop()  # a planned disconnect: no reconnect, no warning
+    first.client.disconnect()
+    first.client.loop_stop()
+    publish_seconds = publish_all(broker, batch)
+    running = consumer()
+    worker = threading.Thread(target=running.run)
+    began = time.perf_counter()
+    worker.start()
+    try:
+        while metrics.messages_acknowledged._value.get() < len(batch):
+            time.sleep(0.02)
+            if time.perf_counter() - began > 600:
+                raise SystemExit("the consumer did not acknowledge every message in 10 minutes")
+        return time.perf_counter() - began, publish_seconds
+    finally:
+        running.stop()
+        worker.join()
+
+
 def edge(
     args: argparse.Namespace,
     broker: MosquittoBroker,
@@ -139,40 +202,10 @@ def edge(
         mqtt_port=broker.port,
         mqtt_topics="fedeploy/bench/stations/+/observations",
         mqtt_client_id="bench-consumer",
-        window_seconds=WINDOW_SECONDS,
-        window_grace_seconds=0,
-        flush_idle_seconds=1.0,
-        max_pending_messages=65_535,
-        s3_endpoint_url=env["INGEST_S3_ENDPOINT_URL"],
+        **backlog_settings(env),
     )
     metrics = Metrics()
-    consumer = Consumer(
-        settings, store, WindowWriter(store, CatalogClient(catalog_url), "bench", metrics), metrics
-    )
-    # Register the persistent session, then publish while the consumer is away: the backlog
-    # then waits in the broker and the consumer's rate is what is measured.
-    consumer.connect()
-    deadline = time.monotonic() + 10
-    while not consumer.ready and time.monotonic() < deadline:
-        time.sleep(0.05)
-    consumer.stop()  # a planned disconnect: no reconnect, no warning
-    consumer.client.disconnect()
-    consumer.client.loop_stop()
-    publish_seconds = publish_all(broker, batch)
-
-    consumer = Consumer(
-        settings, store, WindowWriter(store, CatalogClient(catalog_url), "bench", metrics), metrics
-    )
-    worker = threading.Thread(target=consumer.run)
-    began = time.perf_counter()
-    worker.start()
-    while metrics.messages_acknowledged._value.get() < len(batch):
-        time.sleep(0.02)
-        if time.perf_counter() - began > 600:
-            raise SystemExit("the consumer did not acknowledge every message within 10 minutes")
-    elapsed = time.perf_counter() - began
-    consumer.stop()
-    worker.join()
+    elapsed, publish_seconds = consume_backlog(settings, store, catalog_url, broker, batch, metrics)
     windows = metrics.items_written.labels("observations")._value.get()
 
     # Ceilings, measured after the run so they do not compete with it.
@@ -203,6 +236,93 @@ def edge(
         "put_rate": put_rate,
         "put_bytes": len(body),
         "observations_per_window": len(batch) / max(windows, 1),
+    }
+
+
+class DataHost:
+    """A loopback HTTP server of the BUFR files (path -> bytes)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body in separate writes would wait for a delayed ACK (40 ms).
+            disable_nagle_algorithm = True
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                body = files.get(self.path, b"")
+                self.send_response(200 if self.path in files else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wis2(
+    args: argparse.Namespace,
+    broker: MosquittoBroker,
+    store: ObjectStore,
+    catalog_url: str,
+    env: dict[str, str],
+) -> dict[str, float]:
+    per_file = 10
+    files: dict[str, bytes] = {}
+    for index in range(args.wis2_files):
+        moment = T0 + timedelta(seconds=SPACING_SECONDS * index)
+        stations = [
+            Station(
+                moment,
+                wigos=f"B{n:03d}",
+                latitude=46.5,
+                longitude=11.0 + n / 100,
+                values={"airTemperature": 288.15, "nonCoordinatePressure": 101000.0},
+            )
+            for n in range(per_file)
+        ]
+        files[f"/synop/{index}.bufr4"] = encode(stations)
+    host = DataHost(files)
+    topic = "origin/a/wis2/xx-bench/data/core/weather/surface-based-observations/synop"
+    batch = [
+        (topic, payload(notification(data, f"http://localhost:{host.port}{path}", data_id=path)))
+        for path, data in files.items()
+    ]
+    settings = IngestSettings(
+        site="bench",
+        bucket=store.bucket,
+        catalog_url=catalog_url,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_topics=f"{topic}/#,{topic}",
+        mqtt_client_id="bench-wis2-consumer",
+        stream_format="wis2",
+        wis2_download_hosts=["localhost"],
+        wis2_private_hosts=["localhost"],
+        wis2_allow_http=True,
+        **backlog_settings(env),
+    )
+    metrics = Metrics()
+    try:
+        elapsed, _ = consume_backlog(settings, store, catalog_url, broker, batch, metrics)
+    finally:
+        host.close()
+    dead = sum(m.value for f in metrics.dead_letters.collect() for m in f.samples)
+    return {
+        "notifications": len(batch),
+        "observations": len(batch) * per_file,
+        "seconds": elapsed,
+        "rate": len(batch) * per_file / elapsed,
+        "dead_letters": dead,
     }
 
 
@@ -297,6 +417,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--observations", type=int, default=20_000)
     parser.add_argument("--stations", type=int, default=20)
+    parser.add_argument("--wis2-files", type=int, default=300)
     parser.add_argument("--asset-mib", type=int, default=48)
     parser.add_argument("--assets", type=int, default=3)
     args = parser.parse_args()
@@ -313,6 +434,7 @@ def main() -> int:
             os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
             store = ObjectStore(s3_client(env["INGEST_S3_ENDPOINT_URL"], "", "auto"), "bench")
             e = edge(args, broker, store, site.url, env)
+            w = wis2(args, broker, store, site.url, env)
             s = sentinel(args, work, postgres, store, site.url, env)
         finally:
             site.stop()
@@ -341,6 +463,18 @@ def main() -> int:
         f"{e['put_rate']:,.0f} PUT/s"
     )
     print(f"  (publisher into the broker: {e['publish_rate']:,.0f} messages/s)")
+    print()
+    print("WIS2 notifications -> download -> BUFR decode -> S3 (Parquet) + catalog (10 obs/file):")
+    share = w["rate"] / e["rate"]
+    print(
+        f"  {w['rate']:>10,.0f} observations/s  ({w['observations']:,.0f} in "
+        f"{w['notifications']:,.0f} notifications, {w['seconds']:.1f} s; "
+        f"{w['dead_letters']:.0f} dead letters)"
+    )
+    print(
+        f"  {share:.0%} of the edge path's rate (goal: at least {WIS2_GOAL:.0%}: "
+        f"{'met' if share >= WIS2_GOAL else 'NOT met'})"
+    )
     print()
     print("Sentinel asset copies, upstream HTTP -> S3 multipart (digest verified) + catalog:")
     print(

@@ -28,6 +28,7 @@ file are kept. A file that does not decode raises InvalidObservation `bufr`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,6 +85,20 @@ class SubsetRefusal:
     reason: str
 
 
+def load_eccodes() -> Any:
+    """The `eccodes` module, loaded after psycopg's libraries when psycopg is installed.
+
+    The `eckitlib` wheel preloads its bundled OpenLDAP 2.4 libraries with RTLD_GLOBAL; a
+    psycopg-binary loaded after them binds its own libldap to theirs and the process crashes
+    at exit (SIGSEGV in libldap's destructor). Loading psycopg first avoids it. The service's
+    image has no psycopg; test and benchmark processes (pgstac on loopback) do."""
+    with contextlib.suppress(ImportError):
+        import psycopg  # noqa: F401
+    import eccodes
+
+    return eccodes
+
+
 def split_messages(data: bytes) -> list[bytes]:
     """The BUFR messages of a file, by their section-0 lengths; InvalidObservation `bufr` for
     bytes that are not whole BUFR messages (bytes between messages, a truncated one)."""
@@ -113,7 +128,7 @@ def split_messages(data: bytes) -> list[bytes]:
 
 
 def _missing(value: Any) -> bool:
-    import eccodes
+    eccodes = load_eccodes()
 
     if value is None:
         return True
@@ -126,7 +141,7 @@ def _missing(value: Any) -> bool:
 
 def _subset_values(handle: Any, count: int, compressed: bool) -> Iterator[dict[str, Any]]:
     """Per subset, the first occurrence of each key in `_KEYS` (None when absent/missing)."""
-    import eccodes
+    eccodes = load_eccodes()
 
     def read(key: str) -> list[Any]:
         if not eccodes.codes_is_defined(handle, key):
@@ -230,7 +245,7 @@ def decode_bufr(
     """The observations of a BUFR file, and the subsets refused (with their reasons).
 
     InvalidObservation `bufr` when the file (or one of its messages) does not decode."""
-    import eccodes
+    eccodes = load_eccodes()
 
     observations: list[Observation] = []
     refused: list[SubsetRefusal] = []

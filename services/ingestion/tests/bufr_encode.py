@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import eccodes
+from fedeploy_ingestion.bufr import load_eccodes
 
-MISSING = None
+eccodes = load_eccodes()  # after psycopg, which the loopback peers' processes also load
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,13 @@ def test_a_truncated_real_message_is_refused() -> None:
     with pytest.raises(InvalidObservation) as refused:
         decode_bufr(data[:-10], NOW, Limits())
     assert refused.value.code == "bufr"
+
+
+def test_a_process_loading_ecCodes_then_psycopg_exits_cleanly() -> None:
+    # eckitlib's RTLD_GLOBAL libldap 2.4 made psycopg's libldap crash at exit (SIGSEGV, 139).
+    import subprocess
+    import sys
+
+    pytest.importorskip("psycopg")
+    code = "from fedeploy_ingestion.bufr import load_eccodes; load_eccodes(); import psycopg"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -51,6 +51,8 @@ class DataHost:
         host = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK wait between writes
+
             def do_GET(self) -> None:  # noqa: N802 - the http.server interface
                 host.requests[self.path] += 1
                 if host.fail[self.path] > 0:
