@@ -258,6 +258,12 @@ class Harvester:
         for page in self._pages(source, search):
             by_collection: dict[str, list[dict[str, Any]]] = {}
             for item in page:
+                if str(item.get("collection", "")).startswith(federation.SITE_COLLECTION_PREFIX):
+                    raise HostileAnswer(  # the hub's own status collections hold no items
+                        f"site {source.name}: item {str(item.get('id'))[:100]!r} is in "
+                        f"collection {str(item['collection'])[:100]!r}; the prefix "
+                        f"{federation.SITE_COLLECTION_PREFIX!r} is the hub's"
+                    )
                 # s3:// assets gain an https alternate at the home site's asset endpoint.
                 hub_item = with_https_alternates(
                     federation.hub_item(source.name, source.url, item),

@@ -321,3 +321,25 @@ def test_a_decompression_bomb_from_a_member_is_cut_at_the_bound() -> None:
         assert bounded.get_collection("c") == {"properties": {"updated": {}}}
     finally:
         site.stop()
+
+
+def test_a_member_cannot_put_items_in_the_hubs_status_collections() -> None:
+    planted = {**ITEM, "collection": "fedeploy-site-site-b"}
+
+    def route(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/queryables"):
+            return as_json({"properties": {}})
+        if path.startswith("/search"):
+            return as_json({"type": "FeatureCollection", "features": [planted], "links": []})
+        return as_json(landing(f"{site.url}/search"))
+
+    hub = Server(lambda method, path: as_json({"id": "fedeploy-site-site-b"}))
+    site = member(route)
+    try:
+        settings = settings_for(site.url, hub.url)
+        with pytest.raises(HostileAnswer, match="is the hub's"):
+            Harvester(settings, Metrics())._site(settings.sources[0], None)
+    finally:
+        site.stop()
+        hub.stop()
+    assert [m for m, _ in hub.requests if m != "GET"] == []
