@@ -174,9 +174,8 @@ class SentinelRun:
             name: self._asset(collection_id, item_id, name, asset, credentials, fingerprint)
             for name, asset in assets.items()
         }
-        upstream_url = next(
-            (link["href"] for link in item.get("links", []) if link.get("rel") == "self"),
-            source.url.rstrip("/") + stac_ids.item_path(collection_id, item_id),
+        upstream_url = sentinel_plan.upstream_link(
+            item, source.url.rstrip("/") + stac_ids.item_path(collection_id, item_id)
         )
         document = sentinel_plan.site_item(
             item,

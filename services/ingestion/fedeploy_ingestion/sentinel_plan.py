@@ -162,6 +162,20 @@ def fingerprint(item: dict[str, Any], assets: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
+def upstream_link(item: dict[str, Any], fallback: str) -> str:
+    """The upstream item's `self` href when it is an http(s) URL, else `fallback`.
+
+    The href becomes the site item's `via` link (and the hub's): a `javascript:` or `data:` one
+    from a hostile upstream would be a link any STAC browser shows."""
+    links = item.get("links")
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("rel") == "self":
+            href = link.get("href")
+            if isinstance(href, str) and href.lower().startswith(("https://", "http://")):
+                return href
+    return fallback
+
+
 def site_item(
     upstream: dict[str, Any],
     upstream_url: str,

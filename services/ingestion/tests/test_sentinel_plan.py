@@ -16,6 +16,7 @@ from fedeploy_ingestion.sentinel_plan import (
     object_key,
     site_collection,
     site_item,
+    upstream_link,
 )
 from fedeploy_ingestion.stac_ids import InvalidId
 
@@ -161,3 +162,19 @@ def test_a_unicode_id_whose_key_s3_would_refuse_fails_before_any_io() -> None:
     with pytest.raises(InvalidId, match="S3 allows at most 1024"):
         object_key("c", "\U0001d516" * 300, "B04", "https://h/x.jp2", None)
     assert object_key("c", "\u00e9" * 300, "B04", "https://h/x.jp2", None).endswith("/B04.jp2")
+
+
+@pytest.mark.parametrize(
+    "links",
+    [
+        [{"rel": "self", "href": "javascript:alert(document.cookie)"}],
+        [{"rel": "self", "href": "data:text/html,<script>alert(1)</script>"}],
+        ["self"],
+        "self",
+    ],
+)
+def test_the_via_link_is_the_upstream_self_href_only_when_it_is_http(links: Any) -> None:
+    fallback = "https://stac.example/collections/c/items/i"
+    assert upstream_link({"links": links}, fallback) == fallback
+    good = {"links": [{"rel": "self", "href": "https://up.example/items/i"}]}
+    assert upstream_link(good, fallback) == "https://up.example/items/i"
