@@ -154,3 +154,20 @@ def no_userinfo(value: Any) -> Any:
 
 Url = Annotated[HttpUrl, BeforeValidator(no_userinfo)]
 """An http(s) URL without credentials in it (it reaches stack outputs and reports)."""
+
+
+HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+HostName = Annotated[
+    str,
+    Field(
+        pattern=HOST_PATTERN,
+        max_length=253,
+        description="A DNS name or an IPv4 address (no scheme, port or path).",
+    ),
+]
+"""A host name or address, as a client connects to it."""
+
+Word = Annotated[str, Field(pattern=r"^[^\s]+$", max_length=253)]
+"""A name without spaces or line breaks (a kubeconfig context, a token audience)."""
+
+S3_REGION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"

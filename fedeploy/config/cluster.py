@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from fedeploy.config.addresses import Cidr, Ipv4Cidr
-from fedeploy.config.base import Secret, StrictModel
+from fedeploy.config.base import Secret, StrictModel, Word
 
 KubernetesVersion = Annotated[
     str,
@@ -141,7 +141,7 @@ class ExistingCluster(StrictModel):
     """A cluster that exists already, handed over by kubeconfig."""
 
     kubeconfig: Secret = Field(description="The kubeconfig (secret).")
-    context: str | None = Field(
+    context: Word | None = Field(
         None, description="Context in the kubeconfig; its current one if unset."
     )
     version: KubernetesVersion = Field(description="The cluster's Kubernetes minor version.")

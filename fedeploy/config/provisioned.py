@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from fedeploy.config.base import StrictModel, Url
+from fedeploy.config.base import S3_REGION_PATTERN, StrictModel, Url
 from fedeploy.config.storage import BucketPrefix, Buckets
 
 FlavorName = Annotated[
@@ -49,7 +49,9 @@ class ProvisionedStore(StrictModel):
 
     endpoint: Url = Field(description="The cloud's S3 endpoint URL, https://...")
     region: str = Field(
-        min_length=1, max_length=32, description="Region name the S3 API signs requests for."
+        pattern=S3_REGION_PATTERN,
+        description="Region name the S3 API signs requests for (letters, digits, '-', '_', '.'; "
+        "up to 32).",
     )
     path_style: bool = Field(True, description="Address buckets by path, not by virtual host.")
     encryption: Literal["aes256", "provider_managed"] = Field(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, HttpUrl, TypeAdapter, ValidationError, field_validator, model_validator
 
-from fedeploy.config.base import Secret, StrictModel, Url
+from fedeploy.config.base import HostName, Secret, StrictModel, Url, Word
 from fedeploy.config.storage import BucketName
 
 COPERNICUS_STAC = "https://stac.dataspace.copernicus.eu/v1"
@@ -22,7 +24,7 @@ Cron = Annotated[
 class ExternalDatabase(StrictModel):
     """A PostgreSQL server that exists already (PostGIS available)."""
 
-    host: str = Field(min_length=1, description="Host name of the server.")
+    host: HostName = Field(description="Host name (or address) of the server.")
     port: int = Field(5432, ge=1, le=65535, description="Port.")
     name: str = Field("postgis", min_length=1, description="Database name.")
     username: str = Field(min_length=1, description="User the catalog connects as.")
@@ -35,12 +37,16 @@ class ExternalDatabase(StrictModel):
 class RdsDatabase(StrictModel):
     """An RDS PostgreSQL created by the site (aws sites only): encrypted, private."""
 
-    instance_class: str = Field("db.t4g.medium", description="RDS instance class.")
+    instance_class: str = Field(
+        "db.t4g.medium", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$", description="RDS instance class."
+    )
     allocated_storage_gib: int = Field(50, ge=20, le=65536, description="Storage at creation.")
     max_allocated_storage_gib: int = Field(200, ge=20, le=65536, description="Autoscaling ceiling.")
     multi_az: bool = Field(True, description="A standby in a second availability zone.")
     backup_retention_days: int = Field(7, ge=1, le=35, description="Days of automated backups.")
-    engine_version: str = Field("17", description="PostgreSQL major version.")
+    engine_version: str = Field(
+        "17", pattern=r"^[0-9]{2}(\.[0-9]{1,2})?$", description="PostgreSQL major version."
+    )
 
     @model_validator(mode="after")
     def _storage_ordered(self) -> RdsDatabase:
@@ -92,9 +98,7 @@ class OidcAccess(StrictModel):
         description="Issuer URL (https); its discovery document is "
         "<issuer>/.well-known/openid-configuration. Tokens must name it in `iss`."
     )
-    audience: str = Field(
-        min_length=1, max_length=256, description="The `aud` every accepted token must carry."
-    )
+    audience: Word = Field(max_length=256, description="The `aud` every accepted token must carry.")
     write_scope: str = Field(
         "stac:write", pattern=_SCOPE, description="Scope a token needs to write (Transactions)."
     )
@@ -172,6 +176,11 @@ class CatalogService(StrictModel):
         return self
 
 
+StacId = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", description="A STAC id or key.")
+]
+
+
 DownloadHost = Annotated[
     str,
     Field(
@@ -179,6 +188,47 @@ DownloadHost = Annotated[
         description="A lower-case host name; '*.example.org' admits its sub-domains.",
     ),
 ]
+
+
+def time_window_problem(value: str) -> str | None:
+    """Why `value` is not a duration back from now (P2D, PT6H) or an interval of RFC 3339
+    dates or instants (start/end, '..' for an open end); None when it is one."""
+    allowed = (
+        f"{value!r} is not a time window: give a duration back from now such as P2D or PT6H, "
+        "or an interval such as 2024-05-01T00:00:00Z/2024-05-08T00:00:00Z or 2024-05-01/.. "
+        "('..' for an open end)"
+    )
+    if value.startswith("P"):
+        try:
+            span = _DURATION.validate_python(value)
+        except ValidationError:
+            return allowed
+        return None if span > dt.timedelta(0) else f"{value!r}: the duration must be above zero"
+    ends = value.split("/")
+    if len(ends) != 2 or ends == ["..", ".."]:
+        return allowed
+    instants = []
+    for end in ends:
+        if end == "..":
+            continue
+        if not _RFC3339.match(end):
+            return allowed
+        try:
+            instant = _INSTANT.validate_python(end if "T" in end else f"{end}T00:00:00Z")
+        except ValidationError:
+            return allowed
+        instants.append(instant)
+    if len(instants) == 2 and instants[0] > instants[1]:
+        return f"{value!r}: the interval ends before it starts"
+    return None
+
+
+_DURATION: TypeAdapter[dt.timedelta] = TypeAdapter(dt.timedelta)
+_INSTANT: TypeAdapter[dt.datetime] = TypeAdapter(dt.datetime)
+# The ingestion chart's own pattern for one end of the interval.
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
+)
 
 
 class SentinelSource(StrictModel):
@@ -189,7 +239,7 @@ class SentinelSource(StrictModel):
         description="Name of the source, 3 to 24 characters.",
     )
     url: Url = Field(HttpUrl(COPERNICUS_STAC), description="The STAC API.")
-    collections: list[str] = Field(
+    collections: list[StacId] = Field(
         min_length=1, description="Collections to search, e.g. sentinel-2-l2a."
     )
     bbox: tuple[float, float, float, float] = Field(
@@ -200,7 +250,7 @@ class SentinelSource(StrictModel):
         min_length=1,
         description="Time window: an ISO 8601 interval, or a duration back from now such as P2D.",
     )
-    assets: list[str] = Field(
+    assets: list[StacId] = Field(
         min_length=1,
         description="Asset names to copy, as the source's items name them: "
         "B04_10m, B08_10m, SCL_20m on Copernicus Data Space (red, nir, scl on Earth Search).",
@@ -215,6 +265,15 @@ class SentinelSource(StrictModel):
         "Copernicus's download hosts are known already. An href or a redirect to any other host "
         "fails its item.",
     )
+
+    @field_validator("datetime")
+    @classmethod
+    def _time_window(cls, value: str) -> str:
+        """What the ingestion service turns into a STAC search `datetime`: checked here, not
+        when the scheduled job first runs."""
+        if problem := time_window_problem(value):
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _bbox_ordered(self) -> SentinelSource:
@@ -249,7 +308,7 @@ class Sentinel(StrictModel):
 class Mqtt(StrictModel):
     """The broker of the edge sensor streams."""
 
-    host: str = Field(min_length=1, description="Broker host name.")
+    host: HostName = Field(description="Broker host name (or address).")
     port: int = Field(8883, ge=1, le=65535, description="Broker port.")
     topics: list[str] = Field(
         ["fedeploy/+/stations/+/observations"], min_length=1, description="Topics to subscribe."

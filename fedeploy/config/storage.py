@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from fedeploy.config.base import Name, Secret, StrictModel, Url
+from fedeploy.config.base import S3_REGION_PATTERN, Name, Secret, StrictModel, Url
 
 BucketName = Annotated[
     str,
@@ -110,7 +110,9 @@ class S3CompatibleStorage(StrictModel):
 
     endpoint: Url = Field(description="The S3 endpoint URL, https://...")
     region: str = Field(
-        "us-east-1", min_length=1, max_length=32, description="Region name the store expects."
+        "us-east-1",
+        pattern=S3_REGION_PATTERN,
+        description="Region name the store expects (letters, digits, '-', '_', '.'; up to 32).",
     )
     access_key_id: Secret = Field(description="Access key id of the federation's account (secret).")
     secret_access_key: Secret = Field(description="Secret access key (secret).")

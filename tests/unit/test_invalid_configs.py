@@ -390,6 +390,80 @@ CASES = [
         ["at most 256 characters"],
     ),
     (
+        "sentinel-time-window-not-a-duration",
+        "aws-frankfurt",
+        {"services.ingestion.sentinel.sources.0.datetime": "yesterday"},
+        "site.services.ingestion.sentinel.sources.0.datetime",
+        ["'yesterday' is not a time window", "P2D"],
+    ),
+    (
+        "sentinel-time-window-bad-duration",
+        "aws-frankfurt",
+        {"services.ingestion.sentinel.sources.0.datetime": "P2X"},
+        "site.services.ingestion.sentinel.sources.0.datetime",
+        ["'P2X' is not a time window"],
+    ),
+    (
+        "sentinel-time-window-backwards",
+        "aws-frankfurt",
+        {
+            "services.ingestion.sentinel.sources.0.datetime": (
+                "2024-05-08T00:00:00Z/2024-05-01T00:00:00Z"
+            )
+        },
+        "site.services.ingestion.sentinel.sources.0.datetime",
+        ["ends before it starts"],
+    ),
+    (
+        "sentinel-collection-with-a-line-break",
+        "aws-frankfurt",
+        {"services.ingestion.sentinel.sources.0.collections.0": "sentinel-2-l2a\nx"},
+        "site.services.ingestion.sentinel.sources.0.collections.0",
+        ["must match pattern"],
+    ),
+    (
+        "mqtt-host-is-a-url",
+        "aws-frankfurt",
+        {"services.ingestion.stream.mqtt.host": "mqtts://broker.example.eu:8883"},
+        "site.services.ingestion.stream.mqtt.host",
+        ["given 'mqtts://broker.example.eu:8883'"],
+    ),
+    (
+        "s3-region-with-a-space",
+        "hpc-kajaani",
+        {"storage.region": "eu west"},
+        "site.storage.region",
+        ["given 'eu west'"],
+    ),
+    (
+        "provisioned-s3-region-with-a-line-break",
+        "ewc-bologna",
+        {"storage.region": "default\nx"},
+        "site.storage.region",
+        ["must match pattern"],
+    ),
+    (
+        "kube-context-with-a-line-break",
+        "cf-waw",
+        {"cluster.context": "eofed-waw\nx"},
+        "site.cluster.context",
+        ["must match pattern"],
+    ),
+    (
+        "rds-instance-class-not-one",
+        "aws-frankfurt",
+        {"services.catalog.rds.instance_class": "t4g.medium"},
+        "site.services.catalog.rds.instance_class",
+        ["given 't4g.medium'"],
+    ),
+    (
+        "rds-engine-version-not-one",
+        "aws-frankfurt",
+        {"services.catalog.rds.engine_version": "latest"},
+        "site.services.catalog.rds.engine_version",
+        ["given 'latest'"],
+    ),
+    (
         "plaintext-secret-in-a-list",
         "k8s-gra",
         {"services.ingestion.stream.mqtt.credentials.password": "hunter2"},

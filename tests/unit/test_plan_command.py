@@ -88,14 +88,15 @@ def test_policy_violation_exits_one_naming_resource_and_rule(project):
 
 
 def test_bad_chart_value_exits_one_naming_release_and_key(project):
-    def bad_host(site):
-        site["services"]["ingestion"]["stream"]["mqtt"]["host"] = "mqtt broker!"
+    # The model leaves MQTT topic filters to the chart's schema (the host it checks itself).
+    def bad_topic(site):
+        site["services"]["ingestion"]["stream"]["mqtt"]["topics"] = ["stations, observations"]
 
-    _edit(project, "aws-frankfurt", bad_host)
+    _edit(project, "aws-frankfurt", bad_topic)
     result = _plan(project)
     assert result.exit_code == 1
     assert "[chart-values] aws-frankfurt-ingestion (chart charts/ingestion)" in result.output
-    assert "host" in result.output
+    assert "topics" in result.output
 
 
 def test_invalid_stack_file_exits_two_naming_file_and_key(project):
