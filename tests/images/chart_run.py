@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from fedeploy.charts import pod_template
+
 # Settings podman applies by default, which the chart only states.
 _DEFAULT_SECCOMP = {"type": "RuntimeDefault"}
 
@@ -36,10 +38,10 @@ def container_of(
     for doc in manifests:
         if doc.get("kind") != kind or doc["metadata"]["name"] != name:
             continue
-        spec = doc["spec"]
-        if kind == "CronJob":
-            spec = spec["jobTemplate"]["spec"]
-        pod = spec["template"]["spec"]
+        template = pod_template(doc)
+        if template is None:
+            raise LookupError(f"{kind}/{name} is not a workload")
+        pod = template["spec"]
         for entry in pod["containers"]:
             if container is None or entry["name"] == container:
                 return ChartContainer(f"{kind}/{name}", pod, entry)

@@ -32,14 +32,17 @@ def _unavailable(reason: str) -> None:
 def podman(
     *args: str, check: bool = True, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """podman on the build script's storage and containers.conf."""
-    return subprocess.run(
-        [str(SCRIPT), "--podman", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=timeout,
+    """podman on the build script's storage and containers.conf; `check`: a failure raises
+    AssertionError with podman's and the container's output (never the arguments: they may
+    hold the loopback store's keys)."""
+    done = subprocess.run(
+        [str(SCRIPT), "--podman", *args], capture_output=True, text=True, timeout=timeout
     )
+    if check and done.returncode:
+        raise AssertionError(
+            f"podman {args[0]} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        )
+    return done
 
 
 def app_version(chart: str) -> str:

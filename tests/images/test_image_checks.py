@@ -18,6 +18,7 @@ WORKLOADS = {
     "ingestion": ("hpc", "StatefulSet", "ingestion-stream"),
     "inference": ("kubernetes", "Deployment", "inference"),
 }
+SCRIPTS = {"ingestion": "fedeploy-ingest", "inference": "fedeploy-infer"}
 _SCRIPTS = (
     "import importlib.metadata as m, json; "
     "print(json.dumps(sorted(e.name for e in m.entry_points(group='console_scripts') "
@@ -51,7 +52,7 @@ def test_every_console_script_answers_help(service, images, manifests) -> None:
     scripts = json.loads(
         _run_as_chart(manifests, images, service, "-c", _SCRIPTS, entrypoint="python")
     )
-    assert f"fedeploy-{service[:6]}" in " ".join(scripts), scripts
+    assert SCRIPTS[service] in scripts, scripts
     for script in scripts:
         out = _run_as_chart(manifests, images, service, "--help", entrypoint=script)
         assert "usage" in out.lower(), (script, out)
@@ -75,7 +76,7 @@ def _changes(image: str, command: str) -> list[str]:
 def test_the_image_writes_nothing_outside_tmp(service, images) -> None:
     """Without --read-only, importing the service and its --help change nothing but what
     podman itself changes for any container (mount points in /etc; compared with `true`)."""
-    script = "fedeploy-ingest" if service == "ingestion" else "fedeploy-infer"
+    script = SCRIPTS[service]
     package = "fedeploy_ingestion.cli" if service == "ingestion" else "fedeploy_inference.cli"
     baseline = _changes(images[service], "true")
     changes = _changes(images[service], f"python -c 'import {package}' && {script} --help")
@@ -85,7 +86,7 @@ def test_the_image_writes_nothing_outside_tmp(service, images) -> None:
 _IMPORT_ALL = (
     "import importlib, pkgutil, sys; package = importlib.import_module(sys.argv[1]); "
     "[importlib.import_module(m.name) for m in pkgutil.walk_packages(package.__path__, "
-    "sys.argv[1] + '.')]; print('ok')"
+    "sys.argv[1] + '.') if not m.name.endswith('.__main__')]; print('ok')"
 )
 
 

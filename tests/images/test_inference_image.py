@@ -67,7 +67,9 @@ def test_serve_loads_a_published_model_and_answers_a_forecast(
     bucket = f"images-models-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(bucket)
     endpoint = s3.endpoint
-    series = to_hourly(pa.concat_tables([t for _, t in generate(SyntheticSpec(3, 60))]))
+    series = to_hourly(
+        pa.concat_tables([t for _, t in generate(SyntheticSpec(stations=3, days=60))])
+    )
     trained = train(series, TrainConfig(epochs=5), torch.device("cpu"))
     host_settings = InferenceSettings(bucket=bucket, s3_endpoint_url=endpoint.endpoint_url)
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
