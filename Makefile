@@ -77,8 +77,9 @@ schema: $(STAMP)
 	mv schemas/stack-file.schema.json.tmp schemas/stack-file.schema.json
 
 ## demo: the case study on one machine: ingest, train, publish, serve, predict, plot
+##       (DEMO_ARGS=--wis2: the stations published as WIS2 notifications linking to BUFR)
 demo: $(STAMP) peers
-	$(BIN)/python examples/case-study/run.py
+	$(BIN)/python examples/case-study/run.py $(DEMO_ARGS)
 
 ## bench: every benchmark, each printing its figures beside its targets
 bench: $(STAMP) peers

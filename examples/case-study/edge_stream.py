@@ -60,3 +60,99 @@ def publish(host: str, port: int, stream: Iterable[tuple[str, bytes]], in_flight
         client.loop_stop()
         client.disconnect()
     return count
+
+
+# --- the same rows as WIS2 notifications linking to BUFR (run.py --wis2) ------------------
+
+WIS2_TOPIC = "origin/a/wis2/xx-case-study/data/core/weather/surface-based-observations/synop"
+# Model unit -> the BUFR unit of the element (bufr.py maps them back).
+_TO_BUFR = {
+    "air_temperature": ("airTemperature", lambda v: v + 273.15),
+    "air_pressure": ("nonCoordinatePressure", lambda v: v * 100.0),
+    "relative_humidity": ("relativeHumidity", lambda v: round(v)),
+    "wind_speed": ("windSpeed", lambda v: v),
+    "precipitation": ("totalPrecipitationOrTotalWaterEquivalent", lambda v: v),
+}
+
+
+def wis2_station(station: str) -> str:
+    """The station id the WIS2 path stores: the WIGOS id with `station` as local identifier."""
+    return f"0-20000-0-{station}"
+
+
+def wis2_files(
+    tables: Iterable[pa.Table], base_url: str
+) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
+    """One BUFR file per observation time (every station's row as a subset), and a WIS2
+    notification per file: (path -> bytes served under `base_url`, [(topic, payload)])."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from services.ingestion.tests.bufr_encode import Station, encode
+    from services.ingestion.tests.wis2_build import notification, payload
+
+    by_time: dict[object, list[Station]] = {}
+    for table in tables:
+        for row in table.to_pylist():
+            values = {
+                bufr: convert(row[name])
+                for name, (bufr, convert) in _TO_BUFR.items()
+                if name in VARIABLES and row[name] is not None
+            }
+            if not values:
+                continue
+            by_time.setdefault(row["time"], []).append(
+                Station(
+                    row["time"],
+                    wigos=row["station"],
+                    latitude=row["latitude"],
+                    longitude=row["longitude"],
+                    height=row["elevation"],
+                    values=values,
+                )
+            )
+    files: dict[str, bytes] = {}
+    notes: list[tuple[str, bytes]] = []
+    for moment, stations in sorted(by_time.items()):
+        path = f"/synop/{moment:%Y%m%dT%H%M%S}.bufr4"
+        files[path] = encode(stations)
+        note = notification(
+            files[path],
+            base_url + path,
+            data_id=f"case-study{path}",
+            pubtime=f"{moment:%Y-%m-%dT%H:%M:%SZ}",
+            when=moment,
+        )
+        notes.append((f"{WIS2_TOPIC}/{moment:%Y%m%d}", payload(note)))
+    return files, notes
+
+
+class DataHost:
+    """A loopback HTTP server of the BUFR files (the WIS2 node's download host)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                body = files.get(self.path, b"")
+                self.send_response(200 if self.path in files else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -24,12 +24,13 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import numpy as np
-from edge_stream import messages, publish
+from edge_stream import WIS2_TOPIC, DataHost, messages, publish, wis2_files, wis2_station
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.registry import model_prefix
@@ -118,6 +119,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--stations", type=int, default=4)
+    parser.add_argument(
+        "--wis2",
+        action="store_true",
+        help="publish the stations as WIS2 notifications linking to BUFR files instead of "
+        "fedeploy.observation/1 messages",
+    )
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -192,10 +199,26 @@ def main() -> int:
 
         # 2. The edge stream: the ingestion consumer writes daily Parquet windows.
         probe_port = free_port()
+        wis2_env: dict[str, str] = {}
+        if args.wis2:
+            served: dict[str, bytes] = {}
+            host = DataHost(served)  # the WIS2 node's download host
+            stack.callback(host.close)
+            files, notes = wis2_files(tables, f"http://localhost:{host.port}")
+            served.update(files)
+            wis2_env = {
+                "INGEST_STREAM_FORMAT": "wis2",
+                "INGEST_MQTT_TOPICS": f"{WIS2_TOPIC}/#",
+                "INGEST_WIS2_DOWNLOAD_HOSTS": '["localhost"]',
+                "INGEST_WIS2_PRIVATE_HOSTS": '["localhost"]',
+                "INGEST_WIS2_ALLOW_HTTP": "true",
+                "INGEST_DEAD_LETTER_PREFIX": "dead-letter/wis2/",
+            }
         consumer = subprocess.Popen(
             [sys.executable, "-m", "fedeploy_ingestion", "stream"],
             env={
                 **ingest_env,
+                **wis2_env,
                 "INGEST_MQTT_HOST": "127.0.0.1",
                 "INGEST_MQTT_PORT": str(broker.port),
                 "INGEST_WINDOW_SECONDS": "86400",
@@ -212,10 +235,15 @@ def main() -> int:
             60,
             "the ingestion consumer to be ready",
         )
-        sent = publish("127.0.0.1", broker.port, messages(SITE, tables))
-        say(f"published {sent} edge observations from {args.stations} stations")
+        if args.wis2:
+            sent = publish("127.0.0.1", broker.port, notes)
+            say(f"published {sent} WIS2 notifications (BUFR) from {args.stations} stations")
+            expected = {replace(w, station=wis2_station(w.station)).key for w, _ in windows}
+        else:
+            sent = publish("127.0.0.1", broker.port, messages(SITE, tables))
+            say(f"published {sent} edge observations from {args.stations} stations")
+            expected = {w.key for w, _ in windows}
         client = s3_client(InferenceSettings(bucket=BUCKET, s3_endpoint_url=endpoint.endpoint_url))
-        expected = {w.key for w, _ in windows}
         wait_for(
             lambda: {w.key for w in list_windows(client, BUCKET)} >= expected,
             600,
