@@ -1,6 +1,6 @@
 """The federation's case study on one machine, in one command.
 
-    .venv/bin/python examples/case-study/run.py [--out DIR] [--days N] [--stations N]
+    .venv/bin/python examples/case-study/run.py [--out DIR] [--days N] [--stations N] [--wis2]
 
 Starts on loopback: S3 (SeaweedFS, or moto where SeaweedFS is missing), PostgreSQL with
 pgstac, the site's STAC API and a stand-in upstream STAC API with Sentinel-2-like items,

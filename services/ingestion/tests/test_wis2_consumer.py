@@ -158,3 +158,17 @@ def test_transient_download_failures_are_retried_with_backoff_then_the_digest_ch
         raise AssertionError("a digest mismatch was accepted")
     answers[:] = [httpx.Response(503)] * 5
     assert intake.fetch(note, waits.append, lambda: len(waits) > 3) is None
+
+
+def test_refused_subsets_are_recorded_and_the_good_ones_stored_before_the_ack() -> None:
+    from fedeploy_ingestion.bufr import SubsetRefusal
+
+    consumer, intake, acked = wis2_consumer([obs("A", 0)])
+    refusal = SubsetRefusal(1, 2, "no-time", "station 0-20000-0-B: the subset has no time")
+    intake.decode = lambda data, now, limits: ([obs("A", 0)], [refusal])  # type: ignore[method-assign]
+    deliver(consumer, payload(notification(b"data", "https://h/x")), mid=1)
+    (key,) = consumer.store.puts  # type: ignore[attr-defined]
+    assert key.startswith(consumer.settings.dead_letter_prefix)
+    assert acked == [] and consumer.buffer.pending == 1  # held until its window is written
+    write(consumer, 0)
+    assert acked == [(1, 1)]
