@@ -345,13 +345,13 @@ class Consumer:
             reason = "; ".join(
                 f"message {r.message} subset {r.subset}: {r.reason}" for r in refused
             )
-            invalid = InvalidObservation(refused[0].code, reason)
+            subsets = InvalidObservation(refused[0].code, reason)
             if not observations:
-                self._dead_letter(delivery, invalid)
+                self._dead_letter(delivery, subsets)
                 return
             # The good subsets are stored; the refused ones are recorded beside, and the
             # message is acknowledged once its windows are written.
-            if not self._dead_letter(delivery, invalid, ack=False, part="subsets"):
+            if not self._dead_letter(delivery, subsets, ack=False, part="subsets"):
                 return
         owned = [
             o for o in observations if owns_any(o.station, self.settings.shard_index, self._counts)
