@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fedeploy.charts import pod_template
@@ -48,11 +49,15 @@ def container_of(
     raise LookupError(f"no {kind}/{name} (container {container}) in the rendered manifests")
 
 
-def podman_run_args(chart: ChartContainer, env: dict[str, str]) -> list[str]:
+def podman_run_args(
+    chart: ChartContainer, env: dict[str, str], secrets: dict[str, Path] | None = None
+) -> list[str]:
     """`podman run` options (entry point, image and command excluded: `chart_command`).
 
     `env` supplies every variable the chart takes from a Secret or the downward API, and
     overrides the plain values that name cluster addresses (loopback peers here).
+    `secrets` maps the name of each Secret volume to a host folder holding its files (mounted
+    read-only, as the kubelet mounts a Secret).
     Raises UnsupportedSetting for a security setting podman would not reproduce.
     """
     pod, container = chart.pod, chart.container
@@ -86,9 +91,13 @@ def podman_run_args(chart: ChartContainer, env: dict[str, str]) -> list[str]:
         if "emptyDir" in volume and not mount.get("readOnly"):
             # An emptyDir is writable by the pod's fsGroup: a tmpfs the container's user owns.
             args += ["--mount", f"type=tmpfs,destination={mount['mountPath']},tmpfs-mode=1777"]
+        elif "secret" in volume and mount["name"] in (secrets or {}):
+            source = (secrets or {})[mount["name"]]
+            args += ["--volume", f"{source}:{mount['mountPath']}:ro"]
         else:
             raise UnsupportedSetting(
-                f"{chart.workload}: volume {mount['name']} ({sorted(volume)}) is not an emptyDir"
+                f"{chart.workload}: volume {mount['name']} ({sorted(volume)}) is neither an "
+                "emptyDir nor a Secret the test supplies"
             )
     values: dict[str, str] = {}
     for variable in container.get("env", []):
