@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from enum import StrEnum
@@ -60,7 +61,8 @@ def plan(
         Path | None, typer.Option("--out", help="Also write resources and manifests here.")
     ] = None,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", help="Stacks planned at once (default: CPUs).")
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Stacks planned at once (default: CPUs)."),
     ] = None,
 ) -> None:
     """Plan the federation offline: run every stack's program, render and check every chart.
@@ -75,11 +77,29 @@ def plan(
     except FedeployError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(err.exit_code) from None
+    if out is not None:
+        _writable_out(out)  # before planning: a minute's work must not end in a failed write
     report = run_plan(stacks_dir, stacks or None, jobs=jobs)
     sys.stdout.write(FORMATS[format.value](report))
     if out is not None:
-        write_out(report, out)
+        try:
+            write_out(report, out)
+        except OSError as err:
+            typer.echo(f"--out {out}: cannot write the plan's files: {err.strerror}", err=True)
+            raise typer.Exit(2) from None
     raise typer.Exit(report.exit_code)
+
+
+def _writable_out(out: Path) -> None:
+    """Create --out, or exit 2 naming it when it cannot be a writable directory."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        typer.echo(f"--out {out}: cannot create the directory: {err.strerror}", err=True)
+        raise typer.Exit(2) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        typer.echo(f"--out {out}: the directory is not writable", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()

@@ -809,3 +809,20 @@ def test_an_existing_bridge_endpoint_with_a_password_is_refused_without_echoing_
         for issue in caught.value.issues
     ), str(caught.value)
     assert "CANARY" not in str(caught.value)
+
+
+def test_an_out_directory_that_cannot_be_written_is_refused_before_planning(tmp_path):
+    """It once planned the whole federation, then ended in 'internal error (FileNotFoundError)'."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["plan", "--out", str(blocker / "out"), "aws-dublin"])
+    assert result.exit_code == 2
+    assert f"--out {blocker / 'out'}: cannot create the directory" in result.output
+    assert "internal error" not in result.output and "clean" not in result.output
+
+
+@pytest.mark.parametrize("jobs", ["0", "-3"])
+def test_plan_jobs_below_one_are_refused(jobs):
+    result = runner.invoke(app, ["plan", "--jobs", jobs, "aws-dublin"])
+    assert result.exit_code == 2
+    assert "--jobs" in result.output and "clean" not in result.output
