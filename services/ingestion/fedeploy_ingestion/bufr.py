@@ -144,11 +144,14 @@ def _subset_values(handle: Any, count: int, compressed: bool) -> Iterator[dict[s
     eccodes = load_eccodes()
 
     def read(key: str) -> list[Any]:
-        if not eccodes.codes_is_defined(handle, key):
+        # codes_is_defined does not understand '/subsetNumber=N/' keys: ask, and take
+        # "not found" for absent.
+        try:
+            if key.endswith("wigosLocalIdentifierCharacter"):
+                return list(eccodes.codes_get_string_array(handle, key))
+            return list(eccodes.codes_get_array(handle, key))
+        except eccodes.KeyValueNotFoundError:
             return []
-        if key.endswith("wigosLocalIdentifierCharacter"):
-            return list(eccodes.codes_get_string_array(handle, key))
-        return list(eccodes.codes_get_array(handle, key))
 
     if compressed or count == 1:
         columns: dict[str, list[Any]] = {}

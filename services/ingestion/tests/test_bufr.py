@@ -128,3 +128,34 @@ def test_a_process_loading_ecCodes_then_psycopg_exits_cleanly() -> None:
     pytest.importorskip("psycopg")
     code = "from fedeploy_ingestion.bufr import load_eccodes; load_eccodes(); import psycopg"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_an_uncompressed_message_of_several_subsets_is_read_subset_by_subset() -> None:
+    from fedeploy_ingestion.bufr import load_eccodes
+
+    eccodes = load_eccodes()
+    handle = eccodes.codes_bufr_new_from_samples("BUFR4")
+    try:
+        eccodes.codes_set(handle, "masterTablesVersionNumber", 32)
+        eccodes.codes_set(handle, "numberOfSubsets", 3)
+        eccodes.codes_set(handle, "compressedData", 0)
+        eccodes.codes_set_array(handle, "unexpandedDescriptors", [301150, 307096])
+        for i in (1, 2, 3):
+            # Uncompressed, '#n#' counts across subsets: station and time occur once per
+            # subset, station pressure twice (its first occurrence in subset i is #2i-1#).
+            for key, value in [("blockNumber", 6), ("stationNumber", 100 + i), ("year", 2024)]:
+                eccodes.codes_set(handle, f"#{i}#{key}", value)
+            for key, value in [("month", 6), ("day", 1), ("hour", i), ("minute", 0)]:
+                eccodes.codes_set(handle, f"#{i}#{key}", value)
+            eccodes.codes_set(handle, f"#{2 * i - 1}#nonCoordinatePressure", 100000.0 - 100 * i)
+        eccodes.codes_set(handle, "pack", 1)
+        data = bytes(eccodes.codes_get_message(handle))
+    finally:
+        eccodes.codes_release(handle)
+    observations, refused = decode_bufr(data, NOW, Limits())
+    assert refused == []
+    assert [(o.station, o.time.hour, o.values) for o in observations] == [
+        ("0-20000-0-06101", 1, {"air_pressure": 999.0}),
+        ("0-20000-0-06102", 2, {"air_pressure": 998.0}),
+        ("0-20000-0-06103", 3, {"air_pressure": 997.0}),
+    ]
