@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import types
+import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
@@ -15,19 +18,58 @@ from pydantic import (
     HttpUrl,
     ValidationInfo,
     WrapValidator,
+    model_validator,
 )
 from pydantic.functional_serializers import PlainSerializer
 from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
+
+_UNIONS = (typing.Union, types.UnionType)
 
 if TYPE_CHECKING:
     import pulumi
 
 
 class StrictModel(BaseModel):
-    """A config section: unknown keys are errors, values are immutable once validated."""
+    """A config section: unknown keys are errors, values are immutable once validated, and a
+    boolean is never taken for a number (pydantic would make `expire_after_days: yes`, which
+    YAML 1.1 reads as true, one day)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        numbers = _number_fields(cls)
+        found = {
+            k: BooleanGiven(v) for k, v in data.items() if k in numbers and isinstance(v, bool)
+        }
+        return {**data, **found} if found else data
+
+
+class BooleanGiven:
+    """A boolean given where a number belongs: no number validator accepts it, and the error
+    shows it as `True (a boolean)`."""
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"{self.value} (a boolean)"
+
+
+@functools.cache
+def _number_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` whose type is a number (int or float, optional or not)."""
+    names = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        options = typing.get_args(annotation) if typing.get_origin(annotation) in _UNIONS else ()
+        if annotation in (int, float) or any(option in (int, float) for option in options):
+            names.add(name)
+    return frozenset(names)
 
 
 # Site names become parts of bucket names, Kubernetes labels and stack names.

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fedeploy.config.base import ciphertext_problem
+from fedeploy.config.base import BooleanGiven, ciphertext_problem
 from fedeploy.config.site import KINDS, MODELS
 from fedeploy.errors import ConfigIssue, StackConfigError
 from fedeploy.network import overlapping
@@ -653,6 +653,8 @@ def _quote_hint(path: str, error: Any, plain_scalars: dict[str, tuple[str, str]]
         return ""
     text, tag = source
     what = _TYPE_WORDS.get(tag, "a non-string value")
+    if isinstance(error.get("input"), BooleanGiven):  # a number belongs here: quoting won't do
+        return f" (YAML read the unquoted {text} as {what}: write a number)"
     key = path.rsplit(".", 1)[-1]
     shown = f'{key}: "{text}"' if not key.isdigit() else f'"{text}"'
     return f" (YAML read the unquoted {text} as {what}: quote it, {shown})"

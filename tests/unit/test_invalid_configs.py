@@ -464,6 +464,20 @@ CASES = [
         ["given 'latest'"],
     ),
     (
+        "boolean-for-a-number-of-days",
+        "aws-frankfurt",
+        {"storage.buckets.raw.lifecycle.expire_after_days": True},
+        "site.storage.buckets.raw.lifecycle.expire_after_days",
+        ["given True (a boolean)", "valid integer"],
+    ),
+    (
+        "boolean-for-an-optional-number",
+        "aws-frankfurt",
+        {"services.ingestion.sentinel.sources.0.max_cloud_cover": False},
+        "site.services.ingestion.sentinel.sources.0.max_cloud_cover",
+        ["given False (a boolean)"],
+    ),
+    (
         "plaintext-secret-in-a-list",
         "k8s-gra",
         {"services.ingestion.stream.mqtt.credentials.password": "hunter2"},
@@ -826,3 +840,21 @@ def test_plan_jobs_below_one_are_refused(jobs):
     result = runner.invoke(app, ["plan", "--jobs", jobs, "aws-dublin"])
     assert result.exit_code == 2
     assert "--jobs" in result.output and "clean" not in result.output
+
+
+def test_yes_where_a_number_belongs_is_refused_not_read_as_one(tmp_path):
+    """`expire_after_days: yes` (YAML 1.1: true) planned clean as a one-day expiry."""
+    stacks = _project(tmp_path)
+    path = stacks / "Pulumi.aws-frankfurt.yaml"
+    text = path.read_text()
+    assert "noncurrent_expire_after_days: 30" in text
+    path.write_text(
+        text.replace("noncurrent_expire_after_days: 30", "noncurrent_expire_after_days: yes", 1)
+    )
+    result = _validate(path)
+    assert result.exit_code == 2
+    assert (
+        "site.storage.buckets.raw.lifecycle.noncurrent_expire_after_days: given True (a boolean)"
+        in result.output
+    )
+    assert "YAML read the unquoted yes as a boolean: write a number" in result.output
