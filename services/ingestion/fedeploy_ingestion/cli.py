@@ -66,6 +66,9 @@ def stream() -> int:
     settings = IngestSettings()
     logs.configure(settings.log_level)
     site = settings.require("site", "bucket", "catalog_url", "mqtt_host")
+    if settings.stream_format == "wis2":
+        # Without both, every notification would be refused: say so before connecting.
+        settings.require("mqtt_topics", "wis2_download_hosts")
     metrics = Metrics()
     store = _store(settings)
     consumer = Consumer(

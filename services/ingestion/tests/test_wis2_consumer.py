@@ -172,3 +172,21 @@ def test_refused_subsets_are_recorded_and_the_good_ones_stored_before_the_ack() 
     assert acked == [] and consumer.buffer.pending == 1  # held until its window is written
     write(consumer, 0)
     assert acked == [(1, 1)]
+
+
+def test_a_wis2_stream_without_topics_or_download_hosts_is_refused_at_start(
+    monkeypatch, capsys
+) -> None:
+    from fedeploy_ingestion import cli
+
+    for name, value in {
+        "INGEST_SITE": "site-a",
+        "INGEST_BUCKET": "b",
+        "INGEST_CATALOG_URL": "http://127.0.0.1:9",
+        "INGEST_MQTT_HOST": "127.0.0.1",
+        "INGEST_STREAM_FORMAT": "wis2",
+        "INGEST_MQTT_TOPICS": f"{TOPIC}/#",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["stream"]) == cli.EXIT_CONFIG
+    assert "wis2_download_hosts" in capsys.readouterr().err.lower()
