@@ -123,6 +123,10 @@ class BridgeTls(StrictModel):
         return self
 
 
+# The widest range allowed_cidrs may name, by IP version.
+_WIDEST_ALLOWED = {4: 8, 6: 32}
+
+
 class BridgeConfig(StrictModel):
     """A SLURM bridge: slurmrestd with JWT authentication, reached from the site's cluster."""
 
@@ -252,7 +256,7 @@ class BridgeConfig(StrictModel):
         default_factory=list,
         description=(
             "Extra address ranges admitted to the REST listener, beside the cluster's own ranges; "
-            "never 0.0.0.0/0 or ::/0."
+            "each at most a /8 (IPv4) or a /32 (IPv6), never 0.0.0.0/0 or ::/0."
         ),
     )
     tls: BridgeTls = Field(default_factory=BridgeTls, description="TLS on the REST listener.")
@@ -279,6 +283,13 @@ class BridgeConfig(StrictModel):
                 raise ValueError(
                     f"allowed_cidrs: {value!r} admits the whole internet; name the ranges that "
                     "need the bridge"
+                )
+            widest = _WIDEST_ALLOWED[net.version]
+            if net.prefixlen < widest:
+                # 0.0.0.0/1 and 128.0.0.0/1 together are the whole internet too.
+                raise ValueError(
+                    f"allowed_cidrs: {value!r} admits a /{net.prefixlen}, a large part of the "
+                    f"internet; name the ranges that need the bridge (at most /{widest} each)"
                 )
         return values
 

@@ -70,6 +70,11 @@ BAD = [
         ["endpoint", "tls.enabled=True", "disagree"],
     ),
     ({**GATEWAY, "allowed_cidrs": ["0.0.0.0/0"]}, ["allowed_cidrs", "whole internet"]),
+    (
+        {**GATEWAY, "allowed_cidrs": ["0.0.0.0/1", "128.0.0.0/1"]},
+        ["allowed_cidrs", "'0.0.0.0/1' admits a /1", "at most /8"],
+    ),
+    ({**GATEWAY, "allowed_cidrs": ["2000::/3"]}, ["allowed_cidrs", "at most /32"]),
     ({**GATEWAY, "allowed_cidrs": ["10.0.0.1/8"]}, ["allowed_cidrs", "'10.0.0.1/8'"]),
     ({**GATEWAY, "daemon_user": "slurm"}, ["daemon_user and slurm_user", "SlurmUser"]),
     ({**GATEWAY, "service_user": "root"}, ["daemon_user and service_user must not be root"]),
