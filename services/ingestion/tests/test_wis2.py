@@ -205,3 +205,41 @@ def test_data_larger_than_the_limit_is_refused() -> None:
         download(HREF, policy(), client(recorder), 1024)
     assert refused.value.code == "download"
     assert "1024" in refused.value.reason
+
+
+def _reference_message(**times: str) -> dict:
+    """A notification as pywis-pubsub (the WIS2 reference client) builds it."""
+    from pywis_pubsub.publish import create_message
+
+    return create_message(
+        topic="origin/a/wis2/xx-test/data/core/weather/surface-based-observations/synop",
+        content_type="application/bufr",
+        url_info={
+            "url": HREF,
+            "filename": "a.bufr4",
+            "checksum_type": "sha512",
+            "checksum_value": base64.b64encode(hashlib.sha512(DATA).digest()).decode(),
+            "size": len(DATA),
+        },
+        identifier="5f0e7ac5-8f07-4c3c-9c5c-0e4d8c4b6d1a",
+        geometry=[5.0, 50.0],
+        **times,  # type: ignore[arg-type]
+    )
+
+
+def test_messages_of_the_reference_client_pywis_pubsub_are_accepted() -> None:
+    message = _reference_message(datetime_="2026-11-30T06:00:00Z")
+    parsed = parse(message)
+    assert parsed.data_link().href == HREF
+    check_integrity(DATA, parsed.properties.integrity)
+
+
+def test_the_reference_clients_endstart_datetime_typo_is_refused_and_its_fix_accepted() -> None:
+    message = _reference_message(
+        start_datetime="2026-11-30T05:00:00Z", end_datetime="2026-11-30T06:00:00Z"
+    )
+    with pytest.raises(InvalidObservation, match="start_datetime"):
+        parse(message)  # pywis-pubsub 0.12.0 writes `endstart_datetime`
+    properties = message["properties"]
+    properties["end_datetime"] = properties.pop("endstart_datetime")
+    parse(message)
