@@ -270,6 +270,12 @@ class IngestSettings(BaseSettings):
         le=1024 * 1024 * 1024,
         description="Largest WIS2 data file downloaded; larger ones are dead-lettered.",
     )
+    wis2_schema_file: str | None = Field(
+        default=None,
+        description="The official WIS2 notification message JSON Schema (bundled), where an "
+        "image build synced it (`pywis-pubsub schema sync`): notifications are validated "
+        "against it too; unset: our own model only.",
+    )
     wis2_dedupe_capacity: int = Field(
         default=100_000,
         ge=100,

@@ -8,15 +8,19 @@ dead-letter prefix: `notification` (and the decoding codes), `forbidden-link`, `
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
 from fedeploy_ingestion.bufr import SubsetRefusal, decode_bufr
 from fedeploy_ingestion.download_safety import AddressGuard, DownloadPolicy, guarded_client
-from fedeploy_ingestion.observation import Limits, Observation
+from fedeploy_ingestion.errors import ConfigError
+from fedeploy_ingestion.observation import InvalidObservation, Limits, Observation
 from fedeploy_ingestion.settings import IngestSettings
 from fedeploy_ingestion.wis2 import (
     Notification,
@@ -43,6 +47,25 @@ def wis2_policy(settings: IngestSettings) -> DownloadPolicy:
     )
 
 
+def official_schema(path: str | None) -> Any:
+    """A validator of the official notification schema at `path` (None when unset);
+    ConfigError naming the file when it cannot be read or is not a JSON Schema."""
+    if not path:
+        return None
+    import jsonschema
+
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        validator = jsonschema.validators.validator_for(document)
+        validator.check_schema(document)
+    except (OSError, ValueError, jsonschema.SchemaError) as error:
+        raise ConfigError(
+            f"INGEST_WIS2_SCHEMA_FILE {path}: not a readable JSON Schema: "
+            f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        ) from None
+    return validator(document)
+
+
 class Wis2Intake:
     """Validation, download and decoding of WIS2 notifications for one consumer."""
 
@@ -50,10 +73,21 @@ class Wis2Intake:
         self.settings = settings
         self.policy = wis2_policy(settings)
         self.http = guarded_client(self.policy.guard, timeout=settings.http_timeout_seconds)
+        self.schema = official_schema(settings.wis2_schema_file)
 
     def validate(self, payload: bytes, limits: Limits) -> Notification:
-        """The notification model of a payload (InvalidObservation if it is not one)."""
-        return parse_notification(payload, limits.decode)
+        """The notification model of a payload, checked against the official schema too when
+        one is configured (InvalidObservation `notification` if it is not one)."""
+        notification = parse_notification(payload, limits.decode)
+        if self.schema is not None:
+            problem = next(iter(self.schema.iter_errors(json.loads(payload))), None)
+            if problem is not None:
+                where = "/".join(str(p) for p in problem.absolute_path) or "(message)"
+                raise InvalidObservation(
+                    "notification",
+                    f"not a WIS2 notification (official schema): {where}: {problem.message}",
+                )
+        return notification
 
     def fetch(
         self,

@@ -190,3 +190,34 @@ def test_a_wis2_stream_without_topics_or_download_hosts_is_refused_at_start(
         monkeypatch.setenv(name, value)
     assert cli.main(["stream"]) == cli.EXIT_CONFIG
     assert "wis2_download_hosts" in capsys.readouterr().err.lower()
+
+
+def test_a_configured_official_schema_is_checked_too_and_a_bad_one_refused_at_start(
+    tmp_path,
+) -> None:
+    import json
+
+    import pytest
+    from fedeploy_ingestion.errors import ConfigError
+    from fedeploy_ingestion.observation import InvalidObservation
+    from fedeploy_ingestion.wis2_intake import Wis2Intake
+
+    # A stand-in written here (the official schema is not part of the project): it asks for
+    # a member our model does not need, so only the schema check can refuse the message.
+    schema = tmp_path / "wnm.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["version"]}))
+    intake = Wis2Intake(IngestSettings(stream_format="wis2", wis2_schema_file=str(schema)))
+    document = notification(b"data", "https://h/x")
+    with pytest.raises(InvalidObservation) as refused:
+        intake.validate(payload(document), _limits())
+    assert refused.value.code == "notification" and "official schema" in refused.value.reason
+    intake.validate(payload({**document, "version": "v04"}), _limits())
+    schema.write_text("{not json")
+    with pytest.raises(ConfigError, match="wnm.json"):
+        Wis2Intake(IngestSettings(stream_format="wis2", wis2_schema_file=str(schema)))
+
+
+def _limits() -> Any:
+    from fedeploy_ingestion.observation import Limits
+
+    return Limits()
