@@ -96,6 +96,23 @@ Ipv4Cidr = Annotated[
     ),
     AfterValidator(_ipv4_network),
 ]
+
+
+def _not_split_internet(value: str) -> str:
+    """A range wider than /8 but not /0: 0.0.0.0/1 + 128.0.0.0/1 is the whole internet, past
+    every check (and policy) that looks for 0.0.0.0/0."""
+    prefix = ipaddress.ip_network(value).prefixlen
+    if 0 < prefix < 8:
+        raise ValueError(
+            f"{value!r} admits a /{prefix}, a large part of the internet; name the networks "
+            "that need access (at most /8 each)"
+        )
+    return value
+
+
+AccessCidr = Annotated[Ipv4Cidr, AfterValidator(_not_split_internet)]
+"""An IPv4 range admitted to an API: 0.0.0.0/0 (reported by the policy pack) or /8 and narrower."""
+
 Cidr = Annotated[
     str,
     Field(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from fedeploy.config.addresses import Cidr, Ipv4Cidr
+from fedeploy.config.addresses import AccessCidr, Cidr
 from fedeploy.config.base import Secret, StrictModel, Word
 
 KubernetesVersion = Annotated[
@@ -114,7 +114,7 @@ class EksCluster(StrictModel):
     node_groups: dict[NodeGroupName, NodeGroup] = Field(
         min_length=1, description="Managed node groups by name."
     )
-    public_access_cidrs: list[Ipv4Cidr] = Field(
+    public_access_cidrs: list[AccessCidr] = Field(
         default_factory=list,
         description="CIDRs that may reach the API server's public endpoint; empty keeps the "
         "endpoint private (deploy from inside the VPC).",

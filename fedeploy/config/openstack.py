@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from fedeploy.config.addresses import Ipv4Cidr
+from fedeploy.config.addresses import AccessCidr, Ipv4Cidr
 from fedeploy.config.base import StrictModel
 from fedeploy.config.bridge import BridgeConfig
 from fedeploy.config.cluster import KubernetesVersion, NodeGroupName
@@ -49,7 +49,7 @@ class OpenStackNetwork(StrictModel):
         default_factory=list,
         description="DNS servers handed out by DHCP; empty: the cloud's default.",
     )
-    api_access_cidrs: list[Ipv4Cidr] = Field(
+    api_access_cidrs: list[AccessCidr] = Field(
         default_factory=list,
         description="CIDRs besides the site's own subnet that may reach the Kubernetes API "
         "(Magnum's load balancer); empty keeps it reachable from the site's network only.",

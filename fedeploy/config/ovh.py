@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from fedeploy.config.addresses import Ipv4Cidr
+from fedeploy.config.addresses import AccessCidr, Ipv4Cidr
 from fedeploy.config.base import StrictModel
 from fedeploy.config.bridge import BridgeConfig
 from fedeploy.config.cluster import KubernetesVersion, NodeGroupName
@@ -59,7 +59,7 @@ class OvhKube(StrictModel):
     update_policy: Literal["ALWAYS_UPDATE", "MINIMAL_DOWNTIME", "NEVER_UPDATE"] = Field(
         "MINIMAL_DOWNTIME", description="How OVHcloud applies patch releases."
     )
-    api_access_cidrs: list[Ipv4Cidr] = Field(
+    api_access_cidrs: list[AccessCidr] = Field(
         default_factory=list,
         description="CIDRs that may reach the API server (its IP restrictions); empty leaves "
         "OVHcloud's default (open) and the plan reports it.",

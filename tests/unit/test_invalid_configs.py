@@ -478,6 +478,27 @@ CASES = [
         ["given False (a boolean)"],
     ),
     (
+        "eks-api-open-to-the-internet-in-two-halves",
+        "aws-frankfurt",
+        {"cluster.public_access_cidrs": ["0.0.0.0/1", "128.0.0.0/1"]},
+        "site.cluster.public_access_cidrs.0",
+        ["'0.0.0.0/1' admits a /1", "at most /8"],
+    ),
+    (
+        "magnum-api-open-to-the-internet-in-two-halves",
+        "ewc-bologna",
+        {"network.api_access_cidrs": ["0.0.0.0/1", "128.0.0.0/1"]},
+        "site.network.api_access_cidrs.1",
+        ["'128.0.0.0/1' admits a /1"],
+    ),
+    (
+        "ovh-api-open-to-the-internet-in-two-halves",
+        "ovh-gra",
+        {"cluster.api_access_cidrs": ["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/1"]},
+        "site.cluster.api_access_cidrs.0",
+        ["admits a /2"],
+    ),
+    (
         "plaintext-secret-in-a-list",
         "k8s-gra",
         {"services.ingestion.stream.mqtt.credentials.password": "hunter2"},
