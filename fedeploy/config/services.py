@@ -6,18 +6,79 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, HttpUrl, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fedeploy.config.base import HostName, Secret, StrictModel, Url, Word
 from fedeploy.config.storage import BucketName
 
 COPERNICUS_STAC = "https://stac.dataspace.copernicus.eu/v1"
+# Field of a five-field cron schedule (as Kubernetes' CronJob reads it): name, range, names.
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    (
+        "month",
+        1,
+        12,
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+    ),
+    ("day of week", 0, 7, ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]),
+)
+
+
+def cron_problem(value: str) -> str | None:
+    """Why `value` is not a five-field cron schedule a CronJob accepts (each field `*`, `?` in
+    the day fields, N, N-M, lists, steps `/S`, month and weekday names); None when it is one."""
+    fields = value.split()
+    if len(fields) != 5:
+        return f"{value!r} is not a cron schedule: five fields (minute hour day month weekday)"
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in text.split(","):
+            base, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                return f"{value!r}: the {name} step {step!r} is not a whole number above 0"
+            if base in ("*",) or (base == "?" and name.startswith("day")):
+                continue
+            ends = base.split("-")
+            if len(ends) > 2 or not all(ends):
+                return f"{value!r}: the {name} field {text!r} is not a value, range or list"
+            numbers = []
+            for end in ends:
+                if end.upper() in names:
+                    numbers.append(names.index(end.upper()) + low)
+                elif end.isdigit():
+                    numbers.append(int(end))
+                else:
+                    return f"{value!r}: {end!r} is not a {name} ({low} to {high})"
+            if not all(low <= n <= high for n in numbers):
+                return f"{value!r}: the {name} field {text!r} is outside {low} to {high}"
+            if numbers != sorted(numbers):
+                return f"{value!r}: the {name} range {base!r} runs backwards"
+    return None
+
+
+def _cron(value: str) -> str:
+    if problem := cron_problem(value):
+        raise ValueError(problem)
+    return value
+
+
 Cron = Annotated[
     str,
     Field(
         pattern=r"^(\S+\s+){4}\S+$",
         description="A five-field cron schedule, e.g. '15 * * * *'.",
     ),
+    AfterValidator(_cron),
 ]
 
 

@@ -12,7 +12,7 @@ from fedeploy.config.addresses import AvailabilityZone, AwsRegion, Ipv4Cidr, zon
 from fedeploy.config.base import Name, StrictModel
 from fedeploy.config.bridge import BridgeConfig
 from fedeploy.config.cluster import EksCluster, ExistingCluster
-from fedeploy.config.services import CatalogService, Services
+from fedeploy.config.services import CatalogService, Cron, Services
 from fedeploy.config.storage import AwsStorage, S3CompatibleStorage
 
 Kind = Literal["aws", "kubernetes", "hpc", "hub", "openstack", "ovh"]
@@ -204,10 +204,8 @@ class HubServices(StrictModel):
     catalog: CatalogService = Field(
         default_factory=CatalogService, description="The federated catalog."
     )
-    harvest_schedule: str = Field(
-        "*/15 * * * *",
-        pattern=r"^(\S+\s+){4}\S+$",
-        description="How often the hub harvests member catalogs.",
+    harvest_schedule: Cron = Field(
+        "*/15 * * * *", description="How often the hub harvests member catalogs."
     )
 
 

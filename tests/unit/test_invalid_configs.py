@@ -499,6 +499,27 @@ CASES = [
         ["admits a /2"],
     ),
     (
+        "sentinel-schedule-minute-out-of-range",
+        "aws-frankfurt",
+        {"services.ingestion.sentinel.schedule": "99 * * * *"},
+        "site.services.ingestion.sentinel.schedule",
+        ["the minute field '99' is outside 0 to 59"],
+    ),
+    (
+        "sentinel-schedule-not-cron",
+        "hpc-kajaani",
+        {"services.ingestion.sentinel.schedule": "every 6 hours ok then"},
+        "site.services.ingestion.sentinel.schedule",
+        ["'every' is not a minute"],
+    ),
+    (
+        "hub-harvest-schedule-step-zero",
+        "eu-hub",
+        {"services.harvest_schedule": "*/0 * * * *"},
+        "site.services.harvest_schedule",
+        ["step '0' is not a whole number above 0"],
+    ),
+    (
         "plaintext-secret-in-a-list",
         "k8s-gra",
         {"services.ingestion.stream.mqtt.credentials.password": "hunter2"},
