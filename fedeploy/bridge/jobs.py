@@ -39,7 +39,10 @@ class JobSpec(BaseModel):
     time_limit_minutes: int = Field(ge=1, le=60 * 24 * 30, description="Wall-clock limit, minutes.")
     cpus: int = Field(1, ge=1, le=4096, description="CPUs for the job's one task.")
     memory_mb: int | None = Field(
-        None, ge=1, description="Memory per node, MiB; None: the default."
+        None,
+        ge=1,
+        le=2**32,
+        description="Memory per node, MiB (at most 2^32 MiB, 4 PiB); None: the default.",
     )
     gpus: int = Field(0, ge=0, le=64, description="GPUs for the job.")
     account: str | None = Field(

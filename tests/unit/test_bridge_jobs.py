@@ -29,6 +29,10 @@ BASE = {
         ({"time_limit_minutes": 0}, "time_limit_minutes"),
         ({"name": "a/b"}, "name"),
         ({"gpu": 1}, "Extra inputs are not permitted"),
+        (
+            {"script": "#!/bin/bash\n#SBATCH --mem=99999999999999999999T\ntrue\n"},
+            "memory_mb",
+        ),
     ],
 )
 def test_a_bad_job_is_refused_with_the_field_named(fields, words):
