@@ -171,6 +171,8 @@ def submit(
         if "=" not in item:
             _fail(BridgeError(f"--env {item!r}: expected KEY=VALUE"))
         k, v = item.split("=", 1)
+        if k in environment and environment[k] != v:
+            _fail(BridgeError(f"--env {k} is given twice with different values: keep one"))
         environment[k] = v
     given: dict[str, Any] = {
         "name": name,

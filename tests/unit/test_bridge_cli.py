@@ -139,3 +139,14 @@ def test_a_binary_script_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(bridge_app, ["submit", str(binary)], env=ENV)
     assert result.exit_code == 3
     assert "not UTF-8 text" in result.output
+
+
+def test_an_env_variable_given_twice_differently_is_refused():
+    result = CliRunner().invoke(
+        bridge_app,
+        ["submit", "-", "--env", "EPOCHS=5", "--env", "EPOCHS=50"],
+        input=OK_SCRIPT,
+        env=ENV,
+    )
+    assert result.exit_code == 3
+    assert "--env EPOCHS is given twice with different values" in result.output
