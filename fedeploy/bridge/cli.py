@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from fedeploy.bridge.client import ENV_CA, ENV_TOKEN, ENV_URL, ENV_USER, BridgeClient
+from fedeploy.bridge.directives import DirectiveError, directive_fields
 from fedeploy.bridge.errors import BridgeError
 from fedeploy.bridge.jobs import JobSpec, JobStatus
 
@@ -166,7 +167,7 @@ def submit(
     text = _read_stdin() if str(script) == "-" else _read(script)
     if wait is not None and not (math.isfinite(wait) and wait >= 0):
         _fail(BridgeError(f"--wait must be a number of seconds, 0 or more, got {wait}"))
-    environment = {}
+    environment: dict[str, str] = {}
     for item in env or []:
         if "=" not in item:
             _fail(BridgeError(f"--env {item!r}: expected KEY=VALUE"))
@@ -194,7 +195,7 @@ def submit(
     try:
         spec = JobSpec(**fields)
     except ValidationError as err:
-        _fail(BridgeError(f"the job is not valid: {_problems(err)}"))
+        _fail(BridgeError(f"the job is not valid: {_problems(err, _directive_lines(text))}"))
     try:
         job_id = client.submit(spec, resume=resume)
         if wait is None:
@@ -209,11 +210,22 @@ def submit(
 _OPTION_OF = {"name": "--name", "time_limit_minutes": "--time", "working_directory": "--workdir"}
 
 
-def _problems(err: ValidationError) -> str:
-    """One line per problem: the field (or none, for the script's directives) and the words."""
+def _directive_lines(script: str) -> dict[str, str]:
+    """Field -> the script line that set it, for naming the line in a field's error."""
+    try:
+        return {field: d.where() for field, (_, d) in directive_fields(script).items()}
+    except DirectiveError:  # reported by the job spec itself
+        return {}
+
+
+def _problems(err: ValidationError, lines: dict[str, str] | None = None) -> str:
+    """One line per problem: the field (or none, for the script's directives) and the words;
+    a field an #SBATCH line set also names that line."""
     problems = []
     for error in err.errors():
         where = ".".join(map(str, error["loc"]))
+        if where in (lines or {}):
+            where = f"{where} ({(lines or {})[where]})"
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "missing":
             option = _OPTION_OF.get(where, where)

@@ -150,3 +150,10 @@ def test_an_env_variable_given_twice_differently_is_refused():
     )
     assert result.exit_code == 3
     assert "--env EPOCHS is given twice with different values" in result.output
+
+
+def test_an_out_of_range_directive_value_names_its_line():
+    script = "#!/bin/bash\n#SBATCH --job-name=t --chdir=/tmp\n#SBATCH --time=100000000\ntrue\n"
+    result = CliRunner().invoke(bridge_app, ["submit", "-"], input=script, env=ENV)
+    assert result.exit_code == 3
+    assert "time_limit_minutes (script line 3 ('#SBATCH --time=100000000'))" in result.output
