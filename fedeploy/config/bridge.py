@@ -265,7 +265,11 @@ class BridgeConfig(StrictModel):
     @field_validator("host")
     @classmethod
     def _host(cls, value: str | None) -> str | None:
-        if value is not None and not (is_ip_address(value) or _DNS_NAME.match(value)):
+        # A name whose last label is all digits (1.2.3.4.5, 10.0.0.256) is a mistyped address.
+        if value is not None and not (
+            is_ip_address(value)
+            or (_DNS_NAME.match(value) and not value.rsplit(".", 1)[-1].isdigit())
+        ):
             raise ValueError(f"host {value!r} is neither a DNS name nor an IP address")
         return value
 

@@ -75,6 +75,8 @@ BAD = [
         ["allowed_cidrs", "'0.0.0.0/1' admits a /1", "at most /8"],
     ),
     ({**GATEWAY, "allowed_cidrs": ["2000::/3"]}, ["allowed_cidrs", "at most /32"]),
+    ({**GATEWAY, "host": "10.0.0.256"}, ["'10.0.0.256' is neither a DNS name nor an IP"]),
+    ({**GATEWAY, "host": "1.2.3.4.5"}, ["'1.2.3.4.5' is neither"]),
     ({**GATEWAY, "allowed_cidrs": ["10.0.0.1/8"]}, ["allowed_cidrs", "'10.0.0.1/8'"]),
     ({**GATEWAY, "daemon_user": "slurm"}, ["daemon_user and slurm_user", "SlurmUser"]),
     ({**GATEWAY, "service_user": "root"}, ["daemon_user and service_user must not be root"]),
