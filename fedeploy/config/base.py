@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 import types
 import typing
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -199,6 +201,18 @@ Url = Annotated[HttpUrl, BeforeValidator(no_userinfo)]
 
 
 HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+
+
+def _host(value: str) -> str:
+    """A name whose last label is all digits must be an IPv4 address (10.0.0.256 is a typo)."""
+    if value.rsplit(".", 1)[-1].isdigit():
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is neither a DNS name nor an IPv4 address") from None
+    return value
+
+
 HostName = Annotated[
     str,
     Field(
@@ -206,6 +220,7 @@ HostName = Annotated[
         max_length=253,
         description="A DNS name or an IPv4 address (no scheme, port or path).",
     ),
+    AfterValidator(_host),
 ]
 """A host name or address, as a client connects to it."""
 

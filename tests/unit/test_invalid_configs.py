@@ -520,6 +520,13 @@ CASES = [
         ["step '0' is not a whole number above 0"],
     ),
     (
+        "mqtt-host-a-mistyped-address",
+        "aws-frankfurt",
+        {"services.ingestion.stream.mqtt.host": "10.0.0.256"},
+        "site.services.ingestion.stream.mqtt.host",
+        ["'10.0.0.256' is neither a DNS name nor an IPv4 address"],
+    ),
+    (
         "plaintext-secret-in-a-list",
         "k8s-gra",
         {"services.ingestion.stream.mqtt.credentials.password": "hunter2"},
