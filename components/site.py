@@ -149,6 +149,10 @@ class Site(pulumi.ComponentResource):
                 },
             )
         gpu = infra.gpu
+        ingestion = config.services.ingestion
+        asset_buckets: Any = ()
+        if ingestion is not None and ingestion.enabled:
+            asset_buckets = self.storage.buckets.apply(lambda b: [b[ingestion.bucket]])
         return SiteWiring(
             site=self._name,
             kind=config.kind,
@@ -159,6 +163,7 @@ class Site(pulumi.ComponentResource):
             role_arns=roles,
             gpu_node_selector=dict(gpu.node_selector) if gpu is not None else None,
             gpu_taint_key=gpu.taint_key if gpu is not None else None,
+            asset_buckets=asset_buckets,
         )
 
     def _services(

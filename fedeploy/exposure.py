@@ -66,11 +66,14 @@ def storage_port(endpoint: str) -> int:
 def assets_values(spec: CatalogService, wiring: SiteWiring) -> dict[str, Any]:
     """The catalog chart's `assets` values: the asset endpoint of a published site with storage.
 
-    On when the catalog is published, the site is not the hub (which holds no assets), and the
+    On when the catalog is published, the site is not the hub (which holds no assets), it has an
+    ingestion bucket (`wiring.asset_buckets`, the only buckets presigned), and the
     endpoint has credentials: static keys from the site's storage Secret, or its own IAM role
     (`wiring.role_arns["assets"]`). `{}` otherwise.
     """
     if spec.url is None or spec.exposure is None or wiring.kind == "hub":
+        return {}
+    if not wiring.asset_buckets:  # no ingestion bucket: nothing of this site to serve
         return {}
     role = wiring.role_arns.get(ASSETS_SERVICE_ACCOUNT)
     if not wiring.storage_secret and role is None:
@@ -87,7 +90,7 @@ def assets_values(spec: CatalogService, wiring: SiteWiring) -> dict[str, Any]:
             "storage": {
                 "endpoint": endpoint,
                 "region": wiring.storage_region,
-                "buckets": [],
+                "buckets": wiring.asset_buckets,
                 "existingSecret": wiring.storage_secret,
             },
             "storagePort": port,

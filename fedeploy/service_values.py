@@ -41,6 +41,9 @@ class SiteWiring:
     role_arns: dict[str, Any]  # service -> IAM role ARN (aws sites)
     gpu_node_selector: dict[str, str] | None
     gpu_taint_key: str | None
+    # Physical names of the buckets the site's services register assets from (its ingestion
+    # bucket): the only buckets the asset endpoint presigns. Empty: no asset is served.
+    asset_buckets: Any = ()
 
 
 def catalog_url(namespace: str, release: str = "catalog") -> str:

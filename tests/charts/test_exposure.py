@@ -167,7 +167,13 @@ def test_exposure_values_follow_the_stack_file():
     assert exposure_summary({"database": {}})["public_url"] is None
 
 
-def _wiring(kind="kubernetes", secret="fedeploy-storage", roles=None, endpoint="https://s3.x:8443"):
+def _wiring(
+    kind="kubernetes",
+    secret="fedeploy-storage",
+    roles=None,
+    endpoint="https://s3.x:8443",
+    buckets=("site-a-raw",),
+):
     return SiteWiring(
         site="site-a",
         kind=kind,
@@ -178,6 +184,7 @@ def _wiring(kind="kubernetes", secret="fedeploy-storage", roles=None, endpoint="
         role_arns=roles or {},
         gpu_node_selector=None,
         gpu_taint_key=None,
+        asset_buckets=list(buckets),
     )
 
 
@@ -205,6 +212,10 @@ def test_the_asset_endpoint_runs_where_the_site_is_published_and_has_credentials
     assert assets_values(spec, _wiring("hub")) == {}
     assert assets_values(spec, _wiring("aws", "", {"ingestion": role}, "")) == {}
     assert assets_values(CatalogService(), _wiring()) == {}
+    # Only the site's ingestion bucket is presigned; a site without one serves no assets
+    # (an empty list would let the endpoint presign any bucket its keys can read).
+    assert values["storage"]["buckets"] == ["site-a-raw"]
+    assert assets_values(spec, _wiring(buckets=())) == {}
     assert storage_port("http://s3.local") == 80
 
 

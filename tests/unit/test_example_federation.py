@@ -216,3 +216,18 @@ def test_plan_is_deterministic(example_report):
     again = run_plan(STACKS, jobs=2)
     assert as_json(again) == as_json(example_report)
     assert as_markdown(again) == as_markdown(example_report)
+
+
+def test_the_asset_endpoint_presigns_only_the_sites_ingestion_bucket(example_plans):
+    """An empty bucket list would let the endpoint presign any bucket its credentials reach."""
+    serving = []
+    for stack in MEMBERS:
+        releases = {
+            r.inputs["name"]: r.inputs["values"]
+            for r in example_plans[stack].by_type("kubernetes:helm.sh/v3:Release")
+        }
+        assets = releases.get("catalog", {}).get("assets")
+        if assets:
+            serving.append(stack)
+            assert assets["storage"]["buckets"] == [releases["ingestion"]["storage"]["bucket"]]
+    assert serving, "no example site serves assets: the property is not exercised"
