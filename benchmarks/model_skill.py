@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -116,11 +117,58 @@ def _goals(name: str, m: dict[str, Any]) -> list[tuple[str, bool]]:
     return goals
 
 
+CARD_FIGURES = (
+    Path(__file__).resolve().parents[1]
+    / "services/inference/fedeploy_inference/templates/real-data.md"
+)
+
+
+def card_figures(result: TrainingResult) -> str:
+    """The real-data figures as the Markdown every model card includes."""
+    m = result.metrics
+    lines = [
+        "Figures of this code version's network and training, trained and scored on measured "
+        "data (the three TMY station files pvlib ships; `benchmarks/model_skill.py --data real "
+        "--write-card`), held out from 20 October:",
+        "",
+        "| station | variable | scored | model RMSE | persistence | climatology |",
+        "|---|---|---|---|---|---|",
+    ]
+    for target in TARGETS:
+        s = m["scores"]
+        lines.append(
+            f"| all | {target} ({UNITS[target]}) | {s['model'][target]['count']} | "
+            f"{s['model'][target]['rmse']:.3f} | {s['persistence'][target]['rmse']:.3f} | "
+            f"{s['climatology'][target]['rmse']:.3f} |"
+        )
+        for station, entry in m["by_station"].items():
+            got = entry[target]
+            if not got["count"]:
+                lines.append(f"| {station} | {target} | 0 | not forecast: never reported | | |")
+                continue
+            r = got["rmse"]
+            lines.append(
+                f"| {station} | {target} | {got['count']} | {r['model']:.3f} | "
+                f"{r['persistence']:.3f} | {r['climatology']:.3f} |"
+            )
+    skill = m["skill"]["persistence"]["air_temperature"]
+    lines += [
+        "",
+        f"Temperature skill against persistence {skill:.2f} (goal 0.50); see docs/model.md.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--data", default="synthetic,real")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--write-card",
+        action="store_true",
+        help="write the real-data figures into the model card's template (real-data.md)",
+    )
     args = parser.parse_args()
     goals: list[tuple[str, bool]] = []
     for name in args.data.split(","):
@@ -133,6 +181,8 @@ def main() -> int:
             breaks=breaks,
         )
         goals += report(name, result, time.perf_counter() - began)
+        if name == "real" and args.write_card:
+            CARD_FIGURES.write_text(card_figures(result))
     print("\n== goals ==")
     for text, met in goals:
         print(f"[{'met' if met else 'MISSED'}] {text}")

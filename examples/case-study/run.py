@@ -312,7 +312,7 @@ def main() -> int:
         for lead, obs in zip(forecast["forecast"], observed, strict=True):
             print(
                 f"  +{lead['lead_hours']}h   {lead['time']}  {lead['air_temperature']:7.2f}"
-                f"  {anchor:13.2f}  {obs[0]:10.2f}   {lead['precipitation']:9.2f}"
+                f"  {anchor:13.2f}  {obs[0]:10.2f}   {_amount(lead['precipitation']):>9}"
                 f"  {obs[1]:13.2f}"
             )
         (args.out / "prediction.json").write_text(json.dumps(forecast, indent=2))
@@ -327,6 +327,11 @@ def main() -> int:
             f"({time.monotonic() - started:.0f} s in all)"
         )
     return 0
+
+
+def _amount(value: float | None) -> str:
+    """A forecast amount, or `absent` where the station has not reported it (null)."""
+    return "absent" if value is None else f"{value:.2f}"
 
 
 def prediction_request(stored, client, settings: InferenceSettings, version: str):

@@ -88,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--layers", type=int, default=tdefaults.layers)
     train.add_argument("--holdout-fraction", type=float, default=tdefaults.holdout_fraction)
     train.add_argument("--seed", type=int, default=tdefaults.seed)
+    train.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=tdefaults.validation_fraction,
+        help="end of the training period used to pick the epoch (early stopping)",
+    )
+    train.add_argument(
+        "--patience", type=int, default=tdefaults.patience, help="epochs without improvement"
+    )
     train.add_argument("--start", type=_time, default=None, help="first window time (default all)")
     train.add_argument("--end", type=_time, default=None, help="end of the windows used")
     train.add_argument("--note", default="", help="free text recorded in data.json")
@@ -173,6 +182,8 @@ def _run(args: argparse.Namespace) -> int:
             layers=args.layers,
             holdout_fraction=args.holdout_fraction,
             seed=args.seed,
+            validation_fraction=args.validation_fraction,
+            patience=args.patience,
         )
         with process_group_if_launched():
             outcome = train_and_publish(settings, config, args.start, args.end, args.note)

@@ -97,7 +97,9 @@ def render_model_card(
         f"{', '.join(f'`{t}`' for t in TARGETS if t not in made) or 'none'} |"
         for station, made in sorted(reported.items())
     )
+    real_data = resources.files("fedeploy_inference").joinpath("templates/real-data.md")
     return template.substitute(
+        real_data=real_data.read_text().strip(),
         dataset=dataset_title(data),
         station_scores=_station_rows(metrics),
         lead_skill=_lead_rows(metrics),

@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     validation_fraction: float = 0.15
     patience: int = 5
+    balance_stations: bool = True
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.holdout_fraction <= 0.5:
@@ -140,11 +141,25 @@ class _Tensors:
     known: torch.Tensor
 
     @classmethod
-    def of(cls, samples: Samples, net: NetConfig, device: torch.device) -> _Tensors:
+    def of(
+        cls, samples: Samples, net: NetConfig, device: torch.device, balance: bool = False
+    ) -> _Tensors:
+        """`balance`: weight each station's targets by the inverse of its mean squared change
+        from persistence, so a station whose weather changes little (a maritime one) counts as
+        much as one with large swings; the weights ride on the mask."""
         scale = torch.tensor([net.temperature_scale, net.precipitation_scale], device=device)
         anchor = torch.from_numpy(samples.anchor).to(device)
         target = (torch.from_numpy(samples.target).to(device) - anchor[:, None, :]) / scale
-        known = torch.from_numpy(samples.target_known).to(device).float()
+        known_np = samples.target_known.astype(np.float32)
+        if balance:
+            change = ((samples.target - samples.anchor[:, None, :]) ** 2) * known_np
+            overall = change.sum(axis=(0, 1)) / np.maximum(known_np.sum(axis=(0, 1)), 1)
+            for station in np.unique(samples.station.astype(str)):
+                rows = samples.station.astype(str) == station
+                own = change[rows].sum(axis=(0, 1)) / np.maximum(known_np[rows].sum(axis=(0, 1)), 1)
+                weight = np.where(own > 0, overall / np.maximum(own, 1e-9), 1.0)
+                known_np[rows] *= np.clip(weight, 0.1, 10.0).astype(np.float32)
+        known = torch.from_numpy(known_np).to(device)
         return cls(torch.from_numpy(samples.features).to(device), target, known)
 
 
@@ -198,15 +213,24 @@ def fit(
             trainable, device_ids=[device.index] if device.type == "cuda" else None
         )
     shard = _shard(samples)
-    data = _Tensors.of(shard, net, device)
+    data = _Tensors.of(shard, net, device, config.balance_stations)
     checks = _Tensors.of(validation, net, device) if validation is not None else None
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     steps_per_epoch = max(1, -(-len(shard) // config.batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch
-    )
+    # Without a validation set: one cycle over all epochs. With one: the rate drops when the
+    # validation loss stalls, and training stops when it stalls for `patience` epochs.
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+    if checks is None:
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch
+        )
+    else:
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimiser, factor=0.3, patience=max(1, config.patience // 3)
+        )
     generator = torch.Generator().manual_seed(config.seed)
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     losses: list[float] = []
@@ -220,11 +244,13 @@ def fit(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            schedule.step()
-        if checks is None:
+            if schedule is not None:
+                schedule.step()
+        if checks is None or plateau is None:
             continue
         # Every rank holds the same weights and the whole validation set: same decision.
         losses.append(round(_validation_loss(model, checks), 6))
+        plateau.step(losses[-1])
         if best is None or losses[-1] < best[0]:
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             best = (losses[-1], epoch, state)

@@ -149,6 +149,9 @@ def test_card_and_plot_name_the_data_and_say_synthetic(settings, trained, monkey
     assert "**fedeploy synthetic set (synthetic)**" in card
     assert f"best validation loss at epoch {trained.selection['best_epoch']}" in card
     assert "| syn-000 | air_temperature |" in card and "### Skill by lead hour" in card
+    # Every card carries the real-data figures of its code version.
+    assert "## On measured station data" in card
+    assert "| tmy2-12839-miami | precipitation | 0 | not forecast: never reported" in card
     assert dataset_title({"name": "TMY3", "synthetic": False}) == "TMY3"
 
 
@@ -160,3 +163,17 @@ def test_dataset_description_round_trips_and_bad_ones_are_named(settings):
     client.put_object(Bucket=settings.bucket, Key=DATASET_KEY, Body=b'{"name": 3}')
     with pytest.raises(ValueError, match=DATASET_KEY.replace(".", r"\.") + ".*boolean"):
         describe_dataset(client, settings.bucket)
+
+
+def test_balanced_stations_weigh_a_calm_station_as_much_as_a_stormy_one():
+    # Station calm changes by 1 degC from persistence, stormy by 3: weights 9x apart.
+    target = np.zeros((4, 1, 2), np.float32)
+    target[:2, 0, 0], target[2:, 0, 0] = 1.0, 3.0
+    samples = _samples(["calm", "calm", "stormy", "stormy"], target, [[0.0, 0.0]] * 4)
+    net = NetConfig(n_features=4, horizon_hours=1)
+    plain = _Tensors.of(samples, net, torch.device("cpu"))
+    balanced = _Tensors.of(samples, net, torch.device("cpu"), balance=True)
+    assert plain.known[:, 0, 0].tolist() == [1.0, 1.0, 1.0, 1.0]
+    w = balanced.known[:, 0, 0]
+    assert float(w[0] / w[2]) == pytest.approx(9.0)
+    assert float((w * torch.tensor([1.0, 1.0, 9.0, 9.0])).std()) == pytest.approx(0.0, abs=1e-5)
