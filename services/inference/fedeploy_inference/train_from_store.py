@@ -25,8 +25,10 @@ from fedeploy_inference.window_store import list_windows, read_windows
 
 log = logging.getLogger(__name__)
 
-# What the bucket's observations are: {"name": str, "synthetic": bool}, written by `generate`
-# (and by whoever loads a named data set); absent for a site's own ingested stream.
+# What the bucket's observations are: {"name": str, "synthetic": bool, "discontinuities"?:
+# {station: [RFC 3339 times where a new continuous stretch begins]}}, written by `generate` (and
+# by whoever loads a named data set); absent for a site's own ingested stream. No training
+# sample straddles a declared discontinuity.
 DATASET_KEY = "observations.dataset.json"
 
 
@@ -57,15 +59,41 @@ def describe_dataset(client: Any, bucket: str) -> dict[str, Any]:
             f"{where}: {str(found)[:80]!r} found; an object with a string `name` and a boolean "
             "`synthetic` is allowed"
         )
-    return {"name": found["name"], "synthetic": found["synthetic"]}
+    breaks = found.get("discontinuities", {})
+    if not isinstance(breaks, dict):
+        raise ValueError(f"{where}: discontinuities must map stations to lists of times")
+    parsed: dict[str, list[int]] = {}
+    for station, times in breaks.items():
+        parsed[str(station)] = []
+        for i, text in enumerate(times if isinstance(times, list) else [times]):
+            try:
+                when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+            except ValueError:
+                when = None
+            if when is None or when.tzinfo is None:
+                raise ValueError(
+                    f"{where}: discontinuities.{station}[{i}] is {str(text)[:40]!r}; an RFC 3339 "
+                    "time with offset is allowed"
+                )
+            parsed[str(station)].append(int(when.timestamp() * 1_000_000))
+    return {"name": found["name"], "synthetic": found["synthetic"], "breaks": parsed}
 
 
-def record_dataset(client: Any, bucket: str, name: str, synthetic: bool) -> None:
+def record_dataset(
+    client: Any,
+    bucket: str,
+    name: str,
+    synthetic: bool,
+    discontinuities: dict[str, list[str]] | None = None,
+) -> None:
     """Write the bucket's data set description (see DATASET_KEY)."""
+    body: dict[str, Any] = {"name": name, "synthetic": synthetic}
+    if discontinuities:
+        body["discontinuities"] = discontinuities
     client.put_object(
         Bucket=bucket,
         Key=DATASET_KEY,
-        Body=json.dumps({"name": name, "synthetic": synthetic}).encode(),
+        Body=json.dumps(body).encode(),
         ContentType="application/json",
     )
 
@@ -101,11 +129,11 @@ def train_and_publish(
         if settings.catalog_url
         else None
     )
+    dataset = describe_dataset(client, settings.bucket)
     log.info("training on %d rows from %d windows on %s", table.num_rows, len(windows), device)
-    result = train(series, config, device, scenes=scenes)
+    result = train(series, config, device, scenes=scenes, breaks=dataset.get("breaks"))
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return TrainOutcome(None, result.metrics)
-    dataset = describe_dataset(client, settings.bucket)
     data = {
         "source": f"s3://{settings.bucket}/observations/",
         "name": dataset.get("name", f"observations in s3://{settings.bucket}"),

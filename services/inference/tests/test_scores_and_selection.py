@@ -158,8 +158,17 @@ def test_card_and_plot_name_the_data_and_say_synthetic(settings, trained, monkey
 def test_dataset_description_round_trips_and_bad_ones_are_named(settings):
     client = s3_client(settings)
     assert describe_dataset(client, settings.bucket) == {}
-    record_dataset(client, settings.bucket, "pvlib TMY3", synthetic=False)
-    assert describe_dataset(client, settings.bucket) == {"name": "pvlib TMY3", "synthetic": False}
+    record_dataset(client, settings.bucket, "pvlib TMY3", False, {"gso": ["2026-02-01T06:00:00Z"]})
+    cut = int(datetime(2026, 2, 1, 6, tzinfo=UTC).timestamp() * 1e6)
+    assert describe_dataset(client, settings.bucket) == {
+        "name": "pvlib TMY3",
+        "synthetic": False,
+        "breaks": {"gso": [cut]},
+    }
+    bad = b'{"name": "x", "synthetic": false, "discontinuities": {"gso": ["Feb 1"]}}'
+    client.put_object(Bucket=settings.bucket, Key=DATASET_KEY, Body=bad)
+    with pytest.raises(ValueError, match=r"discontinuities\.gso\[0\] is 'Feb 1'"):
+        describe_dataset(client, settings.bucket)
     client.put_object(Bucket=settings.bucket, Key=DATASET_KEY, Body=b'{"name": 3}')
     with pytest.raises(ValueError, match=DATASET_KEY.replace(".", r"\.") + ".*boolean"):
         describe_dataset(client, settings.bucket)
