@@ -200,6 +200,7 @@ def edge(
         catalog_url=catalog_url,
         mqtt_host=broker.host,
         mqtt_port=broker.port,
+        mqtt_tls=False,  # the loopback broker is plain MQTT
         mqtt_topics="fedeploy/bench/stations/+/observations",
         mqtt_client_id="bench-consumer",
         **backlog_settings(env),
@@ -303,6 +304,7 @@ def wis2(
         catalog_url=catalog_url,
         mqtt_host=broker.host,
         mqtt_port=broker.port,
+        mqtt_tls=False,  # the loopback broker is plain MQTT
         mqtt_topics=f"{topic}/#,{topic}",
         mqtt_client_id="bench-wis2-consumer",
         stream_format="wis2",

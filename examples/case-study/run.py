@@ -221,6 +221,7 @@ def main() -> int:
                 **wis2_env,
                 "INGEST_MQTT_HOST": "127.0.0.1",
                 "INGEST_MQTT_PORT": str(broker.port),
+                "INGEST_MQTT_TLS": "false",  # the loopback broker is plain MQTT
                 "INGEST_WINDOW_SECONDS": "86400",
                 "INGEST_WINDOW_GRACE_SECONDS": "0",
                 "INGEST_FLUSH_IDLE_SECONDS": "2",

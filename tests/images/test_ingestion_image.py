@@ -78,6 +78,7 @@ def test_stream_consumes_observations_into_storage_and_catalog(
         "INGEST_CATALOG_URL": catalog.url,
         "INGEST_MQTT_HOST": broker.host,
         "INGEST_MQTT_PORT": str(broker.port),
+        "INGEST_MQTT_TLS": "false",  # the loopback broker is plain MQTT
         "INGEST_MQTT_TOPICS": "edge/#",
         "INGEST_MQTT_CLIENT_ID": f"image-{bucket}",
         "INGEST_SHARD_INDEX": "0",

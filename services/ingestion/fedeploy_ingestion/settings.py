@@ -224,14 +224,20 @@ class IngestSettings(BaseSettings):
     )
     # --- MQTT
     mqtt_host: str = Field(default="", description="Broker host name.")
-    mqtt_port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
+    mqtt_port: int = Field(
+        default=8883, ge=1, le=65535, description="Broker port (8883: MQTT over TLS)."
+    )
     mqtt_topics: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated topic filters; default fedeploy/<site>/stations/+/observations.",
     )
     mqtt_username: str | None = Field(default=None, description="Broker user name.")
     mqtt_password: SecretStr | None = Field(default=None, description="Broker password.")
-    mqtt_tls: bool = Field(default=False, description="Connect with TLS.")
+    mqtt_tls: bool = Field(
+        default=True,
+        description="Connect with TLS (the default). Turning it off with a user name or "
+        "password set must be explicit (INGEST_MQTT_TLS=false) and is logged as a warning.",
+    )
     mqtt_ca_file: str | None = Field(
         default=None, description="CA bundle for TLS; system CAs when empty."
     )
@@ -452,6 +458,25 @@ class IngestSettings(BaseSettings):
             return self.mqtt_client_id
         kind = "-wis2" if self.stream_format == "wis2" else ""
         return f"fedeploy-ingest-{self.require('site')}{kind}-{self.shard_index}"
+
+    def mqtt_plaintext_login(self) -> bool:
+        """Whether the broker login would cross in clear (credentials set, TLS off).
+
+        Raises ConfigError when TLS is off without having been set (INGEST_MQTT_TLS absent):
+        plain MQTT with credentials is only ever the operator's explicit choice. The message
+        names the settings, never the password's value.
+        """
+        credentials = bool(self.mqtt_username) or self.mqtt_password is not None
+        if self.mqtt_tls or not credentials:
+            return False
+        if "mqtt_tls" not in self.model_fields_set:
+            raise ConfigError(
+                "INGEST_MQTT_USERNAME/INGEST_MQTT_PASSWORD (or the ingest_mqtt_password file) "
+                "are set but TLS is off: the broker password would be sent in clear. Set "
+                "INGEST_MQTT_TLS=true (and INGEST_MQTT_CA_FILE for a private CA), or "
+                "INGEST_MQTT_TLS=false explicitly for a broker on a trusted network"
+            )
+        return True
 
     def require(self, *names: str) -> str:
         """The value of the first name, after checking every name is set (ConfigError if not)."""

@@ -134,6 +134,13 @@ class Consumer:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        if s.mqtt_plaintext_login():
+            log.warning(
+                "INGEST_MQTT_TLS=false with INGEST_MQTT_USERNAME/INGEST_MQTT_PASSWORD set: the "
+                "broker login to %s:%s crosses the network in clear",
+                s.mqtt_host,
+                s.mqtt_port,
+            )
         if s.mqtt_username:
             password = s.mqtt_password.get_secret_value() if s.mqtt_password else None
             client.username_pw_set(s.mqtt_username, password)

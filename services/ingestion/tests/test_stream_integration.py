@@ -95,6 +95,7 @@ def in_process_consumer(
         catalog_url=catalog_url,
         mqtt_host=broker.host,
         mqtt_port=broker.port,
+        mqtt_tls=False,  # the loopback broker is plain MQTT
         mqtt_client_id=f"{name}-{bucket}",
         flush_idle_seconds=0.5,
         s3_endpoint_url=s3.endpoint.endpoint_url,
@@ -134,6 +135,7 @@ def test_10000_observations_with_the_consumer_killed_twice_land_exactly_once(
         "INGEST_CATALOG_URL": site.url,
         "INGEST_MQTT_HOST": broker.host,
         "INGEST_MQTT_PORT": str(broker.port),
+        "INGEST_MQTT_TLS": "false",  # the loopback broker is plain MQTT
         "INGEST_MQTT_CLIENT_ID": f"kill-{bucket}",
         "INGEST_WINDOW_SECONDS": "600",
         "INGEST_WINDOW_GRACE_SECONDS": "0",
@@ -404,6 +406,7 @@ def test_replicas_2_to_3_to_2_while_publishing_and_killing_lose_and_duplicate_no
             "INGEST_CATALOG_URL": site.url,
             "INGEST_MQTT_HOST": broker.host,
             "INGEST_MQTT_PORT": str(broker.port),
+            "INGEST_MQTT_TLS": "false",  # the loopback broker is plain MQTT
             "INGEST_MQTT_CLIENT_ID": f"replica-{bucket}-{index}",
             "INGEST_SHARD_INDEX": str(index),
             "INGEST_SHARD_COUNT": str(count),

@@ -98,6 +98,7 @@ def wis2_consumer(
         catalog_url=catalog_url,
         mqtt_host=broker.host,
         mqtt_port=broker.port,
+        mqtt_tls=False,  # the loopback broker is plain MQTT
         mqtt_client_id=f"wis2-{bucket}",
         mqtt_topics=[f"{ORIGIN}/#", f"{CACHE}/#"],
         stream_format="wis2",
@@ -262,6 +263,7 @@ def test_wis2_consumer_sigkilled_at_random_moments_stores_every_observation_once
         "INGEST_CATALOG_URL": site.url,
         "INGEST_MQTT_HOST": broker.host,
         "INGEST_MQTT_PORT": str(broker.port),
+        "INGEST_MQTT_TLS": "false",  # the loopback broker is plain MQTT
         "INGEST_MQTT_CLIENT_ID": f"wis2-kill-{bucket}",
         "INGEST_MQTT_TOPICS": f"{ORIGIN}/#,{CACHE}/#",
         "INGEST_STREAM_FORMAT": "wis2",
