@@ -88,6 +88,7 @@ bench: $(STAMP) peers
 	$(BIN)/python benchmarks/bridge.py
 	$(BIN)/python benchmarks/ingestion.py
 	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python benchmarks/model_skill.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
