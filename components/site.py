@@ -130,6 +130,7 @@ class Site(pulumi.ComponentResource):
             allowed_cidrs=infra.bridge_cidrs,
             vpc_id=vpc_id,
             subnet_id=subnet_id,
+            bridge_host=infra.bridge_host,
             tags=self._tags,
             opts=child,
         )

@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
 
+from components.providers.base import BridgeHost
 from fedeploy.bridge.firewall import firewall_rules, security_group_ingress
 from fedeploy.bridge.node_config import (
     BridgeNode,
@@ -55,13 +56,15 @@ class SlurmBridge(pulumi.ComponentResource):
         allowed_cidrs: pulumi.Input[list[str]],
         vpc_id: pulumi.Input[str] | None = None,
         subnet_id: pulumi.Input[str] | None = None,
+        bridge_host: BridgeHost | None = None,
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("fedeploy:hpc:SlurmBridge", name, None, opts)
-        if config.mode == "vm" and (vpc_id is None or subnet_id is None):
+        if config.mode == "vm" and bridge_host is None and (vpc_id is None or subnet_id is None):
             raise ValueError(
-                f"{name}: bridge mode 'vm' needs the site's vpc_id and subnet_id (aws sites only)"
+                f"{name}: bridge mode 'vm' needs the site's vpc_id and subnet_id (aws) or a "
+                "bridge host from the site's provider (openstack)"
             )
         self._name = name
         self._site = site_name
@@ -102,6 +105,10 @@ class SlurmBridge(pulumi.ComponentResource):
             node = self._allowed().apply(self._node)
             if config.mode == "gateway":
                 self._configure_gateway(node, secrets)
+            elif bridge_host is not None:
+                address = bridge_host.launch(
+                    name, node=node, secrets=secrets, allowed_cidrs=self._allowed(), parent=self
+                )
             else:
                 address = self._vm(node, secrets, vpc_id, subnet_id)
 

@@ -123,6 +123,31 @@ class BridgeTls(StrictModel):
         return self
 
 
+# The fields a vm bridge needs, by the cloud it runs on.
+VM_FIELDS: dict[str, tuple[str, ...]] = {
+    "aws": ("instance_type", "ami"),
+    "openstack": ("flavor_id", "image_id", "auth_url"),
+}
+
+
+def check_vm_platform(bridge: BridgeConfig | None, kind: str) -> None:
+    """Refuse a vm bridge whose fields belong to another cloud than the site's `kind`
+    ('aws' or 'openstack'); other kinds offer no vm bridge. Raises ValueError naming the keys."""
+    if bridge is None or bridge.mode != "vm":
+        return
+    if kind not in VM_FIELDS:
+        raise ValueError(
+            f"bridge.mode 'vm' is not offered on {kind} sites yet; use 'gateway' (the centre's "
+            "node over SSH) or 'existing' (the centre's slurmrestd)"
+        )
+    if bridge.vm_platform != kind:
+        fields = ", ".join(f"bridge.{f}" for f in VM_FIELDS[kind])
+        raise ValueError(
+            f"bridge.mode is 'vm' on a {kind} site, which requires {fields} "
+            f"(found the fields of {bridge.vm_platform})"
+        )
+
+
 # The widest range allowed_cidrs may name, by IP version.
 _WIDEST_ALLOWED = {4: 8, 6: 32}
 
@@ -133,7 +158,8 @@ class BridgeConfig(StrictModel):
     mode: Literal["gateway", "vm", "existing"] = Field(
         description=(
             "gateway: configure the centre's login or gateway node over SSH; vm: a new one-node "
-            "SLURM VM in an aws site's private subnet, configured by cloud-init; existing: a "
+            "SLURM VM in an aws or openstack site's private subnet, configured by cloud-init; "
+            "existing: a "
             "slurmrestd the centre already runs (fedeploy only checks and wires it)."
         )
     )
@@ -180,7 +206,50 @@ class BridgeConfig(StrictModel):
         ),
     )
     root_volume_gb: int = Field(
-        30, ge=16, le=2048, description="vm: size of the encrypted root volume, GiB."
+        30, ge=16, le=2048, description="vm (aws): size of the encrypted root volume, GiB."
+    )
+
+    # -- vm: a bridge instance on an openstack site --------------------------------------------
+    flavor_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+        description=(
+            "vm (openstack): the Nova flavor id of the bridge instance (`openstack flavor list`); "
+            "its CPUs and memory are the SLURM node's."
+        ),
+    )
+    image_id: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
+        description=(
+            "vm (openstack): the Glance image id (a UUID) of a Debian 12 cloud image, pinned: a "
+            "new image replaces the VM."
+        ),
+    )
+    auth_url: Annotated[str | None, BeforeValidator(no_userinfo)] = Field(
+        None,
+        pattern=r"^https://[^\s/@]+(:\d+)?(/[A-Za-z0-9._~-]+)*/v3/?$",
+        description=(
+            "vm (openstack): the cloud's Keystone v3 URL as the instance reaches it, e.g. "
+            "https://keystone.cloudferro.com:5000/v3 (https only)."
+        ),
+    )
+    credential_generation: int = Field(
+        1,
+        ge=1,
+        description=(
+            "vm (openstack): raise it to replace the boot credential with a fresh one (and the "
+            "instance with it), e.g. when the instance is re-created after the credential expired."
+        ),
+    )
+    credential_lifetime_hours: int = Field(
+        2,
+        ge=1,
+        le=24,
+        description=(
+            "vm (openstack): lifetime of the application credential that lets the instance read "
+            "its secrets from Barbican once, at first boot, in hours (1 to 24)."
+        ),
     )
 
     # -- existing: the centre's own slurmrestd -------------------------------------------------
@@ -309,9 +378,27 @@ class BridgeConfig(StrictModel):
     def _mode_fields(self) -> BridgeConfig:
         needs = {
             "gateway": ("host", "ssh_user", "ssh_private_key"),
-            "vm": ("instance_type", "ami"),
+            "vm": VM_FIELDS[self.vm_platform or "aws"],
             "existing": ("endpoint", "token"),
         }
+        if self.mode == "vm" and self.vm_platform is None:
+            raise ValueError(
+                "mode is 'vm', which requires instance_type and ami (aws) or flavor_id, "
+                "image_id and auth_url (openstack)"
+            )
+        aws, openstack = (
+            [f for f in VM_FIELDS[p] if getattr(self, f) is not None] for p in ("aws", "openstack")
+        )
+        if aws and openstack:
+            raise ValueError(
+                f"{aws[0]} (aws) and {openstack[0]} (openstack) are both set; a vm bridge runs "
+                "on one cloud: keep the pair of the site's kind"
+            )
+        if self.mode != "vm" and (aws or openstack):
+            field = (aws or openstack)[0]
+            raise ValueError(
+                f"{field} is set but mode is {self.mode!r}; {field} belongs to mode 'vm'"
+            )
         for field in needs[self.mode]:
             if getattr(self, field) is None:
                 raise ValueError(f"mode is {self.mode!r}, which requires {field}")
@@ -368,6 +455,15 @@ class BridgeConfig(StrictModel):
         return self
 
     # -- derived ----------------------------------------------------------------------------------
+    @property
+    def vm_platform(self) -> Literal["aws", "openstack"] | None:
+        """The cloud whose vm fields are set: 'aws' (instance_type, ami), 'openstack'
+        (flavor_id, image_id), or None when neither pair has a field set."""
+        for platform in ("aws", "openstack"):
+            if any(getattr(self, f) is not None for f in VM_FIELDS[platform]):
+                return platform  # type: ignore[return-value]
+        return None
+
     @property
     def default_partition(self) -> str:
         """The partition a job runs in when it names none."""

@@ -157,7 +157,11 @@ class OpenStackSite(_Site):
     cluster: MagnumCluster = Field(description="The Magnum cluster.")
     services: Services = Field(default_factory=Services, description="Our charts on this site.")
     bridge: BridgeConfig | None = Field(
-        None, description="A SLURM bridge: gateway or existing (vm is aws-only for now)."
+        None,
+        description=(
+            "A SLURM bridge: gateway, existing, or vm (an instance in the site's subnet, with "
+            "flavor_id and image_id; secrets from Barbican)."
+        ),
     )
 
     @model_validator(mode="after")

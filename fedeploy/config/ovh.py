@@ -101,7 +101,7 @@ class OvhSite(_Site):
     cluster: OvhKube = Field(description="The Managed Kubernetes cluster.")
     services: Services = Field(default_factory=Services, description="Our charts on this site.")
     bridge: BridgeConfig | None = Field(
-        None, description="A SLURM bridge: gateway or existing (vm is aws-only for now)."
+        None, description="A SLURM bridge: gateway or existing (vm: aws and openstack sites only)."
     )
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from fedeploy.config.base import S3_REGION_PATTERN, StrictModel, Url
+from fedeploy.config.bridge import check_vm_platform
 from fedeploy.config.storage import BucketPrefix, Buckets
 
 FlavorName = Annotated[
@@ -80,18 +81,15 @@ def has_gpu(groups: dict[str, FlavorNodeGroup]) -> bool:
 
 
 def check_site_options(site: Any, *, kind: str, groups_key: str) -> None:
-    """What a provisioned European cloud site cannot offer (yet): RDS, a `vm` bridge, and a
+    """What a provisioned European cloud site cannot offer (yet): RDS, a `vm` bridge off
+    OpenStack (or with another cloud's fields), and a
     GPU inference without a GPU group; raises ValueError naming the keys."""
     if site.services.catalog.database == "rds":
         raise ValueError(
             "services.catalog.database is 'rds', which only aws sites offer "
             "(allowed here: internal, external)"
         )
-    if site.bridge is not None and site.bridge.mode == "vm":
-        raise ValueError(
-            f"bridge.mode 'vm' is not offered on {kind} sites yet; use 'gateway' (the centre's "
-            "node over SSH) or 'existing' (the centre's slurmrestd)"
-        )
+    check_vm_platform(site.bridge, kind)
     inference = site.services.inference
     if inference and inference.enabled and inference.gpu == "on" and not site.cluster.has_gpu:
         raise ValueError(

@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from fedeploy.config.addresses import AvailabilityZone, AwsRegion, Ipv4Cidr, zone_region
 from fedeploy.config.base import Name, StrictModel
-from fedeploy.config.bridge import BridgeConfig
+from fedeploy.config.bridge import BridgeConfig, check_vm_platform
 from fedeploy.config.cluster import EksCluster, ExistingCluster
 from fedeploy.config.services import CatalogService, Cron, Services
 from fedeploy.config.storage import AwsStorage, S3CompatibleStorage
@@ -115,6 +115,11 @@ class AwsSite(_Site):
                     f"network.availability_zones: {zone!r} is not a zone of region {self.region!r} "
                     f"(expected e.g. {self.region}a)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _bridge_vm_fields(self) -> AwsSite:
+        check_vm_platform(self.bridge, "aws")
         return self
 
     @model_validator(mode="after")

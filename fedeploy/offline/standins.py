@@ -143,6 +143,11 @@ def _european_cloud(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, An
         return {"regionsOpenstackIds": ids}
     if typ == "ovh:CloudProject/networkPrivateSubnet:NetworkPrivateSubnet":
         return {"id": _uuid("ovh-subnet", name)}
+    if typ == "openstack:keymanager/secretV1:SecretV1":
+        ref = f"https://barbican.invalid:9311/v1/secrets/{_uuid('barbican', name)}"
+        return {"secretRef": ref}
+    if typ == "openstack:identity/applicationCredential:ApplicationCredential":
+        return {"projectId": _uuid("project", name)}
     if typ == "openstack:compute/instance:Instance":
         return {"accessIpV4": "10.255.0.20"}
     return {}

@@ -126,3 +126,50 @@ def test_every_field_is_described_in_the_schema():
     for model in models:
         for name, prop in model.get("properties", {}).items():
             assert prop.get("description"), f"{model.get('title')}.{name} has no description"
+
+
+OPENSTACK_VM: dict[str, Any] = {
+    "mode": "vm",
+    "flavor_id": "eo2a.large",
+    "image_id": "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b",
+    "auth_url": "https://keystone.cloudferro.com:5000/v3",
+    "partitions": ["batch"],
+}
+
+
+def test_a_vm_names_the_cloud_of_its_fields():
+    assert BridgeConfig.model_validate(VM).vm_platform == "aws"
+    config = BridgeConfig.model_validate(OPENSTACK_VM)
+    assert config.vm_platform == "openstack"
+    assert config.credential_lifetime_hours == 2
+    assert BridgeConfig.model_validate(GATEWAY).vm_platform is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({**OPENSTACK_VM, "ami": VM["ami"]}, ["ami (aws) and flavor_id (openstack)"]),
+        ({"mode": "vm", "partitions": ["a"]}, ["flavor_id, image_id and auth_url"]),
+        ({**OPENSTACK_VM, "image_id": None}, ["requires image_id"]),
+        ({**GATEWAY, "flavor_id": "m1.small"}, ["flavor_id is set but mode is 'gateway'"]),
+        ({**OPENSTACK_VM, "credential_lifetime_hours": 48}, ["less than or equal to 24"]),
+        ({**OPENSTACK_VM, "auth_url": "https://u:p@keystone.example.eu/v3"}, ["user"]),
+    ],
+)
+def test_bad_openstack_vm_fields_are_named(fields, words):
+    with pytest.raises(ValidationError) as caught:
+        BridgeConfig.model_validate(fields)
+    message = str(caught.value)
+    for word in words:
+        assert word in message, message
+
+
+def test_the_site_kind_decides_which_vm_fields_are_allowed():
+    from fedeploy.config.bridge import check_vm_platform
+
+    check_vm_platform(BridgeConfig.model_validate(OPENSTACK_VM), "openstack")
+    check_vm_platform(BridgeConfig.model_validate(VM), "aws")
+    with pytest.raises(ValueError, match="requires bridge.instance_type, bridge.ami"):
+        check_vm_platform(BridgeConfig.model_validate(OPENSTACK_VM), "aws")
+    with pytest.raises(ValueError, match="not offered on ovh sites"):
+        check_vm_platform(BridgeConfig.model_validate(OPENSTACK_VM), "ovh")

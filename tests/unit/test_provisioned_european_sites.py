@@ -229,6 +229,13 @@ def _apply(site: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return site
 
 
+AWS_VM = {"instance_type": "c6i.large", "ami": "ami-0123456789abcdef0"}
+OS_VM = {
+    "flavor_id": "eo2a.large",
+    "image_id": "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b",
+    "auth_url": "https://keystone.cloudferro.com:5000/v3",
+}
+
 INVALID = [
     (
         OPENSTACK,
@@ -271,6 +278,42 @@ INVALID = [
         ["unknown key"],
     ),
     (OPENSTACK, {"services.catalog.database": "rds"}, "site", ["only aws sites offer"]),
+    (
+        OPENSTACK,
+        {"bridge": {"mode": "vm", **AWS_VM, "partitions": ["batch"]}},
+        "site",
+        ["requires bridge.flavor_id, bridge.image_id, bridge.auth_url", "fields of aws"],
+    ),
+    (
+        OPENSTACK,
+        {"bridge": {"mode": "vm", **OS_VM, "ami": AWS_VM["ami"], "partitions": ["batch"]}},
+        "site.bridge",
+        ["ami (aws) and flavor_id (openstack) are both set"],
+    ),
+    (
+        OPENSTACK,
+        {"bridge": {"mode": "vm", **{**OS_VM, "auth_url": None}, "partitions": ["batch"]}},
+        "site.bridge",
+        ["requires auth_url"],
+    ),
+    (
+        OPENSTACK,
+        {"bridge": {"mode": "vm", **OS_VM, "image_id": "debian-12", "partitions": ["batch"]}},
+        "site.bridge.image_id",
+        ["pattern"],
+    ),
+    (
+        OPENSTACK,
+        {"bridge": {"mode": "vm", **OS_VM, "auth_url": "http://k:5000/v3", "partitions": ["a"]}},
+        "site.bridge.auth_url",
+        ["pattern"],
+    ),
+    (
+        OVH,
+        {"bridge": {"mode": "vm", **OS_VM, "partitions": ["batch"]}},
+        "site",
+        ["not offered on ovh sites"],
+    ),
     (OVH, {"project_id": "my-project"}, "site.project_id", ["pattern"]),
     (OVH, {"region": "gra"}, "site.region", ["pattern"]),
     (OVH, {"cluster.api_access_cidrs": ["0.0.0.0/0"]}, "site.cluster", ["whole internet"]),

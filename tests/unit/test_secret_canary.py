@@ -210,3 +210,46 @@ def test_a_bridge_answer_that_echoes_the_token_never_reaches_an_exception():
         else:
             raise AssertionError("the bridge refused: an error was expected")
     assert CANARY not in repr(client)
+
+
+def test_an_openstack_vm_bridge_keeps_every_secret_in_barbican_and_out_of_plain_inputs(
+    example_plans,
+):
+    federation = load_federation(STACKS)
+    stack = "ewc-bologna"
+    path = STACKS / f"Pulumi.{stack}.yaml"
+    site = yaml.safe_load(path.read_text())["config"]["fedeploy:site"]
+    site["bridge"] = {
+        "mode": "vm",
+        "flavor_id": "eo2a.large",
+        "image_id": "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b",
+        "auth_url": "https://keystone.cloudferro.com:5000/v3",
+        "partitions": ["batch"],
+        "tls": {"certificate": CERT, "private_key": {"secure": "x"}},
+    }
+    slots: list[str] = []
+    refs = {
+        r.target: example_plans[r.target].outputs for r in federation.references if r.stack == stack
+    }
+    plan = plan_stack(
+        path,
+        references=refs,
+        config_override={"fedeploy:site": _with_canaries(site, "site", slots)},
+        secret_keys=["fedeploy:site"],
+    )
+    assert "site.bridge.tls.private_key" in slots
+    assert CANARY not in json.dumps([r.inputs for r in plan.resources])
+    assert CANARY not in json.dumps(plan.outputs) + "\n".join(plan.logs)
+    (instance,) = [r for r in plan.resources if r.type == "openstack:compute/instance:Instance"]
+    # It carries the boot credential (never a bridge secret): kept secret as a whole.
+    assert instance.inputs["userData"] == SECRET
+    assert instance.inputs["configDrive"] is False
+    stored = [r for r in plan.resources if r.type == "openstack:keymanager/secretV1:SecretV1"]
+    assert len(stored) == 4 and all(r.inputs["payload"] == SECRET for r in stored)
+    (credential,) = [
+        r
+        for r in plan.resources
+        if r.type == "openstack:identity/applicationCredential:ApplicationCredential"
+    ]
+    assert credential.inputs["unrestricted"] is False
+    assert len(credential.inputs["accessRules"]) == 4

@@ -61,6 +61,11 @@ class Mocks(pulumi.runtime.Mocks):
             state.setdefault("name", args.name)
         if args.typ == "aws:ssm/parameter:Parameter":
             state["version"] = 3
+        if args.typ == "openstack:keymanager/secretV1:SecretV1":
+            uuid = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+            state["secretRef"] = f"https://barbican.example.eu:9311/v1/secrets/{uuid}"
+        elif args.typ == "openstack:compute/instance:Instance":
+            state["accessIpV4"] = "10.60.0.23"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
@@ -393,3 +398,132 @@ def test_an_existing_bridge_only_wires_the_centres_endpoint_and_token():
     spec = mocks.one(SERVICE).inputs["spec"]
     assert (spec["externalName"], spec["ports"][0]["port"]) == ("slurm-api.centre.example.eu", 8443)
     assert all(TOKEN_CANARY not in plain_text(r.inputs) for r in mocks.resources)
+
+
+# -- vm on an openstack site --------------------------------------------------------------------
+OS_IMAGE = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+BARBICAN = "openstack:keymanager/secretV1:SecretV1"
+APP_CREDENTIAL = "openstack:identity/applicationCredential:ApplicationCredential"
+OS_INSTANCE = "openstack:compute/instance:Instance"
+OS_RULE = "openstack:networking/secGroupRule:SecGroupRule"
+
+
+def openstack_vm(**overrides: Any) -> BridgeConfig:
+    fields: dict[str, Any] = {
+        "mode": "vm",
+        "flavor_id": "eo2a.large",
+        "image_id": OS_IMAGE,
+        "auth_url": "https://keystone.cloudferro.com:5000/v3",
+        "partitions": ["batch"],
+    }
+    return BridgeConfig(**{**fields, **overrides})
+
+
+def run_openstack(config: BridgeConfig) -> tuple[Mocks, dict[str, Any]]:
+    from components.providers.openstack import OpenStackBridgeHost
+
+    host = OpenStackBridgeHost(
+        site="hpc-test",
+        config=config,
+        region="WAW3-1",
+        network_id="net-1",
+        cidrs=[*CLUSTER_CIDRS, *config.allowed_cidrs],
+        availability_zone=None,
+        tags={"fedeploy:site": "hpc-test"},
+    )
+    return run(config, vpc_id=None, subnet_id=None, bridge_host=host)
+
+
+def test_an_openstack_vm_is_pinned_in_the_sites_network_without_floating_ip_or_config_drive():
+    mocks, _ = run_openstack(openstack_vm())
+    instance = mocks.one(OS_INSTANCE).inputs
+    assert (instance["imageId"], instance["flavorId"]) == (OS_IMAGE, "eo2a.large")
+    assert instance["networks"] == [{"uuid": "net-1"}]
+    assert instance["configDrive"] is False
+    assert not mocks.by_type("openstack:networking/floatingIp:FloatingIp")
+    assert not mocks.by_type("aws:ec2/instance:Instance")
+    assert mocks.one(SLICE).inputs["endpoints"][0]["addresses"] == ["10.60.0.23"]
+
+
+def test_an_openstack_vm_security_group_admits_only_the_rest_port_from_the_admitted_ranges():
+    mocks, _ = run_openstack(openstack_vm(allowed_cidrs=["192.0.2.0/24"]))
+    group = mocks.one("openstack:networking/secGroup:SecGroup").inputs
+    assert group["deleteDefaultRules"] is True  # no default allow-all egress
+    rules = [r.inputs for r in mocks.by_type(OS_RULE)]
+    ingress = [r for r in rules if r["direction"] == "ingress"]
+    assert sorted(r["remoteIpPrefix"] for r in ingress) == ["10.40.0.0/16", "192.0.2.0/24"]
+    assert {(r["protocol"], r["portRangeMin"], r["portRangeMax"]) for r in ingress} == {
+        ("tcp", 6820, 6820)
+    }
+    egress = {(r["protocol"], r["portRangeMin"]) for r in rules if r["direction"] == "egress"}
+    assert egress == {("tcp", 80), ("tcp", 443), ("tcp", 5000), ("tcp", 9311), ("udp", 53)}
+
+
+def test_an_openstack_vm_reads_its_secrets_from_barbican_with_a_credential_scoped_to_them():
+    from datetime import UTC, datetime
+
+    mocks, _ = run_openstack(openstack_vm())
+    stored = {r.inputs["name"]: r for r in mocks.by_type(BARBICAN)}
+    assert sorted(stored) == [
+        f"fedeploy-hpc-test-bridge-{n}" for n in ("ca.crt", "jwt.key", "tls.crt", "tls.key")
+    ]
+    assert all(is_secret(r.inputs["payload"]) for r in stored.values())
+    jwt_key = next(r for r in mocks.resources if r.name == "hpc-test-bridge-jwt-key")
+    key_value = hashlib.sha256(jwt_key.name.encode()).hexdigest()[:64]
+    assert reveal(stored["fedeploy-hpc-test-bridge-jwt.key"].inputs["payload"]) == key_value
+
+    credential = mocks.one(APP_CREDENTIAL).inputs
+    assert credential["unrestricted"] is False
+    refs = [hashlib.sha256(r.name.encode()).hexdigest()[:32] for r in mocks.by_type(BARBICAN)]
+    paths = sorted(rule["path"] for rule in credential["accessRules"])
+    assert len(paths) == 4 and all(p.startswith("/v1/secrets/") for p in paths)
+    assert all(p.endswith("/payload") for p in paths)
+    assert {p.split("/")[3].replace("-", "") for p in paths} == set(refs)
+    assert {(r["service"], r["method"]) for r in credential["accessRules"]} == {
+        ("key-manager", "GET")
+    }
+    expires = datetime.strptime(credential["expiresAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    hours = (expires - datetime.now(UTC)).total_seconds() / 3600
+    assert 2 <= hours <= 3  # credential_lifetime_hours (2) after the next full hour
+    assert is_secret(credential["secret"])
+
+
+def test_an_openstack_vm_user_data_holds_no_bridge_secret_only_the_root_only_credential():
+    mocks, _ = run_openstack(openstack_vm())
+    instance = mocks.one(OS_INSTANCE).inputs
+    assert is_secret(instance["userData"])  # the boot credential is in it: kept out of plans
+    document = reveal(instance["userData"])
+    assert document.startswith("#cloud-config\n")
+    cloud = yaml.safe_load(document)
+    files = {f["path"]: f for f in cloud["write_files"]}
+    text = {p: base64.b64decode(f["content"]).decode() for p, f in files.items()}
+    jwt_key = next(r for r in mocks.resources if r.name == "hpc-test-bridge-jwt-key")
+    key_value = hashlib.sha256(jwt_key.name.encode()).hexdigest()[:64]
+    assert key_value not in document and "BEGIN TEST" not in document
+    assert all(key_value not in t and "BEGIN TEST" not in t for t in text.values())
+
+    credential = files["/root/fedeploy-bridge/credential.json"]
+    assert (credential["permissions"], credential["owner"]) == ("0600", "root:root")
+    boot = json.loads(text["/root/fedeploy-bridge/credential.json"])
+    assert boot["auth_url"] == "https://keystone.cloudferro.com:5000/v3"
+    assert boot["id"] == f"{mocks.one(APP_CREDENTIAL).name}-id"
+    # Only root reaches the metadata service (user data) from the first boot on.
+    assert "meta skuid != 0" in text["/etc/fedeploy-imds-guard.nft"]
+    command = cloud["runcmd"][-1][-1]
+    assert "fetch-secrets-openstack.py /root/fedeploy-bridge/credential.json" in command
+    assert command.count("/v1/secrets/") == 4 and "setup.sh" in command
+
+
+def test_an_openstack_vm_gets_a_new_credential_when_its_configuration_changes():
+    def credential(config: BridgeConfig) -> Recorded:
+        return run_openstack(config)[0].one(APP_CREDENTIAL)
+
+    first = credential(openstack_vm())
+    assert first.name == credential(openstack_vm()).name  # same file: same credential
+    assert first.inputs["name"].startswith("fedeploy-hpc-test-bridge-boot-")
+    for changed in (
+        openstack_vm(image_id="7f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"),
+        openstack_vm(credential_generation=2),
+        openstack_vm(allowed_cidrs=["192.0.2.0/24"]),
+    ):
+        assert credential(changed).name != first.name

@@ -1,0 +1,116 @@
+"""How a vm bridge boots on OpenStack without its secrets in the instance's user data.
+
+OpenStack has no instance role, so the instance gets a credential of its own: each secret is a
+Barbican secret; an application credential may only GET those secrets' payloads (Keystone access
+rules) and expires `credential_lifetime_hours` after the deployment. That credential (never the
+secrets) is written by cloud-init to a root-only file (0600) and deleted by root's fetch script
+(`templates/bridge/fetch-secrets-openstack.py`) once it has piped the secrets into the setup
+script. The user data and cloud-init's cache of it are root-only too: the same nftables rule as
+on AWS lets only root reach the metadata service (169.254.169.254), no config drive is attached,
+and cloud-init keeps its copy mode 0600. A job never sees the credential; after the expiry it
+opens nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from fedeploy.bridge.node_config import TEMPLATE_DIR, VM_PACKAGES, BridgeNode, render
+from fedeploy.bridge_boot import GUARD_PATH, GUARD_UNIT, SETUP_PATH, _file
+
+FETCH_PATH = "/root/fedeploy-bridge/fetch-secrets-openstack.py"
+CREDENTIAL_PATH = "/root/fedeploy-bridge/credential.json"
+BARBICAN_SERVICE = "key-manager"
+_SECRET_REF = re.compile(r"^https?://[^\s]+/v1/secrets/([0-9a-fA-F-]{36})/?$")
+
+
+def secret_uuid(ref: str) -> str:
+    """The UUID of a Barbican secret from its reference URL (`.../v1/secrets/<uuid>`);
+    ValueError for anything else."""
+    match = _SECRET_REF.match(ref)
+    if match is None:
+        raise ValueError(f"{ref!r} is not a Barbican secret reference (.../v1/secrets/<uuid>)")
+    return match.group(1)
+
+
+def access_rules(secret_refs: Mapping[str, str]) -> list[dict[str, str]]:
+    """Keystone access rules admitting exactly GET of each secret's payload, sorted by path."""
+    paths = sorted({f"/v1/secrets/{secret_uuid(ref)}/payload" for ref in secret_refs.values()})
+    return [{"service": BARBICAN_SERVICE, "method": "GET", "path": path} for path in paths]
+
+
+def credential_expiry(now: datetime, hours: int) -> str:
+    """When the boot credential expires: `hours` after `now` rounded up to the hour (so one
+    deployment within an hour keeps the same value), as Keystone's ISO 8601 UTC text."""
+    if now.tzinfo is None:
+        raise ValueError("now must carry a time zone")
+    start = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if start < now:
+        start += timedelta(hours=1)
+    return (start + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def credential_key(config_json: str, cidrs: Iterable[str]) -> str:
+    """Eight hex digits naming the boot credential: a digest of the bridge's configuration
+    (without its secrets), its admitted ranges and the bridge templates. A change to any of them
+    re-creates the instance, and so creates a new credential with a fresh expiry."""
+    blob = hashlib.sha256(config_json.encode())
+    blob.update("\n".join(sorted(cidrs)).encode())
+    for path in sorted(TEMPLATE_DIR.iterdir()):
+        if path.is_file():
+            blob.update(path.name.encode() + b"\0" + path.read_bytes())
+    return blob.hexdigest()[:8]
+
+
+def boot_command(secret_refs: Mapping[str, str]) -> str:
+    """The shell line root runs once: fetch the secrets and pipe them into the setup script."""
+    pairs = " ".join(shlex.quote(f"{n}={secret_refs[n]}") for n in sorted(secret_refs))
+    return (
+        f"set -o pipefail; python3 {shlex.quote(FETCH_PATH)} {shlex.quote(CREDENTIAL_PATH)} "
+        f"{pairs} | {shlex.quote(SETUP_PATH)}"
+    )
+
+
+def openstack_cloud_init(
+    node: BridgeNode,
+    secret_refs: Mapping[str, str],
+    credential: Mapping[str, str],
+) -> str:
+    """The cloud-config of a vm bridge on OpenStack: packages, the setup and fetch scripts, the
+    metadata guard, the credential file (0600) and the boot command. `secret_refs` maps each of
+    the node's secrets to its Barbican reference; `credential` has `id`, `secret`, `auth_url`."""
+    missing = sorted(set(node.secret_names) - set(secret_refs))
+    if missing:
+        raise ValueError(f"bridge secrets without a Barbican secret: {', '.join(missing)}")
+    absent = sorted({"id", "secret", "auth_url"} - set(credential))
+    if absent:
+        raise ValueError(f"the boot credential lacks {', '.join(absent)}")
+    needed = {name: secret_refs[name] for name in node.secret_names}
+    files = [
+        _file(GUARD_PATH, "0644", render("imds-guard.nft.j2")),
+        _file(
+            f"/etc/systemd/system/{GUARD_UNIT}",
+            "0644",
+            render("fedeploy-imds-guard.service.j2", guard_path=GUARD_PATH),
+        ),
+        _file(SETUP_PATH, "0700", node.setup_script),
+        _file(FETCH_PATH, "0700", (TEMPLATE_DIR / "fetch-secrets-openstack.py").read_text()),
+        _file(
+            CREDENTIAL_PATH,
+            "0600",
+            json.dumps({k: credential[k] for k in ("id", "secret", "auth_url")}, sort_keys=True),
+        ),
+    ]
+    return render(
+        "cloud-init.yaml.j2",
+        packages=VM_PACKAGES,
+        files=files,
+        guard_unit=GUARD_UNIT,
+        setup_command=boot_command(needed),
+        versions="(Barbican secrets are immutable: a new value is a new secret)",
+    )
