@@ -82,6 +82,20 @@ def _file(path: str, mode: str, text: str) -> _BootFile:
     return _BootFile(path, mode, base64.b64encode(text.encode()).decode())
 
 
+def boot_files(node: BridgeNode) -> list[_BootFile]:
+    """The files every vm bridge writes at boot, whatever its cloud: the metadata guard (rules
+    and unit) and the setup script."""
+    return [
+        _file(GUARD_PATH, "0644", render("imds-guard.nft.j2")),
+        _file(
+            f"/etc/systemd/system/{GUARD_UNIT}",
+            "0644",
+            render("fedeploy-imds-guard.service.j2", guard_path=GUARD_PATH),
+        ),
+        _file(SETUP_PATH, "0700", node.setup_script),
+    ]
+
+
 def boot_command(parameters: Mapping[str, str]) -> str:
     """The shell line root runs once: fetch the secrets and pipe them into the setup script."""
     pairs = " ".join(shlex.quote(f"{name}={parameters[name]}") for name in sorted(parameters))
@@ -99,13 +113,7 @@ def vm_cloud_init(
         raise ValueError(f"bridge secrets without an SSM parameter: {', '.join(missing)}")
     needed = {name: parameters[name] for name in node.secret_names}
     files = [
-        _file(GUARD_PATH, "0644", render("imds-guard.nft.j2")),
-        _file(
-            f"/etc/systemd/system/{GUARD_UNIT}",
-            "0644",
-            render("fedeploy-imds-guard.service.j2", guard_path=GUARD_PATH),
-        ),
-        _file(SETUP_PATH, "0700", node.setup_script),
+        *boot_files(node),
         _file(FETCH_PATH, "0700", (TEMPLATE_DIR / "fetch-secrets.py").read_text()),
     ]
     return render(

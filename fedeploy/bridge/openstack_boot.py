@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from fedeploy.bridge.node_config import TEMPLATE_DIR, VM_PACKAGES, BridgeNode, render
-from fedeploy.bridge_boot import GUARD_PATH, GUARD_UNIT, SETUP_PATH, _file
+from fedeploy.bridge_boot import GUARD_UNIT, SETUP_PATH, _file, boot_files
 
 FETCH_PATH = "/root/fedeploy-bridge/fetch-secrets-openstack.py"
 CREDENTIAL_PATH = "/root/fedeploy-bridge/credential.json"
@@ -92,13 +92,7 @@ def openstack_cloud_init(
         raise ValueError(f"the boot credential lacks {', '.join(absent)}")
     needed = {name: secret_refs[name] for name in node.secret_names}
     files = [
-        _file(GUARD_PATH, "0644", render("imds-guard.nft.j2")),
-        _file(
-            f"/etc/systemd/system/{GUARD_UNIT}",
-            "0644",
-            render("fedeploy-imds-guard.service.j2", guard_path=GUARD_PATH),
-        ),
-        _file(SETUP_PATH, "0700", node.setup_script),
+        *boot_files(node),
         _file(FETCH_PATH, "0700", (TEMPLATE_DIR / "fetch-secrets-openstack.py").read_text()),
         _file(
             CREDENTIAL_PATH,

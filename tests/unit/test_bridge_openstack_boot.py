@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import pytest
 import yaml
 
 from fedeploy.bridge.firewall import firewall_rules
-from fedeploy.bridge.node_config import bridge_node
+from fedeploy.bridge.node_config import TEMPLATE_DIR, bridge_node
 from fedeploy.bridge.openstack_boot import (
     access_rules,
     credential_expiry,
@@ -83,3 +89,66 @@ def test_the_cloud_config_needs_every_secret_and_a_whole_credential():
     fetch = base64.b64decode(files["/root/fedeploy-bridge/fetch-secrets-openstack.py"]["content"])
     assert b"application_credential" in fetch and b"os.remove(path)" in fetch
     assert f"jwt.key={REF}" in cloud["runcmd"][-1][-1]
+
+
+class _Cloud(BaseHTTPRequestHandler):
+    """Keystone and Barbican as far as the fetch script uses them."""
+
+    payloads = {UUID: b"jwt-key-value\n"}
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        credential = body["auth"]["identity"]["application_credential"]
+        ok = self.path == "/v3/auth/tokens" and credential == {"id": "c1", "secret": "s1"}
+        self.send_response(201 if ok else 401)
+        if ok:
+            self.send_header("X-Subject-Token", "tok-1")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        uuid = self.path.split("/")[3]
+        if self.headers["X-Auth-Token"] != "tok-1" or not self.path.endswith("/payload"):
+            self.send_response(403)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.payloads[uuid])
+
+
+@pytest.fixture
+def cloud():
+    server = HTTPServer(("127.0.0.1", 0), _Cloud)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize(("secret", "status"), [("s1", 0), ("wrong", 1)])
+def test_the_fetch_script_reads_the_payloads_and_always_deletes_the_credential(
+    cloud, tmp_path, secret, status
+):
+    credential = tmp_path / "credential.json"
+    credential.write_text(json.dumps({"id": "c1", "secret": secret, "auth_url": f"{cloud}/v3"}))
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(TEMPLATE_DIR / "fetch-secrets-openstack.py"),
+            str(credential),
+            f"jwt.key={cloud}/v1/secrets/{UUID}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == status, done.stderr
+    assert not credential.exists()
+    if status == 0:
+        name, value = done.stdout.strip().split("\t")
+        assert (name, base64.b64decode(value)) == ("jwt.key", b"jwt-key-value\n")
+    else:
+        assert done.stdout == "" and "401" in done.stderr

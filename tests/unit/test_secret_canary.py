@@ -71,18 +71,14 @@ def test_canaries_never_appear_in_outputs_logs_inputs_or_reports(tmp_path):
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
-def test_a_vm_bridge_keeps_every_secret_out_of_its_ec2_user_data(example_plans):
-    import base64
-    import gzip
-
+def _plan_with_vm_bridge(example_plans: Any, stack: str, fields: dict[str, Any]) -> Any:
+    """Plan an example stack given a vm bridge with `fields` and a canary TLS private key."""
     federation = load_federation(STACKS)
-    stack = "aws-frankfurt"
     path = STACKS / f"Pulumi.{stack}.yaml"
     site = yaml.safe_load(path.read_text())["config"]["fedeploy:site"]
     site["bridge"] = {
         "mode": "vm",
-        "instance_type": "c6i.large",
-        "ami": "ami-0123456789abcdef0",
+        **fields,
         "partitions": ["batch"],
         "tls": {"certificate": CERT, "private_key": {"secure": "x"}},
     }
@@ -97,6 +93,18 @@ def test_a_vm_bridge_keeps_every_secret_out_of_its_ec2_user_data(example_plans):
         secret_keys=["fedeploy:site"],
     )
     assert "site.bridge.tls.private_key" in slots
+    return plan
+
+
+def test_a_vm_bridge_keeps_every_secret_out_of_its_ec2_user_data(example_plans):
+    import base64
+    import gzip
+
+    plan = _plan_with_vm_bridge(
+        example_plans,
+        "aws-frankfurt",
+        {"instance_type": "c6i.large", "ami": "ami-0123456789abcdef0"},
+    )
     (instance,) = [r for r in plan.resources if r.type == "aws:ec2/instance:Instance"]
     user_data = instance.inputs["userDataBase64"]
     assert user_data != SECRET, "user data holds no secret, so it is not marked as one"
@@ -215,29 +223,15 @@ def test_a_bridge_answer_that_echoes_the_token_never_reaches_an_exception():
 def test_an_openstack_vm_bridge_keeps_every_secret_in_barbican_and_out_of_plain_inputs(
     example_plans,
 ):
-    federation = load_federation(STACKS)
-    stack = "ewc-bologna"
-    path = STACKS / f"Pulumi.{stack}.yaml"
-    site = yaml.safe_load(path.read_text())["config"]["fedeploy:site"]
-    site["bridge"] = {
-        "mode": "vm",
-        "flavor_id": "eo2a.large",
-        "image_id": "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b",
-        "auth_url": "https://keystone.cloudferro.com:5000/v3",
-        "partitions": ["batch"],
-        "tls": {"certificate": CERT, "private_key": {"secure": "x"}},
-    }
-    slots: list[str] = []
-    refs = {
-        r.target: example_plans[r.target].outputs for r in federation.references if r.stack == stack
-    }
-    plan = plan_stack(
-        path,
-        references=refs,
-        config_override={"fedeploy:site": _with_canaries(site, "site", slots)},
-        secret_keys=["fedeploy:site"],
+    plan = _plan_with_vm_bridge(
+        example_plans,
+        "ewc-bologna",
+        {
+            "flavor_id": "eo2a.large",
+            "image_id": "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b",
+            "auth_url": "https://keystone.cloudferro.com:5000/v3",
+        },
     )
-    assert "site.bridge.tls.private_key" in slots
     assert CANARY not in json.dumps([r.inputs for r in plan.resources])
     assert CANARY not in json.dumps(plan.outputs) + "\n".join(plan.logs)
     (instance,) = [r for r in plan.resources if r.type == "openstack:compute/instance:Instance"]
