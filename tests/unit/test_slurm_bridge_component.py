@@ -494,6 +494,7 @@ def test_an_openstack_vm_user_data_holds_no_bridge_secret_only_the_root_only_cre
     assert is_secret(instance["userData"])  # the boot credential is in it: kept out of plans
     document = reveal(instance["userData"])
     assert document.startswith("#cloud-config\n")
+    assert len(base64.b64encode(document.encode())) <= 65535  # Nova's user data limit
     cloud = yaml.safe_load(document)
     files = {f["path"]: f for f in cloud["write_files"]}
     text = {p: base64.b64decode(f["content"]).decode() for p, f in files.items()}
