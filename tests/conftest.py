@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 EXAMPLE_STACKS = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _a_current_event_loop():
+    """Pulumi's mock runtime makes its futures on the current event loop; a test before may have
+    left none (asyncio.run ends by unsetting it), which made later mock runs fail by test order."""
+    policy = asyncio.get_event_loop_policy()
+    try:
+        policy.get_event_loop()
+    except RuntimeError:
+        policy.set_event_loop(policy.new_event_loop())
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 # {station: [RFC 3339 times where a new continuous stretch begins]}}, written by `generate` (and
 # by whoever loads a named data set); absent for a site's own ingested stream. No training
 # sample straddles a declared discontinuity.
-DATASET_KEY = "observations.dataset.json"
+# Under observations/, the prefix the workload roles let inference read.
+DATASET_KEY = "observations/dataset.json"
 
 
 def describe_dataset(client: Any, bucket: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Scores that show the truth (per station and lead hour, with counts), training that keeps its
 best validation epoch, and samples that never straddle a gap or a declared discontinuity."""
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -170,7 +171,7 @@ def test_dataset_description_round_trips_and_bad_ones_are_named(settings):
     with pytest.raises(ValueError, match=r"discontinuities\.gso\[0\] is 'Feb 1'"):
         describe_dataset(client, settings.bucket)
     client.put_object(Bucket=settings.bucket, Key=DATASET_KEY, Body=b'{"name": 3}')
-    with pytest.raises(ValueError, match=DATASET_KEY.replace(".", r"\.") + ".*boolean"):
+    with pytest.raises(ValueError, match=re.escape(DATASET_KEY) + ".*boolean"):
         describe_dataset(client, settings.bucket)
 
 

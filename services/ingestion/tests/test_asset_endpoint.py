@@ -163,20 +163,20 @@ def test_a_registered_asset_outside_the_ingestion_prefixes_is_not_presigned(clie
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
-        ({}, 401),
-        ({"Authorization": "Basic dTpw"}, 401),
-        (token(exp=int(time.time()) - 5), 401),
-        (token(exp=None), 401),
-        (token(iss="https://evil.example"), 401),
-        (token(aud="other"), 401),
-        (token(scope="stac:write"), 403),
+        (lambda: {}, 401),
+        (lambda: {"Authorization": "Basic dTpw"}, 401),
+        (lambda: token(exp=int(time.time()) - 5), 401),
+        (lambda: token(exp=None), 401),
+        (lambda: token(iss="https://evil.example"), 401),
+        (lambda: token(aud="other"), 401),
+        (lambda: token(scope="stac:write"), 403),
     ],
 )
 def test_callers_without_a_valid_read_token_are_refused_before_any_lookup(
     client_and_s3, headers, status
 ):
     client, s3 = client_and_s3
-    answer = client.get("/stac/assets/c/s1/data", headers=headers, follow_redirects=False)
+    answer = client.get("/stac/assets/c/s1/data", headers=headers(), follow_redirects=False)
     assert answer.status_code == status
     assert s3.calls == []
 
@@ -214,9 +214,11 @@ OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 @pytest.mark.parametrize(
     "headers",
     [
-        forged({"alg": "none", "typ": "JWT"}, None),
-        forged({"alg": "HS256", "typ": "JWT"}, PUBLIC_PEM),  # the public key as an HMAC secret
-        {
+        lambda: forged({"alg": "none", "typ": "JWT"}, None),
+        lambda: forged(
+            {"alg": "HS256", "typ": "JWT"}, PUBLIC_PEM
+        ),  # the public key as an HMAC secret
+        lambda: {
             "Authorization": "Bearer "
             + jwt.encode(
                 {"iss": ISSUER, "aud": "cat", "exp": int(time.time()) + 60, "scope": "stac:read"},
@@ -224,10 +226,10 @@ OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
                 algorithm="RS256",
             )
         },
-        token(nbf=int(time.time()) + 600),
-        token(iss=ISSUER + "/"),
-        token(aud=None),
-        token(iss=None),
+        lambda: token(nbf=int(time.time()) + 600),
+        lambda: token(iss=ISSUER + "/"),
+        lambda: token(aud=None),
+        lambda: token(iss=None),
     ],
     ids=[
         "alg-none",
@@ -241,7 +243,7 @@ OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 )
 def test_forged_and_malformed_tokens_are_refused(client_and_s3, headers):
     client, s3 = client_and_s3
-    answer = client.get("/stac/assets/c/s1/data", headers=headers, follow_redirects=False)
+    answer = client.get("/stac/assets/c/s1/data", headers=headers(), follow_redirects=False)
     assert answer.status_code == 401
     assert s3.calls == []
 
