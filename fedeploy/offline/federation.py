@@ -119,21 +119,40 @@ def warm_imports() -> None:
     import components.site
     import components.slurm_bridge  # noqa: F401
 
-    for module in (aws.s3, aws.kms, aws.iam, aws.ec2, aws.eks, aws.rds):
-        getattr(module, "__name__", None)
-    for module in (k8s.core.v1, k8s.helm.v3):
-        getattr(module, "__name__", None)
-    # Every kind's provider module, and the lazily loaded SDK modules they touch.
+    # The SDKs load a package's modules on the first access to one of its classes (a module's
+    # __name__ alone loads nothing): touch one class of every package the components use.
+    for cls in (
+        aws.s3.BucketV2,
+        aws.kms.Key,
+        aws.iam.Role,
+        aws.ec2.Vpc,
+        aws.eks.Cluster,
+        aws.rds.Instance,
+        aws.ssm.Parameter,
+        k8s.core.v1.Secret,
+        k8s.meta.v1.ObjectMetaArgs,
+        k8s.helm.v3.Release,
+        k8s.apiextensions.CustomResource,
+    ):
+        getattr(cls, "__name__", None)
+    # Every kind's provider module, and the lazily loaded SDK packages they touch.
     import pulumi_openstack as openstack
     import pulumi_ovh as ovh
+    import requests  # noqa: F401  (the chart checks' schema cache)
 
     from components.providers import PROVIDERS, provider_for
 
     for kind in sorted(PROVIDERS):
         provider_for(kind)
-    for module in (openstack.networking, openstack.containerinfra, openstack.identity):
-        getattr(module, "__name__", None)
-    getattr(ovh.cloudproject, "__name__", None)
+    for sdk_class in (
+        openstack.networking.Network,
+        openstack.containerinfra.Cluster,
+        openstack.identity.Ec2CredentialV3,
+        openstack.compute.Instance,
+        openstack.keymanager.SecretV1,
+        ovh.cloudproject.Kube,
+    ):
+        getattr(sdk_class, "__name__", None)
 
 
 def fork_is_safe() -> bool:
