@@ -48,6 +48,8 @@ from fedeploy_ingestion.observation import (
 _START, _END = b"BUFR", b"7777"
 MAX_MESSAGES = 1000
 MAX_SUBSETS = 100_000
+# Station heights the model accepts (m; observation.Position): 007030 encodes up to 12707 m.
+MIN_ELEVATION, MAX_ELEVATION = -500.0, 9000.0
 
 # (BUFR key, model variable, unit of the value in BUFR)
 VALUE_KEYS: tuple[tuple[str, str, str], ...] = (
@@ -238,7 +240,11 @@ def map_subset(row: dict[str, Any], now: datetime, limits: Limits) -> Observatio
         values=dict(sorted(values.items())),
         longitude=round(float(longitude), 6) if positioned else None,
         latitude=round(float(latitude), 6) if positioned else None,
-        elevation=float(elevation) if positioned and elevation is not None else None,
+        elevation=(
+            float(elevation)
+            if positioned and elevation is not None and MIN_ELEVATION <= elevation <= MAX_ELEVATION
+            else None
+        ),
     )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -48,6 +49,7 @@ DIGESTS = {
 }
 # What the consumer follows, in order of preference (a deletion is not data).
 DATA_RELS = ("canonical", "update")
+UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
 
 
 class _Open(BaseModel):
@@ -74,6 +76,17 @@ class Integrity(_Open):
         except (binascii.Error, ValueError):
             raise ValueError("must be base64") from None
         return value
+
+    @model_validator(mode="after")
+    def _digest_size(self) -> Integrity:
+        # A value of the wrong length can never match: refuse it before any download.
+        size = len(base64.b64decode(self.value))
+        expected = DIGESTS[self.method]().digest_size
+        if size != expected:
+            raise ValueError(
+                f"value is {size} bytes once decoded; a {self.method} digest is {expected}"
+            )
+        return self
 
 
 class Link(_Open):
@@ -129,8 +142,11 @@ class Notification(_Open):
     @field_validator("id")
     @classmethod
     def _uuid(cls, value: str) -> str:
-        uuid.UUID(value)
-        return value
+        # Only the canonical 8-4-4-4-12 form: uuid.UUID also reads 'urn:uuid:...', '{...}'
+        # and bare hex, which would give one message several dedupe keys.
+        if not UUID_PATTERN.match(value):
+            raise ValueError("must be a UUID in its 8-4-4-4-12 hexadecimal form")
+        return str(uuid.UUID(value))
 
     @field_validator("conforms_to")
     @classmethod

@@ -55,7 +55,11 @@ def encode(stations: list[Station], compressed: bool = True) -> bytes:
             # Uncompressed: the i-th occurrence counts across subsets; one per subset here
             # (the keys set are the first occurrence in each subset's template only when the
             # template holds them once, which the tests' keys do not all do).
-            raise NotImplementedError
+            raise NotImplementedError(
+                "encode(compressed=False) with more than one station: setting each subset's "
+                "keys needs per-subset occurrence numbers this helper does not compute; the "
+                "tests encode uncompressed files with one subset only"
+            )
 
         wigos = [s.wigos for s in stations]
         put("wigosIdentifierSeries", [0 if w else None for w in wigos], "l")

@@ -94,6 +94,14 @@ def test_implausible_values_and_times_refuse_their_subset() -> None:
     assert [r.code for r in refused] == ["range", "future"]
 
 
+def test_a_station_height_the_model_would_refuse_is_dropped_not_stored() -> None:
+    # 007030 encodes up to 12707 m; the observation model's elevation stops at 9000 m.
+    data = encode([Station(T0, wigos="H1", height=12000.0, values={"windSpeed": 1.0})])
+    (o,), refused = decode_bufr(data, NOW, Limits())
+    assert refused == []
+    assert (o.latitude, o.elevation) == (50.0, None)
+
+
 def test_a_file_of_several_uncompressed_messages_is_read_whole() -> None:
     first = encode([Station(T0, wigos="A1", values={"windSpeed": 1.0})], compressed=False)
     second = encode([Station(T0, wigos="B2", values={"windSpeed": 2.0})], compressed=False)

@@ -71,6 +71,12 @@ def _without(path: str) -> dict:
         (lambda d: d["properties"].pop("integrity"), "properties.integrity"),
         (lambda d: d["properties"]["integrity"].update(method="md5"), "integrity.method"),
         (lambda d: d["properties"]["integrity"].update(value="%%%"), "integrity.value"),
+        # Valid base64 of the wrong length for the method can never match: no download.
+        (lambda d: d["properties"]["integrity"].update(value="AAAA"), "a sha512 digest is 64"),
+        # Other spellings uuid.UUID reads would give one message several dedupe keys.
+        (lambda d: d.update(id=f"urn:uuid:{d['id']}"), "8-4-4-4-12"),
+        (lambda d: d.update(id="{" + d["id"] + "}"), "8-4-4-4-12"),
+        (lambda d: d.update(id=d["id"].replace("-", "")), "8-4-4-4-12"),
         (lambda d: d.update(links=[]), "links"),
         (lambda d: d["links"][0].update(rel="via"), "rel 'canonical' or 'update'"),
         (lambda d: d.update(geometry={"type": "Circle", "coordinates": []}), "geometry"),
@@ -85,6 +91,13 @@ def test_notifications_missing_what_the_consumer_relies_on_are_refused_naming_th
         parse(document)
     assert refused.value.code == "notification"
     assert where in refused.value.reason
+
+
+def test_an_upper_case_id_has_the_same_dedupe_key_as_its_lower_case_form() -> None:
+    document = notification(DATA, HREF)
+    lower = parse(document).dedupe_keys()[0]
+    document["id"] = document["id"].upper()
+    assert parse(document).dedupe_keys()[0] == lower
 
 
 def test_an_update_link_is_followed_when_there_is_no_canonical_one() -> None:
