@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 EXAMPLE_STACKS = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
+
+
+def start_peer(start: Callable[[], Any]) -> Any:
+    """`start()`, a loopback peer; a missing peer program skips the test, or fails it under
+    FEDEPLOY_REQUIRE_INTEGRATION=1 (CI), where every peer must run."""
+    from fedeploy.loopback import PeerUnavailable
+
+    try:
+        return start()
+    except PeerUnavailable as missing:
+        if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
+            pytest.fail(f"integration peer missing (FEDEPLOY_REQUIRE_INTEGRATION=1): {missing}")
+        pytest.skip(str(missing))
 
 
 @pytest.fixture(autouse=True)

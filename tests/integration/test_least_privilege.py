@@ -25,10 +25,10 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from fedeploy.loopback import MosquittoBroker, PeerUnavailable, S3Endpoint
+from fedeploy.loopback import MosquittoBroker, S3Endpoint
 from fedeploy.loopback.enforcing_s3 import IamEnforcingMoto
 from fedeploy.loopback.processes import wait_until
-from tests.conftest import EXAMPLE_STACKS, STACKS
+from tests.conftest import EXAMPLE_STACKS, STACKS, start_peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,25 +59,16 @@ def _workloads() -> list[tuple[str, str]]:
 WORKLOADS = _workloads()
 
 
-def _require(start: Any) -> Any:
-    try:
-        return start()
-    except PeerUnavailable as missing:
-        if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(f"integration peer missing (FEDEPLOY_REQUIRE_INTEGRATION=1): {missing}")
-        pytest.skip(str(missing))
-
-
 @pytest.fixture(scope="module")
 def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamEnforcingMoto]:
-    server = _require(lambda: IamEnforcingMoto(tmp_path_factory.mktemp("moto-iam")).start())
+    server = start_peer(lambda: IamEnforcingMoto(tmp_path_factory.mktemp("moto-iam")).start())
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    server = _require(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
+    server = start_peer(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
     yield server
     server.stop()
 

@@ -6,7 +6,6 @@ loopback one through --catalog-url (the documented override)."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import yaml
 from typer.testing import CliRunner
 
 from fedeploy import cli
-from fedeploy.loopback import PeerUnavailable, PostgresServer, StacApiServer
-from tests.conftest import ROOT
+from fedeploy.loopback import PostgresServer, StacApiServer
+from tests.conftest import ROOT, start_peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,15 +24,6 @@ SITE = "aws-frankfurt"
 HUB = "eu-hub"
 COLLECTIONS = ["edge-observations", "sentinel-2-l2a"]
 FAST = ["--deadline", "1", "--timeout", "2"]
-
-
-def _start(start):
-    try:
-        return start()
-    except PeerUnavailable as missing:
-        if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(f"integration peer missing: {missing}")
-        pytest.skip(str(missing))
 
 
 def _collection(collection_id: str) -> dict:
@@ -115,7 +105,7 @@ class Federation:
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory):
-    postgres = _start(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
+    postgres = start_peer(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
     federation = Federation(postgres, tmp_path_factory.mktemp("verify"))
     federation.harvest()
     yield federation
