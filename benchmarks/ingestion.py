@@ -45,6 +45,7 @@ from fedeploy_ingestion.window_writer import WindowWriter
 
 from fedeploy.loopback import MosquittoBroker, PostgresServer, SeaweedS3, StacApiServer
 from fedeploy.loopback.asset_server import AssetServer
+from fedeploy.loopback.data_host import DataHost
 from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' BUFR encoder
@@ -238,36 +239,6 @@ def edge(
         "put_bytes": len(body),
         "observations_per_window": len(batch) / max(windows, 1),
     }
-
-
-class DataHost:
-    """A loopback HTTP server of the BUFR files (path -> bytes)."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body in separate writes would wait for a delayed ACK (40 ms).
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
-                body = files.get(self.path, b"")
-                self.send_response(200 if self.path in files else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def wis2(

@@ -126,33 +126,3 @@ def wis2_files(
         )
         notes.append((f"{WIS2_TOPIC}/{moment:%Y%m%d}", payload(note)))
     return files, notes
-
-
-class DataHost:
-    """A loopback HTTP server of the BUFR files (the WIS2 node's download host)."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
-                body = files.get(self.path, b"")
-                self.send_response(200 if self.path in files else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

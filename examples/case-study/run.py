@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from edge_stream import WIS2_TOPIC, DataHost, messages, publish, wis2_files, wis2_station
+from edge_stream import WIS2_TOPIC, messages, publish, wis2_files, wis2_station
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.registry import model_prefix
@@ -43,6 +43,7 @@ from fedeploy_inference.window_store import list_windows, read_windows
 
 from fedeploy.loopback import MosquittoBroker, PeerUnavailable, PostgresServer, StacApiServer
 from fedeploy.loopback.asset_server import AssetServer
+from fedeploy.loopback.data_host import DataHost
 from fedeploy.loopback.processes import free_port
 from fedeploy.loopback.s3 import MotoS3, SeaweedS3
 from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
