@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -583,6 +583,12 @@ def diff_revisions(
 
     `planner(tree, stacks_dir, commit)` plans one exported tree (default: `plan_revision`)."""
     run = planner or plan_revision
+    inside = PurePosixPath(stacks_dir)
+    if inside.is_absolute() or ".." in inside.parts:
+        raise DiffError(
+            f"--stacks-dir {stacks_dir!r} must be a directory inside the repository, "
+            "given from its root (e.g. stacks)"
+        )
     head_sha = git_tree.resolve(repo, head, "--head")
     base_sha = git_tree.resolve(repo, base, "--base")
     with tempfile.TemporaryDirectory(prefix="fedeploy-diff-") as tmp:

@@ -43,6 +43,15 @@ def _git_text(repo: Path, *args: str) -> str:
     return _git(repo, *args).decode()
 
 
+def is_repository(repo: Path) -> bool:
+    """Whether `repo` is inside a git work tree or is a git directory."""
+    try:
+        _git(repo, "rev-parse", "--git-dir")
+    except GitError:
+        return False
+    return True
+
+
 def resolve(repo: Path, ref: str, what: str) -> str:
     """The commit a ref names; a clear error when it does not exist in this clone."""
     if not ref or ref.startswith("-") or set(ref) == {"0"}:
@@ -50,6 +59,8 @@ def resolve(repo: Path, ref: str, what: str) -> str:
     try:
         return _git_text(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
     except GitError:
+        if not is_repository(repo):
+            raise GitError(f"{repo} is not a git repository (give --repo the clone)") from None
         raise GitError(
             f"{what} {ref!r} is not a commit in {repo}: fetch it first (in CI: a checkout with "
             "full history, e.g. actions/checkout with fetch-depth: 0, or `git fetch origin <ref>`)"

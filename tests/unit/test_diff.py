@@ -442,3 +442,21 @@ def test_a_changed_output_names_the_stacks_that_read_it_and_a_secret_stays_maske
         diff.sites["aws-dublin"].summary
         == "+0 ~0 -0 resources, 0 manifests changed, 1 output changed"
     )
+
+
+def test_a_repo_that_is_not_a_git_repository_is_named_as_such(tmp_path) -> None:
+    from fedeploy.errors import FedeployError
+
+    with pytest.raises(FedeployError, match="is not a git repository") as raised:
+        diff_revisions(tmp_path, "HEAD")
+    assert "fetch it first" not in str(raised.value)  # not "the ref is missing from this clone"
+
+
+@pytest.mark.parametrize("outside", ["../etc", "/etc", "stacks/../../etc"])
+def test_a_stacks_dir_outside_the_repository_is_refused_before_any_git_call(
+    outside: str, tmp_path
+) -> None:
+    from fedeploy.errors import FedeployError
+
+    with pytest.raises(FedeployError, match="must be a directory inside the repository"):
+        diff_revisions(tmp_path, "HEAD", stacks_dir=outside)  # tmp_path is no repository
