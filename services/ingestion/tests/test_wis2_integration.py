@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,6 +24,7 @@ from fedeploy_ingestion.stream import Consumer
 from fedeploy_ingestion.window_writer import WindowWriter
 
 from fedeploy.loopback import MosquittoBroker, SeaweedS3
+from fedeploy.loopback.data_host import DataHost
 from fedeploy.loopback.processes import Daemon, free_port, wait_until
 from services.ingestion.tests.bufr_encode import Station, encode
 from services.ingestion.tests.test_stream_integration import (
@@ -39,46 +39,6 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
 ORIGIN = "origin/a/wis2/xx-test/data/core/weather/surface-based-observations/synop"
 CACHE = "cache/a/wis2/xx-test/data/core/weather/surface-based-observations/synop"
-
-
-class DataHost:
-    """A loopback HTTP server: path -> bytes; counts requests; `fail[path]` 503s first."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.fail: Counter[str] = Counter()
-        self.requests: Counter[str] = Counter()
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            disable_nagle_algorithm = True  # no 40 ms delayed-ACK wait between writes
-
-            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
-                host.requests[self.path] += 1
-                if host.fail[self.path] > 0:
-                    host.fail[self.path] -= 1
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                body = host.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str, host: str = "localhost") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
