@@ -8,7 +8,7 @@ import json
 import os
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import numpy as np
@@ -17,6 +17,7 @@ import pytest
 
 from fedeploy.loopback import SeaweedS3
 from fedeploy.loopback.processes import free_port
+from services.inference.tests.test_server import _request_for
 from tests.images.chart_run import chart_command, container_of, podman_run_args
 from tests.images.conftest import podman
 
@@ -30,27 +31,6 @@ DATA = {
     "period": {"start": "2026-01-01", "end": "2026-03-01"},
     "samples": {"train": 1, "test": 1},
 }
-
-
-def _request(series, station: str, origin) -> dict:
-    from fedeploy_inference.contract import VARIABLES
-
-    st = series[station]
-    first = st.hour_index(origin) - 24
-    observations = []
-    for i in range(first, first + 24):
-        row = {"time": (st.start + timedelta(hours=i)).isoformat()}
-        for j, name in enumerate(VARIABLES):
-            if not np.isnan(st.values[i, j]):
-                row[name] = float(st.values[i, j])
-        observations.append(row)
-    return {
-        "station": station,
-        "issued_at": origin.isoformat(),
-        "longitude": st.longitude,
-        "latitude": st.latitude,
-        "observations": observations,
-    }
 
 
 def test_serve_loads_a_published_model_and_answers_a_forecast(
@@ -127,7 +107,7 @@ def test_serve_loads_a_published_model_and_answers_a_forecast(
         )
         answer = httpx.post(
             f"http://127.0.0.1:{port}/v1/predict",
-            json=_request(series, "syn-001", origin),
+            json=_request_for(series, "syn-001", origin),
             timeout=30,
         )
         assert answer.status_code == 200, (answer.text, logs())
