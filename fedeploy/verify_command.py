@@ -8,8 +8,32 @@ import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
+
+# Longest a wait may be asked for (a day): a typo such as `inf` must not hang a pipeline job.
+MAX_WAIT_S = 86400.0
+
+
+def checked_url(value: str | None, option: str) -> str | None:
+    """`value` when it is an http(s) URL with a host and no credentials; a usage error (exit 2)
+    naming `option` otherwise (a credential would be printed in every check's evidence)."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(
+            f"{value!r} is not an http(s) URL with a host (e.g. https://catalog.example.eu)",
+            param_hint=option,
+        )
+    if parts.username is not None or parts.password is not None:
+        raise typer.BadParameter(
+            "the URL holds a user name or password; give the address only (it is printed in "
+            "the report)",
+            param_hint=option,
+        )
+    return value
 
 
 class VerifyFormat(StrEnum):
@@ -40,13 +64,17 @@ def verify_command(
         float,
         typer.Option(
             "--max-harvest-age",
+            min=1,
             help="Hub: the oldest a member's last successful harvest may be, in seconds.",
         ),
     ] = 3600.0,
     bake: Annotated[
         float,
         typer.Option(
-            "--bake", min=0, help="Seconds to wait before the first check (let the site settle)."
+            "--bake",
+            min=0,
+            max=MAX_WAIT_S,
+            help="Seconds to wait before the first check (let the site settle).",
         ),
     ] = 0.0,
     timeout: Annotated[
@@ -57,6 +85,7 @@ def verify_command(
         typer.Option(
             "--deadline",
             min=0,
+            max=MAX_WAIT_S,
             help="Seconds each check keeps retrying (with backoff) before it fails.",
         ),
     ] = 120.0,
@@ -87,6 +116,8 @@ def verify_command(
         verify_site,
     )
 
+    catalog_url = checked_url(catalog_url, "--catalog-url")
+    bridge_url = checked_url(bridge_url, "--bridge-url")
     trust: bool | ssl.SSLContext = True
     if ca_bundle is not None:
         try:

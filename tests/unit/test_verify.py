@@ -141,3 +141,29 @@ def test_a_check_retries_until_it_passes_and_reports_its_attempts() -> None:
     assert failed.status == FAILED and "attempt" in failed.evidence
     skipped = run_check(PlannedCheck("x", reason="why"), down, Settings())
     assert (skipped.status, skipped.evidence) == (NOT_APPLICABLE, "why")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--catalog-url", "ftp://catalog.example.eu"], "not an http(s) URL"),
+        (["--catalog-url", "not a url"], "not an http(s) URL"),
+        (["--bridge-url", "slurm-gw:6820"], "not an http(s) URL"),
+        (["--catalog-url", "https://user:s3cret@catalog.example.eu"], "user name or password"),
+        (["--max-harvest-age", "-5"], "--max-harvest-age"),
+        (["--deadline", "inf"], "--deadline"),
+        (["--bake", "inf"], "--bake"),
+    ],
+)
+def test_odd_options_are_a_usage_error_before_any_request(args: list[str], said: str) -> None:
+    from typer.testing import CliRunner
+
+    from fedeploy.cli import app
+
+    result = CliRunner().invoke(
+        app, ["verify", "aws-dublin", "--stacks-dir", str(STACKS), "--deadline", "0", *args]
+    )
+    assert result.exit_code == 2, result.output
+    assert said in result.output
+    assert "s3cret" not in result.output
+    assert "FAILED" not in result.output  # refused as a usage error, no check was run
