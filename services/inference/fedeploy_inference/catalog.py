@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -127,8 +128,11 @@ def register_item(catalog_url: str, item: dict[str, Any], timeout: float = 30.0)
     """Create the item's collection if it is missing, then create or replace the item."""
     base = catalog_url.rstrip("/")
     collection = item["collection"]
+    # Each id is one percent-encoded path segment: `../x` or `a/b` never names another path.
+    collection_url = f"{base}/collections/{quote(str(collection), safe='')}"
+    item_url = f"{collection_url}/items/{quote(str(item['id']), safe='')}"
     with httpx.Client(timeout=timeout) as http:
-        response = http.get(f"{base}/collections/{collection}")
+        response = http.get(collection_url)
         if response.status_code == 404:
             created = http.post(f"{base}/collections", json=forecast_collection(collection))
             if created.status_code not in (200, 201, 409):
@@ -137,13 +141,11 @@ def register_item(catalog_url: str, item: dict[str, Any], timeout: float = 30.0)
                     f"{created.status_code}: {created.text[:300]}"
                 )
         elif response.status_code != 200:
-            raise CatalogError(f"{base}/collections/{collection}: answered {response.status_code}")
-        items = f"{base}/collections/{collection}/items"
-        created = http.post(items, json=item)
+            raise CatalogError(f"{collection_url}: answered {response.status_code}")
+        created = http.post(f"{collection_url}/items", json=item)
         if created.status_code == 409:  # already registered: replace it with this run's item
-            created = http.put(f"{items}/{item['id']}", json=item)
+            created = http.put(item_url, json=item)
         if created.status_code not in (200, 201):
             raise CatalogError(
-                f"{items}/{item['id']}: registering answered {created.status_code}: "
-                f"{created.text[:300]}"
+                f"{item_url}: registering answered {created.status_code}: {created.text[:300]}"
             )
