@@ -43,7 +43,9 @@ def diff_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Also write every form, unshortened: diff.json, diff.md, diff.txt."
+            "--out",
+            help="Also write every form, unshortened: diff.json, diff.md, diff.txt; and "
+            "comment.md, as printed.",
         ),
     ] = None,
     max_chars: Annotated[
@@ -75,6 +77,13 @@ def diff_command(
         raise typer.BadParameter(
             "give --base REF (the change's starting point)", param_hint="--base"
         )
+    if out is not None:  # before planning, which takes a while
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise typer.BadParameter(
+                f"{out}: cannot create the directory ({err.strerror})", param_hint="--out"
+            ) from None
     try:
         diff = diff_revisions(repo, base, head, stacks_dir=stacks_dir, sites=sites or None)
     except FedeployError as err:
@@ -88,7 +97,6 @@ def diff_command(
     }
     sys.stdout.write(shown[format.value]())
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         (out / OUT_FILES["json"]).write_text(as_json(diff))
         (out / OUT_FILES["markdown"]).write_text(as_markdown(diff, limit=None))
         (out / OUT_FILES["text"]).write_text(as_text(diff))

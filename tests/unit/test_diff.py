@@ -460,3 +460,16 @@ def test_a_stacks_dir_outside_the_repository_is_refused_before_any_git_call(
 
     with pytest.raises(FedeployError, match="must be a directory inside the repository"):
         diff_revisions(tmp_path, "HEAD", stacks_dir=outside)  # tmp_path is no repository
+
+
+def test_an_out_directory_that_cannot_be_made_is_a_usage_error_before_planning(tmp_path) -> None:
+    from fedeploy import cli
+
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(
+        cli.app,
+        ["diff", "--repo", str(tmp_path), "--base", "HEAD", "--out", str(tmp_path / "a-file/out")],
+    )
+    assert result.exit_code == 2, result.output
+    assert "--out" in result.output and "cannot create the directory" in result.output
+    assert "git repository" not in result.output  # refused before the repository is read
