@@ -85,6 +85,14 @@ class Project:
         return diff_revisions(self.path, "base", head, planner=self.planner, **kwargs)
 
 
+def change_a_stack_key(repo: Path) -> None:
+    edit(repo / "stacks/Pulumi.aws-frankfurt.yaml", "replicas: 2", "replicas: 3")
+
+
+def make_a_stack_invalid(repo: Path) -> None:
+    edit(repo / "stacks/Pulumi.aws-dublin.yaml", "kind: aws", "kind: mainframe")
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Project:
     repo = tmp_path_factory.mktemp("diff") / "repo"
@@ -170,10 +178,7 @@ def test_a_components_code_changes_one_resource_per_site_with_its_input_path(
 
 @pytest.mark.slow
 def test_a_stack_file_key_changes_that_sites_release_and_its_objects_only(project: Project) -> None:
-    def change(repo: Path) -> None:
-        edit(repo / "stacks/Pulumi.aws-frankfurt.yaml", "replicas: 2", "replicas: 3")
-
-    diff = project.diff(project.commit_on_base("stack-key", change))
+    diff = project.diff(project.commit_on_base("stack-key", change_a_stack_key))
     assert [n for n, s in diff.sites.items() if s.status != "unchanged"] == ["aws-frankfurt"]
     site = diff.sites["aws-frankfurt"]
     assert changed(site) == {
@@ -245,10 +250,7 @@ def test_the_sites_asked_for_are_the_only_ones_shown_and_an_unknown_one_is_an_er
 
 @pytest.mark.slow
 def test_an_invalid_stack_at_the_head_is_exit_2_naming_the_file(project: Project) -> None:
-    def change(repo: Path) -> None:
-        edit(repo / "stacks/Pulumi.aws-dublin.yaml", "kind: aws", "kind: mainframe")
-
-    diff = project.diff(project.commit_on_base("invalid", change))
+    diff = project.diff(project.commit_on_base("invalid", make_a_stack_invalid))
     assert diff.exit_code == 2
     assert any("Pulumi.aws-dublin.yaml" in e and "kind" in e for e in diff.errors)
 
@@ -262,6 +264,10 @@ def test_the_command_exit_status_forms_and_bytes_are_stable(
 
     # The command plans with plan_revision: route it through the module's cache.
     monkeypatch.setattr(diff_module, "plan_revision", project.planner)
+    # Its own branches (the same trees as the tests above, so planned once): it runs alone too.
+    project.commit_on_base("stack-key", change_a_stack_key)
+    project.commit_on_base("nothing", lambda repo: None)
+    project.commit_on_base("invalid", make_a_stack_invalid)
     runner = CliRunner()
     args = ["diff", "--repo", str(project.path), "--base", "base"]
     first = runner.invoke(
