@@ -9,6 +9,7 @@ costs nothing for code that never renders a chart.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,8 +50,6 @@ _SAFE_LOADER = _safe_loader()
 def _cache_schema_files() -> None:
     """kubernetes-validate re-reads its schema files (the definitions alone are megabytes of
     JSON) for every document it checks; keep each parsed file, as they never change."""
-    import functools
-
     from kubernetes_validate import utils
 
     if not hasattr(utils.schema_contents, "cache_info"):
@@ -155,28 +154,73 @@ def validate_manifests(
     Returns one line per invalid manifest ("Kind/name: path: reason"); empty when all are valid.
     Strict mode also rejects fields the schema does not know, the usual sign of a typo or of a
     field that the target version does not have yet. An object without a schema (a custom
-    resource) is reported, not skipped.
+    resource) is reported, not skipped. A manifest without `apiVersion` or `kind` raises KeyError.
+
+    The schemas and the rules are kubernetes-validate's (`kubernetes_validate.validate`: the
+    schema file of the kind and API group, the first violation jsonschema finds); the validator
+    of each schema is built once per process instead of once per document.
     """
-    import kubernetes_validate
-    from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
-
-    _cache_schema_files()
-
     version = "{}.{}".format(*_major_minor(kube_version))
+    schema_dir = _schema_dir(version, strict)
     errors: list[str] = []
     for manifest in manifests:
         name = _describe(manifest)
-        try:
-            kubernetes_validate.validate(dict(manifest), version, strict=strict)
-        except ValidationError as error:
-            where = "/".join(str(part) for part in error.path) or "(top level)"
-            errors.append(f"{name}: {where}: {error.message}")
-        except SchemaNotFoundError:
+        validator = _validator(schema_dir, _schema_file(manifest), version)
+        if validator is None:
             errors.append(
                 f"{name}: no schema for {manifest.get('apiVersion')} {manifest.get('kind')} "
                 f"in Kubernetes {version}"
             )
+            continue
+        error = next(iter(validator.iter_errors(dict(manifest))), None)
+        if error is not None:
+            where = "/".join(str(part) for part in error.path) or "(top level)"
+            errors.append(f"{name}: {where}: {error.message}")
     return errors
+
+
+_API_GROUP = re.compile(r"^([^./]*)(?:\.[^/]*)?/")
+
+
+def _schema_file(manifest: Mapping[str, Any]) -> str:
+    """kubernetes-validate's file name for a manifest's schema: "deployment-apps-v1.json" (the
+    API group's domain dropped: rbac.authorization.k8s.io/v1 -> rbac-v1)."""
+    api_version = _API_GROUP.sub(r"\1-", manifest["apiVersion"])
+    return f"{manifest['kind'].lower()}-{api_version}.json"
+
+
+def _schema_dir(version: str, strict: bool) -> str:
+    """The folder of kubernetes-validate's schemas for a supported "major.minor" version."""
+    release = next(v for v in _schema_versions() if v.startswith(f"{version}."))
+    return f"v{release}-local" + ("-strict" if strict else "")
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_versions() -> tuple[str, ...]:
+    """Every Kubernetes version kubernetes-validate ships schemas for ("1.29.0", ...)."""
+    from kubernetes_validate.utils import all_versions
+
+    return tuple(all_versions())
+
+
+@functools.lru_cache(maxsize=512)
+def _validator(schema_dir: str, schema_file: str, version: str) -> Any:
+    """A validator of one kubernetes-validate schema, built as `kubernetes_validate.validate`
+    builds it for every document (Draft 2020-12, the schema and the version's definitions in
+    one registry); None when the version has no such schema (a custom resource)."""
+    import jsonschema
+    from kubernetes_validate.utils import schema_contents
+    from referencing import Registry, Resource
+
+    _cache_schema_files()
+    try:
+        schema = schema_contents(f"kubernetes-json-schema/{schema_dir}/{schema_file}", version)
+    except FileNotFoundError:
+        return None
+    definitions = schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json", version)
+    registry: Any = Resource.from_contents(schema) @ Registry()
+    registry = Resource.from_contents(definitions) @ registry
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
 def _load(chart_dir: str | Path) -> Any:
@@ -199,10 +243,8 @@ def _check_release_name(release_name: str) -> None:
 
 def _major_minor(kube_version: str) -> tuple[int, int]:
     """Parse "1.29", "v1.29" or "1.29.3"; the version must be one kubernetes-validate knows."""
-    from kubernetes_validate.utils import all_versions
-
     match = _KUBE_VERSION.match(kube_version.strip())
-    known = sorted({tuple(int(p) for p in v.split(".")[:2]) for v in all_versions()})
+    known = sorted({tuple(int(p) for p in v.split(".")[:2]) for v in _schema_versions()})
     if match is None or (int(match[1]), int(match[2])) not in known:
         allowed = ", ".join(f"{major}.{minor}" for major, minor in known)
         raise ValueError(
