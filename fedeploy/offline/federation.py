@@ -3,11 +3,12 @@ by the referenced stacks' own plans, then the checks only the whole federation c
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,10 @@ def load_federation(stacks_dir: Path, names: list[str] | None = None) -> Federat
 Check = Callable[[StackPlan, Any], Any]
 MIN_PARALLEL_WAVE = 4
 Task = tuple[Path, dict[str, dict[str, Any]], Any, Check | None]
+Result = tuple[StackPlan, Any] | FedeployError  # a stack's plan and its checks, or its error
 
 
-def _plan_one(task: Task) -> tuple[StackPlan, Any] | FedeployError:
+def _plan_one(task: Task) -> Result:
     path, refs, site, check = task
     try:
         stack_plan = plan_stack(path, references=refs)
@@ -168,61 +170,169 @@ def plan_federation(
     jobs: int | None = None,
     check: Check | None = None,
 ) -> FederationPlan:
-    """Validate, then run every program wave by wave; stacks of one wave may run in parallel.
+    """Validate, then run every stack's program as soon as every stack it reads from is planned;
+    with `jobs` > 1 several at once, each in a forked process, those on the longest chain of
+    references first.
 
-    `check(stack_plan, site)` runs right after each stack's plan, in the same worker; its
-    results land in `checked`."""
+    The result does not depend on what ran when: it is the plan wave by wave (`order`) would
+    give. The first wave with a problem ends it: that wave's problems are reported in wave order,
+    and no later wave is reported (a failing stack stops every stack that reads it, and the
+    planner starts no stack the report could no longer show). `check(stack_plan, site)` runs
+    right after each stack's plan, in the same worker; its results land in `checked`."""
     plan = load_federation(stacks_dir, names)
     if plan.errors:
         return plan
     files = stack_files(stacks_dir)
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
-    pool = None
+    pool: ProcessPoolExecutor | None = None
     # Forking pays off only once a wave holds several stacks: the imports a worker inherits
     # cost less than planning a few stacks, but more than planning one or two.
     if jobs > 1 and max(map(len, plan.order), default=0) >= MIN_PARALLEL_WAVE and fork_is_safe():
-        warm_imports()
+        _prepare_fork()
         # Pulumi's runtime state is process-wide: stacks run side by side in forked processes.
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
     try:
-        _run_waves(plan, files, pool, check)
+        if pool is None:
+            results = _run_stacks(plan, files, _InProcess(), 1, check)
+        else:
+            results = _run_stacks(plan, files, pool, jobs, check)
     finally:
         if pool is not None:
             pool.shutdown()
+            gc.unfreeze()
+    _gather(plan, results)
     return plan
 
 
-def _run_waves(
+def _prepare_fork() -> None:
+    """Import the SDKs with the cyclic garbage collector paused (the imports make hundreds of
+    thousands of objects, none of them garbage, and each collection in between walks them all),
+    then freeze what is there: the workers inherit it without their collector walking it again
+    or touching (and so copying) its pages. `plan_federation` unfreezes once the pool is done."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        warm_imports()
+    finally:
+        if enabled:
+            gc.enable()
+    gc.freeze()
+
+
+class _InProcess:
+    """Runs each task at once in this process: the executor where no worker may be forked."""
+
+    def submit(self, fn: Callable[[Task], Result], task: Task) -> Future[Result]:
+        future: Future[Result] = Future()
+        future.set_result(fn(task))
+        return future
+
+
+def chain_lengths(order: list[list[str]], reads: Mapping[str, set[str]]) -> dict[str, int]:
+    """For each stack, how many stacks the longest chain of references through it holds: the
+    stacks it reads (transitively), itself, and the stacks that read it (transitively).
+
+    `order` is the deployment order (waves; each stack reads only stacks of earlier waves),
+    `reads` maps each stack of it to the stacks it reads. The stacks with the longest chains
+    bound the federation's planning time, so they start first."""
+    upstream: dict[str, int] = {}
+    downstream: dict[str, int] = {}
+    readers: dict[str, set[str]] = {name: set() for wave in order for name in wave}
+    for name, targets in reads.items():
+        for target in targets:
+            readers[target].add(name)
+    for wave in order:
+        for name in wave:
+            upstream[name] = 1 + max((upstream[t] for t in reads.get(name, ())), default=0)
+    for wave in reversed(order):
+        for name in wave:
+            downstream[name] = 1 + max((downstream[r] for r in readers[name]), default=0)
+    return {name: upstream[name] + downstream[name] - 1 for name in upstream}
+
+
+def _reference_inputs(
+    plan: FederationPlan, name: str, planned: Mapping[str, StackPlan]
+) -> tuple[dict[str, dict[str, Any]], list[FedeployError]]:
+    """The outputs of each stack `name` reads, and an error for each output it reads that the
+    stack does not export."""
+    refs: dict[str, dict[str, Any]] = {}
+    errors: list[FedeployError] = []
+    for ref in plan.references:
+        if ref.stack != name:
+            continue
+        outputs = planned[ref.target].outputs
+        if ref.output not in outputs:
+            errors.append(
+                FederationError(
+                    f"stack {name!r} reads output {ref.output!r} of stack {ref.target!r} "
+                    f"({ref.because}), which {ref.target!r} does not export "
+                    f"(it exports: {', '.join(sorted(outputs))})"
+                )
+            )
+        refs[ref.target] = outputs
+    return refs, errors
+
+
+def _run_stacks(
     plan: FederationPlan,
     files: dict[str, Path],
-    pool: ProcessPoolExecutor | None,
+    executor: ProcessPoolExecutor | _InProcess,
+    slots: int,
     check: Check | None,
-) -> None:
-    for wave in plan.order:
-        tasks = []
-        for name in wave:
-            refs: dict[str, dict[str, Any]] = {}
-            for ref in plan.references:
-                if ref.stack != name:
+) -> dict[str, Result]:
+    """Plan each stack once every stack it reads is planned, at most `slots` at a time, the
+    longest chains first; the result (a plan and its checks, or the error) of each stack run.
+
+    A stack whose wave the report can no longer reach is not started: after a failing stack,
+    any stack of a later wave; after a stack reading an output that is not there, any stack of
+    its wave or later (see `_gather`)."""
+    wave_of = {name: index for index, wave in enumerate(plan.order) for name in wave}
+    reads: dict[str, set[str]] = {name: set() for name in wave_of}
+    for ref in plan.references:
+        if ref.stack in reads:
+            reads[ref.stack].add(ref.target)
+    chain = chain_lengths(plan.order, reads)
+    waiting = sorted(wave_of, key=lambda name: (-chain[name], wave_of[name], name))
+    last_wave = len(plan.order) - 1  # the last wave the report can still reach
+    planned: dict[str, StackPlan] = {}
+    results: dict[str, Result] = {}
+    running: dict[Future[Result], str] = {}
+    while True:
+        for name in list(waiting):
+            if len(running) >= slots:
+                break
+            if wave_of[name] > last_wave:
+                waiting.remove(name)
+            elif reads[name] <= planned.keys():
+                waiting.remove(name)
+                refs, problems = _reference_inputs(plan, name, planned)
+                if problems:
+                    last_wave = min(last_wave, wave_of[name] - 1)
                     continue
-                outputs = plan.plans[ref.target].outputs
-                if ref.output not in outputs:
-                    plan.errors.append(
-                        FederationError(
-                            f"stack {name!r} reads output {ref.output!r} of stack {ref.target!r} "
-                            f"({ref.because}), which {ref.target!r} does not export "
-                            f"(it exports: {', '.join(sorted(outputs))})"
-                        )
-                    )
-                refs[ref.target] = outputs
-            tasks.append((files[name], refs, plan.sites[name], check))
+                task = (files[name], refs, plan.sites[name], check)
+                running[executor.submit(_plan_one, task)] = name
+        if not running:
+            return results
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            name = running.pop(future)
+            result = results[name] = future.result()
+            if isinstance(result, FedeployError):
+                last_wave = min(last_wave, wave_of[name])
+            else:
+                planned[name] = result[0]
+
+
+def _gather(plan: FederationPlan, results: Mapping[str, Result]) -> None:
+    """Record the results wave by wave, up to the first wave with a problem: a reference to an
+    output that is not there (that wave's stacks are then not reported) or a stack that failed."""
+    for wave in plan.order:
+        for name in wave:
+            plan.errors.extend(_reference_inputs(plan, name, plan.plans)[1])
         if plan.errors:
             return
-        if pool is None or len(tasks) == 1:
-            results = [_plan_one(task) for task in tasks]
-        else:
-            results = list(pool.map(_plan_one, tasks))
-        for name, result in zip(wave, results, strict=True):
+        for name in wave:
+            result = results[name]
             if isinstance(result, FedeployError):
                 plan.errors.append(result)
             else:
