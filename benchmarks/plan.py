@@ -1,11 +1,17 @@
 """Wall time and peak memory of `fedeploy plan`: the example federation and synthetic ones.
 
 Each case runs in a fresh process so its peak memory is its own. Targets: the example
-federation under 5 s on two cores; 100 sites under 60 s and under 2 GiB."""
+federation under 5 s on two cores; 100 sites under 60 s and under 2 GiB.
+
+    python benchmarks/plan.py                 # every case, the example run 3 times (median)
+    python benchmarks/plan.py --example-only --repeat 5
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,13 +48,33 @@ def run_case(stacks: Path, jobs: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def example_case(jobs: int, repeat: int) -> dict:
+    """The example federation `repeat` times: the median run, with the fastest and slowest."""
+    runs = sorted((run_case(ROOT / "stacks", jobs) for _ in range(repeat)), key=_seconds)
+    median = dict(runs[len(runs) // 2])
+    median["spread"] = (runs[0]["seconds"], runs[-1]["seconds"])
+    median["seconds"] = statistics.median(_seconds(r) for r in runs)
+    return median
+
+
+def _seconds(run: dict) -> float:
+    return float(run["seconds"])
+
+
 def main() -> None:
     from benchmarks.synthetic import make_federation
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the example (median)")
+    parser.add_argument("--example-only", action="store_true", help="skip the synthetic cases")
+    args = parser.parse_args()
+
     jobs = 2
-    rows = [("example federation", run_case(ROOT / "stacks", jobs), 5.0, None)]
+    rows: list[tuple[str, dict, float | None, float | None]] = [
+        ("example federation", example_case(jobs, max(1, args.repeat)), 5.0, None)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        for sites in (10, 50, 100):
+        for sites in () if args.example_only else (10, 50, 100):
             stacks = make_federation(Path(tmp) / f"f{sites}", sites)
             ceiling = 60.0 if sites == 100 else None
             rows.append(
@@ -69,6 +95,9 @@ def main() -> None:
             f"{name:<22} {r['sites']:>5} {r['resources']:>9} {r['seconds']:>8.2f} "
             f"{(f'< {seconds:g}' if seconds else '-'):>8} {peak:>9.0f} {(f'< {mib:g}' if mib else '-'):>10} {r['exit']}"
         )
+        if "spread" in r:
+            low, high = r["spread"]
+            print(f"   median of {args.repeat} runs; fastest {low:.2f} s, slowest {high:.2f} s")
         if r["errors"]:
             print("   errors:", r["errors"])
     print(
