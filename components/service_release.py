@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from fedeploy.image_lock import pin_images
 from fedeploy.service_values import chart_metadata
 
 
 class ServiceRelease(pulumi.ComponentResource):
-    """A Helm release of `charts/<chart>` (hooks, atomic upgrades and rollbacks are Helm's own)."""
+    """A Helm release of `charts/<chart>` (hooks, atomic upgrades and rollbacks are Helm's own).
+
+    Every image of the release that images.lock.yaml holds runs pinned by its digest
+    (fedeploy.image_lock); a digest the values set already wins."""
 
     status: pulumi.Output[Any]
     chart_version: str
@@ -37,7 +42,11 @@ class ServiceRelease(pulumi.ComponentResource):
             # Relative to the project directory, where `pulumi up` runs the program.
             chart=f"charts/{chart}",
             namespace=namespace,
-            values=values,
+            # A plain mapping is pinned as it is, so its Outputs (secrets, unknowns in a
+            # preview) stay where they are; only values given as one Output wait for it.
+            values=pin_images(chart, values)
+            if isinstance(values, Mapping)
+            else pulumi.Output.from_input(values).apply(lambda given: pin_images(chart, given)),
             atomic=True,
             cleanup_on_fail=True,
             max_history=10,

@@ -116,7 +116,8 @@ def digest_findings(plan: StackPlan, rendered: list[RenderedRelease]) -> list[Fi
                     "image-digest",
                     release.name,
                     f"production site runs images not pinned by digest: {', '.join(images)}; "
-                    "set image.digest (sha256:...) from the release pipeline's record",
+                    "record their digests in images.lock.yaml (`fedeploy images record`, as the "
+                    "release pipeline does) or set image.digest",
                     enforcement="advisory",
                 )
             )

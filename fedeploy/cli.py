@@ -180,6 +180,17 @@ def _mount_verify() -> None:
 _mount_verify()
 
 
+def _mount_images() -> None:
+    from fedeploy.image_command import images_app
+
+    app.add_typer(
+        images_app, name="images", help="The images the charts run, and their recorded digests."
+    )
+
+
+_mount_images()
+
+
 def _mount_bridge() -> None:
     try:
         from fedeploy.bridge.cli import bridge_app

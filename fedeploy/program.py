@@ -39,9 +39,11 @@ def build(stacks_dir: Path = STACKS_DIR) -> dict[str, pulumi.Output[Any]]:
     # Imported here so that config validation (and its errors) never waits on provider SDKs.
     from components.hub import Hub
     from components.site import Site
+    from fedeploy.image_lock import load_lock
 
     stack = pulumi.get_stack()
     site = load_site(stack, stacks_dir)
+    load_lock()  # a broken images.lock.yaml stops the stack before any resource
     stack_refs: dict[str, pulumi.StackReference] = {}
     referenced: dict[str, dict[str, pulumi.Output[Any]]] = {}
     for ref in references(stack, site):

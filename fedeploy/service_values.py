@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fedeploy.config.services import CatalogService, InferenceService, IngestionService
 from fedeploy.exposure import assets_values, exposure_values
+from fedeploy.project import project_dir
 
-CHARTS_DIR = Path(__file__).resolve().parent.parent / "charts"
+CHARTS_DIR = project_dir() / "charts"
 SERVICE_ACCOUNTS = {"catalog": "catalog", "ingestion": "ingestion", "inference": "inference"}
 CATALOG_PORT = 8080
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"

@@ -9,14 +9,14 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 
 import jinja2
 
 from fedeploy.bridge.firewall import FirewallRules
 from fedeploy.config.bridge import BridgeConfig
+from fedeploy.project import project_dir
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "bridge"
+TEMPLATE_DIR = project_dir() / "templates" / "bridge"
 BANNER = "Rendered by fedeploy from templates/bridge; the next deployment overwrites changes."
 HEREDOC_END = "FEDEPLOY_END_OF_FILE"
 

@@ -11,6 +11,7 @@ The rules, first match wins; each answer carries the words a reviewer reads in t
 | `policies/**` | every site: previews and the plan check them |
 | `templates/**` | every site with a SLURM bridge (they render its node configuration) |
 | `Pulumi.yaml`, `__main__.py`, `pyproject.toml` | every site |
+| `images.lock.yaml` | every site: the image digests its releases are pinned to |
 | a file the Pulumi program loads (import closure of `__main__.py`) | every site |
 | other `fedeploy/`, `components/` Python files | nothing (the CLI, the offline plan...) |
 | other files there beside no module the program loads | nothing |
@@ -30,6 +31,7 @@ from fedeploy.config.loader import STACK_FILE
 Scope = Literal["stack", "chart", "service", "bridges", "every", "nothing"]
 
 PROJECT_FILES = frozenset({"Pulumi.yaml", "__main__.py", "pyproject.toml"})
+IMAGE_LOCK = "images.lock.yaml"
 PROGRAM_PACKAGES = ("fedeploy", "components")
 # Paths that never reach a stack: documentation, tooling, the pipelines themselves.
 INERT_DIRS = frozenset(
@@ -80,6 +82,8 @@ def classify(
         return Touch("bridges", why="the bridge templates changed")
     if path in PROJECT_FILES:
         return Touch("every", why=f"{path} (the Pulumi project) changed")
+    if path == IMAGE_LOCK:
+        return Touch("every", why="image digests changed (images.lock.yaml)")
     if path in program_files:
         return Touch("every", why="program code changed")
     if top in PROGRAM_PACKAGES:

@@ -15,6 +15,7 @@ from typing import Any
 
 from fedeploy.config.loader import STACK_FILE, check_stack_file
 from fedeploy.errors import FedeployError, FederationError, StackConfigError
+from fedeploy.image_lock import ImageLockError, load_lock
 from fedeploy.offline.engine import StackPlan, plan_stack
 from fedeploy.references import Reference, deployment_order, references
 
@@ -50,6 +51,11 @@ def stack_files(stacks_dir: Path) -> dict[str, Path]:
 def load_federation(stacks_dir: Path, names: list[str] | None = None) -> FederationPlan:
     """Validate the named stacks (all by default) and every stack they read from."""
     plan = FederationPlan(stacks_dir=stacks_dir)
+    try:
+        load_lock()  # every stack pins its images from it: a broken lock is one error, first
+    except ImageLockError as err:
+        plan.errors.append(err)
+        return plan
     files = stack_files(stacks_dir)
     wanted = list(names or files)
     for name in wanted:

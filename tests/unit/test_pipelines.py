@@ -321,15 +321,23 @@ def test_drift_has_its_own_concurrency_group_and_writes_one_issue_per_site() -> 
 def test_release_builds_each_service_image_from_its_chart_app_version_with_sbom_and_scan() -> None:
     release = load(GITHUB / "workflows" / "release.yml")
     images = release["jobs"]["images"]
-    services = images["strategy"]["matrix"]["service"]
-    assert sorted(services) == sorted(
-        p.parent.name for p in (ROOT / "services").glob("*/Dockerfile")
+    matrix = images["strategy"]["matrix"]["include"]
+    # Every Dockerfile of every service is built (the CUDA one too), each once.
+    built = sorted(f"services/{m['service']}/{m['dockerfile']}" for m in matrix)
+    assert built == sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "services").glob("*/Dockerfile*")
+        if not p.name.endswith(".dockerignore")
     )
-    for service in services:
+    for entry in matrix:
+        service, suffix = entry["service"], entry["suffix"]
         chart = yaml.safe_load((ROOT / "charts" / service / "Chart.yaml").read_text())
         assert chart.get("appVersion"), service
-        values = yaml.safe_load((ROOT / "charts" / service / "values.yaml").read_text())
-        assert values["image"]["repository"] == f"{release['env']['REGISTRY']}/{service}"
+        # The image block of the chart that runs this build names its repository and suffix.
+        from fedeploy.image_lock import chart_images
+
+        refs = {use.ref for use in chart_images(service)}
+        assert f"{release['env']['REGISTRY']}/{service}:{chart['appVersion']}{suffix}" in refs
     uses = [s.get("uses", "").split("@")[0] for s in images["steps"]]
     assert {"aquasecurity/trivy-action", "anchore/sbom-action", "docker/build-push-action"} <= set(
         uses
@@ -342,6 +350,26 @@ def test_release_builds_each_service_image_from_its_chart_app_version_with_sbom_
     push = next(i for i, s in enumerate(images["steps"]) if s.get("with", {}).get("push") is True)
     assert uses.index("aquasecurity/trivy-action") < push
     assert release["jobs"]["charts"]["needs"] == "images"
+
+
+def test_release_records_every_pushed_digest_and_proposes_the_lock() -> None:
+    release = load(GITHUB / "workflows" / "release.yml")
+    steps = release["jobs"]["images"]["steps"]
+    push = next(s for s in steps if s.get("with", {}).get("push") is True)
+    record = next(s for s in steps if s.get("name") == "Record the pushed digest")
+    assert record["env"]["DIGEST"] == f"${{{{ steps.{push['id']}.outputs.digest }}}}"
+    assert steps.index(record) == steps.index(push) + 1
+    digests = release["jobs"]["digests"]
+    assert set(digests["needs"]) == {"images", "charts"}
+    script = "\n".join(s.get("run", "") for s in digests["steps"])
+    assert "fedeploy images record $(cat digests/*.txt)" in script
+    # Nothing the charts run may stay unpinned, and the lock goes back as a pull request.
+    assert 'test -z "$(fedeploy images list --unpinned)"' in script
+    assert "gh pr create" in script and "images.lock.yaml" in script
+    assert digests["permissions"] == {"contents": "write", "pull-requests": "write"}
+    # GitLab records the digest of each promoted image too.
+    gitlab = load(GITLAB_CI)
+    assert "fedeploy images record" in "\n".join(gitlab["release:digests"]["script"])
 
 
 def test_gitlab_keeps_forks_away_from_credentials_and_logs_in_by_oidc() -> None:
@@ -383,7 +411,7 @@ def test_gitlab_deploys_through_the_generated_child_pipeline() -> None:
 
 # ---- the documented commands, and running them ---------------------------------------------------
 
-FEDEPLOY_CALL = re.compile(r"\bfedeploy (affected|plan|diff|verify)\b([^\n|>;)]*)")
+FEDEPLOY_CALL = re.compile(r"\bfedeploy (affected|plan|diff|verify|images)\b([^\n|>;)]*)")
 
 
 def _pipeline_calls() -> set[tuple[str, str]]:

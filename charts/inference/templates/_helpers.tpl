@@ -46,11 +46,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* "repository:tag" from an image block; an empty tag falls back to the given default. */}}
+{{/* "repository:tag" from an image block; an empty tag falls back to the given default, and the
+block's suffix (the CUDA image's "-cuda") follows the tag. */}}
 {{- define "inference.imageRef" -}}
-{{- $ref := printf "%s:%s" .image.repository (default .default .image.tag) }}
+{{- $ref := printf "%s:%s%s" .image.repository (default .default .image.tag) (default "" .image.suffix) }}
 {{- with .image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end }}
 {{- $ref }}
+{{- end }}
+
+{{/* The image block the model servers run: the CUDA image with gpu.enabled, else the CPU image. */}}
+{{- define "inference.serverImage" -}}
+{{- if .Values.gpu.enabled }}{{ toJson .Values.gpu.image }}{{ else }}{{ toJson .Values.image }}{{ end }}
 {{- end }}
 
 {{/* checkov's skip annotations of a workload, each "CHECK_ID=reason": the image waivers while one of

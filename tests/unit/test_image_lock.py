@@ -1,0 +1,256 @@
+"""images.lock.yaml: what the release pipeline records, and every image of every release pinned
+from it by the program and the offline plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fedeploy import image_lock
+from fedeploy.charts import pod_template
+from fedeploy.cli import app
+from fedeploy.image_lock import ImageLockError, chart_images, load_lock, pin_images, record
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = ROOT / "stacks"
+A = "sha256:" + "a" * 64
+B = "sha256:" + "b" * 64
+
+
+class Unresolved:
+    """Stands for a Pulumi Output in values: neither a mapping nor a string. (A real Output made
+    outside a Pulumi runtime leaves work on the event loop that hangs a later plan.)"""
+
+
+def _digest(ref: str) -> str:
+    """A distinct, well-formed digest per reference."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+
+
+def _images(manifests) -> set[str]:
+    found = set()
+    for manifest in manifests:
+        template = pod_template(manifest)
+        if template is None:
+            continue
+        spec = template["spec"]
+        for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+            found.add(container["image"])
+    return found
+
+
+# ---- the lock file ------------------------------------------------------------------------------
+
+
+def test_no_lock_file_pins_nothing(tmp_path) -> None:
+    assert load_lock(tmp_path / "images.lock.yaml") == {}
+
+
+def test_the_projects_lock_file_is_valid() -> None:
+    for ref, digest in load_lock().items():
+        assert image_lock.IMAGE_REF.match(ref) and image_lock.DIGEST.match(digest)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("version: 2\ndigests: {}\n", "version: found 2, allowed: 1"),
+        ("version: 1\ndigest: {}\n", "unknown keys digest; allowed: version, digests"),
+        ("- a\n", "expected a mapping with 'version' and 'digests', found a list"),
+        ("version: 1\ndigests: [a]\n", "digests: expected a mapping"),
+        (f"version: 1\ndigests:\n  'ghcr.io/X/y:1': {A}\n", "key 'ghcr.io/X/y:1' is not an image"),
+        (f"version: 1\ndigests:\n  'ghcr.io/x': {A}\n", "key 'ghcr.io/x' is not an image"),
+        ("version: 1\ndigests:\n  ghcr.io/x:1: sha256:abc\n", "digests.ghcr.io/x:1: found"),
+        ("version: 1\ndigests:\n  ghcr.io/x:1: 12\n", "found 12, allowed: sha256:"),
+        (
+            f"version: 1\ndigests:\n  ghcr.io/x:1: {A}\n  ghcr.io/x:1: {B}\n",
+            "duplicate key 'ghcr.io/x:1' at lines 3 and 4",
+        ),
+        ("version: 1\ndigests: {a: [\n", "not valid YAML"),
+    ],
+)
+def test_a_broken_lock_is_refused_naming_file_and_key(tmp_path, text, says) -> None:
+    lock = tmp_path / "images.lock.yaml"
+    lock.write_text(text)
+    with pytest.raises(ImageLockError) as caught:
+        load_lock(lock)
+    assert str(lock) in str(caught.value)
+    assert says in str(caught.value)
+
+
+def test_record_adds_sorted_and_is_idempotent(tmp_path) -> None:
+    lock = tmp_path / "images.lock.yaml"
+    assert record([f"ghcr.io/z/b:1@{B}", f"ghcr.io/z/a:1@{A}"], lock) == [
+        "added ghcr.io/z/a:1",
+        "added ghcr.io/z/b:1",
+    ]
+    first = lock.read_bytes()
+    assert load_lock(lock) == {"ghcr.io/z/a:1": A, "ghcr.io/z/b:1": B}
+    assert record([f"ghcr.io/z/a:1@{A}"], lock) == []
+    assert lock.read_bytes() == first
+    # Another order of the same digests gives the same bytes.
+    other = tmp_path / "other.yaml"
+    record([f"ghcr.io/z/a:1@{A}", f"ghcr.io/z/b:1@{B}"], other)
+    assert other.read_bytes() == first
+
+
+def test_a_moved_tag_is_refused_unless_replaced(tmp_path) -> None:
+    lock = tmp_path / "images.lock.yaml"
+    record([f"ghcr.io/z/a:1@{A}"], lock)
+    before = lock.read_bytes()
+    with pytest.raises(ImageLockError, match="recorded with sha256:a+, now sha256:b+"):
+        record([f"ghcr.io/z/a:1@{B}", f"ghcr.io/z/c:1@{B}"], lock)
+    assert lock.read_bytes() == before  # nothing written, not even the new image
+    assert record([f"ghcr.io/z/a:1@{B}"], lock, replace=True) == [
+        f"replaced ghcr.io/z/a:1: {A} -> {B}"
+    ]
+    assert load_lock(lock)["ghcr.io/z/a:1"] == B
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ghcr.io/z/a:1",  # no digest
+        f"ghcr.io/z/a@{A}",  # no tag
+        "ghcr.io/z/a:1@sha256:" + "A" * 64,
+        f"ghcr.io/z/a:1@{A}; rm -rf /",
+        f"GHCR/z/a:1@{A}x",
+    ],
+)
+def test_record_refuses_a_malformed_reference_before_writing(tmp_path, bad) -> None:
+    lock = tmp_path / "images.lock.yaml"
+    with pytest.raises(ImageLockError, match="not a pinned image reference"):
+        record([f"ghcr.io/z/ok:1@{A}", bad], lock)
+    assert not lock.exists()
+
+
+def test_record_refuses_one_tag_with_two_digests(tmp_path) -> None:
+    with pytest.raises(ImageLockError, match="given twice"):
+        record([f"ghcr.io/z/a:1@{A}", f"ghcr.io/z/a:1@{B}"], tmp_path / "l.yaml")
+
+
+# ---- pinning -----------------------------------------------------------------------------------
+
+
+def test_pin_sets_only_missing_digests_and_keeps_outputs() -> None:
+    bucket = Unresolved()
+    values = {"storage": {"bucket": bucket}, "gpu": {"enabled": True}}
+    lock = {
+        "ghcr.io/fedeploy/inference:0.1.0": A,
+        "ghcr.io/fedeploy/inference:0.1.0-cuda": B,
+    }
+    pinned = pin_images("inference", values, lock)
+    assert pinned["image"]["digest"] == A
+    assert pinned["gpu"]["image"]["digest"] == B
+    assert pinned["gpu"]["enabled"] is True
+    assert pinned["storage"]["bucket"] is bucket
+    assert "image" not in values and "image" not in values["gpu"]  # the input is not changed
+    # A digest the values set wins over the lock.
+    given = pin_images("inference", {"image": {"digest": B}}, lock)
+    assert given["image"]["digest"] == B
+    # A tag the lock does not hold stays unpinned.
+    assert "digest" not in pin_images("inference", {"image": {"tag": "9.9.9"}}, lock)["image"]
+
+
+def test_a_block_behind_an_output_is_left_alone() -> None:
+    hidden = Unresolved()
+    pinned = pin_images("ingestion", {"image": hidden}, {"ghcr.io/fedeploy/ingestion:0.1.0": A})
+    assert pinned["image"] is hidden
+    tag = Unresolved()
+    pinned = pin_images(
+        "ingestion", {"image": {"tag": tag}}, {"ghcr.io/fedeploy/ingestion:0.1.0": A}
+    )
+    assert pinned["image"] == {"tag": tag}
+
+
+def test_every_rendered_image_is_an_image_block_the_lock_can_pin(example_report) -> None:
+    """The walk finds every image each release of the example federation runs (a chart image
+    without a repository/tag block would run unpinned for ever)."""
+    checked = 0
+    for stack, (rendered, _findings) in example_report.federation.checked.items():
+        for release in rendered:
+            blocks = {use.ref for use in chart_images(release.chart.split("/")[-1], release.values)}
+            assert _images(release.manifests) <= blocks, (stack, release.name)
+            checked += 1
+    assert checked >= 10
+
+
+def test_a_lock_pins_every_image_of_the_federation_and_lifts_the_advisory(
+    tmp_path, monkeypatch
+) -> None:
+    from fedeploy.plan import run_plan
+
+    refs = {
+        use.ref for chart in ("catalog", "ingestion", "inference") for use in chart_images(chart)
+    }
+    lock = tmp_path / "images.lock.yaml"
+    record([f"{ref}@{_digest(ref)}" for ref in sorted(refs)], lock)
+    monkeypatch.setattr(image_lock, "LOCK_FILE", lock)
+    report = run_plan(STACKS, ["aws-dublin"], jobs=1)
+    assert not report.errors, report.errors
+    rendered, findings = report.federation.checked["aws-dublin"]
+    images = set().union(*(_images(release.manifests) for release in rendered))
+    assert images and all("@sha256:" in image for image in images), images
+    for image in images:
+        ref, digest = image.split("@")
+        assert digest == _digest(ref)
+    assert not [f for f in findings if f.rule == "image-digest"]
+
+
+def test_without_a_lock_a_production_site_gets_the_advisory(tmp_path, monkeypatch) -> None:
+    from fedeploy.plan import run_plan
+
+    monkeypatch.setattr(image_lock, "LOCK_FILE", tmp_path / "none.yaml")
+    report = run_plan(STACKS, ["aws-dublin"], jobs=1)
+    _rendered, findings = report.federation.checked["aws-dublin"]
+    advice = [f for f in findings if f.rule == "image-digest"]
+    assert advice and "images.lock.yaml" in advice[0].message
+
+
+def test_a_broken_lock_stops_the_plan_with_one_error(tmp_path, monkeypatch) -> None:
+    from fedeploy.plan import run_plan
+
+    lock = tmp_path / "images.lock.yaml"
+    lock.write_text("version: 1\ndigests:\n  ghcr.io/x:1: latest\n")
+    monkeypatch.setattr(image_lock, "LOCK_FILE", lock)
+    report = run_plan(STACKS, jobs=1)
+    assert len(report.errors) == 1
+    assert str(lock) in str(report.errors[0]) and "digests.ghcr.io/x:1" in str(report.errors[0])
+    assert not report.federation.plans  # nothing planned
+
+
+# ---- the command -------------------------------------------------------------------------------
+
+
+def test_images_command_lists_and_records(tmp_path) -> None:
+    runner = CliRunner()
+    lock = tmp_path / "images.lock.yaml"
+    listed = runner.invoke(app, ["images", "list", "--lock", str(lock)])
+    assert listed.exit_code == 0, listed.output
+    refs = listed.output.split()
+    assert "ghcr.io/fedeploy/ingestion:0.1.0" in refs
+    assert "ghcr.io/fedeploy/inference:0.1.0-cuda" in refs
+    assert refs == sorted(set(refs))
+    done = runner.invoke(
+        app, ["images", "record", f"ghcr.io/fedeploy/ingestion:0.1.0@{A}", "--lock", str(lock)]
+    )
+    assert done.exit_code == 0 and "added ghcr.io/fedeploy/ingestion:0.1.0" in done.output
+    unpinned = runner.invoke(app, ["images", "list", "--unpinned", "--lock", str(lock)])
+    assert "ghcr.io/fedeploy/ingestion:0.1.0" not in unpinned.output.split()
+    assert len(unpinned.output.split()) == len(refs) - 1
+    rows = json.loads(runner.invoke(app, ["images", "list", "--json", "--lock", str(lock)]).output)
+    pinned = next(r for r in rows if r["image"] == "ghcr.io/fedeploy/ingestion:0.1.0")
+    assert pinned["digest"] == A
+    assert "charts/catalog values federation.harvester" in pinned["used_by"]
+
+
+def test_a_changed_lock_affects_every_site_and_says_why() -> None:
+    from fedeploy.gitops.path_rules import classify
+
+    touch = classify("images.lock.yaml", "M", frozenset())
+    assert touch.scope == "every" and "image digests" in touch.why
