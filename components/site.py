@@ -20,6 +20,7 @@ from fedeploy.service_values import (
     wants_gpu,
 )
 from fedeploy.site_identity import kubernetes_labels, resource_tags
+from fedeploy.storage_credentials import storage_secret_data
 
 if TYPE_CHECKING:
     from components.slurm_bridge import SlurmBridge
@@ -144,10 +145,11 @@ class Site(pulumi.ComponentResource):
                 "storage-credentials",
                 "fedeploy-storage",
                 namespace,
-                {
-                    "AWS_ACCESS_KEY_ID": infra.credentials.access_key_id,
-                    "AWS_SECRET_ACCESS_KEY": infra.credentials.secret_access_key,
-                },
+                # One file, boto3's shared credentials file, mounted by every pod that uses
+                # the keys: none of them holds the keys in its environment.
+                storage_secret_data(
+                    infra.credentials.access_key_id, infra.credentials.secret_access_key
+                ),
             )
         gpu = infra.gpu
         ingestion = config.services.ingestion

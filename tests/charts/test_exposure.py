@@ -231,10 +231,12 @@ def test_the_asset_endpoint_is_routed_configured_and_fenced(rendered):
     assert env["ASSETS_ISSUER"] == "https://login.example.org/realms/eofed"
     assert env["ASSETS_URL_LIFETIME_SECONDS"] == "900"
     assert json.loads(env["ASSETS_BUCKETS"]) == ["fedeploy-eu-public-data"]
-    secret_refs = {
-        e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e
-    }
-    assert secret_refs == {"s3-credentials"}
+    # The storage keys are the mounted shared credentials file, not variables.
+    assert not [e for e in container["env"] if "valueFrom" in e]
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/etc/fedeploy/storage/credentials"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounted = [volumes[m["name"]] for m in container["volumeMounts"]]
+    assert {"secretName": "s3-credentials"}.items() <= mounted[-1]["secret"].items()
     policies, pods = _policies(manifests), _pods(manifests)
     assets, api = (pods["assets"], NAMESPACE), (pods["api"], NAMESPACE)
     controller = ({"app.kubernetes.io/name": "ingress-nginx"}, "ingress-nginx")

@@ -139,8 +139,9 @@ def test_inference_reads_the_model_from_the_site_bucket(rendered):
     assert env["INFER_BUCKET"] == "fedeploy-eu-cloud-models"
     assert env["INFER_MODEL_NAME"] == "nowcast"
     assert env["INFER_MODEL_VERSION"] == "latest"
-    assert env["AWS_ACCESS_KEY_ID"] == ("secret", "s3-credentials", "AWS_ACCESS_KEY_ID")
-    assert env["AWS_SECRET_ACCESS_KEY"] == ("secret", "s3-credentials", "AWS_SECRET_ACCESS_KEY")
+    # The static keys are a mounted file (test_storage_credentials_file), not variables.
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/etc/fedeploy/storage/credentials"
+    assert "AWS_ACCESS_KEY_ID" not in env and "AWS_SECRET_ACCESS_KEY" not in env
 
 
 def test_aws_services_use_irsa_and_no_static_keys(rendered):
@@ -300,7 +301,8 @@ def test_ingestion_writes_to_the_site_bucket_and_catalog(rendered, site, kind, e
     env = _env(_container(_only(rendered("ingestion", site), kind)))
     assert {name: env[name] for name in expected} == expected
     assert env["INGEST_CATALOG_URL"] == "http://catalog.fedeploy.svc.cluster.local:8080"
-    assert env["AWS_ACCESS_KEY_ID"] == ("secret", "s3-credentials", "AWS_ACCESS_KEY_ID")
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/etc/fedeploy/storage/credentials"
+    assert "AWS_ACCESS_KEY_ID" not in env
 
 
 def test_ingestion_image_defaults_to_the_chart_app_version(rendered):

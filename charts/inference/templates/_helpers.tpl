@@ -89,3 +89,35 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
 {{- define "inference.device" -}}
 {{- if .Values.gpu.enabled }}cuda{{ else }}cpu{{ end }}
 {{- end }}
+
+{{/* With static storage keys (storage.existingSecret): the variable naming their file, for
+boto3's default credential chain; the keys are never in the environment. */}}
+{{- define "inference.storageEnv" -}}
+{{- if .Values.storage.existingSecret }}
+- name: AWS_SHARED_CREDENTIALS_FILE
+  value: /etc/fedeploy/storage/credentials
+{{- end }}
+{{- end }}
+
+{{/* The mount of the static storage keys' file (with storage.existingSecret). */}}
+{{- define "inference.storageMount" -}}
+{{- if .Values.storage.existingSecret }}
+- name: storage-credentials
+  mountPath: /etc/fedeploy/storage
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The Secret volume of the static storage keys: its `credentials` key, boto3's shared
+credentials file. The whole volume, never subPath, so the kubelet swaps in rotated keys. */}}
+{{- define "inference.storageVolume" -}}
+{{- with .Values.storage.existingSecret }}
+- name: storage-credentials
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: credentials
+        path: credentials
+{{- end }}
+{{- end }}

@@ -116,17 +116,34 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
   value: {{ .Values.storage.bucket | quote }}
 - name: INGEST_CATALOG_URL
   value: {{ .Values.catalog.url | quote }}
+{{- if .Values.storage.existingSecret }}
+# Static storage keys: boto3 reads them from the mounted shared credentials file, never from
+# the environment.
+- name: AWS_SHARED_CREDENTIALS_FILE
+  value: /etc/fedeploy/storage/credentials
+{{- end }}
+{{- end }}
+
+{{/* The mount of the static storage keys' file (with storage.existingSecret). */}}
+{{- define "ingestion.storageMount" -}}
+{{- if .Values.storage.existingSecret }}
+- name: storage-credentials
+  mountPath: /etc/fedeploy/storage
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The Secret volume of the static storage keys: its `credentials` key, boto3's shared
+credentials file. The whole volume, never subPath, so the kubelet swaps in rotated keys. */}}
+{{- define "ingestion.storageVolume" -}}
 {{- with .Values.storage.existingSecret }}
-- name: AWS_ACCESS_KEY_ID
-  valueFrom:
-    secretKeyRef:
-      name: {{ . }}
-      key: AWS_ACCESS_KEY_ID
-- name: AWS_SECRET_ACCESS_KEY
-  valueFrom:
-    secretKeyRef:
-      name: {{ . }}
-      key: AWS_SECRET_ACCESS_KEY
+- name: storage-credentials
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: credentials
+        path: credentials
 {{- end }}
 {{- end }}
 

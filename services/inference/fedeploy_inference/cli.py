@@ -111,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--end", type=_time, required=True)
 
     submit = sub.add_parser(
-        "submit", help="run `train` or `batch` as a SLURM job through the bridge (INFER_BRIDGE_*)"
+        "submit",
+        help="run `train` or `batch` as a SLURM job through the bridge (INFER_BRIDGE_*)",
+        epilog="train: arguments after `--` go to `fedeploy-infer train` in the job",
     )
     submit.add_argument("job", choices=["train", "batch"])
     submit.add_argument("--partition", default="", help="default INFER_BRIDGE_PARTITION")
@@ -128,15 +130,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="copy this variable into the job (e.g. AWS_ACCESS_KEY_ID)",
     )
+    submit.add_argument(
+        "--pass-storage-credentials",
+        action="store_true",
+        help="give the job the storage keys boto3 finds here (e.g. in AWS_SHARED_CREDENTIALS_FILE)",
+    )
     submit.add_argument("--wait-minutes", type=float, default=0, help="wait for the end")
     submit.add_argument("--bbox", type=_bbox, help="batch: west,south,east,north")
     submit.add_argument("--start", help="batch: first forecast origin (RFC 3339)")
     submit.add_argument("--end", help="batch: end of the origins (RFC 3339)")
-    submit.add_argument(
-        "arguments",
-        nargs=argparse.REMAINDER,
-        help="train: arguments after `--` go to `fedeploy-infer train`",
-    )
     return parser
 
 
@@ -230,13 +232,17 @@ def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, 
     if missing:
         raise ValueError(f"--pass-env: {', '.join(missing)} not set in this environment")
     extra = {name: os.environ[name] for name in args.pass_env}
+    if args.pass_storage_credentials:
+        from fedeploy_inference.s3 import storage_credentials_environment
+
+        extra.update(storage_credentials_environment())
     common = {
         "python": args.python,
         "working_directory": args.working_directory,
         "extra_environment": extra,
     }
     if args.job == "train":
-        job = training_job(settings, resources, [a for a in args.arguments if a != "--"], **common)
+        job = training_job(settings, resources, args.arguments, **common)
     else:
         if args.bbox is None or not args.start or not args.end:
             raise ValueError("submit batch: --bbox, --start and --end are required")
@@ -250,9 +256,21 @@ def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, 
     return result
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The options; for `submit`, what follows the first `--` is `arguments` (the job's own),
+    so the submit options may come before or after `train`/`batch`."""
+    parser = _parser()
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.arguments = argv[cut + 1 :]
+    if args.arguments and args.command != "submit":
+        parser.error(f"{args.command}: arguments after `--` are only for `submit train`")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = _parser().parse_args(argv)
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

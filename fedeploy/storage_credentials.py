@@ -1,0 +1,61 @@
+"""Static storage keys as a file: the AWS shared credentials file our pods mount.
+
+On sites whose object store has static keys (kubernetes, openstack, ovh), the site's storage
+Secret holds one key, `credentials`: an INI file in the format of `~/.aws/credentials` with a
+`[default]` profile. The charts mount it read-only under `/etc/fedeploy/storage` and name it in
+`AWS_SHARED_CREDENTIALS_FILE`, so boto3's default credential chain reads the keys from the file
+and no container holds them in its environment (where `/proc/<pid>/environ`, crash reports and
+child processes would see them).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pulumi
+
+SECRET_KEY = "credentials"
+MOUNT_DIR = "/etc/fedeploy/storage"
+FILE = f"{MOUNT_DIR}/{SECRET_KEY}"
+PROFILE = "default"
+
+# Access key ids and secret keys of AWS and the S3-compatible stores: printable, no spaces.
+_KEY = re.compile(r"[\x21-\x7e]+")
+
+
+def shared_credentials_file(access_key_id: str, secret_access_key: str) -> str:
+    """The INI text of a shared credentials file holding one `[default]` profile.
+
+    Raises ValueError naming the field (never its value) when a key is empty or holds a
+    character outside printable ASCII, a space or a line break: such a value would end the INI
+    line early or add a setting of its own.
+    """
+    for field, value in (
+        ("access_key_id", access_key_id),
+        ("secret_access_key", secret_access_key),
+    ):
+        if not _KEY.fullmatch(value):
+            raise ValueError(
+                f"storage {field}: empty or holds a space, line break or non-ASCII character; "
+                "an S3 key is printable ASCII without spaces"
+            )
+    return (
+        f"[{PROFILE}]\n"
+        f"aws_access_key_id = {access_key_id}\n"
+        f"aws_secret_access_key = {secret_access_key}\n"
+    )
+
+
+def storage_secret_data(
+    access_key_id: pulumi.Input[str], secret_access_key: pulumi.Input[str]
+) -> dict[str, pulumi.Input[str]]:
+    """The string data of a site's storage Secret: `{"credentials": <INI text>}`, a secret
+    Output built from the two keys once Pulumi knows them (`shared_credentials_file`)."""
+    import pulumi
+
+    text = pulumi.Output.all(access_key_id, secret_access_key).apply(
+        lambda keys: shared_credentials_file(keys[0], keys[1])
+    )
+    return {SECRET_KEY: pulumi.Output.secret(text)}

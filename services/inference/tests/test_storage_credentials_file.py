@@ -1,0 +1,104 @@
+"""Static storage keys reach the service as a file (AWS_SHARED_CREDENTIALS_FILE, as the chart
+mounts them), never as variables: the retrain pod hands the keys read from that file to its
+SLURM job (`submit --pass-storage-credentials`), whose nodes cannot read the pod's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fedeploy_inference import bridge_submit
+from fedeploy_inference.cli import main
+
+from fedeploy.storage_credentials import shared_credentials_file
+from services.inference.tests.test_bridge_token_file import FakeBridge, _token
+
+ACCESS, SECRET = "AKIAFILEONLY0001", "file/only+secret-0001"
+AMBIENT = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def _environment(body: Any) -> dict[str, str]:
+    """The job's environment in a slurmrestd submission body, wherever the version puts it."""
+    if isinstance(body, dict):
+        if isinstance(body.get("environment"), dict):
+            return dict(body["environment"])
+        for value in body.values():
+            found = _environment(value)
+            if found:
+                return found
+    return {}
+
+
+@pytest.fixture
+def submit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """A retrain pod's environment (no keys in it) and a bridge that records submissions."""
+    for name in AMBIENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    token = tmp_path / "token"
+    token.write_text(_token("svc", 1))
+    monkeypatch.setenv("INFER_BUCKET", "site-a-models")
+    monkeypatch.setenv("INFER_BRIDGE_URL", "https://bridge.test:6820")
+    monkeypatch.setenv("INFER_BRIDGE_USER", "svc")
+    monkeypatch.setenv("INFER_BRIDGE_TOKEN_FILE", str(token))
+    bodies: list[dict[str, Any]] = []
+    bridge = FakeBridge()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            bodies.append(json.loads(request.content))
+        return bridge(request)
+
+    original = bridge_submit.bridge_client
+    monkeypatch.setattr(
+        bridge_submit,
+        "bridge_client",
+        lambda settings, transport=None: original(settings, httpx.MockTransport(answer)),
+    )
+    return bodies
+
+
+def test_submit_gives_the_job_the_keys_of_the_mounted_credentials_file(
+    submit_env: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    credentials = tmp_path / "storage" / "credentials"
+    credentials.parent.mkdir()
+    credentials.write_text(shared_credentials_file(ACCESS, SECRET))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+
+    # The retrain CronJob's order: the submit options after the job, train's after `--`.
+    command = ["submit", "train", "--time-limit-minutes", "5", "--pass-storage-credentials"]
+    assert main([*command, "--", "--epochs", "3"]) == 0, capsys.readouterr().err
+    (body,) = submit_env
+    assert "-m fedeploy_inference train --epochs 3\n" in body["script"]
+    assert "--time-limit-minutes" not in body["script"] and "--pass" not in body["script"]
+    assert body["job"]["time_limit"] == 5
+    environment = _environment(body)
+    assert environment["AWS_ACCESS_KEY_ID"] == ACCESS
+    assert environment["AWS_SECRET_ACCESS_KEY"] == SECRET
+    assert "AWS_SESSION_TOKEN" not in environment
+    assert SECRET not in capsys.readouterr().out
+
+
+def test_submit_without_credentials_says_where_it_looked(
+    submit_env: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent"))
+    assert main(["submit", "train", "--pass-storage-credentials"]) == 2
+    error = capsys.readouterr().err
+    assert "no storage credentials" in error and "AWS_SHARED_CREDENTIALS_FILE" in error
+    assert submit_env == []

@@ -1,0 +1,76 @@
+"""The storage Secret of a site with static keys: one `credentials` key, boto3's shared
+credentials file, a Pulumi secret; keys that would break the INI file are refused by name."""
+
+from __future__ import annotations
+
+import configparser
+from typing import Any
+
+import pulumi
+import pytest
+
+from fedeploy.storage_credentials import SECRET_KEY, shared_credentials_file, storage_secret_data
+
+ACCESS, SECRET = "AKIA0123456789ABCDEF", "wJalr/XUtnFEMI+K7MDENG=bPxRfiCYEXAMPLEKEY"
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+        raise AssertionError(f"no provider function is called, got {args.token}")
+
+
+def test_the_file_is_a_default_profile_boto3_reads() -> None:
+    parser = configparser.ConfigParser()
+    parser.read_string(shared_credentials_file(ACCESS, SECRET))
+    assert parser.sections() == ["default"]
+    assert dict(parser["default"]) == {
+        "aws_access_key_id": ACCESS,
+        "aws_secret_access_key": SECRET,
+    }
+
+
+@pytest.mark.parametrize(
+    ("access", "secret", "field"),
+    [
+        ("", SECRET, "access_key_id"),
+        (ACCESS, "abc\naws_session_token = x", "secret_access_key"),
+        (ACCESS, "has space", "secret_access_key"),
+        ("AKIA\u00e9", SECRET, "access_key_id"),
+    ],
+)
+def test_keys_that_would_break_the_file_are_refused_by_field(
+    access: str, secret: str, field: str
+) -> None:
+    with pytest.raises(ValueError, match=f"storage {field}") as caught:
+        shared_credentials_file(access, secret)
+    if secret != SECRET:
+        assert secret not in str(caught.value)
+
+
+def _resolved(data: dict[str, Any]) -> tuple[str, bool]:
+    """The `credentials` value of Secret data and whether it is secret, under fresh mocks."""
+    pulumi.runtime.set_mocks(_Mocks(), project="fedeploy", stack="test", preview=False)
+    seen: list[tuple[str, bool]] = []
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        value = data[SECRET_KEY]
+        assert isinstance(value, pulumi.Output)
+        return pulumi.Output.all(value, value.is_secret()).apply(  # type: ignore[arg-type]
+            lambda args: seen.append((args[0], args[1]))
+        )
+
+    program()
+    (found,) = seen
+    return found
+
+
+@pytest.mark.parametrize("wrap", [pulumi.Output.secret, lambda v: v], ids=["secret", "plain"])
+def test_the_secret_data_is_the_file_and_stays_secret(wrap: Any) -> None:
+    pulumi.runtime.set_mocks(_Mocks(), project="fedeploy", stack="test", preview=False)
+    data = storage_secret_data(wrap(ACCESS), wrap(SECRET))
+    assert list(data) == [SECRET_KEY] == ["credentials"]
+    assert _resolved(data) == (shared_credentials_file(ACCESS, SECRET), True)
