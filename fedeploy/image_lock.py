@@ -22,7 +22,11 @@ has one (the inference chart's CUDA image: `<appVersion>-cuda`).
 
 from __future__ import annotations
 
+import os
 import re
+import reprlib
+import stat
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -36,6 +40,8 @@ from fedeploy.project import project_dir
 
 LOCK_FILE = project_dir() / "images.lock.yaml"
 LOCK_VERSION = 1
+# The lock holds a few dozen lines; anything near this is not one.
+MAX_LOCK_BYTES = 1 << 20
 
 # The distribution reference grammar (github.com/distribution/reference), with a tag required:
 # an optional registry host (and port), lowercase path components, then ":" and the tag.
@@ -44,9 +50,13 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"sha256:[0-9a-f]{64}"
-IMAGE_REF = re.compile(rf"^(?P<repository>{_REPOSITORY}):(?P<tag>{_TAG})$")
-DIGEST = re.compile(rf"^{_DIGEST}$")
-PINNED_REF = re.compile(rf"^(?P<ref>{_REPOSITORY}:{_TAG})@(?P<digest>{_DIGEST})$")
+# \Z, not $: "$" also matches before a final newline, which would let "sha256:...\n" through.
+IMAGE_REF = re.compile(rf"^(?P<repository>{_REPOSITORY}):(?P<tag>{_TAG})\Z")
+DIGEST = re.compile(rf"^{_DIGEST}\Z")
+PINNED_REF = re.compile(rf"^(?P<ref>{_REPOSITORY}:{_TAG})@(?P<digest>{_DIGEST})\Z")
+# What a message shows of a value found in the lock: bounded, whatever its size.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 2, 4, 4, 80, 80
 
 _HEADER = """\
 # The digest of every image the charts run, by repository:tag. Written by the release pipeline
@@ -78,20 +88,73 @@ class ImageUse:
 def load_lock(path: Path | None = None) -> dict[str, str]:
     """The lock's digests, `repository:tag` -> `sha256:...`; {} when the file does not exist.
 
-    Raises ImageLockError naming the file and key for anything else than version 1 and a
-    mapping of valid references to valid digests (duplicate keys included)."""
-    return dict(_load_lock((path or LOCK_FILE).resolve()))
+    Raises ImageLockError naming the file and key for anything else than a regular file of at
+    most MAX_LOCK_BYTES (a symbolic link, a directory or a device is refused) holding plain YAML
+    (no anchors, aliases, tags or merge keys) with version 1 and a mapping of valid references
+    to valid digests (duplicate keys included). The file is read again whenever it changed."""
+    path = (path or LOCK_FILE).absolute()
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise ImageLockError(f"{path}: cannot be read: {err.strerror}") from None
+    if stat.S_ISLNK(found.st_mode):
+        raise ImageLockError(
+            f"{path}: a symbolic link (to {os.readlink(path)}); the lock must be a regular file"
+        )
+    if not stat.S_ISREG(found.st_mode):
+        raise ImageLockError(f"{path}: not a regular file; the lock must be one")
+    if found.st_size > MAX_LOCK_BYTES:
+        raise ImageLockError(
+            f"{path}: {found.st_size} bytes, allowed: at most {MAX_LOCK_BYTES}; not an image lock"
+        )
+    return dict(_load_lock(path, found.st_ino, found.st_mtime_ns, found.st_size))
+
+
+def _plain_yaml(path: Path, text: str) -> None:
+    """Refuse what a written lock never holds and a hostile one uses to hide or multiply
+    entries: anchors and aliases (a few hundred bytes of aliases expand to billions of nodes),
+    explicit tags, and merge keys (`<<`, which also slips past the duplicate-key check)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        while (event := loader.get_event()) is not None:
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ImageLockError(
+                    f"{path}: line {line}: YAML anchors and aliases (&, *) are not allowed in the lock"
+                )
+            if tag := getattr(event, "tag", None):
+                raise ImageLockError(
+                    f"{path}: line {line}: YAML tags ({tag}) are not allowed in the lock"
+                )
+            if isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.implicit[0]:
+                raise ImageLockError(
+                    f"{path}: line {line}: YAML merge keys (<<) are not allowed in the lock"
+                )
+    except yaml.YAMLError as err:
+        raise ImageLockError(f"{path}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
 
 
 @cache
-def _load_lock(path: Path) -> tuple[tuple[str, str], ...]:
+def _load_lock(path: Path, _inode: int, _mtime_ns: int, _size: int) -> tuple[tuple[str, str], ...]:
+    """The checked digests of the lock at `path`; the file's identity, time and size are part of
+    the cache key, so a changed file is read again."""
     from fedeploy.config.loader import parse_yaml
 
-    if not path.is_file():
-        return ()
     try:
-        document, duplicates, _ = parse_yaml(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        with path.open("rb") as lock:
+            text = lock.read(MAX_LOCK_BYTES + 1).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ImageLockError(f"{path}: not UTF-8 text: {err.reason} at byte {err.start}") from None
+    except OSError as err:
+        raise ImageLockError(f"{path}: cannot be read: {err.strerror}") from None
+    _plain_yaml(path, text)
+    try:
+        document, duplicates, _ = parse_yaml(text)
+    except yaml.YAMLError as err:
         raise ImageLockError(f"{path}: not valid YAML: {err}") from None
     if duplicates:
         raise ImageLockError(f"{path}: " + "; ".join(str(d) for d in duplicates))
@@ -102,14 +165,16 @@ def _load_lock(path: Path) -> tuple[tuple[str, str], ...]:
             f"{path}: expected a mapping with 'version' and 'digests', found a "
             f"{type(document).__name__}"
         )
-    unknown = sorted(str(key) for key in document if key not in ("version", "digests"))
+    unknown = sorted(str(key)[:80] for key in document if key not in ("version", "digests"))
     if unknown:
         raise ImageLockError(
             f"{path}: unknown keys {', '.join(unknown)}; allowed: version, digests"
         )
-    if document.get("version") != LOCK_VERSION:
+    version = document.get("version")
+    # type() is: True and 1.0 equal 1 in Python, but are not the lock's version.
+    if type(version) is not int or version != LOCK_VERSION:
         raise ImageLockError(
-            f"{path}: version: found {document.get('version')!r}, allowed: {LOCK_VERSION}"
+            f"{path}: version: found {_SHOWN.repr(version)}, allowed: {LOCK_VERSION}"
         )
     digests = document.get("digests") or {}
     if not isinstance(digests, dict):
@@ -121,15 +186,16 @@ def _load_lock(path: Path) -> tuple[tuple[str, str], ...]:
     for ref, digest in digests.items():
         if not isinstance(ref, str) or not IMAGE_REF.match(ref):
             problems.append(
-                f"digests: key {ref!r} is not an image reference repository:tag "
+                f"digests: key {_SHOWN.repr(ref)} is not an image reference repository:tag "
                 "(e.g. ghcr.io/fedeploy/ingestion:0.1.0)"
             )
         elif not isinstance(digest, str) or not DIGEST.match(digest):
             problems.append(
-                f"digests.{ref}: found {digest!r}, allowed: sha256: and 64 lowercase hex digits"
+                f"digests.{ref}: found {_SHOWN.repr(digest)}, allowed: sha256: and 64 "
+                "lowercase hex digits"
             )
     if problems:
-        raise ImageLockError(f"{path}: " + "; ".join(problems))
+        raise ImageLockError(f"{path}: " + "; ".join(problems[:20]))
     return tuple(sorted(digests.items()))
 
 
@@ -140,21 +206,23 @@ def record(
 
     Returns one line per change ("added REF", "replaced REF: OLD -> NEW"); a reference already
     recorded with the same digest changes nothing. Raises ImageLockError, before writing
-    anything, for a malformed reference or (without `replace`) a tag recorded with another
-    digest. The file is written sorted, so two records of the same digests give the same bytes."""
+    anything, for a malformed reference, (without `replace`) a tag recorded with another
+    digest, or a lock that load_lock refuses or that cannot be written. The file is written
+    sorted, through a new temporary file beside it renamed over it, so two records of the same
+    digests give the same bytes and a reader never sees half a lock."""
     wanted: dict[str, str] = {}
     for text in pinned_refs:
         match = PINNED_REF.match(text.strip())
         if match is None:
             raise ImageLockError(
-                f"{text!r} is not a pinned image reference; allowed: repository:tag@sha256:<64 hex> "
-                "(e.g. ghcr.io/fedeploy/ingestion:0.1.0@sha256:...)"
+                f"{_SHOWN.repr(text)} is not a pinned image reference; allowed: "
+                "repository:tag@sha256:<64 hex> (e.g. ghcr.io/fedeploy/ingestion:0.1.0@sha256:...)"
             )
         ref, digest = match["ref"], match["digest"]
         if wanted.get(ref, digest) != digest:
             raise ImageLockError(f"{ref} is given twice with different digests")
         wanted[ref] = digest
-    path = path or LOCK_FILE
+    path = (path or LOCK_FILE).absolute()
     current = load_lock(path)
     changes = []
     for ref, digest in sorted(wanted.items()):
@@ -175,11 +243,29 @@ def record(
             default_flow_style=False,
             width=200,
         )
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(_HEADER + body, encoding="utf-8")
-        temporary.replace(path)
-        _load_lock.cache_clear()
+        _write(path, _HEADER + body)
     return changes
+
+
+def _write(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file that did not exist before (a name that
+    is taken, by a file or a symbolic link, is never opened), renamed over `path`."""
+    if not path.parent.is_dir():
+        raise ImageLockError(f"{path}: cannot be written: no directory {path.parent}")
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as err:
+        raise ImageLockError(f"{path}: cannot be written: {err.strerror}") from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError as err:
+        Path(temporary).unlink(missing_ok=True)
+        raise ImageLockError(f"{path}: cannot be written: {err.strerror}") from None
 
 
 @cache

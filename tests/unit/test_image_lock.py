@@ -254,3 +254,109 @@ def test_a_changed_lock_affects_every_site_and_says_why() -> None:
 
     touch = classify("images.lock.yaml", "M", frozenset())
     assert touch.scope == "every" and "image digests" in touch.why
+
+
+# ---- hostile locks and lock paths (review of the lock's seams) ---------------------------------
+
+
+def _bomb(levels: int = 9) -> str:
+    """A billion-laughs lock: a few hundred bytes whose aliases stand for 9**levels strings."""
+    lines = ["version: 1", "digests:", '  ghcr.io/x/a:0: &b0 ["lol","lol","lol","lol","lol"]']
+    for level in range(1, levels):
+        lines.append(
+            f"  ghcr.io/x/a:{level}: &b{level} [" + ", ".join([f"*b{level - 1}"] * 9) + "]"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # Hung `fedeploy plan` (repr of the expanded value in the error) before aliases were refused.
+        (_bomb(), "line 3: YAML anchors and aliases"),
+        (f"version: 1\ndigests:\n  ghcr.io/x/y:1: &d {A}\n  ghcr.io/x/z:1: *d\n", "aliases"),
+        # A merge key hides a second digest for a tag from the duplicate-key check.
+        (
+            f"version: 1\ndigests:\n  <<: {{ghcr.io/x/y:1: {A}}}\n  ghcr.io/x/y:1: {B}\n",
+            "merge keys",
+        ),
+        ("version: 1\ndigests: !!python/object/apply:os.system [id]\n", "YAML tags"),
+        (f"version: 1\ndigests:\n  ghcr.io/x/y:1: !!binary {A}\n", "YAML tags"),
+        # "$" matched before a final newline: these passed and reached the charts' values.
+        (f'version: 1\ndigests:\n  ghcr.io/x/y:1: "{A}\\n"\n', "digests.ghcr.io/x/y:1: found"),
+        (f'version: 1\ndigests:\n  "ghcr.io/x/y:1\\n": {A}\n', "is not an image reference"),
+        # True == 1 and 1.0 == 1 in Python.
+        ("version: true\ndigests: {}\n", "version: found True, allowed: 1"),
+        ("version: 1.0\ndigests: {}\n", "version: found 1.0, allowed: 1"),
+        ("version: 1\ndigests: {}\n" + "#" * (image_lock.MAX_LOCK_BYTES + 1), "allowed: at most"),
+        (b"version: 1\ndigests: {\xff}\n", "not UTF-8"),
+    ],
+)
+def test_a_hostile_lock_is_refused_quickly_and_briefly(tmp_path, text, says) -> None:
+    lock = tmp_path / "images.lock.yaml"
+    if isinstance(text, bytes):
+        lock.write_bytes(text)
+    else:
+        lock.write_text(text)
+    with pytest.raises(ImageLockError) as caught:
+        load_lock(lock)
+    assert str(lock) in str(caught.value) and says in str(caught.value)
+    assert len(str(caught.value)) < 600
+
+
+def test_a_lock_that_is_not_a_regular_file_is_refused_and_never_written(tmp_path) -> None:
+    target = tmp_path / "elsewhere.yaml"
+    target.write_text("version: 1\n")
+    link = tmp_path / "images.lock.yaml"
+    link.symlink_to(target)
+    for path, says in [
+        (link, r"a symbolic link \(to "),
+        (tmp_path, "not a regular file"),
+        (Path("/dev/null"), "not a regular file"),  # record replaced /dev/null with a file
+    ]:
+        with pytest.raises(ImageLockError, match=says):
+            load_lock(path)
+        with pytest.raises(ImageLockError, match=says):
+            record([f"ghcr.io/x/y:1@{A}"], path)
+    assert link.is_symlink() and target.read_text() == "version: 1\n"
+    assert Path("/dev/null").is_char_device()
+    with pytest.raises(ImageLockError, match="cannot be written: no directory"):
+        record([f"ghcr.io/x/y:1@{A}"], tmp_path / "missing" / "images.lock.yaml")
+
+
+def test_record_never_writes_through_a_planted_temporary_file(tmp_path) -> None:
+    """The lock was written to `.images.lock.yaml.tmp` beside it, following a symbolic link
+    planted there (by a commit, say) into whatever file it named."""
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    lock = tmp_path / "images.lock.yaml"
+    (tmp_path / ".images.lock.yaml.tmp").symlink_to(precious)
+    assert record([f"ghcr.io/x/y:1@{A}"], lock) == ["added ghcr.io/x/y:1"]
+    assert precious.read_text() == "keep me"
+    assert not lock.is_symlink() and load_lock(lock) == {"ghcr.io/x/y:1": A}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".images.lock.yaml.tmp",
+        "images.lock.yaml",
+        "precious",
+    ]
+
+
+def test_a_changed_lock_is_read_again(tmp_path) -> None:
+    """The lock was cached by path: a record after another process changed the file wrote
+    back the old entries."""
+    lock = tmp_path / "images.lock.yaml"
+    record([f"ghcr.io/x/old:1@{A}"], lock)
+    assert load_lock(lock) == {"ghcr.io/x/old:1": A}
+    lock.unlink()
+    assert load_lock(lock) == {}
+    record([f"ghcr.io/x/new:1@{B}"], lock)
+    assert load_lock(lock) == {"ghcr.io/x/new:1": B}
+    lock.write_text(f"version: 1\ndigests:\n  ghcr.io/x/other:1: {A}\n")
+    assert load_lock(lock) == {"ghcr.io/x/other:1": A}
+
+
+@pytest.mark.parametrize("ref", ["123:45", "0:0", "n:no", "a:1e3", "a:2001-01-01", "h:5000/a:1"])
+def test_references_yaml_would_read_as_numbers_or_dates_round_trip(tmp_path, ref) -> None:
+    lock = tmp_path / "images.lock.yaml"
+    record([f"{ref}@{A}"], lock)
+    assert load_lock(lock) == {ref: A}
