@@ -9,11 +9,20 @@ does (and fail when the chart asks for something this translation does not know)
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fedeploy.charts import pod_template
+from fedeploy.storage_credentials import SECRET_KEY, shared_credentials_file
+
+# The storage Secret's volume in our charts, and the variables it replaces.
+STORAGE_VOLUME = "storage-credentials"
+STORAGE_KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 # Settings podman applies by default, which the chart only states.
 _DEFAULT_SECCOMP = {"type": "RuntimeDefault"}
@@ -58,9 +67,17 @@ def podman_run_args(
     overrides the plain values that name cluster addresses (loopback peers here).
     `secrets` maps the name of each Secret volume to a host folder holding its files (mounted
     read-only, as the kubelet mounts a Secret).
-    Raises UnsupportedSetting for a security setting podman would not reproduce.
+    Raises UnsupportedSetting for a security setting podman would not reproduce, and when `env`
+    hands over storage keys the chart takes as its mounted file (`storage_secret`).
     """
     pod, container = chart.pod, chart.container
+    declared = {variable["name"] for variable in container.get("env", [])}
+    smuggled = [name for name in STORAGE_KEY_VARIABLES if name in env and name not in declared]
+    if smuggled:
+        raise UnsupportedSetting(
+            f"{chart.workload}: the chart takes no {', '.join(smuggled)} from the environment; "
+            f"supply the storage keys as its {STORAGE_VOLUME} volume (storage_secret)"
+        )
     pod_security = pod.get("securityContext", {})
     security = {**pod_security, **container.get("securityContext", {})}
     args: list[str] = ["--network", "host"]
@@ -128,3 +145,18 @@ def chart_command(chart: ChartContainer, image: str) -> list[str]:
     command = chart.container.get("command", [])
     entrypoint = ["--entrypoint", json.dumps(command[:1])] if command else []
     return [*entrypoint, image, *command[1:], *chart.container.get("args", [])]
+
+
+@contextmanager
+def storage_secret(access_key_id: str, secret_access_key: str) -> Iterator[dict[str, Path]]:
+    """The storage Secret as the kubelet mounts it, for `podman_run_args(secrets=...)`: a
+    folder holding `credentials`, the shared credentials file fedeploy puts in the Secret
+    (readable by the pod's user as its mode allows), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="fedeploy-image-storage-"))
+    try:
+        folder.chmod(0o755)
+        (folder / SECRET_KEY).write_text(shared_credentials_file(access_key_id, secret_access_key))
+        (folder / SECRET_KEY).chmod(0o444)
+        yield {STORAGE_VOLUME: folder}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -18,6 +18,7 @@ import pytest
 from fedeploy.charts import render_chart
 from fedeploy.loopback import MosquittoBroker, PeerUnavailable, PostgresServer, SeaweedS3
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES
+from tests.images.chart_run import storage_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "build-images.sh"
@@ -117,6 +118,14 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     server = _start(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def storage_keys(s3: SeaweedS3) -> Iterator[dict[str, Path]]:
+    """The loopback store's keys as the charts take them: the storage Secret's volume, holding
+    the shared credentials file fedeploy writes (`podman_run_args(..., secrets)`)."""
+    with storage_secret(s3.endpoint.access_key_id, s3.endpoint.secret_access_key) as secrets:
+        yield secrets
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,12 @@ DATA = {
 
 
 def test_batch_writes_its_parquet_and_registers_its_item(
-    images, manifests, s3: SeaweedS3, postgres: PostgresServer, tmp_path: Path
+    images,
+    manifests,
+    s3: SeaweedS3,
+    postgres: PostgresServer,
+    tmp_path: Path,
+    storage_keys: dict[str, Path],
 ) -> None:
     import pyarrow as pa
     import torch
@@ -79,15 +84,14 @@ def test_batch_writes_its_parquet_and_registers_its_item(
         "INFER_S3_ENDPOINT_URL": endpoint.endpoint_url,
         "INFER_S3_REGION": endpoint.region,
         "INFER_BUCKET": bucket,
-        "AWS_ACCESS_KEY_ID": endpoint.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": endpoint.secret_access_key,
         "INFER_CATALOG_URL": catalog.url,
         "INFER_HOST": "127.0.0.1",
         "INFER_PORT": "8080",
     }
+    # The storage keys only as the chart gives them: the mounted shared credentials file.
     try:
         done = podman(
-            "run", "--rm", *podman_run_args(chart, env),
+            "run", "--rm", *podman_run_args(chart, env, storage_keys),
             "--entrypoint", json.dumps(["fedeploy-infer"]), images["inference"],
             "batch", "--bbox", "4,40,11,55",
             "--start", "2026-02-22T00:00:00Z", "--end", "2026-02-23T00:00:00Z",

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.images.chart_run import container_of, podman_run_args, referenced_env
+from tests.images.chart_run import container_of, podman_run_args, referenced_env, storage_secret
 from tests.images.conftest import podman
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -27,14 +27,38 @@ _SCRIPTS = (
 _IDENTITY = "import os, pathlib; print(os.getuid(), os.getgid(), os.environ.get('HOME'))"
 
 
+# Stand-in storage keys, in the storage Secret's file as the chart mounts it.
+STAND_IN_KEYS = ("AKIDIMAGECHECK0001", "image/check+secret-0001")
+
+
 def _run_as_chart(manifests, images, service: str, *command: str, entrypoint: str) -> str:
     site, kind, name = WORKLOADS[service]
     chart = container_of(manifests(service, site), kind, name)
-    args = podman_run_args(chart, dict.fromkeys(referenced_env(chart), "0"))
-    done = podman(
-        "run", "--rm", *args, "--entrypoint", json.dumps([entrypoint]), images[service], *command
-    )
+    with storage_secret(*STAND_IN_KEYS) as secrets:
+        args = podman_run_args(chart, dict.fromkeys(referenced_env(chart), "0"), secrets)
+        done = podman(
+            "run", "--rm", *args, "--entrypoint", json.dumps([entrypoint]), images[service],
+            *command,
+        )  # fmt: skip
     return done.stdout
+
+
+_CREDENTIALS = (
+    "import boto3; c = boto3.Session().get_credentials(); "
+    "print(c.method, c.access_key, c.secret_key == __import__('sys').argv[1])"
+)
+
+
+@pytest.mark.parametrize("service", sorted(WORKLOADS))
+def test_boto3_in_the_image_reads_the_keys_from_the_mounted_file(
+    service, images, manifests
+) -> None:
+    """As the chart runs it (its user, its mounts, its environment: no key variables), the
+    image's boto3 finds the storage keys in the shared credentials file."""
+    out = _run_as_chart(
+        manifests, images, service, "-c", _CREDENTIALS, STAND_IN_KEYS[1], entrypoint="python"
+    )
+    assert out.split() == ["shared-credentials-file", STAND_IN_KEYS[0], "True"], out
 
 
 @pytest.mark.parametrize("service", sorted(WORKLOADS))

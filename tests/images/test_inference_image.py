@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -34,7 +35,7 @@ DATA = {
 
 
 def test_serve_loads_a_published_model_and_answers_a_forecast(
-    images, manifests, s3: SeaweedS3
+    images, manifests, s3: SeaweedS3, storage_keys: dict[str, Path]
 ) -> None:
     import torch
     from fedeploy_inference.hourly import to_hourly
@@ -70,14 +71,13 @@ def test_serve_loads_a_published_model_and_answers_a_forecast(
         "INFER_S3_ENDPOINT_URL": endpoint.endpoint_url,
         "INFER_S3_REGION": endpoint.region,
         "INFER_BUCKET": bucket,
-        "AWS_ACCESS_KEY_ID": endpoint.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": endpoint.secret_access_key,
         "INFER_CATALOG_URL": "",
         "INFER_HOST": "127.0.0.1",
         "INFER_PORT": str(port),
     }
     name = f"fedeploy-serve-{bucket}"
-    podman("run", "--detach", "--name", name, *podman_run_args(chart, env),
+    # The storage keys only as the chart gives them: the mounted shared credentials file.
+    podman("run", "--detach", "--name", name, *podman_run_args(chart, env, storage_keys),
            *chart_command(chart, images["inference"]))  # fmt: skip
 
     def logs() -> str:

@@ -62,7 +62,7 @@ def _wait(predicate, seconds: float, what: str, logs) -> None:
 
 def test_stream_consumes_observations_into_storage_and_catalog(
     images, manifests, broker: MosquittoBroker, s3: SeaweedS3, postgres: PostgresServer,
-    tmp_path: Path,
+    tmp_path: Path, storage_keys: dict[str, Path],
 ) -> None:  # fmt: skip
     bucket = f"images-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(bucket)
@@ -73,7 +73,8 @@ def test_stream_consumes_observations_into_storage_and_catalog(
     port = free_port()
     # The chart's cluster addresses and Secret references, pointed at the loopback peers.
     env = {
-        **s3.endpoint.env(),
+        "INGEST_S3_ENDPOINT_URL": s3.endpoint.endpoint_url,
+        "INGEST_S3_REGION": s3.endpoint.region,
         "INGEST_BUCKET": bucket,
         "INGEST_CATALOG_URL": catalog.url,
         "INGEST_MQTT_HOST": broker.host,
@@ -88,7 +89,8 @@ def test_stream_consumes_observations_into_storage_and_catalog(
         "INGEST_HTTP_PORT": str(port),
     }
     name = f"fedeploy-stream-{bucket}"
-    podman("run", "--detach", "--name", name, *podman_run_args(chart, env),
+    # The storage keys only as the chart gives them: the mounted shared credentials file.
+    podman("run", "--detach", "--name", name, *podman_run_args(chart, env, storage_keys),
            *chart_command(chart, images["ingestion"]))  # fmt: skip
 
     def logs() -> str:

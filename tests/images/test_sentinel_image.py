@@ -23,7 +23,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_sentinel_copies_the_clear_items_into_storage_and_catalog(
-    images, manifests, s3: SeaweedS3, postgres: PostgresServer, tmp_path: Path
+    images,
+    manifests,
+    s3: SeaweedS3,
+    postgres: PostgresServer,
+    tmp_path: Path,
+    storage_keys: dict[str, Path],
 ) -> None:
     assets = AssetServer(tmp_path / "files").start()
     suffix = uuid.uuid4().hex[:8]
@@ -54,7 +59,8 @@ def test_sentinel_copies_the_clear_items_into_storage_and_catalog(
         "datetime": "2024-06-01T00:00:00Z/2024-06-05T00:00:00Z",
     }
     env = {
-        **s3.endpoint.env(),
+        "INGEST_S3_ENDPOINT_URL": s3.endpoint.endpoint_url,
+        "INGEST_S3_REGION": s3.endpoint.region,
         "INGEST_BUCKET": bucket,
         "INGEST_CATALOG_URL": site.url,
         "INGEST_SOURCES": json.dumps([source]),
@@ -62,7 +68,7 @@ def test_sentinel_copies_the_clear_items_into_storage_and_catalog(
         "INGEST_SHARD_INDEX": "0",
     }
     try:
-        podman("run", "--rm", *podman_run_args(chart, env, {"credentials": secret}),
+        podman("run", "--rm", *podman_run_args(chart, env, {"credentials": secret, **storage_keys}),
                *chart_command(chart, images["ingestion"]), timeout=240)  # fmt: skip
         found = httpx.get(f"{site.url}/collections/{COLLECTION}/items", timeout=10)
         found.raise_for_status()

@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from tests.images.chart_run import (
+    STORAGE_VOLUME,
     UnsupportedSetting,
     chart_command,
     container_of,
     podman_run_args,
     referenced_env,
+    storage_secret,
 )
 
 POD: dict[str, Any] = {
@@ -118,3 +120,26 @@ def test_a_secret_reference_without_a_value_is_refused() -> None:
 def test_a_missing_workload_is_named() -> None:
     with pytest.raises(LookupError, match="Deployment/stream"):
         container_of(_manifests(POD), "Deployment", "stream")
+
+
+def test_storage_keys_go_in_as_the_charts_file_never_as_variables() -> None:
+    pod = copy.deepcopy(POD)
+    container = pod["containers"][0]
+    container["env"] = [
+        {"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/etc/fedeploy/storage/credentials"}
+    ]
+    container["volumeMounts"].append(
+        {"name": STORAGE_VOLUME, "mountPath": "/etc/fedeploy/storage", "readOnly": True}
+    )
+    pod["volumes"].append({"name": STORAGE_VOLUME, "secret": {"secretName": "fedeploy-storage"}})
+    chart = container_of(_manifests(pod), "StatefulSet", "stream")
+    # A test handing the keys over as variables would not run the image as the chart does.
+    with pytest.raises(UnsupportedSetting, match="AWS_ACCESS_KEY_ID"):
+        podman_run_args(chart, {"AWS_ACCESS_KEY_ID": "k"})
+    with storage_secret("AKIDTEST", "secret/test") as secrets:
+        joined = " ".join(podman_run_args(chart, {}, secrets))
+        folder = secrets[STORAGE_VOLUME]
+        assert f"--volume {folder}:/etc/fedeploy/storage:ro" in joined
+        assert "aws_secret_access_key = secret/test" in (folder / "credentials").read_text()
+        assert "secret/test" not in joined
+    assert not folder.exists()
