@@ -4,9 +4,12 @@ from it by the program and the offline plan."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from fedeploy import image_lock
@@ -360,3 +363,168 @@ def test_references_yaml_would_read_as_numbers_or_dates_round_trip(tmp_path, ref
     lock = tmp_path / "images.lock.yaml"
     record([f"{ref}@{A}"], lock)
     assert load_lock(lock) == {ref: A}
+
+
+# ---- the pipelines' recording steps, run with a stand-in registry ------------------------------
+
+GITOPS = ROOT / "examples" / "gitops"
+FAKE_DOCKER = r'''#!/usr/bin/env python3
+"""docker, as far as the release jobs use it: every image is a multi-platform index with an
+amd64 manifest and an attestation manifest (what buildx pushes with --sbom/--provenance)."""
+import hashlib, json, os, sys
+from pathlib import Path
+
+state = Path(os.environ["FAKE_REGISTRY"])
+def digest(*parts):
+    return "sha256:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+args = sys.argv[1:]
+if args[:3] == ["buildx", "imagetools", "create"]:
+    (state / digest(args[args.index("--tag") + 1])).touch()
+elif args[:3] == ["buildx", "imagetools", "inspect"]:
+    ref = args[3]
+    if "--format" not in args:  # the "exists already?" probe
+        sys.exit(0 if (state / digest(ref)).exists() else 1)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": digest(ref, "index"),
+        "size": 856,
+        "manifests": [
+            {"digest": digest(ref, "amd64"), "platform": {"architecture": "amd64", "os": "linux"}},
+            {"digest": digest(ref, "attestation"), "platform": {"architecture": "unknown", "os": "unknown"}},
+        ],
+    }
+    fmt = args[args.index("--format") + 1]
+    if fmt == "{{json .Manifest}}":
+        print(json.dumps(index, separators=(",", ":")))
+    elif fmt == "{{json .Manifest.Digest}}":
+        print(json.dumps(index["digest"]))
+    else:
+        sys.exit(f"fake docker: unknown format {fmt}")
+'''
+
+
+def _index_digest(ref: str) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(f"{ref}|index".encode()).hexdigest()
+
+
+@pytest.fixture
+def release_workspace(tmp_path, monkeypatch) -> tuple[Path, dict[str, str]]:
+    """A checkout of the project (charts, Pulumi.yaml), a stand-in docker and fedeploy on PATH."""
+    import shutil
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(ROOT / "charts", work / "charts")
+    shutil.copy(ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "FAKE_REGISTRY": str(registry),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    return work, env
+
+
+def _sh(shell: list[str], script: str, cwd: Path, env: dict[str, str]):
+    import subprocess
+
+    return subprocess.run([*shell, script], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def _gitlab_job(name: str) -> dict:
+    return yaml.safe_load((GITOPS / "gitlab" / ".gitlab-ci.yml").read_text())[name]
+
+
+def _gitlab_record_script() -> str:
+    """release:digests' recording (not its installation or git steps)."""
+    script = _gitlab_job("release:digests")["script"]
+    return "\n".join(s for s in script if "fedeploy images" in s and "git " not in s)
+
+
+def _assert_records_every_index_digest(
+    shell: list[str], script: str, work: Path, env: dict[str, str]
+) -> None:
+    """The recording script passes and leaves every image the charts run in the lock, each at
+    the digest of its index."""
+    done = _sh(shell, script, work, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lock = load_lock(work / "images.lock.yaml")
+    charts = ("catalog", "ingestion", "inference")
+    assert set(lock) == {use.ref for chart in charts for use in chart_images(chart)}
+    assert all(digest == _index_digest(ref) for ref, digest in lock.items())
+
+
+def _github_record_step() -> str:
+    release = yaml.safe_load((GITOPS / "github" / "workflows" / "release.yml").read_text())
+    steps = release["jobs"]["digests"]["steps"]
+    return next(
+        s["run"] for s in steps if s.get("name") == "Record every digest in images.lock.yaml"
+    )
+
+
+def test_gitlab_records_each_images_index_digest_not_a_platform_or_attestation_manifest(
+    release_workspace,
+) -> None:
+    """The pipeline took the last "digest" of `{{json .Manifest}}`'s one line: the attestation
+    manifest of a pushed image, the last platform of a third-party one. A pod pinned to it does
+    not run."""
+    work, env = release_workspace
+    for entry in _gitlab_job("release:images")["parallel"]["matrix"]:
+        script = "\n".join(_gitlab_job("release:images")["script"][1:])  # after docker login
+        job_env = {**env, **entry, "REGISTRY": "ghcr.io/fedeploy", "CI_PIPELINE_ID": "7"}
+        done = _sh(["sh", "-e", "-c"], script, work, job_env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    pushed = sorted((work / "digests").iterdir())
+    assert [p.name for p in pushed] == ["inference-cuda.txt", "inference.txt", "ingestion.txt"]
+    for path in pushed:
+        ref, digest = path.read_text().strip().split("@")
+        assert digest == _index_digest(ref), path.name
+    _assert_records_every_index_digest(["sh", "-e", "-c"], _gitlab_record_script(), work, env)
+
+
+def test_github_records_each_images_index_digest(release_workspace) -> None:
+    work, env = release_workspace
+    (work / "digests").mkdir()
+    for name, ref in [
+        ("ingestion", "ghcr.io/fedeploy/ingestion:0.1.0"),
+        ("inference", "ghcr.io/fedeploy/inference:0.1.0"),
+        ("inference-cuda", "ghcr.io/fedeploy/inference:0.1.0-cuda"),
+    ]:
+        (work / "digests" / f"{name}.txt").write_text(f"{ref}@{_index_digest(ref)}\n")
+    # bash -e: GitHub's shell for a step that names none.
+    _assert_records_every_index_digest(["bash", "-e", "-c"], _github_record_step(), work, env)
+    assert "ghcr.io/stac-utils/pgstac:v0.10.0@" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+
+
+@pytest.mark.parametrize("pipeline", ["github", "gitlab"])
+def test_a_failing_images_list_fails_the_recording(release_workspace, pipeline) -> None:
+    """`for ref in $(fedeploy images list)` and `test -z "$(fedeploy images list --unpinned)"`
+    ignored the command's failure: the job passed with nothing resolved and nothing checked."""
+    work, env = release_workspace
+    (work / "digests").mkdir()
+    ref = "ghcr.io/fedeploy/ingestion:0.1.0"
+    (work / "digests" / "ingestion.txt").write_text(f"{ref}@{_index_digest(ref)}\n")
+    # fedeploy whose `images list` fails (charts it cannot read, say); `record` still works.
+    wrapper = Path(env["PATH"].split(os.pathsep)[0]) / "fedeploy"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "images list" ]; then echo "charts/catalog: unreadable" >&2; exit 2; fi\n'
+        f'exec {Path(sys.executable).parent / "fedeploy"} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    if pipeline == "github":
+        done = _sh(["bash", "-e", "-c"], _github_record_step(), work, env)
+    else:
+        done = _sh(["sh", "-e", "-c"], _gitlab_record_script(), work, env)
+    assert done.returncode != 0, done.stdout + done.stderr
