@@ -178,7 +178,8 @@ class AssetResolver:
 
 def presigning_client(settings: AssetSettings) -> Any:
     """A boto3 S3 client that presigns with Signature Version 4 (what every region and
-    S3-compatible store accepts); credentials from the environment or the pod's role."""
+    S3-compatible store accepts); credentials from boto3's default chain (the pod's role, or the
+    shared credentials file the chart names in AWS_SHARED_CREDENTIALS_FILE)."""
     import boto3
     from botocore.config import Config
 

@@ -71,7 +71,8 @@ def _md5(data: bytes | bytearray | memoryview) -> str:
 
 
 def s3_client(endpoint_url: str, region: str, addressing_style: str) -> Any:
-    """A boto3 S3 client; credentials from the standard AWS environment or the pod's role."""
+    """A boto3 S3 client; credentials from boto3's default chain (the pod's role, or the shared
+    credentials file the chart names in AWS_SHARED_CREDENTIALS_FILE, or AWS_* variables)."""
     import boto3
     from botocore.config import Config
 
