@@ -166,7 +166,8 @@ def test_bridge_site_retrains_on_slurm_with_the_token_from_a_mounted_secret(rend
     env = _env(_container(cronjob))
     assert env["INFER_BRIDGE_URL"] == "https://bridge.hpc.example.org:6820"
     assert env["INFER_BRIDGE_PARTITION"] == "gpu"
-    assert env["INFER_BRIDGE_USER"] == ("secret", "slurm-bridge", "user")
+    assert env["INFER_BRIDGE_USER_FILE"] == "/etc/fedeploy/bridge/user"
+    assert "INFER_BRIDGE_USER" not in env
     assert env["INFER_BRIDGE_TOKEN_FILE"] == "/etc/fedeploy/bridge/token"
     assert "INFER_BRIDGE_TOKEN" not in env
     # The server never submits: no bridge setting at all.
@@ -181,6 +182,7 @@ def test_bridge_token_and_ca_are_mounted_together_for_the_submitting_pod(rendere
     assert volume["secret"]["secretName"] == "slurm-bridge"
     assert volume["secret"]["items"] == [
         {"key": "token", "path": "token"},
+        {"key": "user", "path": "user"},
         {"key": "ca.crt", "path": "ca.crt"},
     ]
     assert _env(_container(cronjob))["INFER_BRIDGE_CA_FILE"] == "/etc/fedeploy/bridge/ca.crt"
@@ -193,7 +195,10 @@ def test_bridge_without_a_private_ca_trusts_the_system_store(site_values, merge,
     )
     assert "INFER_BRIDGE_CA_FILE" not in _env(_container(cronjob))
     (volume,) = [v for v in pod_template(cronjob)["spec"]["volumes"] if v["name"] == "bridge"]
-    assert volume["secret"]["items"] == [{"key": "token", "path": "token"}]
+    assert volume["secret"]["items"] == [
+        {"key": "token", "path": "token"},
+        {"key": "user", "path": "user"},
+    ]
 
 
 @pytest.mark.parametrize("site", ["aws", "kubernetes"])

@@ -37,26 +37,38 @@ def bridge_token(settings: InferenceSettings) -> str:
     """The bridge token: read from INFER_BRIDGE_TOKEN_FILE now (the kubelet swaps a mounted
     Secret's files in place when the Secret changes), else INFER_BRIDGE_TOKEN."""
     if settings.bridge_token_file:
-        path = Path(settings.bridge_token_file)
-        try:
-            return path.read_text().strip()
-        except OSError as error:
-            raise ValueError(
-                f"INFER_BRIDGE_TOKEN_FILE {path}: cannot read the token ({error.strerror})"
-            ) from None
+        return _read("INFER_BRIDGE_TOKEN_FILE", settings.bridge_token_file, "the token")
     return settings.bridge_token.get_secret_value()
 
 
+def bridge_user(settings: InferenceSettings) -> str:
+    """The user the token belongs to: read from INFER_BRIDGE_USER_FILE now (a rotated Secret
+    may name another account with its new token), else INFER_BRIDGE_USER."""
+    if settings.bridge_user_file:
+        return _read("INFER_BRIDGE_USER_FILE", settings.bridge_user_file, "the user")
+    return settings.bridge_user
+
+
+def _read(variable: str, path: str, what: str) -> str:
+    """A mounted Secret file's text; ValueError naming the variable and file, never content."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as error:
+        raise ValueError(f"{variable} {path}: cannot read {what} ({error.strerror})") from None
+
+
 def bridge_client(settings: InferenceSettings, transport: Any = None) -> Any:
-    """A bridge client from INFER_BRIDGE_URL, _USER, the token (read now) and _CA_FILE."""
+    """A bridge client from INFER_BRIDGE_URL, the user and the token (both read now) and
+    _CA_FILE."""
     from fedeploy.bridge.client import BridgeClient
 
     token = bridge_token(settings)
+    user = bridge_user(settings)
     missing = [
         name
         for name, value in (
             ("INFER_BRIDGE_URL", settings.bridge_url),
-            ("INFER_BRIDGE_USER", settings.bridge_user),
+            ("INFER_BRIDGE_USER_FILE or INFER_BRIDGE_USER", user),
             ("INFER_BRIDGE_TOKEN_FILE or INFER_BRIDGE_TOKEN", token),
         )
         if not value
@@ -65,7 +77,7 @@ def bridge_client(settings: InferenceSettings, transport: Any = None) -> Any:
         raise ValueError(f"submitting to SLURM needs {', '.join(missing)}")
     return BridgeClient(
         settings.bridge_url,
-        settings.bridge_user,
+        user,
         token,
         ca_file=settings.bridge_ca_file or None,
         transport=transport,

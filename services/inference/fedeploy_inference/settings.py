@@ -56,6 +56,11 @@ class InferenceSettings(BaseSettings):
     )
     bridge_url: str = Field("", description="SLURM bridge endpoint (slurmrestd).")
     bridge_user: str = Field("", description="User the bridge submits jobs as.")
+    bridge_user_file: str = Field(
+        "",
+        description="File holding that user's name (the bridge Secret mounted as a volume), read "
+        "at each submit with the token it belongs to; takes precedence over `bridge_user`.",
+    )
     bridge_token: SecretStr = Field(
         SecretStr(""),
         description="Bridge token (secret; never logged). For use outside a pod; a pod reads "

@@ -5,6 +5,7 @@ SLURM job (`submit --pass-storage-credentials`), whose nodes cannot read the pod
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,16 @@ def _environment(body: Any) -> dict[str, str]:
     return {}
 
 
+@dataclass
+class Submissions:
+    """What the fake bridge received: each submission's body and the user it named."""
+
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+
+
 @pytest.fixture
-def submit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def submit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Submissions:
     """A retrain pod's environment (no keys in it) and a bridge that records submissions."""
     for name in AMBIENT:
         monkeypatch.delenv(name, raising=False)
@@ -53,14 +62,17 @@ def submit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str
     token.write_text(_token("svc", 1))
     monkeypatch.setenv("INFER_BUCKET", "site-a-models")
     monkeypatch.setenv("INFER_BRIDGE_URL", "https://bridge.test:6820")
-    monkeypatch.setenv("INFER_BRIDGE_USER", "svc")
+    user = tmp_path / "user"
+    user.write_text("svc\n")
+    monkeypatch.setenv("INFER_BRIDGE_USER_FILE", str(user))  # as the chart mounts it
     monkeypatch.setenv("INFER_BRIDGE_TOKEN_FILE", str(token))
-    bodies: list[dict[str, Any]] = []
+    recorded = Submissions()
     bridge = FakeBridge()
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
-            bodies.append(json.loads(request.content))
+            recorded.bodies.append(json.loads(request.content))
+            recorded.users.append(request.headers["X-SLURM-USER-NAME"])
         return bridge(request)
 
     original = bridge_submit.bridge_client
@@ -69,11 +81,11 @@ def submit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str
         "bridge_client",
         lambda settings, transport=None: original(settings, httpx.MockTransport(answer)),
     )
-    return bodies
+    return recorded
 
 
 def test_submit_gives_the_job_the_keys_of_the_mounted_credentials_file(
-    submit_env: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     credentials = tmp_path / "storage" / "credentials"
     credentials.parent.mkdir()
@@ -83,7 +95,8 @@ def test_submit_gives_the_job_the_keys_of_the_mounted_credentials_file(
     # The retrain CronJob's order: the submit options after the job, train's after `--`.
     command = ["submit", "train", "--time-limit-minutes", "5", "--pass-storage-credentials"]
     assert main([*command, "--", "--epochs", "3"]) == 0, capsys.readouterr().err
-    (body,) = submit_env
+    (body,) = submit_env.bodies
+    assert submit_env.users == ["svc"]  # the bridge user, read from its mounted file
     assert "-m fedeploy_inference train --epochs 3\n" in body["script"]
     assert "--time-limit-minutes" not in body["script"] and "--pass" not in body["script"]
     assert body["job"]["time_limit"] == 5
@@ -95,10 +108,20 @@ def test_submit_gives_the_job_the_keys_of_the_mounted_credentials_file(
 
 
 def test_submit_without_credentials_says_where_it_looked(
-    submit_env: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent"))
     assert main(["submit", "train", "--pass-storage-credentials"]) == 2
     error = capsys.readouterr().err
     assert "no storage credentials" in error and "AWS_SHARED_CREDENTIALS_FILE" in error
-    assert submit_env == []
+    assert submit_env.bodies == []
+
+
+def test_an_unreadable_bridge_user_file_is_named(
+    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("INFER_BRIDGE_USER_FILE", str(tmp_path / "no-user"))
+    assert main(["submit", "train"]) == 2
+    error = capsys.readouterr().err
+    assert "INFER_BRIDGE_USER_FILE" in error and "no-user" in error
+    assert submit_env.bodies == []
