@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from fedeploy.image_lock import LOCK_FILE, ImageUse, chart_images, load_lock, record
+from fedeploy.project import CHARTS
 
 images_app = typer.Typer(
     no_args_is_help=True,
@@ -21,7 +22,6 @@ images_app = typer.Typer(
 Lock = Annotated[
     Path, typer.Option("--lock", help="The image lock file (default: images.lock.yaml).")
 ]
-CHARTS = ("catalog", "ingestion", "inference")
 
 
 def _uses() -> list[ImageUse]:

@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from fedeploy.errors import FedeployError
-from fedeploy.project import project_dir
+from fedeploy.project import ProjectError, project_dir, require_project
 
 LOCK_FILE = project_dir() / "images.lock.yaml"
 LOCK_VERSION = 1
@@ -91,7 +91,11 @@ def load_lock(path: Path | None = None) -> dict[str, str]:
     Raises ImageLockError naming the file and key for anything else than a regular file of at
     most MAX_LOCK_BYTES (a symbolic link, a directory or a device is refused) holding plain YAML
     (no anchors, aliases, tags or merge keys) with version 1 and a mapping of valid references
-    to valid digests (duplicate keys included). The file is read again whenever it changed."""
+    to valid digests (duplicate keys included). The file is read again whenever it changed.
+    Without `path`, the project's lock: ImageLockError too when the project directory holds no
+    fedeploy project (its lock would silently be missing, and nothing pinned)."""
+    if path is None:
+        _require_project()
     path = (path or LOCK_FILE).absolute()
     try:
         found = path.lstat()
@@ -268,10 +272,21 @@ def _write(path: Path, text: str) -> None:
         raise ImageLockError(f"{path}: cannot be written: {err.strerror}") from None
 
 
+def _require_project() -> None:
+    """ImageLockError unless the project directory whose charts are used is a fedeploy project."""
+    from fedeploy.service_values import CHARTS_DIR
+
+    try:
+        require_project(CHARTS_DIR.parent)
+    except ProjectError as err:
+        raise ImageLockError(str(err)) from None
+
+
 @cache
 def _chart_defaults(chart: str) -> tuple[dict[str, Any], str]:
     from fedeploy.service_values import CHARTS_DIR, chart_metadata
 
+    _require_project()  # one clear error, not a missing file's traceback
     values = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text()) or {}
     metadata = chart_metadata(chart)
     return values, str(metadata.get("appVersion", metadata["version"]))

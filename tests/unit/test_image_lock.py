@@ -528,3 +528,60 @@ def test_a_failing_images_list_fails_the_recording(release_workspace, pipeline) 
     else:
         done = _sh(["sh", "-e", "-c"], _gitlab_record_script(), work, env)
     assert done.returncode != 0, done.stdout + done.stderr
+
+
+# ---- the project directory ---------------------------------------------------------------------
+
+
+def _fake_project(path: Path, charts: tuple[str, ...] = ("catalog", "ingestion", "inference")):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "Pulumi.yaml").write_text("name: other\nruntime: python\n")
+    (path / "charts").mkdir(exist_ok=True)
+    for chart in charts:
+        (path / "charts" / chart).mkdir()
+        (path / "charts" / chart / "Chart.yaml").write_text(f"name: {chart}\nversion: 6.6.6\n")
+    return path
+
+
+def test_the_project_is_the_directory_holding_our_charts(tmp_path, monkeypatch) -> None:
+    """A Pulumi project with a charts/ folder of its own (many have one) was taken for ours: its
+    missing charts failed as an internal error (FileNotFoundError)."""
+    from fedeploy import project
+
+    monkeypatch.delenv("FEDEPLOY_PROJECT_DIR", raising=False)
+    other = _fake_project(tmp_path / "other", charts=("nginx",))
+    monkeypatch.chdir(other)
+    assert project.project_dir() == ROOT
+    ours = _fake_project(tmp_path / "ours")
+    monkeypatch.chdir(ours)
+    assert project.project_dir() == ours
+    # Directories above are never searched (one planted in a shared parent would choose).
+    (ours / "sub").mkdir()
+    monkeypatch.chdir(ours / "sub")
+    assert project.project_dir() == ROOT
+    # A relative FEDEPLOY_PROJECT_DIR is relative to the current directory; empty is unset.
+    monkeypatch.setenv("FEDEPLOY_PROJECT_DIR", "..")
+    assert project.project_dir() == ours
+    monkeypatch.setenv("FEDEPLOY_PROJECT_DIR", "")
+    assert project.project_dir() == ROOT
+
+
+def test_a_project_dir_without_our_charts_is_one_clear_error(tmp_path, monkeypatch) -> None:
+    """FEDEPLOY_PROJECT_DIR naming no project failed as an internal error (FileNotFoundError)
+    in `fedeploy images list`, and as "the program failed" in the plan."""
+    from fedeploy import service_values
+    from fedeploy.plan import run_plan
+
+    nowhere = tmp_path / "nowhere"
+    monkeypatch.setenv("FEDEPLOY_PROJECT_DIR", str(nowhere))
+    monkeypatch.setattr(service_values, "CHARTS_DIR", nowhere / "charts")
+    image_lock._chart_defaults.cache_clear()
+    monkeypatch.setattr(image_lock, "LOCK_FILE", nowhere / "images.lock.yaml")
+    for call in (lambda: chart_images("catalog"), load_lock):
+        with pytest.raises(ImageLockError) as caught:
+            call()
+        said = str(caught.value)
+        assert f"{nowhere}: not a fedeploy project directory" in said
+        assert f"FEDEPLOY_PROJECT_DIR={nowhere}" in said and "no Pulumi.yaml, charts/" in said
+    report = run_plan(STACKS, ["aws-dublin"], jobs=1)
+    assert len(report.errors) == 1 and "not a fedeploy project directory" in str(report.errors[0])
