@@ -211,7 +211,8 @@ def record(
     Returns one line per change ("added REF", "replaced REF: OLD -> NEW"); a reference already
     recorded with the same digest changes nothing. Raises ImageLockError, before writing
     anything, for a malformed reference, (without `replace`) a tag recorded with another
-    digest, or a lock that load_lock refuses or that cannot be written. The file is written
+    digest, a lock that load_lock refuses or that cannot be written, or (without `path`) a
+    project directory that is no fedeploy project. The file is written
     sorted, through a new temporary file beside it renamed over it, so two records of the same
     digests give the same bytes and a reader never sees half a lock."""
     wanted: dict[str, str] = {}
@@ -226,6 +227,8 @@ def record(
         if wanted.get(ref, digest) != digest:
             raise ImageLockError(f"{ref} is given twice with different digests")
         wanted[ref] = digest
+    if path is None:
+        _require_project()  # not into whatever lies beside the installed package
     path = (path or LOCK_FILE).absolute()
     current = load_lock(path)
     changes = []

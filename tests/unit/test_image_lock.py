@@ -122,6 +122,9 @@ def test_a_moved_tag_is_refused_unless_replaced(tmp_path) -> None:
         f"ghcr.io/z/a@{A}",  # no tag
         "ghcr.io/z/a:1@sha256:" + "A" * 64,
         f"ghcr.io/z/a:1@{A}; rm -rf /",
+        f"ghcr.io/z/a:1@{A}\nversion: 2",  # a line of YAML smuggled in
+        f"ghcr.io/z/a:1@{A}\n  ghcr.io/z/b:1: {B}",
+        f"ghcr.io/z/a:1 @{A}",
         f"GHCR/z/a:1@{A}x",
     ],
 )
@@ -585,3 +588,7 @@ def test_a_project_dir_without_our_charts_is_one_clear_error(tmp_path, monkeypat
         assert f"FEDEPLOY_PROJECT_DIR={nowhere}" in said and "no Pulumi.yaml, charts/" in said
     report = run_plan(STACKS, ["aws-dublin"], jobs=1)
     assert len(report.errors) == 1 and "not a fedeploy project directory" in str(report.errors[0])
+    # record wrote the lock beside the installed package (site-packages/images.lock.yaml).
+    with pytest.raises(ImageLockError, match="not a fedeploy project directory"):
+        record([f"ghcr.io/x/y:1@{A}"])
+    assert not nowhere.exists()
