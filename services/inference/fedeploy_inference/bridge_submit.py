@@ -11,7 +11,13 @@ from fedeploy_inference.slurm_jobs import InferenceJob
 
 def to_bridge_spec(job: InferenceJob) -> Any:
     """The bridge's JobSpec for the job. The bridge runs one node per job: a multi-node job is
-    refused here rather than silently shrunk."""
+    refused here rather than silently shrunk.
+
+    Raises ValueError naming the job and each field the JobSpec refuses, never a value: the
+    environment holds the storage keys (`submit --pass-storage-credentials`), and pydantic's
+    own message repeats its input."""
+    from pydantic import ValidationError
+
     from fedeploy.bridge.jobs import JobSpec
 
     if job.nodes != 1:
@@ -19,18 +25,25 @@ def to_bridge_spec(job: InferenceJob) -> Any:
             f"job {job.name}: nodes={job.nodes} given; the bridge's JobSpec runs one node "
             "(use several GPUs on one node)"
         )
-    return JobSpec(
-        name=job.name,
-        script=job.script,
-        partition=job.partition or None,
-        time_limit_minutes=job.time_limit_minutes,
-        cpus=job.cpus,
-        memory_mb=job.memory_mb,
-        gpus=job.gpus,
-        environment=dict(job.environment),
-        working_directory=job.working_directory,
-        idempotency_key=job.idempotency_key,
-    )
+    try:
+        return JobSpec(
+            name=job.name,
+            script=job.script,
+            partition=job.partition or None,
+            time_limit_minutes=job.time_limit_minutes,
+            cpus=job.cpus,
+            memory_mb=job.memory_mb,
+            gpus=job.gpus,
+            environment=dict(job.environment),
+            working_directory=job.working_directory,
+            idempotency_key=job.idempotency_key,
+        )
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'job'}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False)
+        )
+        raise ValueError(f"job {job.name}: {problems}") from None
 
 
 def bridge_token(settings: InferenceSettings) -> str:

@@ -125,3 +125,22 @@ def test_an_unreadable_bridge_user_file_is_named(
     error = capsys.readouterr().err
     assert "INFER_BRIDGE_USER_FILE" in error and "no-user" in error
     assert submit_env.bodies == []
+
+
+def test_a_refused_job_environment_never_echoes_the_passed_keys(
+    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text(shared_credentials_file(ACCESS, SECRET))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    # A variable the bridge refuses (SLURM's own) beside the keys: pydantic's message repeats
+    # the whole environment it was given, the tail of the secret key included.
+    monkeypatch.setenv("SLURM_ACCOUNT", "ops")
+    command = ["submit", "train", "--pass-storage-credentials", "--pass-env", "SLURM_ACCOUNT"]
+    assert main(command) == 2
+    captured = capsys.readouterr()
+    assert "SLURM_ACCOUNT" in captured.err and "SLURM's own" in captured.err
+    for text in (captured.err, captured.out):
+        assert not any(SECRET[i : i + 6] in text for i in range(len(SECRET) - 5)), text
+        assert ACCESS[-6:] not in text
+    assert submit_env.bodies == []
