@@ -10,9 +10,12 @@ names it in AWS_SHARED_CREDENTIALS_FILE; and no workload carries checkov's CKV_K
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from fedeploy.charts import pod_template
+import pytest
+
+from fedeploy.charts import ChartError, pod_template, render_chart
 from fedeploy.storage_credentials import FILE, MOUNT_DIR, SECRET_KEY
 
 STORAGE_SECRET = "fedeploy-storage"
@@ -147,3 +150,29 @@ def test_retraining_passes_the_keys_of_the_file(rendered) -> None:
     command = container["command"]
     assert "--pass-storage-credentials" in command[: command.index("--")]
     assert "--pass-env" not in command
+
+
+@pytest.mark.parametrize(
+    ("chart", "site"), [("inference", "hpc"), ("ingestion", "hpc"), ("catalog", "published")]
+)
+def test_a_pod_mounting_a_secret_file_needs_the_fs_group_that_can_read_it(
+    charts_dir: Path, site_values: Any, merge: Any, chart: str, site: str
+) -> None:
+    # The kubelet gives a Secret volume's files (mode 0440) to root and the pod's fsGroup; the
+    # container runs as a non-root user, who reads them only through that group. Without it
+    # boto3 skips the unreadable credentials file as if absent ("Unable to locate
+    # credentials"), so the chart refuses to render instead.
+    values = site_values(site, chart)
+    assert render_chart(charts_dir / chart, values, chart, "fedeploy")
+    without = merge(values, {"podSecurityContext": {"fsGroup": None}})
+    with pytest.raises(ChartError, match=r"podSecurityContext\.fsGroup is required"):
+        render_chart(charts_dir / chart, without, chart, "fedeploy")
+
+
+def test_a_pod_without_secret_files_needs_no_fs_group(
+    charts_dir: Path, site_values: Any, merge: Any
+) -> None:
+    values = merge(site_values("aws", "inference"), {"podSecurityContext": {"fsGroup": None}})
+    manifests = render_chart(charts_dir / "inference", values, "inference", "fedeploy")
+    pods = [_pod(m) for m in manifests if pod_template(m) is not None]
+    assert pods and all("fsGroup" not in p["securityContext"] for p in pods)

@@ -133,10 +133,20 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
 {{- end }}
 {{- end }}
 
+{{/* A mounted Secret's files belong to root and the pod's fsGroup (mode 0440 or 0400 widened
+to 0440 by the kubelet): without fsGroup the container's non-root user cannot read them, and
+boto3 skips an unreadable credentials file as if it were absent. */}}
+{{- define "ingestion.secretFileReader" -}}
+{{- if not .Values.podSecurityContext.fsGroup }}
+{{- fail "podSecurityContext.fsGroup is required with a mounted Secret (storage.existingSecret and the like): its files are mode 0440, owned by root and that group, and the container runs as a non-root user" }}
+{{- end }}
+{{- end }}
+
 {{/* The Secret volume of the static storage keys: its `credentials` key, boto3's shared
 credentials file. The whole volume, never subPath, so the kubelet swaps in rotated keys. */}}
 {{- define "ingestion.storageVolume" -}}
 {{- with .Values.storage.existingSecret }}
+{{- include "ingestion.secretFileReader" $ }}
 - name: storage-credentials
   secret:
     secretName: {{ . }}
