@@ -176,3 +176,24 @@ def test_a_pod_without_secret_files_needs_no_fs_group(
     manifests = render_chart(charts_dir / "inference", values, "inference", "fedeploy")
     pods = [_pod(m) for m in manifests if pod_template(m) is not None]
     assert pods and all("fsGroup" not in p["securityContext"] for p in pods)
+
+
+def test_the_retrain_command_parses_with_the_cli_it_runs(
+    charts_dir: Path, site_values: Any, merge: Any
+) -> None:
+    from fedeploy_inference.cli import _parse
+
+    arguments = ["--epochs", "7", "--note", "nightly -- 100% [default]"]
+    retrain = {"arguments": arguments, "gpus": 2, "timeLimitMinutes": 90}
+    values = merge(site_values("hpc", "inference"), {"retrain": retrain})
+    (cronjob,) = [
+        m
+        for m in render_chart(charts_dir / "inference", values, "inference", "fedeploy")
+        if m["kind"] == "CronJob"
+    ]
+    (container,) = _pod(cronjob)["containers"]
+    assert container["command"][0] == "fedeploy-infer"
+    args = _parse(container["command"][1:])
+    assert (args.command, args.job, args.arguments) == ("submit", "train", arguments)
+    assert args.pass_storage_credentials
+    assert (args.gpus, args.time_limit_minutes) == (2, 90)

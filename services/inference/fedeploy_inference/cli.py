@@ -257,14 +257,25 @@ def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, 
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    """The options; for `submit`, what follows the first `--` is `arguments` (the job's own),
-    so the submit options may come before or after `train`/`batch`."""
+    """The options; for `submit`, what follows the first `--` is `arguments` (the job's own,
+    checked as `train` would parse them), so the submit options may come before or after
+    `train`/`batch`. Exits with status 2 (argparse) on a bad option."""
     parser = _parser()
     cut = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:cut])
+    args, unknown = parser.parse_known_args(argv[:cut])
+    if unknown:
+        hint = " (train's own options go after `--`)" if args.command == "submit" else ""
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     args.arguments = argv[cut + 1 :]
-    if args.arguments and args.command != "submit":
-        parser.error(f"{args.command}: arguments after `--` are only for `submit train`")
+    if args.arguments and (args.command, getattr(args, "job", None)) != ("submit", "train"):
+        where = "submit batch" if args.command == "submit" else args.command
+        parser.error(f"{where}: arguments after `--` are only for `submit train`")
+    if args.command == "submit" and args.job == "train":
+        # The job runs `fedeploy-infer train <arguments>` on the cluster: a typo fails here,
+        # not hours later in the queue.
+        if "--" in args.arguments:
+            parser.error("submit train: a second `--` in train's arguments; train takes none")
+        _parse(["train", *args.arguments])
     return args
 
 

@@ -5,6 +5,7 @@ SLURM job (`submit --pass-storage-credentials`), whose nodes cannot read the pod
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fedeploy_inference import bridge_submit
-from fedeploy_inference.cli import main
+from fedeploy_inference.cli import _parse, main
 
 from fedeploy.storage_credentials import shared_credentials_file
 from services.inference.tests.test_bridge_token_file import FakeBridge, _token
@@ -144,3 +145,77 @@ def test_a_refused_job_environment_never_echoes_the_passed_keys(
         assert not any(SECRET[i : i + 6] in text for i in range(len(SECRET) - 5)), text
         assert ACCESS[-6:] not in text
     assert submit_env.bodies == []
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        # train's options before `--` were taken for submit's own: say where they go.
+        (["submit", "train", "--epochs", "3"], "train's own options go after `--`"),
+        # batch takes no job arguments: they were dropped without a word.
+        (
+            ["submit", "batch", "--bbox", "0,0,1,1", "--start", "a", "--end", "b", "--", "x"],
+            "submit batch: arguments after `--` are only for `submit train`",
+        ),
+        # train's arguments fail at submission, not in the SLURM job hours later.
+        (["submit", "train", "--", "--epochs", "three"], "invalid int value: 'three'"),
+        (["submit", "train", "--", "--start", "2026-01-01"], "a time with a UTC offset"),
+        (["submit", "train", "--", "--log-level", "DEBUG"], "unrecognized arguments"),
+        (["submit", "train", "--", "--epochs", "3", "--", "x"], "a second `--`"),
+    ],
+)
+def test_submit_refuses_job_arguments_the_job_would_refuse(
+    submit_env: Submissions, command: list[str], expected: str, capsys
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(command)
+    assert exited.value.code == 2
+    assert expected in capsys.readouterr().err
+    assert submit_env.bodies == []
+
+
+@pytest.mark.parametrize(
+    ("command", "job", "arguments"),
+    [
+        # The forms services/inference/README.md shows.
+        (["submit", "train"], "train", []),
+        (["submit", "--gpus", "2", "train", "--", "--epochs", "3"], "train", ["--epochs", "3"]),
+        (
+            ["--log-level", "DEBUG", "submit", "train", "--pass-storage-credentials", "--"],
+            "train",
+            [],
+        ),
+        (["submit", "train", "--", "--note", "a -- b"], "train", ["--note", "a -- b"]),
+        (
+            ["submit", "batch", "--bbox", "0,0,1,1", "--start", "2026-01-01T00:00Z"]
+            + ["--end", "2026-01-02T00:00Z", "--pass-env", "AWS_ACCESS_KEY_ID"],
+            "batch",
+            [],
+        ),
+    ],
+)
+def test_submit_accepts_the_documented_forms(
+    command: list[str], job: str, arguments: list[str]
+) -> None:
+    args = _parse(command)
+    assert (args.command, args.job, args.arguments) == ("submit", job, arguments)
+
+
+def test_a_debug_submission_logs_no_key(
+    submit_env: Submissions,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text(shared_credentials_file(ACCESS, SECRET))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    caplog.set_level(logging.DEBUG)
+    command = ["--log-level", "DEBUG", "submit", "train", "--pass-storage-credentials"]
+    assert main([*command, "--wait-minutes", "0"]) == 0
+    assert _environment(submit_env.bodies[0])["AWS_SECRET_ACCESS_KEY"] == SECRET
+    captured = capsys.readouterr()
+    assert caplog.records  # botocore and the bridge client did log
+    for text in (caplog.text, captured.out, captured.err):
+        assert SECRET not in text
