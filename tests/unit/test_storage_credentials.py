@@ -39,6 +39,8 @@ def test_the_file_is_a_default_profile_boto3_reads() -> None:
         (ACCESS, "abc\naws_session_token = x", "secret_access_key"),
         (ACCESS, "has space", "secret_access_key"),
         ("AKIA\u00e9", SECRET, "access_key_id"),
+        (ACCESS, "abc\r[evil]", "secret_access_key"),
+        ("AKIA\t", SECRET, "access_key_id"),
     ],
 )
 def test_keys_that_would_break_the_file_are_refused_by_field(
@@ -74,3 +76,31 @@ def test_the_secret_data_is_the_file_and_stays_secret(wrap: Any) -> None:
     data = storage_secret_data(wrap(ACCESS), wrap(SECRET))
     assert list(data) == [SECRET_KEY] == ["credentials"]
     assert _resolved(data) == (shared_credentials_file(ACCESS, SECRET), True)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "a%(x)s%%b",  # configparser's interpolation: botocore's parser is raw
+        "=[default]=",  # a delimiter and a section header inside the value
+        "#no-comment;either:",  # comment prefixes and the other delimiter
+        "k" * 4096,  # far longer than any store's key
+    ],
+    ids=["percent", "delimiters", "comment-prefixes", "long"],
+)
+def test_botocore_reads_every_printable_key_back_verbatim(
+    secret: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import botocore.session
+
+    path = tmp_path / "credentials"
+    path.write_text(shared_credentials_file(f"AK{secret}", secret))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    found = botocore.session.Session().get_credentials()
+    assert found is not None
+    frozen = found.get_frozen_credentials()
+    assert (frozen.access_key, frozen.secret_key) == (f"AK{secret}", secret)

@@ -40,7 +40,8 @@ def to_bridge_spec(job: InferenceJob) -> Any:
         )
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'job'}: {e['msg']}"
+            f"{'.'.join(str(p) for p in e['loc']) or 'job'}: "
+            f"{str(e['msg']).removeprefix('Value error, ')}"
             for e in error.errors(include_input=False, include_url=False)
         )
         raise ValueError(f"job {job.name}: {problems}") from None

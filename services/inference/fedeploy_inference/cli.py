@@ -235,6 +235,7 @@ def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, 
     if args.pass_storage_credentials:
         from fedeploy_inference.s3 import storage_credentials_environment
 
+        _check_readable("AWS_SHARED_CREDENTIALS_FILE", "the storage credentials")
         extra.update(storage_credentials_environment())
     common = {
         "python": args.python,
@@ -254,6 +255,22 @@ def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, 
             status = bridge.wait(job_id, timeout=args.wait_minutes * 60)
             result["state"] = str(status.state)
     return result
+
+
+def _check_readable(variable: str, what: str) -> None:
+    """ValueError naming the variable, its file and why, when the variable names a file this
+    process cannot read: boto3 takes an unreadable or missing credentials file for an absent
+    one and reports no credentials at all."""
+    import os
+
+    path = os.environ.get(variable)
+    if not path:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise ValueError(f"{variable} {path}: cannot read {what} ({error.strerror})") from None
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

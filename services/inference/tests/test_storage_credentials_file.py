@@ -109,12 +109,27 @@ def test_submit_gives_the_job_the_keys_of_the_mounted_credentials_file(
 
 
 def test_submit_without_credentials_says_where_it_looked(
-    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    submit_env: Submissions, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent"))
+    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")
     assert main(["submit", "train", "--pass-storage-credentials"]) == 2
     error = capsys.readouterr().err
     assert "no storage credentials" in error and "AWS_SHARED_CREDENTIALS_FILE" in error
+    assert submit_env.bodies == []
+
+
+@pytest.mark.parametrize("name", ["absent", "storage"], ids=["missing", "a-directory"])
+def test_a_credentials_file_that_cannot_be_read_is_named(
+    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, name: str
+) -> None:
+    # boto3 takes a missing or unreadable file for no file and reports no credentials at all;
+    # the mount's folder given for the file (a subPath slip) is such a case.
+    (tmp_path / "storage").mkdir()
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / name))
+    assert main(["submit", "train", "--pass-storage-credentials"]) == 2
+    error = capsys.readouterr().err
+    assert f"AWS_SHARED_CREDENTIALS_FILE {tmp_path / name}: cannot read" in error, error
     assert submit_env.bodies == []
 
 
