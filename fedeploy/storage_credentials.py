@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import pulumi
 
 SECRET_KEY = "credentials"
+# The keys as earlier releases took them from the Secret (environment variables); kept so that
+# their pods still start during an upgrade. Nothing of this release reads them.
+LEGACY_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 MOUNT_DIR = "/etc/fedeploy/storage"
 FILE = f"{MOUNT_DIR}/{SECRET_KEY}"
 PROFILE = "default"
@@ -52,10 +55,20 @@ def storage_secret_data(
     access_key_id: pulumi.Input[str], secret_access_key: pulumi.Input[str]
 ) -> dict[str, pulumi.Input[str]]:
     """The string data of a site's storage Secret: `{"credentials": <INI text>}`, a secret
-    Output built from the two keys once Pulumi knows them (`shared_credentials_file`)."""
+    Output built from the two keys once Pulumi knows them (`shared_credentials_file`), and the
+    two keys under the names earlier releases read as environment variables (LEGACY_KEYS).
+
+    Why the legacy keys stay: the Secret is updated before Helm rolls the pods, so a pod of the
+    previous release that restarts in between (or that an atomic upgrade rolls back to) would
+    fail on a missing key. No workload of this release reads them (a chart test proves it);
+    they go once no deployed release can read them."""
     import pulumi
 
     text = pulumi.Output.all(access_key_id, secret_access_key).apply(
         lambda keys: shared_credentials_file(keys[0], keys[1])
     )
-    return {SECRET_KEY: pulumi.Output.secret(text)}
+    return {
+        SECRET_KEY: pulumi.Output.secret(text),
+        LEGACY_KEYS[0]: pulumi.Output.secret(access_key_id),
+        LEGACY_KEYS[1]: pulumi.Output.secret(secret_access_key),
+    }

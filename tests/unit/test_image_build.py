@@ -32,9 +32,16 @@ def test_the_pipelines_build_the_scripts_dockerfiles_without_another_base() -> N
     assert '--file "services/$service/Dockerfile"' in SCRIPT
     for pipeline in PIPELINES:
         text = pipeline.read_text()
-        assert re.search(r"services/(\$SERVICE|\$\{\{ matrix\.service \}\})/Dockerfile", text), (
-            pipeline
-        )
+        # The Dockerfile is a matrix value: the CPU images' is the script's own "Dockerfile".
+        assert re.search(
+            r"services/(\$SERVICE|\$\{\{ matrix\.service \}\})/"
+            r"(\$DOCKERFILE|\$\{\{ matrix\.dockerfile \}\})",
+            text,
+        ), pipeline
+        for service in ("ingestion", "inference"):
+            assert re.search(
+                rf"\{{ ?(service|SERVICE): {service}, (dockerfile|DOCKERFILE): Dockerfile, ", text
+            ), (pipeline, service)
         assert "PYTHON_IMAGE" not in text, f"{pipeline} overrides the Dockerfiles' base"
         assert "appVersion" in text
 

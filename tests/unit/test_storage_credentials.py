@@ -9,7 +9,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from fedeploy.storage_credentials import SECRET_KEY, shared_credentials_file, storage_secret_data
+from fedeploy.storage_credentials import (
+    LEGACY_KEYS,
+    SECRET_KEY,
+    shared_credentials_file,
+    storage_secret_data,
+)
 
 ACCESS, SECRET = "AKIA0123456789ABCDEF", "wJalr/XUtnFEMI+K7MDENG=bPxRfiCYEXAMPLEKEY"
 
@@ -52,30 +57,40 @@ def test_keys_that_would_break_the_file_are_refused_by_field(
         assert secret not in str(caught.value)
 
 
-def _resolved(data: dict[str, Any]) -> tuple[str, bool]:
-    """The `credentials` value of Secret data and whether it is secret, under fresh mocks."""
+def _resolved(data: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Each value of Secret data and whether it is secret, under fresh mocks."""
     pulumi.runtime.set_mocks(_Mocks(), project="fedeploy", stack="test", preview=False)
-    seen: list[tuple[str, bool]] = []
+    seen: dict[str, tuple[str, bool]] = {}
 
     @pulumi.runtime.test
     def program() -> Any:
-        value = data[SECRET_KEY]
-        assert isinstance(value, pulumi.Output)
-        return pulumi.Output.all(value, value.is_secret()).apply(  # type: ignore[arg-type]
-            lambda args: seen.append((args[0], args[1]))
-        )
+        outputs = []
+        for key, value in data.items():
+            assert isinstance(value, pulumi.Output), key
+            outputs.append(
+                pulumi.Output.all(value, value.is_secret()).apply(  # type: ignore[arg-type]
+                    lambda args, key=key: seen.__setitem__(key, (args[0], args[1]))
+                )
+            )
+        return pulumi.Output.all(*outputs)
 
     program()
-    (found,) = seen
-    return found
+    return seen
 
 
 @pytest.mark.parametrize("wrap", [pulumi.Output.secret, lambda v: v], ids=["secret", "plain"])
 def test_the_secret_data_is_the_file_and_stays_secret(wrap: Any) -> None:
     pulumi.runtime.set_mocks(_Mocks(), project="fedeploy", stack="test", preview=False)
     data = storage_secret_data(wrap(ACCESS), wrap(SECRET))
-    assert list(data) == [SECRET_KEY] == ["credentials"]
-    assert _resolved(data) == (shared_credentials_file(ACCESS, SECRET), True)
+    # The file, and the keys under the names the previous release's pods read (upgrade window).
+    assert list(data) == [SECRET_KEY, *LEGACY_KEYS]
+    assert SECRET_KEY == "credentials"
+    assert LEGACY_KEYS == ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    assert _resolved(data) == {
+        SECRET_KEY: (shared_credentials_file(ACCESS, SECRET), True),
+        LEGACY_KEYS[0]: (ACCESS, True),
+        LEGACY_KEYS[1]: (SECRET, True),
+    }
 
 
 @pytest.mark.parametrize(
