@@ -110,6 +110,7 @@ def podman_run_args(
             args += ["--mount", f"type=tmpfs,destination={mount['mountPath']},tmpfs-mode=1777"]
         elif "secret" in volume and mount["name"] in (secrets or {}):
             source = (secrets or {})[mount["name"]]
+            _as_the_kubelet_mounts(source, volume["secret"], pod_security.get("fsGroup"))
             args += ["--volume", f"{source}:{mount['mountPath']}:ro"]
         else:
             raise UnsupportedSetting(
@@ -130,6 +131,21 @@ def podman_run_args(
     for name, value in values.items():
         args += ["--env", f"{name}={value}"]
     return args
+
+
+def _as_the_kubelet_mounts(folder: Path, secret: dict[str, Any], fs_group: int | None) -> None:
+    """Give a Secret's files the owner and mode the kubelet gives them: the volume's
+    defaultMode (0644 when unset), owned by root, group fsGroup (which also gets read access)
+    when the pod sets one. A pod whose user cannot read the file fails here as in a cluster."""
+    import os
+
+    mode = secret.get("defaultMode", 0o644)
+    if fs_group is not None:
+        mode |= 0o040
+    for path in folder.iterdir():
+        if path.is_file():
+            os.chown(path, 0, fs_group if fs_group is not None else 0)
+            path.chmod(mode)
 
 
 def referenced_env(chart: ChartContainer) -> list[str]:
