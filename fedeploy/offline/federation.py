@@ -205,7 +205,6 @@ def plan_federation(
     finally:
         if pool is not None:
             pool.shutdown()
-            gc.unfreeze()
     _gather(plan, results)
     return plan
 
@@ -214,7 +213,9 @@ def _prepare_fork() -> None:
     """Import the SDKs with the cyclic garbage collector paused (the imports make hundreds of
     thousands of objects, none of them garbage, and each collection in between walks them all),
     then freeze what is there: the workers inherit it without their collector walking it again
-    or touching (and so copying) its pages. `plan_federation` unfreezes once the pool is done."""
+    or touching (and so copying) its pages. It stays frozen in this process too: nearly all of it
+    is the SDKs' modules, alive until exit, and the interpreter's final collections walked them
+    for over a second after every plan."""
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -204,6 +204,9 @@ from fedeploy.report import as_json
 report = run_plan(Path(sys.argv[1]), jobs=2)
 # Every stack ran in a forked worker: this process never loaded Helm's Go runtime.
 assert "helm_python._native" not in sys.modules, "a stack was planned in the parent"
+# The SDKs' objects stay frozen: the final collections at exit would walk them all.
+import gc
+assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()
 sys.stdout.write(as_json(report))
 """
 
