@@ -72,6 +72,8 @@ def render_releases(
             strict=True,
             kube_version=kube_version,
             namespace=release.namespace,
+            # render_chart above has checked these values against values.schema.json.
+            schema_checked=True,
         ):
             if lint.severity in ("error", "warning"):
                 findings.append(Finding("chart-lint", where, f"{lint.path}: {lint.message}"))
