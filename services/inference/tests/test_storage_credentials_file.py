@@ -227,12 +227,14 @@ def test_a_debug_submission_logs_no_key(
     credentials.write_text(shared_credentials_file(ACCESS, SECRET))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     caplog.set_level(logging.DEBUG)
-    # Another test's logging.config.dictConfig (a server started in-process) disables the
-    # loggers that existed then, botocore's among them: this test needs them all to speak.
+    # Other tests in the same process quiet loggers: the ingestion service's logging setup sets
+    # botocore, httpx and urllib3 to WARNING, a dictConfig disables the loggers that existed
+    # then. This test needs every one of them to speak at DEBUG.
     for logger in list(logging.root.manager.loggerDict.values()):
         if isinstance(logger, logging.Logger):
             monkeypatch.setattr(logger, "disabled", False)
             monkeypatch.setattr(logger, "propagate", True)
+            monkeypatch.setattr(logger, "level", logging.NOTSET)
     command = ["--log-level", "DEBUG", "submit", "train", "--pass-storage-credentials"]
     assert main([*command, "--wait-minutes", "0"]) == 0
     assert _environment(submit_env.bodies[0])["AWS_SECRET_ACCESS_KEY"] == SECRET
