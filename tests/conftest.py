@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -15,17 +15,23 @@ STACKS = ROOT / "stacks"
 EXAMPLE_STACKS = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test for a missing peer or tool, or fail it under FEDEPLOY_REQUIRE_INTEGRATION=1
+    (CI), where every one must be there."""
+    if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
+        pytest.fail(f"integration peer missing (FEDEPLOY_REQUIRE_INTEGRATION=1): {reason}")
+    pytest.skip(reason)
+
+
 def start_peer(start: Callable[[], Any]) -> Any:
-    """`start()`, a loopback peer; a missing peer program skips the test, or fails it under
-    FEDEPLOY_REQUIRE_INTEGRATION=1 (CI), where every peer must run."""
+    """`start()`, a loopback peer; a missing peer program skips the test, or fails it in CI
+    (`unavailable`)."""
     from fedeploy.loopback import PeerUnavailable
 
     try:
         return start()
     except PeerUnavailable as missing:
-        if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(f"integration peer missing (FEDEPLOY_REQUIRE_INTEGRATION=1): {missing}")
-        pytest.skip(str(missing))
+        unavailable(str(missing))
 
 
 @pytest.fixture(autouse=True)

@@ -16,18 +16,13 @@ from typing import Any
 import pytest
 
 from fedeploy.charts import render_chart
-from fedeploy.loopback import MosquittoBroker, PeerUnavailable, PostgresServer, SeaweedS3
+from fedeploy.loopback import MosquittoBroker, PostgresServer, SeaweedS3
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES
+from tests.conftest import start_peer, unavailable
 from tests.images.chart_run import storage_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "build-images.sh"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(f"FEDEPLOY_REQUIRE_INTEGRATION=1 but {reason}")
-    pytest.skip(reason)
 
 
 def podman(
@@ -73,7 +68,7 @@ class Images:
                     timeout=3600,
                 )
                 if built.returncode:
-                    _unavailable(f"scripts/build-images.sh failed:\n{built.stderr[-4000:]}")
+                    unavailable(f"scripts/build-images.sh failed:\n{built.stderr[-4000:]}")
             self.ready[service] = tag
         return self.ready[service]
 
@@ -99,23 +94,16 @@ def manifests() -> Callable[[str, str], list[dict[str, Any]]]:
     return render
 
 
-def _start(start: Callable[[], Any]) -> Any:
-    try:
-        return start()
-    except PeerUnavailable as missing:
-        _unavailable(str(missing))
-
-
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    server = _start(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
+    server = start_peer(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    server = _start(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
+    server = start_peer(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
     yield server
     server.stop()
 
@@ -130,6 +118,6 @@ def storage_keys(s3: SeaweedS3) -> Iterator[dict[str, Path]]:
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = _start(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
+    server = start_peer(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
     yield server
     server.remove()

@@ -10,20 +10,15 @@ import psycopg
 import pytest
 
 from fedeploy.charts import render_chart
-from fedeploy.loopback import PeerUnavailable, PostgresServer
-from tests.conftest import ROOT
+from fedeploy.loopback import PostgresServer
+from tests.conftest import ROOT, start_peer
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
-    try:
-        server = PostgresServer(tmp_path_factory.mktemp("postgres")).start()
-    except PeerUnavailable as missing:
-        if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(f"integration peer missing: {missing}")
-        pytest.skip(str(missing))
+    server = start_peer(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
     yield server
     server.remove()
 

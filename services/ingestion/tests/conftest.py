@@ -18,23 +18,14 @@ import pytest
 
 from fedeploy.loopback import (
     MosquittoBroker,
-    PeerUnavailable,
     PostgresServer,
     S3Endpoint,
     SeaweedS3,
     StacApiServer,
 )
+from tests.conftest import start_peer
 
 _counter = itertools.count()
-
-
-def _start(start: Callable[[], Any]) -> Any:
-    try:
-        return start()
-    except PeerUnavailable as missing:
-        if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(f"integration peer missing (FEDEPLOY_REQUIRE_INTEGRATION=1): {missing}")
-        pytest.skip(str(missing))
 
 
 def unique(prefix: str) -> str:
@@ -45,7 +36,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     """PostgreSQL with PostGIS and a pgstac template database."""
-    server = _start(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
+    server = start_peer(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
     yield server
     server.remove()
 
@@ -53,7 +44,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     """SeaweedFS's S3 gateway, which checks request signatures."""
-    server = _start(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
+    server = start_peer(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
     yield server
     server.stop()
 
@@ -61,7 +52,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
     """Debian's mosquitto with persistence and `max_queued_messages 0`."""
-    server = _start(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
+    server = start_peer(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
     yield server
     server.stop()
 
