@@ -20,6 +20,20 @@ SECRET_KEY = "credentials"
 # The keys as earlier releases took them from the Secret (environment variables); kept so that
 # their pods still start during an upgrade. Nothing of this release reads them.
 LEGACY_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Every variable through which boto3's default credential chain finds keys before or instead of
+# the shared credentials file: a pod that reads the file must set none of them (the tests clear
+# them to prove the keys come from the file).
+OTHER_CREDENTIAL_SOURCES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
 MOUNT_DIR = "/etc/fedeploy/storage"
 FILE = f"{MOUNT_DIR}/{SECRET_KEY}"
 PROFILE = "default"

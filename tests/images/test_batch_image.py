@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -19,17 +18,9 @@ import pytest
 from fedeploy.loopback import PostgresServer, SeaweedS3, StacApiServer
 from tests.images.chart_run import container_of, podman_run_args
 from tests.images.conftest import podman
+from tests.images.models import publish_synthetic_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-DATA = {
-    "source": "s3://b/observations/",
-    "windows": 1,
-    "rows": 1,
-    "stations": ["syn-000"],
-    "period": {"start": "2026-01-01", "end": "2026-03-01"},
-    "samples": {"train": 1, "test": 1},
-}
 
 
 def test_batch_writes_its_parquet_and_registers_its_item(
@@ -40,42 +31,14 @@ def test_batch_writes_its_parquet_and_registers_its_item(
     tmp_path: Path,
     storage_keys: dict[str, Path],
 ) -> None:
-    import pyarrow as pa
-    import torch
-    from fedeploy_inference.hourly import to_hourly
-    from fedeploy_inference.registry import publish
-    from fedeploy_inference.s3 import s3_client
-    from fedeploy_inference.settings import InferenceSettings
-    from fedeploy_inference.synthetic import SyntheticSpec, generate
-    from fedeploy_inference.training import TrainConfig, train
-    from fedeploy_inference.window_store import write_windows
-
     chart = container_of(manifests("inference", "kubernetes"), "Deployment", "inference")
     chart_env = {e["name"]: e.get("value") for e in chart.container.get("env", [])}
     model = chart_env["INFER_MODEL_NAME"]
     bucket = f"images-batch-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(bucket)
     endpoint = s3.endpoint
-    windows = list(generate(SyntheticSpec(stations=3, days=60)))
-    trained = train(
-        to_hourly(pa.concat_tables([t for _, t in windows])),
-        TrainConfig(epochs=5),
-        torch.device("cpu"),
-    )
-    host = InferenceSettings(bucket=bucket, s3_endpoint_url=endpoint.endpoint_url)
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ["AWS_ACCESS_KEY_ID"] = endpoint.access_key_id
-    os.environ["AWS_SECRET_ACCESS_KEY"] = endpoint.secret_access_key
-    try:
-        client = s3_client(host)
-        write_windows(client, bucket, windows)
-        publish(client, bucket, model, trained, DATA)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    published = publish_synthetic_model(endpoint, bucket, model, with_windows=True)
+    client = published.client
 
     catalog = StacApiServer(
         postgres.create_database(f"batch_{uuid.uuid4().hex[:8]}"), tmp_path / "catalog"
@@ -104,7 +67,10 @@ def test_batch_writes_its_parquet_and_registers_its_item(
         table = pq.read_table(io.BytesIO(body))
         assert table.num_rows == outcome["rows"] > 0
         assert set(table["station"].to_pylist()) == {"syn-000", "syn-001"}
-        collection = chart_env.get("INFER_FORECAST_COLLECTION") or host.forecast_collection
+        from fedeploy_inference.settings import InferenceSettings
+
+        default = InferenceSettings(bucket=bucket).forecast_collection
+        collection = chart_env.get("INFER_FORECAST_COLLECTION") or default
         item = httpx.get(
             f"{catalog.url}/collections/{collection}/items/{outcome['run_id']}", timeout=30
         )

@@ -5,7 +5,6 @@ SeaweedFS, reports ready and answers a forecast equal to the model's in memory."
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from fedeploy.loopback import SeaweedS3
@@ -21,49 +19,22 @@ from fedeploy.loopback.processes import free_port
 from services.inference.tests.test_server import _request_for
 from tests.images.chart_run import chart_command, container_of, podman_run_args
 from tests.images.conftest import podman
+from tests.images.models import publish_synthetic_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-DATA = {
-    "source": "s3://b/observations/",
-    "windows": 1,
-    "rows": 1,
-    "stations": ["syn-000"],
-    "period": {"start": "2026-01-01", "end": "2026-03-01"},
-    "samples": {"train": 1, "test": 1},
-}
 
 
 def test_serve_loads_a_published_model_and_answers_a_forecast(
     images, manifests, s3: SeaweedS3, storage_keys: dict[str, Path]
 ) -> None:
     import torch
-    from fedeploy_inference.hourly import to_hourly
-    from fedeploy_inference.registry import publish
-    from fedeploy_inference.s3 import s3_client
-    from fedeploy_inference.settings import InferenceSettings
-    from fedeploy_inference.synthetic import SyntheticSpec, generate
-    from fedeploy_inference.training import TrainConfig, predict, train
+    from fedeploy_inference.training import predict
 
     bucket = f"images-models-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(bucket)
     endpoint = s3.endpoint
-    series = to_hourly(
-        pa.concat_tables([t for _, t in generate(SyntheticSpec(stations=3, days=60))])
-    )
-    trained = train(series, TrainConfig(epochs=5), torch.device("cpu"))
-    host_settings = InferenceSettings(bucket=bucket, s3_endpoint_url=endpoint.endpoint_url)
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ["AWS_ACCESS_KEY_ID"] = endpoint.access_key_id
-    os.environ["AWS_SECRET_ACCESS_KEY"] = endpoint.secret_access_key
-    try:
-        version = publish(s3_client(host_settings), bucket, "nowcast", trained, DATA)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    published = publish_synthetic_model(endpoint, bucket, "nowcast")
+    trained, series, version = published.trained, published.series, published.version
 
     chart = container_of(manifests("inference", "kubernetes"), "Deployment", "inference")
     port = free_port()

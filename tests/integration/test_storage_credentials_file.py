@@ -18,23 +18,10 @@ from botocore.exceptions import ClientError
 
 from fedeploy.loopback import SeaweedS3
 from fedeploy.loopback.s3 import S3Endpoint
-from fedeploy.storage_credentials import shared_credentials_file
+from fedeploy.storage_credentials import OTHER_CREDENTIAL_SOURCES, shared_credentials_file
 from tests.conftest import start_peer
 
 pytestmark = pytest.mark.integration
-
-# Every variable through which boto3's default chain could find keys other than the file.
-AMBIENT = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +39,7 @@ def _only_the_file(monkeypatch: pytest.MonkeyPatch, path: Path, text: str) -> No
     path.write_text(text)
     path.chmod(0o440)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches the first keys found
-    for name in AMBIENT:
+    for name in OTHER_CREDENTIAL_SOURCES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(path.parent / "no-config"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

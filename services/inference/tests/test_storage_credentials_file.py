@@ -15,21 +15,10 @@ import pytest
 from fedeploy_inference import bridge_submit
 from fedeploy_inference.cli import _parse, main
 
-from fedeploy.storage_credentials import shared_credentials_file
+from fedeploy.storage_credentials import OTHER_CREDENTIAL_SOURCES, shared_credentials_file
 from services.inference.tests.test_bridge_token_file import FakeBridge, _token
 
 ACCESS, SECRET = "AKIAFILEONLY0001", "file/only+secret-0001"
-AMBIENT = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-)
 
 
 def _environment(body: Any) -> dict[str, str]:
@@ -55,7 +44,7 @@ class Submissions:
 @pytest.fixture
 def submit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Submissions:
     """A retrain pod's environment (no keys in it) and a bridge that records submissions."""
-    for name in AMBIENT:
+    for name in OTHER_CREDENTIAL_SOURCES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
