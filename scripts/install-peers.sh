@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the integration tests start on loopback: SLURM with slurmrestd and
 # munge (and the bridge node's nginx, nftables, shellcheck and cloud-init, whose configs the
-# tests check), PostgreSQL with PostGIS, mosquitto. Debian/Ubuntu only; needs root or sudo.
+# tests check), PostgreSQL with PostGIS, mosquitto, Prometheus 2.42 with promtool (and
+# alertmanager). Debian/Ubuntu only; needs root or sudo.
 # Without them the integration tests skip (or fail where FEDEPLOY_REQUIRE_INTEGRATION=1).
 set -euo pipefail
 
@@ -10,6 +11,7 @@ packages=(
   nginx-light nftables curl shellcheck cloud-init
   postgresql postgresql-15-postgis-3
   mosquitto
+  prometheus prometheus-alertmanager
   jq
 )
 missing=()
