@@ -61,12 +61,16 @@ def render_chart(
     values: Mapping[str, Any] | None = None,
     release_name: str = "release",
     namespace: str = "default",
+    api_versions: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """Render a chart as `helm template` would and return its manifests, parsed.
 
     NOTES.txt and templates that render to nothing are left out; the manifests come in template
-    path order, and in document order within a template. Raises ChartValuesError when the values
-    break the chart's schema and ChartError for any other failure to load or render.
+    path order, and in document order within a template. `api_versions` are the API groups the
+    cluster serves beyond Kubernetes' own (`helm template --api-versions`, what
+    `.Capabilities.APIVersions.Has` sees), e.g. "monitoring.coreos.com/v1". Raises
+    ChartValuesError when the values break the chart's schema and ChartError for any other
+    failure to load or render.
     """
     import helm_python
     import yaml
@@ -74,7 +78,7 @@ def render_chart(
     _check_release_name(release_name)
     chart = _load(chart_dir)
     try:
-        rendered = chart.render(dict(values or {}), name=release_name, namespace=namespace)
+        rendered = _render(chart, dict(values or {}), release_name, namespace, list(api_versions))
     except helm_python.HelmValuesError as error:
         raise ChartValuesError(
             f"chart {chart_dir}: values rejected by values.schema.json: {error}"
@@ -102,6 +106,24 @@ def render_chart(
                 )
             manifests.append(document)
     return manifests
+
+
+def _render(
+    chart: Any, values: dict[str, Any], name: str, namespace: str, api_versions: list[str]
+) -> dict[str, str]:
+    if not api_versions:
+        return dict(chart.render(values, name=name, namespace=namespace))
+    import json
+
+    from helm_python import _native
+
+    # helm-python-sdk 0.2.2's Chart.render has no parameter for them; its native render takes
+    # Helm's install option `api_versions` in the same options object (checked: Has answers true).
+    options = {"name": name, "namespace": namespace, "api_versions": api_versions}
+    answer = _native.call_string(
+        "helm_render", chart._raw(), json.dumps(values), json.dumps(options)
+    )
+    return dict(json.loads(answer))
 
 
 def lint_chart(
