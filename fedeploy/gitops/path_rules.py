@@ -13,9 +13,7 @@ The rules, first match wins; each answer carries the words a reviewer reads in t
 | `Pulumi.yaml`, `__main__.py`, `pyproject.toml` | every site |
 | `images.lock.yaml` | every site: the image digests its releases are pinned to |
 | a file the Pulumi program loads (import closure of `__main__.py`) | every site |
-| other `fedeploy/`, `components/` Python files | nothing (the CLI, the offline plan...) |
-| other files there beside no module the program loads | nothing |
-| other files there, or a deleted Python file there | every site (cannot tell) |
+| any other file of `fedeploy/` or `components/` | every site: fedeploy's own code plans, reviews, deploys and verifies every site |
 | `examples/`, `benchmarks/`, `scripts/`, `schemas/`, CI files, `Makefile`, licence | nothing |
 | anything else | every site: an unknown path is assumed to matter |
 """
@@ -87,14 +85,9 @@ def classify(
     if path in program_files:
         return Touch("every", why="program code changed")
     if top in PROGRAM_PACKAGES:
-        if path.endswith(".py") and status != "D":
-            return Touch("nothing", why="Python module the Pulumi program does not load")
-        program_dirs = {str(PurePosixPath(p).parent) for p in program_files}
-        if not path.endswith(".py") and str(PurePosixPath(path).parent) not in program_dirs:
-            return Touch("nothing", why="data beside modules the Pulumi program does not load")
-        return Touch(
-            "every", why="program package changed (a file the import closure cannot rule out)"
-        )
+        # The offline plan, `fedeploy diff`, this command and `fedeploy verify` decide what a
+        # review shows and what a wave accepts for every site: a change there is never nothing.
+        return Touch("every", why=f"fedeploy's own code changed ({top}/)")
     if top == stacks_dir or path in INERT_FILES or top.upper().startswith("LICENSE"):
         return Touch("nothing", why="not read by any stack")
     return Touch("every", why="unrecognised path, assumed to affect every site")

@@ -267,12 +267,19 @@ def test_a_service_affects_the_sites_running_its_image_and_its_tests_nothing(rep
     assert "services/ingestion/tests/test_app.py" in result.ignored
 
 
-def test_code_the_program_never_loads_affects_nothing(repo: Repo) -> None:
-    repo.write("fedeploy/cli_only.py", "VALUE = 2\n")
+def test_fedeploys_own_code_affects_every_site_even_where_the_program_never_loads_it(
+    repo: Repo,
+) -> None:
+    # The CLI, the offline plan, `fedeploy diff` and `fedeploy verify` review and gate every
+    # site: a change there is reviewed as one to every site, never as nothing.
+    for path in ("fedeploy/cli_only.py", "fedeploy/loopback/queries.sql"):
+        repo.write(path, "VALUE = 2\n")
     repo.commit("CLI")
     result = affected_after(repo)
-    assert result.waves == []
-    assert "does not load" in result.ignored["fedeploy/cli_only.py"]
+    assert result.waves == FULL_ORDER
+    assert result.reasons["eu-hub"][0].startswith("fedeploy/")
+    assert "fedeploy's own code changed" in " ".join(result.reasons["eu-hub"])
+    assert "fedeploy/cli_only.py" not in result.ignored
 
 
 def test_an_unknown_path_is_assumed_to_affect_every_site(repo: Repo) -> None:
@@ -453,10 +460,11 @@ def test_project_errors_carry_the_cli_exit_status() -> None:
         ("Pulumi.yaml", "M", "every", ""),
         ("pyproject.toml", "M", "every", ""),
         ("fedeploy/program.py", "M", "every", ""),
-        ("fedeploy/report.py", "M", "nothing", ""),
+        ("fedeploy/report.py", "M", "every", ""),
         ("fedeploy/old_module.py", "D", "every", ""),
         ("fedeploy/regions.json", "M", "every", ""),
-        ("fedeploy/loopback/queries.sql", "M", "nothing", ""),
+        ("fedeploy/loopback/queries.sql", "M", "every", ""),
+        ("components/README.txt", "A", "every", ""),
         ("tests/unit/test_x.py", "M", "nothing", ""),
         ("examples/gitops/github/deploy.yml", "M", "nothing", ""),
         ("Makefile", "M", "nothing", ""),
