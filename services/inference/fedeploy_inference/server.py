@@ -89,6 +89,10 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
                 ["body", field] if endpoint == "predict" else ["body", "requests", index, field]
             )
             raise _Rejected(loc, str(error)) from None
+        except Exception:
+            # Answered 500 by the framework; counted so the error-ratio alert sees it.
+            metrics.rejected.labels(reason="error").inc()
+            raise
         metrics.batch_size.observe(len(requests))
         metrics.predictions.inc(len(requests))
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)

@@ -190,3 +190,20 @@ def test_a_batch_over_the_limit_is_refused(settings, trained, small_data):
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "requests"]
     assert "at most 2" in response.json()["detail"][0]["msg"]
+
+
+def test_a_failing_prediction_is_counted_as_an_error(settings, trained, small_data, monkeypatch):
+    # The error-ratio alert (charts/inference, InferenceErrorRatio) reads this reason.
+    import fedeploy_inference.server as server
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(server, "predict_requests", broken)
+    publish(s3_client(settings), settings.bucket, settings.model_name, trained, DATA)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        _wait_for(client, lambda r: r.status_code == 200)
+        body = _request_for(small_data.series, "syn-000", ORIGIN)
+        assert client.post("/v1/predict", json=body).status_code == 500
+        metrics = client.get("/metrics").text
+    assert 'fedeploy_inference_rejected_requests_total{reason="error"} 1.0' in metrics
