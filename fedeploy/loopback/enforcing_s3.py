@@ -10,11 +10,16 @@ object written to an SSE-KMS bucket needs no `kms:*` grant in moto.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
 import sys
+from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from fedeploy.loopback.errors import PeerUnavailable
 from fedeploy.loopback.processes import Daemon, free_port, port_open
@@ -83,6 +88,128 @@ class IamEnforcingMoto:
         assert self.admin is not None, "start() first"
         return self._user(self.admin, name, policy)
 
+    def log_offset(self) -> int:
+        """Where the server's request log ends now: pass it to `denied_since` later."""
+        log = self.daemon.log_file
+        return log.stat().st_size if log.exists() else 0
+
+    def denied_since(self, offset: int) -> list[S3Request]:
+        """The S3 requests the server answered 403 after `offset` of its request log, in order."""
+        log = self.daemon.log_file
+        if not log.exists():
+            return []
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            text = _ANSI_ESCAPE.sub("", handle.read().decode("utf-8", "replace"))
+        return [
+            S3Request(match["method"], match["target"])
+            for match in _ACCESS_LINE.finditer(text)
+            if match["status"] == "403"
+        ]
+
     def stop(self) -> None:
         """Stop the server (its state lives in memory only)."""
         self.daemon.stop(timeout=5.0)
+
+
+# werkzeug's access log, which moto's server writes: ... "HEAD /bucket/key?x HTTP/1.1" 403 -
+# (coloured by status with terminal escapes, which are dropped first).
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[0-9.]+" (?P<status>\d{3})')
+
+
+@dataclass(frozen=True)
+class S3Request:
+    """One path-style S3 request as the server logged it: its method and its target."""
+
+    method: str
+    target: str
+
+    def action_and_resource(self) -> tuple[str, str]:
+        """The IAM action AWS authorizes this request with, and the resource ARN it names.
+
+        From the Amazon S3 API reference's "Permissions" of each operation (HeadObject needs
+        s3:GetObject, HeadBucket s3:ListBucket, multipart parts s3:PutObject, ...).
+        """
+        split = urlsplit(self.target)
+        bucket, _, key = unquote(split.path).lstrip("/").partition("/")
+        query = parse_qs(split.query, keep_blank_values=True)
+        if not key:
+            arn = f"arn:aws:s3:::{bucket}"
+            if self.method == "GET" and "uploads" in query:
+                return "s3:ListBucketMultipartUploads", arn
+            if self.method == "POST" and "delete" in query:
+                return "s3:DeleteObject", f"{arn}/*"
+            if self.method in ("GET", "HEAD"):
+                return "s3:ListBucket", arn
+            return f"s3:{self.method} on a bucket", arn
+        arn = f"arn:aws:s3:::{bucket}/{key}"
+        if "uploadId" in query:
+            by_method = {
+                "GET": "s3:ListMultipartUploadParts",
+                "DELETE": "s3:AbortMultipartUpload",
+            }
+            return by_method.get(self.method, "s3:PutObject"), arn
+        by_method = {
+            "GET": "s3:GetObject",
+            "HEAD": "s3:GetObject",
+            "PUT": "s3:PutObject",
+            "POST": "s3:PutObject",
+            "DELETE": "s3:DeleteObject",
+        }
+        return by_method.get(self.method, f"s3:{self.method} on an object"), arn
+
+
+def _matches(patterns: Any, value: str, *, case_sensitive: bool) -> bool:
+    listed = [patterns] if isinstance(patterns, str) else list(patterns or [])
+    if case_sensitive:
+        return any(fnmatch.fnmatchcase(value, str(p)) for p in listed)
+    return any(fnmatch.fnmatchcase(value.lower(), str(p).lower()) for p in listed)
+
+
+def allowing_statements(policy: dict[str, Any], action: str, resource: str) -> list[str]:
+    """The statements of an identity policy that allow `action` on `resource`, each described.
+
+    Wildcards `*` and `?` as IAM reads them (actions case-insensitive, ARNs case-sensitive);
+    conditions are named, not evaluated. Empty when an explicit Deny matches or nothing allows.
+    """
+    statements = policy.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    found = []
+    for index, statement in enumerate(statements):
+        if not (
+            _matches(statement.get("Action"), action, case_sensitive=False)
+            and _matches(statement.get("Resource"), resource, case_sensitive=True)
+        ):
+            continue
+        if statement.get("Effect") == "Deny":
+            return []
+        label = statement.get("Sid") or f"#{index + 1}"
+        condition = " (with a condition)" if statement.get("Condition") else ""
+        found.append(
+            f"statement {label}{condition}: Allow {statement.get('Action')} "
+            f"on {statement.get('Resource')}"
+        )
+    return found
+
+
+def explain_denials(denied: list[S3Request], policy: dict[str, Any]) -> str:
+    """Each denied request with the action and key it needed and the statement that allows it.
+
+    Tells "our policy lacks it" (no statement allows the action) from "the emulator is wrong"
+    (a statement allows it, yet the server denied it, naming the emulator's version).
+    """
+    emulator = f"moto {version('moto')}"
+    lines = []
+    for request in denied:
+        action, resource = request.action_and_resource()
+        allowed_by = allowing_statements(policy, action, resource)
+        head = f"{request.method} {request.target} needs {action} on {resource}: "
+        if allowed_by:
+            lines.append(
+                head + f"allowed by {'; '.join(allowed_by)}, yet {emulator} denied it "
+                "(the emulator is wrong, see requirements/upstream-regressions.txt)"
+            )
+        else:
+            lines.append(head + "no statement of the policy allows it (the policy lacks it)")
+    return "\n".join(lines)

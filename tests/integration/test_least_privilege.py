@@ -100,6 +100,9 @@ def workload(request: pytest.FixtureRequest, moto_iam: IamEnforcingMoto, example
     assert moto_iam.admin is not None
     moto_iam.admin.create_bucket(bucket)
     keys = moto_iam.user(f"{stack}-{service}-{time.monotonic_ns()}", policy)
+    # A failure of the test lists every request the server denied from here on, with the
+    # statement that should have allowed it (tests/integration/conftest.py).
+    request.node.iam_denials = (moto_iam, moto_iam.log_offset(), policy)
     return bucket, keys
 
 

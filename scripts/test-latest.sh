@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make test-latest`: the test suite in a throwaway environment (build/latest) holding the newest
+# releases the pyproject.toml ranges allow, instead of the lock. It finds an upstream regression
+# on purpose, before `make lock` takes it in, and never gates main (CI runs `make test`).
+#
+# Prints each package whose newest release differs from the lock, runs the suite (the image tests
+# aside, tests/upstream included), then names each failure and each known upstream regression
+# (requirements/upstream-regressions.txt) whose release is now the newest.
+# Exit 0: no test failed; 1: some failed (the report says which, and which are known).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3.11}"
+LATEST="$ROOT/build/latest"
+
+rm -rf "$LATEST"
+"$PYTHON" -m venv "$LATEST/venv"
+PIP=("$LATEST/venv/bin/pip" install -q --disable-pip-version-check)
+# torch exactly, its CPU build first (a looser range takes a CUDA build of several GB).
+"${PIP[@]}" "torch==2.13.0"
+"${PIP[@]}" --upgrade --upgrade-strategy eager \
+    -e ".[deploy,dev]" -e "services/ingestion[test]" -e "services/inference[test]"
+"$LATEST/venv/bin/pip" freeze --exclude-editable >"$LATEST/freeze.txt"
+
+status=0
+"$LATEST/venv/bin/python" -m pytest --ignore=tests/images -p no:cacheprovider \
+    --junitxml="$LATEST/junit.xml" -q "$@" || status=$?
+"$LATEST/venv/bin/python" scripts/latest_report.py \
+    --lock requirements/dev.txt --freeze "$LATEST/freeze.txt" \
+    --regressions requirements/upstream-regressions.txt --junit "$LATEST/junit.xml"
+exit $(( status == 0 ? 0 : 1 ))
