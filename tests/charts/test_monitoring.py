@@ -1,0 +1,586 @@
+"""The charts' monitoring objects: rendered where the cluster serves the prometheus-operator's API
+(or when enabled), admitted by the NetworkPolicies to the metrics port only, and their alert
+rules and dashboard queries checked by Debian 12's promtool (Prometheus 2.42).
+
+`promtool test rules` runs every alert against a faulty series (it must fire) and a healthy one
+(it must stay silent). Those unit tests compare labels only: the annotations are dropped from
+the copy of the rules they run, because promtool compares an alert's annotations in full;
+`promtool check rules` parses the annotations' templates in the rendered file itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fedeploy.charts import render_chart
+from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES, deep_merge
+from tests.conftest import unavailable
+
+OPERATOR_API = "monitoring.coreos.com/v1"
+MONITORING_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+# Every (chart, site) pair of the chart tests' value sets.
+CASES = [(chart, site) for site, charts in SITES.items() for chart in charts]
+
+
+def monitored(
+    chart: str, site: str, extra: dict[str, Any] | None = None, api: bool = True
+) -> list[dict[str, Any]]:
+    """The chart rendered for a site, on a cluster that serves the operator's API (`api`)."""
+    values = deep_merge(copy.deepcopy(SITES[site][chart]), extra or {})
+    return render_chart(
+        CHARTS_DIR / chart, values, chart, NAMESPACE, api_versions=[OPERATOR_API] if api else ()
+    )
+
+
+def rules_of(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m["spec"] for m in manifests if m["kind"] == "PrometheusRule"]
+
+
+def alerts_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [rule for group in spec["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        unavailable("promtool is not installed (Debian 12: apt-get install -y prometheus)")
+    return found
+
+
+def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=120)
+
+
+# ------------------------------------------------------------------ where they render
+
+
+@pytest.mark.parametrize(("chart", "site"), CASES)
+def test_monitoring_renders_only_where_the_operator_api_is_served_or_when_enabled(chart, site):
+    def kinds(manifests: list[dict[str, Any]]) -> set[str]:
+        return {m["kind"] for m in manifests} & MONITORING_KINDS
+
+    assert kinds(monitored(chart, site, api=False)) == set()
+    served = kinds(monitored(chart, site))
+    assert "PrometheusRule" in served and served & {"PodMonitor", "ServiceMonitor"}
+    assert kinds(monitored(chart, site, {"monitoring": {"enabled": True}}, api=False)) == served
+    assert kinds(monitored(chart, site, {"monitoring": {"enabled": False}})) == set()
+
+
+@pytest.mark.parametrize(("chart", "site"), CASES)
+def test_the_monitoring_namespace_reaches_the_metrics_port_and_nothing_else(chart, site):
+    def monitoring_rules(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            rule
+            for m in manifests
+            if m["kind"] == "NetworkPolicy"
+            for rule in m["spec"].get("ingress", [])
+            for peer in rule.get("from", [])
+            if (peer.get("namespaceSelector") or {}).get("matchLabels")
+            == {"kubernetes.io/metadata.name": "observability"}
+        ]
+
+    values = {"monitoring": {"namespace": "observability"}}
+    assert monitoring_rules(monitored(chart, site, values, api=False)) == []
+    manifests = monitored(chart, site, values)
+    rules = monitoring_rules(manifests)
+    assert rules, "no NetworkPolicy admits the monitoring namespace"
+    scraped = {
+        (m["metadata"]["name"], endpoint["port"])
+        for m in manifests
+        if m["kind"] in ("PodMonitor", "ServiceMonitor")
+        for endpoint in m["spec"].get("podMetricsEndpoints", m["spec"].get("endpoints", []))
+    }
+    assert {port for _, port in scraped} == {"http"}
+    for rule in rules:
+        # The metrics port (the containers' port named http), only, and only Prometheus's pods.
+        assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+        assert rule["from"] == [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "observability"}
+                },
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ]
+
+
+@pytest.mark.parametrize(("chart", "site"), CASES)
+def test_scrape_targets_select_pods_of_this_release_that_serve_metrics(chart, site):
+    manifests = monitored(chart, site)
+    pods = [m["spec"]["template"] for m in manifests if m["kind"] in ("Deployment", "StatefulSet")]
+    for monitor in (m for m in manifests if m["kind"] in ("PodMonitor", "ServiceMonitor")):
+        if monitor["kind"] == "ServiceMonitor":
+            services = [
+                s
+                for s in manifests
+                if s["kind"] == "Service"
+                and all(
+                    s["metadata"]["labels"].get(k) == v
+                    for k, v in monitor["spec"]["selector"]["matchLabels"].items()
+                )
+            ]
+            assert services, f"ServiceMonitor {monitor['metadata']['name']} selects no Service"
+            selectors = [s["spec"]["selector"] for s in services]
+        else:
+            selectors = [monitor["spec"]["selector"]["matchLabels"]]
+        selected = [
+            p
+            for p in pods
+            for selector in selectors
+            if all(p["metadata"]["labels"].get(k) == v for k, v in selector.items())
+        ]
+        assert selected, f"{monitor['metadata']['name']} selects no pod"
+        for pod in selected:
+            ports = {p.get("name") for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+            assert "http" in ports
+
+
+# ------------------------------------------------------------------ promtool
+
+
+@pytest.mark.parametrize(("chart", "site"), CASES)
+def test_promtool_checks_every_rendered_rule_file(chart, site, tmp_path):
+    specs = rules_of(monitored(chart, site))
+    assert specs
+    for n, spec in enumerate(specs):
+        path = tmp_path / f"rules-{n}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        result = run_promtool("check", "rules", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        for rule in alerts_of(spec):
+            assert rule["annotations"]["runbook_url"].endswith("#" + rule["alert"].lower())
+
+
+# Per alert: (chart, site, values merged into the site's), then the cases promtool runs: each a
+# test group of promtool's (interval, input_series, eval time, and the alert's labels when it
+# must fire or None when it must stay silent).
+_S = f'namespace="{NAMESPACE}"'
+_STREAM = f'{_S}, pod="ingestion-stream-0"'
+_SERVER = f'{_S}, pod="inference-5d8c7b9f4-x7k2p"'
+_MIB = 1024 * 1024
+
+
+def _case(interval: str, series: dict[str, str], at: str, fires: dict[str, str] | None):
+    return {
+        "interval": interval,
+        "input_series": [{"series": s, "values": v} for s, v in series.items()],
+        "at": at,
+        "fires": fires,
+    }
+
+
+def _pod_cases(pod: str, container: str) -> dict[str, list[dict[str, Any]]]:
+    where = f'{_S}, pod="{pod}", container="{container}"'
+    labels = {"namespace": NAMESPACE, "pod": pod, "container": container, "severity": "warning"}
+    limit = f'kube_pod_container_resource_limits{{{where}, resource="memory", unit="byte"}}'
+    return {
+        "CrashLooping": [
+            _case(
+                "1m",
+                {f"kube_pod_container_status_restarts_total{{{where}}}": "0+1x20"},
+                "20m",
+                labels,
+            ),
+            _case(
+                "1m", {f"kube_pod_container_status_restarts_total{{{where}}}": "3x20"}, "20m", None
+            ),
+        ],
+        "NearMemoryLimit": [
+            _case(
+                "1m",
+                {
+                    f"container_memory_working_set_bytes{{{where}}}": f"{480 * _MIB}x30",
+                    limit: f"{512 * _MIB}x30",
+                },
+                "20m",
+                labels,
+            ),
+            _case(
+                "1m",
+                {
+                    f"container_memory_working_set_bytes{{{where}}}": f"{200 * _MIB}x30",
+                    limit: f"{512 * _MIB}x30",
+                },
+                "20m",
+                None,
+            ),
+        ],
+    }
+
+
+def _job_cases(job: str, cronjob: str, max_age: int) -> dict[str, list[dict[str, Any]]]:
+    """A failed run of `cronjob` (fires), a succeeded one, an old failure (silent); no success
+    for longer than `max_age` (fires), a recent one (silent)."""
+    where = f'{_S}, job_name="{job}"'
+    failed = {"namespace": NAMESPACE, "job_name": job, "severity": "warning"}
+    stale = {"namespace": NAMESPACE, "cronjob": cronjob, "severity": "warning"}
+    hours = max_age // 3600 + 2
+    return {
+        "Failed": [
+            _case(
+                "1m",
+                {
+                    f"kube_job_status_start_time{{{where}}}": "300x20",
+                    f'kube_job_failed{{{where}, condition="true"}}': "1x20",
+                },
+                "10m",
+                failed,
+            ),
+            _case(
+                "1m",
+                {
+                    f"kube_job_status_start_time{{{where}}}": "300x20",
+                    f'kube_job_failed{{{where}, condition="true"}}': "0x20",
+                },
+                "10m",
+                None,
+            ),
+            _case(
+                "1h",
+                {
+                    f"kube_job_status_start_time{{{where}}}": f"0x{hours}",
+                    f'kube_job_failed{{{where}, condition="true"}}': f"1x{hours}",
+                },
+                f"{hours}h",
+                None,
+            ),
+        ],
+        "NoSuccess": [
+            _case(
+                "1h",
+                {
+                    f'kube_cronjob_status_last_successful_time{{{_S}, cronjob="{cronjob}"}}': f"0x{hours}"
+                },
+                f"{hours}h",
+                stale,
+            ),
+            _case(
+                "1h",
+                {
+                    f'kube_cronjob_status_last_successful_time{{{_S}, cronjob="{cronjob}"}}': f"0+3600x{hours}"
+                },
+                f"{hours}h",
+                None,
+            ),
+        ],
+    }
+
+
+def _stream_labels(severity: str) -> dict[str, str]:
+    return {"namespace": NAMESPACE, "pod": "ingestion-stream-0", "severity": severity}
+
+
+_INGESTION_JOBS = _job_cases("ingestion-sentinel-29400000", "ingestion-sentinel", 46800)
+_INGESTION_PODS = _pod_cases("ingestion-stream-0", "stream")
+_INFERENCE_JOBS = _job_cases("inference-retrain-29400000", "inference-retrain", 1296000)
+_INFERENCE_PODS = _pod_cases("inference-5d8c7b9f4-x7k2p", "server")
+_BUCKET = "fedeploy_inference_request_duration_seconds_bucket"
+
+ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
+    # windowSeconds 600 (default) + lagGraceSeconds 600: lag beyond 1200 s.
+    ("ingestion", "aws"): {
+        "IngestBrokerDisconnected": [
+            _case(
+                "1m",
+                {f"ingest_broker_connected{{{_STREAM}}}": "0x15"},
+                "10m",
+                _stream_labels("critical"),
+            ),
+            _case("1m", {f"ingest_broker_connected{{{_STREAM}}}": "1x15"}, "10m", None),
+        ],
+        "IngestNothingReceived": [
+            _case(
+                "1m",
+                {
+                    f"ingest_broker_connected{{{_STREAM}}}": "1x60",
+                    f"ingest_messages_received_total{{{_STREAM}}}": "0x60",
+                },
+                "40m",
+                _stream_labels("warning"),
+            ),
+            _case(
+                "1m",
+                {
+                    f"ingest_broker_connected{{{_STREAM}}}": "1x60",
+                    f"ingest_messages_received_total{{{_STREAM}}}": "0+10x60",
+                },
+                "40m",
+                None,
+            ),
+            # Disconnected: IngestBrokerDisconnected's, not this alert's.
+            _case(
+                "1m",
+                {
+                    f"ingest_broker_connected{{{_STREAM}}}": "0x60",
+                    f"ingest_messages_received_total{{{_STREAM}}}": "0x60",
+                },
+                "40m",
+                None,
+            ),
+        ],
+        "IngestDeadLettersRising": [
+            _case(
+                "1m",
+                {f'ingest_dead_letters_total{{{_STREAM}, reason="json"}}': "0+10x30"},
+                "20m",
+                _stream_labels("warning"),
+            ),
+            _case(
+                "1m",
+                {f'ingest_dead_letters_total{{{_STREAM}, reason="json"}}': "0+1x30"},
+                "20m",
+                None,
+            ),
+        ],
+        "IngestLagBeyondWindow": [
+            _case(
+                "1m",
+                {f"ingest_lag_seconds{{{_STREAM}}}": "1500x30"},
+                "20m",
+                _stream_labels("warning"),
+            ),
+            _case("1m", {f"ingest_lag_seconds{{{_STREAM}}}": "900x30"}, "20m", None),
+        ],
+        "IngestSentinelRunFailed": _INGESTION_JOBS["Failed"],
+        "IngestSentinelNoSuccess": _INGESTION_JOBS["NoSuccess"],
+        "IngestCrashLooping": _INGESTION_PODS["CrashLooping"],
+        "IngestNearMemoryLimit": _INGESTION_PODS["NearMemoryLimit"],
+    },
+    ("inference", "hpc"): {
+        "InferenceNotReady": [
+            _case(
+                "1m",
+                {f"fedeploy_inference_ready{{{_SERVER}}}": "0x10", f"up{{{_SERVER}}}": "1x10"},
+                "10m",
+                {
+                    "namespace": NAMESPACE,
+                    "pod": "inference-5d8c7b9f4-x7k2p",
+                    "severity": "critical",
+                },
+            ),
+            # Not scraped at all (the server does not answer): up is 0, no ready series.
+            _case(
+                "1m",
+                {f"up{{{_SERVER}}}": "0x10"},
+                "10m",
+                {
+                    "namespace": NAMESPACE,
+                    "pod": "inference-5d8c7b9f4-x7k2p",
+                    "severity": "critical",
+                },
+            ),
+            _case(
+                "1m",
+                {f"fedeploy_inference_ready{{{_SERVER}}}": "1x10", f"up{{{_SERVER}}}": "1x10"},
+                "10m",
+                None,
+            ),
+        ],
+        "InferenceErrorRatio": [
+            _case(
+                "1m",
+                {
+                    f'fedeploy_inference_rejected_requests_total{{{_SERVER}, reason="error"}}': "0+10x30",
+                    f'fedeploy_inference_request_duration_seconds_count{{{_SERVER}, endpoint="predict"}}': "0+10x30",
+                },
+                "20m",
+                {"namespace": NAMESPACE, "severity": "warning"},
+            ),
+            # Refused bad requests (422) are the clients' errors, not the server's.
+            _case(
+                "1m",
+                {
+                    f'fedeploy_inference_rejected_requests_total{{{_SERVER}, reason="invalid"}}': "0+50x30",
+                    f'fedeploy_inference_request_duration_seconds_count{{{_SERVER}, endpoint="predict"}}': "0+10x30",
+                },
+                "20m",
+                None,
+            ),
+        ],
+        "InferenceLatencyHigh": [
+            _case(
+                "1m",
+                {
+                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="0.5"}}': "0x30",
+                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="2.0"}}': "0+10x30",
+                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="+Inf"}}': "0+10x30",
+                },
+                "20m",
+                {"namespace": NAMESPACE, "severity": "warning"},
+            ),
+            _case(
+                "1m",
+                {
+                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="0.5"}}': "0+10x30",
+                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="2.0"}}': "0+10x30",
+                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="+Inf"}}': "0+10x30",
+                },
+                "20m",
+                None,
+            ),
+        ],
+        "InferenceRetrainSubmissionFailed": _INFERENCE_JOBS["Failed"],
+        "InferenceRetrainNoSuccess": _INFERENCE_JOBS["NoSuccess"],
+        "InferenceCrashLooping": _INFERENCE_PODS["CrashLooping"],
+        "InferenceNearMemoryLimit": _INFERENCE_PODS["NearMemoryLimit"],
+    },
+}
+
+
+def _without_annotations(spec: dict[str, Any]) -> dict[str, Any]:
+    spec = copy.deepcopy(spec)
+    for rule in alerts_of(spec):
+        rule.pop("annotations", None)
+    return spec
+
+
+@pytest.mark.parametrize(("chart", "site"), sorted(ALERT_CASES))
+def test_every_alert_fires_on_the_faulty_series_and_stays_silent_on_the_healthy(
+    chart, site, tmp_path
+):
+    (spec,) = rules_of(monitored(chart, site))
+    names = {rule["alert"] for rule in alerts_of(spec)}
+    cases = ALERT_CASES[(chart, site)]
+    assert names == set(cases), "every alert needs its promtool cases, and only those"
+    for name, runs in cases.items():
+        assert any(r["fires"] for r in runs) and any(r["fires"] is None for r in runs), name
+    rule_file = tmp_path / "rules.yaml"
+    rule_file.write_text(yaml.safe_dump(_without_annotations(spec)))
+    # One file per interval, evaluated at that interval: an hourly series over days evaluated
+    # every minute would take promtool minutes.
+    by_interval: dict[str, list[dict[str, Any]]] = {}
+    for name, runs in cases.items():
+        for n, run in enumerate(runs):
+            by_interval.setdefault(run["interval"], []).append(
+                {
+                    "name": f"{name} #{n}",
+                    "interval": run["interval"],
+                    "input_series": run["input_series"],
+                    "alert_rule_test": [
+                        {
+                            "eval_time": run["at"],
+                            "alertname": name,
+                            "exp_alerts": [{"exp_labels": run["fires"]}] if run["fires"] else [],
+                        }
+                    ],
+                }
+            )
+    for interval, tests in by_interval.items():
+        test_file = tmp_path / f"tests-{interval}.yaml"
+        test_file.write_text(
+            yaml.safe_dump(
+                {"rule_files": [str(rule_file)], "evaluation_interval": interval, "tests": tests}
+            )
+        )
+        result = run_promtool("test", "rules", str(test_file))
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ dashboards
+
+
+def dashboards(manifests: list[dict[str, Any]], label: str = "grafana_dashboard") -> list[dict]:
+    return [
+        json.loads(text)
+        for m in manifests
+        if m["kind"] == "ConfigMap" and label in m["metadata"].get("labels", {})
+        for text in m["data"].values()
+    ]
+
+
+def panel_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, query) for every target, with the dashboard's constant variables and
+    Grafana's $__rate_interval replaced as Grafana would before sending the query."""
+    constants = {
+        v["name"]: v["query"] for v in board["templating"]["list"] if v["type"] == "constant"
+    }
+    found = []
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$__rate_interval", "2m")
+            for name, value in constants.items():
+                expr = expr.replace(f"${name}", value)
+            assert "$" not in expr, f"{panel['title']}: unresolved variable in {expr}"
+            found.append((panel["title"], expr))
+    return found
+
+
+@pytest.mark.parametrize(("chart", "site"), CASES)
+def test_every_dashboard_panel_query_parses(chart, site, tmp_path):
+    values = {"monitoring": {"dashboards": {"label": "my_dashboards", "labelValue": "yes"}}}
+    manifests = monitored(chart, site, values)
+    assert dashboards(manifests) == []
+    boards = dashboards(manifests, "my_dashboards")
+    assert boards, "no dashboard under the configured label"
+    for board in boards:
+        assert board["uid"].startswith("fedeploy-") and len(board["uid"]) <= 40
+        queries = panel_queries(board)
+        assert queries
+        # promtool parses a query by checking it as a recording rule.
+        rules = {
+            "groups": [
+                {
+                    "name": "panels",
+                    "rules": [
+                        {"record": f"panel_{n}", "expr": expr}
+                        for n, (_, expr) in enumerate(queries)
+                    ],
+                }
+            ]
+        }
+        path = tmp_path / f"{board['uid']}.yaml"
+        path.write_text(yaml.safe_dump(rules))
+        result = run_promtool("check", "rules", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_configmaps_go_to_the_configured_namespace():
+    manifests = monitored(
+        "ingestion", "aws", {"monitoring": {"dashboards": {"namespace": "grafana"}}}
+    )
+    (board,) = [m for m in manifests if "grafana_dashboard" in m["metadata"]["labels"]]
+    assert board["metadata"]["namespace"] == "grafana"
+    assert not dashboards(
+        monitored("ingestion", "aws", {"monitoring": {"dashboards": {"enabled": False}}})
+    )
+
+
+_METRIC = re.compile(r"\b(ingest_[a-z_]+|fedeploy_inference_[a-z_]+)\b")
+
+
+@pytest.mark.parametrize("chart", ["ingestion", "inference"])
+def test_dashboards_and_alerts_name_only_metrics_the_services_expose(chart):
+    """A renamed metric would leave a panel or an alert empty for ever: each name they use is
+    one the service's metrics module defines (a counter's samples end in _total, a
+    histogram's in _bucket and _count)."""
+    source = {
+        "ingestion": Path("services/ingestion/fedeploy_ingestion/metrics.py"),
+        "inference": Path("services/inference/fedeploy_inference/service_metrics.py"),
+    }[chart]
+    defined = set(
+        re.findall(
+            r'"((?:ingest|fedeploy_inference)_[a-z_]+)"', (CHARTS_DIR.parent / source).read_text()
+        )
+    )
+    site = "hpc" if chart == "inference" else "aws"
+    manifests = monitored(chart, site)
+    used = set()
+    for board in dashboards(manifests):
+        used |= {name for _, q in panel_queries(board) for name in _METRIC.findall(q)}
+    for spec in rules_of(manifests):
+        used |= {name for rule in alerts_of(spec) for name in _METRIC.findall(rule["expr"])}
+    samples = {
+        f"{name}{suffix}"
+        for name in defined
+        for suffix in ("", "_total", "_bucket", "_count", "_sum")
+    }
+    assert used and used <= samples, sorted(used - samples)
