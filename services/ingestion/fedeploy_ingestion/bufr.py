@@ -1,36 +1,47 @@
-"""BUFR surface observations (land SYNOP, WIGOS-identified) to `Observation`s (pure).
+"""BUFR surface observations (land and sea surface reports) to `Observation`s (pure).
 
-WIS2 notifications link to BUFR edition 4 files, usually of template 307096 (land station
-SYNOP) or its relatives, one subset per station and time. ecCodes (the PyPI `eccodes` package
-with its `eccodeslib` binary wheel; no system library) decodes them. A file may hold several
-BUFR messages, each several subsets, compressed or not.
+WIS2 notifications link to BUFR files: edition 4 from today's encoders, edition 3 from older
+ones, often as the GTS bulletin the data was first sent in (an abbreviated heading such as
+`ISMD01 LFPW 061200 CCA`, CR CR LF, the BUFR message, CR CR LF; sometimes SOH/sequence
+number/ETX framing, or a WMO FTP file container holding several bulletins). ecCodes (the PyPI
+`eccodes` package with its `eccodeslib` binary wheel; no system library) decodes them. A file
+may hold several BUFR messages, each several subsets, compressed or not.
 
-Mapping (docs/observation-schema.md, "WIS2 and BUFR"): the first occurrence of each element in
-a subset (the `#1#` key; the statistics blocks of 307096 repeat some of them):
+Only surface data feed the surface variables: section 1's data category (WMO Manual on Codes,
+BUFR Table A) must be 0 (surface data, land: SYNOP, template 307080/307096) or 1 (surface
+data, sea: SHIP 308009, BUOY 315009); a message of any other category (a wind profiler or a
+TEMP is category 2, vertical soundings) is refused whole with code `data-category`.
 
-| BUFR element (descriptor) | unit in BUFR | model variable | unit stored |
+Mapping (docs/observation-schema.md, "WIS2 and BUFR"): per subset, the first occurrence of
+the first element listed that has a value:
+
+| variable | BUFR elements (descriptor), in order | unit in BUFR | unit stored |
 |---|---|---|---|
-| WIGOS identifier (301150: 001125-001128) | | `station` `<series>-<issuer>-<issue>-<local>` | |
-| else block and station number (001001, 001002) | | `station` `0-20000-0-<BBSSS>` | |
-| year .. minute, second (004001-004006) | | `time` (UTC) | |
-| latitude (005001/005002), longitude (006001/006002) | deg | position | deg |
-| heightOfStationGroundAboveMeanSeaLevel (007030) | m | `elevation` | m |
-| airTemperature (012101) | K | `air_temperature` | degC |
-| nonCoordinatePressure (010004, station level) | Pa | `air_pressure` | hPa |
-| relativeHumidity (013003) | % | `relative_humidity` | % |
-| windSpeed (011002) | m s-1 | `wind_speed` | m s-1 |
-| totalPrecipitationOrTotalWaterEquivalent (013011, first period) | kg m-2 | `precipitation` | mm |
+| `station` | WIGOS identifier (301150: 001125-001128) `<series>-<issuer>-<issue>-<local>`; block and station number (001001, 001002) `0-20000-0-<BBSSS>`; buoy or platform identifier (001087, 001005) `0-22000-0-<id>`; ship call sign (001011) `0-20004-0-<call sign>` | | |
+| `time` | year .. minute, second (004001-004006) | | UTC |
+| position | latitude (005001/005002), longitude (006001/006002), station height (007030, 007001) | deg, m | deg, m |
+| `air_temperature` | airTemperature (012101; 012001 in edition 3), airTemperatureAt2M (012104; 012004 in edition 3) | K | degC |
+| `air_pressure` | nonCoordinatePressure (010004, pressure at the station; never 010051, reduced to mean sea level) | Pa | hPa |
+| `relative_humidity` | relativeHumidity (013003) | % | % |
+| `wind_speed` | windSpeed (011002), windSpeedAt10M (011012) | m s-1 | m s-1 |
+| `precipitation` | totalPrecipitationPast1Hour (013019); totalPrecipitationOrTotalWaterEquivalent (013011) whose time period (004024) is one hour | kg m-2 | mm |
 
-A subset with no station or no time, with a station id the model refuses, a time outside the
-plausible window or a value out of range is refused alone (`SubsetRefusal`); the others of the
-file are kept. A file that does not decode raises InvalidObservation `bufr`.
+Corrections: a message's rank is the greater of its update sequence number (section 1) and its
+bulletin's correction indicator (`CCA` 1, `CCB` 2, ...); observations carry it as
+`correction` (see `observation.merge`).
+
+A subset with no station, a NIL report (no value of any variable), no time, a station id the
+model refuses, a time outside the plausible window or a value out of range is refused alone
+(`SubsetRefusal`); the others of the file are kept. Bytes that hold no BUFR message raise
+InvalidObservation `bufr`; a file whose subsets or values exceed `DecodeBudget`, `too-large`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,45 +57,106 @@ from fedeploy_ingestion.observation import (
 
 # Sections 0 to 5 of a BUFR message: "BUFR", a 3-byte total length, the edition; ends "7777".
 _START, _END = b"BUFR", b"7777"
+_ETX = b"\x03"  # ends a bulletin in SOH/ETX framing
+EDITIONS = (2, 3, 4)
 MAX_MESSAGES = 1000
-MAX_SUBSETS = 100_000
 # Station heights the model accepts (m; observation.Position): 007030 encodes up to 12707 m.
 MIN_ELEVATION, MAX_ELEVATION = -500.0, 9000.0
-
-# (BUFR key, model variable, unit of the value in BUFR)
-VALUE_KEYS: tuple[tuple[str, str, str], ...] = (
-    ("airTemperature", "air_temperature", "K"),
-    ("nonCoordinatePressure", "air_pressure", "Pa"),
-    ("relativeHumidity", "relative_humidity", "%"),
-    ("windSpeed", "wind_speed", "m s-1"),
-    ("totalPrecipitationOrTotalWaterEquivalent", "precipitation", "kg m-2"),
+# WMO-No. 386 abbreviated heading T1T2A1A2ii CCCC YYGGgg [BBB] (BBB: RRx delayed, CCx
+# corrected, AAx amended, Pxx segmented).
+HEADING = re.compile(
+    rb"([A-Z]{4}\d{2}) ([A-Z]{4}) (\d{6})(?: (RR[A-Z]|CC[A-Z]|AA[A-Z]|P[A-Z]{2}))?"
 )
+# BUFR Table A: the data categories whose reports feed the surface variables.
+SURFACE_CATEGORIES = {0: "surface data, land", 1: "surface data, sea"}
+CATEGORY_NAMES = {
+    **SURFACE_CATEGORIES,
+    2: "vertical soundings (other than satellite)",
+    3: "vertical soundings (satellite)",
+    4: "single level upper-air data (other than satellite)",
+    5: "single level upper-air data (satellite)",
+    6: "radar data",
+    7: "synoptic features",
+    8: "physical/chemical constituents",
+    12: "surface data (satellite)",
+    13: "forecasts",
+    14: "warnings",
+    31: "oceanographic data",
+}
+
+# (model variable, ecCodes keys in order of preference, unit of the value in BUFR)
+VALUE_KEYS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("air_temperature", ("airTemperature", "airTemperatureAt2M"), "K"),
+    ("air_pressure", ("nonCoordinatePressure",), "Pa"),
+    ("relative_humidity", ("relativeHumidity",), "%"),
+    ("wind_speed", ("windSpeed", "windSpeedAt10M"), "m s-1"),
+    ("precipitation", ("totalPrecipitationPast1Hour",), "kg m-2"),
+)
+# 013011 counts only over a one-hour period (004024 just before it, in hours).
+PERIOD_PRECIPITATION = "totalPrecipitationOrTotalWaterEquivalent"
 _WIGOS = (
     "wigosIdentifierSeries",
     "wigosIssuerOfIdentifier",
     "wigosIssueNumber",
     "wigosLocalIdentifierCharacter",
 )
+_STRINGS = frozenset({"wigosLocalIdentifierCharacter", "shipOrMobileLandStationIdentifier"})
+_PLATFORMS = ("marineObservingPlatformIdentifier", "buoyOrPlatformIdentifier")
 _TIME = ("year", "month", "day", "hour", "minute", "second")
-_POSITION = ("latitude", "longitude", "heightOfStationGroundAboveMeanSeaLevel")
+_HEIGHTS = ("heightOfStationGroundAboveMeanSeaLevel", "heightOfStation")
 _KEYS = (
     *_WIGOS,
     "blockNumber",
     "stationNumber",
+    *_PLATFORMS,
+    "shipOrMobileLandStationIdentifier",
     *_TIME,
-    *_POSITION,
-    *(k for k, _, _ in VALUE_KEYS),
+    "latitude",
+    "longitude",
+    *_HEIGHTS,
+    *(k for _, keys, _ in VALUE_KEYS for k in keys),
 )
 
 
 @dataclass(frozen=True)
+class DecodeBudget:
+    """What one file may ask of the decoder, checked from section 3 before any data section
+    is unpacked: subsets, and values (subsets x expanded descriptors), over all its messages."""
+
+    max_subsets: int = 10_000
+    max_values: int = 4_000_000
+
+
+@dataclass(frozen=True)
 class SubsetRefusal:
-    """One subset that was not mapped: where it is (message and subset, from 1) and why."""
+    """One subset that was not mapped (`subset` 0: the whole message): where it is (message
+    and subset, from 1) and why."""
 
     message: int
     subset: int
     code: str
     reason: str
+
+    def where(self) -> str:
+        """`message M subset S`, or `message M` for a whole message."""
+        return f"message {self.message}" + (f" subset {self.subset}" if self.subset else "")
+
+
+@dataclass(frozen=True)
+class Located:
+    """One BUFR message found in a file: its bytes, where it starts, and the abbreviated
+    heading of the GTS bulletin around it (None when it has none)."""
+
+    data: bytes
+    offset: int
+    heading: str | None = None
+
+    @property
+    def correction(self) -> int:
+        """The heading's correction rank: `CCA` 1, `CCB` 2, ...; 0 otherwise."""
+        if self.heading and self.heading[-3:-1] == "CC" and len(self.heading.split()) == 4:
+            return ord(self.heading[-1]) - ord("A") + 1
+        return 0
 
 
 def load_eccodes() -> Any:
@@ -101,32 +173,59 @@ def load_eccodes() -> Any:
     return eccodes
 
 
-def split_messages(data: bytes) -> list[bytes]:
-    """The BUFR messages of a file, by their section-0 lengths; InvalidObservation `bufr` for
-    bytes that are not whole BUFR messages (bytes between messages, a truncated one)."""
-    messages: list[bytes] = []
-    offset = 0
-    while offset < len(data):
-        start = data.find(_START, offset)
-        if start < 0 or data[offset:start].strip(b"\0\r\n "):
-            raise InvalidObservation("bufr", f"no BUFR message at byte {offset}")
-        if start + 8 > len(data):
-            raise InvalidObservation("bufr", f"BUFR message at byte {start} is truncated")
-        length = int.from_bytes(data[start + 4 : start + 7], "big")
-        end = start + length
-        if length < 8 or end > len(data) or data[end - 4 : end] != _END:
-            raise InvalidObservation(
-                "bufr",
-                f"BUFR message at byte {start} declares {length} bytes; the file has "
-                f"{len(data) - start} from there and the message must end in '7777'",
+def _whole_message(data: bytes, start: int) -> int | None:
+    """The end of a well-formed BUFR message at `start` (length, edition, '7777'), or None."""
+    if start + 8 > len(data) or data[start + 7] not in EDITIONS:
+        return None
+    end = start + int.from_bytes(data[start + 4 : start + 7], "big")
+    if end - start < 8 or end > len(data) or data[end - 4 : end] != _END:
+        return None
+    return end
+
+
+def find_messages(data: bytes) -> tuple[list[Located], list[str]]:
+    """Every whole BUFR message in a file, wherever it sits (GTS headings, SOH/ETX framing, a
+    file container, line ends or NUL padding around it), and a note per 'BUFR' found that
+    starts no whole message (a truncated or mangled one). InvalidObservation `bufr` when the
+    file holds no message at all."""
+    found: list[Located] = []
+    broken: list[str] = []
+    offset = position = 0
+    while (start := data.find(_START, position)) >= 0:
+        end = _whole_message(data, start)
+        if end is None:
+            declared = int.from_bytes(data[start + 4 : start + 7], "big")
+            broken.append(
+                f"the BUFR message at byte {start} is not whole: it declares {declared} bytes, "
+                f"{len(data) - start} follow, and a message must end in '7777'"
             )
-        messages.append(data[start:end])
-        if len(messages) > MAX_MESSAGES:
+            position = start + len(_START)
+            continue
+        between = data[offset:start]
+        headings = HEADING.findall(between)
+        if headings:
+            heading = " ".join(p.decode() for p in headings[-1] if p)
+        elif found and _ETX not in between:
+            heading = found[-1].heading  # a second message in the same bulletin
+        else:
+            heading = None
+        found.append(Located(data[start:end], start, heading))
+        if len(found) > MAX_MESSAGES:
             raise InvalidObservation("bufr", f"more than {MAX_MESSAGES} BUFR messages in one file")
-        offset = end
-    if not messages:
-        raise InvalidObservation("bufr", "the file is empty")
-    return messages
+        offset = position = end
+    if not found:
+        if not data:
+            raise InvalidObservation("bufr", "the file is empty")
+        raise InvalidObservation(
+            "bufr",
+            "; ".join(broken) if broken else f"no BUFR message in the file's {len(data)} bytes",
+        )
+    return found, broken
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """The BUFR messages of a file (`find_messages`' bytes)."""
+    return [m.data for m in find_messages(data)[0]]
 
 
 def _missing(value: Any) -> bool:
@@ -141,36 +240,75 @@ def _missing(value: Any) -> bool:
     return bool(value == eccodes.CODES_MISSING_LONG)
 
 
+def _read(handle: Any, key: str) -> list[Any]:
+    eccodes = load_eccodes()
+    # codes_is_defined does not understand '/subsetNumber=N/' keys: ask, and take
+    # "not found" for absent.
+    try:
+        if key.rsplit("/", 1)[-1].rsplit("#", 1)[-1] in _STRINGS:
+            return list(eccodes.codes_get_string_array(handle, key))
+        return list(eccodes.codes_get_array(handle, key))
+    except eccodes.KeyValueNotFoundError:
+        return []
+
+
+def _hourly_precipitation(handle: Any, count: int, compressed: bool) -> list[Any]:
+    """Per subset, the first 013011 whose time period (the 004024 just before it) is one
+    hour, or None. The keys are walked in order once per message; in an uncompressed message
+    each subset starts again with the template's first element."""
+    eccodes = load_eccodes()
+    keys: list[str] = []
+    iterator = eccodes.codes_bufr_keys_iterator_new(handle)
+    try:
+        while eccodes.codes_bufr_keys_iterator_next(iterator):
+            name = eccodes.codes_bufr_keys_iterator_get_name(iterator)
+            if name.startswith("#"):
+                keys.append(name)
+    finally:
+        eccodes.codes_bufr_keys_iterator_delete(iterator)
+    found: list[Any] = [None] * count
+    if not any(k.endswith("#" + PERIOD_PRECIPITATION) for k in keys):
+        return found
+    first = keys[0].rsplit("#", 1)[-1]
+    subset, period = -1, None
+    for key in keys:
+        name = key.rsplit("#", 1)[-1]
+        if name == first:
+            subset += 1
+        if name == "timePeriod":
+            period = _read(handle, key)
+        elif name == PERIOD_PRECIPITATION and period:
+            amounts = _read(handle, key)
+            for row in range(count) if compressed else [subset]:
+                hours = period[row] if len(period) == count else period[0]
+                amount = amounts[row] if len(amounts) == count else amounts[0]
+                if row < count and found[row] is None and abs(hours) == 1:
+                    found[row] = None if _missing(amount) else amount
+    return found
+
+
 def _subset_values(handle: Any, count: int, compressed: bool) -> Iterator[dict[str, Any]]:
     """Per subset, the first occurrence of each key in `_KEYS` (None when absent/missing)."""
-    eccodes = load_eccodes()
-
-    def read(key: str) -> list[Any]:
-        # codes_is_defined does not understand '/subsetNumber=N/' keys: ask, and take
-        # "not found" for absent.
-        try:
-            if key.endswith("wigosLocalIdentifierCharacter"):
-                return list(eccodes.codes_get_string_array(handle, key))
-            return list(eccodes.codes_get_array(handle, key))
-        except eccodes.KeyValueNotFoundError:
-            return []
-
+    hourly = _hourly_precipitation(handle, count, compressed)
     if compressed or count == 1:
         columns: dict[str, list[Any]] = {}
         for key in _KEYS:
-            values = read(f"#1#{key}")
+            values = _read(handle, f"#1#{key}")
             columns[key] = values * count if len(values) == 1 else values
         for index in range(count):
-            yield {
+            row = {
                 key: (None if index >= len(v) or _missing(v[index]) else v[index])
                 for key, v in columns.items()
             }
+            row[PERIOD_PRECIPITATION] = hourly[index]
+            yield row
         return
     for index in range(1, count + 1):
-        row: dict[str, Any] = {}
+        row = {}
         for key in _KEYS:
-            values = read(f"/subsetNumber={index}/{key}")
+            values = _read(handle, f"/subsetNumber={index}/{key}")
             row[key] = None if not values or _missing(values[0]) else values[0]
+        row[PERIOD_PRECIPITATION] = hourly[index - 1]
         yield row
 
 
@@ -180,6 +318,11 @@ def _station(row: dict[str, Any]) -> str | None:
         return f"{int(series)}-{int(issuer)}-{int(issue)}-{str(local).strip()}"
     if row["blockNumber"] is not None and row["stationNumber"] is not None:
         return f"0-20000-0-{int(row['blockNumber']):02d}{int(row['stationNumber']):03d}"
+    for key in _PLATFORMS:
+        if row[key] is not None:
+            return f"0-22000-0-{int(row[key])}"
+    if row["shipOrMobileLandStationIdentifier"] is not None:
+        return f"0-20004-0-{str(row['shipOrMobileLandStationIdentifier']).strip()}"
     return None
 
 
@@ -191,21 +334,38 @@ def _time(row: dict[str, Any]) -> datetime | None:
     return datetime(year, month, day, hour, minute, int(second), tzinfo=UTC)
 
 
-def map_subset(row: dict[str, Any], now: datetime, limits: Limits) -> Observation:
+def _first(row: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((row[k] for k in keys if row.get(k) is not None), None)
+
+
+def map_subset(
+    row: dict[str, Any],
+    now: datetime,
+    limits: Limits,
+    published: datetime | None = None,
+    correction: int = 0,
+) -> Observation:
     """One decoded subset (keys of `_KEYS`, None for missing) to an Observation.
 
-    InvalidObservation codes: `no-station`, `no-time`, `station` (not a valid id), `time`
-    (not a calendar date), `no-values`, and those of `check_time` and `canonical_value`."""
-    import re
-
+    InvalidObservation codes: `no-station`, `station` (not a valid id), `nil` (a NIL report:
+    no value of any variable), `no-time`, `time` (not a calendar date), and those of
+    `check_time` and `canonical_value`."""
     station = _station(row)
     if station is None:
         raise InvalidObservation(
-            "no-station", "the subset has neither a WIGOS identifier nor block/station number"
+            "no-station",
+            "the subset has no WIGOS identifier, block/station number, buoy or ship identifier",
         )
     if not re.match(STATION_PATTERN, station):
         raise InvalidObservation(
             "station", f"station id {station!r} is not letters, digits, '.' and '-'"
+        )
+    raw = {name: _first(row, keys) for name, keys, _ in VALUE_KEYS}
+    if raw["precipitation"] is None:
+        raw["precipitation"] = row.get(PERIOD_PRECIPITATION)
+    if all(value is None for value in raw.values()):
+        raise InvalidObservation(
+            "nil", f"station {station}: a NIL report, every observed element is missing"
         )
     try:
         time = _time(row)
@@ -217,15 +377,13 @@ def map_subset(row: dict[str, Any], now: datetime, limits: Limits) -> Observatio
         raise InvalidObservation("no-time", f"station {station}: the subset has no complete time")
     check_time(time, now, limits)
     values = {}
-    for key, name, unit in VALUE_KEYS:
-        if row[key] is not None:
+    for name, _, unit in VALUE_KEYS:
+        if raw[name] is not None:
             try:
                 # Rounded past BUFR's own resolution: K -> degC must not add float noise.
-                values[name] = round(canonical_value(name, float(row[key]), unit), 6)
+                values[name] = round(canonical_value(name, float(raw[name]), unit), 6)
             except InvalidObservation as error:
                 raise InvalidObservation(error.code, f"station {station}: {error.reason}") from None
-    if not values:
-        raise InvalidObservation("no-values", f"station {station}: the subset has no value")
     latitude, longitude = row["latitude"], row["longitude"]
     positioned = (
         latitude is not None
@@ -233,7 +391,7 @@ def map_subset(row: dict[str, Any], now: datetime, limits: Limits) -> Observatio
         and -90 <= latitude <= 90
         and -180 <= longitude <= 180
     )
-    elevation = row["heightOfStationGroundAboveMeanSeaLevel"]
+    elevation = _first(row, _HEIGHTS)
     return Observation(
         station=station,
         time=time,
@@ -245,43 +403,89 @@ def map_subset(row: dict[str, Any], now: datetime, limits: Limits) -> Observatio
             if positioned and elevation is not None and MIN_ELEVATION <= elevation <= MAX_ELEVATION
             else None
         ),
+        published=published,
+        correction=correction,
     )
 
 
-def decode_bufr(
-    data: bytes, now: datetime, limits: Limits
-) -> tuple[list[Observation], list[SubsetRefusal]]:
-    """The observations of a BUFR file, and the subsets refused (with their reasons).
+def _category(number: int, category: int) -> None:
+    if category not in SURFACE_CATEGORIES:
+        name = CATEGORY_NAMES.get(category, "not a surface category")
+        raise InvalidObservation(
+            "data-category",
+            f"BUFR message {number} has data category {category} ({name}); only 0 (surface "
+            "data, land) and 1 (surface data, sea) feed the surface variables",
+        )
 
-    InvalidObservation `bufr` when the file (or one of its messages) does not decode."""
+
+def decode_bufr(
+    data: bytes,
+    now: datetime,
+    limits: Limits,
+    published: datetime | None = None,
+    budget: DecodeBudget = DecodeBudget(),
+    beat: Callable[[], None] = lambda: None,
+) -> tuple[list[Observation], list[SubsetRefusal]]:
+    """The observations of a BUFR file, and the subsets (or messages) refused with reasons.
+
+    `published`: when the file was published (a WIS2 notification's `pubtime`), kept on each
+    observation for `observation.merge`; `beat` is called between messages (a liveness
+    heartbeat). InvalidObservation `bufr` when the file holds no whole BUFR message,
+    `too-large` when its subsets or values exceed `budget`, and, when every message is
+    refused, the first refusal's code (`data-category`, `bufr`)."""
     eccodes = load_eccodes()
 
+    located, broken = find_messages(data)
     observations: list[Observation] = []
-    refused: list[SubsetRefusal] = []
-    for number, message in enumerate(split_messages(data), start=1):
+    refused = [SubsetRefusal(0, 0, "bufr", note) for note in broken]
+    subsets = values = 0
+    for number, message in enumerate(located, start=1):
+        beat()
         handle = None
         try:
-            handle = eccodes.codes_new_from_message(message)
+            handle = eccodes.codes_new_from_message(message.data)
+            _category(number, int(eccodes.codes_get(handle, "dataCategory")))
             count = int(eccodes.codes_get(handle, "numberOfSubsets"))
-            if not 0 < count <= MAX_SUBSETS:
+            expanded = int(eccodes.codes_get_size(handle, "expandedDescriptors"))
+            subsets += count
+            values += count * expanded
+            if count < 1 or subsets > budget.max_subsets or values > budget.max_values:
                 raise InvalidObservation(
-                    "bufr", f"BUFR message {number} has {count} subsets; 1 to {MAX_SUBSETS} allowed"
+                    "too-large" if count >= 1 else "bufr",
+                    f"BUFR message {number} declares {count} subsets of {expanded} descriptors: "
+                    f"the file would hold {subsets} subsets and {values} values; at most "
+                    f"{budget.max_subsets} subsets and {budget.max_values} values per file",
                 )
+            correction = max(
+                message.correction, int(eccodes.codes_get(handle, "updateSequenceNumber"))
+            )
             compressed = bool(eccodes.codes_get(handle, "compressedData"))
             eccodes.codes_set(handle, "unpack", 1)
             rows = list(_subset_values(handle, count, compressed))
-        except InvalidObservation:
-            raise
-        except Exception as error:  # noqa: BLE001 - whatever ecCodes raises is this file's
-            raise InvalidObservation(
-                "bufr", f"BUFR message {number} does not decode: {type(error).__name__}: {error}"
-            ) from None
+        except InvalidObservation as error:
+            if error.code == "too-large":
+                raise
+            refused.append(SubsetRefusal(number, 0, error.code, error.reason))
+            continue
+        except Exception as error:  # noqa: BLE001 - whatever ecCodes raises is this message's
+            refused.append(
+                SubsetRefusal(
+                    number,
+                    0,
+                    "bufr",
+                    f"BUFR message {number} does not decode: {type(error).__name__}: {error}",
+                )
+            )
+            continue
         finally:
             if handle is not None:
                 eccodes.codes_release(handle)
         for index, row in enumerate(rows, start=1):
             try:
-                observations.append(map_subset(row, now, limits))
+                observations.append(map_subset(row, now, limits, published, correction))
             except InvalidObservation as error:
                 refused.append(SubsetRefusal(number, index, error.code, error.reason))
+    if not observations and refused and all(r.subset == 0 for r in refused):
+        first = next((r for r in refused if r.message), refused[0])
+        raise InvalidObservation(first.code, "; ".join(r.reason for r in refused))
     return observations, refused

@@ -85,11 +85,17 @@ DEFAULT_LIMITS = Limits()
 # A device whose clock was never set counts from the Unix epoch (uptime since boot): a time
 # on the epoch's first day is that, not an observation, whatever the plausible window says.
 UNSET_CLOCK_DAY = (datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 2, tzinfo=UTC))
+NEVER_PUBLISHED = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class Observation:
-    """One validated observation, in canonical units, time in UTC."""
+    """One validated observation, in canonical units, time in UTC.
+
+    `published`: when its report was published (a WIS2 notification's `pubtime`, UTC; None
+    for own-format messages); `correction`: its correction rank (0 the original report, 1 the
+    first correction: a BUFR update sequence number or a `CCA` bulletin). Both order reports
+    of one station and time (`merge`)."""
 
     station: str
     time: datetime
@@ -97,6 +103,8 @@ class Observation:
     longitude: float | None = None
     latitude: float | None = None
     elevation: float | None = None
+    published: datetime | None = None
+    correction: int = 0
 
     @property
     def position_known(self) -> bool:
@@ -107,10 +115,16 @@ class Observation:
         """What makes two observations the same one: a station reports once per instant."""
         return (self.station, self.time)
 
-    def preference(self) -> str:
-        """A total order among observations with the same identity (see `merge`)."""
-        return json.dumps(
-            [self.longitude, self.latitude, self.elevation, sorted(self.values.items())]
+    def preference(self) -> tuple[bool, datetime, int, str]:
+        """A total order among observations with the same identity (see `merge`): the later
+        publication, then the higher correction rank, then the greater content."""
+        return (
+            self.published is not None,
+            self.published or NEVER_PUBLISHED,
+            self.correction,
+            json.dumps(
+                [self.longitude, self.latitude, self.elevation, sorted(self.values.items())]
+            ),
         )
 
 
@@ -290,9 +304,11 @@ def canonical_value(name: str, value: float, unit: str) -> float:
 def merge(*batches: list[Observation]) -> list[Observation]:
     """One observation per identity, sorted by time: what a window stores.
 
-    Redelivered messages repeat an identity. When two differ, the greater `preference()`
-    wins, so the result depends only on the set of messages, never on their arrival order:
-    rewriting a window after a crash gives the same bytes.
+    Redelivered messages and corrections repeat an identity. When two differ, the greater
+    `preference()` wins: the later publication (`published`), then the higher correction
+    rank, then (own-format messages, which carry neither) the greater content. The result
+    depends only on the set of reports, never on their arrival order: rewriting a window after
+    a crash, or by a second replica, gives the same bytes.
     """
     chosen: dict[tuple[str, datetime], Observation] = {}
     for batch in batches:

@@ -282,6 +282,25 @@ class IngestSettings(BaseSettings):
         "image build synced it (`pywis-pubsub schema sync`): notifications are validated "
         "against it too; unset: our own model only.",
     )
+    wis2_max_subsets: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Most BUFR subsets (station reports) one WIS2 data file may declare, over all its "
+            "messages; counted from section 3 before decoding, a file above is dead-lettered "
+            "`too-large`."
+        ),
+    )
+    wis2_max_values: int = Field(
+        default=4_000_000,
+        ge=1000,
+        le=100_000_000,
+        description=(
+            "Most values (subsets x expanded descriptors) one WIS2 data file may declare; "
+            "a file above is dead-lettered `too-large` before it is decoded."
+        ),
+    )
     wis2_dedupe_capacity: int = Field(
         default=100_000,
         ge=100,

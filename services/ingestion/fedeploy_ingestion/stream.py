@@ -1,10 +1,18 @@
 """The long-running MQTT consumer of edge observations.
 
-At least once from the broker (QoS 1, a persistent MQTT 5 session, manual acknowledgements),
-exactly once in storage and catalog (keys and ids derive from the window; writes merge).
-A message is acknowledged only after its window's object and item are both written, so a
-consumer killed at any moment loses nothing: the broker delivers again what was not
-acknowledged, and writing a window again stores the same rows.
+At least once from the broker for QoS 1 and 2 publishers (a persistent MQTT 5 session,
+manual acknowledgements), exactly once in storage and catalog (keys and ids derive from the
+window; writes merge). A message is acknowledged only after its window's object and item are
+both written, so a consumer killed at any moment loses nothing: the broker delivers again
+what was not acknowledged, and writing a window again stores the same rows. A QoS 0 message
+(microcontroller clients publish only at QoS 0) has no packet id and is never acknowledged;
+it is lost only if the consumer dies before its window is written: what is held survives a
+reconnection.
+
+Memory is bounded before a message is read: the broker is told the largest packet the
+consumer takes (MQTT 5 Maximum Packet Size, from `INGEST_MAX_PAYLOAD_BYTES`), and the inbox
+between the network thread and the worker holds at most `INBOX_BYTES` of payloads (the
+network thread waits, and so does the broker's TCP stream, while it is full).
 
 The network thread of paho only queues what arrives; one worker thread validates, groups,
 writes and acknowledges, so no lock guards the windows.
@@ -19,12 +27,14 @@ keeps beating.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import ssl
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +57,11 @@ from fedeploy_ingestion.wis2_intake import Wis2Intake
 
 log = logging.getLogger(__name__)
 QOS = 1
+# Topic name, properties and fixed header of a PUBLISH beside its payload (MQTT 5 section 3.3;
+# a topic name is at most 65,535 bytes).
+PACKET_OVERHEAD = 65_535 + 4096
+# Payload bytes waiting between the network thread and the worker, at most.
+INBOX_BYTES = 64 * 1024 * 1024
 # Windows written per bulk upsert to the catalog.
 MAX_BATCH = 200
 # First wait before retrying a failed write; doubles up to INGEST_RETRY_MAX_SECONDS.
@@ -78,6 +93,56 @@ class Delivery:
     mid: int
     generation: int
     arrival: float
+    qos: int = QOS
+    serial: int = 0
+
+    @property
+    def tag(self) -> Tag:
+        """What acknowledges it once stored: (connection, packet id, QoS, serial)."""
+        return (self.generation, self.mid, self.qos, self.serial)
+
+
+# (generation, packet id, QoS, serial number of the delivery): QoS 0 messages all have packet
+# id 0, so the serial number tells them apart.
+Tag = tuple[int, int, int, int]
+
+
+class Inbox:
+    """A FIFO of deliveries bounded by payload bytes: `put` waits while it is full (one
+    message larger than the bound still passes alone)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: deque[Delivery | Reconnected] = deque()
+        self._ready = threading.Condition()
+
+    def put(
+        self, item: Delivery | Reconnected, stopping: Callable[[], bool] = lambda: False
+    ) -> None:
+        size = len(item.payload) if isinstance(item, Delivery) else 0
+        with self._ready:
+            while self._items and self.bytes + size > self.max_bytes and not stopping():
+                self._ready.wait(0.5)
+            self._items.append(item)
+            self.bytes += size
+            self._ready.notify_all()
+
+    def get(self, timeout: float) -> Delivery | Reconnected:
+        """The oldest item; queue.Empty after `timeout` seconds without one."""
+        with self._ready:
+            if not self._items:
+                self._ready.wait(timeout)
+            if not self._items:
+                raise queue.Empty
+            item = self._items.popleft()
+            if isinstance(item, Delivery):
+                self.bytes -= len(item.payload)
+            self._ready.notify_all()
+            return item
+
+    def qsize(self) -> int:
+        return len(self._items)
 
 
 @dataclass(frozen=True)
@@ -97,7 +162,7 @@ class Consumer:
         self.store = store
         self.writer = writer
         self.metrics = metrics
-        self.buffer: WindowBuffer[tuple[int, int]] = WindowBuffer(
+        self.buffer: WindowBuffer[Tag] = WindowBuffer(
             settings.window_seconds,
             settings.window_grace_seconds,
             settings.flush_idle_seconds,
@@ -106,7 +171,8 @@ class Consumer:
         )
         self.limits = limits_of(settings)
         self._counts = settings.shard_counts()
-        self.inbox: queue.Queue[Delivery | Reconnected] = queue.Queue()
+        self.inbox = Inbox(INBOX_BYTES)
+        self._serial = itertools.count(1)
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards generation/connected against the network thread
         self._generation = 0
@@ -119,8 +185,8 @@ class Consumer:
         # when the last of them is written. `_holds` counts what is still held per tag,
         # `_flight` the dedupe keys of held notifications, `_seen` those of finished ones.
         self.wis2 = Wis2Intake(settings) if settings.stream_format == "wis2" else None
-        self._holds: dict[tuple[int, int], int] = {}
-        self._flight: dict[tuple[int, int], tuple[str, ...]] = {}
+        self._holds: dict[Tag, int] = {}
+        self._flight: dict[Tag, tuple[str, ...]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.client = self._client()
 
@@ -198,11 +264,18 @@ class Consumer:
             generation = self._generation
         self.inbox.put(
             Delivery(
-                message.topic, bytes(message.payload), message.mid, generation, time.monotonic()
-            )
+                message.topic,
+                bytes(message.payload),
+                message.mid,
+                generation,
+                time.monotonic(),
+                message.qos,
+                next(self._serial),
+            ),
+            self._stop.is_set,
         )
 
-    def _ack(self, tags: list[tuple[int, int]]) -> None:
+    def _ack(self, tags: list[Tag]) -> None:
         release = []
         for tag in tags:
             held = self._holds.get(tag)
@@ -217,7 +290,7 @@ class Consumer:
             self._finish(tag)
         self._ack_now(release)
 
-    def _finish(self, tag: tuple[int, int]) -> None:
+    def _finish(self, tag: Tag) -> None:
         """A notification is stored or dead-lettered: remember its keys as seen."""
         for key in self._flight.pop(tag, ()):
             self._seen[key] = None
@@ -225,17 +298,19 @@ class Consumer:
         while len(self._seen) > self.settings.wis2_dedupe_capacity:
             self._seen.popitem(last=False)
 
-    def _ack_now(self, tags: list[tuple[int, int]]) -> None:
+    def _ack_now(self, tags: list[Tag]) -> None:
         # A tag from an older connection is not acknowledged: its packet id may now name a
         # different message. The broker delivers the old one again; the write merges it.
+        # QoS 0 has no packet id and nothing to acknowledge (a PUBACK for packet id 0 is a
+        # protocol error: the broker closes the connection).
         with self._lock:
             current = [
-                mid
-                for generation, mid in tags
-                if generation == self._generation and self._connected
+                (mid, qos)
+                for generation, mid, qos, _ in tags
+                if generation == self._generation and self._connected and qos > 0
             ]
-            for mid in current:
-                self.client.ack(mid, QOS)
+            for mid, qos in current:
+                self.client.ack(mid, qos)
         self.metrics.messages_acknowledged.inc(len(current))
 
     # --- the worker ----------------------------------------------------------------------
@@ -245,6 +320,8 @@ class Consumer:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.settings.mqtt_session_expiry_seconds
         properties.ReceiveMaximum = self.settings.max_pending_messages
+        # The broker discards what is larger instead of sending it (MQTT 5 section 3.1.2.11.4).
+        properties.MaximumPacketSize = self.settings.max_payload_bytes + PACKET_OVERHEAD
         self.client.connect_async(
             self.settings.require("mqtt_host"),
             self.settings.mqtt_port,
@@ -285,13 +362,13 @@ class Consumer:
             except queue.Empty:
                 return
             if isinstance(event, Reconnected):
-                dropped = self.buffer.clear()
-                self._holds.clear()
-                self._flight.clear()
-                if dropped:
+                # What is held stays held and is written: QoS 0 messages are never sent again,
+                # and a QoS 1 message the broker sends again merges with its first copy.
+                if self.buffer.pending:
                     log.info(
-                        "connection replaced: dropped held messages, the broker sends them again",
-                        extra={"messages": dropped},
+                        "connection replaced: held messages kept; the broker sends the "
+                        "unacknowledged QoS 1 ones again",
+                        extra={"messages": self.buffer.pending},
                     )
             else:
                 self._handle(event)
@@ -301,7 +378,7 @@ class Consumer:
     def _handle(self, delivery: Delivery) -> None:
         """One message's boundary: it is held for its window or dead-lettered, nothing else."""
         self.metrics.messages_received.inc()
-        tag = (delivery.generation, delivery.mid)
+        tag = delivery.tag
         if self.wis2 is not None:
             self._handle_wis2(delivery, tag, self.wis2)
             return
@@ -323,13 +400,15 @@ class Consumer:
                 InvalidObservation("invalid", f"{type(error).__name__}: {error}"),
             )
 
-    def _handle_wis2(self, delivery: Delivery, tag: tuple[int, int], intake: Wis2Intake) -> None:
+    def _handle_wis2(self, delivery: Delivery, tag: Tag, intake: Wis2Intake) -> None:
         """One WIS2 notification: dedupe, download (transient failures retried while it stays
         unacknowledged), check, decode; its observations held for their windows."""
         try:
             notification = intake.validate(delivery.payload, self.limits)
             keys = notification.dedupe_keys()
-            held = {k for ks in self._flight.values() for k in ks}
+            # Held under this connection; a copy held from an earlier one cannot be
+            # acknowledged, so the copy the broker sends again is processed and held too.
+            held = {k for t, ks in self._flight.items() if t[0] == delivery.generation for k in ks}
             if any(k in self._seen or k in held for k in keys):
                 # Processed already (or held, and then delivered again if it is not written).
                 self.metrics.messages_skipped.inc()
@@ -338,7 +417,9 @@ class Consumer:
             data = intake.fetch(notification, self._pause, self._stop.is_set)
             if data is None:
                 return  # stopping while the data host fails: not acknowledged
-            observations, refused = intake.decode(data, datetime.now(UTC), self.limits)
+            observations, refused = intake.decode(
+                notification, data, datetime.now(UTC), self.limits, self._beat
+            )
         except InvalidObservation as invalid:
             self._dead_letter(delivery, invalid)
             return
@@ -349,9 +430,7 @@ class Consumer:
             )
             return
         if refused:
-            reason = "; ".join(
-                f"message {r.message} subset {r.subset}: {r.reason}" for r in refused
-            )
+            reason = "; ".join(f"{r.where()}: {r.reason}" for r in refused)
             subsets = InvalidObservation(refused[0].code, reason)
             if not observations:
                 self._dead_letter(delivery, subsets)
@@ -371,6 +450,10 @@ class Consumer:
         self._holds[tag] = len(owned)
         for observation in owned:
             self.buffer.add(observation, tag, delivery.arrival)
+
+    def _beat(self) -> None:
+        """Beat the liveness heartbeat: decoding a large file is work, not hanging."""
+        self.heartbeat = time.monotonic()
 
     def _pause(self, seconds: float) -> None:
         """Wait (or until `stop()`), beating the liveness heartbeat: waiting is not hanging."""
@@ -437,7 +520,7 @@ class Consumer:
             },
         )
         if ack:
-            self._ack([(delivery.generation, delivery.mid)])
+            self._ack([delivery.tag])
         return True
 
     def _write_due(self, now: float, everything: bool = False) -> None:

@@ -2,7 +2,9 @@
 
 Columns follow the data contract: `station`, `time` (timestamp[us, UTC]), `longitude`,
 `latitude`, `elevation`, then one float64 column per canonical variable (null where a
-message did not carry it). When any row has a position, a WKB `geometry` column (2D point,
+message did not carry it), then `published` (timestamp[us, UTC], null for own-format messages)
+and `correction` (int32), which decide between two reports of one station and time
+(`observation.merge`) and so travel with the row. When any row has a position, a WKB `geometry` column (2D point,
 null where unknown) and the file-level `geo` metadata of GeoParquet 1.1 are added.
 The bytes depend only on the observations, so rewriting a window rewrites identical bytes.
 """
@@ -30,6 +32,10 @@ BASE_FIELDS = [
     pa.field("elevation", pa.float64()),
 ]
 VARIABLE_FIELDS = [pa.field(name, pa.float64()) for name in VARIABLES]
+REPORT_FIELDS = [
+    pa.field("published", pa.timestamp("us", tz="UTC")),
+    pa.field("correction", pa.int32(), nullable=False),
+]
 GEOMETRY_FIELD = pa.field("geometry", pa.binary())
 
 
@@ -49,7 +55,9 @@ def to_table(observations: list[Observation]) -> pa.Table:
     }
     for name in VARIABLES:
         columns[name] = [o.values.get(name) for o in observations]
-    fields = BASE_FIELDS + VARIABLE_FIELDS
+    columns["published"] = [o.published for o in observations]
+    columns["correction"] = [o.correction for o in observations]
+    fields = BASE_FIELDS + VARIABLE_FIELDS + REPORT_FIELDS
     positioned = [o for o in observations if o.position_known]
     metadata: dict[bytes, bytes] = {}
     if positioned:
@@ -98,6 +106,9 @@ def from_parquet(data: bytes) -> list[Observation]:
                 longitude=row.get("longitude"),
                 latitude=row.get("latitude"),
                 elevation=row.get("elevation"),
+                # Windows written before corrections were kept have neither column.
+                published=row["published"].astimezone(UTC) if row.get("published") else None,
+                correction=row.get("correction") or 0,
             )
         )
     return observations

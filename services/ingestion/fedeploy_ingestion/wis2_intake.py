@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
-from fedeploy_ingestion.bufr import SubsetRefusal, decode_bufr
+from fedeploy_ingestion.bufr import DecodeBudget, SubsetRefusal, decode_bufr
 from fedeploy_ingestion.download_safety import AddressGuard, DownloadPolicy, guarded_client
 from fedeploy_ingestion.errors import ConfigError
 from fedeploy_ingestion.observation import InvalidObservation, Limits, Observation
@@ -74,6 +74,7 @@ class Wis2Intake:
         self.policy = wis2_policy(settings)
         self.http = guarded_client(self.policy.guard, timeout=settings.http_timeout_seconds)
         self.schema = official_schema(settings.wis2_schema_file)
+        self.budget = DecodeBudget(settings.wis2_max_subsets, settings.wis2_max_values)
 
     def validate(self, payload: bytes, limits: Limits) -> Notification:
         """The notification model of a payload, checked against the official schema too when
@@ -127,7 +128,14 @@ class Wis2Intake:
         return data
 
     def decode(
-        self, data: bytes, now: datetime, limits: Limits
+        self,
+        notification: Notification,
+        data: bytes,
+        now: datetime,
+        limits: Limits,
+        beat: Callable[[], None] = lambda: None,
     ) -> tuple[list[Observation], list[SubsetRefusal]]:
-        """The observations of the BUFR data and the subsets refused."""
-        return decode_bufr(data, now, limits)
+        """The observations of the BUFR data (each carrying the notification's `pubtime`, so
+        a later publication replaces an earlier one) and the subsets refused."""
+        published = notification.properties.pubtime.astimezone(UTC)
+        return decode_bufr(data, now, limits, published, self.budget, beat)

@@ -78,7 +78,7 @@ def test_subsets_without_time_or_station_are_refused_alone() -> None:
     assert [(r.subset, r.code) for r in refused] == [
         (1, "no-time"),
         (2, "no-station"),
-        (3, "no-values"),
+        (3, "nil"),
     ]
 
 

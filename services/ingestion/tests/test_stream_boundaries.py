@@ -73,7 +73,7 @@ def test_a_dead_letter_write_retries_with_capped_exponential_backoff(
     waits: list[float] = []
     monkeypatch.setattr(made, "_pause", waits.append)  # _pause beats the heartbeat (below)
     made._handle(delivery(b"[" * 60_000))
-    assert store.puts and acked == [(0, 1)]
+    assert store.puts and acked == [(0, 1, 1, 0)]
     assert [round(w, 3) for w in waits] == [0.5, 1, 2, 4, 4, 4, 4]
     assert made.metrics.write_errors.labels("dead-letter")._value.get() == 7
     assert made.metrics.dead_letters.labels("too-deep")._value.get() == 1
@@ -116,7 +116,7 @@ def test_any_exception_while_handling_one_message_dead_letters_it(
 
     monkeypatch.setattr(stream, "parse_observation", explode)
     made._handle(delivery(json.dumps(GOOD).encode(), mid=7))
-    assert acked == [(0, 7)] and len(store.puts) == 1
+    assert acked == [(0, 7, 1, 0)] and len(store.puts) == 1
     assert made.metrics.dead_letters.labels("invalid")._value.get() == 1
 
 
