@@ -31,6 +31,13 @@ MONITORING_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 CASES = [(chart, site) for site, charts in SITES.items() for chart in charts]
 
 
+def scraped(chart: str, site: str) -> bool:
+    """Whether the release runs a workload of ours that serves requests (and metrics): the
+    catalog's are the published catalog's token guard and asset endpoint; its STAC API and
+    database are upstream images without metrics."""
+    return chart != "catalog" or bool(SITES[site][chart].get("exposure", {}).get("enabled"))
+
+
 def monitored(
     chart: str, site: str, extra: dict[str, Any] | None = None, api: bool = True
 ) -> list[dict[str, Any]]:
@@ -70,7 +77,8 @@ def test_monitoring_renders_only_where_the_operator_api_is_served_or_when_enable
 
     assert kinds(monitored(chart, site, api=False)) == set()
     served = kinds(monitored(chart, site))
-    assert "PrometheusRule" in served and served & {"PodMonitor", "ServiceMonitor"}
+    assert "PrometheusRule" in served
+    assert bool(served & {"PodMonitor", "ServiceMonitor"}) == scraped(chart, site)
     assert kinds(monitored(chart, site, {"monitoring": {"enabled": True}}, api=False)) == served
     assert kinds(monitored(chart, site, {"monitoring": {"enabled": False}})) == set()
 
@@ -92,14 +100,17 @@ def test_the_monitoring_namespace_reaches_the_metrics_port_and_nothing_else(char
     assert monitoring_rules(monitored(chart, site, values, api=False)) == []
     manifests = monitored(chart, site, values)
     rules = monitoring_rules(manifests)
+    if not scraped(chart, site):
+        assert rules == []
+        return
     assert rules, "no NetworkPolicy admits the monitoring namespace"
-    scraped = {
+    endpoints = {
         (m["metadata"]["name"], endpoint["port"])
         for m in manifests
         if m["kind"] in ("PodMonitor", "ServiceMonitor")
         for endpoint in m["spec"].get("podMetricsEndpoints", m["spec"].get("endpoints", []))
     }
-    assert {port for _, port in scraped} == {"http"}
+    assert {port for _, port in endpoints} == {"http"}
     for rule in rules:
         # The metrics port (the containers' port named http), only, and only Prometheus's pods.
         assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
@@ -284,6 +295,10 @@ _INGESTION_PODS = _pod_cases("ingestion-stream-0", "stream")
 _INFERENCE_JOBS = _job_cases("inference-retrain-29400000", "inference-retrain", 1296000)
 _INFERENCE_PODS = _pod_cases("inference-5d8c7b9f4-x7k2p", "server")
 _BUCKET = "fedeploy_inference_request_duration_seconds_bucket"
+_HARVEST_JOBS = _job_cases("catalog-harvest-29400000", "catalog-harvest", 7200)
+_CATALOG_PODS = _pod_cases("catalog-db-0", "postgres")
+_API = f'{_S}, deployment="catalog"'
+_DB = f'{_S}, statefulset="catalog-db"'
 
 ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
     # windowSeconds 600 (default) + lagGraceSeconds 600: lag beyond 1200 s.
@@ -432,6 +447,41 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
         "InferenceRetrainNoSuccess": _INFERENCE_JOBS["NoSuccess"],
         "InferenceCrashLooping": _INFERENCE_PODS["CrashLooping"],
         "InferenceNearMemoryLimit": _INFERENCE_PODS["NearMemoryLimit"],
+    },
+    ("catalog", "hub"): {
+        "CatalogApiUnavailable": [
+            _case(
+                "1m",
+                {
+                    f"kube_deployment_status_replicas_available{{{_API}}}": "1x20",
+                    f"kube_deployment_spec_replicas{{{_API}}}": "2x20",
+                },
+                "15m",
+                {"namespace": NAMESPACE, "deployment": "catalog", "severity": "critical"},
+            ),
+            _case(
+                "1m",
+                {
+                    f"kube_deployment_status_replicas_available{{{_API}}}": "2x20",
+                    f"kube_deployment_spec_replicas{{{_API}}}": "2x20",
+                },
+                "15m",
+                None,
+            ),
+        ],
+        "CatalogDatabaseNotReady": [
+            _case(
+                "1m",
+                {f"kube_statefulset_status_replicas_ready{{{_DB}}}": "0x10"},
+                "10m",
+                {"namespace": NAMESPACE, "statefulset": "catalog-db", "severity": "critical"},
+            ),
+            _case("1m", {f"kube_statefulset_status_replicas_ready{{{_DB}}}": "1x10"}, "10m", None),
+        ],
+        "CatalogHarvestFailed": _HARVEST_JOBS["Failed"],
+        "CatalogHarvestNoSuccess": _HARVEST_JOBS["NoSuccess"],
+        "CatalogCrashLooping": _CATALOG_PODS["CrashLooping"],
+        "CatalogNearMemoryLimit": _CATALOG_PODS["NearMemoryLimit"],
     },
 }
 

@@ -186,3 +186,48 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
       port: {{ .Values.database.port }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when the monitoring objects render: monitoring.enabled true, or auto where the
+cluster serves the prometheus-operator's API (monitoring.coreos.com/v1); empty otherwise. */}}
+{{- define "catalog.monitored" -}}
+{{- $on := toString .Values.monitoring.enabled }}
+{{- if or (eq $on "true") (and (eq $on "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}true{{ end }}
+{{- end }}
+
+{{/* An ingress rule admitting the monitoring namespace's Prometheus pods to one port, the
+metrics port, and nothing else (rendered only while monitoring is on). */}}
+{{- define "catalog.metricsIngress" -}}
+{{- $m := .root.Values.monitoring }}
+- ports:
+    - protocol: TCP
+      port: {{ .port }}
+  from:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ $m.namespace }}
+      {{- with $m.prometheusPodLabels }}
+      podSelector:
+        matchLabels:
+          {{- toYaml . | nindent 10 }}
+      {{- end }}
+{{- end }}
+
+{{/* A Grafana dashboard from a JSON file of the chart, as a JSON string: its title, a uid
+stable for the release, and its constant variables `namespace` and `release` (what the panels'
+queries select by) set to this release's. */}}
+{{- define "catalog.dashboard" -}}
+{{- $root := .root }}
+{{- $board := $root.Files.Get .file | fromJson }}
+{{- $fullname := include "catalog.fullname" $root }}
+{{- $_ := set $board "title" .title }}
+{{- $_ := set $board "uid" (printf "%s/%s/%s" $root.Release.Namespace $fullname .file | sha256sum | trunc 24 | printf "fedeploy-%s") }}
+{{- $constants := dict "namespace" $root.Release.Namespace "release" $fullname }}
+{{- range $board.templating.list }}
+{{- if hasKey $constants .name }}
+{{- $value := get $constants .name }}
+{{- $_ := set . "query" $value }}
+{{- $_ := set . "current" (dict "text" $value "value" $value) }}
+{{- end }}
+{{- end }}
+{{- toJson $board }}
+{{- end }}
