@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from fedeploy.cli_options import Repo, RepoStacksDir, repository_or_exit
 from fedeploy.errors import FedeployError
 from fedeploy.gitops import git_tree
 from fedeploy.gitops.closure import (
@@ -200,13 +201,8 @@ def affected_command(
             "--all", help="Every stack, in waves, ignoring --base (first deployment, drift checks)."
         ),
     ] = False,
-    stacks_dir: Annotated[
-        str,
-        typer.Option(
-            "--stacks-dir", help="Directory of the stack files, from the repository root."
-        ),
-    ] = "stacks",
-    repo: Annotated[Path, typer.Option("--repo", help="The git repository.")] = Path("."),
+    stacks_dir: RepoStacksDir = None,
+    repo: Repo = None,
     format: Annotated[
         AffectedFormat, typer.Option("--format", "-f", help="Output format.")
     ] = AffectedFormat.text,
@@ -234,7 +230,10 @@ def affected_command(
         raise typer.BadParameter(
             "give --base REF (the change's starting point) or --all", param_hint="--base"
         )
-    affected = find_affected(repo, base, head, stacks_dir=stacks_dir, every_stack=every_stack)
+    top, default_stacks = repository_or_exit(repo)
+    affected = find_affected(
+        top, base, head, stacks_dir=stacks_dir or default_stacks, every_stack=every_stack
+    )
     forms = {name: render(affected) for name, render in FORMATS.items()}
     forms["gitlab"] = as_gitlab(affected, gitlab_include)
     sys.stdout.write(forms[format.value])

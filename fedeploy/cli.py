@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from fedeploy.cli_options import StacksDir, stacks_dir_or_exit
 from fedeploy.errors import FedeployError
 
 app = typer.Typer(
@@ -47,15 +48,12 @@ class Format(StrEnum):
     markdown = "markdown"
 
 
-StacksDir = Annotated[Path, typer.Option("--stacks-dir", help="Directory of the stack files.")]
-
-
 @app.command()
 def plan(
     stacks: Annotated[
         list[str] | None, typer.Argument(help="Stacks to plan (default: every stack file).")
     ] = None,
-    stacks_dir: StacksDir = Path("stacks"),
+    stacks_dir: StacksDir = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write resources and manifests here.")
@@ -68,15 +66,10 @@ def plan(
     """Plan the federation offline: run every stack's program, render and check every chart.
 
     Exit status: 0 clean, 1 policy violations, 2 invalid config or program error."""
-    from fedeploy.config.loader import require_stacks_dir
     from fedeploy.plan import run_plan, write_out
     from fedeploy.report import FORMATS
 
-    try:
-        require_stacks_dir(stacks_dir)
-    except FedeployError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(err.exit_code) from None
+    stacks_dir = stacks_dir_or_exit(stacks_dir)
     if out is not None:
         _writable_out(out)  # before planning: a minute's work must not end in a failed write
     report = run_plan(stacks_dir, stacks or None, jobs=jobs)
@@ -111,13 +104,22 @@ def schema() -> None:
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Stack files to check.")]) -> None:
+def validate(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Stack files to check (default: every one in the stacks directory)."),
+    ] = None,
+    stacks_dir: StacksDir = None,
+) -> None:
     """Validate stack files without planning them; every problem of every file is printed, with
     the checks across the stack files beside them (references, bucket names, address ranges).
 
     Exit status: 0 valid (notes and advisories may be printed), 2 invalid."""
     from fedeploy.config.loader import check_stack_file
+    from fedeploy.offline.federation import stack_files
 
+    if not files:
+        files = list(stack_files(stacks_dir_or_exit(stacks_dir)).values())
     failed = False
     for path in files:
         try:
@@ -144,7 +146,7 @@ def config_reference(
     if write is None:
         sys.stdout.write(reference() + "\n")
     else:
-        write.write_text(splice(write.read_text(), Path("stacks")))
+        write.write_text(splice(write.read_text(), stacks_dir_or_exit(None)))
 
 
 def _mount_affected() -> None:

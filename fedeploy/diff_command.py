@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from fedeploy.cli_options import Repo, RepoStacksDir
 from fedeploy.errors import FedeployError
 
 OUT_FILES = {"json": "diff.json", "markdown": "diff.md", "text": "diff.txt"}
@@ -30,13 +31,8 @@ def diff_command(
         str, typer.Option("--base", help="Commit or ref the change starts from (e.g. origin/main).")
     ] = "",
     head: Annotated[str, typer.Option("--head", help="Commit or ref the change ends at.")] = "HEAD",
-    stacks_dir: Annotated[
-        str,
-        typer.Option(
-            "--stacks-dir", help="Directory of the stack files, from the repository root."
-        ),
-    ] = "stacks",
-    repo: Annotated[Path, typer.Option("--repo", help="The git repository.")] = Path("."),
+    stacks_dir: RepoStacksDir = None,
+    repo: Repo = None,
     format: Annotated[
         DiffFormat, typer.Option("--format", "-f", help="Output format.")
     ] = DiffFormat.text,
@@ -72,6 +68,7 @@ def diff_command(
     grouped by wave. Exit status: 0 no change, 1 something changes, 2 invalid stack or error."""
     from fedeploy.diff import EXIT_INVALID, diff_revisions
     from fedeploy.diff_formats import as_json, as_markdown, as_text
+    from fedeploy.project import repository
 
     if not base:
         raise typer.BadParameter(
@@ -85,7 +82,10 @@ def diff_command(
                 f"{out}: cannot create the directory ({err.strerror})", param_hint="--out"
             ) from None
     try:
-        diff = diff_revisions(repo, base, head, stacks_dir=stacks_dir, sites=sites or None)
+        top, default_stacks = repository(repo)
+        diff = diff_revisions(
+            top, base, head, stacks_dir=stacks_dir or default_stacks, sites=sites or None
+        )
     except FedeployError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(EXIT_INVALID) from None

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import typer
 
+from fedeploy.cli_options import StacksDir, stacks_dir_or_exit
+
 # Longest a wait may be asked for (a day): a typo such as `inf` must not hang a pipeline job.
 MAX_WAIT_S = 86400.0
 
@@ -43,9 +45,7 @@ class VerifyFormat(StrEnum):
 
 def verify_command(
     site: Annotated[str, typer.Argument(help="The stack whose live site to check.")],
-    stacks_dir: Annotated[
-        Path, typer.Option("--stacks-dir", help="Directory of the stack files.")
-    ] = Path("stacks"),
+    stacks_dir: StacksDir = None,
     catalog_url: Annotated[
         str | None,
         typer.Option(
@@ -116,6 +116,7 @@ def verify_command(
         verify_site,
     )
 
+    stacks_dir = stacks_dir_or_exit(stacks_dir)
     catalog_url = checked_url(catalog_url, "--catalog-url")
     bridge_url = checked_url(bridge_url, "--bridge-url")
     trust: bool | ssl.SSLContext = True
