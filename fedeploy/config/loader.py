@@ -8,6 +8,7 @@ import difflib
 import functools
 import re
 import reprlib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,12 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Error types whose input may be a secret's plaintext: never echo it.
 _HIDDEN_INPUT = {"plaintext_secret", "secret_type", "secret_not_ciphertext", "url_userinfo"}
 _STR_TAG = "tag:yaml.org,2002:str"
+_UNIONS = (typing.Union, types.UnionType)
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+# Numbers every YAML reader reads alike: no leading zero, no 0x/0o/0b, `_` or sexagesimal `:`.
+_PLAIN_NUMBER = re.compile(
+    r"[-+]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+)
 # What a message shows of a given value: bounded, however large (or self-referencing, through
 # YAML aliases) the value is.
 _GIVEN = reprlib.Repr()
@@ -210,7 +217,7 @@ def check_stack_file(path: Path, *, check_federation: bool = True) -> CheckedSta
     """Read and validate one stack file, with the notes on it (advisories, skipped checks);
     raises StackConfigError with every problem of the file."""
     stack_file = read_stack_file(path)
-    issues = _provider_config_issues(stack_file)
+    issues = _provider_config_issues(stack_file) + yaml_number_issues(stack_file.plain_scalars)
     try:
         site = validate_site(
             stack_file.raw,
@@ -226,6 +233,26 @@ def check_stack_file(path: Path, *, check_federation: bool = True) -> CheckedSta
         raise StackConfigError(str(path), issues)
     notes = site_notes(site, path.parent, stack_file.stack) if check_federation else []
     return CheckedStack(stack_file, site, notes)
+
+
+def yaml_number_issues(plain_scalars: dict[str, tuple[str, str]]) -> list[ConfigIssue]:
+    """Unquoted numbers that YAML 1.1 (read here) and YAML 1.2 readers read differently: a
+    leading zero (`010`: 8 here, 10 in YAML 1.2), hexadecimal, binary, `_` separators, `1:30`
+    (90 here, a string in YAML 1.2). Only plain decimals are accepted."""
+    issues = []
+    for path, (text, tag) in sorted(plain_scalars.items()):
+        if tag not in (_INT_TAG, _FLOAT_TAG) or _PLAIN_NUMBER.fullmatch(text):
+            continue
+        read = yaml.load(text, Loader=_LOADER)  # noqa: S506 (the safe loader: a number)
+        issues.append(
+            ConfigIssue(
+                path,
+                f"the unquoted {text} is read as {read!r} by YAML 1.1 (fedeploy) but not by every "
+                "YAML 1.2 reader (leading zeros, 0x, 0b, _ and : differ between them): write the "
+                "plain decimal number you mean",
+            )
+        )
+    return issues
 
 
 def _provider_config_issues(stack_file: StackFile) -> list[ConfigIssue]:
@@ -632,9 +659,13 @@ def _issue(
         return ConfigIssue(path, f"given [hidden]; {message}")
     given = _shorten(_GIVEN.repr(error.get("input")))
     if kind.startswith("value_error") or kind == "assertion_error":
-        return ConfigIssue(path, message + _quote_hint(path, error, plain_scalars))
+        return ConfigIssue(
+            path, message + _quote_hint(path, error, plain_scalars, _takes_text(model, loc))
+        )
     return ConfigIssue(
-        path, f"given {given}; allowed: {message}" + _quote_hint(path, error, plain_scalars)
+        path,
+        f"given {given}; allowed: {message}"
+        + _quote_hint(path, error, plain_scalars, _takes_text(model, loc)),
     )
 
 
@@ -646,8 +677,12 @@ def pulumi_config_path(loc: tuple[Any, ...]) -> str:
     return text
 
 
-def _quote_hint(path: str, error: Any, plain_scalars: dict[str, tuple[str, str]] | None) -> str:
-    """Where YAML 1.1 made a boolean or number of an unquoted word (`on`, `1.30`): say so."""
+def _quote_hint(
+    path: str, error: Any, plain_scalars: dict[str, tuple[str, str]] | None, takes_text: bool
+) -> str:
+    """Where YAML 1.1 made a boolean or number of an unquoted word (`on`, `1.30`) and the key
+    takes text, say to quote it; where it takes a number, quoting changes nothing (`port: 88830`
+    is out of range however written): no hint, but for a boolean given for a number."""
     source = (plain_scalars or {}).get(path)
     if source is None or isinstance(error.get("input"), str):
         return ""
@@ -655,9 +690,25 @@ def _quote_hint(path: str, error: Any, plain_scalars: dict[str, tuple[str, str]]
     what = _TYPE_WORDS.get(tag, "a non-string value")
     if isinstance(error.get("input"), BooleanGiven):  # a number belongs here: quoting won't do
         return f" (YAML read the unquoted {text} as {what}: write a number)"
+    if not takes_text:
+        return ""
     key = path.rsplit(".", 1)[-1]
     shown = f'{key}: "{text}"' if not key.isdigit() else f'"{text}"'
     return f" (YAML read the unquoted {text} as {what}: quote it, {shown})"
+
+
+def _takes_text(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
+    """Whether the key at `loc` takes a string (str, a string Literal or enum) in some form."""
+    target = _model_at(model, loc)
+    arms = typing.get_args(target) if typing.get_origin(target) in _UNIONS else (target,)
+    for arm in arms:
+        arm = _unwrap(arm)
+        if typing.get_origin(arm) is typing.Literal:
+            if any(isinstance(value, str) for value in typing.get_args(arm)):
+                return True
+        elif isinstance(arm, type) and issubclass(arm, str):
+            return True
+    return False
 
 
 def _allowed(msg: str) -> str:
@@ -697,7 +748,7 @@ def _unwrap(tp: Any) -> Any:
         origin = typing.get_origin(tp)
         if origin is typing.Annotated:
             tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        elif origin in _UNIONS:
             models = [a for a in typing.get_args(tp) if a is not type(None)]
             tp = models[0] if len(models) == 1 else tp
             if len(models) != 1:
