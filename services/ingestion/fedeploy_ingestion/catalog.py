@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from fedeploy_ingestion.download_safety import IDENTITY, UnsafeBody, bounded_body
 from fedeploy_ingestion.errors import CatalogError
 from fedeploy_ingestion.stac_ids import collection_path, item_path
 
@@ -45,17 +46,15 @@ class CatalogClient:
             raise CatalogError(f"{method} {self.url}{path} failed: {error}") from error
 
     def _bounded(self, request: httpx.Request) -> httpx.Response:
-        """The answer to `request`, its body read (decoded) up to `max_bytes`."""
+        """The answer to `request`, its body read and decoded up to `max_bytes` (counted
+        after decoding; identity asked for, stacked or unknown encodings refused)."""
         limit = self.max_bytes or 0
-        body = bytearray()
+        request.headers.update(IDENTITY)
         response = self._http.send(request, stream=True)
         try:
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise CatalogError(
-                        f"{request.method} {request.url} answered more than {limit} bytes"
-                    )
+            body = b"".join(bounded_body(response, limit, f"{request.method} {request.url}"))
+        except UnsafeBody as error:
+            raise CatalogError(str(error)) from None
         finally:
             response.close()
         # The body is decoded already: the new answer must not decode it again.
@@ -64,9 +63,7 @@ class CatalogClient:
             for name, value in response.headers.multi_items()
             if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
         ]
-        return httpx.Response(
-            response.status_code, headers=headers, content=bytes(body), request=request
-        )
+        return httpx.Response(response.status_code, headers=headers, content=body, request=request)
 
     @staticmethod
     def _check(response: httpx.Response, *allowed: int) -> httpx.Response:

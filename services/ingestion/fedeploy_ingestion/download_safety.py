@@ -25,7 +25,8 @@ import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -299,3 +300,74 @@ class DownloadPolicy:
     def redirect(self, current: httpx.URL, location: str) -> httpx.URL:
         """The target of a redirect from `current`, checked like an href."""
         return self.check(current.join(location), what=f"redirect from {shown(current)!r} to")
+
+
+# --- bodies bounded after decoding -------------------------------------------------------
+
+# Sent with every download of untrusted bytes: a well-behaved server then sends them as they
+# are, and the byte limits count what is stored.
+IDENTITY = {"Accept-Encoding": "identity"}
+# The one layer of Content-Encoding decoded when a server encodes anyway (zlib window bits).
+DECODED_ENCODINGS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,
+}
+# Decoded bytes produced per step, at most, whatever one compressed chunk expands to.
+DECODE_STEP = 1024 * 1024
+
+
+class UnsafeBody(SourceError):
+    """An answer whose body would exceed its limit once decoded, or whose Content-Encoding is
+    stacked, unknown or does not decode."""
+
+
+def content_encodings(response: httpx.Response) -> list[str]:
+    """The answer's content codings in the order applied, `identity` left out."""
+    values = response.headers.get_list("content-encoding")
+    codings = [c.strip().lower() for value in values for c in value.split(",")]
+    return [c for c in codings if c and c != "identity"]
+
+
+def _inflate(decoder: Any, data: bytes) -> Iterator[bytes]:
+    while data:
+        yield decoder.decompress(data, DECODE_STEP)
+        data = decoder.unconsumed_tail
+
+
+def bounded_body(
+    response: httpx.Response,
+    max_bytes: int,
+    what: str,
+    encoded: bool = True,
+    chunk_size: int | None = None,
+) -> Iterator[bytes]:
+    """The answer's body, decoded step by step (at most DECODE_STEP bytes at a time) and
+    counted **after** decoding: UnsafeBody once more than `max_bytes` came out, for stacked or
+    unknown Content-Encodings (or any one when `encoded` is false), and for a body that does
+    not decode. `what` names the request in messages. httpx.HTTPError passes through."""
+    if response.is_stream_consumed:
+        # A response built in memory (httpx reads and decodes those at once: test
+        # transports): nothing is left to bound but the count.
+        if len(response.content) > max_bytes:
+            raise UnsafeBody(f"{what}: more than {max_bytes} bytes once decoded")
+        yield response.content
+        return
+    codings = content_encodings(response)
+    allowed = ", ".join(DECODED_ENCODINGS) if encoded else "none"
+    if len(codings) > 1 or (codings and (not encoded or codings[0] not in DECODED_ENCODINGS)):
+        raise UnsafeBody(
+            f"{what}: answered Content-Encoding {', '.join(codings)}; identity was asked for "
+            f"and one of {allowed} is decoded, never stacked"
+        )
+    decoder = zlib.decompressobj(DECODED_ENCODINGS[codings[0]]) if codings else None
+    size = 0
+    try:
+        for raw in response.iter_raw(chunk_size):
+            for piece in [raw] if decoder is None else _inflate(decoder, raw):
+                size += len(piece)
+                if size > max_bytes:
+                    raise UnsafeBody(f"{what}: more than {max_bytes} bytes once decoded")
+                yield piece
+    except zlib.error as error:
+        raise UnsafeBody(f"{what}: the {codings[0]} body does not decode: {error}") from None

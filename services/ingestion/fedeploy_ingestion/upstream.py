@@ -17,10 +17,12 @@ from typing import Any
 import httpx
 
 from fedeploy_ingestion.download_safety import (
+    IDENTITY,
     MAX_REDIRECTS,
     AddressGuard,
     DownloadPolicy,
     UnsafeDownload,
+    bounded_body,
     shown,
 )
 from fedeploy_ingestion.errors import SourceError
@@ -115,7 +117,8 @@ class HttpAsset(RangeSource):
     def _get(self, offset: int) -> httpx.Response:
         url = self._url
         for _ in range(MAX_REDIRECTS + 1):
-            headers = self._credentials.headers_for(url)
+            # The product's bytes as they are: sizes, ranges and checksums are of those.
+            headers = {**self._credentials.headers_for(url), **IDENTITY}
             if offset:
                 headers["Range"] = f"bytes={offset}-"
             request = self._http.build_request("GET", url, headers=headers)
@@ -151,11 +154,13 @@ class HttpAsset(RangeSource):
         if total < 0:
             response.close()
             raise SourceError(f"GET {self.href} gave no Content-Length: cannot verify the copy")
-        return self._chunks(response), start, total
+        return self._chunks(response, total - start), start, total
 
-    def _chunks(self, response: httpx.Response) -> Iterator[bytes]:
+    def _chunks(self, response: httpx.Response, size: int) -> Iterator[bytes]:
         try:
-            yield from response.iter_bytes(MiB)
+            # No Content-Encoding at all (identity was asked for), and never more than the
+            # answer announced: a copy is not decoded, so no answer can expand in memory.
+            yield from bounded_body(response, size, f"GET {self.href}", False, MiB)
         except httpx.HTTPError as error:
             raise SourceError(f"reading {self.href} failed midway: {error}") from error
         finally:

@@ -35,7 +35,15 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedeploy_ingestion.decoding import DecodeLimits, InvalidObservation, decode_message
-from fedeploy_ingestion.download_safety import MAX_REDIRECTS, DownloadPolicy, UnsafeDownload, shown
+from fedeploy_ingestion.download_safety import (
+    IDENTITY,
+    MAX_REDIRECTS,
+    DownloadPolicy,
+    UnsafeBody,
+    UnsafeDownload,
+    bounded_body,
+    shown,
+)
 from fedeploy_ingestion.observation import RFC3339
 
 CONFORMANCE = "http://wis.wmo.int/spec/wnm/1/conf/core"
@@ -213,14 +221,15 @@ def download(url: str, policy: DownloadPolicy, http: httpx.Client, max_bytes: in
 
     InvalidObservation `forbidden-link` (refused by the policy), `download` (a permanent
     failure: a 4xx status, too many redirects, more than `max_bytes`); TransientDownload for
-    what may pass when retried."""
+    what may pass when retried. Identity encoding is asked for; one gzip or deflate layer is
+    decoded, bounded after decoding; stacked or unknown encodings are `download`."""
     try:
         target = policy.check(url, what="canonical link")
     except UnsafeDownload as error:
         raise InvalidObservation("forbidden-link", str(error)) from None
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            with http.stream("GET", target) as response:
+            with http.stream("GET", target, headers=IDENTITY) as response:
                 location = response.headers.get("location")
                 if response.is_redirect and location:
                     try:
@@ -234,18 +243,13 @@ def download(url: str, policy: DownloadPolicy, http: httpx.Client, max_bytes: in
                     )
                 if response.status_code != 200:
                     raise TransientDownload(f"GET {shown(target)} answered {response.status_code}")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise InvalidObservation(
-                            "download",
-                            f"GET {shown(target)}: more than {max_bytes} bytes "
-                            "(INGEST_WIS2_MAX_DOWNLOAD_BYTES)",
-                        )
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                try:
+                    # Counted once decoded: 1 KiB of stacked gzip may decode to 600 MiB.
+                    return b"".join(bounded_body(response, max_bytes, f"GET {shown(target)}"))
+                except UnsafeBody as error:
+                    raise InvalidObservation(
+                        "download", f"{error} (INGEST_WIS2_MAX_DOWNLOAD_BYTES {max_bytes})"
+                    ) from None
         except UnsafeDownload as error:  # the guard refused the address at connection time
             raise InvalidObservation("forbidden-link", str(error)) from None
         except httpx.HTTPError as error:
