@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 from fedeploy.config.cluster import EksCluster as EksConfig
 from fedeploy.config.cluster import ExistingCluster as ExistingConfig
 from fedeploy.config.site import AwsNetwork
-from fedeploy.kubeconfig import eks_kubeconfig
+from fedeploy.kubeconfig import eks_kubeconfig, operator_identity
 from fedeploy.network import subnet_layout
 
 GPU_LABEL = {"fedeploy.io/accelerator": "nvidia"}
@@ -290,6 +290,14 @@ class EksCluster(pulumi.ComponentResource):
         self.version = cluster.version
         self.oidc_issuer = issuer
         self.oidc_provider_arn = oidc.arn
+        # The identity the stack's AWS provider deploys with: the cluster's creator, its admin.
+        aws_config = pulumi.Config("aws")
+        settings = {
+            "profile": aws_config.get("profile"),
+            "assumeRoles": aws_config.get_object("assumeRoles"),
+            "assumeRole": aws_config.get_object("assumeRole"),
+        }
+        identity = operator_identity({k: v for k, v in settings.items() if v is not None})
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
                 lambda args: eks_kubeconfig(
@@ -297,6 +305,7 @@ class EksCluster(pulumi.ComponentResource):
                     endpoint=args[1],
                     certificate_authority=args[2]["data"],
                     region=region,
+                    identity=identity,
                 )
             )
         )
