@@ -1,8 +1,12 @@
-"""Scores against the two baselines every forecast must be held to: persistence and climatology.
+"""Scores against the baselines station verification holds a forecast to: persistence,
+diurnal persistence and climatology.
 
 Persistence repeats the anchor (the last temperature seen, the last hour's precipitation).
-Climatology is the training period's mean per station and UTC hour of day (temperature) and
-mean hourly amount per station (precipitation).
+Diurnal persistence repeats the same hour yesterday. Climatology is the training period's mean
+per station and UTC hour of day (temperature) and mean hourly amount per station
+(precipitation). Scores: mean error (bias), RMSE and MAE of amounts; precipitation events
+(`verification.EVENT_THRESHOLDS_MM`) from their contingency tables; skill with a block-bootstrap
+confidence interval (`verification`).
 """
 
 from __future__ import annotations
@@ -13,10 +17,28 @@ from typing import Any
 
 import numpy as np
 
-from fedeploy_inference.features import PRECIPITATION, TARGETS, TEMPERATURE, Samples
+from fedeploy_inference.features import (
+    PRECIPITATION,
+    TARGETS,
+    TEMPERATURE,
+    FeatureSpec,
+    Samples,
+    context_values,
+)
 from fedeploy_inference.hourly import StationSeries
+from fedeploy_inference.verification import (
+    EVENT_THRESHOLDS_MM,
+    Bootstrap,
+    Contingency,
+    block_totals,
+    day_blocks,
+    equitable_threat_score,
+    interval,
+    rmse_skill,
+)
 
 _HOUR_US = 3_600_000_000
+_RAIN = TARGETS.index("precipitation")
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,21 @@ def persistence_forecast(samples: Samples, horizon: int) -> np.ndarray:
     return np.repeat(samples.anchor[:, None, :], horizon, axis=1).astype(float)
 
 
+def diurnal_persistence_forecast(samples: Samples, spec: FeatureSpec) -> np.ndarray:
+    """(B, horizon, 2): for each lead, the value observed in the same hour yesterday (24 h
+    before the hour forecast, read from the context); where that hour was not observed,
+    persistence's value. Needs a context of at least 24 h and a horizon of at most 24 h."""
+    c, h = spec.context_hours, spec.horizon_hours
+    if c < 24 or h > 24:
+        raise ValueError(
+            f"diurnal persistence: context {c} h and horizon {h} h given; "
+            "a context of at least 24 h and a horizon of at most 24 h needed"
+        )
+    yesterday = context_values(spec, samples.features)[:, c - 24 : c - 24 + h]
+    yesterday = yesterday[:, :, [TEMPERATURE, PRECIPITATION]]
+    return np.where(np.isnan(yesterday), persistence_forecast(samples, h), yesterday)
+
+
 def climatology_forecast(clim: Climatology, samples: Samples, horizon: int) -> np.ndarray:
     """(B, horizon, 2) from the climatology; a station it lacks gets the mean of the others."""
     fallback_t = np.mean(list(clim.temperature_by_hour.values()), axis=0)
@@ -74,17 +111,24 @@ def climatology_forecast(clim: Climatology, samples: Samples, horizon: int) -> n
 
 
 def scores(forecast: np.ndarray, samples: Samples) -> dict[str, dict[str, Any]]:
-    """RMSE and MAE per target, overall and per lead hour, over known targets only."""
+    """Per target, over known targets only, overall and per lead hour: mean error (bias,
+    forecast - observed), RMSE and MAE, in the target's unit, with the scored count."""
     result: dict[str, dict[str, Any]] = {}
     for j, name in enumerate(TARGETS):
         known = samples.target_known[:, :, j]
         err = np.where(known, forecast[:, :, j] - samples.target[:, :, j], 0.0)
         count = known.sum(axis=0)
-        per_lead_rmse = np.sqrt((err**2).sum(axis=0) / np.maximum(count, 1))
+        per_lead = np.maximum(count, 1)
+        total = max(known.sum(), 1)
         result[name] = {
-            "rmse": float(np.sqrt((err**2).sum() / max(known.sum(), 1))),
-            "mae": float(np.abs(err).sum() / max(known.sum(), 1)),
-            "rmse_by_lead_hour": [round(float(x), 4) for x in per_lead_rmse],
+            "bias": float(err.sum() / total),
+            "rmse": float(np.sqrt((err**2).sum() / total)),
+            "mae": float(np.abs(err).sum() / total),
+            "bias_by_lead_hour": [round(float(x), 4) for x in err.sum(axis=0) / per_lead],
+            "rmse_by_lead_hour": [
+                round(float(x), 4) for x in np.sqrt((err**2).sum(axis=0) / per_lead)
+            ],
+            "mae_by_lead_hour": [round(float(x), 4) for x in np.abs(err).sum(axis=0) / per_lead],
             "count": int(known.sum()),
             "count_by_lead_hour": [int(x) for x in count],
         }
@@ -99,32 +143,118 @@ def _skill(model: float, baseline: float) -> float | None:
     return round(1.0 - model / baseline, 4)
 
 
-_FORECASTS = ("model", "persistence", "climatology")
-_BASELINES = ("persistence", "climatology")
+FORECASTS = ("model", "persistence", "diurnal_persistence", "climatology")
+BASELINES = ("persistence", "diurnal_persistence", "climatology")
 
 
-def by_station(forecasts: Mapping[str, np.ndarray], samples: Samples) -> dict[str, object]:
-    """Per station and target: scored samples (known targets, all leads), RMSE and MAE of each
-    forecast, and the model's skill against each baseline. A target a station never reported
-    has a count of 0 and no scores."""
+def squared_errors(forecast: np.ndarray, samples: Samples, target: int) -> np.ndarray:
+    """(B, horizon) squared errors of one target, 0 where it is not scored."""
+    known = samples.target_known[:, :, target]
+    return np.where(known, forecast[:, :, target] - samples.target[:, :, target], 0.0) ** 2
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """Station-day blocks of a sample set and the bootstrap's resampling weights over them."""
+
+    index: np.ndarray
+    count: int
+    weights: np.ndarray
+    confidence: float
+
+    @classmethod
+    def of(cls, samples: Samples, bootstrap: Bootstrap) -> _Blocks:
+        index, count = day_blocks(samples.station, samples.origin_us)
+        return cls(index, count, bootstrap.weights(count), bootstrap.confidence)
+
+    def skill_interval(self, model_sse: np.ndarray, baseline_sse: np.ndarray) -> list | None:
+        """Interval of 1 - RMSE ratio from per-sample sums of squared errors (B,)."""
+        totals = [block_totals(x, self.index, self.count) for x in (model_sse, baseline_sse)]
+        return interval(rmse_skill, totals, self.weights, self.confidence)
+
+
+def _skill_intervals(
+    forecasts: Mapping[str, np.ndarray], samples: Samples, blocks: _Blocks
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list]]]:
+    """Per baseline and target: the skill's interval overall and per lead hour."""
+    overall: dict[str, dict[str, Any]] = {b: {} for b in BASELINES}
+    by_lead: dict[str, dict[str, list]] = {b: {} for b in BASELINES}
+    for j, name in enumerate(TARGETS):
+        model = squared_errors(forecasts["model"], samples, j)
+        for b in BASELINES:
+            base = squared_errors(forecasts[b], samples, j)
+            overall[b][name] = blocks.skill_interval(model.sum(axis=1), base.sum(axis=1))
+            by_lead[b][name] = [
+                blocks.skill_interval(model[:, k], base[:, k]) for k in range(model.shape[1])
+            ]
+    return overall, by_lead
+
+
+def events(
+    forecasts: Mapping[str, np.ndarray], samples: Samples, blocks: _Blocks
+) -> dict[str, dict[str, object]]:
+    """Per precipitation threshold (mm/h, as text) and forecast: the contingency table, its
+    scores, and the equitable threat score's bootstrap interval."""
+    known = samples.target_known[:, :, _RAIN]
+    observed = samples.target[:, :, _RAIN]
+    out: dict[str, dict[str, object]] = {}
+    for threshold in EVENT_THRESHOLDS_MM:
+        entry: dict[str, object] = {}
+        for f, forecast in forecasts.items():
+            said = forecast[:, :, _RAIN]
+            table = Contingency.of(said, observed, known, threshold)
+            yes_f = (said >= threshold) & known
+            yes_o = (observed >= threshold) & known
+            parts = [
+                (yes_f & yes_o).sum(axis=1),
+                (yes_f & ~yes_o).sum(axis=1),
+                (~yes_f & yes_o).sum(axis=1),
+                known.sum(axis=1),
+            ]
+            totals = [block_totals(p.astype(float), blocks.index, blocks.count) for p in parts]
+            entry[f] = {
+                **table.to_dict(),
+                "equitable_threat_score_interval": interval(
+                    equitable_threat_score, totals, blocks.weights, blocks.confidence
+                ),
+            }
+        out[f"{threshold:g}"] = entry
+    return out
+
+
+def by_station(
+    forecasts: Mapping[str, np.ndarray], samples: Samples, bootstrap: Bootstrap
+) -> dict[str, object]:
+    """Per station and target: scored samples (known targets, all leads), bias, RMSE and MAE of
+    each forecast, and the model's skill against each baseline with its interval. A target a
+    station never reported has a count of 0 and no scores."""
     out: dict[str, object] = {}
     for station in sorted(set(samples.station.astype(str))):
         rows = samples.station.astype(str) == station
         part = samples.select(rows)
-        table = {f: scores(forecasts[f][rows], part) for f in _FORECASTS}
+        own = {f: forecasts[f][rows] for f in FORECASTS}
+        blocks = _Blocks.of(part, bootstrap)
+        table = {f: scores(own[f], part) for f in FORECASTS}
         entry: dict[str, object] = {}
-        for name in TARGETS:
+        for j, name in enumerate(TARGETS):
             count = table["model"][name]["count"]
             if not count:
                 entry[name] = {"count": 0}
                 continue
+            model_sse = squared_errors(own["model"], part, j).sum(axis=1)
             entry[name] = {
                 "count": count,
-                "rmse": {f: round(float(table[f][name]["rmse"]), 4) for f in _FORECASTS},
-                "mae": {f: round(float(table[f][name]["mae"]), 4) for f in _FORECASTS},
+                **{
+                    score: {f: round(float(table[f][name][score]), 4) for f in FORECASTS}
+                    for score in ("bias", "rmse", "mae")
+                },
                 "skill": {
                     b: _skill(table["model"][name]["rmse"], table[b][name]["rmse"])
-                    for b in _BASELINES
+                    for b in BASELINES
+                },
+                "skill_interval": {
+                    b: blocks.skill_interval(model_sse, squared_errors(own[b], part, j).sum(axis=1))
+                    for b in BASELINES
                 },
             }
         out[station] = entry
@@ -132,23 +262,31 @@ def by_station(forecasts: Mapping[str, np.ndarray], samples: Samples) -> dict[st
 
 
 def compare(
-    model: np.ndarray, samples: Samples, clim: Climatology, horizon: int
+    model: np.ndarray,
+    samples: Samples,
+    clim: Climatology,
+    spec: FeatureSpec,
+    bootstrap: Bootstrap | None = None,
 ) -> dict[str, object]:
-    """Scores of the model, persistence and climatology, and the model's skill against each
-    (1 - rmse_model / rmse_baseline; positive is better than the baseline): overall, per lead
-    hour (`skill_by_lead_hour`) and per station (`by_station`), each with its scored count."""
+    """Scores of the model and each baseline, and the model's skill against each
+    (1 - rmse_model / rmse_baseline; positive is better than the baseline) with its bootstrap
+    interval: overall, per lead hour (`skill_by_lead_hour`, `skill_interval_by_lead_hour`) and
+    per station (`by_station`), each with its scored count; precipitation events (`events`)."""
+    bootstrap = bootstrap or Bootstrap()
+    horizon = spec.horizon_hours
     forecasts = {
         "model": model,
         "persistence": persistence_forecast(samples, horizon),
+        "diurnal_persistence": diurnal_persistence_forecast(samples, spec),
         "climatology": climatology_forecast(clim, samples, horizon),
     }
-    table = {f: scores(forecasts[f], samples) for f in _FORECASTS}
+    table = {f: scores(forecasts[f], samples) for f in FORECASTS}
     skill = {
         baseline: {
             name: _skill(table["model"][name]["rmse"], table[baseline][name]["rmse"])
             for name in TARGETS
         }
-        for baseline in _BASELINES
+        for baseline in BASELINES
     }
     skill_by_lead = {
         baseline: {
@@ -162,12 +300,24 @@ def compare(
             ]
             for name in TARGETS
         }
-        for baseline in _BASELINES
+        for baseline in BASELINES
     }
+    blocks = _Blocks.of(samples, bootstrap)
+    skill_interval, skill_interval_by_lead = _skill_intervals(forecasts, samples, blocks)
     return {
         "samples": len(samples),
         "scores": table,
         "skill": skill,
+        "skill_interval": skill_interval,
         "skill_by_lead_hour": skill_by_lead,
-        "by_station": by_station(forecasts, samples),
+        "skill_interval_by_lead_hour": skill_interval_by_lead,
+        "events": events(forecasts, samples, blocks),
+        "bootstrap": {
+            "resamples": bootstrap.resamples,
+            "confidence": bootstrap.confidence,
+            "seed": bootstrap.seed,
+            "blocks": "station and UTC day of the forecast origin",
+            "block_count": blocks.count,
+        },
+        "by_station": by_station(forecasts, samples, bootstrap),
     }

@@ -24,6 +24,8 @@ _HOUR_US = 3_600_000_000
 _DAY_HOURS = 24.0
 _YEAR_DAYS = 365.25
 SCENE_MAX_AGE_HOURS = 120.0
+# A feature vector ends with the scene's cloud cover, age and a has-a-scene flag.
+SCENE_COLUMNS = 3
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,16 @@ def fit_normalization(spec: FeatureSpec, series: list[np.ndarray]) -> FeatureSpe
     )
 
 
+def context_values(spec: FeatureSpec, features: np.ndarray) -> np.ndarray:
+    """The context back from encoded features (B, n_features): (B, context_hours,
+    len(VARIABLES)) in physical units, NaN where the hour was not observed."""
+    b, width = features.shape[0], spec.context_hours * len(VARIABLES)
+    shape = (b, spec.context_hours, len(VARIABLES))
+    normed = features[:, :width].astype(float).reshape(shape)
+    known = features[:, width : 2 * width].reshape(shape) > 0.5
+    return np.where(known, normed * np.asarray(spec.std) + np.asarray(spec.mean), np.nan)
+
+
 def _last_valid(values: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row of (B, hours), the last non-NaN value within the last `lookback` hours."""
     tail = values[:, -lookback:]
@@ -130,6 +142,19 @@ def scene_features(scenes: Scenes | None, origins_us: np.ndarray) -> tuple[np.nd
     cloud[idx] = scenes.cloud_cover[pos[idx]]
     age[idx] = hours[recent]
     return cloud, age
+
+
+def without_scenes(features: np.ndarray) -> np.ndarray:
+    """Encoded features (B, n_features) as they would be with no Sentinel scene: the scene
+    columns (the last SCENE_COLUMNS) zeroed, everything else unchanged (a copy)."""
+    out = features.copy()
+    out[:, -SCENE_COLUMNS:] = 0.0
+    return out
+
+
+def with_scene(features: np.ndarray) -> np.ndarray:
+    """(B,) bool: which encoded rows had a scene."""
+    return features[:, -1] > 0.5
 
 
 def encode(

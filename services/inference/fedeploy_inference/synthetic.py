@@ -8,6 +8,13 @@ The signal, per station (documented in docs/model.md):
 - sensor noise on every variable, single missing values, and multi-hour station outages.
 Pressure falling ahead of a front is what lets a model beat persistence beyond the diurnal
 cycle: the information is in the inputs, not only in the clock.
+
+Sentinel scenes (`scenes`): one a day per station at 10:30 UTC, the morning overpass. Their
+cloud cover is the one thing the generator puts in them: 15 % plus up to 80 % as a front's
+cloud shield nears (a Gaussian of the time to the front's passage at the station, 12 h wide,
+before or after), plus 10 % noise, clipped to 0..100. So a scene tells of a front within about
+a day of the overpass, which the pressure fall also tells from half a day before: an ablation
+on this set measures what the scene adds beyond that, and nothing else is in it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from fedeploy_inference.contract import VARIABLES, WINDOW_SCHEMA, WindowKey
+from fedeploy_inference.features import Scenes
 
 _HOUR = 3600.0
 
@@ -121,7 +129,7 @@ def _station_signal(
     rain = np.zeros_like(t_hours)
     wind = 2.5 + 0.8 * np.cos(2 * np.pi * (solar_hour - 14.0) / 24.0)
     humid_extra = np.zeros_like(t_hours)
-    lag_hours = (st.longitude - spec.area[0]) / 0.8  # fronts move 0.8 deg of longitude an hour
+    lag_hours = _lag_hours(spec, st)
     for t0, d_temp, d_pres, rate, d_wind in fronts:
         tau = t_hours - (t0 + lag_hours)
         near = np.abs(tau) < 96
@@ -141,6 +149,35 @@ def _station_signal(
         "wind_speed": wind,
         "precipitation": rain,
     }
+
+
+def _lag_hours(spec: SyntheticSpec, st: Station) -> float:
+    """Hours a front takes from the area's west edge to the station (0.8 deg of longitude an
+    hour)."""
+    return (st.longitude - spec.area[0]) / 0.8
+
+
+SCENE_HOUR_UTC = 10.5
+
+
+def scenes(spec: SyntheticSpec) -> dict[str, Scenes]:
+    """Per station, the daily scenes over it (module docstring): acquisition times (us) and
+    cloud cover (%), from the same fronts as `generate(spec)`."""
+    hours = spec.days * 24.0
+    fronts = _fronts(spec, np.random.default_rng(spec.seed + 1), hours)[:, 0]
+    rng = np.random.default_rng(spec.seed + 2)
+    at = np.arange(spec.days) * 24.0 + SCENE_HOUR_UTC
+    start_us = int(spec.start.timestamp() * 1_000_000)
+    out = {}
+    for st in stations(spec):
+        passage = fronts + _lag_hours(spec, st)
+        nearest = np.abs(at[:, None] - passage[None, :]).min(axis=1)
+        cover = 15.0 + 80.0 * np.exp(-((nearest / 12.0) ** 2)) + rng.normal(0, 10.0, at.size)
+        out[st.id] = Scenes(
+            start_us + np.round(at * _HOUR * 1_000_000).astype(np.int64),
+            np.clip(np.round(cover, 1), 0.0, 100.0),
+        )
+    return out
 
 
 def generate(spec: SyntheticSpec) -> Iterator[tuple[WindowKey, pa.Table]]:

@@ -8,7 +8,7 @@ DistributedDataParallel and each rank trains on an equal shard of the samples.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,17 +16,32 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from fedeploy_inference.evaluation import Climatology, compare, fit_climatology
+from fedeploy_inference.evaluation import (
+    Climatology,
+    compare,
+    fit_climatology,
+    squared_errors,
+)
 from fedeploy_inference.features import (
+    TARGETS,
     FeatureSpec,
     Samples,
     Scenes,
     build_samples,
     fit_normalization,
     reported_targets,
+    with_scene,
+    without_scenes,
 )
 from fedeploy_inference.hourly import StationSeries
 from fedeploy_inference.model import NetConfig, StationForecaster
+from fedeploy_inference.verification import (
+    Bootstrap,
+    block_totals,
+    day_blocks,
+    interval,
+    rmse_difference,
+)
 
 _HOUR_US = 3_600_000_000
 
@@ -262,6 +277,85 @@ def fit(
     return model, FitReport(best[1] if best else epoch, epoch, best[0] if best else None, losses)
 
 
+def verdict(difference_interval: list[float] | None) -> str:
+    """What an interval of RMSE without scenes minus RMSE with them says: `help` where all of
+    it is above 0, `hurt` where all of it is below, else `no measurable difference`."""
+    if difference_interval is None:
+        return "untested"
+    low, high = difference_interval
+    if low > 0:
+        return "help"
+    if high < 0:
+        return "hurt"
+    return "no measurable difference"
+
+
+def _strip(samples: Samples) -> Samples:
+    return replace(samples, features=without_scenes(samples.features))
+
+
+def scene_ablation(
+    sets: tuple[Samples, Samples, Samples],
+    forecast: np.ndarray,
+    net: NetConfig,
+    config: TrainConfig,
+    device: torch.device,
+    bootstrap: Bootstrap | None = None,
+) -> dict[str, object]:
+    """The Sentinel input's worth: the same network trained on the same (train, validation)
+    samples with the same seed and schedule but the scene features zeroed, scored on the same
+    held-out samples as `forecast` (the model with scenes). Per target: RMSE with and without,
+    their difference (without - with; positive: the scenes help) with a block-bootstrap interval,
+    and the verdict. `untested` where no training or held-out sample has a scene."""
+    train_set, validation, test_set = sets
+    counts = {
+        "train": int(with_scene(train_set.features).sum()),
+        "test": int(with_scene(test_set.features).sum()),
+    }
+    if not counts["train"] or not counts["test"]:
+        return {
+            "status": "untested",
+            "reason": "no Sentinel scene within 120 h of the training or held-out samples",
+            "samples_with_scene": counts,
+        }
+    model, _ = fit(_strip(train_set), net, config, device, _strip(validation))
+    stripped = _strip(test_set)
+    without = predict(model, stripped.features, stripped.anchor, device)
+    bootstrap = bootstrap or Bootstrap(seed=config.seed)
+    blocks, n_blocks = day_blocks(test_set.station, test_set.origin_us)
+    weights = bootstrap.weights(n_blocks)
+    by_target: dict[str, object] = {}
+    for j, name in enumerate(TARGETS):
+        sse = [squared_errors(f, test_set, j).sum(axis=1) for f in (without, forecast)]
+        count = test_set.target_known[:, :, j].sum(axis=1).astype(float)
+        totals = [block_totals(x, blocks, n_blocks) for x in (*sse, count)]
+        n = max(float(count.sum()), 1.0)
+        rmse = [float(np.sqrt(x.sum() / n)) for x in sse]
+        spread = interval(rmse_difference, totals, weights, bootstrap.confidence)
+        by_target[name] = {
+            "count": int(count.sum()),
+            "rmse_with_scenes": round(rmse[1], 4),
+            "rmse_without_scenes": round(rmse[0], 4),
+            "difference": round(rmse[0] - rmse[1], 4),
+            "difference_interval": spread,
+            "verdict": verdict(spread) if count.sum() else "untested",
+        }
+    return {"status": "measured", "samples_with_scene": counts, "by_target": by_target}
+
+
+def target_period(samples: Samples, horizon_hours: int) -> dict[str, str | None]:
+    """The span of time the samples' targets cover: from the first origin to the end of the
+    last lead hour (RFC 3339, UTC); None for an empty set."""
+    if not len(samples):
+        return {"start": None, "end": None}
+    first = int(samples.origin_us.min())
+    last = int(samples.origin_us.max()) + horizon_hours * _HOUR_US
+    return {
+        "start": datetime.fromtimestamp(first / 1e6, tz=UTC).isoformat(),
+        "end": datetime.fromtimestamp(last / 1e6, tz=UTC).isoformat(),
+    }
+
+
 def train(
     series: Mapping[str, StationSeries],
     config: TrainConfig,
@@ -313,7 +407,14 @@ def train(
     model, report = fit(train_set, net, config, device, validation)
     forecast = predict(model, test_set.features, test_set.anchor, device)
     climatology = fit_climatology(series, split_us)
-    metrics = compare(forecast, test_set, climatology, spec.horizon_hours)
+    metrics = compare(forecast, test_set, climatology, spec)
+    metrics["scene_ablation"] = scene_ablation(
+        (train_set, validation, test_set), forecast, net, config, device
+    )
+    metrics["periods"] = {
+        name: target_period(part, spec.horizon_hours)
+        for name, part in (("train", train_set), ("validation", validation), ("test", test_set))
+    }
     last = max(s.start + timedelta(hours=s.values.shape[0]) for s in series.values())
     return TrainingResult(
         model=model,

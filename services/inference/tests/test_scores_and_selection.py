@@ -26,7 +26,7 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 def _samples(stations, target, anchor):
     n = len(stations)
     return Samples(
-        features=np.zeros((n, 4), np.float32),
+        features=np.zeros((n, FeatureSpec().n_features), np.float32),
         anchor=np.asarray(anchor, np.float32),
         target=np.asarray(target, np.float32),
         target_known=~np.isnan(np.asarray(target)),
@@ -49,7 +49,7 @@ def test_scores_per_station_and_lead_hour_with_counts():
     )
     model = np.array([[[1.0, 0.0], [2.0, 0.5]], [[1.0, 0.0], [2.0, 0.0]], [[5.0, 9.0], [6.0, 9.0]]])
     clim = Climatology({"a": np.zeros(24), "b": np.full(24, 5.0)}, {"a": 0.0, "b": 0.0})
-    metrics = compare(model, samples, clim, 2)
+    metrics = compare(model, samples, clim, FeatureSpec(horizon_hours=2))
     a, b = metrics["by_station"]["a"], metrics["by_station"]["b"]
     assert a["air_temperature"]["count"] == 4 and a["precipitation"]["count"] == 4
     assert a["air_temperature"]["rmse"]["model"] == 0.0

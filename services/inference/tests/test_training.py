@@ -4,6 +4,8 @@ Temperature RMSE at least 50 % below persistence's (skill >= 0.5) and precipitat
 persistence's, over the held-out last 20 % of the period.
 """
 
+from datetime import datetime
+
 import numpy as np
 from fedeploy_inference.evaluation import persistence_forecast, scores
 
@@ -40,3 +42,13 @@ def test_evaluation_is_on_the_held_out_period_only(trained):
 
 def test_precipitation_forecasts_are_never_negative(trained):
     assert (trained.test_forecast[:, :, 1] >= 0).all()
+
+
+def test_test_period_is_disjoint_in_time_from_training_and_validation(trained):
+    periods = {
+        name: {k: datetime.fromisoformat(v) for k, v in span.items()}
+        for name, span in trained.metrics["periods"].items()
+    }
+    assert periods["train"]["end"] <= periods["validation"]["start"]
+    assert periods["validation"]["end"] <= periods["test"]["start"]
+    assert periods["test"]["start"] >= trained.split

@@ -1,0 +1,187 @@
+"""Station verification scores as WMO/ECMWF verification reports them: precipitation events
+from a 2x2 contingency table, and block-bootstrap confidence intervals for any score built from
+sums over samples.
+
+Event scores follow the WMO/WWRP Joint Working Group on Forecast Verification Research's
+definitions (hits a, false alarms b, misses c, correct negatives d, n = a + b + c + d):
+hit rate (probability of detection) a / (a + c); false alarm ratio b / (a + b); frequency bias
+(a + b) / (a + c); equitable threat score (Gilbert skill score) (a - a_r) / (a + b + c - a_r)
+with a_r = (a + b)(a + c) / n, the hits a random forecast of the same frequency would get.
+A score whose denominator is zero is None: not measurable on that data.
+
+Samples that share a station and a day overlap in time (consecutive origins share targets), so
+intervals resample whole station-days (a block bootstrap), not single samples, which would
+make them too narrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+EVENT_THRESHOLDS_MM: tuple[float, ...] = (0.1, 1.0)
+_DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class Contingency:
+    """Counts of a yes/no event: forecast and observed (hits), forecast only (false alarms),
+    observed only (misses), neither (correct negatives)."""
+
+    hits: int
+    false_alarms: int
+    misses: int
+    correct_negatives: int
+
+    @classmethod
+    def of(
+        cls, forecast: np.ndarray, observed: np.ndarray, known: np.ndarray, threshold: float
+    ) -> Contingency:
+        """The table for the event `value >= threshold` over the values where `known` is True;
+        the three arrays share a shape (any), amounts in the threshold's unit."""
+        f = (forecast >= threshold) & known
+        o = (observed >= threshold) & known
+        hits = int((f & o).sum())
+        false_alarms = int((f & ~o).sum())
+        misses = int((~f & o).sum())
+        return cls(hits, false_alarms, misses, int(known.sum()) - hits - false_alarms - misses)
+
+    @property
+    def total(self) -> int:
+        """n: every scored value."""
+        return self.hits + self.false_alarms + self.misses + self.correct_negatives
+
+    @property
+    def hit_rate(self) -> float | None:
+        """a / (a + c): the share of observed events that were forecast."""
+        return _ratio(self.hits, self.hits + self.misses)
+
+    @property
+    def false_alarm_ratio(self) -> float | None:
+        """b / (a + b): the share of forecast events that did not happen."""
+        return _ratio(self.false_alarms, self.hits + self.false_alarms)
+
+    @property
+    def frequency_bias(self) -> float | None:
+        """(a + b) / (a + c): events forecast per event observed (1 is unbiased)."""
+        return _ratio(self.hits + self.false_alarms, self.hits + self.misses)
+
+    @property
+    def equitable_threat_score(self) -> float | None:
+        """(a - a_r) / (a + b + c - a_r): 1 perfect, 0 no better than chance, down to -1/3."""
+        if not self.total:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = equitable_threat_score(
+                *(np.float64(x) for x in (self.hits, self.false_alarms, self.misses, self.total))
+            )
+        return float(score) if np.isfinite(score) else None
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """Counts and scores, JSON-ready (scores rounded to 4 decimals)."""
+        return {
+            "hits": self.hits,
+            "false_alarms": self.false_alarms,
+            "misses": self.misses,
+            "correct_negatives": self.correct_negatives,
+            "hit_rate": _round(self.hit_rate),
+            "false_alarm_ratio": _round(self.false_alarm_ratio),
+            "frequency_bias": _round(self.frequency_bias),
+            "equitable_threat_score": _round(self.equitable_threat_score),
+        }
+
+
+def equitable_threat_score(
+    hits: np.ndarray, false_alarms: np.ndarray, misses: np.ndarray, total: np.ndarray
+) -> np.ndarray:
+    """ETS from counts (any matching shapes, as floats); NaN where it is undefined."""
+    random_hits = (hits + false_alarms) * (hits + misses) / total
+    return (hits - random_hits) / (hits + false_alarms + misses - random_hits)
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return None if abs(denominator) < 1e-12 else numerator / denominator
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """How intervals are drawn: resamples of the station-day blocks, the central confidence
+    level of the percentile interval, and the seed (the same seed gives the same interval)."""
+
+    resamples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resamples < 10 or not 0.5 <= self.confidence < 1.0:
+            raise ValueError(
+                f"Bootstrap: {self.resamples} resamples and confidence {self.confidence} given; "
+                "at least 10 resamples and a confidence in [0.5, 1) allowed"
+            )
+
+    def weights(self, blocks: int) -> np.ndarray:
+        """(resamples, blocks): how often each block is drawn in each resample (each row sums
+        to `blocks`), from this spec's seed."""
+        rng = np.random.default_rng(self.seed)
+        if blocks == 0:
+            return np.zeros((self.resamples, 0))
+        return rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=self.resamples).astype(
+            float
+        )
+
+
+def day_blocks(station: np.ndarray, origin_us: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per sample (B,), the index of its block (station and UTC day of its origin), and the
+    number of blocks."""
+    days = np.asarray(origin_us, dtype=np.int64) // _DAY_US
+    keys = np.char.add(np.asarray(station).astype(str), np.char.mod("|%d", days))
+    _, index = np.unique(keys, return_inverse=True)
+    return index.reshape(-1), int(index.max()) + 1 if index.size else 0
+
+
+def block_totals(values: np.ndarray, blocks: np.ndarray, count: int) -> np.ndarray:
+    """Sums of `values` (B, ...) over the samples of each block: (count, ...)."""
+    out = np.zeros((count, *values.shape[1:]))
+    np.add.at(out, blocks, values)
+    return out
+
+
+def interval(
+    statistic: Callable[..., np.ndarray],
+    totals: Sequence[np.ndarray],
+    weights: np.ndarray,
+    confidence: float,
+) -> list[float] | None:
+    """The percentile interval [low, high] of `statistic` over resampled totals.
+
+    `totals`: per-block sums (blocks,) that the statistic is built from (sums of squared errors,
+    counts); `weights` (resamples, blocks) from `Bootstrap.weights`. The statistic takes the
+    resampled sums, one array (resamples,) per entry of `totals`, and returns (resamples,);
+    NaN results (a resample where a denominator is zero) are left out. None when none remain.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.asarray(statistic(*(weights @ np.asarray(t, float) for t in totals)), float)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return None
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def rmse_skill(model_sse: np.ndarray, baseline_sse: np.ndarray) -> np.ndarray:
+    """1 - RMSE_model / RMSE_baseline from sums of squared errors over the same values (the
+    counts cancel); NaN where the baseline's sum is zero."""
+    return 1.0 - np.sqrt(model_sse / np.where(baseline_sse > 0, baseline_sse, np.nan))
+
+
+def rmse_difference(sse_a: np.ndarray, sse_b: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """RMSE_a - RMSE_b over the same values, from their sums of squared errors and count."""
+    n = np.where(count > 0, count, np.nan)
+    return np.sqrt(sse_a / n) - np.sqrt(sse_b / n)

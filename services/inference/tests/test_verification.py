@@ -1,0 +1,161 @@
+"""Station verification scores checked on hand-computed examples: the precipitation events'
+contingency table and scores, mean error (bias), diurnal persistence, and the block bootstrap
+(reproducible with its seed)."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from fedeploy_inference.evaluation import (
+    Climatology,
+    compare,
+    diurnal_persistence_forecast,
+    scores,
+)
+from fedeploy_inference.features import FeatureSpec, Samples, build_samples
+from fedeploy_inference.hourly import StationSeries
+from fedeploy_inference.verification import (
+    Bootstrap,
+    Contingency,
+    day_blocks,
+    interval,
+    rmse_difference,
+    rmse_skill,
+)
+
+HOUR = 3_600_000_000
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_contingency_table_and_event_scores_by_hand():
+    forecast = np.array([0.0, 0.2, 1.5, 0.05, 2.0, 0.0, 5.0])
+    observed = np.array([0.0, 0.1, 0.0, 0.3, 1.2, 0.0, 5.0])
+    known = np.array([True] * 6 + [False])  # the last value is not scored
+    # >= 0.1: hits at 1 and 4, a false alarm at 2, a miss at 3, correct negatives at 0 and 5.
+    low = Contingency.of(forecast, observed, known, 0.1)
+    assert (low.hits, low.false_alarms, low.misses, low.correct_negatives) == (2, 1, 1, 2)
+    assert low.hit_rate == pytest.approx(2 / 3)
+    assert low.false_alarm_ratio == pytest.approx(1 / 3)
+    assert low.frequency_bias == pytest.approx(1.0)
+    # a_r = (2 + 1)(2 + 1) / 6 = 1.5; ETS = (2 - 1.5) / (2 + 1 + 1 - 1.5) = 0.2
+    assert low.equitable_threat_score == pytest.approx(0.2)
+    high = Contingency.of(forecast, observed, known, 1.0)
+    assert (high.hits, high.false_alarms, high.misses, high.correct_negatives) == (1, 1, 0, 4)
+    # a_r = 2 x 1 / 6 = 1/3; ETS = (1 - 1/3) / (2 - 1/3) = 0.4
+    assert high.to_dict() == {
+        "hits": 1,
+        "false_alarms": 1,
+        "misses": 0,
+        "correct_negatives": 4,
+        "hit_rate": 1.0,
+        "false_alarm_ratio": 0.5,
+        "frequency_bias": 2.0,
+        "equitable_threat_score": 0.4,
+    }
+
+
+def test_event_scores_are_none_where_nothing_happened():
+    dry = Contingency.of(np.zeros(5), np.zeros(5), np.ones(5, bool), 0.1)
+    assert dry.correct_negatives == 5
+    assert dry.hit_rate is None and dry.false_alarm_ratio is None
+    assert dry.frequency_bias is None and dry.equitable_threat_score is None
+
+
+def _samples(target, known=None):
+    target = np.asarray(target, float)
+    n = target.shape[0]
+    return Samples(
+        features=np.zeros((n, FeatureSpec().n_features), np.float32),
+        anchor=np.zeros((n, 2), np.float32),
+        target=target.astype(np.float32),
+        target_known=np.ones(target.shape, bool) if known is None else np.asarray(known),
+        station=np.array(["a"] * n, dtype=object),
+        origin_us=np.arange(n, dtype=np.int64) * HOUR,
+    )
+
+
+def test_mean_error_is_the_bias_per_lead_and_overall():
+    samples = _samples(
+        [[[10.0, 0.0], [12.0, 1.0]], [[8.0, 0.0], [9.0, 2.0]]],
+        known=[[[True, True], [True, True]], [[True, True], [False, True]]],
+    )
+    forecast = np.array([[[11.0, 0.0], [11.0, 0.5]], [[9.0, 1.0], [99.0, 2.0]]])
+    got = scores(forecast, samples)["air_temperature"]
+    # Errors: +1, -1 (lead 2), +1; the 99 is not scored.
+    assert got["bias"] == pytest.approx(1 / 3)
+    assert got["bias_by_lead_hour"] == [1.0, -1.0]
+    assert got["mae"] == pytest.approx(1.0) and got["rmse"] == pytest.approx(1.0)
+    rain = scores(forecast, samples)["precipitation"]
+    # Errors: 0, -0.5, +1, 0: bias 0.125, MAE 0.375, RMSE sqrt(1.25 / 4).
+    assert rain["bias"] == pytest.approx(0.125)
+    assert rain["mae"] == pytest.approx(0.375)
+    assert rain["rmse"] == pytest.approx(np.sqrt(1.25 / 4))
+
+
+def test_diurnal_persistence_is_the_same_hour_yesterday():
+    spec = FeatureSpec(
+        context_hours=24, horizon_hours=2, anchor_hours=2, mean=[10.0] * 5, std=[2.0] * 5
+    )
+    values = np.full((27, 5), np.nan)
+    values[:, 0] = np.arange(27) + 0.5  # temperature: the bin's index + 0.5
+    values[:, 4] = 0.0
+    values[1, 4] = 0.7  # rain 23 h before the first origin's second lead hour
+    values[1, 0] = np.nan  # and no temperature then: persistence stands in
+    samples = build_samples(spec, {"s": StationSeries("s", START, values, None, None, None)})
+    first = samples.origin_us == int(START.timestamp() * 1e6) + 24 * HOUR
+    got = diurnal_persistence_forecast(samples, spec)[first][0]
+    # Lead 1 forecasts bin 24: yesterday is bin 0 (0.5). Lead 2 forecasts bin 25: bin 1 has no
+    # temperature, so the anchor (bin 23, 23.5) stands in; its rain (0.7) is yesterday's.
+    assert got.ravel().tolist() == pytest.approx([0.5, 0.0, 23.5, 0.7], abs=1e-5)
+    with pytest.raises(ValueError, match="at least 24 h"):
+        diurnal_persistence_forecast(samples, FeatureSpec(context_hours=12))
+
+
+def test_bootstrap_interval_by_hand_with_given_weights():
+    model_sse, baseline_sse = np.array([1.0, 4.0]), np.array([4.0, 4.0])
+    weights = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    # Skills: 1 - sqrt(2/8) = 0.5, 1 - sqrt(8/8) = 0, 1 - sqrt(5/8) = 0.2094; the central 50 %
+    # of [0, 0.2094, 0.5] by linear interpolation: [0.1047, 0.3547].
+    got = interval(rmse_skill, [model_sse, baseline_sse], weights, 0.5)
+    assert got == pytest.approx([0.1047, 0.3547], abs=1e-4)
+    # RMSE differences, 2 values per block: sqrt(2/4) - sqrt(8/4) = -0.7071, 0, and
+    # sqrt(5/4) - sqrt(8/4) = -0.2962; the central 50 %: [-0.5016, -0.1481].
+    counts = np.array([2.0, 2.0])
+    diff = interval(rmse_difference, [model_sse, baseline_sse, counts], weights, 0.5)
+    assert diff == pytest.approx([-0.5016, -0.1481], abs=1e-4)
+
+
+def test_bootstrap_is_reproducible_with_its_seed_and_draws_whole_blocks():
+    first, again = (
+        Bootstrap(resamples=50, seed=3).weights(7),
+        Bootstrap(resamples=50, seed=3).weights(7),
+    )
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, Bootstrap(resamples=50, seed=4).weights(7))
+    assert (first.sum(axis=1) == 7).all()
+    stations = np.array(["a", "a", "a", "b"], dtype=object)
+    origins = np.array([0, 23, 24, 0], dtype=np.int64) * HOUR
+    index, count = day_blocks(stations, origins)
+    assert count == 3 and index[0] == index[1] != index[2] != index[3]
+
+
+def test_compare_reports_every_baseline_events_and_intervals_that_hold_the_skill():
+    rng = np.random.default_rng(0)
+    n = 96
+    truth = rng.normal(10, 3, (n, 2, 2))
+    truth[:, :, 1] = np.abs(truth[:, :, 1]) / 5
+    samples = _samples(truth)
+    model = truth + rng.normal(0, 0.5, truth.shape)
+    clim = Climatology({"a": np.full(24, 10.0)}, {"a": 0.5})
+    spec = FeatureSpec(horizon_hours=2)
+    metrics = compare(model, samples, clim, spec, Bootstrap(resamples=200, seed=1))
+    assert set(metrics["skill"]) == {"persistence", "diurnal_persistence", "climatology"}
+    for baseline, by_target in metrics["skill_interval"].items():
+        for target, (low, high) in by_target.items():
+            assert low <= metrics["skill"][baseline][target] <= high
+    assert len(metrics["skill_interval_by_lead_hour"]["climatology"]["air_temperature"]) == 2
+    assert metrics["bootstrap"]["block_count"] == 4  # 96 hourly origins: 4 days, one station
+    assert set(metrics["events"]) == {"0.1", "1"}
+    assert metrics["events"]["1"]["model"]["hits"] >= 0
+    again = compare(model, samples, clim, spec, Bootstrap(resamples=200, seed=1))
+    assert again["skill_interval"] == metrics["skill_interval"]
