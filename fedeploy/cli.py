@@ -115,12 +115,16 @@ def validate(
     the checks across the stack files beside them (references, bucket names, address ranges).
 
     Exit status: 0 valid (notes and advisories may be printed), 2 invalid."""
-    from fedeploy.config.loader import check_stack_file
+    from fedeploy.config.loader import check_stack_file, stray_stack_files
     from fedeploy.offline.federation import stack_files
 
-    if not files:
-        files = list(stack_files(stacks_dir_or_exit(stacks_dir)).values())
     failed = False
+    if not files:
+        where = stacks_dir_or_exit(stacks_dir)
+        files = list(stack_files(where).values())
+        for stray in stray_stack_files(where):
+            failed = True
+            typer.echo(stray, err=True)
     for path in files:
         try:
             checked = check_stack_file(path)

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -21,10 +22,15 @@ from fedeploy.config.base import BooleanGiven, ciphertext_problem
 from fedeploy.config.site import KINDS, MODELS
 from fedeploy.errors import ConfigIssue, StackConfigError
 from fedeploy.network import overlapping
+from fedeploy.references import references
 
 PROJECT = "fedeploy"
 SITE_KEY = f"{PROJECT}:site"
-STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
+# Pulumi reads a stack's settings from Pulumi.<stack>.yaml only (never .yml).
+STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.yaml$")
+# A file meant as one that Pulumi would never read: another case, separator or extension.
+_NEAR_STACK_FILE = re.compile(r"^pulumi[-_.]?(?P<stack>.+?)\.ya?ml$", re.IGNORECASE)
+_PROJECT_FILES = ("Pulumi.yaml", "Pulumi.yml")
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Error types whose input may be a secret's plaintext: never echo it.
@@ -97,9 +103,40 @@ def stack_name_of(path: Path) -> str:
     match = STACK_FILE.match(path.name)
     if not match:
         raise StackConfigError(
-            str(path), [ConfigIssue("file name", "a stack file is named Pulumi.<site>.yaml")]
+            str(path),
+            [
+                ConfigIssue(
+                    "file name",
+                    "a stack file is named Pulumi.<site>.yaml, exactly: Pulumi reads no other name"
+                    + _rename_hint(path.name),
+                )
+            ],
         )
     return match["stack"]
+
+
+def _rename_hint(name: str) -> str:
+    near = _NEAR_STACK_FILE.match(name)
+    if near is None:
+        return ""
+    stack = near["stack"].lstrip(".-_")
+    return f" (rename it Pulumi.{stack}.yaml)" if "." not in stack else ""
+
+
+def stray_stack_files(stacks_dir: Path) -> list[str]:
+    """A message for each file of the directory meant as a stack file that Pulumi would never
+    read (`Pulumi.x.yml`, `pulumi.x.yaml`, `Pulumi-x.yaml`, `Pulumi.a.b.yaml`): the plan would
+    skip it without a word while the user expects the site deployed."""
+    found = []
+    for path in sorted(stacks_dir.iterdir()):
+        name = path.name
+        if name in _PROJECT_FILES or STACK_FILE.match(name) or not _NEAR_STACK_FILE.match(name):
+            continue
+        found.append(
+            f"{path}: not read as a stack file: a stack file is named Pulumi.<site>.yaml, "
+            f"exactly, and Pulumi reads no other name{_rename_hint(name)}"
+        )
+    return found
 
 
 def read_stack_file(path: Path) -> StackFile:
@@ -265,15 +302,31 @@ def _provider_config_issues(stack_file: StackFile) -> list[ConfigIssue]:
     return issues
 
 
+# The default provider's region key of each kind whose region the stack file also names.
+_PROVIDER_REGION_KEYS = {"aws": "aws:region", "openstack": "openstack:region"}
+
+
 def _region_issues(stack_file: StackFile, site: Any) -> list[ConfigIssue]:
-    """`aws:region` (the AWS provider's default region) must be the site's own region."""
-    given = stack_file.config.get("aws:region")
-    region = getattr(site, "region", None) if site.kind == "aws" else None
-    if given is None or region is None or given == region:
+    """The default provider's region (`aws:region`, `openstack:region`) must be the site's own;
+    an aws site must set it (the AWS provider has no default region of its own)."""
+    key = _PROVIDER_REGION_KEYS.get(site.kind)
+    region = getattr(site, "region", None)
+    if key is None or region is None:
+        return []
+    given = stack_file.config.get(key)
+    if given is None and site.kind == "aws":
+        return [
+            ConfigIssue(
+                f"config.{key}",
+                f"is required for an aws site: the AWS provider's region, the site's own "
+                f"({region!r}); add `{key}: {region}` beside fedeploy:site",
+            )
+        ]
+    if given is None or given == region:
         return []
     return [
         ConfigIssue(
-            "config.aws:region",
+            f"config.{key}",
             f"is {given!r} but site.region is {region!r}: resources would land in two regions; "
             "set both to the same region",
         )
@@ -352,7 +405,75 @@ def federation_issues(site: Any, stacks_dir: Path, stack: str | None) -> list[Co
     issues += _member_issues(site, siblings, stacks_dir, stack)
     issues += _bucket_name_issues(site, siblings, stack)
     issues += _address_issues(site, siblings, stack)
+    issues += _catalog_url_issues(site, siblings)
+    issues += _cycle_issues(site, siblings, stack)
     return issues
+
+
+def _catalog_url(site: Any) -> str | None:
+    """The public catalog URL a site publishes, compared without case in the host and without
+    a trailing slash; None when it publishes none."""
+    catalog = getattr(getattr(site, "services", None), "catalog", None)
+    url = getattr(catalog, "url", None)
+    if catalog is None or not getattr(catalog, "enabled", True) or url is None:
+        return None
+    parts = urlsplit(str(url))
+    return urlunsplit(parts._replace(netloc=parts.netloc.lower(), path=parts.path.rstrip("/")))
+
+
+def _catalog_url_issues(site: Any, siblings: dict[str, Sibling]) -> list[ConfigIssue]:
+    """Two sites publishing one catalog URL: one would answer for both, the hub harvest it twice."""
+    mine = _catalog_url(site)
+    if mine is None:
+        return []
+    return [
+        ConfigIssue(
+            "site.services.catalog.url",
+            f"{mine} is also the catalog url of site {name!r} ({other.path.name}): each site "
+            "publishes its own catalog; give this one its own host or path",
+        )
+        for name, other in sorted(siblings.items())
+        if other.site is not None and _catalog_url(other.site) == mine
+    ]
+
+
+def _cycle_issues(site: Any, siblings: dict[str, Sibling], stack: str | None) -> list[ConfigIssue]:
+    """A reference that leads back to this stack: no order could deploy the stacks in it."""
+    if stack is None:
+        return []
+    reads = {stack: references(stack, site)}
+    for name, other in siblings.items():
+        if other.site is not None:
+            reads[name] = references(name, other.site)
+    issues: dict[str, ConfigIssue] = {}
+    for ref in reads[stack]:
+        back = _path_to(reads, ref.target, stack)
+        if back is not None and ref.because not in issues:
+            cycle = " -> ".join([stack, *back])
+            issues[ref.because] = ConfigIssue(
+                ref.because,
+                f"stack references form a cycle: {cycle}; no deployment order can satisfy it: "
+                "remove one of the references",
+            )
+    return list(issues.values())
+
+
+def _path_to(reads: dict[str, list[Any]], start: str, goal: str) -> list[str] | None:
+    """The stacks from `start` to `goal` following references (breadth first), or None."""
+    came_from: dict[str, str | None] = {start: None}
+    queue = [start]
+    while queue:
+        here = queue.pop(0)
+        if here == goal:
+            path = [here]
+            while (previous := came_from[path[-1]]) is not None:
+                path.append(previous)
+            return path[::-1]
+        for ref in reads.get(here, []):
+            if ref.target not in came_from:
+                came_from[ref.target] = here
+                queue.append(ref.target)
+    return None
 
 
 def site_notes(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIssue]:
@@ -594,7 +715,7 @@ def sibling_sites(stacks_dir: Path) -> dict[str, Sibling]:
     """The validated site of every stack file in the directory (None where a file is invalid),
     read once while the files are unchanged: each of N stacks checks against all others."""
     files = []
-    for path in sorted(stacks_dir.glob("Pulumi.*.y*ml")):
+    for path in sorted(stacks_dir.glob("Pulumi.*.yaml")):
         try:
             stat = path.stat()
         except OSError:

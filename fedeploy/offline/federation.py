@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedeploy.config.loader import STACK_FILE, check_stack_file
+from fedeploy.config.loader import STACK_FILE, check_stack_file, stray_stack_files
 from fedeploy.errors import FedeployError, FederationError, StackConfigError
 from fedeploy.image_lock import ImageLockError, load_lock
 from fedeploy.offline.engine import StackPlan, plan_stack
@@ -41,7 +41,7 @@ class FederationPlan:
 def stack_files(stacks_dir: Path) -> dict[str, Path]:
     """Every stack file in the directory, by stack name."""
     files = {}
-    for path in sorted(stacks_dir.glob("Pulumi.*.y*ml")):
+    for path in sorted(stacks_dir.glob("Pulumi.*.yaml")):
         match = STACK_FILE.match(path.name)
         if match:
             files[match["stack"]] = path
@@ -58,6 +58,7 @@ def load_federation(stacks_dir: Path, names: list[str] | None = None) -> Federat
         return plan
     files = stack_files(stacks_dir)
     wanted = list(names or files)
+    plan.errors += [FederationError(stray) for stray in stray_stack_files(stacks_dir)]
     for name in wanted:
         if name not in files:
             plan.errors.append(
