@@ -104,16 +104,26 @@ def test_the_monitoring_namespace_reaches_the_metrics_port_and_nothing_else(char
         assert rules == []
         return
     assert rules, "no NetworkPolicy admits the monitoring namespace"
-    endpoints = {
-        (m["metadata"]["name"], endpoint["port"])
+    scraped_names = {
+        endpoint["port"]
         for m in manifests
         if m["kind"] in ("PodMonitor", "ServiceMonitor")
         for endpoint in m["spec"].get("podMetricsEndpoints", m["spec"].get("endpoints", []))
     }
-    assert {port for _, port in endpoints} == {"http"}
+    # The ports the monitors scrape, by number: the containers' ports of those names.
+    metrics_ports = {
+        port["containerPort"]
+        for m in manifests
+        if m["kind"] in ("Deployment", "StatefulSet")
+        for container in m["spec"]["template"]["spec"]["containers"]
+        for port in container.get("ports", [])
+        if port.get("name") in scraped_names
+    }
+    assert metrics_ports
     for rule in rules:
-        # The metrics port (the containers' port named http), only, and only Prometheus's pods.
-        assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+        # One port, a metrics port, and only Prometheus's pods.
+        (port,) = rule["ports"]
+        assert port["protocol"] == "TCP" and port["port"] in metrics_ports
         assert rule["from"] == [
             {
                 "namespaceSelector": {
@@ -150,9 +160,12 @@ def test_scrape_targets_select_pods_of_this_release_that_serve_metrics(chart, si
             if all(p["metadata"]["labels"].get(k) == v for k, v in selector.items())
         ]
         assert selected, f"{monitor['metadata']['name']} selects no pod"
+        endpoints = monitor["spec"].get("podMetricsEndpoints", monitor["spec"].get("endpoints"))
         for pod in selected:
             ports = {p.get("name") for c in pod["spec"]["containers"] for p in c.get("ports", [])}
-            assert "http" in ports
+            if monitor["kind"] == "ServiceMonitor":  # the Service's port, which targets the pods'
+                ports = {p["name"] for s in services for p in s["spec"]["ports"]}
+            assert {e["port"] for e in endpoints} <= ports
 
 
 # ------------------------------------------------------------------ promtool
@@ -484,6 +497,58 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
         "CatalogNearMemoryLimit": _CATALOG_PODS["NearMemoryLimit"],
     },
 }
+_GUARD = f'{_S}, pod="catalog-auth-proxy-6c9f8d7b5-q2w3e"'
+_GUARD_BUCKET = "fedeploy_catalog_request_duration_seconds_bucket"
+ALERT_CASES[("catalog", "published")] = {
+    **{
+        name: cases
+        for name, cases in ALERT_CASES[("catalog", "hub")].items()
+        if not name.startswith("CatalogHarvest")
+    },
+    "CatalogErrorRatio": [
+        _case(
+            "1m",
+            {
+                f'fedeploy_catalog_requests_total{{{_GUARD}, method="GET", code="5xx"}}': "0+10x30",
+                f'fedeploy_catalog_requests_total{{{_GUARD}, method="GET", code="2xx"}}': "0+10x30",
+            },
+            "20m",
+            {"namespace": NAMESPACE, "severity": "critical"},
+        ),
+        # Refused tokens (401) and missing items (404) are the clients' errors.
+        _case(
+            "1m",
+            {
+                f'fedeploy_catalog_requests_total{{{_GUARD}, method="POST", code="4xx"}}': "0+10x30",
+                f'fedeploy_catalog_requests_total{{{_GUARD}, method="GET", code="2xx"}}': "0+10x30",
+            },
+            "20m",
+            None,
+        ),
+    ],
+    "CatalogLatencyHigh": [
+        _case(
+            "1m",
+            {
+                f'{_GUARD_BUCKET}{{{_GUARD}, le="1.0"}}': "0x30",
+                f'{_GUARD_BUCKET}{{{_GUARD}, le="5.0"}}': "0+10x30",
+                f'{_GUARD_BUCKET}{{{_GUARD}, le="+Inf"}}': "0+10x30",
+            },
+            "20m",
+            {"namespace": NAMESPACE, "severity": "warning"},
+        ),
+        _case(
+            "1m",
+            {
+                f'{_GUARD_BUCKET}{{{_GUARD}, le="1.0"}}': "0+10x30",
+                f'{_GUARD_BUCKET}{{{_GUARD}, le="5.0"}}': "0+10x30",
+                f'{_GUARD_BUCKET}{{{_GUARD}, le="+Inf"}}': "0+10x30",
+            },
+            "20m",
+            None,
+        ),
+    ],
+}
 
 
 def _without_annotations(spec: dict[str, Any]) -> dict[str, Any]:
@@ -604,10 +669,10 @@ def test_dashboard_configmaps_go_to_the_configured_namespace():
     )
 
 
-_METRIC = re.compile(r"\b(ingest_[a-z_]+|fedeploy_inference_[a-z_]+)\b")
+_METRIC = re.compile(r"\b(ingest_[a-z_]+|fedeploy_(?:inference|catalog)_[a-z_]+)\b")
 
 
-@pytest.mark.parametrize("chart", ["ingestion", "inference"])
+@pytest.mark.parametrize("chart", ["ingestion", "inference", "catalog"])
 def test_dashboards_and_alerts_name_only_metrics_the_services_expose(chart):
     """A renamed metric would leave a panel or an alert empty for ever: each name they use is
     one the service's metrics module defines (a counter's samples end in _total, a
@@ -615,13 +680,19 @@ def test_dashboards_and_alerts_name_only_metrics_the_services_expose(chart):
     source = {
         "ingestion": Path("services/ingestion/fedeploy_ingestion/metrics.py"),
         "inference": Path("services/inference/fedeploy_inference/service_metrics.py"),
+        "catalog": Path("charts/catalog/files/token_guard.py"),
     }[chart]
     defined = set(
         re.findall(
             r'"((?:ingest|fedeploy_inference)_[a-z_]+)"', (CHARTS_DIR.parent / source).read_text()
         )
+    ) | set(
+        re.findall(
+            r"\b(fedeploy_catalog_[a-z_]+?)(?:_total|_bucket)?\b",
+            (CHARTS_DIR.parent / source).read_text(),
+        )
     )
-    site = "hpc" if chart == "inference" else "aws"
+    site = {"inference": "hpc", "ingestion": "aws", "catalog": "published"}[chart]
     manifests = monitored(chart, site)
     used = set()
     for board in dashboards(manifests):

@@ -8,6 +8,11 @@ checking the signature, which is safe because the proxy behind it checks the sig
 token it lets through: a forged claim set is refused there. Requests without a token pass
 unchanged, so anonymous reads stay anonymous and anonymous writes are refused by the proxy.
 
+The guard also counts every request it answers or passes on, by method and status class, with
+its duration: the catalog's request metrics (the STAC API image serves none), in Prometheus's
+text format on a port of their own (GUARD_METRICS_PORT), which only the cluster's Prometheus may
+reach; the public port never serves them.
+
 The catalog chart mounts this file into the pinned stac-auth-proxy image and serves
 `token_guard:create_app`; the loopback peer runs the very same file.
 """
@@ -18,6 +23,7 @@ import base64
 import binascii
 import json
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -66,38 +72,129 @@ def token_problem(authorization: str | None, issuer: str, now: float) -> str | N
     return None
 
 
-class TokenGuard:
-    """Answers 401 to requests whose bearer token fails `token_problem`; passes the rest."""
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-    def __init__(self, app: ASGIApp, issuer: str) -> None:
+
+class RequestMetrics:
+    """Requests by method and status class (2xx ... 5xx) and their durations, as
+    `fedeploy_catalog_requests_total` and `fedeploy_catalog_request_duration_seconds`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str], int] = {}
+        self._buckets = [0] * len(_BUCKETS)
+        self._count = 0
+        self._sum = 0.0
+
+    def observe(self, method: str, status: int, seconds: float) -> None:
+        """Count one request; an unknown method is counted as OTHER."""
+        key = (method if method in _METHODS else "OTHER", f"{status // 100}xx")
+        with self._lock:
+            self._requests[key] = self._requests.get(key, 0) + 1
+            for n, bound in enumerate(_BUCKETS):
+                if seconds <= bound:
+                    self._buckets[n] += 1
+            self._count += 1
+            self._sum += seconds
+
+    def exposition(self) -> bytes:
+        """Prometheus's text format (version 0.0.4)."""
+        with self._lock:
+            lines = [
+                "# HELP fedeploy_catalog_requests_total Requests to the catalog, by method and "
+                "status class.",
+                "# TYPE fedeploy_catalog_requests_total counter",
+                *(
+                    f'fedeploy_catalog_requests_total{{method="{m}",code="{c}"}} {n}'
+                    for (m, c), n in sorted(self._requests.items())
+                ),
+                "# HELP fedeploy_catalog_request_duration_seconds Time to answer a request.",
+                "# TYPE fedeploy_catalog_request_duration_seconds histogram",
+                *(
+                    f'fedeploy_catalog_request_duration_seconds_bucket{{le="{b}"}} {n}'
+                    for b, n in zip(_BUCKETS, self._buckets, strict=True)
+                ),
+                f'fedeploy_catalog_request_duration_seconds_bucket{{le="+Inf"}} {self._count}',
+                f"fedeploy_catalog_request_duration_seconds_count {self._count}",
+                f"fedeploy_catalog_request_duration_seconds_sum {self._sum}",
+            ]
+        return ("\n".join(lines) + "\n").encode()
+
+
+def serve_metrics(metrics: RequestMetrics, port: int, host: str = "0.0.0.0") -> Any:  # noqa: S104
+    """Serve `GET /metrics` on its own port in a daemon thread; returns the server."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            found = self.path == "/metrics"
+            body = metrics.exposition() if found else b"not found\n"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # a scrape every few seconds would drown the proxy's logs
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    return server
+
+
+class TokenGuard:
+    """Answers 401 to requests whose bearer token fails `token_problem`; passes the rest; counts
+    every request in `metrics`."""
+
+    def __init__(self, app: ASGIApp, issuer: str, metrics: RequestMetrics | None = None) -> None:
         if not issuer:
             raise ValueError("TokenGuard needs the issuer (EXPECTED_ISSUER) it accepts tokens of")
         self.app = app
         self.issuer = issuer
+        self.metrics = metrics or RequestMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            header = None
-            for name, value in scope.get("headers", []):
-                if name == b"authorization":
-                    header = value.decode("latin-1")
-                    break
-            problem = token_problem(header, self.issuer, time.time())
-            if problem is not None:
-                body = json.dumps({"detail": problem}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"www-authenticate", b'Bearer error="invalid_token"'),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server answers when the app raises before it starts a response
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, counted)
+        finally:
+            self.metrics.observe(scope.get("method", ""), status, time.perf_counter() - started)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        header = None
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        problem = token_problem(header, self.issuer, time.time())
+        if problem is not None:
+            body = json.dumps({"detail": problem}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", b'Bearer error="invalid_token"'),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
         await self.app(scope, receive, send)
 
 
@@ -106,4 +203,8 @@ def create_app() -> TokenGuard:
     from stac_auth_proxy import Settings
     from stac_auth_proxy.app import create_app as proxy_app
 
-    return TokenGuard(proxy_app(Settings()), os.environ.get("EXPECTED_ISSUER", ""))
+    guard = TokenGuard(proxy_app(Settings()), os.environ.get("EXPECTED_ISSUER", ""))
+    port = os.environ.get("GUARD_METRICS_PORT")
+    if port:
+        serve_metrics(guard.metrics, int(port), os.environ.get("GUARD_METRICS_HOST", "0.0.0.0"))  # noqa: S104
+    return guard
