@@ -236,8 +236,9 @@ def harvest_probe(url: str, member: str, settings: Settings) -> Probe:
     return probe
 
 
-def bridge_probe(base: str, api_version: str) -> Probe:
-    target = f"{base}/slurm/{api_version}/ping"
+def bridge_probe(base: str, api_version: str | None) -> Probe:
+    # No version pinned: slurmrestd's own description, which every version serves.
+    target = f"{base}/slurm/{api_version}/ping" if api_version else f"{base}/openapi/v3"
 
     def probe(client: httpx.Client) -> Outcome:
         try:

@@ -5,11 +5,18 @@ directory with free ports; every file they read is rendered by `fedeploy.bridge.
 and installed by the rendered setup script, so the tests exercise what a bridge node gets.
 Daemons stop by their pid files, never by name.
 
-    python scripts/slurm_cluster.py start DIR   # prints FEDEPLOY_BRIDGE_* for a shell
-    python scripts/slurm_cluster.py stop DIR
+    python scripts/slurm_cluster.py start DIR [--release 24.11]  # prints FEDEPLOY_BRIDGE_*
+    python scripts/slurm_cluster.py stop DIR [--release 24.11]
 
-Needs root (slurmd runs jobs as other users) and Debian's slurmctld, slurmd, slurmrestd,
-slurm-client, munge, slurm-wlm-jwt-plugin, nginx-light, nftables and curl.
+Two releases: 22.05 (REST API v0.0.38) is the host's Debian 12 Slurm; 24.11 (v0.0.42) is
+Debian 13's, run in the root filesystem scripts/slurm-rootfs.sh builds ($FEDEPLOY_SLURM_ROOTFS,
+default /var/cache/fedeploy/slurm-24.11): its daemons and tools run under chroot with this
+scratch directory, /proc, /sys, /dev and the host's passwd, group and hosts files bound in at
+the same paths, so the rendered files name one path on both sides. The TLS proxy, the setup
+and verify scripts run on the host either way.
+
+Needs root (slurmd runs jobs as other users), nginx-light, nftables and curl; for 22.05
+Debian's slurmctld, slurmd, slurmrestd, slurm-client, munge and slurm-wlm-jwt-plugin.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fedeploy.bridge.firewall import firewall_rules
 from fedeploy.bridge.node_config import (
@@ -42,7 +50,8 @@ from fedeploy.bridge.node_config import (
 from fedeploy.bridge.tokens import mint_token
 from fedeploy.config.bridge import BridgeConfig
 
-BINARIES = (
+HOST_BINARIES = ("nginx", "nft", "curl")
+SLURM_BINARIES = (
     "munged",
     "mungekey",
     "slurmctld",
@@ -50,10 +59,11 @@ BINARIES = (
     "slurmrestd",
     "sinfo",
     "scontrol",
-    "nginx",
-    "nft",
-    "curl",
 )
+BINARIES = (*SLURM_BINARIES, *HOST_BINARIES)
+# The Slurm releases the harness runs, and the REST API version each bridge node serves.
+RELEASES = {"22.05": "v0.0.38", "24.11": "v0.0.42"}
+DEFAULT_ROOTFS = "/var/cache/fedeploy/slurm-24.11"
 DAEMON_USER = "fedeploy-rest"
 SERVICE_USER = "fedeploy-jobs"
 PARTITIONS = ["debug", "batch"]
@@ -64,16 +74,34 @@ class ClusterUnavailable(RuntimeError):
     """The machine cannot run the cluster (not root, packages missing); the reason says which."""
 
 
-def missing_prerequisites() -> str | None:
-    """Why the cluster cannot start here, or None."""
+def rootfs_path() -> Path:
+    """Where the Slurm 24.11 root filesystem is (scripts/slurm-rootfs.sh builds it)."""
+    return Path(os.environ.get("FEDEPLOY_SLURM_ROOTFS") or DEFAULT_ROOTFS)
+
+
+def missing_prerequisites(release: str = "22.05") -> str | None:
+    """Why a cluster of this Slurm release cannot start here, or None."""
+    if release not in RELEASES:
+        return f"no harness for Slurm {release!r} (it runs {', '.join(RELEASES)})"
     if os.geteuid() != 0:
         return "the SLURM harness needs root (slurmd runs jobs as another user)"
-    missing = [b for b in BINARIES if shutil.which(b) is None]
+    if release == "22.05":
+        missing = [b for b in BINARIES if shutil.which(b) is None]
+    else:
+        missing = [b for b in HOST_BINARIES if shutil.which(b) is None]
     if missing:
         return (
             f"missing {', '.join(missing)}: apt-get install -y slurmctld slurmd slurmrestd "
             "slurm-client munge slurm-wlm-jwt-plugin nginx-light nftables curl"
         )
+    if release != "22.05":
+        rootfs = rootfs_path()
+        stamp = rootfs / ".fedeploy-rootfs"
+        if not stamp.is_file() or not stamp.read_text().startswith(f"slurm {release}."):
+            return (
+                f"no Slurm {release} root filesystem at {rootfs} (FEDEPLOY_SLURM_ROOTFS): "
+                "run scripts/slurm-rootfs.sh (scripts/install-peers.sh does)"
+            )
     for user in ("slurm", "munge"):
         try:
             pwd.getpwnam(user)
@@ -148,8 +176,22 @@ class LocalSlurm:
     """A one-node SLURM with the bridge in front, rooted in `root`."""
 
     def __init__(
-        self, root: Path, *, min_job_age: int = 300, message_timeout: int = 3, cpus: int = 16
+        self,
+        root: Path,
+        *,
+        min_job_age: int = 300,
+        message_timeout: int = 3,
+        cpus: int = 16,
+        release: str = "22.05",
     ):
+        if release not in RELEASES:
+            raise ClusterUnavailable(
+                f"no harness for Slurm {release!r} (it runs {', '.join(RELEASES)})"
+            )
+        self.release = release
+        self.api_version = RELEASES[release]
+        # Slurm runs in this root filesystem (None: the host's own Slurm).
+        self.rootfs: Path | None = None if release == "22.05" else rootfs_path()
         self.root = root.resolve()
         self.min_job_age = min_job_age
         self.message_timeout = message_timeout
@@ -178,6 +220,7 @@ class LocalSlurm:
             slurm_conf_path=str(self.slurm_conf),
             jwt_key_path=str(self.key_path),
             partitions=PARTITIONS,
+            api_version=self.api_version,
         )
         self.slurm = OneNodeSlurm(
             ctld_port=self.ports["ctld"],
@@ -216,6 +259,29 @@ class LocalSlurm:
     def user(self) -> str:
         return SERVICE_USER
 
+    def command(self, argv: list[str], user: str | None = None) -> list[str]:
+        """A Slurm or munge command line of this release, run as root or as `user`."""
+        if self.rootfs is None:
+            return ["runuser", "-u", user, "--", *argv] if user else list(argv)
+        spec = []
+        if user:
+            entry = pwd.getpwnam(user)
+            spec = [f"--userspec={entry.pw_uid}:{entry.pw_gid}"]
+        return ["chroot", *spec, str(self.rootfs), *argv]
+
+    def binary(self, name: str) -> str:
+        """The resolved path of a program of this release, as /proc/PID/exe shows it."""
+        if self.rootfs is None:
+            return os.path.realpath(shutil.which(name) or name)
+        path = f"/usr/sbin/{name}"
+        for _ in range(8):  # absolute links inside the tree (Debian's alternatives)
+            target = self.rootfs / path.lstrip("/")
+            if not target.is_symlink():
+                break
+            link = os.readlink(target)
+            path = link if link.startswith("/") else os.path.join(os.path.dirname(path), link)
+        return str(self.rootfs / path.lstrip("/"))
+
     def env(self) -> dict[str, str]:
         """The environment SLURM's command-line tools need to reach this cluster."""
         env = {k: v for k, v in os.environ.items() if k != "SLURM_JWT"}
@@ -228,24 +294,10 @@ class LocalSlurm:
     def daemons(self) -> list[Daemon]:
         run = self.root / "run"
         return [
-            Daemon(
-                "munged",
-                os.path.realpath(shutil.which("munged") or "munged"),
-                self.munge_dir / "munged.pid",
-            ),
-            Daemon(
-                "slurmctld",
-                os.path.realpath(shutil.which("slurmctld") or "slurmctld"),
-                run / "slurmctld.pid",
-            ),
-            Daemon(
-                "slurmd", os.path.realpath(shutil.which("slurmd") or "slurmd"), run / "slurmd.pid"
-            ),
-            Daemon(
-                "slurmrestd",
-                os.path.realpath(shutil.which("slurmrestd") or "slurmrestd"),
-                run / "slurmrestd.pid",
-            ),
+            Daemon("munged", self.binary("munged"), self.munge_dir / "munged.pid"),
+            Daemon("slurmctld", self.binary("slurmctld"), run / "slurmctld.pid"),
+            Daemon("slurmd", self.binary("slurmd"), run / "slurmd.pid"),
+            Daemon("slurmrestd", self.binary("slurmrestd"), run / "slurmrestd.pid"),
             Daemon(
                 "nginx",
                 os.path.realpath(shutil.which("nginx") or "nginx"),
@@ -255,12 +307,13 @@ class LocalSlurm:
 
     # -- start ----------------------------------------------------------------------------------
     def start(self) -> None:
-        reason = missing_prerequisites()
+        reason = missing_prerequisites(self.release)
         if reason:
             raise ClusterUnavailable(reason)
         for user in (DAEMON_USER, SERVICE_USER):
             ensure_system_user(user)
         self._directories()
+        self._mount()
         self._keys()
         self._install()
         self._start_munge()
@@ -299,12 +352,50 @@ class LocalSlurm:
         for sub in ("etc", "units"):
             (self.root / sub).mkdir(exist_ok=True)
 
+    def _mount(self) -> None:
+        """Bind what the chroot's daemons need into the release's root filesystem: this
+        directory at its own path, the kernel's file systems, and the host's users and hosts
+        (the rendered files name host users and host paths)."""
+        if self.rootfs is None:
+            return
+        binds = [(Path(p), Path(p)) for p in ("/proc", "/sys", "/dev")]
+        binds += [(Path(p), Path(p)) for p in ("/etc/passwd", "/etc/group", "/etc/hosts")]
+        binds.append((self.root, self.root))
+        for source, inside in binds:
+            target = self.rootfs / str(inside).lstrip("/")
+            if source.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.touch(exist_ok=True)
+            if os.path.ismount(target) and source != self.root:
+                continue  # another cluster of this tree bound it already
+            subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+            with self._mount_record.open("a") as record:  # for `stop` from another process
+                record.write(f"{target}\n")
+        # No cgroup file system in this sandbox: slurmd of 24.11 dies without this.
+        cgroup = self.slurm_conf.parent / "cgroup.conf"
+        cgroup.write_text("CgroupPlugin=disabled\n")
+        cgroup.chmod(0o644)
+
+    @property
+    def _mount_record(self) -> Path:
+        return self.root / "mounts"
+
+    def _unmount(self) -> None:
+        if not self._mount_record.exists():
+            return
+        for target in reversed(self._mount_record.read_text().split()):
+            subprocess.run(["umount", "--lazy", target], capture_output=True)
+        self._mount_record.unlink()
+
     def _keys(self) -> None:
         # As pulumi_random's RandomPassword(length=64, special=False) makes it.
         alphabet = string.ascii_letters + string.digits
         self.jwt_key = "".join(secrets.choice(alphabet) for _ in range(64))
         key = self.munge_dir / "munge.key"
-        subprocess.run(["mungekey", "--create", f"--keyfile={key}", "--force"], check=True)
+        subprocess.run(
+            self.command(["mungekey", "--create", f"--keyfile={key}", "--force"]), check=True
+        )
         munge = pwd.getpwnam("munge")
         os.chown(key, munge.pw_uid, munge.pw_gid)
         key.chmod(0o600)
@@ -354,31 +445,32 @@ class LocalSlurm:
     def _start_munge(self) -> None:
         munge = self.munge_dir
         subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "munge",
-                "--",
-                "munged",
-                f"--key-file={munge / 'munge.key'}",
-                f"--socket={munge / 'munge.socket'}",
-                f"--pid-file={munge / 'munged.pid'}",
-                f"--seed-file={munge / 'munge.seed'}",
-                f"--log-file={munge / 'munged.log'}",
-            ],
+            self.command(
+                [
+                    "munged",
+                    f"--key-file={munge / 'munge.key'}",
+                    f"--socket={munge / 'munge.socket'}",
+                    f"--pid-file={munge / 'munged.pid'}",
+                    f"--seed-file={munge / 'munge.seed'}",
+                    f"--log-file={munge / 'munged.log'}",
+                ],
+                user="munge",
+            ),
             check=True,
         )
         _wait_for(lambda: (munge / "munge.socket").exists(), 10, "munged's socket")
 
     def _start_slurm(self) -> None:
         env = self.env()
-        subprocess.run(["slurmctld", "-f", str(self.slurm_conf)], check=True, env=env)
-        subprocess.run(["slurmd", "-f", str(self.slurm_conf)], check=True, env=env)
+        subprocess.run(self.command(["slurmctld", "-f", str(self.slurm_conf)]), check=True, env=env)
+        subprocess.run(self.command(["slurmd", "-f", str(self.slurm_conf)]), check=True, env=env)
         self.wait_idle()
 
     def start_controller(self) -> None:
         """Start slurmctld again (after stop_controller), keeping its saved state."""
-        subprocess.run(["slurmctld", "-f", str(self.slurm_conf)], check=True, env=self.env())
+        subprocess.run(
+            self.command(["slurmctld", "-f", str(self.slurm_conf)]), check=True, env=self.env()
+        )
         self.wait_idle()
 
     def stop_controller(self) -> None:
@@ -387,7 +479,10 @@ class LocalSlurm:
     def wait_idle(self, timeout: float = 30) -> None:
         def idle() -> bool:
             result = subprocess.run(
-                ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=self.env()
+                self.command(["sinfo", "-h", "-o", "%t"]),
+                capture_output=True,
+                text=True,
+                env=self.env(),
             )
             return result.returncode == 0 and result.stdout.strip() in ("idle", "mix", "alloc")
 
@@ -395,27 +490,40 @@ class LocalSlurm:
 
     def _start_rest(self) -> None:
         units = Path(self.layout.unit_dir)
-        self._spawn_unit(units / "fedeploy-slurmrestd.service", self.daemons()[3].pid_file)
+        self._spawn_unit(
+            units / "fedeploy-slurmrestd.service", self.daemons()[3].pid_file, slurm=True
+        )
         _wait_for(lambda: _port_open(self.ports["internal"]), 15, "slurmrestd")
         self._spawn_unit(units / "fedeploy-bridge-tls.service", None)
         _wait_for(lambda: _port_open(self.ports["rest"]), 15, "the TLS proxy")
 
-    def _spawn_unit(self, unit_file: Path, pid_file: Path | None) -> None:
-        """Start a rendered unit's ExecStart as its User=, with its environment, as systemd would."""
+    def _spawn_unit(self, unit_file: Path, pid_file: Path | None, *, slurm: bool = False) -> None:
+        """Start a rendered unit's ExecStart as its User=, with its environment, as systemd would
+        (a Slurm unit of 24.11 in its root filesystem)."""
         unit = parse_unit(unit_file)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         for env_file in unit.get("EnvironmentFile", []):
             env.update(parse_env_file(Path(env_file.lstrip("-"))))
-        user = {"user": unit["User"][0], "group": unit["Group"][0], "extra_groups": []}
+        user: dict[str, Any] = {
+            "user": unit["User"][0],
+            "group": unit["Group"][0],
+            "extra_groups": [],
+        }
+
+        def argv(line: str) -> list[str]:
+            words = expand_exec(line, env)
+            return self.command(words, user=unit["User"][0]) if chrooted else words
+
+        chrooted = slurm and self.rootfs is not None
+        if chrooted:
+            user = {}  # chroot needs root; it drops to the unit's user itself
         for pre in unit.get("ExecStartPre", []):
-            check = subprocess.run(
-                expand_exec(pre, env), env=env, capture_output=True, text=True, **user
-            )
+            check = subprocess.run(argv(pre), env=env, capture_output=True, text=True, **user)
             if check.returncode != 0:
                 raise RuntimeError(f"{unit_file.name}: ExecStartPre {pre!r} failed: {check.stderr}")
         log = open(self.root / "log" / f"{unit_file.stem}.log", "ab")  # noqa: SIM115 - kept by the daemon
         proc = subprocess.Popen(
-            expand_exec(unit["ExecStart"][0], env),
+            argv(unit["ExecStart"][0]),
             env=env,
             stdout=log,
             stderr=log,
@@ -443,6 +551,7 @@ class LocalSlurm:
         self._drain()
         for daemon in reversed(self.daemons()):
             self._stop(daemon)
+        self._unmount()
 
     def _drain(self, timeout: float = 15) -> None:
         ctld = self.daemons()[1]
@@ -450,15 +559,15 @@ class LocalSlurm:
             return
         env = self.env()
         listed = subprocess.run(
-            ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env
+            self.command(["squeue", "-h", "-o", "%i"]), capture_output=True, text=True, env=env
         )
         jobs = listed.stdout.split() if listed.returncode == 0 else []
         if jobs:
-            subprocess.run(["scancel", *jobs], capture_output=True, env=env)
+            subprocess.run(self.command(["scancel", *jobs]), capture_output=True, env=env)
 
         def settled() -> bool:
             active = subprocess.run(
-                ["squeue", "-h", "-t", "R,CG,S", "-o", "%i"],
+                self.command(["squeue", "-h", "-t", "R,CG,S", "-o", "%i"]),
                 capture_output=True,
                 text=True,
                 env=env,
@@ -600,12 +709,15 @@ def _wait_for(check, timeout: float, what: str) -> None:  # type: ignore[no-unty
 
 
 def main(argv: list[str]) -> int:
+    release = "22.05"
+    if len(argv) == 4 and argv[2] == "--release":
+        release, argv = argv[3], argv[:2]
     if len(argv) != 2 or argv[0] not in ("start", "stop"):
-        print("usage: slurm_cluster.py start|stop DIR", file=sys.stderr)
+        print("usage: slurm_cluster.py start|stop DIR [--release 22.05|24.11]", file=sys.stderr)
         return 2
     root = Path(argv[1])
+    cluster = LocalSlurm(root, release=release)
     if argv[0] == "start":
-        cluster = LocalSlurm(root)
         try:
             cluster.start()
         except BaseException:
@@ -619,7 +731,7 @@ def main(argv: list[str]) -> int:
         print(f"export FEDEPLOY_BRIDGE_CA={cluster.ca_file}")
         print(f"export FEDEPLOY_BRIDGE_TOKEN=$(cat {root / 'token'})")
         return 0
-    LocalSlurm(root).stop()
+    cluster.stop()
     return 0
 
 

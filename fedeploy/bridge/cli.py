@@ -14,7 +14,14 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 
-from fedeploy.bridge.client import ENV_CA, ENV_TOKEN, ENV_URL, ENV_USER, BridgeClient
+from fedeploy.bridge.client import (
+    ENV_API_VERSION,
+    ENV_CA,
+    ENV_TOKEN,
+    ENV_URL,
+    ENV_USER,
+    BridgeClient,
+)
 from fedeploy.bridge.directives import DirectiveError, directive_fields
 from fedeploy.bridge.errors import BridgeError
 from fedeploy.bridge.jobs import JobSpec, JobStatus
@@ -104,6 +111,14 @@ def connect(
     retries: Annotated[
         int, typer.Option(min=0, help="Retries of a request on transient errors.")
     ] = 3,
+    api_version: Annotated[
+        str | None,
+        typer.Option(
+            envvar=ENV_API_VERSION,
+            help="slurmrestd API version to speak (v0.0.38, v0.0.40 ... v0.0.45); default: the "
+            "newest both the bridge and this client speak, from its /openapi/v3.",
+        ),
+    ] = None,
 ) -> None:
     """Connection options shared by every command (required by every command but --help)."""
     ctx.obj = _Connection(
@@ -113,6 +128,7 @@ def connect(
         ca_file=str(ca_file) if ca_file else None,
         timeout=timeout,
         retries=retries,
+        api_version=api_version or None,
     )
     ctx.call_on_close(ctx.obj.close)
 

@@ -44,14 +44,18 @@ from fedeploy.bridge.errors import (
 )
 from fedeploy.bridge.jobs import JobOutput, JobSpec, JobState, JobStatus
 from fedeploy.bridge.slurm_api import (
-    CONTROLLER_UNREACHABLE,
+    INVALID_GRES,
     INVALID_JOB_ID,
     INVALID_PARTITION,
     REST_FAIL_PARSING,
+    SUPPORTED_VERSIONS,
     UNSPECIFIED,
-    ZERO_BYTES,
     SlurmError,
+    SlurmRestV0038,
     adapter_for,
+    choose_version,
+    offered_versions,
+    version_served,
 )
 from fedeploy.bridge.slurm_codes import permanent_reason
 
@@ -62,6 +66,13 @@ ENV_USER = "FEDEPLOY_BRIDGE_USER"
 ENV_TOKEN = "FEDEPLOY_BRIDGE_TOKEN"
 ENV_CA = "FEDEPLOY_BRIDGE_CA"
 ENV_PARTITIONS = "FEDEPLOY_BRIDGE_PARTITIONS"
+ENV_API_VERSION = "FEDEPLOY_BRIDGE_API_VERSION"
+# Where slurmrestd describes itself: the paths of every API version it serves.
+OPENAPI_PATH = "/openapi/v3"
+# A negotiated version is reused by later clients of the same endpoint for this long (services
+# make a client per submission); a centre that upgrades is seen again after it.
+NEGOTIATION_TTL_S = 300.0
+_negotiated: dict[str, tuple[str, float]] = {}
 # The bridge's TLS proxy refuses larger request bodies (client_max_body_size in
 # templates/bridge/tls-proxy.conf.j2; a unit test keeps the two equal).
 PROXY_BODY_LIMIT_MIB = 4
@@ -96,7 +107,7 @@ class BridgeClient:
         user: str,
         token: str,
         *,
-        api_version: str = "v0.0.38",
+        api_version: str | None = None,
         timeout: float = 60.0,
         connect_timeout: float = 5.0,
         retries: int = 3,
@@ -123,7 +134,8 @@ class BridgeClient:
         self.retries = retries
         self.backoff = backoff
         self.partitions = list(partitions) if partitions else None
-        self._api = adapter_for(api_version)
+        # Pinned: that version only; None: the newest both sides speak, asked on first use.
+        self._adapter: SlurmRestV0038 | None = adapter_for(api_version) if api_version else None
         self._sleep = sleep
         self._claims = _token_claims(token)
         self._token_bytes = token.encode()
@@ -150,6 +162,7 @@ class BridgeClient:
         if missing:
             raise BridgeError(f"the bridge client needs {', '.join(missing)} in the environment")
         partitions = [p for p in env.get(ENV_PARTITIONS, "").split(",") if p] or None
+        options.setdefault("api_version", env.get(ENV_API_VERSION) or None)
         return cls(
             env[ENV_URL],
             env[ENV_USER],
@@ -158,6 +171,50 @@ class BridgeClient:
             partitions=partitions,
             **options,
         )
+
+    @property
+    def api_version(self) -> str:
+        """The slurmrestd API version this client speaks (negotiated on first use unless pinned)."""
+        return self._api.version
+
+    @property
+    def _api(self) -> SlurmRestV0038:
+        if self._adapter is None:
+            self._adapter = adapter_for(self._negotiate())
+        return self._adapter
+
+    def _negotiate(self) -> str:
+        """The newest API version both the endpoint's GET /openapi/v3 offers and this client
+        speaks. A bridge node rendered before fedeploy negotiated passes only its one version
+        (its proxy answers 404 here): then each version is tried by its ping, newest first.
+        Raises BridgeProtocolError naming what is offered and what is spoken when none is common."""
+        cached = _negotiated.get(self.endpoint)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        answer = self._send("GET", OPENAPI_PATH)
+        if answer.status == 401:
+            raise self._auth_error("slurmrestd refused the request for its API document (HTTP 401)")
+        if answer.status == 200:
+            offered = offered_versions(answer.body)
+        elif answer.status == 404 and answer.body is None:
+            # A proxy rendered before fedeploy negotiated: it passes one version only.
+            served = next((v for v in reversed(SUPPORTED_VERSIONS) if self._serves(v)), None)
+            offered = [served] if served else []
+        elif answer.body is None:
+            raise self._proxy_error(answer, "asking which slurmrestd API versions it serves")
+        else:
+            raise BridgeProtocolError(
+                f"GET {self.endpoint}{OPENAPI_PATH} answered HTTP {answer.status}: cannot tell "
+                f"which slurmrestd API versions it serves; pin one with api_version "
+                f"({ENV_API_VERSION}) ({_describe(SlurmRestV0038().errors(answer.body))})"
+            )
+        version = choose_version(offered, self.endpoint)
+        log.debug("%s: speaking slurmrestd %s (offered: %s)", self.endpoint, version, offered)
+        _negotiated[self.endpoint] = (version, time.monotonic() + NEGOTIATION_TTL_S)
+        return version
+
+    def _serves(self, version: str) -> bool:
+        return version_served(self._send("GET", adapter_for(version).ping_path).status)
 
     def __repr__(self) -> str:  # the token stays out of reprs and logs
         return f"BridgeClient({self.endpoint!r}, user={self.user!r})"
@@ -213,9 +270,9 @@ class BridgeClient:
                 continue
             result = self._interpret(answer, doing=f"submitting job {spec.name!r}", spec=spec)
             job_id = self._api.submitted_job_id(result)
-            for warning in self._api.errors(result):
+            for warning in [*self._api.errors(result), *self._api.warnings(result)]:
                 log.warning("job %s: SLURM says: %s", job_id, warning)
-            status = self.status(job_id)
+            status = self._first_verdict(self.status(job_id))
             self._check_owner(status)
             if lost or _held_by_twin(status):
                 # A retry after a lost answer, or the controller holds this job back behind an
@@ -310,20 +367,29 @@ class BridgeClient:
         """Raise the error that explains a failure, or return when the bridge works.
 
         slurmrestd 22.05 answers both a refused token and an unreachable controller with
-        HTTP 500 and error -1 on most endpoints. Cancelling job 0, which cannot exist,
-        separates them: 2017 (no such job) means all is well, 5005 that slurmctld closed
-        the connection on the token, 1800 that it could not be reached.
+        HTTP 500 and error -1 on most endpoints. Asking for a job that cannot exist separates
+        them: 2017 (no such job) means all is well; a refused token is 5005 (22.05: the
+        controller closed the connection) or 1007 with HTTP 511 (24.11); 1800 means the
+        controller could not be reached. 22.05 is asked to cancel job 0, v0.0.40 and later
+        to read job 0x3FFFFFE (see the adapters).
         """
-        answer = self._send("DELETE", self._api.job_path(0))
-        numbers = {e.number for e in self._api.errors(answer.body)}
+        api = self._api
+        answer = self._send(api.probe_method, api.job_path(api.probe_job_id))
+        errors = api.errors(answer.body)
+        numbers = {e.number for e in errors}
         if answer.status == 401:
             raise self._auth_error("slurmrestd refused the request (HTTP 401)")
         if INVALID_JOB_ID in numbers:
             return
-        if ZERO_BYTES in numbers:
-            raise self._auth_error("slurmctld refused the token")
-        if numbers & set(CONTROLLER_UNREACHABLE):
-            raise self._controller_error(self._api.errors(answer.body))
+        if numbers & api.token_refused:
+            raise self._auth_error(f"slurmctld refused the token ({_describe(errors)})")
+        if numbers & api.controller_unreachable:
+            raise self._controller_error(errors)
+        ping = self._send("GET", api.ping_path)
+        if api.controller_down(ping.body):
+            raise self._controller_error(
+                [*errors, SlurmError(None, "its ping says the controller does not respond")]
+            )
         raise BridgeProtocolError(
             f"{self.endpoint}: unexpected answer to the bridge's probe (HTTP {answer.status}): "
             f"{_describe(self._api.errors(answer.body)) or str(answer.body)[:300]}"
@@ -347,6 +413,22 @@ class BridgeClient:
                 f"does not know the user {self.user!r} (the centre must create the account); the "
                 "job was cancelled"
             )
+
+    def _first_verdict(self, status: JobStatus) -> JobStatus:
+        """A just-submitted job once the controller has a reason for it, if it is pending: on
+        v0.0.40+ (24.11) the reason stays None until the scheduler's next pass, where 22.05
+        named a partition limit at once. Polls every 0.1 s for at most _VERDICT_WAIT s; on an
+        idle cluster the job is running by the first or second poll."""
+        deadline = time.monotonic() + _VERDICT_WAIT
+        while (
+            self._api.reason_after_first_pass
+            and status.state is JobState.PENDING
+            and status.reason_code is None
+            and time.monotonic() < deadline
+        ):
+            self._sleep(0.1)
+            status = self.status(status.job_id)
+        return status
 
     def _fail_if_stuck(self, status: JobStatus) -> JobStatus:
         """The status, unless the job is pending for a reason no waiting changes: then the
@@ -473,16 +555,16 @@ class BridgeClient:
             raise UnknownPartition(
                 f"{doing}: SLURM does not know partition {partition!r} ({_describe(errors)})"
             )
-        if numbers & set(CONTROLLER_UNREACHABLE):
+        if numbers & self._api.controller_unreachable:
             raise self._controller_error(errors)
-        if not errors or numbers & {UNSPECIFIED, ZERO_BYTES, None}:
+        if not errors or numbers & {UNSPECIFIED, None, *self._api.token_refused}:
             self.diagnose()  # raises the authentication or controller error if that is it
         if 200 <= answer.status < 300:
             raise BridgeProtocolError(
                 f"{doing}: an answer that is not a JSON object: {answer.body!r:.300}"
             )
         hint = ""
-        if spec is not None and spec.gpus and REST_FAIL_PARSING in numbers:
+        if spec is not None and spec.gpus and numbers & {REST_FAIL_PARSING, INVALID_GRES}:
             hint = f"; the job asks for {spec.gpus} GPU(s): does this cluster configure GPUs (gres/gpu)?"
         raise SubmissionRejected(
             f"{doing}: SLURM refused it (HTTP {answer.status}): {_describe(errors)}{hint}"
@@ -501,7 +583,8 @@ class BridgeClient:
         if answer.status in (403, 404):
             return BridgeProtocolError(
                 f"{doing}: {self.endpoint} answers HTTP {answer.status}{page} for the "
-                f"{self._api.version} API: is this a fedeploy bridge, and does it serve that version?"
+                f"{self._adapter.version if self._adapter else 'slurmrestd'} API: is this a "
+                "fedeploy bridge, and does it serve that version?"
             )
         return ProxyError(
             f"{doing}: the TLS proxy in front of slurmrestd at {self.endpoint} answered HTTP "
@@ -610,6 +693,8 @@ def _token_claims(token: str) -> _TokenClaims:
 # How long the client lets slurmctld name a PartitionConfig job's limit: 6 × 0.5 s.
 _REFINE_POLLS = 6
 _REFINE_PAUSE = 0.5
+# How long a submission on v0.0.40+ waits for the scheduler's first reason (see _first_verdict).
+_VERDICT_WAIT = 2.0
 # Younger duplicates of a key wait behind the singleton dependency; these are safe to cancel.
 _CANCELLABLE_TWIN = {JobState.PENDING, JobState.REQUEUED, JobState.REQUEUE_HOLD}
 

@@ -13,6 +13,7 @@ from functools import cache
 import jinja2
 
 from fedeploy.bridge.firewall import FirewallRules
+from fedeploy.bridge.slurm_api import adapter_for
 from fedeploy.config.bridge import BridgeConfig
 from fedeploy.project import project_dir
 
@@ -212,7 +213,18 @@ def bridge_node(
         "node": slurm.node,
         "slurm_conf_path": slurm_conf_path,
         "jwt_key_path": config.jwt_key_path,
-        "api_version": config.api_version,
+        "api_version": config.node_api_version,
+        # Slurm 23.11 and later serve every version through openapi/slurmctld and pick it by
+        # its data_parser plugin; 22.05 had one openapi plugin per version.
+        "openapi_plugin": (
+            "openapi/v0.0.38" if config.node_api_version == "v0.0.38" else "openapi/slurmctld"
+        ),
+        "probe": _probe(config.node_api_version),
+        "data_parser": (
+            None
+            if config.node_api_version == "v0.0.38"
+            else f"data_parser/{config.node_api_version}"
+        ),
         "daemon_user": config.daemon_user,
         "slurm_user": config.slurm_user,
         "service_user": config.service_user,
@@ -352,6 +364,17 @@ def user_data_base64(cloud_config: str) -> str:
     if len(packed) > 16 * 1024:
         raise ValueError(f"bridge cloud-init is {len(packed)} bytes gzipped, above EC2's 16384")
     return base64.b64encode(packed).decode()
+
+
+def _probe(api_version: str) -> dict[str, object]:
+    """How verify.sh tells a refused token from a down controller on this API version: the
+    client's own probe (BridgeClient.diagnose)."""
+    api = adapter_for(api_version)
+    return {
+        "method": api.probe_method,
+        "job_id": api.probe_job_id,
+        "refused": sorted(api.token_refused),
+    }
 
 
 def _cluster_name(bridge_name: str) -> str:

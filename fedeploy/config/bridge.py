@@ -26,6 +26,10 @@ PartitionName = Annotated[
     str,
     Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A SLURM partition name."),
 ]
+# The slurmrestd API versions the bridge client has an adapter for (fedeploy/bridge/slurm_api.py).
+ApiVersion = Literal["v0.0.38", "v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"]
+# What a gateway or vm node serves when the stack file names no version: Debian 12's Slurm 22.05.
+DEFAULT_NODE_API_VERSION = "v0.0.38"
 # A file on the bridge node. It reaches a shell (quoted), slurm.conf, slurmrestd's environment
 # file and systemd units: the characters below are plain words in all four syntaxes.
 NODE_PATH_PATTERN = r"^/[A-Za-z0-9._/-]+$"
@@ -279,11 +283,14 @@ class BridgeConfig(StrictModel):
         le=65535,
         description="gateway, vm: slurmrestd's own port, bound to 127.0.0.1 behind the TLS proxy.",
     )
-    api_version: Literal["v0.0.38"] = Field(
-        "v0.0.38",
+    api_version: ApiVersion | None = Field(
+        None,
         description=(
-            "The slurmrestd OpenAPI version the bridge serves and the client speaks (Slurm 22.05's "
-            "v0.0.38; others need an adapter in fedeploy/bridge/slurm_api.py)."
+            "The slurmrestd REST API version: v0.0.38 (Slurm 22.05), v0.0.40 to v0.0.42 (23.11 "
+            "to 24.11, tested on 24.11), v0.0.43 to v0.0.45 (25.05 to 26.05). gateway, vm: the "
+            "version the node's slurmrestd is configured to serve (unset: v0.0.38, Debian 12's "
+            "Slurm 22.05); existing: unset, clients take the newest the centre's /openapi/v3 "
+            "offers; set, it must be one the centre offers. docs/bridge.md."
         ),
     )
     daemon_user: UserName = Field(
@@ -463,6 +470,11 @@ class BridgeConfig(StrictModel):
             if any(getattr(self, f) is not None for f in VM_FIELDS[platform]):
                 return platform  # type: ignore[return-value]
         return None
+
+    @property
+    def node_api_version(self) -> str:
+        """The REST API version a gateway or vm node's slurmrestd is rendered to serve."""
+        return self.api_version or DEFAULT_NODE_API_VERSION
 
     @property
     def default_partition(self) -> str:

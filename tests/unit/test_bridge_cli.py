@@ -50,8 +50,18 @@ def test_an_unreachable_bridge_is_a_clear_error():
         bridge_app, ["--timeout", "2", "--retries", "0", "status", "1"], env=ENV
     )
     assert result.exit_code == 5
+    # The first request asks which API versions the bridge serves.
     assert result.output.startswith(
-        "error: GET https://127.0.0.1:9/slurm/v0.0.38/job/1: the bridge does not answer after 1 attempt"
+        "error: GET https://127.0.0.1:9/openapi/v3: the bridge does not answer after 1 attempt"
+    )
+    pinned = CliRunner().invoke(
+        bridge_app,
+        ["--timeout", "2", "--retries", "0", "--api-version", "v0.0.42", "status", "1"],
+        env=ENV,
+    )
+    assert pinned.exit_code == 5
+    assert pinned.output.startswith(
+        "error: GET https://127.0.0.1:9/slurm/v0.0.42/job/1: the bridge does not answer after 1 attempt"
     )
 
 

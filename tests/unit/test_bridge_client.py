@@ -99,13 +99,14 @@ class Server:
 
 
 def client(server: Server, **options: Any) -> BridgeClient:
+    """A client pinned to v0.0.38, whose answers these are (negotiation: test_bridge_versions)."""
     return BridgeClient(
         URL,
         "fedeploy",
         token(),
         transport=httpx.MockTransport(server),
         sleep=lambda s: None,
-        **{"retries": 2, **options},
+        **{"retries": 2, "api_version": "v0.0.38", **options},
     )
 
 

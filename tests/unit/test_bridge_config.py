@@ -36,7 +36,8 @@ def test_each_mode_validates_with_secure_defaults(fields):
     config = BridgeConfig.model_validate(fields)
     assert config.tls.enabled
     assert config.daemon_user not in ("root", config.slurm_user)
-    assert config.api_version == "v0.0.38"
+    # Unset: an existing centre's clients negotiate; a node is rendered for Debian 12's 22.05.
+    assert config.api_version is None and config.node_api_version == "v0.0.38"
     assert config.default_partition == fields["partitions"][0]
 
 
@@ -106,7 +107,8 @@ BAD = [
         },
         ["tls.certificate is set but mode is 'existing'"],
     ),
-    ({**GATEWAY, "api_version": "v0.0.40"}, ["api_version", "v0.0.38"]),
+    ({**GATEWAY, "api_version": "v0.0.39"}, ["api_version", "v0.0.38", "v0.0.42", "v0.0.45"]),
+    ({**EXISTING, "api_version": "0.0.42"}, ["api_version", "'v0.0.42'"]),
     ({**GATEWAY, "ssh_port": 22}, ["ssh_port", "Extra inputs are not permitted"]),
 ]
 

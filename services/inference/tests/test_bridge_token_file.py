@@ -36,6 +36,8 @@ class FakeBridge:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.tokens.append(request.headers["X-SLURM-USER-TOKEN"])
+        if request.url.path == "/openapi/v3":  # the client asks which API versions it serves
+            return httpx.Response(200, json={"paths": {"/slurm/v0.0.38/ping": {}}})
         if request.method == "POST" and request.url.path.endswith("/job/submit"):
             self.next_id += 1
             return httpx.Response(200, json={"job_id": self.next_id, "errors": []})

@@ -182,7 +182,7 @@ def test_a_submit_whose_answer_is_lost_makes_one_job(slurm, losing_proxy, job_di
     ):
         job_id = bridge.submit(job)
 
-    assert proxy.lost == ["POST /slurm/v0.0.38/job/submit"]
+    assert proxy.lost == [f"POST /slurm/{slurm.api_version}/job/submit"]
     assert jobs_with_key("lost-answer-1") == [str(job_id)]
 
 
@@ -232,7 +232,7 @@ def test_a_cancel_whose_answer_is_lost_still_reaches_slurm(slurm, client, losing
     ):
         status = bridge.cancel(job_id)
 
-    assert proxy.lost == [f"DELETE /slurm/v0.0.38/job/{job_id}"]
+    assert proxy.lost == [f"DELETE /slurm/{slurm.api_version}/job/{job_id}"]
     assert status.state is JobState.CANCELLED, status.describe()
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fedeploy.bridge.client import BridgeClient
 from fedeploy.bridge.firewall import firewall_rules
 from fedeploy.bridge.node_config import bridge_node
+from fedeploy.bridge.slurm_api import offered_versions
 from fedeploy.bridge.tokens import mint_token
 
 pytestmark = pytest.mark.integration
@@ -36,20 +38,47 @@ def test_slurmrestd_runs_as_the_dedicated_user_with_the_rendered_settings(slurm)
     assert env["SLURM_JWT"] == "daemon"
     assert env["SLURMRESTD_AUTH_TYPES"] == "rest_auth/jwt"
     assert env["SLURMRESTD_LISTEN"] == f"127.0.0.1:{slurm.ports['internal']}"
+    # 22.05: one openapi plugin per version; 24.11: openapi/slurmctld and the one data_parser.
+    if slurm.release == "22.05":
+        assert env["SLURMRESTD_OPENAPI_PLUGINS"] == "openapi/v0.0.38"
+        assert "SLURMRESTD_DATA_PARSER_PLUGINS" not in env
+    else:
+        assert env["SLURMRESTD_OPENAPI_PLUGINS"] == "openapi/slurmctld"
+        assert env["SLURMRESTD_DATA_PARSER_PLUGINS"] == f"data_parser/{slurm.api_version}"
+
+
+def test_slurmrestd_offers_exactly_the_declared_version(slurm):
+    """The node is rendered for the release the site declares: its /openapi/v3 offers the
+    site's api_version and no other slurmctld API, and the client negotiates that one."""
+    context = ssl.create_default_context(cafile=slurm.ca_file)
+    headers = {"X-SLURM-USER-NAME": slurm.user, "X-SLURM-USER-TOKEN": slurm.token()}
+    with httpx.Client(base_url=slurm.endpoint, verify=context, headers=headers) as http:
+        document = http.get("/openapi/v3").json()
+    offered = offered_versions(document)
+    if slurm.release == "22.05":
+        assert offered == ["v0.0.38"]
+    else:
+        assert offered == [slurm.api_version]
+    with BridgeClient(slurm.endpoint, slurm.user, slurm.token(), ca_file=slurm.ca_file) as bridge:
+        assert bridge.api_version == slurm.api_version
 
 
 def test_the_tls_proxy_serves_only_the_client_api(slurm):
     context = ssl.create_default_context(cafile=slurm.ca_file)
     headers = {"X-SLURM-USER-NAME": slurm.user, "X-SLURM-USER-TOKEN": slurm.token()}
     with httpx.Client(base_url=slurm.endpoint, verify=context, headers=headers) as http:
-        assert http.get("/slurm/v0.0.38/ping").status_code == 200
-        assert http.get("/slurm/v0.0.38/nodes").status_code == 404
-        assert http.get("/openapi/v3").status_code == 404
-        assert http.patch("/slurm/v0.0.38/job/1").status_code == 403
+        base = f"/slurm/{slurm.api_version}"
+        assert http.get(f"{base}/ping").status_code == 200
+        assert http.get(f"{base}/nodes").status_code == 404
+        assert http.patch(f"{base}/job/1").status_code == 403
+        # The description clients choose their version from: read-only.
+        assert http.get("/openapi/v3").status_code == 200
+        assert http.post("/openapi/v3").status_code == 403
+        assert http.get("/openapi/v3/other").status_code == 404
 
 
 def test_the_rest_port_speaks_only_tls(slurm):
-    response = httpx.get(f"http://127.0.0.1:{slurm.ports['rest']}/slurm/v0.0.38/ping")
+    response = httpx.get(f"http://127.0.0.1:{slurm.ports['rest']}/slurm/{slurm.api_version}/ping")
     assert response.status_code == 400  # nginx: "The plain HTTP request was sent to HTTPS port"
 
 
@@ -120,7 +149,11 @@ def test_the_setup_says_which_secret_is_missing(slurm):
 
 def test_the_controller_runs_the_rendered_slurm_conf(slurm):
     shown = subprocess.run(
-        ["scontrol", "show", "config"], capture_output=True, text=True, check=True, env=slurm.env()
+        slurm.command(["scontrol", "show", "config"]),
+        capture_output=True,
+        text=True,
+        check=True,
+        env=slurm.env(),
     ).stdout
     settings = {
         k.strip(): v.strip() for k, _, v in (line.partition("=") for line in shown.splitlines())
