@@ -9,13 +9,103 @@ from typing import Any
 from fedeploy_inference.contract import LIMITS, UNITS, VARIABLES
 from fedeploy_inference.features import TARGETS
 
-
-def _rmse(metrics: dict[str, Any], forecast: str, target: str) -> str:
-    return f"{metrics['scores'][forecast][target]['rmse']:.3f}"
+_FORECASTS = ("model", "persistence", "diurnal_persistence", "climatology")
+_BASELINES = ("persistence", "diurnal_persistence", "climatology")
+_CARD_TARGETS = (("air_temperature", "temperature"), ("precipitation", "precipitation"))
 
 
 def _signed(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
+
+
+def _with_interval(value: float | None, spread: list[float] | None) -> str:
+    """`+0.45 [+0.40, +0.49]`; the interval is left out where there is none."""
+    if spread is None:
+        return _signed(value)
+    return f"{_signed(value)} [{spread[0]:+.2f}, {spread[1]:+.2f}]"
+
+
+def _plain(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _score_rows(metrics: dict[str, Any]) -> str:
+    rows = []
+    for f in _FORECASTS:
+        cells = [f.replace("_", " ")]
+        for target, _ in _CARD_TARGETS:
+            got = metrics["scores"][f][target]
+            cells += [f"{got['bias']:+.3f}", f"{got['rmse']:.3f}", f"{got['mae']:.3f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _skill_rows(metrics: dict[str, Any]) -> str:
+    spread = metrics.get("skill_interval", {})
+    return "\n".join(
+        f"| {b.replace('_', ' ')} | "
+        + " | ".join(
+            _with_interval(metrics["skill"][b][t], spread.get(b, {}).get(t))
+            for t, _ in _CARD_TARGETS
+        )
+        + " |"
+        for b in _BASELINES
+    )
+
+
+def _event_rows(metrics: dict[str, Any]) -> str:
+    rows = []
+    for threshold, by_forecast in metrics.get("events", {}).items():
+        for f, got in by_forecast.items():
+            ets = _with_interval(
+                got["equitable_threat_score"], got.get("equitable_threat_score_interval")
+            )
+            rows.append(
+                f"| >= {threshold} mm/h | {f.replace('_', ' ')} | {got['hits']} | "
+                f"{got['false_alarms']} | {got['misses']} | {got['correct_negatives']} | "
+                f"{_plain(got['hit_rate'])} | {_plain(got['false_alarm_ratio'])} | "
+                f"{_plain(got['frequency_bias'])} | {ets} |"
+            )
+    return "\n".join(rows) or "| (not recorded) | | | | | | | | | |"
+
+
+def ablation_text(metrics: dict[str, Any]) -> str:
+    """The Sentinel ablation as the card states it: untested (and why), or per target the RMSE
+    with and without the scene features, their difference with its interval, and the verdict."""
+    ablation = metrics.get("scene_ablation")
+    if not ablation:
+        return "Not measured by this version's training."
+    seen = ablation["samples_with_scene"]
+    if ablation["status"] != "measured":
+        return (
+            f"**Untested on this data**: {ablation['reason']} ({seen['train']} training and "
+            f"{seen['test']} held-out samples had one). Nothing here says whether the scenes "
+            "help."
+        )
+    lines = [
+        f"The same network trained without the scene features (same samples, seed and schedule; "
+        f"{seen['train']} training and {seen['test']} held-out samples had a scene). Difference: "
+        "RMSE without minus RMSE with (positive: the scenes help), with its interval.",
+        "",
+        "| variable | RMSE with scenes | without | difference | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for target, got in ablation["by_target"].items():
+        spread = got["difference_interval"]
+        interval = "" if spread is None else f" [{spread[0]:+.3f}, {spread[1]:+.3f}]"
+        lines.append(
+            f"| {target} | {got['rmse_with_scenes']:.3f} | {got['rmse_without_scenes']:.3f} | "
+            f"{got['difference']:+.3f}{interval} | the scenes {_said(got['verdict'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _said(verdict: str) -> str:
+    return {
+        "help": "help",
+        "hurt": "hurt",
+        "no measurable difference": "make no measurable difference",
+    }.get(verdict, "are untested")
 
 
 def _station_rows(metrics: dict[str, Any]) -> str:
@@ -24,30 +114,56 @@ def _station_rows(metrics: dict[str, Any]) -> str:
         for target in TARGETS:
             got = entry.get(target, {"count": 0})
             if not got["count"]:
-                rows.append(f"| {station} | {target} | 0 | not forecast | | | |")
+                rows.append(f"| {station} | {target} | 0 | not forecast | | | | | | |")
                 continue
-            rmse = got["rmse"]
+            rmse, spread = got["rmse"], got.get("skill_interval", {})
+            skills = [_with_interval(got["skill"][b], spread.get(b)) for b in _BASELINES]
             rows.append(
-                f"| {station} | {target} | {got['count']} | {rmse['model']:.3f} | "
-                f"{rmse['persistence']:.3f} | {rmse['climatology']:.3f} | "
-                f"{_signed(got['skill']['persistence'])} / {_signed(got['skill']['climatology'])} |"
+                f"| {station} | {target} | {got['count']} | "
+                + " | ".join(f"{rmse[f]:.3f}" for f in _FORECASTS)
+                + " | "
+                + " | ".join(skills)
+                + " |"
             )
-    return "\n".join(rows) or "| (not recorded) | | | | | | |"
+    return "\n".join(rows) or "| (not recorded) | | | | | | | | | |"
 
 
 def _lead_rows(metrics: dict[str, Any]) -> str:
     by_lead = metrics.get("skill_by_lead_hour")
     if not by_lead:
-        return "| (not recorded) | | | | | |"
+        return "| (not recorded) | | | | | | | | |"
     counts = metrics["scores"]["model"]
+    spread = metrics.get("skill_interval_by_lead_hour", {})
     rows = []
     for i in range(len(by_lead["persistence"]["air_temperature"])):
         cells = [str(i + 1)]
         for target in TARGETS:
-            cells.append(str(counts[target].get("count_by_lead_hour", ["?"] * (i + 1))[i]))
-            cells += [_signed(by_lead[b][target][i]) for b in ("persistence", "climatology")]
+            cells.append(str(counts[target]["count_by_lead_hour"][i]))
+            cells += [
+                _with_interval(
+                    by_lead[b][target][i], spread.get(b, {}).get(target, [None] * (i + 1))[i]
+                )
+                for b in _BASELINES
+            ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _bootstrap(metrics: dict[str, Any]) -> str:
+    b = metrics.get("bootstrap")
+    if not b:
+        return "not recorded"
+    return (
+        f"{b['resamples']} resamples of {b['block_count']} blocks (each a station and UTC day "
+        f"of the origin), seed {b['seed']}"
+    )
+
+
+def _periods(metrics: dict[str, Any]) -> str:
+    spans = metrics.get("periods", {})
+    return "; ".join(f"{name} {p['start']} to {p['end']}" for name, p in spans.items()) or (
+        "not recorded"
+    )
 
 
 def _selection(data: dict[str, Any]) -> str:
@@ -78,10 +194,6 @@ def render_model_card(
     features = manifest["features"]
     inputs = "\n".join(
         f"| `{v}` | {UNITS[v]} | {LIMITS[v][0]:g} to {LIMITS[v][1]:g} |" for v in VARIABLES
-    )
-    rows = "\n".join(
-        f"| {f} | {_rmse(metrics, f, 'air_temperature')} | {_rmse(metrics, f, 'precipitation')} |"
-        for f in ("model", "persistence", "climatology")
     )
     scores = metrics["scores"]
     summary = (
@@ -118,9 +230,13 @@ def render_model_card(
         input_rows=inputs,
         data_summary=summary,
         split=data["split"],
-        metric_rows=rows,
-        skill_t=metrics["skill"]["persistence"]["air_temperature"],
-        skill_p=metrics["skill"]["persistence"]["precipitation"],
+        metric_rows=_score_rows(metrics),
+        skill_rows=_skill_rows(metrics),
+        confidence=f"{metrics.get('bootstrap', {}).get('confidence', 0.95):.0%}",
+        bootstrap=_bootstrap(metrics),
+        event_rows=_event_rows(metrics),
+        ablation=ablation_text(metrics),
+        periods=_periods(metrics),
         lead_model=scores["model"]["air_temperature"]["rmse_by_lead_hour"],
         lead_persistence=scores["persistence"]["air_temperature"]["rmse_by_lead_hour"],
         stations=len(data["stations"]),

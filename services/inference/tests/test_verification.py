@@ -14,6 +14,7 @@ from fedeploy_inference.evaluation import (
 )
 from fedeploy_inference.features import FeatureSpec, Samples, build_samples
 from fedeploy_inference.hourly import StationSeries
+from fedeploy_inference.model_card import render_model_card
 from fedeploy_inference.verification import (
     Bootstrap,
     Contingency,
@@ -159,3 +160,70 @@ def test_compare_reports_every_baseline_events_and_intervals_that_hold_the_skill
     assert metrics["events"]["1"]["model"]["hits"] >= 0
     again = compare(model, samples, clim, spec, Bootstrap(resamples=200, seed=1))
     assert again["skill_interval"] == metrics["skill_interval"]
+
+
+def _card(metrics):
+    manifest = {
+        "name": "m",
+        "version": "v1",
+        "created": "2026-12-06T00:00:00Z",
+        "code_version": "0.1.0",
+        "files": {"weights.pt": {"sha256": "0" * 64}},
+        "features": {"horizon_hours": 2, "context_hours": 24, "anchor_hours": 6},
+    }
+    data = {
+        "source": "s3://b/observations/",
+        "name": "hand-made",
+        "rows": 1,
+        "windows": 1,
+        "stations": ["a"],
+        "period": {"start": "2026-01-01", "end": "2026-01-05"},
+        "samples": {"train": 1, "test": 96},
+        "split": "2026-01-01T00:00:00+00:00",
+    }
+    return render_model_card(manifest, metrics, data)
+
+
+def test_card_shows_bias_events_intervals_and_the_ablation():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(10, 3, (96, 2, 2))
+    truth[:, :, 1] = np.abs(truth[:, :, 1]) / 5
+    samples = _samples(truth)
+    metrics = compare(
+        truth + 0.5,
+        samples,
+        Climatology({"a": np.full(24, 10.0)}, {"a": 0.5}),
+        FeatureSpec(horizon_hours=2),
+        Bootstrap(resamples=50),
+    )
+    metrics["scene_ablation"] = {
+        "status": "untested",
+        "reason": "no Sentinel scene within 120 h of the training or held-out samples",
+        "samples_with_scene": {"train": 0, "test": 0},
+    }
+    card = _card(metrics)
+    assert "| model | +0.500 | 0.500 | 0.500 | +0.500 | 0.500 | 0.500 |" in card
+    assert "| diurnal persistence |" in card and "### Precipitation events" in card
+    low, high = metrics["skill_interval"]["climatology"]["air_temperature"]
+    assert f"[{low:+.2f}, {high:+.2f}]" in card
+    model_events = metrics["events"]["1"]["model"]
+    assert (
+        f"| >= 1 mm/h | model | {model_events['hits']} | {model_events['false_alarms']} |" in card
+    )
+    assert "**Untested on this data**" in card
+    metrics["scene_ablation"] = {
+        "status": "measured",
+        "samples_with_scene": {"train": 10, "test": 5},
+        "by_target": {
+            "air_temperature": {
+                "count": 10,
+                "rmse_with_scenes": 1.0,
+                "rmse_without_scenes": 1.2,
+                "difference": 0.2,
+                "difference_interval": [0.1, 0.3],
+                "verdict": "help",
+            }
+        },
+    }
+    card = _card(metrics)
+    assert "| air_temperature | 1.000 | 1.200 | +0.200 [+0.100, +0.300] | the scenes help |" in card
