@@ -705,3 +705,21 @@ def test_dashboards_and_alerts_name_only_metrics_the_services_expose(chart):
         for suffix in ("", "_total", "_bucket", "_count", "_sum")
     }
     assert used and used <= samples, sorted(used - samples)
+
+
+def test_every_alert_has_a_runbook_saying_what_it_means_and_three_things_to_check():
+    text = (CHARTS_DIR.parent / "docs/operations.md").read_text()
+    runbooks = text[text.index("\n## Runbooks\n") :]
+    sections = dict(re.findall(r"\n### (\w+)\n(.*?)(?=\n### |\n## |\Z)", runbooks, re.S))
+    alerts = {
+        rule["alert"]
+        for chart, site in CASES
+        for spec in rules_of(monitored(chart, site))
+        for rule in alerts_of(spec)
+    }
+    assert alerts == set(sections), "one runbook per alert, and none for an alert that is gone"
+    for alert, body in sections.items():
+        meaning, _, checks = body.strip().partition("\n\n1. ")
+        assert meaning and checks, f"{alert}: what it means, then numbered checks"
+        numbers = re.findall(r"^(\d)\. ", "1. " + checks, re.M)
+        assert numbers == ["1", "2", "3"], f"{alert}: three things to check"
