@@ -4,10 +4,10 @@ volumes, GPU nodes tainted."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from fedeploy.gpu_flavors import is_gpu_flavor
 from policies.findings import Finding, Subject
 
 if TYPE_CHECKING:
@@ -24,20 +24,6 @@ OVH_KUBE = "ovh:CloudProject/kube:Kube"
 OVH_IP_RESTRICTIONS = "ovh:CloudProject/kubeIpRestrictions:KubeIpRestrictions"
 OVH_NODE_POOL = "ovh:CloudProject/kubeNodePool:KubeNodePool"
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
-
-# GPU flavors as clouds name them: OVHcloud (t1-45, l4-90, l40s-180, a100-180, h100-380,
-# rtx5000-28), CloudFerro (vm.a6000.2, gpu.*), EWC (…-1a100), and EC2's GPU families (g5, p4d).
-GPU_FLAVOR = re.compile(
-    r"(^|[^a-z0-9])(t[12]|l4|l40s?|a10|a30|a40|a100|a6000|h100|h200|v100|rtx\d*|gpu)([^a-z]|$)"
-    r"|\d(a100|h100|l40s?|a6000|v100)\b",
-    re.I,
-)
-EC2_GPU = re.compile(r"^(g\d|p\d)[a-z0-9]*\.", re.I)
-
-
-def is_gpu_flavor(flavor: str, *, ec2: bool = False) -> bool:
-    """Whether an OpenStack/OVHcloud flavor (or, with ec2, an EC2 instance type) has GPUs."""
-    return bool(EC2_GPU.match(flavor)) if ec2 else bool(GPU_FLAVOR.search(flavor))
 
 
 def _labels(subject: Subject) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from fedeploy.config.addresses import AccessCidr, Cidr
 from fedeploy.config.base import Secret, StrictModel, Word
+from fedeploy.gpu_flavors import accelerator_mismatch
 
 KubernetesVersion = Annotated[
     str,
@@ -93,6 +94,13 @@ class NodeGroup(StrictModel):
     @model_validator(mode="after")
     def _one_architecture(self) -> NodeGroup:
         eks_ami_type(self.instance_types, self.accelerator)
+        return self
+
+    @model_validator(mode="after")
+    def _accelerator_fits(self) -> NodeGroup:
+        problem = accelerator_mismatch(self.instance_types, self.accelerator, ec2=True)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

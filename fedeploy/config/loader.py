@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from fedeploy.config.base import BooleanGiven, ciphertext_problem
 from fedeploy.config.site import KINDS, MODELS
 from fedeploy.errors import ConfigIssue, StackConfigError
+from fedeploy.gpu_flavors import is_gpu_flavor
 from fedeploy.network import overlapping
 from fedeploy.references import references
 
@@ -513,6 +514,17 @@ def site_notes(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIss
                     "federated catalog will not harvest this site",
                 )
             )
+    if site.kind == "openstack":
+        for name, group in sorted(site.cluster.node_groups.items()):
+            if group.accelerator == "nvidia" and not is_gpu_flavor(group.flavor):
+                notes.append(
+                    ConfigIssue(
+                        f"site.cluster.node_groups.{name}.flavor",
+                        f"advisory: {group.flavor!r} is no GPU flavor name fedeploy knows, but "
+                        "the group has accelerator: nvidia; check that the flavor has NVIDIA "
+                        "GPUs (`openstack flavor show`), or inference waits for a GPU no node has",
+                    )
+                )
     return notes
 
 

@@ -22,6 +22,7 @@ from fedeploy.config.provisioned import (
 )
 from fedeploy.config.services import Services
 from fedeploy.config.site import _Site
+from fedeploy.gpu_flavors import accelerator_mismatch
 
 OvhRegion = Annotated[
     str,
@@ -50,6 +51,14 @@ class OvhNodePool(FlavorNodeGroup):
     """A node pool of one flavor (GPU flavors such as t1-45 or l4-90 with accelerator: nvidia)."""
 
     autoscale: bool = Field(True, description="Let the cluster autoscaler size the pool.")
+
+    @model_validator(mode="after")
+    def _gpu_flavor(self) -> OvhNodePool:
+        # OVHcloud names every GPU flavor by its card: an unknown name has none.
+        problem = accelerator_mismatch([self.flavor], self.accelerator, ec2=False)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class OvhKube(StrictModel):

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from fedeploy.config.base import S3_REGION_PATTERN, StrictModel, Url
 from fedeploy.config.bridge import check_vm_platform
 from fedeploy.config.storage import BucketPrefix, Buckets
+from fedeploy.gpu_flavors import accelerator_mismatch
 
 FlavorName = Annotated[
     str,
@@ -34,6 +35,16 @@ class FlavorNodeGroup(StrictModel):
         description="nvidia: GPU nodes (a GPU flavor), tainted nvidia.com/gpu=present:NoSchedule "
         "and labelled fedeploy.io/accelerator=nvidia so only inference lands there.",
     )
+
+    @model_validator(mode="after")
+    def _gpus_marked(self) -> FlavorNodeGroup:
+        # A GPU flavor's nodes without the taint: any pod takes them. The other way round is
+        # the provider's to decide (ovh: its flavor names are known; openstack: an advisory).
+        if self.accelerator == "none":
+            problem = accelerator_mismatch([self.flavor], self.accelerator, ec2=False)
+            if problem:
+                raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _sizes_ordered(self) -> FlavorNodeGroup:

@@ -100,3 +100,72 @@ def test_validate_refuses_the_reference_cycle_plan_refuses(stacks: Path) -> None
         "aws-dublin -> aws-frankfurt -> aws-dublin" in said
     )
     assert load_federation(stacks).errors  # plan refuses it too
+
+
+NVIDIA = "accelerator: nvidia"
+NONE = "accelerator: none"
+
+
+@pytest.mark.parametrize(
+    ("stack", "original", "edited", "key", "words"),
+    [
+        (  # NVIDIA AMI, GPU taint and a GPU request on a CPU type: planned clean before
+            "aws-dublin",
+            "          max_size: 4\n",
+            f"          max_size: 4\n          {NVIDIA}\n",
+            "site.cluster.node_groups.system",
+            "instance type m6i.large has no NVIDIA GPU",
+        ),
+        (  # AMD GPUs: no NVIDIA driver
+            "aws-frankfurt",
+            "instance_types: [g5.xlarge]",
+            "instance_types: [g4ad.xlarge]",
+            "site.cluster.node_groups.gpu",
+            "instance type g4ad.xlarge has no NVIDIA GPU",
+        ),
+        (
+            "aws-frankfurt",
+            f"max_size: 4\n          {NVIDIA}",
+            f"max_size: 4\n          {NONE}",
+            "site.cluster.node_groups.gpu",
+            "instance type g5.xlarge has GPUs",
+        ),
+        (
+            "ovh-gra",
+            "flavor: l4-90",
+            "flavor: b3-32",
+            "site.cluster.node_pools.gpu",
+            "flavor b3-32 has no NVIDIA GPU",
+        ),
+        (
+            "ovh-gra",
+            f"max_size: 2\n          {NVIDIA}",
+            f"max_size: 2\n          {NONE}",
+            "site.cluster.node_pools.gpu",
+            "flavor l4-90 has GPUs",
+        ),
+        (
+            "ewc-bologna",
+            f"max_size: 2\n          {NVIDIA}",
+            f"max_size: 2\n          {NONE}",
+            "site.cluster.node_groups.gpu",
+            "flavor 8cpu-64gbmem-1a100 has GPUs",
+        ),
+    ],
+)
+def test_the_accelerator_fits_the_machine_type_both_ways(
+    stacks, stack, original, edited, key, words
+):
+    said = refused(edit(stacks, stack, original, edited))
+    line = next(line for line in said.splitlines() if f"- {key}:" in line)
+    assert words in line, said
+
+
+def test_an_openstack_flavor_not_known_as_gpu_is_an_advisory(stacks: Path) -> None:
+    """OpenStack clouds name flavors freely: an unknown name may still have GPUs."""
+    path = edit(stacks, "ewc-bologna", "flavor: 8cpu-64gbmem-1a100", "flavor: 8cpu-64gbmem")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "site.cluster.node_groups.gpu.flavor: advisory: '8cpu-64gbmem' is no GPU flavor" in (
+        result.output
+    )
