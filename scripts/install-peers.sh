@@ -2,7 +2,9 @@
 # Installs the real peers the integration tests start on loopback: SLURM with slurmrestd and
 # munge (and the bridge node's nginx, nftables, shellcheck and cloud-init, whose configs the
 # tests check), PostgreSQL with PostGIS, mosquitto, Prometheus 2.42 with promtool (and
-# alertmanager). Debian/Ubuntu only; needs root or sudo.
+# alertmanager), and Slurm 24.11 in a Debian 13 root filesystem beside the host's 22.05
+# (scripts/slurm-rootfs.sh; kept in /var/cache/fedeploy between runs). Debian/Ubuntu only;
+# needs root or sudo.
 # Without them the integration tests skip (or fail where FEDEPLOY_REQUIRE_INTEGRATION=1).
 set -euo pipefail
 
@@ -13,12 +15,22 @@ packages=(
   mosquitto
   prometheus prometheus-alertmanager
   jq
+  mmdebstrap
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The bridge suite's second Slurm (24.11): about 35 s from the Debian mirror the first time.
+slurm_rootfs() {
+  local build=("$(dirname "$0")/slurm-rootfs.sh")
+  [ "$(id -u)" -eq 0 ] || build=(sudo "${build[@]}")
+  "${build[@]}" || echo "install-peers: no Slurm 24.11 root filesystem; its bridge tests will skip (fail in CI)" >&2
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  slurm_rootfs
+  exit 0
+fi
 
 if ! command -v apt-get >/dev/null; then
   echo "install-peers: no apt-get here; integration tests will skip (${missing[*]} missing)" >&2
@@ -38,3 +50,4 @@ $sudo apt-get update -qq
 echo exit 101 | $sudo tee /usr/sbin/policy-rc.d >/dev/null && $sudo chmod +x /usr/sbin/policy-rc.d
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 $sudo rm -f /usr/sbin/policy-rc.d
+slurm_rootfs

@@ -4,6 +4,7 @@ slurmrestd 24.11.5 sent them; tests/integration/slurm runs the same paths agains
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -403,3 +404,44 @@ def test_the_stack_file_accepts_exactly_the_versions_the_client_speaks():
     from fedeploy.config.bridge import ApiVersion
 
     assert get_args(ApiVersion) == SUPPORTED_VERSIONS
+
+
+@pytest.mark.parametrize(
+    ("required", "outcome", "code"),
+    [("1", "integration peer missing (FEDEPLOY_REQUIRE_INTEGRATION=1)", 1), ("", "1 skipped", 0)],
+)
+def test_a_missing_2411_controller_fails_in_ci_and_skips_elsewhere(
+    tmp_path, required, outcome, code
+):
+    """The integration suite's 24.11 half without its root filesystem: a failure naming it
+    where FEDEPLOY_REQUIRE_INTEGRATION=1 (CI), a skip on a developer's machine."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "FEDEPLOY_REQUIRE_INTEGRATION": required,
+        "FEDEPLOY_SLURM_RELEASES": "24.11",
+        "FEDEPLOY_SLURM_ROOTFS": str(tmp_path / "absent"),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rsf",
+            "tests/integration/slurm/test_bridge_node.py::test_the_jwt_key_is_private_to_the_slurm_user",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+        timeout=120,
+    )
+    assert (result.returncode, outcome in result.stdout) == (code, True), result.stdout[-2000:]
+    assert f"no Slurm 24.11 root filesystem at {tmp_path / 'absent'}" in result.stdout
