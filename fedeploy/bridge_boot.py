@@ -5,8 +5,9 @@ so a job on the bridge VM could read a JWT signing key delivered there and sign 
 root. Instead, each secret is an SSM Parameter Store SecureString (encrypted with the bridge's
 own KMS key); the instance role may read exactly those parameters and decrypt only through
 SSM; root reads them at first boot (`templates/bridge/fetch-secrets.py`) and pipes them into
-the setup script; and an nftables rule loaded at every boot lets only root reach the metadata
-service, so jobs cannot take the role's credentials either.
+the setup script; and an nftables rule loaded at every boot lets only root reach link-local
+destinations (169.254.0.0/16, fe80::/10: wherever the metadata service answers) and EC2's IPv6
+metadata address, so jobs cannot take the role's credentials either.
 """
 
 from __future__ import annotations

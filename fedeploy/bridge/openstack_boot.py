@@ -6,7 +6,8 @@ rules) and expires `credential_lifetime_hours` after the deployment. That creden
 secrets) is written by cloud-init to a root-only file (0600) and deleted by root's fetch script
 (`templates/bridge/fetch-secrets-openstack.py`) once it has piped the secrets into the setup
 script. The user data and cloud-init's cache of it are root-only too: the same nftables rule as
-on AWS lets only root reach the metadata service (169.254.169.254), no config drive is attached,
+on AWS lets only root reach link-local addresses (Nova's metadata at 169.254.169.254 and
+fe80::a9fe:a9fe), no config drive is attached,
 and cloud-init keeps its copy mode 0600. A job never sees the credential; after the expiry it
 opens nothing.
 """
