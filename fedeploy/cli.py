@@ -84,7 +84,9 @@ def plan(
 
 
 def _writable_out(out: Path) -> None:
-    """Create --out, or exit 2 naming it when it cannot be a writable directory."""
+    """Create --out, or exit 2 naming it when it cannot be a writable directory of a plan's own."""
+    from fedeploy.plan import out_problem
+
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -92,6 +94,10 @@ def _writable_out(out: Path) -> None:
         raise typer.Exit(2) from None
     if not os.access(out, os.W_OK | os.X_OK):
         typer.echo(f"--out {out}: the directory is not writable", err=True)
+        raise typer.Exit(2)
+    problem = out_problem(out)
+    if problem:
+        typer.echo(f"--out {out}: {problem}", err=True)
         raise typer.Exit(2)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +146,8 @@ def _wiring(release: RenderedRelease) -> dict[str, Any]:
     federation = values.get("federation") or {}
     if federation.get("enabled"):
         wiring["harvests"] = [s["name"] for s in federation.get("sites") or []]
+    if release.monitoring:
+        wiring["monitoring"] = release.monitoring
     wiring["manifests"] = dict(
         sorted(Counter(m.get("kind", "?") for m in release.manifests).items())
     )
@@ -197,8 +202,50 @@ def _stack_file_notes(name: str, notes: list[Any]) -> list[Finding]:
     ]
 
 
+OUT_MARK = ".fedeploy-plan"  # in an --out directory: fedeploy plan wrote it, and which sites
+OUT_LOCK = ".fedeploy-plan.lock"  # held while a plan replaces the directory's contents
+
+
+def out_problem(out: Path) -> str | None:
+    """Why `out` cannot take a plan's files, or None: it must be new, empty or a plan's own
+    (its contents are replaced whole, so a scan of it never sees an earlier run's sites)."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return "is not a directory"
+    entries = sorted(p.name for p in out.iterdir() if p.name != OUT_LOCK)
+    if entries and OUT_MARK not in entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        return (
+            f"holds files fedeploy plan did not write ({shown}); a plan replaces its --out "
+            "directory whole: give a new or empty directory"
+        )
+    return None
+
+
 def write_out(report: PlanReport, out: Path) -> None:
-    """Each site's recorded resources and rendered manifests, for other scanners to read."""
+    """Each site's recorded resources and rendered manifests, for other scanners to read.
+
+    Replaces what an earlier plan wrote there (a plan's directory only: out_problem), under a
+    lock, so two plans into one folder leave one plan's files, never a mix. Raises OSError."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / OUT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        problem = out_problem(out)
+        if problem:
+            raise OSError(errno.EEXIST, problem)
+        for entry in out.iterdir():
+            if entry.name == OUT_LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        _write_sites(report, out)
+        (out / OUT_MARK).write_text(json.dumps({"sites": sorted(report.sites)}) + "\n")
+
+
+def _write_sites(report: PlanReport, out: Path) -> None:
     for name, site in report.sites.items():
         base = out / name
         (base / "manifests").mkdir(parents=True, exist_ok=True)
