@@ -57,6 +57,18 @@ def _head_status(client: object, key: str) -> int:
         return error.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
+def test_list_objects_under_iam_is_authorized_by_list_bucket(reader: object) -> None:
+    try:
+        listed = reader.list_objects_v2(Bucket=BUCKET, Prefix="x/", EncodingType="url")
+        status = listed["ResponseMetadata"]["HTTPStatusCode"]
+    except ClientError as error:
+        status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+    assert status == 200, (
+        f"moto {version('moto')}: ListObjectsV2 of s3://{BUCKET}/x/ answered {status}, AWS "
+        "answers 200 to a principal allowed s3:ListBucket on the bucket"
+    )
+
+
 @pytest.mark.parametrize(("key", "expected"), [("x/present", 200), ("x/missing", 404)])
 def test_head_object_under_iam_is_authorized_by_get_object(
     reader: object, key: str, expected: int
