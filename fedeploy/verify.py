@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import ssl
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +31,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_result,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from fedeploy.errors import FedeployError
 
@@ -39,6 +48,10 @@ STAC_CORE = "https://api.stacspec.org/v1.0.0/core"
 # The stream consumer's collection (fedeploy_ingestion.windowing.OBSERVATIONS_COLLECTION).
 OBSERVATIONS_COLLECTION = "edge-observations"
 STATUS_PREFIX = "fedeploy-site-"  # the hub's harvest status collections
+
+
+# getaddrinfo's answers for a name that does not exist (EAI_NODATA: no address of the name).
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 class VerifyError(FedeployError):
@@ -90,6 +103,7 @@ class Settings:
     max_harvest_age_s: float = 3600.0
     verify_tls: bool | ssl.SSLContext = True  # the system's CAs, or a context trusting others
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    progress: Callable[[str], None] | None = None  # told of each retry, one line each
 
 
 @dataclass
@@ -380,10 +394,21 @@ def run_check(check: PlannedCheck, client: httpx.Client, settings: Settings) -> 
         last = probe(client)
         return last
 
+    started = time.monotonic()
+
+    def retrying_next(state: RetryCallState) -> None:
+        if settings.progress is not None and state.next_action is not None:
+            left = max(0.0, settings.deadline_s - (time.monotonic() - started))
+            settings.progress(
+                f"{check.name}: attempt {attempts} did not pass ({last.evidence}); next in "
+                f"{state.next_action.sleep:.0f} s, {left:.0f} s left"
+            )
+
     retrying = Retrying(
         stop=stop_after_delay(settings.deadline_s),
         wait=wait_exponential(multiplier=0.5, max=15),
         retry=retry_if_result(lambda outcome: not outcome.passed),
+        before_sleep=retrying_next,
     )
     with contextlib.suppress(RetryError):  # the last outcome is the answer
         retrying(attempt)
@@ -426,6 +451,7 @@ def verify_site(
             f"{name} has no public catalog URL (services.catalog.url is unset): nothing outside "
             "the cluster can reach it; give --catalog-url to check it through another address"
         )
+    require_resolvable(name, url)
     checks = plan_checks(name, site, url, settings, bridge_url)
     with (
         httpx.Client(timeout=settings.timeout_s, verify=settings.verify_tls) as client,
@@ -433,6 +459,24 @@ def verify_site(
     ):
         results = list(pool.map(lambda c: run_check(c, client, settings), checks))
     return VerifyReport(name, site.kind, url, results)
+
+
+def require_resolvable(name: str, url: str) -> None:
+    """Raise VerifyError (cannot verify, exit 2) when the catalog URL's host name does not exist
+    in DNS: retrying for minutes would only end in every check failing with the same
+    "Name or service not known". A temporary failure of the resolver is left to the retries."""
+    host = urlsplit(url).hostname or ""
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as err:
+        if err.errno not in _NO_SUCH_NAME:
+            return
+        raise VerifyError(
+            f"{name} cannot be verified: {host}, the host of its catalog URL {url}, does not "
+            f"resolve ({err.strerror}); the site is not deployed yet or its DNS record is "
+            "missing (give --catalog-url to check it through another address). Nothing was "
+            "checked"
+        ) from None
 
 
 def as_text(report: VerifyReport) -> str:

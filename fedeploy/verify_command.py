@@ -132,6 +132,7 @@ def verify_command(
         deadline_s=deadline,
         max_harvest_age_s=max_harvest_age,
         verify_tls=trust,
+        progress=lambda line: typer.echo(f"verify {site}: {line}", err=True),
     )
     if bake > 0:
         typer.echo(f"baking {bake:.0f} s before verifying {site}", err=True)
