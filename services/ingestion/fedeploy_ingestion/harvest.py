@@ -27,7 +27,6 @@ cut to MAX_REASON_CHARS.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -51,10 +50,6 @@ log = logging.getLogger(__name__)
 
 class SiteUnreachable(IngestError):
     """A member site's catalog did not answer."""
-
-
-class BrokenPaging(IngestError):
-    """A member site's search repeats a `next` link (its paginator is broken)."""
 
 
 class HostileAnswer(IngestError):
@@ -286,7 +281,8 @@ class Harvester:
     def _pages(self, source: HarvestSource, search: dict[str, Any]) -> Iterator[list[Any]]:
         """The features of each search page (POST /search, then its `next` links).
 
-        A `next` link seen before ends the harvest of the site with BrokenPaging.
+        A `next` link or a page of items seen before, or more than `HARVEST_SEARCH_MAX_PAGES`
+        pages, ends the harvest of the site with BrokenPaging (stac_client.Paging).
         """
         from pystac_client.exceptions import APIError
         from pystac_client.warnings import DoesNotConformTo
@@ -296,7 +292,7 @@ class Harvester:
             None, self.settings.http_timeout_seconds, request_modifier=origin.check
         )
         stac_io.session.hooks["response"].append(origin.hook)
-        seen: set[str] = set()
+        paging = stac_client.Paging(f"site {source.name}", self.settings.search_max_pages)
         try:
             client = stac_client.open_client(source.url, stac_io)
             with warnings.catch_warnings():
@@ -304,33 +300,7 @@ class Harvester:
                 warnings.simplefilter("ignore", DoesNotConformTo)
                 pages = client.search(method="POST", **search).pages_as_dicts()
             for page in pages:
-                features = page.get("features") or []
-                if not isinstance(features, list):
-                    raise IngestError(
-                        f"site {source.name}: a search page's features are a "
-                        f"{type(features).__name__}, not a list"
-                    )
-                following = next(
-                    (
-                        link
-                        for link in page.get("links") or []
-                        if isinstance(link, dict) and link.get("rel") == "next"
-                    ),
-                    None,
-                )
-                if following is not None:
-                    key = json.dumps(
-                        [following.get("href"), following.get("method"), following.get("body")],
-                        sort_keys=True,
-                    )
-                    if key in seen:
-                        raise BrokenPaging(
-                            f"site {source.name}: search repeats the next link "
-                            f"{following.get('href')} after {len(seen)} pages; the site's "
-                            "paginator is broken, its harvest stops here"
-                        )
-                    seen.add(key)
-                yield features
+                yield paging.page(page)
         except APIError as error:  # transport errors and error answers, after the retries
             if origin.refusal is not None:
                 raise HostileAnswer(origin.refusal) from error

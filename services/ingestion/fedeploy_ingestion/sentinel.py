@@ -29,6 +29,7 @@ from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import MiB, ObjectStore
 from fedeploy_ingestion.settings import IngestSettings, Source
 from fedeploy_ingestion.sharding import owns
+from fedeploy_ingestion.stac_client import Paging
 from fedeploy_ingestion.stac_documents import collection as minimal_collection
 from fedeploy_ingestion.upstream import Credentials, HttpAsset, search
 
@@ -48,6 +49,8 @@ class SentinelReport:
     assets_resumed: int = 0
     bytes_copied: int = 0
     missing_assets: dict[str, list[str]] = field(default_factory=dict)
+    # source -> what its server matched (numberMatched) and never served
+    incomplete: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
 
@@ -107,12 +110,14 @@ class SentinelRun:
         headers = credentials.headers() if source.token_url is None else {}
         found = with_assets = 0
         available: Counter[str] = Counter()
+        paging = Paging(f"source {source.name}", s.search_max_pages)
         items = search(
             source,
             source.search_datetime(now),
             headers,
             credentials.policy,
             timeout=s.http_timeout_seconds,
+            paging=paging,
         )
         try:
             for item in items:  # streamed: one page in memory at a time
@@ -134,6 +139,13 @@ class SentinelRun:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
+        shortfall = paging.shortfall()
+        if shortfall is not None:
+            self.report.incomplete[source.name] = shortfall
+            log.warning(
+                "search ended short of what it matched",
+                extra={"source": source.name, "reason": shortfall},
+            )
         if found and not with_assets:
             reason = (
                 f"none of the {found} items found has any of the requested assets "

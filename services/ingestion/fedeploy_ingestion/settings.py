@@ -217,6 +217,12 @@ class IngestSettings(BaseSettings):
     http_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Timeout of one upstream HTTP read."
     )
+    search_max_pages: int = Field(
+        default=2000,
+        ge=1,
+        description="Search pages one source's search may take in a run; past it the source "
+        "fails (a paginator that never ends), the report printed.",
+    )
     blocked_networks: list[str] = Field(
         default_factory=list,
         description="JSON list of CIDRs no download may connect to, besides the loopback, "
@@ -534,6 +540,12 @@ class HarvestSettings(BaseSettings):
     )
     page_size: int = Field(default=500, ge=1, le=10_000, description="Items per search page.")
     http_timeout_seconds: float = Field(default=60.0, gt=0, description="HTTP timeout.")
+    search_max_pages: int = Field(
+        default=10_000,
+        ge=1,
+        description="Search pages one site's harvest may take in a run; past it the site's "
+        "harvest fails (a paginator that never ends).",
+    )
 
     @field_validator("sources")
     @classmethod

@@ -6,14 +6,21 @@ through `api_io()`: each request times out after `timeout` seconds (connect and 
 and a failed connection, a read error or an answer 429, 500, 502, 503 or 504 is retried at
 most `retries` times, waiting 0.5 s, 1 s, 2 s... (at most 10 s, or what `Retry-After` says).
 So one request takes at most about `(retries + 1) * timeout` plus the waits.
+
+`Paging` checks a search's pages as they come: a loop or a run past the page budget ends the
+search with BrokenPaging; items the server matched but never served are named.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from urllib3 import Retry
+
+from fedeploy_ingestion.errors import IngestError
 
 if TYPE_CHECKING:
     import requests
@@ -69,3 +76,85 @@ def open_client(url: str, stac_io: StacApiIO) -> Client:
         request_modifier=stac_io._req_modifier,
         timeout=stac_io.timeout,
     )
+
+
+class BrokenPaging(IngestError):
+    """A search's pages loop (a `next` link or a page of items repeats) or exceed the page
+    budget: the paginator is broken."""
+
+
+@dataclass
+class Paging:
+    """What the pages of one search said, checked page by page (pystac-client follows `next`
+    links and notices none of this).
+
+    `page()` raises BrokenPaging when a page repeats the `next` link of an earlier page, or
+    the item ids of an earlier page (a known public-server bug serves page 1 again and again),
+    or when more than `max_pages` pages come; `shortfall()` says when the last page (no `next`)
+    left items out that the server counted in `numberMatched` (or `context.matched`)."""
+
+    what: str
+    max_pages: int
+    pages: int = 0
+    returned: int = 0
+    matched: int | None = None
+    ended: bool = False
+    _links: dict[str, int] = field(default_factory=dict)
+    _contents: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    def page(self, page: dict[str, Any]) -> list[Any]:
+        """The page's features, once the page is checked."""
+        features = page.get("features") or []
+        if not isinstance(features, list):
+            raise IngestError(
+                f"{self.what}: a search page's features are a {type(features).__name__}, not a list"
+            )
+        self.pages += 1
+        if self.pages > self.max_pages:
+            raise BrokenPaging(
+                f"{self.what}: more than {self.max_pages} search pages in one run; a run reads "
+                "at most that many (INGEST_SEARCH_MAX_PAGES): narrow the search or raise it"
+            )
+        if self.matched is None:
+            matched = page.get("numberMatched", (page.get("context") or {}).get("matched"))
+            self.matched = matched if isinstance(matched, int) else None
+        following = next(
+            (
+                link
+                for link in page.get("links") or []
+                if isinstance(link, dict) and link.get("rel") == "next"
+            ),
+            None,
+        )
+        ids = tuple(str(f.get("id")) for f in features if isinstance(f, dict))
+        if ids and ids in self._contents:
+            raise BrokenPaging(
+                f"{self.what}: search page {self.pages} repeats the items of page "
+                f"{self._contents[ids]}; the server's paginator loops, the search stops here"
+            )
+        self._contents[ids] = self.pages
+        if following is not None:
+            key = json.dumps(
+                [following.get("href"), following.get("method"), following.get("body")],
+                sort_keys=True,
+            )
+            if key in self._links:
+                raise BrokenPaging(
+                    f"{self.what}: search repeats the next link {following.get('href')} of "
+                    f"page {self._links[key]} on page {self.pages}; the server's paginator "
+                    "loops, the search stops here"
+                )
+            self._links[key] = self.pages
+        self.returned += len(features)
+        self.ended = following is None
+        return features
+
+    def shortfall(self) -> str | None:
+        """Why the search ended with fewer items than the server matched, or None."""
+        if self.ended and self.matched is not None and self.returned < self.matched:
+            return (
+                f"{self.what}: the server matched {self.matched} items (numberMatched) but "
+                f"served {self.returned} in {self.pages} pages and no next link; "
+                f"{self.matched - self.returned} were not read"
+            )
+        return None

@@ -28,6 +28,7 @@ from fedeploy_ingestion.download_safety import (
 from fedeploy_ingestion.errors import SourceError
 from fedeploy_ingestion.object_store import MiB, RangeSource
 from fedeploy_ingestion.settings import Source
+from fedeploy_ingestion.stac_client import Paging
 
 
 class Credentials:
@@ -183,12 +184,15 @@ def search(
     headers: dict[str, str],
     policy: DownloadPolicy | None = None,
     timeout: float = 60.0,
+    paging: Paging | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Items of the source's collections, area, time window and cloud-cover limit.
 
     Every request (next pages included) must go to one of the source's hosts at an allowed
     address (`policy`; the source's own by default); redirects are refused. Each request
-    times out after `timeout` seconds and is retried a bounded number of times (stac_client)."""
+    times out after `timeout` seconds and is retried a bounded number of times (stac_client).
+    Each page passes `paging` (BrokenPaging on a loop or past its page budget); after the last
+    item, `paging.shortfall()` says what the server matched and did not serve."""
     import requests
     from pystac_client.exceptions import APIError
 
@@ -220,7 +224,15 @@ def search(
         stac_io.session.max_redirects = 0
         stac_io.session.trust_env = False
         client = stac_client.open_client(source.url, stac_io)
-        yield from client.search(**parameters).items_as_dicts()
+        paging = paging or Paging(f"source {source.name}", 2000)
+        left = source.max_items
+        for page in client.search(**parameters).pages_as_dicts():
+            for item in paging.page(page):
+                yield item
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return  # maxItems: the next page is not asked for
     except APIError as error:  # pystac-client wraps every transport and HTTP error in it
         raise SourceError(
             f"search of source {source.name} ({source.url}) failed: {error}"
