@@ -62,15 +62,17 @@ def render_chart(
     release_name: str = "release",
     namespace: str = "default",
     api_versions: Iterable[str] = (),
+    only: str | None = None,
 ) -> list[dict[str, Any]]:
     """Render a chart as `helm template` would and return its manifests, parsed.
 
     NOTES.txt and templates that render to nothing are left out; the manifests come in template
     path order, and in document order within a template. `api_versions` are the API groups the
     cluster serves beyond Kubernetes' own (`helm template --api-versions`, what
-    `.Capabilities.APIVersions.Has` sees), e.g. "monitoring.coreos.com/v1". Raises
-    ChartValuesError when the values break the chart's schema and ChartError for any other
-    failure to load or render.
+    `.Capabilities.APIVersions.Has` sees), e.g. "monitoring.coreos.com/v1". `only` keeps the
+    manifests of one template (its file name, "monitoring.yaml"), leaving the others unparsed.
+    Raises ChartValuesError when the values break the chart's schema and ChartError for any
+    other failure to load or render.
     """
     import helm_python
     import yaml
@@ -91,6 +93,8 @@ def render_chart(
     manifests: list[dict[str, Any]] = []
     for template in sorted(rendered):
         if template.endswith("/NOTES.txt"):
+            continue
+        if only is not None and not template.endswith(f"/templates/{only}"):
             continue
         try:
             documents = list(yaml.load_all(rendered[template], Loader=_SAFE_LOADER))

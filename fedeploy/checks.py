@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedeploy.monitoring import monitoring_findings
 from fedeploy.offline.engine import Resource, StackPlan
 from policies.cloud import evaluate
 from policies.findings import Finding, Subject
@@ -24,6 +25,8 @@ class RenderedRelease:
     namespace: str
     values: dict[str, Any]
     manifests: list[dict[str, Any]] = field(default_factory=list)
+    # Its scrape targets and alerts (fedeploy.monitoring.summarise).
+    monitoring: dict[str, Any] = field(default_factory=dict)
 
 
 def _provider_name(urn: str | None) -> str | None:
@@ -51,6 +54,7 @@ def render_releases(
 ) -> tuple[list[RenderedRelease], list[Finding]]:
     """Render, lint and validate every Helm release of the stack; problems become findings."""
     from fedeploy.charts import ChartError, lint_chart, render_chart, validate_manifests
+    from fedeploy.monitoring import release_monitoring
 
     rendered: list[RenderedRelease] = []
     findings: list[Finding] = []
@@ -65,6 +69,9 @@ def render_releases(
         except ChartError as err:
             findings.append(Finding("chart-values", where, str(err)))
             continue
+        release.monitoring = release_monitoring(
+            chart_dir, release.values, release.name, release.namespace, release.manifests
+        )
         rendered.append(release)
         for lint in lint_chart(
             chart_dir,
@@ -140,4 +147,7 @@ def check_stack(
     """All findings of one stack, sorted, and its rendered releases."""
     rendered, findings = render_releases(plan, project_dir, kube_version)
     findings = evaluate(subjects(plan)) + findings + digest_findings(plan, rendered)
+    findings += monitoring_findings(
+        plan.outputs.get("site"), {r.name: r.monitoring for r in rendered}
+    )
     return rendered, sorted(set(findings))

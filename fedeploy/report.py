@@ -31,6 +31,20 @@ def _exposure(exposure: dict[str, Any]) -> str:
     )
 
 
+def _monitoring(summary: dict[str, Any]) -> str:
+    """One line: where it is installed, what is scraped, which alerts."""
+    if summary["mode"] == "off":
+        return "off (monitoring.enabled false): nothing scraped, no alert"
+    where = (
+        "where the cluster serves monitoring.coreos.com/v1"
+        if summary["mode"] == "auto"
+        else "always"
+    )
+    scraped = ", ".join(summary["targets"]) or "no scrape target"
+    alerts = summary["alerts"]
+    return f"{where}: {scraped}; {len(alerts)} alert(s){': ' if alerts else ''}{', '.join(alerts)}"
+
+
 def as_text(report: PlanReport) -> str:
     data = report.to_dict()
     lines = ["fedeploy plan (offline: no credentials, provider answers are stand-ins)", ""]
@@ -54,7 +68,7 @@ def as_text(report: PlanReport) -> str:
             shown = ", ".join(
                 f"{k}={v}"
                 for k, v in wiring.items()
-                if k not in ("manifests", "chart", "namespace", "exposure", "wis2")
+                if k not in ("manifests", "chart", "namespace", "exposure", "wis2", "monitoring")
             )
             kinds = ", ".join(f"{n} {k}" for k, n in wiring["manifests"].items())
             lines.append(
@@ -63,6 +77,8 @@ def as_text(report: PlanReport) -> str:
             lines.append(f"      renders {kinds}")
             if "exposure" in wiring:
                 lines.append(f"      exposure: {_exposure(wiring['exposure'])}")
+            if "monitoring" in wiring:
+                lines.append(f"      monitoring: {_monitoring(wiring['monitoring'])}")
             if "wis2" in wiring:
                 wis2 = wiring["wis2"]
                 lines.append(

@@ -1,0 +1,85 @@
+"""What the offline plan reports of each release's monitoring: its scrape targets and alerts, and
+the advice for a production site that would install none.
+
+A chart renders its monitors, rules and dashboards where the cluster serves the
+prometheus-operator's API (`monitoring.enabled: auto`, the default), always (`true`) or never
+(`false`). The plan sees no cluster, so for `auto` it renders the chart once more as a cluster
+with the operator would, to list what would be installed there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from policies.findings import Finding
+
+OPERATOR_API = "monitoring.coreos.com/v1"
+_TARGETS = ("PodMonitor", "ServiceMonitor")
+
+
+def monitoring_mode(values: dict[str, Any]) -> str:
+    """The release's `monitoring.enabled` as "auto", "on" or "off" (charts without it: "off")."""
+    section = values.get("monitoring")
+    enabled = section.get("enabled", "auto") if isinstance(section, dict) else "auto"
+    if enabled is True:
+        return "on"
+    if enabled is False:
+        return "off"
+    return "auto"
+
+
+def summarise(manifests: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+    """{mode, targets: ["PodMonitor/name", ...], alerts: [names]} from rendered manifests."""
+    return {
+        "mode": mode,
+        "targets": sorted(
+            f"{m['kind']}/{m['metadata']['name']}" for m in manifests if m.get("kind") in _TARGETS
+        ),
+        "alerts": sorted(
+            str(rule["alert"])
+            for m in manifests
+            if m.get("kind") == "PrometheusRule"
+            for group in (m.get("spec") or {}).get("groups") or []
+            for rule in group.get("rules") or []
+            if "alert" in rule
+        ),
+    }
+
+
+def release_monitoring(
+    chart_dir: Path,
+    values: dict[str, Any],
+    release: str,
+    namespace: str,
+    manifests: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What a release monitors and alerts on; for `auto`, on a cluster with the operator."""
+    from fedeploy.charts import render_chart
+
+    mode = monitoring_mode(values)
+    if mode == "auto":
+        # The charts keep their monitors and rules in templates/monitoring.yaml.
+        manifests = render_chart(
+            chart_dir, values, release, namespace, [OPERATOR_API], only="monitoring.yaml"
+        )
+    return summarise(manifests if mode != "off" else [], mode)
+
+
+def monitoring_findings(site: Any, monitoring: dict[str, dict[str, Any]]) -> list[Finding]:
+    """Advisory, on a production site whose releases would install no alert at all."""
+    if not isinstance(site, dict) or site.get("environment") != "production" or not monitoring:
+        return []
+    if any(summary["alerts"] for summary in monitoring.values()):
+        return []
+    return [
+        Finding(
+            "monitoring",
+            ", ".join(sorted(monitoring)),
+            "production site installs no alert and no scrape target: set monitoring.enabled "
+            "(auto or true) and monitoring.alerts.enabled in its charts' values, and run "
+            "prometheus-operator (kube-prometheus-stack) in its cluster (docs/charts.md, "
+            "Monitoring)",
+            enforcement="advisory",
+        )
+    ]
