@@ -31,7 +31,13 @@ from fedeploy.bridge.wiring import (
     remote_command,
     service_target,
 )
-from fedeploy.bridge_boot import instance_policy, instance_trust, parameter_name, vm_cloud_init
+from fedeploy.bridge_boot import (
+    BOOT_TAG,
+    instance_policy,
+    instance_trust,
+    parameter_name,
+    vm_cloud_init,
+)
 from fedeploy.config.bridge import BridgeConfig
 
 
@@ -285,8 +291,12 @@ class SlurmBridge(pulumi.ComponentResource):
                 "volume_size": config.root_volume_gb,
                 "volume_type": "gp3",
             },
-            tags={**self._tags, "Name": f"{self._name}-vm"},
-            opts=self._child,
+            tags={**self._tags, "Name": f"{self._name}-vm", BOOT_TAG: self._site},
+            # The instance drops its profile after first boot (fetch-secrets.py): that is the
+            # design, not drift to undo.
+            opts=pulumi.ResourceOptions.merge(
+                self._child, pulumi.ResourceOptions(ignore_changes=["iam_instance_profile"])
+            ),
         )
         return instance.private_ip
 
@@ -328,7 +338,7 @@ class SlurmBridge(pulumi.ComponentResource):
             f"{self._name}-vm-secrets",
             role=role.id,
             policy=pulumi.Output.all(key.arn, *(p.arn for p in parameters.values())).apply(
-                lambda arns: json.dumps(instance_policy(list(arns[1:]), arns[0]))
+                lambda arns: json.dumps(instance_policy(list(arns[1:]), arns[0], self._site))
             ),
             opts=self._child,
         )

@@ -4,8 +4,8 @@ Any process on an EC2 instance can read the instance's user data from the metada
 so a job on the bridge VM could read a JWT signing key delivered there and sign a token for
 root. Instead, each secret is an SSM Parameter Store SecureString (encrypted with the bridge's
 own KMS key); the instance role may read exactly those parameters and decrypt only through
-SSM; root reads them at first boot (`templates/bridge/fetch-secrets.py`) and pipes them into
-the setup script; and an nftables rule loaded at every boot lets only root reach link-local
+SSM; root reads them at first boot (`templates/bridge/fetch-secrets.py`), pipes them into
+the setup script and drops the instance profile, so the role is gone from the instance; and an nftables rule loaded at every boot lets only root reach link-local
 destinations (169.254.0.0/16, fe80::/10: wherever the metadata service answers) and EC2's IPv6
 metadata address, so jobs cannot take the role's credentials either.
 """
@@ -24,6 +24,8 @@ SETUP_PATH = "/root/fedeploy-bridge/setup.sh"
 FETCH_PATH = "/root/fedeploy-bridge/fetch-secrets.py"
 GUARD_PATH = "/etc/fedeploy-imds-guard.nft"
 GUARD_UNIT = "fedeploy-imds-guard.service"
+# The tag naming the bridge instance of a site: the only instance whose profile its role drops.
+BOOT_TAG = "fedeploy-bridge-of"
 # boto3 for the fetch script (Debian's package: no pip on the node).
 BOOT_PACKAGES = (*VM_PACKAGES, "python3-boto3")
 
@@ -47,9 +49,12 @@ def instance_trust() -> dict[str, Any]:
     }
 
 
-def instance_policy(parameter_arns: list[str], kms_key_arn: str) -> dict[str, Any]:
-    """Read exactly the bridge's parameters; decrypt with its key only through SSM."""
-    region = kms_key_arn.split(":")[3] if kms_key_arn.count(":") >= 5 else ""
+def instance_policy(parameter_arns: list[str], kms_key_arn: str, site: str) -> dict[str, Any]:
+    """Read exactly the bridge's parameters; decrypt with its key only through SSM; and drop
+    the instance profile of the bridge's own instance (tagged `BOOT_TAG: site`), which the fetch
+    script does once it has read them, so the role is gone from the instance after first boot."""
+    parts = kms_key_arn.split(":")
+    region, account = (parts[3], parts[4]) if len(parts) >= 6 else ("", "")
     decrypt: dict[str, Any] = {
         "Sid": "DecryptThroughSsm",
         "Effect": "Allow",
@@ -68,6 +73,20 @@ def instance_policy(parameter_arns: list[str], kms_key_arn: str) -> dict[str, An
                 "Resource": sorted(parameter_arns),
             },
             decrypt,
+            {
+                # Has no resource-level permission: it only lists associations.
+                "Sid": "FindOwnRoleAssociation",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeIamInstanceProfileAssociations"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "DropOwnRole",
+                "Effect": "Allow",
+                "Action": ["ec2:DisassociateIamInstanceProfile"],
+                "Resource": f"arn:aws:ec2:{region or '*'}:{account or '*'}:instance/*",
+                "Condition": {"StringEquals": {f"ec2:ResourceTag/{BOOT_TAG}": site}},
+            },
         ],
     }
 

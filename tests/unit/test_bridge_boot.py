@@ -3,6 +3,7 @@ the metadata service answers root only."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +13,13 @@ from collections.abc import Iterator
 import pytest
 
 from fedeploy.bridge.node_config import TEMPLATE_DIR, render, secret_stdin
-from fedeploy.bridge_boot import boot_command, instance_policy, parameter_name
+from fedeploy.bridge_boot import (
+    BOOT_TAG,
+    boot_command,
+    instance_policy,
+    instance_trust,
+    parameter_name,
+)
 
 FETCH = TEMPLATE_DIR / "fetch-secrets.py"
 SECRETS = {"jwt.key": "k" * 64, "tls.key": "-----BEGIN PRIVATE KEY-----\nx\n", "ca.crt": "A"}
@@ -29,7 +36,34 @@ def ssm_endpoint() -> Iterator[str]:
     server.stop()
 
 
-def test_the_fetch_script_turns_securestrings_into_the_setup_scripts_stdin(ssm_endpoint):
+def _bridge_instance(endpoint: str) -> str:
+    """An instance with the bridge's instance profile associated, as EC2 starts it."""
+    import boto3
+
+    iam = boto3.client("iam", region_name="eu-north-1", endpoint_url=endpoint, **_keys())
+    iam.create_role(RoleName="bridge", AssumeRolePolicyDocument=json.dumps(instance_trust()))
+    iam.create_instance_profile(InstanceProfileName="bridge")
+    iam.add_role_to_instance_profile(InstanceProfileName="bridge", RoleName="bridge")
+    ec2 = boto3.client("ec2", region_name="eu-north-1", endpoint_url=endpoint, **_keys())
+    (instance,) = ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, IamInstanceProfile={"Name": "bridge"}
+    )["Instances"]
+    return str(instance["InstanceId"])
+
+
+def _associated(endpoint: str, instance_id: str) -> list[str]:
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="eu-north-1", endpoint_url=endpoint, **_keys())
+    found = ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [instance_id]}]
+    )["IamInstanceProfileAssociations"]
+    return [a["AssociationId"] for a in found if a["State"] in ("associated", "associating")]
+
+
+def test_the_fetch_script_turns_securestrings_into_the_setup_scripts_stdin_then_drops_the_role(
+    ssm_endpoint,
+):
     import boto3
 
     env = {
@@ -46,19 +80,22 @@ def test_the_fetch_script_turns_securestrings_into_the_setup_scripts_stdin(ssm_e
         ssm.put_parameter(
             Name=parameter_name("hpc", name), Value=value, Type="SecureString", KeyId=key
         )
+    instance = _bridge_instance(ssm_endpoint)
+    assert _associated(ssm_endpoint, instance)
     pairs = [f"{n}={parameter_name('hpc', n)}" for n in sorted(SECRETS)]
-    result = subprocess.run(
-        [sys.executable, str(FETCH), "--region", "eu-north-1", *pairs],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    fetch = [sys.executable, str(FETCH), "--region", "eu-north-1", "--instance-id", instance]
+    result = subprocess.run([*fetch, *pairs], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == secret_stdin(SECRETS)
+    # The role that read them is gone from the instance: nothing on it can get it again.
+    assert _associated(ssm_endpoint, instance) == []
+
+    # A second run finds no role to drop (and could read nothing on EC2): it fails, loudly.
+    again = subprocess.run([*fetch, *pairs], capture_output=True, text=True, env=env, timeout=60)
+    assert again.returncode != 0 and "no instance profile associated" in again.stderr
 
     missing = subprocess.run(
-        [sys.executable, str(FETCH), "--region", "eu-north-1", "jwt.key=/fedeploy/hpc/none"],
+        [*fetch, "jwt.key=/fedeploy/hpc/none"],
         capture_output=True,
         text=True,
         env=env,
@@ -80,13 +117,18 @@ def test_the_boot_command_quotes_every_parameter_and_fails_when_the_fetch_fails(
 
 def test_the_instance_reads_only_its_parameters_and_decrypts_only_through_ssm():
     arns = [f"arn:aws:ssm:eu-north-1:1:parameter/fedeploy/hpc/bridge/{n}" for n in SECRETS]
-    policy = instance_policy(arns, "arn:aws:kms:eu-north-1:1:key/k")
-    read, decrypt = policy["Statement"]
+    policy = instance_policy(arns, "arn:aws:kms:eu-north-1:1:key/k", "hpc")
+    read, decrypt, find, drop = policy["Statement"]
     assert read["Action"] == ["ssm:GetParameter"] and read["Resource"] == sorted(arns)
     assert decrypt["Action"] == ["kms:Decrypt"]
     assert decrypt["Condition"] == {
         "StringEquals": {"kms:ViaService": "ssm.eu-north-1.amazonaws.com"}
     }
+    # After first boot the instance drops its own profile, and no other instance's.
+    assert find["Action"] == ["ec2:DescribeIamInstanceProfileAssociations"]
+    assert drop["Action"] == ["ec2:DisassociateIamInstanceProfile"]
+    assert drop["Resource"] == "arn:aws:ec2:eu-north-1:1:instance/*"
+    assert drop["Condition"] == {"StringEquals": {f"ec2:ResourceTag/{BOOT_TAG}": "hpc"}}
 
 
 def test_the_metadata_guard_passes_nft_check(tmp_path):

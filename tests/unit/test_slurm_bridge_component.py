@@ -378,8 +378,11 @@ def test_a_vm_gets_no_secret_in_its_user_data_but_reads_them_from_ssm():
     profile = mocks.one("aws:iam/instanceProfile:InstanceProfile")
     assert instance["iamInstanceProfile"] == profile.name
     policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
-    read, decrypt = policy["Statement"]
+    read, decrypt, _, drop = policy["Statement"]
     assert read["Action"] == ["ssm:GetParameter"] and len(read["Resource"]) == 4
+    # The instance drops its own profile after first boot (tagged for that, and only it).
+    assert drop["Condition"] == {"StringEquals": {"ec2:ResourceTag/fedeploy-bridge-of": "hpc-test"}}
+    assert instance["tags"]["fedeploy-bridge-of"] == "hpc-test"
     assert all(":ssm:" in arn for arn in read["Resource"])
     assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == "ssm.eu-north-1.amazonaws.com"
     assert mocks.one(SLICE).inputs["endpoints"][0]["addresses"] == ["10.0.3.17"]
