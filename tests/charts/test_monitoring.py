@@ -299,6 +299,15 @@ def _job_cases(job: str, cronjob: str, max_age: int) -> dict[str, list[dict[str,
     }
 
 
+def _latency_cases(bucket: str, where: str) -> list[dict[str, Any]]:
+    """Every request between 1 and 5 s (fires), or every one within 0.25 s (silent)."""
+    series = [f'{bucket}{{{where}, le="{le}"}}' for le in ("0.25", "5.0", "+Inf")]
+    slow = dict(zip(series, ("0x30", "0+10x30", "0+10x30"), strict=True))
+    fast = dict.fromkeys(series, "0+10x30")
+    fires = {"namespace": NAMESPACE, "severity": "warning"}
+    return [_case("1m", slow, "20m", fires), _case("1m", fast, "20m", None)]
+
+
 def _stream_labels(severity: str) -> dict[str, str]:
     return {"namespace": NAMESPACE, "pod": "ingestion-stream-0", "severity": severity}
 
@@ -434,28 +443,7 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 None,
             ),
         ],
-        "InferenceLatencyHigh": [
-            _case(
-                "1m",
-                {
-                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="0.5"}}': "0x30",
-                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="2.0"}}': "0+10x30",
-                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="+Inf"}}': "0+10x30",
-                },
-                "20m",
-                {"namespace": NAMESPACE, "severity": "warning"},
-            ),
-            _case(
-                "1m",
-                {
-                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="0.5"}}': "0+10x30",
-                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="2.0"}}': "0+10x30",
-                    f'{_BUCKET}{{{_SERVER}, endpoint="predict", le="+Inf"}}': "0+10x30",
-                },
-                "20m",
-                None,
-            ),
-        ],
+        "InferenceLatencyHigh": _latency_cases(_BUCKET, f'{_SERVER}, endpoint="predict"'),
         "InferenceRetrainSubmissionFailed": _INFERENCE_JOBS["Failed"],
         "InferenceRetrainNoSuccess": _INFERENCE_JOBS["NoSuccess"],
         "InferenceCrashLooping": _INFERENCE_PODS["CrashLooping"],
@@ -526,28 +514,7 @@ ALERT_CASES[("catalog", "published")] = {
             None,
         ),
     ],
-    "CatalogLatencyHigh": [
-        _case(
-            "1m",
-            {
-                f'{_GUARD_BUCKET}{{{_GUARD}, le="1.0"}}': "0x30",
-                f'{_GUARD_BUCKET}{{{_GUARD}, le="5.0"}}': "0+10x30",
-                f'{_GUARD_BUCKET}{{{_GUARD}, le="+Inf"}}': "0+10x30",
-            },
-            "20m",
-            {"namespace": NAMESPACE, "severity": "warning"},
-        ),
-        _case(
-            "1m",
-            {
-                f'{_GUARD_BUCKET}{{{_GUARD}, le="1.0"}}': "0+10x30",
-                f'{_GUARD_BUCKET}{{{_GUARD}, le="5.0"}}': "0+10x30",
-                f'{_GUARD_BUCKET}{{{_GUARD}, le="+Inf"}}': "0+10x30",
-            },
-            "20m",
-            None,
-        ),
-    ],
+    "CatalogLatencyHigh": _latency_cases(_GUARD_BUCKET, _GUARD),
 }
 
 

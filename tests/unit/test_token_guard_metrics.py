@@ -5,23 +5,14 @@ format on their own port, as prometheus_client's parser reads it."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fedeploy.loopback.processes import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "token_guard_metrics", ROOT / "charts/catalog/files/token_guard.py"
-)
-assert _spec is not None and _spec.loader is not None
-token_guard = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(token_guard)
+from tests.unit.test_exposure import token_guard
 
 ISSUER = "https://id.example.eu/realms/eofed"
 
