@@ -266,6 +266,7 @@ class Site(pulumi.ComponentResource):
                 database_port=spec.external.port,
                 database_name=spec.external.name,
                 ssl_mode=spec.external.ssl_mode,
+                database_ca=spec.external.ca_certificate,
             )
         password = random.RandomPassword(
             f"{self._name}-catalog-db-password", length=32, special=False, opts=child

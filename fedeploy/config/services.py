@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import ssl
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -93,6 +94,37 @@ class ExternalDatabase(StrictModel):
     ssl_mode: Literal["require", "verify-ca", "verify-full"] = Field(
         "verify-full", description="libpq sslmode; plaintext connections are not offered."
     )
+    ca_certificate: str | None = Field(
+        None,
+        description="PEM of the CA certificate(s) that signed the server's certificate, "
+        "mounted into the catalog's pods (PGSSLROOTCERT); required with ssl_mode verify-ca or "
+        "verify-full, which check the server against it.",
+    )
+
+    @field_validator("ca_certificate")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:  # OpenSSL parses every certificate of the bundle, as libpq will
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=value)
+        except (ssl.SSLError, ValueError):
+            raise ValueError(
+                "is not a PEM certificate bundle (-----BEGIN CERTIFICATE----- ... "
+                "-----END CERTIFICATE-----, one or more)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _root_certificate(self) -> ExternalDatabase:
+        if self.ssl_mode != "require" and self.ca_certificate is None:
+            raise ValueError(
+                f"ssl_mode is {self.ssl_mode!r} but ca_certificate is missing: the catalog's "
+                "pods would have no root certificate to check the server's against and fail "
+                "to connect; give the PEM of the CA that signed the server's certificate "
+                "(ssl_mode: require encrypts without checking the server)"
+            )
+        return self
 
 
 class RdsDatabase(StrictModel):

@@ -169,3 +169,41 @@ def test_an_openstack_flavor_not_known_as_gpu_is_an_advisory(stacks: Path) -> No
     assert "site.cluster.node_groups.gpu.flavor: advisory: '8cpu-64gbmem' is no GPU flavor" in (
         result.output
     )
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "stack_files" / "valid"
+
+
+def external_database(tmp_path: Path, **external: object) -> Path:
+    import yaml
+
+    document = yaml.safe_load((FIXTURES / "Pulumi.k8s-gra.yaml").read_text())
+    catalog = document["config"]["fedeploy:site"]["services"]["catalog"]
+    catalog["database"] = "external"
+    catalog["external"] = {
+        "host": "db.example.org",
+        "username": "catalog",
+        "password": {"secure": "v1:cGc=:cGctcGFzc3dvcmQtY2lwaGVydGV4dA=="},
+        **external,
+    }
+    path = tmp_path / "Pulumi.k8s-gra.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("external", "words"),
+    [
+        ({}, "ssl_mode is 'verify-full' but ca_certificate is missing"),
+        ({"ssl_mode": "verify-ca"}, "ssl_mode is 'verify-ca' but ca_certificate is missing"),
+        ({"ca_certificate": "not a certificate"}, "is not a PEM certificate bundle"),
+    ],
+)
+def test_an_external_database_checked_by_certificate_needs_its_ca(tmp_path, external, words):
+    said = refused(external_database(tmp_path, **external))
+    assert words in said
+
+
+def test_an_external_database_without_verification_needs_no_ca(tmp_path) -> None:
+    path = external_database(tmp_path, ssl_mode="require")
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
