@@ -190,6 +190,7 @@ def test_promtool_checks_every_rendered_rule_file(chart, site, tmp_path):
 _S = f'namespace="{NAMESPACE}"'
 _STREAM = f'{_S}, pod="ingestion-stream-0"'
 _SERVER = f'{_S}, pod="inference-5d8c7b9f4-x7k2p"'
+_SERVER_DOWN = {"namespace": NAMESPACE, "pod": "inference-5d8c7b9f4-x7k2p", "severity": "critical"}
 _MIB = 1024 * 1024
 
 
@@ -398,22 +399,14 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 "1m",
                 {f"fedeploy_inference_ready{{{_SERVER}}}": "0x10", f"up{{{_SERVER}}}": "1x10"},
                 "10m",
-                {
-                    "namespace": NAMESPACE,
-                    "pod": "inference-5d8c7b9f4-x7k2p",
-                    "severity": "critical",
-                },
+                _SERVER_DOWN,
             ),
             # Not scraped at all (the server does not answer): up is 0, no ready series.
             _case(
                 "1m",
                 {f"up{{{_SERVER}}}": "0x10"},
                 "10m",
-                {
-                    "namespace": NAMESPACE,
-                    "pod": "inference-5d8c7b9f4-x7k2p",
-                    "severity": "critical",
-                },
+                _SERVER_DOWN,
             ),
             _case(
                 "1m",
