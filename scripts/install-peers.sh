@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the integration tests start on loopback: SLURM with slurmrestd and
 # munge (and the bridge node's nginx, nftables, shellcheck and cloud-init, whose configs the
-# tests check), PostgreSQL with PostGIS, mosquitto, Prometheus 2.42 with promtool (and
-# alertmanager), and Slurm 24.11 in a Debian 13 root filesystem beside the host's 22.05
+# tests check), PostgreSQL with PostGIS, mosquitto, Prometheus 2.42 with promtool, its
+# Pushgateway (and alertmanager), and Slurm 24.11 in a Debian 13 root filesystem beside the host's 22.05
 # (scripts/slurm-rootfs.sh; kept in /var/cache/fedeploy between runs). Debian/Ubuntu only;
 # needs root or sudo.
 # Without them the integration tests skip (or fail where FEDEPLOY_REQUIRE_INTEGRATION=1).
@@ -13,7 +13,7 @@ packages=(
   nginx-light nftables curl shellcheck cloud-init
   postgresql postgresql-15-postgis-3
   mosquitto
-  prometheus prometheus-alertmanager
+  prometheus prometheus-alertmanager prometheus-pushgateway
   jq
   mmdebstrap
 )
