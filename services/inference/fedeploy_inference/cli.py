@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--patience", type=int, default=tdefaults.patience, help="epochs without improvement"
     )
+    train.add_argument(
+        "--ablation-seeds",
+        type=int,
+        default=tdefaults.ablation_seeds,
+        help="seeds per arm of the Sentinel ablation (with and without scene features)",
+    )
     train.add_argument("--start", type=_time, default=None, help="first window time (default all)")
     train.add_argument("--end", type=_time, default=None, help="end of the windows used")
     train.add_argument("--note", default="", help="free text recorded in data.json")
@@ -186,6 +192,7 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             validation_fraction=args.validation_fraction,
             patience=args.patience,
+            ablation_seeds=args.ablation_seeds,
         )
         with process_group_if_launched():
             outcome = train_and_publish(settings, config, args.start, args.end, args.note)

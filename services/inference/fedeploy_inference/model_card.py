@@ -82,20 +82,29 @@ def ablation_text(metrics: dict[str, Any]) -> str:
             f"{seen['test']} held-out samples had one). Nothing here says whether the scenes "
             "help."
         )
+    first = next(iter(ablation["by_target"].values()))
+    seeds = ", ".join(str(x) for x in first["seeds"])
     lines = [
-        f"The same network trained without the scene features (same samples, seed and schedule; "
-        f"{seen['train']} training and {seen['test']} held-out samples had a scene). Difference: "
-        "RMSE without minus RMSE with (positive: the scenes help), with its interval.",
+        "The same network trained without the scene features (same samples and schedule; "
+        f"{seen['train']} training and {seen['test']} held-out samples had a scene), each arm "
+        f"with seeds {seeds}, paired by seed. Difference: mean over seeds of RMSE without minus "
+        "RMSE with (positive: the scenes help), with its interval over seeds and station-days.",
         "",
-        "| variable | RMSE with scenes | without | difference | verdict |",
-        "|---|---|---|---|---|",
+        "| variable | RMSE with scenes | without | difference | per seed | verdict |",
+        "|---|---|---|---|---|---|",
     ]
     for target, got in ablation["by_target"].items():
         spread = got["difference_interval"]
         interval = "" if spread is None else f" [{spread[0]:+.3f}, {spread[1]:+.3f}]"
+        per_seed = ", ".join(
+            f"{w - m:+.3f}"
+            for w, m in zip(
+                got["rmse_without_scenes_by_seed"], got["rmse_with_scenes_by_seed"], strict=True
+            )
+        )
         lines.append(
             f"| {target} | {got['rmse_with_scenes']:.3f} | {got['rmse_without_scenes']:.3f} | "
-            f"{got['difference']:+.3f}{interval} | the scenes {_said(got['verdict'])} |"
+            f"{got['difference']:+.3f}{interval} | {per_seed} | the scenes {_said(got['verdict'])} |"
         )
     return "\n".join(lines)
 

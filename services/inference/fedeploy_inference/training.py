@@ -39,8 +39,7 @@ from fedeploy_inference.verification import (
     Bootstrap,
     block_totals,
     day_blocks,
-    interval,
-    rmse_difference,
+    seed_block_interval,
 )
 
 _HOUR_US = 3_600_000_000
@@ -61,6 +60,8 @@ class TrainConfig:
     validation_fraction: float = 0.15
     patience: int = 5
     balance_stations: bool = True
+    # The Sentinel ablation trains both arms with this many seeds (seed, seed + 1, ...).
+    ablation_seeds: int = 3
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.holdout_fraction <= 0.5:
@@ -71,6 +72,10 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.validation_fraction: {self.validation_fraction} given; "
                 "0.05 to 0.5 allowed"
+            )
+        if self.ablation_seeds < 1:
+            raise ValueError(
+                f"TrainConfig.ablation_seeds: {self.ablation_seeds} given; at least 1 allowed"
             )
         if self.epochs < 1 or self.patience < 1:
             raise ValueError(
@@ -303,10 +308,13 @@ def scene_ablation(
     bootstrap: Bootstrap | None = None,
 ) -> dict[str, object]:
     """The Sentinel input's worth: the same network trained on the same (train, validation)
-    samples with the same seed and schedule but the scene features zeroed, scored on the same
-    held-out samples as `forecast` (the model with scenes). Per target: RMSE with and without,
-    their difference (without - with; positive: the scenes help) with a block-bootstrap interval,
-    and the verdict. `untested` where no training or held-out sample has a scene."""
+    samples and schedule with the scene features zeroed, scored on the same held-out samples as
+    `forecast` (the model with scenes, trained with `config.seed`). Both arms are trained with
+    `config.ablation_seeds` seeds (seed, seed + 1, ...; the model itself is the first with
+    scenes), paired by seed. Per target: RMSE with and without per seed, the mean difference
+    (without - with; positive: the scenes help) with an interval over seeds and station-days
+    (`verification.seed_block_interval`), and the verdict. `untested` where no training or
+    held-out sample has a scene."""
     train_set, validation, test_set = sets
     counts = {
         "train": int(with_scene(train_set.features).sum()),
@@ -318,25 +326,40 @@ def scene_ablation(
             "reason": "no Sentinel scene within 120 h of the training or held-out samples",
             "samples_with_scene": counts,
         }
-    model, _ = fit(_strip(train_set), net, config, device, _strip(validation))
-    stripped = _strip(test_set)
-    without = predict(model, stripped.features, stripped.anchor, device)
+    seeds = [config.seed + k for k in range(config.ablation_seeds)]
+
+    def arm(strip: bool, seed: int) -> np.ndarray:
+        pick = _strip if strip else (lambda s: s)
+        model, _ = fit(pick(train_set), net, replace(config, seed=seed), device, pick(validation))
+        held_out = pick(test_set)
+        return predict(model, held_out.features, held_out.anchor, device)
+
+    with_scenes = [forecast] + [arm(False, s) for s in seeds[1:]]
+    without = [arm(True, s) for s in seeds]
     bootstrap = bootstrap or Bootstrap(seed=config.seed)
     blocks, n_blocks = day_blocks(test_set.station, test_set.origin_us)
-    weights = bootstrap.weights(n_blocks)
     by_target: dict[str, object] = {}
     for j, name in enumerate(TARGETS):
-        sse = [squared_errors(f, test_set, j).sum(axis=1) for f in (without, forecast)]
         count = test_set.target_known[:, :, j].sum(axis=1).astype(float)
-        totals = [block_totals(x, blocks, n_blocks) for x in (*sse, count)]
         n = max(float(count.sum()), 1.0)
-        rmse = [float(np.sqrt(x.sum() / n)) for x in sse]
-        spread = interval(rmse_difference, totals, weights, bootstrap.confidence)
+        sse = {
+            arm_name: np.stack([squared_errors(f, test_set, j).sum(axis=1) for f in forecasts])
+            for arm_name, forecasts in (("with", with_scenes), ("without", without))
+        }
+        rmse = {k: np.sqrt(v.sum(axis=1) / n) for k, v in sse.items()}
+        spread = seed_block_interval(
+            *(block_totals(sse[k].T, blocks, n_blocks).T for k in ("without", "with")),
+            block_totals(count, blocks, n_blocks),
+            bootstrap,
+        )
         by_target[name] = {
             "count": int(count.sum()),
-            "rmse_with_scenes": round(rmse[1], 4),
-            "rmse_without_scenes": round(rmse[0], 4),
-            "difference": round(rmse[0] - rmse[1], 4),
+            "seeds": seeds,
+            "rmse_with_scenes_by_seed": [round(float(x), 4) for x in rmse["with"]],
+            "rmse_without_scenes_by_seed": [round(float(x), 4) for x in rmse["without"]],
+            "rmse_with_scenes": round(float(rmse["with"].mean()), 4),
+            "rmse_without_scenes": round(float(rmse["without"].mean()), 4),
+            "difference": round(float((rmse["without"] - rmse["with"]).mean()), 4),
             "difference_interval": spread,
             "verdict": verdict(spread) if count.sum() else "untested",
         }

@@ -167,6 +167,12 @@ def interval(
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.asarray(statistic(*(weights @ np.asarray(t, float) for t in totals)), float)
+    return percentile_interval(values, confidence)
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | None:
+    """The central `confidence` share of the finite resampled values, [low, high] (rounded to
+    4 decimals); None when none is finite."""
     values = values[np.isfinite(values)]
     if not values.size:
         return None
@@ -185,3 +191,26 @@ def rmse_difference(sse_a: np.ndarray, sse_b: np.ndarray, count: np.ndarray) -> 
     """RMSE_a - RMSE_b over the same values, from their sums of squared errors and count."""
     n = np.where(count > 0, count, np.nan)
     return np.sqrt(sse_a / n) - np.sqrt(sse_b / n)
+
+
+def seed_block_interval(
+    sse_a: np.ndarray, sse_b: np.ndarray, count: np.ndarray, bootstrap: Bootstrap
+) -> list[float] | None:
+    """Interval of the mean over training seeds of RMSE_a - RMSE_b, resampling both the seeds
+    and the station-day blocks: what a network learns varies with its seed as much as the test
+    days vary, so an interval over test days alone would take one seed's luck for an effect.
+
+    `sse_a`, `sse_b`: (seeds, blocks) per-block sums of squared errors of the two arms, paired
+    by seed; `count`: (blocks,) values scored per block. Each resample draws the blocks
+    (`bootstrap.weights`) and, independently, as many seeds as there are, with replacement.
+    """
+    seeds = sse_a.shape[0]
+    weights = bootstrap.weights(count.shape[0])
+    picks = np.random.default_rng(bootstrap.seed + 1).integers(
+        0, seeds, (bootstrap.resamples, seeds)
+    )
+    n = weights @ count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_seed = rmse_difference(weights @ sse_a.T, weights @ sse_b.T, n[:, None])
+    values = np.take_along_axis(per_seed, picks, axis=1).mean(axis=1)
+    return percentile_interval(values, bootstrap.confidence)

@@ -136,6 +136,13 @@ def test_command_line_errors_are_one_line_and_exit_2(monkeypatch, capsys):
     assert "INFER_BUCKET" in capsys.readouterr().err
 
 
+def test_a_bad_ablation_seed_count_is_named(settings, monkeypatch, capsys):
+    monkeypatch.setenv("INFER_BUCKET", settings.bucket)
+    monkeypatch.setenv("INFER_S3_ENDPOINT_URL", settings.s3_endpoint_url)
+    assert main(["train", "--ablation-seeds", "0"]) == 2
+    assert "ablation_seeds: 0 given" in capsys.readouterr().err
+
+
 def test_training_on_an_empty_bucket_says_what_to_do(settings, monkeypatch, capsys):
     monkeypatch.setenv("INFER_BUCKET", settings.bucket)
     monkeypatch.setenv("INFER_S3_ENDPOINT_URL", settings.s3_endpoint_url)

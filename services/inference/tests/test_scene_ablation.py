@@ -16,6 +16,12 @@ from fedeploy_inference.synthetic import (
     stations,
 )
 from fedeploy_inference.training import TrainConfig, train, verdict
+from fedeploy_inference.verification import (
+    Bootstrap,
+    interval,
+    rmse_difference,
+    seed_block_interval,
+)
 
 SPEC = SyntheticSpec(stations=3, days=60)
 
@@ -65,18 +71,38 @@ def test_ablation_scores_the_same_held_out_samples_without_scenes():
     spec = SyntheticSpec(stations=2, days=30)
     series = to_hourly(pa.concat_tables([t for _, t in generate(spec)]))
     # Small and short: the wiring and the arithmetic are under test, not the skill.
-    config = TrainConfig(epochs=4, hidden=32, layers=1)
+    config = TrainConfig(epochs=4, hidden=32, layers=1, seed=5, ablation_seeds=2)
     result = train(series, config, torch.device("cpu"), scenes=scenes(spec))
     ablation = result.metrics["scene_ablation"]
     assert ablation["status"] == "measured"
     assert ablation["samples_with_scene"]["test"] == len(result.test)
     for target, got in ablation["by_target"].items():
         model = result.metrics["scores"]["model"][target]
-        assert got["count"] == model["count"]
-        assert got["rmse_with_scenes"] == pytest.approx(model["rmse"], abs=1e-4)
-        assert got["difference"] == pytest.approx(
-            got["rmse_without_scenes"] - got["rmse_with_scenes"], abs=2e-4
+        assert got["count"] == model["count"] and got["seeds"] == [5, 6]
+        # The published model is the first seed of the arm with scenes.
+        assert got["rmse_with_scenes_by_seed"][0] == pytest.approx(model["rmse"], abs=1e-4)
+        differences = np.subtract(
+            got["rmse_without_scenes_by_seed"], got["rmse_with_scenes_by_seed"]
         )
-        low, high = got["difference_interval"]
-        assert low <= got["difference"] <= high
+        assert got["difference"] == pytest.approx(differences.mean(), abs=2e-4)
         assert got["verdict"] == verdict(got["difference_interval"])
+
+
+def test_seed_and_block_interval_by_hand():
+    one_block = np.array([1.0])
+    # Two seeds that disagree: +1 (sqrt 4 - sqrt 1) and -1; resampling the seeds gives a mean of
+    # +1, 0 or -1 (1/4, 1/2, 1/4): the interval spans both signs.
+    split = seed_block_interval(
+        np.array([[4.0], [1.0]]), np.array([[1.0], [4.0]]), one_block, Bootstrap(seed=2)
+    )
+    assert split == [-1.0, 1.0]
+    agree = seed_block_interval(
+        np.array([[4.0], [4.0]]), np.array([[1.0], [1.0]]), one_block, Bootstrap(seed=2)
+    )
+    assert agree == [1.0, 1.0]
+    # One seed: the block bootstrap of the RMSE difference alone, as `interval` draws it.
+    a, b, n = np.array([[1.0, 4.0]]), np.array([[4.0, 4.0]]), np.array([2.0, 2.0])
+    boot = Bootstrap(resamples=200, seed=9)
+    assert seed_block_interval(a, b, n, boot) == interval(
+        rmse_difference, [a[0], b[0], n], boot.weights(2), boot.confidence
+    )

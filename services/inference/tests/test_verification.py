@@ -217,6 +217,9 @@ def test_card_shows_bias_events_intervals_and_the_ablation():
         "by_target": {
             "air_temperature": {
                 "count": 10,
+                "seeds": [0, 1],
+                "rmse_with_scenes_by_seed": [0.9, 1.1],
+                "rmse_without_scenes_by_seed": [1.2, 1.2],
                 "rmse_with_scenes": 1.0,
                 "rmse_without_scenes": 1.2,
                 "difference": 0.2,
@@ -226,4 +229,6 @@ def test_card_shows_bias_events_intervals_and_the_ablation():
         },
     }
     card = _card(metrics)
-    assert "| air_temperature | 1.000 | 1.200 | +0.200 [+0.100, +0.300] | the scenes help |" in card
+    assert "each arm with seeds 0, 1, paired by seed" in card
+    row = "| air_temperature | 1.000 | 1.200 | +0.200 [+0.100, +0.300] | +0.300, +0.100 |"
+    assert row + " the scenes help |" in card
