@@ -42,12 +42,15 @@ def stacks_dir_or_exit(given: Path | None) -> Path:
     to the current directory when that is inside the project, as messages then name the files.
     Exit 2 with the one message saying why there is none, or why it holds no stack file."""
     from fedeploy.config.loader import require_stacks_dir
-    from fedeploy.project import project_dir, stacks_dir
+    from fedeploy.project import project_dir, project_notes, stacks_dir
 
     try:
         if given is None:
             found = stacks_dir()
-            inside = Path.cwd().resolve().is_relative_to(project_dir())
+            root = project_dir()
+            for note in project_notes(root):
+                typer.echo(f"note: {note}", err=True)
+            inside = Path.cwd().resolve().is_relative_to(root)
             given = Path(os.path.relpath(found)) if inside else found
         require_stacks_dir(given)
     except FedeployError as err:

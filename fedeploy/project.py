@@ -34,6 +34,7 @@ from fedeploy.errors import FedeployError
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 CHARTS = ("catalog", "ingestion", "inference")
 PROJECT_FILE = "Pulumi.yaml"
+PROJECT_NAME = "fedeploy"  # Pulumi.yaml's `name`: stack files set `fedeploy:site`
 
 
 class ProjectError(FedeployError):
@@ -136,6 +137,12 @@ def stack_config_dir(root: Path) -> Path:
         raise ProjectError(
             f"{source}: holds {type(document).__name__}, not a mapping of Pulumi project keys"
         )
+    if document.get("name") != PROJECT_NAME:
+        raise ProjectError(
+            f"{source}: name: {document.get('name')!r}, but the stack files' settings are under "
+            f"`{PROJECT_NAME}:site` and Pulumi reads a project's own keys under its name: "
+            f"set `name: {PROJECT_NAME}`"
+        )
     given = document.get("stackConfigDir")
     if given is None:
         return root
@@ -171,3 +178,24 @@ def repository(given: Path | None) -> tuple[Path, str]:
     if not (top / PROJECT_FILE).is_file():
         return top, "stacks"
     return top, stack_config_dir(top).relative_to(top).as_posix() or "."
+
+
+def project_notes(root: Path) -> list[str]:
+    """What in `root`'s Pulumi.yaml would stop `pulumi up` though the offline plan runs: a
+    `runtime.options.virtualenv` that is not there (Pulumi refuses to run the program until
+    `pulumi install` creates it). Empty when the file cannot be read (stack_config_dir says why)."""
+    source = root / PROJECT_FILE
+    try:
+        document = yaml.safe_load(source.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    runtime = document.get("runtime") if isinstance(document, dict) else None
+    options = runtime.get("options") if isinstance(runtime, dict) else None
+    venv = options.get("virtualenv") if isinstance(options, dict) else None
+    if not isinstance(venv, str) or (root / venv / "pyvenv.cfg").is_file():
+        return []
+    return [
+        f"{source}: runtime.options.virtualenv: {venv!r} is not a virtual environment (no "
+        f"{root / venv / 'pyvenv.cfg'}); `pulumi up` refuses to run until `pulumi install` (or "
+        "`make plan`) creates it"
+    ]

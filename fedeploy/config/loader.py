@@ -23,9 +23,10 @@ from fedeploy.config.site import KINDS, MODELS
 from fedeploy.errors import ConfigIssue, StackConfigError
 from fedeploy.gpu_flavors import is_gpu_flavor
 from fedeploy.network import overlapping
+from fedeploy.project import PROJECT_NAME
 from fedeploy.references import references
 
-PROJECT = "fedeploy"
+PROJECT = PROJECT_NAME  # the namespace of `fedeploy:site`, Pulumi.yaml's `name`
 SITE_KEY = f"{PROJECT}:site"
 # Pulumi reads a stack's settings from Pulumi.<stack>.yaml only (never .yml).
 STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.yaml$")

@@ -137,15 +137,36 @@ def test_a_project_outside_git_is_refused_by_the_git_commands(tmp_path: Path) ->
         ("stackConfigDir: stackz", "stackConfigDir: 'stackz': "),
         ("stackConfigDir: ../stacks", "is not a directory inside the project"),
         ("stackConfigDir: [stacks", "is not valid YAML"),
+        ("name: fedeploy", "name: 'eofed', but the stack files' settings are under"),
     ],
 )
 def test_a_broken_stack_config_dir_is_named(tmp_path: Path, setting: str, said: str) -> None:
     """Pulumi reads the stack files from stackConfigDir: a wrong one planned clean before."""
     project = copy_project(tmp_path / "project", [SITE])
     pulumi_yaml = project / "Pulumi.yaml"
-    pulumi_yaml.write_text(pulumi_yaml.read_text().replace("stackConfigDir: stacks", setting))
+    text = pulumi_yaml.read_text()
+    if setting.startswith("name:"):
+        text = text.replace(setting, "name: eofed")
+    else:
+        text = text.replace("stackConfigDir: stacks", setting)
+    pulumi_yaml.write_text(text)
     for args in (["plan"], ["validate"], ["verify", SITE]):
         done = fedeploy(project, *args)
         assert done.returncode == 2, (args, done.stderr)
         assert f"{pulumi_yaml}: " in done.stderr and said in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_missing_virtualenv_is_a_note_and_the_plan_goes_on(tmp_path: Path) -> None:
+    """Pulumi.yaml's runtime.options.virtualenv that is not there stops `pulumi up`; the offline
+    plan ran clean without a word."""
+    project = copy_project(tmp_path / "project", [SITE])
+    done = fedeploy(project, "validate")
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"note: {project / 'Pulumi.yaml'}: runtime.options.virtualenv: '.venv' is not a "
+        "virtual environment"
+    ) in done.stderr
+    (project / ".venv").mkdir()
+    (project / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert "virtualenv" not in fedeploy(project, "validate").stderr
