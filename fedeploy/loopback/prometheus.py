@@ -105,3 +105,41 @@ class PrometheusServer:
     def stop(self) -> None:
         """SIGTERM by pid file."""
         self.daemon.stop()
+
+
+class Pushgateway:
+    """Debian 12's Prometheus Pushgateway on 127.0.0.1, where batch runs push their outcome."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("prometheus-pushgateway")
+        if binary is None:
+            raise PeerUnavailable(
+                "prometheus-pushgateway is not installed "
+                "(Debian 12: apt-get install -y prometheus-pushgateway)"
+            )
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.daemon = Daemon(
+            "pushgateway",
+            [binary, f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            self.workdir,
+        )
+
+    def start(self) -> Pushgateway:
+        """Start it and wait until it is ready."""
+        self.daemon.start_and_wait(self._ready, 30, f"pushgateway on port {self.port}")
+        return self
+
+    def _ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as answer:
+            return bool(answer.status == 200)
+
+    def metrics(self) -> str:
+        """What Prometheus would scrape from it."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as answer:
+            return str(answer.read().decode())
+
+    def stop(self) -> None:
+        """SIGTERM by pid file."""
+        self.daemon.stop()

@@ -51,6 +51,17 @@ def sentinel() -> int:
         run.report.failed["(run)"] = f"{type(error).__name__}: {error}"
         log.error("run stopped early", extra={"error": f"{type(error).__name__}: {error}"})
     print(json.dumps(asdict(run.report), indent=1))
+    if settings.pushgateway_url:
+        from fedeploy_ingestion.outcome import push_sentinel
+
+        report = run.report
+        push_sentinel(
+            settings.pushgateway_url,
+            settings.site or "",
+            settings.shard_index,
+            report.registered,
+            len(report.failed),
+        )
     return EXIT_ITEMS_FAILED if run.report.failed else EXIT_OK
 
 
@@ -111,12 +122,17 @@ def harvest() -> int:
     from fedeploy_ingestion.metrics import Metrics
     from fedeploy_ingestion.settings import HarvestSettings, IngestSettings
 
-    logs.configure(IngestSettings().log_level)
+    ingest = IngestSettings()
+    logs.configure(ingest.log_level)
     settings = HarvestSettings()
     if not settings.target_url or not settings.sources:
         raise ConfigError("harvest needs HARVEST_TARGET_URL and HARVEST_SOURCES")
     report = Harvester(settings, Metrics()).run()
     print(json.dumps({"sites": report.sites, "missing": report.missing}, indent=1))
+    if ingest.pushgateway_url:
+        from fedeploy_ingestion.outcome import push_harvest
+
+        push_harvest(ingest.pushgateway_url, ingest.site or "", report.sites)
     return EXIT_SITES_MISSING if report.missing else EXIT_OK
 
 

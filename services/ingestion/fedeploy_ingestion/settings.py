@@ -376,6 +376,12 @@ class IngestSettings(BaseSettings):
     http_port: int = Field(
         default=8080, ge=1, le=65535, description="Port of /healthz, /readyz and /metrics."
     )
+    pushgateway_url: str = Field(
+        default="",
+        pattern=r"^(https?://\S+)?$",
+        description="Prometheus Pushgateway a Sentinel run and a harvest push their outcome to "
+        "when they end (outcome.py); empty: none.",
+    )
     # --- parallel workers
     shard_count: int = Field(default=1, ge=1, description="Number of parallel workers.")
     previous_shard_count: int | None = Field(

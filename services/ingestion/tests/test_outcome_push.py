@@ -1,0 +1,72 @@
+"""Batch outcomes pushed to Debian 12's real Pushgateway: a Sentinel worker's run, and a harvest
+per member, where a member that fails keeps the time of its last success (what the hub's
+per-member alert reads); a Pushgateway that cannot be reached never fails the run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fedeploy_ingestion.outcome import push_harvest, push_sentinel
+from prometheus_client.parser import text_string_to_metric_families
+
+from fedeploy.loopback.processes import free_port
+from fedeploy.loopback.prometheus import Pushgateway
+from tests.conftest import start_peer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Pushgateway]:
+    server = start_peer(lambda: Pushgateway(tmp_path).start())
+    yield server
+    server.stop()
+
+
+def _samples(gateway: Pushgateway, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of `name`, by their labels (job and instance left out)."""
+    return {
+        tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("instance",))): s.value
+        for family in text_string_to_metric_families(gateway.metrics())
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_a_sentinel_worker_pushes_when_its_run_ended_and_what_it_registered(gateway):
+    assert push_sentinel(gateway.url, "aws-eu", 2, registered=0, failed=3, now=1_000.0)
+    group = (("job", "fedeploy-sentinel"), ("site", "aws-eu"), ("worker", "2"))
+    assert _samples(gateway, "ingest_sentinel_last_run_timestamp_seconds") == {group: 1_000.0}
+    assert _samples(gateway, "ingest_sentinel_last_run_registered_items") == {group: 0.0}
+    assert _samples(gateway, "ingest_sentinel_last_run_failed_items") == {group: 3.0}
+
+
+def test_a_member_that_fails_keeps_the_time_of_its_last_successful_harvest(gateway):
+    first = {"a": {"status": "ok", "items": 12}, "b": {"status": "ok", "items": 0}}
+    assert push_harvest(gateway.url, "hub", first, now=1_000.0) == {"a": True, "b": True}
+    second = {
+        "a": {"status": "unreachable", "error": "timed out"},
+        "b": {"status": "ok", "items": 4},
+    }
+    push_harvest(gateway.url, "hub", second, now=2_000.0)
+
+    def member(name: str) -> tuple[tuple[str, str], ...]:
+        return (("job", "fedeploy-harvest"), ("member", name), ("site", "hub"))
+
+    success = _samples(gateway, "ingest_harvest_member_last_success_timestamp_seconds")
+    assert success == {member("a"): 1_000.0, member("b"): 2_000.0}
+    assert _samples(gateway, "ingest_harvest_member_last_items") == {
+        member("a"): 12.0,
+        member("b"): 4.0,
+    }
+    failure = _samples(gateway, "ingest_harvest_member_last_failure_timestamp_seconds")
+    assert failure == {member("a"): 2_000.0}
+
+
+def test_an_unreachable_pushgateway_is_logged_and_never_raises(caplog):
+    url = f"http://127.0.0.1:{free_port()}"
+    assert not push_sentinel(url, "aws-eu", 0, registered=5, failed=0)
+    assert push_harvest(url, "hub", {"a": {"status": "ok", "items": 1}}) == {"a": False}
+    assert "outcome not pushed" in caplog.text
