@@ -6,10 +6,13 @@ submissions through one client, through bare REST posts (the ceiling) and throug
 processes (goal: the client within 1.5x of sbatch); then a submission's median cost with 0,
 1,000 and 5,000 other users' held jobs on the controller (goal: within 20% of the empty
 queue's), beside what one listing of every job costs at each size (the lookup the client
-makes only after a lost answer, behind a held twin, or with resume=True). Needs root and the
-Debian SLURM packages, like the tests.
+makes only after a lost answer, behind a held twin, or with resume=True). Each Slurm release
+in turn (22.05, REST API v0.0.38, on the host; 24.11, v0.0.42, in the root filesystem of
+scripts/slurm-rootfs.sh), then the headline figures of both side by side. Needs root and
+the peers of the tests (scripts/install-peers.sh).
 
     .venv/bin/python benchmarks/bridge.py [--count 100] [--repeat 10] [--queues 0,1000,5000]
+                                          [--releases 22.05,24.11]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import httpx
 
 from fedeploy.bridge.client import BridgeClient
 from fedeploy.bridge.jobs import JobSpec
+from fedeploy.bridge.slurm_api import adapter_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIVIAL = "#!/bin/bash\ntrue\n"
@@ -60,9 +64,21 @@ def figures(samples: list[float]) -> str:
     return f"median {statistics.median(ordered) * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms   (n={len(ordered)})"
 
 
-def controller_rpc_times(env: dict[str, str]) -> dict[str, int]:
+def bare_body(api_version: str, **job: object) -> dict[str, object]:
+    """A submission without the client, in the shapes of the API version (five minutes)."""
+    if api_version == "v0.0.38":
+        limits = {"time_limit": 5, "environment": {"PATH": "/usr/bin:/bin"}}
+        return {"script": TRIVIAL, "job": {**job, **limits}}
+    five = {"set": True, "infinite": False, "number": 5}
+    limits = {"time_limit": five, "environment": ["PATH=/usr/bin:/bin"], "script": TRIVIAL}
+    return {"job": {**job, **limits}}
+
+
+def controller_rpc_times(cluster) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """slurmctld's average time per RPC type since the last `sdiag --reset`, microseconds."""
-    out = subprocess.run(["sdiag"], capture_output=True, text=True, env=env).stdout
+    out = subprocess.run(
+        cluster.command(["sdiag"]), capture_output=True, text=True, env=cluster.env()
+    ).stdout
     return {
         name: int(ave)
         for name, ave in re.findall(
@@ -103,6 +119,9 @@ class Bench:
         self.client = BridgeClient(
             cluster.endpoint, cluster.user, cluster.token(), transport=self.transport
         )
+        self.submit_path = adapter_for(cluster.api_version).submit_path
+        # The headline figures, for the releases' side-by-side table.
+        self.summary: dict[str, float] = {}
         self.http = httpx.Client(
             base_url=cluster.endpoint,
             verify=ssl.create_default_context(cafile=cluster.ca_file),
@@ -125,21 +144,20 @@ class Bench:
 
     def sbatch(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [
-                "runuser",
-                "-u",
-                self.cluster.user,
-                "--",
-                "sbatch",
-                "--parsable",
-                "-D",
-                str(self.work),
-                "-o",
-                f"{self.work}/sbatch-%j.out",
-                "-t",
-                "5",
-                *args,
-            ],
+            self.cluster.command(
+                [
+                    "sbatch",
+                    "--parsable",
+                    "-D",
+                    str(self.work),
+                    "-o",
+                    f"{self.work}/sbatch-%j.out",
+                    "-t",
+                    "5",
+                    *args,
+                ],
+                user=self.cluster.user,
+            ),
             input=TRIVIAL,
             capture_output=True,
             text=True,
@@ -151,7 +169,7 @@ class Bench:
         """Seconds until no job is pending or running."""
         started = time.perf_counter()
         while subprocess.run(
-            ["squeue", "-h", "-u", self.cluster.user, "-o", "%i"],
+            self.cluster.command(["squeue", "-h", "-u", self.cluster.user, "-o", "%i"]),
             capture_output=True,
             text=True,
             env=self.cluster.env(),
@@ -169,6 +187,7 @@ class Bench:
         complete_sbatch = [timed(lambda: self.sbatch("--wait")) for _ in range(self.repeat)]
         self.drain()
 
+        self.summary["submit_ms"] = statistics.median(submit) * 1000
         print(f"one job ({self.repeat} runs each, {self.cluster.host}, trivial script)")
         print(
             f"  submit through the client        {figures(submit)}  (post, read back: owner, twin, reason)"
@@ -200,6 +219,7 @@ class Bench:
             f"  {n} sbatch processes {sbatch:6.2f} s  ({n / sbatch:6.1f}/s)  drained {drained:.1f} s later"
         )
         ratio = total / sbatch
+        self.summary.update(client_s=total, sbatch_s=sbatch, ratio=ratio)
         print(
             f"  client / sbatch      {ratio:6.2f}x   goal <= {THROUGHPUT_GOAL:.1f}x   "
             f"{'met' if ratio <= THROUGHPUT_GOAL else 'NOT MET'}"
@@ -234,7 +254,9 @@ class Bench:
                     self.timed_submit(f"w{size}-{i}", partition=PARKED)
                     reference.timed_submit(f"w{size}-{i}", partition=PARKED)
                 before = self.transport.requests
-                subprocess.run(["sdiag", "--reset"], capture_output=True, env=env)
+                subprocess.run(
+                    self.cluster.command(["sdiag", "--reset"]), capture_output=True, env=env
+                )
                 busy, empty = [], []
                 for i in range(samples):
                     first, second = (self, reference) if i % 2 else (reference, self)
@@ -243,7 +265,7 @@ class Bench:
                     busy.append(a if first is self else b)
                     empty.append(b if first is self else a)
                 requests = (self.transport.requests - before) / samples
-                rpc = controller_rpc_times(env)
+                rpc = controller_rpc_times(self.cluster)
                 # The same pairing for what the client does not control: slurmctld's own cost.
                 posts = self._paired(reference, samples // 2, lambda b: b.timed_post(PARKED))
                 sbatches = self._paired(
@@ -254,6 +276,7 @@ class Bench:
                 pair = ratio if pair is None else pair
                 change = ratio / pair - 1
                 verdict = "met" if abs(change) <= FLAT_GOAL else "NOT MET"
+                self.summary[f"queue_{size}"] = change
                 print(
                     f"  {size:5d} held  submit {figures(busy)}  {requests:.1f} requests each;  "
                     f"empty queue, same moments: median {statistics.median(empty) * 1000:.1f} ms"
@@ -278,7 +301,9 @@ class Bench:
                     )
                 )
         finally:
-            subprocess.run(["scancel", "-u", OTHER_USER], capture_output=True, env=env)
+            subprocess.run(
+                self.cluster.command(["scancel", "-u", OTHER_USER]), capture_output=True, env=env
+            )
             for bench in (self, reference):
                 bench.park(False)
 
@@ -295,28 +320,27 @@ class Bench:
 
     def timed_post(self, partition: str) -> float:
         """Seconds of one bare REST submission (no read-back, no dependency)."""
-        body = {
-            "script": TRIVIAL,
-            "job": {
-                "name": "bare",
-                "partition": partition,
-                "time_limit": 5,
-                "environment": {"PATH": "/usr/bin:/bin"},
-                "current_working_directory": str(self.work),
-                "standard_output": f"{self.work}/bare-%j.out",
-            },
-        }
-        return timed(lambda: self.http.post("/slurm/v0.0.38/job/submit", json=body))
+        body = bare_body(
+            self.cluster.api_version,
+            name="bare",
+            partition=partition,
+            current_working_directory=str(self.work),
+            standard_output=f"{self.work}/bare-%j.out",
+        )
+        return timed(lambda: self.http.post(self.submit_path, json=body))
 
     def park(self, down: bool) -> None:
         """Set the parked partition DOWN (samples stay pending) or, after, cancel them and UP."""
         env = self.cluster.env()
         if not down:
             subprocess.run(
-                ["scancel", "-u", self.cluster.user, "-p", PARKED], capture_output=True, env=env
+                self.cluster.command(["scancel", "-u", self.cluster.user, "-p", PARKED]),
+                capture_output=True,
+                env=env,
             )
+        state = f"State={'DOWN' if down else 'UP'}"
         subprocess.run(
-            ["scontrol", "update", f"PartitionName={PARKED}", f"State={'DOWN' if down else 'UP'}"],
+            self.cluster.command(["scontrol", "update", f"PartitionName={PARKED}", state]),
             check=True,
             env=env,
         )
@@ -326,17 +350,13 @@ class Bench:
         (as `sbatch --hold` would, faster)."""
         token = self.cluster.token(user=OTHER_USER)
         context = ssl.create_default_context(cafile=self.cluster.ca_file)
-        body = {
-            "script": TRIVIAL,
-            "job": {
-                "name": "held",
-                "hold": True,
-                "time_limit": 5,
-                "environment": {"PATH": "/usr/bin:/bin"},
-                "current_working_directory": "/tmp",
-                "standard_output": "/dev/null",
-            },
-        }
+        body = bare_body(
+            self.cluster.api_version,
+            name="held",
+            hold=True,
+            current_working_directory="/tmp",
+            standard_output="/dev/null",
+        )
         headers = {"X-SLURM-USER-NAME": OTHER_USER, "X-SLURM-USER-TOKEN": token}
 
         def post(share: int) -> None:
@@ -345,7 +365,7 @@ class Bench:
             ) as http:
                 for _ in range(share):
                     for attempt in range(5):  # a busy slurmrestd may answer 502 through nginx
-                        answer = http.post("/slurm/v0.0.38/job/submit", json=body)
+                        answer = http.post(self.submit_path, json=body)
                         if answer.status_code == 200 and '"job_id"' in answer.text:
                             break
                         time.sleep(0.2 * (attempt + 1))
@@ -365,23 +385,19 @@ class Bench:
             "X-SLURM-USER-NAME": self.cluster.user,
             "X-SLURM-USER-TOKEN": self.cluster.token(),
         }
-        body = {
-            "script": TRIVIAL,
-            "job": {
-                "name": "raw",
-                "time_limit": 5,
-                "environment": {"PATH": "/usr/bin:/bin"},
-                "current_working_directory": str(self.work),
-                "standard_output": f"{self.work}/raw-%j.out",
-            },
-        }
+        body = bare_body(
+            self.cluster.api_version,
+            name="raw",
+            current_working_directory=str(self.work),
+            standard_output=f"{self.work}/raw-%j.out",
+        )
         failed = 0
         with httpx.Client(base_url=self.cluster.endpoint, verify=context, headers=headers) as http:
 
             def post_all() -> None:
                 nonlocal failed
                 for _ in range(n):
-                    failed += http.post("/slurm/v0.0.38/job/submit", json=body).status_code != 200
+                    failed += http.post(self.submit_path, json=body).status_code != 200
 
             return timed(post_all), failed
 
@@ -394,39 +410,83 @@ def main(argv: list[str]) -> int:
         "--queues", default="0,1000,5000", help="held jobs on the controller, ascending from 0"
     )
     parser.add_argument("--samples", type=int, default=100, help="submissions per queue size")
+    parser.add_argument(
+        "--releases", default="22.05,24.11", help="the Slurm releases to measure, in turn"
+    )
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.queues.split(",") if n]
     if sizes and (sizes[0] != 0 or sizes != sorted(sizes)):
         parser.error(f"--queues {args.queues}: ascending, starting with 0 (the pair's baseline)")
     harness = load_harness()
-    reason = harness.missing_prerequisites()
-    if reason:
-        print(f"cannot run the bridge benchmark: {reason}", file=sys.stderr)
-        return 2
+    releases = [r for r in args.releases.split(",") if r]
+    for release in releases:
+        reason = harness.missing_prerequisites(release)
+        if reason:
+            print(f"cannot run the bridge benchmark on Slurm {release}: {reason}", file=sys.stderr)
+            return 2
+    results = {}
+    for release in releases:
+        print(f"== Slurm {release} (REST API {harness.RELEASES[release]})")
+        results[release] = measure(harness, release, args, sizes)
+    side_by_side(results, sizes, args.count)
+    return 0
+
+
+def measure(harness, release: str, args: argparse.Namespace, sizes: list[int]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """One release's figures, printed as they come; the headline ones returned."""
     roots = [Path(tempfile.mkdtemp(prefix="fedeploy-bench-")) for _ in range(3)]
     # One cluster for the throughput figures; two fresh, identical ones for the queue sizes
     # (the first holds hundreds of finished jobs for MinJobAge after its run).
-    first, busy, empty = (harness.LocalSlurm(root) for root in roots)
+    first, busy, empty = (harness.LocalSlurm(root, release=release) for root in roots)
     started = time.perf_counter()
+    summary: dict[str, float] = {}
     try:
         first.start()
         print(
             f"SLURM 1 node, 16 advertised CPUs, bridge with TLS: up in {time.perf_counter() - started:.1f} s"
         )
-        Bench(first, args.count, args.repeat).run()
+        bench = Bench(first, args.count, args.repeat)
+        bench.run()
+        summary.update(bench.summary)
         first.stop()
         if sizes:
             busy.start()
             empty.start()
-            Bench(busy, args.count, args.repeat).queue_sizes(
-                sizes, args.samples, Bench(empty, args.count, args.repeat)
-            )
+            queued = Bench(busy, args.count, args.repeat)
+            queued.queue_sizes(sizes, args.samples, Bench(empty, args.count, args.repeat))
+            summary.update(queued.summary)
     finally:
         for cluster in (empty, busy, first):
             cluster.stop()
     for root in roots:
         shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return summary
+
+
+def side_by_side(results: dict[str, dict[str, float]], sizes: list[int], count: int) -> None:
+    """The headline figures of each release in one table, beside their goals."""
+    releases = list(results)
+    print("== side by side")
+    print(f"  {'':44s}" + "".join(f"{r:>12s}" for r in releases) + "   goal")
+
+    def row(label: str, key: str, form: str, goal: str) -> None:
+        cells = "".join(
+            f"{format(results[r][key], form):>12s}" if key in results[r] else f"{'-':>12s}"
+            for r in releases
+        )
+        print(f"  {label:44s}{cells}   {goal}")
+
+    row("one submission through the client, median ms", "submit_ms", ".1f", "")
+    row(f"{count} submissions through the client, s", "client_s", ".2f", "")
+    row(f"{count} sbatch processes, s", "sbatch_s", ".2f", "")
+    row("client / sbatch", "ratio", ".2f", f"<= {THROUGHPUT_GOAL:.1f}")
+    for size in sizes[1:]:
+        row(
+            f"a submission with {size} held jobs vs none",
+            f"queue_{size}",
+            "+.1%",
+            f"within {FLAT_GOAL:.0%}",
+        )
 
 
 if __name__ == "__main__":

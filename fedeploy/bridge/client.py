@@ -156,7 +156,8 @@ class BridgeClient:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> BridgeClient:
-        """A client configured by FEDEPLOY_BRIDGE_URL, _USER, _TOKEN, _CA and _PARTITIONS."""
+        """A client configured by FEDEPLOY_BRIDGE_URL, _USER, _TOKEN, _CA, _PARTITIONS and
+        _API_VERSION (unset: negotiated)."""
         env = os.environ if environ is None else environ
         missing = [name for name in (ENV_URL, ENV_USER, ENV_TOKEN) if not env.get(name)]
         if missing:
@@ -237,7 +238,10 @@ class BridgeClient:
         finished ones included: for a caller that restarts after its job may have ended. It
         lists all jobs, so its cost grows with the queue; the normal path never lists.
         Raises JobWillNotRun (after cancelling the job) when SLURM holds it for a reason no
-        waiting changes, such as a time limit above the partition's."""
+        waiting changes, such as a time limit above the partition's. Slurm 22.05 names such a
+        reason at submission; 24.11 (v0.0.40 and later) only at its scheduler's next pass,
+        so there `wait` raises it, at its first poll after that pass (the submission does not
+        wait for the pass: about half a second each on an idle cluster)."""
         partition = spec.partition or (self.partitions[0] if self.partitions else None)
         if self.partitions is not None and partition not in self.partitions:
             raise UnknownPartition(
@@ -272,7 +276,7 @@ class BridgeClient:
             job_id = self._api.submitted_job_id(result)
             for warning in [*self._api.errors(result), *self._api.warnings(result)]:
                 log.warning("job %s: SLURM says: %s", job_id, warning)
-            status = self._first_verdict(self.status(job_id))
+            status = self.status(job_id)
             self._check_owner(status)
             if lost or _held_by_twin(status):
                 # A retry after a lost answer, or the controller holds this job back behind an
@@ -413,22 +417,6 @@ class BridgeClient:
                 f"does not know the user {self.user!r} (the centre must create the account); the "
                 "job was cancelled"
             )
-
-    def _first_verdict(self, status: JobStatus) -> JobStatus:
-        """A just-submitted job once the controller has a reason for it, if it is pending: on
-        v0.0.40+ (24.11) the reason stays None until the scheduler's next pass, where 22.05
-        named a partition limit at once. Polls every 0.1 s for at most _VERDICT_WAIT s; on an
-        idle cluster the job is running by the first or second poll."""
-        deadline = time.monotonic() + _VERDICT_WAIT
-        while (
-            self._api.reason_after_first_pass
-            and status.state is JobState.PENDING
-            and status.reason_code is None
-            and time.monotonic() < deadline
-        ):
-            self._sleep(0.1)
-            status = self.status(status.job_id)
-        return status
 
     def _fail_if_stuck(self, status: JobStatus) -> JobStatus:
         """The status, unless the job is pending for a reason no waiting changes: then the
@@ -693,8 +681,6 @@ def _token_claims(token: str) -> _TokenClaims:
 # How long the client lets slurmctld name a PartitionConfig job's limit: 6 × 0.5 s.
 _REFINE_POLLS = 6
 _REFINE_PAUSE = 0.5
-# How long a submission on v0.0.40+ waits for the scheduler's first reason (see _first_verdict).
-_VERDICT_WAIT = 2.0
 # Younger duplicates of a key wait behind the singleton dependency; these are safe to cancel.
 _CANCELLABLE_TWIN = {JobState.PENDING, JobState.REQUEUED, JobState.REQUEUE_HOLD}
 

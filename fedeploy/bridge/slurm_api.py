@@ -4,7 +4,7 @@ One adapter per family of REST API versions whose shapes the client relies on ag
 
 | adapter          | versions              | Slurm releases serving them          | tested against |
 |------------------|-----------------------|--------------------------------------|----------------|
-| SlurmRestV0038   | v0.0.38               | up to 23.11 (22.05: Debian 12)        | a real 22.05.8 |
+| SlurmRestV0038   | v0.0.38               | 22.05 to 23.11 (22.05: Debian 12)     | a real 22.05.8 |
 | SlurmRestV0040   | v0.0.40, v0.0.41, v0.0.42 | 23.11 to 25.11 (24.11: Debian 13) | a real 24.11.5 |
 | SlurmRestV0043   | v0.0.43, v0.0.44, v0.0.45 | 25.05 to 26.05                   | SchedMD's published OpenAPI documents |
 
@@ -81,9 +81,6 @@ class SlurmRestV0038:
     # A job id that cannot exist, asked for to tell a refused token from a down controller.
     probe_job_id = 0
     probe_method = "DELETE"
-    # 22.05 names a partition limit (PartitionConfig) in the record at submission; 24.11
-    # leaves the reason at None until its scheduler's next pass (see BridgeClient.submit).
-    reason_after_first_pass = False
 
     def __init__(self) -> None:
         self.base = f"/slurm/{self.version}"
@@ -303,7 +300,6 @@ class SlurmRestV0040(SlurmRestV0038):
     # id SLURM can hand out, read, reaches the controller (404 and 2017 when all is well).
     probe_job_id = 0x3FFFFFE
     probe_method = "GET"
-    reason_after_first_pass = True
 
     def controller_down(self, ping: Any) -> bool:
         """Whether GET ping's answer says the controller does not respond: 24.11 answers a

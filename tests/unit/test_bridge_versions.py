@@ -12,7 +12,12 @@ import pytest
 
 from fedeploy.bridge import client as client_module
 from fedeploy.bridge.client import BridgeClient
-from fedeploy.bridge.errors import BridgeAuthError, BridgeProtocolError, ControllerUnreachable
+from fedeploy.bridge.errors import (
+    BridgeAuthError,
+    BridgeProtocolError,
+    ControllerUnreachable,
+    JobWillNotRun,
+)
 from fedeploy.bridge.jobs import JobState
 from fedeploy.bridge.slurm_api import (
     SUPPORTED_VERSIONS,
@@ -323,8 +328,15 @@ def test_2411s_down_controller_is_named_from_its_ping():
         bridge.status(5)
 
 
-def test_a_2411_submission_waits_for_the_schedulers_first_reason():
-    answers = iter([_job(9, "PENDING", "None"), _job(9, "PENDING", "PartitionTimeLimit")])
+def test_a_2411_waiter_cancels_a_job_once_the_scheduler_names_a_permanent_reason():
+    # 24.11 leaves the reason at None until its scheduler's next pass (22.05 named it at once).
+    answers = iter(
+        [
+            _job(9, "PENDING", "None"),
+            _job(9, "PENDING", "None"),
+            _job(9, "PENDING", "PartitionTimeLimit"),
+        ]
+    )
     cancelled = _job(9, "CANCELLED", "PartitionTimeLimit")
     state = {"cancelled": False}
 
@@ -342,11 +354,11 @@ def test_a_2411_submission_waits_for_the_schedulers_first_reason():
             ("DELETE", "/slurm/v0.0.42/job/9"): cancel,
         }
     )
-    with (
-        _client(server, api_version="v0.0.42") as bridge,
-        pytest.raises(Exception, match="PartitionTimeLimit"),
-    ):
-        bridge.submit(spec(idempotency_key="k"))
+    with _client(server, api_version="v0.0.42") as bridge:
+        job_id = bridge.submit(spec(idempotency_key="k"))
+        assert not state["cancelled"]
+        with pytest.raises(JobWillNotRun, match="PartitionTimeLimit"):
+            bridge.wait(job_id, timeout=60, poll=0.1)
     assert state["cancelled"]
 
 

@@ -78,11 +78,14 @@ def test_a_cancelled_job_reports_cancelled(client, job_dir):
     assert client.status(job_id).state is JobState.CANCELLED
 
 
-def test_a_time_limit_above_the_partitions_fails_at_once_with_the_reason(client, job_dir):
-    # Longer than the partition's MaxTime (2 days): SLURM would hold it forever.
+def test_a_time_limit_above_the_partitions_fails_at_once_with_the_reason(slurm, client, job_dir):
+    # Longer than the partition's MaxTime (2 days): SLURM would hold it forever. 22.05 names the
+    # reason at submission; 24.11 at its scheduler's next pass, which the waiter sees.
     started = time.monotonic()
     with pytest.raises(JobWillNotRun, match="PartitionTimeLimit: its time limit is above") as stuck:
-        client.submit(spec(job_dir, "true", time_limit_minutes=3 * 24 * 60))
+        job_id = client.submit(spec(job_dir, "true", time_limit_minutes=3 * 24 * 60))
+        assert slurm.release != "22.05", "22.05 names the reason at submission"
+        client.wait(job_id, timeout=30, poll=0.2)
     assert time.monotonic() - started < 10
     assert "the client cancelled it" in str(stuck.value)
     assert client.status(stuck.value.status.job_id).state is JobState.CANCELLED
