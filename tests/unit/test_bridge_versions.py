@@ -457,3 +457,14 @@ def test_a_missing_2411_controller_fails_in_ci_and_skips_elsewhere(
     )
     assert (result.returncode, outcome in result.stdout) == (code, True), result.stdout[-2000:]
     assert f"no Slurm 24.11 root filesystem at {tmp_path / 'absent'}" in result.stdout
+
+
+def test_fedeploy_verify_asks_an_unpinned_bridge_for_its_description():
+    from fedeploy.verify import bridge_probe
+    from tests.unit.test_verify import client as answering
+
+    # Unpinned, the bridge has no version to ping: its description answers for every version.
+    unpinned = bridge_probe("https://b.example", None)(answering(401))
+    assert unpinned.passed and "GET https://b.example/openapi/v3" in unpinned.evidence
+    pinned = bridge_probe("https://b.example", "v0.0.42")(answering(200))
+    assert pinned.passed and "GET https://b.example/slurm/v0.0.42/ping" in pinned.evidence
