@@ -26,6 +26,15 @@ from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES, deep_merge
 from tests.conftest import unavailable
 
 OPERATOR_API = "monitoring.coreos.com/v1"
+# A site with a Pushgateway, where batch runs push their outcome.
+PUSHGATEWAY = {"monitoring": {"pushgateway": {"url": "http://pushgateway.monitoring.svc:9091"}}}
+
+
+def pushing(chart: str) -> dict[str, Any]:
+    """The values of a site with a Pushgateway, for the charts whose batch runs push to it."""
+    return PUSHGATEWAY if chart in ("ingestion", "catalog") else {}
+
+
 MONITORING_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 # Every (chart, site) pair of the chart tests' value sets.
 CASES = [(chart, site) for site, charts in SITES.items() for chart in charts]
@@ -318,6 +327,14 @@ _INGESTION_PODS = _pod_cases("ingestion-stream-0", "stream")
 _INFERENCE_JOBS = _job_cases("inference-retrain-29400000", "inference-retrain", 1296000)
 _INFERENCE_PODS = _pod_cases("inference-5d8c7b9f4-x7k2p", "server")
 _BUCKET = "fedeploy_inference_request_duration_seconds_bucket"
+_PUSHED_SENTINEL = (
+    'ingest_sentinel_last_run_registered_items{job="fedeploy-sentinel", site="aws-eu", '
+    'instance="pushgateway:9091"'
+)
+_PUSHED_MEMBER = (
+    'ingest_harvest_member_last_success_timestamp_seconds{job="fedeploy-harvest", site="hub", '
+    'instance="pushgateway:9091"'
+)
 _HARVEST_JOBS = _job_cases("catalog-harvest-29400000", "catalog-harvest", 7200)
 _CATALOG_PODS = _pod_cases("catalog-db-0", "postgres")
 _API = f'{_S}, deployment="catalog"'
@@ -389,6 +406,27 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
             _case("1m", {f"ingest_lag_seconds{{{_STREAM}}}": "900x30"}, "20m", None),
         ],
         "IngestSentinelRunFailed": _INGESTION_JOBS["Failed"],
+        # Pushed by the workers (outcome.py); a day without a registered item.
+        "IngestSentinelCopiedNothing": [
+            _case(
+                "1h",
+                {
+                    f'{_PUSHED_SENTINEL}, worker="0"}}': "3 0x30",
+                    f'{_PUSHED_SENTINEL}, worker="1"}}': "2 0x30",
+                },
+                "30h",
+                {"site": "aws-eu", "severity": "warning"},
+            ),
+            _case(
+                "1h",
+                {
+                    f'{_PUSHED_SENTINEL}, worker="0"}}': "0x30",
+                    f'{_PUSHED_SENTINEL}, worker="1"}}': "0x20 4 0x9",
+                },
+                "30h",
+                None,
+            ),
+        ],
         "IngestSentinelNoSuccess": _INGESTION_JOBS["NoSuccess"],
         "IngestCrashLooping": _INGESTION_PODS["CrashLooping"],
         "IngestNearMemoryLimit": _INGESTION_PODS["NearMemoryLimit"],
@@ -474,6 +512,28 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
         ],
         "CatalogHarvestFailed": _HARVEST_JOBS["Failed"],
         "CatalogHarvestNoSuccess": _HARVEST_JOBS["NoSuccess"],
+        # Pushed per member by the harvest (outcome.py): a's last success stays at 0 s while b's
+        # moves on; only a is stale.
+        "CatalogHarvestMemberStale": [
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_MEMBER}, member="aws-eu"}}': "0x20",
+                    f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
+                },
+                "3h",
+                {"site": "hub", "member": "aws-eu", "severity": "warning"},
+            ),
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_MEMBER}, member="aws-eu"}}': "0+600x20",
+                    f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
+                },
+                "3h",
+                None,
+            ),
+        ],
         "CatalogCrashLooping": _CATALOG_PODS["CrashLooping"],
         "CatalogNearMemoryLimit": _CATALOG_PODS["NearMemoryLimit"],
     },
@@ -522,7 +582,7 @@ def _without_annotations(spec: dict[str, Any]) -> dict[str, Any]:
 def test_every_alert_fires_on_the_faulty_series_and_stays_silent_on_the_healthy(
     chart, site, tmp_path
 ):
-    (spec,) = rules_of(monitored(chart, site))
+    (spec,) = rules_of(monitored(chart, site, pushing(chart)))
     names = {rule["alert"] for rule in alerts_of(spec)}
     cases = ALERT_CASES[(chart, site)]
     assert names == set(cases), "every alert needs its promtool cases, and only those"
@@ -674,7 +734,7 @@ def test_every_alert_has_a_runbook_saying_what_it_means_and_three_things_to_chec
     alerts = {
         rule["alert"]
         for chart, site in CASES
-        for spec in rules_of(monitored(chart, site))
+        for spec in rules_of(monitored(chart, site, pushing(chart)))
         for rule in alerts_of(spec)
     }
     assert alerts == set(sections), "one runbook per alert, and none for an alert that is gone"
@@ -683,3 +743,44 @@ def test_every_alert_has_a_runbook_saying_what_it_means_and_three_things_to_chec
         assert meaning and checks, f"{alert}: what it means, then numbered checks"
         numbers = re.findall(r"^(\d)\. ", "1. " + checks, re.M)
         assert numbers == ["1", "2", "3"], f"{alert}: three things to check"
+
+
+@pytest.mark.parametrize(
+    ("chart", "site", "workload"),
+    [("ingestion", "aws", "sentinel"), ("catalog", "hub", "harvester")],
+)
+def test_batch_runs_reach_the_pushgateway_only_when_the_site_has_one(chart, site, workload):
+    def batch(manifests: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+        (cronjob,) = [m for m in manifests if m["kind"] == "CronJob"]
+        (policy,) = [
+            m
+            for m in manifests
+            if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].endswith(f"-{workload}")
+        ]
+        pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        return pod["containers"][0]["env"], policy["spec"]["egress"]
+
+    def to_pushgateway(egress: list[dict]) -> list[dict]:
+        return [
+            rule
+            for rule in egress
+            if any(
+                (peer.get("podSelector") or {}).get("matchLabels")
+                == {"app.kubernetes.io/name": "prometheus-pushgateway"}
+                for peer in rule["to"]
+            )
+        ]
+
+    env, egress = batch(monitored(chart, site, api=False))
+    assert "INGEST_PUSHGATEWAY_URL" not in {e["name"] for e in env}
+    assert to_pushgateway(egress) == []
+    env, egress = batch(monitored(chart, site, PUSHGATEWAY, api=False))
+    assert {
+        "name": "INGEST_PUSHGATEWAY_URL",
+        "value": "http://pushgateway.monitoring.svc:9091",
+    } in env
+    (rule,) = to_pushgateway(egress)
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9091}]
+    assert rule["to"][0]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+    }

@@ -263,3 +263,32 @@ queries select by) set to this release's. */}}
 {{- end }}
 {{- toJson $board }}
 {{- end }}
+
+{{/* Egress to the site's Pushgateway pods on its URL's port, for a batch run that pushes its
+outcome (with monitoring.pushgateway.url). */}}
+{{- define "ingestion.pushgatewayEgress" -}}
+{{- $p := .Values.monitoring.pushgateway }}
+{{- if $p.url }}
+{{- $url := urlParse $p.url }}
+{{- $hostPort := splitList ":" $url.host }}
+# The Pushgateway, where the run pushes its outcome when it ends.
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ default .Release.Namespace $p.namespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml $p.podLabels | nindent 10 }}
+  ports:
+    - protocol: TCP
+      port: {{ ternary (last $hostPort) (ternary "443" "80" (eq $url.scheme "https")) (gt (len $hostPort) 1) | int }}
+{{- end }}
+{{- end }}
+
+{{/* The Pushgateway's URL for a batch run's container (with monitoring.pushgateway.url). */}}
+{{- define "ingestion.pushgatewayEnv" -}}
+{{- with .Values.monitoring.pushgateway.url }}
+- name: INGEST_PUSHGATEWAY_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
