@@ -283,7 +283,12 @@ def _ifs(job: dict[str, Any]) -> list[str]:
 
 def test_merge_request_jobs_hold_no_credential_and_no_identity() -> None:
     templates = {**load(GITLAB_TEMPLATES), **load(GITLAB_CI)}
-    mr_jobs = {n: j for n, j in _gitlab_jobs().items() if any(MERGE_REQUEST in i for i in _ifs(j))}
+    # A job without rules runs in every pipeline the workflow admits, merge requests included.
+    mr_jobs = {
+        n: j
+        for n, j in _gitlab_jobs().items()
+        if not j.get("rules") or any(MERGE_REQUEST in i for i in _ifs(j))
+    }
     assert set(mr_jobs) == {"plan"}
     for name, job in mr_jobs.items():
         chain = [job, *(templates[t] for t in _extends(job, templates))]
