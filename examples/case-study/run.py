@@ -36,7 +36,7 @@ from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.registry import model_prefix
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
-from fedeploy_inference.synthetic import SyntheticSpec, generate
+from fedeploy_inference.synthetic import SyntheticSpec, generate, scenes
 from fedeploy_inference.train_from_store import train_and_publish
 from fedeploy_inference.training import TrainConfig
 from fedeploy_inference.window_store import list_windows, read_windows
@@ -71,19 +71,12 @@ def start_s3(stack: ExitStack, work: Path):
     return store.endpoint
 
 
-def cloud_cover_by_day(spec: SyntheticSpec, tables) -> list[float]:
-    """Cloud cover for the daily scenes, following the synthetic weather: cloudy on rainy days."""
-    series = to_hourly(__import__("pyarrow").concat_tables(tables))
-    rain = np.nanmean(
-        [
-            np.nan_to_num(s.values[: spec.days * 24, VARIABLES.index("precipitation")])
-            for s in series.values()
-            if s.values.shape[0] >= spec.days * 24
-        ],
-        axis=0,
-    )
-    daily = rain[: spec.days * 24].reshape(spec.days, 24).sum(axis=1)
-    return [float(min(100.0, 10.0 + 60.0 * d)) for d in daily]
+def cloud_cover_by_day(spec: SyntheticSpec) -> list[float]:
+    """Cloud cover for the daily scenes (one footprint over every station, 10:30 UTC): the mean
+    of the generator's own scenes over the stations (`synthetic.scenes`: the fronts' cloud
+    shield). No observed value, least of all the rain of the hours a model forecasts, enters
+    it, so what the Sentinel ablation measures is what the generator put there."""
+    return [float(x) for x in np.mean([s.cloud_cover for s in scenes(spec).values()], axis=0)]
 
 
 def run_checked(argv: list[str], env: dict[str, str], what: str) -> str:
@@ -165,7 +158,7 @@ def main() -> int:
             args.days,
             {"B04": 4096},
             start=spec.start + timedelta(hours=10, minutes=30),
-            cloud_cover=cloud_cover_by_day(spec, tables),
+            cloud_cover=cloud_cover_by_day(spec),
         )
         load(upstream_api.url, items)
         ingest_env = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from string import Template
 from typing import Any
@@ -185,6 +186,32 @@ def _selection(data: dict[str, Any]) -> str:
         f"{chosen['validation_start']} up to the held-out period, "
         f"{chosen['validation_samples']} samples."
     )
+
+
+MEASURED_SOURCES = "templates/real-data.json"
+
+
+def measured_sources() -> list[dict[str, Any]]:
+    """The data sets behind the card's measured-data figures (`real-data.md`): name, source and
+    test period of each, as `benchmarks/model_skill.py --write-card` recorded them beside the
+    figures; empty where none is recorded."""
+    path = resources.files("fedeploy_inference").joinpath(MEASURED_SOURCES)
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def figure_sources(data: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Where each published figure came from: the held-out scores of `metrics.json` (and the
+    card's evaluation) from the version's own data and test period; the card's measured-data
+    section from the data sets `measured_sources` names."""
+    return {
+        "metrics.json": {
+            "data": dataset_title(data),
+            "source": data.get("source"),
+            "synthetic": bool(data.get("synthetic", False)),
+            "test_period": metrics.get("periods", {}).get("test"),
+        },
+        "model-card.md#on-measured-station-data": measured_sources(),
+    }
 
 
 def dataset_title(data: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from fedeploy_inference import __version__
 from fedeploy_inference.features import FeatureSpec
 from fedeploy_inference.model import NetConfig, StationForecaster
-from fedeploy_inference.model_card import dataset_title, render_model_card
+from fedeploy_inference.model_card import dataset_title, figure_sources, render_model_card
 from fedeploy_inference.training import TrainingResult
 
 _VERSION = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
@@ -121,6 +121,7 @@ def publish(
         "net": result.model.config.to_dict(),
         "features": result.spec.to_dict(),
         "files": {k: _entry(body) for k, (body, _) in files.items()},
+        "figures": figure_sources(data, result.metrics),
     }
     card = render_model_card(manifest, result.metrics, data).encode()
     files["model-card.md"] = (card, "text/markdown")

