@@ -161,11 +161,16 @@ def test_scrape_targets_select_pods_of_this_release_that_serve_metrics(chart, si
             selectors = [s["spec"]["selector"] for s in services]
         else:
             selectors = [monitor["spec"]["selector"]["matchLabels"]]
+        expressions = monitor["spec"]["selector"].get("matchExpressions", [])
+        if monitor["kind"] == "ServiceMonitor":
+            expressions = []  # they chose the Services, whose selectors chose the pods
+        assert all(e["operator"] == "In" for e in expressions)
         selected = [
             p
             for p in pods
             for selector in selectors
             if all(p["metadata"]["labels"].get(k) == v for k, v in selector.items())
+            and all(p["metadata"]["labels"].get(e["key"]) in e["values"] for e in expressions)
         ]
         assert selected, f"{monitor['metadata']['name']} selects no pod"
         endpoints = monitor["spec"].get("podMetricsEndpoints", monitor["spec"].get("endpoints"))
@@ -539,6 +544,7 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
 }
 _GUARD = f'{_S}, pod="catalog-auth-proxy-6c9f8d7b5-q2w3e"'
 _GUARD_BUCKET = "fedeploy_catalog_request_duration_seconds_bucket"
+_ASSETS = f'{_S}, pod="catalog-assets-7d6c5b4a3-r4t5y"'
 ALERT_CASES[("catalog", "published")] = {
     **{
         name: cases
@@ -567,6 +573,27 @@ ALERT_CASES[("catalog", "published")] = {
         ),
     ],
     "CatalogLatencyHigh": _latency_cases(_GUARD_BUCKET, _GUARD),
+    "CatalogAssetErrorRatio": [
+        _case(
+            "1m",
+            {
+                f'ingest_asset_requests_total{{{_ASSETS}, code="5xx"}}': "0+10x30",
+                f'ingest_asset_requests_total{{{_ASSETS}, code="3xx"}}': "0+10x30",
+            },
+            "20m",
+            {"namespace": NAMESPACE, "severity": "warning"},
+        ),
+        # Refused tokens and unknown assets are the callers' errors.
+        _case(
+            "1m",
+            {
+                f'ingest_asset_requests_total{{{_ASSETS}, code="4xx"}}': "0+10x30",
+                f'ingest_asset_requests_total{{{_ASSETS}, code="3xx"}}': "0+10x30",
+            },
+            "20m",
+            None,
+        ),
+    ],
 }
 
 
@@ -697,6 +724,7 @@ _METRIC_SOURCES = (
     "services/ingestion/fedeploy_ingestion/metrics.py",
     "services/ingestion/fedeploy_ingestion/outcome.py",
     "services/inference/fedeploy_inference/service_metrics.py",
+    "services/ingestion/fedeploy_ingestion/asset_endpoint.py",
     "charts/catalog/files/token_guard.py",
 )
 

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -55,6 +56,12 @@ class AssetSettings(BaseSettings):
     s3_addressing_style: str = Field("auto", description="auto, path or virtual.")
     http_host: str = Field("0.0.0.0", description="Address to listen on.")
     http_port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of Prometheus's /metrics, apart from the public port; unset: none.",
+    )
 
     @field_validator("root_path")
     @classmethod
@@ -194,19 +201,53 @@ def presigning_client(settings: AssetSettings) -> Any:
     )
 
 
+class AssetMetrics:
+    """Asset requests by status class and their durations, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ingest_asset_requests",
+            "Asset requests answered, by status class (3xx: a presigned URL given).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "ingest_asset_request_duration_seconds",
+            "Time to answer an asset request.",
+            registry=self.registry,
+        )
+
+
 def create_app(
     settings: AssetSettings | None = None,
     *,
     s3: Any = None,
     jwks_client: Any = None,
     http: httpx.Client | None = None,
+    metrics: AssetMetrics | None = None,
 ) -> Any:
     """The FastAPI application (settings from the environment when not given)."""
     settings = settings or AssetSettings()  # type: ignore[call-arg]
     s3 = s3 or presigning_client(settings)
     tokens = TokenChecker(settings, jwks_client)
     resolver = AssetResolver(settings, s3, http)
+    metrics = metrics or AssetMetrics()
     app = FastAPI(title="fedeploy asset endpoint", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def counted(request: Request, call_next: Any) -> Any:
+        if request.url.path == "/healthz":
+            return await call_next(request)
+        with metrics.duration.time():
+            try:
+                response = await call_next(request)
+            except Exception:
+                metrics.requests.labels(code="5xx").inc()
+                raise
+        metrics.requests.labels(code=f"{response.status_code // 100}xx").inc()
+        return response
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -228,12 +269,18 @@ def create_app(
 
 
 def serve() -> None:
-    """Serve on ASSETS_HTTP_HOST:ASSETS_HTTP_PORT until SIGTERM."""
+    """Serve on ASSETS_HTTP_HOST:ASSETS_HTTP_PORT until SIGTERM (and Prometheus's /metrics on
+    ASSETS_METRICS_PORT)."""
     import uvicorn
 
     settings = AssetSettings()  # type: ignore[call-arg]
+    app = create_app(settings)
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, settings.http_host, app.state.metrics.registry)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         proxy_headers=True,

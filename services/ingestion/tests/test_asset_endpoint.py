@@ -254,3 +254,18 @@ def test_the_presigned_lifetime_is_bounded():
         with pytest.raises(ValueError):
             AssetSettings(**base, url_lifetime_seconds=seconds)
     assert AssetSettings(**base).url_lifetime_seconds == 900
+
+
+def test_requests_are_counted_by_status_class_for_prometheus(client_and_s3):
+    # The catalog chart's PodMonitor scrapes these on ASSETS_METRICS_PORT (docs/charts.md).
+    from prometheus_client import generate_latest
+
+    client, _ = client_and_s3
+    client.get("/stac/assets/c/s1/data", headers=token(), follow_redirects=False)
+    client.get("/stac/assets/c/s1/data", follow_redirects=False)
+    client.get("/stac/assets/c/s9/data", headers=token(), follow_redirects=False)
+    client.get("/healthz")
+    text = generate_latest(client.app.state.metrics.registry).decode()
+    assert 'ingest_asset_requests_total{code="3xx"} 1.0' in text
+    assert 'ingest_asset_requests_total{code="4xx"} 2.0' in text
+    assert "ingest_asset_request_duration_seconds_count 3.0" in text
