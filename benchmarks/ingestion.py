@@ -53,6 +53,7 @@ from services.ingestion.tests.bufr_encode import Station, encode  # noqa: E402
 from services.ingestion.tests.wis2_build import notification, payload  # noqa: E402
 
 WIS2_GOAL = 0.30  # of the edge path's observations per second
+EDGE_GOAL = 0.50  # of the broker-alone rate (QoS 1, a Python subscriber)
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 WINDOW_SECONDS = 600
@@ -436,6 +437,11 @@ def main() -> int:
         f"{e['put_rate']:,.0f} PUT/s"
     )
     print(f"  (publisher into the broker: {e['publish_rate']:,.0f} messages/s)")
+    edge_share = e["rate"] / e["broker_rate"]
+    print(
+        f"  {edge_share:.0%} of the broker-alone rate (goal: at least {EDGE_GOAL:.0%}: "
+        f"{'met' if edge_share >= EDGE_GOAL else 'NOT met'})"
+    )
     print()
     print("WIS2 notifications -> download -> BUFR decode -> S3 (Parquet) + catalog (10 obs/file):")
     share = w["rate"] / e["rate"]

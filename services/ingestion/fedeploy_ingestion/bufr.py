@@ -129,8 +129,8 @@ class DecodeBudget:
 
 @dataclass(frozen=True)
 class SubsetRefusal:
-    """One subset that was not mapped (`subset` 0: the whole message): where it is (message
-    and subset, from 1) and why."""
+    """One subset that was not mapped (`subset` 0: the whole message; `message` 0: bytes of
+    the file that start no whole message): where it is (message and subset, from 1) and why."""
 
     message: int
     subset: int
@@ -138,7 +138,10 @@ class SubsetRefusal:
     reason: str
 
     def where(self) -> str:
-        """`message M subset S`, or `message M` for a whole message."""
+        """`message M subset S`, `message M` for a whole message, `file` (message 0) for
+        bytes that start no whole message."""
+        if not self.message:
+            return "file"
         return f"message {self.message}" + (f" subset {self.subset}" if self.subset else "")
 
 
@@ -252,10 +255,8 @@ def _read(handle: Any, key: str) -> list[Any]:
         return []
 
 
-def _hourly_precipitation(handle: Any, count: int, compressed: bool) -> list[Any]:
-    """Per subset, the first 013011 whose time period (the 004024 just before it) is one
-    hour, or None. The keys are walked in order once per message; in an uncompressed message
-    each subset starts again with the template's first element."""
+def _key_order(handle: Any) -> list[str]:
+    """The data keys of a message (`#n#name`), in template order."""
     eccodes = load_eccodes()
     keys: list[str] = []
     iterator = eccodes.codes_bufr_keys_iterator_new(handle)
@@ -266,9 +267,17 @@ def _hourly_precipitation(handle: Any, count: int, compressed: bool) -> list[Any
                 keys.append(name)
     finally:
         eccodes.codes_bufr_keys_iterator_delete(iterator)
+    return keys
+
+
+def _hourly_precipitation(handle: Any, count: int, compressed: bool) -> list[Any]:
+    """Per subset, the first 013011 whose time period (the 004024 just before it) is one
+    hour, or None. The keys are walked in order once per message; in an uncompressed message
+    each subset starts again with the template's first element."""
     found: list[Any] = [None] * count
-    if not any(k.endswith("#" + PERIOD_PRECIPITATION) for k in keys):
-        return found
+    if all(_missing(v) for v in _read(handle, PERIOD_PRECIPITATION)):  # every occurrence
+        return found  # absent, or missing in every subset: no key walk (most files)
+    keys = _key_order(handle)
     first = keys[0].rsplit("#", 1)[-1]
     subset, period = -1, None
     for key in keys:

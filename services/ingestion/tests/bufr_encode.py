@@ -86,7 +86,8 @@ def encode_message(
     compressed: bool = True,
     periods: dict[str, int] | None = None,
 ) -> bytes:
-    """One BUFR message, one subset per dict (ecCodes keys, first occurrence; None missing).
+    """One BUFR message, one subset per dict (ecCodes keys, the first occurrence unless
+    ranked as `#n#key`; None missing).
 
     `periods`: for a key such as `#1#totalPrecipitationOrTotalWaterEquivalent`, the time
     period (hours, 004024) to write just before it, per subset the same. A key absent from
@@ -106,7 +107,8 @@ def encode_message(
         keys = sorted({k for s in subsets for k in s})
         for key in keys:
             try:
-                _set(handle, f"#1#{key}", [s.get(key) for s in subsets])
+                ranked = key if key.startswith("#") else f"#1#{key}"
+                _set(handle, ranked, [s.get(key) for s in subsets])
             except eccodes.KeyValueNotFoundError:
                 raise ValueError(f"{key!r} is not in template {list(descriptors)}") from None
         for key, hours in (periods or {}).items():

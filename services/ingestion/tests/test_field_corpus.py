@@ -127,3 +127,16 @@ def test_decoding_beats_the_heartbeat_between_messages() -> None:
     data = gts_bulletin(CORPUS["first.bufr"].data, "ISMD01 LFPW 010600") * 3
     decode_bufr(data, NOW, Limits(), beat=lambda: beats.append(time.monotonic()))
     assert len(beats) == 3
+
+
+def test_precipitation_is_taken_from_the_occurrence_over_one_hour() -> None:
+    station = {"blockNumber": 7, "stationNumber": 1, "year": 2024, "month": 6, "day": 1,
+               "hour": 6, "minute": 0, "#1#totalPrecipitationOrTotalWaterEquivalent": 9.0,
+               "#2#totalPrecipitationOrTotalWaterEquivalent": 0.6}  # fmt: skip
+    periods = {
+        "#1#totalPrecipitationOrTotalWaterEquivalent": -24,
+        "#2#totalPrecipitationOrTotalWaterEquivalent": -1,
+    }
+    data = encode_message([station, {**station, "stationNumber": 2}], SYNOP, periods=periods)
+    observations, _ = decode_bufr(data, NOW, Limits())
+    assert [o.values for o in observations] == [{"precipitation": 0.6}] * 2
