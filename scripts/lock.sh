@@ -3,7 +3,8 @@
 # (`make lock`). One lock per environment the project builds, each requirements/<env>.txt
 # compiled from requirements/<env>.in with hashes:
 #   dev               .venv: fedeploy[deploy,dev] and both services with their test extras
-#   deploy            the pipelines' install of fedeploy[deploy] (examples/gitops)
+#   deploy            the pipelines' install of fedeploy[deploy] (examples/gitops), for Python
+#                     3.11 to 3.13
 #   checkov           .venv/checkov (checkov pins boto3 and packaging below the project's)
 #   ingestion-image   services/ingestion/Dockerfile
 #   inference-image   services/inference/Dockerfile (torch's CPU build)
@@ -52,9 +53,9 @@ compile() {  # compile ENV [uv options...]
 
 compile dev --python-version 3.11 --find-links "$TORCH_WHEELS"
 compile checkov --python-version 3.11
-for env in deploy ingestion-image; do
-    compile "$env" --python-version 3.11 --constraint requirements/dev.txt
-done
+compile ingestion-image --python-version 3.11 --constraint requirements/dev.txt
+# The pipelines run the Python of their runner or image (3.11 to 3.13): one lock for all of them.
+compile deploy --universal --python-version 3.11 --constraint requirements/dev.txt
 compile inference-image --python-version 3.11 --find-links "$TORCH_WHEELS" \
     --constraint requirements/dev.txt
 # The GPU image runs Ubuntu 24.04's Python 3.12 and PyPI's torch (the CUDA build and its

@@ -173,3 +173,19 @@ def test_an_explicit_deny_allows_nothing() -> None:
     }
     assert allowing_statements(policy, "s3:GetObject", "arn:aws:s3:::raw/sentinel/secret") == []
     assert allowing_statements(policy, "S3:getobject", "arn:aws:s3:::raw/sentinel/b")
+
+
+def test_the_pipelines_install_the_deploy_lock() -> None:
+    gitops = ROOT / "examples" / "gitops"
+    for path in [
+        gitops / "github" / "actions" / "setup-fedeploy" / "action.yml",
+        gitops / "gitlab" / ".gitlab" / "fedeploy.yml",
+        gitops / "gitlab" / ".gitlab-ci.yml",
+    ]:
+        text = path.read_text()
+        assert "--require-hashes --no-deps" in text and "requirements/deploy.txt" in text, path
+        # The project itself goes in after the lock, without dependencies of its own.
+        assert '".[deploy]"' not in text, path
+    # The pull request's review installs the base revision's lock where that revision has one.
+    review = (gitops / "github" / "workflows" / "pull-request.yml").read_text()
+    assert '-r "$TOOL/src/requirements/deploy.txt"' in review
