@@ -34,6 +34,7 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -534,6 +535,46 @@ class LocalSlurm:
         self._children[proc.pid] = proc
         if pid_file is not None:
             pid_file.write_text(f"{proc.pid}\n")
+
+    @contextlib.contextmanager
+    def rest_for(self, api_version: str) -> Iterator[str]:
+        """A second slurmrestd, started as the rendered unit starts it but from the settings a
+        node declaring `api_version` gets (its rendered slurmrestd.env), on a free loopback
+        port: its plain URL while the context lasts."""
+        assert self.node is not None
+        declared = self.config.model_copy(update={"api_version": api_version})
+        port = free_ports(1)[0]
+        rendered = bridge_node(
+            declared,
+            bridge_name="itest",
+            firewall=firewall_rules(port, ["127.0.0.0/8"]),
+            tls_name=TLS_NAME,
+            layout=self.layout,
+            slurm=self.slurm,
+        )
+        env_text = next(f.content for f in rendered.files if f.path == self.layout.rest_env)
+        env_file = self.root / "etc" / f"slurmrestd-{api_version}.env"
+        env_file.write_text(
+            env_text.replace(f"127.0.0.1:{self.ports['internal']}", f"127.0.0.1:{port}")
+        )
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **parse_env_file(env_file)}
+        unit = parse_unit(Path(self.layout.unit_dir) / "fedeploy-slurmrestd.service")
+        log = open(self.root / "log" / f"slurmrestd-{api_version}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            self.command(expand_exec(unit["ExecStart"][0], env), user=unit["User"][0]),
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            _wait_for(lambda: _port_open(port), 15, f"slurmrestd for {api_version}")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+            log.close()
 
     def _verify(self) -> None:
         result = subprocess.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,25 @@ def test_a_job_completes_and_its_output_is_read(client, job_dir):
     assert output.stdout == f"{job_dir}/itest-{job_id}.out"
     with open(output.stdout) as produced:
         assert produced.read() == "hello federation from fedeploy-jobs\n"
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.41", "v0.0.42"])
+def test_each_version_24_11_serves_runs_a_job(slurm, job_dir, version):
+    """A site declaring v0.0.40, v0.0.41 or v0.0.42: slurmrestd started from the settings its
+    node gets, a client that negotiates, a job that fails with its exit code, its output."""
+    if slurm.release == "22.05":
+        pytest.skip("22.05 serves v0.0.38 only (the rest of this suite)")
+    with (
+        slurm.rest_for(version) as url,
+        BridgeClient(url, slurm.user, slurm.token(), retries=1) as bridge,
+    ):
+        job_id = bridge.submit(
+            spec(job_dir, f'echo "$GREETING {version}"; exit 4', environment={"GREETING": "hi"})
+        )
+        status = bridge.wait(job_id, timeout=30, poll=0.1, check=False)
+        assert bridge.api_version == version
+    assert (status.state, status.exit_code) == (JobState.FAILED, 4), status.describe()
+    assert Path(status.stdout).read_text() == f"hi {version}\n"
 
 
 def test_a_failing_job_reports_its_exit_code(client, job_dir):

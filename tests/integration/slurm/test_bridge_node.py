@@ -14,8 +14,9 @@ import pytest
 
 from fedeploy.bridge.client import BridgeClient
 from fedeploy.bridge.firewall import firewall_rules
+from fedeploy.bridge.jobs import JobSpec
 from fedeploy.bridge.node_config import bridge_node
-from fedeploy.bridge.slurm_api import offered_versions
+from fedeploy.bridge.slurm_api import adapter_for, offered_versions
 from fedeploy.bridge.tokens import mint_token
 
 pytestmark = pytest.mark.integration
@@ -163,3 +164,49 @@ def test_the_controller_runs_the_rendered_slurm_conf(slurm):
     assert settings["AuthAltTypes"] == "auth/jwt"
     assert settings["AuthAltParameters"] == f"jwt_key={slurm.key_path}"
     assert settings["MessageTimeout"] == f"{slurm.message_timeout} sec"
+
+
+def _schema_type(document: dict, node: dict) -> tuple[str, dict]:  # type: ignore[type-arg]
+    """(JSON type, resolved schema) of an OpenAPI schema node, following $ref."""
+    while "$ref" in node:
+        node = document["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node.get("type", "object"), node
+
+
+def test_the_submission_has_the_shapes_the_controller_serves(slurm, job_dir):
+    """Every field the adapter sends is one the served document describes, with its type."""
+    context = ssl.create_default_context(cafile=slurm.ca_file)
+    headers = {"X-SLURM-USER-NAME": slurm.user, "X-SLURM-USER-TOKEN": slurm.token()}
+    with httpx.Client(base_url=slurm.endpoint, verify=context, headers=headers) as http:
+        document = http.get("/openapi/v3").json()
+    api = adapter_for(slurm.api_version)
+    post = document["paths"][api.submit_path]["post"]
+    _, request = _schema_type(
+        document, post["requestBody"]["content"]["application/json"]["schema"]
+    )
+    full = JobSpec(
+        name="shapes",
+        script="#!/bin/bash\ntrue\n",
+        time_limit_minutes=5,
+        working_directory=str(job_dir),
+        cpus=2,
+        memory_mb=100,
+        gpus=1,
+        stdout=f"{job_dir}/%j.out",
+        stderr=f"{job_dir}/%j.err",
+        account="acct",
+        qos="normal",
+        partition="debug",
+    )
+    body = api.submission(full, partition="debug")
+    python_type = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer"}
+    checked = []
+    for key in body:
+        assert key in request["properties"], f"{key} is not in the served submission"
+    _, job = _schema_type(document, request["properties"]["job"])
+    for key, value in body["job"].items():
+        assert key in job["properties"], f"job.{key} is not in {slurm.api_version}'s job"
+        served, _ = _schema_type(document, job["properties"][key])
+        assert python_type[type(value)] == served, f"job.{key}: sent {value!r}, served {served}"
+        checked.append(key)
+    assert {"environment", "time_limit", "dependency", "comment"} <= set(checked)
