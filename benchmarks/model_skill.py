@@ -160,11 +160,13 @@ def report(name: str, result: TrainingResult, seconds: float) -> list[tuple[str,
 def _common_goals(name: str, m: dict[str, Any]) -> list[tuple[str, bool]]:
     t = m["skill"]
     spread = m["skill_interval"]
+    against_persistence = t["persistence"]["air_temperature"]
+    short = "" if against_persistence >= 0.5 else f" (short by {0.5 - against_persistence:.2f})"
     goals = [
         (
-            f"{name}: temperature skill vs persistence {t['persistence']['air_temperature']:.3f}"
-            f"{_ci(spread['persistence']['air_temperature'])} >= 0.5",
-            t["persistence"]["air_temperature"] >= 0.5,
+            f"{name}: temperature skill vs persistence {against_persistence:.3f}"
+            f"{_ci(spread['persistence']['air_temperature'])} >= 0.5{short}",
+            against_persistence >= 0.5,
         ),
         (
             f"{name}: temperature skill vs diurnal persistence "
@@ -311,7 +313,8 @@ def card_figures(results: dict[str, TrainingResult]) -> str:
                     + " | ".join(f"{got['rmse'][f]:.3f}" for f in FORECASTS)
                     + " |"
                 )
-        lines += ["", f"Sentinel input: {ablation_text(m)}"]
+        lines += ["", f"Sentinel input: {ablation_text(m)}", "", "Goals:"]
+        lines += [f"- {'met' if met else 'MISSED'}: {text}" for text, met in _common_goals(name, m)]
     lines += ["", "Goals and what was tried: docs/model.md."]
     return "\n".join(lines) + "\n"
 
