@@ -144,6 +144,105 @@ def validate(
     raise typer.Exit(2 if failed else 0)
 
 
+@app.command()
+def new(
+    site: Annotated[str, typer.Argument(help="The new site's (stack's) name.")],
+    kind: Annotated[
+        str, typer.Option("--kind", help="aws, openstack, ovh, kubernetes or hpc.")
+    ] = "",
+    hub: Annotated[
+        str | None, typer.Option("--hub", help="Add the site to this hub's members.")
+    ] = None,
+    stacks_dir: StacksDir = None,
+) -> None:
+    """Write a new site's stack file with every required key: "<choose: ...>" where only you
+    know the value, pending placeholders for secrets, address ranges free in the federation;
+    then print the secrets still to set.
+
+    Exit status: 0 written, 2 refused (a bad name or kind, the file exists, no such hub)."""
+    from fedeploy.scaffold import NEW_KINDS, scaffold
+
+    if not kind:
+        raise typer.BadParameter(f"give the kind: {', '.join(NEW_KINDS)}", param_hint="--kind")
+    where = stacks_dir_or_exit(stacks_dir)
+    try:
+        made = scaffold(site, kind, where, hub)
+    except FedeployError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(err.exit_code) from None
+    made.path.write_text(made.text)
+    typer.echo(f"wrote {made.path}")
+    if made.hub_path is not None and made.hub_text is not None:
+        made.hub_path.write_text(made.hub_text)
+        typer.echo(f"added {site} to the members of {made.hub_path}")
+    typer.echo('replace each "<choose: ...>" value; `fedeploy plan` names every one left')
+    _print_secrets(made.path)
+
+
+@app.command()
+def secrets(
+    stacks: Annotated[
+        list[str] | None, typer.Argument(help="Stacks to list (default: every stack file).")
+    ] = None,
+    stacks_dir: StacksDir = None,
+) -> None:
+    """The secrets each stack file still needs (pending placeholders), as the
+    `pulumi config set --secret --path` commands that set them.
+
+    Exit status: 0 listed (none pending included), 2 a stack file that cannot be read."""
+    from fedeploy.offline.federation import stack_files
+
+    where = stacks_dir_or_exit(stacks_dir)
+    files = stack_files(where)
+    failed = False
+    for name in stacks or list(files):
+        if name not in files:
+            typer.echo(f"no stack file Pulumi.{name}.yaml in {where}", err=True)
+            failed = True
+            continue
+        try:
+            _print_secrets(files[name])
+        except FedeployError as err:
+            typer.echo(str(err), err=True)
+            failed = True
+    raise typer.Exit(2 if failed else 0)
+
+
+def _print_secrets(path: Path) -> None:
+    """Each pending secret of the stack file as the command that sets it (read from the raw
+    object when the file does not validate yet, which is said); raises if it cannot be read."""
+    from fedeploy.config.loader import (
+        SITE_KEY,
+        config_path,
+        pending_secrets,
+        raw_pending,
+        read_stack_file,
+        validate_site,
+    )
+
+    stack_file = read_stack_file(path)
+    raw = stack_file.raw
+    try:
+        site = validate_site(raw, stack_file=str(path), stack=stack_file.stack)
+    except FedeployError:
+        # Choices left to make do not hide the secrets: list them from the raw object.
+        site = None
+    pending = pending_secrets(site) if site is not None else raw_pending(raw)
+    invalid = "" if site is not None else " (the file does not validate yet: `fedeploy validate`)"
+    if not pending:
+        typer.echo(f"{path}: no pending secret{invalid}")
+        return
+    typer.echo(
+        f"{path}: {len(pending)} secret(s) still to set (`{SITE_KEY}` of stack "
+        f"{stack_file.stack}){invalid}:"
+    )
+    for key in pending:
+        typer.echo(
+            f"  pulumi config set --stack {stack_file.stack} --secret --path "
+            f"'{config_path(key)}' <value>"
+        )
+
+
 @app.command("config-reference")
 def config_reference(
     write: Annotated[

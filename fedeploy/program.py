@@ -5,6 +5,7 @@ in-process under Pulumi's mock runtime."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ from fedeploy.config.loader import PROJECT, SITE_KEY, validate_site
 from fedeploy.references import references
 
 STACKS_DIR = Path("stacks")
+# True while the offline plan runs the program (fedeploy.offline.engine sets it in the stack's
+# own context); otherwise the program is being deployed, and pending secrets are refused.
+OFFLINE_PLAN: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "fedeploy_offline_plan", default=False
+)
 
 
 def load_site(stack: str, stacks_dir: Path) -> Any:
@@ -31,6 +37,7 @@ def load_site(stack: str, stacks_dir: Path) -> Any:
         stacks_dir=stacks_dir if stacks_dir.is_dir() else None,
         stack=stack,
         secrets_decrypted=is_config_secret(SITE_KEY),
+        deploying=not OFFLINE_PLAN.get(),
     )
 
 

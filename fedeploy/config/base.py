@@ -90,6 +90,7 @@ class SecretValue:
     """A secret from the stack file: its value, or None where it cannot be decrypted (offline)."""
 
     value: str | None
+    pending: bool = False  # the placeholder `{pending: <note>}`: not issued yet (PENDING_SECRET)
 
     @property
     def known(self) -> bool:
@@ -143,15 +144,28 @@ def ciphertext_problem(value: Any) -> str | None:
     )
 
 
+PENDING_SECRET = "pending"
+
+
 def _parse_secret(value: Any, handler: Any, info: ValidationInfo) -> SecretValue:
     if isinstance(value, SecretValue):
         return value
+    context = info.context or {}
+    if isinstance(value, dict) and set(value) == {PENDING_SECRET}:
+        # A secret not issued yet: the offline plan goes on with a stand-in (and an advisory);
+        # `pulumi up` must never deploy it.
+        if context.get("deploying"):
+            raise PydanticCustomError(
+                "pending_secret",
+                "a pending secret (`pending:` placeholder) cannot be deployed: set it first with "
+                "`pulumi config set --secret --path '<key path>' <value>`",
+            )
+        return SecretValue(None, pending=True)
     if isinstance(value, dict) and set(value) == {"secure"}:
         if ciphertext_problem(value):
             raise PydanticCustomError("secret_not_ciphertext", ciphertext_problem(value) or "")
         # The ciphertext of `pulumi config set --secret`: only the Pulumi CLI can decrypt it.
         return SecretValue(None)
-    context = info.context or {}
     if isinstance(value, str) and context.get("secrets_decrypted"):
         # Under `pulumi up` the CLI hands the decrypted object over and marks it secret.
         return SecretValue(value)

@@ -297,6 +297,13 @@ def yaml_number_issues(plain_scalars: dict[str, tuple[str, str]]) -> list[Config
 def _provider_config_issues(stack_file: StackFile) -> list[ConfigIssue]:
     issues = []
     for key, value in stack_file.config.items():
+        if key != SITE_KEY and isinstance(value, str) and (choice := CHOICE.match(value)):
+            issues.append(
+                ConfigIssue(
+                    f"config.{key}",
+                    f"still the placeholder `fedeploy new` wrote: choose {choice['what']}",
+                )
+            )
         if isinstance(value, dict) and "secure" in value:
             problem = ciphertext_problem(value)
             if problem:
@@ -316,6 +323,8 @@ def _region_issues(stack_file: StackFile, site: Any) -> list[ConfigIssue]:
     if key is None or region is None:
         return []
     given = stack_file.config.get(key)
+    if isinstance(given, str) and CHOICE.match(given):
+        return []  # named by _provider_config_issues
     if given is None and site.kind == "aws":
         return [
             ConfigIssue(
@@ -343,11 +352,14 @@ def validate_site(
     stack: str | None = None,
     secrets_decrypted: bool = False,
     plain_scalars: dict[str, tuple[str, str]] | None = None,
+    deploying: bool = False,
 ) -> Any:
     """Validate a raw site object into its typed model, or raise StackConfigError with every issue.
 
     With `stacks_dir`, the checks across stack files run too, on the validated models of this
-    site and of its siblings (never on raw objects)."""
+    site and of its siblings (never on raw objects). `deploying` (the program under `pulumi up`)
+    refuses pending secrets, which a production site never holds either. Values `fedeploy new`
+    wrote for the user to choose (`<choose: ...>`) are named, each, instead of their type errors."""
     if raw is None:
         raise StackConfigError(
             stack_file, [ConfigIssue(f"config.{SITE_KEY}", "is required: the site object")]
@@ -370,16 +382,107 @@ def validate_site(
             ],
         )
     model = MODELS[kind]
+    choices = dict(scaffold_choices(raw))
+    context = {"secrets_decrypted": secrets_decrypted, "deploying": deploying}
     try:
-        site = model.model_validate(raw, context={"secrets_decrypted": secrets_decrypted})
+        site = model.model_validate(raw, context=context)
     except ValidationError as err:
         issues = [_issue(model, e, plain_scalars or {}) for e in err.errors()]
-        raise StackConfigError(stack_file, issues) from None
+        issues = [i for i in issues if not any(_under(i.path, c) for c in choices)]
+        raise StackConfigError(stack_file, _choice_issues(choices) + issues) from None
+    if choices:
+        raise StackConfigError(stack_file, _choice_issues(choices))
+    pending = pending_secrets(site)
+    if pending and site.environment == "production":
+        raise StackConfigError(
+            stack_file,
+            [
+                ConfigIssue(
+                    path,
+                    "is a pending secret, which a production site never holds: set it with "
+                    f"`pulumi config set --secret --path '{config_path(path)}' <value>`",
+                )
+                for path in pending
+            ],
+        )
     if stacks_dir is not None:
         issues = federation_issues(site, stacks_dir, stack)
         if issues:
             raise StackConfigError(stack_file, issues)
     return site
+
+
+# -- what `fedeploy new` leaves to the user: choices and pending secrets --------------------------
+
+# A value the scaffold wrote for the user to choose: `<choose: what, e.g. an example>`.
+CHOICE = re.compile(r"^<choose: (?P<what>[^>]*)>$")
+
+
+def raw_nodes(
+    raw: Any, path: str = "site", seen: set[int] | None = None
+) -> typing.Iterator[tuple[str, Any]]:
+    """(key path, value) of every node of a raw site object, itself first; each mapping or list
+    once (YAML aliases may share or nest them without end)."""
+    seen = set() if seen is None else seen
+    yield path, raw
+    if isinstance(raw, dict | list):
+        if id(raw) in seen:
+            return
+        seen.add(id(raw))
+        items = raw.items() if isinstance(raw, dict) else enumerate(raw)
+        for key, value in items:
+            yield from raw_nodes(value, f"{path}.{key}", seen)
+
+
+def scaffold_choices(raw: Any) -> typing.Iterator[tuple[str, str]]:
+    """(key path, what to choose) of every `<choose: ...>` value left in a raw site object."""
+    for path, node in raw_nodes(raw):
+        if isinstance(node, str) and (match := CHOICE.match(node)):
+            yield path, match["what"]
+
+
+def raw_pending(raw: Any) -> list[str]:
+    """Key paths of the `pending:` placeholders of a raw site object, valid or not."""
+    return [p for p, node in raw_nodes(raw) if isinstance(node, dict) and set(node) == {"pending"}]
+
+
+def _choice_issues(choices: dict[str, str]) -> list[ConfigIssue]:
+    return [
+        ConfigIssue(path, f"still the placeholder `fedeploy new` wrote: choose {what}")
+        for path, what in choices.items()
+    ]
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(f"{prefix}.")
+
+
+def secret_fields(site: Any, path: str = "site") -> typing.Iterator[tuple[str, Any]]:
+    """(key path, SecretValue) of every secret a validated site model holds."""
+    from fedeploy.config.base import SecretValue
+
+    if isinstance(site, SecretValue):
+        yield path, site
+    elif isinstance(site, BaseModel):
+        for name in type(site).model_fields:
+            yield from secret_fields(getattr(site, name), f"{path}.{name}")
+    elif isinstance(site, dict):
+        for key, value in site.items():
+            yield from secret_fields(value, f"{path}.{key}")
+    elif isinstance(site, list | tuple):
+        for index, value in enumerate(site):
+            yield from secret_fields(value, f"{path}.{index}")
+
+
+def pending_secrets(site: Any) -> list[str]:
+    """Key paths of the secrets a validated site holds as `pending:` placeholders."""
+    return [path for path, secret in secret_fields(site) if secret.pending]
+
+
+def config_path(path: str) -> str:
+    """The `--path` of `pulumi config set` for a key path of the site object (`site.a.0.b`)."""
+    parts = path.split(".")[1:]
+    return pulumi_config_path(tuple(int(p) if p.isdigit() else p for p in parts))
 
 
 # -- checks across stack files, on validated models only -----------------------------------------
@@ -515,6 +618,15 @@ def site_notes(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIss
                     "federated catalog will not harvest this site",
                 )
             )
+    for path in pending_secrets(site):
+        notes.append(
+            ConfigIssue(
+                path,
+                "advisory: a pending secret (placeholder): planned with a stand-in; `pulumi up` "
+                f"refuses it until `pulumi config set --secret --path '{config_path(path)}' "
+                "<value>` sets it",
+            )
+        )
     if site.kind == "openstack":
         for name, group in sorted(site.cluster.node_groups.items()):
             if group.accelerator == "nvidia" and not is_gpu_flavor(group.flavor):
@@ -777,6 +889,12 @@ def _issue(
     if kind == "missing":
         described = _description(model, loc)
         return ConfigIssue(path, "is required" + (f": {described}" if described else ""))
+    if kind == "pending_secret":
+        return ConfigIssue(
+            path,
+            "is a pending secret (`pending:` placeholder), which `pulumi up` never deploys: set "
+            f"it with `pulumi config set --secret --path '{pulumi_config_path(loc)}' <value>`",
+        )
     if kind in ("plaintext_secret", "secret_not_ciphertext"):
         found = (
             "a plaintext value where a secret is required"

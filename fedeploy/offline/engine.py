@@ -167,6 +167,7 @@ def _plan_in_context(
     from fedeploy import program
     from fedeploy.config.loader import PROJECT, stack_name_of
 
+    program.OFFLINE_PLAN.set(True)  # this stack's own context: pending secrets are allowed
     stack = stack_name_of(stack_file)
     document = yaml.safe_load(stack_file.read_text()) or {}
     raw_config = dict(document.get("config") or {})

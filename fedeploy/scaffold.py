@@ -1,0 +1,291 @@
+"""`fedeploy new SITE --kind KIND [--hub HUB]`: a new site's stack file, every required key
+written, so a new user starts from a file that plans rather than from an empty page.
+
+What only the user knows (an endpoint, a cloud's ids, a host name) is written as
+`"<choose: what, e.g. an example>"`, which `fedeploy plan` and `validate` name one by one; every
+secret is the documented placeholder `{pending: ...}` (planned with an advisory, refused by
+`pulumi up`); address ranges are chosen to overlap nothing in the federation; with `--hub`, the
+site joins that hub's members. Pure text in, text out: `scaffold` writes nothing itself."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from fedeploy.config.loader import STACK_NAME, address_ranges, sibling_sites
+from fedeploy.errors import FedeployError
+
+NEW_KINDS = ("aws", "openstack", "ovh", "kubernetes", "hpc")
+# Where new ranges are taken from: 10.64.0.0/10, clear of the examples' 10.0-10.63.
+_POOL = ipaddress.ip_network("10.64.0.0/10")
+
+_HEAD = """\
+# yaml-language-server: $$schema=../schemas/stack-file.schema.json
+# $site: a new $kind site written by `fedeploy new`. Replace every "<choose: ...>" value (fedeploy
+# plan names each one left), then set each pending secret with `pulumi config set --secret`
+# (`fedeploy secrets $site` prints the commands). docs/configuration.md describes every key.
+# A staging site: a production one holds no pending secret.
+"""
+
+_SERVICES = """\
+    services:
+      catalog:
+        url: "<choose: the catalog's public https URL, e.g. https://catalog.$site.example.eu>"
+        exposure:
+          tls:
+            cert_manager_issuer: "<choose: the cluster's cert-manager ClusterIssuer, e.g. letsencrypt>"
+          oidc:
+            issuer: "<choose: the OIDC issuer URL of the federation's login, e.g. https://login.example.eu/realms/eofed>"
+            audience: eofed-catalog-$site
+            write_scope: "stac:write:$site"
+      ingestion:
+        bucket: raw
+        sentinel:
+          schedule: "15 */6 * * *"
+          sources:
+            - name: cdse
+              collections: [sentinel-2-l2a]
+              bbox: [-10.0, 35.0, 30.0, 60.0]
+              datetime: P1D
+              assets: [B04_10m, B08_10m, SCL_20m]
+              max_cloud_cover: 80
+      inference:
+        bucket: models
+        gpu: "off"
+"""
+
+_KEYS = """\
+      access_key_id:
+        pending: the S3 access key id the store's owner issues
+      secret_access_key:
+        pending: its secret key
+"""
+
+_BODIES = {
+    "aws": """\
+config:
+  aws:region: "<choose: the AWS region, the same as site.region>"
+  fedeploy:site:
+    kind: aws
+    environment: staging
+    region: "<choose: the AWS region, e.g. eu-central-1>"
+    network:
+      cidr: $cidr16
+      availability_zones: ["<choose: a zone of the region, e.g. eu-central-1a>", "<choose: a second zone, e.g. eu-central-1b>"]
+    storage:
+      encryption: kms
+      bucket_prefix: "<choose: a prefix for bucket names unique in all of S3, e.g. your organisation>"
+      buckets:
+        raw: {}
+        models: {}
+    cluster:
+      version: "1.33"
+      public_access_cidrs: ["<choose: the address range you deploy from, e.g. 198.51.100.0/24>"]
+      node_groups:
+        system:
+          instance_types: [m6i.large]
+          min_size: 2
+          desired_size: 2
+          max_size: 4
+""",
+    "openstack": """\
+config:
+  openstack:region: "<choose: the OpenStack region, the same as site.region>"
+  fedeploy:site:
+    kind: openstack
+    environment: staging
+    region: "<choose: the OpenStack region, e.g. WAW3-1 (openstack region list)>"
+    network:
+      cidr: $cidr20
+      external_network_id: "<choose: the external network's id (openstack network list --external)>"
+      dns_nameservers: [1.1.1.1]
+      api_access_cidrs: ["<choose: the address range you deploy from, e.g. 198.51.100.0/24>"]
+    storage:
+      endpoint: "<choose: the cloud's S3 endpoint, e.g. https://s3.waw3-1.cloudferro.com>"
+      region: "<choose: the region the S3 API signs for, e.g. default>"
+      bucket_prefix: eofed
+      buckets:
+        raw: {}
+        models: {}
+    cluster:
+      version: "1.30"
+      kube_tag: v1.30.4
+      image_id: "<choose: the Fedora CoreOS image's id for Magnum (openstack image list)>"
+      master_flavor: "<choose: the control plane's flavor (openstack flavor list), e.g. eo2.large>"
+      master_count: 3
+      node_groups:
+        system:
+          flavor: "<choose: the workers' flavor (openstack flavor list), e.g. eo2.xlarge>"
+          min_size: 2
+          desired_size: 2
+          max_size: 5
+""",
+    "ovh": """\
+config:
+  fedeploy:site:
+    kind: ovh
+    environment: staging
+    project_id: "<choose: the Public Cloud project's id (32 hexadecimal digits)>"
+    region: "<choose: the OVHcloud region, e.g. GRA9>"
+    private_network:
+      vlan_id: $vlan
+      cidr: $cidr20
+    storage:
+      endpoint: "<choose: the region's S3 endpoint, e.g. https://s3.gra.io.cloud.ovh.net>"
+      region: "<choose: the region the S3 API signs for, e.g. gra>"
+      bucket_prefix: eofed
+      buckets:
+        raw: {}
+        models: {}
+    cluster:
+      version: "1.31"
+      api_access_cidrs: ["<choose: the address range you deploy from, e.g. 198.51.100.0/24>"]
+      node_pools:
+        system:
+          flavor: b3-16
+          min_size: 2
+          desired_size: 2
+          max_size: 5
+""",
+    "kubernetes": """\
+config:
+  fedeploy:site:
+    kind: kubernetes
+    environment: staging
+    storage:
+      endpoint: "<choose: the S3-compatible store's endpoint, e.g. https://s3.waw3-1.cloudferro.com>"
+      region: "<choose: the region the store signs for, e.g. waw3-1>"
+      bucket_prefix: eofed
+$keys      buckets:
+        raw: {}
+        models: {}
+    cluster:
+      version: "1.31"
+      kubeconfig:
+        pending: the cluster's kubeconfig, from its administrators
+      pod_cidrs: [$cidr16]
+""",
+    "hpc": """\
+config:
+  fedeploy:site:
+    kind: hpc
+    environment: staging
+    storage:
+      endpoint: "<choose: the centre's S3-compatible store, e.g. https://lumidata.eu>"
+      region: "<choose: the region the store signs for, e.g. lumi>"
+      bucket_prefix: eofed
+$keys      buckets:
+        raw: {}
+        models: {}
+    cluster:
+      version: "1.30"
+      kubeconfig:
+        pending: the kubeconfig of the cluster beside the supercomputer
+      pod_cidrs: [$cidr16]
+    bridge:
+      mode: gateway
+      host: "<choose: the centre's gateway (login) node, e.g. slurm-gw.example.eu>"
+      ssh_user: "<choose: the account the bridge is installed with>"
+      ssh_private_key:
+        pending: that account's SSH private key
+      partitions: ["<choose: a SLURM partition the jobs may use (sinfo -s)>"]
+""",
+}
+
+
+class ScaffoldError(FedeployError):
+    """The new site cannot be written: a bad name, a file already there, an unknown hub."""
+
+
+@dataclass(frozen=True)
+class Scaffold:
+    """The new stack file's text and where it goes; the hub file's new text, if one joins it."""
+
+    path: Path
+    text: str
+    hub_path: Path | None = None
+    hub_text: str | None = None
+
+
+def free_range(taken: list[str], prefix: int) -> str:
+    """The first /prefix of 10.64.0.0/10 that overlaps none of `taken` (CIDR strings)."""
+    used = [ipaddress.ip_network(c, strict=False) for c in taken]
+    for candidate in _POOL.subnets(new_prefix=prefix):
+        if not any(candidate.overlaps(u) for u in used):
+            return str(candidate)
+    raise ScaffoldError(f"no free /{prefix} left in {_POOL} for the new site's address range")
+
+
+def scaffold(site: str, kind: str, stacks_dir: Path, hub: str | None = None) -> Scaffold:
+    """The stack file of a new site `site` of `kind` in `stacks_dir`, and with `hub` the hub's
+    file with `site` among its members.
+
+    Raises ScaffoldError naming what is wrong: the name, the kind, a file already there, a hub
+    that is not one."""
+    if not STACK_NAME.match(site):
+        raise ScaffoldError(
+            f"{site!r} is not a valid site name: lower-case letters, digits and '-', 3 to 24 "
+            "characters, starting with a letter"
+        )
+    if kind not in _BODIES:
+        raise ScaffoldError(f"--kind {kind!r}: allowed: {', '.join(NEW_KINDS)}")
+    path = stacks_dir / f"Pulumi.{site}.yaml"
+    if path.exists():
+        raise ScaffoldError(f"{path} exists already: `fedeploy new` never overwrites a stack file")
+    siblings = sibling_sites(stacks_dir)
+    taken = [
+        c for s in siblings.values() if s.site is not None for c in address_ranges(s.site).values()
+    ]
+    vlans = {
+        getattr(getattr(s.site, "private_network", None), "vlan_id", None)
+        for s in siblings.values()
+    }
+    fields = {
+        "site": site,
+        "kind": kind,
+        "cidr16": free_range(taken, 16),
+        "cidr20": free_range(taken, 20),
+        "vlan": str(next(v for v in range(100, 4000) if v not in vlans)),
+        "keys": _KEYS,
+    }
+    text = Template(_HEAD + _BODIES[kind] + _SERVICES).substitute(fields)
+    if hub is None:
+        return Scaffold(path, text)
+    hub_site = siblings.get(hub)
+    if hub_site is None or hub_site.site is None or hub_site.site.kind != "hub":
+        hubs = sorted(n for n, s in siblings.items() if s.site is not None and s.site.kind == "hub")
+        raise ScaffoldError(
+            f"--hub {hub!r}: no valid hub stack file Pulumi.{hub}.yaml in {stacks_dir} "
+            f"(hubs there: {', '.join(hubs) or 'none'})"
+        )
+    return Scaffold(path, text, hub_site.path, join_members(hub_site.path.read_text(), site))
+
+
+_FLOW_MEMBERS = re.compile(r"^(?P<indent> *)members: *\[(?P<items>[^\]]*)\](?P<rest>.*)$", re.M)
+_BLOCK_MEMBERS = re.compile(
+    r"^(?P<indent> *)members: *(#.*)?\n(?P<items>(?:(?P=indent) *- .*\n)+)", re.M
+)
+
+
+def join_members(hub_text: str, site: str) -> str:
+    """The hub file's text with `site` added to `members` (flow or block list), comments kept.
+
+    Raises ScaffoldError when the list is written in a way this edit does not know."""
+    flow = _FLOW_MEMBERS.search(hub_text)
+    if flow is not None:
+        items = [i.strip() for i in flow["items"].split(",") if i.strip()]
+        line = f"{flow['indent']}members: [{', '.join([*items, site])}]{flow['rest']}"
+        return hub_text[: flow.start()] + line + hub_text[flow.end() :]
+    block = _BLOCK_MEMBERS.search(hub_text)
+    if block is not None:
+        last = block["items"].rstrip("\n").rsplit("\n", 1)[-1]
+        dash = last[: len(last) - len(last.lstrip())]
+        added = f"{dash}- {site}\n"
+        return hub_text[: block.end()] + added + hub_text[block.end() :]
+    raise ScaffoldError(
+        f"the hub's members list is not a one-line [..] list or a block of `- name` lines: add "
+        f"{site!r} to site.members by hand"
+    )
