@@ -29,13 +29,19 @@ command -v mmdebstrap >/dev/null || {
 start=$(date +%s)
 parent=$(dirname "$dir")
 mkdir -p "$parent"
+# One build at a time (two CI jobs on one machine): the second finds the first's tree.
+exec 9>"$parent/.slurm-rootfs.lock"
+flock 9
+if [ -f "$stamp" ]; then
+  echo "slurm-rootfs: $dir holds $(cat "$stamp") already"
+  exit 0
+fi
 work="$(mktemp -d "$parent/.slurm-rootfs.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 # The packages' own services never start in the tree (mmdebstrap installs a policy-rc.d).
 mmdebstrap --quiet --variant=minbase \
   --include=slurm-wlm,slurmrestd,slurm-wlm-jwt-plugin,munge,ca-certificates \
   trixie "$work/root" "$mirror"
-# Empty mount points for what the harness binds in (/proc, /sys, /dev come with the tree).
 version=$(chroot "$work/root" slurmctld -V | awk '{print $2}')
 case "$version" in
   24.11.*) ;;

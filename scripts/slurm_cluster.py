@@ -388,6 +388,9 @@ class LocalSlurm:
         for target in reversed(self._mount_record.read_text().split()):
             subprocess.run(["umount", "--lazy", target], capture_output=True)
         self._mount_record.unlink()
+        if self.rootfs is not None:  # the scratch directory's empty mount point in the tree
+            with contextlib.suppress(OSError):
+                (self.rootfs / str(self.root).lstrip("/")).rmdir()
 
     def _keys(self) -> None:
         # As pulumi_random's RandomPassword(length=64, special=False) makes it.

@@ -175,6 +175,30 @@ def test_exit_code_objects_and_flags():
     assert odd.state is JobState.UNKNOWN and "NEW_STATE_2031" in odd.describe()
 
 
+def test_another_users_array_task_with_a_dependency_is_read_leniently():
+    """Array ids are numbers as objects and --dependency a string on 24.11; the client never
+    submits either (#SBATCH --array and --dependency are refused) but reads them in listings."""
+    task = {
+        **RECORD_2411,
+        "job_id": 41,
+        "job_state": ["PENDING"],
+        "state_reason": "Dependency",
+        "user_name": "someone-else",
+        "comment": "",
+        "array_job_id": {"set": True, "infinite": False, "number": 40},
+        "array_task_id": {"set": True, "infinite": False, "number": 3},
+        "array_task_string": "3-9%2",
+        "dependency": "afterok:39(unfulfilled)",
+        "standard_output": "/home/other/out-%A_%a.txt",
+    }
+    api = adapter_for("v0.0.42")
+    status = api.job(task)
+    assert (status.job_id, status.state, status.reason_code) == (41, JobState.PENDING, "Dependency")
+    assert status.user == "someone-else" and status.idempotency_key is None
+    # Another user's record never counts for a key, whatever its fields.
+    assert api.jobs_with_key({"jobs": [task]}, "k", "fedeploy") == []
+
+
 def test_numbers_as_objects():
     assert number_value({"set": True, "infinite": False, "number": 7}) == 7
     assert number_value({"set": False, "infinite": False, "number": 7}) is None
