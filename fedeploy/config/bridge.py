@@ -289,8 +289,9 @@ class BridgeConfig(StrictModel):
             "The slurmrestd REST API version: v0.0.38 (Slurm 22.05), v0.0.40 to v0.0.42 (23.11 "
             "to 24.11, tested on 24.11), v0.0.43 to v0.0.45 (25.05 to 26.05). gateway, vm: the "
             "version the node's slurmrestd is configured to serve (unset: v0.0.38, Debian 12's "
-            "Slurm 22.05); existing: unset, clients take the newest the centre's /openapi/v3 "
-            "offers; set, it must be one the centre offers. docs/bridge.md."
+            "Slurm 22.05); existing: the version `fedeploy verify` probes (unset: the centre's "
+            "/openapi/v3). Clients take the newest version the bridge's /openapi/v3 offers. "
+            "docs/bridge.md."
         ),
     )
     daemon_user: UserName = Field(
