@@ -25,6 +25,10 @@ class NetConfig:
     layers: int = 2
     temperature_scale: float = 1.0
     precipitation_scale: float = 1.0
+    # Precipitation forecasts below this amount (mm) are given as 0: trained on squared error
+    # the network spreads a little rain over every hour that might see some; the threshold is
+    # calibrated on the validation period (training.calibrate_dry_threshold).
+    dry_below_mm: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -67,4 +71,7 @@ class StationForecaster(nn.Module):
         out = self.corrections(features) * self.scale
         temperature = anchor[:, None, 0] + out[..., 0]
         precipitation = torch.relu(anchor[:, None, 1] + out[..., 1])
+        if self.config.dry_below_mm > 0:
+            dry = precipitation < self.config.dry_below_mm
+            precipitation = precipitation.masked_fill(dry, 0.0)
         return torch.stack([temperature, precipitation], dim=-1)

@@ -184,7 +184,9 @@ def _selection(data: dict[str, Any]) -> str:
         f"Epochs: best validation loss at epoch {chosen['best_epoch']} of {chosen['epochs_run']} "
         f"run (at most {chosen['max_epochs']}); validation: origins from "
         f"{chosen['validation_start']} up to the held-out period, "
-        f"{chosen['validation_samples']} samples."
+        f"{chosen['validation_samples']} samples. Precipitation forecasts below "
+        f"{chosen.get('dry_below_mm', 0.0):g} mm are given as 0 (the amount that gave the best "
+        "equitable threat score for hours of at least 0.1 mm on the validation period)."
     )
 
 

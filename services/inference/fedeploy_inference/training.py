@@ -38,6 +38,7 @@ from fedeploy_inference.model import NetConfig, StationForecaster
 from fedeploy_inference.verification import (
     Bootstrap,
     block_totals,
+    calibrate_dry_threshold,
     day_blocks,
     seed_block_interval,
 )
@@ -331,6 +332,7 @@ def scene_ablation(
     def arm(strip: bool, seed: int) -> np.ndarray:
         pick = _strip if strip else (lambda s: s)
         model, _ = fit(pick(train_set), net, replace(config, seed=seed), device, pick(validation))
+        calibrated(model, pick(validation), device)
         held_out = pick(test_set)
         return predict(model, held_out.features, held_out.anchor, device)
 
@@ -377,6 +379,19 @@ def target_period(samples: Samples, horizon_hours: int) -> dict[str, str | None]
         "start": datetime.fromtimestamp(first / 1e6, tz=UTC).isoformat(),
         "end": datetime.fromtimestamp(last / 1e6, tz=UTC).isoformat(),
     }
+
+
+def calibrated(model: StationForecaster, validation: Samples, device: torch.device) -> float:
+    """Set the model's dry threshold (`NetConfig.dry_below_mm`) from its precipitation
+    forecasts on the validation samples (`verification.calibrate_dry_threshold`); returns it."""
+    rain = TARGETS.index("precipitation")
+    model.config = replace(model.config, dry_below_mm=0.0)
+    said = predict(model, validation.features, validation.anchor, device)[:, :, rain]
+    threshold = calibrate_dry_threshold(
+        said, validation.target[:, :, rain], validation.target_known[:, :, rain]
+    )
+    model.config = replace(model.config, dry_below_mm=threshold)
+    return threshold
 
 
 def train(
@@ -428,6 +443,7 @@ def train(
     test_set = build_samples(spec, series, origin_from_us=split_us, scenes=scenes, breaks=breaks)
     net = NetConfig.for_spec(spec, config.hidden, config.layers)
     model, report = fit(train_set, net, config, device, validation)
+    dry_below = calibrated(model, validation, device)
     forecast = predict(model, test_set.features, test_set.anchor, device)
     climatology = fit_climatology(series, split_us)
     metrics = compare(forecast, test_set, climatology, spec)
@@ -459,5 +475,6 @@ def train(
             "validation_losses": report.validation_losses,
             "validation_start": validation_start.astimezone(UTC).isoformat(),
             "validation_samples": len(validation),
+            "dry_below_mm": dry_below,
         },
     )

@@ -109,6 +109,29 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
+DRY_THRESHOLD_CANDIDATES_MM: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(21))
+
+
+def calibrate_dry_threshold(
+    forecast: np.ndarray,
+    observed: np.ndarray,
+    known: np.ndarray,
+    event_mm: float = EVENT_THRESHOLDS_MM[0],
+    candidates: tuple[float, ...] = DRY_THRESHOLD_CANDIDATES_MM,
+) -> float:
+    """The amount (mm) below which forecasts are best given as 0, for the event
+    `value >= event_mm`: the candidate whose zeroing gives the highest equitable threat score on
+    the given (validation) values, the smallest on ties; 0 where none is measurable. Arrays of
+    one shape: forecast and observed amounts (mm), `known` (bool)."""
+    best, chosen = -np.inf, 0.0
+    for threshold in candidates:
+        zeroed = np.where(forecast < threshold, 0.0, forecast)
+        score = Contingency.of(zeroed, observed, known, event_mm).equitable_threat_score
+        if score is not None and score > best + 1e-12:
+            best, chosen = score, float(threshold)
+    return chosen
+
+
 @dataclass(frozen=True)
 class Bootstrap:
     """How intervals are drawn: resamples of the station-day blocks, the central confidence

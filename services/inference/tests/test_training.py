@@ -52,3 +52,10 @@ def test_test_period_is_disjoint_in_time_from_training_and_validation(trained):
     assert periods["train"]["end"] <= periods["validation"]["start"]
     assert periods["validation"]["end"] <= periods["test"]["start"]
     assert periods["test"]["start"] >= trained.split
+
+
+def test_precipitation_below_the_calibrated_dry_threshold_is_given_as_zero(trained):
+    threshold = trained.selection["dry_below_mm"]
+    assert threshold == trained.model.config.dry_below_mm
+    rain = trained.test_forecast[:, :, 1]
+    assert not ((rain > 0) & (rain < threshold)).any()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+import torch
 from fedeploy_inference.evaluation import (
     Climatology,
     compare,
@@ -14,10 +15,12 @@ from fedeploy_inference.evaluation import (
 )
 from fedeploy_inference.features import FeatureSpec, Samples, build_samples
 from fedeploy_inference.hourly import StationSeries
+from fedeploy_inference.model import NetConfig, StationForecaster
 from fedeploy_inference.model_card import render_model_card
 from fedeploy_inference.verification import (
     Bootstrap,
     Contingency,
+    calibrate_dry_threshold,
     day_blocks,
     interval,
     rmse_difference,
@@ -73,6 +76,28 @@ def _samples(target, known=None):
         station=np.array(["a"] * n, dtype=object),
         origin_us=np.arange(n, dtype=np.int64) * HOUR,
     )
+
+
+def test_dry_threshold_is_the_amount_that_scores_best_on_validation():
+    forecast = np.array([0.2, 0.3, 0.05, 1.2])
+    observed = np.array([0.0, 0.5, 0.0, 1.5])
+    known = np.ones(4, bool)
+    # Nothing zeroed: a=2, b=1 (the 0.2), c=0, d=1; a_r = 3 x 2 / 4 = 1.5, ETS = 0.5 / 1.5.
+    # Below 0.25 zeroed: a=2, b=0, c=0, d=2; a_r = 1, ETS = 1 / 1 = 1, first reached at 0.25.
+    # Below 0.35 zeroed: the 0.3 becomes a miss, ETS = 0.5 / 1.5 again.
+    assert calibrate_dry_threshold(forecast, observed, known) == 0.25
+    assert calibrate_dry_threshold(np.zeros(4), np.zeros(4), known) == 0.0, "nothing measurable"
+
+
+def test_the_network_gives_amounts_below_its_dry_threshold_as_zero():
+    net = NetConfig(n_features=3, horizon_hours=2, dry_below_mm=0.5)
+    model = StationForecaster(net)
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)
+    anchor = torch.tensor([[10.0, 0.3], [10.0, 0.7]])
+    out = model(torch.zeros(2, 3), anchor)
+    assert out[:, :, 1].flatten().tolist() == pytest.approx([0.0, 0.0, 0.7, 0.7])
+    assert out[:, :, 0].flatten().tolist() == pytest.approx([10.0] * 4)
 
 
 def test_mean_error_is_the_bias_per_lead_and_overall():
