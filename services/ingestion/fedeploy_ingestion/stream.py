@@ -10,7 +10,7 @@ it is lost only if the consumer dies before its window is written: what is held 
 reconnection.
 
 Memory is bounded before a message is read: the broker is told the largest packet the
-consumer takes (MQTT 5 Maximum Packet Size, from `INGEST_MAX_PAYLOAD_BYTES`), and the inbox
+consumer takes (MQTT 5 Maximum Packet Size, `maximum_packet_size`), and the inbox
 between the network thread and the worker holds at most `INBOX_BYTES` of payloads (the
 network thread waits, and so does the broker's TCP stream, while it is full).
 
@@ -60,6 +60,9 @@ QOS = 1
 # Topic name, properties and fixed header of a PUBLISH beside its payload (MQTT 5 section 3.3;
 # a topic name is at most 65,535 bytes).
 PACKET_OVERHEAD = 65_535 + 4096
+# Payloads up to this size still reach the consumer, so one above INGEST_MAX_PAYLOAD_BYTES is
+# dead-lettered (`too-large`) with its reason; the broker discards larger packets unsent.
+DEAD_LETTERED_PAYLOAD_BYTES = 16 * 1024 * 1024
 # Payload bytes waiting between the network thread and the worker, at most.
 INBOX_BYTES = 64 * 1024 * 1024
 # Windows written per bulk upsert to the catalog.
@@ -77,6 +80,12 @@ def limits_of(settings: IngestSettings) -> Limits:
         earliest=settings.earliest_observation_time,
         max_future=timedelta(seconds=settings.max_future_seconds),
     )
+
+
+def maximum_packet_size(settings: IngestSettings) -> int:
+    """The largest MQTT packet the consumer takes (bytes): a payload up to 16 MiB (or the
+    payload limit, if larger) with its topic and properties."""
+    return max(settings.max_payload_bytes, DEAD_LETTERED_PAYLOAD_BYTES) + PACKET_OVERHEAD
 
 
 def backoff(failures: int, cap: float) -> float:
@@ -321,7 +330,7 @@ class Consumer:
         properties.SessionExpiryInterval = self.settings.mqtt_session_expiry_seconds
         properties.ReceiveMaximum = self.settings.max_pending_messages
         # The broker discards what is larger instead of sending it (MQTT 5 section 3.1.2.11.4).
-        properties.MaximumPacketSize = self.settings.max_payload_bytes + PACKET_OVERHEAD
+        properties.MaximumPacketSize = maximum_packet_size(self.settings)
         self.client.connect_async(
             self.settings.require("mqtt_host"),
             self.settings.mqtt_port,

@@ -83,4 +83,5 @@ def test_connect_tells_the_broker_the_largest_packet_the_consumer_takes() -> Non
     made.client = Connecting()  # type: ignore[assignment]
     made.settings = IngestSettings(site="site-a", bucket="b", mqtt_host="h", max_payload_bytes=4096)
     made.connect()
-    assert sent["properties"].MaximumPacketSize == 4096 + PACKET_OVERHEAD
+    # 16 MiB payloads still come (dead-lettered `too-large` with their reason); not more.
+    assert sent["properties"].MaximumPacketSize == 16 * 1024 * 1024 + PACKET_OVERHEAD
