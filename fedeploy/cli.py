@@ -31,10 +31,30 @@ REPORT_BUGS = (
 _debug = False
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from fedeploy import __version__
+
+        try:
+            installed = version("fedeploy")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            installed = __version__
+        typer.echo(f"fedeploy {installed}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def options(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an internal error.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print fedeploy's version."
+        ),
     ] = False,
 ) -> None:
     """Plan and check a federated Earth-observation platform, one Pulumi stack per site."""

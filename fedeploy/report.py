@@ -12,13 +12,59 @@ def as_json(report: PlanReport) -> str:
     return json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
+# Resource types counted apart: they are how the program reaches clouds and other stacks, not
+# something it deploys.
+_PROVIDER_PREFIX = "pulumi:providers:"
+_STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
+def _counts(data: dict[str, Any]) -> str:
+    """`N resources (of them P providers, R stack references)`, over every site."""
+    types: dict[str, int] = {}
+    for site in data["sites"].values():
+        for typ, count in site["resources"].items():
+            types[typ] = types.get(typ, 0) + count
+    providers = sum(n for t, n in types.items() if t.startswith(_PROVIDER_PREFIX))
+    references = types.get(_STACK_REFERENCE, 0)
+    total = data["summary"]["resources"]
+    return (
+        f"{total} resources (of them {providers} provider(s) and {references} stack reference(s))"
+    )
+
+
 def _verdict(data: dict[str, Any]) -> str:
     summary = data["summary"]
     if data["errors"]:
         return f"INVALID: {len(data['errors'])} error(s)"
+    distinct = len({(f["rule"], f["message"]) for f in _advisories(data)})
+    advisories = f"{summary['advisories']} advisory finding(s), {distinct} distinct"
     if summary["violations"]:
-        return f"{summary['violations']} violation(s), {summary['advisories']} advisory finding(s)"
-    return f"clean: {summary['sites']} site(s), {summary['resources']} resources, {summary['advisories']} advisory finding(s)"
+        return f"{summary['violations']} violation(s), {advisories}"
+    return f"clean: {summary['sites']} site(s), {_counts(data)}, {advisories}"
+
+
+def _advisories(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {**f, "site": name}
+        for name, site in data["sites"].items()
+        for f in site["findings"]
+        if f["enforcement"] != "mandatory"
+    ]
+
+
+def _repeated(data: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """(rule, message) -> its places (`site/resource`), for advisories found in several places."""
+    places: dict[tuple[str, str], list[str]] = {}
+    for finding in _advisories(data):
+        key = (finding["rule"], finding["message"])
+        places.setdefault(key, []).append(f"{finding['site']}/{finding['resource']}")
+    return {key: where for key, where in places.items() if len(where) > 1}
+
+
+def _site_order(data: dict[str, Any]) -> list[str]:
+    """Sites in deployment order (what others read first, the hub last), then any others."""
+    ordered = [name for wave in data["deployment_order"] for name in wave if name in data["sites"]]
+    return ordered + [name for name in data["sites"] if name not in ordered]
 
 
 def _exposure(exposure: dict[str, Any]) -> str:
@@ -58,7 +104,9 @@ def as_text(report: PlanReport) -> str:
             + "  ->  ".join("[" + ", ".join(w) + "]" for w in data["deployment_order"])
         )
         lines.append("")
-    for name, site in data["sites"].items():
+    repeated = _repeated(data)
+    for name in _site_order(data):
+        site = data["sites"][name]
         lines.append(
             f"site {name} ({site['kind']}, {site['environment']}): {site['resource_count']} resources"
         )
@@ -84,11 +132,23 @@ def as_text(report: PlanReport) -> str:
                 lines.append(
                     f"      WIS2 topics (broker {wis2['broker']}): {', '.join(wis2['topics'])}"
                 )
+        shared = 0
         for finding in site["findings"]:
             mark = "VIOLATION" if finding["enforcement"] == "mandatory" else "advisory"
+            if mark == "advisory" and (finding["rule"], finding["message"]) in repeated:
+                shared += 1
+                continue
             lines.append(
                 f"  {mark} [{finding['rule']}] {finding['resource']}: {finding['message']}"
             )
+        if shared:
+            lines.append(f"  {shared} advisory finding(s) shared with other sites: see below")
+        lines.append("")
+    if repeated:
+        lines.append("advisories found in several places (each once, with its places):")
+        for (rule, message), places in sorted(repeated.items()):
+            lines.append(f"  advisory [{rule}] {message}")
+            lines.append(f"      at {len(places)} places: {', '.join(places)}")
         lines.append("")
     if data["references"]:
         lines.append("stack references:")
