@@ -569,6 +569,9 @@ class BridgeClient:
                 "the cluster and read them from the script"
             )
         if answer.status in (403, 404):
+            # A version negotiated earlier may be gone (the centre upgraded): the next client
+            # of this endpoint asks again.
+            _negotiated.pop(self.endpoint, None)
             return BridgeProtocolError(
                 f"{doing}: {self.endpoint} answers HTTP {answer.status}{page} for the "
                 f"{self._adapter.version if self._adapter else 'slurmrestd'} API: is this a "

@@ -290,6 +290,25 @@ def test_the_client_negotiates_once_per_endpoint_and_speaks_the_choice():
     assert ("GET", "/openapi/v3") not in pinned.seen
 
 
+def test_a_version_no_longer_served_is_negotiated_again_by_the_next_client():
+    page = httpx.Response(404, html="<html><title>404 Not Found</title></html>")
+    offered = {"versions": ("v0.0.38",)}
+    server = Server(
+        {
+            ("GET", "/openapi/v3"): lambda request: (200, _document(*offered["versions"])),
+            ("GET", "/slurm/v0.0.38/job/7"): page,  # the centre upgraded meanwhile
+            ("GET", "/slurm/v0.0.42/job/7"): (200, _job(7, "RUNNING", "None")),
+        }
+    )
+    with _client(server) as before:
+        assert before.api_version == "v0.0.38"
+        offered["versions"] = ("v0.0.40", "v0.0.41", "v0.0.42")
+        with pytest.raises(BridgeProtocolError, match="HTTP 404"):
+            before.status(7)
+    with _client(server) as after:
+        assert after.status(7).state is JobState.RUNNING and after.api_version == "v0.0.42"
+
+
 def test_a_centre_offering_only_old_versions_is_refused_by_name():
     server = Server({("GET", "/openapi/v3"): (200, _document("v0.0.36", "v0.0.37"))})
     with _client(server) as bridge, pytest.raises(BridgeProtocolError) as refused:
