@@ -122,7 +122,14 @@ class Pushgateway:
         self.url = f"http://127.0.0.1:{self.port}"
         self.daemon = Daemon(
             "pushgateway",
-            [binary, f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            [
+                binary,
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                # Debian's build persists to /var/lib/prometheus/pushgateway.data by default,
+                # which every instance on the machine would share (and start with).
+                f"--persistence.file={self.workdir / 'pushgateway.data'}",
+                "--log.level=warn",
+            ],
             self.workdir,
         )
 

@@ -253,3 +253,60 @@ def test_alerts_fire_on_real_faults_and_resolve_and_every_dashboard_query_runs(p
                 assert result, f"{board['title']} / {title}: no series for {expr}"
                 checked_with_series += 1
     assert checked_with_series >= 20
+
+
+def test_a_member_not_harvested_for_too_long_fires_through_the_pushgateway(tmp_path):
+    """What the harvest pushes per member (outcome.py), scraped from Debian's real Pushgateway
+    with honor_labels as kube-prometheus-stack scrapes it: the member whose harvests fail goes
+    stale and its alert fires, for it alone; a successful harvest of it resolves the alert."""
+    from fedeploy_ingestion.outcome import push_harvest
+
+    from fedeploy.loopback.prometheus import Pushgateway
+
+    gateway = start_peer(lambda: Pushgateway(tmp_path / "pushgateway").start())
+    try:
+        values = {
+            "monitoring": {
+                "pushgateway": {"url": gateway.url},
+                "alerts": {"harvestMaxAgeSeconds": 8},
+            }
+        }
+        job = {
+            "job_name": "pushgateway",
+            "honor_labels": True,
+            "static_configs": [{"targets": [gateway.url.removeprefix("http://")]}],
+        }
+        prometheus = start_peer(
+            lambda: PrometheusServer(
+                tmp_path / "prometheus", [job], rules_of(monitored("catalog", "hub", values))
+            ).start()
+        )
+        try:
+            logs = [gateway.daemon.log_file, prometheus.daemon.log_file]
+
+            def stale() -> set[str]:
+                return {
+                    a["labels"].get("member", "")
+                    for a in prometheus.api("alerts")["alerts"]
+                    if a["labels"]["alertname"] == "CatalogHarvestMemberStale"
+                    and a["state"] == "firing"
+                }
+
+            ok = {"status": "ok", "items": 3}
+            push_harvest(gateway.url, "hub", {"aws-eu": ok, "eu-cloud": ok})
+            deadline = time.monotonic() + DEADLINE
+            # eu-cloud keeps being harvested; aws-eu's harvests fail from now on.
+            while stale() != {"aws-eu"}:
+                assert time.monotonic() < deadline, f"aws-eu never alone stale: {stale()}"
+                push_harvest(
+                    gateway.url,
+                    "hub",
+                    {"aws-eu": {"status": "unreachable", "error": "timed out"}, "eu-cloud": ok},
+                )
+                time.sleep(1)
+            push_harvest(gateway.url, "hub", {"aws-eu": ok, "eu-cloud": ok})
+            _wait_for(lambda: stale() == set(), "the member's alert resolved", logs)
+        finally:
+            prometheus.stop()
+    finally:
+        gateway.stop()
