@@ -39,6 +39,9 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _HIDDEN_INPUT = {"plaintext_secret", "secret_type", "secret_not_ciphertext", "url_userinfo"}
 _STR_TAG = "tag:yaml.org,2002:str"
 _UNIONS = (typing.Union, types.UnionType)
+# A key's description that says what is allowed in words (a range, the characters, an example):
+# shown instead of its regular expression.
+_SAYS_ALLOWED = re.compile(r"\d+ to \d+|characters|digits|e\.g\.|five-field")
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 # Numbers every YAML reader reads alike: no leading zero, no 0x/0o/0b, `_` or sexagesimal `:`.
 _PLAIN_NUMBER = re.compile(
@@ -154,15 +157,14 @@ def read_stack_file(path: Path) -> StackFile:
             )
         )
     try:
-        document, duplicates, plain = parse_yaml(path.read_text())
+        text = path.read_text()
+        document, duplicates, plain = parse_yaml(text)
     except FileNotFoundError:
         raise StackConfigError(str(path), [ConfigIssue("file", "does not exist")]) from None
     except (OSError, UnicodeDecodeError) as err:
         raise StackConfigError(str(path), [ConfigIssue("file", f"cannot be read: {err}")]) from None
     except yaml.YAMLError as err:
-        raise StackConfigError(
-            str(path), [ConfigIssue("file", f"is not valid YAML: {err}")]
-        ) from None
+        raise StackConfigError(str(path), [ConfigIssue("file", _yaml_problem(text, err))]) from None
     if duplicates:
         raise StackConfigError(str(path), duplicates)
     config = document.get("config") if isinstance(document, dict) else None
@@ -182,6 +184,25 @@ def read_stack_file(path: Path) -> StackFile:
     return StackFile(
         path=path, stack=stack, raw=config[SITE_KEY], config=config, plain_scalars=plain
     )
+
+
+def _yaml_problem(text: str, err: yaml.YAMLError) -> str:
+    """What is wrong with the YAML, in words: a tab where YAML wants spaces is named as a tab."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None:
+        lines = text.splitlines()
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        at = f"line {mark.line + 1}, column {mark.column + 1}"
+        if line[mark.column : mark.column + 1] == "\t" or (
+            "\t" in line[: mark.column + 1] and not line[: mark.column].strip(" \t")
+        ):
+            return (
+                f"is not valid YAML: {at} holds a tab; YAML indents with spaces only: "
+                "replace the tab with spaces"
+            )
+        problem = getattr(err, "problem", None) or "cannot be parsed"
+        return f"is not valid YAML: {at}: {problem}"
+    return f"is not valid YAML: {err}"
 
 
 def parse_yaml(
@@ -910,6 +931,12 @@ def _issue(
     if kind in _HIDDEN_INPUT:
         return ConfigIssue(path, f"given [hidden]; {message}")
     given = _shorten(_GIVEN.repr(error.get("input")))
+    if kind == "string_pattern_mismatch":
+        # The key's description says what is allowed in words ("1.25 to 1.37"), not the regex.
+        named = tuple(part for part in loc if not isinstance(part, int))
+        described = _description(model, named) if named else None
+        if described and _SAYS_ALLOWED.search(described):
+            return ConfigIssue(path, f"given {given}; allowed: {described}")
     if kind.startswith("value_error") or kind == "assertion_error":
         return ConfigIssue(
             path, message + _quote_hint(path, error, plain_scalars, _takes_text(model, loc))

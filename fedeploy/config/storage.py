@@ -22,7 +22,8 @@ BucketPrefix = Annotated[
     Field(
         pattern=r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$",
         description="First part of every physical bucket name (<prefix>-<site>-<bucket>): S3 names "
-        "are global, so use your organisation's own, 3 to 20 characters.",
+        "are global, so use your organisation's own: 3 to 20 lower-case letters, digits and '-', "
+        "starting with a letter.",
     ),
 ]
 

@@ -440,7 +440,7 @@ CASES = [
         "ewc-bologna",
         {"storage.region": "default\nx"},
         "site.storage.region",
-        ["must match pattern"],
+        ["allowed: Region name the S3 API signs requests for (letters, digits, '-', '_', '.'"],
     ),
     (
         "kube-context-with-a-line-break",

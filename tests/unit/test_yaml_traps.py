@@ -62,3 +62,43 @@ def test_an_out_of_range_number_gets_no_quote_hint(tmp_path, stack, original, ed
     assert result.exit_code == 2, result.output
     line = _line(result.output, key)
     assert "quote" not in line and "YAML read" not in line
+
+
+@pytest.mark.parametrize(
+    ("stack", "original", "edited", "key", "words"),
+    [
+        (
+            "aws-dublin",
+            'version: "1.33"',
+            'version: "1.24"',
+            "site.cluster.version",
+            "given '1.24'; allowed: Kubernetes minor version, 1.25 to 1.37",
+        ),
+        (
+            "hpc-kajaani",
+            'schedule: "45 */6 * * *"',
+            'schedule: "45 */6 * *"',
+            "site.services.ingestion.sentinel.schedule",
+            "allowed: A five-field cron schedule, e.g. '15 * * * *'",
+        ),
+    ],
+)
+def test_a_pattern_is_said_in_words(tmp_path, stack, original, edited, key, words) -> None:
+    """The message printed the regular expression (^1\\.(2[5-9]|3[0-7])$)."""
+    path = _edited(tmp_path, stack, original, edited)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    line = _line(result.output, key)
+    assert words in line and "pattern" not in line and "^" not in line
+
+
+def test_a_tab_is_named_as_a_tab(tmp_path) -> None:
+    """ "found character that cannot start any token" said nothing of the tab."""
+    path = _edited(
+        tmp_path, "aws-dublin", "    environment: production", "\tenvironment: production"
+    )
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert (
+        "holds a tab; YAML indents with spaces only: replace the tab with spaces" in result.output
+    )
