@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,13 @@ Lock = Annotated[
 ]
 
 
+class ListFormat(StrEnum):
+    """The output forms, spelled as every other command spells them (`--format json`)."""
+
+    text = "text"
+    json = "json"
+
+
 def _uses() -> list[ImageUse]:
     return [use for chart in CHARTS for use in chart_images(chart)]
 
@@ -34,12 +42,22 @@ def list_images(
     unpinned: Annotated[
         bool, typer.Option("--unpinned", help="Only the images the lock holds no digest for.")
     ] = False,
+    format: Annotated[
+        ListFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text: one repository:tag a line; json: each image with its digest and where "
+            "it is set.",
+        ),
+    ] = ListFormat.text,
     as_json: Annotated[
-        bool, typer.Option("--json", help="JSON: each image with its digest and where it is set.")
+        bool, typer.Option("--json", hidden=True, help="The same as --format json.")
     ] = False,
 ) -> None:
-    """Every image the charts run by default (repository:tag), once each, sorted; with --json,
-    each with the lock's digest ("" when none) and the chart values that name it."""
+    """Every image the charts run by default (repository:tag), once each, sorted; with
+    --format json, each with the lock's digest ("" when none) and the chart values that name it
+    (`--json`, its older spelling, still works)."""
     digests = load_lock(lock)
     refs: dict[str, list[str]] = {}
     for use in _uses():
@@ -49,7 +67,7 @@ def list_images(
         for ref, where in sorted(refs.items())
         if not (unpinned and ref in digests)
     ]
-    if as_json:
+    if as_json or format == ListFormat.json:
         typer.echo(json.dumps(rows, indent=2))
     else:
         for row in rows:

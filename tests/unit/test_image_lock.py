@@ -255,6 +255,19 @@ def test_images_command_lists_and_records(tmp_path) -> None:
     assert "charts/catalog values federation.harvester" in pinned["used_by"]
 
 
+def test_images_list_spells_json_as_every_command_does(tmp_path) -> None:
+    """`--format json` (`-f json`), as plan, diff, affected and verify spell it; `--json` stays."""
+    lock = tmp_path / "images.lock.yaml"
+    runner = CliRunner()
+    forms = [
+        runner.invoke(app, ["images", "list", *option, "--lock", str(lock)])
+        for option in (["--format", "json"], ["-f", "json"], ["--json"])
+    ]
+    assert all(f.exit_code == 0 for f in forms), [f.output for f in forms]
+    assert forms[0].output == forms[1].output == forms[2].output
+    assert json.loads(forms[0].output)[0]["image"]
+
+
 def test_a_changed_lock_affects_every_site_and_says_why() -> None:
     from fedeploy.gitops.path_rules import classify
 
