@@ -289,7 +289,8 @@ class BridgeConfig(StrictModel):
             "The slurmrestd REST API version: v0.0.38 (Slurm 22.05), v0.0.40 to v0.0.42 (23.11 "
             "to 24.11, tested on 24.11), v0.0.43 to v0.0.45 (25.05 to 26.05). gateway, vm: the "
             "version the node's slurmrestd is configured to serve (unset: v0.0.38, Debian 12's "
-            "Slurm 22.05, the only one a vm runs); existing: the version `fedeploy verify` probes (unset: the centre's "
+            "Slurm 22.05; a vm's must be its image's: Debian 13's 24.11 serves v0.0.40 to "
+            "v0.0.42); existing: the version `fedeploy verify` probes (unset: the centre's "
             "/openapi/v3). Clients take the newest version the bridge's /openapi/v3 offers. "
             "docs/bridge.md."
         ),
@@ -421,12 +422,6 @@ class BridgeConfig(StrictModel):
         if self.mode != "gateway" and self.host_key is not None:
             raise ValueError(
                 f"host_key is set but mode is {self.mode!r}; host_key belongs to mode 'gateway'"
-            )
-        if self.mode == "vm" and self.node_api_version != DEFAULT_NODE_API_VERSION:
-            raise ValueError(
-                f"api_version is {self.api_version!r} but a vm bridge runs Debian 12's Slurm 22.05, "
-                f"which serves {DEFAULT_NODE_API_VERSION} only: remove api_version or set "
-                f"{DEFAULT_NODE_API_VERSION}"
             )
         return self
 

@@ -109,7 +109,6 @@ BAD = [
     ),
     ({**GATEWAY, "api_version": "v0.0.39"}, ["api_version", "v0.0.38", "v0.0.42", "v0.0.45"]),
     ({**EXISTING, "api_version": "0.0.42"}, ["api_version", "'v0.0.42'"]),
-    ({**VM, "api_version": "v0.0.42"}, ["'v0.0.42'", "Debian 12's Slurm 22.05", "v0.0.38 only"]),
     ({**GATEWAY, "ssh_port": 22}, ["ssh_port", "Extra inputs are not permitted"]),
 ]
 
