@@ -92,7 +92,8 @@ def report(name: str, result: TrainingResult, seconds: float) -> list[tuple[str,
         f"{len(result.station_targets)} stations, {result.train_samples} training / "
         f"{chosen['validation_samples']} validation / {len(result.test)} held-out samples; "
         f"epoch {chosen['best_epoch']} kept of {chosen['epochs_run']} run "
-        f"(max {chosen['max_epochs']}); {seconds:.0f} s"
+        f"(max {chosen['max_epochs']}); precipitation below {chosen['dry_below_mm']:g} mm "
+        f"given as 0; {seconds:.0f} s"
     )
     print(
         "periods: " + "; ".join(f"{k} {v['start']} to {v['end']}" for k, v in m["periods"].items())
