@@ -167,3 +167,43 @@ def test_an_uncompressed_message_of_several_subsets_is_read_subset_by_subset() -
         ("0-20000-0-06102", 2, {"air_pressure": 998.0}),
         ("0-20000-0-06103", 3, {"air_pressure": 997.0}),
     ]
+
+
+def test_uncompressed_subsets_each_take_their_own_one_hour_precipitation() -> None:
+    from fedeploy_ingestion.bufr import _key_order, load_eccodes
+
+    eccodes = load_eccodes()
+    handle = eccodes.codes_bufr_new_from_samples("BUFR4")
+    try:
+        eccodes.codes_set(handle, "masterTablesVersionNumber", 32)
+        eccodes.codes_set(handle, "numberOfSubsets", 2)
+        eccodes.codes_set(handle, "compressedData", 0)
+        eccodes.codes_set_array(handle, "unexpandedDescriptors", [301150, 307096])
+        keys = _key_order(handle)
+        amounts = [k for k in keys if k.endswith("#totalPrecipitationOrTotalWaterEquivalent")]
+        per_subset = len(amounts) // 2
+        for i in (1, 2):
+            for key, value in [("blockNumber", 6), ("stationNumber", 100 + i), ("year", 2026)]:
+                eccodes.codes_set(handle, f"#{i}#{key}", value)
+            for key, value in [("month", 11), ("day", 30), ("hour", 6), ("minute", 0)]:
+                eccodes.codes_set(handle, f"#{i}#{key}", value)
+            # Each subset: 9 mm over 24 hours first, then 0.1 * i mm over the last hour.
+            first = (i - 1) * per_subset
+            for key, hours, amount in (
+                (amounts[first], -24, 9.0),
+                (amounts[first + 1], -1, i / 10),
+            ):
+                index = keys.index(key)
+                period = [k for k in keys[:index] if k.endswith("#timePeriod")][-1]
+                eccodes.codes_set(handle, period, hours)
+                eccodes.codes_set(handle, key, amount)
+        eccodes.codes_set(handle, "pack", 1)
+        data = bytes(eccodes.codes_get_message(handle))
+    finally:
+        eccodes.codes_release(handle)
+    observations, refused = decode_bufr(data, NOW, Limits())
+    assert refused == []
+    assert [(o.station, o.values) for o in observations] == [
+        ("0-20000-0-06101", {"precipitation": 0.1}),
+        ("0-20000-0-06102", {"precipitation": 0.2}),
+    ]
