@@ -49,3 +49,23 @@ def test_counts_say_what_they_count(example_report) -> None:
 def test_the_version_is_printed() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output == f"fedeploy {__version__}\n"
+
+
+def test_every_rule_the_plan_prints_is_described_in_docs_plan() -> None:
+    """Six of the rules a plan could print (image-digest, mqtt-tls, the OpenStack and OVHcloud
+    ones) had no line in docs/plan.md's table."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    rules: set[str] = set()
+    for path in [*(root / "policies").glob("*.py"), *(root / "fedeploy").rglob("*.py")]:
+        text = path.read_text()
+        rules |= set(re.findall(r'(?:Rule|Finding)\(\s*"([a-z0-9-]+)"', text))
+        rules |= set(re.findall(r'rule="([a-z0-9-]+)"', text))
+    table = [
+        line for line in (root / "docs/plan.md").read_text().splitlines() if line.startswith("| `")
+    ]
+    described = {
+        name for line in table for name in re.findall(r"`([a-z0-9-]+)`", line.split("|")[1])
+    }
+    assert len(rules) > 20 and rules <= described, sorted(rules - described)
