@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -48,8 +49,18 @@ def _postgis_installed(bindir: Path) -> bool:
 class PostgresServer:
     """One PostgreSQL cluster in `workdir`, with a pgstac-migrated template database."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        settings: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
+        # Extra server settings (`-c name=value`), and environment the server's own commands
+        # (archive_command, restore_command) see beside this process's.
+        self.settings = dict(settings or {})
+        self.env = env
         self.port = port or free_port()
         self.bindir = postgres_bindir()
         if not _postgis_installed(self.bindir):
@@ -88,6 +99,26 @@ class PostgresServer:
                 "--locale=C.UTF-8",
             ]
         )
+        self._start_server()
+        try:
+            self.execute("postgres", f"CREATE DATABASE {TEMPLATE_DB}")
+            self.migrate(TEMPLATE_DB)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
+        return self
+
+    def start_existing(self, timeout: float = 60.0) -> PostgresServer:
+        """Start on a data directory already in `data_dir` (a restored backup), no initdb."""
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            for path in [self.cluster_dir, *self.cluster_dir.rglob("*")]:
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        self.data_dir.chmod(0o700)
+        self._start_server(timeout)
+        return self
+
+    def _start_server(self, timeout: float = 30.0) -> None:
         options = " ".join(
             [
                 f"-p {self.port}",
@@ -98,6 +129,7 @@ class PostgresServer:
                 "-c synchronous_commit=off",
                 "-c full_page_writes=off",
                 "-c max_connections=200",
+                *(f"-c {name}={shlex.quote(value)}" for name, value in self.settings.items()),
             ]
         )
         self._run(
@@ -111,18 +143,15 @@ class PostgresServer:
                 str(self.log_file),
                 "-w",
                 "-t",
-                "30",
+                str(int(timeout)),
                 "start",
             ]
         )
         try:
             wait_until(lambda: port_open(self.port), 10, "PostgreSQL", self.log_file)
-            self.execute("postgres", f"CREATE DATABASE {TEMPLATE_DB}")
-            self.migrate(TEMPLATE_DB)
         except BaseException:
-            self.stop()  # never leave a half-started server behind
+            self.stop()
             raise
-        return self
 
     def stop(self) -> None:
         """Stop through pg_ctl, which signals the pid in the cluster's postmaster.pid."""
@@ -173,8 +202,15 @@ class PostgresServer:
             conn.execute(sql)  # type: ignore[arg-type]
 
     def _run(self, argv: list[str]) -> None:
+        env = {**os.environ, **self.env} if self.env else None
         result = subprocess.run(
-            argv, capture_output=True, text=True, user=self._user, cwd=self.cluster_dir, check=False
+            argv,
+            capture_output=True,
+            text=True,
+            user=self._user,
+            cwd=self.cluster_dir,
+            env=env,
+            check=False,
         )
         if result.returncode != 0:
             raise PeerStartError(

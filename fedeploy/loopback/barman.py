@@ -1,0 +1,106 @@
+"""barman-cloud's programs where the `postgres` user can run them, for the backup drill.
+
+PostgreSQL runs archive_command and restore_command as its own user, which cannot enter the
+pyenv interpreter's folder (0700 under /root). So the programs run from a venv made from the
+system's /usr/bin/python3.11, in a directory of its own under /tmp, that reads the packages
+installed beside this interpreter (barman[cloud], boto3, psycopg2: same Python minor version).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from fedeploy.loopback.errors import PeerStartError, PeerUnavailable
+
+SYSTEM_PYTHON = Path("/usr/bin/python3.11")
+# The barman-cloud programs the drill and the chart use, and the module each one runs.
+PROGRAMS = {
+    "barman-cloud-wal-archive": "barman.clients.cloud_walarchive",
+    "barman-cloud-wal-restore": "barman.clients.cloud_walrestore",
+    "barman-cloud-backup": "barman.clients.cloud_backup",
+    "barman-cloud-backup-list": "barman.clients.cloud_backup_list",
+    "barman-cloud-backup-delete": "barman.clients.cloud_backup_delete",
+    "barman-cloud-restore": "barman.clients.cloud_restore",
+}
+
+
+class BarmanTools:
+    """A folder of barman-cloud programs any local user can run; `bindir` for BackupStore."""
+
+    def __init__(self) -> None:
+        if importlib.util.find_spec("barman") is None:
+            raise PeerUnavailable(
+                "barman-cloud is not installed: pip install 'barman[cloud]>=3.19,<3.20'"
+            )
+        if not SYSTEM_PYTHON.exists():
+            raise PeerUnavailable(f"{SYSTEM_PYTHON} is missing: apt-get install -y python3.11-venv")
+        self.root = Path(tempfile.mkdtemp(prefix="fedeploy-barman-"))
+        self.bindir = self.root / "bin"
+
+    def start(self) -> BarmanTools:
+        """Make the venv (no pip: about 1 s) and one launcher per program."""
+        self.root.chmod(0o755)
+        venv = self.root / "venv"
+        made = subprocess.run(
+            [str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(venv)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if made.returncode != 0:
+            raise PeerStartError(f"python3.11 -m venv failed: {made.stderr}")
+        site = Path(sysconfig.get_paths()["purelib"])
+        (next(venv.glob("lib/python3*/site-packages")) / "fedeploy-host.pth").write_text(
+            f"{site}\n"
+        )
+        self.bindir.mkdir()
+        for program, module in PROGRAMS.items():
+            launcher = self.bindir / program
+            launcher.write_text(f'#!/bin/sh\nexec {venv}/bin/python -m {module} "$@"\n')
+            launcher.chmod(0o755)
+        for path in [self.root, *self.root.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        return self
+
+    def run(self, argv: list[str], env: dict[str, str], timeout: float = 300.0) -> str:
+        """Run one barman-cloud command (argv[0] a program of `bindir`); its output."""
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise PeerStartError(
+                f"{Path(argv[0]).name} failed with status {result.returncode}:\n"
+                f"{result.stdout}{result.stderr}"
+            )
+        return result.stdout
+
+    def remove(self) -> None:
+        """Delete the venv and the launchers."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def aws_env(
+    access_key_id: str, secret_access_key: str, region: str = "us-east-1"
+) -> dict[str, str]:
+    """The environment barman-cloud's boto3 reads its credentials from."""
+    return {
+        "AWS_ACCESS_KEY_ID": access_key_id,
+        "AWS_SECRET_ACCESS_KEY": secret_access_key,
+        "AWS_DEFAULT_REGION": region,
+        # This interpreter's modules only: the system Python must not read the user's site.
+        "PYTHONNOUSERSITE": "1",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin") + f":{Path(sys.executable).parent}",
+    }

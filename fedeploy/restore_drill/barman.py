@@ -1,0 +1,135 @@
+"""barman-cloud command lines for one catalog database's backups in an S3 store.
+
+The chart's jobs and the restore drill run the same tool with the same layout: everything under
+`s3://<bucket>/<prefix>`, one folder per server name, WAL and base backups beside each other.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BackupStore:
+    """Where one database's backups live and how barman-cloud reaches that store."""
+
+    bucket: str
+    prefix: str
+    server_name: str
+    endpoint_url: str | None = None
+    # Where barman-cloud's programs are; empty: found on PATH.
+    bindir: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.bucket or "/" in self.bucket:
+            raise ValueError(f"bucket {self.bucket!r}: a bucket name, without '/'")
+        if self.prefix.startswith("/") or self.prefix.endswith("/") or not self.prefix:
+            raise ValueError(
+                f"prefix {self.prefix!r}: a key prefix without leading or trailing '/'"
+            )
+        if not self.server_name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"server name {self.server_name!r}: letters, digits, '-' and '_'")
+
+    @property
+    def url(self) -> str:
+        """The barman-cloud destination: `s3://bucket/prefix`."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def key_prefix(self) -> str:
+        """The object keys this server's backups are written under."""
+        return f"{self.prefix}/{self.server_name}/"
+
+    def _program(self, name: str) -> str:
+        return f"{self.bindir.rstrip('/')}/{name}" if self.bindir else name
+
+    def _common(self) -> list[str]:
+        argv = ["--cloud-provider", "aws-s3"]
+        if self.endpoint_url:
+            argv += ["--endpoint-url", self.endpoint_url]
+        return argv
+
+    def wal_archive(self) -> list[str]:
+        """archive_command's argv up to the WAL path (PostgreSQL appends `%p`)."""
+        return [
+            self._program("barman-cloud-wal-archive"),
+            *self._common(),
+            self.url,
+            self.server_name,
+        ]
+
+    def archive_command(self) -> str:
+        """PostgreSQL's archive_command: each finished WAL segment to the store."""
+        return shlex.join(self.wal_archive()) + " %p"
+
+    def restore_command(self) -> str:
+        """PostgreSQL's restore_command during recovery: each WAL segment from the store."""
+        argv = [
+            self._program("barman-cloud-wal-restore"),
+            *self._common(),
+            self.url,
+            self.server_name,
+        ]
+        return shlex.join(argv) + " %f %p"
+
+    def base_backup(self, host: str, port: int, user: str) -> list[str]:
+        """A base backup of the running server, taken over libpq with an immediate checkpoint."""
+        return [
+            self._program("barman-cloud-backup"),
+            *self._common(),
+            "--immediate-checkpoint",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--user",
+            user,
+            self.url,
+            self.server_name,
+        ]
+
+    def delete_expired(self, retention_days: int) -> list[str]:
+        """Delete base backups (and the WAL only they need) older than the recovery window."""
+        if retention_days < 1:
+            raise ValueError(f"retention_days {retention_days}: at least 1")
+        return [
+            self._program("barman-cloud-backup-delete"),
+            *self._common(),
+            "--retention-policy",
+            f"RECOVERY WINDOW OF {retention_days} DAYS",
+            self.url,
+            self.server_name,
+        ]
+
+    def restore(self, data_dir: str, backup_id: str = "latest") -> list[str]:
+        """Download a base backup (`latest` or an id) into an empty data directory."""
+        return [
+            self._program("barman-cloud-restore"),
+            *self._common(),
+            self.url,
+            self.server_name,
+            backup_id,
+            data_dir,
+        ]
+
+
+def recovery_settings(
+    store: BackupStore, target_name: str | None = None, target_time: str | None = None
+) -> dict[str, str]:
+    """postgresql.conf settings that replay WAL from the store, up to a point if one is given.
+
+    A named restore point (`pg_create_restore_point`) or a time, not both; recovery then
+    promotes, so the restored server takes writes of its own and never archives into the
+    live server's folder (the drill leaves archive_mode off).
+    """
+    if target_name and target_time:
+        raise ValueError("a restore point name or a time, not both")
+    settings = {"restore_command": store.restore_command(), "archive_mode": "off"}
+    if target_name:
+        settings["recovery_target_name"] = target_name
+    if target_time:
+        settings["recovery_target_time"] = target_time
+    if target_name or target_time:
+        settings["recovery_target_action"] = "promote"
+        settings["recovery_target_inclusive"] = "true"
+    return settings
