@@ -129,6 +129,8 @@ class Inbox:
     def put(
         self, item: Delivery | Reconnected, stopping: Callable[[], bool] = lambda: False
     ) -> None:
+        """Append `item`, first waiting while the bytes held would pass the bound (until
+        `stopping()`)."""
         size = len(item.payload) if isinstance(item, Delivery) else 0
         with self._ready:
             while self._items and self.bytes + size > self.max_bytes and not stopping():
@@ -149,9 +151,6 @@ class Inbox:
                 self.bytes -= len(item.payload)
             self._ready.notify_all()
             return item
-
-    def qsize(self) -> int:
-        return len(self._items)
 
 
 @dataclass(frozen=True)
