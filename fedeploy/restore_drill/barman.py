@@ -1,7 +1,8 @@
-"""barman-cloud command lines for one catalog database's backups in an S3 store.
+"""barman-cloud command lines that restore one catalog database's backups from an S3 store.
 
-The chart's jobs and the restore drill run the same tool with the same layout: everything under
-`s3://<bucket>/<prefix>`, one folder per server name, WAL and base backups beside each other.
+The catalog chart's backup sidecar (charts/catalog/files/backup.sh) writes them with the same
+tool and layout: everything under `s3://<bucket>/<prefix>`, one folder per server name, WAL and
+base backups beside each other.
 """
 
 from __future__ import annotations
@@ -49,19 +50,6 @@ class BackupStore:
             argv += ["--endpoint-url", self.endpoint_url]
         return argv
 
-    def wal_archive(self) -> list[str]:
-        """archive_command's argv up to the WAL path (PostgreSQL appends `%p`)."""
-        return [
-            self._program("barman-cloud-wal-archive"),
-            *self._common(),
-            self.url,
-            self.server_name,
-        ]
-
-    def archive_command(self) -> str:
-        """PostgreSQL's archive_command: each finished WAL segment to the store."""
-        return shlex.join(self.wal_archive()) + " %p"
-
     def restore_command(self) -> str:
         """PostgreSQL's restore_command during recovery: each WAL segment from the store."""
         argv = [
@@ -71,35 +59,6 @@ class BackupStore:
             self.server_name,
         ]
         return shlex.join(argv) + " %f %p"
-
-    def base_backup(self, host: str, port: int, user: str) -> list[str]:
-        """A base backup of the running server, taken over libpq with an immediate checkpoint."""
-        return [
-            self._program("barman-cloud-backup"),
-            *self._common(),
-            "--immediate-checkpoint",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--user",
-            user,
-            self.url,
-            self.server_name,
-        ]
-
-    def delete_expired(self, retention_days: int) -> list[str]:
-        """Delete base backups (and the WAL only they need) older than the recovery window."""
-        if retention_days < 1:
-            raise ValueError(f"retention_days {retention_days}: at least 1")
-        return [
-            self._program("barman-cloud-backup-delete"),
-            *self._common(),
-            "--retention-policy",
-            f"RECOVERY WINDOW OF {retention_days} DAYS",
-            self.url,
-            self.server_name,
-        ]
 
     def restore(self, data_dir: str, backup_id: str = "latest") -> list[str]:
         """Download a base backup (`latest` or an id) into an empty data directory."""

@@ -260,3 +260,9 @@ outcome (with monitoring.pushgateway.url). */}}
   value: {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/* PostgreSQL's archive_command with backups on: each finished WAL segment copied into the
+spool by rename, so the sidecar never uploads half a file; a retry overwrites the same bytes. */}}
+{{- define "catalog.archiveCommand" -}}
+cp %p /var/lib/postgresql/wal-spool/%f.part && mv -f /var/lib/postgresql/wal-spool/%f.part /var/lib/postgresql/wal-spool/%f
+{{- end }}

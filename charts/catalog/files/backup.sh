@@ -1,0 +1,41 @@
+#!/bin/sh
+# The catalog database's backup sidecar: uploads the WAL segments PostgreSQL's archive_command
+# spooled, takes a base backup when the last one is older than the interval, then deletes what
+# the recovery window no longer needs. barman-cloud does the work; this only schedules it.
+set -u
+spool="${BACKUP_SPOOL:-/var/lib/postgresql/wal-spool}"
+stamp="$spool/.last-base-backup"
+set -- --cloud-provider aws-s3
+if [ -n "${BACKUP_ENDPOINT_URL:-}" ]; then
+  set -- "$@" --endpoint-url "$BACKUP_ENDPOINT_URL"
+fi
+
+upload_wal() {
+  # Oldest first (WAL names sort in order); stop at the first failure so none is skipped.
+  for wal in "$spool"/*; do
+    [ -f "$wal" ] || continue
+    case "$wal" in *.part) continue ;; esac
+    barman-cloud-wal-archive "$@" "$BACKUP_URL" "$BACKUP_SERVER_NAME" "$wal" || return 1
+    rm -f "$wal"
+  done
+}
+
+base_backup_due() {
+  last=$(cat "$stamp" 2>/dev/null || echo 0)
+  [ $(($(date +%s) - last)) -ge "$BACKUP_INTERVAL_SECONDS" ]
+}
+
+while :; do
+  upload_wal "$@" || echo "backup: WAL upload failed; retrying in ${BACKUP_POLL_SECONDS}s" >&2
+  if base_backup_due; then
+    if barman-cloud-backup "$@" --immediate-checkpoint "$BACKUP_URL" "$BACKUP_SERVER_NAME"; then
+      date +%s >"$stamp"
+      barman-cloud-backup-delete "$@" --retention-policy "RECOVERY WINDOW OF $BACKUP_RETENTION_DAYS DAYS" \
+        "$BACKUP_URL" "$BACKUP_SERVER_NAME" || echo "backup: deleting expired backups failed" >&2
+    else
+      echo "backup: base backup failed; retrying in ${BACKUP_POLL_SECONDS}s" >&2
+    fi
+  fi
+  [ "${BACKUP_ONCE:-}" = "1" ] && exit 0
+  sleep "$BACKUP_POLL_SECONDS"
+done
