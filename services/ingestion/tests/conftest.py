@@ -109,6 +109,15 @@ def site_env(s3: SeaweedS3, bucket: str) -> dict[str, str]:
     return {**endpoint.env(), "INGEST_SITE": "site-a", "INGEST_BUCKET": bucket}
 
 
+@pytest.fixture
+def site_a(catalogs: Catalogs, site_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Site `site-a`'s catalog (a fresh pgstac behind stac-fastapi), its settings in this
+    process's environment."""
+    for name, value in site_env.items():
+        monkeypatch.setenv(name, value)
+    return catalogs.start("site-a")
+
+
 def observation(
     station: str,
     moment: datetime,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -138,29 +139,45 @@ def test_a_process_loading_ecCodes_then_psycopg_exits_cleanly() -> None:
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
-def test_an_uncompressed_message_of_several_subsets_is_read_subset_by_subset() -> None:
-    from fedeploy_ingestion.bufr import load_eccodes
+def uncompressed_synop(
+    subsets: int, fill: Callable[[Callable[[str, float], None], list[str], int], None]
+) -> bytes:
+    """An uncompressed 301150 + 307096 message of `subsets` subsets; `fill(put, keys, i)` sets
+    subset i's values (`put(key, value)`; `keys`: the data keys in order).
+    Uncompressed, '#n#' counts across subsets."""
+    from fedeploy_ingestion.bufr import _key_order, load_eccodes
 
     eccodes = load_eccodes()
     handle = eccodes.codes_bufr_new_from_samples("BUFR4")
     try:
         eccodes.codes_set(handle, "masterTablesVersionNumber", 32)
-        eccodes.codes_set(handle, "numberOfSubsets", 3)
+        eccodes.codes_set(handle, "numberOfSubsets", subsets)
         eccodes.codes_set(handle, "compressedData", 0)
         eccodes.codes_set_array(handle, "unexpandedDescriptors", [301150, 307096])
-        for i in (1, 2, 3):
-            # Uncompressed, '#n#' counts across subsets: station and time occur once per
-            # subset, station pressure twice (its first occurrence in subset i is #2i-1#).
-            for key, value in [("blockNumber", 6), ("stationNumber", 100 + i), ("year", 2024)]:
-                eccodes.codes_set(handle, f"#{i}#{key}", value)
-            for key, value in [("month", 6), ("day", 1), ("hour", i), ("minute", 0)]:
-                eccodes.codes_set(handle, f"#{i}#{key}", value)
-            eccodes.codes_set(handle, f"#{2 * i - 1}#nonCoordinatePressure", 100000.0 - 100 * i)
+        keys = _key_order(handle)
+        for i in range(1, subsets + 1):
+            fill(lambda key, value: eccodes.codes_set(handle, key, value), keys, i)
         eccodes.codes_set(handle, "pack", 1)
-        data = bytes(eccodes.codes_get_message(handle))
+        return bytes(eccodes.codes_get_message(handle))
     finally:
         eccodes.codes_release(handle)
-    observations, refused = decode_bufr(data, NOW, Limits())
+
+
+def station_and_time(put: Callable[[str, float], None], i: int, hour: int) -> None:
+    """Subset i's block/station number (6, 100 + i) and time (2026-11-30 `hour`:00)."""
+    for key, value in [("blockNumber", 6), ("stationNumber", 100 + i), ("year", 2026)]:
+        put(f"#{i}#{key}", value)
+    for key, value in [("month", 11), ("day", 30), ("hour", hour), ("minute", 0)]:
+        put(f"#{i}#{key}", value)
+
+
+def test_an_uncompressed_message_of_several_subsets_is_read_subset_by_subset() -> None:
+    def fill(put: Callable[[str, float], None], keys: list[str], i: int) -> None:
+        station_and_time(put, i, hour=i)
+        # Station pressure occurs twice per subset: its first occurrence in subset i is #2i-1#.
+        put(f"#{2 * i - 1}#nonCoordinatePressure", 100000.0 - 100 * i)
+
+    observations, refused = decode_bufr(uncompressed_synop(3, fill), NOW, Limits())
     assert refused == []
     assert [(o.station, o.time.hour, o.values) for o in observations] == [
         ("0-20000-0-06101", 1, {"air_pressure": 999.0}),
@@ -170,38 +187,17 @@ def test_an_uncompressed_message_of_several_subsets_is_read_subset_by_subset() -
 
 
 def test_uncompressed_subsets_each_take_their_own_one_hour_precipitation() -> None:
-    from fedeploy_ingestion.bufr import _key_order, load_eccodes
-
-    eccodes = load_eccodes()
-    handle = eccodes.codes_bufr_new_from_samples("BUFR4")
-    try:
-        eccodes.codes_set(handle, "masterTablesVersionNumber", 32)
-        eccodes.codes_set(handle, "numberOfSubsets", 2)
-        eccodes.codes_set(handle, "compressedData", 0)
-        eccodes.codes_set_array(handle, "unexpandedDescriptors", [301150, 307096])
-        keys = _key_order(handle)
+    def fill(put: Callable[[str, float], None], keys: list[str], i: int) -> None:
+        station_and_time(put, i, hour=6)
         amounts = [k for k in keys if k.endswith("#totalPrecipitationOrTotalWaterEquivalent")]
-        per_subset = len(amounts) // 2
-        for i in (1, 2):
-            for key, value in [("blockNumber", 6), ("stationNumber", 100 + i), ("year", 2026)]:
-                eccodes.codes_set(handle, f"#{i}#{key}", value)
-            for key, value in [("month", 11), ("day", 30), ("hour", 6), ("minute", 0)]:
-                eccodes.codes_set(handle, f"#{i}#{key}", value)
-            # Each subset: 9 mm over 24 hours first, then 0.1 * i mm over the last hour.
-            first = (i - 1) * per_subset
-            for key, hours, amount in (
-                (amounts[first], -24, 9.0),
-                (amounts[first + 1], -1, i / 10),
-            ):
-                index = keys.index(key)
-                period = [k for k in keys[:index] if k.endswith("#timePeriod")][-1]
-                eccodes.codes_set(handle, period, hours)
-                eccodes.codes_set(handle, key, amount)
-        eccodes.codes_set(handle, "pack", 1)
-        data = bytes(eccodes.codes_get_message(handle))
-    finally:
-        eccodes.codes_release(handle)
-    observations, refused = decode_bufr(data, NOW, Limits())
+        first = (i - 1) * (len(amounts) // 2)
+        # Each subset: 9 mm over 24 hours first, then 0.1 * i mm over the last hour.
+        for key, hours, amount in ((amounts[first], -24, 9.0), (amounts[first + 1], -1, i / 10)):
+            index = keys.index(key)
+            put([k for k in keys[:index] if k.endswith("#timePeriod")][-1], hours)
+            put(key, amount)
+
+    observations, refused = decode_bufr(uncompressed_synop(2, fill), NOW, Limits())
     assert refused == []
     assert [(o.station, o.values) for o in observations] == [
         ("0-20000-0-06101", {"precipitation": 0.1}),

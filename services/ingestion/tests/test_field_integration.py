@@ -18,7 +18,7 @@ from fedeploy_ingestion.object_store import ObjectStore
 from fedeploy_ingestion.stream import Consumer
 from fedeploy_ingestion.window_table import from_parquet
 
-from fedeploy.loopback import MosquittoBroker, SeaweedS3
+from fedeploy.loopback import MosquittoBroker, SeaweedS3, StacApiServer
 from fedeploy.loopback.data_host import DataHost
 from fedeploy.loopback.processes import wait_until
 from services.ingestion.tests.field_corpus import EXPECTED, REFUSED, T0, build
@@ -79,13 +79,9 @@ def test_the_field_corpus_is_stored_as_its_expected_table_and_corrections_replac
     broker: MosquittoBroker,
     s3: SeaweedS3,
     bucket: str,
-    catalogs,
-    site_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    site_a: StacApiServer,
 ) -> None:
-    site = catalogs.start("site-a")
-    for name, value in site_env.items():
-        monkeypatch.setenv(name, value)
+    site = site_a
     host = DataHost()
     corpus = build()
     notes = {}
@@ -122,14 +118,10 @@ def test_qos_0_and_qos_1_publishers_side_by_side_lose_nothing_across_window_writ
     broker: MosquittoBroker,
     s3: SeaweedS3,
     bucket: str,
-    catalogs,
-    site_env: dict[str, str],
+    site_a: StacApiServer,
     make_observation,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    site = catalogs.start("site-a")
-    for name, value in site_env.items():
-        monkeypatch.setenv(name, value)
+    site = site_a
     consumer, store, _ = in_process_consumer(broker, s3, bucket, site.url, "qos")
     expected = set()
     with running(consumer):

@@ -87,6 +87,34 @@ def counter_value(metrics_text: str, name: str) -> float:
     return total
 
 
+def stream_env(
+    site_env: dict[str, str],
+    catalog_url: str,
+    broker: MosquittoBroker,
+    client_id: str,
+    port: int,
+    **more: str,
+) -> dict[str, str]:
+    """The environment of a `fedeploy-ingest stream` process on the loopback peers (10-minute
+    windows written 1 s after their last message; probes on 127.0.0.1:`port`), plus `more`."""
+    return {
+        **os.environ,
+        **site_env,
+        "INGEST_CATALOG_URL": catalog_url,
+        "INGEST_MQTT_HOST": broker.host,
+        "INGEST_MQTT_PORT": str(broker.port),
+        "INGEST_MQTT_TLS": "false",  # the loopback broker is plain MQTT
+        "INGEST_MQTT_CLIENT_ID": client_id,
+        "INGEST_WINDOW_SECONDS": "600",
+        "INGEST_WINDOW_GRACE_SECONDS": "0",
+        "INGEST_FLUSH_IDLE_SECONDS": "1",
+        "INGEST_HTTP_HOST": "127.0.0.1",
+        "INGEST_HTTP_PORT": str(port),
+        "INGEST_LOG_LEVEL": "WARNING",
+        **more,
+    }
+
+
 def in_process_consumer(
     broker: MosquittoBroker, s3: SeaweedS3, bucket: str, catalog_url: str, name: str
 ) -> tuple[Consumer, ObjectStore, Metrics]:
@@ -129,21 +157,7 @@ def test_10000_observations_with_the_consumer_killed_twice_land_exactly_once(
     assert len(messages) == 10_000
 
     port = free_port()
-    env = {
-        **os.environ,
-        **site_env,
-        "INGEST_CATALOG_URL": site.url,
-        "INGEST_MQTT_HOST": broker.host,
-        "INGEST_MQTT_PORT": str(broker.port),
-        "INGEST_MQTT_TLS": "false",  # the loopback broker is plain MQTT
-        "INGEST_MQTT_CLIENT_ID": f"kill-{bucket}",
-        "INGEST_WINDOW_SECONDS": "600",
-        "INGEST_WINDOW_GRACE_SECONDS": "0",
-        "INGEST_FLUSH_IDLE_SECONDS": "1",
-        "INGEST_HTTP_HOST": "127.0.0.1",
-        "INGEST_HTTP_PORT": str(port),
-        "INGEST_LOG_LEVEL": "WARNING",
-    }
+    env = stream_env(site_env, site.url, broker, f"kill-{bucket}", port)
     consumer = Daemon(
         "consumer", [sys.executable, "-m", "fedeploy_ingestion", "stream"], tmp_path, env=env
     )

@@ -8,7 +8,6 @@ one."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,7 +22,8 @@ from services.ingestion.tests.bufr_encode import Station, encode, encode_message
 from services.ingestion.tests.encoded_host import EncodedHost, MiB, gzip_of_zeros, stacked_gzip_bomb
 from services.ingestion.tests.field_corpus import T0
 from services.ingestion.tests.test_field_integration import send, stored
-from services.ingestion.tests.test_wis2_integration import ORIGIN
+from services.ingestion.tests.test_stream_integration import stream_env
+from services.ingestion.tests.test_wis2_integration import ORIGIN, WIS2_ENV
 from services.ingestion.tests.wis2_build import notification, payload
 
 pytestmark = pytest.mark.integration
@@ -60,25 +60,10 @@ def test_memory_bombs_are_dead_lettered_within_the_charts_memory_limit(
         "/good.bufr": (good, {}),
     }
     port = free_port()
-    env = {
-        **os.environ,
-        **site_env,
-        "INGEST_CATALOG_URL": site.url,
-        "INGEST_MQTT_HOST": broker.host,
-        "INGEST_MQTT_PORT": str(broker.port),
-        "INGEST_MQTT_TLS": "false",  # the loopback broker is plain MQTT
-        "INGEST_MQTT_CLIENT_ID": f"bombs-{bucket}",
-        "INGEST_MQTT_TOPICS": f"{ORIGIN}/#",
-        "INGEST_STREAM_FORMAT": "wis2",
-        "INGEST_WIS2_DOWNLOAD_HOSTS": '["localhost"]',
-        "INGEST_WIS2_PRIVATE_HOSTS": '["localhost"]',
-        "INGEST_WIS2_ALLOW_HTTP": "true",
-        "INGEST_DEAD_LETTER_PREFIX": "dead-letter/wis2/",
-        "INGEST_FLUSH_IDLE_SECONDS": "1",
-        "INGEST_HTTP_HOST": "127.0.0.1",
-        "INGEST_HTTP_PORT": str(port),
-        "INGEST_LOG_LEVEL": "WARNING",
-    }
+    env = stream_env(
+        site_env, site.url, broker, f"bombs-{bucket}", port, **WIS2_ENV,
+        INGEST_MQTT_TOPICS=f"{ORIGIN}/#", INGEST_DEAD_LETTER_PREFIX="dead-letter/wis2/",
+    )  # fmt: skip
     argv = [f"--data={CHART_MEMORY_LIMIT}", "--", sys.executable, "-m", "fedeploy_ingestion"]
     consumer = Daemon("consumer", ["prlimit", *argv, "stream"], tmp_path, env=env)
     store = ObjectStore(s3.endpoint.client(), bucket)

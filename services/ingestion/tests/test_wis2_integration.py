@@ -4,7 +4,6 @@ BUFR the tests encode with ecCodes, SeaweedFS and stac-fastapi-pgstac."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 import threading
@@ -31,6 +30,7 @@ from services.ingestion.tests.test_stream_integration import (
     catalog_items,
     publish,
     stored_rows,
+    stream_env,
 )
 from services.ingestion.tests.wis2_build import notification, payload
 
@@ -39,6 +39,15 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
 ORIGIN = "origin/a/wis2/xx-test/data/core/weather/surface-based-observations/synop"
 CACHE = "cache/a/wis2/xx-test/data/core/weather/surface-based-observations/synop"
+
+
+# A WIS2 stream process's settings: data from `localhost` (the loopback data host), over http.
+WIS2_ENV = {
+    "INGEST_STREAM_FORMAT": "wis2",
+    "INGEST_WIS2_DOWNLOAD_HOSTS": '["localhost"]',
+    "INGEST_WIS2_PRIVATE_HOSTS": '["localhost"]',
+    "INGEST_WIS2_ALLOW_HTTP": "true",
+}
 
 
 @pytest.fixture
@@ -217,26 +226,10 @@ def test_wis2_consumer_sigkilled_at_random_moments_stores_every_observation_once
         cache.append((f"{CACHE}/{step}", note))  # the same notification via a second broker
         published += [(f"0-20000-0-K{n}", moment) for n in range(10)]
     port = free_port()
-    env = {
-        **os.environ,
-        **site_env,
-        "INGEST_CATALOG_URL": site.url,
-        "INGEST_MQTT_HOST": broker.host,
-        "INGEST_MQTT_PORT": str(broker.port),
-        "INGEST_MQTT_TLS": "false",  # the loopback broker is plain MQTT
-        "INGEST_MQTT_CLIENT_ID": f"wis2-kill-{bucket}",
-        "INGEST_MQTT_TOPICS": f"{ORIGIN}/#,{CACHE}/#",
-        "INGEST_STREAM_FORMAT": "wis2",
-        "INGEST_WIS2_DOWNLOAD_HOSTS": '["localhost"]',
-        "INGEST_WIS2_PRIVATE_HOSTS": '["localhost"]',
-        "INGEST_WIS2_ALLOW_HTTP": "true",
-        "INGEST_WINDOW_SECONDS": "600",
-        "INGEST_WINDOW_GRACE_SECONDS": "0",
-        "INGEST_FLUSH_IDLE_SECONDS": "1",
-        "INGEST_HTTP_HOST": "127.0.0.1",
-        "INGEST_HTTP_PORT": str(port),
-        "INGEST_LOG_LEVEL": "WARNING",
-    }
+    env = stream_env(
+        site_env, site.url, broker, f"wis2-kill-{bucket}", port, **WIS2_ENV,
+        INGEST_MQTT_TOPICS=f"{ORIGIN}/#,{CACHE}/#",
+    )  # fmt: skip
     consumer = Daemon(
         "consumer", [sys.executable, "-m", "fedeploy_ingestion", "stream"], tmp_path, env=env
     )
