@@ -302,7 +302,8 @@ class Site(pulumi.ComponentResource):
             namespace,
             {"username": "pgstac", "password": password.result},
         )
-        return catalog_values(wiring, spec, database_secret=secret)
+        backup_bucket = self.storage.buckets.apply(lambda b: b.get(spec.backup.bucket))
+        return catalog_values(wiring, spec, database_secret=secret, backup_bucket=backup_bucket)
 
     # -- the contract ------------------------------------------------------------------------------
     def _contract(

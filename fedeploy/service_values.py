@@ -11,9 +11,15 @@ from typing import Any
 
 import yaml
 
-from fedeploy.config.services import CatalogService, InferenceService, IngestionService
-from fedeploy.exposure import assets_values, exposure_values
+from fedeploy.config.services import (
+    CatalogBackup,
+    CatalogService,
+    InferenceService,
+    IngestionService,
+)
+from fedeploy.exposure import assets_values, exposure_values, storage_port
 from fedeploy.project import project_dir
+from fedeploy.workload_access import CATALOG_BACKUP_SERVICE_ACCOUNT
 
 CHARTS_DIR = project_dir() / "charts"
 SERVICE_ACCOUNTS = {"catalog": "catalog", "ingestion": "ingestion", "inference": "inference"}
@@ -87,8 +93,10 @@ def catalog_values(
     federation_sites: Any = None,
     harvest_schedule: str | None = None,
     database_cidrs: Any = None,
+    backup_bucket: Any = None,
 ) -> dict[str, Any]:
-    """Values of the catalog chart: its database, and on the hub the harvest of member catalogs."""
+    """Values of the catalog chart: its database (with its backups to `backup_bucket`, the
+    physical name, where it is internal), and on the hub the harvest of member catalogs."""
     values = _common(wiring, "catalog")
     if spec.database == "internal":
         values["database"] = {
@@ -96,6 +104,8 @@ def catalog_values(
             "existingSecret": database_secret,
             "internal": {"persistence": {"size": f"{spec.volume_size_gib}Gi"}},
         }
+        if spec.backup.enabled and backup_bucket is not None:
+            values["backup"] = backup_values(wiring, spec.backup, backup_bucket)
     else:
         values["database"] = {
             "mode": "external",
@@ -120,6 +130,31 @@ def catalog_values(
             "schedule": harvest_schedule or "*/15 * * * *",
         }
     return values
+
+
+def backup_values(wiring: SiteWiring, backup: CatalogBackup, bucket: Any) -> dict[str, Any]:
+    """The catalog chart's `backup` values: barman-cloud to the site's bucket under the prefix,
+    with the site's static storage keys or, on aws, the backup identity's own role."""
+    role = wiring.role_arns.get(CATALOG_BACKUP_SERVICE_ACCOUNT)
+    endpoint = wiring.storage_endpoint
+    port = (
+        endpoint.apply(storage_port) if hasattr(endpoint, "apply") else storage_port(endpoint or "")
+    )
+    return {
+        "enabled": True,
+        "bucket": bucket,
+        "prefix": backup.prefix,
+        "endpoint": endpoint,
+        "region": wiring.storage_region,
+        "existingSecret": "" if role is not None else wiring.storage_secret,
+        "retentionDays": backup.retention_days,
+        "baseBackupIntervalHours": backup.base_backup_interval_hours,
+        "storePort": port,
+        "serviceAccount": {
+            "name": CATALOG_BACKUP_SERVICE_ACCOUNT,
+            "annotations": {IRSA_ANNOTATION: role} if role is not None else {},
+        },
+    }
 
 
 def ingestion_values(

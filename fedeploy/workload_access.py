@@ -58,6 +58,18 @@ WORKLOAD_ACCESS: dict[str, WorkloadAccess] = {
 }
 
 
+# The catalog database's backup sidecar (barman-cloud, charts/catalog/files/backup.sh): its own
+# identity, whose service account no other workload uses.
+CATALOG_BACKUP_SERVICE_ACCOUNT = "catalog-backup"
+
+
+def catalog_backup_access(prefix: str) -> WorkloadAccess:
+    """What barman-cloud does under the backup prefix: upload WAL and base backups (multipart
+    for large files), read its own catalogue of backups back, and delete what retention expires."""
+    folder = prefix.strip("/") + "/"
+    return WorkloadAccess(reads=(folder,), writes=(folder,), deletes=(folder,), resumes=(folder,))
+
+
 def _objects(bucket_arns: list[str], prefixes: tuple[str, ...]) -> list[str]:
     return [f"{arn}/{prefix}*" for arn in bucket_arns for prefix in prefixes]
 

@@ -16,7 +16,11 @@ from fedeploy.config.services import CatalogService
 from fedeploy.config.site import AwsSite
 from fedeploy.exposure import ASSETS_SERVICE_ACCOUNT
 from fedeploy.service_values import SERVICE_ACCOUNTS
-from fedeploy.workload_access import WORKLOAD_ACCESS
+from fedeploy.workload_access import (
+    CATALOG_BACKUP_SERVICE_ACCOUNT,
+    WORKLOAD_ACCESS,
+    catalog_backup_access,
+)
 
 # EKS node groups with accelerator: nvidia carry this label and taint (components/kubernetes_cluster).
 AWS_GPU = GpuScheduling({"fedeploy.io/accelerator": "nvidia"}, "nvidia.com/gpu")
@@ -70,6 +74,23 @@ class AwsResources(SiteResources):
                 opts=opts,
             )
             roles["assets"] = role.arn
+        # The internal catalog database's backups: a role that may only touch the backup prefix.
+        catalog = services.catalog
+        if catalog.enabled and catalog.database == "internal" and catalog.backup.enabled:
+            backup = catalog.backup
+            role = WorkloadRole(
+                f"{site}-catalog-backup-role",
+                namespace=namespace,
+                service_account=CATALOG_BACKUP_SERVICE_ACCOUNT,
+                oidc_provider_arn=self.eks.oidc_provider_arn,
+                oidc_issuer=self.eks.oidc_issuer,
+                bucket_arns=[self.s3.bucket_arns.apply(lambda arns, b=backup.bucket: arns[b])],
+                kms_key_arn=self.s3.kms_key_arn,
+                access=catalog_backup_access(backup.prefix),
+                tags=dict(self.tags or {}),
+                opts=opts,
+            )
+            roles[CATALOG_BACKUP_SERVICE_ACCOUNT] = role.arn
         return roles
 
     def managed_database(

@@ -151,6 +151,43 @@ class RdsDatabase(StrictModel):
         return self
 
 
+# ---- backups of the internal catalog database (see docs/operations.md) ----
+# Below this many days a production site's catalog could not be restored to last week's state.
+MIN_PRODUCTION_RETENTION_DAYS = 7
+
+
+class CatalogBackup(StrictModel):
+    """Backups of the internal catalog database to the site's own bucket (barman-cloud)."""
+
+    enabled: bool = Field(
+        True,
+        description="Archive the internal database's WAL continuously and take base backups to "
+        "`bucket` (database internal only; a production site must keep it on).",
+    )
+    bucket: BucketName = Field(
+        "raw",
+        description="Logical bucket of this site the backups go to, encrypted and versioned as "
+        "that bucket is.",
+    )
+    prefix: str = Field(
+        "backups/catalog-db",
+        max_length=200,
+        pattern=r"^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)*$",
+        description="Key prefix of the backups in that bucket: lowercase letters, digits and "
+        "'-' in '/'-separated parts, no '/' at either end.",
+    )
+    retention_days: int = Field(
+        14,
+        ge=1,
+        le=3650,
+        description="Days back to which any point can be restored; older base backups and WAL "
+        f"are deleted (production sites: at least {MIN_PRODUCTION_RETENTION_DAYS}).",
+    )
+    base_backup_interval_hours: int = Field(
+        24, ge=1, le=168, description="Hours between base backups; WAL is archived in between."
+    )
+
+
 # ---- exposure: the public catalog, its TLS and who may write (see docs/charts.md) ----
 _K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 # One scope token as RFC 6749 section 3.3 allows it (no spaces, quotes or backslashes).
@@ -237,6 +274,10 @@ class CatalogService(StrictModel):
     )
     rds: RdsDatabase = Field(default_factory=RdsDatabase, description="Used when database is rds.")
     volume_size_gib: int = Field(20, ge=1, le=16384, description="Volume of the internal database.")
+    backup: CatalogBackup = Field(
+        default_factory=CatalogBackup,
+        description="Backups of the internal database (the hub's catalog is rebuilt by harvest).",
+    )
     url: Url | None = Field(
         None,
         description="Where the rest of the federation reaches this catalog (the site's ingress); "

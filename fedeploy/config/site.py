@@ -93,6 +93,18 @@ class _Site(StrictModel):
                     f"services.{service}.bucket is {spec.bucket!r}, which storage.buckets does not "
                     f"declare (declared: {allowed})"
                 )
+        catalog = getattr(services, "catalog", None)
+        if (
+            catalog is not None
+            and catalog.enabled
+            and catalog.database == "internal"
+            and catalog.backup.enabled
+            and catalog.backup.bucket not in storage.buckets
+        ):
+            raise ValueError(
+                f"services.catalog.backup.bucket is {catalog.backup.bucket!r}, which "
+                f"storage.buckets does not declare (declared: {', '.join(sorted(storage.buckets))})"
+            )
         return self
 
 

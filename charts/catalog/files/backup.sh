@@ -5,6 +5,8 @@
 set -u
 spool="${BACKUP_SPOOL:-/var/lib/postgresql/wal-spool}"
 stamp="$spool/.last-base-backup"
+# Touched at each round: the liveness probe restarts a sidecar whose barman-cloud hangs.
+heartbeat="${BACKUP_HEARTBEAT:-/tmp/backup-heartbeat}"
 set -- --cloud-provider aws-s3
 if [ -n "${BACKUP_ENDPOINT_URL:-}" ]; then
   set -- "$@" --endpoint-url "$BACKUP_ENDPOINT_URL"
@@ -26,6 +28,7 @@ base_backup_due() {
 }
 
 while :; do
+  touch "$heartbeat"
   upload_wal "$@" || echo "backup: WAL upload failed; retrying in ${BACKUP_POLL_SECONDS}s" >&2
   if base_backup_due; then
     if barman-cloud-backup "$@" --immediate-checkpoint "$BACKUP_URL" "$BACKUP_SERVER_NAME"; then

@@ -1,0 +1,158 @@
+"""Catalog database backups in the plan: every in-cluster catalog of the example federation backs
+up to its own bucket, with a sidecar that is non-root, read-only and reaches only the store."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from fedeploy.charts import ChartValuesError, pod_template, render_chart
+from fedeploy.config.services import CatalogService
+from fedeploy.errors import StackConfigError
+from fedeploy.offline.engine import plan_stack
+from fedeploy.service_values import SiteWiring, catalog_values
+from tests.conftest import ROOT, STACKS
+
+IN_CLUSTER = ["aws-dublin", "cf-waw", "ewc-bologna", "hpc-kajaani", "ovh-gra"]
+
+
+def _catalog(example_report, stack: str):
+    (release,) = [r for r in example_report.sites[stack].releases if r.name == "catalog"]
+    return release
+
+
+def _database(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    (statefulset,) = [m for m in manifests if m["kind"] == "StatefulSet"]
+    return statefulset
+
+
+@pytest.mark.parametrize("stack", IN_CLUSTER)
+def test_every_in_cluster_catalog_backs_up_to_its_own_bucket(example_report, stack) -> None:
+    release = _catalog(example_report, stack)
+    backup = release.values["backup"]
+    assert backup["enabled"] is True
+    assert backup["bucket"] == f"eofed-{stack}-raw"
+    assert backup["prefix"] == "backups/catalog-db" and backup["retentionDays"] == 14
+    pod = pod_template(_database(release.manifests))["spec"]
+    sidecar = next(c for c in pod["containers"] if c["name"] == "backup")
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert env["BACKUP_URL"] == f"s3://eofed-{stack}-raw/backups/catalog-db"
+    postgres = next(c for c in pod["containers"] if c["name"] == "postgres")
+    assert "archive_mode=on" in postgres["args"]
+    assert pod["serviceAccountName"] == "catalog-backup"
+
+
+def test_an_rds_catalog_and_the_hubs_harvested_copy_have_no_sidecar(example_report) -> None:
+    assert "backup" not in _catalog(example_report, "aws-frankfurt").values
+    hub = _catalog(example_report, "eu-hub")
+    assert "backup" not in hub.values
+    pod = pod_template(_database(hub.manifests))["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["postgres"]
+
+
+@pytest.mark.parametrize("stack", IN_CLUSTER)
+def test_the_backup_sidecar_is_non_root_and_read_only(example_report, stack) -> None:
+    pod = pod_template(_database(_catalog(example_report, stack).manifests))["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        if not container["name"].startswith("backup"):
+            continue
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+    sidecar = next(c for c in pod["containers"] if c["name"] == "backup")
+    mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
+    # It copies the data directory for base backups but can never change it.
+    assert mounts["/var/lib/postgresql/data"]["readOnly"] is True
+    assert mounts["/var/lib/postgresql/wal-spool"]["subPath"] == "wal-spool"
+
+
+@pytest.mark.parametrize("stack", IN_CLUSTER)
+def test_the_database_reaches_only_dns_and_the_store(example_report, stack) -> None:
+    manifests = _catalog(example_report, stack).manifests
+    (policy,) = [
+        m
+        for m in manifests
+        if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].endswith("-db")
+    ]
+    dns, store = policy["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert all("namespaceSelector" in peer for peer in dns["to"])
+    assert [p["port"] for p in store["ports"]] == [443]
+    assert all(set(peer) == {"ipBlock"} for peer in store["to"])
+
+
+def test_on_aws_the_backup_identity_is_a_role_of_its_own(example_report) -> None:
+    backup = _catalog(example_report, "aws-dublin").values["backup"]
+    assert backup["existingSecret"] == ""
+    role = backup["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert role.endswith("aws-dublin-catalog-backup-role")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"retentionDays": 0}, ["retentionDays", "minimum"]),
+        ({"prefix": "/backups/"}, ["prefix"]),
+        ({"storeCIDRs": []}, ["storeCIDRs"]),
+        ({"bucket": "Not_A_Bucket"}, ["bucket"]),
+    ],
+)
+def test_the_chart_schema_refuses_bad_backup_values(change, words) -> None:
+    values = {"database": {"existingSecret": "db"}, "backup": {"enabled": True, "bucket": "b-1"}}
+    values["backup"].update(change)
+    with pytest.raises(ChartValuesError) as caught:
+        render_chart(ROOT / "charts/catalog", values)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_backups_on_without_a_bucket_fail_the_render_with_a_reason() -> None:
+    with pytest.raises(Exception, match="backup.bucket is empty"):
+        render_chart(ROOT / "charts/catalog", {"backup": {"enabled": True}})
+
+
+def test_catalog_values_leave_backups_out_when_turned_off() -> None:
+    wiring = SiteWiring(
+        "s", "kubernetes", "ns", "https://s3.example", "r", "storage", {}, None, None
+    )
+    on = catalog_values(wiring, CatalogService(), database_secret="db", backup_bucket="b-1")
+    assert on["backup"]["existingSecret"] == "storage" and on["backup"]["storePort"] == 443
+    off = CatalogService.model_validate({"backup": {"enabled": False}})
+    assert "backup" not in catalog_values(wiring, off, database_secret="db", backup_bucket="b-1")
+
+
+def _site(stack: str) -> dict[str, Any]:
+    return yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]["fedeploy:site"]
+
+
+@pytest.mark.parametrize(
+    ("backup", "path", "words"),
+    [
+        (
+            {"bucket": "archive"},
+            "site",
+            ["services.catalog.backup.bucket is 'archive'", "declared: models, raw"],
+        ),
+        ({"retention_days": 0}, "site.services.catalog.backup.retention_days", ["0"]),
+        ({"prefix": "/backups/"}, "site.services.catalog.backup.prefix", ["'/'"]),
+        (
+            {"base_backup_interval_hours": 0},
+            "site.services.catalog.backup.base_backup_interval_hours",
+            ["0"],
+        ),
+    ],
+)
+def test_a_bad_backup_key_is_named_with_what_is_allowed(backup, path, words) -> None:
+    site = copy.deepcopy(_site("cf-waw"))
+    site["services"]["catalog"]["backup"] = backup
+    with pytest.raises(StackConfigError) as caught:
+        plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})
+    matching = [str(i) for i in caught.value.issues if i.path == path]
+    assert matching, str(caught.value)
+    for word in words:
+        assert any(word in text for text in matching), (word, matching)
