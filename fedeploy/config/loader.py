@@ -39,9 +39,9 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _HIDDEN_INPUT = {"plaintext_secret", "secret_type", "secret_not_ciphertext", "url_userinfo"}
 _STR_TAG = "tag:yaml.org,2002:str"
 _UNIONS = (typing.Union, types.UnionType)
-# A key's description that says what is allowed in words (a range, the characters, an example):
+# A key's description that says what is allowed in words (a range, the characters, a count):
 # shown instead of its regular expression.
-_SAYS_ALLOWED = re.compile(r"\d+ to \d+|characters|digits|e\.g\.|five-field")
+_SAYS_ALLOWED = re.compile(r"\d+ to \d+|characters|digits|five-field")
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 # Numbers every YAML reader reads alike: no leading zero, no 0x/0o/0b, `_` or sexagesimal `:`.
 _PLAIN_NUMBER = re.compile(

@@ -314,7 +314,7 @@ INVALID = [
         "site",
         ["not offered on ovh sites"],
     ),
-    (OVH, {"project_id": "my-project"}, "site.project_id", ["pattern"]),
+    (OVH, {"project_id": "my-project"}, "site.project_id", ["32 hex digits"]),
     (OVH, {"region": "gra"}, "site.region", ["pattern"]),
     (OVH, {"cluster.api_access_cidrs": ["0.0.0.0/0"]}, "site.cluster", ["whole internet"]),
     (
