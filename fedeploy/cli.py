@@ -194,7 +194,7 @@ def new(
     typer.echo(f"wrote {made.path}")
     if made.hub_path is not None and made.hub_text is not None:
         made.hub_path.write_text(made.hub_text)
-        typer.echo(f"added {site} to the members of {made.hub_path}")
+        typer.echo(f"added {site} to the members of {where / made.hub_path.name}")
     typer.echo('replace each "<choose: ...>" value; `fedeploy plan` names every one left')
     _print_secrets(made.path)
 
