@@ -159,14 +159,15 @@ def test_plan_report_shows_each_sites_public_url_write_access_and_issuer(example
     from fedeploy.report import as_text
 
     text = as_text(example_report)
-    for host in (
-        "catalog.eofed.example.eu",
-        "catalog.gra.eofed.example.eu",
-        "catalog.kajaani.eofed.example.eu",
+    # Each site's own write scope (stac:write:<site>): one writer's token writes one catalog.
+    for host, site in (
+        ("catalog.eofed.example.eu", "eu-hub"),
+        ("catalog.gra.eofed.example.eu", "ovh-gra"),
+        ("catalog.kajaani.eofed.example.eu", "hpc-kajaani"),
     ):
         assert (
             f"exposure: public at https://{host}; reads anonymous; writes: token with scope "
-            "stac:write from issuer https://login.eofed.example.eu/realms/eofed"
+            f"stac:write:{site} from issuer https://login.eofed.example.eu/realms/eofed"
         ) in text
     sites = example_report.to_dict()["sites"]
     assert all(s["services"]["catalog"]["exposure"]["public_url"] for s in sites.values())
