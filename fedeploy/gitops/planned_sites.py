@@ -67,6 +67,9 @@ def run_plan_in_tree(
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(tree.resolve()), env.get("PYTHONPATH")) if p
     )
+    # The tree's own charts and program, even where the caller chose another project with
+    # FEDEPLOY_PROJECT_DIR (the base revision would otherwise be planned with today's charts).
+    env["FEDEPLOY_PROJECT_DIR"] = str(tree.resolve())
     command = [
         python,
         "-m",
