@@ -71,6 +71,7 @@ class Hub(pulumi.ComponentResource):
             role_arns={},
             gpu_node_selector=None,
             gpu_taint_key=None,
+            environment=config.environment,
         )
         release = ServiceRelease(
             f"{name}-catalog",

@@ -167,6 +167,7 @@ class Site(pulumi.ComponentResource):
             gpu_node_selector=dict(gpu.node_selector) if gpu is not None else None,
             gpu_taint_key=gpu.taint_key if gpu is not None else None,
             asset_buckets=asset_buckets,
+            environment=config.environment,
         )
 
     def _services(

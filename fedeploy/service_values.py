@@ -50,6 +50,8 @@ class SiteWiring:
     # Physical names of the buckets the site's services register assets from (its ingestion
     # bucket): the only buckets the asset endpoint presigns. Empty: no asset is served.
     asset_buckets: Any = ()
+    # The site's environment; the policy pack reads it from the catalog's values.
+    environment: str = "production"
 
 
 def catalog_url(namespace: str, release: str = "catalog") -> str:
@@ -98,6 +100,7 @@ def catalog_values(
     """Values of the catalog chart: its database (with its backups to `backup_bucket`, the
     physical name, where it is internal), and on the hub the harvest of member catalogs."""
     values = _common(wiring, "catalog")
+    values["site"]["environment"] = wiring.environment
     if spec.database == "internal":
         values["database"] = {
             "mode": "internal",

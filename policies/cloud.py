@@ -260,6 +260,76 @@ def mqtt_in_clear(subjects: list[Subject]) -> Iterable[Finding]:
             )
 
 
+def _catalog_releases(subjects: list[Subject]) -> list[Subject]:
+    return [
+        s
+        for s in subjects
+        if s.type == "kubernetes:helm.sh/v3:Release"
+        and str(s.props.get("chart", "")).rstrip("/").endswith("catalog")
+    ]
+
+
+def _production(subjects: list[Subject]) -> bool:
+    """Whether the stack is a production site, as its catalog release says (production when
+    no release says otherwise: the stricter reading)."""
+    environments = {
+        ((s.props.get("values") or {}).get("site") or {}).get("environment")
+        for s in _catalog_releases(subjects)
+    }
+    return not environments or "production" in environments or None in environments
+
+
+def backups_kept(subjects: list[Subject]) -> Iterable[Finding]:
+    """A production site's catalog can be restored: an in-cluster database backs up with a
+    recovery window of at least MIN_PRODUCTION_RETENTION_DAYS; an RDS instance keeps automated
+    backups that long, is protected from deletion and leaves a final snapshot."""
+    from fedeploy.config.services import MIN_PRODUCTION_RETENTION_DAYS as least
+
+    if not _production(subjects):
+        return
+    for s in _catalog_releases(subjects):
+        values = s.props.get("values") or {}
+        if (values.get("site") or {}).get("kind") == "hub":
+            continue  # the federated catalog is a harvested copy: rebuilt by harvesting again
+        if (values.get("database") or {}).get("mode", "internal") != "internal":
+            continue
+        backup = values.get("backup") or {}
+        if backup.get("enabled") is not True:
+            yield Finding(
+                "backups",
+                s.name,
+                "production catalog database without backups: set "
+                "services.catalog.backup.enabled: true (the default) in the stack file",
+            )
+        elif int(backup.get("retentionDays") or 0) < least:
+            yield Finding(
+                "backups",
+                s.name,
+                f"backups kept {backup.get('retentionDays')} days on a production site; "
+                f"services.catalog.backup.retention_days must be at least {least}",
+            )
+    for s in subjects:
+        if s.type != "aws:rds/instance:Instance":
+            continue
+        if int(s.props.get("backupRetentionPeriod") or 0) < least:
+            yield Finding(
+                "backups",
+                s.name,
+                f"RDS keeps automated backups {s.props.get('backupRetentionPeriod') or 0} days; "
+                f"services.catalog.rds.backup_retention_days must be at least {least}",
+            )
+        if s.props.get("deletionProtection") is not True:
+            yield Finding("backups", s.name, "production RDS instance without deletion protection")
+        if s.props.get("skipFinalSnapshot") is not False or not s.props.get(
+            "finalSnapshotIdentifier"
+        ):
+            yield Finding(
+                "backups",
+                s.name,
+                "production RDS instance would be deleted without a final snapshot",
+            )
+
+
 RULES: list[Rule] = [
     Rule(
         "s3-encrypted",
@@ -305,6 +375,13 @@ RULES: list[Rule] = [
         "node groups, through their launch templates).",
         "mandatory",
         encrypted_at_rest,
+    ),
+    Rule(
+        "backups",
+        "A production site's catalog database backs up (in-cluster: barman-cloud with a long "
+        "enough recovery window; RDS: retention, deletion protection, final snapshot).",
+        "mandatory",
+        backups_kept,
     ),
 ]
 

@@ -156,3 +156,63 @@ def test_a_bad_backup_key_is_named_with_what_is_allowed(backup, path, words) -> 
     assert matching, str(caught.value)
     for word in words:
         assert any(word in text for text in matching), (word, matching)
+
+
+def _findings_with(stack: str, references: Any = None, **catalog: Any) -> list[str]:
+    from fedeploy.plan import check_planned
+
+    site = copy.deepcopy(_site(stack))
+    site["services"]["catalog"].update(catalog)
+    plan = plan_stack(
+        STACKS / f"Pulumi.{stack}.yaml",
+        config_override={"fedeploy:site": site},
+        references=references,
+    )
+    _, findings = check_planned(plan, None)
+    return [f"{f.resource}: {f.message}" for f in findings if f.rule == "backups"]
+
+
+def test_the_policy_refuses_a_production_catalog_without_backups() -> None:
+    assert _findings_with("cf-waw") == []
+    (found,) = _findings_with("cf-waw", backup={"enabled": False})
+    assert "cf-waw-catalog" in found and "backup.enabled: true" in found
+
+
+def test_the_policy_refuses_a_production_retention_under_a_week() -> None:
+    (found,) = _findings_with("cf-waw", backup={"retention_days": 3})
+    assert "kept 3 days" in found and "at least 7" in found
+
+
+def test_a_staging_site_may_run_without_backups() -> None:
+    site = copy.deepcopy(_site("cf-waw"))
+    site["environment"] = "staging"
+    site["services"]["catalog"]["backup"] = {"enabled": False}
+    from fedeploy.plan import check_planned
+
+    plan = plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})
+    assert not [f for f in check_planned(plan, None)[1] if f.rule == "backups"]
+
+
+def test_the_policy_checks_production_rds_retention_protection_and_final_snapshot(
+    example_plans,
+) -> None:
+    references = {"aws-dublin": example_plans["aws-dublin"].outputs}
+    assert _findings_with("aws-frankfurt", references) == []
+    found = _findings_with("aws-frankfurt", references, rds={"backup_retention_days": 2})
+    assert any("RDS keeps automated backups 2 days" in f for f in found), found
+
+
+def test_the_rds_rule_names_a_missing_protection_and_snapshot() -> None:
+    from policies.cloud import backups_kept
+    from policies.findings import Subject
+
+    rds = Subject(
+        "aws:rds/instance:Instance",
+        "db",
+        {"backupRetentionPeriod": 7, "deletionProtection": False, "skipFinalSnapshot": True},
+    )
+    messages = [f.message for f in backups_kept([rds])]
+    assert messages == [
+        "production RDS instance without deletion protection",
+        "production RDS instance would be deleted without a final snapshot",
+    ]
