@@ -409,6 +409,22 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
             ),
             _case("1m", {f"ingest_lag_seconds{{{_STREAM}}}": "900x30"}, "20m", None),
         ],
+        # Every write failing (held and retried, the lag gauge growing) for writeErrorsFor; a
+        # burst that recovers stays silent.
+        "IngestWriteErrors": [
+            _case(
+                "1m",
+                {f'ingest_write_errors_total{{{_STREAM}, target="window"}}': "0+1x40"},
+                "30m",
+                _stream_labels("critical"),
+            ),
+            _case(
+                "1m",
+                {f'ingest_write_errors_total{{{_STREAM}, target="window"}}': "0+1x5 5x35"},
+                "30m",
+                None,
+            ),
+        ],
         "IngestSentinelRunFailed": _INGESTION_JOBS["Failed"],
         # Pushed by the workers (outcome.py); a day without a registered item.
         "IngestSentinelCopiedNothing": [

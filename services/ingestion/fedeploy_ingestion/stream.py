@@ -532,6 +532,14 @@ class Consumer:
         return True
 
     def _write_due(self, now: float, everything: bool = False) -> None:
+        """Write the windows due now; the gauges follow on every path (a failed write and
+        the retry backoff included), so the lag gauge tells the oldest held message's age."""
+        try:
+            self._write_windows(now, everything)
+        finally:
+            self._update_gauges()
+
+    def _write_windows(self, now: float, everything: bool) -> None:
         if now < self._retry_at and not everything:
             return
         due = self.buffer.windows() if everything else self.buffer.due(now)
@@ -557,7 +565,6 @@ class Consumer:
                 return
             self._write_failures = 0
             self._ack([tag for entry in entries for tag in entry.tags])
-        self._update_gauges()
 
     def _update_gauges(self) -> None:
         self.metrics.pending_messages.set(self.buffer.pending)

@@ -130,3 +130,20 @@ def test_a_window_write_failing_with_any_exception_is_held_and_retried_later() -
         assert writer.calls == attempt
         assert made._retry_at - time.monotonic() == pytest.approx(backoff(attempt, 10), abs=0.1)
     assert acked == [] and made.buffer.pending == 1
+
+
+def test_the_lag_gauge_tells_the_age_of_the_oldest_held_message_while_writes_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store refusing writes for hours: the gauge grows with the held message's age,
+    through failed writes and the retry backoff alike (IngestLagBeyondWindow's fault)."""
+    clock = [1000.0]
+    monkeypatch.setattr(stream.time, "monotonic", lambda: clock[0])
+    made, acked = consumer(FlakyStore(0), FailingWriter(), window_seconds=3600)
+    made._handle(Delivery(TOPIC, json.dumps(GOOD).encode(), 1, 0, clock[0]))
+    for step in range(1, 49):  # four hours in five-minute steps
+        clock[0] += 300
+        made._write_due(clock[0])
+        assert made.metrics.lag_seconds._value.get() == step * 300
+        assert made.metrics.pending_messages._value.get() == 1
+    assert acked == [] and made.metrics.write_errors.labels("window")._value.get() > 0
