@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from fedeploy.loopback.errors import PeerStartError, PeerUnavailable
+from fedeploy.loopback.postgres import PostgresServer
 
 SYSTEM_PYTHON = Path("/usr/bin/python3.11")
 # The barman-cloud programs the drill and the chart use, and the module each one runs.
@@ -104,3 +106,86 @@ def aws_env(
         "PYTHONNOUSERSITE": "1",
         "PATH": os.environ.get("PATH", "/usr/bin:/bin") + f":{Path(sys.executable).parent}",
     }
+
+
+# Where the catalog chart's database keeps the WAL spool, in the container.
+CHART_SPOOL = "/var/lib/postgresql/wal-spool"
+
+
+def _catalog_chart() -> Path:
+    from fedeploy.project import project_dir
+
+    return project_dir() / "charts" / "catalog"
+
+
+def chart_archive_command(spool: Path) -> str:
+    """The archive_command the catalog chart gives its database with backups on (rendered with
+    real Helm), its spool moved to `spool`."""
+    from fedeploy.charts import render_chart
+
+    values = {"backup": {"enabled": True, "bucket": "any"}, "database": {"existingSecret": "db"}}
+    (statefulset,) = [
+        m for m in render_chart(_catalog_chart(), values) if m["kind"] == "StatefulSet"
+    ]
+    args = statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
+    (command,) = [a.split("=", 1)[1] for a in args if a.startswith("archive_command=")]
+    if CHART_SPOOL not in command:
+        raise PeerStartError(f"the chart's archive_command writes elsewhere: {command}")
+    return str(command).replace(CHART_SPOOL, str(spool))
+
+
+def archiving_server(workdir: Path) -> tuple[PostgresServer, Path]:
+    """A started PostgresServer whose WAL goes to a spool by the chart's archive_command."""
+    server = PostgresServer(workdir)
+    spool = server.cluster_dir / "wal-spool"  # the chart's init container makes it
+    spool.mkdir()
+    if os.geteuid() == 0:  # the server runs as postgres and writes the spool
+        entry = pwd.getpwnam("postgres")
+        os.chown(spool, entry.pw_uid, entry.pw_gid)
+    server.settings = {
+        "wal_level": "replica",
+        "archive_mode": "on",
+        "archive_command": chart_archive_command(spool),
+    }
+    return server.start(), spool
+
+
+def sidecar_round(
+    bindir: Path,
+    url: str,
+    server_name: str,
+    endpoint_url: str,
+    server: PostgresServer,
+    spool: Path,
+    env: dict[str, str],
+    base_backup: bool,
+) -> None:
+    """One round of the catalog chart's backup sidecar (charts/catalog/files/backup.sh), run as
+    the pod runs it: upload the spooled WAL, then a base backup and the retention if due."""
+    result = subprocess.run(
+        ["/bin/sh", str(_catalog_chart() / "files" / "backup.sh")],
+        env={
+            **os.environ,
+            **env,
+            "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "BACKUP_URL": url,
+            "BACKUP_SERVER_NAME": server_name,
+            "BACKUP_ENDPOINT_URL": endpoint_url,
+            "BACKUP_RETENTION_DAYS": "14",
+            "BACKUP_INTERVAL_SECONDS": "0" if base_backup else "86400",
+            "BACKUP_POLL_SECONDS": "1",
+            "BACKUP_SPOOL": str(spool),
+            "BACKUP_HEARTBEAT": str(spool.parent / "backup-heartbeat"),
+            "BACKUP_ONCE": "1",
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(server.port),
+            "PGUSER": "postgres",
+            "PGDATABASE": "postgres",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0 or "failed" in result.stderr:
+        raise PeerStartError(f"backup.sh round failed:\n{result.stdout}{result.stderr}")

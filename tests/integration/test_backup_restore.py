@@ -9,9 +9,6 @@ by barman-cloud into a new server.
 
 from __future__ import annotations
 
-import os
-import pwd
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,59 +16,21 @@ import httpx
 import psycopg
 import pytest
 
-from fedeploy.charts import render_chart
 from fedeploy.loopback import PostgresServer, SeaweedS3, StacApiServer
-from fedeploy.loopback.barman import BarmanTools, aws_env
+from fedeploy.loopback.barman import BarmanTools, archiving_server, aws_env, sidecar_round
 from fedeploy.restore_drill.barman import BackupStore, recovery_settings
 from fedeploy.restore_drill.catalog_state import differences, read_state
-from tests.conftest import ROOT, start_peer
+from tests.conftest import start_peer
 
 pytestmark = pytest.mark.integration
 
 BUCKET = "site-bucket"
 PREFIX = "backups/catalog-db"
-CHART = ROOT / "charts/catalog"
-CHART_SPOOL = "/var/lib/postgresql/wal-spool"
 
 
-def _chart_archive_command(spool: Path) -> str:
-    """The archive_command the chart gives the database with backups on, with its spool here."""
-    values = {"backup": {"enabled": True, "bucket": BUCKET}, "database": {"existingSecret": "db"}}
-    (statefulset,) = [m for m in render_chart(CHART, values) if m["kind"] == "StatefulSet"]
-    args = statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
-    (command,) = [a.split("=", 1)[1] for a in args if a.startswith("archive_command=")]
-    assert CHART_SPOOL in command
-    return command.replace(CHART_SPOOL, str(spool))
-
-
-def _sidecar_round(
-    store: BackupStore, live: PostgresServer, spool: Path, env: dict, base: bool
-) -> None:
-    """One round of the chart's backup sidecar script: upload the spool, a base backup if due."""
-    result = subprocess.run(
-        ["/bin/sh", str(CHART / "files/backup.sh")],
-        env={
-            **env,
-            "PATH": f"{store.bindir}:{os.environ['PATH']}",
-            "BACKUP_URL": store.url,
-            "BACKUP_SERVER_NAME": store.server_name,
-            "BACKUP_ENDPOINT_URL": store.endpoint_url or "",
-            "BACKUP_RETENTION_DAYS": "14",
-            "BACKUP_INTERVAL_SECONDS": "0" if base else "86400",
-            "BACKUP_POLL_SECONDS": "1",
-            "BACKUP_SPOOL": str(spool),
-            "BACKUP_ONCE": "1",
-            "PGHOST": "127.0.0.1",
-            "PGPORT": str(live.port),
-            "PGUSER": "postgres",
-            "PGDATABASE": "postgres",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0 and "failed" not in result.stderr, result.stdout + result.stderr
+def _round(tools, store, live, spool, env, base_backup: bool) -> None:
+    url, endpoint = store.url, store.endpoint_url or ""
+    sidecar_round(tools.bindir, url, store.server_name, endpoint, live, spool, env, base_backup)
 
 
 def _collection(name: str) -> dict:
@@ -161,18 +120,7 @@ def test_restore_to_a_named_point_has_exactly_the_items_of_that_point(peers) -> 
     endpoint = s3.endpoint
     env = aws_env(endpoint.access_key_id, endpoint.secret_access_key, endpoint.region)
     store = BackupStore(BUCKET, PREFIX, "catalog-db", endpoint.endpoint_url, str(tools.bindir))
-    live = PostgresServer(work / "live")
-    spool = live.cluster_dir / "wal-spool"  # the chart's init container makes it
-    spool.mkdir()
-    if os.geteuid() == 0:  # the server runs as postgres and writes the spool
-        entry = pwd.getpwnam("postgres")
-        os.chown(spool, entry.pw_uid, entry.pw_gid)
-    live.settings = {
-        "wal_level": "replica",
-        "archive_mode": "on",
-        "archive_command": _chart_archive_command(spool),
-    }
-    live.start()
+    live, spool = archiving_server(work / "live")
     stoppers.append(live.remove)
     live.create_database("catalog")
     api = StacApiServer(live.dsn("catalog"), work / "api").start()
@@ -185,7 +133,7 @@ def test_restore_to_a_named_point_has_exactly_the_items_of_that_point(peers) -> 
             client, "edge-obs", range(0, 80)
         )
 
-        _sidecar_round(store, live, spool, env, base=True)
+        _round(tools, store, live, spool, env, base_backup=True)
         # Written after the base backup: only WAL replay brings these back.
         then |= _post_items(client, "sentinel-2", range(150, 200))
         with psycopg.connect(live.dsn("catalog"), autocommit=True) as conn:
@@ -193,7 +141,7 @@ def test_restore_to_a_named_point_has_exactly_the_items_of_that_point(peers) -> 
         _post_items(client, "sentinel-2", range(200, 260))
         assert client.delete("/collections/edge-obs").status_code in (200, 204)
     _wait_archived(live)
-    _sidecar_round(store, live, spool, env, base=False)
+    _round(tools, store, live, spool, env, base_backup=False)
     assert not [p for p in spool.iterdir() if not p.name.startswith(".")], "spool not emptied"
 
     keys = [o["Key"] for o in endpoint.client().list_objects_v2(Bucket=BUCKET).get("Contents", [])]

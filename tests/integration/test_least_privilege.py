@@ -53,6 +53,12 @@ def _workloads() -> list[tuple[str, str]]:
         services = site.get("services") or {}
         if (services.get("catalog") or {}).get("exposure") and (stack, "ingestion") in found:
             found.append((stack, "assets"))
+        # An in-cluster catalog database backs up with a role of its own (on by default).
+        catalog = services.get("catalog") or {}
+        if catalog.get("database", "internal") == "internal" and (catalog.get("backup") or {}).get(
+            "enabled", True
+        ):
+            found.append((stack, "catalog-backup"))
     return found
 
 
@@ -416,6 +422,65 @@ def test_assets_role_from_the_plan_presigns_reads_of_assets_and_nothing_else(
     assert _denied(lambda: read("models/m/LATEST"))
     assert _denied(lambda: client.delete_object(Bucket=bucket, Key="sentinel/s2/item/B04.tif"))
     assert _denied(lambda: client.put_object(Bucket=bucket, Key="sentinel/x", Body=b"x"))
+
+
+# --- the catalog database's backups ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [w for w in WORKLOADS if w[1] == "catalog-backup"],
+    indirect=True,
+    ids=lambda w: f"{w[0]}-{w[1]}",
+)
+def test_catalog_backup_role_from_the_plan_runs_barman_cloud_and_touches_nothing_else(
+    workload: tuple[str, S3Endpoint],
+    moto_iam: IamEnforcingMoto,
+    example_plans: Any,
+    tmp_path: Path,
+) -> None:
+    """The chart's backup sidecar (archive, base backup, retention) and a restore, by
+    barman-cloud itself, with only the backup role's keys; other prefixes are refused."""
+    from fedeploy.loopback.barman import BarmanTools, archiving_server, aws_env, sidecar_round
+    from fedeploy.restore_drill.barman import BackupStore
+
+    bucket, keys = workload
+    (planned,) = [
+        r.inputs["values"]["backup"]
+        for plan in example_plans.values()
+        for r in plan.by_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["name"] == "catalog"
+        and (r.inputs["values"].get("backup") or {}).get("bucket") == bucket
+    ]
+    tools = start_peer(lambda: BarmanTools().start())
+    server = None
+    try:
+        server, spool = start_peer(lambda: archiving_server(tmp_path / "pg"))
+        store = BackupStore(
+            bucket, planned["prefix"], "catalog-db", keys.endpoint_url, str(tools.bindir)
+        )
+        env = aws_env(keys.access_key_id, keys.secret_access_key, keys.region)
+        server.execute("postgres", "CREATE TABLE t AS SELECT generate_series(1, 1000) AS n")
+        server.execute("postgres", "SELECT pg_switch_wal()")
+        sidecar_round(
+            tools.bindir, store.url, "catalog-db", keys.endpoint_url, server, spool, env, True
+        )
+        tools.run(store.restore(str(tmp_path / "restored")), env)
+        assert (tmp_path / "restored" / "PG_VERSION").exists()
+    finally:
+        if server is not None:
+            server.remove()
+        tools.remove()
+
+    client = keys.client()
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=store.key_prefix())
+    assert listed.get("KeyCount", 0) > 0
+    # Outside the prefix: the ingestion's data, read or written or deleted.
+    assert moto_iam.admin is not None
+    moto_iam.admin.client().put_object(Bucket=bucket, Key="sentinel/s2/x.tif", Body=b"x")
+    assert _denied(lambda: client.get_object(Bucket=bucket, Key="sentinel/s2/x.tif"))
+    assert _denied(lambda: client.put_object(Bucket=bucket, Key="sentinel/s2/y", Body=b"y"))
+    assert _denied(lambda: client.delete_object(Bucket=bucket, Key="sentinel/s2/x.tif"))
 
 
 def test_every_workload_of_the_example_federation_is_covered(example_plans: Any) -> None:
