@@ -72,6 +72,7 @@ class Hub(pulumi.ComponentResource):
             gpu_node_selector=None,
             gpu_taint_key=None,
             environment=config.environment,
+            monitoring=config.monitoring,
         )
         release = ServiceRelease(
             f"{name}-catalog",

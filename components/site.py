@@ -168,6 +168,7 @@ class Site(pulumi.ComponentResource):
             gpu_taint_key=gpu.taint_key if gpu is not None else None,
             asset_buckets=asset_buckets,
             environment=config.environment,
+            monitoring=config.monitoring,
         )
 
     def _services(

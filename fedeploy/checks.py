@@ -148,6 +148,8 @@ def check_stack(
     rendered, findings = render_releases(plan, project_dir, kube_version)
     findings = evaluate(subjects(plan)) + findings + digest_findings(plan, rendered)
     findings += monitoring_findings(
-        plan.outputs.get("site"), {r.name: r.monitoring for r in rendered}
+        plan.outputs.get("site"),
+        {r.name: r.monitoring for r in rendered},
+        {r.name: (r.values.get("monitoring") or {}).get("labels") or {} for r in rendered},
     )
     return rendered, sorted(set(findings))

@@ -66,20 +66,45 @@ def release_monitoring(
     return summarise(manifests if mode != "off" else [], mode)
 
 
-def monitoring_findings(site: Any, monitoring: dict[str, dict[str, Any]]) -> list[Finding]:
-    """Advisory, on a production site whose releases would install no alert at all."""
+def monitoring_findings(
+    site: Any,
+    monitoring: dict[str, dict[str, Any]],
+    selector_labels: dict[str, dict[str, Any]] | None = None,
+) -> list[Finding]:
+    """Advisory, on a production site whose releases would install no alert at all, or whose
+    monitors and rules carry no label a Prometheus selects them by (`selector_labels`: each
+    release's `monitoring.labels`)."""
     if not isinstance(site, dict) or site.get("environment") != "production" or not monitoring:
         return []
-    if any(summary["alerts"] for summary in monitoring.values()):
+    if not any(summary["alerts"] for summary in monitoring.values()):
+        return [
+            Finding(
+                "monitoring",
+                ", ".join(sorted(monitoring)),
+                "production site installs no alert and no scrape target: set the site's "
+                "monitoring.enabled (auto or true) and monitoring.alerts.enabled, and run "
+                "prometheus-operator (kube-prometheus-stack) in its cluster (docs/charts.md, "
+                "Monitoring)",
+                enforcement="advisory",
+            )
+        ]
+    unlabelled = sorted(
+        name
+        for name, summary in monitoring.items()
+        if summary["mode"] != "off"
+        and (summary["alerts"] or summary["targets"])
+        and not (selector_labels or {}).get(name)
+    )
+    if selector_labels is None or not unlabelled:
         return []
     return [
         Finding(
             "monitoring",
-            ", ".join(sorted(monitoring)),
-            "production site installs no alert and no scrape target: set monitoring.enabled "
-            "(auto or true) and monitoring.alerts.enabled in its charts' values, and run "
-            "prometheus-operator (kube-prometheus-stack) in its cluster (docs/charts.md, "
-            "Monitoring)",
+            ", ".join(unlabelled),
+            "production site sets no monitoring.selector_labels: a kube-prometheus-stack "
+            "Prometheus selects monitors and rules by `release: <its release name>` and ignores "
+            "these, so nothing is scraped and no alert is evaluated; set the labels its "
+            "Prometheus selects by (docs/charts.md, Monitoring)",
             enforcement="advisory",
         )
     ]

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from fedeploy.config.monitoring import Monitoring
 from fedeploy.config.services import (
     CatalogBackup,
     CatalogService,
@@ -24,6 +25,8 @@ from fedeploy.workload_access import CATALOG_BACKUP_SERVICE_ACCOUNT
 CHARTS_DIR = project_dir() / "charts"
 SERVICE_ACCOUNTS = {"catalog": "catalog", "ingestion": "ingestion", "inference": "inference"}
 CATALOG_PORT = 8080
+# The charts whose batch runs push their outcome to a Pushgateway (Sentinel copies, harvests).
+PUSHING_CHARTS = ("catalog", "ingestion")
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 
@@ -52,6 +55,9 @@ class SiteWiring:
     asset_buckets: Any = ()
     # The site's environment; the policy pack reads it from the catalog's values.
     environment: str = "production"
+    # The site's `monitoring` block (its Prometheus's selector labels, namespace, Pushgateway):
+    # every chart's `monitoring` values. None: the charts' defaults.
+    monitoring: Monitoring | None = None
 
 
 def catalog_url(namespace: str, release: str = "catalog") -> str:
@@ -63,7 +69,7 @@ def _common(wiring: SiteWiring, service: str) -> dict[str, Any]:
     annotations = (
         {IRSA_ANNOTATION: wiring.role_arns[service]} if service in wiring.role_arns else {}
     )
-    return {
+    values: dict[str, Any] = {
         "site": {"name": wiring.site, "kind": wiring.kind},
         "serviceAccount": {
             "create": True,
@@ -71,6 +77,9 @@ def _common(wiring: SiteWiring, service: str) -> dict[str, Any]:
             "annotations": annotations,
         },
     }
+    if wiring.monitoring is not None:
+        values["monitoring"] = wiring.monitoring.chart_values(pushes=service in PUSHING_CHARTS)
+    return values
 
 
 def _storage(wiring: SiteWiring, bucket: Any) -> dict[str, Any]:

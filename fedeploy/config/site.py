@@ -12,6 +12,7 @@ from fedeploy.config.addresses import AvailabilityZone, AwsRegion, Ipv4Cidr, zon
 from fedeploy.config.base import Name, StrictModel
 from fedeploy.config.bridge import BridgeConfig, check_vm_platform
 from fedeploy.config.cluster import EksCluster, ExistingCluster
+from fedeploy.config.monitoring import Monitoring
 from fedeploy.config.services import CatalogService, Cron, Services
 from fedeploy.config.storage import AwsStorage, S3CompatibleStorage
 
@@ -78,6 +79,11 @@ class _Site(StrictModel):
         "production", description="Production sites deploy only after approval in GitOps."
     )
     tags: Tags = Field(default_factory=dict)
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring,
+        description="How the site's charts meet the cluster's Prometheus: monitors, alert rules "
+        "and dashboards (docs/charts.md, Monitoring).",
+    )
 
     @model_validator(mode="after")
     def _service_buckets_exist(self) -> _Site:

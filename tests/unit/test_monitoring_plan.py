@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fedeploy.monitoring import monitoring_findings, monitoring_mode, release_monitoring
 from fedeploy.report import as_text
@@ -69,3 +70,107 @@ def test_the_plan_report_shows_each_releases_monitoring(example_report):
     text = as_text(example_report)
     assert "monitoring: where the cluster serves monitoring.coreos.com/v1: " in text
     assert "IngestBrokerDisconnected" in text and "CatalogApiUnavailable" in text
+
+
+# The example federation's Prometheus: kube-prometheus-stack, released as
+# kube-prometheus-stack, with a Pushgateway (stacks/*.yaml, monitoring).
+SELECTOR = {"release": "kube-prometheus-stack"}
+
+
+def test_the_example_stacks_wire_every_chart_to_their_prometheus(example_report, example_plans):
+    from fedeploy.checks import RELEASE
+
+    for name, plan in example_plans.items():
+        releases = plan.by_type(RELEASE)
+        assert releases, name
+        for release in releases:
+            monitoring = release.inputs["values"]["monitoring"]
+            assert monitoring["labels"] == SELECTOR, (name, release.name)
+            assert monitoring["enabled"] == "auto"
+    sites = example_report.to_dict()["sites"]
+    assert (
+        "CatalogHarvestMemberStale"
+        in sites["eu-hub"]["services"]["catalog"]["monitoring"]["alerts"]
+    )
+    for name in ("aws-frankfurt", "aws-dublin", "hpc-kajaani"):  # the Sentinel copies
+        alerts = sites[name]["services"]["ingestion"]["monitoring"]["alerts"]
+        assert "IngestSentinelCopiedNothing" in alerts, name
+
+
+def test_the_site_monitoring_block_maps_onto_every_charts_values():
+    from fedeploy.config.monitoring import Monitoring
+    from fedeploy.service_values import SiteWiring, _common
+
+    block = Monitoring.model_validate(
+        {
+            "enabled": True,
+            "selector_labels": SELECTOR,
+            "namespace": "observability",
+            "prometheus_pod_labels": {"app": "prom"},
+            "scrape_interval": "1m",
+            "dashboards": {
+                "enabled": False,
+                "namespace": "grafana",
+                "label": "d",
+                "label_value": "y",
+            },
+            "pushgateway": {
+                "url": "http://pg.observability.svc:9091",
+                "namespace": "observability",
+            },
+            "alerts": {"enabled": False, "runbook_url": "https://wiki.example.org/runbooks"},
+        }
+    )
+    wiring = SiteWiring("s", "kubernetes", "fedeploy", "", "", "", {}, None, None, monitoring=block)
+    expected = {
+        "enabled": True,
+        "namespace": "observability",
+        "prometheusPodLabels": {"app": "prom"},
+        "labels": SELECTOR,
+        "scrapeInterval": "1m",
+        "runbookUrl": "https://wiki.example.org/runbooks",
+        "dashboards": {"enabled": False, "namespace": "grafana", "label": "d", "labelValue": "y"},
+        "alerts": {"enabled": False},
+    }
+    pushgateway = {
+        "url": "http://pg.observability.svc:9091",
+        "namespace": "observability",
+        "podLabels": {"app.kubernetes.io/name": "prometheus-pushgateway"},
+    }
+    assert _common(wiring, "inference")["monitoring"] == expected
+    for chart in ("catalog", "ingestion"):
+        assert _common(wiring, chart)["monitoring"] == {**expected, "pushgateway": pushgateway}
+    # Every key the block sets is one the charts' values declare.
+    for chart in ("catalog", "ingestion", "inference"):
+        declared = yaml.safe_load((ROOT / f"charts/{chart}/values.yaml").read_text())["monitoring"]
+        for key, value in _common(wiring, chart)["monitoring"].items():
+            assert key in declared, (chart, key)
+            if isinstance(value, dict) and key not in ("labels", "prometheusPodLabels"):
+                assert set(value) <= set(declared[key]), (chart, key)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://user:secret@pg.monitoring.svc:9091", "ftp://pg:9091", "http://pg svc"],
+)
+def test_a_pushgateway_url_with_credentials_or_not_http_is_refused(url):
+    from pydantic import ValidationError
+
+    from fedeploy.config.monitoring import Monitoring
+
+    with pytest.raises(ValidationError) as refused:
+        Monitoring.model_validate({"pushgateway": {"url": url}})
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("pushgateway", "url")
+    assert error["type"] == ("url_userinfo" if "@" in url else "string_pattern_mismatch")
+
+
+def test_a_production_site_without_selector_labels_is_advised():
+    summary = _monitoring(INGESTION)
+    production = {"name": "eu-cloud", "environment": "production"}
+    (finding,) = monitoring_findings(production, {"ingestion": summary}, {"ingestion": {}})
+    assert finding.enforcement == "advisory"
+    assert "monitoring.selector_labels" in finding.message and "ingestion" in finding.resource
+    assert monitoring_findings(production, {"ingestion": summary}, {"ingestion": SELECTOR}) == []
+    staging = {**production, "environment": "staging"}
+    assert monitoring_findings(staging, {"ingestion": summary}, {"ingestion": {}}) == []
