@@ -339,6 +339,7 @@ _PUSHED_MEMBER = (
     'ingest_harvest_member_last_success_timestamp_seconds{job="fedeploy-harvest", site="hub", '
     'instance="pushgateway:9091"'
 )
+_PUSHED_FAILURE = _PUSHED_MEMBER.replace("last_success", "last_failure")
 _HARVEST_JOBS = _job_cases("catalog-harvest-29400000", "catalog-harvest", 7200)
 _CATALOG_PODS = _pod_cases("catalog-db-0", "postgres")
 _API = f'{_S}, deployment="catalog"'
@@ -549,6 +550,29 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 {
                     f'{_PUSHED_MEMBER}, member="aws-eu"}}': "0+600x20",
                     f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
+                },
+                "3h",
+                None,
+            ),
+        ],
+        # A member never harvested successfully pushes only failures: a's for three hours (it
+        # fires after harvestMaxAgeSeconds), b's for one hour, c's since it recovered.
+        "CatalogHarvestMemberNeverHarvested": [
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_FAILURE}, member="aws-eu"}}': "0+600x20",
+                    f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
+                },
+                "3h",
+                {"site": "hub", "member": "aws-eu", "severity": "warning"},
+            ),
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_FAILURE}, member="aws-eu"}}': "_x12 7200+600x8",
+                    f'{_PUSHED_FAILURE}, member="eu-cloud"}}': "0+600x20",
+                    f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "_x3 1800+600x17",
                 },
                 "3h",
                 None,
