@@ -14,7 +14,7 @@ def to_bridge_spec(job: InferenceJob) -> Any:
     refused here rather than silently shrunk.
 
     Raises ValueError naming the job and each field the JobSpec refuses, never a value: the
-    environment holds the storage keys (`submit --pass-storage-credentials`), and pydantic's
+    environment holds storage credentials (`submit --pass-storage-credentials`), and pydantic's
     own message repeats its input."""
     from pydantic import ValidationError
 

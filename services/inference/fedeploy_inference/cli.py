@@ -139,7 +139,15 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--pass-storage-credentials",
         action="store_true",
-        help="give the job the storage keys boto3 finds here (e.g. in AWS_SHARED_CREDENTIALS_FILE)",
+        help="give the job short-lived storage credentials (an STS session of the keys boto3 "
+        "finds here, lasting the time limit plus --queue-minutes); refused where the store "
+        "has no STS",
+    )
+    submit.add_argument(
+        "--queue-minutes",
+        type=int,
+        default=60,
+        help="how long the job may wait to start with its storage credentials (default 60)",
     )
     submit.add_argument("--wait-minutes", type=float, default=0, help="wait for the end")
     submit.add_argument("--bbox", type=_bbox, help="batch: west,south,east,north")
@@ -240,10 +248,11 @@ def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, 
         raise ValueError(f"--pass-env: {', '.join(missing)} not set in this environment")
     extra = {name: os.environ[name] for name in args.pass_env}
     if args.pass_storage_credentials:
-        from fedeploy_inference.s3 import storage_credentials_environment
+        from fedeploy_inference.s3 import job_storage_credentials
 
         _check_readable("AWS_SHARED_CREDENTIALS_FILE", "the storage credentials")
-        extra.update(storage_credentials_environment())
+        lifetime = (args.time_limit_minutes + max(args.queue_minutes, 0)) * 60
+        extra.update(job_storage_credentials(settings, lifetime))
     common = {
         "python": args.python,
         "working_directory": args.working_directory,

@@ -1,6 +1,7 @@
 """Static storage keys reach the service as a file (AWS_SHARED_CREDENTIALS_FILE, as the chart
-mounts them), never as variables: the retrain pod hands the keys read from that file to its
-SLURM job (`submit --pass-storage-credentials`), whose nodes cannot read the pod's files."""
+mounts them), never as variables; the retrain pod's SLURM job (`submit
+--pass-storage-credentials`), whose nodes cannot read the pod's files, gets an STS session of
+those keys where the store issues one, and nothing (a refusal) where it does not."""
 
 from __future__ import annotations
 
@@ -74,13 +75,25 @@ def submit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Submissions:
     return recorded
 
 
-def test_submit_gives_the_job_the_keys_of_the_mounted_credentials_file(
-    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    credentials = tmp_path / "storage" / "credentials"
-    credentials.parent.mkdir()
+@pytest.fixture
+def on_sts_store(
+    submit_env: Submissions, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Submissions:
+    """`submit_env` with the mounted keys of a store that serves STS (moto, as AWS and Ceph RGW
+    do), and nothing else the chain could find."""
+    credentials = tmp_path / "credentials"
     credentials.write_text(shared_credentials_file(ACCESS, SECRET))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("INFER_S3_ENDPOINT_URL", s3_endpoint)
+    for name in OTHER_CREDENTIAL_SOURCES:  # the s3_endpoint fixture's dummy keys: only the file
+        monkeypatch.delenv(name, raising=False)
+    return submit_env
+
+
+def test_submit_gives_the_job_a_session_instead_of_the_mounted_keys(
+    on_sts_store: Submissions, capsys
+) -> None:
+    submit_env = on_sts_store
 
     # The retrain CronJob's order: the submit options after the job, train's after `--`.
     command = ["submit", "train", "--time-limit-minutes", "5", "--pass-storage-credentials"]
@@ -91,10 +104,61 @@ def test_submit_gives_the_job_the_keys_of_the_mounted_credentials_file(
     assert "--time-limit-minutes" not in body["script"] and "--pass" not in body["script"]
     assert body["job"]["time_limit"] == 5
     environment = _environment(body)
-    assert environment["AWS_ACCESS_KEY_ID"] == ACCESS
-    assert environment["AWS_SECRET_ACCESS_KEY"] == SECRET
-    assert "AWS_SESSION_TOKEN" not in environment
+    assert environment["AWS_SESSION_TOKEN"]
+    assert environment["AWS_ACCESS_KEY_ID"] not in ("", ACCESS)
+    assert environment["AWS_SECRET_ACCESS_KEY"] not in ("", SECRET)
+    assert ACCESS not in json.dumps(body) and SECRET not in json.dumps(body)
     assert SECRET not in capsys.readouterr().out
+
+
+def test_the_session_lasts_the_time_limit_and_the_queue_allowance(
+    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from fedeploy_inference.s3 import SESSION_MAX_SECONDS, job_storage_credentials
+    from fedeploy_inference.settings import InferenceSettings
+
+    credentials = tmp_path / "credentials"
+    credentials.write_text(shared_credentials_file(ACCESS, SECRET))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    asked: list[int] = []
+
+    class Sts:
+        def get_session_token(self, DurationSeconds: int) -> dict[str, Any]:  # noqa: N803
+            asked.append(DurationSeconds)
+            token = {"AccessKeyId": "ASIA1", "SecretAccessKey": "s", "SessionToken": "t"}
+            return {"Credentials": token}
+
+    monkeypatch.setattr(boto3, "client", lambda service, **kwargs: Sts())
+    settings = InferenceSettings(bucket="site-a-models")
+    job_storage_credentials(settings, (90 + 60) * 60)
+    job_storage_credentials(settings, 60)
+    job_storage_credentials(settings, 10**7)
+    assert asked == [9000, 900, SESSION_MAX_SECONDS]
+
+
+def test_a_store_without_sts_is_refused_and_the_keys_stay_here(
+    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # SeaweedFS checks signatures and has no STS: no long-lived key goes to the job instead.
+    from fedeploy.loopback import SeaweedS3
+    from tests.conftest import start_peer
+
+    store = start_peer(lambda: SeaweedS3(tmp_path / "seaweedfs").start())
+    try:
+        keys = store.endpoint
+        credentials = tmp_path / "credentials"
+        credentials.write_text(shared_credentials_file(keys.access_key_id, keys.secret_access_key))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+        monkeypatch.setenv("INFER_S3_ENDPOINT_URL", keys.endpoint_url)
+        assert main(["submit", "train", "--pass-storage-credentials"]) == 2
+    finally:
+        store.stop()
+    error = capsys.readouterr().err
+    assert f"the store ({keys.endpoint_url}) issued no short-lived credentials" in error, error
+    assert "never given the site's long-lived storage keys" in error
+    assert keys.secret_access_key not in error and keys.access_key_id not in error
+    assert submit_env.bodies == []
 
 
 def test_submit_without_credentials_says_where_it_looked(
@@ -133,11 +197,9 @@ def test_an_unreadable_bridge_user_file_is_named(
 
 
 def test_a_refused_job_environment_never_echoes_the_passed_keys(
-    submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    on_sts_store: Submissions, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    credentials = tmp_path / "credentials"
-    credentials.write_text(shared_credentials_file(ACCESS, SECRET))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    submit_env = on_sts_store
     # A variable the bridge refuses (SLURM's own) beside the keys: pydantic's message repeats
     # the whole environment it was given, the tail of the secret key included.
     monkeypatch.setenv("SLURM_ACCOUNT", "ops")
@@ -206,15 +268,12 @@ def test_submit_accepts_the_documented_forms(
 
 
 def test_a_debug_submission_logs_no_key(
-    submit_env: Submissions,
-    tmp_path: Path,
+    on_sts_store: Submissions,
     monkeypatch: pytest.MonkeyPatch,
     capsys,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    credentials = tmp_path / "credentials"
-    credentials.write_text(shared_credentials_file(ACCESS, SECRET))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    submit_env = on_sts_store
     caplog.set_level(logging.DEBUG)
     # Other tests in the same process quiet loggers: the ingestion service's logging setup sets
     # botocore, httpx and urllib3 to WARNING, a dictConfig disables the loggers that existed
@@ -226,8 +285,10 @@ def test_a_debug_submission_logs_no_key(
             monkeypatch.setattr(logger, "level", logging.NOTSET)
     command = ["--log-level", "DEBUG", "submit", "train", "--pass-storage-credentials"]
     assert main([*command, "--wait-minutes", "0"]) == 0
-    assert _environment(submit_env.bodies[0])["AWS_SECRET_ACCESS_KEY"] == SECRET
+    environment = _environment(submit_env.bodies[0])
+    session = (environment["AWS_SECRET_ACCESS_KEY"], environment["AWS_SESSION_TOKEN"])
     captured = capsys.readouterr()
     assert caplog.records  # botocore and the bridge client did log
     for text in (caplog.text, captured.out, captured.err):
         assert SECRET not in text
+        assert not [part for part in session if part in text]
