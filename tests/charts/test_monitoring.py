@@ -426,6 +426,36 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 None,
             ),
         ],
+        # Gone: one of two consumers Pending (kube-state-metrics), or none scraped at all.
+        "IngestStreamUnavailable": [
+            _case(
+                "1m",
+                {
+                    f'kube_statefulset_status_replicas_ready{{{_S}, statefulset="ingestion-stream"}}': "1x20",
+                    f'kube_statefulset_replicas{{{_S}, statefulset="ingestion-stream"}}': "2x20",
+                    f"up{{{_STREAM}}}": "1x20",
+                },
+                "15m",
+                {"namespace": NAMESPACE, "statefulset": "ingestion-stream", "severity": "critical"},
+            ),
+            _case(
+                "1m",
+                {f'up{{{_S}, pod="catalog-0"}}': "1x20"},
+                "15m",
+                {"namespace": NAMESPACE, "severity": "critical"},
+            ),
+            _case("1m", {f"up{{{_STREAM}}}": "0x20"}, "15m", _stream_labels("critical")),
+            _case(
+                "1m",
+                {
+                    f'kube_statefulset_status_replicas_ready{{{_S}, statefulset="ingestion-stream"}}': "2x20",
+                    f'kube_statefulset_replicas{{{_S}, statefulset="ingestion-stream"}}': "2x20",
+                    f"up{{{_STREAM}}}": "1x20",
+                },
+                "15m",
+                None,
+            ),
+        ],
         "IngestSentinelRunFailed": _INGESTION_JOBS["Failed"],
         # Pushed by the workers (outcome.py); a day without a registered item.
         "IngestSentinelCopiedNothing": [
@@ -471,6 +501,38 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 "1m",
                 {f"fedeploy_inference_ready{{{_SERVER}}}": "1x10", f"up{{{_SERVER}}}": "1x10"},
                 "10m",
+                None,
+            ),
+        ],
+        # Gone: the model server's only replica Pending (0 of 1 available), or none scraped.
+        "InferenceServerUnavailable": [
+            _case(
+                "1m",
+                {
+                    f'kube_deployment_status_replicas_available{{{_S}, deployment="inference"}}': "0x20",
+                    f'kube_deployment_spec_replicas{{{_S}, deployment="inference"}}': "1x20",
+                },
+                "15m",
+                {"namespace": NAMESPACE, "severity": "critical"},
+            ),
+            _case(
+                "1m",
+                {
+                    f'kube_deployment_status_replicas_available{{{_S}, deployment="inference"}}': "1x20",
+                    f'kube_deployment_spec_replicas{{{_S}, deployment="inference"}}': "1x20",
+                    f"up{{{_SERVER}}}": "0x20",
+                },
+                "15m",
+                None,
+            ),
+            _case(
+                "1m",
+                {
+                    f'kube_deployment_status_replicas_available{{{_S}, deployment="inference"}}': "2x20",
+                    f'kube_deployment_spec_replicas{{{_S}, deployment="inference"}}': "2x20",
+                    f"up{{{_SERVER}}}": "1x20",
+                },
+                "15m",
                 None,
             ),
         ],
