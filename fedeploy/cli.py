@@ -311,6 +311,18 @@ def _mount_verify() -> None:
 _mount_verify()
 
 
+def _mount_restore_drill() -> None:
+    from fedeploy.restore_drill.command import restore_drill_command
+
+    app.command(
+        "restore-drill",
+        help="Restore the catalog's backups into a scratch server and compare with the live one.",
+    )(restore_drill_command)
+
+
+_mount_restore_drill()
+
+
 def _mount_images() -> None:
     from fedeploy.image_command import images_app
 

@@ -45,6 +45,8 @@ class BarmanTools:
             raise PeerUnavailable(f"{SYSTEM_PYTHON} is missing: apt-get install -y python3.11-venv")
         self.root = Path(tempfile.mkdtemp(prefix="fedeploy-barman-"))
         self.bindir = self.root / "bin"
+        # The venv's interpreter: runs fedeploy itself as another user (`restore-drill`).
+        self.python = self.root / "venv" / "bin" / "python"
 
     def start(self) -> BarmanTools:
         """Make the venv (no pip: about 1 s) and one launcher per program."""
@@ -59,8 +61,9 @@ class BarmanTools:
         if made.returncode != 0:
             raise PeerStartError(f"python3.11 -m venv failed: {made.stderr}")
         site = Path(sysconfig.get_paths()["purelib"])
+        # addsitedir, not a plain path line: the host's own .pth files (an editable fedeploy) count.
         (next(venv.glob("lib/python3*/site-packages")) / "fedeploy-host.pth").write_text(
-            f"{site}\n"
+            f"import site; site.addsitedir({str(site)!r})\n"
         )
         self.bindir.mkdir()
         for program, module in PROGRAMS.items():

@@ -9,8 +9,11 @@ by barman-cloud into a new server.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import psycopg
@@ -18,19 +21,54 @@ import pytest
 
 from fedeploy.loopback import PostgresServer, SeaweedS3, StacApiServer
 from fedeploy.loopback.barman import BarmanTools, archiving_server, aws_env, sidecar_round
-from fedeploy.restore_drill.barman import BackupStore, recovery_settings
-from fedeploy.restore_drill.catalog_state import differences, read_state
+from fedeploy.restore_drill.barman import BackupStore
 from tests.conftest import start_peer
 
 pytestmark = pytest.mark.integration
 
 BUCKET = "site-bucket"
 PREFIX = "backups/catalog-db"
+POINT = "before-the-bad-change"
+
+
+@dataclass
+class BackedUpSite:
+    """A live catalog backed up as the chart does it, and a catalog in the point's state."""
+
+    s3: SeaweedS3
+    tools: BarmanTools
+    store: BackupStore
+    env: dict[str, str]
+    live: PostgresServer
+    then: set[str]
 
 
 def _round(tools, store, live, spool, env, base_backup: bool) -> None:
     url, endpoint = store.url, store.endpoint_url or ""
     sidecar_round(tools.bindir, url, store.server_name, endpoint, live, spool, env, base_backup)
+
+
+def _drill(site: BackedUpSite, live_dsn: str) -> subprocess.CompletedProcess[str]:
+    """`fedeploy restore-drill` to the restore point, as the postgres user (pg_ctl refuses root)."""
+    tools, store = site.tools, site.store
+    return subprocess.run(
+        [str(tools.python), "-m", "fedeploy.cli", "restore-drill"]
+        + ["--backup-url", store.url, "--server-name", store.server_name]
+        + ["--endpoint-url", store.endpoint_url or "", "--database", "catalog"]
+        + ["--target-name", POINT, "--live-dsn", live_dsn, "--sample", "1000"],
+        env={
+            **os.environ,
+            **site.env,
+            "HOME": "/tmp",
+            "PATH": f"{tools.bindir}:{os.environ['PATH']}",
+        },
+        user="postgres" if os.geteuid() == 0 else None,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def _collection(name: str) -> dict:
@@ -89,99 +127,96 @@ def _wait_archived(server: PostgresServer, timeout: float = 30.0) -> None:
     )
 
 
-def _search_ids(url: str) -> set[str]:
-    found: set[str] = set()
-    next_url: str | None = f"{url}/search?limit=500"
-    with httpx.Client(timeout=30) as client:
-        while next_url:
-            page = client.get(next_url).json()
-            found |= {feature["id"] for feature in page["features"]}
-            next_url = next((link["href"] for link in page["links"] if link["rel"] == "next"), None)
-    return found
-
-
-@pytest.fixture
-def peers(tmp_path: Path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackedUpSite]:
+    """Items written through stac-fastapi-pgstac; a base backup; more items; the restore point;
+    more items and a deleted collection; every WAL segment uploaded by the sidecar script."""
+    work = tmp_path_factory.mktemp("backup")
     stoppers = []
     try:
-        s3 = start_peer(lambda: SeaweedS3(tmp_path / "seaweedfs").start())
+        s3 = start_peer(lambda: SeaweedS3(work / "seaweedfs").start())
         stoppers.append(s3.stop)
         s3.create_bucket(BUCKET)
         tools = start_peer(lambda: BarmanTools().start())
         stoppers.append(tools.remove)
-        yield tmp_path, s3, tools, stoppers
+        endpoint = s3.endpoint
+        env = aws_env(endpoint.access_key_id, endpoint.secret_access_key, endpoint.region)
+        store = BackupStore(BUCKET, PREFIX, "catalog-db", endpoint.endpoint_url, str(tools.bindir))
+        live, spool = archiving_server(work / "live")
+        stoppers.append(live.remove)
+        live.create_database("catalog")
+        api = StacApiServer(live.dsn("catalog"), work / "api").start()
+        stoppers.append(api.stop)
+
+        with httpx.Client(base_url=api.url, timeout=60) as client:
+            for name in ("sentinel-2", "edge-obs"):
+                assert client.post("/collections", json=_collection(name)).status_code in (200, 201)
+            then = _post_items(client, "sentinel-2", range(0, 150))
+            then |= _post_items(client, "edge-obs", range(0, 80))
+            _round(tools, store, live, spool, env, base_backup=True)
+            # Written after the base backup: only WAL replay brings these back.
+            then |= _post_items(client, "sentinel-2", range(150, 200))
+            live.execute("catalog", f"SELECT pg_create_restore_point('{POINT}')")
+            _post_items(client, "sentinel-2", range(200, 260))
+            assert client.delete("/collections/edge-obs").status_code in (200, 204)
+        _wait_archived(live)
+        _round(tools, store, live, spool, env, base_backup=False)
+        assert not [p for p in spool.iterdir() if not p.name.startswith(".")], "spool not emptied"
+
+        # A catalog as it stood at the point, written by the same API into a database of its own.
+        live.create_database("reference")
+        api.stop()
+        reference = StacApiServer(live.dsn("reference"), work / "reference-api").start()
+        stoppers.append(reference.stop)
+        with httpx.Client(base_url=reference.url, timeout=60) as client:
+            for name in ("sentinel-2", "edge-obs"):
+                client.post("/collections", json=_collection(name))
+            _post_items(client, "sentinel-2", range(0, 200))
+            _post_items(client, "edge-obs", range(0, 80))
+        reference.stop()
+        yield BackedUpSite(s3, tools, store, env, live, then)
     finally:
         for stop in reversed(stoppers):
             stop()
 
 
-def test_restore_to_a_named_point_has_exactly_the_items_of_that_point(peers) -> None:
-    work, s3, tools, stoppers = peers
-    endpoint = s3.endpoint
-    env = aws_env(endpoint.access_key_id, endpoint.secret_access_key, endpoint.region)
-    store = BackupStore(BUCKET, PREFIX, "catalog-db", endpoint.endpoint_url, str(tools.bindir))
-    live, spool = archiving_server(work / "live")
-    stoppers.append(live.remove)
-    live.create_database("catalog")
-    api = StacApiServer(live.dsn("catalog"), work / "api").start()
-    stoppers.append(api.stop)
+def test_backups_are_written_under_the_backup_prefix_only(site: BackedUpSite) -> None:
+    client = site.s3.endpoint.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert keys and all(key.startswith(site.store.key_prefix()) for key in keys), keys[:5]
+    assert any("/base/" in key for key in keys) and any("/wals/" in key for key in keys)
 
-    with httpx.Client(base_url=api.url, timeout=60) as client:
-        for name in ("sentinel-2", "edge-obs"):
-            assert client.post("/collections", json=_collection(name)).status_code in (200, 201)
-        then = _post_items(client, "sentinel-2", range(0, 150)) | _post_items(
-            client, "edge-obs", range(0, 80)
-        )
 
-        _round(tools, store, live, spool, env, base_backup=True)
-        # Written after the base backup: only WAL replay brings these back.
-        then |= _post_items(client, "sentinel-2", range(150, 200))
-        with psycopg.connect(live.dsn("catalog"), autocommit=True) as conn:
-            conn.execute("SELECT pg_create_restore_point('before-the-bad-change')")
-        _post_items(client, "sentinel-2", range(200, 260))
-        assert client.delete("/collections/edge-obs").status_code in (200, 204)
-    _wait_archived(live)
-    _round(tools, store, live, spool, env, base_backup=False)
-    assert not [p for p in spool.iterdir() if not p.name.startswith(".")], "spool not emptied"
+def test_the_drill_restores_to_the_point_exactly_the_items_of_that_point(
+    site: BackedUpSite,
+) -> None:
+    # --sample 1000 compares every item by id and asset hrefs: the restored catalog holds the
+    # 280 items of the point (50 of them only in the WAL after the base backup), no later one,
+    # and the collection deleted after the point.
+    with psycopg.connect(site.live.dsn("reference")) as conn:
+        ids = {row[0] for row in conn.execute("SELECT id FROM pgstac.items")}
+    assert ids == site.then and len(ids) == 280
+    same = _drill(site, site.live.dsn("reference"))
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert same.stdout.startswith("identical: 2 collections, 280 items restored at " + POINT)
 
-    keys = [o["Key"] for o in endpoint.client().list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    assert keys and all(key.startswith(store.key_prefix()) for key in keys), keys[:5]
 
-    # A catalog as it stood at the point, built independently, for the comparison below.
-    live.create_database("reference")
-    reference_api = StacApiServer(
-        live.dsn("reference"), work / "reference-api", name="reference"
-    ).start()
-    stoppers.append(reference_api.stop)
-    with httpx.Client(base_url=reference_api.url, timeout=60) as client:
-        for name in ("sentinel-2", "edge-obs"):
-            client.post("/collections", json=_collection(name))
-        _post_items(client, "sentinel-2", range(0, 200))
-        _post_items(client, "edge-obs", range(0, 80))
+def test_the_drill_reports_what_differs_from_a_catalog_that_moved_on(site: BackedUpSite) -> None:
+    moved_on = _drill(site, site.live.dsn("catalog"))
+    assert moved_on.returncode == 1, moved_on.stdout + moved_on.stderr
+    assert "collection 'edge-obs' is in the restored catalog but not live" in moved_on.stdout
+    assert "collection 'sentinel-2': 200 items restored, 260 live" in moved_on.stdout
 
-    restored = PostgresServer(
-        work / "restored",
-        settings=recovery_settings(store, target_name="before-the-bad-change"),
-        env=env,
+
+def test_the_drill_cannot_run_without_a_backup(site: BackedUpSite) -> None:
+    missing = BackedUpSite(
+        site.s3,
+        site.tools,
+        BackupStore(BUCKET, "backups/none", "catalog-db", site.store.endpoint_url, ""),
+        site.env,
+        site.live,
+        set(),
     )
-    stoppers.append(restored.remove)
-    tools.run(store.restore(str(restored.data_dir)), env)
-    (restored.data_dir / "recovery.signal").touch()
-    restored.start_existing()
-    with psycopg.connect(restored.dsn("catalog"), autocommit=True) as conn:
-        deadline = time.monotonic() + 60
-        while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
-            assert time.monotonic() < deadline, restored.log_file.read_text()[-2000:]
-            time.sleep(0.1)
-
-    restored_api = StacApiServer(
-        restored.dsn("catalog"), work / "restored-api", name="restored"
-    ).start()
-    stoppers.append(restored_api.stop)
-    assert _search_ids(restored_api.url) == then
-
-    state = read_state(restored.dsn("catalog"))
-    assert differences(state, read_state(live.dsn("reference"))) == []
-    now_live = differences(state, read_state(live.dsn("catalog")))
-    assert "collection 'edge-obs' is in the restored catalog but not live" in now_live
-    assert "collection 'sentinel-2': 200 items restored, 260 live" in now_live
+    result = _drill(missing, site.live.dsn("catalog"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "barman-cloud-restore failed" in result.stderr
