@@ -12,6 +12,9 @@ packages=(
   slurmctld slurmd slurmrestd slurm-client munge slurm-wlm-jwt-plugin
   nginx-light nftables curl shellcheck cloud-init
   postgresql postgresql-15-postgis-3
+  # The catalog backup drill: psycopg2 (barman[cloud]) builds from source against libpq; the
+  # postgres user runs barman-cloud from a venv of the system's Python 3.11.
+  libpq-dev gcc python3.11-venv
   mosquitto
   prometheus prometheus-alertmanager prometheus-pushgateway
   jq
