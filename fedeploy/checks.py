@@ -151,5 +151,10 @@ def check_stack(
         plan.outputs.get("site"),
         {r.name: r.monitoring for r in rendered},
         {r.name: (r.values.get("monitoring") or {}).get("labels") or {} for r in rendered},
+        {
+            r.name: str(bridge.get("endpoint") or "")
+            for r in rendered
+            if isinstance(bridge := r.values.get("bridge"), dict) and bridge.get("enabled")
+        },
     )
     return rendered, sorted(set(findings))

@@ -70,12 +70,40 @@ def monitoring_findings(
     site: Any,
     monitoring: dict[str, dict[str, Any]],
     selector_labels: dict[str, dict[str, Any]] | None = None,
+    bridges: dict[str, str] | None = None,
 ) -> list[Finding]:
-    """Advisory, on a production site whose releases would install no alert at all, or whose
-    monitors and rules carry no label a Prometheus selects them by (`selector_labels`: each
-    release's `monitoring.labels`)."""
-    if not isinstance(site, dict) or site.get("environment") != "production" or not monitoring:
+    """Advisory, on any site whose release is wired to a SLURM bridge that no alert watches
+    (`bridges`: each release's bridge endpoint, "" for none); on a production site whose
+    releases would install no alert at all, or whose monitors and rules carry no label a
+    Prometheus selects them by (`selector_labels`: each release's `monitoring.labels`)."""
+    if not isinstance(site, dict) or not monitoring:
         return []
+    findings = [
+        Finding(
+            "monitoring",
+            name,
+            f"no alert watches the SLURM bridge {endpoint}: nothing probes it, and the retrain "
+            "alerts (InferenceRetrainSubmissionFailed, InferenceRetrainNoSuccess) render only "
+            "with retrain.enabled, which fedeploy does not set; an unreachable bridge goes "
+            "unnoticed until a submission fails (docs/charts.md, Monitoring)",
+            enforcement="advisory",
+        )
+        for name, endpoint in sorted((bridges or {}).items())
+        if endpoint
+        and not any(
+            alert.startswith(("InferenceRetrain", "Bridge"))
+            for alert in monitoring.get(name, {}).get("alerts", [])
+        )
+    ]
+    if site.get("environment") != "production":
+        return findings
+    return findings + _production_findings(monitoring, selector_labels)
+
+
+def _production_findings(
+    monitoring: dict[str, dict[str, Any]], selector_labels: dict[str, dict[str, Any]] | None
+) -> list[Finding]:
+    """A production site's: no alert at all, or monitors and rules no Prometheus selects."""
     if not any(summary["alerts"] for summary in monitoring.values()):
         return [
             Finding(

@@ -66,7 +66,12 @@ def test_the_plan_report_shows_each_releases_monitoring(example_report):
             summary = wiring["monitoring"]
             assert summary["mode"] == "auto", (name, service)
             assert summary["alerts"], (name, service)
-        assert not [f for f in site["findings"] if f["rule"] == "monitoring"]
+        # The one the plan gives is the unwatched bridge's (hpc-kajaani's).
+        assert not [
+            f
+            for f in site["findings"]
+            if f["rule"] == "monitoring" and "bridge" not in f["message"]
+        ]
     text = as_text(example_report)
     assert "monitoring: where the cluster serves monitoring.coreos.com/v1: " in text
     assert "IngestBrokerDisconnected" in text and "CatalogApiUnavailable" in text
@@ -174,3 +179,22 @@ def test_a_production_site_without_selector_labels_is_advised():
     assert monitoring_findings(production, {"ingestion": summary}, {"ingestion": SELECTOR}) == []
     staging = {**production, "environment": "staging"}
     assert monitoring_findings(staging, {"ingestion": summary}, {"ingestion": {}}) == []
+
+
+def test_the_plan_says_plainly_that_no_alert_watches_a_bridge(example_report):
+    """No rule reads the bridge (the retrain rules render only with retrain.enabled, which the
+    deployer never sets, and nothing probes it): the plan says so where a bridge is wired."""
+    summary = {
+        "mode": "auto",
+        "targets": ["ServiceMonitor/inference"],
+        "alerts": ["InferenceNotReady"],
+    }
+    site = {"name": "hpc", "environment": "staging"}
+    (finding,) = monitoring_findings(
+        site, {"inference": summary}, bridges={"inference": "https://b:6820"}
+    )
+    assert finding.enforcement == "advisory" and finding.resource == "inference"
+    assert "no alert" in finding.message and "https://b:6820" in finding.message
+    assert monitoring_findings(site, {"inference": summary}, bridges={"inference": ""}) == []
+    findings = example_report.to_dict()["sites"]["hpc-kajaani"]["findings"]
+    assert [f for f in findings if f["rule"] == "monitoring" and "bridge" in f["message"]]
