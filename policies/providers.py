@@ -1,6 +1,6 @@
 """Rules over the resources of the provisioned European cloud kinds (openstack, ovh) and GPU
 node groups on every kind: nothing open to the world, no public IPs on nodes, encrypted
-volumes, GPU nodes tainted."""
+volumes, GPU nodes tainted, and the identity an OpenStack site's storage keys belong to."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ MAGNUM_TEMPLATE = "openstack:containerinfra/clusterTemplate:ClusterTemplate"
 MAGNUM_CLUSTER = "openstack:containerinfra/cluster:Cluster"
 MAGNUM_NODE_GROUP = "openstack:containerinfra/nodeGroup:NodeGroup"
 OS_INSTANCE = "openstack:compute/instance:Instance"
+OS_EC2_CREDENTIAL = "openstack:identity/ec2CredentialV3:Ec2CredentialV3"
 OVH_KUBE = "ovh:CloudProject/kube:Kube"
 OVH_IP_RESTRICTIONS = "ovh:CloudProject/kubeIpRestrictions:KubeIpRestrictions"
 OVH_NODE_POOL = "ovh:CloudProject/kubeNodePool:KubeNodePool"
@@ -104,6 +105,22 @@ def volumes_encrypted(subjects: list[Subject]) -> Iterable[Finding]:
                 )
 
 
+def storage_identity(subjects: list[Subject]) -> Iterable[Finding]:
+    """EC2 credentials made for no named user: the deploying user's own keys, which the site's
+    pods then hold (advisory until each workload gets an identity of its own, issue 27)."""
+    for s in subjects:
+        if s.type == OS_EC2_CREDENTIAL and not s.props.get("userId"):
+            yield Finding(
+                "storage-identity",
+                s.name,
+                "the site's S3 keys are an EC2 credential of whoever runs pulumi up: S3 access "
+                "to every container of that project, held by the asset endpoint and every "
+                "ingestion and inference pod; deploy with a user that holds only the "
+                "object-store role on a project of its own (docs/operations.md, Rotating secrets)",
+                "advisory",
+            )
+
+
 def gpu_nodes_tainted(subjects: list[Subject]) -> Iterable[Finding]:
     """Node groups on GPU flavors carry the nvidia.com/gpu taint (only inference lands there)."""
     for s in subjects:
@@ -162,6 +179,13 @@ def provider_rules() -> list[Rule]:
             "OpenStack instance volumes are of a named (encrypted) volume type (advisory findings).",
             "mandatory",
             volumes_encrypted,
+        ),
+        Rule(
+            "storage-identity",
+            "An OpenStack site's storage keys are not the deploying user's own EC2 credential "
+            "(advisory findings).",
+            "mandatory",
+            storage_identity,
         ),
         Rule(
             "gpu-nodes-tainted",

@@ -20,7 +20,13 @@ from fedeploy.node_pools import kubelet_options, magnum_group_labels, node_label
 from fedeploy.offline.engine import plan_stack
 from fedeploy.s3_user_policy import site_user_policy
 from policies.findings import Subject
-from policies.providers import gpu_nodes_tainted, is_gpu_flavor, no_public_node_ips, world_open
+from policies.providers import (
+    gpu_nodes_tainted,
+    is_gpu_flavor,
+    no_public_node_ips,
+    storage_identity,
+    world_open,
+)
 from tests.conftest import STACKS
 
 OPENSTACK = "ewc-bologna"
@@ -426,7 +432,19 @@ def test_example_sites_pass_the_new_policies(example_plans):
         subjects = [
             Subject(r.type, r.name, r.inputs, tuple(r.secret_paths)) for r in plan.resources
         ]
-        assert evaluate(subjects, provider_rules()) == []
+        findings = evaluate(subjects, provider_rules())
+        # The one advisory: the openstack site's keys are the deploying user's (issue 27).
+        expected = ["storage-identity"] if stack == OPENSTACK else []
+        assert [f.rule for f in findings] == expected, findings
+        assert all(f.enforcement == "advisory" for f in findings)
+
+
+def test_an_ec2_credential_of_the_deploying_user_is_an_advisory():
+    own = _subject("openstack:identity/ec2CredentialV3:Ec2CredentialV3")
+    dedicated = _subject("openstack:identity/ec2CredentialV3:Ec2CredentialV3", userId="u-1")
+    (finding,) = storage_identity([own, dedicated])
+    assert (finding.rule, finding.enforcement) == ("storage-identity", "advisory")
+    assert "every container of that project" in finding.message
 
 
 def test_a_process_that_loaded_the_helm_library_never_forks_planners(monkeypatch):
