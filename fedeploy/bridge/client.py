@@ -18,6 +18,7 @@ import math
 import os
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from fedeploy.bridge.errors import (
@@ -76,8 +78,13 @@ _negotiated: dict[str, tuple[str, float]] = {}
 # The bridge's TLS proxy refuses larger request bodies (client_max_body_size in
 # templates/bridge/tls-proxy.conf.j2; a unit test keeps the two equal).
 PROXY_BODY_LIMIT_MIB = 4
-# Answers of a proxy whose upstream (slurmrestd) is down or slow: worth another try.
+# Answers of a proxy whose upstream (slurmrestd) is down or slow: worth another try. 24.11's
+# slurmrestd answers 502 itself, with SLURM's errors, when the controller is down: not these.
 _GATEWAY_ERRORS = (502, 503, 504)
+# The largest answer read and the deepest JSON parsed: a centre's answer beyond them is refused
+# (BridgeProtocolError) instead of exhausting the client's memory or stack.
+MAX_ANSWER_MIB = 64
+MAX_JSON_DEPTH = 64
 
 
 class _AnswerLost(Exception):
@@ -138,7 +145,7 @@ class BridgeClient:
         self._adapter: SlurmRestV0038 | None = adapter_for(api_version) if api_version else None
         self._sleep = sleep
         self._claims = _token_claims(token)
-        self._token_bytes = token.encode()
+        self._scrub = _TokenScrubber(token)
         if self._claims.user is not None and self._claims.user != user:
             raise BridgeAuthError(
                 f"the token is for user {self._claims.user!r} but the client acts as {user!r}: "
@@ -153,6 +160,11 @@ class BridgeClient:
             follow_redirects=False,
             transport=transport,
         )
+        # httpx's timeout bounds each read: a centre trickling a byte at a time would hold a
+        # request forever. Every read and write gets at most what is left of `timeout`.
+        self.timeout = timeout
+        self._deadline = _Deadline()
+        _bound_by(self._http, self._deadline)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> BridgeClient:
@@ -210,7 +222,7 @@ class BridgeClient:
                 f"({ENV_API_VERSION}) ({_describe(SlurmRestV0038().errors(answer.body))})"
             )
         version = choose_version(offered, self.endpoint)
-        log.debug("%s: speaking slurmrestd %s (offered: %s)", self.endpoint, version, offered)
+        log.debug("%s: speaking slurmrestd %s (offered: %s)", self.endpoint, version, offered[-12:])
         _negotiated[self.endpoint] = (version, time.monotonic() + NEGOTIATION_TTL_S)
         return version
 
@@ -455,10 +467,9 @@ class BridgeClient:
                 self.cancel(job.job_id, settle=0)
         return keep
 
-    def _without_token(self, response: httpx.Response) -> httpx.Response:
-        """The answer with any echo of the token blanked: error texts end in exceptions."""
-        if self._token_bytes not in response.content:
-            return response
+    def _without_token(self, response: httpx.Response, content: bytes) -> httpx.Response:
+        """The answer with its content, any echo of the token blanked: error texts end in
+        exceptions."""
         return httpx.Response(
             response.status_code,
             # The content is decoded already: neither its old length nor its encoding applies.
@@ -467,7 +478,7 @@ class BridgeClient:
                 for k, v in response.headers.multi_items()
                 if k.lower() not in ("content-length", "content-encoding")
             ],
-            content=response.content.replace(self._token_bytes, b"[token]"),
+            content=self._scrub(content),
             request=response.request,
         )
 
@@ -478,7 +489,7 @@ class BridgeClient:
         self._check_token()
         for attempt in range(self.retries + 1):
             try:
-                response = self._http.request(method, path, json=json)
+                response = self._exchange(method, path, json)
             except httpx.TransportError as err:
                 reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
                 if "CERTIFICATE_VERIFY_FAILED" in reason:
@@ -496,7 +507,8 @@ class BridgeClient:
                     ) from err
                 self._pause(attempt)
                 continue
-            if response.status_code in _GATEWAY_ERRORS:
+            body = _json_body(response, f"{method} {self.endpoint}{path}")
+            if response.status_code in _GATEWAY_ERRORS and not _slurm_errors(body):
                 if not may_repeat:
                     # The proxy may have passed the request on before slurmrestd failed.
                     raise _AnswerLost(
@@ -510,14 +522,34 @@ class BridgeClient:
                     )
                 self._pause(attempt)
                 continue
-            response = self._without_token(response)
             return _Answer(
                 response.status_code,
-                _json_or_none(response),
+                body,
                 _page_title(response),
                 len(response.request.content) if json is not None else 0,
             )
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _exchange(self, method: str, path: str, json: Any) -> httpx.Response:
+        """One request and its whole answer, at most MAX_ANSWER_MIB of it, with any echo of
+        the token blanked."""
+        limit = MAX_ANSWER_MIB * 2**20
+        with (
+            self._deadline.within(self.timeout),
+            self._http.stream(method, path, json=json) as response,
+        ):
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise BridgeProtocolError(
+                        f"{method} {self.endpoint}{path}: the answer (HTTP {response.status_code}) "
+                        f"is larger than {MAX_ANSWER_MIB} MiB: not an answer of slurmrestd the "
+                        "client reads"
+                    )
+                chunks.append(chunk)
+        return self._without_token(response, b"".join(chunks))
 
     def _interpret(
         self,
@@ -547,6 +579,14 @@ class BridgeClient:
             raise self._controller_error(errors)
         if not errors or numbers & {UNSPECIFIED, None, *self._api.token_refused}:
             self.diagnose()  # raises the authentication or controller error if that is it
+        elif answer.status >= 500 and self._api.outage_by_ping:
+            # 24.11 answers a cancel while slurmctld is down with HTTP 500 and errno 1 (EPERM):
+            # its ping tells an outage from a refusal.
+            ping = self._send("GET", self._api.ping_path)
+            if self._api.controller_down(ping.body):
+                raise self._controller_error(
+                    [*errors, SlurmError(None, "its ping says the controller does not respond")]
+                )
         if 200 <= answer.status < 300:
             raise BridgeProtocolError(
                 f"{doing}: an answer that is not a JSON object: {answer.body!r:.300}"
@@ -617,6 +657,175 @@ class BridgeClient:
 
     def _pause(self, attempt: int) -> None:
         self._sleep(min(self.backoff * 2**attempt, 10.0))
+
+
+class _Deadline(threading.local):
+    """The moment by which the request in progress (in this thread) must be answered whole."""
+
+    at: float | None = None
+
+    def within(self, seconds: float) -> _Deadline:
+        self.at = time.monotonic() + seconds
+        self.seconds = seconds
+        return self
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        self.at = None
+
+    def left(self, timeout: float | None, late: type[Exception]) -> float | None:
+        """The timeout for one network operation: at most what is left; `late` once none is."""
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise late(self.missed)
+        return left if timeout is None else min(timeout, left)
+
+    @property
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    @property
+    def missed(self) -> str:
+        return f"no whole answer within {self.seconds:g} s"
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline):
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return self._stream.read(max_bytes, self._deadline.left(timeout, httpcore.ReadTimeout))
+        except httpcore.ReadTimeout:
+            if self._deadline.passed:  # out of time as a whole, not for this read: say so
+                raise httpcore.ReadTimeout(self._deadline.missed) from None
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        try:
+            self._stream.write(buffer, self._deadline.left(timeout, httpcore.WriteTimeout))
+        except httpcore.WriteTimeout:
+            if self._deadline.passed:
+                raise httpcore.WriteTimeout(self._deadline.missed) from None
+            raise
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = self._deadline.left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self._stream.start_tls(ssl_context, server_hostname, left), self._deadline
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend, deadline: _Deadline):
+        self._backend = backend
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        left = self._deadline.left(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, left, local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        left = self._deadline.left(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_unix_socket(path, left, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _bound_by(http: httpx.Client, deadline: _Deadline) -> None:
+    """Put the deadline between httpx's connection pool and its sockets. httpx offers no
+    public hook for its pool's network backend: a transport of another shape (a test's
+    MockTransport) is left as it is; tests/unit/test_bridge_client.py checks the hook with a
+    server that trickles its answer."""
+    pool = getattr(getattr(http, "_transport", None), "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend, deadline)  # type: ignore[union-attr]
+
+
+# A run of this many of the token's characters in an answer is taken for an echo of it.
+SHORTEST_LEAK = 15
+# One character of a JSON string as sent: an escape or a byte.
+_JSON_UNIT = re.compile(rb'\\u[0-9a-fA-F]{4}|\\[/\\"]|.', re.S)
+
+
+class _TokenScrubber:
+    """Blanks echoes of the token in an answer's bytes: the token itself, JSON-escaped in part
+    or whole (\\uXXXX, \\/), and any SHORTEST_LEAK or more of its characters in a row (a
+    truncated echo)."""
+
+    def __init__(self, token: str):
+        self.token = token
+        self.least = min(SHORTEST_LEAK, len(token))
+        # Any `least` characters of the token contain one of these aligned pieces whole.
+        size = (self.least + 1) // 2
+        self.pieces = [token[i : i + size] for i in range(0, len(token) - size + 1, size)]
+        self.escapes = [b"\\u", b"\\/"] + [b"\\" + c.encode() for c in '\\"' if c in token]
+        alphabet = re.escape("".join(sorted(set(token)))).encode()
+        self.runs = re.compile(rb'(?:\\u[0-9a-fA-F]{4}|\\[/\\"]|[' + alphabet + rb"])+")
+
+    def __call__(self, content: bytes) -> bytes:
+        content = content.replace(self.token.encode(), b"[token]")
+        if not any(e in content for e in self.escapes) and not any(
+            p.encode() in content for p in self.pieces
+        ):
+            return content
+        return self.runs.sub(self._blank, content)
+
+    def _blank(self, run: re.Match[bytes]) -> bytes:
+        units = _JSON_UNIT.findall(run.group())
+        text = "".join(_json_char(u) for u in units)  # one character a unit
+        if len(text) < self.least or not any(p in text for p in self.pieces):
+            return run.group()
+        kept: list[bytes] = []
+        i = 0
+        while i < len(units):
+            end = i
+            while end < len(units) and text[i : end + 1] in self.token:
+                end += 1
+            if end - i >= self.least:
+                kept.append(b"[token]")
+                i = end
+            else:
+                kept.append(units[i])
+                i += 1
+        return b"".join(kept)
+
+
+def _json_char(unit: bytes) -> str:
+    if unit.startswith(b"\\u"):
+        return chr(int(unit[2:], 16))
+    if unit.startswith(b"\\") and len(unit) == 2:
+        return unit[1:].decode()
+    return unit.decode("latin-1")
 
 
 def _check_endpoint(endpoint: str) -> None:
@@ -709,11 +918,43 @@ def _page_title(response: httpx.Response) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_body(response: httpx.Response, what: str) -> Any:
+    """The answer's JSON, or None when it is not JSON (a proxy's page). JSON nested deeper
+    than MAX_JSON_DEPTH is refused before it is parsed: no answer of slurmrestd is."""
+    content = response.content
+    if _json_depth_exceeds(content, MAX_JSON_DEPTH):
+        raise BridgeProtocolError(
+            f"{what}: the answer (HTTP {response.status_code}) nests JSON deeper than "
+            f"{MAX_JSON_DEPTH} levels: not an answer of slurmrestd the client reads"
+        )
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(content)
+    except (ValueError, RecursionError):
         return None
+
+
+def _json_depth_exceeds(content: bytes, limit: int) -> bool:
+    """Whether JSON text opens more than `limit` arrays or objects at once (brackets inside
+    strings do not count)."""
+    if content.count(b"[") + content.count(b"{") <= limit:
+        return False
+    # Strings (escapes included) removed, the brackets left are structure.
+    bare = _JSON_STRING.sub(b"", content)
+    depth = 0
+    for match in _JSON_BRACKET.finditer(bare):
+        depth += 1 if match.group() in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _slurm_errors(body: Any) -> bool:
+    """Whether an answer carries SLURM's `errors` (slurmrestd's own answer, not a proxy's)."""
+    return bool(SlurmRestV0038().errors(body))
 
 
 def _describe(errors: list[SlurmError]) -> str:

@@ -81,6 +81,8 @@ class SlurmRestV0038:
     # A job id that cannot exist, asked for to tell a refused token from a down controller.
     probe_job_id = 0
     probe_method = "DELETE"
+    # Whether a failure this family does not explain (HTTP 5xx) may be an outage its ping shows.
+    outage_by_ping = False
 
     def __init__(self) -> None:
         self.base = f"/slurm/{self.version}"
@@ -212,6 +214,12 @@ class SlurmRestV0038:
             )
         return records
 
+    def output_path(
+        self, reported: str | None, *, job_id: int, name: str, user: str | None, node: str | None
+    ) -> str | None:
+        """A job's stdout or stderr file: 22.05 reports sbatch's pattern (%j, %x, %u, %N, %%)."""
+        return expand_output_path(reported, job_id=job_id, name=name, user=user, node=node)
+
     def job(self, record: Any) -> JobStatus:
         """A job record of GET job/{id} or GET jobs, read leniently: a state this client does
         not know is UNKNOWN (with SLURM's words), an odd field is left out. Only a record
@@ -231,10 +239,10 @@ class SlurmRestV0038:
         node = _text(record.get("batch_host"))
         comment = _text(record.get("comment")) or ""
         key = comment[len(IDEMPOTENCY_PREFIX) :] if comment.startswith(IDEMPOTENCY_PREFIX) else None
-        stdout = expand_output_path(
+        stdout = self.output_path(
             _text(record.get("standard_output")), job_id=job_id, name=name, user=user, node=node
         )
-        stderr = expand_output_path(
+        stderr = self.output_path(
             _text(record.get("standard_error")), job_id=job_id, name=name, user=user, node=node
         )
         return JobStatus(
@@ -300,6 +308,8 @@ class SlurmRestV0040(SlurmRestV0038):
     # id SLURM can hand out, read, reaches the controller (404 and 2017 when all is well).
     probe_job_id = 0x3FFFFFE
     probe_method = "GET"
+    # A cancel while slurmctld is down answers HTTP 500 and errno 1, as a refusal would.
+    outage_by_ping = True
 
     def controller_down(self, ping: Any) -> bool:
         """Whether GET ping's answer says the controller does not respond: 24.11 answers a
@@ -341,6 +351,16 @@ class SlurmRestV0040(SlurmRestV0038):
                 text = error.get("message") or error.get("string") or "no description"
                 found.append(SlurmError(error["code"], str(text)))
         return found
+
+    def output_path(
+        self, reported: str | None, *, job_id: int, name: str, user: str | None, node: str | None
+    ) -> str | None:
+        """24.11 reports the path expanded (%% already a literal %, so a % left is no pattern),
+        all but %N, the batch host, which slurmd fills in: that one is expanded here. A literal
+        "%N" (written %%N) reads the same and is taken for the pattern too."""
+        if not reported:
+            return None
+        return reported.replace("%N", node) if node else reported
 
     def job(self, record: Any) -> JobStatus:
         """A job record as v0.0.40+ sends it: `job_state` a list of flags, `exit_code` an object."""
@@ -398,7 +418,7 @@ def choose_version(offered: list[str], where: str) -> str:
     common = [v for v in offered if v in ADAPTERS]
     if not common:
         raise BridgeProtocolError(
-            f"slurmrestd at {where} offers {', '.join(offered) or 'no slurmctld API'}; the bridge "
+            f"slurmrestd at {where} offers {_quoted_list(offered) or 'no slurmctld API'}; the bridge "
             f"client speaks {', '.join(SUPPORTED_VERSIONS)}: none in common (docs/bridge.md lists "
             "the Slurm releases each version comes with)"
         )
@@ -411,11 +431,19 @@ def version_served(ping_status: int) -> bool:
     return ping_status != 404
 
 
-_SLURM_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/")
+# Up to 6 digits a part: a longer "version" is no version (and int() refuses 4300 digits).
+_SLURM_PATH = re.compile(r"^/slurm/(v\d{1,6}\.\d{1,6}\.\d{1,6})/")
 
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.lstrip("v").split("."))
+
+
+def _quoted_list(items: list[str], most: int = 12) -> str:
+    """Items for a one-line message: at most `most` of them (the newest), then how many more."""
+    if len(items) <= most:
+        return ", ".join(items)
+    return f"{', '.join(items[-most:])} and {len(items) - most} older"
 
 
 # Oldest first.

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socketserver
+import threading
 import time
 from typing import Any
 
@@ -449,3 +451,105 @@ def test_the_clients_body_limit_is_the_proxys():
     template = Path(__file__).parents[2] / "templates" / "bridge" / "tls-proxy.conf.j2"
     [limit] = re.findall(r"client_max_body_size\s+(\d+)m;", template.read_text())
     assert int(limit) == PROXY_BODY_LIMIT_MIB
+
+
+SECRET = "Zq/4Xk9vR2wLp7Yt/Hs3Nm8Jc1Ud6Ef0Ga5Bi"  # an opaque token with slashes
+
+
+def _refusing(secret: str, body: bytes) -> BridgeClient:
+    """A client whose submission slurmrestd refuses with HTTP 500 and this body."""
+    server = Server({("POST", f"{BASE}/job/submit"): httpx.Response(500, content=body)})
+    return BridgeClient(
+        URL,
+        "fedeploy",
+        secret,
+        transport=httpx.MockTransport(server),
+        sleep=lambda s: None,
+        api_version="v0.0.38",
+        retries=0,
+    )
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(lambda t: t.replace("/", "\\/"), id="slashes-escaped"),
+        pytest.param(lambda t: "".join(f"\\u{ord(c):04x}" for c in t), id="all-escaped"),
+        pytest.param(
+            lambda t: "".join(f"\\u{ord(c):04X}" if i % 3 else c for i, c in enumerate(t)),
+            id="some-escaped",
+        ),
+        pytest.param(lambda t: t[7:30], id="truncated"),
+        pytest.param(lambda t: t[3:40].replace("/", "\\/"), id="truncated-escaped"),
+    ],
+)
+def test_an_echo_of_the_token_in_any_json_form_is_blanked(echo):
+    secret = SECRET
+    body = f'{{"errors": [{{"error_number": 9999, "error": "bad token {echo(secret)}"}}]}}'
+    bridge = _refusing(SECRET, body.encode())
+    with pytest.raises(SubmissionRejected) as refused:
+        bridge.submit(spec())
+    message = str(refused.value)
+    assert "[token]" in message
+    assert not any(secret[i : i + 15] in message for i in range(len(secret) - 14)), message
+
+
+def test_words_that_share_a_few_characters_with_the_token_stay():
+    body = b'{"errors": [{"error_number": 9999, "error": "Zq\\/4Xk9 and Ga5Bi at \\u00e9"}]}'
+    bridge = _refusing(SECRET, body)
+    with pytest.raises(SubmissionRejected, match="Zq/4Xk9 and Ga5Bi at \u00e9"):
+        bridge.submit(spec())
+
+
+class TricklingServer(socketserver.ThreadingTCPServer):
+    """A hostile HTTP server of this test's own on loopback (not slurmrestd): it sends `at_once`,
+    then `trickled` one byte at a time, `pause` seconds apart, so that no single read times out."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, at_once: bytes, trickled: bytes, pause: float):
+        super().__init__(("127.0.0.1", 0), _Trickle)
+        self.at_once, self.trickled, self.pause = at_once, trickled, pause
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Trickle(socketserver.BaseRequestHandler):
+    server: TricklingServer
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        try:
+            self.request.sendall(self.server.at_once)
+            for byte in self.server.trickled:
+                self.request.sendall(bytes([byte]))
+                time.sleep(self.server.pause)
+        except OSError:
+            return  # the client gave up
+
+
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_timeout_bounds_the_whole_answer_not_each_read(where):
+    body = json.dumps({"jobs": [], "errors": []}).encode() + b" " * 200
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    if where == "headers":
+        server = TricklingServer(b"", head.encode() + body, pause=0.05)
+    else:
+        server = TricklingServer(head.encode(), body, pause=0.05)
+    try:
+        bridge = BridgeClient(
+            server.url, "fedeploy", token(), timeout=1.0, retries=0, api_version="v0.0.38"
+        )
+        started = time.monotonic()
+        with pytest.raises(BridgeUnreachable, match="no whole answer within 1 s"):
+            bridge.status(5)
+        assert time.monotonic() - started < 3
+    finally:
+        server.shutdown()
+        server.server_close()

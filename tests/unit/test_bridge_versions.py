@@ -74,7 +74,7 @@ RECORD_2411: dict[str, Any] = {
     "user_name": "fedeploy-jobs",
     "batch_host": "vm",
     "comment": "fedeploy-key:5eb550184c934337befdd5b945af624b",
-    "standard_output": "/tmp/s24/jobs/t1/t1-%j.out",
+    "standard_output": "/tmp/s24/jobs/t1/t1-1.out",  # 24.11 reports it expanded
     "standard_error": "",
     "state_reason": "NonZeroExitCode",
     "state_description": "",
@@ -220,7 +220,7 @@ def test_a_cancels_per_job_errors_are_read():
 
 
 def _document(*versions: str) -> dict[str, Any]:
-    paths = {f"/slurm/{v}/ping/": {} for v in versions}
+    paths: dict[str, Any] = {f"/slurm/{v}/ping/": {} for v in versions}
     paths["/slurmdb/v0.0.99/jobs/"] = {}  # slurmdbd's API does not count
     return {"openapi": "3.0.2", "paths": paths}
 
@@ -511,3 +511,42 @@ def test_fedeploy_verify_asks_an_unpinned_bridge_for_its_description():
     assert unpinned.passed and "GET https://b.example/openapi/v3" in unpinned.evidence
     pinned = bridge_probe("https://b.example", "v0.0.42")(answering(200))
     assert pinned.passed and "GET https://b.example/slurm/v0.0.42/ping" in pinned.evidence
+
+
+def test_a_2411_output_path_is_taken_as_reported_but_for_the_node():
+    # 24.11 reports "o-%%j-%j-%N.txt" of job 4 as "o-%j-4-%N.txt": %% is already a literal %.
+    record = {**RECORD_2411, "job_id": 4, "standard_output": "/o/o-%j-4-%N.txt"}
+    assert adapter_for("v0.0.42").job(record).stdout == "/o/o-%j-4-vm.txt"
+    # 22.05 reports the pattern itself.
+    assert adapter_for("v0.0.38").job(record).stdout == "/o/o-4-4-vm.txt"
+
+
+def test_a_hostile_api_document_is_a_protocol_error_not_a_crash():
+    nines = {"paths": {f"/slurm/v{'9' * 5000}.0.0/ping/": {}, "/slurm/v0.0.42/ping/": {}}}
+    assert offered_versions(nines) == ["v0.0.42"]
+    many = {"paths": {f"/slurm/v0.{n}.0/ping/": {} for n in range(200_000)}}
+    with pytest.raises(BridgeProtocolError) as none:
+        choose_version(offered_versions(many), URL)
+    assert len(str(none.value)) < 600 and "and 199988 older" in str(none.value)
+    deep = httpx.Response(200, content=b"[" * 200_000, headers={"content-type": "application/json"})
+    with (
+        _client(Server({("GET", "/openapi/v3"): deep})) as bridge,
+        pytest.raises(BridgeProtocolError, match="nests JSON deeper than 64 levels"),
+    ):
+        bridge.status(1)
+
+
+def test_an_answer_too_large_to_read_is_a_protocol_error(monkeypatch):
+    monkeypatch.setattr(client_module, "MAX_ANSWER_MIB", 1)
+    huge = httpx.Response(200, content=b" " * (2**20 + 1))
+    with (
+        _client(Server({("GET", "/openapi/v3"): huge})) as bridge,
+        pytest.raises(BridgeProtocolError, match="larger than 1 MiB"),
+    ):
+        bridge.status(1)
+
+
+def test_json_strings_do_not_count_towards_the_depth():
+    assert not client_module._json_depth_exceeds(b'{"a": "' + b"[" * 100 + b'\\"["}', 64)
+    assert client_module._json_depth_exceeds(b"[" * 65, 64)
+    assert not client_module._json_depth_exceeds(b"[]" * 100, 64)

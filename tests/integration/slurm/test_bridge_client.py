@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -259,16 +260,52 @@ def test_a_cancel_whose_answer_is_lost_still_reaches_slurm(slurm, client, losing
     assert status.state is JobState.CANCELLED, status.describe()
 
 
-def test_a_stopped_controller_is_a_clear_error_not_a_hang(slurm, client):
+def test_output_names_the_file_the_job_wrote(client, job_dir):
+    # 22.05 reports the pattern; 24.11 reports it expanded (%% already a literal %), all but %N.
+    job_id = client.submit(spec(job_dir, "echo out", stdout=f"{job_dir}/o-%%j-%j-%N.txt"))
+    status = client.wait(job_id, timeout=60, poll=0.2)
+
+    written = [p.name for p in job_dir.iterdir()]
+    assert written == [f"o-%j-{job_id}-{status.nodes}.txt"]
+    assert client.output(job_id).stdout == f"{job_dir}/{written[0]}"
+
+
+def test_a_stopped_controller_is_a_clear_error_not_a_hang(slurm, client, job_dir):
     # Last in the module: it stops slurmctld and starts it again.
+    running = client.submit(spec(job_dir, "sleep 120"))
+    wait_for_state(client, running, JobState.RUNNING)
     slurm.stop_controller()
     try:
-        started = time.monotonic()
-        with pytest.raises(ControllerUnreachable, match="cannot reach the SLURM controller"):
-            client.status(1)
-        elapsed = time.monotonic() - started
+        for what, call in [
+            ("status", lambda: client.status(1)),
+            ("submit", lambda: client.submit(spec(job_dir, "true"))),
+            ("cancel", lambda: client.cancel(running)),
+        ]:
+            started = time.monotonic()
+            with pytest.raises(ControllerUnreachable, match="cannot reach the SLURM controller"):
+                call()
+            elapsed = time.monotonic() - started
+            # slurmrestd retries for MessageTimeout (3 s here) on each request; without the
+            # probe a client would wait out its own 60 s timeout. A cancel is retried.
+            limit = 5 if what != "cancel" else 5 * (client.retries + 1)
+            assert elapsed < limit * slurm.message_timeout, what
     finally:
         slurm.start_controller()
-    # slurmrestd retries for MessageTimeout (3 s here) on each of two requests; without the
-    # probe a client would wait out its own 60 s timeout.
-    assert elapsed < 5 * slurm.message_timeout
+    client.cancel(running)
+
+
+def test_a_cancel_during_an_outage_reaches_slurm_once_the_controller_is_back(slurm, job_dir):
+    # It stops slurmctld and starts it again while the client cancels.
+    with BridgeClient(
+        slurm.endpoint, slurm.user, slurm.token(), ca_file=slurm.ca_file, retries=6, backoff=1
+    ) as bridge:
+        job_id = bridge.submit(spec(job_dir, "sleep 120"))
+        wait_for_state(bridge, job_id, JobState.RUNNING)
+        slurm.stop_controller()
+        restart = threading.Timer(4, slurm.start_controller)
+        restart.start()
+        try:
+            status = bridge.cancel(job_id)
+        finally:
+            restart.join()
+    assert status.state is JobState.CANCELLED, status.describe()
