@@ -48,14 +48,17 @@ def _round(tools, store, live, spool, env, base_backup: bool) -> None:
     sidecar_round(tools.bindir, url, store.server_name, endpoint, live, spool, env, base_backup)
 
 
-def _drill(site: BackedUpSite, live_dsn: str) -> subprocess.CompletedProcess[str]:
+def _drill(
+    site: BackedUpSite, live_dsn: str, point: str | None = POINT
+) -> subprocess.CompletedProcess[str]:
     """`fedeploy restore-drill` to the restore point, as the postgres user (pg_ctl refuses root)."""
     tools, store = site.tools, site.store
     return subprocess.run(
         [str(tools.python), "-m", "fedeploy.cli", "restore-drill"]
         + ["--backup-url", store.url, "--server-name", store.server_name]
         + ["--endpoint-url", store.endpoint_url or "", "--database", "catalog"]
-        + ["--target-name", POINT, "--live-dsn", live_dsn, "--sample", "1000"],
+        + (["--target-name", point] if point else [])
+        + ["--live-dsn", live_dsn, "--sample", "1000"],
         env={
             **os.environ,
             **site.env,
@@ -206,6 +209,12 @@ def test_the_drill_reports_what_differs_from_a_catalog_that_moved_on(site: Backe
     assert moved_on.returncode == 1, moved_on.stdout + moved_on.stderr
     assert "collection 'edge-obs' is in the restored catalog but not live" in moved_on.stdout
     assert "collection 'sentinel-2': 200 items restored, 260 live" in moved_on.stdout
+
+
+def test_the_drill_to_the_end_of_the_wal_matches_the_live_catalog(site: BackedUpSite) -> None:
+    latest = _drill(site, site.live.dsn("catalog"), point=None)
+    assert latest.returncode == 0, latest.stdout + latest.stderr
+    assert latest.stdout.startswith("identical: 1 collections, 260 items restored from")
 
 
 def test_the_drill_cannot_run_without_a_backup(site: BackedUpSite) -> None:

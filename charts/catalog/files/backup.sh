@@ -33,6 +33,8 @@ while :; do
   if base_backup_due; then
     if barman-cloud-backup "$@" --immediate-checkpoint "$BACKUP_URL" "$BACKUP_SERVER_NAME"; then
       date +%s >"$stamp"
+      # The backup's last WAL segment is spooled by now: upload it, so the backup restores at once.
+      upload_wal "$@" || echo "backup: WAL upload failed; retrying in ${BACKUP_POLL_SECONDS}s" >&2
       barman-cloud-backup-delete "$@" --retention-policy "RECOVERY WINDOW OF $BACKUP_RETENTION_DAYS DAYS" \
         "$BACKUP_URL" "$BACKUP_SERVER_NAME" || echo "backup: deleting expired backups failed" >&2
     else
