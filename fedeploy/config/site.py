@@ -111,6 +111,20 @@ class _Site(StrictModel):
                 f"services.catalog.backup.bucket is {catalog.backup.bucket!r}, which "
                 f"storage.buckets does not declare (declared: {', '.join(sorted(storage.buckets))})"
             )
+        if (
+            catalog is not None
+            and catalog.backup.enabled
+            and catalog.backup.bucket in storage.buckets
+        ):
+            lifecycle = storage.buckets[catalog.backup.bucket].lifecycle
+            expiry = getattr(lifecycle, "expire_after_days", None)
+            if expiry is not None and expiry < catalog.backup.retention_days:
+                raise ValueError(
+                    f"storage.buckets.{catalog.backup.bucket}.lifecycle.expire_after_days "
+                    f"({expiry}) is below services.catalog.backup.retention_days "
+                    f"({catalog.backup.retention_days}): the bucket would delete backups the "
+                    "retention keeps; raise the expiry or back up to another bucket"
+                )
         return self
 
 

@@ -216,3 +216,12 @@ def test_the_rds_rule_names_a_missing_protection_and_snapshot() -> None:
         "production RDS instance without deletion protection",
         "production RDS instance would be deleted without a final snapshot",
     ]
+
+
+def test_a_bucket_that_expires_objects_before_the_retention_is_refused() -> None:
+    site = copy.deepcopy(_site("cf-waw"))
+    site["storage"]["buckets"]["raw"] = {"lifecycle": {"expire_after_days": 10}}
+    with pytest.raises(StackConfigError) as caught:
+        plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})
+    (issue,) = [str(i) for i in caught.value.issues if "expire_after_days (10)" in str(i)]
+    assert "services.catalog.backup.retention_days (14)" in issue
