@@ -201,8 +201,9 @@ def test_promtool_checks_every_rendered_rule_file(chart, site, tmp_path):
 # test group of promtool's (interval, input_series, eval time, and the alert's labels when it
 # must fire or None when it must stay silent).
 _S = f'namespace="{NAMESPACE}"'
-_STREAM = f'{_S}, pod="ingestion-stream-0"'
-_SERVER = f'{_S}, pod="inference-5d8c7b9f4-x7k2p"'
+# The job each monitor labels its targets with (relabelled so): the rules pin it.
+_STREAM = f'{_S}, job="ingestion-stream", pod="ingestion-stream-0"'
+_SERVER = f'{_S}, job="inference", pod="inference-5d8c7b9f4-x7k2p"'
 _SERVER_DOWN = {"namespace": NAMESPACE, "pod": "inference-5d8c7b9f4-x7k2p", "severity": "critical"}
 _MIB = 1024 * 1024
 
@@ -356,6 +357,17 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 _stream_labels("critical"),
             ),
             _case("1m", {f"ingest_broker_connected{{{_STREAM}}}": "1x15"}, "10m", None),
+            # A series pushed to a Pushgateway (honor_labels) with the consumer's namespace and
+            # pod but another job does not mask the real disconnect.
+            _case(
+                "1m",
+                {
+                    f"ingest_broker_connected{{{_STREAM}}}": "0x15",
+                    f'ingest_broker_connected{{{_S}, job="anything", pod="ingestion-stream-0"}}': "1x15",
+                },
+                "10m",
+                _stream_labels("critical"),
+            ),
         ],
         "IngestNothingReceived": [
             _case(
@@ -603,6 +615,16 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 {
                     f'{_PUSHED_MEMBER}, member="aws-eu"}}': "0x20",
                     f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
+                },
+                "3h",
+                {"site": "hub", "member": "aws-eu", "severity": "warning"},
+            ),
+            # A fresh timestamp pushed under another grouping key does not hide the stale one.
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_MEMBER}, member="aws-eu"}}': "0x20",
+                    f'{_PUSHED_MEMBER.replace("pushgateway:9091", "b")}, member="aws-eu"}}': "0+600x20",
                 },
                 "3h",
                 {"site": "hub", "member": "aws-eu", "severity": "warning"},
