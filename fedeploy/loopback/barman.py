@@ -30,6 +30,7 @@ PROGRAMS = {
     "barman-cloud-backup-list": "barman.clients.cloud_backup_list",
     "barman-cloud-backup-delete": "barman.clients.cloud_backup_delete",
     "barman-cloud-restore": "barman.clients.cloud_restore",
+    "barman-cloud-check-wal-archive": "barman.clients.cloud_check_wal_archive",
 }
 
 

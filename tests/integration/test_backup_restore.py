@@ -14,12 +14,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from fedeploy.loopback import PostgresServer, SeaweedS3, StacApiServer
+from fedeploy.loopback import PeerStartError, PostgresServer, SeaweedS3, StacApiServer
 from fedeploy.loopback.barman import BarmanTools, archiving_server, aws_env, sidecar_round
 from fedeploy.restore_drill.barman import BackupStore
 from tests.conftest import start_peer
@@ -229,3 +230,27 @@ def test_the_drill_cannot_run_without_a_backup(site: BackedUpSite) -> None:
     result = _drill(missing, site.live.dsn("catalog"))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "barman-cloud-restore failed" in result.stderr
+
+
+def test_a_new_database_never_writes_into_another_databases_archive(
+    site: BackedUpSite, tmp_path: Path
+) -> None:
+    """After losing the cluster, a fresh database on a new volume names its WAL as the lost one
+    did: the sidecar refuses to upload into the lost database's archive instead of overwriting it."""
+    client = site.s3.endpoint.client()
+    before = {
+        o["Key"]: o["ETag"]
+        for o in client.list_objects_v2(Bucket=BUCKET, Prefix=site.store.key_prefix())["Contents"]
+    }
+    fresh, spool = archiving_server(tmp_path / "fresh")
+    try:
+        fresh.execute("postgres", "SELECT pg_switch_wal()")
+        with pytest.raises(PeerStartError, match="holds WAL of another database"):
+            _round(site.tools, site.store, fresh, spool, site.env, base_backup=True)
+    finally:
+        fresh.remove()
+    after = {
+        o["Key"]: o["ETag"]
+        for o in client.list_objects_v2(Bucket=BUCKET, Prefix=site.store.key_prefix())["Contents"]
+    }
+    assert after == before

@@ -5,6 +5,7 @@
 set -u
 spool="${BACKUP_SPOOL:-/var/lib/postgresql/wal-spool}"
 stamp="$spool/.last-base-backup"
+checked="$spool/.archive-checked"
 # Touched at each round: the liveness probe restarts a sidecar whose barman-cloud hangs.
 heartbeat="${BACKUP_HEARTBEAT:-/tmp/backup-heartbeat}"
 set -- --cloud-provider aws-s3
@@ -12,7 +13,21 @@ if [ -n "${BACKUP_ENDPOINT_URL:-}" ]; then
   set -- "$@" --endpoint-url "$BACKUP_ENDPOINT_URL"
 fi
 
+archive_ours() {
+  # A database writes into an archive only if the archive is empty or already its own (the
+  # marker lives on the data volume): a new database, e.g. on a new volume after losing the
+  # cluster, would otherwise overwrite the lost one's WAL with segments of the same names.
+  [ -f "$checked" ] && return 0
+  if barman-cloud-check-wal-archive "$@" "$BACKUP_URL" "$BACKUP_SERVER_NAME"; then
+    date +%s >"$checked"
+    return 0
+  fi
+  echo "backup: failed: $BACKUP_URL/$BACKUP_SERVER_NAME holds WAL of another database; nothing is uploaded until it is moved away or this database is restored from it (docs/operations.md, Backups and restore)" >&2
+  return 1
+}
+
 upload_wal() {
+  archive_ours "$@" || return 1
   # Oldest first (WAL names sort in order); stop at the first failure so none is skipped.
   for wal in "$spool"/*; do
     [ -f "$wal" ] || continue
@@ -30,7 +45,7 @@ base_backup_due() {
 while :; do
   touch "$heartbeat"
   upload_wal "$@" || echo "backup: WAL upload failed; retrying in ${BACKUP_POLL_SECONDS}s" >&2
-  if base_backup_due; then
+  if base_backup_due && archive_ours "$@"; then
     if barman-cloud-backup "$@" --immediate-checkpoint "$BACKUP_URL" "$BACKUP_SERVER_NAME"; then
       date +%s >"$stamp"
       # The backup's last WAL segment is spooled by now: upload it, so the backup restores at once.
