@@ -310,6 +310,20 @@ def _job_cases(job: str, cronjob: str, max_age: int) -> dict[str, list[dict[str,
                 f"{hours}h",
                 None,
             ),
+            # Never succeeded: kube-state-metrics has no last success, only the creation time.
+            _case(
+                "1h",
+                {f'kube_cronjob_created{{{_S}, cronjob="{cronjob}"}}': f"0x{hours}"},
+                f"{hours}h",
+                stale,
+            ),
+            # Created within max_age: not yet due.
+            _case(
+                "1h",
+                {f'kube_cronjob_created{{{_S}, cronjob="{cronjob}"}}': f"{3600 * hours}x{hours}"},
+                f"{hours}h",
+                None,
+            ),
         ],
     }
 
@@ -404,13 +418,23 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 "1m",
                 {f'ingest_dead_letters_total{{{_STREAM}, reason="json"}}': "0+10x30"},
                 "20m",
-                _stream_labels("warning"),
+                {"namespace": NAMESPACE, "severity": "warning"},
             ),
             _case(
                 "1m",
                 {f'ingest_dead_letters_total{{{_STREAM}, reason="json"}}': "0+1x30"},
                 "20m",
                 None,
+            ),
+            # Spread over the site's shards: 3 a minute each, 6 for the site.
+            _case(
+                "1m",
+                {
+                    f'ingest_dead_letters_total{{{_STREAM}, reason="json"}}': "0+3x30",
+                    f'ingest_dead_letters_total{{{_STREAM.replace("-0", "-1")}, reason="json"}}': "0+3x30",
+                },
+                "20m",
+                {"namespace": NAMESPACE, "severity": "warning"},
             ),
         ],
         "IngestLagBeyondWindow": [
