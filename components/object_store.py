@@ -308,10 +308,13 @@ class S3CompatibleObjectStore(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         on_store = pulumi.ResourceOptions(parent=self, provider=provider)
+        # The provider and the buckets, for resources a site adds on them (bucket policies).
+        self.provider = provider
+        self.bucket_resources: dict[str, aws.s3.Bucket] = {}
         physical: dict[str, str] = {}
         for logical, spec in sorted(config.buckets.items()):
             physical[logical] = bucket_name(config.bucket_prefix, site, logical)
-            bucket = aws.s3.Bucket(
+            bucket = self.bucket_resources[logical] = aws.s3.Bucket(
                 f"{name}-{logical}",
                 bucket=physical[logical],
                 opts=pulumi.ResourceOptions.merge(

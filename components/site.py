@@ -151,6 +151,16 @@ class Site(pulumi.ComponentResource):
                     infra.credentials.access_key_id, infra.credentials.secret_access_key
                 ),
             )
+        # A workload with an identity of its own reads its own keys only, from its own Secret.
+        own = {
+            workload: self._secret(
+                f"storage-credentials-{workload}",
+                f"fedeploy-storage-{workload}",
+                namespace,
+                storage_secret_data(keys.access_key_id, keys.secret_access_key),
+            )
+            for workload, keys in sorted(infra.workload_credentials.items())
+        }
         gpu = infra.gpu
         ingestion = config.services.ingestion
         asset_buckets: Any = ()
@@ -163,6 +173,7 @@ class Site(pulumi.ComponentResource):
             storage_endpoint=infra.pod_storage_endpoint,
             storage_region=self.storage.region,
             storage_secret=static,
+            storage_secrets=own,
             role_arns=roles,
             gpu_node_selector=dict(gpu.node_selector) if gpu is not None else None,
             gpu_taint_key=gpu.taint_key if gpu is not None else None,

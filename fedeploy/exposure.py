@@ -68,15 +68,17 @@ def assets_values(spec: CatalogService, wiring: SiteWiring) -> dict[str, Any]:
 
     On when the catalog is published, the site is not the hub (which holds no assets), it has an
     ingestion bucket (`wiring.asset_buckets`, the only buckets presigned), and the
-    endpoint has credentials: static keys from the site's storage Secret, or its own IAM role
-    (`wiring.role_arns["assets"]`). `{}` otherwise.
+    endpoint has credentials: static keys from its own storage Secret (openstack workload
+    identities) or the site's, or its own IAM role (`wiring.role_arns["assets"]`). `{}`
+    otherwise.
     """
     if spec.url is None or spec.exposure is None or wiring.kind == "hub":
         return {}
     if not wiring.asset_buckets:  # no ingestion bucket: nothing of this site to serve
         return {}
     role = wiring.role_arns.get(ASSETS_SERVICE_ACCOUNT)
-    if not wiring.storage_secret and role is None:
+    secret = wiring.secret_for(ASSETS_SERVICE_ACCOUNT)
+    if not secret and role is None:
         return {}
     endpoint = wiring.storage_endpoint
     port = (
@@ -91,7 +93,7 @@ def assets_values(spec: CatalogService, wiring: SiteWiring) -> dict[str, Any]:
                 "endpoint": endpoint,
                 "region": wiring.storage_region,
                 "buckets": wiring.asset_buckets,
-                "existingSecret": wiring.storage_secret,
+                "existingSecret": secret,
             },
             "storagePort": port,
             "serviceAccount": {

@@ -5,7 +5,7 @@ are tested without the Pulumi runtime and the same mapping feeds `helm.v3.Releas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -55,6 +55,14 @@ class SiteWiring:
     asset_buckets: Any = ()
     # The site's environment; the policy pack reads it from the catalog's values.
     environment: str = "production"
+    # Storage Secrets of workloads with keys of their own (openstack `workload_identities`), by
+    # workload (ingestion, inference, assets, catalog-backup): they replace `storage_secret`.
+    storage_secrets: dict[str, str] = field(default_factory=dict)
+
+    def secret_for(self, workload: str) -> str:
+        """The storage Secret the workload mounts: its own, else the site's ("" for none)."""
+        return self.storage_secrets.get(workload, self.storage_secret)
+
     # The site's `monitoring` block (its Prometheus's selector labels, namespace, Pushgateway):
     # every chart's `monitoring` values. None: the charts' defaults.
     monitoring: Monitoring | None = None
@@ -82,12 +90,12 @@ def _common(wiring: SiteWiring, service: str) -> dict[str, Any]:
     return values
 
 
-def _storage(wiring: SiteWiring, bucket: Any) -> dict[str, Any]:
+def _storage(wiring: SiteWiring, bucket: Any, service: str) -> dict[str, Any]:
     return {
         "endpoint": wiring.storage_endpoint,
         "region": wiring.storage_region,
         "bucket": bucket,
-        "existingSecret": wiring.storage_secret,
+        "existingSecret": wiring.secret_for(service),
     }
 
 
@@ -158,7 +166,9 @@ def backup_values(wiring: SiteWiring, backup: CatalogBackup, bucket: Any) -> dic
         "prefix": backup.prefix,
         "endpoint": endpoint,
         "region": wiring.storage_region,
-        "existingSecret": "" if role is not None else wiring.storage_secret,
+        "existingSecret": ""
+        if role is not None
+        else wiring.secret_for(CATALOG_BACKUP_SERVICE_ACCOUNT),
         "retentionDays": backup.retention_days,
         "baseBackupIntervalHours": backup.base_backup_interval_hours,
         "storePort": port,
@@ -185,7 +195,7 @@ def ingestion_values(
     `cluster_cidrs` (the cluster's pod and node ranges): left out of the Sentinel workers'
     egress to the internet and refused by their downloads."""
     values = _common(wiring, "ingestion")
-    values["storage"] = _storage(wiring, bucket)
+    values["storage"] = _storage(wiring, bucket, "ingestion")
     values["catalog"] = {"url": catalog}
     if cluster_cidrs is not None:
         values["networkPolicy"] = {"clusterCIDRs": cluster_cidrs}
@@ -259,7 +269,7 @@ def inference_values(
 ) -> dict[str, Any]:
     """Values of the inference chart: the model, GPU placement, autoscaling and the bridge."""
     values = _common(wiring, "inference")
-    values["storage"] = _storage(wiring, bucket)
+    values["storage"] = _storage(wiring, bucket, "inference")
     values["catalog"] = {"url": catalog}
     values["model"] = {"name": spec.model, "version": spec.version}
     values["gpu"] = {"enabled": gpu}

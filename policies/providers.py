@@ -107,16 +107,21 @@ def volumes_encrypted(subjects: list[Subject]) -> Iterable[Finding]:
 
 def storage_identity(subjects: list[Subject]) -> Iterable[Finding]:
     """EC2 credentials made for no named user: the deploying user's own keys, which the site's
-    pods then hold (advisory until each workload gets an identity of its own, issue 27)."""
-    for s in subjects:
-        if s.type == OS_EC2_CREDENTIAL and not s.props.get("userId"):
+    pods hold unless its workloads have credentials of their own (`workload_identities`, whose
+    EC2 credentials name their users; the deploying user's then stays with Pulumi)."""
+    credentials = [s for s in subjects if s.type == OS_EC2_CREDENTIAL]
+    if any(s.props.get("userId") for s in credentials):
+        return
+    for s in credentials:
+        if not s.props.get("userId"):
             yield Finding(
                 "storage-identity",
                 s.name,
                 "the site's S3 keys are an EC2 credential of whoever runs pulumi up: S3 access "
                 "to every container of that project, held by the asset endpoint and every "
-                "ingestion and inference pod; deploy with a user that holds only the "
-                "object-store role on a project of its own (docs/operations.md, Rotating secrets)",
+                "ingestion and inference pod; set workload_identities, or deploy with a user "
+                "that holds only the object-store role on a project of its own "
+                "(docs/operations.md, Rotating secrets)",
                 "advisory",
             )
 

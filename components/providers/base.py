@@ -105,6 +105,9 @@ class SiteResources:
     bridge_host: BridgeHost | None = None
     provisioned_kubeconfig: pulumi.Output[str] | None = None
     pod_storage_endpoint: pulumi.Input[str] = ""
+    # Keys of each workload's own storage identity, by workload (ingestion, inference, assets,
+    # catalog-backup); each gets a storage Secret of its own instead of `credentials`.
+    workload_credentials: dict[str, StaticCredentials] = field(default_factory=dict)
 
     def workload_roles(
         self, site: str, namespace: str, services: Any, opts: pulumi.ResourceOptions

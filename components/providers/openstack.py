@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_openstack as openstack
 import pulumi_random as random
@@ -25,7 +26,8 @@ from fedeploy.bridge.openstack_boot import (
 from fedeploy.config.bridge import BridgeConfig
 from fedeploy.config.openstack import MagnumCluster as MagnumConfig
 from fedeploy.config.openstack import OpenStackNetwork as NetworkConfig
-from fedeploy.config.openstack import OpenStackSite
+from fedeploy.config.openstack import OpenStackSite, WorkloadIdentities
+from fedeploy.naming import bucket_name
 from fedeploy.node_pools import (
     GPU_LABEL_KEY,
     GPU_LABEL_VALUE,
@@ -33,6 +35,7 @@ from fedeploy.node_pools import (
     magnum_group_labels,
     magnum_template_labels,
 )
+from fedeploy.openstack_storage import rgw_principal, storage_workloads, workload_bucket_policy
 
 
 def _tag_list(tags: dict[str, str]) -> list[str]:
@@ -371,6 +374,81 @@ class OpenStackBridgeHost:
         return group
 
 
+def _workload_identities(
+    config: OpenStackSite,
+    identities: WorkloadIdentities,
+    store: S3CompatibleObjectStore,
+    context: BuildContext,
+) -> dict[str, StaticCredentials]:
+    """Per workload: a Keystone project holding nothing, a user with the object-store role on
+    it alone, and that user's EC2 credential; per bucket, a policy granting each workload its
+    prefixes (fedeploy/openstack_storage.py). Returns the keys by workload."""
+    name = context.name
+    secret_opts = pulumi.ResourceOptions.merge(
+        context.opts, pulumi.ResourceOptions(additional_secret_outputs=["secret"])
+    )
+    workloads = storage_workloads(config.services)
+    keys: dict[str, StaticCredentials] = {}
+    principals: dict[str, pulumi.Output[str]] = {}
+    for workload in sorted(workloads):
+        label = f"fedeploy-{name}-{workload}"
+        purpose = f"fedeploy {name}: storage identity of {workload} (holds no resources)"
+        project = openstack.identity.Project(
+            f"{name}-{workload}-project",
+            name=label,
+            domain_id=identities.domain_id,
+            description=purpose,
+            enabled=True,
+            tags=_tag_list(context.tags),
+            opts=context.opts,
+        )
+        user = openstack.identity.User(
+            f"{name}-{workload}-user",
+            name=label,
+            domain_id=identities.domain_id,
+            default_project_id=project.id,
+            description=purpose,
+            enabled=True,
+            opts=context.opts,
+        )
+        grant = openstack.identity.RoleAssignment(
+            f"{name}-{workload}-role",
+            user_id=user.id,
+            project_id=project.id,
+            role_id=identities.role_id,
+            opts=context.opts,
+        )
+        credential = openstack.identity.Ec2CredentialV3(
+            f"{name}-{workload}-s3-credential",
+            region=config.region,
+            user_id=user.id,
+            project_id=project.id,
+            opts=pulumi.ResourceOptions.merge(
+                secret_opts, pulumi.ResourceOptions(depends_on=[grant])
+            ),
+        )
+        keys[workload] = StaticCredentials(
+            pulumi.Output.secret(credential.access), pulumi.Output.secret(credential.secret)
+        )
+        principals[workload] = project.id.apply(rgw_principal)
+    storage = config.storage
+    for logical in sorted({bucket for bucket, _ in workloads.values()}):
+        physical = bucket_name(storage.bucket_prefix, name, logical)
+        users = {w: access for w, (bucket, access) in workloads.items() if bucket == logical}
+        policy = pulumi.Output.all(**{w: principals[w] for w in users}).apply(
+            lambda ids, b=physical, u=users: workload_bucket_policy(
+                b, {w: (ids[w], access) for w, access in u.items()}
+            )
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-storage-{logical}-workloads",
+            bucket=store.bucket_resources[logical].id,
+            policy=pulumi.Output.json_dumps(policy),
+            opts=pulumi.ResourceOptions(parent=store, provider=store.provider),
+        )
+    return keys
+
+
 def provision(config: OpenStackSite, context: BuildContext) -> SiteResources:
     """Network, Magnum cluster and S3 buckets with an EC2 credential of the deploying user."""
     name = context.name
@@ -407,6 +485,9 @@ def provision(config: OpenStackSite, context: BuildContext) -> SiteResources:
         credentials=(access, secret),
         opts=context.opts,
     )
+    workload_keys: dict[str, StaticCredentials] = {}
+    if config.workload_identities is not None:
+        workload_keys = _workload_identities(config, config.workload_identities, store, context)
     bridge_host = None
     if config.bridge is not None and config.bridge.mode == "vm":
         bridge_host = OpenStackBridgeHost(
@@ -423,7 +504,13 @@ def provision(config: OpenStackSite, context: BuildContext) -> SiteResources:
         cluster=cluster,
         region=config.region,
         network={"cidr": config.network.cidr},
-        credentials=StaticCredentials(store.access_key_id, store.secret_access_key),
+        # With workload identities no pod holds the deploying user's keys (only Pulumi does).
+        credentials=(
+            None
+            if workload_keys
+            else StaticCredentials(store.access_key_id, store.secret_access_key)
+        ),
+        workload_credentials=workload_keys,
         gpu=GpuScheduling({GPU_LABEL_KEY: GPU_LABEL_VALUE}, GPU_TAINT_KEY),
         bridge_cidrs=[config.network.cidr],
         bridge_host=bridge_host,

@@ -137,6 +137,22 @@ class MagnumCluster(StrictModel):
         return self
 
 
+class WorkloadIdentities(StrictModel):
+    """One Keystone project, user and EC2 credential per workload that touches storage, scoped
+    by a bucket policy on the site's buckets (Ceph RGW; docs/configuration.md)."""
+
+    domain_id: OpenStackId = Field(
+        description="Keystone domain the workload projects and users are created in."
+    )
+    role_id: OpenStackId = Field(
+        description=(
+            "Id of the role that lets a project use the object store (one of RGW's "
+            "`rgw_keystone_accepted_roles`, usually `member`), granted on each workload's own "
+            "project only."
+        )
+    )
+
+
 class OpenStackSite(_Site):
     """A site on an OpenStack cloud: Magnum Kubernetes in its own network, the cloud's S3 API."""
 
@@ -153,6 +169,17 @@ class OpenStackSite(_Site):
     network: OpenStackNetwork = Field(description="The site's private network.")
     storage: ProvisionedStore = Field(
         description="Buckets on the cloud's S3 API, with EC2-style keys the site creates."
+    )
+    workload_identities: WorkloadIdentities | None = Field(
+        None,
+        description=(
+            "Give each workload (ingestion, inference, the asset endpoint, catalog backups) a "
+            "Keystone project, user and EC2 credential of its own, allowed by bucket policies "
+            "only its prefixes (read-only for the asset endpoint); needs the right to create "
+            "projects and users in the domain, and Ceph RGW with "
+            "rgw_keystone_implicit_tenants false. Unset: every pod holds the storage keys of "
+            "the deploying user."
+        ),
     )
     cluster: MagnumCluster = Field(description="The Magnum cluster.")
     services: Services = Field(default_factory=Services, description="Our charts on this site.")
