@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from fedeploy.loopback import SeaweedS3
-from fedeploy.loopback.barman import BarmanTools, archiving_server, aws_env, sidecar_round
+from fedeploy.loopback.barman import (
+    BarmanTools,
+    archiving_server,
+    aws_env,
+    restore_drill,
+    sidecar_round,
+)
 from fedeploy.restore_drill.barman import BackupStore
 
 # A site's catalog restored within an hour of a lost volume; a daily base backup well inside
@@ -123,21 +127,11 @@ def main() -> None:
         )
 
         began = time.monotonic()
-        drill = subprocess.run(
-            [str(tools.python), "-m", "fedeploy.cli", "restore-drill"]
-            + ["--backup-url", store.url, "--endpoint-url", store.endpoint_url or ""]
+        drill = restore_drill(
+            tools,
+            env,
+            ["--backup-url", store.url, "--endpoint-url", store.endpoint_url or ""]
             + ["--database", "catalog", "--live-dsn", dsn],
-            env={
-                **os.environ,
-                **env,
-                "HOME": "/tmp",
-                "PATH": f"{tools.bindir}:{os.environ['PATH']}",
-            },
-            user="postgres" if os.geteuid() == 0 else None,
-            cwd="/",
-            capture_output=True,
-            text=True,
-            check=False,
         )
         drill_s = time.monotonic() - began
         if drill.returncode != 0:

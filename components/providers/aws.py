@@ -38,59 +38,42 @@ class AwsResources(SiteResources):
         self, site: str, namespace: str, services: Any, opts: pulumi.ResourceOptions
     ) -> dict[str, pulumi.Output[str]]:
         assert self.eks is not None and self.s3 is not None
+        eks, s3 = self.eks, self.s3
         roles: dict[str, pulumi.Output[str]] = {}
-        for service in ("ingestion", "inference"):
-            spec = getattr(services, service)
-            if spec is None or not spec.enabled:
-                continue
-            bucket = spec.bucket
-            role = WorkloadRole(
-                f"{site}-{service}-role",
+
+        def role(key: str, service_account: str, bucket: str, access: Any) -> None:
+            roles[key] = WorkloadRole(
+                f"{site}-{key}-role",
                 namespace=namespace,
-                service_account=SERVICE_ACCOUNTS[service],
-                oidc_provider_arn=self.eks.oidc_provider_arn,
-                oidc_issuer=self.eks.oidc_issuer,
-                bucket_arns=[self.s3.bucket_arns.apply(lambda arns, b=bucket: arns[b])],
-                kms_key_arn=self.s3.kms_key_arn,
-                access=WORKLOAD_ACCESS[service],
+                service_account=service_account,
+                oidc_provider_arn=eks.oidc_provider_arn,
+                oidc_issuer=eks.oidc_issuer,
+                bucket_arns=[s3.bucket_arns.apply(lambda arns: arns[bucket])],
+                kms_key_arn=s3.kms_key_arn,
+                access=access,
                 tags=dict(self.tags or {}),
                 opts=opts,
-            )
-            roles[service] = role.arn
+            ).arn
+
+        for service in ("ingestion", "inference"):
+            spec = getattr(services, service)
+            if spec is not None and spec.enabled:
+                role(service, SERVICE_ACCOUNTS[service], spec.bucket, WORKLOAD_ACCESS[service])
         # A published catalog's asset endpoint presigns reads of the ingestion bucket's assets:
         # a role of its own that may only read them (fedeploy/exposure.py, docs/charts.md).
         ingestion = services.ingestion
         if services.catalog.exposure is not None and ingestion is not None and ingestion.enabled:
-            role = WorkloadRole(
-                f"{site}-assets-role",
-                namespace=namespace,
-                service_account=ASSETS_SERVICE_ACCOUNT,
-                oidc_provider_arn=self.eks.oidc_provider_arn,
-                oidc_issuer=self.eks.oidc_issuer,
-                bucket_arns=[self.s3.bucket_arns.apply(lambda arns, b=ingestion.bucket: arns[b])],
-                kms_key_arn=self.s3.kms_key_arn,
-                access=WORKLOAD_ACCESS["assets"],
-                tags=dict(self.tags or {}),
-                opts=opts,
-            )
-            roles["assets"] = role.arn
+            role("assets", ASSETS_SERVICE_ACCOUNT, ingestion.bucket, WORKLOAD_ACCESS["assets"])
         # The internal catalog database's backups: a role that may only touch the backup prefix.
         catalog = services.catalog
         if catalog.enabled and catalog.database == "internal" and catalog.backup.enabled:
             backup = catalog.backup
-            role = WorkloadRole(
-                f"{site}-catalog-backup-role",
-                namespace=namespace,
-                service_account=CATALOG_BACKUP_SERVICE_ACCOUNT,
-                oidc_provider_arn=self.eks.oidc_provider_arn,
-                oidc_issuer=self.eks.oidc_issuer,
-                bucket_arns=[self.s3.bucket_arns.apply(lambda arns, b=backup.bucket: arns[b])],
-                kms_key_arn=self.s3.kms_key_arn,
-                access=catalog_backup_access(backup.prefix),
-                tags=dict(self.tags or {}),
-                opts=opts,
+            role(
+                CATALOG_BACKUP_SERVICE_ACCOUNT,
+                CATALOG_BACKUP_SERVICE_ACCOUNT,
+                backup.bucket,
+                catalog_backup_access(backup.prefix),
             )
-            roles[CATALOG_BACKUP_SERVICE_ACCOUNT] = role.arn
         return roles
 
     def managed_database(

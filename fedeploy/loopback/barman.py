@@ -193,3 +193,25 @@ def sidecar_round(
     )
     if result.returncode != 0 or "failed" in result.stderr:
         raise PeerStartError(f"backup.sh round failed:\n{result.stdout}{result.stderr}")
+
+
+def restore_drill(
+    tools: BarmanTools, env: dict[str, str], args: list[str]
+) -> subprocess.CompletedProcess[str]:
+    """`fedeploy restore-drill ARGS` as the postgres user (pg_ctl refuses root), with the
+    barman-cloud programs on PATH and the store's credentials in `env`."""
+    return subprocess.run(
+        [str(tools.python), "-m", "fedeploy.cli", "restore-drill", *args],
+        env={
+            **os.environ,
+            **env,
+            "HOME": "/tmp",
+            "PATH": f"{tools.bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        },
+        user="postgres" if os.geteuid() == 0 else None,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )

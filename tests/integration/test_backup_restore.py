@@ -9,7 +9,6 @@ by barman-cloud into a new server.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +20,13 @@ import psycopg
 import pytest
 
 from fedeploy.loopback import PeerStartError, PostgresServer, SeaweedS3, StacApiServer
-from fedeploy.loopback.barman import BarmanTools, archiving_server, aws_env, sidecar_round
+from fedeploy.loopback.barman import (
+    BarmanTools,
+    archiving_server,
+    aws_env,
+    restore_drill,
+    sidecar_round,
+)
 from fedeploy.restore_drill.barman import BackupStore
 from tests.conftest import start_peer
 
@@ -53,25 +58,14 @@ def _drill(
     site: BackedUpSite, live_dsn: str, point: str | None = POINT
 ) -> subprocess.CompletedProcess[str]:
     """`fedeploy restore-drill` to the restore point, as the postgres user (pg_ctl refuses root)."""
-    tools, store = site.tools, site.store
-    return subprocess.run(
-        [str(tools.python), "-m", "fedeploy.cli", "restore-drill"]
-        + ["--backup-url", store.url, "--server-name", store.server_name]
+    store = site.store
+    return restore_drill(
+        site.tools,
+        site.env,
+        ["--backup-url", store.url, "--server-name", store.server_name]
         + ["--endpoint-url", store.endpoint_url or "", "--database", "catalog"]
         + (["--target-name", point] if point else [])
         + ["--live-dsn", live_dsn, "--sample", "1000"],
-        env={
-            **os.environ,
-            **site.env,
-            "HOME": "/tmp",
-            "PATH": f"{tools.bindir}:{os.environ['PATH']}",
-        },
-        user="postgres" if os.geteuid() == 0 else None,
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
     )
 
 
