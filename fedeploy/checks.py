@@ -27,6 +27,9 @@ class RenderedRelease:
     manifests: list[dict[str, Any]] = field(default_factory=list)
     # Its scrape targets and alerts (fedeploy.monitoring.summarise).
     monitoring: dict[str, Any] = field(default_factory=dict)
+    # With monitoring.enabled auto: the monitoring objects a cluster serving the operator's API
+    # gets on top of `manifests` (fedeploy.monitoring.operator_manifests).
+    operator_manifests: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _provider_name(urn: str | None) -> str | None:
@@ -54,7 +57,7 @@ def render_releases(
 ) -> tuple[list[RenderedRelease], list[Finding]]:
     """Render, lint and validate every Helm release of the stack; problems become findings."""
     from fedeploy.charts import ChartError, lint_chart, render_chart, validate_manifests
-    from fedeploy.monitoring import release_monitoring
+    from fedeploy.monitoring import operator_manifests, release_monitoring
 
     rendered: list[RenderedRelease] = []
     findings: list[Finding] = []
@@ -69,8 +72,16 @@ def render_releases(
         except ChartError as err:
             findings.append(Finding("chart-values", where, str(err)))
             continue
+        release.operator_manifests = operator_manifests(
+            chart_dir, release.values, release.name, release.namespace
+        )
         release.monitoring = release_monitoring(
-            chart_dir, release.values, release.name, release.namespace, release.manifests
+            chart_dir,
+            release.values,
+            release.name,
+            release.namespace,
+            release.manifests,
+            release.operator_manifests,
         )
         rendered.append(release)
         for lint in lint_chart(

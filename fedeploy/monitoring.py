@@ -47,21 +47,37 @@ def summarise(manifests: list[dict[str, Any]], mode: str) -> dict[str, Any]:
     }
 
 
+def operator_manifests(
+    chart_dir: Path, values: dict[str, Any], release: str, namespace: str
+) -> list[dict[str, Any]]:
+    """For `auto`, the monitoring objects (monitors, rules, dashboards) a cluster that serves
+    the operator's API gets, which the plan's own render (no cluster) leaves out; else none."""
+    from fedeploy.charts import render_chart
+
+    if monitoring_mode(values) != "auto":
+        return []
+    # The charts keep their monitors, rules and dashboards in templates/monitoring.yaml.
+    return render_chart(
+        chart_dir, values, release, namespace, [OPERATOR_API], only="monitoring.yaml"
+    )
+
+
 def release_monitoring(
     chart_dir: Path,
     values: dict[str, Any],
     release: str,
     namespace: str,
     manifests: list[dict[str, Any]],
+    operator: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """What a release monitors and alerts on; for `auto`, on a cluster with the operator."""
-    from fedeploy.charts import render_chart
-
+    """What a release monitors and alerts on; for `auto`, on a cluster with the operator
+    (`operator`: those objects, rendered here when not given)."""
     mode = monitoring_mode(values)
     if mode == "auto":
-        # The charts keep their monitors and rules in templates/monitoring.yaml.
-        manifests = render_chart(
-            chart_dir, values, release, namespace, [OPERATOR_API], only="monitoring.yaml"
+        manifests = (
+            operator
+            if operator is not None
+            else operator_manifests(chart_dir, values, release, namespace)
         )
     return summarise(manifests if mode != "off" else [], mode)
 

@@ -261,3 +261,8 @@ def _write_sites(report: PlanReport, out: Path) -> None:
         for release in site.releases:
             text = yaml.safe_dump_all(release.manifests, sort_keys=True)
             (base / "manifests" / f"{release.name}.yaml").write_text(text)
+            if release.operator_manifests:
+                # Where the cluster serves monitoring.coreos.com/v1 (monitoring.enabled auto).
+                (base / "monitoring").mkdir(exist_ok=True)
+                text = yaml.safe_dump_all(release.operator_manifests, sort_keys=True)
+                (base / "monitoring" / f"{release.name}.yaml").write_text(text)

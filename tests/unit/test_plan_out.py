@@ -44,6 +44,7 @@ def test_two_plans_at_once_leave_one_whole(reports, tmp_path: Path) -> None:
     site = _sites(out)[0]
     assert sorted(p.name for p in (out / site).iterdir()) == [
         "manifests",
+        "monitoring",
         "outputs.json",
         "resources.json",
     ]
@@ -57,3 +58,27 @@ def test_a_folder_of_other_files_is_refused_before_planning(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "holds files fedeploy plan did not write (notes.txt)" in result.output
     assert result.stdout == "" and (out / "notes.txt").read_text() == "keep me\n"
+
+
+def test_the_monitoring_objects_a_cluster_with_the_operator_installs_are_written_too(
+    reports, tmp_path: Path
+) -> None:
+    """With monitoring.enabled auto the plan renders as a cluster without the operator, so the
+    monitors, rules and dashboards are in no manifests/ file: they go to monitoring/<release>.yaml."""
+    import yaml
+
+    out = tmp_path / "out"
+    write_out(reports["aws-dublin"], out)
+    written = list(yaml.safe_load_all((out / "aws-dublin/monitoring/ingestion.yaml").read_text()))
+    kinds = {m["kind"] for m in written}
+    assert {"PrometheusRule", "ConfigMap"} <= kinds
+    alerts = {
+        rule.get("alert")
+        for m in written
+        if m["kind"] == "PrometheusRule"
+        for group in m["spec"]["groups"]
+        for rule in group["rules"]
+    }
+    assert "IngestSentinelCopiedNothing" in alerts
+    manifests = (out / "aws-dublin/manifests/ingestion.yaml").read_text()
+    assert "PrometheusRule" not in manifests
