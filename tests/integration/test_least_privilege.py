@@ -376,6 +376,29 @@ def test_inference_role_from_the_plan_allows_every_call_of_the_service_and_no_ot
 # --- the catalog's asset endpoint -----------------------------------------------------------
 
 
+def asset_presigner(
+    moto_iam: IamEnforcingMoto, bucket: str, keys: S3Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """Three objects in `bucket` (two assets, one model), written as admin; then the asset
+    endpoint's own S3 client with only `keys` in boto3's chain."""
+    from fedeploy_ingestion.asset_endpoint import AssetSettings, presigning_client
+
+    assert moto_iam.admin is not None
+    admin = moto_iam.admin.client()
+    for key in ("sentinel/s2/item/B04.tif", "observations/bz-01/w.parquet", "models/m/LATEST"):
+        admin.put_object(Bucket=bucket, Key=key, Body=b"asset bytes")
+    _use_keys(monkeypatch, keys)
+    return presigning_client(
+        AssetSettings(  # type: ignore[call-arg]
+            issuer="https://id.example",
+            audience="a",
+            catalog_url="http://catalog:8080",
+            s3_endpoint_url=keys.endpoint_url,
+            s3_region=keys.region,
+        )
+    )
+
+
 @pytest.mark.parametrize(
     "workload",
     [w for w in WORKLOADS if w[1] == "assets"],
@@ -387,23 +410,8 @@ def test_assets_role_from_the_plan_presigns_reads_of_assets_and_nothing_else(
     moto_iam: IamEnforcingMoto,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from fedeploy_ingestion.asset_endpoint import AssetSettings, presigning_client
-
     bucket, keys = workload
-    assert moto_iam.admin is not None
-    admin = moto_iam.admin.client()
-    for key in ("sentinel/s2/item/B04.tif", "observations/bz-01/w.parquet", "models/m/LATEST"):
-        admin.put_object(Bucket=bucket, Key=key, Body=b"asset bytes")
-    _use_keys(monkeypatch, keys)
-    client = presigning_client(
-        AssetSettings(  # type: ignore[call-arg]
-            issuer="https://id.example",
-            audience="a",
-            catalog_url="http://catalog:8080",
-            s3_endpoint_url=keys.endpoint_url,
-            s3_region=keys.region,
-        )
-    )
+    client = asset_presigner(moto_iam, bucket, keys, monkeypatch)
 
     # A presigned URL performs, under the role's keys, exactly the GetObject below; moto's IAM
     # enforcement does not read query-string signatures, so the call is made in header form.
