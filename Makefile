@@ -11,11 +11,21 @@ LOCKED := --disable-pip-version-check --require-hashes --no-deps
 # The environment is installed from the lock (requirements/dev.txt, made by `make lock` from the
 # ranges in the pyproject.toml files), so a clone gets the same versions on any day; the three
 # packages of this repository then go in editable, without dependencies.
+# A lock that changed makes the environment anew (--clear), so nothing outside the lock stays.
+# torch's CPU build ("torch==2.13.0+cpu", not on PyPI) comes first, from PyTorch's CPU index or
+# a folder of pip's find-links that holds the wheel; its hash is the lock's either way.
+# The build backend (setuptools, wheel) is the lock's too: no build isolation.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 $(STAMP): requirements/dev.txt pyproject.toml services/ingestion/pyproject.toml services/inference/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	@command -v pg_config >/dev/null && command -v gcc >/dev/null || { echo "needs gcc and \
+	pg_config to build psycopg2 (barman's): apt-get install gcc libpq-dev (make peers does)"; exit 1; }
+	$(PYTHON) -m venv --clear $(VENV)
+	sed -n '/^torch==/,/# via/p' requirements/dev.txt > $(VENV)/torch-lock.txt
+	$(BIN)/pip install -q $(LOCKED) --retries 1 --extra-index-url $(TORCH_INDEX) \
+		-r $(VENV)/torch-lock.txt
 	$(BIN)/pip install -q $(LOCKED) -r requirements/dev.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps \
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
 		-e . -e services/ingestion -e services/inference
 	$(BIN)/pip check
 	touch $(STAMP)
@@ -58,7 +68,7 @@ $(CHECKOV): requirements/checkov.txt
 
 ## test: the whole test suite, integration tests against real peers included (the image tests
 ## are `make test-images`)
-test: $(STAMP) peers $(LINT_TOOLS) $(SCHEMA_TOOLS) $(CHECKOV)
+test: peers $(STAMP) $(LINT_TOOLS) $(SCHEMA_TOOLS) $(CHECKOV)
 	$(BIN)/python -m pytest --ignore=tests/images --ignore=tests/upstream
 
 ## test-latest: the suite in a throwaway environment of the newest releases the ranges allow,
@@ -72,7 +82,7 @@ images:
 	./scripts/build-images.sh
 
 ## test-images: run the built images as the charts run them, against loopback peers
-test-images: $(STAMP) peers images
+test-images: peers $(STAMP) images
 	$(BIN)/python -m pytest tests/images
 
 ## test-fast: everything but the integration tests

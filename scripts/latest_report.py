@@ -44,16 +44,34 @@ def regressions(text: str) -> list[tuple[Requirement, str, str]]:
     return found
 
 
-def failures(junit: Path) -> list[str]:
-    """Node ids (path::name) of the tests that failed or errored."""
+def outcomes(junit: Path) -> dict[str, str]:
+    """Each test case of pytest's JUnit XML by dotted id (module[.Class].name): its outcome,
+    "passed", "failed" (failure or error) or "skipped". Empty when the file is missing."""
     if not junit.exists():
-        return []
-    failed = []
+        return {}
+    found = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         if case.find("failure") is not None or case.find("error") is not None:
-            path = case.get("classname", "").replace(".", "/")
-            failed.append(f"{path}.py::{case.get('name')}")
-    return failed
+            outcome = "failed"
+        elif case.find("skipped") is not None:
+            outcome = "skipped"
+        else:
+            outcome = "passed"
+        found[f"{case.get('classname', '')}.{case.get('name', '')}"] = outcome
+    return found
+
+
+def regression_outcome(results: dict[str, str], test: str) -> str:
+    """What the tests of one module (`tests/upstream/x.py`) did: "still fails" if any failed,
+    "now passes" only if some ran and all passed, else "not run" (deselected, skipped, or a
+    collection error pytest reports under the module's own name)."""
+    module = test.removesuffix(".py").replace("/", ".")
+    mine = [o for case, o in results.items() if case == module or case.startswith(module + ".")]
+    if "failed" in mine:
+        return "still fails"
+    if mine and all(o == "passed" for o in mine):
+        return "now passes"
+    return "not run: run its test to know"
 
 
 def main() -> None:
@@ -62,7 +80,8 @@ def main() -> None:
         parser.add_argument(flag, type=Path, required=True)
     args = parser.parse_args()
     locked, latest = pins(args.lock.read_text()), pins(args.freeze.read_text())
-    failed = failures(args.junit)
+    results = outcomes(args.junit)
+    failed = sorted(case for case, outcome in results.items() if outcome == "failed")
 
     moved = sorted(n for n in latest if n in locked and latest[n] != locked[n])
     new = sorted(n for n in latest if n not in locked)
@@ -79,7 +98,7 @@ def main() -> None:
         if installed is None or constraint.specifier.contains(installed, prereleases=True):
             print(f"  {name} {installed}: not the excluded release ({constraint}); {test}")
             continue
-        outcome = "still fails" if any(f.startswith(test) for f in failed) else "now passes"
+        outcome = regression_outcome(results, test)
         print(f"  {name} {installed} (lock {locked.get(name)}): KNOWN REGRESSION, {test} {outcome}")
         print(f"    {why}")
 

@@ -60,8 +60,8 @@ compile inference-image --python-version 3.11 --find-links "$TORCH_WHEELS" \
     --constraint requirements/dev.txt
 # The GPU image runs Ubuntu 24.04's Python 3.12 and PyPI's torch (the CUDA build and its
 # nvidia-* packages); everything else at the CPU image's versions.
-cpu_versions="$(mktemp)"
-trap 'rm -f "$cpu_versions"' EXIT
+# A fixed path (not mktemp): uv names the constraint file in the lock's "# via" notes.
+cpu_versions="build/lock-tools/inference-image-versions.txt"
 grep -E '^[A-Za-z0-9_.-]+==' requirements/inference-image.txt | grep -v '^torch==' \
     | sed 's/ .*//' >"$cpu_versions"
 compile inference-gpu-image --python-version 3.12 --python-platform x86_64-manylinux_2_28 \

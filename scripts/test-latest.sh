@@ -17,14 +17,17 @@ LATEST="$ROOT/build/latest"
 rm -rf "$LATEST"
 "$PYTHON" -m venv "$LATEST/venv"
 PIP=("$LATEST/venv/bin/pip" install -q --disable-pip-version-check)
-# torch exactly, its CPU build first (a looser range takes a CUDA build of several GB).
-"${PIP[@]}" "torch==2.13.0"
+# torch exactly, its CPU build first (a looser range takes a CUDA build of several GB): from
+# PyTorch's CPU index, or a folder of pip's find-links that holds the wheel.
+"${PIP[@]}" --retries 1 --extra-index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
+    "torch==2.13.0+cpu"
 "${PIP[@]}" --upgrade --upgrade-strategy eager \
     -e ".[deploy,dev]" -e "services/ingestion[test]" -e "services/inference[test]"
 "$LATEST/venv/bin/pip" freeze --exclude-editable >"$LATEST/freeze.txt"
 
 status=0
-"$LATEST/venv/bin/python" -m pytest --ignore=tests/images -p no:cacheprovider \
+# As in CI: a missing peer fails instead of skipping, so a regression's test cannot hide.
+FEDEPLOY_REQUIRE_INTEGRATION=1 "$LATEST/venv/bin/python" -m pytest --ignore=tests/images -p no:cacheprovider \
     --junitxml="$LATEST/junit.xml" -q "$@" || status=$?
 "$LATEST/venv/bin/python" scripts/latest_report.py \
     --lock requirements/dev.txt --freeze "$LATEST/freeze.txt" \

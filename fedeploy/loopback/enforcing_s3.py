@@ -144,6 +144,10 @@ class S3Request:
                 return "s3:ListBucket", arn
             return f"s3:{self.method} on a bucket", arn
         arn = f"arn:aws:s3:::{bucket}/{key}"
+        for subresource, by_method in _OBJECT_SUBRESOURCES.items():
+            if subresource in query:
+                action = by_method.get(self.method)
+                return action or f"s3:{self.method} ?{subresource} (not mapped here)", arn
         if "uploadId" in query:
             by_method = {
                 "GET": "s3:ListMultipartUploadParts",
@@ -158,6 +162,25 @@ class S3Request:
             "DELETE": "s3:DeleteObject",
         }
         return by_method.get(self.method, f"s3:{self.method} on an object"), arn
+
+
+# Object subresources authorized by actions of their own (the S3 API reference's Permissions).
+_OBJECT_SUBRESOURCES: dict[str, dict[str, str]] = {
+    "tagging": {
+        "GET": "s3:GetObjectTagging",
+        "PUT": "s3:PutObjectTagging",
+        "DELETE": "s3:DeleteObjectTagging",
+    },
+    "acl": {"GET": "s3:GetObjectAcl", "PUT": "s3:PutObjectAcl"},
+    "retention": {"GET": "s3:GetObjectRetention", "PUT": "s3:PutObjectRetention"},
+    "legal-hold": {"GET": "s3:GetObjectLegalHold", "PUT": "s3:PutObjectLegalHold"},
+    "attributes": {"GET": "s3:GetObjectAttributes"},
+    "versionId": {
+        "GET": "s3:GetObjectVersion",
+        "HEAD": "s3:GetObjectVersion",
+        "DELETE": "s3:DeleteObjectVersion",
+    },
+}
 
 
 def _matches(patterns: Any, value: str, *, case_sensitive: bool) -> bool:
@@ -205,7 +228,9 @@ def explain_denials(denied: list[S3Request], policy: dict[str, Any]) -> str:
         action, resource = request.action_and_resource()
         allowed_by = allowing_statements(policy, action, resource)
         head = f"{request.method} {request.target} needs {action} on {resource}: "
-        if allowed_by:
+        if "not mapped here" in action or " on a" in action:
+            lines.append(head + "not judged: map this request's action to tell whose fault it is")
+        elif allowed_by:
             lines.append(
                 head + f"allowed by {'; '.join(allowed_by)}, yet {emulator} denied it "
                 "(the emulator is wrong, see requirements/upstream-regressions.txt)"
