@@ -153,3 +153,38 @@ def test_a_bucket_policy_names_each_principal_and_refuses_none() -> None:
         workload_bucket_policy("b", {})
     with pytest.raises(ValueError, match="not a Keystone project id"):
         rgw_principal("tenant:user")
+
+
+def test_each_storage_secret_carries_its_own_workloads_keys_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pulumi
+
+    from components.site import Site
+    from fedeploy.offline.standins import digest
+
+    texts: dict[str, str] = {}
+    original = Site._secret
+
+    def recording(self: Site, suffix: str, name: str, namespace: str, data: Any) -> str:
+        if name.startswith("fedeploy-storage"):
+            pulumi.Output.from_input(data["credentials"]).apply(
+                lambda text, n=name: texts.__setitem__(n, text)
+            )
+        return original(self, suffix, name, namespace, data)
+
+    monkeypatch.setattr(Site, "_secret", recording)
+    site = _site()
+    site["workload_identities"] = {"domain_id": DOMAIN, "role_id": ROLE}
+    plan_stack(STACKS / f"Pulumi.{STACK}.yaml", config_override={"fedeploy:site": site})
+
+    def access_key(credential: str) -> str:  # the stand-in's access key of a credential
+        return digest("ec2-access", credential, length=32)
+
+    assert set(texts) == {f"fedeploy-storage-{w}" for w in WORKLOADS}
+    deploying_user = access_key(f"{STACK}-s3-credential")
+    for workload in WORKLOADS:
+        text = texts[f"fedeploy-storage-{workload}"]
+        assert f"aws_access_key_id = {access_key(f'{STACK}-{workload}-s3-credential')}\n" in text
+        others = [access_key(f"{STACK}-{w}-s3-credential") for w in WORKLOADS - {workload}]
+        assert not [key for key in [deploying_user, *others] if key in text]
