@@ -168,9 +168,11 @@ def test_each_storage_secret_carries_its_own_workloads_keys_only(
 
     def recording(self: Site, suffix: str, name: str, namespace: str, data: Any) -> str:
         if name.startswith("fedeploy-storage"):
-            pulumi.Output.from_input(data["credentials"]).apply(
-                lambda text, n=name: texts.__setitem__(n, text)
-            )
+
+            def keep(text: str, secret: str = name) -> None:
+                texts[secret] = text
+
+            pulumi.Output.from_input(data["credentials"]).apply(keep)
         return original(self, suffix, name, namespace, data)
 
     monkeypatch.setattr(Site, "_secret", recording)
