@@ -18,11 +18,18 @@ archive_ours() {
   # marker lives on the data volume): a new database, e.g. on a new volume after losing the
   # cluster, would otherwise overwrite the lost one's WAL with segments of the same names.
   [ -f "$checked" ] && return 0
-  if barman-cloud-check-wal-archive "$@" "$BACKUP_URL" "$BACKUP_SERVER_NAME"; then
+  barman-cloud-check-wal-archive "$@" "$BACKUP_URL" "$BACKUP_SERVER_NAME"
+  status=$?
+  if [ "$status" -eq 0 ]; then
     date +%s >"$checked"
     return 0
   fi
-  echo "backup: failed: $BACKUP_URL/$BACKUP_SERVER_NAME holds WAL of another database; nothing is uploaded until it is moved away or this database is restored from it (docs/operations.md, Backups and restore)" >&2
+  # Status 1: the store answered and the archive holds WAL; 2 (network) or 4: it could not check.
+  if [ "$status" -eq 1 ]; then
+    echo "backup: failed: $BACKUP_URL/$BACKUP_SERVER_NAME holds WAL of another database; nothing is uploaded until it is moved away or this database is restored from it (docs/operations.md, Backups and restore)" >&2
+  else
+    echo "backup: failed: the archive at $BACKUP_URL/$BACKUP_SERVER_NAME could not be checked (status $status, the error above); nothing is uploaded until it can" >&2
+  fi
   return 1
 }
 
