@@ -1,0 +1,94 @@
+"""The restore drill's pure parts: barman-cloud's command lines, recovery settings, the
+primary's limits from pg_controldata, and how two catalog states differ."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedeploy.restore_drill.barman import BackupStore, recovery_settings
+from fedeploy.restore_drill.catalog_state import CatalogState, differences
+from fedeploy.restore_drill.scratch import primary_limits
+
+STORE = BackupStore("eofed-cf-waw-raw", "backups/catalog-db", "catalog-db", "https://s3.example")
+
+
+def test_restore_and_wal_commands_name_the_store_and_the_server() -> None:
+    assert STORE.restore("/scratch/data") == [
+        "barman-cloud-restore",
+        "--cloud-provider",
+        "aws-s3",
+        "--endpoint-url",
+        "https://s3.example",
+        "s3://eofed-cf-waw-raw/backups/catalog-db",
+        "catalog-db",
+        "latest",
+        "/scratch/data",
+    ]
+    assert STORE.restore_command().endswith(
+        "s3://eofed-cf-waw-raw/backups/catalog-db catalog-db %f %p"
+    )
+    assert STORE.key_prefix() == "backups/catalog-db/catalog-db/"
+
+
+@pytest.mark.parametrize(
+    ("bucket", "prefix", "server", "word"),
+    [
+        ("a/b", "p", "s", "bucket"),
+        ("b", "/p", "s", "prefix"),
+        ("b", "p/", "s", "prefix"),
+        ("b", "p", "s s", "server name"),
+    ],
+)
+def test_a_malformed_store_is_refused_naming_the_part(bucket, prefix, server, word) -> None:
+    with pytest.raises(ValueError, match=word):
+        BackupStore(bucket, prefix, server)
+
+
+def test_recovery_stops_at_the_point_and_never_archives_into_the_live_folder() -> None:
+    settings = recovery_settings(STORE, target_name="before-x")
+    assert settings["recovery_target_name"] == "before-x"
+    assert settings["recovery_target_action"] == "promote"
+    assert settings["archive_mode"] == "off"
+    assert "recovery_target_name" not in recovery_settings(STORE)
+    with pytest.raises(ValueError, match="not both"):
+        recovery_settings(STORE, target_name="a", target_time="2026-12-06 07:00:00+00")
+
+
+def test_the_primarys_limits_are_read_from_pg_controldata() -> None:
+    output = (
+        "pg_control version number:            1300\n"
+        "max_connections setting:              200\n"
+        "max_worker_processes setting:         8\n"
+        "max_wal_senders setting:              10\n"
+        "max_prepared_xacts setting:           0\n"
+        "max_locks_per_xact setting:           64\n"
+    )
+    assert primary_limits(output) == {
+        "max_connections": "200",
+        "max_worker_processes": "8",
+        "max_wal_senders": "10",
+        "max_prepared_transactions": "0",
+        "max_locks_per_transaction": "64",
+    }
+
+
+def _state(counts: dict[str, int], sample: dict[tuple[str, str], tuple[str, ...]]) -> CatalogState:
+    return CatalogState(tuple(sorted(counts)), counts, sample)
+
+
+def test_identical_states_have_no_differences_and_each_difference_is_named() -> None:
+    live = _state({"s2": 2}, {("s2", "a"): ("s3://b/a",), ("s2", "b"): ("s3://b/b",)})
+    assert differences(live, live) == []
+    restored = _state(
+        {"s2": 2, "old": 1},
+        {("s2", "a"): ("s3://b/a-moved",), ("s2", "c"): ("s3://b/c",), ("old", "x"): ()},
+    )
+    assert differences(restored, live) == [
+        "collection 'old' is in the restored catalog but not live",
+        "collection 'old': 1 items restored, 0 live",
+        "item 'x' in 'old': sampled restored only",
+        "item 'a' in 's2': asset hrefs differ",
+        "item 'b' in 's2': sampled live only",
+        "item 'c' in 's2': sampled restored only",
+    ]
+    assert differences(restored, live, limit=2)[-1] == "... and 4 more"
