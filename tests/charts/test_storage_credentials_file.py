@@ -22,7 +22,8 @@ STORAGE_SECRET = "fedeploy-storage"
 KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 # The setting through which each of our services names its bucket(s): the containers that use
 # the object store.
-BUCKET_SETTINGS = {"INGEST_BUCKET", "INFER_BUCKET", "ASSETS_BUCKETS"}
+# The catalog database's backup sidecar (BACKUP_URL, s3://bucket/prefix) is a store user too.
+BUCKET_SETTINGS = {"INGEST_BUCKET", "INFER_BUCKET", "ASSETS_BUCKETS", "BACKUP_URL"}
 
 
 def _workloads(example_report: Any) -> list[tuple[str, str, dict[str, Any], bool]]:
