@@ -62,9 +62,11 @@ VARIABLES: dict[str, Variable] = {
     "precipitation": Variable("mm", 0.0, 1000.0, {"kg m-2": lambda kg: kg}),
 }
 
-# RFC 3339 section 5.6 date-time: four-digit year, seconds required, an offset required.
+# RFC 3339 section 5.6 date-time: four-digit year, seconds required, an offset required;
+# fractional seconds up to 12 digits (time-secfrac is 1*DIGIT: nanoseconds are valid; the
+# parsed time keeps microseconds).
 RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,12})?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
 
 

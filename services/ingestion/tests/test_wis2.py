@@ -256,3 +256,10 @@ def test_the_reference_clients_endstart_datetime_typo_is_refused_and_its_fix_acc
     properties = message["properties"]
     properties["end_datetime"] = properties.pop("endstart_datetime")
     parse(message)
+
+
+@pytest.mark.parametrize("fraction", ["1234567", "12345678", "123456789"])
+def test_a_pubtime_with_more_than_six_fractional_digits_is_valid_rfc3339(fraction: str) -> None:
+    document = notification(DATA, HREF, pubtime=f"2026-11-30T06:05:00.{fraction}Z")
+    parsed = parse(document)
+    assert parsed.properties.pubtime.isoformat() == "2026-11-30T06:05:00.123456+00:00"  # type: ignore[attr-defined]
