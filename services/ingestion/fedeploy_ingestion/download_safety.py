@@ -353,7 +353,17 @@ def bounded_body(
             raise UnsafeBody(f"{what}: more than {max_bytes} bytes once decoded")
         yield response.content
         return
-    codings = content_encodings(response)
+    yield from decoded_body(
+        response.iter_raw(chunk_size), content_encodings(response), max_bytes, what, encoded
+    )
+
+
+def decoded_body(
+    raw: Iterable[bytes], codings: list[str], max_bytes: int, what: str, encoded: bool = True
+) -> Iterator[bytes]:
+    """`raw` (a body's bytes as sent, with the answer's content `codings`) decoded step by
+    step and counted after decoding, as `bounded_body` says; any HTTP client's raw stream.
+    A gzip body of several members (RFC 1952) is decoded whole, member after member."""
     allowed = ", ".join(DECODED_ENCODINGS) if encoded else "none"
     if len(codings) > 1 or (codings and (not encoded or codings[0] not in DECODED_ENCODINGS)):
         raise UnsafeBody(
@@ -363,11 +373,20 @@ def bounded_body(
     decoder = zlib.decompressobj(DECODED_ENCODINGS[codings[0]]) if codings else None
     size = 0
     try:
-        for raw in response.iter_raw(chunk_size):
-            for piece in [raw] if decoder is None else _inflate(decoder, raw):
-                size += len(piece)
-                if size > max_bytes:
-                    raise UnsafeBody(f"{what}: more than {max_bytes} bytes once decoded")
-                yield piece
+        for chunk in raw:
+            while chunk:
+                pieces = [chunk] if decoder is None else _inflate(decoder, chunk)
+                chunk = b""
+                for piece in pieces:
+                    size += len(piece)
+                    if size > max_bytes:
+                        raise UnsafeBody(f"{what}: more than {max_bytes} bytes once decoded")
+                    yield piece
+                if decoder is not None and decoder.eof and decoder.unused_data:
+                    # the next gzip member (a deflate stream has one: the rest is refused)
+                    chunk = decoder.unused_data
+                    if codings[0] == "deflate":
+                        raise UnsafeBody(f"{what}: bytes follow the end of the deflate body")
+                    decoder = zlib.decompressobj(DECODED_ENCODINGS[codings[0]])
     except zlib.error as error:
         raise UnsafeBody(f"{what}: the {codings[0]} body does not decode: {error}") from None

@@ -288,8 +288,8 @@ class Harvester:
         from pystac_client.warnings import DoesNotConformTo
 
         origin = MemberOrigin(source.name, source.url)
-        stac_io = stac_client.api_io(
-            None, self.settings.http_timeout_seconds, request_modifier=origin.check
+        stac_io = stac_client.api_io(  # MemberOrigin.hook reads and bounds every answer
+            None, self.settings.http_timeout_seconds, request_modifier=origin.check, bounded=False
         )
         stac_io.session.hooks["response"].append(origin.hook)
         paging = stac_client.Paging(f"site {source.name}", self.settings.search_max_pages)

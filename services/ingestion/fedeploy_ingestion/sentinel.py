@@ -93,6 +93,7 @@ class SentinelRun:
 
     def _failed(self, source: Source, name: str, error: BaseException, message: str) -> None:
         text = str(error) if isinstance(error, IngestError) else f"{type(error).__name__}: {error}"
+        text = text if text.strip() else f"{type(error).__name__} (with no message)"
         self.report.failed[name] = text
         self.metrics.copy_failures.labels(source.name).inc()
         log.error(message, extra={"source": source.name, "item": name, "error": text})

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from pystac_client.stac_api_io import StacApiIO
 
 DEFAULT_RETRIES = 3
+# A search page (or any answer read through `api_io`) larger than this once decoded ends the
+# search with UnsafeBody instead of filling the memory (the harvest bounds its pages alike).
+MAX_PAGE_BYTES = 32 * 1024 * 1024
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
@@ -49,17 +52,55 @@ def api_io(
     timeout: float,
     retries: int = DEFAULT_RETRIES,
     request_modifier: Callable[[requests.Request], requests.Request | None] | None = None,
+    max_bytes: int | None = None,
+    bounded: bool = True,
 ) -> StacApiIO:
     """A pystac-client `StacApiIO` whose requests time out and are retried a bounded number of
-    times; pass it as `Client.open(url, stac_io=...)`."""
+    times, and whose answers are refused past `max_bytes` (MAX_PAGE_BYTES) once decoded
+    (`bounded` false: the caller bounds them itself, as the harvest's MemberOrigin does); pass it as
+    `Client.open(url, stac_io=...)`."""
     from pystac_client.stac_api_io import StacApiIO
 
-    return StacApiIO(
+    io = StacApiIO(
         headers=headers,
         request_modifier=request_modifier,
         timeout=timeout,
         max_retries=retry_policy(retries),
     )
+    if bounded:
+        adapter = bounded_adapter(retry_policy(retries), max_bytes or MAX_PAGE_BYTES)
+        io.session.mount("http://", adapter)
+        io.session.mount("https://", adapter)
+    return io
+
+
+def bounded_adapter(retries: Retry, max_bytes: int) -> Any:
+    """A requests adapter that reads each answer's body itself, decoded step by step and
+    counted after decoding (download_safety.decoded_body): past `max_bytes`, UnsafeBody
+    (pystac-client reports it as the request's error) before the body is held in memory."""
+    from requests.adapters import HTTPAdapter
+
+    from fedeploy_ingestion.download_safety import decoded_body
+
+    class BoundedAdapter(HTTPAdapter):
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            kwargs["stream"] = True
+            request.headers["Accept-Encoding"] = "gzip, deflate"  # what is decoded (not br)
+            response = super().send(request, **kwargs)
+            values = response.headers.get("content-encoding", "")
+            codings = [c.strip().lower() for c in values.split(",")]
+            codings = [c for c in codings if c and c != "identity"]
+            try:
+                chunks = response.raw.stream(64 * 1024, decode_content=False)
+                body = b"".join(decoded_body(chunks, codings, max_bytes, f"{request.url}"))
+            finally:
+                response.close()
+            response._content = body  # decoded: requests reads no more of the raw stream
+            response._content_consumed = True
+            response.headers.pop("content-encoding", None)
+            return response
+
+    return BoundedAdapter(max_retries=retries)
 
 
 def open_client(url: str, stac_io: StacApiIO) -> Client:
@@ -89,7 +130,7 @@ class Paging:
     links and notices none of this).
 
     `page()` raises BrokenPaging when a page repeats the `next` link of an earlier page, or
-    the item ids of an earlier page (a known public-server bug serves page 1 again and again),
+    the item ids of an earlier page, in any order (a known public-server bug serves page 1 again and again),
     or when more than `max_pages` pages come; `shortfall()` says when the last page (no `next`)
     left items out that the server counted in `numberMatched` (or `context.matched`)."""
 
@@ -126,7 +167,8 @@ class Paging:
             ),
             None,
         )
-        ids = tuple(str(f.get("id")) for f in features if isinstance(f, dict))
+        # the same items in another order are the same page (a shuffled page 1 loops too)
+        ids = tuple(sorted(str(f.get("id")) for f in features if isinstance(f, dict)))
         if ids and ids in self._contents:
             raise BrokenPaging(
                 f"{self.what}: search page {self.pages} repeats the items of page "

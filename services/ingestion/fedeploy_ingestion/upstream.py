@@ -235,5 +235,6 @@ def search(
                         return  # maxItems: the next page is not asked for
     except APIError as error:  # pystac-client wraps every transport and HTTP error in it
         raise SourceError(
-            f"search of source {source.name} ({source.url}) failed: {error}"
+            f"search of source {source.name} ({source.url}) failed: "
+            f"{str(error) or repr(error.__context__ or error)}"
         ) from error

@@ -5,6 +5,7 @@ against real sockets (loopback servers) and httpx's MockTransport."""
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 from collections.abc import Iterator
 
@@ -13,8 +14,10 @@ import pytest
 from fedeploy_ingestion.download_safety import (
     AddressGuard,
     DownloadPolicy,
+    UnsafeBody,
     UnsafeDownload,
     address_problem,
+    bounded_body,
     guarded_client,
     host_matches,
 )
@@ -318,3 +321,15 @@ def test_a_host_that_is_no_dns_name_is_refused_whatever_it_ends_with(href: str) 
     with pytest.raises(UnsafeDownload, match="is not a DNS name"):
         wildcard.check(href)
     assert wildcard.check("https://dl.mirror.example/B04.jp2").host == "dl.mirror.example"
+
+
+def test_a_gzip_body_of_several_members_is_decoded_whole_and_counted_whole() -> None:
+    members = gzip.compress(b"first ") + gzip.compress(b"second")
+
+    def answer() -> httpx.Response:
+        stream = httpx.ByteStream(members)
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=stream)
+
+    assert b"".join(bounded_body(answer(), 100, "member test")) == b"first second"
+    with pytest.raises(UnsafeBody, match="more than 8 bytes once decoded"):
+        b"".join(bounded_body(answer(), 8, "member test"))

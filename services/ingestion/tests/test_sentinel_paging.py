@@ -4,8 +4,10 @@ a last page that says `numberMatched: 250` after serving 10 items."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import random
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fedeploy_ingestion import stac_client
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.sentinel import SentinelRun
 from fedeploy_ingestion.settings import IngestSettings
@@ -32,8 +35,10 @@ def feature(number: int) -> dict[str, Any]:
 
 
 class PagingServer:
-    """`mode` `loop`: page 1 again at every `next`; `endless`: new items and a new `next` at
-    every page; `short`: one page of 10 items, `numberMatched` 250, no `next`."""
+    """`mode` `loop`: page 1 again at every `next`; `shuffle`: page 1's items in another
+    order with a new `next` at every page; `endless`: new items and a new `next` at every page;
+    `short`: one page of 10 items, `numberMatched` 250, no `next`; `gzip`: a gzip page of
+    2 MiB once decoded (/tmp/rv/stacsrv.py's shape, smaller)."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -55,6 +60,9 @@ class PagingServer:
                     document = server.landing()
                 body = json.dumps(document).encode()
                 self.send_response(200)
+                if server.mode == "gzip" and parts.path == "/search":
+                    body = gzip.compress(body)
+                    self.send_header("Content-Encoding", "gzip")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -83,9 +91,15 @@ class PagingServer:
             features = [feature(n) for n in range(10)]
             return {"type": "FeatureCollection", "features": features, "numberMatched": 250,
                     "numberReturned": 10, "links": []}  # fmt: skip
-        shown = 1 if self.mode == "loop" else number
-        link = {"rel": "next", "href": f"{self.url}/search?page={shown + 1}", "method": "GET"}
+        if self.mode == "gzip":
+            padding = {"padding": " " * (2 * 1024 * 1024)}
+            return {"type": "FeatureCollection", "features": [feature(1)], "links": [], **padding}
+        shown = 1 if self.mode in ("loop", "shuffle") else number
+        following = number + 1 if self.mode == "shuffle" else shown + 1
+        link = {"rel": "next", "href": f"{self.url}/search?page={following}", "method": "GET"}
         features = [feature(10 * shown + n) for n in range(10)]
+        if self.mode == "shuffle":
+            random.Random(number).shuffle(features)
         return {"type": "FeatureCollection", "features": features, "links": [link]}
 
     def close(self) -> None:
@@ -122,6 +136,24 @@ def test_a_server_serving_page_1_again_fails_its_source_within_a_few_pages(
     assert report.found == 10  # page 1's items were handled
     assert "paginator loops" in report.failed["public:search"]
     assert server.searches <= 3
+
+
+@pytest.mark.parametrize("server", ["shuffle"], indirect=True)
+def test_page_1_served_again_in_another_order_is_a_loop_too(server: PagingServer) -> None:
+    report = run(server).report
+    assert report.found == 10
+    assert "paginator loops" in report.failed["public:search"]
+    assert server.searches <= 3
+
+
+@pytest.mark.parametrize("server", ["gzip"], indirect=True)
+def test_a_search_page_is_bounded_after_decoding_and_the_error_named(
+    server: PagingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stac_client, "MAX_PAGE_BYTES", 1024 * 1024)
+    report = run(server).report
+    assert report.found == 0
+    assert "more than 1048576 bytes once decoded" in report.failed["public:search"]
 
 
 @pytest.mark.parametrize("server", ["endless"], indirect=True)
