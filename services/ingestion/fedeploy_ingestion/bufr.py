@@ -24,7 +24,7 @@ the first element listed that has a value:
 | `air_pressure` | nonCoordinatePressure (010004, pressure at the station; never 010051, reduced to mean sea level) | Pa | hPa |
 | `relative_humidity` | relativeHumidity (013003) | % | % |
 | `wind_speed` | windSpeed (011002), windSpeedAt10M (011012) | m s-1 | m s-1 |
-| `precipitation` | totalPrecipitationPast1Hour (013019); totalPrecipitationOrTotalWaterEquivalent (013011) whose time period (004024) is one hour | kg m-2 | mm |
+| `precipitation` | totalPrecipitationPast1Hour (013019); totalPrecipitationOrTotalWaterEquivalent (013011) whose time period (004024 h, 004025 min or 004026 s) is one hour | kg m-2 | mm |
 
 Corrections: a message's rank is the greater of its update sequence number (section 1) and its
 bulletin's correction indicator (`CCA` 1, `CCB` 2, ...); observations carry it as
@@ -60,6 +60,11 @@ _START, _END = b"BUFR", b"7777"
 _ETX = b"\x03"  # ends a bulletin in SOH/ETX framing
 EDITIONS = (2, 3, 4)
 MAX_MESSAGES = 1000
+# Notes kept for 'BUFR' that starts no whole message; the others are counted.
+MAX_NOTES = 20
+# What ecCodes holds per value of an uncompressed message once unpacked (measured: 1,000
+# subsets of 247 expanded descriptors take 1.29 GiB, about 5.5 KiB a value).
+UNCOMPRESSED_VALUE_BYTES = 5 * 1024
 # Station heights the model accepts (m; observation.Position): 007030 encodes up to 12707 m.
 MIN_ELEVATION, MAX_ELEVATION = -500.0, 9000.0
 # WMO-No. 386 abbreviated heading T1T2A1A2ii CCCC YYGGgg [BBB] (BBB: RRx delayed, CCx
@@ -92,7 +97,7 @@ VALUE_KEYS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("wind_speed", ("windSpeed", "windSpeedAt10M"), "m s-1"),
     ("precipitation", ("totalPrecipitationPast1Hour",), "kg m-2"),
 )
-# 013011 counts only over a one-hour period (004024 just before it, in hours).
+# 013011 counts only over a one-hour period (the 004024/004025/004026 just before it).
 PERIOD_PRECIPITATION = "totalPrecipitationOrTotalWaterEquivalent"
 _WIGOS = (
     "wigosIdentifierSeries",
@@ -121,10 +126,17 @@ _KEYS = (
 @dataclass(frozen=True)
 class DecodeBudget:
     """What one file may ask of the decoder, checked from section 3 before any data section
-    is unpacked: subsets, and values (subsets x expanded descriptors), over all its messages."""
+    is unpacked: subsets, values (subsets x expanded descriptors) and, for uncompressed
+    messages, the memory their unpacked values take (`UNCOMPRESSED_VALUE_BYTES` each), over
+    all its messages. `max_decode_bytes` and `max_decode_seconds` bound the decoding itself
+    (`bufr_worker.decode_bufr_bounded`): what section 3 does not show, delayed replication
+    factors, is bounded there."""
 
     max_subsets: int = 10_000
     max_values: int = 4_000_000
+    max_uncompressed_bytes: int = 160 * 2**20
+    max_decode_bytes: int = 192 * 2**20
+    max_decode_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -193,16 +205,19 @@ def find_messages(data: bytes) -> tuple[list[Located], list[str]]:
     file holds no message at all."""
     found: list[Located] = []
     broken: list[str] = []
-    offset = position = 0
+    offset = position = skipped = 0
     while (start := data.find(_START, position)) >= 0:
         end = _whole_message(data, start)
         if end is None:
             declared = int.from_bytes(data[start + 4 : start + 7], "big")
+            position = start + len(_START)
+            skipped += 1
+            if len(broken) >= MAX_NOTES:
+                continue
             broken.append(
                 f"the BUFR message at byte {start} is not whole: it declares {declared} bytes, "
                 f"{len(data) - start} follow, and a message must end in '7777'"
             )
-            position = start + len(_START)
             continue
         between = data[offset:start]
         headings = HEADING.findall(between)
@@ -216,6 +231,8 @@ def find_messages(data: bytes) -> tuple[list[Located], list[str]]:
         if len(found) > MAX_MESSAGES:
             raise InvalidObservation("bufr", f"more than {MAX_MESSAGES} BUFR messages in one file")
         offset = position = end
+    if skipped > len(broken):
+        broken.append(f"and {skipped - len(broken)} more 'BUFR' that start no whole message")
     if not found:
         if not data:
             raise InvalidObservation("bufr", "the file is empty")
@@ -270,14 +287,33 @@ def _key_order(handle: Any) -> list[str]:
     return keys
 
 
-def _hourly_precipitation(handle: Any, count: int, compressed: bool) -> list[Any]:
-    """Per subset, the first 013011 whose time period (the 004024 just before it) is one
-    hour, or None. The keys are walked in order once per message; in an uncompressed message
-    each subset starts again with the template's first element."""
+# 004024 (hours), 004025 (minutes) and 004026 (seconds) are all ecCodes' `timePeriod`: the
+# period is read with its unit.
+_PERIOD_SECONDS = {"h": 3600, "min": 60, "s": 1}
+
+
+def _period_seconds(handle: Any, key: str) -> list[Any]:
+    """The time periods of `key` (a `#n#timePeriod`) in seconds (None where missing)."""
+    eccodes = load_eccodes()
+    try:
+        unit = eccodes.codes_get_string(handle, f"{key}->units").strip()
+    except eccodes.KeyValueNotFoundError:
+        unit = "h"
+    scale = _PERIOD_SECONDS.get(unit)
+    return [None if _missing(v) or scale is None else v * scale for v in _read(handle, key)]
+
+
+def _hourly_precipitation(
+    handle: Any, count: int, compressed: bool, keys: list[str] | None = None
+) -> list[Any]:
+    """Per subset, the first 013011 whose time period (the 004024/004025/004026 just before
+    it, read with its unit) is one hour, or None. The keys are walked in order once per
+    message; in an uncompressed message each subset starts again with the template's first
+    element."""
     found: list[Any] = [None] * count
     if all(_missing(v) for v in _read(handle, PERIOD_PRECIPITATION)):  # every occurrence
         return found  # absent, or missing in every subset: no key walk (most files)
-    keys = _key_order(handle)
+    keys = _key_order(handle) if keys is None else keys
     first = keys[0].rsplit("#", 1)[-1]
     subset, period = -1, None
     for key in keys:
@@ -285,21 +321,22 @@ def _hourly_precipitation(handle: Any, count: int, compressed: bool) -> list[Any
         if name == first:
             subset += 1
         if name == "timePeriod":
-            period = _read(handle, key)
+            period = _period_seconds(handle, key)
         elif name == PERIOD_PRECIPITATION and period:
             amounts = _read(handle, key)
             for row in range(count) if compressed else [subset]:
-                hours = period[row] if len(period) == count else period[0]
+                seconds = period[row] if len(period) == count else period[0]
                 amount = amounts[row] if len(amounts) == count else amounts[0]
-                if row < count and found[row] is None and abs(hours) == 1:
+                hourly = seconds is not None and abs(seconds) == 3600
+                if row < count and found[row] is None and hourly:
                     found[row] = None if _missing(amount) else amount
     return found
 
 
 def _subset_values(handle: Any, count: int, compressed: bool) -> Iterator[dict[str, Any]]:
     """Per subset, the first occurrence of each key in `_KEYS` (None when absent/missing)."""
-    hourly = _hourly_precipitation(handle, count, compressed)
     if compressed or count == 1:
+        hourly = _hourly_precipitation(handle, count, compressed)
         columns: dict[str, list[Any]] = {}
         for key in _KEYS:
             values = _read(handle, f"#1#{key}")
@@ -312,12 +349,27 @@ def _subset_values(handle: Any, count: int, compressed: bool) -> Iterator[dict[s
             row[PERIOD_PRECIPITATION] = hourly[index]
             yield row
         return
-    for index in range(1, count + 1):
-        row = {}
+    # Uncompressed: one pass over the keys finds each subset's first `#n#name` of each key
+    # (a '/subsetNumber=N/' read walks the whole message each time: quadratic).
+    keys = _key_order(handle)
+    hourly = _hourly_precipitation(handle, count, compressed, keys)
+    wanted = frozenset(_KEYS)
+    firsts: list[dict[str, str]] = [{} for _ in range(count)]
+    first = keys[0].rsplit("#", 1)[-1] if keys else ""
+    subset = -1
+    for key in keys:
+        name = key.rsplit("#", 1)[-1]
+        if name == first:
+            subset += 1
+        if name in wanted and 0 <= subset < count:
+            firsts[subset].setdefault(name, key)
+    for index in range(count):
+        row: dict[str, Any] = {}
         for key in _KEYS:
-            values = _read(handle, f"/subsetNumber={index}/{key}")
+            found = firsts[index].get(key)
+            values = _read(handle, found) if found else []
             row[key] = None if not values or _missing(values[0]) else values[0]
-        row[PERIOD_PRECIPITATION] = hourly[index - 1]
+        row[PERIOD_PRECIPITATION] = hourly[index]
         yield row
 
 
@@ -447,7 +499,7 @@ def decode_bufr(
     located, broken = find_messages(data)
     observations: list[Observation] = []
     refused = [SubsetRefusal(0, 0, "bufr", note) for note in broken]
-    subsets = values = 0
+    subsets = values = unpacked = 0
     for number, message in enumerate(located, start=1):
         beat()
         handle = None
@@ -456,8 +508,11 @@ def decode_bufr(
             _category(number, int(eccodes.codes_get(handle, "dataCategory")))
             count = int(eccodes.codes_get(handle, "numberOfSubsets"))
             expanded = int(eccodes.codes_get_size(handle, "expandedDescriptors"))
+            compressed = bool(eccodes.codes_get(handle, "compressedData"))
             subsets += count
             values += count * expanded
+            if not compressed:
+                unpacked += count * expanded * UNCOMPRESSED_VALUE_BYTES
             if count < 1 or subsets > budget.max_subsets or values > budget.max_values:
                 raise InvalidObservation(
                     "too-large" if count >= 1 else "bufr",
@@ -465,10 +520,17 @@ def decode_bufr(
                     f"the file would hold {subsets} subsets and {values} values; at most "
                     f"{budget.max_subsets} subsets and {budget.max_values} values per file",
                 )
+            if unpacked > budget.max_uncompressed_bytes:
+                raise InvalidObservation(
+                    "too-large",
+                    f"BUFR message {number} declares {count} uncompressed subsets of {expanded} "
+                    f"descriptors: unpacked, the file's uncompressed messages would take "
+                    f"{unpacked // 2**20} MiB ({UNCOMPRESSED_VALUE_BYTES} bytes a value); at "
+                    f"most {budget.max_uncompressed_bytes // 2**20} MiB per file",
+                )
             correction = max(
                 message.correction, int(eccodes.codes_get(handle, "updateSequenceNumber"))
             )
-            compressed = bool(eccodes.codes_get(handle, "compressedData"))
             eccodes.codes_set(handle, "unpack", 1)
             rows = list(_subset_values(handle, count, compressed))
         except InvalidObservation as error:
@@ -476,6 +538,10 @@ def decode_bufr(
                 raise
             refused.append(SubsetRefusal(number, 0, error.code, error.reason))
             continue
+        except MemoryError:
+            raise InvalidObservation(
+                "too-large", f"BUFR message {number} needs more memory than the decoder has"
+            ) from None
         except Exception as error:  # noqa: BLE001 - whatever ecCodes raises is this message's
             refused.append(
                 SubsetRefusal(

@@ -13,6 +13,17 @@ from datetime import datetime
 
 from fedeploy_ingestion.stac_documents import rfc3339
 
+# A reason is cut to this many characters (a refusal may list many parts; the record must
+# stay small whatever the input).
+MAX_REASON_CHARS = 8192
+
+
+def bounded_reason(reason: str, limit: int = MAX_REASON_CHARS) -> str:
+    """`reason`, cut to `limit` characters with how much was left out."""
+    if len(reason) <= limit:
+        return reason
+    return f"{reason[:limit]}... ({len(reason) - limit} more characters left out)"
+
 
 def dead_letter_key(prefix: str, topic: str, payload: bytes) -> str:
     """`<prefix><sha256 of topic and payload>.json`."""
@@ -25,7 +36,7 @@ def dead_letter_document(
 ) -> bytes:
     """The stored record: reason, topic, when, and the payload (text when it is UTF-8)."""
     record: dict[str, object] = {
-        "reason": reason,
+        "reason": bounded_reason(reason),
         "code": code,
         "topic": topic,
         "received": rfc3339(received),

@@ -17,7 +17,8 @@ from typing import Any
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
-from fedeploy_ingestion.bufr import DecodeBudget, SubsetRefusal, decode_bufr
+from fedeploy_ingestion.bufr import DecodeBudget, SubsetRefusal
+from fedeploy_ingestion.bufr_worker import decode_bufr_bounded
 from fedeploy_ingestion.download_safety import AddressGuard, DownloadPolicy, guarded_client
 from fedeploy_ingestion.errors import ConfigError
 from fedeploy_ingestion.observation import InvalidObservation, Limits, Observation
@@ -138,4 +139,4 @@ class Wis2Intake:
         """The observations of the BUFR data (each carrying the notification's `pubtime`, so
         a later publication replaces an earlier one) and the subsets refused."""
         published = notification.properties.pubtime.astimezone(UTC)
-        return decode_bufr(data, now, limits, published, self.budget, beat)
+        return decode_bufr_bounded(data, now, limits, published, self.budget, beat)
