@@ -2,11 +2,13 @@
 diurnal persistence and climatology.
 
 Persistence repeats the anchor (the last temperature seen, the last hour's precipitation).
-Diurnal persistence repeats the same hour yesterday. Climatology is the training period's mean
-per station and UTC hour of day (temperature) and mean hourly amount per station
-(precipitation). Scores: mean error (bias), RMSE and MAE of amounts; precipitation events
-(`verification.EVENT_THRESHOLDS_MM`) from their contingency tables; skill with a block-bootstrap
-confidence interval (`verification`).
+Diurnal persistence repeats the same hour yesterday. Climatology is fitted on every hour before
+the held-out period (training and validation periods together, never a held-out hour): per
+station, the mean temperature of each UTC hour of day and one mean hourly precipitation amount
+(not by hour). Scores: mean error (bias), RMSE and MAE of amounts; precipitation events
+(`verification.EVENT_THRESHOLDS_MM`) from their contingency tables; skill (1 - RMSE/RMSE_baseline)
+and the model's ETS minus each baseline's, each with a paired day-block bootstrap interval
+(`verification`).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from fedeploy_inference.verification import (
     Contingency,
     block_totals,
     day_blocks,
+    difference_interval,
     equitable_threat_score,
     interval,
     rmse_skill,
+    verdict,
 )
 
 _HOUR_US = 3_600_000_000
@@ -57,7 +61,8 @@ class Climatology:
 
 
 def fit_climatology(series: Mapping[str, StationSeries], before_us: int) -> Climatology:
-    """Climatology from each station's hours before `before_us`."""
+    """Climatology from each station's hours before `before_us` (the start of the held-out
+    period: training and validation hours)."""
     temps: dict[str, np.ndarray] = {}
     rain: dict[str, float] = {}
     for name, st in series.items():
@@ -86,7 +91,12 @@ def persistence_forecast(samples: Samples, horizon: int) -> np.ndarray:
 def diurnal_persistence_forecast(samples: Samples, spec: FeatureSpec) -> np.ndarray:
     """(B, horizon, 2): for each lead, the value observed in the same hour yesterday (24 h
     before the hour forecast, read from the context); where that hour was not observed,
-    persistence's value. Needs a context of at least 24 h and a horizon of at most 24 h."""
+    persistence's value. Needs a context of at least 24 h and a horizon of at most 24 h.
+
+    The context comes back from float32 normalised features, a few parts in 10^8 off: an
+    amount exactly on an event threshold (1.0 mm) could come back just below it and miss the
+    event. Amounts are rounded to 1e-4 mm, far finer than any gauge reports (0.1 mm, 0.01 in)
+    and far coarser than that error."""
     c, h = spec.context_hours, spec.horizon_hours
     if c < 24 or h > 24:
         raise ValueError(
@@ -95,6 +105,7 @@ def diurnal_persistence_forecast(samples: Samples, spec: FeatureSpec) -> np.ndar
         )
     yesterday = context_values(spec, samples.features)[:, c - 24 : c - 24 + h]
     yesterday = yesterday[:, :, [TEMPERATURE, PRECIPITATION]]
+    yesterday[:, :, 1] = np.round(yesterday[:, :, 1], 4)
     return np.where(np.isnan(yesterday), persistence_forecast(samples, h), yesterday)
 
 
@@ -155,7 +166,7 @@ def squared_errors(forecast: np.ndarray, samples: Samples, target: int) -> np.nd
 
 @dataclass(frozen=True)
 class _Blocks:
-    """Station-day blocks of a sample set and the bootstrap's resampling weights over them."""
+    """Day blocks of a sample set (every station's samples of a UTC day together) and the bootstrap's resampling weights over them."""
 
     index: np.ndarray
     count: int
@@ -164,7 +175,7 @@ class _Blocks:
 
     @classmethod
     def of(cls, samples: Samples, bootstrap: Bootstrap) -> _Blocks:
-        index, count = day_blocks(samples.station, samples.origin_us)
+        index, count = day_blocks(samples.origin_us)
         return cls(index, count, bootstrap.weights(count), bootstrap.confidence)
 
     def skill_interval(self, model_sse: np.ndarray, baseline_sse: np.ndarray) -> list | None:
@@ -194,12 +205,15 @@ def events(
     forecasts: Mapping[str, np.ndarray], samples: Samples, blocks: _Blocks
 ) -> dict[str, dict[str, object]]:
     """Per precipitation threshold (mm/h, as text) and forecast: the contingency table, its
-    scores, and the equitable threat score's bootstrap interval."""
+    scores, and the equitable threat score's bootstrap interval; for the model also, per
+    baseline, the paired interval of ETS(model) - ETS(baseline) and its verdict (`better`,
+    `worse`, `no measurable difference`, `not measurable`)."""
     known = samples.target_known[:, :, _RAIN]
     observed = samples.target[:, :, _RAIN]
     out: dict[str, dict[str, object]] = {}
     for threshold in EVENT_THRESHOLDS_MM:
-        entry: dict[str, object] = {}
+        entry: dict[str, dict[str, object]] = {}
+        block_sums: dict[str, list[np.ndarray]] = {}
         for f, forecast in forecasts.items():
             said = forecast[:, :, _RAIN]
             table = Contingency.of(said, observed, known, threshold)
@@ -212,11 +226,28 @@ def events(
                 known.sum(axis=1),
             ]
             totals = [block_totals(p.astype(float), blocks.index, blocks.count) for p in parts]
+            block_sums[f] = totals
             entry[f] = {
                 **table.to_dict(),
                 "equitable_threat_score_interval": interval(
                     equitable_threat_score, totals, blocks.weights, blocks.confidence
                 ),
+            }
+        if "model" in block_sums:
+            spreads = {
+                b: difference_interval(
+                    equitable_threat_score,
+                    block_sums["model"],
+                    block_sums[b],
+                    blocks.weights,
+                    blocks.confidence,
+                )
+                for b in BASELINES
+                if b in block_sums
+            }
+            entry["model"]["equitable_threat_score_difference_interval"] = spreads
+            entry["model"]["equitable_threat_score_verdict"] = {
+                b: verdict(spread) for b, spread in spreads.items()
             }
         out[f"{threshold:g}"] = entry
     return out
@@ -226,7 +257,8 @@ def by_station(
     forecasts: Mapping[str, np.ndarray], samples: Samples, bootstrap: Bootstrap
 ) -> dict[str, object]:
     """Per station and target: scored samples (known targets, all leads), bias, RMSE and MAE of
-    each forecast, and the model's skill against each baseline with its interval. A target a
+    each forecast, and the model's skill against each baseline with its interval (resampling
+    that station's days). A target a
     station never reported has a count of 0 and no scores."""
     out: dict[str, object] = {}
     for station in sorted(set(samples.station.astype(str))):
@@ -316,7 +348,8 @@ def compare(
             "resamples": bootstrap.resamples,
             "confidence": bootstrap.confidence,
             "seed": bootstrap.seed,
-            "blocks": "station and UTC day of the forecast origin",
+            "blocks": "UTC day of the forecast origin, all stations together "
+            "(per station: that station's days)",
             "block_count": blocks.count,
         },
         "by_station": by_station(forecasts, samples, bootstrap),

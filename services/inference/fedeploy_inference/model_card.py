@@ -70,6 +70,22 @@ def _event_rows(metrics: dict[str, Any]) -> str:
     return "\n".join(rows) or "| (not recorded) | | | | | | | | | |"
 
 
+def event_verdicts(metrics: dict[str, Any]) -> str:
+    """Per threshold and baseline: ETS(model) - ETS(baseline) with its paired interval (both
+    scored on the same resampled days) and what it says."""
+    lines = []
+    for threshold, by_forecast in metrics.get("events", {}).items():
+        model = by_forecast.get("model", {})
+        verdicts = model.get("equitable_threat_score_verdict", {})
+        for base, spread in model.get("equitable_threat_score_difference_interval", {}).items():
+            shown = "" if spread is None else f" [{spread[0]:+.3f}, {spread[1]:+.3f}]"
+            lines.append(
+                f"- >= {threshold} mm/h, ETS(model) - ETS({base.replace('_', ' ')}){shown}: "
+                f"{verdicts.get(base, 'not measurable')}"
+            )
+    return "\n".join(lines) or "- (not recorded)"
+
+
 def ablation_text(metrics: dict[str, Any]) -> str:
     """The Sentinel ablation as the card states it: untested (and why), or per target the RMSE
     with and without the scene features, their difference with its interval, and the verdict."""
@@ -89,7 +105,7 @@ def ablation_text(metrics: dict[str, Any]) -> str:
         "The same network trained without the scene features (same samples and schedule; "
         f"{seen['train']} training and {seen['test']} held-out samples had a scene), each arm "
         f"with seeds {seeds}, paired by seed. Difference: mean over seeds of RMSE without minus "
-        "RMSE with (positive: the scenes help), with its interval over seeds and station-days.",
+        "RMSE with (positive: the scenes help), with its paired interval over seeds and days.",
         "",
         "| variable | RMSE with scenes | without | difference | per seed | verdict |",
         "|---|---|---|---|---|---|",
@@ -164,8 +180,8 @@ def _bootstrap(metrics: dict[str, Any]) -> str:
     if not b:
         return "not recorded"
     return (
-        f"{b['resamples']} resamples of {b['block_count']} blocks (each a station and UTC day "
-        f"of the origin), seed {b['seed']}"
+        f"{b['resamples']} resamples of {b['block_count']} blocks (each a UTC day of the origin "
+        f"with every station's samples of it; per station, that station's days), seed {b['seed']}"
     )
 
 
@@ -273,6 +289,7 @@ def render_model_card(
         confidence=f"{metrics.get('bootstrap', {}).get('confidence', 0.95):.0%}",
         bootstrap=_bootstrap(metrics),
         event_rows=_event_rows(metrics),
+        event_verdicts=event_verdicts(metrics),
         ablation=ablation_text(metrics),
         periods=_periods(metrics),
         lead_model=scores["model"]["air_temperature"]["rmse_by_lead_hour"],

@@ -13,10 +13,15 @@ What the data is, and what this converter does about it:
 - Times: `time_hour` is UTC and is the only time read. `year month day hour` are the local
   clock (America/New_York): on 10 March hour 2 does not exist and on 3 November hour 1 comes
   twice (05:00 and 06:00 UTC); built from them, hours would collide.
-- Precipitation is the amount in the hour ending at the stamp (the ASOS hourly report), the
-  way the observation model reads an amount.
-- Gaps: each airport lacks 14 to 17 hours (up to 6 in a row); they are not written, so they
-  are gaps no sample crosses. No month boundary is a break: there are none to declare.
+- Precipitation: nycflights13 (its data-raw/weather.R) files each hourly METAR under the
+  clock hour it was issued in, and the routine ASOS report comes at minute 51, so the amount
+  stamped at an hour is the rain that accumulated up to minute 51 of that hour, not the hour
+  ending at the stamp as the observation model reads an amount. The converter keeps the stamp
+  (it cannot split an amount): rain is placed about 51 minutes early, the same for every hour.
+- Gaps: inside the record each airport has 14 to 17 gaps, 24 to 27 missing hours in all, the
+  longest 5 missing hours in a row; they are not written, so they are gaps no sample crosses.
+  The record ends 2013-12-30 23:00 UTC (not at the year's end), so the held-out period ends
+  on 30 December. No month boundary is a break: there are none to declare.
 - Duplicated hours (the same airport and UTC hour twice): identical rows count once; rows that
   differ drop that hour, since which one is right cannot be told (the 2013 file bundled today
   has none; earlier releases of the data had some).

@@ -313,7 +313,7 @@ def scene_ablation(
     `forecast` (the model with scenes, trained with `config.seed`). Both arms are trained with
     `config.ablation_seeds` seeds (seed, seed + 1, ...; the model itself is the first with
     scenes), paired by seed. Per target: RMSE with and without per seed, the mean difference
-    (without - with; positive: the scenes help) with an interval over seeds and station-days
+    (without - with; positive: the scenes help) with an interval over seeds and days
     (`verification.seed_block_interval`), and the verdict. `untested` where no training or
     held-out sample has a scene."""
     train_set, validation, test_set = sets
@@ -339,7 +339,7 @@ def scene_ablation(
     with_scenes = [forecast] + [arm(False, s) for s in seeds[1:]]
     without = [arm(True, s) for s in seeds]
     bootstrap = bootstrap or Bootstrap(seed=config.seed)
-    blocks, n_blocks = day_blocks(test_set.station, test_set.origin_us)
+    blocks, n_blocks = day_blocks(test_set.origin_us)
     by_target: dict[str, object] = {}
     for j, name in enumerate(TARGETS):
         count = test_set.target_known[:, :, j].sum(axis=1).astype(float)

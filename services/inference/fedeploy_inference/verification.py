@@ -9,9 +9,12 @@ hit rate (probability of detection) a / (a + c); false alarm ratio b / (a + b); 
 with a_r = (a + b)(a + c) / n, the hits a random forecast of the same frequency would get.
 A score whose denominator is zero is None: not measurable on that data.
 
-Samples that share a station and a day overlap in time (consecutive origins share targets), so
-intervals resample whole station-days (a block bootstrap), not single samples, which would
-make them too narrow.
+Samples of one day overlap in time (consecutive origins share targets), and stations a few tens
+of kilometres apart see the same weather the same day (New York's three airports are within
+25 km; a front crosses them in hours), so intervals resample whole UTC days with every station's
+samples of that day together (a block bootstrap), not single samples or station-days, which
+would make them too narrow. A comparison of two forecasts is read from one interval of their
+difference, both scored on the same resampled days (paired), never from two separate intervals.
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ def calibrate_dry_threshold(
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """How intervals are drawn: resamples of the station-day blocks, the central confidence
+    """How intervals are drawn: resamples of the day blocks (`day_blocks`), the central confidence
     level of the percentile interval, and the seed (the same seed gives the same interval)."""
 
     resamples: int = 1000
@@ -159,12 +162,11 @@ class Bootstrap:
         )
 
 
-def day_blocks(station: np.ndarray, origin_us: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per sample (B,), the index of its block (station and UTC day of its origin), and the
-    number of blocks."""
+def day_blocks(origin_us: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per sample (B,), the index of its block (the UTC day of its origin, every station's
+    samples of that day in one block), and the number of blocks."""
     days = np.asarray(origin_us, dtype=np.int64) // _DAY_US
-    keys = np.char.add(np.asarray(station).astype(str), np.char.mod("|%d", days))
-    _, index = np.unique(keys, return_inverse=True)
+    _, index = np.unique(days, return_inverse=True)
     return index.reshape(-1), int(index.max()) + 1 if index.size else 0
 
 
@@ -191,6 +193,37 @@ def interval(
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.asarray(statistic(*(weights @ np.asarray(t, float) for t in totals)), float)
     return percentile_interval(values, confidence)
+
+
+def difference_interval(
+    statistic: Callable[..., np.ndarray],
+    totals_a: Sequence[np.ndarray],
+    totals_b: Sequence[np.ndarray],
+    weights: np.ndarray,
+    confidence: float,
+) -> list[float] | None:
+    """The paired percentile interval of statistic(a) - statistic(b): both built from the same
+    resampled blocks (`weights`), so what the two forecasts share (the same days' weather)
+    cancels. Arguments as for `interval`, one list of per-block totals per forecast."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a, b = (
+            np.asarray(statistic(*(weights @ np.asarray(t, float) for t in totals)), float)
+            for totals in (totals_a, totals_b)
+        )
+        return percentile_interval(a - b, confidence)
+
+
+def verdict(spread: list[float] | None) -> str:
+    """What a paired interval of a difference (first minus second, higher better) says:
+    `better` when it lies above 0, `worse` below, `no measurable difference` when it holds 0,
+    `not measurable` when there is none."""
+    if spread is None:
+        return "not measurable"
+    if spread[0] > 0:
+        return "better"
+    if spread[1] < 0:
+        return "worse"
+    return "no measurable difference"
 
 
 def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | None:
@@ -220,7 +253,7 @@ def seed_block_interval(
     sse_a: np.ndarray, sse_b: np.ndarray, count: np.ndarray, bootstrap: Bootstrap
 ) -> list[float] | None:
     """Interval of the mean over training seeds of RMSE_a - RMSE_b, resampling both the seeds
-    and the station-day blocks: what a network learns varies with its seed as much as the test
+    and the day blocks (paired: both arms on the same resampled days and seeds): what a network learns varies with its seed as much as the test
     days vary, so an interval over test days alone would take one seed's luck for an effect.
 
     `sse_a`, `sse_b`: (seeds, blocks) per-block sums of squared errors of the two arms, paired

@@ -116,3 +116,22 @@ def test_the_bundled_year_converts_as_three_contiguous_airports():
         assert 10 < np.nanmean(record.values["air_temperature"]) < 16
         assert 700 < np.nansum(record.values["precipitation"]) < 1400, "mm, not inches"
     assert np.nanmax(records["nyc-ewr"].values["wind_speed"]) < 40
+
+
+def test_the_docstring_states_the_bundled_years_gaps_end_and_rain_timing():
+    import fedeploy_inference.nyc_weather as nyc
+
+    records = {r.station: r for r in nyc_stations()}
+    gaps, missing, longest = [], [], 0
+    for record in records.values():
+        steps = np.diff(record.times_us) // 3_600_000_000
+        gaps.append(int((steps > 1).sum()))
+        missing.append(int((steps - 1).sum()))
+        longest = max(longest, int(steps.max()) - 1)
+        last = datetime.fromtimestamp(record.times_us[-1] / 1e6, UTC)
+        assert last == datetime(2013, 12, 30, 23, tzinfo=UTC)
+    assert (min(gaps), max(gaps), min(missing), max(missing), longest) == (14, 17, 24, 27, 5)
+    doc = " ".join(nyc.__doc__.split())
+    assert "14 to 17 gaps, 24 to 27 missing hours in all, the longest 5 missing hours" in doc
+    assert "ends 2013-12-30 23:00 UTC" in doc and "ends on 30 December" in doc
+    assert "minute 51" in doc and "hour ending at the stamp as" in doc

@@ -9,8 +9,10 @@ import pytest
 import torch
 from fedeploy_inference.evaluation import (
     Climatology,
+    _Blocks,
     compare,
     diurnal_persistence_forecast,
+    events,
     scores,
 )
 from fedeploy_inference.features import FeatureSpec, Samples, build_samples
@@ -22,6 +24,7 @@ from fedeploy_inference.verification import (
     Contingency,
     calibrate_dry_threshold,
     day_blocks,
+    difference_interval,
     interval,
     rmse_difference,
     rmse_skill,
@@ -159,10 +162,88 @@ def test_bootstrap_is_reproducible_with_its_seed_and_draws_whole_blocks():
     assert np.array_equal(first, again)
     assert not np.array_equal(first, Bootstrap(resamples=50, seed=4).weights(7))
     assert (first.sum(axis=1) == 7).all()
-    stations = np.array(["a", "a", "a", "b"], dtype=object)
+    # Stations a and b at hours 0, 23, 24 and 0: one block per UTC day, both stations in it.
     origins = np.array([0, 23, 24, 0], dtype=np.int64) * HOUR
-    index, count = day_blocks(stations, origins)
-    assert count == 3 and index[0] == index[1] != index[2] != index[3]
+    index, count = day_blocks(origins)
+    assert count == 2 and index[0] == index[1] == index[3] != index[2]
+
+
+def test_intervals_resample_whole_days_with_every_station_together():
+    # Two stations a few km apart, 48 hourly origins each: 2 days, not 4 station-days.
+    one = _samples(np.abs(np.random.default_rng(0).normal(1, 1, (48, 2, 2))))
+    two = Samples(
+        *(np.concatenate([x, x]) for x in (one.features, one.anchor, one.target)),
+        np.concatenate([one.target_known, one.target_known]),
+        np.array(["a"] * 48 + ["b"] * 48, dtype=object),
+        np.concatenate([one.origin_us, one.origin_us]),
+    )
+    clim = Climatology({"a": np.full(24, 1.0), "b": np.full(24, 1.0)}, {"a": 0.5, "b": 0.5})
+    metrics = compare(two.target + 0.1, two, clim, FeatureSpec(horizon_hours=2), Bootstrap(50))
+    assert metrics["bootstrap"]["block_count"] == 2
+
+
+def test_difference_interval_is_paired_by_hand():
+    ratio = lambda x, y: x / y  # noqa: E731
+    weights = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    # a: 2/4, 6/4, 4/4; b: 2/4 every time; a - b: 0, 1, 0.5; the central 50 %: [0.25, 0.75].
+    got = difference_interval(
+        ratio,
+        [np.array([1.0, 3.0]), np.array([2.0, 2.0])],
+        [np.ones(2), np.array([2.0, 2.0])],
+        weights,
+        0.5,
+    )
+    assert got == pytest.approx([0.25, 0.75])
+
+
+def test_event_verdict_reads_the_paired_interval_of_the_ets_difference():
+    # 30 days, 24 one-hour forecasts each, 12 wet hours a day. Persistence finds between 1 and
+    # 11 of a day's events (days differ widely) with 2 false alarms; the model is persistence
+    # with one more miss every other day. Each ETS interval spans the days' spread and the two
+    # overlap; the paired difference is below 0 in every resample: the model is worse.
+    rng = np.random.default_rng(0)
+    observed, said = np.zeros((30, 24)), np.zeros((30, 24))
+    for day in range(30):
+        wet = rng.choice(24, size=12, replace=False)
+        observed[day, wet] = 2.0
+        said[day, wet[: int(rng.integers(1, 12))]] = 2.0
+        said[day, rng.choice(np.setdiff1d(np.arange(24), wet), 2, replace=False)] = 2.0
+    model = said.copy()
+    for day in range(0, 30, 2):
+        model[day, np.flatnonzero(said[day] * (observed[day] > 0))[0]] = 0.0
+    samples = _samples(np.stack([np.zeros(720), observed.ravel()], axis=1)[:, None, :])
+    forecasts = {
+        f: np.stack([np.zeros(720), x.ravel()], axis=1)[:, None, :]
+        for f, x in (("model", model), ("persistence", said))
+    }
+    got = events(forecasts, samples, _Blocks.of(samples, Bootstrap(resamples=300)))["1"]
+    (m_low, m_high), (p_low, p_high) = (
+        got[f]["equitable_threat_score_interval"] for f in ("model", "persistence")
+    )
+    assert p_low < m_high, "the two separate intervals overlap"
+    low, high = got["model"]["equitable_threat_score_difference_interval"]["persistence"]
+    assert low < high < 0
+    assert got["model"]["equitable_threat_score_verdict"] == {"persistence": "worse"}
+
+
+def test_diurnal_persistence_keeps_an_amount_exactly_on_a_threshold():
+    # With this normalisation, 1.0 and 0.1 mm come back from float32 features just below.
+    spec = FeatureSpec(
+        context_hours=24,
+        horizon_hours=2,
+        anchor_hours=2,
+        mean=[10.0, 0, 0, 0, 0.13],
+        std=[2.0, 1, 1, 1, 0.7],
+    )
+    values = np.full((27, 5), np.nan)
+    values[:, 0] = 10.0
+    values[:, 4] = 0.0
+    values[0, 4], values[1, 4] = 1.0, 0.1
+    samples = build_samples(spec, {"s": StationSeries("s", START, values, None, None, None)})
+    first = samples.origin_us == int(START.timestamp() * 1e6) + 24 * HOUR
+    rain = diurnal_persistence_forecast(samples, spec)[first][0, :, 1]
+    assert rain[0] >= 1.0 and rain[1] >= 0.1
+    assert Contingency.of(rain, rain, np.ones(2, bool), 1.0).hits == 1
 
 
 def test_compare_reports_every_baseline_events_and_intervals_that_hold_the_skill():
@@ -236,6 +317,11 @@ def test_card_shows_bias_events_intervals_and_the_ablation():
         f"| >= 1 mm/h | model | {model_events['hits']} | {model_events['false_alarms']} |" in card
     )
     assert "**Untested on this data**" in card
+    verdicts = metrics["events"]["1"]["model"]["equitable_threat_score_verdict"]
+    assert "ETS(model) - ETS(persistence) [" in card and verdicts["persistence"] in card
+    text = " ".join(card.split())
+    assert "fitted on the training and validation periods" in text
+    assert "one mean hourly precipitation amount" in text and "not 1 - MSE/MSE" in text
     metrics["scene_ablation"] = {
         "status": "measured",
         "samples_with_scene": {"train": 10, "test": 5},
