@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -74,7 +75,7 @@ def test_lint_returns_findings_and_warnings_of_a_broken_chart(tmp_path, charts_d
     broken = tmp_path / "catalog"
     shutil.copytree(charts_dir / "catalog", broken)
     (broken / "Chart.yaml").write_text(
-        (broken / "Chart.yaml").read_text().replace("version: 0.1.0", "version: one")
+        re.sub(r"(?m)^version: .*$", "version: one", (broken / "Chart.yaml").read_text())
     )
     findings = lint_chart(broken, {}, strict=True, kube_version="1.29")
     assert any(f.severity == "error" and "version" in f.message for f in findings)

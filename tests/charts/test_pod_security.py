@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import yaml
 
 from fedeploy.charts import pod_template
+
+CHARTS = Path(__file__).resolve().parents[2] / "charts"
 
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
 STANDARD_LABELS = (
@@ -124,7 +129,8 @@ def test_every_object_and_pod_carries_the_standard_labels(chart_case, rendered):
             assert labels.get(label), f"{_where(manifest)} lacks {label}"
         assert labels["app.kubernetes.io/name"] == chart_case.chart
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == f"{chart_case.chart}-0.1.0"
+        version = yaml.safe_load((CHARTS / chart_case.chart / "Chart.yaml").read_text())["version"]
+        assert labels["helm.sh/chart"] == f"{chart_case.chart}-{version}"
         assert labels["fedeploy.io/site"] == chart_case.values["site"]["name"]
     for manifest, template in _workloads(manifests):
         for label in STANDARD_LABELS:
