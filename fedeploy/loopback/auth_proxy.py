@@ -39,6 +39,13 @@ class AuthProxyServer:
         full.update(env)
         if ca_file is not None:
             full["SSL_CERT_FILE"] = str(ca_file)
+        # The chart's metrics port (9090 on every address) would collide between the proxies of
+        # one test and reach beyond loopback: a free port of its own on 127.0.0.1.
+        self.metrics_port: int | None = None
+        if full.get("GUARD_METRICS_PORT"):
+            self.metrics_port = free_port()
+            full["GUARD_METRICS_PORT"] = str(self.metrics_port)
+            full["GUARD_METRICS_HOST"] = "127.0.0.1"
         self.daemon = Daemon(
             name,
             [
