@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from fedeploy.config.loader import SITE_KEY
-from fedeploy.config.site import KINDS, MODELS, site_adapter
+from fedeploy.config.site import MODELS, site_adapter
+from fedeploy.config.site_base import KINDS
 
 SCHEMA_ID = "https://fedeploy.example.eu/schemas/stack-file.json"
 

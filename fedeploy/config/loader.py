@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from fedeploy.config.base import BooleanGiven, ciphertext_problem
-from fedeploy.config.site import KINDS, MODELS
+from fedeploy.config.site import MODELS
+from fedeploy.config.site_base import KINDS
 from fedeploy.errors import ConfigIssue, StackConfigError
 from fedeploy.gpu_flavors import is_gpu_flavor
 from fedeploy.network import overlapping

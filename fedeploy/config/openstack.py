@@ -23,7 +23,7 @@ from fedeploy.config.provisioned import (
     has_gpu,
 )
 from fedeploy.config.services import Services
-from fedeploy.config.site import _Site
+from fedeploy.config.site_base import SiteBase
 
 OpenStackId = Annotated[
     str,
@@ -153,7 +153,7 @@ class WorkloadIdentities(StrictModel):
     )
 
 
-class OpenStackSite(_Site):
+class OpenStackSite(SiteBase):
     """A site on an OpenStack cloud: Magnum Kubernetes in its own network, the cloud's S3 API."""
 
     kind: Literal["openstack"] = Field(description="The kind of site: openstack.")

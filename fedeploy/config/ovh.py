@@ -21,7 +21,7 @@ from fedeploy.config.provisioned import (
     has_gpu,
 )
 from fedeploy.config.services import Services
-from fedeploy.config.site import _Site
+from fedeploy.config.site_base import SiteBase
 from fedeploy.gpu_flavors import accelerator_mismatch
 
 OvhRegion = Annotated[
@@ -91,7 +91,7 @@ class OvhKube(StrictModel):
         return self
 
 
-class OvhSite(_Site):
+class OvhSite(SiteBase):
     """A site in an OVHcloud Public Cloud project: Managed Kubernetes and its S3 storage."""
 
     kind: Literal["ovh"] = Field(description="The kind of site: ovh.")

@@ -5,52 +5,17 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import AfterValidator, Field, TypeAdapter, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, TypeAdapter, model_validator
 
 from fedeploy.config.addresses import AvailabilityZone, AwsRegion, Ipv4Cidr, zone_region
 from fedeploy.config.base import Name, StrictModel
 from fedeploy.config.bridge import BridgeConfig, check_vm_platform
 from fedeploy.config.cluster import EksCluster, ExistingCluster
-from fedeploy.config.monitoring import Monitoring
+from fedeploy.config.openstack import OpenStackSite
+from fedeploy.config.ovh import OvhSite
 from fedeploy.config.services import CatalogService, Cron, Services
+from fedeploy.config.site_base import SiteBase
 from fedeploy.config.storage import AwsStorage, S3CompatibleStorage
-
-Kind = Literal["aws", "kubernetes", "hpc", "hub", "openstack", "ovh"]
-KINDS: tuple[str, ...] = ("aws", "kubernetes", "hpc", "hub", "openstack", "ovh")
-
-RESERVED_TAG_PREFIXES = ("aws:", "fedeploy:")
-
-
-def _unreserved(key: str) -> str:
-    """AWS refuses `aws:` keys; fedeploy's own `fedeploy:` tags would silently replace the user's."""
-    if key.lower().startswith(RESERVED_TAG_PREFIXES):
-        raise PydanticCustomError(
-            "reserved_tag",
-            "tag keys starting with aws: (AWS's) or fedeploy: (fedeploy's own, which would "
-            "replace yours) are reserved",
-        )
-    return key
-
-
-Tags = Annotated[
-    dict[
-        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/=+@-]{1,63}$"), AfterValidator(_unreserved)],
-        Annotated[
-            str,
-            Field(
-                max_length=256,
-                pattern=r"^[\p{L}\p{N}\p{Zs}_.:/=+@-]*$",
-            ),
-        ],
-    ],
-    Field(
-        description="Tags on every cloud resource the site creates (AWS, OpenStack and OVHcloud "
-        "resources; not Kubernetes objects). Keys: 1 to 63 letters, digits and _ . : / = + - @, "
-        "not starting with aws: or fedeploy:; values: up to 256 letters, digits, spaces and "
-        "_ . : / = + - @ (what AWS accepts on every resource)."
-    ),
-]
 
 
 class AwsNetwork(StrictModel):
@@ -74,61 +39,7 @@ class AwsNetwork(StrictModel):
         return self
 
 
-class _Site(StrictModel):
-    environment: Literal["production", "staging", "development"] = Field(
-        "production", description="Production sites deploy only after approval in GitOps."
-    )
-    tags: Tags = Field(default_factory=dict)
-    monitoring: Monitoring = Field(
-        default_factory=Monitoring,
-        description="How the site's charts meet the cluster's Prometheus: monitors, alert rules "
-        "and dashboards (docs/charts.md, Monitoring).",
-    )
-
-    @model_validator(mode="after")
-    def _service_buckets_exist(self) -> _Site:
-        services = getattr(self, "services", None)
-        storage = getattr(self, "storage", None)
-        if services is None or storage is None:
-            return self
-        for service in ("ingestion", "inference"):
-            spec = getattr(services, service, None)
-            if spec is not None and spec.enabled and spec.bucket not in storage.buckets:
-                allowed = ", ".join(sorted(storage.buckets))
-                raise ValueError(
-                    f"services.{service}.bucket is {spec.bucket!r}, which storage.buckets does not "
-                    f"declare (declared: {allowed})"
-                )
-        catalog = getattr(services, "catalog", None)
-        if (
-            catalog is not None
-            and catalog.enabled
-            and catalog.database == "internal"
-            and catalog.backup.enabled
-            and catalog.backup.bucket not in storage.buckets
-        ):
-            raise ValueError(
-                f"services.catalog.backup.bucket is {catalog.backup.bucket!r}, which "
-                f"storage.buckets does not declare (declared: {', '.join(sorted(storage.buckets))})"
-            )
-        if (
-            catalog is not None
-            and catalog.backup.enabled
-            and catalog.backup.bucket in storage.buckets
-        ):
-            lifecycle = storage.buckets[catalog.backup.bucket].lifecycle
-            expiry = getattr(lifecycle, "expire_after_days", None)
-            if expiry is not None and expiry < catalog.backup.retention_days:
-                raise ValueError(
-                    f"storage.buckets.{catalog.backup.bucket}.lifecycle.expire_after_days "
-                    f"({expiry}) is below services.catalog.backup.retention_days "
-                    f"({catalog.backup.retention_days}): the bucket would delete backups the "
-                    "retention keeps; raise the expiry or back up to another bucket"
-                )
-        return self
-
-
-class AwsSite(_Site):
+class AwsSite(SiteBase):
     """A site in an AWS region: S3, EKS in its own VPC, optionally a bridge VM."""
 
     kind: Literal["aws"] = Field(description="The kind of site: aws.")
@@ -165,7 +76,7 @@ class AwsSite(_Site):
         return self
 
 
-class _ExistingClusterSite(_Site):
+class _ExistingClusterSite(SiteBase):
     @model_validator(mode="after")
     def _no_rds(self) -> _ExistingClusterSite:
         services = getattr(self, "services", None)
@@ -246,7 +157,7 @@ class HubServices(StrictModel):
     )
 
 
-class HubSite(_Site):
+class HubSite(SiteBase):
     """The federation's hub: knows the member sites and runs the federated catalog."""
 
     kind: Literal["hub"] = Field(description="The kind of site: hub.")
@@ -264,14 +175,9 @@ class HubSite(_Site):
         return self
 
 
-# The provisioned European cloud kinds build on _Site above (fedeploy/config/__init__.py loads
-# this module first, so either import order works).
-from fedeploy.config.openstack import OpenStackSite  # noqa: E402
-from fedeploy.config.ovh import OvhSite  # noqa: E402
-
 AnySite: TypeAlias = AwsSite | KubernetesSite | HpcSite | HubSite | OpenStackSite | OvhSite
 SiteConfig = Annotated[AnySite, Field(discriminator="kind")]
-MODELS: dict[str, type[_Site]] = {
+MODELS: dict[str, type[SiteBase]] = {
     "aws": AwsSite,
     "kubernetes": KubernetesSite,
     "hpc": HpcSite,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from components.providers import PROVIDERS, provider_for
-from fedeploy.config.site import KINDS
+from fedeploy.config.site_base import KINDS
 from fedeploy.errors import StackConfigError
 from fedeploy.node_pools import kubelet_options, magnum_group_labels, node_labels, node_taints
 from fedeploy.offline.engine import plan_stack
