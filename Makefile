@@ -9,14 +9,16 @@ LOCKED := --disable-pip-version-check --require-hashes --no-deps
 .PHONY: plan test test-fast test-latest lock peers lint typecheck schema demo bench clean images test-images
 
 # The environment is installed from the lock (requirements/dev.txt, made by `make lock` from the
-# ranges in the pyproject.toml files), so a clone gets the same versions on any day; the three
-# packages of this repository then go in editable, without dependencies.
+# ranges in the pyproject.toml files), so a clone gets the same versions on any day; the four
+# packages of this repository (fedeploy, the two services, the test peers in loopback/) then go
+# in editable, without dependencies.
 # A lock that changed makes the environment anew (--clear), so nothing outside the lock stays.
 # torch's CPU build ("torch==2.13.0+cpu", not on PyPI) comes first, from PyTorch's CPU index or
 # a folder of pip's find-links that holds the wheel; its hash is the lock's either way.
 # The build backend (setuptools, wheel) is the lock's too: no build isolation.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-$(STAMP): requirements/dev.txt pyproject.toml services/ingestion/pyproject.toml services/inference/pyproject.toml
+$(STAMP): requirements/dev.txt pyproject.toml services/ingestion/pyproject.toml \
+		services/inference/pyproject.toml loopback/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
 	@command -v pg_config >/dev/null && command -v gcc >/dev/null || { echo "needs gcc and \
 	pg_config to build psycopg2 (barman's): apt-get install gcc libpq-dev (make peers does)"; exit 1; }
@@ -26,7 +28,7 @@ $(STAMP): requirements/dev.txt pyproject.toml services/ingestion/pyproject.toml 
 		-r $(VENV)/torch-lock.txt
 	$(BIN)/pip install -q $(LOCKED) -r requirements/dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
-		-e . -e services/ingestion -e services/inference
+		-e . -e services/ingestion -e services/inference -e loopback
 	$(BIN)/pip check
 	touch $(STAMP)
 
@@ -90,8 +92,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" --ignore=tests/upstream
 
 lint: $(STAMP)
-	$(BIN)/ruff check fedeploy components policies tests services benchmarks
-	$(BIN)/ruff format --check fedeploy components policies tests services benchmarks
+	$(BIN)/ruff check fedeploy components policies loopback tests services benchmarks
+	$(BIN)/ruff format --check fedeploy components policies loopback tests services benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

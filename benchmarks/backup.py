@@ -19,15 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedeploy.loopback import SeaweedS3
-from fedeploy.loopback.barman import (
+from fedeploy.restore_drill.barman import BackupStore
+from loopback import SeaweedS3
+from loopback.barman import (
     BarmanTools,
     archiving_server,
     aws_env,
     restore_drill,
     sidecar_round,
 )
-from fedeploy.restore_drill.barman import BackupStore
 
 # A site's catalog restored within an hour of a lost volume; a daily base backup well inside
 # its interval. For 100,000 items on the CI machine's 2 cores.

@@ -34,8 +34,8 @@ from fedeploy_inference.settings import InferenceSettings
 from fedeploy_inference.synthetic import SyntheticSpec, generate
 from fedeploy_inference.training import TrainConfig, train
 
-from fedeploy.loopback import MotoS3
-from fedeploy.loopback.processes import free_port
+from loopback import MotoS3
+from loopback.processes import free_port
 
 BUCKET = "bench"
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request

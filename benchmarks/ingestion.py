@@ -43,10 +43,10 @@ from fedeploy_ingestion.stream import Consumer
 from fedeploy_ingestion.window_table import MEDIA_TYPE, to_parquet
 from fedeploy_ingestion.window_writer import WindowWriter
 
-from fedeploy.loopback import MosquittoBroker, PostgresServer, SeaweedS3, StacApiServer
-from fedeploy.loopback.asset_server import AssetServer
-from fedeploy.loopback.data_host import DataHost
-from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
+from loopback import MosquittoBroker, PostgresServer, SeaweedS3, StacApiServer
+from loopback.asset_server import AssetServer
+from loopback.data_host import DataHost
+from loopback.sentinel_upstream import COLLECTION, load, make_items
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' BUFR encoder
 from services.ingestion.tests.bufr_encode import Station, encode  # noqa: E402

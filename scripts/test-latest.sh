@@ -22,7 +22,7 @@ PIP=("$LATEST/venv/bin/pip" install -q --disable-pip-version-check)
 "${PIP[@]}" --retries 1 --extra-index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
     "torch==2.13.0+cpu"
 "${PIP[@]}" --upgrade --upgrade-strategy eager \
-    -e ".[deploy,dev]" -e "services/ingestion[test]" -e "services/inference[test]"
+    -e ".[deploy,dev]" -e "services/ingestion[test]" -e "services/inference[test]" -e loopback
 "$LATEST/venv/bin/pip" freeze --exclude-editable >"$LATEST/freeze.txt"
 
 status=0

@@ -26,7 +26,7 @@ def unavailable(reason: str) -> NoReturn:
 def start_peer(start: Callable[[], Any]) -> Any:
     """`start()`, a loopback peer; a missing peer program skips the test, or fails it in CI
     (`unavailable`)."""
-    from fedeploy.loopback import PeerUnavailable
+    from loopback import PeerUnavailable
 
     try:
         return start()

@@ -41,12 +41,12 @@ from fedeploy_inference.train_from_store import train_and_publish
 from fedeploy_inference.training import TrainConfig
 from fedeploy_inference.window_store import list_windows, read_windows
 
-from fedeploy.loopback import MosquittoBroker, PeerUnavailable, PostgresServer, StacApiServer
-from fedeploy.loopback.asset_server import AssetServer
-from fedeploy.loopback.data_host import DataHost
-from fedeploy.loopback.processes import free_port
-from fedeploy.loopback.s3 import MotoS3, SeaweedS3
-from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
+from loopback import MosquittoBroker, PeerUnavailable, PostgresServer, StacApiServer
+from loopback.asset_server import AssetServer
+from loopback.data_host import DataHost
+from loopback.processes import free_port
+from loopback.s3 import MotoS3, SeaweedS3
+from loopback.sentinel_upstream import COLLECTION, load, make_items
 
 SITE = "demo"
 BUCKET = "demo-site"

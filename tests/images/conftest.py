@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from fedeploy.charts import render_chart
-from fedeploy.loopback import MosquittoBroker, PostgresServer, SeaweedS3
+from loopback import MosquittoBroker, PostgresServer, SeaweedS3
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES
 from tests.conftest import start_peer, unavailable
 from tests.images.chart_run import storage_secret

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fedeploy.loopback.s3 import S3Endpoint
+from loopback.s3 import S3Endpoint
 
 # The data.json record published beside the model: the registry needs one, its figures are
 # not what these tests check.

@@ -15,7 +15,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from fedeploy.loopback import PostgresServer, SeaweedS3, StacApiServer
+from loopback import PostgresServer, SeaweedS3, StacApiServer
 from tests.images.chart_run import container_of, podman_run_args
 from tests.images.conftest import podman
 from tests.images.models import publish_synthetic_model

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fedeploy.loopback import PostgresServer, StacApiServer
-from fedeploy.loopback.asset_server import AssetServer
-from fedeploy.loopback.sentinel_upstream import load, make_items
+from loopback import PostgresServer, StacApiServer
+from loopback.asset_server import AssetServer
+from loopback.sentinel_upstream import load, make_items
 from tests.images.chart_run import chart_command, container_of, podman_run_args
 from tests.images.conftest import podman
 

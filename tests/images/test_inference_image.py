@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
-from fedeploy.loopback import SeaweedS3
-from fedeploy.loopback.processes import free_port
+from loopback import SeaweedS3
+from loopback.processes import free_port
 from services.inference.tests.test_server import _request_for
 from tests.images.chart_run import chart_command, container_of, podman_run_args
 from tests.images.conftest import podman

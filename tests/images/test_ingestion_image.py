@@ -13,8 +13,8 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from fedeploy.loopback import MosquittoBroker, PostgresServer, SeaweedS3, StacApiServer
-from fedeploy.loopback.processes import free_port
+from loopback import MosquittoBroker, PostgresServer, SeaweedS3, StacApiServer
+from loopback.processes import free_port
 from tests.images.chart_run import chart_command, container_of, podman_run_args
 from tests.images.conftest import podman
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fedeploy.loopback.enforcing_s3 import explain_denials
+from loopback.enforcing_s3 import explain_denials
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -19,15 +19,15 @@ import httpx
 import psycopg
 import pytest
 
-from fedeploy.loopback import PeerStartError, PostgresServer, SeaweedS3, StacApiServer
-from fedeploy.loopback.barman import (
+from fedeploy.restore_drill.barman import BackupStore
+from loopback import PeerStartError, PostgresServer, SeaweedS3, StacApiServer
+from loopback.barman import (
     BarmanTools,
     archiving_server,
     aws_env,
     restore_drill,
     sidecar_round,
 )
-from fedeploy.restore_drill.barman import BackupStore
 from tests.conftest import start_peer
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from fedeploy.charts import render_chart
-from fedeploy.loopback import PostgresServer
+from loopback import PostgresServer
 from tests.conftest import ROOT, start_peer
 
 pytestmark = pytest.mark.integration

@@ -19,11 +19,11 @@ import psycopg
 import pytest
 import yaml
 
-from fedeploy.loopback.errors import PeerStartError
-from fedeploy.loopback.postgres import postgres_bindir
-from fedeploy.loopback.processes import free_port
-from fedeploy.loopback.tls import TestCA
 from fedeploy.offline.engine import plan_stack
+from loopback.errors import PeerStartError
+from loopback.postgres import postgres_bindir
+from loopback.processes import free_port
+from loopback.tls import TestCA
 from tests.conftest import start_peer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "stack_files/valid/Pulumi.k8s-gra.yaml"

@@ -25,9 +25,9 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from fedeploy.loopback import MosquittoBroker, S3Endpoint
-from fedeploy.loopback.enforcing_s3 import IamEnforcingMoto
-from fedeploy.loopback.processes import wait_until
+from loopback import MosquittoBroker, S3Endpoint
+from loopback.enforcing_s3 import IamEnforcingMoto
+from loopback.processes import wait_until
 from tests.conftest import EXAMPLE_STACKS, STACKS, start_peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -449,8 +449,8 @@ def test_catalog_backup_role_from_the_plan_runs_barman_cloud_and_touches_nothing
 ) -> None:
     """The chart's backup sidecar (archive, base backup, retention) and a restore, by
     barman-cloud itself, with only the backup role's keys; other prefixes are refused."""
-    from fedeploy.loopback.barman import BarmanTools, archiving_server, aws_env, sidecar_round
     from fedeploy.restore_drill.barman import BackupStore
+    from loopback.barman import BarmanTools, archiving_server, aws_env, sidecar_round
 
     bucket, keys = workload
     (planned,) = [

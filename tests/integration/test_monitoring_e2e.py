@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fedeploy.loopback import MosquittoBroker, SeaweedS3
-from fedeploy.loopback.processes import Daemon, free_port
-from fedeploy.loopback.prometheus import PrometheusServer
+from loopback import MosquittoBroker, SeaweedS3
+from loopback.processes import Daemon, free_port
+from loopback.prometheus import PrometheusServer
 from tests.charts.test_monitoring import dashboards, monitored, panel_queries, rules_of
 from tests.conftest import start_peer
 
@@ -261,7 +261,7 @@ def test_a_member_not_harvested_for_too_long_fires_through_the_pushgateway(tmp_p
     stale and its alert fires, for it alone; a successful harvest of it resolves the alert."""
     from fedeploy_ingestion.outcome import push_harvest
 
-    from fedeploy.loopback.prometheus import Pushgateway
+    from loopback.prometheus import Pushgateway
 
     gateway = start_peer(lambda: Pushgateway(tmp_path / "pushgateway").start())
     try:

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from fedeploy.loopback import S3Endpoint
-from fedeploy.loopback.enforcing_s3 import IamEnforcingMoto
 from fedeploy.offline.engine import plan_stack
 from fedeploy.openstack_storage import rgw_principal
+from loopback import S3Endpoint
+from loopback.enforcing_s3 import IamEnforcingMoto
 from tests.conftest import STACKS, start_peer
 from tests.integration.test_least_privilege import (
     _denied,

@@ -19,12 +19,12 @@ import httpx
 import pytest
 
 from fedeploy.charts import render_chart
-from fedeploy.loopback import PeerUnavailable, PostgresServer, SeaweedS3, StacApiServer
-from fedeploy.loopback.auth_proxy import AuthProxyServer
-from fedeploy.loopback.nginx import NginxTls
-from fedeploy.loopback.oidc import OidcIssuer
-from fedeploy.loopback.processes import Daemon, free_port, wait_until
-from fedeploy.loopback.tls import TestCA
+from loopback import PeerUnavailable, PostgresServer, SeaweedS3, StacApiServer
+from loopback.auth_proxy import AuthProxyServer
+from loopback.nginx import NginxTls
+from loopback.oidc import OidcIssuer
+from loopback.processes import Daemon, free_port, wait_until
+from loopback.tls import TestCA
 from tests.conftest import ROOT, unavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

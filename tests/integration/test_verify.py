@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from fedeploy import cli
-from fedeploy.loopback import PostgresServer, StacApiServer
+from loopback import PostgresServer, StacApiServer
 from tests.conftest import ROOT, start_peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fedeploy.loopback.processes import free_port
+from loopback.processes import free_port
 from tests.unit.test_exposure import token_guard
 
 ISSUER = "https://id.example.eu/realms/eofed"

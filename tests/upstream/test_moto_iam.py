@@ -14,7 +14,7 @@ from importlib.metadata import version
 import pytest
 from botocore.exceptions import ClientError
 
-from fedeploy.loopback.enforcing_s3 import IamEnforcingMoto
+from loopback.enforcing_s3 import IamEnforcingMoto
 from tests.conftest import start_peer
 
 pytestmark = pytest.mark.integration

@@ -89,7 +89,7 @@ def unavailable(reason: str) -> None:
 def stac_api(tmp_path_factory) -> Iterator[str]:
     """stac-fastapi-pgstac with transactions over a fresh pgstac database; its URL."""
     try:
-        from fedeploy.loopback import PeerUnavailable, PostgresServer, StacApiServer
+        from loopback import PeerUnavailable, PostgresServer, StacApiServer
     except ImportError as error:
         unavailable(f"the loopback harness cannot be imported: {error}")
     root = tmp_path_factory.mktemp("catalog")

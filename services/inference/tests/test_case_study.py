@@ -13,8 +13,8 @@ SCRIPT = Path(__file__).resolve().parents[3] / "examples" / "case-study" / "run.
 
 
 def _peers_missing() -> str | None:
-    from fedeploy.loopback import PeerUnavailable
-    from fedeploy.loopback.postgres import postgres_bindir
+    from loopback import PeerUnavailable
+    from loopback.postgres import postgres_bindir
 
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         return "mosquitto is not installed (apt-get install -y mosquitto)"

@@ -141,7 +141,7 @@ def test_a_store_without_sts_is_refused_and_the_keys_stay_here(
     submit_env: Submissions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     # SeaweedFS checks signatures and has no STS: no long-lived key goes to the job instead.
-    from fedeploy.loopback import SeaweedS3
+    from loopback import SeaweedS3
     from tests.conftest import start_peer
 
     store = start_peer(lambda: SeaweedS3(tmp_path / "seaweedfs").start())

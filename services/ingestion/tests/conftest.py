@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fedeploy.loopback import (
+from loopback import (
     MosquittoBroker,
     PostgresServer,
     S3Endpoint,

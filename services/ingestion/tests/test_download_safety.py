@@ -25,7 +25,7 @@ from fedeploy_ingestion.errors import SourceError
 from fedeploy_ingestion.settings import Source
 from fedeploy_ingestion.upstream import Credentials, HttpAsset, search
 
-from fedeploy.loopback.hostile_upstream import HostileUpstream
+from loopback.hostile_upstream import HostileUpstream
 
 PUBLIC = "93.184.215.14"
 DATA = b"sentinel bytes" * 100
@@ -286,7 +286,7 @@ def test_a_search_page_pointing_elsewhere_gets_no_credentials() -> None:
 def test_tls_still_verifies_the_name_when_connecting_to_the_checked_address(tmp_path) -> None:
     from fedeploy_ingestion.download_safety import GuardedTransport
 
-    from fedeploy.loopback.tls import TestCA
+    from loopback.tls import TestCA
 
     ca = TestCA(tmp_path)
     server = HostileUpstream(tls=ca.issue("download", ["download.test"])).start()

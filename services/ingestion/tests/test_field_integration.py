@@ -18,9 +18,9 @@ from fedeploy_ingestion.object_store import ObjectStore
 from fedeploy_ingestion.stream import Consumer
 from fedeploy_ingestion.window_table import from_parquet
 
-from fedeploy.loopback import MosquittoBroker, SeaweedS3, StacApiServer
-from fedeploy.loopback.data_host import DataHost
-from fedeploy.loopback.processes import wait_until
+from loopback import MosquittoBroker, SeaweedS3, StacApiServer
+from loopback.data_host import DataHost
+from loopback.processes import wait_until
 from services.ingestion.tests.field_corpus import EXPECTED, REFUSED, T0, build
 from services.ingestion.tests.test_stream_integration import (
     in_process_consumer,

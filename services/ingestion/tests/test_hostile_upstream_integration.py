@@ -20,8 +20,8 @@ from fedeploy_ingestion.object_store import ObjectStore, s3_client
 from fedeploy_ingestion.sentinel import SentinelRun
 from fedeploy_ingestion.settings import IngestSettings
 
-from fedeploy.loopback import SeaweedS3
-from fedeploy.loopback.hostile_upstream import HostileUpstream, item
+from loopback import SeaweedS3
+from loopback.hostile_upstream import HostileUpstream, item
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from fedeploy_ingestion.outcome import push_harvest, push_sentinel
 from prometheus_client.parser import text_string_to_metric_families
 
-from fedeploy.loopback.processes import free_port
-from fedeploy.loopback.prometheus import Pushgateway
+from loopback.processes import free_port
+from loopback.prometheus import Pushgateway
 from tests.conftest import start_peer
 
 pytestmark = pytest.mark.integration

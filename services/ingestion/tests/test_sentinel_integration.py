@@ -16,9 +16,9 @@ from fedeploy_ingestion.object_store import MiB, ObjectStore, s3_client
 from fedeploy_ingestion.sentinel import SentinelRun
 from fedeploy_ingestion.settings import IngestSettings
 
-from fedeploy.loopback import PostgresServer, SeaweedS3, StacApiServer
-from fedeploy.loopback.asset_server import AssetServer
-from fedeploy.loopback.sentinel_upstream import COLLECTION, load, make_items
+from loopback import PostgresServer, SeaweedS3, StacApiServer
+from loopback.asset_server import AssetServer
+from loopback.sentinel_upstream import COLLECTION, load, make_items
 
 pytestmark = pytest.mark.integration
 

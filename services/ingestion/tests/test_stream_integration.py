@@ -26,8 +26,8 @@ from fedeploy_ingestion.stream import Consumer
 from fedeploy_ingestion.window_writer import WindowWriter
 from fedeploy_ingestion.windowing import window_of
 
-from fedeploy.loopback import MosquittoBroker, SeaweedS3
-from fedeploy.loopback.processes import Daemon, free_port, wait_until
+from loopback import MosquittoBroker, SeaweedS3
+from loopback.processes import Daemon, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

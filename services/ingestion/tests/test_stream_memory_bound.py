@@ -16,8 +16,8 @@ import httpx
 import pytest
 from fedeploy_ingestion.object_store import ObjectStore
 
-from fedeploy.loopback import MosquittoBroker, SeaweedS3
-from fedeploy.loopback.processes import Daemon, free_port, wait_until
+from loopback import MosquittoBroker, SeaweedS3
+from loopback.processes import Daemon, free_port, wait_until
 from services.ingestion.tests.bufr_encode import Station, encode, encode_message
 from services.ingestion.tests.encoded_host import EncodedHost, MiB, gzip_of_zeros, stacked_gzip_bomb
 from services.ingestion.tests.field_corpus import T0

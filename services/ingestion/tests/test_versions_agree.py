@@ -1,4 +1,4 @@
-"""One source of truth for the catalog's versions: fedeploy/loopback/versions.py.
+"""One source of truth for the catalog's versions: loopback/src/loopback/versions.py.
 
 The tests run the pypgstac and stac-fastapi-pgstac installed here; the catalog chart deploys
 images. All must name the same versions.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from fedeploy.loopback import versions
+from loopback import versions
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART_VALUES = ROOT / "charts" / "catalog" / "values.yaml"

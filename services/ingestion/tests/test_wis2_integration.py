@@ -22,9 +22,9 @@ from fedeploy_ingestion.settings import IngestSettings
 from fedeploy_ingestion.stream import Consumer
 from fedeploy_ingestion.window_writer import WindowWriter
 
-from fedeploy.loopback import MosquittoBroker, SeaweedS3
-from fedeploy.loopback.data_host import DataHost
-from fedeploy.loopback.processes import Daemon, free_port, wait_until
+from loopback import MosquittoBroker, SeaweedS3
+from loopback.data_host import DataHost
+from loopback.processes import Daemon, free_port, wait_until
 from services.ingestion.tests.bufr_encode import Station, encode
 from services.ingestion.tests.test_stream_integration import (
     catalog_items,

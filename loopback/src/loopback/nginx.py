@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedeploy.loopback.errors import PeerUnavailable
-from fedeploy.loopback.processes import Daemon, port_open
-from fedeploy.loopback.tls import TestCA
+from loopback.errors import PeerUnavailable
+from loopback.processes import Daemon, port_open
+from loopback.tls import TestCA
 
 NGINX = "/usr/sbin/nginx"
 

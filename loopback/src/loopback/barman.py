@@ -18,8 +18,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from fedeploy.loopback.errors import PeerStartError, PeerUnavailable
-from fedeploy.loopback.postgres import PostgresServer
+from loopback.errors import PeerStartError, PeerUnavailable
+from loopback.postgres import PostgresServer
 
 SYSTEM_PYTHON = Path("/usr/bin/python3.11")
 # The barman-cloud programs the drill and the chart use, and the module each one runs.

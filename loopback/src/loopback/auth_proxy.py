@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from fedeploy.loopback.errors import PeerUnavailable
-from fedeploy.loopback.processes import Daemon, free_port, wait_until
+from loopback.errors import PeerUnavailable
+from loopback.processes import Daemon, free_port, wait_until
 
-GUARD_DIR = Path(__file__).resolve().parents[2] / "charts/catalog/files"
+GUARD_DIR = Path(__file__).resolve().parents[3] / "charts/catalog/files"
 
 
 class AuthProxyServer:

@@ -5,12 +5,12 @@ S3 (SeaweedFS, which checks signatures, or moto). Each peer listens on 127.0.0.1
 free ports, keeps its files in a directory it is given, and is stopped by its pid file.
 """
 
-from fedeploy.loopback.errors import PeerStartError, PeerUnavailable
-from fedeploy.loopback.mosquitto import MosquittoBroker
-from fedeploy.loopback.postgres import PostgresServer
-from fedeploy.loopback.s3 import MotoS3, S3Endpoint, SeaweedS3
-from fedeploy.loopback.stac_api import StacApiServer
-from fedeploy.loopback.versions import PGSTAC_VERSION, STAC_FASTAPI_PGSTAC_VERSION
+from loopback.errors import PeerStartError, PeerUnavailable
+from loopback.mosquitto import MosquittoBroker
+from loopback.postgres import PostgresServer
+from loopback.s3 import MotoS3, S3Endpoint, SeaweedS3
+from loopback.stac_api import StacApiServer
+from loopback.versions import PGSTAC_VERSION, STAC_FASTAPI_PGSTAC_VERSION
 
 __all__ = [
     "PGSTAC_VERSION",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fedeploy.loopback.errors import PeerStartError
+from loopback.errors import PeerStartError
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedeploy.loopback.errors import PeerStartError, PeerUnavailable
-from fedeploy.loopback.processes import Daemon, free_port, port_open
+from loopback.errors import PeerStartError, PeerUnavailable
+from loopback.processes import Daemon, free_port, port_open
 
 
 @dataclass(frozen=True)

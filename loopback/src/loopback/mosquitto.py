@@ -8,8 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fedeploy.loopback.errors import PeerUnavailable
-from fedeploy.loopback.processes import Daemon, free_port, port_open
+from loopback.errors import PeerUnavailable
+from loopback.processes import Daemon, free_port, port_open
 
 
 class MosquittoBroker:

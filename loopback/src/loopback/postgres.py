@@ -15,13 +15,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from fedeploy.loopback.errors import PeerStartError, PeerUnavailable
-from fedeploy.loopback.processes import free_port, port_open, wait_until
+from loopback.errors import PeerStartError, PeerUnavailable
+from loopback.processes import free_port, port_open, wait_until
 
 TEMPLATE_DB = "pgstac_template"
 # What a fedeploy catalog adds to pgstac after migrating; the catalog chart applies the same.
 # The catalog chart's migration Job runs the same file after pypgstac's migrations.
-QUERYABLES_SQL = Path(__file__).resolve().parents[2] / "charts/catalog/files/pgstac-queryables.sql"
+QUERYABLES_SQL = Path(__file__).resolve().parents[3] / "charts/catalog/files/pgstac-queryables.sql"
 
 
 def postgres_bindir() -> Path:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from fedeploy.loopback.errors import PeerUnavailable
-from fedeploy.loopback.processes import Daemon, free_port, port_open
-from fedeploy.loopback.s3 import S3Endpoint
+from loopback.errors import PeerUnavailable
+from loopback.processes import Daemon, free_port, port_open
+from loopback.s3 import S3Endpoint
 
 # The administrator's setup: CreateUser, PutUserPolicy, CreateAccessKey.
 _FREE_REQUESTS = 3

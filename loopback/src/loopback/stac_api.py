@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from fedeploy.loopback.processes import Daemon, free_port
+from loopback.processes import Daemon, free_port
 
 
 class StacApiServer:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from fedeploy.loopback.asset_server import AssetServer, write_random_file
+from loopback.asset_server import AssetServer, write_random_file
 
 COLLECTION = "sentinel-2-l2a"
 EO = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from fedeploy.loopback.errors import PeerUnavailable
-from fedeploy.loopback.processes import Daemon, free_port
+from loopback.errors import PeerUnavailable
+from loopback.processes import Daemon, free_port
 
 
 class PrometheusServer:
