@@ -11,8 +11,8 @@ import pulumi_random as random
 from components.kubernetes_cluster import ExistingCluster
 from components.service_release import ServiceRelease
 from fedeploy.config.site import HubSite
-from fedeploy.service_values import SiteWiring, catalog_url, catalog_values
-from fedeploy.site_identity import kubernetes_labels
+from fedeploy.values.services import SiteWiring, catalog_url, catalog_values
+from fedeploy.values.site_identity import kubernetes_labels
 
 
 class Hub(pulumi.ComponentResource):

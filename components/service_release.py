@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from fedeploy.image_lock import pin_images
-from fedeploy.service_values import chart_metadata
+from fedeploy.values.services import chart_metadata
 
 
 class ServiceRelease(pulumi.ComponentResource):

@@ -11,7 +11,7 @@ import pulumi_random as random
 from components.providers import BuildContext, SiteResources, provider_for
 from components.service_release import ServiceRelease
 from fedeploy.config.services import Credentials
-from fedeploy.service_values import (
+from fedeploy.values.services import (
     SiteWiring,
     catalog_url,
     catalog_values,
@@ -19,8 +19,8 @@ from fedeploy.service_values import (
     ingestion_values,
     wants_gpu,
 )
-from fedeploy.site_identity import kubernetes_labels, resource_tags
-from fedeploy.storage_credentials import storage_secret_data
+from fedeploy.values.site_identity import kubernetes_labels, resource_tags
+from fedeploy.values.storage_credentials import storage_secret_data
 
 if TYPE_CHECKING:
     from components.slurm_bridge import SlurmBridge

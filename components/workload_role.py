@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from fedeploy.workload_access import WorkloadAccess, workload_policy
+from fedeploy.values.workload_access import WorkloadAccess, workload_policy
 
 
 def _trust(provider_arn: str, issuer: str, subject: str) -> dict[str, Any]:

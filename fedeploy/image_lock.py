@@ -277,7 +277,7 @@ def _write(path: Path, text: str) -> None:
 
 def _require_project() -> None:
     """ImageLockError unless the project directory whose charts are used is a fedeploy project."""
-    from fedeploy.service_values import CHARTS_DIR
+    from fedeploy.values.services import CHARTS_DIR
 
     try:
         require_project(CHARTS_DIR.parent)
@@ -287,7 +287,7 @@ def _require_project() -> None:
 
 @cache
 def _chart_defaults(chart: str) -> tuple[dict[str, Any], str]:
-    from fedeploy.service_values import CHARTS_DIR, chart_metadata
+    from fedeploy.values.services import CHARTS_DIR, chart_metadata
 
     _require_project()  # one clear error, not a missing file's traceback
     values = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text()) or {}

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedeploy.exposure import ASSETS_SERVICE_ACCOUNT
-from fedeploy.workload_access import (
+from fedeploy.values.exposure import ASSETS_SERVICE_ACCOUNT
+from fedeploy.values.workload_access import (
     CATALOG_BACKUP_SERVICE_ACCOUNT,
     WORKLOAD_ACCESS,
     WorkloadAccess,

@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 
 from fedeploy.checks import RenderedRelease, check_stack
-from fedeploy.exposure import exposure_summary
 from fedeploy.offline.engine import StackPlan
 from fedeploy.offline.federation import FederationPlan, plan_federation
-from fedeploy.service_values import CHARTS_DIR
+from fedeploy.values.exposure import exposure_summary
+from fedeploy.values.services import CHARTS_DIR
 from policies.findings import Finding
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_INVALID = 0, 1, 2

@@ -14,9 +14,9 @@ from components.providers.base import BuildContext, GpuScheduling, ManagedDataba
 from components.workload_role import WorkloadRole
 from fedeploy.config.services import CatalogService
 from fedeploy.config.site import AwsSite
-from fedeploy.exposure import ASSETS_SERVICE_ACCOUNT
-from fedeploy.service_values import SERVICE_ACCOUNTS
-from fedeploy.workload_access import (
+from fedeploy.values.exposure import ASSETS_SERVICE_ACCOUNT
+from fedeploy.values.services import SERVICE_ACCOUNTS
+from fedeploy.values.workload_access import (
     CATALOG_BACKUP_SERVICE_ACCOUNT,
     WORKLOAD_ACCESS,
     catalog_backup_access,
@@ -60,7 +60,7 @@ class AwsResources(SiteResources):
             if spec is not None and spec.enabled:
                 role(service, SERVICE_ACCOUNTS[service], spec.bucket, WORKLOAD_ACCESS[service])
         # A published catalog's asset endpoint presigns reads of the ingestion bucket's assets:
-        # a role of its own that may only read them (fedeploy/exposure.py, docs/charts.md).
+        # a role of its own that may only read them (fedeploy/values/exposure.py, docs/charts.md).
         ingestion = services.ingestion
         if services.catalog.exposure is not None and ingestion is not None and ingestion.enabled:
             role("assets", ASSETS_SERVICE_ACCOUNT, ingestion.bucket, WORKLOAD_ACCESS["assets"])

@@ -1,7 +1,7 @@
 """The `monitoring` block of a site: how the site's charts meet the cluster's Prometheus.
 
 Each field maps one to one onto the `monitoring` values of every chart on the site
-(fedeploy.service_values.monitoring_values); docs/charts.md, Monitoring, says what they render.
+(fedeploy.values.services.monitoring_values); docs/charts.md, Monitoring, says what they render.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import pytest
 
 from fedeploy.charts import ChartValuesError, render_chart, validate_manifests
 from fedeploy.config.services import CatalogService
-from fedeploy.exposure import assets_values, exposure_summary, exposure_values, storage_port
-from fedeploy.service_values import SiteWiring
+from fedeploy.values.exposure import assets_values, exposure_summary, exposure_values, storage_port
+from fedeploy.values.wiring import SiteWiring
 from tests.charts.test_network_policies import _pods, _policies, allowed
 
 NAMESPACE = "fedeploy"

@@ -10,7 +10,8 @@ import json
 
 from fedeploy.charts import pod_template, render_chart
 from fedeploy.config.services import IngestionService
-from fedeploy.service_values import SiteWiring, ingestion_values
+from fedeploy.values.services import ingestion_values
+from fedeploy.values.wiring import SiteWiring
 
 CLUSTER = ["10.20.0.0/16", "172.20.0.0/16", "fd00:10::/64"]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from fedeploy.charts import ChartError, pod_template, render_chart
-from fedeploy.storage_credentials import FILE, MOUNT_DIR, SECRET_KEY
+from fedeploy.values.storage_credentials import FILE, MOUNT_DIR, SECRET_KEY
 
 STORAGE_SECRET = "fedeploy-storage"
 KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}

@@ -33,7 +33,8 @@ def test_step_one_runs_both_counts_on_the_larger_number_of_pods(
 
 def test_the_stack_files_previous_replicas_reaches_the_consumers(charts_dir):
     from fedeploy.config.services import IngestionService
-    from fedeploy.service_values import SiteWiring, ingestion_values
+    from fedeploy.values.services import ingestion_values
+    from fedeploy.values.wiring import SiteWiring
 
     spec = IngestionService.model_validate(
         {

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fedeploy.charts import pod_template
-from fedeploy.storage_credentials import SECRET_KEY, shared_credentials_file
+from fedeploy.values.storage_credentials import SECRET_KEY, shared_credentials_file
 
 # The storage Secret's volume in our charts, and the variables it replaces.
 STORAGE_VOLUME = "storage-credentials"

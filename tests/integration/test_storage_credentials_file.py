@@ -16,7 +16,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from fedeploy.storage_credentials import OTHER_CREDENTIAL_SOURCES, shared_credentials_file
+from fedeploy.values.storage_credentials import OTHER_CREDENTIAL_SOURCES, shared_credentials_file
 from loopback import SeaweedS3
 from loopback.s3 import S3Endpoint
 from tests.conftest import start_peer

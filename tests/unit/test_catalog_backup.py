@@ -13,7 +13,8 @@ from fedeploy.charts import ChartValuesError, pod_template, render_chart
 from fedeploy.config.services import CatalogService
 from fedeploy.errors import StackConfigError
 from fedeploy.offline.engine import plan_stack
-from fedeploy.service_values import SiteWiring, catalog_values
+from fedeploy.values.services import catalog_values
+from fedeploy.values.wiring import SiteWiring
 from tests.conftest import ROOT, STACKS
 
 IN_CLUSTER = ["aws-dublin", "cf-waw", "ewc-bologna", "hpc-kajaani", "ovh-gra"]

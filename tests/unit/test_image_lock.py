@@ -585,8 +585,8 @@ def test_the_project_is_the_directory_holding_our_charts(tmp_path, monkeypatch) 
 def test_a_project_dir_without_our_charts_is_one_clear_error(tmp_path, monkeypatch) -> None:
     """FEDEPLOY_PROJECT_DIR naming no project failed as an internal error (FileNotFoundError)
     in `fedeploy images list`, and as "the program failed" in the plan."""
-    from fedeploy import service_values
     from fedeploy.plan import run_plan
+    from fedeploy.values import services as service_values
 
     nowhere = tmp_path / "nowhere"
     monkeypatch.setenv("FEDEPLOY_PROJECT_DIR", str(nowhere))

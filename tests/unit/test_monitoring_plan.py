@@ -104,7 +104,8 @@ def test_the_example_stacks_wire_every_chart_to_their_prometheus(example_report,
 
 def test_the_site_monitoring_block_maps_onto_every_charts_values():
     from fedeploy.config.monitoring import Monitoring
-    from fedeploy.service_values import SiteWiring, _common
+    from fedeploy.values.services import _common
+    from fedeploy.values.wiring import SiteWiring
 
     block = Monitoring.model_validate(
         {

@@ -19,7 +19,7 @@ import yaml
 from fedeploy.config.services import CatalogBackup
 from fedeploy.offline.engine import plan_stack
 from fedeploy.openstack_storage import rgw_principal, workload_bucket_policy
-from fedeploy.workload_access import WORKLOAD_ACCESS
+from fedeploy.values.workload_access import WORKLOAD_ACCESS
 from policies.findings import Subject
 from policies.providers import storage_identity
 from tests.conftest import STACKS

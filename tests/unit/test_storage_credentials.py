@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from fedeploy.storage_credentials import (
+from fedeploy.values.storage_credentials import (
     LEGACY_KEYS,
     SECRET_KEY,
     shared_credentials_file,

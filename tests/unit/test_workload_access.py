@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fedeploy.workload_access import WORKLOAD_ACCESS, WorkloadAccess, workload_policy
+from fedeploy.values.workload_access import WORKLOAD_ACCESS, WorkloadAccess, workload_policy
 
 BUCKET = "arn:aws:s3:::eofed-site-raw"
 KEY = "arn:aws:kms:eu-central-1:123456789012:key/abcd"

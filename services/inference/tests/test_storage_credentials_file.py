@@ -16,7 +16,7 @@ import pytest
 from fedeploy_inference import bridge_submit
 from fedeploy_inference.cli import _parse, main
 
-from fedeploy.storage_credentials import OTHER_CREDENTIAL_SOURCES, shared_credentials_file
+from fedeploy.values.storage_credentials import OTHER_CREDENTIAL_SOURCES, shared_credentials_file
 from services.inference.tests.test_bridge_token_file import FakeBridge, _token
 
 ACCESS, SECRET = "AKIAFILEONLY0001", "file/only+secret-0001"

@@ -5,22 +5,21 @@ are tested without the Pulumi runtime and the same mapping feeds `helm.v3.Releas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import yaml
 
-from fedeploy.config.monitoring import Monitoring
 from fedeploy.config.services import (
     CatalogBackup,
     CatalogService,
     InferenceService,
     IngestionService,
 )
-from fedeploy.exposure import assets_values, exposure_values, storage_port
 from fedeploy.project import project_dir
-from fedeploy.workload_access import CATALOG_BACKUP_SERVICE_ACCOUNT
+from fedeploy.values.exposure import assets_values, exposure_values, storage_port
+from fedeploy.values.wiring import SiteWiring
+from fedeploy.values.workload_access import CATALOG_BACKUP_SERVICE_ACCOUNT
 
 CHARTS_DIR = project_dir() / "charts"
 SERVICE_ACCOUNTS = {"catalog": "catalog", "ingestion": "ingestion", "inference": "inference"}
@@ -35,37 +34,6 @@ def chart_metadata(chart: str) -> dict[str, Any]:
     """Chart.yaml of one of our charts."""
     data: dict[str, Any] = yaml.safe_load((CHARTS_DIR / chart / "Chart.yaml").read_text())
     return data
-
-
-@dataclass(frozen=True)
-class SiteWiring:
-    """What every chart on a site is wired to: storage, identity and the site's own names."""
-
-    site: str
-    kind: str
-    namespace: str
-    storage_endpoint: Any  # "" on aws: the regional endpoint
-    storage_region: Any
-    storage_secret: str  # "" when pods use IAM roles for service accounts
-    role_arns: dict[str, Any]  # service -> IAM role ARN (aws sites)
-    gpu_node_selector: dict[str, str] | None
-    gpu_taint_key: str | None
-    # Physical names of the buckets the site's services register assets from (its ingestion
-    # bucket): the only buckets the asset endpoint presigns. Empty: no asset is served.
-    asset_buckets: Any = ()
-    # The site's environment; the policy pack reads it from the catalog's values.
-    environment: str = "production"
-    # Storage Secrets of workloads with keys of their own (openstack `workload_identities`), by
-    # workload (ingestion, inference, assets, catalog-backup): they replace `storage_secret`.
-    storage_secrets: dict[str, str] = field(default_factory=dict)
-
-    def secret_for(self, workload: str) -> str:
-        """The storage Secret the workload mounts: its own, else the site's ("" for none)."""
-        return self.storage_secrets.get(workload, self.storage_secret)
-
-    # The site's `monitoring` block (its Prometheus's selector labels, namespace, Pushgateway):
-    # every chart's `monitoring` values. None: the charts' defaults.
-    monitoring: Monitoring | None = None
 
 
 def catalog_url(namespace: str, release: str = "catalog") -> str:
@@ -140,7 +108,7 @@ def catalog_values(
         if database_cidrs is not None:
             # The egress policy then admits only the database's network, not any address.
             values["networkPolicy"] = {"databaseCIDRs": database_cidrs}
-    # A public URL publishes the catalog: Ingress, TLS and the auth proxy (fedeploy/exposure.py).
+    # A public URL publishes the catalog: Ingress, TLS and the auth proxy (fedeploy/values/exposure.py).
     values.update(exposure_values(spec))
     values.update(assets_values(spec, wiring))
     if federation_sites is not None:

@@ -9,13 +9,11 @@ See docs/charts.md, "Exposure and access".
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from fedeploy.config.services import CatalogService
-
-if TYPE_CHECKING:
-    from fedeploy.service_values import SiteWiring
+from fedeploy.values.wiring import SiteWiring
 
 # The asset endpoint's ServiceAccount (its own, for a read-only role on aws sites).
 ASSETS_SERVICE_ACCOUNT = "assets"
