@@ -8,11 +8,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.kubernetes_cluster import ExistingCluster
+from components.providers.existing.cluster import ExistingCluster
 from components.service_release import ServiceRelease
 from fedeploy.config.site import HubSite
-from fedeploy.values.services import SiteWiring, catalog_url, catalog_values
+from fedeploy.values.services import catalog_url, catalog_values
 from fedeploy.values.site_identity import kubernetes_labels
+from fedeploy.values.wiring import SiteWiring
 
 
 class Hub(pulumi.ComponentResource):

@@ -12,7 +12,6 @@ from components.providers import BuildContext, SiteResources, provider_for
 from components.service_release import ServiceRelease
 from fedeploy.config.services import Credentials
 from fedeploy.values.services import (
-    SiteWiring,
     catalog_url,
     catalog_values,
     inference_values,
@@ -21,6 +20,7 @@ from fedeploy.values.services import (
 )
 from fedeploy.values.site_identity import kubernetes_labels, resource_tags
 from fedeploy.values.storage_credentials import storage_secret_data
+from fedeploy.values.wiring import SiteWiring
 
 if TYPE_CHECKING:
     from components.slurm_bridge import SlurmBridge
@@ -120,7 +120,6 @@ class Site(pulumi.ComponentResource):
         from components.slurm_bridge import SlurmBridge
 
         infra = self.infrastructure
-        vpc_id, subnet_id = infra.bridge_network or (None, None)
         return SlurmBridge(
             f"{self._name}-bridge",
             site_name=self._name,
@@ -129,10 +128,7 @@ class Site(pulumi.ComponentResource):
             k8s_provider=self.cluster.provider,
             labels=self._labels,
             allowed_cidrs=infra.bridge_cidrs,
-            vpc_id=vpc_id,
-            subnet_id=subnet_id,
             bridge_host=infra.bridge_host,
-            tags=self._tags,
             opts=child,
         )
 

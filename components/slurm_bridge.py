@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -12,13 +11,12 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components.providers.base import BridgeHost
-from fedeploy.bridge.firewall import firewall_rules, security_group_ingress
+from fedeploy.bridge.firewall import firewall_rules
 from fedeploy.bridge.node_config import (
     BridgeNode,
     bridge_node,
     secret_stdin,
     tls_server_name,
-    user_data_base64,
 )
 from fedeploy.bridge.tokens import mint_token
 from fedeploy.bridge.wiring import (
@@ -31,19 +29,13 @@ from fedeploy.bridge.wiring import (
     remote_command,
     service_target,
 )
-from fedeploy.bridge_boot import (
-    BOOT_TAG,
-    instance_policy,
-    instance_trust,
-    parameter_name,
-    vm_cloud_init,
-)
 from fedeploy.config.bridge import BridgeConfig
 
 
 class SlurmBridge(pulumi.ComponentResource):
     """slurmrestd with JWT authentication behind TLS, on a gateway node (over SSH), a new VM
-    (cloud-init) or the centre's own; a Secret with the service user's token and a Service."""
+    (launched by the site provider's `BridgeHost`) or the centre's own; a Secret with the
+    service user's token and a Service. Creates no cloud provider's resources itself."""
 
     endpoint: pulumi.Output[str]
     secret_name: pulumi.Output[str]
@@ -60,23 +52,19 @@ class SlurmBridge(pulumi.ComponentResource):
         k8s_provider: k8s.Provider,
         labels: dict[str, str],
         allowed_cidrs: pulumi.Input[list[str]],
-        vpc_id: pulumi.Input[str] | None = None,
-        subnet_id: pulumi.Input[str] | None = None,
         bridge_host: BridgeHost | None = None,
-        tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("fedeploy:hpc:SlurmBridge", name, None, opts)
-        if config.mode == "vm" and bridge_host is None and (vpc_id is None or subnet_id is None):
+        if config.mode == "vm" and bridge_host is None:
             raise ValueError(
-                f"{name}: bridge mode 'vm' needs the site's vpc_id and subnet_id (aws) or a "
-                "bridge host from the site's provider (openstack)"
+                f"{name}: bridge mode 'vm' needs a bridge host from the site's provider "
+                "(components/providers/<kind>/bridge_host.py: aws, openstack)"
             )
         self._name = name
         self._site = site_name
         self._config = config
         self._namespace = namespace
-        self._tags = dict(tags or {})
         self._child = pulumi.ResourceOptions(parent=self)
         self._k8s = pulumi.ResourceOptions(parent=self, provider=k8s_provider)
         self._labels = {**labels, **COMPONENT_LABELS}
@@ -111,12 +99,11 @@ class SlurmBridge(pulumi.ComponentResource):
             node = self._allowed().apply(self._node)
             if config.mode == "gateway":
                 self._configure_gateway(node, secrets)
-            elif bridge_host is not None:
+            else:
+                assert bridge_host is not None
                 address = bridge_host.launch(
                     name, node=node, secrets=secrets, allowed_cidrs=self._allowed(), parent=self
                 )
-            else:
-                address = self._vm(node, secrets, vpc_id, subnet_id)
 
         self.endpoint = pulumi.Output.from_input(endpoint(config, namespace))
         self.partitions = pulumi.Output.from_input(list(config.partitions))
@@ -235,117 +222,6 @@ class SlurmBridge(pulumi.ComponentResource):
             delete=node.apply(lambda n: remote_command(n.teardown_script)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[applied]),
         )
-
-    def _vm(
-        self,
-        node: pulumi.Output[BridgeNode],
-        secrets: pulumi.Output[dict[str, Any]],
-        vpc_id: pulumi.Input[str] | None,
-        subnet_id: pulumi.Input[str] | None,
-    ) -> pulumi.Output[str]:
-        import pulumi_aws as aws
-
-        config = self._config
-        ingress = pulumi.Output.from_input(self._allowed()).apply(
-            lambda cidrs: security_group_ingress(firewall_rules(config.rest_port, cidrs))
-        )
-        group = aws.ec2.SecurityGroup(
-            f"{self._name}-sg",
-            vpc_id=vpc_id,
-            description=f"fedeploy SLURM bridge of {self._site}: REST API from the cluster only",
-            ingress=ingress,
-            # Packages at first boot (HTTP and HTTPS mirrors through the NAT) and DNS.
-            egress=[
-                {"protocol": "tcp", "from_port": 80, "to_port": 80, "cidr_blocks": ["0.0.0.0/0"]},
-                {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]},
-                {"protocol": "udp", "from_port": 53, "to_port": 53, "cidr_blocks": ["0.0.0.0/0"]},
-            ],
-            tags={**self._tags, "Name": f"{self._name}-sg"},
-            opts=self._child,
-        )
-        parameters, profile = self._boot_secrets(secrets)
-        names = {secret: parameter_name(self._site, secret) for secret in parameters}
-        versions = pulumi.Output.all(**{k: p.version for k, p in parameters.items()})
-        # No secret in here: the VM reads them from SSM with its role (fedeploy/bridge_boot.py).
-        user_data = pulumi.Output.all(node, versions).apply(
-            lambda args: user_data_base64(vm_cloud_init(args[0], names, args[1]))
-        )
-        instance = aws.ec2.Instance(
-            f"{self._name}-vm",
-            ami=config.ami,
-            instance_type=config.instance_type,
-            subnet_id=subnet_id,
-            vpc_security_group_ids=[group.id],
-            associate_public_ip_address=False,
-            user_data_base64=user_data,
-            iam_instance_profile=profile.name,
-            # cloud-init runs once: a changed configuration needs a new instance.
-            user_data_replace_on_change=True,
-            metadata_options={
-                "http_tokens": "required",
-                "http_endpoint": "enabled",
-                "http_put_response_hop_limit": 1,
-            },
-            root_block_device={
-                "encrypted": True,
-                "volume_size": config.root_volume_gb,
-                "volume_type": "gp3",
-            },
-            tags={**self._tags, "Name": f"{self._name}-vm", BOOT_TAG: self._site},
-            # The instance drops its profile after first boot (fetch-secrets.py): that is the
-            # design, not drift to undo.
-            opts=pulumi.ResourceOptions.merge(
-                self._child, pulumi.ResourceOptions(ignore_changes=["iam_instance_profile"])
-            ),
-        )
-        return instance.private_ip
-
-    def _boot_secrets(self, secrets: pulumi.Output[dict[str, Any]]) -> tuple[dict[str, Any], Any]:
-        """SecureString parameters under the bridge's own KMS key, and an instance profile
-        whose role reads exactly them."""
-        import pulumi_aws as aws
-
-        names = ["jwt.key", *(["tls.key", "tls.crt", "ca.crt"] if self._config.tls.enabled else [])]
-        key = aws.kms.Key(
-            f"{self._name}-secrets-key",
-            description=f"fedeploy SLURM bridge secrets of {self._site}",
-            enable_key_rotation=True,
-            deletion_window_in_days=7,
-            tags=self._tags,
-            opts=self._child,
-        )
-        parameters = {
-            secret: aws.ssm.Parameter(
-                f"{self._name}-{secret.replace('.', '-')}",
-                name=parameter_name(self._site, secret),
-                type="SecureString",
-                key_id=key.arn,
-                value=pulumi.Output.secret(secrets.apply(lambda s, k=secret: s[k])),
-                description=f"fedeploy bridge {secret} of {self._site}, read by its VM at boot",
-                tags=self._tags,
-                opts=self._child,
-            )
-            for secret in names
-        }
-        role = aws.iam.Role(
-            f"{self._name}-vm-role",
-            description=f"fedeploy SLURM bridge VM of {self._site}: reads its own secrets",
-            assume_role_policy=json.dumps(instance_trust()),
-            tags=self._tags,
-            opts=self._child,
-        )
-        aws.iam.RolePolicy(
-            f"{self._name}-vm-secrets",
-            role=role.id,
-            policy=pulumi.Output.all(key.arn, *(p.arn for p in parameters.values())).apply(
-                lambda arns: json.dumps(instance_policy(list(arns[1:]), arns[0], self._site))
-            ),
-            opts=self._child,
-        )
-        profile = aws.iam.InstanceProfile(
-            f"{self._name}-vm-profile", role=role.name, tags=self._tags, opts=self._child
-        )
-        return parameters, profile
 
     def _allowed(self) -> pulumi.Output[list[str]]:
         return pulumi.Output.from_input(self._allowed_input).apply(

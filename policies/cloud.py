@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
-from policies.findings import Enforcement, Finding, Subject
+from policies.findings import Finding, Rule, Subject
+from policies.providers import provider_rules
 
 BUCKET = "aws:s3/bucket:Bucket"
 TAGGABLE = {
@@ -32,16 +32,6 @@ SENSITIVE = re.compile(
 # Names that point at a secret rather than hold one.
 REFERENCE = re.compile(r"(existing|credentials)secret$|secret_?name$|secretref$", re.I)
 OPEN = {"0.0.0.0/0", "::/0"}
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A named check over all resources of a stack."""
-
-    name: str
-    description: str
-    enforcement: Enforcement
-    check: Callable[[list[Subject]], Iterable[Finding]]
 
 
 def _on_aws(subject: Subject) -> bool:
@@ -386,8 +376,6 @@ RULES: list[Rule] = [
 ]
 
 # The openstack and ovh kinds' rules and GPU taints on every kind live in their own module.
-from policies.providers import provider_rules  # noqa: E402
-
 RULES.extend(provider_rules())
 
 

@@ -1,7 +1,8 @@
-"""What the rules look at and what they report, independent of who runs them."""
+"""What the rules look at, what they report and what a rule is, independent of who runs them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,3 +29,13 @@ class Finding:
     resource: str
     message: str
     enforcement: Enforcement = "mandatory"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named check over all resources of a stack."""
+
+    name: str
+    description: str
+    enforcement: Enforcement
+    check: Callable[[list[Subject]], Iterable[Finding]]

@@ -6,8 +6,8 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
 
-from policies.cloud import RULES, Rule
-from policies.findings import Subject
+from policies.cloud import RULES
+from policies.findings import Rule, Subject
 
 # Secrets arrive decrypted in a policy pack, so this rule is the offline plan's alone.
 OFFLINE_ONLY = {"no-plaintext-secrets"}

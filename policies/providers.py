@@ -5,13 +5,10 @@ volumes, GPU nodes tainted, and the identity an OpenStack site's storage keys be
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fedeploy.gpu_flavors import is_gpu_flavor
-from policies.findings import Finding, Subject
-
-if TYPE_CHECKING:
-    from policies.cloud import Rule
+from policies.findings import Finding, Rule, Subject
 
 OPEN = {"0.0.0.0/0", "::/0"}
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -163,8 +160,6 @@ def _untainted(subject: Subject, flavor: str) -> Finding:
 
 def provider_rules() -> list[Rule]:
     """The rules above, as the policy pack and the offline plan take them."""
-    from policies.cloud import Rule
-
     return [
         Rule(
             "no-open-ingress-openstack-ovh",

@@ -1,8 +1,10 @@
-"""One module per kind of member site; `PROVIDERS` maps a stack file's `kind` to it.
+"""One package per kind of member site; `PROVIDERS` maps a stack file's `kind` to it.
 
-Adding a kind: a config class in fedeploy/config/, a module here with `provision(config,
-context) -> SiteResources`, and one line below. Modules are imported on first use, so a stack
-never loads another cloud's SDK."""
+Each package `components/providers/<kind>/` holds the same few modules (network, cluster,
+storage, database, bridge_host, identity: those its kind has) and, in its `__init__`,
+`provision(config, context) -> SiteResources` (base.py). Adding a kind: a config class in
+fedeploy/config/, a package here, and one line below (docs/architecture.md has the checklist).
+Packages are imported on first use, so a stack never loads another cloud's SDK."""
 
 from __future__ import annotations
 

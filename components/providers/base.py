@@ -1,7 +1,8 @@
-"""What a provider module hands back to the `Site` component: one small interface for every kind.
+"""What a provider package hands back to the `Site` component: one small interface for every kind.
 
-A provider builds the site's network, cluster, object store and (for a `vm` bridge) the bridge's
-host from its config class; `Site` composes the result and never asks which kind it was."""
+A provider builds the site's network, cluster, object store, managed database where it offers
+one and (for a `vm` bridge) the bridge's host from its config class; `Site` composes the result
+and never asks which kind it was."""
 
 from __future__ import annotations
 
@@ -91,8 +92,7 @@ class BridgeHost(Protocol):
 class SiteResources:
     """Everything a provider built for one site, in the terms `Site` needs.
 
-    `bridge_network` is the (network id, subnet id) pair an AWS-style `vm` bridge is placed in;
-    `bridge_host` replaces it on providers that launch the bridge VM themselves."""
+    `bridge_host` launches a `vm`-mode bridge's VM on kinds that offer one (aws, openstack)."""
 
     store: Store
     cluster: Cluster
@@ -101,7 +101,6 @@ class SiteResources:
     credentials: StaticCredentials | None = None
     gpu: GpuScheduling | None = None
     bridge_cidrs: pulumi.Input[list[str]] = field(default_factory=list)
-    bridge_network: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
     bridge_host: BridgeHost | None = None
     provisioned_kubeconfig: pulumi.Output[str] | None = None
     pod_storage_endpoint: pulumi.Input[str] = ""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-import components.kubernetes_cluster as kubernetes_cluster
+import components.providers.aws.cluster as kubernetes_cluster
 from fedeploy.errors import FedeployError
 from fedeploy.kubeconfig import AwsIdentity, OperatorIdentityError, operator_identity
 from fedeploy.offline.engine import plan_stack

@@ -128,6 +128,7 @@ def existing() -> BridgeConfig:
 
 def run(config: BridgeConfig, **kwargs: Any) -> tuple[Mocks, dict[str, Any]]:
     """Run the component under fresh mocks; its outputs as plain values, asserted afterwards."""
+    from components.providers.aws.bridge_host import AwsBridgeHost
     from components.slurm_bridge import SlurmBridge
 
     mocks = Mocks()
@@ -139,7 +140,13 @@ def run(config: BridgeConfig, **kwargs: Any) -> tuple[Mocks, dict[str, Any]]:
         import pulumi_kubernetes as k8s
 
         provider = k8s.Provider("cluster", kubeconfig="stand-in")
-        extra = {"vpc_id": "vpc-1", "subnet_id": "subnet-1"} if config.mode == "vm" else {}
+        tags = {"fedeploy:site": "hpc-test", "fedeploy:managed-by": "fedeploy"}
+        extra: dict[str, Any] = {}
+        if config.mode == "vm":
+            host = AwsBridgeHost(
+                site="hpc-test", config=config, vpc_id="vpc-1", subnet_id="subnet-1", tags=tags
+            )
+            extra = {"bridge_host": host}
         bridge = SlurmBridge(
             "hpc-test-bridge",
             site_name="hpc-test",
@@ -148,7 +155,6 @@ def run(config: BridgeConfig, **kwargs: Any) -> tuple[Mocks, dict[str, Any]]:
             k8s_provider=provider,
             labels=LABELS,
             allowed_cidrs=CLUSTER_CIDRS,
-            tags={"fedeploy:site": "hpc-test", "fedeploy:managed-by": "fedeploy"},
             **{**extra, **kwargs},
         )
         return pulumi.Output.all(bridge.endpoint, bridge.secret_name, bridge.partitions).apply(
@@ -388,9 +394,9 @@ def test_a_vm_gets_no_secret_in_its_user_data_but_reads_them_from_ssm():
     assert mocks.one(SLICE).inputs["endpoints"][0]["addresses"] == ["10.0.3.17"]
 
 
-def test_a_vm_without_a_subnet_is_refused():
-    with pytest.raises(Exception, match="needs the site's vpc_id and subnet_id"):
-        run(vm(), vpc_id=None, subnet_id=None)
+def test_a_vm_without_a_bridge_host_is_refused():
+    with pytest.raises(Exception, match="needs a bridge host from the site's provider"):
+        run(vm(), bridge_host=None)
 
 
 def test_an_existing_bridge_only_wires_the_centres_endpoint_and_token():
@@ -423,7 +429,7 @@ def openstack_vm(**overrides: Any) -> BridgeConfig:
 
 
 def run_openstack(config: BridgeConfig) -> tuple[Mocks, dict[str, Any]]:
-    from components.providers.openstack import OpenStackBridgeHost
+    from components.providers.openstack.bridge_host import OpenStackBridgeHost
 
     host = OpenStackBridgeHost(
         site="hpc-test",
@@ -434,7 +440,7 @@ def run_openstack(config: BridgeConfig) -> tuple[Mocks, dict[str, Any]]:
         availability_zone=None,
         tags={"fedeploy:site": "hpc-test"},
     )
-    return run(config, vpc_id=None, subnet_id=None, bridge_host=host)
+    return run(config, bridge_host=host)
 
 
 def test_an_openstack_vm_is_pinned_in_the_sites_network_without_floating_ip_or_config_drive():

@@ -1,4 +1,5 @@
-"""The aws kind: S3 buckets, EKS in the site's own VPC, IRSA roles, RDS for the catalog."""
+"""The aws kind: S3 buckets (storage), EKS (cluster) in the site's own VPC (network), IRSA roles
+(identity), RDS for the catalog (database) and the EC2 host of a `vm` bridge (bridge_host)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import Any
 
 import pulumi
 
-from components.catalog_database import RdsPostgres
-from components.kubernetes_cluster import EksCluster
-from components.object_store import AwsObjectStore
+from components.providers.aws.bridge_host import AwsBridgeHost
+from components.providers.aws.cluster import GPU_LABEL, GPU_TAINT, EksCluster
+from components.providers.aws.database import RdsPostgres
+from components.providers.aws.identity import WorkloadRole
+from components.providers.aws.storage import AwsObjectStore
 from components.providers.base import BuildContext, GpuScheduling, ManagedDatabase, SiteResources
-from components.workload_role import WorkloadRole
 from fedeploy.config.services import CatalogService
 from fedeploy.config.site import AwsSite
 from fedeploy.values.exposure import ASSETS_SERVICE_ACCOUNT
@@ -22,8 +24,8 @@ from fedeploy.values.workload_access import (
     catalog_backup_access,
 )
 
-# EKS node groups with accelerator: nvidia carry this label and taint (components/kubernetes_cluster).
-AWS_GPU = GpuScheduling({"fedeploy.io/accelerator": "nvidia"}, "nvidia.com/gpu")
+# EKS node groups with accelerator: nvidia carry this label and taint (cluster.py).
+AWS_GPU = GpuScheduling(dict(GPU_LABEL), GPU_TAINT["key"])
 
 
 @dataclass
@@ -135,6 +137,15 @@ def provision(config: AwsSite, context: BuildContext) -> SiteResources:
         opts=context.opts,
     )
     vpc = cluster.vpc
+    bridge_host = None
+    if config.bridge is not None and config.bridge.mode == "vm":
+        bridge_host = AwsBridgeHost(
+            site=name,
+            config=config.bridge,
+            vpc_id=vpc.vpc_id,
+            subnet_id=vpc.private_subnet_ids.apply(lambda ids: ids[0]),
+            tags=context.tags,
+        )
     return AwsResources(
         store=store,
         cluster=cluster,
@@ -142,7 +153,7 @@ def provision(config: AwsSite, context: BuildContext) -> SiteResources:
         network={"cidr": config.network.cidr},
         gpu=AWS_GPU,
         bridge_cidrs=pulumi.Output.all(vpc.cidr).apply(list),
-        bridge_network=(vpc.vpc_id, vpc.private_subnet_ids.apply(lambda ids: ids[0])),
+        bridge_host=bridge_host,
         provisioned_kubeconfig=cluster.kubeconfig,
         eks=cluster,
         s3=store,

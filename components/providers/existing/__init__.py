@@ -1,10 +1,11 @@
-"""The kubernetes and hpc kinds: a cluster and an S3-compatible store that exist already."""
+"""The kubernetes and hpc kinds: a cluster (cluster.py) and an S3-compatible store
+(components/providers/s3_compatible.py) that exist already; no network, database or bridge host."""
 
 from __future__ import annotations
 
-from components.kubernetes_cluster import ExistingCluster
-from components.object_store import S3CompatibleObjectStore
 from components.providers.base import BuildContext, GpuScheduling, SiteResources, StaticCredentials
+from components.providers.existing.cluster import ExistingCluster
+from components.providers.s3_compatible import S3CompatibleObjectStore
 from fedeploy.config.site import HpcSite, KubernetesSite
 
 

@@ -1,4 +1,4 @@
-"""A site's object storage: S3 buckets on aws sites, an S3-compatible store elsewhere."""
+"""The aws kind's object storage: S3 buckets, their KMS key, and replication to other sites."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from fedeploy.config.provisioned import ProvisionedStore
-from fedeploy.config.storage import AwsStorage, Bucket, S3CompatibleStorage
+from fedeploy.config.storage import AwsStorage, Bucket
 from fedeploy.naming import bucket_name
 from fedeploy.storage_rules import lifecycle_rules, tls_only_policy
 
@@ -260,99 +259,3 @@ class AwsObjectStore(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
-
-
-class S3CompatibleObjectStore(pulumi.ComponentResource):
-    """The buckets a site needs on an S3-compatible endpoint, reached with its keys: those of
-    the stack file, or `credentials` (access key id, secret key) the site created itself."""
-
-    endpoint: pulumi.Output[str]
-    region: pulumi.Output[str]
-    buckets: pulumi.Output[dict[str, str]]
-    bucket_arns: pulumi.Output[dict[str, str]]
-    kms_key_arn: pulumi.Output[str | None]
-    auth: pulumi.Output[str]
-    access_key_id: pulumi.Output[str]
-    secret_access_key: pulumi.Output[str]
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        site: str,
-        config: S3CompatibleStorage | ProvisionedStore,
-        tags: dict[str, str],
-        credentials: tuple[pulumi.Output[str], pulumi.Output[str]] | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("fedeploy:storage:ObjectStore", name, None, opts)
-        if credentials is not None:
-            self.access_key_id = pulumi.Output.secret(credentials[0])
-            self.secret_access_key = pulumi.Output.secret(credentials[1])
-        else:
-            assert isinstance(config, S3CompatibleStorage)
-            self.access_key_id = config.access_key_id.output()
-            self.secret_access_key = config.secret_access_key.output()
-        endpoint = str(config.endpoint).rstrip("/")
-        provider = aws.Provider(
-            f"{name}-s3",
-            region=config.region,
-            access_key=self.access_key_id,
-            secret_key=self.secret_access_key,
-            skip_credentials_validation=True,
-            skip_region_validation=True,
-            skip_requesting_account_id=True,
-            skip_metadata_api_check=True,
-            s3_use_path_style=config.path_style,
-            endpoints=[{"s3": endpoint}],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        on_store = pulumi.ResourceOptions(parent=self, provider=provider)
-        # The provider and the buckets, for resources a site adds on them (bucket policies).
-        self.provider = provider
-        self.bucket_resources: dict[str, aws.s3.Bucket] = {}
-        physical: dict[str, str] = {}
-        for logical, spec in sorted(config.buckets.items()):
-            physical[logical] = bucket_name(config.bucket_prefix, site, logical)
-            bucket = self.bucket_resources[logical] = aws.s3.Bucket(
-                f"{name}-{logical}",
-                bucket=physical[logical],
-                opts=pulumi.ResourceOptions.merge(
-                    on_store, pulumi.ResourceOptions(retain_on_delete=True)
-                ),
-            )
-            versioning = aws.s3.BucketVersioning(
-                f"{name}-{logical}-versioning",
-                bucket=bucket.id,
-                versioning_configuration={"status": "Enabled" if spec.versioning else "Suspended"},
-                opts=on_store,
-            )
-            if config.encryption == "aes256":
-                aws.s3.BucketServerSideEncryptionConfiguration(
-                    f"{name}-{logical}-encryption",
-                    bucket=bucket.id,
-                    rules=[
-                        {"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}
-                    ],
-                    opts=on_store,
-                )
-            aws.s3.BucketLifecycleConfiguration(
-                f"{name}-{logical}-lifecycle",
-                bucket=bucket.id,
-                rules=lifecycle_rules(spec.lifecycle, versioned=spec.versioning, tiering=False),
-                opts=pulumi.ResourceOptions.merge(
-                    on_store, pulumi.ResourceOptions(depends_on=[versioning])
-                ),
-            )
-        self.endpoint = pulumi.Output.from_input(endpoint)
-        self.region = pulumi.Output.from_input(config.region)
-        self.buckets = pulumi.Output.from_input(physical)
-        self.bucket_arns = pulumi.Output.from_input(
-            {k: f"arn:aws:s3:::{v}" for k, v in physical.items()}
-        )
-        self.kms_key_arn = pulumi.Output.from_input(None)
-        self.auth = pulumi.Output.from_input("static-keys")
-        self.register_outputs({"endpoint": self.endpoint, "buckets": self.buckets})
-
-
-ObjectStore = AwsObjectStore | S3CompatibleObjectStore

@@ -1,0 +1,90 @@
+"""The openstack kind's workload identities: per workload a Keystone project, user and EC2
+credential, and per bucket a policy granting each workload its prefixes."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_openstack as openstack
+
+from components.providers.base import BuildContext, StaticCredentials
+from components.providers.openstack.network import tag_list
+from components.providers.s3_compatible import S3CompatibleObjectStore
+from fedeploy.config.openstack import OpenStackSite, WorkloadIdentities
+from fedeploy.naming import bucket_name
+from fedeploy.openstack_storage import rgw_principal, storage_workloads, workload_bucket_policy
+
+
+def workload_identities(
+    config: OpenStackSite,
+    identities: WorkloadIdentities,
+    store: S3CompatibleObjectStore,
+    context: BuildContext,
+) -> dict[str, StaticCredentials]:
+    """Per workload: a Keystone project holding nothing, a user with the object-store role on
+    it alone, and that user's EC2 credential; per bucket, a policy granting each workload its
+    prefixes (fedeploy/openstack_storage.py). Returns the keys by workload."""
+    name = context.name
+    secret_opts = pulumi.ResourceOptions.merge(
+        context.opts, pulumi.ResourceOptions(additional_secret_outputs=["secret"])
+    )
+    workloads = storage_workloads(config.services)
+    keys: dict[str, StaticCredentials] = {}
+    principals: dict[str, pulumi.Output[str]] = {}
+    for workload in sorted(workloads):
+        label = f"fedeploy-{name}-{workload}"
+        purpose = f"fedeploy {name}: storage identity of {workload} (holds no resources)"
+        project = openstack.identity.Project(
+            f"{name}-{workload}-project",
+            name=label,
+            domain_id=identities.domain_id,
+            description=purpose,
+            enabled=True,
+            tags=tag_list(context.tags),
+            opts=context.opts,
+        )
+        user = openstack.identity.User(
+            f"{name}-{workload}-user",
+            name=label,
+            domain_id=identities.domain_id,
+            default_project_id=project.id,
+            description=purpose,
+            enabled=True,
+            opts=context.opts,
+        )
+        grant = openstack.identity.RoleAssignment(
+            f"{name}-{workload}-role",
+            user_id=user.id,
+            project_id=project.id,
+            role_id=identities.role_id,
+            opts=context.opts,
+        )
+        credential = openstack.identity.Ec2CredentialV3(
+            f"{name}-{workload}-s3-credential",
+            region=config.region,
+            user_id=user.id,
+            project_id=project.id,
+            opts=pulumi.ResourceOptions.merge(
+                secret_opts, pulumi.ResourceOptions(depends_on=[grant])
+            ),
+        )
+        keys[workload] = StaticCredentials(
+            pulumi.Output.secret(credential.access), pulumi.Output.secret(credential.secret)
+        )
+        principals[workload] = project.id.apply(rgw_principal)
+    storage = config.storage
+    for logical in sorted({bucket for bucket, _ in workloads.values()}):
+        physical = bucket_name(storage.bucket_prefix, name, logical)
+        users = {w: access for w, (bucket, access) in workloads.items() if bucket == logical}
+        policy = pulumi.Output.all(**{w: principals[w] for w in users}).apply(
+            lambda ids, b=physical, u=users: workload_bucket_policy(
+                b, {w: (ids[w], access) for w, access in u.items()}
+            )
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-storage-{logical}-workloads",
+            bucket=store.bucket_resources[logical].id,
+            policy=pulumi.Output.json_dumps(policy),
+            opts=pulumi.ResourceOptions(parent=store, provider=store.provider),
+        )
+    return keys
