@@ -4,6 +4,7 @@ policies/, and no cloud provider SDK imported outside components/providers/."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,3 +144,20 @@ def test_no_cloud_sdk_is_imported_outside_components_providers() -> None:
         sdks = {i.split(".")[0] for i in _imports(tree, name, False, runtime=False)} & set(SDKS)
         outside += [f"{relative}: {sdk}" for sdk in sorted(sdks)]
     assert not outside, f"cloud SDKs belong in {PROVIDERS}/<kind>/: {outside}"
+
+
+def test_the_code_map_names_files_that_exist_and_every_provider_package() -> None:
+    from components.providers import PROVIDERS
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`(components/[\w/.]+)`", text))
+    for first, alternatives, rest in re.findall(
+        r"`(components/[\w/]*)\{([\w,]+)\}([\w/.]*)`", text
+    ):
+        named |= {f"{first}{alternative}{rest}" for alternative in alternatives.split(",")}
+    assert named, "docs/architecture.md names no file under components/"
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+    for package in set(PROVIDERS.values()):
+        folder = package.removeprefix("components.providers.")
+        assert f"`{folder}/`" in text, f"docs/architecture.md has no row for {package}"
