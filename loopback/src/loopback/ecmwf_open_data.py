@@ -24,14 +24,17 @@ from loopback.asset_server import AssetServer
 SURFACE = {"2t", "msl", "10u", "10v", "tp", "sp", "tcc", "2d"}
 
 
-def grib2_message(param: str, run: datetime, step: int, levelist: int | None = None) -> bytes:
-    """One GRIB2 message of `param` (an ecCodes short name) on a 2-degree grid, forecast
-    `step` hours from `run`, written with ecCodes (ValueError for a name it does not know)."""
+def grib2_message(
+    param: str, run: datetime, step: int, levelist: int | None = None, grid: float | None = None
+) -> bytes:
+    """One GRIB2 message of `param` (an ecCodes short name), forecast `step` hours from `run`,
+    written with ecCodes (ValueError for a name it does not know): on ecCodes' sample grid (a
+    2-degree patch, 1.7 kB), or on a global grid of `grid` degrees (0.25: 3 MB)."""
     import eccodes
     import numpy
 
-    handle = eccodes.codes_grib_new_from_samples("regular_ll_pl_grib2" if levelist else
-                                                 "regular_ll_sfc_grib2")
+    sample = "regular_ll_pl_grib2" if levelist else "regular_ll_sfc_grib2"
+    handle = eccodes.codes_grib_new_from_samples(sample)
     try:
         eccodes.codes_set(handle, "dataDate", int(f"{run:%Y%m%d}"))
         eccodes.codes_set(handle, "dataTime", run.hour * 100)
@@ -43,14 +46,31 @@ def grib2_message(param: str, run: datetime, step: int, levelist: int | None = N
         except eccodes.CodesInternalError as error:
             raise ValueError(f"ecCodes knows no GRIB2 short name {param!r}: {error}") from None
         points = eccodes.codes_get(handle, "numberOfPoints")
-        eccodes.codes_set_values(handle, numpy.linspace(250.0, 300.0, points) + step)
+        if grid:
+            columns, rows = round(360 / grid), round(180 / grid) + 1
+            eccodes.codes_set_key_vals(
+                handle,
+                f"Ni={columns},Nj={rows},latitudeOfFirstGridPointInDegrees=90,"
+                "longitudeOfFirstGridPointInDegrees=0,latitudeOfLastGridPointInDegrees=-90,"
+                f"longitudeOfLastGridPointInDegrees={360 - grid},"
+                f"iDirectionIncrementInDegrees={grid},jDirectionIncrementInDegrees={grid}",
+            )
+            points = columns * rows
+        # Values that do not compress away (a real field's noise), the same on every call.
+        values = numpy.random.default_rng(step).normal(280.0, 10.0, points)
+        eccodes.codes_set_values(handle, values)
         return bytes(eccodes.codes_get_message(handle))
     finally:
         eccodes.codes_release(handle)
 
 
 def data_path(
-    run: datetime, step: int, *, model: str = "ifs", resol: str = "0p25", stream: str = "oper",
+    run: datetime,
+    step: int,
+    *,
+    model: str = "ifs",
+    resol: str = "0p25",
+    stream: str = "oper",
     type: str = "fc",
 ) -> str:
     """The GRIB2 file's path under the server's root, as data.ecmwf.int names it."""
@@ -71,9 +91,11 @@ def publish(
     stream: str = "oper",
     type: str = "fc",
     levels: tuple[int, ...] = (500, 850),
+    grid: float | None = None,
 ) -> tuple[str, list[dict[str, object]]]:
-    """Write one GRIB2 file (a message per parameter, per level for upper-air ones) and its
-    `.index` under `root`; its path and the index's entries."""
+    """Write one GRIB2 file (a message per parameter, per level for upper-air ones; on a global
+    grid of `grid` degrees if given) and its `.index` under `root`; its path and the index's
+    entries."""
     relative = data_path(run, step, model=model, resol=resol, stream=stream, type=type)
     path = root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +104,7 @@ def publish(
     with path.open("wb") as data:
         for param in params:
             for level in (None,) if param in SURFACE else levels:
-                message = grib2_message(param, run, step, level)
+                message = grib2_message(param, run, step, level, grid)
                 entry: dict[str, object] = {
                     "domain": "g",
                     "date": f"{run:%Y%m%d}",

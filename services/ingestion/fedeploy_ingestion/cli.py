@@ -33,7 +33,8 @@ def _store(settings):  # noqa: ANN001, ANN202 - wiring only
 
 
 def sentinel() -> int:
-    """One run over INGEST_SOURCES (a CronJob, or one worker of an indexed Job)."""
+    """One run over INGEST_SOURCES and the agencies' sources, INGEST_ECMWF_SOURCES (a
+    CronJob, or one worker of an indexed Job)."""
     from fedeploy_ingestion.catalog import CatalogClient
     from fedeploy_ingestion.metrics import Metrics
     from fedeploy_ingestion.sentinel import SentinelRun
@@ -42,27 +43,46 @@ def sentinel() -> int:
     settings = IngestSettings()
     logs.configure(settings.log_level)
     settings.require("site", "bucket", "catalog_url")
-    if not settings.sources:
-        raise ConfigError("INGEST_SOURCES is empty: nothing to copy")
-    run = SentinelRun(settings, _store(settings), CatalogClient(settings.catalog_url), Metrics())
+    agencies = _agency_runs(settings)
+    if not settings.sources and not agencies:
+        raise ConfigError("INGEST_SOURCES and INGEST_ECMWF_SOURCES are empty: nothing to copy")
+    store, catalog, metrics = _store(settings), CatalogClient(settings.catalog_url), Metrics()
+    run = SentinelRun(settings, store, catalog, metrics)
     try:
         run.run()
     except Exception as error:  # noqa: BLE001 - the report is printed whatever happened
         run.report.failed["(run)"] = f"{type(error).__name__}: {error}"
         log.error("run stopped early", extra={"error": f"{type(error).__name__}: {error}"})
-    print(json.dumps(asdict(run.report), indent=1))
+    printed = asdict(run.report)
+    registered, failed = run.report.registered, len(run.report.failed)
+    for kind, runner in agencies.items():
+        agency = runner(settings, store, catalog, metrics)
+        try:
+            agency.run()
+        except Exception as error:  # noqa: BLE001 - the report is printed whatever happened
+            agency.report.failed["(run)"] = f"{type(error).__name__}: {error}"
+            log.error("run stopped early", extra={"source": kind, "error": str(error)})
+        printed[kind] = asdict(agency.report)
+        registered += agency.report.registered
+        failed += len(agency.report.failed)
+    print(json.dumps(printed, indent=1))
     if settings.pushgateway_url:
         from fedeploy_ingestion.outcome import push_sentinel
 
-        report = run.report
         push_sentinel(
-            settings.pushgateway_url,
-            settings.site or "",
-            settings.shard_index,
-            report.registered,
-            len(report.failed),
+            settings.pushgateway_url, settings.site or "", settings.shard_index, registered, failed
         )
-    return EXIT_ITEMS_FAILED if run.report.failed else EXIT_OK
+    return EXIT_ITEMS_FAILED if failed else EXIT_OK
+
+
+def _agency_runs(settings):  # noqa: ANN001, ANN202 - wiring only
+    """The runs of the agencies' source kinds that are configured, by report key."""
+    runs = {}
+    if settings.ecmwf_sources:
+        from fedeploy_ingestion.ecmwf_open_data import EcmwfRun
+
+        runs["ecmwf"] = EcmwfRun
+    return runs
 
 
 def stream() -> int:

@@ -78,6 +78,40 @@ SiteName = Annotated[
 ]
 
 
+def check_bbox(
+    value: tuple[float, float, float, float] | None,
+) -> tuple[float, float, float, float] | None:
+    """west, south, east, north in degrees, each within its range (ValueError if not)."""
+    if value is None:
+        return value
+    west, south, east, north = value
+    if not (-180 <= west <= 180 and -180 <= east <= 180):
+        raise ValueError(f"bbox longitudes must be within -180..180, got {west}, {east}")
+    if not (-90 <= south <= north <= 90):
+        raise ValueError(f"bbox needs -90 <= south <= north <= 90, got {south}, {north}")
+    return value
+
+
+def check_time_window(value: str | None) -> str | None:
+    """A source's time window as given: a STAC interval, or an ISO 8601 duration ('P3D')."""
+    if value and value.startswith("P"):
+        try:
+            TypeAdapter(dt.timedelta).validate_python(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 duration such as 'P3D'") from None
+    return value
+
+
+def time_window(value: str | None, now: dt.datetime) -> str | None:
+    """The STAC interval of a time window: a duration becomes `<now - duration>/<now>`."""
+    if value and value.startswith("P"):
+        span = TypeAdapter(dt.timedelta).validate_python(value)
+        start, end = (now - span).astimezone(dt.UTC), now.astimezone(dt.UTC)
+        fmt = "%m-%dT%H:%M:%SZ"  # the year separately: always four digits
+        return f"{start.year:04d}-{start:{fmt}}/{end.year:04d}-{end:{fmt}}"
+    return value
+
+
 class Source(BaseModel):
     """One upstream STAC API to copy Sentinel products from (an entry of INGEST_SOURCES)."""
 
@@ -139,24 +173,12 @@ class Source(BaseModel):
     @field_validator("bbox")
     @classmethod
     def _bbox(cls, value: tuple[float, float, float, float] | None):
-        if value is None:
-            return value
-        west, south, east, north = value
-        if not (-180 <= west <= 180 and -180 <= east <= 180):
-            raise ValueError(f"bbox longitudes must be within -180..180, got {west}, {east}")
-        if not (-90 <= south <= north <= 90):
-            raise ValueError(f"bbox needs -90 <= south <= north <= 90, got {south}, {north}")
-        return value
+        return check_bbox(value)
 
     @field_validator("datetime")
     @classmethod
     def _datetime(cls, value: str | None) -> str | None:
-        if value and value.startswith("P"):
-            try:
-                TypeAdapter(dt.timedelta).validate_python(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an ISO 8601 duration such as 'P3D'") from None
-        return value
+        return check_time_window(value)
 
     @model_validator(mode="after")
     def _copernicus_token(self) -> Source:
@@ -173,12 +195,118 @@ class Source(BaseModel):
 
     def search_datetime(self, now: dt.datetime) -> str | None:
         """The datetime interval to search: a duration becomes `<now - duration>/<now>`."""
-        if self.datetime and self.datetime.startswith("P"):
-            span = TypeAdapter(dt.timedelta).validate_python(self.datetime)
-            start, end = (now - span).astimezone(dt.UTC), now.astimezone(dt.UTC)
-            fmt = "%m-%dT%H:%M:%SZ"  # the year separately: always four digits
-            return f"{start.year:04d}-{start:{fmt}}/{end.year:04d}-{end:{fmt}}"
-        return self.datetime
+        return time_window(self.datetime, now)
+
+
+ECMWF_OPEN_DATA_URL = "https://data.ecmwf.int/forecasts"
+_ECMWF_WORD = r"^[a-z0-9][a-z0-9_-]{0,23}$"
+
+
+class EcmwfSource(BaseModel):
+    """ECMWF open-data forecasts to copy (an entry of INGEST_ECMWF_SOURCES): one product per
+    run, step and this source's parameters, read by byte ranges from the file's `.index`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: SiteName = Field(description="A name for logs, reports and metrics.")
+    url: str = Field(
+        default=ECMWF_OPEN_DATA_URL,
+        pattern=r"^https?://",
+        description="The open-data root (`<url>/<yyyymmdd>/<HH>z/<model>/...`): ECMWF's by "
+        "default, or a mirror (AWS, Azure, Google, or one of the site's own).",
+    )
+    model: Literal["ifs", "aifs-single", "aifs-ens"] = Field(
+        default="ifs", description="IFS, or the AIFS (single or ensemble)."
+    )
+    resol: str = Field(default="0p25", pattern=r"^[0-9]p[0-9]+(-beta)?$", description="Grid.")
+    stream: Literal["oper", "wave", "scda", "scwv", "enfo", "waef"] = Field(
+        default="oper", description="ECMWF stream: oper (deterministic), enfo (ensemble)..."
+    )
+    type: Literal["fc", "cf", "pf", "em", "es", "ep"] = Field(
+        default="fc", description="ECMWF type: fc forecast, cf/pf control/perturbed members..."
+    )
+    steps: list[Annotated[int, Field(ge=0, le=1440)]] = Field(
+        min_length=1, max_length=400, description="Forecast steps, hours after the run."
+    )
+    params: list[Annotated[str, Field(pattern=_ECMWF_WORD)]] = Field(
+        min_length=1, max_length=32, description="Parameters by ECMWF short name (2t, msl, tp)."
+    )
+    levtype: Literal["sfc", "pl", "sol"] | None = Field(
+        default=None, description="Level type; both when unset."
+    )
+    levelist: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=list, description="Pressure levels (hPa) of upper-air parameters."
+    )
+    times: list[Literal[0, 6, 12, 18]] = Field(
+        default_factory=lambda: [0, 12], min_length=1, description="Run hours (UTC)."
+    )
+    datetime: str = Field(
+        default="P1D",
+        description="Runs to copy: a closed interval of run times "
+        "('2026-12-01T00:00:00Z/2026-12-02T00:00:00Z') or an ISO 8601 duration back from now.",
+    )
+    bbox: tuple[float, float, float, float] | None = Field(
+        default=None,
+        description="Area of interest, west, south, east, north (degrees): recorded in each item "
+        "(`fedeploy:area_of_interest`); the open-data files are global and copied whole.",
+    )
+    max_product_mib: int = Field(
+        default=2048,
+        ge=1,
+        le=1024 * 1024,
+        alias="maxProductMiB",
+        description="Largest product (the selected messages together), from the index, "
+        "before any byte of it is read; a larger one fails alone.",
+    )
+    download_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        alias="downloadHosts",
+        description="Hosts besides the url's that files and redirects may come from.",
+    )
+    private_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        alias="privateHosts",
+        description="Hosts of this source that may resolve to loopback or private addresses "
+        "(a mirror on the site's network); link-local and the cluster's ranges stay refused.",
+    )
+
+    # No credentials: ECMWF's open data is anonymous (upstream.Credentials sends nothing).
+    token_url: None = None
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox(cls, value: tuple[float, float, float, float] | None):
+        return check_bbox(value)
+
+    @field_validator("datetime")
+    @classmethod
+    def _datetime(cls, value: str) -> str:
+        checked = check_time_window(value) or ""
+        if not checked.startswith("P"):
+            start, _, end = checked.partition("/")
+            for end_point in (start, end):
+                try:
+                    dt.datetime.fromisoformat(end_point)
+                except ValueError:
+                    raise ValueError(
+                        f"{value!r} is neither a duration ('P1D') nor a closed interval of two "
+                        "RFC 3339 times"
+                    ) from None
+        return checked
+
+    def runs(self, now: dt.datetime) -> list[dt.datetime]:
+        """The run times of the window at `now`, oldest first (UTC)."""
+        window = time_window(self.datetime, now) or ""
+        start, end = (dt.datetime.fromisoformat(t).astimezone(dt.UTC) for t in window.split("/", 1))
+        runs = []
+        day = dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC)
+        while day <= end and len(runs) < 1000:
+            for hour in sorted(set(self.times)):
+                run = day + dt.timedelta(hours=hour)
+                if start <= run <= end:
+                    runs.append(run)
+            day += dt.timedelta(days=1)
+        return runs
 
 
 class IngestSettings(BaseSettings):
@@ -207,6 +335,10 @@ class IngestSettings(BaseSettings):
     # --- Sentinel sources
     sources: list[Source] = Field(
         default_factory=list, description="JSON list of upstream sources (see Source)."
+    )
+    ecmwf_sources: list[EcmwfSource] = Field(
+        default_factory=list,
+        description="JSON list of ECMWF open-data forecast sources (see EcmwfSource).",
     )
     source_username: SecretStr | None = Field(
         default=None, description="Download user (from a Secret)."

@@ -115,13 +115,14 @@ class HttpAsset(RangeSource):
         self._credentials = credentials
         self._response: httpx.Response | None = None
 
-    def _get(self, offset: int) -> httpx.Response:
+    def _get(self, offset: int, last: int | None = None) -> httpx.Response:
+        """The answer to a GET from byte `offset` (to byte `last` included, when given)."""
         url = self._url
         for _ in range(MAX_REDIRECTS + 1):
             # The product's bytes as they are: sizes, ranges and checksums are of those.
             headers = {**self._credentials.headers_for(url), **IDENTITY}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
+            if offset or last is not None:
+                headers["Range"] = f"bytes={offset}-{'' if last is None else last}"
             request = self._http.build_request("GET", url, headers=headers)
             try:
                 response = self._http.send(request, stream=True, follow_redirects=False)
