@@ -3,37 +3,23 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from components.providers.kubeconfig_cluster import KubeconfigCluster
 from fedeploy.config.cluster import ExistingCluster as ExistingConfig
 
 
-class ExistingCluster(pulumi.ComponentResource):
+class ExistingCluster(KubeconfigCluster):
     """A cluster that exists already, reached with the kubeconfig from the stack file."""
-
-    provider: k8s.Provider
-    kubeconfig: pulumi.Output[str]
-    name: pulumi.Output[str]
-    version: pulumi.Output[str]
-    oidc_issuer: pulumi.Output[str | None]
-    oidc_provider_arn: pulumi.Output[str | None]
-    has_gpu: bool
 
     def __init__(
         self, name: str, *, config: ExistingConfig, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("fedeploy:cluster:KubernetesCluster", name, None, opts)
         self.has_gpu = config.has_gpu
-        self.kubeconfig = config.kubeconfig.output()
-        self.provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
+        self._connect(
+            name,
+            cluster_name=pulumi.Output.from_input(config.context or name),
+            version=config.version,
+            kubeconfig=config.kubeconfig.output(),
             context=config.context,
-            enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.name = pulumi.Output.from_input(config.context or name)
-        self.version = pulumi.Output.from_input(config.version)
-        self.oidc_issuer = pulumi.Output.from_input(None)
-        self.oidc_provider_arn = pulumi.Output.from_input(None)
-        self.register_outputs({"name": self.name, "version": self.version})

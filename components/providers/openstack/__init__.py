@@ -4,7 +4,7 @@ Magnum, and buckets on the cloud's S3 API with EC2-style keys the site creates."
 from __future__ import annotations
 
 from components.providers.base import BuildContext, SiteResources, StaticCredentials
-from components.providers.managed_cluster import NODE_POOL_GPU
+from components.providers.kubeconfig_cluster import NODE_POOL_GPU
 from components.providers.openstack.bridge_host import OpenStackBridgeHost
 from components.providers.openstack.cluster import MagnumKubernetes
 from components.providers.openstack.identity import workload_identities

@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_openstack as openstack
 
-from components.providers.managed_cluster import ManagedKubernetes
+from components.providers.kubeconfig_cluster import KubeconfigCluster
 from components.providers.openstack.network import OpenStackNetwork
 from fedeploy.config.openstack import MagnumCluster as MagnumConfig
 from fedeploy.config.openstack import OpenStackNetwork as NetworkConfig
@@ -22,7 +22,7 @@ def _raw_config(kubeconfig: Any) -> str:
     return str(raw or "")
 
 
-class MagnumKubernetes(ManagedKubernetes):
+class MagnumKubernetes(KubeconfigCluster):
     """A Magnum cluster template, the cluster (control plane behind a load balancer that admits
     only the site's network and the listed CIDRs, no floating IPs) and its node groups."""
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from components.providers.base import BuildContext, SiteResources, StaticCredentials
-from components.providers.managed_cluster import NODE_POOL_GPU
+from components.providers.kubeconfig_cluster import NODE_POOL_GPU
 from components.providers.ovh.cluster import OvhKubernetes
 from components.providers.ovh.network import OvhNetwork
 from components.providers.ovh.storage import site_store

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pulumi
 import pulumi_ovh as ovh
 
-from components.providers.managed_cluster import ManagedKubernetes
+from components.providers.kubeconfig_cluster import KubeconfigCluster
 from components.providers.ovh.network import OvhNetwork
 from fedeploy.config.ovh import OvhKube as KubeConfig
 from fedeploy.node_pools import ovh_node_template
 
 
-class OvhKubernetes(ManagedKubernetes):
+class OvhKubernetes(KubeconfigCluster):
     """Managed Kubernetes, its API restricted to the listed CIDRs, and its node pools (GPU
     pools labelled and tainted as on every kind)."""
 

@@ -1,5 +1,6 @@
-"""What the openstack and ovh kinds' clusters share: a cloud-managed Kubernetes reached by the
-kubeconfig the cloud hands back, no workload OIDC issuer, GPU pools labelled and tainted alike."""
+"""What the existing, openstack and ovh kinds' clusters share: a Kubernetes reached by a
+kubeconfig (the stack file's, or the one the cloud hands back) and no workload OIDC issuer; and
+how pods reach the GPU pools fedeploy creates on openstack and ovh."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import pulumi_kubernetes as k8s
 from components.providers.base import GpuScheduling
 from fedeploy.node_pools import GPU_LABEL_KEY, GPU_LABEL_VALUE, GPU_TAINT_KEY
 
-# How pods reach GPU nodes of a managed cluster's pools (fedeploy/node_pools.py labels them).
+# How pods reach GPU nodes of the openstack and ovh node pools (fedeploy/node_pools.py labels them).
 NODE_POOL_GPU = GpuScheduling({GPU_LABEL_KEY: GPU_LABEL_VALUE}, GPU_TAINT_KEY)
 
 
-class ManagedKubernetes(pulumi.ComponentResource):
-    """Base of a provider's cluster component: subclasses create the cloud's cluster, then
+class KubeconfigCluster(pulumi.ComponentResource):
+    """Base of a provider's cluster component: subclasses create (or find) the cluster, then
     `_connect` it (the type token stays the subclass's own `super().__init__` argument)."""
 
     provider: k8s.Provider
@@ -31,9 +32,11 @@ class ManagedKubernetes(pulumi.ComponentResource):
         cluster_name: pulumi.Output[str],
         version: str,
         kubeconfig: pulumi.Output[str],
+        context: str | None = None,
     ) -> None:
         """Expose the cluster (`kubeconfig` kept secret) and a Kubernetes provider `<name>-k8s`
-        on it; registers the component's outputs, so call it last."""
+        on it, in the kubeconfig's `context` if given; registers the component's outputs, so
+        call it last."""
         self.name = cluster_name
         self.version = pulumi.Output.from_input(version)
         self.oidc_issuer = pulumi.Output.from_input(None)
@@ -41,6 +44,7 @@ class ManagedKubernetes(pulumi.ComponentResource):
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
+            context=context,
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
