@@ -25,8 +25,8 @@ CASE = """
 import json, resource, sys, time
 from pathlib import Path
 start = time.perf_counter()
-from fedeploy.plan import run_plan
-from fedeploy.report import as_json
+from fedeploy.plan.run import run_plan
+from fedeploy.plan.formats import as_json
 report = run_plan(Path(sys.argv[1]), jobs=int(sys.argv[2]))
 as_json(report)
 elapsed = time.perf_counter() - start

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +12,7 @@ import typer
 
 from fedeploy.cli_options import StacksDir, stacks_dir_or_exit
 from fedeploy.errors import FedeployError
+from fedeploy.plan.command import plan_command
 
 app = typer.Typer(
     name="fedeploy",
@@ -62,63 +61,7 @@ def options(
     _debug = debug
 
 
-class Format(StrEnum):
-    text = "text"
-    json = "json"
-    markdown = "markdown"
-
-
-@app.command()
-def plan(
-    stacks: Annotated[
-        list[str] | None, typer.Argument(help="Stacks to plan (default: every stack file).")
-    ] = None,
-    stacks_dir: StacksDir = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Also write resources and manifests here.")
-    ] = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option("--jobs", "-j", min=1, help="Stacks planned at once (default: CPUs)."),
-    ] = None,
-) -> None:
-    """Plan the federation offline: run every stack's program, render and check every chart.
-
-    Exit status: 0 clean, 1 policy violations, 2 invalid config or program error."""
-    from fedeploy.plan import run_plan, write_out
-    from fedeploy.report import FORMATS
-
-    stacks_dir = stacks_dir_or_exit(stacks_dir)
-    if out is not None:
-        _writable_out(out)  # before planning: a minute's work must not end in a failed write
-    report = run_plan(stacks_dir, stacks or None, jobs=jobs)
-    sys.stdout.write(FORMATS[format.value](report))
-    if out is not None:
-        try:
-            write_out(report, out)
-        except OSError as err:
-            typer.echo(f"--out {out}: cannot write the plan's files: {err.strerror}", err=True)
-            raise typer.Exit(2) from None
-    raise typer.Exit(report.exit_code)
-
-
-def _writable_out(out: Path) -> None:
-    """Create --out, or exit 2 naming it when it cannot be a writable directory of a plan's own."""
-    from fedeploy.plan import out_problem
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        typer.echo(f"--out {out}: cannot create the directory: {err.strerror}", err=True)
-        raise typer.Exit(2) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        typer.echo(f"--out {out}: the directory is not writable", err=True)
-        raise typer.Exit(2)
-    problem = out_problem(out)
-    if problem:
-        typer.echo(f"--out {out}: {problem}", err=True)
-        raise typer.Exit(2)
+app.command("plan")(plan_command)
 
 
 @app.command()

@@ -48,7 +48,7 @@ def _a_current_event_loop():
 @pytest.fixture(scope="session")
 def example_report():
     """The plan report of the whole example federation (the same engine as `fedeploy plan`)."""
-    from fedeploy.plan import run_plan
+    from fedeploy.plan.run import run_plan
 
     return run_plan(STACKS, jobs=1)
 

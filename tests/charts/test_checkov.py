@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fedeploy.plan import write_out
+from fedeploy.plan.run import write_out
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

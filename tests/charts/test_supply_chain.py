@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from fedeploy.charts import ChartValuesError, pod_template, render_chart
-from fedeploy.checks import RenderedRelease, digest_findings
 from fedeploy.offline.engine import StackPlan
+from fedeploy.plan.checks import RenderedRelease, digest_findings
 
 DIGEST = "sha256:" + "ab12" * 16
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}

@@ -103,7 +103,7 @@ def _catalog_pods(tmp_path: Path, ca_pem: str, port: int) -> list[dict[str, Any]
     path = stacks / FIXTURE.name
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     plan = plan_stack(path)
-    from fedeploy.checks import render_releases
+    from fedeploy.plan.checks import render_releases
 
     rendered, _ = render_releases(plan, Path(__file__).resolve().parents[2], "1.31")
     (release,) = [r for r in rendered if r.name == "catalog"]

@@ -460,7 +460,7 @@ def test_project_errors_carry_the_cli_exit_status() -> None:
         ("Pulumi.yaml", "M", "every", ""),
         ("pyproject.toml", "M", "every", ""),
         ("fedeploy/program.py", "M", "every", ""),
-        ("fedeploy/report.py", "M", "every", ""),
+        ("fedeploy/plan/formats.py", "M", "every", ""),
         ("fedeploy/old_module.py", "D", "every", ""),
         ("fedeploy/regions.json", "M", "every", ""),
         ("fedeploy/loopback/queries.sql", "M", "every", ""),

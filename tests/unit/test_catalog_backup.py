@@ -160,7 +160,7 @@ def test_a_bad_backup_key_is_named_with_what_is_allowed(backup, path, words) -> 
 
 
 def _findings_with(stack: str, references: Any = None, **catalog: Any) -> list[str]:
-    from fedeploy.plan import check_planned
+    from fedeploy.plan.run import check_planned
 
     site = copy.deepcopy(_site(stack))
     site["services"]["catalog"].update(catalog)
@@ -188,7 +188,7 @@ def test_a_staging_site_may_run_without_backups() -> None:
     site = copy.deepcopy(_site("cf-waw"))
     site["environment"] = "staging"
     site["services"]["catalog"]["backup"] = {"enabled": False}
-    from fedeploy.plan import check_planned
+    from fedeploy.plan.run import check_planned
 
     plan = plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})
     assert not [f for f in check_planned(plan, None)[1] if f.rule == "backups"]

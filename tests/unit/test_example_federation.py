@@ -210,8 +210,8 @@ def test_hub_harvests_every_member_catalog(example_plans):
 
 
 def test_plan_is_deterministic(example_report):
-    from fedeploy.plan import run_plan
-    from fedeploy.report import as_json, as_markdown
+    from fedeploy.plan.formats import as_json, as_markdown
+    from fedeploy.plan.run import run_plan
 
     again = run_plan(STACKS, jobs=2)
     assert as_json(again) == as_json(example_report)

@@ -156,7 +156,7 @@ def test_token_guard_answers_401_and_never_calls_the_proxy_for_a_bad_token():
 
 
 def test_plan_report_shows_each_sites_public_url_write_access_and_issuer(example_report):
-    from fedeploy.report import as_text
+    from fedeploy.plan.formats import as_text
 
     text = as_text(example_report)
     # Each site's own write scope (stac:write:<site>): one writer's token writes one catalog.

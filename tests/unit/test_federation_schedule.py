@@ -199,8 +199,8 @@ def test_a_missing_output_is_reported_before_its_wave_runs(monkeypatch):
 _FORKED_PLAN = """
 import sys
 from pathlib import Path
-from fedeploy.plan import run_plan
-from fedeploy.report import as_json
+from fedeploy.plan.run import run_plan
+from fedeploy.plan.formats import as_json
 report = run_plan(Path(sys.argv[1]), jobs=2)
 # Every stack ran in a forked worker: this process never loaded Helm's Go runtime.
 assert "helm_python._native" not in sys.modules, "a stack was planned in the parent"
@@ -214,7 +214,7 @@ sys.stdout.write(as_json(report))
 def test_forked_workers_plan_every_stack_and_report_the_same_bytes(example_report):
     """The pool path (a fresh process forks two workers and plans all seven stacks in them)
     against one process planning them one after the other."""
-    from fedeploy.report import as_json
+    from fedeploy.plan.formats import as_json
 
     forked = subprocess.run(
         [sys.executable, "-c", _FORKED_PLAN, str(STACKS)],

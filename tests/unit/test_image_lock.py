@@ -189,7 +189,7 @@ def test_every_rendered_image_is_an_image_block_the_lock_can_pin(example_report)
 def test_a_lock_pins_every_image_of_the_federation_and_lifts_the_advisory(
     tmp_path, monkeypatch
 ) -> None:
-    from fedeploy.plan import run_plan
+    from fedeploy.plan.run import run_plan
 
     refs = {
         use.ref for chart in ("catalog", "ingestion", "inference") for use in chart_images(chart)
@@ -209,7 +209,7 @@ def test_a_lock_pins_every_image_of_the_federation_and_lifts_the_advisory(
 
 
 def test_without_a_lock_a_production_site_gets_the_advisory(tmp_path, monkeypatch) -> None:
-    from fedeploy.plan import run_plan
+    from fedeploy.plan.run import run_plan
 
     monkeypatch.setattr(image_lock, "LOCK_FILE", tmp_path / "none.yaml")
     report = run_plan(STACKS, ["aws-dublin"], jobs=1)
@@ -219,7 +219,7 @@ def test_without_a_lock_a_production_site_gets_the_advisory(tmp_path, monkeypatc
 
 
 def test_a_broken_lock_stops_the_plan_with_one_error(tmp_path, monkeypatch) -> None:
-    from fedeploy.plan import run_plan
+    from fedeploy.plan.run import run_plan
 
     lock = tmp_path / "images.lock.yaml"
     lock.write_text("version: 1\ndigests:\n  ghcr.io/x:1: latest\n")
@@ -585,7 +585,7 @@ def test_the_project_is_the_directory_holding_our_charts(tmp_path, monkeypatch) 
 def test_a_project_dir_without_our_charts_is_one_clear_error(tmp_path, monkeypatch) -> None:
     """FEDEPLOY_PROJECT_DIR naming no project failed as an internal error (FileNotFoundError)
     in `fedeploy images list`, and as "the program failed" in the plan."""
-    from fedeploy.plan import run_plan
+    from fedeploy.plan.run import run_plan
     from fedeploy.values import services as service_values
 
     nowhere = tmp_path / "nowhere"

@@ -776,12 +776,12 @@ def test_an_invalid_member_is_reported_once_and_kept_out_of_the_order(tmp_path):
 def test_an_internal_error_is_one_line_and_exit_2_the_traceback_only_with_debug(
     monkeypatch, capsys
 ):
-    import fedeploy.plan
+    import fedeploy.plan.run
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise KeyError("something fedeploy did not expect")
 
-    monkeypatch.setattr(fedeploy.plan, "run_plan", broken)
+    monkeypatch.setattr(fedeploy.plan.run, "run_plan", broken)
     for argv, traceback_shown in ((["plan"], False), (["--debug", "plan"], True)):
         monkeypatch.setattr(sys, "argv", ["fedeploy", *argv])
         with pytest.raises(SystemExit) as exited:

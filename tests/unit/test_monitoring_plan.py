@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fedeploy.monitoring import monitoring_findings, monitoring_mode, release_monitoring
-from fedeploy.report import as_text
+from fedeploy.plan.formats import as_text
+from fedeploy.plan.monitoring import monitoring_findings, monitoring_mode, release_monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
 INGESTION = {
@@ -83,7 +83,7 @@ SELECTOR = {"release": "kube-prometheus-stack"}
 
 
 def test_the_example_stacks_wire_every_chart_to_their_prometheus(example_report, example_plans):
-    from fedeploy.checks import RELEASE
+    from fedeploy.plan.checks import RELEASE
 
     for name, plan in example_plans.items():
         releases = plan.by_type(RELEASE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedeploy.checks import subjects
+from fedeploy.plan.checks import subjects
 from policies.cloud import encrypted_at_rest
 from policies.findings import Subject
 from tests.unit.test_example_federation import AWS

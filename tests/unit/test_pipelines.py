@@ -534,7 +534,7 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
     head_code = {
         "fedeploy/gitops/formats.py": '"## fedeploy affected"',
         "fedeploy/diff_formats.py": '"## fedeploy diff"',
-        "fedeploy/report.py": '"## fedeploy plan"',
+        "fedeploy/plan/formats.py": '"## fedeploy plan"',
     }
     for path, heading in head_code.items():
         source = example_repo / path

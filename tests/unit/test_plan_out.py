@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fedeploy.cli import app
-from fedeploy.plan import OUT_MARK, PlanReport, run_plan, write_out
+from fedeploy.plan.run import OUT_MARK, PlanReport, run_plan, write_out
 from tests.conftest import STACKS
 
 

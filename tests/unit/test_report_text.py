@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from fedeploy import __version__
 from fedeploy.cli import app
-from fedeploy.report import as_text
+from fedeploy.plan.formats import as_text
 
 
 def test_sites_are_in_deployment_order_with_the_hub_last(example_report) -> None:

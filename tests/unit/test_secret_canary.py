@@ -9,8 +9,8 @@ import yaml
 
 from fedeploy.offline.engine import SECRET, plan_stack
 from fedeploy.offline.federation import load_federation
-from fedeploy.plan import build_report, write_out
-from fedeploy.report import as_json, as_markdown, as_text
+from fedeploy.plan.formats import as_json, as_markdown, as_text
+from fedeploy.plan.run import build_report, write_out
 from tests.conftest import STACKS
 
 CANARY = "CANARY-7f3a"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from fedeploy.config.loader import check_stack_file
 from fedeploy.errors import StackConfigError
 from fedeploy.offline.engine import plan_stack
-from fedeploy.plan import check_planned
+from fedeploy.plan.run import check_planned
 from fedeploy.references import references
 from tests.conftest import STACKS
 

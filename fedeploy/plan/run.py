@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from fedeploy.checks import RenderedRelease, check_stack
 from fedeploy.offline.engine import StackPlan
 from fedeploy.offline.federation import FederationPlan, plan_federation
+from fedeploy.plan.checks import RenderedRelease, check_stack
 from fedeploy.values.exposure import exposure_summary
 from fedeploy.values.services import CHARTS_DIR
 from policies.findings import Finding

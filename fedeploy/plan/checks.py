@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedeploy.monitoring import monitoring_findings
 from fedeploy.offline.engine import Resource, StackPlan
+from fedeploy.plan.monitoring import monitoring_findings
 from policies.cloud import evaluate
 from policies.findings import Finding, Subject
 from policies.workloads import workload_findings
@@ -25,10 +25,10 @@ class RenderedRelease:
     namespace: str
     values: dict[str, Any]
     manifests: list[dict[str, Any]] = field(default_factory=list)
-    # Its scrape targets and alerts (fedeploy.monitoring.summarise).
+    # Its scrape targets and alerts (fedeploy.plan.monitoring.summarise).
     monitoring: dict[str, Any] = field(default_factory=dict)
     # With monitoring.enabled auto: the monitoring objects a cluster serving the operator's API
-    # gets on top of `manifests` (fedeploy.monitoring.operator_manifests).
+    # gets on top of `manifests` (fedeploy.plan.monitoring.operator_manifests).
     operator_manifests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -57,7 +57,7 @@ def render_releases(
 ) -> tuple[list[RenderedRelease], list[Finding]]:
     """Render, lint and validate every Helm release of the stack; problems become findings."""
     from fedeploy.charts import ChartError, lint_chart, render_chart, validate_manifests
-    from fedeploy.monitoring import operator_manifests, release_monitoring
+    from fedeploy.plan.monitoring import operator_manifests, release_monitoring
 
     rendered: list[RenderedRelease] = []
     findings: list[Finding] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fedeploy.plan import PlanReport
+from fedeploy.plan.run import PlanReport
 
 
 def as_json(report: PlanReport) -> str:
