@@ -2,6 +2,10 @@
 # Builds the service images with podman, without a registry or a Docker engine:
 #   ghcr.io/fedeploy/ingestion:<appVersion>   from services/ingestion/Dockerfile
 #   ghcr.io/fedeploy/inference:<appVersion>   from services/inference/Dockerfile (the CPU image)
+#   ghcr.io/fedeploy/stac-browser:<version>   from services/browser/Dockerfile: STAC Browser as
+#                                             services/browser/build.sh built it from npm, the
+#                                             package's version (a test build; the catalog chart
+#                                             runs upstream's image by default)
 # tagged with each chart's appVersion (charts/<service>/Chart.yaml). The GPU image
 # (services/inference/Dockerfile.gpu) is built by the release pipeline only, never here.
 #
@@ -16,7 +20,7 @@
 #
 # Environment:
 #   FEDEPLOY_IMAGES_DIR   podman's storage and settings (default <repo>/build/images)
-#   FEDEPLOY_IMAGES       which images to build (default "ingestion inference")
+#   FEDEPLOY_IMAGES       which images to build (default "ingestion inference browser")
 #   TORCH_WHEELS          a folder holding torch-2.13.0+cpu's wheel, mounted read-only into the
 #                         inference build; default: the folder of pip's find-links that holds it,
 #                         else the build downloads it from PyTorch's CPU index.
@@ -24,9 +28,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${FEDEPLOY_IMAGES_DIR:-$ROOT/build/images}"
-IMAGES="${FEDEPLOY_IMAGES:-ingestion inference}"
+IMAGES="${FEDEPLOY_IMAGES:-ingestion inference browser}"
 OFFICIAL_BASE="$(sed -n 's/^ARG PYTHON_IMAGE=//p' "$ROOT/services/ingestion/Dockerfile")"
 LOCAL_BASE="localhost/fedeploy-python:3.11-bookworm"
+OFFICIAL_NGINX="$(sed -n 's/^ARG NGINX_IMAGE=//p' "$ROOT/services/browser/Dockerfile")"
+LOCAL_NGINX="localhost/fedeploy-nginx:bookworm"
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
 log() { printf '[images] %s\n' "$*" >&2; }
@@ -139,6 +145,47 @@ build() {
     log "built $tag in $((SECONDS - started)) s ($(pod image inspect --format '{{.Size}}' "$tag") bytes)"
 }
 
+# The browser image's base: nginx-unprivileged when it can be pulled, else Debian's nginx-light in
+# a bookworm root filesystem (the Dockerfile brings its own nginx.conf, so either serves alike).
+nginx_base() {
+    if pod image exists "$LOCAL_NGINX"; then
+        printf '%s' "$LOCAL_NGINX"
+        return
+    fi
+    if pod image exists "$OFFICIAL_NGINX" || timeout 60 podman --root "$STATE/storage" --runroot "$STATE/run" \
+        --storage-driver "${FEDEPLOY_STORAGE_DRIVER:-overlay}" pull -q "$OFFICIAL_NGINX" >/dev/null 2>&1; then
+        printf '%s' "$OFFICIAL_NGINX"
+        return
+    fi
+    log "$OFFICIAL_NGINX cannot be pulled: building $LOCAL_NGINX with mmdebstrap"
+    local started=$SECONDS rootfs="$STATE/tmp/nginx-rootfs.tar"
+    mmdebstrap --quiet --variant=apt --include=nginx-light bookworm "$rootfs" >&2
+    pod import --quiet "$rootfs" "$LOCAL_NGINX" >/dev/null
+    rm -f "$rootfs"
+    log "base $LOCAL_NGINX built in $((SECONDS - started)) s"
+    printf '%s' "$LOCAL_NGINX"
+}
+
+# STAC Browser: the npm build (services/browser/build.sh) when build/browser/dist is missing or
+# older than the lock, then the image around it.
+build_browser() {
+    local version tag started dist="$ROOT/build/browser/dist" base
+    command -v npm >/dev/null || die "the browser image needs node and npm (apt-get install nodejs npm)"
+    version="$(node -p "require('$ROOT/services/browser/package-lock.json').packages['node_modules/@radiantearth/stac-browser'].version")"
+    tag="ghcr.io/fedeploy/stac-browser:$version"
+    if [ ! -f "$dist/index.html" ] || [ "$ROOT/services/browser/package-lock.json" -nt "$dist/index.html" ]; then
+        npm ci --prefix "$ROOT/services/browser" --no-audit --no-fund --loglevel=error >&2
+        "$ROOT/services/browser/build.sh" "$dist"
+    fi
+    base="$(nginx_base)"
+    log "building $tag from services/browser/Dockerfile (base $base)"
+    started=$SECONDS
+    (cd "$ROOT" && pod build --quiet --build-arg "NGINX_IMAGE=$base" --network host --layers \
+        --file services/browser/Dockerfile --ignorefile services/browser/Dockerfile.dockerignore \
+        --tag "$tag" . >/dev/null)
+    log "built $tag in $((SECONDS - started)) s ($(pod image inspect --format '{{.Size}}' "$tag") bytes)"
+}
+
 main() {
     if [ "${1:-}" = "--podman" ]; then
         shift
@@ -148,12 +195,12 @@ main() {
     fi
     install_tools
     write_config
-    local base
-    base="$(base_image)"
+    local base=""
     for service in $IMAGES; do
         case "$service" in
-            ingestion | inference) build "$service" "$base" ;;
-            *) die "FEDEPLOY_IMAGES: unknown image '$service' (allowed: ingestion, inference)" ;;
+            ingestion | inference) build "$service" "${base:=$(base_image)}" ;;
+            browser) build_browser ;;
+            *) die "FEDEPLOY_IMAGES: unknown image '$service' (allowed: ingestion, inference, browser)" ;;
         esac
     done
 }
