@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pulumi
 
 from fedeploy.errors import ProgramError
+from fedeploy.node_pools import GPU_LABEL_KEY, GPU_LABEL_VALUE, GPU_TAINT_KEY
 
 if TYPE_CHECKING:
     import pulumi_kubernetes as k8s
@@ -48,6 +49,10 @@ class GpuScheduling:
 
     node_selector: dict[str, str]
     taint_key: str
+
+
+# The GPU nodes fedeploy provisions: every provisioned kind labels and taints them alike.
+PROVISIONED_GPU = GpuScheduling({GPU_LABEL_KEY: GPU_LABEL_VALUE}, GPU_TAINT_KEY)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,10 @@
 """What the existing, openstack and ovh kinds' clusters share: a Kubernetes reached by a
-kubeconfig (the stack file's, or the one the cloud hands back) and no workload OIDC issuer; and
-how pods reach the GPU pools fedeploy creates on openstack and ovh."""
+kubeconfig (the stack file's, or the one the cloud hands back) and no workload OIDC issuer."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.providers.base import GpuScheduling
-from fedeploy.node_pools import GPU_LABEL_KEY, GPU_LABEL_VALUE, GPU_TAINT_KEY
-
-# How pods reach GPU nodes of the openstack and ovh node pools (fedeploy/node_pools.py labels them).
-NODE_POOL_GPU = GpuScheduling({GPU_LABEL_KEY: GPU_LABEL_VALUE}, GPU_TAINT_KEY)
 
 
 class KubeconfigCluster(pulumi.ComponentResource):

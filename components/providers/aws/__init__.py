@@ -9,11 +9,16 @@ from typing import Any
 import pulumi
 
 from components.providers.aws.bridge_host import AwsBridgeHost
-from components.providers.aws.cluster import GPU_LABEL, GPU_TAINT, EksCluster
+from components.providers.aws.cluster import EksCluster
 from components.providers.aws.database import RdsPostgres
 from components.providers.aws.identity import WorkloadRole
 from components.providers.aws.storage import AwsObjectStore
-from components.providers.base import BuildContext, GpuScheduling, ManagedDatabase, SiteResources
+from components.providers.base import (
+    PROVISIONED_GPU,
+    BuildContext,
+    ManagedDatabase,
+    SiteResources,
+)
 from fedeploy.config.services import CatalogService
 from fedeploy.config.site import AwsSite
 from fedeploy.values.exposure import ASSETS_SERVICE_ACCOUNT
@@ -23,9 +28,6 @@ from fedeploy.values.workload_access import (
     WORKLOAD_ACCESS,
     catalog_backup_access,
 )
-
-# EKS node groups with accelerator: nvidia carry this label and taint (cluster.py).
-AWS_GPU = GpuScheduling(dict(GPU_LABEL), GPU_TAINT["key"])
 
 
 @dataclass
@@ -151,7 +153,7 @@ def provision(config: AwsSite, context: BuildContext) -> SiteResources:
         cluster=cluster,
         region=config.region,
         network={"cidr": config.network.cidr},
-        gpu=AWS_GPU,
+        gpu=PROVISIONED_GPU,
         bridge_cidrs=pulumi.Output.all(vpc.cidr).apply(list),
         bridge_host=bridge_host,
         provisioned_kubeconfig=cluster.kubeconfig,

@@ -10,11 +10,17 @@ import pulumi_kubernetes as k8s
 
 from components.providers.aws.network import Vpc
 from fedeploy.config.cluster import EksCluster as EksConfig
+from fedeploy.config.cluster import NodeGroup as NodeGroupConfig
 from fedeploy.config.site import AwsNetwork
 from fedeploy.kubeconfig import eks_kubeconfig, operator_identity
+from fedeploy.node_pools import node_labels, node_taints
 
-GPU_LABEL = {"fedeploy.io/accelerator": "nvidia"}
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+# Kubernetes' taint effects as EKS names them.
+_EKS_EFFECT = {
+    "NoSchedule": "NO_SCHEDULE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
+}
 _NODE_POLICIES = (
     "AmazonEKSWorkerNodePolicy",
     "AmazonEKS_CNI_Policy",
@@ -22,15 +28,32 @@ _NODE_POLICIES = (
 )
 
 
-def _assume(service: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-            ],
-        }
-    )
+def _service_role(
+    name: str,
+    service: str,
+    policies: dict[str, str],
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
+    """A role `service` assumes, with AWS managed policies attached (attachment name -> policy
+    name, in order); the role and its attachments."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    role = aws.iam.Role(name, assume_role_policy=json.dumps(trust), tags=tags, opts=opts)
+    attachments = [
+        aws.iam.RolePolicyAttachment(
+            attachment,
+            role=role.name,
+            policy_arn=f"arn:aws:iam::aws:policy/{policy}",
+            opts=opts,
+        )
+        for attachment, policy in policies.items()
+    ]
+    return role, attachments
 
 
 # Node instances: IMDSv2 only; a hop limit of 2 lets pods with IRSA through, no further.
@@ -69,17 +92,12 @@ class EksCluster(pulumi.ComponentResource):
         self.has_gpu = config.has_gpu
         self.vpc = Vpc(f"{name}-vpc", cluster_name=name, config=network, tags=tags, opts=child)
 
-        cluster_role = aws.iam.Role(
+        cluster_role, _ = _service_role(
             f"{name}-cluster-role",
-            assume_role_policy=_assume("eks.amazonaws.com"),
-            tags=tags,
-            opts=child,
-        )
-        aws.iam.RolePolicyAttachment(
-            f"{name}-cluster-policy",
-            role=cluster_role.name,
-            policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
-            opts=child,
+            "eks.amazonaws.com",
+            {f"{name}-cluster-policy": "AmazonEKSClusterPolicy"},
+            tags,
+            child,
         )
         secrets_key = aws.kms.Key(
             f"{name}-secrets-key",
@@ -109,73 +127,22 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, protect=False),
         )
-        node_role = aws.iam.Role(
+        node_role, attachments = _service_role(
             f"{name}-node-role",
-            assume_role_policy=_assume("ec2.amazonaws.com"),
-            tags=tags,
-            opts=child,
+            "ec2.amazonaws.com",
+            {f"{name}-node-{policy}": policy for policy in _NODE_POLICIES},
+            tags,
+            child,
         )
-        attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-node-{policy}",
-                role=node_role.name,
-                policy_arn=f"arn:aws:iam::aws:policy/{policy}",
-                opts=child,
-            )
-            for policy in _NODE_POLICIES
-        ]
         for group_name, group in sorted(config.node_groups.items()):
-            gpu = group.accelerator == "nvidia"
-            # IMDSv2 only, hop limit 2 (pods using IRSA still reach it; as terraform-aws-eks
-            # does); the root volume moves here, as EKS refuses disk_size beside a template.
-            template = aws.ec2.LaunchTemplate(
-                f"{name}-{group_name}-nodes",
-                description=f"EKS {name} node group {group_name}: IMDSv2, encrypted root volume",
-                metadata_options=NODE_METADATA_OPTIONS,
-                block_device_mappings=[
-                    {
-                        "device_name": "/dev/xvda",
-                        "ebs": {
-                            "volume_size": group.disk_size_gib,
-                            "volume_type": "gp3",
-                            "encrypted": "true",
-                            "delete_on_termination": "true",
-                        },
-                    }
-                ],
-                tag_specifications=[
-                    {"resource_type": "instance", "tags": tags},
-                    {"resource_type": "volume", "tags": tags},
-                ],
-                update_default_version=True,
+            self._node_group(
+                name,
+                group_name,
+                group,
+                cluster=cluster,
+                node_role=node_role,
+                attachments=attachments,
                 tags=tags,
-                opts=child,
-            )
-            aws.eks.NodeGroup(
-                f"{name}-{group_name}",
-                cluster_name=cluster.name,
-                node_group_name=group_name,
-                node_role_arn=node_role.arn,
-                subnet_ids=self.vpc.private_subnet_ids,
-                instance_types=group.instance_types,
-                capacity_type=group.capacity_type,
-                ami_type=group.ami_type,
-                launch_template={
-                    "id": template.id,
-                    "version": template.latest_version.apply(
-                        lambda v: "$Latest" if v is None else str(v)
-                    ),
-                },
-                scaling_config={
-                    "min_size": group.min_size,
-                    "desired_size": group.desired_size,
-                    "max_size": group.max_size,
-                },
-                update_config={"max_unavailable": 1},
-                labels={"fedeploy.io/node-group": group_name, **(GPU_LABEL if gpu else {})},
-                taints=[GPU_TAINT] if gpu else None,
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
             )
         issuer = cluster.identities.apply(lambda ids: ids[0]["oidcs"][0]["issuer"])
         oidc = aws.iam.OpenIdConnectProvider(
@@ -211,3 +178,73 @@ class EksCluster(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"name": self.name, "oidc_issuer": self.oidc_issuer})
+
+    def _node_group(
+        self,
+        name: str,
+        group_name: str,
+        group: NodeGroupConfig,
+        *,
+        cluster: aws.eks.Cluster,
+        node_role: aws.iam.Role,
+        attachments: list[aws.iam.RolePolicyAttachment],
+        tags: dict[str, str],
+    ) -> None:
+        """The managed node group `<name>-<group_name>` and its launch template: IMDSv2 only,
+        hop limit 2 (pods using IRSA still reach it; as terraform-aws-eks does), the encrypted
+        root volume (here, as EKS refuses disk_size beside a template); GPU groups labelled and
+        tainted as on every kind (fedeploy/node_pools.py)."""
+        gpu = group.accelerator == "nvidia"
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-{group_name}-nodes",
+            description=f"EKS {name} node group {group_name}: IMDSv2, encrypted root volume",
+            metadata_options=NODE_METADATA_OPTIONS,
+            block_device_mappings=[
+                {
+                    "device_name": "/dev/xvda",
+                    "ebs": {
+                        "volume_size": group.disk_size_gib,
+                        "volume_type": "gp3",
+                        "encrypted": "true",
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
+            tag_specifications=[
+                {"resource_type": "instance", "tags": tags},
+                {"resource_type": "volume", "tags": tags},
+            ],
+            update_default_version=True,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        taints = [
+            {"key": t.key, "value": t.value, "effect": _EKS_EFFECT[t.effect]}
+            for t in node_taints(gpu=gpu)
+        ]
+        aws.eks.NodeGroup(
+            f"{name}-{group_name}",
+            cluster_name=cluster.name,
+            node_group_name=group_name,
+            node_role_arn=node_role.arn,
+            subnet_ids=self.vpc.private_subnet_ids,
+            instance_types=group.instance_types,
+            capacity_type=group.capacity_type,
+            ami_type=group.ami_type,
+            launch_template={
+                "id": template.id,
+                "version": template.latest_version.apply(
+                    lambda v: "$Latest" if v is None else str(v)
+                ),
+            },
+            scaling_config={
+                "min_size": group.min_size,
+                "desired_size": group.desired_size,
+                "max_size": group.max_size,
+            },
+            update_config={"max_unavailable": 1},
+            labels=node_labels(group_name, gpu=gpu),
+            taints=taints or None,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+        )

@@ -3,8 +3,12 @@ Magnum, and buckets on the cloud's S3 API with EC2-style keys the site creates."
 
 from __future__ import annotations
 
-from components.providers.base import BuildContext, SiteResources, StaticCredentials
-from components.providers.kubeconfig_cluster import NODE_POOL_GPU
+from components.providers.base import (
+    PROVISIONED_GPU,
+    BuildContext,
+    SiteResources,
+    StaticCredentials,
+)
 from components.providers.openstack.bridge_host import OpenStackBridgeHost
 from components.providers.openstack.cluster import MagnumKubernetes
 from components.providers.openstack.identity import workload_identities
@@ -58,7 +62,7 @@ def provision(config: OpenStackSite, context: BuildContext) -> SiteResources:
             else StaticCredentials(store.access_key_id, store.secret_access_key)
         ),
         workload_credentials=workload_keys,
-        gpu=NODE_POOL_GPU,
+        gpu=PROVISIONED_GPU,
         bridge_cidrs=[config.network.cidr],
         bridge_host=bridge_host,
         provisioned_kubeconfig=cluster.kubeconfig,

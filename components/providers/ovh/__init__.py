@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
-from components.providers.base import BuildContext, SiteResources, StaticCredentials
-from components.providers.kubeconfig_cluster import NODE_POOL_GPU
+from components.providers.base import (
+    PROVISIONED_GPU,
+    BuildContext,
+    SiteResources,
+    StaticCredentials,
+)
 from components.providers.ovh.cluster import OvhKubernetes
 from components.providers.ovh.network import OvhNetwork
 from components.providers.ovh.storage import site_store
@@ -40,7 +44,7 @@ def provision(config: OvhSite, context: BuildContext) -> SiteResources:
         region=config.region,
         network={"cidr": config.private_network.cidr} if config.private_network else {},
         credentials=StaticCredentials(store.access_key_id, store.secret_access_key),
-        gpu=NODE_POOL_GPU,
+        gpu=PROVISIONED_GPU,
         bridge_cidrs=[config.private_network.cidr] if config.private_network else [],
         provisioned_kubeconfig=cluster.kubeconfig,
         pod_storage_endpoint=store.endpoint,
