@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # pip's own flags for every locked install: hashes checked, nothing outside the lock.
 LOCKED := --disable-pip-version-check --require-hashes --no-deps
 
-.PHONY: plan test test-fast test-latest lock peers lint typecheck schema demo bench clean images test-images
+.PHONY: plan test test-fast test-latest lock peers lint typecheck schema chart-deps demo bench clean images test-images
 
 # The environment is installed from the lock (requirements/dev.txt, made by `make lock` from the
 # ranges in the pyproject.toml files), so a clone gets the same versions on any day; the four
@@ -103,6 +103,11 @@ schema: $(STAMP)
 	mkdir -p schemas
 	$(BIN)/fedeploy schema > schemas/stack-file.schema.json.tmp
 	mv schemas/stack-file.schema.json.tmp schemas/stack-file.schema.json
+
+## chart-deps: package the library chart (charts/fedeploy-common) anew into each chart that
+##       depends on it, after a change to it; commit charts/*/charts and Chart.lock (a test checks)
+chart-deps: $(STAMP)
+	$(BIN)/python scripts/chart_deps.py
 
 ## demo: the case study on one machine: ingest, train, publish, serve, predict, plot
 ##       (DEMO_ARGS=--wis2: the stations published as WIS2 notifications linking to BUFR)

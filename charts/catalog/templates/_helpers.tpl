@@ -1,86 +1,17 @@
-{{/* Names, labels and the pieces every catalog workload shares. */}}
-
-{{- define "catalog.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
-{{- end }}
-
-{{/* Release-scoped name; the release name alone when it already contains the chart name. */}}
-{{- define "catalog.fullname" -}}
-{{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
-{{- else }}
-{{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
-{{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
-{{- end }}
-{{- end }}
-{{- end }}
-
-{{- define "catalog.chart" -}}
-{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{- end }}
-
-{{- define "catalog.labels" -}}
-helm.sh/chart: {{ include "catalog.chart" . }}
-{{ include "catalog.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: fedeploy
-fedeploy.io/site: {{ .Values.site.name | quote }}
-fedeploy.io/site-kind: {{ .Values.site.kind | quote }}
-{{- end }}
-
-{{/* Selector labels never change across upgrades: a Deployment's selector is immutable. */}}
-{{- define "catalog.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "catalog.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-{{- end }}
-
-{{- define "catalog.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create }}
-{{- default (include "catalog.fullname" .) .Values.serviceAccount.name }}
-{{- else }}
-{{- default "default" .Values.serviceAccount.name }}
-{{- end }}
-{{- end }}
-
-{{/* "repository:tag" from an image block; an empty tag falls back to the given default. */}}
-{{- define "catalog.imageRef" -}}
-{{- $ref := printf "%s:%s" .image.repository (default .default .image.tag) }}
-{{- with .image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end }}
-{{- $ref }}
-{{- end }}
-
-{{/* checkov's skip annotations of a workload, each "CHECK_ID=reason": the image waivers while one of
-`images` has no digest, then `skips`. Every waiver is listed in docs/charts.md. */}}
-{{- define "catalog.checkovSkips" -}}
-{{- $skips := list }}
-{{- $undigested := false }}
-{{- range .images }}
-{{- if not .digest }}{{ $undigested = true }}{{ end }}
-{{- end }}
-{{- if $undigested }}
-{{- $skips = append $skips "CKV_K8S_43=no image.digest given to this release yet; fedeploy plan reports it as the advisory image-digest" }}
-{{- $skips = append $skips "CKV_K8S_15=IfNotPresent on a tag until image.digest pins the image; digest-pinned images pass this check" }}
-{{- end }}
-{{- $skips = concat $skips (default list .skips) }}
-{{- range $i, $skip := $skips }}
-checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
-{{- end }}
-{{- end }}
+{{/* The catalog chart's own helpers. What the three charts share (names, labels, image
+references, checkov waivers, the storage keys' volume, monitoring) is the library chart's:
+charts/fedeploy-common, included as "fedeploy-common.<name>". */}}
 
 {{- define "catalog.dbHost" -}}
 {{- if eq .Values.database.mode "internal" }}
-{{- printf "%s-db" (include "catalog.fullname" .) }}
+{{- printf "%s-db" (include "fedeploy-common.fullname" .) }}
 {{- else }}
 {{- .Values.database.host }}
 {{- end }}
 {{- end }}
 
 {{- define "catalog.dbSecretName" -}}
-{{- default (printf "%s-db" (include "catalog.fullname" .)) .Values.database.existingSecret }}
+{{- default (printf "%s-db" (include "fedeploy-common.fullname" .)) .Values.database.existingSecret }}
 {{- end }}
 
 {{/* The in-cluster database has no TLS; an external one must use it unless told otherwise. */}}
@@ -95,7 +26,7 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
 {{- end }}
 
 {{- define "catalog.apiURL" -}}
-{{- printf "http://%s.%s.svc.%s:%d" (include "catalog.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.service.port) }}
+{{- printf "http://%s.%s.svc.%s:%d" (include "fedeploy-common.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.service.port) }}
 {{- end }}
 
 {{/* libpq-style connection settings, read by stac-fastapi-pgstac, pypgstac and psql alike. */}}
@@ -154,7 +85,7 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
 {{- if and (eq .Values.database.mode "external") .Values.database.caCertificate }}
 - name: database-ca
   configMap:
-    name: {{ include "catalog.fullname" . }}-database-ca
+    name: {{ include "fedeploy-common.fullname" . }}-database-ca
 {{- end }}
 {{- end }}
 
@@ -170,7 +101,7 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
 - to:
     - podSelector:
         matchLabels:
-          {{- include "catalog.selectorLabels" . | nindent 10 }}
+          {{- include "fedeploy-common.selectorLabels" . | nindent 10 }}
           app.kubernetes.io/component: database
   ports:
     - protocol: TCP
@@ -184,80 +115,6 @@ checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
   ports:
     - protocol: TCP
       port: {{ .Values.database.port }}
-{{- end }}
-{{- end }}
-
-{{/* "true" when the monitoring objects render: monitoring.enabled true, or auto where the
-cluster serves the prometheus-operator's API (monitoring.coreos.com/v1); empty otherwise. */}}
-{{- define "catalog.monitored" -}}
-{{- $on := toString .Values.monitoring.enabled }}
-{{- if or (eq $on "true") (and (eq $on "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}true{{ end }}
-{{- end }}
-
-{{/* An ingress rule admitting the monitoring namespace's Prometheus pods to one port, the
-metrics port, and nothing else (rendered only while monitoring is on). */}}
-{{- define "catalog.metricsIngress" -}}
-{{- $m := .root.Values.monitoring }}
-- ports:
-    - protocol: TCP
-      port: {{ .port }}
-  from:
-    - namespaceSelector:
-        matchLabels:
-          kubernetes.io/metadata.name: {{ $m.namespace }}
-      {{- with $m.prometheusPodLabels }}
-      podSelector:
-        matchLabels:
-          {{- toYaml . | nindent 10 }}
-      {{- end }}
-{{- end }}
-
-{{/* A Grafana dashboard from a JSON file of the chart, as a JSON string: its title, a uid
-stable for the release, and its constant variables `namespace` and `release` (what the panels'
-queries select by) set to this release's. */}}
-{{- define "catalog.dashboard" -}}
-{{- $root := .root }}
-{{- $board := $root.Files.Get .file | fromJson }}
-{{- $fullname := include "catalog.fullname" $root }}
-{{- $_ := set $board "title" .title }}
-{{- $_ := set $board "uid" (printf "%s/%s/%s" $root.Release.Namespace $fullname .file | sha256sum | trunc 24 | printf "fedeploy-%s") }}
-{{- $constants := dict "namespace" $root.Release.Namespace "release" $fullname }}
-{{- range $board.templating.list }}
-{{- if hasKey $constants .name }}
-{{- $value := get $constants .name }}
-{{- $_ := set . "query" $value }}
-{{- $_ := set . "current" (dict "text" $value "value" $value) }}
-{{- end }}
-{{- end }}
-{{- toJson $board }}
-{{- end }}
-
-{{/* Egress to the site's Pushgateway pods on its URL's port, for a batch run that pushes its
-outcome (with monitoring.pushgateway.url). */}}
-{{- define "catalog.pushgatewayEgress" -}}
-{{- $p := .Values.monitoring.pushgateway }}
-{{- if $p.url }}
-{{- $url := urlParse $p.url }}
-{{- $hostPort := splitList ":" $url.host }}
-# The Pushgateway, where the run pushes its outcome when it ends.
-- to:
-    - namespaceSelector:
-        matchLabels:
-          kubernetes.io/metadata.name: {{ default .Release.Namespace $p.namespace }}
-      podSelector:
-        matchLabels:
-          {{- toYaml $p.podLabels | nindent 10 }}
-  ports:
-    - protocol: TCP
-      port: {{ ternary (last $hostPort) (ternary "443" "80" (eq $url.scheme "https")) (gt (len $hostPort) 1) | int }}
-{{- end }}
-{{- end }}
-
-{{/* The Pushgateway's URL for a batch run's container (with monitoring.pushgateway.url). */}}
-{{- define "catalog.pushgatewayEnv" -}}
-{{- with .Values.monitoring.pushgateway.url }}
-- name: INGEST_PUSHGATEWAY_URL
-  value: {{ . | quote }}
 {{- end }}
 {{- end }}
 
