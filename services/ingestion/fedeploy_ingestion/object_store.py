@@ -1,8 +1,9 @@
 """The site's bucket, through boto3: small objects, and resumable multipart copies.
 
 Every request carries a Content-MD5, so the store rejects a body damaged on the way. A copy
-streams part by part (memory bounded by a few part sizes), hashes what it sends, and
-completes the upload only when the digest matches what the source declared.
+streams part by part: parts upload several at once while the next is read, the digest is
+computed on its own thread as the parts pass, memory stays within COPY_MEMORY_BUDGET, and the
+upload is completed only when the digest matches what the source declared.
 
 Conditional writes (`put_if`): `If-Match: <ETag>` replaces only the version that was read,
 `If-None-Match: *` creates only an object that does not exist; a store that has another
@@ -28,7 +29,10 @@ from fedeploy_ingestion.multihash import Digest, new_hasher
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
-UPLOAD_THREADS = 2  # parts uploaded while the next is read
+UPLOAD_THREADS = 4  # a copy's parts uploaded at once while the next is read and hashed
+# Bytes of parts uploading at once, across every copy of one ObjectStore (with 16 MiB parts:
+# 4); each copy holds at most two more parts besides, the one being read and joined.
+COPY_MEMORY_BUDGET = 64 * MiB
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class ObjectStore:
     def __init__(self, client: Any, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
+        # Shared by the copies that run at once (sentinel.ITEMS_IN_FLIGHT).
+        self.copy_budget = MemoryBudget(COPY_MEMORY_BUDGET)
 
     @contextlib.contextmanager
     def _errors(self, action: str, key: str) -> Iterator[None]:
@@ -286,29 +292,34 @@ class ObjectStore:
 
             from_start = offset == 0
             sha256 = hashlib.sha256()
-            declared = expected.new_hasher() if expected and from_start else None
-            parts = _PartUploader(self.client, self.bucket, key, upload_id, done)
-            buffer = bytearray()
-            sent = 0
+            declared = None
+            if expected is not None and from_start:
+                # One pass when the source declares SHA-256 too (the usual case).
+                declared = sha256 if expected.algorithm == "sha256" else expected.new_hasher()
+            parts = _PartUploader(
+                self.client,
+                self.bucket,
+                key,
+                upload_id,
+                done,
+                budget=self.copy_budget,
+                hashers=[sha256] + ([declared] if declared not in (None, sha256) else [])
+                if from_start
+                else [],
+            )
+            split = _Parts(chunks, part_size)
             try:
-                for chunk in chunks:
-                    if from_start:
-                        sha256.update(chunk)
-                        if declared is not None:
-                            declared.update(chunk)
-                    buffer += chunk
-                    sent += len(chunk)
-                    while len(buffer) >= part_size:
-                        parts.submit(bytes(buffer[:part_size]))
-                        del buffer[:part_size]
+                for part in split:
+                    parts.submit(part)
+                sent = split.size
                 if offset + sent != total:
                     raise StorageError(
                         f"source of s3://{self.bucket}/{key} ended after "
                         f"{offset + sent} of {total} bytes; the upload stays open "
                         "and the next run resumes it"
                     )
-                if buffer or not parts.count:
-                    parts.submit(bytes(buffer))
+                if split.rest or not parts.count:
+                    parts.submit(split.rest)
             finally:
                 # Whatever happened, let the parts in flight land: a resumed copy reuses them.
                 done = parts.finish()
@@ -371,47 +382,147 @@ class ObjectStore:
         return size, digests
 
 
-class _PartUploader:
-    """Uploads parts in the background while the next one is read from the source.
+def parts_in_flight(part_size: int) -> int:
+    """How many parts of `part_size` bytes upload at once within COPY_MEMORY_BUDGET (at least
+    one, at most UPLOAD_THREADS in one copy)."""
+    return max(1, min(UPLOAD_THREADS, COPY_MEMORY_BUDGET // part_size))
 
-    At most UPLOAD_THREADS parts are in flight, so memory stays below
-    (UPLOAD_THREADS + 1) part sizes. Each part carries its Content-MD5.
+
+class MemoryBudget:
+    """Bytes that parts in flight may hold together; `take` waits until there is room.
+
+    A part larger than the whole budget is let through alone, so nothing waits forever."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0  # the most held at once (the tests read it)
+        self._room = threading.Condition()
+
+    def take(self, size: int) -> None:
+        """Hold `size` bytes, waiting while they do not fit."""
+        with self._room:
+            self._room.wait_for(lambda: self.used == 0 or self.used + size <= self.limit)
+            self.used += size
+            self.peak = max(self.peak, self.used)
+
+    def give(self, size: int) -> None:
+        """Give back bytes that `take` held."""
+        with self._room:
+            self.used -= size
+            self._room.notify_all()
+
+
+class _Parts:
+    """The source's chunks as whole parts of `part_size` bytes (one copy each: a join).
+
+    The bytes after the last whole part are left in `rest`, and `size` counts every byte read,
+    so a source that ends short is refused before its last part is sent."""
+
+    def __init__(self, chunks: Iterator[bytes], part_size: int) -> None:
+        self._chunks = chunks
+        self._part_size = part_size
+        self.rest = b""
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        pieces: list[bytes | memoryview] = []
+        held = 0
+        for chunk in self._chunks:
+            self.size += len(chunk)
+            view = memoryview(chunk)
+            while held + len(view) >= self._part_size:
+                take = self._part_size - held
+                pieces.append(view[:take])
+                yield b"".join(pieces)
+                pieces, held, view = [], 0, view[take:]
+            if len(view):
+                pieces.append(view)
+                held += len(view)
+        self.rest = b"".join(pieces)
+
+
+class _PartUploader:
+    """Uploads parts on UPLOAD_THREADS threads while the next one is read from the source, and
+    feeds each part, in order, to `hashers` on a thread of their own (hashlib lets go of the
+    GIL, so reading, hashing and sending overlap).
+
+    A part holds its bytes of `budget` from its submit until it is both hashed and uploaded;
+    submit waits while they do not fit, so besides the budget a copy holds at most the part
+    being read and its pieces as they are joined. Each part carries its Content-MD5. A failed
+    upload stops the copy at the next submit instead of after the whole source is read.
     """
 
     def __init__(
-        self, client: Any, bucket: str, key: str, upload_id: str, done: list[dict[str, Any]]
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        done: list[dict[str, Any]],
+        *,
+        budget: MemoryBudget,
+        hashers: list[Any],
     ) -> None:
         self._client = client
         self._target = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
         self._done = list(done)
         self.count = len(done)
-        self._slots = threading.Semaphore(UPLOAD_THREADS)
+        self._hashers = hashers
+        self._budget = budget
         self._pool = ThreadPoolExecutor(
             max_workers=UPLOAD_THREADS, thread_name_prefix="part-upload"
         )
+        self._digest = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-digest")
         self._futures: list[Future[dict[str, Any]]] = []
+        self._hashed: list[Future[None]] = []
+        self._failed: BaseException | None = None
 
     def submit(self, data: bytes) -> None:
-        """Queue the next part; waits while UPLOAD_THREADS parts are in flight."""
+        """Queue the next part; waits while the budget has no room for it."""
+        if self._failed is not None:
+            raise self._failed
+        size = max(len(data), 1)
+        self._budget.take(size)
         self.count += 1
-        number = self.count
-        self._slots.acquire()
+        pending = [2 if self._hashers else 1]
+        lock = threading.Lock()
+
+        def release(future: Future[Any]) -> None:
+            if future.exception() is not None and self._failed is None:
+                self._failed = future.exception()
+            with lock:
+                pending[0] -= 1
+                if pending[0] == 0:
+                    self._budget.give(size)
+
         try:
-            self._futures.append(self._pool.submit(self._upload, number, data))
+            upload = self._pool.submit(self._upload, self.count, data)
+            if self._hashers:
+                hashed = self._digest.submit(self._hash, data)
+                self._hashed.append(hashed)
+                hashed.add_done_callback(release)
         except BaseException:
-            self._slots.release()
+            self._budget.give(size)
             raise
+        self._futures.append(upload)
+        upload.add_done_callback(release)
+
+    def _hash(self, data: bytes) -> None:
+        for hasher in self._hashers:
+            hasher.update(data)
 
     def _upload(self, number: int, data: bytes) -> dict[str, Any]:
-        try:
-            answer = self._client.upload_part(
-                PartNumber=number, Body=data, ContentMD5=_md5(data), **self._target
-            )
-            return {"PartNumber": number, "ETag": answer["ETag"]}
-        finally:
-            self._slots.release()
+        answer = self._client.upload_part(
+            PartNumber=number, Body=data, ContentMD5=_md5(data), **self._target
+        )
+        return {"PartNumber": number, "ETag": answer["ETag"]}
 
     def finish(self) -> list[dict[str, Any]]:
-        """Wait for every part; all parts in order, or the first upload error."""
+        """Wait for every part; all parts in order, or the first upload error. The hashers
+        have seen every part when it returns."""
         self._pool.shutdown(wait=True)
+        self._digest.shutdown(wait=True)
+        for hashed in self._hashed:
+            hashed.result()
         return self._done + [future.result() for future in self._futures]

@@ -14,8 +14,13 @@ would otherwise succeed having copied nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +39,10 @@ from fedeploy_ingestion.stac_documents import collection as minimal_collection
 from fedeploy_ingestion.upstream import Credentials, HttpAsset, search
 
 log = logging.getLogger(__name__)
+
+# Items handled at once: one item's reads, digests and catalog calls overlap another's part
+# uploads (their parts share the store's ObjectStore.copy_budget).
+ITEMS_IN_FLIGHT = 2
 
 
 @dataclass
@@ -80,6 +89,8 @@ class SentinelRun:
         )
         self.report = SentinelReport()
         self._collections: set[str] = set()
+        self._lock = threading.Lock()  # the report's counters, updated by the item threads
+        self._catalog_lock = threading.Lock()  # catalog writes, one at a time
 
     def run(self, now: datetime | None = None) -> SentinelReport:
         """Process every source; per-item and per-source failures are reported, not raised."""
@@ -94,7 +105,8 @@ class SentinelRun:
     def _failed(self, source: Source, name: str, error: BaseException, message: str) -> None:
         text = str(error) if isinstance(error, IngestError) else f"{type(error).__name__}: {error}"
         text = text if text.strip() else f"{type(error).__name__} (with no message)"
-        self.report.failed[name] = text
+        with self._lock:
+            self.report.failed[name] = text
         self.metrics.copy_failures.labels(source.name).inc()
         log.error(message, extra={"source": source.name, "item": name, "error": text})
 
@@ -112,6 +124,7 @@ class SentinelRun:
         found = with_assets = 0
         available: Counter[str] = Counter()
         paging = Paging(f"source {source.name}", s.search_max_pages)
+        in_flight = _InFlight(ITEMS_IN_FLIGHT)
         items = search(
             source,
             source.search_datetime(now),
@@ -122,7 +135,7 @@ class SentinelRun:
         )
         try:
             for item in items:  # streamed: one page in memory at a time
-                self.report.found += 1
+                self._count(found=1)
                 found += 1
                 name = _item_name(item)
                 try:
@@ -131,15 +144,19 @@ class SentinelRun:
                     if set(keys) & set(source.assets):
                         with_assets += 1
                     if not owns(name, s.shard_index, s.shard_count):
-                        self.report.other_shards += 1
+                        self._count(other_shards=1)
                         continue
-                    self._item(source, item, credentials, now)
                 except Exception as error:  # noqa: BLE001 - one item fails alone
                     self._failed(source, name, error, "item failed; the next run retries it")
+                    continue
+                in_flight.submit(
+                    name, functools.partial(self._guarded, source, item, name, credentials, now)
+                )
         finally:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
+            in_flight.close()  # the items read so far are handled, whatever happened
         shortfall = paging.shortfall()
         if shortfall is not None:
             self.report.incomplete[source.name] = shortfall
@@ -156,6 +173,25 @@ class SentinelRun:
             self.report.failed[f"{source.name}:assets"] = reason
             log.error("no requested asset in any item", extra={"source": source.name})
 
+    def _guarded(
+        self,
+        source: Source,
+        item: dict[str, Any],
+        name: str,
+        credentials: Credentials,
+        now: datetime,
+    ) -> None:
+        """One item on an item thread, inside the boundary: a failure is reported, not raised."""
+        try:
+            self._item(source, item, credentials, now)
+        except Exception as error:  # noqa: BLE001 - one item fails alone
+            self._failed(source, name, error, "item failed; the next run retries it")
+
+    def _count(self, **added: int) -> None:
+        with self._lock:
+            for name, value in added.items():
+                setattr(self.report, name, getattr(self.report, name) + value)
+
     def _item(
         self, source: Source, item: dict[str, Any], credentials: Credentials, now: datetime
     ) -> None:
@@ -164,7 +200,8 @@ class SentinelRun:
         item_id = stac_ids.check_id("upstream item id", item.get("id"))
         assets, missing = sentinel_plan.chosen_assets(item, source.assets)
         if missing:
-            self.report.missing_assets[f"{collection_id}/{item_id}"] = missing
+            with self._lock:
+                self.report.missing_assets[f"{collection_id}/{item_id}"] = missing
             log.warning(
                 "requested assets missing from the item",
                 extra={
@@ -180,7 +217,7 @@ class SentinelRun:
         fingerprint = sentinel_plan.fingerprint(item, assets)
         existing = self.catalog.get_item(collection_id, item_id)
         if existing and existing["properties"].get("fedeploy:fingerprint") == fingerprint:
-            self.report.skipped += 1
+            self._count(skipped=1)
             return
         self._ensure_collection(source, collection_id)
         copies = {
@@ -199,8 +236,10 @@ class SentinelRun:
             item_fingerprint=fingerprint,
             now=now,
         )
-        self.catalog.upsert_items(collection_id, [document])
-        self.report.registered += 1
+        # One catalog write at a time: the loopback pgstac answered 500 to two bulk_items at once.
+        with self._catalog_lock:
+            self.catalog.upsert_items(collection_id, [document])
+        self._count(registered=1)
         self.metrics.items_written.labels("sentinel").inc()
         log.info(
             "item registered",
@@ -228,7 +267,7 @@ class SentinelRun:
         if stored is not None and stored.metadata.get("fedeploy-fingerprint") == fingerprint:
             # Completed by a run that died before registering the item: verify, then reuse.
             size, digests = self.store.verify(key, expected, expected_size)
-            self.report.assets_reused += 1
+            self._count(assets_reused=1)
             return sentinel_plan.CopiedAsset(key, size, digests["sha256"])
         result = self.store.copy_from(
             key,
@@ -239,14 +278,19 @@ class SentinelRun:
             content_type=asset.get("type"),
             metadata={"fedeploy-fingerprint": fingerprint},
         )
-        self.report.assets_copied += 1
-        self.report.bytes_copied += result.bytes_sent
-        if result.resumed_from:
-            self.report.assets_resumed += 1
+        self._count(
+            assets_copied=1,
+            bytes_copied=result.bytes_sent,
+            assets_resumed=1 if result.resumed_from else 0,
+        )
         self.metrics.bytes_written.labels("sentinel").inc(result.bytes_sent)
         return sentinel_plan.CopiedAsset(key, result.size, result.sha256)
 
     def _ensure_collection(self, source: Source, collection_id: str) -> None:
+        with self._catalog_lock:  # once per collection, whichever item thread comes first
+            self._ensure_collection_once(source, collection_id)
+
+    def _ensure_collection_once(self, source: Source, collection_id: str) -> None:
         if collection_id in self._collections:
             return
         document = None
@@ -264,6 +308,38 @@ class SentinelRun:
             or minimal_collection(collection_id, f"Copies of {collection_id} from {source.url}")
         )
         self._collections.add(collection_id)
+
+
+class _InFlight:
+    """Runs items on `size` threads; submit waits while `size` are running, so the search is
+    still read one page at a time. An item whose name is still running waits for that one
+    first: a search that serves an item twice copies it once (the second finds it registered).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="sentinel-item")
+        self._slots = threading.Semaphore(size)
+        self._running: dict[str, Future[None]] = {}
+
+    def submit(self, name: str, work: Callable[[], None]) -> None:
+        """Run `work` (which raises nothing: it reports its own failures) on an item thread."""
+        earlier = self._running.get(name)
+        if earlier is not None:
+            wait_for([earlier])
+        self._slots.acquire()
+        future = self._pool.submit(work)
+        self._running[name] = future
+
+        def done(finished: Future[None]) -> None:
+            if self._running.get(name) is finished:
+                del self._running[name]
+            self._slots.release()
+
+        future.add_done_callback(done)
+
+    def close(self) -> None:
+        """Wait for every item submitted."""
+        self._pool.shutdown(wait=True)
 
 
 def _item_name(item: object) -> str:

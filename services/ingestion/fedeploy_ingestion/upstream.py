@@ -10,6 +10,7 @@ hosts only, and no request reaches a forbidden address.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -49,6 +50,7 @@ class Credentials:
         self._http = http
         self._token: str | None = None
         self._expires = 0.0
+        self._token_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never show the secret parts
         return f"Credentials(source={self.source.name!r}, user={'set' if self._username else None})"
@@ -66,9 +68,10 @@ class Credentials:
 
             pair = f"{self._username}:{self._password}".encode()
             return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-        if self._token is None or time.monotonic() > self._expires:
-            self._refresh()
-        return {"Authorization": f"Bearer {self._token}"}
+        with self._token_lock:  # the copies of several items share one token
+            if self._token is None or time.monotonic() > self._expires:
+                self._refresh()
+            return {"Authorization": f"Bearer {self._token}"}
 
     def _refresh(self) -> None:
         assert self.source.token_url is not None

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from fedeploy_ingestion.errors import ChecksumMismatch, SourceError
+from fedeploy_ingestion.errors import ChecksumMismatch, SourceError, StorageError
 from fedeploy_ingestion.multihash import Digest
-from fedeploy_ingestion.object_store import MiB, ObjectStore, RangeSource, s3_client
+from fedeploy_ingestion.object_store import (
+    MemoryBudget,
+    MiB,
+    ObjectStore,
+    RangeSource,
+    parts_in_flight,
+    s3_client,
+)
 from moto import mock_aws
 
 PART = 5 * MiB
@@ -155,3 +165,111 @@ def test_all_parts_uploaded_but_not_completed_completes_without_reading(store: O
     result = copy(store, source, expected=sha256(exact), size=len(exact))
     assert source.opened == [2 * PART] and result.bytes_sent == 0
     assert store.get(result.key) == exact
+
+
+class SlowParts:
+    """A boto3 client whose part uploads take a while (and may fail), counting how many run
+    at once; everything else goes to the real client."""
+
+    def __init__(self, client: Any, fail_part: int | None = None) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.fail_part = fail_part
+        self.running = 0
+        self.peak = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def upload_part(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            time.sleep(0.1)
+            if kwargs["PartNumber"] == self.fail_part:
+                raise ConnectionError("the store went away")
+            return self._client.upload_part(**kwargs)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_parts_upload_at_once_within_the_memory_budget(store: ObjectStore) -> None:
+    data = os.urandom(6 * PART)
+    slow = SlowParts(store.client)
+    store.client = slow
+    store.copy_budget = MemoryBudget(3 * PART)
+    result = copy(store, MemorySource(data), expected=sha256(data), size=len(data))
+    assert result.sha256 == hashlib.sha256(data).digest()
+    assert store.get(result.key) == data
+    assert slow.peak == 3  # at once, and never more than the budget holds
+    assert store.copy_budget.peak == 3 * PART and store.copy_budget.used == 0
+
+
+def test_the_budget_is_shared_by_copies_that_run_at_once(store: ObjectStore) -> None:
+    data = os.urandom(4 * PART)
+    slow = SlowParts(store.client)
+    store.client = slow
+    store.copy_budget = MemoryBudget(2 * PART)
+    copies = [
+        threading.Thread(
+            target=store.copy_from,
+            args=(f"sentinel/c/i{n}/B04.jp2", MemorySource(data)),
+            kwargs={
+                "part_size": PART,
+                "expected": sha256(data),
+                "expected_size": len(data),
+                "content_type": None,
+                "metadata": {},
+            },
+        )
+        for n in range(2)
+    ]
+    for thread in copies:
+        thread.start()
+    for thread in copies:
+        thread.join()
+    assert [store.get(f"sentinel/c/i{n}/B04.jp2") == data for n in range(2)] == [True, True]
+    assert slow.peak == 2 and store.copy_budget.peak == 2 * PART
+
+
+def test_a_failed_part_stops_reading_the_source(store: ObjectStore) -> None:
+    data = os.urandom(20 * PART)
+    read: list[int] = []
+
+    class Counting(MemorySource):
+        def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
+            chunks, start, total = super().open(offset)
+
+            def counted() -> Iterator[bytes]:
+                for chunk in chunks:
+                    read.append(len(chunk))
+                    yield chunk
+
+            return counted(), start, total
+
+    store.client = SlowParts(store.client, fail_part=1)
+    store.copy_budget = MemoryBudget(2 * PART)
+    with pytest.raises(StorageError, match="the store went away"):
+        copy(store, Counting(data), expected=sha256(data), size=len(data))
+    assert sum(read) < len(data) // 2  # not the whole source after the first part failed
+    assert store.head("sentinel/c/i/B04.jp2") is None
+
+
+def test_a_large_part_still_uploads_alone_and_the_budget_counts_parts() -> None:
+    budget = MemoryBudget(10)
+    budget.take(25)  # larger than the whole budget: let through alone
+    assert budget.used == 25
+    budget.give(25)
+    assert parts_in_flight(16 * MiB) == 4 and parts_in_flight(5120 * MiB) == 1
+
+
+def test_a_digest_mismatch_with_another_algorithm_is_refused(store: ObjectStore) -> None:
+    declared = Digest("sha512", hashlib.sha512(b"other").digest())
+    with pytest.raises(ChecksumMismatch, match="sha512"):
+        copy(store, MemorySource(), expected=declared)
+    assert store.head("sentinel/c/i/B04.jp2") is None
+    right = Digest("sha512", hashlib.sha512(DATA).digest())
+    result = copy(store, MemorySource(), expected=right)
+    assert result.sha256 == hashlib.sha256(DATA).digest()  # both digests from the one stream

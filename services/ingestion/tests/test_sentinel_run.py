@@ -248,3 +248,40 @@ def test_the_upstream_cannot_name_the_collection_created_in_the_site(
     )()
     run._ensure_collection(run.settings.sources[0], "sentinel-2-l2a")
     assert [c["id"] for c in created] == ["sentinel-2-l2a"]
+
+
+def test_items_are_copied_two_at_once_and_a_repeated_item_waits_for_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One item's reads overlap another's uploads; never more than ITEMS_IN_FLIGHT at once,
+    and an item served twice by the search never runs twice at the same time."""
+    names = ["a", "b", "a", "c", "d", "e"]
+    monkeypatch.setattr(
+        sentinel, "search", lambda *a, **k: iter([{**CDSE_ITEM, "id": n} for n in names])
+    )
+    both = threading.Barrier(2, timeout=10)
+    lock = threading.Lock()
+    running: list[str] = []
+    peak = [0]
+    events: list[tuple[str, str]] = []
+
+    def item(source: Source, item: dict[str, Any], *rest: Any) -> None:
+        with lock:
+            assert item["id"] not in running, "one item twice at once"
+            running.append(item["id"])
+            peak[0] = max(peak[0], len(running))
+            events.append(("start", item["id"]))
+        if item["id"] in ("a", "b") and ("end", item["id"]) not in events:
+            both.wait()  # a and b overlap, or this times out (items one after another)
+        time.sleep(0.05)
+        with lock:
+            running.remove(item["id"])
+            events.append(("end", item["id"]))
+
+    run = make_run(["B04_10m"], None)
+    run._item = item  # type: ignore[method-assign,assignment]
+    report = run.run()
+    assert report.failed == {} and report.found == len(names)
+    assert peak[0] == sentinel.ITEMS_IN_FLIGHT == 2
+    starts_of_a = [i for i, e in enumerate(events) if e == ("start", "a")]
+    assert events.index(("end", "a")) < starts_of_a[1]
