@@ -161,3 +161,17 @@ def test_the_code_map_names_files_that_exist_and_every_provider_package() -> Non
     for package in set(PROVIDERS.values()):
         folder = package.removeprefix("components.providers.")
         assert f"`{folder}/`" in text, f"docs/architecture.md has no row for {package}"
+
+
+def test_every_provider_package_has_the_same_shape() -> None:
+    from components.providers import PROVIDERS as REGISTRY
+    from components.providers import provider_for
+
+    allowed = {"network", "cluster", "storage", "database", "bridge_host", "identity"}
+    packages = sorted(p for p in (ROOT / PROVIDERS).iterdir() if (p / "__init__.py").exists())
+    assert {p.name for p in packages} == {m.rsplit(".", 1)[-1] for m in REGISTRY.values()}
+    for package in packages:
+        modules = {p.stem for p in package.glob("*.py")} - {"__init__"}
+        assert modules <= allowed, f"{package.relative_to(ROOT)}: {sorted(modules - allowed)}"
+    for kind in REGISTRY:
+        assert callable(provider_for(kind)), kind
