@@ -175,3 +175,36 @@ def test_every_provider_package_has_the_same_shape() -> None:
         assert modules <= allowed, f"{package.relative_to(ROOT)}: {sorted(modules - allowed)}"
     for kind in REGISTRY:
         assert callable(provider_for(kind)), kind
+
+
+# A component's type token is part of every URN under it: a changed token replaces the
+# resources of every deployed stack, wherever the class lives (docs/architecture.md).
+TYPE_TOKENS = {
+    "fedeploy:catalog:RdsPostgres",
+    "fedeploy:cluster:KubernetesCluster",
+    "fedeploy:hpc:SlurmBridge",
+    "fedeploy:identity:WorkloadRole",
+    "fedeploy:network:OpenStackNetwork",
+    "fedeploy:network:OvhPrivateNetwork",
+    "fedeploy:network:Vpc",
+    "fedeploy:services:ServiceRelease",
+    "fedeploy:site:Hub",
+    "fedeploy:site:Site",
+    "fedeploy:storage:ObjectStore",
+}
+
+
+def test_component_type_tokens_are_the_deployed_ones() -> None:
+    tokens = set()
+    for path in sorted((ROOT / "components").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "__init__"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and str(node.args[0].value).startswith("fedeploy:")
+            ):
+                tokens.add(node.args[0].value)
+    assert tokens == TYPE_TOKENS
