@@ -77,6 +77,21 @@ def test_each_charts_packaged_library_is_its_source_and_not_ignored(charts_dir):
         assert ignored == 1, f"{archive} is ignored by git: a fresh clone would not have it"
 
 
+def test_the_library_lints_clean(charts_dir):
+    findings = lint_chart(charts_dir / LIBRARY, {}, strict=True)
+    assert [f for f in findings if f.severity in ("warning", "error")] == []
+
+
+def test_a_repackaged_library_touches_each_chart_that_depends_on_it():
+    """`fedeploy affected` reads a change to the library through the archives it repackages: each
+    is a change to its chart, so every site releasing one is affected."""
+    from fedeploy.gitops.path_rules import classify
+
+    for chart in DEPENDENTS:
+        touch = classify(f"charts/{chart}/charts/{LIBRARY}-0.1.0.tgz", "M", frozenset())
+        assert (touch.scope, touch.name) == ("chart", chart)
+
+
 def test_the_check_finds_a_library_change_not_packaged(tmp_path, charts_dir):
     copy = tmp_path / "charts"
     shutil.copytree(charts_dir, copy, ignore=shutil.ignore_patterns("__pycache__"))
