@@ -222,7 +222,7 @@ def config_reference(
 
 
 def _mount_affected() -> None:
-    from fedeploy.affected import affected_command
+    from fedeploy.affected.command import affected_command
 
     app.command("affected", help="The stacks a change affects, in waves of deployment order.")(
         affected_command
@@ -233,7 +233,7 @@ _mount_affected()
 
 
 def _mount_diff() -> None:
-    from fedeploy.diff_command import diff_command
+    from fedeploy.diff.command import diff_command
 
     app.command(
         "diff", help="What a change does to every site, from offline plans of both revisions."

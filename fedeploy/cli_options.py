@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fedeploy.errors import FedeployError
+
+
+class ReportFormat(StrEnum):
+    """What plan and diff print: text for people, JSON for tools, Markdown for pull requests."""
+
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
 
 StacksDir = Annotated[
     Path | None,
@@ -28,6 +39,12 @@ RepoStacksDir = Annotated[
         "stackConfigDir there).",
     ),
 ]
+# diff and affected: the change between two revisions of that clone.
+BaseRef = Annotated[
+    str | None,
+    typer.Option("--base", help="Commit or ref the change starts from (e.g. origin/main)."),
+]
+HeadRef = Annotated[str, typer.Option("--head", help="Commit or ref the change ends at.")]
 Repo = Annotated[
     Path | None,
     typer.Option(
@@ -69,3 +86,33 @@ def repository_or_exit(given: Path | None) -> tuple[Path, str]:
     except FedeployError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(err.exit_code) from None
+
+
+def change_or_exit(
+    base: str | None, repo: Path | None, out: Path | None, *, every_stack: bool | None = None
+) -> tuple[Path, str]:
+    """Check a change's options before the long work, then find its repository: --base given
+    (or --all, for a command that has it: `every_stack` not None), --out created, and the git
+    work tree's top with its stacks directory (repository_or_exit). Raises typer.BadParameter
+    naming the option at fault; exits 2 when there is no repository."""
+    if not base and not every_stack:
+        alternative = " or --all" if every_stack is not None else ""
+        raise typer.BadParameter(
+            f"give --base REF (the change's starting point){alternative}", param_hint="--base"
+        )
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise typer.BadParameter(
+                f"{out}: cannot create the directory ({err.strerror})", param_hint="--out"
+            ) from None
+    return repository_or_exit(repo)
+
+
+def write_forms(out: Path | None, files: Mapping[str, str], forms: Mapping[str, str]) -> None:
+    """Write each form (by name) to its file (by the same name) in --out; nothing without --out."""
+    if out is None:
+        return
+    for name, file in files.items():
+        (out / file).write_text(forms[name])

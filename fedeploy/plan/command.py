@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fedeploy.cli_options import StacksDir, stacks_dir_or_exit
-
-
-class Format(StrEnum):
-    text = "text"
-    json = "json"
-    markdown = "markdown"
+from fedeploy.cli_options import ReportFormat, StacksDir, stacks_dir_or_exit
 
 
 def plan_command(
@@ -24,7 +17,9 @@ def plan_command(
         list[str] | None, typer.Argument(help="Stacks to plan (default: every stack file).")
     ] = None,
     stacks_dir: StacksDir = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
+    format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="Report format.")
+    ] = ReportFormat.text,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write resources and manifests here.")
     ] = None,

@@ -17,7 +17,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from fedeploy.affected import AffectedError, affected_command, find_affected
+from fedeploy.affected.command import affected_command
+from fedeploy.affected.find import AffectedError, find_affected
 from fedeploy.errors import FedeployError
 from fedeploy.gitops.closure import ContractDiff, Decision, close_over_contracts, waves
 from fedeploy.gitops.git_tree import GitError

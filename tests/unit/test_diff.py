@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.diff import copy_project
-from fedeploy.diff import (
+from fedeploy.diff.compare import (
     MISSING,
     SECRET,
     FederationDiff,
@@ -30,7 +30,7 @@ from fedeploy.diff import (
     plan_revision,
     replacement_reasons,
 )
-from fedeploy.diff_formats import as_json, as_markdown, as_text
+from fedeploy.diff.formats import as_json, as_markdown, as_text
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ["aws-dublin", "aws-frankfurt", "hpc-kajaani"]
@@ -259,7 +259,7 @@ def test_an_invalid_stack_at_the_head_is_exit_2_naming_the_file(project: Project
 def test_the_command_exit_status_forms_and_bytes_are_stable(
     project: Project, tmp_path, monkeypatch
 ) -> None:
-    import fedeploy.diff as diff_module
+    import fedeploy.diff.compare as diff_module
     from fedeploy import cli
 
     # The command plans with plan_revision: route it through the module's cache.
@@ -349,7 +349,7 @@ def test_secret_objects_are_masked_in_manifest_diffs() -> None:
     a, b = mask_secret_data(old, new)
     assert a["data"] == {"a": SECRET, "b": SECRET}
     assert b["data"] == {"a": "[secret, changed]", "b": SECRET}
-    from fedeploy.diff import manifest_changes
+    from fedeploy.diff.compare import manifest_changes
 
     (change,) = manifest_changes({"r": {"v1 Secret s": old}}, {"r": {"v1 Secret s": new}})
     assert "b2xk" not in change.diff and "bmV3" not in change.diff
@@ -397,7 +397,7 @@ def test_text_colours_only_when_asked() -> None:
 
 
 def test_the_replacement_table_in_the_docs_is_the_codes() -> None:
-    from fedeploy.diff import KUBERNETES_IDENTITY, REPLACEMENTS
+    from fedeploy.diff.compare import KUBERNETES_IDENTITY, REPLACEMENTS
 
     text = (ROOT / "docs/plan.md").read_text()
     rows = {}
@@ -419,7 +419,7 @@ def test_the_replacement_table_in_the_docs_is_the_codes() -> None:
 
 
 def test_a_changed_output_names_the_stacks_that_read_it_and_a_secret_stays_masked() -> None:
-    from fedeploy.diff import PlannedStack, compare
+    from fedeploy.diff.compare import PlannedStack, compare
 
     def revision(commit: str, bucket: str, token: str) -> RevisionPlan:
         stacks = {

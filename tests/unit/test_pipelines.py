@@ -121,7 +121,7 @@ def test_the_schema_check_fails_on_a_broken_workflow(tmp_path: Path) -> None:
 
 
 def _generated_child_pipeline() -> str:
-    from fedeploy.affected import find_affected
+    from fedeploy.affected.find import find_affected
     from fedeploy.gitops.formats import as_gitlab
 
     return as_gitlab(find_affected(ROOT, None, every_stack=True))
@@ -522,7 +522,7 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
         [str(BIN / "fedeploy"), "affected", "--help"], capture_output=True, check=False
     )
     assert mounted.returncode == 0, (
-        "`fedeploy affected` is not a command: mount fedeploy.affected.affected_command"
+        "`fedeploy affected` is not a command: mount fedeploy.affected.command.affected_command"
     )
     env = {
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -533,7 +533,7 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
     # The change also rewrites its own reporting code: the review must not be written by it.
     head_code = {
         "fedeploy/gitops/formats.py": '"## fedeploy affected"',
-        "fedeploy/diff_formats.py": '"## fedeploy diff"',
+        "fedeploy/diff/formats.py": '"## fedeploy diff"',
         "fedeploy/plan/formats.py": '"## fedeploy plan"',
     }
     for path, heading in head_code.items():

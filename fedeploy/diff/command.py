@@ -1,25 +1,32 @@
-"""The `fedeploy diff` command (the comparison lives in `fedeploy.diff`)."""
+"""The `fedeploy diff` command (the comparison lives in `fedeploy.diff.compare`)."""
 
 from __future__ import annotations
 
 import os
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fedeploy.cli_options import Repo, RepoStacksDir
+from fedeploy.cli_options import (
+    BaseRef,
+    HeadRef,
+    Repo,
+    ReportFormat,
+    RepoStacksDir,
+    change_or_exit,
+    write_forms,
+)
 from fedeploy.errors import FedeployError
 
-OUT_FILES = {"json": "diff.json", "markdown": "diff.md", "text": "diff.txt"}
-
-
-class DiffFormat(StrEnum):
-    text = "text"
-    json = "json"
-    markdown = "markdown"
+# Every form, unshortened, and the comment as printed (--out).
+OUT_FILES = {
+    "json": "diff.json",
+    "markdown": "diff.md",
+    "text": "diff.txt",
+    "comment": "comment.md",
+}
 
 
 def diff_command(
@@ -27,15 +34,13 @@ def diff_command(
         list[str] | None,
         typer.Argument(help="Stacks to show (default: every stack of either revision)."),
     ] = None,
-    base: Annotated[
-        str, typer.Option("--base", help="Commit or ref the change starts from (e.g. origin/main).")
-    ] = "",
-    head: Annotated[str, typer.Option("--head", help="Commit or ref the change ends at.")] = "HEAD",
+    base: BaseRef = None,
+    head: HeadRef = "HEAD",
     stacks_dir: RepoStacksDir = None,
     repo: Repo = None,
     format: Annotated[
-        DiffFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = DiffFormat.text,
+        ReportFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ReportFormat.text,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -66,23 +71,12 @@ def diff_command(
 
     Plans --base and --head offline (each revision with its own program) and compares them,
     grouped by wave. Exit status: 0 no change, 1 something changes, 2 invalid stack or error."""
-    from fedeploy.diff import EXIT_INVALID, diff_revisions
-    from fedeploy.diff_formats import as_json, as_markdown, as_text
-    from fedeploy.project import repository
+    from fedeploy.diff.compare import EXIT_INVALID, diff_revisions
+    from fedeploy.diff.formats import as_json, as_markdown, as_text
 
-    if not base:
-        raise typer.BadParameter(
-            "give --base REF (the change's starting point)", param_hint="--base"
-        )
-    if out is not None:  # before planning, which takes a while
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise typer.BadParameter(
-                f"{out}: cannot create the directory ({err.strerror})", param_hint="--out"
-            ) from None
+    top, default_stacks = change_or_exit(base, repo, out)
+    assert base  # change_or_exit refuses a change without --base
     try:
-        top, default_stacks = repository(repo)
         diff = diff_revisions(
             top, base, head, stacks_dir=stacks_dir or default_stacks, sites=sites or None
         )
@@ -97,8 +91,11 @@ def diff_command(
     }
     sys.stdout.write(shown[format.value]())
     if out is not None:
-        (out / OUT_FILES["json"]).write_text(as_json(diff))
-        (out / OUT_FILES["markdown"]).write_text(as_markdown(diff, limit=None))
-        (out / OUT_FILES["text"]).write_text(as_text(diff))
-        (out / "comment.md").write_text(as_markdown(diff, limit=max_chars, full_url=full_url))
+        forms = {
+            "json": as_json(diff),
+            "markdown": as_markdown(diff, limit=None),
+            "text": as_text(diff),
+            "comment": as_markdown(diff, limit=max_chars, full_url=full_url),
+        }
+        write_forms(out, OUT_FILES, forms)
     raise typer.Exit(diff.exit_code)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fedeploy.diff import MISSING, FederationDiff, InputChange, SiteDiff
+from fedeploy.diff.compare import MISSING, FederationDiff, InputChange, SiteDiff
 
 # GitHub refuses a comment longer than 65,536 characters; leave room for the pipeline's own lines.
 COMMENT_LIMIT = 60_000

@@ -7,17 +7,11 @@ the head's reference graph. Deleted stack files are reported as removed, never d
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from fedeploy.cli_options import Repo, RepoStacksDir, repository_or_exit
 from fedeploy.errors import FedeployError
 from fedeploy.gitops import git_tree
 from fedeploy.gitops.closure import (
@@ -169,75 +163,3 @@ def _bullets(problems: list[str]) -> str:
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True)
     return path
-
-
-# ---- the command --------------------------------------------------------------------------
-
-
-OUT_FILES = {
-    "json": "affected.json",
-    "markdown": "affected.md",
-    "text": "affected.txt",
-    "gitlab": "gitlab-pipeline.yml",
-}
-
-
-class AffectedFormat(StrEnum):
-    text = "text"
-    json = "json"
-    markdown = "markdown"
-    gitlab = "gitlab"
-
-
-def affected_command(
-    base: Annotated[
-        str | None,
-        typer.Option("--base", help="Commit or ref the change starts from (e.g. origin/main)."),
-    ] = None,
-    head: Annotated[str, typer.Option("--head", help="Commit or ref the change ends at.")] = "HEAD",
-    every_stack: Annotated[
-        bool,
-        typer.Option(
-            "--all", help="Every stack, in waves, ignoring --base (first deployment, drift checks)."
-        ),
-    ] = False,
-    stacks_dir: RepoStacksDir = None,
-    repo: Repo = None,
-    format: Annotated[
-        AffectedFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = AffectedFormat.text,
-    gitlab_include: Annotated[
-        str,
-        typer.Option(
-            "--gitlab-include",
-            help="With --format gitlab: the file defining the .fedeploy-up job template.",
-        ),
-    ] = ".gitlab/fedeploy.yml",
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help="Also write every form here: affected.json, affected.md, affected.txt, gitlab-pipeline.yml.",
-        ),
-    ] = None,
-) -> None:
-    """Stacks a change affects, grouped into waves of deployment order (JSON feeds a job matrix).
-
-    Exit status: 0 with an answer (nothing affected included), 2 when it cannot be decided."""
-    from fedeploy.gitops.formats import FORMATS, as_gitlab
-
-    if base is None and not every_stack:
-        raise typer.BadParameter(
-            "give --base REF (the change's starting point) or --all", param_hint="--base"
-        )
-    top, default_stacks = repository_or_exit(repo)
-    affected = find_affected(
-        top, base, head, stacks_dir=stacks_dir or default_stacks, every_stack=every_stack
-    )
-    forms = {name: render(affected) for name, render in FORMATS.items()}
-    forms["gitlab"] = as_gitlab(affected, gitlab_include)
-    sys.stdout.write(forms[format.value])
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        for name, file in OUT_FILES.items():
-            (out / file).write_text(forms[name])
