@@ -2,7 +2,8 @@
 # Installs the real peers the integration tests start on loopback: SLURM with slurmrestd and
 # munge (and the bridge node's nginx, nftables, shellcheck and cloud-init, whose configs the
 # tests check), PostgreSQL with PostGIS, mosquitto, Prometheus 2.42 with promtool, its
-# Pushgateway (and alertmanager), and Slurm 24.11 in a Debian 13 root filesystem beside the host's 22.05
+# Pushgateway (and alertmanager), Chromium for the STAC Browser test (driven by playwright-core
+# from npm, tests/browser: no browser download), and Slurm 24.11 in a Debian 13 root filesystem beside the host's 22.05
 # (scripts/slurm-rootfs.sh; kept in /var/cache/fedeploy between runs). Debian/Ubuntu only;
 # needs root or sudo.
 # Without them the integration tests skip (or fail where FEDEPLOY_REQUIRE_INTEGRATION=1).
@@ -19,6 +20,9 @@ packages=(
   prometheus prometheus-alertmanager prometheus-pushgateway
   jq
   mmdebstrap
+  # The browser test's headless Chromium (about 30 s and 360 MB with its libraries, no
+  # recommends); node and npm (as for the lint tools) build STAC Browser and run playwright-core.
+  chromium
 )
 missing=()
 for p in "${packages[@]}"; do
