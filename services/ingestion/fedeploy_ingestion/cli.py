@@ -33,8 +33,8 @@ def _store(settings):  # noqa: ANN001, ANN202 - wiring only
 
 
 def sentinel() -> int:
-    """One run over INGEST_SOURCES and the agencies' sources, INGEST_ECMWF_SOURCES (a
-    CronJob, or one worker of an indexed Job)."""
+    """One run over INGEST_SOURCES and the agencies' sources, INGEST_ECMWF_SOURCES and
+    INGEST_EUMETSAT_SOURCES (a CronJob, or one worker of an indexed Job)."""
     from fedeploy_ingestion.catalog import CatalogClient
     from fedeploy_ingestion.metrics import Metrics
     from fedeploy_ingestion.sentinel import SentinelRun
@@ -45,7 +45,10 @@ def sentinel() -> int:
     settings.require("site", "bucket", "catalog_url")
     agencies = _agency_runs(settings)
     if not settings.sources and not agencies:
-        raise ConfigError("INGEST_SOURCES and INGEST_ECMWF_SOURCES are empty: nothing to copy")
+        raise ConfigError(
+            "INGEST_SOURCES, INGEST_ECMWF_SOURCES and INGEST_EUMETSAT_SOURCES are empty: "
+            "nothing to copy"
+        )
     store, catalog, metrics = _store(settings), CatalogClient(settings.catalog_url), Metrics()
     run = SentinelRun(settings, store, catalog, metrics)
     try:
@@ -82,6 +85,12 @@ def _agency_runs(settings):  # noqa: ANN001, ANN202 - wiring only
         from fedeploy_ingestion.ecmwf_open_data import EcmwfRun
 
         runs["ecmwf"] = EcmwfRun
+    if settings.eumetsat_sources:
+        from fedeploy_ingestion.eumetsat import EumetsatRun
+
+        # The Data Store needs an API key: exit 2 naming it, before any source runs.
+        settings.require("eumetsat_consumer_key", "eumetsat_consumer_secret")
+        runs["eumetsat"] = EumetsatRun
     return runs
 
 

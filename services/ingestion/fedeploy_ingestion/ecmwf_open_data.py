@@ -24,12 +24,10 @@ from typing import Any
 import httpx
 
 from fedeploy_ingestion import download_safety, forecast_plan
-from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import SourceError
-from fedeploy_ingestion.metrics import Metrics
-from fedeploy_ingestion.object_store import MiB, ObjectStore, RangeSource
-from fedeploy_ingestion.product_copy import ProductReport, ProductSink
-from fedeploy_ingestion.settings import EcmwfSource, IngestSettings
+from fedeploy_ingestion.object_store import MiB, RangeSource
+from fedeploy_ingestion.product_copy import AgencyRun, ProductReport
+from fedeploy_ingestion.settings import AgencySource, EcmwfSource
 from fedeploy_ingestion.sharding import owns
 from fedeploy_ingestion.upstream import Credentials, HttpAsset
 
@@ -155,31 +153,14 @@ class ProductRanges(RangeSource):
             response.close()
 
 
-class EcmwfRun:
+class EcmwfRun(AgencyRun):
     """One pass over INGEST_ECMWF_SOURCES: every run of each window, every step."""
 
-    def __init__(
-        self,
-        settings: IngestSettings,
-        store: ObjectStore,
-        catalog: CatalogClient,
-        metrics: Metrics,
-        http: httpx.Client | None = None,
-    ) -> None:
-        self.settings = settings
-        self.sink = ProductSink(store, catalog, metrics, "ecmwf", settings.part_size_mib)
-        self.guard = download_safety.AddressGuard.build(
-            settings.blocked_networks,
-            [host for source in settings.ecmwf_sources for host in source.private_hosts],
-        )
-        self.http = http or download_safety.guarded_client(
-            self.guard, timeout=settings.http_timeout_seconds
-        )
+    kind = "ecmwf"
 
-    @property
-    def report(self) -> ProductReport:
-        """What the run did."""
-        return self.sink.report
+    def sources(self) -> list[AgencySource]:
+        """INGEST_ECMWF_SOURCES."""
+        return list(self.settings.ecmwf_sources)
 
     def run(self, now: datetime | None = None) -> ProductReport:
         """Copy every product of every source; failures are reported, not raised."""

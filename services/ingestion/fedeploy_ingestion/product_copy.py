@@ -15,12 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
+from fedeploy_ingestion import download_safety
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import IngestError
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.multihash import Digest
 from fedeploy_ingestion.object_store import MiB, ObjectStore, RangeSource
 from fedeploy_ingestion.sentinel_plan import CopiedAsset
+from fedeploy_ingestion.settings import AgencySource, IngestSettings
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +124,37 @@ class ProductSink:
         self.report.registered += 1
         self.metrics.items_written.labels(self.kind).inc()
         log.info("product registered", extra={"collection": collection["id"], "item": item["id"]})
+
+
+class AgencyRun:
+    """What a run over one agency source kind starts with: the sink, the address guard (the
+    sources' `privateHosts` admitted) and the guarded HTTP client."""
+
+    kind = ""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        store: ObjectStore,
+        catalog: CatalogClient,
+        metrics: Metrics,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = ProductSink(store, catalog, metrics, self.kind, settings.part_size_mib)
+        self.guard = download_safety.AddressGuard.build(
+            settings.blocked_networks,
+            [host for source in self.sources() for host in source.private_hosts],
+        )
+        self.http = http or download_safety.guarded_client(
+            self.guard, timeout=settings.http_timeout_seconds
+        )
+
+    def sources(self) -> list[AgencySource]:
+        """This kind's sources in the settings."""
+        raise NotImplementedError
+
+    @property
+    def report(self) -> ProductReport:
+        """What the run did."""
+        return self.sink.report

@@ -198,17 +198,42 @@ class Source(BaseModel):
         return time_window(self.datetime, now)
 
 
-ECMWF_OPEN_DATA_URL = "https://data.ecmwf.int/forecasts"
-_ECMWF_WORD = r"^[a-z0-9][a-z0-9_-]{0,23}$"
-
-
-class EcmwfSource(BaseModel):
-    """ECMWF open-data forecasts to copy (an entry of INGEST_ECMWF_SOURCES): one product per
-    run, step and this source's parameters, read by byte ranges from the file's `.index`."""
+class AgencySource(BaseModel):
+    """What every agency source kind declares: a name, an area, and its hosts."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: SiteName = Field(description="A name for logs, reports and metrics.")
+    bbox: tuple[float, float, float, float] | None = Field(
+        default=None, description="Area: west, south, east, north in degrees (WGS 84)."
+    )
+    download_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        alias="downloadHosts",
+        description="Hosts besides the url's that files and redirects may come from (and "
+        "that receive the source's token, where it has one).",
+    )
+    private_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        alias="privateHosts",
+        description="Hosts of this source that may resolve to loopback or private addresses "
+        "(a mirror on the site's network); link-local and the cluster's ranges stay refused.",
+    )
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox(cls, value: tuple[float, float, float, float] | None):
+        return check_bbox(value)
+
+
+ECMWF_OPEN_DATA_URL = "https://data.ecmwf.int/forecasts"
+_ECMWF_WORD = r"^[a-z0-9][a-z0-9_-]{0,23}$"
+
+
+class EcmwfSource(AgencySource):
+    """ECMWF open-data forecasts to copy (an entry of INGEST_ECMWF_SOURCES): one product per
+    run, step and this source's parameters, read by byte ranges from the file's `.index`."""
+
     url: str = Field(
         default=ECMWF_OPEN_DATA_URL,
         pattern=r"^https?://",
@@ -258,25 +283,9 @@ class EcmwfSource(BaseModel):
         description="Largest product (the selected messages together), from the index, "
         "before any byte of it is read; a larger one fails alone.",
     )
-    download_hosts: list[DownloadHost] = Field(
-        default_factory=list,
-        alias="downloadHosts",
-        description="Hosts besides the url's that files and redirects may come from.",
-    )
-    private_hosts: list[DownloadHost] = Field(
-        default_factory=list,
-        alias="privateHosts",
-        description="Hosts of this source that may resolve to loopback or private addresses "
-        "(a mirror on the site's network); link-local and the cluster's ranges stay refused.",
-    )
 
     # No credentials: ECMWF's open data is anonymous (upstream.Credentials sends nothing).
     token_url: None = None
-
-    @field_validator("bbox")
-    @classmethod
-    def _bbox(cls, value: tuple[float, float, float, float] | None):
-        return check_bbox(value)
 
     @field_validator("datetime")
     @classmethod
@@ -309,6 +318,56 @@ class EcmwfSource(BaseModel):
         return runs
 
 
+EUMETSAT_API_URL = "https://api.eumetsat.int"
+
+
+class EumetsatSource(AgencySource):
+    """EUMETSAT Data Store collections to copy (an entry of INGEST_EUMETSAT_SOURCES): the
+    products whose sensing time meets the window and whose footprint meets the area."""
+
+    url: str = Field(
+        default=EUMETSAT_API_URL,
+        pattern=r"^https?://",
+        description="The API root eumdac's endpoints hang from (its `[DEFAULT] api`): token, "
+        "search and download; EUMETSAT's by default.",
+    )
+    collections: list[Annotated[str, Field(pattern=r"^EO:[A-Z0-9][A-Z0-9:_-]{0,100}$")]] = Field(
+        min_length=1, description="Data Store collection ids (EO:EUM:DAT:MSG:HRSEVIRI)."
+    )
+    datetime: str = Field(
+        default="P1D",
+        description="Sensing times: an interval ('2026-12-01T00:00:00Z/2026-12-02T00:00:00Z') "
+        "or an ISO 8601 duration back from now.",
+    )
+    max_items: int | None = Field(
+        default=None,
+        ge=1,
+        alias="maxItems",
+        description="At most this many products a collection per run.",
+    )
+    max_product_mib: int = Field(
+        default=4096,
+        ge=1,
+        le=1024 * 1024,
+        alias="maxProductMiB",
+        description="Largest product accepted (its Content-Length); a larger one fails alone.",
+    )
+
+    @field_validator("datetime")
+    @classmethod
+    def _datetime(cls, value: str) -> str:
+        return check_time_window(value) or value
+
+    def sensing_window(self, now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """(start, end) of the window at `now`, UTC; None for an open end ('..')."""
+        window = time_window(self.datetime, now) or "../.."
+        start, _, end = window.partition("/")
+        return tuple(  # type: ignore[return-value]
+            None if t in ("", "..") else dt.datetime.fromisoformat(t).astimezone(dt.UTC)
+            for t in (start, end)
+        )
+
+
 class IngestSettings(BaseSettings):
     """The ingestion service's settings (environment variables INGEST_<NAME>)."""
 
@@ -339,6 +398,16 @@ class IngestSettings(BaseSettings):
     ecmwf_sources: list[EcmwfSource] = Field(
         default_factory=list,
         description="JSON list of ECMWF open-data forecast sources (see EcmwfSource).",
+    )
+    eumetsat_sources: list[EumetsatSource] = Field(
+        default_factory=list,
+        description="JSON list of EUMETSAT Data Store sources (see EumetsatSource).",
+    )
+    eumetsat_consumer_key: SecretStr | None = Field(
+        default=None, description="EUMETSAT API consumer key (from a Secret)."
+    )
+    eumetsat_consumer_secret: SecretStr | None = Field(
+        default=None, description="EUMETSAT API consumer secret (from a Secret)."
     )
     source_username: SecretStr | None = Field(
         default=None, description="Download user (from a Secret)."

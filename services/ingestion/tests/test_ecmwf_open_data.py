@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.ecmwf_open_data import EcmwfRun
-from fedeploy_ingestion.metrics import Metrics
-from fedeploy_ingestion.object_store import ObjectStore, s3_client
 from fedeploy_ingestion.settings import IngestSettings
 
 from loopback import SeaweedS3
 from loopback.ecmwf_open_data import OpenDataServer, data_path, publish
+from services.ingestion.tests.agency_site import run_kind, site_settings
 
 pytestmark = pytest.mark.integration
 
@@ -50,21 +49,11 @@ def settings(s3: SeaweedS3, bucket: str, server: OpenDataServer, **changes: Any)
         "bbox": [10, 45, 13, 48],
     }
     source.update(changes)
-    return IngestSettings(
-        site="site-a",
-        bucket=bucket,
-        s3_endpoint_url=s3.endpoint.endpoint_url,
-        s3_region=s3.endpoint.region,
-        part_size_mib=5,
-        ecmwf_sources=[source],
-    )
+    return site_settings(s3, bucket, ecmwf_sources=[source])
 
 
 def run(config: IngestSettings, s3: SeaweedS3, catalog_url: str, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.endpoint.access_key_id)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.endpoint.secret_access_key)
-    store = ObjectStore(s3_client(config.s3_endpoint_url, config.s3_region, "auto"), config.bucket)
-    return EcmwfRun(config, store, CatalogClient(catalog_url), Metrics()).run(), store
+    return run_kind(EcmwfRun, config, s3, catalog_url, monkeypatch)
 
 
 def _messages(root: Path, run: datetime, step: int, params: set[str]) -> bytes:
