@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from fedeploy.image_lock import pin_images
+from fedeploy.images.lock import pin_images
 from fedeploy.values.services import chart_metadata
 
 
@@ -16,7 +16,7 @@ class ServiceRelease(pulumi.ComponentResource):
     """A Helm release of `charts/<chart>` (hooks, atomic upgrades and rollbacks are Helm's own).
 
     Every image of the release that images.lock.yaml holds runs pinned by its digest
-    (fedeploy.image_lock); a digest the values set already wins."""
+    (fedeploy.images.lock); a digest the values set already wins."""
 
     status: pulumi.Output[Any]
     chart_version: str

@@ -244,7 +244,7 @@ _mount_diff()
 
 
 def _mount_verify() -> None:
-    from fedeploy.verify_command import verify_command
+    from fedeploy.verify.command import verify_command
 
     app.command("verify", help="Check a deployed site from the outside, as its stack file says.")(
         verify_command
@@ -267,7 +267,7 @@ _mount_restore_drill()
 
 
 def _mount_images() -> None:
-    from fedeploy.image_command import images_app
+    from fedeploy.images.command import images_app
 
     app.add_typer(
         images_app, name="images", help="The images the charts run, and their recorded digests."

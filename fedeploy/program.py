@@ -46,7 +46,7 @@ def build(stacks_dir: Path = STACKS_DIR) -> dict[str, pulumi.Output[Any]]:
     # Imported here so that config validation (and its errors) never waits on provider SDKs.
     from components.hub import Hub
     from components.site import Site
-    from fedeploy.image_lock import load_lock
+    from fedeploy.images.lock import load_lock
 
     stack = pulumi.get_stack()
     site = load_site(stack, stacks_dir)

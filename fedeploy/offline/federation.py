@@ -15,7 +15,7 @@ from typing import Any
 
 from fedeploy.config.loader import STACK_FILE, check_stack_file, stray_stack_files
 from fedeploy.errors import FedeployError, FederationError, StackConfigError
-from fedeploy.image_lock import ImageLockError, load_lock
+from fedeploy.images.lock import ImageLockError, load_lock
 from fedeploy.offline.engine import StackPlan, plan_stack
 from fedeploy.references import Reference, deployment_order, references
 

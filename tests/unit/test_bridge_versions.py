@@ -503,7 +503,7 @@ def test_a_missing_2411_controller_fails_in_ci_and_skips_elsewhere(
 
 
 def test_fedeploy_verify_asks_an_unpinned_bridge_for_its_description():
-    from fedeploy.verify import bridge_probe
+    from fedeploy.verify.checks import bridge_probe
     from tests.unit.test_verify import client as answering
 
     # Unpinned, the bridge has no version to ping: its description answers for every version.

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from fedeploy import image_lock
 from fedeploy.charts import pod_template
 from fedeploy.cli import app
-from fedeploy.image_lock import ImageLockError, chart_images, load_lock, pin_images, record
+from fedeploy.images import lock as image_lock
+from fedeploy.images.lock import ImageLockError, chart_images, load_lock, pin_images, record
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ROOT / "stacks"

@@ -331,7 +331,7 @@ def test_release_builds_each_service_image_from_its_chart_app_version_with_sbom_
         chart = yaml.safe_load((ROOT / "charts" / service / "Chart.yaml").read_text())
         assert chart.get("appVersion"), service
         # The image block of the chart that runs this build names its repository and suffix.
-        from fedeploy.image_lock import chart_images
+        from fedeploy.images.lock import chart_images
 
         refs = {use.ref for use in chart_images(service)}
         assert f"{release['env']['REGISTRY']}/{service}:{chart['appVersion']}{suffix}" in refs

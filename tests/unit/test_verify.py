@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from fedeploy.verify import (
+from fedeploy.verify.checks import (
     FAILED,
     NOT_APPLICABLE,
     OK,

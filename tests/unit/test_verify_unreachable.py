@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from fedeploy import verify
 from fedeploy.cli import app
-from fedeploy.verify import OK, PlannedCheck, Settings, bridge_probe, run_check
+from fedeploy.verify import checks as verify
+from fedeploy.verify.checks import OK, PlannedCheck, Settings, bridge_probe, run_check
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"
 

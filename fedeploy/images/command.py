@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from fedeploy.image_lock import LOCK_FILE, ImageUse, chart_images, load_lock, record
+from fedeploy.images.lock import LOCK_FILE, ImageUse, chart_images, load_lock, record
 from fedeploy.project import CHARTS
 
 images_app = typer.Typer(

@@ -1,4 +1,4 @@
-"""The `fedeploy verify` command (the checks live in `fedeploy.verify`)."""
+"""The `fedeploy verify` command (the checks live in `fedeploy.verify.checks`)."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def verify_command(
 
     Exit status: 0 every check passed (or does not apply), 1 a check failed, 2 the site cannot
     be verified (unknown stack, invalid stack file, no public URL)."""
-    from fedeploy.verify import (
+    from fedeploy.verify.checks import (
         EXIT_UNVERIFIABLE,
         Settings,
         VerifyError,
