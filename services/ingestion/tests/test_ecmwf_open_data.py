@@ -228,3 +228,24 @@ def test_the_cronjobs_command_runs_ecmwf_sources_without_sentinel_ones(
     assert cli.main(["sentinel"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["found"], report["ecmwf"]["registered"], report["ecmwf"]["failed"]) == (0, 1, {})
+
+
+def test_an_object_stored_by_a_run_that_died_before_registering_is_verified_and_reused(
+    tree, catalogs, s3: SeaweedS3, bucket: str, monkeypatch
+) -> None:
+    _, server = tree
+    config = settings(s3, bucket, server, steps=[0], times=[0])
+    first, store = run(config, s3, catalogs.start("site-a").url, monkeypatch)
+    assert (first.copied, first.registered) == (1, 1)
+    # A catalog that never got the item: the object carries the fingerprint, so it is reused.
+    again, _ = run(config, s3, catalogs.start("site-a-again").url, monkeypatch)
+    assert (again.copied, again.reused, again.registered, again.failed) == (0, 1, 1, {})
+    # A stored object that is not what the index says is deleted, and copied the next run.
+    (key,) = [o["Key"] for o in store.client.list_objects_v2(Bucket=bucket)["Contents"]]
+    head = store.head(key)
+    assert head is not None
+    store.put(key, b"GRIB" + b"\0" * 10, "application/wmo-GRIB2", head.metadata)
+    damaged, _ = run(config, s3, catalogs.start("site-a-third").url, monkeypatch)
+    (text,) = damaged.failed.values()
+    assert "deleted, the next run copies it again" in text
+    assert store.head(key) is None
