@@ -16,6 +16,7 @@ from fedeploy_inference.contract import LIMITS, VARIABLES
 
 _HOUR_US = 3_600_000_000
 _SUMMED = {"precipitation"}
+_SUMMED_COLUMNS = np.array([name in _SUMMED for name in VARIABLES])  # summed, not averaged
 
 
 @dataclass(frozen=True)
@@ -41,18 +42,18 @@ def floor_hour_us(micros: np.ndarray) -> np.ndarray:
 
 def aggregate_bins(index: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
     """Aggregate rows of `values` (n, len(VARIABLES)) into `bins` by their bin `index`; rows
-    with an index outside [0, bins) are ignored."""
-    out = np.full((bins, len(VARIABLES)), np.nan)
+    with an index outside [0, bins) are ignored. Every variable in the same two bincounts (one
+    slot per bin and variable), each bin's values summed in the order of the rows."""
+    width = len(VARIABLES)
     inside = (index >= 0) & (index < bins)
-    index, values = index[inside], values[inside]
-    for j, name in enumerate(VARIABLES):
-        column = values[:, j]
-        ok = ~np.isnan(column)
-        counts = np.bincount(index[ok], minlength=bins)
-        sums = np.bincount(index[ok], weights=column[ok], minlength=bins)
-        has = counts > 0
-        out[has, j] = sums[has] if name in _SUMMED else sums[has] / counts[has]
-    return out
+    slots = (index[inside, None] * width + np.arange(width)).ravel()
+    flat = values[inside].ravel()
+    ok = ~np.isnan(flat)
+    counts = np.bincount(slots[ok], minlength=bins * width).reshape(bins, width)
+    sums = np.bincount(slots[ok], weights=flat[ok], minlength=bins * width).reshape(bins, width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(_SUMMED_COLUMNS, sums, sums / counts)
+    return np.where(counts > 0, means, np.nan)
 
 
 def bin_hourly(times_us: np.ndarray, values: np.ndarray, start_us: int, hours: int) -> np.ndarray:

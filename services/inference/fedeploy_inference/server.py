@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from fedeploy_inference import __version__
 from fedeploy_inference.api_schema import (
@@ -25,6 +29,8 @@ from fedeploy_inference.registry import LoadedModel
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.service_metrics import ServiceMetrics
 from fedeploy_inference.settings import InferenceSettings
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Rejected(Exception):
@@ -78,7 +84,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
             raise HTTPException(503, detail=f"not ready: {watcher.last_error}")
         return current
 
-    def _answer(endpoint: str, requests: list[PredictionRequest]) -> list[PredictionResponse]:
+    def _answer(endpoint: str, requests: list[PredictionRequest]) -> list[dict[str, Any]]:
         started = time.perf_counter()
         loaded = _model()
         try:
@@ -123,14 +129,32 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
         """The served version's manifest (names, shapes, files and their digests)."""
         return _model().manifest
 
-    @app.post("/v1/predict", response_model=PredictionResponse)
-    def predict(request: PredictionRequest) -> PredictionResponse:
+    @app.post(
+        "/v1/predict",
+        responses={200: {"model": PredictionResponse}},
+        openapi_extra=_body(PredictionRequest),
+    )
+    async def predict(request: Request) -> Response:
         """One station's forecast."""
-        return _answer("predict", [request])[0]
+        body = await request.body()
 
-    @app.post("/v1/predict/batch", response_model=BatchResponse)
-    def predict_batch(batch: BatchRequest) -> BatchResponse:
+        def answer() -> bytes:
+            return to_json(_answer("predict", [_parsed(PredictionRequest, body)])[0])
+
+        return Response(await run_in_threadpool(answer), media_type="application/json")
+
+    @app.post(
+        "/v1/predict/batch",
+        responses={200: {"model": BatchResponse}},
+        openapi_extra=_body(BatchRequest),
+    )
+    async def predict_batch(request: Request) -> Response:
         """Several forecasts in one model call."""
+        body = await request.body()
+        return Response(await run_in_threadpool(_batch, body), media_type="application/json")
+
+    def _batch(body: bytes) -> bytes:
+        batch = _parsed(BatchRequest, body)
         if len(batch.requests) > settings.max_batch:
             metrics.rejected.labels(reason="too_large").inc()
             raise _Rejected(
@@ -139,6 +163,28 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
                 "(INFER_MAX_BATCH)",
                 reason="too_large",
             )
-        return BatchResponse(predictions=_answer("predict_batch", batch.requests))
+        return to_json({"predictions": _answer("predict_batch", batch.requests)})
 
     return app
+
+
+def _parsed(model: type[_M], body: bytes) -> _M:
+    """The request body validated straight from its bytes (no dict in between); errors in
+    FastAPI's own 422 shape, located under "body"."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)],
+            body=body,
+        ) from None
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of an endpoint that validates its raw bytes itself."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
