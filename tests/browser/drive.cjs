@@ -70,7 +70,18 @@ async function main() {
     await page.getByText(input.collection).first().waitFor();
     await shot(page, 'hub-front-page');
 
-    // 2. The collection harvested from the members, its items listed.
+    // 2. Item search across the members: one search of the hub finds items of each.
+    await page.goto(`${input.browserUrl}/search`);
+    const itemSearch = page.getByRole('tab', { name: /Items/ });
+    if (await itemSearch.count()) await itemSearch.first().click();
+    await page.getByRole('button', { name: 'Submit' }).last().click();
+    for (const id of Object.values(input.items)) {
+      await page.getByText(id).first().waitFor();
+    }
+    await shot(page, 'search-across-members');
+
+    // 3. The collection harvested from the members, its items listed.
+    await page.goto(input.browserUrl);
     await page.getByText(input.collection).first().click();
     await page.waitForLoadState('networkidle');
     for (const id of Object.values(input.items)) {
@@ -79,7 +90,7 @@ async function main() {
     const collectionPage = page.url();
     await shot(page, 'collection-items-of-both-members');
 
-    // 3. Each member's item opened: its canonical link names its home site.
+    // 4. Each member's item opened: its canonical link names its home site.
     for (const [member, id] of Object.entries(input.items)) {
       await openItem(page, collectionPage, id);
       const hrefs = await page.$$eval('a[href]', (as) => as.map((a) => a.href));
@@ -87,7 +98,7 @@ async function main() {
       await shot(page, `item-from-${member}`);
     }
 
-    // 4. Log in through the issuer (authorization code with PKCE, in the browser).
+    // 5. Log in through the issuer (authorization code with PKCE, in the browser).
     await openItem(page, collectionPage, input.asset.item);
     const itemPage = page.url();
     await page.getByRole('button', { name: 'Log in' }).first().click();
@@ -113,7 +124,7 @@ async function main() {
     out.login = { scope: user.scope, tokenType: user.token_type };
     await shot(page, 'signed-in-item');
 
-    // 5. The asset's https alternate, as the signed-in page links it.
+    // 6. The asset's https alternate, as the signed-in page links it.
     const tab = page.getByRole('tab', { name: input.asset.alternate });
     if (await tab.count()) await tab.first().click();
     // Signed in, the tab offers Download (a fetch with the token) and Copy URL (the href).
@@ -132,7 +143,7 @@ async function main() {
     // The test follows the href with the token the login gave (the 307, then the file).
     out.asset = { href, accessToken: user.access_token };
 
-    // 6. A write with the signed-in user's token (no write scope), from the page: refused.
+    // 7. A write with the signed-in user's token (no write scope), from the page: refused.
     const write = await page.evaluate(async ({ url, body, token }) => {
       const r = await fetch(url, {
         method: 'POST',

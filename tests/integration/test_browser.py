@@ -172,6 +172,7 @@ def test_the_hub_browser_finds_opens_and_fetches_from_each_member(
     assert "error" not in result, f"{result['error']}\nconsole: {result['console']}"
     assert [s["name"] for s in result["steps"]] == [
         "hub-front-page",
+        "search-across-members",
         "collection-items-of-both-members",
         "item-from-site-a",
         "item-from-site-b",
@@ -189,6 +190,7 @@ def test_the_hub_browser_finds_opens_and_fetches_from_each_member(
     # fetch across origins, which the asset endpoint answers without CORS headers: reported.)
     asset = result["asset"]
     print(f"the page's own Download: {result['pageDownload']}")
+    print(f"errors the page logged (once each): {result['console']}")
     assert asset["href"] == f"{federation.public['site-a']}/assets/{COLLECTION}/site-a-scene-1/data"
     with federation.client() as http:
         answer = http.get(
