@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from fedeploy.cli import app
 from fedeploy.config.loader import CHOICE, check_stack_file, validate_site
 from fedeploy.errors import StackConfigError
+from fedeploy.new.scaffold import NEW_KINDS, ScaffoldError, join_members, scaffold
 from fedeploy.plan.run import run_plan
-from fedeploy.scaffold import NEW_KINDS, ScaffoldError, join_members, scaffold
 from tests.conftest import STACKS
 
 runner = CliRunner()

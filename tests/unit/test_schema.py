@@ -24,7 +24,7 @@ import yaml
 
 from fedeploy.config.loader import check_stack_file
 from fedeploy.errors import StackConfigError
-from fedeploy.schema import stack_file_schema
+from fedeploy.validate.schema import stack_file_schema
 from tests.conftest import ROOT, STACKS
 
 PUBLISHED = ROOT / "schemas" / "stack-file.schema.json"
