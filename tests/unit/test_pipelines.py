@@ -319,12 +319,13 @@ def test_release_builds_each_service_image_from_its_chart_app_version_with_sbom_
     release = load(GITHUB / "workflows" / "release.yml")
     images = release["jobs"]["images"]
     matrix = images["strategy"]["matrix"]["include"]
-    # Every Dockerfile of every service is built (the CUDA one too), each once.
+    # Every Dockerfile of every service is built (the CUDA one too), each once. Not STAC
+    # Browser's: services/browser builds it for the tests; sites run upstream's image.
     built = sorted(f"services/{m['service']}/{m['dockerfile']}" for m in matrix)
     assert built == sorted(
         str(p.relative_to(ROOT))
         for p in (ROOT / "services").glob("*/Dockerfile*")
-        if not p.name.endswith(".dockerignore")
+        if not p.name.endswith(".dockerignore") and p.parent.name != "browser"
     )
     for entry in matrix:
         service, suffix = entry["service"], entry["suffix"]
