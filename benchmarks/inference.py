@@ -102,10 +102,11 @@ def requests_from(series, count: int) -> list[dict]:
     return out
 
 
-def start_server(endpoint: str, device: str) -> tuple[subprocess.Popen, str]:
+def start_server(endpoint: str, device: str, threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
         **os.environ,
+        **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
         "INFER_BUCKET": BUCKET,
         "INFER_S3_ENDPOINT_URL": endpoint,
         "INFER_DEVICE": device,
@@ -168,7 +169,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     parser.add_argument("--batch-sizes", default="1,8,64,512")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch's CPU threads, in process and in the server (OMP_NUM_THREADS); 0: torch's "
+        "default. One by default: on two shared cores a second thread waits for a core at every "
+        "call and the medians measure the scheduler",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sizes = [int(x) for x in args.batch_sizes.split(",")]
 
     s3 = MotoS3().start()
@@ -203,7 +214,8 @@ def main() -> int:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         print(
             f"model {settings.model_name}/{version}; torch {torch.__version__}; "
-            f"{os.cpu_count()} CPU cores; {args.seconds:g} s per figure; "
+            f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}; "
+            f"{args.seconds:g} s per figure; "
             f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
         )
         print(
@@ -229,7 +241,7 @@ def main() -> int:
                     lambda h=head, m=loaded: forecast_arrays(m, h), args.seconds
                 )
                 print(row("model + encoding", device, batch, figures[batch]["encoded"]))
-            server, base = start_server(s3.endpoint.endpoint_url, device)
+            server, base = start_server(s3.endpoint.endpoint_url, device, args.threads)
             try:
                 with httpx.Client(base_url=base, timeout=60) as http:
                     for batch in sizes:
