@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import pytest
+
+from tests.peers import start_peer
+
+__all__ = ["EXAMPLE_STACKS", "ROOT", "STACKS", "start_peer", "unavailable"]
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
@@ -21,17 +24,6 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("FEDEPLOY_REQUIRE_INTEGRATION") == "1":
         pytest.fail(f"integration peer missing (FEDEPLOY_REQUIRE_INTEGRATION=1): {reason}")
     pytest.skip(reason)
-
-
-def start_peer(start: Callable[[], Any]) -> Any:
-    """`start()`, a loopback peer; a missing peer program skips the test, or fails it in CI
-    (`unavailable`)."""
-    from loopback import PeerUnavailable
-
-    try:
-        return start()
-    except PeerUnavailable as missing:
-        unavailable(str(missing))
 
 
 @pytest.fixture(autouse=True)

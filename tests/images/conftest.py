@@ -18,8 +18,9 @@ import pytest
 from fedeploy.charts import render_chart
 from loopback import MosquittoBroker, PostgresServer, SeaweedS3
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES
-from tests.conftest import start_peer, unavailable
+from tests.conftest import unavailable
 from tests.images.chart_run import storage_secret
+from tests.peers import peer_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "build-images.sh"
@@ -94,18 +95,9 @@ def manifests() -> Callable[[str, str], list[dict[str, Any]]]:
     return render
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    server = start_peer(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    server = start_peer(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
-    yield server
-    server.stop()
+broker = peer_fixture(MosquittoBroker, "mosquitto")
+s3 = peer_fixture(SeaweedS3, "seaweedfs")
+postgres = peer_fixture(PostgresServer, "postgres", teardown="remove")
 
 
 @pytest.fixture(scope="session")
@@ -114,10 +106,3 @@ def storage_keys(s3: SeaweedS3) -> Iterator[dict[str, Path]]:
     the shared credentials file fedeploy writes (`podman_run_args(..., secrets)`)."""
     with storage_secret(s3.endpoint.access_key_id, s3.endpoint.secret_access_key) as secrets:
         yield secrets
-
-
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = start_peer(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
-    yield server
-    server.remove()

@@ -11,16 +11,13 @@ import pytest
 
 from fedeploy.charts import render_chart
 from loopback import PostgresServer
-from tests.conftest import ROOT, start_peer
+from tests.conftest import ROOT
+from tests.peers import peer_fixture
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    server = start_peer(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
-    yield server
-    server.remove()
+postgres = peer_fixture(PostgresServer, "postgres", scope="module", teardown="remove")
 
 
 def _migration_program(tmp_path) -> str:

@@ -17,16 +17,15 @@ from typing import Any
 
 import psycopg
 import pytest
-import yaml
 
 from fedeploy.offline.engine import plan_stack
 from loopback.errors import PeerStartError
 from loopback.postgres import postgres_bindir
 from loopback.processes import free_port
 from loopback.tls import TestCA
-from tests.conftest import start_peer
+from tests.builders import SECURE_PASSWORD, external_database_stack
+from tests.peers import running
 
-FIXTURE = Path(__file__).resolve().parents[1] / "stack_files/valid/Pulumi.k8s-gra.yaml"
 HOST = "db.catalog.example.org"  # the name the certificate is for; reached on 127.0.0.1
 MOUNT = "/etc/fedeploy/database"
 
@@ -80,29 +79,23 @@ def ca(tmp_path_factory) -> TestCA:
 
 @pytest.fixture(scope="module")
 def server(ca: TestCA):
-    running = start_peer(lambda: TlsPostgres(ca).start())
-    yield running
-    running.stop()
+    with running(lambda: TlsPostgres(ca).start()) as started:
+        yield started
 
 
 def _catalog_pods(tmp_path: Path, ca_pem: str, port: int) -> list[dict[str, Any]]:
     """The catalog's pod specs as the offline plan renders them for an external database."""
-    document = yaml.safe_load(FIXTURE.read_text())
-    catalog = document["config"]["fedeploy:site"]["services"]["catalog"]
-    catalog["database"] = "external"
-    catalog["external"] = {
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    external = {
         "host": HOST,
         "port": port,
         "name": "postgres",
         "username": "postgres",
-        "password": {"secure": "v1:cGc=:cGctcGFzc3dvcmQtY2lwaGVydGV4dA=="},
+        "password": SECURE_PASSWORD,
         "ca_certificate": ca_pem,
     }
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    path = stacks / FIXTURE.name
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    plan = plan_stack(path)
+    plan = plan_stack(external_database_stack(stacks, external))
     from fedeploy.plan.checks import render_releases
 
     rendered, _ = render_releases(plan, Path(__file__).resolve().parents[2], "1.31")

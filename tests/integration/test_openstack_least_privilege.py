@@ -11,23 +11,23 @@ project each EC2 credential belongs to; docs/configuration.md says so."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from fedeploy.offline.engine import plan_stack
 from fedeploy.openstack_storage import rgw_principal
 from loopback import S3Endpoint
 from loopback.enforcing_s3 import IamEnforcingMoto
-from tests.conftest import STACKS, start_peer
+from tests.builders import example_site
+from tests.conftest import STACKS
 from tests.integration.test_least_privilege import (
     _denied,
     _sentinel_copies,
     _use_keys,
     asset_presigner,
 )
+from tests.peers import peer_fixture
 
 pytestmark = [pytest.mark.integration]
 
@@ -40,16 +40,12 @@ IDENTITIES = {
 
 @pytest.fixture(scope="module")
 def plan() -> Any:
-    site = yaml.safe_load((STACKS / f"Pulumi.{STACK}.yaml").read_text())["config"]["fedeploy:site"]
+    site = example_site(STACK)
     site["workload_identities"] = IDENTITIES
     return plan_stack(STACKS / f"Pulumi.{STACK}.yaml", config_override={"fedeploy:site": site})
 
 
-@pytest.fixture(scope="module")
-def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamEnforcingMoto]:
-    server = start_peer(lambda: IamEnforcingMoto(tmp_path_factory.mktemp("moto-iam")).start())
-    yield server
-    server.stop()
+moto_iam = peer_fixture(IamEnforcingMoto, "moto-iam", scope="module")
 
 
 def _statements_of(plan: Any, workload: str) -> tuple[str, dict[str, Any]]:

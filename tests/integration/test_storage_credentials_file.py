@@ -19,18 +19,17 @@ from botocore.exceptions import ClientError
 from fedeploy.values.storage_credentials import OTHER_CREDENTIAL_SOURCES, shared_credentials_file
 from loopback import SeaweedS3
 from loopback.s3 import S3Endpoint
-from tests.conftest import start_peer
+from tests.peers import running
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SeaweedS3, str]]:
-    server = start_peer(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
-    bucket = f"credentials-file-{uuid.uuid4().hex[:8]}"
-    server.create_bucket(bucket)
-    yield server, bucket
-    server.stop()
+    with running(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start()) as server:
+        bucket = f"credentials-file-{uuid.uuid4().hex[:8]}"
+        server.create_bucket(bucket)
+        yield server, bucket
 
 
 def _only_the_file(monkeypatch: pytest.MonkeyPatch, path: Path, text: str) -> None:

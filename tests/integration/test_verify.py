@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from fedeploy import cli
-from loopback import PostgresServer, StacApiServer
-from tests.conftest import ROOT, start_peer
+from loopback import PostgresServer, StacApiServer, stac_documents
+from tests.builders import edit_site, example_stacks
+from tests.peers import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,37 +27,31 @@ FAST = ["--deadline", "1", "--timeout", "2"]
 
 
 def _collection(collection_id: str) -> dict:
-    return {
-        "type": "Collection",
-        "stac_version": "1.0.0",
-        "id": collection_id,
-        "description": f"{collection_id} (test)",
-        "license": "proprietary",
-        "links": [],
-        "extent": {
-            "spatial": {"bbox": [[-180, -90, 180, 90]]},
-            "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]},
-        },
-    }
+    return stac_documents.collection(
+        collection_id,
+        f"{collection_id} (test)",
+        license="proprietary",
+        start="2024-01-01T00:00:00Z",
+    )
 
 
 def _stacks(tmp: Path, exposure: bool) -> Path:
     """The example member and hub stack files: the hub with that one member; the member's
     public URL (and so its exposure) dropped unless `exposure`."""
-    stacks = tmp / ("stacks-exposed" if exposure else "stacks")
-    stacks.mkdir()
-    site = yaml.safe_load((ROOT / f"stacks/Pulumi.{SITE}.yaml").read_text())
-    catalog = site["config"]["fedeploy:site"]["services"]["catalog"]
-    if not exposure:
-        catalog.pop("url", None)
-        catalog.pop("exposure", None)
-    (stacks / f"Pulumi.{SITE}.yaml").write_text(yaml.safe_dump(site))
-    hub = yaml.safe_load((ROOT / f"stacks/Pulumi.{HUB}.yaml").read_text())
-    hub["config"]["fedeploy:site"]["members"] = [SITE]
-    if not exposure:
-        hub["config"]["fedeploy:site"]["services"]["catalog"].pop("url", None)
-        hub["config"]["fedeploy:site"]["services"]["catalog"].pop("exposure", None)
-    (stacks / f"Pulumi.{HUB}.yaml").write_text(yaml.safe_dump(hub))
+    stacks = example_stacks(tmp / ("stacks-exposed" if exposure else "stacks"), [SITE, HUB])
+
+    def published_unless_told(site: dict) -> None:
+        if not exposure:
+            site["services"]["catalog"].pop("url", None)
+            site["services"]["catalog"].pop("exposure", None)
+
+    edit_site(stacks / f"Pulumi.{SITE}.yaml", published_unless_told, sort_keys=True)
+
+    def hub_of_site(hub: dict) -> None:
+        hub["members"] = [SITE]
+        published_unless_told(hub)
+
+    edit_site(stacks / f"Pulumi.{HUB}.yaml", hub_of_site, sort_keys=True)
     return stacks
 
 
@@ -105,13 +99,14 @@ class Federation:
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory):
-    postgres = start_peer(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
-    federation = Federation(postgres, tmp_path_factory.mktemp("verify"))
-    federation.harvest()
-    yield federation
-    federation.site.stop()
-    federation.hub.stop()
-    postgres.remove()
+    with running(
+        lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start(), teardown="remove"
+    ) as postgres:
+        federation = Federation(postgres, tmp_path_factory.mktemp("verify"))
+        federation.harvest()
+        yield federation
+        federation.site.stop()
+        federation.hub.stop()
 
 
 def _lines(output: str) -> dict[str, str]:

@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from fedeploy import cli
-from tests.conftest import ROOT
+from tests.builders import edit_site, example_stacks
 from tests.integration.test_public_catalogs import COLLECTION, federation  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -20,14 +19,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _stacks(tmp_path: Path) -> Path:
     """Frankfurt's stack file (exposure set), its ingestion writing the loopback collection."""
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    document = yaml.safe_load((ROOT / "stacks/Pulumi.aws-frankfurt.yaml").read_text())
-    ingestion = document["config"]["fedeploy:site"]["services"]["ingestion"]
-    ingestion.pop("stream", None)
-    for source in ingestion["sentinel"]["sources"]:
-        source["collections"] = [COLLECTION]
-    (stacks / "Pulumi.aws-frankfurt.yaml").write_text(yaml.safe_dump(document))
+    stacks = example_stacks(tmp_path / "stacks", ["aws-frankfurt"])
+
+    def sentinel_only(site: dict) -> None:
+        ingestion = site["services"]["ingestion"]
+        ingestion.pop("stream", None)
+        for source in ingestion["sentinel"]["sources"]:
+            source["collections"] = [COLLECTION]
+
+    edit_site(stacks / "Pulumi.aws-frankfurt.yaml", sentinel_only, sort_keys=True)
     return stacks
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from fedeploy.gitops.planned_sites import (
     plan_tree,
 )
 from fedeploy.references import Reference
+from tests.builders import git
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_ORDER = [
@@ -96,23 +96,7 @@ class Repo:
         self.git("init", "-q", "-b", "main")
 
     def git(self, *args: str) -> str:
-        done = subprocess.run(
-            [
-                "git",
-                "-c",
-                "user.name=fedeploy-test",
-                "-c",
-                "user.email=test@example.org",
-                "-c",
-                "commit.gpgsign=false",
-                *args,
-            ],
-            cwd=self.path,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout.strip()
+        return git(self.path, *args)
 
     def write(self, path: str, text: str) -> None:
         target = self.path / path

@@ -7,7 +7,6 @@ import copy
 from typing import Any
 
 import pytest
-import yaml
 
 from fedeploy.charts import ChartValuesError, pod_template, render_chart
 from fedeploy.config.services import CatalogService
@@ -15,6 +14,7 @@ from fedeploy.errors import StackConfigError
 from fedeploy.offline.engine import plan_stack
 from fedeploy.values.services import catalog_values
 from fedeploy.values.wiring import SiteWiring
+from tests.builders import example_site
 from tests.conftest import ROOT, STACKS
 
 IN_CLUSTER = ["aws-dublin", "cf-waw", "ewc-bologna", "hpc-kajaani", "ovh-gra"]
@@ -127,10 +127,6 @@ def test_catalog_values_leave_backups_out_when_turned_off() -> None:
     assert "backup" not in catalog_values(wiring, off, database_secret="db", backup_bucket="b-1")
 
 
-def _site(stack: str) -> dict[str, Any]:
-    return yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]["fedeploy:site"]
-
-
 @pytest.mark.parametrize(
     ("backup", "path", "words"),
     [
@@ -149,7 +145,7 @@ def _site(stack: str) -> dict[str, Any]:
     ],
 )
 def test_a_bad_backup_key_is_named_with_what_is_allowed(backup, path, words) -> None:
-    site = copy.deepcopy(_site("cf-waw"))
+    site = copy.deepcopy(example_site("cf-waw"))
     site["services"]["catalog"]["backup"] = backup
     with pytest.raises(StackConfigError) as caught:
         plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})
@@ -162,7 +158,7 @@ def test_a_bad_backup_key_is_named_with_what_is_allowed(backup, path, words) -> 
 def _findings_with(stack: str, references: Any = None, **catalog: Any) -> list[str]:
     from fedeploy.plan.run import check_planned
 
-    site = copy.deepcopy(_site(stack))
+    site = copy.deepcopy(example_site(stack))
     site["services"]["catalog"].update(catalog)
     plan = plan_stack(
         STACKS / f"Pulumi.{stack}.yaml",
@@ -185,7 +181,7 @@ def test_the_policy_refuses_a_production_retention_under_a_week() -> None:
 
 
 def test_a_staging_site_may_run_without_backups() -> None:
-    site = copy.deepcopy(_site("cf-waw"))
+    site = copy.deepcopy(example_site("cf-waw"))
     site["environment"] = "staging"
     site["services"]["catalog"]["backup"] = {"enabled": False}
     from fedeploy.plan.run import check_planned
@@ -220,7 +216,7 @@ def test_the_rds_rule_names_a_missing_protection_and_snapshot() -> None:
 
 
 def test_a_bucket_that_expires_objects_before_the_retention_is_refused() -> None:
-    site = copy.deepcopy(_site("cf-waw"))
+    site = copy.deepcopy(example_site("cf-waw"))
     site["storage"]["buckets"]["raw"] = {"lifecycle": {"expire_after_days": 10}}
     with pytest.raises(StackConfigError) as caught:
         plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})

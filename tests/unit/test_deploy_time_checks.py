@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from fedeploy.cli import app
 from fedeploy.offline.federation import load_federation
+from tests.builders import SECURE_PASSWORD, external_database_stack
 from tests.conftest import STACKS
 
 runner = CliRunner()
@@ -171,24 +172,11 @@ def test_an_openstack_flavor_not_known_as_gpu_is_an_advisory(stacks: Path) -> No
     )
 
 
-FIXTURES = Path(__file__).resolve().parents[1] / "stack_files" / "valid"
-
-
 def external_database(tmp_path: Path, **external: object) -> Path:
-    import yaml
-
-    document = yaml.safe_load((FIXTURES / "Pulumi.k8s-gra.yaml").read_text())
-    catalog = document["config"]["fedeploy:site"]["services"]["catalog"]
-    catalog["database"] = "external"
-    catalog["external"] = {
-        "host": "db.example.org",
-        "username": "catalog",
-        "password": {"secure": "v1:cGc=:cGctcGFzc3dvcmQtY2lwaGVydGV4dA=="},
-        **external,
-    }
-    path = tmp_path / "Pulumi.k8s-gra.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
+    return external_database_stack(
+        tmp_path,
+        {"host": "db.example.org", "username": "catalog", "password": SECURE_PASSWORD, **external},
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ whose tree equals the base's is not planned again)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,23 +30,12 @@ from fedeploy.diff.compare import (
     replacement_reasons,
 )
 from fedeploy.diff.formats import as_json, as_markdown, as_text
+from tests.builders import git
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ["aws-dublin", "aws-frankfurt", "hpc-kajaani"]
 NAMESPACE = "kubernetes:core/v1:Namespace"
 RELEASE = "kubernetes:helm.sh/v3:Release"
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
-        + list(args),
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -5,23 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
+from tests.builders import example_site
 from tests.conftest import EXAMPLE_STACKS, STACKS
 
 BUCKET = "aws:s3/bucket:Bucket"
-
-
-def _site(stack: str) -> dict:
-    return yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]["fedeploy:site"]
 
 
 def _by_bucket(plan, typ: str) -> dict[str, dict]:
     return {r.inputs["bucket"]: r.inputs for r in plan.by_type(typ)}
 
 
-MEMBERS = [s for s in EXAMPLE_STACKS if _site(s)["kind"] != "hub"]
-AWS = [s for s in EXAMPLE_STACKS if _site(s)["kind"] == "aws"]
+MEMBERS = [s for s in EXAMPLE_STACKS if example_site(s)["kind"] != "hub"]
+AWS = [s for s in EXAMPLE_STACKS if example_site(s)["kind"] == "aws"]
 
 
 def test_every_example_stack_plans_clean(example_report):
@@ -41,7 +37,7 @@ def test_hub_is_deployed_last_and_replication_target_before_its_source(example_r
 @pytest.mark.parametrize("stack", MEMBERS)
 def test_every_bucket_is_encrypted_as_configured(example_plans, stack):
     plan = example_plans[stack]
-    storage = _site(stack)["storage"]
+    storage = example_site(stack)["storage"]
     encryption = _by_bucket(
         plan,
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
@@ -51,7 +47,7 @@ def test_every_bucket_is_encrypted_as_configured(example_plans, stack):
     for bucket in buckets:
         name = bucket.inputs["bucket"]
         if (
-            storage.get("encryption", "kms" if _site(stack)["kind"] == "aws" else "aes256")
+            storage.get("encryption", "kms" if example_site(stack)["kind"] == "aws" else "aes256")
             == "provider_managed"
         ):
             assert name not in encryption
@@ -59,7 +55,7 @@ def test_every_bucket_is_encrypted_as_configured(example_plans, stack):
         default = encryption[name]["rules"][0]["applyServerSideEncryptionByDefault"]
         expected = (
             "aws:kms"
-            if storage.get("encryption", "kms") == "kms" and _site(stack)["kind"] == "aws"
+            if storage.get("encryption", "kms") == "kms" and example_site(stack)["kind"] == "aws"
             else "AES256"
         )
         assert default["sseAlgorithm"] == expected
@@ -70,8 +66,10 @@ def test_every_bucket_is_encrypted_as_configured(example_plans, stack):
 @pytest.mark.parametrize("stack", MEMBERS)
 def test_buckets_are_versioned_where_asked(example_plans, stack):
     versioning = _by_bucket(example_plans[stack], "aws:s3/bucketVersioning:BucketVersioning")
-    for logical, spec in _site(stack)["storage"]["buckets"].items():
-        physical = f"{_site(stack)['storage'].get('bucket_prefix', 'fedeploy')}-{stack}-{logical}"
+    for logical, spec in example_site(stack)["storage"]["buckets"].items():
+        physical = (
+            f"{example_site(stack)['storage'].get('bucket_prefix', 'fedeploy')}-{stack}-{logical}"
+        )
         wanted = "Enabled" if (spec or {}).get("versioning", True) else "Suspended"
         assert versioning[physical]["versioningConfiguration"]["status"] == wanted
 
@@ -132,7 +130,7 @@ def test_node_groups_as_configured_and_gpu_groups_tainted(example_plans, stack):
         g.inputs["nodeGroupName"]: g.inputs
         for g in example_plans[stack].by_type("aws:eks/nodeGroup:NodeGroup")
     }
-    configured = _site(stack)["cluster"]["node_groups"]
+    configured = example_site(stack)["cluster"]["node_groups"]
     assert set(groups) == set(configured)
     for name, spec in configured.items():
         group = groups[name]
@@ -168,7 +166,7 @@ def test_contract_is_exported_and_secrets_stay_secret(example_plans, stack):
     plan = example_plans[stack]
     for key in ("site", "catalog_url", "services"):
         assert key in plan.outputs
-    if _site(stack)["kind"] == "aws":
+    if example_site(stack)["kind"] == "aws":
         assert plan.outputs["kubeconfig"] == "[secret]"
         assert "kubeconfig" in plan.secret_outputs
     for provider in plan.by_type("pulumi:providers:kubernetes"):
@@ -204,9 +202,11 @@ def test_gpu_site_runs_inference_on_gpu_nodes(example_plans):
 def test_hub_harvests_every_member_catalog(example_plans):
     release = next(r for r in example_plans["eu-hub"].by_type("kubernetes:helm.sh/v3:Release"))
     sites = release.inputs["values"]["federation"]["sites"]
-    assert {s["name"] for s in sites} == set(_site("eu-hub")["members"])
+    assert {s["name"] for s in sites} == set(example_site("eu-hub")["members"])
     assert all(s["url"].startswith("https://") for s in sites)
-    assert set(example_plans["eu-hub"].outputs["federation"]) == set(_site("eu-hub")["members"])
+    assert set(example_plans["eu-hub"].outputs["federation"]) == set(
+        example_site("eu-hub")["members"]
+    )
 
 
 def test_plan_is_deterministic(example_report):

@@ -7,13 +7,13 @@ import typing
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import BaseModel
 
 from fedeploy.config.base import SecretValue
 from fedeploy.config.loader import SITE_KEY
 from fedeploy.config.site import MODELS
-from tests.conftest import ROOT, STACKS
+from tests.builders import example_site
+from tests.conftest import ROOT
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "configuration.md", ROOT / "docs" / "operations.md"]
 SELECT = re.compile(r"pulumi stack select --create (?P<stack>[a-z0-9-]+)")
@@ -63,8 +63,7 @@ def test_every_secret_the_docs_set_is_a_secret_of_the_site_they_select(doc):
         parts = path.removeprefix(f"{SITE_KEY}.").split(".")
         kinds = list(MODELS)
         if stack is not None:
-            document = yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())
-            kinds = [document["config"][SITE_KEY]["kind"]]
+            kinds = [example_site(stack)["kind"]]
         secret_somewhere = False
         for kind in kinds:
             try:

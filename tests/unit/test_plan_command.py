@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from fedeploy.cli import app
-from tests.conftest import STACKS
+from tests.builders import edit_site, example_stacks
 
 runner = CliRunner()
 PAIR = ["aws-dublin", "aws-frankfurt"]
@@ -20,18 +19,11 @@ PAIR = ["aws-dublin", "aws-frankfurt"]
 @pytest.fixture()
 def project(tmp_path) -> Path:
     """A project with the two aws example sites (Frankfurt replicates to Dublin)."""
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    for name in PAIR:
-        shutil.copy(STACKS / f"Pulumi.{name}.yaml", stacks)
-    return stacks
+    return example_stacks(tmp_path / "stacks", PAIR)
 
 
 def _edit(stacks: Path, stack: str, edit) -> None:
-    path = stacks / f"Pulumi.{stack}.yaml"
-    document = yaml.safe_load(path.read_text())
-    edit(document["config"]["fedeploy:site"])
-    path.write_text(yaml.safe_dump(document))
+    edit_site(stacks / f"Pulumi.{stack}.yaml", edit, sort_keys=True)
 
 
 def _plan(stacks: Path, *args: str):

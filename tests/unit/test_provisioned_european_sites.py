@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 import pytest
-import yaml
 
 from components.providers import PROVIDERS, provider_for
 from fedeploy.config.site_base import KINDS
@@ -27,15 +26,12 @@ from policies.providers import (
     storage_identity,
     world_open,
 )
+from tests.builders import example_site
 from tests.conftest import STACKS
 
 OPENSTACK = "ewc-bologna"
 OVH = "ovh-gra"
 GPU_TAINT = "--register-with-taints=nvidia.com/gpu=present:NoSchedule"
-
-
-def _site(stack: str) -> dict[str, Any]:
-    return yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]["fedeploy:site"]
 
 
 def _one(plan, typ: str):
@@ -59,7 +55,7 @@ def test_every_member_kind_has_one_provider_module():
 # -- openstack -----------------------------------------------------------------------------------
 def test_openstack_network_routes_to_the_named_external_network(example_plans):
     plan = example_plans[OPENSTACK]
-    network = _site(OPENSTACK)["network"]
+    network = example_site(OPENSTACK)["network"]
     subnet = _one(plan, "openstack:networking/subnet:Subnet")
     router = _one(plan, "openstack:networking/router:Router")
     interface = _one(plan, "openstack:networking/routerInterface:RouterInterface")
@@ -71,7 +67,7 @@ def test_openstack_network_routes_to_the_named_external_network(example_plans):
 
 def test_magnum_template_as_configured_api_closed_and_no_floating_ips(example_plans):
     plan = example_plans[OPENSTACK]
-    cluster_config = _site(OPENSTACK)["cluster"]
+    cluster_config = example_site(OPENSTACK)["cluster"]
     template = _one(plan, "openstack:containerinfra/clusterTemplate:ClusterTemplate")
     cluster = _one(plan, "openstack:containerinfra/cluster:Cluster")
     inputs = template.inputs
@@ -82,7 +78,7 @@ def test_magnum_template_as_configured_api_closed_and_no_floating_ips(example_pl
     for label, value in cluster_config["labels"].items():
         assert inputs["labels"][label] == value
     allowed = inputs["labels"]["master_lb_allowed_cidrs"].split(",")
-    assert allowed == [_site(OPENSTACK)["network"]["cidr"], "198.51.100.0/24"]
+    assert allowed == [example_site(OPENSTACK)["network"]["cidr"], "198.51.100.0/24"]
     assert inputs["floatingIpEnabled"] is False and cluster.inputs["floatingIpEnabled"] is False
     assert inputs["masterLbEnabled"] is True and inputs["tlsDisabled"] is False
     assert cluster.inputs["masterCount"] == cluster_config["master_count"]
@@ -90,7 +86,7 @@ def test_magnum_template_as_configured_api_closed_and_no_floating_ips(example_pl
 
 def test_magnum_node_groups_as_configured_and_gpu_groups_tainted(example_plans):
     plan = example_plans[OPENSTACK]
-    groups = _site(OPENSTACK)["cluster"]["node_groups"]
+    groups = example_site(OPENSTACK)["cluster"]["node_groups"]
     cluster = _one(plan, "openstack:containerinfra/cluster:Cluster")
     # The first non-GPU group is Magnum's default worker group, the others are node groups.
     assert cluster.inputs["flavor"] == groups["system"]["flavor"]
@@ -111,7 +107,7 @@ def test_magnum_node_groups_as_configured_and_gpu_groups_tainted(example_plans):
 
 def test_openstack_store_uses_an_ec2_credential_kept_secret(example_plans):
     plan = example_plans[OPENSTACK]
-    storage = _site(OPENSTACK)["storage"]
+    storage = example_site(OPENSTACK)["storage"]
     _one(plan, "openstack:identity/ec2CredentialV3:Ec2CredentialV3")
     (s3,) = plan.by_type("pulumi:providers:aws")
     endpoints = s3.inputs["endpoints"]  # provider inputs travel as JSON text
@@ -127,7 +123,7 @@ def test_openstack_store_uses_an_ec2_credential_kept_secret(example_plans):
 # -- ovh -----------------------------------------------------------------------------------------
 def test_ovh_kube_on_its_private_network_with_api_restricted(example_plans):
     plan = example_plans[OVH]
-    site = _site(OVH)
+    site = example_site(OVH)
     network = _one(plan, "ovh:CloudProject/networkPrivate:NetworkPrivate")
     subnet = _one(plan, "ovh:CloudProject/networkPrivateSubnet:NetworkPrivateSubnet")
     kube = _one(plan, "ovh:CloudProject/kube:Kube")
@@ -147,7 +143,7 @@ def test_ovh_node_pools_as_configured_and_gpu_pools_tainted(example_plans):
         p.inputs["name"]: p.inputs
         for p in example_plans[OVH].by_type("ovh:CloudProject/kubeNodePool:KubeNodePool")
     }
-    configured = _site(OVH)["cluster"]["node_pools"]
+    configured = example_site(OVH)["cluster"]["node_pools"]
     assert set(pools) == set(configured)
     for name, spec in configured.items():
         pool = pools[name]
@@ -202,12 +198,12 @@ def test_kubeconfig_and_keys_stay_secret(example_plans, stack):
 @pytest.mark.parametrize("stack", [OPENSTACK, OVH])
 def test_charts_are_wired_to_the_store_and_the_gpu_nodes(example_plans, stack):
     plan = example_plans[stack]
-    endpoint = _site(stack)["storage"]["endpoint"]
+    endpoint = example_site(stack)["storage"]["endpoint"]
     for chart in ("ingestion", "inference"):
         values = _release(plan, chart).inputs["values"]
         assert values["storage"]["endpoint"] == endpoint
         assert values["storage"]["existingSecret"] == "fedeploy-storage"
-        assert values["site"]["kind"] == _site(stack)["kind"]
+        assert values["site"]["kind"] == example_site(stack)["kind"]
     gpu = _release(plan, "inference").inputs["values"]["gpu"]
     assert gpu["enabled"] is True
     assert gpu["nodeSelector"] == {"fedeploy.io/accelerator": "nvidia"}
@@ -219,7 +215,7 @@ def test_charts_are_wired_to_the_store_and_the_gpu_nodes(example_plans, stack):
 @pytest.mark.parametrize("stack", [OPENSTACK, OVH])
 def test_hub_harvests_the_new_sites(example_plans, stack):
     federation = example_plans["eu-hub"].outputs["federation"]
-    assert federation[stack]["site"]["kind"] == _site(stack)["kind"]
+    assert federation[stack]["site"]["kind"] == example_site(stack)["kind"]
     assert federation[stack]["storage"]["auth"] == "static-keys"
 
 
@@ -341,7 +337,7 @@ INVALID = [
 
 @pytest.mark.parametrize(("stack", "changes", "path", "words"), INVALID)
 def test_bad_file_refused_with_its_key_path_before_any_resource(stack, changes, path, words):
-    site = _apply(_site(stack), changes)
+    site = _apply(example_site(stack), changes)
     with pytest.raises(StackConfigError) as caught:
         plan_stack(STACKS / f"Pulumi.{stack}.yaml", config_override={"fedeploy:site": site})
     assert caught.value.resources_registered == 0  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from fedeploy.errors import StackConfigError
 from fedeploy.offline.engine import plan_stack
 from fedeploy.plan.run import check_planned
 from fedeploy.references import references
+from tests.builders import stack_document
 from tests.conftest import STACKS
 
 EXAMPLES = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
@@ -31,7 +32,7 @@ Path_ = tuple[str | int, ...]
 
 
 def _documents() -> dict[str, dict[str, Any]]:
-    return {name: yaml.safe_load((STACKS / f"Pulumi.{name}.yaml").read_text()) for name in EXAMPLES}
+    return {name: stack_document(name) for name in EXAMPLES}
 
 
 DOCUMENTS = _documents()

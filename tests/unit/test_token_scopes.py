@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from tests.conftest import EXAMPLE_STACKS, STACKS
+from tests.builders import example_site
+from tests.conftest import EXAMPLE_STACKS
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -22,8 +21,7 @@ def _proxy_oidc(plan: Any) -> dict[str, str]:
 def _published() -> list[str]:
     published = []
     for stack in EXAMPLE_STACKS:
-        site = yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]
-        if site["fedeploy:site"].get("services", {}).get("catalog", {}).get("exposure"):
+        if example_site(stack).get("services", {}).get("catalog", {}).get("exposure"):
             published.append(stack)
     return published
 

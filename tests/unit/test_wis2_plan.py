@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
 
 from fedeploy.cli import app
-from tests.conftest import STACKS
+from tests.builders import edit_site, example_stacks
 
 TOPICS = [
     "cache/a/wis2/+/data/core/weather/surface-based-observations/synop",
@@ -18,18 +17,17 @@ TOPICS = [
 
 
 def test_the_plan_report_lists_the_wis2_topics_a_site_subscribes_to(tmp_path: Path) -> None:
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    for name in ("aws-dublin", "aws-frankfurt"):
-        shutil.copy(STACKS / f"Pulumi.{name}.yaml", stacks)
-    path = stacks / "Pulumi.aws-frankfurt.yaml"
-    document = yaml.safe_load(path.read_text())
-    document["config"]["fedeploy:site"]["services"]["ingestion"]["stream"]["wis2"] = {
+    stacks = example_stacks(tmp_path / "stacks", ("aws-dublin", "aws-frankfurt"))
+    wis2 = {
         "broker": "mqtts://globalbroker.example.org:8883",
         "topics": TOPICS,
         "download_hosts": ["*.example.org"],
     }
-    path.write_text(yaml.safe_dump(document))
+    edit_site(
+        stacks / "Pulumi.aws-frankfurt.yaml",
+        lambda site: site["services"]["ingestion"]["stream"].update(wis2=wis2),
+        sort_keys=True,
+    )
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app, ["plan", "--stacks-dir", str(stacks), "--jobs", "1", "--out", str(out)]
