@@ -33,11 +33,12 @@ import numpy as np
 from edge_stream import WIS2_TOPIC, messages, publish, wis2_files, wis2_station
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.hourly import to_hourly
+from fedeploy_inference.plot import place_text
 from fedeploy_inference.registry import model_prefix
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
 from fedeploy_inference.synthetic import SyntheticSpec, generate, scenes
-from fedeploy_inference.train_from_store import train_and_publish
+from fedeploy_inference.train_from_store import record_dataset, train_and_publish
 from fedeploy_inference.training import TrainConfig
 from fedeploy_inference.window_store import list_windows, read_windows
 
@@ -77,6 +78,14 @@ def cloud_cover_by_day(spec: SyntheticSpec) -> list[float]:
     shield). No observed value, least of all the rain of the hours a model forecasts, enters
     it, so what the Sentinel ablation measures is what the generator put there."""
     return [float(x) for x in np.mean([s.cloud_cover for s in scenes(spec).values()], axis=0)]
+
+
+def demo_dataset_name(spec: SyntheticSpec) -> str:
+    """The name the published plot and card give the demo's data (marked synthetic)."""
+    return (
+        f"fedeploy synthetic set ({spec.stations} stations, {spec.days} days, seed {spec.seed}) "
+        "through the edge stream"
+    )
 
 
 def run_checked(argv: list[str], env: dict[str, str], what: str) -> str:
@@ -249,6 +258,8 @@ def main() -> int:
         say(f"ingestion wrote {len(expected)} windows, {stored.num_rows} rows (published {sent})")
 
         # 3. Train on the ingested windows, Sentinel scenes from the site catalog as features.
+        # The windows hold the synthetic set: recorded so, the plot and card say "(synthetic)".
+        record_dataset(client, BUCKET, demo_dataset_name(spec), synthetic=True)
         settings = InferenceSettings(
             bucket=BUCKET,
             s3_endpoint_url=endpoint.endpoint_url,
@@ -290,26 +301,18 @@ def main() -> int:
         stack.callback(stop_process, server)
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, 120, "the server")
-        request, observed = prediction_request(stored, client, settings, version)
+        data = json.loads(
+            client.get_object(
+                Bucket=BUCKET, Key=model_prefix(settings.model_name, version) + "data.json"
+            )["Body"].read()
+        )
+        places = data["station_places"]
+        request, observed = prediction_request(to_hourly(stored), data)
         answer = httpx.post(f"{base}/v1/predict", json=request, timeout=30)
         answer.raise_for_status()
         forecast = answer.json()
-        say(f"forecast for {request['station']} issued {request['issued_at']}:")
-        anchor = next(
-            o["air_temperature"]
-            for o in reversed(request["observations"])
-            if "air_temperature" in o
-        )
-        print(
-            "  lead  valid time              model T   persistence T  observed T   "
-            "model rain  observed rain"
-        )
-        for lead, obs in zip(forecast["forecast"], observed, strict=True):
-            print(
-                f"  +{lead['lead_hours']}h   {lead['time']}  {lead['air_temperature']:7.2f}"
-                f"  {anchor:13.2f}  {obs[0]:10.2f}   {_amount(lead['precipitation']):>9}"
-                f"  {obs[1]:13.2f}"
-            )
+        for line in forecast_table(forecast, request, observed, places[request["station"]]):
+            print(line)
         (args.out / "prediction.json").write_text(json.dumps(forecast, indent=2))
 
         # 5. The plot and the card, as published with the version.
@@ -324,22 +327,43 @@ def main() -> int:
     return 0
 
 
+def forecast_table(
+    forecast: dict, request: dict, observed: list[tuple[float, float]], place: dict
+) -> list[str]:
+    """The printed forecast: the station with its place, then one line per lead. Each value
+    describes an hour (mean temperature, the hour's rain) and is stamped at that hour's end
+    (WMO): lead +k issued at t0 is the hour [t0 + (k-1) h, t0 + k h), valid at t0 + k h."""
+    issued = datetime.fromisoformat(forecast["issued_at"].replace("Z", "+00:00"))
+    anchor = next(
+        o["air_temperature"] for o in reversed(request["observations"]) if "air_temperature" in o
+    )
+    lines = [
+        f"forecast for station {forecast['station']} ({place_text(place)}) issued "
+        f"{issued:%Y-%m-%dT%H:%MZ}; valid time: the end of the hour each value describes (UTC)",
+        "  lead  valid time (UTC)   model T °C  persistence T °C  observed T °C  "
+        "model rain mm  observed rain mm",
+    ]
+    for lead, obs in zip(forecast["forecast"], observed, strict=True):
+        valid = issued + timedelta(hours=lead["lead_hours"])
+        lines.append(
+            f"  +{lead['lead_hours']}h   {valid:%Y-%m-%dT%H:%MZ}  {lead['air_temperature']:10.2f}"
+            f"  {anchor:16.2f}  {obs[0]:13.2f}  {_amount(lead['precipitation']):>13}"
+            f"  {obs[1]:16.2f}"
+        )
+    return lines
+
+
 def _amount(value: float | None) -> str:
     """A forecast amount, or `absent` where the station has not reported it (null)."""
     return "absent" if value is None else f"{value:.2f}"
 
 
-def prediction_request(stored, client, settings: InferenceSettings, version: str):
-    """A request for one station at an hour of the held-out period, and what happened next."""
-    data = json.loads(
-        client.get_object(
-            Bucket=BUCKET, Key=model_prefix(settings.model_name, version) + "data.json"
-        )["Body"].read()
-    )
+def prediction_request(series: dict, data: dict):
+    """A request for the station the published plot shows (`plot_station` in data.json) at an
+    hour of the held-out period, and what happened in the six hours after it."""
     split = datetime.fromisoformat(data["split"])
     origin = (split + timedelta(days=3)).replace(hour=6, tzinfo=UTC)
-    series = to_hourly(stored)
-    station = sorted(series)[len(series) // 2]
+    station = data["plot_station"]
     st = series[station]
     first = st.hour_index(origin)
     observations = []
@@ -353,6 +377,7 @@ def prediction_request(stored, client, settings: InferenceSettings, version: str
             }
         )
         observations.append(row)
+    # Bin i is the hour [start + i h, start + (i+1) h): the hours of leads +1 .. +6.
     observed = [
         (
             st.values[i, VARIABLES.index("air_temperature")],

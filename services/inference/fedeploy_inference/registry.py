@@ -96,6 +96,8 @@ def publish(
         result.test_forecast,
         PLOT_LEAD_HOURS,
         f"{dataset_title(data)}, {name} {version}",
+        places=data.get("station_places"),
+        metrics=result.metrics,
     )
     data = {
         **data,

@@ -143,6 +143,10 @@ def train_and_publish(
         "windows_sha256": hashlib.sha256("\n".join(w.key for w in windows).encode()).hexdigest(),
         "rows": table.num_rows,
         "stations": sorted(series),
+        "station_places": {
+            name: {"latitude": st.latitude, "longitude": st.longitude, "elevation": st.elevation}
+            for name, st in sorted(series.items())
+        },
         "period": {"start": result.period[0].isoformat(), "end": result.period[1].isoformat()},
         "samples": {"train": result.train_samples, "test": len(result.test)},
         "sentinel_scenes": sum(s.times_us.size for s in (scenes or {}).values()),

@@ -54,4 +54,13 @@ def test_case_study_runs_and_writes_the_plot_and_a_prediction(tmp_path, skip_or_
     assert "(forecast.png)" in (tmp_path / "model-card.md").read_text()
     prediction = json.loads((tmp_path / "prediction.json").read_text())
     assert [f["lead_hours"] for f in prediction["forecast"]] == [1, 2, 3, 4, 5, 6]
-    assert json.loads((tmp_path / "data.json").read_text())["sentinel_scenes"] > 0
+    data = json.loads((tmp_path / "data.json").read_text())
+    assert data["sentinel_scenes"] > 0
+    # The plot and card say the data are synthetic; the printed forecast is for the station
+    # the plot shows, named with its place.
+    assert data["synthetic"] is True
+    assert "(synthetic)" in (tmp_path / "model-card.md").read_text()
+    station = data["plot_station"]
+    assert prediction["station"] == station
+    assert f"forecast for station {station} (" in run.stdout
+    assert set(data["station_places"][station]) == {"latitude", "longitude", "elevation"}
