@@ -33,8 +33,9 @@ def _store(settings):  # noqa: ANN001, ANN202 - wiring only
 
 
 def sentinel() -> int:
-    """One run over INGEST_SOURCES and the agencies' sources, INGEST_ECMWF_SOURCES and
-    INGEST_EUMETSAT_SOURCES (a CronJob, or one worker of an indexed Job)."""
+    """One run over INGEST_SOURCES and the agencies' sources, INGEST_ECMWF_SOURCES,
+    INGEST_EUMETSAT_SOURCES and INGEST_EODAG_SOURCES (a CronJob, or one worker of an indexed
+    Job)."""
     from fedeploy_ingestion.catalog import CatalogClient
     from fedeploy_ingestion.metrics import Metrics
     from fedeploy_ingestion.sentinel import SentinelRun
@@ -46,8 +47,8 @@ def sentinel() -> int:
     agencies = _agency_runs(settings)
     if not settings.sources and not agencies:
         raise ConfigError(
-            "INGEST_SOURCES, INGEST_ECMWF_SOURCES and INGEST_EUMETSAT_SOURCES are empty: "
-            "nothing to copy"
+            "INGEST_SOURCES, INGEST_ECMWF_SOURCES, INGEST_EUMETSAT_SOURCES and "
+            "INGEST_EODAG_SOURCES are empty: nothing to copy"
         )
     store, catalog, metrics = _store(settings), CatalogClient(settings.catalog_url), Metrics()
     run = SentinelRun(settings, store, catalog, metrics)
@@ -91,6 +92,10 @@ def _agency_runs(settings):  # noqa: ANN001, ANN202 - wiring only
         # The Data Store needs an API key: exit 2 naming it, before any source runs.
         settings.require("eumetsat_consumer_key", "eumetsat_consumer_secret")
         runs["eumetsat"] = EumetsatRun
+    if settings.eodag_sources:
+        from fedeploy_ingestion.eodag_source import EodagRun
+
+        runs["eodag"] = EodagRun
     return runs
 
 

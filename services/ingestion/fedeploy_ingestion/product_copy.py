@@ -126,6 +126,17 @@ class ProductSink:
         log.info("product registered", extra={"collection": collection["id"], "item": item["id"]})
 
 
+def guarded_downloads(
+    settings: IngestSettings, sources: list[AgencySource]
+) -> tuple[download_safety.AddressGuard, httpx.Client]:
+    """The address guard of `sources` (their `privateHosts` admitted, the cluster's ranges
+    refused) and an HTTP client that connects only where it allows."""
+    guard = download_safety.AddressGuard.build(
+        settings.blocked_networks, [host for source in sources for host in source.private_hosts]
+    )
+    return guard, download_safety.guarded_client(guard, timeout=settings.http_timeout_seconds)
+
+
 class AgencyRun:
     """What a run over one agency source kind starts with: the sink, the address guard (the
     sources' `privateHosts` admitted) and the guarded HTTP client."""
@@ -142,13 +153,8 @@ class AgencyRun:
     ) -> None:
         self.settings = settings
         self.sink = ProductSink(store, catalog, metrics, self.kind, settings.part_size_mib)
-        self.guard = download_safety.AddressGuard.build(
-            settings.blocked_networks,
-            [host for source in self.sources() for host in source.private_hosts],
-        )
-        self.http = http or download_safety.guarded_client(
-            self.guard, timeout=settings.http_timeout_seconds
-        )
+        self.guard, guarded_http = guarded_downloads(settings, self.sources())
+        self.http = http or guarded_http
 
     def sources(self) -> list[AgencySource]:
         """This kind's sources in the settings."""

@@ -368,6 +368,58 @@ class EumetsatSource(AgencySource):
         )
 
 
+class EodagSource(AgencySource):
+    """Products of one EODAG provider to copy (an entry of INGEST_EODAG_SOURCES): ESA's and
+    other catalogues EODAG knows (`cop_dataspace`, `dedl`, ...), or a STAC API given as `url`."""
+
+    provider: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{1,40}$",
+        description="EODAG provider name (cop_dataspace, dedl, creodias...); with `url`, the "
+        "name given to that STAC API.",
+    )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="A STAC API EODAG does not know, added as provider `provider`.",
+    )
+    collections: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,100}$")]] = (
+        Field(min_length=1, description="Collections, as EODAG names them (S2_MSI_L2A).")
+    )
+    datetime: str = Field(
+        default="P1D", description="Time window: an interval, or a duration back from now."
+    )
+    assets: list[str] = Field(min_length=1, description="Asset names to copy.")
+    max_items: int | None = Field(
+        default=None, ge=1, alias="maxItems", description="At most this many items per run."
+    )
+    token_url: str | None = Field(
+        default=None,
+        alias="tokenUrl",
+        description="OpenID Connect token endpoint for the download credentials (password "
+        "grant); Copernicus's for provider cop_dataspace; without it, HTTP Basic.",
+    )
+    client_id: str = Field(default="cdse-public", alias="clientId", description="OIDC client.")
+    max_cloud_cover: None = None  # what SentinelRun's items read; EODAG filters by its own
+
+    @field_validator("datetime")
+    @classmethod
+    def _datetime(cls, value: str) -> str:
+        return check_time_window(value) or value
+
+    @model_validator(mode="after")
+    def _copernicus(self) -> EodagSource:
+        if self.provider == "cop_dataspace":
+            if self.token_url is None:
+                object.__setattr__(self, "token_url", COPERNICUS_TOKEN_URL)
+            hosts = list(dict.fromkeys([*self.download_hosts, *COPERNICUS_DOWNLOAD_HOSTS]))
+            object.__setattr__(self, "download_hosts", hosts)
+        return self
+
+    def search_datetime(self, now: dt.datetime) -> str | None:
+        """The window as a STAC interval."""
+        return time_window(self.datetime, now)
+
+
 class IngestSettings(BaseSettings):
     """The ingestion service's settings (environment variables INGEST_<NAME>)."""
 
@@ -408,6 +460,16 @@ class IngestSettings(BaseSettings):
     )
     eumetsat_consumer_secret: SecretStr | None = Field(
         default=None, description="EUMETSAT API consumer secret (from a Secret)."
+    )
+    eodag_sources: list[EodagSource] = Field(
+        default_factory=list,
+        description="JSON list of EODAG sources (see EodagSource); needs the `eodag` extra.",
+    )
+    eodag_username: SecretStr | None = Field(
+        default=None, description="EODAG sources' download user (from a Secret)."
+    )
+    eodag_password: SecretStr | None = Field(
+        default=None, description="EODAG sources' download password (from a Secret)."
     )
     source_username: SecretStr | None = Field(
         default=None, description="Download user (from a Secret)."

@@ -1,0 +1,173 @@
+"""ESA's and other catalogues through EODAG (the `eodag` extra): search with EODAG, copy with
+the Sentinel path.
+
+EODAG (4.10) knows many providers (`cop_dataspace`, `dedl`, `dedt_lumi`, `creodias`, ...) and
+turns each one's search into EOProducts whatever its API; a STAC API it does not know is added
+as a provider (`url`). Each product is turned into the STAC item dict it describes
+(`EOProduct.as_dict()`) and handed to the Sentinel run's per-item path (sentinel.SentinelRun):
+the same chosen assets, download safety (hosts: the provider's search host and
+`downloadHosts`; Copernicus's for `cop_dataspace`), fingerprint, resumable verified copy and
+registration. EODAG's own download (to a local file) is not used.
+
+EODAG is offline at start (`EODAG_STRICT_COLLECTIONS=true`: no fetch of providers' collection
+lists) and writes its settings into a scratch home. Its searches go to the provider's
+configured endpoint through EODAG's own HTTP client: the endpoint's host is checked against the
+source's policy before the search, not each redirect of it (docs/ingestion.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from fedeploy_ingestion.catalog import CatalogClient
+from fedeploy_ingestion.download_safety import DownloadPolicy
+from fedeploy_ingestion.errors import ConfigError, SourceError
+from fedeploy_ingestion.metrics import Metrics
+from fedeploy_ingestion.object_store import ObjectStore
+from fedeploy_ingestion.product_copy import guarded_downloads
+from fedeploy_ingestion.sentinel import SentinelReport, SentinelRun, _item_name
+from fedeploy_ingestion.settings import EodagSource, IngestSettings
+from fedeploy_ingestion.sharding import owns
+from fedeploy_ingestion.upstream import Credentials
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProviderSource:
+    """An EODAG source as the Sentinel path reads a source: its search host as `url`."""
+
+    name: str
+    url: str
+    assets: list[str]
+    download_hosts: list[str]
+    private_hosts: list[str]
+    token_url: str | None
+    client_id: str
+
+
+def gateway() -> Any:
+    """An EODataAccessGateway that fetches nothing at start; ConfigError without the extra."""
+    os.environ.setdefault("EODAG_STRICT_COLLECTIONS", "true")
+    try:
+        from eodag import EODataAccessGateway
+    except ImportError:
+        raise ConfigError(
+            "INGEST_EODAG_SOURCES is set but EODAG is not installed: install "
+            "fedeploy-ingestion[eodag] (the default image does not carry it)"
+        ) from None
+    # EODAG writes its settings under $HOME/.config/eodag; the pod's root file system is
+    # read-only: a scratch home while it starts.
+    home = os.environ.get("HOME")
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="eodag-")
+    try:
+        return EODataAccessGateway()
+    finally:
+        if home is None:
+            del os.environ["HOME"]
+        else:
+            os.environ["HOME"] = home
+
+
+class EodagRun(SentinelRun):
+    """One pass over INGEST_EODAG_SOURCES, item by item through the Sentinel path."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        store: ObjectStore,
+        catalog: CatalogClient,
+        metrics: Metrics,
+        http: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(settings, store, catalog, metrics, http)
+        if http is None:  # the EODAG sources' private hosts, not the Sentinel sources'
+            self.guard, self.http = guarded_downloads(settings, list(settings.eodag_sources))
+        self.report = SentinelReport()
+
+    def run(self, now: datetime | None = None) -> SentinelReport:
+        """Process every EODAG source; failures are reported, not raised."""
+        now = now or datetime.now(UTC)
+        dag = gateway()
+        for source in self.settings.eodag_sources:
+            try:
+                self._eodag_source(dag, source, now)
+            except Exception as error:  # noqa: BLE001 - one source fails alone
+                self._failed(source, f"{source.name}:search", error, "source failed")  # type: ignore[arg-type]
+        return self.report
+
+    def _eodag_source(self, dag: Any, source: EodagSource, now: datetime) -> None:
+        if source.url:  # EODAG's StacSearch posts to the API's /search
+            search = source.url.rstrip("/")
+            search = search if search.endswith("/search") else search + "/search"
+            dag.add_provider(source.provider, url=search, priority=0)
+        try:
+            endpoint = str(dag.providers[source.provider].config.search.api_endpoint)
+        except (KeyError, AttributeError):
+            raise SourceError(
+                f"EODAG has no provider {source.provider!r} with a search endpoint; give its "
+                "STAC API as `url`"
+            ) from None
+        as_sentinel = ProviderSource(
+            source.name,
+            endpoint,
+            list(source.assets),
+            list(source.download_hosts),
+            list(source.private_hosts),
+            source.token_url,
+            source.client_id,
+        )
+        s = self.settings
+        credentials = Credentials(
+            as_sentinel,  # type: ignore[arg-type]
+            s.eodag_username.get_secret_value() if s.eodag_username else None,
+            s.eodag_password.get_secret_value() if s.eodag_password else None,
+            self.http,
+            self.guard,
+        )
+        DownloadPolicy.for_source(as_sentinel, self.guard).check(endpoint, what="search endpoint")
+        for item in self._items(dag, source, now):
+            self.report.found += 1
+            name = _item_name(item)
+            try:
+                if not owns(name, s.shard_index, s.shard_count):
+                    self.report.other_shards += 1
+                    continue
+                self._item(as_sentinel, item, credentials, now)  # type: ignore[arg-type]
+            except Exception as error:  # noqa: BLE001 - one item fails alone
+                self._failed(as_sentinel, name, error, "item failed; the next run retries it")  # type: ignore[arg-type]
+
+    def _items(self, dag: Any, source: EodagSource, now: datetime) -> Iterator[dict[str, Any]]:
+        """The products of each collection as STAC item dicts, page by page, at most
+        `maxItems` in all."""
+        start, _, end = (source.search_datetime(now) or "/").partition("/")
+        left = source.max_items
+        for collection in source.collections:
+            first = dag.search(
+                collection=collection,
+                provider=source.provider,
+                geom=list(source.bbox) if source.bbox else None,
+                start=None if start in ("", "..") else start,
+                end=None if end in ("", "..") else end,
+                limit=100,
+                count=False,
+                raise_errors=True,  # a failed search fails the source, never reads as empty
+            )
+            for page in itertools.chain([first], first.next_page(update=False)):
+                for product in page:
+                    item = product.as_dict()
+                    item["collection"] = item.get("collection") or collection
+                    yield item
+                    if left is not None:
+                        left -= 1
+                        if left <= 0:
+                            return
