@@ -93,7 +93,7 @@ app.add_typer(
 
 def _mount_bridge() -> None:
     try:
-        from fedeploy.bridge.cli import bridge_app
+        from fedeploy.bridge.command import bridge_app
     except ImportError:  # the bridge's CLI is optional in a trimmed install
         return
     app.add_typer(

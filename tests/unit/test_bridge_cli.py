@@ -8,7 +8,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from fedeploy.bridge.cli import bridge_app
+from fedeploy.bridge.command import bridge_app
 
 ENV = {
     "FEDEPLOY_BRIDGE_URL": "https://127.0.0.1:9",

@@ -159,7 +159,7 @@ def test_the_command_lines_take_no_secret():
     import typer
     from fedeploy_inference.cli import _parser
 
-    from fedeploy.bridge.cli import bridge_app
+    from fedeploy.bridge.command import bridge_app
 
     group: Any = typer.main.get_command(bridge_app)
     commands = [group, *group.commands.values()]

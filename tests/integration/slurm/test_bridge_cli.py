@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from fedeploy.bridge.cli import bridge_app
+from fedeploy.bridge.command import bridge_app
 
 pytestmark = pytest.mark.integration
 
