@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from fedeploy.restore_drill.barman import BackupStore
-from loopback import PeerStartError, PostgresServer, SeaweedS3, StacApiServer
+from loopback import PeerStartError, PostgresServer, SeaweedS3, StacApiServer, stac_documents
 from loopback.barman import (
     BarmanTools,
     archiving_server,
@@ -70,18 +70,9 @@ def _drill(
 
 
 def _collection(name: str) -> dict:
-    return {
-        "type": "Collection",
-        "stac_version": "1.0.0",
-        "id": name,
-        "description": f"drill collection {name}",
-        "license": "CC-BY-4.0",
-        "links": [],
-        "extent": {
-            "spatial": {"bbox": [[-180, -90, 180, 90]]},
-            "temporal": {"interval": [["2026-01-01T00:00:00Z", None]]},
-        },
-    }
+    return stac_documents.collection(
+        name, f"drill collection {name}", license="CC-BY-4.0", start="2026-01-01T00:00:00Z"
+    )
 
 
 def _item(collection: str, n: int) -> dict:

@@ -22,13 +22,14 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-import yaml
 from botocore.exceptions import ClientError
 
 from loopback import MosquittoBroker, S3Endpoint
 from loopback.enforcing_s3 import IamEnforcingMoto
 from loopback.processes import wait_until
+from tests.builders import example_site
 from tests.conftest import EXAMPLE_STACKS, STACKS, start_peer
+from tests.peers import peer_fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,9 +41,7 @@ def _workloads() -> list[tuple[str, str]]:
     """(stack, service) of every workload role the example federation should have."""
     found = []
     for stack in EXAMPLE_STACKS:
-        site = yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"][
-            "fedeploy:site"
-        ]
+        site = example_site(stack)
         if site["kind"] != "aws":
             continue
         for service in ("ingestion", "inference"):
@@ -65,18 +64,18 @@ def _workloads() -> list[tuple[str, str]]:
 WORKLOADS = _workloads()
 
 
-@pytest.fixture(scope="module")
-def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamEnforcingMoto]:
-    server = start_peer(lambda: IamEnforcingMoto(tmp_path_factory.mktemp("moto-iam")).start())
-    yield server
-    server.stop()
+moto_iam = peer_fixture(IamEnforcingMoto, "moto-iam", scope="module")
+broker = peer_fixture(MosquittoBroker, "mosquitto", scope="module")
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    server = start_peer(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
-    yield server
-    server.stop()
+def workloads_of(service: str) -> pytest.MarkDecorator:
+    """The test once per workload role of `service` the example federation has (`workload`)."""
+    return pytest.mark.parametrize(
+        "workload",
+        [w for w in WORKLOADS if w[1] == service],
+        indirect=True,
+        ids=lambda w: f"{w[0]}-{w[1]}",
+    )
 
 
 def _planned_policy(example_plans: Any, stack: str, service: str) -> dict[str, Any]:
@@ -285,12 +284,7 @@ def _stream(store: Any, bucket: str, broker: MosquittoBroker, admin: Any) -> Non
     assert not worker.is_alive()
 
 
-@pytest.mark.parametrize(
-    "workload",
-    [w for w in WORKLOADS if w[1] == "ingestion"],
-    indirect=True,
-    ids=lambda w: f"{w[0]}-{w[1]}",
-)
+@workloads_of("ingestion")
 def test_ingestion_role_from_the_plan_allows_every_call_of_the_service_and_no_other(
     workload: tuple[str, S3Endpoint],
     moto_iam: IamEnforcingMoto,
@@ -314,12 +308,7 @@ def test_ingestion_role_from_the_plan_allows_every_call_of_the_service_and_no_ot
 # --- inference ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "workload",
-    [w for w in WORKLOADS if w[1] == "inference"],
-    indirect=True,
-    ids=lambda w: f"{w[0]}-{w[1]}",
-)
+@workloads_of("inference")
 def test_inference_role_from_the_plan_allows_every_call_of_the_service_and_no_other(
     workload: tuple[str, S3Endpoint],
     moto_iam: IamEnforcingMoto,
@@ -399,12 +388,7 @@ def asset_presigner(
     )
 
 
-@pytest.mark.parametrize(
-    "workload",
-    [w for w in WORKLOADS if w[1] == "assets"],
-    indirect=True,
-    ids=lambda w: f"{w[0]}-{w[1]}",
-)
+@workloads_of("assets")
 def test_assets_role_from_the_plan_presigns_reads_of_assets_and_nothing_else(
     workload: tuple[str, S3Endpoint],
     moto_iam: IamEnforcingMoto,
@@ -435,12 +419,7 @@ def test_assets_role_from_the_plan_presigns_reads_of_assets_and_nothing_else(
 # --- the catalog database's backups ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "workload",
-    [w for w in WORKLOADS if w[1] == "catalog-backup"],
-    indirect=True,
-    ids=lambda w: f"{w[0]}-{w[1]}",
-)
+@workloads_of("catalog-backup")
 def test_catalog_backup_role_from_the_plan_runs_barman_cloud_and_touches_nothing_else(
     workload: tuple[str, S3Endpoint],
     moto_iam: IamEnforcingMoto,

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from fedeploy.charts import render_chart
-from loopback import PeerUnavailable, PostgresServer, SeaweedS3, StacApiServer
+from loopback import PeerUnavailable, PostgresServer, SeaweedS3, StacApiServer, stac_documents
 from loopback.auth_proxy import AuthProxyServer
 from loopback.nginx import NginxTls
 from loopback.oidc import OidcIssuer
@@ -131,18 +131,12 @@ def scene(site: str, number: int) -> dict[str, Any]:
 
 
 def collection_document() -> dict[str, Any]:
-    return {
-        "type": "Collection",
-        "stac_version": "1.0.0",
-        "id": COLLECTION,
-        "description": "Scenes of the loopback federation.",
-        "license": "CC-BY-4.0",
-        "extent": {
-            "spatial": {"bbox": [[-180, -90, 180, 90]]},
-            "temporal": {"interval": [["2026-01-01T00:00:00Z", None]]},
-        },
-        "links": [],
-    }
+    return stac_documents.collection(
+        COLLECTION,
+        "Scenes of the loopback federation.",
+        license="CC-BY-4.0",
+        start="2026-01-01T00:00:00Z",
+    )
 
 
 @pytest.fixture(scope="module")
