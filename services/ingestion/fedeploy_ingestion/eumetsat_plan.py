@@ -4,7 +4,7 @@ The site's collection is `eumetsat-<collection id, lower case, ':' as '-'>`
 (`eumetsat-eo-eum-dat-msg-hrseviri`: STAC APIs refuse ':' in ids; EUMETSAT's own id is kept
 as `eumetsat:collection`), the item id is EUMETSAT's product id
 (`MSG4-SEVI-MSG15-0100-NA-<time>-NA`, checked as any upstream id is: stac_ids), and the key
-`eumetsat/<site collection>/<product id>.zip`. The Data Store publishes each product's MD5 (`extraInformation.md5`), which
+`sentinel/<site collection>/<product id>/data.zip` (the copied products' prefix and layout). The Data Store publishes each product's MD5 (`extraInformation.md5`), which
 the copy is verified against; the fingerprint is the product's ids, MD5 and `updated`.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 from fedeploy_ingestion.multihash import Digest, sha256_multihash
 from fedeploy_ingestion.sentinel_plan import CopiedAsset
+from fedeploy_ingestion.sentinel_plan import object_key as sentinel_object_key
 from fedeploy_ingestion.stac_documents import (
     FILE_EXTENSION,
     STAC_VERSION,
@@ -39,7 +40,9 @@ def object_key(collection_id: str, product_id: str) -> str:
     """Where a product's zip is stored in the site's bucket (InvalidId for an unusable id)."""
     check_id("upstream collection id", collection_id)
     check_id("upstream product id", product_id)
-    return f"eumetsat/{site_collection_id(collection_id)}/{product_id}.zip"
+    return sentinel_object_key(
+        site_collection_id(collection_id), product_id, "data", "data.zip", "application/zip"
+    )
 
 
 def declared_md5(value: object) -> Digest | None:

@@ -2,10 +2,11 @@
 
 A product is one run's step of one model, resolution, stream and type, restricted to a source's
 parameters (and levels): the GRIB2 messages the file's `.index` lists for them, copied as one
-object of those messages end to end. Its identity gives the object key
-`ecmwf/<model>/<resol>/<stream>/<type>/<yyyymmddHH>/<step>h-<params>.grib2`, the collection
-`ecmwf-<model>-<stream>-<type>` and the item id `<model>-<resol>-<stream>-<type>-<yyyymmddHH>-
-<step>h-<params>`, so a second run finds what the first one stored.
+object of those messages end to end. Its identity gives the collection `ecmwf-<model>-<stream>-<type>`, the
+item id `<model>-<resol>-<stream>-<type>-<yyyymmddHH>-<step>h-<params>` and the object key
+`sentinel/<collection>/<item id>/data.grib2` (the copied products' prefix and layout, which the
+ingestion role may write and the asset endpoint may presign), so a second run finds what the
+first one stored.
 
 ECMWF publishes no digest of its files. What is checked instead: every index entry is a JSON
 object with a non-negative integer `_offset` and a positive `_length`, entries do not overlap
@@ -25,7 +26,7 @@ from typing import Any
 
 from fedeploy_ingestion.errors import SourceError
 from fedeploy_ingestion.multihash import sha256_multihash
-from fedeploy_ingestion.sentinel_plan import CopiedAsset
+from fedeploy_ingestion.sentinel_plan import CopiedAsset, object_key
 from fedeploy_ingestion.stac_documents import (
     FILE_EXTENSION,
     STAC_VERSION,
@@ -82,10 +83,7 @@ class Product:
     @property
     def key(self) -> str:
         """Where the product is stored in the site's bucket."""
-        return (
-            f"ecmwf/{self.model}/{self.resol}/{self.stream}/{self.type}/{self.run:%Y%m%d%H}/"
-            f"{self.step}h-{self.param_set}.grib2"
-        )
+        return object_key(self.collection_id, self.item_id, "data", "data.grib2", GRIB2)
 
     def request(self) -> dict[str, Any]:
         """The product as an ecmwf-opendata request (`Client.retrieve`'s keywords)."""

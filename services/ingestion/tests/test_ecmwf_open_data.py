@@ -78,9 +78,9 @@ def test_forecasts_copied_once_registered_and_a_second_run_copies_nothing(
     assert first.unpublished == ["ecmwf-ifs-oper-fc/ifs-0p25-oper-fc-2026120512-6h-2t_msl"]
     keys = sorted(o["Key"] for o in store.client.list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == [
-        "ecmwf/ifs/0p25/oper/fc/2026120500/0h-2t_msl.grib2",
-        "ecmwf/ifs/0p25/oper/fc/2026120500/6h-2t_msl.grib2",
-        "ecmwf/ifs/0p25/oper/fc/2026120512/0h-2t_msl.grib2",
+        "sentinel/ecmwf-ifs-oper-fc/ifs-0p25-oper-fc-2026120500-0h-2t_msl/data.grib2",
+        "sentinel/ecmwf-ifs-oper-fc/ifs-0p25-oper-fc-2026120500-6h-2t_msl/data.grib2",
+        "sentinel/ecmwf-ifs-oper-fc/ifs-0p25-oper-fc-2026120512-0h-2t_msl/data.grib2",
     ]
     # the copy is the selected messages, byte for byte; only those were downloaded
     assert store.get(keys[1]) == _messages(root, RUN, 6, {"2t", "msl"})
@@ -133,7 +133,9 @@ def test_a_bad_product_fails_alone(tree, catalogs, s3: SeaweedS3, bucket: str, m
     )
     assert report.registered == 1  # the 12 UTC run
     listing = store.client.list_objects_v2(Bucket=bucket).get("Contents", [])
-    assert [o["Key"] for o in listing] == ["ecmwf/ifs/0p25/oper/fc/2026120512/0h-2t_msl.grib2"]
+    assert [o["Key"] for o in listing] == [
+        "sentinel/ecmwf-ifs-oper-fc/ifs-0p25-oper-fc-2026120512-0h-2t_msl/data.grib2"
+    ]
     # a parameter the file does not hold fails its products, naming what the index lacked
     missing, _ = run(settings(s3, bucket, server, params=["nope"]), s3, site.url, monkeypatch)
     assert all("Cannot find index entries" in text for text in missing.failed.values())

@@ -76,7 +76,9 @@ def run(config: IngestSettings, s3: SeaweedS3, catalog_url: str, monkeypatch):
 def test_unit_md5_and_keys() -> None:
     assert eumetsat_plan.declared_md5("0" * 32) is not None
     assert eumetsat_plan.declared_md5("not-an-md5") is None
-    assert eumetsat_plan.object_key(SEVIRI, "P-1.2Z") == f"eumetsat/{SITE_COLLECTION}/P-1.2Z.zip"
+    assert (
+        eumetsat_plan.object_key(SEVIRI, "P-1.2Z") == f"sentinel/{SITE_COLLECTION}/P-1.2Z/data.zip"
+    )
     with pytest.raises(InvalidId, match="product id"):
         eumetsat_plan.object_key(SEVIRI, "../../admin")
 
@@ -94,7 +96,8 @@ def test_products_copied_once_with_the_token_flow_and_a_second_run_copies_nothin
     assert (first.found, first.registered, first.copied) == (3, 3, 3)
     keys = sorted(o["Key"] for o in store.client.list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == [
-        f"eumetsat/{SITE_COLLECTION}/{product_id(DAY + timedelta(hours=h))}.zip" for h in (0, 6, 12)
+        f"sentinel/{SITE_COLLECTION}/{product_id(DAY + timedelta(hours=h))}/data.zip"
+        for h in (0, 6, 12)
     ]
     noon = product_id(DAY + timedelta(hours=12))
     stored = store.get(keys[2])
@@ -141,7 +144,7 @@ def test_a_bad_product_fails_alone(store_api, catalogs, s3: SeaweedS3, bucket: s
     assert "answered 404" in report.failed[f"{SEVIRI}/{broken}"]
     assert report.registered == 1
     (key,) = [o["Key"] for o in store.client.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert key.endswith(product_id(DAY + timedelta(hours=12)) + ".zip")
+    assert key.endswith(product_id(DAY + timedelta(hours=12)) + "/data.zip")
 
 
 @pytest.mark.integration

@@ -34,7 +34,9 @@ def product(**changes: object) -> Product:
 
 def test_key_and_item_id_come_from_the_products_identity() -> None:
     assert product().item_id == "ifs-0p25-oper-fc-2026120512-6h-2t_msl"
-    assert product().key == "ecmwf/ifs/0p25/oper/fc/2026120512/6h-2t_msl.grib2"
+    assert product().key == (
+        "sentinel/ecmwf-ifs-oper-fc/ifs-0p25-oper-fc-2026120512-6h-2t_msl/data.grib2"
+    )
     assert product().collection_id == "ecmwf-ifs-oper-fc"
     upper = product(params=("t",), levtype="pl", levelist=(500, 850))
     assert upper.item_id.endswith("-6h-t_pl500_850")
