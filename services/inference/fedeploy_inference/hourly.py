@@ -43,14 +43,17 @@ def floor_hour_us(micros: np.ndarray) -> np.ndarray:
 def aggregate_bins(index: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
     """Aggregate rows of `values` (n, len(VARIABLES)) into `bins` by their bin `index`; rows
     with an index outside [0, bins) are ignored. Every variable in the same two bincounts (one
-    slot per bin and variable), each bin's values summed in the order of the rows."""
+    slot per bin and variable; rows outside go to a slot past the end), each bin's values summed
+    in the order of the rows; a missing value adds 0.0, which changes no sum."""
     width = len(VARIABLES)
     inside = (index >= 0) & (index < bins)
-    slots = (index[inside, None] * width + np.arange(width)).ravel()
-    flat = values[inside].ravel()
+    slots = (np.where(inside, index, bins)[:, None] * width + np.arange(width)).ravel()
+    flat = values.ravel()
     ok = ~np.isnan(flat)
-    counts = np.bincount(slots[ok], minlength=bins * width).reshape(bins, width)
-    sums = np.bincount(slots[ok], weights=flat[ok], minlength=bins * width).reshape(bins, width)
+    size = (bins + 1) * width
+    counts = np.bincount(slots, weights=ok, minlength=size)[: bins * width].reshape(bins, width)
+    sums = np.bincount(slots, weights=np.where(ok, flat, 0.0), minlength=size)
+    sums = sums[: bins * width].reshape(bins, width)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(_SUMMED_COLUMNS, sums, sums / counts)
     return np.where(counts > 0, means, np.nan)

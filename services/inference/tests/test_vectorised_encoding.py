@@ -257,3 +257,19 @@ def test_the_documents_serialise_as_the_response_models_did(monkeypatch) -> None
     new = predict_requests(_Loaded, batch)  # type: ignore[arg-type]
     assert to_json(new) == to_json(old)
     assert any(lead["precipitation"] is None for answer in old for lead in answer["forecast"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_aggregate_bins_equals_the_loop_per_variable(seed: int) -> None:
+    """Duplicated bins, NaN, rows outside the bins, -0.0 and precipitation (summed)."""
+    from fedeploy_inference.hourly import aggregate_bins
+
+    rng = np.random.default_rng(seed)
+    n, bins = 3000, 400
+    index = rng.integers(-50, bins + 50, n)
+    values = rng.normal(scale=10, size=(n, len(VARIABLES)))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[rng.random(values.shape) < 0.05] = -0.0
+    new, old = aggregate_bins(index, values, bins), old_aggregate_bins(index, values, bins)
+    assert np.array_equal(new, old, equal_nan=True)
+    assert np.array_equal(np.signbit(new), np.signbit(old))
