@@ -4,13 +4,12 @@ token guard, configured from the environment the chart renders for it."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import httpx
 
 from loopback.errors import PeerUnavailable
-from loopback.processes import Daemon, free_port, wait_until
+from loopback.processes import Daemon, free_port, uvicorn_command
 
 GUARD_DIR = Path(__file__).resolve().parents[3] / "charts/catalog/files"
 
@@ -48,20 +47,13 @@ class AuthProxyServer:
             full["GUARD_METRICS_HOST"] = "127.0.0.1"
         self.daemon = Daemon(
             name,
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                f"--app-dir={GUARD_DIR}",
+            uvicorn_command(
                 "token_guard:create_app",
-                "--factory",
-                "--host=127.0.0.1",
-                f"--port={self.port}",
+                self.port,
+                f"--app-dir={GUARD_DIR}",
                 "--proxy-headers",
                 "--forwarded-allow-ips=127.0.0.1",
-                "--log-level=warning",
-                "--no-access-log",
-            ],
+            ),
             Path(workdir),
             env=full,
         )
@@ -77,16 +69,7 @@ class AuthProxyServer:
 
     def wait(self, timeout: float = 60.0) -> AuthProxyServer:
         """Wait for a launched proxy; a proxy that dies or stays unready is stopped."""
-
-        def check() -> bool:
-            self.daemon.ensure_running()
-            return self.ready()
-
-        try:
-            wait_until(check, timeout, f"stac-auth-proxy on {self.url}", self.daemon.log_file)
-        except BaseException:
-            self.daemon.stop()
-            raise
+        self.daemon.wait(self.ready, timeout, f"stac-auth-proxy on {self.url}")
         return self
 
     def ready(self) -> bool:

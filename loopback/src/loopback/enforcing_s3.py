@@ -62,19 +62,9 @@ class IamEnforcingMoto:
         self.admin = self._user(anonymous, "fedeploy-admin", _ADMIN_POLICY)
         return self
 
-    def _iam(self, caller: S3Endpoint) -> Any:
-        import boto3
-
-        return boto3.client(
-            "iam",
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id=caller.access_key_id,
-            aws_secret_access_key=caller.secret_access_key,
-        )
-
     def _user(self, caller: S3Endpoint, name: str, policy: dict[str, Any] | str) -> S3Endpoint:
-        iam = self._iam(caller)
+        """`caller` (this server's endpoint) creates the user."""
+        iam = caller.service_client("iam")
         iam.create_user(UserName=name)
         document = policy if isinstance(policy, str) else json.dumps(policy)
         iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=document)

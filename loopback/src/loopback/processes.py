@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,6 +47,23 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path |
     raise PeerStartError(f"{what} was not ready after {timeout:.0f} s (log: {log}){tail}")
 
 
+def uvicorn_command(app: str, port: int, *options: str) -> list[str]:
+    """The command serving the ASGI app factory `app` ("module:function") on 127.0.0.1:`port`
+    with this Python's uvicorn, warnings only and no access log; `options` are uvicorn's."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--factory",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        *options,
+        "--log-level=warning",
+        "--no-access-log",
+    ]
+
+
 class Daemon:
     """A child process that writes its pid to a file and is stopped through that file."""
 
@@ -82,6 +100,11 @@ class Daemon:
     def start_and_wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         """Start, then wait until `ready()`; a peer that dies or stays unready is stopped."""
         self.start()
+        self.wait(ready, timeout, what)
+
+    def wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait until `ready()` for a started process; one that dies or stays unready is
+        stopped."""
 
         def check() -> bool:
             self.ensure_running()

@@ -26,16 +26,23 @@ class S3Endpoint:
 
     def client(self) -> Any:
         """A boto3 S3 client for this endpoint (path-style addressing)."""
-        import boto3
         from botocore.config import Config
 
+        return self.service_client(
+            "s3", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3})
+        )
+
+    def service_client(self, service: str, **options: Any) -> Any:
+        """A boto3 client of `service` ("s3", "iam", ...) at this endpoint, with these keys."""
+        import boto3
+
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=self.endpoint_url,
             region_name=self.region,
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+            **options,
         )
 
     def env(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from loopback.asset_server import AssetServer, write_random_file
+from loopback.stac_documents import collection
 
 COLLECTION = "sentinel-2-l2a"
 EO = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
@@ -23,19 +24,14 @@ FILE = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 
 def collection_document() -> dict[str, Any]:
     """The upstream collection."""
-    return {
-        "type": "Collection",
-        "stac_version": "1.1.0",
-        "id": COLLECTION,
-        "title": "Sentinel-2 Level-2A (loopback stand-in)",
-        "description": "Bottom-of-atmosphere reflectance, Sentinel-2-like test items.",
-        "license": "other",
-        "links": [],
-        "extent": {
-            "spatial": {"bbox": [[-180, -90, 180, 90]]},
-            "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]},
-        },
-    }
+    return collection(
+        COLLECTION,
+        "Bottom-of-atmosphere reflectance, Sentinel-2-like test items.",
+        license="other",
+        start="2015-06-27T00:00:00Z",
+        stac_version="1.1.0",
+        title="Sentinel-2 Level-2A (loopback stand-in)",
+    )
 
 
 def _sha256_multihash(path: Path) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from loopback.processes import Daemon, free_port
+from loopback.processes import Daemon, free_port, uvicorn_command
 
 
 class StacApiServer:
@@ -44,20 +43,7 @@ class StacApiServer:
         )
         self.daemon = Daemon(
             name,
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "stac_fastapi.pgstac.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
+            uvicorn_command("stac_fastapi.pgstac.app:create_app", self.port),
             Path(workdir),
             env=env,
         )
