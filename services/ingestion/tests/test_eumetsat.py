@@ -229,3 +229,18 @@ def test_the_cronjobs_command_needs_the_api_key(site_a, store_api, monkeypatch, 
     assert cli.main(["sentinel"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["eumetsat"]["registered"], report["eumetsat"]["failed"]) == (4, {})
+
+
+@pytest.mark.integration
+def test_eumdacs_own_requests_follow_no_redirect_off_the_allowed_hosts(
+    store_api, catalogs, s3: SeaweedS3, bucket: str, monkeypatch
+) -> None:
+    site = catalogs.start("site-a")
+    port = store_api.url.rsplit(":", 1)[1]
+    # The search (sent by eumdac, with the bearer token) redirects to another host.
+    store_api.redirect("/data/search-products/1.0.0/os", f"http://localhost:{port}/elsewhere")
+    report, _ = run(settings(s3, bucket, store_api), s3, site.url, monkeypatch)
+    ((name, text),) = report.failed.items()
+    assert name == f"eumetsat-seviri:{SEVIRI}:search"
+    assert "localhost" in text and "refused" in text
+    assert "/elsewhere" not in [path for path, _ in store_api.seen]
