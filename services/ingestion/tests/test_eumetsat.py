@@ -244,3 +244,15 @@ def test_eumdacs_own_requests_follow_no_redirect_off_the_allowed_hosts(
     assert name == f"eumetsat-seviri:{SEVIRI}:search"
     assert "localhost" in text and "refused" in text
     assert "/elsewhere" not in [path for path, _ in store_api.seen]
+
+
+def test_the_api_key_is_read_from_the_charts_secret_files(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "ingest_eumetsat_consumer_key").write_text(KEY)
+    (tmp_path / "ingest_eumetsat_consumer_secret").write_text(SECRET)
+    monkeypatch.setenv("INGEST_SETTINGS_DIR", str(tmp_path))
+    settings = IngestSettings()
+    assert settings.eumetsat_consumer_key is not None
+    assert settings.eumetsat_consumer_secret is not None
+    assert settings.eumetsat_consumer_key.get_secret_value() == KEY
+    assert settings.eumetsat_consumer_secret.get_secret_value() == SECRET
+    assert SECRET not in repr(settings)
