@@ -181,10 +181,25 @@ def _parsed(model: type[_M], body: bytes) -> _M:
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI request body of an endpoint that validates its raw bytes itself."""
+    """The OpenAPI request body of an endpoint that validates its raw bytes itself: the model's
+    JSON schema with its definitions written in place (a `#/$defs/...` reference would point
+    at the root of the OpenAPI document)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": inline(schema)}},
         }
     }

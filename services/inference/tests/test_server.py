@@ -207,3 +207,21 @@ def test_a_failing_prediction_is_counted_as_an_error(settings, trained, small_da
         assert client.post("/v1/predict", json=body).status_code == 500
         metrics = client.get("/metrics").text
     assert 'fedeploy_inference_rejected_requests_total{reason="error"} 1.0' in metrics
+
+
+def test_the_openapi_document_describes_the_bodies_without_dangling_references(settings):
+    """The predict endpoints read their bodies' bytes themselves; the document still says what
+    they take, every reference resolving inside the document."""
+    import json
+
+    document = create_app(settings, client=object()).openapi()
+    text = json.dumps(document)
+    assert "#/$defs/" not in text
+    body = document["paths"]["/v1/predict/batch"]["post"]["requestBody"]["content"]
+    request = body["application/json"]["schema"]["properties"]["requests"]["items"]
+    assert set(request["properties"]) >= {"station", "issued_at", "observations"}
+    assert request["properties"]["observations"]["items"]["additionalProperties"] is False
+    single = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert single["application/json"]["schema"]["required"] == request["required"]
+    for reference in {r.split('"')[0] for r in text.split('"$ref": "')[1:]}:
+        assert reference.removeprefix("#/components/schemas/") in document["components"]["schemas"]
