@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from fedeploy.charts import render_chart
 from loopback import MosquittoBroker, PostgresServer, SeaweedS3
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES
 from tests.conftest import unavailable
-from tests.images.chart_run import storage_secret
+from tests.images.chart_run import ChartContainer, chart_command, podman_run_args, storage_secret
 from tests.peers import peer_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +41,26 @@ def podman(
             f"podman {args[0]} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
         )
     return done
+
+
+@contextmanager
+def chart_container(
+    name: str, chart: ChartContainer, env: dict[str, str], secrets: dict[str, Path], image: str
+) -> Iterator[Callable[[], str]]:
+    """`image` run detached as `name` the way the chart runs it (`podman_run_args`: `env`, and
+    `secrets` as the Secret volumes; `chart_command`), removed on the way out. Yields a function
+    that returns the container's log so far (its stdout, then its stderr)."""
+    podman("run", "--detach", "--name", name, *podman_run_args(chart, env, secrets),
+           *chart_command(chart, image))  # fmt: skip
+
+    def logs() -> str:
+        done = podman("logs", name, check=False)
+        return done.stdout + done.stderr
+
+    try:
+        yield logs
+    finally:
+        podman("rm", "--force", name, check=False)
 
 
 def app_version(chart: str) -> str:

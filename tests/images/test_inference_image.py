@@ -17,8 +17,8 @@ import pytest
 from loopback import SeaweedS3
 from loopback.processes import free_port
 from services.inference.tests.test_server import _request_for
-from tests.images.chart_run import chart_command, container_of, podman_run_args
-from tests.images.conftest import podman
+from tests.images.chart_run import container_of
+from tests.images.conftest import chart_container, podman
 from tests.images.models import publish_synthetic_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,14 +48,7 @@ def test_serve_loads_a_published_model_and_answers_a_forecast(
     }
     name = f"fedeploy-serve-{bucket}"
     # The storage keys only as the chart gives them: the mounted shared credentials file.
-    podman("run", "--detach", "--name", name, *podman_run_args(chart, env, storage_keys),
-           *chart_command(chart, images["inference"]))  # fmt: skip
-
-    def logs() -> str:
-        done = podman("logs", name, check=False)
-        return (done.stdout + done.stderr)[-4000:]
-
-    try:
+    with chart_container(name, chart, env, storage_keys, images["inference"]) as logs:
         deadline = time.monotonic() + 120
         ready = None
         while time.monotonic() < deadline:
@@ -66,7 +59,7 @@ def test_serve_loads_a_published_model_and_answers_a_forecast(
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        assert ready is not None and ready.status_code == 200, logs()
+        assert ready is not None and ready.status_code == 200, logs()[-4000:]
         assert ready.json() == {"status": "ready", "model": "nowcast", "version": version}
         row = int(np.flatnonzero(trained.test.station == "syn-001")[5])
         origin = datetime.fromtimestamp(trained.test.origin_us[row] / 1e6, tz=UTC)
@@ -81,7 +74,7 @@ def test_serve_loads_a_published_model_and_answers_a_forecast(
             json=_request_for(series, "syn-001", origin),
             timeout=30,
         )
-        assert answer.status_code == 200, (answer.text, logs())
+        assert answer.status_code == 200, (answer.text, logs()[-4000:])
         got = np.array(
             [[f["air_temperature"], f["precipitation"]] for f in answer.json()["forecast"]]
         )
@@ -90,5 +83,3 @@ def test_serve_loads_a_published_model_and_answers_a_forecast(
         inspected = json.loads(podman("inspect", name).stdout)[0]
         assert inspected["Config"]["User"] == "10001:10001"
         assert inspected["HostConfig"]["ReadonlyRootfs"] is True
-    finally:
-        podman("rm", "--force", name, check=False)

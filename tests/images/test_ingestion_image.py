@@ -10,42 +10,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 
 from loopback import MosquittoBroker, PostgresServer, SeaweedS3, StacApiServer
+from loopback.observations import encoded, observation
 from loopback.processes import free_port
-from tests.images.chart_run import chart_command, container_of, podman_run_args
-from tests.images.conftest import podman
+from tests.images.chart_run import container_of
+from tests.images.conftest import chart_container, podman
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 T0 = datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
-
-
-def _observation(station: str, moment: datetime) -> bytes:
-    return json.dumps(
-        {
-            "schema": "fedeploy.observation/1",
-            "station": station,
-            "time": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "variables": {"air_temperature": {"value": 12.5, "unit": "degC"}},
-            "position": {"longitude": 11.35, "latitude": 46.5, "elevation": 262.0},
-        }
-    ).encode()
-
-
-def _publish(broker: MosquittoBroker, messages: list[tuple[str, bytes]]) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex}")
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        sent = [client.publish(topic, payload, qos=1) for topic, payload in messages]
-        for info in sent:
-            info.wait_for_publish(timeout=30)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def _wait(predicate, seconds: float, what: str, logs) -> None:
@@ -90,59 +65,57 @@ def test_stream_consumes_observations_into_storage_and_catalog(
     }
     name = f"fedeploy-stream-{bucket}"
     # The storage keys only as the chart gives them: the mounted shared credentials file.
-    podman("run", "--detach", "--name", name, *podman_run_args(chart, env, storage_keys),
-           *chart_command(chart, images["ingestion"]))  # fmt: skip
-
-    def logs() -> str:
-        done = podman("logs", name, check=False)
-        return done.stdout + done.stderr
-
     try:
-        started = time.monotonic()
-        _wait(
-            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200,
-            60,
-            "the stream consumer's /readyz",
-            logs,
-        )
-        ready_after = time.monotonic() - started
-        stations = ["bz-01", "bz-02", "tn-01"]
-        messages = [
-            (f"edge/{station}/obs", _observation(station, T0 + timedelta(seconds=10 * i)))
-            for i in range(20)
-            for station in stations
-        ]
-        _publish(broker, messages)
+        with chart_container(name, chart, env, storage_keys, images["ingestion"]) as logs:
+            started = time.monotonic()
+            _wait(
+                lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200,
+                60,
+                "the stream consumer's /readyz",
+                logs,
+            )
+            ready_after = time.monotonic() - started
+            stations = ["bz-01", "bz-02", "tn-01"]
+            messages = [
+                (
+                    f"edge/{station}/obs",
+                    encoded(observation(station, T0 + timedelta(seconds=10 * i), humidity=None)),
+                )
+                for i in range(20)
+                for station in stations
+            ]
+            broker.publish(messages)
 
-        def items() -> list[dict]:
-            answer = httpx.post(
-                f"{catalog.url}/search", json={"limit": 100}, timeout=10
-            ).raise_for_status()
-            return answer.json()["features"]
+            def items() -> list[dict]:
+                answer = httpx.post(
+                    f"{catalog.url}/search", json={"limit": 100}, timeout=10
+                ).raise_for_status()
+                return answer.json()["features"]
 
-        def observed() -> int:
-            return sum(item["properties"].get("fedeploy:observation_count", 0) for item in items())
+            def observed() -> int:
+                return sum(
+                    item["properties"].get("fedeploy:observation_count", 0) for item in items()
+                )
 
-        _wait(lambda: observed() == len(messages), 90, "every observation in the catalog", logs)
-        keys = [
-            entry["Key"]
-            for entry in s3.endpoint.client()
-            .list_objects_v2(Bucket=bucket, Prefix="observations/")
-            .get("Contents", [])
-        ]
-        assert keys, "no observation object in the bucket"
-        assert all(key.endswith(".parquet") for key in keys), keys
-        hrefs = {a["href"] for item in items() for a in item["assets"].values()}
-        assert {f"s3://{bucket}/{key}" for key in keys} <= hrefs, (keys, hrefs)
-        # The process the chart starts runs as the chart's user, on a read-only root.
-        inspected = json.loads(podman("inspect", name).stdout)[0]
-        assert inspected["Config"]["User"] == "10001:10001"
-        assert inspected["HostConfig"]["ReadonlyRootfs"] is True
-        assert podman("top", name, "user", "args").stdout.split()[2] in {"10001", "fedeploy"}
-        podman("stop", "--time", "30", name)
-        state = json.loads(podman("inspect", name).stdout)[0]["State"]
-        assert state["ExitCode"] == 0, logs()
-        print(f"ingestion stream ready after {ready_after:.1f} s")
+            _wait(lambda: observed() == len(messages), 90, "every observation in the catalog", logs)
+            keys = [
+                entry["Key"]
+                for entry in s3.endpoint.client()
+                .list_objects_v2(Bucket=bucket, Prefix="observations/")
+                .get("Contents", [])
+            ]
+            assert keys, "no observation object in the bucket"
+            assert all(key.endswith(".parquet") for key in keys), keys
+            hrefs = {a["href"] for item in items() for a in item["assets"].values()}
+            assert {f"s3://{bucket}/{key}" for key in keys} <= hrefs, (keys, hrefs)
+            # The process the chart starts runs as the chart's user, on a read-only root.
+            inspected = json.loads(podman("inspect", name).stdout)[0]
+            assert inspected["Config"]["User"] == "10001:10001"
+            assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+            assert podman("top", name, "user", "args").stdout.split()[2] in {"10001", "fedeploy"}
+            podman("stop", "--time", "30", name)
+            state = json.loads(podman("inspect", name).stdout)[0]["State"]
+            assert state["ExitCode"] == 0, logs()
+            print(f"ingestion stream ready after {ready_after:.1f} s")
     finally:
-        podman("rm", "--force", name, check=False)
         catalog.stop()

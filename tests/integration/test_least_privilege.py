@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 from botocore.exceptions import ClientError
 
 from loopback import MosquittoBroker, S3Endpoint
 from loopback.enforcing_s3 import IamEnforcingMoto
+from loopback.observations import encoded, observation
 from loopback.processes import wait_until
 from tests.builders import example_site
 from tests.conftest import EXAMPLE_STACKS, STACKS, start_peer
@@ -238,25 +238,10 @@ def _stream(store: Any, bucket: str, broker: MosquittoBroker, admin: Any) -> Non
     topic = f"fedeploy/{site}/stations/bz-01/observations"
 
     def message(moment: datetime) -> bytes:
-        return json.dumps(
-            {
-                "schema": "fedeploy.observation/1",
-                "station": "bz-01",
-                "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "variables": {"air_temperature": {"value": 12.5, "unit": "degC"}},
-                "position": {"longitude": 11.35, "latitude": 46.5, "elevation": 262.0},
-            }
-        ).encode()
+        return encoded(observation("bz-01", moment, humidity=None))
 
     def publish(payload: bytes) -> None:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"p-{time.time_ns()}")
-        client.connect(broker.host, broker.port)
-        client.loop_start()
-        try:
-            client.publish(topic, payload, qos=1).wait_for_publish(timeout=20)
-        finally:
-            client.disconnect()
-            client.loop_stop()
+        broker.publish([(topic, payload)], timeout=20)
 
     def listed(prefix: str) -> list[str]:
         answer = admin.list_objects_v2(Bucket=bucket, Prefix=prefix)

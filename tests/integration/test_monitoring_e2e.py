@@ -171,19 +171,8 @@ def peers(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _publish_poison(broker: MosquittoBroker, count: int) -> None:
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"poison-{time.time_ns()}")
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        topic = f"fedeploy/{SITE}/stations/st-01/observations"
-        sent = [client.publish(topic, b"{not json", qos=1) for _ in range(count)]
-        for info in sent:
-            info.wait_for_publish(timeout=30)
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    topic = f"fedeploy/{SITE}/stations/st-01/observations"
+    broker.publish([(topic, b"{not json")] * count)
 
 
 def test_alerts_fire_on_real_faults_and_resolve_and_every_dashboard_query_runs(peers):

@@ -6,6 +6,7 @@ import os
 import pwd
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from loopback.errors import PeerUnavailable
@@ -83,6 +84,24 @@ class MosquittoBroker:
             lambda: port_open(self.port), 10, f"mosquitto on port {self.port}"
         )
         return self
+
+    def publish(self, messages: Iterable[tuple[str, bytes]], timeout: float = 30.0) -> None:
+        """Publish each (topic, payload) at QoS 1 from a client of its own; return once the
+        broker has acknowledged them all (each within `timeout` seconds)."""
+        import time
+
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{time.time_ns()}")
+        client.connect(self.host, self.port)
+        client.loop_start()
+        try:
+            sent = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+            for info in sent:
+                info.wait_for_publish(timeout=timeout)
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     def stop(self) -> None:
         """SIGTERM by pid file: mosquitto saves its persistent sessions on the way out."""
