@@ -3,13 +3,15 @@
 The chart tests and the offline plan go through these functions, so a chart is checked the same
 way wherever it is checked. Nothing here contacts a cluster: rendering runs Helm's own engine
 in-process (helm-python-sdk), validation uses the Kubernetes OpenAPI schemas shipped by
-kubernetes-validate. Both libraries are imported inside the functions, so importing this module
+kubernetes-validate, and for the custom resources the charts render (Gateway API's HTTPRoute),
+the vendored schemas of fedeploy/crd_schemas (see its README). Both libraries are imported inside the functions, so importing this module
 costs nothing for code that never renders a chart.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from typing import Any
 
 _SEVERITIES = {0: "unknown", 1: "info", 2: "warning", 3: "error"}
 _KUBE_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?$")
+# Vendored schemas of custom resources, named as kubernetes-validate names its files.
+CRD_SCHEMAS = Path(__file__).parent / "crd_schemas"
 
 
 class ChartError(Exception):
@@ -239,7 +243,8 @@ def _schema_versions() -> tuple[str, ...]:
 def _validator(schema_dir: str, schema_file: str, version: str) -> Any:
     """A validator of one kubernetes-validate schema, built as `kubernetes_validate.validate`
     builds it for every document (Draft 2020-12, the schema and the version's definitions in
-    one registry); None when the version has no such schema (a custom resource)."""
+    one registry); a custom resource's comes from CRD_SCHEMAS (its own, whatever the version);
+    None when neither has it."""
     import jsonschema
     from kubernetes_validate.utils import schema_contents
     from referencing import Registry, Resource
@@ -248,7 +253,11 @@ def _validator(schema_dir: str, schema_file: str, version: str) -> Any:
     try:
         schema = schema_contents(f"kubernetes-json-schema/{schema_dir}/{schema_file}", version)
     except FileNotFoundError:
-        return None
+        custom = CRD_SCHEMAS / schema_file
+        if not custom.is_file():
+            return None
+        schema = json.loads(custom.read_text(encoding="utf-8"))
+        return jsonschema.validators.Draft202012Validator(schema)
     definitions = schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json", version)
     registry: Any = Resource.from_contents(schema) @ Registry()
     registry = Resource.from_contents(definitions) @ registry

@@ -190,6 +190,7 @@ class CatalogBackup(StrictModel):
 
 # ---- exposure: the public catalog, its TLS and who may write (see docs/charts.md) ----
 _K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+_K8S_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 # One scope token as RFC 6749 section 3.3 allows it (no spaces, quotes or backslashes).
 _SCOPE = r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$"
 
@@ -243,14 +244,47 @@ class OidcAccess(StrictModel):
         return self
 
 
-class CatalogExposure(StrictModel):
-    """The catalog published at `url`: an Ingress with TLS, reads public, writes and assets
-    behind tokens of the site's OIDC issuer."""
+class GatewayRef(StrictModel):
+    """The existing Gateway (Gateway API) whose listener serves the catalog's host; its owner
+    configures the listener's TLS (see CatalogExposure.tls)."""
 
-    ingress_class: str = Field(
-        "nginx", pattern=_K8S_NAME, description="ingressClassName of the Ingress."
+    name: str = Field(pattern=_K8S_NAME, description="Name of the Gateway.")
+    namespace: str = Field(pattern=_K8S_LABEL, description="Namespace of the Gateway.")
+    section_name: str | None = Field(
+        None,
+        pattern=_K8S_LABEL,
+        description="The Gateway's listener (its `name`) the route attaches to: the https "
+        "listener of the URL's host. Unset: every listener that admits the route.",
     )
-    tls: CatalogTls = Field(description="Where the certificate comes from.")
+
+
+class CatalogExposure(StrictModel):
+    """The catalog published at `url`: an Ingress or a Gateway API HTTPRoute (`mode`) with TLS,
+    reads public, writes and assets behind tokens of the site's OIDC issuer."""
+
+    mode: Literal["ingress", "gateway"] = Field(
+        "ingress",
+        description="ingress: an Ingress of class `ingress_class`; gateway: an HTTPRoute "
+        "attached to `gateway` (Gateway API), TLS at the Gateway's listener.",
+    )
+    ingress_class: str = Field(
+        "nginx", pattern=_K8S_NAME, description="ingressClassName of the Ingress (mode ingress)."
+    )
+    gateway: GatewayRef | None = Field(
+        None, description="The Gateway the HTTPRoute attaches to; required in mode gateway."
+    )
+    controller_namespace: str = Field(
+        pattern=_K8S_LABEL,
+        description="Namespace of the pods that forward public requests (the ingress "
+        "controller's, or the Gateway's data plane's): the only one, besides "
+        "networkPolicy.allowedNamespaces, whose pods reach the auth proxy and asset endpoint.",
+    )
+    tls: CatalogTls = Field(
+        description="Where the certificate comes from. Mode ingress: cert-manager issues it "
+        "from the Ingress's annotation, or the Ingress names the Secret. Mode gateway: the "
+        "Gateway's listener holds it (its certificateRefs name `secret`, or cert-manager's "
+        "Gateway support issues it from `cert_manager_issuer`); the chart renders no TLS."
+    )
     oidc: OidcAccess = Field(description="Whose tokens are accepted, and the scopes they need.")
     asset_url_lifetime_seconds: int = Field(
         900,
@@ -258,6 +292,22 @@ class CatalogExposure(StrictModel):
         le=43200,
         description="Lifetime of the presigned URLs the asset endpoint hands out, in seconds.",
     )
+
+    @model_validator(mode="after")
+    def _mode_keys(self) -> CatalogExposure:
+        if self.mode == "gateway" and self.gateway is None:
+            raise ValueError(
+                "mode is gateway but `gateway` (name, namespace, section_name) is missing: "
+                "the HTTPRoute attaches to that Gateway"
+            )
+        if self.mode == "ingress" and self.gateway is not None:
+            raise ValueError(
+                "`gateway` is set but mode is ingress: set `mode: gateway` to publish through "
+                "the Gateway, or remove `gateway`"
+            )
+        if self.mode == "gateway" and "ingress_class" in self.model_fields_set:
+            raise ValueError("`ingress_class` is set but mode is gateway: remove it")
+        return self
 
 
 class CatalogService(StrictModel):
@@ -305,7 +355,8 @@ class CatalogService(StrictModel):
             )
         if self.exposure is not None and (self.url is None or self.url.scheme != "https"):
             raise ValueError(
-                f"`exposure` needs an https `url`, found {self.url}: the Ingress terminates TLS"
+                f"`exposure` needs an https `url`, found {self.url}: the Ingress or Gateway "
+                "terminates TLS"
             )
         return self
 

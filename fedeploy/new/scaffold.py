@@ -35,6 +35,7 @@ _SERVICES = """\
       catalog:
         url: "<choose: the catalog's public https URL, e.g. https://catalog.$site.example.eu>"
         exposure:
+          controller_namespace: "<choose: the namespace of the ingress controller (or, with mode: gateway, of the Gateway's data plane), e.g. ingress-nginx>"
           tls:
             cert_manager_issuer: "<choose: the cluster's cert-manager ClusterIssuer, e.g. letsencrypt>"
           oidc:

@@ -68,11 +68,12 @@ def _site_order(data: dict[str, Any]) -> list[str]:
 
 
 def _exposure(exposure: dict[str, Any]) -> str:
-    """One line: the public URL (or none), who may write, and whose tokens are accepted."""
+    """One line: the public URL (or none), through what, who may write, whose tokens count."""
     if not exposure["public_url"]:
         return f"not public; writes: {exposure['writes']}"
     return (
-        f"public at {exposure['public_url']}; reads anonymous; writes: {exposure['writes']} "
+        f"public at {exposure['public_url']} through {exposure['through']} "
+        f"(from namespace {exposure['admits']}); reads anonymous; writes: {exposure['writes']} "
         f"from issuer {exposure['issuer']}; assets: {exposure.get('assets', 'not served')}"
     )
 

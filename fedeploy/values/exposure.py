@@ -1,7 +1,8 @@
 """How a site's catalog is published: the chart values of its Ingress and auth proxy, and the
 plan's one-line account of it (pure functions over the validated config and chart values).
 
-A catalog with `services.catalog.url` gets an Ingress to stac-auth-proxy: reads anonymous,
+A catalog with `services.catalog.url` gets an Ingress, or in `exposure.mode: gateway` a Gateway
+API HTTPRoute, to stac-auth-proxy: reads anonymous,
 the Transactions endpoints only with a token of the site's OIDC issuer carrying the write
 scope. Without a URL nothing is published and the catalog is reachable in-cluster only.
 See docs/charts.md, "Exposure and access".
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from fedeploy.config.services import CatalogService
+from fedeploy.config.services import CatalogExposure, CatalogService
 from fedeploy.values.wiring import SiteWiring
 
 # The asset endpoint's ServiceAccount (its own, for a read-only role on aws sites).
@@ -27,7 +28,8 @@ def issuer_url(issuer: Any) -> str:
 def exposure_values(spec: CatalogService) -> dict[str, Any]:
     """The catalog chart's `exposure` and `authProxy` values; `{}` when the catalog is private.
 
-    Shape: {"exposure": {enabled, url, ingressClassName, tls{...}}, "authProxy": {"oidc": {...}}}.
+    Shape: {"exposure": {enabled, url, ingressClassName | mode "gateway" and gateway{...},
+    controllerNamespace, tls{...}}, "authProxy": {"oidc": {...}}}.
     """
     if spec.url is None or spec.exposure is None:
         return {}
@@ -36,7 +38,8 @@ def exposure_values(spec: CatalogService) -> dict[str, Any]:
         "exposure": {
             "enabled": True,
             "url": str(spec.url).rstrip("/"),
-            "ingressClassName": exposure.ingress_class,
+            **_route_values(exposure),
+            "controllerNamespace": exposure.controller_namespace,
             "tls": {
                 "certManagerIssuer": exposure.tls.cert_manager_issuer or "",
                 "certManagerIssuerKind": exposure.tls.cert_manager_issuer_kind,
@@ -51,6 +54,32 @@ def exposure_values(spec: CatalogService) -> dict[str, Any]:
             }
         },
     }
+
+
+def _route_values(exposure: CatalogExposure) -> dict[str, Any]:
+    """The chart's keys of the mode: `ingressClassName` (mode ingress, the chart's default), or
+    mode gateway and the HTTPRoute's parent `gateway`."""
+    if exposure.gateway is None:
+        return {"ingressClassName": exposure.ingress_class}
+    gateway = exposure.gateway
+    return {
+        "mode": "gateway",
+        "gateway": {
+            "name": gateway.name,
+            "namespace": gateway.namespace,
+            "sectionName": gateway.section_name or "",
+        },
+    }
+
+
+def exposure_route(exposure: dict[str, Any]) -> str:
+    """What publishes a catalog, from its chart's `exposure` values: "Ingress class nginx" or
+    "HTTPRoute on Gateway gateway-system/public (listener https)"."""
+    gateway = exposure.get("gateway") or {}
+    if exposure.get("mode") != "gateway":
+        return f"Ingress class {exposure.get('ingressClassName', 'nginx')}"
+    listener = f" (listener {gateway['sectionName']})" if gateway.get("sectionName") else ""
+    return f"HTTPRoute on Gateway {gateway.get('namespace')}/{gateway.get('name')}{listener}"
 
 
 def storage_port(endpoint: str) -> int:
@@ -103,8 +132,8 @@ def assets_values(spec: CatalogService, wiring: SiteWiring) -> dict[str, Any]:
 
 
 def exposure_summary(values: dict[str, Any]) -> dict[str, Any] | None:
-    """What the plan report shows of a catalog release's values: public URL, write access and
-    issuer; None for a chart without a catalog API (values without `database`)."""
+    """What the plan report shows of a catalog release's values: public URL, what publishes it
+    (`exposure_route`) and which namespace's pods reach it, write access and issuer; None for a chart without a catalog API (values without `database`)."""
     if "database" not in values and "exposure" not in values:
         return None
     exposure = values.get("exposure") or {}
@@ -114,6 +143,8 @@ def exposure_summary(values: dict[str, Any]) -> dict[str, Any] | None:
     assets = values.get("assets") or {}
     return {
         "public_url": exposure.get("url"),
+        "through": exposure_route(exposure),
+        "admits": exposure.get("controllerNamespace"),
         "writes": f"token with scope {oidc.get('writeScope', 'stac:write')}",
         "issuer": oidc.get("issuer"),
         "assets": (

@@ -54,6 +54,7 @@ _SOURCES = [
 _EXPOSURE = {
     "enabled": True,
     "url": "https://stac.aws-eu.example.org",
+    "controllerNamespace": "ingress-nginx",
     "tls": {"certManagerIssuer": "letsencrypt", "certManagerIssuerKind": "ClusterIssuer"},
 }
 _AUTH_PROXY = {

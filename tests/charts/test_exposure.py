@@ -140,6 +140,7 @@ def test_exposure_values_follow_the_stack_file():
         {
             "url": "https://catalog.site.example.eu",
             "exposure": {
+                "controller_namespace": "traefik",
                 "tls": {"secret": "site-tls"},
                 "oidc": {"issuer": "https://id.example.eu/", "audience": "cat", "write_scope": "w"},
             },
@@ -159,6 +160,8 @@ def test_exposure_values_follow_the_stack_file():
     }
     assert exposure_summary({"database": {}, **values}) == {
         "public_url": "https://catalog.site.example.eu",
+        "through": "Ingress class nginx",
+        "admits": "traefik",
         "writes": "token with scope w",
         "issuer": "https://id.example.eu",
         "assets": "not served",
@@ -193,6 +196,7 @@ def test_the_asset_endpoint_runs_where_the_site_is_published_and_has_credentials
         {
             "url": "https://catalog.site.example.eu",
             "exposure": {
+                "controller_namespace": "traefik",
                 "tls": {"secret": "site-tls"},
                 "oidc": {"issuer": "https://id.example.eu", "audience": "cat"},
                 "asset_url_lifetime_seconds": 300,

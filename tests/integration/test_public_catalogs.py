@@ -24,6 +24,7 @@ from loopback.auth_proxy import AuthProxyServer
 from loopback.nginx import NginxTls
 from loopback.oidc import OidcIssuer
 from loopback.processes import Daemon, free_port, wait_until
+from loopback.routes import nginx_locations, published_routes
 from loopback.tls import TestCA
 from tests.conftest import ROOT, unavailable
 
@@ -32,6 +33,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AUDIENCE = "eofed-catalog"
 WRITE = "stac:write"
 SITES = {"site-a": "127.0.0.11", "site-b": "127.0.0.12", "hub": "127.0.0.13"}
+# How each site is published: site-a (with the asset endpoint) through a Gateway API HTTPRoute,
+# the others through an Ingress; nginx routes what the rendered route says, either way.
+MODES = {"site-a": "gateway", "site-b": "ingress", "hub": "ingress"}
 ISSUER_ADDRESS = "127.0.0.14"
 COLLECTION = "loopback-scenes"
 READ = "stac:read"
@@ -63,9 +67,11 @@ def asset_endpoint(
     return Daemon("assets-site-a", argv, workdir, env=env), f"http://127.0.0.1:{port}"
 
 
-def proxy_env(public_url: str, issuer: str) -> dict[str, str]:
-    """The auth proxy container's environment, exactly as the catalog chart renders it."""
-    manifests = render_chart(
+def published(public_url: str, issuer: str, mode: str, assets: bool) -> list[dict[str, Any]]:
+    """The catalog chart's manifests of a site published at `public_url` through an Ingress or
+    (mode gateway) an HTTPRoute, with the asset endpoint or without."""
+    route = {"mode": "gateway", "gateway": {"name": "public", "namespace": "gateway-system"}}
+    return render_chart(
         ROOT / "charts/catalog",
         {
             "site": {"name": "loopback", "kind": "kubernetes"},
@@ -73,13 +79,20 @@ def proxy_env(public_url: str, issuer: str) -> dict[str, str]:
             "exposure": {
                 "enabled": True,
                 "url": public_url,
+                "controllerNamespace": "gateway-system" if mode == "gateway" else "ingress-nginx",
                 "tls": {"certManagerIssuer": "test-ca"},
+                **(route if mode == "gateway" else {}),
             },
             "authProxy": {"oidc": {"issuer": issuer, "audience": AUDIENCE, "writeScope": WRITE}},
+            "assets": {"enabled": assets, "storage": {"buckets": ["site-a-raw"]}},
         },
         "catalog",
         "fedeploy",
     )
+
+
+def proxy_env(manifests: list[dict[str, Any]]) -> dict[str, str]:
+    """The auth proxy container's environment, exactly as the catalog chart renders it."""
     (deployment,) = [
         m
         for m in manifests
@@ -155,7 +168,7 @@ def federation(tmp_path_factory):
         s3 = SeaweedS3(work / "s3").start()
         stoppers.append(s3.stop)
         s3.create_bucket("site-a-raw")
-        apis, proxies, public = {}, {}, {}
+        apis, proxies, public, charts = {}, {}, {}, {}
         for name, address in SITES.items():
             database = name.replace("-", "_")
             apis[name] = StacApiServer(
@@ -163,17 +176,20 @@ def federation(tmp_path_factory):
             )
             port_site = nginx.add_site(name, address, {})
             public[name] = port_site.url
-            env = proxy_env(port_site.url, issuer.url)
+            charts[name] = published(port_site.url, issuer.url, MODES[name], name == "site-a")
+            env = proxy_env(charts[name])
             env["UPSTREAM_URL"] = apis[name].url
             proxies[name] = AuthProxyServer(
                 env, work / name, name=f"proxy-{name}", ca_file=ca.ca_file
             )
-            port_site.routes["/"] = proxies[name].url
         assets, assets_url = asset_endpoint(
             issuer, apis["site-a"].url, s3, ca.ca_file, work / "site-a"
         )
-        # The asset route of site-a's Ingress: <url>/assets to the asset endpoint.
-        nginx.sites["site-a"].routes["/assets/"] = assets_url
+        # nginx routes what each site's rendered Ingress or HTTPRoute routes: <url> to the
+        # auth proxy, on site-a also <url>/assets to the asset endpoint.
+        for name, manifests in charts.items():
+            upstreams = {"catalog-auth-proxy": proxies[name].url, "catalog-assets": assets_url}
+            nginx.sites[name].routes.update(nginx_locations(published_routes(manifests), upstreams))
         # Proxies and the asset endpoint start side by side with the rest; they wait for
         # their upstreams and the OIDC discovery document themselves.
         for proxy in proxies.values():

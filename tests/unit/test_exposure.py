@@ -24,6 +24,7 @@ _spec.loader.exec_module(token_guard)
 
 ISSUER = "https://id.example.eu/realms/eofed"
 EXPOSURE = {
+    "controller_namespace": "ingress-nginx",
     "tls": {"cert_manager_issuer": "letsencrypt"},
     "oidc": {"issuer": ISSUER, "audience": "eofed-catalog"},
 }
@@ -160,14 +161,21 @@ def test_plan_report_shows_each_sites_public_url_write_access_and_issuer(example
 
     text = as_text(example_report)
     # Each site's own write scope (stac:write:<site>): one writer's token writes one catalog.
-    for host, site in (
-        ("catalog.eofed.example.eu", "eu-hub"),
-        ("catalog.gra.eofed.example.eu", "ovh-gra"),
-        ("catalog.kajaani.eofed.example.eu", "hpc-kajaani"),
+    # And what publishes it: an Ingress of a class, or an HTTPRoute on a Gateway (ovh-gra).
+    nginx = "Ingress class nginx (from namespace ingress-nginx)"
+    gateway = (
+        "HTTPRoute on Gateway gateway-system/public (listener https) "
+        "(from namespace gateway-system)"
+    )
+    for host, site, through in (
+        ("catalog.eofed.example.eu", "eu-hub", nginx),
+        ("catalog.gra.eofed.example.eu", "ovh-gra", gateway),
+        ("catalog.kajaani.eofed.example.eu", "hpc-kajaani", nginx),
     ):
         assert (
-            f"exposure: public at https://{host}; reads anonymous; writes: token with scope "
-            f"stac:write:{site} from issuer https://login.eofed.example.eu/realms/eofed"
+            f"exposure: public at https://{host} through {through}; reads anonymous; writes: "
+            f"token with scope stac:write:{site} from issuer "
+            "https://login.eofed.example.eu/realms/eofed"
         ) in text
     sites = example_report.to_dict()["sites"]
     assert all(s["services"]["catalog"]["exposure"]["public_url"] for s in sites.values())

@@ -42,6 +42,7 @@ ANSWERS: dict[str, Any] = {
     "site.bridge.host": "slurm-gw.new.example.eu",
     "site.bridge.ssh_user": "fedeploy",
     "site.bridge.partitions.0": "small-g",
+    "site.services.catalog.exposure.controller_namespace": "ingress-nginx",
     "site.services.catalog.exposure.tls.cert_manager_issuer": "letsencrypt",
     "site.services.catalog.exposure.oidc.issuer": "https://login.eofed.example.eu/realms/eofed",
 }
