@@ -179,7 +179,7 @@ def predict_requests(
 ) -> list[dict[str, Any]]:
     """Answer requests with one model call for the whole batch, as JSON-ready documents of
     PredictionResponse's shape (plain lists and dicts: the server writes them with
-    pydantic_core.to_json, no response model per lead). A target the request has no
+    pydantic's serializer, no response model per lead). A target the request has no
     observation of within `history_hours` is answered null, with its reason."""
     encoded = encode_requests(loaded.spec, requests, history_hours)
     forecast = withhold_unobserved(run_model(loaded, encoded), encoded.observed)

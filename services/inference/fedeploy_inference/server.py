@@ -12,8 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
-from pydantic_core import to_json
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fedeploy_inference import __version__
 from fedeploy_inference.api_schema import (
@@ -31,6 +30,13 @@ from fedeploy_inference.service_metrics import ServiceMetrics
 from fedeploy_inference.settings import InferenceSettings
 
 _M = TypeVar("_M", bound=BaseModel)
+# Answers are plain lists and dicts: written by pydantic's serializer, no model per lead.
+_ANSWER = TypeAdapter(Any)
+
+
+def to_json(answer: Any) -> bytes:
+    """An answer's JSON bytes (datetimes and floats as the response models wrote them)."""
+    return _ANSWER.dump_json(answer)
 
 
 class _Rejected(Exception):

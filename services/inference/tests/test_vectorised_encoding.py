@@ -35,7 +35,7 @@ from fedeploy_inference.predictor import (
     encode_requests,
     predict_requests,
 )
-from pydantic_core import to_json
+from fedeploy_inference.server import to_json
 
 _HOUR_US = 3_600_000_000
 SPEC = FeatureSpec(
