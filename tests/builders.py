@@ -1,8 +1,9 @@
 """The one way a test builds a site or a stack file: from the example federation's stack files
 (stacks/) or the fixtures under tests/stack_files/, changed in place and written back.
 
-- `stack_document(stack)`: the YAML document of an example stack file (or of any stack file,
-  given its path), a fresh copy each time; `example_site(stack)`: its `fedeploy:site`.
+- `stack_document(stack)`: the YAML document of an example stack file (stacks/, else the valid
+  fixtures), or of any stack file given its path, a fresh copy each time; `example_site(stack)`:
+  its `fedeploy:site`.
 - `example_stacks(folder, names)`: `folder` holding copies of those example stack files.
 - `write_stack_file(path, document)`: the document as YAML (keys in their order unless
   `sort_keys`); `edit_site(path, edit)`: `edit(site)` applied to a stack file in place.
@@ -24,20 +25,27 @@ import yaml
 from tests.conftest import ROOT, STACKS
 
 SITE_KEY = "fedeploy:site"
-KUBERNETES_FIXTURE = ROOT / "tests" / "stack_files" / "valid" / "Pulumi.k8s-gra.yaml"
+VALID_FIXTURES = ROOT / "tests" / "stack_files" / "valid"
+KUBERNETES_FIXTURE = VALID_FIXTURES / "Pulumi.k8s-gra.yaml"
 # A Pulumi `secure:` value the offline engine takes (it never decrypts one).
 SECURE_PASSWORD = {"secure": "v1:cGc=:cGctcGFzc3dvcmQtY2lwaGVydGV4dA=="}
 TEST_IDENTITY = ["-c", "user.name=fedeploy-test", "-c", "user.email=test@example.org"]
 
 
 def stack_document(stack: str | Path) -> dict[str, Any]:
-    """The document of stacks/Pulumi.<stack>.yaml, or of the stack file at a path."""
-    path = stack if isinstance(stack, Path) else STACKS / f"Pulumi.{stack}.yaml"
+    """The document of stacks/Pulumi.<stack>.yaml (else of the valid fixture of that name), or
+    of the stack file at a path."""
+    if isinstance(stack, Path):
+        path = stack
+    else:
+        path = STACKS / f"Pulumi.{stack}.yaml"
+        if not path.exists():
+            path = VALID_FIXTURES / f"Pulumi.{stack}.yaml"
     return yaml.safe_load(path.read_text())
 
 
 def example_site(stack: str) -> dict[str, Any]:
-    """The `fedeploy:site` of an example stack."""
+    """The `fedeploy:site` of an example stack (or of a valid fixture)."""
     return stack_document(stack)["config"][SITE_KEY]
 
 

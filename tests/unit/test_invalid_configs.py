@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from fedeploy.cli import app, main
 from fedeploy.errors import StackConfigError
 from fedeploy.offline.engine import plan_stack
+from tests.builders import example_site
 from tests.conftest import STACKS
 
 DELETE = object()
@@ -24,13 +25,6 @@ DELETE = object()
 # A kubernetes site of our own: the example stacks may change kind under these tests.
 FIXTURES = Path(__file__).resolve().parent.parent / "stack_files" / "valid"
 KUBERNETES_SITE = FIXTURES / "Pulumi.k8s-gra.yaml"
-
-
-def _base(stack: str) -> dict[str, Any]:
-    path = STACKS / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        path = FIXTURES / f"Pulumi.{stack}.yaml"
-    return yaml.safe_load(path.read_text())["config"]["fedeploy:site"]
 
 
 def _apply(site: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -552,7 +546,7 @@ def test_corpus_is_large_enough():
     ("case", "stack", "changes", "path", "words"), CASES, ids=[c[0] for c in CASES]
 )
 def test_bad_config_is_refused_before_any_resource(stacks_dir, case, stack, changes, path, words):
-    site = "not a mapping" if changes is None else _apply(_base(stack), changes)
+    site = "not a mapping" if changes is None else _apply(example_site(stack), changes)
     with pytest.raises(StackConfigError) as caught:
         plan_stack(stacks_dir / f"Pulumi.{stack}.yaml", config_override={"fedeploy:site": site})
     error = caught.value
@@ -566,7 +560,7 @@ def test_bad_config_is_refused_before_any_resource(stacks_dir, case, stack, chan
 
 def test_all_errors_of_a_file_are_reported_together(stacks_dir):
     site = _apply(
-        _base("aws-frankfurt"),
+        example_site("aws-frankfurt"),
         {
             "netwrok": {},
             "storage.buckets.raw.lifecycle.expire_after_days": 0,
@@ -587,7 +581,7 @@ def test_all_errors_of_a_file_are_reported_together(stacks_dir):
 
 
 def test_a_plaintext_secret_is_never_echoed(stacks_dir):
-    site = _apply(_base("k8s-gra"), {"storage.secret_access_key": "CANARY-do-not-print"})
+    site = _apply(example_site("k8s-gra"), {"storage.secret_access_key": "CANARY-do-not-print"})
     with pytest.raises(StackConfigError) as caught:
         plan_stack(stacks_dir / "Pulumi.k8s-gra.yaml", config_override={"fedeploy:site": site})
     assert "CANARY" not in str(caught.value)
@@ -685,7 +679,7 @@ def _fed_issue(stacks: Path, stack: str) -> str:
 
 def test_two_sites_whose_buckets_get_one_physical_name_are_refused(tmp_path):
     stacks = _project(tmp_path)
-    site = _base("aws-dublin")
+    site = example_site("aws-dublin")
     site["storage"]["bucket_prefix"] = "eofed-aws"
     site["network"]["cidr"] = "10.31.0.0/16"
     _write(stacks / "Pulumi.dublin.yaml", site, {"aws:region": "eu-west-1"})
@@ -706,7 +700,7 @@ def test_aws_region_of_the_provider_must_be_the_sites(tmp_path):
 
 def test_a_hub_member_needs_a_public_catalog_url(tmp_path):
     stacks = _project(tmp_path)
-    site = _base("hpc-kajaani")
+    site = example_site("hpc-kajaani")
     site["services"]["catalog"].pop("url")
     site["services"]["catalog"].pop("exposure", None)
     _write(stacks / "Pulumi.hpc-kajaani.yaml", site)
@@ -717,7 +711,7 @@ def test_a_hub_member_needs_a_public_catalog_url(tmp_path):
 
 def test_overlapping_ranges_are_refused_by_validate_naming_both_files(tmp_path):
     stacks = _project(tmp_path)
-    site = _base("hpc-kajaani")
+    site = example_site("hpc-kajaani")
     site["cluster"]["pod_cidrs"] = ["10.30.128.0/17"]
     _write(stacks / "Pulumi.hpc-kajaani.yaml", site)
     output = _fed_issue(stacks, "hpc-kajaani")
@@ -729,10 +723,10 @@ def test_overlapping_ranges_are_refused_by_validate_naming_both_files(tmp_path):
 
 def test_advisories_production_gateway_without_host_key_and_a_site_no_hub_lists(tmp_path):
     stacks = _project(tmp_path)
-    site = _base("hpc-kajaani")
+    site = example_site("hpc-kajaani")
     site["bridge"].pop("host_key")
     _write(stacks / "Pulumi.hpc-kajaani.yaml", site)
-    hub = _base("eu-hub")
+    hub = example_site("eu-hub")
     hub["members"] = [m for m in hub["members"] if m != "hpc-kajaani"]
     _write(stacks / "Pulumi.eu-hub.yaml", hub)
     result = _validate(stacks / "Pulumi.hpc-kajaani.yaml")
@@ -754,7 +748,7 @@ def test_the_example_stacks_validate_without_notes():
 
 def test_an_invalid_member_is_reported_once_and_kept_out_of_the_order(tmp_path):
     stacks = _project(tmp_path)
-    site = _base("hpc-kajaani")
+    site = example_site("hpc-kajaani")
     site["cluster"]["version"] = "1.19"
     _write(stacks / "Pulumi.hpc-kajaani.yaml", site)
     hub = _validate(stacks / "Pulumi.eu-hub.yaml")
@@ -822,7 +816,7 @@ def test_yaml_aliases_that_explode_or_recurse_are_refused_in_a_few_lines():
 def test_a_placeholder_in_another_secret_config_key_is_refused(tmp_path):
     stacks = _project(tmp_path)
     path = stacks / "Pulumi.aws-dublin.yaml"
-    _write(path, _base("aws-dublin"), {"aws:secretKey": {"secure": "<put the key here>"}})
+    _write(path, example_site("aws-dublin"), {"aws:secretKey": {"secure": "<put the key here>"}})
     output = _fed_issue(stacks, "aws-dublin")
     assert "config.aws:secretKey: `secure:` must hold the ciphertext" in output
     assert "put the key here" not in output
@@ -830,7 +824,7 @@ def test_a_placeholder_in_another_secret_config_key_is_refused(tmp_path):
 
 def test_an_ovh_private_network_is_in_the_overlap_check(tmp_path):
     stacks = _project(tmp_path)
-    site = _base("ovh-gra")
+    site = example_site("ovh-gra")
     site["private_network"]["cidr"] = "10.30.0.0/20"
     _write(stacks / "Pulumi.ovh-gra.yaml", site)
     output = _fed_issue(stacks, "ovh-gra")
@@ -849,7 +843,7 @@ def test_an_ovh_private_network_is_in_the_overlap_check(tmp_path):
 )
 def test_a_url_with_user_and_password_is_refused_without_echoing_them(stacks_dir, stack, key):
     """URLs reach plans and stack outputs: `user:password@` in one was accepted silently."""
-    site = _apply(_base(stack), {key: "https://admin:CANARY-pw@host.example.eu"})
+    site = _apply(example_site(stack), {key: "https://admin:CANARY-pw@host.example.eu"})
     with pytest.raises(StackConfigError) as caught:
         plan_stack(stacks_dir / f"Pulumi.{stack}.yaml", config_override={"fedeploy:site": site})
     matching = [str(issue) for issue in caught.value.issues if issue.path == f"site.{key}"]
@@ -864,7 +858,7 @@ def test_an_existing_bridge_endpoint_with_a_password_is_refused_without_echoing_
         "token": {"secure": "v1:dG9r:dG9rZW4tY2lwaGVydGV4dA=="},
         "partitions": ["standard"],
     }
-    site = _apply(_base("hpc-kajaani"), {"bridge": bridge})
+    site = _apply(example_site("hpc-kajaani"), {"bridge": bridge})
     with pytest.raises(StackConfigError) as caught:
         plan_stack(stacks_dir / "Pulumi.hpc-kajaani.yaml", config_override={"fedeploy:site": site})
     assert any(
