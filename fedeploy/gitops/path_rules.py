@@ -5,7 +5,7 @@ The rules, first match wins; each answer carries the words a reviewer reads in t
 | path | touches |
 |---|---|
 | `<stacks>/Pulumi.<site>.yaml` | that site (deleted: the site is removed) |
-| `tests/**`, `services/<s>/tests/**`, `docs/**`, `*.md` | nothing |
+| `tests/**`, `loopback/**` (the tests' peers), `services/<s>/tests/**`, `docs/**`, `*.md` | nothing |
 | `charts/<c>/**` | every site whose plan releases chart `c` |
 | `services/<s>/**` | every site whose rendered manifests run the image built from it |
 | `policies/**` | every site: previews and the plan check them |
@@ -32,8 +32,20 @@ PROJECT_FILES = frozenset({"Pulumi.yaml", "__main__.py", "pyproject.toml"})
 IMAGE_LOCK = "images.lock.yaml"
 PROGRAM_PACKAGES = ("fedeploy", "components")
 # Paths that never reach a stack: documentation, tooling, the pipelines themselves.
+# loopback/ is the tests' stand-in peers (a package of its own): it serves tests only.
 INERT_DIRS = frozenset(
-    {"docs", "tests", "examples", "benchmarks", "scripts", "schemas", ".github", ".gitlab", ".ci"}
+    {
+        "docs",
+        "tests",
+        "loopback",
+        "examples",
+        "benchmarks",
+        "scripts",
+        "schemas",
+        ".github",
+        ".gitlab",
+        ".ci",
+    }
 )
 INERT_FILES = frozenset(
     {

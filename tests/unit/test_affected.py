@@ -257,7 +257,7 @@ def test_fedeploys_own_code_affects_every_site_even_where_the_program_never_load
 ) -> None:
     # The CLI, the offline plan, `fedeploy diff` and `fedeploy verify` review and gate every
     # site: a change there is reviewed as one to every site, never as nothing.
-    for path in ("fedeploy/cli_only.py", "fedeploy/loopback/queries.sql"):
+    for path in ("fedeploy/cli_only.py", "fedeploy/py.typed"):
         repo.write(path, "VALUE = 2\n")
     repo.commit("CLI")
     result = affected_after(repo)
@@ -448,7 +448,9 @@ def test_project_errors_carry_the_cli_exit_status() -> None:
         ("fedeploy/plan/formats.py", "M", "every", ""),
         ("fedeploy/old_module.py", "D", "every", ""),
         ("fedeploy/regions.json", "M", "every", ""),
-        ("fedeploy/loopback/queries.sql", "M", "every", ""),
+        ("fedeploy/py.typed", "M", "every", ""),
+        ("loopback/src/loopback/s3.py", "M", "nothing", ""),
+        ("loopback/pyproject.toml", "M", "nothing", ""),
         ("components/README.txt", "A", "every", ""),
         ("tests/unit/test_x.py", "M", "nothing", ""),
         ("examples/gitops/github/deploy.yml", "M", "nothing", ""),
