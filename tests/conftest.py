@@ -13,6 +13,10 @@ from tests.peers import start_peer
 
 __all__ = ["EXAMPLE_STACKS", "ROOT", "STACKS", "start_peer", "unavailable"]
 
+# Tests plan with the caches they make themselves, never the user's (fedeploy/offline/cache.py);
+# the commands they run as subprocesses inherit this.
+os.environ.setdefault("FEDEPLOY_PLAN_CACHE", "off")
+
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 EXAMPLE_STACKS = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))

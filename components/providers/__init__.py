@@ -20,6 +20,29 @@ PROVIDERS: dict[str, str] = {
     "ovh": "components.providers.ovh",
 }
 
+# The SDK classes the packages above use, one per lazily loaded SDK package: touching a class
+# loads its package's modules (a module's __name__ alone loads nothing). Only what the offline
+# plan's warm-up reads; a package missing here is loaded by the stack that first uses it.
+SDK_WARM_UP: dict[str, tuple[str, ...]] = {
+    "pulumi_aws": (
+        "s3.BucketV2",
+        "kms.Key",
+        "iam.Role",
+        "ec2.Vpc",
+        "eks.Cluster",
+        "rds.Instance",
+        "ssm.Parameter",
+    ),
+    "pulumi_openstack": (
+        "networking.Network",
+        "containerinfra.Cluster",
+        "identity.Ec2CredentialV3",
+        "compute.Instance",
+        "keymanager.SecretV1",
+    ),
+    "pulumi_ovh": ("cloudproject.Kube",),
+}
+
 
 def provider_for(kind: str) -> Provision:
     """The `provision` function of the module that builds sites of `kind`; KeyError if none."""
@@ -28,4 +51,24 @@ def provider_for(kind: str) -> Provision:
     return provision
 
 
-__all__ = ["PROVIDERS", "BuildContext", "Provision", "SiteResources", "provider_for"]
+def warm_provider_sdks() -> None:
+    """Import every kind's package (PROVIDERS) and the lazily loaded SDK modules they use
+    (SDK_WARM_UP), creating nothing: the offline plan calls it once before forking workers."""
+    for kind in sorted(PROVIDERS):
+        provider_for(kind)
+    for sdk, classes in sorted(SDK_WARM_UP.items()):
+        module = importlib.import_module(sdk)
+        for dotted in classes:
+            package, _, name = dotted.rpartition(".")
+            getattr(getattr(module, package), name)
+
+
+__all__ = [
+    "PROVIDERS",
+    "SDK_WARM_UP",
+    "BuildContext",
+    "Provision",
+    "SiteResources",
+    "provider_for",
+    "warm_provider_sdks",
+]

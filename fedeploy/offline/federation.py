@@ -16,6 +16,7 @@ from typing import Any
 from fedeploy.config.loader import STACK_FILE, check_stack_file, stray_stack_files
 from fedeploy.errors import FedeployError, FederationError, StackConfigError
 from fedeploy.images.lock import ImageLockError, load_lock
+from fedeploy.offline.cache import PlanCache
 from fedeploy.offline.engine import StackPlan, plan_stack
 from fedeploy.references import Reference, deployment_order, references
 
@@ -120,48 +121,25 @@ def _plan_one(task: Task) -> Result:
 
 def warm_imports() -> None:
     """Load the program and the provider modules it touches once, before workers are forked,
-    so no worker pays for the imports again (pulumi_aws loads its modules lazily)."""
-    import pulumi_aws as aws
+    so no worker pays for the imports again (the SDKs load their modules lazily)."""
     import pulumi_kubernetes as k8s
+    import requests  # noqa: F401  (the chart checks' schema cache)
 
     import components.hub
     import components.site
     import components.slurm_bridge  # noqa: F401
+    from components.providers import warm_provider_sdks
 
-    # The SDKs load a package's modules on the first access to one of its classes (a module's
+    # The SDK loads a package's modules on the first access to one of its classes (a module's
     # __name__ alone loads nothing): touch one class of every package the components use.
     for cls in (
-        aws.s3.BucketV2,
-        aws.kms.Key,
-        aws.iam.Role,
-        aws.ec2.Vpc,
-        aws.eks.Cluster,
-        aws.rds.Instance,
-        aws.ssm.Parameter,
         k8s.core.v1.Secret,
         k8s.meta.v1.ObjectMetaArgs,
         k8s.helm.v3.Release,
         k8s.apiextensions.CustomResource,
     ):
         getattr(cls, "__name__", None)
-    # Every kind's provider module, and the lazily loaded SDK packages they touch.
-    import pulumi_openstack as openstack
-    import pulumi_ovh as ovh
-    import requests  # noqa: F401  (the chart checks' schema cache)
-
-    from components.providers import PROVIDERS, provider_for
-
-    for kind in sorted(PROVIDERS):
-        provider_for(kind)
-    for sdk_class in (
-        openstack.networking.Network,
-        openstack.containerinfra.Cluster,
-        openstack.identity.Ec2CredentialV3,
-        openstack.compute.Instance,
-        openstack.keymanager.SecretV1,
-        ovh.cloudproject.Kube,
-    ):
-        getattr(sdk_class, "__name__", None)
+    warm_provider_sdks()
 
 
 def fork_is_safe() -> bool:
@@ -176,6 +154,7 @@ def plan_federation(
     names: list[str] | None = None,
     jobs: int | None = None,
     check: Check | None = None,
+    cache: PlanCache | None = None,
 ) -> FederationPlan:
     """Validate, then run every stack's program as soon as every stack it reads from is planned;
     with `jobs` > 1 several at once, each in a forked process, those on the longest chain of
@@ -185,29 +164,56 @@ def plan_federation(
     give. The first wave with a problem ends it: that wave's problems are reported in wave order,
     and no later wave is reported (a failing stack stops every stack that reads it, and the
     planner starts no stack the report could no longer show). `check(stack_plan, site)` runs
-    right after each stack's plan, in the same worker; its results land in `checked`."""
+    right after each stack's plan, in the same worker; its results land in `checked`.
+
+    With a `cache`, a stack whose key (its stack file, the outputs it reads, the code) is kept
+    there is not planned again, and each stack planned is kept."""
     plan = load_federation(stacks_dir, names)
     if plan.errors:
         return plan
     files = stack_files(stacks_dir)
+    known = _cached(plan, files, cache, check)
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
     pool: ProcessPoolExecutor | None = None
     # Forking pays off only once a wave holds several stacks: the imports a worker inherits
     # cost less than planning a few stacks, but more than planning one or two.
-    if jobs > 1 and max(map(len, plan.order), default=0) >= MIN_PARALLEL_WAVE and fork_is_safe():
+    left = [[name for name in wave if name not in known] for wave in plan.order]
+    if jobs > 1 and max(map(len, left), default=0) >= MIN_PARALLEL_WAVE and fork_is_safe():
         _prepare_fork()
         # Pulumi's runtime state is process-wide: stacks run side by side in forked processes.
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
     try:
-        if pool is None:
-            results = _run_stacks(plan, files, _InProcess(), 1, check)
-        else:
-            results = _run_stacks(plan, files, pool, jobs, check)
+        executor = _InProcess() if pool is None else pool
+        results = _run_stacks(plan, files, executor, jobs if pool else 1, check, known, cache)
     finally:
         if pool is not None:
             pool.shutdown()
     _gather(plan, results)
     return plan
+
+
+def _cached(
+    plan: FederationPlan, files: Mapping[str, Path], cache: PlanCache | None, check: Check | None
+) -> dict[str, Result]:
+    """The stacks whose plans the cache holds, wave by wave: a stack is looked up once every
+    stack it reads is known (from the cache too), with the outputs they export."""
+    known: dict[str, Result] = {}
+    if cache is None:
+        return known
+    planned: dict[str, StackPlan] = {}
+    for wave in plan.order:
+        for name in wave:
+            reads = {ref.target for ref in plan.references if ref.stack == name}
+            if not reads <= planned.keys():
+                continue
+            refs, problems = _reference_inputs(plan, name, planned)
+            if problems:
+                continue
+            hit = cache.get(cache.key(files[name], refs, check))
+            if hit is not None:
+                known[name] = hit
+                planned[name] = hit[0]
+    return known
 
 
 def _prepare_fork() -> None:
@@ -287,9 +293,13 @@ def _run_stacks(
     executor: ProcessPoolExecutor | _InProcess,
     slots: int,
     check: Check | None,
+    known: Mapping[str, Result] | None = None,
+    cache: PlanCache | None = None,
 ) -> dict[str, Result]:
     """Plan each stack once every stack it reads is planned, at most `slots` at a time, the
     longest chains first; the result (a plan and its checks, or the error) of each stack run.
+    Stacks in `known` are not run (their results as given); with a `cache`, a stack found
+    there when its turn comes is not run either, and each stack run is kept there.
 
     A stack whose wave the report can no longer reach is not started: after a failing stack,
     any stack of a later wave; after a stack reading an output that is not there, any stack of
@@ -300,25 +310,38 @@ def _run_stacks(
         if ref.stack in reads:
             reads[ref.stack].add(ref.target)
     chain = chain_lengths(plan.order, reads)
-    waiting = sorted(wave_of, key=lambda name: (-chain[name], wave_of[name], name))
+    results: dict[str, Result] = dict(known or {})
+    planned = {name: r[0] for name, r in results.items() if not isinstance(r, FedeployError)}
+    waiting = sorted(
+        (name for name in wave_of if name not in results),
+        key=lambda name: (-chain[name], wave_of[name], name),
+    )
     last_wave = len(plan.order) - 1  # the last wave the report can still reach
-    planned: dict[str, StackPlan] = {}
-    results: dict[str, Result] = {}
     running: dict[Future[Result], str] = {}
+    keys: dict[str, str] = {}
     while True:
-        for name in list(waiting):
-            if len(running) >= slots:
-                break
-            if wave_of[name] > last_wave:
-                waiting.remove(name)
-            elif reads[name] <= planned.keys():
-                waiting.remove(name)
-                refs, problems = _reference_inputs(plan, name, planned)
-                if problems:
-                    last_wave = min(last_wave, wave_of[name] - 1)
-                    continue
-                task = (files[name], refs, plan.sites[name], check)
-                running[executor.submit(_plan_one, task)] = name
+        found = True
+        while found:  # a stack found in the cache may make the stacks that read it ready
+            found = False
+            for name in list(waiting):
+                if len(running) >= slots:
+                    break
+                if wave_of[name] > last_wave:
+                    waiting.remove(name)
+                elif reads[name] <= planned.keys():
+                    waiting.remove(name)
+                    refs, problems = _reference_inputs(plan, name, planned)
+                    if problems:
+                        last_wave = min(last_wave, wave_of[name] - 1)
+                        continue
+                    if cache is not None:
+                        keys[name] = cache.key(files[name], refs, check)
+                        hit = cache.get(keys[name])
+                        if hit is not None:
+                            results[name], planned[name], found = hit, hit[0], True
+                            continue
+                    task = (files[name], refs, plan.sites[name], check)
+                    running[executor.submit(_plan_one, task)] = name
         if not running:
             return results
         done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -329,6 +352,8 @@ def _run_stacks(
                 last_wave = min(last_wave, wave_of[name])
             else:
                 planned[name] = result[0]
+                if cache is not None:
+                    cache.put(keys[name], result)
 
 
 def _gather(plan: FederationPlan, results: Mapping[str, Result]) -> None:

@@ -9,10 +9,11 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from fedeploy.offline.cache import PlanCache, default_cache
 from fedeploy.offline.engine import StackPlan
 from fedeploy.offline.federation import FederationPlan, plan_federation
 from fedeploy.plan.checks import RenderedRelease, check_stack
@@ -162,10 +163,17 @@ def check_planned(plan: StackPlan, site: Any) -> tuple[list[RenderedRelease], li
 
 
 def run_plan(
-    stacks_dir: Path, names: list[str] | None = None, jobs: int | None = None
+    stacks_dir: Path,
+    names: list[str] | None = None,
+    jobs: int | None = None,
+    cache: PlanCache | Literal["default"] | None = "default",
 ) -> PlanReport:
-    """Plan the named stacks (all in `stacks_dir` by default) and check each."""
-    return build_report(plan_federation(stacks_dir, names, jobs=jobs, check=check_planned))
+    """Plan the named stacks (all in `stacks_dir` by default) and check each; stacks whose
+    inputs are unchanged come from `cache` ("default": the user's, see offline/cache.py;
+    None plans every stack)."""
+    chosen = default_cache() if cache == "default" else cache
+    federation = plan_federation(stacks_dir, names, jobs=jobs, check=check_planned, cache=chosen)
+    return build_report(federation)
 
 
 def build_report(federation: FederationPlan) -> PlanReport:

@@ -201,7 +201,7 @@ import sys
 from pathlib import Path
 from fedeploy.plan.run import run_plan
 from fedeploy.plan.formats import as_json
-report = run_plan(Path(sys.argv[1]), jobs=2)
+report = run_plan(Path(sys.argv[1]), jobs=2, cache=None)
 # Every stack ran in a forked worker: this process never loaded Helm's Go runtime.
 assert "helm_python._native" not in sys.modules, "a stack was planned in the parent"
 # The SDKs' objects stay frozen: the final collections at exit would walk them all.

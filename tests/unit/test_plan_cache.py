@@ -1,0 +1,105 @@
+"""The plan's cache of planned stacks (fedeploy/offline/cache.py): a kept plan is reused only
+while every input of it is the same; a changed stack file, referenced output or code is
+planned again. And the warm-up of the provider SDKs before the planner forks its workers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fedeploy.offline.cache import PlanCache, code_fingerprint, default_cache
+from fedeploy.plan.formats import as_json
+from fedeploy.plan.run import run_plan
+from tests.builders import edit_site, example_stacks
+from tests.conftest import ROOT
+
+SITE = "cf-waw"  # a site that reads no other stack: planned alone
+
+
+def _plan(stacks: Path, cache: PlanCache | None) -> str:
+    """The report and every resource's inputs, as text."""
+    report = run_plan(stacks, [SITE], jobs=1, cache=cache)
+    assert not report.errors, report.errors
+    resources = sorted(report.federation.plans[SITE].resources, key=lambda r: (r.type, r.name))
+    return as_json(report) + json.dumps(
+        [(r.type, r.name, r.inputs) for r in resources], sort_keys=True
+    )
+
+
+def test_an_unchanged_stack_comes_from_the_cache_and_a_changed_one_is_planned_again(tmp_path):
+    stacks = example_stacks(tmp_path / "stacks", [SITE, "eu-hub"])
+    cache = PlanCache(tmp_path / "cache")
+    first = _plan(stacks, cache)
+    assert (cache.hits, cache.misses) == (0, 1)
+    assert _plan(stacks, cache) == first == _plan(stacks, None)
+    assert cache.hits == 1
+
+    new_url = "https://stac.waw.eofed.example.eu"
+    edit_site(
+        stacks / f"Pulumi.{SITE}.yaml", lambda s: s["services"]["catalog"].update(url=new_url)
+    )
+    changed = _plan(stacks, cache)
+    assert cache.misses == 2, "a changed stack file must be planned again, not read back"
+    assert changed == _plan(stacks, None) != first
+    assert new_url in changed
+
+
+def test_the_key_covers_the_outputs_read_the_check_and_the_stack_file(tmp_path):
+    stacks = example_stacks(tmp_path / "stacks", [SITE])
+    path = stacks / f"Pulumi.{SITE}.yaml"
+    cache = PlanCache(tmp_path / "cache")
+    key = cache.key(path, {"aws-dublin": {"catalog": "a"}}, None)
+    assert key == cache.key(path, {"aws-dublin": {"catalog": "a"}}, None)
+    assert key != cache.key(path, {"aws-dublin": {"catalog": "b"}}, None)
+    assert key != cache.key(path, {"aws-dublin": {"catalog": "a"}}, run_plan)
+    copy = example_stacks(tmp_path / "elsewhere", [SITE]) / path.name
+    assert key != cache.key(copy, {"aws-dublin": {"catalog": "a"}}, None)
+
+
+def test_the_code_fingerprint_changes_with_any_file_the_plan_reads(tmp_path):
+    for folder in ("fedeploy", "charts/catalog/templates", "policies"):
+        (tmp_path / folder).mkdir(parents=True)
+    chart = tmp_path / "charts/catalog/templates/route.yaml"
+    chart.write_text("kind: Ingress\n")
+    (tmp_path / "images.lock.yaml").write_text("images: {}\n")
+    before = code_fingerprint(tmp_path)
+    chart.write_text("kind: HTTPRoute\n")
+    code_fingerprint.cache_clear()
+    after_chart = code_fingerprint(tmp_path)
+    (tmp_path / "images.lock.yaml").write_text("images: {catalog: x}\n")
+    code_fingerprint.cache_clear()
+    after_lock = code_fingerprint(tmp_path)
+    assert len({before, after_chart, after_lock}) == 3
+
+
+def test_an_unreadable_entry_is_a_miss_and_the_cache_can_be_turned_off(tmp_path, monkeypatch):
+    cache = PlanCache(tmp_path / "cache")
+    cache.put("ab" * 32, ("plan", "checks"))
+    assert cache.get("ab" * 32) == ("plan", "checks")
+    (tmp_path / "cache" / "ab" / f"{'ab' * 32}.pickle").write_bytes(b"\x80truncated")
+    assert cache.get("ab" * 32) is None
+    monkeypatch.setenv("FEDEPLOY_PLAN_CACHE", "off")
+    assert default_cache() is None
+    monkeypatch.setenv("FEDEPLOY_PLAN_CACHE", str(tmp_path / "mine"))
+    chosen = default_cache()
+    assert chosen is not None and chosen.directory == tmp_path / "mine"
+
+
+_WARM = """
+import sys
+from components.providers import SDK_WARM_UP, PROVIDERS, warm_provider_sdks
+warm_provider_sdks()
+missing = [m for m in PROVIDERS.values() if m not in sys.modules]
+missing += [f"{sdk}.{c.rpartition('.')[0]}" for sdk, classes in SDK_WARM_UP.items()
+            for c in classes if f"{sdk}.{c.rpartition('.')[0]}" not in sys.modules]
+print(missing)
+"""
+
+
+def test_the_provider_warm_up_loads_every_kind_and_the_sdk_modules_they_use():
+    done = subprocess.run(
+        [sys.executable, "-c", _WARM], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
