@@ -232,6 +232,18 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
 }
+# The published catalog through Gateway API: an HTTPRoute on a Gateway instead of the Ingress.
+SITES["published-gateway"] = {
+    "catalog": {
+        **SITES["published"]["catalog"],
+        "exposure": {
+            **_EXPOSURE,
+            "mode": "gateway",
+            "gateway": {"name": "public", "namespace": "gateway-system", "sectionName": "https"},
+            "controllerNamespace": "gateway-system",
+        },
+    }
+}
 
 
 @dataclass(frozen=True)
