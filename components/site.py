@@ -9,8 +9,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.providers import BuildContext, SiteResources, provider_for
+from components.providers.base import Cluster
 from components.service_release import ServiceRelease
 from fedeploy.config.services import Credentials
+from fedeploy.config.site_base import is_storage_only
 from fedeploy.values.services import (
     catalog_url,
     catalog_values,
@@ -30,7 +32,9 @@ class Site(pulumi.ComponentResource):
     """Everything one site runs, composed from its validated config; `contract` is what it exports.
 
     The provider module of the site's kind (components/providers) builds its network, cluster
-    and object store; this component wires the services onto them, whatever the kind."""
+    and object store; this component wires the services onto them, whatever the kind. A
+    storage-only site (role: storage) has its object store only: no namespace, bridge or
+    service, and a contract whose cluster, network and services are empty."""
 
     contract: dict[str, pulumi.Output[Any]]
     kubeconfig: pulumi.Output[str] | None
@@ -57,19 +61,29 @@ class Site(pulumi.ComponentResource):
         )
         self.storage = self.infrastructure.store
         self.cluster = self.infrastructure.cluster
-        self.kubeconfig = self.cluster.kubeconfig
+        self.kubeconfig = self.cluster.kubeconfig if self.cluster is not None else None
         self.provisioned_kubeconfig = self.infrastructure.provisioned_kubeconfig
 
-        namespace = self._namespace(child)
-        self.bridge: SlurmBridge | None = self._bridge(namespace, child)
-        releases, catalog = self._services(namespace, child)
+        self.bridge: SlurmBridge | None = None
+        releases: dict[str, ServiceRelease] = {}
+        catalog: ServiceRelease | None = None
+        if self.cluster is not None:
+            namespace = self._namespace(child)
+            self.bridge = self._bridge(namespace, child)
+            releases, catalog = self._services(namespace, child)
 
         self.contract = self._contract(releases, catalog)
         self.register_outputs(self.contract)
 
     # -- Kubernetes side -------------------------------------------------------------------------
+    @property
+    def _running(self) -> Cluster:
+        """The cluster the services run on (a full site's: a storage-only site never asks)."""
+        assert self.cluster is not None
+        return self.cluster
+
     def _on_cluster(self) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, provider=self.cluster.provider)
+        return pulumi.ResourceOptions(parent=self, provider=self._running.provider)
 
     def _namespace(self, child: pulumi.ResourceOptions) -> str:
         name = self._config.services.namespace
@@ -125,7 +139,7 @@ class Site(pulumi.ComponentResource):
             site_name=self._name,
             config=config.bridge,
             namespace=namespace,
-            k8s_provider=self.cluster.provider,
+            k8s_provider=self._running.provider,
             labels=self._labels,
             allowed_cidrs=infra.bridge_cidrs,
             bridge_host=infra.bridge_host,
@@ -196,7 +210,7 @@ class Site(pulumi.ComponentResource):
                 chart=chart,
                 namespace=namespace,
                 values=values,
-                provider=self.cluster.provider,
+                provider=self._running.provider,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             )
 
@@ -248,7 +262,7 @@ class Site(pulumi.ComponentResource):
                 spec_i,
                 bucket=self.storage.buckets.apply(lambda b: b[spec_i.bucket]),
                 catalog=in_cluster,
-                gpu=wants_gpu(spec_i, self.cluster.has_gpu),
+                gpu=wants_gpu(spec_i, self._running.has_gpu),
                 bridge=bridge,
             )
             releases["inference"] = release("inference", values, list(releases.values())[:1])
@@ -328,15 +342,17 @@ class Site(pulumi.ComponentResource):
                 if config.services.catalog.url
                 else catalog_url(config.services.namespace)
             )
+        site: dict[str, Any] = {
+            "name": self._name,
+            "kind": config.kind,
+            "environment": config.environment,
+            "region": self.infrastructure.region,
+        }
+        if is_storage_only(config):
+            # Only a storage-only site says its role: a full site's contract stays as it was.
+            site["role"] = "storage"
         return {
-            "site": pulumi.Output.from_input(
-                {
-                    "name": self._name,
-                    "kind": config.kind,
-                    "environment": config.environment,
-                    "region": self.infrastructure.region,
-                }
-            ),
+            "site": pulumi.Output.from_input(site),
             "storage": pulumi.Output.all(
                 endpoint=storage.endpoint,
                 region=storage.region,
@@ -345,8 +361,12 @@ class Site(pulumi.ComponentResource):
                 kms_key_arn=storage.kms_key_arn,
                 auth=storage.auth,
             ),
-            "cluster": pulumi.Output.all(
-                name=cluster.name, version=cluster.version, oidc_issuer=cluster.oidc_issuer
+            "cluster": (
+                pulumi.Output.all(
+                    name=cluster.name, version=cluster.version, oidc_issuer=cluster.oidc_issuer
+                )
+                if cluster is not None
+                else pulumi.Output.from_input({})
             ),
             "network": pulumi.Output.from_input(self.infrastructure.network),
             # Stack outputs never hold null: a StackReference would not see the key at all.

@@ -97,10 +97,11 @@ class BridgeHost(Protocol):
 class SiteResources:
     """Everything a provider built for one site, in the terms `Site` needs.
 
-    `bridge_host` launches a `vm`-mode bridge's VM on kinds that offer one (aws, openstack)."""
+    `bridge_host` launches a `vm`-mode bridge's VM on kinds that offer one (aws, openstack);
+    `cluster` is None on a storage-only site (role: storage), which has its store only."""
 
     store: Store
-    cluster: Cluster
+    cluster: Cluster | None
     region: str | None
     network: dict[str, Any]
     credentials: StaticCredentials | None = None

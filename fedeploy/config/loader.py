@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from fedeploy.config.base import BooleanGiven, ciphertext_problem
 from fedeploy.config.site import MODELS
-from fedeploy.config.site_base import KINDS
+from fedeploy.config.site_base import KINDS, is_storage_only
 from fedeploy.errors import ConfigIssue, StackConfigError
 from fedeploy.gpu_flavors import is_gpu_flavor
 from fedeploy.network import overlapping
@@ -636,8 +636,12 @@ def site_notes(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIss
             notes.append(
                 ConfigIssue(
                     "site",
-                    f"advisory: no hub in {stacks_dir} lists {stack!r} among its members; the "
-                    "federated catalog will not harvest this site",
+                    f"advisory: no hub in {stacks_dir} lists {stack!r} among its members; "
+                    + (
+                        "the hub's registry will not list it as a storage member"
+                        if is_storage_only(site)
+                        else "the federated catalog will not harvest this site"
+                    ),
                 )
             )
     for path in pending_secrets(site):
@@ -649,7 +653,7 @@ def site_notes(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIss
                 "<value>` sets it",
             )
         )
-    if site.kind == "openstack":
+    if site.kind == "openstack" and site.cluster is not None:
         for name, group in sorted(site.cluster.node_groups.items()):
             if group.accelerator == "nvidia" and not is_gpu_flavor(group.flavor):
                 notes.append(
@@ -711,7 +715,13 @@ def _replication_issues(
                 ConfigIssue(
                     f"{path}.site",
                     f"replication target {target.site!r} is a {other.site.kind!r} site; "
-                    "S3 replication needs an aws site",
+                    "S3 replication needs an aws site"
+                    + (
+                        " (fedeploy replicates between aws sites only: nothing copies objects "
+                        "to another kind's storage-only site today)"
+                        if is_storage_only(other.site)
+                        else ""
+                    ),
                 )
             )
         else:

@@ -23,7 +23,7 @@ from fedeploy.config.provisioned import (
     has_gpu,
 )
 from fedeploy.config.services import Services
-from fedeploy.config.site_base import SiteBase
+from fedeploy.config.site_base import ProvisionedSiteBase
 
 OpenStackId = Annotated[
     str,
@@ -153,8 +153,11 @@ class WorkloadIdentities(StrictModel):
     )
 
 
-class OpenStackSite(SiteBase):
-    """A site on an OpenStack cloud: Magnum Kubernetes in its own network, the cloud's S3 API."""
+class OpenStackSite(ProvisionedSiteBase):
+    """A site on an OpenStack cloud: Magnum Kubernetes in its own network, the cloud's S3 API
+    (or, with role: storage, its buckets only)."""
+
+    FULL_SITE_KEYS = ("network", "cluster")
 
     kind: Literal["openstack"] = Field(description="The kind of site: openstack.")
     region: str = Field(
@@ -166,7 +169,10 @@ class OpenStackSite(SiteBase):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
         description="Availability zone of the bridge VM; unset: the cloud's default.",
     )
-    network: OpenStackNetwork = Field(description="The site's private network.")
+    network: OpenStackNetwork | None = Field(
+        None,
+        description="The site's private network (required unless role: storage, which refuses it).",
+    )
     storage: ProvisionedStore = Field(
         description="Buckets on the cloud's S3 API, with EC2-style keys the site creates."
     )
@@ -181,7 +187,9 @@ class OpenStackSite(SiteBase):
             "the deploying user."
         ),
     )
-    cluster: MagnumCluster = Field(description="The Magnum cluster.")
+    cluster: MagnumCluster | None = Field(
+        None, description="The Magnum cluster (required unless role: storage, which refuses it)."
+    )
     services: Services = Field(default_factory=Services, description="Our charts on this site.")
     bridge: BridgeConfig | None = Field(
         None,

@@ -21,7 +21,7 @@ from fedeploy.config.provisioned import (
     has_gpu,
 )
 from fedeploy.config.services import Services
-from fedeploy.config.site_base import SiteBase
+from fedeploy.config.site_base import ProvisionedSiteBase
 from fedeploy.gpu_flavors import accelerator_mismatch
 
 OvhRegion = Annotated[
@@ -91,8 +91,9 @@ class OvhKube(StrictModel):
         return self
 
 
-class OvhSite(SiteBase):
-    """A site in an OVHcloud Public Cloud project: Managed Kubernetes and its S3 storage."""
+class OvhSite(ProvisionedSiteBase):
+    """A site in an OVHcloud Public Cloud project: Managed Kubernetes and its S3 storage (or,
+    with role: storage, its buckets only)."""
 
     kind: Literal["ovh"] = Field(description="The kind of site: ovh.")
     project_id: str = Field(
@@ -107,7 +108,11 @@ class OvhSite(SiteBase):
         description="Buckets on OVHcloud's S3 endpoint, reached by an S3 user the site creates "
         "whose policy admits the site's own buckets only."
     )
-    cluster: OvhKube = Field(description="The Managed Kubernetes cluster.")
+    cluster: OvhKube | None = Field(
+        None,
+        description="The Managed Kubernetes cluster (required unless role: storage, which "
+        "refuses it).",
+    )
     services: Services = Field(default_factory=Services, description="Our charts on this site.")
     bridge: BridgeConfig | None = Field(
         None, description="A SLURM bridge: gateway or existing (vm: aws and openstack sites only)."

@@ -94,7 +94,10 @@ def has_gpu(groups: dict[str, FlavorNodeGroup]) -> bool:
 def check_site_options(site: Any, *, kind: str, groups_key: str) -> None:
     """What a provisioned European cloud site cannot offer (yet): RDS, a `vm` bridge off
     OpenStack (or with another cloud's fields), and a
-    GPU inference without a GPU group; raises ValueError naming the keys."""
+    GPU inference without a GPU group; raises ValueError naming the keys. A storage-only site
+    (no cluster, services off) has none of them."""
+    if site.cluster is None:
+        return
     if site.services.catalog.database == "rds":
         raise ValueError(
             "services.catalog.database is 'rds', which only aws sites offer "

@@ -14,7 +14,7 @@ from fedeploy.config.cluster import EksCluster, ExistingCluster
 from fedeploy.config.openstack import OpenStackSite
 from fedeploy.config.ovh import OvhSite
 from fedeploy.config.services import CatalogService, Cron, Services
-from fedeploy.config.site_base import SiteBase
+from fedeploy.config.site_base import ProvisionedSiteBase, SiteBase
 from fedeploy.config.storage import AwsStorage, S3CompatibleStorage
 
 
@@ -39,20 +39,27 @@ class AwsNetwork(StrictModel):
         return self
 
 
-class AwsSite(SiteBase):
-    """A site in an AWS region: S3, EKS in its own VPC, optionally a bridge VM."""
+class AwsSite(ProvisionedSiteBase):
+    """A site in an AWS region: S3, EKS in its own VPC, optionally a bridge VM (or, with
+    role: storage, its S3 buckets only)."""
+
+    FULL_SITE_KEYS = ("network", "cluster")
 
     kind: Literal["aws"] = Field(description="The kind of site: aws.")
     region: AwsRegion = Field(description="AWS region, e.g. eu-central-1.")
-    network: AwsNetwork = Field(description="The site's VPC.")
+    network: AwsNetwork | None = Field(
+        None, description="The site's VPC (required unless role: storage, which refuses it)."
+    )
     storage: AwsStorage = Field(description="S3 buckets.")
-    cluster: EksCluster = Field(description="The EKS cluster.")
+    cluster: EksCluster | None = Field(
+        None, description="The EKS cluster (required unless role: storage, which refuses it)."
+    )
     services: Services = Field(default_factory=Services, description="Our charts on this site.")
     bridge: BridgeConfig | None = Field(None, description="A SLURM bridge VM in the site's VPC.")
 
     @model_validator(mode="after")
     def _zones_in_region(self) -> AwsSite:
-        for zone in self.network.availability_zones:
+        for zone in self.network.availability_zones if self.network else []:
             if zone_region(zone) != self.region:
                 raise ValueError(
                     f"network.availability_zones: {zone!r} is not a zone of region {self.region!r} "
@@ -68,7 +75,8 @@ class AwsSite(SiteBase):
     @model_validator(mode="after")
     def _gpu_when_asked(self) -> AwsSite:
         inference = self.services.inference
-        if inference and inference.enabled and inference.gpu == "on" and not self.cluster.has_gpu:
+        has_gpu = self.cluster is not None and self.cluster.has_gpu
+        if inference and inference.enabled and inference.gpu == "on" and not has_gpu:
             raise ValueError(
                 "services.inference.gpu is 'on' but cluster.node_groups has no group with "
                 "accelerator: nvidia"

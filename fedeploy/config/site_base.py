@@ -3,7 +3,7 @@ per-kind models (fedeploy/config/site.py, openstack.py, ovh.py) build on."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -15,6 +15,74 @@ Kind = Literal["aws", "kubernetes", "hpc", "hub", "openstack", "ovh"]
 KINDS: tuple[str, ...] = ("aws", "kubernetes", "hpc", "hub", "openstack", "ovh")
 
 RESERVED_TAG_PREFIXES = ("aws:", "fedeploy:")
+
+SiteRole = Literal["full", "storage"]
+ROLE_DESCRIPTION = (
+    "What the site runs. full (the default): its cluster, network, services and bridge as "
+    "declared. storage: a storage-only site, its buckets and nothing else (private, encrypted, "
+    "versioned as declared; no cluster, no network, no services, no bridge), which other sites "
+    "replicate to and the hub lists as a storage member; cluster, network, services, bridge "
+    "and the like are refused on it."
+)
+# Keys a storage-only site refuses (those its kind has), and what each would have built.
+INFRASTRUCTURE_KEYS = {
+    "cluster": "a Kubernetes cluster",
+    "network": "a network",
+    "private_network": "a private network",
+    "services": "services",
+    "bridge": "a SLURM bridge",
+    "workload_identities": "workload identities",
+}
+
+
+def is_storage_only(site: Any) -> bool:
+    """Whether a validated site of any kind is a storage-only site (role: storage)."""
+    return getattr(site, "role", "full") == "storage"
+
+
+def _declared(value: Any) -> str:
+    """`services.catalog, services.ingestion` for a mapping, else the value's type in words."""
+    if isinstance(value, dict) and value:
+        return ", ".join(sorted(value))
+    return "an empty mapping" if isinstance(value, dict) else repr(value)
+
+
+def _full_site_key_missing(key: str) -> ValueError:
+    return ValueError(
+        f"site.{key} is required on a site that runs services (role: full, the default); a "
+        "site of buckets only sets role: storage"
+    )
+
+
+def storage_only_refusals(model: type[ProvisionedSiteBase], data: Any) -> Any:
+    """A `mode="before"` check of a provisioned kind's raw site: on `role: storage`, refuse what a storage-only site cannot have
+    (ValueError naming the key, what was found and what is allowed), and switch its services off
+    so nothing downstream deploys one; else `data`."""
+    if not isinstance(data, dict):
+        return data
+    if data.get("role") != "storage":
+        return data
+    refused = [key for key in INFRASTRUCTURE_KEYS if key in model.model_fields]
+    for key in refused:
+        if key in data:
+            found = _declared(data[key])
+            allowed = ", ".join(k for k in model.model_fields if k not in refused)
+            raise ValueError(
+                f"site.{key}: a storage-only site (role: storage) has no "
+                f"{INFRASTRUCTURE_KEYS[key]}; found {key}: {found}. Allowed on a storage-only "
+                f"site: {allowed}; or remove role: storage to run a full site"
+            )
+    return {**data, "services": {"catalog": {"enabled": False}}}
+
+
+def require_full_site_keys(site: Any, keys: tuple[str, ...]) -> None:
+    """A full site (role: full) needs `keys` (its cluster, network); ValueError naming the first
+    one missing."""
+    if site.role == "storage":
+        return
+    for key in keys:
+        if getattr(site, key) is None:
+            raise _full_site_key_missing(key)
 
 
 def _unreserved(key: str) -> str:
@@ -65,7 +133,9 @@ class SiteBase(StrictModel):
     def _service_buckets_exist(self) -> SiteBase:
         services = getattr(self, "services", None)
         storage = getattr(self, "storage", None)
-        if services is None or storage is None:
+        if services is None or storage is None or is_storage_only(self):
+            return self
+        if getattr(self, "cluster", "") is None:  # a full site without one: its own check says so
             return self
         for service in ("ingestion", "inference"):
             spec = getattr(services, service, None)
@@ -102,3 +172,27 @@ class SiteBase(StrictModel):
                     "retention keeps; raise the expiry or back up to another bucket"
                 )
         return self
+
+
+class ProvisionedSiteBase(SiteBase):
+    """A kind fedeploy provisions (aws, openstack, ovh): a full site, or a storage-only one."""
+
+    # The keys a full site of the kind must set (a storage-only site refuses them).
+    FULL_SITE_KEYS: ClassVar[tuple[str, ...]] = ("cluster",)
+
+    role: SiteRole = Field("full", description=ROLE_DESCRIPTION)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storage_only(cls, data: Any) -> Any:
+        return storage_only_refusals(cls, data)
+
+    @model_validator(mode="after")
+    def _full_site_keys(self) -> ProvisionedSiteBase:
+        require_full_site_keys(self, self.FULL_SITE_KEYS)
+        return self
+
+    @property
+    def storage_only(self) -> bool:
+        """Whether the site is buckets only (role: storage)."""
+        return is_storage_only(self)

@@ -19,11 +19,19 @@ def new_command(
     hub: Annotated[
         str | None, typer.Option("--hub", help="Add the site to this hub's members.")
     ] = None,
+    storage_only: Annotated[
+        bool,
+        typer.Option(
+            "--storage-only",
+            help="A storage-only site (role: storage): buckets, no cluster, no services "
+            "(aws, openstack, ovh).",
+        ),
+    ] = False,
     stacks_dir: StacksDir = None,
 ) -> None:
     """Write a new site's stack file with every required key: "<choose: ...>" where only you
     know the value, pending placeholders for secrets, address ranges free in the federation;
-    then print the secrets still to set.
+    then print the secrets still to set. With --storage-only, a site of buckets only.
 
     Exit status: 0 written, 2 refused (a bad name or kind, the file exists, no such hub)."""
     from fedeploy.new.scaffold import NEW_KINDS, scaffold
@@ -32,7 +40,7 @@ def new_command(
         raise typer.BadParameter(f"give the kind: {', '.join(NEW_KINDS)}", param_hint="--kind")
     where = stacks_dir_or_exit(stacks_dir)
     try:
-        made = scaffold(site, kind, where, hub)
+        made = scaffold(site, kind, where, hub, storage_only=storage_only)
     except FedeployError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(err.exit_code) from None

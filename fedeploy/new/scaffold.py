@@ -5,7 +5,9 @@ What only the user knows (an endpoint, a cloud's ids, a host name) is written as
 `"<choose: what, e.g. an example>"`, which `fedeploy plan` and `validate` name one by one; every
 secret is the documented placeholder `{pending: ...}` (planned with an advisory, refused by
 `pulumi up`); address ranges are chosen to overlap nothing in the federation; with `--hub`, the
-site joins that hub's members. Pure text in, text out: `scaffold` writes nothing itself."""
+site joins that hub's members. With `storage_only` (aws, openstack, ovh), the site is buckets
+only (`role: storage`): no network, cluster or services. Pure text in, text out: `scaffold`
+writes nothing itself."""
 
 from __future__ import annotations
 
@@ -19,12 +21,16 @@ from fedeploy.config.loader import STACK_NAME, address_ranges, sibling_sites
 from fedeploy.errors import FedeployError
 
 NEW_KINDS = ("aws", "openstack", "ovh", "kubernetes", "hpc")
+# The kinds whose site may be storage-only (role: storage): those fedeploy provisions.
+STORAGE_ONLY_KINDS = ("aws", "openstack", "ovh")
+# A full site's keys a storage-only one leaves out (4-space blocks of the bodies below).
+_INFRASTRUCTURE_BLOCKS = ("network", "private_network", "cluster")
 # Where new ranges are taken from: 10.64.0.0/10, clear of the examples' 10.0-10.63.
 _POOL = ipaddress.ip_network("10.64.0.0/10")
 
 _HEAD = """\
 # yaml-language-server: $$schema=../schemas/stack-file.schema.json
-# $site: a new $kind site written by `fedeploy new`. Replace every "<choose: ...>" value (fedeploy
+# $site: a new $what site written by `fedeploy new`. Replace every "<choose: ...>" value (fedeploy
 # plan names each one left), then set each pending secret with `pulumi config set --secret`
 # (`fedeploy secrets $site` prints the commands). docs/configuration.md describes every key.
 # A staging site: a production one holds no pending secret.
@@ -220,12 +226,34 @@ def free_range(taken: list[str], prefix: int) -> str:
     raise ScaffoldError(f"no free /{prefix} left in {_POOL} for the new site's address range")
 
 
-def scaffold(site: str, kind: str, stacks_dir: Path, hub: str | None = None) -> Scaffold:
-    """The stack file of a new site `site` of `kind` in `stacks_dir`, and with `hub` the hub's
-    file with `site` among its members.
+def storage_only_body(body: str) -> str:
+    """A full site's body made storage-only: `role: storage` after `kind:`, one bucket
+    (`replicas`, what other sites replicate to), no network, private network or cluster."""
+    lines: list[str] = []
+    dropping = False
+    for line in body.splitlines(keepends=True):
+        key = line.strip().removesuffix(":")
+        if line.startswith("    ") and not line.startswith("     "):
+            dropping = key in _INFRASTRUCTURE_BLOCKS
+        if dropping:
+            continue
+        if line.startswith("        models: {}"):
+            continue
+        lines.append(line.replace("        raw: {}", "        replicas: {}"))
+        if line.startswith("    kind: "):
+            lines.append("    role: storage\n")
+    return "".join(lines)
 
-    Raises ScaffoldError naming what is wrong: the name, the kind, a file already there, a hub
-    that is not one."""
+
+def scaffold(
+    site: str, kind: str, stacks_dir: Path, hub: str | None = None, *, storage_only: bool = False
+) -> Scaffold:
+    """The stack file of a new site `site` of `kind` in `stacks_dir` (with `storage_only`, a
+    storage-only site: its buckets only), and with `hub` the hub's file with `site` among its
+    members.
+
+    Raises ScaffoldError naming what is wrong: the name, the kind (or a kind that cannot be
+    storage-only), a file already there, a hub that is not one."""
     if not STACK_NAME.match(site):
         raise ScaffoldError(
             f"{site!r} is not a valid site name: lower-case letters, digits and '-', 3 to 24 "
@@ -233,6 +261,12 @@ def scaffold(site: str, kind: str, stacks_dir: Path, hub: str | None = None) -> 
         )
     if kind not in _BODIES:
         raise ScaffoldError(f"--kind {kind!r}: allowed: {', '.join(NEW_KINDS)}")
+    if storage_only and kind not in STORAGE_ONLY_KINDS:
+        raise ScaffoldError(
+            f"--storage-only with --kind {kind!r}: a storage-only site is one of the kinds "
+            f"fedeploy provisions ({', '.join(STORAGE_ONLY_KINDS)}); a {kind} site's store is "
+            "one that exists already"
+        )
     path = stacks_dir / f"Pulumi.{site}.yaml"
     if path.exists():
         raise ScaffoldError(f"{path} exists already: `fedeploy new` never overwrites a stack file")
@@ -247,12 +281,14 @@ def scaffold(site: str, kind: str, stacks_dir: Path, hub: str | None = None) -> 
     fields = {
         "site": site,
         "kind": kind,
+        "what": f"storage-only {kind}" if storage_only else kind,
         "cidr16": free_range(taken, 16),
         "cidr20": free_range(taken, 20),
         "vlan": str(next(v for v in range(100, 4000) if v not in vlans)),
         "keys": _KEYS,
     }
-    text = Template(_HEAD + _BODIES[kind] + _SERVICES).substitute(fields)
+    body = storage_only_body(_BODIES[kind]) if storage_only else _BODIES[kind] + _SERVICES
+    text = Template(_HEAD + body).substitute(fields)
     if hub is None:
         return Scaffold(path, text)
     hub_site = siblings.get(hub)

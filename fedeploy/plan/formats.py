@@ -67,6 +67,12 @@ def _site_order(data: dict[str, Any]) -> list[str]:
     return ordered + [name for name in data["sites"] if name not in ordered]
 
 
+def _kind(site: dict[str, Any]) -> str:
+    """The site's kind, and `storage only` for a storage-only site (its `site` output says so)."""
+    role = (site["outputs"].get("site") or {}).get("role")
+    return f"{site['kind']}, storage only" if role == "storage" else site["kind"]
+
+
 def _exposure(exposure: dict[str, Any]) -> str:
     """One line: the public URL (or none), through what, who may write, whose tokens count."""
     if not exposure["public_url"]:
@@ -109,7 +115,7 @@ def as_text(report: PlanReport) -> str:
     for name in _site_order(data):
         site = data["sites"][name]
         lines.append(
-            f"site {name} ({site['kind']}, {site['environment']}): {site['resource_count']} resources"
+            f"site {name} ({_kind(site)}, {site['environment']}): {site['resource_count']} resources"
         )
         for typ, count in site["resources"].items():
             lines.append(f"    {count:4d}  {typ}")
@@ -218,7 +224,7 @@ def as_markdown(report: PlanReport) -> str:
             advisories = len(site["findings"]) - violations
             services = ", ".join(site["services"]) or "none"
             out.append(
-                f"| `{name}` | {site['kind']} | {site['resource_count']} | {services} | {violations} | {advisories} |"
+                f"| `{name}` | {_kind(site)} | {site['resource_count']} | {services} | {violations} | {advisories} |"
             )
         out.append("")
     findings = [(n, f) for n, s in data["sites"].items() for f in s["findings"]]

@@ -114,7 +114,8 @@ class AwsResources(SiteResources):
 
 
 def provision(config: AwsSite, context: BuildContext) -> SiteResources:
-    """S3 (replicating to the referenced sites' buckets) and EKS with its VPC."""
+    """S3 (replicating to the referenced sites' buckets) and EKS with its VPC; a storage-only
+    site (role: storage) gets its S3 buckets only."""
     name = context.name
     targets = {
         site: outputs["storage"]
@@ -130,6 +131,9 @@ def provision(config: AwsSite, context: BuildContext) -> SiteResources:
         replication_targets=targets,
         opts=context.opts,
     )
+    if config.storage_only:
+        return SiteResources(store=store, cluster=None, region=config.region, network={})
+    assert config.network is not None and config.cluster is not None  # a full site's (validated)
     cluster = EksCluster(
         f"{name}-cluster",
         region=config.region,

@@ -18,8 +18,14 @@ from fedeploy.config.openstack import OpenStackSite
 
 
 def provision(config: OpenStackSite, context: BuildContext) -> SiteResources:
-    """Network, Magnum cluster and S3 buckets with an EC2 credential of the deploying user."""
+    """Network, Magnum cluster and S3 buckets with an EC2 credential of the deploying user; a
+    storage-only site (role: storage) gets the credential and its buckets only."""
     name = context.name
+    if config.storage_only:
+        return SiteResources(
+            store=site_store(config, context), cluster=None, region=config.region, network={}
+        )
+    assert config.network is not None and config.cluster is not None  # a full site's (validated)
     network = OpenStackNetwork(
         f"{name}-network",
         region=config.region,

@@ -16,8 +16,14 @@ from fedeploy.config.ovh import OvhSite
 
 
 def provision(config: OvhSite, context: BuildContext) -> SiteResources:
-    """Private network (if asked), Managed Kubernetes, an S3 user scoped to the site's buckets."""
+    """Private network (if asked), Managed Kubernetes, an S3 user scoped to the site's buckets; a
+    storage-only site (role: storage) gets the S3 user and its buckets only."""
     name = context.name
+    if config.storage_only:
+        return SiteResources(
+            store=site_store(config, context), cluster=None, region=config.region, network={}
+        )
+    assert config.cluster is not None  # a full site's (validated)
     network = (
         OvhNetwork(
             f"{name}-network",

@@ -1,0 +1,260 @@
+"""Storage-only sites (role: storage) of every provisioned kind: buckets with today's security and
+nothing else, refused keys named, made by `fedeploy new --storage-only`, replicated to from
+another aws site, and listed by the hub as a storage member that the catalog does not harvest."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from fedeploy.cli import app
+from fedeploy.config.loader import check_stack_file
+from fedeploy.errors import StackConfigError
+from fedeploy.plan.formats import as_text
+from fedeploy.plan.run import run_plan
+from tests.builders import SITE_KEY, edit_site, write_stack_file
+from tests.conftest import STACKS
+from tests.unit.test_scaffold import choose
+
+STORE = "vault"
+HUB = "eu-hub"
+# A storage-only site of each provisioned kind, as a user writes it.
+SITES: dict[str, dict[str, Any]] = {
+    "aws": {
+        "aws:region": "eu-north-1",
+        SITE_KEY: {"kind": "aws", "region": "eu-north-1"},
+    },
+    "openstack": {
+        "openstack:region": "WAW3-1",
+        SITE_KEY: {
+            "kind": "openstack",
+            "region": "WAW3-1",
+            "storage": {"endpoint": "https://s3.waw3-1.cloudferro.com", "region": "waw3-1"},
+        },
+    },
+    "ovh": {
+        SITE_KEY: {
+            "kind": "ovh",
+            "project_id": "0123456789abcdef0123456789abcdef",
+            "region": "DE1",
+            "storage": {"endpoint": "https://s3.de.io.cloud.ovh.net", "region": "de"},
+        },
+    },
+}
+# Resource types that belong to a cluster, a network or services: none on a storage-only site.
+NOT_STORAGE = (
+    "eks",
+    "ec2/",
+    "iam/",
+    "rds/",
+    "networking/",
+    "containerinfra/",
+    "compute/",
+    "cloudproject/kube",
+    "cloudproject/networkPrivate",
+    "kubernetes:",
+    "random:",
+)
+
+
+def storage_site(kind: str, **more: Any) -> dict[str, Any]:
+    """The stack file document of a storage-only site of `kind` with the bucket `replicas`."""
+    config = yaml.safe_load(yaml.safe_dump(SITES[kind]))
+    site = config[SITE_KEY]
+    site["role"] = "storage"
+    site.setdefault("storage", {}).update(
+        {"bucket_prefix": "eofed-vault", "buckets": {"replicas": {}}}
+    )
+    site.update(more)
+    return {"config": config}
+
+
+@pytest.fixture
+def stacks(tmp_path: Path) -> Path:
+    """A copy of the example federation to add sites to."""
+    directory = tmp_path / "stacks"
+    shutil.copytree(STACKS, directory)
+    return directory
+
+
+def plan_with_store(stacks: Path, kind: str, *names: str):
+    write_stack_file(stacks / f"Pulumi.{STORE}.yaml", storage_site(kind))
+    report = run_plan(stacks, [STORE, *names], jobs=1)
+    assert report.errors == [], report.errors
+    return report
+
+
+@pytest.mark.parametrize("kind", sorted(SITES))
+def test_a_storage_only_site_plans_its_buckets_and_nothing_else(stacks: Path, kind: str) -> None:
+    report = plan_with_store(stacks, kind)
+    assert report.exit_code == 0, [f.message for f in report.sites[STORE].findings]
+    resources = report.sites[STORE].resources
+    assert resources["aws:s3/bucket:Bucket"] == 1
+    assert not [t for t in resources if any(part in t for part in NOT_STORAGE)], resources
+    plan = report.federation.plans[STORE]
+    (versioning,) = plan.by_type("aws:s3/bucketVersioning:BucketVersioning")
+    assert versioning.inputs["versioningConfiguration"]["status"] == "Enabled"
+    (bucket,) = plan.by_type("aws:s3/bucket:Bucket")
+    assert bucket.inputs.get("acl") in (None, "private")
+    if kind == "aws":  # the same security as a full aws site's buckets
+        (block,) = plan.by_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+        assert all(block.inputs[k] for k in ("blockPublicAcls", "blockPublicPolicy"))
+        assert resources["aws:s3/bucketPolicy:BucketPolicy"] == 1  # TLS only
+        (sse,) = plan.by_type(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        )
+        assert sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == (
+            "aws:kms"
+        )
+    # What the hub and replication sources read: the site's role, endpoint, region, buckets.
+    outputs = plan.outputs
+    assert outputs["site"]["role"] == "storage" and outputs["site"]["kind"] == kind
+    assert outputs["storage"]["buckets"] == {"replicas": f"eofed-vault-{STORE}-replicas"}
+    assert outputs["storage"]["endpoint"].startswith("https://")
+    assert outputs["storage"]["region"]
+    assert outputs["catalog_url"] == "" and outputs["services"] == {}
+    assert outputs["cluster"] == {} and outputs["network"] == {}
+    assert "site vault (" + kind + ", storage only, production)" in as_text(report)
+
+
+# key, value, kinds that have the key, what the message must name besides the key
+REFUSED = [
+    (
+        "services",
+        {"catalog": {"enabled": True}},
+        ("aws", "openstack", "ovh"),
+        "found services: catalog",
+    ),
+    ("bridge", {"mode": "existing"}, ("aws", "openstack", "ovh"), "found bridge: mode"),
+    ("cluster", {"version": "1.31"}, ("aws", "openstack", "ovh"), "found cluster: version"),
+    ("network", {"cidr": "10.90.0.0/16"}, ("aws", "openstack"), "found network: cidr"),
+    ("private_network", {"vlan_id": 90}, ("ovh",), "found private_network: vlan_id"),
+    ("workload_identities", {}, ("openstack",), "found workload_identities: an empty mapping"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value", "found"),
+    [(kind, key, value, found) for key, value, kinds, found in REFUSED for kind in kinds],
+)
+def test_a_storage_only_site_refuses_what_it_cannot_have(
+    tmp_path: Path, kind: str, key: str, value: Any, found: str
+) -> None:
+    path = write_stack_file(tmp_path / f"Pulumi.{STORE}.yaml", storage_site(kind, **{key: value}))
+    with pytest.raises(StackConfigError) as caught:
+        check_stack_file(path)
+    (issue,) = caught.value.issues
+    message = str(issue)
+    assert f"site.{key}: a storage-only site (role: storage) has no" in message
+    assert found in message
+    assert "Allowed on a storage-only site: " in message and "storage" in message
+    assert f" {key}," not in message.split("Allowed on a storage-only site: ")[1]
+
+
+@pytest.mark.parametrize("kind", sorted(SITES))
+def test_a_full_site_still_needs_its_cluster(tmp_path: Path, kind: str) -> None:
+    document = storage_site(kind)
+    del document["config"][SITE_KEY]["role"]
+    path = write_stack_file(tmp_path / f"Pulumi.{STORE}.yaml", document)
+    with pytest.raises(StackConfigError) as caught:
+        check_stack_file(path)
+    messages = [str(i) for i in caught.value.issues]
+    assert any("is required on a site that runs services (role: full" in m for m in messages)
+
+
+@pytest.mark.parametrize("kind", sorted(SITES))
+def test_the_storage_only_scaffold_plans_clean_in_the_example_federation(
+    stacks: Path, kind: str
+) -> None:
+    site = f"new-{kind}-store"
+    runner = CliRunner()
+    made = runner.invoke(
+        app,
+        ["new", site, "--kind", kind, "--storage-only", "--hub", HUB, "--stacks-dir", str(stacks)],
+    )
+    assert made.exit_code == 0, made.output
+    choose(stacks / f"Pulumi.{site}.yaml", kind)
+    document = yaml.safe_load((stacks / f"Pulumi.{site}.yaml").read_text())
+    assert document["config"][SITE_KEY]["role"] == "storage"
+    assert not {"cluster", "network", "private_network", "services"} & set(
+        document["config"][SITE_KEY]
+    )
+    report = run_plan(stacks, [site, HUB], jobs=1)
+    assert report.errors == [] and report.exit_code == 0, [str(e) for e in report.errors]
+    assert report.federation.notes[site] == []
+
+
+def test_the_scaffold_refuses_storage_only_where_the_store_exists_already(stacks: Path) -> None:
+    made = CliRunner().invoke(
+        app, ["new", "new-hpc", "--kind", "hpc", "--storage-only", "--stacks-dir", str(stacks)]
+    )
+    assert made.exit_code == 2
+    assert "--storage-only with --kind 'hpc'" in made.output
+    assert not (stacks / "Pulumi.new-hpc.yaml").exists()
+
+
+def test_an_aws_site_replicates_to_an_aws_storage_only_site(stacks: Path) -> None:
+    edit_site(
+        stacks / "Pulumi.aws-frankfurt.yaml",
+        lambda site: site["storage"]["buckets"]["models"].update(
+            {"replicate_to": {"site": STORE, "bucket": "replicas"}}
+        ),
+    )
+    report = plan_with_store(stacks, "aws", "aws-frankfurt", "aws-dublin")
+    assert report.exit_code == 0
+    references = {(r.stack, r.target, r.output) for r in report.federation.references}
+    assert ("aws-frankfurt", STORE, "storage") in references
+    order = report.federation.order
+    assert [i for i, w in enumerate(order) if STORE in w] < [
+        i for i, w in enumerate(order) if "aws-frankfurt" in w
+    ]
+    rules = [
+        rule
+        for r in report.federation.plans["aws-frankfurt"].by_type(
+            "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
+        )
+        for rule in r.inputs["rules"]
+    ]
+    destinations = {rule["destination"]["bucket"] for rule in rules}
+    assert f"arn:aws:s3:::eofed-vault-{STORE}-replicas" in destinations
+
+
+@pytest.mark.parametrize("kind", ["openstack", "ovh"])
+def test_replication_across_kinds_is_refused_honestly(stacks: Path, kind: str) -> None:
+    write_stack_file(stacks / f"Pulumi.{STORE}.yaml", storage_site(kind))
+    edit_site(
+        stacks / "Pulumi.aws-frankfurt.yaml",
+        lambda site: site["storage"]["buckets"]["models"].update(
+            {"replicate_to": {"site": STORE, "bucket": "replicas"}}
+        ),
+    )
+    with pytest.raises(StackConfigError) as caught:
+        check_stack_file(stacks / "Pulumi.aws-frankfurt.yaml")
+    (issue,) = caught.value.issues
+    assert issue.path == "site.storage.buckets.models.replicate_to.site"
+    assert "nothing copies objects to another kind's storage-only site today" in issue.message
+
+
+def test_the_hub_lists_a_storage_member_and_harvests_no_catalog_from_it(stacks: Path) -> None:
+    edit_site(stacks / f"Pulumi.{HUB}.yaml", lambda site: site["members"].append(STORE))
+    report = plan_with_store(stacks, "ovh", HUB)
+    assert report.exit_code == 0
+    assert report.federation.notes[STORE] == []  # listed by a hub: no advisory
+    hub = report.federation.plans[HUB]
+    member = hub.outputs["federation"][STORE]
+    assert member["site"]["role"] == "storage"
+    assert member["storage"]["buckets"] == {"replicas": f"eofed-vault-{STORE}-replicas"}
+    assert member["catalog_url"] == ""
+    harvested = report.sites[HUB].services["catalog"]
+    assert STORE not in str(harvested)
+
+
+def test_a_storage_only_site_no_hub_lists_is_told_so(stacks: Path) -> None:
+    report = plan_with_store(stacks, "aws")
+    (note,) = report.federation.notes[STORE]
+    assert "the hub's registry will not list it as a storage member" in str(note)
