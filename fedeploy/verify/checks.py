@@ -10,7 +10,9 @@ After `pulumi up`, each check probes a public endpoint the stack file names:
 - on the hub, every member's harvest status collection `fedeploy-site-<member>` says `ok`
   and its `last_success` is younger than `max_harvest_age_s`;
 - the bridge, where the runner can reach it, answers its ping path (a 401 asking for a token
-  counts: the listener is up and speaks TLS).
+  counts: the listener is up and speaks TLS);
+- on a storage-only site (role: storage), which has no catalog, only its buckets: each exists
+  and refuses an anonymous listing (403), asked without credentials at its store's endpoint.
 
 Each check retries with exponential backoff until it passes or its deadline passes (tenacity);
 the checks run side by side, so a run lasts at most about one deadline."""
@@ -40,6 +42,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from fedeploy.config.site_base import is_storage_only
 from fedeploy.errors import FedeployError
 
 OK, FAILED, NOT_APPLICABLE = "ok", "failed", "not applicable"
@@ -207,6 +210,31 @@ def anonymous_write_probe(url: str) -> Probe:
     return probe
 
 
+def private_bucket_probe(url: str) -> Probe:
+    """List the bucket at `url` without credentials: 403 is a bucket that exists and is private;
+    200 one anyone may list (public), 404 one that is not there, a redirect one in another
+    region."""
+
+    def probe(client: httpx.Client) -> Outcome:
+        target = f"{url}?list-type=2&max-keys=1"
+        try:
+            answer = client.get(target)
+        except httpx.HTTPError as err:
+            return Outcome(False, f"GET {target}: {type(err).__name__}: {err}")
+        seen = f"GET {target} without credentials → {answer.status_code}"
+        if answer.status_code == 403:
+            return Outcome(True, f"{seen}: exists, refuses anonymous listing")
+        if answer.status_code == 200:
+            return Outcome(False, f"{seen}: anyone may list it, the bucket is public")
+        if answer.status_code == 404:
+            return Outcome(False, f"{seen}: no such bucket (not deployed yet?)")
+        if answer.status_code in (301, 307):
+            return Outcome(False, f"{seen}: the bucket answers from another region or endpoint")
+        return Outcome(False, seen)
+
+    return probe
+
+
 def _age(moment: str, now: datetime) -> float | None:
     try:
         parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
@@ -327,6 +355,33 @@ def bridge_base(site: Any, override: str | None) -> tuple[str | None, str]:
     return base, ""
 
 
+def bucket_urls(name: str, site: Any) -> dict[str, str]:
+    """Logical bucket name -> the URL its store answers for it at (AWS: virtual-hosted in the
+    site's region; an S3-compatible endpoint: by path, or virtual-hosted if path_style is off)."""
+    from fedeploy.config.loader import physical_buckets
+
+    storage = site.storage
+    endpoint = getattr(storage, "endpoint", None)
+    urls = {}
+    for logical, physical in sorted(physical_buckets(site, name).items()):
+        if endpoint is None:
+            urls[logical] = f"https://{physical}.s3.{site.region}.amazonaws.com/"
+        elif storage.path_style:
+            urls[logical] = f"{str(endpoint).rstrip('/')}/{physical}"
+        else:
+            parts = urlsplit(str(endpoint))
+            urls[logical] = f"{parts.scheme}://{physical}.{parts.netloc}/"
+    return urls
+
+
+def storage_checks(name: str, site: Any) -> list[PlannedCheck]:
+    """A storage-only site's checks: each bucket exists and is private (no catalog, no bridge)."""
+    return [
+        PlannedCheck(f"bucket {logical} is private", private_bucket_probe(url))
+        for logical, url in bucket_urls(name, site).items()
+    ]
+
+
 def plan_checks(
     name: str,
     site: Any,
@@ -445,6 +500,8 @@ def verify_site(
 ) -> VerifyReport:
     """Check stack `name`'s live site; raises VerifyError when it cannot be verified."""
     site = load_site(stacks_dir, name)
+    if is_storage_only(site):
+        return _run(name, site, "", storage_checks(name, site), settings)
     url = (catalog_url or "").rstrip("/") or catalog_url_of(site)
     if not url:
         raise VerifyError(
@@ -452,7 +509,12 @@ def verify_site(
             "the cluster can reach it; give --catalog-url to check it through another address"
         )
     require_resolvable(name, url)
-    checks = plan_checks(name, site, url, settings, bridge_url)
+    return _run(name, site, url, plan_checks(name, site, url, settings, bridge_url), settings)
+
+
+def _run(
+    name: str, site: Any, url: str, checks: list[PlannedCheck], settings: Settings
+) -> VerifyReport:
     with (
         httpx.Client(timeout=settings.timeout_s, verify=settings.verify_tls) as client,
         ThreadPoolExecutor(max_workers=min(8, len(checks))) as pool,
@@ -482,7 +544,7 @@ def require_resolvable(name: str, url: str) -> None:
 def as_text(report: VerifyReport) -> str:
     failed = sum(c.status == FAILED for c in report.checks)
     lines = [
-        f"fedeploy verify {report.site} ({report.kind}, {report.catalog_url}): "
+        f"fedeploy verify {report.site} ({report.kind}, {report.catalog_url or 'storage only'}): "
         f"{len(report.checks)} checks, {failed} failed"
     ]
     width = max((len(c.name) for c in report.checks), default=0)

@@ -103,7 +103,8 @@ def verify_command(
     ] = VerifyFormat.text,
 ) -> None:
     """Check a deployed site from the outside: catalog, conformance, collections, anonymous
-    writes refused, the hub's harvest of every member, the bridge.
+    writes refused, the hub's harvest of every member, the bridge; on a storage-only site, that
+    each bucket exists and refuses anonymous listing.
 
     Exit status: 0 every check passed (or does not apply), 1 a check failed, 2 the site cannot
     be verified (unknown stack, invalid stack file, no public URL)."""

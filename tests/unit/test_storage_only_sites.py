@@ -258,3 +258,49 @@ def test_a_storage_only_site_no_hub_lists_is_told_so(stacks: Path) -> None:
     report = plan_with_store(stacks, "aws")
     (note,) = report.federation.notes[STORE]
     assert "the hub's registry will not list it as a storage member" in str(note)
+
+
+@pytest.mark.parametrize(
+    ("kind", "url"),
+    [
+        ("aws", "https://eofed-vault-vault-replicas.s3.eu-north-1.amazonaws.com/"),
+        ("openstack", "https://s3.waw3-1.cloudferro.com/eofed-vault-vault-replicas"),
+        ("ovh", "https://s3.de.io.cloud.ovh.net/eofed-vault-vault-replicas"),
+    ],
+)
+def test_verify_checks_the_buckets_of_a_storage_only_site_and_no_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, url: str
+) -> None:
+    import httpx
+
+    import fedeploy.verify.checks as checks
+
+    write_stack_file(tmp_path / f"Pulumi.{STORE}.yaml", storage_site(kind))
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert "authorization" not in request.headers  # asked as anyone would
+        asked.append(str(request.url))
+        return httpx.Response(403 if len(asked) == 1 else 200)
+
+    transport = httpx.MockTransport(answer)
+    real = httpx.Client
+    monkeypatch.setattr(checks.httpx, "Client", lambda **kw: real(transport=transport))
+    settings = checks.Settings(deadline_s=0)
+    report = checks.verify_site(STORE, tmp_path, settings)
+    assert [c.name for c in report.checks] == ["bucket replicas is private"]
+    assert report.exit_code == 0 and asked[0].startswith(url)
+    assert checks.as_text(report).startswith(f"fedeploy verify {STORE} ({kind}, storage only)")
+    public = checks.verify_site(STORE, tmp_path, settings)
+    (check,) = public.checks
+    assert public.exit_code == 1 and "anyone may list it, the bucket is public" in check.evidence
+
+
+def test_a_bucket_that_is_not_there_fails_its_check() -> None:
+    import httpx
+
+    from fedeploy.verify.checks import private_bucket_probe
+
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(404)))
+    outcome = private_bucket_probe("https://s3.example.eu/b")(client)
+    assert not outcome.passed and "no such bucket" in outcome.evidence
