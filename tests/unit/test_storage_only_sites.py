@@ -304,3 +304,56 @@ def test_a_bucket_that_is_not_there_fails_its_check() -> None:
     client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(404)))
     outcome = private_bucket_probe("https://s3.example.eu/b")(client)
     assert not outcome.passed and "no such bucket" in outcome.evidence
+
+
+def test_affected_follows_a_storage_only_sites_readers_and_skips_it_for_charts(
+    tmp_path: Path,
+) -> None:
+    from fedeploy.affected.find import find_affected
+    from fedeploy.gitops.planned_sites import PlannedFederation, PlannedSite
+    from tests.builders import git
+
+    repo = tmp_path / "repo"
+    stacks = repo / "stacks"
+    shutil.copytree(STACKS, stacks)
+    write_stack_file(stacks / f"Pulumi.{STORE}.yaml", storage_site("aws"))
+    edit_site(
+        stacks / "Pulumi.aws-frankfurt.yaml",
+        lambda site: site["storage"]["buckets"]["models"].update(
+            {"replicate_to": {"site": STORE, "bucket": "replicas"}}
+        ),
+    )
+    (repo / "charts" / "catalog").mkdir(parents=True)
+    (repo / "charts" / "catalog" / "values.yaml").write_text("replicas: 1\n")
+    git(repo, "init", "-q", "-b", "main")
+
+    def commit() -> str:
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "change")
+        return git(repo, "rev-parse", "HEAD")
+
+    base = commit()
+
+    def planner(tree: Path, stacks_dir: str) -> PlannedFederation:
+        """Every site releases the catalog chart but the storage-only one; its storage output
+        is its bucket list as the tree's stack file says."""
+        names = [p.name.split(".")[1] for p in (tree / stacks_dir).glob("Pulumi.*.yaml")]
+        vault = yaml.safe_load((tree / stacks_dir / f"Pulumi.{STORE}.yaml").read_text())
+        sites = {
+            name: PlannedSite(
+                outputs={"storage": sorted(vault["config"][SITE_KEY]["storage"]["buckets"])}
+                if name == STORE
+                else {"storage": name},
+                charts=frozenset() if name == STORE else frozenset({"catalog"}),
+            )
+            for name in names
+        }
+        return PlannedFederation(sites=sites, errors=[])
+
+    (repo / "charts" / "catalog" / "values.yaml").write_text("replicas: 2\n")
+    chart_change = find_affected(repo, base, commit(), planner=planner)
+    assert STORE not in chart_change.stacks and "aws-frankfurt" in chart_change.stacks
+    edit_site(stacks / f"Pulumi.{STORE}.yaml", lambda s: s["storage"]["buckets"].update(old={}))
+    store_change = find_affected(repo, base, commit(), planner=planner)
+    assert STORE in store_change.stacks and "aws-frankfurt" in store_change.stacks
+    assert store_change.stacks.index(STORE) < store_change.stacks.index("aws-frankfurt")
