@@ -79,3 +79,5 @@ def test_the_wheel_holds_exactly_the_runtime_packages(wheel_names: list[str]) ->
     missing = sorted(modules - set(wheel_names))
     assert not missing, f"modules of the runtime packages missing from the wheel: {missing[:5]}"
     assert "fedeploy/py.typed" in wheel_names
+    # The vendored custom resource schemas the plan validates HTTPRoutes with.
+    assert "fedeploy/crd_schemas/httproute-gateway-v1.json" in wheel_names
