@@ -154,8 +154,9 @@ class WorkloadIdentities(StrictModel):
 
 
 class OpenStackSite(ProvisionedSiteBase):
-    """A site on an OpenStack cloud: Magnum Kubernetes in its own network, the cloud's S3 API
-    (or, with role: storage, its buckets only)."""
+    """A site on an OpenStack cloud: Magnum Kubernetes in its own network, the cloud's S3 API.
+
+    With role: storage, the site is its buckets only (a storage-only site)."""
 
     FULL_SITE_KEYS = ("network", "cluster")
 

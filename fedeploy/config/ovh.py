@@ -92,8 +92,9 @@ class OvhKube(StrictModel):
 
 
 class OvhSite(ProvisionedSiteBase):
-    """A site in an OVHcloud Public Cloud project: Managed Kubernetes and its S3 storage (or,
-    with role: storage, its buckets only)."""
+    """A site in an OVHcloud Public Cloud project: Managed Kubernetes and its S3 storage.
+
+    With role: storage, the site is its buckets only (a storage-only site)."""
 
     kind: Literal["ovh"] = Field(description="The kind of site: ovh.")
     project_id: str = Field(

@@ -40,8 +40,9 @@ class AwsNetwork(StrictModel):
 
 
 class AwsSite(ProvisionedSiteBase):
-    """A site in an AWS region: S3, EKS in its own VPC, optionally a bridge VM (or, with
-    role: storage, its S3 buckets only)."""
+    """A site in an AWS region: S3, EKS in its own VPC, optionally a bridge VM; or S3 only.
+
+    With role: storage, the site is its S3 buckets only (a storage-only site)."""
 
     FULL_SITE_KEYS = ("network", "cluster")
 
