@@ -123,3 +123,43 @@ spool by rename, so the sidecar never uploads half a file; a retry overwrites th
 {{- define "catalog.archiveCommand" -}}
 cp %p /var/lib/postgresql/wal-spool/%f.part && mv -f /var/lib/postgresql/wal-spool/%f.part /var/lib/postgresql/wal-spool/%f
 {{- end }}
+
+{{/* A Gateway API HTTPRoute of exposure mode gateway, attached to the values' Gateway (and
+listener): dict "root" . "name" <route name> "component" <label> "host" <hostname> "rules"
+(list of dict "prefix" <PathPrefix> "service" <Service> "port" <its port>). Path prefixes only: no
+filter, no rewrite, no controller-specific annotation beyond exposure.annotations. */}}
+{{- define "catalog.httpRoute" -}}
+{{- $e := .root.Values.exposure -}}
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "fedeploy-common.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+  {{- with $e.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  parentRefs:
+    - group: gateway.networking.k8s.io
+      kind: Gateway
+      name: {{ $e.gateway.name }}
+      namespace: {{ $e.gateway.namespace }}
+      {{- with $e.gateway.sectionName }}
+      sectionName: {{ . }}
+      {{- end }}
+  hostnames: [{{ .host | quote }}]
+  rules:
+    {{- range .rules }}
+    - matches:
+        - path:
+            type: PathPrefix
+            value: {{ .prefix | quote }}
+      backendRefs:
+        - name: {{ .service }}
+          port: {{ .port }}
+    {{- end }}
+{{- end }}
