@@ -290,7 +290,9 @@ def _chart_defaults(chart: str) -> tuple[dict[str, Any], str]:
     from fedeploy.values.services import CHARTS_DIR, chart_metadata
 
     _require_project()  # one clear error, not a missing file's traceback
-    values = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text()) or {}
+    text = (CHARTS_DIR / chart / "values.yaml").read_text()
+    # libyaml's loader where PyYAML has it: the same documents, a tenth of the time.
+    values = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     metadata = chart_metadata(chart)
     return values, str(metadata.get("appVersion", metadata["version"]))
 
