@@ -6,6 +6,7 @@ and no controller by default."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 
 import pytest
@@ -15,6 +16,7 @@ from fedeploy.config.services import CatalogService
 from fedeploy.values.exposure import exposure_route, exposure_summary, exposure_values
 from loopback.routes import UnsupportedRoute, nginx_locations, published_routes
 from tests.charts.test_network_policies import _pods, _policies, allowed
+from tests.conftest import ROOT
 
 NAMESPACE = "fedeploy"
 GATEWAY = {"name": "public", "namespace": "gateway-system", "sectionName": "https"}
@@ -221,3 +223,63 @@ def test_the_stack_files_gateway_becomes_the_charts_and_the_plan_says_through_wh
 def test_stack_file_exposure_keys_are_checked(exposure, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace("`", "`")):
         _spec(**exposure)
+
+
+def _crd_schema_script():
+    spec = importlib.util.spec_from_file_location("crd_schema", ROOT / "scripts" / "crd_schema.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_schema_script_closes_objects_and_pins_the_kind():
+    crd = {
+        "metadata": {
+            "name": "widgets.example.org",
+            "annotations": {
+                "gateway.networking.k8s.io/bundle-version": "v9.9.9",
+                "gateway.networking.k8s.io/channel": "standard",
+            },
+        },
+        "spec": {
+            "group": "example.org",
+            "names": {"kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"size": {"type": "integer"}},
+                                },
+                                "open": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                    "properties": {"a": {"type": "string"}},
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    schema = _crd_schema_script().crd_schema(crd, "v1")
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["spec"]["additionalProperties"] is False
+    assert "additionalProperties" not in schema["properties"]["open"]
+    assert schema["properties"]["apiVersion"] == {"enum": ["example.org/v1"]}
+    assert schema["properties"]["kind"] == {"enum": ["Widget"]}
+    assert schema["required"] == ["apiVersion", "kind", "metadata"]
+    assert "Gateway API v9.9.9 (standard channel)" in schema["$comment"]
+    # The vendored file is this script's output: closed the same way, the same kind pinned.
+    vendored = json.loads((CRD_SCHEMAS / "httproute-gateway-v1.json").read_text())
+    assert vendored["properties"]["kind"] == {"enum": ["HTTPRoute"]}
+    assert vendored["properties"]["spec"]["additionalProperties"] is False
