@@ -1,9 +1,16 @@
 """The site's bucket, through boto3: small objects, and resumable multipart copies.
 
-Every request carries a Content-MD5, so the store rejects a body damaged on the way. A copy
-streams part by part: parts upload several at once while the next is read, the digest is
+Every request with a body carries one checksum the store verifies, so it rejects a body
+damaged on the way: small objects a Content-MD5, the parts of a copy a CRC32
+(`x-amz-checksum-crc32`, a quarter of MD5's cost; SeaweedFS, which the tests use because it
+checks, refuses a part whose bytes do not match it, as AWS S3 does). A copy streams part by
+part: parts upload several at once while the next is read, the digest of the whole object is
 computed on its own thread as the parts pass, memory stays within COPY_MEMORY_BUDGET, and the
 upload is completed only when the digest matches what the source declared.
+
+The SigV4 signature covers the body's SHA-256 only over plain HTTP, where it is what keeps the
+body from being altered on the way; over HTTPS TLS does, and the part's CRC32 is its one
+checksum (`payload_signing_enabled` off: no second hash of every part).
 
 Conditional writes (`put_if`): `If-Match: <ETag>` replaces only the version that was read,
 `If-None-Match: *` creates only an object that does not exist; a store that has another
@@ -19,6 +26,7 @@ import base64
 import contextlib
 import hashlib
 import threading
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,6 +82,20 @@ def _md5(data: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
+def _crc32(data: bytes | bytearray | memoryview) -> str:
+    """A part's `x-amz-checksum-crc32`: base64 of the big-endian CRC32 (zlib lets go of the
+    GIL for large buffers, so parts are summed on their upload threads at once)."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+# The checksum every part of a new copy carries. A store either records it on the upload
+# (AWS S3: CreateMultipartUpload names it, ListParts lists each part's, and the completion
+# must repeat them) or only checks each part against it (SeaweedFS: it lists neither, and an
+# upload created with it could not be completed once resumed); ObjectStore asks which, once.
+# An upload begun with neither (before parts carried a CRC32) resumes with Content-MD5.
+PART_CHECKSUM = "CRC32"
+
+
 def s3_client(endpoint_url: str, region: str, addressing_style: str) -> Any:
     """A boto3 S3 client; credentials from boto3's default chain (the pod's role, or the shared
     credentials file the chart names in AWS_SHARED_CREDENTIALS_FILE, or AWS_* variables)."""
@@ -83,14 +105,20 @@ def s3_client(endpoint_url: str, region: str, addressing_style: str) -> Any:
     style = addressing_style
     if style == "auto" and endpoint_url:
         style = "path"  # S3-compatible stores on a plain host name rarely do virtual hosts
+    s3: dict[str, Any] = {"addressing_style": style}
+    if not endpoint_url or endpoint_url.startswith("https://"):
+        # Over TLS the body needs no signed SHA-256 besides the checksum each body carries
+        # (over plain HTTP botocore always signs it, which this leaves alone).
+        s3["payload_signing_enabled"] = False
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url or None,
         region_name=region or None,
         config=Config(
-            s3={"addressing_style": style},
+            s3=s3,
             retries={"max_attempts": 5, "mode": "standard"},
-            # We send Content-MD5 ourselves: understood by every S3-compatible store.
+            # We send each body's one checksum ourselves (Content-MD5, or a part's CRC32),
+            # so botocore adds none of its own on top.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         ),
@@ -105,6 +133,31 @@ class ObjectStore:
         self.bucket = bucket
         # Shared by the copies that run at once (sentinel.ITEMS_IN_FLIGHT).
         self.copy_budget = MemoryBudget(COPY_MEMORY_BUDGET)
+        self._records_checksum: bool | None = None  # see records_part_checksums
+        self._probe_lock = threading.Lock()
+
+    def records_part_checksums(self, key: str) -> bool:
+        """Whether the store records an upload's checksum algorithm (and lists its parts'),
+        asked once with an upload of `key`.probe begun and aborted (the copies' own prefix, so
+        the same grant covers it)."""
+        with self._probe_lock:
+            if self._records_checksum is None:
+                probe = f"{key}.checksum-probe"
+                upload_id = self.client.create_multipart_upload(
+                    Bucket=self.bucket, Key=probe, ChecksumAlgorithm=PART_CHECKSUM
+                )["UploadId"]
+                try:
+                    answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=probe)
+                finally:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=probe, UploadId=upload_id
+                    )
+                self._records_checksum = any(
+                    u.get("ChecksumAlgorithm") == PART_CHECKSUM
+                    for u in answer.get("Uploads", [])
+                    if u["UploadId"] == upload_id
+                )
+            return self._records_checksum
 
     @contextlib.contextmanager
     def _errors(self, action: str, key: str) -> Iterator[None]:
@@ -223,8 +276,10 @@ class ObjectStore:
 
     # --- resumable copies ------------------------------------------------------------------
 
-    def _pending_upload(self, key: str) -> tuple[str, list[dict[str, Any]]] | None:
-        """The newest unfinished multipart upload of `key` and its parts; abort older ones."""
+    def _pending_upload(self, key: str) -> tuple[str, str | None, list[dict[str, Any]]] | None:
+        """The newest unfinished multipart upload of `key`, the checksum algorithm the store
+        says it was created with (None when it says none: SeaweedFS never does) and its parts;
+        abort older ones."""
         answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
         uploads = sorted(
             (u for u in answer.get("Uploads", []) if u["Key"] == key), key=lambda u: u["Initiated"]
@@ -236,6 +291,7 @@ class ObjectStore:
         if not uploads:
             return None
         upload_id = uploads[-1]["UploadId"]
+        algorithm = uploads[-1].get("ChecksumAlgorithm")
         parts: list[dict[str, Any]] = []
         marker = 0
         while True:
@@ -246,7 +302,7 @@ class ObjectStore:
             if not page.get("IsTruncated"):
                 break
             marker = page["NextPartNumberMarker"]
-        return upload_id, sorted(parts, key=lambda p: p["PartNumber"])
+        return upload_id, algorithm, sorted(parts, key=lambda p: p["PartNumber"])
 
     def copy_from(
         self,
@@ -270,7 +326,7 @@ class ObjectStore:
             if expected_size:
                 # S3 allows 10,000 parts: grow the part for very large files.
                 part_size = max(part_size, -(-expected_size // MAX_PARTS))
-            upload_id, done, part_size = self._resume_point(key, part_size)
+            upload_id, checksum, done, part_size = self._resume_point(key, part_size)
             offset = len(done) * part_size
             chunks, served_from, total = source.open(offset)
             if served_from != offset:  # the source cannot resume there: start over
@@ -278,14 +334,16 @@ class ObjectStore:
                     self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=key, UploadId=upload_id
                     )
-                upload_id, done, offset = None, [], served_from
+                upload_id, checksum, done, offset = None, PART_CHECKSUM, [], served_from
             if expected_size is not None and total != expected_size:
                 raise ChecksumMismatch(
                     f"source of s3://{self.bucket}/{key} has {total} bytes, "
                     f"its item declares file:size {expected_size}"
                 )
             if upload_id is None:
-                extra = {"ContentType": content_type} if content_type else {}
+                extra: dict[str, str] = {"ContentType": content_type} if content_type else {}
+                if self.records_part_checksums(key):
+                    extra["ChecksumAlgorithm"] = PART_CHECKSUM
                 upload_id = self.client.create_multipart_upload(
                     Bucket=self.bucket, Key=key, Metadata=metadata, **extra
                 )["UploadId"]
@@ -302,6 +360,8 @@ class ObjectStore:
                 key,
                 upload_id,
                 done,
+                checksum=checksum,
+                listed=self.records_part_checksums(key),
                 budget=self.copy_budget,
                 hashers=[sha256] + ([declared] if declared not in (None, sha256) else [])
                 if from_start
@@ -343,22 +403,34 @@ class ObjectStore:
 
     def _resume_point(
         self, key: str, part_size: int
-    ) -> tuple[str | None, list[dict[str, Any]], int]:
-        """An unfinished upload's id, its reusable parts and their size; (None, [], size) if none.
+    ) -> tuple[str | None, str, list[dict[str, Any]], int]:
+        """An unfinished upload's id, the checksum its next parts carry, its reusable parts and
+        their size; (None, PART_CHECKSUM, [], size) if none.
 
         Reusable: the longest run of parts 1, 2, 3... of one size. Later parts, left by
-        uploads that ran in parallel when the copy died, are overwritten or left out.
+        uploads that ran in parallel when the copy died, are overwritten or left out. Parts
+        go on carrying PART_CHECKSUM on an upload the store says it was created with, or on a
+        store that records none (records_part_checksums); an upload begun without it on a
+        store that records it goes on with Content-MD5, which such an upload accepts.
         """
         pending = self._pending_upload(key)
         if pending is None:
-            return None, [], part_size
-        upload_id, parts = pending
+            return None, PART_CHECKSUM, [], part_size
+        upload_id, algorithm, parts = pending
         prefix: list[dict[str, Any]] = []
+        field = f"Checksum{PART_CHECKSUM}"
         for part in parts:
             if part["PartNumber"] != len(prefix) + 1 or part["Size"] != parts[0]["Size"]:
                 break
-            prefix.append({"PartNumber": part["PartNumber"], "ETag": part["ETag"]})
-        return upload_id, prefix, (parts[0]["Size"] if prefix else part_size)
+            kept = {"PartNumber": part["PartNumber"], "ETag": part["ETag"]}
+            if part.get(field):  # completing an upload with checksums names every part's
+                kept[field] = part[field]
+            prefix.append(kept)
+        # AWS S3 lists each part's checksum, which its completion must repeat; moto lists
+        # none and does not ask for them.
+        recorded = self.records_part_checksums(key)
+        checksum = PART_CHECKSUM if algorithm == PART_CHECKSUM or not recorded else "MD5"
+        return upload_id, checksum, prefix, (parts[0]["Size"] if prefix else part_size)
 
     def verify(
         self, key: str, expected: Digest | None, expected_size: int | None
@@ -449,7 +521,8 @@ class _PartUploader:
 
     A part holds its bytes of `budget` from its submit until it is both hashed and uploaded;
     submit waits while they do not fit, so besides the budget a copy holds at most the part
-    being read and its pieces as they are joined. Each part carries its Content-MD5. A failed
+    being read and its pieces as they are joined. Each part carries one checksum, computed on
+    its upload thread: its CRC32, or its Content-MD5 for an upload begun without one. A failed
     upload stops the copy at the next submit instead of after the whole source is read.
     """
 
@@ -461,12 +534,16 @@ class _PartUploader:
         upload_id: str,
         done: list[dict[str, Any]],
         *,
+        checksum: str,
+        listed: bool,
         budget: MemoryBudget,
         hashers: list[Any],
     ) -> None:
         self._client = client
         self._target = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
         self._done = list(done)
+        self._checksum = checksum
+        self._listed = listed  # the completion names each part's checksum
         self.count = len(done)
         self._hashers = hashers
         self._budget = budget
@@ -513,6 +590,13 @@ class _PartUploader:
             hasher.update(data)
 
     def _upload(self, number: int, data: bytes) -> dict[str, Any]:
+        if self._checksum == PART_CHECKSUM:
+            crc = _crc32(data)
+            answer = self._client.upload_part(
+                PartNumber=number, Body=data, ChecksumCRC32=crc, **self._target
+            )
+            part = {"PartNumber": number, "ETag": answer["ETag"]}
+            return {**part, "ChecksumCRC32": crc} if self._listed else part
         answer = self._client.upload_part(
             PartNumber=number, Body=data, ContentMD5=_md5(data), **self._target
         )

@@ -1,11 +1,14 @@
-"""Resumable, verified multipart copies (against moto's S3 in this process)."""
+"""Resumable, verified multipart copies (against moto's S3 in this process; what the store
+itself verifies, against SeaweedFS, since moto checks no part's checksum)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +24,8 @@ from fedeploy_ingestion.object_store import (
     s3_client,
 )
 from moto import mock_aws
+
+from loopback import SeaweedS3
 
 PART = 5 * MiB
 DATA = os.urandom(12 * MiB + 123)
@@ -273,3 +278,77 @@ def test_a_digest_mismatch_with_another_algorithm_is_refused(store: ObjectStore)
     right = Digest("sha512", hashlib.sha512(DATA).digest())
     result = copy(store, MemorySource(), expected=right)
     assert result.sha256 == hashlib.sha256(DATA).digest()  # both digests from the one stream
+
+
+def _part_headers(client: Any) -> list[dict[str, str]]:
+    """The integrity headers of every UploadPart the client sends from now on."""
+    sent: list[dict[str, str]] = []
+    names = ("content-md5", "x-amz-checksum-", "x-amz-content-sha256", "x-amz-sdk-checksum")
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append(
+            {
+                k.lower(): v.decode() if isinstance(v, bytes) else v
+                for k, v in request.headers.items()
+                if k.lower().startswith(names)
+            }
+        )
+
+    client.meta.events.register_first("before-send.s3.UploadPart", record)
+    return sent
+
+
+def test_each_part_carries_one_checksum_its_crc32(store: ObjectStore) -> None:
+    sent = _part_headers(store.client)
+    result = copy(store, MemorySource(), expected=sha256(DATA))
+    assert store.get(result.key) == DATA
+    parts = [DATA[i : i + PART] for i in range(0, len(DATA), PART)]
+    crcs = [base64.b64encode(zlib.crc32(p).to_bytes(4, "big")).decode() for p in parts]
+    # Over TLS (moto stands for AWS here) no signed SHA-256 of the body: one checksum a part.
+    assert sorted(sent, key=lambda h: h["x-amz-checksum-crc32"]) == sorted(
+        ({"x-amz-checksum-crc32": crc, "x-amz-content-sha256": "UNSIGNED-PAYLOAD"} for crc in crcs),
+        key=lambda h: h["x-amz-checksum-crc32"],
+    )
+
+
+def test_an_upload_begun_without_a_checksum_resumes_with_content_md5(store: ObjectStore) -> None:
+    key = "sentinel/c/i/B04.jp2"
+    upload = store.client.create_multipart_upload(Bucket="site", Key=key)["UploadId"]
+    first = DATA[:PART]
+    store.client.upload_part(Bucket="site", Key=key, UploadId=upload, PartNumber=1, Body=first)
+    sent = _part_headers(store.client)
+    source = MemorySource()
+    result = copy(store, source, expected=sha256(DATA))
+    assert source.opened == [PART] and result.resumed_from == PART
+    assert store.get(key) == DATA
+    assert sent and all(set(h) == {"content-md5", "x-amz-content-sha256"} for h in sent)
+
+
+def _damage_second_part(request: Any, **_: Any) -> None:
+    """Flip a byte of part 2 after its checksum was computed: damage on the way."""
+    if "partNumber=2" not in request.url:
+        return
+    body = request.body
+    data = bytearray(body.read() if hasattr(body, "read") else body)
+    data[100] ^= 0xFF
+    request.body = bytes(data)
+
+
+def test_the_store_refuses_a_part_damaged_on_the_way(
+    s3: SeaweedS3, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = s3.endpoint
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_access_key)
+    client = s3_client(endpoint.endpoint_url, endpoint.region, "auto")
+    store = ObjectStore(client, bucket)
+    sent = _part_headers(client)
+    client.meta.events.register_first("before-send.s3.UploadPart", _damage_second_part)
+    with pytest.raises(StorageError, match="BadDigest"):
+        copy(store, MemorySource(), expected=sha256(DATA))
+    assert store.head("sentinel/c/i/B04.jp2") is None
+    assert sent and all("x-amz-checksum-crc32" in h and "content-md5" not in h for h in sent)
+    # Undamaged, the same copy resumes the parts the store kept and completes.
+    client.meta.events.unregister("before-send.s3.UploadPart", _damage_second_part)
+    result = copy(store, MemorySource(), expected=sha256(DATA))
+    assert store.get(result.key) == DATA
