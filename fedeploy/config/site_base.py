@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from fedeploy.config.base import StrictModel
@@ -174,8 +174,22 @@ class SiteBase(StrictModel):
         return self
 
 
+def _role_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """What the validators say, for editors: a full site requires its FULL_SITE_KEYS, a
+    storage-only one has none of INFRASTRUCTURE_KEYS."""
+    refused = [k for k in INFRASTRUCTURE_KEYS if k in model.model_fields]
+    schema["if"] = {"properties": {"role": {"const": "storage"}}, "required": ["role"]}
+    schema["then"] = {
+        "not": {"anyOf": [{"properties": {key: True}, "required": [key]} for key in refused]}
+    }
+    required = list(getattr(model, "FULL_SITE_KEYS", ()))
+    schema["else"] = {"properties": dict.fromkeys(required, True), "required": required}
+
+
 class ProvisionedSiteBase(SiteBase):
     """A kind fedeploy provisions (aws, openstack, ovh): a full site, or a storage-only one."""
+
+    model_config = ConfigDict(json_schema_extra=_role_schema)
 
     # The keys a full site of the kind must set (a storage-only site refuses them).
     FULL_SITE_KEYS: ClassVar[tuple[str, ...]] = ("cluster",)
