@@ -210,29 +210,40 @@ def anonymous_write_probe(url: str) -> Probe:
     return probe
 
 
-def private_bucket_probe(url: str) -> Probe:
-    """List the bucket at `url` without credentials: 403 is a bucket that exists and is private;
-    200 one anyone may list (public), 404 one that is not there, a redirect one in another
-    region."""
+def _status_probe(target: str, verdicts: dict[int, tuple[bool, str]], said: str = "") -> Probe:
+    """GET `target`; the answer's status is judged by `verdicts` (status -> passed, why), any
+    other status or no answer fails. `said` follows the URL in the evidence."""
 
     def probe(client: httpx.Client) -> Outcome:
-        target = f"{url}?list-type=2&max-keys=1"
         try:
             answer = client.get(target)
         except httpx.HTTPError as err:
             return Outcome(False, f"GET {target}: {type(err).__name__}: {err}")
-        seen = f"GET {target} without credentials → {answer.status_code}"
-        if answer.status_code == 403:
-            return Outcome(True, f"{seen}: exists, refuses anonymous listing")
-        if answer.status_code == 200:
-            return Outcome(False, f"{seen}: anyone may list it, the bucket is public")
-        if answer.status_code == 404:
-            return Outcome(False, f"{seen}: no such bucket (not deployed yet?)")
-        if answer.status_code in (301, 307):
-            return Outcome(False, f"{seen}: the bucket answers from another region or endpoint")
-        return Outcome(False, seen)
+        seen = f"GET {target}{said} → {answer.status_code}"
+        if answer.status_code not in verdicts:
+            return Outcome(False, seen)
+        passed, why = verdicts[answer.status_code]
+        return Outcome(passed, f"{seen}: {why}")
 
     return probe
+
+
+def private_bucket_probe(url: str) -> Probe:
+    """List the bucket at `url` without credentials: 403 is a bucket that exists and is private;
+    200 one anyone may list (public), 404 one that is not there, a redirect one in another
+    region."""
+    elsewhere = (False, "the bucket answers from another region or endpoint")
+    return _status_probe(
+        f"{url}?list-type=2&max-keys=1",
+        {
+            403: (True, "exists, refuses anonymous listing"),
+            200: (False, "anyone may list it, the bucket is public"),
+            404: (False, "no such bucket (not deployed yet?)"),
+            301: elsewhere,
+            307: elsewhere,
+        },
+        said=" without credentials",
+    )
 
 
 def _age(moment: str, now: datetime) -> float | None:
@@ -281,20 +292,8 @@ def harvest_probe(url: str, member: str, settings: Settings) -> Probe:
 def bridge_probe(base: str, api_version: str | None) -> Probe:
     # No version pinned: slurmrestd's own description, which every version serves.
     target = f"{base}/slurm/{api_version}/ping" if api_version else f"{base}/openapi/v3"
-
-    def probe(client: httpx.Client) -> Outcome:
-        try:
-            answer = client.get(target)
-        except httpx.HTTPError as err:
-            return Outcome(False, f"GET {target}: {type(err).__name__}: {err}")
-        seen = f"GET {target} → {answer.status_code}"
-        if answer.status_code == 200:
-            return Outcome(True, f"{seen}: the controller answers")
-        if answer.status_code in (401, 403):
-            return Outcome(True, f"{seen}: the listener is up and asks for a token")
-        return Outcome(False, seen)
-
-    return probe
+    asks = (True, "the listener is up and asks for a token")
+    return _status_probe(target, {200: (True, "the controller answers"), 401: asks, 403: asks})
 
 
 # ---- what to check on a site (a pure decision) --------------------------------------------------
