@@ -162,6 +162,13 @@ def test_exposure_values_missing_or_mistyped_are_refused_at_render(
         _render(charts_dir, _values(site_values, merge, **exposure))
 
 
+def test_no_controller_namespace_is_assumed(charts_dir, site_values):
+    values = site_values("published", "catalog")
+    del values["exposure"]["controllerNamespace"]  # the chart's default: none
+    with pytest.raises(ChartValuesError, match="/exposure/controllerNamespace"):
+        _render(charts_dir, values)
+
+
 def _spec(**exposure):
     return CatalogService.model_validate(
         {
