@@ -948,6 +948,9 @@ def _issue(
         described = _description(model, named) if named else None
         if described and _SAYS_ALLOWED.search(described):
             return ConfigIssue(path, f"given {given}; allowed: {described}")
+    about = _NAMES_ITS_KEY.match(message)
+    if kind.startswith("value_error") and about:  # a check of the whole site about one key
+        return ConfigIssue(f"{path}.{about['key']}", about["message"])
     if kind.startswith("value_error") or kind == "assertion_error":
         return ConfigIssue(
             path, message + _quote_hint(path, error, plain_scalars, _takes_text(model, loc))
@@ -999,6 +1002,10 @@ def _takes_text(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
         elif isinstance(arm, type) and issubclass(arm, str):
             return True
     return False
+
+
+# A model's own check that names the key it is about: "site.<key>: <message>" (site_base.py).
+_NAMES_ITS_KEY = re.compile(r"^site\.(?P<key>[a-z_]+(?:\.[a-z_]+)*): (?P<message>.*)\Z", re.S)
 
 
 def _allowed(msg: str) -> str:

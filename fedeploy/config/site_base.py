@@ -32,6 +32,7 @@ INFRASTRUCTURE_KEYS = {
     "services": "services",
     "bridge": "a SLURM bridge",
     "workload_identities": "workload identities",
+    "monitoring": "charts for a Prometheus to monitor",
 }
 
 
@@ -49,7 +50,7 @@ def _declared(value: Any) -> str:
 
 def _full_site_key_missing(key: str) -> ValueError:
     return ValueError(
-        f"site.{key} is required on a site that runs services (role: full, the default); a "
+        f"site.{key}: is required on a site that runs services (role: full, the default); a "
         "site of buckets only sets role: storage"
     )
 

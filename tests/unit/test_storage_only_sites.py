@@ -135,6 +135,7 @@ REFUSED = [
     ("network", {"cidr": "10.90.0.0/16"}, ("aws", "openstack"), "found network: cidr"),
     ("private_network", {"vlan_id": 90}, ("ovh",), "found private_network: vlan_id"),
     ("workload_identities", {}, ("openstack",), "found workload_identities: an empty mapping"),
+    ("monitoring", {"rules": "off"}, ("aws", "openstack", "ovh"), "found monitoring: rules"),
 ]
 
 
@@ -149,6 +150,7 @@ def test_a_storage_only_site_refuses_what_it_cannot_have(
     with pytest.raises(StackConfigError) as caught:
         check_stack_file(path)
     (issue,) = caught.value.issues
+    assert issue.path == f"site.{key}"
     message = str(issue)
     assert f"site.{key}: a storage-only site (role: storage) has no" in message
     assert found in message
@@ -164,7 +166,8 @@ def test_a_full_site_still_needs_its_cluster(tmp_path: Path, kind: str) -> None:
     with pytest.raises(StackConfigError) as caught:
         check_stack_file(path)
     messages = [str(i) for i in caught.value.issues]
-    assert any("is required on a site that runs services (role: full" in m for m in messages)
+    first = "network" if kind in ("aws", "openstack") else "cluster"
+    assert f"site.{first}: is required on a site that runs services (role: full" in messages[0]
 
 
 @pytest.mark.parametrize("kind", sorted(SITES))
