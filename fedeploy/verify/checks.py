@@ -387,8 +387,10 @@ def plan_checks(
     catalog_url: str,
     settings: Settings,
     bridge_url: str | None = None,
+    storage_members: frozenset[str] = frozenset(),
 ) -> list[PlannedCheck]:
-    """The checks of one site, in the order they are reported."""
+    """The checks of one site, in the order they are reported; on the hub, the harvest of a
+    member in `storage_members` (storage-only: no catalog) does not apply."""
     checks = [
         PlannedCheck("catalog answers /", root_probe(catalog_url)),
         PlannedCheck("catalog conformance", conformance_probe(catalog_url)),
@@ -417,6 +419,14 @@ def plan_checks(
     else:
         checks.append(PlannedCheck("no anonymous writes", anonymous_write_probe(catalog_url)))
     for member in getattr(site, "members", None) or []:
+        if member in storage_members:
+            checks.append(
+                PlannedCheck(
+                    f"harvest of {member}",
+                    reason="a storage-only member: it has no catalog to harvest",
+                )
+            )
+            continue
         checks.append(
             PlannedCheck(f"harvest of {member}", harvest_probe(catalog_url, member, settings))
         )
@@ -508,7 +518,19 @@ def verify_site(
             "the cluster can reach it; give --catalog-url to check it through another address"
         )
     require_resolvable(name, url)
-    return _run(name, site, url, plan_checks(name, site, url, settings, bridge_url), settings)
+    checks = plan_checks(name, site, url, settings, bridge_url, storage_members(stacks_dir, site))
+    return _run(name, site, url, checks, settings)
+
+
+def storage_members(stacks_dir: Path, site: Any) -> frozenset[str]:
+    """The members of a hub whose stack files make them storage-only sites (none elsewhere)."""
+    members = getattr(site, "members", None) or []
+    if not members:
+        return frozenset()
+    from fedeploy.config.loader import sibling_sites
+
+    siblings = sibling_sites(stacks_dir)
+    return frozenset(m for m in members if m in siblings and is_storage_only(siblings[m].site))
 
 
 def _run(

@@ -360,3 +360,21 @@ def test_affected_follows_a_storage_only_sites_readers_and_skips_it_for_charts(
     store_change = find_affected(repo, base, commit(), planner=planner)
     assert STORE in store_change.stacks and "aws-frankfurt" in store_change.stacks
     assert store_change.stacks.index(STORE) < store_change.stacks.index("aws-frankfurt")
+
+
+def test_verify_of_the_hub_does_not_ask_a_storage_member_for_its_harvest(stacks: Path) -> None:
+    import fedeploy.verify.checks as checks
+
+    write_stack_file(stacks / f"Pulumi.{STORE}.yaml", storage_site("openstack"))
+    edit_site(stacks / f"Pulumi.{HUB}.yaml", lambda site: site["members"].append(STORE))
+    hub = checks.load_site(stacks, HUB)
+    assert checks.storage_members(stacks, hub) == {STORE}
+    planned = {
+        c.name: c
+        for c in checks.plan_checks(
+            HUB, hub, "https://hub.example.eu", checks.Settings(), None, frozenset({STORE})
+        )
+    }
+    assert planned[f"harvest of {STORE}"].probe is None
+    assert "storage-only member" in planned[f"harvest of {STORE}"].reason
+    assert planned["harvest of aws-dublin"].probe is not None
