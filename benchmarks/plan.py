@@ -209,7 +209,7 @@ def main() -> None:
             low, high = r["spread"]
             print(f"   median of {repeat} runs; fastest {low:.2f} s, slowest {high:.2f} s")
         if r["errors"]:
-            print("   errors:", r["errors"])
+            print("   errors:", [str(e)[:300] for e in r["errors"]])
     print(
         "wall s: from the first import to the report; process s: the whole command, interpreter\n"
         "start and exit included. peak MiB: the larger of the planning process and its largest\n"

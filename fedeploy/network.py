@@ -30,9 +30,21 @@ def subnet_layout(cidr: str, zones: list[str]) -> SubnetLayout:
 
 
 def overlapping(cidrs: dict[str, str]) -> list[tuple[str, str]]:
-    """Pairs of names whose ranges overlap (sites that could never be peered)."""
+    """Pairs of names whose ranges overlap (sites that could never be peered), each pair in
+    name order, the pairs sorted. One sweep over the ranges sorted by first address: a range
+    is compared only with the earlier ones still open where it starts, so a federation of
+    ranges that do not overlap costs n log n, not n squared."""
     nets = {name: ipaddress.ip_network(c) for name, c in cidrs.items()}
-    names = sorted(nets)
-    return [
-        (a, b) for i, a in enumerate(names) for b in names[i + 1 :] if nets[a].overlaps(nets[b])
-    ]
+    pairs: set[tuple[str, str]] = set()
+    for version in (4, 6):
+        spans = sorted(
+            (int(net.network_address), int(net.broadcast_address), name)
+            for name, net in nets.items()
+            if net.version == version
+        )
+        open_spans: list[tuple[int, str]] = []  # (last address, name) of ranges begun so far
+        for first, last, name in spans:
+            open_spans = [(end, other) for end, other in open_spans if end >= first]
+            pairs.update((min(name, other), max(name, other)) for _, other in open_spans)
+            open_spans.append((last, name))
+    return sorted(pairs)
