@@ -17,7 +17,11 @@ from fedeploy.values.wiring import SiteWiring
 
 
 class Hub(pulumi.ComponentResource):
-    """Reads every member's contract (stack outputs only) and harvests their catalogs into one."""
+    """Reads every member's contract (stack outputs only) and harvests their catalogs into one.
+
+    `federation` (the registry) lists every member with its `site`, `storage`, `catalog_url` and
+    `bridge`; a storage-only member (its `site.role` is storage) is there with its buckets and an
+    empty `catalog_url`, so the catalog, which harvests members with a catalog URL, skips it."""
 
     contract: dict[str, pulumi.Output[Any]]
     kubeconfig: pulumi.Output[str]
