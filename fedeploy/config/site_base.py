@@ -21,8 +21,8 @@ ROLE_DESCRIPTION = (
     "What the site runs. full (the default): its cluster, network, services and bridge as "
     "declared. storage: a storage-only site, its buckets and nothing else (private, encrypted, "
     "versioned as declared; no cluster, no network, no services, no bridge), which other sites "
-    "replicate to and the hub lists as a storage member; cluster, network, services, bridge "
-    "and the like are refused on it."
+    "replicate to and the hub lists as a storage member; cluster, network (private_network on "
+    "ovh), services, bridge, workload_identities and monitoring are refused on it."
 )
 # Keys a storage-only site refuses (those its kind has), and what each would have built.
 INFRASTRUCTURE_KEYS = {
@@ -42,7 +42,7 @@ def is_storage_only(site: Any) -> bool:
 
 
 def _declared(value: Any) -> str:
-    """`services.catalog, services.ingestion` for a mapping, else the value's type in words."""
+    """What a refused key holds, in words: its keys (`catalog, ingestion`), or the value."""
     if isinstance(value, dict) and value:
         return ", ".join(sorted(value))
     return "an empty mapping" if isinstance(value, dict) else repr(value)
@@ -56,12 +56,10 @@ def _full_site_key_missing(key: str) -> ValueError:
 
 
 def storage_only_refusals(model: type[ProvisionedSiteBase], data: Any) -> Any:
-    """A `mode="before"` check of a provisioned kind's raw site: on `role: storage`, refuse what a storage-only site cannot have
-    (ValueError naming the key, what was found and what is allowed), and switch its services off
-    so nothing downstream deploys one; else `data`."""
-    if not isinstance(data, dict):
-        return data
-    if data.get("role") != "storage":
+    """A `mode="before"` check of a provisioned kind's raw site: on `role: storage`, refuse what
+    a storage-only site cannot have (ValueError naming the key, what was found and what is
+    allowed) and switch its services off so nothing downstream deploys one; else `data`."""
+    if not isinstance(data, dict) or data.get("role") != "storage":
         return data
     refused = [key for key in INFRASTRUCTURE_KEYS if key in model.model_fields]
     for key in refused:
