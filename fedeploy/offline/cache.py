@@ -30,6 +30,7 @@ CODE_DIRS = ("fedeploy", "components", "policies", "charts", "templates")
 CODE_FILES = ("images.lock.yaml", "Pulumi.yaml", "__main__.py", "pyproject.toml")
 _SKIPPED = ("__pycache__",)
 FORMAT = 1  # bump when what an entry holds changes shape
+LIMIT_BYTES = 512 * 1024 * 1024  # beyond this, the entries least recently used are removed
 
 
 @functools.lru_cache(maxsize=4)
@@ -68,9 +69,11 @@ def _distributions() -> list[str]:
 class PlanCache:
     """Planned stacks by key, in `directory`; `get` misses (None) on any unreadable entry."""
 
-    def __init__(self, directory: Path, root: Path = ROOT) -> None:
+    def __init__(self, directory: Path, root: Path = ROOT, limit: int = LIMIT_BYTES) -> None:
         self.directory = directory
         self.root = root
+        self.limit = limit
+        self.written = 0
         self.hits = 0
         self.misses = 0  # keys looked up and not found, each counted once
         self._missed: set[str] = set()
@@ -104,9 +107,11 @@ class PlanCache:
         """The result kept under `key`, or None (never kept, or unreadable)."""
         if key in self._missed:
             return None
+        path = self._path(key)
         try:
-            with open(self._path(key), "rb") as handle:
+            with open(path, "rb") as handle:
                 value = pickle.load(handle)
+            os.utime(path)  # used now: the last to go when the cache is pruned
         except Exception:  # a missing, truncated or stale entry is a miss, never an error
             self.misses += 1
             self._missed.add(key)
@@ -124,10 +129,28 @@ class PlanCache:
                 handle.write(data)
             os.replace(handle.name, path)
             self._missed.discard(key)
+            self.written += 1
         except OSError:
             return
         except pickle.PicklingError:
             return
+
+    def prune(self) -> None:
+        """Remove the entries least recently used until the cache holds at most `limit` bytes
+        (a plan of temporary copies, as `fedeploy diff` makes, leaves entries never read)."""
+        entries = []
+        for path in self.directory.glob("*/*.pickle"):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            entries.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= self.limit:
+                return
+            path.unlink(missing_ok=True)
+            total -= size
 
 
 def default_cache() -> PlanCache | None:

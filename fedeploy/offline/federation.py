@@ -188,6 +188,8 @@ def plan_federation(
     finally:
         if pool is not None:
             pool.shutdown()
+    if cache is not None and cache.written:
+        cache.prune()
     _gather(plan, results)
     return plan
 

@@ -5,6 +5,7 @@ planned again. And the warm-up of the provider SDKs before the planner forks its
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,15 @@ def test_the_provider_warm_up_loads_every_kind_and_the_sdk_modules_they_use():
         [sys.executable, "-c", _WARM], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_the_cache_keeps_within_its_limit_dropping_the_least_recently_used(tmp_path):
+    cache = PlanCache(tmp_path / "cache", limit=2500)
+    for n, key in enumerate(("a1" * 32, "b2" * 32, "c3" * 32)):
+        cache.put(key, "x" * 1000)
+        path = tmp_path / "cache" / key[:2] / f"{key}.pickle"
+        os.utime(path, (1_000_000 + n, 1_000_000 + n))
+    assert cache.get("a1" * 32) == "x" * 1000  # read now: the most recently used
+    cache.prune()
+    assert cache.get("b2" * 32) is None
+    assert cache.get("a1" * 32) is not None and cache.get("c3" * 32) is not None
