@@ -324,7 +324,12 @@ class UnsafeBody(SourceError):
 
 def content_encodings(response: httpx.Response) -> list[str]:
     """The answer's content codings in the order applied, `identity` left out."""
-    values = response.headers.get_list("content-encoding")
+    return content_encodings_of(*response.headers.get_list("content-encoding"))
+
+
+def content_encodings_of(*values: str) -> list[str]:
+    """The content codings of Content-Encoding header values (any HTTP client's), in the order
+    applied, `identity` left out."""
     codings = [c.strip().lower() for value in values for c in value.split(",")]
     return [c for c in codings if c and c != "identity"]
 

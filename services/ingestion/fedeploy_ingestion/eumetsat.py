@@ -10,9 +10,20 @@ source's `url`, so token, search and download hang from one root.
 Every request eumdac sends goes through `GuardedAdapter` (eumdac builds a requests session per
 request; its `_get_adapter` is replaced while a source runs): each URL, redirects included, must
 pass the source's DownloadPolicy (allowed hosts, https or the source's scheme, no loopback,
-private, link-local or cluster address), proxies from the environment are not used, and each
-request times out after INGEST_HTTP_TIMEOUT_SECONDS. The consumer key and secret are sent only
-with the token request, to the token endpoint; the bearer token only to the source's hosts.
+private, link-local or cluster address), proxies from the environment are not used, each
+request times out after INGEST_HTTP_TIMEOUT_SECONDS, and each answer's body is read decoded step
+by step, refused past MAX_API_BODY (download_safety.decoded_body: a gzip bomb). The consumer key
+and secret are sent only with the token request, to the token endpoint; the bearer token only to
+the source's hosts, on the source URL's port (or https's).
+
+The token is eumdac's `AccessToken` subclassed (`bounded_token_class`): the endpoint's answer is
+checked (`expires_in` from MIN_TOKEN_SECONDS to MAX_TOKEN_SECONDS, a printable `access_token`),
+a token is renewed once when it nears expiry or a download answers 401, and a source sends at
+most MAX_TOKEN_REQUESTS token requests a run. The search pages are read by `search_products`
+(eumdac's page loader, not its iterator): each record becomes a product on its own (a malformed
+one fails alone), a page that brings no new product ends the search, and past
+INGEST_SEARCH_MAX_PAGES pages or MAX_SEARCH_RESULTS results the collection fails; at most
+`maxItems` (1000 unless set) products a collection per run.
 
 A product's zip is downloaded by the guarded httpx client (HttpAsset: redirects followed here,
 the token re-applied only between the source's hosts) and streamed into a resumable S3
@@ -24,7 +35,10 @@ multipart upload, verified against the MD5 the Data Store publishes, its size bo
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +47,7 @@ import httpx
 from requests.adapters import HTTPAdapter
 
 from fedeploy_ingestion import eumetsat_plan
-from fedeploy_ingestion.download_safety import DownloadPolicy
+from fedeploy_ingestion.download_safety import DownloadPolicy, content_encodings_of, decoded_body
 from fedeploy_ingestion.errors import ConfigError, SourceError
 from fedeploy_ingestion.object_store import MiB, RangeSource
 from fedeploy_ingestion.product_copy import AgencyRun, ProductReport
@@ -42,6 +56,19 @@ from fedeploy_ingestion.sharding import owns
 from fedeploy_ingestion.upstream import HttpAsset
 
 log = logging.getLogger(__name__)
+
+# Decoded bytes of one API answer (token, OpenSearch description, search page), at most: a
+# page of 100 products has about 200 KiB; a gzip body that expands past this is refused.
+MAX_API_BODY = 32 * MiB
+# Token requests one source may send in a run (the first, renewals, one retry after a 401).
+MAX_TOKEN_REQUESTS = 20
+# A token's announced lifetime (expires_in, seconds) must lie within these: a shorter one
+# would be renewed in a loop (eumdac renews 2 s before expiry), a longer one is no lifetime.
+MIN_TOKEN_SECONDS = 30
+MAX_TOKEN_SECONDS = 366 * 86400
+# The Data Store pages no further than this many results of one query.
+MAX_SEARCH_RESULTS = 10000
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,4096}$")
 
 
 class GuardedAdapter(HTTPAdapter):
@@ -62,16 +89,31 @@ class GuardedAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: Any = None,
     ) -> Any:
-        """Check the URL (UnsafeDownload names the refusal), then send it directly."""
-        self.policy.check(str(request.url), what="EUMETSAT API request to")
-        return super().send(
+        """Check the URL (UnsafeDownload names the refusal), send it directly, and read the
+        body (unless streamed) decoded step by step, at most MAX_API_BODY bytes (UnsafeBody)."""
+        url = str(request.url)
+        self.policy.check(url, what="EUMETSAT API request to")
+        response = super().send(
             request,
-            stream=stream,
+            stream=True,
             timeout=timeout or self.timeout,
             verify=verify,
             cert=cert,
             proxies={},
         )
+        if stream:
+            return response
+        try:
+            raw = response.raw.stream(64 * 1024, decode_content=False)
+            codings = content_encodings_of(response.headers.get("content-encoding", ""))
+            what = f"EUMETSAT API {request.method} {url.split('?', 1)[0]}"
+            # requests' Response keeps a read body in `_content`: set, it decodes nothing more.
+            response._content = b"".join(decoded_body(raw, codings, MAX_API_BODY, what))
+            response._content_consumed = True
+            response.headers.pop("content-encoding", None)
+        finally:
+            response.close()
+        return response
 
 
 @contextlib.contextmanager
@@ -92,19 +134,98 @@ def guarded_eumdac(policy: DownloadPolicy, timeout: float) -> Iterator[None]:
         eumdac.request._get_adapter = original
 
 
-class BearerCredentials:
-    """The token for HttpAsset: sent only to the source's own hosts (the policy's)."""
+def bounded_token_class() -> type:
+    """eumdac's `AccessToken` with the token endpoint's answer checked: `expires_in` a number
+    of seconds within [MIN_TOKEN_SECONDS, MAX_TOKEN_SECONDS], `access_token` a short printable
+    string (SourceError saying the answer is malformed otherwise), at most MAX_TOKEN_REQUESTS
+    token requests in the token's life, and a token renewed once before it expires instead of
+    eumdac's renewal loop (which never ends on a lifetime under its 2 s margin)."""
+    import eumdac
+    import eumdac.common
+    import eumdac.request
+    from requests.auth import HTTPBasicAuth
 
-    def __init__(self, policy: DownloadPolicy, token: Any) -> None:
+    class BoundedToken(eumdac.AccessToken):  # type: ignore[misc]
+        requests_sent = 0
+
+        @property
+        def access_token(self) -> str:
+            """The current token; a new one when it expires within eumdac's margin."""
+            if time.time() >= self._expiration - self.request_margin:
+                self._update_token_data()
+            return str(self._access_token)
+
+        def renew(self) -> None:
+            """A new token now (the Data Store refused the current one: 401)."""
+            self._update_token_data()
+
+        def _update_token_data(self) -> None:
+            url = self.urls.get("token", "token")
+            if self.requests_sent >= MAX_TOKEN_REQUESTS:
+                raise SourceError(
+                    f"EUMETSAT token endpoint {url}: {MAX_TOKEN_REQUESTS} token requests in "
+                    "this run already; no more are sent"
+                )
+            self.requests_sent += 1
+            now = time.time()
+            response = eumdac.request.post(
+                url,
+                auth=HTTPBasicAuth(*self.credentials),
+                data={"grant_type": "client_credentials", "validity_period": self.validity_period},
+                headers=eumdac.common.headers,
+            )
+            response.raise_for_status()
+            token, lifetime = _token_answer(url, response)
+            self._expiration = now + lifetime
+            self._access_token = token
+
+    return BoundedToken
+
+
+def _token_answer(url: str, response: Any) -> tuple[str, float]:
+    """(access_token, expires_in) of a token answer; SourceError naming what is malformed."""
+    malformed = f"EUMETSAT token endpoint {url}'s answer is malformed"
+    try:
+        answer = response.json()
+    except ValueError:
+        raise SourceError(f"{malformed}: not JSON") from None
+    if not isinstance(answer, dict):
+        raise SourceError(f"{malformed}: not a JSON object")
+    token, lifetime = answer.get("access_token"), answer.get("expires_in")
+    if not isinstance(token, str) or not _TOKEN.match(token):
+        raise SourceError(f"{malformed}: no access_token (1 to 4096 printable characters)")
+    if (
+        isinstance(lifetime, bool)
+        or not isinstance(lifetime, int | float)
+        or not MIN_TOKEN_SECONDS <= lifetime <= MAX_TOKEN_SECONDS  # NaN and inf fail too
+    ):
+        raise SourceError(
+            f"{malformed}: expires_in must be a number of seconds from {MIN_TOKEN_SECONDS} to "
+            f"{MAX_TOKEN_SECONDS}"
+        )
+    return token, float(lifetime)
+
+
+class BearerCredentials:
+    """The token for HttpAsset: sent only to the source's own hosts (the policy's), on the
+    source URL's port or the scheme's default one."""
+
+    def __init__(self, policy: DownloadPolicy, token: Any, source_url: str = "") -> None:
         self.policy = policy
         self._token = token
+        ports = {443}
+        if source_url:
+            parsed = httpx.URL(source_url)
+            ports.add(parsed.port or (443 if parsed.scheme == "https" else 80))
+        self._ports = frozenset(ports)
 
     def __repr__(self) -> str:  # never show the token
         return f"BearerCredentials(source={self.policy.source!r})"
 
     def headers_for(self, url: httpx.URL) -> dict[str, str]:
         """`Authorization: Bearer` for the source's hosts, nothing for any other."""
-        if not self.policy.trusted(url):
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if not self.policy.trusted(url) or port not in self._ports:
             return {}
         return {"Authorization": f"Bearer {_token_value(self._token)}"}
 
@@ -129,13 +250,23 @@ def _token_value(token: Any) -> str:
 class BoundedAsset(RangeSource):
     """A download whose announced size must be at most `limit` bytes."""
 
-    def __init__(self, asset: HttpAsset, limit: int) -> None:
+    def __init__(self, asset: HttpAsset, limit: int, token: Any = None) -> None:
         self._asset = asset
         self._limit = limit
+        self._token = token
+        self._renewed = False
 
     def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
-        """The asset's chunks; SourceError before reading when it is larger than the bound."""
-        chunks, start, total = self._asset.open(offset)
+        """The asset's chunks; SourceError before reading when it is larger than the bound.
+        A 401 (the Data Store ended the token early) renews the token and tries once more."""
+        try:
+            chunks, start, total = self._asset.open(offset)
+        except SourceError as error:
+            if not (str(error).endswith(" answered 401") and self._token and not self._renewed):
+                raise
+            self._renewed = True
+            self._token.renew()
+            chunks, start, total = self._asset.open(offset)
         if total > self._limit:
             close = getattr(chunks, "close", None)
             if close:
@@ -166,6 +297,7 @@ class EumetsatRun(AgencyRun):
                 "INGEST_EUMETSAT_SOURCES is set but INGEST_EUMETSAT_CONSUMER_KEY / "
                 "INGEST_EUMETSAT_CONSUMER_SECRET are not: the Data Store needs an API key"
             )
+        _check_site_collections(s.eumetsat_sources)
         now = now or datetime.now(UTC)
         for source in s.eumetsat_sources:
             policy = DownloadPolicy.for_source(source, self.guard)
@@ -196,7 +328,7 @@ class EumetsatRun(AgencyRun):
                     policy.check(urls.get(section, option), what=f"EUMETSAT {option} endpoint")
         s = self.settings
         assert s.eumetsat_consumer_key is not None and s.eumetsat_consumer_secret is not None
-        token = eumdac.AccessToken(
+        token = bounded_token_class()(
             (
                 s.eumetsat_consumer_key.get_secret_value(),
                 s.eumetsat_consumer_secret.get_secret_value(),
@@ -221,21 +353,24 @@ class EumetsatRun(AgencyRun):
         query: dict[str, Any] = {"dtstart": start, "dtend": end}
         if source.bbox:
             query["bbox"] = ",".join(f"{v:g}" for v in source.bbox)
-        credentials = BearerCredentials(policy, token)
+        credentials = BearerCredentials(policy, token, source.url)
         taken = 0
         try:
-            for product in datastore.get_collection(collection_id).search(**query):
-                name = f"{collection_id}/{product}"
+            found = search_products(datastore, collection_id, query, self.settings.search_max_pages)
+            for product_id, product in found:
+                name = f"{collection_id}/{product_id}"
                 self.report.found += 1
                 taken += 1
-                if not owns(name, self.settings.shard_index, self.settings.shard_count):
+                if isinstance(product, Exception):
+                    self.sink.failed(source.name, name, product)
+                elif not owns(name, self.settings.shard_index, self.settings.shard_count):
                     self.report.other_shards += 1
                 else:
                     try:
                         self._product(source, token, credentials, collection_id, product, now)
                     except Exception as error:  # noqa: BLE001 - one product fails alone
                         self.sink.failed(source.name, name, error)
-                if source.max_items is not None and taken >= source.max_items:
+                if taken >= source.max_items:
                     break
         except eumdac.errors.EumdacError as error:
             raise SourceError(
@@ -270,6 +405,7 @@ class EumetsatRun(AgencyRun):
             lambda: BoundedAsset(
                 HttpAsset(href, self.http, credentials),  # type: ignore[arg-type]
                 source.max_product_mib * MiB,
+                token,
             ),
             size=None,  # the Data Store gives kB; the download's Content-Length is checked
             expected=expected,
@@ -290,3 +426,79 @@ class EumetsatRun(AgencyRun):
             now=now,
         )
         self.sink.register(eumetsat_plan.site_collection(collection_id, source.url), item)
+
+
+def _check_site_collections(sources: list[EumetsatSource]) -> None:
+    """ConfigError when two configured collections would share a site collection id."""
+    seen: dict[str, str] = {}
+    for source in sources:
+        for collection_id in dict.fromkeys(source.collections):
+            site_id = eumetsat_plan.site_collection_id(collection_id)
+            other = seen.setdefault(site_id, collection_id)
+            if other != collection_id:
+                raise ConfigError(
+                    f"EUMETSAT collections {other} and {collection_id} would both be the "
+                    f"site's collection {site_id}; configure one of them"
+                )
+
+
+def search_products(
+    datastore: Any, collection_id: str, query: dict[str, Any], max_pages: int
+) -> Iterator[tuple[str, Any]]:
+    """(product id, eumdac Product or the Exception that made its record unusable) of every
+    product the search finds, page by page: each record is made a Product on its own (a
+    malformed one fails alone); the search ends at a page that brings no new product, and fails
+    (SourceError) past `max_pages` pages or MAX_SEARCH_RESULTS results.
+
+    The pages are loaded with eumdac's `SearchResults` (`_get_request_params`, `_load_page`:
+    the query, token and endpoint as eumdac builds them); its own iterator is not used, as it
+    restarts a search by recursion and skips repeated records without end.
+    tests/test_eumetsat_hostile.py pins these two methods."""
+    results = datastore.get_collection(collection_id).search(**query)
+    params = results._get_request_params()
+    per_page = int(params["c"])
+    seen: set[str] = set()
+    for page in itertools.count():
+        if page >= max_pages:
+            raise SourceError(
+                f"search of {collection_id}: more than {max_pages} pages (INGEST_SEARCH_MAX_PAGES)"
+            )
+        params["si"] = page * per_page
+        if params["si"] >= MAX_SEARCH_RESULTS:
+            raise SourceError(
+                f"search of {collection_id}: more than {MAX_SEARCH_RESULTS} products in the "
+                "window, the most the Data Store pages through; narrow the source's datetime "
+                "or set maxItems"
+            )
+        answer = results._load_page(params)
+        features = answer.get("features") if isinstance(answer, dict) else None
+        if not isinstance(features, list):
+            raise SourceError(f"search of {collection_id}: a page without a features list")
+        fresh = 0
+        for number, feature in enumerate(features):
+            product_id = feature.get("id") if isinstance(feature, dict) else None
+            if not isinstance(product_id, str):
+                label = f"page {page + 1} record {number + 1}"
+                yield label, SourceError(f"search record {label} has no string id")
+                continue
+            if product_id in seen:
+                continue
+            seen.add(product_id)
+            fresh += 1
+            try:
+                product = datastore.get_product_from_search_feature(collection_id, feature)
+            except Exception as error:  # noqa: BLE001 - one malformed record fails alone
+                yield (
+                    product_id,
+                    SourceError(f"malformed search record: {type(error).__name__}: {error}"),
+                )
+            else:
+                yield product_id, product
+        total = answer.get("totalResults")
+        last = (
+            isinstance(total, int)
+            and not isinstance(total, bool)
+            and params["si"] + per_page >= total
+        )
+        if fresh == 0 or len(features) < per_page or last:
+            return

@@ -321,6 +321,10 @@ class EcmwfSource(AgencySource):
 EUMETSAT_API_URL = "https://api.eumetsat.int"
 
 
+# Products one EUMETSAT collection copies a run unless its maxItems says otherwise.
+EUMETSAT_MAX_ITEMS = 1000
+
+
 class EumetsatSource(AgencySource):
     """EUMETSAT Data Store collections to copy (an entry of INGEST_EUMETSAT_SOURCES): the
     products whose sensing time meets the window and whose footprint meets the area."""
@@ -339,11 +343,13 @@ class EumetsatSource(AgencySource):
         description="Sensing times: an interval ('2026-12-01T00:00:00Z/2026-12-02T00:00:00Z') "
         "or an ISO 8601 duration back from now.",
     )
-    max_items: int | None = Field(
-        default=None,
+    max_items: int = Field(
+        default=EUMETSAT_MAX_ITEMS,
         ge=1,
+        le=10000,
         alias="maxItems",
-        description="At most this many products a collection per run.",
+        description="At most this many products a collection per run (1000 unless set; the "
+        "Data Store pages through 10000 at most).",
     )
     max_product_mib: int = Field(
         default=4096,
