@@ -87,7 +87,16 @@ class IndexSession:
         data_url = url.rsplit(".", 1)[0] + ".grib2"
         for number, line in enumerate(lines, 1):
             entry = forecast_plan.index_entry(line, url, number)
+            if entry["_offset"] in by_offset:
+                raise SourceError(
+                    f"index {url} line {number}: a second entry at byte {entry['_offset']}"
+                )
             by_offset[entry["_offset"]] = entry
+        end = 0
+        for offset in sorted(by_offset):  # every entry of the file, not only those selected
+            if offset < end:
+                raise SourceError(f"index {url}: the entry at byte {offset} overlaps another")
+            end = offset + by_offset[offset]["_length"]
         self.entries[data_url] = by_offset
         return _IndexAnswer(lines)
 

@@ -9,8 +9,9 @@ ingestion role may write and the asset endpoint may presign), so a second run fi
 first one stored.
 
 ECMWF publishes no digest of its files. What is checked instead: every index entry is a JSON
-object with a non-negative integer `_offset` and a positive `_length`, entries do not overlap
-and lie inside the file (its size from the answer's Content-Range), and every message copied
+object with a non-negative integer `_offset` and a `_length` of at least 20 bytes (a GRIB2
+message's indicator and end sections), the entries of each index (all, not only those
+selected) do not overlap and lie inside the file (its size from the answer's Content-Range), and every message copied
 starts with `GRIB`, edition 2, declares the length the index gives it, and ends with `7777`
 (`GribCheck`). The copy's own SHA-256 is recorded in the item (`file:checksum`).
 """
@@ -41,6 +42,14 @@ GRIB2 = "application/wmo-GRIB2"
 # One GRIB2 message: "GRIB", 2 reserved bytes, discipline, edition (2), 8-byte total length.
 _HEADER = 16
 _TRAILER = b"7777"
+# No GRIB2 message is shorter than its indicator section and its end section.
+MIN_MESSAGE = _HEADER + len(_TRAILER)
+# The index keys an item's description of its messages keeps (strings of at most this length).
+INDEX_KEYS = (
+    "domain", "date", "time", "expver", "class", "type", "stream", "step", "levtype",
+    "levelist", "number", "param",
+)  # fmt: skip
+MAX_INDEX_VALUE = 64
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,9 @@ class Message:
     def summary(self, copy_offset: int) -> dict[str, Any]:
         """Where the message lies in the site's copy, with ECMWF's identifiers of it."""
         named = {
-            k: v for k, v in self.entry.items() if not k.startswith("_") and isinstance(v, str)
+            k: v
+            for k in INDEX_KEYS
+            if isinstance(v := self.entry.get(k), str) and len(v) <= MAX_INDEX_VALUE
         }
         return {**named, "offset": copy_offset, "length": self.length}
 
@@ -136,10 +147,11 @@ def index_entry(line: bytes, url: str, number: int) -> dict[str, Any]:
         and offset >= 0
         and isinstance(length, int)
         and not isinstance(length, bool)
-        and length > 0
+        and length >= MIN_MESSAGE
     ):
         raise SourceError(
-            f"index {url} line {number}: _offset must be an integer >= 0 and _length one > 0 "
+            f"index {url} line {number}: _offset must be an integer >= 0 and _length one >= "
+            f"{MIN_MESSAGE} (no GRIB2 message is shorter) "
             f"(found {str(offset)[:20]!r}, {str(length)[:20]!r})"
         )
     return entry
@@ -184,10 +196,11 @@ def spans(chosen: list[Message]) -> list[Span]:
 
 
 def fingerprint(product: Product, chosen: list[Message]) -> str:
-    """What identifies the upstream content: the files and byte ranges of the messages."""
+    """What identifies the upstream content: the files (by name, not by host: a mirror's copy
+    of the same forecast is the same content) and byte ranges of the messages."""
     basis = {
         "item": product.item_id,
-        "messages": [(m.url, m.offset, m.length) for m in chosen],
+        "messages": [(m.url.rsplit("/", 1)[-1], m.offset, m.length) for m in chosen],
     }
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
@@ -227,6 +240,11 @@ class GribCheck:
                 self._next += 1
             position = end
             yield chunk
+        if self._next < len(self._windows):
+            raise SourceError(
+                f"the product ended at byte {position}, before its GRIB message's "
+                f"{self._windows[self._next][3]} at byte {self._windows[self._next][0]}"
+            )
 
     @staticmethod
     def _check(piece: bytes, at: int, length: int, kind: str) -> None:
@@ -241,6 +259,14 @@ class GribCheck:
             raise SourceError(
                 f"the GRIB message at byte {at} declares {declared} bytes, its index {length}"
             )
+
+
+# What the item's identifiers of the messages rest on (finding 4 of review 36).
+IDENTIFIERS_NOTE = (
+    "The messages' identifiers (param, levtype, levelist, step) are those ECMWF's .index lists "
+    "for their byte ranges; each message was checked to be a whole GRIB2 message of that "
+    "length, not decoded."
+)
 
 
 def site_collection(product: Product, url: str) -> dict[str, Any]:
@@ -328,6 +354,7 @@ def site_item(
                 "title": f"{', '.join(sorted(product.params))} at step {product.step} h",
                 "file:size": copy.size,
                 "file:checksum": sha256_multihash(copy.sha256),
+                "description": IDENTIFIERS_NOTE,
                 "ecmwf:messages": layout,
             }
         },

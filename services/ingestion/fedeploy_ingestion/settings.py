@@ -228,6 +228,10 @@ class AgencySource(BaseModel):
 
 ECMWF_OPEN_DATA_URL = "https://data.ecmwf.int/forecasts"
 _ECMWF_WORD = r"^[a-z0-9][a-z0-9_-]{0,23}$"
+# A parameter: no '_' (the item id's separator of parameters) and no level word (the item id's
+# last word: `sfc`, `sol`, `pl500_850`, `l500`), so that two selections never share an item id.
+_ECMWF_PARAM = r"^[a-z0-9]{1,24}$"
+_LEVEL_WORD = re.compile(r"^(?:sfc|sol|pl|l)[0-9]*$")
 
 
 class EcmwfSource(AgencySource):
@@ -253,8 +257,11 @@ class EcmwfSource(AgencySource):
     steps: list[Annotated[int, Field(ge=0, le=1440)]] = Field(
         min_length=1, max_length=400, description="Forecast steps, hours after the run."
     )
-    params: list[Annotated[str, Field(pattern=_ECMWF_WORD)]] = Field(
-        min_length=1, max_length=32, description="Parameters by ECMWF short name (2t, msl, tp)."
+    params: list[Annotated[str, Field(pattern=_ECMWF_PARAM)]] = Field(
+        min_length=1,
+        max_length=32,
+        description="Parameters by ECMWF short name (2t, msl, tp): letters and digits, not a "
+        "level word (sfc, sol, pl500, l500), so that the item id names one selection.",
     )
     levtype: Literal["sfc", "pl", "sol"] | None = Field(
         default=None, description="Level type; both when unset."
@@ -302,6 +309,17 @@ class EcmwfSource(AgencySource):
                         "RFC 3339 times"
                     ) from None
         return checked
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: list[str]) -> list[str]:
+        words = [p for p in value if _LEVEL_WORD.match(p)]
+        if words:
+            raise ValueError(
+                f"{', '.join(words)}: a level word (sfc, sol, pl500, l500), not a parameter; "
+                "levels are levtype and levelist"
+            )
+        return value
 
     def runs(self, now: dt.datetime) -> list[dt.datetime]:
         """The run times of the window at `now`, oldest first (UTC)."""

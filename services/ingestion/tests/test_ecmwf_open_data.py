@@ -116,7 +116,8 @@ def test_a_bad_product_fails_alone(tree, catalogs, s3: SeaweedS3, bucket: str, m
     # 00 UTC step 0: an index whose offsets do not match the file's messages
     index = (root / data_path(RUN, 0)).with_suffix(".index")
     entries = [json.loads(line) for line in index.read_text().splitlines()]
-    entries[1]["_offset"] += 10
+    entries[1]["_offset"] += 10  # (and 10 bytes shorter: it overlaps no other entry)
+    entries[1]["_length"] -= 10
     index.write_text("".join(json.dumps(e) + "\n" for e in entries))
     # 00 UTC step 6: the server fails
     server.fail(data_path(RUN, 6).removesuffix(".grib2") + ".index", 503)
