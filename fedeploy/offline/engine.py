@@ -169,7 +169,8 @@ def _plan_in_context(
 
     program.OFFLINE_PLAN.set(True)  # this stack's own context: pending secrets are allowed
     stack = stack_name_of(stack_file)
-    document = yaml.safe_load(stack_file.read_text()) or {}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, as config/loader.py
+    document = yaml.load(stack_file.read_text(), Loader=loader) or {}
     raw_config = dict(document.get("config") or {})
     if config_override is not None:
         raw_config.update(config_override)

@@ -1,5 +1,6 @@
 """fedeploy.network.overlapping: the same pairs as comparing every two ranges, in a time that
-grows with n log n, so validating a federation of hundreds of sites is not cubic."""
+grows with n log n, so validating a federation of hundreds of sites is not cubic; and an ovh
+private network's DHCP range computed from the network's ends, as listing its hosts gave it."""
 
 from __future__ import annotations
 
@@ -47,3 +48,11 @@ def test_thousands_of_ranges_take_a_sweep_not_every_pair():
     elapsed = time.perf_counter() - start
     assert len(pairs) == 256 and all(b == "wide" for _, b in pairs)
     assert elapsed < 5.0, f"{elapsed:.1f} s: every two of 6001 ranges is 18 million comparisons"
+
+
+def test_an_ovh_private_networks_dhcp_range_is_its_second_to_last_host():
+    from components.providers.ovh.network import _dhcp_range
+
+    for cidr in ("10.1.0.0/16", "192.168.7.0/24", "10.0.0.0/30", "10.0.0.0/31", "fd00::/120"):
+        hosts = list(ipaddress.ip_network(cidr).hosts())
+        assert _dhcp_range(cidr) == (str(hosts[1]), str(hosts[-1])), cidr
