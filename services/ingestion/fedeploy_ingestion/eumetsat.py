@@ -39,7 +39,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -454,7 +454,8 @@ def search_products(
     the query, token and endpoint as eumdac builds them); its own iterator is not used, as it
     restarts a search by recursion and skips repeated records without end.
     tests/test_eumetsat_hostile.py pins these two methods."""
-    results = datastore.get_collection(collection_id).search(**query)
+    token = datastore.token
+    results = _renewing(token, lambda: datastore.get_collection(collection_id).search(**query))
     params = results._get_request_params()
     per_page = int(params["c"])
     seen: set[str] = set()
@@ -470,7 +471,7 @@ def search_products(
                 "window, the most the Data Store pages through; narrow the source's datetime "
                 "or set maxItems"
             )
-        answer = results._load_page(params)
+        answer = _renewing(token, lambda: results._load_page(params))
         features = answer.get("features") if isinstance(answer, dict) else None
         if not isinstance(features, list):
             raise SourceError(f"search of {collection_id}: a page without a features list")
@@ -502,3 +503,17 @@ def search_products(
         )
         if fresh == 0 or len(features) < per_page or last:
             return
+
+
+def _renewing(token: Any, request: Callable[[], Any]) -> Any:
+    """`request()`; after a 401 (the Data Store ended the token early) the token is renewed
+    and `request()` tried once more."""
+    import eumdac
+
+    try:
+        return request()
+    except eumdac.errors.EumdacError as error:
+        if (error.extra_info or {}).get("status") != 401 or not hasattr(token, "renew"):
+            raise
+    token.renew()
+    return request()

@@ -24,6 +24,7 @@ from loopback.hostile_eumetsat import COLLECTION, HostileDataStore
 
 pytestmark = pytest.mark.timeout(60)
 WINDOW = "2026-12-05T00:00:00Z/2026-12-06T00:00:00Z"
+OTHER = "EO:EUM:DAT:MSG:CLM"
 
 
 class _Store:
@@ -151,7 +152,8 @@ def test_a_token_revoked_midrun_is_renewed_once_and_the_products_copied(tmp_path
     try:
         for hour in range(3):
             server.add(COLLECTION, f"MSG4-P-{hour}", day + timedelta(hours=hour))
-        config = _config(server.endpoints(), key=key, secret=secret)
+        server.add(OTHER, "MSG4-C-0", day)
+        config = _config(server.endpoints(), [COLLECTION, OTHER], key=key, secret=secret)
         run = EumetsatRun(config, _Store(), _Catalog(), Metrics())  # type: ignore[arg-type]
         copies: list[str] = []
 
@@ -159,16 +161,18 @@ def test_a_token_revoked_midrun_is_renewed_once_and_the_products_copied(tmp_path
             chunks, _, _ = source().open(0)
             body = b"".join(chunks)
             copies.append(key)
-            if len(copies) == 1:
-                server._tokens.clear()  # the Data Store ends the token early: a 401 next
+            if len(copies) in (1, 3):
+                # the Data Store ends the token early: a 401 for the next download, then for
+                # the next collection's search
+                server._tokens.clear()
             return CopiedAsset(key, len(body), hashlib.sha256(body).digest())
 
         run.sink.copy = copy  # type: ignore[method-assign]
         run.sink.register = lambda collection, item: None  # type: ignore[method-assign]
         report = run.run(now=day + timedelta(days=1))
         assert report.failed == {}
-        assert len(copies) == 3
-        assert sum(1 for path, _ in server.seen if path == "/token") == 2
+        assert len(copies) == 4
+        assert sum(1 for path, _ in server.seen if path == "/token") == 3
     finally:
         server.stop()
 
@@ -218,3 +222,6 @@ def test_the_eumdac_internals_this_module_relies_on_are_still_there() -> None:
     response._content = b"{}"
     assert response.json() == {}
     assert hasattr(eumdac.DataStore, "get_product_from_search_feature")
+    # a 401 is recognised by the status eumdac's errors carry
+    assert eumdac.errors.EumdacError("m", {"status": 401}).extra_info["status"] == 401
+    assert "extra_info.update" in inspect.getsource(eumdac.errors.eumdac_raise_for_status)
