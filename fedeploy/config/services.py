@@ -310,6 +310,51 @@ class CatalogExposure(StrictModel):
         return self
 
 
+class CatalogBrowser(StrictModel):
+    """STAC Browser 4.x for the published catalog, on a host of its own (docs/charts.md,
+    "STAC Browser"): the upstream image fixes the path it is served under when it is built (/)."""
+
+    url: Url = Field(
+        description="https URL of the browser, path / (e.g. https://browse.gra.example.eu/); "
+        "on the hub, the federation's front page."
+    )
+    title: str | None = Field(
+        None, min_length=1, max_length=128, description="Title it shows; default: the site's name."
+    )
+    oidc_client_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._~:-]{1,128}$",
+        description="Public client registered at exposure.oidc.issuer for the browser "
+        "(authorization code with PKCE, redirect URI <url>/auth); unset: no login button.",
+    )
+    map_tile_origins: list[Url] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Origins the map's basemap tiles come from (https://tile.openstreetmap.org for "
+        "STAC Browser's default); the page's Content-Security-Policy blocks any other image origin.",
+    )
+    tls_secret: str | None = Field(
+        None,
+        pattern=_K8S_NAME,
+        description="An existing TLS Secret for the browser's host; default: <release>-browser-tls "
+        "from exposure.tls.cert_manager_issuer.",
+    )
+
+    @model_validator(mode="after")
+    def _root_https(self) -> CatalogBrowser:
+        if self.url.scheme != "https":
+            raise ValueError(f"browser url {self.url} must be https")
+        if (self.url.path or "/") != "/" or self.url.query or self.url.fragment:
+            raise ValueError(
+                f"browser url {self.url} must be a host's root (path /): STAC Browser 4.x fixes "
+                "its path when built, and the upstream image is built for /"
+            )
+        for origin in self.map_tile_origins:
+            if origin.scheme != "https" or (origin.path or "/") != "/":
+                raise ValueError(f"map_tile_origins: {origin} must be an https origin (no path)")
+        return self
+
+
 class CatalogService(StrictModel):
     """The STAC catalog (stac-fastapi-pgstac over pgstac)."""
 
@@ -338,6 +383,11 @@ class CatalogService(StrictModel):
         description="Publishes the catalog at `url` (Ingress, TLS, token-checked writes and "
         "assets); required with `url`.",
     )
+    browser: CatalogBrowser | None = Field(
+        None,
+        description="Serves STAC Browser for the published catalog on a host of its own "
+        "(needs `exposure`).",
+    )
 
     @model_validator(mode="after")
     def _external_given(self) -> CatalogService:
@@ -358,7 +408,29 @@ class CatalogService(StrictModel):
                 f"`exposure` needs an https `url`, found {self.url}: the Ingress or Gateway "
                 "terminates TLS"
             )
+        if self.browser is not None:
+            self._browser_fits()
         return self
+
+    def _browser_fits(self) -> None:
+        browser = self.browser
+        assert browser is not None
+        if self.exposure is None or self.url is None:
+            raise ValueError("`browser` needs a published catalog (`url` and `exposure`)")
+        if browser.url.host == self.url.host and (self.url.path or "/") == "/":
+            raise ValueError(
+                f"browser url {browser.url} is the catalog's own host and path: give the browser "
+                "a host of its own (or publish the catalog under a path)"
+            )
+        if (
+            self.exposure.mode == "ingress"
+            and self.exposure.tls.secret is not None
+            and browser.tls_secret is None
+        ):
+            raise ValueError(
+                "the catalog's certificate is an existing Secret: give the browser's "
+                "(`browser.tls_secret`) for its host too"
+            )
 
 
 StacId = Annotated[

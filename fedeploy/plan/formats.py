@@ -81,6 +81,7 @@ def _exposure(exposure: dict[str, Any]) -> str:
         f"public at {exposure['public_url']} through {exposure['through']} "
         f"(from namespace {exposure['admits']}); reads anonymous; writes: {exposure['writes']} "
         f"from issuer {exposure['issuer']}; assets: {exposure.get('assets', 'not served')}"
+        + (f"; STAC Browser at {exposure['browser']}" if "browser" in exposure else "")
     )
 
 

@@ -82,6 +82,25 @@ def exposure_route(exposure: dict[str, Any]) -> str:
     return f"HTTPRoute on Gateway {gateway.get('namespace')}/{gateway.get('name')}{listener}"
 
 
+def browser_values(spec: CatalogService) -> dict[str, Any]:
+    """The catalog chart's `browser` values: STAC Browser on its own host for a published
+    catalog with `browser`; `{}` otherwise. Login asks for the asset read scope."""
+    if spec.browser is None or spec.exposure is None:
+        return {}
+    browser = spec.browser
+    return {
+        "browser": {
+            "enabled": True,
+            "url": str(browser.url),
+            "title": browser.title or "",
+            "oidcClientId": browser.oidc_client_id or "",
+            "scopes": [spec.exposure.oidc.read_scope],
+            "mapTileOrigins": [str(o).rstrip("/") for o in browser.map_tile_origins],
+            "tlsSecretName": browser.tls_secret or "",
+        }
+    }
+
+
 def storage_port(endpoint: str) -> int:
     """The TCP port of an S3 endpoint URL; 443 for AWS regional S3 (an empty endpoint)."""
     if not endpoint:
@@ -133,7 +152,9 @@ def assets_values(spec: CatalogService, wiring: SiteWiring) -> dict[str, Any]:
 
 def exposure_summary(values: dict[str, Any]) -> dict[str, Any] | None:
     """What the plan report shows of a catalog release's values: public URL, what publishes it
-    (`exposure_route`) and which namespace's pods reach it, write access and issuer; None for a chart without a catalog API (values without `database`)."""
+    (`exposure_route`) and which namespace's pods reach it, write access and issuer, and the
+    STAC Browser's URL when it serves one; None for a chart without a catalog API (values
+    without `database`)."""
     if "database" not in values and "exposure" not in values:
         return None
     exposure = values.get("exposure") or {}
@@ -141,7 +162,7 @@ def exposure_summary(values: dict[str, Any]) -> dict[str, Any] | None:
         return {"public_url": None, "writes": "in-cluster writers only", "issuer": None}
     oidc = (values.get("authProxy") or {}).get("oidc") or {}
     assets = values.get("assets") or {}
-    return {
+    summary = {
         "public_url": exposure.get("url"),
         "through": exposure_route(exposure),
         "admits": exposure.get("controllerNamespace"),
@@ -153,3 +174,10 @@ def exposure_summary(values: dict[str, Any]) -> dict[str, Any] | None:
             else "not served"
         ),
     }
+    browser = values.get("browser") or {}
+    if browser.get("enabled"):
+        login = browser.get("oidcClientId")
+        summary["browser"] = (
+            f"{browser['url']} ({f'login: client {login}' if login else 'no login'})"
+        )
+    return summary

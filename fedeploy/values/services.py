@@ -17,7 +17,7 @@ from fedeploy.config.services import (
     IngestionService,
 )
 from fedeploy.project import project_dir
-from fedeploy.values.exposure import assets_values, exposure_values, storage_port
+from fedeploy.values.exposure import assets_values, browser_values, exposure_values, storage_port
 from fedeploy.values.wiring import SiteWiring
 from fedeploy.values.workload_access import CATALOG_BACKUP_SERVICE_ACCOUNT
 
@@ -111,6 +111,7 @@ def catalog_values(
     # A public URL publishes the catalog: Ingress, TLS and the auth proxy (fedeploy/values/exposure.py).
     values.update(exposure_values(spec))
     values.update(assets_values(spec, wiring))
+    values.update(browser_values(spec))
     if federation_sites is not None:
         values["federation"] = {
             "enabled": True,
