@@ -120,7 +120,8 @@ class ProductRanges(RangeSource):
     def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
         """(chunks from `offset`, `offset`, the product's size)."""
         check = forecast_plan.GribCheck(self._messages, offset)
-        return check.feed(self._read(offset), offset), offset, self.size
+        identity = forecast_plan.GribIdentity(self._messages, offset)
+        return identity.feed(check.feed(self._read(offset), offset), offset), offset, self.size
 
     def _read(self, offset: int) -> Iterator[bytes]:
         position = 0

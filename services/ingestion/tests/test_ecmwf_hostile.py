@@ -19,7 +19,7 @@ from fedeploy_ingestion.sentinel_plan import CopiedAsset
 from fedeploy_ingestion.settings import IngestSettings
 from pydantic import ValidationError
 
-from loopback.ecmwf_open_data import OpenDataServer, publish
+from loopback.ecmwf_open_data import OpenDataServer, grib2_message, publish
 
 pytestmark = pytest.mark.timeout(60)
 RUN = datetime(2026, 12, 5, 0, tzinfo=UTC)
@@ -125,7 +125,37 @@ def test_the_same_forecast_from_a_mirror_is_not_copied_again(tree) -> None:
     assert second.failed == {} and copied_again == []
 
 
-def test_the_item_says_its_identifiers_are_the_indexs() -> None:
+def test_a_message_that_is_not_what_its_index_entry_says_fails_the_product(tree) -> None:
+    data, entries, server = tree
+    entries[0]["param"], entries[1]["param"] = entries[1]["param"], entries[0]["param"]
+    _rewrite(data, entries)  # the index labels the msl message 2t
+    catalog = _Catalog()
+    report, _ = _run([_source("ecmwf", server.base)], catalog)
+    assert catalog.items == {}
+    [failure] = report.failed.values()
+    assert "has shortName 'msl', its index entry param '2t'" in failure
+
+
+@pytest.mark.parametrize(
+    ("message", "entry", "says"),
+    [
+        (("2t", 6, None), {"param": "2t", "step": "0"}, "endStep"),
+        (("t", 0, 500), {"param": "t", "step": "0", "levelist": "850"}, "level"),
+    ],
+)
+def test_grib_identity_checks_step_and_level(message, entry, says) -> None:
+    data = grib2_message(message[0], RUN, message[1], message[2])
+    chosen = [forecast_plan.Message("http://h/f.grib2", 0, len(data), entry)]
+    with pytest.raises(SourceError, match=f"has {says}"):
+        b"".join(forecast_plan.GribIdentity(chosen).feed([data[:100], data[100:]], 0))
+    right = {**entry, "step": str(message[1])}
+    if message[2]:
+        right["levelist"] = str(message[2])
+    chosen = [forecast_plan.Message("http://h/f.grib2", 0, len(data), right)]
+    assert b"".join(forecast_plan.GribIdentity(chosen).feed([data], 0)) == data
+
+
+def test_the_item_says_what_its_identifiers_rest_on() -> None:
     product = forecast_plan.Product("ifs", "0p25", "oper", "fc", RUN, 0, ("2t",))
     message = forecast_plan.Message("http://h/f.grib2", 0, 24, {"param": "2t"})
     item = forecast_plan.site_item(
@@ -139,7 +169,7 @@ def test_the_item_says_its_identifiers_are_the_indexs() -> None:
         now=RUN,
     )
     assert ".index" in item["assets"]["data"]["description"]
-    assert "not decoded" in item["assets"]["data"]["description"]
+    assert "decoded from its header" in item["assets"]["data"]["description"]
 
 
 def _check(lengths: list[int], body: bytes) -> bytes:
