@@ -67,11 +67,21 @@ def affected_command(
     Exit status: 0 with an answer (nothing affected included), 2 when it cannot be decided."""
     from fedeploy.affected.find import find_affected
     from fedeploy.gitops.formats import FORMATS, as_gitlab
+    from fedeploy.gitops.git_tree import working_tree_note
 
     top, default_stacks = change_or_exit(base, repo, out, every_stack=every_stack)
     affected = find_affected(
         top, base, head, stacks_dir=stacks_dir or default_stacks, every_stack=every_stack
     )
+    note = working_tree_note(
+        top,
+        stacks_dir or default_stacks,
+        head,
+        "affected --all" if every_stack else "affected",
+    )
+    if note:
+        affected.notes.append(note)
+        typer.echo(note, err=True)
     forms = {name: render(affected) for name, render in FORMATS.items()}
     forms["gitlab"] = as_gitlab(affected, gitlab_include)
     sys.stdout.write(forms[format.value])

@@ -83,6 +83,12 @@ def diff_command(
     except FedeployError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(EXIT_INVALID) from None
+    from fedeploy.gitops.git_tree import working_tree_note
+
+    note = working_tree_note(top, stacks_dir or default_stacks, head, "diff")
+    if note:
+        diff.notes.append(note)
+        typer.echo(note, err=True)
     colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     shown = {
         "text": lambda: as_text(diff, colour=colour),

@@ -486,6 +486,8 @@ class FederationDiff:
     sites: dict[str, SiteDiff]
     removed: list[str] = field(default_factory=list)  # stacks only the base has
     errors: list[str] = field(default_factory=list)
+    # What the diff leaves out: stack files the working tree holds differently from --head.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -504,6 +506,7 @@ class FederationDiff:
             "waves": self.waves,
             "removed": self.removed,
             "errors": self.errors,
+            "notes": self.notes,
             "sites": {name: self.sites[name].to_dict() for name in self.ordered()},
             "summary": {
                 "sites_changed": sum(s.status != "unchanged" for s in self.sites.values()),

@@ -176,6 +176,7 @@ def _markdown(diff: FederationDiff, level: int, where: str) -> str:
         f"`{diff.base[:12]}` → `{diff.head[:12]}`: **{verdict(diff)}**",
         "",
     ]
+    out += [f"> {note}\n" for note in diff.notes]
     if diff.errors:
         out += (
             ["### Errors", ""] + [f"- `{e}`".replace("\n", "`<br/>`") for e in diff.errors] + [""]

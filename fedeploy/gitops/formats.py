@@ -49,6 +49,7 @@ def as_markdown(affected: Affected) -> str:
         out += ["**Removed stacks**: deploying does not destroy them.", ""]
         out += [f"- `{stack}`: {why}" for stack, why in sorted(affected.removed.items())]
         out.append("")
+    out += [f"> {note}\n" for note in affected.notes]
     return "\n".join(out)
 
 

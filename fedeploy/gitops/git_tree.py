@@ -96,3 +96,49 @@ def export_tree(repo: Path, commit: str, dest: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         archive.extractall(dest, filter="data")  # refuses links and paths leaving dest
     return dest
+
+
+def uncommitted_stack_files(repo: Path, stacks_dir: str) -> list[str]:
+    """Stack files (Pulumi.<stack>.yaml) in `stacks_dir` (from the repository's top) that the
+    working tree holds differently from HEAD: modified, added, deleted or untracked."""
+    from fedeploy.config.loader import STACK_FILE
+
+    try:
+        out = _git_text(
+            repo,
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--",
+            stacks_dir,
+        )
+    except GitError:
+        return []
+    paths = {entry[3:] for entry in out.split("\0") if len(entry) > 3}
+    return sorted(p for p in paths if STACK_FILE.match(Path(p).name))
+
+
+def working_tree_note(repo: Path, stacks_dir: str, head: str, command: str) -> str | None:
+    """When --head is the checked-out commit and the working tree's stack files differ from
+    it, the note saying they are left out (diff and affected compare commits, not files)."""
+    if command == "affected --all":
+        compared = "affected --all lists the stacks of a commit"
+    else:
+        compared = f"{command} compares commits"
+    try:
+        if resolve(repo, head, "--head") != resolve(repo, "HEAD", "HEAD"):
+            return None
+    except GitError:
+        return None
+    files = uncommitted_stack_files(repo, stacks_dir)
+    if not files:
+        return None
+    shown = ", ".join(Path(f).name for f in files[:5]) + (", …" if len(files) > 5 else "")
+    return (
+        f"note: {len(files)} stack file(s) differ from HEAD in the working tree "
+        f"(uncommitted or untracked: {shown}) and are not included: {compared} "
+        f"(--head {head} is commit {resolve(repo, head, '--head')[:12]}); commit them to "
+        "include them"
+    )

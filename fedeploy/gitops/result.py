@@ -19,6 +19,8 @@ class Affected:
     sites: dict[str, SiteInfo]
     removed: dict[str, str] = field(default_factory=dict)
     ignored: dict[str, str] = field(default_factory=dict)
+    # What the answer leaves out: stack files the working tree holds differently from --head.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def stacks(self) -> list[str]:
@@ -46,4 +48,5 @@ class Affected:
                 for stack in wave
             },
             "ignored": dict(sorted(self.ignored.items())),
+            "notes": self.notes,
         }
