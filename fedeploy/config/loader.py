@@ -105,6 +105,12 @@ def require_stacks_dir(stacks_dir: Path) -> None:
         )
 
 
+def _stack_of(stack_file: str) -> str | None:
+    """The stack a stack file's name gives, or None for another name."""
+    match = STACK_FILE.match(Path(stack_file).name)
+    return match["stack"] if match else None
+
+
 def stack_name_of(path: Path) -> str:
     match = STACK_FILE.match(path.name)
     if not match:
@@ -409,7 +415,8 @@ def validate_site(
     try:
         site = model.model_validate(raw, context=context)
     except ValidationError as err:
-        issues = [_issue(model, e, plain_scalars or {}) for e in err.errors()]
+        named = stack or _stack_of(stack_file)
+        issues = [_issue(model, e, plain_scalars or {}, named) for e in err.errors()]
         issues = [i for i in issues if not any(_under(i.path, c) for c in choices)]
         raise StackConfigError(stack_file, _choice_issues(choices) + issues) from None
     if choices:
@@ -422,7 +429,7 @@ def validate_site(
                 ConfigIssue(
                     path,
                     "is a pending secret, which a production site never holds: set it with "
-                    f"`pulumi config set --secret --path '{config_path(path)}' <value>`",
+                    f"`{set_secret_command(stack or _stack_of(stack_file), path)}`",
                 )
                 for path in pending
             ],
@@ -505,6 +512,17 @@ def config_path(path: str) -> str:
     """The `--path` of `pulumi config set` for a key path of the site object (`site.a.0.b`)."""
     parts = path.split(".")[1:]
     return pulumi_config_path(tuple(int(p) if p.isdigit() else p for p in parts))
+
+
+def set_secret_command(stack: str | None, path: str) -> str:
+    """The command that sets the secret at key path `path` of stack `stack`: with `--stack`, so
+    that run as printed it sets that stack's secret, not the selected stack's."""
+    return _set_secret_at(stack, config_path(path))
+
+
+def _set_secret_at(stack: str | None, pulumi_path: str) -> str:
+    where = f"--stack {stack} " if stack else ""
+    return f"pulumi config set {where}--secret --path '{pulumi_path}' <value>"
 
 
 # -- checks across stack files, on validated models only -----------------------------------------
@@ -649,8 +667,7 @@ def site_notes(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIss
             ConfigIssue(
                 path,
                 "advisory: a pending secret (placeholder): planned with a stand-in; `pulumi up` "
-                f"refuses it until `pulumi config set --secret --path '{config_path(path)}' "
-                "<value>` sets it",
+                f"refuses it until `{set_secret_command(stack, path)}` sets it",
             )
         )
     if site.kind == "openstack" and site.cluster is not None:
@@ -899,7 +916,10 @@ def _read_sites(directory: str, files: tuple[tuple[str, int, int], ...]) -> dict
 
 
 def _issue(
-    model: type[BaseModel], error: Any, plain_scalars: dict[str, tuple[str, str]] | None = None
+    model: type[BaseModel],
+    error: Any,
+    plain_scalars: dict[str, tuple[str, str]] | None = None,
+    stack: str | None = None,
 ) -> ConfigIssue:
     loc = tuple(error["loc"])
     kind = error["type"]
@@ -925,7 +945,7 @@ def _issue(
         return ConfigIssue(
             path,
             "is a pending secret (`pending:` placeholder), which `pulumi up` never deploys: set "
-            f"it with `pulumi config set --secret --path '{pulumi_config_path(loc)}' <value>`",
+            f"it with `{_set_secret_at(stack, pulumi_config_path(loc))}`",
         )
     if kind in ("plaintext_secret", "secret_not_ciphertext"):
         found = (
@@ -936,7 +956,7 @@ def _issue(
         return ConfigIssue(
             path,
             f"given [hidden]; {found}: set it with "
-            f"`pulumi config set --secret --path '{pulumi_config_path(loc)}' <value>` "
+            f"`{_set_secret_at(stack, pulumi_config_path(loc))}` "
             "so the stack file holds `secure: <ciphertext>`",
         )
     if kind in _HIDDEN_INPUT:

@@ -45,10 +45,10 @@ def print_secrets(path: Path) -> None:
     object when the file does not validate yet, which is said); raises if it cannot be read."""
     from fedeploy.config.loader import (
         SITE_KEY,
-        config_path,
         pending_secrets,
         raw_pending,
         read_stack_file,
+        set_secret_command,
         validate_site,
     )
 
@@ -69,7 +69,4 @@ def print_secrets(path: Path) -> None:
         f"{stack_file.stack}){invalid}:"
     )
     for key in pending:
-        typer.echo(
-            f"  pulumi config set --stack {stack_file.stack} --secret --path "
-            f"'{config_path(key)}' <value>"
-        )
+        typer.echo(f"  {set_secret_command(stack_file.stack, key)}")

@@ -343,7 +343,7 @@ CASES = [
         "site.cluster.kubeconfig",
         [
             "not a placeholder",
-            "pulumi config set --secret --path 'fedeploy:site.cluster.kubeconfig'",
+            "pulumi config set --stack k8s-gra --secret --path 'fedeploy:site.cluster.kubeconfig'",
         ],
     ),
     (
@@ -352,7 +352,7 @@ CASES = [
         {"storage.access_key_id": "AKIAEXAMPLE"},
         "site.storage.access_key_id",
         [
-            "`pulumi config set --secret --path 'fedeploy:site.storage.access_key_id' <value>`",
+            "`pulumi config set --stack k8s-gra --secret --path 'fedeploy:site.storage.access_key_id' <value>`",
         ],
     ),
     (

@@ -134,6 +134,26 @@ def test_the_secrets_still_to_set_are_listed(stacks: Path) -> None:
     assert done.exit_code == 0 and "no pending secret" in done.output
 
 
+def test_plans_advisory_and_the_production_refusal_name_the_stack_to_set_the_secret_on(
+    stacks: Path,
+) -> None:
+    """Run as printed, the command sets that stack's secret, not the selected stack's."""
+    assert new(stacks, "new-k8s", "kubernetes").exit_code == 0
+    path = stacks / "Pulumi.new-k8s.yaml"
+    choose(path, "kubernetes")
+    notes = [str(n) for n in check_stack_file(path).notes if "pending secret" in n.message]
+    assert len(notes) == 3, notes
+    for note in notes:
+        assert "`pulumi config set --stack new-k8s --secret --path 'fedeploy:site." in note
+        assert "`pulumi config set --secret" not in note
+    raw = yaml.safe_load(path.read_text())["config"]["fedeploy:site"]
+    raw["environment"] = "production"
+    with pytest.raises(StackConfigError) as refused:
+        validate_site(raw, stack_file=str(path))
+    assert "`pulumi config set --stack new-k8s --secret --path" in str(refused.value)
+    assert "`pulumi config set --secret" not in str(refused.value)
+
+
 def test_pulumi_up_and_production_refuse_a_pending_secret(stacks: Path) -> None:
     assert new(stacks, "new-k8s", "kubernetes").exit_code == 0
     path = stacks / "Pulumi.new-k8s.yaml"
