@@ -6,7 +6,7 @@ Modes: `gzip_bomb` (a search page whose gzip body decodes to `bomb_bytes` of whi
 `not_json_token`, `repeat_pages` (every page the same three products, totalResults 10**9),
 `repeat_full_pages` (every page the same `c` products), `fresh_pages` (every page `c` new
 products, totalResults 10**9), `one_bad_feature` (the middle one of three products lacks
-parentIdentifier), `ok` (one product).
+parentIdentifier), `drip` (a search page sent a byte every `drip_seconds`), `ok` (one product).
 
 So that a test stays bounded even when the client loops, the server answers 404 to every
 request past `cap` (and counts every request in `counts`)."""
@@ -18,6 +18,7 @@ import io
 import itertools
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -62,8 +63,11 @@ def gzip_bomb(decoded: int) -> bytes:
 class HostileDataStore:
     """The hostile API; `url` is its root (eumdac's `[DEFAULT] api`)."""
 
-    def __init__(self, mode: str, cap: int = 300, bomb_bytes: int = 8 << 20) -> None:
+    def __init__(
+        self, mode: str, cap: int = 300, bomb_bytes: int = 8 << 20, drip_seconds: float = 0.1
+    ) -> None:
         self.mode = mode
+        self.drip_seconds = drip_seconds
         self.cap = cap
         self.counts = {"token": 0, "search": 0, "osdd": 0, "other": 0}
         self._fresh = itertools.count()
@@ -137,6 +141,17 @@ class HostileDataStore:
     def _search(self, handler: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
         if self.mode == "gzip_bomb":
             return _send(handler, 200, self._bomb, extra=(("Content-Encoding", "gzip"),))
+        if self.mode == "drip":
+            body = json.dumps({"totalResults": 1, "features": [feature("P-0")]}).encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            for byte in body:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(self.drip_seconds)
+            return None
         count = int(query.get("c", 100))
         if self.mode == "repeat_pages":
             features = [feature(f"P-{i}") for i in range(3)]

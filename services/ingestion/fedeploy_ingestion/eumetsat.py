@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 # Decoded bytes of one API answer (token, OpenSearch description, search page), at most: a
 # page of 100 products has about 200 KiB; a gzip body that expands past this is refused.
 MAX_API_BODY = 32 * MiB
+# Seconds one API answer's body may take to arrive whole (the timeout is per read: a body
+# sent a byte at a time would otherwise hold the run for as long as the server likes).
+MAX_API_SECONDS = 300.0
 # Token requests one source may send in a run (the first, renewals, one retry after a 401).
 MAX_TOKEN_REQUESTS = 20
 # A token's announced lifetime (expires_in, seconds) must lie within these: a shorter one
@@ -104,7 +107,7 @@ class GuardedAdapter(HTTPAdapter):
         if stream:
             return response
         try:
-            raw = response.raw.stream(64 * 1024, decode_content=False)
+            raw = _raw_until(response.raw, time.monotonic() + MAX_API_SECONDS, url)
             codings = content_encodings_of(response.headers.get("content-encoding", ""))
             what = f"EUMETSAT API {request.method} {url.split('?', 1)[0]}"
             # requests' Response keeps a read body in `_content`: set, it decodes nothing more.
@@ -204,6 +207,18 @@ def _token_answer(url: str, response: Any) -> tuple[str, float]:
             f"{MAX_TOKEN_SECONDS}"
         )
     return token, float(lifetime)
+
+
+def _raw_until(raw: Any, deadline: float, url: str) -> Iterator[bytes]:
+    """A urllib3 answer's bytes as they arrive (`read1`: what is there, not a full buffer),
+    SourceError once `deadline` (time.monotonic()) has passed."""
+    while chunk := raw.read1(64 * 1024, decode_content=False):
+        if time.monotonic() > deadline:
+            raise SourceError(
+                f"EUMETSAT API {url.split('?', 1)[0]}: the answer did not arrive whole within "
+                f"{MAX_API_SECONDS:g} s"
+            )
+        yield chunk
 
 
 class BearerCredentials:

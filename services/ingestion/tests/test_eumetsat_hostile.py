@@ -5,6 +5,7 @@ machine. The product copies are stubbed: these are about the token flow and the 
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,16 @@ def test_the_default_max_items_bounds_a_search_of_endless_new_pages() -> None:
     assert len(taken) == EUMETSAT_MAX_ITEMS
     assert report.failed == {}
     assert server.counts["search"] <= EUMETSAT_MAX_ITEMS // 100 + 1
+
+
+def test_a_search_page_sent_a_byte_at_a_time_fails_at_the_answers_deadline(monkeypatch) -> None:
+    # each byte arrives well within the read timeout; the page, about 400 bytes, takes 40 s
+    monkeypatch.setattr(eumetsat, "MAX_API_SECONDS", 1.0, raising=False)
+    started = time.monotonic()
+    report, taken, _ = _run("drip")
+    assert taken == []
+    assert "did not arrive whole within 1 s" in report.failed[f"hostile:{COLLECTION}:search"]
+    assert time.monotonic() - started < 15
 
 
 def test_one_malformed_search_record_fails_alone() -> None:
