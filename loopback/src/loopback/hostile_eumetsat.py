@@ -1,7 +1,8 @@
 """A hostile EUMETSAT Data Store API on 127.0.0.1: token endpoint, OpenSearch description and
 search pages that misbehave one way each (`mode`), for the ingestion service's bounds.
 
-Modes: `gzip_bomb` (a search page whose gzip body decodes to `bomb_bytes` of whitespace),
+Modes: `gzip_bomb` (a search page whose gzip body decodes to `bomb_bytes` of whitespace;
+`token_bomb` and `osdd_bomb` the token answer and the OpenSearch description),
 `short_token` (expires_in 1), `huge_expiry` (expires_in 10**400), `no_expiry`, `no_token`,
 `not_json_token`, `repeat_pages` (every page the same three products, totalResults 10**9),
 `repeat_full_pages` (every page the same `c` products), `fresh_pages` (every page `c` new
@@ -71,7 +72,7 @@ class HostileDataStore:
         self.cap = cap
         self.counts = {"token": 0, "search": 0, "osdd": 0, "other": 0}
         self._fresh = itertools.count()
-        self._bomb = gzip_bomb(bomb_bytes) if mode == "gzip_bomb" else b""
+        self._bomb = gzip_bomb(bomb_bytes) if mode.endswith("_bomb") else b""
         self._lock = threading.Lock()
         owner = self
 
@@ -117,6 +118,8 @@ class HostileDataStore:
             over = self.total() > self.cap
         if over:
             return _send(handler, 404, b'{"over": "the stand-in\'s request cap"}')
+        if self.mode == f"{kind}_bomb":
+            return _send(handler, 200, self._bomb, extra=(("Content-Encoding", "gzip"),))
         if kind == "token":
             return self._token(handler)
         if kind == "osdd":

@@ -86,6 +86,16 @@ def test_a_gzip_bomb_search_page_is_refused_once_decoded_past_the_bound(monkeypa
     assert "more than 1048576 bytes once decoded" in report.failed[f"hostile:{COLLECTION}:search"]
 
 
+@pytest.mark.parametrize(("mode", "failed"), [("token_bomb", "token"), ("osdd_bomb", "search")])
+def test_a_gzip_bomb_token_answer_or_search_description_is_refused(monkeypatch, mode, failed):
+    monkeypatch.setattr(eumetsat, "MAX_API_BODY", 1 << 20, raising=False)
+    report, taken, _ = _run(mode)
+    assert taken == []
+    [failure] = report.failed.values()
+    assert "more than 1048576 bytes once decoded" in failure
+    assert list(report.failed)[0].endswith(f":{failed}")
+
+
 def test_a_token_expiring_within_eumdacs_margin_is_refused_not_renewed_in_a_loop() -> None:
     # eumdac alone posts the credentials again every 0.5 s while expires_in < 2 s
     report, taken, server = _run("short_token", cap=10)
