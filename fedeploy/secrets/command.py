@@ -60,9 +60,20 @@ def print_secrets(path: Path) -> None:
         # Choices left to make do not hide the secrets: list them from the raw object.
         site = None
     pending = pending_secrets(site) if site is not None else raw_pending(raw)
-    invalid = "" if site is not None else " (the file does not validate yet: `fedeploy validate`)"
+    invalid = (
+        ""
+        if site is not None
+        else " (read from the file as written, without validating it: it does not validate "
+        "yet, `fedeploy validate` says why)"
+    )
     if not pending:
-        typer.echo(f"{path}: no pending secret{invalid}")
+        found = (
+            "no value is a `pending:` placeholder"
+            if site is not None
+            else "the file as written holds no `pending:` placeholder (checked without "
+            "validating it: it does not validate yet, `fedeploy validate` says why)"
+        )
+        typer.echo(f"{path}: no pending secret: {found}")
         return
     typer.echo(
         f"{path}: {len(pending)} secret(s) still to set (`{SITE_KEY}` of stack "

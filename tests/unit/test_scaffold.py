@@ -131,7 +131,20 @@ def test_the_secrets_still_to_set_are_listed(stacks: Path) -> None:
         )
     assert listed.exit_code == 0
     done = runner.invoke(app, ["secrets", "aws-dublin", "--stacks-dir", str(stacks)])
-    assert done.exit_code == 0 and "no pending secret" in done.output
+    assert done.exit_code == 0
+    assert "no pending secret: no value is a `pending:` placeholder" in done.output
+
+
+def test_new_says_it_looked_for_pending_secrets_in_a_file_that_does_not_validate_yet(
+    stacks: Path,
+) -> None:
+    made = new(stacks, "new-store", "aws", "--storage-only")
+    assert made.exit_code == 0, made.output
+    assert (
+        "no pending secret: the file as written holds no `pending:` placeholder (checked "
+        "without validating it: it does not validate yet, `fedeploy validate` says why)"
+    ) in made.output
+    assert "(the file does not validate yet: `fedeploy validate`)" not in made.output
 
 
 def test_plans_advisory_and_the_production_refusal_name_the_stack_to_set_the_secret_on(
