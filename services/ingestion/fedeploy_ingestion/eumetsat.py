@@ -179,7 +179,7 @@ def bounded_token_class() -> type:
             )
             response.raise_for_status()
             token, lifetime = _token_answer(url, response)
-            self._expiration = now + lifetime
+            self._expiration = int(now + lifetime)
             self._access_token = token
 
     return BoundedToken
