@@ -3,7 +3,7 @@
 The loopback federation of test_public_catalogs (TLS nginx, OIDC issuer, stac-auth-proxy, two
 sites and a hub, the hub harvested) plus the hub's browser on its own host, served as its pod
 serves it (loopback.browser: nginx with the site configuration and config.js the catalog chart
-renders). tests/browser/drive.cjs walks it: the front page, the collection with an item from
+renders, security headers included). tests/browser/drive.cjs walks it: the front page, the collection with an item from
 each member, each item (its canonical link home), the login at the issuer, the asset's https
 alternate followed through the 307 to the presigned file, and a write refused without the
 scope. Screenshots of each step go to build/browser/screenshots/ (the path is printed).
@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fedeploy.charts import render_chart
 from loopback import PeerUnavailable
 from loopback.browser import BrowserServer
 from loopback.nginx import NginxTls
@@ -81,35 +82,50 @@ def _spki(address: str, port: int) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-def browser_config(catalog_url: str, issuer_url: str, members: list[str]) -> str:
-    """The hub browser's config.js."""
-    config = {
-        "catalogUrl": f"{catalog_url}/",
-        "catalogTitle": "Loopback federation",
-        "allowExternalAccess": False,
-        "allowedDomains": [m.split("://", 1)[1] for m in members],
-        "authConfig": {
-            "type": "openIdConnect",
-            "openIdConnectUrl": f"{issuer_url}/.well-known/openid-configuration",
-            "oidcConfig": {"client_id": CLIENT_ID, "scope": f"openid {READ}"},
+def chart_browser(federation: Any, browser_url: str) -> tuple[str, str]:  # noqa: F811
+    """The hub browser's config.js and nginx site, as the catalog chart renders them for the
+    loopback hub (its URL, issuer, members and the browser's own host)."""
+    members = [{"name": m, "url": federation.public[m]} for m in ("site-a", "site-b")]
+    values = {
+        "site": {"name": "hub", "kind": "hub"},
+        "database": {"existingSecret": "db"},
+        "federation": {"enabled": True, "sites": members},
+        "exposure": {
+            "enabled": True,
+            "url": federation.public["hub"],
+            "controllerNamespace": "ingress-nginx",
+            "tls": {"certManagerIssuer": "test-ca"},
+        },
+        "authProxy": {"oidc": {"issuer": federation.issuer.url, "audience": AUDIENCE}},
+        "browser": {
+            "enabled": True,
+            "url": f"{browser_url}/",
+            "title": "Loopback federation",
+            "oidcClientId": CLIENT_ID,
+            "scopes": [READ],
         },
     }
-    return f"window.STAC_BROWSER_CONFIG = {json.dumps(config, indent=2)};\n"
+    manifests = render_chart(ROOT / "charts/catalog", values, "catalog", "fedeploy")
+    (config,) = [
+        m
+        for m in manifests
+        if m["kind"] == "ConfigMap" and m["metadata"]["name"] == "catalog-browser"
+    ]
+    return config["data"]["config.js"], config["data"]["default.conf"]
 
 
 @pytest.fixture(scope="module")
 def hub_browser(browser_tools, federation, harvest, tmp_path_factory):  # noqa: F811
     """The hub's browser on https://127.0.0.15:<port>/, in front of the hub's catalog."""
     work = tmp_path_factory.mktemp("hub-browser")
-    members = [federation.public["site-a"], federation.public["site-b"]]
-    config = browser_config(federation.public["hub"], federation.issuer.url, members)
-    site_conf = (ROOT / "services/browser/default.conf").read_text()
     stoppers: list[Any] = []
     try:
+        front = NginxTls(work / "nginx", federation.ca)
+        site = front.add_site("hub-browser", BROWSER_ADDRESS, {})
+        config, site_conf = chart_browser(federation, site.url)
         server = BrowserServer(work / "browser", DIST, config, site_conf).start()
         stoppers.append(server.stop)
-        front = NginxTls(work / "nginx", federation.ca)
-        site = front.add_site("hub-browser", BROWSER_ADDRESS, {"/": server.url})
+        site.routes["/"] = server.url
         front.start()
         stoppers.append(front.stop)
     except PeerUnavailable as missing:
@@ -201,5 +217,10 @@ def test_the_hub_browser_finds_opens_and_fetches_from_each_member(
     data = httpx.get(answer.headers["location"], timeout=30)
     assert data.status_code == 200
     assert data.content == b"scene 1 of site-a" * 1000
+    # The chart's Content-Security-Policy let the app run: it blocked only what lies outside
+    # the federation (map tiles, JSON schemas fetched for validation).
+    outside = ("tile.openstreetmap.org", "schemas.stacspec.org", "geojson.org")
+    blocked = [e for e in result["console"] if "Content Security Policy" in e]
+    assert [e for e in blocked if not any(host in e for host in outside)] == []
     # The signed-in user holds the read scope only: the hub's proxy refuses the write.
     assert result["write"]["status"] in (401, 403), result["write"]
