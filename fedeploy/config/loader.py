@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fedeploy.config.base import BooleanGiven, ciphertext_problem
 from fedeploy.config.site import MODELS
@@ -962,24 +962,27 @@ def _issue(
     if kind in _HIDDEN_INPUT:
         return ConfigIssue(path, f"given [hidden]; {message}")
     given = _shorten(_GIVEN.repr(error.get("input")))
+    if (plain_scalars or {}).get(path, ("?", ""))[0] == "" and error.get("input") is None:
+        given = "an empty value"  # `key:` with nothing after it, which YAML reads as null
     if kind == "string_pattern_mismatch":
         # The key's description says what is allowed in words ("1.25 to 1.37"), not the regex.
         named = tuple(part for part in loc if not isinstance(part, int))
         described = _description(model, named) if named else None
         if described and _SAYS_ALLOWED.search(described):
             return ConfigIssue(path, f"given {given}; allowed: {described}")
+    hint = _quote_hint(
+        path,
+        error,
+        plain_scalars,
+        _takes_text(model, loc),
+        lambda text: _text_valid(model, loc, text),
+    )
     about = _NAMES_ITS_KEY.match(message)
     if kind.startswith("value_error") and about:  # a check of the whole site about one key
         return ConfigIssue(f"{path}.{about['key']}", about["message"])
     if kind.startswith("value_error") or kind == "assertion_error":
-        return ConfigIssue(
-            path, message + _quote_hint(path, error, plain_scalars, _takes_text(model, loc))
-        )
-    return ConfigIssue(
-        path,
-        f"given {given}; allowed: {message}"
-        + _quote_hint(path, error, plain_scalars, _takes_text(model, loc)),
-    )
+        return ConfigIssue(path, message + hint)
+    return ConfigIssue(path, f"given {given}; allowed: {message}{hint}")
 
 
 def pulumi_config_path(loc: tuple[Any, ...]) -> str:
@@ -991,11 +994,16 @@ def pulumi_config_path(loc: tuple[Any, ...]) -> str:
 
 
 def _quote_hint(
-    path: str, error: Any, plain_scalars: dict[str, tuple[str, str]] | None, takes_text: bool
+    path: str,
+    error: Any,
+    plain_scalars: dict[str, tuple[str, str]] | None,
+    takes_text: bool,
+    quoted_valid: typing.Callable[[str], bool] = lambda text: True,
 ) -> str:
     """Where YAML 1.1 made a boolean or number of an unquoted word (`on`, `1.30`) and the key
     takes text, say to quote it; where it takes a number, quoting changes nothing (`port: 88830`
-    is out of range however written): no hint, but for a boolean given for a number."""
+    is out of range however written): no hint, but for a boolean given for a number. Nor where
+    the quoted text would be refused too (`quoted_valid`): `role: 1` is no role quoted either."""
     source = (plain_scalars or {}).get(path)
     if source is None or isinstance(error.get("input"), str):
         return ""
@@ -1003,11 +1011,36 @@ def _quote_hint(
     what = _TYPE_WORDS.get(tag, "a non-string value")
     if isinstance(error.get("input"), BooleanGiven):  # a number belongs here: quoting won't do
         return f" (YAML read the unquoted {text} as {what}: write a number)"
-    if not takes_text:
+    if not takes_text or not quoted_valid(text):
+        # Quoting would only trade one refusal for another (`role: "1"` is no role either).
         return ""
     key = path.rsplit(".", 1)[-1]
     shown = f'{key}: "{text}"' if not key.isdigit() else f'"{text}"'
-    return f" (YAML read the unquoted {text} as {what}: quote it, {shown})"
+    read = f"the unquoted {text}" if text else "the empty value"
+    return f" (YAML read {read} as {what}: quote it, {shown})"
+
+
+def _text_valid(model: type[BaseModel], loc: tuple[Any, ...], text: str) -> bool:
+    """Whether the key at `loc` would take `text`, a string, on its own (with the field's own
+    constraints: a pattern, a length)."""
+    parent = _model_at(model, loc[:-1]) if loc else None
+    target: Any
+    if (
+        isinstance(parent, type)
+        and issubclass(parent, BaseModel)
+        and str(loc[-1]) in (parent.model_fields)
+    ):
+        field = parent.model_fields[str(loc[-1])]
+        target = typing.Annotated[field.annotation, field]
+    else:
+        target = _model_at(model, loc)
+    if target is None:
+        return True  # unknown: hint as before
+    try:
+        TypeAdapter(target).validate_python(text)
+    except Exception:  # a ValidationError, or a check needing context: not valid on its own
+        return False
+    return True
 
 
 def _takes_text(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:

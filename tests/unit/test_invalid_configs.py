@@ -141,7 +141,10 @@ CASES = [
         "k8s-gra",
         {"cluster.kubeconfig": "apiVersion: v1\nkind: Config"},
         "site.cluster.kubeconfig",
-        ["plaintext value where a secret is required", "pulumi config set --secret"],
+        [
+            "plaintext value where a secret is required",
+            "pulumi config set --stack k8s-gra --secret",
+        ],
     ),
     (
         "plaintext-s3-secret",
@@ -656,6 +659,24 @@ def test_what_yaml_made_of_an_unquoted_word_says_quote_it(
     line = next(line for line in result.output.splitlines() if f"- {path}:" in line)
     for word in words:
         assert word in line
+
+
+@pytest.mark.parametrize(
+    ("unquoted", "given"),
+    [("role: 1", "given 1"), ("role: yes", "given True"), ("role:", "given an empty value")],
+)
+def test_quote_it_is_said_only_where_the_quoted_text_would_be_valid(tmp_path, unquoted, given):
+    """`role: "1"` is no role either: quoting fixes nothing, so no hint to quote (review 34)."""
+    stacks = _project(tmp_path)
+    file = stacks / "Pulumi.aws-dublin.yaml"
+    text = file.read_text()
+    assert "    kind: aws\n" in text
+    file.write_text(text.replace("    kind: aws\n", f"    kind: aws\n    {unquoted}\n", 1))
+    result = _validate(file)
+    assert result.exit_code == 2
+    line = next(line for line in result.output.splitlines() if "- site.role:" in line)
+    assert f"{given}; allowed: must be 'full' or 'storage'" in line
+    assert "quote it" not in line and "unquoted  as" not in line and "None" not in line
 
 
 @pytest.mark.parametrize("case", ["typo", "empty", "no-stack-files"])
