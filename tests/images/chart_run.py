@@ -59,14 +59,19 @@ def container_of(
 
 
 def podman_run_args(
-    chart: ChartContainer, env: dict[str, str], secrets: dict[str, Path] | None = None
+    chart: ChartContainer,
+    env: dict[str, str],
+    secrets: dict[str, Path] | None = None,
+    config_maps: dict[str, Path] | None = None,
 ) -> list[str]:
     """`podman run` options (entry point, image and command excluded: `chart_command`).
 
     `env` supplies every variable the chart takes from a Secret or the downward API, and
     overrides the plain values that name cluster addresses (loopback peers here).
     `secrets` maps the name of each Secret volume to a host folder holding its files (mounted
-    read-only, as the kubelet mounts a Secret).
+    read-only, as the kubelet mounts a Secret); `config_maps` the name of each ConfigMap volume
+    to a folder holding its keys as files (`config_map_files`), mounted read-only, a `subPath`
+    as the one file.
     Raises UnsupportedSetting for a security setting podman would not reproduce, and when `env`
     hands over storage keys the chart takes as its mounted file (`storage_secret`).
     """
@@ -108,6 +113,9 @@ def podman_run_args(
         if "emptyDir" in volume and not mount.get("readOnly"):
             # An emptyDir is writable by the pod's fsGroup: a tmpfs the container's user owns.
             args += ["--mount", f"type=tmpfs,destination={mount['mountPath']},tmpfs-mode=1777"]
+        elif "configMap" in volume and mount["name"] in (config_maps or {}):
+            source = (config_maps or {})[mount["name"]] / mount.get("subPath", "")
+            args += ["--volume", f"{source}:{mount['mountPath']}:ro"]
         elif "secret" in volume and mount["name"] in (secrets or {}):
             source = (secrets or {})[mount["name"]]
             _as_the_kubelet_mounts(source, volume["secret"], pod_security.get("fsGroup"))
@@ -115,7 +123,7 @@ def podman_run_args(
         else:
             raise UnsupportedSetting(
                 f"{chart.workload}: volume {mount['name']} ({sorted(volume)}) is neither an "
-                "emptyDir nor a Secret the test supplies"
+                "emptyDir nor a Secret or ConfigMap the test supplies"
             )
     values: dict[str, str] = {}
     for variable in container.get("env", []):
@@ -146,6 +154,18 @@ def _as_the_kubelet_mounts(folder: Path, secret: dict[str, Any], fs_group: int |
         if path.is_file():
             os.chown(path, 0, fs_group if fs_group is not None else 0)
             path.chmod(mode)
+
+
+def config_map_files(manifests: list[dict[str, Any]], name: str, folder: Path) -> Path:
+    """ConfigMap `name`'s keys written as files into `folder` (readable by any user, as the
+    kubelet's 0644), for `podman_run_args(config_maps=...)`; returns `folder`."""
+    (config,) = [m for m in manifests if m["kind"] == "ConfigMap" and m["metadata"]["name"] == name]
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    for key, text in config["data"].items():
+        (folder / key).write_text(text)
+        (folder / key).chmod(0o644)
+    return folder
 
 
 def referenced_env(chart: ChartContainer) -> list[str]:
