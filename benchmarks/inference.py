@@ -7,7 +7,9 @@ It trains a small model on the synthetic set, publishes it to S3 on loopback (mo
 `fedeploy-infer serve` as its own process and measures each path for a fixed time per batch
 size. Where a GPU is visible the in-process and server figures are repeated on it. The
 in-process paths take the batch parsed once into arrays (RequestArrays); the server receives the
-JSON bytes, validates and parses them and writes its answer. Goals, printed beside the figures
+JSON bytes (or, for the Arrow rows, the same requests as an Arrow IPC stream, answered in Arrow),
+validates and parses them and writes its answer. /proc/loadavg is printed at the start and the
+end. Goals, printed beside the figures
 (from median latencies): encoding at most ENCODING_GOAL times the bare model, the server at
 least SERVER_GOAL of the in-process rate.
 """
@@ -30,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from fedeploy_inference.api_schema import PredictionRequest
+from fedeploy_inference.arrow_api import ARROW_STREAM, table_from_requests, to_stream
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.predictor import (
@@ -51,6 +54,15 @@ BUCKET = "bench"
 ENCODING_GOAL = 5.0  # encoding at most 5x the bare model, per batch
 SERVER_GOAL = 0.50  # the server at least half the in-process rate (model + encoding)
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+
+
+def loadavg() -> str:
+    """/proc/loadavg's 1, 5 and 15 minute figures (the benchmark shares its cores)."""
+    try:
+        with open("/proc/loadavg") as file:
+            return " ".join(file.read().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -155,10 +167,13 @@ def verdicts(device: str, figures: dict[int, dict[str, list[float]]]) -> list[st
             f"{encoding:.1f}x the bare model's {bare * 1e3:.3f} ms (goal: at most "
             f"{ENCODING_GOAL:g}x: {'met' if encoding <= ENCODING_GOAL else 'NOT met'})"
         )
-        if "server" in f:
-            share = encoded / percentile(f["server"], 50)
+        for path in ("server", "arrow"):
+            if path not in f:
+                continue
+            share = encoded / percentile(f[path], 50)
+            name = "server JSON" if path == "server" else "server Arrow"
             line += (
-                f"; server {share:.0%} of in-process (goal: at least {SERVER_GOAL:.0%}: "
+                f"; {name} {share:.0%} of in-process (goal: at least {SERVER_GOAL:.0%}: "
                 f"{'met' if share >= SERVER_GOAL else 'NOT met'})"
             )
         lines.append(line)
@@ -211,12 +226,16 @@ def main() -> int:
         single = json.dumps(bodies[0]).encode()
         batches = {b: json.dumps({"requests": bodies[:b]}).encode() for b in sizes}
         headers = {"content-type": "application/json"}
+        # Arrow IPC streams of the same requests, one row per observation (the batch client's
+        # encoding, done here once like the JSON bytes).
+        arrow_bodies = {b: to_stream(table_from_requests(bodies[:b])) for b in sizes}
+        arrow_headers = {"content-type": ARROW_STREAM, "accept": ARROW_STREAM}
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         print(
             f"model {settings.model_name}/{version}; torch {torch.__version__}; "
             f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}; "
             f"{args.seconds:g} s per figure; "
-            f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+            f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load {loadavg()}"
         )
         print(
             f"{'path':<22} {'dev':<5} {'batch':>6} {'p50 ms':>10} {'p99 ms':>10} "
@@ -259,13 +278,22 @@ def main() -> int:
                                 ).raise_for_status()
 
                         figures[batch]["server"] = measure(call, args.seconds)
-                        print(row("server (HTTP)", device, batch, figures[batch]["server"]))
+                        print(row("server (HTTP, JSON)", device, batch, figures[batch]["server"]))
+
+                        def arrow(content: bytes = arrow_bodies[batch]) -> None:
+                            http.post(
+                                "/v1/predict/batch", content=content, headers=arrow_headers
+                            ).raise_for_status()
+
+                        figures[batch]["arrow"] = measure(arrow, args.seconds)
+                        print(row("server (HTTP, Arrow)", device, batch, figures[batch]["arrow"]))
             finally:
                 os.kill(server.pid, signal.SIGTERM)
                 server.wait(timeout=30)
             summary += verdicts(device, figures)
         print()
         print("\n".join(summary))
+        print(f"load at the end {loadavg()}")
     finally:
         s3.stop()
     return 0

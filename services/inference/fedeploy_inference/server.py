@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import pyarrow as pa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -21,9 +22,23 @@ from fedeploy_inference.api_schema import (
     PredictionRequest,
     PredictionResponse,
 )
+from fedeploy_inference.arrow_api import (
+    ARROW_STREAM,
+    MAX_BODY_BYTES,
+    ArrowBatch,
+    ArrowRejected,
+    parse_request,
+    response_table,
+    to_stream,
+)
 from fedeploy_inference.device import resolve_device
 from fedeploy_inference.model_watcher import ModelWatcher
-from fedeploy_inference.predictor import RequestRejected, predict_requests
+from fedeploy_inference.predictor import (
+    RequestArrays,
+    RequestRejected,
+    forecast_arrays,
+    predict_requests,
+)
 from fedeploy_inference.registry import LoadedModel
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.service_metrics import ServiceMetrics
@@ -149,17 +164,99 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
 
         return Response(await run_in_threadpool(answer), media_type="application/json")
 
+    @app.exception_handler(ArrowRejected)
+    async def _arrow_rejected(_: Request, exc: ArrowRejected) -> JSONResponse:
+        metrics.rejected.labels(reason="invalid").inc()
+        detail = [{"loc": exc.loc, "msg": str(exc), "type": "value_error"}]
+        return JSONResponse(status_code=422, content={"detail": detail})
+
     @app.post(
         "/v1/predict/batch",
-        responses={200: {"model": BatchResponse}},
-        openapi_extra=_body(BatchRequest),
+        responses={
+            200: {
+                "model": BatchResponse,
+                "content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+                "description": "JSON (BatchResponse) by default; an Arrow IPC stream of one row "
+                "per station and lead when the request is Arrow or Accept names "
+                f"{ARROW_STREAM} (see the README's HTTP API)",
+            },
+            406: {"description": f"an Arrow request whose Accept excludes {ARROW_STREAM}"},
+            413: {"description": f"an Arrow body over {MAX_BODY_BYTES} bytes"},
+        },
+        openapi_extra=_body(BatchRequest, arrow=True),
     )
     async def predict_batch(request: Request) -> Response:
-        """Several forecasts in one model call."""
+        """Several forecasts in one model call; JSON, or Arrow IPC streams for batch clients."""
+        arrow_in = _media(request.headers.get("content-type", "")) == ARROW_STREAM
+        accept = request.headers.get("accept", "")
+        arrow_out = ARROW_STREAM in accept or (arrow_in and _allows_arrow(accept))
+        if arrow_in and not arrow_out:
+            raise HTTPException(406, detail=f"an Arrow request is answered as {ARROW_STREAM}")
+        if arrow_in:
+            body = await _bounded_body(request)
+            answer = await run_in_threadpool(_arrow_batch, body)
+            return Response(answer, media_type=ARROW_STREAM)
         body = await request.body()
+        if arrow_out:
+            return Response(await run_in_threadpool(_json_to_arrow, body), media_type=ARROW_STREAM)
         return Response(await run_in_threadpool(_batch, body), media_type="application/json")
 
-    def _batch(body: bytes) -> bytes:
+    async def _bounded_body(request: Request) -> bytes:
+        """The body, refused (413) past MAX_BODY_BYTES: by its Content-Length before reading, or
+        as soon as a chunked body passes it."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            metrics.rejected.labels(reason="too_large").inc()
+            raise HTTPException(413, detail=f"body over {MAX_BODY_BYTES} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                metrics.rejected.labels(reason="too_large").inc()
+                raise HTTPException(413, detail=f"body over {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _arrow_answer(endpoint: str, batch: ArrowBatch, located: Any) -> bytes:
+        started = time.perf_counter()
+        loaded = _model()
+        try:
+            forecast, observed = forecast_arrays(
+                loaded, batch.arrays, settings.observed_history_hours
+            )
+        except RequestRejected as error:
+            raise located(error) from None
+        except Exception:
+            metrics.rejected.labels(reason="error").inc()
+            raise
+        table = response_table(batch, forecast, observed, (loaded.name, loaded.version))
+        answer = to_stream(table)
+        metrics.batch_size.observe(len(batch.arrays))
+        metrics.predictions.inc(len(batch.arrays))
+        metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        return answer
+
+    def _arrow_batch(body: bytes) -> bytes:
+        batch = parse_request(body, settings.max_batch)
+
+        def located(error: RequestRejected) -> ArrowRejected:
+            row = int(batch.first_rows[int(error.loc[0])])
+            return ArrowRejected("air_temperature", row, f"the request from row {row}: {error}")
+
+        return _arrow_answer("predict_batch", batch, located)
+
+    def _json_to_arrow(body: bytes) -> bytes:
+        requests = _checked_batch(body).requests
+        arrays = RequestArrays.from_requests(requests)
+        batch = ArrowBatch(arrays, pa.array([r.station for r in requests], pa.string()), None)
+
+        def located(error: RequestRejected) -> _Rejected:
+            index, field = error.loc
+            return _Rejected(["body", "requests", index, field], str(error))
+
+        return _arrow_answer("predict_batch", batch, located)
+
+    def _checked_batch(body: bytes) -> BatchRequest:
         batch = _parsed(BatchRequest, body)
         if len(batch.requests) > settings.max_batch:
             metrics.rejected.labels(reason="too_large").inc()
@@ -169,6 +266,10 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
                 "(INFER_MAX_BATCH)",
                 reason="too_large",
             )
+        return batch
+
+    def _batch(body: bytes) -> bytes:
+        batch = _checked_batch(body)
         return to_json({"predictions": _answer("predict_batch", batch.requests)})
 
     return app
@@ -186,7 +287,19 @@ def _parsed(model: type[_M], body: bytes) -> _M:
         ) from None
 
 
-def _body(model: type[BaseModel]) -> dict[str, Any]:
+def _media(content_type: str) -> str:
+    """A Content-Type's media type, lower case, without parameters."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _allows_arrow(accept: str) -> bool:
+    """Whether an Accept header admits an Arrow answer: absent, or naming it or */*."""
+    if not accept.strip():
+        return True
+    return any(_media(part) in (ARROW_STREAM, "*/*", "application/*") for part in accept.split(","))
+
+
+def _body(model: type[BaseModel], arrow: bool = False) -> dict[str, Any]:
     """The OpenAPI request body of an endpoint that validates its raw bytes itself: the model's
     JSON schema with its definitions written in place (a `#/$defs/...` reference would point
     at the root of the OpenAPI document)."""
@@ -206,6 +319,22 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": inline(schema)}},
+            "content": {
+                "application/json": {"schema": inline(schema)},
+                **(
+                    {
+                        ARROW_STREAM: {
+                            "schema": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "An Arrow IPC stream, one row per observation "
+                                "(columns: fedeploy_inference.arrow_api, the README's HTTP API)",
+                            }
+                        }
+                    }
+                    if arrow
+                    else {}
+                ),
+            },
         }
     }
