@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from fedeploy.config.base import Secret, SecretValue, StrictModel, no_userinfo
+from fedeploy.config.site_base import a_kind_site
 
 # POSIX user names as useradd accepts them by default; SLURM puts them in the token's `sun`.
 UserName = Annotated[
@@ -147,7 +148,7 @@ def check_vm_platform(bridge: BridgeConfig | None, kind: str) -> None:
     if bridge.vm_platform != kind:
         fields = ", ".join(f"bridge.{f}" for f in VM_FIELDS[kind])
         raise ValueError(
-            f"bridge.mode is 'vm' on a {kind} site, which requires {fields} "
+            f"bridge.mode is 'vm' on {a_kind_site(kind)}, which requires {fields} "
             f"(found the fields of {bridge.vm_platform})"
         )
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fedeploy.config.base import BooleanGiven, ciphertext_problem
 from fedeploy.config.site import MODELS
-from fedeploy.config.site_base import KINDS, is_storage_only
+from fedeploy.config.site_base import KINDS, STORAGE_ONLY_KINDS, a_kind_site, is_storage_only
 from fedeploy.errors import ConfigIssue, StackConfigError
 from fedeploy.gpu_flavors import is_gpu_flavor
 from fedeploy.network import overlapping
@@ -929,6 +929,8 @@ def _issue(
     path = ".".join(["site", *map(str, loc)])
     if kind == "extra_forbidden":
         known = _field_names(model, loc[:-1])
+        if loc == ("role",):
+            return ConfigIssue(path, _role_refused(model))
         return ConfigIssue(
             path,
             f"unknown key {str(loc[-1])!r}{_did_you_mean(str(loc[-1]), known)}; "
@@ -1041,6 +1043,18 @@ def _text_valid(model: type[BaseModel], loc: tuple[Any, ...], text: str) -> bool
     except Exception:  # a ValidationError, or a check needing context: not valid on its own
         return False
     return True
+
+
+def _role_refused(model: type[BaseModel]) -> str:
+    """`role:` on a kind that has no role: what role is for, and that this kind never has it."""
+    kinds = typing.get_args(_unwrap(model.model_fields["kind"].annotation))
+    site = a_kind_site(kinds[0]) if len(kinds) == 1 else "this kind of site"
+    allowed = ", ".join(STORAGE_ONLY_KINDS[:-1]) + f" and {STORAGE_ONLY_KINDS[-1]}"
+    return (
+        f"unknown key 'role' on {site}: role: storage (a site of buckets only) applies to "
+        f"{allowed} sites, and {site} is always a full one (role: full is refused too): "
+        "remove the key"
+    )
 
 
 def _takes_text(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:

@@ -15,6 +15,15 @@ Kind = Literal["aws", "kubernetes", "hpc", "hub", "openstack", "ovh"]
 KINDS: tuple[str, ...] = ("aws", "kubernetes", "hpc", "hub", "openstack", "ovh")
 
 RESERVED_TAG_PREFIXES = ("aws:", "fedeploy:")
+# The kinds fedeploy provisions itself, the only ones a storage-only site (role: storage) can be.
+STORAGE_ONLY_KINDS: tuple[str, ...] = ("aws", "openstack", "ovh")
+
+
+def a_kind_site(kind: str) -> str:
+    """`an hpc site`, `a kubernetes site`: the article as the kind is said (a-w-s, h-p-c)."""
+    article = "an" if kind in ("aws", "hpc", "openstack", "ovh") else "a"
+    return f"{article} {kind} site"
+
 
 SiteRole = Literal["full", "storage"]
 ROLE_DESCRIPTION = (
@@ -25,12 +34,13 @@ ROLE_DESCRIPTION = (
     "ovh), services, bridge, workload_identities and monitoring are refused on it."
 )
 # Keys a storage-only site refuses (those its kind has), and what each would have built.
+# What each key is, said after "has no" (so without an article).
 INFRASTRUCTURE_KEYS = {
-    "cluster": "a Kubernetes cluster",
-    "network": "a network",
-    "private_network": "a private network",
+    "cluster": "Kubernetes cluster",
+    "network": "network",
+    "private_network": "private network",
     "services": "services",
-    "bridge": "a SLURM bridge",
+    "bridge": "SLURM bridge",
     "workload_identities": "workload identities",
     "monitoring": "charts for a Prometheus to monitor",
 }
@@ -45,6 +55,8 @@ def _declared(value: Any) -> str:
     """What a refused key holds, in words: its keys (`catalog, ingestion`), or the value."""
     if isinstance(value, dict) and value:
         return ", ".join(sorted(value))
+    if value is None:
+        return "an empty value"  # `cluster:` with nothing after it
     return "an empty mapping" if isinstance(value, dict) else repr(value)
 
 

@@ -18,11 +18,10 @@ from pathlib import Path
 from string import Template
 
 from fedeploy.config.loader import STACK_NAME, address_ranges, sibling_sites
+from fedeploy.config.site_base import STORAGE_ONLY_KINDS, a_kind_site
 from fedeploy.errors import FedeployError
 
 NEW_KINDS = ("aws", "openstack", "ovh", "kubernetes", "hpc")
-# The kinds whose site may be storage-only (role: storage): those fedeploy provisions.
-STORAGE_ONLY_KINDS = ("aws", "openstack", "ovh")
 # A full site's keys a storage-only one leaves out (4-space blocks of the bodies below).
 _INFRASTRUCTURE_BLOCKS = ("network", "private_network", "cluster")
 # Where new ranges are taken from: 10.64.0.0/10, clear of the examples' 10.0-10.63.
@@ -264,7 +263,7 @@ def scaffold(
     if storage_only and kind not in STORAGE_ONLY_KINDS:
         raise ScaffoldError(
             f"--storage-only with --kind {kind!r}: a storage-only site is one of the kinds "
-            f"fedeploy provisions ({', '.join(STORAGE_ONLY_KINDS)}); a {kind} site's store is "
+            f"fedeploy provisions ({', '.join(STORAGE_ONLY_KINDS)}); {a_kind_site(kind)}'s store is "
             "one that exists already"
         )
     path = stacks_dir / f"Pulumi.{site}.yaml"

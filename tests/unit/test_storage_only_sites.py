@@ -136,7 +136,18 @@ REFUSED = [
     ("private_network", {"vlan_id": 90}, ("ovh",), "found private_network: vlan_id"),
     ("workload_identities", {}, ("openstack",), "found workload_identities: an empty mapping"),
     ("monitoring", {"rules": "off"}, ("aws", "openstack", "ovh"), "found monitoring: rules"),
+    ("cluster", None, ("aws", "openstack", "ovh"), "found cluster: an empty value"),
 ]
+# What each refusal calls the key's thing, after "has no" (review 34: not "has no a ...").
+THINGS = {
+    "services": "services",
+    "bridge": "SLURM bridge",
+    "cluster": "Kubernetes cluster",
+    "network": "network",
+    "private_network": "private network",
+    "workload_identities": "workload identities",
+    "monitoring": "charts for a Prometheus to monitor",
+}
 
 
 @pytest.mark.parametrize(
@@ -152,7 +163,8 @@ def test_a_storage_only_site_refuses_what_it_cannot_have(
     (issue,) = caught.value.issues
     assert issue.path == f"site.{key}"
     message = str(issue)
-    assert f"site.{key}: a storage-only site (role: storage) has no" in message
+    assert f"site.{key}: a storage-only site (role: storage) has no {THINGS[key]};" in message
+    assert "has no a " not in message and "None" not in message
     assert found in message
     assert "Allowed on a storage-only site: " in message and "storage" in message
     assert f" {key}," not in message.split("Allowed on a storage-only site: ")[1]
@@ -198,6 +210,8 @@ def test_the_scaffold_refuses_storage_only_where_the_store_exists_already(stacks
     )
     assert made.exit_code == 2
     assert "--storage-only with --kind 'hpc'" in made.output
+    assert "an hpc site's store is one that exists already" in made.output
+    assert "a hpc" not in made.output
     assert not (stacks / "Pulumi.new-hpc.yaml").exists()
 
 
@@ -378,3 +392,26 @@ def test_verify_of_the_hub_does_not_ask_a_storage_member_for_its_harvest(stacks:
     assert planned[f"harvest of {STORE}"].probe is None
     assert "storage-only member" in planned[f"harvest of {STORE}"].reason
     assert planned["harvest of aws-dublin"].probe is not None
+
+
+@pytest.mark.parametrize(
+    ("stack", "site"),
+    [("hpc-kajaani", "an hpc site"), ("eu-hub", "a hub site"), ("k8s-gra", "a kubernetes site")],
+)
+@pytest.mark.parametrize("role", ["storage", "full"])
+def test_role_on_a_kind_without_it_says_where_storage_only_applies(
+    stack: str, site: str, role: str
+) -> None:
+    from fedeploy.config.loader import validate_site
+    from tests.builders import example_site
+
+    raw = {**example_site(stack), "role": role}
+    with pytest.raises(StackConfigError) as caught:
+        validate_site(raw, stack_file=f"Pulumi.{stack}.yaml")
+    (issue,) = [i for i in caught.value.issues if i.path == "site.role"]
+    assert issue.message == (
+        f"unknown key 'role' on {site}: role: storage (a site of buckets only) applies to aws, "
+        f"openstack and ovh sites, and {site} is always a full one (role: full is refused too): "
+        "remove the key"
+    )
+    assert "allowed: bridge" not in issue.message
