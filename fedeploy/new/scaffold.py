@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from fedeploy.config.loader import STACK_NAME, address_ranges, sibling_sites
+from fedeploy.config.loader import STACK_NAME, Sibling, address_ranges, sibling_sites
 from fedeploy.config.site_base import STORAGE_ONLY_KINDS, a_kind_site
 from fedeploy.errors import FedeployError
 
@@ -292,12 +292,43 @@ def scaffold(
         return Scaffold(path, text)
     hub_site = siblings.get(hub)
     if hub_site is None or hub_site.site is None or hub_site.site.kind != "hub":
-        hubs = sorted(n for n, s in siblings.items() if s.site is not None and s.site.kind == "hub")
-        raise ScaffoldError(
-            f"--hub {hub!r}: no valid hub stack file Pulumi.{hub}.yaml in {stacks_dir} "
-            f"(hubs there: {', '.join(hubs) or 'none'})"
+        raise ScaffoldError(_not_a_hub(hub, stacks_dir, siblings))
+    joined = join_members(hub_site.path.read_text(), site, hub_file=str(hub_site.path))
+    return Scaffold(path, text, hub_site.path, joined)
+
+
+def _raw_kind(path: Path) -> str | None:
+    """The kind a stack file declares as written (it may not validate), or None."""
+    from fedeploy.config.loader import read_stack_file
+
+    try:
+        raw = read_stack_file(path).raw
+    except FedeployError:
+        return None
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _not_a_hub(hub: str, stacks_dir: Path, siblings: dict[str, Sibling]) -> str:
+    """Why --hub names no hub to join: no such file, a file that does not validate, or a site
+    of another kind; with the hubs there are (and those whose file does not validate)."""
+    valid = sorted(n for n, s in siblings.items() if s.site is not None and s.site.kind == "hub")
+    broken = sorted(n for n, s in siblings.items() if s.site is None and _raw_kind(s.path) == "hub")
+    there = ", ".join(valid) or "none valid"
+    if broken:
+        verbs = "declares kind: hub but does" if len(broken) == 1 else "declare kind: hub but do"
+        there += f"; {', '.join(broken)} {verbs} not validate"
+    named = siblings.get(hub)
+    if named is None:
+        why = f"there is no stack file Pulumi.{hub}.yaml in {stacks_dir}"
+    elif named.site is None:
+        why = (
+            f"{named.path} does not validate (`fedeploy validate {named.path}` says why), so "
+            "no site can join it yet"
         )
-    return Scaffold(path, text, hub_site.path, join_members(hub_site.path.read_text(), site))
+    else:
+        why = f"{hub} is {a_kind_site(named.site.kind)}, not a hub"
+    return f"--hub {hub!r}: {why}; nothing was written (hubs in {stacks_dir}: {there})"
 
 
 _FLOW_MEMBERS = re.compile(r"^(?P<indent> *)members: *\[(?P<items>[^\]]*)\](?P<rest>.*)$", re.M)
@@ -306,7 +337,7 @@ _BLOCK_MEMBERS = re.compile(
 )
 
 
-def join_members(hub_text: str, site: str) -> str:
+def join_members(hub_text: str, site: str, *, hub_file: str = "the hub's stack file") -> str:
     """The hub file's text with `site` added to `members` (flow or block list), comments kept.
 
     Raises ScaffoldError when the list is written in a way this edit does not know."""
@@ -322,6 +353,8 @@ def join_members(hub_text: str, site: str) -> str:
         added = f"{dash}- {site}\n"
         return hub_text[: block.end()] + added + hub_text[block.end() :]
     raise ScaffoldError(
-        f"the hub's members list is not a one-line [..] list or a block of `- name` lines: add "
-        f"{site!r} to site.members by hand"
+        f"{hub_file}: site.members is not a one-line [..] list or a block of `- name` lines "
+        "(a YAML alias, say), which `fedeploy new --hub` cannot extend; nothing was written: "
+        f"write members as such a list, or run `fedeploy new` without --hub and add {site!r} "
+        f"to site.members in {hub_file} by hand"
     )

@@ -192,7 +192,13 @@ def test_pulumi_up_and_production_refuse_a_pending_secret(stacks: Path) -> None:
         ("New_Site", "aws", None, "is not a valid site name"),
         ("new-x", "gcp", None, "--kind 'gcp': allowed: aws, openstack, ovh, kubernetes, hpc"),
         ("aws-dublin", "aws", None, "exists already"),
-        ("new-x", "aws", "aws-dublin", "--hub 'aws-dublin': no valid hub stack file"),
+        (
+            "new-x",
+            "aws",
+            "aws-dublin",
+            "--hub 'aws-dublin': aws-dublin is an aws site, not a hub; nothing was written",
+        ),
+        ("new-x", "aws", "nohub", "--hub 'nohub': there is no stack file Pulumi.nohub.yaml"),
     ],
 )
 def test_a_scaffold_that_cannot_be_written_is_refused(stacks, site, kind, hub, words) -> None:
@@ -200,6 +206,36 @@ def test_a_scaffold_that_cannot_be_written_is_refused(stacks, site, kind, hub, w
         scaffold(site, kind, stacks, hub)
     result = new(stacks, site, kind, *(["--hub", hub] if hub else []))
     assert result.exit_code == 2 and words in result.output
+
+
+def test_a_hub_that_does_not_validate_is_named_with_why_it_cannot_be_joined(stacks) -> None:
+    hub = stacks / "Pulumi.eu-hub.yaml"
+    hub.write_text(hub.read_text().replace("    kind: hub\n", "    kind: hub\n    bogus: 1\n"))
+    result = new(stacks, "new-x", "aws", "--hub", "eu-hub")
+    assert result.exit_code == 2
+    assert f"{hub} does not validate (`fedeploy validate {hub}` says why)" in result.output
+    assert "none valid; eu-hub declares kind: hub but does not validate" in result.output
+    assert "hubs there: none)" not in result.output
+    assert not (stacks / "Pulumi.new-x.yaml").exists()
+
+
+def test_a_members_alias_is_refused_naming_the_hub_file_and_that_nothing_was_written(
+    stacks,
+) -> None:
+    hub = stacks / "Pulumi.eu-hub.yaml"
+    text = hub.read_text()
+    line = next(line for line in text.splitlines() if line.startswith("    members: ["))
+    names = line.split("[", 1)[1]
+    aliased = text.replace(line, "    members: *sites").replace(
+        "config:\n", f"x-sites: &sites [{names}\nconfig:\n", 1
+    )
+    hub.write_text(aliased)
+    result = new(stacks, "new-x", "aws", "--hub", "eu-hub")
+    assert result.exit_code == 2, result.output
+    assert f"{hub}: site.members is not a one-line [..] list" in result.output
+    assert "nothing was written" in result.output
+    assert f"add 'new-x' to site.members in {hub} by hand" in result.output
+    assert not (stacks / "Pulumi.new-x.yaml").exists()
 
 
 def test_members_are_joined_in_either_list_form() -> None:
