@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from fedeploy.config.base import BooleanGiven, ciphertext_problem
+from fedeploy.config.base import NAME_PATTERN, BooleanGiven, Name, ciphertext_problem
 from fedeploy.config.site import MODELS
 from fedeploy.config.site_base import KINDS, STORAGE_ONLY_KINDS, a_kind_site, is_storage_only
 from fedeploy.errors import ConfigIssue, StackConfigError
@@ -42,6 +42,8 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _UNIONS = (typing.Union, types.UnionType)
 # A key's description that says what is allowed in words (a range, the characters, a count):
 # shown instead of its regular expression.
+# A pattern said in words where the key's own description does not (a list item's type).
+_PATTERN_WORDS = {NAME_PATTERN: typing.get_args(Name)[1].description}
 _SAYS_ALLOWED = re.compile(r"\d+ to \d+|characters|digits|five-field")
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 # Numbers every YAML reader reads alike: no leading zero, no 0x/0o/0b, `_` or sexagesimal `:`.
@@ -970,6 +972,9 @@ def _issue(
         # The key's description says what is allowed in words ("1.25 to 1.37"), not the regex.
         named = tuple(part for part in loc if not isinstance(part, int))
         described = _description(model, named) if named else None
+        if not (described and _SAYS_ALLOWED.search(described)):
+            # A list's item (a hub's members): the item type says it (a site name's words).
+            described = _PATTERN_WORDS.get((error.get("ctx") or {}).get("pattern"), described)
         if described and _SAYS_ALLOWED.search(described):
             return ConfigIssue(path, f"given {given}; allowed: {described}")
     hint = _quote_hint(

@@ -922,3 +922,19 @@ def test_yes_where_a_number_belongs_is_refused_not_read_as_one(tmp_path):
         in result.output
     )
     assert "YAML read the unquoted yes as a boolean: write a number" in result.output
+
+
+def test_a_hub_member_with_a_bad_name_is_told_in_words_not_a_pattern() -> None:
+    from fedeploy.config.loader import validate_site
+
+    raw = example_site("eu-hub")
+    raw["members"] = [*raw["members"], "vaült"]
+    with pytest.raises(StackConfigError) as caught:
+        validate_site(raw, stack_file="Pulumi.eu-hub.yaml")
+    (issue,) = caught.value.issues
+    assert issue.path == f"site.members.{len(raw['members']) - 1}"
+    assert issue.message == (
+        "given 'vaült'; allowed: Lower-case letters, digits and '-', 3 to 24 characters, "
+        "starting with a letter."
+    )
+    assert "pattern" not in issue.message and "^[a-z]" not in issue.message
