@@ -43,7 +43,7 @@ _UNIONS = (typing.Union, types.UnionType)
 # A key's description that says what is allowed in words (a range, the characters, a count):
 # shown instead of its regular expression.
 # A pattern said in words where the key's own description does not (a list item's type).
-_PATTERN_WORDS = {NAME_PATTERN: typing.get_args(Name)[1].description}
+_PATTERN_WORDS: dict[str, str | None] = {NAME_PATTERN: typing.get_args(Name)[1].description}
 _SAYS_ALLOWED = re.compile(r"\d+ to \d+|characters|digits|five-field")
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 # Numbers every YAML reader reads alike: no leading zero, no 0x/0o/0b, `_` or sexagesimal `:`.
@@ -974,7 +974,8 @@ def _issue(
         described = _description(model, named) if named else None
         if not (described and _SAYS_ALLOWED.search(described)):
             # A list's item (a hub's members): the item type says it (a site name's words).
-            described = _PATTERN_WORDS.get((error.get("ctx") or {}).get("pattern"), described)
+            pattern = str((error.get("ctx") or {}).get("pattern"))
+            described = _PATTERN_WORDS.get(pattern) or described
         if described and _SAYS_ALLOWED.search(described):
             return ConfigIssue(path, f"given {given}; allowed: {described}")
     hint = _quote_hint(
