@@ -133,9 +133,15 @@ def _timestamps_us(table: pa.Table, name: str, nullable: bool) -> tuple[np.ndarr
             f"{name} is {kind}; a timestamp with a time zone (timestamp[us, UTC]) is required",
         )
     try:
-        us = column.cast(pa.timestamp("us", tz="UTC"), safe=True)
+        us = (
+            column.cast(pa.int64())
+            if kind.unit == "us"
+            else column.cast(pa.timestamp("us", tz="UTC"))
+        )
     except pa.ArrowInvalid as error:
         raise ArrowRejected(name, None, f"{name}: not whole microseconds ({error})") from None
+    if column.null_count == 0:
+        return us.cast(pa.int64()).to_numpy(), np.ones(len(column), dtype=bool)
     valid = pc.is_valid(us).to_numpy(zero_copy_only=False)
     if not nullable and (row := _first(~valid)) is not None:
         raise ArrowRejected(name, row, f"{name} is null at row {row}; a time is required")
@@ -154,9 +160,15 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
         raise ArrowRejected(
             name, None, f"{name} is {column.type}; float64 (null: missing) is required"
         )
-    values = column.to_numpy() if column.null_count == 0 else column.fill_null(np.nan).to_numpy()
-    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-    if (row := _first(valid & ~np.isfinite(values))) is not None:
+    values = column.to_numpy()  # nulls read as NaN
+    nonfinite = ~np.isfinite(values)
+    # Every non-finite value a null: no NaN or infinity was sent (the validity is read only
+    # to find the first that was).
+    if (
+        int(np.count_nonzero(nonfinite)) != column.null_count
+        and (row := _first(nonfinite & pc.is_valid(column).to_numpy(zero_copy_only=False)))
+        is not None
+    ):
         raise ArrowRejected(
             name, row, f"{name} is {values[row]} at row {row}; finite numbers or null are allowed"
         )
@@ -316,9 +328,8 @@ def response_table(
     ]
     columns += [pa.array(values[:, k], mask=np.isnan(values[:, k])) for k in range(len(TARGETS))]
     for k, target in enumerate(TARGETS):
-        unseen = ~observed[request, k]
-        reasons = pa.array(np.where(unseen, absent_reason(target), ""), pa.string())
-        columns.append(pc.if_else(pa.array(unseen), reasons, pa.scalar(None, pa.string())))
+        choices = pa.array([None, absent_reason(target)], pa.string())
+        columns.append(choices.take(pa.array((~observed[request, k]).astype(np.int8))))
     schema = RESPONSE_SCHEMA.with_metadata({"model_name": model[0], "model_version": model[1]})
     return pa.Table.from_arrays(columns, schema=schema)
 
