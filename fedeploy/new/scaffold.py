@@ -255,8 +255,8 @@ def scaffold(
     storage-only), a file already there, a hub that is not one."""
     if not STACK_NAME.match(site):
         raise ScaffoldError(
-            f"{site!r} is not a valid site name: lower-case letters, digits and '-', 3 to 24 "
-            "characters, starting with a letter"
+            f"{_shown(site)} is not a valid site name: lower-case letters, digits and '-', 3 "
+            "to 24 characters, starting with a letter"
         )
     if kind not in _BODIES:
         raise ScaffoldError(f"--kind {kind!r}: allowed: {', '.join(NEW_KINDS)}")
@@ -297,6 +297,12 @@ def scaffold(
     return Scaffold(path, text, hub_site.path, joined)
 
 
+def _shown(site: str) -> str:
+    """A refused name as typed, shortened as validate shortens a value (a name can be 10 KB)."""
+    shown = repr(site)
+    return shown if len(shown) <= 60 else f"{shown[:56]}...' ({len(site)} characters)"
+
+
 def _raw_kind(path: Path) -> str | None:
     """The kind a stack file declares as written (it may not validate), or None."""
     from fedeploy.config.loader import read_stack_file
@@ -320,7 +326,8 @@ def _not_a_hub(hub: str, stacks_dir: Path, siblings: dict[str, Sibling]) -> str:
         there += f"; {', '.join(broken)} {verbs} not validate"
     named = siblings.get(hub)
     if named is None:
-        why = f"there is no stack file Pulumi.{hub}.yaml in {stacks_dir}"
+        file = f"Pulumi.{hub}.yaml" if len(hub) <= 60 else "of that name"
+        why = f"there is no stack file {file} in {stacks_dir}"
     elif named.site is None:
         why = (
             f"{named.path} does not validate (`fedeploy validate {named.path}` says why), so "
@@ -328,7 +335,7 @@ def _not_a_hub(hub: str, stacks_dir: Path, siblings: dict[str, Sibling]) -> str:
         )
     else:
         why = f"{hub} is {a_kind_site(named.site.kind)}, not a hub"
-    return f"--hub {hub!r}: {why}; nothing was written (hubs in {stacks_dir}: {there})"
+    return f"--hub {_shown(hub)}: {why}; nothing was written (hubs in {stacks_dir}: {there})"
 
 
 _FLOW_MEMBERS = re.compile(r"^(?P<indent> *)members: *\[(?P<items>[^\]]*)\](?P<rest>.*)$", re.M)

@@ -238,6 +238,18 @@ def test_a_members_alias_is_refused_naming_the_hub_file_and_that_nothing_was_wri
     assert not (stacks / "Pulumi.new-x.yaml").exists()
 
 
+def test_a_10_kb_name_or_hub_is_shortened_as_validate_shortens_a_value(stacks) -> None:
+    long = "a" * 10_000
+    named = new(stacks, long, "aws", "--storage-only")
+    assert named.exit_code == 2
+    assert f"'{'a' * 55}...' (10000 characters) is not a valid site name" in named.output
+    assert long not in named.output and len(named.output) < 300
+    hub = new(stacks, "new-x", "aws", "--hub", long)
+    assert hub.exit_code == 2
+    assert "(10000 characters): there is no stack file of that name" in hub.output
+    assert long not in hub.output and len(hub.output) < 400
+
+
 def test_members_are_joined_in_either_list_form() -> None:
     flow = "    members: [a, b]  # the sites\n"
     assert join_members(flow, "c") == "    members: [a, b, c]  # the sites\n"
