@@ -30,6 +30,7 @@ from fedeploy.charts import render_chart
 from loopback import PeerUnavailable
 from loopback.browser import BrowserServer
 from loopback.nginx import NginxTls
+from loopback.routes import nginx_locations, published_routes
 from tests.conftest import ROOT, unavailable
 from tests.integration.test_public_catalogs import (  # noqa: F401 - the fixtures, shared
     AUDIENCE,
@@ -82,9 +83,9 @@ def _spki(address: str, port: int) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-def chart_browser(federation: Any, browser_url: str) -> tuple[str, str]:  # noqa: F811
-    """The hub browser's config.js and nginx site, as the catalog chart renders them for the
-    loopback hub (its URL, issuer, members and the browser's own host)."""
+def chart_browser(federation: Any, browser_url: str) -> tuple[str, str, list[dict]]:  # noqa: F811
+    """The hub browser's config.js, nginx site and Ingress, as the catalog chart renders them
+    for the loopback hub (its URL, issuer, members and the browser's own host)."""
     members = [{"name": m, "url": federation.public[m]} for m in ("site-a", "site-b")]
     values = {
         "site": {"name": "hub", "kind": "hub"},
@@ -111,7 +112,10 @@ def chart_browser(federation: Any, browser_url: str) -> tuple[str, str]:  # noqa
         for m in manifests
         if m["kind"] == "ConfigMap" and m["metadata"]["name"] == "catalog-browser"
     ]
-    return config["data"]["config.js"], config["data"]["default.conf"]
+    ingress = [
+        m for m in manifests if m["kind"] == "Ingress" and "browser" in m["metadata"]["name"]
+    ]
+    return config["data"]["config.js"], config["data"]["default.conf"], ingress
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +126,12 @@ def hub_browser(browser_tools, federation, harvest, tmp_path_factory):  # noqa: 
     try:
         front = NginxTls(work / "nginx", federation.ca)
         site = front.add_site("hub-browser", BROWSER_ADDRESS, {})
-        config, site_conf = chart_browser(federation, site.url)
+        config, site_conf, ingress = chart_browser(federation, site.url)
         server = BrowserServer(work / "browser", DIST, config, site_conf).start()
         stoppers.append(server.stop)
-        site.routes["/"] = server.url
+        # The host's routes as the chart's Ingress for it publishes them.
+        routes = published_routes(ingress)
+        site.routes.update(nginx_locations(routes, {"catalog-browser": server.url}))
         front.start()
         stoppers.append(front.stop)
     except PeerUnavailable as missing:
