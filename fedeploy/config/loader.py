@@ -594,6 +594,8 @@ def _cycle_issues(site: Any, siblings: dict[str, Sibling], stack: str | None) ->
             reads[name] = references(name, other.site)
     issues: dict[str, ConfigIssue] = {}
     for ref in reads[stack]:
+        if ref.target == stack and ref.because.endswith("replicate_to.site"):
+            continue  # "a bucket cannot replicate to its own site" says it, once
         back = _path_to(reads, ref.target, stack)
         if back is not None and ref.because not in issues:
             cycle = " -> ".join([stack, *back])

@@ -257,6 +257,23 @@ def test_replication_across_kinds_is_refused_honestly(stacks: Path, kind: str) -
     assert "nothing copies objects to another kind's storage-only site today" in issue.message
 
 
+def test_a_bucket_replicating_to_its_own_site_is_one_error_not_a_cycle_too(
+    stacks: Path,
+) -> None:
+    document = storage_site("aws")
+    document["config"][SITE_KEY]["storage"]["buckets"]["replicas"]["replicate_to"] = {
+        "site": STORE,
+        "bucket": "replicas",
+    }
+    path = write_stack_file(stacks / f"Pulumi.{STORE}.yaml", document)
+    with pytest.raises(StackConfigError) as caught:
+        check_stack_file(path)
+    (issue,) = caught.value.issues
+    assert issue.path == "site.storage.buckets.replicas.replicate_to.site"
+    assert issue.message == "a bucket cannot replicate to its own site"
+    assert "cycle" not in str(caught.value)
+
+
 def test_the_hub_lists_a_storage_member_and_harvests_no_catalog_from_it(stacks: Path) -> None:
     edit_site(stacks / f"Pulumi.{HUB}.yaml", lambda site: site["members"].append(STORE))
     report = plan_with_store(stacks, "ovh", HUB)
