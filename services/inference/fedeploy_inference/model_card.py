@@ -233,9 +233,11 @@ def figure_sources(data: dict[str, Any], metrics: dict[str, Any]) -> dict[str, A
 
 
 def dataset_title(data: dict[str, Any]) -> str:
-    """The data's name, marked `(synthetic)` when it is: the card's and the plot's title."""
+    """The data's name, marked `(synthetic)` when it is and its name does not say so already:
+    the card's and the plot's title."""
     name = str(data.get("name") or data.get("source", "unnamed data"))
-    return f"{name} (synthetic)" if data.get("synthetic") else name
+    said = "synthetic" in name.lower()
+    return f"{name} (synthetic)" if data.get("synthetic") and not said else name
 
 
 def render_model_card(

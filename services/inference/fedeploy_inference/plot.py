@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import matplotlib
@@ -52,6 +52,20 @@ def place_text(place: Mapping[str, Any] | None) -> str:
         "height not recorded" if height is None else f"{height:.0f} m",
     ]
     return ", ".join(parts)
+
+
+def period_text(first_us: int, last_us: int) -> str:
+    """`6 to 30 April 2026`, `30 March to 2 May 2026`, `30 December 2025 to 2 January 2026`:
+    the days (UTC) from one time stamp (microseconds since 1970) to another."""
+    first, last = (datetime.fromtimestamp(int(t) / 1e6, tz=UTC) for t in (first_us, last_us))
+    end = f"{last.day} {last:%B %Y}"
+    if first.date() == last.date():
+        return end
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{first.day} to {end}"
+    if first.year == last.year:
+        return f"{first.day} {first:%B} to {end}"
+    return f"{first.day} {first:%B %Y} to {end}"
 
 
 def plot_station(samples: Samples, forecast: np.ndarray, lead_hours: int) -> str:
@@ -113,23 +127,31 @@ def forecast_figure(
 
     seen = observed(1)
     has = ~np.isnan(seen)
-    # Each bar spans the hour it describes: from an hour before its stamp to the stamp.
+    model_rain = forecast[rows, lead, 1]
+    said = ~np.isnan(model_rain)
+    # Each bar spans the hour it describes: from an hour before its stamp to the stamp. The
+    # model's bars are filled; the observed ones are outlines drawn over them, so that over a
+    # month (a pixel an hour) neither hides the other.
+    rain.bar(
+        ends[said],
+        model_rain[said],
+        width=-_HOUR_DAYS,
+        align="edge",
+        color="tab:blue",
+        alpha=0.6,
+        zorder=2,
+        label=f"model (+{lead + 1} h)",
+    )
     rain.bar(
         ends[has],
         seen[has],
         width=-_HOUR_DAYS,
         align="edge",
-        color="0.6",
+        fill=False,
+        edgecolor="black",
+        linewidth=0.6,
+        zorder=3,
         label="observed",
-    )
-    model_rain = forecast[rows, lead, 1]
-    said = ~np.isnan(model_rain)
-    rain.bar(
-        ends[said] - _HOUR_DAYS / 2,
-        model_rain[said],
-        width=_HOUR_DAYS / 2,
-        color="tab:blue",
-        label=f"model (+{lead + 1} h)",
     )
     # `steps-pre`: the value at a stamp holds over the hour before it, as the bars do.
     rain.plot(
@@ -146,8 +168,10 @@ def forecast_figure(
 
     locator = mdates.AutoDateLocator(tz=UTC)
     rain.xaxis.set_major_locator(locator)
-    rain.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
-    rain.set_xlabel(TIME_AXIS_LABEL)
+    # No offset label: matplotlib derives it from the last tick, which may lie past the data
+    # (data of 6 to 30 April were labelled "2026-May"); the label says the period instead.
+    rain.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC, show_offset=False))
+    rain.set_xlabel(f"{TIME_AXIS_LABEL} ({period_text(ends_us.min(), ends_us.max())})")
     temperature.tick_params(labelbottom=False)
     for ax in (temperature, rain):
         ax.grid(alpha=0.3)

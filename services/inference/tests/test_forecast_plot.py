@@ -150,3 +150,50 @@ def test_place_text_names_the_hemispheres():
     assert plot.place_text({"latitude": -33.9, "longitude": -70.65, "elevation": 520.4}) == (
         "33.90° S, 70.65° W, 520 m"
     )
+
+
+def _us(*args: int) -> int:
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1_000_000)
+
+
+def test_the_period_is_said_in_the_axis_label_not_an_offset_from_a_tick_past_the_data(trained):
+    """Data of 6 to 30 April were labelled "2026-May" (the offset of the last tick, past the
+    data): the label says the days the data cover, and no offset is drawn."""
+    assert plot.period_text(_us(2026, 4, 6, 1), _us(2026, 4, 30, 23)) == "6 to 30 April 2026"
+    assert plot.period_text(_us(2026, 3, 30), _us(2026, 5, 2)) == "30 March to 2 May 2026"
+    assert plot.period_text(_us(2025, 12, 30), _us(2026, 1, 2)) == (
+        "30 December 2025 to 2 January 2026"
+    )
+    fig, station = plot.forecast_figure(trained.test, trained.test_forecast, 3, "t")
+    _, rain, _ = _axes(fig)
+    fig.canvas.draw()
+    rows = trained.test.station.astype(str) == station
+    ends = trained.test.origin_us[rows] + 3 * 3_600_000_000
+    assert f"({plot.period_text(ends.min(), ends.max())})" in rain.get_xlabel()
+    assert rain.xaxis.get_major_formatter().get_offset() == ""
+    assert rain.xaxis.get_offset_text().get_text() == ""
+    plt.close(fig)
+
+
+def test_observed_precipitation_is_an_outline_over_the_models_bars(trained):
+    """Over a month the grey observed bars were hidden under the blue model bars."""
+    fig, _ = plot.forecast_figure(trained.test, trained.test_forecast, 3, "t")
+    _, rain, _ = _axes(fig)
+    bars = {c.get_label(): c for c in rain.containers if isinstance(c, BarContainer)}
+    observed, model = bars["observed"], bars["model (+3 h)"]
+    assert all(not p.get_fill() for p in observed.patches)
+    assert min(p.get_zorder() for p in observed.patches) > max(
+        p.get_zorder() for p in model.patches
+    )
+    for patch in model.patches[:5]:  # the model's bar spans its hour too
+        assert abs(patch.get_width()) == pytest.approx(HOUR)
+    plt.close(fig)
+
+
+def test_a_name_that_says_synthetic_is_not_marked_synthetic_twice():
+    from fedeploy_inference.model_card import dataset_title
+
+    named = {"name": "fedeploy synthetic set (4 stations)", "synthetic": True}
+    assert dataset_title(named) == "fedeploy synthetic set (4 stations)"
+    assert dataset_title({"name": "small set", "synthetic": True}) == "small set (synthetic)"
+    assert dataset_title({"name": "DWD stations"}) == "DWD stations"
