@@ -11,7 +11,7 @@ import pulumi_random as random
 from components.providers import BuildContext, SiteResources, provider_for
 from components.providers.base import Cluster
 from components.service_release import ServiceRelease
-from fedeploy.config.services import Credentials
+from fedeploy.config.services import ApiKey, Credentials
 from fedeploy.config.site_base import is_storage_only
 from fedeploy.values.services import (
     catalog_url,
@@ -125,6 +125,20 @@ class Site(pulumi.ComponentResource):
             name,
             namespace,
             {"username": creds.username.output(), "password": creds.password.output()},
+        )
+
+    def _api_key_secret(self, name: str, namespace: str, key: ApiKey | None) -> str:
+        """A Secret `name` with keys consumer_key and consumer_secret; "" without a key."""
+        if key is None:
+            return ""
+        return self._secret(
+            name,
+            name,
+            namespace,
+            {
+                "consumer_key": key.consumer_key.output(),
+                "consumer_secret": key.consumer_secret.output(),
+            },
         )
 
     def _bridge(self, namespace: str, child: pulumi.ResourceOptions) -> SlurmBridge | None:
@@ -244,6 +258,11 @@ class Site(pulumi.ComponentResource):
                     "wis2-credentials",
                     namespace,
                     spec.stream.wis2.credentials if spec.stream and spec.stream.wis2 else None,
+                ),
+                eumetsat_secret=self._api_key_secret(
+                    "eumetsat-credentials",
+                    namespace,
+                    spec.sentinel.eumetsat_credentials if spec.sentinel else None,
                 ),
             )
             releases["ingestion"] = release("ingestion", values, list(releases.values()))

@@ -550,16 +550,150 @@ class Credentials(StrictModel):
     password: Secret = Field(description="Password (secret).")
 
 
+class ApiKey(StrictModel):
+    """An API key: a consumer key and its secret, both secret."""
+
+    consumer_key: Secret = Field(description="Consumer key (secret).")
+    consumer_secret: Secret = Field(description="Consumer secret (secret).")
+
+
+ECMWF_OPEN_DATA = "https://data.ecmwf.int/forecasts"
+EUMETSAT_API = "https://api.eumetsat.int"
+_AREA = "Area: west, south, east, north in degrees (WGS 84)."
+
+
+def _bbox_problem(bbox: tuple[float, float, float, float] | None) -> str | None:
+    if bbox is None:
+        return None
+    w, s, e, n = bbox
+    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+        return (
+            f"bbox {list(bbox)} must be west < east within [-180, 180] and "
+            "south < north within [-90, 90]"
+        )
+    return None
+
+
+class EcmwfForecasts(StrictModel):
+    """ECMWF open-data forecasts (IFS, AIFS; GRIB2) to copy, one product per run and step."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$",
+        description="Name of the source, 3 to 24 characters.",
+    )
+    url: Url = Field(
+        HttpUrl(ECMWF_OPEN_DATA), description="The open-data root, ECMWF's or a mirror's."
+    )
+    model: Literal["ifs", "aifs-single", "aifs-ens"] = Field("ifs", description="The model.")
+    resol: str = Field("0p25", pattern=r"^[0-9]p[0-9]+(-beta)?$", description="The grid.")
+    stream: Literal["oper", "wave", "scda", "scwv", "enfo", "waef"] = Field(
+        "oper", description="ECMWF stream: oper (deterministic), enfo (ensemble), ..."
+    )
+    type: Literal["fc", "cf", "pf", "em", "es", "ep"] = Field(
+        "fc", description="ECMWF type: fc (forecast), cf/pf (control/perturbed members), ..."
+    )
+    steps: list[Annotated[int, Field(ge=0, le=1440)]] = Field(
+        min_length=1, max_length=400, description="Forecast steps, hours after the run."
+    )
+    params: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,23}$")]] = Field(
+        min_length=1, max_length=32, description="Parameters by ECMWF short name: 2t, msl, tp."
+    )
+    levtype: Literal["sfc", "pl", "sol"] | None = Field(None, description="Level type.")
+    levelist: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=list, description="Pressure levels (hPa) of upper-air parameters."
+    )
+    times: list[Literal[0, 6, 12, 18]] = Field(
+        [0, 12], min_length=1, description="Run hours (UTC)."
+    )
+    datetime: str = Field(
+        "P1D",
+        description="Runs to copy: a duration back from now (P1D) or a closed interval of run "
+        "times.",
+    )
+    bbox: tuple[float, float, float, float] | None = Field(
+        None, description=_AREA + " Recorded in each item; the fields are global and copied whole."
+    )
+    max_product_mib: int = Field(
+        2048,
+        ge=1,
+        le=1048576,
+        description="Largest product (MiB), from the index, before download.",
+    )
+    download_hosts: list[DownloadHost] = Field(
+        default_factory=list, description="Hosts besides the url's that files may come from."
+    )
+
+    @model_validator(mode="after")
+    def _checked(self) -> EcmwfForecasts:
+        problem = time_window_problem(self.datetime) or _bbox_problem(self.bbox)
+        if problem is None and ".." in self.datetime.split("/"):
+            problem = f"{self.datetime!r}: runs are a duration or a closed interval, no '..'"
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class EumetsatProducts(StrictModel):
+    """EUMETSAT Data Store collections to copy (docs/ingestion.md)."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$",
+        description="Name of the source, 3 to 24 characters.",
+    )
+    url: Url = Field(HttpUrl(EUMETSAT_API), description="The API root: token, search, download.")
+    collections: list[Annotated[str, Field(pattern=r"^EO:[A-Z0-9][A-Z0-9:_-]{0,100}$")]] = Field(
+        min_length=1, description="Data Store collection ids, e.g. EO:EUM:DAT:MSG:HRSEVIRI."
+    )
+    datetime: str = Field(
+        "P1D", description="Sensing times: a duration back from now, or an interval."
+    )
+    bbox: tuple[float, float, float, float] | None = Field(None, description=_AREA)
+    max_items: int | None = Field(None, ge=1, description="At most this many products a run.")
+    max_product_mib: int = Field(4096, ge=1, le=1048576, description="Largest product (MiB).")
+    download_hosts: list[DownloadHost] = Field(
+        default_factory=list, description="Hosts besides the url's that products may come from."
+    )
+
+    @model_validator(mode="after")
+    def _checked(self) -> EumetsatProducts:
+        problem = time_window_problem(self.datetime) or _bbox_problem(self.bbox)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
 class Sentinel(StrictModel):
     """Scheduled copies of Sentinel products."""
 
     enabled: bool = Field(True, description="Run the scheduled copy.")
     schedule: Cron = "15 * * * *"
     parallelism: int = Field(2, ge=1, le=64, description="Parallel workers per run.")
-    sources: list[SentinelSource] = Field(min_length=1, description="Where to copy from.")
+    sources: list[SentinelSource] = Field(
+        default_factory=list, description="STAC APIs to copy Sentinel products from."
+    )
     credentials: Credentials | None = Field(
         None, description="Download credentials of the sources (Copernicus Data Space account)."
     )
+    ecmwf: list[EcmwfForecasts] = Field(
+        default_factory=list, description="ECMWF open-data forecasts to copy (anonymous)."
+    )
+    eumetsat: list[EumetsatProducts] = Field(
+        default_factory=list, description="EUMETSAT Data Store collections to copy."
+    )
+    eumetsat_credentials: ApiKey | None = Field(
+        None, description="EUMETSAT API key (consumer key and secret): needed with `eumetsat`."
+    )
+
+    @model_validator(mode="after")
+    def _has_sources(self) -> Sentinel:
+        if not (self.sources or self.ecmwf or self.eumetsat):
+            raise ValueError("give at least one source: `sources`, `ecmwf` or `eumetsat`")
+        if self.eumetsat and self.eumetsat_credentials is None:
+            raise ValueError(
+                "`eumetsat` sources need `eumetsat_credentials` (consumer_key, consumer_secret): "
+                "the Data Store's API key"
+            )
+        return self
 
 
 class Mqtt(StrictModel):

@@ -99,6 +99,40 @@ def _monitoring(summary: dict[str, Any]) -> str:
     return f"{where}: {scraped}; {len(alerts)} alert(s){': ' if alerts else ''}{', '.join(alerts)}"
 
 
+def sources(release: Any) -> list[str]:
+    """What an ingestion release copies from, one line a source, with the credentials each
+    needs (the Secret and its keys) or none; [] for another release."""
+    sentinel = ((release.values if release is not None else {}) or {}).get("sentinel") or {}
+    if not sentinel.get("enabled"):
+        return []
+    secret = sentinel.get("credentialsSecret")
+    lines = []
+    for source in sentinel.get("sources") or []:
+        url = source.get("url") or sentinel.get("defaultSourceUrl") or ""
+        if secret:
+            login = f"credentials: Secret {secret} (username, password)"
+        elif "dataspace.copernicus.eu" in url:
+            login = (
+                "no credentials set: Copernicus Data Space downloads need an account (credentials)"
+            )
+        else:
+            login = "no credentials"
+        lines.append(f"source {source['name']} (Sentinel, STAC API {url}): {login}")
+    lines += [
+        f"source {source['name']} (ECMWF open data, {source.get('model', 'ifs')} "
+        f"{source.get('stream', 'oper')}/{source.get('type', 'fc')}, {source.get('url')}): "
+        "no credentials (anonymous)"
+        for source in sentinel.get("ecmwfSources") or []
+    ]
+    key = sentinel.get("eumetsatCredentialsSecret")
+    lines += [
+        f"source {source['name']} (EUMETSAT Data Store, {', '.join(source['collections'])}, "
+        f"{source.get('url')}): API key: Secret {key} (consumer_key, consumer_secret)"
+        for source in sentinel.get("eumetsatSources") or []
+    ]
+    return lines
+
+
 def as_text(report: PlanReport) -> str:
     data = report.to_dict()
     lines = ["fedeploy plan (offline: no credentials, provider answers are stand-ins)", ""]
@@ -120,6 +154,7 @@ def as_text(report: PlanReport) -> str:
         )
         for typ, count in site["resources"].items():
             lines.append(f"    {count:4d}  {typ}")
+        releases = {release.name: release for release in report.sites[name].releases}
         for service, wiring in site["services"].items():
             shown = ", ".join(
                 f"{k}={v}"
@@ -140,6 +175,7 @@ def as_text(report: PlanReport) -> str:
                 lines.append(
                     f"      WIS2 topics (broker {wis2['broker']}): {', '.join(wis2['topics'])}"
                 )
+            lines.extend(f"      {line}" for line in sources(releases.get(service)))
         shared = 0
         for finding in site["findings"]:
             mark = "VIOLATION" if finding["enforcement"] == "mandatory" else "advisory"

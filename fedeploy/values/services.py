@@ -148,6 +148,49 @@ def backup_values(wiring: SiteWiring, backup: CatalogBackup, bucket: Any) -> dic
     }
 
 
+def _agency_sources(sentinel: Any, eumetsat_secret: str) -> dict[str, Any]:
+    """The ECMWF and EUMETSAT sources as the chart's `sentinel` values (only those set, so a
+    site without them renders as before)."""
+    values: dict[str, Any] = {}
+    if sentinel.ecmwf:
+        values["ecmwfSources"] = [
+            {
+                "name": source.name,
+                "url": str(source.url).rstrip("/"),
+                "model": source.model,
+                "resol": source.resol,
+                "stream": source.stream,
+                "type": source.type,
+                "steps": list(source.steps),
+                "params": list(source.params),
+                "times": list(source.times),
+                "datetime": source.datetime,
+                "maxProductMiB": source.max_product_mib,
+                **({"levtype": source.levtype} if source.levtype else {}),
+                **({"levelist": list(source.levelist)} if source.levelist else {}),
+                **({"bbox": list(source.bbox)} if source.bbox else {}),
+                **({"downloadHosts": list(source.download_hosts)} if source.download_hosts else {}),
+            }
+            for source in sentinel.ecmwf
+        ]
+    if sentinel.eumetsat:
+        values["eumetsatSources"] = [
+            {
+                "name": source.name,
+                "url": str(source.url).rstrip("/"),
+                "collections": list(source.collections),
+                "datetime": source.datetime,
+                "maxProductMiB": source.max_product_mib,
+                **({"bbox": list(source.bbox)} if source.bbox else {}),
+                **({"maxItems": source.max_items} if source.max_items else {}),
+                **({"downloadHosts": list(source.download_hosts)} if source.download_hosts else {}),
+            }
+            for source in sentinel.eumetsat
+        ]
+        values["eumetsatCredentialsSecret"] = eumetsat_secret
+    return values
+
+
 def ingestion_values(
     wiring: SiteWiring,
     spec: IngestionService,
@@ -158,6 +201,7 @@ def ingestion_values(
     mqtt_secret: str,
     cluster_cidrs: Any = None,
     wis2_secret: str = "",
+    eumetsat_secret: str = "",
 ) -> dict[str, Any]:
     """Values of the ingestion chart: Sentinel sources and the edge stream consumer.
 
@@ -191,6 +235,7 @@ def ingestion_values(
                 }
                 for source in spec.sentinel.sources
             ],
+            **_agency_sources(spec.sentinel, eumetsat_secret),
         }
     else:
         values["sentinel"] = {"enabled": False}
