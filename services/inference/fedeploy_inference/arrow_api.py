@@ -191,18 +191,29 @@ def _stations(table: pa.Table) -> pa.Array:
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise ArrowRejected("station", None, f"station is {kind}; a string is required")
     stations = column.combine_chunks().cast(pa.string())
-    if (row := _first(~pc.is_valid(stations).to_numpy(zero_copy_only=False))) is not None:
+    if (
+        stations.null_count
+        and (row := _first(~pc.is_valid(stations).to_numpy(zero_copy_only=False))) is not None
+    ):
         raise ArrowRejected("station", row, f"station is null at row {row}; an id is required")
-    length = pc.utf8_length(stations).to_numpy()
-    ok = pc.match_substring_regex(stations, _STATION_PATTERN).to_numpy(zero_copy_only=False)
-    if (row := _first((length < 1) | (length > 128) | ~ok)) is not None:
+    return stations
+
+
+def _check_ids(stations: pa.Array, starts: np.ndarray) -> pa.Array:
+    """The requests' ids, read from their first rows (every row of a run has its id) and
+    checked against the API's length and pattern: a bad id's first row is a run's first."""
+    ids = stations.take(pa.array(starts))
+    length = pc.utf8_length(ids).to_numpy()
+    ok = pc.match_substring_regex(ids, _STATION_PATTERN).to_numpy(zero_copy_only=False)
+    if (bad := _first((length < 1) | (length > 128) | ~ok)) is not None:
+        row = int(starts[bad])
         raise ArrowRejected(
             "station",
             row,
-            f"station {stations[row].as_py()!r} at row {row}: 1 to 128 characters "
+            f"station {ids[bad].as_py()!r} at row {row}: 1 to 128 characters "
             f"of {_STATION_PATTERN} are allowed",
         )
-    return stations
+    return ids
 
 
 def _constant_within(name: str, values: np.ndarray, starts: np.ndarray, owner: np.ndarray) -> None:
@@ -253,6 +264,7 @@ def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
     new = np.ones(n, dtype=bool)
     new[1:] = ~(same_station & (origins[1:] == origins[:-1]))
     starts = np.flatnonzero(new)
+    ids = _check_ids(stations, starts)
     b = starts.size
     if b > max_batch:
         raise ArrowRejected(
@@ -305,7 +317,7 @@ def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
         times_us=times,
         values=values,
     )
-    return ArrowBatch(arrays, stations.take(pa.array(starts)), starts)
+    return ArrowBatch(arrays, ids, starts)
 
 
 def response_table(
