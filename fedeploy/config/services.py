@@ -574,6 +574,11 @@ def _bbox_problem(bbox: tuple[float, float, float, float] | None) -> str | None:
     return None
 
 
+# What the ingestion service refuses as a parameter: a level word would make one selection's item
+# id the same as another's (services/ingestion settings).
+_ECMWF_LEVEL_WORD = re.compile(r"^(?:sfc|sol|pl|l)[0-9]*$")
+
+
 class EcmwfForecasts(StrictModel):
     """ECMWF open-data forecasts (IFS, AIFS; GRIB2) to copy, one product per run and step."""
 
@@ -595,8 +600,11 @@ class EcmwfForecasts(StrictModel):
     steps: list[Annotated[int, Field(ge=0, le=1440)]] = Field(
         min_length=1, max_length=400, description="Forecast steps, hours after the run."
     )
-    params: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,23}$")]] = Field(
-        min_length=1, max_length=32, description="Parameters by ECMWF short name: 2t, msl, tp."
+    params: list[Annotated[str, Field(pattern=r"^[a-z0-9]{1,24}$")]] = Field(
+        min_length=1,
+        max_length=32,
+        description="Parameters by ECMWF short name: 2t, msl, tp (letters and digits; levels "
+        "are levtype and levelist).",
     )
     levtype: Literal["sfc", "pl", "sol"] | None = Field(None, description="Level type.")
     levelist: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
@@ -626,6 +634,12 @@ class EcmwfForecasts(StrictModel):
     @model_validator(mode="after")
     def _checked(self) -> EcmwfForecasts:
         problem = time_window_problem(self.datetime) or _bbox_problem(self.bbox)
+        words = [p for p in self.params if _ECMWF_LEVEL_WORD.match(p)]
+        if problem is None and words:
+            problem = (
+                f"params: {', '.join(words)} is a level word (sfc, sol, pl500, l850), not a "
+                "parameter; levels are levtype and levelist"
+            )
         if problem is None and ".." in self.datetime.split("/"):
             problem = f"{self.datetime!r}: runs are a duration or a closed interval, no '..'"
         if problem:
@@ -648,7 +662,13 @@ class EumetsatProducts(StrictModel):
         "P1D", description="Sensing times: a duration back from now, or an interval."
     )
     bbox: tuple[float, float, float, float] | None = Field(None, description=_AREA)
-    max_items: int | None = Field(None, ge=1, description="At most this many products a run.")
+    max_items: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="At most this many products a collection per run (the service's 1000 unless "
+        "set; the Data Store pages through 10000 at most).",
+    )
     max_product_mib: int = Field(4096, ge=1, le=1048576, description="Largest product (MiB).")
     download_hosts: list[DownloadHost] = Field(
         default_factory=list, description="Hosts besides the url's that products may come from."
