@@ -7,7 +7,7 @@
 //   collection   the collection harvested from the members
 //   items        {member: hub item id} to find, open and check
 //   homes        {member: member's public URL}, where each item's canonical link must point
-//   asset        {item: hub item id, itemId: member's id, key: asset key, alternate: "https"}:
+//   asset        {item: hub item id, itemId: member's id, member, key: asset key, alternate: "https"}:
 //                the asset whose link the signed-in page must show
 //   write        {url, body}: a write the signed-in user (without the write scope) tries
 //   spki         SHA-256 SPKI hashes (base64) of the test certificates Chromium is to accept
@@ -33,14 +33,17 @@ async function shot(page, name) {
   out.steps.push({ name, screenshot: file, url: page.url() });
 }
 
-// The item's card on the collection page, by its id (STAC Browser shows the id as the title).
-async function openItem(page, collectionPage, id) {
+// The item's card on the collection page, by its id (STAC Browser shows the id as the title),
+// opened: done when the item's own page shows a link to `home`, the member that published it.
+// (The id is on the collection page too, and an app's route change leaves the load state
+// 'networkidle' already reached, so neither says the item page is there.)
+async function openItem(page, collectionPage, id, home) {
   await page.goto(collectionPage);
   const link = page.locator(`a[href*="${encodeURIComponent(id)}"], a[href*="${id}"]`).first();
   await link.waitFor({ timeout: TIMEOUT });
   await link.click();
-  await page.getByText(id, { exact: false }).first().waitFor({ timeout: TIMEOUT });
-  await page.waitForLoadState('networkidle');
+  await page.waitForURL((u) => u.toString().includes(id) || u.toString().includes(encodeURIComponent(id)));
+  await page.locator(`a[href^="${home}"]`).first().waitFor({ state: 'attached', timeout: TIMEOUT });
 }
 
 async function main() {
@@ -71,9 +74,13 @@ async function main() {
     await shot(page, 'hub-front-page');
 
     // 2. Item search across the members: one search of the hub finds items of each.
+    // The hub offers collection search too: its tab opens first. Wait for the Items tab (a
+    // count() before the page has rendered it is 0, and the collections were searched) and
+    // until it is the selected one before submitting.
     await page.goto(`${input.browserUrl}/search`);
-    const itemSearch = page.getByRole('tab', { name: /Items/ });
-    if (await itemSearch.count()) await itemSearch.first().click();
+    const itemSearch = page.getByRole('tab', { name: /Items/ }).first();
+    await itemSearch.click();
+    await page.locator('[role="tab"][aria-selected="true"]', { hasText: 'Items' }).first().waitFor();
     await page.getByRole('button', { name: 'Submit' }).last().click();
     for (const id of Object.values(input.items)) {
       await page.getByText(id).first().waitFor();
@@ -92,14 +99,14 @@ async function main() {
 
     // 4. Each member's item opened: its canonical link names its home site.
     for (const [member, id] of Object.entries(input.items)) {
-      await openItem(page, collectionPage, id);
+      await openItem(page, collectionPage, id, input.homes[member]);
       const hrefs = await page.$$eval('a[href]', (as) => as.map((a) => a.href));
       out.items[member] = { hrefs: hrefs.filter((h) => h.startsWith(input.homes[member])) };
       await shot(page, `item-from-${member}`);
     }
 
     // 5. Log in through the issuer (authorization code with PKCE, in the browser).
-    await openItem(page, collectionPage, input.asset.item);
+    await openItem(page, collectionPage, input.asset.item, input.homes[input.asset.member]);
     const itemPage = page.url();
     await page.getByRole('button', { name: 'Log in' }).first().click();
     await page.waitForURL((u) => u.toString().startsWith(input.issuerUrl));
@@ -125,19 +132,27 @@ async function main() {
     await shot(page, 'signed-in-item');
 
     // 6. The asset's https alternate, as the signed-in page links it.
-    const tab = page.getByRole('tab', { name: input.asset.alternate });
-    if (await tab.count()) await tab.first().click();
+    // Waited for, not counted: a count() before the asset list has rendered is 0.
+    const tab = page.getByRole('tab', { name: input.asset.alternate }).first();
+    await tab.click();
     // Signed in, the tab offers Download (a fetch with the token) and Copy URL (the href).
     const wanted = `/assets/${input.collection}/${input.asset.itemId}/${input.asset.key}`;
+    await page.locator(`[title$="${wanted}"], a[href$="${wanted}"]`).first().waitFor({ state: 'attached' });
     const named = await page.$$eval('[title], a[href]', (els) => els.map((e) => e.getAttribute('title') || e.href));
     const href = named.find((h) => h && h.endsWith(wanted));
     if (!href) throw new Error(`the item page names no ${wanted}; it names: ${[...new Set(named)].join(' ')}`);
     // What the page's own Download does with it (reported, not required: see the test).
+    // Done when its request to the href has an answer or has failed (or, reported as such,
+    // when the page sent none).
     const seen = [];
     page.on('requestfailed', (r) => { if (r.url().startsWith(href)) seen.push({ url: r.url(), failure: r.failure() && r.failure().errorText }); });
     page.on('response', (r) => { if (r.url().startsWith(href) || r.url().includes('X-Amz-Signature')) seen.push({ url: r.url().split('?')[0], status: r.status() }); });
+    const settled = Promise.race([
+      page.waitForEvent('requestfailed', { predicate: (r) => r.url().startsWith(href), timeout: 10000 }),
+      page.waitForEvent('requestfinished', { predicate: (r) => r.url().startsWith(href), timeout: 10000 }),
+    ]).catch(() => seen.push({ url: href, note: 'no request from the page within 10 s' }));
     await page.getByRole('button', { name: 'Download' }).first().click().catch(() => {});
-    await page.waitForTimeout(3000);
+    await settled;
     out.pageDownload = seen;
     await shot(page, 'asset-link');
     // The test follows the href with the token the login gave (the 307, then the file).

@@ -167,6 +167,7 @@ def test_the_hub_browser_finds_opens_and_fetches_from_each_member(
         "asset": {
             "item": "site-a.site-a-scene-1",
             "itemId": "site-a-scene-1",
+            "member": "site-a",
             "key": "data",
             "alternate": "https",
         },
