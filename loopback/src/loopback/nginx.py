@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopback.errors import PeerUnavailable
-from loopback.processes import Daemon, port_open
+from loopback.processes import Daemon, free_port, port_open
 from loopback.tls import TestCA
 
 NGINX = "/usr/sbin/nginx"
@@ -38,12 +38,8 @@ class TlsSite:
 
 
 def free_port_on(address: str) -> int:
-    """A TCP port on `address` that was free a moment ago."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port for a site on `address`, reserved as processes.free_port reserves one."""
+    return free_port(address)
 
 
 class NginxTls:

@@ -14,12 +14,72 @@ from pathlib import Path
 
 from loopback.errors import PeerStartError
 
+# Peers' ports: never from the kernel's ephemeral range. A port bind(0) returned is free only
+# until its socket closes; before the peer binds it, any outgoing connection on the machine (the
+# suite's own clients, a second test run) may take it as its source port, and the peer then
+# fails to start or, worse, the readiness check reaches the other socket. Below that range the
+# kernel hands out nothing by itself; a lock file per port, held until this process exits,
+# keeps two test processes (xdist workers, a second `make test`) from picking the same one.
+PORT_LOCKS = Path(os.environ.get("FEDEPLOY_PORT_LOCKS", "/tmp/fedeploy-loopback-ports"))
+LOWEST_PORT = 15000
+_held: dict[int, int] = {}  # port -> the open lock file's descriptor, kept for the process's life
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int, address: str) -> bool:
+    """Whether a listener can bind address:port now (SO_REUSEADDR, as nginx and uvicorn set)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port for a peer to listen on at `address`: free now, outside the ephemeral range
+    (so no outgoing connection takes it before the peer binds) and reserved to this process by
+    a lock file (so no other test process picks it). Falls back to bind(0) where the ephemeral
+    range leaves nothing below it."""
+    import fcntl
+    import random
+
+    high = _ephemeral_low()
+    if high - LOWEST_PORT < 1000:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((address, 0))
+            return int(sock.getsockname()[1])
+    PORT_LOCKS.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        PORT_LOCKS.chmod(0o1777)  # any user's test run may take its own locks beside ours
+    span = high - LOWEST_PORT
+    start = random.randrange(span)
+    for step in range(span):
+        port = LOWEST_PORT + (start + step) % span
+        if port in _held:
+            continue
+        try:
+            fd = os.open(PORT_LOCKS / f"{port}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if _bindable(port, "127.0.0.1") and (address == "127.0.0.1" or _bindable(port, address)):
+            _held[port] = fd
+            return port
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    raise OSError(f"no free port between {LOWEST_PORT} and {high} on {address}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
