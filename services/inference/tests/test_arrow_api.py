@@ -1,11 +1,13 @@
 """Arrow IPC bodies of /v1/predict/batch: the same forecasts as JSON and the in-process model to
 the last bit, and the refusals (column and first offending row) as a table."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from fedeploy_inference.api_schema import PredictionRequest
 from fedeploy_inference.arrow_api import (
@@ -74,8 +76,6 @@ def ready(settings, trained):
         for _ in range(300):
             if client.get("/readyz").status_code == 200:
                 break
-            import time
-
             time.sleep(0.05)
         yield client
 
@@ -117,7 +117,7 @@ def test_arrow_forecasts_equal_json_and_the_in_process_model_to_the_bit(
         settings.bucket,
         settings.model_name,
         meta[b"model_version"].decode(),
-        __import__("torch").device("cpu"),
+        torch.device("cpu"),
     )
     arrays = RequestArrays.from_requests([PredictionRequest.model_validate(r) for r in requests])
     forecast, _ = forecast_arrays(loaded, arrays, settings.observed_history_hours)
@@ -149,26 +149,9 @@ def test_several_record_batches_and_dictionary_station_ids_read_as_one_table(sma
             writer.write_batch(piece)
     parsed = parse_request(sink.getvalue().to_pybytes(), 1024)
     assert parsed.stations.equals(plain.stations)
-    for name in (
-        "origins_us",
-        "longitude",
-        "scene_cloud",
-        "scene_acquired_us",
-        "owner",
-        "times_us",
-        "values",
-    ):
-        np.testing.assert_array_equal(getattr(parsed.arrays, name), getattr(plain.arrays, name))
     want = RequestArrays.from_requests([PredictionRequest.model_validate(r) for r in requests])
-    for name in (
-        "origins_us",
-        "longitude",
-        "scene_cloud",
-        "scene_acquired_us",
-        "owner",
-        "times_us",
-        "values",
-    ):
+    for name in RequestArrays.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(parsed.arrays, name), getattr(plain.arrays, name))
         np.testing.assert_array_equal(getattr(plain.arrays, name), getattr(want, name))
 
 
