@@ -553,6 +553,7 @@ def federation_issues(site: Any, stacks_dir: Path, stack: str | None) -> list[Co
     issues += _bucket_name_issues(site, siblings, stack)
     issues += _address_issues(site, siblings, stack)
     issues += _catalog_url_issues(site, siblings)
+    issues += _browser_host_issues(site, siblings)
     issues += _cycle_issues(site, siblings, stack)
     return issues
 
@@ -582,6 +583,57 @@ def _catalog_url_issues(site: Any, siblings: dict[str, Sibling]) -> list[ConfigI
         for name, other in sorted(siblings.items())
         if other.site is not None and _catalog_url(other.site) == mine
     ]
+
+
+def _browser_host(site: Any) -> str | None:
+    """The host of the STAC Browser a site serves (lower case); None when it serves none."""
+    catalog = getattr(getattr(site, "services", None), "catalog", None)
+    browser = getattr(catalog, "browser", None)
+    if catalog is None or not getattr(catalog, "enabled", True) or browser is None:
+        return None
+    return (urlsplit(str(browser.url)).hostname or "").lower() or None
+
+
+def _catalog_host(site: Any) -> str | None:
+    url = _catalog_url(site)
+    if url is None:
+        return None
+    return (urlsplit(url).hostname or "").lower() or None
+
+
+def _browser_host_issues(site: Any, siblings: dict[str, Sibling]) -> list[ConfigIssue]:
+    """A browser on the host of another site's catalog or browser: one Ingress (or HTTPRoute)
+    would take the other's requests, and the browser's page would share its origin."""
+    mine = _browser_host(site)
+    catalog = _catalog_host(site)
+    issues = []
+    for name, other in sorted(siblings.items()):
+        if other.site is None:
+            continue
+        if catalog is not None and _browser_host(other.site) == catalog:
+            issues.append(
+                ConfigIssue(
+                    "site.services.catalog.url",
+                    f"host {catalog} is also the host of the STAC Browser of site {name!r} "
+                    f"({other.path.name}): a catalog's host may be no browser's host",
+                )
+            )
+        if mine is None:
+            continue
+        for what, host in (
+            ("catalog", _catalog_host(other.site)),
+            ("STAC Browser", _browser_host(other.site)),
+        ):
+            if host == mine:
+                issues.append(
+                    ConfigIssue(
+                        "site.services.catalog.browser.url",
+                        f"host {mine} is also the host of the {what} of site {name!r} "
+                        f"({other.path.name}): a browser needs a host of its own, that of no "
+                        "catalog and no other browser in the federation",
+                    )
+                )
+    return issues
 
 
 def _cycle_issues(site: Any, siblings: dict[str, Sibling], stack: str | None) -> list[ConfigIssue]:

@@ -336,7 +336,8 @@ class CatalogBrowser(StrictModel):
     tls_secret: str | None = Field(
         None,
         pattern=_K8S_NAME,
-        description="An existing TLS Secret for the browser's host; default: <release>-browser-tls "
+        description="An existing TLS Secret for the browser's host (mode ingress only: in mode "
+        "gateway the Gateway's listener holds the certificate); default: <release>-browser-tls "
         "from exposure.tls.cert_manager_issuer.",
     )
 
@@ -353,6 +354,11 @@ class CatalogBrowser(StrictModel):
             if origin.scheme != "https" or (origin.path or "/") != "/":
                 raise ValueError(f"map_tile_origins: {origin} must be an https origin (no path)")
         return self
+
+
+# The catalog url as the catalog chart's schema admits it (exposure.url), so that it is refused
+# at the stack file's key rather than as a chart-schema violation.
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
 
 
 class CatalogService(StrictModel):
@@ -389,6 +395,20 @@ class CatalogService(StrictModel):
         "(needs `exposure`).",
     )
 
+    @field_validator("url")
+    @classmethod
+    def _plain_url(cls, url: HttpUrl | None) -> HttpUrl | None:
+        """The url goes into the chart's Ingress or HTTPRoute and into STAC Browser's
+        Content-Security-Policy, where `;` or a quote would end a directive."""
+        if url is not None and not _PLAIN_URL.fullmatch(str(url)):
+            odd = sorted(set(re.sub(r"[A-Za-z0-9._~/:-]", "", str(url))))
+            raise ValueError(
+                f"catalog url {url} holds {' '.join(repr(c) for c in odd) or 'a stray character'}"
+                ": allowed are http(s)://, a host of letters, digits, '.' and '-', an optional "
+                "port, and a path of letters, digits and . _ ~ / -"
+            )
+        return url
+
     @model_validator(mode="after")
     def _external_given(self) -> CatalogService:
         if self.database == "external" and self.external is None:
@@ -421,6 +441,13 @@ class CatalogService(StrictModel):
             raise ValueError(
                 f"browser url {browser.url} is the catalog's own host and path: give the browser "
                 "a host of its own (or publish the catalog under a path)"
+            )
+        if self.exposure.mode == "gateway" and browser.tls_secret is not None:
+            raise ValueError(
+                f"`browser.tls_secret` is set ({browser.tls_secret}) but exposure.mode is "
+                "gateway: the browser's certificate is the Gateway listener's (its "
+                "certificateRefs) and the chart renders no TLS; remove `browser.tls_secret` "
+                "(it is allowed in mode ingress only)"
             )
         if (
             self.exposure.mode == "ingress"

@@ -144,6 +144,30 @@ def digest_findings(plan: StackPlan, rendered: list[RenderedRelease]) -> list[Fi
     return findings
 
 
+def exposure_findings(rendered: list[RenderedRelease]) -> list[Finding]:
+    """Advisory: a published catalog whose controller_namespace is kube-system (Cilium's
+    Gateway data plane runs there): the NetworkPolicies admit that namespace's pods to the auth
+    proxy and the asset endpoint, and kube-system holds many pods besides the proxy's."""
+    findings = []
+    for release in rendered:
+        exposure = release.values.get("exposure")
+        if not isinstance(exposure, dict) or not exposure.get("enabled"):
+            continue
+        if exposure.get("controllerNamespace") == "kube-system":
+            findings.append(
+                Finding(
+                    "exposure-kube-system",
+                    release.name,
+                    "services.catalog.exposure.controller_namespace is kube-system: every pod "
+                    "in kube-system (DNS, CNI agents, cloud controllers...) can then reach the "
+                    "catalog's auth proxy and asset endpoint, not only the Gateway's data plane; "
+                    "where the controller allows it, run its proxy in a namespace of its own",
+                    enforcement="advisory",
+                )
+            )
+    return findings
+
+
 def _containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     spec = manifest.get("spec") or {}
     if manifest.get("kind") == "CronJob":
@@ -158,6 +182,7 @@ def check_stack(
     """All findings of one stack, sorted, and its rendered releases."""
     rendered, findings = render_releases(plan, project_dir, kube_version)
     findings = evaluate(subjects(plan)) + findings + digest_findings(plan, rendered)
+    findings += exposure_findings(rendered)
     findings += monitoring_findings(
         plan.outputs.get("site"),
         {r.name: r.monitoring for r in rendered},

@@ -41,7 +41,7 @@ def config_js(manifests: list[dict[str, Any]]) -> dict[str, Any]:
 def csp(manifests: list[dict[str, Any]]) -> dict[str, list[str]]:
     """The Content-Security-Policy nginx sends, by directive."""
     site = _one(manifests, "ConfigMap")["data"]["default.conf"]
-    (policy,) = re.findall(r'add_header Content-Security-Policy "([^"]+)" always;', site)
+    (policy,) = set(re.findall(r'add_header Content-Security-Policy "([^"]+)" always;', site))
     return {d.split()[0]: d.split()[1:] for d in policy.split("; ")}
 
 
@@ -245,3 +245,34 @@ def test_in_gateway_mode_the_browsers_host_is_an_httproute_on_the_catalogs_gatew
     assert ingress["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == [
         "gateway-system"
     ]
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "Referrer-Policy",
+    "Permissions-Policy",
+    "Strict-Transport-Security",
+}
+
+
+def nginx_locations(conf: str) -> dict[str, list[str]]:
+    """Each `location` block of the nginx site (by its match, e.g. '= /config.js'), with the
+    header names its own add_header directives set."""
+    conf = re.sub(r"#[^\n]*", "", conf)
+    locations = {}
+    for match in re.finditer(r"\blocation\s+([^{;]+?)\s*\{([^{}]*)\}", conf):
+        locations[match[1]] = re.findall(r"^\s*add_header\s+(\S+)", match[2], re.MULTILINE)
+    return locations
+
+
+def test_every_location_sends_every_security_header(published):
+    """nginx inherits the server's add_header only into a location with none of its own: the
+    config.js location (Cache-Control) must repeat them all."""
+    conf = _one(published(), "ConfigMap")["data"]["default.conf"]
+    locations = nginx_locations(conf)
+    assert set(locations) == {"/", "= /config.js"}
+    for where, headers in locations.items():
+        assert set(headers) >= SECURITY_HEADERS, (where, SECURITY_HEADERS - set(headers))
+    assert "Cache-Control" in locations["= /config.js"]

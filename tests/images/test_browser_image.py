@@ -71,6 +71,12 @@ def test_the_browser_image_serves_the_charts_config_and_headers(tmp_path: Path) 
         assert index.headers["x-frame-options"] == "DENY"
         config = httpx.get(f"{base}/config.js", timeout=10)
         assert config.headers["cache-control"] == "no-store"
+        # config.js's location sets Cache-Control: it must still send every security header.
+        for header in ("x-frame-options", "referrer-policy", "permissions-policy"):
+            assert config.headers[header] == index.headers[header], header
+        assert config.headers["content-security-policy"] == policy
+        assert config.headers["strict-transport-security"] == "max-age=31536000"
+        assert config.headers["x-content-type-options"] == "nosniff"
         assert config.text == (tmp_path / "config/config.js").read_text()
         # It served with a read-only root: nginx writes nothing but /tmp (an emptyDir).
         assert "--read-only" in args

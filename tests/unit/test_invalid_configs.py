@@ -461,6 +461,25 @@ CASES = [
         ["given 'latest'"],
     ),
     (
+        "catalog-url-that-would-end-a-csp-directive",
+        "eu-hub",
+        {"services.catalog.url": "https://catalog.eofed.example.eu/;script-src 'unsafe-inline'"},
+        "site.services.catalog.url",
+        ["holds '%' \"'\" ';'", "allowed are http(s)://", "a path of letters, digits"],
+    ),
+    (
+        "browser-tls-secret-in-gateway-mode",
+        "ovh-gra",
+        {
+            "services.catalog.browser": {
+                "url": "https://browse.gra.eofed.example.eu/",
+                "tls_secret": "browse-tls",
+            }
+        },
+        "site.services.catalog",
+        ["`browser.tls_secret` is set (browse-tls) but exposure.mode is gateway", "ingress only"],
+    ),
+    (
         "boolean-for-a-number-of-days",
         "aws-frankfurt",
         {"storage.buckets.raw.lifecycle.expire_after_days": True},
@@ -938,3 +957,56 @@ def test_a_hub_member_with_a_bad_name_is_told_in_words_not_a_pattern() -> None:
         "starting with a letter."
     )
     assert "pattern" not in issue.message and "^[a-z]" not in issue.message
+
+
+def _browsers(stacks: Path, **urls: str) -> None:
+    """Give each named example site (eu_hub=..., cf_waw=...) a browser at the url."""
+    for stack, url in urls.items():
+        name = stack.replace("_", "-")
+        site = example_site(name)
+        site["services"]["catalog"]["browser"] = {"url": url}
+        _write(stacks / f"Pulumi.{name}.yaml", site)
+
+
+def test_a_browser_on_the_host_of_another_sites_catalog_is_refused(tmp_path):
+    stacks = _project(tmp_path)
+    _browsers(stacks, eu_hub="https://catalog.waw.eofed.example.eu/")
+    output = _fed_issue(stacks, "eu-hub")
+    assert (
+        "site.services.catalog.browser.url: host catalog.waw.eofed.example.eu is also the host "
+        "of the catalog of site 'cf-waw' (Pulumi.cf-waw.yaml)" in output
+    )
+    assert "no catalog and no other browser in the federation" in output
+    # cf-waw's own stack file is told too, at its catalog url.
+    output = _fed_issue(stacks, "cf-waw")
+    assert (
+        "site.services.catalog.url: host catalog.waw.eofed.example.eu is also the host of the "
+        "STAC Browser of site 'eu-hub' (Pulumi.eu-hub.yaml)" in output
+    )
+
+
+def test_a_members_browser_on_the_hubs_catalog_host_or_another_browsers_is_refused(tmp_path):
+    stacks = _project(tmp_path)
+    _browsers(stacks, cf_waw="https://catalog.eofed.example.eu/")
+    output = _fed_issue(stacks, "cf-waw")
+    assert (
+        "site.services.catalog.browser.url: host catalog.eofed.example.eu is also the host of "
+        "the catalog of site 'eu-hub' (Pulumi.eu-hub.yaml)" in output
+    )
+    _browsers(
+        stacks, cf_waw="https://Browse.EOFED.example.eu/", eu_hub="https://browse.eofed.example.eu/"
+    )
+    output = _fed_issue(stacks, "eu-hub")
+    assert (
+        "site.services.catalog.browser.url: host browse.eofed.example.eu is also the host of "
+        "the STAC Browser of site 'cf-waw' (Pulumi.cf-waw.yaml)" in output
+    )
+
+
+def test_browsers_on_hosts_of_their_own_validate(tmp_path):
+    stacks = _project(tmp_path)
+    _browsers(
+        stacks, eu_hub="https://eofed.example.eu/", cf_waw="https://browse.waw.eofed.example.eu/"
+    )
+    result = _validate(stacks / "Pulumi.eu-hub.yaml", stacks / "Pulumi.cf-waw.yaml")
+    assert result.exit_code == 0, result.output

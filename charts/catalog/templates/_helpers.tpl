@@ -163,3 +163,16 @@ spec:
           port: {{ .port }}
     {{- end }}
 {{- end }}
+
+{{/*
+STAC Browser's security headers (the context: the Content-Security-Policy's directives), for
+every nginx location: a location with an add_header of its own inherits none of the server's.
+*/}}
+{{- define "catalog.browserSecurityHeaders" -}}
+add_header Content-Security-Policy "{{ join "; " . }}" always;
+add_header X-Content-Type-Options nosniff always;
+add_header X-Frame-Options DENY always;
+add_header Referrer-Policy no-referrer always;
+add_header Permissions-Policy "camera=(), microphone=(), geolocation=()" always;
+add_header Strict-Transport-Security "max-age=31536000" always;
+{{- end }}
