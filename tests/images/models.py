@@ -7,17 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopback.s3 import S3Endpoint
-
-# The data.json record published beside the model: the registry needs one, its figures are
-# not what these tests check.
-DATA = {
-    "source": "s3://b/observations/",
-    "windows": 1,
-    "rows": 1,
-    "stations": ["syn-000"],
-    "period": {"start": "2026-01-01", "end": "2026-03-01"},
-    "samples": {"train": 1, "test": 1},
-}
+from tests.samples import DATA
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,8 @@ from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.training import predict
 from fedeploy_inference.window_store import write_windows
 
-DATA = {
-    "source": "s3://b/observations/",
-    "windows": 1,
-    "rows": 1,
-    "stations": ["syn-000"],
-    "period": {"start": "2026-01-01", "end": "2026-03-01"},
-    "samples": {"train": 1, "test": 1},
-}
+from tests.samples import DATA
+
 HOUR = 3_600_000_000
 
 

@@ -13,15 +13,9 @@ from fedeploy_inference.train_from_store import train_and_publish
 from fedeploy_inference.training import TrainConfig
 from fedeploy_inference.window_store import write_windows
 
+from tests.samples import DATA
+
 pytestmark = pytest.mark.integration
-DATA = {
-    "source": "s3://b/observations/",
-    "windows": 1,
-    "rows": 1,
-    "stations": ["syn-000"],
-    "period": {"start": "2026-01-01", "end": "2026-03-01"},
-    "samples": {"train": 1, "test": 1},
-}
 
 
 def test_a_batch_run_is_registered_and_registering_again_is_harmless(

@@ -14,14 +14,8 @@ from fedeploy_inference.registry import publish
 from fedeploy_inference.s3 import s3_client
 from matplotlib.container import BarContainer
 
-DATA = {
-    "source": "s3://b/observations/",
-    "windows": 1,
-    "rows": 1,
-    "stations": ["syn-000"],
-    "period": {"start": "2026-01-01", "end": "2026-03-01"},
-    "samples": {"train": 1, "test": 1},
-}
+from tests.samples import DATA
+
 HOUR = 1 / 24
 
 

@@ -18,14 +18,8 @@ from fedeploy_inference.registry import (
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.training import predict
 
-DATA = {
-    "source": "s3://b/observations/",
-    "windows": 1,
-    "rows": 1,
-    "stations": ["syn-000"],
-    "period": {"start": "2026-01-01", "end": "2026-03-01"},
-    "samples": {"train": 1, "test": 1},
-}
+from tests.samples import DATA
+
 CPU = torch.device("cpu")
 
 
