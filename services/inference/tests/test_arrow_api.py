@@ -25,14 +25,8 @@ from fedeploy_inference.registry import load_model, publish
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.server import create_app
 
-DATA = {
-    "source": "s3://b/observations/",
-    "windows": 1,
-    "rows": 1,
-    "stations": ["syn-000"],
-    "period": {"start": "2026-01-01", "end": "2026-03-01"},
-    "samples": {"train": 1, "test": 1},
-}
+from tests.samples import DATA
+
 ORIGIN = datetime(2026, 2, 20, 12, tzinfo=UTC)
 ARROW = {"content-type": ARROW_STREAM}
 
