@@ -23,7 +23,8 @@ from loopback import (
     SeaweedS3,
     StacApiServer,
 )
-from tests.conftest import start_peer
+from loopback.observations import observation
+from tests.peers import peer_fixture
 
 _counter = itertools.count()
 
@@ -33,28 +34,20 @@ def unique(prefix: str) -> str:
     return f"{prefix}{os.getpid()}x{next(_counter)}"
 
 
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """PostgreSQL with PostGIS and a pgstac template database."""
-    server = start_peer(lambda: PostgresServer(tmp_path_factory.mktemp("postgres")).start())
-    yield server
-    server.remove()
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    """SeaweedFS's S3 gateway, which checks request signatures."""
-    server = start_peer(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start())
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    """Debian's mosquitto with persistence and `max_queued_messages 0`."""
-    server = start_peer(lambda: MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start())
-    yield server
-    server.stop()
+postgres = peer_fixture(
+    PostgresServer,
+    "postgres",
+    teardown="remove",
+    doc="PostgreSQL with PostGIS and a pgstac template database.",
+)
+s3 = peer_fixture(
+    SeaweedS3, "seaweedfs", doc="SeaweedFS's S3 gateway, which checks request signatures."
+)
+broker = peer_fixture(
+    MosquittoBroker,
+    "mosquitto",
+    doc="Debian's mosquitto with persistence and `max_queued_messages 0`.",
+)
 
 
 @pytest.fixture
@@ -118,36 +111,9 @@ def site_a(catalogs: Catalogs, site_env: dict[str, str], monkeypatch: pytest.Mon
     return catalogs.start("site-a")
 
 
-def observation(
-    station: str,
-    moment: datetime,
-    temperature: float = 12.5,
-    position: tuple[float, float] | None = (11.35, 46.5),
-    **extra: Any,
-) -> dict[str, Any]:
-    """A valid `fedeploy.observation/1` message."""
-    message: dict[str, Any] = {
-        "schema": "fedeploy.observation/1",
-        "station": station,
-        "time": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "variables": {
-            "air_temperature": {"value": temperature, "unit": "degC"},
-            "relative_humidity": {"value": 61.0, "unit": "%"},
-        },
-    }
-    if position:
-        message["position"] = {
-            "longitude": position[0],
-            "latitude": position[1],
-            "elevation": 262.0,
-        }
-    message.update(extra)
-    return message
-
-
 @pytest.fixture
 def make_observation() -> Callable[..., dict[str, Any]]:
-    """Builds valid observation messages (see `observation`)."""
+    """Builds valid observation messages (`loopback.observations.observation`)."""
     return observation
 
 
