@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import pickle
@@ -23,31 +24,53 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fedeploy.project import project_dir
+
 CACHE_ENV = "FEDEPLOY_PLAN_CACHE"
 ROOT = Path(__file__).resolve().parents[2]
 # What the program and the plan's checks read besides the stack file (paths under ROOT).
 CODE_DIRS = ("fedeploy", "components", "policies", "charts", "templates")
 CODE_FILES = ("images.lock.yaml", "Pulumi.yaml", "__main__.py", "pyproject.toml")
+# The running code's own packages, hashed where they are installed (see fingerprint_files).
+RUNTIME_PACKAGES = ("fedeploy", "components", "policies")
 _SKIPPED = ("__pycache__",)
 FORMAT = 1  # bump when what an entry holds changes shape
 LIMIT_BYTES = 512 * 1024 * 1024  # beyond this, the entries least recently used are removed
 
 
+def fingerprint_files(root: Path = ROOT) -> dict[str, Path]:
+    """The files a plan's answer depends on, by the name they are hashed under: the project's
+    (CODE_DIRS, CODE_FILES under `root`, the project directory: its charts, templates, program)
+    and the running fedeploy's own packages wherever they are installed (`pkg:` names), since
+    a wheel-installed fedeploy plans a project that is not its own source tree."""
+
+    def tree(folder: Path) -> list[Path]:
+        return [
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and not any(part in _SKIPPED for part in p.parts) and p.suffix != ".pyc"
+        ]
+
+    files = {name: root / name for name in CODE_FILES if (root / name).is_file()}
+    for folder in CODE_DIRS:
+        files.update((p.relative_to(root).as_posix(), p) for p in tree(root / folder))
+    for package in RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            continue
+        home = Path(spec.origin).parent
+        files.update((f"pkg:{package}/{p.relative_to(home).as_posix()}", p) for p in tree(home))
+    return files
+
+
 @functools.lru_cache(maxsize=4)
 def code_fingerprint(root: Path = ROOT) -> str:
-    """A hash of every file the plan's code reads under `root` (CODE_DIRS, CODE_FILES: paths
-    and contents), of the installed distributions (names and versions) and of the interpreter's
-    version: it changes whenever fedeploy, its charts or its dependencies do."""
+    """A hash of every file `fingerprint_files(root)` names (names and contents), of the
+    installed distributions (names and versions) and of the interpreter's version: it changes
+    whenever fedeploy, the project's charts or program, or the dependencies do."""
     digest = hashlib.sha256(f"format {FORMAT}\n{sys.version}\n".encode())
-    files = [root / name for name in CODE_FILES if (root / name).is_file()]
-    for folder in CODE_DIRS:
-        files += (
-            p
-            for p in (root / folder).rglob("*")
-            if p.is_file() and not any(part in _SKIPPED for part in p.parts) and p.suffix != ".pyc"
-        )
-    for path in sorted(files):
-        digest.update(f"{path.relative_to(root).as_posix()}\0".encode())
+    for name, path in sorted(fingerprint_files(root).items()):
+        digest.update(f"{name}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     digest.update("\n".join(_distributions()).encode())
     return digest.hexdigest()
@@ -158,7 +181,10 @@ def default_cache() -> PlanCache | None:
     configured = os.environ.get(CACHE_ENV, "")
     if configured.lower() == "off":
         return None
+    # The project planned (its charts, templates and program) may not be the running code's
+    # source tree (a wheel-installed fedeploy): its files are hashed as well as fedeploy's own.
+    root = project_dir()
     if configured:
-        return PlanCache(Path(configured))
+        return PlanCache(Path(configured), root=root)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return PlanCache(Path(base) / "fedeploy" / "plan")
+    return PlanCache(Path(base) / "fedeploy" / "plan", root=root)

@@ -116,3 +116,29 @@ def test_the_cache_keeps_within_its_limit_dropping_the_least_recently_used(tmp_p
     cache.prune()
     assert cache.get("b2" * 32) is None
     assert cache.get("a1" * 32) is not None and cache.get("c3" * 32) is not None
+
+
+def test_a_project_outside_fedeploys_own_tree_is_what_the_default_cache_hashes(
+    tmp_path, monkeypatch
+):
+    # A wheel-installed fedeploy plans a project that is not its source tree: the project's
+    # charts must be in the key (a changed chart would otherwise be answered from the cache),
+    # and so must the running fedeploy's own code wherever it is installed.
+    import fedeploy.offline.cache as cache_module
+
+    project = tmp_path / "project"
+    (project / "charts" / "catalog").mkdir(parents=True)
+    chart = project / "charts" / "catalog" / "values.yaml"
+    chart.write_text("replicas: 1\n")
+    monkeypatch.setattr(cache_module, "project_dir", lambda: project)
+    monkeypatch.setenv("FEDEPLOY_PLAN_CACHE", str(tmp_path / "cache"))
+    chosen = default_cache()
+    assert chosen is not None and chosen.root == project
+    names = cache_module.fingerprint_files(project)
+    assert "charts/catalog/values.yaml" in names
+    assert "pkg:fedeploy/offline/cache.py" in names
+    assert "pkg:components/site.py" in names
+    before = code_fingerprint(project)
+    chart.write_text("replicas: 2\n")
+    code_fingerprint.cache_clear()
+    assert code_fingerprint(project) != before
