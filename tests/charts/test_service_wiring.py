@@ -31,7 +31,8 @@ def _container(manifest, name=None):
 
 
 def _env(container):
-    """Plain env values by name; secret references as ("secret", name, key)."""
+    """Plain env values by name; secret references as ("secret", name, key), resource
+    references (OMP_NUM_THREADS from the CPU limit) as ("resource", resource)."""
     env = {}
     for item in container.get("env", []):
         if "value" in item:
@@ -39,6 +40,8 @@ def _env(container):
         elif "secretKeyRef" in item.get("valueFrom", {}):
             ref = item["valueFrom"]["secretKeyRef"]
             env[item["name"]] = ("secret", ref["name"], ref["key"])
+        elif "resourceFieldRef" in item.get("valueFrom", {}):
+            env[item["name"]] = ("resource", item["valueFrom"]["resourceFieldRef"]["resource"])
         else:
             env[item["name"]] = ("field", item["valueFrom"]["fieldRef"]["fieldPath"])
     return env
