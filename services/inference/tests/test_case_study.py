@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fedeploy_inference.model_card import dataset_title
 
 SCRIPT = Path(__file__).resolve().parents[3] / "examples" / "case-study" / "run.py"
 
@@ -59,7 +60,8 @@ def test_case_study_runs_and_writes_the_plot_and_a_prediction(tmp_path, skip_or_
     # The plot and card say the data are synthetic; the printed forecast is for the station
     # the plot shows, named with its place.
     assert data["synthetic"] is True
-    assert "(synthetic)" in (tmp_path / "model-card.md").read_text()
+    assert dataset_title(data) in (tmp_path / "model-card.md").read_text()
+    assert "synthetic" in dataset_title(data).lower()
     station = data["plot_station"]
     assert prediction["station"] == station
     assert f"forecast for station {station} (" in run.stdout

@@ -93,4 +93,5 @@ def test_the_demo_records_its_data_as_synthetic(run, settings):
     spec = SyntheticSpec(stations=3, days=30)
     record_dataset(client, settings.bucket, run.demo_dataset_name(spec), synthetic=True)
     title = dataset_title(describe_dataset(client, settings.bucket))
-    assert title.endswith("(synthetic)") and "3 stations, 30 days" in title
+    # Said once: the demo's name says synthetic, so no "(synthetic)" is added (review 34, P3).
+    assert title.lower().count("synthetic") == 1 and "3 stations, 30 days" in title
