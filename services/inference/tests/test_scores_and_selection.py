@@ -127,14 +127,14 @@ def test_card_and_plot_name_the_data_and_say_synthetic(settings, trained, monkey
     titles = []
     original = plot.forecast_plot
 
-    def spy(samples, forecast, lead, title):
+    def spy(samples, forecast, lead, title, **context):
         titles.append(title)
-        return original(samples, forecast, lead, title)
+        return original(samples, forecast, lead, title, **context)
 
     monkeypatch.setattr(plot, "forecast_plot", spy)
     data = {
         "source": "s3://b/observations/",
-        "name": "fedeploy synthetic set",
+        "name": "fedeploy demo set",
         "synthetic": True,
         "windows": 1,
         "rows": 1,
@@ -146,14 +146,17 @@ def test_card_and_plot_name_the_data_and_say_synthetic(settings, trained, monkey
     version = publish(client, settings.bucket, settings.model_name, trained, data)
     key = f"models/{settings.model_name}/{version}/model-card.md"
     card = client.get_object(Bucket=settings.bucket, Key=key)["Body"].read().decode()
-    assert titles and titles[0].startswith("fedeploy synthetic set (synthetic)")
-    assert "**fedeploy synthetic set (synthetic)**" in card
+    assert titles and titles[0].startswith("fedeploy demo set (synthetic)")
+    assert "**fedeploy demo set (synthetic)**" in card
     assert f"best validation loss at epoch {trained.selection['best_epoch']}" in card
     assert "| syn-000 | air_temperature |" in card and "### Skill by lead hour" in card
     # Every card carries the real-data figures of its code version.
     assert "## On measured station data" in card
     assert "| tmy2-12839-miami | precipitation | 0 | not forecast: never reported" in card
     assert dataset_title({"name": "TMY3", "synthetic": False}) == "TMY3"
+    # A name that says synthetic already is not marked twice (review 34, P3).
+    named = {"name": "fedeploy synthetic set", "synthetic": True}
+    assert dataset_title(named) == "fedeploy synthetic set"
 
 
 def test_dataset_description_round_trips_and_bad_ones_are_named(settings):
