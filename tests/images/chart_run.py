@@ -9,6 +9,7 @@ does (and fail when the chart asks for something this translation does not know)
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -132,6 +133,8 @@ def podman_run_args(
             values[name] = env[name]
         elif "value" in variable:
             values[name] = variable["value"]
+        elif "resourceFieldRef" in variable.get("valueFrom", {}):
+            values[name] = _resource_field(chart.workload, name, container, variable)
         else:
             raise UnsupportedSetting(f"{chart.workload}: env {name} comes from a reference")
     for name, value in env.items():
@@ -196,3 +199,19 @@ def storage_secret(access_key_id: str, secret_access_key: str) -> Iterator[dict[
         yield {STORAGE_VOLUME: folder}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _resource_field(workload: str, name: str, container: dict, variable: dict) -> str:
+    """A `resourceFieldRef` as the kubelet resolves it: the container's CPU limit or request
+    in units of the divisor, rounded up (OMP_NUM_THREADS from limits.cpu)."""
+    ref = variable["valueFrom"]["resourceFieldRef"]
+    kind, _, resource = ref["resource"].partition(".")
+    quantity = container.get("resources", {}).get(kind, {}).get(resource)
+    if resource != "cpu" or quantity is None:
+        raise UnsupportedSetting(f"{workload}: env {name} reads {ref['resource']}")
+
+    def cores(text: str) -> float:
+        text = str(text)
+        return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+    return str(math.ceil(cores(quantity) / cores(ref.get("divisor", "1"))))
