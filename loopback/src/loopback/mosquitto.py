@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -70,35 +69,77 @@ class MosquittoBroker:
         else:
             lines.append("allow_anonymous true")
         if os.geteuid() == 0:
-            # Started as root, mosquitto drops to the `mosquitto` user, which must be able to
-            # write its store and read the password file.
-            try:
-                entry = pwd.getpwnam("mosquitto")
-            except KeyError:
-                lines.append("user root")
-            else:
-                for path in [self.workdir, *self.workdir.iterdir()]:
-                    os.chown(path, entry.pw_uid, entry.pw_gid)
+            # Started as root, mosquitto would drop to the `mosquitto` user, which cannot reach
+            # a workdir under a root-only folder (pytest's tmp_path): the password file and the
+            # persistent store could not be opened. The peer stays root on loopback.
+            lines.append("user root")
         self.config_file.write_text("\n".join(lines) + "\n")
         self.daemon.start_and_wait(
             lambda: port_open(self.port), 10, f"mosquitto on port {self.port}"
         )
         return self
 
-    def publish(self, messages: Iterable[tuple[str, bytes]], timeout: float = 30.0) -> None:
-        """Publish each (topic, payload) at QoS 1 from a client of its own; return once the
-        broker has acknowledged them all (each within `timeout` seconds)."""
+    def publish(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        timeout: float = 30.0,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        """Publish each (topic, payload) at QoS 1 from a client of its own (as `username`
+        where the broker has users) and return once the broker has acknowledged them all.
+
+        Raises PeerUnavailable when the broker refuses or does not answer the connection, or
+        when a message is not acknowledged (PUBACK) within `timeout` seconds of the last
+        publish: the count and the first topic say which.
+        """
+        import threading
         import time
 
         import paho.mqtt.client as mqtt
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{time.time_ns()}")
+        if username is not None:
+            client.username_pw_set(username, password)
+        answered = threading.Event()
+        refused: list[str] = []
+
+        def on_connect(_client, _userdata, _flags, reason, _properties) -> None:
+            if reason.is_failure:
+                refused.append(str(reason))
+            answered.set()
+
+        client.on_connect = on_connect
         client.connect(self.host, self.port)
         client.loop_start()
         try:
-            sent = [client.publish(topic, payload, qos=1) for topic, payload in messages]
-            for info in sent:
-                info.wait_for_publish(timeout=timeout)
+            if not answered.wait(timeout):
+                raise PeerUnavailable(
+                    f"mosquitto on port {self.port} did not answer the connection in {timeout:g} s"
+                )
+            if refused:
+                raise PeerUnavailable(
+                    f"mosquitto on port {self.port} refused the connection: {refused[0]}"
+                )
+            sent = [
+                (topic, client.publish(topic, payload, qos=1)) for topic, payload in messages
+            ]
+            deadline = time.monotonic() + timeout
+            unacknowledged = []
+            for topic, info in sent:
+                try:
+                    info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+                except (RuntimeError, ValueError):
+                    pass
+                if not info.is_published():
+                    unacknowledged.append(topic)
+            if unacknowledged:
+                raise PeerUnavailable(
+                    f"mosquitto on port {self.port} acknowledged {len(sent) - len(unacknowledged)}"
+                    f" of {len(sent)} messages within {timeout:g} s; the first not acknowledged "
+                    f"was on topic {unacknowledged[0]!r}"
+                )
         finally:
             client.disconnect()
             client.loop_stop()
