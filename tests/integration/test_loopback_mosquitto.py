@@ -18,8 +18,12 @@ from tests.peers import running
 def test_publish_as_a_user_is_acknowledged_and_without_credentials_refused(tmp_path):
     users = {"edge": "s3cret-pass"}
     with running(lambda: MosquittoBroker(tmp_path / "broker", users=users).start()) as broker:
-        broker.publish([("wis2/a", b"1"), ("wis2/b", b"2")], timeout=10, username="edge",
-                       password="s3cret-pass")
+        broker.publish(
+            [("wis2/a", b"1"), ("wis2/b", b"2")],
+            timeout=10,
+            username="edge",
+            password="s3cret-pass",
+        )
         with pytest.raises(PeerUnavailable, match="refused the connection"):
             broker.publish([("wis2/a", b"1")], timeout=10)
         with pytest.raises(PeerUnavailable, match="refused the connection"):

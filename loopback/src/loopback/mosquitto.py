@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -122,16 +123,12 @@ class MosquittoBroker:
                 raise PeerUnavailable(
                     f"mosquitto on port {self.port} refused the connection: {refused[0]}"
                 )
-            sent = [
-                (topic, client.publish(topic, payload, qos=1)) for topic, payload in messages
-            ]
+            sent = [(topic, client.publish(topic, payload, qos=1)) for topic, payload in messages]
             deadline = time.monotonic() + timeout
             unacknowledged = []
             for topic, info in sent:
-                try:
+                with contextlib.suppress(RuntimeError, ValueError):
                     info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
-                except (RuntimeError, ValueError):
-                    pass
                 if not info.is_published():
                     unacknowledged.append(topic)
             if unacknowledged:
