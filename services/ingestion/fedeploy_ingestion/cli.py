@@ -34,8 +34,8 @@ def _store(settings):  # noqa: ANN001, ANN202 - wiring only
 
 def sentinel() -> int:
     """One run over INGEST_SOURCES and the agencies' sources, INGEST_ECMWF_SOURCES,
-    INGEST_EUMETSAT_SOURCES and INGEST_EODAG_SOURCES (a CronJob, or one worker of an indexed
-    Job)."""
+    INGEST_EUMETSAT_SOURCES, INGEST_EODAG_SOURCES and INGEST_POLYTOPE_SOURCES (a CronJob, or
+    one worker of an indexed Job)."""
     from fedeploy_ingestion.catalog import CatalogClient
     from fedeploy_ingestion.metrics import Metrics
     from fedeploy_ingestion.sentinel import SentinelRun
@@ -47,8 +47,8 @@ def sentinel() -> int:
     agencies = _agency_runs(settings)
     if not settings.sources and not agencies:
         raise ConfigError(
-            "INGEST_SOURCES, INGEST_ECMWF_SOURCES, INGEST_EUMETSAT_SOURCES and "
-            "INGEST_EODAG_SOURCES are empty: nothing to copy"
+            "INGEST_SOURCES, INGEST_ECMWF_SOURCES, INGEST_EUMETSAT_SOURCES, "
+            "INGEST_EODAG_SOURCES and INGEST_POLYTOPE_SOURCES are empty: nothing to copy"
         )
     store, catalog, metrics = _store(settings), CatalogClient(settings.catalog_url), Metrics()
     run = SentinelRun(settings, store, catalog, metrics)
@@ -96,6 +96,12 @@ def _agency_runs(settings):  # noqa: ANN001, ANN202 - wiring only
         from fedeploy_ingestion.eodag_source import EodagRun
 
         runs["eodag"] = EodagRun
+    if settings.polytope_sources:
+        from fedeploy_ingestion.polytope_source import PolytopeRun
+
+        # Polytope needs its key: exit 2 naming it, before any source runs.
+        settings.require("polytope_key")
+        runs["polytope"] = PolytopeRun
     return runs
 
 

@@ -9,7 +9,7 @@ import datetime as dt
 import ipaddress
 import os
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -444,6 +444,132 @@ class EodagSource(AgencySource):
         return time_window(self.datetime, now)
 
 
+POLYTOPE_DESTINE_URL = "https://polytope.lumi.apps.dte.destination-earth.eu"
+_MARS_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_MARS_TEXT = re.compile(r"^[A-Za-z0-9._:/+ -]{1,512}$")
+_MARS_DATE = re.compile(r"^(?:[0-9]{8}|[0-9]{4}-[0-9]{2}-[0-9]{2}|to|by|[1-9][0-9]{0,3})$")
+# A feature (Polytope's feature extraction: timeseries, polygon...) as JSON, at most this long.
+MAX_FEATURE_CHARS = 16 * 1024
+
+
+def mars_words(value: object) -> list[str]:
+    """A MARS value as its words: '2t/msl', ['2t', 'msl'] and 167 alike."""
+    items = value if isinstance(value, list) else str(value).split("/")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def check_mars_request(request: dict[str, object]) -> dict[str, object]:
+    """A MARS-language request as Polytope takes it (ValueError naming the key if not): keys
+    lower case, values words, numbers or lists of them (`feature` a JSON object), `date`
+    absolute (yyyymmdd, yyyy-mm-dd, `to`, `by`): a relative date ('-1') would give one
+    identity to changing data."""
+    import json
+
+    for key in ("date", "param"):
+        if key not in request:
+            raise ValueError(f"the request names no {key!r} (a product is a date's params)")
+    if "dataset" not in request and "class" not in request:
+        raise ValueError("the request names neither 'dataset' nor 'class'")
+    for key, value in request.items():
+        if not _MARS_KEY.match(key):
+            raise ValueError(f"{key!r} is not a MARS key (lower-case letters, digits, '_')")
+        if key == "feature":
+            if not isinstance(value, dict) or len(json.dumps(value)) > MAX_FEATURE_CHARS:
+                raise ValueError(
+                    f"feature must be a JSON object of at most {MAX_FEATURE_CHARS} characters"
+                )
+            continue
+        items = value if isinstance(value, list) else [value]
+        if not items or len(items) > 1000:
+            raise ValueError(f"{key}: give 1 to 1000 values")
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                raise ValueError(f"{key}: {item!r} is not a word or a number")
+            if isinstance(item, str) and not _MARS_TEXT.match(item):
+                raise ValueError(
+                    f"{key}: {item[:40]!r} holds characters a MARS value does not (letters, "
+                    "digits, '.', '_', ':', '/', '+', '-', spaces)"
+                )
+    bad = [word for word in mars_words(request["date"]) if not _MARS_DATE.match(word)]
+    if bad:
+        raise ValueError(
+            f"date: {', '.join(bad)} is not an absolute date (yyyymmdd or yyyy-mm-dd, 'to', "
+            "'by'): a relative date would copy changing data under one identity"
+        )
+    return request
+
+
+class PolytopeSource(AgencySource):
+    """Requests to ECMWF's Polytope to copy (an entry of INGEST_POLYTOPE_SOURCES): DestinE's
+    digital-twin data (collection destination-earth), one product per MARS request."""
+
+    url: str = Field(
+        default=POLYTOPE_DESTINE_URL,
+        pattern=r"^https?://",
+        description="Polytope's address (polytope-client's `address`): DestinE's by default. "
+        "Only its host receives the key.",
+    )
+    collection: str = Field(
+        default="destination-earth",
+        pattern=r"^[a-z][a-z0-9-]{1,62}$",
+        description="Polytope collection: destination-earth (DestinE's digital twins), "
+        "ecmwf-mars, ...",
+    )
+    requests: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=200,
+        description="MARS-language requests, one product each: class, dataset (climate-dt, "
+        "extremes-dt), activity, experiment, model, generation, realization, expver, stream, "
+        "type, levtype, param, date, time, step, and an area or a feature.",
+    )
+    max_product_mib: int = Field(
+        default=2048,
+        ge=1,
+        le=1024 * 1024,
+        alias="maxProductMiB",
+        description="Largest result accepted (its Content-Length, before any byte is read); "
+        "a larger one fails alone.",
+    )
+    poll_seconds: float = Field(
+        default=5.0,
+        ge=0.01,
+        le=600,
+        alias="pollSeconds",
+        description="First wait between polls of a queued request (then 1.2 times longer "
+        "each time, at most 120 s).",
+    )
+    max_wait_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        le=24 * 60,
+        alias="maxWaitMinutes",
+        description="How long one request may stay queued or processing before it fails "
+        "alone (the next run submits it again).",
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        alias="maxAttempts",
+        description="Reads of one result in a run (a download cut midway is resumed with a "
+        "Range request where the result's host serves ranges, read again from its start where "
+        "it does not).",
+    )
+
+    # The key is one for all Polytope sources (INGEST_POLYTOPE_KEY), sent to `url`'s host only.
+    token_url: None = None
+
+    @field_validator("requests")
+    @classmethod
+    def _requests(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for number, request in enumerate(value):
+            try:
+                check_mars_request(request)
+            except ValueError as error:
+                raise ValueError(f"requests[{number}]: {error}") from None
+        return value
+
+
 class IngestSettings(BaseSettings):
     """The ingestion service's settings (environment variables INGEST_<NAME>)."""
 
@@ -494,6 +620,20 @@ class IngestSettings(BaseSettings):
     )
     eodag_password: SecretStr | None = Field(
         default=None, description="EODAG sources' download password (from a Secret)."
+    )
+    polytope_sources: list[PolytopeSource] = Field(
+        default_factory=list,
+        description="JSON list of Polytope sources (see PolytopeSource): DestinE's digital twins.",
+    )
+    polytope_key: SecretStr | None = Field(
+        default=None,
+        description="The Polytope key (DestinE's or ECMWF's API key, from a Secret): sent as "
+        "`Bearer <key>` to the Polytope host only.",
+    )
+    polytope_email: SecretStr | None = Field(
+        default=None,
+        description="The ECMWF account's e-mail, for an ECMWF key (`EmailKey <email>:<key>`); "
+        "unset for DestinE's bearer key.",
     )
     source_username: SecretStr | None = Field(
         default=None, description="Download user (from a Secret)."

@@ -1,0 +1,364 @@
+"""DestinE's digital-twin data through ECMWF's Polytope into the site's bucket and catalog.
+
+For each source (INGEST_POLYTOPE_SOURCES) and each of its MARS requests: the product's identity
+is the request's canonical digest (polytope_plan), so a product whose site item carries it is
+skipped before anything is sent to Polytope. Otherwise the request is submitted as
+polytope-client submits it (its `Config.get_url`, its `Auth` header from the key, the body
+`{"verb": "retrieve", "request": <YAML>}`), polled while Polytope answers 202 (the wait
+growing 1.2 times, bounded by `maxWaitMinutes`), and its result, where the 303 points, copied
+by the resumable multipart copy. The requests go through the guarded HTTP client: the 202's
+Location and every redirect are checked against the source's hosts (its url's and
+`downloadHosts`), and the key (`Authorization`) is sent to the Polytope host only: a result on
+a staging host is read without it.
+
+A result is read at most `maxAttempts` times in a run: a read cut midway resumes with a Range
+request where the result's host serves ranges and starts over where it does not. A result is
+never resumed from another request's upload: the next run submits the request again and its
+result may order the messages otherwise, so an upload left by an earlier run is started over.
+A request Polytope refuses (400, 403) or fails while processing fails alone, with Polytope's
+message; one it answers 204 (data not there yet) is `unpublished`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import yaml
+
+from fedeploy_ingestion import download_safety, polytope_plan
+from fedeploy_ingestion.download_safety import IDENTITY, UnsafeBody, UnsafeDownload
+from fedeploy_ingestion.errors import ConfigError, SourceError, StorageError
+from fedeploy_ingestion.object_store import MiB, RangeSource
+from fedeploy_ingestion.product_copy import AgencyRun, ProductReport
+from fedeploy_ingestion.settings import AgencySource, PolytopeSource
+from fedeploy_ingestion.sharding import owns
+from fedeploy_ingestion.upstream import Credentials, HttpAsset
+
+log = logging.getLogger(__name__)
+
+# Polytope's JSON answers (status, errors) are small; more is not one.
+MAX_MESSAGE_BYTES = 64 * 1024
+# polytope-client's longest wait between polls.
+MAX_POLL_SECONDS = 120.0
+
+
+class NotReady(SourceError):
+    """Polytope has no data for the request yet (204)."""
+
+
+class Refused(SourceError):
+    """Polytope refused or failed the request: retrying in this run would not help."""
+
+
+def key_header(url: str, key: str, email: str | None) -> tuple[str, str]:
+    """(polytope-client's requests URL root for `url`, its Authorization header for the key):
+    `Bearer <key>`, or `EmailKey <email>:<key>` for an ECMWF key. Nothing is read from the
+    home directory; polytope-client's logger settings are undone."""
+    from polytope.api.Auth import Auth
+    from polytope.api.Config import Config
+
+    urllib3 = logging.getLogger("urllib3")
+    saved = (urllib3.level, urllib3.propagate, list(urllib3.handlers))
+    try:
+        with tempfile.TemporaryDirectory(prefix="polytope-") as home:
+            config = Config(
+                config_path=home,
+                address=url,
+                user_key=key,
+                user_email=email,
+                insecure=url.startswith("http://"),
+                quiet=True,
+                verbose=False,
+                logger=logging.getLogger("fedeploy_ingestion.polytope_client"),
+            )
+            root = config.get_url("requests")
+            headers = [
+                h for h in Auth(config).get_auth_headers() if h.startswith(("Bearer ", "EmailKey "))
+            ]
+    finally:
+        urllib3.setLevel(saved[0])
+        urllib3.propagate = saved[1]
+        urllib3.handlers[:] = saved[2]
+    return root, ", ".join(headers)
+
+
+class PolytopeKey(Credentials):
+    """The key of one source: its Authorization header for the Polytope host (scheme, host and
+    port of `url`) only, never for a download host."""
+
+    def __init__(
+        self,
+        source: PolytopeSource,
+        header: str,
+        http: httpx.Client,
+        guard: download_safety.AddressGuard,
+    ) -> None:
+        super().__init__(source, None, None, http, guard)  # type: ignore[arg-type]
+        self._header = header
+        self._origin = _origin(httpx.URL(source.url))
+
+    def __repr__(self) -> str:  # never show the key
+        return f"PolytopeKey(source={self.source.name!r})"
+
+    def headers_for(self, url: httpx.URL) -> dict[str, str]:
+        """The Authorization header when `url` is on the Polytope host; {} anywhere else."""
+        return {"Authorization": self._header} if _origin(url) == self._origin else {}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
+def _message(response: httpx.Response) -> str:
+    """Polytope's words in an answer (`message`, else the body), short and printable."""
+    try:
+        body = b"".join(
+            download_safety.bounded_body(response, MAX_MESSAGE_BYTES, "Polytope's answer")
+        )
+    except (UnsafeBody, httpx.HTTPError):
+        return "(no readable message)"
+    finally:
+        response.close()
+    try:
+        document = json.loads(body)
+        text = document.get("message") or document.get("error") or json.dumps(document)
+    except (ValueError, AttributeError):
+        text = body.decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() else " " for c in str(text)).strip()
+    return (text[:500] + "...") if len(text) > 500 else (text or "(empty message)")
+
+
+def _status(response: httpx.Response) -> str:
+    try:
+        body = b"".join(
+            download_safety.bounded_body(response, MAX_MESSAGE_BYTES, "Polytope's status")
+        )
+        return str(json.loads(body).get("status", "processing"))
+    except (ValueError, AttributeError, UnsafeBody, httpx.HTTPError):
+        return "processing"
+    finally:
+        response.close()
+
+
+class PolytopeResult(RangeSource):
+    """A request's result, read with Range requests through HttpAsset (the key only to the
+    Polytope host); bounded by `max_bytes` from its Content-Length; a GRIB result read from
+    its start checked by GribFraming. Its first read always starts at byte 0 (see module)."""
+
+    def __init__(
+        self, url: str, http: httpx.Client, key: PolytopeKey, max_bytes: int, grib: bool
+    ) -> None:
+        self._asset = HttpAsset(url, http, key)
+        self._max = max_bytes
+        self._grib = grib
+        self._opened = False
+
+    def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
+        """(chunks from `offset`, or from 0 on a first read or a host without ranges; the
+        offset served; the result's size)."""
+        if not self._opened:
+            offset = 0  # another request's upload is never resumed
+        self._opened = True
+        chunks, start, total = self._asset.open(offset)
+        if total > self._max:
+            if self._asset._response is not None:
+                self._asset._response.close()
+            raise Refused(
+                f"the result has {total} bytes, above the source's maxProductMiB {self._max // MiB}"
+            )
+        if start == 0 and self._grib:
+            chunks = polytope_plan.GribFraming().feed(chunks)
+        return chunks, start, total
+
+
+class PolytopeRun(AgencyRun):
+    """One pass over INGEST_POLYTOPE_SOURCES: every request of each source."""
+
+    kind = "polytope"
+
+    def sources(self) -> list[AgencySource]:
+        """INGEST_POLYTOPE_SOURCES."""
+        return list(self.settings.polytope_sources)
+
+    def run(self, now: datetime | None = None) -> ProductReport:
+        """Copy every source's products; failures are reported, not raised."""
+        now = now or datetime.now(UTC)
+        s = self.settings
+        if s.polytope_sources and s.polytope_key is None:
+            raise ConfigError(
+                "INGEST_POLYTOPE_SOURCES is set but no key: mount the Polytope key as the file "
+                "ingest_polytope_key in INGEST_SETTINGS_DIR"
+            )
+        for source in s.polytope_sources:
+            products = [polytope_plan.Product(source.collection, r) for r in source.requests]
+            try:
+                root, header = key_header(
+                    source.url,
+                    s.polytope_key.get_secret_value(),  # type: ignore[union-attr]
+                    s.polytope_email.get_secret_value() if s.polytope_email else None,
+                )
+                key = PolytopeKey(source, header, self.http, self.guard)
+                endpoint = key.policy.check(
+                    f"{root}/{source.collection}", what="Polytope requests endpoint"
+                )
+            except Exception as error:  # noqa: BLE001 - the source fails, the others run
+                for product in products:
+                    self.report.found += 1
+                    self.sink.failed(source.name, self._name(product), error)
+                continue
+            for product in products:
+                name = self._name(product)
+                self.report.found += 1
+                if not owns(name, s.shard_index, s.shard_count):
+                    self.report.other_shards += 1
+                    continue
+                try:
+                    self._product(source, key, endpoint, product, now)
+                except NotReady as missing:
+                    self.report.unpublished.append(name)
+                    log.info("not ready", extra={"item": name, "reason": str(missing)})
+                except Exception as error:  # noqa: BLE001 - one product fails alone
+                    self.sink.failed(source.name, name, error)
+        return self.report
+
+    @staticmethod
+    def _name(product: polytope_plan.Product) -> str:
+        return f"{product.collection_id}/{product.item_id}"
+
+    def _product(
+        self,
+        source: PolytopeSource,
+        key: PolytopeKey,
+        endpoint: httpx.URL,
+        product: polytope_plan.Product,
+        now: datetime,
+    ) -> None:
+        if self.sink.done(product.collection_id, product.item_id, product.digest):
+            return
+        results: list[PolytopeResult] = []
+
+        def result() -> PolytopeResult:
+            if not results:  # submitted once, and only when the copy needs the bytes
+                location = self._submit(source, key, endpoint, product)
+                results.append(
+                    PolytopeResult(
+                        str(location),
+                        self.http,
+                        key,
+                        source.max_product_mib * MiB,
+                        grib=product.media_type == polytope_plan.GRIB2,
+                    )
+                )
+            return results[0]
+
+        for attempt in range(1, source.max_attempts + 1):
+            try:
+                copy = self.sink.copy(
+                    product.key,
+                    result,
+                    size=None,
+                    expected=None,  # Polytope publishes no digest: GribFraming checks
+                    content_type=product.media_type,
+                    fingerprint=product.digest,
+                )
+                break
+            except (Refused, UnsafeDownload, UnsafeBody):
+                raise
+            except (SourceError, StorageError) as error:
+                if not results or attempt == source.max_attempts:
+                    raise
+                log.warning(
+                    "result read failed; reading it again",
+                    extra={"item": product.item_id, "attempt": attempt, "error": str(error)},
+                )
+        item = polytope_plan.site_item(
+            product,
+            copy,
+            url=source.url,
+            bucket=self.sink.store.bucket,
+            site=self.settings.require("site"),
+            area=source.bbox,
+            now=now,
+        )
+        self.sink.register(polytope_plan.site_collection(product, source.url), item)
+
+    def _submit(
+        self,
+        source: PolytopeSource,
+        key: PolytopeKey,
+        endpoint: httpx.URL,
+        product: polytope_plan.Product,
+    ) -> httpx.URL:
+        """POST the request; poll it; the URL of its result (where the 303 points)."""
+        body = {
+            "verb": "retrieve",
+            "request": yaml.safe_dump(polytope_plan.mars_request(product.request)),
+        }
+        what = f"POST {download_safety.shown(endpoint)}"
+        try:
+            response = self.http.post(
+                endpoint, json=body, headers={**key.headers_for(endpoint), **IDENTITY}
+            )
+        except httpx.HTTPError as error:
+            raise SourceError(f"{what} failed: {error}") from error
+        location = response.headers.get("location")
+        if response.status_code in (202, 303) and location:
+            response.close()
+            target = key.policy.redirect(endpoint, location)
+            return target if response.status_code == 303 else self._poll(source, key, target)
+        if response.status_code == 204:
+            response.close()
+            raise NotReady(f"{what}: Polytope has no data for the request yet (204)")
+        if response.status_code == 200:
+            response.close()
+            raise Refused(
+                f"{what} answered the data inline (200): a result that cannot be read again "
+                "is not copied (Polytope's data requests answer 202 and a result URL)"
+            )
+        raise Refused(
+            f"Polytope refused the request ({response.status_code}): {_message(response)}"
+            + (
+                "; check the key (ingest_polytope_key)"
+                if response.status_code in (401, 403)
+                else ""
+            )
+        )
+
+    def _poll(self, source: PolytopeSource, key: PolytopeKey, url: httpx.URL) -> httpx.URL:
+        """Poll a queued request until its result is ready: the result's URL."""
+        deadline = time.monotonic() + source.max_wait_minutes * 60
+        wait = source.poll_seconds
+        what = f"GET {download_safety.shown(url)}"
+        while True:
+            try:
+                response = self.http.get(url, headers={**key.headers_for(url), **IDENTITY})
+            except httpx.HTTPError as error:
+                raise SourceError(f"{what} failed: {error}") from error
+            location = response.headers.get("location")
+            if response.status_code == 303 and location:
+                response.close()
+                return key.policy.redirect(url, location)
+            if response.status_code == 200:
+                response.close()
+                return url
+            if response.status_code != 202:
+                raise Refused(
+                    f"Polytope failed the request ({response.status_code}): {_message(response)}"
+                )
+            status = _status(response)
+            if status == "failed":
+                raise Refused(f"Polytope failed the request: status {status}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SourceError(
+                    f"the request is still {status} after {source.max_wait_minutes} minutes "
+                    "(maxWaitMinutes); the next run submits it again"
+                )
+            time.sleep(min(wait, left))
+            wait = min(wait * 1.2, MAX_POLL_SECONDS)
