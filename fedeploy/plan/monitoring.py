@@ -98,18 +98,14 @@ def monitoring_findings(
         Finding(
             "monitoring",
             name,
-            f"no alert watches the SLURM bridge {endpoint}: nothing probes it, and the retrain "
-            "alerts (InferenceRetrainSubmissionFailed, InferenceRetrainNoSuccess) render only "
-            "with retrain.enabled, which fedeploy does not set; an unreachable bridge goes "
+            f"no alert watches the SLURM bridge {endpoint}: nothing probes it (the inference "
+            "chart's bridge probe and SlurmBridgeDown render with bridge.probe.enabled and "
+            "monitoring.alerts.enabled where monitoring renders); an unreachable bridge goes "
             "unnoticed until a submission fails (docs/charts.md, Monitoring)",
             enforcement="advisory",
         )
         for name, endpoint in sorted((bridges or {}).items())
-        if endpoint
-        and not any(
-            alert.startswith(("InferenceRetrain", "Bridge"))
-            for alert in monitoring.get(name, {}).get("alerts", [])
-        )
+        if endpoint and "SlurmBridgeDown" not in monitoring.get(name, {}).get("alerts", [])
     ]
     if site.get("environment") != "production":
         return findings

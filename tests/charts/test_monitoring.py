@@ -355,6 +355,13 @@ _PUSHED_MEMBER = (
     'instance="pushgateway:9091"'
 )
 _PUSHED_FAILURE = _PUSHED_MEMBER.replace("last_success", "last_failure")
+_PROBE = f'{_S}, job="inference-bridge-probe", pod="inference-bridge-probe-6b7c8d9f5-k3m4n"'
+_BRIDGE_DOWN = {"namespace": NAMESPACE, "severity": "critical"}
+_PUSHED_SUBMISSION = (
+    'fedeploy_bridge_last_submission_timestamp_seconds{job="fedeploy-bridge-submit", '
+    'site="hpc-centre", instance="pushgateway:9091"'
+)
+
 _HARVEST_JOBS = _job_cases("catalog-harvest-29400000", "catalog-harvest", 7200)
 _CATALOG_PODS = _pod_cases("catalog-db-0", "postgres")
 _API = f'{_S}, deployment="catalog"'
@@ -598,6 +605,70 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
         "InferenceRetrainNoSuccess": _INFERENCE_JOBS["NoSuccess"],
         "InferenceCrashLooping": _INFERENCE_PODS["CrashLooping"],
         "InferenceNearMemoryLimit": _INFERENCE_PODS["NearMemoryLimit"],
+        # The bridge probe (bridge_probe.py): failing, or not scraped at all.
+        "SlurmBridgeDown": [
+            _case(
+                "1m",
+                {f"fedeploy_bridge_up{{{_PROBE}}}": "1x3 0x10", f"up{{{_PROBE}}}": "1x13"},
+                "10m",
+                _BRIDGE_DOWN,
+            ),
+            _case("1m", {f"up{{{_PROBE}}}": "0x13"}, "10m", _BRIDGE_DOWN),
+            # Down for less than bridgeDownFor (5m), then up again.
+            _case(
+                "1m",
+                {f"fedeploy_bridge_up{{{_PROBE}}}": "1x3 0x3 1x7", f"up{{{_PROBE}}}": "1x13"},
+                "10m",
+                None,
+            ),
+            # Another namespace's probe failing is not this release's bridge.
+            _case(
+                "1m",
+                {
+                    f"fedeploy_bridge_up{{{_PROBE}}}": "1x13",
+                    f"fedeploy_bridge_up{{{_PROBE.replace(NAMESPACE, 'other')}}}": "0x13",
+                },
+                "10m",
+                None,
+            ),
+        ],
+        # Pushed by the retrain CronJob's submission (bridge_submit.py), Unix times: a failure at
+        # 600 s with no success since fires; a success after it, or a failure a day old, does not.
+        "SlurmBridgeSubmissionsFailing": [
+            _case(
+                "1m",
+                {
+                    f'{_PUSHED_SUBMISSION}, outcome="failure"}}': "_x9 600x11",
+                    f'{_PUSHED_SUBMISSION}, outcome="success"}}': "60x20",
+                },
+                "15m",
+                {"site": "hpc-centre", "severity": "warning"},
+            ),
+            _case(
+                "1m",
+                {
+                    f'{_PUSHED_SUBMISSION}, outcome="failure"}}': "_x9 600x11",
+                    f'{_PUSHED_SUBMISSION}, outcome="success"}}': "60x12 720x8",
+                },
+                "15m",
+                None,
+            ),
+            _case(
+                "1h",
+                {f'{_PUSHED_SUBMISSION}, outcome="failure"}}': "0x30"},
+                "26h",
+                None,
+            ),
+            # A failure pushed for another site is not this one's.
+            _case(
+                "1m",
+                {
+                    f'{_PUSHED_SUBMISSION.replace("hpc-centre", "aws-eu")}, outcome="failure"}}': "600x20"
+                },
+                "15m",
+                None,
+            ),
+        ],
     },
     ("catalog", "hub"): {
         "CatalogApiUnavailable": [

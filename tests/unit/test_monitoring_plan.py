@@ -182,13 +182,14 @@ def test_a_production_site_without_selector_labels_is_advised():
     assert monitoring_findings(staging, {"ingestion": summary}, {"ingestion": {}}) == []
 
 
-def test_the_plan_says_plainly_that_no_alert_watches_a_bridge(example_report):
-    """No rule reads the bridge (the retrain rules render only with retrain.enabled, which the
-    deployer never sets, and nothing probes it): the plan says so where a bridge is wired."""
+def test_the_plan_says_plainly_where_no_alert_watches_a_bridge(example_report):
+    """A release wired to a bridge whose probe (and so SlurmBridgeDown) is not installed is
+    advised; the example's HPC site installs the probe, so its plan lists the probe's monitor
+    and the bridge alerts, and gives no such advice."""
     summary = {
         "mode": "auto",
         "targets": ["ServiceMonitor/inference"],
-        "alerts": ["InferenceNotReady"],
+        "alerts": ["InferenceNotReady", "SlurmBridgeSubmissionsFailing"],
     }
     site = {"name": "hpc", "environment": "staging"}
     (finding,) = monitoring_findings(
@@ -196,6 +197,15 @@ def test_the_plan_says_plainly_that_no_alert_watches_a_bridge(example_report):
     )
     assert finding.enforcement == "advisory" and finding.resource == "inference"
     assert "no alert" in finding.message and "https://b:6820" in finding.message
+    assert "bridge.probe.enabled" in finding.message
     assert monitoring_findings(site, {"inference": summary}, bridges={"inference": ""}) == []
-    findings = example_report.to_dict()["sites"]["hpc-kajaani"]["findings"]
-    assert [f for f in findings if f["rule"] == "monitoring" and "bridge" in f["message"]]
+    probed = {**summary, "alerts": [*summary["alerts"], "SlurmBridgeDown"]}
+    assert (
+        monitoring_findings(site, {"inference": probed}, bridges={"inference": "https://b"}) == []
+    )
+    report = example_report.to_dict()["sites"]["hpc-kajaani"]
+    findings = report["findings"]
+    assert not [f for f in findings if f["rule"] == "monitoring" and "bridge" in f["message"]]
+    monitoring = report["services"]["inference"]["monitoring"]
+    assert "PodMonitor/inference-bridge-probe" in monitoring["targets"]
+    assert {"SlurmBridgeDown", "SlurmBridgeSubmissionsFailing"} <= set(monitoring["alerts"])

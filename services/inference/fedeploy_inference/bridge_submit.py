@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
+from fedeploy_inference.bridge_probe import BridgeMetrics
 from fedeploy_inference.settings import InferenceSettings
 from fedeploy_inference.slurm_jobs import InferenceJob
+
+LOG = logging.getLogger("fedeploy_inference.bridge_submit")
+PUSH_JOB = "fedeploy-bridge-submit"
 
 
 def to_bridge_spec(job: InferenceJob) -> Any:
@@ -71,9 +77,9 @@ def _read(variable: str, path: str, what: str) -> str:
         raise ValueError(f"{variable} {path}: cannot read {what} ({error.strerror})") from None
 
 
-def bridge_client(settings: InferenceSettings, transport: Any = None) -> Any:
+def bridge_client(settings: InferenceSettings, transport: Any = None, **options: Any) -> Any:
     """A bridge client from INFER_BRIDGE_URL, the user and the token (both read now) and
-    _CA_FILE."""
+    _CA_FILE; `options` go to BridgeClient (timeout, retries...)."""
     from fedeploy.bridge.client import BridgeClient
 
     token = bridge_token(settings)
@@ -95,18 +101,74 @@ def bridge_client(settings: InferenceSettings, transport: Any = None) -> Any:
         token,
         ca_file=settings.bridge_ca_file or None,
         transport=transport,
+        **options,
     )
+
+
+def submit_recorded(bridge: Any, job: InferenceJob, metrics: BridgeMetrics | None = None) -> int:
+    """Submit `job` through `bridge` and record the outcome in `metrics` (default: this
+    process's), pushing it to INFER_PUSHGATEWAY_URL where set (a one-shot submitter, such as
+    the retrain CronJob); the job id. The error of a failed submission is raised as it was."""
+    metrics = metrics or process_metrics()
+    try:
+        job_id = int(bridge.submit(to_bridge_spec(job)))
+    except Exception:
+        metrics.submitted(False)
+        _push(metrics)
+        raise
+    metrics.submitted(True)
+    _push(metrics)
+    return job_id
+
+
+_PROCESS_METRICS: list[BridgeMetrics] = []
+
+
+def process_metrics() -> BridgeMetrics:
+    """This process's bridge metrics (made on first use)."""
+    if not _PROCESS_METRICS:
+        _PROCESS_METRICS.append(BridgeMetrics())
+    return _PROCESS_METRICS[0]
+
+
+def _push(metrics: BridgeMetrics) -> None:
+    """Push the submission series to INFER_PUSHGATEWAY_URL (group job=fedeploy-bridge-submit,
+    site=INFER_SITE); a failed push is logged and never fails the submission."""
+    url = os.environ.get("INFER_PUSHGATEWAY_URL", "")
+    if not url:
+        return
+    from prometheus_client import pushadd_to_gateway
+
+    group = {"site": os.environ.get("INFER_SITE", "")}
+    try:
+        pushadd_to_gateway(
+            url, job=PUSH_JOB, registry=metrics.registry, grouping_key=group, timeout=10
+        )
+    except Exception as error:  # noqa: BLE001 - monitoring never fails the submission
+        LOG.warning("could not push the submission's outcome to %s: %s", url, error)
 
 
 class Submitter:
     """Submits jobs for a long-running process: a fresh client, and so the current token, for
     every submission."""
 
-    def __init__(self, settings: InferenceSettings, transport: Any = None) -> None:
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        transport: Any = None,
+        metrics: BridgeMetrics | None = None,
+    ) -> None:
         self._settings = settings
         self._transport = transport
+        self.metrics = metrics or process_metrics()
 
     def submit(self, job: InferenceJob) -> str:
-        """Submit one job; its SLURM job id."""
-        with bridge_client(self._settings, self._transport) as bridge:
-            return str(bridge.submit(to_bridge_spec(job)))
+        """Submit one job; its SLURM job id. Counted in `metrics` by outcome (a client that
+        cannot be made, for want of a token, say, counts as a failure)."""
+        try:
+            bridge = bridge_client(self._settings, self._transport)
+        except Exception:
+            self.metrics.submitted(False)
+            raise
+        with bridge:
+            return str(submit_recorded(bridge, job, self.metrics))

@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
 def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, object]:
     import os
 
-    from fedeploy_inference.bridge_submit import bridge_client, to_bridge_spec
+    from fedeploy_inference.bridge_submit import bridge_client, submit_recorded
 
     try:
         import fedeploy.bridge.client  # noqa: F401
@@ -265,7 +265,7 @@ def _submit(settings: InferenceSettings, args: argparse.Namespace) -> dict[str, 
             raise ValueError("submit batch: --bbox, --start and --end are required")
         job = batch_job(settings, resources, args.bbox.as_tuple(), args.start, args.end, **common)
     with bridge_client(settings) as bridge:
-        job_id = bridge.submit(to_bridge_spec(job))
+        job_id = submit_recorded(bridge, job)
         result: dict[str, object] = {"job_id": job_id, "idempotency_key": job.idempotency_key}
         if args.wait_minutes > 0:
             status = bridge.wait(job_id, timeout=args.wait_minutes * 60)
