@@ -103,24 +103,28 @@ def volumes_encrypted(subjects: list[Subject]) -> Iterable[Finding]:
 
 
 def storage_identity(subjects: list[Subject]) -> Iterable[Finding]:
-    """EC2 credentials made for no named user: the deploying user's own keys, which the site's
-    pods hold unless its workloads have credentials of their own (`workload_identities`, whose
-    EC2 credentials name their users; the deploying user's then stays with Pulumi)."""
+    """EC2 credentials made for no named project: the deploying user's own keys, which the
+    site's pods hold unless its workloads have credentials of their own (`workload_identities`,
+    whose EC2 credentials each name their workload's project; the deploying user's then stays
+    with Pulumi)."""
     credentials = [s for s in subjects if s.type == OS_EC2_CREDENTIAL]
-    if any(s.props.get("userId") for s in credentials):
+    if any(s.props.get("projectId") or s.props.get("userId") for s in credentials):
         return
     for s in credentials:
-        if not s.props.get("userId"):
-            yield Finding(
-                "storage-identity",
-                s.name,
-                "the site's S3 keys are an EC2 credential of whoever runs pulumi up: S3 access "
-                "to every container of that project, held by the asset endpoint and every "
-                "ingestion and inference pod; set workload_identities, or deploy with a user "
-                "that holds only the object-store role on a project of its own "
-                "(docs/operations.md, Rotating secrets)",
-                "advisory",
-            )
+        yield Finding(
+            "storage-identity",
+            s.name,
+            "the site's S3 keys are an EC2 credential of whoever runs pulumi up: S3 access "
+            "to every container of that project, held by the asset endpoint and every "
+            "ingestion, inference and catalog-backup pod. Fix: in the site's stack file "
+            "(Pulumi.<stack>.yaml), set config.fedeploy:site.workload_identities (domain_id, "
+            "role_id, auth_url); pulumi up then needs the deploying identity to hold Keystone's "
+            "`manager` role on that domain (Keystone 2024.2 and later; a cloud admin also "
+            "works), else it stops at the first project with 403 Forbidden. Where no such "
+            "role is given, deploy with a user that holds only the object-store role on a "
+            "project of its own (docs/operations.md, Rotating secrets)",
+            "advisory",
+        )
 
 
 def gpu_nodes_tainted(subjects: list[Subject]) -> Iterable[Finding]:

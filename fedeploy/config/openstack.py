@@ -9,10 +9,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from fedeploy.config.addresses import AccessCidr, Ipv4Cidr
-from fedeploy.config.base import StrictModel
+from fedeploy.config.base import StrictModel, no_userinfo
 from fedeploy.config.bridge import BridgeConfig
 from fedeploy.config.cluster import KubernetesVersion, NodeGroupName
 from fedeploy.config.provisioned import (
@@ -139,10 +139,18 @@ class MagnumCluster(StrictModel):
 
 class WorkloadIdentities(StrictModel):
     """One Keystone project, user and EC2 credential per workload that touches storage, scoped
-    by a bucket policy on the site's buckets (Ceph RGW; docs/configuration.md)."""
+    by a bucket policy on the site's buckets (Ceph RGW; docs/configuration.md).
+
+    The deploying identity needs Keystone's `manager` role on `domain_id` (the domain manager
+    persona, Keystone 26 / OpenStack 2024.2 and later), not admin: it creates the projects and
+    users and grants `role_id` (one of manager, member, reader); each workload user creates its
+    own EC2 credential (Keystone lets only a user itself or a system admin do that)."""
 
     domain_id: OpenStackId = Field(
-        description="Keystone domain the workload projects and users are created in."
+        description=(
+            "Keystone domain the workload projects and users are created in; the deploying "
+            "identity holds the `manager` role on it (or is a cloud admin)."
+        )
     )
     role_id: OpenStackId = Field(
         description=(
@@ -150,6 +158,13 @@ class WorkloadIdentities(StrictModel):
             "`rgw_keystone_accepted_roles`, usually `member`), granted on each workload's own "
             "project only."
         )
+    )
+    auth_url: Annotated[str, BeforeValidator(no_userinfo)] = Field(
+        pattern=r"^https://[^\s/@]+(:\d+)?(/[A-Za-z0-9._~-]+)*/v3/?$",
+        description=(
+            "The cloud's Keystone v3 URL (https), e.g. https://keystone.example.eu:5000/v3: each "
+            "workload user signs in there to create its own EC2 credential."
+        ),
     )
 
 
@@ -182,10 +197,11 @@ class OpenStackSite(ProvisionedSiteBase):
         description=(
             "Give each workload (ingestion, inference, the asset endpoint, catalog backups) a "
             "Keystone project, user and EC2 credential of its own, allowed by bucket policies "
-            "only its prefixes (read-only for the asset endpoint); needs the right to create "
-            "projects and users in the domain, and Ceph RGW with "
-            "rgw_keystone_implicit_tenants false. Unset: every pod holds the storage keys of "
-            "the deploying user."
+            "only its prefixes (read-only for the asset endpoint); needs the `manager` role on "
+            "the domain for the deploying identity (Keystone 2024.2 and later; a cloud admin "
+            "also works), and Ceph RGW with rgw_keystone_implicit_tenants false. Unset: every "
+            "pod holds the storage keys of the deploying user (the plan's storage-identity "
+            "advisory)."
         ),
     )
     cluster: MagnumCluster | None = Field(

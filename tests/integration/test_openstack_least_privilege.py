@@ -32,17 +32,13 @@ from tests.peers import peer_fixture
 pytestmark = [pytest.mark.integration]
 
 STACK = "ewc-bologna"
-IDENTITIES = {
-    "domain_id": "0c2a1f3e-5b4d-4e6f-8a9b-1c2d3e4f5a6b",
-    "role_id": "9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f",
-}
 
 
 @pytest.fixture(scope="module")
 def plan() -> Any:
-    site = example_site(STACK)
-    site["workload_identities"] = IDENTITIES
-    return plan_stack(STACKS / f"Pulumi.{STACK}.yaml", config_override={"fedeploy:site": site})
+    # The example site turns workload_identities on itself (issue 27).
+    assert example_site(STACK)["workload_identities"]
+    return plan_stack(STACKS / f"Pulumi.{STACK}.yaml")
 
 
 moto_iam = peer_fixture(IamEnforcingMoto, "moto-iam", scope="module")

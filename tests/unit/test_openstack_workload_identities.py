@@ -38,9 +38,9 @@ def _site() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def plan() -> Any:
-    site = _site()
-    site["workload_identities"] = {"domain_id": DOMAIN, "role_id": ROLE}
-    return plan_stack(STACKS / f"Pulumi.{STACK}.yaml", config_override={"fedeploy:site": site})
+    # The example site turns them on (issue 27): its own stack file, no override.
+    assert _site()["workload_identities"]["domain_id"] == DOMAIN
+    return plan_stack(STACKS / f"Pulumi.{STACK}.yaml")
 
 
 def _by_name(plan: Any, typ: str) -> dict[str, Any]:
@@ -64,13 +64,25 @@ def test_each_workload_has_a_project_user_and_credential_of_its_own(plan: Any) -
         assert grant.inputs["userId"].startswith(f"{workload}-user-")
     assert len(grants) == len(users) == len(WORKLOADS)
     credentials = plan.by_type("openstack:identity/ec2CredentialV3:Ec2CredentialV3")
-    named = [c for c in credentials if c.inputs.get("userId")]
+    named = [c for c in credentials if c.inputs.get("projectId")]
     assert len(named) == len(WORKLOADS)
+    providers = {p.name: p for p in plan.resources if p.type == "pulumi:providers:openstack"}
     for credential in named:
         workload = credential.name.removesuffix("-s3-credential")
         assert credential.inputs["projectId"].startswith(project_ids[workload] + "-")
+        # Created by the workload's user itself (a domain manager may not create EC2
+        # credentials for others): no user id, through a provider signed in as that user.
+        assert "userId" not in credential.inputs
+        assert credential.provider is not None and f"::{workload}-keystone::" in credential.provider
+        provider = providers[f"{workload}-keystone"]
+        assert (
+            provider.inputs["userName"] == f"fedeploy-{STACK}-{workload.removeprefix(STACK + '-')}"
+        )
+        assert provider.inputs["tenantId"] == credential.inputs["projectId"]
+        assert provider.inputs["userDomainId"] == DOMAIN
+        assert provider.inputs["authUrl"].endswith("/v3")
     # The deploying user's credential stays, for Pulumi's own S3 provider only.
-    (own,) = [c for c in credentials if not c.inputs.get("userId")]
+    (own,) = [c for c in credentials if not c.inputs.get("projectId")]
     assert own.name == f"{STACK}-s3-credential"
 
 
@@ -176,9 +188,7 @@ def test_each_storage_secret_carries_its_own_workloads_keys_only(
         return original(self, suffix, name, namespace, data)
 
     monkeypatch.setattr(Site, "_secret", recording)
-    site = _site()
-    site["workload_identities"] = {"domain_id": DOMAIN, "role_id": ROLE}
-    plan_stack(STACKS / f"Pulumi.{STACK}.yaml", config_override={"fedeploy:site": site})
+    plan_stack(STACKS / f"Pulumi.{STACK}.yaml")
 
     def access_key(credential: str) -> str:  # the stand-in's access key of a credential
         return digest("ec2-access", credential, length=32)
@@ -190,3 +200,19 @@ def test_each_storage_secret_carries_its_own_workloads_keys_only(
         assert f"aws_access_key_id = {access_key(f'{STACK}-{workload}-s3-credential')}\n" in text
         others = [access_key(f"{STACK}-{w}-s3-credential") for w in WORKLOADS - {workload}]
         assert not [key for key in [deploying_user, *others] if key in text]
+
+
+def test_workload_identities_need_the_keystone_url_and_say_so() -> None:
+    from pydantic import ValidationError
+
+    from fedeploy.config.openstack import WorkloadIdentities
+
+    with pytest.raises(ValidationError, match="auth_url"):
+        WorkloadIdentities.model_validate({"domain_id": DOMAIN, "role_id": ROLE})
+    with pytest.raises(ValidationError, match="auth_url"):
+        WorkloadIdentities.model_validate(
+            {"domain_id": DOMAIN, "role_id": ROLE, "auth_url": "http://keystone.example/v3"}
+        )
+    # What the deploying identity needs is in the key's own description (schema, reference).
+    described = WorkloadIdentities.model_fields["domain_id"].description or ""
+    assert "`manager` role" in described

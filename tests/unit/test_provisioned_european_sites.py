@@ -429,18 +429,26 @@ def test_example_sites_pass_the_new_policies(example_plans):
             Subject(r.type, r.name, r.inputs, tuple(r.secret_paths)) for r in plan.resources
         ]
         findings = evaluate(subjects, provider_rules())
-        # The one advisory: the openstack site's keys are the deploying user's (issue 27).
-        expected = ["storage-identity"] if stack == OPENSTACK else []
-        assert [f.rule for f in findings] == expected, findings
-        assert all(f.enforcement == "advisory" for f in findings)
+        # The openstack example turns workload_identities on (issue 27): no storage-identity
+        # advisory any more, nor anything else.
+        assert findings == [], findings
 
 
 def test_an_ec2_credential_of_the_deploying_user_is_an_advisory():
     own = _subject("openstack:identity/ec2CredentialV3:Ec2CredentialV3")
-    dedicated = _subject("openstack:identity/ec2CredentialV3:Ec2CredentialV3", userId="u-1")
+    # A workload's credential, which its own user creates in its own project.
+    dedicated = _subject("openstack:identity/ec2CredentialV3:Ec2CredentialV3", projectId="p-1")
     (finding,) = storage_identity([own])
     assert (finding.rule, finding.enforcement) == ("storage-identity", "advisory")
     assert "every container of that project" in finding.message
+    # It says where the fix goes and what the deploying identity then needs.
+    for words in (
+        "Pulumi.<stack>.yaml",
+        "config.fedeploy:site.workload_identities",
+        "`manager` role on that domain",
+        "403 Forbidden",
+    ):
+        assert words in finding.message
     # With workload identities the deploying user's keys stay with Pulumi: nothing to advise.
     assert list(storage_identity([own, dedicated])) == []
 

@@ -1,11 +1,19 @@
 """The openstack kind's workload identities: per workload a Keystone project, user and EC2
-credential, and per bucket a policy granting each workload its prefixes."""
+credential, and per bucket a policy granting each workload its prefixes.
+
+What the deploying identity needs: Keystone's `manager` role on the domain (the domain manager
+persona of Keystone 26, OpenStack 2024.2): it may create projects and users in its domain and
+grant them the `member`, `reader` or `manager` role, nothing above. It may not create an EC2
+credential for another user (`identity:ec2_create_credential` is the credential's owner or a
+system admin), so each workload user, with a random password only Pulumi's state holds, signs in
+through a provider of its own, scoped to its own project, and creates its own."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_openstack as openstack
+import pulumi_random as random
 
 from components.providers.base import BuildContext, StaticCredentials
 from components.providers.openstack.network import tag_list
@@ -22,8 +30,9 @@ def workload_identities(
     context: BuildContext,
 ) -> dict[str, StaticCredentials]:
     """Per workload: a Keystone project holding nothing, a user with the object-store role on
-    it alone, and that user's EC2 credential; per bucket, a policy granting each workload its
-    prefixes (fedeploy/openstack_storage.py). Returns the keys by workload."""
+    it alone, and that user's EC2 credential, which the user creates itself (module docstring);
+    per bucket, a policy granting each workload its prefixes (fedeploy/openstack_storage.py).
+    Returns the keys by workload."""
     name = context.name
     secret_opts = pulumi.ResourceOptions.merge(
         context.opts, pulumi.ResourceOptions(additional_secret_outputs=["secret"])
@@ -43,6 +52,14 @@ def workload_identities(
             tags=tag_list(context.tags),
             opts=context.opts,
         )
+        password = random.RandomPassword(
+            f"{name}-{workload}-password",
+            length=40,
+            special=False,
+            opts=pulumi.ResourceOptions.merge(
+                context.opts, pulumi.ResourceOptions(additional_secret_outputs=["result"])
+            ),
+        )
         user = openstack.identity.User(
             f"{name}-{workload}-user",
             name=label,
@@ -50,6 +67,7 @@ def workload_identities(
             default_project_id=project.id,
             description=purpose,
             enabled=True,
+            password=password.result,
             opts=context.opts,
         )
         grant = openstack.identity.RoleAssignment(
@@ -59,13 +77,26 @@ def workload_identities(
             role_id=identities.role_id,
             opts=context.opts,
         )
+        # The user itself, in its own project: the only one besides a system admin that
+        # Keystone lets create its EC2 credential.
+        as_user = openstack.Provider(
+            f"{name}-{workload}-keystone",
+            auth_url=identities.auth_url,
+            region=config.region,
+            user_name=label,
+            user_domain_id=identities.domain_id,
+            password=password.result,
+            tenant_id=project.id,
+            opts=pulumi.ResourceOptions.merge(
+                context.opts, pulumi.ResourceOptions(depends_on=[grant])
+            ),
+        )
         credential = openstack.identity.Ec2CredentialV3(
             f"{name}-{workload}-s3-credential",
             region=config.region,
-            user_id=user.id,
             project_id=project.id,
             opts=pulumi.ResourceOptions.merge(
-                secret_opts, pulumi.ResourceOptions(depends_on=[grant])
+                secret_opts, pulumi.ResourceOptions(provider=as_user, depends_on=[grant])
             ),
         )
         keys[workload] = StaticCredentials(
