@@ -345,7 +345,25 @@ class Site(pulumi.ComponentResource):
             {"username": "pgstac", "password": password.result},
         )
         backup_bucket = self.storage.buckets.apply(lambda b: b.get(spec.backup.bucket))
-        return catalog_values(wiring, spec, database_secret=secret, backup_bucket=backup_bucket)
+        drill_secret = None
+        if spec.backup.enabled and spec.backup.drill.enabled:
+            # The restore drill's read-only role (the migration creates it as a pgstac_read member).
+            drill_password = random.RandomPassword(
+                f"{self._name}-catalog-drill-password", length=32, special=False, opts=child
+            )
+            drill_secret = self._secret(
+                "catalog-drill-db",
+                "catalog-drill-db",
+                namespace,
+                {"username": "catalog_drill", "password": drill_password.result},
+            )
+        return catalog_values(
+            wiring,
+            spec,
+            database_secret=secret,
+            backup_bucket=backup_bucket,
+            drill_secret=drill_secret,
+        )
 
     # -- the contract ------------------------------------------------------------------------------
     def _contract(

@@ -6,6 +6,12 @@
 #                                             services/browser/build.sh built it from npm, the
 #                                             package's version (a test build; the catalog chart
 #                                             runs upstream's image by default)
+#   ghcr.io/fedeploy/restore-drill:<catalog appVersion>-pg<major>
+#                                             from services/restore-drill/Dockerfile: the catalog's
+#                                             backup sidecar and restore drill, Debian 13's
+#                                             PostgreSQL <major> (the Dockerfile's PG_MAJOR) and
+#                                             barman-cloud; on debian:trixie-slim, else a trixie
+#                                             root filesystem made by mmdebstrap
 # tagged with each chart's appVersion (charts/<service>/Chart.yaml). The GPU image
 # (services/inference/Dockerfile.gpu) is built by the release pipeline only, never here.
 #
@@ -20,7 +26,8 @@
 #
 # Environment:
 #   FEDEPLOY_IMAGES_DIR   podman's storage and settings (default <repo>/build/images)
-#   FEDEPLOY_IMAGES       which images to build (default "ingestion inference browser")
+#   FEDEPLOY_IMAGES       which images to build (default "ingestion inference browser";
+#                         restore-drill is built when named)
 #   TORCH_WHEELS          a folder holding torch-2.13.0+cpu's wheel, mounted read-only into the
 #                         inference build; default: the folder of pip's find-links that holds it,
 #                         else the build downloads it from PyTorch's CPU index.
@@ -33,6 +40,8 @@ OFFICIAL_BASE="$(sed -n 's/^ARG PYTHON_IMAGE=//p' "$ROOT/services/ingestion/Dock
 LOCAL_BASE="localhost/fedeploy-python:3.11-bookworm"
 OFFICIAL_NGINX="$(sed -n 's/^ARG NGINX_IMAGE=//p' "$ROOT/services/browser/Dockerfile")"
 LOCAL_NGINX="localhost/fedeploy-nginx:bookworm"
+OFFICIAL_TRIXIE="$(sed -n 's/^ARG DEBIAN_IMAGE=//p' "$ROOT/services/restore-drill/Dockerfile")"
+LOCAL_TRIXIE="localhost/fedeploy-debian:trixie"
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
 log() { printf '[images] %s\n' "$*" >&2; }
@@ -186,6 +195,44 @@ build_browser() {
     log "built $tag in $((SECONDS - started)) s ($(pod image inspect --format '{{.Size}}' "$tag") bytes)"
 }
 
+# The restore drill's base: debian:trixie-slim when it can be pulled, else a trixie root
+# filesystem from the Debian mirror (the Dockerfile installs its packages with apt in either).
+trixie_base() {
+    if pod image exists "$LOCAL_TRIXIE"; then
+        printf '%s' "$LOCAL_TRIXIE"
+        return
+    fi
+    if pod image exists "$OFFICIAL_TRIXIE" || timeout 60 podman --root "$STATE/storage" --runroot "$STATE/run" \
+        --storage-driver "${FEDEPLOY_STORAGE_DRIVER:-overlay}" pull -q "docker.io/library/$OFFICIAL_TRIXIE" >/dev/null 2>&1; then
+        pod image exists "$OFFICIAL_TRIXIE" || pod tag "docker.io/library/$OFFICIAL_TRIXIE" "$OFFICIAL_TRIXIE"
+        printf '%s' "$OFFICIAL_TRIXIE"
+        return
+    fi
+    log "$OFFICIAL_TRIXIE cannot be pulled: building $LOCAL_TRIXIE with mmdebstrap"
+    local started=$SECONDS rootfs="$STATE/tmp/trixie-rootfs.tar"
+    mmdebstrap --quiet --variant=apt --include=ca-certificates trixie "$rootfs" \
+        http://deb.debian.org/debian >&2
+    pod import --quiet "$rootfs" "$LOCAL_TRIXIE" >/dev/null
+    rm -f "$rootfs"
+    log "base $LOCAL_TRIXIE built in $((SECONDS - started)) s"
+    printf '%s' "$LOCAL_TRIXIE"
+}
+
+# The restore drill (and backup sidecar) image, tagged with the catalog chart's appVersion and
+# the PostgreSQL major it carries: the chart checks that major against the database's.
+build_restore_drill() {
+    local major tag started base
+    major="$(sed -n 's/^ARG PG_MAJOR=//p' "$ROOT/services/restore-drill/Dockerfile")"
+    tag="ghcr.io/fedeploy/restore-drill:$(app_version catalog)-pg$major"
+    base="$(trixie_base)"
+    log "building $tag from services/restore-drill/Dockerfile (base $base)"
+    started=$SECONDS
+    (cd "$ROOT" && pod build --quiet --build-arg "DEBIAN_IMAGE=$base" --network host --layers \
+        --file services/restore-drill/Dockerfile --ignorefile services/restore-drill/Dockerfile.dockerignore \
+        --tag "$tag" . >/dev/null)
+    log "built $tag in $((SECONDS - started)) s ($(pod image inspect --format '{{.Size}}' "$tag") bytes)"
+}
+
 main() {
     if [ "${1:-}" = "--podman" ]; then
         shift
@@ -200,7 +247,8 @@ main() {
         case "$service" in
             ingestion | inference) build "$service" "${base:=$(base_image)}" ;;
             browser) build_browser ;;
-            *) die "FEDEPLOY_IMAGES: unknown image '$service' (allowed: ingestion, inference, browser)" ;;
+            restore-drill) build_restore_drill ;;
+            *) die "FEDEPLOY_IMAGES: unknown image '$service' (allowed: ingestion, inference, browser, restore-drill)" ;;
         esac
     done
 }

@@ -156,6 +156,16 @@ class RdsDatabase(StrictModel):
 MIN_PRODUCTION_RETENTION_DAYS = 7
 
 
+class CatalogRestoreDrill(StrictModel):
+    """The scheduled restore drill: the latest backup restored into a scratch PostgreSQL in a
+    Job's pod and compared with the live catalog (read as a read-only role)."""
+
+    enabled: bool = Field(
+        True, description="Run the drill on its schedule (only where backups are on)."
+    )
+    schedule: Cron = Field("17 3 * * 0", description="When the drill runs (weekly by default).")
+
+
 class CatalogBackup(StrictModel):
     """Backups of the internal catalog database to the site's own bucket (barman-cloud)."""
 
@@ -185,6 +195,10 @@ class CatalogBackup(StrictModel):
     )
     base_backup_interval_hours: int = Field(
         24, ge=1, le=168, description="Hours between base backups; WAL is archived in between."
+    )
+    drill: CatalogRestoreDrill = Field(
+        default_factory=CatalogRestoreDrill,
+        description="The restore drill that proves the backups restore (docs/operations.md).",
     )
 
 

@@ -39,10 +39,14 @@ class CatalogState:
 
 
 def read_state(dsn: str, sample_per_collection: int = SAMPLE_PER_COLLECTION) -> CatalogState:
-    """Read a catalog's state in a read-only transaction (the live site is never written)."""
+    """Read a catalog's state in one read-only, repeatable-read transaction (the live site is
+    never written, and the three reads see one snapshot)."""
     import psycopg
 
     with psycopg.connect(dsn, options="-c default_transaction_read_only=on") as conn:
+        # One snapshot for all three reads: a catalog written meanwhile is read as it was.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
         collections = tuple(row[0] for row in conn.execute(_COLLECTIONS))
         counts = {row[0]: int(row[1]) for row in conn.execute(_COUNTS)}
         rows: list[Any] = list(conn.execute(_SAMPLE, (sample_per_collection,)))  # type: ignore[arg-type]

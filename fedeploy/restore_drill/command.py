@@ -4,6 +4,7 @@ with the live catalog. Exit 0: identical; 1: differs; 2: the drill could not run
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -11,7 +12,13 @@ from urllib.parse import urlsplit
 import typer
 
 from fedeploy.restore_drill.barman import BackupStore
-from fedeploy.restore_drill.catalog_state import SAMPLE_PER_COLLECTION, differences, read_state
+from fedeploy.restore_drill.catalog_state import (
+    SAMPLE_PER_COLLECTION,
+    CatalogState,
+    differences,
+    read_state,
+)
+from fedeploy.restore_drill.outcome import DrillOutcome, push
 from fedeploy.restore_drill.scratch import DrillError, restored_server
 
 
@@ -40,6 +47,22 @@ def restore_drill_command(
             help="The live catalog database (libpq URL), read in read-only transactions only.",
         ),
     ],
+    live_user_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--live-user-file",
+            envvar="DRILL_LIVE_USER_FILE",
+            help="A file holding the live catalog's read-only role (a mounted Secret's key).",
+        ),
+    ] = None,
+    live_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--live-password-file",
+            envvar="DRILL_LIVE_PASSWORD_FILE",
+            help="A file holding that role's password; user and password override the DSN's.",
+        ),
+    ] = None,
     server_name: Annotated[
         str, typer.Option("--server-name", help="The database's folder under the prefix.")
     ] = "catalog-db",
@@ -80,14 +103,115 @@ def restore_drill_command(
             "holds compares every item).",
         ),
     ] = SAMPLE_PER_COLLECTION,
+    settle_seconds: Annotated[
+        int,
+        typer.Option(
+            "--settle-seconds",
+            min=0,
+            max=86_400,
+            help="Read the live catalog first, wait this long (the chart: archive timeout plus "
+            "upload interval and a margin) so its WAL is in the store, restore to the end of "
+            "the WAL, and count it identical to the live catalog as read before or after the "
+            "restore. 0: read the live catalog after the restore only.",
+        ),
+    ] = 0,
+    pushgateway: Annotated[
+        str | None,
+        typer.Option(
+            "--pushgateway",
+            envvar="DRILL_PUSHGATEWAY_URL",
+            help="Push the outcome to this Prometheus Pushgateway (job fedeploy-restore-drill).",
+        ),
+    ] = None,
+    site: Annotated[
+        str,
+        typer.Option("--site", envvar="DRILL_SITE", help="The site label of the pushed outcome."),
+    ] = "",
 ) -> None:
     """Restore the latest base backup (replayed to the end of the WAL, or to --target-name or
     --target-time) into a scratch server and compare its catalog with the live one: collections,
     items per collection, a sample of items with their asset hrefs. Exit 0 identical, 1 differs,
-    2 cannot run."""
+    2 cannot run; the outcome is pushed to --pushgateway whatever it is."""
     if target_name and target_time:
         raise typer.BadParameter("give --target-name or --target-time, not both")
+    if settle_seconds and (target_name or target_time):
+        raise typer.BadParameter("--settle-seconds compares the end of the WAL, not a target")
+    if pushgateway and not site:
+        raise typer.BadParameter("--pushgateway needs --site (the pushed series' site label)")
     store = _store(backup_url, server_name, endpoint_url)
+    started = time.monotonic()
+    status, items = 2, 0
+    try:
+        live_dsn = _with_credentials(live_dsn, live_user_file, live_password_file)
+        status, items = _drill(
+            store,
+            live_dsn,
+            workdir=workdir,
+            target_name=target_name,
+            target_time=target_time,
+            pg_bindir=pg_bindir,
+            user=user,
+            database=database,
+            sample=sample,
+            settle_seconds=settle_seconds,
+        )
+    finally:
+        if pushgateway:
+            outcome = DrillOutcome(status, time.time(), time.monotonic() - started, items)
+            failed = push(pushgateway, site, outcome)
+            if failed:
+                typer.echo(
+                    f"restore-drill: outcome not pushed to {pushgateway}: {failed}", err=True
+                )
+    if status:
+        raise typer.Exit(status)
+
+
+def _with_credentials(dsn: str, user_file: Path | None, password_file: Path | None) -> str:
+    """The DSN with the user and password read from these files (each optional)."""
+    from psycopg.conninfo import make_conninfo
+
+    given = {}
+    try:
+        for key, path in (("user", user_file), ("password", password_file)):
+            if path is not None:
+                given[key] = path.read_text().strip()
+    except OSError as error:
+        raise DrillError(f"restore-drill: the live catalog's credentials: {error}") from None
+    return make_conninfo(dsn, **given) if given else dsn
+
+
+def _read(dsn: str, sample: int) -> CatalogState:
+    try:
+        return read_state(dsn, sample)
+    except Exception as error:  # psycopg's errors: the database is not reachable
+        raise DrillError(
+            f"restore-drill: reading a catalog failed: {type(error).__name__}: {error}"
+        ) from None
+
+
+def _drill(
+    store: BackupStore,
+    live_dsn: str,
+    *,
+    workdir: Path | None,
+    target_name: str | None,
+    target_time: str | None,
+    pg_bindir: str | None,
+    user: str,
+    database: str,
+    sample: int,
+    settle_seconds: int,
+) -> tuple[int, int]:
+    """Restore, compare and report; (exit status 0 or 1, items restored). DrillError: cannot run."""
+    before = None
+    if settle_seconds:
+        before = _read(live_dsn, sample)
+        typer.echo(
+            f"read the live catalog ({sum(before.item_counts.values())} items); waiting "
+            f"{settle_seconds} s for its WAL to reach the store"
+        )
+        time.sleep(settle_seconds)
     with tempfile.TemporaryDirectory(prefix="restore-drill-") as scratch:
         where = workdir or Path(scratch)
         with restored_server(
@@ -98,23 +222,21 @@ def restore_drill_command(
             pg_bindir=pg_bindir,
             user=user,
         ) as port:
-            try:
-                restored = read_state(f"postgresql://{user}@127.0.0.1:{port}/{database}", sample)
-                live = read_state(live_dsn, sample)
-            except Exception as error:  # psycopg's errors: the database is not reachable
-                raise DrillError(
-                    f"restore-drill: reading a catalog failed: {type(error).__name__}: {error}"
-                ) from None
+            restored = _read(f"postgresql://{user}@127.0.0.1:{port}/{database}", sample)
+            live = _read(live_dsn, sample)
     found = differences(restored, live)
+    if found and before is not None and not differences(restored, before):
+        found = []  # the live catalog as read before the wait: written to since, not lost
     counts = sum(restored.item_counts.values())
     point = f" at {target_name or target_time}" if (target_name or target_time) else ""
+    where_from = f"{store.url}/{store.server_name}"
     if not found:
         typer.echo(
             f"identical: {len(restored.collections)} collections, {counts} items restored{point} "
-            f"from {backup_url}/{server_name} match the live catalog"
+            f"from {where_from} match the live catalog"
         )
-        return
-    typer.echo(f"differs: the catalog restored{point} from {backup_url}/{server_name}:")
+        return 0, counts
+    typer.echo(f"differs: the catalog restored{point} from {where_from}:")
     for line in found:
         typer.echo(f"  - {line}")
-    raise typer.Exit(1)
+    return 1, counts

@@ -81,6 +81,7 @@ def catalog_values(
     harvest_schedule: str | None = None,
     database_cidrs: Any = None,
     backup_bucket: Any = None,
+    drill_secret: str | None = None,
 ) -> dict[str, Any]:
     """Values of the catalog chart: its database (with its backups to `backup_bucket`, the
     physical name, where it is internal), and on the hub the harvest of member catalogs."""
@@ -93,7 +94,7 @@ def catalog_values(
             "internal": {"persistence": {"size": f"{spec.volume_size_gib}Gi"}},
         }
         if spec.backup.enabled and backup_bucket is not None:
-            values["backup"] = backup_values(wiring, spec.backup, backup_bucket)
+            values["backup"] = backup_values(wiring, spec.backup, backup_bucket, drill_secret)
     else:
         values["database"] = {
             "mode": "external",
@@ -121,9 +122,12 @@ def catalog_values(
     return values
 
 
-def backup_values(wiring: SiteWiring, backup: CatalogBackup, bucket: Any) -> dict[str, Any]:
+def backup_values(
+    wiring: SiteWiring, backup: CatalogBackup, bucket: Any, drill_secret: str | None = None
+) -> dict[str, Any]:
     """The catalog chart's `backup` values: barman-cloud to the site's bucket under the prefix,
-    with the site's static storage keys or, on aws, the backup identity's own role."""
+    with the site's static storage keys or, on aws, the backup identity's own role; the restore
+    drill on its schedule where `drill_secret` names its read-only role's Secret."""
     role = wiring.role_arns.get(CATALOG_BACKUP_SERVICE_ACCOUNT)
     endpoint = wiring.storage_endpoint
     port = (
@@ -144,6 +148,11 @@ def backup_values(wiring: SiteWiring, backup: CatalogBackup, bucket: Any) -> dic
         "serviceAccount": {
             "name": CATALOG_BACKUP_SERVICE_ACCOUNT,
             "annotations": {IRSA_ANNOTATION: role} if role is not None else {},
+        },
+        "drill": {
+            "enabled": backup.drill.enabled and drill_secret is not None,
+            "schedule": backup.drill.schedule,
+            "existingSecret": drill_secret or "",
         },
     }
 

@@ -212,6 +212,15 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
                     "existingSecret": "s3-credentials",
                 },
             },
+            # Backups to the site's store, proven by the weekly restore drill.
+            "backup": {
+                "enabled": True,
+                "bucket": "fedeploy-eu-public-raw",
+                "endpoint": "https://s3.eu-public.example.org",
+                "region": "eu-west-1",
+                "existingSecret": "catalog-backup-credentials",
+                "drill": {"enabled": True, "existingSecret": "catalog-drill-db"},
+            },
         },
     },
     # The hub: only the catalog, harvesting every member site's catalog.

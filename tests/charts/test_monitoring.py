@@ -362,6 +362,24 @@ _PUSHED_SUBMISSION = (
     'site="hpc-centre", instance="pushgateway:9091"'
 )
 
+
+def _pushed_drill_cases(site: str) -> list[dict[str, Any]]:
+    """The drill's pushed exit status (restore_drill/outcome.py): 1 fires, also beside a 0 pushed
+    under another grouping key; 0, or another site's failure, stays silent."""
+    status = (
+        f'catalog_restore_drill_exit_status{{job="fedeploy-restore-drill", site="{site}", '
+        'instance="pushgateway:9091"}'
+    )
+    spoofed = status.replace("pushgateway:9091", "b")
+    fires = {"site": site, "severity": "critical"}
+    return [
+        _case("1m", {status: "1x10"}, "5m", fires),
+        _case("1m", {status: "2x10", spoofed: "0x10"}, "5m", fires),
+        _case("1m", {status: "0x10"}, "5m", None),
+        _case("1m", {status.replace(site, "elsewhere"): "1x10"}, "5m", None),
+    ]
+
+
 _HARVEST_JOBS = _job_cases("catalog-harvest-29400000", "catalog-harvest", 7200)
 _CATALOG_PODS = _pod_cases("catalog-db-0", "postgres")
 _API = f'{_S}, deployment="catalog"'
@@ -792,6 +810,11 @@ ALERT_CASES[("catalog", "published")] = {
         ),
     ],
     "CatalogLatencyHigh": _latency_cases(_GUARD_BUCKET, _GUARD),
+    # The restore drill (its backups on): pushed exit status, and the CronJob's last success.
+    "CatalogRestoreDrillFailed": _pushed_drill_cases("eu-public"),
+    "CatalogRestoreDrillStale": _job_cases(
+        "catalog-restore-drill-29400000", "catalog-restore-drill", 691200
+    )["NoSuccess"],
     "CatalogAssetErrorRatio": [
         _case(
             "1m",

@@ -176,3 +176,27 @@ add_header Referrer-Policy no-referrer always;
 add_header Permissions-Policy "camera=(), microphone=(), geolocation=()" always;
 add_header Strict-Transport-Security "max-age=31536000" always;
 {{- end }}
+
+{{/* PostgreSQL major of the internal database's image: database.internal.postgresMajor when set,
+else what stac-utils/pgstac's docker/pgstac/Dockerfile builds at that tag (ARG PG_MAJOR: 15 up to
+v0.9.1, 17 from v0.9.2, commit de45386, through v0.10.0); empty when neither says. */}}
+{{- define "catalog.databaseMajor" -}}
+{{- $db := .Values.database.internal }}
+{{- if $db.postgresMajor }}
+{{- $db.postgresMajor | toString }}
+{{- else if eq $db.image.repository "ghcr.io/stac-utils/pgstac" }}
+{{- $tag := $db.image.tag }}
+{{- if regexMatch "^v0\\.(10\\.[0-9]+|9\\.([2-9]|1[0-9]))$" $tag }}17{{ else if regexMatch "^v0\\.(8\\.[0-9]+|9\\.[01])$" $tag }}15{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* PostgreSQL major the backup image carries: its tag's -pg<major> suffix (the project's
+restore-drill image) or <major>- prefix (CloudNativePG's images); empty when the tag says none. */}}
+{{- define "catalog.backupMajor" -}}
+{{- $tag := .Values.backup.image.tag | toString }}
+{{- if regexMatch "-pg[0-9]+$" $tag }}
+{{- regexFind "[0-9]+$" $tag }}
+{{- else if regexMatch "^[0-9]+-" $tag }}
+{{- regexFind "^[0-9]+" $tag }}
+{{- end }}
+{{- end }}
