@@ -2,14 +2,20 @@
 
 OpenStack has no instance role, so the instance gets a credential of its own: each secret is a
 Barbican secret; an application credential may only GET those secrets' payloads (Keystone access
-rules) and expires `credential_lifetime_hours` after the deployment. That credential (never the
-secrets) is written by cloud-init to a root-only file (0600) and deleted by root's fetch script
-(`templates/bridge/fetch-secrets-openstack.py`) once it has piped the secrets into the setup
-script. The user data and cloud-init's cache of it are root-only too: the same nftables rule as
-on AWS lets only root reach link-local addresses (Nova's metadata at 169.254.169.254 and
-fe80::a9fe:a9fe), no config drive is attached,
-and cloud-init keeps its copy mode 0600. A job never sees the credential; after the expiry it
-opens nothing.
+rules) and expires `boot_window_minutes` after it is created (the boot window: Nova's boot,
+the packages, then the fetch). That credential (never the secrets) is written by cloud-init to
+a root-only file (0600); root's fetch script (`templates/bridge/fetch-secrets-openstack.py`)
+pipes the secrets into the setup script and then removes every copy of the credential on the
+instance (the file, cloud-init's copies of the user data) and revokes the token it used. The
+user data is root-only too: the same nftables rule as on AWS, enabled before the fetch, lets
+only root reach link-local addresses (Nova's metadata at 169.254.169.254 and fe80::a9fe:a9fe),
+no config drive is attached, and cloud-init keeps its copy mode 0600.
+
+Why it is not deleted at first boot, as AWS's role is dropped: Keystone refuses a restricted
+application credential any change to application credentials, itself included
+(`--unrestricted` would allow it, and also creating new credentials without access rules, which
+Keystone's own API does not check: wider than the job). So the credential is gone by expiry:
+after the boot window a copy of the user data opens nothing, and within it only root reads it.
 """
 
 from __future__ import annotations
@@ -45,15 +51,18 @@ def access_rules(secret_refs: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"service": BARBICAN_SERVICE, "method": "GET", "path": path} for path in paths]
 
 
-def credential_expiry(now: datetime, hours: int) -> str:
-    """When the boot credential expires: `hours` after `now` rounded up to the hour (so one
-    deployment within an hour keeps the same value), as Keystone's ISO 8601 UTC text."""
+def credential_expiry(now: datetime, minutes: int) -> str:
+    """When the boot credential expires: `minutes` (the boot window) after `now`, rounded up to
+    the minute, as Keystone's ISO 8601 UTC text. ValueError for a naive `now` or a window
+    outside 1 to 1440 minutes."""
     if now.tzinfo is None:
         raise ValueError("now must carry a time zone")
-    start = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if not 1 <= minutes <= 1440:
+        raise ValueError(f"boot window of {minutes} minutes: expected 1 to 1440")
+    start = now.astimezone(UTC).replace(second=0, microsecond=0)
     if start < now:
-        start += timedelta(hours=1)
-    return (start + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        start += timedelta(minutes=1)
+    return (start + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def credential_key(config_json: str, cidrs: Iterable[str]) -> str:

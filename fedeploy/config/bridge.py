@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -247,13 +247,14 @@ class BridgeConfig(StrictModel):
             "instance with it), e.g. when the instance is re-created after the credential expired."
         ),
     )
-    credential_lifetime_hours: int = Field(
-        2,
-        ge=1,
-        le=24,
+    boot_window_minutes: int = Field(
+        30,
+        ge=10,
+        le=120,
         description=(
-            "vm (openstack): lifetime of the application credential that lets the instance read "
-            "its secrets from Barbican once, at first boot, in hours (1 to 24)."
+            "vm (openstack): the boot window, in minutes (10 to 120): the application credential "
+            "that lets the instance read its secrets from Barbican once, at first boot, expires "
+            "this long after it is created, so a copy of the user data opens nothing after it."
         ),
     )
 
@@ -383,6 +384,16 @@ class BridgeConfig(StrictModel):
         if twice:
             raise ValueError(f"partitions lists {twice[0]!r} twice")
         return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lifetime_hours(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "credential_lifetime_hours" in data:
+            raise ValueError(
+                "credential_lifetime_hours is gone: the boot credential now lives for the boot "
+                "window only; set boot_window_minutes (10 to 120, default 30) or remove the key"
+            )
+        return data
 
     @model_validator(mode="after")
     def _mode_fields(self) -> BridgeConfig:

@@ -143,7 +143,7 @@ def test_a_vm_names_the_cloud_of_its_fields():
     assert BridgeConfig.model_validate(VM).vm_platform == "aws"
     config = BridgeConfig.model_validate(OPENSTACK_VM)
     assert config.vm_platform == "openstack"
-    assert config.credential_lifetime_hours == 2
+    assert config.boot_window_minutes == 30
     assert BridgeConfig.model_validate(GATEWAY).vm_platform is None
 
 
@@ -154,7 +154,7 @@ def test_a_vm_names_the_cloud_of_its_fields():
         ({"mode": "vm", "partitions": ["a"]}, ["flavor_id, image_id and auth_url"]),
         ({**OPENSTACK_VM, "image_id": None}, ["requires image_id"]),
         ({**GATEWAY, "flavor_id": "m1.small"}, ["flavor_id is set but mode is 'gateway'"]),
-        ({**OPENSTACK_VM, "credential_lifetime_hours": 48}, ["less than or equal to 24"]),
+        ({**OPENSTACK_VM, "boot_window_minutes": 240}, ["less than or equal to 120"]),
         ({**OPENSTACK_VM, "auth_url": "https://u:p@keystone.example.eu/v3"}, ["user"]),
     ],
 )

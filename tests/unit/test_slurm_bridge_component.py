@@ -492,8 +492,9 @@ def test_an_openstack_vm_reads_its_secrets_from_barbican_with_a_credential_scope
         ("key-manager", "GET")
     }
     expires = datetime.strptime(credential["expiresAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    hours = (expires - datetime.now(UTC)).total_seconds() / 3600
-    assert 2 <= hours <= 3  # credential_lifetime_hours (2) after the next full hour
+    minutes = (expires - datetime.now(UTC)).total_seconds() / 60
+    # Valid for the boot window only (boot_window_minutes, 30, from now, to the minute).
+    assert 29 <= minutes <= 31
     assert is_secret(credential["secret"])
 
 

@@ -28,7 +28,7 @@ BRIDGE_EGRESS_TCP = (80, 443, 9311)
 
 class OpenStackBridgeHost:
     """Launches a `vm` bridge in the site's subnet: its secrets in Barbican, an application
-    credential that may only GET them (short expiry) in a root-only file, a security group that
+    credential that may only GET them and expires after the boot window, in a root-only file, a security group that
     admits only the REST port from the admitted ranges, and no floating IP
     (fedeploy/bridge/openstack_boot.py explains the design)."""
 
@@ -103,7 +103,7 @@ class OpenStackBridgeHost:
             region=self._region,
             secret=password.result,
             unrestricted=False,
-            expires_at=credential_expiry(datetime.now(UTC), config.credential_lifetime_hours),
+            expires_at=credential_expiry(datetime.now(UTC), config.boot_window_minutes),
             access_rules=refs.apply(access_rules),
             # Same name: keep the first expiry (a new one would replace the credential, and
             # with it the user data and the instance).
