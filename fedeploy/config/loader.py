@@ -1155,7 +1155,7 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
     for part in loc:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
+            field = _field_named(current, str(part))
             if field is None:
                 return None
             current = field.annotation
@@ -1165,6 +1165,12 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
         else:
             return None
     return _unwrap(current)
+
+
+def _field_named(model: type[BaseModel], key: str) -> Any:
+    """The field of `model` a stack file names `key` (its alias, where it has one: `for`)."""
+    fields = model.model_fields
+    return fields.get(key) or next((f for f in fields.values() if f.alias == key), None)
 
 
 def _unwrap(tp: Any) -> Any:
@@ -1184,14 +1190,14 @@ def _unwrap(tp: Any) -> Any:
 def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     target = _model_at(model, loc)
     if isinstance(target, type) and issubclass(target, BaseModel):
-        return list(target.model_fields)
+        return [field.alias or name for name, field in target.model_fields.items()]
     return []
 
 
 def _description(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
     parent = _model_at(model, loc[:-1])
     if isinstance(parent, type) and issubclass(parent, BaseModel):
-        field = parent.model_fields.get(str(loc[-1]))
+        field = _field_named(parent, str(loc[-1]))
         return field.description if field else None
     return None
 

@@ -6,9 +6,11 @@ Each field maps one to one onto the `monitoring` values of every chart on the si
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, create_model, model_validator
 
 from fedeploy.config.base import StrictModel, no_userinfo
 
@@ -72,6 +74,239 @@ class Dashboards(StrictModel):
     label_value: LabelValue = Field("1", description="Value of that label.")
 
 
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
+_DURATION_WORDS = (
+    "a Prometheus duration (digits and a unit: ms, s, m, h, d, w or y, e.g. 5m or 1h30m)"
+)
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+
+# The charts' defaults (charts/*/values.yaml, monitoring.alerts; a test keeps them equal).
+CHART_ALERT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ingestion": {
+        "brokerDisconnectedFor": "5m",
+        "nothingReceivedFor": "30m",
+        "deadLettersPerMinute": 5,
+        "deadLettersWindow": "5m",
+        "deadLettersFor": "10m",
+        "streamUnavailableFor": "10m",
+        "lagGraceSeconds": 600,
+        "lagFor": "10m",
+        "writeErrorsWindow": "10m",
+        "writeErrorsFor": "15m",
+        "sentinelMaxAgeSeconds": 46800,
+        "sentinelNothingFor": "1d",
+        "sentinelFailedWindowSeconds": 21600,
+        "restarts": 2,
+        "memoryLimitRatio": 0.9,
+        "memoryFor": "15m",
+    },
+    "inference": {
+        "notReadyFor": "5m",
+        "unavailableFor": "10m",
+        "errorRatio": 0.05,
+        "window": "5m",
+        "errorRatioFor": "10m",
+        "latencySeconds": 1,
+        "latencyFor": "10m",
+        "retrainFailedWindowSeconds": 86400,
+        "retrainMaxAgeSeconds": 1296000,
+        "bridgeDownFor": "5m",
+        "bridgeSubmissionFailedWindowSeconds": 86400,
+        "restarts": 2,
+        "memoryLimitRatio": 0.9,
+        "memoryFor": "15m",
+    },
+    "catalog": {
+        "errorRatio": 0.05,
+        "window": "5m",
+        "errorRatioFor": "10m",
+        "latencySeconds": 2,
+        "latencyFor": "10m",
+        "apiUnavailableFor": "10m",
+        "databaseNotReadyFor": "5m",
+        "harvestFailedWindowSeconds": 3600,
+        "harvestMaxAgeSeconds": 7200,
+        "restarts": 2,
+        "memoryLimitRatio": 0.9,
+        "memoryFor": "15m",
+    },
+}
+
+
+@dataclass(frozen=True)
+class AlertKnobs:
+    """Where one alert's settings live in its chart's `monitoring.alerts` values: the chart,
+    the key of its threshold (with its unit and kind: int, ratio or number), of its `for:` and
+    of its window."""
+
+    chart: str
+    threshold: str = ""
+    unit: str = ""
+    kind: str = "number"
+    for_: str = ""
+    window: str = ""
+
+    def keys(self) -> dict[str, str]:
+        """{stack-file key: chart value key} for the settings this alert has."""
+        named = {"threshold": self.threshold, "for": self.for_, "window": self.window}
+        return {key: value for key, value in named.items() if value}
+
+    def describe(self, name: str) -> str:
+        """What the alert's settings are, with the chart's defaults, for the reference."""
+        defaults = CHART_ALERT_DEFAULTS[self.chart]
+        said = {
+            "threshold": f"threshold in {self.unit}",
+            "for": "for",
+            "window": "window",
+        }
+        settings = ", ".join(
+            f"`{key}` ({said[key]}; {self.chart} chart's {chart_key}, default "
+            f"{defaults[chart_key]})"
+            for key, chart_key in self.keys().items()
+        )
+        return f"{name}: {settings}."
+
+
+def _knobs(chart: str, for_: str = "", **more: Any) -> AlertKnobs:
+    return AlertKnobs(chart, for_=for_, **more)
+
+
+_RATIO = {"kind": "ratio", "unit": "a share of 1"}
+_ERROR_RATIO = {"threshold": "errorRatio", **_RATIO, "window": "window"}
+_LATENCY = {"threshold": "latencySeconds", "unit": "seconds (95th percentile)", "window": "window"}
+_MEMORY = {"threshold": "memoryLimitRatio", **_RATIO}
+_RESTARTS = {"threshold": "restarts", "unit": "restarts in 15 minutes", "kind": "int"}
+
+
+def _seconds(key: str, what: str) -> dict[str, str]:
+    return {"threshold": key, "unit": f"seconds {what}", "kind": "int"}
+
+
+# Every alert whose settings a stack file may change, and the chart values they are. Several
+# alerts of a chart can share a value (CatalogErrorRatio and CatalogAssetErrorRatio one error
+# ratio, the harvest alerts one maximum age): a stack file giving them different values is
+# refused.
+ALERT_KNOBS: dict[str, AlertKnobs] = {
+    "IngestBrokerDisconnected": _knobs("ingestion", "brokerDisconnectedFor"),
+    "IngestNothingReceived": _knobs("ingestion", "nothingReceivedFor"),
+    "IngestDeadLettersRising": _knobs(
+        "ingestion",
+        "deadLettersFor",
+        threshold="deadLettersPerMinute",
+        unit="dead letters a minute",
+        window="deadLettersWindow",
+    ),
+    "IngestWriteErrors": _knobs("ingestion", "writeErrorsFor", window="writeErrorsWindow"),
+    "IngestStreamUnavailable": _knobs("ingestion", "streamUnavailableFor"),
+    "IngestLagBeyondWindow": _knobs(
+        "ingestion", "lagFor", **_seconds("lagGraceSeconds", "beyond the window")
+    ),
+    "IngestSentinelRunFailed": _knobs(
+        "ingestion", **_seconds("sentinelFailedWindowSeconds", "after the run's start")
+    ),
+    "IngestSentinelNoSuccess": _knobs(
+        "ingestion", **_seconds("sentinelMaxAgeSeconds", "without a success")
+    ),
+    "IngestSentinelCopiedNothing": _knobs("ingestion", "sentinelNothingFor"),
+    "IngestCrashLooping": _knobs("ingestion", **_RESTARTS),
+    "IngestNearMemoryLimit": _knobs("ingestion", "memoryFor", **_MEMORY),
+    "InferenceNotReady": _knobs("inference", "notReadyFor"),
+    "InferenceServerUnavailable": _knobs("inference", "unavailableFor"),
+    "InferenceErrorRatio": _knobs("inference", "errorRatioFor", **_ERROR_RATIO),
+    "InferenceLatencyHigh": _knobs("inference", "latencyFor", **_LATENCY),
+    "InferenceRetrainSubmissionFailed": _knobs(
+        "inference", **_seconds("retrainFailedWindowSeconds", "after the run's start")
+    ),
+    "InferenceRetrainNoSuccess": _knobs(
+        "inference", **_seconds("retrainMaxAgeSeconds", "without a success")
+    ),
+    "SlurmBridgeDown": _knobs("inference", "bridgeDownFor"),
+    "SlurmBridgeSubmissionsFailing": _knobs(
+        "inference", **_seconds("bridgeSubmissionFailedWindowSeconds", "after the failure")
+    ),
+    "InferenceCrashLooping": _knobs("inference", **_RESTARTS),
+    "InferenceNearMemoryLimit": _knobs("inference", "memoryFor", **_MEMORY),
+    "CatalogApiUnavailable": _knobs("catalog", "apiUnavailableFor"),
+    "CatalogErrorRatio": _knobs("catalog", "errorRatioFor", **_ERROR_RATIO),
+    "CatalogLatencyHigh": _knobs("catalog", "latencyFor", **_LATENCY),
+    "CatalogAssetErrorRatio": _knobs("catalog", "errorRatioFor", **_ERROR_RATIO),
+    "CatalogDatabaseNotReady": _knobs("catalog", "databaseNotReadyFor"),
+    "CatalogHarvestFailed": _knobs(
+        "catalog", **_seconds("harvestFailedWindowSeconds", "after the run's start")
+    ),
+    **{
+        name: _knobs("catalog", **_seconds("harvestMaxAgeSeconds", "without a success"))
+        for name in (
+            "CatalogHarvestNoSuccess",
+            "CatalogHarvestMemberStale",
+            "CatalogHarvestMemberNeverHarvested",
+        )
+    },
+    "CatalogCrashLooping": _knobs("catalog", **_RESTARTS),
+    "CatalogNearMemoryLimit": _knobs("catalog", "memoryFor", **_MEMORY),
+}
+
+_THRESHOLDS: dict[str, tuple[str, Any, str]] = {
+    "int": ("Count", Annotated[int, Field(ge=0, strict=True)], "a whole number, 0 or more"),
+    "ratio": (
+        "Ratio",
+        Annotated[float, Field(gt=0, le=1, strict=True)],
+        "a share above 0, at most 1",
+    ),
+    "number": ("Number", Annotated[float, Field(gt=0, strict=True)], "a number above 0"),
+}
+
+
+@functools.cache
+def _settings_model(kind: str, has_for: bool, has_window: bool) -> type[StrictModel]:
+    """The model of an alert's settings of one shape: a threshold of `kind` ("" for none),
+    a `for:`, a window; each optional (absent: the chart's default)."""
+    fields: dict[str, Any] = {}
+    name = "Alert"
+    if kind:
+        word, threshold, words = _THRESHOLDS[kind]
+        name += word
+        fields["threshold"] = (
+            threshold | None,
+            Field(None, description=f"The alert's threshold: {words} (its unit: see the alert)."),
+        )
+    if has_for:
+        name += "For"
+        fields["for_"] = (
+            Duration | None,
+            Field(
+                None,
+                alias="for",
+                description=f"{_DURATION_WORDS}: how long the condition must hold before the "
+                "alert fires.",
+            ),
+        )
+    if has_window:
+        name += "Window"
+        fields["window"] = (
+            Duration | None,
+            Field(None, description=f"{_DURATION_WORDS}: the window the rate is measured over."),
+        )
+    doc = "An alert's settings, each absent for the chart's default."
+    return create_model(f"{name}Settings", __base__=StrictModel, __doc__=doc, **fields)
+
+
+_RULE_FIELDS: dict[str, Any] = {
+    name: (
+        _settings_model(knobs.threshold and knobs.kind, bool(knobs.for_), bool(knobs.window))
+        | None,
+        Field(None, description=knobs.describe(name)),
+    )
+    for name, knobs in ALERT_KNOBS.items()
+}
+AlertRules = create_model(
+    "AlertRules",
+    __base__=StrictModel,
+    __doc__="Per alert, its settings changed from the charts' defaults.",
+    **_RULE_FIELDS,
+)
+
+
 class Alerts(StrictModel):
     """The alert rules (PrometheusRules; a runbook per alert in docs/operations.md)."""
 
@@ -83,6 +318,42 @@ class Alerts(StrictModel):
         description="Base URL of the runbooks; each alert links <runbook_url>#<alert name in "
         "lower case> (a copy of docs/operations.md your on-call reaches).",
     )
+    rules: AlertRules = Field(  # type: ignore[valid-type]
+        default_factory=AlertRules,
+        description="Per alert, by name: its threshold, `for:` and window where it has them, "
+        "changed from the chart's defaults (docs/configuration.md lists them).",
+    )
+
+    @model_validator(mode="after")
+    def _one_value_per_chart_key(self) -> Alerts:
+        """Alerts that share a chart value must not be given different ones."""
+        self.overrides()
+        return self
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """{chart: {monitoring.alerts key: value}} of the settings given; ValueError naming the
+        alerts where two give one chart value different values."""
+        found: dict[str, dict[str, tuple[str, Any]]] = {}
+        for name, knobs in ALERT_KNOBS.items():
+            given = getattr(self.rules, name)
+            if given is None:
+                continue
+            for key, chart_key in knobs.keys().items():
+                value = getattr(given, "for_" if key == "for" else key)
+                if value is None:
+                    continue
+                chart = found.setdefault(knobs.chart, {})
+                if chart_key in chart and chart[chart_key][1] != value:
+                    other, before = chart[chart_key]
+                    raise ValueError(
+                        f"rules.{name}.{key}: given {value!r}, but rules.{other}.{key} gives "
+                        f"{before!r}: both are the {knobs.chart} chart's "
+                        f"monitoring.alerts.{chart_key}; give them one value"
+                    )
+                chart[chart_key] = (name, value)
+        return {
+            chart: {key: value for key, (_, value) in keys.items()} for chart, keys in found.items()
+        }
 
 
 class Monitoring(StrictModel):
@@ -122,8 +393,9 @@ class Monitoring(StrictModel):
     )
     alerts: Alerts = Field(default_factory=Alerts, description="The alert rules.")
 
-    def chart_values(self, pushes: bool) -> dict[str, Any]:
-        """The charts' `monitoring` values; `pushes`: the chart's batch runs push outcomes."""
+    def chart_values(self, pushes: bool, chart: str = "") -> dict[str, Any]:
+        """The `monitoring` values of `chart`; `pushes`: the chart's batch runs push outcomes.
+        The alerts' thresholds and durations are only those the stack file changed."""
         values: dict[str, Any] = {
             "enabled": self.enabled,
             "namespace": self.namespace,
@@ -137,7 +409,10 @@ class Monitoring(StrictModel):
                 "label": self.dashboards.label,
                 "labelValue": self.dashboards.label_value,
             },
-            "alerts": {"enabled": self.alerts.enabled},
+            "alerts": {
+                "enabled": self.alerts.enabled,
+                **self.alerts.overrides().get(chart, {}),
+            },
         }
         if pushes:
             values["pushgateway"] = {

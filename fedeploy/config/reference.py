@@ -97,7 +97,8 @@ def reference() -> str:
         for name, field in model.model_fields.items():
             description = (field.description or "").replace("|", "\\|").replace("\n", " ")
             parts.append(
-                f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |"
+                f"| `{field.alias or name}` | {_type_name(field.annotation)} | {_default(field)} "
+                f"| {description} |"
             )
         parts.append("")
     parts.append(END)

@@ -96,7 +96,17 @@ def _monitoring(summary: dict[str, Any]) -> str:
     )
     scraped = ", ".join(summary["targets"]) or "no scrape target"
     alerts = summary["alerts"]
-    return f"{where}: {scraped}; {len(alerts)} alert(s){': ' if alerts else ''}{', '.join(alerts)}"
+    settings = summary.get("settings", {})
+    changed = (
+        "; alert settings changed from the chart's defaults: "
+        + ", ".join(f"{key} {value}" for key, value in settings.items())
+        if settings
+        else ""
+    )
+    return (
+        f"{where}: {scraped}; {len(alerts)} alert(s){': ' if alerts else ''}{', '.join(alerts)}"
+        + changed
+    )
 
 
 def sources(release: Any) -> list[str]:

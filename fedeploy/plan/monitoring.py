@@ -79,7 +79,24 @@ def release_monitoring(
             if operator is not None
             else operator_manifests(chart_dir, values, release, namespace)
         )
-    return summarise(manifests if mode != "off" else [], mode)
+    summary = summarise(manifests if mode != "off" else [], mode)
+    changed = changed_settings(chart_dir.name, values)
+    if changed and mode != "off":
+        summary["settings"] = changed
+    return summary
+
+
+def changed_settings(chart: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The chart's alert settings (`monitoring.alerts` values) the stack file changed from the
+    chart's defaults, {value key: value}, in the order of the chart's defaults."""
+    from fedeploy.config.monitoring import CHART_ALERT_DEFAULTS
+
+    section = values.get("monitoring")
+    given = section.get("alerts") if isinstance(section, dict) else None
+    defaults = CHART_ALERT_DEFAULTS.get(chart, {})
+    if not isinstance(given, dict):
+        return {}
+    return {key: given[key] for key in defaults if key in given and given[key] != defaults[key]}
 
 
 def monitoring_findings(

@@ -54,7 +54,9 @@ def _common(wiring: SiteWiring, service: str) -> dict[str, Any]:
         },
     }
     if wiring.monitoring is not None:
-        values["monitoring"] = wiring.monitoring.chart_values(pushes=service in PUSHING_CHARTS)
+        values["monitoring"] = wiring.monitoring.chart_values(
+            pushes=service in PUSHING_CHARTS, chart=service
+        )
     return values
 
 
