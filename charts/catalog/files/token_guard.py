@@ -8,6 +8,13 @@ checking the signature, which is safe because the proxy behind it checks the sig
 token it lets through: a forged claim set is refused there. Requests without a token pass
 unchanged, so anonymous reads stay anonymous and anonymous writes are refused by the proxy.
 
+The guard also keeps the harvest-status collections (`fedeploy-site-<member>`, which
+`fedeploy verify` reads on the hub to let a wave pass) to their one writer, the hub's harvester,
+which writes them in-cluster, not through this proxy: a write (any method but GET, HEAD and
+OPTIONS) that names such a collection, in its path or in its JSON body, is answered 403 unless
+the token carries RESERVED_WRITE_SCOPE (unset: no token does). A member writer's token, whatever
+its audience and scope, never writes or deletes them.
+
 The guard also counts every request it answers or passes on, by method and status class, with
 its duration: the catalog's request metrics (the STAC API image serves none), in Prometheus's
 text format on a port of their own (GUARD_METRICS_PORT), which only the cluster's Prometheus may
@@ -27,6 +34,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,6 +78,79 @@ def token_problem(authorization: str | None, issuer: str, now: float) -> str | N
     if expiry <= now:
         return "the token has expired"
     return None
+
+
+# The hub's harvest-status collections (fedeploy_ingestion.federation.SITE_COLLECTION_PREFIX).
+RESERVED_PREFIX = "fedeploy-site-"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _segments(path: str) -> list[str]:
+    """The path's segments, percent-decoded until stable, without empty or `.` segments and
+    with `..` applied: the collection a request can reach, however the path is spelt."""
+    for _ in range(3):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return parts
+
+
+def _body_ids(body: Any) -> list[str]:
+    """Collection ids a write body names: its `id` and `collection`, and those of the features
+    of an ItemCollection or the items of a bulk request."""
+    if not isinstance(body, dict):
+        return []
+    found = [body.get("id"), body.get("collection")]
+    members = body.get("features")
+    if isinstance(members, list):
+        found += [f.get("collection") for f in members if isinstance(f, dict)]
+    items = body.get("items")
+    if isinstance(items, dict):
+        found += [i.get("collection") for i in items.values() if isinstance(i, dict)]
+    return [f for f in found if isinstance(f, str)]
+
+
+def reserved_collection(
+    method: str, path: str, body: Any, prefix: str = RESERVED_PREFIX
+) -> str | None:
+    """The reserved collection (id starting with `prefix`, compared case-insensitively) a write
+    names, in its path after `/collections/` or in its JSON `body`; None for a read or another
+    collection."""
+    if not prefix or method.upper() in _SAFE:
+        return None
+    parts = _segments(path)
+    folded = prefix.casefold()
+    named = [parts[i + 1] for i, p in enumerate(parts[:-1]) if p.casefold() == "collections"]
+    if any(p.casefold() == "collections" for p in parts):
+        named += _body_ids(body)
+    return next((n for n in named if n.casefold().startswith(folded)), None)
+
+
+def token_scopes(authorization: str | None) -> set[str]:
+    """The scopes of a bearer token (`scope`, space-separated, or `scp`, a list); empty for no
+    token or no JWT. Read without checking the signature: the proxy checks it behind us."""
+    if authorization is None:
+        return set()
+    scheme, _, token = authorization.strip().partition(" ")
+    claims = _claims(token.strip()) if scheme.lower() == "bearer" else None
+    if claims is None:
+        return set()
+    scopes = claims.get("scope")
+    found = set(scopes.split()) if isinstance(scopes, str) else set()
+    listed = claims.get("scp")
+    if isinstance(listed, list):
+        found |= {s for s in listed if isinstance(s, str)}
+    return found
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -148,12 +229,22 @@ class TokenGuard:
     """Answers 401 to requests whose bearer token fails `token_problem`; passes the rest; counts
     every request in `metrics`."""
 
-    def __init__(self, app: ASGIApp, issuer: str, metrics: RequestMetrics | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        issuer: str,
+        metrics: RequestMetrics | None = None,
+        reserved_scope: str = "",
+        reserved_prefix: str = RESERVED_PREFIX,
+    ) -> None:
         if not issuer:
             raise ValueError("TokenGuard needs the issuer (EXPECTED_ISSUER) it accepts tokens of")
         self.app = app
         self.issuer = issuer
         self.metrics = metrics or RequestMetrics()
+        # The one scope that may write the reserved collections through the proxy ("": none).
+        self.reserved_scope = reserved_scope
+        self.reserved_prefix = reserved_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -181,21 +272,70 @@ class TokenGuard:
                 break
         problem = token_problem(header, self.issuer, time.time())
         if problem is not None:
-            body = json.dumps({"detail": problem}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"www-authenticate", b'Bearer error="invalid_token"'),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _refuse(send, 401, problem, b'Bearer error="invalid_token"')
             return
+        method = str(scope.get("method", "GET"))
+        path = str(scope.get("path", ""))
+        if self.reserved_prefix and method.upper() not in _SAFE:
+            chunks, body = await _read_body(receive)
+            receive = _replay(chunks, receive)
+            reserved = reserved_collection(method, path, body, self.reserved_prefix)
+            if reserved is not None and (
+                not self.reserved_scope or self.reserved_scope not in token_scopes(header)
+            ):
+                await _refuse(
+                    send,
+                    403,
+                    f"collection {reserved} is a harvest status of the hub: only the hub's "
+                    "harvester writes it",
+                    b'Bearer error="insufficient_scope"',
+                )
+                return
         await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, status: int, detail: str, challenge: bytes) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", challenge),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> tuple[list[Message], Any]:
+    """Every message of the request body, and the body as JSON (None when it is not)."""
+    chunks: list[Message] = []
+    while True:
+        message = await receive()
+        chunks.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    raw = b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
+    try:
+        return chunks, json.loads(raw) if raw else None
+    except (ValueError, UnicodeError):
+        return chunks, None
+
+
+def _replay(chunks: list[Message], upstream: Receive) -> Receive:
+    """A receive that hands the app the body already read, then the server's own (which waits
+    for the client's disconnect)."""
+    pending = list(chunks)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await upstream()
+
+    return receive
 
 
 def create_app() -> TokenGuard:
@@ -203,7 +343,11 @@ def create_app() -> TokenGuard:
     from stac_auth_proxy import Settings
     from stac_auth_proxy.app import create_app as proxy_app
 
-    guard = TokenGuard(proxy_app(Settings()), os.environ.get("EXPECTED_ISSUER", ""))
+    guard = TokenGuard(
+        proxy_app(Settings()),
+        os.environ.get("EXPECTED_ISSUER", ""),
+        reserved_scope=os.environ.get("RESERVED_WRITE_SCOPE", ""),
+    )
     port = os.environ.get("GUARD_METRICS_PORT")
     if port:
         serve_metrics(guard.metrics, int(port), os.environ.get("GUARD_METRICS_HOST", "0.0.0.0"))  # noqa: S104

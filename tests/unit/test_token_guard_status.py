@@ -1,0 +1,223 @@
+"""The hub's harvest-status collections (`fedeploy-site-*`) are written only by its harvester:
+the catalog's token guard answers 403 to any write or delete naming one (in its path, however
+spelt, or in its JSON body), whatever the token's audience and write scope, unless the token
+carries the status write scope the chart was given (none by default: the hub's harvester writes
+in-cluster, past the proxy). Reads pass, so `fedeploy verify` keeps reading them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    "token_guard_status", ROOT / "charts/catalog/files/token_guard.py"
+)
+assert _spec is not None and _spec.loader is not None
+token_guard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(token_guard)
+
+ISSUER = "https://login.eofed.example.eu/realms/eofed"
+HARVEST_SCOPE = "stac:harvest:eu-hub"
+
+
+def _bearer(audience: str, scope: str) -> str:
+    claims = {"iss": ISSUER, "exp": time.time() + 300, "aud": audience, "scope": scope}
+    segment = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    return f"Bearer e30.{segment}.sig"
+
+
+MEMBER = _bearer("eofed-catalog-ewc-bologna", "stac:write:ewc-bologna")
+HUB_WRITER = _bearer("eofed-catalog-eu-hub", "stac:write:eu-hub")
+HARVESTER = _bearer("eofed-catalog-eu-hub", f"stac:write:eu-hub {HARVEST_SCOPE}")
+
+
+def _call(
+    guard: Any, method: str, path: str, token: str | None, body: Any = None
+) -> tuple[int, list[bytes]]:
+    """(status, body the proxy behind received; [] when it was not called)."""
+    seen: list[bytes] = []
+
+    async def proxy(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            seen.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    guard.app = proxy
+    raw = json.dumps(body).encode() if body is not None else b""
+    # The body in two parts, as a server may hand it over.
+    parts = [
+        {"type": "http.request", "body": raw[:5], "more_body": True},
+        {"type": "http.request", "body": raw[5:], "more_body": False},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return parts.pop(0) if parts else {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"authorization", token.encode())] if token else []
+    scope = {"type": "http", "method": method, "path": path, "headers": headers}
+    asyncio.run(guard(scope, receive, send))
+    return int(sent[0]["status"]), seen
+
+
+def _guard(reserved_scope: str = "") -> Any:
+    async def unused(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("replaced per call")
+
+    return token_guard.TokenGuard(unused, ISSUER, reserved_scope=reserved_scope)
+
+
+# Every way a write can name a status collection: method, path, body.
+STATUS_WRITES = [
+    ("PUT", "/collections/fedeploy-site-ewc-bologna", {"id": "fedeploy-site-ewc-bologna"}),
+    ("PATCH", "/collections/fedeploy-site-ewc-bologna", {"description": "ok"}),
+    ("DELETE", "/collections/fedeploy-site-ewc-bologna", None),
+    ("POST", "/collections/fedeploy-site-ewc-bologna/items", {"id": "x"}),
+    ("DELETE", "/collections/fedeploy-site-ewc-bologna/items/x", None),
+    ("POST", "/collections/fedeploy-site-ewc-bologna/bulk_items", {"items": {}}),
+    ("POST", "/collections", {"id": "fedeploy-site-ewc-bologna", "type": "Collection"}),
+    ("POST", "/collections/", {"id": "fedeploy-site-new"}),
+    ("PUT", "/collections/sentinel-2", {"id": "fedeploy-site-ewc-bologna"}),
+    ("POST", "/collections/c/items", {"type": "Feature", "collection": "fedeploy-site-a"}),
+    (
+        "POST",
+        "/collections/c/items",
+        {"type": "FeatureCollection", "features": [{"collection": "fedeploy-site-a"}]},
+    ),
+    ("POST", "/collections/c/bulk_items", {"items": {"x": {"collection": "fedeploy-site-a"}}}),
+    ("DELETE", "//collections//fedeploy-site-a/", None),
+    ("DELETE", "/collections/./fedeploy-site-a", None),
+    ("DELETE", "/collections/other/../fedeploy-site-a", None),
+    ("DELETE", "/collections/fedeploy%2Dsite-a", None),
+    ("DELETE", "/collections/fedeploy%252Dsite-a", None),
+    ("DELETE", "/collections/FEDEPLOY-SITE-a", None),
+    ("DELETE", "/catalog/collections/fedeploy-site-a", None),  # behind a ROOT_PATH
+    ("delete", "/collections/fedeploy-site-a", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), STATUS_WRITES)
+@pytest.mark.parametrize("token", [MEMBER, HUB_WRITER, None], ids=["member", "hub-writer", "none"])
+def test_no_writer_but_the_harvester_writes_or_deletes_a_status_collection(
+    method: str, path: str, body: Any, token: str | None
+) -> None:
+    status, seen = _call(_guard(), method, path, token, body)
+    assert (status, seen) == (403, [])
+    # With the harvester's scope configured, a member's token is still refused.
+    status, seen = _call(_guard(HARVEST_SCOPE), method, path, token, body)
+    assert (status, seen) == (403, [])
+
+
+@pytest.mark.parametrize(("method", "path", "body"), STATUS_WRITES)
+def test_the_harvesters_token_writes_them_and_the_proxy_gets_the_whole_body(
+    method: str, path: str, body: Any
+) -> None:
+    status, seen = _call(_guard(HARVEST_SCOPE), method, path, HARVESTER, body)
+    assert status == 200
+    assert b"".join(seen) == (json.dumps(body).encode() if body is not None else b"")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+def test_status_collections_stay_readable_by_anyone(method: str) -> None:
+    for token in (None, MEMBER):
+        status, _ = _call(_guard(), method, "/collections/fedeploy-site-ewc-bologna", token)
+        assert status == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/collections/sentinel-2/items", {"id": "s2", "collection": "sentinel-2"}),
+        ("DELETE", "/collections/sentinel-2/items/fedeploy-site-x", None),  # an item id
+        ("POST", "/collections", {"id": "my-fedeploy-site-notes"}),
+        ("POST", "/search", {"collections": ["fedeploy-site-a"]}),
+    ],
+)
+def test_other_writes_pass_to_the_proxy_unchanged(method: str, path: str, body: Any) -> None:
+    status, seen = _call(_guard(), method, path, MEMBER, body)
+    assert status == 200
+    assert b"".join(seen) == (json.dumps(body).encode() if body is not None else b"")
+
+
+def test_the_refusal_says_why_and_names_the_collection() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def proxy(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the proxy must not be called")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard = token_guard.TokenGuard(proxy, ISSUER)
+    scope = {
+        "type": "http",
+        "method": "DELETE",
+        "path": "/collections/fedeploy-site-ovh-gra",
+        "headers": [(b"authorization", MEMBER.encode())],
+    }
+    asyncio.run(guard(scope, receive, send))
+    assert sent[0]["status"] == 403
+    detail = json.loads(sent[1]["body"])["detail"]
+    assert "fedeploy-site-ovh-gra" in detail and "harvester" in detail
+    assert token_guard.token_scopes(HARVESTER) == {"stac:write:eu-hub", HARVEST_SCOPE}
+    assert token_guard.token_scopes(None) == set() == token_guard.token_scopes("Basic eA==")
+
+
+def _proxy_env(**oidc: str) -> dict[str, str]:
+    from fedeploy.charts import render_chart
+
+    manifests = render_chart(
+        ROOT / "charts/catalog",
+        {
+            "site": {"name": "eu-hub", "kind": "hub"},
+            "database": {"existingSecret": "db"},
+            "exposure": {
+                "enabled": True,
+                "url": "https://catalog.eofed.example.eu",
+                "controllerNamespace": "ingress-nginx",
+                "tls": {"certManagerIssuer": "letsencrypt"},
+            },
+            "authProxy": {
+                "oidc": {
+                    "issuer": ISSUER,
+                    "audience": "eofed-catalog-eu-hub",
+                    "writeScope": "stac:write:eu-hub",
+                    **oidc,
+                }
+            },
+        },
+        "catalog",
+        "fedeploy",
+    )
+    (proxy,) = [
+        m
+        for m in manifests
+        if m["kind"] == "Deployment" and m["metadata"]["name"].endswith("-auth-proxy")
+    ]
+    env = proxy["spec"]["template"]["spec"]["containers"][0]["env"]
+    return {e["name"]: e["value"] for e in env}
+
+
+def test_the_chart_passes_the_status_scope_only_when_given() -> None:
+    # Default: no token writes the status collections through the proxy.
+    assert "RESERVED_WRITE_SCOPE" not in _proxy_env()
+    assert _proxy_env(statusWriteScope=HARVEST_SCOPE)["RESERVED_WRITE_SCOPE"] == HARVEST_SCOPE
