@@ -11,7 +11,7 @@ import pulumi_random as random
 from components.providers import BuildContext, SiteResources, provider_for
 from components.providers.base import Cluster
 from components.service_release import ServiceRelease
-from fedeploy.config.services import ApiKey, Credentials
+from fedeploy.config.services import ApiKey, Credentials, PolytopeKey
 from fedeploy.config.site_base import is_storage_only
 from fedeploy.values.services import (
     catalog_url,
@@ -141,6 +141,16 @@ class Site(pulumi.ComponentResource):
             },
         )
 
+    def _polytope_secret(self, namespace: str, key: PolytopeKey | None) -> str:
+        """A Secret `polytope-credentials` with key `key` (and `email` for an ECMWF key); ""
+        without a key."""
+        if key is None:
+            return ""
+        data: dict[str, pulumi.Input[str]] = {"key": key.key.output()}
+        if key.email:
+            data["email"] = key.email
+        return self._secret("polytope-credentials", "polytope-credentials", namespace, data)
+
     def _bridge(self, namespace: str, child: pulumi.ResourceOptions) -> SlurmBridge | None:
         config = self._config
         if config.bridge is None:
@@ -263,6 +273,15 @@ class Site(pulumi.ComponentResource):
                     "eumetsat-credentials",
                     namespace,
                     spec.sentinel.eumetsat_credentials if spec.sentinel else None,
+                ),
+                polytope_secret=self._polytope_secret(
+                    namespace, spec.sentinel.polytope_credentials if spec.sentinel else None
+                ),
+                eodag_secret=self._credentials_secret(
+                    "eodag-credentials",
+                    "eodag-credentials",
+                    namespace,
+                    spec.sentinel.eodag_credentials if spec.sentinel else None,
                 ),
             )
             releases["ingestion"] = release("ingestion", values, list(releases.values()))

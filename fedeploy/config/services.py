@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import ssl
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -723,6 +723,155 @@ class EumetsatProducts(StrictModel):
         return self
 
 
+POLYTOPE_DESTINE = "https://polytope.lumi.apps.dte.destination-earth.eu"
+# What the ingestion service takes in a MARS request (services/ingestion settings.py).
+_MARS_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_MARS_TEXT = re.compile(r"^[A-Za-z0-9._:/+ -]{1,512}$")
+_MARS_DATE = re.compile(r"^(?:[0-9]{8}|[0-9]{4}-[0-9]{2}-[0-9]{2}|to|by|[1-9][0-9]{0,3})$")
+MarsValue = str | int | float | list[str | int | float] | dict[str, Any]
+
+
+def mars_request_problem(request: dict[str, Any]) -> str | None:
+    """What the ingestion service would refuse in a MARS request, or None."""
+    for key in ("date", "param"):
+        if key not in request:
+            return f"the request names no {key!r} (a product is a date's params)"
+    if "dataset" not in request and "class" not in request:
+        return "the request names neither 'dataset' nor 'class'"
+    for key, value in request.items():
+        if not _MARS_KEY.match(key):
+            return f"{key!r} is not a MARS key (lower-case letters, digits, '_')"
+        if key == "feature":
+            if not isinstance(value, dict):
+                return "feature must be a mapping (Polytope's feature extraction)"
+            continue
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, dict) or not items or len(items) > 1000:
+            return f"{key}: give a word, a number or a list of 1 to 1000 of them"
+        for item in items:
+            if isinstance(item, str) and not _MARS_TEXT.match(item):
+                return (
+                    f"{key}: {item[:40]!r} holds characters a MARS value does not (letters, "
+                    "digits, '.', '_', ':', '/', '+', '-', spaces)"
+                )
+    words = (
+        request["date"] if isinstance(request["date"], list) else str(request["date"]).split("/")
+    )
+    bad = [str(w).strip() for w in words if not _MARS_DATE.match(str(w).strip())]
+    if bad:
+        return (
+            f"date: {', '.join(bad)} is not an absolute date (yyyymmdd or yyyy-mm-dd, 'to', 'by'): "
+            "a relative date would copy changing data under one identity"
+        )
+    return None
+
+
+class PolytopeRequests(StrictModel):
+    """Requests to ECMWF's Polytope to copy: DestinE's digital-twin data, one product a request
+    (docs/ingestion.md)."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$",
+        description="Name of the source, 3 to 24 characters.",
+    )
+    url: Url = Field(
+        HttpUrl(POLYTOPE_DESTINE),
+        description="Polytope's address (DestinE's by default); only its host gets the key.",
+    )
+    collection: str = Field(
+        "destination-earth",
+        pattern=r"^[a-z][a-z0-9-]{1,62}$",
+        description="Polytope collection: destination-earth (DestinE's digital twins), ...",
+    )
+    requests: list[dict[str, MarsValue]] = Field(
+        min_length=1,
+        max_length=200,
+        description="MARS-language requests, one product each: class, dataset (climate-dt, "
+        "extremes-dt), activity, experiment, model, generation, realization, expver, stream, "
+        "type, levtype, param, date (absolute), time, step, and an area or a feature.",
+    )
+    bbox: tuple[float, float, float, float] | None = Field(
+        None, description=_AREA + " Recorded in each item (the request's area is what is cut)."
+    )
+    max_product_mib: int = Field(
+        2048, ge=1, le=1048576, description="Largest result (MiB), from its Content-Length."
+    )
+    max_wait_minutes: float = Field(
+        60, gt=0, le=1440, description="How long one request may stay queued before it fails."
+    )
+    download_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        description="Hosts besides Polytope's that results may come from (a staging store); "
+        "they never get the key.",
+    )
+
+    @model_validator(mode="after")
+    def _checked(self) -> PolytopeRequests:
+        problem = _bbox_problem(self.bbox)
+        for number, request in enumerate(self.requests):
+            problem = problem or (
+                (found := mars_request_problem(request)) and f"requests[{number}]: {found}"
+            )
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class PolytopeKey(StrictModel):
+    """The Polytope key: DestinE's (from its `desp-authentication` script) or an ECMWF key."""
+
+    key: Secret = Field(description="The key (secret): sent as `Bearer <key>` to Polytope only.")
+    email: str | None = Field(
+        None,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="The ECMWF account's e-mail, for an ECMWF key (EmailKey); unset for DestinE.",
+    )
+
+
+# The ingestion image the charts run by default; it does not carry EODAG (the `eodag` extra).
+DEFAULT_INGESTION_IMAGE = "ghcr.io/fedeploy/ingestion"
+
+
+class EodagProducts(StrictModel):
+    """Products of one EODAG provider to copy: ESA's and other catalogues (docs/ingestion.md)."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$",
+        description="Name of the source, 3 to 24 characters.",
+    )
+    provider: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{1,40}$",
+        description="EODAG provider: cop_dataspace, dedl, dedt_lumi, creodias, ...; with `url`, "
+        "the name given to that STAC API.",
+    )
+    url: Url | None = Field(None, description="A STAC API EODAG does not know (its root).")
+    collections: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,100}$")]] = (
+        Field(min_length=1, description="Product types as EODAG names them: S2_MSI_L2A, ...")
+    )
+    bbox: tuple[float, float, float, float] | None = Field(None, description=_AREA)
+    datetime: str = Field(
+        "P1D", description="Time window: a duration back from now, or an interval."
+    )
+    assets: list[StacId] = Field(min_length=1, description="Asset names to copy.")
+    max_items: int | None = Field(None, ge=1, description="At most this many products per run.")
+    token_url: Url | None = Field(
+        None,
+        description="OpenID Connect token endpoint of the download credentials (password grant); "
+        "Copernicus's for cop_dataspace; without it, HTTP Basic.",
+    )
+    download_hosts: list[DownloadHost] = Field(
+        default_factory=list,
+        description="Hosts besides the provider's search host that assets may come from.",
+    )
+
+    @model_validator(mode="after")
+    def _checked(self) -> EodagProducts:
+        problem = time_window_problem(self.datetime) or _bbox_problem(self.bbox)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
 class Sentinel(StrictModel):
     """Scheduled copies of Sentinel products."""
 
@@ -744,16 +893,50 @@ class Sentinel(StrictModel):
     eumetsat_credentials: ApiKey | None = Field(
         None, description="EUMETSAT API key (consumer key and secret): needed with `eumetsat`."
     )
+    polytope: list[PolytopeRequests] = Field(
+        default_factory=list,
+        description="Requests to ECMWF's Polytope (DestinE's digital twins) to copy.",
+    )
+    polytope_credentials: PolytopeKey | None = Field(
+        None, description="The Polytope key: needed with `polytope`."
+    )
+    eodag: list[EodagProducts] = Field(
+        default_factory=list, description="ESA's and other catalogues through EODAG to copy."
+    )
+    eodag_credentials: Credentials | None = Field(
+        None, description="Download credentials of the `eodag` sources' provider, if it asks."
+    )
+    eodag_image: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9](:[A-Za-z0-9._-]{1,128})?(@sha256:[0-9a-f]{64})?$",
+        description="The ingestion image with EODAG (`fedeploy-ingestion[eodag]`), "
+        "repository:tag: needed with `eodag`, the default image does not carry it.",
+    )
 
     @model_validator(mode="after")
     def _has_sources(self) -> Sentinel:
-        if not (self.sources or self.ecmwf or self.eumetsat):
-            raise ValueError("give at least one source: `sources`, `ecmwf` or `eumetsat`")
+        if not (self.sources or self.ecmwf or self.eumetsat or self.polytope or self.eodag):
+            raise ValueError(
+                "give at least one source: `sources`, `ecmwf`, `eumetsat`, `polytope` or `eodag`"
+            )
         if self.eumetsat and self.eumetsat_credentials is None:
             raise ValueError(
                 "`eumetsat` sources need `eumetsat_credentials` (consumer_key, consumer_secret): "
                 "the Data Store's API key"
             )
+        if self.polytope and self.polytope_credentials is None:
+            raise ValueError(
+                "`polytope` sources need `polytope_credentials` (key, and email for an ECMWF "
+                "key): DestinE's Polytope answers no request without it"
+            )
+        if self.eodag and not self.eodag_image:
+            raise ValueError(
+                f"`eodag` sources need `eodag_image`: the default image "
+                f"{DEFAULT_INGESTION_IMAGE} does not carry EODAG; give an image of the "
+                "ingestion service built with the `eodag` extra (fedeploy-ingestion[eodag])"
+            )
+        if self.eodag_image and not self.eodag:
+            raise ValueError("`eodag_image` is set but there is no `eodag` source")
         return self
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from fedeploy.plan.run import PlanReport
 
@@ -140,7 +141,31 @@ def sources(release: Any) -> list[str]:
         f"{source.get('url')}): API key: Secret {key} (consumer_key, consumer_secret)"
         for source in sentinel.get("eumetsatSources") or []
     ]
+    polytope = sentinel.get("polytopeCredentialsSecret")
+    lines += [
+        f"source {source['name']} (Polytope, collection {source.get('collection')}, "
+        f"{len(source.get('requests') or [])} request(s), {source.get('url')}): key: Secret "
+        f"{polytope} (key; email for an ECMWF key), sent to {_host(source.get('url'))} only"
+        for source in sentinel.get("polytopeSources") or []
+    ]
+    eodag = sentinel.get("eodagCredentialsSecret")
+    image = sentinel.get("eodagImage") or {}
+    shown_image = f"{image.get('repository')}:{image.get('tag')}" if image else "(none)"
+    lines += [
+        f"source {source['name']} (EODAG, provider {source['provider']}, "
+        f"{', '.join(source['collections'])}"
+        + (f", {source['url']}" if source.get("url") else "")
+        + "): "
+        + (f"credentials: Secret {eodag} (username, password)" if eodag else "no credentials")
+        + f"; runs on image {shown_image} (with the eodag extra)"
+        for source in sentinel.get("eodagSources") or []
+    ]
     return lines
+
+
+def _host(url: Any) -> str:
+    """The host of `url` (its text where it has none)."""
+    return urlsplit(str(url)).hostname or str(url)
 
 
 def as_text(report: PlanReport) -> str:

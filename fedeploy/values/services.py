@@ -159,9 +159,12 @@ def backup_values(
     }
 
 
-def _agency_sources(sentinel: Any, eumetsat_secret: str) -> dict[str, Any]:
-    """The ECMWF and EUMETSAT sources as the chart's `sentinel` values (only those set, so a
-    site without them renders as before)."""
+def _agency_sources(
+    sentinel: Any, eumetsat_secret: str, polytope_secret: str = "", eodag_secret: str = ""
+) -> dict[str, Any]:
+    """The ECMWF, EUMETSAT, Polytope and EODAG sources as the chart's `sentinel` values (only
+    those set, so a site without them renders as before), with their Secrets' names and the
+    EODAG sources' image."""
     values: dict[str, Any] = {}
     if sentinel.ecmwf:
         values["ecmwfSources"] = [
@@ -199,7 +202,49 @@ def _agency_sources(sentinel: Any, eumetsat_secret: str) -> dict[str, Any]:
             for source in sentinel.eumetsat
         ]
         values["eumetsatCredentialsSecret"] = eumetsat_secret
+    if sentinel.polytope:
+        values["polytopeSources"] = [
+            {
+                "name": source.name,
+                "url": str(source.url).rstrip("/"),
+                "collection": source.collection,
+                "requests": [dict(request) for request in source.requests],
+                "maxProductMiB": source.max_product_mib,
+                "maxWaitMinutes": source.max_wait_minutes,
+                **({"bbox": list(source.bbox)} if source.bbox else {}),
+                **({"downloadHosts": list(source.download_hosts)} if source.download_hosts else {}),
+            }
+            for source in sentinel.polytope
+        ]
+        values["polytopeCredentialsSecret"] = polytope_secret
+    if sentinel.eodag:
+        values["eodagSources"] = [
+            {
+                "name": source.name,
+                "provider": source.provider,
+                "collections": list(source.collections),
+                "datetime": source.datetime,
+                "assets": list(source.assets),
+                **({"url": str(source.url).rstrip("/")} if source.url else {}),
+                **({"bbox": list(source.bbox)} if source.bbox else {}),
+                **({"maxItems": source.max_items} if source.max_items else {}),
+                **({"tokenUrl": str(source.token_url)} if source.token_url else {}),
+                **({"downloadHosts": list(source.download_hosts)} if source.download_hosts else {}),
+            }
+            for source in sentinel.eodag
+        ]
+        values["eodagCredentialsSecret"] = eodag_secret
+        values["eodagImage"] = image_values(sentinel.eodag_image)
     return values
+
+
+def image_values(reference: str) -> dict[str, str]:
+    """A chart's `image` values of `repository[:tag][@sha256:digest]`."""
+    rest, _, digest = reference.partition("@")
+    repository, tag = rest, ""
+    if ":" in rest.rsplit("/", 1)[-1]:
+        repository, tag = rest.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "digest": digest, "pullPolicy": "IfNotPresent"}
 
 
 def ingestion_values(
@@ -213,6 +258,8 @@ def ingestion_values(
     cluster_cidrs: Any = None,
     wis2_secret: str = "",
     eumetsat_secret: str = "",
+    polytope_secret: str = "",
+    eodag_secret: str = "",
 ) -> dict[str, Any]:
     """Values of the ingestion chart: Sentinel sources and the edge stream consumer.
 
@@ -246,7 +293,7 @@ def ingestion_values(
                 }
                 for source in spec.sentinel.sources
             ],
-            **_agency_sources(spec.sentinel, eumetsat_secret),
+            **_agency_sources(spec.sentinel, eumetsat_secret, polytope_secret, eodag_secret),
         }
     else:
         values["sentinel"] = {"enabled": False}
