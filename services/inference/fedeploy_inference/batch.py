@@ -22,6 +22,7 @@ from fedeploy_inference.features import (
     absent_reason,
     encode,
     observed_targets,
+    require_no_nwp,
     withhold_unobserved,
 )
 from fedeploy_inference.hourly import StationSeries, to_hourly
@@ -195,6 +196,7 @@ def run_batch(
     loaded = load_model(
         client, settings.bucket, settings.model_name, version, resolve_device(settings.device)
     )
+    require_no_nwp(loaded.spec, f"{settings.model_name}/{version}", "a batch run")
     history = max(loaded.spec.context_hours, settings.observed_history_hours)
     context_start = start - timedelta(hours=history)
     table = read_windows(

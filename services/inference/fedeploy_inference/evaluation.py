@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from fedeploy_inference.features import (
     context_values,
 )
 from fedeploy_inference.hourly import StationSeries
+from fedeploy_inference.nwp import Forecasts
 from fedeploy_inference.verification import (
     EVENT_THRESHOLDS_MM,
     Bootstrap,
@@ -43,6 +45,7 @@ from fedeploy_inference.verification import (
 
 _HOUR_US = 3_600_000_000
 _RAIN = TARGETS.index("precipitation")
+TEMPERATURE_TARGET = TARGETS.index("air_temperature")
 
 
 @dataclass(frozen=True)
@@ -354,3 +357,87 @@ def compare(
         },
         "by_station": by_station(forecasts, samples, bootstrap),
     }
+
+
+def nwp_forecast(
+    forecasts: Forecasts, samples: Samples, horizon: int, corrected: bool = True
+) -> np.ndarray:
+    """(B, horizon, 2): the NWP 2 m temperature (degC; lapse-rate corrected or raw) for each
+    sample's lead hours from the newest run available at its origin (`StationForecasts.at`),
+    NaN where there is none; precipitation NaN (the NWP's is not read)."""
+    out = np.full((len(samples), horizon, 2), np.nan)
+    stations = samples.station.astype(str)
+    for station in np.unique(stations):
+        own = forecasts.stations.get(station)
+        if own is None:
+            continue
+        rows = stations == station
+        out[rows, :, 0] = own.at(
+            samples.origin_us[rows], horizon, forecasts.available_after_hours, corrected
+        )
+    return out
+
+
+NWP_FORECASTS = (
+    "nwp_raw",
+    "nwp_lapse_corrected",
+    "persistence",
+    "climatology",
+    "model_without_nwp",
+    "model_with_nwp",
+)
+
+
+def nwp_comparison(
+    forecasts: Mapping[str, np.ndarray],
+    samples: Samples,
+    covered: np.ndarray,
+    bootstrap: Bootstrap | None = None,
+) -> dict[str, object]:
+    """Temperature scores (bias, RMSE, MAE, count, by lead hour) of each of NWP_FORECASTS
+    ((B, horizon, 2) each) on the same values: the held-out (sample, lead hour)s whose
+    temperature was observed and that the NWP covers (`covered`, (B, horizon) bool); the model
+    with the NWP input's skill against each other forecast with its day-block bootstrap
+    interval; and on which data it rests (stations, period, samples, values)."""
+    bootstrap = bootstrap or Bootstrap()
+    rows = np.asarray(covered.any(axis=1))
+    part = samples.select(rows)
+    known = part.target_known.copy()
+    known[:, :, TEMPERATURE_TARGET] &= covered[rows]
+    known[:, :, _RAIN] = False
+    part = Samples(part.features, part.anchor, part.target, known, part.station, part.origin_us)
+    own = {f: forecasts[f][rows] for f in NWP_FORECASTS}
+    table = {f: scores(own[f], part)["air_temperature"] for f in NWP_FORECASTS}
+    blocks = _Blocks.of(part, bootstrap)
+    mine = squared_errors(own["model_with_nwp"], part, TEMPERATURE_TARGET).sum(axis=1)
+    others = [f for f in NWP_FORECASTS if f != "model_with_nwp"]
+    stations = sorted(set(part.station.astype(str)))
+    first = int(part.origin_us.min()) if len(part) else None
+    last = int(part.origin_us.max()) if len(part) else None
+    return {
+        "target": "air_temperature",
+        "scores": table,
+        "skill_of_model_with_nwp": {
+            f: _skill(table["model_with_nwp"]["rmse"], table[f]["rmse"]) for f in others
+        },
+        "skill_interval_of_model_with_nwp": {
+            f: blocks.skill_interval(
+                mine, squared_errors(own[f], part, TEMPERATURE_TARGET).sum(axis=1)
+            )
+            for f in others
+        },
+        "data": {
+            "stations": stations,
+            "samples": len(part),
+            "values": int(table["model_with_nwp"]["count"]),
+            "held_out_samples": len(samples),
+            "origins": {
+                "start": None if first is None else _iso(first),
+                "end": None if last is None else _iso(last),
+            },
+        },
+    }
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, tz=UTC).isoformat()

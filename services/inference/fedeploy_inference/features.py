@@ -10,12 +10,13 @@ temperature seen within `anchor_hours` of `t0`, and the last hour's precipitatio
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.hourly import StationSeries
+from fedeploy_inference.nwp import StationForecasts
 
 TEMPERATURE = VARIABLES.index("air_temperature")
 PRECIPITATION = VARIABLES.index("precipitation")
@@ -37,15 +38,25 @@ class FeatureSpec:
     anchor_hours: int = 6
     mean: list[float] = field(default_factory=lambda: [0.0] * len(VARIABLES))
     std: list[float] = field(default_factory=lambda: [1.0] * len(VARIABLES))
+    # Whether the model takes NWP 2 m temperature forecasts (nwp.py) as input: per lead hour
+    # the forecast minus the anchor and a has-a-forecast flag (2 * horizon_hours columns just
+    # before the scene columns). Part of the contract: such a model is fed forecasts, and a
+    # model without is never fed them (NwpInputError).
+    nwp: bool = False
 
     @property
     def n_features(self) -> int:
         """Width of one sample's feature vector."""
-        return 2 * self.context_hours * len(VARIABLES) + 4 + 3
+        nwp = 2 * self.horizon_hours if self.nwp else 0
+        return 2 * self.context_hours * len(VARIABLES) + 4 + nwp + 3
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form; `nwp` only where true, so a model without NWP input is stored
+        exactly as before NWP input existed."""
+        data = asdict(self)
+        if not self.nwp:
+            del data["nwp"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> FeatureSpec:
@@ -78,6 +89,29 @@ class Encoded:
         )
 
 
+class NwpInputError(ValueError):
+    """NWP forecasts given to a model not trained on them, or missing for one that was."""
+
+
+def require_no_nwp(spec: FeatureSpec, model: str, where: str) -> None:
+    """NwpInputError where the model (`name/version`) was trained with NWP input, which the
+    serving path `where` (the HTTP server, a batch run) does not feed."""
+    if spec.nwp:
+        raise NwpInputError(
+            f"{model} was trained with NWP forecasts as input (features.nwp); {where} does not "
+            "feed forecasts, so it cannot serve it: serve a version trained without them"
+        )
+
+
+def nwp_columns(spec: FeatureSpec, anchor_c: np.ndarray, forecast_c: np.ndarray) -> np.ndarray:
+    """(B, 2 * horizon): per lead hour, the NWP temperature (degC, (B, horizon), NaN where
+    none) minus the anchor (B,) in the spec's temperature standard deviations (0 where none),
+    then a has-a-forecast flag per lead hour."""
+    has = ~np.isnan(forecast_c)
+    delta = (forecast_c - anchor_c[:, None]) / spec.std[TEMPERATURE]
+    return np.concatenate([np.where(has, delta, 0.0), has.astype(float)], axis=1)
+
+
 def absent_reason(target: str) -> str:
     """Why a target is answered as absent (null) instead of forecast."""
     return f"no observations of {target} at this station"
@@ -98,13 +132,7 @@ def fit_normalization(spec: FeatureSpec, series: list[np.ndarray]) -> FeatureSpe
     std = np.nanstd(stacked, axis=0)
     std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
     mean = np.where(np.isfinite(mean), mean, 0.0)
-    return FeatureSpec(
-        spec.context_hours,
-        spec.horizon_hours,
-        spec.anchor_hours,
-        [float(x) for x in mean],
-        [float(x) for x in std],
-    )
+    return replace(spec, mean=[float(x) for x in mean], std=[float(x) for x in std])
 
 
 def context_values(spec: FeatureSpec, features: np.ndarray) -> np.ndarray:
@@ -165,11 +193,24 @@ def encode(
     cloud_cover: np.ndarray,
     scene_age_hours: np.ndarray,
     observed: np.ndarray | None = None,
+    nwp_temperature: np.ndarray | None = None,
 ) -> Encoded:
     """Encode a batch: context (B, context_hours, len(VARIABLES)) with NaN for missing, origins
     in us, longitudes (NaN: unknown, UTC is used for the solar hour), scene cloud cover and age
     (NaN: no scene). `observed` (B, len(TARGETS)) says which targets the station reported in its
-    history (serving looks further back than the context); None: within the context."""
+    history (serving looks further back than the context); None: within the context.
+    `nwp_temperature` (B, horizon) degC, NaN where none: required where `spec.nwp`, refused
+    (NwpInputError) where not."""
+    if spec.nwp and nwp_temperature is None:
+        raise NwpInputError(
+            "this model was trained with NWP forecasts as input (features.nwp); none were "
+            "supplied: serve it where the site's ingested forecasts are read, or use a version "
+            "trained without them"
+        )
+    if not spec.nwp and nwp_temperature is not None:
+        raise NwpInputError(
+            "NWP forecasts were supplied to a model trained without them (features.nwp false)"
+        )
     b = context.shape[0]
     mean = np.asarray(spec.mean)
     std = np.asarray(spec.std)
@@ -180,6 +221,8 @@ def encode(
     solar = 2 * np.pi * ((hours_utc + lon / 15.0) % _DAY_HOURS) / _DAY_HOURS
     season = 2 * np.pi * ((origins_us / _HOUR_US / _DAY_HOURS) % _YEAR_DAYS) / _YEAR_DAYS
     has_scene = ~np.isnan(cloud_cover)
+    temp, has_temp = _last_valid(context[:, :, TEMPERATURE], spec.anchor_hours)
+    nwp = [] if nwp_temperature is None else [nwp_columns(spec, temp, nwp_temperature)]
     scene = np.column_stack(
         [
             np.where(has_scene, cloud_cover / 100.0, 0.0),
@@ -192,11 +235,11 @@ def encode(
             normed.reshape(b, -1),
             known.reshape(b, -1).astype(float),
             np.column_stack([np.sin(solar), np.cos(solar), np.sin(season), np.cos(season)]),
+            *nwp,
             scene,
         ],
         axis=1,
     )
-    temp, has_temp = _last_valid(context[:, :, TEMPERATURE], spec.anchor_hours)
     rain, _ = _last_valid(context[:, :, PRECIPITATION], 1)
     anchor = np.column_stack([temp, rain])
     seen = observed_targets(context) if observed is None else np.asarray(observed, dtype=bool)
@@ -255,6 +298,8 @@ def build_samples(
     origin_to_us: int | None = None,
     scenes: Mapping[str, Scenes] | None = None,
     breaks: Mapping[str, Sequence[int]] | None = None,
+    forecasts: Mapping[str, StationForecasts] | None = None,
+    available_after_hours: float = 0.0,
 ) -> Samples:
     """Every usable sample whose origin lies in [origin_from, origin_to) (either open).
 
@@ -262,7 +307,9 @@ def build_samples(
     no gap inside its context and horizon: no hour without any observation (a hole of more
     than an hour in the record) and no discontinuity the data declares (`breaks`: per station,
     times in us where a new continuous stretch begins, e.g. a month of a typical year taken
-    from another year than the month before).
+    from another year than the month before). Where `spec.nwp`: each sample's NWP input from
+    `forecasts` (per station; a station without any has none: flags 0), the newest run
+    available `available_after_hours` after its reference time.
     """
     parts: list[Samples] = []
     c, h = spec.context_hours, spec.horizon_hours
@@ -285,7 +332,15 @@ def build_samples(
         windows, origins = windows[keep], origins[keep]
         cloud, age = scene_features((scenes or {}).get(name), origins)
         lon = np.full(origins.shape, np.nan if st.longitude is None else st.longitude)
-        enc = encode(spec, windows[:, :c], origins, lon, cloud, age)
+        nwp = None
+        if spec.nwp:
+            own = (forecasts or {}).get(name)
+            nwp = (
+                np.full((origins.size, h), np.nan)
+                if own is None
+                else own.at(origins, h, available_after_hours)
+            )
+        enc = encode(spec, windows[:, :c], origins, lon, cloud, age, nwp_temperature=nwp)
         target = windows[:, c:][:, :, [TEMPERATURE, PRECIPITATION]]
         # A target the context never reported is not forecast, so it is not scored or learnt.
         known = ~np.isnan(target) & enc.observed[:, None, :]

@@ -206,6 +206,113 @@ def _selection(data: dict[str, Any]) -> str:
     )
 
 
+_NWP_NAMES = {
+    "nwp_raw": "NWP, raw (nearest grid point)",
+    "nwp_lapse_corrected": "NWP, lapse-rate corrected",
+    "persistence": "persistence",
+    "climatology": "climatology",
+    "model_without_nwp": "model without the NWP input",
+    "model_with_nwp": "model with the NWP input (this version)",
+}
+
+
+def nwp_text(metrics: dict[str, Any]) -> str:
+    """The card's NWP section: the NWP baseline (raw and lapse-rate corrected) beside
+    persistence, climatology and the model with and without the NWP input, with the data each
+    figure rests on; where no forecast was ingested, that sentence."""
+    got = metrics.get("nwp")
+    if not got:
+        return "Not evaluated: this version's metrics predate NWP input."
+    source = got.get("source") or {}
+    if got.get("status") != "measured":
+        read = ""
+        if source.get("products") is not None:
+            read = (
+                f" ({source['products']} product(s) read; stations not covered: "
+                + (", ".join(f"{k}: {v}" for k, v in source["not_covered"].items()) or "none")
+                + (
+                    "; failed: " + ", ".join(source["failed_products"])
+                    if source.get("failed_products")
+                    else ""
+                )
+                + ")"
+            )
+        return (
+            f"No NWP baseline and no NWP input: {got.get('reason', 'no forecast ingested')}"
+            f"{read}. The model is trained on observations alone."
+        )
+    data = got["data"]
+    kind = (
+        "**synthetic** (observations plus a seeded error model, `synthetic_nwp`)"
+        if source.get("synthetic")
+        else "as ingested"
+    )
+    runs = source.get("runs") or ["?", "?"]
+    rests_on = (
+        f"All rows rest on the same {data['values']} temperature values ({data['samples']} of "
+        f"{data['held_out_samples']} held-out samples x lead hours the NWP covers) at "
+        f"{len(data['stations'])} station(s) ({', '.join(data['stations'])}), origins "
+        f"{data['origins']['start']} to {data['origins']['end']}; NWP: "
+        f"{source.get('products')} product(s) of model(s) {', '.join(source.get('models', []))}, "
+        f"runs {runs[0]} to {runs[1]}, {kind}; the newest run at least "
+        f"{source.get('available_after_hours', 0):g} h old at the origin, "
+        f"{source.get('method', '')}."
+    )
+    correction = source.get("lapse_rate_correction") or {}
+    notes = []
+    if correction:
+        notes.append(
+            "Height correction per station: "
+            + ", ".join(f"{k} {v}" for k, v in correction.items())
+            + "."
+        )
+    if source.get("not_covered"):
+        notes.append(
+            "Not covered: "
+            + "; ".join(f"{k} ({v})" for k, v in source["not_covered"].items())
+            + "."
+        )
+    if source.get("failed_products"):
+        notes.append(
+            f"{len(source['failed_products'])} product(s) could not be read and were left out: "
+            + "; ".join(f"{k}: {v}" for k, v in list(source["failed_products"].items())[:5])
+            + "."
+        )
+    skill = got.get("skill_of_model_with_nwp", {})
+    spread = got.get("skill_interval_of_model_with_nwp", {})
+    rows = []
+    for f, label in _NWP_NAMES.items():
+        score = got["scores"][f]
+        against = "" if f == "model_with_nwp" else _with_interval(skill.get(f), spread.get(f))
+        rows.append(
+            f"| {label} | {score['bias']:+.3f} | {score['rmse']:.3f} | {score['mae']:.3f} | "
+            f"{score['count']} | {against} |"
+        )
+    return "\n".join(
+        [
+            "Temperature (degC) on the held-out hours the NWP covers; precipitation from the NWP is "
+            "not read. " + rests_on,
+            "",
+            "| forecast | bias | RMSE | MAE | values | skill of this version against it |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            *notes,
+        ]
+    ).strip()
+
+
+def nwp_input(features: dict[str, Any]) -> str:
+    """The card's line on the NWP input: used or not (a model's contract)."""
+    if features.get("nwp"):
+        return (
+            " and, per lead hour, the NWP 2 m temperature forecast for the station from the "
+            "site's ingested ECMWF products (nearest grid point, lapse-rate corrected; a model "
+            "trained with it is only served where it can be fed)"
+        )
+    return "; no NWP input (none was ingested where it was trained)"
+
+
 MEASURED_SOURCES = "templates/real-data.json"
 
 
@@ -293,6 +400,14 @@ def render_model_card(
         event_rows=_event_rows(metrics),
         event_verdicts=event_verdicts(metrics),
         ablation=ablation_text(metrics),
+        nwp=nwp_text(metrics),
+        nwp_input=nwp_input(features),
+        nwp_limit=(
+            "it does not see neighbouring stations, and of numerical weather prediction only "
+            "the 2 m temperature at the grid point nearest the station"
+            if features.get("nwp")
+            else "it does not see neighbouring stations or numerical weather prediction"
+        ),
         periods=_periods(metrics),
         lead_model=scores["model"]["air_temperature"]["rmse_by_lead_hour"],
         lead_persistence=scores["persistence"]["air_temperature"]["rmse_by_lead_hour"],

@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError
 
 from fedeploy_inference.catalog import scenes_for_stations
 from fedeploy_inference.device import resolve_device
-from fedeploy_inference.hourly import to_hourly
+from fedeploy_inference.hourly import StationSeries, to_hourly
+from fedeploy_inference.nwp import MAX_PRODUCT_BYTES, Forecasts, collect, places
 from fedeploy_inference.registry import publish
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 # What the bucket's observations are: {"name": str, "synthetic": bool, "discontinuities"?:
 # {station: [RFC 3339 times where a new continuous stretch begins]}}, written by `generate` (and
 # by whoever loads a named data set); absent for a site's own ingested stream. No training
-# sample straddles a declared discontinuity.
+# sample straddles a declared discontinuity. Optional "nwp": {"synthetic": bool, ...}: what the
+# bucket's ECMWF forecast products are where they were not copied from ECMWF (synthetic_nwp).
 # Under observations/, the prefix the workload roles let inference read.
 DATASET_KEY = "observations/dataset.json"
 
@@ -77,7 +79,13 @@ def describe_dataset(client: Any, bucket: str) -> dict[str, Any]:
                     "time with offset is allowed"
                 )
             parsed[str(station)].append(int(when.timestamp() * 1_000_000))
-    return {"name": found["name"], "synthetic": found["synthetic"], "breaks": parsed}
+    nwp = found.get("nwp", {})
+    if not isinstance(nwp, dict) or not isinstance(nwp.get("synthetic", False), bool):
+        raise ValueError(f"{where}: nwp must be an object with a boolean `synthetic`")
+    described = {"name": found["name"], "synthetic": found["synthetic"], "breaks": parsed}
+    if nwp:
+        described["nwp"] = nwp
+    return described
 
 
 def record_dataset(
@@ -86,16 +94,69 @@ def record_dataset(
     name: str,
     synthetic: bool,
     discontinuities: dict[str, list[str]] | None = None,
+    nwp: dict[str, Any] | None = None,
 ) -> None:
     """Write the bucket's data set description (see DATASET_KEY)."""
     body: dict[str, Any] = {"name": name, "synthetic": synthetic}
     if discontinuities:
         body["discontinuities"] = discontinuities
+    if nwp:
+        body["nwp"] = nwp
     client.put_object(
         Bucket=bucket,
         Key=DATASET_KEY,
         Body=json.dumps(body).encode(),
         ContentType="application/json",
+    )
+
+
+# Where the ingestion service copies ECMWF open-data products (forecast_plan.Product.key):
+# sentinel/ecmwf-<model>-<stream>-<type>/<model>-<resol>-<stream>-<type>-<run>-<step>h-<params>/
+# data.grib2. Only products whose parameters include 2t are read.
+FORECASTS_PREFIX = "sentinel/ecmwf-"
+FORECAST_ASSET = "/data.grib2"
+
+
+def forecast_keys(client: Any, bucket: str) -> list[str]:
+    """The keys of the bucket's ingested ECMWF products that hold 2 m temperature, sorted."""
+    keys = []
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=FORECASTS_PREFIX):
+        for entry in page.get("Contents", []):
+            key = entry["Key"]
+            item = key.rsplit("/", 2)[-2] if key.count("/") >= 2 else ""
+            if key.endswith(FORECAST_ASSET) and "2t" in item.rsplit("-", 1)[-1].split("_"):
+                keys.append(key)
+    return sorted(keys)
+
+
+def _product_bytes(client: Any, bucket: str, key: str) -> bytes | Exception:
+    """A product's bytes, or why they cannot be had (too large, gone): it fails alone."""
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+        if head["ContentLength"] > MAX_PRODUCT_BYTES:
+            return ValueError(
+                f"{key}: {head['ContentLength']} bytes; at most {MAX_PRODUCT_BYTES} are read"
+            )
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        return ValueError(f"s3://{bucket}/{key}: {error}")
+
+
+def ingested_forecasts(
+    client: Any, bucket: str, series: dict[str, StationSeries], synthetic: bool = False
+) -> Forecasts | None:
+    """The bucket's ingested NWP read at the stations with a known position (nwp.collect),
+    None where the bucket holds no ECMWF product with 2t."""
+    keys = forecast_keys(client, bucket)
+    if not keys:
+        return None
+    item = {key: key.rsplit("/", 2)[-2] for key in keys}
+    return collect(
+        ((item[key], _product_bytes(client, bucket, key)) for key in keys),
+        places(series),
+        model_of={item[key]: item[key].split("-", 1)[0] for key in keys},
+        synthetic=synthetic,
     )
 
 
@@ -131,8 +192,13 @@ def train_and_publish(
         else None
     )
     dataset = describe_dataset(client, settings.bucket)
+    forecasts = ingested_forecasts(
+        client, settings.bucket, series, bool(dataset.get("nwp", {}).get("synthetic", False))
+    )
     log.info("training on %d rows from %d windows on %s", table.num_rows, len(windows), device)
-    result = train(series, config, device, scenes=scenes, breaks=dataset.get("breaks"))
+    result = train(
+        series, config, device, scenes=scenes, breaks=dataset.get("breaks"), forecasts=forecasts
+    )
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return TrainOutcome(None, result.metrics)
     data = {
@@ -150,6 +216,7 @@ def train_and_publish(
         "period": {"start": result.period[0].isoformat(), "end": result.period[1].isoformat()},
         "samples": {"train": result.train_samples, "test": len(result.test)},
         "sentinel_scenes": sum(s.times_us.size for s in (scenes or {}).values()),
+        "nwp": None if forecasts is None else forecasts.describe(),
         "train_config": config.__dict__,
         "note": note,
     }

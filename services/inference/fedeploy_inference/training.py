@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +19,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fedeploy_inference.evaluation import (
     Climatology,
+    climatology_forecast,
     compare,
     fit_climatology,
+    nwp_comparison,
+    nwp_forecast,
+    persistence_forecast,
     squared_errors,
 )
 from fedeploy_inference.features import (
@@ -35,6 +40,7 @@ from fedeploy_inference.features import (
 )
 from fedeploy_inference.hourly import StationSeries
 from fedeploy_inference.model import NetConfig, StationForecaster
+from fedeploy_inference.nwp import Forecasts
 from fedeploy_inference.verification import (
     Bootstrap,
     block_totals,
@@ -394,31 +400,23 @@ def calibrated(model: StationForecaster, validation: Samples, device: torch.devi
     return threshold
 
 
-def train(
-    series: Mapping[str, StationSeries],
-    config: TrainConfig,
-    device: torch.device,
-    spec: FeatureSpec | None = None,
-    scenes: Mapping[str, Scenes] | None = None,
-    breaks: Mapping[str, Sequence[int]] | None = None,
-) -> TrainingResult:
-    """Split, normalise on the training period, fit with early stopping on a validation period
-    (the end of the training period), and compare on the held-out period.
+@dataclass(frozen=True)
+class _Periods:
+    """The three periods' bounds (us) and the normalisation fitted on the time before."""
 
-    Periods: training | validation (`validation_fraction` of the time before the held-out
-    period) | held out (`holdout_fraction` of the whole). Origins stop a horizon before the next
-    period begins, so no target leaks across. `breaks`: declared discontinuities per station
-    (times in us) that no sample may straddle.
-    """
-    spec = spec or FeatureSpec()
+    split: datetime
+    validation_start: datetime
+    spec: FeatureSpec
+
+
+def _periods(
+    series: Mapping[str, StationSeries], config: TrainConfig, spec: FeatureSpec
+) -> _Periods:
     split = split_time(series, config.holdout_fraction)
-    split_us = _to_us(split)
     first = min(s.start for s in series.values())
     validation_start = (split - (split - first) * config.validation_fraction).replace(
         minute=0, second=0, microsecond=0
     )
-    val_us = _to_us(validation_start)
-    lead_us = spec.horizon_hours * _HOUR_US
     before = [
         st.values[: max(0, st.hour_index(validation_start))]
         for st in series.values()
@@ -428,40 +426,146 @@ def train(
         raise ValueError(
             f"train: no observations before the validation period starting {validation_start}"
         )
-    spec = fit_normalization(spec, before)
-    train_set = build_samples(
-        spec, series, origin_to_us=val_us - lead_us, scenes=scenes, breaks=breaks
-    )
+    return _Periods(split, validation_start, fit_normalization(spec, before))
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """One trained network on its (train, validation, test) samples, with its test forecast."""
+
+    sets: tuple[Samples, Samples, Samples]
+    net: NetConfig
+    model: StationForecaster
+    report: FitReport
+    dry_below: float
+    forecast: np.ndarray
+
+
+def _train_arm(
+    series: Mapping[str, StationSeries],
+    config: TrainConfig,
+    device: torch.device,
+    spec: FeatureSpec,
+    periods: _Periods,
+    **inputs: Any,
+) -> _Arm:
+    """Build the three periods' samples (`inputs`: scenes, breaks, forecasts, ... as
+    build_samples takes them), fit with early stopping, calibrate, forecast the test set."""
+    split_us, val_us = _to_us(periods.split), _to_us(periods.validation_start)
+    lead_us = spec.horizon_hours * _HOUR_US
+    train_set = build_samples(spec, series, origin_to_us=val_us - lead_us, **inputs)
     validation = build_samples(
-        spec,
-        series,
-        origin_from_us=val_us,
-        origin_to_us=split_us - lead_us,
-        scenes=scenes,
-        breaks=breaks,
+        spec, series, origin_from_us=val_us, origin_to_us=split_us - lead_us, **inputs
     )
-    test_set = build_samples(spec, series, origin_from_us=split_us, scenes=scenes, breaks=breaks)
+    test_set = build_samples(spec, series, origin_from_us=split_us, **inputs)
     net = NetConfig.for_spec(spec, config.hidden, config.layers)
     model, report = fit(train_set, net, config, device, validation)
     dry_below = calibrated(model, validation, device)
     forecast = predict(model, test_set.features, test_set.anchor, device)
-    climatology = fit_climatology(series, split_us)
-    metrics = compare(forecast, test_set, climatology, spec)
-    metrics["scene_ablation"] = scene_ablation(
-        (train_set, validation, test_set), forecast, net, config, device
-    )
+    return _Arm((train_set, validation, test_set), net, model, report, dry_below, forecast)
+
+
+NO_NWP = "no NWP forecast was ingested for these stations (no ECMWF product in the site's bucket)"
+
+
+def nwp_evaluation(
+    forecasts: Forecasts | None,
+    with_nwp: _Arm | None,
+    without_nwp: _Arm,
+    climatology: Climatology,
+    spec: FeatureSpec,
+) -> dict[str, object]:
+    """The card's NWP section: where forecasts were read, NWP raw and lapse-rate corrected
+    beside persistence, climatology and the model with and without the NWP input, on the
+    held-out samples and lead hours the NWP covers (`evaluation.nwp_comparison`); else the
+    reason there is none."""
+    if forecasts is None or with_nwp is None:
+        reason = NO_NWP
+        if forecasts is not None:
+            reason = "no ingested NWP product covers these stations"
+        return {
+            "status": "none ingested",
+            "reason": reason,
+            "source": forecasts.describe() if forecasts is not None else None,
+        }
+    test = with_nwp.sets[2]
+    same = without_nwp.sets[2]
+    if not (
+        np.array_equal(test.origin_us, same.origin_us) and (test.station == same.station).all()
+    ):
+        raise RuntimeError("nwp_evaluation: the two arms' held-out samples differ")
+    h = spec.horizon_hours
+    arms = {
+        "model_with_nwp": with_nwp.forecast,
+        "model_without_nwp": without_nwp.forecast,
+        "nwp_raw": nwp_forecast(forecasts, test, h, corrected=False),
+        "nwp_lapse_corrected": nwp_forecast(forecasts, test, h, corrected=True),
+        "persistence": persistence_forecast(test, h),
+        "climatology": climatology_forecast(climatology, test, h),
+    }
+    result = nwp_comparison(arms, test, ~np.isnan(arms["nwp_raw"][:, :, 0]))
+    return {"status": "measured", "source": forecasts.describe(), **result}
+
+
+def train(
+    series: Mapping[str, StationSeries],
+    config: TrainConfig,
+    device: torch.device,
+    spec: FeatureSpec | None = None,
+    scenes: Mapping[str, Scenes] | None = None,
+    breaks: Mapping[str, Sequence[int]] | None = None,
+    forecasts: Forecasts | None = None,
+) -> TrainingResult:
+    """Split, normalise on the training period, fit with early stopping on a validation period
+    (the end of the training period), and compare on the held-out period.
+
+    Periods: training | validation (`validation_fraction` of the time before the held-out
+    period) | held out (`holdout_fraction` of the whole). Origins stop a horizon before the next
+    period begins, so no target leaks across. `breaks`: declared discontinuities per station
+    (times in us) that no sample may straddle.
+
+    `forecasts` (NWP read from the site's ingested products, nwp.collect): where any station
+    has one, a second network is trained with the NWP input (FeatureSpec.nwp) on the same
+    samples and schedule, and it is the model returned; the one without is its baseline in
+    `metrics["nwp"]`. Without forecasts the model is trained exactly as before.
+    """
+    periods = _periods(series, config, spec or FeatureSpec())
+    spec = periods.spec
+    split, validation_start = periods.split, periods.validation_start
+    inputs: dict[str, Any] = {"scenes": scenes, "breaks": breaks}
+    plain = _train_arm(series, config, device, spec, periods, **inputs)
+    climatology = fit_climatology(series, _to_us(split))
+    arm, with_nwp = plain, None
+    if forecasts is not None and forecasts.any:
+        spec = replace(spec, nwp=True)
+        with_nwp = _train_arm(
+            series,
+            config,
+            device,
+            spec,
+            periods,
+            forecasts=forecasts.stations,
+            available_after_hours=forecasts.available_after_hours,
+            **inputs,
+        )
+        arm = with_nwp
+    train_set, validation, test_set = arm.sets
+    metrics = compare(arm.forecast, test_set, climatology, spec)
+    metrics["scene_ablation"] = scene_ablation(arm.sets, arm.forecast, arm.net, config, device)
+    metrics["nwp"] = nwp_evaluation(forecasts, with_nwp, plain, climatology, spec)
     metrics["periods"] = {
         name: target_period(part, spec.horizon_hours)
         for name, part in (("train", train_set), ("validation", validation), ("test", test_set))
     }
+    first = min(s.start for s in series.values())
     last = max(s.start + timedelta(hours=s.values.shape[0]) for s in series.values())
     return TrainingResult(
-        model=model,
+        model=arm.model,
         spec=spec,
         climatology=climatology,
         metrics=metrics,
         test=test_set,
-        test_forecast=forecast,
+        test_forecast=arm.forecast,
         split=split.astimezone(UTC),
         period=(first, last),
         train_samples=len(train_set),
@@ -469,12 +573,12 @@ def train(
         selection={
             "max_epochs": config.epochs,
             "patience": config.patience,
-            "epochs_run": report.epochs_run,
-            "best_epoch": report.best_epoch,
-            "best_validation_loss": report.best_validation_loss,
-            "validation_losses": report.validation_losses,
+            "epochs_run": arm.report.epochs_run,
+            "best_epoch": arm.report.best_epoch,
+            "best_validation_loss": arm.report.best_validation_loss,
+            "validation_losses": arm.report.validation_losses,
             "validation_start": validation_start.astimezone(UTC).isoformat(),
             "validation_samples": len(validation),
-            "dry_below_mm": dry_below,
+            "dry_below_mm": arm.dry_below,
         },
     )

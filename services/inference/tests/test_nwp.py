@@ -1,0 +1,193 @@
+"""NWP at the stations (issue 36): GRIB2 products written here with ecCodes, read back at the
+stations (nearest grid point, lapse-rate corrected), fed to the model and scored in its card."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from fedeploy_inference import nwp
+from fedeploy_inference.features import (
+    FeatureSpec,
+    NwpInputError,
+    build_samples,
+    encode,
+    fit_normalization,
+    require_no_nwp,
+)
+from fedeploy_inference.hourly import to_hourly
+from fedeploy_inference.nwp import GRAVITY, KELVIN, Place, ProductError, collect, read_product
+from fedeploy_inference.synthetic import SyntheticSpec, generate, scenes
+from fedeploy_inference.synthetic_nwp import grib2_field
+
+RUN = datetime(2026, 1, 1, 12, tzinfo=UTC)
+# A 3 x 4 grid of 1-degree steps from 50N 10W (written as ECMWF writes it: longitude 350).
+TEMPERATURE_K = np.array(
+    [[270.0, 271.0, 272.0, 273.0], [280.0, 281.0, 282.0, 283.0], [290.0, 291.0, 292.0, 293.0]]
+)
+OROGRAPHY_M = np.array([[0.0, 100.0, 200.0, 300.0], [400.0, 500.0, 600.0, 700.0], [0.0] * 4])
+
+
+def product(step: int = 6, orography: bool = True, lon0: float = -10.0) -> bytes:
+    """2t (and z) on the small grid, run RUN, `step` hours."""
+    data = grib2_field("2t", RUN, step, 50.0, lon0, 4, 3, 1.0, TEMPERATURE_K)
+    if orography:
+        data += grib2_field("z", RUN, step, 50.0, lon0, 4, 3, 1.0, OROGRAPHY_M * GRAVITY)
+    return data
+
+
+def test_values_at_known_grid_points_in_degc_with_valid_time():
+    places = [
+        Place("a", 50.0, -10.0, None),
+        Place("b", 49.0, -8.0, None),
+        Place("c", 48.2, -6.9, None),
+    ]
+    read = read_product(product(), "p1", places)
+    assert read.reference == RUN and read.step_hours == 6.0
+    assert read.valid == datetime(2026, 1, 1, 18, tzinfo=UTC)
+    got = {k: round(v.raw_c, 2) for k, v in read.values.items()}
+    # c is nearest to 48N -7E: row 2, column 3.
+    assert got == {
+        "a": round(270.0 - KELVIN, 2),
+        "b": round(282.0 - KELVIN, 2),
+        "c": round(293.0 - KELVIN, 2),
+    }
+    assert (read.values["c"].grid_latitude, read.values["c"].grid_longitude) == (48.0, -7.0)
+
+
+def test_lapse_rate_correction_from_the_products_orography():
+    read = read_product(product(), "p1", [Place("high", 49.0, -9.0, 1300.0)])
+    value = read.values["high"]
+    # Grid point 49N 9W: 281 K at 500 m; the station is 800 m higher: 5.2 K colder.
+    assert value.grid_elevation == pytest.approx(500.0, abs=0.5)
+    assert value.raw_c == pytest.approx(281.0 - KELVIN, abs=0.01)
+    assert value.corrected_c == pytest.approx(281.0 - KELVIN - 0.0065 * 800.0, abs=0.01)
+    assert value.correction == "-5.20 K"
+
+
+def test_no_orography_or_no_elevation_leaves_the_value_raw_and_says_why():
+    without = read_product(product(orography=False), "p1", [Place("s", 49.0, -9.0, 1300.0)])
+    assert without.values["s"].corrected_c == without.values["s"].raw_c
+    assert "no z or orog" in without.values["s"].correction
+    unknown = read_product(product(), "p1", [Place("s", 49.0, -9.0, None)])
+    assert "elevation is unknown" in unknown.values["s"].correction
+
+
+@pytest.mark.parametrize("longitude", [-9.0, 351.0, -369.0])
+def test_longitudes_either_convention(longitude):
+    read = read_product(product(), "p1", [Place("s", 50.0, longitude, None)])
+    assert read.values["s"].raw_c == pytest.approx(271.0 - KELVIN, abs=0.01)
+
+
+def test_a_grid_written_0_to_360_is_read_at_a_western_station():
+    data = grib2_field("2t", RUN, 0, 50.0, 350.0, 4, 3, 1.0, TEMPERATURE_K)
+    read = read_product(data, "p1", [Place("s", 49.0, -7.0, None)])
+    assert read.values["s"].raw_c == pytest.approx(283.0 - KELVIN, abs=0.01)
+
+
+def test_a_global_grid_wraps_at_the_dateline():
+    values = np.tile(np.arange(36, dtype=float) + 250.0, (3, 1))
+    data = grib2_field("2t", RUN, 0, 10.0, 0.0, 36, 3, 10.0, values)
+    read = read_product(data, "p1", [Place("w", 0.0, -4.0, None), Place("e", 0.0, 356.0, None)])
+    # Both are nearest to 0 E (column 0), not to 350 E.
+    assert read.values["w"].raw_c == pytest.approx(250.0 - KELVIN, abs=0.01)
+    assert read.values["e"].raw_c == pytest.approx(250.0 - KELVIN, abs=0.01)
+
+
+def test_a_station_outside_the_area_is_not_covered():
+    places = [
+        Place("far", 30.0, -9.0, None),
+        Place("east", 49.0, 20.0, None),
+        Place("in", 49.0, -9.0, None),
+    ]
+    read = read_product(product(), "p1", places)
+    assert not read.values["far"].covered and "latitude 30" in read.values["far"].reason
+    assert not read.values["east"].covered and "longitude 20" in read.values["east"].reason
+    assert read.values["in"].covered
+    forecasts = collect([("p1", product())], places)
+    assert set(forecasts.stations) == {"in"}
+    assert forecasts.not_covered["far"].startswith("not covered: latitude")
+
+
+@pytest.mark.parametrize(
+    "data, said",
+    [
+        (b"not a grib file", "no GRIB message at byte 0"),
+        (product()[:-10], "cut short or corrupt"),
+        (grib2_field("msl", RUN, 0, 50.0, -10.0, 4, 3, 1.0, TEMPERATURE_K * 300), "no 2t"),
+    ],
+)
+def test_a_bad_product_fails_alone_with_its_id(data, said):
+    with pytest.raises(ProductError, match=f"bad-1: .*{said}"):
+        read_product(data, "bad-1", [Place("s", 49.0, -9.0, None)])
+    forecasts = collect(
+        [("bad-1", data), ("good", product()), ("gone", ValueError("s3: NoSuchKey"))],
+        [Place("s", 49.0, -9.0, None)],
+    )
+    assert forecasts.products == 1 and set(forecasts.failed) == {"bad-1", "gone"}
+    assert said in forecasts.failed["bad-1"]
+    assert "s" in forecasts.stations
+
+
+def test_a_corrupt_message_inside_the_grib_envelope_fails_with_the_products_id():
+    data = bytearray(product(orography=False))
+    data[20:60] = b"\xff" * 40  # section 1 and on: garbage with a sound length and end
+    with pytest.raises(ProductError, match="broken-7"):
+        read_product(bytes(data), "broken-7", [Place("s", 49.0, -9.0, None)])
+
+
+def _hour(h: float) -> int:
+    return int(RUN.timestamp() * 1_000_000 + h * 3_600_000_000)
+
+
+def test_forecasts_come_from_the_newest_run_available_at_the_origin_interpolated():
+    runs = [_hour(0)] * 3 + [_hour(12)] * 3
+    valid = [_hour(0), _hour(6), _hour(12), _hour(12), _hour(18), _hour(24)]
+    values = np.array([0.0, 6.0, 12.0, 100.0, 106.0, 112.0])
+    station = nwp.StationForecasts(np.array(runs), np.array(valid), values, values + 1)
+    # Origin 11 h: run 0 (run 12 is not out yet); lead 1 is the hour 11-12, its middle 11.5.
+    got = station.at(np.array([_hour(11)]), 3, corrected=False)
+    assert got[0, 0] == pytest.approx(11.5)
+    assert np.isnan(got[0, 1])  # 12.5 h is past run 0's last step
+    assert station.at(np.array([_hour(12)]), 1, corrected=True)[0, 0] == pytest.approx(101.5)
+    # Published 8 h after its reference time, run 12 is not available at 13 h: run 0 ends at 12.
+    assert np.isnan(station.at(np.array([_hour(13)]), 1, 8.0)[0, 0])
+    assert station.at(np.array([_hour(20)]), 1, 8.0)[0, 0] == pytest.approx(109.5)
+    assert np.isnan(station.at(np.array([_hour(-1)]), 1)[0, 0])  # before any run
+
+
+# sha256 of the features, anchor, target and mask of build_samples on this data, recorded with
+# the code before NWP input existed: without forecasts the model sees exactly what it saw.
+BEFORE_NWP = "7d8def1d3c241a349609bb125c3dfa04bb27ae0731d6b941ce00079da231632b"
+
+
+def test_without_forecasts_the_inputs_are_unchanged_bit_for_bit():
+    spec = SyntheticSpec(stations=2, days=10)
+    series = to_hourly(pa.concat_tables([t for _, t in generate(spec)]))
+    fs = fit_normalization(FeatureSpec(), [s.values for s in series.values()])
+    samples = build_samples(fs, series, scenes=scenes(spec))
+    digest = hashlib.sha256()
+    for part in (samples.features, samples.anchor, samples.target, samples.target_known):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    assert digest.hexdigest() == BEFORE_NWP
+    assert "nwp" not in fs.to_dict() and fs.n_features == 247
+
+
+def test_the_contract_refuses_inputs_a_model_was_not_trained_on():
+    spec = FeatureSpec(context_hours=2, horizon_hours=2)
+    context = np.zeros((1, 2, 5))
+    args = (context, np.array([_hour(0)]), np.array([0.0]), np.array([np.nan]), np.array([np.nan]))
+    with pytest.raises(NwpInputError, match="trained without them"):
+        encode(spec, *args, nwp_temperature=np.zeros((1, 2)))
+    with_nwp = FeatureSpec(context_hours=2, horizon_hours=2, nwp=True)
+    with pytest.raises(NwpInputError, match="none were supplied"):
+        encode(with_nwp, *args)
+    encoded = encode(with_nwp, *args, nwp_temperature=np.array([[1.0, np.nan]]))
+    assert encoded.features.shape[1] == with_nwp.n_features == spec.n_features + 4
+    assert FeatureSpec.from_dict(with_nwp.to_dict()).nwp
+    with pytest.raises(NwpInputError, match="this server does not feed forecasts"):
+        require_no_nwp(with_nwp, "m/v1", "this server")
+    require_no_nwp(spec, "m/v1", "this server")

@@ -1,0 +1,128 @@
+"""A training run with ingested NWP (issue 36, done when): GRIB2 products in the site's bucket
+where the ingestion service puts them, read at the stations, fed to the model, and its card
+reporting the NWP baseline (raw and lapse-rate corrected) beside persistence and climatology,
+and the model with and without the forecast input; without products, the card says so."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pyarrow as pa
+import pytest
+import torch
+from fedeploy_inference.batch import Area, run_batch
+from fedeploy_inference.evaluation import NWP_FORECASTS
+from fedeploy_inference.features import NwpInputError
+from fedeploy_inference.hourly import to_hourly
+from fedeploy_inference.model_watcher import ModelWatcher
+from fedeploy_inference.registry import load_manifest, resolve_version
+from fedeploy_inference.s3 import s3_client
+from fedeploy_inference.service_metrics import ServiceMetrics
+from fedeploy_inference.synthetic import SyntheticSpec, generate
+from fedeploy_inference.synthetic_nwp import ErrorModel, products
+from fedeploy_inference.train_from_store import record_dataset, train_and_publish
+from fedeploy_inference.training import TrainConfig
+from fedeploy_inference.window_store import write_windows
+
+# Small and fast: 2 stations, 30 days, a run every 12 h with 6-hourly steps on a 0.5-degree grid.
+DATA = SyntheticSpec(stations=2, days=30)
+ERRORS = ErrorModel(run_every_hours=12, steps=(0, 6, 12, 18), grid_degrees=0.5)
+FAST = TrainConfig(epochs=4, patience=2, hidden=32)
+COLLECTION = "sentinel/ecmwf-ifs-oper-fc"
+
+
+def _card(client, settings, version: str) -> str:
+    key = f"models/{settings.model_name}/{version}/model-card.md"
+    return client.get_object(Bucket=settings.bucket, Key=key)["Body"].read().decode()
+
+
+@pytest.fixture(scope="module")
+def windows():
+    return list(generate(DATA))
+
+
+def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, windows):
+    client = s3_client(settings)
+    write_windows(client, settings.bucket, windows)
+    record_dataset(client, settings.bucket, "two synthetic stations", True, nwp={"synthetic": True})
+    series = to_hourly(pa.concat_tables([t for _, t in windows]))
+    written = 0
+    for item, body in products(series, ERRORS):
+        client.put_object(Bucket=settings.bucket, Key=f"{COLLECTION}/{item}/data.grib2", Body=body)
+        written += 1
+    # A corrupt product fails alone; a product without 2t is not read at all.
+    bad = "ifs-0p5-oper-fc-2026010100-99h-2t_z"
+    client.put_object(Bucket=settings.bucket, Key=f"{COLLECTION}/{bad}/data.grib2", Body=b"GRIB!")
+    client.put_object(
+        Bucket=settings.bucket,
+        Key=f"{COLLECTION}/ifs-0p5-oper-fc-2026010100-0h-msl/data.grib2",
+        Body=b"not read",
+    )
+
+    outcome = train_and_publish(settings, FAST)
+
+    nwp = outcome.metrics["nwp"]
+    assert nwp["status"] == "measured"
+    assert nwp["source"]["products"] == written and nwp["source"]["synthetic"] is True
+    assert list(nwp["source"]["failed_products"]) == [bad]
+    assert nwp["source"]["models"] == ["ifs"]
+    scores = nwp["scores"]
+    assert tuple(scores) == NWP_FORECASTS
+    # Every figure of the comparison rests on the same values.
+    assert len({s["count"] for s in scores.values()}) == 1 and scores["nwp_raw"]["count"] > 0
+    assert nwp["data"]["stations"] == ["syn-000", "syn-001"]
+    # The synthetic grid's orography is 150 m off each station: the correction helps.
+    assert scores["nwp_lapse_corrected"]["rmse"] < scores["nwp_raw"]["rmse"]
+
+    version = resolve_version(client, settings.bucket, settings.model_name, "latest")
+    manifest = load_manifest(client, settings.bucket, settings.model_name, version)
+    assert manifest["features"]["nwp"] is True
+    card = _card(client, settings, version)
+    section = card.split("### NWP at the stations")[1].split("###")[0]
+    for row in (
+        "| NWP, raw (nearest grid point) |",
+        "| NWP, lapse-rate corrected |",
+        "| persistence |",
+        "| climatology |",
+        "| model without the NWP input |",
+        "| model with the NWP input (this version) |",
+    ):
+        assert row in section
+    assert "**synthetic**" in section and f"{written} product(s) of model(s) ifs" in section
+    assert bad in section
+    data = json.loads(
+        client.get_object(
+            Bucket=settings.bucket, Key=f"models/{settings.model_name}/{version}/data.json"
+        )["Body"].read()
+    )
+    assert data["nwp"]["stations"] == ["syn-000", "syn-001"]
+
+    # Neither the server nor a batch run feeds forecasts: both refuse the version, clearly.
+    watcher = ModelWatcher(
+        client, settings.bucket, settings.model_name, "latest", torch.device("cpu"),
+        ServiceMetrics(), 60.0,
+    )  # fmt: skip
+    with pytest.raises(NwpInputError, match=f"{version} was trained with NWP forecasts"):
+        watcher.check()
+    assert watcher.current is None
+    with pytest.raises(NwpInputError, match="a batch run does not feed forecasts"):
+        run_batch(
+            settings, Area(0.0, 40.0, 20.0, 60.0), DATA.start, DATA.start + timedelta(hours=1)
+        )
+
+
+def test_without_ingested_forecasts_the_card_says_so(settings, windows):
+    client = s3_client(settings)
+    write_windows(client, settings.bucket, windows)
+    outcome = train_and_publish(settings, FAST)
+    assert outcome.metrics["nwp"]["status"] == "none ingested"
+    version = resolve_version(client, settings.bucket, settings.model_name, "latest")
+    assert (
+        "nwp"
+        not in load_manifest(client, settings.bucket, settings.model_name, version)["features"]
+    )
+    card = _card(client, settings, version)
+    section = card.split("### NWP at the stations")[1].split("###")[0]
+    assert "No NWP baseline and no NWP input: no NWP forecast was ingested" in section
+    assert "no NWP input (none was ingested where it was trained)" in card
