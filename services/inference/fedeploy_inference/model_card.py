@@ -275,7 +275,7 @@ def nwp_text(metrics: dict[str, Any]) -> str:
     if source.get("failed_products"):
         notes.append(
             f"{len(source['failed_products'])} product(s) could not be read and were left out: "
-            + "; ".join(f"{k}: {v}" for k, v in list(source["failed_products"].items())[:5])
+            + "; ".join(list(source["failed_products"].values())[:5])
             + "."
         )
     skill = got.get("skill_of_model_with_nwp", {})

@@ -385,7 +385,7 @@ def collect(
     count = 0
     for product, data in products:
         if isinstance(data, Exception):
-            failed[product] = str(data)
+            failed[product] = f"{product}: {data}"
             continue
         try:
             read = read_product(data, product, places)
