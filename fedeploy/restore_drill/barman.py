@@ -60,8 +60,9 @@ class BackupStore:
         ]
         return shlex.join(argv) + " %f %p"
 
-    def restore(self, data_dir: str, backup_id: str = "latest") -> list[str]:
-        """Download a base backup (`latest` or an id) into an empty data directory."""
+    def restore(self, data_dir: str, backup_id: str = "auto") -> list[str]:
+        """Download a base backup into an empty data directory: `auto`, the newest (barman-cloud
+        3.13, Debian 13's, knows no `latest`: it reads it as a backup's name), or an id."""
         return [
             self._program("barman-cloud-restore"),
             *self._common(),

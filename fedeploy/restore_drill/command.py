@@ -3,6 +3,8 @@ with the live catalog. Exit 0: identical; 1: differs; 2: the drill could not run
 
 from __future__ import annotations
 
+import os
+import pwd
 import tempfile
 import time
 from pathlib import Path
@@ -139,6 +141,7 @@ def restore_drill_command(
     if pushgateway and not site:
         raise typer.BadParameter("--pushgateway needs --site (the pushed series' site label)")
     store = _store(backup_url, server_name, endpoint_url)
+    _default_user_without_passwd(user)
     started = time.monotonic()
     status, items = 2, 0
     try:
@@ -165,6 +168,16 @@ def restore_drill_command(
                 )
     if status:
         raise typer.Exit(status)
+
+
+def _default_user_without_passwd(user: str) -> None:
+    """libpq works out a default user from the passwd entry of the process's uid, and fails
+    every connection without one (a pod's uid 10001 in the restore-drill image has none):
+    PGUSER then names one. Every connection the drill makes names its user anyway."""
+    try:
+        pwd.getpwuid(os.getuid())
+    except KeyError:
+        os.environ.setdefault("PGUSER", user)
 
 
 def _with_credentials(dsn: str, user_file: Path | None, password_file: Path | None) -> str:

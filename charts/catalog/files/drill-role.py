@@ -1,6 +1,7 @@
 """The restore drill's read-only role, created or updated by the migration (backup.drill).
 
-Its name and password come from the drill's Secret (mounted in /etc/fedeploy/drill-db); it may
+Its name and password come from the drill's Secret (mounted in /etc/fedeploy/drill-db, or the
+folder DRILL_ROLE_SECRET_DIR names); it may
 log in, is a member of pgstac_read only (pgstac's read-only role) and reads in read-only
 transactions by default. Runs as the database's owner, after pgstac's migrations.
 """
@@ -11,7 +12,7 @@ import pathlib
 import psycopg
 from psycopg import sql
 
-secret = pathlib.Path("/etc/fedeploy/drill-db")
+secret = pathlib.Path(os.environ.get("DRILL_ROLE_SECRET_DIR", "/etc/fedeploy/drill-db"))
 user = (secret / "username").read_text().strip()
 password = (secret / "password").read_text().strip()
 if not user or not password or user == os.environ.get("PGUSER"):
