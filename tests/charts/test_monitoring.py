@@ -31,7 +31,7 @@ PUSHGATEWAY = {"monitoring": {"pushgateway": {"url": "http://pushgateway.monitor
 
 def pushing(chart: str) -> dict[str, Any]:
     """The values of a site with a Pushgateway, for the charts whose batch runs push to it."""
-    return PUSHGATEWAY if chart in ("ingestion", "catalog") else {}
+    return PUSHGATEWAY if chart in ("ingestion", "catalog", "inference") else {}
 
 
 MONITORING_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
@@ -179,6 +179,48 @@ def test_scrape_targets_select_pods_of_this_release_that_serve_metrics(chart, si
             if monitor["kind"] == "ServiceMonitor":  # the Service's port, which targets the pods'
                 ports = {p["name"] for s in services for p in s["spec"]["ports"]}
             assert {e["port"] for e in endpoints} <= ports
+
+
+@pytest.mark.parametrize(
+    ("chart", "site", "pushers"),
+    [
+        ("ingestion", "aws", "fedeploy-sentinel"),
+        ("catalog", "hub", "fedeploy-harvest|fedeploy-restore-drill"),
+        ("inference", "hpc", "fedeploy-bridge-submit"),
+    ],
+)
+def test_the_pushgateway_is_scraped_by_the_charts_own_monitor_keeping_only_its_pushers(
+    chart, site, pushers
+):
+    """A push under any other job (a scraped workload's, to mask its series) or for another
+    site is dropped by the chart's monitor, which stamps what it keeps; the rules on pushed
+    series read only stamped series."""
+    manifests = monitored(chart, site, pushing(chart))
+    (monitor,) = [
+        m
+        for m in manifests
+        if m["kind"] == "PodMonitor" and m["metadata"]["name"] == f"{chart}-pushgateway"
+    ]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["monitoring"]}
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["honorLabels"] is True and endpoint["targetPort"] == 9091
+    assert endpoint["metricRelabelings"] == [
+        {"sourceLabels": ["job"], "regex": pushers, "action": "keep"},
+        {"sourceLabels": ["site"], "regex": SITES[site][chart]["site"]["name"], "action": "keep"},
+        {"targetLabel": "fedeploy_pushgateway", "replacement": chart, "action": "replace"},
+    ]
+    (spec,) = rules_of(manifests)
+    pushed = [
+        rule
+        for rule in alerts_of(spec)
+        if re.search(r'job="fedeploy-(sentinel|harvest|bridge-submit)"', rule["expr"])
+    ]
+    assert pushed
+    for rule in pushed:
+        selectors = re.findall(r"\{[^{}]*job=\"fedeploy-[^{}]*\}", rule["expr"])
+        assert selectors and all(f'fedeploy_pushgateway="{chart}"' in s for s in selectors)
+    # Without a Pushgateway, no monitor of it.
+    assert not [m for m in monitored(chart, site) if m["metadata"]["name"].endswith("-pushgateway")]
 
 
 # ------------------------------------------------------------------ promtool
@@ -348,19 +390,25 @@ _INFERENCE_PODS = _pod_cases("inference-5d8c7b9f4-x7k2p", "server")
 _BUCKET = "fedeploy_inference_request_duration_seconds_bucket"
 _PUSHED_SENTINEL = (
     'ingest_sentinel_last_run_registered_items{job="fedeploy-sentinel", site="aws-eu", '
-    'instance="pushgateway:9091"'
+    'instance="pushgateway:9091", fedeploy_pushgateway="ingestion"'
 )
 _PUSHED_MEMBER = (
     'ingest_harvest_member_last_success_timestamp_seconds{job="fedeploy-harvest", site="hub", '
-    'instance="pushgateway:9091"'
+    'instance="pushgateway:9091", fedeploy_pushgateway="catalog"'
 )
 _PUSHED_FAILURE = _PUSHED_MEMBER.replace("last_success", "last_failure")
 _PROBE = f'{_S}, job="inference-bridge-probe", pod="inference-bridge-probe-6b7c8d9f5-k3m4n"'
 _BRIDGE_DOWN = {"namespace": NAMESPACE, "severity": "critical"}
 _PUSHED_SUBMISSION = (
     'fedeploy_bridge_last_submission_timestamp_seconds{job="fedeploy-bridge-submit", '
-    'site="hpc-centre", instance="pushgateway:9091"'
+    'site="hpc-centre", instance="pushgateway:9091", fedeploy_pushgateway="inference"'
 )
+
+
+def _unstamped(series: str) -> str:
+    """The same series from a scrape of the Pushgateway other than the chart's own monitor,
+    which stamps what it keeps (a push that names the stamp is overwritten there)."""
+    return re.sub(r', fedeploy_pushgateway="[^"]*"', "", series)
 
 
 def _pushed_drill_cases(site: str) -> list[dict[str, Any]]:
@@ -538,6 +586,8 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 "30h",
                 None,
             ),
+            # Read by another scrape of the Pushgateway than the chart's monitor: not read.
+            _case("1h", {f'{_unstamped(_PUSHED_SENTINEL)}, worker="0"}}': "3 0x30"}, "30h", None),
         ],
         "IngestSentinelNoSuccess": _INGESTION_JOBS["NoSuccess"],
         "IngestCrashLooping": _INGESTION_PODS["CrashLooping"],
@@ -677,6 +727,13 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 "26h",
                 None,
             ),
+            # Not kept by the chart's Pushgateway monitor: not read.
+            _case(
+                "1m",
+                {f'{_unstamped(_PUSHED_SUBMISSION)}, outcome="failure"}}': "600x20"},
+                "15m",
+                None,
+            ),
             # A failure pushed for another site is not this one's.
             _case(
                 "1m",
@@ -747,6 +804,17 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 {
                     f'{_PUSHED_MEMBER}, member="aws-eu"}}': "0+600x20",
                     f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
+                },
+                "3h",
+                None,
+            ),
+            # A stale timestamp pushed under job fedeploy-harvest but not kept by the chart's
+            # monitor (another scrape of the Pushgateway) fires nothing.
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
+                    f'{_unstamped(_PUSHED_MEMBER)}, member="aws-eu"}}': "0x20",
                 },
                 "3h",
                 None,

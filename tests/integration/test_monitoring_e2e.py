@@ -68,6 +68,28 @@ def _scrape(job: str, port: int, pod: str, container: str, component: str) -> di
     }
 
 
+def pushgateway_scrape(manifests: list[dict[str, Any]], url: str) -> dict[str, Any]:
+    """The scrape job the prometheus-operator makes of the chart's Pushgateway PodMonitor,
+    pointed at the Pushgateway at `url`: its honor_labels and metric relabelings, as rendered."""
+    (monitor,) = [
+        m
+        for m in manifests
+        if m["kind"] == "PodMonitor" and m["metadata"]["name"].endswith("-pushgateway")
+    ]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    names = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
+    return {
+        "job_name": f"{monitor['metadata']['namespace']}/{monitor['metadata']['name']}",
+        "honor_labels": endpoint["honorLabels"],
+        "metrics_path": endpoint["path"],
+        "static_configs": [{"targets": [url.removeprefix("http://")]}],
+        "metric_relabel_configs": [
+            {names.get(key, key): value for key, value in rule.items()}
+            for rule in endpoint["metricRelabelings"]
+        ],
+    }
+
+
 def _wait_for(check: Callable[[], bool], what: str, logs: list[Path]) -> None:
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
@@ -246,7 +268,7 @@ def test_alerts_fire_on_real_faults_and_resolve_and_every_dashboard_query_runs(p
 
 def test_a_member_not_harvested_for_too_long_fires_through_the_pushgateway(tmp_path):
     """What the harvest pushes per member (outcome.py), scraped from Debian's real Pushgateway
-    with honor_labels as kube-prometheus-stack scrapes it: the member whose harvests fail goes
+    as the chart's Pushgateway monitor scrapes it: the member whose harvests fail goes
     stale and its alert fires, for it alone; a successful harvest of it resolves the alert."""
     from fedeploy_ingestion.outcome import push_harvest
 
@@ -260,15 +282,10 @@ def test_a_member_not_harvested_for_too_long_fires_through_the_pushgateway(tmp_p
                 "alerts": {"harvestMaxAgeSeconds": 8},
             }
         }
-        job = {
-            "job_name": "pushgateway",
-            "honor_labels": True,
-            "static_configs": [{"targets": [gateway.url.removeprefix("http://")]}],
-        }
+        manifests = monitored("catalog", "hub", values)
+        job = pushgateway_scrape(manifests, gateway.url)
         prometheus = start_peer(
-            lambda: PrometheusServer(
-                tmp_path / "prometheus", [job], rules_of(monitored("catalog", "hub", values))
-            ).start()
+            lambda: PrometheusServer(tmp_path / "prometheus", [job], rules_of(manifests)).start()
         )
         try:
             logs = [gateway.daemon.log_file, prometheus.daemon.log_file]
@@ -298,4 +315,54 @@ def test_a_member_not_harvested_for_too_long_fires_through_the_pushgateway(tmp_p
         finally:
             prometheus.stop()
     finally:
+        gateway.stop()
+
+
+def test_a_push_copying_the_consumers_labels_neither_masks_nor_fires_an_alert(tmp_path):
+    """A pusher copies the stream consumer's job, namespace and pod into the real Pushgateway:
+    broker connected (to mask the real disconnect) and an enormous lag (to fire a false alert).
+    Scraped as the ingestion chart's Pushgateway monitor scrapes it (honor_labels, then only the
+    Sentinel's job and this site kept), the push never reaches the rules: the consumer's real
+    disconnect fires IngestBrokerDisconnected, and IngestLagBeyondWindow stays silent."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, start_http_server
+
+    from loopback.prometheus import Pushgateway
+
+    gateway = start_peer(lambda: Pushgateway(tmp_path / "pushgateway").start())
+    consumer = CollectorRegistry()
+    Gauge("ingest_broker_connected", "", registry=consumer).set(0)
+    Gauge("ingest_lag_seconds", "", registry=consumer).set(0)
+    port = free_port()
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=consumer)
+    spoof = CollectorRegistry()
+    Gauge("ingest_broker_connected", "", registry=spoof).set(1)
+    Gauge("ingest_lag_seconds", "", registry=spoof).set(10**6)
+    labels = {"namespace": NAMESPACE, "pod": STREAM_POD, "container": "stream", "site": SITE}
+    push_to_gateway(gateway.url, job="ingestion-stream", registry=spoof, grouping_key=labels)
+    values = {
+        "monitoring": {
+            "pushgateway": {"url": gateway.url},
+            "alerts": {"brokerDisconnectedFor": "3s", "lagFor": "3s"},
+        }
+    }
+    manifests = monitored("ingestion", "aws", values)
+    jobs = [
+        _scrape("ingestion-stream", port, STREAM_POD, "stream", "stream"),
+        pushgateway_scrape(manifests, gateway.url),
+    ]
+    prometheus = start_peer(
+        lambda: PrometheusServer(tmp_path / "prometheus", jobs, rules_of(manifests)).start()
+    )
+    try:
+        logs = [gateway.daemon.log_file, prometheus.daemon.log_file]
+        states = prometheus.alert_states
+        _wait_for(lambda: states().get("IngestBrokerDisconnected") == "firing", "firing", logs)
+        assert "IngestLagBeyondWindow" not in states()
+        # What the rules see of the consumer: its own series alone, the push dropped.
+        seen = prometheus.query('ingest_broker_connected{job="ingestion-stream"}')
+        assert [s["value"][1] for s in seen] == ["0"], seen
+        assert "ingest_broker_connected" in gateway.metrics()  # the push itself is there
+    finally:
+        prometheus.stop()
+        server.shutdown()
         gateway.stop()

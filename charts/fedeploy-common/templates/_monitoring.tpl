@@ -73,3 +73,58 @@ outcome (with monitoring.pushgateway.url). */}}
   value: {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/* The PodMonitor of the site's Pushgateway for this chart's pushes (with
+monitoring.pushgateway.url): `jobs`, the job names this chart's batch runs push under. It keeps
+the pushers' labels (honorLabels), then keeps only the series of those jobs and this site and
+stamps them fedeploy_pushgateway=<fullname>, a label no push can set (the stamp overwrites it):
+a push naming another job (a scraped workload's, to mask its series) is dropped here, and the
+rules on pushed series read only stamped ones. It stands in for any other scrape of the
+Pushgateway (docs/charts.md, Monitoring). */}}
+{{- define "fedeploy-common.pushgatewayMonitor" -}}
+{{- $root := .root }}
+{{- $m := $root.Values.monitoring }}
+{{- $p := $m.pushgateway }}
+{{- $fullname := include "fedeploy-common.fullname" $root }}
+{{- $url := urlParse $p.url }}
+{{- $hostPort := splitList ":" $url.host }}
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata:
+  name: {{ $fullname }}-pushgateway
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "fedeploy-common.labels" $root | nindent 4 }}
+    {{- with $m.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- toYaml $p.podLabels | nindent 6 }}
+  namespaceSelector:
+    matchNames: [{{ default $root.Release.Namespace $p.namespace }}]
+  podMetricsEndpoints:
+    - targetPort: {{ ternary (last $hostPort) (ternary "443" "80" (eq $url.scheme "https")) (gt (len $hostPort) 1) | int }}
+      path: {{ trimSuffix "/" $url.path }}/metrics
+      scheme: {{ $url.scheme }}
+      interval: {{ $m.scrapeInterval }}
+      honorLabels: true
+      metricRelabelings:
+        # Only this chart's pushers' series, and only this site's.
+        - sourceLabels: [job]
+          regex: {{ join "|" .jobs | quote }}
+          action: keep
+        - sourceLabels: [site]
+          regex: {{ $root.Values.site.name | quote }}
+          action: keep
+        - targetLabel: fedeploy_pushgateway
+          replacement: {{ $fullname }}
+          action: replace
+{{- end }}
+
+{{/* The label selector a rule on pushed series adds: only what this chart's Pushgateway
+monitor scraped and stamped (fedeploy-common.pushgatewayMonitor). */}}
+{{- define "fedeploy-common.pushed" -}}
+fedeploy_pushgateway="{{ include "fedeploy-common.fullname" . }}"
+{{- end }}
