@@ -5,8 +5,11 @@ damaged on the way: small objects a Content-MD5, the parts of a copy a CRC32
 (`x-amz-checksum-crc32`, a quarter of MD5's cost; SeaweedFS, which the tests use because it
 checks, refuses a part whose bytes do not match it, as AWS S3 does). A copy streams part by
 part: parts upload several at once while the next is read, the digest of the whole object is
-computed on its own thread as the parts pass, memory stays within COPY_MEMORY_BUDGET, and the
-upload is completed only when the digest matches what the source declared.
+computed on its own thread as the parts pass, memory stays within COPY_MEMORY_BUDGET (plus the
+one part each copy is reading), and the upload is completed only when the digest matches what
+the source declared. A part is read straight into a buffer of the part's size that the next
+part uses again (PartBuffers) and sent from it as it is: no join, and no fresh 16 MiB the
+kernel must map and zero for every part.
 
 The SigV4 signature covers the body's SHA-256 only over plain HTTP, where it is what keeps the
 body from being altered on the way; over HTTPS TLS does, and the part's CRC32 is its one
@@ -25,6 +28,7 @@ import abc
 import base64
 import contextlib
 import hashlib
+import io
 import threading
 import zlib
 from collections.abc import Iterator
@@ -39,7 +43,8 @@ MiB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
 UPLOAD_THREADS = 4  # a copy's parts uploaded at once while the next is read and hashed
 # Bytes of parts uploading at once, across every copy of one ObjectStore (with 16 MiB parts:
-# 4); each copy holds at most two more parts besides, the one being read and joined.
+# 4); each copy holds one more part besides, the one being read (with the service's two items
+# in flight and 16 MiB parts: at most 96 MiB of parts in all).
 COPY_MEMORY_BUDGET = 64 * MiB
 
 
@@ -133,6 +138,7 @@ class ObjectStore:
         self.bucket = bucket
         # Shared by the copies that run at once (sentinel.ITEMS_IN_FLIGHT).
         self.copy_budget = MemoryBudget(COPY_MEMORY_BUDGET)
+        self.part_buffers = PartBuffers(COPY_MEMORY_BUDGET)
         self._records_checksum: bool | None = None  # see records_part_checksums
         self._probe_lock = threading.Lock()
 
@@ -363,11 +369,12 @@ class ObjectStore:
                 checksum=checksum,
                 listed=self.records_part_checksums(key),
                 budget=self.copy_budget,
+                buffers=self.part_buffers,
                 hashers=[sha256] + ([declared] if declared not in (None, sha256) else [])
                 if from_start
                 else [],
             )
-            split = _Parts(chunks, part_size)
+            split = _Parts(chunks, part_size, self.part_buffers)
             try:
                 for part in split:
                     parts.submit(part)
@@ -485,33 +492,112 @@ class MemoryBudget:
             self._room.notify_all()
 
 
+class PartBuffers:
+    """Part buffers used again from one part to the next: a copy reads each part into a free
+    one of its size, and the uploader gives it back once the part is hashed and uploaded. Free
+    buffers are kept while they hold at most `keep` bytes together (so with parts larger than
+    that, none is kept), and no more are made than are in use at once."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.made = 0  # buffers allocated so far (the tests read it)
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def get(self, size: int) -> bytearray:
+        """A buffer of `size` bytes (its old contents are overwritten by the caller)."""
+        with self._lock:
+            for index, buffer in enumerate(self._free):
+                if len(buffer) == size:
+                    return self._free.pop(index)
+            self.made += 1
+        return bytearray(size)
+
+    def give(self, buffer: bytearray) -> None:
+        """Take back a buffer nobody reads or writes any more."""
+        with self._lock:
+            if sum(map(len, self._free)) + len(buffer) <= self.keep:
+                self._free.append(buffer)
+
+
 class _Parts:
-    """The source's chunks as whole parts of `part_size` bytes (one copy each: a join).
+    """The source's chunks copied into whole parts of `part_size` bytes, each a buffer from
+    `buffers` that the consumer owns once it is yielded (and gives back when it is sent).
 
     The bytes after the last whole part are left in `rest`, and `size` counts every byte read,
     so a source that ends short is refused before its last part is sent."""
 
-    def __init__(self, chunks: Iterator[bytes], part_size: int) -> None:
+    def __init__(self, chunks: Iterator[bytes], part_size: int, buffers: PartBuffers) -> None:
         self._chunks = chunks
         self._part_size = part_size
+        self._buffers = buffers
         self.rest = b""
         self.size = 0
 
-    def __iter__(self) -> Iterator[bytes]:
-        pieces: list[bytes | memoryview] = []
+    def __iter__(self) -> Iterator[bytearray]:
+        buffer: bytearray | None = self._buffers.get(self._part_size)
         held = 0
-        for chunk in self._chunks:
-            self.size += len(chunk)
-            view = memoryview(chunk)
-            while held + len(view) >= self._part_size:
-                take = self._part_size - held
-                pieces.append(view[:take])
-                yield b"".join(pieces)
-                pieces, held, view = [], 0, view[take:]
-            if len(view):
-                pieces.append(view)
-                held += len(view)
-        self.rest = b"".join(pieces)
+        try:
+            for chunk in self._chunks:
+                self.size += len(chunk)
+                piece = memoryview(chunk)
+                while held + len(piece) >= self._part_size:
+                    assert buffer is not None
+                    take = self._part_size - held
+                    buffer[held:] = piece[:take]
+                    full, buffer = buffer, None  # the consumer's now
+                    yield full
+                    # Only once the part is accepted (its budget held): one buffer a copy
+                    # outside the budget, whether being filled or waiting to be sent.
+                    buffer = self._buffers.get(self._part_size)
+                    held, piece = 0, piece[take:]
+                if len(piece):
+                    assert buffer is not None
+                    buffer[held : held + len(piece)] = piece
+                    held += len(piece)
+            if buffer is not None:
+                self.rest = bytes(memoryview(buffer)[:held])
+        finally:
+            if buffer is not None:
+                self._buffers.give(buffer)
+
+
+class _PartBody(io.RawIOBase):
+    """A part's buffer as the file botocore sends (and hashes to sign) block by block, as it
+    does a bytes body through a BytesIO, without first copying the buffer."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        super().__init__()
+        self._view = memoryview(data).toreadonly()
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else self._position + size
+        block = bytes(self._view[self._position : end])
+        self._position += len(block)
+        return block
+
+    def readinto(self, target: Any) -> int:
+        block = self.read(len(target))
+        target[: len(block)] = block
+        return len(block)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
 
 
 class _PartUploader:
@@ -519,9 +605,9 @@ class _PartUploader:
     feeds each part, in order, to `hashers` on a thread of their own (hashlib lets go of the
     GIL, so reading, hashing and sending overlap).
 
-    A part holds its bytes of `budget` from its submit until it is both hashed and uploaded;
-    submit waits while they do not fit, so besides the budget a copy holds at most the part
-    being read and its pieces as they are joined. Each part carries one checksum, computed on
+    A part holds its bytes of `budget` from its submit until it is both hashed and uploaded,
+    then its buffer goes back to `buffers`; submit waits while they do not fit, so besides the
+    budget a copy holds at most the part being read. Each part carries one checksum, computed on
     its upload thread: its CRC32, or its Content-MD5 for an upload begun without one. A failed
     upload stops the copy at the next submit instead of after the whole source is read.
     """
@@ -537,6 +623,7 @@ class _PartUploader:
         checksum: str,
         listed: bool,
         budget: MemoryBudget,
+        buffers: PartBuffers,
         hashers: list[Any],
     ) -> None:
         self._client = client
@@ -547,6 +634,7 @@ class _PartUploader:
         self.count = len(done)
         self._hashers = hashers
         self._budget = budget
+        self._buffers = buffers
         self._pool = ThreadPoolExecutor(
             max_workers=UPLOAD_THREADS, thread_name_prefix="part-upload"
         )
@@ -555,8 +643,9 @@ class _PartUploader:
         self._hashed: list[Future[None]] = []
         self._failed: BaseException | None = None
 
-    def submit(self, data: bytes) -> None:
-        """Queue the next part; waits while the budget has no room for it."""
+    def submit(self, data: bytes | bytearray) -> None:
+        """Queue the next part (a bytearray from `buffers` is given back once it is sent);
+        waits while the budget has no room for it."""
         if self._failed is not None:
             raise self._failed
         size = max(len(data), 1)
@@ -572,6 +661,8 @@ class _PartUploader:
                 pending[0] -= 1
                 if pending[0] == 0:
                     self._budget.give(size)
+                    if isinstance(data, bytearray):
+                        self._buffers.give(data)
 
         try:
             upload = self._pool.submit(self._upload, self.count, data)
@@ -585,20 +676,20 @@ class _PartUploader:
         self._futures.append(upload)
         upload.add_done_callback(release)
 
-    def _hash(self, data: bytes) -> None:
+    def _hash(self, data: bytes | bytearray) -> None:
         for hasher in self._hashers:
             hasher.update(data)
 
-    def _upload(self, number: int, data: bytes) -> dict[str, Any]:
+    def _upload(self, number: int, data: bytes | bytearray) -> dict[str, Any]:
         if self._checksum == PART_CHECKSUM:
             crc = _crc32(data)
             answer = self._client.upload_part(
-                PartNumber=number, Body=data, ChecksumCRC32=crc, **self._target
+                PartNumber=number, Body=_PartBody(data), ChecksumCRC32=crc, **self._target
             )
             part = {"PartNumber": number, "ETag": answer["ETag"]}
             return {**part, "ChecksumCRC32": crc} if self._listed else part
         answer = self._client.upload_part(
-            PartNumber=number, Body=data, ContentMD5=_md5(data), **self._target
+            PartNumber=number, Body=_PartBody(data), ContentMD5=_md5(data), **self._target
         )
         return {"PartNumber": number, "ETag": answer["ETag"]}
 

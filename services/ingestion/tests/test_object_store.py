@@ -19,6 +19,7 @@ from fedeploy_ingestion.object_store import (
     MemoryBudget,
     MiB,
     ObjectStore,
+    PartBuffers,
     RangeSource,
     parts_in_flight,
     s3_client,
@@ -237,6 +238,19 @@ def test_the_budget_is_shared_by_copies_that_run_at_once(store: ObjectStore) -> 
         thread.join()
     assert [store.get(f"sentinel/c/i{n}/B04.jp2") == data for n in range(2)] == [True, True]
     assert slow.peak == 2 and store.copy_budget.peak == 2 * PART
+
+
+def test_parts_are_read_into_buffers_used_again_once_sent(store: ObjectStore) -> None:
+    # Slow uploads: a buffer given back before its part was sent would be overwritten by a
+    # later part, and the stored object would differ.
+    data = os.urandom(8 * PART + 123)
+    store.client = SlowParts(store.client)
+    store.copy_budget = MemoryBudget(2 * PART)
+    store.part_buffers = PartBuffers(2 * PART)
+    result = copy(store, MemorySource(data), expected=sha256(data), size=len(data))
+    assert store.get(result.key) == data
+    # Eight whole parts through three buffers: two in flight and the one being read.
+    assert store.part_buffers.made == 3
 
 
 def test_a_failed_part_stops_reading_the_source(store: ObjectStore) -> None:
