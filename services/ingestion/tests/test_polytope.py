@@ -6,6 +6,7 @@ and the guarded HTTP client."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,58 @@ def test_the_cli_needs_the_key_and_reads_it_from_a_file(
     assert cli.main(["sentinel"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["polytope"]["registered"] == 1
+
+
+def _result(data: bytes, seen: list[str | None], max_bytes: int = 1 << 20, grib: bool = True):
+    """A PolytopeResult over `data` served with Range support by an in-memory transport."""
+    import httpx
+    from fedeploy_ingestion import download_safety
+    from fedeploy_ingestion.polytope_source import PolytopeKey, PolytopeResult
+    from fedeploy_ingestion.settings import PolytopeSource
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked = request.headers.get("range")
+        seen.append(asked)
+        if asked:
+            start = int(asked.removeprefix("bytes=").split("-")[0])
+            headers = {"content-range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+            return httpx.Response(206, content=data[start:], headers=headers)
+        return httpx.Response(200, content=data)
+
+    source = PolytopeSource(
+        name="destine-dt", url="http://127.0.0.1:9", privateHosts=["127.0.0.1"], requests=[CLIMATE]
+    )
+    guard = download_safety.AddressGuard.build(private_hosts=["127.0.0.1"])
+    http = httpx.Client(transport=httpx.MockTransport(answer))
+    key = PolytopeKey(source, f"Bearer {KEY}", http, guard)
+    return PolytopeResult("http://127.0.0.1:9/api/v1/downloads/x", http, key, max_bytes, grib)
+
+
+def test_a_result_is_never_resumed_from_an_earlier_runs_upload() -> None:
+    data = encode(CLIMATE)
+    seen: list[str | None] = []
+    result = _result(data, seen)
+    # the first read of a result (a request submitted in this run) starts at byte 0 whatever
+    # the store's unfinished upload holds: that upload came from another request's result
+    chunks, start, total = result.open(100)
+    assert (start, total, b"".join(chunks)) == (0, len(data), data)
+    # a second read of the same result resumes where asked, with a Range request
+    chunks, start, _ = result.open(100)
+    assert (start, b"".join(chunks)) == (100, data[100:])
+    assert seen == [None, "bytes=100-"]
+
+
+def test_a_result_that_is_not_whole_grib_messages_or_too_large_is_refused() -> None:
+    from fedeploy_ingestion.errors import SourceError
+
+    data = encode(CLIMATE)
+    for broken, words in (
+        (data[:-1], "inside the GRIB message that starts at byte"),
+        (data[:-4] + b"7778", "does not end '7777'"),
+        (b"<html>" + data, "no GRIB message (edition 1 or 2) starts at byte 0"),
+    ):
+        chunks, _, _ = _result(broken, []).open(0)
+        with pytest.raises(SourceError, match=re.escape(words)):
+            b"".join(chunks)
+    with pytest.raises(SourceError, match="above the source's maxProductMiB"):
+        _result(data, [], max_bytes=len(data) - 1).open(0)
