@@ -22,6 +22,9 @@ OVH_KUBE = "ovh:CloudProject/kube:Kube"
 OVH_IP_RESTRICTIONS = "ovh:CloudProject/kubeIpRestrictions:KubeIpRestrictions"
 OVH_NODE_POOL = "ovh:CloudProject/kubeNodePool:KubeNodePool"
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+# Kinds whose store fedeploy does not provision, so it cannot make a key scoped to a prefix.
+UNSCOPED_STORE_KINDS = ("kubernetes", "hpc")
 
 
 def _labels(subject: Subject) -> dict[str, Any]:
@@ -127,6 +130,28 @@ def storage_identity(subjects: list[Subject]) -> Iterable[Finding]:
         )
 
 
+def backup_identity(subjects: list[Subject]) -> Iterable[Finding]:
+    """Catalog backups on a kind whose store is not fedeploy's (kubernetes, hpc) use the site's
+    shared storage keys: reach beyond the backup prefix, which no identity of ours can narrow."""
+    for s in subjects:
+        if s.type != HELM_RELEASE or s.props.get("name") != "catalog":
+            continue
+        values = s.props.get("values") or {}
+        kind = str((values.get("site") or {}).get("kind", ""))
+        backup = values.get("backup") or {}
+        if kind in UNSCOPED_STORE_KINDS and backup.get("enabled"):
+            yield Finding(
+                "backup-identity",
+                s.name,
+                f"catalog backups on this {kind} site use the site's storage keys (Secret "
+                f"{backup.get('existingSecret') or 'fedeploy-storage'}, shared with ingestion "
+                "and inference): the store is not fedeploy's, so it cannot give them a key "
+                f"limited to {backup.get('prefix', 'the backup prefix')}; have the store's "
+                "owner scope those keys (docs/operations.md, Rotating secrets)",
+                "advisory",
+            )
+
+
 def gpu_nodes_tainted(subjects: list[Subject]) -> Iterable[Finding]:
     """Node groups on GPU flavors carry the nvidia.com/gpu taint (only inference lands there)."""
     for s in subjects:
@@ -190,6 +215,13 @@ def provider_rules() -> list[Rule]:
             "(advisory findings).",
             "mandatory",
             storage_identity,
+        ),
+        Rule(
+            "backup-identity",
+            "Catalog backups hold keys of their own, limited to the backup prefix, where "
+            "fedeploy provisions the store (advisory findings where it does not).",
+            "mandatory",
+            backup_identity,
         ),
         Rule(
             "gpu-nodes-tainted",

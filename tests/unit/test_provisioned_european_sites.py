@@ -108,7 +108,11 @@ def test_magnum_node_groups_as_configured_and_gpu_groups_tainted(example_plans):
 def test_openstack_store_uses_an_ec2_credential_kept_secret(example_plans):
     plan = example_plans[OPENSTACK]
     storage = example_site(OPENSTACK)["storage"]
-    _one(plan, "openstack:identity/ec2CredentialV3:Ec2CredentialV3")
+    # The deploying user's credential (no project named) makes the buckets; the workloads'
+    # own (workload_identities) name their projects.
+    credentials = plan.by_type("openstack:identity/ec2CredentialV3:Ec2CredentialV3")
+    (own,) = [c for c in credentials if not c.inputs.get("projectId")]
+    assert own.name == f"{OPENSTACK}-s3-credential"
     (s3,) = plan.by_type("pulumi:providers:aws")
     endpoints = s3.inputs["endpoints"]  # provider inputs travel as JSON text
     endpoints = json.loads(endpoints) if isinstance(endpoints, str) else endpoints
@@ -165,14 +169,24 @@ def test_ovh_node_pools_as_configured_and_gpu_pools_tainted(example_plans):
 
 def test_ovh_s3_user_may_touch_only_the_sites_buckets(example_plans):
     plan = example_plans[OVH]
-    policy = json.loads(_one(plan, "ovh:CloudProject/s3Policy:S3Policy").inputs["policy"])
+    # The site user's (the catalog backups' own user: tests/unit/test_ovh_backup_identity.py).
+    (site_policy,) = [
+        p
+        for p in plan.by_type("ovh:CloudProject/s3Policy:S3Policy")
+        if p.name == f"{OVH}-s3-policy"
+    ]
+    policy = json.loads(site_policy.inputs["policy"])
     resources = {r for s in policy["Statement"] for r in s["Resource"]}
     buckets = {b.inputs["bucket"] for b in plan.by_type("aws:s3/bucket:Bucket")}
     assert resources == {f"arn:aws:s3:::{b}" for b in buckets} | {
         f"arn:aws:s3:::{b}/*" for b in buckets
     }
     assert all(s["Effect"] == "Allow" and "*" not in s["Action"] for s in policy["Statement"])
-    credential = _one(plan, "ovh:CloudProject/s3Credential:S3Credential")
+    (credential,) = [
+        c
+        for c in plan.by_type("ovh:CloudProject/s3Credential:S3Credential")
+        if c.name == f"{OVH}-s3-credential"
+    ]
     assert credential.inputs["userId"].startswith(f"{OVH}-s3-user")
 
 
@@ -183,12 +197,16 @@ def test_kubeconfig_and_keys_stay_secret(example_plans, stack):
     assert plan.outputs["kubeconfig"] == "[secret]" and "kubeconfig" in plan.secret_outputs
     (provider,) = plan.by_type("pulumi:providers:kubernetes")
     assert "kubeconfig" in provider.secret_paths
-    storage = next(
+    # Every storage Secret: the site's (ovh) and each workload's own (openstack's
+    # workload_identities, ovh's catalog backups).
+    storage = [
         s
         for s in plan.by_type("kubernetes:core/v1:Secret")
-        if s.inputs["metadata"]["name"] == "fedeploy-storage"
-    )
-    assert storage.secret_paths == ["stringData"] and storage.inputs["stringData"] == "[secret]"
+        if s.inputs["metadata"]["name"].startswith("fedeploy-storage")
+    ]
+    assert storage
+    for secret in storage:
+        assert secret.secret_paths == ["stringData"] and secret.inputs["stringData"] == "[secret]"
     # The stand-in keys appear nowhere in clear: not in inputs, outputs or logs.
     everything = json.dumps([r.inputs for r in plan.resources]) + json.dumps(plan.outputs)
     for marker in ("ec2-secret", "ovh-s3-secret"):
@@ -202,7 +220,10 @@ def test_charts_are_wired_to_the_store_and_the_gpu_nodes(example_plans, stack):
     for chart in ("ingestion", "inference"):
         values = _release(plan, chart).inputs["values"]
         assert values["storage"]["endpoint"] == endpoint
-        assert values["storage"]["existingSecret"] == "fedeploy-storage"
+        # openstack's example has workload_identities: each chart mounts its own keys.
+        own = stack == OPENSTACK
+        expected = f"fedeploy-storage-{chart}" if own else "fedeploy-storage"
+        assert values["storage"]["existingSecret"] == expected
         assert values["site"]["kind"] == example_site(stack)["kind"]
     gpu = _release(plan, "inference").inputs["values"]["gpu"]
     assert gpu["enabled"] is True

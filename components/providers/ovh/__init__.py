@@ -10,14 +10,16 @@ from components.providers.base import (
     StaticCredentials,
 )
 from components.providers.ovh.cluster import OvhKubernetes
+from components.providers.ovh.identity import backup_identity
 from components.providers.ovh.network import OvhNetwork
 from components.providers.ovh.storage import site_store
 from fedeploy.config.ovh import OvhSite
 
 
 def provision(config: OvhSite, context: BuildContext) -> SiteResources:
-    """Private network (if asked), Managed Kubernetes, an S3 user scoped to the site's buckets; a
-    storage-only site (role: storage) gets the S3 user and its buckets only."""
+    """Private network (if asked), Managed Kubernetes, an S3 user scoped to the site's buckets and
+    one for the catalog's backups scoped to their prefix; a storage-only site (role: storage)
+    gets the S3 user and its buckets only."""
     name = context.name
     if config.storage_only:
         return SiteResources(
@@ -50,6 +52,8 @@ def provision(config: OvhSite, context: BuildContext) -> SiteResources:
         region=config.region,
         network={"cidr": config.private_network.cidr} if config.private_network else {},
         credentials=StaticCredentials(store.access_key_id, store.secret_access_key),
+        # The catalog's backups hold keys that reach their prefix only, not the site user's.
+        workload_credentials=backup_identity(config, context, after=[store]),
         gpu=PROVISIONED_GPU,
         bridge_cidrs=[config.private_network.cidr] if config.private_network else [],
         provisioned_kubeconfig=cluster.kubeconfig,
