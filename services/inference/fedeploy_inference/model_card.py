@@ -327,7 +327,8 @@ def measured_sources() -> list[dict[str, Any]]:
 def figure_sources(data: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     """Where each published figure came from: the held-out scores of `metrics.json` (and the
     card's evaluation) from the version's own data and test period; the card's measured-data
-    section from the data sets `measured_sources` names."""
+    section from the data sets `measured_sources` names; the NWP section from the products read
+    (synthetic or not) and the held-out values it scored."""
     return {
         "metrics.json": {
             "data": dataset_title(data),
@@ -336,6 +337,11 @@ def figure_sources(data: dict[str, Any], metrics: dict[str, Any]) -> dict[str, A
             "test_period": metrics.get("periods", {}).get("test"),
         },
         "model-card.md#on-measured-station-data": measured_sources(),
+        "model-card.md#nwp-at-the-stations": {
+            "status": metrics.get("nwp", {}).get("status"),
+            "nwp": metrics.get("nwp", {}).get("source"),
+            "scored": metrics.get("nwp", {}).get("data"),
+        },
     }
 
 

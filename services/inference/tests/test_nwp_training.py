@@ -78,6 +78,8 @@ def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, win
     version = resolve_version(client, settings.bucket, settings.model_name, "latest")
     manifest = load_manifest(client, settings.bucket, settings.model_name, version)
     assert manifest["features"]["nwp"] is True
+    rests_on = manifest["figures"]["model-card.md#nwp-at-the-stations"]
+    assert rests_on["nwp"]["synthetic"] is True and rests_on["scored"]["values"] > 0
     card = _card(client, settings, version)
     section = card.split("### NWP at the stations")[1].split("###")[0]
     for row in (
