@@ -366,6 +366,33 @@ def harvest(federation):
     return settings, report, {f["id"]: f for f in found}
 
 
+def test_a_writers_valid_token_cannot_touch_the_hubs_harvest_status(federation, harvest):
+    # Issue 27: here every site shares one audience and write scope, so this token passes the
+    # proxy's own checks on the hub; the token guard still refuses writes to the status.
+    hub = federation.public["hub"]
+    status = "fedeploy-site-site-a"
+    api = federation.apis["hub"].url
+    before = httpx.get(f"{api}/collections/{status}").json()
+    forged = {**before, "fedeploy:harvest": {"status": "ok", "forged": True}}
+    with federation.client() as http:
+        attempts = [
+            http.put(f"{hub}/collections/{status}", json=forged, headers=federation.token()),
+            http.delete(f"{hub}/collections/{status}", headers=federation.token()),
+            http.delete(f"{hub}/collections/fedeploy%2Dsite-site-a", headers=federation.token()),
+            http.post(
+                f"{hub}/collections",
+                json={**forged, "id": "fedeploy-site-site-c"},
+                headers=federation.token(),
+            ),
+        ]
+        # Anyone still reads it, as fedeploy verify does.
+        read = http.get(f"{hub}/collections/{status}")
+    assert [a.status_code for a in attempts] == [403, 403, 403, 403], [a.text for a in attempts]
+    assert read.status_code == 200 and read.json()["fedeploy:harvest"] == before["fedeploy:harvest"]
+    assert httpx.get(f"{api}/collections/{status}").json() == before
+    assert httpx.get(f"{api}/collections/fedeploy-site-site-c").status_code == 404
+
+
 def test_the_hub_harvests_both_members_through_their_public_https_urls(federation, harvest):
     from fedeploy_ingestion.harvest import Harvester
     from fedeploy_ingestion.metrics import Metrics
