@@ -298,6 +298,8 @@ def backups_kept(subjects: list[Subject]) -> Iterable[Finding]:
                 f"backups kept {backup.get('retentionDays')} days on a production site; "
                 f"services.catalog.backup.retention_days must be at least {least}",
             )
+        else:
+            yield from _backups_protected(subjects, s.name, values, backup)
     for s in subjects:
         if s.type != "aws:rds/instance:Instance":
             continue
@@ -318,6 +320,57 @@ def backups_kept(subjects: list[Subject]) -> Iterable[Finding]:
                 s.name,
                 "production RDS instance would be deleted without a final snapshot",
             )
+
+
+def _backups_protected(
+    subjects: list[Subject], release: str, values: dict, backup: dict
+) -> Iterable[Finding]:
+    """A production site's backups survive a compromised workload's deletes: an object lock
+    (GOVERNANCE or COMPLIANCE) whose default retention covers the recovery window on the backup
+    bucket, required on aws (S3 locks an existing bucket); on openstack and ovh, whose stores
+    lock only a bucket created so, at least bucket versioning (deletes leave versions behind)."""
+    bucket = backup.get("bucket")
+    days = int(backup.get("retentionDays") or 0)
+    locks = [
+        (lock.props.get("rule") or {}).get("defaultRetention") or {}
+        for lock in subjects
+        if lock.type == "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
+        and lock.props.get("bucket") == bucket
+    ]
+    if any(lock.get("mode") in ("GOVERNANCE", "COMPLIANCE") and int(lock.get("days") or 0) >= days
+           for lock in locks):  # fmt: skip
+        return
+    if locks:
+        yield Finding(
+            "backups",
+            release,
+            f"the object lock on {bucket} keeps versions fewer days than the backups' "
+            f"{days}-day recovery window",
+        )
+        return
+    kind = (values.get("site") or {}).get("kind")
+    if kind == "aws":
+        yield Finding(
+            "backups",
+            release,
+            f"production backups in {bucket} without object lock: a compromised backup identity "
+            "could delete every version; remove services.catalog.backup.object_lock: off",
+        )
+        return
+    versioned = any(
+        v.type == "aws:s3/bucketVersioning:BucketVersioning"
+        and v.props.get("bucket") == bucket
+        and (v.props.get("versioningConfiguration") or {}).get("status") == "Enabled"
+        for v in subjects
+    )
+    if not versioned and kind in ("openstack", "ovh"):
+        yield Finding(
+            "backups",
+            release,
+            f"production backups in {bucket} with neither object lock nor versioning: set "
+            "services.catalog.backup.object_lock (a bucket created with it) or the bucket's "
+            "versioning: true",
+        )
 
 
 RULES: list[Rule] = [
@@ -369,7 +422,9 @@ RULES: list[Rule] = [
     Rule(
         "backups",
         "A production site's catalog database backs up (in-cluster: barman-cloud with a long "
-        "enough recovery window; RDS: retention, deletion protection, final snapshot).",
+        "enough recovery window, into a bucket whose object lock covers that window, or on "
+        "openstack and ovh at least versioned; RDS: retention, deletion protection, final "
+        "snapshot).",
         "mandatory",
         backups_kept,
     ),

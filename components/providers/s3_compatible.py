@@ -6,6 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from components.providers.object_lock import lock_bucket
 from fedeploy.config.provisioned import ProvisionedStore
 from fedeploy.config.storage import S3CompatibleStorage
 from fedeploy.naming import bucket_name
@@ -33,6 +34,7 @@ class S3CompatibleObjectStore(pulumi.ComponentResource):
         config: S3CompatibleStorage | ProvisionedStore,
         tags: dict[str, str],
         credentials: tuple[pulumi.Output[str], pulumi.Output[str]] | None = None,
+        object_locks: dict[str, tuple[str, int]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("fedeploy:storage:ObjectStore", name, None, opts)
@@ -64,9 +66,12 @@ class S3CompatibleObjectStore(pulumi.ComponentResource):
         physical: dict[str, str] = {}
         for logical, spec in sorted(config.buckets.items()):
             physical[logical] = bucket_name(config.bucket_prefix, site, logical)
+            lock = (object_locks or {}).get(logical)
             bucket = self.bucket_resources[logical] = aws.s3.Bucket(
                 f"{name}-{logical}",
                 bucket=physical[logical],
+                # Ceph RGW and OVHcloud lock only a bucket created so (object_lock.py).
+                **({"object_lock_enabled": True} if lock is not None else {}),
                 opts=pulumi.ResourceOptions.merge(
                     on_store, pulumi.ResourceOptions(retain_on_delete=True)
                 ),
@@ -77,6 +82,15 @@ class S3CompatibleObjectStore(pulumi.ComponentResource):
                 versioning_configuration={"status": "Enabled" if spec.versioning else "Suspended"},
                 opts=on_store,
             )
+            if lock is not None:
+                lock_bucket(
+                    f"{name}-{logical}-object-lock",
+                    bucket.id,
+                    lock,
+                    pulumi.ResourceOptions.merge(
+                        on_store, pulumi.ResourceOptions(depends_on=[versioning])
+                    ),
+                )
             if config.encryption == "aes256":
                 aws.s3.BucketServerSideEncryptionConfiguration(
                     f"{name}-{logical}-encryption",

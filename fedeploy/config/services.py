@@ -200,6 +200,28 @@ class CatalogBackup(StrictModel):
         default_factory=CatalogRestoreDrill,
         description="The restore drill that proves the backups restore (docs/operations.md).",
     )
+    object_lock: Literal["governance", "compliance", "off"] | None = Field(
+        None,
+        description="Object lock on the backups' bucket: a default retention of retention_days "
+        "+ 1 days in this mode keeps every version from deletion, the backup identity's own "
+        "deletes included (governance: an identity with s3:BypassGovernanceRetention may lift "
+        "it; compliance: nobody). Unset: governance on aws (set on the existing bucket), off "
+        "on openstack and ovh, whose stores lock only a bucket created with it (docs/"
+        "operations.md).",
+    )
+
+    def lock_for(self, kind: str) -> str:
+        """The object lock mode on a site of this kind: governance, compliance or off."""
+        if self.object_lock is not None:
+            return self.object_lock
+        return "governance" if kind == "aws" else "off"
+
+    def locked_bucket(self, kind: str) -> dict[str, tuple[str, int]]:
+        """{logical bucket: (mode, days)} of the backups' bucket when locked, else {}."""
+        mode = self.lock_for(kind)
+        if not self.enabled or mode == "off":
+            return {}
+        return {self.bucket: (mode.upper(), self.retention_days + 1)}
 
 
 # ---- exposure: the public catalog, its TLS and who may write (see docs/charts.md) ----

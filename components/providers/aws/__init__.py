@@ -19,6 +19,7 @@ from components.providers.base import (
     ManagedDatabase,
     SiteResources,
 )
+from components.providers.object_lock import backup_locks
 from fedeploy.config.services import CatalogService
 from fedeploy.config.site import AwsSite
 from fedeploy.values.exposure import ASSETS_SERVICE_ACCOUNT
@@ -129,6 +130,7 @@ def provision(config: AwsSite, context: BuildContext) -> SiteResources:
         config=config.storage,
         tags=context.tags,
         replication_targets=targets,
+        object_locks=backup_locks(config.services.catalog, "aws"),
         opts=context.opts,
     )
     if config.storage_only:

@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.providers.object_lock import lock_bucket
 from fedeploy.config.storage import AwsStorage, Bucket
 from fedeploy.naming import bucket_name
 from fedeploy.storage_rules import lifecycle_rules, tls_only_policy
@@ -32,6 +33,7 @@ class AwsObjectStore(pulumi.ComponentResource):
         config: AwsStorage,
         tags: dict[str, str],
         replication_targets: dict[str, pulumi.Output[Any]] | None = None,
+        object_locks: dict[str, tuple[str, int]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("fedeploy:storage:ObjectStore", name, None, opts)
@@ -67,6 +69,15 @@ class AwsObjectStore(pulumi.ComponentResource):
             )
             arns[logical] = bucket.arn
             versionings[logical] = versioning
+            lock = (object_locks or {}).get(logical)
+            if lock is not None:
+                # S3 locks an existing bucket once it is versioned (object_lock.py).
+                lock_bucket(
+                    f"{name}-{logical}-object-lock",
+                    bucket.id,
+                    lock,
+                    pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+                )
 
         for logical, spec in sorted(config.buckets.items()):
             if spec.replicate_to is None:

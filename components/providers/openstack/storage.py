@@ -7,6 +7,7 @@ import pulumi
 import pulumi_openstack as openstack
 
 from components.providers.base import BuildContext
+from components.providers.object_lock import backup_locks
 from components.providers.s3_compatible import S3CompatibleObjectStore
 from fedeploy.config.openstack import OpenStackSite
 
@@ -30,6 +31,7 @@ def site_store(config: OpenStackSite, context: BuildContext) -> S3CompatibleObje
         config=config.storage,
         tags=context.tags,
         credentials=(access, secret),
+        object_locks=backup_locks(config.services.catalog, "openstack"),
         opts=context.opts,
     )
     return store

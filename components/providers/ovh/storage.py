@@ -7,6 +7,7 @@ import pulumi
 import pulumi_ovh as ovh
 
 from components.providers.base import BuildContext
+from components.providers.object_lock import backup_locks
 from components.providers.s3_compatible import S3CompatibleObjectStore
 from fedeploy.config.ovh import OvhSite
 from fedeploy.naming import bucket_name
@@ -49,6 +50,7 @@ def site_store(config: OvhSite, context: BuildContext) -> S3CompatibleObjectStor
         config=storage,
         tags=context.tags,
         credentials=(access, secret),
+        object_locks=backup_locks(config.services.catalog, "ovh"),
         # The user may touch the buckets only once its policy is in place.
         opts=pulumi.ResourceOptions.merge(
             context.opts, pulumi.ResourceOptions(depends_on=[policy])
