@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -59,14 +60,21 @@ class Refused(SourceError):
 def key_header(url: str, key: str, email: str | None) -> tuple[str, str]:
     """(polytope-client's requests URL root for `url`, its Authorization header for the key):
     `Bearer <key>`, or `EmailKey <email>:<key>` for an ECMWF key. Nothing is read from the
-    home directory; polytope-client's logger settings are undone."""
+    home directory (a scratch one stands in) and no passwd entry is needed; polytope-client's
+    logger settings are undone."""
     from polytope.api.Auth import Auth
     from polytope.api.Config import Config
 
     urllib3 = logging.getLogger("urllib3")
     saved = (urllib3.level, urllib3.propagate, list(urllib3.handlers))
+    # polytope-client's defaults read the home directory and the user name (getpass): the
+    # pod's user (10001) has no passwd entry, so both are given for the while.
+    environment = {name: os.environ.get(name) for name in ("HOME", "USER")}
     try:
         with tempfile.TemporaryDirectory(prefix="polytope-") as home:
+            os.environ["HOME"] = home
+            if not any(os.environ.get(n) for n in ("LOGNAME", "USER", "LNAME", "USERNAME")):
+                os.environ["USER"] = "fedeploy-ingest"
             config = Config(
                 config_path=home,
                 address=url,
@@ -82,6 +90,11 @@ def key_header(url: str, key: str, email: str | None) -> tuple[str, str]:
                 h for h in Auth(config).get_auth_headers() if h.startswith(("Bearer ", "EmailKey "))
             ]
     finally:
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         urllib3.setLevel(saved[0])
         urllib3.propagate = saved[1]
         urllib3.handlers[:] = saved[2]

@@ -6,6 +6,7 @@ and the guarded HTTP client."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,26 @@ def test_a_result_that_is_not_whole_grib_messages_or_too_large_is_refused() -> N
             b"".join(chunks)
     with pytest.raises(SourceError, match="above the source's maxProductMiB"):
         _result(data, [], max_bytes=len(data) - 1).open(0)
+
+
+def test_the_key_header_needs_no_home_and_no_passwd_entry(monkeypatch) -> None:
+    import pwd
+
+    from fedeploy_ingestion.polytope_source import key_header
+
+    # the image's user 10001 has no passwd entry, and HOME may be unset
+    for name in ("HOME", "LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    root, header = key_header("https://polytope.example.org", KEY, None)
+    assert (root, header) == ("https://polytope.example.org:443/api/v1/requests", f"Bearer {KEY}")
+    root, header = key_header("http://127.0.0.1:8080", KEY, "someone@example.org")
+    assert (root, header) == (
+        "http://127.0.0.1:8080/api/v1/requests",
+        f"EmailKey someone@example.org:{KEY}",
+    )
+    assert "HOME" not in os.environ and "USER" not in os.environ  # put back as they were
