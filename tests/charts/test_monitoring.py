@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -924,6 +925,14 @@ def test_every_alert_fires_on_the_faulty_series_and_stays_silent_on_the_healthy(
     assert names == set(cases), "every alert needs its promtool cases, and only those"
     for name, runs in cases.items():
         assert any(r["fires"] for r in runs) and any(r["fires"] is None for r in runs), name
+    run_alert_cases(spec, cases, tmp_path)
+
+
+def run_alert_cases(
+    spec: dict[str, Any], cases: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """`promtool test rules` of every case (`_case`) against the rule spec's alerts, without
+    their annotations; fails with promtool's report."""
     rule_file = tmp_path / "rules.yaml"
     rule_file.write_text(yaml.safe_dump(_without_annotations(spec)))
     # One file per interval, evaluated at that interval: an hourly series over days evaluated

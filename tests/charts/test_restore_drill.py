@@ -23,9 +23,8 @@ from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES, deep_merge
 from tests.charts.test_monitoring import (
     OPERATOR_API,
     _job_cases,
-    alerts_of,
     rules_of,
-    run_promtool,
+    run_alert_cases,
 )
 
 CATALOG = CHARTS_DIR / "catalog"
@@ -160,40 +159,11 @@ def test_the_drill_alerts_fire_from_the_jobs_without_a_pushgateway(tmp_path):
         {**case, "fires": case["fires"] and {**case["fires"], "severity": "critical"}}
         for case in cases["Failed"]
     ]
-    rule_file = tmp_path / "rules.yaml"
-    # promtool compares annotations in full: the rules run without theirs (test_monitoring too).
-    bare = [{k: v for k, v in rule.items() if k != "annotations"} for rule in group["rules"]]
-    rule_file.write_text(yaml.safe_dump({"groups": [{**group, "rules": bare}]}))
-    by_interval: dict[str, list[dict[str, Any]]] = {}
-    for name, runs in (
-        ("CatalogRestoreDrillFailed", failed),
-        ("CatalogRestoreDrillStale", cases["NoSuccess"]),
-    ):
-        for n, run in enumerate(runs):
-            by_interval.setdefault(run["interval"], []).append(
-                {
-                    "name": f"{name} #{n}",
-                    "interval": run["interval"],
-                    "input_series": run["input_series"],
-                    "alert_rule_test": [
-                        {
-                            "eval_time": run["at"],
-                            "alertname": name,
-                            "exp_alerts": [{"exp_labels": run["fires"]}] if run["fires"] else [],
-                        }
-                    ],
-                }
-            )
-    for interval, tests in by_interval.items():
-        test_file = tmp_path / f"tests-{interval}.yaml"
-        test_file.write_text(
-            yaml.safe_dump(
-                {"rule_files": [str(rule_file)], "evaluation_interval": interval, "tests": tests}
-            )
-        )
-        result = run_promtool("test", "rules", str(test_file))
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert alerts_of(spec)
+    run_alert_cases(
+        {"groups": [group]},
+        {"CatalogRestoreDrillFailed": failed, "CatalogRestoreDrillStale": cases["NoSuccess"]},
+        tmp_path,
+    )
 
 
 # ------------------------------------------------------------------ PostgreSQL majors
