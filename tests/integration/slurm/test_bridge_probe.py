@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from loopback.processes import free_port
 from loopback.prometheus import PrometheusServer
-from tests.charts.test_monitoring import monitored, rules_of
+from tests.charts.test_monitoring import dashboards, monitored, panel_queries, rules_of
 from tests.peers import start_peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -105,6 +105,12 @@ def test_slurm_bridge_down_fires_in_prometheus_once_slurmrestd_stops(slurm, tmp_
             probe.start()
             _wait(lambda: _bridge_up(prometheus) == 1.0, "fedeploy_bridge_up 1 in Prometheus")
             assert "SlurmBridgeDown" not in prometheus.alert_states()
+            # The inference dashboard's bridge panels answer with the probe's series.
+            (board,) = dashboards(monitored("inference", "hpc"))
+            bridge_panels = [q for t, q in panel_queries(board) if "fedeploy_bridge_" in q]
+            assert len(bridge_panels) == 2
+            for query in bridge_panels:
+                assert prometheus.query(query), query
         # slurmrestd stopped: the probe fails, and the alert fires after bridgeDownFor.
         _wait(lambda: _bridge_up(prometheus) == 0.0, "fedeploy_bridge_up 0 in Prometheus")
         _wait(
