@@ -154,25 +154,35 @@ build() {
     log "built $tag in $((SECONDS - started)) s ($(pod image inspect --format '{{.Size}}' "$tag") bytes)"
 }
 
+# A base image: LOCAL when it was made before; OFFICIAL when it exists or can be pulled (as
+# PULL, then tagged OFFICIAL); else a Debian SUITE root filesystem with PACKAGES made by
+# mmdebstrap from the Debian mirror and imported as LOCAL.
+debian_base() {
+    local local_tag=$1 official=$2 pull=$3 suite=$4 packages=$5
+    if pod image exists "$local_tag"; then
+        printf '%s' "$local_tag"
+        return
+    fi
+    if pod image exists "$official" || timeout 60 podman --root "$STATE/storage" --runroot "$STATE/run" \
+        --storage-driver "${FEDEPLOY_STORAGE_DRIVER:-overlay}" pull -q "$pull" >/dev/null 2>&1; then
+        pod image exists "$official" || pod tag "$pull" "$official"
+        printf '%s' "$official"
+        return
+    fi
+    log "$official cannot be pulled: building $local_tag with mmdebstrap"
+    local started=$SECONDS rootfs="$STATE/tmp/$suite-rootfs.tar"
+    mmdebstrap --quiet --variant=apt --include="$packages" "$suite" "$rootfs" \
+        http://deb.debian.org/debian >&2
+    pod import --quiet "$rootfs" "$local_tag" >/dev/null
+    rm -f "$rootfs"
+    log "base $local_tag built in $((SECONDS - started)) s"
+    printf '%s' "$local_tag"
+}
+
 # The browser image's base: nginx-unprivileged when it can be pulled, else Debian's nginx-light in
 # a bookworm root filesystem (the Dockerfile brings its own nginx.conf, so either serves alike).
 nginx_base() {
-    if pod image exists "$LOCAL_NGINX"; then
-        printf '%s' "$LOCAL_NGINX"
-        return
-    fi
-    if pod image exists "$OFFICIAL_NGINX" || timeout 60 podman --root "$STATE/storage" --runroot "$STATE/run" \
-        --storage-driver "${FEDEPLOY_STORAGE_DRIVER:-overlay}" pull -q "$OFFICIAL_NGINX" >/dev/null 2>&1; then
-        printf '%s' "$OFFICIAL_NGINX"
-        return
-    fi
-    log "$OFFICIAL_NGINX cannot be pulled: building $LOCAL_NGINX with mmdebstrap"
-    local started=$SECONDS rootfs="$STATE/tmp/nginx-rootfs.tar"
-    mmdebstrap --quiet --variant=apt --include=nginx-light bookworm "$rootfs" >&2
-    pod import --quiet "$rootfs" "$LOCAL_NGINX" >/dev/null
-    rm -f "$rootfs"
-    log "base $LOCAL_NGINX built in $((SECONDS - started)) s"
-    printf '%s' "$LOCAL_NGINX"
+    debian_base "$LOCAL_NGINX" "$OFFICIAL_NGINX" "$OFFICIAL_NGINX" bookworm nginx-light
 }
 
 # STAC Browser: the npm build (services/browser/build.sh) when build/browser/dist is missing or
@@ -198,24 +208,7 @@ build_browser() {
 # The restore drill's base: debian:trixie-slim when it can be pulled, else a trixie root
 # filesystem from the Debian mirror (the Dockerfile installs its packages with apt in either).
 trixie_base() {
-    if pod image exists "$LOCAL_TRIXIE"; then
-        printf '%s' "$LOCAL_TRIXIE"
-        return
-    fi
-    if pod image exists "$OFFICIAL_TRIXIE" || timeout 60 podman --root "$STATE/storage" --runroot "$STATE/run" \
-        --storage-driver "${FEDEPLOY_STORAGE_DRIVER:-overlay}" pull -q "docker.io/library/$OFFICIAL_TRIXIE" >/dev/null 2>&1; then
-        pod image exists "$OFFICIAL_TRIXIE" || pod tag "docker.io/library/$OFFICIAL_TRIXIE" "$OFFICIAL_TRIXIE"
-        printf '%s' "$OFFICIAL_TRIXIE"
-        return
-    fi
-    log "$OFFICIAL_TRIXIE cannot be pulled: building $LOCAL_TRIXIE with mmdebstrap"
-    local started=$SECONDS rootfs="$STATE/tmp/trixie-rootfs.tar"
-    mmdebstrap --quiet --variant=apt --include=ca-certificates trixie "$rootfs" \
-        http://deb.debian.org/debian >&2
-    pod import --quiet "$rootfs" "$LOCAL_TRIXIE" >/dev/null
-    rm -f "$rootfs"
-    log "base $LOCAL_TRIXIE built in $((SECONDS - started)) s"
-    printf '%s' "$LOCAL_TRIXIE"
+    debian_base "$LOCAL_TRIXIE" "$OFFICIAL_TRIXIE" "docker.io/library/$OFFICIAL_TRIXIE" trixie ca-certificates
 }
 
 # The restore drill (and backup sidecar) image, tagged with the catalog chart's appVersion and
