@@ -27,7 +27,11 @@ def spec(**sentinel: Any) -> IngestionService:
     return IngestionService.model_validate({"sentinel": sentinel})
 
 
-def values_of(ingestion: IngestionService, eumetsat_secret: str = "") -> dict[str, Any]:
+def values_of(
+    ingestion: IngestionService, eumetsat_secret: str = "", **secrets: str
+) -> dict[str, Any]:
+    """The ingestion chart's values of a site `eu-site` (aws) with `ingestion`; `secrets` are
+    ingestion_values' other Secret names (polytope_secret, eodag_secret)."""
     wiring = SiteWiring("eu", "aws", "fedeploy", "", "eu-central-1", "", {}, None, None)
     values = ingestion_values(
         wiring,
@@ -37,6 +41,7 @@ def values_of(ingestion: IngestionService, eumetsat_secret: str = "") -> dict[st
         sentinel_secret="",
         mqtt_secret="",
         eumetsat_secret=eumetsat_secret,
+        **secrets,
     )
     values["site"] = {"name": "eu-site", "kind": "aws"}
     return values

@@ -14,13 +14,13 @@ import pytest
 from pydantic import ValidationError
 
 from fedeploy.charts import ChartValuesError, pod_template, render_chart
-from fedeploy.config.services import IngestionService, PolytopeRequests
+from fedeploy.config.services import PolytopeRequests
 from fedeploy.errors import StackConfigError
 from fedeploy.offline.engine import plan_stack
 from fedeploy.plan.formats import sources
-from fedeploy.values.services import image_values, ingestion_values
-from fedeploy.values.wiring import SiteWiring
+from fedeploy.values.services import image_values
 from tests.builders import example_site
+from tests.charts.test_agency_sources import spec, values_of
 from tests.conftest import STACKS
 
 REQUEST = {
@@ -45,25 +45,6 @@ EODAG = {
 }
 EODAG_IMAGE = "registry.example.org/fedeploy/ingestion-eodag:0.1.0"
 LOGIN = {"username": {"pending": True}, "password": {"pending": True}}
-
-
-def spec(**sentinel: Any) -> IngestionService:
-    return IngestionService.model_validate({"sentinel": sentinel})
-
-
-def values_of(ingestion: IngestionService, **secrets: str) -> dict[str, Any]:
-    wiring = SiteWiring("eu", "aws", "fedeploy", "", "eu-central-1", "", {}, None, None)
-    values = ingestion_values(
-        wiring,
-        ingestion,
-        bucket="raw-data",
-        catalog="http://catalog",
-        sentinel_secret="",
-        mqtt_secret="",
-        **secrets,
-    )
-    values["site"] = {"name": "eu-site", "kind": "aws"}
-    return values
 
 
 def _cronjob(charts_dir, values: dict[str, Any]) -> dict[str, Any]:
