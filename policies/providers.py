@@ -121,9 +121,10 @@ def storage_identity(subjects: list[Subject]) -> Iterable[Finding]:
             "to every container of that project, held by the asset endpoint and every "
             "ingestion, inference and catalog-backup pod. Fix: in the site's stack file "
             "(Pulumi.<stack>.yaml), set config.fedeploy:site.workload_identities (domain_id, "
-            "role_id, auth_url); pulumi up then needs the deploying identity to hold Keystone's "
-            "`manager` role on that domain (Keystone 2024.2 and later; a cloud admin also "
-            "works), else it stops at the first project with 403 Forbidden. Where no such "
+            "role_id, auth_url, manager_cloud); pulumi up then needs the sign-in of "
+            "manager_cloud to hold Keystone's `manager` role on that domain, domain-scoped "
+            "(Keystone 2024.2 and later; a cloud admin also works), else it stops at the first "
+            "project with 403 Forbidden. Where no such "
             "role is given, deploy with a user that holds only the object-store role on a "
             "project of its own (docs/operations.md, Rotating secrets)",
             "advisory",

@@ -159,6 +159,16 @@ class WorkloadIdentities(StrictModel):
             "project only."
         )
     )
+    manager_cloud: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description=(
+            "The clouds.yaml entry Pulumi creates the projects, users and grants with: a "
+            "password sign-in scoped to `domain_id` (Keystone checks the `manager` role on a "
+            "domain-scoped token; the site's own sign-in is project-scoped). Unset: the site's "
+            "own sign-in, which then must be a cloud admin's."
+        ),
+    )
     auth_url: Annotated[str, BeforeValidator(no_userinfo)] = Field(
         pattern=r"^https://[^\s/@]+(:\d+)?(/[A-Za-z0-9._~-]+)*/v3/?$",
         description=(

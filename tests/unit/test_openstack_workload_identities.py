@@ -63,6 +63,16 @@ def test_each_workload_has_a_project_user_and_credential_of_its_own(plan: Any) -
         assert grant.inputs["projectId"].startswith(project_ids[workload] + "-")
         assert grant.inputs["userId"].startswith(f"{workload}-user-")
     assert len(grants) == len(users) == len(WORKLOADS)
+    # Projects, users and grants through the domain manager's domain-scoped sign-in
+    # (manager_cloud): Keystone checks the manager role on a domain-scoped token only.
+    (manager,) = [
+        p
+        for p in plan.resources
+        if p.type == "pulumi:providers:openstack" and p.name == f"{STACK}-domain-manager"
+    ]
+    assert manager.inputs["cloud"] == _site()["workload_identities"]["manager_cloud"]
+    for resource in [*projects.values(), *users.values(), *grants]:
+        assert resource.provider and f"::{STACK}-domain-manager::" in resource.provider
     credentials = plan.by_type("openstack:identity/ec2CredentialV3:Ec2CredentialV3")
     named = [c for c in credentials if c.inputs.get("projectId")]
     assert len(named) == len(WORKLOADS)
@@ -216,3 +226,13 @@ def test_workload_identities_need_the_keystone_url_and_say_so() -> None:
     # What the deploying identity needs is in the key's own description (schema, reference).
     described = WorkloadIdentities.model_fields["domain_id"].description or ""
     assert "`manager` role" in described
+
+
+def test_without_manager_cloud_the_sites_own_sign_in_creates_the_identities() -> None:
+    site = _site()
+    del site["workload_identities"]["manager_cloud"]
+    plan = plan_stack(STACKS / f"Pulumi.{STACK}.yaml", config_override={"fedeploy:site": site})
+    names = {p.name for p in plan.resources if p.type == "pulumi:providers:openstack"}
+    assert f"{STACK}-domain-manager" not in names
+    for project in plan.by_type("openstack:identity/project:Project"):
+        assert "domain-manager" not in (project.provider or "")

@@ -6,7 +6,10 @@ persona of Keystone 26, OpenStack 2024.2): it may create projects and users in i
 grant them the `member`, `reader` or `manager` role, nothing above. It may not create an EC2
 credential for another user (`identity:ec2_create_credential` is the credential's owner or a
 system admin), so each workload user, with a random password only Pulumi's state holds, signs in
-through a provider of its own, scoped to its own project, and creates its own."""
+through a provider of its own, scoped to its own project, and creates its own. Keystone checks
+the manager role on a domain-scoped token, which the site's own (project-scoped) provider does
+not hold: with `manager_cloud` the projects, users and grants go through a provider signed in
+from that clouds.yaml entry instead."""
 
 from __future__ import annotations
 
@@ -38,6 +41,18 @@ def workload_identities(
         context.opts, pulumi.ResourceOptions(additional_secret_outputs=["secret"])
     )
     workloads = storage_workloads(config.services)
+    # Projects, users and grants: the domain manager's (domain-scoped) sign-in where given.
+    managing = context.opts
+    if identities.manager_cloud is not None:
+        manager = openstack.Provider(
+            f"{name}-domain-manager",
+            cloud=identities.manager_cloud,
+            region=config.region,
+            opts=context.opts,
+        )
+        managing = pulumi.ResourceOptions.merge(
+            context.opts, pulumi.ResourceOptions(provider=manager)
+        )
     keys: dict[str, StaticCredentials] = {}
     principals: dict[str, pulumi.Output[str]] = {}
     for workload in sorted(workloads):
@@ -50,7 +65,7 @@ def workload_identities(
             description=purpose,
             enabled=True,
             tags=tag_list(context.tags),
-            opts=context.opts,
+            opts=managing,
         )
         password = random.RandomPassword(
             f"{name}-{workload}-password",
@@ -68,14 +83,14 @@ def workload_identities(
             description=purpose,
             enabled=True,
             password=password.result,
-            opts=context.opts,
+            opts=managing,
         )
         grant = openstack.identity.RoleAssignment(
             f"{name}-{workload}-role",
             user_id=user.id,
             project_id=project.id,
             role_id=identities.role_id,
-            opts=context.opts,
+            opts=managing,
         )
         # The user itself, in its own project: the only one besides a system admin that
         # Keystone lets create its EC2 credential.
