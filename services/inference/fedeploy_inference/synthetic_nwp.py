@@ -11,8 +11,9 @@ Error model, per run, step and station (lead = step in hours):
   the corrected one is not), plus
 - a bias of `bias_c + bias_growth_c_per_h * lead` and Gaussian noise of standard deviation
   `noise_c + noise_growth_c_per_h * lead`, from one generator seeded with `seed`.
-The grid's orography is the stations' elevation offset by `orography_offset_m` (alternating
-sign from station to station); points no station is nearest to hold the stations' mean.
+The grid's orography is each station's elevation `orography_offset_m` up or down (in turn;
+up where down would be below sea level); points no station is nearest to hold the stations'
+mean. Stations nearest to the same grid point share its value and height (the last one's).
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ class ErrorModel:
     """How far the synthetic forecasts are from the observations (degC), and where they run."""
 
     seed: int = 11
-    bias_c: float = 0.3
-    bias_growth_c_per_h: float = 0.02
+    bias_c: float = 0.1
+    bias_growth_c_per_h: float = 0.01
     noise_c: float = 0.4
     noise_growth_c_per_h: float = 0.05
     run_every_hours: int = 12
     steps: tuple[int, ...] = tuple(range(0, 19, 3))
     grid_degrees: float = 0.1
-    orography_offset_m: float = 150.0
+    orography_offset_m: float = 300.0
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (recorded with the figures)."""
@@ -141,8 +142,10 @@ class _Layout:
         orography = np.full((nj, ni), float(np.mean([p.elevation or 0.0 for p in sites])))
         heights = {}
         for k, p in enumerate(sites):
-            offset = errors.orography_offset_m * (1.0 if k % 2 == 0 else -1.0)
-            heights[p.name] = max(0.0, (p.elevation or 0.0) + offset)
+            # Up and down in turn; up where down would be below sea level.
+            down = k % 2 == 1 and (p.elevation or 0.0) >= errors.orography_offset_m
+            offset = errors.orography_offset_m * (-1.0 if down else 1.0)
+            heights[p.name] = (p.elevation or 0.0) + offset
             orography[points[p.name]] = heights[p.name]
         return cls(lat0, lon0, ni, nj, points, heights, orography)
 
