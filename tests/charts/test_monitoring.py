@@ -224,6 +224,33 @@ def test_the_pushgateway_is_scraped_by_the_charts_own_monitor_keeping_only_its_p
     assert not [m for m in monitored(chart, site) if m["metadata"]["name"].endswith("-pushgateway")]
 
 
+def test_the_bridge_probe_renders_with_the_bridge_and_reads_its_token_from_a_mounted_file():
+    def probes(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            m["spec"]["template"]["spec"]
+            for m in manifests
+            if m["kind"] == "Deployment" and m["metadata"]["name"] == "inference-bridge-probe"
+        ]
+
+    (pod,) = probes(monitored("inference", "hpc"))
+    (container,) = pod["containers"]
+    assert container["command"][:3] == ["python", "-m", "fedeploy_inference.bridge_probe"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["INFER_BRIDGE_URL"] == SITES["hpc"]["inference"]["bridge"]["endpoint"]
+    assert env["INFER_BRIDGE_TOKEN_FILE"] == "/etc/fedeploy/bridge/token"
+    assert "INFER_BRIDGE_TOKEN" not in env
+    (bridge,) = [v for v in pod["volumes"] if v["name"] == "bridge"]
+    assert bridge["secret"]["secretName"] == SITES["hpc"]["inference"]["bridge"]["existingSecret"]
+    other = {"bridge": {"probe": {"existingSecret": "probe-account"}}}
+    (pod,) = probes(monitored("inference", "hpc", other))
+    (bridge,) = [v for v in pod["volumes"] if v["name"] == "bridge"]
+    assert bridge["secret"]["secretName"] == "probe-account"
+    # Only where monitoring renders, with the bridge and the probe on.
+    assert probes(monitored("inference", "hpc", api=False)) == []
+    assert probes(monitored("inference", "hpc", {"bridge": {"probe": {"enabled": False}}})) == []
+    assert probes(monitored("inference", "aws")) == []
+
+
 # ------------------------------------------------------------------ promtool
 
 
