@@ -1,7 +1,8 @@
 """Ingestion throughput on loopback peers, each figure beside the ceiling measured in the same run.
 
     .venv/bin/python benchmarks/ingestion.py [--observations 20000] [--stations 20]
-                                             [--asset-mib 48] [--assets 3]
+                                             [--asset-mib 48] [--assets 3] [--rounds 5]
+                                             [--paths edge,wis2,sentinel]
 
 Edge path: observations published at QoS 1 to mosquitto are consumed by the service's own
 consumer (in this process), grouped into windows, written to SeaweedFS as Parquet and
@@ -17,8 +18,10 @@ decode -> window -> S3 + catalog. Its rate is set beside the edge path's (goal: 
 Sentinel path: assets served by a local HTTP server are copied by `SentinelRun` (multipart,
 digest verified) and registered. Ceilings: reading the same assets over HTTP alone, and S3
 multipart uploads of the same bytes alone. Copy and multipart ceiling alternate over
-`--rounds` rounds (new items each round), so a change in the machine's load falls on both;
-the figure is the median of the rounds' ratios, each round printed beside it.
+`--rounds` rounds (default 5; new items each round, and each round's run searches only its
+own), so a change in the machine's load falls on both; the figure is the median of the rounds'
+ratios, each round printed beside it with the load average. A warm-up run (one 1 MiB item, not
+measured) goes first. `--paths sentinel` measures this path alone.
 """
 
 from __future__ import annotations
@@ -459,7 +462,7 @@ def main() -> int:
     parser.add_argument("--wis2-files", type=int, default=300)
     parser.add_argument("--asset-mib", type=int, default=48)
     parser.add_argument("--assets", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="Sentinel copy/ceiling rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="Sentinel copy/ceiling rounds")
     parser.add_argument(
         "--paths",
         default="edge,wis2,sentinel",
