@@ -105,6 +105,10 @@ def restored_server(
         settings.update(primary_limits(controldata))
         # The scratch server is reached by this process only: no TCP beyond loopback, trust.
         settings.update({"listen_addresses": "127.0.0.1", "unix_socket_directories": str(workdir)})
+        # The backup carries the primary's postgresql.conf: pgstac's image (v0.10) preloads
+        # pg_tle, pg_stat_statements, pg_cron and plprofiler, which a server that only reads the
+        # catalog's tables neither needs nor has; none is loaded.
+        settings["shared_preload_libraries"] = ""
         with (data / "postgresql.auto.conf").open("a") as conf:
             for name, value in settings.items():
                 conf.write(f"{name} = '{value.replace(chr(39), chr(39) * 2)}'\n")

@@ -162,6 +162,12 @@ def test_the_drill_image_restores_compares_and_pushes_as_the_chart_runs_it(
     try:
         owner = f"postgresql://postgres:owner-secret@127.0.0.1:{port}"
         _wait_ready(f"{owner}/postgres")
+        # As pgstac's image (v0.10) writes it: libraries the drill's image does not have, which
+        # the base backup carries along (the running server read its file before this line).
+        with (data / "pg" / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "shared_preload_libraries = 'pg_tle,pg_stat_statements,pg_cron,plprofiler'\n"
+            )
         with psycopg.connect(f"{owner}/postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE pgstac")
         migrated = subprocess.run(
