@@ -1,0 +1,121 @@
+"""The scheduled drill's decision and its pushed outcome, without servers (issue 30).
+
+With --settle-seconds the drill reads the live catalog before the wait and after the restore:
+a restore that matches either is identical (the catalog was written to meanwhile); one that
+matches neither differs. Whatever the outcome, it is pushed once, and a push that fails never
+changes the exit status. The real restore and push run in tests/images/test_restore_drill_image.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from fedeploy.restore_drill import command
+from fedeploy.restore_drill.catalog_state import CatalogState
+from fedeploy.restore_drill.outcome import DrillOutcome, exposition, push
+
+
+def _state(items: int) -> CatalogState:
+    return CatalogState(("c",), {"c": items}, {("c", "c-0"): ("s3://b/0",)})
+
+
+class _Gateway(http.server.BaseHTTPRequestHandler):
+    bodies: list[tuple[str, str]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        length = int(self.headers["Content-Length"])
+        type(self).bodies.append((self.path, self.rfile.read(length).decode()))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def gateway() -> Iterator[str]:
+    _Gateway.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def _drill(monkeypatch, reads: list[CatalogState], *args: str):
+    """Run the command with the live reads and the restored read answered from `reads` in the
+    order the drill makes them, and no restore at all."""
+    answers = iter(reads)
+    monkeypatch.setattr(command, "_read", lambda dsn, sample: next(answers))
+    monkeypatch.setattr(command.time, "sleep", lambda seconds: None)
+
+    @contextlib.contextmanager
+    def restored(*_args, **_kwargs):
+        yield 5432
+
+    monkeypatch.setattr(command, "restored_server", restored)
+    import typer
+
+    app = typer.Typer()
+    app.command()(command.restore_drill_command)
+    argv = ["--backup-url", "s3://b/backups/catalog-db", "--live-dsn", "postgresql://x/pgstac"]
+    return CliRunner().invoke(app, [*argv, *args])
+
+
+def test_a_restore_matching_the_catalog_before_the_wait_is_identical(monkeypatch, gateway):
+    # Read before the wait: 10 items; restored: 10; live after the restore: 12 (written since).
+    done = _drill(
+        monkeypatch,
+        [_state(10), _state(10), _state(12)],
+        "--settle-seconds", "60", "--pushgateway", gateway, "--site", "eu-public",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "identical: 1 collections, 10 items restored" in done.output
+    ((path, body),) = _Gateway.bodies
+    assert path == "/metrics/job/fedeploy-restore-drill/site/eu-public"
+    assert "catalog_restore_drill_exit_status 0.0" in body
+    assert "catalog_restore_drill_last_success_timestamp_seconds" in body
+
+
+def test_a_restore_matching_neither_read_differs_and_is_pushed_so(monkeypatch, gateway):
+    done = _drill(
+        monkeypatch,
+        [_state(10), _state(8), _state(12)],
+        "--settle-seconds", "60", "--pushgateway", gateway, "--site", "eu-public",
+    )  # fmt: skip
+    assert done.exit_code == 1, done.output
+    assert "collection 'c': 8 items restored, 12 live" in done.output
+    ((_, body),) = _Gateway.bodies
+    assert "catalog_restore_drill_exit_status 1.0" in body and "last_success" not in body
+
+
+def test_without_settling_only_the_catalog_read_after_the_restore_counts(monkeypatch):
+    done = _drill(monkeypatch, [_state(10), _state(12)])
+    assert done.exit_code == 1 and "10 items restored, 12 live" in done.output
+
+
+def test_a_push_that_fails_leaves_the_exit_status_alone(monkeypatch):
+    done = _drill(
+        monkeypatch,
+        [_state(10), _state(10)],
+        "--pushgateway", "http://127.0.0.1:9", "--site", "eu-public",
+    )  # fmt: skip
+    assert done.exit_code == 0
+    assert "outcome not pushed to http://127.0.0.1:9" in done.output
+
+
+def test_the_push_needs_a_site_and_refuses_a_label_that_could_break_the_grouping_key():
+    assert push("http://gw:9091", "eu/public", DrillOutcome(0, 1.0, 1.0)) is not None
+    assert push("ftp://gw", "eu-public", DrillOutcome(0, 1.0, 1.0)) is not None
+    text = exposition(DrillOutcome(2, 1700000000.0, 3.5, 0))
+    assert "catalog_restore_drill_exit_status 2.0" in text
+    assert "catalog_restore_drill_duration_seconds 3.5" in text
+    assert "last_success" not in text
+    assert text.count("# TYPE") == 4
