@@ -16,10 +16,10 @@ import pytest
 
 from loopback import SeaweedS3
 from loopback.processes import free_port
-from services.inference.tests.test_server import _request_for
 from tests.images.chart_run import container_of
 from tests.images.conftest import chart_container, podman
 from tests.images.models import publish_synthetic_model
+from tests.samples import request_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,7 +71,7 @@ def test_serve_loads_a_published_model_and_answers_a_forecast(
         )
         answer = httpx.post(
             f"http://127.0.0.1:{port}/v1/predict",
-            json=_request_for(series, "syn-001", origin),
+            json=request_for(series, "syn-001", origin),
             timeout=30,
         )
         assert answer.status_code == 200, (answer.text, logs()[-4000:])

@@ -19,47 +19,24 @@ from fedeploy_inference.arrow_api import (
     table_from_requests,
     to_stream,
 )
-from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.predictor import RequestArrays, forecast_arrays
 from fedeploy_inference.registry import load_model, publish
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.server import create_app
 
-from tests.samples import DATA
+from tests.samples import DATA, request_for
 
 ORIGIN = datetime(2026, 2, 20, 12, tzinfo=UTC)
 ARROW = {"content-type": ARROW_STREAM}
 
 
-def _request_for(series, station, origin, scene=None):
-    st = series[station]
-    first = st.hour_index(origin) - 24
-    observations = []
-    for i in range(first, first + 24):
-        row = {"time": (st.start + timedelta(hours=i)).isoformat()}
-        for j, name in enumerate(VARIABLES):
-            if not np.isnan(st.values[i, j]):
-                row[name] = float(st.values[i, j])
-        observations.append(row)
-    body = {
-        "station": station,
-        "issued_at": origin.isoformat(),
-        "longitude": st.longitude,
-        "latitude": st.latitude,
-        "observations": observations,
-    }
-    if scene:
-        body["scene"] = scene
-    return body
-
-
 def _requests(small_data):
     scene = {"cloud_cover": 40.0, "acquired": (ORIGIN - timedelta(hours=5)).isoformat()}
     return [
-        _request_for(small_data.series, "syn-000", ORIGIN),
-        _request_for(small_data.series, "syn-001", ORIGIN + timedelta(hours=3), scene),
-        _request_for(small_data.series, "syn-000", ORIGIN + timedelta(hours=7)),
-        _request_for(small_data.series, "syn-002", ORIGIN - timedelta(hours=30)),
+        request_for(small_data.series, "syn-000", ORIGIN),
+        request_for(small_data.series, "syn-001", ORIGIN + timedelta(hours=3), scene),
+        request_for(small_data.series, "syn-000", ORIGIN + timedelta(hours=7)),
+        request_for(small_data.series, "syn-002", ORIGIN - timedelta(hours=30)),
     ]
 
 
@@ -220,7 +197,7 @@ def test_integer_station_ids_and_too_many_requests_or_rows_are_refused(small_dat
     with pytest.raises(ArrowRejected, match="4 requests given") as refused:
         parse_request(to_stream(table), 3)
     assert refused.value.loc == ["body", "station", 72]
-    one = table_from_requests([_request_for(small_data.series, "syn-000", ORIGIN)])
+    one = table_from_requests([request_for(small_data.series, "syn-000", ORIGIN)])
     long = pa.concat_tables([one] * 417)  # 10,008 rows of one station and issued_at
     with pytest.raises(ArrowRejected, match="at most 10000") as refused:
         parse_request(to_stream(long), 1024)

@@ -2,19 +2,18 @@
 version, answers as the model does in memory, and refuses bad requests naming the field."""
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.registry import publish
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.server import create_app
 from fedeploy_inference.training import predict
 
-from tests.samples import DATA
+from tests.samples import DATA, request_for
 
 
 def _wait_for(client, predicate, timeout=15.0):
@@ -25,25 +24,6 @@ def _wait_for(client, predicate, timeout=15.0):
             return response
         time.sleep(0.05)
     raise AssertionError(f"/readyz never satisfied the condition; last: {response.json()}")
-
-
-def _request_for(series, station, origin):
-    st = series[station]
-    first = st.hour_index(origin) - 24
-    observations = []
-    for i in range(first, first + 24):
-        row = {"time": (st.start + timedelta(hours=i)).isoformat()}
-        for j, name in enumerate(VARIABLES):
-            if not np.isnan(st.values[i, j]):
-                row[name] = float(st.values[i, j])
-        observations.append(row)
-    return {
-        "station": station,
-        "issued_at": origin.isoformat(),
-        "longitude": st.longitude,
-        "latitude": st.latitude,
-        "observations": observations,
-    }
 
 
 @pytest.fixture
@@ -84,7 +64,7 @@ def test_not_ready_before_a_model_then_ready_then_follows_a_new_version(settings
 
 def test_predictions_before_a_model_are_refused_with_503(served, small_data):
     origin = datetime(2026, 2, 20, 12, tzinfo=UTC)
-    response = served.post("/v1/predict", json=_request_for(small_data.series, "syn-000", origin))
+    response = served.post("/v1/predict", json=request_for(small_data.series, "syn-000", origin))
     assert response.status_code == 503
 
 
@@ -100,7 +80,7 @@ def test_served_forecast_equals_the_model_in_memory(ready, trained, small_data):
     requests = []
     for row in rows:
         origin = datetime.fromtimestamp(trained.test.origin_us[row] / 1e6, tz=UTC)
-        requests.append(_request_for(small_data.series, "syn-001", origin))
+        requests.append(request_for(small_data.series, "syn-001", origin))
     expected = predict(
         trained.model, trained.test.features[rows], trained.test.anchor[rows], torch.device("cpu")
     )
@@ -127,7 +107,7 @@ ORIGIN = datetime(2026, 2, 20, 12, tzinfo=UTC)
 
 
 def _bad(small_data, change):
-    body = _request_for(small_data.series, "syn-000", ORIGIN)
+    body = request_for(small_data.series, "syn-000", ORIGIN)
     change(body)
     return body
 
@@ -166,7 +146,7 @@ def test_bad_requests_get_422_naming_the_field(ready, small_data, change, loc):
 
 
 def test_bad_request_inside_a_batch_names_its_index(ready, small_data):
-    good = _request_for(small_data.series, "syn-000", ORIGIN)
+    good = request_for(small_data.series, "syn-000", ORIGIN)
     bad = _bad(small_data, lambda b: [o.pop("air_temperature", None) for o in b["observations"]])
     response = ready.post("/v1/predict/batch", json={"requests": [good, bad]})
     assert response.status_code == 422
@@ -178,7 +158,7 @@ def test_a_batch_over_the_limit_is_refused(settings, trained, small_data):
     publish(s3_client(settings), settings.bucket, settings.model_name, trained, DATA)
     with TestClient(create_app(limited)) as client:
         _wait_for(client, lambda r: r.status_code == 200)
-        body = _request_for(small_data.series, "syn-000", ORIGIN)
+        body = request_for(small_data.series, "syn-000", ORIGIN)
         response = client.post("/v1/predict/batch", json={"requests": [body] * 3})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "requests"]
@@ -196,7 +176,7 @@ def test_a_failing_prediction_is_counted_as_an_error(settings, trained, small_da
     publish(s3_client(settings), settings.bucket, settings.model_name, trained, DATA)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         _wait_for(client, lambda r: r.status_code == 200)
-        body = _request_for(small_data.series, "syn-000", ORIGIN)
+        body = request_for(small_data.series, "syn-000", ORIGIN)
         assert client.post("/v1/predict", json=body).status_code == 500
         metrics = client.get("/metrics").text
     assert 'fedeploy_inference_rejected_requests_total{reason="error"} 1.0' in metrics
