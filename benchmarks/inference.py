@@ -1,22 +1,29 @@
 """Prediction latency and throughput per batch size: through the HTTP server, beside the same
 model called in-process (with request encoding, and bare: the ceiling).
 
-    .venv/bin/python benchmarks/inference.py [--seconds 3] [--batch-sizes 1,8,64,512]
+    .venv/bin/python benchmarks/inference.py [--seconds 3] [--rounds 3] [--batch-sizes 1,8,64,512]
 
 It trains a small model on the synthetic set, publishes it to S3 on loopback (moto), starts
 `fedeploy-infer serve` as its own process and measures each path for a fixed time per batch
-size. Where a GPU is visible the in-process and server figures are repeated on it. The
-in-process paths take the batch parsed once into arrays (RequestArrays); the server receives the
-JSON bytes (or, for the Arrow rows, the same requests as an Arrow IPC stream, answered in Arrow),
-validates and parses them and writes its answer. /proc/loadavg is printed at the start and the
-end. Goals, printed beside the figures
-(from median latencies): encoding at most ENCODING_GOAL times the bare model, the server at
-least SERVER_GOAL of the in-process rate.
+size, in ROUNDS rounds that alternate in-process and server (so a change of the machine's load
+falls on both). Where a GPU is visible the figures are repeated on it. The in-process paths take
+the batch parsed once into arrays (RequestArrays); the server receives the JSON bytes (or, for
+the Arrow rows, the same requests as an Arrow IPC stream, answered in Arrow), validates and
+parses them and writes its answer. One request at a time on both sides (no concurrency), torch
+on the same number of threads; the client is a persistent `http.client` connection (a few
+tenths of a millisecond a call, where httpx takes about 1 ms of its own), so the server is what
+is measured. Beside each wall-clock median the processor time per call is printed (the server
+process's, from /proc, and the in-process caller's): on shared cores it says what the work
+costs, where the wall clock also says how long the scheduler made it wait. /proc/loadavg is
+printed at the start and the end. Goals, printed beside the figures (from median latencies):
+encoding at most ENCODING_GOAL times the bare model, the server at least SERVER_GOAL of the
+in-process rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import logging
 import os
@@ -25,9 +32,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
-import httpx
 import numpy as np
 import pyarrow as pa
 import torch
@@ -69,17 +77,34 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def measure(call: Callable[[], None], seconds: float) -> list[float]:
-    """Latencies (s) of repeated calls for about `seconds`, after a short warm-up."""
+@dataclass
+class Figure:
+    """One path's calls at one batch size: latencies (s) and processor time (s) over them."""
+
+    latencies: list[float] = field(default_factory=list)
+    cpu: float = 0.0
+
+    def cpu_ms(self) -> float:
+        """Processor time per call, ms."""
+        return self.cpu / max(len(self.latencies), 1) * 1e3
+
+
+def measure(
+    call: Callable[[], None], seconds: float, cpu: Callable[[], float], into: Figure
+) -> None:
+    """Repeated calls for about `seconds` after a short warm-up, their latencies and the
+    processor time `cpu()` counted over them added to `into`."""
     for _ in range(3):
         call()
-    latencies = []
+    count = 0
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(latencies) < 5:
+    before = cpu()
+    while time.perf_counter() < end or count < 5:
         began = time.perf_counter()
         call()
-        latencies.append(time.perf_counter() - began)
-    return latencies
+        into.latencies.append(time.perf_counter() - began)
+        count += 1
+    into.cpu += cpu() - before
 
 
 def requests_from(series, count: int) -> list[dict]:
@@ -114,53 +139,102 @@ def requests_from(series, count: int) -> list[dict]:
     return out
 
 
-def start_server(endpoint: str, device: str, threads: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
-        "INFER_BUCKET": BUCKET,
-        "INFER_S3_ENDPOINT_URL": endpoint,
-        "INFER_DEVICE": device,
-        "INFER_MAX_BATCH": "4096",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fedeploy_inference",
-            "--log-level",
-            "WARNING",
-            "serve",
-            "--port",
-            str(port),
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not become ready in 120 s")
+class Server:
+    """`fedeploy-infer serve` as its own process, called over one persistent HTTP/1.1
+    connection (the stdlib client: a few tenths of a millisecond a call)."""
+
+    def __init__(self, endpoint: str, device: str, threads: int) -> None:
+        port = free_port()
+        env = {
+            **os.environ,
+            **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
+            "INFER_BUCKET": BUCKET,
+            "INFER_S3_ENDPOINT_URL": endpoint,
+            "INFER_DEVICE": device,
+            "INFER_MAX_BATCH": "4096",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fedeploy_inference",
+                "--log-level",
+                "WARNING",
+                "serve",
+                "--port",
+                str(port),
+            ],
+            env=env,
+        )
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if self.call("GET", "/readyz", None, {}) == 200:
+                    return
+            except OSError:
+                self.connection.close()
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit("the server did not become ready in 120 s")
+
+    def call(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> int:
+        """One request; its status (the answer read whole). A connection the server closed
+        while the in-process paths ran (uvicorn's keep-alive timeout) is opened again once."""
+        for attempt in (1, 2):
+            try:
+                self.connection.request(method, path, body=body, headers=headers)
+                response = self.connection.getresponse()
+                response.read()
+                return response.status
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                self.connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+        """A request that must be answered 200."""
+        if (status := self.call("POST", path, body, headers)) != 200:
+            raise SystemExit(f"POST {path} answered {status}")
+
+    def cpu_seconds(self) -> float:
+        """The server process's processor time so far (user + system, all its threads)."""
+        with open(f"/proc/{self.process.pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.connection.close()
+        os.kill(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
 
 
-def row(path: str, device: str, batch: int, latencies: list[float]) -> str:
+PATHS = {
+    "bare": "model, bare (ceiling)",
+    "encoded": "model + encoding",
+    "server": "server (HTTP, JSON)",
+    "arrow": "server (HTTP, Arrow)",
+}
+
+
+def row(path: str, device: str, batch: int, figure: Figure) -> str:
+    latencies = figure.latencies
     p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
     rate = batch * len(latencies) / sum(latencies)
-    return f"{path:<22} {device:<5} {batch:>6} {p50:>10.3f} {p99:>10.3f} {rate:>14,.0f}"
+    return (
+        f"{PATHS[path]:<22} {device:<5} {batch:>6} {p50:>10.3f} {p99:>10.3f} {rate:>14,.0f} "
+        f"{figure.cpu_ms():>12.3f}"
+    )
 
 
-def verdicts(device: str, figures: dict[int, dict[str, list[float]]]) -> list[str]:
-    """Each batch size's ratios beside their goals (from median latencies)."""
+def verdicts(device: str, figures: dict[int, dict[str, Figure]]) -> list[str]:
+    """Each batch size's ratios beside their goals (from median latencies), and the processor
+    time per call behind them."""
     lines = []
     for batch, f in figures.items():
-        bare, encoded = percentile(f["bare"], 50), percentile(f["encoded"], 50)
+        bare = percentile(f["bare"].latencies, 50)
+        encoded = percentile(f["encoded"].latencies, 50)
         encoding = max(encoded - bare, 0.0) / bare
         line = (
             f"{device} batch {batch:>4}: encoding {(encoded - bare) * 1e3:.3f} ms = "
@@ -170,11 +244,13 @@ def verdicts(device: str, figures: dict[int, dict[str, list[float]]]) -> list[st
         for path in ("server", "arrow"):
             if path not in f:
                 continue
-            share = encoded / percentile(f[path], 50)
+            share = encoded / percentile(f[path].latencies, 50)
             name = "server JSON" if path == "server" else "server Arrow"
             line += (
                 f"; {name} {share:.0%} of in-process (goal: at least {SERVER_GOAL:.0%}: "
-                f"{'met' if share >= SERVER_GOAL else 'NOT met'})"
+                f"{'met' if share >= SERVER_GOAL else 'NOT met'}; processor time "
+                f"{f[path].cpu_ms():.2f} ms a call against {f['encoded'].cpu_ms():.2f} ms "
+                f"in process: {f['encoded'].cpu_ms() / max(f[path].cpu_ms(), 1e-9):.0%})"
             )
         lines.append(line)
     return lines
@@ -184,6 +260,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     parser.add_argument("--batch-sizes", default="1,8,64,512")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds per batch size, each path measured for SECONDS / ROUNDS in each, in turn",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -234,62 +316,54 @@ def main() -> int:
         print(
             f"model {settings.model_name}/{version}; torch {torch.__version__}; "
             f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}; "
-            f"{args.seconds:g} s per figure; "
-            f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load {loadavg()}"
+            f"{args.seconds:g} s per figure in {args.rounds} alternating rounds; one request "
+            f"at a time; started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load {loadavg()}"
         )
         print(
             f"{'path':<22} {'dev':<5} {'batch':>6} {'p50 ms':>10} {'p99 ms':>10} "
-            f"{'forecasts/s':>14}"
+            f"{'forecasts/s':>14} {'cpu ms/call':>12}"
         )
         summary = []
         for device in devices:
             loaded = load_model(client, BUCKET, settings.model_name, version, torch.device(device))
-            figures: dict[int, dict[str, list[float]]] = {b: {} for b in sizes}
-            for batch in sizes:
-                head = arrays.head(batch)
-                encoded = encode_arrays(loaded.spec, head)
-
-                def bare(encoded=encoded, loaded=loaded, device=device) -> None:
-                    run_model(loaded, encoded)
-                    if device == "cuda":  # GPU calls return before the work is done
-                        torch.cuda.synchronize()
-
-                figures[batch]["bare"] = measure(bare, args.seconds)
-                print(row("model, bare (ceiling)", device, batch, figures[batch]["bare"]))
-                figures[batch]["encoded"] = measure(
-                    lambda h=head, m=loaded: forecast_arrays(m, h), args.seconds
-                )
-                print(row("model + encoding", device, batch, figures[batch]["encoded"]))
-            server, base = start_server(s3.endpoint.endpoint_url, device, args.threads)
+            server = Server(s3.endpoint.endpoint_url, device, args.threads)
             try:
-                with httpx.Client(base_url=base, timeout=60) as http:
-                    for batch in sizes:
-                        if batch == 1:
+                figures = {b: {path: Figure() for path in PATHS} for b in sizes}
+                for batch in sizes:
+                    head = arrays.head(batch)
+                    encoded = encode_arrays(loaded.spec, head)
 
-                            def call() -> None:
-                                http.post(
-                                    "/v1/predict", content=single, headers=headers
-                                ).raise_for_status()
-                        else:
+                    def bare(encoded=encoded, loaded=loaded, device=device) -> None:
+                        run_model(loaded, encoded)
+                        if device == "cuda":  # GPU calls return before the work is done
+                            torch.cuda.synchronize()
 
-                            def call(content: bytes = batches[batch]) -> None:
-                                http.post(
-                                    "/v1/predict/batch", content=content, headers=headers
-                                ).raise_for_status()
-
-                        figures[batch]["server"] = measure(call, args.seconds)
-                        print(row("server (HTTP, JSON)", device, batch, figures[batch]["server"]))
-
-                        def arrow(content: bytes = arrow_bodies[batch]) -> None:
-                            http.post(
-                                "/v1/predict/batch", content=content, headers=arrow_headers
-                            ).raise_for_status()
-
-                        figures[batch]["arrow"] = measure(arrow, args.seconds)
-                        print(row("server (HTTP, Arrow)", device, batch, figures[batch]["arrow"]))
+                    calls: dict[str, tuple[Callable[[], None], Callable[[], float]]] = {
+                        "bare": (bare, time.process_time),
+                        "encoded": (
+                            lambda h=head, m=loaded: forecast_arrays(m, h),
+                            time.process_time,
+                        ),
+                        "server": (
+                            partial(server.post, "/v1/predict", single, headers)
+                            if batch == 1
+                            else partial(server.post, "/v1/predict/batch", batches[batch], headers),
+                            server.cpu_seconds,
+                        ),
+                        "arrow": (
+                            partial(
+                                server.post, "/v1/predict/batch", arrow_bodies[batch], arrow_headers
+                            ),
+                            server.cpu_seconds,
+                        ),
+                    }
+                    for _ in range(args.rounds):
+                        for path, (call, cpu) in calls.items():
+                            measure(call, args.seconds / args.rounds, cpu, figures[batch][path])
+                    for path in PATHS:
+                        print(row(path, device, batch, figures[batch][path]), flush=True)
             finally:
-                os.kill(server.pid, signal.SIGTERM)
-                server.wait(timeout=30)
+                server.stop()
             summary += verdicts(device, figures)
         print()
         print("\n".join(summary))
