@@ -328,13 +328,14 @@ def test_release_builds_each_service_image_from_its_chart_app_version_with_sbom_
         if not p.name.endswith(".dockerignore") and p.parent.name != "browser"
     )
     for entry in matrix:
-        service, suffix = entry["service"], entry["suffix"]
-        chart = yaml.safe_load((ROOT / "charts" / service / "Chart.yaml").read_text())
+        # The chart whose appVersion tags the image (the restore drill's: the catalog's).
+        service, suffix, runs_it = entry["service"], entry["suffix"], entry["chart"]
+        chart = yaml.safe_load((ROOT / "charts" / runs_it / "Chart.yaml").read_text())
         assert chart.get("appVersion"), service
         # The image block of the chart that runs this build names its repository and suffix.
         from fedeploy.images.lock import chart_images
 
-        refs = {use.ref for use in chart_images(service)}
+        refs = {use.ref for use in chart_images(runs_it)}
         assert f"{release['env']['REGISTRY']}/{service}:{chart['appVersion']}{suffix}" in refs
     uses = [s.get("uses", "").split("@")[0] for s in images["steps"]]
     assert {"aquasecurity/trivy-action", "anchore/sbom-action", "docker/build-push-action"} <= set(
