@@ -393,6 +393,34 @@ def test_a_writers_valid_token_cannot_touch_the_hubs_harvest_status(federation, 
     assert httpx.get(f"{api}/collections/fedeploy-site-site-c").status_code == 404
 
 
+def test_a_json_patch_cannot_rename_a_collection_onto_the_hubs_harvest_status(federation, harvest):
+    # Review of issue 27, finding 1: stac-fastapi-pgstac's patch_collection applies an RFC 6902
+    # patch and pgstac writes the row the result's id names, so replacing the id of a collection
+    # the writer may edit rewrote the status collection. The guard refuses it, however sent.
+    hub = federation.public["hub"]
+    status = "fedeploy-site-site-a"
+    api = federation.apis["hub"].url
+    before = httpx.get(f"{api}/collections/{status}").json()
+    edited = httpx.get(f"{api}/collections/{COLLECTION}").json()
+    ops = [
+        {"op": "replace", "path": "/id", "value": status},
+        {"op": "add", "path": "/fedeploy:harvest", "value": {"status": "ok", "forged": True}},
+    ]
+    with federation.client() as http:
+        attempts = [
+            http.patch(
+                f"{hub}/collections/{COLLECTION}",
+                content=json.dumps(ops),
+                headers={**federation.token(), "Content-Type": content_type},
+            )
+            for content_type in ("application/json-patch+json", "application/json")
+        ]
+    assert [a.status_code for a in attempts] == [403, 403], [a.text for a in attempts]
+    assert "id or collection" in attempts[0].json()["detail"]
+    assert httpx.get(f"{api}/collections/{status}").json() == before
+    assert httpx.get(f"{api}/collections/{COLLECTION}").json() == edited
+
+
 def test_the_hub_harvests_both_members_through_their_public_https_urls(federation, harvest):
     from fedeploy_ingestion.harvest import Harvester
     from fedeploy_ingestion.metrics import Metrics

@@ -221,3 +221,65 @@ def test_the_chart_passes_the_status_scope_only_when_given() -> None:
     # Default: no token writes the status collections through the proxy.
     assert "RESERVED_WRITE_SCOPE" not in _proxy_env()
     assert _proxy_env(statusWriteScope=HARVEST_SCOPE)["RESERVED_WRITE_SCOPE"] == HARVEST_SCOPE
+
+
+# RFC 6902 JSON Patches (a list body) that would move a write elsewhere: stac-fastapi-pgstac's
+# patch_collection applies the patch and pgstac's update_collection writes the row the result's
+# `id` names, so a patch of an ordinary collection that replaces its id rewrote a status
+# collection (review of issue 27, finding 1).
+RENAMING_PATCHES = [
+    [{"op": "replace", "path": "/id", "value": "fedeploy-site-a"}],
+    [{"op": "add", "path": "/id", "value": "fedeploy-site-a"}],
+    [{"op": "replace", "path": "/ID", "value": "fedeploy-site-a"}],
+    [{"op": "replace", "path": "/id/", "value": "fedeploy-site-a"}],
+    [{"op": "replace", "path": "", "value": {"id": "fedeploy-site-a", "type": "Collection"}}],
+    [{"op": "copy", "from": "/title", "path": "/id"}],
+    [{"op": "move", "from": "/id", "path": "/title"}],
+    [{"op": "replace", "path": "/collection", "value": "fedeploy-site-a"}],
+    [{"op": "remove", "path": "/Collection"}],
+    [{"op": "test", "path": "/description", "value": "x"}, {"op": "remove", "path": "/id"}],
+]
+# List bodies the guard cannot read as a JSON Patch.
+UNCLASSIFIED_LISTS = [
+    [1],
+    [{"op": "replace"}],
+    [{"op": "replace", "path": ["id"], "value": "x"}],
+    [{"op": "move", "path": "/title", "from": 3}],
+    [{"path": "/title", "value": "x"}],
+    [{"type": "Feature", "id": "x", "collection": "fedeploy-site-a"}],
+]
+
+
+@pytest.mark.parametrize("body", RENAMING_PATCHES + UNCLASSIFIED_LISTS)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PATCH", "/collections/sentinel-2"),
+        ("PATCH", "/collections/sentinel-2/items/s2"),
+        ("PUT", "/collections/sentinel-2"),
+        ("POST", "/collections/sentinel-2/items"),
+        ("PATCH", "/catalog/Collections/sentinel-2"),
+    ],
+)
+@pytest.mark.parametrize(
+    "token", [MEMBER, HUB_WRITER, HARVESTER], ids=["member", "hub", "harvester"]
+)
+def test_a_json_patch_never_changes_an_id_or_collection_and_an_unread_list_is_refused(
+    body: Any, method: str, path: str, token: str
+) -> None:
+    status, seen = _call(_guard(HARVEST_SCOPE), method, path, token, body)
+    assert (status, seen) == (403, [])
+
+
+def test_a_json_patch_of_other_members_passes_with_its_body() -> None:
+    body = [
+        {"op": "replace", "path": "/description", "value": "Sentinel-2 L2A"},
+        {"op": "add", "path": "/properties/id", "value": "kept"},
+        {"op": "copy", "from": "/title", "path": "/summaries/title"},
+        {"op": "replace", "path": "/keywords/0", "value": "id"},
+    ]
+    status, seen = _call(_guard(), "PATCH", "/collections/sentinel-2", MEMBER, body)
+    assert status == 200 and b"".join(seen) == json.dumps(body).encode()
+    assert token_guard.patch_problem({"id": "x"}) is None  # a merge patch: reserved_collection's
+    problem = token_guard.patch_problem([{"op": "replace", "path": "/id", "value": "x"}])
+    assert problem is not None and "'/id'" in problem

@@ -13,7 +13,10 @@ The guard also keeps the harvest-status collections (`fedeploy-site-<member>`, w
 which writes them in-cluster, not through this proxy: a write (any method but GET, HEAD and
 OPTIONS) that names such a collection, in its path or in its JSON body, is answered 403 unless
 the token carries RESERVED_WRITE_SCOPE (unset: no token does). A member writer's token, whatever
-its audience and scope, never writes or deletes them.
+its audience and scope, never writes or deletes them. A JSON Patch (a list body) written to a
+collection or item may not touch `id` or `collection` (pgstac writes the row the patched
+content's `id` names, so a renaming patch of another collection would land on a status
+collection), and a list body that is not a JSON Patch is refused: 403, whatever the token.
 
 The guard also counts every request it answers or passes on, by method and status class, with
 its duration: the catalog's request metrics (the STAC API image serves none), in Prometheus's
@@ -105,6 +108,12 @@ def _segments(path: str) -> list[str]:
     return parts
 
 
+def _names_collections(path: str) -> bool:
+    """Whether the path, however spelt, reaches the collections or items (a segment
+    `collections`)."""
+    return any(p.casefold() == "collections" for p in _segments(path))
+
+
 def _body_ids(body: Any) -> list[str]:
     """Collection ids a write body names: its `id` and `collection`, and those of the features
     of an ItemCollection or the items of a bulk request."""
@@ -120,6 +129,49 @@ def _body_ids(body: Any) -> list[str]:
     return [f for f in found if isinstance(f, str)]
 
 
+def _pointer_tokens(pointer: str) -> list[str]:
+    """A JSON Pointer's (RFC 6901) reference tokens, unescaped (`~1` is `/`, `~0` is `~`) and
+    case-folded; [] for the whole document ("")."""
+    if pointer == "":
+        return []
+    return [t.replace("~1", "/").replace("~0", "~").casefold() for t in pointer.split("/")[1:]]
+
+
+# Members of a collection or item a JSON Patch may not touch: they name where the write lands
+# (pgstac's update_collection writes the row its content's `id` names).
+_IDENTITY_MEMBERS = frozenset({"id", "collection"})
+
+
+def patch_problem(body: Any) -> str | None:
+    """Why a JSON body that is a list (an RFC 6902 JSON Patch) may not be written to a collection
+    or item, or None for another body or a patch that leaves `id` and `collection` alone.
+
+    Refused: an operation that is not an object with a string `op` and `path` (or whose `from` is
+    not a string), and one whose `path` or `from` is the whole document or starts at `id` or
+    `collection`, however spelt (`~0`/`~1` escapes, a trailing slash, another case).
+    """
+    if not isinstance(body, list):
+        return None
+    for n, op in enumerate(body):
+        if not (
+            isinstance(op, dict)
+            and isinstance(op.get("op"), str)
+            and isinstance(op.get("path"), str)
+            and isinstance(op.get("from", ""), str)
+        ):
+            return f"operation {n} of the JSON Patch is not an object with a string op and path"
+        for key in ("path", "from"):
+            if key not in op:
+                continue
+            tokens = _pointer_tokens(op[key])
+            if not tokens or tokens[0] in _IDENTITY_MEMBERS:
+                return (
+                    f"operation {n} of the JSON Patch ({key} {op[key]!r}) would change the id "
+                    "or collection of what it patches: write it under its own id instead"
+                )
+    return None
+
+
 def reserved_collection(
     method: str, path: str, body: Any, prefix: str = RESERVED_PREFIX
 ) -> str | None:
@@ -131,7 +183,7 @@ def reserved_collection(
     parts = _segments(path)
     folded = prefix.casefold()
     named = [parts[i + 1] for i, p in enumerate(parts[:-1]) if p.casefold() == "collections"]
-    if any(p.casefold() == "collections" for p in parts):
+    if _names_collections(path):
         named += _body_ids(body)
     return next((n for n in named if n.casefold().startswith(folded)), None)
 
@@ -279,6 +331,10 @@ class TokenGuard:
         if self.reserved_prefix and method.upper() not in _SAFE:
             chunks, body = await _read_body(receive)
             receive = _replay(chunks, receive)
+            patched = patch_problem(body) if _names_collections(path) else None
+            if patched is not None:
+                await _refuse(send, 403, patched, b'Bearer error="insufficient_scope"')
+                return
             reserved = reserved_collection(method, path, body, self.reserved_prefix)
             if reserved is not None and (
                 not self.reserved_scope or self.reserved_scope not in token_scopes(header)
