@@ -216,3 +216,28 @@ def test_the_stack_file_schedules_the_drill_weekly_where_backups_are_on():
     assert backup_values(wiring, off, "bucket", None)["drill"]["enabled"] is False
     with pytest.raises(ValueError, match="drill.schedule"):
         CatalogBackup.model_validate({"drill": {"schedule": "weekly please"}})
+
+
+def test_the_release_pipelines_build_the_image_the_chart_names():
+    """Both release pipelines build services/restore-drill tagged <catalog appVersion>-pg<the
+    Dockerfile's PG_MAJOR>: the tag the chart's backup.image names, and the script builds."""
+    import re
+
+    root = CHARTS_DIR.parent
+    major = re.search(
+        r"^ARG PG_MAJOR=(\d+)$", (root / "services/restore-drill/Dockerfile").read_text(), re.M
+    )
+    assert major
+    version = yaml.safe_load((CATALOG / "Chart.yaml").read_text())["appVersion"]
+    image = yaml.safe_load((CATALOG / "values.yaml").read_text())["backup"]["image"]
+    assert image["repository"] == "ghcr.io/fedeploy/restore-drill"
+    assert image["tag"] == f"{version}-pg{major[1]}"
+    for pipeline, entry in (
+        ("github/workflows/release.yml", "service: restore-drill, dockerfile: Dockerfile, "
+         f'suffix: "-pg{major[1]}", chart: catalog'),
+        ("gitlab/.gitlab-ci.yml", "SERVICE: restore-drill, DOCKERFILE: Dockerfile, "
+         f'SUFFIX: "-pg{major[1]}", CHART: catalog'),
+    ):  # fmt: skip
+        text = (root / "examples/gitops" / pipeline).read_text()
+        assert entry in text, pipeline
+        assert "charts/$CHART/Chart.yaml" in text, pipeline

@@ -502,7 +502,12 @@ def test_gitlab_records_each_images_index_digest_not_a_platform_or_attestation_m
         done = _sh(["sh", "-e", "-c"], script, work, job_env)
         assert done.returncode == 0, done.stdout + done.stderr
     pushed = sorted((work / "digests").iterdir())
-    assert [p.name for p in pushed] == ["inference-cuda.txt", "inference.txt", "ingestion.txt"]
+    assert [p.name for p in pushed] == [
+        "inference-cuda.txt",
+        "inference.txt",
+        "ingestion.txt",
+        "restore-drill-pg17.txt",
+    ]
     for path in pushed:
         ref, digest = path.read_text().strip().split("@")
         assert digest == _index_digest(ref), path.name
