@@ -283,3 +283,65 @@ def test_a_json_patch_of_other_members_passes_with_its_body() -> None:
     assert token_guard.patch_problem({"id": "x"}) is None  # a merge patch: reserved_collection's
     problem = token_guard.patch_problem([{"op": "replace", "path": "/id", "value": "x"}])
     assert problem is not None and "'/id'" in problem
+
+
+def _stream(
+    guard: Any, method: str, path: str, chunks: int, size: int, length: int | None = None
+) -> tuple[list[dict[str, Any]], int, list[int]]:
+    """Send `chunks` body parts of `size` bytes: (what the client got, parts the guard or proxy
+    read, parts read when the proxy was called; [] when it was not)."""
+    read = 0
+    at_proxy: list[int] = []
+
+    async def proxy(scope: Any, receive: Any, send: Any) -> None:
+        at_proxy.append(read)
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        read += 1
+        return {"type": "http.request", "body": b"x" * size, "more_body": read < chunks}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard.app = proxy
+    headers = [] if length is None else [(b"content-length", str(length).encode())]
+    scope = {"type": "http", "method": method, "path": path, "headers": headers}
+    asyncio.run(guard(scope, receive, send))
+    return sent, read, at_proxy
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/search"), ("POST", "/catalog/search"), ("PUT", "/other")]
+)
+def test_a_body_that_names_no_collection_streams_to_the_proxy_unread(
+    method: str, path: str
+) -> None:
+    # Review of issue 27, finding 5: an anonymous 200 MiB POST /search was read whole first.
+    sent, read, at_proxy = _stream(_guard(), method, path, chunks=200, size=1 << 20)
+    assert at_proxy == [0] and read == 200 and sent[0]["status"] == 200
+
+
+def test_a_write_to_the_collections_over_the_cap_is_413_and_read_no_further() -> None:
+    guard = token_guard.TokenGuard(_guard().app, ISSUER, max_body=3 << 20)
+    sent, read, at_proxy = _stream(guard, "POST", "/collections/c/items", chunks=200, size=1 << 20)
+    assert (sent[0]["status"], read, at_proxy) == (413, 4, [])
+    assert str(3 << 20) in json.loads(sent[1]["body"])["detail"]
+    # A declared length over the cap is refused before a byte is read.
+    sent, read, _ = _stream(guard, "PUT", "/collections/c", chunks=1, size=10, length=4 << 20)
+    assert (sent[0]["status"], read) == (413, 0)
+    # Up to the cap, the whole body reaches the proxy.
+    sent, read, at_proxy = _stream(
+        guard, "POST", "/collections/c/bulk_items", chunks=3, size=1 << 20
+    )
+    assert (sent[0]["status"], read, at_proxy) == (200, 3, [3])
+
+
+def test_the_chart_sets_the_guards_body_cap() -> None:
+    assert _proxy_env()["GUARD_MAX_BODY_BYTES"] == str(16 << 20)

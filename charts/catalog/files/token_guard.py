@@ -17,6 +17,9 @@ its audience and scope, never writes or deletes them. A JSON Patch (a list body)
 collection or item may not touch `id` or `collection` (pgstac writes the row the patched
 content's `id` names, so a renaming patch of another collection would land on a status
 collection), and a list body that is not a JSON Patch is refused: 403, whatever the token.
+Only the body of a write to the collections or items is read before the proxy, at most
+GUARD_MAX_BODY_BYTES of it (16 MiB unset; a larger one is answered 413); every other body,
+an anonymous POST /search's included, streams through unread.
 
 The guard also counts every request it answers or passes on, by method and status class, with
 its duration: the catalog's request metrics (the STAC API image serves none), in Prometheus's
@@ -82,6 +85,10 @@ def token_problem(authorization: str | None, issuer: str, now: float) -> str | N
         return "the token has expired"
     return None
 
+
+# The most bytes of a write's body the guard reads to inspect it (GUARD_MAX_BODY_BYTES; the
+# chart's authProxy.maxWriteBodyBytes).
+MAX_WRITE_BODY = 16 * 1024 * 1024
 
 # The hub's harvest-status collections (fedeploy_ingestion.federation.SITE_COLLECTION_PREFIX).
 RESERVED_PREFIX = "fedeploy-site-"
@@ -288,6 +295,7 @@ class TokenGuard:
         metrics: RequestMetrics | None = None,
         reserved_scope: str = "",
         reserved_prefix: str = RESERVED_PREFIX,
+        max_body: int = MAX_WRITE_BODY,
     ) -> None:
         if not issuer:
             raise ValueError("TokenGuard needs the issuer (EXPECTED_ISSUER) it accepts tokens of")
@@ -297,6 +305,8 @@ class TokenGuard:
         # The one scope that may write the reserved collections through the proxy ("": none).
         self.reserved_scope = reserved_scope
         self.reserved_prefix = reserved_prefix
+        # The most bytes of a write's body it reads to inspect; a larger one is answered 413.
+        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -328,10 +338,22 @@ class TokenGuard:
             return
         method = str(scope.get("method", "GET"))
         path = str(scope.get("path", ""))
-        if self.reserved_prefix and method.upper() not in _SAFE:
-            chunks, body = await _read_body(receive)
+        # Only a write to the collections or items is read here (capped); every other body,
+        # a public POST /search included, streams to the proxy as it comes.
+        if method.upper() not in _SAFE and _names_collections(path):
+            read = await _read_body(receive, self.max_body, _content_length(scope))
+            if read is None:
+                await _refuse(
+                    send,
+                    413,
+                    f"a write to the collections or items may carry at most {self.max_body} "
+                    "bytes through this endpoint",
+                    b"Bearer",
+                )
+                return
+            chunks, body = read
             receive = _replay(chunks, receive)
-            patched = patch_problem(body) if _names_collections(path) else None
+            patched = patch_problem(body)
             if patched is not None:
                 await _refuse(send, 403, patched, b'Bearer error="insufficient_scope"')
                 return
@@ -366,12 +388,32 @@ async def _refuse(send: Send, status: int, detail: str, challenge: bytes) -> Non
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive) -> tuple[list[Message], Any]:
-    """Every message of the request body, and the body as JSON (None when it is not)."""
+def _content_length(scope: Scope) -> int | None:
+    """The request's Content-Length, or None when absent or not a number."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _read_body(
+    receive: Receive, limit: int, declared: int | None = None
+) -> tuple[list[Message], Any] | None:
+    """Every message of the request body and the body as JSON (None when it is not), or None
+    as soon as the body (or its `declared` Content-Length) is over `limit` bytes."""
+    if declared is not None and declared > limit:
+        return None
     chunks: list[Message] = []
+    size = 0
     while True:
         message = await receive()
         chunks.append(message)
+        size += len(message.get("body", b"")) if message["type"] == "http.request" else 0
+        if size > limit:
+            return None
         if message["type"] != "http.request" or not message.get("more_body", False):
             break
     raw = b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
@@ -403,6 +445,7 @@ def create_app() -> TokenGuard:
         proxy_app(Settings()),
         os.environ.get("EXPECTED_ISSUER", ""),
         reserved_scope=os.environ.get("RESERVED_WRITE_SCOPE", ""),
+        max_body=int(os.environ.get("GUARD_MAX_BODY_BYTES") or MAX_WRITE_BODY),
     )
     port = os.environ.get("GUARD_METRICS_PORT")
     if port:
