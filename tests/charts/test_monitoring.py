@@ -183,17 +183,28 @@ def test_scrape_targets_select_pods_of_this_release_that_serve_metrics(chart, si
 
 
 @pytest.mark.parametrize(
-    ("chart", "site", "pushers"),
+    ("chart", "site", "pushers", "names"),
     [
-        ("ingestion", "aws", "fedeploy-sentinel"),
-        ("catalog", "hub", "fedeploy-harvest|fedeploy-restore-drill"),
-        ("inference", "hpc", "fedeploy-bridge-submit"),
+        ("ingestion", "aws", "fedeploy-sentinel", "ingest_sentinel_.+"),
+        (
+            "catalog",
+            "hub",
+            "fedeploy-harvest|fedeploy-restore-drill",
+            "ingest_harvest_member_.+|catalog_restore_drill_.+",
+        ),
+        (
+            "inference",
+            "hpc",
+            "fedeploy-bridge-submit",
+            "fedeploy_bridge_(last_submission_timestamp_seconds|submissions_total)",
+        ),
     ],
 )
 def test_the_pushgateway_is_scraped_by_the_charts_own_monitor_keeping_only_its_pushers(
-    chart, site, pushers
+    chart, site, pushers, names
 ):
-    """A push under any other job (a scraped workload's, to mask its series) or for another
+    """A push under any other job (a scraped workload's, to mask its series), of any metric
+    its pushers do not push (a kube-state-metrics series a backstop rule reads), or for another
     site is dropped by the chart's monitor, which stamps what it keeps; the rules on pushed
     series read only stamped series."""
     manifests = monitored(chart, site, pushing(chart))
@@ -206,6 +217,7 @@ def test_the_pushgateway_is_scraped_by_the_charts_own_monitor_keeping_only_its_p
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["honorLabels"] is True and endpoint["targetPort"] == 9091
     assert endpoint["metricRelabelings"] == [
+        {"sourceLabels": ["__name__"], "regex": names, "action": "keep"},
         {"sourceLabels": ["job"], "regex": pushers, "action": "keep"},
         {"sourceLabels": ["site"], "regex": SITES[site][chart]["site"]["name"], "action": "keep"},
         {"targetLabel": "fedeploy_pushgateway", "replacement": chart, "action": "replace"},
@@ -214,7 +226,7 @@ def test_the_pushgateway_is_scraped_by_the_charts_own_monitor_keeping_only_its_p
     pushed = [
         rule
         for rule in alerts_of(spec)
-        if re.search(r'job="fedeploy-(sentinel|harvest|bridge-submit)"', rule["expr"])
+        if re.search(r'job="fedeploy-(sentinel|harvest|bridge-submit|restore-drill)"', rule["expr"])
     ]
     assert pushed
     for rule in pushed:
@@ -441,10 +453,11 @@ def _unstamped(series: str) -> str:
 
 def _pushed_drill_cases(site: str) -> list[dict[str, Any]]:
     """The drill's pushed exit status (restore_drill/outcome.py): 1 fires, also beside a 0 pushed
-    under another grouping key; 0, or another site's failure, stays silent."""
+    under another grouping key; 0, another site's failure, or a failure no chart monitor
+    stamped (another scrape of the Pushgateway), stays silent."""
     status = (
         f'catalog_restore_drill_exit_status{{job="fedeploy-restore-drill", site="{site}", '
-        'instance="pushgateway:9091"}'
+        'instance="pushgateway:9091", fedeploy_pushgateway="catalog"}'
     )
     spoofed = status.replace("pushgateway:9091", "b")
     fires = {"site": site, "severity": "critical"}
@@ -453,6 +466,7 @@ def _pushed_drill_cases(site: str) -> list[dict[str, Any]]:
         _case("1m", {status: "2x10", spoofed: "0x10"}, "5m", fires),
         _case("1m", {status: "0x10"}, "5m", None),
         _case("1m", {status.replace(site, "elsewhere"): "1x10"}, "5m", None),
+        _case("1m", {_unstamped(status): "1x10"}, "5m", None),
     ]
 
 
@@ -616,6 +630,22 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
             ),
             # Read by another scrape of the Pushgateway than the chart's monitor: not read.
             _case("1h", {f'{_unstamped(_PUSHED_SENTINEL)}, worker="0"}}': "3 0x30"}, "30h", None),
+            # Spoofs (issue 31 review, finding 1) and groups left behind (finding 9) add nothing:
+            # a group without a worker, a worker beyond the parallelism (4), and a second group
+            # of worker 0 under another grouping key (its fewest items count).
+            *(
+                _case(
+                    "1h",
+                    {f'{_PUSHED_SENTINEL}, worker="0"}}': "0x30", f"{extra}}}": "5x30"},
+                    "26h",
+                    {"site": "aws-eu", "severity": "warning"},
+                )
+                for extra in (
+                    _PUSHED_SENTINEL.replace("pushgateway:9091", "attacker"),
+                    f'{_PUSHED_SENTINEL}, worker="9"',
+                    f'{_PUSHED_SENTINEL.replace("pushgateway:9091", "b")}, worker="0"',
+                )
+            ),
         ],
         "IngestSentinelNoSuccess": _INGESTION_JOBS["NoSuccess"],
         "IngestCrashLooping": _INGESTION_PODS["CrashLooping"],
@@ -722,11 +752,15 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 "1m",
                 {
                     f"fedeploy_bridge_up{{{_PROBE}}}": "1x13",
+                    f"up{{{_PROBE}}}": "1x13",
                     f"fedeploy_bridge_up{{{_PROBE.replace(NAMESPACE, 'other')}}}": "0x13",
                 },
                 "10m",
                 None,
             ),
+            # No probe target at all (its pod Pending, unschedulable or deleted: no IP, no
+            # series) while the server is scraped: the bridge is not watched (review finding 3).
+            _case("1m", {f"up{{{_SERVER}}}": "1x13"}, "10m", _BRIDGE_DOWN),
         ],
         # Pushed by the retrain CronJob's submission (bridge_submit.py), Unix times: a failure at
         # 600 s with no success since fires; a success after it, or a failure a day old, does not.
@@ -754,6 +788,19 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 {f'{_PUSHED_SUBMISSION}, outcome="failure"}}': "0x30"},
                 "26h",
                 None,
+            ),
+            # A later success pushed under another grouping key (a spoof: any pod reaching the
+            # Pushgateway) is no success of the failing group.
+            _case(
+                "1m",
+                {
+                    f'{_PUSHED_SUBMISSION}, outcome="failure"}}': "600x20",
+                    f'{_PUSHED_SUBMISSION.replace("pushgateway:9091", "x")}, outcome="success"}}': (
+                        "720x20"
+                    ),
+                },
+                "15m",
+                {"site": "hpc-centre", "severity": "warning"},
             ),
             # Not kept by the chart's Pushgateway monitor: not read.
             _case(
@@ -836,6 +883,18 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 "3h",
                 None,
             ),
+            # A member no longer harvested (its group left in the Pushgateway, or a spoofed
+            # member) is not read.
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_MEMBER}, member="aws-eu"}}': "0+600x20",
+                    f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
+                    f'{_PUSHED_MEMBER}, member="removed"}}': "0x20",
+                },
+                "3h",
+                None,
+            ),
             # A stale timestamp pushed under job fedeploy-harvest but not kept by the chart's
             # monitor (another scrape of the Pushgateway) fires nothing.
             _case(
@@ -866,6 +925,16 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                     f'{_PUSHED_FAILURE}, member="aws-eu"}}': "_x12 7200+600x8",
                     f'{_PUSHED_FAILURE}, member="eu-cloud"}}': "0+600x20",
                     f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "_x3 1800+600x17",
+                },
+                "3h",
+                None,
+            ),
+            # Failures of a member the hub does not harvest (spoofed) fire nothing.
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_FAILURE}, member="invented"}}': "0+600x20",
+                    f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
                 },
                 "3h",
                 None,

@@ -75,7 +75,9 @@ outcome (with monitoring.pushgateway.url). */}}
 {{- end }}
 
 {{/* The PodMonitor of the site's Pushgateway for this chart's pushes (with
-monitoring.pushgateway.url): `jobs`, the job names this chart's batch runs push under. It keeps
+monitoring.pushgateway.url): `jobs`, the job names this chart's batch runs push under, and
+`names`, a regex of the metric names they push (a push of any other name, such as a
+kube-state-metrics series the backstop rules read, is dropped). It keeps
 the pushers' labels (honorLabels), then keeps only the series of those jobs and this site and
 stamps them fedeploy_pushgateway=<fullname>, a label no push can set (the stamp overwrites it):
 a push naming another job (a scraped workload's, to mask its series) is dropped here, and the
@@ -111,7 +113,10 @@ spec:
       interval: {{ $m.scrapeInterval }}
       honorLabels: true
       metricRelabelings:
-        # Only this chart's pushers' series, and only this site's.
+        # Only this chart's pushers' series, only the metrics they push, and only this site's.
+        - sourceLabels: [__name__]
+          regex: {{ .names | quote }}
+          action: keep
         - sourceLabels: [job]
           regex: {{ join "|" .jobs | quote }}
           action: keep
