@@ -174,7 +174,9 @@ def _knobs(chart: str, for_: str = "", **more: Any) -> AlertKnobs:
 _RATIO = {"kind": "ratio", "unit": "a share of 1"}
 _ERROR_RATIO = {"threshold": "errorRatio", **_RATIO, "window": "window"}
 _LATENCY = {"threshold": "latencySeconds", "unit": "seconds (95th percentile)", "window": "window"}
-_MEMORY = {"threshold": "memoryLimitRatio", **_RATIO}
+# A container is killed at its memory limit, so its working set never exceeds it: a ratio of
+# 1 or more could never fire.
+_MEMORY = {"threshold": "memoryLimitRatio", "kind": "below_one", "unit": "a share of 1, below 1"}
 _RESTARTS = {"threshold": "restarts", "unit": "restarts in 15 minutes", "kind": "int"}
 
 
@@ -252,6 +254,11 @@ _THRESHOLDS: dict[str, tuple[str, Any, str]] = {
         "Ratio",
         Annotated[float, Field(gt=0, le=1, strict=True)],
         "a share above 0, at most 1",
+    ),
+    "below_one": (
+        "Share",
+        Annotated[float, Field(gt=0, lt=1, strict=True)],
+        "a share above 0, below 1",
     ),
     "number": ("Number", Annotated[float, Field(gt=0, strict=True)], "a number above 0"),
 }

@@ -1225,3 +1225,15 @@ def test_batch_runs_reach_the_pushgateway_only_when_the_site_has_one(chart, site
     assert rule["to"][0]["namespaceSelector"] == {
         "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
     }
+
+
+@pytest.mark.parametrize(
+    ("chart", "site"), [("ingestion", "aws"), ("inference", "hpc"), ("catalog", "hub")]
+)
+def test_a_memory_ratio_of_1_is_refused_by_the_chart(chart, site):
+    """A container is killed at its memory limit, so a ratio of 1 could never fire: the values
+    schema refuses it (exclusiveMaximum), naming the value."""
+    monitored(chart, site, {"monitoring": {"alerts": {"memoryLimitRatio": 0.99}}})
+    with pytest.raises(Exception, match="memoryLimitRatio") as refused:
+        monitored(chart, site, {"monitoring": {"alerts": {"memoryLimitRatio": 1}}})
+    assert "Traceback" not in str(refused.value)

@@ -59,7 +59,9 @@ def test_the_defaults_are_the_charts_and_every_setting_names_a_value_of_its_char
         for rule in alerts_of(spec)
     }
     assert set(ALERT_KNOBS) <= rendered
-    assert {a for a in rendered - set(ALERT_KNOBS) if not a.startswith("CatalogRestoreDrill")} == set()
+    assert {
+        a for a in rendered - set(ALERT_KNOBS) if not a.startswith("CatalogRestoreDrill")
+    } == set()
 
 
 def test_a_setting_reaches_the_rendered_rule_and_only_its_chart():
@@ -118,7 +120,13 @@ def test_the_plan_line_says_which_settings_differ_from_the_charts_defaults():
         (
             "alert-ratio-above-1",
             "site.monitoring.alerts.rules.IngestNearMemoryLimit.threshold",
-            ["given 1.5", "less than or equal to 1"],
+            ["given 1.5", "must be less than 1"],
+        ),
+        # A container is killed at its limit: a memory ratio of 1 could never fire.
+        (
+            "alert-memory-ratio-1",
+            "site.monitoring.alerts.rules.IngestNearMemoryLimit.threshold",
+            ["given 1;", "must be less than 1"],
         ),
         (
             "alert-setting-it-lacks",
