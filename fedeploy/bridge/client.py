@@ -123,6 +123,7 @@ class BridgeClient:
         partitions: list[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        max_answer_mib: float | None = None,
     ):
         _check_endpoint(endpoint)
         if not user or not token:
@@ -136,6 +137,13 @@ class BridgeClient:
             raise BridgeError(f"the timeout must be a number of seconds above 0, got {timeout}")
         if retries < 0:
             raise BridgeError(f"retries must be 0 or more, got {retries}")
+        if max_answer_mib is not None and not (
+            math.isfinite(max_answer_mib) and max_answer_mib > 0
+        ):
+            raise BridgeError(f"max_answer_mib must be a number above 0, got {max_answer_mib}")
+        # The most of one answer read (MiB; None: MAX_ANSWER_MIB): a client in a small
+        # container (the bridge probe) reads less, streaming, so a huge answer cannot exhaust it.
+        self.max_answer_mib = max_answer_mib
         self.endpoint = endpoint.rstrip("/")
         self.user = user
         self.retries = retries
@@ -531,9 +539,10 @@ class BridgeClient:
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     def _exchange(self, method: str, path: str, json: Any) -> httpx.Response:
-        """One request and its whole answer, at most MAX_ANSWER_MIB of it, with any echo of
-        the token blanked."""
-        limit = MAX_ANSWER_MIB * 2**20
+        """One request and its whole answer, at most max_answer_mib (default MAX_ANSWER_MIB)
+        of it, with any echo of the token blanked."""
+        cap = self.max_answer_mib or MAX_ANSWER_MIB
+        limit = int(cap * 2**20)
         with (
             self._deadline.within(self.timeout),
             self._http.stream(method, path, json=json) as response,
@@ -545,7 +554,7 @@ class BridgeClient:
                 if size > limit:
                     raise BridgeProtocolError(
                         f"{method} {self.endpoint}{path}: the answer (HTTP {response.status_code}) "
-                        f"is larger than {MAX_ANSWER_MIB} MiB: not an answer of slurmrestd the "
+                        f"is larger than {cap:g} MiB: not an answer of slurmrestd the "
                         "client reads"
                     )
                 chunks.append(chunk)

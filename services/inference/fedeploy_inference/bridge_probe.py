@@ -98,6 +98,13 @@ def outcome_of(error: BaseException) -> str:
     return "error"
 
 
+# The most of one slurmrestd answer the probe reads (MiB). Its answers are small (ping, the
+# token check; the largest, the OpenAPI document the client chooses its API version from); it
+# reads them streaming and stops past this, so a huge answer is an `error`, not an OOM kill of
+# its 128Mi container.
+PROBE_MAX_ANSWER_MIB = 4
+
+
 def probe_once(
     settings: InferenceSettings,
     metrics: BridgeMetrics,
@@ -114,7 +121,12 @@ def probe_once(
     started = time.perf_counter()
     try:
         with bridge_client(
-            settings, transport, timeout=timeout, connect_timeout=min(timeout, 5.0), retries=0
+            settings,
+            transport,
+            timeout=timeout,
+            connect_timeout=min(timeout, 5.0),
+            retries=0,
+            max_answer_mib=PROBE_MAX_ANSWER_MIB,
         ) as bridge:
             bridge.ping()
         outcome = "ok"

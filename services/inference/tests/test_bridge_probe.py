@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fedeploy_inference.bridge_probe import BridgeMetrics, main, probe_once
+from fedeploy_inference.bridge_probe import PROBE_MAX_ANSWER_MIB, BridgeMetrics, main, probe_once
 from fedeploy_inference.bridge_submit import Submitter
 from fedeploy_inference.settings import InferenceSettings
 from fedeploy_inference.slurm_jobs import JobResources, training_job
@@ -40,6 +40,34 @@ def _refusing(status: int):  # type: ignore[no-untyped-def]
 
 def _unreachable(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("connection refused", request=request)
+
+
+def test_a_huge_answer_is_an_error_read_no_further_than_the_probes_cap(tmp_path):
+    """A hostile bridge answers 60 MiB (under the client's general 64 MiB cap): the probe
+    stops reading past PROBE_MAX_ANSWER_MIB, streaming, and says `error` (its container's
+    limit is 128Mi; reading the whole answer took it to about 290 MiB)."""
+    mib = 2**20
+    sent = [0]
+
+    def body():  # type: ignore[no-untyped-def]
+        yield b'{"errors": [], "x": ['
+        for _ in range(60):
+            sent[0] += mib
+            yield b'"' + b"a" * (mib - 4) + b'",'
+        yield b"1]}"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/openapi/v3":
+            return httpx.Response(200, json={"paths": {"/slurm/v0.0.38/ping": {}}})
+        return httpx.Response(200, content=body(), headers={"content-type": "application/json"})
+
+    metrics = BridgeMetrics()
+    settings = _settings(tmp_path)
+    assert probe_once(settings, metrics, timeout=10, transport=httpx.MockTransport(answer)) == (
+        "error"
+    )
+    assert sent[0] <= (PROBE_MAX_ANSWER_MIB + 1) * mib
+    assert _sample(metrics, "fedeploy_bridge_up") == 0
 
 
 @pytest.mark.parametrize(
