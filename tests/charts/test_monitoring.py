@@ -1237,3 +1237,75 @@ def test_a_memory_ratio_of_1_is_refused_by_the_chart(chart, site):
     with pytest.raises(Exception, match="memoryLimitRatio") as refused:
         monitored(chart, site, {"monitoring": {"alerts": {"memoryLimitRatio": 1}}})
     assert "Traceback" not in str(refused.value)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions In/NotIn/Exists)
+    selects a pod with `labels`."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+    return True
+
+
+def test_the_bridge_probe_has_its_own_network_policy_and_service_account():
+    """The probe reaches DNS and the bridge only, is reached by Prometheus on its metrics port
+    only, and runs as a ServiceAccount of its own without the server's cloud role (review
+    finding 6): the server's policy and ServiceAccount leave it out."""
+    irsa = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/inference"}
+    manifests = monitored(
+        "inference",
+        "hpc",
+        {"networkPolicy": {"enabled": True}, "serviceAccount": {"annotations": irsa}},
+    )
+    (probe,) = [
+        m
+        for m in manifests
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == "inference-bridge-probe"
+    ]
+    labels = probe["spec"]["template"]["metadata"]["labels"]
+    policies = [
+        m
+        for m in manifests
+        if m["kind"] == "NetworkPolicy" and _selects(m["spec"]["podSelector"], labels)
+    ]
+    assert [p["metadata"]["name"] for p in policies] == ["inference-bridge-probe"]
+    (policy,) = policies
+    (ingress,) = policy["spec"]["ingress"]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert ingress["from"][0]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+    }
+    egress = policy["spec"]["egress"]
+    assert [sorted(p["port"] for p in rule["ports"]) for rule in egress] == [[53, 53], [6820]]
+    assert all("ipBlock" in to for to in egress[1]["to"])
+    # The server's pods are still under the server's policy.
+    (server,) = [
+        m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "inference"
+    ]
+    server_labels = server["spec"]["template"]["metadata"]["labels"]
+    assert [
+        m["metadata"]["name"]
+        for m in manifests
+        if m["kind"] == "NetworkPolicy" and _selects(m["spec"]["podSelector"], server_labels)
+    ] == ["inference"]
+    pod = probe["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "inference-bridge-probe"
+    assert pod["automountServiceAccountToken"] is False
+    (account,) = [
+        m
+        for m in manifests
+        if m["kind"] == "ServiceAccount" and m["metadata"]["name"] == "inference-bridge-probe"
+    ]
+    assert (
+        "annotations" not in account["metadata"]
+        and account["automountServiceAccountToken"] is False
+    )
