@@ -1,7 +1,8 @@
-"""An ovh site's catalog-backup S3 user, as far as an emulator enforces it: the policy the plan
-registers for it (OVHcloud's S3 policies are AWS IAM's statements), attached to a user of an
-IAM-enforcing moto, lets barman-cloud's calls under the backup prefix through (write, read back,
-multipart, delete for retention) and refuses the rest of the bucket. What no emulator checks:
+"""An ovh site's workload S3 users, as far as an emulator enforces it: the policy the plan
+registers for each (OVHcloud's S3 policies are AWS IAM's statements), attached to a user of an
+IAM-enforcing moto, lets the workload's calls under its prefixes through (the backups' user:
+barman-cloud's write, read back, multipart, delete for retention; the asset endpoint's: reads)
+and refuses the rest of the bucket and its settings. What no emulator checks:
 that OVHcloud applies the document as moto does (docs/configuration.md, ovh)."""
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ STACK = "ovh-gra"
 moto_iam = peer_fixture(IamEnforcingMoto, "moto-iam", scope="module")
 
 
-def test_the_backup_user_keeps_to_the_backup_prefix(
-    example_plans: Any, moto_iam: IamEnforcingMoto
-) -> None:
-    plan = example_plans[STACK]
+def _user_of(
+    plan: Any, moto_iam: IamEnforcingMoto, workload: str, objects: dict[str, bytes]
+) -> tuple[Any, str]:
+    """A client with the keys of a moto user holding the policy the plan registers for the
+    workload's OVHcloud S3 user, and its one bucket (made, holding `objects`)."""
     (policy,) = [
         p
         for p in plan.by_type("ovh:CloudProject/s3Policy:S3Policy")
-        if p.name == f"{STACK}-catalog-backup-s3-policy"
+        if p.name == f"{STACK}-{workload}-s3-policy"
     ]
     document = json.loads(policy.inputs["policy"])
     (bucket,) = {
@@ -37,11 +39,20 @@ def test_the_backup_user_keeps_to_the_backup_prefix(
     }
     assert moto_iam.admin is not None
     moto_iam.admin.create_bucket(bucket)
-    moto_iam.admin.client().put_object(Bucket=bucket, Key="sentinel/s2/x.tif", Body=b"asset")
+    for key, body in objects.items():
+        moto_iam.admin.client().put_object(Bucket=bucket, Key=key, Body=body)
     keys = moto_iam.user(
-        f"{STACK}-backup-{time.monotonic_ns()}", {"Version": "2012-10-17", **document}
+        f"{STACK}-{workload}-{time.monotonic_ns()}", {"Version": "2012-10-17", **document}
     )
-    client = keys.client()
+    return keys.client(), bucket
+
+
+def test_the_backup_user_keeps_to_the_backup_prefix(
+    example_plans: Any, moto_iam: IamEnforcingMoto
+) -> None:
+    client, bucket = _user_of(
+        example_plans[STACK], moto_iam, "catalog-backup", {"sentinel/s2/x.tif": b"asset"}
+    )
     base = "backups/catalog-db/catalog/base/20261206T000000/data.tar"
     upload = client.create_multipart_upload(Bucket=bucket, Key=base)["UploadId"]
     part = client.upload_part(
@@ -63,3 +74,33 @@ def test_the_backup_user_keeps_to_the_backup_prefix(
     assert _denied(lambda: client.put_object(Bucket=bucket, Key="sentinel/s2/y", Body=b"y"))
     assert _denied(lambda: client.delete_object(Bucket=bucket, Key="sentinel/s2/x.tif"))
     assert _denied(lambda: client.put_object(Bucket=bucket, Key="backups/other/z", Body=b"z"))
+
+
+def test_the_asset_endpoints_user_only_reads_the_assets(
+    example_plans: Any, moto_iam: IamEnforcingMoto
+) -> None:
+    # Review of issue 27, finding 3: the internet-facing asset endpoint held the site user,
+    # which could delete the catalog's backups and put a lifecycle erasing every version.
+    backup = "backups/catalog-db/catalog/wals/0001/000000010000000000000002"
+    client, bucket = _user_of(
+        example_plans[STACK],
+        moto_iam,
+        "assets",
+        {"sentinel/s2/a.tif": b"asset", backup: b"wal"},
+    )
+    assert client.get_object(Bucket=bucket, Key="sentinel/s2/a.tif")["Body"].read() == b"asset"
+    assert _denied(lambda: client.put_object(Bucket=bucket, Key="sentinel/s2/b", Body=b"b"))
+    assert _denied(lambda: client.delete_object(Bucket=bucket, Key="sentinel/s2/a.tif"))
+    assert _denied(lambda: client.get_object(Bucket=bucket, Key=backup))
+    assert _denied(lambda: client.delete_object(Bucket=bucket, Key=backup))
+    expire = {"Rules": [{"ID": "x", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}]}
+    assert _denied(
+        lambda: client.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration=expire
+        )
+    )
+    assert _denied(
+        lambda: client.put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": "Suspended"}
+        )
+    )

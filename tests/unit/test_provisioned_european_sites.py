@@ -169,7 +169,8 @@ def test_ovh_node_pools_as_configured_and_gpu_pools_tainted(example_plans):
 
 def test_ovh_s3_user_may_touch_only_the_sites_buckets(example_plans):
     plan = example_plans[OVH]
-    # The site user's (the catalog backups' own user: tests/unit/test_ovh_backup_identity.py).
+    # The site user's, which makes the buckets (the workloads' own users:
+    # tests/unit/test_ovh_backup_identity.py).
     (site_policy,) = [
         p
         for p in plan.by_type("ovh:CloudProject/s3Policy:S3Policy")
@@ -220,10 +221,9 @@ def test_charts_are_wired_to_the_store_and_the_gpu_nodes(example_plans, stack):
     for chart in ("ingestion", "inference"):
         values = _release(plan, chart).inputs["values"]
         assert values["storage"]["endpoint"] == endpoint
-        # openstack's example has workload_identities: each chart mounts its own keys.
-        own = stack == OPENSTACK
-        expected = f"fedeploy-storage-{chart}" if own else "fedeploy-storage"
-        assert values["storage"]["existingSecret"] == expected
+        # openstack's example has workload_identities, ovh has a user per workload: each chart
+        # mounts its own keys.
+        assert values["storage"]["existingSecret"] == f"fedeploy-storage-{chart}"
         assert values["site"]["kind"] == example_site(stack)["kind"]
     gpu = _release(plan, "inference").inputs["values"]["gpu"]
     assert gpu["enabled"] is True

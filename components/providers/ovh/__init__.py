@@ -10,16 +10,16 @@ from components.providers.base import (
     StaticCredentials,
 )
 from components.providers.ovh.cluster import OvhKubernetes
-from components.providers.ovh.identity import backup_identity
+from components.providers.ovh.identity import workload_identities
 from components.providers.ovh.network import OvhNetwork
 from components.providers.ovh.storage import site_store
 from fedeploy.config.ovh import OvhSite
 
 
 def provision(config: OvhSite, context: BuildContext) -> SiteResources:
-    """Private network (if asked), Managed Kubernetes, an S3 user scoped to the site's buckets and
-    one for the catalog's backups scoped to their prefix; a storage-only site (role: storage)
-    gets the S3 user and its buckets only."""
+    """Private network (if asked), Managed Kubernetes, an S3 user scoped to the site's buckets
+    (the deploying one) and one per workload scoped to its prefixes; a storage-only site (role:
+    storage) gets the site's S3 user and its buckets only."""
     name = context.name
     if config.storage_only:
         return SiteResources(
@@ -46,14 +46,21 @@ def provision(config: OvhSite, context: BuildContext) -> SiteResources:
         opts=context.opts,
     )
     store = site_store(config, context)
+    workload_keys = workload_identities(config, context, after=[store])
     return SiteResources(
         store=store,
         cluster=cluster,
         region=config.region,
         network={"cidr": config.private_network.cidr} if config.private_network else {},
-        credentials=StaticCredentials(store.access_key_id, store.secret_access_key),
-        # The catalog's backups hold keys that reach their prefix only, not the site user's.
-        workload_credentials=backup_identity(config, context, after=[store]),
+        # Each workload holds an S3 user of its own, limited to its prefixes; the site user,
+        # which makes the buckets, stays in Pulumi's state (a pod holds it only where no
+        # workload has a user of its own).
+        credentials=(
+            None
+            if workload_keys
+            else StaticCredentials(store.access_key_id, store.secret_access_key)
+        ),
+        workload_credentials=workload_keys,
         gpu=PROVISIONED_GPU,
         bridge_cidrs=[config.private_network.cidr] if config.private_network else [],
         provisioned_kubeconfig=cluster.kubeconfig,
