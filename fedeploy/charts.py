@@ -66,7 +66,7 @@ def render_chart(
     release_name: str = "release",
     namespace: str = "default",
     api_versions: Iterable[str] = (),
-    only: str | None = None,
+    only: str | tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Render a chart as `helm template` would and return its manifests, parsed.
 
@@ -74,7 +74,8 @@ def render_chart(
     path order, and in document order within a template. `api_versions` are the API groups the
     cluster serves beyond Kubernetes' own (`helm template --api-versions`, what
     `.Capabilities.APIVersions.Has` sees), e.g. "monitoring.coreos.com/v1". `only` keeps the
-    manifests of one template (its file name, "monitoring.yaml"), leaving the others unparsed.
+    manifests of one template or a few (file names, "monitoring.yaml"), leaving the others
+    unparsed.
     Raises ChartValuesError when the values break the chart's schema and ChartError for any
     other failure to load or render.
     """
@@ -98,7 +99,8 @@ def render_chart(
     for template in sorted(rendered):
         if template.endswith("/NOTES.txt"):
             continue
-        if only is not None and not template.endswith(f"/templates/{only}"):
+        kept = (only,) if isinstance(only, str) else only
+        if kept is not None and template.rsplit("/templates/", 1)[-1] not in kept:
             continue
         try:
             documents = list(yaml.load_all(rendered[template], Loader=_SAFE_LOADER))

@@ -57,7 +57,7 @@ def render_releases(
 ) -> tuple[list[RenderedRelease], list[Finding]]:
     """Render, lint and validate every Helm release of the stack; problems become findings."""
     from fedeploy.charts import ChartError, lint_chart, render_chart, validate_manifests
-    from fedeploy.plan.monitoring import operator_manifests, release_monitoring
+    from fedeploy.plan.monitoring import operator_manifests, operator_workloads, release_monitoring
 
     rendered: list[RenderedRelease] = []
     findings: list[Finding] = []
@@ -95,12 +95,14 @@ def render_releases(
         ):
             if lint.severity in ("error", "warning"):
                 findings.append(Finding("chart-lint", where, f"{lint.path}: {lint.message}"))
+        # With the operator's API, the bridge probe and its objects run too: checked alike.
+        checked = release.manifests + operator_workloads(release.operator_manifests)
         if kube_version:
-            for problem in validate_manifests(release.manifests, kube_version, strict=True):
+            for problem in validate_manifests(checked, kube_version, strict=True):
                 findings.append(
                     Finding("manifest-schema", where, f"Kubernetes {kube_version}: {problem}")
                 )
-        findings.extend(workload_findings(release.manifests, resource.name))
+        findings.extend(workload_findings(checked, resource.name))
     return rendered, findings
 
 

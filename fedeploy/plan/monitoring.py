@@ -4,7 +4,10 @@ the advice for a production site that would install none.
 A chart renders its monitors, rules and dashboards where the cluster serves the
 prometheus-operator's API (`monitoring.enabled: auto`, the default), always (`true`) or never
 (`false`). The plan sees no cluster, so for `auto` it renders the chart once more as a cluster
-with the operator would, to list what would be installed there.
+with the operator would, to list what would be installed there: the monitors, rules and
+dashboards (templates/monitoring.yaml) and what runs only for them (templates/bridge-probe.yaml:
+the inference chart's bridge probe, its ServiceAccount and NetworkPolicy), which the plan checks
+like the release's other manifests (operator_workloads).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from policies.findings import Finding
 
 OPERATOR_API = "monitoring.coreos.com/v1"
 _TARGETS = ("PodMonitor", "ServiceMonitor")
+# The templates of the charts that render only where monitoring renders: the monitors, rules
+# and dashboards, and the inference chart's bridge probe (which only monitoring reads).
+OPERATOR_TEMPLATES = ("monitoring.yaml", "bridge-probe.yaml")
 
 
 def monitoring_mode(values: dict[str, Any]) -> str:
@@ -50,16 +56,29 @@ def summarise(manifests: list[dict[str, Any]], mode: str) -> dict[str, Any]:
 def operator_manifests(
     chart_dir: Path, values: dict[str, Any], release: str, namespace: str
 ) -> list[dict[str, Any]]:
-    """For `auto`, the monitoring objects (monitors, rules, dashboards) a cluster that serves
-    the operator's API gets, which the plan's own render (no cluster) leaves out; else none."""
+    """For `auto`, the objects a cluster that serves the operator's API gets, which the plan's
+    own render (no cluster) leaves out (the templates OPERATOR_TEMPLATES: monitors, rules,
+    dashboards, the bridge probe); else none."""
     from fedeploy.charts import render_chart
 
     if monitoring_mode(values) != "auto":
         return []
-    # The charts keep their monitors, rules and dashboards in templates/monitoring.yaml.
     return render_chart(
-        chart_dir, values, release, namespace, [OPERATOR_API], only="monitoring.yaml"
+        chart_dir, values, release, namespace, [OPERATOR_API], only=OPERATOR_TEMPLATES
     )
+
+
+def operator_workloads(operator: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of `operator` (operator_manifests), the Kubernetes objects that run or guard something
+    (the bridge probe's Deployment, ServiceAccount, NetworkPolicy): not the operator's own
+    kinds and not the dashboards' ConfigMaps. The plan validates and checks them and counts
+    them in the release's renders."""
+    return [
+        m
+        for m in operator
+        if not str(m.get("apiVersion", "")).startswith("monitoring.coreos.com/")
+        and m.get("kind") != "ConfigMap"
+    ]
 
 
 def release_monitoring(

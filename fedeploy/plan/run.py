@@ -17,6 +17,7 @@ from fedeploy.offline.cache import PlanCache, default_cache
 from fedeploy.offline.engine import StackPlan
 from fedeploy.offline.federation import FederationPlan, plan_federation
 from fedeploy.plan.checks import RenderedRelease, check_stack
+from fedeploy.plan.monitoring import operator_workloads
 from fedeploy.values.exposure import exposure_summary
 from fedeploy.values.services import CHARTS_DIR
 from policies.findings import Finding
@@ -149,9 +150,10 @@ def _wiring(release: RenderedRelease) -> dict[str, Any]:
         wiring["harvests"] = [s["name"] for s in federation.get("sites") or []]
     if release.monitoring:
         wiring["monitoring"] = release.monitoring
-    wiring["manifests"] = dict(
-        sorted(Counter(m.get("kind", "?") for m in release.manifests).items())
-    )
+    # What the release runs, with what only a cluster serving the operator's API gets beside
+    # the monitors (the bridge probe's Deployment, ServiceAccount and NetworkPolicy).
+    runs = release.manifests + operator_workloads(release.operator_manifests)
+    wiring["manifests"] = dict(sorted(Counter(m.get("kind", "?") for m in runs).items()))
     return wiring
 
 

@@ -209,3 +209,39 @@ def test_the_plan_says_plainly_where_no_alert_watches_a_bridge(example_report):
     monitoring = report["services"]["inference"]["monitoring"]
     assert "PodMonitor/inference-bridge-probe" in monitoring["targets"]
     assert "SlurmBridgeDown" in monitoring["alerts"]
+
+
+def test_the_plan_renders_lists_and_checks_the_bridge_probe(
+    example_report, example_plans, monkeypatch, tmp_path
+):
+    """The bridge probe renders only where the operator's API is served; the plan renders it
+    with the monitors (monitoring/<release>.yaml of --out), counts it in the release's renders
+    and runs the workload checks and the Kubernetes schemas over it (review finding 7)."""
+    import fedeploy.plan.checks as checks
+    from fedeploy.plan.run import write_out
+
+    wiring = example_report.to_dict()["sites"]["hpc-kajaani"]["services"]["inference"]
+    assert wiring["manifests"]["Deployment"] == 2
+    assert wiring["manifests"]["ServiceAccount"] == 2
+    write_out(example_report, tmp_path)
+    monitoring = list(
+        yaml.safe_load_all((tmp_path / "hpc-kajaani/monitoring/inference.yaml").read_text())
+    )
+    assert ("Deployment", "inference-bridge-probe") in {
+        (m["kind"], m["metadata"]["name"]) for m in monitoring
+    }
+    seen: list[str] = []
+    validated: list[str] = []
+
+    def workloads(manifests, where):  # type: ignore[no-untyped-def]
+        seen.extend(m["metadata"]["name"] for m in manifests if m["kind"] == "Deployment")
+        return []
+
+    def validate(manifests, kube_version, strict):  # type: ignore[no-untyped-def]
+        validated.extend(m["metadata"]["name"] for m in manifests if m["kind"] == "Deployment")
+        return []
+
+    monkeypatch.setattr(checks, "workload_findings", workloads)
+    monkeypatch.setattr("fedeploy.charts.validate_manifests", validate)
+    checks.render_releases(example_plans["hpc-kajaani"], ROOT, "1.30.0")
+    assert "inference-bridge-probe" in seen and "inference-bridge-probe" in validated
