@@ -45,6 +45,15 @@ BaseRef = Annotated[
     typer.Option("--base", help="Commit or ref the change starts from (e.g. origin/main)."),
 ]
 HeadRef = Annotated[str, typer.Option("--head", help="Commit or ref the change ends at.")]
+HeadPlan = Annotated[
+    Path | None,
+    typer.Option(
+        "--head-plan",
+        help="The head's offline plan as recorded where its code ran (`fedeploy plan --format "
+        "json --out DIR > DIR/plan.json`): read as untrusted data instead of running the head's "
+        "program.",
+    ),
+]
 Repo = Annotated[
     Path | None,
     typer.Option(

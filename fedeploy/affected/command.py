@@ -11,6 +11,7 @@ import typer
 
 from fedeploy.cli_options import (
     BaseRef,
+    HeadPlan,
     HeadRef,
     Repo,
     RepoStacksDir,
@@ -36,6 +37,7 @@ class AffectedFormat(StrEnum):
 def affected_command(
     base: BaseRef = None,
     head: HeadRef = "HEAD",
+    head_plan: HeadPlan = None,
     every_stack: Annotated[
         bool,
         typer.Option(
@@ -71,7 +73,12 @@ def affected_command(
 
     top, default_stacks = change_or_exit(base, repo, out, every_stack=every_stack)
     affected = find_affected(
-        top, base, head, stacks_dir=stacks_dir or default_stacks, every_stack=every_stack
+        top,
+        base,
+        head,
+        stacks_dir=stacks_dir or default_stacks,
+        every_stack=every_stack,
+        head_plan=head_plan,
     )
     note = working_tree_note(
         top,

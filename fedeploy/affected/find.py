@@ -7,6 +7,7 @@ the head's reference graph. Deleted stack files are reported as removed, never d
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +45,12 @@ def find_affected(
     stacks_dir: str = "stacks",
     every_stack: bool = False,
     planner: Planner = plan_tree,
+    head_plan: Path | None = None,
 ) -> Affected:
-    """Decide which stacks of `head` the change `base...head` affects (all with `every_stack`)."""
+    """Decide which stacks of `head` the change `base...head` affects (all with `every_stack`).
+
+    `head_plan`: the head's recorded plan (planned_sites.read_recorded_plan), read as data
+    instead of running the head's program."""
     head_sha = git_tree.resolve(repo, head, "--head")
     base_sha = None if every_stack else git_tree.resolve(repo, base or "", "--base")
     with tempfile.TemporaryDirectory(prefix="fedeploy-affected-") as tmp:
@@ -56,7 +61,12 @@ def find_affected(
                 reasons={name: ["every stack was asked for (--all)"] for name in sites}
             )
         else:
-            plans = _LazyPlans(repo, base_sha, head_tree, Path(tmp), stacks_dir, planner)
+            head_planner = planner
+            if head_plan is not None:
+                head_planner = functools.partial(plan_tree, recorded=head_plan)
+            plans = _LazyPlans(
+                repo, base_sha, head_tree, Path(tmp), stacks_dir, planner, head_planner
+            )
             files = program_files(head_tree)
             touched = [
                 (change, classify(change.path, change.status, files, stacks_dir))
@@ -104,17 +114,24 @@ class _LazyPlans:
     """The offline plans of head and base, each run at most once and only when asked for."""
 
     def __init__(
-        self, repo: Path, base: str, head_tree: Path, tmp: Path, stacks_dir: str, planner: Planner
+        self,
+        repo: Path,
+        base: str,
+        head_tree: Path,
+        tmp: Path,
+        stacks_dir: str,
+        planner: Planner,
+        head_planner: Planner,
     ):
         self._repo, self._base, self._head_tree, self._tmp = repo, base, head_tree, tmp
-        self._stacks_dir, self._planner = stacks_dir, planner
+        self._stacks_dir, self._planner, self._head_planner = stacks_dir, planner, head_planner
         self._head: PlannedFederation | None = None
         self._base_plan: PlannedFederation | None = None
         self._base_note = ""
 
     def head(self) -> PlannedFederation:
         if self._head is None:
-            self._head = self._planner(self._head_tree, self._stacks_dir)
+            self._head = self._head_planner(self._head_tree, self._stacks_dir)
             if self._head.errors:
                 raise AffectedError(
                     "the head revision does not plan offline, so what it affects cannot be decided:\n"

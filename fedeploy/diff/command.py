@@ -11,6 +11,7 @@ import typer
 
 from fedeploy.cli_options import (
     BaseRef,
+    HeadPlan,
     HeadRef,
     Repo,
     ReportFormat,
@@ -36,6 +37,7 @@ def diff_command(
     ] = None,
     base: BaseRef = None,
     head: HeadRef = "HEAD",
+    head_plan: HeadPlan = None,
     stacks_dir: RepoStacksDir = None,
     repo: Repo = None,
     format: Annotated[
@@ -78,7 +80,12 @@ def diff_command(
     assert base  # change_or_exit refuses a change without --base
     try:
         diff = diff_revisions(
-            top, base, head, stacks_dir=stacks_dir or default_stacks, sites=sites or None
+            top,
+            base,
+            head,
+            stacks_dir=stacks_dir or default_stacks,
+            sites=sites or None,
+            head_recorded=head_plan,
         )
     except FedeployError as err:
         typer.echo(str(err), err=True)

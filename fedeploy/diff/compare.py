@@ -31,7 +31,7 @@ import yaml
 
 from fedeploy.errors import FedeployError
 from fedeploy.gitops import git_tree
-from fedeploy.gitops.planned_sites import run_plan_in_tree
+from fedeploy.gitops.planned_sites import read_recorded_plan, run_plan_in_tree
 
 SECRET = "[secret]"
 EXIT_UNCHANGED, EXIT_CHANGED, EXIT_INVALID = 0, 1, 2
@@ -157,13 +157,24 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _walk(value, f"{path}[{index}]")
 
 
-def plan_revision(tree: Path, stacks_dir: str, commit: str) -> RevisionPlan:
-    """Plan a tree exported from `commit` with the tree's own program."""
-    with tempfile.TemporaryDirectory(prefix="fedeploy-diff-out-") as out:
-        report, failure = run_plan_in_tree(tree, stacks_dir, Path(out))
+def plan_revision(
+    tree: Path, stacks_dir: str, commit: str, recorded: Path | None = None
+) -> RevisionPlan:
+    """Plan a tree exported from `commit` with the tree's own program; with `recorded`, read
+    that recorded plan of the commit instead (untrusted data: read_recorded_plan)."""
+    with tempfile.TemporaryDirectory(prefix="fedeploy-diff-out-") as tmp:
+        if recorded is None:
+            out = Path(tmp)
+            report, failure = run_plan_in_tree(tree, stacks_dir, out)
+        else:
+            out = recorded
+            report, failure = read_recorded_plan(recorded)
         if report is None:
             return RevisionPlan(commit=commit, errors=[failure])
-        plan = read_plan_out(commit, report, Path(out))
+        try:
+            plan = read_plan_out(commit, report, out)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as err:
+            return RevisionPlan(commit=commit, errors=[f"the plan in {out} cannot be read: {err}"])
     plan.secrets = secret_digests(tree / stacks_dir)
     return plan
 
@@ -581,11 +592,19 @@ def diff_revisions(
     stacks_dir: str = "stacks",
     sites: list[str] | None = None,
     planner: Planner | None = None,
+    head_recorded: Path | None = None,
 ) -> FederationDiff:
     """Plan `base` and `head` of `repo` (side by side, each by its own program) and compare.
 
-    `planner(tree, stacks_dir, commit)` plans one exported tree (default: `plan_revision`)."""
-    run = planner or plan_revision
+    `planner(tree, stacks_dir, commit)` plans one exported tree (default: `plan_revision`);
+    `head_recorded`: the head's recorded plan (read_recorded_plan), read instead of running it."""
+    default = planner or plan_revision
+
+    def run(tree: Path, stacks: str, commit: str) -> RevisionPlan:
+        if head_recorded is not None and commit == head_sha:
+            return plan_revision(tree, stacks, commit, recorded=head_recorded)
+        return default(tree, stacks, commit)
+
     inside = PurePosixPath(stacks_dir)
     if inside.is_absolute() or ".." in inside.parts:
         raise DiffError(

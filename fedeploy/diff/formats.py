@@ -179,7 +179,10 @@ def _markdown(diff: FederationDiff, level: int, where: str) -> str:
     out += [f"> {note}\n" for note in diff.notes]
     if diff.errors:
         out += (
-            ["### Errors", ""] + [f"- `{e}`".replace("\n", "`<br/>`") for e in diff.errors] + [""]
+            ["### Errors", ""]
+            # A recorded plan's errors are its code's words: no backtick closes the code span.
+            + [f"- `{e.replace('`', chr(39))}`".replace("\n", "`<br/>`") for e in diff.errors]
+            + [""]
         )
     if level:
         out += [f"> Shortened to fit a comment: see {where}.", ""]

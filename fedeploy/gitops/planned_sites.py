@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,11 @@ import yaml
 RELEASE = "kubernetes:helm.sh/v3:Release"
 POD_CONTAINER_KEYS = ("containers", "initContainers", "ephemeralContainers")
 PLAN_TIMEOUT_S = 1800
+# A recorded plan (--head-plan): `fedeploy plan --format json --out DIR > DIR/plan.json` of a
+# revision, made where that revision's code ran. It is untrusted data: bounded, parsed, never run.
+RECORDED_REPORT = "plan.json"
+RECORDED_MAX_BYTES = 256 * 1024 * 1024
+SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a Pulumi stack name, no path
 
 
 @dataclass(frozen=True)
@@ -43,17 +49,55 @@ class PlannedFederation:
 
 
 def plan_tree(
-    tree: Path, stacks_dir: str = "stacks", python: str = sys.executable
+    tree: Path,
+    stacks_dir: str = "stacks",
+    python: str = sys.executable,
+    recorded: Path | None = None,
 ) -> PlannedFederation:
-    """Run the offline plan of every stack in `tree` and read what it recorded."""
-    with tempfile.TemporaryDirectory(prefix="fedeploy-affected-plan-") as out:
-        report, failure = run_plan_in_tree(tree, stacks_dir, Path(out), python)
+    """Run the offline plan of every stack in `tree` and read what it recorded; with `recorded`,
+    read that recorded plan (read_recorded_plan) instead of running the tree's program."""
+    with tempfile.TemporaryDirectory(prefix="fedeploy-affected-plan-") as tmp:
+        if recorded is None:
+            out = Path(tmp)
+            report, failure = run_plan_in_tree(tree, stacks_dir, out, python)
+        else:
+            out = recorded
+            report, failure = read_recorded_plan(recorded)
         if report is None:
             return PlannedFederation(errors=[failure])
         planned = PlannedFederation(errors=[str(e) for e in report.get("errors", [])])
-        for name, site in report.get("sites", {}).items():
-            planned.sites[name] = _read_site(Path(out) / name, site.get("outputs") or {})
+        try:
+            for name, site in report.get("sites", {}).items():
+                planned.sites[name] = _read_site(out / name, site.get("outputs") or {})
+        except (OSError, ValueError, AttributeError, yaml.YAMLError) as err:
+            return PlannedFederation(errors=[f"the plan in {out} cannot be read: {err}"])
         return planned
+
+
+def read_recorded_plan(directory: Path) -> tuple[dict[str, Any] | None, str]:
+    """The JSON report of a plan recorded in `directory` (its `plan.json` beside the files of
+    `--out`), checked as untrusted data: regular files only, RECORDED_MAX_BYTES in all, a JSON
+    object whose sites are stack names with a folder each. Returns (report, "") or (None, why)."""
+    total = 0
+    for path in [directory, *directory.rglob("*")]:
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            return None, f"the recorded plan {directory} holds {path}, not a plain file"
+        total += path.stat().st_size if path.is_file() else 0
+        if total > RECORDED_MAX_BYTES:
+            return None, f"the recorded plan {directory} is over {RECORDED_MAX_BYTES} bytes"
+    try:
+        report = json.loads((directory / RECORDED_REPORT).read_text())
+    except (OSError, ValueError) as err:
+        return None, f"the recorded plan {directory} has no readable {RECORDED_REPORT}: {err}"
+    sites = report.get("sites") if isinstance(report, dict) else None
+    if not isinstance(sites, dict) or not isinstance(report.get("errors", []), list):
+        return None, f"{directory / RECORDED_REPORT} is not the JSON report of `fedeploy plan`"
+    for name, site in sites.items():
+        if not SITE_NAME.fullmatch(name) or not isinstance(site, dict):
+            return None, f"{directory / RECORDED_REPORT} names a site {name!r}: not a stack name"
+        if not (directory / name).is_dir():
+            return None, f"the recorded plan {directory} has no folder for site {name!r}"
+    return report, ""
 
 
 def run_plan_in_tree(

@@ -39,8 +39,10 @@ ZIZMOR = Path(sys.executable).parent / "zizmor"
 # (workflow, job) -> what it holds: its write permissions, its OIDC identities (the Pulumi team
 # it asks for, the AWS role variable) and the environment whose approval gates it.
 GITHUB_CREDENTIALS: dict[tuple[str, str], dict[str, Any]] = {
-    # The review: the code under review with no credential at all, forks included.
-    ("pull-request.yml", "plan"): {},
+    # The code under review with no credential at all, forks included; it hands back data.
+    ("pull-request.yml", "change"): {},
+    # The review, by the base's fedeploy from that data: runs nothing of the change.
+    ("pull-request.yml", "report"): {},
     # Posts the report as text; checks nothing out, runs nothing of the change.
     ("pull-request.yml", "comment"): {"write": {"pull-requests"}},
     # The change's program with read-only identities, after a reviewer approves `preview`.
@@ -139,8 +141,7 @@ def test_pull_request_code_runs_with_no_credential_unless_a_reviewer_approves_it
 
 
 def test_the_review_is_written_by_the_base_revisions_fedeploy() -> None:
-    plan = load(GITHUB / "workflows" / "pull-request.yml")["jobs"]["plan"]
-    steps = plan["steps"]
+    steps = load(GITHUB / "workflows" / "pull-request.yml")["jobs"]["report"]["steps"]
     # The change's own setup (pip install ".[deploy]" of the checkout) never runs here.
     assert not any(str(s.get("uses", "")).startswith("./") for s in steps)
     checkout_base = next(
@@ -155,9 +156,54 @@ def test_the_review_is_written_by_the_base_revisions_fedeploy() -> None:
         step = next(s for s in steps if s.get("id") == step_id)
         assert step["env"]["FEDEPLOY"] == base_tool, step_id
         assert re.search(r"(^|[^\"$])\bfedeploy (affected|diff)\b", step["run"]) is None, step_id
+        # The head's plan is the change job's data, never a run of the change's program.
+        assert '--head-plan "$HEAD_PLAN"' in step["run"], step_id
     # The comment takes the change's own plan by its exit status only.
     comment = next(s for s in steps if s.get("name") == "Write the comment")
     assert "plan.md" not in comment["run"].replace("plan-status.md", "")
+
+
+def _runs(step: dict[str, Any]) -> str:
+    return str(step.get("run", ""))
+
+
+def test_the_changes_code_runs_in_a_job_of_its_own_that_hands_back_data_only() -> None:
+    pr = load(GITHUB / "workflows" / "pull-request.yml")["jobs"]
+    change, report = pr["change"], pr["report"]
+    # The change's code runs only in `change`: its plan, with the checkout first on the path.
+    runs_change = [
+        (name, s.get("name"))
+        for name, job in pr.items()
+        for s in job.get("steps", [])
+        if 'PYTHONPATH="$PWD"' in _runs(s)
+    ]
+    assert runs_change == [("change", "Plan every stack with this change's own program")]
+    # ... with no token that writes, no git credentials, no environment, forks included.
+    assert change["permissions"] == {"contents": "read"} and "environment" not in change
+    assert "if" not in change and "needs" not in change
+    checkout = next(s for s in change["steps"] if "actions/checkout" in str(s.get("uses")))
+    assert checkout["with"]["persist-credentials"] is False
+    # It hands on one artifact of data; nothing of the change's job is read as Markdown.
+    uploads = [s for s in change["steps"] if "upload-artifact" in str(s.get("uses"))]
+    assert [u["with"]["name"] for u in uploads] == ["fedeploy-change"]
+    assert uploads[0]["with"]["path"] == "${{ runner.temp }}/fedeploy-change/"
+    # The report: no write token, and none of the change's code: no module run from the
+    # checkout (`python -m` puts the working directory first on the path).
+    assert report["permissions"] == {"contents": "read"} and report["needs"] == "change"
+    for step in report["steps"]:
+        if re.search(r"\bpython3? -m\b", _runs(step)):
+            assert step["working-directory"] == "${{ runner.temp }}", step.get("name")
+    downloads = [s for s in report["steps"] if "download-artifact" in str(s.get("uses"))]
+    assert [d["with"] for d in downloads] == [
+        {"name": "fedeploy-change", "path": "${{ runner.temp }}/fedeploy-change"}
+    ]
+    # The change's exit status is checked as a number before it reaches the comment.
+    verdict = next(s for s in report["steps"] if s.get("id") == "plan")
+    assert 'head -c 8 "$RECORD/status"' in verdict["run"] and "no verdict" in verdict["run"]
+    # The comment job posts the report job's artifact, never the change's.
+    comment = pr["comment"]
+    assert comment["needs"] == "report"
+    assert [s["with"]["name"] for s in comment["steps"] if "with" in s] == ["fedeploy-plan"]
 
 
 def _workflow_of(path: Path) -> tuple[dict[str, Any], set[str]]:
@@ -289,7 +335,7 @@ def test_merge_request_jobs_hold_no_credential_and_no_identity() -> None:
         for n, j in _gitlab_jobs().items()
         if not j.get("rules") or any(MERGE_REQUEST in i for i in _ifs(j))
     }
-    assert set(mr_jobs) == {"plan"}
+    assert set(mr_jobs) == {"plan:change", "plan"}
     for name, job in mr_jobs.items():
         chain = [job, *(templates[t] for t in _extends(job, templates))]
         assert not any("id_tokens" in j or "secrets" in j for j in chain), name
@@ -306,6 +352,18 @@ def test_merge_request_jobs_hold_no_credential_and_no_identity() -> None:
     assert '"$TOOL/venv/bin/fedeploy" affected' in script
     assert '"$TOOL/venv/bin/fedeploy" diff' in script
     assert re.search(r"(^|\s)fedeploy (affected|diff)", script) is None
+    # ... from the change's data: the change's code runs in `plan:change` alone, which hands
+    # on its artifact; `plan` moves it out of the checkout and reads it through --head-plan.
+    for name, job in mr_jobs.items():
+        runs_change = 'PYTHONPATH="$PWD"' in "\n".join([*job["before_script"], *job["script"]])
+        assert runs_change == (name == "plan:change"), name
+        for line in [*job["before_script"], *job["script"]]:
+            for call in re.findall(r"[^\n]*\bpython3? -m\b", line):
+                assert name == "plan:change" or call.startswith("(cd /tmp && "), (name, call)
+    assert script.count("--head-plan /tmp/fedeploy-change/plan") == 2
+    assert plan["needs"] == [{"job": "plan:change", "artifacts": True}]
+    assert "mv .fedeploy-change /tmp/fedeploy-change" in plan["before_script"][-1]
+    assert "head -c 8 /tmp/fedeploy-change/status" in script
 
 
 def test_each_gitlab_secret_is_read_by_one_environment_scoped_job_only() -> None:

@@ -452,7 +452,7 @@ def test_the_commands_the_pipelines_run_are_documented() -> None:
 
 def _run_step(
     step: dict[str, Any], repo: Path, expressions: dict[str, str], env: dict[str, str]
-) -> None:
+) -> subprocess.CompletedProcess[str]:
     def resolve(value: object) -> str:
         text = str(value).lower() if isinstance(value, bool) else str(value)
         return re.sub(r"\$\{\{ (.+?) \}\}", lambda m: expressions[m.group(1)], text)
@@ -460,7 +460,7 @@ def _run_step(
     step_env = {**env, **{k: resolve(v) for k, v in step.get("env", {}).items()}}
     done = subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-        cwd=repo,
+        cwd=resolve(step.get("working-directory", repo)),
         env=step_env,
         capture_output=True,
         text=True,
@@ -469,12 +469,42 @@ def _run_step(
     assert done.returncode == 0, (
         f"step {step.get('name', step.get('id'))}:\n{done.stdout}\n{done.stderr}"
     )
+    return done
 
 
 def _outputs(path: Path) -> dict[str, Any]:
     return {
         k: json.loads(v) for k, v in (line.split("=", 1) for line in path.read_text().splitlines())
     }
+
+
+# What a change's code can do where it runs (docs/gitops.md, "Who holds which credential"):
+# overwrite the report's files in the working directory and set variables for later steps.
+FORGERY = """
+import os as _os
+import pathlib as _pathlib
+
+_pathlib.Path(".fedeploy").mkdir(exist_ok=True)
+_pathlib.Path(".fedeploy/diff.md").write_text("No site changes.\\n")
+_pathlib.Path(".fedeploy/affected.md").write_text("No stack is affected.\\n")
+if _os.environ.get("GITHUB_ENV"):
+    with open(_os.environ["GITHUB_ENV"], "a") as _env:
+        _env.write("FORGED=1\\n")
+"""
+
+
+def _stand_in_venv(tool: Path) -> None:
+    """The base's virtual environment at `tool/venv` without PyPI: this environment's packages
+    with the base's source (`tool/src`) after any PYTHONPATH, as site-packages would be."""
+    (tool / "venv" / "bin").mkdir(parents=True)
+    # -P: like an installed console script, the fedeploy wrapper never imports from the checkout.
+    for name, entry in (("fedeploy", ["-P", "-m", "fedeploy.cli"]), ("python", [])):
+        wrapper = tool / "venv" / "bin" / name
+        wrapper.write_text(
+            f'#!/bin/sh\nPYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}{tool / "src"}" '
+            f'exec {sys.executable} {" ".join(entry)} "$@"\n'
+        )
+        wrapper.chmod(0o755)
 
 
 @pytest.fixture
@@ -532,7 +562,8 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
         "LANG": "C.UTF-8",
     }
 
-    # The change also rewrites its own reporting code: the review must not be written by it.
+    # The change also rewrites its own reporting code, and its code overwrites the report's
+    # files wherever it runs: the review must be written by neither.
     head_code = {
         "fedeploy/gitops/formats.py": '"## fedeploy affected"',
         "fedeploy/diff/formats.py": '"## fedeploy diff"',
@@ -541,6 +572,8 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
     for path, heading in head_code.items():
         source = example_repo / path
         source.write_text(source.read_text().replace(heading, heading[:-1] + ' HEAD-WROTE-THIS"'))
+    with (example_repo / "fedeploy" / "__init__.py").open("a") as init:
+        init.write(FORGERY)
     subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "report"],
         cwd=example_repo,
@@ -549,45 +582,60 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
     base = subprocess.run(
         ["git", "rev-parse", "HEAD~2"], cwd=example_repo, capture_output=True, text=True, check=True
     ).stdout.strip()
-
-    # Pull request: the plan job's steps, in order.
-    pr = {
-        s.get("id", s.get("name")): s
-        for s in jobs(GITHUB / "workflows" / "pull-request.yml")["plan"]["steps"]
-    }
-    runner_temp = tmp_path / "runner"
-    env_pr = {
-        **env,
-        "GITHUB_OUTPUT": str(tmp_path / "pr-output"),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
-    }
     expressions = {
         "github.event.pull_request.base.sha": base,
         "github.event.pull_request.number": "7",
         "github.server_url": "https://github.com",
         "github.repository": "eofed/federation",
         "github.run_id": "42",
-        "runner.temp": str(runner_temp),
     }
-    _run_step(pr["Check out the base revision's fedeploy"], example_repo, expressions, env_pr)
+    pr = jobs(GITHUB / "workflows" / "pull-request.yml")
+
+    # Pull request, job `change` on a runner of its own: the change's program plans every stack.
+    change_runner = tmp_path / "change-runner"
+    change_repo = change_runner / "work"
+    subprocess.run(["git", "clone", "-q", str(example_repo), str(change_repo)], check=True)
+    change_env = {**env, "GITHUB_ENV": str(change_runner / "env")}
+    change_steps = {s.get("id", s.get("name")): s for s in pr["change"]["steps"]}
+    change_expr = {**expressions, "runner.temp": str(change_runner / "temp")}
+    tool = change_runner / "temp" / "fedeploy-base"
+    subprocess.run(
+        ["git", "worktree", "add", "-q", "--detach", str(tool / "src"), base],
+        cwd=change_repo,
+        check=True,
+    )
+    _stand_in_venv(tool)
+    planned = _run_step(
+        change_steps["Plan every stack with this change's own program"],
+        change_repo,
+        change_expr,
+        change_env,
+    )
+    record = change_runner / "temp" / "fedeploy-change"
+    assert (record / "status").read_text() == "0\n", planned.stderr[-3000:]
+    # Its code did overwrite files where it ran: on its own runner, which writes no report.
+    assert (change_repo / ".fedeploy" / "diff.md").read_text() == "No site changes.\n"
+    assert "FORGED=1" in (change_runner / "env").read_text()
+
+    # Job `report` on another runner: the base's fedeploy, the change's artifact as data.
+    runner_temp = tmp_path / "runner"
+    shutil.copytree(record, runner_temp / "fedeploy-change")  # upload, then download
+    env_pr = {
+        **env,
+        "GITHUB_OUTPUT": str(tmp_path / "pr-output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+        "GITHUB_ENV": str(tmp_path / "report-env"),
+    }
+    expressions["runner.temp"] = str(runner_temp)
+    report = {s.get("id", s.get("name")): s for s in pr["report"]["steps"]}
+    _run_step(report["Check out the base revision's fedeploy"], example_repo, expressions, env_pr)
     tool = runner_temp / "fedeploy-base"
     assert (tool / "src" / "fedeploy" / "gitops" / "formats.py").read_text() == (
         ROOT / "fedeploy" / "gitops" / "formats.py"
     ).read_text()
-    # "Install it apart from the checkout" needs PyPI; here this environment's packages with the
-    # base's source first on the path stand in for the virtual environment it makes.
-    (tool / "venv" / "bin").mkdir(parents=True)
-    # -P: like an installed console script, the fedeploy wrapper never imports from the checkout.
-    for name, entry in (("fedeploy", ["-P", "-m", "fedeploy.cli"]), ("python", [])):
-        wrapper = tool / "venv" / "bin" / name
-        wrapper.write_text(
-            # After any PYTHONPATH the step sets, as site-packages would be.
-            f'#!/bin/sh\nPYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}{tool / "src"}" '
-            f'exec {sys.executable} {" ".join(entry)} "$@"\n'
-        )
-        wrapper.chmod(0o755)
+    _stand_in_venv(tool)
     for step_id in ("affected", "diff", "plan", "Write the comment"):
-        _run_step(pr[step_id], example_repo, expressions, env_pr)
+        _run_step(report[step_id], example_repo, expressions, env_pr)
     outputs = _outputs(tmp_path / "pr-output")
     # A change to fedeploy's own code affects every site.
     assert sorted(outputs["stacks"]) == EXAMPLE_SITES
@@ -598,17 +646,16 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
         "wave": 1,
     }
     comment = (example_repo / ".fedeploy" / "comment.md").read_text()
-    assert "HEAD-WROTE-THIS" not in comment
+    assert "HEAD-WROTE-THIS" not in comment and "No site changes" not in comment
+    assert not (tmp_path / "report-env").exists()
     assert comment.startswith("<!-- fedeploy-plan -->\n## fedeploy affected")
     assert "fedeploy's own code changed" in comment
-    # The diff sits between the affected table and the plan's verdict: Dublin's new bucket.
+    # The diff sits between the affected table and the plan's verdict: Dublin's new bucket,
+    # as the change's plan (its artifact) says.
     assert comment.index("## fedeploy affected") < comment.index("## fedeploy diff")
     assert comment.index("## fedeploy diff") < comment.index("## fedeploy plan")
     assert "+ aws:s3/bucket:Bucket::aws-dublin-storage-scratch" in comment
-    assert "offline plan of the affected stacks: clean" in comment
-    # The change's own plan report went to the job summary only, as the change wrote it.
-    summary = (tmp_path / "summary").read_text()
-    assert "## fedeploy plan HEAD-WROTE-THIS" in summary and "```mermaid" in summary
+    assert "offline plan of every stack, as its own job reported it: clean" in comment
     full = json.loads((example_repo / ".fedeploy" / "diff" / "diff.json").read_text())
     assert full["sites"]["aws-dublin"]["status"] == "changed"
 
@@ -679,3 +726,38 @@ def test_drift_is_silent_when_clean_and_an_error_without_a_preview(tmp_path: Pat
     )  # no steps at all: nothing changes
     assert _drift(tmp_path, "error: failed to log in").returncode == 2
     assert _drift(tmp_path, {"steps": "not a list"}).returncode == 2
+
+
+# ---- the change's plan as the report job reads it: untrusted data -----------------------------
+
+
+def test_a_recorded_plan_is_read_as_bounded_data_or_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fedeploy.gitops import planned_sites
+    from fedeploy.gitops.planned_sites import read_recorded_plan
+
+    def recorded(name: str, sites: object) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "plan.json").write_text(json.dumps({"sites": sites, "errors": []}))
+        return folder
+
+    good = recorded("good", {"aws-dublin": {"outputs": {}}})
+    (good / "aws-dublin").mkdir()
+    assert read_recorded_plan(good) == (
+        {"sites": {"aws-dublin": {"outputs": {}}}, "errors": []},
+        "",
+    )
+    # A site name is a folder: none may leave the recorded plan.
+    escape = recorded("escape", {"../../etc": {}})
+    assert "not a stack name" in read_recorded_plan(escape)[1]
+    linked = recorded("linked", {"aws-dublin": {}})
+    (linked / "aws-dublin").symlink_to("/etc")
+    assert "not a plain file" in read_recorded_plan(linked)[1]
+    not_a_report = tmp_path / "list"
+    not_a_report.mkdir()
+    (not_a_report / "plan.json").write_text("[1, 2]")
+    assert "not the JSON report" in read_recorded_plan(not_a_report)[1]
+    monkeypatch.setattr(planned_sites, "RECORDED_MAX_BYTES", 10)
+    assert "over 10 bytes" in read_recorded_plan(good)[1]
