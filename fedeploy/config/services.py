@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 import ssl
 from typing import Annotated, Any, Literal
@@ -788,6 +790,62 @@ def mars_request_problem(request: dict[str, Any]) -> str | None:
     return None
 
 
+# The product identity of a request, as the ingestion service's polytope_plan.canonical
+# writes it (tests/unit/test_polytope_identity.py checks the two agree): sets sorted, other
+# keys in their order (area, grid), spellings of one value made one.
+_MARS_SETS = frozenset(
+    {
+        "param",
+        "step",
+        "levelist",
+        "number",
+        "time",
+        "date",
+        "hdate",
+        "fcmonth",
+        "frequency",
+        "direction",
+        "channel",
+        "realization",
+        "generation",
+        "ident",
+        "obstype",
+        "fcperiod",
+    }
+)
+_MARS_CASELESS = frozenset({"class", "stream", "type", "levtype", "param", "domain"})
+
+
+def _mars_words(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return [w.strip() for item in items for w in str(item).split("/") if w.strip()]
+
+
+def mars_identity(collection: str, request: dict[str, Any]) -> str:
+    """The SHA-256 (hex) the ingestion service gives the request (its product identity)."""
+    form: dict[str, Any] = {}
+    for key, value in request.items():
+        key = key.lower()
+        if key == "feature":
+            form[key] = value
+            continue
+        words = []
+        for word in _mars_words(value):
+            word = word.lower() if key in _MARS_CASELESS else word
+            if re.match(r"^-?[0-9]+\.[0-9]+$", word):
+                word = word.rstrip("0").rstrip(".")
+            if key in ("date", "hdate"):
+                word = re.sub(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$", r"\1\2\3", word)
+            words.append(word)
+        if key in _MARS_SETS and not {"to", "by"} & {w.lower() for w in words}:
+            words = sorted(set(words))
+        form[key] = words
+    text = json.dumps(
+        {"collection": collection, "request": form}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class PolytopeRequests(StrictModel):
     """Requests to ECMWF's Polytope to copy: DestinE's digital-twin data, one product a request
     (docs/ingestion.md)."""
@@ -951,6 +1009,17 @@ class Sentinel(StrictModel):
                 "`polytope` sources need `polytope_credentials` (key, and email for an ECMWF "
                 "key): DestinE's Polytope answers no request without it"
             )
+        seen: dict[str, str] = {}
+        for source in self.polytope:
+            for number, request in enumerate(source.requests):
+                where = f"polytope {source.name} requests[{number}]"
+                first = seen.setdefault(mars_identity(source.collection, request), where)
+                if first != where:
+                    raise ValueError(
+                        f"{where} is the same request as {first} (one product identity, the "
+                        "Polytope url aside): it would never be copied; remove one, or make "
+                        "them differ"
+                    )
         if self.eodag and not self.eodag_image:
             raise ValueError(
                 f"`eodag` sources need `eodag_image`: the default image "

@@ -243,3 +243,37 @@ def test_mars_requests_are_refused_by_the_stack_file_exactly_where_the_service_r
 
     service = accepts(PolytopeSource, {"name": "destine-dt", "requests": [request_]})
     assert accepts(PolytopeRequests, {"name": "destine-dt", "requests": [request_]}) is service
+
+
+SPELLINGS = [
+    REQUEST,
+    {**REQUEST, "area": "70.1/19.0/59.5/31.6"},
+    {**REQUEST, "area": "70.1/31.6/59.5/19.0"},
+    {**REQUEST, "area": [70.10, 19, 59.5, 31.6], "grid": "0.25/0.1"},
+    {**REQUEST, "date": "2026-06-01/to/2026-06-03", "param": ["MSL/2T"], "levelist": 1000.0},
+    {**REQUEST, "feature": {"type": "timeseries", "points": [[45.0, 10.0]], "axes": "step"}},
+]
+
+
+@pytest.mark.parametrize("request_", SPELLINGS)
+def test_the_plan_computes_the_identity_the_service_does(request_: dict[str, Any]) -> None:
+    from fedeploy_ingestion.polytope_plan import digest
+
+    from fedeploy.config.services import mars_identity
+
+    assert mars_identity("destination-earth", request_) == digest("destination-earth", request_)
+
+
+def test_the_plan_refuses_two_requests_with_one_identity() -> None:
+    finland = {**REQUEST, "area": "70.1/19.0/59.5/31.6"}
+    swapped = {**REQUEST, "area": "70.1/31.6/59.5/19.0"}  # other data: two products
+    spec(polytope=[{**POLYTOPE, "requests": [finland, swapped]}], polytope_credentials=POLYTOPE_KEY)
+    respelt = {**finland, "date": "2026-06-01", "param": "MSL/2T"}
+    with pytest.raises(ValidationError, match=r"destine-dt requests\[1\] is the same request as"):
+        spec(
+            polytope=[{**POLYTOPE, "requests": [finland, respelt]}],
+            polytope_credentials=POLYTOPE_KEY,
+        )
+    other = {**POLYTOPE, "name": "other-dt", "url": "https://polytope.example.org"}
+    with pytest.raises(ValidationError, match=r"polytope other-dt requests\[0\] is the same"):
+        spec(polytope=[POLYTOPE, other], polytope_credentials=POLYTOPE_KEY)

@@ -43,19 +43,61 @@ COVERAGE_JSON = "application/prs.coverage+json"
 _ID_KEYS = ("activity", "experiment", "model")
 _NOT_ID = re.compile(r"[^a-z0-9.]+")
 _RANGE_WORDS = {"to", "by"}
+# Keys whose words are a set (their order means nothing): sorted in the identity. Every other
+# key keeps its words' order (area N/W/S/E, grid dx/dy, rotation...).
+SET_KEYS = frozenset(
+    {
+        "param",
+        "step",
+        "levelist",
+        "number",
+        "time",
+        "date",
+        "hdate",
+        "fcmonth",
+        "frequency",
+        "direction",
+        "channel",
+        "realization",
+        "generation",
+        "ident",
+        "obstype",
+        "fcperiod",
+    }
+)
+# Keys whose values MARS reads without regard to case: lower-cased in the identity.
+CASELESS_KEYS = frozenset({"class", "stream", "type", "levtype", "param", "domain"})
+_DECIMAL = re.compile(r"^-?[0-9]+\.[0-9]+$")
+_DASHED_DATE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
+
+
+def _canonical_word(key: str, word: str) -> str:
+    if key in CASELESS_KEYS:
+        word = word.lower()
+    if _DECIMAL.match(word):
+        word = word.rstrip("0").rstrip(".")  # 1000.0 -> 1000, 0.10 -> 0.1
+    if key in ("date", "hdate"):
+        word = _DASHED_DATE.sub(r"\1\2\3", word)  # 2030-01-01 -> 20300101
+    return word
 
 
 def canonical(collection_name: str, request: dict[str, Any]) -> dict[str, Any]:
-    """The request in one form whatever the order of its keys and of its values' words."""
+    """The request in one form whatever its spelling: keys lower case; each value as its words
+    (a list's items split on '/' too); dates yyyymmdd, whole numbers without '.0', the values
+    of CASELESS_KEYS lower case; the words of SET_KEYS sorted unless a range (`to`, `by`),
+    every other key's in their order (area, grid); a `feature` as sorted JSON. The Polytope
+    URL is not part of it: the same request to two servers is one product (refused in one
+    deployment, see `duplicates`)."""
     form: dict[str, Any] = {}
     for key, value in request.items():
+        key = key.lower()
         if key == "feature":
             form[key] = json.loads(json.dumps(value, sort_keys=True))
             continue
-        words = mars_words(value)
-        if not _RANGE_WORDS & {w.lower() for w in words}:
+        words = [_canonical_word(key, w) for item in mars_words(value) for w in mars_words(item)]
+        if key in SET_KEYS and not _RANGE_WORDS & {w.lower() for w in words}:
             words = sorted(set(words))
-        form[key.lower()] = words
+        form[key] = words
     return {"collection": collection_name, "request": form}
 
 
@@ -63,6 +105,23 @@ def digest(collection_name: str, request: dict[str, Any]) -> str:
     """SHA-256 (hex) of the canonical request: the product's identity and fingerprint."""
     text = json.dumps(canonical(collection_name, request), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def duplicates(requests: Iterable[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    """For (where, collection, request) triples: one line for each request whose identity an
+    earlier one has already ('where' names both); [] when every identity is distinct."""
+    seen: dict[str, str] = {}
+    found = []
+    for where, collection_name, request in requests:
+        identity = digest(collection_name, request)
+        if identity in seen:
+            found.append(
+                f"{where} is the same request as {seen[identity]} (one identity, "
+                f"{identity[:16]}): it would never be copied; remove one, or make them differ"
+            )
+        else:
+            seen[identity] = where
+    return found
 
 
 def mars_request(request: dict[str, Any]) -> dict[str, Any]:

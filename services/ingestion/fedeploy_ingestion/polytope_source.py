@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import yaml
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
 # polytope-client's longest wait between polls.
 MAX_POLL_SECONDS = 120.0
+# The longest one answer to a POST or a poll may take to arrive whole (a poll's is also
+# bounded by what is left of maxWaitMinutes).
+MAX_ANSWER_SECONDS = 60.0
 
 
 class NotReady(SourceError):
@@ -119,6 +123,14 @@ class PolytopeKey(Credentials):
     def __repr__(self) -> str:  # never show the key
         return f"PolytopeKey(source={self.source.name!r})"
 
+    def scrub(self, text: str) -> str:
+        """`text` with the key's header, and the key in it, written as '***'."""
+        words = {self._header, *self._header.split(), self._header.rpartition(":")[2]}
+        for secret in sorted(words, key=len, reverse=True):
+            if len(secret) >= 8:
+                text = text.replace(secret, "***")
+        return text
+
     def headers_for(self, url: httpx.URL) -> dict[str, str]:
         """The Authorization header when `url` is on the Polytope host; {} anywhere else."""
         return {"Authorization": self._header} if _origin(url) == self._origin else {}
@@ -128,16 +140,8 @@ def _origin(url: httpx.URL) -> tuple[str, str, int]:
     return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
 
 
-def _message(response: httpx.Response) -> str:
-    """Polytope's words in an answer (`message`, else the body), short and printable."""
-    try:
-        body = b"".join(
-            download_safety.bounded_body(response, MAX_MESSAGE_BYTES, "Polytope's answer")
-        )
-    except (UnsafeBody, httpx.HTTPError):
-        return "(no readable message)"
-    finally:
-        response.close()
+def _message(body: bytes) -> str:
+    """Polytope's words in an answer's body (`message`, else the body), short and printable."""
     try:
         document = json.loads(body)
         text = document.get("message") or document.get("error") or json.dumps(document)
@@ -147,16 +151,20 @@ def _message(response: httpx.Response) -> str:
     return (text[:500] + "...") if len(text) > 500 else (text or "(empty message)")
 
 
-def _status(response: httpx.Response) -> str:
+def _status(body: bytes) -> str:
     try:
-        body = b"".join(
-            download_safety.bounded_body(response, MAX_MESSAGE_BYTES, "Polytope's status")
-        )
         return str(json.loads(body).get("status", "processing"))
-    except (ValueError, AttributeError, UnsafeBody, httpx.HTTPError):
+    except (ValueError, AttributeError):
         return "processing"
-    finally:
-        response.close()
+
+
+def _until(chunks: Iterator[bytes], deadline: float, what: str) -> Iterator[bytes]:
+    """`chunks` as they come, SourceError once `deadline` (time.monotonic()) has passed: a
+    total bound on an answer that drips (httpx's timeout bounds each read only)."""
+    for chunk in chunks:
+        if time.monotonic() > deadline:
+            raise SourceError(f"{what}: the answer did not arrive whole in time")
+        yield chunk
 
 
 class PolytopeResult(RangeSource):
@@ -301,6 +309,31 @@ class PolytopeRun(AgencyRun):
         )
         self.sink.register(polytope_plan.site_collection(product, source.url), item)
 
+    def _call(
+        self, method: str, url: httpx.URL, key: PolytopeKey, seconds: float, **body: Any
+    ) -> tuple[httpx.Response, bytes]:
+        """Send one request to Polytope, streamed: (the answer, its body decoded step by step,
+        at most MAX_MESSAGE_BYTES: UnsafeBody above), all of it within `seconds` (SourceError
+        past it). The key never shows in an error."""
+        what = f"{method} {download_safety.shown(url)}"
+        deadline = time.monotonic() + seconds
+        try:
+            request = self.http.build_request(
+                method, url, headers={**key.headers_for(url), **IDENTITY}, **body
+            )
+            response = self.http.send(request, stream=True)
+            try:
+                raw = _until(response.iter_raw(), deadline, what)
+                codings = download_safety.content_encodings(response)
+                data = b"".join(
+                    download_safety.decoded_body(raw, codings, MAX_MESSAGE_BYTES, what)
+                )
+            finally:
+                response.close()
+        except httpx.HTTPError as error:
+            raise SourceError(f"{what} failed: {key.scrub(str(error))}") from None
+        return response, data
+
     def _submit(
         self,
         source: PolytopeSource,
@@ -314,28 +347,20 @@ class PolytopeRun(AgencyRun):
             "request": yaml.safe_dump(polytope_plan.mars_request(product.request)),
         }
         what = f"POST {download_safety.shown(endpoint)}"
-        try:
-            response = self.http.post(
-                endpoint, json=body, headers={**key.headers_for(endpoint), **IDENTITY}
-            )
-        except httpx.HTTPError as error:
-            raise SourceError(f"{what} failed: {error}") from error
+        response, text = self._call("POST", endpoint, key, MAX_ANSWER_SECONDS, json=body)
         location = response.headers.get("location")
         if response.status_code in (202, 303) and location:
-            response.close()
             target = key.policy.redirect(endpoint, location)
             return target if response.status_code == 303 else self._poll(source, key, target)
         if response.status_code == 204:
-            response.close()
             raise NotReady(f"{what}: Polytope has no data for the request yet (204)")
         if response.status_code == 200:
-            response.close()
             raise Refused(
                 f"{what} answered the data inline (200): a result that cannot be read again "
                 "is not copied (Polytope's data requests answer 202 and a result URL)"
             )
         raise Refused(
-            f"Polytope refused the request ({response.status_code}): {_message(response)}"
+            f"Polytope refused the request ({response.status_code}): {_message(text)}"
             + (
                 "; check the key (ingest_polytope_key)"
                 if response.status_code in (401, 403)
@@ -347,24 +372,19 @@ class PolytopeRun(AgencyRun):
         """Poll a queued request until its result is ready: the result's URL."""
         deadline = time.monotonic() + source.max_wait_minutes * 60
         wait = source.poll_seconds
-        what = f"GET {download_safety.shown(url)}"
         while True:
-            try:
-                response = self.http.get(url, headers={**key.headers_for(url), **IDENTITY})
-            except httpx.HTTPError as error:
-                raise SourceError(f"{what} failed: {error}") from error
+            left = max(deadline - time.monotonic(), 1.0)
+            response, text = self._call("GET", url, key, min(left, MAX_ANSWER_SECONDS))
             location = response.headers.get("location")
             if response.status_code == 303 and location:
-                response.close()
                 return key.policy.redirect(url, location)
             if response.status_code == 200:
-                response.close()
                 return url
             if response.status_code != 202:
                 raise Refused(
-                    f"Polytope failed the request ({response.status_code}): {_message(response)}"
+                    f"Polytope failed the request ({response.status_code}): {_message(text)}"
                 )
-            status = _status(response)
+            status = _status(text)
             if status == "failed":
                 raise Refused(f"Polytope failed the request: status {status}")
             left = deadline - time.monotonic()

@@ -446,6 +446,8 @@ class EodagSource(AgencySource):
 
 POLYTOPE_DESTINE_URL = "https://polytope.lumi.apps.dte.destination-earth.eu"
 _MARS_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# A key or e-mail in an HTTP header: printable ASCII, no space (a file's final newline is cut).
+_HEADER_WORD = re.compile(r"^[\x21-\x7e]{1,4096}$")
 _MARS_TEXT = re.compile(r"^[A-Za-z0-9._:/+ -]{1,512}$")
 _MARS_DATE = re.compile(r"^(?:[0-9]{8}|[0-9]{4}-[0-9]{2}-[0-9]{2}|to|by|[1-9][0-9]{0,3})$")
 # A feature (Polytope's feature extraction: timeseries, polygon...) as JSON, at most this long.
@@ -861,6 +863,33 @@ class IngestSettings(BaseSettings):
     @classmethod
     def _prefix(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("polytope_key", "polytope_email")
+    @classmethod
+    def _one_printable_line(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
+        # An HTTP header carries it: a pasted ~/.polytopeapirc (JSON on several lines) or a
+        # control character would be refused by httpx with the whole header in its message.
+        if value is not None and not _HEADER_WORD.match(value.get_secret_value()):
+            raise ValueError(
+                f"the file ingest_{info.field_name} (INGEST_{info.field_name.upper()}) must hold "
+                "one line of printable ASCII without spaces: the bare key, not "
+                "~/.polytopeapirc's JSON (its value is not shown)"
+            )
+        return value
+
+    @field_validator("polytope_sources")
+    @classmethod
+    def _distinct_requests(cls, value: list[PolytopeSource]) -> list[PolytopeSource]:
+        from fedeploy_ingestion.polytope_plan import duplicates
+
+        found = duplicates(
+            (f"{source.name}.requests[{number}]", source.collection, request)
+            for source in value
+            for number, request in enumerate(source.requests)
+        )
+        if found:
+            raise ValueError("; ".join(found))
+        return value
 
     @model_validator(mode="after")
     def _shard(self) -> IngestSettings:
