@@ -184,3 +184,46 @@ def _production_findings(
             enforcement="advisory",
         )
     ]
+
+
+# Alerts that render only with the inference chart's retrain.enabled, which no stack-file key
+# turns on yet (hand-made chart values only).
+_RETRAIN_ALERTS = (
+    "InferenceRetrainSubmissionFailed",
+    "InferenceRetrainNoSuccess",
+    "SlurmBridgeSubmissionsFailing",
+)
+
+
+def uninstalled_alert_findings(site: Any, monitoring: dict[str, dict[str, Any]]) -> list[Finding]:
+    """Advisory, per setting of `site.monitoring.alerts.rules` (`site`: the site's config)
+    that names an alert none of the site's releases installs (`monitoring`: each release's
+    summary, by chart name): the setting changes nothing there. Naming the key path."""
+    from fedeploy.config.monitoring import ALERT_KNOBS
+
+    alerts = getattr(getattr(site, "monitoring", None), "alerts", None)
+    rules = getattr(alerts, "rules", None)
+    if rules is None:
+        return []
+    installed = {alert for summary in monitoring.values() for alert in summary.get("alerts", [])}
+    findings = []
+    for name in ALERT_KNOBS:
+        if getattr(rules, name, None) is None or name in installed:
+            continue
+        why = (
+            "it renders only with the inference chart's retrain.enabled (and, for "
+            "SlurmBridgeSubmissionsFailing, a Pushgateway), which no stack-file key turns on yet"
+            if name in _RETRAIN_ALERTS
+            else "no release of this site renders it (its service, feature or monitoring is off "
+            "here)"
+        )
+        findings.append(
+            Finding(
+                "monitoring",
+                f"site.monitoring.alerts.rules.{name}",
+                f"sets {name}, which this site does not install: {why}; the setting changes "
+                "nothing here (docs/configuration.md, Alert thresholds)",
+                enforcement="advisory",
+            )
+        )
+    return findings

@@ -17,7 +17,7 @@ from fedeploy.offline.cache import PlanCache, default_cache
 from fedeploy.offline.engine import StackPlan
 from fedeploy.offline.federation import FederationPlan, plan_federation
 from fedeploy.plan.checks import RenderedRelease, check_stack
-from fedeploy.plan.monitoring import operator_workloads
+from fedeploy.plan.monitoring import operator_workloads, uninstalled_alert_findings
 from fedeploy.values.exposure import exposure_summary
 from fedeploy.values.services import CHARTS_DIR
 from policies.findings import Finding
@@ -161,7 +161,10 @@ def check_planned(plan: StackPlan, site: Any) -> tuple[list[RenderedRelease], li
     """The checks of one planned stack (run in the worker that planned it)."""
     cluster = getattr(site, "cluster", None)
     # Releases name their charts relative to the Pulumi project: this repository.
-    return check_stack(plan, CHARTS_DIR.parent, getattr(cluster, "version", None))
+    rendered, findings = check_stack(plan, CHARTS_DIR.parent, getattr(cluster, "version", None))
+    # The stack file's alert settings for alerts no release here installs.
+    unused = uninstalled_alert_findings(site, {r.name: r.monitoring for r in rendered})
+    return rendered, sorted(set(findings + unused))
 
 
 def run_plan(

@@ -245,3 +245,34 @@ def test_the_plan_renders_lists_and_checks_the_bridge_probe(
     monkeypatch.setattr("fedeploy.charts.validate_manifests", validate)
     checks.render_releases(example_plans["hpc-kajaani"], ROOT, "1.30.0")
     assert "inference-bridge-probe" in seen and "inference-bridge-probe" in validated
+
+
+def test_a_setting_for_an_alert_the_site_does_not_install_is_advised_by_its_key(tmp_path):
+    """hpc-kajaani installs neither SlurmBridgeSubmissionsFailing (retraining is not on: no
+    stack-file key turns it on) nor IngestDeadLettersRising (no stream consumer): settings for
+    them change nothing, and the plan says so naming each key path (review finding 4); a
+    setting of an installed alert is not advised."""
+    from fedeploy.plan.run import run_plan
+
+    source = (ROOT / "stacks/Pulumi.hpc-kajaani.yaml").read_text()
+    url = "        url: http://prometheus-pushgateway.monitoring.svc:9091\n"
+    assert url in source
+    rules = (
+        "      alerts:\n        rules:\n"
+        "          SlurmBridgeSubmissionsFailing:\n            threshold: 3600\n"
+        "          IngestDeadLettersRising:\n            threshold: 20\n"
+        "          SlurmBridgeDown:\n            for: 15m\n"
+    )
+    (tmp_path / "Pulumi.hpc-kajaani.yaml").write_text(source.replace(url, url + rules))
+    report = run_plan(tmp_path, jobs=1, cache=None)
+    findings = report.to_dict()["sites"]["hpc-kajaani"]["findings"]
+    advised = {f["resource"]: f for f in findings if "does not install" in f["message"]}
+    assert sorted(advised) == [
+        "site.monitoring.alerts.rules.IngestDeadLettersRising",
+        "site.monitoring.alerts.rules.SlurmBridgeSubmissionsFailing",
+    ]
+    assert all(f["enforcement"] == "advisory" for f in advised.values())
+    assert (
+        "retrain.enabled"
+        in advised["site.monitoring.alerts.rules.SlurmBridgeSubmissionsFailing"]["message"]
+    )
