@@ -299,6 +299,11 @@ GITLAB_SECRETS = {
 GITLAB_CLOUD_JOBS = {
     "drift": ("ops/drift", "fedeploy-drift"),
 }
+# The Pulumi ESC environment whose aws-login gives each team's AWS role (docs/gitops.md).
+GITLAB_AWS_ESC = {
+    "fedeploy-drift": "fedeploy/aws-drift",
+    "fedeploy-deploy-production": "fedeploy/aws-deploy-production",
+}
 DEFAULT_BRANCH_RULE = "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"
 MERGE_REQUEST = "merge_request_event"
 
@@ -341,7 +346,7 @@ def test_merge_request_jobs_hold_no_credential_and_no_identity() -> None:
         assert not any("id_tokens" in j or "secrets" in j for j in chain), name
         assert "environment" not in job, name
         text = yaml.safe_dump(job)
-        for variable in [*GITLAB_SECRETS, "AWS_DEPLOY_ROLE_ARN", "AWS_DRIFT_ROLE_ARN"]:
+        for variable in [*GITLAB_SECRETS, "AWS_ESC_ENV", "PULUMI_TEAM"]:
             assert variable not in text, f"{name} reads {variable}"
     # The report comes from the base revision's fedeploy, installed apart from the checkout.
     plan = mr_jobs["plan"]
@@ -390,14 +395,22 @@ def test_gitlab_cloud_identities_only_on_the_default_branch_in_their_environment
         assert all(DEFAULT_BRANCH_RULE in i for i in _ifs(job)), name
         assert job["environment"]["name"] == environment
         assert job["variables"]["PULUMI_TEAM"] == team
-        assert job["variables"]["AWS_AUDIENCE"] == team
+        assert job["variables"]["AWS_ESC_ENV"] == GITLAB_AWS_ESC[team]
+        # Never a deploy tier: the deploy team's policy pins deployment_tier.
+        assert job["environment"]["deployment_tier"] == "other"
     cloud = load(GITLAB_TEMPLATES)[".fedeploy-cloud"]
-    assert cloud["id_tokens"]["AWS_OIDC_TOKEN"]["aud"] == "$AWS_AUDIENCE"
+    # One ID token, for Pulumi Cloud: no job mints a token that an AWS role trusts, so a
+    # job's variables cannot point it at another purpose's role (docs/gitops.md).
+    assert set(cloud["id_tokens"]) == {"PULUMI_OIDC_TOKEN"}
     assert '--oidc-team "$PULUMI_TEAM"' in " ".join(cloud["before_script"][1:])
+    assert 'pulumi env open "$PULUMI_ORG/$AWS_ESC_ENV"' in " ".join(cloud["before_script"][1:])
+    text = GITLAB_TEMPLATES.read_text() + GITLAB_CI.read_text()
+    assert "AWS_ROLE_ARN" not in text and "AWS_WEB_IDENTITY_TOKEN_FILE" not in text
     # The deploy jobs: the generated child pipeline, started only by default-branch pushes.
     assert all(DEFAULT_BRANCH_RULE in i for i in _ifs(jobs["deploy"]))
     up = load(GITLAB_TEMPLATES)[".fedeploy-up"]["variables"]
-    assert up["PULUMI_TEAM"] == up["AWS_AUDIENCE"] == "fedeploy-deploy-$CI_ENVIRONMENT_TIER"
+    assert up["PULUMI_TEAM"] == "fedeploy-deploy-$CI_ENVIRONMENT_TIER"
+    assert up["AWS_ESC_ENV"] == "fedeploy/aws-deploy-$CI_ENVIRONMENT_TIER"
     child = yaml.safe_load(_generated_child_pipeline())
     for name, job in child.items():
         if name.startswith("up "):
@@ -439,6 +452,14 @@ def _docs_policies() -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], d
     return aws, pulumi
 
 
+def _docs_esc_access() -> dict[str, set[str]]:
+    """docs/gitops.md's table of which Pulumi team may open which ESC environment (GitLab)."""
+    docs = (ROOT / "docs" / "gitops.md").read_text()
+    section = docs.split("| ESC environment | opened by | gives |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|")[1:3] for line in section.strip().splitlines()[1:]]
+    return {env.strip().strip("`"): set(re.findall(r"`([^`]+)`", who)) for env, who in rows}
+
+
 REPO = "<owner>/<repo>"
 GITHUB_SUBJECTS = {
     "deploy-production": f"repo:{REPO}:environment:production:job_workflow_ref:"
@@ -474,9 +495,20 @@ def test_docs_give_one_trust_policy_per_purpose_pinned_as_the_jobs_run() -> None
     assert deploy["ci_config_ref_uri"].endswith("//.gitlab-ci.yml@refs/heads/main")
     drift = pulumi[("gitlab", "fedeploy-drift")]
     assert (drift["environment"], drift["pipeline_source"]) == ("ops/drift", "schedule")
-    gitlab_aws = aws["FedeployGitlabDeployProduction"]
-    assert gitlab_aws["sub"] == "project_path:<group>/<project>:ref_type:branch:ref:main"
-    assert gitlab_aws["aud"] == "fedeploy-deploy-production"
+    assert drift["ref_protected"] == drift["environment_protected"] == "true"
+    # GitLab's AWS roles trust Pulumi ESC opening their own environment, never a GitLab
+    # token (whose environment AWS cannot see): the deploy role is out of the drift job's reach.
+    for sid, team in (
+        ("FedeployGitlabDeployProduction", "fedeploy-deploy-production"),
+        ("FedeployGitlabDrift", "fedeploy-drift"),
+    ):
+        assert aws[sid]["aud"] == "aws:<org>"
+        assert aws[sid]["sub"] == f"pulumi:environments:org:<org>:env:{GITLAB_AWS_ESC[team]}"
+    access = _docs_esc_access()
+    assert access == {
+        "fedeploy/aws-deploy-production": {"fedeploy-deploy-production"},
+        "fedeploy/aws-drift": {"fedeploy-drift"},
+    }
     # No policy trusts a whole repository or any branch.
     for rules in [*aws.values(), *pulumi.values()]:
         assert not rules["sub"].endswith(":*") and ":ref:*" not in rules["sub"], rules
