@@ -17,9 +17,11 @@ from typing import Any
 from fedeploy.values.exposure import ASSETS_SERVICE_ACCOUNT
 from fedeploy.values.workload_access import (
     CATALOG_BACKUP_SERVICE_ACCOUNT,
+    CATALOG_DRILL_SERVICE_ACCOUNT,
     WORKLOAD_ACCESS,
     WorkloadAccess,
     catalog_backup_access,
+    service_access,
     workload_policy,
 )
 
@@ -27,12 +29,13 @@ from fedeploy.values.workload_access import (
 def storage_workloads(services: Any) -> dict[str, tuple[str, WorkloadAccess]]:
     """The workloads of `services` that use the store, each with its logical bucket and access:
     ingestion and inference when enabled, the asset endpoint of a published catalog with an
-    ingestion bucket (read only), the internal catalog database's backups."""
+    ingestion bucket (read only), the internal catalog database's backups and their restore drill
+    (read only)."""
     found: dict[str, tuple[str, WorkloadAccess]] = {}
     for service in ("ingestion", "inference"):
         spec = getattr(services, service)
         if spec is not None and spec.enabled:
-            found[service] = (spec.bucket, WORKLOAD_ACCESS[service])
+            found[service] = (spec.bucket, service_access(service, services))
     ingestion = services.ingestion
     catalog = services.catalog
     if catalog.exposure is not None and ingestion is not None and ingestion.enabled:
@@ -43,6 +46,11 @@ def storage_workloads(services: Any) -> dict[str, tuple[str, WorkloadAccess]]:
             backup.bucket,
             catalog_backup_access(backup.prefix),
         )
+        if backup.drill.enabled:
+            found[CATALOG_DRILL_SERVICE_ACCOUNT] = (
+                backup.bucket,
+                catalog_backup_access(backup.prefix, read_only=True),
+            )
     return found
 
 

@@ -10,7 +10,7 @@ code makes and this table lacks fails there, not on AWS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -46,7 +46,8 @@ WORKLOAD_ACCESS: dict[str, WorkloadAccess] = {
         resumes=("sentinel/",),
     ),
     # fedeploy_inference: reads windows, publishes and loads models (models/<name>/...),
-    # writes batch forecasts. `fedeploy-infer generate` (synthetic windows) is a demo
+    # writes batch forecasts; where the site copies ECMWF forecasts into its bucket, training
+    # reads them too (service_access adds their prefixes). `fedeploy-infer generate` (synthetic windows) is a demo
     # command with its own credentials, not a workload of the site.
     "inference": WorkloadAccess(
         reads=("observations/", "models/"),
@@ -58,15 +59,47 @@ WORKLOAD_ACCESS: dict[str, WorkloadAccess] = {
 }
 
 
+def ecmwf_forecast_prefixes(ingestion: Any) -> tuple[str, ...]:
+    """The key prefixes the ingestion service (an `ingestion` service config, or None) copies
+    ECMWF open-data forecasts under: `sentinel/ecmwf-<model>-<stream>-<type>/` per `ecmwf`
+    source (fedeploy_ingestion.forecast_plan's collection), sorted; () where it copies none."""
+    sentinel = getattr(ingestion, "sentinel", None)
+    if ingestion is None or not ingestion.enabled or sentinel is None or not sentinel.enabled:
+        return ()
+    return tuple(sorted({f"sentinel/ecmwf-{s.model}-{s.stream}-{s.type}/" for s in sentinel.ecmwf}))
+
+
+def service_access(service: str, services: Any) -> WorkloadAccess:
+    """What `service` (a WORKLOAD_ACCESS key) may do on a site's `services`: WORKLOAD_ACCESS's
+    entry; for inference, also reading the ECMWF forecasts the site's ingestion copies into the
+    inference bucket (training reads them as NWP input and baseline), where it copies any."""
+    access = WORKLOAD_ACCESS[service]
+    if service != "inference" or services.inference is None:
+        return access
+    ingestion = services.ingestion
+    if ingestion is None or ingestion.bucket != services.inference.bucket:
+        return access
+    forecasts = ecmwf_forecast_prefixes(ingestion)
+    return replace(access, reads=access.reads + forecasts) if forecasts else access
+
+
 # The catalog database's backup sidecar (barman-cloud, charts/catalog/files/backup.sh): its own
 # identity, whose service account no other workload uses.
 CATALOG_BACKUP_SERVICE_ACCOUNT = "catalog-backup"
 
 
-def catalog_backup_access(prefix: str) -> WorkloadAccess:
+# The catalog's restore drill (fedeploy/restore_drill): reads the backups as an identity of its
+# own, never the writer's, so a drill that misbehaves cannot touch a backup.
+CATALOG_DRILL_SERVICE_ACCOUNT = "catalog-drill"
+
+
+def catalog_backup_access(prefix: str, read_only: bool = False) -> WorkloadAccess:
     """What barman-cloud does under the backup prefix: upload WAL and base backups (multipart
-    for large files), read its own catalogue of backups back, and delete what retention expires."""
+    for large files), read its own catalogue of backups back, and delete what retention expires;
+    `read_only` (the restore drill): list and read the backups, nothing else."""
     folder = prefix.strip("/") + "/"
+    if read_only:
+        return WorkloadAccess(reads=(folder,))
     return WorkloadAccess(reads=(folder,), writes=(folder,), deletes=(folder,), resumes=(folder,))
 
 

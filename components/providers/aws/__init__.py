@@ -26,8 +26,10 @@ from fedeploy.values.exposure import ASSETS_SERVICE_ACCOUNT
 from fedeploy.values.services import SERVICE_ACCOUNTS
 from fedeploy.values.workload_access import (
     CATALOG_BACKUP_SERVICE_ACCOUNT,
+    CATALOG_DRILL_SERVICE_ACCOUNT,
     WORKLOAD_ACCESS,
     catalog_backup_access,
+    service_access,
 )
 
 
@@ -63,7 +65,12 @@ class AwsResources(SiteResources):
         for service in ("ingestion", "inference"):
             spec = getattr(services, service)
             if spec is not None and spec.enabled:
-                role(service, SERVICE_ACCOUNTS[service], spec.bucket, WORKLOAD_ACCESS[service])
+                role(
+                    service,
+                    SERVICE_ACCOUNTS[service],
+                    spec.bucket,
+                    service_access(service, services),
+                )
         # A published catalog's asset endpoint presigns reads of the ingestion bucket's assets:
         # a role of its own that may only read them (fedeploy/values/exposure.py, docs/charts.md).
         ingestion = services.ingestion
@@ -79,6 +86,14 @@ class AwsResources(SiteResources):
                 backup.bucket,
                 catalog_backup_access(backup.prefix),
             )
+            # Its restore drill: a role that may only list and read the backups.
+            if backup.drill.enabled:
+                role(
+                    CATALOG_DRILL_SERVICE_ACCOUNT,
+                    CATALOG_DRILL_SERVICE_ACCOUNT,
+                    backup.bucket,
+                    catalog_backup_access(backup.prefix, read_only=True),
+                )
         return roles
 
     def managed_database(
