@@ -11,10 +11,9 @@ Location and every redirect are checked against the source's hosts (its url's an
 `downloadHosts`), and the key (`Authorization`) is sent to the Polytope host only: a result on
 a staging host is read without it.
 
-A result is read at most `maxAttempts` times in a run: a read cut midway resumes with a Range
-request where the result's host serves ranges and starts over where it does not. A result is
-never resumed from another request's upload: the next run submits the request again and its
-result may order the messages otherwise, so an upload left by an earlier run is started over.
+A result is read at most `maxAttempts` times in a run, each time from its first byte: a
+resumed read could not be checked as GRIB from where it starts, and an upload left by an
+earlier run came from another submission whose result may order the messages otherwise.
 A request Polytope refuses (400, 403) or fails while processing fails alone, with Polytope's
 message; one it answers 204 (data not there yet) is `unpublished`.
 """
@@ -168,9 +167,10 @@ def _until(chunks: Iterator[bytes], deadline: float, what: str) -> Iterator[byte
 
 
 class PolytopeResult(RangeSource):
-    """A request's result, read with Range requests through HttpAsset (the key only to the
-    Polytope host); bounded by `max_bytes` from its Content-Length; a GRIB result read from
-    its start checked by GribFraming. Its first read always starts at byte 0 (see module)."""
+    """A request's result, read through HttpAsset (the key only to the Polytope host);
+    bounded by `max_bytes` from its Content-Length; a GRIB result checked by GribFraming. It is
+    never resumed: every read starts at byte 0 (the copy then starts its upload over), so
+    every stored byte passed the framing check."""
 
     def __init__(
         self, url: str, http: httpx.Client, key: PolytopeKey, max_bytes: int, grib: bool
@@ -178,22 +178,18 @@ class PolytopeResult(RangeSource):
         self._asset = HttpAsset(url, http, key)
         self._max = max_bytes
         self._grib = grib
-        self._opened = False
 
     def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
-        """(chunks from `offset`, or from 0 on a first read or a host without ranges; the
-        offset served; the result's size)."""
-        if not self._opened:
-            offset = 0  # another request's upload is never resumed
-        self._opened = True
-        chunks, start, total = self._asset.open(offset)
+        """(chunks from byte 0 whatever `offset` asks; 0, the offset served; the result's
+        size)."""
+        chunks, start, total = self._asset.open(0)
         if total > self._max:
             if self._asset._response is not None:
                 self._asset._response.close()
             raise Refused(
                 f"the result has {total} bytes, above the source's maxProductMiB {self._max // MiB}"
             )
-        if start == 0 and self._grib:
+        if self._grib:
             chunks = polytope_plan.GribFraming().feed(chunks)
         return chunks, start, total
 
@@ -325,9 +321,7 @@ class PolytopeRun(AgencyRun):
             try:
                 raw = _until(response.iter_raw(), deadline, what)
                 codings = download_safety.content_encodings(response)
-                data = b"".join(
-                    download_safety.decoded_body(raw, codings, MAX_MESSAGE_BYTES, what)
-                )
+                data = b"".join(download_safety.decoded_body(raw, codings, MAX_MESSAGE_BYTES, what))
             finally:
                 response.close()
         except httpx.HTTPError as error:

@@ -4,7 +4,6 @@ A hostile server on loopback drives the real PolytopeRun, its store and catalog 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import zlib
@@ -199,3 +198,60 @@ def test_two_requests_with_one_identity_are_refused_at_load() -> None:
     other = {"name": "other-dt", "url": "https://polytope.example.org", "requests": [finland]}
     with pytest.raises(ValidationError, match=r"other-dt.requests\[0\] is the same request"):
         IngestSettings(polytope_sources=[{"name": "destine-dt", "requests": [finland]}, other])
+
+
+def test_a_read_cut_midway_is_read_again_from_its_start_and_checked() -> None:
+    """The host cuts the first read of a 12 MiB GRIB2 message after 6 MiB and answers a Range
+    read with junk: the second read asks no Range, and junk is refused as not GRIB."""
+    from fedeploy_ingestion import download_safety
+    from fedeploy_ingestion.polytope_source import PolytopeKey, PolytopeResult
+    from fedeploy_ingestion.settings import PolytopeSource
+
+    size = 12 << 20
+    grib = b"GRIB\0\0\0\x02" + size.to_bytes(8, "big") + b"\0" * (size - 20) + b"7777"
+    reads: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            asked = self.headers.get("Range")
+            reads.append(asked)
+            if asked:
+                start = int(asked.split("=")[1].split("-")[0])
+                body = (b"NOT GRIB, junk " * size)[: size - start]
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+            else:
+                body = grib if len(reads) > 1 else grib[: 6 << 20]
+                self.send_response(200)
+            self.send_header("Content-Length", str(size if not asked else len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        source = PolytopeSource(
+            name="hostile", url=url, privateHosts=["127.0.0.1"], requests=[REQUEST]
+        )
+        guard = download_safety.AddressGuard.build(private_hosts=["127.0.0.1"])
+        http = download_safety.guarded_client(guard, 10)
+        key = PolytopeKey(source, f"Bearer {KEY}", http, guard)
+        result = PolytopeResult(f"{url}/api/v1/downloads/x", http, key, 64 << 20, grib=True)
+        chunks, _, _ = result.open(0)
+        with pytest.raises(Exception):  # noqa: B017 - cut: the transport's or the framing's
+            b"".join(chunks)
+        chunks, start, total = result.open(5 << 20)  # what copy_from asks after one 5 MiB part
+        assert (start, total) == (0, size)
+        assert b"".join(chunks) == grib
+        assert reads == [None, None]  # no Range: the junk a resumed read would get is never read
+    finally:
+        server.shutdown()
+        server.server_close()
