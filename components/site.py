@@ -294,6 +294,9 @@ class Site(pulumi.ComponentResource):
                     "secret_name": self.bridge.secret_name,
                     "partition": config.bridge.default_partition,
                     "ca_key": "ca.crt" if self.bridge.has_ca else "",
+                    "probe_secret": (
+                        config.bridge.probe.existing_secret if config.bridge.probe else ""
+                    ),
                 }
             values = inference_values(
                 wiring,

@@ -157,6 +157,23 @@ def check_vm_platform(bridge: BridgeConfig | None, kind: str) -> None:
 _WIDEST_ALLOWED = {4: 8, 6: 32}
 
 
+class BridgeProbe(StrictModel):
+    """The inference chart's bridge probe's own credential (it only checks its token and pings).
+
+    docs/operations.md, SlurmBridgeDown, says which SLURM account is enough."""
+
+    existing_secret: Annotated[
+        str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=253)
+    ] = Field(
+        description=(
+            "A Kubernetes Secret in the services' namespace with keys `token` and `user` of a "
+            "ping-only SLURM account (a user slurmctld knows, with no association and no "
+            "AdminLevel, so it can neither submit nor act on others' jobs), which the probe "
+            "uses instead of the submitting service_user's token."
+        ),
+    )
+
+
 class BridgeConfig(StrictModel):
     """A SLURM bridge: slurmrestd with JWT authentication, reached from the site's cluster."""
 
@@ -304,6 +321,13 @@ class BridgeConfig(StrictModel):
     slurm_user: UserName = Field(
         "slurm",
         description="gateway, vm: the SlurmUser of the controller, owner of the JWT key file.",
+    )
+    probe: BridgeProbe | None = Field(
+        None,
+        description=(
+            "The bridge probe's own credential. Unset: the probe uses the bridge's Secret, whose "
+            "token can submit and cancel jobs as service_user (the plan advises)."
+        ),
     )
     service_user: UserName = Field(
         "fedeploy",

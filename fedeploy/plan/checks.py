@@ -194,5 +194,10 @@ def check_stack(
             for r in rendered
             if isinstance(bridge := r.values.get("bridge"), dict) and bridge.get("enabled")
         },
+        {
+            r.name: str((bridge.get("probe") or {}).get("existingSecret") or "")
+            for r in rendered
+            if isinstance(bridge := r.values.get("bridge"), dict)
+        },
     )
     return rendered, sorted(set(findings))

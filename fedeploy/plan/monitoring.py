@@ -123,9 +123,12 @@ def monitoring_findings(
     monitoring: dict[str, dict[str, Any]],
     selector_labels: dict[str, dict[str, Any]] | None = None,
     bridges: dict[str, str] | None = None,
+    probe_secrets: dict[str, str] | None = None,
 ) -> list[Finding]:
     """Advisory, on any site whose release is wired to a SLURM bridge that no alert watches
-    (`bridges`: each release's bridge endpoint, "" for none); on a production site whose
+    (`bridges`: each release's bridge endpoint, "" for none), or whose bridge probe holds the
+    submitting token (`probe_secrets`: each release's bridge.probe.existingSecret, "" for none);
+    on a production site whose
     releases would install no alert at all, or whose monitors and rules carry no label a
     Prometheus selects them by (`selector_labels`: each release's `monitoring.labels`)."""
     if not isinstance(site, dict) or not monitoring:
@@ -142,6 +145,20 @@ def monitoring_findings(
         )
         for name, endpoint in sorted((bridges or {}).items())
         if endpoint and "SlurmBridgeDown" not in monitoring.get(name, {}).get("alerts", [])
+    ]
+    findings += [
+        Finding(
+            "monitoring",
+            name,
+            "the bridge probe uses the bridge's own Secret, whose token can submit and cancel "
+            "jobs as the service user, though it only pings: give it a ping-only account "
+            "(site.bridge.probe.existing_secret; docs/operations.md, SlurmBridgeDown)",
+            enforcement="advisory",
+        )
+        for name, endpoint in sorted((bridges or {}).items())
+        if endpoint
+        and "SlurmBridgeDown" in monitoring.get(name, {}).get("alerts", [])
+        and not (probe_secrets or {}).get(name)
     ]
     if site.get("environment") != "production":
         return findings

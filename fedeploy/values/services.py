@@ -19,7 +19,10 @@ from fedeploy.config.services import (
 from fedeploy.project import project_dir
 from fedeploy.values.exposure import assets_values, browser_values, exposure_values, storage_port
 from fedeploy.values.wiring import SiteWiring
-from fedeploy.values.workload_access import CATALOG_BACKUP_SERVICE_ACCOUNT
+from fedeploy.values.workload_access import (
+    CATALOG_BACKUP_SERVICE_ACCOUNT,
+    CATALOG_DRILL_SERVICE_ACCOUNT,
+)
 
 CHARTS_DIR = project_dir() / "charts"
 SERVICE_ACCOUNTS = {"catalog": "catalog", "ingestion": "ingestion", "inference": "inference"}
@@ -129,8 +132,11 @@ def backup_values(
 ) -> dict[str, Any]:
     """The catalog chart's `backup` values: barman-cloud to the site's bucket under the prefix,
     with the site's static storage keys or, on aws, the backup identity's own role; the restore
-    drill on its schedule where `drill_secret` names its read-only role's Secret."""
+    drill on its schedule where `drill_secret` names its read-only role's Secret, reading the
+    backups as an identity of its own (its role on aws, its keys where it has any, else the
+    site's)."""
     role = wiring.role_arns.get(CATALOG_BACKUP_SERVICE_ACCOUNT)
+    drill_role = wiring.role_arns.get(CATALOG_DRILL_SERVICE_ACCOUNT)
     endpoint = wiring.storage_endpoint
     port = (
         endpoint.apply(storage_port) if hasattr(endpoint, "apply") else storage_port(endpoint or "")
@@ -155,6 +161,13 @@ def backup_values(
             "enabled": backup.drill.enabled and drill_secret is not None,
             "schedule": backup.drill.schedule,
             "existingSecret": drill_secret or "",
+            "serviceAccount": {
+                "name": CATALOG_DRILL_SERVICE_ACCOUNT,
+                "annotations": {IRSA_ANNOTATION: drill_role} if drill_role is not None else {},
+            },
+            "credentialsSecret": ""
+            if drill_role is not None
+            else wiring.secret_for(CATALOG_DRILL_SERVICE_ACCOUNT),
         },
     }
 
@@ -371,6 +384,12 @@ def inference_values(
             "existingSecret": bridge["secret_name"],
             "partition": bridge["partition"],
             "caKey": bridge.get("ca_key", ""),
+            # The probe's own ping-only account (site.bridge.probe), where the stack file names one.
+            **(
+                {"probe": {"existingSecret": bridge["probe_secret"]}}
+                if bridge.get("probe_secret")
+                else {}
+            ),
         }
         if bridge
         else {"enabled": False}

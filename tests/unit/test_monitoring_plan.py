@@ -200,12 +200,17 @@ def test_the_plan_says_plainly_where_no_alert_watches_a_bridge(example_report):
     assert "bridge.probe.enabled" in finding.message
     assert monitoring_findings(site, {"inference": summary}, bridges={"inference": ""}) == []
     probed = {**summary, "alerts": [*summary["alerts"], "SlurmBridgeDown"]}
-    assert (
-        monitoring_findings(site, {"inference": probed}, bridges={"inference": "https://b"}) == []
+    own = {"inference": "slurm-probe"}
+    watched = monitoring_findings(
+        site, {"inference": probed}, bridges={"inference": "https://b"}, probe_secrets=own
     )
+    assert watched == []
+    # Watched, but the probe holds the submitting token: advised to give it its own account.
+    (shared,) = monitoring_findings(site, {"inference": probed}, bridges={"inference": "https://b"})
+    assert "site.bridge.probe.existing_secret" in shared.message
     report = example_report.to_dict()["sites"]["hpc-kajaani"]
     findings = report["findings"]
-    assert not [f for f in findings if f["rule"] == "monitoring" and "bridge" in f["message"]]
+    assert not [f for f in findings if f["rule"] == "monitoring" and "no alert" in f["message"]]
     monitoring = report["services"]["inference"]["monitoring"]
     assert "PodMonitor/inference-bridge-probe" in monitoring["targets"]
     assert "SlurmBridgeDown" in monitoring["alerts"]
@@ -276,3 +281,31 @@ def test_a_setting_for_an_alert_the_site_does_not_install_is_advised_by_its_key(
         "retrain.enabled"
         in advised["site.monitoring.alerts.rules.SlurmBridgeSubmissionsFailing"]["message"]
     )
+
+
+def test_the_bridge_probe_takes_its_own_account_from_the_stack_file(example_report, tmp_path):
+    """Without site.bridge.probe the probe holds the submitting token, which the plan advises;
+    with it, the probe mounts that Secret and the advice goes (review finding 5)."""
+    from fedeploy.plan.run import run_plan, write_out
+
+    findings = example_report.to_dict()["sites"]["hpc-kajaani"]["findings"]
+    assert [f for f in findings if "site.bridge.probe.existing_secret" in f["message"]]
+    source = (ROOT / "stacks/Pulumi.hpc-kajaani.yaml").read_text()
+    bridge = "    bridge:\n      mode: gateway\n"
+    assert bridge in source
+    probe = "      probe:\n        existing_secret: slurm-probe\n"
+    (tmp_path / "Pulumi.hpc-kajaani.yaml").write_text(source.replace(bridge, bridge + probe))
+    report = run_plan(tmp_path, jobs=1, cache=None)
+    findings = report.to_dict()["sites"]["hpc-kajaani"]["findings"]
+    assert not [f for f in findings if "site.bridge.probe.existing_secret" in f["message"]]
+    write_out(report, tmp_path / "out")
+    monitoring = yaml.safe_load_all(
+        (tmp_path / "out/hpc-kajaani/monitoring/inference.yaml").read_text()
+    )
+    (probe_pod,) = [
+        m["spec"]["template"]["spec"]
+        for m in monitoring
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == "inference-bridge-probe"
+    ]
+    (volume,) = [v for v in probe_pod["volumes"] if v["name"] == "bridge"]
+    assert volume["secret"]["secretName"] == "slurm-probe"
