@@ -144,7 +144,8 @@ def backup_identity(subjects: list[Subject]) -> Iterable[Finding]:
             yield Finding(
                 "backup-identity",
                 s.name,
-                f"catalog backups on this {kind} site use the site's storage keys (Secret "
+                f"catalog backups (and their restore drill, which only reads them) on this "
+                f"{kind} site use the site's storage keys (Secret "
                 f"{backup.get('existingSecret') or 'fedeploy-storage'}, shared with ingestion "
                 "and inference): the store is not fedeploy's, so it cannot give them a key "
                 f"limited to {backup.get('prefix', 'the backup prefix')}; have the store's "

@@ -209,6 +209,9 @@ def test_the_stack_file_schedules_the_drill_weekly_where_backups_are_on():
         "enabled": True,
         "schedule": "17 3 * * 0",
         "existingSecret": "catalog-drill-db",
+        # Its own read-only storage identity (tests/charts/test_drill_identity.py).
+        "serviceAccount": {"name": "catalog-drill", "annotations": {}},
+        "credentialsSecret": "catalog-drill-keys",
     }
     chosen = CatalogBackup.model_validate({"drill": {"schedule": "0 4 * * 1"}})
     assert backup_values(wiring, chosen, "bucket", "s")["drill"]["schedule"] == "0 4 * * 1"

@@ -27,7 +27,7 @@ from tests.conftest import STACKS
 STACK = "ewc-bologna"
 DOMAIN = "0c2a1f3e-5b4d-4e6f-8a9b-1c2d3e4f5a6b"
 ROLE = "9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f"
-WORKLOADS = {"ingestion", "inference", "assets", "catalog-backup"}
+WORKLOADS = {"ingestion", "inference", "assets", "catalog-backup", "catalog-drill"}
 
 
 def _site() -> dict[str, Any]:
@@ -110,6 +110,8 @@ def test_each_workload_mounts_only_its_own_storage_secret(plan: Any) -> None:
     catalog = releases["catalog"]
     assert catalog["assets"]["storage"]["existingSecret"] == "fedeploy-storage-assets"
     assert catalog["backup"]["existingSecret"] == "fedeploy-storage-catalog-backup"
+    # The restore drill reads the backups with keys of its own, never the writer's.
+    assert catalog["backup"]["drill"]["credentialsSecret"] == "fedeploy-storage-catalog-drill"
 
 
 def _policies(plan: Any) -> dict[str, dict[str, Any]]:
@@ -152,6 +154,9 @@ def test_bucket_policies_grant_each_project_its_prefixes_and_the_assets_only_rea
     objects = {r for s in backup for r in s["Resource"] if "/" in r.split(":::", 1)[1]}
     prefix = CatalogBackup().prefix.strip("/") + "/"  # the example site keeps the default
     assert objects == {f"arn:aws:s3:::{raw}/{prefix}*"}
+    drill = by_principal[principals["catalog-drill"]]
+    assert {a for s in drill for a in s["Action"]} == {"s3:ListBucket", "s3:GetObject"}
+    assert {r for s in drill for r in s["Resource"] if "/" in r.split(":::", 1)[1]} == objects
 
 
 def test_the_plan_no_longer_advises_the_deploying_users_keys(plan: Any) -> None:
