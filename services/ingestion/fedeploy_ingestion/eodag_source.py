@@ -10,17 +10,22 @@ the same chosen assets, download safety (hosts: the provider's search host and
 registration. EODAG's own download (to a local file) is not used.
 
 EODAG is offline at start (`EODAG_STRICT_COLLECTIONS=true`: no fetch of providers' collection
-lists) and writes its settings into a scratch home. Its searches go to the provider's
-configured endpoint through EODAG's own HTTP client: the endpoint's host is checked against the
-source's policy before the search, not each redirect of it (docs/ingestion.md).
+lists) and writes its settings into a scratch home. Its searches (the search plugins' requests
+sessions, `requests.get` and the `urlopen` of providers whose queries must stay unquoted) are
+guarded while a source runs (`guarded_searches`): every request's URL is checked against the
+source's policy (hosts, scheme, addresses), no redirect is followed, no proxy from the
+environment is used, a timeout is set, and each answer is read decoded step by step, at most
+MAX_PAGE_BYTES (docs/ingestion.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +34,12 @@ from typing import Any
 import httpx
 
 from fedeploy_ingestion.catalog import CatalogClient
-from fedeploy_ingestion.download_safety import DownloadPolicy
+from fedeploy_ingestion.download_safety import (
+    DownloadPolicy,
+    UnsafeDownload,
+    content_encodings_of,
+    decoded_body,
+)
 from fedeploy_ingestion.errors import ConfigError, SourceError
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import ObjectStore
@@ -37,6 +47,7 @@ from fedeploy_ingestion.product_copy import guarded_downloads
 from fedeploy_ingestion.sentinel import SentinelReport, SentinelRun, _item_name
 from fedeploy_ingestion.settings import EodagSource, IngestSettings
 from fedeploy_ingestion.sharding import owns
+from fedeploy_ingestion.stac_client import MAX_PAGE_BYTES, bounded_adapter
 from fedeploy_ingestion.upstream import Credentials
 
 log = logging.getLogger(__name__)
@@ -76,6 +87,144 @@ def gateway() -> Any:
             del os.environ["HOME"]
         else:
             os.environ["HOME"] = home
+
+
+# EODAG's search plugin modules whose `requests`, `HTTPAdapter` and `urlopen` are guarded.
+SEARCH_MODULES = (
+    "eodag.plugins.search.qssearch",
+    "eodag.plugins.search.build_search_result",
+    "eodag.plugins.search.cop_marine",
+    "eodag.plugins.search.cop_ghsl",
+)
+
+
+def _search_adapter(policy: DownloadPolicy, timeout: float, max_retries: Any = 0) -> Any:
+    """A requests adapter that checks each URL against `policy`, refuses a redirect, and reads
+    the answer decoded step by step, at most MAX_PAGE_BYTES (stac_client.bounded_adapter)."""
+    from requests.adapters import HTTPAdapter
+
+    class SearchAdapter(HTTPAdapter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bounded = bounded_adapter(max_retries, MAX_PAGE_BYTES)
+
+        def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            policy.check(str(request.url), what="EODAG search request to")
+            kwargs["timeout"] = kwargs.get("timeout") or timeout
+            kwargs["proxies"] = {}
+            response = self.bounded.send(request, **kwargs)
+            if response.is_redirect:
+                raise UnsafeDownload(
+                    f"EODAG search request to {str(request.url).split('?')[0]!r} answered a "
+                    f"redirect ({response.status_code}): searches follow none"
+                )
+            return response
+
+        def close(self) -> None:
+            self.bounded.close()
+            super().close()
+
+    return SearchAdapter()
+
+
+class _Page:
+    """A search answer read whole (bounded) for requests' `HTTPAdapter.build_response`."""
+
+    def __init__(self, answer: Any, body: bytes) -> None:
+        import io
+
+        self.status, self.reason, self.headers = answer.status, answer.reason, answer.headers
+        self._body = io.BytesIO(body)
+
+    def read(self, size: int = -1, **_: Any) -> bytes:
+        return self._body.read(size)
+
+    def close(self) -> None:
+        pass
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, *args: Any) -> None:
+        raise UnsafeDownload(
+            f"EODAG search request to {req.full_url.split('?')[0]!r} answered a redirect "
+            f"({code}): searches follow none"
+        )
+
+
+class _GuardedRequests:
+    """The `requests` module as EODAG's search plugins see it while guarded: a Session has
+    the search adapter on http:// and https://, no redirects and no proxy from the environment;
+    `get`, `post` and `request` go through such a session."""
+
+    def __init__(self, policy: DownloadPolicy, timeout: float) -> None:
+        import requests
+
+        self._requests, self._policy, self._timeout = requests, policy, timeout
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._requests, name)
+
+    def Session(self) -> Any:  # noqa: N802 - requests' name
+        session = self._requests.Session()
+        session.max_redirects = 0
+        session.trust_env = False
+        adapter = _search_adapter(self._policy, self._timeout)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        with self.Session() as session:
+            return session.request(method, url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        return self.request("POST", url, **kwargs)
+
+
+@contextlib.contextmanager
+def guarded_searches(policy: DownloadPolicy, timeout: float) -> Iterator[None]:
+    """While inside: every request EODAG's search plugins (SEARCH_MODULES) make is checked
+    against `policy`, follows no redirect, has `timeout`, and is read decoded step by step, at
+    most MAX_PAGE_BYTES (UnsafeDownload, UnsafeBody). Put back as it was on leaving."""
+    import importlib
+
+    def urlopen(request: Any, timeout: float | None = None, context: Any = None) -> Any:
+        url = request.full_url if hasattr(request, "full_url") else str(request)
+        policy.check(url, what="EODAG search request to")
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}),
+            urllib.request.HTTPSHandler(context=context),
+            _NoRedirect(),
+        )
+        answer = opener.open(request, timeout=timeout or default_timeout)
+        with answer:
+            codings = content_encodings_of(answer.headers.get("Content-Encoding", ""))
+            raw = iter(lambda: answer.read(64 * 1024), b"")
+            body = b"".join(decoded_body(raw, codings, MAX_PAGE_BYTES, url.split("?")[0]))
+        del answer.headers["Content-Encoding"]
+        return _Page(answer, body)
+
+    default_timeout = timeout
+    patched: list[tuple[Any, str, Any]] = []
+    replacements = {
+        "requests": _GuardedRequests(policy, timeout),
+        "HTTPAdapter": lambda max_retries=0, **_: _search_adapter(policy, timeout, max_retries),
+        "urlopen": urlopen,
+    }
+    try:
+        for name in SEARCH_MODULES:
+            module = importlib.import_module(name)
+            for attribute, replacement in replacements.items():
+                if hasattr(module, attribute):
+                    patched.append((module, attribute, getattr(module, attribute)))
+                    setattr(module, attribute, replacement)
+        yield
+    finally:
+        for module, attribute, original in reversed(patched):
+            setattr(module, attribute, original)
 
 
 class EodagRun(SentinelRun):
@@ -134,17 +283,19 @@ class EodagRun(SentinelRun):
             self.http,
             self.guard,
         )
-        DownloadPolicy.for_source(as_sentinel, self.guard).check(endpoint, what="search endpoint")
-        for item in self._items(dag, source, now):
-            self.report.found += 1
-            name = _item_name(item)
-            try:
-                if not owns(name, s.shard_index, s.shard_count):
-                    self.report.other_shards += 1
-                    continue
-                self._item(as_sentinel, item, credentials, now)  # type: ignore[arg-type]
-            except Exception as error:  # noqa: BLE001 - one item fails alone
-                self._failed(as_sentinel, name, error, "item failed; the next run retries it")  # type: ignore[arg-type]
+        policy = DownloadPolicy.for_source(as_sentinel, self.guard)
+        policy.check(endpoint, what="search endpoint")
+        with guarded_searches(policy, s.http_timeout_seconds):  # the items' copies use httpx
+            for item in self._items(dag, source, now):
+                self.report.found += 1
+                name = _item_name(item)
+                try:
+                    if not owns(name, s.shard_index, s.shard_count):
+                        self.report.other_shards += 1
+                        continue
+                    self._item(as_sentinel, item, credentials, now)  # type: ignore[arg-type]
+                except Exception as error:  # noqa: BLE001 - one item fails alone
+                    self._failed(as_sentinel, name, error, "item failed; the next run retries it")  # type: ignore[arg-type]
 
     def _items(self, dag: Any, source: EodagSource, now: datetime) -> Iterator[dict[str, Any]]:
         """The products of each collection as STAC item dicts, page by page, at most
