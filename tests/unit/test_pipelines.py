@@ -228,14 +228,31 @@ def test_pulumi_steps_use_only_pulumi_actions_inputs_and_the_policy_pack() -> No
 # ---- security properties ------------------------------------------------------------------------
 
 STATIC_CREDENTIALS = re.compile(
-    r"AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID|aws-access-key-id|aws-secret-access-key|PULUMI_ACCESS_TOKEN|secrets\.",
+    r"AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID|aws-access-key-id|aws-secret-access-key|PULUMI_ACCESS_TOKEN",
 )
+# The sign-ins that have no OIDC federation from CI (docs/gitops.md, "OpenStack and OVHcloud
+# sign-ins"): secrets of the site's environment, read by the deploy job in it alone.
+ENVIRONMENT_SECRETS = {
+    "FEDEPLOY_CLOUDS_YAML",
+    "OVH_APPLICATION_KEY",
+    "OVH_APPLICATION_SECRET",
+    "OVH_CONSUMER_KEY",
+}
 
 
 def test_no_pipeline_holds_or_reads_a_static_cloud_credential() -> None:
     for path in [*WORKFLOWS, COMPOSITE, GITLAB_CI, GITLAB_TEMPLATES]:
         found = STATIC_CREDENTIALS.findall(path.read_text())
         assert not found, f"{path.name}: {found}"
+    # Secrets: only the OpenStack and OVHcloud sign-ins, only in an environment's deploy job.
+    read = {}
+    for path in WORKFLOWS:
+        for name, job in jobs(path).items():
+            for secret in re.findall(r"secrets\.([A-Za-z_]+)", yaml.safe_dump(job)):
+                read.setdefault(secret, set()).add((path.name, name, "environment" in job))
+    assert set(read) == ENVIRONMENT_SECRETS
+    assert set().union(*read.values()) == {("deploy-wave.yml", "up", True)}
+    assert "secrets." not in COMPOSITE.read_text()
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
@@ -303,8 +320,8 @@ def test_each_site_is_verified_after_its_pulumi_up_and_a_failure_fails_its_wave(
     assert 'exit "$status"' in verify["run"] and "continue-on-error" not in verify
     # GitLab: the same after `pulumi up` in the job every wave's jobs extend.
     script = load(GITLAB_TEMPLATES)[".fedeploy-up"]["script"]
-    assert script[0].startswith("pulumi up ")
-    assert script[1] == 'fedeploy verify "$SITE" --bake "$BAKE" --deadline 300'
+    up = next(i for i, line in enumerate(script) if line.startswith("pulumi up "))
+    assert script[up + 1] == 'fedeploy verify "$SITE" --bake "$BAKE" --deadline 300'
 
 
 def test_drift_has_its_own_concurrency_group_and_writes_one_issue_per_site() -> None:
@@ -395,7 +412,8 @@ def test_gitlab_deploys_through_the_generated_child_pipeline() -> None:
     assert trigger["strategy"] == "depend"
     assert {"local": GITLAB_INCLUDE} in pipeline["include"]
     assert ".gitlab/" + GITLAB_TEMPLATES.name == GITLAB_INCLUDE
-    assert "policies" in load(GITLAB_TEMPLATES)[".fedeploy-up"]["script"][0]
+    up_script = load(GITLAB_TEMPLATES)[".fedeploy-up"]["script"]
+    assert "--policy-pack policies" in next(c for c in up_script if c.startswith("pulumi up "))
     child = yaml.safe_load(_generated_child_pipeline())
     for name, job in child.items():
         if name.startswith("up "):
@@ -761,3 +779,30 @@ def test_a_recorded_plan_is_read_as_bounded_data_or_refused(
     assert "not the JSON report" in read_recorded_plan(not_a_report)[1]
     monkeypatch.setattr(planned_sites, "RECORDED_MAX_BYTES", 10)
     assert "over 10 bytes" in read_recorded_plan(good)[1]
+
+
+def test_openstack_and_ovh_sign_ins_come_from_the_deploy_environment_never_stack_config() -> None:
+    docs = (ROOT / "docs" / "gitops.md").read_text()
+    section = docs.split("### OpenStack and OVHcloud sign-ins", 1)[1].split("\n### ", 1)[0]
+    # Both clouds.yaml entries of a site with a domain manager, and the OVH keys, by name.
+    for needed in ("ewc-bologna-domain-manager", "FEDEPLOY_CLOUDS_YAML", *ENVIRONMENT_SECRETS):
+        assert needed in section, needed
+    assert "Never put them in stack config" in section and "Rotate it" in section
+    # The example stack names the entry the docs tell users to put in the secret.
+    stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.ewc-bologna.yaml").read_text())
+    identities = stack["config"]["fedeploy:site"]["workload_identities"]
+    assert identities["manager_cloud"] == "ewc-bologna-domain-manager"
+    # GitHub: the deploy job writes clouds.yaml and passes the OVH keys to `pulumi up` only.
+    steps = load(GITHUB / "workflows" / "deploy-wave.yml")["jobs"]["up"]["steps"]
+    up = next(s for s in steps if s.get("name") == "pulumi up")
+    assert up["env"]["OS_CLIENT_CONFIG_FILE"] == "${{ runner.temp }}/clouds.yaml"
+    assert up["env"]["OS_CLOUD"] == "${{ matrix.stack }}"
+    assert {k for k, v in up["env"].items() if "secrets." in v} == ENVIRONMENT_SECRETS - {
+        "FEDEPLOY_CLOUDS_YAML"
+    }
+    # GitLab: the File variable, in the deploy template alone.
+    script = "\n".join(load(GITLAB_TEMPLATES)[".fedeploy-up"]["script"])
+    assert 'OS_CLIENT_CONFIG_FILE="$FEDEPLOY_CLOUDS_YAML" OS_CLOUD="$SITE"' in script
+    assert "FEDEPLOY_CLOUDS_YAML" not in GITLAB_CI.read_text()
+    # Both environments that approve decrypting or deploying refuse their author's approval.
+    assert " ".join(docs.split()).count("**Prevent self-review** on") == 2
