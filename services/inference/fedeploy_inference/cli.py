@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         default=tdefaults.ablation_seeds,
         help="seeds per arm of the Sentinel ablation (with and without scene features)",
     )
+    train.add_argument(
+        "--nwp-available-after-hours",
+        type=float,
+        default=tdefaults.nwp_available_after_hours,
+        help="hours after its reference time an ingested NWP run is usable (publication delay)",
+    )
     train.add_argument("--start", type=_time, default=None, help="first window time (default all)")
     train.add_argument("--end", type=_time, default=None, help="end of the windows used")
     train.add_argument("--note", default="", help="free text recorded in data.json")
@@ -201,6 +207,7 @@ def _run(args: argparse.Namespace) -> int:
             validation_fraction=args.validation_fraction,
             patience=args.patience,
             ablation_seeds=args.ablation_seeds,
+            nwp_available_after_hours=args.nwp_available_after_hours,
         )
         with process_group_if_launched():
             outcome = train_and_publish(settings, config, args.start, args.end, args.note)

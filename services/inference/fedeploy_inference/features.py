@@ -16,7 +16,7 @@ import numpy as np
 
 from fedeploy_inference.contract import VARIABLES
 from fedeploy_inference.hourly import StationSeries
-from fedeploy_inference.nwp import StationForecasts
+from fedeploy_inference.nwp import DEFAULT_AVAILABLE_AFTER_HOURS, StationForecasts
 
 TEMPERATURE = VARIABLES.index("air_temperature")
 PRECIPITATION = VARIABLES.index("precipitation")
@@ -299,7 +299,7 @@ def build_samples(
     scenes: Mapping[str, Scenes] | None = None,
     breaks: Mapping[str, Sequence[int]] | None = None,
     forecasts: Mapping[str, StationForecasts] | None = None,
-    available_after_hours: float = 0.0,
+    available_after_hours: float = DEFAULT_AVAILABLE_AFTER_HOURS,
 ) -> Samples:
     """Every usable sample whose origin lies in [origin_from, origin_to) (either open).
 

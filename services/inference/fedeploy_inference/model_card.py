@@ -196,8 +196,11 @@ def _selection(data: dict[str, Any]) -> str:
     chosen = data.get("training", {})
     if not chosen:
         return ""
+    kept = chosen["best_epoch"]
+    # A network correcting the NWP starts as the NWP itself: epoch 0 is that, untrained.
+    untrained = " (0: the untrained network, the NWP itself)" if kept == 0 else ""
     return (
-        f"Epochs: best validation loss at epoch {chosen['best_epoch']} of {chosen['epochs_run']} "
+        f"Epochs: best validation loss at epoch {kept}{untrained} of {chosen['epochs_run']} "
         f"run (at most {chosen['max_epochs']}); validation: origins from "
         f"{chosen['validation_start']} up to the held-out period, "
         f"{chosen['validation_samples']} samples. Precipitation forecasts below "

@@ -36,9 +36,14 @@ LAPSE_RATE_K_PER_M = 0.0065
 GRAVITY = 9.80665
 KELVIN = 273.15
 MAX_PRODUCT_BYTES = 256 * 1024 * 1024
-# A run is usable for a forecast origin this long after its reference time (ECMWF publishes
-# the open-data 00 and 12 UTC runs about 7 to 9 hours after); 0 treats a run as known at once.
-DEFAULT_AVAILABLE_AFTER_HOURS = 0.0
+# A run is usable for a forecast origin this long after its reference time. ECMWF's real-time
+# dissemination schedule (confluence.ecmwf.int/display/DAC/Dissemination+schedule) sends the
+# 00 UTC IFS run's steps 0-90 from 5:45 to 6:12 after its reference time, 93-144 by 6:27 and
+# 150-360 by 7:34 (the other runs alike), and the open data "are released 1 hour after the
+# real-time dissemination schedule" (ECMWF's open-data page): steps 0-144, the ones a
+# station forecast reads, are out 7:27 after the reference time. 8 h leaves half an hour of
+# margin; a site reading later streams (ensemble, long steps) or a mirror sets more.
+DEFAULT_AVAILABLE_AFTER_HOURS = 8.0
 # Steps further apart than this are not interpolated between (a missing step is a gap).
 MAX_STEP_GAP_HOURS = 6.0
 _WANTED = {"2t", "z", "orog"}

@@ -42,7 +42,9 @@ class ErrorModel:
     noise_c: float = 0.4
     noise_growth_c_per_h: float = 0.05
     run_every_hours: int = 12
-    steps: tuple[int, ...] = tuple(range(0, 19, 3))
+    # To 30 h: with a run every 12 h published 8 h after it (nwp.DEFAULT_AVAILABLE_AFTER_HOURS)
+    # an origin's newest run is up to 20 h old, and its sixth lead hour ends 26 h after the run.
+    steps: tuple[int, ...] = tuple(range(0, 31, 3))
     grid_degrees: float = 0.1
     orography_offset_m: float = 300.0
 

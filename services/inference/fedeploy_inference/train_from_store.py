@@ -17,7 +17,13 @@ from botocore.exceptions import ClientError
 from fedeploy_inference.catalog import scenes_for_stations
 from fedeploy_inference.device import resolve_device
 from fedeploy_inference.hourly import StationSeries, to_hourly
-from fedeploy_inference.nwp import MAX_PRODUCT_BYTES, Forecasts, collect, places
+from fedeploy_inference.nwp import (
+    DEFAULT_AVAILABLE_AFTER_HOURS,
+    MAX_PRODUCT_BYTES,
+    Forecasts,
+    collect,
+    places,
+)
 from fedeploy_inference.registry import publish
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
@@ -144,10 +150,15 @@ def _product_bytes(client: Any, bucket: str, key: str) -> bytes | Exception:
 
 
 def ingested_forecasts(
-    client: Any, bucket: str, series: dict[str, StationSeries], synthetic: bool = False
+    client: Any,
+    bucket: str,
+    series: dict[str, StationSeries],
+    synthetic: bool = False,
+    available_after_hours: float = DEFAULT_AVAILABLE_AFTER_HOURS,
 ) -> Forecasts | None:
-    """The bucket's ingested NWP read at the stations with a known position (nwp.collect),
-    None where the bucket holds no ECMWF product with 2t."""
+    """The bucket's ingested NWP read at the stations with a known position (nwp.collect), each
+    run usable `available_after_hours` after its reference time; None where the bucket holds
+    no ECMWF product with 2t."""
     keys = forecast_keys(client, bucket)
     if not keys:
         return None
@@ -157,6 +168,7 @@ def ingested_forecasts(
         places(series),
         model_of={item[key]: item[key].split("-", 1)[0] for key in keys},
         synthetic=synthetic,
+        available_after_hours=available_after_hours,
     )
 
 
@@ -193,7 +205,11 @@ def train_and_publish(
     )
     dataset = describe_dataset(client, settings.bucket)
     forecasts = ingested_forecasts(
-        client, settings.bucket, series, bool(dataset.get("nwp", {}).get("synthetic", False))
+        client,
+        settings.bucket,
+        series,
+        bool(dataset.get("nwp", {}).get("synthetic", False)),
+        config.nwp_available_after_hours,
     )
     log.info("training on %d rows from %d windows on %s", table.num_rows, len(windows), device)
     result = train(

@@ -39,8 +39,8 @@ from fedeploy_inference.features import (
     without_scenes,
 )
 from fedeploy_inference.hourly import StationSeries
-from fedeploy_inference.model import NetConfig, StationForecaster
-from fedeploy_inference.nwp import Forecasts
+from fedeploy_inference.model import NetConfig, StationForecaster, baseline
+from fedeploy_inference.nwp import DEFAULT_AVAILABLE_AFTER_HOURS, Forecasts
 from fedeploy_inference.verification import (
     Bootstrap,
     block_totals,
@@ -69,6 +69,9 @@ class TrainConfig:
     balance_stations: bool = True
     # The Sentinel ablation trains both arms with this many seeds (seed, seed + 1, ...).
     ablation_seeds: int = 3
+    # Hours after its reference time an ingested NWP run may be used (its publication delay;
+    # nwp.DEFAULT_AVAILABLE_AFTER_HOURS is ECMWF open data's): no sample sees a run before.
+    nwp_available_after_hours: float = DEFAULT_AVAILABLE_AFTER_HOURS
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.holdout_fraction <= 0.5:
@@ -83,6 +86,11 @@ class TrainConfig:
         if self.ablation_seeds < 1:
             raise ValueError(
                 f"TrainConfig.ablation_seeds: {self.ablation_seeds} given; at least 1 allowed"
+            )
+        if not 0 <= self.nwp_available_after_hours <= 48:
+            raise ValueError(
+                f"TrainConfig.nwp_available_after_hours: {self.nwp_available_after_hours} given; "
+                "0 to 48 allowed"
             )
         if self.epochs < 1 or self.patience < 1:
             raise ValueError(
@@ -171,15 +179,20 @@ class _Tensors:
     def of(
         cls, samples: Samples, net: NetConfig, device: torch.device, balance: bool = False
     ) -> _Tensors:
-        """`balance`: weight each station's targets by the inverse of its mean squared change
-        from persistence, so a station whose weather changes little (a maritime one) counts as
-        much as one with large swings; the weights ride on the mask."""
+        """The corrections are from the network's baseline (model.baseline: persistence, or the
+        NWP where the network has NWP input). `balance`: weight each station's targets by the
+        inverse of its mean squared change from that baseline, so a station whose weather
+        changes little (a maritime one) counts as much as one with large swings; the weights
+        ride on the mask."""
         scale = torch.tensor([net.temperature_scale, net.precipitation_scale], device=device)
         anchor = torch.from_numpy(samples.anchor).to(device)
-        target = (torch.from_numpy(samples.target).to(device) - anchor[:, None, :]) / scale
+        features = torch.from_numpy(samples.features).to(device)
+        base = baseline(net, features, anchor)
+        target = (torch.from_numpy(samples.target).to(device) - base) / scale
         known_np = samples.target_known.astype(np.float32)
         if balance:
-            change = ((samples.target - samples.anchor[:, None, :]) ** 2) * known_np
+            base_np = base.cpu().numpy() if net.nwp_base else samples.anchor[:, None, :]
+            change = ((samples.target - base_np) ** 2) * known_np
             overall = change.sum(axis=(0, 1)) / np.maximum(known_np.sum(axis=(0, 1)), 1)
             for station in np.unique(samples.station.astype(str)):
                 rows = samples.station.astype(str) == station
@@ -187,7 +200,7 @@ class _Tensors:
                 weight = np.where(own > 0, overall / np.maximum(own, 1e-9), 1.0)
                 known_np[rows] *= np.clip(weight, 0.1, 10.0).astype(np.float32)
         known = torch.from_numpy(known_np).to(device)
-        return cls(torch.from_numpy(samples.features).to(device), target, known)
+        return cls(features, target, known)
 
 
 def _loss(out: torch.Tensor, target: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -228,7 +241,9 @@ def fit(
     """Train a new network on the samples; masked MSE on normalised corrections.
 
     With validation samples: the loss on them after each epoch picks the weights kept (the
-    best epoch's), and training stops once `patience` epochs have not improved it.
+    best epoch's), and training stops once `patience` epochs have not improved it. A network
+    correcting the NWP (`net.nwp_base`) starts as the NWP itself (epoch 0), which is kept
+    where no epoch beats it on the validation samples.
     """
     torch.manual_seed(config.seed)
     model = StationForecaster(net).to(device)
@@ -261,6 +276,9 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     losses: list[float] = []
+    if checks is not None and net.nwp_base:
+        untrained = round(_validation_loss(model, checks), 6)
+        best = (untrained, 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
     epoch = 0
     model.train()
     for epoch in range(1, config.epochs + 1):

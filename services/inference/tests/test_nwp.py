@@ -4,24 +4,30 @@ stations (nearest grid point, lapse-rate corrected), fed to the model and scored
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 from fedeploy_inference import nwp
+from fedeploy_inference.cli import main
 from fedeploy_inference.features import (
     FeatureSpec,
     NwpInputError,
+    Samples,
     build_samples,
     encode,
     fit_normalization,
     require_no_nwp,
 )
 from fedeploy_inference.hourly import to_hourly
+from fedeploy_inference.model import NetConfig, StationForecaster
 from fedeploy_inference.nwp import GRAVITY, KELVIN, Place, ProductError, collect, read_product
 from fedeploy_inference.synthetic import SyntheticSpec, generate, scenes
 from fedeploy_inference.synthetic_nwp import grib2_field
+from fedeploy_inference.training import TrainConfig, fit, predict
 
 RUN = datetime(2026, 1, 1, 12, tzinfo=UTC)
 # A 3 x 4 grid of 1-degree steps from 50N 10W (written as ECMWF writes it: longitude 350).
@@ -149,14 +155,30 @@ def test_forecasts_come_from_the_newest_run_available_at_the_origin_interpolated
     values = np.array([0.0, 6.0, 12.0, 100.0, 106.0, 112.0])
     station = nwp.StationForecasts(np.array(runs), np.array(valid), values, values + 1)
     # Origin 11 h: run 0 (run 12 is not out yet); lead 1 is the hour 11-12, its middle 11.5.
-    got = station.at(np.array([_hour(11)]), 3, corrected=False)
+    got = station.at(np.array([_hour(11)]), 3, 0.0, corrected=False)
     assert got[0, 0] == pytest.approx(11.5)
     assert np.isnan(got[0, 1])  # 12.5 h is past run 0's last step
-    assert station.at(np.array([_hour(12)]), 1, corrected=True)[0, 0] == pytest.approx(101.5)
+    assert station.at(np.array([_hour(12)]), 1, 0.0, corrected=True)[0, 0] == pytest.approx(101.5)
     # Published 8 h after its reference time, run 12 is not available at 13 h: run 0 ends at 12.
     assert np.isnan(station.at(np.array([_hour(13)]), 1, 8.0)[0, 0])
     assert station.at(np.array([_hour(20)]), 1, 8.0)[0, 0] == pytest.approx(109.5)
-    assert np.isnan(station.at(np.array([_hour(-1)]), 1)[0, 0])  # before any run
+    assert np.isnan(station.at(np.array([_hour(-1)]), 1, 0.0)[0, 0])  # before any run
+
+
+def test_by_default_a_run_is_used_only_once_ecmwf_open_data_has_published_it():
+    # ECMWF's dissemination schedule plus the open data's hour: steps 0-144 out 7:27 after the
+    # reference time. By default neither training, nor the card's NWP baseline, sees a run
+    # before 8 h; at 7 h the origin still gets the run before.
+    assert nwp.DEFAULT_AVAILABLE_AFTER_HOURS == 8.0
+    runs = [_hour(0)] * 2 + [_hour(12)] * 2
+    valid = [_hour(18), _hour(24), _hour(18), _hour(24)]
+    values = np.array([0.0, 6.0, 100.0, 106.0])
+    station = nwp.StationForecasts(np.array(runs), np.array(valid), values, values)
+    at = station.at(np.array([_hour(19), _hour(20)]), 1)
+    assert at[0, 0] == pytest.approx(1.5) and at[1, 0] == pytest.approx(102.5)
+    forecasts = collect([("p", product())], [Place("s", 49.0, -9.0, None)])
+    assert forecasts.available_after_hours == 8.0
+    assert forecasts.describe()["available_after_hours"] == 8.0
 
 
 # sha256 of the features, anchor, target and mask of build_samples on this data, recorded with
@@ -191,3 +213,52 @@ def test_the_contract_refuses_inputs_a_model_was_not_trained_on():
     with pytest.raises(NwpInputError, match="this server does not feed forecasts"):
         require_no_nwp(with_nwp, "m/v1", "this server")
     require_no_nwp(spec, "m/v1", "this server")
+
+
+def _nwp_samples(n: int = 64, horizon: int = 2) -> tuple[FeatureSpec, Samples]:
+    """Samples whose temperature targets are exactly their NWP forecasts (lead 2 has none in
+    the odd rows: its target is then the anchor), precipitation not observed."""
+    spec = FeatureSpec(context_hours=2, horizon_hours=horizon, nwp=True, std=[2.0] * 5)
+    rng = np.random.default_rng(3)
+    context = rng.normal(10.0, 3.0, (n, 2, 5))
+    forecast = context[:, -1:, 0] + rng.normal(0.0, 2.0, (n, horizon))
+    forecast[1::2, 1] = np.nan
+    origins = np.array([_hour(k) for k in range(n)])
+    nan = np.full(n, np.nan)
+    enc = encode(spec, context, origins, nan, nan, nan, nwp_temperature=forecast)
+    target = np.stack([np.where(np.isnan(forecast), enc.anchor[:, :1], forecast)] * 2, axis=-1)
+    known = np.zeros(target.shape, dtype=bool)
+    known[:, :, 0] = True
+    samples = Samples(
+        enc.features, enc.anchor, target.astype(np.float32), known,
+        np.array(["s"] * n, dtype=object), origins,
+    )  # fmt: skip
+    return spec, samples
+
+
+def test_a_model_with_nwp_input_corrects_the_nwp_and_starts_as_it():
+    spec, samples = _nwp_samples()
+    net = NetConfig.for_spec(spec, hidden=8)
+    assert net.nwp_base and net.to_dict()["nwp_base"] is True
+    assert "nwp_base" not in NetConfig.for_spec(replace(spec, nwp=False)).to_dict()
+    said = predict(StationForecaster(net), samples.features, samples.anchor, torch.device("cpu"))
+    # Untrained: the NWP for each lead hour with one, persistence (the anchor) without.
+    np.testing.assert_allclose(said[:, :, 0], samples.target[:, :, 0], atol=1e-4)
+
+
+def test_training_keeps_the_nwp_itself_where_no_epoch_beats_it_on_validation():
+    spec, samples = _nwp_samples()
+    net = NetConfig.for_spec(spec, hidden=8)
+    config = TrainConfig(epochs=3, patience=2, batch_size=16)
+    model, report = fit(samples, net, config, torch.device("cpu"), samples)
+    assert report.best_epoch == 0 and report.best_validation_loss == 0.0
+    said = predict(model, samples.features, samples.anchor, torch.device("cpu"))
+    np.testing.assert_allclose(said[:, :, 0], samples.target[:, :, 0], atol=1e-4)
+
+
+def test_the_publication_delay_is_a_training_option_and_is_bounded(settings, monkeypatch, capsys):
+    assert TrainConfig().nwp_available_after_hours == nwp.DEFAULT_AVAILABLE_AFTER_HOURS
+    monkeypatch.setenv("INFER_BUCKET", settings.bucket)
+    monkeypatch.setenv("INFER_S3_ENDPOINT_URL", settings.s3_endpoint_url)
+    assert main(["train", "--nwp-available-after-hours", "-1"]) == 2
+    assert "nwp_available_after_hours: -1.0 given; 0 to 48 allowed" in capsys.readouterr().err

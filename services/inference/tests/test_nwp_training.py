@@ -27,7 +27,8 @@ from fedeploy_inference.window_store import write_windows
 
 # Small and fast: 2 stations, 30 days, a run every 12 h with 6-hourly steps on a 0.5-degree grid.
 DATA = SyntheticSpec(stations=2, days=30)
-ERRORS = ErrorModel(run_every_hours=12, steps=(0, 6, 12, 18), grid_degrees=0.5)
+# Steps to 24 h: published 8 h after it (the default), a run serves origins up to 20 h after it.
+ERRORS = ErrorModel(run_every_hours=12, steps=(0, 6, 12, 18, 24), grid_degrees=0.5)
 FAST = TrainConfig(epochs=4, patience=2, hidden=32)
 COLLECTION = "sentinel/ecmwf-ifs-oper-fc"
 
@@ -72,7 +73,7 @@ def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, win
     # Every figure of the comparison rests on the same values.
     assert len({s["count"] for s in scores.values()}) == 1 and scores["nwp_raw"]["count"] > 0
     assert nwp["data"]["stations"] == ["syn-000", "syn-001"]
-    # The synthetic grid's orography is 150 m off each station: the correction helps.
+    # The synthetic grid's orography is 300 m off each station: the correction helps.
     assert scores["nwp_lapse_corrected"]["rmse"] < scores["nwp_raw"]["rmse"]
 
     version = resolve_version(client, settings.bucket, settings.model_name, "latest")
