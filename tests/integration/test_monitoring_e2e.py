@@ -26,7 +26,7 @@ import pytest
 from loopback import MosquittoBroker, SeaweedS3
 from loopback.processes import Daemon, free_port
 from loopback.prometheus import PrometheusServer
-from tests.charts.test_monitoring import dashboards, monitored, panel_queries, rules_of
+from tests.charts.test_monitoring import SITES, dashboards, monitored, panel_queries, rules_of
 from tests.conftest import start_peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -365,4 +365,68 @@ def test_a_push_copying_the_consumers_labels_neither_masks_nor_fires_an_alert(tm
     finally:
         prometheus.stop()
         server.shutdown()
+        gateway.stop()
+
+
+def test_spoofed_sentinel_groups_cannot_silence_copied_nothing(tmp_path):
+    """Worker 0 really registered nothing; a pod reaching the real Pushgateway pushes, under
+    job fedeploy-sentinel and this site, a worker 9 with 5 items, a second worker-0 group
+    (instance=attacker) with 5, and a fresh kube-state-metrics CronJob success. Scraped as the
+    ingestion chart's Pushgateway monitor scrapes it, the spoofed Sentinel series are kept and
+    stamped, yet IngestSentinelCopiedNothing fires; the kube-state-metrics series is dropped
+    (review finding 1)."""
+    from fedeploy_ingestion.outcome import push_sentinel
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    from loopback.prometheus import Pushgateway
+
+    site = SITES["aws"]["ingestion"]["site"]["name"]
+    gateway = start_peer(lambda: Pushgateway(tmp_path / "pushgateway").start())
+    try:
+        assert push_sentinel(gateway.url, site, 0, registered=0, failed=0)
+        spoof = CollectorRegistry()
+        Gauge("ingest_sentinel_last_run_registered_items", "", registry=spoof).set(5)
+        for group in (
+            {"site": site, "worker": "9"},
+            {"site": site, "worker": "0", "instance": "attacker"},
+        ):
+            push_to_gateway(
+                gateway.url, job="fedeploy-sentinel", registry=spoof, grouping_key=group
+            )
+        ksm = CollectorRegistry()
+        Gauge(
+            "kube_cronjob_status_last_successful_time", "", ["namespace", "cronjob"], registry=ksm
+        ).labels(NAMESPACE, "ingestion-sentinel").set(time.time())
+        push_to_gateway(
+            gateway.url, job="fedeploy-sentinel", registry=ksm, grouping_key={"site": site}
+        )
+        values = {
+            "sentinel": {"enabled": True},
+            "monitoring": {
+                "pushgateway": {"url": gateway.url},
+                "alerts": {"sentinelNothingFor": "10s"},
+            },
+        }
+        manifests = monitored("ingestion", "aws", values)
+        prometheus = start_peer(
+            lambda: PrometheusServer(
+                tmp_path / "prometheus",
+                [pushgateway_scrape(manifests, gateway.url)],
+                rules_of(manifests),
+            ).start()
+        )
+        try:
+            logs = [gateway.daemon.log_file, prometheus.daemon.log_file]
+            states = prometheus.alert_states
+            _wait_for(
+                lambda: states().get("IngestSentinelCopiedNothing") == "firing", "firing", logs
+            )
+            kept = prometheus.query(
+                'ingest_sentinel_last_run_registered_items{fedeploy_pushgateway="ingestion"}'
+            )
+            assert len(kept) == 3, kept  # the spoofs reached Prometheus; the rule ignores them
+            assert prometheus.query("kube_cronjob_status_last_successful_time") == []
+        finally:
+            prometheus.stop()
+    finally:
         gateway.stop()
