@@ -433,6 +433,7 @@ def main() -> int:
             seed=args.seed,
             holdout_fraction=HOLDOUT.get(name, TrainConfig().holdout_fraction),
             nwp_available_after_hours=args.nwp_available_after_hours,
+            nwp_input=args.nwp,
         )
         forecasts = None
         if args.nwp:

@@ -109,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
         default=tdefaults.nwp_available_after_hours,
         help="hours after its reference time an ingested NWP run is usable (publication delay)",
     )
+    train.add_argument(
+        "--nwp-input",
+        action="store_true",
+        help="publish the model with the ingested NWP as input (neither the server nor batch "
+        "runs feed it yet; without: it is only evaluated in the card)",
+    )
     train.add_argument("--start", type=_time, default=None, help="first window time (default all)")
     train.add_argument("--end", type=_time, default=None, help="end of the windows used")
     train.add_argument("--note", default="", help="free text recorded in data.json")
@@ -208,6 +214,7 @@ def _run(args: argparse.Namespace) -> int:
             patience=args.patience,
             ablation_seeds=args.ablation_seeds,
             nwp_available_after_hours=args.nwp_available_after_hours,
+            nwp_input=args.nwp_input,
         )
         with process_group_if_launched():
             outcome = train_and_publish(settings, config, args.start, args.end, args.note)

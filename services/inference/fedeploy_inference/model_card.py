@@ -215,7 +215,7 @@ _NWP_NAMES = {
     "persistence": "persistence",
     "climatology": "climatology",
     "model_without_nwp": "model without the NWP input",
-    "model_with_nwp": "model with the NWP input (this version)",
+    "model_with_nwp": "model with the NWP input",
 }
 
 
@@ -283,9 +283,17 @@ def nwp_text(metrics: dict[str, Any]) -> str:
         )
     skill = got.get("skill_of_model_with_nwp", {})
     spread = got.get("skill_interval_of_model_with_nwp", {})
+    published = got.get("published", "model_with_nwp")
+    if published != "model_with_nwp":
+        notes.append(
+            "This version is the model without the NWP input: the one with it is trained and "
+            "scored here for evaluation, not published (`--nwp-input` publishes it), as neither "
+            "the HTTP server nor batch runs feed forecasts yet."
+        )
     rows = []
     for f, label in _NWP_NAMES.items():
         score = got["scores"][f]
+        label += " (this version)" if f == published else ""
         against = "" if f == "model_with_nwp" else _with_interval(skill.get(f), spread.get(f))
         rows.append(
             f"| {label} | {score['bias']:+.3f} | {score['rmse']:.3f} | {score['mae']:.3f} | "
@@ -296,7 +304,8 @@ def nwp_text(metrics: dict[str, Any]) -> str:
             "Temperature (degC) on the held-out hours the NWP covers; precipitation from the NWP is "
             "not read. " + rests_on,
             "",
-            "| forecast | bias | RMSE | MAE | values | skill of this version against it |",
+            "| forecast | bias | RMSE | MAE | values | skill of the model with the NWP input "
+            "against it |",
             "|---|---|---|---|---|---|",
             *rows,
             "",
@@ -305,13 +314,18 @@ def nwp_text(metrics: dict[str, Any]) -> str:
     ).strip()
 
 
-def nwp_input(features: dict[str, Any]) -> str:
-    """The card's line on the NWP input: used or not (a model's contract)."""
+def nwp_input(features: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
+    """The card's line on the NWP input: used or not (a model's contract), and why not."""
     if features.get("nwp"):
         return (
             " and, per lead hour, the NWP 2 m temperature forecast for the station from the "
             "site's ingested ECMWF products (nearest grid point, lapse-rate corrected; a model "
             "trained with it is only served where it can be fed)"
+        )
+    if ((metrics or {}).get("nwp") or {}).get("status") == "measured":
+        return (
+            "; no NWP input (forecasts were ingested: a model with them is evaluated in "
+            '"NWP at the stations" but not published, as serving does not feed them yet)'
         )
     return "; no NWP input (none was ingested where it was trained)"
 
@@ -410,7 +424,7 @@ def render_model_card(
         event_verdicts=event_verdicts(metrics),
         ablation=ablation_text(metrics),
         nwp=nwp_text(metrics),
-        nwp_input=nwp_input(features),
+        nwp_input=nwp_input(features, metrics),
         nwp_limit=(
             "it does not see neighbouring stations, and of numerical weather prediction only "
             "the 2 m temperature at the grid point nearest the station"

@@ -72,6 +72,10 @@ class TrainConfig:
     # Hours after its reference time an ingested NWP run may be used (its publication delay;
     # nwp.DEFAULT_AVAILABLE_AFTER_HOURS is ECMWF open data's): no sample sees a run before.
     nwp_available_after_hours: float = DEFAULT_AVAILABLE_AFTER_HOURS
+    # Publish the model with the NWP input where forecasts were read. Off: it is trained and
+    # scored in the card all the same, and the model without it is published, since neither
+    # the HTTP server nor batch runs feed forecasts yet (they refuse such a model).
+    nwp_input: bool = False
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.holdout_fraction <= 0.5:
@@ -544,8 +548,9 @@ def train(
 
     `forecasts` (NWP read from the site's ingested products, nwp.collect): where any station
     has one, a second network is trained with the NWP input (FeatureSpec.nwp) on the same
-    samples and schedule, and it is the model returned; the one without is its baseline in
-    `metrics["nwp"]`. Without forecasts the model is trained exactly as before.
+    samples and schedule and both are scored in `metrics["nwp"]`; the one with it is the model
+    returned where `config.nwp_input`, else the one without (`metrics["nwp"]["published"]`
+    says which). Without forecasts the model is trained exactly as before.
     """
     periods = _periods(series, config, spec or FeatureSpec())
     spec = periods.spec
@@ -555,22 +560,25 @@ def train(
     climatology = fit_climatology(series, _to_us(split))
     arm, with_nwp = plain, None
     if forecasts is not None and forecasts.any:
-        spec = replace(spec, nwp=True)
+        nwp_spec = replace(spec, nwp=True)
         with_nwp = _train_arm(
             series,
             config,
             device,
-            spec,
+            nwp_spec,
             periods,
             forecasts=forecasts.stations,
             available_after_hours=forecasts.available_after_hours,
             **inputs,
         )
-        arm = with_nwp
+        if config.nwp_input:
+            arm, spec = with_nwp, nwp_spec
     train_set, validation, test_set = arm.sets
     metrics = compare(arm.forecast, test_set, climatology, spec)
     metrics["scene_ablation"] = scene_ablation(arm.sets, arm.forecast, arm.net, config, device)
     metrics["nwp"] = nwp_evaluation(forecasts, with_nwp, plain, climatology, spec)
+    if with_nwp is not None:
+        metrics["nwp"]["published"] = "model_with_nwp" if arm is with_nwp else "model_without_nwp"
     metrics["periods"] = {
         name: target_period(part, spec.horizon_hours)
         for name, part in (("train", train_set), ("validation", validation), ("test", test_set))

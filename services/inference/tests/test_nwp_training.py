@@ -6,6 +6,7 @@ and the model with and without the forecast input; without products, the card sa
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pyarrow as pa
@@ -61,7 +62,7 @@ def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, win
         Body=b"not read",
     )
 
-    outcome = train_and_publish(settings, FAST)
+    outcome = train_and_publish(settings, replace(FAST, nwp_input=True))
 
     nwp = outcome.metrics["nwp"]
     assert nwp["status"] == "measured"
@@ -113,6 +114,23 @@ def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, win
         run_batch(
             settings, Area(0.0, 40.0, 20.0, 60.0), DATA.start, DATA.start + timedelta(hours=1)
         )
+
+    # By default (no --nwp-input) the model with NWP is trained and scored, and the one without
+    # is published: the server serves it, and the card says which row is this version.
+    outcome = train_and_publish(settings, FAST)
+    assert outcome.metrics["nwp"]["status"] == "measured"
+    assert outcome.metrics["nwp"]["published"] == "model_without_nwp"
+    plain = resolve_version(client, settings.bucket, settings.model_name, "latest")
+    assert (
+        "nwp" not in load_manifest(client, settings.bucket, settings.model_name, plain)["features"]
+    )
+    watcher.check()
+    assert watcher.current is not None and watcher.current.version == plain
+    card = _card(client, settings, plain)
+    section = card.split("### NWP at the stations")[1].split("###")[0]
+    assert "| model without the NWP input (this version) |" in section
+    assert "| model with the NWP input |" in section and "not published" in section
+    assert "forecasts were ingested: a model with them is evaluated" in card
 
 
 def test_without_ingested_forecasts_the_card_says_so(settings, windows):
