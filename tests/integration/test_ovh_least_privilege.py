@@ -104,3 +104,24 @@ def test_the_asset_endpoints_user_only_reads_the_assets(
             Bucket=bucket, VersioningConfiguration={"Status": "Suspended"}
         )
     )
+
+
+def test_the_restore_drills_user_only_reads_the_backups(
+    example_plans: Any, moto_iam: IamEnforcingMoto
+) -> None:
+    # Review of issue 27, finding 4: the drill held the backup writer's keys.
+    base = "backups/catalog-db/catalog/base/20261206T000000/backup.info"
+    client, bucket = _user_of(
+        example_plans[STACK],
+        moto_iam,
+        "catalog-drill",
+        {base: b"info", "sentinel/s2/a.tif": b"asset"},
+    )
+    # What barman-cloud-backup-list and -restore do: list, read. (Their HeadBucket first is
+    # s3:ListBucket on AWS; moto checks it as an action s3:HeadBucket no policy grants.)
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="backups/catalog-db/")
+    assert base in {o["Key"] for o in listed["Contents"]}  # beside the other tests' backups
+    assert client.get_object(Bucket=bucket, Key=base)["Body"].read() == b"info"
+    assert _denied(lambda: client.put_object(Bucket=bucket, Key=base, Body=b"forged"))
+    assert _denied(lambda: client.delete_object(Bucket=bucket, Key=base))
+    assert _denied(lambda: client.get_object(Bucket=bucket, Key="sentinel/s2/a.tif"))
