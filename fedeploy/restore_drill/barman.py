@@ -74,22 +74,28 @@ class BackupStore:
 
 
 def recovery_settings(
-    store: BackupStore, target_name: str | None = None, target_time: str | None = None
+    store: BackupStore,
+    target_name: str | None = None,
+    target_time: str | None = None,
+    target_lsn: str | None = None,
 ) -> dict[str, str]:
     """postgresql.conf settings that replay WAL from the store, up to a point if one is given.
 
-    A named restore point (`pg_create_restore_point`) or a time, not both; recovery then
+    A named restore point (`pg_create_restore_point`), a time or a WAL position
+    (`pg_current_wal_lsn()`, e.g. '0/3000060'), at most one; recovery then
     promotes, so the restored server takes writes of its own and never archives into the
     live server's folder (the drill leaves archive_mode off).
     """
-    if target_name and target_time:
-        raise ValueError("a restore point name or a time, not both")
+    if len([t for t in (target_name, target_time, target_lsn) if t]) > 1:
+        raise ValueError("a restore point name, a time or an LSN, not both")
     settings = {"restore_command": store.restore_command(), "archive_mode": "off"}
     if target_name:
         settings["recovery_target_name"] = target_name
     if target_time:
         settings["recovery_target_time"] = target_time
-    if target_name or target_time:
+    if target_lsn:
+        settings["recovery_target_lsn"] = target_lsn
+    if target_name or target_time or target_lsn:
         settings["recovery_target_action"] = "promote"
         settings["recovery_target_inclusive"] = "true"
     return settings

@@ -23,6 +23,10 @@ class DrillError(FedeployError):
     exit_code = 2
 
 
+class TargetNotReached(DrillError):
+    """The WAL in the store ends before the recovery target: nothing was written after it."""
+
+
 def _bindir(given: str | None) -> Path:
     candidates = [given] if given else sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
     for candidate in candidates:
@@ -83,12 +87,17 @@ def restored_server(
     *,
     target_name: str | None = None,
     target_time: str | None = None,
+    target_lsn: str | None = None,
     pg_bindir: str | None = None,
     user: str = "postgres",
     timeout: float = 3600.0,
 ) -> Iterator[int]:
     """Restore the latest base backup into `workdir`, replay WAL up to the target, and yield the
-    port of the running scratch server (trust auth on 127.0.0.1 only); stopped and removed after."""
+    port of the running scratch server (trust auth on 127.0.0.1 only); stopped and removed after.
+
+    Nothing the backup carries is executed: the server reads only the configuration the drill
+    writes (see `_distrust_backup`). TargetNotReached: the WAL in the store ends before
+    `target_lsn` (nothing was written after it)."""
     bindir = _bindir(pg_bindir)
     data = workdir / "data"
     if data.exists():
@@ -98,42 +107,38 @@ def restored_server(
     try:
         _run(store.restore(str(data)), "barman-cloud-restore", timeout)
         os.chmod(data, 0o700)
-        settings = recovery_settings(store, target_name=target_name, target_time=target_time)
+        settings = recovery_settings(
+            store, target_name=target_name, target_time=target_time, target_lsn=target_lsn
+        )
         # Replay refuses lower limits than the primary had (the chart sets them with -c, which
         # the backup does not carry): take them from the restored control file.
         controldata = _run([str(bindir / "pg_controldata"), str(data)], "pg_controldata", 60)
         settings.update(primary_limits(controldata))
-        # The scratch server is reached by this process only: no TCP beyond loopback, trust.
-        settings.update({"listen_addresses": "127.0.0.1", "unix_socket_directories": str(workdir)})
-        # The backup carries the primary's postgresql.conf: pgstac's image (v0.10) preloads
-        # pg_tle, pg_stat_statements, pg_cron and plprofiler, which a server that only reads the
-        # catalog's tables neither needs nor has; none is loaded.
-        settings["shared_preload_libraries"] = ""
-        with (data / "postgresql.auto.conf").open("a") as conf:
-            for name, value in settings.items():
-                conf.write(f"{name} = '{value.replace(chr(39), chr(39) * 2)}'\n")
-        (data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
-        (data / "recovery.signal").touch()
+        conf = _distrust_backup(data, workdir, settings)
         port = _free_port()
         log = workdir / "postgres.log"
-        _run(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                f"-p {port}",
-                "-l",
-                str(log),
-                "-w",
-                "-t",
-                str(int(timeout)),
-                "start",
-            ],
-            "the scratch server",
-            timeout + 30,
-            log,
-        )
+        try:
+            _run(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    f"-p {port} -c config_file={conf}",
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "start",
+                ],
+                "the scratch server",
+                timeout + 30,
+                log,
+            )
+        except DrillError:
+            _target_not_reached(log)
+            raise
         started = True
         _wait_promoted(f"postgresql://{user}@127.0.0.1:{port}/postgres", workdir, timeout)
         yield port
@@ -147,11 +152,68 @@ def restored_server(
         shutil.rmtree(data, ignore_errors=True)
 
 
+# Settings that run a program or load a library: a backup names none of them for the drill.
+_NEVER_FROM_THE_BACKUP = {
+    "recovery_end_command": "",
+    "archive_cleanup_command": "",
+    "archive_command": "",
+    "archive_library": "",
+    "shared_preload_libraries": "",
+    "session_preload_libraries": "",
+    "local_preload_libraries": "",
+    "jit": "off",
+}
+
+
+def drill_config(settings: dict[str, str], workdir: Path) -> str:
+    """The scratch server's whole postgresql.conf: `settings`, the loopback listener and private
+    socket folder, the drill's own hba and ident files, and every program-running or
+    library-loading setting blanked (these last, so no setting given can turn them back on)."""
+    every = {
+        **settings,
+        "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": str(workdir),
+        "hba_file": str(workdir / "drill_hba.conf"),
+        "ident_file": str(workdir / "drill_ident.conf"),
+        **_NEVER_FROM_THE_BACKUP,
+    }
+    return "".join(
+        f"{name} = '{value.replace(chr(39), chr(39) * 2)}'\n" for name, value in every.items()
+    )
+
+
+def _distrust_backup(data: Path, workdir: Path, settings: dict[str, str]) -> Path:
+    """Make the restored data directory start under the drill's configuration alone; the file to
+    give as `-c config_file`. The backup's postgresql.conf (and what it includes), pg_hba.conf
+    and pg_ident.conf are never read; postgresql.auto.conf, which the server always reads from
+    the data directory, is emptied; a standby.signal (a server that never promotes) removed."""
+    (data / "postgresql.auto.conf").write_text("")
+    (data / "standby.signal").unlink(missing_ok=True)
+    (data / "recovery.signal").touch()
+    (workdir / "drill_hba.conf").write_text(
+        "local all all trust\nhost all all 127.0.0.1/32 trust\n"
+    )
+    (workdir / "drill_ident.conf").write_text("")
+    conf = workdir / "drill.conf"
+    conf.write_text(drill_config(settings, workdir))
+    return conf
+
+
+_NOT_REACHED = "recovery ended before configured recovery target was reached"
+
+
+def _target_not_reached(log: Path) -> None:
+    """Raise TargetNotReached if the server's log says the WAL ended before the target."""
+    if log.exists() and _NOT_REACHED in log.read_text(errors="replace"):
+        raise TargetNotReached(f"restore-drill: {_NOT_REACHED}")
+
+
 def _wait_promoted(dsn: str, workdir: Path, timeout: float) -> None:
     import psycopg
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        _target_not_reached(workdir / "postgres.log")
         with (
             contextlib.suppress(psycopg.OperationalError),
             psycopg.connect(dsn, connect_timeout=5) as conn,

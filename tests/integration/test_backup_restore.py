@@ -9,7 +9,11 @@ by barman-cloud into a new server.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -239,3 +243,80 @@ def test_a_new_database_never_writes_into_another_databases_archive(
         for o in client.list_objects_v2(Bucket=BUCKET, Prefix=site.store.key_prefix())["Contents"]
     }
     assert after == before
+
+
+def test_nothing_a_backup_carries_runs_in_the_drill() -> None:
+    """A base backup planted by whoever can write the prefix: its postgresql.conf runs commands
+    at the end of recovery, includes a folder of more, its postgresql.auto.conf preloads a
+    library, its pg_hba.conf refuses every connection and a standby.signal would never promote.
+    The scratch server reads none of it: it promotes, the drill connects, no command ran."""
+    if os.geteuid() != 0:
+        pytest.skip("runs PostgreSQL as the postgres user (root needed)")
+    # Outside pytest's 0700 folder: the postgres user works in it.
+    root = Path(tempfile.mkdtemp(prefix="drill-hostile-"))
+    root.chmod(0o755)
+    shutil.chown(root, "postgres")
+    try:
+        _hostile_backup_restores_inertly(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _hostile_backup_restores_inertly(root: Path) -> None:
+    bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+
+    def as_postgres(command: str) -> None:
+        subprocess.run(["su", "postgres", "-c", command], check=True, cwd="/")
+
+    as_postgres(f"{bindir}/initdb -D {root}/primary -U postgres -A trust >/dev/null")
+    as_postgres(
+        f"{bindir}/pg_ctl -D {root}/primary -o \"-p 55431 -k {root} -c listen_addresses=''\" "
+        f"-l {root}/p.log -w start >/dev/null"
+    )
+    try:
+        as_postgres(f"{bindir}/pg_basebackup -h {root} -p 55431 -U postgres -D {root}/planted")
+    finally:
+        as_postgres(f"{bindir}/pg_ctl -D {root}/primary -m fast -w stop >/dev/null")
+    planted, marker = root / "planted", root / "ran"
+    (planted / "more").mkdir()
+    (planted / "more" / "x.conf").write_text(f"archive_cleanup_command = 'id >> {marker}'\n")
+    with (planted / "postgresql.conf").open("a") as conf:
+        conf.write(f"recovery_end_command = 'id >> {marker}'\ninclude_dir = 'more'\n")
+    (planted / "postgresql.auto.conf").write_text(
+        f"recovery_end_command = 'id >> {marker}'\nsession_preload_libraries = 'no_such_lib'\n"
+    )
+    (planted / "pg_hba.conf").write_text("host all all all reject\nlocal all all reject\n")
+    (planted / "standby.signal").touch()
+    subprocess.run(["chown", "-R", "postgres:postgres", str(planted)], check=True)
+    tools = BarmanTools().start()
+    try:
+        drill = textwrap.dedent(f"""
+            from pathlib import Path
+            import psycopg
+            from fedeploy.restore_drill.barman import BackupStore
+            from fedeploy.restore_drill.scratch import restored_server
+            class Planted(BackupStore):  # the store holds the planted backup: restore copies it
+                def restore(self, data_dir, backup_id="auto"):
+                    return ["cp", "-a", "{planted}", data_dir]
+                def restore_command(self):
+                    return "false"  # no WAL beyond the backup's: recovery ends
+            store = Planted("site-bucket", "backups/catalog-db", "catalog-db")
+            with restored_server(store, Path("{root}/work"), pg_bindir="{bindir}", timeout=90) as port:
+                with psycopg.connect(f"postgresql://postgres@127.0.0.1:{{port}}/postgres") as c:
+                    print("connected", c.execute("SELECT 1").fetchone()[0])
+        """)
+        result = subprocess.run(
+            [str(tools.python), "-c", drill],
+            user="postgres",
+            cwd="/",
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": "/tmp"},
+            timeout=300,
+            check=False,
+        )
+    finally:
+        tools.remove()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "connected 1" in result.stdout
+    assert not marker.exists(), marker.read_text()

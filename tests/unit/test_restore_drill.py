@@ -21,7 +21,7 @@ def test_restore_and_wal_commands_name_the_store_and_the_server() -> None:
         "https://s3.example",
         "s3://eofed-cf-waw-raw/backups/catalog-db",
         "catalog-db",
-        "latest",
+        "auto",
         "/scratch/data",
     ]
     assert STORE.restore_command().endswith(
@@ -92,3 +92,23 @@ def test_identical_states_have_no_differences_and_each_difference_is_named() -> 
         "item 'c' in 's2': sampled restored only",
     ]
     assert differences(restored, live, limit=2)[-1] == "... and 4 more"
+
+
+def test_the_scratch_servers_configuration_runs_and_loads_nothing(tmp_path) -> None:
+    from fedeploy.restore_drill.scratch import drill_config
+
+    # Even a setting given that names a command is overridden: the last line of a name wins.
+    text = drill_config({"recovery_end_command": "id", "restore_command": "cp x y"}, tmp_path)
+    last = dict(line.split(" = ", 1) for line in text.splitlines())
+    for name in (
+        "recovery_end_command",
+        "archive_cleanup_command",
+        "shared_preload_libraries",
+        "session_preload_libraries",
+        "local_preload_libraries",
+    ):
+        assert last[name] == "''", name
+    assert last["restore_command"] == "'cp x y'"
+    assert last["hba_file"] == f"'{tmp_path}/drill_hba.conf'"
+    assert last["ident_file"] == f"'{tmp_path}/drill_ident.conf'"
+    assert "include" not in text
