@@ -58,6 +58,9 @@ def _workloads() -> list[tuple[str, str]]:
             "enabled", True
         ):
             found.append((stack, "catalog-backup"))
+            # Its restore drill (on by default) reads the backups with a role of its own.
+            if ((catalog.get("backup") or {}).get("drill") or {}).get("enabled", True):
+                found.append((stack, "catalog-drill"))
     return found
 
 
@@ -412,13 +415,14 @@ def test_catalog_backup_role_from_the_plan_runs_barman_cloud_and_touches_nothing
     tmp_path: Path,
 ) -> None:
     """The chart's backup sidecar (archive, base backup, retention) and a restore, by
-    barman-cloud itself, with only the backup role's keys; other prefixes are refused."""
+    barman-cloud itself, with only the backup role's keys; other prefixes are refused. The
+    restore drill's role restores it too and may neither overwrite nor delete a backup."""
     from fedeploy.restore_drill.barman import BackupStore
     from loopback.barman import BarmanTools, archiving_server, aws_env, sidecar_round
 
     bucket, keys = workload
-    (planned,) = [
-        r.inputs["values"]["backup"]
+    ((plan, planned),) = [
+        (plan, r.inputs["values"]["backup"])
         for plan in example_plans.values()
         for r in plan.by_type("kubernetes:helm.sh/v3:Release")
         if r.inputs["name"] == "catalog"
@@ -443,6 +447,20 @@ def test_catalog_backup_role_from_the_plan_runs_barman_cloud_and_touches_nothing
         )
         tools.run(store.restore(str(tmp_path / "restored")), env)
         assert (tmp_path / "restored" / "PG_VERSION").exists()
+        # The restore drill's own role restores the same backup and may not change it.
+        stack = next(s for s, p in example_plans.items() if p is plan)
+        drill = moto_iam.user(
+            f"{stack}-catalog-drill-{time.monotonic_ns()}",
+            _planned_policy(example_plans, stack, "catalog-drill"),
+        )
+        drill_env = aws_env(drill.access_key_id, drill.secret_access_key, drill.region)
+        tools.run(store.restore(str(tmp_path / "drilled")), drill_env)
+        assert (tmp_path / "drilled" / "PG_VERSION").exists()
+        reader = drill.client()
+        backups = reader.list_objects_v2(Bucket=bucket, Prefix=store.key_prefix())["Contents"]
+        key = backups[0]["Key"]
+        assert _denied(lambda: reader.put_object(Bucket=bucket, Key=key, Body=b"forged"))
+        assert _denied(lambda: reader.delete_object(Bucket=bucket, Key=key))
     finally:
         if server is not None:
             server.remove()
