@@ -51,24 +51,45 @@ def sentinel() -> int:
             "INGEST_EODAG_SOURCES and INGEST_POLYTOPE_SOURCES are empty: nothing to copy"
         )
     store, catalog, metrics = _store(settings), CatalogClient(settings.catalog_url), Metrics()
-    run = SentinelRun(settings, store, catalog, metrics)
+    printed: dict[str, object] = {}
+    registered = failed = 0
+    runs = [("", SentinelRun), *agencies.items()]
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped
+
+    # On SIGTERM (the Job's activeDeadlineSeconds, a deletion) the outcomes so far are printed
+    # and pushed, the run under way's with "(run)": stopped, before the pod is killed.
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        run.run()
-    except Exception as error:  # noqa: BLE001 - the report is printed whatever happened
-        run.report.failed["(run)"] = f"{type(error).__name__}: {error}"
-        log.error("run stopped early", extra={"error": f"{type(error).__name__}: {error}"})
-    printed = asdict(run.report)
-    registered, failed = run.report.registered, len(run.report.failed)
-    for kind, runner in agencies.items():
-        agency = runner(settings, store, catalog, metrics)
-        try:
-            agency.run()
-        except Exception as error:  # noqa: BLE001 - the report is printed whatever happened
-            agency.report.failed["(run)"] = f"{type(error).__name__}: {error}"
-            log.error("run stopped early", extra={"source": kind, "error": str(error)})
-        printed[kind] = asdict(agency.report)
-        registered += agency.report.registered
-        failed += len(agency.report.failed)
+        for kind, runner in runs:
+            run = runner(settings, store, catalog, metrics)
+            try:
+                run.run()
+            except Stopped:
+                run.report.failed["(run)"] = "stopped by SIGTERM before it finished"
+                log.error("run stopped by SIGTERM", extra={"source": kind or "sentinel"})
+                raise
+            except Exception as error:  # noqa: BLE001 - the report is printed whatever happened
+                run.report.failed["(run)"] = f"{type(error).__name__}: {error}"
+                log.error(
+                    "run stopped early",
+                    extra={
+                        "source": kind or "sentinel",
+                        "error": f"{type(error).__name__}: {error}",
+                    },
+                )
+            finally:
+                if kind:
+                    printed[kind] = asdict(run.report)
+                else:
+                    printed = {**asdict(run.report), **printed}
+                registered += run.report.registered
+                failed += len(run.report.failed)
+    except Stopped:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(json.dumps(printed, indent=1))
     if settings.pushgateway_url:
         from fedeploy_ingestion.outcome import push_sentinel
@@ -77,6 +98,11 @@ def sentinel() -> int:
             settings.pushgateway_url, settings.site or "", settings.shard_index, registered, failed
         )
     return EXIT_ITEMS_FAILED if failed else EXIT_OK
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived during a sentinel run (a BaseException: no source's `except Exception`
+    takes it for its own failure)."""
 
 
 def _agency_runs(settings):  # noqa: ANN001, ANN202 - wiring only

@@ -4,9 +4,12 @@ For each source (INGEST_POLYTOPE_SOURCES) and each of its MARS requests: the pro
 is the request's canonical digest (polytope_plan), so a product whose site item carries it is
 skipped before anything is sent to Polytope. Otherwise the request is submitted as
 polytope-client submits it (its `Config.get_url`, its `Auth` header from the key, the body
-`{"verb": "retrieve", "request": <YAML>}`), polled while Polytope answers 202 (the wait
-growing 1.2 times, bounded by `maxWaitMinutes`), and its result, where the 303 points, copied
-by the resumable multipart copy. The requests go through the guarded HTTP client: the 202's
+`{"verb": "retrieve", "request": <YAML>}`). Every request of every source is submitted first;
+the queued ones (202) are then polled together, each at its own pace (the wait growing 1.2
+times) until its `maxWaitMinutes`, all within the run's budget (INGEST_POLYTOPE_RUN_MINUTES);
+then each result, where the 303 points, is copied by the resumable multipart copy. Each answer
+to a POST or a poll is read streamed, at most MAX_MESSAGE_BYTES once decoded, within a total
+deadline (MAX_ANSWER_SECONDS); a result read stops at the run's budget. The requests go through the guarded HTTP client: the 202's
 Location and every redirect are checked against the source's hosts (its url's and
 `downloadHosts`), and the key (`Authorization`) is sent to the Polytope host only: a result on
 a staging host is read without it.
@@ -25,8 +28,10 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -173,11 +178,18 @@ class PolytopeResult(RangeSource):
     every stored byte passed the framing check."""
 
     def __init__(
-        self, url: str, http: httpx.Client, key: PolytopeKey, max_bytes: int, grib: bool
+        self,
+        url: str,
+        http: httpx.Client,
+        key: PolytopeKey,
+        max_bytes: int,
+        grib: bool,
+        deadline: float = float("inf"),
     ) -> None:
         self._asset = HttpAsset(url, http, key)
         self._max = max_bytes
         self._grib = grib
+        self._deadline = deadline  # the run's budget (time.monotonic()): a dripping read stops
 
     def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
         """(chunks from byte 0 whatever `offset` asks; 0, the offset served; the result's
@@ -191,11 +203,34 @@ class PolytopeResult(RangeSource):
             )
         if self._grib:
             chunks = polytope_plan.GribFraming().feed(chunks)
-        return chunks, start, total
+        return (
+            _until(chunks, self._deadline, "the result (INGEST_POLYTOPE_RUN_MINUTES)"),
+            start,
+            total,
+        )
+
+
+@dataclass
+class _Request:
+    """One product on its way: submitted, queued at `poll` or ready at `location`."""
+
+    source: PolytopeSource
+    key: PolytopeKey
+    product: polytope_plan.Product
+    name: str
+    location: httpx.URL | None = None  # the result, once ready
+    poll: httpx.URL | None = None  # while queued
+    deadline: float = 0.0  # of its wait (maxWaitMinutes), time.monotonic()
+    next_poll: float = 0.0
+    wait: float = 0.0
+    status: str = "queued"
+    failed: bool = False  # reported (failed or unpublished): not copied
 
 
 class PolytopeRun(AgencyRun):
-    """One pass over INGEST_POLYTOPE_SOURCES: every request of each source."""
+    """One pass over INGEST_POLYTOPE_SOURCES: every request of every source is submitted, the
+    queued ones are then polled together, and the ready results copied, all within
+    INGEST_POLYTOPE_RUN_MINUTES."""
 
     kind = "polytope"
 
@@ -212,6 +247,8 @@ class PolytopeRun(AgencyRun):
                 "INGEST_POLYTOPE_SOURCES is set but no key: mount the Polytope key as the file "
                 "ingest_polytope_key in INGEST_SETTINGS_DIR"
             )
+        self._deadline = time.monotonic() + s.polytope_run_minutes * 60
+        requests: list[_Request] = []
         for source in s.polytope_sources:
             products = [polytope_plan.Product(source.collection, r) for r in source.requests]
             try:
@@ -230,46 +267,98 @@ class PolytopeRun(AgencyRun):
                     self.sink.failed(source.name, self._name(product), error)
                 continue
             for product in products:
-                name = self._name(product)
+                request = _Request(source, key, product, self._name(product))
                 self.report.found += 1
-                if not owns(name, s.shard_index, s.shard_count):
+                if not owns(request.name, s.shard_index, s.shard_count):
                     self.report.other_shards += 1
                     continue
-                try:
-                    self._product(source, key, endpoint, product, now)
-                except NotReady as missing:
-                    self.report.unpublished.append(name)
-                    log.info("not ready", extra={"item": name, "reason": str(missing)})
-                except Exception as error:  # noqa: BLE001 - one product fails alone
-                    self.sink.failed(source.name, name, error)
+                if self._attempt(request, partial(self._submit, request, endpoint)):
+                    requests.append(request)
+        self._wait([r for r in requests if r.poll is not None])
+        for request in requests:
+            if not request.failed:
+                self._attempt(request, partial(self._copy, request, now))
         return self.report
+
+    def _attempt(self, request: _Request, step: Callable[[], bool]) -> bool:
+        """`step()`, its failure reported against the request: whether it goes on."""
+        try:
+            return step()
+        except NotReady as missing:
+            self.report.unpublished.append(request.name)
+            log.info("not ready", extra={"item": request.name, "reason": str(missing)})
+        except Exception as error:  # noqa: BLE001 - one product fails alone
+            self.sink.failed(request.source.name, request.name, error)
+        request.failed = True
+        return False
 
     @staticmethod
     def _name(product: polytope_plan.Product) -> str:
         return f"{product.collection_id}/{product.item_id}"
 
-    def _product(
-        self,
-        source: PolytopeSource,
-        key: PolytopeKey,
-        endpoint: httpx.URL,
-        product: polytope_plan.Product,
-        now: datetime,
-    ) -> None:
+    def _submit(self, request: _Request, endpoint: httpx.URL) -> bool:
+        """Whether the product is to be copied: not when its item is done; submitted unless
+        a run that died before registering left it stored (the copy reuses it)."""
+        product = request.product
         if self.sink.done(product.collection_id, product.item_id, product.digest):
-            return
+            return False
+        stored = self.sink.store.head(product.key)
+        if stored is not None and stored.metadata.get("fedeploy-fingerprint") == product.digest:
+            return True
+        target, queued = self._post(request.source, request.key, endpoint, product)
+        if queued:
+            request.poll = target
+            request.deadline = time.monotonic() + request.source.max_wait_minutes * 60
+            request.wait = request.source.poll_seconds
+            request.next_poll = time.monotonic() + request.wait
+        else:
+            request.location = target
+        return True
+
+    def _wait(self, queued: list[_Request]) -> None:
+        """Poll the queued requests together, each at its own pace, until each is ready,
+        failed, past its maxWaitMinutes or past the run's budget."""
+        while queued:
+            request = min(queued, key=lambda r: r.next_poll)
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                for late in queued:
+                    late.failed = True
+                    self.sink.failed(
+                        late.source.name,
+                        late.name,
+                        SourceError(
+                            f"the request is still {late.status} at the end of the run's "
+                            f"budget (INGEST_POLYTOPE_RUN_MINUTES {self.settings.polytope_run_minutes:g}); "
+                            "the next run submits it again"
+                        ),
+                    )
+                return
+            time.sleep(max(0.0, min(request.next_poll - time.monotonic(), left)))
+            if time.monotonic() >= self._deadline:
+                continue
+            if (
+                not self._attempt(request, partial(self._poll, request))
+                or request.location is not None
+            ):
+                queued.remove(request)
+
+    def _copy(self, request: _Request, now: datetime) -> bool:
+        source, key, product = request.source, request.key, request.product
         results: list[PolytopeResult] = []
 
         def result() -> PolytopeResult:
-            if not results:  # submitted once, and only when the copy needs the bytes
-                location = self._submit(source, key, endpoint, product)
+            if request.location is None:
+                raise SourceError("the request has no result to read")
+            if not results:
                 results.append(
                     PolytopeResult(
-                        str(location),
+                        str(request.location),
                         self.http,
                         key,
                         source.max_product_mib * MiB,
                         grib=product.media_type == polytope_plan.GRIB2,
+                        deadline=self._deadline,
                     )
                 )
             return results[0]
@@ -304,6 +393,7 @@ class PolytopeRun(AgencyRun):
             now=now,
         )
         self.sink.register(polytope_plan.site_collection(product, source.url), item)
+        return True
 
     def _call(
         self, method: str, url: httpx.URL, key: PolytopeKey, seconds: float, **body: Any
@@ -328,14 +418,15 @@ class PolytopeRun(AgencyRun):
             raise SourceError(f"{what} failed: {key.scrub(str(error))}") from None
         return response, data
 
-    def _submit(
+    def _post(
         self,
         source: PolytopeSource,
         key: PolytopeKey,
         endpoint: httpx.URL,
         product: polytope_plan.Product,
-    ) -> httpx.URL:
-        """POST the request; poll it; the URL of its result (where the 303 points)."""
+    ) -> tuple[httpx.URL, bool]:
+        """POST the request: (where its result is, False) on a 303, (where to poll it, True)
+        on a 202."""
         body = {
             "verb": "retrieve",
             "request": yaml.safe_dump(polytope_plan.mars_request(product.request)),
@@ -345,7 +436,7 @@ class PolytopeRun(AgencyRun):
         location = response.headers.get("location")
         if response.status_code in (202, 303) and location:
             target = key.policy.redirect(endpoint, location)
-            return target if response.status_code == 303 else self._poll(source, key, target)
+            return target, response.status_code == 202
         if response.status_code == 204:
             raise NotReady(f"{what}: Polytope has no data for the request yet (204)")
         if response.status_code == 200:
@@ -362,30 +453,31 @@ class PolytopeRun(AgencyRun):
             )
         )
 
-    def _poll(self, source: PolytopeSource, key: PolytopeKey, url: httpx.URL) -> httpx.URL:
-        """Poll a queued request until its result is ready: the result's URL."""
-        deadline = time.monotonic() + source.max_wait_minutes * 60
-        wait = source.poll_seconds
-        while True:
-            left = max(deadline - time.monotonic(), 1.0)
-            response, text = self._call("GET", url, key, min(left, MAX_ANSWER_SECONDS))
-            location = response.headers.get("location")
-            if response.status_code == 303 and location:
-                return key.policy.redirect(url, location)
-            if response.status_code == 200:
-                return url
-            if response.status_code != 202:
-                raise Refused(
-                    f"Polytope failed the request ({response.status_code}): {_message(text)}"
-                )
-            status = _status(text)
-            if status == "failed":
-                raise Refused(f"Polytope failed the request: status {status}")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SourceError(
-                    f"the request is still {status} after {source.max_wait_minutes} minutes "
-                    "(maxWaitMinutes); the next run submits it again"
-                )
-            time.sleep(min(wait, left))
-            wait = min(wait * 1.2, MAX_POLL_SECONDS)
+    def _poll(self, request: _Request) -> bool:
+        """Poll a queued request once: its `location` set when its result is ready; the next
+        poll planned (1.2 times later, at most MAX_POLL_SECONDS) when it is not; SourceError
+        past its maxWaitMinutes."""
+        url, key, source = request.poll, request.key, request.source
+        assert url is not None
+        left = min(request.deadline, self._deadline) - time.monotonic()
+        response, text = self._call("GET", url, key, min(max(left, 1.0), MAX_ANSWER_SECONDS))
+        location = response.headers.get("location")
+        if response.status_code == 303 and location:
+            request.location = key.policy.redirect(url, location)
+            return True
+        if response.status_code == 200:
+            request.location = url
+            return True
+        if response.status_code != 202:
+            raise Refused(f"Polytope failed the request ({response.status_code}): {_message(text)}")
+        request.status = _status(text)
+        if request.status == "failed":
+            raise Refused(f"Polytope failed the request: status {request.status}")
+        if time.monotonic() >= request.deadline:
+            raise SourceError(
+                f"the request is still {request.status} after {source.max_wait_minutes} minutes "
+                "(maxWaitMinutes); the next run submits it again"
+            )
+        request.next_poll = min(time.monotonic() + request.wait, request.deadline)
+        request.wait = min(request.wait * 1.2, MAX_POLL_SECONDS)
+        return True

@@ -627,6 +627,14 @@ class IngestSettings(BaseSettings):
         default_factory=list,
         description="JSON list of Polytope sources (see PolytopeSource): DestinE's digital twins.",
     )
+    polytope_run_minutes: float = Field(
+        default=300.0,
+        gt=0,
+        le=24 * 60,
+        description="The Polytope run's budget: requests still queued at its end fail (the "
+        "next run submits them again), and a result read stops there. Keep it below the "
+        "CronJob's activeDeadlineSeconds (6 h) less the other sources' time.",
+    )
     polytope_key: SecretStr | None = Field(
         default=None,
         description="The Polytope key (DestinE's or ECMWF's API key, from a Secret): sent as "

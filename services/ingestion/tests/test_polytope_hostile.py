@@ -4,6 +4,7 @@ A hostile server on loopback drives the real PolytopeRun, its store and catalog 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import zlib
@@ -255,3 +256,101 @@ def test_a_read_cut_midway_is_read_again_from_its_start_and_checked() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _three(url: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "hostile",
+        "url": url,
+        "privateHosts": ["127.0.0.1"],
+        "pollSeconds": 0.05,
+        "requests": [dict(REQUEST, date=f"2030010{day}") for day in (1, 2, 3)],
+        **changes,
+    }
+
+
+def _settings(source: dict[str, Any], **changes: Any) -> IngestSettings:
+    return IngestSettings(
+        site="site-one",
+        bucket="b",
+        catalog_url="http://catalog.invalid",
+        polytope_key=KEY,
+        http_timeout_seconds=5,
+        polytope_sources=[source],
+        **changes,
+    )
+
+
+def _polytope_run(settings: IngestSettings) -> dict[str, str]:
+    catalog, store = mock.MagicMock(), mock.MagicMock()
+    catalog.get_item.return_value = None
+    store.head.return_value = None
+    return PolytopeRun(settings, store, catalog, Metrics()).run().failed
+
+
+def test_requests_are_all_submitted_then_polled_together() -> None:
+    server = _server("queued")
+    url, seen = next(server)
+    started = time.monotonic()
+    try:
+        failed = _polytope_run(_settings(_three(url, maxWaitMinutes=0.02)))  # 1.2 s each
+    finally:
+        server.close()
+    took = time.monotonic() - started
+    assert seen[:3] == ["POST"] * 3 and "POST" not in seen[3:]
+    assert len(failed) == 3 and all("(maxWaitMinutes)" in m for m in failed.values())
+    assert took < 3.0  # one wait of 1.2 s, not three after each other (3.6 s)
+
+
+def test_requests_still_queued_at_the_end_of_the_runs_budget_fail() -> None:
+    server = _server("queued")
+    url, _ = next(server)
+    started = time.monotonic()
+    try:
+        failed = _polytope_run(_settings(_three(url), polytope_run_minutes=0.01))  # 0.6 s
+    finally:
+        server.close()
+    assert time.monotonic() - started < 3.0
+    assert len(failed) == 3
+    assert all("end of the run's budget (INGEST_POLYTOPE_RUN_MINUTES" in m for m in failed.values())
+
+
+def test_sigterm_prints_and_pushes_the_outcomes_so_far(monkeypatch, capsys) -> None:
+    import os
+    import signal
+
+    from fedeploy_ingestion import catalog, cli, outcome
+
+    server = _server("queued")
+    url, _ = next(server)
+    for name, value in {
+        "INGEST_SITE": "site-one",
+        "INGEST_BUCKET": "b",
+        "INGEST_CATALOG_URL": "http://catalog.invalid",
+        "INGEST_POLYTOPE_SOURCES": json.dumps([_three(url, maxWaitMinutes=1)]),
+        "INGEST_POLYTOPE_KEY": KEY,
+        "INGEST_PUSHGATEWAY_URL": "http://pushgateway.invalid",
+    }.items():
+        monkeypatch.setenv(name, value)
+    store = mock.MagicMock()
+    store.head.return_value = None
+    monkeypatch.setattr(cli, "_store", lambda settings: store)
+    monkeypatch.setattr(
+        catalog, "CatalogClient", lambda url: mock.MagicMock(**{"get_item.return_value": None})
+    )
+    pushed = mock.MagicMock()
+    monkeypatch.setattr(outcome, "push_sentinel", pushed)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    started = time.monotonic()
+    try:
+        assert cli.main(["sentinel"]) == 1
+    finally:
+        timer.cancel()
+        server.close()
+    assert time.monotonic() - started < 10
+    report = json.loads(capsys.readouterr().out)
+    assert report["polytope"]["failed"]["(run)"] == "stopped by SIGTERM before it finished"
+    assert report["polytope"]["found"] == 3
+    assert pushed.call_args.args[3:] == (0, 1)  # registered, failed
+    assert signal.getsignal(signal.SIGTERM) is not None
