@@ -1,16 +1,17 @@
 """What a Polytope product is, decided without touching the network (pure).
 
 A product is one MARS-language request to one Polytope collection (DestinE's digital twins:
-`destination-earth`). Its identity is a digest of the request made canonical: keys lower case,
-each value as its words ('2t/msl', ['msl', '2t'] alike), the words of a value sorted unless it
-is a range (`to`, `by`), a `feature` as sorted JSON, and the collection beside it. So the same
-request written in another key or value order is the same product, copied once. The site
-collection is `<collection>-<dataset>` (the class where the request names no dataset), the
+`destination-earth`). Its identity is a digest of the request made canonical (`canonical`):
+the words of keys that are sets (param, step, time...) sorted, every other key's (area N/W/S/E,
+grid) in their order, spellings of one value made one (dates, case, `1000.0`), and the
+collection beside it. So the same request written in another key order, set order or spelling
+is the same product, copied once; two requests of one identity are refused (`duplicates`). The
+site collection is `<collection>-<dataset>` (the class where the request names no dataset), the
 item id `<dataset>[-<activity>-<experiment>-<model>]-<first date>-<digest's first 16 hex>`, the
 key `sentinel/<collection>/<item id>/data.grib2` (`data.covjson` for a feature's CoverageJSON).
 
-Polytope publishes no digest of a result. A GRIB result read from its start is checked message
-by message as it streams (`GribFraming`: `GRIB`, edition 1 or 2, the length its header
+Polytope publishes no digest of a result. A GRIB result, always read from its start, is checked
+message by message as it streams (`GribFraming`: `GRIB`, edition 1 or 2, the length its header
 declares, `7777`, nothing after the last message); the copy's SHA-256 is in the item.
 """
 
