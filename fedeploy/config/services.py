@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import re
@@ -753,6 +754,136 @@ _MARS_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _MARS_TEXT = re.compile(r"^[A-Za-z0-9._:/+ -]{1,512}$")
 _MARS_DATE = re.compile(r"^(?:[0-9]{8}|[0-9]{4}-[0-9]{2}-[0-9]{2}|to|by|[1-9][0-9]{0,3})$")
 MarsValue = str | int | float | list[str | int | float] | dict[str, Any]
+# The request keys MARS and DestinE's Polytope know (ECMWF's MARS keyword list and DestinE's
+# digital-twin keys): any other is refused with a did-you-mean (a typo would be ignored or
+# refused by Polytope only at run time).
+MARS_KEYS = frozenset(
+    [
+        "accuracy",
+        "activity",
+        "anoffset",
+        "area",
+        "bitmap",
+        "channel",
+        "class",
+        "database",
+        "dataset",
+        "date",
+        "diagnostic",
+        "direction",
+        "domain",
+        "duplicates",
+        "expect",
+        "experiment",
+        "expver",
+        "fcmonth",
+        "fcperiod",
+        "feature",
+        "format",
+        "frame",
+        "frequency",
+        "gaussian",
+        "generation",
+        "georef",
+        "grid",
+        "hdate",
+        "ident",
+        "instrument",
+        "interpolate",
+        "intgrid",
+        "iteration",
+        "levelist",
+        "levtype",
+        "method",
+        "model",
+        "month",
+        "number",
+        "obsgroup",
+        "obstype",
+        "origin",
+        "packing",
+        "param",
+        "product",
+        "quantile",
+        "range",
+        "realization",
+        "refdate",
+        "reportype",
+        "resol",
+        "resolution",
+        "rotation",
+        "section",
+        "step",
+        "stream",
+        "style",
+        "system",
+        "time",
+        "timespan",
+        "truncation",
+        "type",
+        "year",
+    ]
+)
+# EODAG 4.10.1's providers (eodag/resources/providers/*.yml), read when the lock was written:
+# a `provider` without `url` must be one of them.
+EODAG_PROVIDERS = frozenset(
+    [
+        "aws_eos",
+        "cop_ads",
+        "cop_cds",
+        "cop_dataspace",
+        "cop_dataspace_s3",
+        "cop_ewds",
+        "cop_ghsl",
+        "cop_marine",
+        "creodias",
+        "creodias_s3",
+        "dedl",
+        "dedt_leonardo",
+        "dedt_lumi",
+        "dedt_mn5",
+        "dlr_eoc_geoservice",
+        "earth_search",
+        "earth_search_gcs",
+        "ecmwf",
+        "eumetsat_ds",
+        "fedeo_ceda",
+        "geodes",
+        "geodes_s3",
+        "hydroweb_next",
+        "meteoblue",
+        "planetary_computer",
+        "sara",
+        "theia",
+        "usgs",
+        "usgs_satapi_aws",
+        "wekeo_cmems",
+        "wekeo_ecmwf",
+        "wekeo_main",
+    ]
+)
+# Polytope source settings the service takes but the stack file leaves at their defaults.
+_POLYTOPE_SERVICE_DEFAULTS = {
+    "poll_seconds": "the first wait between polls (5 s, then 1.2 times longer each time)",
+    "max_attempts": "the reads of one result in a run (3)",
+}
+
+
+def _did_you_mean(word: str, known: Any) -> str:
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _yaml_date(key: str, value: Any) -> str | None:
+    """The hint for a value YAML read as a date (an unquoted yyyy-mm-dd), or None."""
+    if isinstance(value, dt.date) or (
+        isinstance(value, list) and any(isinstance(v, dt.date) for v in value)
+    ):
+        return (
+            f"{key}: an unquoted yyyy-mm-dd is read as a date by YAML: quote it "
+            "('2030-01-01') or write yyyymmdd (20300101)"
+        )
+    return None
 
 
 def mars_request_problem(request: dict[str, Any]) -> str | None:
@@ -763,8 +894,12 @@ def mars_request_problem(request: dict[str, Any]) -> str | None:
     if "dataset" not in request and "class" not in request:
         return "the request names neither 'dataset' nor 'class'"
     for key, value in request.items():
+        if problem := _yaml_date(key, value):
+            return problem
         if not _MARS_KEY.match(key):
             return f"{key!r} is not a MARS key (lower-case letters, digits, '_')"
+        if key not in MARS_KEYS:
+            return f"{key!r} is not a MARS or DestinE request key{_did_you_mean(key, MARS_KEYS)}"
         if key == "feature":
             if not isinstance(value, dict):
                 return "feature must be a mapping (Polytope's feature extraction)"
@@ -877,13 +1012,37 @@ class PolytopeRequests(StrictModel):
         2048, ge=1, le=1048576, description="Largest result (MiB), from its Content-Length."
     )
     max_wait_minutes: float = Field(
-        60, gt=0, le=1440, description="How long one request may stay queued before it fails."
+        60,
+        gt=0,
+        le=300,
+        description="How long one request may stay queued before it fails. The requests of all "
+        "sources are polled together, within the run's budget of 300 minutes (below the "
+        "CronJob's 6 h deadline): a longer wait could never be reached.",
     )
     download_hosts: list[DownloadHost] = Field(
         default_factory=list,
         description="Hosts besides Polytope's that results may come from (a staging store); "
         "they never get the key.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _before(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name, meaning in _POLYTOPE_SERVICE_DEFAULTS.items():
+            camel = name.split("_")[0] + name.split("_")[1].capitalize()
+            if name in data or camel in data:
+                raise ValueError(
+                    f"`{name}` is not set in the stack file: the service's default applies, "
+                    f"{meaning} (docs/ingestion.md)"
+                )
+        for number, request in enumerate(data.get("requests") or []):
+            if isinstance(request, dict):
+                problem = next(filter(None, (_yaml_date(k, v) for k, v in request.items())), None)
+                if problem:
+                    raise ValueError(f"requests[{number}]: {problem}")
+        return data
 
     @model_validator(mode="after")
     def _checked(self) -> PolytopeRequests:
@@ -900,7 +1059,11 @@ class PolytopeRequests(StrictModel):
 class PolytopeKey(StrictModel):
     """The Polytope key: DestinE's (from its `desp-authentication` script) or an ECMWF key."""
 
-    key: Secret = Field(description="The key (secret): sent as `Bearer <key>` to Polytope only.")
+    key: Secret = Field(
+        description="The key (secret): the bare key on one line (DestinE's `user_key` that "
+        "`desp-authentication` prints, not ~/.polytopeapirc's JSON), printable ASCII without "
+        "spaces; sent as `Bearer <key>` to Polytope only."
+    )
     email: str | None = Field(
         None,
         pattern=r"^[^@\s]+@[^@\s]+$",
@@ -926,7 +1089,11 @@ class EodagProducts(StrictModel):
     )
     url: Url | None = Field(None, description="A STAC API EODAG does not know (its root).")
     collections: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,100}$")]] = (
-        Field(min_length=1, description="Product types as EODAG names them: S2_MSI_L2A, ...")
+        Field(
+            min_length=1,
+            description="Product types as EODAG names them for a named provider (S2_MSI_L2A); "
+            "with `url`, the STAC API's own collection ids (sentinel-2-l2a).",
+        )
     )
     bbox: tuple[float, float, float, float] | None = Field(None, description=_AREA)
     datetime: str = Field(
@@ -946,6 +1113,12 @@ class EodagProducts(StrictModel):
 
     @model_validator(mode="after")
     def _checked(self) -> EodagProducts:
+        if self.url is None and self.provider not in EODAG_PROVIDERS:
+            raise ValueError(
+                f"provider {self.provider!r} is not one of EODAG 4.10's providers"
+                f"{_did_you_mean(self.provider, EODAG_PROVIDERS)}; for a STAC API EODAG does "
+                "not know, give its root as `url`"
+            )
         problem = time_window_problem(self.datetime) or _bbox_problem(self.bbox)
         if problem:
             raise ValueError(problem)
@@ -1025,6 +1198,14 @@ class Sentinel(StrictModel):
                 f"`eodag` sources need `eodag_image`: the default image "
                 f"{DEFAULT_INGESTION_IMAGE} does not carry EODAG; give an image of the "
                 "ingestion service built with the `eodag` extra (fedeploy-ingestion[eodag])"
+            )
+        if self.eodag_image and not re.search(
+            r"(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$", self.eodag_image.rsplit("/", 1)[-1]
+        ):
+            raise ValueError(
+                f"`eodag_image` {self.eodag_image!r} names no tag or digest: give "
+                "repository:tag or repository@sha256:<digest> (without one the chart would run "
+                "its own default tag from your repository)"
             )
         if self.eodag_image and not self.eodag:
             raise ValueError("`eodag_image` is set but there is no `eodag` source")

@@ -156,7 +156,14 @@ def sources(release: Any) -> list[str]:
         f"{', '.join(source['collections'])}"
         + (f", {source['url']}" if source.get("url") else "")
         + "): "
-        + (f"credentials: Secret {eodag} (username, password)" if eodag else "no credentials")
+        + (
+            f"credentials: Secret {eodag} (username, password)"
+            if eodag
+            else "no credentials set: Copernicus Data Space downloads need an account "
+            "(eodag_credentials)"
+            if source["provider"] == "cop_dataspace" and not source.get("url")
+            else "no credentials"
+        )
         + f"; runs on image {shown_image} (with the eodag extra)"
         for source in sentinel.get("eodagSources") or []
     ]

@@ -5,6 +5,7 @@ image), the service's settings, the plan's lines, and the refusals at each step.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from types import SimpleNamespace
@@ -194,7 +195,8 @@ def test_the_plan_names_each_source_and_what_it_needs() -> None:
         "source destine-dt (Polytope, collection destination-earth, 1 request(s), "
         "https://polytope.lumi.apps.dte.destination-earth.eu): key: Secret polytope-credentials "
         "(key; email for an ECMWF key), sent to polytope.lumi.apps.dte.destination-earth.eu only",
-        "source esa-s2 (EODAG, provider cop_dataspace, S2_MSI_L2A): no credentials; runs on "
+        "source esa-s2 (EODAG, provider cop_dataspace, S2_MSI_L2A): no credentials set: "
+        "Copernicus Data Space downloads need an account (eodag_credentials); runs on "
         "image registry.example.org/fedeploy/ingestion-eodag:0.1.0 (with the eodag extra)",
     ]
 
@@ -277,3 +279,54 @@ def test_the_plan_refuses_two_requests_with_one_identity() -> None:
     other = {**POLYTOPE, "name": "other-dt", "url": "https://polytope.example.org"}
     with pytest.raises(ValidationError, match=r"polytope other-dt requests\[0\] is the same"):
         spec(polytope=[POLYTOPE, other], polytope_credentials=POLYTOPE_KEY)
+
+
+@pytest.mark.parametrize(
+    ("sentinel", "problem"),
+    [
+        (
+            {"eodag": [{**EODAG, "provider": "cop_dataspce"}], "eodag_image": EODAG_IMAGE},
+            "provider 'cop_dataspce' is not one of EODAG 4.10's providers "
+            r"\(did you mean 'cop_dataspace'\?\)",
+        ),
+        (
+            {"eodag": [EODAG], "eodag_image": "ghcr.io/fedeploy/ingestion-eodag"},
+            "names no tag or digest",
+        ),
+        (
+            {
+                "polytope": [{**POLYTOPE, "requests": [{**REQUEST, "levtyp": "sfc"}]}],
+                "polytope_credentials": POLYTOPE_KEY,
+            },
+            r"'levtyp' is not a MARS or DestinE request key \(did you mean 'levtype'\?\)",
+        ),
+        (
+            {
+                "polytope": [{**POLYTOPE, "requests": [{**REQUEST, "date": dt.date(2030, 1, 1)}]}],
+                "polytope_credentials": POLYTOPE_KEY,
+            },
+            r"date: an unquoted yyyy-mm-dd is read as a date by YAML: quote it",
+        ),
+        (
+            {"polytope": [{**POLYTOPE, "poll_seconds": 2}], "polytope_credentials": POLYTOPE_KEY},
+            "`poll_seconds` is not set in the stack file: the service's default applies",
+        ),
+        (
+            {
+                "polytope": [{**POLYTOPE, "max_wait_minutes": 600}],
+                "polytope_credentials": POLYTOPE_KEY,
+            },
+            "less than or equal to 300",
+        ),
+    ],
+)
+def test_review_slips_are_refused_with_a_hint(sentinel: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem) as caught:
+        spec(**sentinel)
+    assert len(caught.value.errors()) == 1  # one message, not a union's five
+
+
+def test_a_url_provider_may_have_any_name_and_a_tagged_or_pinned_image_passes() -> None:
+    url_provider = {**EODAG, "provider": "my_stac", "url": "https://stac.example.org"}
+    spec(eodag=[url_provider], eodag_image=EODAG_IMAGE)
+    spec(eodag=[EODAG], eodag_image="localhost:5000/ingestion-eodag@sha256:" + "a" * 64)
