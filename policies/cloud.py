@@ -329,8 +329,11 @@ def _backups_protected(
     (GOVERNANCE or COMPLIANCE) whose default retention covers the recovery window on the backup
     bucket, required on aws (S3 locks an existing bucket); on openstack and ovh, whose stores
     lock only a bucket created so, at least bucket versioning (deletes leave versions behind)."""
+    from fedeploy.config.services import backup_lock_days
+
     bucket = backup.get("bucket")
-    days = int(backup.get("retentionDays") or 0)
+    window = int(backup.get("retentionDays") or 0)
+    days = backup_lock_days(window, int(backup.get("baseBackupIntervalHours") or 24))
     locks = [
         (lock.props.get("rule") or {}).get("defaultRetention") or {}
         for lock in subjects
@@ -344,8 +347,9 @@ def _backups_protected(
         yield Finding(
             "backups",
             release,
-            f"the object lock on {bucket} keeps versions fewer days than the backups' "
-            f"{days}-day recovery window",
+            f"the object lock on {bucket} keeps versions fewer than {days} days, what the "
+            f"backups' {window}-day recovery window needs (retention_days + "
+            "ceil(base_backup_interval_hours / 24) + 1)",
         )
         return
     kind = (values.get("site") or {}).get("kind")

@@ -6,6 +6,7 @@ import datetime as dt
 import difflib
 import hashlib
 import json
+import math
 import re
 import ssl
 from typing import Annotated, Any, Literal
@@ -159,6 +160,13 @@ class RdsDatabase(StrictModel):
 MIN_PRODUCTION_RETENTION_DAYS = 7
 
 
+def backup_lock_days(retention_days: int, base_backup_interval_hours: int) -> int:
+    """Days each backup object is locked so every object the recovery window needs stays: the
+    window keeps the newest base backup older than its start (up to the base-backup interval
+    older) and the WAL after it, plus a day of margin."""
+    return retention_days + math.ceil(base_backup_interval_hours / 24) + 1
+
+
 class CatalogRestoreDrill(StrictModel):
     """The scheduled restore drill: the latest backup restored into a scratch PostgreSQL in a
     Job's pod and compared with the live catalog (read as a read-only role)."""
@@ -206,8 +214,8 @@ class CatalogBackup(StrictModel):
     object_lock: Literal["governance", "compliance", "off"] | None = Field(
         None,
         description="Object lock on the backups' bucket: a default retention of retention_days "
-        "+ 1 days in this mode keeps every version from deletion, the backup identity's own "
-        "deletes included (governance: an identity with s3:BypassGovernanceRetention may lift "
+        "+ ceil(base_backup_interval_hours / 24) + 1 days in this mode keeps every version "
+        "the recovery window needs from deletion, the backup identity's own deletes included (governance: an identity with s3:BypassGovernanceRetention may lift "
         "it; compliance: nobody). Unset: governance on aws (set on the existing bucket), off "
         "on openstack and ovh, whose stores lock only a bucket created with it (docs/"
         "operations.md).",
@@ -224,7 +232,8 @@ class CatalogBackup(StrictModel):
         mode = self.lock_for(kind)
         if not self.enabled or mode == "off":
             return {}
-        return {self.bucket: (mode.upper(), self.retention_days + 1)}
+        days = backup_lock_days(self.retention_days, self.base_backup_interval_hours)
+        return {self.bucket: (mode.upper(), days)}
 
 
 # ---- exposure: the public catalog, its TLS and who may write (see docs/charts.md) ----

@@ -2,7 +2,7 @@
 rule `backups` refuses on production, and that a locked version resists the backup identity.
 
 aws locks the existing bucket (BucketObjectLockConfiguration, governance by default, the
-recovery window plus a day); openstack and ovh lock only a bucket created with it, so there it
+recovery window, a base-backup interval and a day); openstack and ovh lock only a bucket created with it, so there it
 is a stack-file choice (off by default, versioning then) that makes the bucket with
 object_lock_enabled. moto enforces the default retention: a version under it cannot be deleted
 by its version id, only hidden by a delete marker, whoever asks without the governance bypass,
@@ -46,11 +46,40 @@ def test_aws_locks_the_backup_bucket_in_governance_for_the_window_and_a_day() ->
     (lock,) = _of(resources, LOCK)
     assert lock.inputs["bucket"] == "eofed-aws-dublin-raw"
     assert lock.inputs["objectLockEnabled"] == "Enabled"
-    assert lock.inputs["rule"]["defaultRetention"] == {"mode": "GOVERNANCE", "days": 15.0}
+    # 14 days of window, a base backup a day: 14 + 1 + a day of margin.
+    assert lock.inputs["rule"]["defaultRetention"] == {"mode": "GOVERNANCE", "days": 16.0}
     assert findings == []
     resources, _ = _plan("aws-dublin", object_lock="compliance", retention_days=30)
     (lock,) = _of(resources, LOCK)
-    assert lock.inputs["rule"]["defaultRetention"] == {"mode": "COMPLIANCE", "days": 31.0}
+    assert lock.inputs["rule"]["defaultRetention"] == {"mode": "COMPLIANCE", "days": 32.0}
+
+
+def test_a_weekly_base_backup_is_locked_until_the_window_no_longer_needs_it() -> None:
+    """The window keeps the newest base backup older than its start: up to retention_days +
+    the interval old, so the lock covers that (before: retention_days + 1 = 15 days)."""
+    from fedeploy.config.services import CatalogBackup
+
+    weekly = CatalogBackup(retention_days=14, base_backup_interval_hours=168)
+    assert weekly.locked_bucket("aws") == {"raw": ("GOVERNANCE", 22)}
+    resources, findings = _plan("aws-dublin", base_backup_interval_hours=168)
+    (lock,) = _of(resources, LOCK)
+    assert lock.inputs["rule"]["defaultRetention"] == {"mode": "GOVERNANCE", "days": 22.0}
+    assert findings == []
+
+
+def test_the_policy_refuses_a_lock_shorter_than_the_window_and_a_base_backup_interval() -> None:
+    from policies.cloud import _backups_protected
+    from policies.findings import Subject
+
+    def found(days: int) -> list[str]:
+        lock = Subject(LOCK, "lock", {"bucket": "b", "rule": {"defaultRetention": {
+            "mode": "GOVERNANCE", "days": days}}})  # fmt: skip
+        backup = {"bucket": "b", "retentionDays": 14, "baseBackupIntervalHours": 168}
+        return [f.message for f in _backups_protected([lock], "catalog", {}, backup)]
+
+    assert found(22) == []
+    (refused,) = found(15)
+    assert "fewer than 22 days" in refused and "14-day recovery window" in refused
 
 
 def test_the_policy_refuses_production_backups_on_aws_without_object_lock() -> None:
@@ -73,7 +102,7 @@ def test_openstack_and_ovh_lock_only_a_bucket_created_with_it(stack: str, bucket
     (made,) = [r for r in _of(resources, "aws:s3/bucket:Bucket") if r.inputs["bucket"] == bucket]
     assert made.inputs["objectLockEnabled"] is True
     (lock,) = _of(resources, LOCK)
-    assert lock.inputs["rule"]["defaultRetention"] == {"mode": "GOVERNANCE", "days": 15.0}
+    assert lock.inputs["rule"]["defaultRetention"] == {"mode": "GOVERNANCE", "days": 16.0}
     assert findings == []
 
 
