@@ -18,10 +18,11 @@ from fedeploy.restore_drill.catalog_state import (
     SAMPLE_PER_COLLECTION,
     CatalogState,
     differences,
+    new_salt,
     read_state,
 )
 from fedeploy.restore_drill.outcome import DrillOutcome, push
-from fedeploy.restore_drill.scratch import DrillError, restored_server
+from fedeploy.restore_drill.scratch import DrillError, TargetNotReached, restored_server
 
 
 def _store(url: str, server_name: str, endpoint_url: str | None) -> BackupStore:
@@ -101,8 +102,8 @@ def restore_drill_command(
             "--sample",
             min=1,
             max=1_000_000,
-            help="Items compared by id and asset hrefs per collection (as many as a collection "
-            "holds compares every item).",
+            help="Items per collection named in words when they differ (asset hrefs, content), "
+            "chosen anew each run; every item is compared by a digest whatever this is.",
         ),
     ] = SAMPLE_PER_COLLECTION,
     settle_seconds: Annotated[
@@ -111,10 +112,11 @@ def restore_drill_command(
             "--settle-seconds",
             min=0,
             max=86_400,
-            help="Read the live catalog first, wait this long (the chart: archive timeout plus "
-            "upload interval and a margin) so its WAL is in the store, restore to the end of "
-            "the WAL, and count it identical to the live catalog as read before or after the "
-            "restore. 0: read the live catalog after the restore only.",
+            help="Read the live catalog and its WAL position first, wait this long (the chart: "
+            "archive timeout plus upload interval and a margin) so that WAL is in the store, "
+            "restore to that position and compare with that read (once more on a mismatch: a "
+            "commit can land between the read's snapshot and its position). 0: restore to the "
+            "end of the WAL and read the live catalog after the restore.",
         ),
     ] = 0,
     pushgateway: Annotated[
@@ -130,9 +132,11 @@ def restore_drill_command(
         typer.Option("--site", envvar="DRILL_SITE", help="The site label of the pushed outcome."),
     ] = "",
 ) -> None:
-    """Restore the latest base backup (replayed to the end of the WAL, or to --target-name or
-    --target-time) into a scratch server and compare its catalog with the live one: collections,
-    items per collection, a sample of items with their asset hrefs. Exit 0 identical, 1 differs,
+    """Restore the latest base backup (replayed to the end of the WAL, to --target-name or
+    --target-time, or with --settle-seconds to the live read's WAL position) into a scratch
+    server and compare its catalog with the live one: collections and their documents, items
+    per collection and a digest of all of them, a salted sample named in words. Exit 0
+    identical, 1 differs,
     2 cannot run; the outcome is pushed to --pushgateway whatever it is."""
     if target_name and target_time:
         raise typer.BadParameter("give --target-name or --target-time, not both")
@@ -194,9 +198,9 @@ def _with_credentials(dsn: str, user_file: Path | None, password_file: Path | No
     return make_conninfo(dsn, **given) if given else dsn
 
 
-def _read(dsn: str, sample: int) -> CatalogState:
+def _read(dsn: str, sample: int, salt: str, *, with_lsn: bool = False) -> CatalogState:
     try:
-        return read_state(dsn, sample)
+        return read_state(dsn, sample, salt, with_lsn=with_lsn)
     except Exception as error:  # psycopg's errors: the database is not reachable
         raise DrillError(
             f"restore-drill: reading a catalog failed: {type(error).__name__}: {error}"
@@ -217,29 +221,50 @@ def _drill(
     settle_seconds: int,
 ) -> tuple[int, int]:
     """Restore, compare and report; (exit status 0 or 1, items restored). DrillError: cannot run."""
-    before = None
+
+    def restore_and_read(
+        salt: str, target_lsn: str | None = None, live: bool = False
+    ) -> tuple[CatalogState, CatalogState | None]:
+        with tempfile.TemporaryDirectory(prefix="restore-drill-") as scratch:
+            where = workdir or Path(scratch)
+            with restored_server(
+                store,
+                where,
+                target_name=target_name,
+                target_time=target_time,
+                target_lsn=target_lsn,
+                pg_bindir=pg_bindir,
+                user=user,
+            ) as port:
+                restored = _read(f"postgresql://{user}@127.0.0.1:{port}/{database}", sample, salt)
+                return restored, (_read(live_dsn, sample, salt) if live else None)
+
     if settle_seconds:
-        before = _read(live_dsn, sample)
-        typer.echo(
-            f"read the live catalog ({sum(before.item_counts.values())} items); waiting "
-            f"{settle_seconds} s for its WAL to reach the store"
-        )
-        time.sleep(settle_seconds)
-    with tempfile.TemporaryDirectory(prefix="restore-drill-") as scratch:
-        where = workdir or Path(scratch)
-        with restored_server(
-            store,
-            where,
-            target_name=target_name,
-            target_time=target_time,
-            pg_bindir=pg_bindir,
-            user=user,
-        ) as port:
-            restored = _read(f"postgresql://{user}@127.0.0.1:{port}/{database}", sample)
-            live = _read(live_dsn, sample)
-    found = differences(restored, live)
-    if found and before is not None and not differences(restored, before):
-        found = []  # the live catalog as read before the wait: written to since, not lost
+        for attempt in (1, 2):
+            salt = new_salt()
+            before = _read(live_dsn, sample, salt, with_lsn=True)
+            typer.echo(
+                f"read the live catalog ({sum(before.item_counts.values())} items) at WAL "
+                f"{before.lsn}; waiting {settle_seconds} s for that WAL to reach the store"
+            )
+            time.sleep(settle_seconds)
+            try:
+                restored, _ = restore_and_read(salt, target_lsn=before.lsn)
+            except TargetNotReached:
+                # No WAL record after that position in the store: nothing was written since,
+                # so the end of the WAL is that moment.
+                restored, _ = restore_and_read(salt)
+            found = differences(restored, before)
+            if not found or attempt == 2:
+                break
+            typer.echo(
+                "differs from that read; once more (a commit may have landed between the "
+                "read's snapshot and its WAL position)"
+            )
+    else:
+        restored, live = restore_and_read(new_salt(), live=True)
+        assert live is not None
+        found = differences(restored, live)
     counts = sum(restored.item_counts.values())
     point = f" at {target_name or target_time}" if (target_name or target_time) else ""
     where_from = f"{store.url}/{store.server_name}"

@@ -21,8 +21,8 @@ from fedeploy.restore_drill.catalog_state import CatalogState
 from fedeploy.restore_drill.outcome import DrillOutcome, exposition, push
 
 
-def _state(items: int) -> CatalogState:
-    return CatalogState(("c",), {"c": items}, {("c", "c-0"): ("s3://b/0",)})
+def _state(items: int, lsn: str | None = None) -> CatalogState:
+    return CatalogState(("c",), {"c": items}, {("c", "c-0"): ("s3://b/0",)}, lsn=lsn)
 
 
 class _Gateway(http.server.BaseHTTPRequestHandler):
@@ -49,15 +49,20 @@ def gateway() -> Iterator[str]:
         server.shutdown()
 
 
-def _drill(monkeypatch, reads: list[CatalogState], *args: str):
+def _drill(monkeypatch, reads: list[CatalogState], *args: str, targets=None, reached=True):
     """Run the command with the live reads and the restored read answered from `reads` in the
-    order the drill makes them, and no restore at all."""
+    order the drill makes them, and no restore at all; each restore's target LSN is appended
+    to `targets`; `reached` False: a restore to an LSN finds the WAL ends before it."""
     answers = iter(reads)
-    monkeypatch.setattr(command, "_read", lambda dsn, sample: next(answers))
+    monkeypatch.setattr(command, "_read", lambda dsn, sample, salt, **_: next(answers))
     monkeypatch.setattr(command.time, "sleep", lambda seconds: None)
 
     @contextlib.contextmanager
-    def restored(*_args, **_kwargs):
+    def restored(*_args, target_lsn=None, **_kwargs):
+        if targets is not None:
+            targets.append(target_lsn)
+        if target_lsn and not reached:
+            raise command.TargetNotReached("restore-drill: recovery ended before ...")
         yield 5432
 
     monkeypatch.setattr(command, "restored_server", restored)
@@ -69,14 +74,20 @@ def _drill(monkeypatch, reads: list[CatalogState], *args: str):
     return CliRunner().invoke(app, [*argv, *args])
 
 
-def test_a_restore_matching_the_catalog_before_the_wait_is_identical(monkeypatch, gateway):
-    # Read before the wait: 10 items; restored: 10; live after the restore: 12 (written since).
+def test_a_restore_to_the_live_reads_wal_position_matching_that_read_is_identical(
+    monkeypatch, gateway
+):
+    # Read before the wait at WAL 0/3000060: 10 items; restored to that position: 10.
+    targets: list[str | None] = []
     done = _drill(
         monkeypatch,
-        [_state(10), _state(10), _state(12)],
+        [_state(10, "0/3000060"), _state(10)],
         "--settle-seconds", "60", "--pushgateway", gateway, "--site", "eu-public",
+        targets=targets,
     )  # fmt: skip
     assert done.exit_code == 0, done.output
+    assert targets == ["0/3000060"]
+    assert "at WAL 0/3000060" in done.output
     assert "identical: 1 collections, 10 items restored" in done.output
     ((path, body),) = _Gateway.bodies
     assert path == "/metrics/job/fedeploy-restore-drill/site/eu-public"
@@ -84,10 +95,28 @@ def test_a_restore_matching_the_catalog_before_the_wait_is_identical(monkeypatch
     assert "catalog_restore_drill_last_success_timestamp_seconds" in body
 
 
+def test_a_mismatch_is_tried_once_more_with_a_new_read(monkeypatch):
+    # A commit landed between the first read's snapshot and its position: the second matches.
+    targets: list[str | None] = []
+    reads = [_state(10, "0/10"), _state(11), _state(12, "0/20"), _state(12)]
+    done = _drill(monkeypatch, reads, "--settle-seconds", "60", targets=targets)
+    assert done.exit_code == 0, done.output
+    assert "once more" in done.output and targets == ["0/10", "0/20"]
+
+
+def test_a_wal_ending_before_the_reads_position_is_restored_to_its_end(monkeypatch):
+    # Nothing written after the read: no WAL record at or past it, so the end of the WAL.
+    targets: list[str | None] = []
+    reads = [_state(10, "0/10"), _state(10)]
+    done = _drill(monkeypatch, reads, "--settle-seconds", "60", targets=targets, reached=False)
+    assert done.exit_code == 0, done.output
+    assert targets == ["0/10", None]
+
+
 def test_a_restore_matching_neither_read_differs_and_is_pushed_so(monkeypatch, gateway):
     done = _drill(
         monkeypatch,
-        [_state(10), _state(8), _state(12)],
+        [_state(10, "0/10"), _state(8), _state(12, "0/20"), _state(8)],
         "--settle-seconds", "60", "--pushgateway", gateway, "--site", "eu-public",
     )  # fmt: skip
     assert done.exit_code == 1, done.output
