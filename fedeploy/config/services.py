@@ -1079,6 +1079,18 @@ class PolytopeKey(StrictModel):
         description="The ECMWF account's e-mail, for an ECMWF key (EmailKey); unset for DestinE.",
     )
 
+    @field_validator("key")
+    @classmethod
+    def _one_line(cls, key: Any) -> Any:
+        # Checked where the CLI hands the decrypted value over (`pulumi up`); the message never
+        # holds it. An HTTP header carries it: a pasted ~/.polytopeapirc would leak in errors.
+        if key.value is not None and not re.fullmatch(r"[\x21-\x7e]{1,4096}", key.value.strip()):
+            raise ValueError(
+                "the Polytope key must be the bare key on one line of printable ASCII without "
+                "spaces (DestinE's user_key, not ~/.polytopeapirc's JSON); its value is not shown"
+            )
+        return key
+
 
 # The ingestion image the charts run by default; it does not carry EODAG (the `eodag` extra).
 DEFAULT_INGESTION_IMAGE = "ghcr.io/fedeploy/ingestion"

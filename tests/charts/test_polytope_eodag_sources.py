@@ -330,3 +330,16 @@ def test_a_url_provider_may_have_any_name_and_a_tagged_or_pinned_image_passes() 
     url_provider = {**EODAG, "provider": "my_stac", "url": "https://stac.example.org"}
     spec(eodag=[url_provider], eodag_image=EODAG_IMAGE)
     spec(eodag=[EODAG], eodag_image="localhost:5000/ingestion-eodag@sha256:" + "a" * 64)
+
+
+def test_a_decrypted_polytope_key_that_is_not_one_printable_line_is_refused_unshown() -> None:
+    from fedeploy.config.services import PolytopeKey
+
+    decrypted = {"secrets_decrypted": True}
+    for key in ('{\n "user_key": "abc123"\n}', "destine-key\nX-Leak: 1"):
+        with pytest.raises(ValidationError) as caught:
+            PolytopeKey.model_validate({"key": key}, context=decrypted)
+        [error] = caught.value.errors(include_input=False)
+        assert "bare key on one line" in error["msg"]
+        assert "abc123" not in error["msg"] and "Leak" not in error["msg"]
+    assert PolytopeKey.model_validate({"key": "destine-key-01\n"}, context=decrypted).key.known
