@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -38,6 +39,9 @@ class Scene(BaseModel):
     acquired: AwareDatetime = Field(description="Acquisition time of the scene.")
 
 
+_LOW_C, _HIGH_C = LIMITS["air_temperature"]
+
+
 class PredictionRequest(BaseModel):
     """Forecast the hours from `issued_at` on, from observations before it."""
 
@@ -50,6 +54,15 @@ class PredictionRequest(BaseModel):
     latitude: float | None = Field(None, ge=-90, le=90, description="deg north")
     observations: list[Observation] = Field(min_length=1, max_length=10_000)
     scene: Scene | None = None
+    forecast: list[Annotated[float | None, Field(ge=_LOW_C, le=_HIGH_C)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=48,
+        description="NWP 2 m temperature at the station (degC; nearest grid point, lapse-rate "
+        "corrected) for lead hours 1, 2, ... (the middle of each hour), null where none, from "
+        "the newest run published before issued_at: required by a model trained with NWP input "
+        "(GET /v1/model: features.nwp), refused by one without.",
+    )
 
     @field_validator("issued_at")
     @classmethod

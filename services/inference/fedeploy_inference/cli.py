@@ -112,8 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--nwp-input",
         action="store_true",
-        help="publish the model with the ingested NWP as input (neither the server nor batch "
-        "runs feed it yet; without: it is only evaluated in the card)",
+        help="publish the model with the ingested NWP as input (HTTP clients must then send "
+        "each station's forecast, batch runs refuse it; without: it is only evaluated in the card)",
     )
     train.add_argument("--start", type=_time, default=None, help="first window time (default all)")
     train.add_argument("--end", type=_time, default=None, help="end of the windows used")

@@ -95,7 +95,7 @@ class NwpInputError(ValueError):
 
 def require_no_nwp(spec: FeatureSpec, model: str, where: str) -> None:
     """NwpInputError where the model (`name/version`) was trained with NWP input, which the
-    serving path `where` (the HTTP server, a batch run) does not feed."""
+    serving path `where` (a batch run) does not feed."""
     if spec.nwp:
         raise NwpInputError(
             f"{model} was trained with NWP forecasts as input (features.nwp); {where} does not "

@@ -287,8 +287,8 @@ def nwp_text(metrics: dict[str, Any]) -> str:
     if published != "model_with_nwp":
         notes.append(
             "This version is the model without the NWP input: the one with it is trained and "
-            "scored here for evaluation, not published (`--nwp-input` publishes it), as neither "
-            "the HTTP server nor batch runs feed forecasts yet."
+            "scored here for evaluation, not published (`--nwp-input` publishes it): batch runs "
+            "do not feed forecasts yet, and HTTP clients must send each station's (`forecast`)."
         )
     rows = []
     for f, label in _NWP_NAMES.items():
@@ -325,7 +325,7 @@ def nwp_input(features: dict[str, Any], metrics: dict[str, Any] | None = None) -
     if ((metrics or {}).get("nwp") or {}).get("status") == "measured":
         return (
             "; no NWP input (forecasts were ingested: a model with them is evaluated in "
-            '"NWP at the stations" but not published, as serving does not feed them yet)'
+            '"NWP at the stations" but not published: batch runs do not feed them yet)'
         )
     return "; no NWP input (none was ingested where it was trained)"
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from fedeploy_inference.features import require_no_nwp
 from fedeploy_inference.registry import LoadedModel, load_model, resolve_version
 from fedeploy_inference.service_metrics import ServiceMetrics
 
@@ -47,7 +46,6 @@ class ModelWatcher:
         if self.current is not None and self.current.version == version:
             return False
         loaded = load_model(self._client, self._bucket, self._name, version, self._device)
-        require_no_nwp(loaded.spec, f"{self._name}/{version}", "this server")
         self.current = loaded  # one reference swap: requests see the old or the new model
         self.last_error = None
         self._metrics.model_loads.labels(outcome="success").inc()

@@ -57,7 +57,9 @@ def _us(moments: Sequence[datetime]) -> np.ndarray:
 class RequestArrays:
     """A batch of requests as columns, parsed once: per request (B,) its origin (us), longitude
     (NaN: unknown), scene cloud cover (%, NaN: none) and acquisition (us); per observation (N,)
-    its request (`owner`), time (us) and values (N, len(VARIABLES)), NaN where missing."""
+    its request (`owner`), time (us) and values (N, len(VARIABLES)), NaN where missing. `nwp`
+    (B, most leads given) the requests' NWP forecasts (degC, NaN: none) and `nwp_count` (B,) how
+    many leads each gave (-1: no `forecast`); both None where no request gave one."""
 
     origins_us: np.ndarray
     longitude: np.ndarray
@@ -66,6 +68,8 @@ class RequestArrays:
     owner: np.ndarray
     times_us: np.ndarray
     values: np.ndarray
+    nwp: np.ndarray | None = None
+    nwp_count: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.origins_us.shape[0])
@@ -82,6 +86,14 @@ class RequestArrays:
         acquired[has_scene] = _us([s.acquired for s in scenes if s is not None])
         # numpy turns None into NaN in a float array: missing values need no special case.
         values = np.array(list(map(_VALUES, observations)), dtype=float)
+        forecasts = [r.forecast for r in requests]
+        nwp, nwp_count = None, None
+        if any(f is not None for f in forecasts):
+            nwp_count = np.array([-1 if f is None else len(f) for f in forecasts], np.int64)
+            nwp = np.full((b, int(nwp_count.max())), np.nan)
+            for i, f in enumerate(forecasts):
+                if f is not None:
+                    nwp[i, : len(f)] = np.array(f, dtype=float)  # None becomes NaN
         return cls(
             origins_us=_us([r.issued_at for r in requests]),
             longitude=np.array([np.nan if r.longitude is None else r.longitude for r in requests]),
@@ -90,6 +102,8 @@ class RequestArrays:
             owner=np.repeat(np.arange(b), counts),
             times_us=_us([o.time for o in observations]),
             values=values.reshape(-1, len(VARIABLES)),
+            nwp=nwp,
+            nwp_count=nwp_count,
         )
 
     def head(self, b: int) -> RequestArrays:
@@ -103,6 +117,8 @@ class RequestArrays:
             self.owner[:n],
             self.times_us[:n],
             self.values[:n],
+            None if self.nwp is None else self.nwp[:b],
+            None if self.nwp_count is None else self.nwp_count[:b],
         )
 
 
@@ -127,8 +143,16 @@ def encode_arrays(spec: FeatureSpec, batch: RequestArrays, history_hours: int = 
     recent = (batch.scene_acquired_us < batch.origins_us) & (hours <= SCENE_MAX_AGE_HOURS)
     cloud = np.where(recent, batch.scene_cloud, np.nan)
     age = np.where(recent, hours, np.nan)
+    nwp = _nwp_input(spec, batch) if spec.nwp or batch.nwp is not None else None
     encoded = encode(
-        spec, context, batch.origins_us, batch.longitude, cloud, age, observed_targets(history)
+        spec,
+        context,
+        batch.origins_us,
+        batch.longitude,
+        cloud,
+        age,
+        observed_targets(history),
+        nwp,
     )
     unusable = np.flatnonzero(~encoded.usable)
     if unusable.size:
@@ -136,6 +160,34 @@ def encode_arrays(spec: FeatureSpec, batch: RequestArrays, history_hours: int = 
         issued = _EPOCH + timedelta(microseconds=int(batch.origins_us[i]))
         raise RequestRejected((i, "observations"), _no_temperature(spec, issued))
     return encoded
+
+
+def _nwp_input(spec: FeatureSpec, batch: RequestArrays) -> np.ndarray | None:
+    """(B, horizon) the requests' NWP forecasts (degC, NaN where none) for a model with NWP
+    input; RequestRejected (loc: the request, `forecast`) for the first request without one, or
+    with more leads than the model forecasts, and for any that gives one to a model without."""
+    count = batch.nwp_count if batch.nwp_count is not None else np.full(len(batch), -1)
+    if not spec.nwp:
+        i = int(np.flatnonzero(count >= 0)[0])
+        raise RequestRejected(
+            (i, "forecast"),
+            "this model was trained without NWP input (GET /v1/model: no features.nwp); "
+            "leave forecast out",
+        )
+    h = spec.horizon_hours
+    for i in np.flatnonzero((count < 0) | (count > h))[:1].tolist():
+        said = "none given" if count[i] < 0 else f"{int(count[i])} given"
+        raise RequestRejected(
+            (i, "forecast"),
+            f"this model was trained with NWP input (features.nwp): forecast must give the "
+            f"station's NWP 2 m temperature (degC) for lead hours 1 to at most {h}, null where "
+            f"none; {said} (the JSON API takes it, the Arrow API not yet)",
+        )
+    assert batch.nwp is not None  # every request gave one
+    out = np.full((len(batch), h), np.nan)
+    width = min(h, batch.nwp.shape[1])
+    out[:, :width] = batch.nwp[:, :width]
+    return out
 
 
 def _no_temperature(spec: FeatureSpec, issued_at: datetime) -> str:
@@ -153,6 +205,8 @@ def encode_requests(
     try:
         return encode_arrays(spec, RequestArrays.from_requests(requests), history_hours)
     except RequestRejected as rejected:
+        if rejected.loc[1] != "observations":
+            raise
         i = int(rejected.loc[0])
         raise RequestRejected(rejected.loc, _no_temperature(spec, requests[i].issued_at)) from None
 

@@ -73,8 +73,8 @@ class TrainConfig:
     # nwp.DEFAULT_AVAILABLE_AFTER_HOURS is ECMWF open data's): no sample sees a run before.
     nwp_available_after_hours: float = DEFAULT_AVAILABLE_AFTER_HOURS
     # Publish the model with the NWP input where forecasts were read. Off: it is trained and
-    # scored in the card all the same, and the model without it is published, since neither
-    # the HTTP server nor batch runs feed forecasts yet (they refuse such a model).
+    # scored in the card all the same, and the model without it is published: batch runs do
+    # not feed forecasts yet (they refuse such a model), and HTTP clients would have to.
     nwp_input: bool = False
 
     def __post_init__(self) -> None:

@@ -12,11 +12,13 @@ from datetime import timedelta
 import pyarrow as pa
 import pytest
 import torch
+from fedeploy_inference.api_schema import PredictionRequest
 from fedeploy_inference.batch import Area, run_batch
 from fedeploy_inference.evaluation import NWP_FORECASTS
 from fedeploy_inference.features import NwpInputError
 from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.model_watcher import ModelWatcher
+from fedeploy_inference.predictor import RequestRejected, predict_requests
 from fedeploy_inference.registry import load_manifest, resolve_version
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.service_metrics import ServiceMetrics
@@ -25,6 +27,9 @@ from fedeploy_inference.synthetic_nwp import ErrorModel, products
 from fedeploy_inference.train_from_store import record_dataset, train_and_publish
 from fedeploy_inference.training import TrainConfig
 from fedeploy_inference.window_store import write_windows
+from pydantic import ValidationError
+
+from tests.samples import request_for
 
 # Small and fast: 2 stations, 30 days, a run every 12 h with 6-hourly steps on a 0.5-degree grid.
 DATA = SyntheticSpec(stations=2, days=30)
@@ -102,14 +107,30 @@ def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, win
     )
     assert data["nwp"]["stations"] == ["syn-000", "syn-001"]
 
-    # Neither the server nor a batch run feeds forecasts: both refuse the version, clearly.
+    # The server serves it where the request carries the station's forecast (`forecast`, per
+    # lead hour) and refuses a request without one, naming the field; batch runs refuse it.
     watcher = ModelWatcher(
         client, settings.bucket, settings.model_name, "latest", torch.device("cpu"),
         ServiceMetrics(), 60.0,
     )  # fmt: skip
-    with pytest.raises(NwpInputError, match=f"{version} was trained with NWP forecasts"):
-        watcher.check()
-    assert watcher.current is None
+    watcher.check()
+    loaded = watcher.current
+    assert loaded is not None and loaded.version == version and loaded.spec.nwp
+    body = request_for(series, "syn-000", DATA.start + timedelta(days=26))
+    with pytest.raises(RequestRejected, match="forecast must give .* none given") as refused:
+        predict_requests(loaded, [PredictionRequest(**body)])
+    assert refused.value.loc == (0, "forecast")
+    cold, warm = (
+        predict_requests(loaded, [PredictionRequest(**body, forecast=[t] * 6)])[0]["forecast"]
+        for t in (0.0, 10.0)
+    )
+    # The model corrects the NWP it is given: 10 degC warmer in, about 10 degC warmer out.
+    for a, b in zip(cold, warm, strict=True):
+        assert 7.0 < b["air_temperature"] - a["air_temperature"] < 13.0
+    with pytest.raises(RequestRejected, match="at most 6, null where none; 7 given"):
+        predict_requests(loaded, [PredictionRequest(**body, forecast=[1.0] * 7)])
+    with pytest.raises(ValidationError, match="forecast.0"):
+        PredictionRequest(**body, forecast=[1000.0])
     with pytest.raises(NwpInputError, match="a batch run does not feed forecasts"):
         run_batch(
             settings, Area(0.0, 40.0, 20.0, 60.0), DATA.start, DATA.start + timedelta(hours=1)
@@ -126,6 +147,8 @@ def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, win
     )
     watcher.check()
     assert watcher.current is not None and watcher.current.version == plain
+    with pytest.raises(RequestRejected, match="trained without NWP input"):
+        predict_requests(watcher.current, [PredictionRequest(**body, forecast=[1.0] * 6)])
     card = _card(client, settings, plain)
     section = card.split("### NWP at the stations")[1].split("###")[0]
     assert "| model without the NWP input (this version) |" in section
