@@ -6,12 +6,14 @@ and the model with and without the forecast input; without products, the card sa
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pyarrow as pa
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from fedeploy_inference.api_schema import PredictionRequest
 from fedeploy_inference.batch import Area, run_batch
 from fedeploy_inference.evaluation import NWP_FORECASTS
@@ -21,6 +23,7 @@ from fedeploy_inference.model_watcher import ModelWatcher
 from fedeploy_inference.predictor import RequestRejected, predict_requests
 from fedeploy_inference.registry import load_manifest, resolve_version
 from fedeploy_inference.s3 import s3_client
+from fedeploy_inference.server import create_app
 from fedeploy_inference.service_metrics import ServiceMetrics
 from fedeploy_inference.synthetic import SyntheticSpec, generate
 from fedeploy_inference.synthetic_nwp import ErrorModel, products
@@ -131,6 +134,15 @@ def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, win
         predict_requests(loaded, [PredictionRequest(**body, forecast=[1.0] * 7)])
     with pytest.raises(ValidationError, match="forecast.0"):
         PredictionRequest(**body, forecast=[1000.0])
+    with TestClient(create_app(settings)) as http:
+        deadline = time.monotonic() + 15
+        while http.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused_http = http.post("/v1/predict", json=body)
+        assert refused_http.status_code == 422
+        assert refused_http.json()["detail"][0]["loc"] == ["body", "forecast"]
+        answered = http.post("/v1/predict", json={**body, "forecast": [5.0] * 6})
+        assert answered.status_code == 200 and answered.json()["model"]["version"] == version
     with pytest.raises(NwpInputError, match="a batch run does not feed forecasts"):
         run_batch(
             settings, Area(0.0, 40.0, 20.0, 60.0), DATA.start, DATA.start + timedelta(hours=1)
