@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from fedeploy.restore_drill.catalog_state import (
     new_salt,
     read_state,
 )
-from fedeploy.restore_drill.outcome import DrillOutcome, push
+from fedeploy.restore_drill.outcome import DrillOutcome, push, push_started
 from fedeploy.restore_drill.scratch import DrillError, TargetNotReached, restored_server
 
 
@@ -148,6 +149,12 @@ def restore_drill_command(
     _default_user_without_passwd(user)
     started = time.monotonic()
     status, items = 2, 0
+    if pushgateway:
+        failed = push_started(pushgateway, site, time.time())
+        if failed:
+            typer.echo(f"restore-drill: start not pushed to {pushgateway}: {failed}", err=True)
+    # The Job's deadline or an eviction sends SIGTERM: end as "could not run", pushed below.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         live_dsn = _with_credentials(live_dsn, live_user_file, live_password_file)
         status, items = _drill(
@@ -172,6 +179,11 @@ def restore_drill_command(
                 )
     if status:
         raise typer.Exit(status)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    """SIGTERM: stop the drill as one that could not run (exit 2), so its outcome is pushed."""
+    raise DrillError(f"restore-drill: stopped by signal {signum} before it could finish")
 
 
 def _default_user_without_passwd(user: str) -> None:

@@ -467,6 +467,24 @@ def _pushed_drill_cases(site: str) -> list[dict[str, Any]]:
         _case("1m", {status: "0x10"}, "5m", None),
         _case("1m", {status.replace(site, "elsewhere"): "1x10"}, "5m", None),
         _case("1m", {_unstamped(status): "1x10"}, "5m", None),
+        *_killed_drill_cases(status, fires),
+    ]
+
+
+def _killed_drill_cases(status: str, fires: dict[str, str]) -> list[dict[str, Any]]:
+    """A drill killed mid-run (deadline 10800 s, OOM, eviction) pushed its start and never an
+    outcome: past the deadline and 10 minutes it fires (before: silent, the last 0 stood);
+    while it runs, or once it pushed an outcome, it does not."""
+    started = status.replace("exit_status", "started_timestamp_seconds")
+    last_run = status.replace("exit_status", "last_run_timestamp_seconds")
+    # Timestamps in seconds of promtool's clock: a 0 pushed at 50 s, a drill started at 100 s.
+    killed = {status: "0x30", last_run: "50x30", started: "100x30"}
+    return [
+        _case("10m", killed, "200m", fires),
+        _case("10m", killed, "120m", None),  # still within its deadline
+        _case("10m", {**killed, last_run: "200x30"}, "200m", None),  # it ended and pushed
+        _case("10m", {started: "100x30"}, "200m", fires),  # the first drill ever, killed
+        _case("10m", {_unstamped(started): "100x30", status: "0x30"}, "200m", None),
     ]
 
 

@@ -89,7 +89,9 @@ def test_a_restore_to_the_live_reads_wal_position_matching_that_read_is_identica
     assert targets == ["0/3000060"]
     assert "at WAL 0/3000060" in done.output
     assert "identical: 1 collections, 10 items restored" in done.output
-    ((path, body),) = _Gateway.bodies
+    (start_path, start), (path, body) = _Gateway.bodies
+    assert start_path == path and "catalog_restore_drill_started_timestamp_seconds" in start
+    assert "exit_status" not in start
     assert path == "/metrics/job/fedeploy-restore-drill/site/eu-public"
     assert "catalog_restore_drill_exit_status 0.0" in body
     assert "catalog_restore_drill_last_success_timestamp_seconds" in body
@@ -121,13 +123,42 @@ def test_a_restore_matching_neither_read_differs_and_is_pushed_so(monkeypatch, g
     )  # fmt: skip
     assert done.exit_code == 1, done.output
     assert "collection 'c': 8 items restored, 12 live" in done.output
-    ((_, body),) = _Gateway.bodies
+    (_, _), (_, body) = _Gateway.bodies
     assert "catalog_restore_drill_exit_status 1.0" in body and "last_success" not in body
 
 
 def test_without_settling_only_the_catalog_read_after_the_restore_counts(monkeypatch):
     done = _drill(monkeypatch, [_state(10), _state(12)])
     assert done.exit_code == 1 and "10 items restored, 12 live" in done.output
+
+
+def test_a_drill_stopped_by_sigterm_pushes_could_not_run(monkeypatch, gateway):
+    """The Job's deadline (or an eviction) sends SIGTERM: the drill ends as exit 2 and pushes
+    it, after the start it pushed first (before: nothing was pushed)."""
+    import os
+    import signal
+
+    class Killed:
+        """Reads that end in SIGTERM: the first read is where the deadline strikes."""
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError("SIGTERM did not stop the drill")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        done = _drill(monkeypatch, Killed(), "--pushgateway", gateway, "--site", "eu-public")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # The entry points turn DrillError into its one line and exit 2.
+    assert isinstance(done.exception, command.DrillError), done.exception
+    assert "stopped by signal 15" in str(done.exception)
+    (_, start), (_, body) = _Gateway.bodies
+    assert "started_timestamp_seconds" in start
+    assert "catalog_restore_drill_exit_status 2.0" in body
 
 
 def test_a_push_that_fails_leaves_the_exit_status_alone(monkeypatch):
