@@ -7,13 +7,16 @@ without ECMWF sources, or whose ingestion writes to another bucket, plans as bef
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import yaml
+from fedeploy_ingestion.forecast_plan import Product
 
+from fedeploy.config.services import EcmwfForecasts
 from fedeploy.offline.engine import plan_stack
-from fedeploy.values.workload_access import WORKLOAD_ACCESS
+from fedeploy.values.workload_access import WORKLOAD_ACCESS, ecmwf_forecast_prefixes
 from tests.conftest import STACKS
 
 ECMWF = [
@@ -80,3 +83,22 @@ def test_without_ecmwf_forecasts_in_its_bucket_inference_reads_as_before(
     assert {r.split("/", 1)[1] for r in reads} == {
         f"{p}*" for p in WORKLOAD_ACCESS["inference"].reads
     }
+
+
+def test_the_granted_prefixes_are_where_the_ingestion_service_copies_the_forecasts() -> None:
+    sources = [EcmwfForecasts.model_validate(source) for source in ECMWF]
+
+    class _Ingestion:
+        enabled = True
+
+        class sentinel:  # noqa: N801 - the config's attribute name
+            enabled = True
+            ecmwf = sources
+
+    run = datetime(2026, 1, 1, tzinfo=UTC)
+    keys = [Product(s.model, s.resol, s.stream, s.type, run, 0, ("2t",)).key for s in sources]
+    prefixes = ecmwf_forecast_prefixes(_Ingestion())
+    assert set(prefixes) == set(PREFIXES)
+    # Every product the service copies for a source lies under that source's granted prefix.
+    for key in keys:
+        assert sum(key.startswith(prefix) for prefix in prefixes) == 1, key
