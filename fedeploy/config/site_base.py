@@ -182,7 +182,43 @@ class SiteBase(StrictModel):
                     f"({catalog.backup.retention_days}): the bucket would delete backups the "
                     "retention keeps; raise the expiry or back up to another bucket"
                 )
+        if catalog is not None:
+            _backup_choices_hold(catalog, services, getattr(self, "kind", ""))
         return self
+
+
+def _backup_choices_hold(catalog: Any, services: Any, kind: str) -> None:
+    """A drill asked for without backups, or an object lock on openstack or ovh on a bucket
+    other workloads write (there a lock needs a bucket created with it, and pins their objects):
+    ValueError naming the key path."""
+    backup = catalog.backup
+    if (
+        not backup.enabled
+        and "drill" in backup.model_fields_set
+        and "enabled" in backup.drill.model_fields_set
+        and backup.drill.enabled
+    ):
+        raise ValueError(
+            "services.catalog.backup.drill.enabled is true but services.catalog.backup.enabled "
+            "is false: the drill restores the backups, so without them it never runs; turn "
+            "backups on or remove the drill setting"
+        )
+    if kind not in ("openstack", "ovh") or backup.object_lock in (None, "off"):
+        return
+    shared = [
+        f"services.{name}"
+        for name in ("ingestion", "inference")
+        if getattr(getattr(services, name, None), "bucket", None) == backup.bucket
+    ]
+    if shared:
+        raise ValueError(
+            f"services.catalog.backup.object_lock is {backup.object_lock!r} on bucket "
+            f"{backup.bucket!r}, which {' and '.join(shared)} also use: "
+            f"{kind} stores lock only a bucket created with the lock (an existing one would be "
+            "replaced, and pulumi up stops on it), and the lock would pin their objects for "
+            "the lock's days too. Declare a bucket for the backups alone (storage.buckets."
+            "backups) and set services.catalog.backup.bucket: backups"
+        )
 
 
 def _role_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:

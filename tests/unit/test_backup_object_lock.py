@@ -31,6 +31,7 @@ def _plan(stack: str, **backup: Any) -> tuple[list[Any], list[str]]:
     from fedeploy.plan.run import check_planned
 
     site = copy.deepcopy(example_site(stack))
+    site["storage"]["buckets"].update(backup.pop("buckets", {}))
     site["services"]["catalog"].setdefault("backup", {}).update(backup)
     plan = plan_stack(STACKS / f"Pulumi.{stack}.yaml", config_override={"fedeploy:site": site})
     _, findings = check_planned(plan, None)
@@ -97,13 +98,30 @@ def test_openstack_and_ovh_lock_only_a_bucket_created_with_it(stack: str, bucket
     assert not _of(resources, LOCK) and findings == []
     (made,) = [r for r in _of(resources, "aws:s3/bucket:Bucket") if r.inputs["bucket"] == bucket]
     assert "objectLockEnabled" not in made.inputs
-    # Asked for: the bucket is made with object lock, and its default retention set.
-    resources, findings = _plan(stack, object_lock="governance")
+    # Asked for, on a bucket of the backups' own: made with object lock, its retention set.
+    bucket = bucket.replace("-raw", "-backups")
+    resources, findings = _plan(
+        stack, object_lock="governance", bucket="backups", buckets={"backups": {}}
+    )
     (made,) = [r for r in _of(resources, "aws:s3/bucket:Bucket") if r.inputs["bucket"] == bucket]
     assert made.inputs["objectLockEnabled"] is True
     (lock,) = _of(resources, LOCK)
     assert lock.inputs["rule"]["defaultRetention"] == {"mode": "GOVERNANCE", "days": 16.0}
     assert findings == []
+
+
+@pytest.mark.parametrize("stack", ["ewc-bologna", "ovh-gra"])
+def test_a_lock_on_openstack_or_ovh_on_a_bucket_other_workloads_write_is_refused(stack) -> None:
+    """The default backup bucket, raw, exists on a deployed site and holds ingestion's objects:
+    a lock there would replace the bucket and pin those objects (before: planned clean)."""
+    from fedeploy.errors import StackConfigError
+
+    with pytest.raises(StackConfigError) as caught:
+        _plan(stack, object_lock="governance")
+    (issue,) = [str(i) for i in caught.value.issues if "object_lock" in str(i)]
+    assert "services.catalog.backup.object_lock is 'governance' on bucket 'raw'" in issue
+    assert "services.ingestion" in issue
+    assert "storage.buckets.backups" in issue and "services.catalog.backup.bucket: backups" in issue
 
 
 def test_the_policy_refuses_unversioned_unlocked_production_backups_on_openstack() -> None:

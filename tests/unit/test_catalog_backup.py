@@ -222,3 +222,21 @@ def test_a_bucket_that_expires_objects_before_the_retention_is_refused() -> None
         plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})
     (issue,) = [str(i) for i in caught.value.issues if "expire_after_days (10)" in str(i)]
     assert "services.catalog.backup.retention_days (14)" in issue
+
+
+def _refused(stack: str, site: dict) -> list[str]:
+    with pytest.raises(StackConfigError) as caught:
+        plan_stack(STACKS / f"Pulumi.{stack}.yaml", config_override={"fedeploy:site": site})
+    return [str(i) for i in caught.value.issues]
+
+
+def test_a_drill_asked_for_without_backups_is_refused_naming_the_key() -> None:
+    site = copy.deepcopy(example_site("cf-waw"))
+    site["services"]["catalog"]["backup"] = {"enabled": False, "drill": {"enabled": True}}
+    (issue,) = [i for i in _refused("cf-waw", site) if "drill" in i]
+    assert "services.catalog.backup.drill.enabled is true" in issue
+    assert "services.catalog.backup.enabled is false" in issue
+    # Backups off without a word about the drill (its default is on) stays as it was.
+    site["services"]["catalog"]["backup"] = {"enabled": False}
+    site["environment"] = "development"
+    plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})
