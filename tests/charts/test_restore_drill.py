@@ -133,7 +133,8 @@ def test_the_migration_creates_the_drills_read_only_role():
     (job,) = [m for m in manifests if m["kind"] == "Job"]
     (sql,) = [m for m in manifests if m["metadata"]["name"].endswith("-migrate-sql")]
     script = sql["data"]["drill-role.py"]
-    assert "GRANT pgstac_read TO" in script and "default_transaction_read_only = on" in script
+    assert "GRANT SELECT ON pgstac.items, pgstac.collections TO" in script
+    assert "GRANT pgstac_read" not in script and "CONNECTION LIMIT 2" in script
     assert "NOSUPERUSER" in script
     pod = job["spec"]["template"]["spec"]
     assert "python /sql/drill-role.py;" in pod["containers"][0]["command"][2]
