@@ -67,6 +67,7 @@ def render_chart(
     namespace: str = "default",
     api_versions: Iterable[str] = (),
     only: str | tuple[str, ...] | None = None,
+    schema_checked: bool = False,
 ) -> list[dict[str, Any]]:
     """Render a chart as `helm template` would and return its manifests, parsed.
 
@@ -74,8 +75,10 @@ def render_chart(
     path order, and in document order within a template. `api_versions` are the API groups the
     cluster serves beyond Kubernetes' own (`helm template --api-versions`, what
     `.Capabilities.APIVersions.Has` sees), e.g. "monitoring.coreos.com/v1". `only` keeps the
-    manifests of one template or a few (file names, "monitoring.yaml"), leaving the others
-    unparsed.
+    manifests of one template or a few (file names, "monitoring.yaml"): only those templates
+    and the chart's helpers run. With `only`, `schema_checked=True` says these values already
+    passed the chart's values.schema.json (a render of the same values did): the check, most of
+    a render's time, is not made again.
     Raises ChartValuesError when the values break the chart's schema and ChartError for any
     other failure to load or render.
     """
@@ -83,7 +86,12 @@ def render_chart(
     import yaml
 
     _check_release_name(release_name)
-    chart = _load(chart_dir)
+    kept = (only,) if isinstance(only, str) else only
+    chart = (
+        _load(chart_dir)
+        if kept is None
+        else _load_only(chart_dir, tuple(kept), with_schema=not schema_checked)
+    )
     try:
         rendered = _render(chart, dict(values or {}), release_name, namespace, list(api_versions))
     except helm_python.HelmValuesError as error:
@@ -99,7 +107,6 @@ def render_chart(
     for template in sorted(rendered):
         if template.endswith("/NOTES.txt"):
             continue
-        kept = (only,) if isinstance(only, str) else only
         if kept is not None and template.rsplit("/templates/", 1)[-1] not in kept:
             continue
         try:
@@ -273,6 +280,78 @@ def _load(chart_dir: str | Path) -> Any:
         return helm_python.Chart.load(str(chart_dir))
     except helm_python.HelmError as error:
         raise ChartError(f"chart {chart_dir}: cannot be loaded: {error}") from error
+
+
+def _load_only(chart_dir: str | Path, kept: tuple[str, ...], with_schema: bool) -> Any:
+    """The chart with only the templates `kept` (file names) and its helpers: the templates
+    whose names start with "_" and any that defines a named template. Rendering it gives those
+    templates' output exactly as the whole chart does, without running the others. Without
+    `with_schema`, its values.schema.json files are left out too (values are not checked)."""
+    import helm_python
+
+    directory = str(Path(chart_dir).resolve())
+    try:
+        return helm_python.Chart.load_archive(_archive_only(directory, kept, with_schema))
+    except helm_python.HelmError as error:
+        raise ChartError(f"chart {chart_dir}: cannot be loaded: {error}") from error
+
+
+def _archive_only(chart_dir: str, kept: tuple[str, ...], with_schema: bool) -> bytes:
+    """The chart packaged (as `helm package` would: .helmignore applied) less its templates
+    other than `kept` and the helpers; kept per process, keyed on the chart's files."""
+    signature = tuple(
+        (str(path), stat.st_mtime_ns, stat.st_size)
+        for path in sorted(Path(chart_dir).rglob("*"))
+        if (stat := path.stat()).st_mode & 0o100000
+    )
+    key = (chart_dir, kept, with_schema)
+    cached = _ARCHIVES.get(key)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    archive = _reduced_archive(chart_dir, kept, with_schema)
+    _ARCHIVES[key] = (signature, archive)
+    return archive
+
+
+_ARCHIVES: dict[
+    tuple[str, tuple[str, ...], bool], tuple[tuple[tuple[str, int, int], ...], bytes]
+] = {}
+
+
+def _reduced_archive(chart_dir: str, kept: tuple[str, ...], with_schema: bool) -> bytes:
+    import io
+    import tarfile
+    import tempfile
+
+    chart = _load(chart_dir)
+    with tempfile.TemporaryDirectory(prefix="fedeploy-chart-") as folder:
+        try:
+            packaged = chart.save(folder)
+        finally:
+            chart.close()
+        reduced = io.BytesIO()
+        with (
+            tarfile.open(packaged, "r:gz") as source,
+            tarfile.open(fileobj=reduced, mode="w:gz") as target,
+        ):
+            for member in source.getmembers():
+                data = source.extractfile(member) if member.isfile() else None
+                content = data.read() if data is not None else b""
+                parts = member.name.split("/")
+                if not with_schema and parts[-1] == "values.schema.json":
+                    continue
+                # <chart>/templates/<file>: this chart's own templates (a subchart's are
+                # <chart>/charts/..., packaged whole, and its templates are helpers).
+                if (
+                    len(parts) >= 3
+                    and parts[1] == "templates"
+                    and "/".join(parts[2:]) not in kept
+                    and not parts[-1].startswith("_")
+                    and b"define" not in content
+                ):
+                    continue
+                target.addfile(member, io.BytesIO(content) if data is not None else None)
+    return reduced.getvalue()
 
 
 def _check_release_name(release_name: str) -> None:

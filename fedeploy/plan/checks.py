@@ -72,8 +72,9 @@ def render_releases(
         except ChartError as err:
             findings.append(Finding("chart-values", where, str(err)))
             continue
+        # render_chart above has checked these values against values.schema.json.
         release.operator_manifests = operator_manifests(
-            chart_dir, release.values, release.name, release.namespace
+            chart_dir, release.values, release.name, release.namespace, schema_checked=True
         )
         release.monitoring = release_monitoring(
             chart_dir,

@@ -54,17 +54,28 @@ def summarise(manifests: list[dict[str, Any]], mode: str) -> dict[str, Any]:
 
 
 def operator_manifests(
-    chart_dir: Path, values: dict[str, Any], release: str, namespace: str
+    chart_dir: Path,
+    values: dict[str, Any],
+    release: str,
+    namespace: str,
+    schema_checked: bool = False,
 ) -> list[dict[str, Any]]:
     """For `auto`, the objects a cluster that serves the operator's API gets, which the plan's
     own render (no cluster) leaves out (the templates OPERATOR_TEMPLATES: monitors, rules,
-    dashboards, the bridge probe); else none."""
+    dashboards, the bridge probe); else none. `schema_checked`: the values passed the chart's
+    schema in the release's own render (render_chart's)."""
     from fedeploy.charts import render_chart
 
     if monitoring_mode(values) != "auto":
         return []
     return render_chart(
-        chart_dir, values, release, namespace, [OPERATOR_API], only=OPERATOR_TEMPLATES
+        chart_dir,
+        values,
+        release,
+        namespace,
+        [OPERATOR_API],
+        only=OPERATOR_TEMPLATES,
+        schema_checked=schema_checked,
     )
 
 
