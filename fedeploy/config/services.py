@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from fedeploy.config.addresses import Cidr
 from fedeploy.config.base import HostName, Secret, StrictModel, Url, Word
 from fedeploy.config.storage import BucketName
 
@@ -219,6 +220,15 @@ class CatalogBackup(StrictModel):
         "it; compliance: nobody). Unset: governance on aws (set on the existing bucket), off "
         "on openstack and ovh, whose stores lock only a bucket created with it (docs/"
         "operations.md).",
+    )
+
+    store_cidrs: list[Cidr] | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="The object store's addresses (CIDRs) the backup sidecar and the restore "
+        "drill may reach on the store's port. Unset: any address on that port (0.0.0.0/0) "
+        "until narrowed (on aws: S3's ranges in the region, or a VPC endpoint's subnets).",
     )
 
     def lock_for(self, kind: str) -> str:

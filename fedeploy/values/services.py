@@ -153,6 +153,8 @@ def backup_values(
         "retentionDays": backup.retention_days,
         "baseBackupIntervalHours": backup.base_backup_interval_hours,
         "storePort": port,
+        # The store's addresses where the stack file names them; else the chart's 0.0.0.0/0.
+        **({"storeCIDRs": list(backup.store_cidrs)} if backup.store_cidrs else {}),
         "serviceAccount": {
             "name": CATALOG_BACKUP_SERVICE_ACCOUNT,
             "annotations": {IRSA_ANNOTATION: role} if role is not None else {},

@@ -240,3 +240,37 @@ def test_a_drill_asked_for_without_backups_is_refused_naming_the_key() -> None:
     site["services"]["catalog"]["backup"] = {"enabled": False}
     site["environment"] = "development"
     plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})
+
+
+def test_the_stores_addresses_narrow_the_backup_and_drill_egress() -> None:
+    """services.catalog.backup.store_cidrs feeds the chart's backup.storeCIDRs: the sidecar's
+    and the drill's only HTTPS egress (before: no key, any address on 443)."""
+    site = copy.deepcopy(example_site("cf-waw"))
+    site["services"]["catalog"]["backup"] = {"store_cidrs": ["192.0.2.0/24"]}
+    plan = plan_stack(STACKS / "Pulumi.cf-waw.yaml", config_override={"fedeploy:site": site})
+    (release,) = [
+        r
+        for r in plan.resources
+        if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs.get("name") == "catalog"
+    ]
+    values = release.inputs["values"]
+    assert values["backup"]["storeCIDRs"] == ["192.0.2.0/24"]
+    manifests = render_chart(ROOT / "charts" / "catalog", values)
+    drill = [
+        m
+        for m in manifests
+        if m["kind"] == "NetworkPolicy" and "restore-drill" in m["metadata"]["name"]
+    ]
+    assert drill and "0.0.0.0/0" not in str(drill) and "192.0.2.0/24" in str(drill)
+    # Unset: the chart's default, any address on the store's port.
+    assert "storeCIDRs" not in _catalog_values("cf-waw")["backup"]
+
+
+def _catalog_values(stack: str) -> dict[str, Any]:
+    plan = plan_stack(STACKS / f"Pulumi.{stack}.yaml")
+    (release,) = [
+        r
+        for r in plan.resources
+        if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs.get("name") == "catalog"
+    ]
+    return release.inputs["values"]
