@@ -120,8 +120,11 @@ class _Grid:
         """(index into the values, grid latitude, grid longitude) of the nearest point, or the
         reason the place is outside the grid."""
         dj = self.dj if self.j_positive else -self.dj
-        j = round((latitude - self.lat0) / dj)
-        if not -0.5 <= (latitude - self.lat0) / dj <= self.nj - 0.5:
+        row = (latitude - self.lat0) / dj
+        # Half a step beyond the first or last point is as near as that point (inclusive on
+        # both sides); clamped, as round() of n - 0.5 may give n (banker's rounding).
+        j = min(max(round(row), 0), self.nj - 1)
+        if not -0.5 <= row <= self.nj - 0.5:
             last = self.lat0 + dj * (self.nj - 1)
             return (
                 f"latitude {latitude:g} outside the grid's {min(self.lat0, last):g} to "
@@ -134,14 +137,14 @@ class _Grid:
             i = round(offset / self.di) % self.ni
         else:
             # Half a step before the first point is as near as the first point.
-            if offset > 360.0 - self.di / 2:
+            if offset >= 360.0 - self.di / 2:
                 offset -= 360.0
             if offset > self.di * (self.ni - 0.5):
                 last = _east(self.lon0 + di * (self.ni - 1))
                 return (
                     f"longitude {longitude:g} outside the grid's {_east(self.lon0):g} to {last:g}"
                 )
-            i = max(0, round(offset / self.di))
+            i = min(max(round(offset / self.di), 0), self.ni - 1)
         return j * self.ni + i, self.lat0 + dj * j, _east(self.lon0 + di * i)
 
 

@@ -118,6 +118,26 @@ def test_a_station_outside_the_area_is_not_covered():
     assert forecasts.not_covered["far"].startswith("not covered: latitude")
 
 
+def test_a_station_half_a_step_beyond_the_grids_edge_reads_the_edge_point():
+    # A 4 x 4 grid 50N..47N, 10W..7W; each place is exactly half a step outside one edge.
+    values = np.arange(16, dtype=float).reshape(4, 4) + 280.0
+    data = grib2_field("2t", RUN, 0, 50.0, -10.0, 4, 4, 1.0, values)
+    edges = {"s": (46.5, -9.0), "n": (50.5, -9.0), "e": (48.0, -6.5), "w": (48.0, -10.5)}
+    read = read_product(data, "p1", [Place(k, lat, lon, None) for k, (lat, lon) in edges.items()])
+    got = {
+        k: (v.grid_latitude, v.grid_longitude, round(v.raw_c + KELVIN, 2))
+        for k, v in read.values.items()
+    }
+    # Before: the south place raised IndexError (row 4 of 4); the east one read 47N 10W (the
+    # next row's first point) and reported it as 6W; the west one was not covered.
+    assert got == {
+        "s": (47.0, -9.0, 293.0),
+        "n": (50.0, -9.0, 281.0),
+        "e": (48.0, -7.0, 291.0),
+        "w": (48.0, -10.0, 288.0),
+    }
+
+
 @pytest.mark.parametrize(
     "data, said",
     [
