@@ -11,6 +11,7 @@ import base64
 import importlib.util
 import json
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,15 @@ HARVESTER = _bearer("eofed-catalog-eu-hub", f"stac:write:eu-hub {HARVEST_SCOPE}"
 
 
 def _call(
-    guard: Any, method: str, path: str, token: str | None, body: Any = None
+    guard: Any,
+    method: str,
+    path: str,
+    token: str | None,
+    body: Any = None,
+    raw: bytes | None = None,
 ) -> tuple[int, list[bytes]]:
-    """(status, body the proxy behind received; [] when it was not called)."""
+    """(status, body the proxy behind received; [] when it was not called) of `body` as JSON,
+    or of the bytes `raw`."""
     seen: list[bytes] = []
 
     async def proxy(scope: Any, receive: Any, send: Any) -> None:
@@ -55,7 +62,8 @@ def _call(
         await send({"type": "http.response.body", "body": b"{}"})
 
     guard.app = proxy
-    raw = json.dumps(body).encode() if body is not None else b""
+    if raw is None:
+        raw = json.dumps(body).encode() if body is not None else b""
     # The body in two parts, as a server may hand it over.
     parts = [
         {"type": "http.request", "body": raw[:5], "more_body": True},
@@ -117,11 +125,12 @@ STATUS_WRITES = [
 def test_no_writer_but_the_harvester_writes_or_deletes_a_status_collection(
     method: str, path: str, body: Any, token: str | None
 ) -> None:
+    refused = 401 if token is None else 403  # no token: refused before the body is read
     status, seen = _call(_guard(), method, path, token, body)
-    assert (status, seen) == (403, [])
+    assert (status, seen) == (refused, [])
     # With the harvester's scope configured, a member's token is still refused.
     status, seen = _call(_guard(HARVEST_SCOPE), method, path, token, body)
-    assert (status, seen) == (403, [])
+    assert (status, seen) == (refused, [])
 
 
 @pytest.mark.parametrize(("method", "path", "body"), STATUS_WRITES)
@@ -235,6 +244,9 @@ RENAMING_PATCHES = [
     [{"op": "replace", "path": "", "value": {"id": "fedeploy-site-a", "type": "Collection"}}],
     [{"op": "copy", "from": "/title", "path": "/id"}],
     [{"op": "move", "from": "/id", "path": "/title"}],
+    # stac-fastapi reads `from_` as `from` (second review of issue 27, finding 5).
+    [{"op": "move", "from_": "/id", "path": "/title"}],
+    [{"op": "copy", "from_": "/ID/", "path": "/title"}],
     [{"op": "replace", "path": "/collection", "value": "fedeploy-site-a"}],
     [{"op": "remove", "path": "/Collection"}],
     [{"op": "test", "path": "/description", "value": "x"}, {"op": "remove", "path": "/id"}],
@@ -245,6 +257,7 @@ UNCLASSIFIED_LISTS = [
     [{"op": "replace"}],
     [{"op": "replace", "path": ["id"], "value": "x"}],
     [{"op": "move", "path": "/title", "from": 3}],
+    [{"op": "move", "path": "/title", "from_": ["id"]}],
     [{"path": "/title", "value": "x"}],
     [{"type": "Feature", "id": "x", "collection": "fedeploy-site-a"}],
 ]
@@ -286,10 +299,17 @@ def test_a_json_patch_of_other_members_passes_with_its_body() -> None:
 
 
 def _stream(
-    guard: Any, method: str, path: str, chunks: int, size: int, length: int | None = None
+    guard: Any,
+    method: str,
+    path: str,
+    chunks: int,
+    size: int,
+    length: int | None = None,
+    token: str | None = MEMBER,
 ) -> tuple[list[dict[str, Any]], int, list[int]]:
-    """Send `chunks` body parts of `size` bytes: (what the client got, parts the guard or proxy
-    read, parts read when the proxy was called; [] when it was not)."""
+    """Send `chunks` body parts of `size` bytes with `token` (None: anonymous): (what the client
+    got, parts the guard or proxy read, parts read when the proxy was called; [] when it was
+    not)."""
     read = 0
     at_proxy: list[int] = []
 
@@ -312,6 +332,7 @@ def _stream(
 
     guard.app = proxy
     headers = [] if length is None else [(b"content-length", str(length).encode())]
+    headers += [(b"authorization", token.encode())] if token else []
     scope = {"type": "http", "method": method, "path": path, "headers": headers}
     asyncio.run(guard(scope, receive, send))
     return sent, read, at_proxy
@@ -324,8 +345,52 @@ def test_a_body_that_names_no_collection_streams_to_the_proxy_unread(
     method: str, path: str
 ) -> None:
     # Review of issue 27, finding 5: an anonymous 200 MiB POST /search was read whole first.
-    sent, read, at_proxy = _stream(_guard(), method, path, chunks=200, size=1 << 20)
-    assert at_proxy == [0] and read == 200 and sent[0]["status"] == 200
+    for token in (None, MEMBER):
+        sent, read, at_proxy = _stream(_guard(), method, path, 200, 1 << 20, token=token)
+        assert at_proxy == [0] and read == 200 and sent[0]["status"] == 200
+
+
+@pytest.mark.parametrize("token", [None, "Basic dXNlcjpwYXNz", "Bearer "])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_write_to_the_collections_without_a_bearer_token_is_401_before_its_body_is_read(
+    token: str | None, method: str
+) -> None:
+    # Second review of issue 27, finding 1: an anonymous 16 MiB body was read and parsed.
+    sent, read, at_proxy = _stream(
+        _guard(), method, "/collections/anything", 16, 1 << 20, token=token
+    )
+    assert (sent[0]["status"], read, at_proxy) == (401, 0, [])
+
+
+def _peak_bytes(guard: Any, body: bytes) -> tuple[int, int]:
+    """(status, tracemalloc's peak in bytes) of a member's write of `body` through `guard`."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        status, _ = _call(guard, "POST", "/collections/c/items", MEMBER, raw=body)
+        return status, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "unit", [b"{},", b"[],", b"1.5,", b'"k":{},'], ids=["dicts", "lists", "floats", "keys"]
+)
+def test_a_writes_parse_holds_a_bounded_amount_of_memory(unit: bytes) -> None:
+    # Second review of issue 27, finding 1: 1 MiB of `[{},{},...]` parsed into 26 MiB.
+    guard = _guard()
+    cap = token_guard.MAX_WRITE_BODY
+    first, last = (b"{", b"}") if unit.startswith(b'"') else (b"[", b"]")
+    # The most such values at the cap: refused before it is parsed.
+    body = first + unit * ((cap - 2) // len(unit) - 1) + unit.rstrip(b",") + last
+    status, peak = _peak_bytes(guard, body)
+    assert status == 413 and peak < 4 * cap  # the body's bytes and their copies, no more
+    # The most such values the guard parses: a few MiB at most.
+    counted = sum(unit.count(c) for c in (b"{", b"[", b":", b","))
+    n = (guard.max_values - 1) // counted
+    body = first + unit * (n - 1) + unit.rstrip(b",") + last
+    status, peak = _peak_bytes(guard, body)
+    assert status != 413 and peak < 16 << 20
 
 
 def test_a_write_to_the_collections_over_the_cap_is_413_and_read_no_further() -> None:
@@ -344,4 +409,6 @@ def test_a_write_to_the_collections_over_the_cap_is_413_and_read_no_further() ->
 
 
 def test_the_chart_sets_the_guards_body_cap() -> None:
-    assert _proxy_env()["GUARD_MAX_BODY_BYTES"] == str(16 << 20)
+    env = _proxy_env()
+    assert env["GUARD_MAX_BODY_BYTES"] == str(token_guard.MAX_WRITE_BODY) == str(1 << 20)
+    assert env["GUARD_MAX_BODY_VALUES"] == str(token_guard.MAX_WRITE_VALUES)

@@ -88,7 +88,12 @@ def token_problem(authorization: str | None, issuer: str, now: float) -> str | N
 
 # The most bytes of a write's body the guard reads to inspect it (GUARD_MAX_BODY_BYTES; the
 # chart's authProxy.maxWriteBodyBytes).
-MAX_WRITE_BODY = 16 * 1024 * 1024
+MAX_WRITE_BODY = 1024 * 1024
+
+# The most JSON values a write's body may open before the guard parses it, counted as the body's
+# `{`, `[` and `,` bytes (an upper bound, strings included): what bounds the parse's memory, as a
+# value costs up to ~100 bytes in Python whatever its few bytes on the wire.
+MAX_WRITE_VALUES = 128 * 1024
 
 # The hub's harvest-status collections (fedeploy_ingestion.federation.SITE_COLLECTION_PREFIX).
 RESERVED_PREFIX = "fedeploy-site-"
@@ -148,14 +153,19 @@ def _pointer_tokens(pointer: str) -> list[str]:
 # (pgstac's update_collection writes the row its content's `id` names).
 _IDENTITY_MEMBERS = frozenset({"id", "collection"})
 
+# The keys an operation's source pointer may come in: stac-fastapi's PatchMoveCopy takes `from`
+# and, as its Python name (populate_by_name), `from_`.
+_FROM_KEYS = ("from", "from_")
+
 
 def patch_problem(body: Any) -> str | None:
     """Why a JSON body that is a list (an RFC 6902 JSON Patch) may not be written to a collection
     or item, or None for another body or a patch that leaves `id` and `collection` alone.
 
-    Refused: an operation that is not an object with a string `op` and `path` (or whose `from` is
-    not a string), and one whose `path` or `from` is the whole document or starts at `id` or
-    `collection`, however spelt (`~0`/`~1` escapes, a trailing slash, another case).
+    Refused: an operation that is not an object with a string `op` and `path` (or whose `from`,
+    or `from_`, which stac-fastapi reads as `from`, is not a string), and one whose `path`,
+    `from` or `from_` is the whole document or starts at `id` or `collection`, however spelt
+    (`~0`/`~1` escapes, a trailing slash, another case).
     """
     if not isinstance(body, list):
         return None
@@ -164,10 +174,10 @@ def patch_problem(body: Any) -> str | None:
             isinstance(op, dict)
             and isinstance(op.get("op"), str)
             and isinstance(op.get("path"), str)
-            and isinstance(op.get("from", ""), str)
+            and all(isinstance(op.get(key, ""), str) for key in _FROM_KEYS)
         ):
             return f"operation {n} of the JSON Patch is not an object with a string op and path"
-        for key in ("path", "from"):
+        for key in ("path", *_FROM_KEYS):
             if key not in op:
                 continue
             tokens = _pointer_tokens(op[key])
@@ -296,6 +306,7 @@ class TokenGuard:
         reserved_scope: str = "",
         reserved_prefix: str = RESERVED_PREFIX,
         max_body: int = MAX_WRITE_BODY,
+        max_values: int = MAX_WRITE_VALUES,
     ) -> None:
         if not issuer:
             raise ValueError("TokenGuard needs the issuer (EXPECTED_ISSUER) it accepts tokens of")
@@ -307,6 +318,8 @@ class TokenGuard:
         self.reserved_prefix = reserved_prefix
         # The most bytes of a write's body it reads to inspect; a larger one is answered 413.
         self.max_body = max_body
+        # The most JSON values (`_value_bound`) such a body may hold before it is parsed; more: 413.
+        self.max_values = max_values
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -341,6 +354,12 @@ class TokenGuard:
         # Only a write to the collections or items is read here (capped); every other body,
         # a public POST /search included, streams to the proxy as it comes.
         if method.upper() not in _SAFE and _names_collections(path):
+            if not _is_bearer(header):
+                # The proxy refuses it too: refuse it before a byte of its body is read.
+                await _refuse(
+                    send, 401, "a write to the collections or items needs a bearer token", b"Bearer"
+                )
+                return
             read = await _read_body(receive, self.max_body, _content_length(scope))
             if read is None:
                 await _refuse(
@@ -351,25 +370,42 @@ class TokenGuard:
                     b"Bearer",
                 )
                 return
-            chunks, body = read
-            receive = _replay(chunks, receive)
-            patched = patch_problem(body)
-            if patched is not None:
-                await _refuse(send, 403, patched, b'Bearer error="insufficient_scope"')
+            refusal = self._write_refusal(method, path, _joined(read), header)
+            if refusal is not None:
+                await _refuse(send, *refusal)
                 return
-            reserved = reserved_collection(method, path, body, self.reserved_prefix)
-            if reserved is not None and (
-                not self.reserved_scope or self.reserved_scope not in token_scopes(header)
-            ):
-                await _refuse(
-                    send,
-                    403,
-                    f"collection {reserved} is a harvest status of the hub: only the hub's "
-                    "harvester writes it",
-                    b'Bearer error="insufficient_scope"',
-                )
-                return
+            receive = _replay(read, receive)
         await self.app(scope, receive, send)
+
+    def _write_refusal(
+        self, method: str, path: str, raw: bytes, header: str | None
+    ) -> tuple[int, str, bytes] | None:
+        """(status, detail, challenge) refusing a write to the collections or items whose body
+        is `raw`, or None to pass it on. The parsed body lives only in this call, so a write
+        passed on holds its bytes, not their Python objects, while the proxy handles it."""
+        values = _value_bound(raw)
+        if values > self.max_values:
+            return (
+                413,
+                f"a write to the collections or items may hold at most {self.max_values} JSON "
+                f"values through this endpoint (counted as its {{, [, : and , bytes: {values})",
+                b"Bearer",
+            )
+        body = _json(raw)
+        patched = patch_problem(body)
+        if patched is not None:
+            return 403, patched, b'Bearer error="insufficient_scope"'
+        reserved = reserved_collection(method, path, body, self.reserved_prefix)
+        if reserved is not None and (
+            not self.reserved_scope or self.reserved_scope not in token_scopes(header)
+        ):
+            return (
+                403,
+                f"collection {reserved} is a harvest status of the hub: only the hub's "
+                "harvester writes it",
+                b'Bearer error="insufficient_scope"',
+            )
+        return None
 
 
 async def _refuse(send: Send, status: int, detail: str, challenge: bytes) -> None:
@@ -388,6 +424,14 @@ async def _refuse(send: Send, status: int, detail: str, challenge: bytes) -> Non
     await send({"type": "http.response.body", "body": body})
 
 
+def _is_bearer(authorization: str | None) -> bool:
+    """Whether an Authorization header carries a bearer token (any content)."""
+    if authorization is None:
+        return False
+    scheme, _, token = authorization.strip().partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
 def _content_length(scope: Scope) -> int | None:
     """The request's Content-Length, or None when absent or not a number."""
     for name, value in scope.get("headers", []):
@@ -401,9 +445,9 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _read_body(
     receive: Receive, limit: int, declared: int | None = None
-) -> tuple[list[Message], Any] | None:
-    """Every message of the request body and the body as JSON (None when it is not), or None
-    as soon as the body (or its `declared` Content-Length) is over `limit` bytes."""
+) -> list[Message] | None:
+    """Every message of the request body, or None as soon as the body (or its `declared`
+    Content-Length) is over `limit` bytes."""
     if declared is not None and declared > limit:
         return None
     chunks: list[Message] = []
@@ -416,11 +460,26 @@ async def _read_body(
             return None
         if message["type"] != "http.request" or not message.get("more_body", False):
             break
-    raw = b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
+    return chunks
+
+
+def _joined(chunks: list[Message]) -> bytes:
+    """The body the request messages carry."""
+    return b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
+
+
+def _value_bound(raw: bytes) -> int:
+    """An upper bound of the JSON values (and object keys) parsing `raw` builds: one more than
+    its `{`, `[`, `:` and `,` bytes, strings included; counted in C, without parsing."""
+    return 1 + sum(raw.count(c) for c in (b"{", b"[", b":", b","))
+
+
+def _json(raw: bytes) -> Any:
+    """The body as JSON, or None when it is empty or not JSON."""
     try:
-        return chunks, json.loads(raw) if raw else None
+        return json.loads(raw) if raw else None
     except (ValueError, UnicodeError):
-        return chunks, None
+        return None
 
 
 def _replay(chunks: list[Message], upstream: Receive) -> Receive:
@@ -446,6 +505,7 @@ def create_app() -> TokenGuard:
         os.environ.get("EXPECTED_ISSUER", ""),
         reserved_scope=os.environ.get("RESERVED_WRITE_SCOPE", ""),
         max_body=int(os.environ.get("GUARD_MAX_BODY_BYTES") or MAX_WRITE_BODY),
+        max_values=int(os.environ.get("GUARD_MAX_BODY_VALUES") or MAX_WRITE_VALUES),
     )
     port = os.environ.get("GUARD_METRICS_PORT")
     if port:
