@@ -17,16 +17,18 @@ from the product's own `z` (surface geopotential, m2 s-2, divided by g = 9.80665
 corrected value is the raw one and `correction` says why it was not applied. Kelvin become
 degC. Valid time = reference time + step.
 
-Bounded: only the messages of `2t`, `z` and `orog` are decoded (the others' identity is read,
-their values never); a product larger than MAX_PRODUCT_BYTES or with a message that is not
-GRIB2 fails alone with its id (ProductError).
-"""
+Bounded: only the messages of `2t`, and of `z` and `orog` on the surface level, are decoded
+(the others' identity is read, their values never: `z` on pressure levels is not the
+orography); a product larger than MAX_PRODUCT_BYTES, with a message that is not GRIB2, or
+with more than one `2t` message (an ensemble's members, several steps) fails alone with its
+id (ProductError)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,8 @@ DEFAULT_AVAILABLE_AFTER_HOURS = 8.0
 # Steps further apart than this are not interpolated between (a missing step is a gap).
 MAX_STEP_GAP_HOURS = 6.0
 _WANTED = {"2t", "z", "orog"}
+# Read as the orography only where their level is the surface.
+_SURFACE_ONLY = {"z", "orog"}
 _HOUR_US = 3_600_000_000
 
 
@@ -178,6 +182,16 @@ class _Fields:
     reference: datetime | None = None
     step_hours: float | None = None
     centre: str = ""
+    first_2t: str = ""
+
+
+def _identity(eccodes: Any, handle: object) -> str:
+    """A message's step and ensemble member, as errors name it."""
+    step = eccodes.codes_get_string(handle, "stepRange")
+    number = (
+        eccodes.codes_get(handle, "number") if eccodes.codes_is_defined(handle, "number") else None
+    )
+    return f"step {step}" + (f", member {number}" if number is not None else "")
 
 
 def _decode(data: bytes, product: str) -> _Fields:
@@ -188,8 +202,20 @@ def _decode(data: bytes, product: str) -> _Fields:
         handle = eccodes.codes_new_from_message(message)
         try:
             name = eccodes.codes_get_string(handle, "shortName")
-            if name not in _WANTED or name in found.grids:
+            if name not in _WANTED:
                 continue
+            level = eccodes.codes_get_string(handle, "typeOfLevel")
+            if name in _SURFACE_ONLY and level != "surface":
+                continue  # z on pressure levels is not the orography
+            if name in found.grids:
+                if name != "2t":
+                    continue
+                raise ProductError(
+                    f"{product}: more than one 2t message ({_identity(eccodes, handle)} after "
+                    f"{found.first_2t}); one field per product is read: a deterministic "
+                    "forecast's step (type fc, or cf, or the ensemble mean em), not an "
+                    "ensemble's members or several steps"
+                )
             if eccodes.codes_get_string(handle, "gridType") != "regular_ll":
                 raise ProductError(
                     f"{product}: {name} is on a {eccodes.codes_get_string(handle, 'gridType')} "
@@ -215,6 +241,7 @@ def _decode(data: bytes, product: str) -> _Fields:
             if eccodes.codes_get_long(handle, "bitmapPresent"):
                 values[values == eccodes.codes_get_double(handle, "missingValue")] = np.nan
             if name == "2t":  # ecCodes' 2t is in K by its definition
+                found.first_2t = _identity(eccodes, handle)
                 date = eccodes.codes_get_long(handle, "dataDate")
                 time = eccodes.codes_get_long(handle, "dataTime")
                 found.reference = datetime.strptime(f"{date:08d}{time:04d}", "%Y%m%d%H%M").replace(

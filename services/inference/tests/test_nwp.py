@@ -158,6 +158,51 @@ def test_a_bad_product_fails_alone_with_its_id(data, said):
     assert "s" in forecasts.stations
 
 
+def _rekeyed(message: bytes, **keys: object) -> bytes:
+    """The message with ecCodes keys set (in the order given)."""
+    import eccodes
+
+    handle = eccodes.codes_new_from_message(message)
+    try:
+        eccodes.codes_set_key_vals(handle, ",".join(f"{k}={v}" for k, v in keys.items()))
+        return bytes(eccodes.codes_get_message(handle))
+    finally:
+        eccodes.codes_release(handle)
+
+
+def test_geopotential_on_a_pressure_level_is_not_taken_for_the_orography():
+    z500 = grib2_field("z", RUN, 6, 50.0, -10.0, 4, 3, 1.0, np.full((3, 4), 5500.0 * GRAVITY))
+    z500 = _rekeyed(z500, typeOfLevel="isobaricInhPa", level=500)
+    data = product(orography=False) + z500 + product()[len(product(orography=False)) :]
+    read = read_product(data, "p1", [Place("s", 49.0, -9.0, 1300.0)])
+    # Before: the 500 hPa height (5500 m) was the grid's orography, +27 K "corrected".
+    assert read.values["s"].grid_elevation == pytest.approx(500.0, abs=0.5)
+    assert read.values["s"].correction == "-5.20 K"
+    alone = read_product(product(orography=False) + z500, "p1", [Place("s", 49.0, -9.0, 1300.0)])
+    assert "no z or orog" in alone.values["s"].correction
+
+
+@pytest.mark.parametrize(
+    "second, said",
+    [
+        (grib2_field("2t", RUN, 12, 50.0, -10.0, 4, 3, 1.0, TEMPERATURE_K), "step 12 after step 6"),
+        (
+            _rekeyed(
+                grib2_field("2t", RUN, 6, 50.0, -10.0, 4, 3, 1.0, TEMPERATURE_K + 3),
+                productDefinitionTemplateNumber=1,
+                number=7,
+            ),
+            "step 6, member 7 after step 6",
+        ),
+    ],
+)
+def test_a_product_with_several_2t_messages_fails_rather_than_reading_the_first(second, said):
+    # An ensemble's members or several steps in one product: before, the first was read as
+    # the product's forecast and the others dropped silently.
+    with pytest.raises(ProductError, match=f"multi-1: more than one 2t message \\({said}"):
+        read_product(product() + second, "multi-1", [Place("s", 49.0, -9.0, None)])
+
+
 def test_a_corrupt_message_inside_the_grib_envelope_fails_with_the_products_id():
     data = bytearray(product(orography=False))
     data[20:60] = b"\xff" * 40  # section 1 and on: garbage with a sound length and end
