@@ -107,4 +107,3 @@ def test_the_drill_role_is_bounded_and_no_member_of_pgstac_read(server: Postgres
     finally:
         for conn in held:
             conn.close()
-
