@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fedeploy.diff.compare import MISSING, FederationDiff, InputChange, SiteDiff
+from fedeploy.gitops.markdown import code, fenced, normalise
 
 # GitHub refuses a comment longer than 65,536 characters; leave room for the pipeline's own lines.
 COMMENT_LIMIT = 60_000
@@ -134,9 +135,10 @@ def _md_site(site: SiteDiff, level: int) -> list[str]:
     lines = site_lines(site, diffs=level == 0, width=None if level == 0 else 80, diff_indent="")
     if level >= 2:
         lines = [line for line in lines if not line.startswith(" ")]
-    body = ["```diff", *(line.replace("```", "`\u200b``") for line in lines), "```"]
+    # A recorded plan's names and values: no line of theirs closes the fence (markdown.fenced).
+    body = fenced(lines, "diff")
     return [
-        f"<details><summary><code>{site.name}</code>: {_escape(_site_heading(site).split(': ', 1)[1])}</summary>",
+        f"<details><summary><code>{_escape(site.name)}</code>: {_escape(_site_heading(site).split(': ', 1)[1])}</summary>",
         "",
         *body,
         "",
@@ -146,7 +148,9 @@ def _md_site(site: SiteDiff, level: int) -> list[str]:
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """`text` on one line of an HTML block (`<summary>`), as literal text."""
+    one_line = " ".join(normalise(text).split("\n"))
+    return one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def as_markdown(
@@ -178,12 +182,10 @@ def _markdown(diff: FederationDiff, level: int, where: str) -> str:
     ]
     out += [f"> {note}\n" for note in diff.notes]
     if diff.errors:
-        out += (
-            ["### Errors", ""]
-            # A recorded plan's errors are its code's words: no backtick closes the code span.
-            + [f"- `{e.replace('`', chr(39))}`".replace("\n", "`<br/>`") for e in diff.errors]
-            + [""]
-        )
+        # A recorded plan's errors are its code's words: each in a fence nothing inside closes.
+        out += ["### Errors", ""]
+        for error in diff.errors:
+            out += [*fenced([error]), ""]
     if level:
         out += [f"> Shortened to fit a comment: see {where}.", ""]
     if diff.sites:
@@ -192,7 +194,7 @@ def _markdown(diff: FederationDiff, level: int, where: str) -> str:
             site = diff.sites[name]
             wave = site.wave if site.wave is not None else "removed"
             change = _site_heading(site).split(": ", 1)[1]
-            out.append(f"| {wave} | `{name}` | {_escape(change)} |")
+            out.append(f"| {wave} | {code(name)} | {_escape(change)} |")
         out.append("")
     if level < 3:
         for name in diff.ordered():

@@ -7,6 +7,7 @@ import json
 
 import yaml
 
+from fedeploy.gitops.markdown import code, inline
 from fedeploy.gitops.result import Affected
 
 GITLAB_TEMPLATE = ".fedeploy-up"
@@ -33,6 +34,8 @@ def as_text(affected: Affected) -> str:
 
 
 def as_markdown(affected: Affected) -> str:
+    """The pull-request comment's table; stack names and reasons (paths and names of the
+    change, its recorded plan's outputs) are literal text (gitops.markdown)."""
     out = ["## fedeploy affected", ""]
     if not affected.waves:
         out += [NOTHING, ""]
@@ -40,14 +43,15 @@ def as_markdown(affected: Affected) -> str:
         out += ["| wave | stack | environment | why |", "|---|---|---|---|"]
         for number, wave in enumerate(affected.waves, 1):
             for stack in wave:
-                why = "<br/>".join(r.replace("|", "\\|") for r in affected.reasons[stack])
-                out.append(
-                    f"| {number} | `{stack}` | {affected.sites[stack].environment} | {why} |"
-                )
+                why = "<br/>".join(inline(r, "<br/>") for r in affected.reasons[stack])
+                environment = inline(affected.sites[stack].environment)
+                out.append(f"| {number} | {code(stack)} | {environment} | {why} |")
         out.append("")
     if affected.removed:
         out += ["**Removed stacks**: deploying does not destroy them.", ""]
-        out += [f"- `{stack}`: {why}" for stack, why in sorted(affected.removed.items())]
+        out += [
+            f"- {code(stack)}: {inline(why)}" for stack, why in sorted(affected.removed.items())
+        ]
         out.append("")
     out += [f"> {note}\n" for note in affected.notes]
     return "\n".join(out)

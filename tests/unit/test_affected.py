@@ -530,3 +530,29 @@ def test_the_offline_plan_of_the_example_federation_names_charts_images_and_cont
     assert frankfurt.unrendered_releases == 0
     assert planned.sites["eu-hub"].charts == {"catalog"}
     assert set(frankfurt.outputs["storage"]["buckets"]) == {"raw", "models"}
+
+
+def test_the_changes_names_reach_the_affected_table_only_as_literal_text() -> None:
+    """Reasons carry the change's paths and its recorded plan's output names: escaped by the
+    rule of gitops.markdown (control characters normalised, then `& < >` as entities and
+    ``\\ ` * _ [ ] ! | ~`` behind a backslash), so nothing renders as Markdown or HTML."""
+    from fedeploy.gitops.closure import SiteInfo
+    from fedeploy.gitops.formats import as_markdown
+    from fedeploy.gitops.result import Affected
+
+    hostile = "x|y`\r\r## fedeploy plan\r\r<!-- ![p](https://e.invalid/p.png)"
+    affected = Affected(
+        base="a",
+        head="b",
+        waves=[["eu-hub"]],
+        reasons={"eu-hub": [f"reads aws-dublin.{hostile}, which changes"]},
+        sites={"eu-hub": SiteInfo("eu-hub", "aws", "production")},
+        removed={"gone": f"stacks/{hostile} deleted"},
+    )
+    table = as_markdown(affected)
+    assert "\r" not in table and "<!--" not in table and "![" not in table
+    assert "\n## fedeploy plan" not in table
+    row = next(line for line in table.split("\n") if line.startswith("| 1 |"))
+    assert row.count(" | ") == 3  # four cells: the reason's pipe is escaped
+    escaped = r"x\|y\`<br/><br/>## fedeploy plan<br/><br/>&lt;\!-- \!\[p\](https://e.invalid/p.png)"
+    assert f"reads aws-dublin.{escaped}, which changes" in row

@@ -467,3 +467,56 @@ def test_an_out_directory_that_cannot_be_made_is_a_usage_error_before_planning(t
     assert result.exit_code == 2, result.output
     assert "--out" in result.output and "cannot create the directory" in result.output
     assert "git repository" not in result.output  # refused before the repository is read
+
+
+# The review's repro (issue 27, second review, finding 2): a recorded plan's error that ends the
+# code span at a bare CR and opens an HTML comment swallowing the verdict.
+HOSTILE = "plan crashed\r\r## fedeploy diff\r\rno change on any site\r\r<!-- " + "x" * 10
+HOSTILE_KEY = "k\r\r````\r</details>\r\r<!-- [x](https://e.invalid) ![p](https://e.invalid/p.png)"
+
+
+def _outside_fences(markdown: str) -> str:
+    """The rule the comment is checked by (no renderer in the environment): no line end but
+    `\\n` and no control character; every fenced block closes only at its own fence (no line
+    inside starts with as many backticks). Returns the text outside the fences."""
+    assert not any(c in markdown for c in "\r\x0b\x0c\x85\u2028\u2029")
+    fence, outside = 0, []
+    for line in markdown.split("\n"):
+        ticks = len(line) - len(line.lstrip("`"))
+        if not fence and ticks >= 3:
+            fence = ticks
+        elif fence and ticks >= fence:
+            assert line == "`" * fence, line  # only the block's own closing fence
+            fence = 0
+        elif not fence:
+            outside.append(line)
+    assert not fence
+    return "\n".join(outside)
+
+
+def test_a_recorded_plans_text_reaches_the_comment_only_as_literal_text(tmp_path: Path) -> None:
+    from fedeploy.diff.compare import compare, read_plan_out
+    from fedeploy.gitops.planned_sites import read_recorded_plan
+
+    recorded = tmp_path / "plan"
+    (recorded / "aws-dublin").mkdir(parents=True)
+    (recorded / "plan.json").write_text(
+        json.dumps({"sites": {"aws-dublin": {}}, "errors": [HOSTILE], "deployment_order": []})
+    )
+    resource = {"type": "t", "name": HOSTILE_KEY, "inputs": {HOSTILE_KEY: HOSTILE}}
+    (recorded / "aws-dublin" / "resources.json").write_text(json.dumps([resource]))
+    (recorded / "aws-dublin" / "outputs.json").write_text("{}")
+    report, failure = read_recorded_plan(recorded)
+    assert failure == ""
+    head = read_plan_out("b" * 40, report, recorded)
+    errors = as_markdown(compare(RevisionPlan("a" * 40), head))
+    outside = _outside_fences(errors)
+    assert "<!--" not in outside and outside.count("## fedeploy diff") == 1
+    assert "```text\nhead bbbbbbbbbbbb: plan crashed\n\n## fedeploy diff\n" in errors
+    # The same plan without the error: the site's body holds the key, in a fence it cannot close.
+    head.errors, head.order = [], [["aws-dublin"]]
+    body = as_markdown(compare(RevisionPlan("a" * 40), head))
+    outside = _outside_fences(body)
+    assert "<!--" not in outside and "](" not in outside
+    assert outside.count("<details>") == outside.count("</details>") == 1
+    assert "\n`````diff\n+ t::k\n\n````\n</details>\n" in body
