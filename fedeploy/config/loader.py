@@ -546,16 +546,78 @@ def federation_issues(site: Any, stacks_dir: Path, stack: str | None) -> list[Co
     """Checks that need the other stack files: replication targets and hub members exist and
     fit, bucket names and address ranges do not clash. A check that needs an invalid sibling is
     skipped (`site_notes` says so); the sibling's own validation reports it, once."""
-    siblings = {n: s for n, s in sibling_sites(stacks_dir).items() if n != stack}
+    index = federation_index(stacks_dir)
+    # The checks below handle a reference to `stack` itself before they look it up.
+    siblings = index.sites
     issues: list[ConfigIssue] = []
     issues += _replication_issues(site, siblings, stacks_dir, stack)
     issues += _member_issues(site, siblings, stacks_dir, stack)
-    issues += _bucket_name_issues(site, siblings, stack)
-    issues += _address_issues(site, siblings, stack)
-    issues += _catalog_url_issues(site, siblings)
-    issues += _browser_host_issues(site, siblings)
-    issues += _cycle_issues(site, siblings, stack)
+    issues += _bucket_name_issues(site, index, stack)
+    issues += _address_issues(site, index, stack)
+    issues += _catalog_url_issues(site, index, stack)
+    issues += _browser_host_issues(site, index, stack)
+    issues += _cycle_issues(site, index, stack)
     return issues
+
+
+@dataclass
+class FederationIndex:
+    """The valid sites of a stacks directory indexed by what the cross-site checks compare, so
+    that checking every site costs linear time in the federation, not quadratic: each map takes
+    a value to the sites (stack names, in name order) that have it."""
+
+    sites: dict[str, Sibling]
+    catalog_urls: dict[str, list[str]] = field(default_factory=dict)
+    catalog_hosts: dict[str, list[str]] = field(default_factory=dict)
+    browser_hosts: dict[str, list[str]] = field(default_factory=dict)
+    # (bucket namespace, physical name) -> [(stack, logical bucket name)]
+    buckets: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    # member -> the hubs that list it
+    hubs_of: dict[str, list[str]] = field(default_factory=dict)
+    reads: dict[str, list[Any]] = field(default_factory=dict)
+    # IP version -> sorted (first address, stack, key path); (version, prefix length, first
+    # address) -> [(stack, key path)]: the ranges starting inside one, and those holding it
+    range_starts: dict[int, list[tuple[int, str, str]]] = field(default_factory=dict)
+    ranges_at: dict[tuple[int, int, int], list[tuple[str, str]]] = field(default_factory=dict)
+
+
+def federation_index(stacks_dir: Path) -> FederationIndex:
+    """The index of the directory's sites (sibling_sites), made once while its files are
+    unchanged."""
+    return _index(*_files_signature(stacks_dir))
+
+
+@functools.lru_cache(maxsize=8)
+def _index(directory: str, files: tuple[tuple[str, int, int], ...]) -> FederationIndex:
+    import ipaddress
+
+    index = FederationIndex(_read_sites(directory, files))
+    for name in sorted(index.sites):
+        site = index.sites[name].site
+        if site is None:
+            continue
+        for table, value in (
+            (index.catalog_urls, _catalog_url(site)),
+            (index.catalog_hosts, _catalog_host(site)),
+            (index.browser_hosts, _browser_host(site)),
+        ):
+            if value is not None:
+                table.setdefault(value, []).append(name)
+        namespace = _bucket_namespace(site)
+        for logical, physical in physical_buckets(site, name).items():
+            index.buckets.setdefault((namespace, physical), []).append((name, logical))
+        if site.kind == "hub":
+            for member in site.members:
+                index.hubs_of.setdefault(member, []).append(name)
+        index.reads[name] = references(name, site)
+        for path, cidr in address_ranges(site).items():
+            net = ipaddress.ip_network(cidr)
+            first = int(net.network_address)
+            index.range_starts.setdefault(net.version, []).append((first, name, path))
+            index.ranges_at.setdefault((net.version, net.prefixlen, first), []).append((name, path))
+    for starts in index.range_starts.values():
+        starts.sort()
+    return index
 
 
 def _catalog_url(site: Any) -> str | None:
@@ -569,7 +631,7 @@ def _catalog_url(site: Any) -> str | None:
     return urlunsplit(parts._replace(netloc=parts.netloc.lower(), path=parts.path.rstrip("/")))
 
 
-def _catalog_url_issues(site: Any, siblings: dict[str, Sibling]) -> list[ConfigIssue]:
+def _catalog_url_issues(site: Any, index: FederationIndex, stack: str | None) -> list[ConfigIssue]:
     """Two sites publishing one catalog URL: one would answer for both, the hub harvest it twice."""
     mine = _catalog_url(site)
     if mine is None:
@@ -577,11 +639,11 @@ def _catalog_url_issues(site: Any, siblings: dict[str, Sibling]) -> list[ConfigI
     return [
         ConfigIssue(
             "site.services.catalog.url",
-            f"{mine} is also the catalog url of site {name!r} ({other.path.name}): each site "
-            "publishes its own catalog; give this one its own host or path",
+            f"{mine} is also the catalog url of site {name!r} ({index.sites[name].path.name}): "
+            "each site publishes its own catalog; give this one its own host or path",
         )
-        for name, other in sorted(siblings.items())
-        if other.site is not None and _catalog_url(other.site) == mine
+        for name in index.catalog_urls.get(mine, [])
+        if name != stack
     ]
 
 
@@ -601,13 +663,18 @@ def _catalog_host(site: Any) -> str | None:
     return (urlsplit(url).hostname or "").lower() or None
 
 
-def _browser_host_issues(site: Any, siblings: dict[str, Sibling]) -> list[ConfigIssue]:
+def _browser_host_issues(site: Any, index: FederationIndex, stack: str | None) -> list[ConfigIssue]:
     """A browser on the host of another site's catalog or browser: one Ingress (or HTTPRoute)
     would take the other's requests, and the browser's page would share its origin."""
     mine = _browser_host(site)
     catalog = _catalog_host(site)
     issues = []
-    for name, other in sorted(siblings.items()):
+    # Only the sites sharing one of these hosts can clash: each is then checked as before.
+    candidates = set(index.browser_hosts.get(catalog, [])) if catalog is not None else set()
+    if mine is not None:
+        candidates.update(index.catalog_hosts.get(mine, []), index.browser_hosts.get(mine, []))
+    for name in sorted(candidates - {stack}):
+        other = index.sites[name]
         if other.site is None:
             continue
         if catalog is not None and _browser_host(other.site) == catalog:
@@ -636,14 +703,11 @@ def _browser_host_issues(site: Any, siblings: dict[str, Sibling]) -> list[Config
     return issues
 
 
-def _cycle_issues(site: Any, siblings: dict[str, Sibling], stack: str | None) -> list[ConfigIssue]:
+def _cycle_issues(site: Any, index: FederationIndex, stack: str | None) -> list[ConfigIssue]:
     """A reference that leads back to this stack: no order could deploy the stacks in it."""
     if stack is None:
         return []
-    reads = {stack: references(stack, site)}
-    for name, other in siblings.items():
-        if other.site is not None:
-            reads[name] = references(name, other.site)
+    reads = _Reads(index.reads, stack, references(stack, site))
     issues: dict[str, ConfigIssue] = {}
     for ref in reads[stack]:
         if ref.target == stack and ref.because.endswith("replicate_to.site"):
@@ -657,6 +721,21 @@ def _cycle_issues(site: Any, siblings: dict[str, Sibling], stack: str | None) ->
                 "remove one of the references",
             )
     return list(issues.values())
+
+
+class _Reads(dict):  # type: ignore[type-arg]
+    """The federation's references (stack -> what it reads) with this stack's own from the
+    site being checked, made without copying the federation's."""
+
+    def __init__(self, reads: dict[str, list[Any]], stack: str, own: list[Any]) -> None:
+        super().__init__()
+        self._reads, self._stack, self._own = reads, stack, own
+
+    def __getitem__(self, name: Any) -> list[Any]:
+        return self._own if name == self._stack else self._reads[name]
+
+    def get(self, name: Any, default: Any = None) -> Any:
+        return self._own if name == self._stack else self._reads.get(name, default)
 
 
 def _path_to(reads: dict[str, list[Any]], start: str, goal: str) -> list[str] | None:
@@ -680,10 +759,10 @@ def _path_to(reads: dict[str, list[Any]], start: str, goal: str) -> list[str] | 
 def site_notes(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIssue]:
     """What is worth a look but does not stop a plan: advisories, and checks skipped because a
     stack file they need is invalid."""
-    siblings = {n: s for n, s in sibling_sites(stacks_dir).items() if n != stack}
+    index = federation_index(stacks_dir)
     notes: list[ConfigIssue] = []
     for path, target in _targets(site):
-        other = siblings.get(target)
+        other = index.sites.get(target) if target != stack else None
         if other is not None and other.site is None:
             notes.append(ConfigIssue(path, f"check of {target!r} skipped: {_invalid(other)}"))
     bridge = getattr(site, "bridge", None)
@@ -701,11 +780,7 @@ def site_notes(site: Any, stacks_dir: Path, stack: str | None) -> list[ConfigIss
             )
         )
     if site.kind != "hub" and stack is not None:
-        hubs = [
-            n
-            for n, s in siblings.items()
-            if s.site is not None and s.site.kind == "hub" and stack in s.site.members
-        ]
+        hubs = [n for n in index.hubs_of.get(stack, []) if n != stack]
         if not hubs:
             notes.append(
                 ConfigIssue(
@@ -752,11 +827,12 @@ def _targets(site: Any) -> list[tuple[str, str]]:
     return found
 
 
-def _unknown(target: str, siblings: dict[str, Sibling], stacks_dir: Path) -> str:
-    available = ", ".join(sorted(siblings)) or "none"
+def _unknown(target: str, siblings: dict[str, Sibling], stacks_dir: Path, stack: str | None) -> str:
+    others = [name for name in siblings if name != stack]
+    available = ", ".join(sorted(others)) or "none"
     return (
         f"no stack file Pulumi.{target}.yaml in {stacks_dir} (sites there: {available})"
-        + _did_you_mean(target, list(siblings))
+        + _did_you_mean(target, others)
     )
 
 
@@ -778,7 +854,7 @@ def _replication_issues(
                 ConfigIssue(
                     f"{path}.site",
                     f"unknown replication target {target.site!r}: "
-                    + _unknown(target.site, siblings, stacks_dir),
+                    + _unknown(target.site, siblings, stacks_dir, stack),
                 )
             )
         elif other.site is None:
@@ -832,7 +908,8 @@ def _member_issues(
         elif other is None:
             issues.append(
                 ConfigIssue(
-                    path, f"unknown site {member!r}: " + _unknown(member, siblings, stacks_dir)
+                    path,
+                    f"unknown site {member!r}: " + _unknown(member, siblings, stacks_dir, stack),
                 )
             )
         elif other.site is None:
@@ -870,29 +947,26 @@ def physical_buckets(site: Any, stack: str) -> dict[str, str]:
     return {name: f"{prefix}-{stack}-{name}" for name in buckets} if prefix else {}
 
 
-def _bucket_name_issues(
-    site: Any, siblings: dict[str, Sibling], stack: str | None
-) -> list[ConfigIssue]:
+def _bucket_name_issues(site: Any, index: FederationIndex, stack: str | None) -> list[ConfigIssue]:
     if stack is None:
         return []
-    issues: list[ConfigIssue] = []
-    mine = physical_buckets(site, stack)
     namespace = _bucket_namespace(site)
-    for other_name, other in sorted(siblings.items()):
-        if other.site is None or _bucket_namespace(other.site) != namespace:
-            continue
-        theirs = {p: n for n, p in physical_buckets(other.site, other_name).items()}
-        for name, physical in sorted(mine.items()):
-            if physical in theirs:
-                issues.append(
-                    ConfigIssue(
-                        f"site.storage.buckets.{name}",
-                        f"its physical name {physical!r} is also that of bucket "
-                        f"{theirs[physical]!r} of site {other_name!r} ({other.path.name}); "
-                        "change bucket_prefix or the bucket's name",
-                    )
-                )
-    return issues
+    # (other site, my bucket) -> their bucket, in the order of the other sites' names
+    clashes = sorted(
+        (other_name, name, theirs, physical)
+        for name, physical in physical_buckets(site, stack).items()
+        for other_name, theirs in index.buckets.get((namespace, physical), [])
+        if other_name != stack
+    )
+    return [
+        ConfigIssue(
+            f"site.storage.buckets.{name}",
+            f"its physical name {physical!r} is also that of bucket {theirs!r} of site "
+            f"{other_name!r} ({index.sites[other_name].path.name}); "
+            "change bucket_prefix or the bucket's name",
+        )
+        for other_name, name, theirs, physical in clashes
+    ]
 
 
 def address_ranges(site: Any) -> dict[str, str]:
@@ -908,15 +982,16 @@ def address_ranges(site: Any) -> dict[str, str]:
     return ranges
 
 
-def _address_issues(
-    site: Any, siblings: dict[str, Sibling], stack: str | None
-) -> list[ConfigIssue]:
+def _address_issues(site: Any, index: FederationIndex, stack: str | None) -> list[ConfigIssue]:
     mine = address_ranges(site)
     everything: dict[tuple[str | None, str], str] = {(None, p): c for p, c in mine.items()}
-    for other_name, other in sorted(siblings.items()):
-        if other.site is not None:
-            for path, cidr in address_ranges(other.site).items():
-                everything[(other_name, path)] = cidr
+    # Only the other sites' ranges that overlap one of mine can make an issue (a pair of two
+    # others is never reported): those are looked up, not the whole federation swept.
+    near = sorted({hit for cidr in mine.values() for hit in _ranges_overlapping(index, cidr)})
+    for other_name, path in near:
+        if other_name != stack:
+            everything[(other_name, path)] = address_ranges(index.sites[other_name].site)[path]
+    siblings = index.sites
     keys = {f"{n or ''}|{p}": (n, p) for n, p in everything}
     issues = []
     for a, b in overlapping({k: everything[v] for k, v in keys.items()}):
@@ -941,9 +1016,36 @@ def _address_issues(
     return issues
 
 
+def _ranges_overlapping(index: FederationIndex, cidr: str) -> list[tuple[str, str]]:
+    """(stack, key path) of the indexed ranges that overlap `cidr`: of two CIDR ranges that
+    overlap, one holds the other, so those starting inside it and those holding its first
+    address (one lookup per shorter prefix)."""
+    import bisect
+    import ipaddress
+
+    net = ipaddress.ip_network(cidr)
+    first, last = int(net.network_address), int(net.broadcast_address)
+    starts = index.range_starts.get(net.version, [])
+    found = [
+        (name, path)
+        for _, name, path in starts[
+            bisect.bisect_left(starts, (first,)) : bisect.bisect_right(starts, (last, "\uffff"))
+        ]
+    ]
+    for prefix in range(net.prefixlen):
+        holder = int(net.supernet(new_prefix=prefix).network_address)
+        found += index.ranges_at.get((net.version, prefix, holder), [])
+    return found
+
+
 def sibling_sites(stacks_dir: Path) -> dict[str, Sibling]:
     """The validated site of every stack file in the directory (None where a file is invalid),
     read once while the files are unchanged: each of N stacks checks against all others."""
+    return _read_sites(*_files_signature(stacks_dir))
+
+
+def _files_signature(stacks_dir: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """The directory and its stack files' (name, mtime, size): what the caches are keyed on."""
     files = []
     for path in sorted(stacks_dir.glob("Pulumi.*.yaml")):
         try:
@@ -951,7 +1053,7 @@ def sibling_sites(stacks_dir: Path) -> dict[str, Sibling]:
         except OSError:
             continue
         files.append((path.name, stat.st_mtime_ns, stat.st_size))
-    return _read_sites(str(stacks_dir.resolve()), tuple(files))
+    return str(stacks_dir.resolve()), tuple(files)
 
 
 @functools.lru_cache(maxsize=8)
