@@ -194,7 +194,7 @@ def _markdown(diff: FederationDiff, level: int, where: str) -> str:
             site = diff.sites[name]
             wave = site.wave if site.wave is not None else "removed"
             change = _site_heading(site).split(": ", 1)[1]
-            out.append(f"| {wave} | {code(name)} | {_escape(change)} |")
+            out.append(f"| {wave} | {code(name, table=True)} | {_escape(change)} |")
         out.append("")
     if level < 3:
         for name in diff.ordered():

@@ -45,7 +45,7 @@ def as_markdown(affected: Affected) -> str:
             for stack in wave:
                 why = "<br/>".join(inline(r, "<br/>") for r in affected.reasons[stack])
                 environment = inline(affected.sites[stack].environment)
-                out.append(f"| {number} | {code(stack)} | {environment} | {why} |")
+                out.append(f"| {number} | {code(stack, table=True)} | {environment} | {why} |")
         out.append("")
     if affected.removed:
         out += ["**Removed stacks**: deploying does not destroy them.", ""]

@@ -6,7 +6,8 @@ either escaped (`&`, `<`, `>` as entities, which rules out HTML and autolinks; t
 emphasis, code, links, images, tables and strikethrough, ``\\ ` * _ [ ] ! | ~``, with a backslash,
 which CommonMark renders as the mark itself) or placed in a fenced block whose fence is longer
 than any backtick run inside it. Escaped text never starts a line of its own (it is joined into
-one line), so line-start marks (`#`, `-`, `>`, `1.`) need no escape."""
+one line), so line-start marks (`#`, `-`, `>`, `1.`) need no escape. A bare URL still shows
+as GitHub's autolink of the same visible text."""
 
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ def inline(text: str, newline: str = " ") -> str:
     return newline.join(normalise(text).translate(_ESCAPES).split("\n"))
 
 
-def code(text: str) -> str:
-    """`text` as an inline code span (a table cell included): its delimiters are longer than any
-    backtick run inside, its lines are joined by spaces and pipes are escaped for GFM tables."""
-    one_line = " ".join(normalise(text).split("\n")).replace("|", "\\|")
+def code(text: str, table: bool = False) -> str:
+    """`text` as an inline code span: its delimiters are longer than any backtick run inside and
+    its lines are joined by spaces; in a GFM table cell (`table`), pipes are escaped."""
+    one_line = " ".join(normalise(text).split("\n"))
+    if table:
+        one_line = one_line.replace("|", "\\|")
     longest = max((len(run) for run in _BACKTICKS.findall(one_line)), default=0)
     ticks = "`" * (longest + 1)
     pad = " " if one_line.startswith("`") or one_line.endswith("`") else ""
