@@ -203,7 +203,68 @@ def test_the_changes_code_runs_in_a_job_of_its_own_that_hands_back_data_only() -
     # The comment job posts the report job's artifact, never the change's.
     comment = pr["comment"]
     assert comment["needs"] == "report"
-    assert [s["with"]["name"] for s in comment["steps"] if "with" in s] == ["fedeploy-plan"]
+    assert [s["with"] for s in comment["steps"] if "with" in s] == [
+        {"artifact-ids": "${{ needs.report.outputs.comment-artifact }}", "path": "report"}
+    ]
+
+
+def test_the_comment_posts_only_what_the_report_job_uploaded_by_its_id() -> None:
+    """The change's code shares the run's artifact token, so it can upload an artifact of any
+    name (second review of issue 27, finding 3): the comment job downloads by the ID the report
+    job returned, only when that job succeeded, and the report's names are its own."""
+    pr = load(GITHUB / "workflows" / "pull-request.yml")["jobs"]
+    report, comment = pr["report"], pr["comment"]
+    upload = next(s for s in report["steps"] if s.get("id") == "comment-artifact")
+    assert report["outputs"]["comment-artifact"] == (
+        "${{ steps.comment-artifact.outputs.artifact-id }}"
+    )
+    assert upload["with"]["path"] == ".fedeploy/comment.md"
+    change_names = {
+        s["with"]["name"] for s in pr["change"]["steps"] if "upload-artifact" in str(s.get("uses"))
+    }
+    for step in report["steps"]:
+        if "upload-artifact" in str(step.get("uses")):
+            # Never overwrite (a name taken first fails the report), named by attempt and job.
+            assert step["with"]["overwrite"] is False, step["with"]["name"]
+            assert step["with"]["name"].endswith("-${{ github.run_attempt }}-report")
+            assert step["with"]["name"] not in change_names
+    condition = comment["if"].removeprefix("${{ ").removesuffix(" }}")
+    assert condition.split(" && ")[:2] == [
+        "needs.report.result == 'success'",
+        "needs.report.outputs.comment-artifact != ''",  # none: every artifact would come
+    ]
+    assert "cancelled()" not in comment["if"] and FORK_GUARD in comment["if"]
+    downloads = [s for s in comment["steps"] if "download-artifact" in str(s.get("uses"))]
+    assert [d["with"] for d in downloads] == [
+        {"artifact-ids": "${{ needs.report.outputs.comment-artifact }}", "path": "report"}
+    ]
+    # No other job of the run takes the report's artifacts by name.
+    for name, job in pr.items():
+        for step in job.get("steps", []):
+            if "download-artifact" in str(step.get("uses")):
+                assert step["with"].get("name", "fedeploy-change") == "fedeploy-change", name
+
+
+def test_gitlab_takes_the_changes_artifact_as_data_in_the_report_job_only() -> None:
+    ci = load(GITLAB_CI)
+    takers = {
+        name: job["needs"]
+        for name, job in ci.items()
+        if isinstance(job, dict)
+        and any(
+            isinstance(n, dict) and n.get("job") == "plan:change" or n == "plan:change"
+            for n in job.get("needs", [])
+        )
+    }
+    assert takers == {"plan": [{"job": "plan:change", "artifacts": True}]}
+    assert "dependencies" not in ci["plan"]
+    # Moved out of the checkout before anything reads it; the verdict opens the comment.
+    assert ci["plan"]["before_script"][-1] == (
+        "rm -rf /tmp/fedeploy-change && mv .fedeploy-change /tmp/fedeploy-change"
+    )
+    assert "cat .fedeploy/plan-status.md .fedeploy/affected.md .fedeploy/diff.md" in "".join(
+        ci["plan"]["script"]
+    )
 
 
 def _workflow_of(path: Path) -> tuple[dict[str, Any], set[str]]:

@@ -666,12 +666,13 @@ def test_the_pipeline_steps_run_in_order_on_the_example_federation(
     comment = (example_repo / ".fedeploy" / "comment.md").read_text()
     assert "HEAD-WROTE-THIS" not in comment and "No site changes" not in comment
     assert not (tmp_path / "report-env").exists()
-    assert comment.startswith("<!-- fedeploy-plan -->\n## fedeploy affected")
+    # The verdict first: nothing of the change's text comes before it.
+    assert comment.startswith("<!-- fedeploy-plan -->\n## fedeploy plan\n")
     assert "fedeploy's own code changed" in comment
-    # The diff sits between the affected table and the plan's verdict: Dublin's new bucket,
-    # as the change's plan (its artifact) says.
+    # Then the affected table and the diff: Dublin's new bucket, as the change's plan (its
+    # artifact) says.
+    assert comment.index("## fedeploy plan") < comment.index("## fedeploy affected")
     assert comment.index("## fedeploy affected") < comment.index("## fedeploy diff")
-    assert comment.index("## fedeploy diff") < comment.index("## fedeploy plan")
     assert "+ aws:s3/bucket:Bucket::aws-dublin-storage-scratch" in comment
     assert "offline plan of every stack, as its own job reported it: clean" in comment
     full = json.loads((example_repo / ".fedeploy" / "diff" / "diff.json").read_text())
