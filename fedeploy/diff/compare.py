@@ -31,7 +31,7 @@ import yaml
 
 from fedeploy.errors import FedeployError
 from fedeploy.gitops import git_tree
-from fedeploy.gitops.planned_sites import read_recorded_plan, run_plan_in_tree
+from fedeploy.gitops.planned_sites import load_manifests, read_recorded_plan, run_plan_in_tree
 
 SECRET = "[secret]"
 EXIT_UNCHANGED, EXIT_CHANGED, EXIT_INVALID = 0, 1, 2
@@ -118,7 +118,7 @@ def read_plan_out(commit: str, report: dict[str, Any], out: Path) -> RevisionPla
         manifests: dict[str, dict[str, dict[str, Any]]] = {}
         for file in sorted((site_out / "manifests").glob("*.yaml")):
             objects: dict[str, dict[str, Any]] = {}
-            for document in yaml.safe_load_all(file.read_text()):
+            for document in load_manifests(file.read_text()):
                 if isinstance(document, dict):
                     key = object_key(document)
                     objects[key if key not in objects else f"{key}#{len(objects)}"] = document

@@ -27,6 +27,9 @@ PLAN_TIMEOUT_S = 1800
 # revision, made where that revision's code ran. It is untrusted data: bounded, parsed, never run.
 RECORDED_REPORT = "plan.json"
 RECORDED_MAX_BYTES = 256 * 1024 * 1024
+# Each JSON file's bound: a parse holds ~20 times its bytes (`[{},{},...]`). The example's plan.json
+# is 58 KB for 7 sites and its largest resources.json 54 KB: 32 MiB leaves room for thousands.
+RECORDED_MAX_JSON_BYTES = 32 * 1024 * 1024
 SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a Pulumi stack name, no path
 
 
@@ -76,13 +79,17 @@ def plan_tree(
 
 def read_recorded_plan(directory: Path) -> tuple[dict[str, Any] | None, str]:
     """The JSON report of a plan recorded in `directory` (its `plan.json` beside the files of
-    `--out`), checked as untrusted data: regular files only, RECORDED_MAX_BYTES in all, a JSON
-    object whose sites are stack names with a folder each. Returns (report, "") or (None, why)."""
+    `--out`), checked as untrusted data: regular files only, RECORDED_MAX_BYTES in all and
+    RECORDED_MAX_JSON_BYTES a JSON file, a JSON object whose sites are stack names with a folder
+    each. Returns (report, "") or (None, why). Its manifests are read by load_manifests."""
     total = 0
     for path in [directory, *directory.rglob("*")]:
         if path.is_symlink() or not (path.is_file() or path.is_dir()):
             return None, f"the recorded plan {directory} holds {path}, not a plain file"
-        total += path.stat().st_size if path.is_file() else 0
+        size = path.stat().st_size if path.is_file() else 0
+        if path.suffix == ".json" and size > RECORDED_MAX_JSON_BYTES:
+            return None, f"the recorded plan's {path} is over {RECORDED_MAX_JSON_BYTES} bytes"
+        total += size
         if total > RECORDED_MAX_BYTES:
             return None, f"the recorded plan {directory} is over {RECORDED_MAX_BYTES} bytes"
     try:
@@ -98,6 +105,27 @@ def read_recorded_plan(directory: Path) -> tuple[dict[str, Any] | None, str]:
         if not (directory / name).is_dir():
             return None, f"the recorded plan {directory} has no folder for site {name!r}"
     return report, ""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml's safe loader that refuses anchors and aliases (a few bytes of aliases can expand to
+    gigabytes); `fedeploy plan` never writes either."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors and aliases are refused in a planned manifest",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def load_manifests(text: str) -> Iterator[Any]:
+    """The documents of a planned manifest file, anchors and aliases refused (yaml.YAMLError)."""
+    return yaml.load_all(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
 
 
 def run_plan_in_tree(
@@ -158,7 +186,7 @@ def _read_site(site_out: Path, outputs: dict[str, Any]) -> PlannedSite:
     images: set[str] = set()
     manifest_files = sorted((site_out / "manifests").glob("*.yaml"))
     for manifest in manifest_files:
-        for document in yaml.safe_load_all(manifest.read_text()):
+        for document in load_manifests(manifest.read_text()):
             images.update(image_name(ref) for ref in container_images(document))
     return PlannedSite(
         outputs=outputs,

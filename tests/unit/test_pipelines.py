@@ -782,6 +782,40 @@ def test_a_recorded_plan_is_read_as_bounded_data_or_refused(
     assert "over 10 bytes" in read_recorded_plan(good)[1]
 
 
+def test_a_recorded_plans_parse_is_bounded_json_by_size_and_yaml_without_aliases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parse holds far more than the bytes it reads (`[{},...]`: ~20 times; YAML aliases: any
+    multiple), so each JSON file has a bound of its own, far under the whole plan's, with room
+    for thousands of the example's sites (58 KB of plan.json for 7), and aliases are refused."""
+    from fedeploy.diff.compare import read_plan_out
+    from fedeploy.gitops import planned_sites
+    from fedeploy.gitops.planned_sites import plan_tree, read_recorded_plan
+
+    assert planned_sites.RECORDED_MAX_JSON_BYTES == 32 * 1024 * 1024
+    assert planned_sites.RECORDED_MAX_JSON_BYTES * 8 <= planned_sites.RECORDED_MAX_BYTES
+    recorded = tmp_path / "plan"
+    (recorded / "aws-dublin" / "manifests").mkdir(parents=True)
+    report = {"sites": {"aws-dublin": {"outputs": {}}}, "errors": []}
+    (recorded / "plan.json").write_text(json.dumps(report))
+    (recorded / "aws-dublin" / "resources.json").write_text("[" + ",".join(["{}"] * 100) + "]")
+    (recorded / "aws-dublin" / "outputs.json").write_text("{}")
+    monkeypatch.setattr(planned_sites, "RECORDED_MAX_JSON_BYTES", 200)
+    assert "resources.json is over 200 bytes" in read_recorded_plan(recorded)[1]
+    monkeypatch.undo()
+    (recorded / "aws-dublin" / "resources.json").write_text("[]")
+    # A billion laughs in a few hundred bytes: refused before it expands, by both readers.
+    laughs = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + n)}: &{chr(98 + n)} [{', '.join(['*' + chr(97 + n)] * 9)}]" for n in range(8)
+    ]
+    (recorded / "aws-dublin" / "manifests" / "catalog.yaml").write_text("\n".join(laughs))
+    assert read_recorded_plan(recorded) == (report, "")
+    (error,) = plan_tree(tmp_path, recorded=recorded).errors
+    assert "anchors and aliases are refused" in error
+    with pytest.raises(yaml.YAMLError, match="anchors and aliases are refused"):
+        read_plan_out("b" * 40, report, recorded)
+
+
 def test_openstack_and_ovh_sign_ins_come_from_the_deploy_environment_never_stack_config() -> None:
     docs = (ROOT / "docs" / "gitops.md").read_text()
     section = docs.split("### OpenStack and OVHcloud sign-ins", 1)[1].split("\n### ", 1)[0]
