@@ -219,6 +219,15 @@ _NWP_NAMES = {
 }
 
 
+def _not_read(source: dict[str, Any]) -> str:
+    """The sentence naming the ingested NWP sources training did not read, and why."""
+    return (
+        "Ingested but not read: "
+        + "; ".join(f"{k} ({v})" for k, v in source["sources_not_read"].items())
+        + "."
+    )
+
+
 def nwp_text(metrics: dict[str, Any]) -> str:
     """The card's NWP section: the NWP baseline (raw and lapse-rate corrected) beside
     persistence, climatology and the model with and without the NWP input, with the data each
@@ -243,6 +252,7 @@ def nwp_text(metrics: dict[str, Any]) -> str:
         return (
             f"No NWP baseline and no NWP input: {got.get('reason', 'no forecast ingested')}"
             f"{read}. The model is trained on observations alone."
+            + (" " + _not_read(source) if source.get("sources_not_read") else "")
         )
     data = got["data"]
     kind = (
@@ -275,6 +285,8 @@ def nwp_text(metrics: dict[str, Any]) -> str:
             + "; ".join(f"{k} ({v})" for k, v in source["not_covered"].items())
             + "."
         )
+    if source.get("sources_not_read"):
+        notes.append(_not_read(source))
     if source.get("failed_products"):
         notes.append(
             f"{len(source['failed_products'])} product(s) could not be read and were left out: "

@@ -379,6 +379,7 @@ class Forecasts:
     synthetic: bool = False
     correction: dict[str, str] = field(default_factory=dict)
     available_after_hours: float = DEFAULT_AVAILABLE_AFTER_HOURS
+    sources_not_read: dict[str, str] = field(default_factory=dict)
 
     @property
     def any(self) -> bool:
@@ -398,7 +399,8 @@ class Forecasts:
             "lapse_rate_correction": dict(sorted(self.correction.items())),
             "available_after_hours": self.available_after_hours,
             "method": "nearest grid point; 2 m temperature lapse-rate corrected at 6.5 K/km",
-        }
+        } | ({"sources_not_read": dict(sorted(self.sources_not_read.items()))}
+             if self.sources_not_read else {})  # fmt: skip
 
 
 def collect(

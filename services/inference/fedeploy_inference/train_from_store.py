@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -149,6 +149,43 @@ def _product_bytes(client: Any, bucket: str, key: str) -> bytes | Exception:
         return ValueError(f"s3://{bucket}/{key}: {error}")
 
 
+# Product types whose 2t is a temperature forecast: the deterministic forecast, the ensemble's
+# control forecast and its mean (not the members pf, nor the spread es or probabilities ep).
+FORECAST_TYPES = ("fc", "cf", "em")
+
+
+def forecast_source(item: str) -> str:
+    """The source (`<model>-<resol>-<stream>-<type>`) of a product's item id
+    (`<source>-<yyyymmddHH>-<step>h-<params>`)."""
+    return item.rsplit("-", 3)[0]
+
+
+def choose_source(items: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The items of the one source read (the temperature forecast with the most products;
+    by name on ties) and, per other source, why it is not read. Runs of two models or
+    resolutions at the same time are not mixed, nor is an ensemble's spread read as a
+    temperature."""
+    by_source: dict[str, list[str]] = {}
+    for item in items:
+        by_source.setdefault(forecast_source(item), []).append(item)
+    usable = [s for s in sorted(by_source) if s.rsplit("-", 1)[-1] in FORECAST_TYPES]
+    chosen = max(usable, key=lambda s: len(by_source[s]), default=None)
+    why = {}
+    for source, own in by_source.items():
+        kind = source.rsplit("-", 1)[-1]
+        if kind not in FORECAST_TYPES:
+            why[source] = (
+                f"{len(own)} product(s) of type {kind}: only {', '.join(FORECAST_TYPES)} hold "
+                "a 2 m temperature forecast read as one"
+            )
+        elif source != chosen:
+            why[source] = (
+                f"{len(own)} product(s) not read: one source is read, {chosen} (the most "
+                "products), so two models' or resolutions' runs are not mixed"
+            )
+    return ([] if chosen is None else by_source[chosen]), why
+
+
 def ingested_forecasts(
     client: Any,
     bucket: str,
@@ -157,19 +194,23 @@ def ingested_forecasts(
     available_after_hours: float = DEFAULT_AVAILABLE_AFTER_HOURS,
 ) -> Forecasts | None:
     """The bucket's ingested NWP read at the stations with a known position (nwp.collect), each
-    run usable `available_after_hours` after its reference time; None where the bucket holds
+    run usable `available_after_hours` after its reference time, from one source
+    (choose_source; the others are named in `sources_not_read`); None where the bucket holds
     no ECMWF product with 2t."""
     keys = forecast_keys(client, bucket)
     if not keys:
         return None
     item = {key: key.rsplit("/", 2)[-2] for key in keys}
-    return collect(
-        ((item[key], _product_bytes(client, bucket, key)) for key in keys),
+    chosen, not_read = choose_source(list(item.values()))
+    read = [key for key in keys if item[key] in set(chosen)]
+    forecasts = collect(
+        ((item[key], _product_bytes(client, bucket, key)) for key in read),
         places(series),
-        model_of={item[key]: item[key].split("-", 1)[0] for key in keys},
+        model_of={item[key]: item[key].split("-", 1)[0] for key in read},
         synthetic=synthetic,
         available_after_hours=available_after_hours,
     )
+    return replace(forecasts, sources_not_read=not_read) if not_read else forecasts
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,12 @@ from fedeploy_inference.features import (
 )
 from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.model import NetConfig, StationForecaster
+from fedeploy_inference.model_card import nwp_text
 from fedeploy_inference.nwp import GRAVITY, KELVIN, Place, ProductError, collect, read_product
+from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.synthetic import SyntheticSpec, generate, scenes
 from fedeploy_inference.synthetic_nwp import grib2_field
+from fedeploy_inference.train_from_store import ingested_forecasts
 from fedeploy_inference.training import TrainConfig, fit, predict
 
 RUN = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -327,3 +330,31 @@ def test_the_publication_delay_is_a_training_option_and_is_bounded(settings, mon
     monkeypatch.setenv("INFER_S3_ENDPOINT_URL", settings.s3_endpoint_url)
     assert main(["train", "--nwp-available-after-hours", "-1"]) == 2
     assert "nwp_available_after_hours: -1.0 given; 0 to 48 allowed" in capsys.readouterr().err
+
+
+def test_two_ingested_sources_are_not_mixed_and_an_ensemble_spread_is_not_read(settings):
+    # IFS and AIFS runs at the same times (AIFS 5 K warmer), and the ensemble's 2t spread (es,
+    # 1-3 K): before, all were read as one forecast, the colder value kept at each step (sorted)
+    # and the spread read as -271 degC where it sorted first.
+    client = s3_client(settings)
+    series = to_hourly(next(iter(generate(SyntheticSpec(stations=1, days=2))))[1])
+    name, st = next(iter(series.items()))
+    lat0, lon0 = round(st.latitude) + 1.0, round(st.longitude) - 1.0
+    fields = {"ifs-0p25-oper-fc": 0.0, "aifs-0p25-oper-fc": 5.0, "ifs-0p25-enfo-es": -280.0}
+    for source, offset in fields.items():
+        model, _, stream, kind = source.split("-")
+        steps = (0, 6, 12) if model == "ifs" else (0, 6)
+        for step in steps:
+            item = f"{source}-2026010112-{step}h-2t"
+            body = grib2_field("2t", RUN, step, lat0, lon0, 4, 3, 1.0, TEMPERATURE_K + offset)
+            key = f"sentinel/ecmwf-{model}-{stream}-{kind}/{item}/data.grib2"
+            client.put_object(Bucket=settings.bucket, Key=key, Body=body)
+    forecasts = ingested_forecasts(client, settings.bucket, series)
+    assert forecasts is not None and forecasts.products == 3 and forecasts.models == ["ifs"]
+    assert set(forecasts.stations[name].raw_c) <= set(TEMPERATURE_K.ravel() - KELVIN)
+    described = forecasts.describe()["sources_not_read"]
+    assert sorted(described) == ["aifs-0p25-oper-fc", "ifs-0p25-enfo-es"]
+    assert "type es" in described["ifs-0p25-enfo-es"]
+    assert "ifs-0p25-oper-fc (the most products)" in described["aifs-0p25-oper-fc"]
+    card = nwp_text({"nwp": {"status": "none", "reason": "r", "source": forecasts.describe()}})
+    assert "Ingested but not read: aifs-0p25-oper-fc (2 product(s) not read" in card
