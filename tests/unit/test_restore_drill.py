@@ -112,3 +112,17 @@ def test_the_scratch_servers_configuration_runs_and_loads_nothing(tmp_path) -> N
     assert last["hba_file"] == f"'{tmp_path}/drill_hba.conf'"
     assert last["ident_file"] == f"'{tmp_path}/drill_ident.conf'"
     assert "include" not in text
+
+
+def test_digests_name_changed_documents_and_items_whatever_the_sample() -> None:
+    live = CatalogState(("s2",), {"s2": 2}, {}, {"s2": "doc"}, {"s2": "rows"})
+    assert differences(live, live) == []
+    restored = CatalogState(("s2",), {"s2": 2}, {}, {"s2": "doc'"}, {"s2": "rows'"})
+    assert differences(restored, live) == [
+        "collection 's2': its document differs",
+        "collection 's2': items differ (ids or content; same count)",
+    ]
+    sampled = {("s2", "a"): ("s3://b/a",)}
+    have = CatalogState(("s2",), {"s2": 2}, sampled, sample_digests={("s2", "a"): "x"})
+    want = CatalogState(("s2",), {"s2": 2}, sampled, sample_digests={("s2", "a"): "y"})
+    assert differences(have, want) == ["item 'a' in 's2': content differs"]
