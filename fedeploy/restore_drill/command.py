@@ -7,6 +7,7 @@ import os
 import pwd
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -154,7 +155,8 @@ def restore_drill_command(
         if failed:
             typer.echo(f"restore-drill: start not pushed to {pushgateway}: {failed}", err=True)
     # The Job's deadline or an eviction sends SIGTERM: end as "could not run", pushed below.
-    signal.signal(signal.SIGTERM, _terminated)
+    if threading.current_thread() is threading.main_thread():  # signals reach only that one
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         live_dsn = _with_credentials(live_dsn, live_user_file, live_password_file)
         status, items = _drill(
