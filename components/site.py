@@ -21,7 +21,7 @@ from fedeploy.values.services import (
     wants_gpu,
 )
 from fedeploy.values.site_identity import kubernetes_labels, resource_tags
-from fedeploy.values.storage_credentials import storage_secret_data
+from fedeploy.values.storage_credentials import SITE_SECRET, storage_secret_data
 from fedeploy.values.wiring import SiteWiring
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class Site(pulumi.ComponentResource):
         if infra.credentials is not None:
             static = self._secret(
                 "storage-credentials",
-                "fedeploy-storage",
+                SITE_SECRET,
                 namespace,
                 # One file, boto3's shared credentials file, mounted by every pod that uses
                 # the keys: none of them holds the keys in its environment.
@@ -195,6 +195,9 @@ class Site(pulumi.ComponentResource):
             )
             for workload, keys in sorted(infra.workload_credentials.items())
         }
+        # A workload whose key the store's owner scoped (kubernetes and hpc sites) mounts that
+        # key's existing Secret instead of the site's.
+        own.update(getattr(config.storage, "workload_credentials", {}))
         gpu = infra.gpu
         ingestion = config.services.ingestion
         asset_buckets: Any = ()

@@ -109,7 +109,9 @@ def storage_identity(subjects: list[Subject]) -> Iterable[Finding]:
     """EC2 credentials made for no named project: the deploying user's own keys, which the
     site's pods hold unless its workloads have credentials of their own (`workload_identities`,
     whose EC2 credentials each name their workload's project; the deploying user's then stays
-    with Pulumi)."""
+    with Pulumi); and, on kubernetes and hpc sites, the workloads on the site's keys
+    (`shared_storage_keys`)."""
+    yield from shared_storage_keys(subjects)
     credentials = [s for s in subjects if s.type == OS_EC2_CREDENTIAL]
     if any(s.props.get("projectId") or s.props.get("userId") for s in credentials):
         return
@@ -131,16 +133,94 @@ def storage_identity(subjects: list[Subject]) -> Iterable[Finding]:
         )
 
 
+# Where each workload's storage Secret sits in its release's values, in the order the
+# storage-identity advisory names them (the internet-facing asset endpoint first): (the
+# workload in words, release, path to the block whose `enabled` turns it on (None: always on),
+# path to the Secret's name).
+_WORKLOAD_SECRETS: tuple[tuple[str, str, tuple[str, ...] | None, tuple[str, ...]], ...] = (
+    (
+        "the asset endpoint (assets, internet-facing)",
+        "catalog",
+        ("assets",),
+        ("assets", "storage", "existingSecret"),
+    ),
+    ("ingestion", "ingestion", None, ("storage", "existingSecret")),
+    ("inference", "inference", None, ("storage", "existingSecret")),
+    ("the catalog backups (catalog-backup)", "catalog", ("backup",), ("backup", "existingSecret")),
+    (
+        "the restore drill (catalog-drill)",
+        "catalog",
+        ("backup", "drill"),
+        ("backup", "drill", "credentialsSecret"),
+    ),
+)
+
+
+def _at(values: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        values = values.get(key) if isinstance(values, dict) else None
+    return values
+
+
+def _shared_key_holders(subjects: list[Subject]) -> tuple[str, str, list[str]]:
+    """(kind, first release, workloads in words) of a kubernetes or hpc site's releases whose
+    workload mounts the site's storage Secret (SITE_SECRET); ("", "", []) when none does."""
+    from fedeploy.values.storage_credentials import SITE_SECRET
+
+    releases = {str(s.props.get("name")): s for s in subjects if s.type == HELM_RELEASE}
+    kind, first, holders = "", "", []
+    for words, release, enabled, secret in _WORKLOAD_SECRETS:
+        subject = releases.get(release)
+        values = (subject.props.get("values") or {}) if subject is not None else {}
+        site_kind = str(_at(values, ("site", "kind")) or "")
+        if site_kind not in UNSCOPED_STORE_KINDS or (
+            enabled is not None and not _at(values, (*enabled, "enabled"))
+        ):
+            continue
+        if subject is not None and _at(values, secret) == SITE_SECRET:
+            kind, first = site_kind, first or subject.name
+            holders.append(words)
+    return kind, first, holders
+
+
+def _listed(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def shared_storage_keys(subjects: list[Subject]) -> Iterable[Finding]:
+    """Workloads of a kubernetes or hpc site that mount the site's storage keys (write and
+    delete on every bucket): the store is not fedeploy's to scope, so its owner must give them
+    keys of their own (`storage.workload_credentials`)."""
+    kind, first, holders = _shared_key_holders(subjects)
+    if holders:
+        yield Finding(
+            "storage-identity",
+            first,
+            f"on this {kind} site {_listed(holders)} mount the site's storage keys (Secret "
+            "fedeploy-storage: write and delete on every bucket, backups included). The store "
+            "is not fedeploy's, so it cannot make them keys of their own: have the store's "
+            "owner make one per workload (read-only on the ingestion bucket for the asset "
+            "endpoint, which faces the internet), put each in a Secret with key `credentials` "
+            "and name it in the stack file's storage.workload_credentials.<workload> "
+            "(docs/configuration.md, Storage keys on kubernetes and hpc sites)",
+            "advisory",
+        )
+
+
 def backup_identity(subjects: list[Subject]) -> Iterable[Finding]:
     """Catalog backups on a kind whose store is not fedeploy's (kubernetes, hpc) use the site's
-    shared storage keys: reach beyond the backup prefix, which no identity of ours can narrow."""
+    shared storage keys: reach beyond the backup prefix, which no identity of ours can narrow;
+    silent once the backups and the drill mount keys of their own (storage.workload_credentials)."""
+    from fedeploy.values.storage_credentials import SITE_SECRET
+
     for s in subjects:
         if s.type != HELM_RELEASE or s.props.get("name") != "catalog":
             continue
         values = s.props.get("values") or {}
         kind = str((values.get("site") or {}).get("kind", ""))
         backup = values.get("backup") or {}
-        if kind in UNSCOPED_STORE_KINDS and backup.get("enabled"):
+        shared = (backup.get("existingSecret"), _at(backup, ("drill", "credentialsSecret")))
+        if kind in UNSCOPED_STORE_KINDS and backup.get("enabled") and SITE_SECRET in shared:
             yield Finding(
                 "backup-identity",
                 s.name,
@@ -213,8 +293,9 @@ def provider_rules() -> list[Rule]:
         ),
         Rule(
             "storage-identity",
-            "An OpenStack site's storage keys are not the deploying user's own EC2 credential "
-            "(advisory findings).",
+            "An OpenStack site's storage keys are not the deploying user's own EC2 credential, "
+            "and no kubernetes or hpc workload holds the site's storage keys (advisory "
+            "findings).",
             "mandatory",
             storage_identity,
         ),

@@ -93,6 +93,14 @@ Buckets = Annotated[
 ]
 
 
+# The workloads that read or write the store with static keys, by the name of their identity
+# (fedeploy.values: the asset endpoint, the two services, the catalog's backups and drill).
+StorageWorkload = Literal["assets", "ingestion", "inference", "catalog-backup", "catalog-drill"]
+
+# A Kubernetes Secret's name (a DNS subdomain of lower-case letters, digits and '-').
+SecretName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=253)]
+
+
 class AwsStorage(StrictModel):
     """S3 buckets in the site's region."""
 
@@ -125,6 +133,19 @@ class S3CompatibleStorage(StrictModel):
     )
     bucket_prefix: BucketPrefix = "fedeploy"
     buckets: Buckets
+    workload_credentials: dict[StorageWorkload, SecretName] = Field(
+        default_factory=dict,
+        description=(
+            "Existing Kubernetes Secrets in the services' namespace, by workload (assets, "
+            "ingestion, inference, catalog-backup, catalog-drill), each with a key `credentials` "
+            "holding an AWS shared credentials file ([default] profile) of a key the store's "
+            "owner limited to that workload: the workload mounts it instead of the site's keys "
+            "(fedeploy-storage). The store is not fedeploy's, so it cannot make such keys; a "
+            "workload left out keeps the site's keys, and the plan's storage-identity advisory "
+            "names it. Start with assets: the asset endpoint faces the internet and needs only "
+            "to list and read (docs/configuration.md)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _https_only(self) -> S3CompatibleStorage:

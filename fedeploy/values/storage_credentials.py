@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import pulumi
 
 SECRET_KEY = "credentials"
+# The site's own storage Secret (its static keys): every workload without a Secret of its own
+# mounts it.
+SITE_SECRET = "fedeploy-storage"
 # The keys as earlier releases took them from the Secret (environment variables); kept so that
 # their pods still start during an upgrade. Nothing of this release reads them.
 LEGACY_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

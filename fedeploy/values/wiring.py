@@ -27,8 +27,9 @@ class SiteWiring:
     asset_buckets: Any = ()
     # The site's environment; the policy pack reads it from the catalog's values.
     environment: str = "production"
-    # Storage Secrets of workloads with keys of their own (openstack `workload_identities`), by
-    # workload (ingestion, inference, assets, catalog-backup): they replace `storage_secret`.
+    # Storage Secrets of workloads with keys of their own (openstack `workload_identities`, ovh's
+    # users, kubernetes and hpc `storage.workload_credentials`), by workload (assets, ingestion,
+    # inference, catalog-backup, catalog-drill): they replace `storage_secret`.
     storage_secrets: dict[str, str] = field(default_factory=dict)
 
     def secret_for(self, workload: str) -> str:
