@@ -573,3 +573,25 @@ def test_docs_give_one_trust_policy_per_purpose_pinned_as_the_jobs_run() -> None
     # No policy trusts a whole repository or any branch.
     for rules in [*aws.values(), *pulumi.values()]:
         assert not rules["sub"].endswith(":*") and ":ref:*" not in rules["sub"], rules
+
+
+def test_the_docs_say_what_the_change_jobs_tokens_can_do_and_where_deploys_run() -> None:
+    """docs/gitops.md: the change jobs' implicit tokens with what they can do and how
+    `CI_JOB_TOKEN` is limited; how the change's text is made literal; protected runners."""
+    docs = (ROOT / "docs" / "gitops.md").read_text()
+    table = docs.split("## Who holds which credential", 1)[1].split("\n\n", 3)[2]
+    row = next(line for line in table.splitlines() if "GitLab `plan:change`" in line)
+    for needed in (
+        "ACTIONS_RUNTIME_TOKEN",
+        "CI_JOB_TOKEN",
+        "push to this project's container and package registries",
+        "Job token permissions",
+        "protected container tags",
+        "protected packages",
+        "never publish releases to a registry a merge request's job token can push to",
+    ):
+        assert needed in row, needed
+    assert "none at all" not in docs and "writes nothing the report is built from" not in docs
+    assert "no text of the change reaches the comment as Markdown" not in docs
+    assert "fenced blocks whose fence" in docs and "downloads\nthat ID, never a name" in docs
+    assert "**protected** runners" in docs
