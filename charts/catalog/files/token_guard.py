@@ -6,7 +6,9 @@ proxy sees the request: a request that carries a bearer token whose `iss` is not
 or that has no numeric `exp`, or has expired, is answered 401. It reads the claims without
 checking the signature, which is safe because the proxy behind it checks the signature of every
 token it lets through: a forged claim set is refused there. Requests without a token pass
-unchanged, so anonymous reads stay anonymous and anonymous writes are refused by the proxy.
+unchanged, so anonymous reads stay anonymous and anonymous writes are refused by the proxy;
+a write to the collections or items without a bearer token is answered 401 here, before its
+body is read.
 
 The guard also keeps the harvest-status collections (`fedeploy-site-<member>`, which
 `fedeploy verify` reads on the hub to let a wave pass) to their one writer, the hub's harvester,
@@ -17,9 +19,11 @@ its audience and scope, never writes or deletes them. A JSON Patch (a list body)
 collection or item may not touch `id` or `collection` (pgstac writes the row the patched
 content's `id` names, so a renaming patch of another collection would land on a status
 collection), and a list body that is not a JSON Patch is refused: 403, whatever the token.
-Only the body of a write to the collections or items is read before the proxy, at most
-GUARD_MAX_BODY_BYTES of it (16 MiB unset; a larger one is answered 413); every other body,
-an anonymous POST /search's included, streams through unread.
+Only the body of a token-bearing write to the collections or items is read before the proxy,
+at most GUARD_MAX_BODY_BYTES of it (1 MiB unset; a larger one is answered 413), and parsed only
+when it holds at most GUARD_MAX_BODY_VALUES JSON values (131072 unset, counted as its `{`, `[`,
+`:` and `,` bytes; more: 413), which bounds the parse's memory; every other body, an anonymous
+POST /search's included, streams through unread.
 
 The guard also counts every request it answers or passes on, by method and status class, with
 its duration: the catalog's request metrics (the STAC API image serves none), in Prometheus's
