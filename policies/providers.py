@@ -196,7 +196,7 @@ def shared_storage_keys(subjects: list[Subject]) -> Iterable[Finding]:
         yield Finding(
             "storage-identity",
             first,
-            f"on this {kind} site {_listed(holders)} mount the site's storage keys (Secret "
+            f"on this {kind} site {_listed(holders)} {'mounts' if len(holders) == 1 else 'mount'} the site's storage keys (Secret "
             "fedeploy-storage: write and delete on every bucket, backups included). The store "
             "is not fedeploy's, so it cannot make them keys of their own: have the store's "
             "owner make one per workload (read-only on the ingestion bucket for the asset "
