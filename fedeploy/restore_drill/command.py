@@ -267,6 +267,7 @@ def _drill(
             except TargetNotReached:
                 # No WAL record after that position in the store: nothing was written since,
                 # so the end of the WAL is that moment.
+                typer.echo("no WAL past that position in the store: restoring to its end")
                 restored, _ = restore_and_read(salt)
             found = differences(restored, before)
             if not found or attempt == 2:

@@ -207,6 +207,25 @@ def test_the_drill_to_the_end_of_the_wal_matches_the_live_catalog(site: BackedUp
     assert latest.stdout.startswith("identical: 1 collections, 260 items restored from")
 
 
+def test_the_scheduled_drill_on_a_quiet_catalog_restores_to_the_end_of_the_wal(
+    site: BackedUpSite,
+) -> None:
+    """Nothing written since the last segment was uploaded: the store holds no WAL record at or
+    after the live read's position, so recovery cannot reach it; the drill restores to the end
+    of the WAL instead, which is that moment."""
+    store = site.store
+    quiet = restore_drill(
+        site.tools,
+        site.env,
+        ["--backup-url", store.url, "--server-name", store.server_name]
+        + ["--endpoint-url", store.endpoint_url or "", "--database", "catalog"]
+        + ["--live-dsn", site.live.dsn("catalog"), "--settle-seconds", "1"],
+    )
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "no WAL past that position in the store: restoring to its end" in quiet.stdout
+    assert "identical: 1 collections, 260 items restored" in quiet.stdout
+
+
 def test_the_drill_cannot_run_without_a_backup(site: BackedUpSite) -> None:
     missing = BackedUpSite(
         site.s3,
