@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+)
 
 from fedeploy_inference.contract import LIMITS
 
@@ -54,12 +62,14 @@ class PredictionRequest(BaseModel):
     latitude: float | None = Field(None, ge=-90, le=90, description="deg north")
     observations: list[Observation] = Field(min_length=1, max_length=10_000)
     scene: Scene | None = None
-    forecast: list[Annotated[float | None, Field(ge=_LOW_C, le=_HIGH_C)]] | None = Field(
+    # Strict: a JSON number or null per lead (true or "3" would be read as 1 or 3 degC).
+    forecast: list[Annotated[float | None, Strict(), Field(ge=_LOW_C, le=_HIGH_C)]] | None = Field(
         None,
         min_length=1,
         max_length=48,
         description="NWP 2 m temperature at the station (degC; nearest grid point, lapse-rate "
-        "corrected) for lead hours 1, 2, ... (the middle of each hour), null where none, from "
+        "corrected) for lead hours 1, 2, ... (the middle of each hour), a number or null where "
+        "none (no strings or booleans), from "
         "the newest run published before issued_at: required by a model trained with NWP input "
         "(GET /v1/model: features.nwp), refused by one without.",
     )

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 import torch
 from fedeploy_inference import nwp
+from fedeploy_inference.api_schema import PredictionRequest
 from fedeploy_inference.cli import main
 from fedeploy_inference.features import (
     FeatureSpec,
@@ -31,6 +32,7 @@ from fedeploy_inference.synthetic import SyntheticSpec, generate, scenes
 from fedeploy_inference.synthetic_nwp import grib2_field
 from fedeploy_inference.train_from_store import ingested_forecasts
 from fedeploy_inference.training import TrainConfig, fit, predict
+from pydantic import ValidationError
 
 RUN = datetime(2026, 1, 1, 12, tzinfo=UTC)
 # A 3 x 4 grid of 1-degree steps from 50N 10W (written as ECMWF writes it: longitude 350).
@@ -358,3 +360,19 @@ def test_two_ingested_sources_are_not_mixed_and_an_ensemble_spread_is_not_read(s
     assert "ifs-0p25-oper-fc (the most products)" in described["aifs-0p25-oper-fc"]
     card = nwp_text({"nwp": {"status": "none", "reason": "r", "source": forecasts.describe()}})
     assert "Ingested but not read: aifs-0p25-oper-fc (2 product(s) not read" in card
+
+
+@pytest.mark.parametrize("given", ["true", '"3.5"', "NaN", "1e400", "[1]"])
+def test_a_forecast_lead_is_a_json_number_or_null(given):
+    # Before, true and "3.5" were read as 1 and 3.5 degC forecasts.
+    body = (
+        '{"station": "a", "issued_at": "2026-01-01T00:00:00Z", "observations": '
+        '[{"time": "2025-12-31T23:00:00Z", "air_temperature": 1.0}], "forecast": [2, null, '
+        + given
+        + "]}"
+    )
+    with pytest.raises(ValidationError) as raised:
+        PredictionRequest.model_validate_json(body)
+    assert [e["loc"][:2] for e in raised.value.errors()] == [("forecast", 2)]
+    good = PredictionRequest.model_validate_json(body.replace(given, "3.5"))
+    assert good.forecast == [2.0, None, 3.5]
