@@ -2,9 +2,10 @@
 
 Over every release `fedeploy plan` renders for the example federation: no container has
 AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY in its environment; on a site with static keys
-(the `fedeploy-storage` Secret), every container of ours that uses a bucket mounts the Secret's
-`credentials` key read-only under /etc/fedeploy/storage (a whole Secret volume, no subPath) and
-names it in AWS_SHARED_CREDENTIALS_FILE; and no workload carries checkov's CKV_K8S_35 waiver
+(the `fedeploy-storage` Secret, or per-workload `fedeploy-storage-<workload>` Secrets), every
+container of ours that uses a bucket (a bucket setting, or the restore drill's --backup-url)
+mounts one of those Secrets' `credentials` key read-only under /etc/fedeploy/storage (a whole
+Secret volume, no subPath) and names it in AWS_SHARED_CREDENTIALS_FILE; and no workload carries checkov's CKV_K8S_35 waiver
 (secrets as environment variables) any more."""
 
 from __future__ import annotations
@@ -26,14 +27,18 @@ KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKE
 BUCKET_SETTINGS = {"INGEST_BUCKET", "INFER_BUCKET", "ASSETS_BUCKETS", "BACKUP_URL"}
 
 
-def _workloads(example_report: Any) -> list[tuple[str, str, dict[str, Any], bool]]:
-    """(site, release, workload manifest, whether the site has static keys) for every workload."""
+def _workloads(example_report: Any) -> list[tuple[str, str, dict[str, Any], frozenset[str]]]:
+    """(site, release, workload manifest, the site's static-key Secrets) for every workload: the
+    site's `fedeploy-storage` and the per-workload `fedeploy-storage-<workload>` Secrets (empty
+    where the site has no static keys)."""
     found = []
     for name, site in example_report.sites.items():
         plan = example_report.federation.plans[name]
-        static = any(
-            s.inputs["metadata"]["name"] == STORAGE_SECRET
+        static = frozenset(
+            s.inputs["metadata"]["name"]
             for s in plan.by_type("kubernetes:core/v1:Secret")
+            if s.inputs["metadata"]["name"] == STORAGE_SECRET
+            or s.inputs["metadata"]["name"].startswith(STORAGE_SECRET + "-")
         )
         for release in site.releases:
             for manifest in release.manifests:
@@ -53,7 +58,10 @@ def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _assert_mounts_the_file(
-    pod: dict[str, Any], container: dict[str, Any], where: str, secret: str = STORAGE_SECRET
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    where: str,
+    secrets: frozenset[str] = frozenset({STORAGE_SECRET}),
 ) -> None:
     env = {e["name"]: e for e in container.get("env", [])}
     assert env["AWS_SHARED_CREDENTIALS_FILE"] == {
@@ -64,7 +72,7 @@ def _assert_mounts_the_file(
     # The whole volume, read-only: a subPath mount would never see rotated keys.
     assert mount.get("readOnly") is True and "subPath" not in mount, where
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    assert volume["secret"]["secretName"] == secret, where
+    assert volume["secret"]["secretName"] in secrets, where
     assert volume["secret"]["items"] == [{"key": SECRET_KEY, "path": "credentials"}], where
     assert volume["secret"]["defaultMode"] & 0o007 == 0, where  # not world-readable
 
@@ -90,8 +98,12 @@ def test_every_store_user_on_a_static_keys_site_mounts_the_credentials_file(
         for container in _containers(pod):
             where = f"{site}/{release} {manifest['kind']}/{manifest['metadata']['name']} {container['name']}"
             names = {e["name"] for e in container.get("env", [])}
-            if static and names & BUCKET_SETTINGS:
-                _assert_mounts_the_file(pod, container, where)
+            # The restore drill takes its store as an argument, not a setting.
+            uses_store = names & BUCKET_SETTINGS or any(
+                str(arg).startswith("--backup-url=") for arg in container.get("args", [])
+            )
+            if static and uses_store:
+                _assert_mounts_the_file(pod, container, where, static)
                 mounted[f"{release} {manifest['kind']}"] += 1
             elif "AWS_SHARED_CREDENTIALS_FILE" in names:
                 raise AssertionError(f"{where}: names a credentials file it has no use for")
@@ -141,7 +153,7 @@ def test_retraining_passes_the_keys_of_the_file(rendered) -> None:
     (container,) = pod["containers"]
     where = "inference hpc retrain"
     assert not {e["name"] for e in container["env"]} & KEY_VARIABLES, where
-    _assert_mounts_the_file(pod, container, where, secret="s3-credentials")
+    _assert_mounts_the_file(pod, container, where, frozenset({"s3-credentials"}))
     # The SLURM job gets the keys the submitting process reads from the file (the cluster's
     # nodes cannot read the pod's files); submit options come before train's own, after `--`.
     # No variable from a Secret (the bridge token and its user are files too), so no waiver.
