@@ -13,9 +13,10 @@ The 2 m temperature is corrected for the height difference between the station a
 point's orography with the standard lapse rate of 6.5 K/km (ICAO standard atmosphere):
 `T_station = T_grid - 0.0065 K/m * (station elevation - grid orography)`. The orography comes
 from the product's own `z` (surface geopotential, m2 s-2, divided by g = 9.80665) or `orog`
-(m) message; where the product has neither, or the station's elevation is unknown, the
-corrected value is the raw one and `correction` says why it was not applied. Kelvin become
-degC. Valid time = reference time + step.
+(m) message, or where it has neither (ECMWF may send the orography with step 0 only) from
+the last product read that had one (`collect`); where there is none, or the station's
+elevation is unknown, the corrected value is the raw one and `correction` says why it was not
+applied. Kelvin become degC. Valid time = reference time + step.
 
 Bounded: only the messages of `2t`, and of `z` and `orog` on the surface level, are decoded
 (the others' identity is read, their values never: `z` on pressure levels is not the
@@ -100,6 +101,7 @@ class ProductAtStations:
     step_hours: float
     values: dict[str, StationValue]
     centre: str = ""
+    orography: Orography | None = field(default=None, repr=False, compare=False)
 
     @property
     def valid(self) -> datetime:
@@ -150,6 +152,10 @@ class _Grid:
                 )
             i = min(max(round(offset / self.di), 0), self.ni - 1)
         return j * self.ni + i, self.lat0 + dj * j, _east(self.lon0 + di * i)
+
+
+# A product's own orography: its grid and heights (m), as read from `z` or `orog`.
+Orography = tuple[_Grid, np.ndarray]
 
 
 def _east(longitude: float) -> float:
@@ -264,11 +270,15 @@ def _decode(data: bytes, product: str) -> _Fields:
     return found
 
 
-def read_product(data: bytes, product: str, places: Sequence[Place]) -> ProductAtStations:
+def read_product(
+    data: bytes, product: str, places: Sequence[Place], orography: Orography | None = None
+) -> ProductAtStations:
     """The product's 2 m temperature at each place (degC, raw and lapse-rate corrected).
 
-    `product` names it in errors (its item id or key). Raises ProductError for a product that
-    is not GRIB2, is too large, or has no `2t` on a regular lat/lon grid."""
+    `product` names it in errors (its item id or key). `orography`: the one to use where the
+    product has no `z` or `orog` of its own (the terrain does not change with the step; ECMWF
+    may send it with step 0 only). Raises ProductError for a product that is not GRIB2, is too
+    large, or has no `2t` on a regular lat/lon grid."""
     if len(data) > MAX_PRODUCT_BYTES:
         raise ProductError(f"{product}: {len(data)} bytes; at most {MAX_PRODUCT_BYTES} are read")
     try:
@@ -280,7 +290,8 @@ def read_product(data: bytes, product: str, places: Sequence[Place]) -> ProductA
     if "2t" not in fields.grids or fields.reference is None or fields.step_hours is None:
         raise ProductError(f"{product}: no 2t (2 m temperature) message")
     grid, temperature = fields.grids["2t"]
-    orography = fields.grids.get("z") or fields.grids.get("orog")
+    own = fields.grids.get("z") or fields.grids.get("orog")
+    orography = own or orography
     values: dict[str, StationValue] = {}
     for place in places:
         at = grid.nearest(place.latitude, place.longitude)
@@ -309,7 +320,9 @@ def read_product(data: bytes, product: str, places: Sequence[Place]) -> ProductA
                 corrected = raw - LAPSE_RATE_K_PER_M * (place.elevation - height)
                 note = f"{-LAPSE_RATE_K_PER_M * (place.elevation - height):+.2f} K"
         values[place.name] = StationValue(True, raw, corrected, lat, lon, height, note)
-    return ProductAtStations(product, fields.reference, fields.step_hours, values, fields.centre)
+    return ProductAtStations(
+        product, fields.reference, fields.step_hours, values, fields.centre, own
+    )
 
 
 @dataclass(frozen=True)
@@ -412,7 +425,9 @@ def collect(
 ) -> Forecasts:
     """Read every product (id, its bytes, or the error fetching it) at the places. A product
     that fails is recorded in `failed` with its reason and the others are read; a station
-    covered by no product is in `not_covered` with the last reason it was given."""
+    covered by no product is in `not_covered` with the last reason it was given. A product
+    without `z` or `orog` is corrected with the orography of the last one read that had it
+    (products come sorted by key: a run's step 0 before its other steps)."""
     rows: dict[str, list[tuple[int, int, float, float]]] = {p.name: [] for p in places}
     reasons: dict[str, str] = {}
     correction: dict[str, str] = {}
@@ -420,15 +435,17 @@ def collect(
     models: set[str] = set()
     refs: list[datetime] = []
     count = 0
+    orography: Orography | None = None  # the last product's that had one
     for product, data in products:
         if isinstance(data, Exception):
             failed[product] = f"{product}: {data}"
             continue
         try:
-            read = read_product(data, product, places)
+            read = read_product(data, product, places, orography)
         except ProductError as error:
             failed[product] = str(error)
             continue
+        orography = read.orography or orography
         count += 1
         models.add((model_of or {}).get(product, read.centre or "unknown"))
         refs.append(read.reference)

@@ -163,6 +163,19 @@ def test_a_bad_product_fails_alone_with_its_id(data, said):
     assert "s" in forecasts.stations
 
 
+def test_a_step_without_orography_is_corrected_with_the_runs_step_0_orography():
+    # The orography sent with step 0 only: before, step 6 was left raw beside a corrected
+    # step 0, a 5.2 K jump between two steps of one run.
+    forecasts = collect(
+        [("run-0h", product(step=0)), ("run-6h", product(step=6, orography=False))],
+        [Place("high", 49.0, -9.0, 1300.0)],
+    )
+    got = forecasts.stations["high"]
+    assert list(got.raw_c - got.corrected_c) == pytest.approx([5.2, 5.2], abs=0.01)
+    alone = collect([("run-6h", product(step=6, orography=False))], [Place("high", 49, -9, 1300)])
+    assert "no z or orog" in alone.correction["high"]
+
+
 def _rekeyed(message: bytes, **keys: object) -> bytes:
     """The message with ecCodes keys set (in the order given)."""
     import eccodes
