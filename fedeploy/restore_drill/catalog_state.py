@@ -68,13 +68,15 @@ def read_state(
     salt: str = "",
     *,
     with_lsn: bool = False,
+    options: str = "",
 ) -> CatalogState:
     """Read a catalog's state in one read-only, repeatable-read transaction (the live site is
     never written, and the reads see one snapshot); `with_lsn`: first read the server's current
-    WAL position (a primary's), in the same transaction."""
+    WAL position (a primary's), in the same transaction; `options`: more `-c` settings of the
+    connection (the scratch server's)."""
     import psycopg
 
-    with psycopg.connect(dsn, options=_SESSION) as conn:
+    with psycopg.connect(dsn, options=f"{_SESSION} {options}".strip()) as conn:
         # One snapshot for every read: a catalog written meanwhile is read as it was.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True

@@ -24,7 +24,12 @@ from fedeploy.restore_drill.catalog_state import (
     read_state,
 )
 from fedeploy.restore_drill.outcome import DrillOutcome, push, push_started
-from fedeploy.restore_drill.scratch import DrillError, TargetNotReached, restored_server
+from fedeploy.restore_drill.scratch import (
+    SCRATCH_OPTIONS,
+    DrillError,
+    TargetNotReached,
+    restored_server,
+)
 
 
 def _store(url: str, server_name: str, endpoint_url: str | None) -> BackupStore:
@@ -212,9 +217,11 @@ def _with_credentials(dsn: str, user_file: Path | None, password_file: Path | No
     return make_conninfo(dsn, **given) if given else dsn
 
 
-def _read(dsn: str, sample: int, salt: str, *, with_lsn: bool = False) -> CatalogState:
+def _read(
+    dsn: str, sample: int, salt: str, *, with_lsn: bool = False, options: str = ""
+) -> CatalogState:
     try:
-        return read_state(dsn, sample, salt, with_lsn=with_lsn)
+        return read_state(dsn, sample, salt, with_lsn=with_lsn, options=options)
     except Exception as error:  # psycopg's errors: the database is not reachable
         raise DrillError(
             f"restore-drill: reading a catalog failed: {type(error).__name__}: {error}"
@@ -250,7 +257,12 @@ def _drill(
                 pg_bindir=pg_bindir,
                 user=user,
             ) as port:
-                restored = _read(f"postgresql://{user}@127.0.0.1:{port}/{database}", sample, salt)
+                restored = _read(
+                    f"postgresql://{user}@127.0.0.1:{port}/{database}",
+                    sample,
+                    salt,
+                    options=SCRATCH_OPTIONS,
+                )
                 return restored, (_read(live_dsn, sample, salt) if live else None)
 
     if settle_seconds:

@@ -165,6 +165,12 @@ _NEVER_FROM_THE_BACKUP = {
 }
 
 
+# Options of every connection to the scratch server: a client's settings outrank the backup's
+# per-role and per-database ones (ALTER ROLE ... SET session_preload_libraries, kept in the
+# restored catalog), so no library the backup names is loaded when the drill connects.
+SCRATCH_OPTIONS = "-c session_preload_libraries= -c local_preload_libraries= -c jit=off"
+
+
 def drill_config(settings: dict[str, str], workdir: Path) -> str:
     """The scratch server's whole postgresql.conf: `settings`, the loopback listener and private
     socket folder, the drill's own hba and ident files, and every program-running or
@@ -216,7 +222,7 @@ def _wait_promoted(dsn: str, workdir: Path, timeout: float) -> None:
         _target_not_reached(workdir / "postgres.log")
         with (
             contextlib.suppress(psycopg.OperationalError),
-            psycopg.connect(dsn, connect_timeout=5) as conn,
+            psycopg.connect(dsn, connect_timeout=5, options=SCRATCH_OPTIONS) as conn,
         ):
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             if row is not None and row[0] is False:

@@ -266,8 +266,9 @@ def test_a_new_database_never_writes_into_another_databases_archive(
 
 def test_nothing_a_backup_carries_runs_in_the_drill() -> None:
     """A base backup planted by whoever can write the prefix: its postgresql.conf runs commands
-    at the end of recovery, includes a folder of more, its postgresql.auto.conf preloads a
-    library, its pg_hba.conf refuses every connection and a standby.signal would never promote.
+    at the end of recovery, includes a folder of more, its postgresql.auto.conf and its role
+    settings (ALTER ROLE postgres SET) preload a library, its pg_hba.conf refuses every
+    connection and a standby.signal would never promote.
     The scratch server reads none of it: it promotes, the drill connects, no command ran."""
     if os.geteuid() != 0:
         pytest.skip("runs PostgreSQL as the postgres user (root needed)")
@@ -293,6 +294,11 @@ def _hostile_backup_restores_inertly(root: Path) -> None:
         f"-l {root}/p.log -w start >/dev/null"
     )
     try:
+        # Kept in the backup's catalog: a library loaded into each of postgres' sessions.
+        as_postgres(
+            f"{bindir}/psql -h {root} -p 55431 -U postgres -qc "
+            "\"ALTER ROLE postgres SET session_preload_libraries = 'no_such_lib'\""
+        )
         as_postgres(f"{bindir}/pg_basebackup -h {root} -p 55431 -U postgres -D {root}/planted")
     finally:
         as_postgres(f"{bindir}/pg_ctl -D {root}/primary -m fast -w stop >/dev/null")
@@ -313,7 +319,7 @@ def _hostile_backup_restores_inertly(root: Path) -> None:
             from pathlib import Path
             import psycopg
             from fedeploy.restore_drill.barman import BackupStore
-            from fedeploy.restore_drill.scratch import restored_server
+            from fedeploy.restore_drill.scratch import SCRATCH_OPTIONS, restored_server
             class Planted(BackupStore):  # the store holds the planted backup: restore copies it
                 def restore(self, data_dir, backup_id="auto"):
                     return ["cp", "-a", "{planted}", data_dir]
@@ -321,7 +327,8 @@ def _hostile_backup_restores_inertly(root: Path) -> None:
                     return "false"  # no WAL beyond the backup's: recovery ends
             store = Planted("site-bucket", "backups/catalog-db", "catalog-db")
             with restored_server(store, Path("{root}/work"), pg_bindir="{bindir}", timeout=90) as port:
-                with psycopg.connect(f"postgresql://postgres@127.0.0.1:{{port}}/postgres") as c:
+                dsn = f"postgresql://postgres@127.0.0.1:{{port}}/postgres"
+                with psycopg.connect(dsn, options=SCRATCH_OPTIONS) as c:
                     print("connected", c.execute("SELECT 1").fetchone()[0])
         """)
         result = subprocess.run(
