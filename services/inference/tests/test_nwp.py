@@ -4,6 +4,7 @@ stations (nearest grid point, lapse-rate corrected), fed to the model and scored
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -27,12 +28,15 @@ from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.model import NetConfig, StationForecaster
 from fedeploy_inference.model_card import nwp_text
 from fedeploy_inference.nwp import GRAVITY, KELVIN, Place, ProductError, collect, read_product
+from fedeploy_inference.predictor import encode_requests
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.synthetic import SyntheticSpec, generate, scenes
-from fedeploy_inference.synthetic_nwp import grib2_field
+from fedeploy_inference.synthetic_nwp import ErrorModel, grib2_field, products
 from fedeploy_inference.train_from_store import ingested_forecasts
 from fedeploy_inference.training import TrainConfig, fit, predict
 from pydantic import ValidationError
+
+from tests.samples import request_for
 
 RUN = datetime(2026, 1, 1, 12, tzinfo=UTC)
 # A 3 x 4 grid of 1-degree steps from 50N 10W (written as ECMWF writes it: longitude 350).
@@ -389,3 +393,27 @@ def test_a_forecast_lead_is_a_json_number_or_null(given):
     assert [e["loc"][:2] for e in raised.value.errors()] == [("forecast", 2)]
     good = PredictionRequest.model_validate_json(body.replace(given, "3.5"))
     assert good.forecast == [2.0, None, 3.5]
+
+
+def test_a_served_forecast_is_encoded_as_training_encodes_it_to_the_last_bit(small_data):
+    # The JSON `forecast` a client sends (the corrected values at the middle of each lead
+    # hour, full precision) becomes the same model inputs (float32) as in training, bit for bit.
+    series = small_data.series
+    read = collect(
+        products(
+            series, ErrorModel(run_every_hours=12, steps=(0, 6, 12, 18, 24), grid_degrees=0.5)
+        ),
+        nwp.places(series),
+    )
+    spec = FeatureSpec(nwp=True)
+    samples = build_samples(spec, series, forecasts=read.stations)
+    row = len(samples) // 2
+    station, origin_us = str(samples.station[row]), int(samples.origin_us[row])
+    forecast = read.stations[station].at(np.array([origin_us]), spec.horizon_hours)[0]
+    assert not np.isnan(forecast).all()
+    origin = datetime.fromtimestamp(origin_us / 1e6, UTC)
+    body = request_for(series, station, origin)
+    body["forecast"] = [None if np.isnan(v) else float(v) for v in forecast]
+    request = PredictionRequest.model_validate_json(json.dumps(body))
+    served = encode_requests(spec, [request])
+    assert served.features[0].tobytes() == samples.features[row].tobytes()
