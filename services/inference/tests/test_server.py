@@ -153,6 +153,19 @@ def test_bad_request_inside_a_batch_names_its_index(ready, small_data):
     assert response.json()["detail"][0]["loc"] == ["body", "requests", 1, "observations"]
 
 
+def test_a_refused_value_is_echoed_only_when_small(ready, small_data):
+    """A 422 repeats a small refused scalar (as FastAPI does) but not a refused list of a
+    million values: the answer stays small whatever the request's size."""
+    small = ready.post("/v1/predict", json=_bad(small_data, lambda b: b.update(longitude=200)))
+    assert small.status_code == 422
+    assert small.json()["detail"][0]["input"] == 200
+    huge = _bad(small_data, lambda b: b.update(observations=[0.5] * 1_000_000))
+    response = ready.post("/v1/predict", json=huge)
+    assert response.status_code == 422
+    assert len(response.content) < 10_000, len(response.content)
+    assert all("input" not in d for d in response.json()["detail"]), response.text[:500]
+
+
 def test_a_batch_over_the_limit_is_refused(settings, trained, small_data):
     limited = settings.model_copy(update={"max_batch": 2})
     publish(s3_client(settings), settings.bucket, settings.model_name, trained, DATA)
