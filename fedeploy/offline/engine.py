@@ -115,6 +115,31 @@ class _Mocks:
         )
 
 
+def _monitor(mocks: _Mocks) -> Any:
+    """Pulumi's mock monitor, which keeps the last of two resources with one URN, made to note
+    each URN registered twice (`duplicates`), as the real engine refuses them."""
+    import threading
+
+    from pulumi.runtime.mocks import MockMonitor
+
+    class Monitor(MockMonitor):
+        def __init__(self) -> None:
+            super().__init__(mocks)  # type: ignore[arg-type]  # duck-typed as in set_mocks
+            self.duplicates: list[str] = []
+            self._seen: set[str] = set()
+            self._lock = threading.Lock()  # registrations arrive on the SDK's worker threads
+
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802  (the gRPC method's name)
+            urn = self.make_urn(request.parent, request.type, request.name)
+            with self._lock:
+                if urn in self._seen:
+                    self.duplicates.append(urn)
+                self._seen.add(urn)
+            return super().RegisterResource(request)
+
+    return Monitor()
+
+
 class _LogCollector(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -196,6 +221,7 @@ def _plan_in_context(
     site = raw_config.get(f"{PROJECT}:site")
     region = (site or {}).get("region") if isinstance(site, dict) else None
     mocks = _Mocks(region or "eu-central-1", references, stack)
+    monitor = _monitor(mocks)
     collector = _LogCollector()
     logger = logging.getLogger(f"fedeploy.offline.{stack}")
     logger.propagate = False
@@ -219,6 +245,7 @@ def _plan_in_context(
             stack=stack,
             preview=False,
             logger=logger,
+            monitor=monitor,
         )
         pulumi.runtime.set_all_config(_config_values(raw_config), secret_keys)
         settings.SETTINGS.rpc_manager.clear()  # type: ignore[attr-defined]
@@ -236,6 +263,11 @@ def _plan_in_context(
             _sync_await(resolve())
 
         _sync_await(run_pulumi_func(run))
+        if monitor.duplicates:
+            raise ProgramError(
+                f"{stack_file}: two resources share the URN {monitor.duplicates[0]}: "
+                "`pulumi up` refuses a duplicate URN; give one of them another name"
+            )
     except FedeployError as err:
         err.resources_registered = len(mocks.resources)  # type: ignore[attr-defined]
         raise

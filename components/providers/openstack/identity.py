@@ -68,7 +68,7 @@ def workload_identities(
             opts=managing,
         )
         password = random.RandomPassword(
-            f"{name}-{workload}-password",
+            f"{name}-{workload}-user-password",
             length=40,
             special=False,
             opts=pulumi.ResourceOptions.merge(
