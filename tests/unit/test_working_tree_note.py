@@ -93,7 +93,7 @@ def test_diff_no_change_is_not_silent_about_the_working_tree(
     _working_changes(repo)
     sha = git(repo, "rev-parse", "HEAD")
 
-    def same(top, base, head, *, stacks_dir, sites):  # type: ignore[no-untyped-def]
+    def same(top, base, head, *, stacks_dir, sites, head_recorded=None):  # type: ignore[no-untyped-def]
         return FederationDiff(sha, sha, [], {})
 
     monkeypatch.setattr(diff_compare, "diff_revisions", same)
