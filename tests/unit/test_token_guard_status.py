@@ -30,7 +30,9 @@ HARVEST_SCOPE = "stac:harvest:eu-hub"
 
 
 def _bearer(audience: str, scope: str) -> str:
-    claims = {"iss": ISSUER, "exp": time.time() + 300, "aud": audience, "scope": scope}
+    # Made once at collection: valid for a day, so a long suite run (CI's takes half an hour
+    # between collection and these tests) does not turn every refusal into "token expired".
+    claims = {"iss": ISSUER, "exp": time.time() + 86400, "aud": audience, "scope": scope}
     segment = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
     return f"Bearer e30.{segment}.sig"
 
