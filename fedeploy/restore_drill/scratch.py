@@ -117,6 +117,9 @@ def restored_server(
         conf = _distrust_backup(data, workdir, settings)
         port = _free_port()
         log = workdir / "postgres.log"
+        # A log of an earlier restore in the same --workdir (the first try of a scheduled drill,
+        # whose target was not reached) must not be read as this server's.
+        log.unlink(missing_ok=True)
         try:
             _run(
                 [

@@ -206,7 +206,10 @@ def test_the_drill_image_restores_compares_and_pushes_as_the_chart_runs_it(
         values = deep_merge(
             copy.deepcopy(SITES["published"]["catalog"]),
             {"backup": {"bucket": BUCKET, "prefix": PREFIX, "endpoint": endpoint.endpoint_url,
-                        "region": endpoint.region, "drill": {"settleSeconds": 1}},
+                        "region": endpoint.region,
+                        # The drill's own read-only keys (here the store's one pair).
+                        "drill": {"settleSeconds": 1,
+                                  "credentialsSecret": "fedeploy-storage-catalog-drill"}},
              "monitoring": {"pushgateway": {"url": url}}},
         )  # fmt: skip
         manifests = render_chart(CHARTS_DIR / "catalog", values, "catalog", NAMESPACE)
