@@ -30,10 +30,8 @@ from fedeploy_ingestion.multihash import sha256_multihash
 from fedeploy_ingestion.sentinel_plan import CopiedAsset, object_key
 from fedeploy_ingestion.stac_documents import (
     FILE_EXTENSION,
-    STAC_VERSION,
-    WORLD,
-    WORLD_BBOX,
     collection,
+    global_product_item,
     rfc3339,
 )
 
@@ -399,27 +397,22 @@ def site_item(
                 "title": "Its index: one JSON object per GRIB message",
             }
         )
-    return {
-        "type": "Feature",
-        "stac_version": STAC_VERSION,
-        "stac_extensions": sorted([FILE_EXTENSION, FORECAST_EXTENSION]),
-        "id": product.item_id,
-        "collection": product.collection_id,
-        # The open-data fields are global; the area of interest is recorded, not cut out.
-        "geometry": WORLD,
-        "bbox": WORLD_BBOX,
-        "properties": properties,
-        "assets": {
-            "data": {
-                "href": f"s3://{bucket}/{copy.key}",
-                "type": GRIB2,
-                "roles": ["data"],
-                "title": f"{', '.join(sorted(product.params))} at step {product.step} h",
-                "file:size": copy.size,
-                "file:checksum": sha256_multihash(copy.sha256),
-                "description": IDENTIFIERS_NOTE,
-                "ecmwf:messages": layout,
-            }
-        },
-        "links": links,
+    data = {
+        "href": f"s3://{bucket}/{copy.key}",
+        "type": GRIB2,
+        "roles": ["data"],
+        "title": f"{', '.join(sorted(product.params))} at step {product.step} h",
+        "file:size": copy.size,
+        "file:checksum": sha256_multihash(copy.sha256),
+        "description": IDENTIFIERS_NOTE,
+        "ecmwf:messages": layout,
     }
+    # The open-data fields are global; the area of interest is recorded, not cut out.
+    return global_product_item(
+        product.item_id,
+        product.collection_id,
+        properties,
+        data,
+        links,
+        [FILE_EXTENSION, FORECAST_EXTENSION],
+    )

@@ -32,10 +32,8 @@ from fedeploy_ingestion.sentinel_plan import CopiedAsset, object_key
 from fedeploy_ingestion.settings import mars_words
 from fedeploy_ingestion.stac_documents import (
     FILE_EXTENSION,
-    STAC_VERSION,
-    WORLD,
-    WORLD_BBOX,
     collection,
+    global_product_item,
     rfc3339,
 )
 
@@ -291,37 +289,28 @@ def site_item(
     if area:
         properties["fedeploy:area_of_interest"] = list(area)
     root = url.rstrip("/")
-    return {
-        "type": "Feature",
-        "stac_version": STAC_VERSION,
-        "stac_extensions": [FILE_EXTENSION],
-        "id": product.item_id,
-        "collection": product.collection_id,
-        "geometry": WORLD,
-        "bbox": WORLD_BBOX,
-        "properties": properties,
-        "assets": {
-            "data": {
-                "href": f"s3://{bucket}/{copy.key}",
-                "type": product.media_type,
-                "roles": ["data"],
-                "title": f"Polytope {product.collection_name} {product.dataset} result",
-                "file:size": copy.size,
-                "file:checksum": sha256_multihash(copy.sha256),
-            }
-        },
-        "links": [
-            {
-                "rel": "via",
-                "href": f"{root}/api/v1/requests/{product.collection_name}",
-                "type": "application/json",
-                "title": "Polytope's request endpoint: POST the request in polytope:* again",
-            },
-            {
-                "rel": "about",
-                "href": f"{root}/api/v1/collections",
-                "type": "application/json",
-                "title": "Polytope's collections",
-            },
-        ],
+    data = {
+        "href": f"s3://{bucket}/{copy.key}",
+        "type": product.media_type,
+        "roles": ["data"],
+        "title": f"Polytope {product.collection_name} {product.dataset} result",
+        "file:size": copy.size,
+        "file:checksum": sha256_multihash(copy.sha256),
     }
+    links = [
+        {
+            "rel": "via",
+            "href": f"{root}/api/v1/requests/{product.collection_name}",
+            "type": "application/json",
+            "title": "Polytope's request endpoint: POST the request in polytope:* again",
+        },
+        {
+            "rel": "about",
+            "href": f"{root}/api/v1/collections",
+            "type": "application/json",
+            "title": "Polytope's collections",
+        },
+    ]
+    return global_product_item(
+        product.item_id, product.collection_id, properties, data, links, [FILE_EXTENSION]
+    )

@@ -35,3 +35,27 @@ def collection(collection_id: str, description: str, **extra: Any) -> dict[str, 
         "links": [],
         **extra,
     }
+
+
+def global_product_item(
+    item_id: str,
+    collection_id: str,
+    properties: dict[str, Any],
+    data: dict[str, Any],
+    links: list[dict[str, Any]],
+    extensions: list[str],
+) -> dict[str, Any]:
+    """A STAC item of one copied product covering the world (a global field whose area of
+    interest is recorded in its properties, not cut out), its one asset `data`."""
+    return {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": sorted(extensions),
+        "id": item_id,
+        "collection": collection_id,
+        "geometry": WORLD,
+        "bbox": WORLD_BBOX,
+        "properties": properties,
+        "assets": {"data": data},
+        "links": links,
+    }
