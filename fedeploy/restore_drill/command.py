@@ -256,9 +256,9 @@ def _drill(
                 target_lsn=target_lsn,
                 pg_bindir=pg_bindir,
                 user=user,
-            ) as port:
+            ) as server:
                 restored = _read(
-                    f"postgresql://{user}@127.0.0.1:{port}/{database}",
+                    server.dsn(database),
                     sample,
                     salt,
                     options=SCRATCH_OPTIONS,

@@ -1,5 +1,6 @@
 """A scratch PostgreSQL restored from the backups: barman-cloud-restore, then WAL replay to the
-latest state or a point in time, on 127.0.0.1 and a private socket folder, removed afterwards."""
+latest state or a point in time, reached only through a Unix socket in a private (0700) folder of
+the drill's workdir (no TCP listener), removed afterwards."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from fedeploy.errors import FedeployError
@@ -38,10 +40,48 @@ def _bindir(given: str | None) -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# The port names the socket file only (.s.PGSQL.5432): the scratch server listens on no TCP port,
+# and its socket folder is the drill's own, so no other server can hold that name.
+SCRATCH_PORT = 5432
+# PostgreSQL's longest Unix socket path (sun_path less its terminating byte).
+_SOCKET_PATH_MAX = 107
+
+
+@dataclass(frozen=True)
+class ScratchServer:
+    """A running scratch server: its Unix socket folder (mode 0700) and the role to connect as."""
+
+    socket_dir: Path
+    user: str
+
+    def dsn(self, database: str) -> str:
+        """libpq connection string of `database` over the socket (host is the socket folder)."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=str(self.socket_dir), port=str(SCRATCH_PORT), user=self.user, dbname=database
+        )
+
+
+def _socket_dir(workdir: Path) -> Path:
+    """The scratch server's socket folder in `workdir`, made (or kept) a 0700 folder of this
+    process's user. DrillError: a path too long for a Unix socket, or a folder not ours."""
+    folder = workdir / "socket"
+    socket_file = folder / f".s.PGSQL.{SCRATCH_PORT}"
+    if len(os.fsencode(socket_file)) > _SOCKET_PATH_MAX:
+        raise DrillError(
+            f"restore-drill: the scratch server's socket {socket_file} is longer than "
+            f"{_SOCKET_PATH_MAX} bytes, a Unix socket's limit; give a shorter --workdir"
+        )
+    folder.mkdir(mode=0o700, exist_ok=True)
+    found = os.lstat(folder)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        raise DrillError(
+            f"restore-drill: {folder} is not a folder of this user (uid {os.getuid()}); "
+            "give an empty --workdir"
+        )
+    os.chmod(folder, 0o700)
+    return folder
 
 
 def _run(argv: list[str], what: str, timeout: float, log: Path | None = None) -> str:
@@ -91,9 +131,10 @@ def restored_server(
     pg_bindir: str | None = None,
     user: str = "postgres",
     timeout: float = 3600.0,
-) -> Iterator[int]:
+) -> Iterator[ScratchServer]:
     """Restore the latest base backup into `workdir`, replay WAL up to the target, and yield the
-    port of the running scratch server (trust auth on 127.0.0.1 only); stopped and removed after.
+    running scratch server (trust auth on its Unix socket in `workdir`/socket, mode 0700; no
+    TCP listener); stopped and removed after.
 
     Nothing the backup carries is executed: the server reads only the configuration the drill
     writes (see `_distrust_backup`). TargetNotReached: the WAL in the store ends before
@@ -103,6 +144,7 @@ def restored_server(
     if data.exists():
         raise DrillError(f"restore-drill: {data} exists; give an empty --workdir")
     workdir.mkdir(parents=True, exist_ok=True)
+    sockets = _socket_dir(workdir)
     started = False
     try:
         _run(store.restore(str(data)), "barman-cloud-restore", timeout)
@@ -114,8 +156,7 @@ def restored_server(
         # the backup does not carry): take them from the restored control file.
         controldata = _run([str(bindir / "pg_controldata"), str(data)], "pg_controldata", 60)
         settings.update(primary_limits(controldata))
-        conf = _distrust_backup(data, workdir, settings)
-        port = _free_port()
+        conf = _distrust_backup(data, workdir, sockets, settings)
         log = workdir / "postgres.log"
         # A log of an earlier restore in the same --workdir (the first try of a scheduled drill,
         # whose target was not reached) must not be read as this server's.
@@ -127,7 +168,7 @@ def restored_server(
                     "-D",
                     str(data),
                     "-o",
-                    f"-p {port} -c config_file={conf}",
+                    f"-c config_file={conf}",
                     "-l",
                     str(log),
                     "-w",
@@ -143,8 +184,9 @@ def restored_server(
             _target_not_reached(log)
             raise
         started = True
-        _wait_promoted(f"postgresql://{user}@127.0.0.1:{port}/postgres", workdir, timeout)
-        yield port
+        server = ScratchServer(sockets, user)
+        _wait_promoted(server.dsn("postgres"), workdir, timeout)
+        yield server
     finally:
         if started:
             subprocess.run(
@@ -153,6 +195,7 @@ def restored_server(
                 check=False,
             )
         shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 # Settings that run a program or load a library: a backup names none of them for the drill.
@@ -174,14 +217,17 @@ _NEVER_FROM_THE_BACKUP = {
 SCRATCH_OPTIONS = "-c session_preload_libraries= -c local_preload_libraries= -c jit=off"
 
 
-def drill_config(settings: dict[str, str], workdir: Path) -> str:
-    """The scratch server's whole postgresql.conf: `settings`, the loopback listener and private
-    socket folder, the drill's own hba and ident files, and every program-running or
-    library-loading setting blanked (these last, so no setting given can turn them back on)."""
+def drill_config(settings: dict[str, str], workdir: Path, socket_dir: Path) -> str:
+    """The scratch server's whole postgresql.conf: `settings`, no TCP listener and one Unix
+    socket in `socket_dir`, the drill's own hba and ident files in `workdir`, and every
+    program-running or library-loading setting blanked (these last, so no setting given can
+    turn them back on)."""
     every = {
         **settings,
-        "listen_addresses": "127.0.0.1",
-        "unix_socket_directories": str(workdir),
+        "listen_addresses": "",
+        "port": str(SCRATCH_PORT),
+        "unix_socket_directories": str(socket_dir),
+        "unix_socket_permissions": "0700",
         "hba_file": str(workdir / "drill_hba.conf"),
         "ident_file": str(workdir / "drill_ident.conf"),
         **_NEVER_FROM_THE_BACKUP,
@@ -191,7 +237,7 @@ def drill_config(settings: dict[str, str], workdir: Path) -> str:
     )
 
 
-def _distrust_backup(data: Path, workdir: Path, settings: dict[str, str]) -> Path:
+def _distrust_backup(data: Path, workdir: Path, socket_dir: Path, settings: dict[str, str]) -> Path:
     """Make the restored data directory start under the drill's configuration alone; the file to
     give as `-c config_file`. The backup's postgresql.conf (and what it includes), pg_hba.conf
     and pg_ident.conf are never read; postgresql.auto.conf, which the server always reads from
@@ -199,12 +245,10 @@ def _distrust_backup(data: Path, workdir: Path, settings: dict[str, str]) -> Pat
     (data / "postgresql.auto.conf").write_text("")
     (data / "standby.signal").unlink(missing_ok=True)
     (data / "recovery.signal").touch()
-    (workdir / "drill_hba.conf").write_text(
-        "local all all trust\nhost all all 127.0.0.1/32 trust\n"
-    )
+    (workdir / "drill_hba.conf").write_text("local all all trust\n")
     (workdir / "drill_ident.conf").write_text("")
     conf = workdir / "drill.conf"
-    conf.write_text(drill_config(settings, workdir))
+    conf.write_text(drill_config(settings, workdir, socket_dir))
     return conf
 
 

@@ -269,7 +269,8 @@ def test_nothing_a_backup_carries_runs_in_the_drill() -> None:
     at the end of recovery, includes a folder of more, its postgresql.auto.conf and its role
     settings (ALTER ROLE postgres SET) preload a library, its pg_hba.conf refuses every
     connection and a standby.signal would never promote.
-    The scratch server reads none of it: it promotes, the drill connects, no command ran."""
+    The scratch server reads none of it: it promotes, the drill connects (over the Unix socket
+    in the workdir's 0700 folder: the server listens on no TCP port), no command ran."""
     if os.geteuid() != 0:
         pytest.skip("runs PostgreSQL as the postgres user (root needed)")
     # Outside pytest's 0700 folder: the postgres user works in it.
@@ -326,10 +327,13 @@ def _hostile_backup_restores_inertly(root: Path) -> None:
                 def restore_command(self):
                     return "false"  # no WAL beyond the backup's: recovery ends
             store = Planted("site-bucket", "backups/catalog-db", "catalog-db")
-            with restored_server(store, Path("{root}/work"), pg_bindir="{bindir}", timeout=90) as port:
-                dsn = f"postgresql://postgres@127.0.0.1:{{port}}/postgres"
-                with psycopg.connect(dsn, options=SCRATCH_OPTIONS) as c:
+            with restored_server(store, Path("{root}/work"), pg_bindir="{bindir}", timeout=90) as s:
+                with psycopg.connect(s.dsn("postgres"), options=SCRATCH_OPTIONS) as c:
                     print("connected", c.execute("SELECT 1").fetchone()[0])
+                    # Over the socket, and no TCP listener at all.
+                    print("tcp", c.execute("SHOW listen_addresses").fetchone()[0] or "none")
+                    print("client", c.execute("SELECT inet_server_addr()").fetchone()[0])
+                print("socket folder", oct(s.socket_dir.stat().st_mode & 0o777), s.socket_dir)
         """)
         result = subprocess.run(
             [str(tools.python), "-c", drill],
@@ -345,6 +349,8 @@ def _hostile_backup_restores_inertly(root: Path) -> None:
         tools.remove()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "connected 1" in result.stdout
+    assert "tcp none" in result.stdout and "client None" in result.stdout, result.stdout
+    assert f"socket folder 0o700 {root}/work/socket" in result.stdout, result.stdout
     assert not marker.exists(), marker.read_text()
 
 

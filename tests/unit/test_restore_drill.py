@@ -98,7 +98,11 @@ def test_the_scratch_servers_configuration_runs_and_loads_nothing(tmp_path) -> N
     from fedeploy.restore_drill.scratch import drill_config
 
     # Even a setting given that names a command is overridden: the last line of a name wins.
-    text = drill_config({"recovery_end_command": "id", "restore_command": "cp x y"}, tmp_path)
+    text = drill_config(
+        {"recovery_end_command": "id", "restore_command": "cp x y", "listen_addresses": "*"},
+        tmp_path,
+        tmp_path / "socket",
+    )
     last = dict(line.split(" = ", 1) for line in text.splitlines())
     for name in (
         "recovery_end_command",
@@ -112,6 +116,36 @@ def test_the_scratch_servers_configuration_runs_and_loads_nothing(tmp_path) -> N
     assert last["hba_file"] == f"'{tmp_path}/drill_hba.conf'"
     assert last["ident_file"] == f"'{tmp_path}/drill_ident.conf'"
     assert "include" not in text
+    # No TCP listener (a port bound elsewhere first could be taken, and anything in the pod
+    # could reach it): one Unix socket in the drill's private folder, whatever was given.
+    assert last["listen_addresses"] == "''"
+    assert last["unix_socket_directories"] == f"'{tmp_path}/socket'"
+    assert last["unix_socket_permissions"] == "'0700'"
+
+
+def test_the_scratch_server_is_reached_over_its_socket_folder(tmp_path) -> None:
+    from fedeploy.restore_drill.scratch import ScratchServer
+
+    dsn = ScratchServer(tmp_path / "socket", "postgres").dsn("pgstac")
+    assert dsn == f"host={tmp_path}/socket port=5432 user=postgres dbname=pgstac"
+
+
+def test_the_socket_folder_is_private_and_a_too_long_path_is_refused(tmp_path) -> None:
+    import os
+    import stat
+
+    from fedeploy.restore_drill.scratch import DrillError, _socket_dir
+
+    (tmp_path / "socket").mkdir(mode=0o777)
+    os.chmod(tmp_path / "socket", 0o777)
+    folder = _socket_dir(tmp_path)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    with pytest.raises(DrillError, match="give a shorter --workdir"):
+        _socket_dir(tmp_path / ("w" * 100))
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / "socket").symlink_to(tmp_path / "socket")
+    with pytest.raises(DrillError, match="not a folder of this user"):
+        _socket_dir(tmp_path / "link")
 
 
 def test_digests_name_changed_documents_and_items_whatever_the_sample() -> None:
