@@ -110,9 +110,23 @@ def _monitoring(summary: dict[str, Any]) -> str:
     )
 
 
-def sources(release: Any) -> list[str]:
+def _polytope_key(site: Any) -> str:
+    """The keys of the Polytope Secret as the site's stack file sets them (`polytope_credentials`,
+    whose `email` makes the service send an ECMWF key as EmailKey); None site: not known."""
+    if site is None:
+        return "key, and email where polytope_credentials sets one"
+    services = getattr(site, "services", None)
+    sentinel = getattr(getattr(services, "ingestion", None), "sentinel", None)
+    credentials = getattr(sentinel, "polytope_credentials", None)
+    if credentials is not None and credentials.email:
+        return "key and email: an ECMWF key, sent as EmailKey"
+    return "key alone, sent as Bearer"
+
+
+def sources(release: Any, site: Any = None) -> list[str]:
     """What an ingestion release copies from, one line a source, with the credentials each
-    needs (the Secret and its keys) or none; [] for another release."""
+    needs (the Secret and its keys) or none; [] for another release. `site`: the site's stack
+    file settings (what its Polytope key is made of), None where not known."""
     sentinel = ((release.values if release is not None else {}) or {}).get("sentinel") or {}
     if not sentinel.get("enabled"):
         return []
@@ -145,7 +159,7 @@ def sources(release: Any) -> list[str]:
     lines += [
         f"source {source['name']} (Polytope, collection {source.get('collection')}, "
         f"{len(source.get('requests') or [])} request(s), {source.get('url')}): key: Secret "
-        f"{polytope} (key; email for an ECMWF key), sent to {_host(source.get('url'))} only"
+        f"{polytope} ({_polytope_key(site)}), sent to {_host(source.get('url'))} only"
         for source in sentinel.get("polytopeSources") or []
     ]
     eodag = sentinel.get("eodagCredentialsSecret")
@@ -217,7 +231,10 @@ def as_text(report: PlanReport) -> str:
                 lines.append(
                     f"      WIS2 topics (broker {wis2['broker']}): {', '.join(wis2['topics'])}"
                 )
-            lines.extend(f"      {line}" for line in sources(releases.get(service)))
+            lines.extend(
+                f"      {line}"
+                for line in sources(releases.get(service), report.federation.sites.get(name))
+            )
         shared = 0
         for finding in site["findings"]:
             mark = "VIOLATION" if finding["enforcement"] == "mandatory" else "advisory"

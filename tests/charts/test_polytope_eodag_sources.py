@@ -194,11 +194,43 @@ def test_the_plan_names_each_source_and_what_it_needs() -> None:
     assert sources(SimpleNamespace(values=values)) == [
         "source destine-dt (Polytope, collection destination-earth, 1 request(s), "
         "https://polytope.lumi.apps.dte.destination-earth.eu): key: Secret polytope-credentials "
-        "(key; email for an ECMWF key), sent to polytope.lumi.apps.dte.destination-earth.eu only",
+        "(key, and email where polytope_credentials sets one), sent to "
+        "polytope.lumi.apps.dte.destination-earth.eu only",
         "source esa-s2 (EODAG, provider cop_dataspace, S2_MSI_L2A): no credentials set: "
         "Copernicus Data Space downloads need an account (eodag_credentials); runs on "
         "image registry.example.org/fedeploy/ingestion-eodag:0.1.0 (with the eodag extra)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("credentials", "keys"),
+    [
+        (POLYTOPE_KEY, "key alone, sent as Bearer"),
+        (
+            {**POLYTOPE_KEY, "email": "someone@example.org"},
+            "key and email: an ECMWF key, sent as EmailKey",
+        ),
+    ],
+)
+def test_the_plans_polytope_line_names_what_the_stack_file_gives(credentials, keys) -> None:
+    """The Secret holds `key`, and `email` only where the stack file sets one (the service then
+    sends EmailKey <email>:<key>, else Bearer <key>): the line says which, not both."""
+    declared = spec(polytope=[POLYTOPE], polytope_credentials=credentials)
+    values = values_of(declared, polytope_secret="polytope-credentials")
+    site = SimpleNamespace(services=SimpleNamespace(ingestion=declared))
+    [line] = sources(SimpleNamespace(values=values), site)
+    assert line.endswith(
+        f"key: Secret polytope-credentials ({keys}), sent to "
+        "polytope.lumi.apps.dte.destination-earth.eu only"
+    ), line
+
+
+def test_the_example_plans_polytope_line_follows_its_stack_file(example_report) -> None:
+    """hpc-kajaani's DestinE key has no email: its plan line says the key alone."""
+    from fedeploy.plan.formats import as_text
+
+    [line] = [x for x in as_text(example_report).splitlines() if "(Polytope," in x]
+    assert "source destine-climate" in line and "(key alone, sent as Bearer)" in line, line
 
 
 @pytest.mark.parametrize(
