@@ -234,6 +234,17 @@ def _schema_file(manifest: Mapping[str, Any]) -> str:
     return f"{manifest['kind'].lower()}-{api_version}.json"
 
 
+def warm_chart_checks() -> None:
+    """Import the schema checks' libraries and list the schemas' versions, for a process that
+    forks planners (fedeploy plan --watch). Never Helm: importing helm_python starts Go's
+    runtime, and a process that did cannot fork (offline/federation.py's fork_is_safe)."""
+    import jsonschema  # noqa: F401
+    import referencing  # noqa: F401
+
+    _cache_schema_files()
+    _schema_versions()
+
+
 def _schema_dir(version: str, strict: bool) -> str:
     """The folder of kubernetes-validate's schemas for a supported "major.minor" version."""
     release = next(v for v in _schema_versions() if v.startswith(f"{version}."))

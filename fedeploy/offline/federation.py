@@ -34,6 +34,7 @@ class FederationPlan:
     errors: list[FedeployError] = field(default_factory=list)
     checked: dict[str, Any] = field(default_factory=dict)  # what `check` returned, per stack
     notes: dict[str, list[Any]] = field(default_factory=dict)  # advisories on each stack file
+    from_cache: set[str] = field(default_factory=set)  # stacks whose plans the cache answered
 
     @property
     def ok(self) -> bool:
@@ -232,6 +233,7 @@ def _cached(
             if hit is not None:
                 known[name] = hit
                 planned[name] = hit[0]
+                plan.from_cache.add(name)
     return known
 
 
@@ -353,6 +355,7 @@ def _run_stacks(
                         hit = cache.get(keys[name])
                         if hit is not None:
                             results[name], planned[name], found = hit, hit[0], True
+                            plan.from_cache.add(name)
                             continue
                     task = (files[name], refs, plan.sites[name], check)
                     running[executor.submit(_plan_one, task)] = name

@@ -27,16 +27,30 @@ def plan_command(
         int | None,
         typer.Option("--jobs", "-j", min=1, help="Stacks planned at once (default: CPUs)."),
     ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Stay running: plan again (from the cache, in a warm process) whenever a stack "
+            "file changes, until Ctrl-C.",
+        ),
+    ] = False,
 ) -> None:
     """Plan the federation offline: run every stack's program, render and check every chart.
 
-    Exit status: 0 clean, 1 policy violations, 2 invalid config or program error."""
+    Exit status: 0 clean, 1 policy violations, 2 invalid config or program error (with --watch:
+    0 when stopped by Ctrl-C or SIGTERM)."""
     from fedeploy.plan.formats import FORMATS
     from fedeploy.plan.run import run_plan, write_out
 
     stacks_dir = stacks_dir_or_exit(stacks_dir)
     if out is not None:
         _writable_out(out)  # before planning: a minute's work must not end in a failed write
+    if watch:
+        from fedeploy.plan.watch import WatchOptions, watch_plan
+
+        options = WatchOptions(stacks_dir, stacks or None, format.value, out, jobs)
+        raise typer.Exit(watch_plan(options))
     report = run_plan(stacks_dir, stacks or None, jobs=jobs)
     sys.stdout.write(FORMATS[format.value](report))
     if out is not None:
