@@ -253,3 +253,42 @@ def test_inference_admits_labelled_clients_only(rendered):
     assert not allowed(
         policies, ({"fedeploy.io/inference-client": "true"}, NAMESPACE), server, 9090
     )
+
+
+def test_the_dns_egress_rule_is_written_once_in_the_library(
+    charts_dir, rendered, site_values, merge
+):
+    """The cluster-DNS egress (UDP and TCP 53 to networkPolicy.dns's pods) is the library's
+    fedeploy-common.dnsEgress: no chart's template spells port 53 itself, and every egress
+    policy rendered carries exactly that rule (the bridge probe's included)."""
+    import re
+
+    spelled = [
+        f"{path.relative_to(charts_dir)}:{number}"
+        for path in sorted(charts_dir.glob("*/templates/*"))
+        if path.parent.parent.name != "fedeploy-common"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bport:\s*53\b", line)
+    ]
+    assert spelled == [], f"DNS egress spelled outside fedeploy-common.dnsEgress: {spelled}"
+    dns = {
+        "to": [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                },
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    # The bridge probe renders where monitoring does.
+    values = merge(site_values("hpc", "inference"), {"monitoring": {"enabled": True}})
+    manifests = render_chart(charts_dir / "inference", values, "inference", NAMESPACE)
+    probe = next(p for p in _policies(manifests) if p["metadata"]["name"].endswith("bridge-probe"))
+    assert probe["spec"]["egress"][0] == dns
+    for chart in ("catalog", "ingestion", "inference"):
+        for policy in _policies(rendered(chart, "hpc")):
+            egress = policy["spec"].get("egress")
+            if egress:
+                assert [rule for rule in egress if rule == dns] == [dns], policy["metadata"]

@@ -55,22 +55,6 @@ charts/fedeploy-common, included as "fedeploy-common.<name>". */}}
       key: password
 {{- end }}
 
-{{/* Egress to the cluster DNS, which every pod that resolves a Service name needs. */}}
-{{- define "catalog.dnsEgress" -}}
-- to:
-    - namespaceSelector:
-        matchLabels:
-          kubernetes.io/metadata.name: {{ .Values.networkPolicy.dns.namespace }}
-      podSelector:
-        matchLabels:
-          {{- toYaml .Values.networkPolicy.dns.podLabels | nindent 10 }}
-  ports:
-    - protocol: UDP
-      port: 53
-    - protocol: TCP
-      port: 53
-{{- end }}
-
 {{/* Writable scratch space: every root filesystem is read-only. */}}
 {{/* The CA that signed the external database's certificate (sslmode verify-full checks it). */}}
 {{- define "catalog.dbCaMount" -}}

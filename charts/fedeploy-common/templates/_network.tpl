@@ -6,3 +6,21 @@
 {{- $hostPort := splitList ":" $url.host }}
 {{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $url.scheme "http" }}80{{ else }}443{{ end }}
 {{- end }}
+
+{{/* Egress to the cluster DNS (UDP and TCP 53), which every pod that resolves a Service name
+needs; the DNS pods are networkPolicy.dns's (namespace, podLabels). One egress rule, a list item
+at column 0: include it with nindent. */}}
+{{- define "fedeploy-common.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .Values.networkPolicy.dns.namespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml .Values.networkPolicy.dns.podLabels | nindent 10 }}
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end }}

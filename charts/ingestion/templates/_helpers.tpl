@@ -50,18 +50,7 @@ charts/fedeploy-common, included as "fedeploy-common.<name>". */}}
 {{/* Egress every ingestion pod needs: cluster DNS, the site catalog's API, the object store. */}}
 {{- define "ingestion.commonEgress" -}}
 {{- $np := .Values.networkPolicy -}}
-- to:
-    - namespaceSelector:
-        matchLabels:
-          kubernetes.io/metadata.name: {{ $np.dns.namespace }}
-      podSelector:
-        matchLabels:
-          {{- toYaml $np.dns.podLabels | nindent 10 }}
-  ports:
-    - protocol: UDP
-      port: 53
-    - protocol: TCP
-      port: 53
+{{ include "fedeploy-common.dnsEgress" . }}
 - to:
     - namespaceSelector:
         matchLabels:
