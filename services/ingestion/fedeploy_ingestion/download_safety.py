@@ -363,6 +363,95 @@ def bounded_body(
     )
 
 
+class DirectBody:
+    """An identity body of exactly its Content-Length, read straight into the caller's buffer
+    from the connection's socket (`readinto`), with no parser, chunk or copy between: what a
+    copy of large assets reads. Iterating it yields the same bytes as blocks.
+
+    Only for an answer httpx streams over a guarded connection (the socket GuardedBackend
+    connected to a checked address; TLS verified by then): `of` says None otherwise (an
+    answer with a Content-Encoding, a Transfer-Encoding, another length, or an in-memory
+    one), and bounded_body reads it. The bytes h11 already holds are taken first, through
+    httpx; the rest comes from the socket with the client's read timeout, and never a byte
+    past Content-Length. A connection that ends early raises SourceError naming what came.
+    The connection is closed at the end, never used again (h11 did not see the body end)."""
+
+    def __init__(self, response: httpx.Response, sock: socket.socket, size: int, what: str):
+        self._response = response
+        self._socket = sock
+        # Kept until the end: closing this generator (as dropping it would) closes the socket.
+        self._raw = response.iter_raw()
+        self._started = False
+        self._pending = memoryview(b"")
+        self._left = size  # bytes still to read from the socket (the pending ones included)
+        self._size = size
+        self._what = what
+        timeout = response.request.extensions.get("timeout", {}).get("read")
+        self._timeout = float(timeout) if timeout is not None else None
+
+    @classmethod
+    def of(cls, response: httpx.Response, size: int, what: str) -> DirectBody | None:
+        """The direct body of `response` (`size`: its announced length), or None when it
+        must be read through httpx. `what` names the read in messages."""
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if (
+            not isinstance(sock, socket.socket)
+            or response.is_stream_consumed
+            or response.http_version != "HTTP/1.1"
+            or content_encodings(response)
+            or "transfer-encoding" in response.headers
+            or response.headers.get("content-length") != str(size)
+        ):
+            return None
+        return cls(response, sock, size, what)
+
+    def readinto(self, view: memoryview) -> int:
+        """Read up to len(view) bytes into `view`: how many, 0 at the end of the body."""
+        if not len(view) or not self._left:
+            self.close()
+            return 0
+        try:
+            if not self._started:
+                # What h11 holds past the headers comes in its first Data event, whole; after
+                # it h11 holds nothing, and the socket is read from there on.
+                self._started = True
+                first = next(self._raw, b"")
+                self._pending = memoryview(first)[: self._left]
+                if not first:
+                    raise SourceError(f"{self._what} failed midway: the body is empty")
+            if len(self._pending):
+                count = min(len(view), len(self._pending))
+                view[:count] = self._pending[:count]
+                self._pending = self._pending[count:]
+            else:
+                self._socket.settimeout(self._timeout)
+                count = self._socket.recv_into(view, min(len(view), self._left))
+                if not count:
+                    raise SourceError(
+                        f"{self._what} failed midway: the connection closed after "
+                        f"{self._size - self._left} of {self._size} bytes"
+                    )
+        except SourceError:
+            self.close()
+            raise
+        except (OSError, httpx.HTTPError) as error:  # socket.timeout is an OSError
+            self.close()
+            text = "timed out" if isinstance(error, TimeoutError) else str(error) or repr(error)
+            raise SourceError(f"{self._what} failed midway: {text}") from error
+        self._left -= count
+        return count
+
+    def __iter__(self) -> Iterator[bytes]:
+        block = bytearray(DECODE_STEP)
+        while count := self.readinto(memoryview(block)):
+            yield bytes(block[:count])
+
+    def close(self) -> None:
+        """Close the answer (and so its connection); nothing more is read."""
+        self._response.close()
+
+
 def decoded_body(
     raw: Iterable[bytes], codings: list[str], max_bytes: int, what: str, encoded: bool = True
 ) -> Iterator[bytes]:

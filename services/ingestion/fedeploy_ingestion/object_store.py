@@ -31,7 +31,7 @@ import hashlib
 import io
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -79,8 +79,10 @@ class RangeSource(abc.ABC):
     """What a copy reads from: a stream of bytes from an offset (an HTTP Range GET)."""
 
     @abc.abstractmethod
-    def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
-        """(chunks, offset actually served, total size); offset 0 when ranges are unsupported."""
+    def open(self, offset: int) -> tuple[Iterable[bytes], int, int]:
+        """(chunks, offset actually served, total size); offset 0 when ranges are unsupported.
+        Chunks that also have `readinto(view) -> count` (0 at the end; download_safety's
+        DirectBody) are read straight into the copy's part buffers instead."""
 
 
 def _md5(data: bytes | bytearray | memoryview) -> str:
@@ -521,13 +523,15 @@ class PartBuffers:
 
 
 class _Parts:
-    """The source's chunks copied into whole parts of `part_size` bytes, each a buffer from
-    `buffers` that the consumer owns once it is yielded (and gives back when it is sent).
+    """The source's bytes in whole parts of `part_size` bytes, each a buffer from `buffers`
+    that the consumer owns once it is yielded (and gives back when it is sent): read straight
+    into the buffer where the chunks have `readinto`, else each chunk copied into it.
 
     The bytes after the last whole part are left in `rest`, and `size` counts every byte read,
-    so a source that ends short is refused before its last part is sent."""
+    so a source that ends short is refused before its last part is sent. The chunks are
+    closed (where they can be) when the parts end, whether read to the end or not."""
 
-    def __init__(self, chunks: Iterator[bytes], part_size: int, buffers: PartBuffers) -> None:
+    def __init__(self, chunks: Iterable[bytes], part_size: int, buffers: PartBuffers) -> None:
         self._chunks = chunks
         self._part_size = part_size
         self._buffers = buffers
@@ -535,31 +539,53 @@ class _Parts:
         self.size = 0
 
     def __iter__(self) -> Iterator[bytearray]:
-        buffer: bytearray | None = self._buffers.get(self._part_size)
+        first = self._buffers.get(self._part_size)
+        buffer: bytearray | None = first
         held = 0
+        self._target = memoryview(first)  # where the next read goes (chunks with `readinto`)
         try:
-            for chunk in self._chunks:
-                self.size += len(chunk)
-                piece = memoryview(chunk)
-                while held + len(piece) >= self._part_size:
+            for piece in self._pieces():
+                while True:
                     assert buffer is not None
-                    take = self._part_size - held
-                    buffer[held:] = piece[:take]
-                    full, buffer = buffer, None  # the consumer's now
-                    yield full
-                    # Only once the part is accepted (its budget held): one buffer a copy
-                    # outside the budget, whether being filled or waiting to be sent.
-                    buffer = self._buffers.get(self._part_size)
-                    held, piece = 0, piece[take:]
-                if len(piece):
-                    assert buffer is not None
-                    buffer[held : held + len(piece)] = piece
-                    held += len(piece)
-            if buffer is not None:
-                self.rest = bytes(memoryview(buffer)[:held])
+                    if isinstance(piece, int):  # read into the buffer already, at `held`
+                        held, piece = held + piece, memoryview(b"")
+                    else:
+                        take = min(len(piece), self._part_size - held)
+                        buffer[held : held + take] = piece[:take]
+                        held, piece = held + take, piece[take:]
+                    if held == self._part_size:
+                        full, buffer = buffer, None  # the consumer's now
+                        yield full
+                        # Only once the part is accepted (its budget held): one buffer a copy
+                        # outside the budget, whether being filled or waiting to be sent.
+                        buffer, held = self._buffers.get(self._part_size), 0
+                        self._target = memoryview(buffer)
+                    else:
+                        self._target = memoryview(buffer)[held:]
+                    if not len(piece):
+                        break
+            assert buffer is not None
+            self.rest = bytes(memoryview(buffer)[:held])
         finally:
+            self._target = memoryview(b"")
             if buffer is not None:
                 self._buffers.give(buffer)
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+
+    def _pieces(self) -> Iterator[memoryview | int]:
+        """The source's chunks, or (chunks with `readinto`) how many bytes each read put into
+        `_target`, the rest of the part being filled; `size` counts them."""
+        fill = getattr(self._chunks, "readinto", None)
+        if fill is None:
+            for chunk in self._chunks:
+                self.size += len(chunk)
+                yield memoryview(chunk)
+            return
+        while count := fill(self._target):
+            self.size += count
+            yield count
 
 
 class _PartBody(io.RawIOBase):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ from fedeploy_ingestion.download_safety import (
     IDENTITY,
     MAX_REDIRECTS,
     AddressGuard,
+    DirectBody,
     DownloadPolicy,
     UnsafeDownload,
     bounded_body,
@@ -140,8 +141,9 @@ class HttpAsset(RangeSource):
             url = self._credentials.policy.redirect(url, location)
         raise SourceError(f"GET {self.href}: more than {MAX_REDIRECTS} redirects")
 
-    def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
-        """Start a GET from `offset`; (chunks, offset served, total size)."""
+    def open(self, offset: int) -> tuple[Iterable[bytes], int, int]:
+        """Start a GET from `offset`; (chunks, offset served, total size). Over a guarded
+        connection the chunks are a DirectBody, which a copy reads into its part buffers."""
         response = self._get(offset)
         self._response = response
         if response.status_code == 416 and offset:
@@ -159,7 +161,8 @@ class HttpAsset(RangeSource):
         if total < 0:
             response.close()
             raise SourceError(f"GET {self.href} gave no Content-Length: cannot verify the copy")
-        return self._chunks(response, total - start), start, total
+        body = DirectBody.of(response, total - start, f"reading {self.href}")
+        return (body or self._chunks(response, total - start)), start, total
 
     def _chunks(self, response: httpx.Response, size: int) -> Iterator[bytes]:
         try:

@@ -1,0 +1,143 @@
+"""A copy reads an asset's body straight into its part buffers from the guarded connection's
+socket (download_safety.DirectBody): the bytes exact, never one past Content-Length, a cut or a
+stalled connection a SourceError; answers it must not read that way go through httpx as before.
+Against a scripted loopback server that sends the answer in the pieces a test chooses."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from fedeploy_ingestion.download_safety import AddressGuard, DirectBody, guarded_client
+from fedeploy_ingestion.errors import SourceError
+from fedeploy_ingestion.object_store import PartBuffers, _Parts
+from fedeploy_ingestion.settings import Source
+from fedeploy_ingestion.upstream import Credentials, HttpAsset
+
+BODY = os.urandom(10_000)
+
+
+class ScriptedHost:
+    """Answers every connection with `pieces` (bytes, or seconds to wait), then closes it when
+    `close` is true, else holds it open until the test ends."""
+
+    def __init__(self, pieces: list[bytes | float], close: bool = False) -> None:
+        self.pieces, self.close = pieces, close
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(4096)
+            for piece in self.pieces:
+                if isinstance(piece, float):
+                    time.sleep(piece)
+                else:
+                    connection.sendall(piece)
+            if self.close:
+                connection.close()
+            else:
+                self._held.append(connection)
+
+    def stop(self) -> None:
+        self._listener.close()
+        for connection in self._held:
+            connection.close()
+
+
+def headers(length: int, *extra: str) -> bytes:
+    lines = ["HTTP/1.1 200 OK", f"Content-Length: {length}", *extra, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+@pytest.fixture
+def served() -> Iterator[list[ScriptedHost]]:
+    hosts: list[ScriptedHost] = []
+    yield hosts
+    for host in hosts:
+        host.stop()
+
+
+def open_asset(
+    hosts: list[ScriptedHost], pieces: list[bytes | float], close: bool = False, timeout=60.0
+):
+    host = ScriptedHost(pieces, close)
+    hosts.append(host)
+    guard = AddressGuard.build(private_hosts=["127.0.0.1"])
+    spec = Source.model_validate(
+        {
+            "name": "upstream",
+            "url": f"http://127.0.0.1:{host.port}/stac",
+            "collections": ["c"],
+            "assets": ["B04"],
+            "privateHosts": ["127.0.0.1"],
+        }
+    )
+    http = guarded_client(guard, timeout=timeout)
+    asset = HttpAsset(
+        f"http://127.0.0.1:{host.port}/B04.jp2", http, Credentials(spec, None, None, http, guard)
+    )
+    return asset.open(0)
+
+
+def parts_of(chunks, part_size: int) -> tuple[list[bytes], bytes]:
+    """What a copy makes of the chunks: its whole parts and the rest."""
+    split = _Parts(chunks, part_size, PartBuffers(4 * part_size))
+    parts = [bytes(part) for part in split]
+    return parts, split.rest
+
+
+def test_the_body_is_read_into_the_part_buffers_exactly(served: list[ScriptedHost]) -> None:
+    # Headers and the first bytes in one segment (h11 holds those), the rest in pieces, then
+    # bytes past Content-Length that must never be read into the copy.
+    pieces: list[bytes | float] = [headers(len(BODY)) + BODY[:1000], 0.05, BODY[1000:2500]]
+    pieces += [0.05, BODY[2500:9000], 0.05, BODY[9000:], b"not part of the body" * 10]
+    chunks, start, total = open_asset(served, pieces)
+    assert isinstance(chunks, DirectBody) and (start, total) == (0, len(BODY))
+    parts, rest = parts_of(chunks, 4096)
+    assert [len(p) for p in parts] == [4096, 4096] and b"".join(parts) + rest == BODY
+
+
+def test_iterating_the_direct_body_gives_the_same_bytes(served: list[ScriptedHost]) -> None:
+    chunks, _, _ = open_asset(served, [headers(len(BODY)), 0.05, BODY, b"extra"])
+    assert isinstance(chunks, DirectBody)
+    assert b"".join(chunks) == BODY
+
+
+def test_a_body_cut_midway_fails_naming_what_came(served: list[ScriptedHost]) -> None:
+    chunks, _, _ = open_asset(served, [headers(len(BODY)) + BODY[:500], 0.05, BODY[500:700]], True)
+    with pytest.raises(
+        SourceError, match="failed midway: the connection closed after 700 of 10000"
+    ):
+        parts_of(chunks, 4096)
+
+
+def test_a_stalled_body_times_out_with_the_clients_read_timeout(
+    served: list[ScriptedHost],
+) -> None:
+    chunks, _, _ = open_asset(served, [headers(len(BODY)) + BODY[:500]], timeout=0.5)
+    began = time.monotonic()
+    with pytest.raises(SourceError, match="failed midway: timed out"):
+        parts_of(chunks, 4096)
+    assert time.monotonic() - began < 5
+
+
+def test_a_chunked_answer_is_read_through_httpx(served: list[ScriptedHost]) -> None:
+    framed = f"{len(BODY):x}\r\n".encode() + BODY + b"\r\n0\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks, _, _ = open_asset(served, [head + framed])
+    assert not isinstance(chunks, DirectBody)
+    parts, rest = parts_of(chunks, 4096)
+    assert b"".join(parts) + rest == BODY
