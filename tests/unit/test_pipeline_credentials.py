@@ -65,10 +65,12 @@ GITHUB_CREDENTIALS: dict[tuple[str, str], dict[str, Any]] = {
         "environment": "${{ fromJSON(inputs.sites)[matrix.stack].environment }}",
     },
     ("drift.yml", "stacks"): {},
+    # Scheduled, in an environment of its own limited to main: its read-only sign-ins.
     ("drift.yml", "drift"): {
         "write": {"id-token", "issues"},
         "pulumi": "team:fedeploy-drift",
         "aws": "vars.AWS_DRIFT_ROLE_ARN",
+        "environment": "drift",
     },
     ("release.yml", "source"): {},
     ("release.yml", "images"): {"write": {"contents", "packages"}},
@@ -525,7 +527,7 @@ REPO = "<owner>/<repo>"
 GITHUB_SUBJECTS = {
     "deploy-production": f"repo:{REPO}:environment:production:job_workflow_ref:"
     f"{REPO}/.github/workflows/deploy-wave.yml@refs/heads/main",
-    "drift": f"repo:{REPO}:ref:refs/heads/main:job_workflow_ref:"
+    "drift": f"repo:{REPO}:environment:drift:job_workflow_ref:"
     f"{REPO}/.github/workflows/drift.yml@refs/heads/main",
     "preview": f"repo:{REPO}:environment:preview:job_workflow_ref:"
     f"{REPO}/.github/workflows/pull-request.yml@refs/pull/*/merge",

@@ -238,20 +238,33 @@ ENVIRONMENT_SECRETS = {
     "OVH_APPLICATION_SECRET",
     "OVH_CONSUMER_KEY",
 }
+# The read-only sign-ins of preview and drift: names of their own, so that a job which refreshes
+# never names a deploy sign-in, wherever that one is kept (a repository secret, a GitLab
+# variable scoped to every environment).
+READONLY_SECRETS = {f"{name}_READONLY" for name in ENVIRONMENT_SECRETS}
+# Who reads which (workflow, job, in an environment): deploy sign-ins the deploy job alone.
+SECRET_READERS = {
+    **{name: {("deploy-wave.yml", "up", True)} for name in ENVIRONMENT_SECRETS},
+    **{
+        name: {("pull-request.yml", "preview", True), ("drift.yml", "drift", True)}
+        for name in READONLY_SECRETS
+    },
+}
 
 
 def test_no_pipeline_holds_or_reads_a_static_cloud_credential() -> None:
     for path in [*WORKFLOWS, COMPOSITE, GITLAB_CI, GITLAB_TEMPLATES]:
         found = STATIC_CREDENTIALS.findall(path.read_text())
         assert not found, f"{path.name}: {found}"
-    # Secrets: only the OpenStack and OVHcloud sign-ins, only in an environment's deploy job.
-    read = {}
+    # Secrets: only the OpenStack and OVHcloud sign-ins, each read only in an environment: the
+    # deploy ones by the deploy job, the read-only ones by preview and drift; no job without an
+    # environment reads a secret.
+    read: dict[str, set[tuple[str, str, bool]]] = {}
     for path in WORKFLOWS:
         for name, job in jobs(path).items():
             for secret in re.findall(r"secrets\.([A-Za-z_]+)", yaml.safe_dump(job)):
                 read.setdefault(secret, set()).add((path.name, name, "environment" in job))
-    assert set(read) == ENVIRONMENT_SECRETS
-    assert set().union(*read.values()) == {("deploy-wave.yml", "up", True)}
+    assert read == SECRET_READERS
     assert "secrets." not in COMPOSITE.read_text()
 
 
@@ -838,6 +851,188 @@ def test_openstack_and_ovh_sign_ins_come_from_the_deploy_environment_never_stack
     # GitLab: the File variable, in the deploy template alone.
     script = "\n".join(load(GITLAB_TEMPLATES)[".fedeploy-up"]["script"])
     assert 'OS_CLIENT_CONFIG_FILE="$FEDEPLOY_CLOUDS_YAML" OS_CLOUD="$SITE"' in script
-    assert "FEDEPLOY_CLOUDS_YAML" not in GITLAB_CI.read_text()
+    assert _expanded(GITLAB_CI.read_text(), ENVIRONMENT_SECRETS) == []
     # Both environments that approve decrypting or deploying refuse their author's approval.
     assert " ".join(docs.split()).count("**Prevent self-review** on") == 2
+
+
+# ---- the read-only sign-ins of preview and drift -----------------------------------------------
+
+# (workflow, job) -> (its environment, the step that refreshes with the sign-ins)
+REFRESHING_JOBS = {
+    ("pull-request.yml", "preview"): ("preview", "pulumi preview"),
+    ("drift.yml", "drift"): ("drift", "Check for drift"),
+}
+
+
+def _expanded(text: str, names: set[str]) -> list[str]:
+    """Shell expansions ($NAME, ${NAME...}) of exactly these names in `text`."""
+    return re.findall(r"\$\{?(" + "|".join(sorted(names)) + r")\b", text)
+
+
+def _openstack_step(job: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in job["steps"] if str(s.get("name", "")).startswith("OpenStack"))
+
+
+def test_preview_and_drift_refresh_with_read_only_sign_ins_of_their_own_environment() -> None:
+    for (workflow, name), (environment, refresh) in REFRESHING_JOBS.items():
+        job = jobs(GITHUB / "workflows" / workflow)[name]
+        # An environment of its own (drift: limited to main, docs/gitops.md) holds them.
+        assert job["environment"] == environment, name
+        assert "env" not in job, name  # the sign-ins go to one step each, never the whole job
+        text = yaml.safe_dump(job)
+        assert set(re.findall(r"secrets\.([A-Za-z_]+)", text)) == READONLY_SECRETS, name
+        assert _expanded(text, ENVIRONMENT_SECRETS) == [], name
+        # clouds.yaml, for an OpenStack site only, in a mode-600 file of the runner's temp dir.
+        sign_in = _openstack_step(job)
+        assert "== 'openstack'" in sign_in["if"], name
+        assert sign_in["env"] == {"CLOUDS_YAML": "${{ secrets.FEDEPLOY_CLOUDS_YAML_READONLY }}"}
+        assert "umask 077" in sign_in["run"], name
+        assert '> "$RUNNER_TEMP/clouds-readonly.yaml"' in sign_in["run"], name
+        # ... read by the step that refreshes, the only one given OS_* and OVH_* variables.
+        step = next(s for s in job["steps"] if s.get("name") == refresh)
+        assert step["env"]["OS_CLIENT_CONFIG_FILE"] == "${{ runner.temp }}/clouds-readonly.yaml"
+        assert step["env"]["OS_CLOUD"] == "${{ matrix.stack }}"
+        for key in ("OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY"):
+            assert step["env"][key] == f"${{{{ secrets.{key}_READONLY }}}}", (name, key)
+        for other in job["steps"]:
+            if other is not step:
+                assert not any(k.startswith(("OS_", "OVH_")) for k in other.get("env", {})), name
+    # The deploy job never reads the read-only names.
+    deploy = yaml.safe_dump(jobs(GITHUB / "workflows" / "deploy-wave.yml")["up"])
+    assert not set(re.findall(r"secrets\.([A-Za-z_]+)", deploy)) & READONLY_SECRETS
+
+
+def test_the_read_only_clouds_yaml_is_written_for_the_owner_alone(tmp_path: Path) -> None:
+    script = _openstack_step(jobs(GITHUB / "workflows" / "pull-request.yml")["preview"])["run"]
+    env = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(tmp_path)}
+
+    def run(clouds_yaml: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-e", "-c", script],
+            env={**env, "CLOUDS_YAML": clouds_yaml},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    done = run("clouds:\n  ewc-bologna: {}")
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / "clouds-readonly.yaml"
+    assert written.read_text() == "clouds:\n  ewc-bologna: {}\n"
+    assert written.stat().st_mode & 0o777 == 0o600
+    missing = run("")
+    assert missing.returncode == 1
+    assert "FEDEPLOY_CLOUDS_YAML_READONLY is not a secret of the preview environment" in (
+        missing.stdout
+    )
+
+
+_FAKE_FEDEPLOY = """#!/bin/sh
+mkdir -p .fedeploy
+cat > .fedeploy/affected.json <<'JSON'
+{"stacks": ["aws-dublin", "ewc-bologna", "ovh-gra"],
+ "sites": {"aws-dublin": {"kind": "aws"}, "ewc-bologna": {"kind": "openstack"},
+           "ovh-gra": {"kind": "ovh"}}}
+JSON
+"""
+# Records the sign-in variables each site's preview saw (the names OpenStack's and OVHcloud's
+# providers read), and answers a clean preview.
+_FAKE_PULUMI = """#!/bin/sh
+site=${3##*/}
+env | grep -E '^(OS_CLIENT_CONFIG_FILE|OS_CLOUD|OVH_[A-Z_]*KEY|OVH_[A-Z_]*SECRET)=' | sort > "$CALLS/$site"
+echo '{"steps": [], "changeSummary": {"same": 1}}'
+"""
+
+
+def _gitlab_drift(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """The GitLab drift job's script, as its shell runs it, with stand-ins for fedeploy and
+    pulumi (which records the sign-in variables each site's preview saw) on PATH."""
+    fakes = tmp_path / "bin"
+    fakes.mkdir(exist_ok=True)
+    for name, text in (("fedeploy", _FAKE_FEDEPLOY), ("pulumi", _FAKE_PULUMI)):
+        (fakes / name).write_text(text)
+        (fakes / name).chmod(0o755)
+    (tmp_path / "calls").mkdir(exist_ok=True)
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    script = "\n".join(load(GITLAB_CI)["drift"]["script"])
+    return subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=work,
+        env={
+            "PATH": f"{fakes}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": str(ROOT),
+            "CALLS": str(tmp_path / "calls"),
+            "PULUMI_ORG": "org",
+            **variables,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+READ_ONLY = {
+    "FEDEPLOY_CLOUDS_YAML_READONLY": "/builds/tmp/FEDEPLOY_CLOUDS_YAML_READONLY",
+    "OVH_APPLICATION_KEY_READONLY": "ro-key",
+    "OVH_APPLICATION_SECRET_READONLY": "ro-secret",
+    "OVH_CONSUMER_KEY_READONLY": "ro-consumer",
+}
+
+
+def test_gitlab_drift_gives_each_site_its_read_only_sign_in_for_its_preview_alone(
+    tmp_path: Path,
+) -> None:
+    done = _gitlab_drift(tmp_path, **READ_ONLY)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = tmp_path / "calls"
+    assert (calls / "ewc-bologna").read_text().splitlines() == [
+        "OS_CLIENT_CONFIG_FILE=/builds/tmp/FEDEPLOY_CLOUDS_YAML_READONLY",
+        "OS_CLOUD=ewc-bologna",
+    ]
+    assert (calls / "ovh-gra").read_text().splitlines() == [
+        "OVH_APPLICATION_KEY=ro-key",
+        "OVH_APPLICATION_SECRET=ro-secret",
+        "OVH_CONSUMER_KEY=ro-consumer",
+    ]
+    assert (calls / "aws-dublin").read_text() == ""
+    clean = sorted(p.name for p in (tmp_path / "work" / ".fedeploy" / "drift").iterdir())
+    assert clean == ["aws-dublin.clean", "ewc-bologna.clean", "ovh-gra.clean"]
+    # Without its clouds.yaml, the OpenStack site fails its check (the others still run).
+    (calls / "ewc-bologna").unlink()
+    shutil.rmtree(tmp_path / "work")
+    without = {k: v for k, v in READ_ONLY.items() if k != "FEDEPLOY_CLOUDS_YAML_READONLY"}
+    done = _gitlab_drift(tmp_path, **without)
+    assert done.returncode == 1
+    assert "FEDEPLOY_CLOUDS_YAML_READONLY is not set for ops/drift" in done.stderr
+    assert "the drift check failed for: ewc-bologna" in done.stdout
+    assert not (calls / "ewc-bologna").exists()
+
+
+@pytest.mark.parametrize("deploy_name", sorted(ENVIRONMENT_SECRETS))
+def test_gitlab_drift_stops_when_a_deploy_sign_in_reaches_it(
+    tmp_path: Path, deploy_name: str
+) -> None:
+    """A deploy sign-in scoped to every environment by mistake reaches ops/drift too: the check
+    stops before anything runs, naming the variable (never its value)."""
+    done = _gitlab_drift(tmp_path, **READ_ONLY, **{deploy_name: "deploy-value"})
+    assert done.returncode == 1
+    assert f"{deploy_name}, a deploy sign-in, reaches environment ops/drift" in done.stdout
+    assert "deploy-value" not in done.stdout + done.stderr
+    assert list((tmp_path / "calls").iterdir()) == []
+
+
+def test_gitlab_read_only_sign_ins_are_read_by_the_drift_job_alone() -> None:
+    ci = load(GITLAB_CI)
+    readers = {
+        name
+        for name, job in ci.items()
+        if isinstance(job, dict) and _expanded(yaml.safe_dump(job), READONLY_SECRETS)
+    }
+    assert readers == {"drift"}
+    assert ci["drift"]["environment"]["name"] == "ops/drift"
+    assert _expanded(GITLAB_TEMPLATES.read_text(), READONLY_SECRETS) == []
+    # The deploy sign-ins are named in the drift job only by the guard that refuses them.
+    assert _expanded(yaml.safe_dump(ci["drift"]), ENVIRONMENT_SECRETS) == []

