@@ -20,8 +20,8 @@ digest verified) and registered. Ceilings: reading the same assets over HTTP alo
 multipart uploads of the same bytes alone. Copy and multipart ceiling alternate over
 `--rounds` rounds (default 5; new items each round, and each round's run searches only its
 own), so a change in the machine's load falls on both; the figure is the median of the rounds'
-ratios, each round printed beside it with the load average. A warm-up run (one 1 MiB item, not
-measured) goes first. `--paths sentinel` measures this path alone.
+ratios, each round printed beside it with the load average. A warm-up run (one item of
+`--asset-mib`, not measured) goes first. `--paths sentinel` measures this path alone.
 """
 
 from __future__ import annotations
@@ -467,11 +467,12 @@ def sentinel(
         return f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}"
 
     try:
-        # Warm-up, not measured: one item of 1 MiB copied by a run before the rounds, so what a
-        # process does once (imports, the site collection, the store's checksum probe, the
-        # first connections) is not counted in the first round's copy.
+        # Warm-up, not measured: one item of the rounds' size copied by a run before them, so
+        # what happens once (imports, the site collection, the store's checksum probe, the
+        # first connections, the part buffers, SeaweedFS's first volume writes) is not counted
+        # in the first round's copy, which goes before any ceiling.
         start = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
-        load(upstream.url, make_items(assets, 1, {"B04": MiB}, start=start))
+        load(upstream.url, make_items(assets, 1, {"B04": args.asset_mib * MiB}, start=start))
         settings = sentinel_settings(store, catalog_url, env, upstream.url, window(start, 1))
         warm = SentinelRun(settings, store, CatalogClient(catalog_url), Metrics()).run()
         if warm.failed or warm.registered != 1:
