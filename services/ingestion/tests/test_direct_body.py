@@ -30,6 +30,7 @@ class ScriptedHost:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._held: list[socket.socket] = []
+        self.accepted = 0
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -38,6 +39,7 @@ class ScriptedHost:
                 connection, _ = self._listener.accept()
             except OSError:
                 return
+            self.accepted += 1
             request = b""
             while b"\r\n\r\n" not in request:
                 request += connection.recv(4096)
@@ -75,6 +77,10 @@ def open_asset(
 ):
     host = ScriptedHost(pieces, close)
     hosts.append(host)
+    return asset_of(host, timeout).open(0)
+
+
+def asset_of(host: ScriptedHost, timeout: float = 60.0) -> HttpAsset:
     guard = AddressGuard.build(private_hosts=["127.0.0.1"])
     spec = Source.model_validate(
         {
@@ -86,10 +92,9 @@ def open_asset(
         }
     )
     http = guarded_client(guard, timeout=timeout)
-    asset = HttpAsset(
+    return HttpAsset(
         f"http://127.0.0.1:{host.port}/B04.jp2", http, Credentials(spec, None, None, http, guard)
     )
-    return asset.open(0)
 
 
 def parts_of(chunks, part_size: int) -> tuple[list[bytes], bytes]:
@@ -114,6 +119,19 @@ def test_iterating_the_direct_body_gives_the_same_bytes(served: list[ScriptedHos
     chunks, _, _ = open_asset(served, [headers(len(BODY)), 0.05, BODY, b"extra"])
     assert isinstance(chunks, DirectBody)
     assert b"".join(chunks) == BODY
+
+
+def test_the_connection_is_not_used_again_after_a_direct_body(
+    served: list[ScriptedHost],
+) -> None:
+    # h11 never saw the body end: the next GET must open a connection of its own.
+    host = ScriptedHost([headers(len(BODY)) + BODY[:100], 0.05, BODY[100:]])
+    served.append(host)
+    asset = asset_of(host)
+    for _ in range(2):
+        chunks, _, _ = asset.open(0)
+        assert isinstance(chunks, DirectBody) and b"".join(chunks) == BODY
+    assert host.accepted == 2
 
 
 def test_a_body_cut_midway_fails_naming_what_came(served: list[ScriptedHost]) -> None:
@@ -141,3 +159,39 @@ def test_a_chunked_answer_is_read_through_httpx(served: list[ScriptedHost]) -> N
     assert not isinstance(chunks, DirectBody)
     parts, rest = parts_of(chunks, 4096)
     assert b"".join(parts) + rest == BODY
+
+
+def test_over_tls_the_body_is_read_from_the_verified_socket(tmp_path) -> None:
+    import httpx
+    from fedeploy_ingestion.download_safety import GuardedTransport
+
+    from loopback.hostile_upstream import HostileUpstream
+    from loopback.tls import TestCA
+
+    ca = TestCA(tmp_path)
+    server = HostileUpstream(tls=ca.issue("download", ["download.test"])).start()
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    try:
+        server.file("/B04.jp2", data)
+        guard = AddressGuard.build(
+            private_hosts=["download.test"], resolver=lambda host, port: ["127.0.0.1"]
+        )
+        spec = Source.model_validate(
+            {
+                "name": "upstream",
+                "url": "https://download.test/stac",
+                "collections": ["c"],
+                "assets": ["B04"],
+                "privateHosts": ["download.test"],
+            }
+        )
+        with httpx.Client(transport=GuardedTransport(guard, verify=ca.ssl_context())) as http:
+            href = f"https://download.test:{server.port}/B04.jp2"
+            chunks, _, total = HttpAsset(
+                href, http, Credentials(spec, None, None, http, guard)
+            ).open(0)
+            assert isinstance(chunks, DirectBody) and total == len(data)
+            parts, rest = parts_of(chunks, 1024 * 1024)
+            assert len(parts) == 3 and b"".join(parts) + rest == data
+    finally:
+        server.stop()
