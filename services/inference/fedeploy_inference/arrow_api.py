@@ -38,6 +38,7 @@ Refusals are FastAPI's 422 shape, located as ["body", <column>, <first offending
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -117,80 +118,139 @@ def read_table(body: bytes) -> pa.Table:
 
 
 def _first(mask: np.ndarray) -> int | None:
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else None
+    """The first True of a boolean array, None if none (argmax stops at the first)."""
+    return int(mask.argmax()) if np.count_nonzero(mask) else None
 
 
-def _timestamps_us(table: pa.Table, name: str, nullable: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A timestamp column as int64 microseconds and its validity (exact: finer units refused
-    where they do not fall on a microsecond)."""
-    column = table.column(name)
-    kind = column.type
-    if not pa.types.is_timestamp(kind) or kind.tz is None:
-        raise ArrowRejected(
-            name,
-            None,
-            f"{name} is {kind}; a timestamp with a time zone (timestamp[us, UTC]) is required",
-        )
-    try:
-        us = (
-            column.cast(pa.int64())
-            if kind.unit == "us"
-            else column.cast(pa.timestamp("us", tz="UTC"))
-        )
-    except pa.ArrowInvalid as error:
-        raise ArrowRejected(name, None, f"{name}: not whole microseconds ({error})") from None
+def _timestamps_us(
+    column: pa.ChunkedArray, name: str, nullable: bool, typed: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """A timestamp column as int64 microseconds (any value where null) and its validity (one
+    True where it has no nulls); finer units refused where they do not fall on a microsecond.
+    `typed`: the column is known to be timestamp[us, UTC]."""
+    if not typed:
+        kind = column.type
+        if not pa.types.is_timestamp(kind) or kind.tz is None:
+            raise ArrowRejected(
+                name,
+                None,
+                f"{name} is {kind}; a timestamp with a time zone (timestamp[us, UTC]) is required",
+            )
+        if kind.unit != "us":
+            try:
+                column = column.cast(_STAMP)
+            except pa.ArrowInvalid as error:
+                raise ArrowRejected(
+                    name, None, f"{name}: not whole microseconds ({error})"
+                ) from None
+    values = column.to_numpy().view(np.int64)  # datetime64[us], NaT where null
     if column.null_count == 0:
-        return us.cast(pa.int64()).to_numpy(), np.ones(len(column), dtype=bool)
-    valid = pc.is_valid(us).to_numpy(zero_copy_only=False)
+        return values, _ALL_VALID
+    valid = values != _NAT
+    if np.count_nonzero(valid) != len(values) - column.null_count:  # a value sent was NaT's
+        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
     if not nullable and (row := _first(~valid)) is not None:
         raise ArrowRejected(name, row, f"{name} is null at row {row}; a time is required")
-    values = us.cast(pa.int64()).fill_null(0).to_numpy()
     return values, valid
 
 
-def _floats(table: pa.Table, name: str) -> np.ndarray:
-    """A float64 column as a numpy array, NaN where null; NaN, infinities and values out of the
-    column's range refused."""
-    n = table.num_rows
-    if name not in table.column_names:
-        return np.full(n, np.nan)
-    column = table.column(name)
-    if column.type != pa.float64():
-        raise ArrowRejected(
-            name, None, f"{name} is {column.type}; float64 (null: missing) is required"
-        )
-    values = column.to_numpy()  # nulls read as NaN
-    nonfinite = ~np.isfinite(values)
-    # Every non-finite value a null: no NaN or infinity was sent (the validity is read only
-    # to find the first that was).
-    if (
-        int(np.count_nonzero(nonfinite)) != column.null_count
-        and (row := _first(nonfinite & pc.is_valid(column).to_numpy(zero_copy_only=False)))
-        is not None
-    ):
-        raise ArrowRejected(
-            name, row, f"{name} is {values[row]} at row {row}; finite numbers or null are allowed"
-        )
-    low, high = _FLOATS[name]
-    with np.errstate(invalid="ignore"):
-        outside = (values < low) | (values > high)
-    if (row := _first(outside)) is not None:
-        raise ArrowRejected(
-            name, row, f"{name} is {values[row]} at row {row}; {low:g} to {high:g} is allowed"
-        )
-    return np.ascontiguousarray(values, dtype=np.float64)
+_STAMP = pa.timestamp("us", tz="UTC")
+_NAT = np.iinfo(np.int64).min
+# _timestamps_us's validity of a column without nulls (broadcast against any row count).
+_ALL_VALID = np.ones(1, dtype=bool)
+_FLOAT_NAMES = tuple(_FLOATS)
+_LOW = np.array([[low] for low, _ in _FLOATS.values()])
+_HIGH = np.array([[high] for _, high in _FLOATS.values()])
+# The request table as batch clients are told to write it (table_from_requests does): a body
+# with this schema needs no check of its columns' names and types, only of their values.
+REQUEST_SCHEMA = pa.schema(
+    [
+        ("station", pa.string()),
+        ("issued_at", _STAMP),
+        ("time", _STAMP),
+        *((name, pa.float64()) for name in ("longitude", "latitude", "scene_cloud_cover")),
+        ("scene_acquired", _STAMP),
+        *((name, pa.float64()) for name in VARIABLES),
+    ]
+)
 
 
-def _stations(table: pa.Table) -> pa.Array:
-    column = table.column("station")
+def _floats(
+    columns: dict[str, pa.ChunkedArray], n: int, typed: pa.RecordBatch | None
+) -> np.ndarray:
+    """The float64 columns (_FLOATS' order) as one (columns, rows) array, NaN where null or
+    absent; NaN, infinities and values out of a column's range refused. The checks run over
+    the whole array; only a refused table is looked at column by column, to name the first
+    column and row at fault as a column-by-column reading would. `typed`: the table as one
+    record batch where its schema is REQUEST_SCHEMA (its float columns read in one pass)."""
+    if typed is not None:
+        # (rows, columns) in column-major order: its transpose is (columns, rows), contiguous.
+        out = typed.select(_FLOAT_INDEX).to_tensor(null_to_nan=True, row_major=False)
+        out = out.to_numpy().T
+        missing = sum(columns[name].null_count for name in _FLOAT_NAMES)
+    else:
+        out = np.full((len(_FLOATS), n), np.nan)
+        missing = 0  # NaN expected: the nulls and the absent columns' rows
+        for k, name in enumerate(_FLOAT_NAMES):
+            column = columns.get(name)
+            if column is None:
+                missing += n
+                continue
+            if column.type != pa.float64():
+                _refuse_floats(columns, out[:k])  # a value refused in an earlier column first
+                raise ArrowRejected(
+                    name, None, f"{name} is {column.type}; float64 (null: missing) is required"
+                )
+            out[k] = column.to_numpy()  # nulls read as NaN
+            missing += column.null_count
+    # Only the missing values fail (NaN compares false): no NaN or infinity was sent, and
+    # every value sent is within its column's range.
+    if int(np.count_nonzero((out >= _LOW) & (out <= _HIGH))) != out.size - missing:
+        _refuse_floats(columns, out)
+    return out
+
+
+def _refuse_floats(columns: dict[str, pa.ChunkedArray], read: np.ndarray) -> None:
+    """Raises ArrowRejected for the first column of `read` (_FLOATS' order) holding a value sent
+    as NaN or infinite, or out of its range, at its first such row; returns if none does."""
+    for name, values in zip(_FLOAT_NAMES, read, strict=False):
+        if name not in columns:
+            continue
+        column = columns[name]
+        nonfinite = ~np.isfinite(values)
+        # The validity is read only to tell a NaN that was sent from a null.
+        if (
+            int(np.count_nonzero(nonfinite)) != column.null_count
+            and (row := _first(nonfinite & pc.is_valid(column).to_numpy(zero_copy_only=False)))
+            is not None
+        ):
+            raise ArrowRejected(
+                name,
+                row,
+                f"{name} is {values[row]} at row {row}; finite numbers or null are allowed",
+            )
+        low, high = _FLOATS[name]
+        with np.errstate(invalid="ignore"):
+            outside = (values < low) | (values > high)
+        if (row := _first(outside)) is not None:
+            raise ArrowRejected(
+                name, row, f"{name} is {values[row]} at row {row}; {low:g} to {high:g} is allowed"
+            )
+
+
+def _stations(column: pa.ChunkedArray, typed: bool) -> pa.Array:
     kind = column.type
-    if pa.types.is_dictionary(kind):
-        column = column.cast(kind.value_type)  # dictionary-encoded ids: read as their strings
-        kind = column.type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise ArrowRejected("station", None, f"station is {kind}; a string is required")
-    stations = column.combine_chunks().cast(pa.string())
+    if not typed:
+        if pa.types.is_dictionary(kind):
+            column = column.cast(kind.value_type)  # dictionary-encoded ids: read as their strings
+            kind = column.type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise ArrowRejected("station", None, f"station is {kind}; a string is required")
+    stations = (
+        column.chunk(0)
+        if column.num_chunks == 1 and pa.types.is_string(kind)
+        else column.combine_chunks().cast(pa.string())
+    )
     if (
         stations.null_count
         and (row := _first(~pc.is_valid(stations).to_numpy(zero_copy_only=False))) is not None
@@ -199,10 +259,23 @@ def _stations(table: pa.Table) -> pa.Array:
     return stations
 
 
+# The bytes _STATION_PATTERN allows: ids made only of these (and 1-128 long) need no regex.
+_ID_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+
 def _check_ids(stations: pa.Array, starts: np.ndarray) -> pa.Array:
     """The requests' ids, read from their first rows (every row of a run has its id) and
     checked against the API's length and pattern: a bad id's first row is a run's first."""
     ids = stations.take(pa.array(starts))
+    # The common case over the ids' bytes at once: every byte allowed (so one byte a
+    # character) and every length 1 to 128. Otherwise the pattern finds the first id at fault.
+    _, offsets, data = ids.buffers()
+    bounds = np.frombuffer(offsets, np.int32, len(ids) + 1, ids.offset * 4)
+    length = np.diff(bounds)
+    if length.min() >= 1 and length.max() <= 128 and data is not None:
+        text = data.to_pybytes()[int(bounds[0]) : int(bounds[-1])]
+        if not text.translate(None, _ID_BYTES):  # nothing left once the allowed bytes go
+            return ids
     length = pc.utf8_length(ids).to_numpy()
     ok = pc.match_substring_regex(ids, _STATION_PATTERN).to_numpy(zero_copy_only=False)
     if (bad := _first((length < 1) | (length > 128) | ~ok)) is not None:
@@ -216,40 +289,74 @@ def _check_ids(stations: pa.Array, starts: np.ndarray) -> pa.Array:
     return ids
 
 
-def _constant_within(name: str, values: np.ndarray, starts: np.ndarray, owner: np.ndarray) -> None:
-    """A per-request column must be equal (NaN equal to NaN) on every row of its request."""
-    first = values[starts][owner]
-    differs = ~((values == first) | (np.isnan(values) & np.isnan(first)))
-    if (row := _first(differs)) is not None:
+def _constant_within(
+    names: tuple[str, ...], values: np.ndarray, continues: np.ndarray, starts: np.ndarray
+) -> None:
+    """Per-request columns (one per row of `values`) must be equal (NaN equal to NaN) on every
+    row of their request: each row to the one before where it `continues` its request (so to
+    the request's first, and the first row at fault is the first that differs from it). The
+    first column at fault is named. Equal bits pass at once (a null's NaN has one pattern);
+    only a difference in bits is compared as numbers (0.0 equals -0.0)."""
+    bits = values.view(np.int64)
+    if not ((bits[:, 1:] != bits[:, :-1]) & continues).any():
+        return
+    after, before = values[:, 1:], values[:, :-1]
+    differs = ~((after == before) | (np.isnan(after) & np.isnan(before))) & continues
+    if not differs.any():
+        return
+    k = int(differs.any(axis=1).argmax())
+    row = int(differs[k].argmax()) + 1
+    request = int(np.searchsorted(starts, row, side="right")) - 1
+    raise ArrowRejected(
+        names[k],
+        row,
+        f"{names[k]} at row {row} differs from the first row of its request (row "
+        f"{int(starts[request])}); one value per station and issued_at is allowed",
+    )
+
+
+def _columns(table: pa.Table) -> tuple[dict[str, pa.ChunkedArray], pa.RecordBatch | None]:
+    """The table's columns by name, and where its schema is REQUEST_SCHEMA (then its names
+    and types need no check) the table as one record batch; unknown, repeated and missing
+    required columns refused."""
+    if table.schema.equals(REQUEST_SCHEMA) and table.num_rows:
+        batches = table.to_batches()
+        whole = batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
+        return dict(zip(COLUMNS, table.columns, strict=True)), whole
+    names = table.column_names
+    extra = [c for c in names if c not in COLUMNS]
+    if extra:
         raise ArrowRejected(
-            name,
-            row,
-            f"{name} at row {row} differs from the first row of its request (row "
-            f"{int(starts[owner[row]])}); one value per station and issued_at is allowed",
+            extra[0], None, f"unknown column {extra[0]!r}; the columns are {', '.join(COLUMNS)}"
         )
+    if len(set(names)) != len(names):
+        raise ArrowRejected(None, None, "a column is given twice")
+    for name in _REQUIRED:
+        if name not in names:
+            raise ArrowRejected(name, None, f"column {name!r} is required")
+    return dict(zip(names, table.columns, strict=True)), None
 
 
 def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
     """An Arrow request body checked and read into the encoder's columns (see the module's
     schema); raises ArrowRejected naming the column and the first offending row."""
     table = read_table(body)
-    extra = [c for c in table.column_names if c not in COLUMNS]
-    if extra:
-        raise ArrowRejected(
-            extra[0], None, f"unknown column {extra[0]!r}; the columns are {', '.join(COLUMNS)}"
-        )
-    if len(set(table.column_names)) != len(table.column_names):
-        raise ArrowRejected(None, None, "a column is given twice")
-    for name in _REQUIRED:
-        if name not in table.column_names:
-            raise ArrowRejected(name, None, f"column {name!r} is required")
+    columns, whole = _columns(table)
+    typed = whole is not None
     n = table.num_rows
     if n == 0:
         raise ArrowRejected(None, None, "no rows given; at least one observation is required")
-    stations = _stations(table)
-    origins, _ = _timestamps_us(table, "issued_at", nullable=False)
-    times, _ = _timestamps_us(table, "time", nullable=False)
-    if (row := _first(origins % _HOUR_US != 0)) is not None:
+    stations = _stations(columns["station"], typed)
+    origins, _ = _timestamps_us(columns["issued_at"], "issued_at", False, typed)
+    times, _ = _timestamps_us(columns["time"], "time", False, typed)
+    # A request is a run of rows with the same station and issued_at.
+    continues = pc.equal(stations[1:], stations[:-1]).to_numpy(zero_copy_only=False)
+    continues &= origins[1:] == origins[:-1]
+    starts = np.concatenate(([True], ~continues)).nonzero()[0]
+    # Every row of a run has its first row's issued_at: the first run's first row at fault is
+    # the first row at fault.
+    if (bad := _first(origins[starts] % _HOUR_US != 0)) is not None:
+        row = int(starts[bad])
         raise ArrowRejected(
             "issued_at", row, f"issued_at at row {row} is not a whole hour (mm:ss = 00:00)"
         )
@@ -259,11 +366,6 @@ def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
             row,
             f"time at row {row} is not before issued_at; only past observations are allowed",
         )
-    # A request is a run of rows with the same station and issued_at.
-    same_station = pc.equal(stations[1:], stations[:-1]).to_numpy(zero_copy_only=False)
-    new = np.ones(n, dtype=bool)
-    new[1:] = ~(same_station & (origins[1:] == origins[:-1]))
-    starts = np.flatnonzero(new)
     ids = _check_ids(stations, starts)
     b = starts.size
     if b > max_batch:
@@ -273,7 +375,9 @@ def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
             f"{b} requests given (runs of station and "
             f"issued_at); at most {max_batch} allowed (INFER_MAX_BATCH)",
         )
-    counts = np.diff(np.append(starts, n))
+    ends = np.empty_like(starts)
+    ends[:-1], ends[-1] = starts[1:], n
+    counts = ends - starts
     if (big := _first(counts > MAX_OBSERVATIONS)) is not None:
         row = int(starts[big]) + MAX_OBSERVATIONS
         raise ArrowRejected(
@@ -282,13 +386,14 @@ def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
             f"{int(counts[big])} observations in the request from row "
             f"{int(starts[big])}; at most {MAX_OBSERVATIONS} allowed",
         )
-    owner = np.repeat(np.arange(b), counts)
-    floats = {name: _floats(table, name) for name in _FLOATS}
-    if "scene_acquired" in table.column_names:
-        acquired, has_acquired = _timestamps_us(table, "scene_acquired", nullable=True)
+    floats = _floats(columns, n, whole)
+    if "scene_acquired" in columns:
+        acquired, has_acquired = _timestamps_us(
+            columns["scene_acquired"], "scene_acquired", True, typed
+        )
     else:
-        acquired, has_acquired = np.zeros(n, np.int64), np.zeros(n, bool)
-    has_cloud = ~np.isnan(floats["scene_cloud_cover"])
+        acquired, has_acquired = np.zeros(n, np.int64), np.zeros(1, bool)
+    has_cloud = ~np.isnan(floats[_CLOUD])
     if (row := _first(has_cloud != has_acquired)) is not None:
         name = "scene_acquired" if has_cloud[row] else "scene_cloud_cover"
         raise ArrowRejected(
@@ -298,52 +403,96 @@ def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
             "a scene has both or neither",
         )
     acquired = np.where(has_acquired, acquired, _NO_SCENE)
-    for name in ("longitude", "latitude", "scene_cloud_cover"):
-        _constant_within(name, floats[name], starts, owner)
-    if (row := _first(acquired != acquired[starts][owner])) is not None:
+    _constant_within(_PER_REQUEST, floats[: len(_PER_REQUEST)], continues, starts)
+    if (row := _first((acquired[1:] != acquired[:-1]) & continues)) is not None:
         raise ArrowRejected(
             "scene_acquired",
-            row,
-            f"scene_acquired at row {row} differs from the first row of "
+            row + 1,
+            f"scene_acquired at row {row + 1} differs from the first row of "
             "its request; one scene per station and issued_at is allowed",
         )
-    values = np.stack([floats[v] for v in VARIABLES], axis=1)
     arrays = RequestArrays(
         origins_us=origins[starts],
-        longitude=floats["longitude"][starts],
-        scene_cloud=floats["scene_cloud_cover"][starts],
+        longitude=floats[_FLOAT_NAMES.index("longitude"), starts],
+        scene_cloud=floats[_CLOUD, starts],
         scene_acquired_us=acquired[starts],
-        owner=owner,
+        owner=np.arange(b).repeat(counts),
         times_us=times,
-        values=values,
+        values=np.ascontiguousarray(floats[_VALUES].T),
     )
     return ArrowBatch(arrays, ids, starts)
 
 
-def response_table(
+# The per-request float columns lead _FLOATS, in the order they are checked.
+_PER_REQUEST = ("longitude", "latitude", "scene_cloud_cover")
+assert _FLOAT_NAMES[: len(_PER_REQUEST)] == _PER_REQUEST
+assert tuple(REQUEST_SCHEMA.names) == COLUMNS
+_CLOUD = _FLOAT_NAMES.index("scene_cloud_cover")
+_FLOAT_INDEX = [COLUMNS.index(name) for name in _FLOAT_NAMES]
+_VALUES = slice(_FLOAT_NAMES.index(VARIABLES[0]), _FLOAT_NAMES.index(VARIABLES[0]) + len(VARIABLES))
+assert _FLOAT_NAMES[_VALUES] == VARIABLES
+
+
+def response_batch(
     batch: ArrowBatch, forecast: np.ndarray, observed: np.ndarray, model: tuple[str, str]
-) -> pa.Table:
-    """The answer table (RESPONSE_SCHEMA) from forecasts (B, horizon, targets), NaN withheld, and
-    which targets each request observed (B, targets): array operations only."""
+) -> pa.RecordBatch:
+    """The answer (RESPONSE_SCHEMA, the model in its metadata) from forecasts (B, horizon,
+    targets), NaN withheld, and which targets each request observed (B, targets): array
+    operations only, each column made from one numpy array."""
     b, horizon, _ = forecast.shape
-    request = np.repeat(np.arange(b), horizon)
-    lead = np.tile(np.arange(1, horizon + 1, dtype=np.int32), b)
-    origins = batch.arrays.origins_us[request]
-    values = forecast.astype(np.float64).reshape(b * horizon, -1)
+    hours = np.arange(horizon)
+    origins = batch.arrays.origins_us
+    # (targets, B * horizon), float32 widened exactly; NaN (withheld) written as null.
+    values = np.ascontiguousarray(forecast.transpose(2, 0, 1), dtype=np.float64)
+    values = values.reshape(len(TARGETS), -1)
+    withheld = np.isnan(values)
     columns: list[Any] = [
-        batch.stations.take(pa.array(request)),
-        pa.array(origins, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        pa.array(lead),
-        pa.array(origins + (lead.astype(np.int64) - 1) * _HOUR_US).cast(
-            pa.timestamp("us", tz="UTC")
-        ),
+        batch.stations.take(pa.array(np.arange(b).repeat(horizon))),
+        _stamps(origins.repeat(horizon)),
+        pa.array((hours + 1).astype(np.int32)[None, :].repeat(b, axis=0).ravel()),
+        _stamps((origins[:, None] + hours * _HOUR_US).ravel()),
+        *(pa.array(values[k], mask=withheld[k]) for k in range(len(TARGETS))),
     ]
-    columns += [pa.array(values[:, k], mask=np.isnan(values[:, k])) for k in range(len(TARGETS))]
-    for k, target in enumerate(TARGETS):
-        choices = pa.array([None, absent_reason(target)], pa.string())
-        columns.append(choices.take(pa.array((~observed[request, k]).astype(np.int8))))
-    schema = RESPONSE_SCHEMA.with_metadata({"model_name": model[0], "model_version": model[1]})
-    return pa.Table.from_arrays(columns, schema=schema)
+    for k in range(len(TARGETS)):
+        columns.append(
+            pa.nulls(b * horizon, pa.string())  # every station observed it: no reason given
+            if observed[:, k].all()
+            else _REASONS[k].take(pa.array((~observed[:, k]).repeat(horizon).view(np.int8)))
+        )
+    return pa.RecordBatch.from_arrays(columns, schema=_response_schema(*model))
+
+
+def answer_stream(
+    batch: ArrowBatch, forecast: np.ndarray, observed: np.ndarray, model: tuple[str, str]
+) -> bytes:
+    """The answer as the bytes of an Arrow IPC stream: the schema's message (made once per
+    model version), the record batch's, the end-of-stream marker; the bytes pyarrow's stream
+    writer writes, without its writer."""
+    answer = response_batch(batch, forecast, observed, model).serialize()
+    return b"".join((_schema_message(*model), memoryview(answer), _END_OF_STREAM))
+
+
+@functools.lru_cache(maxsize=8)
+def _response_schema(name: str, version: str) -> pa.Schema:
+    return RESPONSE_SCHEMA.with_metadata({"model_name": name, "model_version": version})
+
+
+@functools.lru_cache(maxsize=8)
+def _schema_message(name: str, version: str) -> bytes:
+    return _response_schema(name, version).serialize().to_pybytes()
+
+
+# An IPC stream's end: the continuation marker and a zero length.
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+def _stamps(us: np.ndarray) -> pa.Array:
+    """int64 microseconds as timestamp[us, UTC], sharing their memory (no conversion pass)."""
+    return pa.Array.from_buffers(_STAMP, len(us), [None, pa.py_buffer(np.ascontiguousarray(us))])
+
+
+# Per target, the reason column's two values: null (forecast) and why not.
+_REASONS = [pa.array([None, absent_reason(target)], pa.string()) for target in TARGETS]
 
 
 def to_stream(table: pa.Table) -> bytes:

@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fedeploy_inference import __version__
 from fedeploy_inference.api_schema import (
@@ -27,9 +29,8 @@ from fedeploy_inference.arrow_api import (
     MAX_BODY_BYTES,
     ArrowBatch,
     ArrowRejected,
+    answer_stream,
     parse_request,
-    response_table,
-    to_stream,
 )
 from fedeploy_inference.device import resolve_device
 from fedeploy_inference.model_watcher import ModelWatcher
@@ -61,7 +62,45 @@ class _Rejected(Exception):
         self.loc, self.message, self.reason = loc, message, reason
 
 
-def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAPI:
+BATCH_PATH = "/v1/predict/batch"
+# Arrow bodies up to this size are answered on the event loop (at most about 2 ms of work on one
+# core: about 2,600 observations); larger ones in a worker thread, so that health checks and
+# other requests are answered while a big batch is read and forecast.
+INLINE_BODY_BYTES = 256 * 1024
+
+
+class InferenceApp(FastAPI):
+    """The service's app: FastAPI, except that an Arrow request to BATCH_PATH goes straight to
+    `arrow_batch`, a plain ASGI handler, past routing, dependencies and middleware (the route
+    hands such requests to it too, where a root path keeps them from being recognised here)."""
+
+    arrow_batch: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.arrow_batch is not None
+            and scope["type"] == "http"
+            and scope["path"] == BATCH_PATH
+            and scope["method"] == "POST"
+            and _arrow_content(scope["headers"])
+        ):
+            await self.arrow_batch(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+class _Handled(Response):
+    """A route's answer that is another ASGI app's: it reads the request's body itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__()
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: InferenceSettings, client: Any | None = None) -> InferenceApp:
     """The app for these settings; the model loads in the background once it starts."""
     metrics = ServiceMetrics()
     watcher = ModelWatcher(
@@ -82,7 +121,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
         finally:
             watcher.stop()
 
-    app = FastAPI(
+    app = InferenceApp(
         title="fedeploy inference",
         version=__version__,
         lifespan=lifespan,
@@ -164,8 +203,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
 
         return Response(await run_in_threadpool(answer), media_type="application/json")
 
-    @app.exception_handler(ArrowRejected)
-    async def _arrow_rejected(_: Request, exc: ArrowRejected) -> JSONResponse:
+    def _arrow_rejected(exc: ArrowRejected) -> JSONResponse:
         metrics.rejected.labels(reason="invalid").inc()
         detail = [{"loc": exc.loc, "msg": str(exc), "type": "value_error"}]
         return JSONResponse(status_code=422, content={"detail": detail})
@@ -187,35 +225,72 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
     )
     async def predict_batch(request: Request) -> Response:
         """Several forecasts in one model call; JSON, or Arrow IPC streams for batch clients."""
-        arrow_in = _media(request.headers.get("content-type", "")) == ARROW_STREAM
-        accept = request.headers.get("accept", "")
-        arrow_out = ARROW_STREAM in accept or (arrow_in and _allows_arrow(accept))
-        if arrow_in and not arrow_out:
-            raise HTTPException(406, detail=f"an Arrow request is answered as {ARROW_STREAM}")
-        if arrow_in:
-            body = await _bounded_body(request)
-            answer = await run_in_threadpool(_arrow_batch, body)
-            return Response(answer, media_type=ARROW_STREAM)
+        if _media(request.headers.get("content-type", "")) == ARROW_STREAM:
+            return _Handled(arrow_batch)
         body = await request.body()
-        if arrow_out:
+        if ARROW_STREAM in request.headers.get("accept", ""):
             return Response(await run_in_threadpool(_json_to_arrow, body), media_type=ARROW_STREAM)
         return Response(await run_in_threadpool(_batch, body), media_type="application/json")
 
-    async def _bounded_body(request: Request) -> bytes:
+    async def arrow_batch(scope: Scope, receive: Receive, send: Send) -> None:
+        """An Arrow request to the batch endpoint, answered as an Arrow stream: 406 where Accept
+        excludes it, 413 past MAX_BODY_BYTES, 422 (FastAPI's shape) for a refused table, 503
+        before a model is loaded. A small body is answered on the event loop (a worker thread's
+        hand-off costs about as much as reading 64 requests); a large one in a worker thread."""
+        headers = Headers(scope=scope)
+        accept = headers.get("accept", "")
+        try:
+            if not (ARROW_STREAM in accept or _allows_arrow(accept)):
+                raise HTTPException(406, detail=f"an Arrow request is answered as {ARROW_STREAM}")
+            body = await _bounded_body(headers, receive)
+            if body is None:
+                return  # the client went away
+            if len(body) <= INLINE_BODY_BYTES:
+                answer = _arrow_batch(body)
+            else:
+                answer = await run_in_threadpool(_arrow_batch, body)
+        except HTTPException as error:
+            await JSONResponse(
+                {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+            )(scope, receive, send)
+            return
+        except ArrowRejected as error:
+            await _arrow_rejected(error)(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(answer)).encode()),
+                    (b"content-type", _ARROW_BYTES),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    app.arrow_batch = arrow_batch
+
+    async def _bounded_body(headers: Headers, receive: Receive) -> bytes | None:
         """The body, refused (413) past MAX_BODY_BYTES: by its Content-Length before reading, or
-        as soon as a chunked body passes it."""
-        declared = request.headers.get("content-length")
+        as soon as a chunked body passes it; None if the client disconnects first."""
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             metrics.rejected.labels(reason="too_large").inc()
             raise HTTPException(413, detail=f"body over {MAX_BODY_BYTES} bytes")
         chunks, size = [], 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY_BYTES:
                 metrics.rejected.labels(reason="too_large").inc()
                 raise HTTPException(413, detail=f"body over {MAX_BODY_BYTES} bytes")
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _arrow_answer(endpoint: str, batch: ArrowBatch, located: Any) -> bytes:
         started = time.perf_counter()
@@ -229,8 +304,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> FastAP
         except Exception:
             metrics.rejected.labels(reason="error").inc()
             raise
-        table = response_table(batch, forecast, observed, (loaded.name, loaded.version))
-        answer = to_stream(table)
+        answer = answer_stream(batch, forecast, observed, (loaded.name, loaded.version))
         metrics.batch_size.observe(len(batch.arrays))
         metrics.predictions.inc(len(batch.arrays))
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
@@ -299,6 +373,17 @@ def _bounded_error(error: Any) -> dict[str, Any]:
     if isinstance(value, (dict, list, tuple)) or len(str(value)) > ECHO_LIMIT:
         bounded.pop("input", None)
     return bounded
+
+
+_ARROW_BYTES = ARROW_STREAM.encode()
+
+
+def _arrow_content(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether an ASGI scope's raw headers give an Arrow Content-Type (the first one counts)."""
+    for name, value in headers:
+        if name == b"content-type":
+            return _media(value.decode("latin-1")) == ARROW_STREAM
+    return False
 
 
 def _media(content_type: str) -> str:
