@@ -29,6 +29,7 @@ from fedeploy.restore_drill.scratch import (
     DrillError,
     TargetNotReached,
     restored_server,
+    scratch_workdir,
 )
 
 
@@ -241,7 +242,10 @@ def _drill(
     sample: int,
     settle_seconds: int,
 ) -> tuple[int, int]:
-    """Restore, compare and report; (exit status 0 or 1, items restored). DrillError: cannot run."""
+    """Restore, compare and report; (exit status 0 or 1, items restored). DrillError: cannot run
+    (a --workdir the scratch server cannot use is refused before anything is read)."""
+    if workdir is not None:
+        workdir = scratch_workdir(workdir)
 
     def restore_and_read(
         salt: str, target_lsn: str | None = None, live: bool = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -63,9 +64,33 @@ class ScratchServer:
         )
 
 
+# What a workdir's absolute path may hold. PostgreSQL reads unix_socket_directories and libpq
+# reads host as comma-separated lists, libpq takes a host starting with `@` for an abstract socket
+# (no file permissions: any uid could connect), and pg_ctl hands -o's config_file to /bin/sh, so
+# spaces, quotes and the shell's other characters cannot pass either.
+_WORKDIR_PATH = re.compile(r"/[A-Za-z0-9/._+@:-]*")
+_WORKDIR_ALLOWED = "letters, digits and / . _ + - @ : (an absolute path once resolved)"
+
+
+def scratch_workdir(workdir: Path) -> Path:
+    """`workdir` made absolute (symlinks resolved) for the scratch server's paths. DrillError: a
+    character PostgreSQL, libpq or pg_ctl's shell would read as more than a path."""
+    absolute = workdir.resolve()
+    if not _WORKDIR_PATH.fullmatch(str(absolute)):
+        odd = sorted({c for c in str(absolute) if not _WORKDIR_PATH.fullmatch("/" + c)})
+        raise DrillError(
+            f"restore-drill: --workdir {str(absolute)!r} holds {', '.join(map(repr, odd))}; "
+            f"its path may hold only {_WORKDIR_ALLOWED} (PostgreSQL and libpq read `,` as a "
+            "list and a leading `@` as an abstract socket, and pg_ctl passes the path through "
+            "/bin/sh)"
+        )
+    return absolute
+
+
 def _socket_dir(workdir: Path) -> Path:
-    """The scratch server's socket folder in `workdir`, made (or kept) a 0700 folder of this
-    process's user. DrillError: a path too long for a Unix socket, or a folder not ours."""
+    """The scratch server's socket folder in `workdir` (absolute, see `scratch_workdir`), made
+    (or kept) a 0700 folder of this process's user. DrillError: a path too long for a Unix
+    socket, or something there that is not a folder of ours (a file, a symlink, another uid's)."""
     folder = workdir / "socket"
     socket_file = folder / f".s.PGSQL.{SCRATCH_PORT}"
     if len(os.fsencode(socket_file)) > _SOCKET_PATH_MAX:
@@ -73,7 +98,9 @@ def _socket_dir(workdir: Path) -> Path:
             f"restore-drill: the scratch server's socket {socket_file} is longer than "
             f"{_SOCKET_PATH_MAX} bytes, a Unix socket's limit; give a shorter --workdir"
         )
-    folder.mkdir(mode=0o700, exist_ok=True)
+    # Something already there (a folder, a file, a symlink, dangling or not) is checked below.
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
     found = os.lstat(folder)
     if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
         raise DrillError(
@@ -139,6 +166,7 @@ def restored_server(
     Nothing the backup carries is executed: the server reads only the configuration the drill
     writes (see `_distrust_backup`). TargetNotReached: the WAL in the store ends before
     `target_lsn` (nothing was written after it)."""
+    workdir = scratch_workdir(workdir)
     bindir = _bindir(pg_bindir)
     data = workdir / "data"
     if data.exists():

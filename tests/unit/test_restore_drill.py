@@ -3,7 +3,10 @@ primary's limits from pg_controldata, and how two catalog states differ."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import typer
 
 from fedeploy.restore_drill.barman import BackupStore, recovery_settings
 from fedeploy.restore_drill.catalog_state import CatalogState, differences
@@ -146,6 +149,70 @@ def test_the_socket_folder_is_private_and_a_too_long_path_is_refused(tmp_path) -
     (tmp_path / "link" / "socket").symlink_to(tmp_path / "socket")
     with pytest.raises(DrillError, match="not a folder of this user"):
         _socket_dir(tmp_path / "link")
+
+
+@pytest.mark.parametrize(
+    ("workdir", "odd"),
+    [
+        ("/tmp/rl27p,@rl27abstract", "','"),  # a list: a second socket, an abstract one
+        ('/tmp/a"b', "'\"'"),  # ends unix_socket_directories' quoted element
+        ("/tmp/with space", "' '"),  # pg_ctl -o goes through /bin/sh: two arguments
+        ("/tmp/it's", '"\'"'),  # an unterminated quote for /bin/sh
+        ("/tmp/$(id)", "'$'"),
+    ],
+)
+def test_a_workdir_the_server_would_misread_is_refused_naming_it(workdir, odd) -> None:
+    from fedeploy.restore_drill.scratch import DrillError, scratch_workdir
+
+    with pytest.raises(DrillError) as refused:
+        scratch_workdir(Path(workdir))
+    message = str(refused.value)
+    assert repr(workdir) in message and odd in message, message
+    assert "may hold only letters, digits and / . _ + - @ :" in message
+
+
+@pytest.mark.parametrize("relative", ["@rl27rel", "relwork", "a/../@b"])
+def test_a_relative_workdir_is_made_absolute_so_no_socket_is_abstract(
+    relative, tmp_path, monkeypatch
+) -> None:
+    """libpq reads a host starting with `@` as an abstract socket (no file permissions) and
+    PostgreSQL a relative socket folder from the data folder: the drill's paths are absolute."""
+    from fedeploy.restore_drill.scratch import ScratchServer, drill_config, scratch_workdir
+
+    monkeypatch.chdir(tmp_path)
+    workdir = scratch_workdir(Path(relative))
+    assert workdir == tmp_path.resolve() / relative.replace("a/../", "")
+    text = drill_config({}, workdir, workdir / "socket")
+    assert f"unix_socket_directories = '{workdir}/socket'" in text
+    dsn = ScratchServer(workdir / "socket", "postgres").dsn("pgstac")
+    assert dsn.startswith(f"host={workdir}/socket ") and "host=@" not in dsn
+
+
+def test_the_drill_refuses_a_bad_workdir_before_reading_anything(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from fedeploy.restore_drill import command
+
+    read: list[str] = []
+    monkeypatch.setattr(command, "_read", lambda dsn, *_a, **_k: read.append(dsn))
+    app = typer.Typer()
+    app.command()(command.restore_drill_command)
+    argv = ["--backup-url", "s3://b/backups/catalog-db", "--live-dsn", "postgresql://x/pgstac"]
+    done = CliRunner().invoke(app, [*argv, "--workdir", "/tmp/x,@y", "--settle-seconds", "60"])
+    assert isinstance(done.exception, command.DrillError), done.output
+    assert "'/tmp/x,@y' holds ','" in str(done.exception) and read == []
+
+
+@pytest.mark.parametrize("kind", ["file", "dangling symlink"])
+def test_a_socket_path_that_is_no_folder_is_refused_not_a_traceback(kind, tmp_path) -> None:
+    from fedeploy.restore_drill.scratch import DrillError, _socket_dir
+
+    if kind == "file":
+        (tmp_path / "socket").write_text("")
+    else:
+        (tmp_path / "socket").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(DrillError, match="socket is not a folder of this user"):
+        _socket_dir(tmp_path)
 
 
 def test_digests_name_changed_documents_and_items_whatever_the_sample() -> None:

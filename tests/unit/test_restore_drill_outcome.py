@@ -12,6 +12,7 @@ import contextlib
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from fedeploy.restore_drill import command
 from fedeploy.restore_drill.catalog_state import CatalogState
 from fedeploy.restore_drill.outcome import DrillOutcome, exposition, push
+from fedeploy.restore_drill.scratch import ScratchServer
 
 
 def _state(items: int, lsn: str | None = None) -> CatalogState:
@@ -63,7 +65,8 @@ def _drill(monkeypatch, reads: list[CatalogState], *args: str, targets=None, rea
             targets.append(target_lsn)
         if target_lsn and not reached:
             raise command.TargetNotReached("restore-drill: recovery ended before ...")
-        yield 5432
+        # The scratch server: reached over its socket folder (the reads above ignore the DSN).
+        yield ScratchServer(Path("/scratch/restore/socket"), "postgres")
 
     monkeypatch.setattr(command, "restored_server", restored)
     import typer
