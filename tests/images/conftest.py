@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from fedeploy.charts import render_chart
 from loopback import MosquittoBroker, PostgresServer, SeaweedS3
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES
 from tests.conftest import unavailable
+from tests.images.build_inputs import INPUTS_LABEL, inputs_digest
 from tests.images.chart_run import ChartContainer, chart_command, podman_run_args, storage_secret
 from tests.peers import peer_fixture
 
@@ -70,9 +72,48 @@ def app_version(chart: str) -> str:
     raise AssertionError(f"charts/{chart}/Chart.yaml has no appVersion")
 
 
+def _inputs_label(tag: str) -> str | None:
+    """The build-inputs digest `tag` is labelled with; None: no such image (or no podman)."""
+    done = podman(
+        "image", "inspect", "--format", f'{{{{index .Labels "{INPUTS_LABEL}"}}}}', tag, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def built_image(name: str, tag: str, *, timeout: float = 3600) -> str:
+    """`tag`, built by scripts/build-images.sh (FEDEPLOY_IMAGES=`name`, from services/`name`/)
+    unless it is labelled with the digest of the tree's build inputs (`inputs_digest`): a tag
+    built from other inputs (older code, another lock) is rebuilt, then labelled."""
+    folder = ROOT / "services" / name
+    more = (folder / "package-lock.json",) if name == "browser" else ()  # its dist's source
+
+    def digest() -> str:
+        return inputs_digest(ROOT, folder / "Dockerfile", folder / "Dockerfile.dockerignore", more)
+
+    if _inputs_label(tag) != digest():
+        built = subprocess.run(
+            [str(SCRIPT)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "FEDEPLOY_IMAGES": name},
+            timeout=timeout,
+        )
+        if built.returncode:
+            unavailable(f"scripts/build-images.sh ({name}) failed:\n{built.stderr[-4000:]}")
+        # The same image with the label (no layer added); the digest taken after the build,
+        # which may have made context files (the browser's dist).
+        with tempfile.TemporaryDirectory(prefix="label-") as context:
+            (Path(context) / "Containerfile").write_text(f"FROM {tag}\n")
+            podman(
+                "build", "--quiet", "--pull=never", "--label", f"{INPUTS_LABEL}={digest()}",
+                "--tag", tag, "--file", f"{context}/Containerfile", context,
+            )  # fmt: skip
+    return tag
+
+
 class Images:
-    """Each service's image tag (its chart's appVersion); `images[service]` builds the image
-    with scripts/build-images.sh the first time it is asked for, unless the tag exists."""
+    """Each service's image tag (its chart's appVersion); `images[service]` is `built_image`'s,
+    once per session."""
 
     def __init__(self) -> None:
         self.ready: dict[str, str] = {}
@@ -80,18 +121,7 @@ class Images:
     def __getitem__(self, service: str) -> str:
         if service not in self.ready:
             tag = f"ghcr.io/fedeploy/{service}:{app_version(service)}"
-            # Exit 0: the tag exists; anything else (podman missing included): build it.
-            if podman("image", "exists", tag, check=False).returncode != 0:
-                built = subprocess.run(
-                    [str(SCRIPT)],
-                    capture_output=True,
-                    text=True,
-                    env={**os.environ, "FEDEPLOY_IMAGES": service},
-                    timeout=3600,
-                )
-                if built.returncode:
-                    unavailable(f"scripts/build-images.sh failed:\n{built.stderr[-4000:]}")
-            self.ready[service] = tag
+            self.ready[service] = built_image(service, tag)
         return self.ready[service]
 
 

@@ -6,8 +6,6 @@ the chart's options and the security headers."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -17,29 +15,20 @@ import pytest
 from fedeploy.charts import render_chart
 from loopback.processes import port_open, wait_until
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES
-from tests.conftest import ROOT, unavailable
+from tests.conftest import ROOT
 from tests.images.chart_run import chart_command, config_map_files, container_of, podman_run_args
-from tests.images.conftest import SCRIPT, podman
+from tests.images.conftest import built_image, podman
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _browser_image() -> str:
-    """ghcr.io/fedeploy/stac-browser:<the lock's version>, built by the script unless it exists."""
+    """ghcr.io/fedeploy/stac-browser:<the lock's version>, built by the script unless it was built
+    from the tree's inputs (`built_image`)."""
     lock = json.loads((ROOT / "services/browser/package-lock.json").read_text())
     version = lock["packages"]["node_modules/@radiantearth/stac-browser"]["version"]
     tag = f"ghcr.io/fedeploy/stac-browser:{version}"
-    if podman("image", "exists", tag, check=False).returncode != 0:
-        built = subprocess.run(
-            [str(SCRIPT)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "FEDEPLOY_IMAGES": "browser"},
-            timeout=1800,
-        )
-        if built.returncode:
-            unavailable(f"scripts/build-images.sh (browser) failed:\n{built.stderr[-4000:]}")
-    return tag
+    return built_image("browser", tag, timeout=1800)
 
 
 def test_the_browser_image_serves_the_charts_config_and_headers(tmp_path: Path) -> None:

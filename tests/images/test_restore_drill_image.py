@@ -37,7 +37,7 @@ from tests.images.chart_run import (
     podman_run_args,
     storage_secret,
 )
-from tests.images.conftest import ROOT, SCRIPT, podman
+from tests.images.conftest import ROOT, built_image, podman
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,18 +47,15 @@ UID = 10001
 
 
 def _image() -> str:
-    """The image's tag as scripts/build-images.sh writes it, built once if missing."""
+    """The image's tag as scripts/build-images.sh writes it, built unless it was built from the
+    tree's inputs (`built_image`)."""
     dockerfile = (ROOT / "services/restore-drill/Dockerfile").read_text()
     major = next(line.split("=")[1] for line in dockerfile.splitlines() if "ARG PG_MAJOR=" in line)
     chart = (CHARTS_DIR / "catalog/Chart.yaml").read_text()
     version = next(line.split(":")[1].strip().strip('"') for line in chart.splitlines()
                    if line.startswith("appVersion:"))  # fmt: skip
     tag = f"ghcr.io/fedeploy/restore-drill:{version}-pg{major}"
-    if podman("image", "exists", tag, check=False).returncode != 0:
-        built = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=3600,
-                               env={**os.environ, "FEDEPLOY_IMAGES": "restore-drill"})  # fmt: skip
-        assert built.returncode == 0, built.stderr[-4000:]
-    return tag
+    return built_image("restore-drill", tag)
 
 
 def _port() -> int:
