@@ -893,14 +893,72 @@ def test_preview_and_drift_refresh_with_read_only_sign_ins_of_their_own_environm
         step = next(s for s in job["steps"] if s.get("name") == refresh)
         assert step["env"]["OS_CLIENT_CONFIG_FILE"] == "${{ runner.temp }}/clouds-readonly.yaml"
         assert step["env"]["OS_CLOUD"] == "${{ matrix.stack }}"
+        # The OVH keys for an ovh site's program only: empty for any other site's.
+        kind = "fromJSON(needs.{}.outputs.sites)[matrix.stack].kind".format(
+            "report" if name == "preview" else "stacks"
+        )
         for key in ("OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY"):
-            assert step["env"][key] == f"${{{{ secrets.{key}_READONLY }}}}", (name, key)
+            expected = f"${{{{ {kind} == 'ovh' && secrets.{key}_READONLY || '' }}}}"
+            assert step["env"][key] == expected, (name, key)
+        assert _ovh_step(job)["if"] == f"${{{{ {kind} == 'ovh' }}}}", name
+        # clouds.yaml is removed right after the refresh, whatever it did, before any later step.
+        names = [s.get("name") for s in job["steps"]]
+        removal = names.index("Remove the read-only clouds.yaml")
+        assert removal == names.index(refresh) + 1, name
+        assert job["steps"][removal]["if"] == "${{ always() }}", name
         for other in job["steps"]:
             if other is not step:
                 assert not any(k.startswith(("OS_", "OVH_")) for k in other.get("env", {})), name
     # The deploy job never reads the read-only names.
     deploy = yaml.safe_dump(jobs(GITHUB / "workflows" / "deploy-wave.yml")["up"])
     assert not set(re.findall(r"secrets\.([A-Za-z_]+)", deploy)) & READONLY_SECRETS
+
+
+def _ovh_step(job: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in job["steps"] if str(s.get("name", "")).startswith("OVHcloud"))
+
+
+def _bash(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-e", "-c", script],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("workflow, name", sorted(REFRESHING_JOBS))
+def test_missing_ovh_read_only_keys_are_named_before_the_refresh(workflow, name) -> None:
+    environment = REFRESHING_JOBS[(workflow, name)][0]
+    step = _ovh_step(jobs(GITHUB / "workflows" / workflow)[name])
+    # The keys reach this check under names no provider reads.
+    assert set(step["env"]) == {"APPLICATION_KEY", "APPLICATION_SECRET", "CONSUMER_KEY", "ENDPOINT"}
+    given = {
+        "APPLICATION_KEY": "ro-key",
+        "APPLICATION_SECRET": "ro-secret",
+        "CONSUMER_KEY": "ro-consumer",
+        "ENDPOINT": "ovh-eu",
+    }
+    assert _bash(step["run"], **given).returncode == 0
+    done = _bash(step["run"], **{**given, "APPLICATION_SECRET": "", "CONSUMER_KEY": ""})
+    assert done.returncode == 1
+    assert done.stdout.strip() == (
+        f"::error::not secrets of the {environment} environment: "
+        "OVH_APPLICATION_SECRET_READONLY OVH_CONSUMER_KEY_READONLY (an ovh site needs all three)"
+    )
+    done = _bash(step["run"], **{**given, "ENDPOINT": ""})
+    assert done.returncode == 1 and "OVH_ENDPOINT is not a variable" in done.stdout
+
+
+@pytest.mark.parametrize("workflow, name", sorted(REFRESHING_JOBS))
+def test_the_read_only_clouds_yaml_is_removed_after_the_refresh(tmp_path, workflow, name) -> None:
+    steps = jobs(GITHUB / "workflows" / workflow)[name]["steps"]
+    removal = next(s for s in steps if s.get("name") == "Remove the read-only clouds.yaml")
+    (tmp_path / "clouds-readonly.yaml").write_text("clouds: {}\n")
+    assert _bash(removal["run"], RUNNER_TEMP=str(tmp_path)).returncode == 0
+    assert list(tmp_path.iterdir()) == []
+    assert _bash(removal["run"], RUNNER_TEMP=str(tmp_path)).returncode == 0  # none: no error
 
 
 def test_the_read_only_clouds_yaml_is_written_for_the_owner_alone(tmp_path: Path) -> None:
@@ -945,12 +1003,15 @@ echo '{"steps": [], "changeSummary": {"same": 1}}'
 """
 
 
-def _gitlab_drift(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
-    """The GitLab drift job's script, as its shell runs it, with stand-ins for fedeploy and
-    pulumi (which records the sign-in variables each site's preview saw) on PATH."""
+def _gitlab_drift(
+    tmp_path: Path, fedeploy: str = _FAKE_FEDEPLOY, **variables: str
+) -> subprocess.CompletedProcess[str]:
+    """The GitLab drift job's script, as its shell runs it, with stand-ins for fedeploy (the
+    script `fedeploy`) and pulumi (which records the sign-in variables each site's preview saw)
+    on PATH."""
     fakes = tmp_path / "bin"
     fakes.mkdir(exist_ok=True)
-    for name, text in (("fedeploy", _FAKE_FEDEPLOY), ("pulumi", _FAKE_PULUMI)):
+    for name, text in (("fedeploy", fedeploy), ("pulumi", _FAKE_PULUMI)):
         (fakes / name).write_text(text)
         (fakes / name).chmod(0o755)
     (tmp_path / "calls").mkdir(exist_ok=True)
@@ -1011,6 +1072,28 @@ def test_gitlab_drift_gives_each_site_its_read_only_sign_in_for_its_preview_alon
     assert not (calls / "ewc-bologna").exists()
 
 
+@pytest.mark.parametrize("missing", sorted(n for n in READ_ONLY if n.startswith("OVH_")))
+def test_gitlab_drift_names_a_missing_ovh_read_only_key(tmp_path: Path, missing: str) -> None:
+    done = _gitlab_drift(tmp_path, **{k: v for k, v in READ_ONLY.items() if k != missing})
+    assert done.returncode == 1
+    assert f"{missing} is not set for ops/drift" in done.stderr
+    assert "the drift check failed for: ovh-gra" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "calls").iterdir()) == ["aws-dublin", "ewc-bologna"]
+
+
+def test_gitlab_drift_fails_when_the_sites_cannot_be_listed(tmp_path: Path) -> None:
+    """A failing command substitution in a `for` list does not stop `bash -e`: the loop checked
+    nothing and the job passed. The sites are listed first, on a line of their own."""
+    no_kind = (
+        "#!/bin/sh\nmkdir -p .fedeploy\n"
+        'echo \'{"stacks": ["ovh-gra"], "sites": {"ovh-gra": {}}}\' > .fedeploy/affected.json\n'
+    )
+    done = _gitlab_drift(tmp_path, no_kind, **READ_ONLY)
+    assert done.returncode != 0, done.stdout
+    assert "KeyError: 'kind'" in done.stderr
+    assert list((tmp_path / "calls").iterdir()) == []
+
+
 @pytest.mark.parametrize("deploy_name", sorted(ENVIRONMENT_SECRETS))
 def test_gitlab_drift_stops_when_a_deploy_sign_in_reaches_it(
     tmp_path: Path, deploy_name: str
@@ -1019,7 +1102,10 @@ def test_gitlab_drift_stops_when_a_deploy_sign_in_reaches_it(
     stops before anything runs, naming the variable (never its value)."""
     done = _gitlab_drift(tmp_path, **READ_ONLY, **{deploy_name: "deploy-value"})
     assert done.returncode == 1
-    assert f"{deploy_name}, a deploy sign-in, reaches environment ops/drift" in done.stdout
+    assert done.stdout.strip() == (
+        f"{deploy_name}, a deploy sign-in, reaches environment ops/drift: scope it to "
+        "<environment>/* of each tier that deploys such sites, never All (docs/gitops.md)"
+    )
     assert "deploy-value" not in done.stdout + done.stderr
     assert list((tmp_path / "calls").iterdir()) == []
 
