@@ -22,6 +22,7 @@ from types import FrameType
 
 POLL_SECONDS = 0.1  # how often the stack files' sizes and mtimes are read
 CODE_POLL_SECONDS = 1.0  # how often the project's code files are (a few hundred of them)
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 SHOWN_NAMES = 12  # stacks named in the status line before "and N more"
 
 Snapshot = dict[str, tuple[int, int, int]]  # path: (mtime_ns, size, inode)
@@ -52,6 +53,7 @@ def watch_plan(options: WatchOptions) -> int:
 
     root = project_dir()
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    _adopt_orphans()
     try:
         _warm(root)
         code = _code_snapshot(fingerprint_files(root).values())
@@ -196,6 +198,7 @@ def _in_child(options: WatchOptions) -> tuple[dict | None, str]:
             while chunk := pipe.read(65536):
                 chunks.append(chunk)
         _, status = os.waitpid(pid, 0)
+    _reap_orphans()
     if chunks:
         return json.loads(b"".join(chunks)), ""
     if os.WIFSIGNALED(status):
@@ -218,7 +221,31 @@ def _reaped(pid: int) -> Iterator[None]:
             os.killpg(pid, signal.SIGTERM)
         with suppress(ChildProcessError):
             os.waitpid(pid, 0)
+        _reap_orphans(wait=True)
         raise
+
+
+def _adopt_orphans() -> None:
+    """Make this process the reaper of its descendants that lose their parent (Linux's
+    PR_SET_CHILD_SUBREAPER): a plan's workers, once its child is ended, are reaped here."""
+    import ctypes
+    import ctypes.util
+
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _reap_orphans(wait: bool = False) -> None:
+    """Reap the descendants left to this process (see _adopt_orphans): those already ended, or
+    with `wait`, every one, once it ends."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0 if wait else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _child(options: WatchOptions, write_end: int) -> None:

@@ -154,3 +154,21 @@ def test_watch_replans_the_changed_stack_keeps_going_after_an_error_and_stops_cl
     assert _session_processes(watcher.process.pid) == []
     assert "stopped" in "".join(watcher.seen + list(watcher.lines.queue))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "reports.txt", "stacks"]
+
+
+def test_sigterm_during_a_plan_ends_its_workers_and_leaves_no_process(
+    stacks: Path, tmp_path: Path
+) -> None:
+    # An empty cache: the first plan forks two workers for its first wave of five stacks.
+    watcher = Watcher(stacks, tmp_path / "cache", tmp_path / "reports.txt")
+    session = watcher.process.pid
+    try:
+        deadline = time.monotonic() + WAIT
+        while len(_session_processes(session)) < 4:  # the watcher, its planner, two workers
+            assert time.monotonic() < deadline, f"no workers seen: {watcher.seen}"
+            assert watcher.process.poll() is None, f"the watcher exited: {watcher.seen}"
+            time.sleep(0.05)
+    finally:
+        status = watcher.stop()
+    assert status == 0
+    assert _session_processes(session) == []
