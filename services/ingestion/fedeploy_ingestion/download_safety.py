@@ -376,7 +376,7 @@ class DirectBody:
     past Content-Length. A connection that ends early raises SourceError naming what came.
     The connection is closed at the end, never used again (h11 did not see the body end)."""
 
-    def __init__(self, response: httpx.Response, sock: socket.socket, size: int, what: str):
+    def __init__(self, response: httpx.Response, sock: socket.socket, size: int, what: str) -> None:
         self._response = response
         self._socket = sock
         # Kept until the end: closing this generator (as dropping it would) closes the socket.

@@ -535,6 +535,7 @@ class _Parts:
         self._chunks = chunks
         self._part_size = part_size
         self._buffers = buffers
+        self._target = memoryview(b"")  # the rest of the part being filled (`readinto`)
         self.rest = b""
         self.size = 0
 
@@ -542,7 +543,7 @@ class _Parts:
         first = self._buffers.get(self._part_size)
         buffer: bytearray | None = first
         held = 0
-        self._target = memoryview(first)  # where the next read goes (chunks with `readinto`)
+        self._target = memoryview(first)
         try:
             for piece in self._pieces():
                 while True:
