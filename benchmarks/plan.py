@@ -4,7 +4,9 @@ floor, a one-site change planned from the cache, and a synthetic federation of 3
 Each case runs in a fresh process so its peak memory and its imports are its own. Goals (issue
 35): the example's plan (no cache) within 2x its import floor, the time a fresh process takes
 to import every module the plan loads (workers' modules included); a change to one site, the
-rest kept in the cache, under 1.5 s; 300 mixed sites (no cache) under 90 s and 2 GiB.
+rest kept in the cache, under 1.5 s (a fresh process, beside its import floor, and a running
+`fedeploy plan --watch`, from the write of the stack file to its report); 300 mixed sites (no
+cache) under 90 s and 2 GiB.
 
     python benchmarks/plan.py                 # every case, the example run 3 times (median)
     python benchmarks/plan.py --example-only --repeat 5
