@@ -1122,3 +1122,78 @@ def test_gitlab_read_only_sign_ins_are_read_by_the_drift_job_alone() -> None:
     assert _expanded(GITLAB_TEMPLATES.read_text(), READONLY_SECRETS) == []
     # The deploy sign-ins are named in the drift job only by the guard that refuses them.
     assert _expanded(yaml.safe_dump(ci["drift"]), ENVIRONMENT_SECRETS) == []
+
+
+# ---- what the docs tell an operator to set up (review left27: 3, 4, D1-D4) ----------------------
+
+
+def _docs() -> str:
+    return " ".join((ROOT / "docs" / "gitops.md").read_text().split())
+
+
+def test_every_github_environment_holding_a_sign_in_is_limited_to_main() -> None:
+    """A pull request runs its branch's own workflow file, which can put a job in any
+    environment: only the deployment-branch rule keeps a branch from a deploy sign-in."""
+    docs = _docs()
+    assert "the same or looser" not in docs
+    assert (
+        "every environment that holds a sign-in, `production`, `staging`, `development` and "
+        "`drift`, has deployment branches limited to `main`" in docs
+    )
+    assert "`development` with deployment branches limited to `main` too" in docs
+    assert "a `pull_request` run takes the workflow file from the pull request's branch" in docs
+
+
+def test_the_docs_scope_gitlab_deploy_sign_ins_to_each_tier_a_deploy_job_runs_in() -> None:
+    """Deploy jobs run in `<environment>/<site>`: a sign-in scoped to `production/*` alone never
+    reaches a staging site's job."""
+    from types import SimpleNamespace
+
+    from fedeploy.gitops.formats import as_gitlab
+
+    site = SimpleNamespace(kind="openstack", region=None, environment="staging")
+    affected = SimpleNamespace(waves=[["ewc-bologna"]], sites={"ewc-bologna": site})
+    pipeline = yaml.safe_load(as_gitlab(affected))  # type: ignore[arg-type]
+    (job,) = (job for name, job in pipeline.items() if name.startswith("up "))
+    assert job["environment"]["name"] == "staging/ewc-bologna"
+    docs = _docs()
+    assert "scope the deploy ones to `<environment>/*` for each tier" in docs
+    assert "GitLab (CI/CD variables, protected, environment scope `<environment>/*`" in docs
+    assert not re.search(r"deploy ones scoped to `production/\*`", docs)
+
+
+def test_the_docs_say_where_ovh_endpoint_goes_for_preview_and_drift() -> None:
+    docs = _docs()
+    assert docs.count("`OVH_ENDPOINT` (a repository variable, or a variable of") == 2
+    assert "`OVH_ENDPOINT` (where there are OVH sites): a repository variable" in docs
+    # Both GitHub refreshes read it from vars, where an environment variable would be too.
+    for workflow, name in REFRESHING_JOBS:
+        refresh = REFRESHING_JOBS[(workflow, name)][1]
+        step = next(
+            s
+            for s in jobs(GITHUB / "workflows" / workflow)[name]["steps"]
+            if s.get("name") == refresh
+        )
+        assert step["env"]["OVH_ENDPOINT"] == "${{ vars.OVH_ENDPOINT }}"
+
+
+def test_upgrading_names_the_drift_subject_change_and_its_order() -> None:
+    docs = (ROOT / "docs" / "gitops.md").read_text()
+    note = docs.split("## Upgrading from the previous example workflows", 1)[1].split("\n## ")[0]
+    old = "repo:<owner>/<repo>:ref:refs/heads/main:job_workflow_ref:<owner>/<repo>/.github/workflows/drift.yml@refs/heads/main"
+    new = "repo:<owner>/<repo>:environment:drift:job_workflow_ref:<owner>/<repo>/.github/workflows/drift.yml@refs/heads/main"
+    assert old in note and new in note
+    flat = " ".join(note.split())
+    for needed in (
+        "Create the environment `drift` with deployment branches limited to `main`",
+        "FEDEPLOY_CLOUDS_YAML_READONLY",
+        "OVH_CONSUMER_KEY_READONLY",
+        "AWS_DRIFT_ROLE_ARN",
+        "accept both subjects during the switch-over",
+        "`fedeploy-drift`",
+        "AssumeRoleWithWebIdentity",
+    ):
+        assert needed in flat, needed
+    header = (GITHUB / "workflows" / "drift.yml").read_text().split("\nname:", 1)[0]
+    for needed in ("environment:drift", "limited to main", "both subjects", "Upgrading"):
+        assert needed in " ".join(header.replace("#", " ").split()), needed
