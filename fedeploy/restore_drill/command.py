@@ -99,7 +99,12 @@ def restore_drill_command(
         ),
     ] = None,
     workdir: Annotated[
-        Path | None, typer.Option("--workdir", help="Scratch space (default: a temporary folder).")
+        Path | None,
+        typer.Option(
+            "--workdir",
+            help="Scratch space (default: a temporary folder); its absolute path may hold only "
+            "letters, digits and / . _ + - @ :.",
+        ),
     ] = None,
     pg_bindir: Annotated[
         str | None, typer.Option("--pg-bindir", help="PostgreSQL's programs (pg_ctl).")

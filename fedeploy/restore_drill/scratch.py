@@ -69,7 +69,6 @@ class ScratchServer:
 # (no file permissions: any uid could connect), and pg_ctl hands -o's config_file to /bin/sh, so
 # spaces, quotes and the shell's other characters cannot pass either.
 _WORKDIR_PATH = re.compile(r"/[A-Za-z0-9/._+@:-]*")
-_WORKDIR_ALLOWED = "letters, digits and / . _ + - @ : (an absolute path once resolved)"
 
 
 def scratch_workdir(workdir: Path) -> Path:
@@ -79,10 +78,10 @@ def scratch_workdir(workdir: Path) -> Path:
     if not _WORKDIR_PATH.fullmatch(str(absolute)):
         odd = sorted({c for c in str(absolute) if not _WORKDIR_PATH.fullmatch("/" + c)})
         raise DrillError(
-            f"restore-drill: --workdir {str(absolute)!r} holds {', '.join(map(repr, odd))}; "
-            f"its path may hold only {_WORKDIR_ALLOWED} (PostgreSQL and libpq read `,` as a "
-            "list and a leading `@` as an abstract socket, and pg_ctl passes the path through "
-            "/bin/sh)"
+            f"restore-drill: --workdir {str(absolute)!r} holds {', '.join(map(repr, odd))}: the "
+            "scratch server's paths may hold only letters, digits and / . _ + - @ : (PostgreSQL "
+            "and libpq read ',' as a list of folders and a leading '@' as an abstract socket, "
+            "and pg_ctl passes the path through /bin/sh); give another --workdir"
         )
     return absolute
 
