@@ -221,15 +221,13 @@ def _run(args: argparse.Namespace) -> int:
         if outcome.version is not None:
             print(json.dumps({"version": outcome.version, "skill": outcome.metrics["skill"]}))
     elif args.command == "serve":
-        import uvicorn
+        from fedeploy_inference.server import create_app, serve
 
-        from fedeploy_inference.server import create_app
-
-        uvicorn.run(
+        serve(
             create_app(settings),
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            log_level=args.log_level.lower(),
+            args.host or settings.host,
+            args.port or settings.port,
+            args.log_level.lower(),
         )
     elif args.command == "batch":
         outcome = run_batch(settings, args.bbox, args.start, args.end)

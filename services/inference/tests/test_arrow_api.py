@@ -15,7 +15,9 @@ from fedeploy_inference.arrow_api import (
     MAX_BODY_BYTES,
     RESPONSE_SCHEMA,
     ArrowRejected,
+    answer_stream,
     parse_request,
+    response_batch,
     table_from_requests,
     to_stream,
 )
@@ -249,3 +251,29 @@ def test_the_openapi_document_names_the_arrow_media_type(settings):
     assert "application/json" in operation["requestBody"]["content"]
     assert ARROW_STREAM in operation["responses"]["200"]["content"]
     assert "application/json" in operation["responses"]["200"]["content"]
+
+
+def test_the_answer_stream_is_the_stream_writers_bytes(small_data):
+    """The answer is written as the schema's message, the batch's and the end marker: the same
+    bytes as pyarrow's stream writer makes of the table, readable as one."""
+    batch = parse_request(to_stream(table_from_requests(_requests(small_data))), 1024)
+    forecast = np.arange(len(batch.arrays) * 24 * 2, dtype=np.float32).reshape(-1, 24, 2)
+    forecast[1, :, 1] = np.nan
+    observed = np.ones((len(batch.arrays), 2), dtype=bool)
+    observed[1, 1] = False
+    model = ("station-forecast", "v1")
+    answer = answer_stream(batch, forecast, observed, model)
+    table = pa.Table.from_batches([response_batch(batch, forecast, observed, model)])
+    assert answer == to_stream(table)
+    read = pa.ipc.open_stream(answer).read_all()
+    assert read.equals(table) and read.schema.metadata[b"model_version"] == b"v1"
+    assert read.column("precipitation").null_count == 24
+
+
+def test_per_request_values_equal_as_numbers_are_one_value(small_data):
+    """0.0 and -0.0 differ in bits but are one longitude: the request is accepted."""
+    table = table_from_requests(_requests(small_data)[:1])
+    longitude = pa.array([0.0] + [-0.0] * (table.num_rows - 1))
+    table = table.set_column(table.schema.get_field_index("longitude"), "longitude", longitude)
+    parsed = parse_request(to_stream(table), 1024)
+    assert parsed.arrays.longitude.tolist() == [0.0]
