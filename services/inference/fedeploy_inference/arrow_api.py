@@ -175,34 +175,26 @@ REQUEST_SCHEMA = pa.schema(
 )
 
 
-def _floats(
-    columns: dict[str, pa.ChunkedArray], n: int, typed: pa.RecordBatch | None
-) -> np.ndarray:
+def _floats(columns: dict[str, pa.ChunkedArray], n: int, typed: bool) -> np.ndarray:
     """The float64 columns (_FLOATS' order) as one (columns, rows) array, NaN where null or
     absent; NaN, infinities and values out of a column's range refused. The checks run over
     the whole array; only a refused table is looked at column by column, to name the first
-    column and row at fault as a column-by-column reading would. `typed`: the table as one
-    record batch where its schema is REQUEST_SCHEMA (its float columns read in one pass)."""
-    if typed is not None:
-        # (rows, columns) in column-major order: its transpose is (columns, rows), contiguous.
-        out = typed.select(_FLOAT_INDEX).to_tensor(null_to_nan=True, row_major=False)
-        out = out.to_numpy().T
-        missing = sum(columns[name].null_count for name in _FLOAT_NAMES)
-    else:
-        out = np.full((len(_FLOATS), n), np.nan)
-        missing = 0  # NaN expected: the nulls and the absent columns' rows
-        for k, name in enumerate(_FLOAT_NAMES):
-            column = columns.get(name)
-            if column is None:
-                missing += n
-                continue
-            if column.type != pa.float64():
-                _refuse_floats(columns, out[:k])  # a value refused in an earlier column first
-                raise ArrowRejected(
-                    name, None, f"{name} is {column.type}; float64 (null: missing) is required"
-                )
-            out[k] = column.to_numpy()  # nulls read as NaN
-            missing += column.null_count
+    column and row at fault as a column-by-column reading would. `typed`: the schema is
+    REQUEST_SCHEMA (every column present, float64)."""
+    out = np.empty((len(_FLOATS), n)) if typed else np.full((len(_FLOATS), n), np.nan)
+    missing = 0  # NaN expected: the nulls and the absent columns' rows
+    for k, name in enumerate(_FLOAT_NAMES):
+        column = columns.get(name)
+        if column is None:
+            missing += n
+            continue
+        if not typed and column.type != pa.float64():
+            _refuse_floats(columns, out[:k])  # a value refused in an earlier column comes first
+            raise ArrowRejected(
+                name, None, f"{name} is {column.type}; float64 (null: missing) is required"
+            )
+        out[k] = column.to_numpy()  # nulls read as NaN
+        missing += column.null_count
     # Only the missing values fail (NaN compares false): no NaN or infinity was sent, and
     # every value sent is within its column's range.
     if int(np.count_nonzero((out >= _LOW) & (out <= _HIGH))) != out.size - missing:
@@ -315,14 +307,11 @@ def _constant_within(
     )
 
 
-def _columns(table: pa.Table) -> tuple[dict[str, pa.ChunkedArray], pa.RecordBatch | None]:
-    """The table's columns by name, and where its schema is REQUEST_SCHEMA (then its names
-    and types need no check) the table as one record batch; unknown, repeated and missing
-    required columns refused."""
-    if table.schema.equals(REQUEST_SCHEMA) and table.num_rows:
-        batches = table.to_batches()
-        whole = batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
-        return dict(zip(COLUMNS, table.columns, strict=True)), whole
+def _columns(table: pa.Table) -> tuple[dict[str, pa.ChunkedArray], bool]:
+    """The table's columns by name, and whether its schema is REQUEST_SCHEMA (then its names
+    and types need no check); unknown, repeated and missing required columns refused."""
+    if table.schema.equals(REQUEST_SCHEMA):
+        return dict(zip(COLUMNS, table.columns, strict=True)), True
     names = table.column_names
     extra = [c for c in names if c not in COLUMNS]
     if extra:
@@ -334,15 +323,14 @@ def _columns(table: pa.Table) -> tuple[dict[str, pa.ChunkedArray], pa.RecordBatc
     for name in _REQUIRED:
         if name not in names:
             raise ArrowRejected(name, None, f"column {name!r} is required")
-    return dict(zip(names, table.columns, strict=True)), None
+    return dict(zip(names, table.columns, strict=True)), False
 
 
 def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
     """An Arrow request body checked and read into the encoder's columns (see the module's
     schema); raises ArrowRejected naming the column and the first offending row."""
     table = read_table(body)
-    columns, whole = _columns(table)
-    typed = whole is not None
+    columns, typed = _columns(table)
     n = table.num_rows
     if n == 0:
         raise ArrowRejected(None, None, "no rows given; at least one observation is required")
@@ -386,7 +374,7 @@ def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
             f"{int(counts[big])} observations in the request from row "
             f"{int(starts[big])}; at most {MAX_OBSERVATIONS} allowed",
         )
-    floats = _floats(columns, n, whole)
+    floats = _floats(columns, n, typed)
     if "scene_acquired" in columns:
         acquired, has_acquired = _timestamps_us(
             columns["scene_acquired"], "scene_acquired", True, typed
@@ -428,7 +416,6 @@ _PER_REQUEST = ("longitude", "latitude", "scene_cloud_cover")
 assert _FLOAT_NAMES[: len(_PER_REQUEST)] == _PER_REQUEST
 assert tuple(REQUEST_SCHEMA.names) == COLUMNS
 _CLOUD = _FLOAT_NAMES.index("scene_cloud_cover")
-_FLOAT_INDEX = [COLUMNS.index(name) for name in _FLOAT_NAMES]
 _VALUES = slice(_FLOAT_NAMES.index(VARIABLES[0]), _FLOAT_NAMES.index(VARIABLES[0]) + len(VARIABLES))
 assert _FLOAT_NAMES[_VALUES] == VARIABLES
 
