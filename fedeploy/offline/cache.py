@@ -3,8 +3,9 @@
 A stack's plan (and its checks) is a function of its stack file, the outputs of the stacks it
 reads, and the code that plans and checks it: this repository's program, charts, templates,
 policies and image lock, and the installed packages (Pulumi's SDKs, Helm, the schemas). The
-key hashes all of them, so a changed input is a different key and never an old answer. Only
-successful plans are kept; a failure is always planned again.
+key hashes all of them, so a changed input is a different key and never an old answer. Program
+errors are never kept (they are planned again); policy and chart findings are. A plan is kept
+only if none of the code it hashed changed while it ran (see code_changed).
 
 The cache lives in $FEDEPLOY_PLAN_CACHE (`off` turns it off), else
 $XDG_CACHE_HOME/fedeploy/plan (~/.cache/fedeploy/plan). Entries are pickles, written whole or
@@ -12,6 +13,7 @@ not at all (a temporary file renamed), so plans running side by side share it sa
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import hashlib
 import importlib.util
@@ -34,6 +36,14 @@ CODE_FILES = ("images.lock.yaml", "Pulumi.yaml", "__main__.py", "pyproject.toml"
 # The running code's own packages, hashed where they are installed (see fingerprint_files).
 RUNTIME_PACKAGES = ("fedeploy", "components", "policies")
 _SKIPPED = ("__pycache__",)
+# Editor and VCS litter that no plan reads: vim's swap files and write probe, emacs' backups and
+# lock links (dotfiles are skipped too: .git, .#x, .x.swp; not a chart's .helmignore, which
+# decides what Helm renders).
+_LITTER_SUFFIXES = ("~", ".swp", ".swx", ".pyc")
+_LITTER_NAMES = ("4913",)
+Snapshot = dict[str, tuple[int, int, int, int]]  # path: (mtime_ns, size, inode, mode)
+# The stat snapshot of the files and folders each fingerprint was computed from (by root).
+_SNAPSHOTS: dict[Path, tuple[dict[str, Path], Snapshot]] = {}
 FORMAT = 1  # bump when what an entry holds changes shape
 LIMIT_BYTES = 512 * 1024 * 1024  # beyond this, the entries least recently used are removed
 
@@ -44,49 +54,158 @@ def fingerprint_files(root: Path = ROOT) -> dict[str, Path]:
     and the running fedeploy's own packages wherever they are installed (`pkg:` names), since
     a wheel-installed fedeploy plans a project that is not its own source tree."""
 
-    def tree(folder: Path) -> list[Path]:
-        return [
-            p
-            for p in folder.rglob("*")
-            if p.is_file() and not any(part in _SKIPPED for part in p.parts) and p.suffix != ".pyc"
-        ]
+    return {name: path for name, path in _walk(root).items() if not name.startswith("dir:")}
 
-    files = {name: root / name for name in CODE_FILES if (root / name).is_file()}
-    for folder in CODE_DIRS:
-        files.update((p.relative_to(root).as_posix(), p) for p in tree(root / folder))
+
+def _litter(name: str) -> bool:
+    """Whether a file or folder name is editor or VCS litter, never read by a plan."""
+    return (
+        (name.startswith(".") and name != ".helmignore")
+        or name.endswith(_LITTER_SUFFIXES)
+        or name in _LITTER_NAMES
+        or name in _SKIPPED
+    )
+
+
+def _helmignored(chart: Path) -> Callable[[Path], bool]:
+    """What `chart`'s .helmignore leaves out of the chart, as a test of a path under it (Helm's
+    patterns: a name or relative path glob, a trailing / for folders, a leading / anchors; a
+    path a `!` line names is never skipped); nothing where there is no .helmignore."""
+    try:
+        lines = (chart / ".helmignore").read_text().splitlines()
+    except OSError:
+        return lambda path: False
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+    def matches(pattern: str, relative: str) -> bool:
+        pattern = pattern.rstrip("/")
+        parts = relative.split("/")
+        if pattern.startswith("/") or "/" in pattern:
+            pattern = pattern.lstrip("/")
+            return any(
+                fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, 1 + len(parts))
+            )
+        return any(fnmatch.fnmatchcase(part, pattern) for part in parts)
+
+    def skipped(path: Path) -> bool:
+        relative = path.relative_to(chart).as_posix()
+        if any(matches(p[1:], relative) for p in patterns if p.startswith("!")):
+            return False
+        return any(matches(p, relative) for p in patterns if not p.startswith("!"))
+
+    return skipped
+
+
+def _tree(folder: Path, charts: bool = False) -> tuple[list[Path], list[Path]]:
+    """The files under `folder` a plan may read and the folders walked to find them (a file
+    added to one changes its mtime); under charts/ (`charts`), each chart's .helmignore
+    applies."""
+    files: list[Path] = []
+    folders: list[Path] = []
+    ignored: dict[Path, Callable[[Path], bool]] = {}
+    for top, dirs, names in os.walk(folder):
+        here = Path(top)
+        folders.append(here)
+        dirs[:] = sorted(d for d in dirs if not _litter(d))
+        skip = next((test for chart, test in ignored.items() if here.is_relative_to(chart)), None)
+        if charts and here.parent == folder:
+            skip = ignored[here] = _helmignored(here)
+        for name in names:
+            path = here / name
+            if _litter(name) or (skip is not None and skip(path)):
+                continue
+            files.append(path)
+    return files, folders
+
+
+def _walk(root: Path) -> dict[str, Path]:
+    """fingerprint_files' files, and (`dir:` names) the folders listed to find them."""
+    found = {name: root / name for name in CODE_FILES if (root / name).is_file()}
+    homes = [(folder, root / folder, root) for folder in CODE_DIRS]
     for package in RUNTIME_PACKAGES:
         spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
+        if spec is not None and spec.origin is not None:
+            home = Path(spec.origin).parent
+            homes.append((f"pkg:{package}", home, home))
+    for label, folder, base in homes:
+        files, folders = _tree(folder, charts=label == "charts")
+        prefix = "" if base is root else f"{label}/"
+        found.update((f"{prefix}{p.relative_to(base).as_posix()}", p) for p in files)
+        found.update((f"dir:{p}", p) for p in folders)
+    found.update((f"dir:{p}", p) for p in _site_folders())
+    return found
+
+
+def _stat_snapshot(paths: Mapping[str, Path]) -> Snapshot:
+    """(mtime_ns, size, inode, mode) of each of `paths`, by name; a path gone is left out."""
+    found: Snapshot = {}
+    for name, path in paths.items():
+        try:
+            st = os.stat(path)
+        except OSError:
             continue
-        home = Path(spec.origin).parent
-        files.update((f"pkg:{package}/{p.relative_to(home).as_posix()}", p) for p in tree(home))
-    return files
+        found[name] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode)
+    return found
+
+
+def code_snapshot(root: Path = ROOT) -> Snapshot:
+    """The stat snapshot of the code a plan reads now (fingerprint_files' files, the folders
+    listed to find them, and the installed packages' folders): it differs from an earlier one
+    when any of them was edited, added, removed, or a package was installed."""
+    return _stat_snapshot(_walk(root))
+
+
+def code_changed(root: Path = ROOT) -> bool:
+    """Whether any file or folder `code_fingerprint(root)` was computed from changed since it
+    was (stat only, nothing listed or read); False before it is computed."""
+    taken = _SNAPSHOTS.get(root)
+    return taken is not None and _stat_snapshot(taken[0]) != taken[1]
 
 
 @functools.lru_cache(maxsize=4)
 def code_fingerprint(root: Path = ROOT) -> str:
     """A hash of every file `fingerprint_files(root)` names (names and contents), of the
     installed distributions (names and versions) and of the interpreter's version: it changes
-    whenever fedeploy, the project's charts or program, or the dependencies do."""
+    whenever fedeploy, the project's charts or program, or the dependencies do. What it was
+    computed from is stat'ed first (see code_changed)."""
+    walked = _walk(root)
+    _SNAPSHOTS[root] = (walked, _stat_snapshot(walked))
     digest = hashlib.sha256(f"format {FORMAT}\n{sys.version}\n".encode())
-    for name, path in sorted(fingerprint_files(root).items()):
+    for name, path in sorted(walked.items()):
+        if name.startswith("dir:"):
+            continue
         digest.update(f"{name}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     digest.update("\n".join(_distributions()).encode())
     return digest.hexdigest()
 
 
-def _distributions() -> list[str]:
-    """The installed distributions as their metadata folders name them (name-version.dist-info)
-    on every sys.path entry: listed, not parsed, so it costs a directory listing per entry."""
-    found: list[str] = []
-    for entry in sys.path:
+def _site_entries() -> dict[Path, list[str]]:
+    """The sys.path folders that hold installed distributions, with the metadata folders each
+    holds (name-version.dist-info or .egg-info; listed, not parsed). sys.path[0], the running
+    script's folder (or the working directory for -m and -c), is not an installation: a script
+    run from /tmp and `fedeploy` key the same plan alike."""
+    found: dict[Path, list[str]] = {}
+    for entry in sys.path[1:]:
         try:
-            names = os.listdir(entry or ".")
+            folder = Path(entry or ".").resolve()
+            names = os.listdir(folder)
         except OSError:
             continue
-        found += (f"{entry}/{name}" for name in names if name.endswith((".dist-info", ".egg-info")))
-    return sorted(found)
+        metadata = [name for name in names if name.endswith((".dist-info", ".egg-info"))]
+        if metadata and folder not in found:
+            found[folder] = metadata
+    return found
+
+
+def _site_folders() -> list[Path]:
+    """The folders of installed distributions (see _site_entries): a pip install changes one."""
+    return list(_site_entries())
+
+
+def _distributions() -> list[str]:
+    """The installed distributions, as `folder/name-version.dist-info` (see _site_entries)."""
+    return sorted(f"{folder}/{name}" for folder, names in _site_entries().items() for name in names)
 
 
 class PlanCache:
@@ -97,6 +216,7 @@ class PlanCache:
         self.root = root
         self.limit = limit
         self.written = 0
+        self.refused = 0  # puts refused: the code changed since the key (see put)
         self.hits = 0
         self.misses = 0  # keys looked up and not found, each counted once
         self._missed: set[str] = set()
@@ -143,7 +263,17 @@ class PlanCache:
         return value
 
     def put(self, key: str, value: Any) -> None:
-        """Keep `value` under `key`; where the cache cannot be written, it is not kept."""
+        """Keep `value` under `key`; where the cache cannot be written, it is not kept. Nor is
+        it once the code hashed into the key changed on disk (a chart saved or a `git checkout`
+        during the plan): the plan may have read the new code (said once on stderr)."""
+        if code_changed(self.root):
+            if not self.refused:
+                sys.stderr.write(
+                    "fedeploy: the project's code changed during the plan: "
+                    "its results are not kept in the plan cache\n"
+                )
+            self.refused += 1
+            return
         path = self._path(key)
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)

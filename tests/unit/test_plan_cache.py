@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fedeploy.offline.cache import PlanCache, code_fingerprint, default_cache
+from fedeploy.offline.cache import PlanCache, code_fingerprint, default_cache, fingerprint_files
 from fedeploy.plan.formats import as_json
 from fedeploy.plan.run import run_plan
 from tests.builders import edit_site, example_stacks
@@ -142,3 +142,68 @@ def test_a_project_outside_fedeploys_own_tree_is_what_the_default_cache_hashes(
     chart.write_text("replicas: 2\n")
     code_fingerprint.cache_clear()
     assert code_fingerprint(project) != before
+
+
+def _small_project(root: Path) -> Path:
+    """A project of one chart (with Helm's usual .helmignore) and an image lock."""
+    templates = root / "charts" / "catalog" / "templates"
+    templates.mkdir(parents=True)
+    (root / "charts" / "catalog" / ".helmignore").write_text("*.bak\n*.orig\n")
+    (templates / "route.yaml").write_text("kind: Ingress\n")
+    (root / "images.lock.yaml").write_text("images: {}\n")
+    return templates / "route.yaml"
+
+
+def test_a_plan_is_not_kept_once_the_code_it_hashed_changed(tmp_path, capsys):
+    # Review watch27 finding 1 (and S1): a chart saved, or a template added by a `git checkout`,
+    # between the key and the put would keep the new chart's result under the old code's key.
+    route = _small_project(tmp_path / "project")
+    code_fingerprint.cache_clear()
+    stacks = example_stacks(tmp_path / "stacks", [SITE])
+    cache = PlanCache(tmp_path / "cache", root=tmp_path / "project")
+    key = cache.key(stacks / f"Pulumi.{SITE}.yaml", {}, None)
+    cache.put(key, "kept")
+    assert cache.get(key) == "kept"
+    route.write_text("kind: HTTPRoute\n")
+    cache.put(key + "1", "edited")
+    (route.parent / "zz-marker.yaml").write_text("kind: ConfigMap\n")
+    cache.put(key + "2", "added")
+    assert cache.get(key + "1") is None and cache.get(key + "2") is None
+    assert cache.refused == 2
+    assert capsys.readouterr().err.count("code changed during the plan") == 1
+    code_fingerprint.cache_clear()
+    fresh = PlanCache(tmp_path / "cache", root=tmp_path / "project")
+    fresh.put(fresh.key(stacks / f"Pulumi.{SITE}.yaml", {}, None), "new")
+    assert fresh.refused == 0
+
+
+def test_editor_litter_is_not_hashed_and_a_template_edit_still_is(tmp_path):
+    # Review watch27 finding 7: a swap file, a backup or vim's 4913 probe would miss the cache.
+    route = _small_project(tmp_path)
+    code_fingerprint.cache_clear()
+    before = code_fingerprint(tmp_path)
+    for litter in (".route.yaml.swp", "route.yaml~", "4913", ".#route.yaml", "route.yaml.bak"):
+        (route.parent / litter).write_text("x\n")
+    (tmp_path / "charts" / "catalog" / "values.yaml.orig").write_text("x\n")
+    code_fingerprint.cache_clear()
+    assert code_fingerprint(tmp_path) == before
+    names = fingerprint_files(tmp_path)
+    assert "charts/catalog/templates/route.yaml" in names
+    assert sorted(n for n in names if n.startswith("charts/")) == [
+        "charts/catalog/.helmignore",
+        "charts/catalog/templates/route.yaml",
+    ]
+    route.write_text("kind: HTTPRoute\n")
+    code_fingerprint.cache_clear()
+    assert code_fingerprint(tmp_path) != before
+
+
+def test_the_key_lists_installed_distributions_not_the_scripts_folder(tmp_path, monkeypatch):
+    # A script run from a folder holding a .dist-info (sys.path[0]) keys plans as fedeploy does.
+    (tmp_path / "stray-1.0.dist-info").mkdir()
+    import fedeploy.offline.cache as cache_module
+
+    before = cache_module._distributions()
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path[1:]])
+    assert cache_module._distributions() == before
+    assert before and not any("stray" in name for name in before)
