@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from fedeploy.plan.run import OUT_MARK
+
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 240.0  # seconds for one plan on a loaded machine (a bound for hangs, not a timing)
 
@@ -23,11 +25,14 @@ WAIT = 240.0  # seconds for one plan on a loaded machine (a bound for hangs, not
 class Watcher:
     """A `fedeploy plan --watch` subprocess whose stderr lines are read as they come."""
 
-    def __init__(self, stacks: Path, cache: Path, stdout: Path) -> None:
+    def __init__(self, stacks: Path, cache: Path, stdout: Path, *options: str) -> None:
         env = {**os.environ, "FEDEPLOY_PLAN_CACHE": str(cache)}
         self.stdout = stdout.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "fedeploy.cli", "plan", "--watch", "--stacks-dir", str(stacks)],
+            [
+                *(sys.executable, "-m", "fedeploy.cli", "plan", "--watch"),
+                *("--stacks-dir", str(stacks), *options),
+            ],
             cwd=ROOT,
             env=env,
             stdout=self.stdout,
@@ -163,12 +168,173 @@ def test_sigterm_during_a_plan_ends_its_workers_and_leaves_no_process(
     watcher = Watcher(stacks, tmp_path / "cache", tmp_path / "reports.txt")
     session = watcher.process.pid
     try:
-        deadline = time.monotonic() + WAIT
-        while len(_session_processes(session)) < 4:  # the watcher, its planner, two workers
-            assert time.monotonic() < deadline, f"no workers seen: {watcher.seen}"
-            assert watcher.process.poll() is None, f"the watcher exited: {watcher.seen}"
-            time.sleep(0.05)
+        _wait_for_workers(watcher)
     finally:
         status = watcher.stop()
     assert status == 0
     assert _session_processes(session) == []
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _wait_for_workers(watcher: Watcher) -> None:
+    """Wait (a bound for hangs, not a timing) until a plan runs: the watcher, its planner and
+    two workers in the watcher's session."""
+    deadline = time.monotonic() + WAIT
+    while len(_session_processes(watcher.process.pid)) < 4:
+        assert time.monotonic() < deadline, f"no workers seen: {watcher.seen}"
+        assert watcher.process.poll() is None, f"the watcher exited: {watcher.seen}"
+        time.sleep(0.05)
+
+
+def test_a_plan_that_crashes_is_reported_and_the_watcher_goes_on(
+    stacks: Path, tmp_path: Path
+) -> None:
+    # Review watch27 finding 2: the child SEGVs (the OOM killer kills one process the same way);
+    # its workers held the summary pipe open and the watcher waited for it for good.
+    watcher = Watcher(stacks, tmp_path / "cache", tmp_path / "reports.txt")
+    session = watcher.process.pid
+    try:
+        _wait_for_workers(watcher)
+        os.kill(_children(watcher.process.pid)[0], signal.SIGSEGV)
+        crashed = "".join(watcher.next_status())
+        assert "(first plan): the plan's process was killed by signal SIGSEGV" in crashed
+        assert _session_processes(session) == [session]  # its workers are gone, and reaped
+        _change_catalog(stacks / "Pulumi.cf-waw.yaml", "stac")
+        assert "(changed: Pulumi.cf-waw.yaml): planned" in "".join(watcher.next_status())
+    finally:
+        assert watcher.stop() == 0
+
+
+@pytest.mark.parametrize("how", [signal.SIGHUP, signal.SIGKILL])
+def test_a_closed_terminal_or_a_killed_watcher_ends_the_plan(
+    stacks: Path, tmp_path: Path, how: signal.Signals
+) -> None:
+    # Review watch27 finding 3: SIGHUP killed the watcher at once and the plan ran on (and
+    # rewrote --out) re-parented to init; so did kill -9.
+    out = tmp_path / "out"
+    watcher = Watcher(stacks, tmp_path / "cache", tmp_path / "reports.txt", "--out", str(out))
+    session = watcher.process.pid
+    try:
+        _wait_for_workers(watcher)
+        watcher.process.send_signal(how)
+        assert watcher.process.wait(timeout=60) == (0 if how == signal.SIGHUP else -how)
+        deadline = time.monotonic() + WAIT
+        while _session_processes(session) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _session_processes(session) == []
+        written = [p.name for p in out.iterdir()] if out.exists() else []
+        assert OUT_MARK not in written, "the plan went on without the watcher and wrote --out"
+    finally:
+        watcher.stop()
+        for pid in _session_processes(session):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_watch_ends_when_its_stdout_is_closed(stacks: Path, tmp_path: Path) -> None:
+    # Review watch27 finding 9: `fedeploy plan --watch | head` ran on, each plan an internal error.
+    env = {**os.environ, "FEDEPLOY_PLAN_CACHE": str(tmp_path / "cache")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fedeploy.cli", "plan", "--watch", "--stacks-dir", str(stacks)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # the reader is gone before the first report
+    try:
+        _, err = process.communicate(timeout=WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "stdout was closed" in err and "internal error" not in err
+
+
+def test_the_stacks_snapshot_is_the_loaders_glob_with_each_entrys_type(tmp_path: Path) -> None:
+    # Review watch27 findings 4 and 8: a folder, FIFO or dangling symlink named like a stack file
+    # was invisible; an editor's swap file in the folder planned.
+    from fedeploy.plan.watch import _stacks_snapshot
+
+    (tmp_path / "Pulumi.a.yaml").write_text("config: {}\n")
+    before = _stacks_snapshot(tmp_path)
+    (tmp_path / ".Pulumi.a.yaml.swp").write_text("x\n")
+    (tmp_path / "4913").write_text("")
+    (tmp_path / "notes.txt").write_text("x\n")
+    assert _stacks_snapshot(tmp_path) == before
+    for make in (
+        lambda p: p.mkdir(),
+        lambda p: p.symlink_to(tmp_path / "nowhere"),
+        lambda p: os.mkfifo(p),
+    ):
+        entry = tmp_path / "Pulumi.b.yaml"
+        make(entry)
+        added = _stacks_snapshot(tmp_path)
+        assert added != before and str(entry) in added
+        (entry.rmdir if entry.is_dir() and not entry.is_symlink() else entry.unlink)()
+        assert _stacks_snapshot(tmp_path) == before
+    link = tmp_path / "Pulumi.c.yaml"
+    link.symlink_to(tmp_path / "target.yaml")
+    dangling = _stacks_snapshot(tmp_path)
+    (tmp_path / "target.yaml").write_text("config: {}\n")
+    assert _stacks_snapshot(tmp_path) != dangling  # the target appearing is a change
+
+
+def test_a_code_change_seen_before_a_plan_restarts_instead_of_planning(monkeypatch) -> None:
+    # Review watch27 finding 1: the plan forked with the new chart on disk was kept under the old
+    # code's key; the code is checked again just before each fork.
+    import fedeploy.offline.cache as cache
+    from fedeploy.plan import watch
+
+    class Restarted(Exception):
+        pass
+
+    def restart(root: Path) -> None:
+        raise Restarted
+
+    monkeypatch.setattr(cache, "code_changed", lambda root: True)
+    monkeypatch.setattr(watch, "_restart", restart)
+    monkeypatch.setattr(watch, "_in_child", lambda options: pytest.fail("planned"))
+    options = watch.WatchOptions(ROOT / "stacks", None, "text", None, 1)
+    with pytest.raises(Restarted):
+        watch._plan_and_report(options, ROOT, "changed: Pulumi.cf-waw.yaml")
+
+
+def test_a_restart_into_code_that_does_not_import_says_where_and_waits(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # Review watch27 finding 5: the restarted watcher died with "a bug in fedeploy".
+    import fedeploy.offline.cache as cache
+    from fedeploy.plan import watch
+
+    (tmp_path / "broken_mod.py").write_text("x = 1\ndef broken(:\n")
+    monkeypatch.setattr(
+        watch, "PROBE", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import broken_mod"
+    )
+    failure = watch._import_failure()
+    assert failure is not None and "broken_mod.py" in failure and "line 2" in failure
+    assert "SyntaxError" in failure
+
+    failures = iter([failure, None])
+    snapshots = iter([{"a": (1,)}, {"a": (1,)}, {"a": (2,)}])
+    monkeypatch.setattr(watch, "_import_failure", lambda: next(failures))
+    monkeypatch.setattr(cache, "code_snapshot", lambda root: next(snapshots))
+    monkeypatch.setattr(watch, "CODE_POLL_SECONDS", 0)
+
+    class Execed(Exception):
+        pass
+
+    def execv(*args: object) -> None:
+        raise Execed
+
+    monkeypatch.setattr(os, "execv", execv)
+    with pytest.raises(Execed):
+        watch._restart(tmp_path)
+    err = capsys.readouterr().err
+    assert "does not import: " in err and "waiting for the next change" in err
+    assert err.count("restarting to plan with it") == 2
