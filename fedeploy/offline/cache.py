@@ -54,7 +54,9 @@ def fingerprint_files(root: Path = ROOT) -> dict[str, Path]:
     and the running fedeploy's own packages wherever they are installed (`pkg:` names), since
     a wheel-installed fedeploy plans a project that is not its own source tree."""
 
-    return {name: path for name, path in _walk(root).items() if not name.startswith("dir:")}
+    return {
+        name: path for name, path in _walk(root).items() if not name.startswith(("dir:", "dist:"))
+    }
 
 
 def _litter(name: str) -> bool:
@@ -119,7 +121,8 @@ def _tree(folder: Path, charts: bool = False) -> tuple[list[Path], list[Path]]:
 
 
 def _walk(root: Path) -> dict[str, Path]:
-    """fingerprint_files' files, and (`dir:` names) the folders listed to find them."""
+    """fingerprint_files' files, the folders listed to find them (`dir:` names) and the
+    installed distributions' metadata folders (`dist:` names)."""
     found = {name: root / name for name in CODE_FILES if (root / name).is_file()}
     homes = [(folder, root / folder, root) for folder in CODE_DIRS]
     for package in RUNTIME_PACKAGES:
@@ -132,7 +135,9 @@ def _walk(root: Path) -> dict[str, Path]:
         prefix = "" if base is root else f"{label}/"
         found.update((f"{prefix}{p.relative_to(base).as_posix()}", p) for p in files)
         found.update((f"dir:{p}", p) for p in folders)
-    found.update((f"dir:{p}", p) for p in _site_folders())
+    for folder, names in _site_entries().items():
+        found[f"dir:{folder}"] = folder
+        found.update((f"dist:{folder}/{name}", folder / name) for name in names)
     return found
 
 
@@ -156,10 +161,30 @@ def code_snapshot(root: Path = ROOT) -> Snapshot:
 
 
 def code_changed(root: Path = ROOT) -> bool:
-    """Whether any file or folder `code_fingerprint(root)` was computed from changed since it
-    was (stat only, nothing listed or read); False before it is computed."""
+    """Whether any file `code_fingerprint(root)` hashed (or an installed distribution) changed,
+    came or went since it was computed; False before it is. Its files are stat'ed, nothing read;
+    only when a folder changed is the tree listed again (editor litter coming and going in a
+    folder is no change: that folder's new stat is remembered)."""
     taken = _SNAPSHOTS.get(root)
-    return taken is not None and _stat_snapshot(taken[0]) != taken[1]
+    if taken is None:
+        return False
+    paths, before = taken
+    now = _stat_snapshot(paths)
+    if now == before:
+        return False
+    if _hashed(now) != _hashed(before):
+        return True
+    walked = _walk(root)
+    fresh = _stat_snapshot(walked)
+    if _hashed(fresh) != _hashed(before):
+        return True
+    _SNAPSHOTS[root] = (walked, fresh)
+    return False
+
+
+def _hashed(snapshot: Snapshot) -> Snapshot:
+    """The entries of a snapshot that are files or distributions, not the folders listed."""
+    return {name: value for name, value in snapshot.items() if not name.startswith("dir:")}
 
 
 @functools.lru_cache(maxsize=4)
@@ -172,7 +197,7 @@ def code_fingerprint(root: Path = ROOT) -> str:
     _SNAPSHOTS[root] = (walked, _stat_snapshot(walked))
     digest = hashlib.sha256(f"format {FORMAT}\n{sys.version}\n".encode())
     for name, path in sorted(walked.items()):
-        if name.startswith("dir:"):
+        if name.startswith(("dir:", "dist:")):
             continue
         digest.update(f"{name}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -196,11 +221,6 @@ def _site_entries() -> dict[Path, list[str]]:
         if metadata and folder not in found:
             found[folder] = metadata
     return found
-
-
-def _site_folders() -> list[Path]:
-    """The folders of installed distributions (see _site_entries): a pip install changes one."""
-    return list(_site_entries())
 
 
 def _distributions() -> list[str]:

@@ -207,3 +207,25 @@ def test_the_key_lists_installed_distributions_not_the_scripts_folder(tmp_path, 
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path[1:]])
     assert cache_module._distributions() == before
     assert before and not any("stray" in name for name in before)
+
+
+def test_code_changed_sees_new_files_and_distributions_but_not_editor_litter(tmp_path, monkeypatch):
+    # The watcher checks it every second and before each plan (review watch27 1, 7, S2).
+    import fedeploy.offline.cache as cache_module
+
+    route = _small_project(tmp_path / "project")
+    site = tmp_path / "site-packages"
+    (site / "helm_python-1.0.dist-info").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(site), *sys.path[1:]])
+    project = tmp_path / "project"
+    code_fingerprint.cache_clear()
+    code_fingerprint(project)
+    assert not cache_module.code_changed(project)
+    (route.parent / ".route.yaml.swp").write_text("x\n")
+    assert not cache_module.code_changed(project)
+    (site / "helm_python-1.0.dist-info").rename(site / "helm_python-1.1.dist-info")
+    assert cache_module.code_changed(project)
+    code_fingerprint.cache_clear()
+    code_fingerprint(project)
+    (route.parent / "new.yaml").write_text("kind: ConfigMap\n")
+    assert cache_module.code_changed(project)
