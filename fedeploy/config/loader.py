@@ -4,12 +4,17 @@ across the stack files of its directory, on validated models only."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import functools
+import os
 import re
 import reprlib
+import stat
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,7 +171,7 @@ def read_stack_file(path: Path) -> StackFile:
             )
         )
     try:
-        text = path.read_text()
+        text = _read_regular(path)
         document, duplicates, plain = parse_yaml(text)
     except FileNotFoundError:
         raise StackConfigError(str(path), [ConfigIssue("file", "does not exist")]) from None
@@ -193,6 +198,39 @@ def read_stack_file(path: Path) -> StackFile:
     return StackFile(
         path=path, stack=stack, raw=config[SITE_KEY], config=config, plain_scalars=plain
     )
+
+
+def _read_regular(path: Path) -> str:
+    """The text of a stack file that is a regular file in its own folder (a symlink to one is
+    followed only if it stays in that folder); StackConfigError naming it otherwise. Opened
+    without blocking: a FIFO named like a stack file is refused, not waited on. Raises OSError."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(path.parent.resolve()):
+            raise StackConfigError(
+                str(path),
+                [
+                    ConfigIssue(
+                        "file",
+                        f"is a symlink to {target}, outside the stacks folder: a stack file is "
+                        "read only from its own folder",
+                    )
+                ],
+            )
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(handle).st_mode
+    except OSError:
+        os.close(handle)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(handle)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
+        raise StackConfigError(
+            str(path), [ConfigIssue("file", f"is {kind}, not a regular file: a stack file is")]
+        )
+    with open(handle) as text:
+        return text.read()
 
 
 def _yaml_problem(text: str, err: yaml.YAMLError) -> str:
@@ -1044,16 +1082,40 @@ def sibling_sites(stacks_dir: Path) -> dict[str, Sibling]:
     return _read_sites(*_files_signature(stacks_dir))
 
 
+# The signatures taken while one load runs (see listed_once): directory -> signature.
+_LISTED: contextvars.ContextVar[dict[Path, tuple[str, tuple[tuple[str, int, int], ...]]] | None] = (
+    contextvars.ContextVar("_LISTED", default=None)
+)
+
+
+@contextlib.contextmanager
+def listed_once() -> Iterator[None]:
+    """While in it, each stacks directory is listed (its files stat'ed) once: a load of N
+    stacks checks each against the others, which listed the directory twice per stack."""
+    token = _LISTED.set({})
+    try:
+        yield
+    finally:
+        _LISTED.reset(token)
+
+
 def _files_signature(stacks_dir: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
-    """The directory and its stack files' (name, mtime, size): what the caches are keyed on."""
+    """The directory and its stack files' (name, mtime, size): what the caches are keyed on;
+    taken once per directory inside listed_once."""
+    taken = _LISTED.get()
+    if taken is not None and stacks_dir in taken:
+        return taken[stacks_dir]
     files = []
     for path in sorted(stacks_dir.glob("Pulumi.*.yaml")):
         try:
-            stat = path.stat()
+            found = path.stat()
         except OSError:
             continue
-        files.append((path.name, stat.st_mtime_ns, stat.st_size))
-    return str(stacks_dir.resolve()), tuple(files)
+        files.append((path.name, found.st_mtime_ns, found.st_size))
+    signature = str(stacks_dir.resolve()), tuple(files)
+    if taken is not None:
+        taken[stacks_dir] = signature
+    return signature
 
 
 @functools.lru_cache(maxsize=8)
@@ -1311,5 +1373,6 @@ __all__ = [
     "load_stack_file",
     "read_stack_file",
     "site_notes",
+    "listed_once",
     "validate_site",
 ]

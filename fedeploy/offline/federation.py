@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedeploy.config.loader import STACK_FILE, check_stack_file, stray_stack_files
+from fedeploy.config.loader import (
+    STACK_FILE,
+    check_stack_file,
+    listed_once,
+    stray_stack_files,
+)
 from fedeploy.errors import FedeployError, FederationError, StackConfigError
 from fedeploy.images.lock import ImageLockError, load_lock
 from fedeploy.offline.cache import PlanCache
@@ -70,23 +75,24 @@ def load_federation(stacks_dir: Path, names: list[str] | None = None) -> Federat
                 )
             )
     queue = [n for n in wanted if n in files]
-    while queue:
-        name = queue.pop(0)
-        if name in plan.sites:
-            continue
-        try:
-            loaded = check_stack_file(files[name])
-            site = loaded.site
-            plan.notes[name] = loaded.notes
-        except StackConfigError as err:
-            plan.errors.append(err)
-            plan.sites[name] = None
-            continue
-        plan.sites[name] = site
-        for ref in references(name, site):
-            plan.references.append(ref)
-            if ref.target in files and ref.target not in plan.sites:
-                queue.append(ref.target)
+    with listed_once():  # the directory listed once per load, not twice per stack
+        while queue:
+            name = queue.pop(0)
+            if name in plan.sites:
+                continue
+            try:
+                loaded = check_stack_file(files[name])
+                site = loaded.site
+                plan.notes[name] = loaded.notes
+            except StackConfigError as err:
+                plan.errors.append(err)
+                plan.sites[name] = None
+                continue
+            plan.sites[name] = site
+            for ref in references(name, site):
+                plan.references.append(ref)
+                if ref.target in files and ref.target not in plan.sites:
+                    queue.append(ref.target)
     for ref in plan.references:
         if ref.target not in files:
             plan.errors.append(

@@ -60,3 +60,24 @@ def test_checking_every_site_reads_each_site_a_constant_number_of_times(federati
     assert calls["references"] > 0
     for name in COUNTED:
         assert calls[name] <= 4 * (SITES + 1), (name, calls[name])
+
+
+def test_loading_the_federation_lists_the_stacks_folder_once(federation, monkeypatch):
+    # The plan report: _files_signature listed all 301 files for each file (602 listings).
+    from fedeploy.offline.federation import load_federation
+
+    listings = collections.Counter[str]()
+    original = Path.glob
+
+    def glob(self: Path, pattern: str, *args, **kwargs):
+        if pattern == "Pulumi.*.yaml":
+            listings[str(self)] += 1
+        return original(self, pattern, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "glob", glob)
+    loader._index.cache_clear()
+    loader._read_sites.cache_clear()
+    plan = load_federation(federation)
+    assert not plan.errors
+    assert len(plan.sites) == SITES + 1
+    assert listings[str(federation)] <= 2, listings
