@@ -20,7 +20,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +33,29 @@ PR_SET_CHILD_SUBREAPER = 36
 SHOWN_NAMES = 12  # stacks named in the status line before "and N more"
 STACK_GLOB = "Pulumi.*.yaml"  # the stack files the loader reads (fedeploy/config/loader.py)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
-# What the restarted watcher imports before it plans: a probe of it runs before each restart.
-PROBE = "import fedeploy.cli, fedeploy.plan.run, fedeploy.plan.watch, fedeploy.program"
+# What the restarted watcher imports before it plans; with every source file of the running
+# code's packages compiled (a syntax error anywhere), the probe run before each restart.
+PROBE_IMPORTS = (
+    "fedeploy.cli",
+    "fedeploy.charts",
+    "fedeploy.offline.federation",
+    "fedeploy.plan.formats",
+    "fedeploy.plan.run",
+    "fedeploy.plan.watch",
+    "fedeploy.program",
+)
+PROBE_PACKAGES = ("fedeploy", "components", "policies")
+_PROBE = """
+import importlib, importlib.util, pathlib, sys
+packages, imports = ([n for n in a.split(",") if n] for a in sys.argv[1:3])
+for package in packages:
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.origin is not None:
+        for path in sorted(pathlib.Path(spec.origin).parent.rglob("*.py")):
+            compile(path.read_bytes(), str(path), "exec")
+for name in imports:
+    importlib.import_module(name)
+"""
 
 # path: (mtime_ns, size, inode, mode), and for a symlink its target's too (or nothing)
 Snapshot = dict[str, tuple[int, ...]]
@@ -188,16 +209,22 @@ def _restart(root: Path) -> None:
     os.execv(sys.executable, sys.orig_argv)
 
 
-def _import_failure() -> str | None:
-    """Where and why the code on disk fails to import in a fresh interpreter (PROBE), as the
-    traceback's last `File ..., line N` and error lines; None if it imports."""
+def _import_failure(
+    packages: Iterable[str] = PROBE_PACKAGES, imports: Iterable[str] = PROBE_IMPORTS
+) -> str | None:
+    """Where and why the code on disk fails in a fresh interpreter (a source file of `packages`
+    that does not compile, or one of `imports` that does not import), as the traceback's last
+    `File ..., line N` and error lines; None if it all compiles and imports."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=False
+        [sys.executable, "-c", _PROBE, ",".join(packages), ",".join(imports)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode == 0:
         return None
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-    where = [line for line in lines if line.startswith("File ")]
+    where = [line for line in lines if line.startswith("File ") and not line.startswith('File "<')]
     return "; ".join([*where[-1:], *lines[-1:]]) or f"status {done.returncode}"
 
 

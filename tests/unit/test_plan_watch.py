@@ -312,13 +312,18 @@ def test_a_restart_into_code_that_does_not_import_says_where_and_waits(
     import fedeploy.offline.cache as cache
     from fedeploy.plan import watch
 
-    (tmp_path / "broken_mod.py").write_text("x = 1\ndef broken(:\n")
-    monkeypatch.setattr(
-        watch, "PROBE", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import broken_mod"
-    )
-    failure = watch._import_failure()
-    assert failure is not None and "broken_mod.py" in failure and "line 2" in failure
+    package = tmp_path / "probed_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "fine.py").write_text("x = 1\n")
+    (package / "unimported.py").write_text("x = 1\ndef broken(:\n")  # not imported first
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert watch._import_failure(["probed_pkg"], []) is not None
+    assert watch._import_failure([], ["probed_pkg.fine"]) is None
+    failure = watch._import_failure(["probed_pkg"], ["probed_pkg.fine"])
+    assert failure is not None and "unimported.py" in failure and "line 2" in failure
     assert "SyntaxError" in failure
+    assert watch._import_failure() is None  # the repository's own code
 
     failures = iter([failure, None])
     snapshots = iter([{"a": (1,)}, {"a": (1,)}, {"a": (2,)}])
