@@ -25,6 +25,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -363,6 +364,51 @@ def bounded_body(
     )
 
 
+class RateFloor:
+    """The slowest a copy's body may arrive: at least `bytes_per_second` over each `window` of
+    seconds spent waiting on the source (time the copy spends sending parts is not counted),
+    else SourceError naming `what`, the bytes read, the time and the floor. 0 turns it off."""
+
+    def __init__(
+        self,
+        bytes_per_second: float,
+        what: str,
+        window: float = 60.0,
+    ) -> None:
+        self.bytes_per_second, self.window, self.what = bytes_per_second, window, what
+        self._began = time.monotonic()
+        self._read = 0  # bytes, in all
+        self._window_read = 0
+        self._window_waited = 0.0
+
+    def count(self, read: int, waited: float) -> None:
+        """Count `read` bytes that took `waited` seconds to come; SourceError once a whole
+        window of waiting brought fewer than the floor."""
+        self._read += read
+        self._window_read += read
+        self._window_waited += waited
+        if self.bytes_per_second and self._window_waited >= self.window:
+            if self._window_read < self.bytes_per_second * self._window_waited:
+                raise SourceError(
+                    f"{self.what} failed midway: too slow, {self._window_read} bytes in the last "
+                    f"{self._window_waited:.1f} s waited ({self._read} bytes in "
+                    f"{time.monotonic() - self._began:.1f} s in all), below the floor of "
+                    f"{self.bytes_per_second / 1024:g} KiB/s (INGEST_COPY_MIN_RATE_KIB_S)"
+                )
+            self._window_read, self._window_waited = 0, 0.0
+
+    def chunks(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """`chunks`, the wait for each counted against the floor."""
+        source = iter(chunks)
+        while True:
+            began = time.monotonic()
+            chunk = next(source, None)
+            if chunk is None:
+                return
+            self.count(len(chunk), time.monotonic() - began)
+            yield chunk
+
+
 class DirectBody:
     """An identity body of exactly its Content-Length, read straight into the caller's buffer
     from the connection's socket (`readinto`), with no parser, chunk or copy between: what a
@@ -370,14 +416,23 @@ class DirectBody:
 
     Only for an answer httpx streams over a guarded connection (the socket GuardedBackend
     connected to a checked address; TLS verified by then): `of` says None otherwise (an
-    answer with a Content-Encoding, a Transfer-Encoding, another length, or an in-memory
-    one), and bounded_body reads it. The bytes h11 already holds are taken first, through
+    answer with a Content-Encoding, a Transfer-Encoding, another length, an in-memory one, or
+    one over a stream that is not a plain socket with its own TLS: a proxy's TLS-in-TLS
+    tunnel), and bounded_body reads it. The bytes h11 already holds are taken first, through
     httpx; the rest comes from the socket with the client's read timeout, and never a byte
     past Content-Length. A connection that ends early raises SourceError naming what came.
     The connection is closed at the end, never used again (h11 did not see the body end)."""
 
-    def __init__(self, response: httpx.Response, sock: socket.socket, size: int, what: str) -> None:
+    def __init__(
+        self,
+        response: httpx.Response,
+        sock: socket.socket,
+        size: int,
+        what: str,
+        floor: RateFloor | None = None,
+    ) -> None:
         self._response = response
+        self._floor = floor
         self._socket = sock
         # Kept until the end: closing this generator (as dropping it would) closes the socket.
         self._raw = response.iter_raw()
@@ -390,13 +445,22 @@ class DirectBody:
         self._timeout = float(timeout) if timeout is not None else None
 
     @classmethod
-    def of(cls, response: httpx.Response, size: int, what: str) -> DirectBody | None:
+    def of(
+        cls, response: httpx.Response, size: int, what: str, floor: RateFloor | None = None
+    ) -> DirectBody | None:
         """The direct body of `response` (`size`: its announced length), or None when it
-        must be read through httpx. `what` names the read in messages."""
+        must be read through httpx. `what` names the read in messages; `floor`, when given,
+        bounds how slowly the body may come."""
         stream = response.extensions.get("network_stream")
         sock = stream.get_extra_info("socket") if stream is not None else None
+        tls = stream.get_extra_info("ssl_object") if stream is not None else None
         if (
             not isinstance(sock, socket.socket)
+            # TLS must be the socket's own: a TLS-in-TLS stream (an HTTPS proxy's tunnel) keeps
+            # its inner session in an ssl.SSLObject and names the outer socket, whose bytes are
+            # the inner session's records.
+            or isinstance(tls, ssl.SSLObject)
+            or (tls is not None and not isinstance(sock, ssl.SSLSocket))
             or response.is_stream_consumed
             or response.http_version != "HTTP/1.1"
             or content_encodings(response)
@@ -404,13 +468,14 @@ class DirectBody:
             or response.headers.get("content-length") != str(size)
         ):
             return None
-        return cls(response, sock, size, what)
+        return cls(response, sock, size, what, floor)
 
     def readinto(self, view: memoryview) -> int:
         """Read up to len(view) bytes into `view`: how many, 0 at the end of the body."""
         if not len(view) or not self._left:
             self.close()
             return 0
+        began = time.monotonic()
         try:
             if not self._started:
                 # What h11 holds past the headers comes in its first Data event, whole; after
@@ -432,6 +497,8 @@ class DirectBody:
                         f"{self._what} failed midway: the connection closed after "
                         f"{self._size - self._left} of {self._size} bytes"
                     )
+            if self._floor is not None:
+                self._floor.count(count, time.monotonic() - began)
         except SourceError:
             self.close()
             raise

@@ -82,7 +82,8 @@ class RangeSource(abc.ABC):
     def open(self, offset: int) -> tuple[Iterable[bytes], int, int]:
         """(chunks, offset actually served, total size); offset 0 when ranges are unsupported.
         Chunks that also have `readinto(view) -> count` (0 at the end; download_safety's
-        DirectBody) are read straight into the copy's part buffers instead."""
+        DirectBody) are read straight into the copy's part buffers instead; chunks with
+        `close()` are closed when the copy ends, whether they were read or not."""
 
 
 def _md5(data: bytes | bytearray | memoryview) -> str:
@@ -337,61 +338,68 @@ class ObjectStore:
             upload_id, checksum, done, part_size = self._resume_point(key, part_size)
             offset = len(done) * part_size
             chunks, served_from, total = source.open(offset)
-            if served_from != offset:  # the source cannot resume there: start over
-                if upload_id is not None:
-                    self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=key, UploadId=upload_id
-                    )
-                upload_id, checksum, done, offset = None, PART_CHECKSUM, [], served_from
-            if expected_size is not None and total != expected_size:
-                raise ChecksumMismatch(
-                    f"source of s3://{self.bucket}/{key} has {total} bytes, "
-                    f"its item declares file:size {expected_size}"
-                )
-            if upload_id is None:
-                extra: dict[str, str] = {"ContentType": content_type} if content_type else {}
-                if self.records_part_checksums(key):
-                    extra["ChecksumAlgorithm"] = PART_CHECKSUM
-                upload_id = self.client.create_multipart_upload(
-                    Bucket=self.bucket, Key=key, Metadata=metadata, **extra
-                )["UploadId"]
-
-            from_start = offset == 0
-            sha256 = hashlib.sha256()
-            declared = None
-            if expected is not None and from_start:
-                # One pass when the source declares SHA-256 too (the usual case).
-                declared = sha256 if expected.algorithm == "sha256" else expected.new_hasher()
-            parts = _PartUploader(
-                self.client,
-                self.bucket,
-                key,
-                upload_id,
-                done,
-                checksum=checksum,
-                listed=self.records_part_checksums(key),
-                budget=self.copy_budget,
-                buffers=self.part_buffers,
-                hashers=[sha256] + ([declared] if declared not in (None, sha256) else [])
-                if from_start
-                else [],
-            )
-            split = _Parts(chunks, part_size, self.part_buffers)
             try:
-                for part in split:
-                    parts.submit(part)
-                sent = split.size
-                if offset + sent != total:
-                    raise StorageError(
-                        f"source of s3://{self.bucket}/{key} ended after "
-                        f"{offset + sent} of {total} bytes; the upload stays open "
-                        "and the next run resumes it"
+                if served_from != offset:  # the source cannot resume there: start over
+                    if upload_id is not None:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=key, UploadId=upload_id
+                        )
+                    upload_id, checksum, done, offset = None, PART_CHECKSUM, [], served_from
+                if expected_size is not None and total != expected_size:
+                    raise ChecksumMismatch(
+                        f"source of s3://{self.bucket}/{key} has {total} bytes, "
+                        f"its item declares file:size {expected_size}"
                     )
-                if split.rest or not parts.count:
-                    parts.submit(split.rest)
+                if upload_id is None:
+                    extra: dict[str, str] = {"ContentType": content_type} if content_type else {}
+                    if self.records_part_checksums(key):
+                        extra["ChecksumAlgorithm"] = PART_CHECKSUM
+                    upload_id = self.client.create_multipart_upload(
+                        Bucket=self.bucket, Key=key, Metadata=metadata, **extra
+                    )["UploadId"]
+
+                from_start = offset == 0
+                sha256 = hashlib.sha256()
+                declared = None
+                if expected is not None and from_start:
+                    # One pass when the source declares SHA-256 too (the usual case).
+                    declared = sha256 if expected.algorithm == "sha256" else expected.new_hasher()
+                parts = _PartUploader(
+                    self.client,
+                    self.bucket,
+                    key,
+                    upload_id,
+                    done,
+                    checksum=checksum,
+                    listed=self.records_part_checksums(key),
+                    budget=self.copy_budget,
+                    buffers=self.part_buffers,
+                    hashers=[sha256] + ([declared] if declared not in (None, sha256) else [])
+                    if from_start
+                    else [],
+                )
+                split = _Parts(chunks, part_size, self.part_buffers)
+                try:
+                    for part in split:
+                        parts.submit(part)
+                    sent = split.size
+                    if offset + sent != total:
+                        raise StorageError(
+                            f"source of s3://{self.bucket}/{key} ended after "
+                            f"{offset + sent} of {total} bytes; the upload stays open "
+                            "and the next run resumes it"
+                        )
+                    if split.rest or not parts.count:
+                        parts.submit(split.rest)
+                finally:
+                    # Whatever happened, let the parts in flight land: a resumed copy reuses them.
+                    done = parts.finish()
             finally:
-                # Whatever happened, let the parts in flight land: a resumed copy reuses them.
-                done = parts.finish()
+                # Closed on every path, read or not (a size refused, an upload not begun):
+                # an answer left open keeps its pooled connection until the pool runs dry.
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
             if (
                 declared is not None
                 and expected is not None

@@ -271,7 +271,7 @@ class SentinelRun:
             return sentinel_plan.CopiedAsset(key, size, digests["sha256"])
         result = self.store.copy_from(
             key,
-            HttpAsset(href, self.http, credentials),
+            HttpAsset(href, self.http, credentials, self.settings.copy_min_rate_kib_s * 1024),
             part_size=self.settings.part_size_mib * MiB,
             expected=expected,
             expected_size=expected_size,

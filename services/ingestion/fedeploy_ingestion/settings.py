@@ -654,6 +654,12 @@ class IngestSettings(BaseSettings):
     http_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Timeout of one upstream HTTP read."
     )
+    copy_min_rate_kib_s: float = Field(
+        default=64.0,
+        ge=0,
+        description="The slowest a Sentinel copy's body may come, in KiB/s over each 60 s "
+        "spent waiting on the upstream; slower, the asset fails (0: no floor).",
+    )
     search_max_pages: int = Field(
         default=2000,
         ge=1,

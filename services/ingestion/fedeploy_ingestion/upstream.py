@@ -23,6 +23,7 @@ from fedeploy_ingestion.download_safety import (
     AddressGuard,
     DirectBody,
     DownloadPolicy,
+    RateFloor,
     UnsafeDownload,
     bounded_body,
     shown,
@@ -112,12 +113,22 @@ class HttpAsset(RangeSource):
     MAX_REDIRECTS, with the credentials re-applied between the source's own hosts (httpx drops
     them on a cross-host redirect) and never sent anywhere else."""
 
-    def __init__(self, href: str, http: httpx.Client, credentials: Credentials) -> None:
+    def __init__(
+        self,
+        href: str,
+        http: httpx.Client,
+        credentials: Credentials,
+        min_rate: float = 0.0,
+        rate_window: float = 60.0,
+    ) -> None:
+        """`min_rate`: the slowest (bytes/s, over each `rate_window` seconds spent waiting) a
+        body may come before its read fails (download_safety.RateFloor); 0: no floor."""
         self.href = shown(href)
         self._url = credentials.policy.check(href)
         self._http = http
         self._credentials = credentials
         self._response: httpx.Response | None = None
+        self._min_rate, self._rate_window = min_rate, rate_window
 
     def _get(self, offset: int, last: int | None = None) -> httpx.Response:
         """The answer to a GET from byte `offset` (to byte `last` included, when given)."""
@@ -133,7 +144,9 @@ class HttpAsset(RangeSource):
             except UnsafeDownload:
                 raise
             except httpx.HTTPError as error:
-                raise SourceError(f"GET {shown(url)} failed: {error}") from error
+                # A PoolTimeout (every pooled connection taken) has no text of its own.
+                text = str(error) or f"{type(error).__name__} (no answer in time)"
+                raise SourceError(f"GET {shown(url)} failed: {text}") from error
             location = response.headers.get("location")
             if not (response.is_redirect and location):
                 return response
@@ -143,38 +156,56 @@ class HttpAsset(RangeSource):
 
     def open(self, offset: int) -> tuple[Iterable[bytes], int, int]:
         """Start a GET from `offset`; (chunks, offset served, total size). Over a guarded
-        connection the chunks are a DirectBody, which a copy reads into its part buffers."""
+        connection the chunks are a DirectBody, which a copy reads into its part buffers;
+        either kind has `close()`, which closes the answer whether read or not."""
         response = self._get(offset)
         self._response = response
-        if response.status_code == 416 and offset:
-            # Everything was uploaded already; Content-Range says "bytes */<total>".
-            total = int(response.headers.get("content-range", "*/0").rsplit("/", 1)[1])
+        try:
+            if response.status_code == 416 and offset:
+                # Everything was uploaded already; Content-Range says "bytes */<total>".
+                total = int(response.headers.get("content-range", "*/0").rsplit("/", 1)[1])
+                response.close()
+                return iter(()), offset, total
+            if response.status_code == 206:
+                start, total = _content_range(response.headers.get("content-range", ""), self.href)
+            elif response.status_code == 200:
+                start, total = 0, int(response.headers.get("content-length", -1))
+            else:
+                raise SourceError(f"GET {self.href} answered {response.status_code}")
+            if total < 0:
+                raise SourceError(f"GET {self.href} gave no Content-Length: cannot verify the copy")
+        except BaseException:
             response.close()
-            return iter(()), offset, total
-        if response.status_code == 206:
-            start, total = _content_range(response.headers.get("content-range", ""), self.href)
-        elif response.status_code == 200:
-            start, total = 0, int(response.headers.get("content-length", -1))
-        else:
-            response.close()
-            raise SourceError(f"GET {self.href} answered {response.status_code}")
-        if total < 0:
-            response.close()
-            raise SourceError(f"GET {self.href} gave no Content-Length: cannot verify the copy")
-        body = DirectBody.of(response, total - start, f"reading {self.href}")
-        return (body or self._chunks(response, total - start)), start, total
+            raise
+        floor = RateFloor(self._min_rate, f"reading {self.href}", self._rate_window)
+        body = DirectBody.of(response, total - start, f"reading {self.href}", floor)
+        return (body or _StreamedBody(response, total - start, self.href, floor)), start, total
 
-    def _chunks(self, response: httpx.Response, size: int) -> Iterator[bytes]:
+
+class _StreamedBody:
+    """An answer's body read through httpx (one DirectBody cannot read): its chunks, as the
+    connection reads them, never more than `size` bytes nor decoded; `close` closes the answer
+    whether the chunks were read or not (a generator never started would not)."""
+
+    def __init__(self, response: httpx.Response, size: int, href: str, floor: RateFloor) -> None:
+        self._response, self._size, self._href, self._floor = response, size, href, floor
+
+    def __iter__(self) -> Iterator[bytes]:
         try:
             # No Content-Encoding at all (identity was asked for), and never more than the
             # answer announced: a copy is not decoded, so no answer can expand in memory.
             # Chunks as the connection reads them (64 KiB): re-chunking them to a MiB in httpx
             # doubled the read's processor time, and the copy joins them into parts anyway.
-            yield from bounded_body(response, size, f"GET {self.href}", False)
+            body = bounded_body(self._response, self._size, f"GET {self._href}", False)
+            yield from self._floor.chunks(body)
         except httpx.HTTPError as error:
-            raise SourceError(f"reading {self.href} failed midway: {error}") from error
+            raise SourceError(f"reading {self._href} failed midway: {error}") from error
         finally:
-            response.close()
+            self._response.close()
+
+    def close(self) -> None:
+        """Close the answer (and so its connection); nothing more is read."""
+        self._response.close()
 
 
 def _content_range(value: str, href: str) -> tuple[int, int]:
