@@ -156,6 +156,34 @@ class AddressGuard:
         return found
 
 
+class GuardedStream(httpcore.NetworkStream):
+    """A connection GuardedBackend made (TLS started on it stays one): what DirectBody may read
+    from the socket of. Everything else is the inner stream's."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self.inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return GuardedStream(self.inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
 class GuardedBackend(httpcore.NetworkBackend):
     """httpcore's network backend that connects only to addresses the guard checked."""
 
@@ -177,7 +205,9 @@ class GuardedBackend(httpcore.NetworkBackend):
             try:
                 # TLS still verifies and sends SNI for `host`: httpcore passes the URL's host to
                 # start_tls, not the address connected to.
-                return self._inner.connect_tcp(address, port, timeout, local_address, options)
+                return GuardedStream(
+                    self._inner.connect_tcp(address, port, timeout, local_address, options)
+                )
             except httpcore.ConnectError as error:
                 failure = error
         assert failure is not None
@@ -417,8 +447,8 @@ class DirectBody:
     Only for an answer httpx streams over a guarded connection (the socket GuardedBackend
     connected to a checked address; TLS verified by then): `of` says None otherwise (an
     answer with a Content-Encoding, a Transfer-Encoding, another length, an in-memory one, or
-    one over a stream that is not a plain socket with its own TLS: a proxy's TLS-in-TLS
-    tunnel), and bounded_body reads it. The bytes h11 already holds are taken first, through
+    one over a stream GuardedBackend did not make, or that is not a plain socket with its own
+    TLS: a proxy's TLS-in-TLS tunnel), and bounded_body reads it. The bytes h11 already holds are taken first, through
     httpx; the rest comes from the socket with the client's read timeout, and never a byte
     past Content-Length. A connection that ends early raises SourceError naming what came.
     The connection is closed at the end, never used again (h11 did not see the body end)."""
@@ -452,8 +482,9 @@ class DirectBody:
         must be read through httpx. `what` names the read in messages; `floor`, when given,
         bounds how slowly the body may come."""
         stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        tls = stream.get_extra_info("ssl_object") if stream is not None else None
+        sock = tls = None
+        if isinstance(stream, GuardedStream):
+            sock, tls = stream.get_extra_info("socket"), stream.get_extra_info("ssl_object")
         if (
             not isinstance(sock, socket.socket)
             # TLS must be the socket's own: a TLS-in-TLS stream (an HTTPS proxy's tunnel) keeps

@@ -373,3 +373,19 @@ def test_a_body_above_the_floor_is_read_whole(served: list[ScriptedHost]) -> Non
     chunks, _, _ = asset.open(0)
     parts, rest = parts_of(chunks, 4096)
     assert b"".join(parts) + rest == BODY
+
+
+def test_a_client_not_guarded_is_read_through_httpx(served: list[ScriptedHost]) -> None:
+    # Its connections may go anywhere (a proxy, the environment's settings): only the guarded
+    # client's own sockets are read directly.
+    import httpx
+
+    host = ScriptedHost([headers(len(BODY)) + BODY])
+    served.append(host)
+    guarded = asset_of(host)
+    with httpx.Client(timeout=5) as http:
+        asset = HttpAsset(guarded.href, http, guarded._credentials)
+        chunks, _, _ = asset.open(0)
+        assert not isinstance(chunks, DirectBody)
+        parts, rest = parts_of(chunks, 4096)
+        assert b"".join(parts) + rest == BODY
