@@ -48,6 +48,7 @@ class Scene(BaseModel):
 
 
 _LOW_C, _HIGH_C = LIMITS["air_temperature"]
+MAX_FORECAST_LEADS = 48  # a request's `forecast` (JSON) or forecast list (Arrow) at most
 
 
 class PredictionRequest(BaseModel):
@@ -66,7 +67,7 @@ class PredictionRequest(BaseModel):
     forecast: list[Annotated[float | None, Strict(), Field(ge=_LOW_C, le=_HIGH_C)]] | None = Field(
         None,
         min_length=1,
-        max_length=48,
+        max_length=MAX_FORECAST_LEADS,
         description="NWP 2 m temperature at the station (degC; nearest grid point, lapse-rate "
         "corrected) for lead hours 1, 2, ... (the middle of each hour), a number or null where "
         "none (no strings or booleans), from "

@@ -22,6 +22,17 @@ every row of the run):
     air_temperature, relative_humidity, air_pressure, wind_speed, precipitation
                        float64, null: missing                                optional (absent:
                        all missing), within contract.LIMITS, never NaN or infinite
+    forecast           list<double> (or large_list, fixed_size_list, any     optional; only for a
+                       float type), null: no forecast                        model with features.nwp
+                       The request's NWP 2 m temperature at the station (degC) for lead hours
+                       1, 2, ... (as JSON's `forecast`: from the newest run published before
+                       issued_at), null elements where none: 1 to MAX_FORECAST_LEADS elements,
+                       each within the air_temperature limits, never NaN or infinite. Set on
+                       each request's first row and null on its other rows (one list a
+                       request, not one a row). A model with features.nwp refuses a request
+                       whose first row has none (or more leads than its horizon), a model
+                       without refuses one that has one, both as ["body", "forecast", <the
+                       request's first row>].
 
 Any other column is refused (as JSON refuses unknown fields). Several record batches are one
 table; the stream must be whole (a truncated stream is refused).
@@ -47,9 +58,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedeploy_inference.api_schema import MAX_FORECAST_LEADS
 from fedeploy_inference.contract import LIMITS, VARIABLES
 from fedeploy_inference.features import TARGETS, absent_reason
-from fedeploy_inference.predictor import _NO_SCENE, RequestArrays
+from fedeploy_inference.predictor import _NO_SCENE, RequestArrays, RequestRejected
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 MAX_OBSERVATIONS = 10_000  # per request, as PredictionRequest.observations
@@ -67,6 +79,9 @@ _FLOATS: dict[str, tuple[float, float]] = {
     **LIMITS,
 }
 COLUMNS = (*_REQUIRED, "longitude", "latitude", "scene_cloud_cover", "scene_acquired", *VARIABLES)
+FORECAST = "forecast"  # the optional per-request NWP column (see the module's schema)
+_ALL_COLUMNS = (*COLUMNS, FORECAST)
+_FORECAST_TYPE = pa.list_(pa.float64())
 
 RESPONSE_SCHEMA = pa.schema(
     [
@@ -104,6 +119,13 @@ class ArrowBatch:
     arrays: RequestArrays
     stations: pa.Array
     first_rows: np.ndarray
+
+    def rejected(self, error: RequestRejected) -> ArrowRejected:
+        """A request the model refused (loc: its index and field), located at its first row:
+        in the `forecast` column where its forecast is at fault, else in air_temperature."""
+        row = int(self.first_rows[int(error.loc[0])])
+        column = FORECAST if error.loc[1:2] == (FORECAST,) else "air_temperature"
+        return ArrowRejected(column, row, f"the request from row {row}: {error}")
 
 
 def read_table(body: bytes) -> pa.Table:
@@ -173,6 +195,8 @@ REQUEST_SCHEMA = pa.schema(
         *((name, pa.float64()) for name in VARIABLES),
     ]
 )
+# The same with the forecast column, as table_from_requests writes it for requests that give one.
+REQUEST_SCHEMA_NWP = REQUEST_SCHEMA.append(pa.field(FORECAST, _FORECAST_TYPE))
 
 
 def _floats(columns: dict[str, pa.ChunkedArray], n: int, typed: bool) -> np.ndarray:
@@ -313,10 +337,14 @@ def _columns(table: pa.Table) -> tuple[dict[str, pa.ChunkedArray], bool]:
     if table.schema.equals(REQUEST_SCHEMA):
         return dict(zip(COLUMNS, table.columns, strict=True)), True
     names = table.column_names
-    extra = [c for c in names if c not in COLUMNS]
+    if table.schema.equals(REQUEST_SCHEMA_NWP):
+        return dict(zip(names, table.columns, strict=True)), True
+    extra = [c for c in names if c not in _ALL_COLUMNS]
     if extra:
         raise ArrowRejected(
-            extra[0], None, f"unknown column {extra[0]!r}; the columns are {', '.join(COLUMNS)}"
+            extra[0],
+            None,
+            f"unknown column {extra[0]!r}; the columns are {', '.join(_ALL_COLUMNS)}",
         )
     if len(set(names)) != len(names):
         raise ArrowRejected(None, None, "a column is given twice")
@@ -399,6 +427,9 @@ def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
             f"scene_acquired at row {row + 1} differs from the first row of "
             "its request; one scene per station and issued_at is allowed",
         )
+    nwp, nwp_count = (
+        _forecasts(columns[FORECAST], starts, typed) if FORECAST in columns else (None, None)
+    )
     arrays = RequestArrays(
         origins_us=origins[starts],
         longitude=floats[_FLOAT_NAMES.index("longitude"), starts],
@@ -407,8 +438,79 @@ def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
         owner=np.arange(b).repeat(counts),
         times_us=times,
         values=np.ascontiguousarray(floats[_VALUES].T),
+        nwp=nwp,
+        nwp_count=nwp_count,
     )
     return ArrowBatch(arrays, ids, starts)
+
+
+def _forecasts(
+    column: pa.ChunkedArray, starts: np.ndarray, typed: bool
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The requests' forecasts as RequestArrays takes them: (B, most leads given) degC, NaN where
+    none, and (B,) how many leads each gave (-1: none); (None, None) where no request gave one.
+    Read from each request's first row; a list on another row, an empty or too long list, and
+    a lead sent as NaN, infinite or outside the air_temperature limits are refused."""
+    kind = column.type
+    listed = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    if not (
+        typed
+        or (listed or pa.types.is_fixed_size_list(kind))
+        and pa.types.is_floating(kind.value_type)
+    ):
+        raise ArrowRejected(
+            FORECAST,
+            None,
+            f"forecast is {kind}; a list of float64 (degC per lead hour, null where none) "
+            "on each request's first row is required",
+        )
+    lists = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    if kind != _FORECAST_TYPE:
+        lists = lists.cast(_FORECAST_TYPE)
+    n = len(lists)
+    b = starts.size
+    if lists.null_count == n:
+        return None, None
+    heads = lists.take(pa.array(starts))
+    if lists.null_count - heads.null_count != n - b:  # a list on a row other than a first row
+        later = pc.is_valid(lists).to_numpy(zero_copy_only=False, writable=True)
+        later[starts] = False
+        if (row := _first(later)) is not None:
+            request = int(starts[np.searchsorted(starts, row, side="right") - 1])
+            raise ArrowRejected(
+                FORECAST,
+                row,
+                f"forecast is set at row {row}, not the first row of its request (row "
+                f"{request}); one list per request, on its first row, null on the others",
+            )
+    count = pc.fill_null(pc.list_value_length(heads), -1).to_numpy().astype(np.int64)
+    if (bad := _first((count == 0) | (count > MAX_FORECAST_LEADS))) is not None:
+        row = int(starts[bad])
+        raise ArrowRejected(
+            FORECAST,
+            row,
+            f"forecast at row {row} gives {int(count[bad])} leads; 1 to {MAX_FORECAST_LEADS} "
+            "(lead hours 1, 2, ...) are allowed",
+        )
+    flat = heads.flatten()
+    values = flat.to_numpy(zero_copy_only=False)  # nulls read as NaN
+    given = np.maximum(count, 0)
+    low, high = LIMITS["air_temperature"]
+    if int(np.count_nonzero((values >= low) & (values <= high))) != values.size - flat.null_count:
+        sent = pc.is_valid(flat).to_numpy(zero_copy_only=False)
+        at = int((sent & ~((values >= low) & (values <= high))).argmax())
+        request = int(np.searchsorted(np.cumsum(given), at, side="right"))
+        row, lead = int(starts[request]), at - int(given[:request].sum()) + 1
+        raise ArrowRejected(
+            FORECAST,
+            row,
+            f"forecast at row {row}: lead hour {lead} is {values[at]}; finite numbers from "
+            f"{low:g} to {high:g} degC or null are allowed",
+        )
+    nwp = np.full((b, int(count.max())), np.nan)
+    owner = np.arange(b).repeat(given)
+    nwp[owner, np.arange(values.size) - (np.cumsum(given) - given).repeat(given)] = values
+    return nwp, count
 
 
 # The per-request float columns lead _FLOATS, in the order they are checked.
@@ -492,9 +594,12 @@ def to_stream(table: pa.Table) -> bytes:
 
 def table_from_requests(requests: list[dict[str, Any]]) -> pa.Table:
     """A client's helper: JSON-shaped request documents (PredictionRequest's fields) as the
-    request table, one row per observation. For tests and benchmarks; a batch client builds its
-    columns directly."""
-    rows: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    request table, one row per observation; where any request gives a `forecast`, with the
+    forecast column (REQUEST_SCHEMA_NWP: each request's list on its first row). For tests and
+    benchmarks; a batch client builds its columns directly."""
+    nwp = any(req.get(FORECAST) is not None for req in requests)
+    names = _ALL_COLUMNS if nwp else COLUMNS
+    rows: dict[str, list[Any]] = {name: [] for name in names}
 
     def when(text: str) -> datetime:
         return datetime.fromisoformat(text) if isinstance(text, str) else text
@@ -511,11 +616,14 @@ def table_from_requests(requests: list[dict[str, Any]]) -> pa.Table:
             rows["scene_acquired"].append(when(scene["acquired"]) if scene else None)
             for name in VARIABLES:
                 rows[name].append(obs.get(name))
+        if nwp:
+            rows[FORECAST] += [req.get(FORECAST)] + [None] * (len(req["observations"]) - 1)
     stamp = pa.timestamp("us", tz="UTC")
     types = {name: pa.float64() for name in COLUMNS} | {
         "station": pa.string(),
         "issued_at": stamp,
         "time": stamp,
         "scene_acquired": stamp,
+        FORECAST: _FORECAST_TYPE,
     }
-    return pa.table({name: pa.array(rows[name], types[name]) for name in COLUMNS})
+    return pa.table({name: pa.array(rows[name], types[name]) for name in names})

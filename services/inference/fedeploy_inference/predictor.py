@@ -181,7 +181,8 @@ def _nwp_input(spec: FeatureSpec, batch: RequestArrays) -> np.ndarray | None:
             (i, "forecast"),
             f"this model was trained with NWP input (features.nwp): forecast must give the "
             f"station's NWP 2 m temperature (degC) for lead hours 1 to at most {h}, null where "
-            f"none; {said} (the JSON API takes it, the Arrow API not yet)",
+            f"none; {said} (JSON: the request's forecast; Arrow: the forecast column on the "
+            "request's first row)",
         )
     assert batch.nwp is not None  # every request gave one
     out = np.full((len(batch), h), np.nan)

@@ -315,12 +315,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
 
     def _arrow_batch(body: bytes) -> bytes:
         batch = parse_request(body, settings.max_batch)
-
-        def located(error: RequestRejected) -> ArrowRejected:
-            row = int(batch.first_rows[int(error.loc[0])])
-            return ArrowRejected("air_temperature", row, f"the request from row {row}: {error}")
-
-        return _arrow_answer("predict_batch", batch, located)
+        return _arrow_answer("predict_batch", batch, batch.rejected)
 
     def _json_to_arrow(body: bytes) -> bytes:
         requests = _checked_batch(body).requests
