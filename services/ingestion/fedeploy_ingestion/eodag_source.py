@@ -26,14 +26,11 @@ import logging
 import os
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
-from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.download_safety import (
     DownloadPolicy,
     UnsafeDownload,
@@ -41,11 +38,8 @@ from fedeploy_ingestion.download_safety import (
     decoded_body,
 )
 from fedeploy_ingestion.errors import ConfigError, SourceError
-from fedeploy_ingestion.metrics import Metrics
-from fedeploy_ingestion.object_store import ObjectStore
-from fedeploy_ingestion.product_copy import guarded_downloads
 from fedeploy_ingestion.sentinel import SentinelReport, SentinelRun, _item_name
-from fedeploy_ingestion.settings import EodagSource, IngestSettings
+from fedeploy_ingestion.settings import AgencySource, EodagSource, Source
 from fedeploy_ingestion.sharding import owns
 from fedeploy_ingestion.stac_client import MAX_PAGE_BYTES, bounded_adapter
 from fedeploy_ingestion.upstream import Credentials
@@ -230,18 +224,9 @@ def guarded_searches(policy: DownloadPolicy, timeout: float) -> Iterator[None]:
 class EodagRun(SentinelRun):
     """One pass over INGEST_EODAG_SOURCES, item by item through the Sentinel path."""
 
-    def __init__(
-        self,
-        settings: IngestSettings,
-        store: ObjectStore,
-        catalog: CatalogClient,
-        metrics: Metrics,
-        http: httpx.Client | None = None,
-    ) -> None:
-        super().__init__(settings, store, catalog, metrics, http)
-        if http is None:  # the EODAG sources' private hosts, not the Sentinel sources'
-            self.guard, self.http = guarded_downloads(settings, list(settings.eodag_sources))
-        self.report = SentinelReport()
+    def _guarded_sources(self) -> Sequence[Source | AgencySource]:
+        """The EODAG sources' `privateHosts`, not the Sentinel sources'."""
+        return self.settings.eodag_sources
 
     def run(self, now: datetime | None = None) -> SentinelReport:
         """Process every EODAG source; failures are reported, not raised."""

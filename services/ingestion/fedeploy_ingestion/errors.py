@@ -23,3 +23,10 @@ class CatalogError(IngestError):
 
 class SourceError(IngestError):
     """An upstream STAC API or asset server failed."""
+
+
+def failure_text(error: BaseException) -> str:
+    """What a report names a failed item or source with: an IngestError's own message, another
+    error's type and message; never empty (a silent error reads `<Type> (with no message)`)."""
+    text = str(error) if isinstance(error, IngestError) else f"{type(error).__name__}: {error}"
+    return text if text.strip() else f"{type(error).__name__} (with no message)"

@@ -11,7 +11,7 @@ handled inside a boundary: one that fails is named in the report, the run goes o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +19,12 @@ import httpx
 
 from fedeploy_ingestion import download_safety
 from fedeploy_ingestion.catalog import CatalogClient
-from fedeploy_ingestion.errors import IngestError
+from fedeploy_ingestion.errors import failure_text
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.multihash import Digest
 from fedeploy_ingestion.object_store import MiB, ObjectStore, RangeSource
 from fedeploy_ingestion.sentinel_plan import CopiedAsset
-from fedeploy_ingestion.settings import AgencySource, IngestSettings
+from fedeploy_ingestion.settings import AgencySource, IngestSettings, Source
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ class ProductSink:
 
     def failed(self, source: str, name: str, error: BaseException) -> None:
         """Name `name` in the report's `failed` with what `error` says (no traceback)."""
-        text = str(error) if isinstance(error, IngestError) else f"{type(error).__name__}: {error}"
-        text = text if text.strip() else f"{type(error).__name__} (with no message)"
+        text = failure_text(error)
         self.report.failed[name] = text
         self.metrics.copy_failures.labels(source).inc()
         log.error("product failed; the next run retries it", extra={"item": name, "error": text})
@@ -127,14 +126,19 @@ class ProductSink:
 
 
 def guarded_downloads(
-    settings: IngestSettings, sources: list[AgencySource]
+    settings: IngestSettings,
+    sources: Sequence[Source | AgencySource],
+    http: httpx.Client | None = None,
 ) -> tuple[download_safety.AddressGuard, httpx.Client]:
     """The address guard of `sources` (their `privateHosts` admitted, the cluster's ranges
-    refused) and an HTTP client that connects only where it allows."""
+    refused) and `http`, or where none is given an HTTP client that connects only where the
+    guard allows (redirects are followed per download, each hop through the guard)."""
     guard = download_safety.AddressGuard.build(
         settings.blocked_networks, [host for source in sources for host in source.private_hosts]
     )
-    return guard, download_safety.guarded_client(guard, timeout=settings.http_timeout_seconds)
+    return guard, http or download_safety.guarded_client(
+        guard, timeout=settings.http_timeout_seconds
+    )
 
 
 class AgencyRun:
@@ -153,8 +157,7 @@ class AgencyRun:
     ) -> None:
         self.settings = settings
         self.sink = ProductSink(store, catalog, metrics, self.kind, settings.part_size_mib)
-        self.guard, guarded_http = guarded_downloads(settings, self.sources())
-        self.http = http or guarded_http
+        self.guard, self.http = guarded_downloads(settings, self.sources(), http)
 
     def sources(self) -> list[AgencySource]:
         """This kind's sources in the settings."""

@@ -18,7 +18,7 @@ import functools
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
@@ -27,12 +27,13 @@ from typing import Any
 
 import httpx
 
-from fedeploy_ingestion import download_safety, sentinel_plan, stac_ids
+from fedeploy_ingestion import sentinel_plan, stac_ids
 from fedeploy_ingestion.catalog import CatalogClient
-from fedeploy_ingestion.errors import IngestError
+from fedeploy_ingestion.errors import failure_text
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import MiB, ObjectStore
-from fedeploy_ingestion.settings import IngestSettings, Source
+from fedeploy_ingestion.product_copy import guarded_downloads
+from fedeploy_ingestion.settings import AgencySource, IngestSettings, Source
 from fedeploy_ingestion.sharding import owns
 from fedeploy_ingestion.stac_client import Paging
 from fedeploy_ingestion.stac_documents import collection as minimal_collection
@@ -80,17 +81,15 @@ class SentinelRun:
         self.metrics = metrics
         # Every connection passes the guard (download_safety): no loopback, private, link-local
         # or cluster address, whatever a name resolves to; redirects are followed per download.
-        self.guard = download_safety.AddressGuard.build(
-            settings.blocked_networks,
-            [host for source in settings.sources for host in source.private_hosts],
-        )
-        self.http = http or download_safety.guarded_client(
-            self.guard, timeout=settings.http_timeout_seconds
-        )
+        self.guard, self.http = guarded_downloads(settings, self._guarded_sources(), http)
         self.report = SentinelReport()
         self._collections: set[str] = set()
         self._lock = threading.Lock()  # the report's counters, updated by the item threads
         self._catalog_lock = threading.Lock()  # catalog writes, one at a time
+
+    def _guarded_sources(self) -> Sequence[Source | AgencySource]:
+        """The sources whose `privateHosts` the address guard admits: INGEST_SOURCES."""
+        return self.settings.sources
 
     def run(self, now: datetime | None = None) -> SentinelReport:
         """Process every source; per-item and per-source failures are reported, not raised."""
@@ -103,8 +102,7 @@ class SentinelRun:
         return self.report
 
     def _failed(self, source: Source, name: str, error: BaseException, message: str) -> None:
-        text = str(error) if isinstance(error, IngestError) else f"{type(error).__name__}: {error}"
-        text = text if text.strip() else f"{type(error).__name__} (with no message)"
+        text = failure_text(error)
         with self._lock:
             self.report.failed[name] = text
         self.metrics.copy_failures.labels(source.name).inc()

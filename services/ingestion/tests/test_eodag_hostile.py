@@ -149,3 +149,36 @@ def test_the_unquoted_urlopen_path_is_guarded_and_put_back(
     finally:
         served.close()
     assert hits == [] and qssearch.urlopen is original
+
+
+def test_a_run_given_its_client_guards_with_the_eodag_sources_private_hosts() -> None:
+    """The guard of a run whose HTTP client is given admits the EODAG sources' `privateHosts`,
+    as a run that makes its own client does (not the Sentinel sources')."""
+    settings = IngestSettings(
+        site="site-one",
+        bucket="b",
+        catalog_url="http://catalog.invalid",
+        sources=[
+            {
+                "name": "sentinel-two",
+                "url": "https://stac.example",
+                "collections": ["sentinel-2-l2a"],
+                "assets": ["B04"],
+                "privateHosts": ["sentinel.lan"],
+            }
+        ],
+        eodag_sources=[
+            {
+                "name": "eodag-one",
+                "provider": "hostile_stac",
+                "collections": ["sentinel-2-l2a"],
+                "assets": ["B04"],
+                "privateHosts": ["eodag.lan"],
+            }
+        ],
+    )
+    client = download_safety.guarded_client(download_safety.AddressGuard.build())
+    given = EodagRun(settings, mock.MagicMock(), mock.MagicMock(), Metrics(), http=client)
+    own = EodagRun(settings, mock.MagicMock(), mock.MagicMock(), Metrics())
+    assert given.http is client
+    assert given.guard.private_hosts == own.guard.private_hosts == frozenset({"eodag.lan"})
