@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pulumi_kubernetes as k8s
 
     from fedeploy.bridge.node_config import BridgeNode
+    from fedeploy.config.bridge import BridgeConfig
     from fedeploy.config.services import CatalogService
 
 
@@ -91,6 +92,12 @@ class BridgeHost(Protocol):
     ) -> pulumi.Output[str]:
         """Create the VM and its firewall; return its private address (IPv4, dotted)."""
         ...
+
+
+def boot_secret_names(config: BridgeConfig) -> list[str]:
+    """The secrets a bridge host stores for its VM to read once at boot (keys of `launch`'s
+    `secrets`): the JWT key, and the TLS key, certificate and CA where the bridge serves TLS."""
+    return ["jwt.key", *(["tls.key", "tls.crt", "ca.crt"] if config.tls.enabled else [])]
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.providers.base import boot_secret_names
 from fedeploy.bridge.firewall import firewall_rules, security_group_ingress
 from fedeploy.bridge.node_config import BridgeNode, user_data_base64
 from fedeploy.bridge_boot import (
@@ -113,7 +114,7 @@ class AwsBridgeHost:
         """SecureString parameters under the bridge's own KMS key, and an instance profile
         whose role reads exactly them."""
         site = self._site
-        names = ["jwt.key", *(["tls.key", "tls.crt", "ca.crt"] if self._config.tls.enabled else [])]
+        names = boot_secret_names(self._config)
         key = aws.kms.Key(
             f"{name}-secrets-key",
             description=f"fedeploy SLURM bridge secrets of {site}",

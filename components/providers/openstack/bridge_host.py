@@ -11,6 +11,7 @@ import pulumi
 import pulumi_openstack as openstack
 import pulumi_random as random
 
+from components.providers.base import boot_secret_names
 from components.providers.openstack.network import tag_list
 from fedeploy.bridge.firewall import firewall_rules
 from fedeploy.bridge.node_config import BridgeNode
@@ -70,7 +71,7 @@ class OpenStackBridgeHost:
         config = self._config
         child = pulumi.ResourceOptions(parent=parent)
         group = self._security_group(name, child)
-        names = ["jwt.key", *(["tls.key", "tls.crt", "ca.crt"] if config.tls.enabled else [])]
+        names = boot_secret_names(config)
         stored = {
             secret: openstack.keymanager.SecretV1(
                 f"{name}-{secret.replace('.', '-')}",
