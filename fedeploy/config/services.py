@@ -945,8 +945,9 @@ def mars_request_problem(request: dict[str, Any]) -> str | None:
 
 
 # The product identity of a request, as the ingestion service's polytope_plan.canonical
-# writes it (tests/unit/test_polytope_identity.py checks the two agree): sets sorted, other
-# keys in their order (area, grid), spellings of one value made one.
+# writes it (tests/charts/test_polytope_eodag_sources.py checks the two agree): sets sorted,
+# other keys in their order (area, grid), spellings of one value made one. Written twice on
+# purpose: the ingestion image installs fedeploy_ingestion alone, and fedeploy does not depend on it.
 _MARS_SETS = frozenset(
     {
         "param",
