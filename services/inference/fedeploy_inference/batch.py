@@ -3,17 +3,27 @@
 A run's identity (model version, area, period) names its object and its catalog item, so a
 run repeated (a SLURM job retried) overwrites the same object with the same rows and upserts
 the same item. Results go to `forecasts/<model>/<version>/<run id>.parquet`.
+
+A model trained with NWP input (features.nwp) is fed, per station and origin, the site's
+ingested ECMWF 2 m temperature from the newest run published before the origin, read as
+training reads it (train_from_store.ingested_forecasts: the same source, nearest grid point,
+lapse-rate correction and publication delay, the model's own); a station or hour without one
+has none (the model's has-a-forecast flags 0), as a request without one in serving.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from botocore.exceptions import ClientError
 
 from fedeploy_inference.catalog import forecast_item, register_item
 from fedeploy_inference.device import resolve_device
@@ -22,16 +32,18 @@ from fedeploy_inference.features import (
     absent_reason,
     encode,
     observed_targets,
-    require_no_nwp,
     withhold_unobserved,
 )
 from fedeploy_inference.hourly import StationSeries, to_hourly
+from fedeploy_inference.nwp import DEFAULT_AVAILABLE_AFTER_HOURS, StationForecasts
 from fedeploy_inference.predictor import run_model
-from fedeploy_inference.registry import LoadedModel, load_model, resolve_version
+from fedeploy_inference.registry import LoadedModel, load_model, model_prefix, resolve_version
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
+from fedeploy_inference.train_from_store import ingested_forecasts
 from fedeploy_inference.window_store import list_windows, read_windows, table_to_parquet
 
+log = logging.getLogger(__name__)
 _HOUR_US = 3_600_000_000
 FORECASTS_PREFIX = "forecasts/"
 
@@ -73,13 +85,15 @@ class Area:
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """Where a run's results went."""
+    """Where a run's results went; `nwp_stations`: for a model with NWP input, how many of the
+    stations had an ingested forecast (None: the model takes none)."""
 
     run_id: str
     key: str
     rows: int
     stations: int
     registered: bool
+    nwp_stations: int | None = None
 
 
 def run_id(version: str, area: Area, start: datetime, end: datetime) -> str:
@@ -100,11 +114,15 @@ def forecast_station(
     start: datetime,
     end: datetime,
     history_hours: int = 24,
+    nwp: StationForecasts | None = None,
+    available_after_hours: float = DEFAULT_AVAILABLE_AFTER_HOURS,
 ) -> pa.Table:
     """Forecasts from every whole hour in [start, end) with a usable context at one station.
 
     A target the station has not reported within `history_hours` (at least the context) before
-    an origin is null there, with `<target>_reason` saying why.
+    an origin is null there, with `<target>_reason` saying why. For a model with NWP input
+    (spec.nwp), `nwp` is the station's ingested forecasts (None: it has none), each origin
+    reading the newest run usable `available_after_hours` after its reference time.
     """
     spec = loaded.spec
     c = spec.context_hours
@@ -134,7 +152,14 @@ def forecast_station(
     observed = observed_targets(np.stack([padded[i : i + back] for i in index]))
     lon = np.full(origins.shape, np.nan if st.longitude is None else st.longitude)
     nan = np.full(origins.shape, np.nan)
-    encoded = encode(spec, context, origins, lon, nan, nan, observed)
+    temperature = None
+    if spec.nwp:
+        temperature = (
+            np.full((origins.size, spec.horizon_hours), np.nan)
+            if nwp is None
+            else nwp.at(origins, spec.horizon_hours, available_after_hours)
+        )
+    encoded = encode(spec, context, origins, lon, nan, nan, observed, temperature)
     usable = encoded.usable
     if not usable.any():
         return FORECAST_SCHEMA.empty_table()
@@ -196,7 +221,6 @@ def run_batch(
     loaded = load_model(
         client, settings.bucket, settings.model_name, version, resolve_device(settings.device)
     )
-    require_no_nwp(loaded.spec, f"{settings.model_name}/{version}", "a batch run")
     history = max(loaded.spec.context_hours, settings.observed_history_hours)
     context_start = start - timedelta(hours=history)
     table = read_windows(
@@ -213,9 +237,31 @@ def run_batch(
         ),
     )
     series = to_hourly(table.filter(pc.fill_null(inside, False)))
+    stations: dict[str, StationForecasts] = {}
+    delay = DEFAULT_AVAILABLE_AFTER_HOURS
+    if loaded.spec.nwp:
+        delay = _available_after_hours(client, settings.bucket, settings.model_name, version)
+        read = ingested_forecasts(client, settings.bucket, series, False, delay, (start, end))
+        stations = {} if read is None else read.stations
+        (log.info if stations else log.warning)(
+            "NWP input: %d of %d stations have an ingested forecast (%s)",
+            len(stations),
+            len(series),
+            "no ECMWF product with 2t in the bucket"
+            if read is None
+            else f"{read.products} products",
+        )
     parts = [
-        forecast_station(loaded, st, start, end, settings.observed_history_hours)
-        for st in series.values()
+        forecast_station(
+            loaded,
+            st,
+            start,
+            end,
+            settings.observed_history_hours,
+            stations.get(name),
+            delay,
+        )
+        for name, st in series.items()
     ]
     result = pa.concat_tables(parts) if parts else FORECAST_SCHEMA.empty_table()
     rid = run_id(version, area, start, end)
@@ -242,4 +288,16 @@ def run_batch(
         )
         register_item(settings.catalog_url, item)
         registered = True
-    return BatchOutcome(rid, key, result.num_rows, len(series), registered)
+    nwp_stations = len(stations) if loaded.spec.nwp else None
+    return BatchOutcome(rid, key, result.num_rows, len(series), registered, nwp_stations)
+
+
+def _available_after_hours(client: Any, bucket: str, name: str, version: str) -> float:
+    """The publication delay the version was trained with (data.json's train_config), so a
+    batch run reads the runs its training samples could read; the default where not recorded."""
+    key = model_prefix(name, version) + "data.json"
+    try:
+        data = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return float(data["train_config"]["nwp_available_after_hours"])
+    except (KeyError, TypeError, ValueError, ClientError):
+        return DEFAULT_AVAILABLE_AFTER_HOURS

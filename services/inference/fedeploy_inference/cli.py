@@ -113,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
         "--nwp-input",
         action="store_true",
         help="publish the model with the ingested NWP as input (HTTP clients must then send "
-        "each station's forecast, batch runs refuse it; without: it is only evaluated in the card)",
+        "each station's forecast, batch runs read the ingested ones; without: it is only evaluated "
+        "in the card)",
     )
     train.add_argument("--start", type=_time, default=None, help="first window time (default all)")
     train.add_argument("--end", type=_time, default=None, help="end of the windows used")

@@ -93,16 +93,6 @@ class NwpInputError(ValueError):
     """NWP forecasts given to a model not trained on them, or missing for one that was."""
 
 
-def require_no_nwp(spec: FeatureSpec, model: str, where: str) -> None:
-    """NwpInputError where the model (`name/version`) was trained with NWP input, which the
-    serving path `where` (a batch run) does not feed."""
-    if spec.nwp:
-        raise NwpInputError(
-            f"{model} was trained with NWP forecasts as input (features.nwp); {where} does not "
-            "feed forecasts, so it cannot serve it: serve a version trained without them"
-        )
-
-
 def nwp_columns(spec: FeatureSpec, anchor_c: np.ndarray, forecast_c: np.ndarray) -> np.ndarray:
     """(B, 2 * horizon): per lead hour, the NWP temperature (degC, (B, horizon), NaN where
     none) minus the anchor (B,) in the spec's temperature standard deviations (0 where none),

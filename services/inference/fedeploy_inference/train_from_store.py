@@ -7,7 +7,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import torch
@@ -186,22 +186,52 @@ def choose_source(items: list[str]) -> tuple[list[str], dict[str, str]]:
     return ([] if chosen is None else by_source[chosen]), why
 
 
+def usable_runs(
+    items: list[str], origins: tuple[datetime, datetime], available_after_hours: float
+) -> list[str]:
+    """The items (`<source>-<yyyymmddHH>-<step>h-<params>`) of the runs that forecasts from
+    origins in [start, end) read: the newest run usable at `start` (reference time +
+    `available_after_hours` <= start) and every later one usable before `end`. An item whose
+    run time cannot be read is kept (read and judged by its contents)."""
+    delay = timedelta(hours=available_after_hours)
+    start, end = origins
+
+    def run(item: str) -> datetime | None:
+        try:
+            return datetime.strptime(item.rsplit("-", 3)[1], "%Y%m%d%H").replace(tzinfo=UTC)
+        except (IndexError, ValueError):
+            return None
+
+    runs = {i: run(i) for i in items}
+    known = [r for r in runs.values() if r is not None]
+    first = max((r for r in known if r + delay <= start), default=None)
+    return [
+        i
+        for i, r in runs.items()
+        if r is None or ((first is None or r >= first) and r + delay < end)
+    ]
+
+
 def ingested_forecasts(
     client: Any,
     bucket: str,
     series: dict[str, StationSeries],
     synthetic: bool = False,
     available_after_hours: float = DEFAULT_AVAILABLE_AFTER_HOURS,
+    origins: tuple[datetime, datetime] | None = None,
 ) -> Forecasts | None:
     """The bucket's ingested NWP read at the stations with a known position (nwp.collect), each
     run usable `available_after_hours` after its reference time, from one source
     (choose_source; the others are named in `sources_not_read`); None where the bucket holds
-    no ECMWF product with 2t."""
+    no ECMWF product with 2t. `origins` [start, end): only the runs a forecast from one of
+    those hours reads (usable_runs; a batch run's period), chosen by key without a download."""
     keys = forecast_keys(client, bucket)
     if not keys:
         return None
     item = {key: key.rsplit("/", 2)[-2] for key in keys}
     chosen, not_read = choose_source(list(item.values()))
+    if origins is not None:
+        chosen = usable_runs(chosen, origins, available_after_hours)
     read = [key for key in keys if item[key] in set(chosen)]
     forecasts = collect(
         ((item[key], _product_bytes(client, bucket, key)) for key in read),

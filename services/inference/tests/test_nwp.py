@@ -22,7 +22,6 @@ from fedeploy_inference.features import (
     build_samples,
     encode,
     fit_normalization,
-    require_no_nwp,
 )
 from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.model import NetConfig, StationForecaster
@@ -297,9 +296,6 @@ def test_the_contract_refuses_inputs_a_model_was_not_trained_on():
     encoded = encode(with_nwp, *args, nwp_temperature=np.array([[1.0, np.nan]]))
     assert encoded.features.shape[1] == with_nwp.n_features == spec.n_features + 4
     assert FeatureSpec.from_dict(with_nwp.to_dict()).nwp
-    with pytest.raises(NwpInputError, match="this server does not feed forecasts"):
-        require_no_nwp(with_nwp, "m/v1", "this server")
-    require_no_nwp(spec, "m/v1", "this server")
 
 
 def _nwp_samples(n: int = 64, horizon: int = 2) -> tuple[FeatureSpec, Samples]:

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from fedeploy_inference.api_schema import PredictionRequest
 from fedeploy_inference.batch import Area, run_batch
 from fedeploy_inference.evaluation import NWP_FORECASTS
-from fedeploy_inference.features import NwpInputError
 from fedeploy_inference.hourly import to_hourly
 from fedeploy_inference.model_watcher import ModelWatcher
 from fedeploy_inference.predictor import RequestRejected, predict_requests
@@ -111,7 +110,8 @@ def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, win
     assert data["nwp"]["stations"] == ["syn-000", "syn-001"]
 
     # The server serves it where the request carries the station's forecast (`forecast`, per
-    # lead hour) and refuses a request without one, naming the field; batch runs refuse it.
+    # lead hour) and refuses a request without one, naming the field; batch runs read the
+    # bucket's forecasts for it (test_batch_nwp.py).
     watcher = ModelWatcher(
         client, settings.bucket, settings.model_name, "latest", torch.device("cpu"),
         ServiceMetrics(), 60.0,
@@ -143,10 +143,9 @@ def test_training_with_ingested_forecasts_reports_the_nwp_baseline(settings, win
         assert refused_http.json()["detail"][0]["loc"] == ["body", "forecast"]
         answered = http.post("/v1/predict", json={**body, "forecast": [5.0] * 6})
         assert answered.status_code == 200 and answered.json()["model"]["version"] == version
-    with pytest.raises(NwpInputError, match="a batch run does not feed forecasts"):
-        run_batch(
-            settings, Area(0.0, 40.0, 20.0, 60.0), DATA.start, DATA.start + timedelta(hours=1)
-        )
+    day = DATA.start + timedelta(days=26)
+    ran = run_batch(settings, Area(0.0, 40.0, 20.0, 60.0), day, day + timedelta(hours=6))
+    assert (ran.stations, ran.nwp_stations) == (2, 2) and ran.rows > 0
 
     # By default (no --nwp-input) the model with NWP is trained and scored, and the one without
     # is published: the server serves it, and the card says which row is this version.
