@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from fedeploy.config.base import S3_REGION_PATTERN, StrictModel, Url
 from fedeploy.config.bridge import check_vm_platform
-from fedeploy.config.storage import BucketPrefix, Buckets
+from fedeploy.config.storage import BucketPrefix, Buckets, check_store_off_aws
 from fedeploy.gpu_flavors import accelerator_mismatch
 
 FlavorName = Annotated[
@@ -76,13 +76,7 @@ class ProvisionedStore(StrictModel):
 
     @model_validator(mode="after")
     def _https_only(self) -> ProvisionedStore:
-        if self.endpoint.scheme != "https":
-            raise ValueError(f"endpoint must use https, got {self.endpoint.scheme}://")
-        for name, bucket in self.buckets.items():
-            if bucket.replicate_to is not None:
-                raise ValueError(
-                    f"buckets.{name}.replicate_to: replication is only available on aws sites"
-                )
+        check_store_off_aws(self.endpoint, self.buckets)
         return self
 
 

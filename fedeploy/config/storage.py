@@ -149,15 +149,17 @@ class S3CompatibleStorage(StrictModel):
 
     @model_validator(mode="after")
     def _https_only(self) -> S3CompatibleStorage:
-        if self.endpoint.scheme != "https":
-            raise ValueError(f"endpoint must use https, got {self.endpoint.scheme}://")
+        check_store_off_aws(self.endpoint, self.buckets)
         return self
 
-    @model_validator(mode="after")
-    def _no_replication(self) -> S3CompatibleStorage:
-        for name, bucket in self.buckets.items():
-            if bucket.replicate_to is not None:
-                raise ValueError(
-                    f"buckets.{name}.replicate_to: replication is only available on aws sites"
-                )
-        return self
+
+def check_store_off_aws(endpoint: Url, buckets: dict[str, Bucket]) -> None:
+    """What an S3 store of a site that is not aws must be: an https `endpoint`, and no bucket
+    that replicates (ValueError naming the scheme or the bucket otherwise)."""
+    if endpoint.scheme != "https":
+        raise ValueError(f"endpoint must use https, got {endpoint.scheme}://")
+    for name, bucket in buckets.items():
+        if bucket.replicate_to is not None:
+            raise ValueError(
+                f"buckets.{name}.replicate_to: replication is only available on aws sites"
+            )

@@ -116,6 +116,13 @@ CASES = [
         ["'hpc' site", "needs an aws site"],
     ),
     (
+        "replication-on-s3-compatible",
+        "k8s-gra",
+        {"storage.buckets.raw.replicate_to": {"site": "aws-dublin", "bucket": "raw"}},
+        "site.storage",
+        ["buckets.raw.replicate_to: replication is only available on aws sites"],
+    ),
+    (
         "replication-missing-bucket",
         "aws-frankfurt",
         {"storage.buckets.raw.replicate_to.bucket": "archive"},

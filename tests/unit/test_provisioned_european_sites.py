@@ -296,6 +296,12 @@ INVALID = [
     (OPENSTACK, {"storage.endpoint": "http://s3.example.eu"}, "site.storage", ["must use https"]),
     (
         OPENSTACK,
+        {"storage.buckets.raw.replicate_to": {"site": "aws-dublin", "bucket": "raw"}},
+        "site.storage",
+        ["buckets.raw.replicate_to: replication is only available on aws sites"],
+    ),
+    (
+        OPENSTACK,
         {"storage.access_key_id": {"secure": "x"}},
         "site.storage.access_key_id",
         ["unknown key"],
