@@ -22,7 +22,7 @@ from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import failure_text
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.multihash import Digest
-from fedeploy_ingestion.object_store import MiB, ObjectStore, RangeSource
+from fedeploy_ingestion.object_store import CopyResult, MiB, ObjectStore, RangeSource
 from fedeploy_ingestion.sentinel_plan import CopiedAsset
 from fedeploy_ingestion.settings import AgencySource, IngestSettings, Source
 
@@ -44,6 +44,52 @@ class ProductReport:
     # products the source does not serve (yet): a run not published, a step not computed
     unpublished: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+
+
+def registered(catalog: CatalogClient, collection_id: str, item_id: str, fingerprint: str) -> bool:
+    """Whether the site's catalog holds the item with this upstream `fingerprint`
+    (`fedeploy:fingerprint`): its content is copied and registered, nothing to do."""
+    existing = catalog.get_item(collection_id, item_id)
+    return bool(existing and existing["properties"].get("fedeploy:fingerprint") == fingerprint)
+
+
+@dataclass(frozen=True)
+class CopyOutcome:
+    """What `copy_or_reuse` did: the object in the site's bucket, and the copy made (None
+    where an object a run that died before registering it completed was verified and reused)."""
+
+    asset: CopiedAsset
+    copy: CopyResult | None
+
+
+def copy_or_reuse(
+    store: ObjectStore,
+    key: str,
+    source: Callable[[], RangeSource],
+    *,
+    part_size: int,
+    size: int | None,
+    expected: Digest | None,
+    content_type: str | None,
+    fingerprint: str,
+) -> CopyOutcome:
+    """Copy `source()` to `key` (resuming an unfinished upload; the object's metadata
+    `fedeploy-fingerprint` set), or, where `key` already carries `fingerprint`, read it back and
+    reuse it; checked against `size` and `expected` either way (ChecksumMismatch, StorageError)."""
+    stored = store.head(key)
+    if stored is not None and stored.metadata.get("fedeploy-fingerprint") == fingerprint:
+        verified, digests = store.verify(key, expected, size)
+        return CopyOutcome(CopiedAsset(key, verified, digests["sha256"]), None)
+    result = store.copy_from(
+        key,
+        source(),
+        part_size=part_size,
+        expected=expected,
+        expected_size=size,
+        content_type=content_type,
+        metadata={"fedeploy-fingerprint": fingerprint},
+    )
+    return CopyOutcome(CopiedAsset(key, result.size, result.sha256), result)
 
 
 class ProductSink:
@@ -74,8 +120,7 @@ class ProductSink:
 
     def done(self, collection_id: str, item_id: str, fingerprint: str) -> bool:
         """Whether the site's item already holds this content (then counted as skipped)."""
-        existing = self.catalog.get_item(collection_id, item_id)
-        if existing and existing["properties"].get("fedeploy:fingerprint") == fingerprint:
+        if registered(self.catalog, collection_id, item_id, fingerprint):
             self.report.skipped += 1
             return True
         return False
@@ -93,26 +138,25 @@ class ProductSink:
         """Copy `source()` to `key` (resuming an unfinished upload), or verify and reuse an
         object a run that died before registering it completed; checked against `size` and
         the upstream's digest `expected` where it publishes one."""
-        stored = self.store.head(key)
-        if stored is not None and stored.metadata.get("fedeploy-fingerprint") == fingerprint:
-            verified, digests = self.store.verify(key, expected, size)
-            self.report.reused += 1
-            return CopiedAsset(key, verified, digests["sha256"])
-        result = self.store.copy_from(
+        outcome = copy_or_reuse(
+            self.store,
             key,
-            source(),
+            source,
             part_size=self.part_size,
+            size=size,
             expected=expected,
-            expected_size=size,
             content_type=content_type,
-            metadata={"fedeploy-fingerprint": fingerprint},
+            fingerprint=fingerprint,
         )
+        if outcome.copy is None:
+            self.report.reused += 1
+            return outcome.asset
         self.report.copied += 1
-        self.report.bytes_copied += result.bytes_sent
-        if result.resumed_from:
+        self.report.bytes_copied += outcome.copy.bytes_sent
+        if outcome.copy.resumed_from:
             self.report.resumed += 1
-        self.metrics.bytes_written.labels(self.kind).inc(result.bytes_sent)
-        return CopiedAsset(key, result.size, result.sha256)
+        self.metrics.bytes_written.labels(self.kind).inc(outcome.copy.bytes_sent)
+        return outcome.asset
 
     def register(self, collection: dict[str, Any], item: dict[str, Any]) -> None:
         """Upsert `item` into the site's catalog, creating its `collection` the first time."""

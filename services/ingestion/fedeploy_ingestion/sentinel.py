@@ -32,7 +32,7 @@ from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import failure_text
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import MiB, ObjectStore
-from fedeploy_ingestion.product_copy import guarded_downloads
+from fedeploy_ingestion.product_copy import copy_or_reuse, guarded_downloads, registered
 from fedeploy_ingestion.settings import AgencySource, IngestSettings, Source
 from fedeploy_ingestion.sharding import owns
 from fedeploy_ingestion.stac_client import Paging
@@ -213,8 +213,7 @@ class SentinelRun:
         for asset in assets.values():
             credentials.policy.check(sentinel_plan.download_href(asset))
         fingerprint = sentinel_plan.fingerprint(item, assets)
-        existing = self.catalog.get_item(collection_id, item_id)
-        if existing and existing["properties"].get("fedeploy:fingerprint") == fingerprint:
+        if registered(self.catalog, collection_id, item_id, fingerprint):
             self._count(skipped=1)
             return
         self._ensure_collection(source, collection_id)
@@ -261,28 +260,28 @@ class SentinelRun:
                 "unusable integrity field; the copy is checked by what remains",
                 extra={"item": item_id, "asset": name, "error": problem},
             )
-        stored = self.store.head(key)
-        if stored is not None and stored.metadata.get("fedeploy-fingerprint") == fingerprint:
-            # Completed by a run that died before registering the item: verify, then reuse.
-            size, digests = self.store.verify(key, expected, expected_size)
-            self._count(assets_reused=1)
-            return sentinel_plan.CopiedAsset(key, size, digests["sha256"])
-        result = self.store.copy_from(
+        outcome = copy_or_reuse(
+            self.store,
             key,
-            HttpAsset(href, self.http, credentials, self.settings.copy_min_rate_kib_s * 1024),
+            lambda: HttpAsset(
+                href, self.http, credentials, self.settings.copy_min_rate_kib_s * 1024
+            ),
             part_size=self.settings.part_size_mib * MiB,
+            size=expected_size,
             expected=expected,
-            expected_size=expected_size,
             content_type=asset.get("type"),
-            metadata={"fedeploy-fingerprint": fingerprint},
+            fingerprint=fingerprint,
         )
+        if outcome.copy is None:  # completed by a run that died before registering the item
+            self._count(assets_reused=1)
+            return outcome.asset
         self._count(
             assets_copied=1,
-            bytes_copied=result.bytes_sent,
-            assets_resumed=1 if result.resumed_from else 0,
+            bytes_copied=outcome.copy.bytes_sent,
+            assets_resumed=1 if outcome.copy.resumed_from else 0,
         )
-        self.metrics.bytes_written.labels("sentinel").inc(result.bytes_sent)
-        return sentinel_plan.CopiedAsset(key, result.size, result.sha256)
+        self.metrics.bytes_written.labels("sentinel").inc(outcome.copy.bytes_sent)
+        return outcome.asset
 
     def _ensure_collection(self, source: Source, collection_id: str) -> None:
         with self._catalog_lock:  # once per collection, whichever item thread comes first

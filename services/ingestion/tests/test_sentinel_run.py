@@ -9,7 +9,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import pytest
 from fedeploy_ingestion import sentinel, stac_client
@@ -285,3 +287,24 @@ def test_items_are_copied_two_at_once_and_a_repeated_item_waits_for_itself(
     assert peak[0] == sentinel.ITEMS_IN_FLIGHT == 2
     starts_of_a = [i for i, e in enumerate(events) if e == ("start", "a")]
     assert events.index(("end", "a")) < starts_of_a[1]
+
+
+def test_an_object_a_run_completed_before_dying_is_verified_and_reused_not_copied() -> None:
+    """An asset object already carrying the item's fingerprint (its run died before registering
+    the item) is read back and reused: counted as reused, nothing downloaded or uploaded."""
+    run = make_run(["B04"], None)
+    store = mock.MagicMock()
+    store.head.return_value = SimpleNamespace(metadata={"fedeploy-fingerprint": "fp"})
+    store.verify.return_value = (5, {"sha256": b"digest"})
+    run.store = store
+    http = run.http = mock.MagicMock()
+    asset = {"href": "https://data.example.org/B04.tif", "type": "image/tiff"}
+    copied = run._asset("sentinel-2-l2a", "item-1", "B04", asset, None, "fp")  # type: ignore[arg-type]
+    assert (copied.size, copied.sha256) == (5, b"digest")
+    assert store.verify.call_args.args[0] == copied.key
+    assert not store.copy_from.called and not http.method_calls
+    assert (run.report.assets_reused, run.report.assets_copied, run.report.bytes_copied) == (
+        1,
+        0,
+        0,
+    )
