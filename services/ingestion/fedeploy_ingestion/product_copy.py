@@ -1,5 +1,7 @@
 """Copying one agency product (an ECMWF forecast, a EUMETSAT product) into the site's bucket
-and catalog exactly once: what the ECMWF and EUMETSAT runs share.
+and catalog exactly once: what the agency runs share, and with the Sentinel run the address
+guard (`guarded_downloads`), the check for a registered item (`registered`) and the copy or
+reuse of one object (`copy_or_reuse`).
 
 A product has a key and an item id made from its identity, and a fingerprint of the upstream
 content. A product whose site item carries the same fingerprint is skipped; an object completed
