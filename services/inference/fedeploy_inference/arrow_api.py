@@ -35,7 +35,8 @@ every row of the run):
                        request's first row>].
 
 Any other column is refused (as JSON refuses unknown fields). Several record batches are one
-table; the stream must be whole (a truncated stream is refused).
+table; the stream must be whole and valid (a truncated stream, or list or string offsets that
+are negative, decreasing or past their values, are refused before any column is read).
 
 Response table, one row per station x lead, in the order of the requests and their leads:
 
@@ -129,14 +130,20 @@ class ArrowBatch:
 
 
 def read_table(body: bytes) -> pa.Table:
-    """The whole table of an IPC stream; a body that is not one is refused."""
+    """The whole table of an IPC stream, fully validated; a body that is not one is refused.
+
+    The IPC reader checks only buffer sizes: list and string offsets that are negative,
+    decreasing or past their values would make a compute kernel read out of bounds (a crash),
+    so every offset is checked here (`validate(full=True)`) before any column is read."""
     try:
         with pa.ipc.open_stream(pa.py_buffer(body)) as reader:
-            return reader.read_all()
+            table = reader.read_all()
+        table.validate(full=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as error:
         raise ArrowRejected(
-            None, None, f"not a complete Arrow IPC stream ({ARROW_STREAM}): {error}"
+            None, None, f"not a complete and valid Arrow IPC stream ({ARROW_STREAM}): {error}"
         ) from None
+    return table
 
 
 def _first(mask: np.ndarray) -> int | None:
