@@ -457,32 +457,27 @@ def _forecasts(
     """The requests' forecasts as RequestArrays takes them: (B, most leads given) degC, NaN where
     none, and (B,) how many leads each gave (-1: none); (None, None) where no request gave one.
     Read from each request's first row; a list on another row, an empty or too long list, and
-    a lead sent as NaN, infinite or outside the air_temperature limits are refused."""
+    a lead sent as NaN, infinite or outside the air_temperature limits are refused. The lengths
+    are checked from the offsets alone: only the first rows' lists (at most MAX_FORECAST_LEADS
+    values each) are copied and widened to float64."""
     kind = column.type
-    listed = pa.types.is_list(kind) or pa.types.is_large_list(kind)
-    if not (
-        typed
-        or (listed or pa.types.is_fixed_size_list(kind))
-        and pa.types.is_floating(kind.value_type)
-    ):
+    if not (typed or _forecast_type(kind)):
         raise ArrowRejected(
             FORECAST,
             None,
             f"forecast is {kind}; a list of float64 (degC per lead hour, null where none) "
             "on each request's first row is required",
         )
-    lists = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-    if kind != _FORECAST_TYPE:
-        lists = lists.cast(_FORECAST_TYPE)
-    n = len(lists)
-    b = starts.size
-    if lists.null_count == n:
+    n = len(column)
+    if column.null_count == n:
         return None, None
-    heads = lists.take(pa.array(starts))
-    if lists.null_count - heads.null_count != n - b:  # a list on a row other than a first row
-        later = pc.is_valid(lists).to_numpy(zero_copy_only=False, writable=True)
+    # Each row's list length (-1: null), read from the offsets without touching the values.
+    length = pc.fill_null(pc.list_value_length(column), -1).to_numpy().astype(np.int64)
+    count = length[starts]
+    if n - column.null_count != np.count_nonzero(count >= 0):
+        later = length >= 0
         later[starts] = False
-        if (row := _first(later)) is not None:
+        if (row := _first(later)) is not None:  # a list on a row other than a first row
             request = int(starts[np.searchsorted(starts, row, side="right") - 1])
             raise ArrowRejected(
                 FORECAST,
@@ -490,7 +485,6 @@ def _forecasts(
                 f"forecast is set at row {row}, not the first row of its request (row "
                 f"{request}); one list per request, on its first row, null on the others",
             )
-    count = pc.fill_null(pc.list_value_length(heads), -1).to_numpy().astype(np.int64)
     if (bad := _first((count == 0) | (count > MAX_FORECAST_LEADS))) is not None:
         row = int(starts[bad])
         raise ArrowRejected(
@@ -499,6 +493,10 @@ def _forecasts(
             f"forecast at row {row} gives {int(count[bad])} leads; 1 to {MAX_FORECAST_LEADS} "
             "(lead hours 1, 2, ...) are allowed",
         )
+    heads = column.take(pa.array(starts))
+    heads = heads.chunk(0) if heads.num_chunks == 1 else heads.combine_chunks()
+    if heads.type != _FORECAST_TYPE:  # other float widths and list types: as float64
+        heads = heads.cast(_FORECAST_TYPE)
     flat = heads.flatten()
     values = flat.to_numpy(zero_copy_only=False)  # nulls read as NaN
     given = np.maximum(count, 0)
@@ -514,10 +512,21 @@ def _forecasts(
             f"forecast at row {row}: lead hour {lead} is {values[at]}; finite numbers from "
             f"{low:g} to {high:g} degC or null are allowed",
         )
+    b = starts.size
     nwp = np.full((b, int(count.max())), np.nan)
     owner = np.arange(b).repeat(given)
     nwp[owner, np.arange(values.size) - (np.cumsum(given) - given).repeat(given)] = values
     return nwp, count
+
+
+def _forecast_type(kind: pa.DataType) -> bool:
+    """Whether a forecast column of this type is read: a list, large list or fixed-size list of
+    floats."""
+    if not (
+        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    ):
+        return False
+    return pa.types.is_floating(kind.value_type)
 
 
 # The per-request float columns lead _FLOATS, in the order they are checked.

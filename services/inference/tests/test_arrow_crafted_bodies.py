@@ -7,7 +7,18 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from fedeploy_inference.arrow_api import (
+    ArrowRejected,
+    parse_request,
+    table_from_requests,
+    to_stream,
+)
 
 # Run in a child process: a crash there (SIGSEGV) fails the test instead of ending pytest. The
 # app is not started (no lifespan: no model), which is enough: a body is parsed before the
@@ -91,3 +102,51 @@ def test_crafted_offsets_are_refused_as_an_invalid_stream():
         assert detail["loc"] == ["body"], (name, detail)
         assert "not a complete and valid Arrow IPC stream" in detail["msg"], (name, detail)
         assert "offset" in detail["msg"].lower(), (name, detail)
+
+
+ORIGIN = datetime(2026, 2, 20, 12, tzinfo=UTC)
+
+
+def _request(station: str, hours: int) -> dict:
+    times = [(ORIGIN - timedelta(hours=hours - i)).isoformat() for i in range(hours)]
+    return {
+        "station": station,
+        "issued_at": ORIGIN.isoformat(),
+        "observations": [{"time": time} for time in times],
+        "forecast": [1.0],
+    }
+
+
+# Rows a0, a1, b0: each case's list offsets and which rows hold a list, and the refusal.
+_HUGE = {
+    "first row": (lambda n: [0, n - 1, n - 1, n], [True, False, True], 0, r"gives \d+ leads"),
+    "later row": (lambda n: [0, 1, n - 1, n], [True, True, True], 1, "not the first row"),
+}
+
+
+@pytest.mark.parametrize("kind", [np.float64, np.float16], ids=["float64", "float16"])
+@pytest.mark.parametrize("where", list(_HUGE))
+def test_a_huge_forecast_list_is_refused_before_its_values_are_copied(kind, where):
+    """A 100 MB body whose list on one row holds nearly all of it is refused for its length,
+    the Arrow memory allocated while parsing a small part of the body (the values were widened
+    to float64 and the first rows' lists copied before their lengths were looked at)."""
+    offsets, valid, row, refusal = _HUGE[where]
+    base = table_from_requests([_request("a", 2), _request("b", 1)])
+    n = 100 * 2**20 // np.dtype(kind).itemsize
+    lists = pa.ListArray.from_arrays(
+        pa.array(offsets(n), pa.int32()),
+        pa.array(np.ones(n, kind)),
+        mask=pa.array(np.logical_not(valid)),
+    )
+    body = to_stream(base.set_column(base.schema.get_field_index("forecast"), "forecast", lists))
+    del lists
+    previous = pa.default_memory_pool()
+    counted = pa.proxy_memory_pool(previous)  # its own peak, of what parse_request allocates
+    pa.set_memory_pool(counted)
+    try:
+        with pytest.raises(ArrowRejected, match=refusal) as refused:
+            parse_request(body, 1024)
+    finally:
+        pa.set_memory_pool(previous)
+    assert refused.value.loc == ["body", "forecast", row]
+    assert counted.max_memory() < len(body) // 100, (counted.max_memory(), len(body))
