@@ -189,26 +189,34 @@ def choose_source(items: list[str]) -> tuple[list[str], dict[str, str]]:
 def usable_runs(
     items: list[str], origins: tuple[datetime, datetime], available_after_hours: float
 ) -> list[str]:
-    """The items (`<source>-<yyyymmddHH>-<step>h-<params>`) of the runs that forecasts from
-    origins in [start, end) read: the newest run usable at `start` (reference time +
-    `available_after_hours` <= start) and every later one usable before `end`. An item whose
-    run time cannot be read is kept (read and judged by its contents)."""
+    """The items (`<source>-<yyyymmddHH>-<step>h-<params>`) of every run a forecast from an
+    origin in [start, end) could read: usable before `end` (reference time +
+    `available_after_hours` < end) and reaching `start` (reference time + its longest step >=
+    start). Not only the newest run usable at `start`: where that one cannot be read, training's
+    reader falls back to the run before it, so the batch must have that one too. An item whose
+    run time or step cannot be read is kept (read and judged by its contents)."""
     delay = timedelta(hours=available_after_hours)
     start, end = origins
 
-    def run(item: str) -> datetime | None:
+    def run_and_step(item: str) -> tuple[datetime | None, float]:
+        parts = item.rsplit("-", 3)
         try:
-            return datetime.strptime(item.rsplit("-", 3)[1], "%Y%m%d%H").replace(tzinfo=UTC)
+            run = datetime.strptime(parts[1], "%Y%m%d%H").replace(tzinfo=UTC)
         except (IndexError, ValueError):
-            return None
+            return None, float("inf")
+        step = parts[2].removesuffix("h") if len(parts) > 2 else ""
+        return run, float(step) if step.isdigit() else float("inf")
 
-    runs = {i: run(i) for i in items}
-    known = [r for r in runs.values() if r is not None]
-    first = max((r for r in known if r + delay <= start), default=None)
+    parsed = {i: run_and_step(i) for i in items}
+    reach: dict[datetime, float] = {}  # per run, its longest step (hours)
+    for run, step in parsed.values():
+        if run is not None:
+            reach[run] = max(reach.get(run, 0.0), step)
     return [
         i
-        for i, r in runs.items()
-        if r is None or ((first is None or r >= first) and r + delay < end)
+        for i, (run, _) in parsed.items()
+        if run is None
+        or (run + delay < end and run + timedelta(hours=min(reach[run], 1e6)) >= start)
     ]
 
 
@@ -224,7 +232,8 @@ def ingested_forecasts(
     run usable `available_after_hours` after its reference time, from one source
     (choose_source; the others are named in `sources_not_read`); None where the bucket holds
     no ECMWF product with 2t. `origins` [start, end): only the runs a forecast from one of
-    those hours reads (usable_runs; a batch run's period), chosen by key without a download."""
+    those hours could read, the older ones that reach the period included (usable_runs; a
+    batch run's period), chosen by key without a download."""
     keys = forecast_keys(client, bucket)
     if not keys:
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pyarrow.parquet as pq
 import torch
 from fedeploy_inference.batch import Area, _available_after_hours, run_batch
@@ -93,18 +94,62 @@ def test_only_the_runs_a_period_reads_are_chosen():
     items = [
         f"ifs-0p5-oper-fc-{run:%Y%m%d%H}-{step}h-2t_z"
         for run in (datetime(2026, 2, 20, tzinfo=UTC) + timedelta(hours=12 * i) for i in range(6))
-        for step in (0, 6)
+        for step in (0, 6, 24)
     ]
     start, end = datetime(2026, 2, 21, 9, tzinfo=UTC), datetime(2026, 2, 22, 9, tzinfo=UTC)
     chosen = {_run_time(i) for i in usable_runs(items, (start, end), 8.0)}
-    # Usable at 09 UTC on the 21st: the run of 00 UTC (08 UTC); then 12 UTC (20 UTC) and
-    # 00 UTC on the 22nd (08 UTC, before the end); 12 UTC on the 22nd only from 20 UTC.
+    # Every run reaching 09 UTC on the 21st (its 24 h step) and usable before the end: the run
+    # of 12 UTC on the 20th (where the runs after it cannot be read, training's reader falls
+    # back to it) up to 00 UTC on the 22nd (usable from 08 UTC); 12 UTC on the 22nd only from
+    # 20 UTC, and 00 UTC on the 20th reaches 00 UTC on the 21st only.
     assert chosen == {
-        datetime(2026, 2, 21, 0, tzinfo=UTC),
+        datetime(2026, 2, 20, 12, tzinfo=UTC) + timedelta(hours=12 * i) for i in range(4)
+    }
+    # A run's reach is its longest step: with steps to 6 h only, the run of 00 UTC on the 21st
+    # (to 06 UTC) is not read either.
+    short = [i for i in items if "-24h-" not in i]
+    assert {_run_time(i) for i in usable_runs(short, (start, end), 8.0)} == {
         datetime(2026, 2, 21, 12, tzinfo=UTC),
         datetime(2026, 2, 22, 0, tzinfo=UTC),
     }
     assert usable_runs(["odd-item"], (start, end), 8.0) == ["odd-item"]
+
+
+# Runs every 12 h with steps to 48 h; the run of 2026-02-21 12 UTC, the newest usable at START
+# (from 20 UTC), is corrupt in all its products.
+STEPS_TO_48 = ErrorModel(run_every_hours=12, steps=tuple(range(0, 49, 6)), grid_degrees=0.5)
+CORRUPT = datetime(2026, 2, 21, 12, tzinfo=UTC)
+
+
+def _bucket_with_a_corrupt_run(settings, small_data):
+    """The bucket with the runs from three days before START to END, CORRUPT's unreadable."""
+    client = s3_client(settings)
+    for item, body in products(small_data.series, STEPS_TO_48):
+        if START - timedelta(days=3) <= _run_time(item) < END:
+            corrupt = _run_time(item) == CORRUPT
+            key = f"{COLLECTION}/{item}/data.grib2"
+            client.put_object(
+                Bucket=settings.bucket, Key=key, Body=b"GRIB" + b"\0" * 100 if corrupt else body
+            )
+    return client
+
+
+def test_a_batch_reads_the_run_before_an_unreadable_one_as_training_does(settings, small_data):
+    client = _bucket_with_a_corrupt_run(settings, small_data)
+    series = small_data.series
+    training = ingested_forecasts(client, settings.bucket, series)
+    batch = ingested_forecasts(client, settings.bucket, series, False, 8.0, (START, END))
+    assert training is not None and batch is not None
+    assert len(batch.failed) == 9 and all(f"{CORRUPT:%Y%m%d%H}" in i for i in batch.failed)
+    assert batch.products < training.products  # only the runs that can reach the period
+    start_us, end_us = int(START.timestamp() * 1e6), int(END.timestamp() * 1e6)
+    origins = np.arange(start_us, end_us, 3_600_000_000, dtype=np.int64)
+    assert sorted(batch.stations) == sorted(training.stations)
+    for station, own in training.stations.items():
+        want = own.at(origins, 24, 8.0)
+        np.testing.assert_array_equal(batch.stations[station].at(origins, 24, 8.0), want)
+        # The first hours read the run of 00 UTC on the 21st (CORRUPT's is none).
+        assert not np.isnan(want[0]).any()
 
 
 def test_the_publication_delay_is_the_versions_own(settings):
