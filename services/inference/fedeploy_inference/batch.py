@@ -35,7 +35,7 @@ from fedeploy_inference.features import (
     withhold_unobserved,
 )
 from fedeploy_inference.hourly import StationSeries, to_hourly
-from fedeploy_inference.nwp import DEFAULT_AVAILABLE_AFTER_HOURS, StationForecasts
+from fedeploy_inference.nwp import DEFAULT_AVAILABLE_AFTER_HOURS, Forecasts, StationForecasts
 from fedeploy_inference.predictor import run_model
 from fedeploy_inference.registry import LoadedModel, load_model, model_prefix, resolve_version
 from fedeploy_inference.s3 import s3_client
@@ -85,8 +85,11 @@ class Area:
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """Where a run's results went; `nwp_stations`: for a model with NWP input, how many of the
-    stations had an ingested forecast (None: the model takes none)."""
+    """Where a run's results went. For a model with NWP input (else None): `nwp_stations`, how
+    many stations had an ingested forecast at any hour; `nwp_failed_products`, how many products
+    of the runs read could not be read (logged with their reasons); `nwp_station_hours` and
+    `nwp_station_hours_without`, how many (station, origin) forecasts had an NWP forecast for
+    at least one lead hour, and how many had none (the model's rule for none applied)."""
 
     run_id: str
     key: str
@@ -94,6 +97,9 @@ class BatchOutcome:
     stations: int
     registered: bool
     nwp_stations: int | None = None
+    nwp_failed_products: int | None = None
+    nwp_station_hours: int | None = None
+    nwp_station_hours_without: int | None = None
 
 
 def run_id(version: str, area: Area, start: datetime, end: datetime) -> str:
@@ -124,6 +130,20 @@ def forecast_station(
     (spec.nwp), `nwp` is the station's ingested forecasts (None: it has none), each origin
     reading the newest run usable `available_after_hours` after its reference time.
     """
+    return _forecast_station(loaded, st, start, end, history_hours, nwp, available_after_hours)[0]
+
+
+def _forecast_station(
+    loaded: LoadedModel,
+    st: StationSeries,
+    start: datetime,
+    end: datetime,
+    history_hours: int,
+    nwp: StationForecasts | None,
+    available_after_hours: float,
+) -> tuple[pa.Table, int]:
+    """forecast_station's table, and how many of its origins had an NWP forecast for at least
+    one lead hour (0 for a model without NWP input)."""
     spec = loaded.spec
     c = spec.context_hours
     back = max(c, history_hours)
@@ -147,7 +167,7 @@ def forecast_station(
     keep = index >= 1
     origins, index = origins[keep], index[keep]
     if not index.size:
-        return FORECAST_SCHEMA.empty_table()
+        return FORECAST_SCHEMA.empty_table(), 0
     context = np.stack([padded[i + back - c : i + back] for i in index])
     observed = observed_targets(np.stack([padded[i : i + back] for i in index]))
     lon = np.full(origins.shape, np.nan if st.longitude is None else st.longitude)
@@ -162,7 +182,12 @@ def forecast_station(
     encoded = encode(spec, context, origins, lon, nan, nan, observed, temperature)
     usable = encoded.usable
     if not usable.any():
-        return FORECAST_SCHEMA.empty_table()
+        return FORECAST_SCHEMA.empty_table(), 0
+    with_nwp = (
+        0
+        if temperature is None
+        else int(np.count_nonzero((~np.isnan(temperature)).any(axis=1) & usable))
+    )
     encoded = encoded.select(usable)
     forecast = withhold_unobserved(run_model(loaded, encoded), encoded.observed)
     origins = origins[usable]
@@ -190,7 +215,7 @@ def forecast_station(
             **columns,
         },
         schema=FORECAST_SCHEMA,
-    )
+    ), with_nwp
 
 
 def forecast_variables(table: pa.Table) -> dict[str, dict[str, object]]:
@@ -243,16 +268,9 @@ def run_batch(
         delay = _available_after_hours(client, settings.bucket, settings.model_name, version)
         read = ingested_forecasts(client, settings.bucket, series, False, delay, (start, end))
         stations = {} if read is None else read.stations
-        (log.info if stations else log.warning)(
-            "NWP input: %d of %d stations have an ingested forecast (%s)",
-            len(stations),
-            len(series),
-            "no ECMWF product with 2t in the bucket"
-            if read is None
-            else f"{read.products} products",
-        )
+        _log_forecasts_read(read, len(series))
     parts = [
-        forecast_station(
+        _forecast_station(
             loaded,
             st,
             start,
@@ -263,7 +281,19 @@ def run_batch(
         )
         for name, st in series.items()
     ]
-    result = pa.concat_tables(parts) if parts else FORECAST_SCHEMA.empty_table()
+    result = (
+        pa.concat_tables([table for table, _ in parts]) if parts else FORECAST_SCHEMA.empty_table()
+    )
+    hours = result.num_rows // loaded.spec.horizon_hours  # (station, origin) forecasts
+    with_nwp = sum(n for _, n in parts)
+    if loaded.spec.nwp:
+        (log.warning if with_nwp < hours else log.info)(
+            "NWP input: %d of %d station-hours forecast with an NWP forecast, %d without one "
+            "(the model's rule for none)",
+            with_nwp,
+            hours,
+            hours - with_nwp,
+        )
     rid = run_id(version, area, start, end)
     key = f"{FORECASTS_PREFIX}{settings.model_name}/{version}/{rid}.parquet"
     client.put_object(
@@ -288,8 +318,47 @@ def run_batch(
         )
         register_item(settings.catalog_url, item)
         registered = True
-    nwp_stations = len(stations) if loaded.spec.nwp else None
-    return BatchOutcome(rid, key, result.num_rows, len(series), registered, nwp_stations)
+    if not loaded.spec.nwp:
+        return BatchOutcome(rid, key, result.num_rows, len(series), registered)
+    return BatchOutcome(
+        rid,
+        key,
+        result.num_rows,
+        len(series),
+        registered,
+        nwp_stations=len(stations),
+        nwp_failed_products=0 if read is None else len(read.failed),
+        nwp_station_hours=with_nwp,
+        nwp_station_hours_without=hours - with_nwp,
+    )
+
+
+def _log_forecasts_read(read: Forecasts | None, stations: int) -> None:
+    """What a batch run's NWP read gave: the stations with a forecast (a warning where none),
+    the products that failed, the stations no product covered and the sources not read (each
+    a warning with the first few ids and reasons)."""
+    (log.info if read is not None and read.stations else log.warning)(
+        "NWP input: %d of %d stations have an ingested forecast (%s)",
+        0 if read is None else len(read.stations),
+        stations,
+        "no ECMWF product with 2t in the bucket" if read is None else f"{read.products} products",
+    )
+    if read is None:
+        return
+    for what, reasons in (
+        ("product(s) could not be read (their hours read the run before, if any)", read.failed),
+        ("station(s) covered by no product", read.not_covered),
+        ("source(s) not read", read.sources_not_read),
+    ):
+        if reasons:
+            log.warning("NWP input: %d %s: %s", len(reasons), what, _first_few(reasons))
+
+
+def _first_few(reasons: dict[str, str], shown: int = 3) -> str:
+    """The first `shown` entries (by id) as `id: reason`, and how many more."""
+    named = sorted(reasons.items())
+    text = "; ".join(f"{key}: {why}" for key, why in named[:shown])
+    return text + (f"; and {len(named) - shown} more" if len(named) > shown else "")
 
 
 def _available_after_hours(client: Any, bucket: str, name: str, version: str) -> float:

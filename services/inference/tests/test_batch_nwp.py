@@ -6,6 +6,7 @@ samples give; a station and hour without a forecast get the model's rule for non
 from __future__ import annotations
 
 import io
+import logging
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -88,6 +89,13 @@ def test_a_batch_run_feeds_an_nwp_model_the_ingested_forecasts(settings, small_d
         got[(str(samples.station[k]), int(samples.origin_us[k]), 1)]["air_temperature"] is not None
         for k in no_nwp
     )
+    # The outcome counts the station-hours with and without NWP as training's samples have it.
+    assert len(got) == len(samples) * h
+    assert (outcome.nwp_station_hours, outcome.nwp_station_hours_without) == (
+        len(samples) - len(no_nwp),
+        len(no_nwp),
+    )
+    assert outcome.nwp_failed_products == 0
 
 
 def test_only_the_runs_a_period_reads_are_chosen():
@@ -163,3 +171,24 @@ def test_the_publication_delay_is_the_versions_own(settings):
     client.put_object(Bucket=settings.bucket, Key=key, Body=b"{}")
     assert _available_after_hours(client, settings.bucket, settings.model_name, "v1") == 8.0
     assert _available_after_hours(client, settings.bucket, settings.model_name, "v2") == 8.0
+
+
+def test_a_batch_run_logs_and_counts_the_products_it_could_not_read(settings, small_data, caplog):
+    client = _bucket_with_a_corrupt_run(settings, small_data)
+    write_windows(client, settings.bucket, small_data.windows)
+    read = ingested_forecasts(client, settings.bucket, small_data.series)
+    config = TrainConfig(epochs=1, patience=1, hidden=16, nwp_input=True)
+    result = train(small_data.series, config, torch.device("cpu"), forecasts=read)
+    data = {**DATA, "train_config": {"nwp_available_after_hours": 8.0}}
+    publish(client, settings.bucket, settings.model_name, result, data)
+    with caplog.at_level(logging.INFO, logger="fedeploy_inference.batch"):
+        outcome = run_batch(settings, Area(4.0, 40.0, 11.0, 55.0), START, END)
+    # The corrupt run's 9 products are counted and named with their reason; every hour of the
+    # period still has a forecast (from the run before), 36 origins at 2 stations.
+    assert outcome.nwp_failed_products == 9
+    assert (outcome.nwp_station_hours, outcome.nwp_station_hours_without) == (72, 0)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    (failed,) = [m for m in warned if "could not be read" in m]
+    assert failed.startswith("NWP input: 9 product(s)") and f"{CORRUPT:%Y%m%d%H}-0h" in failed
+    assert "and 6 more" in failed
+    assert any("72 of 72 station-hours" in r.getMessage() for r in caplog.records)
