@@ -22,17 +22,19 @@ every row of the run):
     air_temperature, relative_humidity, air_pressure, wind_speed, precipitation
                        float64, null: missing                                optional (absent:
                        all missing), within contract.LIMITS, never NaN or infinite
-    forecast           list<double> (or large_list, fixed_size_list, any     optional; only for a
-                       float type), null: no forecast                        model with features.nwp
+    forecast           list<double> (or large_list, fixed_size_list; any     optional; only for a
+                       float, integer or null element type), null: no        model with features.nwp
+                       forecast (a column of type null: none anywhere)
                        The request's NWP 2 m temperature at the station (degC) for lead hours
                        1, 2, ... (as JSON's `forecast`: from the newest run published before
                        issued_at), null elements where none: 1 to MAX_FORECAST_LEADS elements,
-                       each within the air_temperature limits, never NaN or infinite. Set on
-                       each request's first row and null on its other rows (one list a
-                       request, not one a row). A model with features.nwp refuses a request
-                       whose first row has none (or more leads than its horizon), a model
-                       without refuses one that has one, both as ["body", "forecast", <the
-                       request's first row>].
+                       each within the air_temperature limits, never NaN or infinite. Other
+                       element types are widened to float64 as sent (a float32 3.1 is read as
+                       3.0999999, JSON's 3.1 as 3.1). Set on each request's first row and null
+                       on its other rows (one list a request, not one a row). A model with
+                       features.nwp refuses a request whose first row has none (or more leads
+                       than its horizon), a model without refuses one that has one, both as
+                       ["body", "forecast", <the request's first row>].
 
 Any other column is refused (as JSON refuses unknown fields). Several record batches are one
 table; the stream must be whole and valid (a truncated stream, or list or string offsets that
@@ -461,6 +463,8 @@ def _forecasts(
     are checked from the offsets alone: only the first rows' lists (at most MAX_FORECAST_LEADS
     values each) are copied and widened to float64."""
     kind = column.type
+    if pa.types.is_null(kind):  # a column of nulls only (as JSON's `"forecast": null`): none
+        return None, None
     if not (typed or _forecast_type(kind)):
         raise ArrowRejected(
             FORECAST,
@@ -495,8 +499,8 @@ def _forecasts(
         )
     heads = column.take(pa.array(starts))
     heads = heads.chunk(0) if heads.num_chunks == 1 else heads.combine_chunks()
-    if heads.type != _FORECAST_TYPE:  # other float widths and list types: as float64
-        heads = heads.cast(_FORECAST_TYPE)
+    if heads.type != _FORECAST_TYPE:  # other list types, float and integer widths: as float64
+        heads = heads.cast(_FORECAST_TYPE, safe=False)  # an integer past 2**53 rounds
     flat = heads.flatten()
     values = flat.to_numpy(zero_copy_only=False)  # nulls read as NaN
     given = np.maximum(count, 0)
@@ -521,12 +525,13 @@ def _forecasts(
 
 def _forecast_type(kind: pa.DataType) -> bool:
     """Whether a forecast column of this type is read: a list, large list or fixed-size list of
-    floats."""
+    floats or integers (as JSON takes numbers), or of nulls (no lead given)."""
     if not (
         pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
     ):
         return False
-    return pa.types.is_floating(kind.value_type)
+    value = kind.value_type
+    return pa.types.is_floating(value) or pa.types.is_integer(value) or pa.types.is_null(value)
 
 
 # The per-request float columns lead _FLOATS, in the order they are checked.

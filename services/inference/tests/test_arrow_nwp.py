@@ -203,6 +203,33 @@ def test_forecast_columns_read_as_json_forecasts(small_data, read):
     assert plain.nwp is None and plain.nwp_count is None
 
 
+@pytest.mark.parametrize(
+    "forecasts,kind",
+    [
+        ([[1, 2], [3]], pa.list_(pa.int64())),
+        ([None, None], pa.null()),
+        ([[None, None], None], pa.list_(pa.null())),
+    ],
+    ids=["integers", "null column", "list of nulls"],
+)
+def test_integer_and_null_forecast_columns_read_as_json_takes_them(small_data, forecasts, kind):
+    """As pyarrow infers them from JSON-shaped values (from_pylist, pa.array): integer lists
+    are widened, a column or lists of nulls only are no forecast or no leads."""
+    requests = [
+        {**request_for(small_data.series, station, ORIGIN), "forecast": forecast}
+        for station, forecast in zip(("syn-000", "syn-001"), forecasts, strict=True)
+    ]
+    table = table_from_requests([{**r, "forecast": None} for r in requests])
+    rows = [None] * table.num_rows
+    rows[0], rows[len(requests[0]["observations"])] = forecasts
+    column = pa.array(rows)
+    assert column.type == kind
+    got = parse_request(to_stream(table.append_column("forecast", column)), 1024).arrays
+    want = RequestArrays.from_requests([PredictionRequest.model_validate(r) for r in requests])
+    for name in RequestArrays.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+
 def _forecast_at(row, value):
     def change(table):
         column = table.column("forecast").to_pylist()
