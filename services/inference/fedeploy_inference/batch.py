@@ -5,8 +5,8 @@ run repeated (a SLURM job retried) overwrites the same object with the same rows
 the same item. Results go to `forecasts/<model>/<version>/<run id>.parquet`.
 
 A model trained with NWP input (features.nwp) is fed, per station and origin, the site's
-ingested ECMWF 2 m temperature from the newest run published before the origin, read as
-training reads it (train_from_store.ingested_forecasts: the same source, nearest grid point,
+ingested ECMWF 2 m temperature from the newest run published before the origin that could be
+read (else the one before it), read as training reads it (train_from_store.ingested_forecasts: the same source, nearest grid point,
 lapse-rate correction and publication delay, the model's own); a station or hour without one
 has none (the model's has-a-forecast flags 0), as a request without one in serving.
 """
