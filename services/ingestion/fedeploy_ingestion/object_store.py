@@ -31,7 +31,7 @@ import hashlib
 import io
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -323,8 +323,10 @@ class ObjectStore:
         expected_size: int | None,
         content_type: str | None,
         metadata: dict[str, str],
+        read: Callable[[], None] | None = None,
     ) -> CopyResult:
-        """Copy a source into `key`, resuming an interrupted upload of the same key.
+        """Copy a source into `key`, resuming an interrupted upload of the same key; `read()`
+        is called once the source is read to its end and every part is handed to the uploads.
 
         The parts already uploaded are kept when they form a contiguous prefix of equal-size
         parts; the source is then read from the first missing byte. A copy from the start is
@@ -391,6 +393,8 @@ class ObjectStore:
                         )
                     if split.rest or not parts.count:
                         parts.submit(split.rest)
+                    if read is not None:
+                        read()
                 finally:
                     # Whatever happened, let the parts in flight land: a resumed copy reuses them.
                     done = parts.finish()

@@ -74,10 +74,12 @@ def copy_or_reuse(
     expected: Digest | None,
     content_type: str | None,
     fingerprint: str,
+    read: Callable[[], None] | None = None,
 ) -> CopyOutcome:
     """Copy `source()` to `key` (resuming an unfinished upload; the object's metadata
     `fedeploy-fingerprint` set), or, where `key` already carries `fingerprint`, read it back and
-    reuse it; checked against `size` and `expected` either way (ChecksumMismatch, StorageError)."""
+    reuse it; checked against `size` and `expected` either way (ChecksumMismatch, StorageError).
+    `read` is called once the source is read to its end (ObjectStore.copy_from)."""
     stored = store.head(key)
     if stored is not None and stored.metadata.get("fedeploy-fingerprint") == fingerprint:
         verified, digests = store.verify(key, expected, size)
@@ -90,6 +92,7 @@ def copy_or_reuse(
         expected_size=size,
         content_type=content_type,
         metadata={"fedeploy-fingerprint": fingerprint},
+        read=read,
     )
     return CopyOutcome(CopiedAsset(key, result.size, result.sha256), result)
 

@@ -41,8 +41,10 @@ from fedeploy_ingestion.upstream import Credentials, HttpAsset, search
 
 log = logging.getLogger(__name__)
 
-# Items handled at once: one item's reads, digests and catalog calls overlap another's part
-# uploads (their parts share the store's ObjectStore.copy_budget).
+# Items reading at once: one item's reads, digests and catalog calls overlap another's part
+# uploads (their parts share the store's ObjectStore.copy_budget). An item whose last asset is
+# read gives its slot to the next item while its last parts upload and it is registered, so the
+# next item's catalog and S3 round trips overlap them and the parts never drain between items.
 ITEMS_IN_FLIGHT = 2
 
 
@@ -178,10 +180,12 @@ class SentinelRun:
         name: str,
         credentials: Credentials,
         now: datetime,
+        read: Callable[[], None],
     ) -> None:
-        """One item on an item thread, inside the boundary: a failure is reported, not raised."""
+        """One item on an item thread, inside the boundary: a failure is reported, not raised.
+        `read` is called once the item's last asset is read (its slot goes to the next item)."""
         try:
-            self._item(source, item, credentials, now)
+            self._item(source, item, credentials, now, read)
         except Exception as error:  # noqa: BLE001 - one item fails alone
             self._failed(source, name, error, "item failed; the next run retries it")
 
@@ -191,7 +195,12 @@ class SentinelRun:
                 setattr(self.report, name, getattr(self.report, name) + value)
 
     def _item(
-        self, source: Source, item: dict[str, Any], credentials: Credentials, now: datetime
+        self,
+        source: Source,
+        item: dict[str, Any],
+        credentials: Credentials,
+        now: datetime,
+        read: Callable[[], None] | None = None,
     ) -> None:
         # Untrusted ids and hrefs are checked before any request is made for the item.
         collection_id = stac_ids.check_id("upstream collection id", item.get("collection"))
@@ -217,8 +226,17 @@ class SentinelRun:
             self._count(skipped=1)
             return
         self._ensure_collection(source, collection_id)
+        last = list(assets)[-1]
         copies = {
-            name: self._asset(collection_id, item_id, name, asset, credentials, fingerprint)
+            name: self._asset(
+                collection_id,
+                item_id,
+                name,
+                asset,
+                credentials,
+                fingerprint,
+                read if name == last else None,
+            )
             for name, asset in assets.items()
         }
         upstream_url = sentinel_plan.upstream_link(
@@ -251,6 +269,7 @@ class SentinelRun:
         asset: dict[str, Any],
         credentials: Credentials,
         fingerprint: str,
+        read: Callable[[], None] | None = None,
     ) -> sentinel_plan.CopiedAsset:
         href = sentinel_plan.download_href(asset)
         key = sentinel_plan.object_key(collection_id, item_id, name, href, asset.get("type"))
@@ -271,6 +290,7 @@ class SentinelRun:
             expected=expected,
             content_type=asset.get("type"),
             fingerprint=fingerprint,
+            read=read,
         )
         if outcome.copy is None:  # completed by a run that died before registering the item
             self._count(assets_reused=1)
@@ -308,29 +328,42 @@ class SentinelRun:
 
 
 class _InFlight:
-    """Runs items on `size` threads; submit waits while `size` are running, so the search is
-    still read one page at a time. An item whose name is still running waits for that one
-    first: a search that serves an item twice copies it once (the second finds it registered).
+    """Runs items on item threads, `size` reading at once; submit waits while `size` hold a
+    slot, so the search is still read one page at a time. An item gives its slot back when
+    it calls the `read` it is given (its last asset read: its last parts, completion and
+    registration overlap the next item) or ends, whichever comes first; at most `size` more
+    finish meanwhile. An item whose name is still running waits for that one first: a search
+    that serves an item twice copies it once (the second finds it registered).
     """
 
     def __init__(self, size: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="sentinel-item")
+        self._pool = ThreadPoolExecutor(max_workers=2 * size, thread_name_prefix="sentinel-item")
         self._slots = threading.Semaphore(size)
         self._running: dict[str, Future[None]] = {}
 
-    def submit(self, name: str, work: Callable[[], None]) -> None:
-        """Run `work` (which raises nothing: it reports its own failures) on an item thread."""
+    def submit(self, name: str, work: Callable[[Callable[[], None]], None]) -> None:
+        """Run `work(read)` (which raises nothing: it reports its own failures) on an item
+        thread; `read()` gives its slot to the next item early."""
         earlier = self._running.get(name)
         if earlier is not None:
             wait_for([earlier])
         self._slots.acquire()
-        future = self._pool.submit(work)
+        given = threading.Lock()
+        held = [True]
+
+        def release() -> None:
+            with given:
+                if held[0]:
+                    held[0] = False
+                    self._slots.release()
+
+        future = self._pool.submit(work, release)
         self._running[name] = future
 
         def done(finished: Future[None]) -> None:
             if self._running.get(name) is finished:
                 del self._running[name]
-            self._slots.release()
+            release()
 
         future.add_done_callback(done)
 

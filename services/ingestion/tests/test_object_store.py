@@ -366,3 +366,44 @@ def test_the_store_refuses_a_part_damaged_on_the_way(
     client.meta.events.unregister("before-send.s3.UploadPart", _damage_second_part)
     result = copy(store, MemorySource(), expected=sha256(DATA))
     assert store.get(result.key) == DATA
+
+
+def test_read_is_called_once_every_part_is_handed_over_before_the_upload_completes(
+    store: ObjectStore,
+) -> None:
+    """`read` (the Sentinel run gives the item's slot to the next item there) comes after the
+    source's last byte and before the completion, once; a failed read never calls it."""
+    completed: list[bool] = []
+    calls: list[int] = []
+    complete = store.client.complete_multipart_upload
+
+    def completing(**kwargs: Any) -> Any:
+        completed.append(True)
+        return complete(**kwargs)
+
+    store.client.complete_multipart_upload = completing
+    source = MemorySource()
+    store.copy_from(
+        "sentinel/c/i/B04.jp2",
+        source,
+        part_size=PART,
+        expected=sha256(DATA),
+        expected_size=len(DATA),
+        content_type="image/jp2",
+        metadata={},
+        read=lambda: calls.append(len(completed)),
+    )
+    assert calls == [0] and completed == [True]
+    failing: list[int] = []
+    with pytest.raises(SourceError):
+        store.copy_from(
+            "sentinel/c/i/B05.jp2",
+            MemorySource(fail_after=6 * MiB),
+            part_size=PART,
+            expected=None,
+            expected_size=len(DATA),
+            content_type="image/jp2",
+            metadata={},
+            read=lambda: failing.append(1),
+        )
+    assert failing == []

@@ -289,6 +289,46 @@ def test_items_are_copied_two_at_once_and_a_repeated_item_waits_for_itself(
     assert events.index(("end", "a")) < starts_of_a[1]
 
 
+def test_an_item_read_to_its_end_gives_its_slot_to_the_next_item_before_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The next item's setup overlaps an item's last parts and registration: once `a` and `b`
+    are read (`read()`), `c` starts while both are still running; never more than
+    ITEMS_IN_FLIGHT read at once."""
+    names = ["a", "b", "c", "d"]
+    monkeypatch.setattr(
+        sentinel, "search", lambda *a, **k: iter([{**CDSE_ITEM, "id": n} for n in names])
+    )
+    c_started = threading.Event()
+    lock = threading.Lock()
+    reading: list[str] = []
+    peak = [0]
+    overlapped: list[str] = []
+
+    def item(
+        source: Source, item: dict[str, Any], credentials: Any, now: Any, read: Any = lambda: None
+    ) -> None:
+        with lock:
+            reading.append(item["id"])
+            peak[0] = max(peak[0], len(reading))
+        time.sleep(0.02)
+        with lock:
+            reading.remove(item["id"])
+        read()
+        # a's and b's last parts and registration: c overlaps them (before: c waited for one)
+        if item["id"] in ("a", "b") and c_started.wait(3):
+            overlapped.append(item["id"])
+        if item["id"] == "c":
+            c_started.set()
+
+    run = make_run(["B04_10m"], None)
+    run._item = item  # type: ignore[method-assign,assignment]
+    report = run.run()
+    assert report.failed == {} and report.found == len(names)
+    assert sorted(overlapped) == ["a", "b"]
+    assert peak[0] <= sentinel.ITEMS_IN_FLIGHT
+
+
 def test_an_object_a_run_completed_before_dying_is_verified_and_reused_not_copied() -> None:
     """An asset object already carrying the item's fingerprint (its run died before registering
     the item) is read back and reused: counted as reused, nothing downloaded or uploaded."""
