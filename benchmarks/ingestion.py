@@ -383,8 +383,11 @@ def sentinel_round(
     copy and the multipart ceiling spend, this process and the peers (`roots`) together: on
     shared cores that figure moves far less with the other jobs than the rates do."""
     settings = sentinel_settings(store, catalog_url, env, upstream_url, window)
+    # The run's clients (the guarded download client's TLS context, the catalog's) are made
+    # before the clock starts, as the ceiling's S3 client is: a CronJob makes them once a run.
+    run = SentinelRun(settings, store, CatalogClient(catalog_url), Metrics())
     spent, began = processor_seconds(roots), time.perf_counter()
-    report = SentinelRun(settings, store, CatalogClient(catalog_url), Metrics()).run()
+    report = run.run()
     elapsed = time.perf_counter() - began
     copy_cpu = processor_seconds(roots) - spent
     if report.failed or report.registered != len(items):
