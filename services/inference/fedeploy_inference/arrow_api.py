@@ -475,11 +475,11 @@ def _forecasts(
     n = len(column)
     if column.null_count == n:
         return None, None
-    # Each row's list length (-1: null), read from the offsets without touching the values.
-    length = pc.fill_null(pc.list_value_length(column), -1).to_numpy().astype(np.int64)
-    count = length[starts]
+    # The lists' lengths (-1: null), read from the offsets without touching the values.
+    count = pc.fill_null(pc.list_value_length(column).take(pa.array(starts)), -1)
+    count = count.to_numpy().astype(np.int64)
     if n - column.null_count != np.count_nonzero(count >= 0):
-        later = length >= 0
+        later = pc.is_valid(column).to_numpy().copy()  # a ChunkedArray: all rows
         later[starts] = False
         if (row := _first(later)) is not None:  # a list on a row other than a first row
             request = int(starts[np.searchsorted(starts, row, side="right") - 1])
