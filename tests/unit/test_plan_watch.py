@@ -4,6 +4,7 @@ SIGTERM ends it with status 0 and no process left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -161,18 +163,27 @@ def test_watch_replans_the_changed_stack_keeps_going_after_an_error_and_stops_cl
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "reports.txt", "stacks"]
 
 
-def test_sigterm_during_a_plan_ends_its_workers_and_leaves_no_process(
-    stacks: Path, tmp_path: Path
-) -> None:
-    # An empty cache: the first plan forks two workers for its first wave of five stacks.
+@contextlib.contextmanager
+def _planning(stacks: Path, tmp_path: Path) -> Iterator[Watcher]:
+    """A watcher whose first plan is running (an empty cache: the plan forks two workers for
+    its first wave of five stacks); on leaving, it is stopped with SIGTERM, which must exit 0
+    and leave no process in its session."""
     watcher = Watcher(stacks, tmp_path / "cache", tmp_path / "reports.txt")
     session = watcher.process.pid
     try:
         _wait_for_workers(watcher)
+        yield watcher
     finally:
         status = watcher.stop()
     assert status == 0
     assert _session_processes(session) == []
+
+
+def test_sigterm_during_a_plan_ends_its_workers_and_leaves_no_process(
+    stacks: Path, tmp_path: Path
+) -> None:
+    with _planning(stacks, tmp_path):
+        pass  # the SIGTERM comes while the first plan's workers run
 
 
 def _children(pid: int) -> list[int]:
@@ -194,18 +205,14 @@ def test_a_plan_that_crashes_is_reported_and_the_watcher_goes_on(
 ) -> None:
     # Review watch27 finding 2: the child SEGVs (the OOM killer kills one process the same way);
     # its workers held the summary pipe open and the watcher waited for it for good.
-    watcher = Watcher(stacks, tmp_path / "cache", tmp_path / "reports.txt")
-    session = watcher.process.pid
-    try:
-        _wait_for_workers(watcher)
-        os.kill(_children(watcher.process.pid)[0], signal.SIGSEGV)
+    with _planning(stacks, tmp_path) as watcher:
+        session = watcher.process.pid
+        os.kill(_children(session)[0], signal.SIGSEGV)
         crashed = "".join(watcher.next_status())
         assert "(first plan): the plan's process was killed by signal SIGSEGV" in crashed
         assert _session_processes(session) == [session]  # its workers are gone, and reaped
         _change_catalog(stacks / "Pulumi.cf-waw.yaml", "stac")
         assert "(changed: Pulumi.cf-waw.yaml): planned" in "".join(watcher.next_status())
-    finally:
-        assert watcher.stop() == 0
 
 
 @pytest.mark.parametrize("how", [signal.SIGHUP, signal.SIGKILL])
