@@ -69,6 +69,12 @@ def weed_binary() -> Path:
     return Path(found)
 
 
+# Volume slots and size for `weed mini` (see SeaweedS3): enough for a whole test session's
+# buckets and a benchmark's GiB of Sentinel copies.
+VOLUME_SLOTS = 2000
+VOLUME_SIZE_MB = 128
+
+
 class SeaweedS3:
     """`weed mini` (master, volume, filer, S3 in one process) with one identity of its own."""
 
@@ -107,6 +113,14 @@ class SeaweedS3:
             "-admin.ui=false",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            # `weed mini` sizes its volume slots from the free disk (free space / volume size:
+            # 40 here, fewer on a fuller disk) and every bucket is a collection with volumes of
+            # its own, so a session of many tests' buckets ran out of slots and every write to
+            # the next bucket failed with InternalError ("no free volumes left"). Small volumes
+            # and a fixed slot count make it the same on every machine; volumes are created
+            # (sparse) only when a bucket is first written.
+            f"-master.volumeSizeLimitMB={VOLUME_SIZE_MB}",
+            f"-volume.max={VOLUME_SLOTS}",
         ]
         argv += [f"-{name}={port}" for name, port in self.ports.items()]
         self.daemon = Daemon("seaweedfs", argv, self.workdir)
