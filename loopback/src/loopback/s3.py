@@ -69,10 +69,10 @@ def weed_binary() -> Path:
     return Path(found)
 
 
-# Volume slots and size for `weed mini` (see SeaweedS3): enough for a whole test session's
-# buckets and a benchmark's GiB of Sentinel copies.
+# Volume slots and size for `weed mini` (see SeaweedS3): slots enough for a whole test session's
+# buckets; the size mini picks on a large disk (1 GiB), so benchmarks keep their figures.
 VOLUME_SLOTS = 2000
-VOLUME_SIZE_MB = 128
+VOLUME_SIZE_MB = 1024
 
 
 class SeaweedS3:
@@ -116,9 +116,9 @@ class SeaweedS3:
             # `weed mini` sizes its volume slots from the free disk (free space / volume size:
             # 40 here, fewer on a fuller disk) and every bucket is a collection with volumes of
             # its own, so a session of many tests' buckets ran out of slots and every write to
-            # the next bucket failed with InternalError ("no free volumes left"). Small volumes
-            # and a fixed slot count make it the same on every machine; volumes are created
-            # (sparse) only when a bucket is first written.
+            # the next bucket failed with InternalError ("no free volumes left"). A fixed slot
+            # count and size make it the same on every machine; volumes are created (sparse
+            # files) only when a bucket is first written.
             f"-master.volumeSizeLimitMB={VOLUME_SIZE_MB}",
             f"-volume.max={VOLUME_SLOTS}",
         ]
