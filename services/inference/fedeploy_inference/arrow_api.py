@@ -64,6 +64,7 @@ import pyarrow.compute as pc
 from fedeploy_inference.api_schema import MAX_FORECAST_LEADS
 from fedeploy_inference.contract import LIMITS, VARIABLES
 from fedeploy_inference.features import TARGETS, absent_reason
+from fedeploy_inference.ipc_headers import Declared, MalformedHeader, declared
 from fedeploy_inference.predictor import _NO_SCENE, RequestArrays, RequestRejected
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -131,8 +132,63 @@ class ArrowBatch:
         return ArrowRejected(column, row, f"the request from row {row}: {error}")
 
 
+def most_rows(max_batch: int) -> int:
+    """The most rows a request table may have: max_batch requests of MAX_OBSERVATIONS each."""
+    return max_batch * MAX_OBSERVATIONS
+
+
+def most_messages(max_batch: int) -> int:
+    """The most IPC messages (schema, dictionaries, record batches) a request stream may have:
+    four per request allowed, so that reading one costs no more than its rows."""
+    return 4 * max_batch
+
+
+def check_stream(body: bytes, max_batch: int, stop_after: int | None = None) -> Declared | None:
+    """What the stream's message headers declare, read before any body is decoded; a stream
+    that is compressed, declares more than most_rows(max_batch) rows or has more than
+    most_messages(max_batch) messages is refused (ArrowRejected), as is a broken one. None
+    where the walk stopped after `stop_after` messages (more remain; nothing checked)."""
+    try:
+        found = declared(body, stop_after or most_messages(max_batch))
+    except (pa.ArrowInvalid, OSError, MalformedHeader) as error:
+        raise _not_a_stream(error) from None
+    if found is None:
+        if stop_after is not None:
+            return None
+        raise ArrowRejected(
+            None,
+            None,
+            f"more than {most_messages(max_batch)} IPC messages; at most four per request "
+            "allowed (INFER_MAX_BATCH): write the table as fewer, larger record batches",
+        )
+    if found.compression is not None:
+        raise ArrowRejected(
+            None,
+            None,
+            f"the stream's batches are compressed ({found.compression}); only uncompressed "
+            f"IPC streams are accepted (pyarrow: IpcWriteOptions(compression=None), the "
+            "default)",
+        )
+    if found.rows > most_rows(max_batch):
+        raise ArrowRejected(
+            None,
+            None,
+            f"the stream declares {found.rows} rows; at most {most_rows(max_batch)} allowed "
+            f"({max_batch} requests (INFER_MAX_BATCH) of at most {MAX_OBSERVATIONS} "
+            "observations)",
+        )
+    return found
+
+
+def _not_a_stream(error: Exception) -> ArrowRejected:
+    return ArrowRejected(
+        None, None, f"not a complete and valid Arrow IPC stream ({ARROW_STREAM}): {error}"
+    )
+
+
 def read_table(body: bytes) -> pa.Table:
     """The whole table of an IPC stream, fully validated; a body that is not one is refused.
+    Its headers are to be checked first (check_stream): reading decompresses and decodes.
 
     The IPC reader checks only buffer sizes: list and string offsets that are negative,
     decreasing or past their values would make a compute kernel read out of bounds (a crash),
@@ -142,9 +198,7 @@ def read_table(body: bytes) -> pa.Table:
             table = reader.read_all()
         table.validate(full=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as error:
-        raise ArrowRejected(
-            None, None, f"not a complete and valid Arrow IPC stream ({ARROW_STREAM}): {error}"
-        ) from None
+        raise _not_a_stream(error) from None
     return table
 
 
@@ -267,8 +321,10 @@ def _stations(column: pa.ChunkedArray, typed: bool) -> pa.Array:
     kind = column.type
     if not typed:
         if pa.types.is_dictionary(kind):
-            column = column.cast(kind.value_type)  # dictionary-encoded ids: read as their strings
-            kind = column.type
+            kind = kind.value_type
+            if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+                _check_expansion(column)
+                column = column.cast(kind)  # dictionary-encoded ids: read as their strings
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             raise ArrowRejected("station", None, f"station is {kind}; a string is required")
     stations = (
@@ -282,6 +338,24 @@ def _stations(column: pa.ChunkedArray, typed: bool) -> pa.Array:
     ):
         raise ArrowRejected("station", row, f"station is null at row {row}; an id is required")
     return stations
+
+
+def _check_expansion(column: pa.ChunkedArray) -> None:
+    """Refuses a dictionary-encoded station column whose ids, written out (rows x its longest
+    value), would take more than MAX_BODY_BYTES: a long value and many one-byte indices."""
+    size = 0
+    for chunk in column.chunks:
+        lengths = pc.binary_length(chunk.dictionary)
+        longest = pc.max(lengths).as_py() if len(lengths) else 0
+        size += len(chunk) * (longest or 0)
+    if size > MAX_BODY_BYTES:
+        raise ArrowRejected(
+            "station",
+            None,
+            f"the dictionary-encoded station column would take {size} bytes as strings (its "
+            f"rows times its longest value); at most {MAX_BODY_BYTES} allowed (an id is 1-128 "
+            "characters)",
+        )
 
 
 # The bytes _STATION_PATTERN allows: ids made only of these (and 1-128 long) need no regex.
@@ -363,9 +437,12 @@ def _columns(table: pa.Table) -> tuple[dict[str, pa.ChunkedArray], bool]:
     return dict(zip(names, table.columns, strict=True)), False
 
 
-def parse_request(body: bytes, max_batch: int) -> ArrowBatch:
+def parse_request(body: bytes, max_batch: int, checked: bool = False) -> ArrowBatch:
     """An Arrow request body checked and read into the encoder's columns (see the module's
-    schema); raises ArrowRejected naming the column and the first offending row."""
+    schema); raises ArrowRejected naming the column and the first offending row. `checked`:
+    check_stream has passed it (its headers are not read again)."""
+    if not checked:
+        check_stream(body, max_batch)
     table = read_table(body)
     columns, typed = _columns(table)
     n = table.num_rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from fedeploy_inference.arrow_api import (
     ArrowBatch,
     ArrowRejected,
     answer_stream,
+    check_stream,
     parse_request,
 )
 from fedeploy_inference.device import resolve_device
@@ -65,11 +67,43 @@ class _Rejected(Exception):
 
 
 BATCH_PATH = "/v1/predict/batch"
-# Arrow bodies up to this size are answered on the event loop (512 requests of a day's hourly
-# observations, 1.2 MB, are about 5 ms of work on one core; this bounds the loop's wait at about
-# 10 ms); larger ones in a worker thread, so that health checks and other requests are answered
-# while a big batch is read and forecast. The hand-off costs about 0.1 ms of wall time a call.
+# Arrow bodies whose headers declare at most these bytes, rows and messages are answered on the
+# event loop (512 requests of a day's hourly observations, 1.2 MB and 12,288 rows, are about
+# 5 ms of work on one core), one such body per turn of the loop (_InlineTurn); others in a
+# worker thread, so that health checks and other requests are answered while a big batch is
+# read and forecast. The hand-off costs about 0.1 ms of wall time a call.
 INLINE_BODY_BYTES = 2 * 2**20
+INLINE_ROWS = 2**14
+INLINE_MESSAGES = 64
+# The most bytes a JSON body may have (413 past it): 1024 requests (INFER_MAX_BATCH's default)
+# of three days of hourly observations (about 150 bytes each in JSON) are 11 MB.
+MAX_JSON_BODY_BYTES = 64 * 2**20
+# A body must arrive within this many seconds plus its length at settings.body_receive_rate.
+BODY_GRACE_SECONDS = 10.0
+# Sent with answers given before a body is read whole: the client's connection is closed,
+# so the server neither reads nor buffers the rest.
+_CLOSE = {"connection": "close"}
+
+
+class _InlineTurn:
+    """At most one Arrow body answered on the event loop per turn of the loop: the first takes
+    the turn, which a callback on the loop's next turn (after it has polled its sockets) gives
+    back; bodies ready in the same turn go to worker threads. So a health check waits behind
+    one inline body at most, not behind every body that arrived with it."""
+
+    def __init__(self) -> None:
+        self.taken = False
+
+    def take(self) -> bool:
+        """Takes the turn; False where this turn's is taken."""
+        if self.taken:
+            return False
+        self.taken = True
+        asyncio.get_running_loop().call_soon(self._give_back)
+        return True
+
+    def _give_back(self) -> None:
+        self.taken = False
 
 
 class InferenceApp(FastAPI):
@@ -133,6 +167,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
     )
     app.state.watcher = watcher
     app.state.metrics = metrics
+    inline_turn = _InlineTurn()
 
     @app.exception_handler(_Rejected)
     async def _rejected(_: Request, exc: _Rejected) -> JSONResponse:
@@ -199,7 +234,9 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
     )
     async def predict(request: Request) -> Response:
         """One station's forecast."""
-        body = await request.body()
+        body = await _bounded_body(request.headers, request.receive, MAX_JSON_BODY_BYTES)
+        if body is None:
+            return Response(status_code=400)  # the client went away: never sent
 
         def answer() -> bytes:
             return to_json(_answer("predict", [_parsed(PredictionRequest, body)])[0])
@@ -222,7 +259,11 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                 f"{ARROW_STREAM} (see the README's HTTP API)",
             },
             406: {"description": f"an Arrow request whose Accept excludes {ARROW_STREAM}"},
-            413: {"description": f"an Arrow body over {MAX_BODY_BYTES} bytes"},
+            408: {"description": "a body not received in time (settings.body_receive_rate)"},
+            413: {
+                "description": f"an Arrow body over {MAX_BODY_BYTES} bytes, a JSON body over "
+                f"{MAX_JSON_BODY_BYTES}"
+            },
         },
         openapi_extra=_body(BatchRequest, arrow=True),
     )
@@ -230,26 +271,32 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
         """Several forecasts in one model call; JSON, or Arrow IPC streams for batch clients."""
         if _media(request.headers.get("content-type", "")) == ARROW_STREAM:
             return _Handled(arrow_batch)
-        body = await request.body()
+        body = await _bounded_body(request.headers, request.receive, MAX_JSON_BODY_BYTES)
+        if body is None:
+            return Response(status_code=400)  # the client went away: never sent
         if ARROW_STREAM in request.headers.get("accept", ""):
             return Response(await run_in_threadpool(_json_to_arrow, body), media_type=ARROW_STREAM)
         return Response(await run_in_threadpool(_batch, body), media_type="application/json")
 
     async def arrow_batch(scope: Scope, receive: Receive, send: Send) -> None:
         """An Arrow request to the batch endpoint, answered as an Arrow stream: 406 where Accept
-        excludes it, 413 past MAX_BODY_BYTES, 422 (FastAPI's shape) for a refused table, 503
-        before a model is loaded. A small body is answered on the event loop (a worker thread's
-        hand-off costs about as much as reading 64 requests); a large one in a worker thread."""
+        excludes it, 408 where the body is late, 413 past MAX_BODY_BYTES (these three close the
+        connection), 422 (FastAPI's shape) for a refused table (a compressed one too), 503
+        before a model is loaded. A body whose headers declare a small table is answered on
+        the event loop, one a turn (a worker thread's hand-off costs about as much as reading
+        64 requests); others in a worker thread."""
         headers = Headers(scope=scope)
         accept = headers.get("accept", "")
         try:
             if not (ARROW_STREAM in accept or _allows_arrow(accept)):
-                raise HTTPException(406, detail=f"an Arrow request is answered as {ARROW_STREAM}")
-            body = await _bounded_body(headers, receive)
+                raise HTTPException(
+                    406, detail=f"an Arrow request is answered as {ARROW_STREAM}", headers=_CLOSE
+                )
+            body = await _bounded_body(headers, receive, MAX_BODY_BYTES)
             if body is None:
                 return  # the client went away
-            if len(body) <= INLINE_BODY_BYTES:
-                answer = _arrow_batch(body)
+            if _inline(body):
+                answer = _arrow_batch(body, checked=True)
             else:
                 answer = await run_in_threadpool(_arrow_batch, body)
         except HTTPException as error:
@@ -274,26 +321,51 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
 
     app.arrow_batch = arrow_batch
 
-    async def _bounded_body(headers: Headers, receive: Receive) -> bytes | None:
-        """The body, refused (413) past MAX_BODY_BYTES: by its Content-Length before reading, or
-        as soon as a chunked body passes it; None if the client disconnects first."""
+    def _inline(body: bytes) -> bool:
+        """Whether an Arrow body is answered on the event loop: at most INLINE_BODY_BYTES, and
+        its headers (walked here, at most INLINE_MESSAGES of them, refused here if bad)
+        declare at most INLINE_ROWS rows; and no other body had this turn of the loop."""
+        if len(body) > INLINE_BODY_BYTES or inline_turn.taken:
+            return False
+        declared = check_stream(body, settings.max_batch, stop_after=INLINE_MESSAGES)
+        return declared is not None and declared.rows <= INLINE_ROWS and inline_turn.take()
+
+    async def _bounded_body(headers: Headers, receive: Receive, cap: int) -> bytes | None:
+        """The body, refused (413) past `cap` bytes: by its Content-Length before reading, or as
+        soon as a chunked body passes it; 408 where it has not arrived within
+        BODY_GRACE_SECONDS plus its length (else `cap`) at settings.body_receive_rate; None if
+        the client disconnects first. Both refusals close the connection."""
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        length = int(declared) if declared is not None and declared.isdigit() else None
+        if length is not None and length > cap:
             metrics.rejected.labels(reason="too_large").inc()
-            raise HTTPException(413, detail=f"body over {MAX_BODY_BYTES} bytes")
+            raise HTTPException(413, detail=f"body over {cap} bytes", headers=_CLOSE)
+        seconds = BODY_GRACE_SECONDS + (cap if length is None else length) / (
+            settings.body_receive_rate
+        )
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                metrics.rejected.labels(reason="too_large").inc()
-                raise HTTPException(413, detail=f"body over {MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > cap:
+                        metrics.rejected.labels(reason="too_large").inc()
+                        raise HTTPException(413, detail=f"body over {cap} bytes", headers=_CLOSE)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except TimeoutError:
+            raise HTTPException(
+                408,
+                detail=f"the body was not received within {seconds:.0f} s ({size} bytes "
+                f"arrived); a body is waited for {BODY_GRACE_SECONDS:.0f} s plus its length at "
+                f"{settings.body_receive_rate:.0f} bytes/s (INFER_BODY_RECEIVE_RATE)",
+                headers=_CLOSE,
+            ) from None
 
     def _arrow_answer(endpoint: str, batch: ArrowBatch, located: Any) -> bytes:
         started = time.perf_counter()
@@ -313,8 +385,8 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return answer
 
-    def _arrow_batch(body: bytes) -> bytes:
-        batch = parse_request(body, settings.max_batch)
+    def _arrow_batch(body: bytes, checked: bool = False) -> bytes:
+        batch = parse_request(body, settings.max_batch, checked)
         return _arrow_answer("predict_batch", batch, batch.rejected)
 
     def _json_to_arrow(body: bytes) -> bytes:

@@ -87,6 +87,13 @@ class InferenceSettings(BaseSettings):
     max_batch: int = Field(
         1024, ge=1, le=65536, description="Most requests one batched prediction call may carry."
     )
+    body_receive_rate: float = Field(
+        float(2**20),
+        gt=0,
+        description="Slowest rate (bytes/s) a request body is waited for: a body not received "
+        "within 10 s plus its Content-Length (else the size cap) at this rate is answered 408 "
+        "and its connection closed.",
+    )
     observed_history_hours: int = Field(
         24,
         ge=1,

@@ -1,0 +1,119 @@
+"""What an Arrow IPC stream's message headers declare, read before any body is decoded.
+
+pyarrow decompresses a compressed record batch as it reads it and has no Python attribute for
+a message's compression, so the few fields needed are read here from each message's metadata
+flatbuffer (format/Message.fbs): Message.header (a RecordBatch or a DictionaryBatch), and the
+RecordBatch's `length` (rows) and `compression` (BodyCompression: its `codec`). Walking the
+messages costs a few microseconds each; no buffer is copied or decompressed.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+# Message.header's union types (Message.fbs: MessageHeader).
+_DICTIONARY_BATCH, _RECORD_BATCH = 2, 3
+# BodyCompression.codec (Message.fbs: CompressionType); an absent codec is its default, LZ4_FRAME.
+CODECS = ("lz4_frame", "zstd")
+
+
+class MalformedHeader(ValueError):
+    """A message whose metadata is not a readable flatbuffer of the fields read here."""
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a stream's headers declare: `rows` summed over its record batches, `body_bytes`
+    summed over its messages' bodies (as sent), and `compression`, the codec of its first
+    compressed record or dictionary batch (None: none is compressed)."""
+
+    rows: int
+    body_bytes: int
+    compression: str | None
+
+
+def declared(body: bytes, most: int) -> Declared | None:
+    """The declarations of an IPC stream's messages, read without decoding a body; None where
+    it has more than `most` messages (the walk stops there). Raises pa.ArrowInvalid (or
+    OSError) where the stream's framing is broken, MalformedHeader where a message's metadata
+    is."""
+    rows = size = 0
+    compression: str | None = None
+    for count, message in enumerate(pa.ipc.MessageReader.open_stream(pa.py_buffer(body))):
+        if count == most:
+            return None
+        if message.body is not None:
+            size += message.body.size
+        if message.type not in ("record batch", "dictionary"):
+            continue
+        length, codec = _batch_header(memoryview(message.metadata))
+        if message.type == "record batch":
+            rows += length
+        if compression is None:
+            compression = codec
+    return Declared(rows, size, compression)
+
+
+def _batch_header(metadata: memoryview) -> tuple[int, str | None]:
+    """A record or dictionary batch message's RecordBatch: its declared length (rows) and its
+    compression codec (None: uncompressed)."""
+    message = _table(metadata, _u32(metadata, 0))
+    kind = _field(metadata, message, 1)
+    header = _field(metadata, message, 2)
+    if kind is None or header is None:
+        raise MalformedHeader("a batch message without a header")
+    batch = _table(metadata, _offset(metadata, header))
+    kind = _unpack("<B", metadata, kind)
+    if kind == _DICTIONARY_BATCH:  # DictionaryBatch.data: its RecordBatch
+        data = _field(metadata, batch, 1)
+        if data is None:
+            raise MalformedHeader("a dictionary batch without data")
+        batch = _table(metadata, _offset(metadata, data))
+    elif kind != _RECORD_BATCH:
+        raise MalformedHeader(f"a batch message whose header is of type {kind}")
+    at = _field(metadata, batch, 0)
+    length = 0 if at is None else _unpack("<q", metadata, at)
+    if length < 0:
+        raise MalformedHeader(f"a batch of {length} rows")
+    at = _field(metadata, batch, 3)
+    if at is None:
+        return length, None
+    compression = _table(metadata, _offset(metadata, at))
+    at = _field(metadata, compression, 0)
+    codec = 0 if at is None else _unpack("<b", metadata, at)
+    return length, CODECS[codec] if 0 <= codec < len(CODECS) else f"codec {codec}"
+
+
+def _table(metadata: memoryview, position: int) -> tuple[int, int, int]:
+    """A flatbuffer table at `position`: (position, its vtable's position, its vtable's size)."""
+    vtable = position - _unpack("<i", metadata, position)
+    return position, vtable, _unpack("<H", metadata, vtable)
+
+
+def _field(metadata: memoryview, table: tuple[int, int, int], index: int) -> int | None:
+    """The position of a table's field number `index`, None where it is absent (its default)."""
+    position, vtable, size = table
+    if 4 + 2 * index + 2 > size:
+        return None
+    offset = _unpack("<H", metadata, vtable + 4 + 2 * index)
+    return position + offset if offset else None
+
+
+def _offset(metadata: memoryview, at: int) -> int:
+    """The position an offset field at `at` points to (offsets are relative to themselves)."""
+    return at + _u32(metadata, at)
+
+
+def _u32(metadata: memoryview, at: int) -> int:
+    return _unpack("<I", metadata, at)
+
+
+def _unpack(form: str, metadata: memoryview, at: int) -> int:
+    """One little-endian integer at `at`, refused where it lies outside the metadata."""
+    if not 0 <= at <= len(metadata) - struct.calcsize(form):
+        raise MalformedHeader(f"an offset ({at}) past the message's metadata")
+    value: int = struct.unpack_from(form, metadata, at)[0]
+    return value
