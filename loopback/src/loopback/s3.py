@@ -169,6 +169,21 @@ class SeaweedS3:
                     ) from error
                 time.sleep(0.2)
 
+    def grow_volumes(self, bucket: str, count: int, timeout: float = 30.0) -> None:
+        """Create `count` more volumes for `bucket` now (the master's /vol/grow), so that
+        writes do not wait while a full volume is replaced mid-measurement (every 1 GiB)."""
+        import json
+        import urllib.request
+
+        url = (
+            f"http://127.0.0.1:{self.ports['master.port']}/vol/grow"
+            f"?collection={bucket}&count={count}&replication=000"
+        )
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            result = json.load(answer)
+        if result.get("error") or result.get("count") != count:
+            raise PeerStartError(f"SeaweedFS grew no volumes for {bucket!r}: {result}")
+
     def stop(self) -> None:
         """Stop by pid file; its data is disposable, so it gets one second to shut down."""
         self.daemon.stop(timeout=1.0)
