@@ -29,6 +29,14 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from fedeploy.bridge.environment import (
+    ENV_API_VERSION,
+    ENV_CA,
+    ENV_PARTITIONS,
+    ENV_TOKEN,
+    ENV_URL,
+    ENV_USER,
+)
 from fedeploy.bridge.errors import (
     BridgeAuthError,
     BridgeError,
@@ -63,12 +71,6 @@ from fedeploy.bridge.slurm_codes import permanent_reason
 
 log = logging.getLogger(__name__)
 
-ENV_URL = "FEDEPLOY_BRIDGE_URL"
-ENV_USER = "FEDEPLOY_BRIDGE_USER"
-ENV_TOKEN = "FEDEPLOY_BRIDGE_TOKEN"
-ENV_CA = "FEDEPLOY_BRIDGE_CA"
-ENV_PARTITIONS = "FEDEPLOY_BRIDGE_PARTITIONS"
-ENV_API_VERSION = "FEDEPLOY_BRIDGE_API_VERSION"
 # Where slurmrestd describes itself: the paths of every API version it serves.
 OPENAPI_PATH = "/openapi/v3"
 # A negotiated version is reused by later clients of the same endpoint for this long (services
