@@ -47,7 +47,10 @@ class Metrics:
             "ingest_broker_connected", "1 while connected to the broker", registry=r
         )
         self.copy_failures = Counter(
-            "ingest_copy_failures", "Sentinel items that failed", ["source"], registry=r
+            "ingest_copy_failures",
+            "Product copies that failed (Sentinel, ECMWF, EUMETSAT, Polytope items), by source",
+            ["source"],
+            registry=r,
         )
         self.sites_unreachable = Gauge(
             "ingest_harvest_site_unreachable",
