@@ -1,17 +1,21 @@
-"""Shared fixtures: S3 on loopback (moto's threaded server), a small synthetic data set, and a
-model trained on it once per session."""
+"""Shared fixtures: S3 on loopback (moto's threaded server), a small synthetic data set, a
+model trained on it once per session, and uvicorn run in a thread."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pytest
 import torch
+import uvicorn
 from fedeploy_inference.hourly import StationSeries, to_hourly
 from fedeploy_inference.s3 import s3_client
 from fedeploy_inference.settings import InferenceSettings
@@ -188,3 +192,27 @@ def job_python() -> Iterator[str]:
     )
     yield str(venv / "bin" / "python")
     shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def _listening(config: uvicorn.Config) -> Iterator[int]:
+    """Runs the server of `config` (port 0) in a thread until the block ends; yields its port.
+    Fails if it has not started within 20 s."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+@pytest.fixture
+def listening() -> Callable[[uvicorn.Config], AbstractContextManager[int]]:
+    """`with listening(config) as port:` runs a uvicorn server on loopback for the block."""
+    return _listening

@@ -30,25 +30,14 @@ from tests.samples import DATA, request_for
 ORIGIN = datetime(2026, 2, 20, 12, tzinfo=UTC)
 
 
-def _answered_by(config: uvicorn.Config, loops: list[str]) -> int:
+def _answered_by(listening, config: uvicorn.Config) -> int:
     """Runs the server of `config` in a thread, GETs / once, stops it; the answer's status."""
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    with listening(config) as port:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         connection.request("GET", "/")
         status = connection.getresponse().status
         connection.close()
         return status
-    finally:
-        server.should_exit = True
-        thread.join(20)
 
 
 def _probe(loops: list[str]):
@@ -67,17 +56,17 @@ def _probe(loops: list[str]):
     return app
 
 
-def test_serve_runs_httptools_and_uvloop_where_installed():
+def test_serve_runs_httptools_and_uvloop_where_installed(listening):
     pytest.importorskip("httptools")
     pytest.importorskip("uvloop")
     loops: list[str] = []
     config = uvicorn_config(_probe(loops), "127.0.0.1", 0, "warning")
     assert serving_stack(config) == ("HttpToolsProtocol", "uvloop")
-    assert _answered_by(config, loops) == 200
+    assert _answered_by(listening, config) == 200
     assert loops[0].startswith("uvloop")
 
 
-def test_serve_falls_back_to_h11_and_asyncio_where_they_are_not_installed(monkeypatch):
+def test_serve_falls_back_to_h11_and_asyncio_where_they_are_not_installed(monkeypatch, listening):
     monkeypatch.setitem(sys.modules, "httptools", None)  # import fails, as where not installed
     monkeypatch.setitem(sys.modules, "uvloop", None)
     importlib.reload(uvicorn.protocols.http.auto)
@@ -85,7 +74,7 @@ def test_serve_falls_back_to_h11_and_asyncio_where_they_are_not_installed(monkey
         loops: list[str] = []
         config = uvicorn_config(_probe(loops), "127.0.0.1", 0, "warning")
         assert serving_stack(config) == ("H11Protocol", "asyncio")
-        assert _answered_by(config, loops) == 200
+        assert _answered_by(listening, config) == 200
         assert loops[0].startswith("asyncio")
     finally:
         monkeypatch.undo()
