@@ -38,7 +38,10 @@ every row of the run):
 
 Any other column is refused (as JSON refuses unknown fields). Several record batches are one
 table; the stream must be whole and valid (a truncated stream, or list or string offsets that
-are negative, decreasing or past their values, are refused before any column is read).
+are negative, decreasing or past their values, are refused before any column is read). Its
+message headers are read first (check_stream): a compressed record or dictionary batch, more
+rows than max_batch requests may have, or more than four messages a request allowed are
+refused before anything is decompressed or decoded.
 
 Response table, one row per station x lead, in the order of the requests and their leads:
 

@@ -76,7 +76,8 @@ INLINE_BODY_BYTES = 2 * 2**20
 INLINE_ROWS = 2**14
 INLINE_MESSAGES = 64
 # The most bytes a JSON body may have (413 past it): 1024 requests (INFER_MAX_BATCH's default)
-# of three days of hourly observations (about 150 bytes each in JSON) are 11 MB.
+# of 12 days of hourly observations each, at about 220 bytes an observation (floats at full
+# precision); a day each (the model's context) is 5.4 MB.
 MAX_JSON_BODY_BYTES = 64 * 2**20
 # A body must arrive within this many seconds plus its length at settings.body_receive_rate.
 BODY_GRACE_SECONDS = 10.0
