@@ -221,6 +221,7 @@ def find_messages(data: bytes) -> tuple[list[Located], list[str]]:
             continue
         between = data[offset:start]
         headings = HEADING.findall(between)
+        heading: str | None
         if headings:
             heading = " ".join(p.decode() for p in headings[-1] if p)
         elif found and _ETX not in between:
@@ -342,7 +343,7 @@ def _subset_values(handle: Any, count: int, compressed: bool) -> Iterator[dict[s
             values = _read(handle, f"#1#{key}")
             columns[key] = values * count if len(values) == 1 else values
         for index in range(count):
-            row = {
+            row: dict[str, Any] = {
                 key: (None if index >= len(v) or _missing(v[index]) else v[index])
                 for key, v in columns.items()
             }
@@ -364,7 +365,7 @@ def _subset_values(handle: Any, count: int, compressed: bool) -> Iterator[dict[s
         if name in wanted and 0 <= subset < count:
             firsts[subset].setdefault(name, key)
     for index in range(count):
-        row: dict[str, Any] = {}
+        row = {}
         for key in _KEYS:
             found = firsts[index].get(key)
             values = _read(handle, found) if found else []

@@ -39,7 +39,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -271,7 +271,7 @@ class BoundedAsset(RangeSource):
         self._token = token
         self._renewed = False
 
-    def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
+    def open(self, offset: int) -> tuple[Iterable[bytes], int, int]:
         """The asset's chunks; SourceError before reading when it is larger than the bound.
         A 401 (the Data Store ended the token early) renews the token and tries once more."""
         try:

@@ -28,7 +28,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -162,7 +162,7 @@ def _status(body: bytes) -> str:
         return "processing"
 
 
-def _until(chunks: Iterator[bytes], deadline: float, what: str) -> Iterator[bytes]:
+def _until(chunks: Iterable[bytes], deadline: float, what: str) -> Iterator[bytes]:
     """`chunks` as they come, SourceError once `deadline` (time.monotonic()) has passed: a
     total bound on an answer that drips (httpx's timeout bounds each read only)."""
     for chunk in chunks:
@@ -191,7 +191,7 @@ class PolytopeResult(RangeSource):
         self._grib = grib
         self._deadline = deadline  # the run's budget (time.monotonic()): a dripping read stops
 
-    def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
+    def open(self, offset: int) -> tuple[Iterable[bytes], int, int]:
         """(chunks from byte 0 whatever `offset` asks; 0, the offset served; the result's
         size)."""
         chunks, start, total = self._asset.open(0)

@@ -234,6 +234,15 @@ _ECMWF_PARAM = r"^[a-z0-9]{1,24}$"
 _LEVEL_WORD = re.compile(r"^(?:sfc|sol|pl|l)[0-9]*$")
 
 
+# The hours (UTC) at which ECMWF's open-data forecasts run.
+RunHour = Literal[0, 6, 12, 18]
+
+
+def _midnight_and_noon() -> list[RunHour]:
+    """The runs an EcmwfSource copies unless it names its own: 00 and 12 UTC."""
+    return [0, 12]
+
+
 class EcmwfSource(AgencySource):
     """ECMWF open-data forecasts to copy (an entry of INGEST_ECMWF_SOURCES): one product per
     run, step and this source's parameters, read by byte ranges from the file's `.index`."""
@@ -269,8 +278,8 @@ class EcmwfSource(AgencySource):
     levelist: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
         default_factory=list, description="Pressure levels (hPa) of upper-air parameters."
     )
-    times: list[Literal[0, 6, 12, 18]] = Field(
-        default_factory=lambda: [0, 12], min_length=1, description="Run hours (UTC)."
+    times: list[RunHour] = Field(
+        default_factory=_midnight_and_noon, min_length=1, description="Run hours (UTC)."
     )
     datetime: str = Field(
         default="P1D",
@@ -325,7 +334,7 @@ class EcmwfSource(AgencySource):
         """The run times of the window at `now`, oldest first (UTC)."""
         window = time_window(self.datetime, now) or ""
         start, end = (dt.datetime.fromisoformat(t).astimezone(dt.UTC) for t in window.split("/", 1))
-        runs = []
+        runs: list[dt.datetime] = []
         day = dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC)
         while day <= end and len(runs) < 1000:
             for hour in sorted(set(self.times)):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import requests
     from pystac_client import Client
     from pystac_client.stac_api_io import StacApiIO
+    from requests import PreparedRequest, Response
 
 DEFAULT_RETRIES = 3
 # A search page (or any answer read through `api_io`) larger than this once decoded ends the
@@ -83,10 +84,18 @@ def bounded_adapter(retries: Retry, max_bytes: int) -> Any:
     from fedeploy_ingestion.download_safety import decoded_body
 
     class BoundedAdapter(HTTPAdapter):
-        def send(self, request: Any, **kwargs: Any) -> Any:
-            kwargs["stream"] = True
+        def send(
+            self,
+            request: PreparedRequest,
+            stream: bool = False,
+            timeout: float | tuple[float | None, float | None] | None = None,
+            verify: bool | str = True,
+            cert: str | tuple[str, str] | None = None,
+            proxies: dict[str, str] | None = None,
+        ) -> Response:
             request.headers["Accept-Encoding"] = "gzip, deflate"  # what is decoded (not br)
-            response = super().send(request, **kwargs)
+            # Always streamed (whatever `stream` asks): the body is read here, bounded.
+            response = super().send(request, True, timeout, verify, cert, proxies)
             values = response.headers.get("content-encoding", "")
             codings = [c.strip().lower() for c in values.split(",")]
             codings = [c for c in codings if c and c != "identity"]
