@@ -195,12 +195,18 @@ def read_table(body: bytes) -> pa.Table:
 
     The IPC reader checks only buffer sizes: list and string offsets that are negative,
     decreasing or past their values would make a compute kernel read out of bounds (a crash),
-    so every offset is checked here (`validate(full=True)`) before any column is read."""
+    so every offset is checked here (`validate(full=True)`) before any column is read. A
+    schema other than REQUEST_SCHEMA(_NWP) has its field names and time zones read once, so
+    that one that is not UTF-8 is refused here, not met as an error later."""
     try:
         with pa.ipc.open_stream(pa.py_buffer(body)) as reader:
             table = reader.read_all()
         table.validate(full=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as error:
+        if not (table.schema.equals(REQUEST_SCHEMA) or table.schema.equals(REQUEST_SCHEMA_NWP)):
+            for field in table.schema:  # their names and time zones are read as UTF-8
+                if field.name and pa.types.is_timestamp(field.type):
+                    str(field.type.tz)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
         raise _not_a_stream(error) from None
     return table
 

@@ -132,6 +132,15 @@ def test_a_dictionary_station_that_writes_out_past_the_body_cap_is_refused_unexp
     assert pa.total_allocated_bytes() - before < 2**20
 
 
+@pytest.mark.parametrize("text,broken", [(b"longitude", b"long\xcdtude"), (b"UTC", b"U\x8bC")])
+def test_a_field_name_or_time_zone_that_is_not_utf8_is_refused_as_a_bad_stream(text, broken):
+    """Refused 422 as not a valid stream, not a UnicodeDecodeError (a 500) from a later read."""
+    body = _stream(_requests(2, 3))
+    assert text in body
+    with pytest.raises(ArrowRejected, match="not a complete and valid Arrow IPC stream"):
+        parse_request(body.replace(text, broken, 1), 1024)
+
+
 # Driving the ASGI app directly: no lifespan (no model), every answer decided before one.
 
 
