@@ -602,6 +602,14 @@ class IngestSettings(BaseSettings):
     part_size_mib: int = Field(
         default=16, ge=5, le=5120, description="Multipart part size for Sentinel copies (MiB)."
     )
+    max_asset_gib: float = Field(
+        default=50.0,
+        gt=0,
+        le=5120,
+        description="The largest Sentinel asset copied (GiB; S3 takes at most 5 TiB): one "
+        "whose file:size or Content-Length says more fails before anything is read or "
+        "allocated. 50 GiB holds every Sentinel-1/2/3 product, whole SAFE archives included.",
+    )
     # --- catalog
     catalog_url: str = Field(default="", description="The site's STAC API root (transactions on).")
     # --- Sentinel sources
