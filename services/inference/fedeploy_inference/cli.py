@@ -231,8 +231,8 @@ def _run(args: argparse.Namespace) -> int:
             args.log_level.lower(),
         )
     elif args.command == "batch":
-        outcome = run_batch(settings, args.bbox, args.start, args.end)
-        print(json.dumps(outcome.__dict__))
+        ran = run_batch(settings, args.bbox, args.start, args.end)
+        print(json.dumps(ran.__dict__))
     elif args.command == "submit":
         print(json.dumps(_submit(settings, args)))
     return 0

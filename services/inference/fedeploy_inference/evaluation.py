@@ -114,7 +114,7 @@ def diurnal_persistence_forecast(samples: Samples, spec: FeatureSpec) -> np.ndar
 
 def climatology_forecast(clim: Climatology, samples: Samples, horizon: int) -> np.ndarray:
     """(B, horizon, 2) from the climatology; a station it lacks gets the mean of the others."""
-    fallback_t = np.mean(list(clim.temperature_by_hour.values()), axis=0)
+    fallback_t: np.ndarray = np.mean(list(clim.temperature_by_hour.values()), axis=0)
     fallback_p = float(np.mean(list(clim.precipitation.values())))
     out = np.empty((len(samples), horizon, 2))
     lead_hours = (samples.origin_us[:, None] // _HOUR_US + np.arange(horizon)[None, :]) % 24
@@ -206,14 +206,14 @@ def _skill_intervals(
 
 def events(
     forecasts: Mapping[str, np.ndarray], samples: Samples, blocks: _Blocks
-) -> dict[str, dict[str, object]]:
+) -> dict[str, dict[str, dict[str, object]]]:
     """Per precipitation threshold (mm/h, as text) and forecast: the contingency table, its
     scores, and the equitable threat score's bootstrap interval; for the model also, per
     baseline, the paired interval of ETS(model) - ETS(baseline) and its verdict (`better`,
     `worse`, `no measurable difference`, `not measurable`)."""
     known = samples.target_known[:, :, _RAIN]
     observed = samples.target[:, :, _RAIN]
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, dict[str, object]]] = {}
     for threshold in EVENT_THRESHOLDS_MM:
         entry: dict[str, dict[str, object]] = {}
         block_sums: dict[str, list[np.ndarray]] = {}

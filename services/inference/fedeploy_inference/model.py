@@ -77,6 +77,8 @@ def baseline(config: NetConfig, features: torch.Tensor, anchor: torch.Tensor) ->
 class StationForecaster(nn.Module):
     """features (B, F) and anchor (B, 2) -> forecast (B, horizon, 2) in physical units."""
 
+    scale: torch.Tensor  # a buffer (register_buffer): the output scales, (2,)
+
     def __init__(self, config: NetConfig) -> None:
         super().__init__()
         self.config = config

@@ -377,10 +377,11 @@ def scene_ablation(
             for arm_name, forecasts in (("with", with_scenes), ("without", without))
         }
         rmse = {k: np.sqrt(v.sum(axis=1) / n) for k, v in sse.items()}
+        sse_without, sse_with = (
+            block_totals(sse[k].T, blocks, n_blocks).T for k in ("without", "with")
+        )
         spread = seed_block_interval(
-            *(block_totals(sse[k].T, blocks, n_blocks).T for k in ("without", "with")),
-            block_totals(count, blocks, n_blocks),
-            bootstrap,
+            sse_without, sse_with, block_totals(count, blocks, n_blocks), bootstrap
         )
         by_target[name] = {
             "count": int(count.sum()),
@@ -576,9 +577,10 @@ def train(
     train_set, validation, test_set = arm.sets
     metrics = compare(arm.forecast, test_set, climatology, spec)
     metrics["scene_ablation"] = scene_ablation(arm.sets, arm.forecast, arm.net, config, device)
-    metrics["nwp"] = nwp_evaluation(forecasts, with_nwp, plain, climatology, spec)
+    nwp = nwp_evaluation(forecasts, with_nwp, plain, climatology, spec)
     if with_nwp is not None:
-        metrics["nwp"]["published"] = "model_with_nwp" if arm is with_nwp else "model_without_nwp"
+        nwp["published"] = "model_with_nwp" if arm is with_nwp else "model_without_nwp"
+    metrics["nwp"] = nwp
     metrics["periods"] = {
         name: target_period(part, spec.horizon_hours)
         for name, part in (("train", train_set), ("validation", validation), ("test", test_set))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -96,10 +97,15 @@ class Contingency:
         }
 
 
+# Counts as floats: arrays of any matching shapes, or one float64 each.
+_Counts = TypeVar("_Counts", np.ndarray, np.float64)
+
+
 def equitable_threat_score(
-    hits: np.ndarray, false_alarms: np.ndarray, misses: np.ndarray, total: np.ndarray
-) -> np.ndarray:
-    """ETS from counts (any matching shapes, as floats); NaN where it is undefined."""
+    hits: _Counts, false_alarms: _Counts, misses: _Counts, total: _Counts
+) -> _Counts:
+    """ETS from counts (arrays of any matching shapes, or scalars, as floats); NaN where it is
+    undefined."""
     random_hits = (hits + false_alarms) * (hits + misses) / total
     return (hits - random_hits) / (hits + false_alarms + misses - random_hits)
 
