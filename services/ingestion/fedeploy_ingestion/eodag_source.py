@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedeploy_ingestion.download_safety import (
     DownloadPolicy,
@@ -43,6 +43,9 @@ from fedeploy_ingestion.settings import AgencySource, EodagSource, Source
 from fedeploy_ingestion.sharding import owns
 from fedeploy_ingestion.stac_client import MAX_PAGE_BYTES, bounded_adapter
 from fedeploy_ingestion.upstream import Credentials
+
+if TYPE_CHECKING:
+    from requests import PreparedRequest, Response
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +97,36 @@ SEARCH_MODULES = (
 
 def _search_adapter(policy: DownloadPolicy, timeout: float, max_retries: Any = 0) -> Any:
     """A requests adapter that checks each URL against `policy`, refuses a redirect, and reads
-    the answer decoded step by step, at most MAX_PAGE_BYTES (stac_client.bounded_adapter)."""
+    the answer decoded step by step, at most MAX_PAGE_BYTES (stac_client.bounded_adapter);
+    a request without a timeout gets `timeout` (seconds)."""
     from requests.adapters import HTTPAdapter
+
+    default_timeout = timeout
 
     class SearchAdapter(HTTPAdapter):
         def __init__(self) -> None:
             super().__init__()
             self.bounded = bounded_adapter(max_retries, MAX_PAGE_BYTES)
 
-        def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        def send(
+            self,
+            request: PreparedRequest,
+            stream: bool = False,
+            timeout: float | tuple[float | None, float | None] | None = None,
+            verify: bool | str = True,
+            cert: str | tuple[str, str] | None = None,
+            proxies: dict[str, str] | None = None,
+        ) -> Response:
             policy.check(str(request.url), what="EODAG search request to")
-            kwargs["timeout"] = kwargs.get("timeout") or timeout
-            kwargs["proxies"] = {}
-            response = self.bounded.send(request, **kwargs)
+            # No proxy, whatever the environment says: the policy checked this very host.
+            response = self.bounded.send(
+                request,
+                stream=stream,
+                timeout=timeout or default_timeout,
+                verify=verify,
+                cert=cert,
+                proxies={},
+            )
             if response.is_redirect:
                 raise UnsafeDownload(
                     f"EODAG search request to {str(request.url).split('?')[0]!r} answered a "
