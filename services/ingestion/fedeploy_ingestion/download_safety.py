@@ -21,10 +21,12 @@ mirror, or the tests' loopback upstream); link-local and the cluster's ranges st
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
 import ssl
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -156,6 +158,64 @@ class AddressGuard:
         return found
 
 
+class Deadline:
+    """A moment (`seconds` from now, or from `since`, a time.monotonic()) by which a request must be done, whatever its bytes do:
+    `left()` raises SourceError naming `what` once it has passed. While `applied()`, every
+    connect, TLS handshake and read of a guarded connection on this thread waits at most what
+    is left (GuardedStream, GuardedBackend), so a server that drips one byte at a time cannot
+    stretch it as it stretches a read timeout; the connection is then closed, not reused."""
+
+    def __init__(self, seconds: float, what: str, since: float | None = None) -> None:
+        self.seconds, self.what = seconds, what
+        self.at = (time.monotonic() if since is None else since) + seconds
+
+    def left(self) -> float:
+        """Seconds left; SourceError once none are."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise SourceError(f"{self.what}: not done within {self.seconds:g} s")
+        return left
+
+    def cap(self, timeout: float | None) -> float:
+        """`timeout` (None: none) cut to what is left; SourceError once none is."""
+        left = self.left()
+        return left if timeout is None else min(timeout, left)
+
+    def earliest(self, other: Deadline | None) -> Deadline:
+        """Whichever of this and `other` (None: none) comes first."""
+        return self if other is None or self.at <= other.at else other
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """Bound this thread's guarded connections by the deadline while the block runs."""
+        previous = getattr(_deadlines, "current", None)
+        _deadlines.current = self
+        try:
+            yield
+        finally:
+            _deadlines.current = previous
+
+
+# The deadline applied on each thread (Deadline.applied), read by the guarded connections.
+_deadlines = threading.local()
+
+
+def _capped(timeout: float | None) -> tuple[float | None, Deadline | None]:
+    """`timeout` cut to this thread's applied deadline, and that deadline (None: none)."""
+    deadline: Deadline | None = getattr(_deadlines, "current", None)
+    return (timeout if deadline is None else deadline.cap(timeout)), deadline
+
+
+def _passed(deadline: Deadline | None, error: Exception) -> Exception:
+    """The deadline's SourceError where it has passed (a wait it cut timed out), else `error`."""
+    if deadline is not None:
+        try:
+            deadline.left()
+        except SourceError as passed:
+            return passed
+    return error
+
+
 class GuardedStream(httpcore.NetworkStream):
     """A connection GuardedBackend made (TLS started on it stays one): what DirectBody may read
     from the socket of. Everything else is the inner stream's."""
@@ -164,7 +224,11 @@ class GuardedStream(httpcore.NetworkStream):
         self.inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.inner.read(max_bytes, timeout)
+        timeout, deadline = _capped(timeout)
+        try:
+            return self.inner.read(max_bytes, timeout)
+        except httpcore.ReadTimeout as error:
+            raise _passed(deadline, error) from None
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self.inner.write(buffer, timeout)
@@ -178,7 +242,11 @@ class GuardedStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        return GuardedStream(self.inner.start_tls(ssl_context, server_hostname, timeout))
+        timeout, deadline = _capped(timeout)
+        try:
+            return GuardedStream(self.inner.start_tls(ssl_context, server_hostname, timeout))
+        except httpcore.TimeoutException as error:
+            raise _passed(deadline, error) from None
 
     def get_extra_info(self, info: str) -> Any:
         return self.inner.get_extra_info(info)
@@ -202,12 +270,15 @@ class GuardedBackend(httpcore.NetworkBackend):
         failure: Exception | None = None
         options = list(socket_options or [])
         for address in self.guard.addresses(host, port):
+            limit, deadline = _capped(timeout)
             try:
                 # TLS still verifies and sends SNI for `host`: httpcore passes the URL's host to
                 # start_tls, not the address connected to.
                 return GuardedStream(
-                    self._inner.connect_tcp(address, port, timeout, local_address, options)
+                    self._inner.connect_tcp(address, port, limit, local_address, options)
                 )
+            except httpcore.ConnectTimeout as error:
+                raise _passed(deadline, error) from None
             except httpcore.ConnectError as error:
                 failure = error
         assert failure is not None
@@ -397,7 +468,9 @@ def bounded_body(
 class RateFloor:
     """The slowest a copy's body may arrive: at least `bytes_per_second` over each `window` of
     seconds spent waiting on the source (time the copy spends sending parts is not counted),
-    else SourceError naming `what`, the bytes read, the time and the floor. 0 turns it off."""
+    else SourceError naming `what`, the bytes read, the time and the floor. 0 turns it off.
+    Its clock starts when it is made (before the request: `count` the wait for the headers).
+    `deadline`, once set, ends the whole read when it passes, however fast the bytes come."""
 
     def __init__(
         self,
@@ -406,6 +479,7 @@ class RateFloor:
         window: float = 60.0,
     ) -> None:
         self.bytes_per_second, self.window, self.what = bytes_per_second, window, what
+        self.deadline: Deadline | None = None
         self._began = time.monotonic()
         self._read = 0  # bytes, in all
         self._window_read = 0
@@ -413,10 +487,12 @@ class RateFloor:
 
     def count(self, read: int, waited: float) -> None:
         """Count `read` bytes that took `waited` seconds to come; SourceError once a whole
-        window of waiting brought fewer than the floor."""
+        window of waiting brought fewer than the floor, or once the deadline has passed."""
         self._read += read
         self._window_read += read
         self._window_waited += waited
+        if self.deadline is not None:
+            self.deadline.left()
         if self.bytes_per_second and self._window_waited >= self.window:
             if self._window_read < self.bytes_per_second * self._window_waited:
                 raise SourceError(
@@ -428,11 +504,15 @@ class RateFloor:
             self._window_read, self._window_waited = 0, 0.0
 
     def chunks(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        """`chunks`, the wait for each counted against the floor."""
+        """`chunks`, the wait for each counted against the floor (and cut by the deadline)."""
         source = iter(chunks)
         while True:
             began = time.monotonic()
-            chunk = next(source, None)
+            if self.deadline is None:
+                chunk = next(source, None)
+            else:
+                with self.deadline.applied():
+                    chunk = next(source, None)
             if chunk is None:
                 return
             self.count(len(chunk), time.monotonic() - began)
@@ -512,7 +592,9 @@ class DirectBody:
                 # What h11 holds past the headers comes in its first Data event, whole; after
                 # it h11 holds nothing, and the socket is read from there on.
                 self._started = True
-                first = next(self._raw, b"")
+                deadline = self._floor and self._floor.deadline
+                with deadline.applied() if deadline else contextlib.nullcontext():
+                    first = next(self._raw, b"")
                 self._pending = memoryview(first)[: self._left]
                 if not first:
                     raise SourceError(f"{self._what} failed midway: the body is empty")
@@ -521,7 +603,8 @@ class DirectBody:
                 view[:count] = self._pending[:count]
                 self._pending = self._pending[count:]
             else:
-                self._socket.settimeout(self._timeout)
+                deadline = self._floor and self._floor.deadline
+                self._socket.settimeout(deadline.cap(self._timeout) if deadline else self._timeout)
                 count = self._socket.recv_into(view, min(len(view), self._left))
                 if not count:
                     raise SourceError(
@@ -535,6 +618,8 @@ class DirectBody:
             raise
         except (OSError, httpx.HTTPError) as error:  # socket.timeout is an OSError
             self.close()
+            if isinstance(error, TimeoutError) and self._floor and self._floor.deadline:
+                self._floor.deadline.left()  # a wait the deadline cut: say so
             text = "timed out" if isinstance(error, TimeoutError) else str(error) or repr(error)
             raise SourceError(f"{self._what} failed midway: {text}") from error
         self._left -= count

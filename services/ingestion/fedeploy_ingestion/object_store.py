@@ -29,6 +29,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import json
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +42,10 @@ from fedeploy_ingestion.multihash import Digest, new_hasher
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
+MAX_OBJECT = 5 * 1024**4  # S3's largest object (5 TiB): its parts are at most 525 MiB
+# Beside a copy's unfinished upload: what it started from (its metadata, the source's
+# validator), so that a resume joins only parts of the same content (see copy_from).
+UPLOAD_RECORD = ".fedeploy-upload"
 UPLOAD_THREADS = 4  # a copy's parts uploaded at once while the next is read and hashed
 # Bytes of parts uploading at once, across every copy of one ObjectStore (with 16 MiB parts:
 # 4); each copy holds one more part besides, the one being read (with the service's two items
@@ -67,6 +72,10 @@ class CopyResult:
     bytes_sent: int
 
 
+class AssetTooLarge(StorageError):
+    """A copy's source declares or announces more bytes than a copy may take."""
+
+
 class WriteConflict(StorageError):
     """A conditional write found another version than the one it was based on."""
 
@@ -84,6 +93,18 @@ class RangeSource(abc.ABC):
         Chunks that also have `readinto(view) -> count` (0 at the end; download_safety's
         DirectBody) are read straight into the copy's part buffers instead; chunks with
         `close()` are closed when the copy ends, whether they were read or not."""
+
+    # What identifies the content the last `open` served (an HTTP strong ETag or
+    # Last-Modified), recorded with a new upload; None: the source names none.
+    validator: str | None = None
+
+    def resume_if(self, validator: str | None) -> bool:
+        """Before a resumed `open`: serve the rest only of the content `validator` (what the
+        upload recorded) names, from byte 0 otherwise; False when the source cannot tell that
+        it serves the same content (the copy then starts over unless a declared digest will
+        verify the whole). This default resumes as asked (a source that checks what it serves,
+        or knows no better)."""
+        return True
 
 
 def _md5(data: bytes | bytearray | memoryview) -> str:
@@ -324,41 +345,61 @@ class ObjectStore:
         content_type: str | None,
         metadata: dict[str, str],
         read: Callable[[], None] | None = None,
+        max_size: int | None = None,
     ) -> CopyResult:
         """Copy a source into `key`, resuming an interrupted upload of the same key; `read()`
         is called once the source is read to its end and every part is handed to the uploads.
+        A source that declares (`expected_size`) or announces more than `max_size` bytes (at
+        most S3's 5 TiB) is refused with AssetTooLarge before any part buffer is made.
 
         The parts already uploaded are kept when they form a contiguous prefix of equal-size
-        parts; the source is then read from the first missing byte. A copy from the start is
-        verified by the digest of the bytes streamed; a resumed one, which did not see the
-        first bytes, by reading the completed object back.
+        parts of the same content: the upload's record (`<key>.fedeploy-upload`) names the
+        same `metadata` (the upstream fingerprint) and the source agrees to serve the rest only
+        of the content it recorded (RangeSource.resume_if: HTTP If-Range), or `expected` will
+        verify the whole; else the upload is aborted and the copy starts over. The source is
+        then read from the first missing byte. A copy from the start is verified by the digest
+        of the bytes streamed; a resumed one, which did not see the first bytes, by reading
+        the completed object back.
         """
+        limit = MAX_OBJECT if max_size is None else min(max_size, MAX_OBJECT)
         with self._errors("multipart copy to", key):
-            if expected_size:
-                # S3 allows 10,000 parts: grow the part for very large files.
-                part_size = max(part_size, -(-expected_size // MAX_PARTS))
-            upload_id, checksum, done, part_size = self._resume_point(key, part_size)
+            if expected_size is not None:
+                # Refused before a byte is asked for or a buffer made: the part size grows
+                # with the size, and with it the memory of every part.
+                self._refuse_above(key, expected_size, limit, "declares")
+                part_size = _part_size(expected_size, part_size)
+            upload_id, checksum, done, resumed_size = self._resume_point(key, part_size)
+            if upload_id is not None and not self._same_content(
+                key, upload_id, source, metadata, expected
+            ):
+                self._abort(key, upload_id)
+                upload_id, checksum, done = None, PART_CHECKSUM, []
+            part_size = resumed_size if done else part_size
             offset = len(done) * part_size
             chunks, served_from, total = source.open(offset)
             try:
                 if served_from != offset:  # the source cannot resume there: start over
                     if upload_id is not None:
-                        self.client.abort_multipart_upload(
-                            Bucket=self.bucket, Key=key, UploadId=upload_id
-                        )
+                        self._abort(key, upload_id)
                     upload_id, checksum, done, offset = None, PART_CHECKSUM, [], served_from
+                self._refuse_above(key, total, limit, "announces")
                 if expected_size is not None and total != expected_size:
                     raise ChecksumMismatch(
                         f"source of s3://{self.bucket}/{key} has {total} bytes, "
                         f"its item declares file:size {expected_size}"
                     )
                 if upload_id is None:
+                    if not offset:  # a size only the answer gave: at most MAX_PARTS parts
+                        part_size = _part_size(total, part_size)
                     extra: dict[str, str] = {"ContentType": content_type} if content_type else {}
                     if self.records_part_checksums(key):
                         extra["ChecksumAlgorithm"] = PART_CHECKSUM
                     upload_id = self.client.create_multipart_upload(
                         Bucket=self.bucket, Key=key, Metadata=metadata, **extra
                     )["UploadId"]
+                    record = {"upload": upload_id, "metadata": metadata}
+                    record["validator"] = getattr(source, "validator", None)
+                    self.put(key + UPLOAD_RECORD, json.dumps(record).encode(), "application/json")
 
                 from_start = offset == 0
                 sha256 = hashlib.sha256()
@@ -409,7 +450,7 @@ class ObjectStore:
                 and expected is not None
                 and declared.digest() != expected.digest
             ):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                self._abort(key, upload_id)
                 raise ChecksumMismatch(
                     f"s3://{self.bucket}/{key}: {expected.algorithm} of the copied bytes is "
                     f"{declared.hexdigest()}, the source declares {expected.digest.hex()}"
@@ -417,10 +458,54 @@ class ObjectStore:
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
             )
+            self.client.delete_object(Bucket=self.bucket, Key=key + UPLOAD_RECORD)
             if from_start:
                 return CopyResult(key, total, sha256.digest(), 0, sent)
             size, digests = self.verify(key, expected, total)
             return CopyResult(key, size, digests["sha256"], offset, sent)
+
+    def _refuse_above(self, key: str, size: int, limit: int, how: str) -> None:
+        """AssetTooLarge when the source `how` ("declares", "announces") `size` > `limit`."""
+        if size > limit:
+            raise AssetTooLarge(
+                f"s3://{self.bucket}/{key}: the source {how} {size} bytes "
+                f"({size / 1024**3:.1f} GiB), above the largest copy taken, {limit} bytes "
+                f"({limit / 1024**3:g} GiB); not copied"
+            )
+
+    def _same_content(
+        self,
+        key: str,
+        upload_id: str,
+        source: RangeSource,
+        metadata: dict[str, str],
+        expected: Digest | None,
+    ) -> bool:
+        """Whether the unfinished upload `upload_id` may be resumed from `source`: its record
+        names it and `metadata`, and the source serves only the content it recorded (or the
+        declared digest `expected` will verify the whole object once completed)."""
+        try:
+            record = json.loads(self.get(key + UPLOAD_RECORD) or b"null")
+        except ValueError:
+            record = None
+        if not (
+            isinstance(record, dict)
+            and record.get("upload") == upload_id
+            and record.get("metadata") == metadata
+        ):
+            return False  # begun for another content (or before uploads had a record)
+        validator = record.get("validator")
+        resume_if = getattr(source, "resume_if", None)  # a source not a RangeSource: as before
+        return (
+            resume_if is None
+            or resume_if(validator if isinstance(validator, str) else None)
+            or expected is not None
+        )
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        """Abort an unfinished upload and remove its record."""
+        self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        self.client.delete_object(Bucket=self.bucket, Key=key + UPLOAD_RECORD)
 
     def _resume_point(
         self, key: str, part_size: int
@@ -473,6 +558,13 @@ class ObjectStore:
                 f"s3://{self.bucket}/{key} {problem}; deleted, the next run copies it again"
             )
         return size, digests
+
+
+def _part_size(size: int, part_size: int) -> int:
+    """The part size of a `size`-byte copy: `part_size`, grown so the copy takes at most
+    MAX_PARTS parts (S3's limit); never above MAX_OBJECT / MAX_PARTS (525 MiB), since a copy
+    above MAX_OBJECT is refused first."""
+    return max(part_size, -(-min(size, MAX_OBJECT) // MAX_PARTS))
 
 
 def parts_in_flight(part_size: int) -> int:

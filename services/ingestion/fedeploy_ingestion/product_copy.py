@@ -75,11 +75,13 @@ def copy_or_reuse(
     content_type: str | None,
     fingerprint: str,
     read: Callable[[], None] | None = None,
+    max_size: int | None = None,
 ) -> CopyOutcome:
     """Copy `source()` to `key` (resuming an unfinished upload; the object's metadata
     `fedeploy-fingerprint` set), or, where `key` already carries `fingerprint`, read it back and
     reuse it; checked against `size` and `expected` either way (ChecksumMismatch, StorageError).
-    `read` is called once the source is read to its end (ObjectStore.copy_from)."""
+    `read` is called once the source is read to its end; a source of more than `max_size`
+    bytes is refused (ObjectStore.copy_from)."""
     stored = store.head(key)
     if stored is not None and stored.metadata.get("fedeploy-fingerprint") == fingerprint:
         verified, digests = store.verify(key, expected, size)
@@ -93,6 +95,7 @@ def copy_or_reuse(
         content_type=content_type,
         metadata={"fedeploy-fingerprint": fingerprint},
         read=read,
+        max_size=max_size,
     )
     return CopyOutcome(CopiedAsset(key, result.size, result.sha256), result)
 

@@ -15,6 +15,7 @@ would otherwise succeed having copied nothing.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 from collections import Counter
@@ -29,18 +30,20 @@ import httpx
 
 from fedeploy_ingestion import sentinel_plan, stac_ids
 from fedeploy_ingestion.catalog import CatalogClient
-from fedeploy_ingestion.errors import failure_text
+from fedeploy_ingestion.download_safety import Deadline, bounded_body
+from fedeploy_ingestion.errors import SourceError, failure_text
 from fedeploy_ingestion.metrics import Metrics
-from fedeploy_ingestion.object_store import MiB, ObjectStore
+from fedeploy_ingestion.object_store import AssetTooLarge, MiB, ObjectStore
 from fedeploy_ingestion.product_copy import copy_or_reuse, guarded_downloads, registered
 from fedeploy_ingestion.settings import AgencySource, IngestSettings, Source
 from fedeploy_ingestion.sharding import owns
-from fedeploy_ingestion.stac_client import Paging
+from fedeploy_ingestion.stac_client import MAX_PAGE_BYTES, Paging
 from fedeploy_ingestion.stac_documents import collection as minimal_collection
 from fedeploy_ingestion.upstream import Credentials, HttpAsset, search
 
 log = logging.getLogger(__name__)
 
+GiB = 1024 * MiB
 # Items reading at once: one item's reads, digests and catalog calls overlap another's part
 # uploads (their parts share the store's ObjectStore.copy_budget). An item whose last asset is
 # read gives its slot to the next item while its last parts upload and it is registered, so the
@@ -279,19 +282,37 @@ class SentinelRun:
                 "unusable integrity field; the copy is checked by what remains",
                 extra={"item": item_id, "asset": name, "error": problem},
             )
-        outcome = copy_or_reuse(
-            self.store,
-            key,
-            lambda: HttpAsset(
-                href, self.http, credentials, self.settings.copy_min_rate_kib_s * 1024
-            ),
-            part_size=self.settings.part_size_mib * MiB,
-            size=expected_size,
-            expected=expected,
-            content_type=asset.get("type"),
-            fingerprint=fingerprint,
-            read=read,
-        )
+        s = self.settings
+        limit = int(s.max_asset_gib * GiB)
+        where = f"asset {name} of {collection_id}/{item_id}"
+        if expected_size is not None and expected_size > limit:
+            # Before any request or buffer: the part size (and its memory) grows with the size.
+            raise AssetTooLarge(
+                f"{where} declares file:size {expected_size} bytes "
+                f"({expected_size / GiB:.1f} GiB), above INGEST_MAX_ASSET_GIB "
+                f"({s.max_asset_gib:g} GiB): not copied"
+            )
+        try:
+            outcome = copy_or_reuse(
+                self.store,
+                key,
+                lambda: HttpAsset(
+                    href,
+                    self.http,
+                    credentials,
+                    s.copy_min_rate_kib_s * 1024,
+                    headers_timeout=2 * s.http_timeout_seconds,
+                ),
+                part_size=s.part_size_mib * MiB,
+                size=expected_size,
+                expected=expected,
+                content_type=asset.get("type"),
+                fingerprint=fingerprint,
+                read=read,
+                max_size=limit,
+            )
+        except AssetTooLarge as error:  # a Content-Length above it, no file:size
+            raise AssetTooLarge(f"{where}: {error} (INGEST_MAX_ASSET_GIB)") from None
         if outcome.copy is None:  # completed by a run that died before registering the item
             self._count(assets_reused=1)
             return outcome.asset
@@ -304,27 +325,47 @@ class SentinelRun:
         return outcome.asset
 
     def _ensure_collection(self, source: Source, collection_id: str) -> None:
+        """Create the item's collection in the site's catalog the first time it is met, from
+        the upstream's document (read outside the catalog lock: a slow upstream holds no
+        registration) or, where that cannot be read, a minimal one."""
+        with self._catalog_lock:
+            if collection_id in self._collections:
+                return
+        document = self._upstream_collection(source, collection_id)
         with self._catalog_lock:  # once per collection, whichever item thread comes first
-            self._ensure_collection_once(source, collection_id)
+            if collection_id in self._collections:
+                return
+            self.catalog.ensure_collection(
+                document
+                or minimal_collection(collection_id, f"Copies of {collection_id} from {source.url}")
+            )
+            self._collections.add(collection_id)
 
-    def _ensure_collection_once(self, source: Source, collection_id: str) -> None:
-        if collection_id in self._collections:
-            return
-        document = None
+    def _upstream_collection(self, source: Source, collection_id: str) -> dict[str, Any] | None:
+        """The site's copy of the upstream collection document, or None (logged) where it
+        cannot be read: read as a search page is, at most MAX_PAGE_BYTES once decoded, and
+        within twice INGEST_HTTP_TIMEOUT_SECONDS in all (connect, headers and body)."""
+        url = source.url.rstrip("/") + stac_ids.collection_path(collection_id)
+        timeout = 2 * self.settings.http_timeout_seconds
         try:
-            answer = self.http.get(source.url.rstrip("/") + stac_ids.collection_path(collection_id))
-            if answer.status_code == 200:
-                document = sentinel_plan.site_collection(answer.json(), collection_id)
-        except (httpx.HTTPError, ValueError) as error:  # ValueError: not JSON
+            with Deadline(timeout, f"GET {url}").applied():
+                request = self.http.build_request(
+                    "GET", url, headers={"Accept-Encoding": "gzip, deflate"}
+                )
+                answer = self.http.send(request, stream=True)
+                try:
+                    if answer.status_code != 200:
+                        return None
+                    body = b"".join(bounded_body(answer, MAX_PAGE_BYTES, f"GET {url}"))
+                finally:
+                    answer.close()
+            return sentinel_plan.site_collection(json.loads(body), collection_id)
+        except (httpx.HTTPError, SourceError, ValueError) as error:  # ValueError: not JSON
             log.warning(
                 "upstream collection unavailable; a minimal one is created",
-                extra={"collection": collection_id, "error": str(error)},
+                extra={"collection": collection_id, "error": failure_text(error)},
             )
-        self.catalog.ensure_collection(
-            document
-            or minimal_collection(collection_id, f"Copies of {collection_id} from {source.url}")
-        )
-        self._collections.add(collection_id)
+            return None
 
 
 class _InFlight:
@@ -339,12 +380,15 @@ class _InFlight:
     def __init__(self, size: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=2 * size, thread_name_prefix="sentinel-item")
         self._slots = threading.Semaphore(size)
+        # Item name -> its copy's future; written by submit and the item threads' callbacks.
         self._running: dict[str, Future[None]] = {}
+        self._running_lock = threading.Lock()
 
     def submit(self, name: str, work: Callable[[Callable[[], None]], None]) -> None:
         """Run `work(read)` (which raises nothing: it reports its own failures) on an item
         thread; `read()` gives its slot to the next item early."""
-        earlier = self._running.get(name)
+        with self._running_lock:
+            earlier = self._running.get(name)
         if earlier is not None:
             wait_for([earlier])
         self._slots.acquire()
@@ -358,11 +402,15 @@ class _InFlight:
                     self._slots.release()
 
         future = self._pool.submit(work, release)
-        self._running[name] = future
+        with self._running_lock:
+            self._running[name] = future
 
         def done(finished: Future[None]) -> None:
-            if self._running.get(name) is finished:
-                del self._running[name]
+            # One step under the lock: the next copy of the same name, stored between the
+            # look and the removal, would otherwise be removed and a third run beside it.
+            with self._running_lock:
+                if self._running.get(name) is finished:
+                    del self._running[name]
             release()
 
         future.add_done_callback(done)

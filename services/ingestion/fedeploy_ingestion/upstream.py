@@ -9,6 +9,7 @@ hosts only, and no request reaches a forbidden address.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from fedeploy_ingestion.download_safety import (
     IDENTITY,
     MAX_REDIRECTS,
     AddressGuard,
+    Deadline,
     DirectBody,
     DownloadPolicy,
     RateFloor,
@@ -105,6 +107,13 @@ class Credentials:
         self._expires = time.monotonic() + max(30.0, float(document.get("expires_in", 300)) - 60)
 
 
+# A copy must end within COPY_TIME_FACTOR times what its bytes take at the rate floor, plus
+# COPY_TIME_SLACK seconds (the headers, the store's completion): with the asset size limit
+# (INGEST_MAX_ASSET_GIB) no upstream can hold a copy for longer, however it paces its bytes.
+COPY_TIME_FACTOR = 2
+COPY_TIME_SLACK = 600.0
+
+
 class HttpAsset(RangeSource):
     """An asset served over HTTP(S), read with Range requests so a copy can resume.
 
@@ -120,27 +129,51 @@ class HttpAsset(RangeSource):
         credentials: Credentials,
         min_rate: float = 0.0,
         rate_window: float = 60.0,
+        headers_timeout: float | None = None,
     ) -> None:
-        """`min_rate`: the slowest (bytes/s, over each `rate_window` seconds spent waiting) a
-        body may come before its read fails (download_safety.RateFloor); 0: no floor."""
+        """`min_rate`: the slowest (bytes/s, over each `rate_window` seconds spent waiting, the
+        wait for the headers included) a body may come before its read fails
+        (download_safety.RateFloor), and with it a deadline for the whole copy; 0: neither.
+        `headers_timeout`: seconds each hop's answer headers may take, the hops together
+        twice that (a Deadline over the guarded connection); None: only the read timeout."""
         self.href = shown(href)
         self._url = credentials.policy.check(href)
         self._http = http
         self._credentials = credentials
         self._response: httpx.Response | None = None
         self._min_rate, self._rate_window = min_rate, rate_window
+        self._headers_timeout = headers_timeout
+        self._if_range: str | None = None
+        self.validator: str | None = None
+
+    def resume_if(self, validator: str | None) -> bool:
+        """A resumed read serves the rest only of the content `validator` names (If-Range: a
+        changed one answers whole, from byte 0); without one, no resume is safe (False)."""
+        self._if_range = validator
+        return validator is not None
 
     def _get(self, offset: int, last: int | None = None) -> httpx.Response:
         """The answer to a GET from byte `offset` (to byte `last` included, when given)."""
         url = self._url
+        every: Deadline | None = None
+        if self._headers_timeout is not None:
+            every = Deadline(2 * self._headers_timeout, f"GET {self.href}: the answers' headers")
         for _ in range(MAX_REDIRECTS + 1):
             # The product's bytes as they are: sizes, ranges and checksums are of those.
             headers = {**self._credentials.headers_for(url), **IDENTITY}
             if offset or last is not None:
                 headers["Range"] = f"bytes={offset}-{'' if last is None else last}"
+                if self._if_range is not None:
+                    headers["If-Range"] = self._if_range
             request = self._http.build_request("GET", url, headers=headers)
+            hop = None
+            if self._headers_timeout is not None:
+                hop = Deadline(
+                    self._headers_timeout, f"GET {shown(url)}: the answer's headers"
+                ).earliest(every)
             try:
-                response = self._http.send(request, stream=True, follow_redirects=False)
+                with hop.applied() if hop else contextlib.nullcontext():
+                    response = self._http.send(request, stream=True, follow_redirects=False)
             except UnsafeDownload:
                 raise
             except httpx.HTTPError as error:
@@ -157,10 +190,23 @@ class HttpAsset(RangeSource):
     def open(self, offset: int) -> tuple[Iterable[bytes], int, int]:
         """Start a GET from `offset`; (chunks, offset served, total size). Over a guarded
         connection the chunks are a DirectBody, which a copy reads into its part buffers;
-        either kind has `close()`, which closes the answer whether read or not."""
+        either kind has `close()`, which closes the answer whether read or not. `validator`
+        is then the answer's strong ETag (else its Last-Modified), or None."""
+        # The floor's clock runs from the request: the headers' wait counts as waiting.
+        floor = RateFloor(self._min_rate, f"reading {self.href}", self._rate_window)
+        began = time.monotonic()
         response = self._get(offset)
         self._response = response
         try:
+            if (
+                response.status_code == 206
+                and self._if_range is not None
+                and _validator(response) != self._if_range
+            ):
+                # A server that ignores If-Range: the rest of another content. Read it whole.
+                response.close()
+                response = self._response = self._get(0)
+            self.validator = _validator(response)
             if response.status_code == 416 and offset:
                 # Everything was uploaded already; Content-Range says "bytes */<total>".
                 total = int(response.headers.get("content-range", "*/0").rsplit("/", 1)[1])
@@ -174,12 +220,25 @@ class HttpAsset(RangeSource):
                 raise SourceError(f"GET {self.href} answered {response.status_code}")
             if total < 0:
                 raise SourceError(f"GET {self.href} gave no Content-Length: cannot verify the copy")
+            floor.count(0, time.monotonic() - began)
         except BaseException:
             response.close()
             raise
-        floor = RateFloor(self._min_rate, f"reading {self.href}", self._rate_window)
+        if self._min_rate:
+            seconds = COPY_TIME_FACTOR * (total - start) / self._min_rate + COPY_TIME_SLACK
+            # From the request, as the floor's clock.
+            floor.deadline = Deadline(seconds, f"reading {self.href}", since=began)
         body = DirectBody.of(response, total - start, f"reading {self.href}", floor)
         return (body or _StreamedBody(response, total - start, self.href, floor)), start, total
+
+
+def _validator(response: httpx.Response) -> str | None:
+    """What identifies the content of an answer for an If-Range: its strong ETag, else its
+    Last-Modified; None when it has neither (a weak ETag never matches an If-Range)."""
+    etag = response.headers.get("etag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return response.headers.get("last-modified")
 
 
 class _StreamedBody:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from fedeploy_ingestion.object_store import (
     MiB,
     ObjectStore,
     PartBuffers,
+    UPLOAD_RECORD,
     RangeSource,
     parts_in_flight,
     s3_client,
@@ -330,6 +332,9 @@ def test_an_upload_begun_without_a_checksum_resumes_with_content_md5(store: Obje
     upload = store.client.create_multipart_upload(Bucket="site", Key=key)["UploadId"]
     first = DATA[:PART]
     store.client.upload_part(Bucket="site", Key=key, UploadId=upload, PartNumber=1, Body=first)
+    # the record copy_from writes beside an upload it begins (what the content was)
+    record = {"upload": upload, "metadata": {"k": "v"}, "validator": None}
+    store.put(key + UPLOAD_RECORD, json.dumps(record).encode(), "application/json")
     sent = _part_headers(store.client)
     source = MemorySource()
     result = copy(store, source, expected=sha256(DATA))

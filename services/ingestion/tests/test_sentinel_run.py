@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
+import httpx
 import pytest
 from fedeploy_ingestion import sentinel, stac_client
 from fedeploy_ingestion.errors import SourceError
@@ -221,7 +222,7 @@ class RecordingStore:
 def test_a_poison_checksum_or_size_is_left_out_with_a_short_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, checksum: Any
 ) -> None:
-    monkeypatch.setattr(sentinel, "HttpAsset", lambda *args: None)
+    monkeypatch.setattr(sentinel, "HttpAsset", lambda *args, **kwargs: None)
     run = make_run(["B04_10m"], None)
     run.store = store = RecordingStore()  # type: ignore[assignment]
     asset = {"href": "https://stac.example.org/B04.jp2", "file:checksum": checksum}
@@ -243,11 +244,9 @@ def test_the_upstream_cannot_name_the_collection_created_in_the_site(
     run = make_run(["B04_10m"], None)
     run.catalog = type("Catalog", (), {"ensure_collection": lambda self, c: created.append(c)})()  # type: ignore[assignment]
     answer = {"id": "fedeploy-site-hub", "type": "Collection", "description": "planted"}
-    run.http = type(  # type: ignore[assignment]
-        "Http",
-        (),
-        {"get": lambda self, url: type("A", (), {"status_code": 200, "json": lambda s: answer})()},
-    )()
+    run.http = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=answer))
+    )
     run._ensure_collection(run.settings.sources[0], "sentinel-2-l2a")
     assert [c["id"] for c in created] == ["sentinel-2-l2a"]
 
