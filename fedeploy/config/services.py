@@ -1197,6 +1197,32 @@ class Sentinel(StrictModel):
         description="The ingestion image with EODAG (`fedeploy-ingestion[eodag]`), "
         "repository:tag: needed with `eodag`, the default image does not carry it.",
     )
+    copy_min_rate_kib_s: float | None = Field(
+        None,
+        ge=0,
+        description="The slowest a copy's body may come, KiB/s over each 60 s waited (0: no "
+        "floor and no copy deadline); unset: the service's 64.",
+    )
+    http_timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Timeout of one upstream read; each hop's answer headers get twice it, all "
+        "hops four times; unset: the service's 60.",
+    )
+    part_size_mib: int | None = Field(
+        None,
+        ge=5,
+        le=5120,
+        description="Multipart part size of a copy (MiB); memory holds 64 MiB of parts in "
+        "flight (one part where larger) plus one part per reading copy; unset: the service's 16.",
+    )
+    max_asset_gib: float | None = Field(
+        None,
+        gt=0,
+        le=5120,
+        description="The largest asset copied (GiB): a larger file:size or Content-Length "
+        "fails its item before anything is read; unset: the service's 50.",
+    )
 
     @model_validator(mode="after")
     def _has_sources(self) -> Sentinel:

@@ -15,6 +15,7 @@ from fedeploy.config.services import (
     CatalogService,
     InferenceService,
     IngestionService,
+    Sentinel,
 )
 from fedeploy.project import project_dir
 from fedeploy.values.exposure import assets_values, browser_values, exposure_values, storage_port
@@ -253,6 +254,18 @@ def _agency_sources(
     return values
 
 
+def _copy_settings(sentinel: Sentinel) -> dict[str, Any]:
+    """The copy settings the stack file sets, as the chart's `sentinel` values (only those
+    set: a site without them renders as before, with the service's defaults)."""
+    chosen = {
+        "copyMinRateKiBs": sentinel.copy_min_rate_kib_s,
+        "httpTimeoutSeconds": sentinel.http_timeout_seconds,
+        "partSizeMiB": sentinel.part_size_mib,
+        "maxAssetGiB": sentinel.max_asset_gib,
+    }
+    return {key: value for key, value in chosen.items() if value is not None}
+
+
 def image_values(reference: str) -> dict[str, str]:
     """A chart's `image` values of `repository[:tag][@sha256:digest]`."""
     rest, _, digest = reference.partition("@")
@@ -309,6 +322,7 @@ def ingestion_values(
                 for source in spec.sentinel.sources
             ],
             **_agency_sources(spec.sentinel, eumetsat_secret, polytope_secret, eodag_secret),
+            **_copy_settings(spec.sentinel),
         }
     else:
         values["sentinel"] = {"enabled": False}
