@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from fedeploy.charts import ChartValuesError, pod_template, render_chart
-from fedeploy.config.services import IngestionService
-from fedeploy.values.services import ingestion_values
-from fedeploy.values.wiring import SiteWiring
+from tests.charts.test_agency_sources import spec
+from tests.charts.test_agency_sources import values_of as ingestion_chart_values
 
 SOURCE = {
     "name": "cdse",
@@ -30,18 +29,7 @@ NAMES = (
 
 def values_of(**sentinel: Any) -> dict[str, Any]:
     """The ingestion chart's values of a site with one Sentinel source and `sentinel` set."""
-    spec = IngestionService.model_validate({"sentinel": {"sources": [SOURCE], **sentinel}})
-    wiring = SiteWiring("eu", "aws", "fedeploy", "", "eu-central-1", "", {}, None, None)
-    values = ingestion_values(
-        wiring,
-        spec,
-        bucket="raw-data",
-        catalog="http://catalog",
-        sentinel_secret="",
-        mqtt_secret="",
-    )
-    values["site"] = {"name": "eu-site", "kind": "aws"}
-    return values
+    return ingestion_chart_values(spec(sources=[SOURCE], **sentinel))
 
 
 def sentinel_env(charts_dir: Any, values: dict[str, Any]) -> dict[str, str | None]:
