@@ -10,6 +10,7 @@ hosts only, and no request reaches a forbidden address.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -34,6 +35,9 @@ from fedeploy_ingestion.errors import SourceError
 from fedeploy_ingestion.object_store import RangeSource
 from fedeploy_ingestion.settings import Source
 from fedeploy_ingestion.stac_client import Paging
+
+# A token endpoint's answer larger than this once decoded fails the source (a token is ~2 KB).
+TOKEN_MAX_BYTES = 1024 * 1024
 
 
 class Credentials:
@@ -78,30 +82,42 @@ class Credentials:
             return {"Authorization": f"Bearer {self._token}"}
 
     def _refresh(self) -> None:
+        """A new token from the source's `tokenUrl`; its answer is read bounded as a search
+        page is (TOKEN_MAX_BYTES once decoded, within twice the client's read timeout)."""
         assert self.source.token_url is not None
+        url = self.source.token_url
+        request = self._http.build_request(
+            "POST",
+            url,
+            data={
+                "grant_type": "password",
+                "client_id": self.source.client_id,
+                "username": self._username,
+                "password": self._password,
+            },
+            headers={"Accept-Encoding": "gzip, deflate"},
+        )
         try:
-            answer = self._http.post(
-                self.source.token_url,
-                data={
-                    "grant_type": "password",
-                    "client_id": self.source.client_id,
-                    "username": self._username,
-                    "password": self._password,
-                },
-            )
+            with Deadline(
+                2 * (self._http.timeout.read or 60.0), f"token request to {url}"
+            ).applied():
+                answer = self._http.send(request, stream=True)
+                try:
+                    if answer.status_code != 200:
+                        # The body may echo the request: report only the status.
+                        raise SourceError(
+                            f"source {self.source.name}: token endpoint {url} answered "
+                            f"{answer.status_code}; check INGEST_SOURCE_USERNAME / "
+                            "INGEST_SOURCE_PASSWORD"
+                        )
+                    body = b"".join(bounded_body(answer, TOKEN_MAX_BYTES, f"token endpoint {url}"))
+                finally:
+                    answer.close()
         except httpx.HTTPError as error:
             raise SourceError(
-                f"source {self.source.name}: token request to "
-                f"{self.source.token_url} failed: {error}"
+                f"source {self.source.name}: token request to {url} failed: {error}"
             ) from error
-        if answer.status_code != 200:
-            # The body may echo the request: report only the status.
-            raise SourceError(
-                f"source {self.source.name}: token endpoint "
-                f"{self.source.token_url} answered {answer.status_code}; check "
-                "INGEST_SOURCE_USERNAME / INGEST_SOURCE_PASSWORD"
-            )
-        document = answer.json()
+        document = json.loads(body)
         self._token = str(document["access_token"])
         # Refresh a minute early: a download that starts must not meet an expired token.
         self._expires = time.monotonic() + max(30.0, float(document.get("expires_in", 300)) - 60)

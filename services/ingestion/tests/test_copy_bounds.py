@@ -6,6 +6,7 @@ same content. Against loopback servers and moto."""
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import logging
 import os
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from fedeploy_ingestion import sentinel, upstream
 from fedeploy_ingestion.download_safety import AddressGuard, guarded_client
@@ -30,7 +32,7 @@ from fedeploy_ingestion.object_store import (
 from fedeploy_ingestion.sentinel import GiB, _InFlight
 from fedeploy_ingestion.settings import IngestSettings, Source
 from fedeploy_ingestion.stac_client import MAX_PAGE_BYTES
-from fedeploy_ingestion.upstream import HttpAsset
+from fedeploy_ingestion.upstream import TOKEN_MAX_BYTES, Credentials, HttpAsset
 
 from services.ingestion.tests.test_direct_body import (
     BODY,
@@ -105,6 +107,24 @@ def test_a_dripped_collection_document_holds_no_lock_and_ends_at_its_deadline(
     assert not held
     assert took < 3  # 2 x INGEST_HTTP_TIMEOUT_SECONDS, not the 6 s drip
     assert created[0]["description"].startswith("Copies of c from")
+
+
+def test_a_token_answer_past_its_limit_is_not_read() -> None:
+    # 8 MiB of token in 8 KB of gzip: decoded whole and taken, before.
+    bomb = gzip.compress(b'{"access_token": "' + b"a" * 8 * 2**20 + b'"}')
+    answer = httpx.Response(200, content=bomb, headers={"Content-Encoding": "gzip"})
+    http = httpx.Client(transport=httpx.MockTransport(lambda request: answer))
+    spec = Source.model_validate(
+        {
+            "name": "cdse",
+            "url": "https://stac.example.org/v1",
+            "collections": ["c"],
+            "assets": ["B04"],
+            "tokenUrl": "https://identity.example.org/token",
+        }
+    )
+    with pytest.raises(SourceError, match=f"more than {TOKEN_MAX_BYTES} bytes once decoded"):
+        Credentials(spec, "bob", "pw", http).headers()
 
 
 # --- the asset size limit (finding 2) -----------------------------------------------------
