@@ -669,13 +669,18 @@ class IngestSettings(BaseSettings):
         default=None, description="Download password (from a Secret)."
     )
     http_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="Timeout of one upstream HTTP read."
+        default=60.0,
+        gt=0,
+        description="Timeout of one upstream HTTP read; a Sentinel asset's answer headers "
+        "get twice it per hop and four times over all hops.",
     )
     copy_min_rate_kib_s: float = Field(
         default=64.0,
         ge=0,
         description="The slowest a Sentinel copy's body may come, in KiB/s over each 60 s "
-        "spent waiting on the upstream; slower, the asset fails (0: no floor).",
+        "spent waiting on the upstream (the wait for its headers included); slower, the asset "
+        "fails. Each copy must also end within twice its bytes' time at this rate plus 10 "
+        "minutes (0: no floor and no such deadline).",
     )
     search_max_pages: int = Field(
         default=2000,
