@@ -151,12 +151,14 @@ def check_stream(body: bytes, max_batch: int, stop_after: int | None = None) -> 
     that is compressed, declares more than most_rows(max_batch) rows or has more than
     most_messages(max_batch) messages is refused (ArrowRejected), as is a broken one. None
     where the walk stopped after `stop_after` messages (more remain; nothing checked)."""
+    most = most_messages(max_batch)
+    walk = most if stop_after is None else min(stop_after, most)
     try:
-        found = declared(body, stop_after or most_messages(max_batch))
+        found = declared(body, walk)
     except (pa.ArrowInvalid, OSError, MalformedHeader) as error:
         raise _not_a_stream(error) from None
     if found is None:
-        if stop_after is not None:
+        if walk < most:  # stopped early: more remain, nothing checked
             return None
         raise ArrowRejected(
             None,

@@ -18,6 +18,9 @@ import pyarrow as pa
 _DICTIONARY_BATCH, _RECORD_BATCH = 2, 3
 # BodyCompression.codec (Message.fbs: CompressionType); an absent codec is its default, LZ4_FRAME.
 CODECS = ("lz4_frame", "zstd")
+# Fields a request schema may declare, children included (its 13 columns and a list's item):
+# each costs an array to build and check, whatever the body's size.
+MOST_FIELDS = 64
 
 
 class MalformedHeader(ValueError):
@@ -39,7 +42,8 @@ def declared(body: bytes, most: int) -> Declared | None:
     """The declarations of an IPC stream's messages, read without decoding a body; None where
     it has more than `most` messages (the walk stops there). Raises pa.ArrowInvalid (or
     OSError) where the stream's framing is broken, MalformedHeader where a message's metadata
-    is."""
+    is, or where a schema declares more than MOST_FIELDS fields or a dictionary batch is a
+    delta."""
     rows = size = 0
     compression: str | None = None
     for count, message in enumerate(pa.ipc.MessageReader.open_stream(pa.py_buffer(body))):
@@ -47,6 +51,14 @@ def declared(body: bytes, most: int) -> Declared | None:
             return None
         if message.body is not None:
             size += message.body.size
+        if message.type == "schema":
+            fields = _schema_fields(memoryview(message.metadata), MOST_FIELDS)
+            if fields > MOST_FIELDS:
+                raise MalformedHeader(
+                    f"a schema of more than {MOST_FIELDS} fields (children included); a "
+                    "request table has the columns the docs list"
+                )
+            continue
         if message.type not in ("record batch", "dictionary"):
             continue
         length, codec = _batch_header(memoryview(message.metadata))
@@ -71,6 +83,14 @@ def _batch_header(metadata: memoryview) -> tuple[int, str | None]:
         data = _field(metadata, batch, 1)
         if data is None:
             raise MalformedHeader("a dictionary batch without data")
+        delta = _field(metadata, batch, 2)
+        if delta is not None and _unpack("<B", metadata, delta):
+            # pyarrow rebuilds the whole dictionary at each delta, every batch keeping its
+            # version: memory grows with the square of the body.
+            raise MalformedHeader(
+                "a delta dictionary batch (isDelta); send each dictionary once (pyarrow: "
+                "IpcWriteOptions(emit_dictionary_deltas=False), the default)"
+            )
         batch = _table(metadata, _offset(metadata, data))
     elif kind != _RECORD_BATCH:
         raise MalformedHeader(f"a batch message whose header is of type {kind}")
@@ -117,3 +137,32 @@ def _unpack(form: str, metadata: memoryview, at: int) -> int:
         raise MalformedHeader(f"an offset ({at}) past the message's metadata")
     value: int = struct.unpack_from(form, metadata, at)[0]
     return value
+
+
+def _vector_length(metadata: memoryview, at: int) -> tuple[int, int]:
+    start = _offset(metadata, at)
+    return start + 4, _u32(metadata, start)
+
+
+def _schema_fields(metadata: memoryview, most: int) -> int:
+    """How many fields a schema message declares, children included; stops past `most`."""
+    message = _table(metadata, _u32(metadata, 0))
+    header = _field(metadata, message, 2)
+    if header is None:
+        raise MalformedHeader("a schema message without a header")
+    schema = _table(metadata, _offset(metadata, header))
+    at = _field(metadata, schema, 1)
+    if at is None:
+        return 0
+    pending, count = [_vector_length(metadata, at)], 0
+    while pending:
+        start, length = pending.pop()
+        count += length
+        if count > most:
+            return count
+        for k in range(length):
+            field = _table(metadata, _offset(metadata, start + 4 * k))
+            children = _field(metadata, field, 5)
+            if children is not None:
+                pending.append(_vector_length(metadata, children))
+    return count
