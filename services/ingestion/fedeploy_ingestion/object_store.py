@@ -72,7 +72,7 @@ class CopyResult:
     bytes_sent: int
 
 
-class AssetTooLarge(StorageError):
+class AssetTooLarge(IngestError):
     """A copy's source declares or announces more bytes than a copy may take."""
 
 
