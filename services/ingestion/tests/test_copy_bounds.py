@@ -21,7 +21,7 @@ import httpx
 import pytest
 from fedeploy_ingestion import sentinel, upstream
 from fedeploy_ingestion.download_safety import AddressGuard, guarded_client
-from fedeploy_ingestion.errors import SourceError
+from fedeploy_ingestion.errors import SourceError, StorageError
 from fedeploy_ingestion.object_store import (
     MAX_OBJECT,
     AssetTooLarge,
@@ -42,7 +42,13 @@ from services.ingestion.tests.test_direct_body import (
     headers,
     served,
 )
-from services.ingestion.tests.test_object_store import DATA, PART, MemorySource, store
+from services.ingestion.tests.test_object_store import (
+    DATA,
+    PART,
+    MemorySource,
+    pending_parts,
+    store,
+)
 from services.ingestion.tests.test_sentinel_run import RecordingStore, make_run
 
 __all__ = ["served", "store"]  # fixtures
@@ -181,6 +187,27 @@ def test_the_store_refuses_what_s3_cannot_hold_and_caps_the_part(store: ObjectSt
         )
     assert store.part_buffers.made == 0
     assert _part_size(MAX_OBJECT, 16 * 2**20) <= 5 * GiB  # S3's largest part
+
+
+def test_a_size_only_the_answer_gives_grows_the_part_past_10000_parts(store: ObjectStore) -> None:
+    # No file:size: parts of PART bytes, and part 10,001 refused by S3 at the end, before.
+    total = 10_000 * PART + 1
+
+    class Short:
+        def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
+            return iter([os.urandom(2 * PART + 2)]), 0, total
+
+    with pytest.raises(StorageError, match="ended after"):
+        store.copy_from(
+            "k",
+            Short(),
+            part_size=PART,
+            expected=None,
+            expected_size=None,
+            content_type=None,
+            metadata={},
+        )
+    assert pending_parts(store) == [PART + 1, PART + 1]
 
 
 def test_under_the_default_limit_parts_keep_their_size_and_the_budget_holds() -> None:
