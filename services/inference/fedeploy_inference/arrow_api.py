@@ -638,26 +638,53 @@ def response_batch(
     targets), NaN withheld, and which targets each request observed (B, targets): array
     operations only, each column made from one numpy array."""
     b, horizon, _ = forecast.shape
-    hours = np.arange(horizon)
+    layout = _layout(b, horizon)
     origins = batch.arrays.origins_us
     # (targets, B * horizon), float32 widened exactly; NaN (withheld) written as null.
     values = np.ascontiguousarray(forecast.transpose(2, 0, 1), dtype=np.float64)
     values = values.reshape(len(TARGETS), -1)
     withheld = np.isnan(values)
     columns: list[Any] = [
-        batch.stations.take(pa.array(np.arange(b).repeat(horizon))),
+        batch.stations.take(layout.request),
         _stamps(origins.repeat(horizon)),
-        pa.array((hours + 1).astype(np.int32)[None, :].repeat(b, axis=0).ravel()),
-        _stamps((origins[:, None] + hours * _HOUR_US).ravel()),
+        layout.lead_hours,
+        _stamps((origins[:, None] + layout.offsets_us).ravel()),
         *(pa.array(values[k], mask=withheld[k]) for k in range(len(TARGETS))),
     ]
     for k in range(len(TARGETS)):
         columns.append(
-            pa.nulls(b * horizon, pa.string())  # every station observed it: no reason given
+            layout.no_reason  # every station observed it: no reason given
             if observed[:, k].all()
             else _REASONS[k].take(pa.array((~observed[:, k]).repeat(horizon).view(np.int8)))
         )
     return pa.RecordBatch.from_arrays(columns, schema=_response_schema(*model))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """An answer's columns that depend only on its shape, B requests x horizon leads (rows
+    request-major): each row's request (int64), lead_hours (int32), each lead's offset from
+    its origin (1, horizon) us, and a reason column of nulls."""
+
+    request: pa.Array
+    lead_hours: pa.Array
+    offsets_us: np.ndarray
+    no_reason: pa.Array
+
+
+@functools.lru_cache(maxsize=8)
+def _layout(b: int, horizon: int) -> _Layout:
+    """The answer's layout for B requests x horizon leads, made once per shape (a batch
+    client's calls mostly have one): arrays pyarrow and numpy do not change once made."""
+    hours = np.arange(horizon)
+    offsets_us = (hours * _HOUR_US)[None, :]
+    offsets_us.flags.writeable = False
+    return _Layout(
+        request=pa.array(np.arange(b).repeat(horizon)),
+        lead_hours=pa.array((hours + 1).astype(np.int32)[None, :].repeat(b, axis=0).ravel()),
+        offsets_us=offsets_us,
+        no_reason=pa.nulls(b * horizon, pa.string()),
+    )
 
 
 def answer_stream(

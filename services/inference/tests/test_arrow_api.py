@@ -14,6 +14,7 @@ from fedeploy_inference.arrow_api import (
     ARROW_STREAM,
     MAX_BODY_BYTES,
     RESPONSE_SCHEMA,
+    ArrowBatch,
     ArrowRejected,
     answer_stream,
     parse_request,
@@ -268,6 +269,34 @@ def test_the_answer_stream_is_the_stream_writers_bytes(small_data):
     read = pa.ipc.open_stream(answer).read_all()
     assert read.equals(table) and read.schema.metadata[b"model_version"] == b"v1"
     assert read.column("precipitation").null_count == 24
+
+
+def test_an_answers_shape_columns_are_made_once_per_shape(small_data):
+    """The columns that depend only on the answer's shape (lead_hours; the rows' requests the
+    stations are taken by) are made once per shape, and each shape's are its own."""
+    requests = _requests(small_data)
+    model = ("station-forecast", "v1")
+
+    def answer(count: int, horizon: int) -> tuple[pa.RecordBatch, ArrowBatch]:
+        batch = parse_request(to_stream(table_from_requests(requests[:count])), 1024)
+        forecast = np.zeros((count, horizon, 2), dtype=np.float32)
+        return response_batch(batch, forecast, np.ones((count, 2), bool), model), batch
+
+    first, _ = answer(4, 24)
+    again, _ = answer(4, 24)
+    lead = first.column("lead_hours").buffers()[1]
+    assert again.column("lead_hours").buffers()[1].address == lead.address
+    for count, horizon in ((2, 6), (4, 24), (3, 1)):
+        table, batch = answer(count, horizon)
+        assert table.column("lead_hours").to_pylist() == list(range(1, horizon + 1)) * count
+        stations = [r["station"] for r in requests[:count]]
+        assert table.column("station").to_pylist() == [s for s in stations for _ in range(horizon)]
+        origins = batch.arrays.origins_us.repeat(horizon)
+        leads = np.tile(np.arange(horizon) * 3_600_000_000, count)
+        assert (
+            table.column("time").cast(pa.int64()).to_numpy().tolist() == (origins + leads).tolist()
+        )
+        assert table.column("air_temperature_reason").null_count == count * horizon
 
 
 def test_per_request_values_equal_as_numbers_are_one_value(small_data):
