@@ -125,11 +125,12 @@ class ArrowBatch:
 
     arrays: RequestArrays
     stations: pa.Array
-    first_rows: np.ndarray
+    first_rows: np.ndarray | None  # None: not read from a table (a JSON body answered in Arrow)
 
     def rejected(self, error: RequestRejected) -> ArrowRejected:
         """A request the model refused (loc: its index and field), located at its first row:
         in the `forecast` column where its forecast is at fault, else in air_temperature."""
+        assert self.first_rows is not None, "only a batch read from a table has rows"
         row = int(self.first_rows[int(error.loc[0])])
         column = FORECAST if error.loc[1:2] == (FORECAST,) else "air_temperature"
         return ArrowRejected(column, row, f"the request from row {row}: {error}")
@@ -469,9 +470,9 @@ def parse_request(body: bytes, max_batch: int, checked: bool = False) -> ArrowBa
     # Every row of a run has its first row's issued_at: the first run's first row at fault is
     # the first row at fault.
     if (bad := _first(origins[starts] % _HOUR_US != 0)) is not None:
-        row = int(starts[bad])
+        at = int(starts[bad])
         raise ArrowRejected(
-            "issued_at", row, f"issued_at at row {row} is not a whole hour (mm:ss = 00:00)"
+            "issued_at", at, f"issued_at at row {at} is not a whole hour (mm:ss = 00:00)"
         )
     if (row := _first(times >= origins)) is not None:
         raise ArrowRejected(
