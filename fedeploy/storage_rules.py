@@ -6,6 +6,10 @@ from typing import Any
 
 from fedeploy.config.storage import Lifecycle
 
+# Where the ingestion service keeps the record of each unfinished multipart upload
+# (services/ingestion's object_store.UPLOAD_RECORDS; a test checks they agree).
+UPLOAD_RECORDS = ".fedeploy-uploads/"
+
 
 def lifecycle_rules(
     lifecycle: Lifecycle, *, versioned: bool, tiering: bool = True
@@ -19,7 +23,15 @@ def lifecycle_rules(
             "abort_incomplete_multipart_upload": {
                 "days_after_initiation": lifecycle.abort_incomplete_multipart_after_days
             },
-        }
+        },
+        {
+            # The ingestion service's records of its unfinished uploads (object_store's
+            # UPLOAD_RECORDS): one whose upload the rule above aborted would stay forever.
+            "id": "expire-upload-records",
+            "status": "Enabled",
+            "filter": {"prefix": UPLOAD_RECORDS},
+            "expiration": {"days": lifecycle.abort_incomplete_multipart_after_days + 1},
+        },
     ]
     if lifecycle.expire_after_days is not None:
         rules.append(

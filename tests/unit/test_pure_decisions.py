@@ -75,8 +75,13 @@ def test_lifecycle_rules_follow_the_config():
         versioned=False,
     )
     ids = [r["id"] for r in rules]
-    assert ids == ["abort-incomplete-uploads", "expire-current", "to-infrequent-access"]
-    assert lifecycle_rules(Lifecycle(), versioned=True)[1]["noncurrent_version_expiration"] == {
+    assert ids == [
+        "abort-incomplete-uploads",
+        "expire-upload-records",
+        "expire-current",
+        "to-infrequent-access",
+    ]
+    assert lifecycle_rules(Lifecycle(), versioned=True)[2]["noncurrent_version_expiration"] == {
         "noncurrent_days": 30
     }
     assert all(

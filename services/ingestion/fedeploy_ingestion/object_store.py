@@ -43,9 +43,18 @@ from fedeploy_ingestion.multihash import Digest, new_hasher
 MiB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
 MAX_OBJECT = 5 * 1024**4  # S3's largest object (5 TiB): its parts are at most 525 MiB
-# Beside a copy's unfinished upload: what it started from (its metadata, the source's
-# validator), so that a resume joins only parts of the same content (see copy_from).
-UPLOAD_RECORD = ".fedeploy-upload"
+# Under this prefix, at the object's key, a copy's unfinished upload's record: what it started
+# from (its metadata, the source's validator), so that a resume joins only parts of the same
+# content (see copy_from). Its own prefix: no object's key can be a record's, and the bucket's
+# lifecycle expires records left by uploads it aborted (fedeploy/storage_rules.py).
+UPLOAD_RECORDS = ".fedeploy-uploads/"
+
+
+def record_key(key: str) -> str:
+    """The key of the record of an unfinished upload to `key` (`.fedeploy-uploads/<key>`)."""
+    return UPLOAD_RECORDS + key
+
+
 UPLOAD_THREADS = 4  # a copy's parts uploaded at once while the next is read and hashed
 # Bytes of parts uploading at once, across every copy of one ObjectStore (with 16 MiB parts:
 # 4); each copy holds one more part besides, the one being read (with the service's two items
@@ -353,7 +362,7 @@ class ObjectStore:
         most S3's 5 TiB) is refused with AssetTooLarge before any part buffer is made.
 
         The parts already uploaded are kept when they form a contiguous prefix of equal-size
-        parts of the same content: the upload's record (`<key>.fedeploy-upload`) names the
+        parts of the same content: the upload's record (`.fedeploy-uploads/<key>`) names the
         same `metadata` (the upstream fingerprint) and the source agrees to serve the rest only
         of the content it recorded (RangeSource.resume_if: HTTP If-Range), or `expected` will
         verify the whole; else the upload is aborted and the copy starts over. The source is
@@ -399,7 +408,7 @@ class ObjectStore:
                     )["UploadId"]
                     record = {"upload": upload_id, "metadata": metadata}
                     record["validator"] = getattr(source, "validator", None)
-                    self.put(key + UPLOAD_RECORD, json.dumps(record).encode(), "application/json")
+                    self.put(record_key(key), json.dumps(record).encode(), "application/json")
 
                 from_start = offset == 0
                 sha256 = hashlib.sha256()
@@ -458,7 +467,7 @@ class ObjectStore:
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
             )
-            self.client.delete_object(Bucket=self.bucket, Key=key + UPLOAD_RECORD)
+            self.client.delete_object(Bucket=self.bucket, Key=record_key(key))
             if from_start:
                 return CopyResult(key, total, sha256.digest(), 0, sent)
             size, digests = self.verify(key, expected, total)
@@ -485,7 +494,7 @@ class ObjectStore:
         names it and `metadata`, and the source serves only the content it recorded (or the
         declared digest `expected` will verify the whole object once completed)."""
         try:
-            record = json.loads(self.get(key + UPLOAD_RECORD) or b"null")
+            record = json.loads(self.get(record_key(key)) or b"null")
         except ValueError:
             record = None
         if not (
@@ -505,7 +514,7 @@ class ObjectStore:
     def _abort(self, key: str, upload_id: str) -> None:
         """Abort an unfinished upload and remove its record."""
         self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        self.client.delete_object(Bucket=self.bucket, Key=key + UPLOAD_RECORD)
+        self.client.delete_object(Bucket=self.bucket, Key=record_key(key))
 
     def _resume_point(
         self, key: str, part_size: int

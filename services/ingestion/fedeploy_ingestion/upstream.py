@@ -215,17 +215,18 @@ class HttpAsset(RangeSource):
         self._response = response
         try:
             if (
-                response.status_code == 206
+                response.status_code in (206, 416)
                 and self._if_range is not None
                 and _validator(response) != self._if_range
             ):
-                # A server that ignores If-Range: the rest of another content. Read it whole.
+                # A server that ignores If-Range: the rest of another content (206), or the
+                # end of another content (416: "all uploaded" of the old one). Read it whole.
                 response.close()
                 response = self._response = self._get(0)
             self.validator = _validator(response)
             if response.status_code == 416 and offset:
                 # Everything was uploaded already; Content-Range says "bytes */<total>".
-                total = int(response.headers.get("content-range", "*/0").rsplit("/", 1)[1])
+                total = _unsatisfied_range(response.headers.get("content-range", ""), self.href)
                 response.close()
                 return iter(()), offset, total
             if response.status_code == 206:
@@ -291,6 +292,14 @@ def _content_range(value: str, href: str) -> tuple[int, int]:
         return int(span.split("-", 1)[0]), int(total)
     except ValueError:
         raise SourceError(f"GET {href} answered 206 with Content-Range {value!r}") from None
+
+
+def _unsatisfied_range(value: str, href: str) -> int:
+    """The total size a 416's Content-Range ("bytes */1000") gives; SourceError if malformed."""
+    unit, _, total = value.partition(" */")
+    if unit != "bytes" or not total.isdigit():
+        raise SourceError(f"GET {href} answered 416 with Content-Range {value!r}")
+    return int(total)
 
 
 def search(

@@ -337,13 +337,13 @@ def test_a_resume_after_the_fingerprint_changed_starts_over(store: ObjectStore) 
     got = store.client.get_object(Bucket="site", Key="k")
     assert result.resumed_from == 0 and got["Body"].read() == new
     assert got["Metadata"] == {"fedeploy-fingerprint": "f2"}
-    assert store.get("k.fedeploy-upload") is None  # the upload's record goes with it
+    assert store.get(".fedeploy-uploads/k") is None  # the upload's record goes with it
 
 
 def test_the_same_content_still_resumes(store: ObjectStore) -> None:
     with pytest.raises(SourceError):
         copy_to_k(store, MemorySource(DATA, fail_after=2 * PART), "f1")
-    assert store.get("k.fedeploy-upload") is not None
+    assert store.get(".fedeploy-uploads/k") is not None
     result = copy_to_k(store, MemorySource(DATA), "f1")
     assert result.resumed_from == 2 * PART and store.get("k") == DATA
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.ecmwf_open_data import EcmwfRun
-from fedeploy_ingestion.object_store import UPLOAD_RECORD
+from fedeploy_ingestion.object_store import UPLOAD_RECORDS
 from fedeploy_ingestion.settings import IngestSettings
 
 from loopback import SeaweedS3
@@ -136,7 +136,7 @@ def test_a_bad_product_fails_alone(tree, catalogs, s3: SeaweedS3, bucket: str, m
     assert report.registered == 1  # the 12 UTC run
     listing = store.client.list_objects_v2(Bucket=bucket).get("Contents", [])
     # (the failed copy's upload stays open for the next run, with its record beside it)
-    assert [o["Key"] for o in listing if not o["Key"].endswith(UPLOAD_RECORD)] == [
+    assert [o["Key"] for o in listing if not o["Key"].startswith(UPLOAD_RECORDS)] == [
         "sentinel/ecmwf-ifs-oper-fc/ifs-0p25-oper-fc-2026120512-0h-2t_msl/data.grib2"
     ]
     # a parameter the file does not hold fails its products, naming what the index lacked

@@ -21,9 +21,9 @@ from fedeploy_ingestion.object_store import (
     MiB,
     ObjectStore,
     PartBuffers,
-    UPLOAD_RECORD,
     RangeSource,
     parts_in_flight,
+    record_key,
     s3_client,
 )
 from moto import mock_aws
@@ -334,7 +334,7 @@ def test_an_upload_begun_without_a_checksum_resumes_with_content_md5(store: Obje
     store.client.upload_part(Bucket="site", Key=key, UploadId=upload, PartNumber=1, Body=first)
     # the record copy_from writes beside an upload it begins (what the content was)
     record = {"upload": upload, "metadata": {"k": "v"}, "validator": None}
-    store.put(key + UPLOAD_RECORD, json.dumps(record).encode(), "application/json")
+    store.put(record_key(key), json.dumps(record).encode(), "application/json")
     sent = _part_headers(store.client)
     source = MemorySource()
     result = copy(store, source, expected=sha256(DATA))
