@@ -1206,8 +1206,9 @@ class Sentinel(StrictModel):
     http_timeout_seconds: float | None = Field(
         None,
         gt=0,
-        description="Timeout of one upstream read; each hop's answer headers get twice it, all "
-        "hops four times; unset: the service's 60.",
+        le=3600,
+        description="Timeout of one upstream read (seconds, at most an hour); each hop's answer "
+        "headers get twice it, all hops four times; unset: the service's 60.",
     )
     part_size_mib: int | None = Field(
         None,

@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -49,6 +50,10 @@ GiB = 1024 * MiB
 # read gives its slot to the next item while its last parts upload and it is registered, so the
 # next item's catalog and S3 round trips overlap them and the parts never drain between items.
 ITEMS_IN_FLIGHT = 2
+# Of INGEST_RUN_DEADLINE_SECONDS (the Job's activeDeadlineSeconds), what the copies leave for
+# the pod's start and the registration of the items copied last: a tenth, at most 10 min.
+RUN_MARGIN_SHARE = 0.1
+RUN_MARGIN_SECONDS = 600.0
 
 
 @dataclass
@@ -91,6 +96,8 @@ class SentinelRun:
         self._collections: set[str] = set()
         self._lock = threading.Lock()  # the report's counters, updated by the item threads
         self._catalog_lock = threading.Lock()  # catalog writes, one at a time
+        # The source being copied's share of the run's time (None: no INGEST_RUN_DEADLINE_SECONDS).
+        self._budget: Deadline | None = None
 
     def _guarded_sources(self) -> Sequence[Source | AgencySource]:
         """The sources whose `privateHosts` the address guard admits: INGEST_SOURCES."""
@@ -99,12 +106,40 @@ class SentinelRun:
     def run(self, now: datetime | None = None) -> SentinelReport:
         """Process every source; per-item and per-source failures are reported, not raised."""
         now = now or datetime.now(UTC)
-        for source in self.settings.sources:
+        started = time.monotonic()
+        for index, source in enumerate(self.settings.sources):
+            self._budget = self._share(source, index, started)
             try:
                 self._source(source, now)
             except Exception as error:  # noqa: BLE001 - one source fails alone
                 self._failed(source, f"{source.name}:search", error, "source failed")
+            finally:
+                self._budget = None
         return self.report
+
+    def _share(self, source: Source, index: int, started: float) -> Deadline | None:
+        """The time source `index` (of INGEST_SOURCES) may take, from now: an equal share of
+        what is left of INGEST_RUN_DEADLINE_SECONDS (from `started`, less the margin) among it,
+        the Sentinel sources after it and the agencies' sources, which run after them all;
+        None without a run deadline. A source that ends early leaves its time to the next."""
+        s = self.settings
+        if s.run_deadline_seconds is None:
+            return None
+        margin = min(RUN_MARGIN_SECONDS, RUN_MARGIN_SHARE * s.run_deadline_seconds)
+        left = max(0.0, started + s.run_deadline_seconds - margin - time.monotonic())
+        agencies = (
+            len(s.ecmwf_sources)
+            + len(s.eumetsat_sources)
+            + len(s.eodag_sources)
+            + len(s.polytope_sources)
+        )
+        sharing = len(s.sources) - index + agencies
+        return Deadline(
+            left / sharing,
+            f"source {source.name}: its share of the run's time (1/{sharing} of what was left "
+            f"of INGEST_RUN_DEADLINE_SECONDS={s.run_deadline_seconds:g} s less {margin:g} s "
+            "to register)",
+        )
 
     def _failed(self, source: Source, name: str, error: BaseException, message: str) -> None:
         text = failure_text(error)
@@ -138,6 +173,18 @@ class SentinelRun:
         )
         try:
             for item in items:  # streamed: one page in memory at a time
+                if self._budget is not None and self._budget.at <= time.monotonic():
+                    # Its in-flight copies failed at it too; the next source gets its turn.
+                    self._failed(
+                        source,
+                        f"{source.name}:budget",
+                        SourceError(
+                            f"{self._budget.what}: spent after {found} items; the others are "
+                            "left for the next run"
+                        ),
+                        "source stopped at its share of the run's time",
+                    )
+                    break
                 self._count(found=1)
                 found += 1
                 name = _item_name(item)
@@ -302,6 +349,7 @@ class SentinelRun:
                     credentials,
                     s.copy_min_rate_kib_s * 1024,
                     headers_timeout=2 * s.http_timeout_seconds,
+                    budget=self._budget,
                 ),
                 part_size=s.part_size_mib * MiB,
                 size=expected_size,

@@ -581,6 +581,13 @@ class PolytopeSource(AgencySource):
         return value
 
 
+# The longest upstream read timeout taken (an hour): larger ones, 1e10 or inf, overflow the
+# socket's timeout on every request.
+MAX_HTTP_TIMEOUT_SECONDS = 3600
+# The longest run deadline taken (a week): a Job's activeDeadlineSeconds is hours.
+MAX_RUN_DEADLINE_SECONDS = 7 * 24 * 3600
+
+
 class IngestSettings(BaseSettings):
     """The ingestion service's settings (environment variables INGEST_<NAME>)."""
 
@@ -671,8 +678,18 @@ class IngestSettings(BaseSettings):
     http_timeout_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="Timeout of one upstream HTTP read; a Sentinel asset's answer headers "
-        "get twice it per hop and four times over all hops.",
+        le=MAX_HTTP_TIMEOUT_SECONDS,
+        description="Timeout of one upstream HTTP read (seconds, at most an hour); a Sentinel "
+        "asset's answer headers get twice it per hop and four times over all hops.",
+    )
+    run_deadline_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_RUN_DEADLINE_SECONDS,
+        description="The time one Sentinel run may take (the chart passes the Job's "
+        "activeDeadlineSeconds). Less a tenth (at most 10 minutes) to register, it is shared "
+        "by the sources: each in turn gets an equal share of what is left, the agencies' "
+        "sources counted, and its copies in flight fail when that share ends; unset: none.",
     )
     copy_min_rate_kib_s: float = Field(
         default=64.0,

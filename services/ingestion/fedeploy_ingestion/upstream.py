@@ -146,12 +146,15 @@ class HttpAsset(RangeSource):
         min_rate: float = 0.0,
         rate_window: float = 60.0,
         headers_timeout: float | None = None,
+        budget: Deadline | None = None,
     ) -> None:
         """`min_rate`: the slowest (bytes/s, over each `rate_window` seconds spent waiting, the
         wait for the headers included) a body may come before its read fails
         (download_safety.RateFloor), and with it a deadline for the whole copy; 0: neither.
         `headers_timeout`: seconds each hop's answer headers may take, the hops together
-        twice that (a Deadline over the guarded connection); None: only the read timeout."""
+        twice that (a Deadline over the guarded connection); None: only the read timeout.
+        `budget`: a moment (its source's share of the run's time) that ends every request
+        and read of the copy whichever deadline above is later; None: none."""
         self.href = shown(href)
         self._url = credentials.policy.check(href)
         self._http = http
@@ -159,6 +162,7 @@ class HttpAsset(RangeSource):
         self._response: httpx.Response | None = None
         self._min_rate, self._rate_window = min_rate, rate_window
         self._headers_timeout = headers_timeout
+        self._budget = budget
         self._if_range: str | None = None
         self.validator: str | None = None
 
@@ -171,9 +175,11 @@ class HttpAsset(RangeSource):
     def _get(self, offset: int, last: int | None = None) -> httpx.Response:
         """The answer to a GET from byte `offset` (to byte `last` included, when given)."""
         url = self._url
-        every: Deadline | None = None
+        every: Deadline | None = self._budget
         if self._headers_timeout is not None:
-            every = Deadline(2 * self._headers_timeout, f"GET {self.href}: the answers' headers")
+            every = Deadline(
+                2 * self._headers_timeout, f"GET {self.href}: the answers' headers"
+            ).earliest(self._budget)
         for _ in range(MAX_REDIRECTS + 1):
             # The product's bytes as they are: sizes, ranges and checksums are of those.
             headers = {**self._credentials.headers_for(url), **IDENTITY}
@@ -182,12 +188,14 @@ class HttpAsset(RangeSource):
                 if self._if_range is not None:
                     headers["If-Range"] = self._if_range
             request = self._http.build_request("GET", url, headers=headers)
-            hop = None
+            hop = every
             if self._headers_timeout is not None:
                 hop = Deadline(
                     self._headers_timeout, f"GET {shown(url)}: the answer's headers"
                 ).earliest(every)
             try:
+                if hop is not None:
+                    hop.left()  # passed already: not even a pooled connection's request
                 with hop.applied() if hop else contextlib.nullcontext():
                     response = self._http.send(request, stream=True, follow_redirects=False)
             except UnsafeDownload:
@@ -241,10 +249,13 @@ class HttpAsset(RangeSource):
         except BaseException:
             response.close()
             raise
+        floor.deadline = self._budget
         if self._min_rate:
             seconds = COPY_TIME_FACTOR * (total - start) / self._min_rate + COPY_TIME_SLACK
             # From the request, as the floor's clock.
-            floor.deadline = Deadline(seconds, f"reading {self.href}", since=began)
+            floor.deadline = Deadline(seconds, f"reading {self.href}", since=began).earliest(
+                self._budget
+            )
         body = DirectBody.of(response, total - start, f"reading {self.href}", floor)
         return (body or _StreamedBody(response, total - start, self.href, floor)), start, total
 
