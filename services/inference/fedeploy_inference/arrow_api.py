@@ -639,7 +639,7 @@ def response_batch(
     targets), NaN withheld, and which targets each request observed (B, targets): array
     operations only, each column made from one numpy array."""
     b, horizon, _ = forecast.shape
-    layout = _layout(b, horizon)
+    layout = _cached_layout(b, horizon) if b * horizon <= _CACHED_ROWS else _layout(b, horizon)
     origins = batch.arrays.origins_us
     # (targets, B * horizon), float32 widened exactly; NaN (withheld) written as null.
     values = np.ascontiguousarray(forecast.transpose(2, 0, 1), dtype=np.float64)
@@ -673,10 +673,9 @@ class _Layout:
     no_reason: pa.Array
 
 
-@functools.lru_cache(maxsize=8)
 def _layout(b: int, horizon: int) -> _Layout:
-    """The answer's layout for B requests x horizon leads, made once per shape (a batch
-    client's calls mostly have one): arrays pyarrow and numpy do not change once made."""
+    """The answer's layout for B requests x horizon leads: arrays that are not changed once
+    made."""
     hours = np.arange(horizon)
     offsets_us = (hours * _HOUR_US)[None, :]
     offsets_us.flags.writeable = False
@@ -686,6 +685,12 @@ def _layout(b: int, horizon: int) -> _Layout:
         offsets_us=offsets_us,
         no_reason=pa.nulls(b * horizon, pa.string()),
     )
+
+
+# Answers of at most this many rows (2,730 requests of 24 leads) have their layout made once per
+# shape, a batch client's calls mostly having one; 8 shapes of about 1 MB each at most.
+_CACHED_ROWS = 2**16
+_cached_layout = functools.lru_cache(maxsize=8)(_layout)
 
 
 def answer_stream(

@@ -11,11 +11,13 @@ import torch
 from fastapi.testclient import TestClient
 from fedeploy_inference.api_schema import PredictionRequest
 from fedeploy_inference.arrow_api import (
+    _CACHED_ROWS,
     ARROW_STREAM,
     MAX_BODY_BYTES,
     RESPONSE_SCHEMA,
     ArrowBatch,
     ArrowRejected,
+    _cached_layout,
     answer_stream,
     parse_request,
     response_batch,
@@ -297,6 +299,11 @@ def test_an_answers_shape_columns_are_made_once_per_shape(small_data):
             table.column("time").cast(pa.int64()).to_numpy().tolist() == (origins + leads).tolist()
         )
         assert table.column("air_temperature_reason").null_count == count * horizon
+    # An answer past the cached size is made as it comes (the cache holds at most 8 small shapes).
+    cached = _cached_layout.cache_info().currsize
+    table, _ = answer(4, _CACHED_ROWS // 4 + 1)
+    assert table.column("lead_hours")[-1].as_py() == _CACHED_ROWS // 4 + 1
+    assert _cached_layout.cache_info().currsize == cached
 
 
 def test_per_request_values_equal_as_numbers_are_one_value(small_data):
