@@ -107,6 +107,28 @@ class _InlineTurn:
         self.taken = False
 
 
+class BodyBudget:
+    """Bytes of request bodies held at once while they arrive, all connections together: a
+    body takes its Content-Length before its first byte is read (else each chunk as it comes)
+    and gives it back once read or refused. Nothing waits: past the limit the request is
+    refused (503); a body larger than the whole limit is taken when nothing else is held."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        """Holds `size` more bytes; False (nothing held) where they do not fit."""
+        if self.used and self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        """Gives back bytes `take` held."""
+        self.used -= size
+
+
 class InferenceApp(FastAPI):
     """The service's app: FastAPI, except that an Arrow request to BATCH_PATH goes straight to
     `arrow_batch`, a plain ASGI handler, past routing, dependencies and middleware (the route
@@ -169,6 +191,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
     app.state.watcher = watcher
     app.state.metrics = metrics
     inline_turn = _InlineTurn()
+    body_budget = BodyBudget(settings.body_buffer_mib * 2**20)
 
     @app.exception_handler(_Rejected)
     async def _rejected(_: Request, exc: _Rejected) -> JSONResponse:
@@ -344,8 +367,10 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
         seconds = BODY_GRACE_SECONDS + (cap if length is None else length) / (
             settings.body_receive_rate
         )
-        chunks, size = [], 0
+        chunks, size, held = [], 0, 0
         try:
+            if length:
+                held = _hold(length)
             async with asyncio.timeout(seconds):
                 while True:
                     message = await receive()
@@ -356,6 +381,8 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                     if size > cap:
                         metrics.rejected.labels(reason="too_large").inc()
                         raise HTTPException(413, detail=f"body over {cap} bytes", headers=_CLOSE)
+                    if size > held:
+                        held += _hold(size - held)
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -367,6 +394,21 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                 f"{settings.body_receive_rate:.0f} bytes/s (INFER_BODY_RECEIVE_RATE)",
                 headers=_CLOSE,
             ) from None
+        finally:
+            body_budget.give(held)
+
+    def _hold(size: int) -> int:
+        """Takes `size` bytes of the body budget (the caller gives them back), else refuses
+        the request: 503, Retry-After, the connection closed."""
+        if body_budget.take(size):
+            return size
+        metrics.rejected.labels(reason="busy").inc()
+        raise HTTPException(
+            503,
+            detail=f"the server holds {body_budget.used} bytes of request bodies arriving, "
+            f"at most {body_budget.limit} (INFER_BODY_BUFFER_MIB): try again shortly",
+            headers={**_CLOSE, "retry-after": "5"},
+        )
 
     def _arrow_answer(endpoint: str, batch: ArrowBatch, located: Any) -> bytes:
         started = time.perf_counter()

@@ -33,7 +33,7 @@ class ServiceMetrics:
         )
         self.rejected = Counter(
             "fedeploy_inference_rejected_requests",
-            "Prediction requests refused or failed, by reason (invalid, not_ready, too_large, error).",
+            "Prediction requests refused or failed, by reason (invalid, not_ready, too_large, busy, error).",
             ["reason"],
             registry=self.registry,
         )

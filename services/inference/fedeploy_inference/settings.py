@@ -94,6 +94,14 @@ class InferenceSettings(BaseSettings):
         "within 10 s plus its Content-Length (else the size cap) at this rate is answered 408 "
         "and its connection closed.",
     )
+    body_buffer_mib: int = Field(
+        1024,
+        ge=1,
+        description="Request bodies (MiB) the server holds at once while they arrive, all "
+        "connections together: a body that would pass it is answered 503 with Retry-After and "
+        "its connection closed (a body larger than the whole budget is taken alone), so "
+        "clients that send slowly cannot hold more than this between them.",
+    )
     observed_history_hours: int = Field(
         24,
         ge=1,

@@ -1,0 +1,77 @@
+"""Request bodies held at once while they arrive are bounded for the whole process
+(INFER_BODY_BUFFER_MIB): the receive deadline bounds each connection, not their sum, so 100
+slow clients each just under 256 MiB held 25 GiB until their deadlines (review arrow28,
+finding 3). Past the budget a request is refused 503 with Retry-After and closed; what a body
+held is given back however it ends. No model is loaded: every case is decided first."""
+
+import asyncio
+import contextlib
+
+from fedeploy_inference.arrow_api import ARROW_STREAM
+from fedeploy_inference.server import BodyBudget, create_app
+from fedeploy_inference.settings import InferenceSettings
+
+from .test_arrow_bounds import _call, _requests, _scope, _stream
+
+MiB = 2**20
+SETTINGS = InferenceSettings(bucket="unused", device="cpu", body_buffer_mib=1)
+
+
+def _busy(answer: dict) -> bool:
+    return answer["status"] == 503 and b"INFER_BODY_BUFFER_MIB" in answer["body"]
+
+
+async def _while_held(app, held: dict, then: list[tuple[dict, list[bytes]]]) -> list[dict]:
+    """`then`'s requests while a request with scope `held` has sent one chunk and waits."""
+    waiting = asyncio.create_task(_call(app, held, [b"x" * 1000], hold=True))
+    await asyncio.sleep(0.05)
+    try:
+        return [await _call(app, scope, chunks) for scope, chunks in then]
+    finally:
+        waiting.cancel()  # as uvicorn does when the client goes away
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+
+
+def test_a_body_that_would_pass_the_budget_is_refused_503_and_closed():
+    app = create_app(SETTINGS, client=object())
+    held = _scope(ARROW_STREAM, {"content-length": str(700_000)})
+    declared = _scope(ARROW_STREAM, {"content-length": str(700_000)})
+    chunked_json = _scope("application/json")
+    answers = asyncio.run(
+        _while_held(app, held, [(declared, [b"x"]), (chunked_json, [b" " * 200_000] * 2)])
+    )
+    assert all(_busy(a) for a in answers), answers
+    for answer in answers:
+        assert answer["headers"][b"retry-after"] == b"5"
+        assert answer["headers"][b"connection"] == b"close"
+
+
+def test_what_a_body_held_is_given_back_however_it_ended():
+    """After a held body is cancelled (the client went away), a refused one, and a read one,
+    a body of nearly the whole budget is taken again."""
+    app = create_app(SETTINGS, client=object())
+    near = _scope(ARROW_STREAM, {"content-length": str(MiB - 10)})
+    small = _stream(_requests(2, 24))
+
+    async def main() -> list[dict]:
+        held = _scope(ARROW_STREAM, {"content-length": str(700_000)})
+        refused = await _while_held(app, held, [(near, [b"x"])])
+        read = await _call(app, _scope(ARROW_STREAM), [small])
+        again = await _call(app, near, [b"y" * (MiB - 10)])
+        return [*refused, read, again]
+
+    refused, read, again = asyncio.run(main())
+    assert _busy(refused)
+    assert not _busy(read) and not _busy(again)  # read, then no model (503 not ready) or 422
+
+
+def test_a_body_larger_than_the_whole_budget_is_taken_alone():
+    budget = BodyBudget(100)
+    assert budget.take(250)  # alone: taken
+    assert not budget.take(1)
+    budget.give(250)
+    assert budget.take(60) and not budget.take(41) and budget.take(40)
+    app = create_app(SETTINGS, client=object())
+    big = _scope(ARROW_STREAM, {"content-length": str(2 * MiB)})
+    assert not _busy(asyncio.run(_call(app, big, [b"z" * (2 * MiB)])))
