@@ -38,11 +38,12 @@ class WorkloadAccess:
 WORKLOAD_ACCESS: dict[str, WorkloadAccess] = {
     # fedeploy_ingestion: Sentinel copies (head, resumable multipart copy, read back, delete a
     # bad copy) under sentinel/; stream windows (read to merge, write) under observations/;
-    # rejected messages under dead-letter/ (INGEST_DEAD_LETTER_PREFIX's default).
+    # rejected messages under dead-letter/ (INGEST_DEAD_LETTER_PREFIX's default); the record of
+    # each unfinished copy (read, written, deleted) under .fedeploy-uploads/sentinel/.
     "ingestion": WorkloadAccess(
-        reads=("sentinel/", "observations/"),
-        writes=("sentinel/", "observations/", "dead-letter/"),
-        deletes=("sentinel/",),
+        reads=("sentinel/", "observations/", ".fedeploy-uploads/sentinel/"),
+        writes=("sentinel/", "observations/", "dead-letter/", ".fedeploy-uploads/sentinel/"),
+        deletes=("sentinel/", ".fedeploy-uploads/sentinel/"),
         resumes=("sentinel/",),
     ),
     # fedeploy_inference: reads windows, publishes and loads models (models/<name>/...),

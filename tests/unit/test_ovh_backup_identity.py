@@ -62,10 +62,15 @@ WORKLOAD_GRANTS = {
     "ingestion": (
         "raw",
         {
-            "Read": ["sentinel/", "observations/"],
-            "Write": ["sentinel/", "observations/", "dead-letter/"],
+            "Read": ["sentinel/", "observations/", ".fedeploy-uploads/sentinel/"],
+            "Write": [
+                "sentinel/",
+                "observations/",
+                "dead-letter/",
+                ".fedeploy-uploads/sentinel/",
+            ],
             "ResumeUploads": ["sentinel/"],
-            "Delete": ["sentinel/"],
+            "Delete": ["sentinel/", ".fedeploy-uploads/sentinel/"],
         },
     ),
     "inference": (
