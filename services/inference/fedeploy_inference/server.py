@@ -108,10 +108,11 @@ class _InlineTurn:
 
 
 class BodyBudget:
-    """Bytes of request bodies held at once while they arrive, all connections together: a
-    body takes its Content-Length before its first byte is read (else each chunk as it comes)
-    and gives it back once read or refused. Nothing waits: past the limit the request is
-    refused (503); a body larger than the whole limit is taken when nothing else is held."""
+    """Bytes of request bodies held at once, all connections together: each chunk is taken as
+    it arrives and the body's bytes are given back once its request is answered or refused
+    (so an idle connection holds nothing, and bodies waiting for a worker thread still
+    count). Nothing waits: past the limit the request is refused (503); a body larger than the
+    whole limit is taken when nothing else is held."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -258,14 +259,14 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
     )
     async def predict(request: Request) -> Response:
         """One station's forecast."""
-        body = await _bounded_body(request.headers, request.receive, MAX_JSON_BODY_BYTES)
-        if body is None:
-            return Response(status_code=400)  # the client went away: never sent
+        async with _received(request.headers, request.receive, MAX_JSON_BODY_BYTES) as body:
+            if body is None:
+                return Response(status_code=400)  # the client went away: never sent
 
-        def answer() -> bytes:
-            return to_json(_answer("predict", [_parsed(PredictionRequest, body)])[0])
+            def answer() -> bytes:
+                return to_json(_answer("predict", [_parsed(PredictionRequest, body)])[0])
 
-        return Response(await run_in_threadpool(answer), media_type="application/json")
+            return Response(await run_in_threadpool(answer), media_type="application/json")
 
     def _arrow_rejected(exc: ArrowRejected) -> JSONResponse:
         metrics.rejected.labels(reason="invalid").inc()
@@ -295,12 +296,13 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
         """Several forecasts in one model call; JSON, or Arrow IPC streams for batch clients."""
         if _media(request.headers.get("content-type", "")) == ARROW_STREAM:
             return _Handled(arrow_batch)
-        body = await _bounded_body(request.headers, request.receive, MAX_JSON_BODY_BYTES)
-        if body is None:
-            return Response(status_code=400)  # the client went away: never sent
-        if ARROW_STREAM in request.headers.get("accept", ""):
-            return Response(await run_in_threadpool(_json_to_arrow, body), media_type=ARROW_STREAM)
-        return Response(await run_in_threadpool(_batch, body), media_type="application/json")
+        async with _received(request.headers, request.receive, MAX_JSON_BODY_BYTES) as body:
+            if body is None:
+                return Response(status_code=400)  # the client went away: never sent
+            if ARROW_STREAM in request.headers.get("accept", ""):
+                answer = await run_in_threadpool(_json_to_arrow, body)
+                return Response(answer, media_type=ARROW_STREAM)
+            return Response(await run_in_threadpool(_batch, body), media_type="application/json")
 
     async def arrow_batch(scope: Scope, receive: Receive, send: Send) -> None:
         """An Arrow request to the batch endpoint, answered as an Arrow stream: 406 where Accept
@@ -316,13 +318,13 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                 raise HTTPException(
                     406, detail=f"an Arrow request is answered as {ARROW_STREAM}", headers=_CLOSE
                 )
-            body = await _bounded_body(headers, receive, MAX_BODY_BYTES)
-            if body is None:
-                return  # the client went away
-            if _inline(body):
-                answer = _arrow_batch(body, checked=True)
-            else:
-                answer = await run_in_threadpool(_arrow_batch, body)
+            async with _received(headers, receive, MAX_BODY_BYTES) as body:
+                if body is None:
+                    return  # the client went away
+                if _inline(body):
+                    answer = _arrow_batch(body, checked=True)
+                else:
+                    answer = await run_in_threadpool(_arrow_batch, body)
         except HTTPException as error:
             await JSONResponse(
                 {"detail": error.detail}, status_code=error.status_code, headers=error.headers
@@ -354,7 +356,21 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
         declared = check_stream(body, settings.max_batch, stop_after=INLINE_MESSAGES)
         return declared is not None and declared.rows <= INLINE_ROWS and inline_turn.take()
 
-    async def _bounded_body(headers: Headers, receive: Receive, cap: int) -> bytes | None:
+    @asynccontextmanager
+    async def _received(
+        headers: Headers, receive: Receive, cap: int
+    ) -> AsyncIterator[bytes | None]:
+        """The body (`_bounded_body`), its bytes held in the body budget as they arrive and
+        until the block that reads and answers it ends, however it ends."""
+        held = [0]
+        try:
+            yield await _bounded_body(headers, receive, cap, held)
+        finally:
+            body_budget.give(held[0])
+
+    async def _bounded_body(
+        headers: Headers, receive: Receive, cap: int, held: list[int]
+    ) -> bytes | None:
         """The body, refused (413) past `cap` bytes: by its Content-Length before reading, or as
         soon as a chunked body passes it; 408 where it has not arrived within
         BODY_GRACE_SECONDS plus its length (else `cap`) at settings.body_receive_rate; None if
@@ -367,10 +383,8 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
         seconds = BODY_GRACE_SECONDS + (cap if length is None else length) / (
             settings.body_receive_rate
         )
-        chunks, size, held = [], 0, 0
+        chunks, size = [], 0
         try:
-            if length:
-                held = _hold(length)
             async with asyncio.timeout(seconds):
                 while True:
                     message = await receive()
@@ -381,8 +395,8 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                     if size > cap:
                         metrics.rejected.labels(reason="too_large").inc()
                         raise HTTPException(413, detail=f"body over {cap} bytes", headers=_CLOSE)
-                    if size > held:
-                        held += _hold(size - held)
+                    _hold(len(chunk))
+                    held[0] += len(chunk)
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -394,18 +408,17 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                 f"{settings.body_receive_rate:.0f} bytes/s (INFER_BODY_RECEIVE_RATE)",
                 headers=_CLOSE,
             ) from None
-        finally:
-            body_budget.give(held)
 
-    def _hold(size: int) -> int:
+    def _hold(size: int) -> None:
         """Takes `size` bytes of the body budget (the caller gives them back), else refuses
         the request: 503, Retry-After, the connection closed."""
         if body_budget.take(size):
-            return size
+            return
         metrics.rejected.labels(reason="busy").inc()
         raise HTTPException(
             503,
-            detail=f"the server holds {body_budget.used} bytes of request bodies arriving, "
+            detail=f"the server holds {body_budget.used} bytes of request bodies being received "
+            "or answered, "
             f"at most {body_budget.limit} (INFER_BODY_BUFFER_MIB): try again shortly",
             headers={**_CLOSE, "retry-after": "5"},
         )

@@ -97,10 +97,11 @@ class InferenceSettings(BaseSettings):
     body_buffer_mib: int = Field(
         1024,
         ge=1,
-        description="Request bodies (MiB) the server holds at once while they arrive, all "
-        "connections together: a body that would pass it is answered 503 with Retry-After and "
-        "its connection closed (a body larger than the whole budget is taken alone), so "
-        "clients that send slowly cannot hold more than this between them.",
+        description="Request bodies (MiB) the server holds at once, all connections together, "
+        "counted as their bytes arrive and until their requests are answered: a body that "
+        "would pass it is answered 503 with Retry-After and its connection closed (a body "
+        "larger than the whole budget is taken alone). It bounds the bodies, not the memory "
+        "their reading and forecasts take besides (about 1.3 times an Arrow body's size).",
     )
     observed_history_hours: int = Field(
         24,

@@ -1,12 +1,15 @@
-"""Request bodies held at once while they arrive are bounded for the whole process
-(INFER_BODY_BUFFER_MIB): the receive deadline bounds each connection, not their sum, so 100
-slow clients each just under 256 MiB held 25 GiB until their deadlines (review arrow28,
-finding 3). Past the budget a request is refused 503 with Retry-After and closed; what a body
-held is given back however it ends. No model is loaded: every case is decided first."""
+"""Request bodies held at once are bounded for the whole process (INFER_BODY_BUFFER_MIB): the
+receive deadline bounds each connection, not their sum, so 100 slow clients each just under
+256 MiB held 25 GiB until their deadlines (review arrow28, finding 3). Bytes count as they
+arrive (connections that declare a length and send nothing hold nothing: review last28 F2)
+and until the request is answered (bodies waiting for a worker thread count: F3). Past the
+budget a request is refused 503 with Retry-After and closed; what a body held is given back
+however it ends. No model is loaded: every case is decided before one is needed."""
 
 import asyncio
 import contextlib
 
+from fedeploy_inference import server as server_module
 from fedeploy_inference.arrow_api import ARROW_STREAM
 from fedeploy_inference.server import BodyBudget, create_app
 from fedeploy_inference.settings import InferenceSettings
@@ -21,9 +24,9 @@ def _busy(answer: dict) -> bool:
     return answer["status"] == 503 and b"INFER_BODY_BUFFER_MIB" in answer["body"]
 
 
-async def _while_held(app, held: dict, then: list[tuple[dict, list[bytes]]]) -> list[dict]:
-    """`then`'s requests while a request with scope `held` has sent one chunk and waits."""
-    waiting = asyncio.create_task(_call(app, held, [b"x" * 1000], hold=True))
+async def _while_held(app, held: list[bytes], then: list[tuple[dict, list[bytes]]]) -> list[dict]:
+    """`then`'s requests while another has sent `held` (an Arrow body) and waits for more."""
+    waiting = asyncio.create_task(_call(app, _scope(ARROW_STREAM), held, hold=True))
     await asyncio.sleep(0.05)
     try:
         return [await _call(app, scope, chunks) for scope, chunks in then]
@@ -35,16 +38,68 @@ async def _while_held(app, held: dict, then: list[tuple[dict, list[bytes]]]) -> 
 
 def test_a_body_that_would_pass_the_budget_is_refused_503_and_closed():
     app = create_app(SETTINGS, client=object())
-    held = _scope(ARROW_STREAM, {"content-length": str(700_000)})
     declared = _scope(ARROW_STREAM, {"content-length": str(700_000)})
     chunked_json = _scope("application/json")
     answers = asyncio.run(
-        _while_held(app, held, [(declared, [b"x"]), (chunked_json, [b" " * 200_000] * 2)])
+        _while_held(
+            app,
+            [b"x" * 700_000],
+            [(declared, [b"x" * 700_000]), (chunked_json, [b" " * 200_000] * 2)],
+        )
     )
     assert all(_busy(a) for a in answers), answers
     for answer in answers:
         assert answer["headers"][b"retry-after"] == b"5"
         assert answer["headers"][b"connection"] == b"close"
+
+
+def test_connections_that_declare_a_length_and_send_nothing_hold_nothing():
+    """Four connections each declaring 256 MiB and sending nothing (they would have taken the
+    whole 1 GiB budget for minutes): a small request is still read."""
+    app = create_app(InferenceSettings(bucket="unused", device="cpu"), client=object())
+    idle = _scope(ARROW_STREAM, {"content-length": str(256 * MiB)})
+    small = _stream(_requests(2, 24))
+
+    async def main() -> dict:
+        waiting = [asyncio.create_task(_call(app, idle, [], hold=True)) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        try:
+            return await _call(app, _scope(ARROW_STREAM), [small])
+        finally:
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+
+    assert not _busy(asyncio.run(main()))
+
+
+def test_a_body_counts_until_its_request_is_answered(monkeypatch):
+    """A JSON body read whole but waiting for its worker thread still holds its bytes: the
+    next body that would pass the budget is refused until the first is answered."""
+    release = asyncio.Event()
+    real = server_module.run_in_threadpool
+
+    async def slow(function, *args):
+        await release.wait()
+        return await real(function, *args)
+
+    monkeypatch.setattr(server_module, "run_in_threadpool", slow)
+    app = create_app(SETTINGS, client=object())
+    body = [b" " * 700_000]
+    json = _scope("application/json")
+
+    async def main() -> list[dict]:
+        first = asyncio.create_task(_call(app, json, body))
+        await asyncio.sleep(0.05)
+        try:  # refused at once; before the fix it was read and waited for the thread too
+            second = await asyncio.wait_for(_call(app, json, body), 5)
+        finally:
+            release.set()
+        return [second, await first, await _call(app, json, body)]
+
+    second, first, third = asyncio.run(main())
+    assert _busy(second)
+    assert not _busy(first) and not _busy(third)  # read: refused as JSON, not for room
 
 
 def test_what_a_body_held_is_given_back_however_it_ended():
@@ -55,8 +110,7 @@ def test_what_a_body_held_is_given_back_however_it_ended():
     small = _stream(_requests(2, 24))
 
     async def main() -> list[dict]:
-        held = _scope(ARROW_STREAM, {"content-length": str(700_000)})
-        refused = await _while_held(app, held, [(near, [b"x"])])
+        refused = await _while_held(app, [b"x" * 700_000], [(near, [b"y" * (MiB - 10)])])
         read = await _call(app, _scope(ARROW_STREAM), [small])
         again = await _call(app, near, [b"y" * (MiB - 10)])
         return [*refused, read, again]
