@@ -43,3 +43,16 @@ def test_the_stack_file_refuses_an_http_timeout_above_an_hour(value: object) -> 
         Sentinel.model_validate({"sources": [SOURCE], "http_timeout_seconds": value})
     assert "less than or equal to 3600" in str(refused.value)
     assert Sentinel.model_validate({"sources": [SOURCE], "http_timeout_seconds": 3600})
+
+
+def test_the_chart_refuses_a_job_deadline_the_service_would_refuse(charts_dir: Any) -> None:
+    """The deadline reaches the workers as INGEST_RUN_DEADLINE_SECONDS, at most a week there
+    (review last28 F5: a longer one rendered, then every pod exited with a config error)."""
+    from fedeploy_ingestion.settings import MAX_RUN_DEADLINE_SECONDS
+
+    values = values_of()
+    values["sentinel"]["activeDeadlineSeconds"] = MAX_RUN_DEADLINE_SECONDS
+    assert sentinel_env(charts_dir, values)["INGEST_RUN_DEADLINE_SECONDS"] == "604800"
+    values["sentinel"]["activeDeadlineSeconds"] = MAX_RUN_DEADLINE_SECONDS + 1
+    with pytest.raises(ChartValuesError, match="activeDeadlineSeconds"):
+        sentinel_env(charts_dir, values)
