@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pyarrow as pa
 import uvicorn
@@ -118,12 +118,17 @@ class BodyBudget:
         self.limit = limit
         self.used = 0
 
-    def take(self, size: int) -> bool:
-        """Holds `size` more bytes; False (nothing held) where they do not fit."""
-        if self.used and self.used + size > self.limit:
+    def take(self, size: int, own: int = 0) -> bool:
+        """Holds `size` more bytes for a body already holding `own`; False (nothing held)
+        where they do not fit and other bodies hold some (a body alone always fits)."""
+        if self.used > own and self.used + size > self.limit:
             return False
         self.used += size
         return True
+
+    def fits(self, size: int) -> bool:
+        """Whether a body of `size` bytes would fit now (nothing is held by asking)."""
+        return not self.used or self.used + size <= self.limit
 
     def give(self, size: int) -> None:
         """Gives back bytes `take` held."""
@@ -383,6 +388,8 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
         seconds = BODY_GRACE_SECONDS + (cap if length is None else length) / (
             settings.body_receive_rate
         )
+        if length is not None and not body_budget.fits(length):
+            _refuse_busy()  # refused before it is sent, not after most of it arrived
         chunks, size = [], 0
         try:
             async with asyncio.timeout(seconds):
@@ -395,7 +402,8 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                     if size > cap:
                         metrics.rejected.labels(reason="too_large").inc()
                         raise HTTPException(413, detail=f"body over {cap} bytes", headers=_CLOSE)
-                    _hold(len(chunk))
+                    if not body_budget.take(len(chunk), held[0]):
+                        _refuse_busy()
                     held[0] += len(chunk)
                     chunks.append(chunk)
                     if not message.get("more_body", False):
@@ -409,11 +417,8 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                 headers=_CLOSE,
             ) from None
 
-    def _hold(size: int) -> None:
-        """Takes `size` bytes of the body budget (the caller gives them back), else refuses
-        the request: 503, Retry-After, the connection closed."""
-        if body_budget.take(size):
-            return
+    def _refuse_busy() -> NoReturn:
+        """503 with Retry-After, the connection closed: other bodies hold the budget."""
         metrics.rejected.labels(reason="busy").inc()
         raise HTTPException(
             503,
