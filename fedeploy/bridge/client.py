@@ -107,6 +107,11 @@ class _TokenClaims:
     expires: int | None
 
 
+# Seconds a cancel waits for the job to end: SLURM's default KillWait (30 s, between SIGTERM
+# and SIGKILL) and the node's epilog and its report to slurmctld on a busy machine.
+CANCEL_SETTLE_S = 45.0
+
+
 class BridgeClient:
     """A client of one bridge (slurmrestd behind its TLS proxy) acting as one service user."""
 
@@ -356,9 +361,11 @@ class BridgeClient:
                 raise JobWaitTimeout(status, timeout, cancelled=cancel_on_timeout)
             self._sleep(min(poll, remaining))
 
-    def cancel(self, job_id: int, *, settle: float = 10.0) -> JobStatus:
+    def cancel(self, job_id: int, *, settle: float = CANCEL_SETTLE_S) -> JobStatus:
         """Cancel the job, retrying until SLURM has the request; its status once it has ended
-        (or after `settle` seconds). Cancelling a job that already ended changes nothing."""
+        (or after `settle` seconds, still COMPLETING). Cancelling a job that already ended
+        changes nothing. The default outlasts SLURM's default KillWait (30 s), the time a job
+        that ignores SIGTERM keeps its nodes before SIGKILL."""
         for attempt in range(self.retries + 1):
             answer = self._send("DELETE", self._api.job_path(job_id))
             try:

@@ -107,8 +107,7 @@ def client(server: Server, **options: Any) -> BridgeClient:
         "fedeploy",
         token(),
         transport=httpx.MockTransport(server),
-        sleep=lambda s: None,
-        **{"retries": 2, "api_version": "v0.0.38", **options},
+        **{"sleep": lambda s: None, "retries": 2, "api_version": "v0.0.38", **options},
     )
 
 
@@ -217,6 +216,34 @@ def test_a_cancel_is_retried_while_the_controller_is_away():
     )
     assert client(server).cancel(7).state.value == "CANCELLED"
     assert server.seen.count(("DELETE", f"{BASE}/job/7")) == 2
+
+
+def test_a_cancel_waits_out_slurms_kill_wait_for_the_final_state(monkeypatch):
+    # Seen on a busy CI machine against Slurm 24.11: the job stayed "CANCELLED COMPLETING"
+    # past the old 10 s settle, so `fedeploy bridge cancel` printed COMPLETING. A job that
+    # ignores SIGTERM is COMPLETING for KillWait (30 s by default) before SIGKILL.
+    clock = [1000.0]
+    monkeypatch.setattr("fedeploy.bridge.client.time.monotonic", lambda: clock[0])
+    cancelled_at: list[float] = []
+
+    def delete(request: Any) -> tuple[int, dict[str, Any]]:
+        cancelled_at.append(clock[0])
+        return 200, {"errors": []}
+
+    def get(request: Any) -> tuple[int, dict[str, Any]]:
+        ending = not cancelled_at or clock[0] - cancelled_at[0] < 31
+        state: Any = ["CANCELLED", "COMPLETING"] if ending else ["CANCELLED"]
+        return 200, {"jobs": [record(7, "k", state)]}
+
+    server = Server({("DELETE", f"{BASE}/job/7"): delete, ("GET", f"{BASE}/job/7"): get})
+    bridge = client(server, sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+
+    status = bridge.cancel(7)
+
+    assert status.state is JobState.CANCELLED, status.describe()
+    assert 31 <= clock[0] - cancelled_at[0] < 32
+    # A caller that cannot wait gets the state as it is, flag first.
+    assert bridge.cancel(7, settle=0).state in {JobState.CANCELLED, JobState.COMPLETING}
 
 
 def test_an_expired_token_is_refused_without_a_request():

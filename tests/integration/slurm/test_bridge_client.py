@@ -89,13 +89,23 @@ def test_a_failing_job_reports_its_exit_code(client, job_dir):
     assert client.wait(job_id, timeout=5, check=False).exit_code == 3
 
 
-def test_a_cancelled_job_reports_cancelled(client, job_dir):
+def daemon_log_tails(slurm, lines: int = 40) -> str:  # type: ignore[no-untyped-def]
+    """The last lines of slurmctld's and slurmd's logs: why a job stayed where it was."""
+    tails = []
+    for name in ("slurmctld.log", "slurmd.log"):
+        path = slurm.root / "log" / name
+        text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+        tails.append(f"--- {name}\n" + "\n".join(text))
+    return "\n".join(tails)
+
+
+def test_a_cancelled_job_reports_cancelled(slurm, client, job_dir):
     job_id = client.submit(spec(job_dir, "sleep 120"))
     wait_for_state(client, job_id, JobState.RUNNING)
 
     status = client.cancel(job_id)
 
-    assert status.state is JobState.CANCELLED, status.describe()
+    assert status.state is JobState.CANCELLED, f"{status.describe()}\n{daemon_log_tails(slurm)}"
     assert client.status(job_id).state is JobState.CANCELLED
 
 
