@@ -5,7 +5,8 @@ reads, and the code that plans and checks it: this repository's program, charts,
 policies and image lock, and the installed packages (Pulumi's SDKs, Helm, the schemas). The
 key hashes all of them, so a changed input is a different key and never an old answer. Program
 errors are never kept (they are planned again); policy and chart findings are. A plan is kept
-only if none of the code it hashed changed while it ran (see code_changed).
+only if none of the code it hashed changed while it ran (see code_changed). Each Helm release's
+checks are kept here too (fedeploy.plan.checks.release_checks_kept_in).
 
 The cache lives in $FEDEPLOY_PLAN_CACHE (`off` turns it off), else
 $XDG_CACHE_HOME/fedeploy/plan (~/.cache/fedeploy/plan). Entries are pickles, written whole or

@@ -3,10 +3,15 @@ resources, and every Helm release rendered, linted and validated with real Helm.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedeploy.offline.cache import PlanCache, code_fingerprint
 from fedeploy.offline.engine import Resource, StackPlan
 from fedeploy.plan.monitoring import monitoring_findings
 from policies.cloud import evaluate
@@ -55,56 +60,122 @@ def subjects(plan: StackPlan) -> list[Subject]:
 def render_releases(
     plan: StackPlan, project_dir: Path, kube_version: str | None
 ) -> tuple[list[RenderedRelease], list[Finding]]:
-    """Render, lint and validate every Helm release of the stack; problems become findings."""
-    from fedeploy.charts import ChartError, lint_chart, render_chart, validate_manifests
-    from fedeploy.plan.monitoring import operator_manifests, operator_workloads, release_monitoring
+    """Render, lint and validate every Helm release of the stack; problems become findings.
+    Inside `release_checks_kept_in(cache)`, a release checked before comes from the cache."""
 
     rendered: list[RenderedRelease] = []
     findings: list[Finding] = []
     for resource in sorted(plan.by_type(RELEASE), key=lambda r: r.name):
         release = _release(resource)
         where = f"{resource.name} (chart {release.chart})"
-        chart_dir = project_dir / release.chart
-        try:
-            release.manifests = render_chart(
-                chart_dir, release.values, release.name, release.namespace
-            )
-        except ChartError as err:
-            findings.append(Finding("chart-values", where, str(err)))
-            continue
-        # render_chart above has checked these values against values.schema.json.
-        release.operator_manifests = operator_manifests(
-            chart_dir, release.values, release.name, release.namespace, schema_checked=True
-        )
-        release.monitoring = release_monitoring(
-            chart_dir,
-            release.values,
-            release.name,
-            release.namespace,
-            release.manifests,
-            release.operator_manifests,
-        )
-        rendered.append(release)
-        for lint in lint_chart(
-            chart_dir,
-            release.values,
-            strict=True,
-            kube_version=kube_version,
-            namespace=release.namespace,
-            # render_chart above has checked these values against values.schema.json.
-            schema_checked=True,
-        ):
-            if lint.severity in ("error", "warning"):
-                findings.append(Finding("chart-lint", where, f"{lint.path}: {lint.message}"))
-        # With the operator's API, the bridge probe and its objects run too: checked alike.
-        checked = release.manifests + operator_workloads(release.operator_manifests)
-        if kube_version:
-            for problem in validate_manifests(checked, kube_version, strict=True):
-                findings.append(
-                    Finding("manifest-schema", where, f"Kubernetes {kube_version}: {problem}")
-                )
-        findings.extend(workload_findings(checked, resource.name))
+        key = _release_key(release, where, kube_version)
+        kept = _RELEASE_CACHE.get(key) if _RELEASE_CACHE is not None and key else None
+        if kept is None:
+            kept = _check_release(release, resource.name, project_dir / release.chart, kube_version)
+            if _RELEASE_CACHE is not None and key:
+                _RELEASE_CACHE.put(key, kept)
+        checked, release_findings = kept
+        findings.extend(release_findings)
+        if checked is not None:
+            release.manifests, release.operator_manifests, release.monitoring = checked
+            rendered.append(release)
     return rendered, findings
+
+
+# The plan cache that keeps each release's checks (render, lint, schemas, workload rules) by
+# chart, values, name, namespace, Kubernetes version and code (None: every release is checked).
+_RELEASE_CACHE: PlanCache | None = None
+ReleaseChecks = tuple[
+    tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]] | None, list[Finding]
+]
+
+
+@contextlib.contextmanager
+def release_checks_kept_in(cache: PlanCache | None) -> Iterator[None]:
+    """Within the block, each release's checks come from `cache` where a release with the same
+    chart, values, name, namespace, Kubernetes version and code was checked before (a stack
+    replanned because one of its releases changed renders only that release), and are kept
+    there otherwise. Set before the planners are forked, so they share it."""
+    global _RELEASE_CACHE
+    before, _RELEASE_CACHE = _RELEASE_CACHE, cache
+    try:
+        yield
+    finally:
+        _RELEASE_CACHE = before
+
+
+def _release_key(release: RenderedRelease, where: str, kube_version: str | None) -> str | None:
+    """The cache key of one release's checks, or None (never kept) for values JSON cannot
+    spell exactly (anything but JSON's own types)."""
+    if _RELEASE_CACHE is None:
+        return None
+    try:
+        values = json.dumps(release.values, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    document = json.dumps(
+        {
+            "what": "release-checks",
+            "code": code_fingerprint(_RELEASE_CACHE.root),
+            "chart": release.chart,
+            "name": release.name,
+            "namespace": release.namespace,
+            "where": where,
+            "values": values,
+            "kube_version": kube_version,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+def _check_release(
+    release: RenderedRelease, resource_name: str, chart_dir: Path, kube_version: str | None
+) -> ReleaseChecks:
+    """One release (the Release resource `resource_name`) rendered, linted and validated: (its
+    manifests, operator manifests and monitoring summary, or None where it did not render) and
+    its findings."""
+    from fedeploy.charts import ChartError, lint_chart, render_chart, validate_manifests
+    from fedeploy.plan.monitoring import operator_manifests, operator_workloads, release_monitoring
+
+    where = f"{resource_name} (chart {release.chart})"
+    findings: list[Finding] = []
+    try:
+        release.manifests = render_chart(chart_dir, release.values, release.name, release.namespace)
+    except ChartError as err:
+        return None, [Finding("chart-values", where, str(err))]
+        # render_chart above has checked these values against values.schema.json.
+    release.operator_manifests = operator_manifests(
+        chart_dir, release.values, release.name, release.namespace, schema_checked=True
+    )
+    release.monitoring = release_monitoring(
+        chart_dir,
+        release.values,
+        release.name,
+        release.namespace,
+        release.manifests,
+        release.operator_manifests,
+    )
+    for lint in lint_chart(
+        chart_dir,
+        release.values,
+        strict=True,
+        kube_version=kube_version,
+        namespace=release.namespace,
+        # render_chart above has checked these values against values.schema.json.
+        schema_checked=True,
+    ):
+        if lint.severity in ("error", "warning"):
+            findings.append(Finding("chart-lint", where, f"{lint.path}: {lint.message}"))
+    # With the operator's API, the bridge probe and its objects run too: checked alike.
+    checked = release.manifests + operator_workloads(release.operator_manifests)
+    if kube_version:
+        for problem in validate_manifests(checked, kube_version, strict=True):
+            findings.append(
+                Finding("manifest-schema", where, f"Kubernetes {kube_version}: {problem}")
+            )
+    findings.extend(workload_findings(checked, resource_name))
+    return (release.manifests, release.operator_manifests, release.monitoring), findings
 
 
 def _release(resource: Resource) -> RenderedRelease:

@@ -16,7 +16,7 @@ import yaml
 from fedeploy.offline.cache import PlanCache, default_cache
 from fedeploy.offline.engine import StackPlan
 from fedeploy.offline.federation import FederationPlan, plan_federation
-from fedeploy.plan.checks import RenderedRelease, check_stack
+from fedeploy.plan.checks import RenderedRelease, check_stack, release_checks_kept_in
 from fedeploy.plan.monitoring import operator_workloads, uninstalled_alert_findings
 from fedeploy.values.exposure import exposure_summary
 from fedeploy.values.services import CHARTS_DIR
@@ -177,7 +177,12 @@ def run_plan(
     inputs are unchanged come from `cache` ("default": the user's, see offline/cache.py;
     None plans every stack)."""
     chosen = default_cache() if cache == "default" else cache
-    federation = plan_federation(stacks_dir, names, jobs=jobs, check=check_planned, cache=chosen)
+    # The releases' checks in the same directory, counted apart from the stacks' hits and misses.
+    releases = None if chosen is None else PlanCache(chosen.directory, chosen.root, chosen.limit)
+    with release_checks_kept_in(releases):
+        federation = plan_federation(
+            stacks_dir, names, jobs=jobs, check=check_planned, cache=chosen
+        )
     return build_report(federation)
 
 

@@ -229,3 +229,48 @@ def test_code_changed_sees_new_files_and_distributions_but_not_editor_litter(tmp
     code_fingerprint(project)
     (route.parent / "new.yaml").write_text("kind: ConfigMap\n")
     assert cache_module.code_changed(project)
+
+
+def test_a_replanned_stack_renders_only_the_releases_whose_inputs_changed(tmp_path, monkeypatch):
+    """A stack planned again because its catalog moved: the catalog's release is rendered, linted
+    and validated again; its other releases' checks come from the cache, and the report is the
+    one a plan without any cache makes. A chart edit is a new key for its releases."""
+    import fedeploy.charts
+
+    rendered: list[str] = []
+    render = fedeploy.charts.render_chart
+
+    def counting(chart_dir, values, name, namespace, *args, **options):  # type: ignore[no-untyped-def]
+        if not args and not options:  # the release's own render (not the operator objects')
+            rendered.append(name)
+        return render(chart_dir, values, name, namespace, *args, **options)
+
+    monkeypatch.setattr(fedeploy.charts, "render_chart", counting)
+    stacks = example_stacks(tmp_path / "stacks", [SITE])
+    cache = PlanCache(tmp_path / "cache")
+    _plan(stacks, cache)
+    releases = sorted(rendered)
+    assert len(releases) >= 3 and "catalog" in releases, releases
+
+    edit_site(
+        stacks / f"Pulumi.{SITE}.yaml",
+        lambda s: s["services"]["catalog"].update(url="https://stac.waw.eofed.example.eu"),
+    )
+    rendered.clear()
+    changed = _plan(stacks, cache)
+    assert rendered == ["catalog"], "only the release whose values changed is rendered again"
+    rendered.clear()
+    assert changed == _plan(stacks, None)
+    assert sorted(rendered) == releases, "without a cache every release is rendered"
+
+    # The stack replanned (its key's code fingerprint changed) with its releases' values the
+    # same: every release from the cache; the code of the checks changed too (a chart, a
+    # template, fedeploy, Helm, the schemas): every release rendered again.
+    rendered.clear()
+    monkeypatch.setattr("fedeploy.offline.cache.code_fingerprint", lambda root: "stack code")
+    _plan(stacks, cache)
+    assert rendered == []
+    monkeypatch.setattr("fedeploy.plan.checks.code_fingerprint", lambda root: "checks' code")
+    monkeypatch.setattr("fedeploy.offline.cache.code_fingerprint", lambda root: "stack code 2")
+    _plan(stacks, cache)
+    assert sorted(rendered) == releases
