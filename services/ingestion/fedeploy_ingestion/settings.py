@@ -1054,7 +1054,12 @@ class HarvestSettings(BaseSettings):
         "write committed after a harvest read past them.",
     )
     page_size: int = Field(default=500, ge=1, le=10_000, description="Items per search page.")
-    http_timeout_seconds: float = Field(default=60.0, gt=0, description="HTTP timeout.")
+    http_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=MAX_HTTP_TIMEOUT_SECONDS,
+        description="Timeout of one HTTP request to a member or the hub (seconds, at most an hour).",
+    )
     search_max_pages: int = Field(
         default=10_000,
         ge=1,

@@ -13,7 +13,7 @@ import pytest
 from fedeploy_ingestion import sentinel
 from fedeploy_ingestion.download_safety import Deadline
 from fedeploy_ingestion.errors import SourceError
-from fedeploy_ingestion.settings import IngestSettings
+from fedeploy_ingestion.settings import HarvestSettings, IngestSettings
 from fedeploy_ingestion.upstream import HttpAsset
 
 from services.ingestion.tests.test_direct_body import ScriptedHost, asset_of, headers, served
@@ -169,3 +169,15 @@ def test_the_http_timeout_is_at_most_an_hour(monkeypatch: pytest.MonkeyPatch, va
         IngestSettings()
     monkeypatch.setenv("INGEST_HTTP_TIMEOUT_SECONDS", "3600")
     assert IngestSettings().http_timeout_seconds == 3600
+
+
+@pytest.mark.parametrize("value", ["1e10", "inf", "3601"])
+def test_the_harvesters_http_timeout_is_at_most_an_hour(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # An unbounded timeout was taken (1e10, inf): every request of the harvest then failed.
+    monkeypatch.setenv("HARVEST_HTTP_TIMEOUT_SECONDS", value)
+    with pytest.raises(ValueError, match="http_timeout_seconds"):
+        HarvestSettings()
+    monkeypatch.setenv("HARVEST_HTTP_TIMEOUT_SECONDS", "3600")
+    assert HarvestSettings().http_timeout_seconds == 3600
