@@ -110,6 +110,8 @@ class _TokenClaims:
 # Seconds a cancel waits for the job to end: SLURM's default KillWait (30 s, between SIGTERM
 # and SIGKILL) and the node's epilog and its report to slurmctld on a busy machine.
 CANCEL_SETTLE_S = 45.0
+# What a waiter that gave up adds to its timeout for the cancelled job's final state.
+WAIT_CANCEL_SETTLE_S = 10.0
 
 
 class BridgeClient:
@@ -344,8 +346,10 @@ class BridgeClient:
         A job pending for a reason no waiting changes (PartitionTimeLimit, AccountNotAllowed,
         a per-job QOS limit...) is cancelled at once and JobWillNotRun raised; a transient
         reason (Priority, Resources, a held or down partition) keeps the wait going. A state
-        this client does not know is waited on like a running one. On timeout the job is cancelled unless `cancel_on_timeout` is False: a waiter that
-        gives up must not leave a job holding its nodes.
+        this client does not know is waited on like a running one. On timeout the job is cancelled
+        unless `cancel_on_timeout` is False (a waiter that gives up must not leave a job holding
+        its nodes), and its state after at most WAIT_CANCEL_SETTLE_S (10 s) more is the
+        JobWaitTimeout's: CANCELLED, or COMPLETING while SLURM still kills it.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -357,7 +361,7 @@ class BridgeClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if cancel_on_timeout:
-                    status = self.cancel(job_id)
+                    status = self.cancel(job_id, settle=WAIT_CANCEL_SETTLE_S)
                 raise JobWaitTimeout(status, timeout, cancelled=cancel_on_timeout)
             self._sleep(min(poll, remaining))
 
@@ -378,8 +382,10 @@ class BridgeClient:
                 self._pause(attempt)
         deadline = time.monotonic() + settle
         status = self.status(job_id)
+        pause = 0.2
         while not status.finished and time.monotonic() < deadline:
-            self._sleep(0.2)
+            self._sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, 2.0)  # a job SLURM is still killing: ask less often
             status = self.status(job_id)
         return status
 

@@ -99,23 +99,40 @@ def _helmignored(chart: Path) -> Callable[[Path], bool]:
     return skipped
 
 
+def _chart_litter(name: str, in_templates: bool) -> bool:
+    """Whether Helm leaves a file or folder of a chart out: editor litter and VCS folders, and
+    under templates/ every dotfile (Helm's default `templates/.?*`). Other dotfiles are part of
+    the chart (`.Files.Get ".x"` reads them)."""
+    if name.endswith(_LITTER_SUFFIXES) or name in _LITTER_NAMES or name in _SKIPPED:
+        return True
+    return name.startswith((".#", ".git")) or (in_templates and name.startswith("."))
+
+
 def _tree(folder: Path, charts: bool = False) -> tuple[list[Path], list[Path]]:
     """The files under `folder` a plan may read and the folders walked to find them (a file
-    added to one changes its mtime); under charts/ (`charts`), each chart's .helmignore
-    applies."""
+    added to one changes its mtime); under charts/ (`charts`), what Helm loads: each chart's
+    .helmignore applies, its dotfiles count, and symlinked folders are followed (once each)."""
     files: list[Path] = []
     folders: list[Path] = []
     ignored: dict[Path, Callable[[Path], bool]] = {}
-    for top, dirs, names in os.walk(folder):
+    seen: set[Path] = set()
+    for top, dirs, names in os.walk(folder, followlinks=charts):
         here = Path(top)
+        real = here.resolve()
+        if real in seen:  # a link back up the tree: walked once
+            dirs[:] = []
+            continue
+        seen.add(real)
         folders.append(here)
-        dirs[:] = sorted(d for d in dirs if not _litter(d))
+        in_templates = charts and "templates" in here.relative_to(folder).parts
+        litter = functools.partial(_chart_litter, in_templates=in_templates) if charts else _litter
+        dirs[:] = sorted(d for d in dirs if not litter(d))
         skip = next((test for chart, test in ignored.items() if here.is_relative_to(chart)), None)
         if charts and here.parent == folder:
             skip = ignored[here] = _helmignored(here)
         for name in names:
             path = here / name
-            if _litter(name) or (skip is not None and skip(path)):
+            if litter(name) or (skip is not None and skip(path)):
                 continue
             files.append(path)
     return files, folders
@@ -203,7 +220,21 @@ def code_fingerprint(root: Path = ROOT) -> str:
         digest.update(f"{name}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     digest.update("\n".join(_distributions()).encode())
+    digest.update(_helm_library().encode())
     return digest.hexdigest()
+
+
+def _helm_library() -> str:
+    """The Helm library HELM_C_LIB chooses instead of the installed one (it renders and lints
+    every chart): its path, size and modification time; empty when unset."""
+    chosen = os.environ.get("HELM_C_LIB", "")
+    if not chosen:
+        return ""
+    try:
+        st = os.stat(chosen)
+    except OSError:
+        return f"HELM_C_LIB={chosen} (missing)"
+    return f"HELM_C_LIB={chosen} {st.st_size} {st.st_mtime_ns}"
 
 
 def _site_entries() -> dict[Path, list[str]]:

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from fedeploy.offline.cache import PlanCache, code_fingerprint
 from fedeploy.offline.engine import Resource, StackPlan
@@ -68,9 +68,12 @@ def render_releases(
     for resource in sorted(plan.by_type(RELEASE), key=lambda r: r.name):
         release = _release(resource)
         where = f"{resource.name} (chart {release.chart})"
-        key = _release_key(release, where, kube_version)
-        kept = _RELEASE_CACHE.get(key) if _RELEASE_CACHE is not None and key else None
-        if kept is None:
+        key = _release_key(release, project_dir / release.chart, where, kube_version)
+        stored = _RELEASE_CACHE.get(key) if _RELEASE_CACHE is not None and key else None
+        kept: ReleaseChecks
+        if _well_formed(stored):
+            kept = stored
+        else:
             kept = _check_release(release, resource.name, project_dir / release.chart, kube_version)
             if _RELEASE_CACHE is not None and key:
                 _RELEASE_CACHE.put(key, kept)
@@ -104,7 +107,27 @@ def release_checks_kept_in(cache: PlanCache | None) -> Iterator[None]:
         _RELEASE_CACHE = before
 
 
-def _release_key(release: RenderedRelease, where: str, kube_version: str | None) -> str | None:
+def _well_formed(kept: Any) -> TypeGuard[ReleaseChecks]:
+    """Whether a cache entry has the shape `_check_release` gives (anything else is a miss)."""
+    if not (isinstance(kept, tuple) and len(kept) == 2 and isinstance(kept[1], list)):
+        return False
+    checked, findings = kept
+    if not all(isinstance(f, Finding) for f in findings):
+        return False
+    if checked is None:
+        return bool(findings)  # a release that did not render says why
+    return (
+        isinstance(checked, tuple)
+        and len(checked) == 3
+        and isinstance(checked[0], list)
+        and isinstance(checked[1], list)
+        and isinstance(checked[2], dict)
+    )
+
+
+def _release_key(
+    release: RenderedRelease, chart_dir: Path, where: str, kube_version: str | None
+) -> str | None:
     """The cache key of one release's checks, or None (never kept) for values JSON cannot
     spell exactly (anything but JSON's own types)."""
     if _RELEASE_CACHE is None:
@@ -117,7 +140,9 @@ def _release_key(release: RenderedRelease, where: str, kube_version: str | None)
         {
             "what": "release-checks",
             "code": code_fingerprint(_RELEASE_CACHE.root),
-            "chart": release.chart,
+            # Where the chart is, not only its name: its findings name the folder it was
+            # rendered from (a copy of the project that `fedeploy diff` plans is another key).
+            "chart": str(chart_dir.resolve()),
             "name": release.name,
             "namespace": release.namespace,
             "where": where,
@@ -144,7 +169,7 @@ def _check_release(
         release.manifests = render_chart(chart_dir, release.values, release.name, release.namespace)
     except ChartError as err:
         return None, [Finding("chart-values", where, str(err))]
-        # render_chart above has checked these values against values.schema.json.
+    # render_chart above has checked these values against values.schema.json.
     release.operator_manifests = operator_manifests(
         chart_dir, release.values, release.name, release.namespace, schema_checked=True
     )

@@ -20,6 +20,7 @@ from fedeploy.bridge.errors import (
     BridgeProtocolError,
     BridgeUnreachable,
     ControllerUnreachable,
+    JobWaitTimeout,
     JobWillNotRun,
     ProxyError,
     ScriptTooLarge,
@@ -241,9 +242,30 @@ def test_a_cancel_waits_out_slurms_kill_wait_for_the_final_state(monkeypatch):
     status = bridge.cancel(7)
 
     assert status.state is JobState.CANCELLED, status.describe()
-    assert 31 <= clock[0] - cancelled_at[0] < 32
+    assert 31 <= clock[0] - cancelled_at[0] < 33
+    assert server.seen.count(("GET", f"{BASE}/job/7")) < 25, "a settling job is asked less often"
     # A caller that cannot wait gets the state as it is, flag first.
     assert bridge.cancel(7, settle=0).state in {JobState.CANCELLED, JobState.COMPLETING}
+
+
+def test_a_waiter_that_gives_up_waits_at_most_ten_seconds_more_for_the_cancel(monkeypatch):
+    # Review rcache29 F3: the waiter's cancel took the cancel's own 45 s settle, so a 60 s wait
+    # for a job SLURM was still killing raised after 105 s.
+    clock = [1000.0]
+    monkeypatch.setattr("fedeploy.bridge.client.time.monotonic", lambda: clock[0])
+    server = Server(
+        {
+            ("DELETE", f"{BASE}/job/7"): (200, {"errors": []}),
+            ("GET", f"{BASE}/job/7"): (200, {"jobs": [record(7, "k", "RUNNING")]}),
+        }
+    )
+    bridge = client(server, sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+
+    with pytest.raises(JobWaitTimeout) as timed_out:
+        bridge.wait(7, timeout=60, poll=5)
+
+    assert timed_out.value.cancelled
+    assert 60 <= clock[0] - 1000.0 <= 71
 
 
 def test_an_expired_token_is_refused_without_a_request():

@@ -274,3 +274,73 @@ def test_a_replanned_stack_renders_only_the_releases_whose_inputs_changed(tmp_pa
     monkeypatch.setattr("fedeploy.offline.cache.code_fingerprint", lambda root: "stack code 2")
     _plan(stacks, cache)
     assert sorted(rendered) == releases
+
+
+def test_what_helm_loads_from_a_chart_is_hashed_dotfiles_and_linked_folders_too(
+    tmp_path, monkeypatch
+):
+    # Review rcache29 F2: Helm loads a chart's dotfiles (not templates/.*) and follows a
+    # symlinked folder; the fingerprint skipped both, so a release kept in the cache stayed
+    # stale after such a file changed.
+    _small_project(tmp_path)
+    chart = tmp_path / "charts" / "catalog"
+    elsewhere = tmp_path / "shared-files"
+    elsewhere.mkdir()
+    (elsewhere / "banner.txt").write_text("one\n")
+    (chart / "files").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(chart, target_is_directory=True)  # walked once, not forever
+    (chart / ".settings").write_text("a: 1\n")
+    (chart / "templates" / ".hidden.yaml").write_text("x\n")  # Helm leaves templates/.* out
+    code_fingerprint.cache_clear()
+    names = fingerprint_files(tmp_path)
+    assert "charts/catalog/files/banner.txt" in names
+    assert "charts/catalog/.settings" in names
+    assert "charts/catalog/templates/.hidden.yaml" not in names
+    before = code_fingerprint(tmp_path)
+    for edit in (
+        lambda: (elsewhere / "banner.txt").write_text("two\n"),
+        lambda: (chart / ".settings").write_text("a: 2\n"),
+        lambda: monkeypatch.setenv("HELM_C_LIB", str(chart / ".settings")),
+    ):
+        edit()
+        code_fingerprint.cache_clear()
+        after = code_fingerprint(tmp_path)
+        assert after != before
+        before = after
+
+
+def test_a_release_checked_in_another_copy_of_the_project_is_not_its_answer(tmp_path):
+    # Review rcache29 F1: the key held the chart's name only; a chart's findings name the folder
+    # it was rendered from, so a copy's plan (`fedeploy diff`) answered for the project's.
+    from fedeploy.plan.checks import RenderedRelease, _release_key, release_checks_kept_in
+
+    release = RenderedRelease(name="catalog", chart="charts/catalog", namespace="c", values={})
+    with release_checks_kept_in(PlanCache(tmp_path / "cache")):
+        here = _release_key(release, ROOT / "charts/catalog", "catalog", "1.31")
+        copy = _release_key(release, tmp_path / "copy/charts/catalog", "catalog", "1.31")
+        assert here and copy and here != copy
+        assert here != _release_key(release, ROOT / "charts/catalog", "catalog", "1.30")
+        release.values = {"a": float("nan")}  # JSON cannot spell it: never kept
+        assert _release_key(release, ROOT / "charts/catalog", "catalog", "1.31") is None
+    assert _release_key(release, ROOT / "charts/catalog", "catalog", "1.31") is None
+
+
+def test_a_release_entry_of_another_shape_is_a_miss_not_a_crash(tmp_path, monkeypatch):
+    # Review rcache29 F5: a readable entry of the wrong shape crashed the plan (ValueError) or,
+    # as (None, []), dropped the release from the report without a word.
+    stacks = example_stacks(tmp_path / "stacks", [SITE])
+    expected = _plan(stacks, None)
+    cache = PlanCache(tmp_path / "cache")
+    _plan(stacks, cache)
+    import pickle
+
+    entries = sorted((tmp_path / "cache").glob("*/*.pickle"))
+    for bad in ((None, []), ("x",), ([], [], []), ((1, 2, 3), [])):
+        for path in entries:
+            value = pickle.loads(path.read_bytes())
+            if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], list):
+                path.write_bytes(pickle.dumps(bad))  # a release entry
+        monkeypatch.setattr(
+            "fedeploy.offline.cache.code_fingerprint", lambda root, bad=bad: repr(bad)
+        )
+        assert _plan(stacks, cache) == expected
