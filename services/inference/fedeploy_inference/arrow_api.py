@@ -67,7 +67,12 @@ import pyarrow.compute as pc
 from fedeploy_inference.api_schema import MAX_FORECAST_LEADS
 from fedeploy_inference.contract import LIMITS, VARIABLES
 from fedeploy_inference.features import TARGETS, absent_reason
-from fedeploy_inference.ipc_headers import Declared, MalformedHeader, declared
+from fedeploy_inference.ipc_headers import (
+    REMEMBERED_SCHEMA_BYTES,
+    Declared,
+    MalformedHeader,
+    declared,
+)
 from fedeploy_inference.predictor import _NO_SCENE, RequestArrays, RequestRejected
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -200,10 +205,14 @@ def read_table(body: bytes) -> pa.Table:
     decreasing or past their values would make a compute kernel read out of bounds (a crash),
     so every offset is checked here (`validate(full=True)`) before any column is read. A
     schema other than REQUEST_SCHEMA(_NWP) has its field names and time zones read once, so
-    that one that is not UTF-8 is refused here, not met as an error later."""
+    that one that is not UTF-8 is refused here, not met as an error later. A request schema's
+    stream is read message by message (_request_batches), any other by pyarrow's stream reader:
+    the same table either way."""
     try:
-        with pa.ipc.open_stream(pa.py_buffer(body)) as reader:
-            table = reader.read_all()
+        table = _request_batches(body)
+        if table is None:
+            with pa.ipc.open_stream(pa.py_buffer(body)) as reader:
+                table = reader.read_all()
         table.validate(full=True)
         if not (table.schema.equals(REQUEST_SCHEMA) or table.schema.equals(REQUEST_SCHEMA_NWP)):
             for field in table.schema:  # their names and time zones are read as UTF-8
@@ -212,6 +221,40 @@ def read_table(body: bytes) -> pa.Table:
     except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
         raise _not_a_stream(error) from None
     return table
+
+
+def _request_batches(body: bytes) -> pa.Table | None:
+    """The table of a stream whose schema is REQUEST_SCHEMA(_NWP) and whose other messages are
+    record batches, read with the schema remembered by its message's bytes (no stream reader
+    and no schema parsed per call); not validated. None for any other stream (dictionaries,
+    another schema, a message pyarrow refuses): the stream reader reads it as before, and
+    words its errors."""
+    messages = pa.ipc.MessageReader.open_stream(pa.py_buffer(body))
+    try:
+        first = messages.read_next_message()
+        if first.type != "schema" or first.metadata.size > REMEMBERED_SCHEMA_BYTES:
+            return None
+        schema = _request_schema(first.serialize().to_pybytes())
+        if schema is None:
+            return None
+        batches = []
+        for message in messages:
+            if message.type != "record batch":
+                return None
+            batches.append(pa.ipc.read_record_batch(message, schema))
+    except (pa.ArrowException, OSError, StopIteration):
+        return None
+    return pa.Table.from_batches(batches, schema)
+
+
+@functools.lru_cache(maxsize=8)
+def _request_schema(message: bytes) -> pa.Schema | None:
+    """The schema an encapsulated schema message declares where it is REQUEST_SCHEMA or
+    REQUEST_SCHEMA_NWP (its metadata kept), else None; remembered by the message's bytes.
+    Schema.equals compares byte order too: a big-endian stream is left to the stream reader,
+    which swaps its buffers (read_record_batch would not)."""
+    schema = pa.ipc.read_schema(pa.ipc.read_message(pa.py_buffer(message)))
+    return schema if schema.equals(REQUEST_SCHEMA) or schema.equals(REQUEST_SCHEMA_NWP) else None
 
 
 def _first(mask: np.ndarray) -> int | None:

@@ -56,7 +56,7 @@ def declared(body: bytes, most: int) -> Declared | None:
             metadata = message.metadata
             fields = (
                 _remembered_fields(metadata.to_pybytes(), MOST_FIELDS)
-                if metadata.size <= _REMEMBERED_SCHEMA_BYTES
+                if metadata.size <= REMEMBERED_SCHEMA_BYTES
                 else _schema_fields(memoryview(metadata), MOST_FIELDS)
             )
             if fields > MOST_FIELDS:
@@ -151,8 +151,8 @@ def _vector_length(metadata: memoryview, at: int) -> tuple[int, int]:
 
 
 # Schema messages up to this size (a 64-field schema with names of 100 bytes) have their field
-# count remembered by their bytes.
-_REMEMBERED_SCHEMA_BYTES = 16 * 2**10
+# count remembered by their bytes (and a request schema's Schema, arrow_api.read_table).
+REMEMBERED_SCHEMA_BYTES = 16 * 2**10
 
 
 @functools.lru_cache(maxsize=32)
