@@ -264,6 +264,10 @@ class PlanCache:
     """Planned stacks by key, in `directory`; `get` misses (None) on any unreadable entry."""
 
     def __init__(self, directory: Path, root: Path = ROOT, limit: int = LIMIT_BYTES) -> None:
+        # The fingerprint is taken once per process: a cache opened after the code changed
+        # (a long-lived caller planning again after a chart was edited) takes it again.
+        if code_changed(root):
+            code_fingerprint.cache_clear()
         self.directory = directory
         self.root = root
         self.limit = limit

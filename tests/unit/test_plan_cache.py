@@ -344,3 +344,17 @@ def test_a_release_entry_of_another_shape_is_a_miss_not_a_crash(tmp_path, monkey
             "fedeploy.offline.cache.code_fingerprint", lambda root, bad=bad: repr(bad)
         )
         assert _plan(stacks, cache) == expected
+
+
+def test_a_cache_opened_after_the_code_changed_takes_the_fingerprint_again(tmp_path):
+    # Review rcache29 S1: a process that planned, then planned again after a chart was edited,
+    # keyed the second plan with the first fingerprint (its releases came back stale).
+    route = _small_project(tmp_path / "project")
+    root = tmp_path / "project"
+    code_fingerprint.cache_clear()
+    PlanCache(tmp_path / "cache", root=root)
+    before = code_fingerprint(root)
+    route.write_text("kind: HTTPRoute\n")
+    assert code_fingerprint(root) == before  # taken once per process...
+    PlanCache(tmp_path / "cache", root=root)
+    assert code_fingerprint(root) != before  # ...and again by a cache opened after the edit
