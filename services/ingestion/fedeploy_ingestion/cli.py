@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from dataclasses import asdict
 
 from pydantic import ValidationError
@@ -41,6 +42,8 @@ def sentinel() -> int:
     from fedeploy_ingestion.sentinel import SentinelRun
     from fedeploy_ingestion.settings import IngestSettings
 
+    # The run's start: every source's share of INGEST_RUN_DEADLINE_SECONDS counts from it.
+    started = time.monotonic()
     settings = IngestSettings()
     logs.configure(settings.log_level)
     settings.require("site", "bucket", "catalog_url")
@@ -63,7 +66,7 @@ def sentinel() -> int:
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         for kind, runner in runs:
-            run = runner(settings, store, catalog, metrics)
+            run = runner(settings, store, catalog, metrics, started=started)
             try:
                 run.run()
             except Stopped:
@@ -154,7 +157,6 @@ def stream() -> int:
         WindowWriter(store, CatalogClient(settings.catalog_url), site, metrics),
         metrics,
     )
-    import time
 
     probes = ProbeServer(
         settings.http_host,

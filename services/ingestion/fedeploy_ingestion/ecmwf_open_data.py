@@ -29,7 +29,7 @@ from fedeploy_ingestion.object_store import MiB, RangeSource
 from fedeploy_ingestion.product_copy import AgencyRun, ProductReport
 from fedeploy_ingestion.settings import AgencySource, EcmwfSource
 from fedeploy_ingestion.sharding import owns
-from fedeploy_ingestion.upstream import Credentials, HttpAsset
+from fedeploy_ingestion.upstream import COPY_TIME_FACTOR, COPY_TIME_SLACK, Credentials, HttpAsset
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +62,33 @@ class IndexSession:
     guarded HTTP client (the source's DownloadPolicy, redirects checked, bounded size) and
     keeps each file's entries by offset, for the item's description of its messages."""
 
-    def __init__(self, http: httpx.Client, credentials: Credentials) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        credentials: Credentials,
+        budget: download_safety.Deadline | None = None,
+    ) -> None:
+        """`budget`: the source's share of the run's time, which ends every index request
+        and read (None: none)."""
         self._http = http
         self._credentials = credentials
+        self._budget = budget
         self.entries: dict[str, dict[int, dict[str, Any]]] = {}
 
     def get(self, url: str, **_: Any) -> _IndexAnswer:
         """GET an index; Unpublished for 404, SourceError for any other failure."""
-        response = HttpAsset(url, self._http, self._credentials)._get(0)
+        response = HttpAsset(url, self._http, self._credentials, budget=self._budget)._get(0)
         try:
             if response.status_code == 404:
                 raise Unpublished(f"{url} is not published (404)")
             if response.status_code != 200:
                 raise SourceError(f"GET {url} answered {response.status_code}")
+            within = download_safety.RateFloor(0, f"GET {url}")
+            within.deadline = self._budget
             body = b"".join(
-                download_safety.bounded_body(response, MAX_INDEX_BYTES, f"GET {url}", True, MiB)
+                within.chunks(
+                    download_safety.bounded_body(response, MAX_INDEX_BYTES, f"GET {url}", True, MiB)
+                )
             )
         except httpx.HTTPError as error:
             raise SourceError(f"GET {url} failed: {error}") from error
@@ -110,32 +122,61 @@ class ProductRanges(RangeSource):
         chosen: list[forecast_plan.Message],
         http: httpx.Client,
         credentials: Credentials,
+        min_rate: float = 0.0,
+        budget: download_safety.Deadline | None = None,
+        headers_timeout: float | None = None,
     ) -> None:
+        """`min_rate` (bytes/s): the floor a read's bytes must keep, and with it a deadline for
+        the copy (twice the bytes' time at it plus COPY_TIME_SLACK), as a Sentinel copy's
+        (HttpAsset); 0: neither. `budget`: the source's share of the run's time, which ends
+        every request and read of the copy; None: none. `headers_timeout`: seconds each Range
+        request's answer headers may take (HttpAsset's); None: only the read timeout."""
         self._messages = chosen
         self._spans = forecast_plan.spans(chosen)
         self._http = http
         self._credentials = credentials
+        self._min_rate = min_rate
+        self._budget = budget
+        self._headers_timeout = headers_timeout
         self.size = sum(span.length for span in self._spans)
 
     def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
         """(chunks from `offset`, `offset`, the product's size)."""
         check = forecast_plan.GribCheck(self._messages, offset)
         identity = forecast_plan.GribIdentity(self._messages, offset)
-        return identity.feed(check.feed(self._read(offset), offset), offset), offset, self.size
+        what = f"reading {self._spans[0].url}" if self._spans else "reading the product"
+        floor = download_safety.RateFloor(self._min_rate, what)
+        floor.deadline = self._budget
+        if self._min_rate:
+            seconds = COPY_TIME_FACTOR * (self.size - offset) / self._min_rate + COPY_TIME_SLACK
+            floor.deadline = download_safety.Deadline(seconds, what).earliest(self._budget)
+        chunks = self._read(offset, floor)
+        return identity.feed(check.feed(chunks, offset), offset), offset, self.size
 
-    def _read(self, offset: int) -> Iterator[bytes]:
+    def _read(self, offset: int, floor: download_safety.RateFloor) -> Iterator[bytes]:
         position = 0
         for span in self._spans:
             if position + span.length <= offset:
                 position += span.length
                 continue
             skip = max(offset - position, 0)
-            yield from self._span(span, skip)
+            yield from self._span(span, skip, floor)
             position += span.length
 
-    def _span(self, span: forecast_plan.Span, skip: int) -> Iterator[bytes]:
+    def _span(
+        self, span: forecast_plan.Span, skip: int, floor: download_safety.RateFloor
+    ) -> Iterator[bytes]:
+        """The span's bytes from `skip` on, by one Range request, counted against `floor`
+        and cut at its deadline (the request's headers too)."""
         first, last = span.offset + skip, span.offset + span.length - 1
-        response = HttpAsset(span.url, self._http, self._credentials)._get(first, last)
+        asset = HttpAsset(
+            span.url,
+            self._http,
+            self._credentials,
+            headers_timeout=self._headers_timeout,
+            budget=floor.deadline,
+        )
+        response = asset._get(first, last)
         what = f"GET {span.url} bytes {first}-{last}"
         try:
             if response.status_code == 404:
@@ -156,7 +197,9 @@ class ProductRanges(RangeSource):
                     f"{what} answered Content-Range {served!r}: the index lies outside the "
                     f"file ({total} bytes) or the host served other bytes"
                 )
-            yield from download_safety.bounded_body(response, last - first + 1, what, False, MiB)
+            yield from floor.chunks(
+                download_safety.bounded_body(response, last - first + 1, what, False, MiB)
+            )
         except httpx.HTTPError as error:
             raise SourceError(f"{what} failed midway: {error}") from error
         finally:
@@ -175,33 +218,37 @@ class EcmwfRun(AgencyRun):
     def run(self, now: datetime | None = None) -> ProductReport:
         """Copy every product of every source; failures are reported, not raised."""
         now = now or datetime.now(UTC)
-        for source in self.settings.ecmwf_sources:
+        for index, source in enumerate(self.settings.ecmwf_sources):
             credentials = Credentials(source, None, None, self.http, self.guard)  # type: ignore[arg-type]
-            for run in source.runs(now):
-                for step in source.steps:
-                    product = forecast_plan.Product(
-                        source.model,
-                        source.resol,
-                        source.stream,
-                        source.type,
-                        run,
-                        step,
-                        tuple(sorted(set(source.params))),
-                        source.levtype,
-                        tuple(sorted(set(source.levelist))),
-                    )
-                    name = f"{product.collection_id}/{product.item_id}"
-                    self.report.found += 1
-                    if not owns(name, self.settings.shard_index, self.settings.shard_count):
-                        self.report.other_shards += 1
-                        continue
-                    try:
-                        self._product(source, product, credentials, now)
-                    except Unpublished as missing:
-                        self.report.unpublished.append(name)
-                        log.info("not published", extra={"item": name, "reason": str(missing)})
-                    except Exception as error:  # noqa: BLE001 - one product fails alone
-                        self.sink.failed(source.name, name, error)
+            budget = self.share(index, source.name)
+            taken = 0
+            for run, step in ((r, s) for r in source.runs(now) for s in source.steps):
+                if self.spent(source.name, budget, taken):
+                    break
+                taken += 1
+                product = forecast_plan.Product(
+                    source.model,
+                    source.resol,
+                    source.stream,
+                    source.type,
+                    run,
+                    step,
+                    tuple(sorted(set(source.params))),
+                    source.levtype,
+                    tuple(sorted(set(source.levelist))),
+                )
+                name = f"{product.collection_id}/{product.item_id}"
+                self.report.found += 1
+                if not owns(name, self.settings.shard_index, self.settings.shard_count):
+                    self.report.other_shards += 1
+                    continue
+                try:
+                    self._product(source, product, credentials, now, budget)
+                except Unpublished as missing:
+                    self.report.unpublished.append(name)
+                    log.info("not published", extra={"item": name, "reason": str(missing)})
+                except Exception as error:  # noqa: BLE001 - one product fails alone
+                    self.sink.failed(source.name, name, error)
         return self.report
 
     def _product(
@@ -210,8 +257,9 @@ class EcmwfRun(AgencyRun):
         product: forecast_plan.Product,
         credentials: Credentials,
         now: datetime,
+        budget: download_safety.Deadline | None = None,
     ) -> None:
-        session = IndexSession(self.http, credentials)
+        session = IndexSession(self.http, credentials, budget)
         chosen = forecast_plan.messages(_parts(source, product, session), session.entries)
         size = sum(message.length for message in chosen)
         if size > source.max_product_mib * MiB:
@@ -224,7 +272,14 @@ class EcmwfRun(AgencyRun):
             return
         copy = self.sink.copy(
             product.key,
-            lambda: ProductRanges(chosen, self.http, credentials),
+            lambda: ProductRanges(
+                chosen,
+                self.http,
+                credentials,
+                self.settings.copy_min_rate_kib_s * 1024,
+                budget,
+                2 * self.settings.http_timeout_seconds,
+            ),
             size=size,
             expected=None,  # ECMWF publishes no digest: GribCheck checks each message
             content_type=forecast_plan.GRIB2,

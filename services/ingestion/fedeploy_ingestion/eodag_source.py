@@ -25,6 +25,7 @@ import itertools
 import logging
 import os
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from fedeploy_ingestion.download_safety import (
     decoded_body,
 )
 from fedeploy_ingestion.errors import ConfigError, SourceError
+from fedeploy_ingestion.product_copy import run_share
 from fedeploy_ingestion.sentinel import SentinelReport, SentinelRun, _item_name
 from fedeploy_ingestion.settings import AgencySource, EodagSource, Source
 from fedeploy_ingestion.sharding import owns
@@ -251,12 +253,17 @@ class EodagRun(SentinelRun):
     def run(self, now: datetime | None = None) -> SentinelReport:
         """Process every EODAG source; failures are reported, not raised."""
         now = now or datetime.now(UTC)
+        started = time.monotonic() if self._started is None else self._started
         dag = gateway()
-        for source in self.settings.eodag_sources:
+        for index, source in enumerate(self.settings.eodag_sources):
+            # Its items' copies end at its share (SentinelRun._asset); no item starts after it.
+            self._budget = run_share(self.settings, started, "eodag", index, source.name)
             try:
                 self._eodag_source(dag, source, now)
             except Exception as error:  # noqa: BLE001 - one source fails alone
                 self._failed(source, f"{source.name}:search", error, "source failed")  # type: ignore[arg-type]
+            finally:
+                self._budget = None
         return self.report
 
     def _eodag_source(self, dag: Any, source: EodagSource, now: datetime) -> None:
@@ -290,8 +297,11 @@ class EodagRun(SentinelRun):
         )
         policy = DownloadPolicy.for_source(as_sentinel, self.guard)
         policy.check(endpoint, what="search endpoint")
+        found = self.report.found
         with guarded_searches(policy, s.http_timeout_seconds):  # the items' copies use httpx
             for item in self._items(dag, source, now):
+                if self._spent(as_sentinel, self.report.found - found):  # type: ignore[arg-type]
+                    break
                 self.report.found += 1
                 name = _item_name(item)
                 try:

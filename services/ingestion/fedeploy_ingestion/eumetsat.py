@@ -47,7 +47,12 @@ import httpx
 from requests.adapters import HTTPAdapter
 
 from fedeploy_ingestion import eumetsat_plan
-from fedeploy_ingestion.download_safety import DownloadPolicy, content_encodings_of, decoded_body
+from fedeploy_ingestion.download_safety import (
+    Deadline,
+    DownloadPolicy,
+    content_encodings_of,
+    decoded_body,
+)
 from fedeploy_ingestion.errors import ConfigError, SourceError
 from fedeploy_ingestion.object_store import MiB, RangeSource
 from fedeploy_ingestion.product_copy import AgencyRun, ProductReport
@@ -297,6 +302,10 @@ class EumetsatRun(AgencyRun):
     """One pass over INGEST_EUMETSAT_SOURCES: every collection of each source."""
 
     kind = "eumetsat"
+    # The source being copied's share of the run's time (None: none), and the products the
+    # report had found when it started.
+    _budget: Deadline | None = None
+    _since = 0
 
     def sources(self) -> list[AgencySource]:
         """INGEST_EUMETSAT_SOURCES."""
@@ -314,8 +323,12 @@ class EumetsatRun(AgencyRun):
             )
         _check_site_collections(s.eumetsat_sources)
         now = now or datetime.now(UTC)
-        for source in s.eumetsat_sources:
+        for index, source in enumerate(s.eumetsat_sources):
             policy = DownloadPolicy.for_source(source, self.guard)
+            # The source's share of the run's time: its downloads end at it, and no product of
+            # it starts after it.
+            self._budget = self.share(index, source.name)
+            self._since = self.report.found
             with guarded_eumdac(policy, s.http_timeout_seconds):
                 try:
                     datastore, token = self._connect(source, policy)
@@ -323,6 +336,10 @@ class EumetsatRun(AgencyRun):
                     self.sink.failed(source.name, f"{source.name}:token", error)
                     continue
                 for collection_id in source.collections:
+                    if f"{source.name}:budget" in self.report.failed or self.spent(
+                        source.name, self._budget, self.report.found - self._since
+                    ):
+                        break  # its share passed: no more of its collections is searched
                     try:
                         self._collection(source, datastore, token, policy, collection_id, now)
                     except Exception as error:  # noqa: BLE001 - one collection fails alone
@@ -373,6 +390,8 @@ class EumetsatRun(AgencyRun):
         try:
             found = search_products(datastore, collection_id, query, self.settings.search_max_pages)
             for product_id, product in found:
+                if self.spent(source.name, self._budget, self.report.found - self._since):
+                    break
                 name = f"{collection_id}/{product_id}"
                 self.report.found += 1
                 taken += 1
@@ -418,7 +437,14 @@ class EumetsatRun(AgencyRun):
         copy = self.sink.copy(
             key,
             lambda: BoundedAsset(
-                HttpAsset(href, self.http, credentials),  # type: ignore[arg-type]
+                HttpAsset(
+                    href,
+                    self.http,
+                    credentials,  # type: ignore[arg-type]
+                    self.settings.copy_min_rate_kib_s * 1024,
+                    headers_timeout=2 * self.settings.http_timeout_seconds,
+                    budget=self._budget,
+                ),
                 source.max_product_mib * MiB,
                 token,
             ),

@@ -41,7 +41,7 @@ from fedeploy_ingestion import download_safety, polytope_plan
 from fedeploy_ingestion.download_safety import IDENTITY, UnsafeBody, UnsafeDownload
 from fedeploy_ingestion.errors import ConfigError, SourceError, StorageError
 from fedeploy_ingestion.object_store import MiB, RangeSource
-from fedeploy_ingestion.product_copy import AgencyRun, ProductReport
+from fedeploy_ingestion.product_copy import AgencyRun, ProductReport, run_end
 from fedeploy_ingestion.settings import AgencySource, PolytopeSource
 from fedeploy_ingestion.sharding import owns
 from fedeploy_ingestion.upstream import Credentials, HttpAsset
@@ -185,8 +185,15 @@ class PolytopeResult(RangeSource):
         max_bytes: int,
         grib: bool,
         deadline: float = float("inf"),
+        min_rate: float = 0.0,
+        headers_timeout: float | None = None,
+        budget: download_safety.Deadline | None = None,
     ) -> None:
-        self._asset = HttpAsset(url, http, key)
+        """`min_rate`, `headers_timeout` and `budget` (the source's share of the run's time)
+        bound the read as they bound a Sentinel copy's (HttpAsset)."""
+        self._asset = HttpAsset(
+            url, http, key, min_rate, headers_timeout=headers_timeout, budget=budget
+        )
         self._max = max_bytes
         self._grib = grib
         self._deadline = deadline  # the run's budget (time.monotonic()): a dripping read stops
@@ -204,7 +211,7 @@ class PolytopeResult(RangeSource):
         if self._grib:
             chunks = polytope_plan.GribFraming().feed(chunks)
         return (
-            _until(chunks, self._deadline, "the result (INGEST_POLYTOPE_RUN_MINUTES)"),
+            _until(chunks, self._deadline, "the result (the Polytope run's budget)"),
             start,
             total,
         )
@@ -215,6 +222,7 @@ class _Request:
     """One product on its way: submitted, queued at `poll` or ready at `location`."""
 
     source: PolytopeSource
+    index: int  # of the source in INGEST_POLYTOPE_SOURCES
     key: PolytopeKey
     product: polytope_plan.Product
     name: str
@@ -247,9 +255,20 @@ class PolytopeRun(AgencyRun):
                 "INGEST_POLYTOPE_SOURCES is set but no key: mount the Polytope key as the file "
                 "ingest_polytope_key in INGEST_SETTINGS_DIR"
             )
+        if self._started is None:
+            self._started = time.monotonic()
+        # Submissions and polls end at the run's budget, or the run's time, whichever is first.
+        end = run_end(s, self._started)
         self._deadline = time.monotonic() + s.polytope_run_minutes * 60
+        self._run_time = ""
+        if end is not None and end < self._deadline:
+            self._deadline = end
+            self._run_time = (
+                f", cut to what INGEST_RUN_DEADLINE_SECONDS={s.run_deadline_seconds:g} s "
+                "leaves after its margin"
+            )
         requests: list[_Request] = []
-        for source in s.polytope_sources:
+        for index, source in enumerate(s.polytope_sources):
             products = [polytope_plan.Product(source.collection, r) for r in source.requests]
             try:
                 root, header = key_header(
@@ -267,7 +286,7 @@ class PolytopeRun(AgencyRun):
                     self.sink.failed(source.name, self._name(product), error)
                 continue
             for product in products:
-                request = _Request(source, key, product, self._name(product))
+                request = _Request(source, index, key, product, self._name(product))
                 self.report.found += 1
                 if not owns(request.name, s.shard_index, s.shard_count):
                     self.report.other_shards += 1
@@ -275,10 +294,28 @@ class PolytopeRun(AgencyRun):
                 if self._attempt(request, partial(self._submit, request, endpoint)):
                     requests.append(request)
         self._wait([r for r in requests if r.poll is not None])
-        for request in requests:
-            if not request.failed:
-                self._attempt(request, partial(self._copy, request, now))
+        self._copies(requests, now)
         return self.report
+
+    def _copies(self, requests: list[_Request], now: datetime) -> None:
+        """Copy the ready results, source after source (the requests are in that order): each
+        source's within its share of the run's time from when its first copy starts; once it
+        has passed, no more of the source's results is read (`<source>:budget`)."""
+        shares: dict[int, download_safety.Deadline | None] = {}
+        taken: dict[int, int] = {}
+        for request in requests:
+            if request.failed:
+                continue
+            if request.index not in shares:
+                shares[request.index] = self.share(request.index, request.source.name)
+                taken[request.index] = 0
+            budget = shares[request.index]
+            if f"{request.source.name}:budget" in self.report.failed or self.spent(
+                request.source.name, budget, taken[request.index]
+            ):
+                continue
+            taken[request.index] += 1
+            self._attempt(request, partial(self._copy, request, now, budget))
 
     def _attempt(self, request: _Request, step: Callable[[], bool]) -> bool:
         """`step()`, its failure reported against the request: whether it goes on."""
@@ -329,8 +366,8 @@ class PolytopeRun(AgencyRun):
                         late.name,
                         SourceError(
                             f"the request is still {late.status} at the end of the run's "
-                            f"budget (INGEST_POLYTOPE_RUN_MINUTES {self.settings.polytope_run_minutes:g}); "
-                            "the next run submits it again"
+                            f"budget (INGEST_POLYTOPE_RUN_MINUTES {self.settings.polytope_run_minutes:g}"
+                            f"{self._run_time}); the next run submits it again"
                         ),
                     )
                 return
@@ -343,7 +380,9 @@ class PolytopeRun(AgencyRun):
             ):
                 queued.remove(request)
 
-    def _copy(self, request: _Request, now: datetime) -> bool:
+    def _copy(
+        self, request: _Request, now: datetime, budget: download_safety.Deadline | None = None
+    ) -> bool:
         source, key, product = request.source, request.key, request.product
         results: list[PolytopeResult] = []
 
@@ -359,6 +398,9 @@ class PolytopeRun(AgencyRun):
                         source.max_product_mib * MiB,
                         grib=product.media_type == polytope_plan.GRIB2,
                         deadline=self._deadline,
+                        min_rate=self.settings.copy_min_rate_kib_s * 1024,
+                        headers_timeout=2 * self.settings.http_timeout_seconds,
+                        budget=budget,
                     )
                 )
             return results[0]
@@ -379,6 +421,8 @@ class PolytopeRun(AgencyRun):
             except (SourceError, StorageError) as error:
                 if not results or attempt == source.max_attempts:
                     raise
+                if budget is not None and budget.at <= time.monotonic():
+                    raise  # its source's share passed: another read would fail at once
                 log.warning(
                     "result read failed; reading it again",
                     extra={"item": product.item_id, "attempt": attempt, "error": str(error)},

@@ -13,6 +13,7 @@ handled inside a boundary: one that fails is named in the report, the run goes o
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,8 @@ import httpx
 
 from fedeploy_ingestion import download_safety
 from fedeploy_ingestion.catalog import CatalogClient
-from fedeploy_ingestion.errors import failure_text
+from fedeploy_ingestion.download_safety import Deadline
+from fedeploy_ingestion.errors import SourceError, failure_text
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.multihash import Digest
 from fedeploy_ingestion.object_store import CopyResult, MiB, ObjectStore, RangeSource
@@ -29,6 +31,62 @@ from fedeploy_ingestion.sentinel_plan import CopiedAsset
 from fedeploy_ingestion.settings import AgencySource, IngestSettings, Source
 
 log = logging.getLogger(__name__)
+
+# Of INGEST_RUN_DEADLINE_SECONDS (the Job's activeDeadlineSeconds), what the copies leave for
+# the pod's start and the registration of the items copied last: a tenth, at most 10 min.
+RUN_MARGIN_SHARE = 0.1
+RUN_MARGIN_SECONDS = 600.0
+# The kinds of source in the order a run takes them (cli.sentinel), each with its settings
+# field: Sentinel's INGEST_SOURCES first, then the agencies'.
+SOURCE_KINDS = (
+    ("sentinel", "sources"),
+    ("ecmwf", "ecmwf_sources"),
+    ("eumetsat", "eumetsat_sources"),
+    ("eodag", "eodag_sources"),
+    ("polytope", "polytope_sources"),
+)
+
+
+def _margin(deadline: float) -> float:
+    return min(RUN_MARGIN_SECONDS, RUN_MARGIN_SHARE * deadline)
+
+
+def run_end(settings: IngestSettings, started: float) -> float | None:
+    """When (time.monotonic()) the run's copies must be done: INGEST_RUN_DEADLINE_SECONDS from
+    `started`, less the margin for registering; None without a run deadline."""
+    deadline = settings.run_deadline_seconds
+    return None if deadline is None else started + deadline - _margin(deadline)
+
+
+def run_share(
+    settings: IngestSettings, started: float, kind: str, index: int, name: str
+) -> Deadline | None:
+    """The time source `index` of `kind` (a SOURCE_KINDS name) may take, from now: an equal
+    share of what is left of INGEST_RUN_DEADLINE_SECONDS (from `started`, a time.monotonic(),
+    less the margin) among it and every source the run takes after it; None without a run
+    deadline. A source that ends early leaves its time to the next. `name` names the source
+    in the deadline's message."""
+    deadline, end = settings.run_deadline_seconds, run_end(settings, started)
+    if deadline is None or end is None:
+        return None
+    fields = [field for _, field in SOURCE_KINDS]
+    position = [k for k, _ in SOURCE_KINDS].index(kind)
+    sharing = sum(len(getattr(settings, field)) for field in fields[position:]) - index
+    return Deadline(
+        max(0.0, end - time.monotonic()) / sharing,
+        f"source {name}: its share of the run's time (1/{sharing} of what was left of "
+        f"INGEST_RUN_DEADLINE_SECONDS={deadline:g} s less {_margin(deadline):g} s to register)",
+    )
+
+
+def share_spent(budget: Deadline | None, taken: int, what: str) -> SourceError | None:
+    """The failure a source's `<source>:budget` reports once its share `budget` has passed
+    after `taken` of its `what` (items, products); None before that, or without a share."""
+    if budget is None or budget.at > time.monotonic():
+        return None
+    return SourceError(
+        f"{budget.what}: spent after {taken} {what}; the others are left for the next run"
+    )
 
 
 @dataclass
@@ -206,10 +264,28 @@ class AgencyRun:
         catalog: CatalogClient,
         metrics: Metrics,
         http: httpx.Client | None = None,
+        started: float | None = None,
     ) -> None:
+        """`started`: the run's start (time.monotonic(), cli.sentinel's), from which the
+        sources' shares of INGEST_RUN_DEADLINE_SECONDS count; None: this run's own start."""
         self.settings = settings
         self.sink = ProductSink(store, catalog, metrics, self.kind, settings.part_size_mib)
         self.guard, self.http = guarded_downloads(settings, self.sources(), http)
+        self._started = started
+
+    def share(self, index: int, name: str) -> Deadline | None:
+        """Source `index` of this kind's share of the run's time, from now (run_share)."""
+        if self._started is None:
+            self._started = time.monotonic()
+        return run_share(self.settings, self._started, self.kind, index, name)
+
+    def spent(self, source: str, budget: Deadline | None, taken: int) -> bool:
+        """Whether `budget`, source `source`'s share, has passed after `taken` products: then
+        `<source>:budget` is reported and the source takes no more."""
+        error = share_spent(budget, taken, "products")
+        if error is not None:
+            self.sink.failed(source, f"{source}:budget", error)
+        return error is not None
 
     def sources(self) -> list[AgencySource]:
         """This kind's sources in the settings."""

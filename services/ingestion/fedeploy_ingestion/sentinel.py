@@ -35,7 +35,13 @@ from fedeploy_ingestion.download_safety import Deadline, bounded_body
 from fedeploy_ingestion.errors import SourceError, failure_text
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import AssetTooLarge, MiB, ObjectStore
-from fedeploy_ingestion.product_copy import copy_or_reuse, guarded_downloads, registered
+from fedeploy_ingestion.product_copy import (
+    copy_or_reuse,
+    guarded_downloads,
+    registered,
+    run_share,
+    share_spent,
+)
 from fedeploy_ingestion.settings import AgencySource, IngestSettings, Source
 from fedeploy_ingestion.sharding import owns
 from fedeploy_ingestion.stac_client import MAX_PAGE_BYTES, Paging
@@ -50,10 +56,6 @@ GiB = 1024 * MiB
 # read gives its slot to the next item while its last parts upload and it is registered, so the
 # next item's catalog and S3 round trips overlap them and the parts never drain between items.
 ITEMS_IN_FLIGHT = 2
-# Of INGEST_RUN_DEADLINE_SECONDS (the Job's activeDeadlineSeconds), what the copies leave for
-# the pod's start and the registration of the items copied last: a tenth, at most 10 min.
-RUN_MARGIN_SHARE = 0.1
-RUN_MARGIN_SECONDS = 600.0
 
 
 @dataclass
@@ -84,8 +86,12 @@ class SentinelRun:
         catalog: CatalogClient,
         metrics: Metrics,
         http: httpx.Client | None = None,
+        started: float | None = None,
     ) -> None:
+        """`started`: the run's start (time.monotonic(), cli.sentinel's), from which the
+        sources' shares of INGEST_RUN_DEADLINE_SECONDS count; None: run()'s own start."""
         self.settings = settings
+        self._started = started
         self.store = store
         self.catalog = catalog
         self.metrics = metrics
@@ -106,9 +112,9 @@ class SentinelRun:
     def run(self, now: datetime | None = None) -> SentinelReport:
         """Process every source; per-item and per-source failures are reported, not raised."""
         now = now or datetime.now(UTC)
-        started = time.monotonic()
+        started = time.monotonic() if self._started is None else self._started
         for index, source in enumerate(self.settings.sources):
-            self._budget = self._share(source, index, started)
+            self._budget = run_share(self.settings, started, "sentinel", index, source.name)
             try:
                 self._source(source, now)
             except Exception as error:  # noqa: BLE001 - one source fails alone
@@ -117,29 +123,18 @@ class SentinelRun:
                 self._budget = None
         return self.report
 
-    def _share(self, source: Source, index: int, started: float) -> Deadline | None:
-        """The time source `index` (of INGEST_SOURCES) may take, from now: an equal share of
-        what is left of INGEST_RUN_DEADLINE_SECONDS (from `started`, less the margin) among it,
-        the Sentinel sources after it and the agencies' sources, which run after them all;
-        None without a run deadline. A source that ends early leaves its time to the next."""
-        s = self.settings
-        if s.run_deadline_seconds is None:
-            return None
-        margin = min(RUN_MARGIN_SECONDS, RUN_MARGIN_SHARE * s.run_deadline_seconds)
-        left = max(0.0, started + s.run_deadline_seconds - margin - time.monotonic())
-        agencies = (
-            len(s.ecmwf_sources)
-            + len(s.eumetsat_sources)
-            + len(s.eodag_sources)
-            + len(s.polytope_sources)
-        )
-        sharing = len(s.sources) - index + agencies
-        return Deadline(
-            left / sharing,
-            f"source {source.name}: its share of the run's time (1/{sharing} of what was left "
-            f"of INGEST_RUN_DEADLINE_SECONDS={s.run_deadline_seconds:g} s less {margin:g} s "
-            "to register)",
-        )
+    def _spent(self, source: Source, taken: int) -> bool:
+        """Whether the source's share has passed after `taken` items: then `<source>:budget`
+        is reported (its in-flight copies failed at it too) and the next source gets its turn."""
+        error = share_spent(self._budget, taken, "items")
+        if error is not None:
+            self._failed(
+                source,
+                f"{source.name}:budget",
+                error,
+                "source stopped at its share of the run's time",
+            )
+        return error is not None
 
     def _failed(self, source: Source, name: str, error: BaseException, message: str) -> None:
         text = failure_text(error)
@@ -173,17 +168,7 @@ class SentinelRun:
         )
         try:
             for item in items:  # streamed: one page in memory at a time
-                if self._budget is not None and self._budget.at <= time.monotonic():
-                    # Its in-flight copies failed at it too; the next source gets its turn.
-                    self._failed(
-                        source,
-                        f"{source.name}:budget",
-                        SourceError(
-                            f"{self._budget.what}: spent after {found} items; the others are "
-                            "left for the next run"
-                        ),
-                        "source stopped at its share of the run's time",
-                    )
+                if self._spent(source, found):
                     break
                 self._count(found=1)
                 found += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import ObjectStore, s3_client
 from fedeploy_ingestion.product_copy import AgencyRun, ProductReport
+from fedeploy_ingestion.sentinel_plan import CopiedAsset
 from fedeploy_ingestion.settings import IngestSettings
 
 from loopback import SeaweedS3
@@ -38,3 +40,22 @@ def run_kind(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.endpoint.secret_access_key)
     store = ObjectStore(s3_client(config.s3_endpoint_url, config.s3_region, "auto"), config.bucket)
     return kind(config, store, CatalogClient(catalog_url), Metrics()).run(), store
+
+
+def stubbed(run: AgencyRun, catalog: Any) -> list[str]:
+    """The site side of `run` stubbed: a copy drains its source (`open(0)`), a registration
+    keeps the item in `catalog.items` by (collection, item id); the keys copied, in order."""
+    copied: list[str] = []
+
+    def copy(key: str, source: Any, **_: Any) -> CopiedAsset:
+        chunks, _, _ = source().open(0)
+        body = b"".join(chunks)
+        copied.append(key)
+        return CopiedAsset(key, len(body), hashlib.sha256(body).digest())
+
+    def register(collection: dict[str, Any], item: dict[str, Any]) -> None:
+        catalog.items[(collection["id"], item["id"])] = item
+
+    run.sink.copy = copy  # type: ignore[method-assign]
+    run.sink.register = register  # type: ignore[method-assign]
+    return copied

@@ -4,7 +4,6 @@ stream through GribCheck; register keeps the item)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from fedeploy_ingestion.settings import IngestSettings
 from pydantic import ValidationError
 
 from loopback.ecmwf_open_data import OpenDataServer, grib2_message, publish
+from services.ingestion.tests.agency_site import stubbed
 
 pytestmark = pytest.mark.timeout(60)
 RUN = datetime(2026, 12, 5, 0, tzinfo=UTC)
@@ -60,19 +60,7 @@ def _run(sources: list[dict[str, Any]], catalog: _Catalog) -> tuple[Any, list[st
         ecmwf_sources=sources,
     )
     run = EcmwfRun(config, _Store(), catalog, Metrics())  # type: ignore[arg-type]
-    copied: list[str] = []
-
-    def copy(key: str, source: Any, **_: Any) -> CopiedAsset:
-        chunks, _, _ = source().open(0)
-        body = b"".join(chunks)
-        copied.append(key)
-        return CopiedAsset(key, len(body), hashlib.sha256(body).digest())
-
-    def register(collection: dict[str, Any], item: dict[str, Any]) -> None:
-        catalog.items[(collection["id"], item["id"])] = item
-
-    run.sink.copy = copy  # type: ignore[method-assign]
-    run.sink.register = register  # type: ignore[method-assign]
+    copied = stubbed(run, catalog)
     return run.run(now=datetime(2026, 12, 5, 6, tzinfo=UTC)), copied
 
 

@@ -13,6 +13,7 @@ import pytest
 from fedeploy_ingestion import sentinel
 from fedeploy_ingestion.download_safety import Deadline
 from fedeploy_ingestion.errors import SourceError
+from fedeploy_ingestion.product_copy import run_share
 from fedeploy_ingestion.settings import HarvestSettings, IngestSettings
 from fedeploy_ingestion.upstream import HttpAsset
 
@@ -129,13 +130,13 @@ def test_the_agencies_sources_count_in_the_split() -> None:
     run.settings = run.settings.model_copy(
         update={"ecmwf_sources": [object()], "polytope_sources": [object(), object()]}
     )
-    share = run._share(run.settings.sources[0], 0, time.monotonic())
+    share = run_share(run.settings, time.monotonic(), "sentinel", 0, "slow")
     assert share is not None and 899 / 5 < share.left() <= 900 / 5  # 2 Sentinel + 3 others
     assert "1/5 of what was left of INGEST_RUN_DEADLINE_SECONDS=1000 s less 100 s" in share.what
 
 
 def test_without_a_run_deadline_nothing_is_shared() -> None:
-    assert two_source_run(None)._share(two_source_run(None).settings.sources[0], 0, 0.0) is None
+    assert run_share(two_source_run(None).settings, 0.0, "sentinel", 0, "slow") is None
 
 
 def test_each_copy_gets_its_sources_share(monkeypatch: pytest.MonkeyPatch) -> None:
