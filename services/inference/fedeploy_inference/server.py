@@ -409,6 +409,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                     if not message.get("more_body", False):
                         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         except TimeoutError:
+            metrics.rejected.labels(reason="timeout").inc()
             raise HTTPException(
                 408,
                 detail=f"the body was not received within {seconds:.0f} s ({size} bytes "

@@ -33,7 +33,8 @@ class ServiceMetrics:
         )
         self.rejected = Counter(
             "fedeploy_inference_rejected_requests",
-            "Prediction requests refused or failed, by reason (invalid, not_ready, too_large, busy, error).",
+            "Prediction requests refused or failed, by reason (invalid, not_ready, too_large, busy, "
+            "timeout: a body not received in time, error).",
             ["reason"],
             registry=self.registry,
         )

@@ -239,6 +239,11 @@ def test_a_body_that_stops_arriving_is_answered_408_and_closed(monkeypatch, cont
     assert answer["headers"][b"connection"] == b"close"
     assert b"not received within" in answer["body"]
     assert time.monotonic() - started < 5
+    # Counted, as the other refusals are (it was not: slow senders were invisible).
+    metrics = asyncio.run(
+        _call(app, {**_scope("text/plain"), "method": "GET", "path": "/metrics"}, [])
+    )
+    assert b'fedeploy_inference_rejected_requests_total{reason="timeout"} 1.0' in metrics["body"]
 
 
 def test_the_deadline_scales_with_the_declared_length_at_the_configured_rate(monkeypatch):
