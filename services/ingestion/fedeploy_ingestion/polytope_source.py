@@ -291,11 +291,28 @@ class PolytopeRun(AgencyRun):
                 if not owns(request.name, s.shard_index, s.shard_count):
                     self.report.other_shards += 1
                     continue
+                if time.monotonic() >= self._deadline:  # submissions that stalled took it
+                    self.sink.failed(
+                        source.name,
+                        request.name,
+                        SourceError(
+                            f"not submitted: {self._budget_text()} has passed; the next run "
+                            "submits it"
+                        ),
+                    )
+                    continue
                 if self._attempt(request, partial(self._submit, request, endpoint)):
                     requests.append(request)
         self._wait([r for r in requests if r.poll is not None])
         self._copies(requests, now)
         return self.report
+
+    def _budget_text(self) -> str:
+        """The run's budget, for messages: what ends the submissions and polls."""
+        return (
+            f"the run's budget (INGEST_POLYTOPE_RUN_MINUTES "
+            f"{self.settings.polytope_run_minutes:g}{self._run_time})"
+        )
 
     def _copies(self, requests: list[_Request], now: datetime) -> None:
         """Copy the ready results, source after source (the requests are in that order): each
@@ -365,9 +382,8 @@ class PolytopeRun(AgencyRun):
                         late.source.name,
                         late.name,
                         SourceError(
-                            f"the request is still {late.status} at the end of the run's "
-                            f"budget (INGEST_POLYTOPE_RUN_MINUTES {self.settings.polytope_run_minutes:g}"
-                            f"{self._run_time}); the next run submits it again"
+                            f"the request is still {late.status} at the end of "
+                            f"{self._budget_text()}; the next run submits it again"
                         ),
                     )
                 return
@@ -476,7 +492,9 @@ class PolytopeRun(AgencyRun):
             "request": yaml.safe_dump(polytope_plan.mars_request(product.request)),
         }
         what = f"POST {download_safety.shown(endpoint)}"
-        response, text = self._call("POST", endpoint, key, MAX_ANSWER_SECONDS, json=body)
+        # Within the run's budget too: a POST whose answer drips ends there.
+        seconds = min(MAX_ANSWER_SECONDS, max(self._deadline - time.monotonic(), 0.0))
+        response, text = self._call("POST", endpoint, key, seconds, json=body)
         location = response.headers.get("location")
         if response.status_code in (202, 303) and location:
             target = key.policy.redirect(endpoint, location)
