@@ -55,7 +55,9 @@ def assert_cut_at_share(text: str) -> None:
         "source slow: its share of the run's time (1/2 of what was left of "
         "INGEST_RUN_DEADLINE_SECONDS=6 s less 0.6 s to register): not done within "
     ), text
-    assert re.search(r"within 2\.[67]\d* s$", text), text
+    within = re.search(r"within (\d+(?:\.\d+)?) s$", text)
+    # 2.7 s, less what the run took before the source began (Polytope's: its submissions)
+    assert within and 2.2 <= float(within.group(1)) <= 2.7, text
 
 
 def assert_slow_cut_fast_copied(run: AgencyRun, copied: list[str], **now: datetime) -> None:
@@ -232,7 +234,8 @@ def test_the_shares_count_from_the_runs_start_across_the_agencies(
     report = ecmwf.run(now=datetime(2026, 12, 5, 6, tzinfo=UTC))
     assert 2.9 < time.monotonic() - started < 4.0  # (5.4 - 0.6) / 2 = 2.4 s after the sleep
     (text,) = report.failed.values()
-    assert re.search(r"not done within 2\.[34]\d* s$", text), text
+    within = re.search(r"not done within (\d+(?:\.\d+)?) s$", text)
+    assert within and 2.0 <= float(within.group(1)) <= 2.4, text
     eumetsat = EumetsatRun(settings, _Store(), catalog, Metrics(), started=started)  # type: ignore[arg-type]
     copied = stubbed(eumetsat, catalog)
     assert not eumetsat.run(now=DAY + timedelta(days=1)).failed
@@ -346,7 +349,7 @@ def polytopes() -> Iterator[list[str]]:
                     try:
                         self.wfile.write(body[start : start + (1 if self.drips else len(body))])
                         self.wfile.flush()
-                    except OSError:
+                    except (OSError, ValueError):  # closed: the client gave up
                         return
                     if self.drips:
                         time.sleep(0.5)
