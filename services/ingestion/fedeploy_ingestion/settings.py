@@ -686,15 +686,17 @@ class IngestSettings(BaseSettings):
         default=None,
         gt=0,
         le=MAX_RUN_DEADLINE_SECONDS,
-        description="The time one Sentinel run may take (the chart passes the Job's "
-        "activeDeadlineSeconds). Less a tenth (at most 10 minutes) to register, it is shared "
-        "by the sources: each in turn gets an equal share of what is left, the agencies' "
-        "sources counted, and its copies in flight fail when that share ends; unset: none.",
+        description="The time one run of `fedeploy-ingest sentinel` may take (the chart passes "
+        "the Job's activeDeadlineSeconds). Less a tenth (at most 10 minutes) to register, it "
+        "is shared by the sources, Sentinel's then the agencies': each in turn gets an equal "
+        "share of what is left, and its copies in flight fail when that share ends; unset: "
+        "none.",
     )
     copy_min_rate_kib_s: float = Field(
         default=64.0,
         ge=0,
-        description="The slowest a Sentinel copy's body may come, in KiB/s over each 60 s "
+        description="The slowest a copied asset's or product's body (Sentinel's and the "
+        "agencies') may come, in KiB/s over each 60 s "
         "spent waiting on the upstream (the wait for its headers included); slower, the asset "
         "fails. Each copy must also end within twice its bytes' time at this rate plus 10 "
         "minutes (0: no floor and no such deadline).",
