@@ -1241,6 +1241,17 @@ class Sentinel(StrictModel):
                 "`polytope` sources need `polytope_credentials` (key, and email for an ECMWF "
                 "key): DestinE's Polytope answers no request without it"
             )
+        named: dict[str, str] = {}
+        for kind in ("sources", "ecmwf", "eumetsat", "polytope", "eodag"):
+            for number, source in enumerate(getattr(self, kind)):
+                where = f"{kind}[{number}]"
+                first = named.setdefault(source.name, where)
+                if first != where:
+                    raise ValueError(
+                        f"{where}.name {source.name!r} is also {first}.name: every source needs "
+                        "its own name (the run's report, its share of the run's time and the "
+                        "ingest_copy_failures metric go by name); rename one"
+                    )
         seen: dict[str, str] = {}
         for source in self.polytope:
             for number, request in enumerate(source.requests):

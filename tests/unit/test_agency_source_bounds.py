@@ -55,3 +55,35 @@ def test_eumetsat_max_items_is_bounded_where_the_service_bounds_it(max_items: in
 def test_a_level_word_among_params_is_explained() -> None:
     with pytest.raises(ValidationError, match="level word"):
         EcmwfForecasts.model_validate({**ECMWF, "params": ["2t", "pl500"]})
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "found"),
+    [
+        ("ecmwf", "ecmwf", r"ecmwf\[1\]\.name 'ifs' is also ecmwf\[0\]\.name"),
+        ("sources", "ecmwf", r"ecmwf\[0\]\.name 'ifs' is also sources\[0\]\.name"),
+    ],
+)
+def test_two_sources_of_one_name_are_refused_in_the_stack_file(
+    first: str, second: str, found: str
+) -> None:
+    # Review agency29 F3: the service tracks a source's share of the run by its name; a second
+    # source of the same name was never searched, and nothing said so.
+    from fedeploy.config.services import Sentinel
+
+    sources = {
+        "ecmwf": {"name": "ifs", "steps": [0, 6], "params": ["2t"]},
+        "sources": {
+            "name": "ifs",
+            "bbox": [10, 50, 11, 51],
+            "collections": ["sentinel-2-l2a"],
+            "assets": ["B04"],
+        },
+    }
+    document: dict = {}
+    document.setdefault(first, []).append(sources[first])
+    document.setdefault(second, []).append(sources[second])
+    with pytest.raises(ValidationError, match=found):
+        Sentinel.model_validate(document)
+    document[second][-1] = {**sources[second], "name": "other"}
+    Sentinel.model_validate(document)
