@@ -467,7 +467,8 @@ class PolytopeRun(AgencyRun):
             request = self.http.build_request(
                 method, url, headers={**key.headers_for(url), **IDENTITY}, **body
             )
-            response = self.http.send(request, stream=True)
+            with download_safety.Deadline(seconds, f"{what}: the answer").applied():
+                response = self.http.send(request, stream=True)
             try:
                 raw = _until(response.iter_raw(), deadline, what)
                 codings = download_safety.content_encodings(response)

@@ -415,3 +415,42 @@ def test_polytope_submissions_whose_answers_drip_end_at_the_runs_time() -> None:
         )
         for text in others
     ), others
+
+
+def _submitted_against(pieces: list[bytes | float]) -> tuple[float, dict[str, str]]:
+    """(seconds taken, failures) of a Polytope run (three requests, run's time 3 s) whose host
+    answers the first POST with `pieces` (test_direct_body.ScriptedHost)."""
+    host = ScriptedHost(pieces)
+    started = time.monotonic()
+    try:
+        failed = _polytope_run(
+            _settings(_three(f"http://127.0.0.1:{host.port}"), run_deadline_seconds=3.0)
+        )
+    finally:
+        host.stop()
+    return time.monotonic() - started, failed
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        # the status line and headers a byte every 0.2 s, each read well within the read
+        # timeout (58 s before: each byte restarted it)
+        [
+            p
+            for byte in b"HTTP/1.1 202 Accepted\r\nLocation: /api/v1/requests/1\r\nX-Pad: "
+            + b"a" * 200
+            for p in (0.2, bytes([byte]))
+        ],
+        [60.0],  # no answer at all (the read timeout, 5 s, before)
+    ],
+    ids=["headers-drip", "never-answers"],
+)
+def test_a_polytope_post_whose_headers_do_not_arrive_ends_at_the_runs_time(
+    pieces: list[bytes | float],
+) -> None:
+    took, failed = _submitted_against(pieces)
+    assert took < 4.5, failed
+    first, *others = failed.values()
+    assert ": the answer: not done within " in first, first
+    assert len(others) == 2 and all(text.startswith("not submitted: ") for text in others)
