@@ -947,6 +947,33 @@ class IngestSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _distinct_source_names(self) -> IngestSettings:
+        """Every source's name once, across all kinds: the report, a source's share of the run's
+        time (`<name>:budget`) and the ingest_copy_failures metric go by name."""
+        where: dict[str, list[str]] = {}
+        kinds = (
+            "sources",
+            "ecmwf_sources",
+            "eumetsat_sources",
+            "eodag_sources",
+            "polytope_sources",
+        )
+        for field in kinds:
+            for source in getattr(self, field):
+                where.setdefault(source.name, []).append(f"INGEST_{field.upper()}")
+        repeated = [
+            f"{name!r} in {', '.join(variables)}"
+            for name, variables in where.items()
+            if len(variables) > 1
+        ]
+        if repeated:
+            raise ValueError(
+                "every source needs its own name, across INGEST_SOURCES and the agencies' "
+                f"INGEST_*_SOURCES; repeated: {'; '.join(repeated)}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _shard(self) -> IngestSettings:
         counts = self.shard_counts()
         if self.shard_index >= max(counts):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -120,3 +121,37 @@ def test_credentials_are_read_from_files_in_the_secrets_dir(tmp_path, monkeypatc
     assert settings.mqtt_password is not None
     assert settings.mqtt_password.get_secret_value() == "broker-file-secret"
     assert "file-secret" not in repr(settings)
+
+
+SEVIRI = '"collections": ["EO:EUM:DAT:MSG:HRSEVIRI"]'
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        (
+            {
+                "INGEST_EUMETSAT_SOURCES": f'[{{"name": "dup", "url": "http://a", {SEVIRI}}}, '
+                f'{{"name": "dup", "url": "http://b", {SEVIRI}}}]'
+            },
+            "'dup' in INGEST_EUMETSAT_SOURCES, INGEST_EUMETSAT_SOURCES",
+        ),
+        (
+            {
+                "INGEST_ECMWF_SOURCES": '[{"name": "dup", "url": "http://a", "steps": [0], "params": ["2t"]}]',
+                "INGEST_POLYTOPE_SOURCES": '[{"name": "dup", "url": "http://b", "requests": '
+                '[{"class": "d1", "dataset": "climate-dt", "param": "2t", "date": "20300101"}]}]',
+            },
+            "'dup' in INGEST_ECMWF_SOURCES, INGEST_POLYTOPE_SOURCES",
+        ),
+    ],
+    ids=["within-a-kind", "across-kinds"],
+)
+def test_agency_sources_must_have_unique_names(
+    variables: dict[str, str], named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two sources of one name would share the `<name>:budget` bookkeeping (review agency29 F3).
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=re.escape(named)):
+        IngestSettings()
