@@ -4,12 +4,14 @@ For each source (INGEST_POLYTOPE_SOURCES) and each of its MARS requests: the pro
 is the request's canonical digest (polytope_plan), so a product whose site item carries it is
 skipped before anything is sent to Polytope. Otherwise the request is submitted as
 polytope-client submits it (its `Config.get_url`, its `Auth` header from the key, the body
-`{"verb": "retrieve", "request": <YAML>}`). Every request of every source is submitted first;
-the queued ones (202) are then polled together, each at its own pace (the wait growing 1.2
-times) until its `maxWaitMinutes`, all within the run's budget (INGEST_POLYTOPE_RUN_MINUTES);
-then each result, where the 303 points, is copied by the resumable multipart copy. Each answer
-to a POST or a poll is read streamed, at most MAX_MESSAGE_BYTES once decoded, within a total
-deadline (MAX_ANSWER_SECONDS); a result read stops at the run's budget. The requests go through the guarded HTTP client: the 202's
+`{"verb": "retrieve", "request": <YAML>}`). Every request of every source is submitted first,
+and the results ready at once (303) copied by the resumable multipart copy; the queued ones
+(202) are then polled together, each at its own pace (the wait growing 1.2 times) until its
+`maxWaitMinutes`, all within the run's budget (INGEST_POLYTOPE_RUN_MINUTES), and each result
+copied as soon as its poll finds it ready. Each answer to a POST or a poll, headers and body,
+is read streamed, at most MAX_MESSAGE_BYTES once decoded, within a total deadline
+(MAX_ANSWER_SECONDS, and the run's budget); a result read stops at the run's budget and its
+source's share of the run's time. The requests go through the guarded HTTP client: the 202's
 Location and every redirect are checked against the source's hosts (its url's and
 `downloadHosts`), and the key (`Authorization`) is sent to the Polytope host only: a result on
 a staging host is read without it.
@@ -237,8 +239,8 @@ class _Request:
 
 class PolytopeRun(AgencyRun):
     """One pass over INGEST_POLYTOPE_SOURCES: every request of every source is submitted, the
-    queued ones are then polled together, and the ready results copied, all within
-    INGEST_POLYTOPE_RUN_MINUTES."""
+    results ready at once are copied, then the queued ones are polled together and each result
+    copied when it is ready, all within INGEST_POLYTOPE_RUN_MINUTES."""
 
     kind = "polytope"
 
@@ -303,8 +305,13 @@ class PolytopeRun(AgencyRun):
                     continue
                 if self._attempt(request, partial(self._submit, request, endpoint)):
                     requests.append(request)
-        self._wait([r for r in requests if r.poll is not None])
-        self._copies(requests, now)
+        self._shares: dict[int, download_safety.Deadline | None] = {}
+        self._taken: dict[int, int] = {}
+        self._spent: set[int] = set()
+        # The results ready at once are copied first, then each as soon as its poll finds it
+        # ready: a request queued for long never keeps a ready result from its copy.
+        self._copies([r for r in requests if r.poll is None], now)
+        self._wait([r for r in requests if r.poll is not None], now)
         return self.report
 
     def _budget_text(self) -> str:
@@ -315,23 +322,30 @@ class PolytopeRun(AgencyRun):
         )
 
     def _copies(self, requests: list[_Request], now: datetime) -> None:
-        """Copy the ready results, source after source (the requests are in that order): each
-        source's within its share of the run's time from when its first copy starts; once it
-        has passed, no more of the source's results is read (`<source>:budget`)."""
-        shares: dict[int, download_safety.Deadline | None] = {}
-        taken: dict[int, int] = {}
+        """Copy these ready results: each source's within its share of the run's time from
+        when its first copy starts; once it has passed, no more of the source's results is
+        read (`<source>:budget`) and each one ready is reported (ready but not copied)."""
         for request in requests:
             if request.failed:
                 continue
-            if request.index not in shares:
-                shares[request.index] = self.share(request.index, request.source.name)
-                taken[request.index] = 0
-            budget = shares[request.index]
-            if f"{request.source.name}:budget" in self.report.failed or self.spent(
-                request.source.name, budget, taken[request.index]
-            ):
+            index, source = request.index, request.source.name
+            if index not in self._shares:
+                self._shares[index] = self.share(index, source)
+                self._taken[index] = 0
+            budget = self._shares[index]
+            if index in self._spent or self.spent(source, budget, self._taken[index]):
+                self._spent.add(index)
+                request.failed = True
+                self.sink.failed(
+                    source,
+                    request.name,
+                    SourceError(
+                        f"ready but not copied: source {source}'s share of the run's time "
+                        "passed; the next run submits it again"
+                    ),
+                )
                 continue
-            taken[request.index] += 1
+            self._taken[index] += 1
             self._attempt(request, partial(self._copy, request, now, budget))
 
     def _attempt(self, request: _Request, step: Callable[[], bool]) -> bool:
@@ -369,9 +383,10 @@ class PolytopeRun(AgencyRun):
             request.location = target
         return True
 
-    def _wait(self, queued: list[_Request]) -> None:
+    def _wait(self, queued: list[_Request], now: datetime) -> None:
         """Poll the queued requests together, each at its own pace, until each is ready,
-        failed, past its maxWaitMinutes or past the run's budget."""
+        failed, past its maxWaitMinutes or past the run's budget; a result found ready is
+        copied then (_copies)."""
         while queued:
             request = min(queued, key=lambda r: r.next_poll)
             left = self._deadline - time.monotonic()
@@ -390,11 +405,11 @@ class PolytopeRun(AgencyRun):
             time.sleep(max(0.0, min(request.next_poll - time.monotonic(), left)))
             if time.monotonic() >= self._deadline:
                 continue
-            if (
-                not self._attempt(request, partial(self._poll, request))
-                or request.location is not None
-            ):
+            if not self._attempt(request, partial(self._poll, request)):
                 queued.remove(request)
+            elif request.location is not None:
+                queued.remove(request)
+                self._copies([request], now)
 
     def _copy(
         self, request: _Request, now: datetime, budget: download_safety.Deadline | None = None
