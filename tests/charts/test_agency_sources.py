@@ -162,3 +162,20 @@ def test_the_charts_schema_wants_the_api_key_with_eumetsat_sources(charts_dir) -
     values["sentinel"]["eumetsatSources"] = []
     with pytest.raises(ChartValuesError):  # enabled with no source of any kind
         render_chart(charts_dir / "ingestion", values, "ingestion", "fedeploy")
+
+
+def test_the_chart_refuses_two_sources_of_one_name(charts_dir) -> None:
+    """Values written by hand (not from a stack file, which refuses it too): one name for an
+    ECMWF and a EUMETSAT source fails the render naming both, where the service would refuse
+    to start in the CronJob."""
+    from fedeploy.charts import ChartError
+
+    values = values_of(
+        spec(ecmwf=[ECMWF], eumetsat=[EUMETSAT], eumetsat_credentials=KEY), "eumetsat-credentials"
+    )
+    values["sentinel"]["eumetsatSources"][0]["name"] = ECMWF["name"]
+    with pytest.raises(
+        ChartError,
+        match=r"sentinel.eumetsatSources\[0\].name \"ecmwf-ifs\" is also sentinel.ecmwfSources\[0\].name",
+    ):
+        render_chart(charts_dir / "ingestion", values, "ingestion", "fedeploy")
