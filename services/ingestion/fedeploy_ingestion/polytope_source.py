@@ -235,6 +235,7 @@ class _Request:
     wait: float = 0.0
     status: str = "queued"
     failed: bool = False  # reported (failed or unpublished): not copied
+    copied: bool = False  # its copy was tried
 
 
 class PolytopeRun(AgencyRun):
@@ -305,7 +306,11 @@ class PolytopeRun(AgencyRun):
                     continue
                 if self._attempt(request, partial(self._submit, request, endpoint)):
                     requests.append(request)
+        self._requests = requests
+        # Each source's share: its message, and the copy seconds it has left (charged only for
+        # the time its own copies take, whatever order the sources' results become ready in).
         self._shares: dict[int, download_safety.Deadline | None] = {}
+        self._left: dict[int, float] = {}
         self._taken: dict[int, int] = {}
         self._spent: set[int] = set()
         # The results ready at once are copied first, then each as soon as its poll finds it
@@ -322,17 +327,26 @@ class PolytopeRun(AgencyRun):
         )
 
     def _copies(self, requests: list[_Request], now: datetime) -> None:
-        """Copy these ready results: each source's within its share of the run's time from
-        when its first copy starts; once it has passed, no more of the source's results is
-        read (`<source>:budget`) and each one ready is reported (ready but not copied)."""
+        """Copy these ready results. A source's share is set at its first copy: an equal part
+        of what is left of the run's time among the Polytope sources that still have results
+        to copy (Polytope runs last), and each of its copies takes from it only the time it
+        takes; once it is used, no more of the source's results is read (`<source>:budget`)
+        and each one ready is reported (ready but not copied)."""
         for request in requests:
             if request.failed:
                 continue
             index, source = request.index, request.source.name
             if index not in self._shares:
-                self._shares[index] = self.share(index, source)
+                waiting = {r.index for r in self._requests if not (r.failed or r.copied)}
+                share = self.share(index, source, sharing=len(waiting))
+                self._shares[index] = share
+                if share is not None:
+                    self._left[index] = share.at - time.monotonic()
                 self._taken[index] = 0
-            budget = self._shares[index]
+            share = self._shares[index]
+            budget = (
+                None if share is None else download_safety.Deadline(self._left[index], share.what)
+            )
             if index in self._spent or self.spent(source, budget, self._taken[index]):
                 self._spent.add(index)
                 request.failed = True
@@ -346,7 +360,11 @@ class PolytopeRun(AgencyRun):
                 )
                 continue
             self._taken[index] += 1
+            began = time.monotonic()
             self._attempt(request, partial(self._copy, request, now, budget))
+            request.copied = True
+            if index in self._left:
+                self._left[index] -= time.monotonic() - began
 
     def _attempt(self, request: _Request, step: Callable[[], bool]) -> bool:
         """`step()`, its failure reported against the request: whether it goes on."""

@@ -59,19 +59,27 @@ def run_end(settings: IngestSettings, started: float) -> float | None:
 
 
 def run_share(
-    settings: IngestSettings, started: float, kind: str, index: int, name: str
+    settings: IngestSettings,
+    started: float,
+    kind: str,
+    index: int,
+    name: str,
+    sharing: int | None = None,
 ) -> Deadline | None:
     """The time source `index` of `kind` (a SOURCE_KINDS name) may take, from now: an equal
     share of what is left of INGEST_RUN_DEADLINE_SECONDS (from `started`, a time.monotonic(),
-    less the margin) among it and every source the run takes after it; None without a run
-    deadline. A source that ends early leaves its time to the next. `name` names the source
-    in the deadline's message."""
+    less the margin) among it and every source the run takes after it (or among `sharing`
+    sources, where the caller knows which still have work); None without a run deadline. A
+    source that ends early leaves its time to the next. `name` names the source in the
+    deadline's message."""
     deadline, end = settings.run_deadline_seconds, run_end(settings, started)
     if deadline is None or end is None:
         return None
-    fields = [field for _, field in SOURCE_KINDS]
-    position = [k for k, _ in SOURCE_KINDS].index(kind)
-    sharing = sum(len(getattr(settings, field)) for field in fields[position:]) - index
+    if sharing is None:
+        fields = [field for _, field in SOURCE_KINDS]
+        position = [k for k, _ in SOURCE_KINDS].index(kind)
+        sharing = sum(len(getattr(settings, field)) for field in fields[position:]) - index
+    sharing = max(1, sharing)
     return Deadline(
         max(0.0, end - time.monotonic()) / sharing,
         f"source {name}: its share of the run's time (1/{sharing} of what was left of "
@@ -273,11 +281,11 @@ class AgencyRun:
         self.guard, self.http = guarded_downloads(settings, self.sources(), http)
         self._started = started
 
-    def share(self, index: int, name: str) -> Deadline | None:
+    def share(self, index: int, name: str, sharing: int | None = None) -> Deadline | None:
         """Source `index` of this kind's share of the run's time, from now (run_share)."""
         if self._started is None:
             self._started = time.monotonic()
-        return run_share(self.settings, self._started, self.kind, index, name)
+        return run_share(self.settings, self._started, self.kind, index, name, sharing)
 
     def spent(self, source: str, budget: Deadline | None, taken: int) -> bool:
         """Whether `budget`, source `source`'s share, has passed after `taken` products: then
