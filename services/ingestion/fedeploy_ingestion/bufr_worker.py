@@ -53,16 +53,20 @@ def _serve(conn: Connection, max_bytes: int) -> None:
     while True:
         try:
             data, now, limits, published, budget = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the consumer closed the pipe, or died (a reset): end
             return
         try:
             result: tuple[Any, ...] = ("ok", decode_bufr(data, now, limits, published, budget))
         except InvalidObservation as error:
             result = ("invalid", error.code, error.reason)
         except MemoryError:
-            conn.send(("memory",))
+            result = ("memory",)
+        try:
+            conn.send(result)
+        except OSError:  # the consumer died before reading it: nobody is left to answer
             return
-        conn.send(result)
+        if result[0] == "memory":
+            return
         del data, result
         if trim is not None:
             trim(0)  # what the file took goes back to the system, not kept in the heap

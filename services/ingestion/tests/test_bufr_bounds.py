@@ -144,3 +144,18 @@ def test_the_precipitation_period_is_read_with_its_unit(
     observations, refused = decode_bufr(periods(first, second), NOW, Limits())
     assert refused == []
     assert [o.values for o in observations] == [{"precipitation": expected}]
+
+
+def test_the_decoder_ends_quietly_when_the_consumer_dies_without_reading_its_answer() -> None:
+    # CI, stop 29: a consumer SIGKILLed while its decoder's answer was unread left the decoder
+    # a reset pipe, and it ended with a traceback in the pod's log (exit code 1).
+    worker = bufr_worker._Worker()
+    conn = worker.ready(256 * 2**20)
+    process = worker.process
+    conn.send((b"not bufr", NOW, Limits(), None, DecodeBudget()))
+    assert conn.poll(30), "the decoder answers"
+    conn.send((b"not bufr either", NOW, Limits(), None, DecodeBudget()))
+    conn.close()  # with the answer unread: the decoder's pipe is reset, as when a pod is killed
+    process.join(30)
+    assert process.exitcode == 0, "the decoder ended with an error (a traceback in the log)"
+    process.close()
