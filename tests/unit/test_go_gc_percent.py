@@ -53,11 +53,12 @@ RENDER = (
 )
 
 
-def _first_gc_goal_mib(env: dict[str, str]) -> int:
-    """The heap goal (MB) of the Go runtime's first collection while a chart renders, from
-    GODEBUG=gctrace=1, in a fresh interpreter that enters as the `fedeploy` command does."""
+def _first_gc_goal_mib(env: dict[str, str], command: tuple[str, ...] = ("-c", RENDER)) -> int:
+    """The heap goal (MB) of the Go runtime's first collection while charts render, from
+    GODEBUG=gctrace=1, in a fresh interpreter running `command` (by default one that enters as
+    the `fedeploy` command does and renders a chart)."""
     done = subprocess.run(
-        [sys.executable, "-c", RENDER],
+        [sys.executable, *command],
         cwd=ROOT,
         env={**env, "GODEBUG": "gctrace=1"},
         capture_output=True,
@@ -76,3 +77,9 @@ def test_the_helm_librarys_go_runtime_collects_at_the_set_target() -> None:
     base = {k: v for k, v in os.environ.items() if k != "GOGC"}
     assert _first_gc_goal_mib(base) >= 16
     assert _first_gc_goal_mib({**base, "GOGC": "100"}) < 8
+
+
+def test_python_m_fedeploy_cli_as_the_pipelines_run_it_gets_the_target_too() -> None:
+    base = {k: v for k, v in os.environ.items() if k not in ("GOGC", "FEDEPLOY_PLAN_CACHE")}
+    plan = ("-m", "fedeploy.cli", "plan", "ewc-bologna", "--format", "json")
+    assert _first_gc_goal_mib({**base, "FEDEPLOY_PLAN_CACHE": "off"}, plan) >= 16
