@@ -261,13 +261,16 @@ def _schema_versions() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=512)
 def _validator(schema_dir: str, schema_file: str, version: str) -> Any:
-    """A validator of one kubernetes-validate schema, built as `kubernetes_validate.validate`
-    builds it for every document (Draft 2020-12, the schema and the version's definitions in
-    one registry); a custom resource's comes from CRD_SCHEMAS (its own, whatever the version);
-    None when neither has it."""
+    """A validator of one kubernetes-validate schema, answering as `kubernetes_validate.validate`
+    does (Draft 2020-12, the schema and the version's definitions in one registry), over the
+    schema with its `$ref`s resolved once (kube_schemas.inline_refs; through the registry for
+    each document only where it cannot); a custom resource's comes from CRD_SCHEMAS (its own,
+    whatever the version); None when neither has it."""
     import jsonschema
     from kubernetes_validate.utils import schema_contents
     from referencing import Registry, Resource
+
+    from fedeploy.kube_schemas import NotInlinable, inline_refs
 
     _cache_schema_files()
     try:
@@ -281,7 +284,11 @@ def _validator(schema_dir: str, schema_file: str, version: str) -> Any:
     definitions = schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json", version)
     registry: Any = Resource.from_contents(schema) @ Registry()
     registry = Resource.from_contents(definitions) @ registry
-    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+    try:
+        # The same validation without a reference lookup per $ref per document.
+        return jsonschema.validators.Draft202012Validator(inline_refs(schema, registry))
+    except NotInlinable:
+        return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
 def _load(chart_dir: str | Path) -> Any:
