@@ -150,7 +150,7 @@ def test_the_example_plans_manifests_and_their_mutants_answer_as_before(planned)
         messages.update(line.rsplit(": ", 1)[-1].split("(")[0][:25] for line in expected)
     # Hundreds of broken documents, and broken in many ways (the comparison is not vacuous).
     assert compared >= 600
-    assert failing >= compared // 2
+    assert failing >= compared // 3
     assert len(messages) >= 30
 
 
