@@ -49,8 +49,9 @@ class NotInlinable(Exception):
 def inline_refs(schema: Any, registry: Any) -> Any:
     """`schema` (a dict or bool, Draft 2020-12) with every `$ref` applied by a subschema
     keyword resolved, against `registry` (a `referencing.Registry` holding what it refers to,
-    `schema` itself included where it refers to itself). Returns new dicts where a `$ref` was
-    found below, shares the others; never changes its inputs. Raises NotInlinable."""
+    `schema` itself included where it refers to itself). Returns a copy of every subschema
+    reached (one per original, so each target is shared); never changes its inputs. Raises
+    NotInlinable."""
     from referencing.jsonschema import DRAFT202012
 
     root = registry.resolver_with_root(DRAFT202012.create_resource(schema))
