@@ -289,15 +289,20 @@ def chain_lengths(order: list[list[str]], reads: Mapping[str, set[str]]) -> dict
 def _reference_inputs(
     plan: FederationPlan, name: str, planned: Mapping[str, StackPlan]
 ) -> tuple[dict[str, dict[str, Any]], list[FedeployError]]:
-    """The outputs of each stack `name` reads, and an error for each output it reads that the
-    stack does not export."""
+    """The outputs of each stack `name` reads (only those: its StackReferences answer with them
+    alone, so a change to an output it does not read neither replans it nor costs its program
+    the SDK's deep copy of every output at each `require_output`), and an error for each output
+    it reads that the stack does not export."""
     refs: dict[str, dict[str, Any]] = {}
     errors: list[FedeployError] = []
     for ref in plan.references:
         if ref.stack != name:
             continue
         outputs = planned[ref.target].outputs
-        if ref.output not in outputs:
+        read = refs.setdefault(ref.target, {})
+        if ref.output in outputs:
+            read[ref.output] = outputs[ref.output]
+        else:
             errors.append(
                 FederationError(
                     f"stack {name!r} reads output {ref.output!r} of stack {ref.target!r} "
@@ -305,7 +310,6 @@ def _reference_inputs(
                     f"(it exports: {', '.join(sorted(outputs))})"
                 )
             )
-        refs[ref.target] = outputs
     return refs, errors
 
 

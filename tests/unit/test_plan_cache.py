@@ -47,6 +47,30 @@ def test_an_unchanged_stack_comes_from_the_cache_and_a_changed_one_is_planned_ag
     assert new_url in changed
 
 
+def test_a_change_to_an_output_no_stack_reads_replans_only_its_own_stack(tmp_path):
+    """aws-dublin's network CIDR changes its `network` output, which neither the hub (it reads
+    site, catalog_url, storage and bridge) nor aws-frankfurt (storage) reads: both come from the
+    cache, and the report is the one a plan without cache gives."""
+    names = [path.name.split(".")[1] for path in (ROOT / "stacks").glob("Pulumi.*.yaml")]
+    stacks = example_stacks(tmp_path / "stacks", names)
+    cache = PlanCache(tmp_path / "cache")
+    assert not run_plan(stacks, jobs=1, cache=cache).errors
+    before = run_plan(stacks, jobs=1, cache=cache).federation.plans["aws-dublin"].outputs
+    edit_site(
+        stacks / "Pulumi.aws-dublin.yaml",
+        lambda s: s["network"].update(cidr="10.31.0.0/16"),
+    )
+    report = run_plan(stacks, jobs=1, cache=cache)
+    after = report.federation.plans["aws-dublin"].outputs
+    assert before["network"] != after["network"]
+    assert {k: v for k, v in before.items() if k != "network"} == {
+        k: v for k, v in after.items() if k != "network"
+    }
+    assert "aws-dublin" not in report.federation.from_cache
+    assert {"eu-hub", "aws-frankfurt"} <= report.federation.from_cache
+    assert as_json(report) == as_json(run_plan(stacks, jobs=1, cache=None))
+
+
 def test_the_key_covers_the_outputs_read_the_check_and_the_stack_file(tmp_path):
     stacks = example_stacks(tmp_path / "stacks", [SITE])
     path = stacks / f"Pulumi.{SITE}.yaml"
