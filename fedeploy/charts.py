@@ -394,8 +394,11 @@ def _major_minor(kube_version: str) -> tuple[int, int]:
 
 
 def _describe(manifest: Mapping[str, Any]) -> str:
-    metadata = manifest.get("metadata") or {}
-    return f"{manifest.get('kind', '?')}/{metadata.get('name', '?')}"
+    """ "Kind/name" of a manifest ("?" for either that is missing, or metadata that is no mapping:
+    the schema check then says what it is)."""
+    metadata = manifest.get("metadata")
+    name = metadata.get("name", "?") if isinstance(metadata, Mapping) else "?"
+    return f"{manifest.get('kind', '?')}/{name}"
 
 
 _POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {

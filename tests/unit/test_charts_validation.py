@@ -137,3 +137,11 @@ def test_the_manifest_given_is_not_changed():
     before = copy.deepcopy(document)
     validate_manifests([document], "1.29")
     assert document == before
+
+
+@pytest.mark.parametrize("metadata", [-1, "x", ["a"], True])
+def test_metadata_that_is_no_mapping_is_a_finding_not_a_crash(metadata):
+    found = validate_manifests(
+        [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}], "1.30"
+    )
+    assert len(found) == 1 and found[0].startswith("ConfigMap/?: metadata: "), found
