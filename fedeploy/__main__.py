@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 # Go's garbage collector target for the Helm library that renders and lints the charts
 # (helm-python-sdk's libhelm_c: a Go runtime inside this process). At Go's default (100) a render
@@ -14,20 +15,54 @@ import sys
 GO_GC_PERCENT = "400"
 
 
+# The commands that run Helm (they plan stacks and render charts); the others never load it.
+HELM_COMMANDS = frozenset({"plan", "diff"})
+
+
 def with_go_gc_percent() -> None:
     """Run this command again with GOGC=GO_GC_PERCENT when GOGC is unset (a value the user set
     is kept, `GOGC=100` restores Go's default). The Go runtime reads the environment the process
     started with, not later changes, so the one way to give it a value is a fresh exec: the same
-    interpreter, options and arguments (sys.orig_argv), before anything is read or written and
-    before the command's modules load (about an interpreter start, once). POSIX only: execv
-    replaces the process there, elsewhere it would start a second one."""
+    interpreter, options and arguments (sys.orig_argv), before anything is read or written (the
+    console script and `python -m fedeploy` before their modules load: about an interpreter
+    start; `python -m fedeploy.cli` after its imports: about a quarter of a second).
+
+    Only where it pays and replays nothing else: a command that runs Helm (HELM_COMMANDS),
+    started as fedeploy itself (the console script, `python -m fedeploy` or `fedeploy.cli`, its
+    arguments those the interpreter was given: not a script or runpy that calls `main()`, which
+    would start again from its first line), with no debugger or tracer attached and no
+    `-X importtime`; POSIX only (execv replaces the process there, elsewhere it would start a
+    second one)."""
     if "GOGC" in os.environ or os.name != "posix" or not sys.executable:
+        return
+    if not _started_as_fedeploy() or _command() not in HELM_COMMANDS:
+        return
+    if sys.gettrace() is not None or "importtime" in sys._xoptions:
         return
     os.environ["GOGC"] = GO_GC_PERCENT
     try:
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     except OSError:  # no exec here (a sandbox that forbids it): Go's default, nothing else
         del os.environ["GOGC"]
+
+
+def _started_as_fedeploy() -> bool:
+    """Whether this process is the `fedeploy` command as the interpreter was asked to run it:
+    argv[0] the console script or a module of this package, and the arguments the interpreter
+    got (sys.orig_argv ends with them)."""
+    arguments = sys.argv[1:]
+    if arguments and sys.orig_argv[-len(arguments) :] != arguments:
+        return False
+    script = Path(sys.argv[0])
+    if script.suffix == ".py":  # python -m fedeploy, python -m fedeploy.cli
+        return script.resolve().parent == Path(__file__).resolve().parent
+    return script.name == "fedeploy"
+
+
+def _command() -> str | None:
+    """The command named on the command line (the first argument that is not an option: the
+    root's options, --debug and --version, take no value)."""
+    return next((argument for argument in sys.argv[1:] if not argument.startswith("-")), None)
 
 
 def main() -> None:
