@@ -109,22 +109,71 @@ def import_floor(stacks: Path, repeat: int, cache: str = "off") -> float:
     return statistics.median(times)
 
 
-def run_case(stacks: Path, jobs: int, cache: str = "off") -> dict:
+def run_case(stacks: Path, jobs: int, cache: str = "off", tree: bool = False) -> dict:
     """One plan in a fresh process with FEDEPLOY_PLAN_CACHE=`cache`: `seconds` from the first
     import to the report, `process` the whole command's wall time (interpreter start and exit
-    included, as a user waits for it)."""
+    included, as a user waits for it). With `tree`, also `tree_pss_kib`: the largest sum, over
+    the planner and its workers, of their proportional set sizes (shared pages counted once),
+    sampled every 0.2 s: what the whole plan holds at once, for a runner's memory limit."""
+    import threading
+
     start = time.perf_counter()
-    out = subprocess.run(
+    command = subprocess.Popen(
         [sys.executable, "-c", CASE, str(stacks), str(jobs)],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
         env={**os.environ, **GO_ENV, "FEDEPLOY_PLAN_CACHE": cache},
     )
-    figures = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], sum(_pss_kib(pid) for pid in _tree(command.pid)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if tree:
+        sampler.start()
+    stdout, stderr = command.communicate()
+    done.set()
+    if tree:
+        sampler.join()
+    if command.returncode != 0:
+        raise subprocess.CalledProcessError(command.returncode, command.args, stdout, stderr)
+    figures = dict(json.loads(stdout.strip().splitlines()[-1]))
     figures["process"] = time.perf_counter() - start
+    if tree:
+        figures["tree_pss_kib"] = peak[0]
     return figures
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and every process descended from it (from /proc/*/stat's parent ids)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    found = [root]
+    for pid in found:
+        found.extend(child for child, parent in parents.items() if parent == pid)
+    return found
+
+
+def _pss_kib(pid: int) -> int:
+    """A process's proportional set size (KiB, /proc/<pid>/smaps_rollup), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def example_case(
@@ -313,7 +362,9 @@ def main() -> None:
         rows.append(("one site changed, --watch", watch, "< 1.5", None))
         if not args.example_only:
             stacks = make_federation(Path(tmp) / f"f{args.sites}", args.sites)
-            rows.append((f"{args.sites} sites + hub", run_case(stacks, jobs), "< 90", 2048.0))
+            rows.append(
+                (f"{args.sites} sites + hub", run_case(stacks, jobs, tree=True), "< 90", 2048.0)
+            )
     print(
         f"fedeploy plan, {jobs} worker processes, {os.cpu_count()} CPUs, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end"
@@ -335,6 +386,12 @@ def main() -> None:
             low, high = r["spread"]
             runs = r.get("runs", repeat)
             print(f"   median of {runs} runs; fastest {low:.2f} s, slowest {high:.2f} s")
+        if "tree_pss_kib" in r:
+            tree_mib = r["tree_pss_kib"] / 1024
+            print(
+                f"   the planner and its workers together: {tree_mib:.0f} MiB at most (PSS, "
+                f"shared pages once; goal < {mib:g} MiB)"
+            )
         if r["errors"]:
             print("   errors:", [str(e)[:300] for e in r["errors"]])
     print(
