@@ -178,6 +178,48 @@ def _source_positions(traced: Any) -> None:
     resource._get_stack_trace = traced
 
 
+# The StackReference methods that read one output by name (guarded during a plan).
+_OUTPUT_READS = ("get_output", "require_output", "get_output_details")
+
+
+def _listed_outputs_only(stack: str, references: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Make reading an output of a planned stack that `references` does not hold (the outputs
+    fedeploy/references.py lists for `stack`) a ProgramError naming both stacks and the output,
+    for the plan's duration; returns what `_all_outputs` puts back. The mock answers a
+    StackReference with the listed outputs only, so without this `get_output` would read an
+    unlisted one as None and `require_output` fail with a bare KeyError."""
+    import pulumi
+
+    saved = {name: getattr(pulumi.StackReference, name) for name in _OUTPUT_READS}
+
+    def guarded(read: Any) -> Any:
+        def listed_only(self: Any, name: Any, *args: Any, **kwargs: Any) -> Any:
+            target = str(getattr(self, "_name", "")).rsplit("/", 1)[-1]
+            listed = references.get(target)
+            if listed is not None and isinstance(name, str) and name not in listed:
+                raise ProgramError(
+                    f"stack {stack!r} reads output {name!r} of stack {target!r}, which "
+                    f"fedeploy/references.py does not list among the outputs {stack!r} reads "
+                    f"(it lists: {', '.join(sorted(listed)) or 'none'}); add it there: the list "
+                    "orders the deployment, drives `fedeploy affected` and keys the plan's cache"
+                )
+            return read(self, name, *args, **kwargs)
+
+        return listed_only
+
+    for name, read in saved.items():
+        setattr(pulumi.StackReference, name, guarded(read))
+    return saved
+
+
+def _all_outputs(saved: dict[str, Any]) -> None:
+    """Put back the StackReference methods `_listed_outputs_only` guarded."""
+    import pulumi
+
+    for name, read in saved.items():
+        setattr(pulumi.StackReference, name, read)
+
+
 def plan_stack(
     stack_file: Path,
     *,
@@ -238,6 +280,7 @@ def _plan_in_context(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     traced = _no_source_positions()
+    reads = _listed_outputs_only(stack, references)
     try:
         pulumi.runtime.set_mocks(
             mocks,  # type: ignore[arg-type]  # duck-typed: the SDK only calls its two methods
@@ -277,6 +320,7 @@ def _plan_in_context(
         raise failure from err
     finally:
         _source_positions(traced)
+        _all_outputs(reads)
         asyncio.set_event_loop(previous)
         loop.close()
 
