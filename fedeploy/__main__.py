@@ -28,16 +28,16 @@ def with_go_gc_percent() -> None:
     start; `python -m fedeploy.cli` after its imports: about a quarter of a second).
 
     Only where it pays and replays nothing else: a command that runs Helm (HELM_COMMANDS),
-    started as fedeploy itself (the console script, `python -m fedeploy` or `fedeploy.cli`, its
-    arguments those the interpreter was given: not a script or runpy that calls `main()`, which
-    would start again from its first line), with no debugger or tracer attached and no
-    `-X importtime`; POSIX only (execv replaces the process there, elsewhere it would start a
-    second one)."""
+    started as fedeploy itself (the console script named `fedeploy`, `python -m fedeploy` or
+    `fedeploy.cli`, with the arguments the interpreter was given: not a script, `python -c` or
+    runpy that calls `main()`, which would start again from its first line), nothing watching
+    it (`_observed`); POSIX only (execv replaces the process there, elsewhere it would start a
+    second one). Any GOGC the user sets, `GOGC=100` included, turns the exec off."""
     if "GOGC" in os.environ or os.name != "posix" or not sys.executable:
         return
     if not _started_as_fedeploy() or _command() not in HELM_COMMANDS:
         return
-    if sys.gettrace() is not None or "importtime" in sys._xoptions:
+    if _observed():
         return
     os.environ["GOGC"] = GO_GC_PERCENT
     try:
@@ -46,17 +46,38 @@ def with_go_gc_percent() -> None:
         del os.environ["GOGC"]
 
 
+# The modules that run the command line (`python -m <one of them>`).
+_ENTRY_MODULES = ("fedeploy", "fedeploy.__main__", "fedeploy.cli")
+
+
 def _started_as_fedeploy() -> bool:
-    """Whether this process is the `fedeploy` command as the interpreter was asked to run it:
-    argv[0] the console script or a module of this package, and the arguments the interpreter
-    got (sys.orig_argv ends with them)."""
+    """Whether the interpreter was asked to run the `fedeploy` command itself, with the
+    arguments this process holds: sys.orig_argv is `<python> [options] <console script named
+    fedeploy> <arguments>` or `<python> [options] -m <an entry module> <arguments>`, where the
+    arguments are sys.argv[1:] (so not a script, `python -c` or runpy that calls main(), and
+    not a profiler's `-m cProfile -m fedeploy`: it is checked apart)."""
     arguments = sys.argv[1:]
-    if arguments and sys.orig_argv[-len(arguments) :] != arguments:
+    head = sys.orig_argv[: len(sys.orig_argv) - len(arguments)]
+    if sys.orig_argv[len(head) :] != arguments or len(head) < 2:
         return False
-    script = Path(sys.argv[0])
-    if script.suffix == ".py":  # python -m fedeploy, python -m fedeploy.cli
-        return script.resolve().parent == Path(__file__).resolve().parent
-    return script.name == "fedeploy"
+    if head[-2] == "-m" and head[-1] in _ENTRY_MODULES:
+        return True
+    if any(head[-1] == f"-m{module}" for module in _ENTRY_MODULES):
+        return True
+    return head[-1] == sys.argv[0] and Path(head[-1]).name == "fedeploy"
+
+
+def _observed() -> bool:
+    """Whether something watches this process that a fresh exec would lose or repeat: a
+    debugger, tracer or profiler, or the interpreter's own import trace or verbose mode."""
+    import_times = "PYTHONPROFILEIMPORTTIME" in os.environ and not sys.flags.ignore_environment
+    return (
+        sys.gettrace() is not None
+        or sys.getprofile() is not None
+        or "importtime" in sys._xoptions
+        or import_times
+        or bool(sys.flags.verbose)
+    )
 
 
 def _command() -> str | None:

@@ -131,3 +131,55 @@ def test_the_helm_librarys_go_runtime_collects_at_the_set_target(command: tuple[
     base = {k: v for k, v in os.environ.items() if k != "GOGC"}
     assert _first_gc_goal_mib(base, *command) >= 16
     assert _first_gc_goal_mib({**base, "GOGC": "100"}, *command) < 8
+
+
+def _execs(monkeypatch: pytest.MonkeyPatch, orig_argv: list[str], argv: list[str]) -> int:
+    """How many execs with_go_gc_percent asks for with this command line, GOGC unset."""
+    monkeypatch.delenv("GOGC", raising=False)
+    monkeypatch.delenv("PYTHONPROFILEIMPORTTIME", raising=False)
+    monkeypatch.setattr(sys, "orig_argv", orig_argv)
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(sys, "gettrace", lambda: None)
+    calls: list[object] = []
+    monkeypatch.setattr(os, "execv", lambda *a: calls.append(a))
+    entry.with_go_gc_percent()
+    return len(calls)
+
+
+MODULE = str(ROOT / "fedeploy" / "__main__.py")
+
+
+@pytest.mark.parametrize(
+    ("orig_argv", "argv", "execs"),
+    [
+        (["python3", "-m", "fedeploy", "plan"], [MODULE, "plan"], 1),
+        (["python3", "-I", "-mfedeploy.cli", "plan"], [MODULE, "plan"], 1),
+        (["python3", "/venv/bin/fedeploy", "diff"], ["/venv/bin/fedeploy", "diff"], 1),
+        # a wrapper that renames itself fedeploy, python -c with runpy, a profiler's -m chain
+        (["python3", "wrapper.py", "plan"], ["fedeploy", "plan"], 0),
+        (["python3", "-c", "import runpy; ...", "plan"], [MODULE, "plan"], 0),
+        (["python3", "/venv/bin/fd", "plan"], ["/venv/bin/fd", "plan"], 0),
+        (["python3", "-m", "fedeployer", "plan"], [MODULE, "plan"], 0),
+    ],
+)
+def test_only_the_command_as_the_interpreter_was_asked_to_run_it_runs_again(
+    monkeypatch: pytest.MonkeyPatch, orig_argv: list[str], argv: list[str], execs: int
+) -> None:
+    """Review s30b F3: sys.orig_argv's head must be the console script or `-m` an entry module."""
+    assert _execs(monkeypatch, orig_argv, argv) == execs
+
+
+def test_a_profiler_or_the_import_trace_is_not_thrown_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review s30b F3/F4: `-m cProfile -m fedeploy` and PYTHONPROFILEIMPORTTIME."""
+    command = (["python3", "-m", "cProfile", "-m", "fedeploy", "plan"], [MODULE, "plan"])
+    monkeypatch.setattr(sys, "getprofile", lambda: object())
+    assert _execs(monkeypatch, *command) == 0
+    monkeypatch.setattr(sys, "getprofile", lambda: None)
+    assert _execs(monkeypatch, *command) == 1
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    monkeypatch.setattr(sys, "gettrace", lambda: None)
+    calls: list[object] = []
+    monkeypatch.setattr(os, "execv", lambda *a: calls.append(a))
+    monkeypatch.delenv("GOGC", raising=False)
+    entry.with_go_gc_percent()
+    assert calls == []
