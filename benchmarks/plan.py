@@ -30,10 +30,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fedeploy.__main__ import GO_GC_PERCENT  # noqa: E402
+from fedeploy.go_runtime import GO_GC_PERCENT  # noqa: E402
 
 # Every case runs with the Go runtime's GOGC the `fedeploy` command gives itself (it runs itself
-# again once with it, about an interpreter start, when GOGC is unset; fedeploy/__main__.py).
+# again once with it, about an interpreter start, when GOGC is unset; fedeploy/go_runtime.py).
 GO_ENV = {"GOGC": os.environ.get("GOGC", GO_GC_PERCENT)}
 
 CASE = """

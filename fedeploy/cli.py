@@ -120,7 +120,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # `python -m fedeploy.cli`, as the example pipelines run it
-    from fedeploy.__main__ import with_go_gc_percent
+    from fedeploy.go_runtime import with_go_gc_percent
 
     with_go_gc_percent()  # after this module's imports: once, about a quarter of a second
     main()

@@ -1,4 +1,4 @@
-"""The `fedeploy` command gives the embedded Helm library's Go runtime GOGC=400 (fedeploy/__main__.py)."""
+"""The `fedeploy` command gives the embedded Helm library's Go runtime GOGC=400 (fedeploy/go_runtime.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import fedeploy.__main__ as entry
+import fedeploy.go_runtime as entry
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "/venv/bin/fedeploy"
