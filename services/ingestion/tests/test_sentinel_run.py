@@ -347,3 +347,97 @@ def test_an_object_a_run_completed_before_dying_is_verified_and_reused_not_copie
         0,
         0,
     )
+
+
+class RecordingCatalog:
+    """A site catalog with no item yet that records each bulk upsert; `refuse` names an item
+    id whose upsert (alone or in a batch) it answers with an error."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.upserts: list[tuple[str, list[str]]] = []
+        self.refuse = refuse
+
+    def get_item(self, collection_id: str, item_id: str) -> None:
+        return None
+
+    def upsert_items(self, collection_id: str, items: list[dict[str, Any]]) -> None:
+        ids = [i["id"] for i in items]
+        self.upserts.append((collection_id, ids))
+        if self.refuse in ids:
+            raise ValueError(f"refused {self.refuse}")
+
+
+def copying_run(
+    monkeypatch: pytest.MonkeyPatch, names: list[str], catalog: RecordingCatalog
+) -> tuple[SentinelRun, list[str]]:
+    """A run over items `names` whose assets 'copy' at once, registering in `catalog`."""
+
+    def item(name: str) -> dict[str, Any]:
+        href = f"https://stac.example.org/v1/data/{name}/B04_10m.jp2"
+        return {**CDSE_ITEM, "id": name, "assets": {"B04_10m": {"href": href, "file:size": 5}}}
+
+    monkeypatch.setattr(sentinel, "search", lambda *a, **k: iter([item(n) for n in names]))
+    # No name is resolved: the hrefs are checked by a policy that admits them.
+    credentials = SimpleNamespace(headers=dict, policy=SimpleNamespace(check=lambda *a: None))
+    monkeypatch.setattr(sentinel, "Credentials", lambda *a: credentials)
+    run = make_run(["B04_10m"], None)
+    del run._item  # the real one
+    run.catalog = catalog  # type: ignore[assignment]
+    run.store = SimpleNamespace(bucket="b")  # type: ignore[assignment]
+    run._ensure_collection = lambda source, collection_id: None  # type: ignore[method-assign]
+    copied: list[str] = []
+
+    def asset(collection_id: str, item_id: str, name: str, *rest: Any) -> Any:
+        copied.append(item_id)
+        return sentinel.sentinel_plan.CopiedAsset(f"{item_id}/{name}", 5, b"digest")
+
+    run._asset = asset  # type: ignore[method-assign,assignment]
+    return run, copied
+
+
+def test_the_items_copied_are_registered_together_in_one_bulk_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pgstac's cost is per request (about 19 ms of PostgreSQL for one item, 20 ms for three):
+    each item had its own bulk upsert."""
+    catalog = RecordingCatalog()
+    run, copied = copying_run(monkeypatch, ["a", "b", "c"], catalog)
+    report = run.run()
+    assert report.failed == {} and report.registered == 3 and sorted(copied) == ["a", "b", "c"]
+    [(collection, ids)] = catalog.upserts
+    assert collection == "sentinel-2-l2a" and sorted(ids) == ["a", "b", "c"]
+
+
+def test_a_batch_registers_once_the_oldest_waited_long_enough(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    catalog = RecordingCatalog()
+    monkeypatch.setattr(sentinel, "REGISTER_WAIT_SECONDS", 0.0)
+    run, _ = copying_run(monkeypatch, ["a", "b", "c"], catalog)
+    assert run.run().registered == 3
+    assert sorted(i for _, ids in catalog.upserts for i in ids) == ["a", "b", "c"]
+    assert all(len(ids) == 1 for _, ids in catalog.upserts)  # each due at once
+
+
+def test_an_item_the_catalog_refuses_fails_alone_the_others_of_its_batch_are_registered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    catalog = RecordingCatalog(refuse="b")
+    run, _ = copying_run(monkeypatch, ["a", "b", "c"], catalog)
+    report = run.run()
+    assert report.registered == 2
+    assert (
+        list(report.failed) == ["sentinel-2-l2a/b"]
+        and "refused b" in report.failed["sentinel-2-l2a/b"]
+    )
+    alone = sorted(ids[0] for _, ids in catalog.upserts[1:])
+    assert len(catalog.upserts[0][1]) == 3 and alone == ["a", "b", "c"]
+
+
+def test_an_item_served_twice_is_copied_once_while_it_waits_to_be_registered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    catalog = RecordingCatalog()
+    run, copied = copying_run(monkeypatch, ["a", "a", "b"], catalog)
+    report = run.run()
+    assert copied.count("a") == 1 and report.skipped == 1 and report.registered == 2
