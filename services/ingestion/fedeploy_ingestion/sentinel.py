@@ -111,6 +111,7 @@ class SentinelRun:
         # Site items copied and not registered yet (_register), oldest first.
         self._pending: list[_Registration] = []
         self._pending_lock = threading.Lock()
+        self._ending = False  # the source's items have ended: register each at once
         # The source being copied's share of the run's time (None: no INGEST_RUN_DEADLINE_SECONDS).
         self._budget: Deadline | None = None
 
@@ -167,6 +168,7 @@ class SentinelRun:
         available: Counter[str] = Counter()
         paging = Paging(f"source {source.name}", s.search_max_pages)
         in_flight = _InFlight(ITEMS_IN_FLIGHT)
+        self._ending = False
         items = search(
             source,
             source.search_datetime(now),
@@ -200,8 +202,13 @@ class SentinelRun:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
-            in_flight.close()  # the items read so far are handled, whatever happened
-            self._flush()  # and those copied are registered
+            try:
+                in_flight.close()  # the items read so far are handled, whatever happened
+            finally:
+                # Those copied are registered, also when the wait was cut (SIGTERM: the CLI's
+                # Stopped); an item that ends after this registers at once, alone.
+                self._ending = True
+                self._flush()
         shortfall = paging.shortfall()
         if shortfall is not None:
             self.report.incomplete[source.name] = shortfall
@@ -326,7 +333,8 @@ class SentinelRun:
         with self._pending_lock:
             self._pending.append(registration)
             due = (
-                len(self._pending) >= REGISTER_BATCH
+                self._ending
+                or len(self._pending) >= REGISTER_BATCH
                 or time.monotonic() - self._pending[0].copied >= REGISTER_WAIT_SECONDS
             )
         if due:

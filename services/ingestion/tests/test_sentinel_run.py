@@ -441,3 +441,44 @@ def test_an_item_served_twice_is_copied_once_while_it_waits_to_be_registered(
     run, copied = copying_run(monkeypatch, ["a", "a", "b"], catalog)
     report = run.run()
     assert copied.count("a") == 1 and report.skipped == 1 and report.registered == 2
+
+
+class Stop(BaseException):
+    """As the CLI's Stopped: SIGTERM while the run waits for its items."""
+
+
+def test_items_copied_before_a_stop_are_registered_and_those_after_it_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM cuts the wait for the items in flight: the items copied by then are registered
+    before the stop goes on, and an item that ends after it registers alone as it ends."""
+    catalog = RecordingCatalog()
+    run, copied = copying_run(monkeypatch, ["a", "b", "c"], catalog)
+    slow = threading.Event()
+    copy = run._asset
+
+    def asset(collection_id: str, item_id: str, *rest: Any) -> Any:
+        if item_id == "c":
+            slow.wait(5)  # still copying when the stop comes
+        return copy(collection_id, item_id, *rest)
+
+    run._asset = asset  # type: ignore[method-assign]
+    close = sentinel._InFlight.close
+
+    def stopped(self: Any) -> None:
+        while sorted(copied) != ["a", "b"]:
+            time.sleep(0.01)
+        time.sleep(0.05)  # a and b are waiting to be registered
+        raise Stop
+
+    monkeypatch.setattr(sentinel._InFlight, "close", stopped)
+    with pytest.raises(Stop):
+        run.run()
+    assert [sorted(ids) for _, ids in catalog.upserts] == [["a", "b"]]
+    slow.set()
+    monkeypatch.setattr(sentinel._InFlight, "close", close)
+    deadline = time.monotonic() + 5
+    while len(catalog.upserts) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [ids for _, ids in catalog.upserts[1:]] == [["c"]]
+    assert run.report.registered == 3
