@@ -393,11 +393,12 @@ def _plain(body: bytes) -> _Plain:
     missing = 0
     for k, field in enumerate(_PLAIN_FLOATS):
         count = nulls[field]
+        read = values(_PLAIN_VALIDITY[field] + 1, np.float64, n)  # its size checked
         if count == n:  # all null: NaN, where the bitmap says so
             validity(field)
             floats[k] = np.nan
         else:
-            floats[k] = values(_PLAIN_VALIDITY[field] + 1, np.float64, n)
+            floats[k] = read
             if count:
                 np.copyto(floats[k], np.nan, where=~validity(field))
         missing += count

@@ -189,6 +189,13 @@ def _cases() -> dict[str, bytes]:
             body, buffers + 16 * 8, struct.pack("<q", places[8][0] - start + 4)
         ),
         "a truncated body": body[: len(body) - 40],
+        # scene_cloud_cover (all null) and scene_acquired: values buffers shorter than the rows.
+        "an all-null column's values too short": _patched(
+            body, buffers + 16 * 12 + 8, struct.pack("<q", 8 * n - 8)
+        ),
+        "an all-null time column's values too short": _patched(
+            body, buffers + 16 * 14 + 8, struct.pack("<q", 8 * n - 8)
+        ),
     }
     # An all-null column's bitmap with a bit set: the node's null count is not the bitmap's.
     cloud = places[11][0]
