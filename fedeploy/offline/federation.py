@@ -8,15 +8,8 @@ import gc
 import multiprocessing
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,57 +119,28 @@ Result = tuple[StackPlan, Any] | FedeployError  # a stack's plan and its checks,
 
 
 def _plan_one(task: Task) -> Result:
+    path, refs, site, check = task
     # A stack's plan makes a few hundred thousand objects, most alive until it ends (Pulumi's
     # outputs, Helm's manifests): the collector's passes over them in between found little and
     # took about a tenth of a stack's time. Its garbage is collected once, after it.
     with collector_paused():
-        program = _program(task)
-        return program if isinstance(program, FedeployError) else _checked(program, task)
-
-
-def _program(task: Task) -> StackPlan | FedeployError:
-    """The first part of `_plan_one`: the stack's program, run (its plan, or its error)."""
-    path, refs, _, _ = task
-    try:
-        return plan_stack(path, references=refs)
-    except FedeployError as err:
-        return err
-
-
-def _checked(stack_plan: StackPlan, task: Task) -> Result:
-    """The second part of `_plan_one`: `check` on the planned stack (its result, or its error)."""
-    _, _, site, check = task
-    with collector_paused():
         try:
+            stack_plan = plan_stack(path, references=refs)
             return stack_plan, check(stack_plan, site) if check is not None else None
         except FedeployError as err:
             return err
 
 
-_PAUSE_LOCK = threading.Lock()
-_pauses = 0  # the collector_paused blocks open now, in every thread
-_resume = False  # whether the collector was on when the first of them opened
-
-
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for the block (if it was on), back on after it: after
-    the last such block still open in any thread (a stack's checks run in a thread beside the
-    next stack's program, see _InProcess), so one block's end does not turn it on in the other's
-    middle."""
-    global _pauses, _resume
-    with _PAUSE_LOCK:
-        if _pauses == 0:
-            _resume = gc.isenabled()
-            gc.disable()
-        _pauses += 1
+    """The cyclic garbage collector off for the block (if it was on), back on after it."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        with _PAUSE_LOCK:
-            _pauses -= 1
-            if _pauses == 0 and _resume:
-                gc.enable()
+        if enabled:
+            gc.enable()
 
 
 def warm_imports() -> None:
@@ -242,18 +206,18 @@ def plan_federation(
         _prepare_fork()
         # Pulumi's runtime state is process-wide: stacks run side by side in forked processes.
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
-    executor = _InProcess(max(1, min(jobs, CHECK_THREADS))) if pool is None else pool
     try:
-        # Here, the collector stays paused while stacks are planned (see _InProcess.submit).
-        with collector_paused() if pool is None else contextlib.nullcontext():
-            results = _run_stacks(plan, files, executor, jobs if pool else 1, check, known, cache)
-            if pool is None:
+        if pool is not None:
+            results = _run_stacks(plan, files, pool, jobs, check, known, cache)
+        else:
+            # Here, the collector stays paused while the stacks are planned (_InProcess runs
+            # it every COLLECT_EVERY stacks), and what they leave goes to its oldest generation.
+            with collector_paused():
+                results = _run_stacks(plan, files, _InProcess(), 1, check, known, cache)
                 _young_to_oldest()
     finally:
-        if isinstance(executor, _InProcess):
-            executor.close()
-        else:
-            executor.shutdown()
+        if pool is not None:
+            pool.shutdown()
     if cache is not None and cache.written:
         cache.prune()
     _gather(plan, results)
@@ -294,61 +258,54 @@ def _prepare_fork() -> None:
     for over a second after every plan."""
     with collector_paused():
         warm_imports()
+    freeze_imports()
+
+
+def freeze_imports() -> None:
+    """gc.freeze: what the collector tracks now (the SDKs' modules, imported before workers are
+    forked) is never walked again, here or in the forked children. Recorded, so that
+    _young_to_oldest leaves it frozen (gc.get_freeze_count walks it all to count it: 0.05 s in
+    a `--watch` planner)."""
+    global _frozen
     gc.freeze()
+    _frozen = True
 
 
-# In this process, the collector runs once per so many stacks planned (plan_federation pauses
-# it): a stack's program and checks leave some 10,000 objects of cyclic garbage.
-COLLECT_EVERY = 8
-# In this process, the checks of so many stacks at most run at once (no more than `jobs`).
-CHECK_THREADS = 2
+_frozen = False  # whether this process (or the one it was forked from) called freeze_imports
 
 
 def _young_to_oldest() -> None:
     """Move the objects the collector tracks into its oldest generation without walking them
-    (gc.freeze then gc.unfreeze), where no process froze any (one that did keeps its own). The
-    stacks planned here leave a few hundred thousand objects, nearly all alive until the
-    report, many of them the SDK modules the programs imported: the collector's first pass
-    after the plan walked them all (0.08-0.09 s after a one-site change) to find a few
+    (gc.freeze then gc.unfreeze), unless freeze_imports froze some here (they stay frozen). The
+    stacks planned in this process leave a few hundred thousand objects, nearly all alive until
+    the report, many of them the SDK modules their programs imported: the collector's first
+    passes after each stack walked them (0.2 s of a one-site change's plan) to find a few
     thousand garbage cycles, which the next full collection finds instead."""
-    if gc.get_freeze_count() == 0:
+    if not _frozen:
         gc.freeze()
         gc.unfreeze()
 
 
-class _InProcess:
-    """Runs each stack in this process, the executor where no worker may be forked: its program
-    at once, then its checks in one thread beside the programs that come next (the stacks that
-    read it need its outputs, not its checks; Helm's render and lint, most of a check's time,
-    are calls into Go that release the GIL). The checks run one stack after another, in the
-    order the stacks were started; `program` gives a started stack's plan while they run."""
+# In this process, the collector runs once per so many stacks planned (plan_federation pauses
+# it for all of them): a stack's program and checks leave some 10,000 objects of cyclic garbage.
+COLLECT_EVERY = 8
 
-    def __init__(self, threads: int = 1) -> None:
-        self._checks = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fedeploy-checks")
-        self._programs: dict[Future[Result], StackPlan] = {}
+
+class _InProcess:
+    """Runs each task at once in this process: the executor where no worker may be forked.
+    The collector, paused by plan_federation, collects the young generations before every
+    COLLECT_EVERY-th stack after the first."""
+
+    def __init__(self) -> None:
         self._started = 0
 
-    def submit(self, task: Task) -> Future[Result]:
+    def submit(self, fn: Callable[[Task], Result], task: Task) -> Future[Result]:
         if self._started and self._started % COLLECT_EVERY == 0:
-            gc.collect(1)  # the young objects of the stacks since the last: their garbage
+            gc.collect(1)  # the garbage of the stacks since the last
         self._started += 1
-        with collector_paused():
-            program = _program(task)
-        if isinstance(program, FedeployError):
-            future: Future[Result] = Future()
-            future.set_result(program)
-            return future
-        future = self._checks.submit(_checked, program, task)
-        self._programs[future] = program
+        future: Future[Result] = Future()
+        future.set_result(fn(task))
         return future
-
-    def program(self, future: Future[Result]) -> StackPlan | None:
-        """The plan of the stack `future` checks (None once told, or if its program failed)."""
-        return self._programs.pop(future, None)
-
-    def close(self) -> None:
-        """Wait for the checks started (an exception left one running) and end the thread."""
-        self._checks.shutdown(wait=True, cancel_futures=True)
 
 
 def chain_lengths(order: list[list[str]], reads: Mapping[str, set[str]]) -> dict[str, int]:
@@ -416,9 +373,7 @@ def _run_stacks(
 
     A stack whose wave the report can no longer reach is not started: after a failing stack,
     any stack of a later wave; after a stack reading an output that is not there, any stack of
-    its wave or later (see `_gather`). In this process (`_InProcess`), a stack's readers start
-    once its program is planned, while its checks run: should those checks fail, the readers'
-    results are not reported (a later wave) and not kept in the cache, as if never started."""
+    its wave or later (see `_gather`)."""
     wave_of = {name: index for index, wave in enumerate(plan.order) for name in wave}
     reads: dict[str, set[str]] = {name: set() for name in wave_of}
     for ref in plan.references:
@@ -433,16 +388,13 @@ def _run_stacks(
     )
     last_wave = len(plan.order) - 1  # the last wave the report can still reach
     running: dict[Future[Result], str] = {}
-    checking: set[Future[Result]] = set()  # in this process: planned, its checks running
-    failed_checks: list[tuple[int, int]] = []  # (start, wave) of each stack whose checks failed
-    started: dict[str, int] = {}
     keys: dict[str, str] = {}
     while True:
         found = True
-        while found:  # a stack found in the cache (or planned here) may make its readers ready
+        while found:  # a stack found in the cache may make the stacks that read it ready
             found = False
             for name in list(waiting):
-                if len(running) - len(checking) >= slots:
+                if len(running) >= slots:
                     break
                 if wave_of[name] > last_wave:
                     waiting.remove(name)
@@ -460,40 +412,19 @@ def _run_stacks(
                             plan.from_cache.add(name)
                             continue
                     task = (files[name], refs, plan.sites[name], check)
-                    started[name] = len(started)
-                    if not isinstance(executor, _InProcess):
-                        running[executor.submit(_plan_one, task)] = name
-                        continue
-                    future = executor.submit(task)
-                    running[future] = name
-                    program = executor.program(future)
-                    if program is not None:
-                        # Its checks run on; the stacks that read it may start now. The next
-                        # stack is chosen from the top, as when its checks were done here.
-                        planned[name], found = program, True
-                        checking.add(future)
-                        break
+                    running[executor.submit(_plan_one, task)] = name
         if not running:
             return results
-        if isinstance(executor, _InProcess):  # each stack's result in the order they started
-            done, _ = wait([next(iter(running))])
-        else:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-        for future in [f for f in running if f in done]:  # in the order they were started
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
             name = running.pop(future)
             result = results[name] = future.result()
             if isinstance(result, FedeployError):
                 last_wave = min(last_wave, wave_of[name])
-                if future in checking:
-                    failed_checks.append((started[name], wave_of[name]))
             else:
                 planned[name] = result[0]
-                # Kept unless, its checks done here before it started, a stack started
-                # before it in an earlier wave would have failed first: it never starts then.
-                late = any(s < started[name] and w < wave_of[name] for s, w in failed_checks)
-                if cache is not None and not late:
+                if cache is not None:
                     cache.put(keys[name], result)
-            checking.discard(future)
 
 
 def _gather(plan: FederationPlan, results: Mapping[str, Result]) -> None:

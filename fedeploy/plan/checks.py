@@ -6,12 +6,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard
 
 from fedeploy.offline.cache import PlanCache, code_fingerprint
 from fedeploy.offline.engine import Resource, StackPlan
@@ -21,7 +19,6 @@ from policies.findings import Finding, Subject
 from policies.workloads import workload_findings
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
-T = TypeVar("T")
 
 
 @dataclass
@@ -172,11 +169,19 @@ def _check_release(
         release.manifests = render_chart(chart_dir, release.values, release.name, release.namespace)
     except ChartError as err:
         return None, [Finding("chart-values", where, str(err))]
-    # `helm lint` (a call into Go that releases the GIL, the largest part of a release's checks)
-    # runs in a thread beside what follows until its findings are needed; it starts once the
-    # values rendered (passed values.schema.json), as it did when it ran here.
-    lint = _beside(
-        lint_chart,
+    # render_chart above has checked these values against values.schema.json.
+    release.operator_manifests = operator_manifests(
+        chart_dir, release.values, release.name, release.namespace, schema_checked=True
+    )
+    release.monitoring = release_monitoring(
+        chart_dir,
+        release.values,
+        release.name,
+        release.namespace,
+        release.manifests,
+        release.operator_manifests,
+    )
+    for lint in lint_chart(
         chart_dir,
         release.values,
         strict=True,
@@ -184,53 +189,18 @@ def _check_release(
         namespace=release.namespace,
         # render_chart above has checked these values against values.schema.json.
         schema_checked=True,
-    )
-    try:
-        # render_chart above has checked these values against values.schema.json.
-        release.operator_manifests = operator_manifests(
-            chart_dir, release.values, release.name, release.namespace, schema_checked=True
-        )
-        release.monitoring = release_monitoring(
-            chart_dir,
-            release.values,
-            release.name,
-            release.namespace,
-            release.manifests,
-            release.operator_manifests,
-        )
-    except BaseException:
-        lint.exception()  # lint ran after these: its outcome, whatever it is, goes unused
-        raise
+    ):
+        if lint.severity in ("error", "warning"):
+            findings.append(Finding("chart-lint", where, f"{lint.path}: {lint.message}"))
     # With the operator's API, the bridge probe and its objects run too: checked alike.
     checked = release.manifests + operator_workloads(release.operator_manifests)
-    try:
-        problems = validate_manifests(checked, kube_version, strict=True) if kube_version else []
-        workloads = workload_findings(checked, resource_name)
-    except BaseException:
-        lint.result()  # lint ran before these: its error, if any, is the one raised
-        raise
-    for finding in lint.result():
-        if finding.severity in ("error", "warning"):
-            findings.append(Finding("chart-lint", where, f"{finding.path}: {finding.message}"))
-    for problem in problems:
-        findings.append(Finding("manifest-schema", where, f"Kubernetes {kube_version}: {problem}"))
-    findings.extend(workloads)
+    if kube_version:
+        for problem in validate_manifests(checked, kube_version, strict=True):
+            findings.append(
+                Finding("manifest-schema", where, f"Kubernetes {kube_version}: {problem}")
+            )
+    findings.extend(workload_findings(checked, resource_name))
     return (release.manifests, release.operator_manifests, release.monitoring), findings
-
-
-def _beside(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-    """`fn(*args, **kwargs)` started in a thread of its own (a new one each time: a process
-    forked later inherits no executor's idle threads), its result or exception in the future."""
-    future: Future[T] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # handed to whoever reads the future
-            future.set_exception(err)
-
-    threading.Thread(target=run, name=f"fedeploy-{fn.__name__}", daemon=True).start()
-    return future
 
 
 def _release(resource: Resource) -> RenderedRelease:

@@ -137,17 +137,15 @@ def _restart_if_code_changed(root: Path) -> None:
 def _warm(root: Path) -> None:
     """Import everything a plan needs and hash the code once, in this process (never Helm: a
     process that loaded it cannot fork), so each plan's child inherits them."""
-    import gc
-
     from fedeploy.charts import warm_chart_checks
     from fedeploy.offline.cache import code_fingerprint
-    from fedeploy.offline.federation import collector_paused, warm_imports
+    from fedeploy.offline.federation import collector_paused, freeze_imports, warm_imports
     from fedeploy.plan import formats, run  # noqa: F401
 
     with collector_paused():
         warm_imports()
         warm_chart_checks()
-    gc.freeze()  # the children's collectors never walk (and so copy) the SDKs' pages
+    freeze_imports()  # the children's collectors never walk (and so copy) the SDKs' pages
     code_fingerprint(root)
 
 
