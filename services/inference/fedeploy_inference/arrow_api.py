@@ -56,9 +56,6 @@ Refusals are FastAPI's 422 shape, located as ["body", <column>, <first offending
 from __future__ import annotations
 
 import functools
-import struct
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,11 +71,6 @@ from fedeploy_inference.ipc_headers import (
     REMEMBERED_SCHEMA_BYTES,
     Declared,
     MalformedHeader,
-    _field,
-    _offset,
-    _table,
-    _u32,
-    _vector_length,
     declared,
 )
 from fedeploy_inference.predictor import _NO_SCENE, RequestArrays, RequestRejected
@@ -265,182 +257,6 @@ def _request_schema(message: bytes) -> pa.Schema | None:
     return schema if schema.equals(REQUEST_SCHEMA) or schema.equals(REQUEST_SCHEMA_NWP) else None
 
 
-class _NotPlain(Exception):
-    """A body _plain_request leaves to pyarrow's reading."""
-
-
-_Plain = tuple[pa.Array, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-def _plain_request(body: bytes) -> _Plain | None:
-    """A request in the plain form, read from its bytes: its stations, issued_at and time (int64
-    us), and its float columns (_floats), scene_acquired and its validity, the same arrays the
-    pyarrow reading makes. None (that reading decides) for any body not in that form: REQUEST_
-    SCHEMA's schema message (known by its bytes), one uncompressed little-endian record batch
-    (message version 5) whose 13 columns have the request's rows and buffers inside its body at
-    offsets of 8 bytes, and the end-of-stream marker ending the body; and for any whose
-    columns pyarrow's reading or the checks before the first float would refuse or read
-    otherwise: offsets out of order or past their data, a null count its bitmap does not
-    give, a station null or with a byte past ASCII, issued_at or time null, a float sent as
-    NaN or infinite or out of its range. Every message's metadata has been read and
-    verified by pyarrow first (check_stream)."""
-    try:
-        return _plain(body)
-    except (_NotPlain, MalformedHeader, struct.error, ValueError, IndexError):
-        return None
-
-
-def _plain(body: bytes) -> _Plain:
-    size = len(body)
-    if size < 24 or body[:4] != _CONTINUATION:
-        raise _NotPlain
-    first = 8 + _I32.unpack_from(body, 4)[0]
-    if not 8 < first <= REMEMBERED_SCHEMA_BYTES or not _plain_schema(body[:first]):
-        raise _NotPlain
-    length = _I32.unpack_from(body, first + 4)[0]
-    start = first + 8 + length  # the record batch's body
-    if body[first : first + 4] != _CONTINUATION or length <= 0 or length % 8 or start > size:
-        raise _NotPlain
-    metadata = memoryview(body)[first + 8 : start]
-    top = _table(metadata, _u32(metadata, 0))
-    header = _field(metadata, top, 2)
-    if (
-        top[2] > _VTABLE_MOST
-        or header is None
-        or _field(metadata, top, 4) is not None  # custom metadata
-        or _unpack_at("<h", metadata, _field(metadata, top, 0)) != _V5
-        or _unpack_at("<B", metadata, _field(metadata, top, 1)) != _RECORD_BATCH
-    ):
-        raise _NotPlain
-    body_length = _unpack_at("<q", metadata, _field(metadata, top, 3))
-    batch = _table(metadata, _offset(metadata, header))
-    nodes_at, places_at = _field(metadata, batch, 1), _field(metadata, batch, 2)
-    if (
-        batch[2] > _VTABLE_MOST
-        or nodes_at is None
-        or places_at is None
-        or body_length < 0
-        or _field(metadata, batch, 3) is not None  # compressed
-        or _field(metadata, batch, 4) is not None  # variadic buffers
-        or start + body_length + 8 != size
-        or body[start + body_length :] != _END_OF_STREAM
-    ):
-        raise _NotPlain
-    n = _unpack_at("<q", metadata, _field(metadata, batch, 0))
-    node_at, node_count = _vector_length(metadata, nodes_at)
-    place_at, place_count = _vector_length(metadata, places_at)
-    if (
-        n <= 0
-        or node_count != len(REQUEST_SCHEMA)
-        or place_count != _PLAIN_BUFFERS
-        or node_at + 16 * node_count > len(metadata)
-        or place_at + 16 * place_count > len(metadata)
-    ):
-        raise _NotPlain
-    nodes = np.frombuffer(metadata, np.int64, 2 * node_count, node_at).reshape(-1, 2)
-    places = np.frombuffer(metadata, np.int64, 2 * place_count, place_at).reshape(-1, 2)
-    if (
-        (nodes[:, 0] != n).any()
-        or (nodes[:, 1] < 0).any()
-        or (nodes[:, 1] > n).any()
-        or (places < 0).any()
-        or (places > body_length).any()
-        or (places[:, 0] % 8).any()
-        or (places.sum(axis=1) > body_length).any()
-    ):
-        raise _NotPlain
-    nulls = nodes[:, 1].tolist()
-    positions = (places[:, 0] + start).tolist()
-    lengths = places[:, 1].tolist()
-    bitmap = (n + 7) // 8
-
-    def values(buffer: int, kind: type[np.generic], count: int) -> np.ndarray:
-        if lengths[buffer] < count * np.dtype(kind).itemsize:
-            raise _NotPlain
-        return np.frombuffer(body, kind, count, positions[buffer])
-
-    def validity(field: int) -> np.ndarray:
-        """A column's validity where it has nulls, the count its node declares checked."""
-        bits = np.unpackbits(
-            values(_PLAIN_VALIDITY[field], np.uint8, bitmap), count=n, bitorder="little"
-        ).view(bool)
-        if n - int(np.count_nonzero(bits)) != nulls[field]:
-            raise _NotPlain
-        return bits
-
-    # station: no nulls, offsets in order within its data.
-    if nulls[0] or nulls[1] or nulls[2]:  # station, issued_at, time: refused null
-        raise _NotPlain
-    offsets = values(1, np.int32, n + 1)
-    low, high = int(offsets[0]), int(offsets[-1])
-    if low < 0 or high > lengths[2] or (offsets[1:] < offsets[:-1]).any():
-        raise _NotPlain
-    # ASCII only, so valid UTF-8 as pyarrow's validation requires; every row's id is its run's
-    # first row's, which the ids' check reads (a row whose id differs starts a run).
-    if (
-        high == low
-        or int(np.frombuffer(body, np.uint8, high - low, positions[2] + low).max()) > 127
-    ):
-        raise _NotPlain
-    whole = pa.py_buffer(body)
-    stations = pa.Array.from_buffers(
-        pa.string(),
-        n,
-        [None, whole.slice(positions[1], 4 * (n + 1)), whole.slice(positions[2], lengths[2])],
-    )
-    origins, times = values(4, np.int64, n), values(6, np.int64, n)
-    floats = np.empty((len(_FLOATS), n))
-    missing = 0
-    for k, field in enumerate(_PLAIN_FLOATS):
-        count = nulls[field]
-        read = values(_PLAIN_VALIDITY[field] + 1, np.float64, n)  # its size checked
-        if count == n:  # all null: NaN, where the bitmap says so
-            validity(field)
-            floats[k] = np.nan
-        else:
-            floats[k] = read
-            if count:
-                np.copyto(floats[k], np.nan, where=~validity(field))
-        missing += count
-    if int(np.count_nonzero((floats >= _LOW) & (floats <= _HIGH))) != floats.size - missing:
-        raise _NotPlain  # a value refused: pyarrow's reading names it
-    acquired = values(_PLAIN_VALIDITY[_PLAIN_ACQUIRED] + 1, np.int64, n)
-    has_acquired = validity(_PLAIN_ACQUIRED) if nulls[_PLAIN_ACQUIRED] else _ALL_VALID
-    return stations, origins, times, (floats, acquired, has_acquired)
-
-
-def _unpack_at(form: str, metadata: memoryview, at: int | None) -> int:
-    """A flatbuffer scalar field at `at`; 0 (every default read here) where absent."""
-    if at is None:
-        return 0
-    value: int = struct.unpack_from(form, metadata, at)[0]
-    return value
-
-
-@functools.lru_cache(maxsize=8)
-def _plain_schema(message: bytes) -> bool:
-    """Whether an encapsulated schema message (its bytes as sent, without a body) declares
-    REQUEST_SCHEMA, its byte order included; remembered by its bytes."""
-    try:
-        read = pa.ipc.read_message(pa.py_buffer(message))
-        if read.type != "schema" or (read.body is not None and read.body.size):
-            return False
-        return bool(pa.ipc.read_schema(read).equals(REQUEST_SCHEMA))
-    except (pa.ArrowException, OSError, ValueError):
-        return False
-
-
-_CONTINUATION = b"\xff\xff\xff\xff"
-_I32 = struct.Struct("<i")
-_V5 = 4  # MetadataVersion.V5
-_RECORD_BATCH = 3  # MessageHeader.RecordBatch
-_VTABLE_MOST = 4 + 2 * 5  # Message and RecordBatch have five fields each
-# REQUEST_SCHEMA's buffers: the station's validity, offsets and data, then every other
-# column's validity and values; each column's validity buffer by field.
-_PLAIN_BUFFERS = 25
-_PLAIN_VALIDITY = [0] + [1 + 2 * k for k in range(1, 13)]
-
-
 def _first(mask: np.ndarray) -> int | None:
     """The first True of a boolean array, None if none (argmax stops at the first)."""
     return int(mask.argmax()) if np.count_nonzero(mask) else None
@@ -499,9 +315,6 @@ REQUEST_SCHEMA = pa.schema(
 )
 # The same with the forecast column, as table_from_requests writes it for requests that give one.
 REQUEST_SCHEMA_NWP = REQUEST_SCHEMA.append(pa.field(FORECAST, _FORECAST_TYPE))
-# REQUEST_SCHEMA's fields that _floats reads, in its order, and scene_acquired's.
-_PLAIN_FLOATS = [REQUEST_SCHEMA.names.index(name) for name in _FLOATS]
-_PLAIN_ACQUIRED = REQUEST_SCHEMA.names.index("scene_acquired")
 
 
 def _floats(columns: dict[str, pa.ChunkedArray], n: int, typed: bool) -> np.ndarray:
@@ -682,18 +495,9 @@ def _columns(table: pa.Table) -> tuple[dict[str, pa.ChunkedArray], bool]:
 def parse_request(body: bytes, max_batch: int, checked: bool = False) -> ArrowBatch:
     """An Arrow request body checked and read into the encoder's columns (see the module's
     schema); raises ArrowRejected naming the column and the first offending row. `checked`:
-    check_stream has passed it (its headers are not read again).
-
-    A body in the plain form (_plain_request: REQUEST_SCHEMA's message, one record batch, the
-    end marker, nothing the checks below would refuse in its columns' buffers, nulls or
-    values) is read from its bytes with numpy; any other body, and any body such a reading
-    finds anything wrong with, is read by pyarrow as before, and refused in the same words."""
+    check_stream has passed it (its headers are not read again)."""
     if not checked:
         check_stream(body, max_batch)
-    plain = _plain_request(body)
-    if plain is not None:
-        stations, origins, times, read = plain
-        return _requests(max_batch, stations, origins, times, lambda: read, None)
     table = read_table(body)
     columns, typed = _columns(table)
     n = table.num_rows
@@ -702,40 +506,6 @@ def parse_request(body: bytes, max_batch: int, checked: bool = False) -> ArrowBa
     stations = _stations(columns["station"], typed)
     origins, _ = _timestamps_us(columns["issued_at"], "issued_at", False, typed)
     times, _ = _timestamps_us(columns["time"], "time", False, typed)
-
-    def rest() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        floats = _floats(columns, n, typed)
-        if "scene_acquired" in columns:
-            acquired, has_acquired = _timestamps_us(
-                columns["scene_acquired"], "scene_acquired", True, typed
-            )
-        else:
-            acquired, has_acquired = np.zeros(n, np.int64), np.zeros(1, bool)
-        return floats, acquired, has_acquired
-
-    nwp = FORECAST in columns
-    return _requests(
-        max_batch,
-        stations,
-        origins,
-        times,
-        rest,
-        (lambda starts: _forecasts(columns[FORECAST], starts, typed)) if nwp else None,
-    )
-
-
-def _requests(
-    max_batch: int,
-    stations: pa.Array,
-    origins: np.ndarray,
-    times: np.ndarray,
-    rest: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]],
-    forecasts: Callable[[np.ndarray], tuple[np.ndarray | None, np.ndarray | None]] | None,
-) -> ArrowBatch:
-    """The requests of a table's columns, checked in this order: the runs, issued_at and time,
-    the ids, the request count and size, then `rest` (the float columns, the scene's
-    acquisition time and its validity), the scenes and per-request values, `forecasts`."""
-    n = len(origins)
     # A request is a run of rows with the same station and issued_at.
     continues = pc.equal(stations[1:], stations[:-1]).to_numpy(zero_copy_only=False)
     continues &= origins[1:] == origins[:-1]
@@ -773,7 +543,13 @@ def _requests(
             f"{int(counts[big])} observations in the request from row "
             f"{int(starts[big])}; at most {MAX_OBSERVATIONS} allowed",
         )
-    floats, acquired, has_acquired = rest()
+    floats = _floats(columns, n, typed)
+    if "scene_acquired" in columns:
+        acquired, has_acquired = _timestamps_us(
+            columns["scene_acquired"], "scene_acquired", True, typed
+        )
+    else:
+        acquired, has_acquired = np.zeros(n, np.int64), np.zeros(1, bool)
     has_cloud = ~np.isnan(floats[_CLOUD])
     if (row := _first(has_cloud != has_acquired)) is not None:
         name = "scene_acquired" if has_cloud[row] else "scene_cloud_cover"
@@ -792,7 +568,9 @@ def _requests(
             f"scene_acquired at row {row + 1} differs from the first row of "
             "its request; one scene per station and issued_at is allowed",
         )
-    nwp, nwp_count = (None, None) if forecasts is None else forecasts(starts)
+    nwp, nwp_count = (
+        _forecasts(columns[FORECAST], starts, typed) if FORECAST in columns else (None, None)
+    )
     arrays = RequestArrays(
         origins_us=origins[starts],
         longitude=floats[_FLOAT_NAMES.index("longitude"), starts],
@@ -936,8 +714,6 @@ class _Layout:
     lead_hours: pa.Array
     offsets_us: np.ndarray
     no_reason: pa.Array
-    lead_hours_bytes: bytes  # lead_hours' values
-    zeros: bytes  # 4 (rows + 1) zero bytes: an all-null column's offsets (its validity: a head)
 
 
 def _layout(b: int, horizon: int) -> _Layout:
@@ -946,19 +722,16 @@ def _layout(b: int, horizon: int) -> _Layout:
     hours = np.arange(horizon)
     offsets_us = (hours * _HOUR_US)[None, :]
     offsets_us.flags.writeable = False
-    lead_hours = (hours + 1).astype(np.int32)[None, :].repeat(b, axis=0).ravel()
     return _Layout(
         request=pa.array(np.arange(b).repeat(horizon)),
-        lead_hours=pa.array(lead_hours),
+        lead_hours=pa.array((hours + 1).astype(np.int32)[None, :].repeat(b, axis=0).ravel()),
         offsets_us=offsets_us,
         no_reason=pa.nulls(b * horizon, pa.string()),
-        lead_hours_bytes=lead_hours.tobytes(),
-        zeros=bytes(4 * (b * horizon + 1)),
     )
 
 
 # Answers of at most this many rows (2,730 requests of 24 leads) have their layout made once per
-# shape, a batch client's calls mostly having one; 8 shapes of about 1.5 MB each at most.
+# shape, a batch client's calls mostly having one; 8 shapes of about 1 MB each at most.
 _CACHED_ROWS = 2**16
 _cached_layout = functools.lru_cache(maxsize=8)(_layout)
 
@@ -968,169 +741,9 @@ def answer_stream(
 ) -> bytes:
     """The answer as the bytes of an Arrow IPC stream: the schema's message (made once per
     model version), the record batch's, the end-of-stream marker; the bytes pyarrow's stream
-    writer writes, without its writer. The record batch's message is written from the numpy
-    arrays into its template (_BatchTemplate); where the template does not apply (no template
-    on this platform, stations that are not a plain string array of B ids), from
-    response_batch by pyarrow."""
-    template = _batch_template()
-    stations = batch.stations
-    if (
-        template is not None
-        and stations.type == pa.string()
-        and stations.offset == 0
-        and len(stations) == forecast.shape[0]
-    ):
-        pieces = template.pieces(stations, batch.arrays.origins_us, forecast, observed)
-        return b"".join((_schema_message(*model), *pieces, _END_OF_STREAM))
+    writer writes, without its writer."""
     answer = response_batch(batch, forecast, observed, model).serialize()
     return b"".join((_schema_message(*model), memoryview(answer), _END_OF_STREAM))
-
-
-class _BatchTemplate:
-    """The answer's record batch message written without pyarrow's writer: its metadata (a
-    flatbuffer whose size and layout are fixed for RESPONSE_SCHEMA: the row count, one node
-    (rows, nulls) per column, one (offset, length) per buffer and the body's length, each at
-    a fixed place) made once by pyarrow and patched per answer, followed by the columns'
-    buffers, each at an offset rounded up to 8 bytes and padded with zeros, as the IPC writer
-    lays them out (a buffer of a column without nulls is written empty: its validity).
-    test_arrow_answer_bytes proves the bytes equal RecordBatch.serialize()'s on random and
-    edge answers; _batch_template checks one at its making and is None where they differ."""
-
-    def __init__(self, message: bytes) -> None:
-        header = memoryview(message)[: 8 + struct.unpack_from("<i", message, 4)[0]]
-        metadata = header[8:]
-        top = _table(metadata, _u32(metadata, 0))
-        batch = _table(metadata, _offset(metadata, _required(metadata, top, 2)))
-        self.header = bytes(header)
-        self.body_length_at = 8 + _required(metadata, top, 3)
-        self.length_at = 8 + _required(metadata, batch, 0)
-        nodes, count = _vector_length(metadata, _required(metadata, batch, 1))
-        buffers, buffer_count = _vector_length(metadata, _required(metadata, batch, 2))
-        if count != len(RESPONSE_SCHEMA) or buffer_count != _BUFFER_COUNT:
-            raise MalformedHeader("not the answer's record batch message")
-        self.nodes_at, self.buffers_at = 8 + nodes, 8 + buffers
-
-    def pieces(
-        self, stations: pa.Array, origins: np.ndarray, forecast: np.ndarray, observed: np.ndarray
-    ) -> list[Any]:
-        """The record batch message's bytes, in pieces (bytes-like objects) to be joined: the
-        columns response_batch makes, from the same arrays."""
-        b, horizon, _ = forecast.shape
-        n = b * horizon
-        layout = _cached_layout(b, horizon) if n <= _CACHED_ROWS else _layout(b, horizon)
-        _, station_offsets, station_data = stations.take(layout.request).buffers()
-        size = int(np.frombuffer(station_offsets, np.int32, 1, 4 * n)[0])
-        values = np.ascontiguousarray(forecast.transpose(2, 0, 1), dtype=np.float64)
-        values = values.reshape(len(TARGETS), n)
-        withheld = np.isnan(values)
-        bitmap = (n + 7) // 8
-        nulls = [0, 0, 0, 0]
-        # The buffers in the schema's order, each a bytes-like object of exactly its length
-        # (b"": none, a column without nulls' validity).
-        buffers: list[Any] = [
-            b"",
-            memoryview(station_offsets)[: 4 * (n + 1)],
-            memoryview(station_data)[:size] if size else b"",
-            b"",
-            origins.repeat(horizon),
-            b"",
-            layout.lead_hours_bytes,
-            b"",
-            (origins[:, None] + layout.offsets_us).ravel(),
-        ]
-        for k in range(len(TARGETS)):
-            count = int(np.count_nonzero(withheld[k]))
-            nulls.append(count)
-            buffers.append(np.packbits(~withheld[k], bitorder="little") if count else b"")
-            buffers.append(values[k])
-        for k in range(len(TARGETS)):
-            seen = observed[:, k]
-            if seen.all():  # every station observed it: all null, no reason given
-                nulls.append(n)
-                buffers += (layout.zeros[:bitmap], layout.zeros, b"")
-                continue
-            reason = _REASON_BYTES[k]
-            given = (~seen).repeat(horizon)
-            count = int(np.count_nonzero(given))
-            ends = np.zeros(n + 1, np.int32)
-            np.cumsum(given, dtype=np.int32, out=ends[1:])
-            ends *= len(reason)
-            nulls.append(n - count)
-            buffers += (
-                np.packbits(given, bitorder="little") if count < n else b"",
-                ends,
-                reason * count,
-            )
-        return self._write(n, nulls, buffers)
-
-    def _write(self, n: int, nulls: list[int], buffers: list[Any]) -> list[Any]:
-        """The header patched with the row count, each column's (rows, nulls), each buffer's
-        (offset, length) and the body's length, and the body's pieces."""
-        places: list[int] = []
-        body: list[Any] = []
-        at = 0
-        for data in buffers:
-            length = data.nbytes if isinstance(data, (np.ndarray, memoryview)) else len(data)
-            places += (at, length)
-            if length:
-                body.append(data)
-                at += length
-                if at % 8:
-                    body.append(_PADDING[8 - at % 8])
-                    at += 8 - at % 8
-        header = bytearray(self.header)
-        _Q.pack_into(header, self.length_at, n)
-        _Q.pack_into(header, self.body_length_at, at)
-        nodes = [value for count in nulls for value in (n, count)]
-        struct.pack_into(f"<{len(nodes)}q", header, self.nodes_at, *nodes)
-        struct.pack_into(f"<{len(places)}q", header, self.buffers_at, *places)
-        return [header, *body]
-
-
-_Q = struct.Struct("<q")
-# The answer's 19 buffers: per column its validity, then its offsets (strings) and its values.
-_BUFFER_COUNT = 19
-_EMPTY: tuple[Any, int] = (b"", 0)
-_PADDING = [bytes(k) for k in range(8)]
-
-
-def _required(metadata: memoryview, table: tuple[int, int, int], index: int) -> int:
-    at = _field(metadata, table, index)
-    if at is None:
-        raise MalformedHeader(f"field {index} absent")
-    return at
-
-
-@functools.lru_cache(maxsize=1)
-def _batch_template() -> _BatchTemplate | None:
-    """The answer's record batch template, made from pyarrow's message of a small answer and
-    checked against pyarrow's bytes for another (nulls in every column that may have them);
-    None where they differ (a big-endian host, another pyarrow's layout): pyarrow writes."""
-    if sys.byteorder != "little":
-        return None
-    try:
-        stations = pa.array(["a", "bc", "def"])
-        arrays = RequestArrays(
-            origins_us=np.array([0, _HOUR_US, 2 * _HOUR_US], np.int64),
-            longitude=np.full(3, np.nan),
-            scene_cloud=np.full(3, np.nan),
-            scene_acquired_us=np.zeros(3, np.int64),
-            owner=np.zeros(0, np.int64),
-            times_us=np.zeros(0, np.int64),
-            values=np.zeros((0, len(VARIABLES))),
-        )
-        batch = ArrowBatch(arrays, stations, None)
-        forecast = np.arange(3 * 5 * len(TARGETS), dtype=np.float32).reshape(3, 5, -1)
-        forecast[1, :, 1] = np.nan
-        forecast[2, 3, 0] = np.nan
-        observed = np.array([[True, True], [True, False], [True, True]])
-        made = response_batch(batch, forecast, observed, ("m", "v")).serialize().to_pybytes()
-        template = _BatchTemplate(made)
-        if b"".join(template.pieces(stations, arrays.origins_us, forecast, observed)) != made:
-            return None
-    except (MalformedHeader, ValueError, TypeError, IndexError, struct.error):
-        return None
-    return template
 
 
 @functools.lru_cache(maxsize=8)
@@ -1154,7 +767,6 @@ def _stamps(us: np.ndarray) -> pa.Array:
 
 # Per target, the reason column's two values: null (forecast) and why not.
 _REASONS = [pa.array([None, absent_reason(target)], pa.string()) for target in TARGETS]
-_REASON_BYTES = [absent_reason(target).encode() for target in TARGETS]
 
 
 def to_stream(table: pa.Table) -> bytes:
