@@ -3,10 +3,17 @@
 Writes are idempotent: items go through the bulk transactions endpoint with method `upsert`
 (one request per batch), falling back to POST then PUT per item where it is absent. Ids are
 checked and percent-encoded (stac_ids) before any request: InvalidId names a refused one.
+
+stac-fastapi-pgstac's bulk endpoint answers 200 also when it refused some of the items on
+validation (a null geometry, a `collection` other than the path's, an id other than its key,
+an extension's schema): its body lists them (`{"success": n, "errors": [{"id", "msg"}]}`)
+and stores only the others. That answer is read: the refused items raise ItemsRefused, which
+names each with the catalog's reason. A database refusal is a 500 for the whole batch.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -14,6 +21,23 @@ import httpx
 from fedeploy_ingestion.download_safety import IDENTITY, UnsafeBody, bounded_body
 from fedeploy_ingestion.errors import CatalogError
 from fedeploy_ingestion.stac_ids import collection_path, item_path
+
+
+class ItemsRefused(CatalogError):
+    """The catalog answered a bulk upsert with success and listed items it refused: those are
+    not stored, the others of the request are. `refused`: item id -> the catalog's reason."""
+
+    def __init__(self, where: str, refused: dict[str, str]) -> None:
+        self.where = where
+        self.refused = refused
+        super().__init__(
+            f"{where} refused {len(refused)} item(s): "
+            + "; ".join(f"{item_id}: {reason}" for item_id, reason in refused.items())
+        )
+
+    def reason(self, item_id: str) -> str:
+        """What the catalog said of one refused item, as a report names it."""
+        return f"{self.where} refused item {item_id}: {self.refused[item_id]}"
 
 
 class CatalogClient:
@@ -109,6 +133,7 @@ class CatalogClient:
         )
         if response.status_code not in (404, 405):
             self._check(response, 200, 201)
+            self._check_bulk_answer(response, [str(i.get("id")) for i in items])
             return
         # No bulk transactions on this API (or no such collection: the POST below says so).
         for item in items:
@@ -116,6 +141,48 @@ class CatalogClient:
             if response.status_code == 409:
                 response = self._request("PUT", paths[item.get("id")], json=item)
             self._check(response, 200, 201)
+
+    @staticmethod
+    def _check_bulk_answer(response: httpx.Response, sent: list[str]) -> None:
+        """Raise ItemsRefused for the items a successful bulk answer lists as refused
+        (stac-fastapi-pgstac: `errors`, each `{"id", "msg"}`), and CatalogError where it
+        stored fewer than were sent without saying which. An answer of another shape (another
+        API's text) says nothing of the items and is taken as it is."""
+        where = f"{response.request.method} {response.request.url}"
+        try:
+            answer = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return
+        if not isinstance(answer, dict):
+            return
+        errors = answer.get("errors") or []
+        if not isinstance(errors, list):
+            raise CatalogError(
+                f"{where} answered {response.status_code} with `errors` "
+                f"{str(errors)[:200]!r}: a list of {{id, msg}} was expected"
+            )
+        refused: dict[str, str] = {}
+        for error in errors:
+            item_id = error.get("id") if isinstance(error, dict) else None
+            if not isinstance(item_id, str) or item_id not in sent:
+                raise CatalogError(
+                    f"{where} answered {response.status_code} listing an error for no item it "
+                    f"was sent: {str(error)[:300]}"
+                )
+            refused[item_id] = str(error.get("msg") or "(no reason given)")[:500]
+        success = answer.get("success")
+        if (
+            isinstance(success, int)
+            and not isinstance(success, bool)
+            and success + len(refused) < len(sent)
+        ):
+            raise CatalogError(
+                f"{where} answered {response.status_code}: stored {success} of the "
+                f"{len(sent)} items sent and refused {len(refused)}; which were not stored "
+                "is unknown"
+            )
+        if refused:
+            raise ItemsRefused(where, refused)
 
     def queryables(self) -> set[str]:
         """Names the API can filter on (empty when it has no filter extension)."""

@@ -298,7 +298,10 @@ class EodagRun(SentinelRun):
         policy = DownloadPolicy.for_source(as_sentinel, self.guard)
         policy.check(endpoint, what="search endpoint")
         found = self.report.found
-        with guarded_searches(policy, s.http_timeout_seconds):  # the items' copies use httpx
+        # The items' copies use httpx. Its items are registered in batches as the Sentinel
+        # ones are (_register), and those waiting when its items end, or a stop or a failed
+        # search cuts them, then.
+        with guarded_searches(policy, s.http_timeout_seconds), self._registering():
             for item in self._items(dag, source, now):
                 if self._spent(as_sentinel, self.report.found - found):  # type: ignore[arg-type]
                     break

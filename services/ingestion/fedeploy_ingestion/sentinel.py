@@ -14,13 +14,14 @@ would otherwise succeed having copied nothing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
@@ -30,9 +31,9 @@ from typing import Any
 import httpx
 
 from fedeploy_ingestion import sentinel_plan, stac_ids
-from fedeploy_ingestion.catalog import CatalogClient
+from fedeploy_ingestion.catalog import CatalogClient, ItemsRefused
 from fedeploy_ingestion.download_safety import Deadline, bounded_body
-from fedeploy_ingestion.errors import SourceError, failure_text
+from fedeploy_ingestion.errors import CatalogError, SourceError, failure_text
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import AssetTooLarge, MiB, ObjectStore
 from fedeploy_ingestion.product_copy import (
@@ -57,8 +58,9 @@ GiB = 1024 * MiB
 # next item's catalog and S3 round trips overlap them and the parts never drain between items.
 ITEMS_IN_FLIGHT = 2
 # Items copied are registered together, one bulk upsert per collection: once this many wait,
-# once the oldest has waited REGISTER_WAIT_SECONDS (checked as each item is copied), and when
-# the source's items end. pgstac's cost is per request (its partition check and staging table:
+# once the oldest has waited REGISTER_WAIT_SECONDS (a bound: a registering thread of the source
+# wakes when it is due, whatever the item threads and the search are doing), and when the
+# source's items end. pgstac's cost is per request (its partition check and staging table:
 # about 19 ms of PostgreSQL for one item, 20 ms for three), and so is the API's.
 REGISTER_BATCH = 16
 REGISTER_WAIT_SECONDS = 10.0
@@ -108,10 +110,14 @@ class SentinelRun:
         self._collections: set[str] = set()
         self._lock = threading.Lock()  # the report's counters, updated by the item threads
         self._catalog_lock = threading.Lock()  # catalog writes, one at a time
-        # Site items copied and not registered yet (_register), oldest first.
+        # Site items copied and not registered yet (_register), oldest first, and those whose
+        # bulk upsert is being sent (_flush): an item served again finds either.
         self._pending: list[_Registration] = []
+        self._writing: list[_Registration] = []
         self._pending_lock = threading.Lock()
+        self._pending_changed = threading.Condition(self._pending_lock)
         self._ending = False  # the source's items have ended: register each at once
+        self._timer_stopped = True  # the registering thread of the source is to end
         # The source being copied's share of the run's time (None: no INGEST_RUN_DEADLINE_SECONDS).
         self._budget: Deadline | None = None
 
@@ -164,11 +170,10 @@ class SentinelRun:
         )
         # Searches of a token-protected source (Copernicus) are public; Basic goes everywhere.
         headers = credentials.headers() if source.token_url is None else {}
-        found = with_assets = 0
         available: Counter[str] = Counter()
         paging = Paging(f"source {source.name}", s.search_max_pages)
+        found = with_assets = 0
         in_flight = _InFlight(ITEMS_IN_FLIGHT)
-        self._ending = False
         items = search(
             source,
             source.search_datetime(now),
@@ -177,38 +182,40 @@ class SentinelRun:
             timeout=s.http_timeout_seconds,
             paging=paging,
         )
-        try:
-            for item in items:  # streamed: one page in memory at a time
-                if self._spent(source, found):
-                    break
-                self._count(found=1)
-                found += 1
-                name = _item_name(item)
-                try:
-                    keys = sorted(str(k) for k in (item.get("assets") or {}))
-                    available.update(keys)
-                    if set(keys) & set(source.assets):
-                        with_assets += 1
-                    if not owns(name, s.shard_index, s.shard_count):
-                        self._count(other_shards=1)
-                        continue
-                except Exception as error:  # noqa: BLE001 - one item fails alone
-                    self._failed(source, name, error, "item failed; the next run retries it")
-                    continue
-                in_flight.submit(
-                    name, functools.partial(self._guarded, source, item, name, credentials, now)
-                )
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+        with self._registering():
             try:
-                in_flight.close()  # the items read so far are handled, whatever happened
-            finally:
-                # Those copied are registered, also when the wait was cut (SIGTERM: the CLI's
-                # Stopped); an item that ends after this registers at once, alone.
-                self._ending = True
+                for item in items:  # streamed: one page in memory at a time
+                    if self._spent(source, found):
+                        break
+                    self._count(found=1)
+                    found += 1
+                    name = _item_name(item)
+                    try:
+                        keys = sorted(str(k) for k in (item.get("assets") or {}))
+                        available.update(keys)
+                        if set(keys) & set(source.assets):
+                            with_assets += 1
+                        if not owns(name, s.shard_index, s.shard_count):
+                            self._count(other_shards=1)
+                            continue
+                    except Exception as error:  # noqa: BLE001 - one item fails alone
+                        self._failed(source, name, error, "item failed; the next run retries it")
+                        continue
+                    in_flight.submit(
+                        name, functools.partial(self._guarded, source, item, name, credentials, now)
+                    )
+            except BaseException:
+                # A stop (SIGTERM: the CLI's Stopped) or a failed search: the items copied so far
+                # are registered now, before the wait for the copies in flight (which a stop's
+                # grace period may not outlast); those are registered at the end of the wait,
+                # or, where a second stop cuts it, each as it ends (_registering).
                 self._flush()
+                raise
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+                in_flight.close()  # the items read so far are handled, whatever happened
         shortfall = paging.shortfall()
         if shortfall is not None:
             self.report.incomplete[source.name] = shortfall
@@ -224,6 +231,52 @@ class SentinelRun:
             )
             self.report.failed[f"{source.name}:assets"] = reason
             log.error("no requested asset in any item", extra={"source": source.name})
+
+    @contextlib.contextmanager
+    def _registering(self) -> Iterator[None]:
+        """While a source's items are copied: its items are registered in batches (_register),
+        the oldest waiting at most REGISTER_WAIT_SECONDS (a thread wakes when it is due). On
+        leaving, whatever happened (SIGTERM: the CLI's Stopped, cutting a wait), the items
+        waiting are registered, and an item that ends after that registers at once, alone."""
+        with self._pending_changed:
+            self._ending = False
+            self._timer_stopped = False
+        timer = threading.Thread(
+            target=self._register_when_due, name="sentinel-register", daemon=True
+        )
+        timer.start()
+        try:
+            yield
+        finally:
+            with self._pending_changed:
+                self._ending = True
+                self._timer_stopped = True
+                self._pending_changed.notify_all()
+            try:
+                self._flush()
+            finally:
+                timer.join()
+
+    def _register_when_due(self) -> None:
+        """The source's registering thread: sleeps until the oldest item waiting has waited
+        REGISTER_WAIT_SECONDS (or until one waits), then registers those waiting."""
+        while True:
+            with self._pending_changed:
+                while True:
+                    if self._timer_stopped:
+                        return
+                    left = None
+                    if self._pending:
+                        left = self._pending[0].copied + REGISTER_WAIT_SECONDS - time.monotonic()
+                        if left <= 0:
+                            break
+                    self._pending_changed.wait(left)
+            try:
+                self._flush()
+            except Exception as error:  # noqa: BLE001 - _flush reports items; never stop here
+                log.error(
+                    "registering the items waiting failed", extra={"error": failure_text(error)}
+                )
 
     def _guarded(
         self,
@@ -318,20 +371,24 @@ class SentinelRun:
         )
 
     def _awaits_registration(self, collection_id: str, item_id: str, fingerprint: str) -> bool:
-        """Whether this content of the item is copied and waits to be registered (a search
-        that serves an item twice: the second finds it here, as it would in the catalog)."""
+        """Whether this content of the item is copied and waits to be registered, or is being
+        registered (a search that serves an item twice: the second finds it here, as it would
+        in the catalog once its bulk upsert has returned)."""
+        key = (collection_id, item_id, fingerprint)
         with self._pending_lock:
             return any(
-                (p.collection_id, p.item_id, p.fingerprint) == (collection_id, item_id, fingerprint)
-                for p in self._pending
+                (p.collection_id, p.item_id, p.fingerprint) == key
+                for p in (*self._pending, *self._writing)
             )
 
     def _register(self, registration: _Registration) -> None:
         """Register a copied item with the ones waiting (REGISTER_BATCH, REGISTER_WAIT_SECONDS);
         the source's end registers the rest. Until then a run that dies leaves the objects
         with their fingerprint, and the next run verifies, reuses and registers them."""
-        with self._pending_lock:
+        with self._pending_changed:
             self._pending.append(registration)
+            if len(self._pending) == 1:
+                self._pending_changed.notify_all()  # the registering thread's wait starts
             due = (
                 self._ending
                 or len(self._pending) >= REGISTER_BATCH
@@ -341,34 +398,46 @@ class SentinelRun:
             self._flush()
 
     def _flush(self) -> None:
-        """Register every item waiting: one bulk upsert per collection, or, where that fails,
-        each item alone, so that one the catalog refuses fails alone (reported, not raised)."""
+        """Register every item waiting: one bulk upsert per collection. Items the catalog lists
+        as refused in its answer (ItemsRefused) fail alone, named with its reason, the others
+        of the request stored; where the whole request fails, each item is sent alone, so that
+        one the catalog refuses fails alone (reported, not raised)."""
         # One catalog write at a time: the loopback pgstac answered 500 to two bulk_items at once.
         with self._catalog_lock:
             with self._pending_lock:
                 waiting, self._pending = self._pending, []
-            collections: dict[str, list[_Registration]] = {}
-            for registration in waiting:
-                collections.setdefault(registration.collection_id, []).append(registration)
-            for collection_id, batch in collections.items():
-                try:
-                    self.catalog.upsert_items(collection_id, [r.document for r in batch])
-                except Exception as error:  # noqa: BLE001 - each item alone, below
-                    if len(batch) == 1:
-                        self._failed(batch[0].source, batch[0].name, error, _REGISTER_FAILED)
-                        continue
-                    for registration in batch:
-                        try:
-                            self.catalog.upsert_items(collection_id, [registration.document])
-                        except Exception as error:  # noqa: BLE001 - one item fails alone
-                            self._failed(
-                                registration.source, registration.name, error, _REGISTER_FAILED
-                            )
-                            continue
-                        self._registered(registration)
-                    continue
-                for registration in batch:
+                self._writing = waiting  # still found by an item served again until written
+            try:
+                collections: dict[str, list[_Registration]] = {}
+                for registration in waiting:
+                    collections.setdefault(registration.collection_id, []).append(registration)
+                for collection_id, batch in collections.items():
+                    self._upsert(collection_id, batch)
+            finally:
+                with self._pending_lock:
+                    self._writing = []
+
+    def _upsert(self, collection_id: str, batch: list[_Registration]) -> None:
+        """One collection's batch (_flush), its failures reported."""
+        try:
+            self.catalog.upsert_items(collection_id, [r.document for r in batch])
+        except ItemsRefused as refused:
+            for registration in batch:
+                if registration.item_id in refused.refused:
+                    error = CatalogError(refused.reason(registration.item_id))
+                    self._failed(registration.source, registration.name, error, _REGISTER_FAILED)
+                else:
                     self._registered(registration)
+            return
+        except Exception as error:  # noqa: BLE001 - each item alone, below
+            if len(batch) == 1:
+                self._failed(batch[0].source, batch[0].name, error, _REGISTER_FAILED)
+                return
+            for registration in batch:
+                self._upsert(collection_id, [registration])
+            return
+        for registration in batch:
+            self._registered(registration)
 
     def _registered(self, registration: _Registration) -> None:
         self._count(registered=1)
@@ -513,7 +582,8 @@ class _InFlight:
     it calls the `read` it is given (its last asset read: its last parts, completion and
     registration overlap the next item) or ends, whichever comes first; at most `size` more
     finish meanwhile. An item whose name is still running waits for that one first: a search
-    that serves an item twice copies it once (the second finds it registered).
+    that serves an item twice copies it once (the second finds it waiting to be registered,
+    being registered, or registered).
     """
 
     def __init__(self, size: int) -> None:

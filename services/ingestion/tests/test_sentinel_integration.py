@@ -18,7 +18,7 @@ from fedeploy_ingestion.settings import IngestSettings
 
 from loopback import PostgresServer, SeaweedS3, StacApiServer
 from loopback.asset_server import AssetServer
-from loopback.sentinel_upstream import COLLECTION, load, make_items
+from loopback.sentinel_upstream import COLLECTION, StaticSearch, load, make_items
 
 pytestmark = pytest.mark.integration
 
@@ -265,3 +265,41 @@ def test_an_item_that_raises_fails_alone_and_the_report_names_it(
     assert (report.found, report.registered) == (3, 2)
     for item in good:
         assert CatalogClient(site.url).get_item(COLLECTION, item["id"]) is not None
+
+
+def test_an_item_the_real_catalog_refuses_in_a_200_answer_fails_named_and_the_others_register(
+    catalogs: Any, s3: SeaweedS3, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A null geometry (valid STAC, refused by pgstac): the run said `registered=3`, `failed={}`
+    with two of three stored, and so on every run after."""
+    assets = AssetServer(tmp_path / "files").start()
+    static = StaticSearch().start()
+    try:
+        items = make_items(assets, 3, {"B04": 1 * MiB})
+        items[1]["geometry"] = None
+        items[1].pop("bbox", None)
+        refused = items[1]["id"]
+        static.add(items)
+        site = catalogs.start("site-refuses")
+        source = {
+            "name": "upstream",
+            "privateHosts": ["127.0.0.1"],
+            "url": static.url,
+            "collections": [COLLECTION],
+            "assets": ["B04"],
+        }
+        config = settings(s3, bucket, static.url, sources=[source])
+        catalog = CatalogClient(site.url)
+        for number in range(2):
+            report, _ = run(config, s3, site.url, monkeypatch)
+            stored = sorted(i["id"] for i in items if catalog.get_item(COLLECTION, i["id"]))
+            assert stored == sorted(i["id"] for i in items if i["id"] != refused)
+            assert list(report.failed) == [f"{COLLECTION}/{refused}"], number
+            reason = report.failed[f"{COLLECTION}/{refused}"]
+            assert f"refused item {refused}" in reason and "geometry" in reason.lower()
+            # The first run registers the two others; the next finds them (and reuses the
+            # refused one's objects, to be refused again).
+            assert (report.registered, report.skipped) == ((2, 0) if number == 0 else (0, 2))
+    finally:
+        static.stop()
+        assets.stop()

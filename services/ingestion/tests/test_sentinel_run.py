@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +16,7 @@ from unittest import mock
 import httpx
 import pytest
 from fedeploy_ingestion import sentinel, stac_client
+from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import SourceError
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.sentinel import SentinelRun
@@ -349,34 +350,66 @@ def test_an_object_a_run_completed_before_dying_is_verified_and_reused_not_copie
     )
 
 
-class RecordingCatalog:
-    """A site catalog with no item yet that records each bulk upsert; `refuse` names an item
-    id whose upsert (alone or in a batch) it answers with an error."""
+class RecordingCatalog(CatalogClient):
+    """A site catalog with no item yet that records each bulk upsert, behind the real
+    CatalogClient, its bulk endpoint answering as stac-fastapi-pgstac 7.2 does
+    (stac_fastapi/pgstac/transactions.py): an item id in `refuse` fails validation (200,
+    `{"received", "success", "skipped", "errors": [{"id", "msg"}]}`, the others stored); an
+    item id in `fail` is a database refusal (500 for the whole request, nothing stored).
+    `delay`: seconds each bulk upsert takes before anything is stored."""
 
-    def __init__(self, refuse: str | None = None) -> None:
+    def __init__(
+        self,
+        refuse: str | None = None,
+        fail: str | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.upserts: list[tuple[str, list[str]]] = []
-        self.refuse = refuse
+        self.times: list[float] = []  # time.monotonic() as each upsert returned
+        self.stored: dict[str, dict[str, Any]] = {}
+        self.refuse, self.fail, self.delay = refuse, fail, delay
+        transport = httpx.MockTransport(self._answer)
+        super().__init__("http://catalog.test", http=httpx.Client(transport=transport))
 
-    def get_item(self, collection_id: str, item_id: str) -> None:
-        return None
-
-    def upsert_items(self, collection_id: str, items: list[dict[str, Any]]) -> None:
-        ids = [i["id"] for i in items]
-        self.upserts.append((collection_id, ids))
-        if self.refuse in ids:
-            raise ValueError(f"refused {self.refuse}")
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        parts = request.url.path.strip("/").split("/")  # collections/C/items/ID, .../bulk_items
+        if request.method == "GET" and len(parts) == 4 and parts[2] == "items":
+            item = self.stored.get(parts[3])
+            return httpx.Response(200, json=item) if item else httpx.Response(404, json={})
+        if request.method == "POST" and parts[-1] == "bulk_items":
+            items = json.loads(request.content)["items"]
+            time.sleep(self.delay)
+            self.upserts.append((parts[1], list(items)))
+            self.times.append(time.monotonic())
+            if self.fail in items:
+                return httpx.Response(500, json={"code": "DatabaseError", "description": "no"})
+            errors = [
+                {"id": i, "msg": f"Item {i} geometry is not valid"}
+                for i in items
+                if i == self.refuse
+            ]
+            stored = {i: item for i, item in items.items() if i != self.refuse}
+            self.stored.update(stored)
+            answer = {"received": len(items), "success": len(stored), "skipped": 0}
+            return httpx.Response(200, json={**answer, "errors": errors})
+        return httpx.Response(405, json={})
 
 
 def copying_run(
-    monkeypatch: pytest.MonkeyPatch, names: list[str], catalog: RecordingCatalog
+    monkeypatch: pytest.MonkeyPatch,
+    names: list[str],
+    catalog: RecordingCatalog,
+    pages: Callable[[list[dict[str, Any]]], Iterator[dict[str, Any]]] | None = None,
 ) -> tuple[SentinelRun, list[str]]:
-    """A run over items `names` whose assets 'copy' at once, registering in `catalog`."""
+    """A run over items `names` whose assets 'copy' at once, registering in `catalog`;
+    `pages(items)`: what the search yields of them (all at once by default)."""
 
     def item(name: str) -> dict[str, Any]:
         href = f"https://stac.example.org/v1/data/{name}/B04_10m.jp2"
         return {**CDSE_ITEM, "id": name, "assets": {"B04_10m": {"href": href, "file:size": 5}}}
 
-    monkeypatch.setattr(sentinel, "search", lambda *a, **k: iter([item(n) for n in names]))
+    items = [item(n) for n in names]
+    monkeypatch.setattr(sentinel, "search", lambda *a, **k: (pages or iter)(items))
     # No name is resolved: the hrefs are checked by a policy that admits them.
     credentials = SimpleNamespace(headers=dict, policy=SimpleNamespace(check=lambda *a: None))
     monkeypatch.setattr(sentinel, "Credentials", lambda *a: credentials)
@@ -422,16 +455,34 @@ def test_a_batch_registers_once_the_oldest_waited_long_enough(
 def test_an_item_the_catalog_refuses_fails_alone_the_others_of_its_batch_are_registered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    catalog = RecordingCatalog(refuse="b")
+    """A database refusal (pgstac: 500, nothing of the request stored): each item is sent
+    alone, and the one refused fails alone."""
+    catalog = RecordingCatalog(fail="b")
     run, _ = copying_run(monkeypatch, ["a", "b", "c"], catalog)
     report = run.run()
     assert report.registered == 2
     assert (
-        list(report.failed) == ["sentinel-2-l2a/b"]
-        and "refused b" in report.failed["sentinel-2-l2a/b"]
+        list(report.failed) == ["sentinel-2-l2a/b"] and "500" in report.failed["sentinel-2-l2a/b"]
     )
     alone = sorted(ids[0] for _, ids in catalog.upserts[1:])
     assert len(catalog.upserts[0][1]) == 3 and alone == ["a", "b", "c"]
+    assert sorted(catalog.stored) == ["a", "c"]
+
+
+def test_an_item_the_catalog_refuses_in_a_successful_answer_fails_named_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stac-fastapi-pgstac answers 200 to a bulk upsert whose items it refused on validation
+    (a null geometry, a collection other than the path's) and lists them in its body: such an
+    item was counted registered, never stored, and never named."""
+    catalog = RecordingCatalog(refuse="b")
+    run, _ = copying_run(monkeypatch, ["a", "b", "c"], catalog)
+    report = run.run()
+    assert report.registered == 2 and sorted(catalog.stored) == ["a", "c"]
+    assert list(report.failed) == ["sentinel-2-l2a/b"]
+    reason = report.failed["sentinel-2-l2a/b"]
+    assert "refused item b" in reason and "geometry is not valid" in reason
+    assert [sorted(ids) for _, ids in catalog.upserts] == [["a", "b", "c"]]  # no request more
 
 
 def test_an_item_served_twice_is_copied_once_while_it_waits_to_be_registered(
@@ -527,3 +578,104 @@ def test_the_cronjobs_command_freezes_what_start_up_made_before_the_runs(
         gc.unfreeze()
     assert frozen and frozen[0] > 10_000
     capsys.readouterr()
+
+
+def slow_copies(run: SentinelRun, seconds: dict[str, float]) -> list[tuple[float, str]]:
+    """Make `run`'s copy of each item named in `seconds` take that long; returns the
+    (time.monotonic(), item id) of each copy's end."""
+    copy = run._asset
+    ended: list[tuple[float, str]] = []
+
+    def asset(collection_id: str, item_id: str, *rest: Any) -> Any:
+        time.sleep(seconds.get(item_id, 0.0))
+        result = copy(collection_id, item_id, *rest)
+        ended.append((time.monotonic(), item_id))
+        return result
+
+    run._asset = asset  # type: ignore[method-assign]
+    return ended
+
+
+def registered_at(catalog: RecordingCatalog, item_id: str) -> float:
+    return min(
+        t for t, (_, ids) in zip(catalog.times, catalog.upserts, strict=True) if item_id in ids
+    )
+
+
+def test_a_stop_while_the_search_is_read_registers_the_items_copied_before_the_copies_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM lands where the main thread spends its time (reading the search, waiting for a
+    slot): the items copied by then were registered only once the copies in flight ended,
+    which a pod's grace period may not outlast."""
+    catalog = RecordingCatalog()
+    stopped: list[float] = []
+
+    def pages(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        yield from items[:3]  # a, b, and c, whose copy takes a second
+        while sorted(i for _, i in ended) != ["a", "b"]:
+            time.sleep(0.01)
+        stopped.append(time.monotonic())
+        raise Stop
+
+    run, _ = copying_run(monkeypatch, ["a", "b", "c", "d"], catalog, pages)
+    ended = slow_copies(run, {"c": 1.0})
+    with pytest.raises(Stop):
+        run.run()
+    c_ended = max(t for t, i in ended if i == "c")
+    assert sorted(catalog.upserts[0][1]) == ["a", "b"]
+    assert registered_at(catalog, "a") < c_ended and registered_at(catalog, "b") < c_ended
+    assert [ids for _, ids in catalog.upserts[1:]] == [["c"]] and run.report.registered == 3
+
+
+def test_an_item_waits_at_most_the_register_wait_behind_a_long_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wait was checked only as an item was copied: a waited for b's whole copy."""
+    monkeypatch.setattr(sentinel, "REGISTER_WAIT_SECONDS", 0.2)
+    catalog = RecordingCatalog()
+    run, _ = copying_run(monkeypatch, ["a", "b"], catalog)
+    ended = slow_copies(run, {"b": 1.5})
+    assert run.run().registered == 2
+    a_copied = min(t for t, i in ended if i == "a")
+    b_copied = min(t for t, i in ended if i == "b")
+    assert registered_at(catalog, "a") < b_copied
+    assert registered_at(catalog, "a") - a_copied < 0.2 + 0.5  # the bound, and a margin
+
+
+def test_an_item_waits_at_most_the_register_wait_while_the_search_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow search page (the main thread reading it) held the item copied before it."""
+    monkeypatch.setattr(sentinel, "REGISTER_WAIT_SECONDS", 0.2)
+    catalog = RecordingCatalog()
+    read_on: list[float] = []
+
+    def pages(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        yield items[0]
+        time.sleep(1.5)  # the next page
+        read_on.append(time.monotonic())
+        yield items[1]
+
+    run, _ = copying_run(monkeypatch, ["a", "b"], catalog, pages)
+    assert run.run().registered == 2
+    assert registered_at(catalog, "a") < read_on[0]
+
+
+def test_an_item_served_again_while_its_batch_is_written_is_not_copied_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch left the waiting items before its upsert returned: an item served again in
+    that window found it neither waiting nor in the catalog and was copied (reused) again."""
+    monkeypatch.setattr(sentinel, "REGISTER_BATCH", 2)
+    catalog = RecordingCatalog(delay=1.0)
+
+    def pages(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        yield from items[:2]  # a, b: b's thread then writes [a, b] for a second
+        time.sleep(0.5)
+        yield items[2]  # a again (a search whose pages shifted)
+
+    run, copied = copying_run(monkeypatch, ["a", "b", "a"], catalog, pages)
+    report = run.run()
+    assert copied.count("a") == 1 and report.skipped == 1 and report.registered == 2
+    assert [sorted(ids) for _, ids in catalog.upserts] == [["a", "b"]]
