@@ -7,6 +7,7 @@ end, unless this process froze its imports for forked children (freeze_imports).
 from __future__ import annotations
 
 import gc
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ import pytest
 from fedeploy.offline import federation
 from fedeploy.offline.engine import StackPlan
 from tests.conftest import STACKS
+
+
+class _Cycle:
+    me: Any
 
 
 class _Programs:
@@ -28,12 +33,16 @@ class _Programs:
             self.outputs.setdefault(ref.target, set()).add(ref.output)
         self.events = events
         self.made: list[Any] = []
+        self.cycles: list[weakref.ref[Any]] = []  # a garbage cycle each program leaves
 
     def __call__(self, path: Path, references: dict[str, Any]) -> StackPlan:
         name = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
         self.events.append(("program", name))
         made = [{"stack": name, "n": n} for n in range(3000)]
         self.made.append(made)
+        cycle = _Cycle()
+        cycle.me = cycle
+        self.cycles.append(weakref.ref(cycle))
         outputs = {output: f"{name}-{output}" for output in self.outputs.get(name, ())}
         return StackPlan(name, [], outputs, [], [])
 
@@ -48,6 +57,7 @@ def events(monkeypatch):
             events.append(("collection", info["generation"]))
 
     monkeypatch.setattr(federation, "_frozen", False)
+    monkeypatch.setattr(federation, "_left", False)
     programs = _Programs(events)
     monkeypatch.setattr(federation, "plan_stack", programs)
     gc.callbacks.append(collected)
@@ -90,6 +100,15 @@ def test_what_the_stacks_left_is_in_the_oldest_generation_after_the_plan(events)
     assert gc.get_freeze_count() == 0
     oldest = {id(o) for o in gc.get_objects(generation=2)}
     assert all(id(made) in oldest for made in programs.made)
+
+
+def test_a_second_plan_here_first_collects_the_garbage_the_first_left(events):
+    events, programs = events
+    _plan()
+    first = list(programs.cycles)
+    assert len(first) == 7
+    _plan()
+    assert [ref() for ref in first] == [None] * 7
 
 
 def test_young_objects_move_to_the_oldest_generation_unless_this_process_froze_some(
