@@ -9,6 +9,15 @@ reached is `unreachable`, any other error (an HTML page answered with 200, a bro
 paginator whose `next` links repeat) makes it `failed`; either way the reason is recorded in
 its status collection and the other sites are harvested anyway (the CLI then exits 3).
 
+An item the hub's catalog refuses (stac-fastapi-pgstac's 200 bulk answer listing it in
+`errors`, ItemsRefused: a null geometry, an extension's schema) fails alone: a member's catalog is
+another site's data, and one invalid item must not keep the member out of the federation. The
+others are harvested, the site stays `ok`, and the refused ones are counted (`refused` in the
+report, `items_refused_last_run` in the status collection) and named with the catalog's reason
+(the first MAX_REFUSED_NAMED in the report and the status, each in the log). The cursor moves
+past them as past any item read: a member that corrects one changes its `updated`, and the
+next harvest reads it again.
+
 Pages are read with pystac-client (`ItemSearch.pages_as_dicts`), which does what the
 incremental harvest needs: a POST search with a CQL2-JSON `filter` on `updated` and a
 `sortby`, `next` links followed with their bodies. It does not notice `next` links that repeat,
@@ -39,7 +48,7 @@ import httpx
 
 from fedeploy_ingestion import federation, stac_client
 from fedeploy_ingestion.asset_alternates import with_https_alternates
-from fedeploy_ingestion.catalog import CatalogClient
+from fedeploy_ingestion.catalog import CatalogClient, ItemsRefused
 from fedeploy_ingestion.errors import IngestError
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.settings import HarvestSettings, HarvestSource
@@ -60,6 +69,9 @@ class HostileAnswer(IngestError):
 MAX_PAGE_BYTES = 32 * 1024 * 1024
 # A site's failure reason, at most, as recorded in the hub's (public) status collection.
 MAX_REASON_CHARS = 1000
+# Refused items named (with the catalog's reason) in a site's report and status, at most; all
+# are counted, and each is logged.
+MAX_REFUSED_NAMED = 20
 _METHODS = frozenset({"GET", "POST"})
 
 
@@ -139,7 +151,9 @@ class MemberOrigin:
 
 @dataclass
 class HarvestReport:
-    """Per site: status, mode and number of items upserted; the sites that were missing."""
+    """Per site: status, mode and number of items upserted (and, where the hub's catalog
+    refused some, `refused`: how many, and `refused_items`: the first MAX_REFUSED_NAMED, item
+    id -> the catalog's reason); the sites that were missing."""
 
     sites: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -173,7 +187,7 @@ class Harvester:
             previous: dict[str, Any] = {}
             try:
                 previous = self._previous_status(source)
-                count, mode, cursor = self._site(source, previous.get("cursor"))
+                count, mode, cursor, refused = self._site(source, previous.get("cursor"))
             except Exception as error:  # noqa: BLE001 - one site fails alone, whatever it sends
                 status = "unreachable" if isinstance(error, SiteUnreachable) else "failed"
                 reason = (
@@ -207,10 +221,21 @@ class Harvester:
                     "cursor": cursor,
                     "mode": mode,
                     "items_last_run": count,
+                    "items_refused_last_run": len(refused),
                 }
                 report.sites[source.name] = {"status": "ok", "mode": mode, "items": count}
+                if refused:
+                    named = dict(list(refused.items())[:MAX_REFUSED_NAMED])
+                    record["items_refused"] = named
+                    report.sites[source.name].update(refused=len(refused), refused_items=named)
                 log.info(
-                    "site harvested", extra={"site": source.name, "mode": mode, "items": count}
+                    "site harvested",
+                    extra={
+                        "site": source.name,
+                        "mode": mode,
+                        "items": count,
+                        "refused": len(refused),
+                    },
                 )
             try:
                 self.hub.put_collection(
@@ -232,7 +257,12 @@ class Harvester:
         document = self.hub.get_collection(federation.status_collection_id(source.name))
         return dict((document or {}).get("fedeploy:harvest") or {})
 
-    def _site(self, source: HarvestSource, cursor: str | None) -> tuple[int, str, str | None]:
+    def _site(
+        self, source: HarvestSource, cursor: str | None
+    ) -> tuple[int, str, str | None, dict[str, str]]:
+        """Harvest one site: (items upserted, mode, new cursor, refused: hub item id -> the
+        hub catalog's reason). A refused item fails alone (it is logged here); any other
+        error fails the site."""
         site = CatalogClient(source.url, http=self.http, max_bytes=MAX_PAGE_BYTES)
         try:
             queryables = site.queryables()
@@ -250,6 +280,7 @@ class Harvester:
                     "args": [{"property": "updated"}, {"timestamp": rfc3339(since)}],
                 }
         count, newest = 0, _parse_time(cursor) if cursor else None
+        refused: dict[str, str] = {}
         for page in self._pages(source, search):
             by_collection: dict[str, list[dict[str, Any]]] = {}
             for item in page:
@@ -273,10 +304,27 @@ class Harvester:
                     newest = moment if newest is None or moment > newest else newest
             for collection_id, items in by_collection.items():
                 self._ensure_hub_collection(site, source, collection_id)
-                self.hub.upsert_items(collection_id, items)
-                count += len(items)
+                try:
+                    self.hub.upsert_items(collection_id, items)
+                except ItemsRefused as refusal:  # the others of the request are stored
+                    for item_id, message in refusal.refused.items():
+                        # The report and the (public) status name the catalog's message only,
+                        # not the hub catalog's in-cluster URL that the log names.
+                        refused[item_id] = message
+                        log.error(
+                            "item not harvested: refused by the hub's catalog",
+                            extra={
+                                "site": source.name,
+                                "collection": collection_id,
+                                "item": item_id,
+                                "reason": refusal.reason(item_id),
+                            },
+                        )
+                    count += len(items) - len(refusal.refused)
+                else:
+                    count += len(items)
         mode = ("incremental" if cursor else "initial") if incremental else "full"
-        return count, mode, rfc3339(newest) if newest else cursor
+        return count, mode, rfc3339(newest) if newest else cursor, refused
 
     def _pages(self, source: HarvestSource, search: dict[str, Any]) -> Iterator[list[Any]]:
         """The features of each search page (POST /search, then its `next` links).

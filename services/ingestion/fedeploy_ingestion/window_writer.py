@@ -6,11 +6,18 @@ change): the object is read with its ETag, merged, and written only over that ve
 item is upserted from what was written, then the object's ETag is checked again: if another
 writer has written since, the item is rebuilt from the stored object and upserted again, so the
 last item upserted always describes the stored object.
+
+A window whose item the catalog refuses (stac-fastapi-pgstac's 200 bulk answer listing it in
+`errors`: ItemsRefused) fails alone: its object is stored, so the window is not held or
+retried (the same item would be refused again, for ever, and the held bytes would end by
+stalling the stream); it is logged at error level with the catalog's reason and counted in
+`write_errors{target="item-refused"}`, and the other windows of the batch are written as usual.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -18,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from fedeploy_ingestion.catalog import CatalogClient
+from fedeploy_ingestion.catalog import CatalogClient, ItemsRefused
 from fedeploy_ingestion.errors import StorageError
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import ObjectStore, WriteConflict
@@ -26,6 +33,8 @@ from fedeploy_ingestion.observation import Observation, merge
 from fedeploy_ingestion.observation_item import observations_collection, window_item
 from fedeploy_ingestion.window_table import MEDIA_TYPE, from_parquet, to_parquet
 from fedeploy_ingestion.windowing import OBSERVATIONS_COLLECTION, WindowId
+
+log = logging.getLogger(__name__)
 
 # Conflicts in a row on one window before giving up (the window is then held and retried).
 MAX_CONFLICTS = 20
@@ -72,9 +81,13 @@ class WindowWriter:
         stored = self._map(lambda w: self._store(*w), windows)
         # Upserted even when the bytes are unchanged: the previous run may have died between
         # the object and the item.
-        self.catalog.upsert_items(OBSERVATIONS_COLLECTION, [item for _, item, _ in stored])
+        refused = self._upsert(
+            [(window, item) for (window, _), (_, item, _) in zip(windows, stored, strict=True)]
+        )
         pending = [
-            (window, etag) for (window, _), (_, _, etag) in zip(windows, stored, strict=True)
+            (window, etag)
+            for (window, _), (_, item, etag) in zip(windows, stored, strict=True)
+            if item["id"] not in refused
         ]
         for _ in range(MAX_CONFLICTS):
             # Another writer may have written since, and its item may have landed before ours.
@@ -84,12 +97,40 @@ class WindowWriter:
                 break
             self.metrics.write_errors.labels("window-conflict").inc(len(changed))
             fresh = self._map(self._describe_stored, changed)
-            self.catalog.upsert_items(OBSERVATIONS_COLLECTION, [item for item, _ in fresh])
-            pending = [(window, etag) for window, (_, etag) in zip(changed, fresh, strict=True)]
+            again = self._upsert([(w, item) for w, (item, _) in zip(changed, fresh, strict=True)])
+            refused |= again
+            pending = [
+                (window, etag)
+                for window, (item, etag) in zip(changed, fresh, strict=True)
+                if item["id"] not in again
+            ]
         else:
             raise StorageError(f"windows kept changing while their items were written: {pending}")
-        self.metrics.items_written.labels("observations").inc(len(stored))
+        self.metrics.items_written.labels("observations").inc(len(stored) - len(refused))
         return [count for count, _, _ in stored]
+
+    def _upsert(self, items: list[tuple[WindowId, dict[str, Any]]]) -> set[str]:
+        """Upsert the windows' items in one request; the ids of those the catalog refused.
+
+        A refused window fails alone: its object is stored, so it is logged and counted, not
+        held (the catalog would refuse the same item again on every retry). Any other catalog
+        error raises, and the whole batch is held and retried."""
+        try:
+            self.catalog.upsert_items(OBSERVATIONS_COLLECTION, [item for _, item in items])
+        except ItemsRefused as refusal:
+            for window, item in items:
+                if item["id"] in refusal.refused:
+                    self.metrics.write_errors.labels("item-refused").inc()
+                    log.error(
+                        "window stored, its item refused by the catalog; not retried",
+                        extra={
+                            "window": f"s3://{self.store.bucket}/{window.object_key}",
+                            "item": item["id"],
+                            "reason": refusal.reason(item["id"]),
+                        },
+                    )
+            return set(refusal.refused)
+        return set()
 
     def _map(self, function: Callable[[Any], Any], values: list[Any]) -> list[Any]:
         if len(values) == 1:

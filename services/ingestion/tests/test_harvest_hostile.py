@@ -343,3 +343,69 @@ def test_a_member_cannot_put_items_in_the_hubs_status_collections() -> None:
         site.stop()
         hub.stop()
     assert [m for m, _ in hub.requests if m != "GET"] == []
+
+
+def test_an_item_the_hub_refuses_fails_alone_and_the_member_is_harvested() -> None:
+    """A member publishing one item the hub's catalog refuses (stac-fastapi-pgstac: 200 with
+    `errors`) keeps its place in the federation: its other items are harvested, the site is
+    `ok`, and the refused item is counted and named with the catalog's reason."""
+    point = {"type": "Point", "coordinates": [11.3, 46.5]}
+    features = [
+        {**ITEM, "id": "good-1", "geometry": point},
+        {**ITEM, "id": "bad"},  # null geometry: pgstac refuses it
+        {**ITEM, "id": "good-2", "geometry": point},
+    ]
+    reason = "Missing or null `geometry` for Item (site-evil.bad). Geometry is required in pgstac."
+
+    def route(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/queryables"):
+            return as_json({"properties": {}})
+        if path.startswith("/search"):
+            return as_json({"type": "FeatureCollection", "features": features, "links": []})
+        if path == "/collections/c":
+            return as_json({"id": "c", "type": "Collection", "links": []})
+        return as_json(landing(f"{site.url}/search"))
+
+    def hub_route(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if method == "GET":
+            return as_json({"code": "NotFound"}, 404)
+        if path == "/collections/c/bulk_items":  # as stac-fastapi-pgstac 7.2 answers
+            errors = [{"id": "site-evil.bad", "msg": reason}]
+            return as_json({"received": 3, "success": 2, "skipped": 0, "errors": errors})
+        return as_json({}, 201)
+
+    site, hub = member(route), Server(hub_route)
+    try:
+        metrics = Metrics()
+        harvester = Harvester(settings_for(site.url, hub.url), metrics)
+        recorded: list[dict[str, Any]] = []
+        put_collection = harvester.hub.put_collection
+
+        def recording(collection: dict[str, Any]) -> None:
+            recorded.append(collection)
+            put_collection(collection)
+
+        harvester.hub.put_collection = recording  # type: ignore[method-assign]
+        report = harvester.run()
+    finally:
+        site.stop()
+        hub.stop()
+    assert report.missing == []
+    assert report.sites["site-evil"] == {
+        "status": "ok",
+        "mode": "full",
+        "items": 2,
+        "refused": 1,
+        "refused_items": {"site-evil.bad": reason},
+    }
+    assert metrics.items_written.labels("harvest")._value.get() == 2
+    assert metrics.sites_unreachable.labels("site-evil")._value.get() == 0
+    assert ("POST", "/collections/c/bulk_items") in hub.requests
+    status = recorded[-1]["fedeploy:harvest"]
+    assert (status["status"], status["items_last_run"], status["items_refused_last_run"]) == (
+        "ok",
+        2,
+        1,
+    )
+    assert status["items_refused"] == {"site-evil.bad": reason}
+    assert "bulk_items" not in json.dumps(status)  # the hub's in-cluster URL is not published
