@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components import kube_core
 from components.providers.existing.cluster import ExistingCluster
 from components.service_release import ServiceRelease
 from fedeploy.config.site import HubSite
@@ -53,7 +53,7 @@ class Hub(pulumi.ComponentResource):
         cluster = ExistingCluster(f"{name}-cluster", config=config.cluster, opts=child)
         on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         namespace = config.services.namespace
-        k8s.core.v1.Namespace(
+        kube_core.Namespace(
             f"{name}-namespace",
             metadata={
                 "name": namespace,
@@ -64,7 +64,7 @@ class Hub(pulumi.ComponentResource):
         password = random.RandomPassword(
             f"{name}-catalog-db-password", length=32, special=False, opts=child
         )
-        k8s.core.v1.Secret(
+        kube_core.Secret(
             f"{name}-catalog-db",
             metadata={"name": "catalog-db", "namespace": namespace, "labels": labels},
             type="Opaque",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components import kube_core
 from components.providers import BuildContext, SiteResources, provider_for
 from components.providers.base import Cluster
 from components.service_release import ServiceRelease
@@ -87,7 +87,7 @@ class Site(pulumi.ComponentResource):
 
     def _namespace(self, child: pulumi.ResourceOptions) -> str:
         name = self._config.services.namespace
-        k8s.core.v1.Namespace(
+        kube_core.Namespace(
             f"{self._name}-namespace",
             metadata={
                 "name": name,
@@ -106,7 +106,7 @@ class Site(pulumi.ComponentResource):
     def _secret(
         self, suffix: str, name: str, namespace: str, data: dict[str, pulumi.Input[str]]
     ) -> str:
-        k8s.core.v1.Secret(
+        kube_core.Secret(
             f"{self._name}-{suffix}",
             metadata={"name": name, "namespace": namespace, "labels": self._labels},
             type="Opaque",

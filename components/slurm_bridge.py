@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
 
+from components import kube_core
 from components.providers.base import BridgeHost
 from fedeploy.bridge.firewall import firewall_rules
 from fedeploy.bridge.node_config import (
@@ -231,12 +232,12 @@ class SlurmBridge(pulumi.ComponentResource):
     # -- the cluster side ---------------------------------------------------------------------
     def _secret(
         self, token: pulumi.Output[str], ca_pem: pulumi.Input[str] | None
-    ) -> k8s.core.v1.Secret:
+    ) -> kube_core.Secret:
         data: dict[str, pulumi.Input[str]] = {"token": token, "user": self._config.service_user}
         self.has_ca = ca_pem is not None
         if ca_pem is not None:
             data["ca.crt"] = ca_pem
-        return k8s.core.v1.Secret(
+        return kube_core.Secret(
             f"{self._name}-token",
             metadata={"name": SECRET_NAME, "namespace": self._namespace, "labels": self._labels},
             type="Opaque",
@@ -254,21 +255,21 @@ class SlurmBridge(pulumi.ComponentResource):
         }
         metadata = {"name": SERVICE_NAME, "namespace": self._namespace, "labels": self._labels}
         if target.kind == "dns":
-            k8s.core.v1.Service(
+            kube_core.Service(
                 f"{self._name}-service",
                 metadata=metadata,
                 spec={"type": "ExternalName", "externalName": target.host, "ports": [port]},
                 opts=self._k8s,
             )
             return
-        k8s.core.v1.Service(
+        kube_core.Service(
             f"{self._name}-service",
             metadata=metadata,
             # No selector: the EndpointSlice below names the bridge's address.
             spec={"type": "ClusterIP", "ports": [port]},
             opts=self._k8s,
         )
-        k8s.discovery.v1.EndpointSlice(
+        kube_core.EndpointSlice(
             f"{self._name}-endpoints",
             metadata={
                 "name": SERVICE_NAME,

@@ -150,14 +150,16 @@ def warm_imports() -> None:
     import requests  # noqa: F401  (the chart checks' schema cache)
 
     import components.hub
+    import components.kube_core
     import components.site
     import components.slurm_bridge  # noqa: F401
     from components.providers import warm_provider_sdks
 
     # The SDK loads a package's modules on the first access to one of its classes (a module's
-    # __name__ alone loads nothing): touch one class of every package the components use.
+    # __name__ alone loads nothing): touch one class of every package the components use. Not
+    # core/v1 nor discovery/v1: components/kube_core.py stands in for the four kinds used from
+    # them (it imports meta/v1, touched here too), and loading them would only cost time.
     for cls in (
-        k8s.core.v1.Secret,
         k8s.meta.v1.ObjectMetaArgs,
         k8s.helm.v3.Release,
         k8s.apiextensions.CustomResource,
