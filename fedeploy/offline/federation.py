@@ -270,6 +270,9 @@ def freeze_imports() -> None:
     _young_to_oldest leaves it frozen (gc.get_freeze_count walks it all to count it: 0.05 s in
     a `--watch` planner)."""
     global _frozen
+    # An earlier plan here (--jobs 1) left its garbage to the oldest generation: collect it
+    # first, or freezing would keep it for the life of the process.
+    _collect_what_a_plan_left()
     gc.freeze()
     _frozen = True
 
@@ -279,13 +282,17 @@ _frozen = False  # whether this process (or the one it was forked from) called f
 
 def _young_to_oldest() -> None:
     """Move the objects the collector tracks into its oldest generation without walking them
-    (gc.freeze then gc.unfreeze), unless freeze_imports froze some here (they stay frozen). The
+    (gc.freeze then gc.unfreeze), unless anything is frozen here already (freeze_imports', or
+    the calling program's own gc.freeze: they stay frozen). The
     stacks planned in this process leave a few hundred thousand objects, nearly all alive until
     the report, many of them the SDK modules their programs imported: the collector's first
     passes after each stack walked them (0.2 s of a one-site change's plan) to find a few
     thousand garbage cycles, which the next full collection finds instead."""
     global _left
-    if not _frozen:
+    # Nor where the program that called the planner froze objects of its own: gc.unfreeze
+    # would undo that freeze. Counting them walks them, so only where freeze_imports did not
+    # run (the command's planner froze nothing of its own: 0 there, at no cost).
+    if not _frozen and gc.get_freeze_count() == 0:
         gc.freeze()
         gc.unfreeze()
         _left = True

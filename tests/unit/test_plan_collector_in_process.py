@@ -134,3 +134,35 @@ def test_young_objects_move_to_the_oldest_generation_unless_this_process_froze_s
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_freezing_imports_after_a_plan_here_first_collects_what_it_left(events):
+    """Review RA F1: a plan with no worker leaves its garbage to the oldest generation; a later
+    freeze_imports (a plan that forks workers) must not freeze that garbage for good."""
+    events, programs = events
+    _plan()
+    first = list(programs.cycles)
+    try:
+        federation.freeze_imports()
+        assert [ref() for ref in first] == [None] * 7
+    finally:
+        gc.unfreeze()
+
+
+def test_a_plan_here_leaves_a_freeze_of_the_calling_program_alone(events):
+    """Review RA F2: a program that froze its own objects before calling the planner finds
+    them still frozen after a plan with no worker."""
+    events, programs = events
+    kept = [{"mine": n} for n in range(1000)]
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        assert before > 0
+        _plan()
+        # Still frozen: in no generation the collector walks (the count may drop by the few
+        # frozen objects freed since, never to the plan's unfreeze's 0).
+        walked = {id(o) for o in gc.get_objects()}
+        assert id(kept) not in walked and all(id(k) not in walked for k in kept)
+        assert gc.get_freeze_count() > before // 2
+    finally:
+        gc.unfreeze()
