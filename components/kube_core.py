@@ -53,8 +53,8 @@ class _NamespaceArgs:
         return pulumi.get(self, "spec")
 
 
-# A Service's properties are named as a Namespace's (apiVersion, kind, metadata, spec).
-_ServiceArgs = _NamespaceArgs
+# A Service's properties are named as a Namespace's (apiVersion, kind, metadata, spec): both
+# take _NamespaceArgs (_WithSpec).
 
 
 @pulumi.input_type
@@ -146,8 +146,12 @@ def _options(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
 
 
 # -- the resources --------------------------------------------------------------------------------
-@pulumi.type_token("kubernetes:core/v1:Namespace")
-class Namespace(pulumi.CustomResource):
+class _WithSpec(pulumi.CustomResource):
+    """A kind whose properties are apiVersion "v1", kind, metadata, spec and status (Namespace
+    and Service): `_KIND` names it, its type token is core/v1's."""
+
+    _KIND = ""
+
     def __init__(
         self,
         resource_name: str,
@@ -161,13 +165,14 @@ class Namespace(pulumi.CustomResource):
             _NamespaceArgs,
             {
                 "api_version": "v1",
-                "kind": "Namespace",
+                "kind": self._KIND,
                 "metadata": metadata,
                 "spec": spec,
                 "status": None,
             },
         )
-        super().__init__("kubernetes:core/v1:Namespace", resource_name, props, _options(opts))
+        token = f"kubernetes:core/v1:{self._KIND}"
+        super().__init__(token, resource_name, props, _options(opts))
 
     @property
     @pulumi.getter(name="apiVersion")
@@ -193,55 +198,16 @@ class Namespace(pulumi.CustomResource):
     @pulumi.getter
     def status(self) -> pulumi.Output[Any]:
         return pulumi.get(self, "status")
+
+
+@pulumi.type_token("kubernetes:core/v1:Namespace")
+class Namespace(_WithSpec):
+    _KIND = "Namespace"
 
 
 @pulumi.type_token("kubernetes:core/v1:Service")
-class Service(pulumi.CustomResource):
-    def __init__(
-        self,
-        resource_name: str,
-        opts: pulumi.ResourceOptions | None = None,
-        api_version: Any = None,
-        kind: Any = None,
-        metadata: _Meta = None,
-        spec: _Nested = None,
-    ) -> None:
-        props = _props(
-            _ServiceArgs,
-            {
-                "api_version": "v1",
-                "kind": "Service",
-                "metadata": metadata,
-                "spec": spec,
-                "status": None,
-            },
-        )
-        super().__init__("kubernetes:core/v1:Service", resource_name, props, _options(opts))
-
-    @property
-    @pulumi.getter(name="apiVersion")
-    def api_version(self) -> pulumi.Output[str]:
-        return pulumi.get(self, "api_version")
-
-    @property
-    @pulumi.getter
-    def kind(self) -> pulumi.Output[str]:
-        return pulumi.get(self, "kind")
-
-    @property
-    @pulumi.getter
-    def metadata(self) -> pulumi.Output[ObjectMeta]:
-        return pulumi.get(self, "metadata")
-
-    @property
-    @pulumi.getter
-    def spec(self) -> pulumi.Output[Any]:
-        return pulumi.get(self, "spec")
-
-    @property
-    @pulumi.getter
-    def status(self) -> pulumi.Output[Any]:
-        return pulumi.get(self, "status")
+class Service(_WithSpec):
+    _KIND = "Service"
 
 
 @pulumi.type_token("kubernetes:core/v1:Secret")

@@ -297,3 +297,39 @@ def test_warming_the_sdk_before_forking_leaves_core_v1_unimported() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]", done.stdout[-2000:]
+
+
+# Options a caller may add, beyond the parent and provider every case passes (review RD F2):
+# the SDK's classes merge their own defaults, secret outputs and aliases with these, and an
+# upgrade that changes that merging must fail here too.
+_CALLER_OPTIONS = {
+    "protect": True,
+    "version": "4.0.0",
+    "aliases": [pulumi.Alias(name="old-name")],
+    "additional_secret_outputs": ["metadata"],
+    "ignore_changes": ["metadata.annotations"],
+    "replace_on_changes": ["spec"],
+    "delete_before_replace": True,
+    "custom_timeouts": pulumi.CustomTimeouts(create="5m"),
+    "retain_on_delete": True,
+}
+
+
+@pytest.mark.parametrize("kind", ["Namespace", "Secret", "Service", "EndpointSlice"])
+def test_options_a_caller_adds_are_merged_as_the_sdk_class_merges_them(kind: str) -> None:
+    case = next(name for name, (k, _) in sorted(CASES.items()) if k == kind)
+    arguments = CASES[case][1]
+
+    def build(cls: type) -> Callable[[pulumi.ResourceOptions], Any]:
+        return lambda opts: cls(
+            "r",
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(**_CALLER_OPTIONS)),
+            **arguments(),
+        )
+
+    light = _register(build(getattr(kube_core, kind)))
+    sdk = _register(build(_sdk(kind)))
+    assert light["init"] and light["requests"]
+    assert light["init"] == sdk["init"]
+    assert light["requests"] == sdk["requests"]
+    assert light["mock_inputs"] == sdk["mock_inputs"]
