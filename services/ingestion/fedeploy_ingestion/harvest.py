@@ -310,7 +310,8 @@ class Harvester:
                     for item_id, message in refusal.refused.items():
                         # The report and the (public) status name the catalog's message only,
                         # not the hub catalog's in-cluster URL that the log names.
-                        refused[item_id] = message
+                        # By collection too: one id may be refused in two collections.
+                        refused[f"{collection_id}/{item_id}"] = message
                         log.error(
                             "item not harvested: refused by the hub's catalog",
                             extra={

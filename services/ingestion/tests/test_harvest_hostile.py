@@ -396,7 +396,7 @@ def test_an_item_the_hub_refuses_fails_alone_and_the_member_is_harvested() -> No
         "mode": "full",
         "items": 2,
         "refused": 1,
-        "refused_items": {"site-evil.bad": reason},
+        "refused_items": {"c/site-evil.bad": reason},
     }
     assert metrics.items_written.labels("harvest")._value.get() == 2
     assert metrics.sites_unreachable.labels("site-evil")._value.get() == 0
@@ -407,5 +407,44 @@ def test_an_item_the_hub_refuses_fails_alone_and_the_member_is_harvested() -> No
         2,
         1,
     )
-    assert status["items_refused"] == {"site-evil.bad": reason}
+    assert status["items_refused"] == {"c/site-evil.bad": reason}
     assert "bulk_items" not in json.dumps(status)  # the hub's in-cluster URL is not published
+
+
+def test_one_id_refused_in_two_collections_counts_twice() -> None:
+    """Review RF F1: a member's item id refused in two collections is two refusals, each named
+    with its collection and its own reason (keyed by id alone, the second overwrote the first
+    and the report said 1)."""
+    features = [{**ITEM, "id": "bad", "collection": name} for name in ("c", "d")]
+
+    def route(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/queryables"):
+            return as_json({"properties": {}})
+        if path.startswith("/search"):
+            return as_json({"type": "FeatureCollection", "features": features, "links": []})
+        if path in ("/collections/c", "/collections/d"):
+            name = path.rsplit("/", 1)[1]
+            return as_json({"id": name, "type": "Collection", "links": []})
+        return as_json(landing(f"{site.url}/search"))
+
+    def hub_route(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if method == "GET":
+            return as_json({"code": "NotFound"}, 404)
+        if path.endswith("/bulk_items"):
+            name = path.split("/")[2]
+            errors = [{"id": "site-evil.bad", "msg": f"refused in {name}"}]
+            return as_json({"received": 1, "success": 0, "skipped": 0, "errors": errors})
+        return as_json({}, 201)
+
+    site, hub = member(route), Server(hub_route)
+    try:
+        report = Harvester(settings_for(site.url, hub.url), Metrics()).run()
+    finally:
+        site.stop()
+        hub.stop()
+    result = report.sites["site-evil"]
+    assert (result["status"], result["items"], result["refused"]) == ("ok", 0, 2)
+    assert result["refused_items"] == {
+        "c/site-evil.bad": "refused in c",
+        "d/site-evil.bad": "refused in d",
+    }
