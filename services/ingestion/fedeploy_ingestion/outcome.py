@@ -8,7 +8,8 @@ alert on when it ends:
   how many items it registered and how many failed (a run that copies nothing for a day is
   visible, which a succeeded Job is not);
 - a harvest, per member, in the group {job="fedeploy-harvest", site (the hub), member}: when the
-  member was last harvested successfully and how many items that took, or when it last failed.
+  member was last harvested successfully, how many items that upserted and how many the hub's
+  catalog refused (0 when none), or when it last failed.
   Pushes add to the member's group (POST), so a member that fails keeps the time of its last
   success: its age is what the hub's per-member alert reads.
 
@@ -91,6 +92,12 @@ def push_harvest(
                 "ingest_harvest_member_last_items": (
                     "Items the member's last successful harvest upserted.",
                     float(outcome.get("items") or 0),
+                ),
+                # 0 when none, so a run that refuses nothing clears what an earlier one pushed.
+                "ingest_harvest_member_last_refused_items": (
+                    "Items of the member the hub's catalog refused in its last successful "
+                    "harvest (not stored).",
+                    float(outcome.get("refused") or 0),
                 ),
             }
         else:

@@ -65,6 +65,34 @@ def test_a_member_that_fails_keeps_the_time_of_its_last_successful_harvest(gatew
     assert failure == {member("a"): 2_000.0}
 
 
+def test_a_member_pushes_the_items_the_hub_refused_and_a_clean_run_clears_them(gateway):
+    """Refused items (HarvestReport's `refused`) are missing from the federated catalog: each
+    successful harvest pushes how many, 0 when none, so CatalogHarvestItemsRefused resolves once
+    a run refuses nothing; a failed harvest leaves the last count as it was."""
+    named = {f"s2/item-{n}": "Missing or null `geometry`" for n in range(20)}
+    first = {
+        "a": {"status": "ok", "items": 12, "refused": 400, "refused_items": named},
+        "b": {"status": "ok", "items": 3, "refused": 2, "refused_items": {"s2/x": "schema"}},
+        "c": {"status": "ok", "items": 7},
+    }
+    push_harvest(gateway.url, "hub", first, now=1_000.0)
+
+    def refused() -> dict[str, float]:
+        samples = _samples(gateway, "ingest_harvest_member_last_refused_items")
+        return {
+            dict(labels)["member"]: value
+            for labels, value in samples.items()
+            if dict(labels)["job"] == "fedeploy-harvest" and dict(labels)["site"] == "hub"
+        }
+
+    assert refused() == {"a": 400.0, "b": 2.0, "c": 0.0}
+    second = {"a": {"status": "ok", "items": 5}, "b": {"status": "failed", "error": "500"}}
+    push_harvest(gateway.url, "hub", second, now=2_000.0)
+    assert refused() == {"a": 0.0, "b": 2.0, "c": 0.0}
+    push_harvest(gateway.url, "hub", {"b": {"status": "ok", "items": 1}}, now=3_000.0)
+    assert refused() == {"a": 0.0, "b": 0.0, "c": 0.0}
+
+
 def test_an_unreachable_pushgateway_is_logged_and_never_raises(caplog):
     url = f"http://127.0.0.1:{free_port()}"
     assert not push_sentinel(url, "aws-eu", 0, registered=5, failed=0)
