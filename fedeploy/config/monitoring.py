@@ -126,6 +126,7 @@ CHART_ALERT_DEFAULTS: dict[str, dict[str, Any]] = {
         "databaseNotReadyFor": "5m",
         "harvestFailedWindowSeconds": 3600,
         "harvestMaxAgeSeconds": 7200,
+        "harvestRefusedFor": "0s",
         "restarts": 2,
         "memoryLimitRatio": 0.9,
         "memoryFor": "15m",
@@ -244,6 +245,7 @@ ALERT_KNOBS: dict[str, AlertKnobs] = {
             "CatalogHarvestMemberNeverHarvested",
         )
     },
+    "CatalogHarvestItemsRefused": _knobs("catalog", "harvestRefusedFor"),
     "CatalogCrashLooping": _knobs("catalog", **_RESTARTS),
     "CatalogNearMemoryLimit": _knobs("catalog", "memoryFor", **_MEMORY),
 }

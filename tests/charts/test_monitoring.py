@@ -437,6 +437,7 @@ _PUSHED_MEMBER = (
     'instance="pushgateway:9091", fedeploy_pushgateway="catalog"'
 )
 _PUSHED_FAILURE = _PUSHED_MEMBER.replace("last_success", "last_failure")
+_PUSHED_REFUSED = _PUSHED_MEMBER.replace("last_success_timestamp_seconds", "last_refused_items")
 _PROBE = f'{_S}, job="inference-bridge-probe", pod="inference-bridge-probe-6b7c8d9f5-k3m4n"'
 _BRIDGE_DOWN = {"namespace": NAMESPACE, "severity": "critical"}
 _PUSHED_SUBMISSION = (
@@ -955,6 +956,60 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                     f'{_PUSHED_MEMBER}, member="eu-cloud"}}': "0+600x20",
                 },
                 "3h",
+                None,
+            ),
+        ],
+        # The items the hub's catalog refused in a member's last harvest, pushed per run (0
+        # when none; outcome.py): aws-eu's runs refused 400, eu-cloud's none.
+        "CatalogHarvestItemsRefused": [
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_REFUSED}, member="aws-eu"}}': "400x20",
+                    f'{_PUSHED_REFUSED}, member="eu-cloud"}}': "0x20",
+                },
+                "1h",
+                {"site": "hub", "member": "aws-eu", "severity": "warning"},
+            ),
+            # One run's refusals fire at once: its count holds only until the next run's push,
+            # here 10 minutes (a long run, then a short one).
+            _case(
+                "10m",
+                {f'{_PUSHED_REFUSED}, member="aws-eu"}}': "0 0 400 0x17"},
+                "20m",
+                {"site": "hub", "member": "aws-eu", "severity": "warning"},
+            ),
+            # ... and the next run, refusing none, resolves it.
+            _case("10m", {f'{_PUSHED_REFUSED}, member="aws-eu"}}': "0 0 400 0x17"}, "1h", None),
+            # A 0 pushed under another grouping key does not hide a refusal.
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_REFUSED}, member="aws-eu"}}': "3x20",
+                    f'{_PUSHED_REFUSED.replace("pushgateway:9091", "b")}, member="aws-eu"}}': "0x20",
+                },
+                "1h",
+                {"site": "hub", "member": "aws-eu", "severity": "warning"},
+            ),
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_REFUSED}, member="aws-eu"}}': "0x20",
+                    f'{_PUSHED_REFUSED}, member="eu-cloud"}}': "0x20",
+                },
+                "1h",
+                None,
+            ),
+            # Refusals of a member the hub does not harvest now (a removed member's group left
+            # in the Pushgateway, or a spoof), or not kept by the chart's monitor, fire nothing.
+            _case(
+                "10m",
+                {
+                    f'{_PUSHED_REFUSED}, member="removed"}}': "400x20",
+                    f'{_unstamped(_PUSHED_REFUSED)}, member="aws-eu"}}': "400x20",
+                    f'{_PUSHED_REFUSED}, member="eu-cloud"}}': "0x20",
+                },
+                "1h",
                 None,
             ),
         ],
