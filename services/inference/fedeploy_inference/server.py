@@ -212,6 +212,20 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
             raise HTTPException(503, detail=f"not ready: {watcher.last_error}")
         return current
 
+    # Each endpoint's latency histogram child, made at its first answer (so /metrics shows an
+    # endpoint only once it has answered): `labels` takes a lock and validates its arguments at
+    # every call, about 10 us of a 1.5 ms Arrow call.
+    latency: dict[str, Any] = {}
+
+    def _count(endpoint: str, forecasts: int, seconds: float) -> None:
+        """Counts an answered call: its batch size, its forecasts and its latency."""
+        metrics.batch_size.observe(forecasts)
+        metrics.predictions.inc(forecasts)
+        child = latency.get(endpoint)
+        if child is None:
+            child = latency[endpoint] = metrics.latency.labels(endpoint=endpoint)
+        child.observe(seconds)
+
     def _answer(endpoint: str, requests: list[PredictionRequest]) -> list[dict[str, Any]]:
         started = time.perf_counter()
         loaded = _model()
@@ -227,9 +241,7 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
             # Answered 500 by the framework; counted so the error-ratio alert sees it.
             metrics.rejected.labels(reason="error").inc()
             raise
-        metrics.batch_size.observe(len(requests))
-        metrics.predictions.inc(len(requests))
-        metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        _count(endpoint, len(requests), time.perf_counter() - started)
         return answers
 
     @app.get("/healthz")
@@ -327,9 +339,9 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
                 if body is None:
                     return  # the client went away
                 if _inline(body):
-                    answer = _arrow_batch(body, checked=True)
+                    answer, count = _arrow_batch(body, checked=True)
                 else:
-                    answer = await run_in_threadpool(_arrow_batch, body)
+                    answer, count = await run_in_threadpool(_arrow_batch, body)
         except HTTPException as error:
             await JSONResponse(
                 {"detail": error.detail}, status_code=error.status_code, headers=error.headers
@@ -338,17 +350,20 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
         except ArrowRejected as error:
             await _arrow_rejected(error)(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-length", str(len(answer)).encode()),
-                    (b"content-type", _ARROW_BYTES),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-length", str(len(answer)).encode()),
+                        (b"content-type", _ARROW_BYTES),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": answer})
+        finally:
+            _count("predict_batch", *count)  # once the answer is on its way, not before
 
     app.arrow_batch = arrow_batch
 
@@ -429,7 +444,9 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
             headers={**_CLOSE, "retry-after": "5"},
         )
 
-    def _arrow_answer(endpoint: str, batch: ArrowBatch, located: Any) -> bytes:
+    def _arrow_answer(batch: ArrowBatch, located: Any) -> tuple[bytes, tuple[int, float]]:
+        """The answer's bytes, and what `_count` takes for it: the forecasts and the seconds
+        they took (counted by the caller, the Arrow route's once its answer is sent)."""
         started = time.perf_counter()
         loaded = _model()
         try:
@@ -442,14 +459,11 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
             metrics.rejected.labels(reason="error").inc()
             raise
         answer = answer_stream(batch, forecast, observed, (loaded.name, loaded.version))
-        metrics.batch_size.observe(len(batch.arrays))
-        metrics.predictions.inc(len(batch.arrays))
-        metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-        return answer
+        return answer, (len(batch.arrays), time.perf_counter() - started)
 
-    def _arrow_batch(body: bytes, checked: bool = False) -> bytes:
+    def _arrow_batch(body: bytes, checked: bool = False) -> tuple[bytes, tuple[int, float]]:
         batch = parse_request(body, settings.max_batch, checked)
-        return _arrow_answer("predict_batch", batch, batch.rejected)
+        return _arrow_answer(batch, batch.rejected)
 
     def _json_to_arrow(body: bytes) -> bytes:
         requests = _checked_batch(body).requests
@@ -460,7 +474,9 @@ def create_app(settings: InferenceSettings, client: Any | None = None) -> Infere
             index, field = error.loc
             return _Rejected(["body", "requests", index, field], str(error))
 
-        return _arrow_answer("predict_batch", batch, located)
+        answer, count = _arrow_answer(batch, located)
+        _count("predict_batch", *count)
+        return answer
 
     def _checked_batch(body: bytes) -> BatchRequest:
         batch = _parsed(BatchRequest, body)
