@@ -27,6 +27,7 @@ from __future__ import annotations
 import abc
 import base64
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -57,15 +58,15 @@ def record_key(key: str) -> str:
 
 UPLOAD_THREADS = 4  # a copy's parts uploaded at once while the next is read and hashed
 # Bytes of parts uploading at once, across every copy of one ObjectStore (with 16 MiB parts:
-# 4); each copy holds one more part besides, the one being read (with the service's two items
-# in flight and 16 MiB parts: at most 96 MiB of parts in all).
+# 4); each copy holds one more part besides, the one being read (with the service's three items
+# reading at once and 16 MiB parts, sentinel.items_in_flight: at most 112 MiB of parts in all).
 COPY_MEMORY_BUDGET = 64 * MiB
 # Part buffers kept for the next parts and copies: those of the parts in flight and the one each
-# of two reading copies fills (sentinel.ITEMS_IN_FLIGHT, 16 MiB parts): all that a run's copies
+# of three reading copies fills (sentinel.items_in_flight, 16 MiB parts): all that a run's copies
 # hold at once, so once they have started no buffer is made anew (a new 16 MiB buffer costs its
 # process 7-10 ms of page faults and zeroing; with only the budget's 64 MiB kept, two of every
 # six were made again, about 20 ms per three items).
-PART_BUFFERS_KEPT = COPY_MEMORY_BUDGET + 2 * 16 * MiB
+PART_BUFFERS_KEPT = COPY_MEMORY_BUDGET + 3 * 16 * MiB
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ class ObjectStore:
     def __init__(self, client: Any, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
-        # Shared by the copies that run at once (sentinel.ITEMS_IN_FLIGHT).
+        # Shared by the copies that run at once (sentinel.items_in_flight).
         self.copy_budget = MemoryBudget(COPY_MEMORY_BUDGET)
         self.part_buffers = PartBuffers(PART_BUFFERS_KEPT)
         self._records_checksum: bool | None = None  # see records_part_checksums
@@ -403,18 +404,18 @@ class ObjectStore:
                         f"source of s3://{self.bucket}/{key} has {total} bytes, "
                         f"its item declares file:size {expected_size}"
                     )
+                begin: str | Callable[[], str]
                 if upload_id is None:
                     if not offset:  # a size only the answer gave: at most MAX_PARTS parts
                         part_size = _part_size(total, part_size)
-                    extra: dict[str, str] = {"ContentType": content_type} if content_type else {}
-                    if self.records_part_checksums(key):
-                        extra["ChecksumAlgorithm"] = PART_CHECKSUM
-                    upload_id = self.client.create_multipart_upload(
-                        Bucket=self.bucket, Key=key, Metadata=metadata, **extra
-                    )["UploadId"]
-                    record = {"upload": upload_id, "metadata": metadata}
-                    record["validator"] = getattr(source, "validator", None)
-                    self.put(record_key(key), json.dumps(record).encode(), "application/json")
+                    # Begun on an upload thread while the first part is read (_PartUploader):
+                    # the creation and the record are off the copy's path, and no part is
+                    # sent before both are done.
+                    begin = functools.partial(
+                        self._begin, key, metadata, content_type, getattr(source, "validator", None)
+                    )
+                else:
+                    begin = upload_id
 
                 from_start = offset == 0
                 sha256 = hashlib.sha256()
@@ -426,7 +427,7 @@ class ObjectStore:
                     self.client,
                     self.bucket,
                     key,
-                    upload_id,
+                    begin,
                     done,
                     checksum=checksum,
                     listed=self.records_part_checksums(key),
@@ -454,6 +455,7 @@ class ObjectStore:
                 finally:
                     # Whatever happened, let the parts in flight land: a resumed copy reuses them.
                     done = parts.finish()
+                upload_id = parts.upload_id()  # begun (or its error raised)
             finally:
                 # Closed on every path, read or not (a size refused, an upload not begun):
                 # an answer left open keeps its pooled connection until the pool runs dry.
@@ -478,6 +480,27 @@ class ObjectStore:
                 return CopyResult(key, total, sha256.digest(), 0, sent)
             size, digests = self.verify(key, expected, total)
             return CopyResult(key, size, digests["sha256"], offset, sent)
+
+    def _begin(
+        self,
+        key: str,
+        metadata: dict[str, str],
+        content_type: str | None,
+        validator: str | None,
+    ) -> str:
+        """Create a new upload of `key` and write its record (what it starts from: `metadata`,
+        the source's `validator`); its id."""
+        extra: dict[str, str] = {"ContentType": content_type} if content_type else {}
+        if self.records_part_checksums(key):
+            extra["ChecksumAlgorithm"] = PART_CHECKSUM
+        upload_id = str(
+            self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, Metadata=metadata, **extra
+            )["UploadId"]
+        )
+        record = {"upload": upload_id, "metadata": metadata, "validator": validator}
+        self.put(record_key(key), json.dumps(record).encode(), "application/json")
+        return upload_id
 
     def _refuse_above(self, key: str, size: int, limit: int, how: str) -> None:
         """AssetTooLarge when the source `how` ("declares", "announces") `size` > `limit`."""
@@ -763,7 +786,7 @@ class _PartUploader:
         client: Any,
         bucket: str,
         key: str,
-        upload_id: str,
+        upload_id: str | Callable[[], str],
         done: list[dict[str, Any]],
         *,
         checksum: str,
@@ -773,7 +796,7 @@ class _PartUploader:
         hashers: list[Any],
     ) -> None:
         self._client = client
-        self._target = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
+        self._target = {"Bucket": bucket, "Key": key}
         self._done = list(done)
         self._checksum = checksum
         self._listed = listed  # the completion names each part's checksum
@@ -785,6 +808,14 @@ class _PartUploader:
             max_workers=UPLOAD_THREADS, thread_name_prefix="part-upload"
         )
         self._digest = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-digest")
+        # A new upload is begun on an upload thread, first in its queue, while the first part
+        # is read; each part's upload waits for its id (a failure to begin fails every part).
+        self._upload_id: Future[str]
+        if callable(upload_id):
+            self._upload_id = self._pool.submit(upload_id)
+        else:
+            self._upload_id = Future()
+            self._upload_id.set_result(upload_id)
         self._futures: list[Future[dict[str, Any]]] = []
         self._hashed: list[Future[None]] = []
         self._failed: BaseException | None = None
@@ -826,22 +857,28 @@ class _PartUploader:
         for hasher in self._hashers:
             hasher.update(data)
 
+    def upload_id(self) -> str:
+        """The upload's id, once it is begun; the error that kept it from beginning."""
+        return self._upload_id.result()
+
     def _upload(self, number: int, data: bytes | bytearray) -> dict[str, Any]:
         if self._checksum == PART_CHECKSUM:
             crc = _crc32(data)
+            target = {**self._target, "UploadId": self.upload_id()}
             answer = self._client.upload_part(
-                PartNumber=number, Body=_PartBody(data), ChecksumCRC32=crc, **self._target
+                PartNumber=number, Body=_PartBody(data), ChecksumCRC32=crc, **target
             )
             part = {"PartNumber": number, "ETag": answer["ETag"]}
             return {**part, "ChecksumCRC32": crc} if self._listed else part
+        target = {**self._target, "UploadId": self.upload_id()}
         answer = self._client.upload_part(
-            PartNumber=number, Body=_PartBody(data), ContentMD5=_md5(data), **self._target
+            PartNumber=number, Body=_PartBody(data), ContentMD5=_md5(data), **target
         )
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
     def finish(self) -> list[dict[str, Any]]:
-        """Wait for every part; all parts in order, or the first upload error. The hashers
-        have seen every part when it returns."""
+        """Wait for every part (and the upload's beginning); all parts in order, or the first
+        upload error. The hashers have seen every part when it returns."""
         self._pool.shutdown(wait=True)
         self._digest.shutdown(wait=True)
         for hashed in self._hashed:

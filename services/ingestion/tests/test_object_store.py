@@ -255,14 +255,18 @@ def test_parts_are_read_into_buffers_used_again_once_sent(store: ObjectStore) ->
     assert store.part_buffers.made == 3
 
 
-def test_two_copies_at_once_make_no_part_buffer_again_once_started(store: ObjectStore) -> None:
-    """With the service's 16 MiB parts and two items reading at once, the copies hold up to six
-    buffers (four in flight, one each being read): all six are kept, so the next copies make
-    none anew (before, 64 MiB were kept and two of the six were made again, 7-10 ms each)."""
+@pytest.mark.parametrize("at_once", [2, 3])
+def test_copies_at_once_make_no_part_buffer_again_once_started(
+    store: ObjectStore, at_once: int
+) -> None:
+    """With the service's 16 MiB parts and up to three items reading at once
+    (sentinel.items_in_flight), the copies hold up to seven buffers (four in flight, one each
+    being read): all are kept, so the next copies make none anew (before, 64 MiB were kept and
+    two of six were made again, 7-10 ms each; with 96 MiB kept, one of seven)."""
     data = os.urandom(3 * 16 * MiB)
     store.client = SlowParts(store.client)
 
-    def two_copies(round_: int) -> None:
+    def copies_at_once(round_: int) -> None:
         copies = [
             threading.Thread(
                 target=store.copy_from,
@@ -275,19 +279,20 @@ def test_two_copies_at_once_make_no_part_buffer_again_once_started(store: Object
                     "metadata": {},
                 },
             )
-            for n in range(2)
+            for n in range(at_once)
         ]
         for thread in copies:
             thread.start()
         for thread in copies:
             thread.join()
 
-    two_copies(1)
+    copies_at_once(1)
     made = store.part_buffers.made
-    assert made > 4  # the reading copies' buffers beside the four parts in flight
-    two_copies(2)
+    # the reading copies' buffers beside the four parts in flight, never more
+    assert 4 < made <= 4 + at_once and store.copy_budget.peak <= 4 * 16 * MiB
+    copies_at_once(2)
     assert store.part_buffers.made == made
-    assert store.get("sentinel/c/r2-1/B04.jp2") == data
+    assert store.get(f"sentinel/c/r2-{at_once - 1}/B04.jp2") == data
 
 
 def test_a_failed_part_stops_reading_the_source(store: ObjectStore) -> None:
@@ -311,6 +316,84 @@ def test_a_failed_part_stops_reading_the_source(store: ObjectStore) -> None:
         copy(store, Counting(data), expected=sha256(data), size=len(data))
     assert sum(read) < len(data) // 2  # not the whole source after the first part failed
     assert store.head("sentinel/c/i/B04.jp2") is None
+
+
+class Beginning:
+    """A boto3 client whose CreateMultipartUpload (of a copy, not the checksum probe) waits,
+    up to 5 s, for `read` (the source's first chunk read), noting whether it came, and may
+    fail; each UploadPart notes whether the upload's record was written before it."""
+
+    def __init__(self, client: Any, read: threading.Event, fail: bool = False) -> None:
+        self._client = client
+        self._read = read
+        self.fail = fail
+        self.read_first: list[bool] = []
+        self.record_first: list[bool] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def create_multipart_upload(self, **kwargs: Any) -> Any:
+        if not kwargs["Key"].endswith(".checksum-probe"):
+            self.read_first.append(self._read.wait(5))
+            if self.fail:
+                raise ConnectionError("the store went away")
+        return self._client.create_multipart_upload(**kwargs)
+
+    def upload_part(self, **kwargs: Any) -> Any:
+        record = self._client.list_objects_v2(Bucket="site", Prefix=record_key(kwargs["Key"]))
+        self.record_first.append(record.get("KeyCount", 0) == 1)
+        return self._client.upload_part(**kwargs)
+
+
+class Noting(MemorySource):
+    """MemorySource that sets `read` once its first chunk is read, and counts bytes read."""
+
+    def __init__(self, data: bytes, read: threading.Event) -> None:
+        super().__init__(data)
+        self.read = read
+        self.bytes_read = 0
+
+    def open(self, offset: int) -> tuple[Iterator[bytes], int, int]:
+        chunks, start, total = super().open(offset)
+
+        def noted() -> Iterator[bytes]:
+            for chunk in chunks:
+                self.bytes_read += len(chunk)
+                self.read.set()
+                yield chunk
+
+        return noted(), start, total
+
+
+def test_a_new_upload_is_begun_while_its_first_part_is_read(store: ObjectStore) -> None:
+    """The upload's creation and its record overlap the first part's read (before, the copy
+    made both requests one after the other before reading a byte); no part is sent before
+    the record is written, and the copy is whole and verified."""
+    data = os.urandom(3 * PART)
+    read = threading.Event()
+    client = Beginning(store.client, read)
+    store.client = client
+    result = copy(store, Noting(data, read), expected=sha256(data), size=len(data))
+    assert client.read_first == [True]
+    assert client.record_first == [True, True, True]
+    assert store.get(result.key) == data
+    assert store.get(record_key(result.key)) is None  # removed once completed
+
+
+def test_an_upload_that_cannot_begin_fails_the_copy_and_stops_its_read(
+    store: ObjectStore,
+) -> None:
+    data = os.urandom(20 * PART)
+    read = threading.Event()
+    store.client = Beginning(store.client, read, fail=True)
+    store.copy_budget = MemoryBudget(2 * PART)
+    source = Noting(data, read)
+    with pytest.raises(StorageError, match="the store went away"):
+        copy(store, source, expected=sha256(data), size=len(data))
+    assert source.bytes_read < len(data) // 2  # not the whole source after it failed
+    assert store.head("sentinel/c/i/B04.jp2") is None
+    assert store.client.list_multipart_uploads(Bucket="site").get("Uploads", []) == []
 
 
 def test_a_large_part_still_uploads_alone_and_the_budget_counts_parts() -> None:
