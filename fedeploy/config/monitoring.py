@@ -74,11 +74,40 @@ class Dashboards(StrictModel):
     label_value: LabelValue = Field("1", description="Value of that label.")
 
 
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
-_DURATION_WORDS = (
-    "a Prometheus duration (digits and a unit: ms, s, m, h, d, w or y, e.g. 5m or 1h30m)"
+# Prometheus's own duration grammar (prometheus/common model.ParseDuration, which promtool and
+# the operator's CRD apply): units from the largest down, each at most once, not empty. Digits
+# are bounded so that the largest value, 99y999w9999d99999h999999m9999999s999999999ms (about
+# 159 years), fits the int64 nanoseconds Prometheus holds (about 292 years); "0" without a unit,
+# which Prometheus also takes, is left out (0s says it).
+DURATION_UNITS: tuple[tuple[str, int], ...] = (
+    ("y", 2),
+    ("w", 3),
+    ("d", 4),
+    ("h", 5),
+    ("m", 6),
+    ("s", 7),
+    ("ms", 9),
 )
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+
+
+def _duration_pattern() -> str:
+    # One branch per first unit present, so the empty string matches none (no look-ahead:
+    # pydantic's regex engine has none).
+    part = [f"[0-9]{{1,{digits}}}{unit}" for unit, digits in DURATION_UNITS]
+    branches = [
+        part[first] + "".join(f"(?:{later})?" for later in part[first + 1 :])
+        for first in range(len(part))
+    ]
+    return "^(?:" + "|".join(branches) + ")$"
+
+
+DURATION_PATTERN = _duration_pattern()
+_DURATION_WORDS = (
+    "a Prometheus duration (digits and a unit: y, w, d, h, m, s or ms, e.g. 5m or 1h30m; "
+    "the units from the largest down, each at most once, with at most 2 digits for y, 3 for w, "
+    "4 for d, 5 for h, 6 for m, 7 for s and 9 for ms)"
+)
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=48)]
 
 # The charts' defaults (charts/*/values.yaml, monitoring.alerts; a test keeps them equal).
 CHART_ALERT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -126,7 +155,7 @@ CHART_ALERT_DEFAULTS: dict[str, dict[str, Any]] = {
         "databaseNotReadyFor": "5m",
         "harvestFailedWindowSeconds": 3600,
         "harvestMaxAgeSeconds": 7200,
-        "harvestRefusedFor": "0s",
+        "harvestRefusedHoldSeconds": 86400,
         "restarts": 2,
         "memoryLimitRatio": 0.9,
         "memoryFor": "15m",
@@ -245,7 +274,9 @@ ALERT_KNOBS: dict[str, AlertKnobs] = {
             "CatalogHarvestMemberNeverHarvested",
         )
     },
-    "CatalogHarvestItemsRefused": _knobs("catalog", "harvestRefusedFor"),
+    "CatalogHarvestItemsRefused": _knobs(
+        "catalog", **_seconds("harvestRefusedHoldSeconds", "after the last refusal")
+    ),
     "CatalogCrashLooping": _knobs("catalog", **_RESTARTS),
     "CatalogNearMemoryLimit": _knobs("catalog", "memoryFor", **_MEMORY),
 }
@@ -391,10 +422,8 @@ class Monitoring(StrictModel):
         description="Labels of the Prometheus pods in that namespace; empty admits every pod "
         "there.",
     )
-    scrape_interval: str = Field(
-        "30s",
-        pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$",
-        description="How often Prometheus scrapes the services (a Prometheus duration).",
+    scrape_interval: Duration = Field(
+        "30s", description=f"How often Prometheus scrapes the services: {_DURATION_WORDS}."
     )
     dashboards: Dashboards = Field(default_factory=Dashboards, description="Grafana dashboards.")
     pushgateway: Pushgateway = Field(

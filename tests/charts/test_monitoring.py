@@ -437,7 +437,8 @@ _PUSHED_MEMBER = (
     'instance="pushgateway:9091", fedeploy_pushgateway="catalog"'
 )
 _PUSHED_FAILURE = _PUSHED_MEMBER.replace("last_success", "last_failure")
-_PUSHED_REFUSED = _PUSHED_MEMBER.replace("last_success_timestamp_seconds", "last_refused_items")
+_PUSHED_REFUSAL = _PUSHED_MEMBER.replace("last_success", "last_refusal")
+_REFUSAL_OF_ANOTHER_HUB = _PUSHED_REFUSAL.replace('site="hub"', 'site="other"')
 _PROBE = f'{_S}, job="inference-bridge-probe", pod="inference-bridge-probe-6b7c8d9f5-k3m4n"'
 _BRIDGE_DOWN = {"namespace": NAMESPACE, "severity": "critical"}
 _PUSHED_SUBMISSION = (
@@ -959,57 +960,64 @@ ALERT_CASES: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
                 None,
             ),
         ],
-        # The items the hub's catalog refused in a member's last harvest, pushed per run (0
-        # when none; outcome.py): aws-eu's runs refused 400, eu-cloud's none.
+        # When a harvest of a member last had items refused, pushed by every successful run
+        # from the member's status collection (0 when none; outcome.py): a run at 2h refused
+        # items of aws-eu (one or 400: the count is not read), the hourly runs after refuse none
+        # and push the kept time; eu-cloud has never had any refused. Default hold: 24 h.
         "CatalogHarvestItemsRefused": [
             _case(
-                "10m",
-                {
-                    f'{_PUSHED_REFUSED}, member="aws-eu"}}': "400x20",
-                    f'{_PUSHED_REFUSED}, member="eu-cloud"}}': "0x20",
-                },
                 "1h",
+                {
+                    f'{_PUSHED_REFUSAL}, member="aws-eu"}}': "0 0 7200x40",
+                    f'{_PUSHED_REFUSAL}, member="eu-cloud"}}': "0x42",
+                },
+                "25h",
                 {"site": "hub", "member": "aws-eu", "severity": "warning"},
             ),
-            # One run's refusals fire at once: its count holds only until the next run's push,
-            # here 10 minutes (a long run, then a short one).
-            _case(
-                "10m",
-                {f'{_PUSHED_REFUSED}, member="aws-eu"}}': "0 0 400 0x17"},
-                "20m",
-                {"site": "hub", "member": "aws-eu", "severity": "warning"},
+            # ... a day after the refusal it resolves ...
+            _case("1h", {f'{_PUSHED_REFUSAL}, member="aws-eu"}}': "0 0 7200x40"}, "27h", None),
+            # ... or once an operator cleared it from the status (the next run pushes 0).
+            _case("1h", {f'{_PUSHED_REFUSAL}, member="aws-eu"}}': "0 0 7200x10 0x30"}, "20h", None),
+            # The latest of a member's series: neither a 0 nor a negative time pushed under
+            # another grouping key hides a refusal (a sum, an average or a minimum would).
+            *(
+                _case(
+                    "1h",
+                    {
+                        f'{_PUSHED_REFUSAL}, member="aws-eu"}}': "0 0 7200x40",
+                        f'{_PUSHED_REFUSAL.replace("pushgateway:9091", "b")}, member="aws-eu"}}': (
+                            spoof
+                        ),
+                    },
+                    "20h",
+                    {"site": "hub", "member": "aws-eu", "severity": "warning"},
+                )
+                for spoof in ("0x42", "-7200x42")
             ),
-            # ... and the next run, refusing none, resolves it.
-            _case("10m", {f'{_PUSHED_REFUSED}, member="aws-eu"}}': "0 0 400 0x17"}, "1h", None),
-            # A 0 pushed under another grouping key does not hide a refusal.
             _case(
-                "10m",
-                {
-                    f'{_PUSHED_REFUSED}, member="aws-eu"}}': "3x20",
-                    f'{_PUSHED_REFUSED.replace("pushgateway:9091", "b")}, member="aws-eu"}}': "0x20",
-                },
                 "1h",
-                {"site": "hub", "member": "aws-eu", "severity": "warning"},
-            ),
-            _case(
-                "10m",
                 {
-                    f'{_PUSHED_REFUSED}, member="aws-eu"}}': "0x20",
-                    f'{_PUSHED_REFUSED}, member="eu-cloud"}}': "0x20",
+                    f'{_PUSHED_REFUSAL}, member="aws-eu"}}': "0x42",
+                    f'{_PUSHED_REFUSAL}, member="eu-cloud"}}': "0x42",
                 },
-                "1h",
+                "20h",
                 None,
             ),
-            # Refusals of a member the hub does not harvest now (a removed member's group left
-            # in the Pushgateway, or a spoof), or not kept by the chart's monitor, fire nothing.
+            # A refusal of a member the hub does not harvest now (a removed member's group left
+            # in the Pushgateway, or a spoof), of another hub or another job, or a series not
+            # kept by the chart's monitor, fires nothing: each matcher is needed.
             _case(
-                "10m",
-                {
-                    f'{_PUSHED_REFUSED}, member="removed"}}': "400x20",
-                    f'{_unstamped(_PUSHED_REFUSED)}, member="aws-eu"}}': "400x20",
-                    f'{_PUSHED_REFUSED}, member="eu-cloud"}}': "0x20",
-                },
                 "1h",
+                {
+                    f'{_PUSHED_REFUSAL}, member="removed"}}': "7200x42",
+                    f'{_unstamped(_PUSHED_REFUSAL)}, member="aws-eu"}}': "7200x42",
+                    f'{_REFUSAL_OF_ANOTHER_HUB}, member="aws-eu"}}': "7200x42",
+                    f'{_PUSHED_REFUSAL.replace("fedeploy-harvest", "other")}, member="aws-eu"}}': (
+                        "7200x42"
+                    ),
+                    f'{_PUSHED_REFUSAL}, member="eu-cloud"}}': "0x42",
+                },
+                "20h",
                 None,
             ),
         ],

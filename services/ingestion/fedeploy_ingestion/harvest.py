@@ -16,7 +16,9 @@ others are harvested, the site stays `ok`, and the refused ones are counted (`re
 report, `items_refused_last_run` in the status collection) and named with the catalog's reason
 (the first MAX_REFUSED_NAMED in the report and the status, each in the log). The cursor moves
 past them as past any item read: a member that corrects one changes its `updated`, and the
-next harvest reads it again.
+next harvest reads it again. The status keeps the last refusal (`last_refused`: its run's
+time and count, and `items_refused`) through later clean runs, until a run refuses anew or an
+operator removes both keys; each successful run reports it (`last_refused`) for the push.
 
 Pages are read with pystac-client (`ItemSearch.pages_as_dicts`), which does what the
 incremental harvest needs: a POST search with a CQL2-JSON `filter` on `updated` and a
@@ -153,7 +155,8 @@ class MemberOrigin:
 class HarvestReport:
     """Per site: status, mode and number of items upserted (and, where the hub's catalog
     refused some, `refused`: how many, and `refused_items`: the first MAX_REFUSED_NAMED, item
-    id -> the catalog's reason); the sites that were missing."""
+    id -> the catalog's reason; where this run or an earlier one did, `last_refused`: that
+    run's `time` and `count`); the sites that were missing."""
 
     sites: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -227,7 +230,17 @@ class Harvester:
                 if refused:
                     named = dict(list(refused.items())[:MAX_REFUSED_NAMED])
                     record["items_refused"] = named
+                    record["last_refused"] = {"time": rfc3339(started), "count": len(refused)}
                     report.sites[source.name].update(refused=len(refused), refused_items=named)
+                elif isinstance(previous.get("last_refused"), dict):
+                    # The cursor moved past them: a clean run has not harvested them, so the
+                    # last refusal's names are kept (CatalogHarvestItemsRefused reads its time)
+                    # until a run refuses anew or an operator removes them.
+                    record["last_refused"] = previous["last_refused"]
+                    if isinstance(previous.get("items_refused"), dict):
+                        record["items_refused"] = previous["items_refused"]
+                if "last_refused" in record:
+                    report.sites[source.name]["last_refused"] = record["last_refused"]
                 log.info(
                     "site harvested",
                     extra={

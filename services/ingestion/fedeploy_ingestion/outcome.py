@@ -9,7 +9,8 @@ alert on when it ends:
   visible, which a succeeded Job is not);
 - a harvest, per member, in the group {job="fedeploy-harvest", site (the hub), member}: when the
   member was last harvested successfully, how many items that upserted and how many the hub's
-  catalog refused (0 when none), or when it last failed.
+  catalog refused (0 when none), when a harvest last had items refused (from the member's
+  status collection, which keeps it through clean runs; 0 when none), or when it last failed.
   Pushes add to the member's group (POST), so a member that fails keeps the time of its last
   success: its age is what the hub's per-member alert reads.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
@@ -74,6 +76,24 @@ def push_sentinel(
     )
 
 
+def _refusal_time(member: str, last_refused: Any, now: float) -> float:
+    """The Unix time of a member's last refusal (HarvestReport's `last_refused`), 0 when none;
+    an unreadable one is logged and pushed as `now`, so the alert still fires."""
+    if not last_refused:
+        return 0.0
+    try:
+        moment = datetime.fromisoformat(str(last_refused["time"]).replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment.timestamp()
+    except (KeyError, TypeError, ValueError) as error:
+        log.warning(
+            "last refusal's time unreadable; pushed as now",
+            extra={"member": member, "error": f"{type(error).__name__}: {error}"},
+        )
+        return now
+
+
 def push_harvest(
     url: str, hub: str, sites: dict[str, dict[str, Any]], now: float | None = None
 ) -> dict[str, bool]:
@@ -98,6 +118,14 @@ def push_harvest(
                     "Items of the member the hub's catalog refused in its last successful "
                     "harvest (not stored).",
                     float(outcome.get("refused") or 0),
+                ),
+                # Pushed by every successful run, from the status collection: a group replaced
+                # or deleted in the Pushgateway has it back at the next run, and an operator
+                # who removes the refusal from the status clears it (0).
+                "ingest_harvest_member_last_refusal_timestamp_seconds": (
+                    "When a harvest of the member last had items refused by the hub's catalog "
+                    "(0: none kept in its status collection).",
+                    _refusal_time(member, outcome.get("last_refused"), moment),
                 ),
             }
         else:

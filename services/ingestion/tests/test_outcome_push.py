@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fedeploy_ingestion.outcome import push_harvest, push_sentinel
+from prometheus_client import delete_from_gateway
 from prometheus_client.parser import text_string_to_metric_families
 
 from loopback.processes import free_port
@@ -91,6 +92,40 @@ def test_a_member_pushes_the_items_the_hub_refused_and_a_clean_run_clears_them(g
     assert refused() == {"a": 0.0, "b": 2.0, "c": 0.0}
     push_harvest(gateway.url, "hub", {"b": {"status": "ok", "items": 1}}, now=3_000.0)
     assert refused() == {"a": 0.0, "b": 0.0, "c": 0.0}
+
+
+def test_the_last_refusal_time_is_pushed_by_every_successful_run_until_cleared(gateway):
+    """Review rf2 F1: CatalogHarvestItemsRefused reads when a member's harvest last had items
+    refused, which the status collection keeps through clean runs (HarvestReport's
+    `last_refused`): every successful run pushes it, so a group deleted from the Pushgateway has
+    it back at the next run; a member without one pushes 0, which clears the alert; a failed
+    run leaves it; a time that cannot be read is pushed as the run's, so the alert still fires."""
+    refusal = {"time": "2024-06-02T00:00:00.000000Z", "count": 3}
+    at = 1_717_286_400.0  # 2024-06-02T00:00:00Z
+
+    def pushed() -> dict[str, float]:
+        samples = _samples(gateway, "ingest_harvest_member_last_refusal_timestamp_seconds")
+        return {dict(labels)["member"]: value for labels, value in samples.items()}
+
+    first = {
+        "a": {"status": "ok", "items": 4, "refused": 3, "last_refused": refusal},
+        "b": {"status": "ok", "items": 1},
+        "c": {"status": "ok", "items": 1, "last_refused": {"time": "yesterday", "count": 1}},
+    }
+    push_harvest(gateway.url, "hub", first, now=2_000_000_000.0)
+    assert pushed() == {"a": at, "b": 0.0, "c": 2_000_000_000.0}
+    # A clean run of `a` (no `refused`) still pushes the kept refusal; the count clears.
+    delete_from_gateway(gateway.url, "fedeploy-harvest", {"site": "hub", "member": "a"})
+    assert "a" not in pushed()
+    push_harvest(gateway.url, "hub", {"a": {"status": "ok", "items": 0, "last_refused": refusal}})
+    assert pushed()["a"] == at
+    refused = _samples(gateway, "ingest_harvest_member_last_refused_items")
+    assert {dict(labels)["member"]: value for labels, value in refused.items()}["a"] == 0.0
+    push_harvest(gateway.url, "hub", {"a": {"status": "failed", "error": "500"}})
+    assert pushed()["a"] == at
+    # Cleared from the status by an operator: the next run pushes 0.
+    push_harvest(gateway.url, "hub", {"a": {"status": "ok", "items": 0}})
+    assert pushed()["a"] == 0.0
 
 
 def test_an_unreachable_pushgateway_is_logged_and_never_raises(caplog):
