@@ -58,15 +58,15 @@ def record_key(key: str) -> str:
 
 UPLOAD_THREADS = 4  # a copy's parts uploaded at once while the next is read and hashed
 # Bytes of parts uploading at once, across every copy of one ObjectStore (with 16 MiB parts:
-# 4); each copy holds one more part besides, the one being read (with the service's three items
-# reading at once and 16 MiB parts, sentinel.items_in_flight: at most 112 MiB of parts in all).
+# 4); each copy holds one more part besides, the one being read (with the service's two items
+# in flight and 16 MiB parts: at most 96 MiB of parts in all).
 COPY_MEMORY_BUDGET = 64 * MiB
 # Part buffers kept for the next parts and copies: those of the parts in flight and the one each
-# of three reading copies fills (sentinel.items_in_flight, 16 MiB parts): all that a run's copies
+# of two reading copies fills (sentinel.ITEMS_IN_FLIGHT, 16 MiB parts): all that a run's copies
 # hold at once, so once they have started no buffer is made anew (a new 16 MiB buffer costs its
 # process 7-10 ms of page faults and zeroing; with only the budget's 64 MiB kept, two of every
 # six were made again, about 20 ms per three items).
-PART_BUFFERS_KEPT = COPY_MEMORY_BUDGET + 3 * 16 * MiB
+PART_BUFFERS_KEPT = COPY_MEMORY_BUDGET + 2 * 16 * MiB
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class ObjectStore:
     def __init__(self, client: Any, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
-        # Shared by the copies that run at once (sentinel.items_in_flight).
+        # Shared by the copies that run at once (sentinel.ITEMS_IN_FLIGHT).
         self.copy_budget = MemoryBudget(COPY_MEMORY_BUDGET)
         self.part_buffers = PartBuffers(PART_BUFFERS_KEPT)
         self._records_checksum: bool | None = None  # see records_part_checksums

@@ -35,7 +35,7 @@ from fedeploy_ingestion.catalog import CatalogClient, ItemsRefused
 from fedeploy_ingestion.download_safety import Deadline, bounded_body
 from fedeploy_ingestion.errors import CatalogError, SourceError, failure_text
 from fedeploy_ingestion.metrics import Metrics
-from fedeploy_ingestion.object_store import AssetTooLarge, MiB, ObjectStore, parts_in_flight
+from fedeploy_ingestion.object_store import AssetTooLarge, MiB, ObjectStore
 from fedeploy_ingestion.product_copy import (
     copy_or_reuse,
     guarded_downloads,
@@ -52,24 +52,11 @@ from fedeploy_ingestion.upstream import Credentials, HttpAsset, search
 log = logging.getLogger(__name__)
 
 GiB = 1024 * MiB
-
-
-def items_in_flight(part_size: int) -> int:
-    """Items reading at once with parts of `part_size` bytes: one fewer than the parts the
-    store's copy budget sends at once (object_store.parts_in_flight), at least two.
-
-    One item's reads, digests and catalog calls overlap another's part uploads (their parts
-    share the store's ObjectStore.copy_budget); each reading item holds one part outside the
-    budget, so the parts held outside it stay below what the budget holds (with 16 MiB parts:
-    three items, 64 + 48 MiB of parts at most; with parts above 16 MiB, two, as before).
-    With only two, a third item of a few parts began its catalog and S3 requests (seven, one
-    after another) once the first was read, against a store busy with the others' parts, and
-    the parts in flight fell below the budget's until its first part came (stop 32's timeline:
-    300-700 ms of a 1.1-2 s round). An item whose last asset is read gives its slot to the
-    next item while its last parts upload and it is registered."""
-    return max(2, parts_in_flight(part_size) - 1)
-
-
+# Items reading at once: one item's reads, digests and catalog calls overlap another's part
+# uploads (their parts share the store's ObjectStore.copy_budget). An item whose last asset is
+# read gives its slot to the next item while its last parts upload and it is registered, so the
+# next item's catalog and S3 round trips overlap them and the parts never drain between items.
+ITEMS_IN_FLIGHT = 2
 # Items copied are registered together, one bulk upsert per collection: once this many wait,
 # once the oldest has waited REGISTER_WAIT_SECONDS (a bound: a registering thread of the source
 # wakes when it is due, whatever the item threads and the search are doing), and when the
@@ -186,7 +173,7 @@ class SentinelRun:
         available: Counter[str] = Counter()
         paging = Paging(f"source {source.name}", s.search_max_pages)
         found = with_assets = 0
-        in_flight = _InFlight(items_in_flight(s.part_size_mib * MiB))
+        in_flight = _InFlight(ITEMS_IN_FLIGHT)
         items = search(
             source,
             source.search_datetime(now),

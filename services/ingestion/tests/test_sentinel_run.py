@@ -19,7 +19,6 @@ from fedeploy_ingestion import sentinel, stac_client
 from fedeploy_ingestion.catalog import CatalogClient
 from fedeploy_ingestion.errors import SourceError
 from fedeploy_ingestion.metrics import Metrics
-from fedeploy_ingestion.object_store import COPY_MEMORY_BUDGET, MiB
 from fedeploy_ingestion.sentinel import SentinelRun
 from fedeploy_ingestion.settings import IngestSettings, Source
 from fedeploy_ingestion.upstream import search
@@ -253,17 +252,16 @@ def test_the_upstream_cannot_name_the_collection_created_in_the_site(
     assert [c["id"] for c in created] == ["sentinel-2-l2a"]
 
 
-def test_items_are_copied_three_at_once_and_a_repeated_item_waits_for_itself(
+def test_items_are_copied_two_at_once_and_a_repeated_item_waits_for_itself(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With the default 16 MiB parts, three items read at once (their setup requests overlap
-    before the store is busy with parts; with two, the third began only once the first was
-    read); never more, and an item served twice by the search never runs twice at once."""
-    names = ["a", "b", "c", "a", "d", "e"]
+    """One item's reads overlap another's uploads; never more than ITEMS_IN_FLIGHT at once,
+    and an item served twice by the search never runs twice at the same time."""
+    names = ["a", "b", "a", "c", "d", "e"]
     monkeypatch.setattr(
         sentinel, "search", lambda *a, **k: iter([{**CDSE_ITEM, "id": n} for n in names])
     )
-    both = threading.Barrier(3, timeout=10)
+    both = threading.Barrier(2, timeout=10)
     lock = threading.Lock()
     running: list[str] = []
     peak = [0]
@@ -275,8 +273,8 @@ def test_items_are_copied_three_at_once_and_a_repeated_item_waits_for_itself(
             running.append(item["id"])
             peak[0] = max(peak[0], len(running))
             events.append(("start", item["id"]))
-        if item["id"] in ("a", "b", "c") and ("end", item["id"]) not in events:
-            both.wait()  # a, b and c overlap, or this times out (fewer at once)
+        if item["id"] in ("a", "b") and ("end", item["id"]) not in events:
+            both.wait()  # a and b overlap, or this times out (items one after another)
         time.sleep(0.05)
         with lock:
             running.remove(item["id"])
@@ -286,8 +284,7 @@ def test_items_are_copied_three_at_once_and_a_repeated_item_waits_for_itself(
     run._item = item  # type: ignore[method-assign,assignment]
     report = run.run()
     assert report.failed == {} and report.found == len(names)
-    assert run.settings.part_size_mib == 16
-    assert peak[0] == sentinel.items_in_flight(16 * MiB) == 3
+    assert peak[0] == sentinel.ITEMS_IN_FLIGHT == 2
     starts_of_a = [i for i, e in enumerate(events) if e == ("start", "a")]
     assert events.index(("end", "a")) < starts_of_a[1]
 
@@ -297,7 +294,7 @@ def test_an_item_read_to_its_end_gives_its_slot_to_the_next_item_before_it_ends(
 ) -> None:
     """The next item's setup overlaps an item's last parts and registration: once `a` and `b`
     are read (`read()`), `c` starts while both are still running; never more than
-    items_in_flight read at once."""
+    ITEMS_IN_FLIGHT read at once."""
     names = ["a", "b", "c", "d"]
     monkeypatch.setattr(
         sentinel, "search", lambda *a, **k: iter([{**CDSE_ITEM, "id": n} for n in names])
@@ -329,20 +326,7 @@ def test_an_item_read_to_its_end_gives_its_slot_to_the_next_item_before_it_ends(
     report = run.run()
     assert report.failed == {} and report.found == len(names)
     assert sorted(overlapped) == ["a", "b"]
-    assert peak[0] <= sentinel.items_in_flight(run.settings.part_size_mib * MiB)
-
-
-def test_the_parts_reading_items_hold_stay_below_the_copy_budget() -> None:
-    """Each reading item holds one part outside the store's copy budget: with parts up to
-    16 MiB the items reading at once hold less than the budget (three of 16 MiB: 48 of 64 MiB);
-    above, two items read at once, as before."""
-    assert sentinel.items_in_flight(16 * MiB) == 3 and sentinel.items_in_flight(5 * MiB) == 3
-    for mib in range(5, 5121):
-        reading = sentinel.items_in_flight(mib * MiB)
-        if mib <= 16:
-            assert reading * mib * MiB < COPY_MEMORY_BUDGET
-        else:
-            assert reading == 2
+    assert peak[0] <= sentinel.ITEMS_IN_FLIGHT
 
 
 def test_an_object_a_run_completed_before_dying_is_verified_and_reused_not_copied() -> None:
@@ -463,19 +447,6 @@ def test_a_batch_registers_once_the_oldest_waited_long_enough(
     catalog = RecordingCatalog()
     monkeypatch.setattr(sentinel, "REGISTER_WAIT_SECONDS", 0.0)
     run, _ = copying_run(monkeypatch, ["a", "b", "c"], catalog)
-    copy = run._asset
-
-    def one_after_another(collection_id: str, item_id: str, *rest: Any) -> Any:
-        # The items read at once (three): each copy ends once the one before is registered,
-        # so two never end together and share an upsert.
-        before = {"b": "a", "c": "b"}.get(item_id)
-        deadline = time.monotonic() + 5
-        while before and not any(before in ids for _, ids in catalog.upserts):
-            assert time.monotonic() < deadline, f"{before} was never registered"
-            time.sleep(0.005)
-        return copy(collection_id, item_id, *rest)
-
-    run._asset = one_after_another  # type: ignore[method-assign]
     assert run.run().registered == 3
     assert sorted(i for _, ids in catalog.upserts for i in ids) == ["a", "b", "c"]
     assert all(len(ids) == 1 for _, ids in catalog.upserts)  # each due at once
