@@ -14,6 +14,8 @@ names each with the catalog's reason. A database refusal is a 500 for the whole 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,6 +23,10 @@ import httpx
 from fedeploy_ingestion.download_safety import IDENTITY, UnsafeBody, bounded_body
 from fedeploy_ingestion.errors import CatalogError
 from fedeploy_ingestion.stac_ids import collection_path, item_path
+
+# The most item ids one search by ids asks for (CatalogClient.find): its request and answer
+# stay small whatever a search page holds.
+MAX_IDS_PER_SEARCH = 100
 
 
 class ItemsRefused(CatalogError):
@@ -38,6 +44,17 @@ class ItemsRefused(CatalogError):
     def reason(self, item_id: str) -> str:
         """What the catalog said of one refused item, as a report names it."""
         return f"{self.where} refused item {item_id}: {self.refused[item_id]}"
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a search by ids answered (CatalogClient.find): item id -> its properties (those
+    asked for, where the catalog has the fields extension) for the items it holds; `complete`:
+    whether the answer was all of it (no `next` page, no more matched than returned), so that
+    an id it left out is an item the catalog does not hold."""
+
+    properties: dict[str, dict[str, Any]]
+    complete: bool
 
 
 class CatalogClient:
@@ -183,6 +200,58 @@ class CatalogClient:
             )
         if refused:
             raise ItemsRefused(where, refused)
+
+    def find(
+        self, collection_id: str, item_ids: Sequence[str], properties: Sequence[str] = ()
+    ) -> Found:
+        """The items of `collection_id` among `item_ids` (at most MAX_IDS_PER_SEARCH) the
+        catalog holds, in one item search (POST /search: `collections`, `ids`, `limit`, and the
+        fields extension's `include` for `properties`). CatalogError where it is refused or its
+        answer is not a page of those items."""
+        ids = list(dict.fromkeys(item_ids))
+        if not ids:
+            return Found({}, True)
+        if len(ids) > MAX_IDS_PER_SEARCH:
+            raise ValueError(f"at most {MAX_IDS_PER_SEARCH} ids a search, not {len(ids)}")
+        for item_id in ids:
+            item_path(collection_id, item_id)  # checks both ids before the request
+        body: dict[str, Any] = {"collections": [collection_id], "ids": ids, "limit": len(ids)}
+        if properties:
+            body["fields"] = {
+                "include": ["id", "collection", *(f"properties.{p}" for p in properties)]
+            }
+        response = self._check(self._request("POST", "/search", json=body), 200)
+        where = f"POST {self.url}/search"
+        try:
+            page = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CatalogError(f"{where} answered 200 with no JSON") from None
+        features = page.get("features") if isinstance(page, dict) else None
+        if not isinstance(features, list):
+            raise CatalogError(f"{where} answered 200 with no list of features")
+        asked, found = set(ids), {}
+        for feature in features:
+            answered = feature.get("id") if isinstance(feature, dict) else None
+            held = feature.get("properties") if isinstance(feature, dict) else None
+            if (
+                answered not in asked
+                or feature.get("collection") not in (None, collection_id)
+                or not isinstance(held, dict)
+            ):
+                raise CatalogError(
+                    f"{where} answered a search by ids with an item not asked for: "
+                    f"{str(feature)[:200]}"
+                )
+            found[str(answered)] = held
+        context, links = page.get("context"), page.get("links")
+        matched = page.get(
+            "numberMatched", context.get("matched") if isinstance(context, dict) else None
+        )
+        following = isinstance(links, list) and any(
+            isinstance(link, dict) and link.get("rel") == "next" for link in links
+        )
+        short = following or (isinstance(matched, int) and matched > len(features))
+        return Found(found, not short)
 
     def queryables(self) -> set[str]:
         """Names the API can filter on (empty when it has no filter extension)."""

@@ -10,6 +10,10 @@ are streamed page by page (never gathered in a list); a search that fails midway
 source, after the items already read were handled. A source whose items carry none of the
 requested assets fails too (`<source>:assets`, naming the assets the items do have): the run
 would otherwise succeed having copied nothing.
+
+Whether an item is registered with its fingerprint is asked of the site's catalog once per
+search page (one search by ids, _PageLookup), not once per item; an item the answer does not
+settle (the search refused, unreadable or paged short) is asked for alone.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 import httpx
 
 from fedeploy_ingestion import sentinel_plan, stac_ids
-from fedeploy_ingestion.catalog import CatalogClient, ItemsRefused
+from fedeploy_ingestion.catalog import MAX_IDS_PER_SEARCH, CatalogClient, ItemsRefused
 from fedeploy_ingestion.download_safety import Deadline, bounded_body
 from fedeploy_ingestion.errors import CatalogError, SourceError, failure_text
 from fedeploy_ingestion.metrics import Metrics
@@ -117,6 +121,7 @@ class SentinelRun:
         self._pending_lock = threading.Lock()
         self._pending_changed = threading.Condition(self._pending_lock)
         self._ending = False  # the source's items have ended: register each at once
+        self._lookup_failed = False  # a page's lookup failed once (logged once a run)
         self._timer_stopped = True  # the registering thread of the source is to end
         # The source being copied's share of the run's time (None: no INGEST_RUN_DEADLINE_SECONDS).
         self._budget: Deadline | None = None
@@ -171,9 +176,13 @@ class SentinelRun:
         # Searches of a token-protected source (Copernicus) are public; Basic goes everywhere.
         headers = credentials.headers() if source.token_url is None else {}
         available: Counter[str] = Counter()
-        paging = Paging(f"source {source.name}", s.search_max_pages)
         found = with_assets = 0
         in_flight = _InFlight(ITEMS_IN_FLIGHT)
+        paging = _PageLookup(
+            f"source {source.name}",
+            s.search_max_pages,
+            look_up=functools.partial(self._look_up, in_flight),
+        )
         items = search(
             source,
             source.search_datetime(now),
@@ -201,9 +210,10 @@ class SentinelRun:
                     except Exception as error:  # noqa: BLE001 - one item fails alone
                         self._failed(source, name, error, "item failed; the next run retries it")
                         continue
-                    in_flight.submit(
-                        name, functools.partial(self._guarded, source, item, name, credentials, now)
+                    work = functools.partial(
+                        self._guarded, source, item, name, credentials, now, paging.answers
                     )
+                    in_flight.submit(name, work)
             except BaseException:
                 # A stop (SIGTERM: the CLI's Stopped) or a failed search: the items copied so far
                 # are registered now, before the wait for the copies in flight (which a stop's
@@ -285,12 +295,14 @@ class SentinelRun:
         name: str,
         credentials: Credentials,
         now: datetime,
+        answers: _Answers | None,
         read: Callable[[], None],
     ) -> None:
         """One item on an item thread, inside the boundary: a failure is reported, not raised.
-        `read` is called once the item's last asset is read (its slot goes to the next item)."""
+        `read` is called once the item's last asset is read (its slot goes to the next item);
+        `answers`: what the catalog said of its search page's items (_look_up)."""
         try:
-            self._item(source, item, credentials, now, read)
+            self._item(source, item, credentials, now, read, answers)
         except Exception as error:  # noqa: BLE001 - one item fails alone
             self._failed(source, name, error, "item failed; the next run retries it")
 
@@ -306,6 +318,7 @@ class SentinelRun:
         credentials: Credentials,
         now: datetime,
         read: Callable[[], None] | None = None,
+        answers: _Answers | None = None,
     ) -> None:
         # Untrusted ids and hrefs are checked before any request is made for the item.
         collection_id = stac_ids.check_id("upstream collection id", item.get("collection"))
@@ -327,8 +340,8 @@ class SentinelRun:
         for asset in assets.values():
             credentials.policy.check(sentinel_plan.download_href(asset))
         fingerprint = sentinel_plan.fingerprint(item, assets)
-        if self._awaits_registration(collection_id, item_id, fingerprint) or registered(
-            self.catalog, collection_id, item_id, fingerprint
+        if self._awaits_registration(collection_id, item_id, fingerprint) or self._holds(
+            answers, collection_id, item_id, fingerprint
         ):
             self._count(skipped=1)
             return
@@ -369,6 +382,82 @@ class SentinelRun:
                 time.monotonic(),
             )
         )
+
+    def _holds(
+        self, answers: _Answers | None, collection_id: str, item_id: str, fingerprint: str
+    ) -> bool:
+        """Whether the site's catalog holds the item with this `fingerprint`: as its search
+        page's lookup answered, or where that did not settle it, as a GET of it answers."""
+        held = answers.take(collection_id, item_id) if answers is not None else _UNSETTLED
+        if held is _UNSETTLED:
+            return registered(self.catalog, collection_id, item_id, fingerprint)
+        return held == fingerprint
+
+    def _look_up(self, in_flight: _InFlight, features: list[Any]) -> _Answers:
+        """What the site's catalog holds of a search page's items, asked in one search by ids
+        per collection (at most MAX_IDS_PER_SEARCH ids each), on the search's thread before
+        the page's items are handed out. An item this run still holds (copying, waiting to be
+        registered or being registered: a search that serves it again) is not asked: the
+        catalog's answer would not show its registration to come, so a GET asks once it is
+        decided. What a failed, short or unreadable answer leaves unsettled is asked by GET."""
+        wanted: dict[str, list[str]] = {}
+        for feature in features:
+            if not isinstance(feature, dict):
+                continue
+            try:
+                collection_id = stac_ids.check_id("collection id", feature.get("collection"))
+                item_id = stac_ids.check_id("item id", feature.get("id"))
+            except Exception:  # noqa: BLE001 - its item fails alone when it is handled
+                continue
+            if in_flight.running(f"{collection_id}/{item_id}") or self._holding(
+                collection_id, item_id
+            ):
+                continue
+            ids = wanted.setdefault(collection_id, [])
+            if item_id not in ids:
+                ids.append(item_id)
+        answers = _Answers()
+        for collection_id, ids in wanted.items():
+            for start in range(0, len(ids), MAX_IDS_PER_SEARCH):
+                chunk = ids[start : start + MAX_IDS_PER_SEARCH]
+                try:
+                    found = self.catalog.find(collection_id, chunk, [FINGERPRINT])
+                except Exception as error:  # noqa: BLE001 - each item is asked alone instead
+                    self._lookup_unsettled(collection_id, f"failed: {failure_text(error)}")
+                    continue
+                if not found.complete:
+                    self._lookup_unsettled(
+                        collection_id, "was answered short: the items it left out"
+                    )
+                for item_id in chunk:
+                    held = found.properties.get(item_id)
+                    if held is None:
+                        if found.complete:
+                            answers.add(collection_id, item_id, None)
+                    elif isinstance(held.get(FINGERPRINT), str):
+                        answers.add(collection_id, item_id, held[FINGERPRINT])
+                    # else: held without a fingerprint the answer shows (fields): a GET asks
+        return answers
+
+    def _lookup_unsettled(self, collection_id: str, reason: str) -> None:
+        """A page's lookup left items unsettled: logged once a run (each is asked by GET)."""
+        with self._lock:
+            first, self._lookup_failed = not self._lookup_failed, True
+        (log.warning if first else log.debug)(
+            "looking up a search page's items in the catalog "
+            + reason
+            + "; each such item is looked up alone",
+            extra={"collection": collection_id},
+        )
+
+    def _holding(self, collection_id: str, item_id: str) -> bool:
+        """Whether an item copied by this run waits to be registered or is being registered,
+        whatever its fingerprint."""
+        with self._pending_lock:
+            return any(
+                (p.collection_id, p.item_id) == (collection_id, item_id)
+                for p in (*self._pending, *self._writing)
+            )
 
     def _awaits_registration(self, collection_id: str, item_id: str, fingerprint: str) -> bool:
         """Whether this content of the item is copied and waits to be registered, or is being
@@ -557,6 +646,41 @@ class SentinelRun:
 
 
 _REGISTER_FAILED = "item copied, its registration failed; the next run reuses and registers it"
+FINGERPRINT = "fedeploy:fingerprint"  # the site item's property: the upstream content copied
+_UNSETTLED = object()  # _Answers.take: the lookup did not settle the item
+
+
+class _Answers:
+    """What the site's catalog held of one search page's items when it was asked (_look_up):
+    (collection, item id) -> the fingerprint it holds, or None where it holds no such item.
+    Each answer is taken once: an item served twice in a page asks by GET the second time,
+    after its first copy is registered."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], str | None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, collection_id: str, item_id: str, fingerprint: str | None) -> None:
+        self._held[(collection_id, item_id)] = fingerprint
+
+    def take(self, collection_id: str, item_id: str) -> object:
+        """The item's fingerprint in the catalog, None, or _UNSETTLED."""
+        with self._lock:
+            return self._held.pop((collection_id, item_id), _UNSETTLED)
+
+
+@dataclass
+class _PageLookup(Paging):
+    """The search's paging checks, and as each page comes (before its items are handed
+    out), its items looked up in the site's catalog together (`look_up`): `answers`."""
+
+    look_up: Callable[[list[Any]], _Answers] | None = None
+    answers: _Answers | None = None
+
+    def page(self, page: dict[str, Any]) -> list[Any]:
+        features = super().page(page)
+        self.answers = self.look_up(features) if self.look_up is not None else None
+        return features
 
 
 @dataclass(frozen=True)
@@ -623,6 +747,11 @@ class _InFlight:
             release()
 
         future.add_done_callback(done)
+
+    def running(self, name: str) -> bool:
+        """Whether an item of this name was submitted and has not ended."""
+        with self._running_lock:
+            return name in self._running
 
     def close(self) -> None:
         """Wait for every item submitted."""

@@ -306,7 +306,12 @@ def test_an_item_read_to_its_end_gives_its_slot_to_the_next_item_before_it_ends(
     overlapped: list[str] = []
 
     def item(
-        source: Source, item: dict[str, Any], credentials: Any, now: Any, read: Any = lambda: None
+        source: Source,
+        item: dict[str, Any],
+        credentials: Any,
+        now: Any,
+        read: Any = lambda: None,
+        *rest: Any,
     ) -> None:
         with lock:
             reading.append(item["id"])
