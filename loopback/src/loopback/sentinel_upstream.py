@@ -135,6 +135,10 @@ class StaticSearch:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # http.server writes an answer's headers and body in two sends: without
+            # TCP_NODELAY the client's delayed ACK held every answer but a connection's
+            # first 40 ms (docs/ingestion.md, stop 32), which no real upstream makes a site wait.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 outer._answer(self)
