@@ -409,10 +409,13 @@ class SentinelRun:
                 item_id = stac_ids.check_id("item id", feature.get("id"))
             except Exception:  # noqa: BLE001 - its item fails alone when it is handled
                 continue
-            if in_flight.running(f"{collection_id}/{item_id}") or self._holding(
-                collection_id, item_id
+            name = f"{collection_id}/{item_id}"
+            if (
+                not owns(name, self.settings.shard_index, self.settings.shard_count)
+                or in_flight.running(name)
+                or self._holding(collection_id, item_id)
             ):
-                continue
+                continue  # another worker's, or settled when it is decided
             ids = wanted.setdefault(collection_id, [])
             if item_id not in ids:
                 ids.append(item_id)

@@ -14,6 +14,7 @@ import pytest
 from fedeploy_ingestion import sentinel, sentinel_plan
 from fedeploy_ingestion.catalog import MAX_IDS_PER_SEARCH, CatalogClient
 from fedeploy_ingestion.sentinel import SentinelRun
+from fedeploy_ingestion.sharding import owns
 
 from services.ingestion.tests.test_sentinel_run import RecordingCatalog, copying_run
 
@@ -146,6 +147,18 @@ def test_a_page_is_looked_up_in_bounded_requests_one_per_page(
     assert run.run().registered == len(names)
     assert [len(ids) for ids in catalog.searched] == [MAX_IDS_PER_SEARCH, 20, 10]
     assert catalog.gets() == 0
+
+
+def test_a_worker_asks_only_for_the_items_of_its_shard(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [f"item-{n}" for n in range(20)]
+    catalog = LookupCatalog()
+    run, copied = lookup_run(monkeypatch, names, catalog)
+    run.settings = run.settings.model_copy(update={"shard_count": 2, "shard_index": 1})
+    report = run.run()
+    mine = sorted(n for n in names if owns(f"sentinel-2-l2a/{n}", 1, 2))
+    assert 0 < len(mine) < len(names) and sorted(copied) == mine
+    assert [sorted(ids) for ids in catalog.searched] == [mine] and catalog.gets() == 0
+    assert report.other_shards == len(names) - len(mine)
 
 
 def test_only_an_item_held_with_the_same_fingerprint_is_skipped(
