@@ -31,6 +31,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -38,8 +39,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fedeploy_ingestion.errors import ChecksumMismatch, IngestError, StorageError
+from fedeploy_ingestion.errors import ChecksumMismatch, IngestError, StorageError, failure_text
 from fedeploy_ingestion.multihash import Digest, new_hasher
+
+log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
@@ -437,7 +440,10 @@ class ObjectStore:
                     if from_start
                     else [],
                 )
-                split = _Parts(chunks, part_size, self.part_buffers)
+                # The read stops at its next chunk once the copy has failed (a part's upload,
+                # or the upload's beginning).
+                split = _Parts(chunks, part_size, self.part_buffers, check=parts.check)
+                both_failed = False
                 try:
                     for part in split:
                         parts.submit(part)
@@ -452,9 +458,34 @@ class ObjectStore:
                         parts.submit(split.rest)
                     if read is not None:
                         read()
+                except Exception as error:
+                    # The source may fail while the upload is being begun, and the beginning
+                    # fail too (wrong store credentials): the store's error is the item's, and
+                    # the source's is named beside it, not lost.
+                    not_begun = parts.begin_failure()  # waits for the beginning
+                    if not_begun is not None and not_begun is not error:
+                        both_failed = True
+                        log.warning(
+                            "upload could not begin; its source failed too",
+                            extra={
+                                "key": key,
+                                "error": failure_text(not_begun),
+                                "source_error": failure_text(error),
+                            },
+                        )
+                        raise StorageError(
+                            f"S3 multipart copy to s3://{self.bucket}/{key} failed: the upload "
+                            f"could not begin: {failure_text(not_begun)}; its source failed "
+                            f"too: {failure_text(error)}"
+                        ) from not_begun
+                    raise
                 finally:
-                    # Whatever happened, let the parts in flight land: a resumed copy reuses them.
-                    done = parts.finish()
+                    # Whatever happened, let the parts in flight land: a resumed copy reuses them
+                    # (their error, the same beginning's, is not raised over the one naming both).
+                    if both_failed:
+                        parts.wait()
+                    else:
+                        done = parts.finish()
                 upload_id = parts.upload_id()  # begun (or its error raised)
             finally:
                 # Closed on every path, read or not (a size refused, an upload not begun):
@@ -673,8 +704,15 @@ class _Parts:
     so a source that ends short is refused before its last part is sent. The chunks are
     closed (where they can be) when the parts end, whether read to the end or not."""
 
-    def __init__(self, chunks: Iterable[bytes], part_size: int, buffers: PartBuffers) -> None:
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        part_size: int,
+        buffers: PartBuffers,
+        check: Callable[[], None] | None = None,
+    ) -> None:
         self._chunks = chunks
+        self._check = check or (lambda: None)  # raises to stop the read before its next chunk
         self._part_size = part_size
         self._buffers = buffers
         self._target = memoryview(b"")  # the rest of the part being filled (`readinto`)
@@ -725,10 +763,13 @@ class _Parts:
             for chunk in self._chunks:
                 self.size += len(chunk)
                 yield memoryview(chunk)
+                self._check()
             return
+        self._check()
         while count := fill(self._target):
             self.size += count
             yield count
+            self._check()
 
 
 class _PartBody(io.RawIOBase):
@@ -778,7 +819,7 @@ class _PartUploader:
     then its buffer goes back to `buffers`; submit waits while they do not fit, so besides the
     budget a copy holds at most the part being read. Each part carries one checksum, computed on
     its upload thread: its CRC32, or its Content-MD5 for an upload begun without one. A failed
-    upload stops the copy at the next submit instead of after the whole source is read.
+    upload stops the copy before the read's next chunk instead of after the whole source is read.
     """
 
     def __init__(
@@ -810,21 +851,37 @@ class _PartUploader:
         self._digest = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-digest")
         # A new upload is begun on an upload thread, first in its queue, while the first part
         # is read; each part's upload waits for its id (a failure to begin fails every part).
-        self._upload_id: Future[str]
-        if callable(upload_id):
-            self._upload_id = self._pool.submit(upload_id)
-        else:
-            self._upload_id = Future()
-            self._upload_id.set_result(upload_id)
+        # A failure to begin fails the copy at once (`check`, `submit`), and the parts after
+        # the first wait for the beginning before they take budget: while it is pending, one
+        # part is read ahead, not the budget shared with the other copies.
         self._futures: list[Future[dict[str, Any]]] = []
         self._hashed: list[Future[None]] = []
         self._failed: BaseException | None = None
+        self._upload_id: Future[str]
+        if callable(upload_id):
+            self._upload_id = self._pool.submit(upload_id)
+            self._upload_id.add_done_callback(self._note)
+        else:
+            self._upload_id = Future()
+            self._upload_id.set_result(upload_id)
+
+    def _note(self, future: Future[Any]) -> None:
+        """Note the first failure of an upload (or of the upload's beginning)."""
+        if future.exception() is not None and self._failed is None:
+            self._failed = future.exception()
+
+    def check(self) -> None:
+        """Raise the error that failed the copy, if one has."""
+        if self._failed is not None:
+            raise self._failed
 
     def submit(self, data: bytes | bytearray) -> None:
         """Queue the next part (a bytearray from `buffers` is given back once it is sent);
-        waits while the budget has no room for it."""
-        if self._failed is not None:
-            raise self._failed
+        waits while the budget has no room for it, and (after the first part) for the upload to
+        be begun: its error if it was not."""
+        self.check()
+        if self.count > len(self._done):
+            self.upload_id()
         size = max(len(data), 1)
         self._budget.take(size)
         self.count += 1
@@ -832,8 +889,7 @@ class _PartUploader:
         lock = threading.Lock()
 
         def release(future: Future[Any]) -> None:
-            if future.exception() is not None and self._failed is None:
-                self._failed = future.exception()
+            self._note(future)
             with lock:
                 pending[0] -= 1
                 if pending[0] == 0:
@@ -860,6 +916,15 @@ class _PartUploader:
     def upload_id(self) -> str:
         """The upload's id, once it is begun; the error that kept it from beginning."""
         return self._upload_id.result()
+
+    def begin_failure(self) -> BaseException | None:
+        """The error that kept the upload from beginning, once it has ended; None if it began."""
+        return self._upload_id.exception()
+
+    def wait(self) -> None:
+        """Wait for the beginning and every part to end, whatever their outcome."""
+        self._pool.shutdown(wait=True)
+        self._digest.shutdown(wait=True)
 
     def _upload(self, number: int, data: bytes | bytearray) -> dict[str, Any]:
         if self._checksum == PART_CHECKSUM:

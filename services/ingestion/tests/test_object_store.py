@@ -388,7 +388,9 @@ def test_an_upload_that_cannot_begin_fails_the_copy_and_stops_its_read(
     source = Noting(data, read)
     with pytest.raises(StorageError, match="the store went away"):
         copy(store, source, expected=sha256(data), size=len(data))
-    assert source.bytes_read < len(data) // 2  # not the whole source after it failed
+    # the first part and at most one more (test_upload_beginning.py holds the failure until a
+    # third part would be read, so that bound fails when the read runs ahead)
+    assert source.bytes_read <= 2 * PART
     assert store.head("sentinel/c/i/B04.jp2") is None
     assert store.client.list_multipart_uploads(Bucket="site").get("Uploads", []) == []
 
