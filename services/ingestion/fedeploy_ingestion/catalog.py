@@ -27,6 +27,17 @@ from fedeploy_ingestion.stac_ids import collection_path, item_path
 # The most item ids one search by ids asks for (CatalogClient.find): its request and answer
 # stay small whatever a search page holds.
 MAX_IDS_PER_SEARCH = 100
+# The largest answer to one search by ids that is read (decoded, streamed): 100 ids with only
+# their fingerprints is about 30 KiB, and 100 whole site items (a catalog that ignores
+# `fields`; the site documents sentinel_plan.site_item writes keep only the chosen assets)
+# should stay well under it. A larger answer (a catalog that ignores `ids` or `limit`) is
+# refused (SearchRefused) before it fills memory, and its items are asked by GET.
+MAX_SEARCH_ANSWER_BYTES = 4 * 1024 * 1024
+
+
+class SearchRefused(CatalogError):
+    """The catalog refused a search by ids (a 4xx other than 429) or answered it with what is
+    not a page of the items asked for: asking it again in the same run would fare no better."""
 
 
 class ItemsRefused(CatalogError):
@@ -82,20 +93,21 @@ class CatalogClient:
         try:
             if self.max_bytes is None:
                 return self._http.request(method, f"{self.url}{path}", **kwargs)
-            return self._bounded(self._http.build_request(method, f"{self.url}{path}", **kwargs))
+            request = self._http.build_request(method, f"{self.url}{path}", **kwargs)
+            return self._bounded(request, self.max_bytes)
         except httpx.HTTPError as error:
             raise CatalogError(f"{method} {self.url}{path} failed: {error}") from error
+        except UnsafeBody as error:
+            raise CatalogError(str(error)) from None
 
-    def _bounded(self, request: httpx.Request) -> httpx.Response:
-        """The answer to `request`, its body read and decoded up to `max_bytes` (counted
-        after decoding; identity asked for, stacked or unknown encodings refused)."""
-        limit = self.max_bytes or 0
+    def _bounded(self, request: httpx.Request, limit: int) -> httpx.Response:
+        """The answer to `request`, its body read and decoded up to `limit` bytes (counted
+        after decoding; identity asked for, stacked or unknown encodings refused): UnsafeBody
+        beyond it."""
         request.headers.update(IDENTITY)
         response = self._http.send(request, stream=True)
         try:
             body = b"".join(bounded_body(response, limit, f"{request.method} {request.url}"))
-        except UnsafeBody as error:
-            raise CatalogError(str(error)) from None
         finally:
             response.close()
         # The body is decoded already: the new answer must not decode it again.
@@ -206,8 +218,17 @@ class CatalogClient:
     ) -> Found:
         """The items of `collection_id` among `item_ids` (at most MAX_IDS_PER_SEARCH) the
         catalog holds, in one item search (POST /search: `collections`, `ids`, `limit`, and the
-        fields extension's `include` for `properties`). CatalogError where it is refused or its
-        answer is not a page of those items."""
+        fields extension's `include` for `properties`), its answer read up to
+        MAX_SEARCH_ANSWER_BYTES. SearchRefused where the catalog refuses it (a 4xx other than
+        429) or its answer is not a page of those items (too large, not JSON, an item not asked
+        for or named twice, an item with no properties object); CatalogError where it fails
+        otherwise (unreachable, 429, 5xx: it may answer the next one).
+
+        The answer is complete unless it says it is not (a `next` link, or a `numberMatched`
+        above the features it returned; a `numberMatched` that is not an integer says
+        nothing sure: not complete). A catalog that cuts a page short without saying so is
+        taken as complete: the items it left out are taken as not held (copied again and
+        registered, never skipped wrongly)."""
         ids = list(dict.fromkeys(item_ids))
         if not ids:
             return Found({}, True)
@@ -220,37 +241,67 @@ class CatalogClient:
             body["fields"] = {
                 "include": ["id", "collection", *(f"properties.{p}" for p in properties)]
             }
-        response = self._check(self._request("POST", "/search", json=body), 200)
         where = f"POST {self.url}/search"
+        limit = MAX_SEARCH_ANSWER_BYTES
+        if self.max_bytes is not None:
+            limit = min(limit, self.max_bytes)
+        try:
+            response = self._bounded(
+                self._http.build_request("POST", f"{self.url}/search", json=body), limit
+            )
+        except httpx.HTTPError as error:
+            raise CatalogError(f"{where} failed: {error}") from error
+        except UnsafeBody as error:
+            raise SearchRefused(
+                f"{where} (a search by {len(ids)} ids of {collection_id}): answer refused, "
+                f"{error}; at most {limit} bytes of a search's answer are read "
+                "(MAX_SEARCH_ANSWER_BYTES)"
+            ) from None
+        status = response.status_code
+        if status != 200:
+            refused = 400 <= status < 500 and status != 429
+            raise (SearchRefused if refused else CatalogError)(
+                f"{where} answered {status}: {response.text[:300]}"
+            )
         try:
             page = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CatalogError(f"{where} answered 200 with no JSON") from None
+            raise SearchRefused(f"{where} answered 200 with no JSON") from None
         features = page.get("features") if isinstance(page, dict) else None
         if not isinstance(features, list):
-            raise CatalogError(f"{where} answered 200 with no list of features")
+            raise SearchRefused(f"{where} answered 200 with no list of features")
         asked, found = set(ids), {}
         for feature in features:
             answered = feature.get("id") if isinstance(feature, dict) else None
-            held = feature.get("properties") if isinstance(feature, dict) else None
-            if (
-                answered not in asked
-                or feature.get("collection") not in (None, collection_id)
-                or not isinstance(held, dict)
-            ):
-                raise CatalogError(
+            if answered not in asked or feature.get("collection") not in (None, collection_id):
+                raise SearchRefused(
                     f"{where} answered a search by ids with an item not asked for: "
                     f"{str(feature)[:200]}"
                 )
+            if answered in found:
+                raise SearchRefused(
+                    f"{where} answered a search by ids naming item {answered!r} twice"
+                )
+            held = feature.get("properties")
+            if not isinstance(held, dict):
+                raise SearchRefused(
+                    f"{where} answered a search by ids with an item with no properties "
+                    f"object: {str(feature)[:200]}"
+                )
             found[str(answered)] = held
         context, links = page.get("context"), page.get("links")
-        matched = page.get(
-            "numberMatched", context.get("matched") if isinstance(context, dict) else None
-        )
+        matched = page.get("numberMatched")
+        if matched is None and isinstance(context, dict):
+            matched = context.get("matched")
         following = isinstance(links, list) and any(
             isinstance(link, dict) and link.get("rel") == "next" for link in links
         )
-        short = following or (isinstance(matched, int) and matched > len(features))
+        counted = isinstance(matched, int) and not isinstance(matched, bool)
+        short = (
+            following
+            or (matched is not None and not counted)
+            or (counted and matched > len(features))
+        )
         return Found(found, not short)
 
     def queryables(self) -> set[str]:

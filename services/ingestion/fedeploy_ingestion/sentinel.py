@@ -13,7 +13,9 @@ would otherwise succeed having copied nothing.
 
 Whether an item is registered with its fingerprint is asked of the site's catalog once per
 search page (one search by ids, _PageLookup), not once per item; an item the answer does not
-settle (the search refused, unreadable or paged short) is asked for alone.
+settle (the search failed, refused, unreadable or paged short) is asked for alone. Once the
+catalog has refused the search (a 4xx other than 429, or an answer that is not a page of the
+items asked for), the rest of the run asks each item alone without searching again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ from typing import Any
 import httpx
 
 from fedeploy_ingestion import sentinel_plan, stac_ids
-from fedeploy_ingestion.catalog import MAX_IDS_PER_SEARCH, CatalogClient, ItemsRefused
+from fedeploy_ingestion.catalog import (
+    MAX_IDS_PER_SEARCH,
+    CatalogClient,
+    ItemsRefused,
+    SearchRefused,
+)
 from fedeploy_ingestion.download_safety import Deadline, bounded_body
 from fedeploy_ingestion.errors import CatalogError, SourceError, failure_text
 from fedeploy_ingestion.metrics import Metrics
@@ -122,6 +129,7 @@ class SentinelRun:
         self._pending_changed = threading.Condition(self._pending_lock)
         self._ending = False  # the source's items have ended: register each at once
         self._lookup_failed = False  # a page's lookup failed once (logged once a run)
+        self._search_refused = False  # the catalog refused a search by ids: no more this run
         self._timer_stopped = True  # the registering thread of the source is to end
         # The source being copied's share of the run's time (None: no INGEST_RUN_DEADLINE_SECONDS).
         self._budget: Deadline | None = None
@@ -399,7 +407,11 @@ class SentinelRun:
         the page's items are handed out. An item this run still holds (copying, waiting to be
         registered or being registered: a search that serves it again) is not asked: the
         catalog's answer would not show its registration to come, so a GET asks once it is
-        decided. What a failed, short or unreadable answer leaves unsettled is asked by GET."""
+        decided. What a failed, short or unreadable answer leaves unsettled is asked by GET;
+        once the catalog has refused a search (SearchRefused), every later page's items are."""
+        answers = _Answers()
+        if self._search_refused:
+            return answers
         wanted: dict[str, list[str]] = {}
         for feature in features:
             if not isinstance(feature, dict):
@@ -419,18 +431,31 @@ class SentinelRun:
             ids = wanted.setdefault(collection_id, [])
             if item_id not in ids:
                 ids.append(item_id)
-        answers = _Answers()
         for collection_id, ids in wanted.items():
             for start in range(0, len(ids), MAX_IDS_PER_SEARCH):
+                if self._search_refused:
+                    return answers
                 chunk = ids[start : start + MAX_IDS_PER_SEARCH]
                 try:
                     found = self.catalog.find(collection_id, chunk, [FINGERPRINT])
+                except SearchRefused as error:
+                    self._search_refused = True
+                    log.warning(
+                        "looking up a search page's items in the catalog was refused (%s); "
+                        "for the rest of this run each item is looked up alone, without "
+                        "searching",
+                        failure_text(error),
+                        extra={"collection": collection_id},
+                    )
+                    continue
                 except Exception as error:  # noqa: BLE001 - each item is asked alone instead
                     self._lookup_unsettled(collection_id, f"failed: {failure_text(error)}")
                     continue
                 if not found.complete:
                     self._lookup_unsettled(
-                        collection_id, "was answered short: the items it left out"
+                        collection_id,
+                        "was answered short (or with a count that is not an integer): the items "
+                        "it left out",
                     )
                 for item_id in chunk:
                     held = found.properties.get(item_id)

@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from fedeploy_ingestion import catalog as catalog_module
 from fedeploy_ingestion import sentinel, sentinel_plan
-from fedeploy_ingestion.catalog import MAX_IDS_PER_SEARCH, CatalogClient
+from fedeploy_ingestion.catalog import (
+    MAX_IDS_PER_SEARCH,
+    MAX_SEARCH_ANSWER_BYTES,
+    CatalogClient,
+    SearchRefused,
+)
+from fedeploy_ingestion.errors import CatalogError
 from fedeploy_ingestion.sentinel import SentinelRun
 from fedeploy_ingestion.sharding import owns
 
@@ -177,17 +186,19 @@ def test_only_an_item_held_with_the_same_fingerprint_is_skipped(
     )
 
 
-@pytest.mark.parametrize("status", [404, 500])
+@pytest.mark.parametrize(("status", "searches"), [(404, 1), (429, 2), (500, 2)])
 def test_a_refused_search_falls_back_to_a_get_per_item_logged_once(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, status: int
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, status: int, searches: int
 ) -> None:
+    """A 4xx other than 429 is a refusal: the next page does not search again; a 429 or a
+    5xx may pass, and each page asks."""
     catalog = LookupCatalog(search_status=status)
     holding(catalog, "a", fingerprint_of("a"))
     run, copied = lookup_run(monkeypatch, ["a", "b", "c", "d"], catalog, page_size=2)
     caplog.set_level(logging.WARNING)
     report = run.run()
     assert report.skipped == 1 and sorted(copied) == ["b", "c", "d"] and report.failed == {}
-    assert catalog.searches() == 2 and catalog.gets() == 4
+    assert catalog.searches() == searches and catalog.gets() == 4
     warned = [r for r in caplog.records if "looking up a search page" in r.message]
     assert len(warned) == 1 and str(status) in warned[0].message
 
@@ -232,6 +243,224 @@ def test_an_item_served_again_in_the_same_or_a_later_page_is_copied_once(
     report = run.run()
     assert copied.count("a") == 1 and report.skipped == 2 and report.registered == 2
     assert catalog.searches() == 2  # a page each; the second a alone settled otherwise
+
+
+def newer(item: dict[str, Any]) -> dict[str, Any]:
+    """The item as its upstream serves it once changed (another `updated`: another fingerprint)."""
+    changed = json.loads(json.dumps(item))
+    changed["properties"]["updated"] = "2099-01-01T00:00:00Z"
+    return changed
+
+
+def served_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[SentinelRun, list[str], LookupCatalog, dict[str, Any], dict[str, Any]]:
+    """A run whose search serves, in pages of 2, x with new content G and a, then x with the
+    old content F (the one the catalog holds) and b: returns the run, the items copied, the
+    catalog, x@F and x@G."""
+    catalog = LookupCatalog()
+    run, copied = copying_run(monkeypatch, ["x", "a", "b"], catalog)
+    old, a, b = list(sentinel.search())
+    new = newer(old)
+    assert sentinel_plan.fingerprint(new, new["assets"]) != fingerprint_of("x")
+    holding(catalog, "x", fingerprint_of("x"))
+    search = paged(2)
+    items = [new, a, old, b]
+    monkeypatch.setattr(sentinel, "search", lambda *args, **kw: search(items, *args, **kw))
+    return run, copied, catalog, old, new
+
+
+def held_fingerprint(catalog: RecordingCatalog, item_id: str) -> str:
+    return str(catalog.stored[item_id]["properties"]["fedeploy:fingerprint"])
+
+
+def test_an_item_served_again_while_its_other_content_copies_is_not_settled_by_the_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """x@G still copies when page 2 (x@F) is looked up: the catalog answers F, then x@G is
+    registered before x@F is decided. Taken from that answer, x@F would be skipped while the
+    catalog holds G; it is asked once decided (a GET) and copied."""
+    monkeypatch.setattr(sentinel, "REGISTER_WAIT_SECONDS", 0.0)  # x@G registered as it ends
+    run, copied, catalog, _, _ = served_twice(monkeypatch)
+    page_two_looked_up = threading.Event()
+    running_at_lookup: list[bool] = []
+    look_up, copy = run._look_up, run._asset
+
+    def looking_up(in_flight: Any, features: list[Any]) -> Any:
+        answers = look_up(in_flight, features)
+        if any(f.get("id") == "b" for f in features):
+            running_at_lookup.append(in_flight.running("sentinel-2-l2a/x"))
+            page_two_looked_up.set()
+        return answers
+
+    def asset(collection_id: str, item_id: str, *rest: Any) -> Any:
+        if item_id == "x" and "x" not in copied:  # x@G's copy ends after page 2's lookup
+            assert page_two_looked_up.wait(10), "page 2 was not looked up"
+        return copy(collection_id, item_id, *rest)
+
+    run._look_up = looking_up  # type: ignore[method-assign]
+    run._asset = asset  # type: ignore[method-assign]
+    report = run.run()
+    assert report.failed == {} and running_at_lookup == [True]
+    assert copied.count("x") == 2 and report.skipped == 0
+    assert held_fingerprint(catalog, "x") == fingerprint_of("x")  # the last content served
+
+
+def test_an_item_served_again_while_its_other_content_awaits_registration_is_not_settled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """x@G is copied and waits to be registered when page 2 (x@F) is looked up: the catalog
+    answers F; the registering thread then registers G before x@F is decided. Taken from that
+    answer, x@F would be skipped while the catalog holds G; it is asked by GET and copied."""
+    monkeypatch.setattr(sentinel, "REGISTER_WAIT_SECONDS", 3600.0)  # no flush but ours
+    run, copied, catalog, _, _ = served_twice(monkeypatch)
+    waiting_at_lookup: list[bool] = []
+    decided: list[str] = []
+    look_up, holds = run._look_up, run._holds
+
+    def looking_up(in_flight: Any, features: list[Any]) -> Any:
+        if any(f.get("id") == "b" for f in features):
+            deadline = time.monotonic() + 10  # x@G's copy ends (it does not block)
+            while in_flight.running("sentinel-2-l2a/x") and time.monotonic() < deadline:
+                time.sleep(0.005)
+            waiting_at_lookup.append(
+                not in_flight.running("sentinel-2-l2a/x") and run._holding("sentinel-2-l2a", "x")
+            )
+        return look_up(in_flight, features)
+
+    def holding_now(answers: Any, collection_id: str, item_id: str, fingerprint: str) -> bool:
+        decided.append(item_id)
+        if item_id == "x" and decided.count("x") == 2:
+            run._flush()  # the registering thread's turn comes before x@F's decision
+            assert held_fingerprint(catalog, "x") != fingerprint_of("x")  # G registered
+        return holds(answers, collection_id, item_id, fingerprint)
+
+    run._look_up = looking_up  # type: ignore[method-assign]
+    run._holds = holding_now  # type: ignore[method-assign]
+    report = run.run()
+    assert report.failed == {} and waiting_at_lookup == [True]
+    assert copied.count("x") == 2 and report.skipped == 0
+    assert held_fingerprint(catalog, "x") == fingerprint_of("x")
+
+
+@pytest.mark.parametrize(
+    "catalog",
+    [LookupCatalog(search_status=400), LookupCatalog(stranger="someone-else")],
+    ids=["400", "unreadable"],
+)
+def test_a_catalog_that_refuses_the_search_is_searched_once_a_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, catalog: LookupCatalog
+) -> None:
+    """A search refused (a 4xx) or answered with what is not a page of the items asked for
+    would be refused again: the later pages' items go straight to their GET."""
+    names = [f"item-{n}" for n in range(10)]
+    holding(catalog, "item-3", fingerprint_of("item-3"))
+    run, copied = lookup_run(monkeypatch, names, catalog, page_size=2)
+    caplog.set_level(logging.WARNING)
+    report = run.run()
+    assert report.failed == {} and report.skipped == 1 and len(copied) == 9
+    assert catalog.searches() == 1 and catalog.gets() == 10
+    warned = [r for r in caplog.records if "looking up a search page" in r.message]
+    assert len(warned) == 1 and "refused" in warned[0].message
+
+
+def search_client(answer: Any) -> CatalogClient:
+    return CatalogClient(
+        "http://catalog.test", http=httpx.Client(transport=httpx.MockTransport(answer))
+    )
+
+
+def test_a_search_answer_larger_than_the_bound_is_refused_as_it_streams() -> None:
+    """A catalog that ignores `ids` and `limit` answers without end: the read stops at
+    MAX_SEARCH_ANSWER_BYTES, named in the refusal with the request."""
+    sent = [0]
+    chunk = json.dumps({"id": "zz", "collection": "c", "properties": {"p": "x" * 900}}) + ","
+    chunk_bytes = chunk.encode() * 64  # about 64 KiB
+
+    def endless() -> Iterator[bytes]:
+        yield b'{"features": ['
+        for _ in range(200 * 16):  # 200 MiB if it were all read
+            sent[0] += len(chunk_bytes)
+            yield chunk_bytes
+
+    client = search_client(lambda request: httpx.Response(200, content=endless()))
+    with pytest.raises(SearchRefused) as refused:
+        client.find("c", ["a"], ["fedeploy:fingerprint"])
+    message = str(refused.value)
+    assert "POST http://catalog.test/search" in message and str(MAX_SEARCH_ANSWER_BYTES) in message
+    assert sent[0] <= MAX_SEARCH_ANSWER_BYTES + 2 * len(chunk_bytes)
+
+
+def test_items_of_a_search_answer_too_large_are_asked_by_get(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(catalog_module, "MAX_SEARCH_ANSWER_BYTES", 200)
+    catalog = LookupCatalog()
+    names = [f"item-{n}-{'long' * 20}" for n in range(6)]
+    for name in names[:3]:
+        holding(catalog, name, fingerprint_of(name))
+    run, copied = lookup_run(monkeypatch, names, catalog, page_size=6)
+    report = run.run()
+    assert report.failed == {} and report.skipped == 3 and sorted(copied) == names[3:]
+    assert catalog.searches() == 1 and catalog.gets() == 6
+
+
+@pytest.mark.parametrize(
+    ("features", "words"),
+    [
+        (
+            [
+                {"id": "a", "collection": "c", "properties": {"fp": "OLD"}},
+                {"id": "a", "collection": "c", "properties": {"fp": "NEW"}},
+            ],
+            "naming item 'a' twice",
+        ),
+        ([{"id": "a", "collection": "c"}], "with no properties object"),
+        ([{"id": "a", "collection": "c", "properties": None}], "with no properties object"),
+        ([{"id": "b", "collection": "c", "properties": {}}], "not asked for"),
+    ],
+)
+def test_a_search_answer_that_is_not_a_page_of_the_items_asked_is_refused(
+    features: list[dict[str, Any]], words: str
+) -> None:
+    client = search_client(lambda request: httpx.Response(200, json={"features": features}))
+    with pytest.raises(SearchRefused, match=words):
+        client.find("c", ["a"], ["fp"])
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"), [(400, True), (404, True), (429, False), (500, False), (503, False)]
+)
+def test_only_a_4xx_other_than_429_is_a_refusal(status: int, refused: bool) -> None:
+    client = search_client(lambda request: httpx.Response(status, json={"code": "No"}))
+    with pytest.raises(CatalogError) as error:
+        client.find("c", ["a"], ["fp"])
+    assert isinstance(error.value, SearchRefused) == refused and str(status) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("page", "complete"),
+    [
+        ({}, True),
+        ({"numberMatched": 1}, True),
+        ({"numberMatched": 3}, False),
+        ({"numberMatched": 1.0}, False),
+        ({"numberMatched": "1"}, False),
+        ({"numberMatched": True}, False),
+        ({"numberMatched": None, "context": {"matched": 3}}, False),
+        ({"context": {"matched": 1}}, True),
+        ({"links": [{"rel": "next", "href": "http://catalog.test/search?token=2"}]}, False),
+    ],
+)
+def test_an_answer_is_complete_only_where_its_count_says_so(
+    page: dict[str, Any], complete: bool
+) -> None:
+    """A `numberMatched` that is not an integer says nothing sure: the items the answer left
+    out are asked by GET, not taken as absent."""
+    features = [{"id": "a", "collection": "c", "properties": {"fp": "F"}}]
+    client = search_client(lambda request: httpx.Response(200, json={**page, "features": features}))
+    found = client.find("c", ["a", "b", "d"], ["fp"])
+    assert found.properties == {"a": {"fp": "F"}} and found.complete == complete
 
 
 @pytest.mark.integration
