@@ -22,6 +22,7 @@ from fedeploy_ingestion.object_store import (
     ObjectStore,
     PartBuffers,
     RangeSource,
+    _crc32,
     parts_in_flight,
     record_key,
     s3_client,
@@ -497,6 +498,16 @@ def test_each_part_carries_one_checksum_its_crc32(store: ObjectStore) -> None:
         ({"x-amz-checksum-crc32": crc, "x-amz-content-sha256": "UNSIGNED-PAYLOAD"} for crc in crcs),
         key=lambda h: h["x-amz-checksum-crc32"],
     )
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 63, 64, 65, 4095, 5 * MiB + 3])
+def test_a_parts_crc32_is_zlibs_whatever_its_buffer(size: int) -> None:
+    # ISA-L's kernels (the copy's CRC32) against zlib's, the value S3 and SeaweedFS check, on
+    # lengths around its vector widths and each kind of buffer a part is sent from.
+    data = os.urandom(size)
+    want = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    for buffer in (data, bytearray(data), memoryview(bytearray(b"x" + data))[1:]):
+        assert _crc32(buffer) == want
 
 
 def test_an_upload_begun_without_a_checksum_resumes_with_content_md5(store: ObjectStore) -> None:
