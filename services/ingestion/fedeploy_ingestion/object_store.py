@@ -880,10 +880,15 @@ class _PartUploader:
     def submit(self, data: bytes | bytearray) -> None:
         """Queue the next part (a bytearray from `buffers` is given back once it is sent);
         waits while the budget has no room for it, and (after the first part) for the upload to
-        be begun: its error if it was not."""
-        self.check()
-        if self.count > len(self._done):
-            self.upload_id()
+        be begun: its error if it was not (the part's buffer then given back to `buffers`)."""
+        try:
+            self.check()
+            if self.count > len(self._done):
+                self.upload_id()
+        except BaseException:
+            if isinstance(data, bytearray):
+                self._buffers.give(data)
+            raise
         size = max(len(data), 1)
         self._budget.take(size)
         self.count += 1

@@ -53,6 +53,33 @@ class Source(RangeSource):
         return chunks(), offset, len(self.data)
 
 
+class ReadingInto(Source):
+    """The same bytes through `readinto` (as download_safety's HTTP downloads give them): each
+    call fills at most a MiB of the buffer the copy hands it."""
+
+    def open(self, offset: int) -> tuple[Any, int, int]:
+        source = self
+
+        class Chunks:
+            position, n = offset, 0
+
+            def __iter__(self) -> Iterator[bytes]:  # not used where readinto is there
+                raise AssertionError("the copy reads through readinto")
+
+            def readinto(self, target: Any) -> int:
+                if self.position >= len(source.data):
+                    return 0
+                source.before(self.n)
+                count = min(len(target), MiB, len(source.data) - self.position)
+                target[:count] = source.data[self.position : self.position + count]
+                self.position += count
+                self.n += 1
+                source.bytes_read += count
+                return count
+
+        return Chunks(), offset, len(self.data)
+
+
 class Creating:
     """A boto3 client whose CreateMultipartUpload of HELD first runs `hold()` (it may wait, note
     what it saw, or raise); everything else goes to the real client."""
@@ -82,7 +109,37 @@ def copy(store: ObjectStore, key: str, source: Source) -> Any:
     )
 
 
-def test_a_pending_beginning_holds_one_part_of_the_shared_budget(store: ObjectStore) -> None:
+def _reader_waits_for_the_beginning(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """An Event set when the held copy's reading thread (named "held-copy") waits for its
+    upload's beginning (the gate before a later part takes budget)."""
+    gated = threading.Event()
+    upload_id = object_store._PartUploader.upload_id
+
+    def noting(self: Any) -> str:
+        if threading.current_thread().name == "held-copy":
+            gated.set()
+        return upload_id(self)
+
+    monkeypatch.setattr(object_store._PartUploader, "upload_id", noting)
+    return gated
+
+
+def _either(*events: threading.Event, bound: float = 5.0) -> None:
+    """Wait until any of `events` is set (at most `bound` seconds)."""
+    either = threading.Event()
+
+    def wait(event: threading.Event) -> None:
+        if event.wait(bound):
+            either.set()
+
+    for event in events:
+        threading.Thread(target=wait, args=(event,), daemon=True).start()
+    either.wait(bound)
+
+
+def test_a_pending_beginning_holds_one_part_of_the_shared_budget(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """While one copy's upload is being begun, it reads one part ahead and holds the budget of
     one part, so another copy beside it goes on to its end (before, the first read ahead until
     the shared budget was full, and the other waited for that beginning)."""
@@ -102,11 +159,12 @@ def test_a_pending_beginning_holds_one_part_of_the_shared_budget(store: ObjectSt
 
     held_source = Source(os.urandom(8 * PART), before)
     store.client = Creating(store.client, hold)
-    held = threading.Thread(target=copy, args=(store, HELD, held_source))
+    gated = _reader_waits_for_the_beginning(monkeypatch)
+    held = threading.Thread(target=copy, args=(store, HELD, held_source), name="held-copy")
     held.start()
-    # Reached only when the held copy reads past its second part (before, at once: then its
-    # two parts fill the budget); with one part read ahead it never does while held.
-    third_part_asked.wait(2)
+    # The held copy either reads past its second part (before: then its two parts fill the
+    # budget) or waits for its beginning with one part read ahead (now).
+    _either(third_part_asked, gated)
     other = os.urandom(3 * PART)
     try:
         copy(store, "sentinel/c/other/B04.jp2", Source(other))
@@ -121,7 +179,7 @@ def test_a_pending_beginning_holds_one_part_of_the_shared_budget(store: ObjectSt
 
 
 def test_an_upload_that_cannot_begin_stops_the_read_one_part_ahead(
-    store: ObjectStore,
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A beginning that fails late (after the first part is read) fails the copy with at most
     the first part and one more read, however large the budget (before, the read went on
@@ -129,8 +187,11 @@ def test_an_upload_that_cannot_begin_stops_the_read_one_part_ahead(
     store.copy_budget = MemoryBudget(8 * PART)
     third_part_asked = threading.Event()
 
+    gated = _reader_waits_for_the_beginning(monkeypatch)
+
     def hold() -> None:
-        third_part_asked.wait(2)  # before: reached at once; now never while the beginning runs
+        # before: the third part asked at once; now the reader waits for the beginning
+        _either(third_part_asked, gated)
         raise ConnectionError("the store went away")
 
     def before(n: int) -> None:
@@ -139,16 +200,22 @@ def test_an_upload_that_cannot_begin_stops_the_read_one_part_ahead(
 
     source = Source(os.urandom(20 * PART), before)
     store.client = Creating(store.client, hold)
-    with pytest.raises(StorageError, match="the store went away"):
-        copy(store, HELD, source)
+    thread = threading.current_thread()
+    name, thread.name = thread.name, "held-copy"
+    try:
+        with pytest.raises(StorageError, match="the store went away"):
+            copy(store, HELD, source)
+    finally:
+        thread.name = name
     assert source.bytes_read <= 2 * PART
     assert store.head(HELD) is None
     assert store.client.list_multipart_uploads(Bucket="site").get("Uploads", []) == []
     assert store.copy_budget.used == 0
 
 
+@pytest.mark.parametrize("kind", [Source, ReadingInto], ids=["chunks", "readinto"])
 def test_a_beginning_that_fails_during_the_first_part_stops_the_read_at_its_next_chunk(
-    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, kind: type[Source]
 ) -> None:
     """The copy notes a failed beginning as it happens: the read stops before its next chunk,
     not at the end of the part it is reading."""
@@ -172,7 +239,7 @@ def test_a_beginning_that_fails_during_the_first_part_stops_the_read_at_its_next
             first_read.set()
             noted.wait(5)
 
-    source = Source(os.urandom(4 * PART), before)
+    source = kind(os.urandom(4 * PART), before)
     store.client = Creating(store.client, hold)
     with pytest.raises(StorageError, match="the store went away"):
         copy(store, HELD, source)
@@ -228,3 +295,42 @@ def test_a_source_failing_while_the_upload_begins_keeps_its_error_when_it_begins
     with pytest.raises(SourceError, match="connection dropped midway"):
         copy(store, HELD, Source(os.urandom(3 * PART), before))
     assert len(store.client.list_multipart_uploads(Bucket="site").get("Uploads", [])) == 1
+
+
+def test_a_part_refused_for_a_failed_beginning_gives_its_buffer_back() -> None:
+    # Review rcopy32b F3: a part whose submit is refused (the upload could not begin) was
+    # dropped, not given back, so every copy denied its upload made a part buffer anew.
+    def denied() -> str:
+        raise ConnectionError("denied")
+
+    buffers = object_store.PartBuffers(4 * PART)
+    uploader = object_store._PartUploader(
+        None,
+        "site",
+        HELD,
+        denied,
+        [],
+        checksum="CRC32",
+        listed=False,
+        budget=MemoryBudget(4 * PART),
+        buffers=buffers,
+        hashers=[],
+    )
+    try:
+        with pytest.raises(ConnectionError, match="denied"):
+            uploader.upload_id()
+        noted = threading.Event()  # the failure noted by the beginning's callback (a bound)
+        for _ in range(500):
+            if uploader._failed is not None:
+                noted.set()
+                break
+            noted.wait(0.01)
+        assert noted.is_set()
+        for _ in range(10):
+            part = buffers.get(PART)
+            with pytest.raises(ConnectionError, match="denied"):
+                uploader.submit(part)
+        assert buffers.made == 1  # one buffer, given back and taken again each time
+    finally:
+        uploader._pool.shutdown(wait=True)
+        uploader._digest.shutdown(wait=True)
