@@ -114,11 +114,15 @@ class ProductReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+# The site item's property naming the upstream content it copied (its fingerprint).
+FINGERPRINT = "fedeploy:fingerprint"
+
+
 def registered(catalog: CatalogClient, collection_id: str, item_id: str, fingerprint: str) -> bool:
     """Whether the site's catalog holds the item with this upstream `fingerprint`
     (`fedeploy:fingerprint`): its content is copied and registered, nothing to do."""
     existing = catalog.get_item(collection_id, item_id)
-    return bool(existing and existing["properties"].get("fedeploy:fingerprint") == fingerprint)
+    return bool(existing and existing["properties"].get(FINGERPRINT) == fingerprint)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from fedeploy_ingestion.errors import CatalogError, SourceError, failure_text
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.object_store import AssetTooLarge, MiB, ObjectStore
 from fedeploy_ingestion.product_copy import (
+    FINGERPRINT,
     copy_or_reuse,
     guarded_downloads,
     registered,
@@ -674,7 +675,6 @@ class SentinelRun:
 
 
 _REGISTER_FAILED = "item copied, its registration failed; the next run reuses and registers it"
-FINGERPRINT = "fedeploy:fingerprint"  # the site item's property: the upstream content copied
 _UNSETTLED = object()  # _Answers.take: the lookup did not settle the item
 
 
