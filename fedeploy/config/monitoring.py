@@ -166,7 +166,7 @@ CHART_ALERT_DEFAULTS: dict[str, dict[str, Any]] = {
 @dataclass(frozen=True)
 class AlertKnobs:
     """Where one alert's settings live in its chart's `monitoring.alerts` values: the chart,
-    the key of its threshold (with its unit and kind: int, ratio or number), of its `for:` and
+    the key of its threshold (with its unit and kind: one of _THRESHOLDS), of its `for:` and
     of its window."""
 
     chart: str
@@ -211,7 +211,7 @@ _RESTARTS = {"threshold": "restarts", "unit": "restarts in 15 minutes", "kind": 
 
 
 def _seconds(key: str, what: str) -> dict[str, str]:
-    return {"threshold": key, "unit": f"seconds {what}", "kind": "int"}
+    return {"threshold": key, "unit": f"seconds {what}", "kind": "seconds"}
 
 
 # Every alert whose settings a stack file may change, and the chart values they are. Several
@@ -283,6 +283,13 @@ ALERT_KNOBS: dict[str, AlertKnobs] = {
 
 _THRESHOLDS: dict[str, tuple[str, Any, str]] = {
     "int": ("Count", Annotated[int, Field(ge=0, strict=True)], "a whole number, 0 or more"),
+    # The charts' windows and maximum ages: a whole number of seconds, at least one (their
+    # values.schema.json refuses 0, which would make the alert fire at once or never).
+    "seconds": (
+        "Seconds",
+        Annotated[int, Field(ge=1, strict=True)],
+        "a whole number of seconds, 1 or more",
+    ),
     "ratio": (
         "Ratio",
         Annotated[float, Field(gt=0, le=1, strict=True)],
@@ -328,7 +335,12 @@ def _settings_model(kind: str, has_for: bool, has_window: bool) -> type[StrictMo
             Field(None, description=f"{_DURATION_WORDS}: the window the rate is measured over."),
         )
     doc = "An alert's settings, each absent for the chart's default."
-    return create_model(f"{name}Settings", __base__=StrictModel, __doc__=doc, **fields)
+    model = create_model(f"{name}Settings", __base__=StrictModel, __doc__=doc, **fields)
+    # Named in this module, so that pickle finds the class by its name: plan workers send the
+    # parsed site (these settings in it) to the planning process.
+    model.__module__ = __name__
+    globals()[model.__name__] = model
+    return model
 
 
 _RULE_FIELDS: dict[str, Any] = {
