@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from fedeploy.charts import render_chart
+from fedeploy.config.monitoring import DURATION_PATTERN
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES, deep_merge
 from tests.conftest import unavailable
 
@@ -1390,3 +1391,31 @@ def test_the_bridge_probe_has_its_own_network_policy_and_service_account():
         "annotations" not in account["metadata"]
         and account["automountServiceAccountToken"] is False
     )
+
+
+@pytest.mark.parametrize(
+    ("chart", "site"), [("ingestion", "aws"), ("inference", "hpc"), ("catalog", "hub")]
+)
+def test_the_charts_durations_follow_prometheus_grammar_as_the_stack_file_does(chart, site):
+    """Each duration of a chart's monitoring values (scrapeInterval and the alerts' `for:` and
+    windows: its string values with a pattern) is checked with the stack file's pattern
+    (Prometheus's ParseDuration: units from the largest down, each once, bounded digits), so a
+    value given to the chart directly (helm --set) that Prometheus would refuse fails at render,
+    naming its key, instead of reaching the cluster in a PrometheusRule the operator rejects."""
+    schema = json.loads((CHARTS_DIR / chart / "values.schema.json").read_text())
+    monitoring = schema["properties"]["monitoring"]["properties"]
+    durations = {"scrapeInterval": monitoring["scrapeInterval"]} | {
+        key: spec
+        for key, spec in monitoring["alerts"]["properties"].items()
+        if spec.get("type") == "string" and "pattern" in spec
+    }
+    assert len(durations) >= 7, sorted(durations)
+    assert {key: spec["pattern"] for key, spec in durations.items()} == dict.fromkeys(
+        durations, DURATION_PATTERN
+    )
+    key = sorted(durations)[0]
+    monitored(chart, site, {"monitoring": {"alerts": {key: "1h30m"}}})
+    for bad in ("1s1h", "1m1m", "99999999999999999999y"):
+        with pytest.raises(Exception, match=key) as refused:
+            monitored(chart, site, {"monitoring": {"alerts": {key: bad}}})
+        assert "Traceback" not in str(refused.value)
