@@ -1419,3 +1419,19 @@ def test_the_charts_durations_follow_prometheus_grammar_as_the_stack_file_does(c
         with pytest.raises(Exception, match=key) as refused:
             monitored(chart, site, {"monitoring": {"alerts": {key: bad}}})
         assert "Traceback" not in str(refused.value)
+
+
+def test_the_federation_dashboard_shows_every_series_the_harvest_pushes_per_member():
+    """An operator sees on the hub's federation dashboard what each alert on the harvest reads:
+    each per-member series outcome.py pushes (successes, items, refusals, failures) is in a
+    panel's query."""
+    text = (CHARTS_DIR.parent / "services/ingestion/fedeploy_ingestion/outcome.py").read_text()
+    pushed = set(re.findall(r'"(ingest_harvest_member_[a-z_]+)"', text))
+    assert len(pushed) >= 5, pushed
+    (board,) = [
+        b
+        for b in dashboards(monitored("catalog", "hub", pushing("catalog")))
+        if b["panels"] and any("member" in q for _, q in panel_queries(b))
+    ]
+    shown = {name for _, q in panel_queries(board) for name in _METRIC.findall(q)}
+    assert pushed <= shown, sorted(pushed - shown)
