@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from fedeploy.config.addresses import AccessCidr, Cidr
 from fedeploy.config.base import Secret, StrictModel, Word
+from fedeploy.config.monitoring import LabelKey, Labels
 from fedeploy.gpu_flavors import accelerator_mismatch
 
 KubernetesVersion = Annotated[
@@ -139,10 +140,16 @@ class EksCluster(StrictModel):
 class GpuNodes(StrictModel):
     """How an existing cluster marks its GPU nodes."""
 
-    node_selector: dict[str, str] = Field(
-        {"fedeploy.io/accelerator": "nvidia"}, description="Labels of the GPU nodes."
+    node_selector: Labels = Field(
+        {"fedeploy.io/accelerator": "nvidia"},
+        description="Labels of the GPU nodes (Kubernetes label names and values: the inference "
+        "pods' nodeSelector).",
     )
-    taint_key: str = Field("nvidia.com/gpu", description="Key of the GPU nodes' NoSchedule taint.")
+    taint_key: LabelKey = Field(
+        "nvidia.com/gpu",
+        description="Key of the GPU nodes' NoSchedule taint (a Kubernetes qualified name: the "
+        "inference pods' toleration).",
+    )
 
 
 class ExistingCluster(StrictModel):
