@@ -101,13 +101,47 @@ def _duration_pattern() -> str:
     return "^(?:" + "|".join(branches) + ")$"
 
 
+def _positive_duration_pattern() -> str:
+    # DURATION_PATTERN's durations with a digit other than 0: one branch per first unit whose
+    # number is not zero, the units before it present only as zeros (0h30m), those after it any.
+    zero = [f"0{{1,{digits}}}{unit}" for unit, digits in DURATION_UNITS]
+    part = [f"[0-9]{{1,{digits}}}{unit}" for unit, digits in DURATION_UNITS]
+    # Not zero, at most `digits` digits: the leading zeros, then a digit 1-9, then the rest.
+    above_zero = [
+        "(?:"
+        + "|".join(
+            "0" * zeros
+            + "[1-9]"
+            + (f"[0-9]{{0,{digits - 1 - zeros}}}" if zeros < digits - 1 else "")
+            for zeros in range(digits)
+        )
+        + f"){unit}"
+        for unit, digits in DURATION_UNITS
+    ]
+    branches = [
+        "".join(f"(?:{before})?" for before in zero[:first])
+        + above_zero[first]
+        + "".join(f"(?:{later})?" for later in part[first + 1 :])
+        for first in range(len(part))
+    ]
+    return "^(?:" + "|".join(branches) + ")$"
+
+
 DURATION_PATTERN = _duration_pattern()
-_DURATION_WORDS = (
-    "a Prometheus duration (digits and a unit: y, w, d, h, m, s or ms, e.g. 5m or 1h30m; "
-    "the units from the largest down, each at most once, with at most 2 digits for y, 3 for w, "
-    "4 for d, 5 for h, 6 for m, 7 for s and 9 for ms)"
+# A window of rate() (`[0s]` does not parse: "duration must be greater than 0") or a scrape
+# interval (Prometheus ignores 0s and scrapes at its global interval): above zero.
+POSITIVE_DURATION_PATTERN = _positive_duration_pattern()
+_DURATION_RULES = (
+    "digits and a unit: y, w, d, h, m, s or ms, e.g. 5m or 1h30m; the units from the largest "
+    "down, each at most once, with at most 2 digits for y, 3 for w, 4 for d, 5 for h, 6 for m, "
+    "7 for s and 9 for ms"
+)
+_DURATION_WORDS = f"a Prometheus duration ({_DURATION_RULES})"
+_POSITIVE_DURATION_WORDS = (
+    f"a Prometheus duration above zero ({_DURATION_RULES}; not 0s, 0m or any other zero)"
 )
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=48)]
+PositiveDuration = Annotated[str, Field(pattern=POSITIVE_DURATION_PATTERN, max_length=48)]
 
 # The charts' defaults (charts/*/values.yaml, monitoring.alerts; a test keeps them equal).
 CHART_ALERT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -331,8 +365,11 @@ def _settings_model(kind: str, has_for: bool, has_window: bool) -> type[StrictMo
     if has_window:
         name += "Window"
         fields["window"] = (
-            Duration | None,
-            Field(None, description=f"{_DURATION_WORDS}: the window the rate is measured over."),
+            PositiveDuration | None,
+            Field(
+                None,
+                description=f"{_POSITIVE_DURATION_WORDS}: the window the rate is measured over.",
+            ),
         )
     doc = "An alert's settings, each absent for the chart's default."
     model = create_model(f"{name}Settings", __base__=StrictModel, __doc__=doc, **fields)
@@ -408,13 +445,34 @@ class Alerts(StrictModel):
         }
 
 
+def _auto_or_boolean(value: Any) -> Any:
+    """`monitoring.enabled` as written: a boolean or the word auto, nothing else (pydantic
+    would take the strings "yes", "on" or "1" for true)."""
+    if isinstance(value, bool) or value == "auto":
+        return value
+    if value is None:
+        given = "an empty value"
+    else:
+        kinds = {
+            str: "a string",
+            int: "a number",
+            float: "a number",
+            list: "a list",
+            dict: "a mapping",
+        }
+        given = f"{value!r} ({kinds.get(type(value), type(value).__name__)})"
+    raise ValueError(
+        f"given {given}; allowed: auto, true or false (true and false unquoted: YAML booleans)"
+    )
+
+
 class Monitoring(StrictModel):
     """How the site's charts meet the cluster's Prometheus (prometheus-operator's API)."""
 
-    enabled: Literal["auto"] | bool = Field(
+    enabled: Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_boolean)] = Field(
         "auto",
         description="Renders the monitors, alert rules and dashboards: auto (only where the "
-        "cluster serves monitoring.coreos.com/v1), true or false.",
+        "cluster serves monitoring.coreos.com/v1), true or false (YAML booleans, not strings).",
     )
     selector_labels: Labels = Field(
         default_factory=dict,
@@ -434,8 +492,9 @@ class Monitoring(StrictModel):
         description="Labels of the Prometheus pods in that namespace; empty admits every pod "
         "there.",
     )
-    scrape_interval: Duration = Field(
-        "30s", description=f"How often Prometheus scrapes the services: {_DURATION_WORDS}."
+    scrape_interval: PositiveDuration = Field(
+        "30s",
+        description=f"How often Prometheus scrapes the services: {_POSITIVE_DURATION_WORDS}.",
     )
     dashboards: Dashboards = Field(default_factory=Dashboards, description="Grafana dashboards.")
     pushgateway: Pushgateway = Field(

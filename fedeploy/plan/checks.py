@@ -195,7 +195,11 @@ def _check_release(
     # With the operator's API, the bridge probe and its objects run too: checked alike.
     checked = release.manifests + operator_workloads(release.operator_manifests)
     if kube_version:
-        for problem in validate_manifests(checked, kube_version, strict=True):
+        # Every object a cluster with the operator's API gets is validated, the operator's own
+        # kinds (PodMonitor, ServiceMonitor, PrometheusRule) with their CRDs' schemas
+        # (fedeploy/crd_schemas): with `auto` as with `true`, where they are in the manifests.
+        validated = release.manifests + release.operator_manifests
+        for problem in validate_manifests(validated, kube_version, strict=True):
             findings.append(
                 Finding("manifest-schema", where, f"Kubernetes {kube_version}: {problem}")
             )
