@@ -36,7 +36,10 @@ RepoStacksDir = Annotated[
     typer.Option(
         "--stacks-dir",
         help="Directory of the stack files, from the repository root (default: Pulumi.yaml's "
-        "stackConfigDir there).",
+        "stackConfigDir there); it is read from the git history, so it must be inside the "
+        "repository, and a directory holding stack files at --head or --base (`affected "
+        "--all`: at --head): where it holds none, the command exits 2 instead of answering "
+        "for no stack.",
     ),
 ]
 # diff and affected: the change between two revisions of that clone.
@@ -63,10 +66,11 @@ Repo = Annotated[
 ]
 
 
-def stacks_dir_or_exit(given: Path | None) -> Path:
+def stacks_dir_or_exit(given: Path | None, *, need_stack_files: bool = True) -> Path:
     """`given` as typed, or the project's stacks directory (fedeploy.project.stacks_dir): relative
     to the current directory when that is inside the project, as messages then name the files.
-    Exit 2 with the one message saying why there is none, or why it holds no stack file."""
+    Exit 2 with the one message saying why there is none, or why it holds no stack file (unless
+    not `need_stack_files`: `new` writes the first one)."""
     from fedeploy.config.loader import require_stacks_dir
     from fedeploy.project import project_dir, project_notes, stacks_dir
 
@@ -78,7 +82,7 @@ def stacks_dir_or_exit(given: Path | None) -> Path:
                 typer.echo(f"note: {note}", err=True)
             inside = Path.cwd().resolve().is_relative_to(root)
             given = Path(os.path.relpath(found)) if inside else found
-        require_stacks_dir(given)
+        require_stacks_dir(given, need_stack_files=need_stack_files)
     except FedeployError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(err.exit_code) from None
@@ -98,12 +102,19 @@ def repository_or_exit(given: Path | None) -> tuple[Path, str]:
 
 
 def change_or_exit(
-    base: str | None, repo: Path | None, out: Path | None, *, every_stack: bool | None = None
+    base: str | None,
+    repo: Path | None,
+    out: Path | None,
+    stacks_dir: str | None = None,
+    *,
+    every_stack: bool | None = None,
 ) -> tuple[Path, str]:
     """Check a change's options before the long work, then find its repository: --base given
     (or --all, for a command that has it: `every_stack` not None), --out created, and the git
-    work tree's top with its stacks directory (repository_or_exit). Raises typer.BadParameter
-    naming the option at fault; exits 2 when there is no repository."""
+    work tree's top with its stacks directory: --stacks-dir from the top, refused outside the
+    repository (fedeploy.config.loader.stacks_dir_in_repository), or the project's
+    (repository_or_exit). Raises typer.BadParameter naming the option at fault; exits 2 when
+    there is no repository or the stacks directory is outside it."""
     if not base and not every_stack:
         alternative = " or --all" if every_stack is not None else ""
         raise typer.BadParameter(
@@ -116,7 +127,16 @@ def change_or_exit(
             raise typer.BadParameter(
                 f"{out}: cannot create the directory ({err.strerror})", param_hint="--out"
             ) from None
-    return repository_or_exit(repo)
+    top, default = repository_or_exit(repo)
+    if stacks_dir is None:
+        return top, default
+    from fedeploy.config.loader import stacks_dir_in_repository
+
+    try:
+        return top, stacks_dir_in_repository(top, stacks_dir)
+    except FedeployError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(err.exit_code) from None
 
 
 def write_forms(out: Path | None, files: Mapping[str, str], forms: Mapping[str, str]) -> None:

@@ -18,6 +18,7 @@ from fedeploy.cli_options import (
     change_or_exit,
     write_forms,
 )
+from fedeploy.errors import FedeployError
 
 OUT_FILES = {
     "json": "affected.json",
@@ -66,26 +67,22 @@ def affected_command(
 ) -> None:
     """Stacks a change affects, grouped into waves of deployment order (JSON feeds a job matrix).
 
-    Exit status: 0 with an answer (nothing affected included), 2 when it cannot be decided."""
+    Exit status: 0 with an answer (nothing affected included), 2 when it cannot be decided:
+    among others, when --stacks-dir holds no stack file at --head nor at --base (at --head with
+    --all), as a misspelt directory would otherwise affect nothing."""
     from fedeploy.affected.find import find_affected
     from fedeploy.gitops.formats import FORMATS, as_gitlab
     from fedeploy.gitops.git_tree import working_tree_note
 
-    top, default_stacks = change_or_exit(base, repo, out, every_stack=every_stack)
-    affected = find_affected(
-        top,
-        base,
-        head,
-        stacks_dir=stacks_dir or default_stacks,
-        every_stack=every_stack,
-        head_plan=head_plan,
-    )
-    note = working_tree_note(
-        top,
-        stacks_dir or default_stacks,
-        head,
-        "affected --all" if every_stack else "affected",
-    )
+    top, stacks = change_or_exit(base, repo, out, stacks_dir, every_stack=every_stack)
+    try:
+        affected = find_affected(
+            top, base, head, stacks_dir=stacks, every_stack=every_stack, head_plan=head_plan
+        )
+    except FedeployError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(err.exit_code) from None
+    note = working_tree_note(top, stacks, head, "affected --all" if every_stack else "affected")
     if note:
         affected.notes.append(note)
         typer.echo(note, err=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from fedeploy.config.loader import stacks_dir_in_repository, stacks_in_revisions
 from fedeploy.errors import FedeployError
 from fedeploy.gitops import git_tree
 from fedeploy.gitops.closure import (
@@ -50,12 +51,25 @@ def find_affected(
     """Decide which stacks of `head` the change `base...head` affects (all with `every_stack`).
 
     `head_plan`: the head's recorded plan (planned_sites.read_recorded_plan), read as data
-    instead of running the head's program."""
+    instead of running the head's program. `stacks_dir` is from the repository's top; raises
+    FederationError when it is outside the repository or holds stack files neither at the head
+    nor at the base (at the head with `every_stack`): the answer would be an empty one."""
+    stacks_dir = stacks_dir_in_repository(repo, stacks_dir)
     head_sha = git_tree.resolve(repo, head, "--head")
     base_sha = None if every_stack else git_tree.resolve(repo, base or "", "--base")
     with tempfile.TemporaryDirectory(prefix="fedeploy-affected-") as tmp:
         head_tree = git_tree.export_tree(repo, head_sha, _mkdir(Path(tmp) / "head"))
-        sites, references = head_federation(head_tree / stacks_dir)
+        trees = [(f"--head {head} (commit {head_sha[:12]})", head_tree)]
+        base_tree = None
+        if base_sha is not None:
+            base_tree = git_tree.export_tree(repo, base_sha, _mkdir(Path(tmp) / "base"))
+            trees.append((f"--base {base} (commit {base_sha[:12]})", base_tree))
+        # Refused when neither revision holds stack files there: a misspelt directory.
+        has_stacks = stacks_in_revisions(stacks_dir, trees)
+        sites: dict[str, SiteInfo] = {}
+        references: list[Reference] = []
+        if has_stacks[0]:
+            sites, references = head_federation(head_tree / stacks_dir)
         if base_sha is None:
             decision = Decision(
                 reasons={name: ["every stack was asked for (--all)"] for name in sites}
@@ -64,8 +78,10 @@ def find_affected(
             head_planner = planner
             if head_plan is not None:
                 head_planner = functools.partial(plan_tree, recorded=head_plan)
+            if not has_stacks[0]:  # the change removes every stack: nothing to plan at the head
+                head_planner = _no_stacks
             plans = _LazyPlans(
-                repo, base_sha, head_tree, Path(tmp), stacks_dir, planner, head_planner
+                base_tree if has_stacks[1] else None, head_tree, stacks_dir, planner, head_planner
             )
             files = program_files(head_tree)
             touched = [
@@ -115,15 +131,14 @@ class _LazyPlans:
 
     def __init__(
         self,
-        repo: Path,
-        base: str,
+        base_tree: Path | None,
         head_tree: Path,
-        tmp: Path,
         stacks_dir: str,
         planner: Planner,
         head_planner: Planner,
     ):
-        self._repo, self._base, self._head_tree, self._tmp = repo, base, head_tree, tmp
+        """`base_tree`: the base's exported tree, None when it holds no stack file."""
+        self._base_tree, self._head_tree = base_tree, head_tree
         self._stacks_dir, self._planner, self._head_planner = stacks_dir, planner, head_planner
         self._head: PlannedFederation | None = None
         self._base_plan: PlannedFederation | None = None
@@ -141,14 +156,13 @@ class _LazyPlans:
 
     def base(self) -> PlannedFederation:
         if self._base_plan is None:
-            if not git_tree.has_path(self._repo, self._base, self._stacks_dir):
+            if self._base_tree is None:
                 self._base_plan, self._base_note = (
                     PlannedFederation(),
-                    f"the base has no {self._stacks_dir}/",
+                    f"the base has no stack files in {self._stacks_dir}/",
                 )
             else:
-                tree = git_tree.export_tree(self._repo, self._base, _mkdir(self._tmp / "base"))
-                self._base_plan = self._planner(tree, self._stacks_dir)
+                self._base_plan = self._planner(self._base_tree, self._stacks_dir)
                 if self._base_plan.errors:
                     self._base_note = (
                         f"the base does not plan offline ({self._base_plan.errors[0]})"
@@ -175,6 +189,11 @@ class _LazyPlans:
 
 def _bullets(problems: list[str]) -> str:
     return "\n".join("  - " + p.replace("\n", "\n    ") for p in problems)
+
+
+def _no_stacks(tree: Path, stacks_dir: str) -> PlannedFederation:
+    """The plan of a head without stack files: no site (the offline plan would refuse it)."""
+    return PlannedFederation()
 
 
 def _mkdir(path: Path) -> Path:

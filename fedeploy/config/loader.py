@@ -92,24 +92,89 @@ class CheckedStack:
     notes: list[ConfigIssue]
 
 
-def require_stacks_dir(stacks_dir: Path) -> None:
-    """Raise FederationError (exit 2) unless `stacks_dir` is a directory holding stack files."""
+NO_SUCH_DIRECTORY = "no such directory"
+NO_STACK_FILES = "no stack files (Pulumi.<site>.yaml) in it"
+
+
+def stacks_dir_problem(stacks_dir: Path, *, need_stack_files: bool = True) -> str | None:
+    """What keeps `stacks_dir` from being read as a stacks directory, in the words every command
+    prints after `stacks directory <path>: `: NO_SUCH_DIRECTORY (a file too), NO_STACK_FILES
+    (with `need_stack_files`), or that it cannot be listed; None when it can be read."""
+    if not stacks_dir.is_dir():
+        return NO_SUCH_DIRECTORY
+    try:
+        names = [p.name for p in stacks_dir.iterdir()]
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if need_stack_files and not any(STACK_FILE.match(name) for name in names):
+        return NO_STACK_FILES
+    return None
+
+
+def _nearby_directory(stacks_dir: Path, shown: str | Path) -> str:
+    """` (did you mean 'stacks'?)` when a directory beside a missing `stacks_dir` is named
+    like it: shown as `shown`'s sibling."""
+    parent = stacks_dir.parent if str(stacks_dir.parent) else Path(".")
+    try:
+        nearby = [p.name for p in parent.iterdir() if p.is_dir()]
+    except OSError:
+        nearby = []
+    close = difflib.get_close_matches(stacks_dir.name, nearby, n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {str(Path(shown).parent / close[0]).removeprefix('./')!r}?)"
+
+
+def require_stacks_dir(stacks_dir: Path, *, need_stack_files: bool = True) -> None:
+    """Raise FederationError (exit 2) unless `stacks_dir` is a directory holding stack files
+    (or, without `need_stack_files`, a directory): the one check of --stacks-dir of every
+    command reading the stack files on disk (fedeploy.cli_options.stacks_dir_or_exit)."""
     from fedeploy.errors import FederationError
 
-    if not stacks_dir.is_dir():
-        parent = stacks_dir.parent if str(stacks_dir.parent) else Path(".")
-        try:
-            nearby = [p.name for p in parent.iterdir() if p.is_dir()]
-        except OSError:
-            nearby = []
+    problem = stacks_dir_problem(stacks_dir, need_stack_files=need_stack_files)
+    if problem is not None:
+        hint = _nearby_directory(stacks_dir, stacks_dir) if problem == NO_SUCH_DIRECTORY else ""
+        raise FederationError(f"stacks directory {stacks_dir}: {problem}{hint}")
+
+
+def stacks_dir_in_repository(top: Path, given: str) -> str:
+    """--stacks-dir of diff and affected as a path from the repository's top `top`, as git
+    names it (`stacks`, `deploy/stacks`, `.`): `given` from the top, or absolute inside it.
+    Both commands read the stack files from the repository's git history, which holds nothing
+    outside it: a directory outside is refused (FederationError) before git is asked."""
+    from fedeploy.errors import FederationError
+
+    path = Path(given)
+    relative = os.path.relpath(path.resolve(), top.resolve()) if path.is_absolute() else str(path)
+    relative = os.path.normpath(relative)
+    if relative == ".." or relative.startswith(f"..{os.sep}") or Path(relative).is_absolute():
         raise FederationError(
-            f"stacks directory {stacks_dir}: no such directory"
-            + _did_you_mean(stacks_dir.name, nearby)
+            f"--stacks-dir {given!r} must be a directory inside the repository ({top}), given "
+            "from its root (e.g. stacks): diff and affected read the stack files from the "
+            "repository's git history, which holds nothing outside the repository"
         )
-    if not any(STACK_FILE.match(p.name) for p in stacks_dir.iterdir()):
-        raise FederationError(
-            f"stacks directory {stacks_dir}: no stack files (Pulumi.<site>.yaml) in it"
-        )
+    return Path(relative).as_posix()
+
+
+def stacks_in_revisions(stacks_dir: str, trees: list[tuple[str, Path]]) -> list[bool]:
+    """For diff and affected: whether each revision's exported tree (what the revision is, e.g.
+    `--head HEAD (commit 0123456789ab)`, and the tree) holds stack files in `stacks_dir` (from
+    the repository's top). Raise FederationError (exit 2) when none does: the answer would be
+    an empty one, exit 0, for a misspelt or wrong directory. The message is the one the other
+    commands give (require_stacks_dir), saying at which revisions."""
+    from fedeploy.errors import FederationError
+
+    problems = [(what, stacks_dir_problem(tree / stacks_dir)) for what, tree in trees]
+    if any(problem is None for _, problem in problems):
+        return [problem is None for _, problem in problems]
+    if len({problem for _, problem in problems}) == 1:
+        said = f"{problems[0][1]} at " + " or at ".join(what for what, _ in problems)
+    else:
+        said = "; ".join(f"{problem} at {what}" for what, problem in problems)
+    hint = ""
+    if problems[0][1] == NO_SUCH_DIRECTORY:  # directories named like it in the first tree
+        hint = _nearby_directory(trees[0][1] / stacks_dir, stacks_dir)
+    raise FederationError(f"stacks directory {stacks_dir}: {said}{hint}")
 
 
 def _stack_of(stack_file: str) -> str | None:
@@ -1295,8 +1360,11 @@ def _takes_text(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
     return False
 
 
-# A model's own check that names the key it is about: "site.<key>: <message>" (site_base.py).
-_NAMES_ITS_KEY = re.compile(r"^site\.(?P<key>[a-z_]+(?:\.[a-z_]+)*): (?P<message>.*)\Z", re.S)
+# A model's own check that names the key it is about: "site.<key>: <message>" (site_base.py);
+# a tag's key (`site.tags.<key>`) is any characters but spaces, `:` and `.` included.
+_NAMES_ITS_KEY = re.compile(
+    r"^site\.(?P<key>[a-z_]+(?:\.[a-z_]+)*|tags\.\S+?): (?P<message>.*)\Z", re.S
+)
 
 
 def _allowed(msg: str) -> str:

@@ -122,9 +122,59 @@ Tags = Annotated[
         description="Tags on every cloud resource the site creates (AWS, OpenStack and OVHcloud "
         "resources; not Kubernetes objects). Keys: 1 to 63 letters, digits and _ . : / = + - @, "
         "not starting with aws: or fedeploy:; values: up to 256 letters, digits, spaces and "
-        "_ . : / = + - @ (what AWS accepts on every resource)."
+        "_ . : / = + - @ (what AWS accepts on every resource). On openstack sites each tag is "
+        "the string key=value, which OpenStack's APIs limit further: up to 255 characters "
+        "(Neutron: network, subnet, router, security groups); without '/' or ',' too with "
+        "workload_identities (Keystone projects); up to 60 characters without '/' or ',' with "
+        "bridge.mode vm (Nova: the bridge VM)."
     ),
 ]
+
+
+# What OpenStack takes of a tag: openstack sites tag their resources with `key=value` strings
+# (components/providers/openstack/network.py tag_list). Per service (the API's own limits):
+# (what carries the tags, most characters, whether '/' and ',' are refused).
+_NEUTRON = ("Neutron (the site's network, subnet, router and security groups)", 255, False)
+_KEYSTONE = ("Keystone (the projects of workload_identities)", 255, True)
+_NOVA = ("Nova (the bridge VM, bridge.mode: vm)", 60, True)
+
+
+def openstack_tag_rules(site: Any) -> list[tuple[str, int, bool]]:
+    """The OpenStack services that get an openstack site's tags, each with its rule: Neutron
+    (tags up to 255 characters), Keystone (1 to 255, without '/' or ','), Nova (up to 60,
+    without '/' or ','). A storage-only site tags nothing (its S3 buckets take no tags)."""
+    if getattr(site, "kind", None) != "openstack" or is_storage_only(site):
+        return []
+    rules = [_NEUTRON]
+    if getattr(site, "workload_identities", None) is not None:
+        rules.append(_KEYSTONE)
+    bridge = getattr(site, "bridge", None)
+    if bridge is not None and bridge.mode == "vm":
+        rules.append(_NOVA)
+    return rules
+
+
+def _openstack_tag_problem(key: str, value: str, rules: list[tuple[str, int, bool]]) -> str | None:
+    """Why the tag `key=value` breaks the rules of the services that get it; None when it fits."""
+    tag = f"{key}={value}"
+    broken = [
+        f"{service} takes tags of up to {most} characters"
+        + (" without '/' or ','" if no_separators else "")
+        for service, most, no_separators in rules
+        if len(tag) > most or (no_separators and ("/" in tag or "," in tag))
+    ]
+    if not broken:
+        return None
+    shown = tag if len(tag) <= 72 else f"{tag[:69]}..."
+    separators = sorted({c for c in "/," if c in tag})
+    found = f"{len(tag)} characters" + (
+        f", with {' and '.join(repr(c) for c in separators)}" if separators else ""
+    )
+    return (
+        f"site.tags.{key}: on an openstack site the tag is the string {shown!r} ({found}); "
+        + "; ".join(broken)
+        + ": shorten it or leave those characters out"
+    )
 
 
 class SiteBase(StrictModel):
@@ -139,6 +189,17 @@ class SiteBase(StrictModel):
         description="How the site's charts meet the cluster's Prometheus: monitors, alert rules "
         "and dashboards (docs/charts.md, Monitoring).",
     )
+
+    @model_validator(mode="after")
+    def _tags_fit_openstack(self) -> SiteBase:
+        """Tags are checked against AWS's rules above; an openstack site's become `key=value`
+        strings on Neutron, Keystone and Nova resources, whose APIs refuse more."""
+        rules = openstack_tag_rules(self)
+        for key, value in sorted(self.tags.items()) if rules else ():
+            problem = _openstack_tag_problem(key, value, rules)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _service_buckets_exist(self) -> SiteBase:

@@ -72,18 +72,20 @@ def diff_command(
     """What a change does to every site: resources, rendered manifests, contract outputs.
 
     Plans --base and --head offline (each revision with its own program) and compares them,
-    grouped by wave. Exit status: 0 no change, 1 something changes, 2 invalid stack or error."""
+    grouped by wave. Exit status: 0 no change, 1 something changes, 2 invalid stack or error
+    (among others, --stacks-dir holding no stack file at --head nor at --base: a misspelt
+    directory would otherwise be "no change")."""
     from fedeploy.diff.compare import EXIT_INVALID, diff_revisions
     from fedeploy.diff.formats import as_json, as_markdown, as_text
 
-    top, default_stacks = change_or_exit(base, repo, out)
+    top, stacks = change_or_exit(base, repo, out, stacks_dir)
     assert base  # change_or_exit refuses a change without --base
     try:
         diff = diff_revisions(
             top,
             base,
             head,
-            stacks_dir=stacks_dir or default_stacks,
+            stacks_dir=stacks,
             sites=sites or None,
             head_recorded=head_plan,
         )
@@ -92,7 +94,7 @@ def diff_command(
         raise typer.Exit(EXIT_INVALID) from None
     from fedeploy.gitops.git_tree import working_tree_note
 
-    note = working_tree_note(top, stacks_dir or default_stacks, head, "diff")
+    note = working_tree_note(top, stacks, head, "diff")
     if note:
         diff.notes.append(note)
         typer.echo(note, err=True)

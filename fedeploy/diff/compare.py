@@ -24,11 +24,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fedeploy.config.loader import stacks_dir_in_repository, stacks_in_revisions
 from fedeploy.errors import FedeployError
 from fedeploy.gitops import git_tree
 from fedeploy.gitops.planned_sites import load_manifests, read_recorded_plan, run_plan_in_tree
@@ -584,6 +585,12 @@ def tree_id(repo: Path, commit: str) -> str:
     return done.stdout.strip()
 
 
+def _export(repo: Path, commit: str, tmp: str, label: str) -> Path:
+    tree = Path(tmp) / label
+    tree.mkdir()
+    return git_tree.export_tree(repo, commit, tree)
+
+
 def diff_revisions(
     repo: Path,
     base: str,
@@ -597,7 +604,9 @@ def diff_revisions(
     """Plan `base` and `head` of `repo` (side by side, each by its own program) and compare.
 
     `planner(tree, stacks_dir, commit)` plans one exported tree (default: `plan_revision`);
-    `head_recorded`: the head's recorded plan (read_recorded_plan), read instead of running it."""
+    `head_recorded`: the head's recorded plan (read_recorded_plan), read instead of running it.
+    `stacks_dir` is from the repository's top; raises FederationError when it is outside the
+    repository or holds stack files at neither revision (no change on 0 sites would be wrong)."""
     default = planner or plan_revision
 
     def run(tree: Path, stacks: str, commit: str) -> RevisionPlan:
@@ -605,26 +614,28 @@ def diff_revisions(
             return plan_revision(tree, stacks, commit, recorded=head_recorded)
         return default(tree, stacks, commit)
 
-    inside = PurePosixPath(stacks_dir)
-    if inside.is_absolute() or ".." in inside.parts:
-        raise DiffError(
-            f"--stacks-dir {stacks_dir!r} must be a directory inside the repository, "
-            "given from its root (e.g. stacks)"
-        )
+    stacks_dir = stacks_dir_in_repository(repo, stacks_dir)  # before any git call
     head_sha = git_tree.resolve(repo, head, "--head")
     base_sha = git_tree.resolve(repo, base, "--base")
+    same = tree_id(repo, base_sha) == tree_id(repo, head_sha)
     with tempfile.TemporaryDirectory(prefix="fedeploy-diff-") as tmp:
+        trees = [(f"--head {head} (commit {head_sha[:12]})", _export(repo, head_sha, tmp, "head"))]
+        if not same:
+            trees.append(
+                (f"--base {base} (commit {base_sha[:12]})", _export(repo, base_sha, tmp, "base"))
+            )
+        # Refused when neither revision holds stack files there: a misspelt directory.
+        has_stacks = stacks_in_revisions(stacks_dir, trees)
 
-        def plan(commit: str, label: str) -> RevisionPlan:
-            if not git_tree.has_path(repo, commit, stacks_dir):
-                return RevisionPlan(commit=commit)  # no stacks yet: every stack is new
-            tree = Path(tmp) / label
-            tree.mkdir()
-            git_tree.export_tree(repo, commit, tree)
-            return run(tree, stacks_dir, commit)
+        def plan(commit: str, at: int) -> RevisionPlan:
+            if not has_stacks[at]:
+                return RevisionPlan(
+                    commit=commit
+                )  # no stacks (yet, or any more): all new, all gone
+            return run(trees[at][1], stacks_dir, commit)
 
-        if tree_id(repo, base_sha) == tree_id(repo, head_sha):
-            head_plan = plan(head_sha, "head")
+        if same:
+            head_plan = plan(head_sha, 0)
             base_plan = RevisionPlan(
                 commit=base_sha,
                 stacks=head_plan.stacks,
@@ -634,7 +645,7 @@ def diff_revisions(
             )
         else:
             with ThreadPoolExecutor(max_workers=2) as pool:
-                base_done = pool.submit(plan, base_sha, "base")
-                head_plan = plan(head_sha, "head")
+                base_done = pool.submit(plan, base_sha, 1)
+                head_plan = plan(head_sha, 0)
                 base_plan = base_done.result()
     return compare(base_plan, head_plan, sites)

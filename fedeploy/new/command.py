@@ -38,7 +38,7 @@ def new_command(
 
     if not kind:
         raise typer.BadParameter(f"give the kind: {', '.join(NEW_KINDS)}", param_hint="--kind")
-    where = stacks_dir_or_exit(stacks_dir)
+    where = stacks_dir_or_exit(stacks_dir, need_stack_files=False)  # the first one may be new
     try:
         made = scaffold(site, kind, where, hub, storage_only=storage_only)
     except FedeployError as err:

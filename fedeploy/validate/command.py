@@ -36,6 +36,8 @@ def validate_command(
     from fedeploy.offline.federation import stack_files
 
     failed = False
+    if files and stacks_dir is not None:
+        stacks_dir_or_exit(stacks_dir)  # not read beside named files, but never a wrong one
     if not files:
         where = stacks_dir_or_exit(stacks_dir)
         files = list(stack_files(where).values())
