@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
+import ipaddress
 import json
 import math
 import re
@@ -13,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     HttpUrl,
     TypeAdapter,
@@ -20,9 +22,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from fedeploy.config.addresses import Cidr
-from fedeploy.config.base import HostName, Secret, StrictModel, Url, Word
+from fedeploy.config.base import (
+    HOST_PATTERN,
+    HostName,
+    Secret,
+    StrictModel,
+    Url,
+    no_userinfo,
+)
 from fedeploy.config.storage import BucketName
 
 COPERNICUS_STAC = "https://stac.dataspace.copernicus.eu/v1"
@@ -252,6 +263,87 @@ _K8S_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 # One scope token as RFC 6749 section 3.3 allows it (no spaces, quotes or backslashes).
 _SCOPE = r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$"
 
+# The longest issuer the catalog chart takes (authProxy.oidc.issuer's maxLength).
+ISSUER_MAX_LENGTH = 2048
+# What the stack file's schema says of an issuer; issuer_problem() says why one is refused.
+_ISSUER_PATTERN = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s?#]*)?$"
+# One audience: stac-auth-proxy splits ALLOWED_JWT_AUDIENCES at commas (and reads a value that
+# starts with `[` as a JSON list), the asset endpoint takes the value whole.
+_AUDIENCE = r"^[^\s,\[][^\s,]*$"
+
+
+def issuer_problem(value: str) -> str | None:
+    """Why `value` is not an OpenID Connect issuer URL the site's endpoints can be configured
+    with, verbatim; None when it is one.
+
+    OpenID Connect compares the issuer exactly (Core 1.0 section 3.1.3.7: the token's `iss` MUST
+    exactly match the issuer; Discovery 1.0 section 4.3: the discovery document's `issuer` MUST
+    be identical to the URL it was fetched under), so the value is never rewritten: it must
+    already be what the provider names in `iss`. Core 1.0 section 2: a case-sensitive https URL
+    of scheme, host, optional port and path, no query or fragment. The host is a DNS name or an
+    IPv4 address in ASCII (the catalog chart's pattern), the port 1 to 65535.
+    """
+    if any(c.isspace() for c in value):
+        return "holds whitespace"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "holds a control character"
+    if not value.startswith("https://"):
+        if value[:8].lower() == "https://":
+            return "writes the scheme in capitals (https:// is lower case)"
+        return "is not an https URL"
+    if len(value) > ISSUER_MAX_LENGTH:
+        return f"is {len(value)} characters long"
+    if "?" in value or "#" in value:
+        return "has a query or fragment (? or #), which OpenID Connect Core 1.0 section 2 forbids"
+    authority = value[len("https://") :].partition("/")[0]
+    if "@" in authority:
+        return "carries a user name (user@host)"
+    if authority.startswith("["):
+        return "has an IPv6 address as its host"
+    host, colon, port = authority.partition(":")
+    if not host.isascii():
+        return f"has the non-ASCII host {host!r} (write it in its xn-- form, as `iss` does)"
+    if not re.fullmatch(HOST_PATTERN, host):
+        return f"has the host {host!r}, neither a DNS name nor an IPv4 address"
+    if host.rsplit(".", 1)[-1].isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return f"has the host {host!r}, neither a DNS name nor an IPv4 address"
+    if colon and not (
+        port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
+    ):
+        return f"has the port {port!r} (1 to 65535)"
+    return None
+
+
+def _issuer(value: str) -> str:
+    if problem := issuer_problem(value):
+        raise PydanticCustomError(
+            "oidc_issuer",
+            "an https URL (a DNS name or IPv4 address, an optional port and path; no "
+            "whitespace, user name, query or fragment; up to {limit} characters), written "
+            "exactly as the provider's tokens name it in `iss`; this one {problem}",
+            {"limit": ISSUER_MAX_LENGTH, "problem": problem},
+        )
+    return value
+
+
+OidcIssuer = Annotated[
+    str,
+    BeforeValidator(no_userinfo),
+    AfterValidator(_issuer),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "uri",
+            "maxLength": ISSUER_MAX_LENGTH,
+            "pattern": _ISSUER_PATTERN,
+        }
+    ),
+]
+"""An OpenID Connect issuer URL, kept byte for byte (see issuer_problem)."""
+
 
 class CatalogTls(StrictModel):
     """Where the public catalog's certificate comes from: exactly one of the two."""
@@ -283,23 +375,26 @@ class CatalogTls(StrictModel):
 class OidcAccess(StrictModel):
     """The OpenID Connect issuer whose access tokens the site's public endpoints accept."""
 
-    issuer: Url = Field(
-        description="Issuer URL (https); its discovery document is "
-        "<issuer>/.well-known/openid-configuration. Tokens must name it in `iss`."
+    issuer: OidcIssuer = Field(
+        description="Issuer URL (https, no query or fragment, up to 2048 characters), written "
+        "exactly as the provider's tokens name it in `iss` and its discovery document in "
+        "`issuer`, a trailing slash included or not (Auth0's and Azure AD v1's end in /, "
+        "Keycloak's do not): tokens are compared with it byte for byte. Its discovery "
+        "document is <issuer without one trailing slash>/.well-known/openid-configuration."
     )
-    audience: Word = Field(max_length=256, description="The `aud` every accepted token must carry.")
+    audience: str = Field(
+        pattern=_AUDIENCE,
+        max_length=253,
+        description="The `aud` every accepted token must carry: one audience of 1 to 253 "
+        "characters, without whitespace or commas, not starting with [ (stac-auth-proxy "
+        "reads commas as a list of audiences and [ as a JSON list).",
+    )
     write_scope: str = Field(
         "stac:write", pattern=_SCOPE, description="Scope a token needs to write (Transactions)."
     )
     read_scope: str = Field(
         "stac:read", pattern=_SCOPE, description="Scope a token needs to fetch assets."
     )
-
-    @model_validator(mode="after")
-    def _https_issuer(self) -> OidcAccess:
-        if self.issuer.scheme != "https":
-            raise ValueError(f"issuer {self.issuer} must be an https URL")
-        return self
 
 
 class GatewayRef(StrictModel):

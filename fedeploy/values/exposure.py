@@ -20,11 +20,6 @@ from fedeploy.values.wiring import SiteWiring
 ASSETS_SERVICE_ACCOUNT = "assets"
 
 
-def issuer_url(issuer: Any) -> str:
-    """The issuer as tokens name it: the configured URL without a trailing slash."""
-    return str(issuer).rstrip("/")
-
-
 def exposure_values(spec: CatalogService) -> dict[str, Any]:
     """The catalog chart's `exposure` and `authProxy` values; `{}` when the catalog is private.
 
@@ -48,7 +43,8 @@ def exposure_values(spec: CatalogService) -> dict[str, Any]:
         },
         "authProxy": {
             "oidc": {
-                "issuer": issuer_url(exposure.oidc.issuer),
+                # Verbatim: OpenID Connect compares `iss` with it exactly.
+                "issuer": exposure.oidc.issuer,
                 "audience": exposure.oidc.audience,
                 "writeScope": exposure.oidc.write_scope,
             }

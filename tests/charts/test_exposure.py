@@ -68,7 +68,8 @@ def test_a_catalog_under_a_path_with_an_existing_tls_secret(charts_dir, site_val
     assert paths == ["/federation"]  # no asset endpoint on the hub
     env = _env(_one(manifests, "Deployment", "-auth-proxy"))
     assert env["ROOT_PATH"] == "/federation"
-    assert env["EXPECTED_ISSUER"] == "https://id.example.org"
+    # The issuer verbatim (tokens name it exactly so); discovery under it without the slash.
+    assert env["EXPECTED_ISSUER"] == "https://id.example.org/"
     assert env["OIDC_DISCOVERY_URL"] == "https://id.example.org/.well-known/openid-configuration"
 
 
@@ -154,7 +155,7 @@ def test_exposure_values_follow_the_stack_file():
         "secretName": "site-tls",
     }
     assert values["authProxy"]["oidc"] == {
-        "issuer": "https://id.example.eu",
+        "issuer": "https://id.example.eu/",
         "audience": "cat",
         "writeScope": "w",
     }
@@ -163,7 +164,7 @@ def test_exposure_values_follow_the_stack_file():
         "through": "Ingress class nginx",
         "admits": "traefik",
         "writes": "token with scope w",
-        "issuer": "https://id.example.eu",
+        "issuer": "https://id.example.eu/",
         "assets": "not served",
     }
     assert exposure_values(CatalogService()) == {}

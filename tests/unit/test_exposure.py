@@ -58,7 +58,7 @@ EXPOSURE = {
                     "oidc": {"issuer": "http://id.example.eu", "audience": "a"},
                 },
             },
-            ["must be an https URL"],
+            ["an https URL", "this one is not an https URL"],
         ),
         (
             {
@@ -101,7 +101,8 @@ NOW = 1_800_000_000.0
         (None, None),
         ("Basic dXNlcjpwYXNz", None),  # not a bearer token: the proxy decides
         (f"Bearer {_jwt({'iss': ISSUER, 'exp': NOW + 60})}", None),
-        (f"Bearer {_jwt({'iss': ISSUER + '/', 'exp': NOW + 60})}", None),
+        # Exactly the issuer (OIDC Core 3.1.3.7): a trailing slash makes another issuer.
+        (f"Bearer {_jwt({'iss': ISSUER + '/', 'exp': NOW + 60})}", "not issued by"),
         (f"bearer {_jwt({'iss': ISSUER, 'exp': NOW + 60})}", None),
         (f"Bearer {_jwt({'iss': 'https://evil.example', 'exp': NOW + 60})}", "not issued by"),
         (f"Bearer {_jwt({'exp': NOW + 60})}", "not issued by"),

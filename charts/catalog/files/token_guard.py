@@ -2,7 +2,8 @@
 
 stac-auth-proxy 1.3.1 checks a token's signature (against the issuer's JWKS), audience and
 scopes, but not its `iss`, and accepts a token without `exp`. This guard closes both before the
-proxy sees the request: a request that carries a bearer token whose `iss` is not EXPECTED_ISSUER,
+proxy sees the request: a request that carries a bearer token whose `iss` is not EXPECTED_ISSUER
+(compared exactly, as OpenID Connect Core 1.0 section 3.1.3.7 requires: a trailing slash counts),
 or that has no numeric `exp`, or has expired, is answered 401. It reads the claims without
 checking the signature, which is safe because the proxy behind it checks the signature of every
 token it lets through: a forged claim set is refused there. Requests without a token pass
@@ -69,7 +70,9 @@ def token_problem(authorization: str | None, issuer: str, now: float) -> str | N
     """Why a request's Authorization header is refused, or None to pass it to the proxy.
 
     `authorization` is the raw header (None when absent); `issuer` the expected `iss`, compared
-    without trailing slashes; `now` in seconds since the epoch.
+    exactly (OpenID Connect Core 1.0 section 3.1.3.7; the asset endpoint compares the same way),
+    so `https://id.example.eu/` and `https://id.example.eu` are two issuers; `now` in seconds
+    since the epoch.
     """
     if authorization is None:
         return None
@@ -80,7 +83,7 @@ def token_problem(authorization: str | None, issuer: str, now: float) -> str | N
     if claims is None:
         return "the bearer token is not a JWT"
     found = claims.get("iss")
-    if not isinstance(found, str) or found.rstrip("/") != issuer.rstrip("/"):
+    if not isinstance(found, str) or found != issuer:
         return "the token was not issued by this site's issuer"
     expiry = claims.get("exp")
     if isinstance(expiry, bool) or not isinstance(expiry, int | float):

@@ -3,7 +3,9 @@ short-lived presigned S3 URL. It never proxies the bytes.
 
 GET <root>/assets/<collection>/<item>/<asset>, with `Authorization: Bearer <token>`:
 - 401 without a token, or with one that is not valid (signature against the issuer's JWKS,
-  `iss`, `aud` and `exp` all required and checked);
+  `iss`, `aud` and `exp` all required and checked; `iss` compared exactly with ASSETS_ISSUER, as
+  OpenID Connect Core 1.0 section 3.1.3.7 requires, a trailing slash included, as the catalog's
+  token guard compares it);
 - 403 when the token lacks the read scope;
 - 404 when the item is not registered in this site's catalog, has no such asset, or the asset
   is not an `s3://` object in one of this site's buckets under one of ASSETS_KEY_PREFIXES
@@ -36,7 +38,10 @@ class AssetSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ASSETS_", extra="ignore", frozen=True)
 
-    issuer: str = Field(pattern=r"^https?://", description="OIDC issuer; tokens must name it.")
+    issuer: str = Field(
+        pattern=r"^https?://\S+$",
+        description="OIDC issuer, verbatim: tokens must name exactly it in `iss`.",
+    )
     audience: str = Field(min_length=1, description="The `aud` every token must carry.")
     read_scope: str = Field("stac:read", min_length=1, description="Scope needed to fetch.")
     catalog_url: str = Field(
@@ -88,16 +93,35 @@ class TokenChecker:
         self.settings = settings
         self._jwks_client = jwks_client
 
+    @property
+    def discovery_url(self) -> str:
+        """The issuer's discovery document: the issuer without one trailing slash, then
+        `/.well-known/openid-configuration` (OpenID Connect Discovery 1.0, section 4.1)."""
+        return f"{self.settings.issuer.removesuffix('/')}/.well-known/openid-configuration"
+
     @cached_property
     def jwks(self) -> Any:
         import jwt
 
         if self._jwks_client is not None:
             return self._jwks_client
-        discovery = f"{self.settings.issuer.rstrip('/')}/.well-known/openid-configuration"
-        answer = httpx.get(discovery, timeout=10)
+        answer = httpx.get(self.discovery_url, timeout=10)
         answer.raise_for_status()
-        return jwt.PyJWKClient(answer.json()["jwks_uri"], cache_keys=True, lifespan=300)
+        document = answer.json()
+        named = document.get("issuer") if isinstance(document, dict) else None
+        if named != self.settings.issuer:
+            # Discovery 1.0 section 4.3: the document's issuer MUST be the configured one; its
+            # tokens name that issuer, which the exact `iss` check would refuse one by one.
+            log.error(
+                "the discovery document names another issuer",
+                extra={
+                    "url": self.discovery_url,
+                    "names": named,
+                    "configured": self.settings.issuer,
+                },
+            )
+            raise ValueError(f"the discovery document names the issuer {named!r}")
+        return jwt.PyJWKClient(document["jwks_uri"], cache_keys=True, lifespan=300)
 
     def check(self, authorization: str | None) -> dict[str, Any]:
         """The token's claims; Refused(401) or Refused(403) otherwise."""
@@ -113,7 +137,7 @@ class TokenChecker:
                 key.key,
                 algorithms=["RS256", "ES256"],
                 audience=self.settings.audience,
-                issuer=self.settings.issuer.rstrip("/"),
+                issuer=self.settings.issuer,
                 options={"require": ["exp", "iss", "aud"]},
             )
         except (jwt.PyJWTError, httpx.HTTPError, KeyError, ValueError) as error:
