@@ -9,11 +9,20 @@ validation (a null geometry, a `collection` other than the path's, an id other t
 an extension's schema): its body lists them (`{"success": n, "errors": [{"id", "msg"}]}`)
 and stores only the others. That answer is read: the refused items raise ItemsRefused, which
 names each with the catalog's reason. A database refusal is a 500 for the whole batch.
+
+Every answer is read streamed, bounded and against a deadline (review rere33 F6): at most
+`max_bytes` (decoded) where the client is given one, and never more than MAX_ANSWER_BYTES; one
+item (`get_item`, and the per-item POST and PUT where there is no bulk endpoint) at most
+MAX_ITEM_ANSWER_BYTES; a search by ids at most MAX_SEARCH_ANSWER_BYTES. The whole answer (its
+headers and body) must have come within `answer_seconds` of the request being sent (by default
+twice the client's read timeout), however slowly or steadily its bytes trickle: else
+AnswerOverdue (a CatalogError).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +42,26 @@ MAX_IDS_PER_SEARCH = 100
 # should stay well under it. A larger answer (a catalog that ignores `ids` or `limit`) is
 # refused (SearchRefused) before it fills memory, and its items are asked by GET.
 MAX_SEARCH_ANSWER_BYTES = 4 * 1024 * 1024
+# The largest answer naming one item that is read (decoded): a site item with its chosen assets
+# is a few KiB, a detailed footprint some hundreds; a larger one is a CatalogError before it
+# fills memory (a 100 MiB answer to a GET took the Sentinel copy to 350 MiB, review rere33 F6).
+MAX_ITEM_ANSWER_BYTES = 1024 * 1024
+# The largest answer of any other kind read (a bulk upsert's listing of refused items is at
+# most 10,000 ids and reasons: about 10 MiB), for a client given no `max_bytes` (the site's or
+# the hub's own catalog).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# The whole-answer deadline when the client's read timeout is None (no per-read timeout).
+DEFAULT_ANSWER_SECONDS = 120.0
 
 
 class SearchRefused(CatalogError):
     """The catalog refused a search by ids (a 4xx other than 429) or answered it with what is
     not a page of the items asked for: asking it again in the same run would fare no better."""
+
+
+class AnswerOverdue(CatalogError):
+    """An answer that had not come whole (headers and body) within the client's
+    `answer_seconds` of its request being sent (a catalog that trickles its bytes)."""
 
 
 class ItemsRefused(CatalogError):
@@ -72,7 +96,10 @@ class CatalogClient:
     """Reads and idempotent writes against one STAC API root.
 
     `max_bytes`: the largest answer body read (decoded), for a catalog that is not trusted (a
-    member site read by the hub); a larger one is a CatalogError before it fills memory."""
+    member site read by the hub); a larger one is a CatalogError before it fills memory (any
+    answer is bounded by MAX_ANSWER_BYTES, an item's by MAX_ITEM_ANSWER_BYTES, whatever it is).
+    `answer_seconds`: the time a whole answer may take from its request being sent (by default
+    twice the HTTP client's read timeout); AnswerOverdue past it."""
 
     def __init__(
         self,
@@ -80,21 +107,30 @@ class CatalogClient:
         timeout: float = 30.0,
         http: httpx.Client | None = None,
         max_bytes: int | None = None,
+        answer_seconds: float | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._http = http or httpx.Client(timeout=timeout)
         self.max_bytes = max_bytes
+        if answer_seconds is None:
+            read = self._http.timeout.read
+            answer_seconds = DEFAULT_ANSWER_SECONDS if read is None else 2 * read
+        self.answer_seconds = answer_seconds
 
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _limit(self, limit: int = MAX_ANSWER_BYTES) -> int:
+        """The most bytes of an answer read: `limit`, or the client's `max_bytes` if smaller."""
+        return limit if self.max_bytes is None else min(limit, self.max_bytes)
+
+    def _request(
+        self, method: str, path: str, limit: int = MAX_ANSWER_BYTES, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            if self.max_bytes is None:
-                return self._http.request(method, f"{self.url}{path}", **kwargs)
             request = self._http.build_request(method, f"{self.url}{path}", **kwargs)
-            return self._bounded(request, self.max_bytes)
+            return self._bounded(request, self._limit(limit))
         except httpx.HTTPError as error:
             raise CatalogError(f"{method} {self.url}{path} failed: {error}") from error
         except UnsafeBody as error:
@@ -103,13 +139,38 @@ class CatalogClient:
     def _bounded(self, request: httpx.Request, limit: int) -> httpx.Response:
         """The answer to `request`, its body read and decoded up to `limit` bytes (counted
         after decoding; identity asked for, stacked or unknown encodings refused): UnsafeBody
-        beyond it."""
+        beyond it; AnswerOverdue where it has not all come within `answer_seconds` (each
+        read also times out by then: a byte at a time cannot hold it longer than twice that).
+        The answer returned holds its body in memory, and nothing of it is left in a
+        reference cycle (httpx's streamed answer is one, with its request: its body and the
+        request's stayed until the collector's next full pass)."""
         request.headers.update(IDENTITY)
+        allowed = self.answer_seconds
+        timeouts = dict(request.extensions.get("timeout") or {})
+        read = timeouts.get("read")
+        timeouts["read"] = allowed if read is None else min(read, allowed)
+        request.extensions["timeout"] = timeouts
+        what = f"{request.method} {request.url}"
+        began = time.monotonic()
         response = self._http.send(request, stream=True)
         try:
-            body = b"".join(bounded_body(response, limit, f"{request.method} {request.url}"))
+            pieces: list[bytes] = []
+            for piece in bounded_body(response, limit, what):
+                pieces.append(piece)
+                if time.monotonic() - began > allowed:
+                    raise AnswerOverdue(
+                        f"{what}: the answer had not all come within {allowed:g} s "
+                        f"({sum(map(len, pieces))} bytes read, still coming): too slow for "
+                        "a catalog's answer (CatalogClient.answer_seconds)"
+                    )
+            if time.monotonic() - began > allowed:
+                raise AnswerOverdue(f"{what}: the answer took over {allowed:g} s")
+            body = b"".join(pieces)
+            del pieces
         finally:
             response.close()
+            # httpx's streamed answer and its stream refer to each other: let it go now.
+            response.stream = httpx.ByteStream(b"")
         # The body is decoded already: the new answer must not decode it again.
         headers = [
             (name, value)
@@ -147,7 +208,10 @@ class CatalogClient:
 
     def get_item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         """An item, or None when there is none."""
-        response = self._check(self._request("GET", item_path(collection_id, item_id)), 200, 404)
+        response = self._request(
+            "GET", item_path(collection_id, item_id), limit=MAX_ITEM_ANSWER_BYTES
+        )
+        self._check(response, 200, 404)
         return None if response.status_code == 404 else dict(response.json())
 
     def upsert_items(self, collection_id: str, items: list[dict[str, Any]]) -> None:
@@ -166,9 +230,16 @@ class CatalogClient:
             return
         # No bulk transactions on this API (or no such collection: the POST below says so).
         for item in items:
-            response = self._request("POST", collection_path(collection_id, "items"), json=item)
+            response = self._request(
+                "POST",
+                collection_path(collection_id, "items"),
+                limit=MAX_ITEM_ANSWER_BYTES,
+                json=item,
+            )
             if response.status_code == 409:
-                response = self._request("PUT", paths[item.get("id")], json=item)
+                response = self._request(
+                    "PUT", paths[item.get("id")], limit=MAX_ITEM_ANSWER_BYTES, json=item
+                )
             self._check(response, 200, 201)
 
     @staticmethod
@@ -242,9 +313,7 @@ class CatalogClient:
                 "include": ["id", "collection", *(f"properties.{p}" for p in properties)]
             }
         where = f"POST {self.url}/search"
-        limit = MAX_SEARCH_ANSWER_BYTES
-        if self.max_bytes is not None:
-            limit = min(limit, self.max_bytes)
+        limit = self._limit(MAX_SEARCH_ANSWER_BYTES)
         try:
             response = self._bounded(
                 self._http.build_request("POST", f"{self.url}/search", json=body), limit
@@ -257,6 +326,10 @@ class CatalogClient:
                 f"{error}; at most {limit} bytes of a search's answer are read "
                 "(MAX_SEARCH_ANSWER_BYTES)"
             ) from None
+        except AnswerOverdue as error:
+            raise SearchRefused(
+                f"{where} (a search by {len(ids)} ids of {collection_id}): answer refused, {error}"
+            ) from None
         status = response.status_code
         if status != 200:
             refused = 400 <= status < 500 and status != 429
@@ -264,16 +337,36 @@ class CatalogClient:
                 f"{where} answered {status}: {response.text[:300]}"
             )
         try:
-            page = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SearchRefused(f"{where} answered 200 with no JSON") from None
+            return self._page_of(where, collection_id, ids, response.content)
+        except SearchRefused:
+            raise
+        except Exception as error:  # noqa: BLE001 - any other answer is not a page either
+            # (review rere33 F5: an id that is a list, a 5000-digit count, deep nesting)
+            raise SearchRefused(
+                f"{where} answered a search by ids with what is not a page of the items asked "
+                f"for: {type(error).__name__}: {str(error)[:200]}"
+            ) from None
+
+    @staticmethod
+    def _page_of(where: str, collection_id: str, ids: list[str], content: bytes) -> Found:
+        """What a 200 answer to a search by `ids` says (CatalogClient.find); SearchRefused
+        where it is not a page of those items."""
+        try:
+            page = json.loads(content)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # not JSON, not UTF-8, an integer of over 4300 digits, or nested too deep
+            raise SearchRefused(f"{where} answered 200 with no JSON it can read") from None
         features = page.get("features") if isinstance(page, dict) else None
         if not isinstance(features, list):
             raise SearchRefused(f"{where} answered 200 with no list of features")
         asked, found = set(ids), {}
         for feature in features:
             answered = feature.get("id") if isinstance(feature, dict) else None
-            if answered not in asked or feature.get("collection") not in (None, collection_id):
+            if (
+                not isinstance(answered, str)
+                or answered not in asked
+                or feature.get("collection") not in (None, collection_id)
+            ):
                 raise SearchRefused(
                     f"{where} answered a search by ids with an item not asked for: "
                     f"{str(feature)[:200]}"
@@ -288,7 +381,7 @@ class CatalogClient:
                     f"{where} answered a search by ids with an item with no properties "
                     f"object: {str(feature)[:200]}"
                 )
-            found[str(answered)] = held
+            found[answered] = held
         context, links = page.get("context"), page.get("links")
         matched = page.get("numberMatched")
         if matched is None and isinstance(context, dict):

@@ -55,6 +55,7 @@ from fedeploy_ingestion.errors import IngestError
 from fedeploy_ingestion.metrics import Metrics
 from fedeploy_ingestion.settings import HarvestSettings, HarvestSource
 from fedeploy_ingestion.stac_documents import rfc3339
+from fedeploy_ingestion.stac_ids import MAX_ID_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,18 @@ MAX_PAGE_BYTES = 32 * 1024 * 1024
 # A site's failure reason, at most, as recorded in the hub's (public) status collection.
 MAX_REASON_CHARS = 1000
 # Refused items named (with the catalog's reason) in a site's report and status, at most; all
-# are counted, and each is logged.
+# are counted, and each is logged. Only these are kept in memory, not every refused item: a
+# member serving 100,000 items the hub refuses (long ids, a reason echoing each) took the
+# harvester past its memory limit when each was kept (review rere33 F1).
 MAX_REFUSED_NAMED = 20
+# A refused item's name (`<collection>/<item id>`, each id at most stac_ids.MAX_ID_LENGTH) and
+# the catalog's reason for it (catalog.py cuts it at 500), at most, as kept and recorded.
+MAX_REFUSED_NAME_CHARS = 2 * MAX_ID_LENGTH + 1
+MAX_REFUSED_REASON_CHARS = 500
+# Hub collections known to exist, remembered in a run at most (past it, a collection is asked
+# of the hub again when a page names it): a member naming a new collection for each item must
+# not grow the harvester's memory with its item count.
+MAX_KNOWN_COLLECTIONS = 1000
 _METHODS = frozenset({"GET", "POST"})
 
 
@@ -152,6 +163,22 @@ class MemberOrigin:
 
 
 @dataclass
+class Refusals:
+    """The items of one site's harvest the hub's catalog refused: all counted, the first
+    MAX_REFUSED_NAMED kept by name (`<collection>/<item id>` -> the catalog's reason, each cut
+    to its bound). What it keeps does not grow with the number refused."""
+
+    count: int = 0
+    named: dict[str, str] = field(default_factory=dict)
+
+    def add(self, name: str, reason: str) -> None:
+        """Count one refused item; name it while fewer than MAX_REFUSED_NAMED are."""
+        self.count += 1
+        if len(self.named) < MAX_REFUSED_NAMED:
+            self.named[name[:MAX_REFUSED_NAME_CHARS]] = reason[:MAX_REFUSED_REASON_CHARS]
+
+
+@dataclass
 class HarvestReport:
     """Per site: status, mode and number of items upserted (and, where the hub's catalog
     refused some, `refused`: how many, and `refused_items`: the first MAX_REFUSED_NAMED, item
@@ -224,14 +251,14 @@ class Harvester:
                     "cursor": cursor,
                     "mode": mode,
                     "items_last_run": count,
-                    "items_refused_last_run": len(refused),
+                    "items_refused_last_run": refused.count,
                 }
                 report.sites[source.name] = {"status": "ok", "mode": mode, "items": count}
-                if refused:
-                    named = dict(list(refused.items())[:MAX_REFUSED_NAMED])
+                if refused.count:
+                    named = dict(refused.named)
                     record["items_refused"] = named
-                    record["last_refused"] = {"time": rfc3339(started), "count": len(refused)}
-                    report.sites[source.name].update(refused=len(refused), refused_items=named)
+                    record["last_refused"] = {"time": rfc3339(started), "count": refused.count}
+                    report.sites[source.name].update(refused=refused.count, refused_items=named)
                 elif isinstance(previous.get("last_refused"), dict):
                     # The cursor moved past them: a clean run has not harvested them, so the
                     # last refusal's names are kept (CatalogHarvestItemsRefused reads its time)
@@ -247,7 +274,7 @@ class Harvester:
                         "site": source.name,
                         "mode": mode,
                         "items": count,
-                        "refused": len(refused),
+                        "refused": refused.count,
                     },
                 )
             try:
@@ -272,10 +299,11 @@ class Harvester:
 
     def _site(
         self, source: HarvestSource, cursor: str | None
-    ) -> tuple[int, str, str | None, dict[str, str]]:
-        """Harvest one site: (items upserted, mode, new cursor, refused: hub item id -> the
-        hub catalog's reason). A refused item fails alone (it is logged here); any other
-        error fails the site."""
+    ) -> tuple[int, str, str | None, Refusals]:
+        """Harvest one site: (items upserted, mode, new cursor, the items the hub's catalog
+        refused: counted, the first named). A refused item fails alone (it is logged here); any
+        other error fails the site. What it keeps between pages does not grow with the number
+        of items (a page's, at most MAX_PAGE_BYTES, is let go before the next is read)."""
         site = CatalogClient(source.url, http=self.http, max_bytes=MAX_PAGE_BYTES)
         try:
             queryables = site.queryables()
@@ -293,7 +321,7 @@ class Harvester:
                     "args": [{"property": "updated"}, {"timestamp": rfc3339(since)}],
                 }
         count, newest = 0, _parse_time(cursor) if cursor else None
-        refused: dict[str, str] = {}
+        refused = Refusals()
         for page in self._pages(source, search):
             by_collection: dict[str, list[dict[str, Any]]] = {}
             for item in page:
@@ -324,7 +352,7 @@ class Harvester:
                         # The report and the (public) status name the catalog's message only,
                         # not the hub catalog's in-cluster URL that the log names.
                         # By collection too: one id may be refused in two collections.
-                        refused[f"{collection_id}/{item_id}"] = message
+                        refused.add(f"{collection_id}/{item_id}", message)
                         log.error(
                             "item not harvested: refused by the hub's catalog",
                             extra={
@@ -389,4 +417,5 @@ class Harvester:
                     f"collection {str(document.get('id'))[:100]!r}"
                 )
             self.hub.ensure_collection(federation.hub_collection(source.url, document))
-        self._hub_collections.add(collection_id)
+        if len(self._hub_collections) < MAX_KNOWN_COLLECTIONS:
+            self._hub_collections.add(collection_id)

@@ -8,11 +8,14 @@ most `retries` times, waiting 0.5 s, 1 s, 2 s... (at most 10 s, or what `Retry-A
 So one request takes at most about `(retries + 1) * timeout` plus the waits.
 
 `Paging` checks a search's pages as they come: a loop or a run past the page budget ends the
-search with BrokenPaging; items the server matched but never served are named.
+search with BrokenPaging; items the server matched but never served are named. It keeps a
+digest of each page's items and `next` link, not the ids and links themselves: what it keeps
+grows by a few dozen bytes a page, whatever the ids and links hold (review rere33 F1).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -149,8 +152,9 @@ class Paging:
     returned: int = 0
     matched: int | None = None
     ended: bool = False
-    _links: dict[str, int] = field(default_factory=dict)
-    _contents: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # digests of the `next` links and of the pages' sorted item ids -> the page that had them
+    _links: dict[bytes, int] = field(default_factory=dict)
+    _contents: dict[bytes, int] = field(default_factory=dict)
 
     def page(self, page: dict[str, Any]) -> list[Any]:
         """The page's features, once the page is checked."""
@@ -177,18 +181,18 @@ class Paging:
             None,
         )
         # the same items in another order are the same page (a shuffled page 1 loops too)
-        ids = tuple(sorted(str(f.get("id")) for f in features if isinstance(f, dict)))
-        if ids and ids in self._contents:
-            raise BrokenPaging(
-                f"{self.what}: search page {self.pages} repeats the items of page "
-                f"{self._contents[ids]}; the server's paginator loops, the search stops here"
-            )
-        self._contents[ids] = self.pages
+        ids = sorted(str(f.get("id")) for f in features if isinstance(f, dict))
+        if ids:
+            digest = _digest(ids)
+            if digest in self._contents:
+                raise BrokenPaging(
+                    f"{self.what}: search page {self.pages} repeats the items of page "
+                    f"{self._contents[digest]}; the server's paginator loops, the search stops "
+                    "here"
+                )
+            self._contents[digest] = self.pages
         if following is not None:
-            key = json.dumps(
-                [following.get("href"), following.get("method"), following.get("body")],
-                sort_keys=True,
-            )
+            key = _digest([following.get("href"), following.get("method"), following.get("body")])
             if key in self._links:
                 raise BrokenPaging(
                     f"{self.what}: search repeats the next link {following.get('href')} of "
@@ -209,3 +213,9 @@ class Paging:
                 f"{self.matched - self.returned} were not read"
             )
         return None
+
+
+def _digest(value: Any) -> bytes:
+    """A digest of a JSON value (keys sorted; what JSON cannot hold, as its str)."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
