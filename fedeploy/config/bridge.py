@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from fedeploy.config.base import Secret, SecretValue, StrictModel, no_userinfo
+from fedeploy.config.pem import pem_bundle_problem
 from fedeploy.config.site_base import a_kind_site
 
 # POSIX user names as useradd accepts them by default; SLURM puts them in the token's `sun`.
@@ -23,9 +24,30 @@ UserName = Annotated[
     str,
     Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$", description="A POSIX user name."),
 ]
+# A SLURM partition name as the bridge passes it: in the job's JSON (the inference chart's
+# bridge.partition, INFER_BRIDGE_PARTITION) and in the comma-separated list of partitions the
+# bridge allows, so no comma or whitespace. slurm.conf takes any other word, `_debug` and
+# `.small` included, but DEFAULT (in any case) names the record of defaults, never a partition.
+PARTITION_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+def _partition(value: str) -> str:
+    if value.upper() == "DEFAULT":
+        raise ValueError(
+            f"{value!r} is not a partition: slurm.conf's PartitionName=DEFAULT sets the other "
+            "partitions' defaults; name a partition `sinfo -s` lists"
+        )
+    return value
+
+
 PartitionName = Annotated[
     str,
-    Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A SLURM partition name."),
+    Field(
+        pattern=PARTITION_PATTERN,
+        description="A SLURM partition name: letters, digits, '_', '.' and '-', 1 to 64 "
+        "characters, not DEFAULT.",
+    ),
+    AfterValidator(_partition),
 ]
 # The slurmrestd API versions the bridge client has an adapter for (fedeploy/bridge/slurm_api.py).
 ApiVersion = Literal["v0.0.38", "v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"]
@@ -59,7 +81,6 @@ HostName = Annotated[str, Field(min_length=1, max_length=253)]
 _DNS_NAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
-_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----")
 
 
 def is_ip_address(host: str) -> bool:
@@ -109,11 +130,9 @@ class BridgeTls(StrictModel):
     @field_validator("certificate", "ca_certificate")
     @classmethod
     def _pem(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not _PEM_CERT.search(value):
-            name = info.field_name
-            raise ValueError(
-                f"tls.{name} is not a PEM certificate (expected '-----BEGIN CERTIFICATE-----')"
-            )
+        problem = pem_bundle_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(f"tls.{info.field_name} {problem}")
         return value
 
     @model_validator(mode="after")
@@ -345,7 +364,8 @@ class BridgeConfig(StrictModel):
     )
     partitions: list[PartitionName] = Field(
         min_length=1,
-        description="The partitions the federation may submit to; the first is the default.",
+        description="The partitions the federation may submit to, each listed once (letters, "
+        "digits, '_', '.' and '-', 1 to 64 characters, not DEFAULT); the first is the default.",
     )
     token_lifetime_hours: int = Field(
         168,

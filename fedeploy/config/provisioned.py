@@ -9,9 +9,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from fedeploy.config.base import S3_REGION_PATTERN, StrictModel, Url
+from fedeploy.config.base import StrictModel
 from fedeploy.config.bridge import check_vm_platform
-from fedeploy.config.storage import BucketPrefix, Buckets, check_store_off_aws
+from fedeploy.config.storage import (
+    S3_REGION_WORDS,
+    STORE_ENDPOINT_WORDS,
+    BucketPrefix,
+    Buckets,
+    S3Region,
+    StoreEndpoint,
+    check_store_off_aws,
+)
 from fedeploy.gpu_flavors import accelerator_mismatch
 
 FlavorName = Annotated[
@@ -59,11 +67,11 @@ class FlavorNodeGroup(StrictModel):
 class ProvisionedStore(StrictModel):
     """Buckets on the cloud's S3 API, with credentials the site creates (never in the file)."""
 
-    endpoint: Url = Field(description="The cloud's S3 endpoint URL, https://...")
-    region: str = Field(
-        pattern=S3_REGION_PATTERN,
-        description="Region name the S3 API signs requests for (letters, digits, '-', '_', '.'; "
-        "up to 32).",
+    endpoint: StoreEndpoint = Field(
+        description=f"The cloud's S3 endpoint URL: {STORE_ENDPOINT_WORDS}."
+    )
+    region: S3Region = Field(
+        description=f"Region name the S3 API signs requests for: {S3_REGION_WORDS}."
     )
     path_style: bool = Field(True, description="Address buckets by path, not by virtual host.")
     encryption: Literal["aes256", "provider_managed"] = Field(

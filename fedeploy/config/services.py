@@ -9,7 +9,6 @@ import ipaddress
 import json
 import math
 import re
-import ssl
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -34,6 +33,8 @@ from fedeploy.config.base import (
     Url,
     no_userinfo,
 )
+from fedeploy.config.mqtt_topics import TopicFilter, check_topic_filter, check_unique_topics
+from fedeploy.config.pem import PemBundle
 from fedeploy.config.storage import BucketName
 
 COPERNICUS_STAC = "https://stac.dataspace.copernicus.eu/v1"
@@ -99,37 +100,37 @@ Cron = Annotated[
 ]
 
 
+# A database name as every client of the catalog's database takes it: libpq (PGDATABASE, for
+# pypgstac and psql), and stac-fastapi-pgstac's connection URL, which carries the name
+# unescaped in its path (so no '/', '?', '#', '%', '@' or space). PostgreSQL itself takes any
+# name of up to 63 bytes, quoted where it is not a plain identifier (stac-db). The catalog chart's
+# database.name takes the same (charts/catalog/values.schema.json).
+DATABASE_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
+
+
 class ExternalDatabase(StrictModel):
     """A PostgreSQL server that exists already (PostGIS available)."""
 
     host: HostName = Field(description="Host name (or address) of the server.")
     port: int = Field(5432, ge=1, le=65535, description="Port.")
-    name: str = Field("postgis", min_length=1, description="Database name.")
+    name: str = Field(
+        "postgis",
+        pattern=DATABASE_NAME_PATTERN,
+        description="Database name: letters, digits, '_', '-' and '.', 1 to 63 characters, "
+        "starting with a letter, digit or '_' (stac-db is fine: the catalog quotes it where "
+        "SQL needs it).",
+    )
     username: str = Field(min_length=1, description="User the catalog connects as.")
     password: Secret = Field(description="That user's password (secret).")
     ssl_mode: Literal["require", "verify-ca", "verify-full"] = Field(
         "verify-full", description="libpq sslmode; plaintext connections are not offered."
     )
-    ca_certificate: str | None = Field(
+    ca_certificate: PemBundle | None = Field(
         None,
         description="PEM of the CA certificate(s) that signed the server's certificate, "
         "mounted into the catalog's pods (PGSSLROOTCERT); required with ssl_mode verify-ca or "
         "verify-full, which check the server against it.",
     )
-
-    @field_validator("ca_certificate")
-    @classmethod
-    def _pem(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:  # OpenSSL parses every certificate of the bundle, as libpq will
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=value)
-        except (ssl.SSLError, ValueError):
-            raise ValueError(
-                "is not a PEM certificate bundle (-----BEGIN CERTIFICATE----- ... "
-                "-----END CERTIFICATE-----, one or more)"
-            ) from None
-        return value
 
     @model_validator(mode="after")
     def _root_certificate(self) -> ExternalDatabase:
@@ -1382,8 +1383,11 @@ class Mqtt(StrictModel):
 
     host: HostName = Field(description="Broker host name (or address).")
     port: int = Field(8883, ge=1, le=65535, description="Broker port.")
-    topics: list[str] = Field(
-        ["fedeploy/+/stations/+/observations"], min_length=1, description="Topics to subscribe."
+    topics: Annotated[list[TopicFilter], AfterValidator(check_unique_topics)] = Field(
+        ["fedeploy/+/stations/+/observations"],
+        min_length=1,
+        description="Topic filters to subscribe to, each listed once: '+' only as a whole "
+        "level, '#' only as the whole last level, no whitespace or comma.",
     )
     credentials: Credentials | None = Field(None, description="Broker account, if it asks for one.")
     tls: bool = Field(
@@ -1391,10 +1395,10 @@ class Mqtt(StrictModel):
         description="Connect with TLS, verifying the broker's certificate. false sends messages "
         "and any credentials in clear text (the plan gives an advisory finding with credentials).",
     )
-    ca_certificate: str | None = Field(
+    ca_certificate: PemBundle | None = Field(
         None,
-        pattern=r"-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----",
-        description="PEM CA that signed the broker's certificate; unset: the system's CAs.",
+        description="PEM of the CA certificate(s) that signed the broker's certificate (comment "
+        "lines outside the blocks are kept); unset: the system's CAs.",
     )
 
     @model_validator(mode="after")
@@ -1411,6 +1415,7 @@ Wis2Topic = Annotated[
         description="A WIS2 topic filter: 'origin/a/wis2/...' or 'cache/a/wis2/...' ('+' and a "
         "final '#' allowed).",
     ),
+    AfterValidator(check_topic_filter),
 ]
 
 
@@ -1426,9 +1431,9 @@ class Wis2(StrictModel):
     credentials: Credentials | None = Field(
         None, description="Broker account, if it asks for one (secret)."
     )
-    topics: list[Wis2Topic] = Field(
+    topics: Annotated[list[Wis2Topic], AfterValidator(check_unique_topics)] = Field(
         min_length=1,
-        description="Topic filters, e.g. "
+        description="Topic filters, each listed once, e.g. "
         "'cache/a/wis2/+/data/core/weather/surface-based-observations/synop'.",
     )
     download_hosts: list[DownloadHost] = Field(

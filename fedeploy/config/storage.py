@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
+from pydantic.json_schema import WithJsonSchema
 
-from fedeploy.config.base import S3_REGION_PATTERN, Name, Secret, StrictModel, Url
+from fedeploy.config.base import HOST_PATTERN, Name, Secret, StrictModel, Url
 
 BucketName = Annotated[
     str,
@@ -26,6 +30,93 @@ BucketPrefix = Annotated[
         "starting with a letter.",
     ),
 ]
+
+
+# A region name as botocore takes it (botocore.utils.validate_region_name: a DNS label, not
+# all digits): every client of the store is boto3 (the services, the asset endpoint, barman-cloud
+# for the catalog's backups and drill), and each refuses any other name before its first request
+# (InvalidRegionError), so `my_region` or `eu.west` would only fail in the pods. The charts'
+# values.schema.json take the same (charts/*/values.schema.json, storage.region).
+S3_REGION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$"
+S3_REGION_WORDS = (
+    "letters (either case), digits and '-', 1 to 32 characters, starting and ending with a "
+    "letter or digit, not digits only (e.g. RegionOne, GRA, waw3-1): botocore refuses any other"
+)
+
+
+def _s3_region(value: str) -> str:
+    if not re.fullmatch(S3_REGION_PATTERN, value) or value.isdigit():
+        raise ValueError(f"given {value!r}; allowed: {S3_REGION_WORDS}")
+    return value
+
+
+S3Region = Annotated[
+    str,
+    AfterValidator(_s3_region),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 32, "pattern": S3_REGION_PATTERN}
+    ),
+]
+"""The region an S3-compatible store signs requests for (see S3_REGION_PATTERN)."""
+
+# One path segment of a store's URL (a store behind a reverse proxy at https://host/s3):
+# unreserved characters only, as botocore prepends the path to every request's.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+STORE_ENDPOINT_WORDS = (
+    "https://host[:port][/path], the host a DNS name or an IPv4 address, the port 1 to 65535, "
+    "the path (optional) of segments of letters, digits, '.', '_', '~' and '-'; no query or "
+    "fragment, no IPv6 address"
+)
+
+
+def store_endpoint_problem(url: str) -> str | None:
+    """Why `url` (an http(s) URL as pydantic's HttpUrl normalised it) cannot be the endpoint of
+    a site's S3 store; None when every client of it takes it.
+
+    The clients are botocore (the services, the asset endpoint, barman-cloud: it prepends a path
+    to every request's, and presigns with it), the AWS provider that makes the buckets, and the
+    charts' NetworkPolicies, which admit the store by the endpoint's port over IPv4 ranges
+    (0.0.0.0/0 or backup.store_cidrs): an IPv6 literal would be dropped by them (and read as
+    port "1]" when it names none), so a store on IPv6 is named by its DNS name."""
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "has a query or fragment (? or #); an S3 endpoint has neither"
+    host = parts.hostname or ""
+    if parts.netloc.startswith("["):
+        return (
+            "names an IPv6 address; give the store's DNS name (the services' NetworkPolicies "
+            "admit the store over IPv4 only)"
+        )
+    if not re.fullmatch(HOST_PATTERN, host):
+        return f"the host {host!r} is not a DNS name (letters, digits, '-' and '.') or IPv4 address"
+    if host.rsplit(".", 1)[-1].isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return f"the host {host!r} is neither a DNS name nor an IPv4 address"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if ":" in parts.netloc and not (port and 1 <= port <= 65535):
+        return f"the port {parts.netloc.rsplit(':', 1)[-1]!r} is not a number from 1 to 65535"
+    segments = parts.path.strip("/").split("/") if parts.path.strip("/") else []
+    if "//" in parts.path or not all(_PATH_SEGMENT.fullmatch(s) for s in segments):
+        return (
+            f"the path {parts.path!r} is not segments of letters, digits, '.', '_', '~' and '-' "
+            "(no empty segment, no percent-encoding)"
+        )
+    return None
+
+
+def _store_endpoint(value: Url) -> Url:
+    if problem := store_endpoint_problem(str(value)):
+        raise ValueError(f"given {str(value)!r}: {problem}; allowed: {STORE_ENDPOINT_WORDS}")
+    return value
+
+
+StoreEndpoint = Annotated[Url, AfterValidator(_store_endpoint)]
+"""The URL of an S3-compatible store, as every client of it takes it (store_endpoint_problem)."""
 
 
 class Lifecycle(StrictModel):
@@ -117,11 +208,10 @@ class AwsStorage(StrictModel):
 class S3CompatibleStorage(StrictModel):
     """An existing S3-compatible endpoint (a European cloud's object store, an HPC centre's)."""
 
-    endpoint: Url = Field(description="The S3 endpoint URL, https://...")
-    region: str = Field(
+    endpoint: StoreEndpoint = Field(description=f"The S3 endpoint URL: {STORE_ENDPOINT_WORDS}.")
+    region: S3Region = Field(
         "us-east-1",
-        pattern=S3_REGION_PATTERN,
-        description="Region name the store expects (letters, digits, '-', '_', '.'; up to 32).",
+        description=f"Region name the store expects: {S3_REGION_WORDS}.",
     )
     access_key_id: Secret = Field(description="Access key id of the federation's account (secret).")
     secret_access_key: Secret = Field(description="Secret access key (secret).")

@@ -10,6 +10,20 @@ from pydantic import ValidationError
 from fedeploy.config.bridge import BridgeConfig
 
 KEY = {"secure": "v1:c3No:c3NoLWtleQ=="}
+# A real certificate (self-signed, P-256): the stack file parses every PEM certificate.
+CERT = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBjjCCATOgAwIBAgIUURJa/rsBB3jGqBHrQb1PenH9+QQwCgYIKoZIzj0EAwIw\n"
+    "GzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTAgFw0yNjEyMDcxMTEzMjFaGA8y\n"
+    "MTI2MTExMzExMTMyMVowGzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTBZMBMG\n"
+    "ByqGSM49AgEGCCqGSM49AwEHA0IABGUXPNHoX1QASjK6hUROkulOVNhePhAigcd2\n"
+    "lRD0QYHrCAfSALLt6LTWjvvLBZELOgATY0tMhEAjTs/xrF0gkj2jUzBRMB0GA1Ud\n"
+    "DgQWBBSejVfxwo8RJ7cYswkkBafPxJ7POzAfBgNVHSMEGDAWgBSejVfxwo8RJ7cY\n"
+    "swkkBafPxJ7POzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQC6\n"
+    "nUH5IGR7is+hlB5Y54sdMCA8/LjcLFXMKvZVW8rMsQIhAIyCid6rAaEjel0LqFAK\n"
+    "zDI2Z/N8igkvd8BYDcgGbNhF\n"
+    "-----END CERTIFICATE-----\n"
+)
 GATEWAY: dict[str, Any] = {
     "mode": "gateway",
     "host": "slurm-gw.hpc.example.eu",
@@ -89,7 +103,7 @@ BAD = [
     (
         {
             **GATEWAY,
-            "tls": {"certificate": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----"},
+            "tls": {"certificate": CERT},
         },
         ["tls.certificate and tls.private_key go together"],
     ),
@@ -97,11 +111,28 @@ BAD = [
         {**GATEWAY, "tls": {"ca_certificate": "not pem"}},
         ["tls.ca_certificate is not a PEM certificate"],
     ),
+    (  # the markers around a body that is no certificate (taken before: a search for them)
+        {
+            **GATEWAY,
+            "tls": {"ca_certificate": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----"},
+        },
+        ["tls.ca_certificate is not a PEM certificate bundle"],
+    ),
+    (
+        {
+            **GATEWAY,
+            "tls": {
+                "ca_certificate": CERT
+                + "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"
+            },
+        },
+        ["tls.ca_certificate holds a PEM block that is not a certificate (PRIVATE KEY)"],
+    ),
     (
         {
             **EXISTING,
             "tls": {
-                "certificate": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
+                "certificate": CERT,
                 "private_key": {"secure": "v1:a2V5:a2V5"},
             },
         },

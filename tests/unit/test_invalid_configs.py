@@ -444,7 +444,7 @@ CASES = [
         "ewc-bologna",
         {"storage.region": "default\nx"},
         "site.storage.region",
-        ["allowed: Region name the S3 API signs requests for (letters, digits, '-', '_', '.'"],
+        ["given 'default\\nx'; allowed: letters (either case), digits and '-'"],
     ),
     (
         "kube-context-with-a-line-break",

@@ -10,7 +10,20 @@ from fedeploy.config.services import Mqtt
 from policies.cloud import RULES, mqtt_in_clear
 from policies.findings import Subject
 
-CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+# A real certificate (self-signed, P-256): the stack file parses every PEM certificate.
+CA = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBjjCCATOgAwIBAgIUURJa/rsBB3jGqBHrQb1PenH9+QQwCgYIKoZIzj0EAwIw\n"
+    "GzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTAgFw0yNjEyMDcxMTEzMjFaGA8y\n"
+    "MTI2MTExMzExMTMyMVowGzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTBZMBMG\n"
+    "ByqGSM49AgEGCCqGSM49AwEHA0IABGUXPNHoX1QASjK6hUROkulOVNhePhAigcd2\n"
+    "lRD0QYHrCAfSALLt6LTWjvvLBZELOgATY0tMhEAjTs/xrF0gkj2jUzBRMB0GA1Ud\n"
+    "DgQWBBSejVfxwo8RJ7cYswkkBafPxJ7POzAfBgNVHSMEGDAWgBSejVfxwo8RJ7cY\n"
+    "swkkBafPxJ7POzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQC6\n"
+    "nUH5IGR7is+hlB5Y54sdMCA8/LjcLFXMKvZVW8rMsQIhAIyCid6rAaEjel0LqFAK\n"
+    "zDI2Z/N8igkvd8BYDcgGbNhF\n"
+    "-----END CERTIFICATE-----\n"
+)
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
@@ -26,6 +39,15 @@ def test_tls_is_the_default_and_a_ca_needs_it():
         Mqtt(host="broker", tls=False, ca_certificate=CA)
     with pytest.raises(ValidationError, match="ca_certificate"):
         Mqtt(host="broker", ca_certificate="not a certificate")
+    # The body is parsed (review sweep33: the markers around any text were taken), and text
+    # outside the blocks is kept, as OpenSSL skips it.
+    with pytest.raises(ValidationError, match="is not a PEM certificate bundle"):
+        Mqtt(
+            host="broker",
+            ca_certificate="-----BEGIN CERTIFICATE-----\nnot base64!!\n-----END CERTIFICATE-----\n",
+        )
+    commented = "# Corp CA\n" + CA + "# end\n"
+    assert Mqtt(host="broker", ca_certificate=commented).ca_certificate == commented
 
 
 def test_the_site_passes_tls_and_the_ca_to_the_chart(example_plans):
