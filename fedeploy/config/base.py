@@ -240,5 +240,3 @@ HostName = Annotated[
 
 Word = Annotated[str, Field(pattern=r"^[^\s]+$", max_length=253)]
 """A name without spaces or line breaks (a kubeconfig context, a token audience)."""
-
-S3_REGION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
