@@ -108,3 +108,10 @@ def test_the_base64_paths_delete_every_poisoning_group(gateway: Pushgateway) -> 
     ), deleted
     assert _shell(LIST_POISON, gateway) == ""  # the check: nothing listed
     assert _pushed(gateway)
+
+
+def test_docs_charts_gives_the_listing_and_the_deletion_these_tests_run():
+    """The operator copies the commands from docs/charts.md: they are the ones tested here."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "charts.md").read_text()
+    assert f"`{LIST_POISON}`" in text
+    assert f"`{DELETE_POISON}`" in text
