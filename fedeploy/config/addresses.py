@@ -150,3 +150,44 @@ AvailabilityZone = Annotated[
 def zone_region(zone: str) -> str:
     """The region of an availability zone name (`eu-west-1a` -> `eu-west-1`)."""
     return zone[:-1]
+
+
+# A TCP port in a URL, as every consumer of it takes it: 1 to 65535 (a NetworkPolicyPort outside
+# it is refused by the API server: "must be between 1 and 65535, inclusive"), decimal digits
+# without a leading zero (the charts' fedeploy-common.urlPort hands the digits on verbatim).
+PORT_MIN = 1
+PORT_MAX = 65535
+PORT_PATTERN = (
+    r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+)
+"""A port 1 to 65535 as a regex group (no anchors), for JSON-schema patterns of URLs."""
+PORT_WORDS = "a number from 1 to 65535 without leading zeros"
+
+
+def port_problem(port: str) -> str | None:
+    """Why `port` (the text after the host's colon in a URL) is not a port 1 to 65535; None
+    when it is one."""
+    if not port:
+        return f"the port is empty (a ':' with no digits after it); {PORT_WORDS}, or no ':'"
+    if not (port.isascii() and port.isdigit()):
+        return f"the port {port!r} is not {PORT_WORDS}"
+    if port.startswith("0") or not PORT_MIN <= int(port) <= PORT_MAX:
+        return f"the port {port!r} is not {PORT_WORDS}"
+    return None
+
+
+def url_port_problem(url: str) -> str | None:
+    """Why the port `url` names (scheme://host:port/...) is not a port 1 to 65535; None when it
+    names none or a valid one. An IPv6 literal's brackets are skipped ([::1]:443)."""
+    authority = url.partition("://")[2].partition("/")[0].partition("?")[0].partition("#")[0]
+    authority = authority.rpartition("@")[2]
+    if authority.startswith("["):
+        host_end = authority.find("]")
+        rest = authority[host_end + 1 :] if host_end >= 0 else ""
+        if not rest:
+            return None
+        if not rest.startswith(":"):
+            return f"the text {rest!r} follows the address in brackets"
+        return port_problem(rest[1:])
+    host, colon, port = authority.partition(":")
+    return port_problem(port) if colon else None
