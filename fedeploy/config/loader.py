@@ -26,6 +26,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from fedeploy.config.base import NAME_PATTERN, BooleanGiven, Name, ciphertext_problem
 from fedeploy.config.site import MODELS
 from fedeploy.config.site_base import KINDS, STORAGE_ONLY_KINDS, a_kind_site, is_storage_only
+from fedeploy.config.yaml_words import TYPE_WORDS, disagreement, key_record, loc_item
 from fedeploy.errors import ConfigIssue, StackConfigError
 from fedeploy.gpu_flavors import is_gpu_flavor
 from fedeploy.network import overlapping
@@ -50,36 +51,29 @@ _UNIONS = (typing.Union, types.UnionType)
 # A pattern said in words where the key's own description does not (a list item's type).
 _PATTERN_WORDS: dict[str, str | None] = {NAME_PATTERN: typing.get_args(Name)[1].description}
 _SAYS_ALLOWED = re.compile(r"\d+ to \d+|characters|digits|five-field")
-_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-# Numbers every YAML reader reads alike: no leading zero, no 0x/0o/0b, `_` or sexagesimal `:`.
-_PLAIN_NUMBER = re.compile(
-    r"[-+]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
-)
 # What a message shows of a given value: bounded, however large (or self-referencing, through
 # YAML aliases) the value is.
 _GIVEN = reprlib.Repr()
 _GIVEN.maxlevel, _GIVEN.maxlist, _GIVEN.maxtuple, _GIVEN.maxdict = 2, 4, 4, 4
 _GIVEN.maxstring = _GIVEN.maxother = 60
-_TYPE_WORDS = {
-    "tag:yaml.org,2002:bool": "a boolean",
-    "tag:yaml.org,2002:int": "a number",
-    "tag:yaml.org,2002:float": "a number",
-    "tag:yaml.org,2002:null": "null",
-    "tag:yaml.org,2002:timestamp": "a date",
-}
+_TYPE_WORDS = TYPE_WORDS
 
 
 @dataclass(frozen=True)
 class StackFile:
     """A stack file on disk: its path, the stack (site) name, its raw `fedeploy:site` object,
-    the whole `config:` mapping, and the source text of every unquoted scalar in the site object
-    that YAML read as something other than a string (by key path, e.g. `site.cluster.version`)."""
+    the whole `config:` mapping, the source text and tag of every unquoted scalar in the site
+    object that YAML read as something other than a string, or as a string that Pulumi and
+    YAML 1.2 read as a number (`1e9`), by key path (e.g. `site.cluster.version`), and of every
+    key of it that YAML read as something other than a string (`on:`, the boolean true), by
+    yaml_words.key_record."""
 
     path: Path
     stack: str
     raw: Any
     config: dict[str, Any] = field(default_factory=dict)
     plain_scalars: dict[str, tuple[str, str]] = field(default_factory=dict)
+    plain_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -237,7 +231,8 @@ def read_stack_file(path: Path) -> StackFile:
         )
     try:
         text = _read_regular(path)
-        document, duplicates, plain = parse_yaml(text)
+        keys: dict[str, tuple[str, str]] = {}
+        document, duplicates, plain = parse_yaml(text, keys)
     except FileNotFoundError:
         raise StackConfigError(str(path), [ConfigIssue("file", "does not exist")]) from None
     except (OSError, UnicodeDecodeError) as err:
@@ -261,7 +256,12 @@ def read_stack_file(path: Path) -> StackFile:
     if issues:
         raise StackConfigError(str(path), issues)
     return StackFile(
-        path=path, stack=stack, raw=config[SITE_KEY], config=config, plain_scalars=plain
+        path=path,
+        stack=stack,
+        raw=config[SITE_KEY],
+        config=config,
+        plain_scalars=plain,
+        plain_keys=keys,
     )
 
 
@@ -318,58 +318,71 @@ def _yaml_problem(text: str, err: yaml.YAMLError) -> str:
 
 
 def parse_yaml(
-    text: str,
+    text: str, keys: dict[str, tuple[str, str]] | None = None
 ) -> tuple[Any, list[ConfigIssue], dict[str, tuple[str, str]]]:
     """The document, its duplicated keys (as issues naming both lines), and the source text and
-    tag of each unquoted scalar under `config.fedeploy:site` that YAML did not read as a string."""
+    tag of each unquoted scalar under `config.fedeploy:site` that YAML did not read as a string
+    (or that Pulumi and YAML 1.2 read as a number where YAML 1.1 reads a string: `1e9`). `keys`,
+    where given, gets the source text and tag of each key there that YAML did not read as a
+    string (`on:`), by yaml_words.key_record."""
     loader = _LOADER(text)
     try:
         node = loader.get_single_node()
         duplicates: list[ConfigIssue] = []
         plain: dict[str, tuple[str, str]] = {}
         if node is not None:
-            _walk(node, (), duplicates, plain, set())
+            walk = _Walk(duplicates, plain, {} if keys is None else keys, loader.construct_object)
+            walk(node, ())
         document = loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
     return document, duplicates, plain
 
 
-def _walk(
-    node: yaml.Node,
-    path: tuple[str, ...],
-    duplicates: list[ConfigIssue],
-    plain: dict[str, tuple[str, str]],
-    walked: set[int],
-) -> None:
-    if id(node) in walked:  # an alias: walked once already (and never forever, if recursive)
-        return
-    walked.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                duplicates.append(
-                    ConfigIssue(
-                        _display_path((*path, key)),
-                        f"duplicate key {key!r} at lines {seen[key]} and {line}; YAML would keep "
-                        "only the last: remove one",
+@dataclass
+class _Walk:
+    """One walk of a document's nodes, each once (YAML aliases may share or nest them): the
+    duplicated keys, the unquoted scalars and the keys not read as strings (parse_yaml)."""
+
+    duplicates: list[ConfigIssue]
+    plain: dict[str, tuple[str, str]]
+    keys: dict[str, tuple[str, str]]
+    construct: typing.Callable[[yaml.Node], Any]
+    walked: set[int] = field(default_factory=set)
+
+    def __call__(self, node: yaml.Node, path: tuple[str, ...]) -> None:
+        if id(node) in self.walked:  # an alias: walked once already (never forever, if recursive)
+            return
+        self.walked.add(id(node))
+        in_site = path[:2] == ("config", SITE_KEY)
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    self.duplicates.append(
+                        ConfigIssue(
+                            _display_path((*path, key)),
+                            f"duplicate key {key!r} at lines {seen[key]} and {line}; YAML would "
+                            "keep only the last: remove one",
+                        )
                     )
-                )
-            seen.setdefault(key, line)
-            _walk(value_node, (*path, key), duplicates, plain, walked)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, str(index)), duplicates, plain, walked)
-    elif (
-        isinstance(node, yaml.ScalarNode)
-        and not node.style
-        and node.tag != _STR_TAG
-        and path[:2] == ("config", SITE_KEY)
-    ):
-        plain[_display_path(path)] = (node.value, node.tag)
+                seen.setdefault(key, line)
+                if in_site and isinstance(key_node, yaml.ScalarNode) and key_node.tag != _STR_TAG:
+                    item = loc_item(self.construct(key_node))
+                    self.keys[key_record(_display_path(path), item)] = (key, key_node.tag)
+                self(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self(item, (*path, str(index)))
+        elif (
+            isinstance(node, yaml.ScalarNode)
+            and not node.style
+            and in_site
+            and (node.tag != _STR_TAG or disagreement(node.value, node.tag, node.value))
+        ):
+            self.plain[_display_path(path)] = (node.value, node.tag)
 
 
 def _display_path(path: tuple[str, ...]) -> str:
@@ -389,17 +402,26 @@ def check_stack_file(path: Path, *, check_federation: bool = True) -> CheckedSta
     """Read and validate one stack file, with the notes on it (advisories, skipped checks);
     raises StackConfigError with every problem of the file."""
     stack_file = read_stack_file(path)
-    issues = _provider_config_issues(stack_file) + yaml_number_issues(stack_file.plain_scalars)
+    raw = stack_file.raw
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    model = MODELS.get(kind) if isinstance(kind, str) else None
+    traps = yaml_number_issues(stack_file.plain_scalars, model)
+    issues = _provider_config_issues(stack_file) + traps
     try:
         site = validate_site(
-            stack_file.raw,
+            raw,
             stack_file=str(path),
             stacks_dir=path.parent if check_federation else None,
             stack=stack_file.stack,
             plain_scalars=stack_file.plain_scalars,
+            plain_keys=stack_file.plain_keys,
         )
     except StackConfigError as err:
-        raise StackConfigError(str(path), [*err.issues, *issues]) from None
+        # A key whose unquoted value the YAML readers read differently gets one line, saying
+        # what each read and how to write it; not a second one about what YAML 1.1 made of it.
+        trapped = {issue.path for issue in traps}
+        refused = [issue for issue in err.issues if issue.path not in trapped]
+        raise StackConfigError(str(path), [*refused, *issues]) from None
     issues += _region_issues(stack_file, site)
     if issues:
         raise StackConfigError(str(path), issues)
@@ -407,23 +429,31 @@ def check_stack_file(path: Path, *, check_federation: bool = True) -> CheckedSta
     return CheckedStack(stack_file, site, notes)
 
 
-def yaml_number_issues(plain_scalars: dict[str, tuple[str, str]]) -> list[ConfigIssue]:
-    """Unquoted numbers that YAML 1.1 (read here) and YAML 1.2 readers read differently: a
-    leading zero (`010`: 8 here, 10 in YAML 1.2), hexadecimal, binary, `_` separators, `1:30`
-    (90 here, a string in YAML 1.2). Only plain decimals are accepted."""
+def yaml_number_issues(
+    plain_scalars: dict[str, tuple[str, str]], model: type[BaseModel] | None = None
+) -> list[ConfigIssue]:
+    """Unquoted numbers that YAML 1.1 (read here), Pulumi (go-yaml) and YAML 1.2 readers read
+    differently: a leading zero (`010`: 8 here and in Pulumi, 10 in YAML 1.2; `09`: the text
+    '09' here, 9 in the others), hexadecimal, binary, `_` separators, `1:30` (90 here, a string
+    in YAML 1.2), an exponent without a '.' or a sign (`1e9`: a string here, a number in the
+    others), `0o17`. Only plain decimals are accepted; where the key takes text (in `model`,
+    the site's model), quoting is the fix."""
     issues = []
     for path, (text, tag) in sorted(plain_scalars.items()):
-        if tag not in (_INT_TAG, _FLOAT_TAG) or _PLAIN_NUMBER.fullmatch(text):
+        read = text if tag == _STR_TAG else yaml.load(text, Loader=_LOADER)  # noqa: S506
+        found = disagreement(text, tag, read)
+        if found is None:
             continue
-        read = yaml.load(text, Loader=_LOADER)  # noqa: S506 (the safe loader: a number)
-        issues.append(
-            ConfigIssue(
-                path,
-                f"the unquoted {text} is read as {read!r} by YAML 1.1 (fedeploy) but not by every "
-                "YAML 1.2 reader (leading zeros, 0x, 0b, _ and : differ between them): write the "
-                "plain decimal number you mean",
-            )
-        )
+        said, meant = found
+        loc = tuple(path.split(".")[1:])
+        if model is not None and loc and _takes_text(model, loc):
+            if not _text_valid(model, loc, text):
+                continue  # refused quoted too: the key's own error says what it takes
+            shown = f'{loc[-1]}: "{text}"' if not loc[-1].isdigit() else f'"{text}"'
+            issues.append(ConfigIssue(path, f"{said}: quote it, {shown}"))
+            continue
+        fix = "write the plain decimal number you mean" + (f", {meant}" if meant else "")
+        issues.append(ConfigIssue(path, f"{said}: {fix}"))
     return issues
 
 
@@ -486,13 +516,16 @@ def validate_site(
     secrets_decrypted: bool = False,
     plain_scalars: dict[str, tuple[str, str]] | None = None,
     deploying: bool = False,
+    plain_keys: dict[str, tuple[str, str]] | None = None,
 ) -> Any:
     """Validate a raw site object into its typed model, or raise StackConfigError with every issue.
 
     With `stacks_dir`, the checks across stack files run too, on the validated models of this
     site and of its siblings (never on raw objects). `deploying` (the program under `pulumi up`)
     refuses pending secrets, which a production site never holds either. Values `fedeploy new`
-    wrote for the user to choose (`<choose: ...>`) are named, each, instead of their type errors."""
+    wrote for the user to choose (`<choose: ...>`) are named, each, instead of their type errors.
+    `plain_scalars` and `plain_keys` (StackFile's): what the stack file wrote, named in the
+    issues where YAML read it as something else."""
     if raw is None:
         raise StackConfigError(
             stack_file, [ConfigIssue(f"config.{SITE_KEY}", "is required: the site object")]
@@ -521,7 +554,9 @@ def validate_site(
         site = model.model_validate(raw, context=context)
     except ValidationError as err:
         named = stack or _stack_of(stack_file)
-        issues = [_issue(model, e, plain_scalars or {}, named) for e in err.errors()]
+        issues = [
+            _issue(model, e, plain_scalars or {}, named, plain_keys or {}) for e in err.errors()
+        ]
         issues = [i for i in issues if not any(_under(i.path, c) for c in choices)]
         raise StackConfigError(stack_file, _choice_issues(choices) + issues) from None
     if choices:
@@ -1205,21 +1240,26 @@ def _issue(
     error: Any,
     plain_scalars: dict[str, tuple[str, str]] | None = None,
     stack: str | None = None,
+    plain_keys: dict[str, tuple[str, str]] | None = None,
 ) -> ConfigIssue:
     loc = tuple(error["loc"])
     kind = error["type"]
+    keys = plain_keys or {}
     if loc and loc[-1] == "[key]":  # a mapping's key (a bucket or node group name) is bad
-        path = ".".join(["site", *map(str, loc[:-1])])
-        return ConfigIssue(path, f"the name {loc[-2]!r} is not allowed: {_allowed(error['msg'])}")
-    path = ".".join(["site", *map(str, loc)])
-    if kind == "extra_forbidden":
+        return _key_issue(model, error, loc[:-1], keys)
+    path = _written_path(loc, keys)
+    if kind in ("extra_forbidden", "invalid_key"):  # invalid_key: `on:`, read as true
         known = _field_names(model, loc[:-1])
         if loc == ("role",):
             return ConfigIssue(path, _role_refused(model))
+        parent = _written_path(loc[:-1], keys)
+        written = keys.get(key_record(parent, loc[-1]))
+        name = written[0] if written else str(loc[-1])
+        if written and name in known:
+            return ConfigIssue(path, _key_hint(name, written[1]))
         return ConfigIssue(
             path,
-            f"unknown key {str(loc[-1])!r}{_did_you_mean(str(loc[-1]), known)}; "
-            f"allowed: {', '.join(sorted(known))}",
+            f"unknown key {name!r}{_did_you_mean(name, known)}; allowed: {', '.join(sorted(known))}",
         )
     message = _allowed(error["msg"])
     if kind == "missing" and loc and isinstance(loc[-1], int):  # a fixed-length list
@@ -1274,6 +1314,56 @@ def _issue(
     if kind.startswith("value_error") or kind == "assertion_error":
         return ConfigIssue(path, message + hint)
     return ConfigIssue(path, f"given {given}; allowed: {message}{hint}")
+
+
+def _written_path(loc: tuple[Any, ...], keys: dict[str, tuple[str, str]]) -> str:
+    """The key path of `loc` as the stack file writes it: a key YAML read as something other
+    than a string by its text (`site.tags.on`, where pydantic names it `site.tags.1`)."""
+    path = "site"
+    for part in loc:
+        written = keys.get(key_record(path, part))
+        path += f".{written[0] if written else part}"
+    return path
+
+
+def _key_hint(text: str, tag: str) -> str:
+    """What YAML made of the unquoted key `text`, and to quote it."""
+    what = _TYPE_WORDS.get(tag, "a non-string value")
+    return (
+        f"the unquoted key {text} is read as {what} by YAML 1.1 (fedeploy), not as the name "
+        f'{text!r}: quote it, "{text}":'
+    )
+
+
+def _key_issue(
+    model: type[BaseModel], error: Any, loc: tuple[Any, ...], keys: dict[str, tuple[str, str]]
+) -> ConfigIssue:
+    """A mapping's key (a bucket or node group name, a tag's key) that is refused: one YAML
+    read as something other than a string (`on`, `1.10`, `null`) is named as written, with the
+    hint to quote it where the quoted name would be taken, else what the name may be."""
+    path = _written_path(loc, keys)
+    written = keys.get(key_record(_written_path(loc[:-1], keys), loc[-1]))
+    if written is None:
+        return ConfigIssue(path, f"the name {loc[-1]!r} is not allowed: {_allowed(error['msg'])}")
+    text, tag = written
+    mapping = _model_at(model, loc[:-1])
+    key_type = typing.get_args(mapping)[0] if typing.get_origin(mapping) is dict else str
+    try:
+        TypeAdapter(key_type).validate_python(text)
+    except ValidationError as err:
+        return ConfigIssue(path, f"the name {text!r} is not allowed: {_name_words(err)}")
+    return ConfigIssue(path, _key_hint(text, tag))
+
+
+def _name_words(err: ValidationError) -> str:
+    """Why a name is refused, in words: a missed pattern by what it allows (a site name's
+    words), else pydantic's message."""
+    first = err.errors()[0]
+    if first["type"] == "string_pattern_mismatch":
+        words = _PATTERN_WORDS.get(str((first.get("ctx") or {}).get("pattern")))
+        if words:
+            return f"allowed: {words}"
+    return _allowed(first["msg"])
 
 
 def pulumi_config_path(loc: tuple[Any, ...]) -> str:

@@ -164,7 +164,7 @@ def sources(release: Any, site: Any = None) -> list[str]:
     ]
     eodag = sentinel.get("eodagCredentialsSecret")
     image = sentinel.get("eodagImage") or {}
-    shown_image = f"{image.get('repository')}:{image.get('tag')}" if image else "(none)"
+    shown_image = _image_reference(image) if image else "(none)"
     lines += [
         f"source {source['name']} (EODAG, provider {source['provider']}, "
         f"{', '.join(source['collections'])}"
@@ -182,6 +182,17 @@ def sources(release: Any, site: Any = None) -> list[str]:
         for source in sentinel.get("eodagSources") or []
     ]
     return lines
+
+
+def _image_reference(image: dict[str, Any]) -> str:
+    """The image reference a chart's `image` values name, as the stack file gives it:
+    `repository[:tag][@digest]` (a digest alone: no empty tag after a ':')."""
+    reference = str(image.get("repository"))
+    if image.get("tag"):
+        reference += f":{image['tag']}"
+    if image.get("digest"):
+        reference += f"@{image['digest']}"
+    return reference
 
 
 def _host(url: Any) -> str:
