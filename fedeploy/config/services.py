@@ -9,6 +9,7 @@ import ipaddress
 import json
 import math
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,27 +19,76 @@ from pydantic import (
     HttpUrl,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from fedeploy.config.addresses import Cidr
+from fedeploy.config.addresses import Cidr, url_port_problem
 from fedeploy.config.base import (
     HOST_PATTERN,
     HostName,
     Secret,
     StrictModel,
-    Url,
     no_userinfo,
 )
+from fedeploy.config.base import Url as _AnyPortUrl
 from fedeploy.config.mqtt_topics import TopicFilter, check_topic_filter, check_unique_topics
 from fedeploy.config.pem import PemBundle
 from fedeploy.config.storage import BucketName
 
 COPERNICUS_STAC = "https://stac.dataspace.copernicus.eu/v1"
-# Field of a five-field cron schedule (as Kubernetes' CronJob reads it): name, range, names.
+
+
+def _port_in_range(value: Any) -> Any:
+    """A URL's port, where it names one, is 1 to 65535 (pydantic's HttpUrl takes 0): the
+    charts make NetworkPolicy ports of the URLs' ports, which Kubernetes refuses outside that
+    range, and nothing answers on port 0."""
+    value = no_userinfo(value)  # first, so that no message echoes a password
+    if isinstance(value, str) and (problem := url_port_problem(value.strip())):
+        raise ValueError(
+            f"given {value!r}: {problem}; allowed: an http(s) URL whose port, where it names "
+            "one, is 1 to 65535"
+        )
+    return value
+
+
+Url = Annotated[_AnyPortUrl, BeforeValidator(_port_in_range)]
+"""An http(s) URL without credentials in it and with a port, if any, from 1 to 65535."""
+
+
+def _ipv4_host(reason: str) -> BeforeValidator:
+    """A host key that takes a DNS name or an IPv4 address: an IPv6 address is refused saying
+    why (`reason`), not by the host-name pattern."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and ":" in value:
+            try:
+                ipaddress.IPv6Address(value.strip().removeprefix("[").removesuffix("]"))
+            except ValueError:
+                return value
+            raise ValueError(
+                f"given {value!r}: IPv6 addresses are not supported here: {reason}; give a DNS "
+                "name or an IPv4 address"
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+_DATABASE_HOST = _ipv4_host(
+    "the catalog chart's NetworkPolicies admit the external database over IPv4 only "
+    "(0.0.0.0/0), and its database.host takes a DNS name or an IPv4 address"
+)
+_BROKER_HOST = _ipv4_host(
+    "the ingestion chart's NetworkPolicy admits the broker over IPv4 only (0.0.0.0/0), and its "
+    "stream.mqtt.host takes a DNS name or an IPv4 address"
+)
+# Field of a five-field cron schedule as Kubernetes reads a CronJob's (robfig/cron v3's standard
+# parser, which the API server validates it with): name, range, names. Day of week is 0 to 6
+# there: 7 is refused ("end of range (7) above maximum (6)").
 _CRON_FIELDS = (
     ("minute", 0, 59, ()),
     ("hour", 0, 23, ()),
@@ -49,38 +99,101 @@ _CRON_FIELDS = (
         12,
         ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
     ),
-    ("day of week", 0, 7, ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]),
+    ("day of week", 0, 6, ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]),
+)
+# The most days each month has: February's 29th comes in leap years, and a schedule fires then.
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 
 
+def _cron_field(
+    text: str, name: str, low: int, high: int, names: Any
+) -> tuple[set[int], bool] | str:
+    """The values one field names and whether it is a star (robfig/cron's star bit: a part `*`
+    or `?` without a step above 1), or why it is no field."""
+    values: set[int] = set()
+    star = False
+    for part in text.split(","):
+        base, slash, step_text = part.partition("/")
+        if slash and not (step_text.isdigit() and int(step_text) > 0):
+            return f"the {name} step {step_text!r} is not a whole number above 0"
+        step = int(step_text) if slash else 1
+        if base == "*" or (base == "?" and name.startswith("day")):
+            start, end = low, high
+            star = star or step == 1
+        else:
+            ends = base.split("-")
+            if len(ends) > 2 or not all(ends):
+                return f"the {name} field {text!r} is not a value, range or list"
+            numbers = []
+            for word in ends:
+                if word.upper() in names:
+                    numbers.append(names.index(word.upper()) + low)
+                elif word.isdigit():
+                    numbers.append(int(word))
+                else:
+                    return f"{word!r} is not a {name} ({low} to {high})"
+            if not all(low <= n <= high for n in numbers):
+                return f"the {name} field {text!r} is outside {low} to {high}"
+            if numbers != sorted(numbers):
+                return f"the {name} range {base!r} runs backwards"
+            # N/S stands for N-<last>/S, as in robfig/cron.
+            start, end = numbers[0], numbers[-1] if len(numbers) == 2 or not slash else high
+        values.update(range(start, end + 1, step))
+    return values, star
+
+
 def cron_problem(value: str) -> str | None:
-    """Why `value` is not a five-field cron schedule a CronJob accepts (each field `*`, `?` in
-    the day fields, N, N-M, lists, steps `/S`, month and weekday names); None when it is one."""
+    """Why `value` is not a five-field cron schedule a CronJob accepts and runs on (each field
+    `*`, `?` in the day fields, N, N-M, lists, steps `/S`, month and weekday names); None when it
+    is one.
+
+    A schedule that never fires is refused too. Kubernetes reads it as robfig/cron does: when
+    the day of month and the day of week are both restricted, a day matching either fires; when
+    either is a star (`*`, `?`), a day must match both, so with the day of week a star only
+    the days of month count, and a day no listed month has (30 February, 31 April) never comes.
+    29 February comes in leap years."""
     fields = value.split()
     if len(fields) != 5:
         return f"{value!r} is not a cron schedule: five fields (minute hour day month weekday)"
+    parsed = []
     for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        for part in text.split(","):
-            base, _, step = part.partition("/")
-            if step and not (step.isdigit() and int(step) > 0):
-                return f"{value!r}: the {name} step {step!r} is not a whole number above 0"
-            if base in ("*",) or (base == "?" and name.startswith("day")):
-                continue
-            ends = base.split("-")
-            if len(ends) > 2 or not all(ends):
-                return f"{value!r}: the {name} field {text!r} is not a value, range or list"
-            numbers = []
-            for end in ends:
-                if end.upper() in names:
-                    numbers.append(names.index(end.upper()) + low)
-                elif end.isdigit():
-                    numbers.append(int(end))
-                else:
-                    return f"{value!r}: {end!r} is not a {name} ({low} to {high})"
-            if not all(low <= n <= high for n in numbers):
-                return f"{value!r}: the {name} field {text!r} is outside {low} to {high}"
-            if numbers != sorted(numbers):
-                return f"{value!r}: the {name} range {base!r} runs backwards"
+        field = _cron_field(text, name, low, high, names)
+        if isinstance(field, str):
+            return f"{value!r}: {field}"
+        parsed.append(field)
+    (days, days_star), (months, _), (_, weekdays_star) = parsed[2:]
+    if (
+        weekdays_star
+        and not days_star
+        and not any(day <= _MONTH_DAYS[month - 1] for month in months for day in days)
+    ):
+        named = ", ".join(_MONTH_NAMES[m - 1] for m in sorted(months))
+        listed = ", ".join(str(d) for d in sorted(days))
+        where = (
+            f"{named} has no day {listed}"
+            if len(months) == 1 and len(days) == 1
+            else f"none of its months ({named}) has a day {listed}"
+            if len(days) == 1
+            else f"none of its months ({named}) has any of the days {listed}"
+        )
+        return (
+            f"{value!r} never fires: {where}, so the CronJob would never run; give a day "
+            "of month its months have (29 February counts: it fires in leap years)"
+        )
     return None
 
 
@@ -111,7 +224,10 @@ DATABASE_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
 class ExternalDatabase(StrictModel):
     """A PostgreSQL server that exists already (PostGIS available)."""
 
-    host: HostName = Field(description="Host name (or address) of the server.")
+    host: Annotated[HostName, _DATABASE_HOST] = Field(
+        description="Host name or IPv4 address of the server (IPv6 addresses are not supported: "
+        "the NetworkPolicies admit IPv4)."
+    )
     port: int = Field(5432, ge=1, le=65535, description="Port.")
     name: str = Field(
         "postgis",
@@ -231,7 +347,8 @@ class CatalogBackup(StrictModel):
         "the recovery window needs from deletion, the backup identity's own deletes included (governance: an identity with s3:BypassGovernanceRetention may lift "
         "it; compliance: nobody). Unset: governance on aws (set on the existing bucket), off "
         "on openstack and ovh, whose stores lock only a bucket created with it (docs/"
-        "operations.md).",
+        "operations.md). Refused on kubernetes and hpc: the store is the site's own, and its "
+        "owner locks the bucket there.",
     )
 
     store_cidrs: list[Cidr] | None = Field(
@@ -354,14 +471,29 @@ class CatalogTls(StrictModel):
         pattern=_K8S_NAME,
         description="A cert-manager issuer that issues the certificate for the URL's host.",
     )
-    cert_manager_issuer_kind: Literal["ClusterIssuer", "Issuer"] = Field(
-        "ClusterIssuer", description="Kind of that issuer."
-    )
     secret: str | None = Field(
         None,
         pattern=_K8S_NAME,
         description="An existing Secret of type kubernetes.io/tls in the services' namespace.",
     )
+    # After `secret`, so that its check sees it (a field's validator sees the fields before it).
+    cert_manager_issuer_kind: Literal["ClusterIssuer", "Issuer"] = Field(
+        "ClusterIssuer",
+        description="Kind of that issuer (with cert_manager_issuer only: refused with secret).",
+    )
+
+    @field_validator("cert_manager_issuer_kind")
+    @classmethod
+    def _kind_of_an_issuer(cls, kind: str, info: ValidationInfo) -> str:
+        # Runs only when the stack file sets the kind (a default is not validated).
+        if info.data.get("secret") is not None:
+            raise ValueError(
+                f"cert_manager_issuer_kind is set ({kind}) but the certificate is the existing "
+                f"Secret {info.data['secret']!r} (`secret`): no cert-manager issuer is used, so "
+                "the kind would be ignored; remove cert_manager_issuer_kind, or give "
+                "cert_manager_issuer instead of secret"
+            )
+        return kind
 
     @model_validator(mode="after")
     def _one_source(self) -> CatalogTls:
@@ -989,55 +1121,91 @@ def _did_you_mean(word: str, known: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _yaml_date(key: str, value: Any) -> str | None:
+def _yaml_date(value: Any) -> str | None:
     """The hint for a value YAML read as a date (an unquoted yyyy-mm-dd), or None."""
     if isinstance(value, dt.date) or (
         isinstance(value, list) and any(isinstance(v, dt.date) for v in value)
     ):
         return (
-            f"{key}: an unquoted yyyy-mm-dd is read as a date by YAML: quote it "
-            "('2030-01-01') or write yyyymmdd (20300101)"
+            "an unquoted yyyy-mm-dd is read as a date by YAML: quote it ('2030-01-01') or write "
+            "yyyymmdd (20300101)"
         )
     return None
 
 
-def mars_request_problem(request: dict[str, Any]) -> str | None:
-    """What the ingestion service would refuse in a MARS request, or None."""
+def mars_request_issues(request: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """What the ingestion service would refuse in a MARS request: (the request's key it is
+    about, or None for the request as a whole; the problem), or [] for none."""
+    issues: list[tuple[str | None, str]] = []
     for key in ("date", "param"):
         if key not in request:
-            return f"the request names no {key!r} (a product is a date's params)"
+            issues.append((None, f"the request names no {key!r} (a product is a date's params)"))
     if "dataset" not in request and "class" not in request:
-        return "the request names neither 'dataset' nor 'class'"
+        issues.append((None, "the request names neither 'dataset' nor 'class'"))
     for key, value in request.items():
-        if problem := _yaml_date(key, value):
-            return problem
+        if problem := _yaml_date(value):
+            issues.append((key, problem))
+            continue
         if not _MARS_KEY.match(key):
-            return f"{key!r} is not a MARS key (lower-case letters, digits, '_')"
+            issues.append((key, f"{key!r} is not a MARS key (lower-case letters, digits, '_')"))
+            continue
         if key not in MARS_KEYS:
-            return f"{key!r} is not a MARS or DestinE request key{_did_you_mean(key, MARS_KEYS)}"
+            issues.append(
+                (
+                    key,
+                    f"{key!r} is not a MARS or DestinE request key{_did_you_mean(key, MARS_KEYS)}",
+                )
+            )
+            continue
         if key == "feature":
             if not isinstance(value, dict):
-                return "feature must be a mapping (Polytope's feature extraction)"
+                issues.append((key, "feature must be a mapping (Polytope's feature extraction)"))
             continue
         items = value if isinstance(value, list) else [value]
         if isinstance(value, dict) or not items or len(items) > 1000:
-            return f"{key}: give a word, a number or a list of 1 to 1000 of them"
-        for item in items:
-            if isinstance(item, str) and not _MARS_TEXT.match(item):
-                return (
-                    f"{key}: {item[:40]!r} holds characters a MARS value does not (letters, "
-                    "digits, '.', '_', ':', '/', '+', '-', spaces)"
+            issues.append((key, "give a word, a number or a list of 1 to 1000 of them"))
+            continue
+        odd = [item for item in items if isinstance(item, str) and not _MARS_TEXT.match(item)]
+        if odd:
+            issues.append(
+                (
+                    key,
+                    f"{odd[0][:40]!r} holds characters a MARS value does not (letters, digits, "
+                    "'.', '_', ':', '/', '+', '-', spaces)",
                 )
-    words = (
-        request["date"] if isinstance(request["date"], list) else str(request["date"]).split("/")
+            )
+            continue
+        if key == "date":
+            words = value if isinstance(value, list) else str(value).split("/")
+            bad = [str(w).strip() for w in words if not _MARS_DATE.match(str(w).strip())]
+            if bad:
+                issues.append(
+                    (
+                        key,
+                        f"{', '.join(bad)} is not an absolute date (yyyymmdd or yyyy-mm-dd, "
+                        "'to', 'by'): a relative date would copy changing data under one identity",
+                    )
+                )
+    return issues
+
+
+def _refused_at(
+    title: str, issues: Sequence[tuple[Sequence[str | int], str, Any]]
+) -> ValidationError:
+    """An error for each (key path below the model validated, problem, value found): raised by
+    a model's validator, it names the keys it is about (site.<...>.requests.0.param) where a
+    ValueError would name the model's own."""
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{problem}", {"problem": problem}),
+                loc=tuple(loc),
+                input=found,
+            )
+            for loc, problem, found in issues
+        ],
     )
-    bad = [str(w).strip() for w in words if not _MARS_DATE.match(str(w).strip())]
-    if bad:
-        return (
-            f"date: {', '.join(bad)} is not an absolute date (yyyymmdd or yyyy-mm-dd, 'to', 'by'): "
-            "a relative date would copy changing data under one identity"
-        )
-    return None
 
 
 # The product identity of a request, as the ingestion service's polytope_plan.canonical
@@ -1153,22 +1321,31 @@ class PolytopeRequests(StrictModel):
                     f"`{name}` is not set in the stack file: the service's default applies, "
                     f"{meaning} (docs/ingestion.md)"
                 )
-        for number, request in enumerate(data.get("requests") or []):
-            if isinstance(request, dict):
-                problem = next(filter(None, (_yaml_date(k, v) for k, v in request.items())), None)
-                if problem:
-                    raise ValueError(f"requests[{number}]: {problem}")
+        requests = data.get("requests")
+        dates = [
+            (("requests", number, key), problem, value)
+            for number, request in enumerate(requests if isinstance(requests, list) else [])
+            if isinstance(request, dict)
+            for key, value in request.items()
+            if (problem := _yaml_date(value))
+        ]
+        if dates:
+            raise _refused_at(cls.__name__, dates)
         return data
 
     @model_validator(mode="after")
     def _checked(self) -> PolytopeRequests:
-        problem = _bbox_problem(self.bbox)
-        for number, request in enumerate(self.requests):
-            problem = problem or (
-                (found := mars_request_problem(request)) and f"requests[{number}]: {found}"
-            )
-        if problem:
+        if problem := _bbox_problem(self.bbox):
             raise ValueError(problem)
+        issues: list[tuple[Sequence[str | int], str, Any]] = []
+        for number, request in enumerate(self.requests):
+            for key, found in mars_request_issues(request):
+                if key is None:
+                    issues.append((("requests", number), found, request))
+                else:
+                    issues.append((("requests", number, key), found, request.get(key)))
+        if issues:
+            raise _refused_at(type(self).__name__, issues)
         return self
 
 
@@ -1348,16 +1525,26 @@ class Sentinel(StrictModel):
                         "its own name (the run's report, its share of the run's time and the "
                         "ingest_copy_failures metric go by name); rename one"
                     )
-        seen: dict[str, str] = {}
-        for source in self.polytope:
+        seen: dict[str, tuple[int, int]] = {}
+        for index, source in enumerate(self.polytope):
             for number, request in enumerate(source.requests):
-                where = f"polytope {source.name} requests[{number}]"
-                first = seen.setdefault(mars_identity(source.collection, request), where)
-                if first != where:
-                    raise ValueError(
-                        f"{where} is the same request as {first} (one product identity, the "
-                        "Polytope url aside): it would never be copied; remove one, or make "
-                        "them differ"
+                earlier = seen.setdefault(
+                    mars_identity(source.collection, request), (index, number)
+                )
+                if earlier != (index, number):
+                    other = self.polytope[earlier[0]].name
+                    raise _refused_at(
+                        type(self).__name__,
+                        [
+                            (
+                                ("polytope", index, "requests", number),
+                                f"is the same request as polytope.{earlier[0]}.requests."
+                                f"{earlier[1]} (source {other}'s): one product identity, the "
+                                "Polytope url aside, so it would never be copied; remove one, or "
+                                "make them differ",
+                                request,
+                            )
+                        ],
                     )
         if self.eodag and not self.eodag_image:
             raise ValueError(
@@ -1381,7 +1568,10 @@ class Sentinel(StrictModel):
 class Mqtt(StrictModel):
     """The broker of the edge sensor streams."""
 
-    host: HostName = Field(description="Broker host name (or address).")
+    host: Annotated[HostName, _BROKER_HOST] = Field(
+        description="Broker host name or IPv4 address (IPv6 addresses are not supported: the "
+        "NetworkPolicy admits IPv4)."
+    )
     port: int = Field(8883, ge=1, le=65535, description="Broker port.")
     topics: Annotated[list[TopicFilter], AfterValidator(check_unique_topics)] = Field(
         ["fedeploy/+/stations/+/observations"],
@@ -1441,11 +1631,14 @@ class Wis2(StrictModel):
         description="Hosts canonical links may be downloaded from; any other is refused.",
     )
 
-    @model_validator(mode="after")
-    def _port(self) -> Wis2:
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"broker port {self.port} is not within 1 to 65535")
-        return self
+    @field_validator("broker")
+    @classmethod
+    def _port(cls, broker: str) -> str:
+        if problem := url_port_problem(broker):
+            raise ValueError(
+                f"given {broker!r}: {problem}; allowed: mqtts://host[:port], the port 1 to 65535"
+            )
+        return broker
 
     @property
     def host(self) -> str:
@@ -1517,13 +1710,41 @@ class InferenceService(StrictModel):
         "latest",
         pattern=r"^(latest|[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8})$",
         description="latest (the newest published), or a published version: "
-        "YYYYMMDDTHHMMSSZ-<8 hex digits>.",
+        "YYYYMMDDTHHMMSSZ-<8 hex digits>, named by the UTC time it was published (a real "
+        "date and time).",
     )
     gpu: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: on the GPU where the cluster has GPU nodes; on: require them."
     )
     min_replicas: int = Field(1, ge=1, le=100, description="Fewest server replicas.")
     max_replicas: int = Field(4, ge=1, le=100, description="Most server replicas (autoscaler).")
+
+    @field_validator("version")
+    @classmethod
+    def _real_stamp(cls, value: str) -> str:
+        """A published version is named by the UTC time it was published (the inference
+        service's registry.new_version): a date or time that never was names none."""
+        if value == "latest":
+            return value
+        stamp = value.split("-", 1)[0]
+        try:
+            dt.datetime(
+                int(stamp[0:4]),
+                int(stamp[4:6]),
+                int(stamp[6:8]),
+                int(stamp[9:11]),
+                int(stamp[11:13]),
+                int(stamp[13:15]),
+                tzinfo=dt.UTC,
+            )
+        except ValueError as err:
+            raise ValueError(
+                f"version {value!r}: {stamp} is no UTC time ({err}); a published version is "
+                "YYYYMMDDTHHMMSSZ-<8 hex digits>, named by the UTC time it was published "
+                "(month 01-12, a day the month has, hour 00-23, minute and second 00-59), or "
+                "latest"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _replicas_ordered(self) -> InferenceService:
@@ -1534,14 +1755,68 @@ class InferenceService(StrictModel):
         return self
 
 
+SERVICES_NAMESPACE_WORDS = (
+    "a namespace of the services' own (fedeploy creates it, labels it with the restricted Pod "
+    "Security level and deletes it with the stack), not default, kube-* or "
+    "exposure.controller_namespace"
+)
+
+
+def system_namespace_problem(namespace: str) -> str | None:
+    """Why the services cannot have `namespace` whatever else the site says, or None."""
+    if namespace == "default" or namespace.startswith("kube-"):
+        return (
+            f"{namespace!r} is a namespace Kubernetes keeps for itself (default, kube-*): "
+            "fedeploy creates the services' namespace, labels it with the restricted Pod "
+            "Security level, which would refuse the system pods there (CNI agents, kube-proxy), "
+            "and deletes it with the stack; give the services a namespace of their own, e.g. "
+            "fedeploy"
+        )
+    return None
+
+
+def namespace_clash(namespace: str, catalog: CatalogService) -> str | None:
+    """Why the services cannot share `namespace` with the catalog's controller (the ingress
+    controller's or the Gateway data plane's namespace), or None."""
+    exposure = catalog.exposure if catalog.enabled else None
+    if exposure is not None and exposure.controller_namespace == namespace:
+        return (
+            f"{namespace!r} is also services.catalog.exposure.controller_namespace: the "
+            "NetworkPolicies admit every pod of the controller's namespace to the auth proxy "
+            "and the asset endpoint, so every pod of the services would pass for the "
+            "controller, and fedeploy would take the controller's namespace over (label it "
+            "restricted, delete it with the stack); give the services a namespace of their "
+            "own, e.g. fedeploy"
+        )
+    return None
+
+
+def check_services_namespace(namespace: str) -> str:
+    """The services' namespace, unless Kubernetes keeps it for itself (ValueError)."""
+    if problem := system_namespace_problem(namespace):
+        raise ValueError(problem)
+    return namespace
+
+
+def refuse_namespace_clash(namespace: str, catalog: CatalogService, model: str) -> None:
+    """Refuse, at `namespace` of the model validated, the controller's namespace."""
+    if problem := namespace_clash(namespace, catalog):
+        raise _refused_at(model, [(("namespace",), problem, namespace)])
+
+
 class Services(StrictModel):
     """Our Helm charts on this site."""
 
-    namespace: str = Field(
+    namespace: Annotated[str, AfterValidator(check_services_namespace)] = Field(
         "fedeploy",
         pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
-        description="Namespace of the services.",
+        description="Namespace of the services: " + SERVICES_NAMESPACE_WORDS + ".",
     )
     catalog: CatalogService = Field(default_factory=CatalogService, description="The STAC catalog.")
     ingestion: IngestionService | None = Field(None, description="Ingestion; off when unset.")
     inference: InferenceService | None = Field(None, description="Inference; off when unset.")
+
+    @model_validator(mode="after")
+    def _namespace_apart(self) -> Services:
+        refuse_namespace_clash(self.namespace, self.catalog, type(self).__name__)
+        return self

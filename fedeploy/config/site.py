@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, Field, TypeAdapter, model_validator
 
 from fedeploy.config.addresses import AvailabilityZone, AwsRegion, Ipv4Cidr, zone_region
 from fedeploy.config.base import Name, StrictModel
@@ -13,7 +13,16 @@ from fedeploy.config.bridge import BridgeConfig, check_vm_platform
 from fedeploy.config.cluster import EksCluster, ExistingCluster
 from fedeploy.config.openstack import OpenStackSite
 from fedeploy.config.ovh import OvhSite
-from fedeploy.config.services import CatalogService, Cron, Services
+from fedeploy.config.services import (
+    SERVICES_NAMESPACE_WORDS,
+    CatalogBackup,
+    CatalogService,
+    Cron,
+    Services,
+    backup_lock_days,
+    check_services_namespace,
+    refuse_namespace_clash,
+)
 from fedeploy.config.site_base import ProvisionedSiteBase, SiteBase
 from fedeploy.config.storage import AwsStorage, S3CompatibleStorage
 
@@ -94,6 +103,8 @@ class _ExistingClusterSite(SiteBase):
                 "services.catalog.database is 'rds', which only aws sites offer "
                 "(allowed here: internal, external)"
             )
+        if services is not None:
+            _no_backup_lock(services.catalog.backup, getattr(self, "kind", ""))
         cluster = getattr(self, "cluster", None)
         bridge = getattr(self, "bridge", None)
         if bridge is not None and bridge.mode == "vm":
@@ -121,6 +132,28 @@ class _ExistingClusterSite(SiteBase):
         ):
             raise ValueError("services.inference.gpu is 'on' but cluster.gpu is not set")
         return self
+
+
+def _no_backup_lock(backup: CatalogBackup, kind: str) -> None:
+    """On kubernetes and hpc the store is the site's own (storage.endpoint): fedeploy makes the
+    buckets there and sets their versioning, but no object lock (which stores offer it, and
+    whether on an existing bucket, differs: MinIO and Ceph RGW only on a bucket created with
+    it), so a lock asked for here would silently be none."""
+    mode = backup.object_lock
+    if mode is None or mode == "off":
+        return
+    days = backup_lock_days(backup.retention_days, backup.base_backup_interval_hours)
+    raise ValueError(
+        f"site.services.catalog.backup.object_lock: given {mode!r}, but on a "
+        f"{kind} site the object store is the site's own (storage.endpoint), not fedeploy's to "
+        "lock: fedeploy sets versioning only there, so the backups would have no lock at all. "
+        "Lock the backups' bucket (storage.buckets."
+        f"{backup.bucket}) at the store, by its own means, with a default "
+        f"{mode.upper()} retention of {days} days (retention_days + "
+        "ceil(base_backup_interval_hours / 24) + 1; where the store locks only a bucket created "
+        "with the lock, as MinIO and Ceph RGW do, that takes a bucket made so for the "
+        "backups), then remove object_lock here (or set it to off)"
+    )
 
 
 class KubernetesSite(_ExistingClusterSite):
@@ -153,10 +186,10 @@ class HpcSite(_ExistingClusterSite):
 class HubServices(StrictModel):
     """What the hub runs: the federated catalog."""
 
-    namespace: str = Field(
+    namespace: Annotated[str, AfterValidator(check_services_namespace)] = Field(
         "fedeploy",
         pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
-        description="Namespace of the catalog.",
+        description="Namespace of the catalog: " + SERVICES_NAMESPACE_WORDS + ".",
     )
     catalog: CatalogService = Field(
         default_factory=CatalogService, description="The federated catalog."
@@ -164,6 +197,11 @@ class HubServices(StrictModel):
     harvest_schedule: Cron = Field(
         "*/15 * * * *", description="How often the hub harvests member catalogs."
     )
+
+    @model_validator(mode="after")
+    def _namespace_apart(self) -> HubServices:
+        refuse_namespace_clash(self.namespace, self.catalog, type(self).__name__)
+        return self
 
 
 class HubSite(SiteBase):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,6 +272,40 @@ def exposure_findings(rendered: list[RenderedRelease]) -> list[Finding]:
     return findings
 
 
+# A Keycloak realm's URL (any context path, /auth on Keycloak before 17) with a trailing slash:
+# Keycloak's `iss` is the realm's URL without one.
+_KEYCLOAK_REALM_SLASH = re.compile(r"^https://[^/]+(/[^?#]*)?/realms/[^/]+/$")
+
+
+def issuer_findings(rendered: list[RenderedRelease]) -> list[Finding]:
+    """Advisory: an OIDC issuer written as a Keycloak realm's URL with a trailing slash. The
+    issuer is compared with the tokens' `iss` byte for byte (22dbcf2; fedeploy used to strip a
+    trailing slash), and Keycloak's `iss` has none, so every token would be refused (401)
+    though the plan is clean."""
+    findings = []
+    for release in rendered:
+        exposure = release.values.get("exposure")
+        if not isinstance(exposure, dict) or not exposure.get("enabled"):
+            continue
+        oidc = (release.values.get("authProxy") or {}).get("oidc") or {}
+        issuer = str(oidc.get("issuer") or "")
+        if _KEYCLOAK_REALM_SLASH.match(issuer):
+            findings.append(
+                Finding(
+                    "exposure-issuer-slash",
+                    release.name,
+                    f"services.catalog.exposure.oidc.issuer {issuer!r} is a Keycloak realm's URL "
+                    "with a trailing slash, but Keycloak's tokens name the realm without one "
+                    f"(iss: {issuer[:-1]!r}), and the issuer is compared with `iss` byte for "
+                    "byte: every token would be refused (401). Copy `iss` exactly, from a "
+                    "token or from the `issuer` of the realm's "
+                    "/.well-known/openid-configuration",
+                    enforcement="advisory",
+                )
+            )
+    return findings
+
+
 def _containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     spec = manifest.get("spec") or {}
     if manifest.get("kind") == "CronJob":
@@ -285,7 +320,7 @@ def check_stack(
     """All findings of one stack, sorted, and its rendered releases."""
     rendered, findings = render_releases(plan, project_dir, kube_version)
     findings = evaluate(subjects(plan)) + findings + digest_findings(plan, rendered)
-    findings += exposure_findings(rendered)
+    findings += exposure_findings(rendered) + issuer_findings(rendered)
     findings += monitoring_findings(
         plan.outputs.get("site"),
         {r.name: r.monitoring for r in rendered},

@@ -127,7 +127,7 @@ def test_without_eodag_the_cronjob_runs_the_default_image(charts_dir) -> None:
                 "polytope": [{**POLYTOPE, "requests": [{**REQUEST, "date": "-1"}]}],
                 "polytope_credentials": POLYTOPE_KEY,
             },
-            r"requests\[0\]: date: -1 is not an absolute date",
+            r"polytope\.0\.requests\.0\.date\n  -1 is not an absolute date",
         ),
         (
             {
@@ -303,13 +303,19 @@ def test_the_plan_refuses_two_requests_with_one_identity() -> None:
     swapped = {**REQUEST, "area": "70.1/31.6/59.5/19.0"}  # other data: two products
     spec(polytope=[{**POLYTOPE, "requests": [finland, swapped]}], polytope_credentials=POLYTOPE_KEY)
     respelt = {**finland, "date": "2026-06-01", "param": "MSL/2T"}
-    with pytest.raises(ValidationError, match=r"destine-dt requests\[1\] is the same request as"):
+    with pytest.raises(
+        ValidationError,
+        match=r"polytope\.0\.requests\.1\n  is the same request as polytope\.0\.requests\.0 ",
+    ):
         spec(
             polytope=[{**POLYTOPE, "requests": [finland, respelt]}],
             polytope_credentials=POLYTOPE_KEY,
         )
     other = {**POLYTOPE, "name": "other-dt", "url": "https://polytope.example.org"}
-    with pytest.raises(ValidationError, match=r"polytope other-dt requests\[0\] is the same"):
+    with pytest.raises(
+        ValidationError,
+        match=r"polytope\.1\.requests\.0\n  is the same request as polytope\.0\.requests\.0 \(source destine-dt's\)",
+    ):
         spec(polytope=[POLYTOPE, other], polytope_credentials=POLYTOPE_KEY)
 
 
@@ -337,7 +343,7 @@ def test_the_plan_refuses_two_requests_with_one_identity() -> None:
                 "polytope": [{**POLYTOPE, "requests": [{**REQUEST, "date": dt.date(2030, 1, 1)}]}],
                 "polytope_credentials": POLYTOPE_KEY,
             },
-            r"date: an unquoted yyyy-mm-dd is read as a date by YAML: quote it",
+            r"requests\.0\.date\n  an unquoted yyyy-mm-dd is read as a date by YAML: quote it",
         ),
         (
             {"polytope": [{**POLYTOPE, "poll_seconds": 2}], "polytope_credentials": POLYTOPE_KEY},
