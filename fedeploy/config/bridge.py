@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from fedeploy.config.addresses import url_port_problem
 from fedeploy.config.base import Secret, SecretValue, StrictModel, no_userinfo
 from fedeploy.config.pem import pem_bundle_problem
 from fedeploy.config.site_base import a_kind_site
@@ -90,6 +91,33 @@ def is_ip_address(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# Where each URL of the bridge's section is used from, and why an IPv6 literal cannot reach it.
+_URL_IPV6_REASONS = {
+    "endpoint": "the inference chart's NetworkPolicies admit the bridge over IPv4 (0.0.0.0/0) "
+    "only (and its values.schema.json takes no IPv6 address)",
+    "auth_url": "the bridge VM's security group lets it out over IPv4 only",
+}
+
+
+_URL_WORDS = {
+    "endpoint": "http(s)://host[:port][/], the host a DNS name or an IPv4 address, the port 1 "
+    "to 65535 (none: 443 for https, 80 for http)",
+    "auth_url": "https://host[:port][/path]/v3, the host a DNS name or an IPv4 address, the port "
+    "1 to 65535 (none: 443)",
+}
+
+
+def bridge_url_problem(url: str, field: str) -> str | None:
+    """Why `url` (bridge.endpoint or bridge.auth_url, already matching its pattern) cannot be
+    used; None when it can. Its port is 1 to 65535 (it becomes the inference NetworkPolicy's
+    egress port, or the VM's security-group egress port, which Kubernetes and Neutron refuse
+    outside that range), and its host not an IPv6 literal (reached over IPv4 only)."""
+    authority = url.partition("://")[2].partition("/")[0]
+    if authority.startswith("["):
+        return f"IPv6 addresses are not supported in bridge.{field}: {_URL_IPV6_REASONS[field]}"
+    return url_port_problem(url)
 
 
 class BridgeTls(StrictModel):
@@ -272,7 +300,8 @@ class BridgeConfig(StrictModel):
         pattern=r"^https://[^\s/@]+(:\d+)?(/[A-Za-z0-9._~-]+)*/v3/?$",
         description=(
             "vm (openstack): the cloud's Keystone v3 URL as the instance reaches it, e.g. "
-            "https://keystone.cloudferro.com:5000/v3 (https only)."
+            "https://keystone.cloudferro.com:5000/v3 (https only; a DNS name or IPv4 address, "
+            "IPv6 addresses are not supported; a port 1 to 65535)."
         ),
     )
     credential_generation: int = Field(
@@ -298,7 +327,9 @@ class BridgeConfig(StrictModel):
     endpoint: Annotated[str | None, BeforeValidator(no_userinfo)] = Field(
         None,
         pattern=r"^https?://[^\s/@]+(:\d+)?/?$",
-        description="existing: the centre's slurmrestd base URL, e.g. https://slurm-api.example.org:6820.",
+        description="existing: the centre's slurmrestd base URL, e.g. "
+        "https://slurm-api.example.org:6820 (a DNS name or IPv4 address, IPv6 addresses are not "
+        "supported; a port 1 to 65535).",
     )
     token: Secret | None = Field(
         None,
@@ -428,6 +459,14 @@ class BridgeConfig(StrictModel):
         if twice:
             raise ValueError(f"partitions lists {twice[0]!r} twice")
         return values
+
+    @field_validator("endpoint", "auth_url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        assert info.field_name is not None
+        if value is not None and (problem := bridge_url_problem(value, info.field_name)):
+            raise ValueError(f"given {value!r}: {problem}; allowed: {_URL_WORDS[info.field_name]}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

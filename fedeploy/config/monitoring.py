@@ -7,11 +7,14 @@ Each field maps one to one onto the `monitoring` values of every chart on the si
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, create_model, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, create_model, model_validator
 
+from fedeploy.config.addresses import PORT_PATTERN, url_port_problem
 from fedeploy.config.base import StrictModel, no_userinfo
 
 LABEL_KEY_PATTERN = (
@@ -24,18 +27,84 @@ LabelKey = Annotated[str, Field(pattern=LABEL_KEY_PATTERN, max_length=253)]
 LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
 Labels = dict[LabelKey, LabelValue]
 
+# The Pushgateway's URL: its clients are prometheus_client's push functions (urllib, which takes
+# an IPv6 literal in brackets) and the charts' NetworkPolicies, which admit the Pushgateway's
+# pods by namespace and labels (either address family) on the URL's port
+# (fedeploy-common.urlPort, which reads the port after an IPv6 literal's brackets). A port
+# outside 1-65535 becomes a NetworkPolicyPort the API server refuses.
+PUSHGATEWAY_URL_PATTERN = (
+    rf"^(https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:{PORT_PATTERN})?(/[^\s]*)?)?$"
+)
+PUSHGATEWAY_URL_WORDS = (
+    "http:// or https://, a DNS name, an IPv4 address or an IPv6 address in brackets "
+    "(http://[fd00::9]:9091), an optional port 1 to 65535 and path; no user name or password, "
+    "no whitespace"
+)
+
+
+def pushgateway_url_problem(url: str) -> str | None:
+    """Why `url` cannot be the site's Pushgateway URL; None when it can (empty: none)."""
+    if not url:
+        return None
+    if not re.fullmatch(r"https?://\S+", url):
+        return "is not an http:// or https:// URL without whitespace"
+    if problem := url_port_problem(url):
+        return problem
+    authority = url.partition("://")[2].partition("/")[0]
+    if authority.startswith("["):
+        literal = authority[1:].partition("]")[0]
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return f"the address in brackets {literal!r} is not an IPv6 address"
+    host = authority.rpartition("]")[0] + "]" if authority.startswith("[") else authority
+    host = host if host.startswith("[") else host.partition(":")[0]
+    if not re.fullmatch(PUSHGATEWAY_URL_PATTERN, url):
+        return f"the host {host!r} is not a DNS name (letters, digits, '-', '.') or an address"
+    if not host.startswith("[") and host.rsplit(".", 1)[-1].isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return f"the host {host!r} is neither a DNS name nor an IPv4 address"
+    return None
+
+
+def _bracketed_address(value: Any) -> Any:
+    """An IPv6 literal that is none, named before urlsplit (no_userinfo) raises on it."""
+    if isinstance(value, str) and value.partition("://")[2].startswith("["):
+        literal = value.partition("://")[2][1:].partition("]")[0]
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise ValueError(
+                f"the address in brackets {literal!r} is not an IPv6 address; allowed: "
+                f"{PUSHGATEWAY_URL_WORDS}"
+            ) from None
+    return value
+
+
+def _pushgateway_url(value: str) -> str:
+    if problem := pushgateway_url_problem(value):
+        raise ValueError(f"given {value!r}: {problem}; allowed: {PUSHGATEWAY_URL_WORDS}")
+    return value
+
+
 PushgatewayUrl = Annotated[
     str,
     BeforeValidator(no_userinfo),
+    # Runs before no_userinfo (the last BeforeValidator runs first).
+    BeforeValidator(_bracketed_address),
     Field(
-        pattern=r"^(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?)?$",
         max_length=2048,
+        json_schema_extra={"pattern": PUSHGATEWAY_URL_PATTERN},
         description="URL of the site's Prometheus Pushgateway, where the Sentinel workers and "
-        "the hub's harvest push their outcome when their runs end (http or https, host, "
-        "optional port and path, no user name or password); empty: none, and the alerts that "
-        "read pushed series (IngestSentinelCopiedNothing, CatalogHarvestMemberStale) are not "
-        "installed.",
+        "the hub's harvest push their outcome when their runs end (http or https; a DNS name, "
+        "an IPv4 address or an IPv6 address in brackets, e.g. http://[fd00::9]:9091; an "
+        "optional port 1 to 65535 and path; no user name or password); empty: none, and the "
+        "alerts that read pushed series (IngestSentinelCopiedNothing, CatalogHarvestMemberStale) "
+        "are not installed.",
     ),
+    AfterValidator(_pushgateway_url),
 ]
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from fedeploy.charts import render_chart
-from fedeploy.config.monitoring import DURATION_PATTERN
+from fedeploy.config.monitoring import ALERT_KNOBS, DURATION_PATTERN, POSITIVE_DURATION_PATTERN
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES, deep_merge
 from tests.conftest import unavailable
 
@@ -1401,7 +1401,9 @@ def test_the_charts_durations_follow_prometheus_grammar_as_the_stack_file_does(c
     windows: its string values with a pattern) is checked with the stack file's pattern
     (Prometheus's ParseDuration: units from the largest down, each once, bounded digits), so a
     value given to the chart directly (helm --set) that Prometheus would refuse fails at render,
-    naming its key, instead of reaching the cluster in a PrometheusRule the operator rejects."""
+    naming its key, instead of reaching the cluster in a PrometheusRule the operator rejects.
+    The windows of rate() and the scrape interval take POSITIVE_DURATION_PATTERN, as the stack
+    file does (`[0s]` does not parse, a 0s interval is ignored); the `for:` keys may be zero."""
     schema = json.loads((CHARTS_DIR / chart / "values.schema.json").read_text())
     monitoring = schema["properties"]["monitoring"]["properties"]
     durations = {"scrapeInterval": monitoring["scrapeInterval"]} | {
@@ -1410,15 +1412,41 @@ def test_the_charts_durations_follow_prometheus_grammar_as_the_stack_file_does(c
         if spec.get("type") == "string" and "pattern" in spec
     }
     assert len(durations) >= 7, sorted(durations)
-    assert {key: spec["pattern"] for key, spec in durations.items()} == dict.fromkeys(
-        durations, DURATION_PATTERN
-    )
-    key = sorted(durations)[0]
+    positive = {"scrapeInterval"} | {
+        knobs.window for knobs in ALERT_KNOBS.values() if knobs.chart == chart and knobs.window
+    }
+    assert positive == _POSITIVE_KEYS[chart]
+    assert {key: spec["pattern"] for key, spec in durations.items()} == {
+        key: POSITIVE_DURATION_PATTERN if key in positive else DURATION_PATTERN for key in durations
+    }
+    fors = sorted(set(durations) - positive)
+    assert fors and all(key.endswith("For") for key in fors), fors
+    key = fors[0]
     monitored(chart, site, {"monitoring": {"alerts": {key: "1h30m"}}})
+    monitored(chart, site, {"monitoring": {"alerts": {key: "0s"}}})
     for bad in ("1s1h", "1m1m", "99999999999999999999y"):
         with pytest.raises(Exception, match=key) as refused:
             monitored(chart, site, {"monitoring": {"alerts": {key: bad}}})
         assert "Traceback" not in str(refused.value)
+    for key in sorted(positive):
+        where = {key: None}
+        place = where if key == "scrapeInterval" else {"alerts": where}
+        for good in ("1h30m", "0h1m", "1ms"):
+            where[key] = good
+            monitored(chart, site, {"monitoring": place})
+        for zero in ("0s", "0m", "00h0m", "0y0w0d0h0m0s0ms"):
+            where[key] = zero
+            with pytest.raises(Exception, match=key) as refused:
+                monitored(chart, site, {"monitoring": place})
+            assert "Traceback" not in str(refused.value)
+
+
+# The keys of each chart's monitoring values that take durations above zero.
+_POSITIVE_KEYS = {
+    "catalog": {"scrapeInterval", "window"},
+    "inference": {"scrapeInterval", "window"},
+    "ingestion": {"scrapeInterval", "deadLettersWindow", "writeErrorsWindow"},
+}
 
 
 def test_the_federation_dashboard_shows_every_series_the_harvest_pushes_per_member():

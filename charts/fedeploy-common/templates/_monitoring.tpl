@@ -50,8 +50,6 @@ outcome (with monitoring.pushgateway.url). */}}
 {{- define "fedeploy-common.pushgatewayEgress" -}}
 {{- $p := .Values.monitoring.pushgateway }}
 {{- if $p.url }}
-{{- $url := urlParse $p.url }}
-{{- $hostPort := splitList ":" $url.host }}
 # The Pushgateway, where the run pushes its outcome when it ends.
 - to:
     - namespaceSelector:
@@ -62,7 +60,7 @@ outcome (with monitoring.pushgateway.url). */}}
           {{- toYaml $p.podLabels | nindent 10 }}
   ports:
     - protocol: TCP
-      port: {{ ternary (last $hostPort) (ternary "443" "80" (eq $url.scheme "https")) (gt (len $hostPort) 1) | int }}
+      port: {{ include "fedeploy-common.urlPort" $p.url | int }}
 {{- end }}
 {{- end }}
 
@@ -89,7 +87,6 @@ Pushgateway (docs/charts.md, Monitoring). */}}
 {{- $p := $m.pushgateway }}
 {{- $fullname := include "fedeploy-common.fullname" $root }}
 {{- $url := urlParse $p.url }}
-{{- $hostPort := splitList ":" $url.host }}
 apiVersion: monitoring.coreos.com/v1
 kind: PodMonitor
 metadata:
@@ -107,7 +104,7 @@ spec:
   namespaceSelector:
     matchNames: [{{ default $root.Release.Namespace $p.namespace }}]
   podMetricsEndpoints:
-    - targetPort: {{ ternary (last $hostPort) (ternary "443" "80" (eq $url.scheme "https")) (gt (len $hostPort) 1) | int }}
+    - targetPort: {{ include "fedeploy-common.urlPort" $p.url | int }}
       path: {{ trimSuffix "/" $url.path }}/metrics
       scheme: {{ $url.scheme }}
       interval: {{ $m.scrapeInterval }}

@@ -1,9 +1,13 @@
 {{/* Pieces of network policies. */}}
 
-{{/* Port a URL names, or its scheme's default (443 for https, 80 for http). */}}
+{{/* Port a URL names, or its scheme's default (443 for https, 80 for http). An IPv6 literal's
+colons are not a port: urlParse's host keeps the brackets ([fd00::9]:9091), so the port is what
+follows "]:" (none after a bare [fd00::9]). */}}
 {{- define "fedeploy-common.urlPort" -}}
 {{- $url := urlParse . }}
-{{- $hostPort := splitList ":" $url.host }}
+{{- $host := $url.host }}
+{{- if hasPrefix "[" $host }}{{ $host = last (splitList "]" $host) }}{{ end }}
+{{- $hostPort := splitList ":" $host }}
 {{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $url.scheme "http" }}80{{ else }}443{{ end }}
 {{- end }}
 
