@@ -280,7 +280,7 @@ class SlurmBridge(pulumi.ComponentResource):
                     "endpointslice.kubernetes.io/managed-by": "fedeploy.io",
                 },
             },
-            address_type="IPv6" if target.host and ":" in target.host else "IPv4",
+            address_type="IPv4",  # bridge.host is a DNS name or an IPv4 address
             endpoints=[
                 {
                     "addresses": [address if address is not None else target.host],

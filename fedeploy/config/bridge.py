@@ -235,7 +235,8 @@ class BridgeConfig(StrictModel):
 
     # -- gateway: the centre's node, reached over SSH ------------------------------------------
     host: HostName | None = Field(
-        None, description="gateway: DNS name or IP address of the gateway node (SSH and REST)."
+        None,
+        description="gateway: DNS name or IPv4 address of the gateway node (SSH and REST).",
     )
     port: int = Field(22, ge=1, le=65535, description="gateway: the node's SSH port.")
     ssh_user: UserName | None = Field(
@@ -426,6 +427,13 @@ class BridgeConfig(StrictModel):
             or (_DNS_NAME.match(value) and not value.rsplit(".", 1)[-1].isdigit())
         ):
             raise ValueError(f"host {value!r} is neither a DNS name nor an IP address")
+        if value is not None and ":" in value:
+            raise ValueError(
+                f"IPv6 addresses are not supported in bridge.host ({value!r}): the inference "
+                "pods reach the bridge through a Service of the cluster's own address family and "
+                "the inference chart's NetworkPolicies admit it over IPv4 (0.0.0.0/0) only; give "
+                "the node's DNS name or IPv4 address"
+            )
         return value
 
     @field_validator("allowed_cidrs")
