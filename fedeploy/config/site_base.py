@@ -202,6 +202,22 @@ class SiteBase(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _services_not_in_prometheus_namespace(self) -> SiteBase:
+        """The services' namespace (services.namespace, a hub's too) is fedeploy's: it creates
+        it, labels it restricted and deletes it with the stack, so it cannot be the cluster
+        Prometheus's (monitoring.namespace)."""
+        namespace = getattr(getattr(self, "services", None), "namespace", None)
+        if namespace is not None and namespace == self.monitoring.namespace:
+            raise ValueError(
+                f"services.namespace is {namespace!r}, also monitoring.namespace (the cluster Prometheus's): "
+                "fedeploy creates the services' namespace (creating one that exists fails at "
+                "pulumi up), labels it with the restricted Pod Security level and deletes it "
+                "with the stack, and the NetworkPolicies admit Prometheus's namespace to every "
+                "metrics port; give the services a namespace of their own, e.g. fedeploy"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _service_buckets_exist(self) -> SiteBase:
         services = getattr(self, "services", None)
         storage = getattr(self, "storage", None)
