@@ -109,7 +109,9 @@ NOW = 1_800_000_000.0
         (f"Bearer {_jwt({'iss': ISSUER})}", "no expiry"),
         (f"Bearer {_jwt({'iss': ISSUER, 'exp': 'tomorrow'})}", "no expiry"),
         (f"Bearer {_jwt({'iss': ISSUER, 'exp': True})}", "no expiry"),
-        (f"Bearer {_jwt({'iss': ISSUER, 'exp': NOW - 1})}", "expired"),
+        # expired beyond the clock-skew leeway (30 s, as the asset endpoint allows)
+        (f"Bearer {_jwt({'iss': ISSUER, 'exp': NOW - 31})}", "expired"),
+        (f"Bearer {_jwt({'iss': ISSUER, 'exp': NOW - 29})}", None),
         ("Bearer not-a-jwt", "not a JWT"),
         ("Bearer a.!!!.c", "not a JWT"),
         ("Bearer a.W10.c", "not a JWT"),  # a JSON list, not claims
@@ -138,7 +140,7 @@ def test_token_guard_answers_401_and_never_calls_the_proxy_for_a_bad_token():
     async def receive():
         return {"type": "http.request", "body": b""}
 
-    bad = _jwt({"iss": ISSUER, "exp": time.time() - 10})
+    bad = _jwt({"iss": ISSUER, "exp": time.time() - 60})
     scope = {"type": "http", "headers": [(b"authorization", f"Bearer {bad}".encode())]}
     asyncio.run(guard(scope, receive, send))
     assert calls == [] and sent[0]["status"] == 401

@@ -17,7 +17,12 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fedeploy_ingestion.asset_endpoint import AssetSettings, Refused, TokenChecker
+from fedeploy_ingestion.asset_endpoint import (
+    AssetSettings,
+    IssuerUnavailable,
+    Refused,
+    TokenChecker,
+)
 
 from fedeploy.errors import StackConfigError
 from fedeploy.offline.engine import plan_stack
@@ -150,18 +155,16 @@ def test_an_audience_the_proxy_would_split_is_refused_at_its_key(audience: str) 
 
 
 class _Jwks:
-    """The issuer's JWKS, as PyJWKClient answers."""
+    """The issuer's JWKS, as the asset endpoint's IssuerKeys answers (one key, kid k1)."""
 
-    class _Key:
-        key = KEY.public_key()
-
-    def get_signing_key_from_jwt(self, token: str) -> Any:
-        return self._Key()
+    def get_signing_key(self, kid: str) -> Any:
+        assert kid == "k1"
+        return jwt.PyJWK(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key(), as_dict=True))
 
 
 def _token(iss: str) -> str:
     claims = {"iss": iss, "aud": AUDIENCE, "exp": int(time.time()) + 300, "scope": "stac:read"}
-    return jwt.encode(claims, KEY, algorithm="RS256")
+    return jwt.encode(claims, KEY, algorithm="RS256", headers={"kid": "k1"})
 
 
 def _asset_endpoint_takes(configured: str, token: str) -> bool:
@@ -235,13 +238,13 @@ def test_the_asset_endpoint_finds_the_discovery_document_for_either_form(
         issuer=issuer, audience=AUDIENCE, read_scope="stac:read"
     )
     checker = TokenChecker(settings)
-    assert isinstance(checker.jwks, jwt.PyJWKClient)
+    assert checker.jwks.jwks_uri() == named["jwks_uri"]
     assert fetched == [discovery]
     # A document naming another issuer (here: without or with the slash) is not trusted: no key
-    # of it is fetched, and every token is refused (401).
+    # of it is fetched, and every token is refused (503: the issuer's keys cannot be had).
     named["issuer"] = issuer[:-1] if issuer.endswith("/") else issuer + "/"
-    with pytest.raises(ValueError, match="names the issuer"):
-        TokenChecker(settings).jwks  # noqa: B018 - the property fetches
+    with pytest.raises(IssuerUnavailable, match="names the issuer"):
+        TokenChecker(settings).jwks.jwks_uri()
     with pytest.raises(Refused) as refused:
         TokenChecker(settings).check(f"Bearer {_token(issuer)}")
-    assert refused.value.status == 401
+    assert refused.value.status == 503

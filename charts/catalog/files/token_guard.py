@@ -4,7 +4,8 @@ stac-auth-proxy 1.3.1 checks a token's signature (against the issuer's JWKS), au
 scopes, but not its `iss`, and accepts a token without `exp`. This guard closes both before the
 proxy sees the request: a request that carries a bearer token whose `iss` is not EXPECTED_ISSUER
 (compared exactly, as OpenID Connect Core 1.0 section 3.1.3.7 requires: a trailing slash counts),
-or that has no numeric `exp`, or has expired, is answered 401. It reads the claims without
+or that has no numeric `exp`, or has expired (CLOCK_LEEWAY_SECONDS ago), or whose `nbf` or `iat`
+is there but not a number, is answered 401. It reads the claims without
 checking the signature, which is safe because the proxy behind it checks the signature of every
 token it lets through: a forged claim set is refused there. Requests without a token pass
 unchanged, so anonymous reads stay anonymous and anonymous writes are refused by the proxy;
@@ -40,11 +41,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import unquote
 
 Scope = MutableMapping[str, Any]
@@ -72,7 +74,9 @@ def token_problem(authorization: str | None, issuer: str, now: float) -> str | N
     `authorization` is the raw header (None when absent); `issuer` the expected `iss`, compared
     exactly (OpenID Connect Core 1.0 section 3.1.3.7; the asset endpoint compares the same way),
     so `https://id.example.eu/` and `https://id.example.eu` are two issuers; `now` in seconds
-    since the epoch.
+    since the epoch. `exp` must be a finite number, not over CLOCK_LEEWAY_SECONDS past;
+    `nbf` and `iat`, where present, numbers (RFC 7519 NumericDate: a numeric string is refused,
+    as the asset endpoint refuses it).
     """
     if authorization is None:
         return None
@@ -86,11 +90,25 @@ def token_problem(authorization: str | None, issuer: str, now: float) -> str | N
     if not isinstance(found, str) or found != issuer:
         return "the token was not issued by this site's issuer"
     expiry = claims.get("exp")
-    if isinstance(expiry, bool) or not isinstance(expiry, int | float):
+    if not _numeric_date(expiry):
         return "the token has no expiry (exp)"
-    if expiry <= now:
+    if expiry <= now - CLOCK_LEEWAY_SECONDS:
         return "the token has expired"
+    for name in ("nbf", "iat"):
+        if name in claims and not _numeric_date(claims[name]):
+            return f"the token's {name} is not a number"
     return None
+
+
+# Seconds of clock skew allowed on `exp` (the asset endpoint's CLOCK_LEEWAY_SECONDS, on `exp`,
+# `nbf` and `iat`). stac-auth-proxy 1.3.1 behind the guard allows none.
+CLOCK_LEEWAY_SECONDS = 30
+
+
+def _numeric_date(value: Any) -> TypeGuard[int | float]:
+    """Whether a claim is a NumericDate (RFC 7519 section 2): a finite JSON number, not a string
+    or a boolean (the asset endpoint reads `exp`, `nbf` and `iat` the same way)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # The most bytes of a write's body the guard reads to inspect it (GUARD_MAX_BODY_BYTES; the

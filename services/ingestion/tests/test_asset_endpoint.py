@@ -12,7 +12,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from fedeploy_ingestion.asset_alternates import ALTERNATE_ASSETS, with_https_alternates
-from fedeploy_ingestion.asset_endpoint import AssetSettings, create_app, s3_location
+from fedeploy_ingestion.asset_endpoint import (
+    CLOCK_LEEWAY_SECONDS,
+    AssetSettings,
+    UnknownKey,
+    create_app,
+    s3_location,
+)
 
 ISSUER = "https://id.example.eu/realms/eofed"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -82,9 +88,11 @@ def test_only_keys_under_the_prefixes_are_presigned(href, expected):
 
 
 class Jwks:
-    """What PyJWKClient answers, for the one key."""
+    """What the issuer's keys answer, for the one key (kid k1)."""
 
-    def get_signing_key_from_jwt(self, token: str) -> Any:
+    def get_signing_key(self, kid: str) -> Any:
+        if kid != "k1":
+            raise UnknownKey(kid)
         return jwt.PyJWK.from_dict(
             {**jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key(), as_dict=True), "alg": "RS256"}
         )
@@ -123,7 +131,8 @@ def token(**claims: Any) -> dict[str, str]:
     body = {"iss": ISSUER, "aud": "cat", "exp": int(time.time()) + 60, "scope": "stac:read"}
     body.update(claims)
     body = {k: v for k, v in body.items() if v is not None}
-    return {"Authorization": f"Bearer {jwt.encode(body, KEY, algorithm='RS256')}"}
+    signed = jwt.encode(body, KEY, algorithm="RS256", headers={"kid": "k1"})
+    return {"Authorization": f"Bearer {signed}"}
 
 
 @pytest.fixture
@@ -165,7 +174,7 @@ def test_a_registered_asset_outside_the_ingestion_prefixes_is_not_presigned(clie
     [
         (lambda: {}, 401),
         (lambda: {"Authorization": "Basic dTpw"}, 401),
-        (lambda: token(exp=int(time.time()) - 5), 401),
+        (lambda: token(exp=int(time.time()) - CLOCK_LEEWAY_SECONDS - 5), 401),
         (lambda: token(exp=None), 401),
         (lambda: token(iss="https://evil.example"), 401),
         (lambda: token(aud="other"), 401),
@@ -224,6 +233,7 @@ OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
                 {"iss": ISSUER, "aud": "cat", "exp": int(time.time()) + 60, "scope": "stac:read"},
                 OTHER_KEY,
                 algorithm="RS256",
+                headers={"kid": "k1"},
             )
         },
         lambda: token(nbf=int(time.time()) + 600),
