@@ -12,8 +12,10 @@ names each with the catalog's reason. A database refusal is a 500 for the whole 
 
 Every answer is read streamed, bounded and against a deadline (review rere33 F6): at most
 `max_bytes` (decoded) where the client is given one, and never more than MAX_ANSWER_BYTES; one
-item (`get_item`, and the per-item POST and PUT where there is no bulk endpoint) at most
-MAX_ITEM_ANSWER_BYTES; a search by ids at most MAX_SEARCH_ANSWER_BYTES. The whole answer (its
+item (`get_item`) at most MAX_ITEM_ANSWER_BYTES, as large as any item the copy or the harvest
+writes; a search by ids at most MAX_SEARCH_ANSWER_BYTES. Of the answer to a per-item POST or PUT
+(where there is no bulk endpoint; stac-fastapi echoes the item) only the first
+MAX_WRITE_ECHO_BYTES are read: its status says whether the item was stored. The whole answer (its
 headers and body) must have come within `answer_seconds` of the request being sent (by default
 twice the client's read timeout), however slowly or steadily its bytes trickle: else
 AnswerOverdue (a CatalogError).
@@ -31,6 +33,7 @@ import httpx
 
 from fedeploy_ingestion.download_safety import IDENTITY, UnsafeBody, bounded_body
 from fedeploy_ingestion.errors import CatalogError
+from fedeploy_ingestion.stac_client import MAX_PAGE_BYTES
 from fedeploy_ingestion.stac_ids import collection_path, item_path
 
 # The most item ids one search by ids asks for (CatalogClient.find): its request and answer
@@ -43,9 +46,16 @@ MAX_IDS_PER_SEARCH = 100
 # refused (SearchRefused) before it fills memory, and its items are asked by GET.
 MAX_SEARCH_ANSWER_BYTES = 4 * 1024 * 1024
 # The largest answer naming one item that is read (decoded): a site item with its chosen assets
-# is a few KiB, a detailed footprint some hundreds; a larger one is a CatalogError before it
-# fills memory (a 100 MiB answer to a GET took the Sentinel copy to 350 MiB, review rere33 F6).
-MAX_ITEM_ANSWER_BYTES = 1024 * 1024
+# is a few KiB, a detailed footprint some hundreds, and the copy and the harvest write any item
+# a search page of theirs holds (pages of up to MAX_PAGE_BYTES), so a GET reads back any item
+# they wrote (review rw33 F4: at 1 MiB, a 1.25 MB item was stored, then its GET failed on every
+# run). A larger answer is a CatalogError before it fills memory (a 100 MiB answer to a GET took
+# the Sentinel copy to 350 MiB, review rere33 F6).
+MAX_ITEM_ANSWER_BYTES = MAX_PAGE_BYTES
+# The most of the answer to a per-item POST or PUT that is read: its status says whether the
+# item was stored, the body (the item echoed, as large as the item) is read only for an error's
+# message. Before, an echo over 1 MiB failed the write of an item the catalog had stored.
+MAX_WRITE_ECHO_BYTES = 64 * 1024
 # The largest answer of any other kind read (a bulk upsert's listing of refused items is at
 # most 10,000 ids and reasons: about 10 MiB), for a client given no `max_bytes` (the site's or
 # the hub's own catalog).
@@ -126,20 +136,25 @@ class CatalogClient:
         return limit if self.max_bytes is None else min(limit, self.max_bytes)
 
     def _request(
-        self, method: str, path: str, limit: int = MAX_ANSWER_BYTES, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        limit: int = MAX_ANSWER_BYTES,
+        cut: bool = False,
+        **kwargs: Any,
     ) -> httpx.Response:
         try:
             request = self._http.build_request(method, f"{self.url}{path}", **kwargs)
-            return self._bounded(request, self._limit(limit))
+            return self._bounded(request, self._limit(limit), cut)
         except httpx.HTTPError as error:
             raise CatalogError(f"{method} {self.url}{path} failed: {error}") from error
         except UnsafeBody as error:
             raise CatalogError(str(error)) from None
 
-    def _bounded(self, request: httpx.Request, limit: int) -> httpx.Response:
+    def _bounded(self, request: httpx.Request, limit: int, cut: bool = False) -> httpx.Response:
         """The answer to `request`, its body read and decoded up to `limit` bytes (counted
         after decoding; identity asked for, stacked or unknown encodings refused): UnsafeBody
-        beyond it; AnswerOverdue where it has not all come within `answer_seconds` (each
+        beyond it, or with `cut` the body read so far, the rest left unread; AnswerOverdue where it has not all come within `answer_seconds` (each
         read also times out by then: a byte at a time cannot hold it longer than twice that).
         The answer returned holds its body in memory, and nothing of it is left in a
         reference cycle (httpx's streamed answer is one, with its request: its body and the
@@ -155,14 +170,18 @@ class CatalogClient:
         response = self._http.send(request, stream=True)
         try:
             pieces: list[bytes] = []
-            for piece in bounded_body(response, limit, what):
-                pieces.append(piece)
-                if time.monotonic() - began > allowed:
-                    raise AnswerOverdue(
-                        f"{what}: the answer had not all come within {allowed:g} s "
-                        f"({sum(map(len, pieces))} bytes read, still coming): too slow for "
-                        "a catalog's answer (CatalogClient.answer_seconds)"
-                    )
+            try:
+                for piece in bounded_body(response, limit, what):
+                    pieces.append(piece)
+                    if time.monotonic() - began > allowed:
+                        raise AnswerOverdue(
+                            f"{what}: the answer had not all come within {allowed:g} s "
+                            f"({sum(map(len, pieces))} bytes read, still coming): too slow for "
+                            "a catalog's answer (CatalogClient.answer_seconds)"
+                        )
+            except UnsafeBody:
+                if not cut:
+                    raise
             if time.monotonic() - began > allowed:
                 raise AnswerOverdue(f"{what}: the answer took over {allowed:g} s")
             body = b"".join(pieces)
@@ -230,15 +249,17 @@ class CatalogClient:
             return
         # No bulk transactions on this API (or no such collection: the POST below says so).
         for item in items:
+            # The status says whether it was stored: of the echo, only an error's message is read.
             response = self._request(
                 "POST",
                 collection_path(collection_id, "items"),
-                limit=MAX_ITEM_ANSWER_BYTES,
+                limit=MAX_WRITE_ECHO_BYTES,
+                cut=True,
                 json=item,
             )
             if response.status_code == 409:
                 response = self._request(
-                    "PUT", paths[item.get("id")], limit=MAX_ITEM_ANSWER_BYTES, json=item
+                    "PUT", paths[item.get("id")], limit=MAX_WRITE_ECHO_BYTES, cut=True, json=item
                 )
             self._check(response, 200, 201)
 

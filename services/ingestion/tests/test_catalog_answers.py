@@ -207,24 +207,26 @@ def _peak(call: Callable[[], Any]) -> tuple[int, BaseException | None]:
 def test_an_items_answer_is_read_up_to_its_bound(
     loopback: Callable[[Handler], Loopback],
 ) -> None:
-    """A GET of one item answered with 48 MiB: refused once MAX_ITEM_ANSWER_BYTES came, the
-    process's memory far below the answer's size (it was read whole before)."""
+    """A GET of one item answered with 48 MiB: refused once MAX_ITEM_ANSWER_BYTES (32 MiB, the
+    largest item a page of the copy or the harvest holds, review rw33 F4) came, the process's
+    memory not much above that bound (it was read whole before)."""
     server: list[Loopback] = []
     server.append(loopback(huge_item(server)))
     client = CatalogClient(server[0].url, timeout=10)
     peak, error = _peak(lambda: client.get_item("c", "a"))
     assert isinstance(error, CatalogError), error
     assert "more than" in str(error) and "/collections/c/items/a" in str(error)
-    assert peak < 8 * 1024 * 1024, peak
     bound = getattr(catalog_module, "MAX_ITEM_ANSWER_BYTES", 0)
-    assert 0 < bound <= 4 * 1024 * 1024
+    assert 0 < bound <= 32 * 1024 * 1024 < HUGE
+    assert peak < bound + 8 * 1024 * 1024, peak
 
 
 def test_an_items_write_answer_is_read_up_to_its_bound(
     loopback: Callable[[Handler], Loopback],
 ) -> None:
-    """Where the catalog has no bulk endpoint (405), each item is POSTed: its answer is an
-    item's too."""
+    """Where the catalog has no bulk endpoint (405), each item is POSTed: of its answer (the
+    item echoed) only MAX_WRITE_ECHO_BYTES are read, the status says it was stored (review rw33
+    F4: an echo over the item bound failed the write of a stored item)."""
     server: list[Loopback] = []
     huge = huge_item(server)
 
@@ -232,6 +234,8 @@ def test_an_items_write_answer_is_read_up_to_its_bound(
         if handler.path.endswith("/bulk_items"):
             body = b'{"code": "MethodNotAllowed"}'
             handler.send_response(405)
+            # the server closes each connection: the POST must not race it on this one
+            handler.send_header("connection", "close")
             handler.send_header("content-length", str(len(body)))
             handler.end_headers()
             handler.wfile.write(body)
@@ -242,7 +246,7 @@ def test_an_items_write_answer_is_read_up_to_its_bound(
     client = CatalogClient(server[0].url, timeout=10)
     item = {"id": "a", "collection": "c", "type": "Feature", "properties": {}}
     peak, error = _peak(lambda: client.upsert_items("c", [item]))
-    assert isinstance(error, CatalogError) and "more than" in str(error), error
+    assert error is None, error
     assert peak < 8 * 1024 * 1024, peak
 
 
