@@ -274,14 +274,22 @@ def exposure_findings(rendered: list[RenderedRelease]) -> list[Finding]:
 
 # A Keycloak realm's URL (any context path, /auth on Keycloak before 17) with a trailing slash:
 # Keycloak's `iss` is the realm's URL without one.
-_KEYCLOAK_REALM_SLASH = re.compile(r"^https://[^/]+(/[^?#]*)?/realms/[^/]+/$")
+# Issuers whose tokens' `iss` ends in a slash (their own documentation: Auth0's tenant URL,
+# Azure AD v1's https://sts.windows.net/<tenant>/, Authentik's /application/o/<slug>/); every
+# other provider fedeploy's users run (Keycloak, Okta, Google, GitLab, Dex, Cognito, Azure AD
+# v2, Authelia) issues `iss` without one.
+_SLASH_ISSUERS = re.compile(
+    r"^https://([^/]+\.auth0\.com|sts\.windows\.net/[^/]+|[^/]+/application/o/[^/]+)/$"
+)
+_SLASH_ISSUER_HOSTS = re.compile(r"^https://([^/]+\.auth0\.com|sts\.windows\.net)(/|$)")
 
 
 def issuer_findings(rendered: list[RenderedRelease]) -> list[Finding]:
-    """Advisory: an OIDC issuer written as a Keycloak realm's URL with a trailing slash. The
-    issuer is compared with the tokens' `iss` byte for byte (22dbcf2; fedeploy used to strip a
-    trailing slash), and Keycloak's `iss` has none, so every token would be refused (401)
-    though the plan is clean."""
+    """Advisory: an OIDC issuer whose trailing slash likely differs from its tokens' `iss`.
+    The issuer is compared with `iss` byte for byte (22dbcf2; fedeploy used to strip a trailing
+    slash, so an issuer written with a stray one worked): one ending in `/` is flagged unless it
+    is a provider whose `iss` has one (Auth0, Azure AD v1, Authentik), and one of those
+    providers written without it is flagged too."""
     findings = []
     for release in rendered:
         exposure = release.values.get("exposure")
@@ -289,20 +297,30 @@ def issuer_findings(rendered: list[RenderedRelease]) -> list[Finding]:
             continue
         oidc = (release.values.get("authProxy") or {}).get("oidc") or {}
         issuer = str(oidc.get("issuer") or "")
-        if _KEYCLOAK_REALM_SLASH.match(issuer):
-            findings.append(
-                Finding(
-                    "exposure-issuer-slash",
-                    release.name,
-                    f"services.catalog.exposure.oidc.issuer {issuer!r} is a Keycloak realm's URL "
-                    "with a trailing slash, but Keycloak's tokens name the realm without one "
-                    f"(iss: {issuer[:-1]!r}), and the issuer is compared with `iss` byte for "
-                    "byte: every token would be refused (401). Copy `iss` exactly, from a "
-                    "token or from the `issuer` of the realm's "
-                    "/.well-known/openid-configuration",
-                    enforcement="advisory",
-                )
+        if issuer.endswith("/") and not _SLASH_ISSUERS.match(issuer):
+            said = (
+                f"ends in a slash, which most providers' tokens do not (Keycloak, Okta, Google, "
+                f"GitLab, Dex, Cognito, Azure AD v2: iss {issuer[:-1]!r})"
             )
+        elif not issuer.endswith("/") and _SLASH_ISSUER_HOSTS.match(issuer):
+            said = (
+                "has no trailing slash, but this provider's tokens end in one (Auth0: "
+                "https://<tenant>.auth0.com/, Azure AD v1: https://sts.windows.net/<tenant>/)"
+            )
+        else:
+            continue
+        findings.append(
+            Finding(
+                "exposure-issuer-slash",
+                release.name,
+                f"services.catalog.exposure.oidc.issuer {issuer!r} {said}; the issuer is "
+                "compared with the tokens' `iss` byte for byte (fedeploy before this version "
+                "dropped a trailing slash), so a difference refuses every token (401). Copy "
+                "`iss` exactly, from a token or from the `issuer` of the provider's "
+                "/.well-known/openid-configuration",
+                enforcement="advisory",
+            )
+        )
     return findings
 
 

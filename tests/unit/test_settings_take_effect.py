@@ -329,14 +329,44 @@ def _issuer_findings(tmp_path: Path, issuer: str) -> list[Any]:
     return [f for f in findings if f.rule == "exposure-issuer-slash"]
 
 
-def test_a_keycloak_issuer_with_a_trailing_slash_plans_with_an_advisory(tmp_path) -> None:
-    [found] = _issuer_findings(tmp_path, ISSUER + "/")
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        ISSUER,  # Keycloak
+        "https://eofed.okta.com/oauth2/default",  # Okta (review rw33b F2)
+        "https://accounts.google.com",
+        "https://gitlab.example.eu",
+    ],
+)
+def test_an_issuer_with_a_stray_trailing_slash_plans_with_an_advisory(tmp_path, issuer) -> None:
+    """fedeploy used to drop the slash, so these worked; compared byte for byte, they do not."""
+    [found] = _issuer_findings(tmp_path, issuer + "/")
     assert found.enforcement == "advisory"
-    assert f"(iss: {ISSUER!r})" in found.message
+    assert f"iss {issuer!r}" in found.message
     assert "Copy `iss` exactly" in found.message
 
 
-@pytest.mark.parametrize("issuer", [ISSUER, "https://eofed.eu.auth0.com/"])
+@pytest.mark.parametrize(
+    "issuer",
+    ["https://eofed.eu.auth0.com", "https://sts.windows.net/0b7a3c1e-1f7d-4d9c-9f00-5d6e1c2a9b01"],
+)
+def test_a_provider_whose_iss_ends_in_a_slash_written_without_it_gets_an_advisory(
+    tmp_path, issuer
+) -> None:
+    [found] = _issuer_findings(tmp_path, issuer)
+    assert "has no trailing slash, but this provider's tokens end in one" in found.message
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        ISSUER,
+        "https://eofed.eu.auth0.com/",
+        "https://sts.windows.net/0b7a3c1e-1f7d-4d9c-9f00-5d6e1c2a9b01/",
+        "https://auth.eofed.example.eu/application/o/eofed/",  # Authentik
+        "https://login.microsoftonline.com/0b7a3c1e-1f7d-4d9c-9f00-5d6e1c2a9b01/v2.0",
+    ],
+)
 def test_an_issuer_as_its_tokens_name_it_gets_no_advisory(tmp_path, issuer: str) -> None:
     assert not _issuer_findings(tmp_path, issuer)
 
