@@ -147,8 +147,10 @@ class GpuNodes(StrictModel):
     )
     taint_key: LabelKey = Field(
         "nvidia.com/gpu",
-        description="Key of the GPU nodes' NoSchedule taint (a Kubernetes qualified name: the "
-        "inference pods' toleration).",
+        description="Key of the GPU nodes' NoSchedule taint (the inference pods' toleration): "
+        "a Kubernetes qualified name, an optional prefix of lower-case DNS labels and '/', then "
+        "1 to 63 characters of letters, digits, '-', '_' and '.', beginning and ending with a "
+        "letter or digit (e.g. nvidia.com/gpu).",
     )
 
 

@@ -207,7 +207,11 @@ class SiteBase(StrictModel):
         it, labels it restricted and deletes it with the stack, so it cannot be the cluster
         Prometheus's (monitoring.namespace)."""
         namespace = getattr(getattr(self, "services", None), "namespace", None)
-        if namespace is not None and namespace == self.monitoring.namespace:
+        if (
+            namespace is not None
+            and self.monitoring.enabled is not False  # off: no Prometheus of the site's to meet
+            and namespace == self.monitoring.namespace
+        ):
             raise ValueError(
                 f"services.namespace is {namespace!r}, also monitoring.namespace (the cluster Prometheus's): "
                 "fedeploy creates the services' namespace (creating one that exists fails at "

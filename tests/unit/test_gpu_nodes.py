@@ -52,3 +52,12 @@ def test_qualified_names_and_label_values_kubernetes_takes_plan_as_given(tmp_pat
     site = check_stack_file(_gpu(tmp_path, **gpu), check_federation=False).site
     assert site.cluster.gpu.taint_key == "nvidia.com/gpu"
     assert dict(site.cluster.gpu.node_selector) == gpu["node_selector"]
+
+
+def test_a_refused_taint_key_is_told_in_words_not_a_regex(tmp_path):
+    """Review rw33b F9: the message said only the qualified-name regex."""
+    path = _gpu(tmp_path, taint_key="nvidia.com/gpu ")
+    with pytest.raises(StackConfigError) as refused:
+        check_stack_file(path, check_federation=False)
+    (line,) = [x for x in str(refused.value).splitlines() if "site.cluster.gpu.taint_key" in x]
+    assert "1 to 63 characters of letters, digits" in line and "^(" not in line

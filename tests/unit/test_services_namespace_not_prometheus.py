@@ -33,3 +33,17 @@ def test_a_namespace_of_their_own_plans(tmp_path, stack):
     path = stacks / f"Pulumi.{stack}.yaml"
     edit_site(path, lambda site: _set(site, stack, "eofed"))
     check_stack_file(path, check_federation=False)
+
+
+def test_with_monitoring_off_the_default_prometheus_namespace_is_not_held_against_them(tmp_path):
+    """monitoring.enabled false: no Prometheus is met, so its default namespace, which the user
+    never wrote, refuses nothing (review rw33b F3)."""
+    stacks = example_stacks(tmp_path / "stacks", ("aws-dublin",))
+    path = stacks / "Pulumi.aws-dublin.yaml"
+
+    def edit(site: dict) -> None:
+        site["services"]["namespace"] = "monitoring"
+        site["monitoring"] = {"enabled": False}
+
+    edit_site(path, edit)
+    check_stack_file(path, check_federation=False)
