@@ -64,6 +64,13 @@ def disagreement(text: str, tag: str, read: Any) -> tuple[str, str] | None:
     if tag in (_INT_TAG, _FLOAT_TAG):
         if PLAIN_NUMBER.fullmatch(text):
             return None
+        if _OCTAL_LOOKING.fullmatch(text) and int(text, 10) == read:  # 0000, 04: the same here
+            return (
+                f"the unquoted {text} has leading zeros, which YAML readers read apart (octal "
+                "in YAML 1.1 (fedeploy) and Pulumi, decimal in YAML 1.2: here both give "
+                f"{read!r}, but 010 would not)",
+                "without the leading zeros",
+            )
         if _OCTAL_LOOKING.fullmatch(text):
             return (
                 f"the unquoted {text} is read as {read!r} by YAML 1.1 (fedeploy) and Pulumi "

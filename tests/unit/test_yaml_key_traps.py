@@ -166,6 +166,15 @@ def _zone(site: dict[str, Any]) -> None:
             "decimal number you mean, without the leading zero",
         ),
         (
+            "aws-dublin",
+            _max_size,
+            "04",
+            "site.cluster.node_groups.system.max_size: the unquoted 04 has leading zeros, which "
+            "YAML readers read apart (octal in YAML 1.1 (fedeploy) and Pulumi, decimal in YAML "
+            "1.2: here both give 4, but 010 would not): write the plain decimal number you mean, "
+            "without the leading zeros",
+        ),
+        (
             "cf-waw",
             _zone,
             "0123",
