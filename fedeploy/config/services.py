@@ -156,19 +156,59 @@ def _cron_field(
     return values, star
 
 
+# The descriptors a CronJob takes (robfig/cron's, which Kubernetes validates a schedule with;
+# @every and @reboot it refuses) and their meaning; the charts' `cron` pattern
+# (charts/*/values.schema.json) takes all but @midnight, which is @daily's other name: the stack
+# file takes it and hands the charts @daily.
+CRON_DESCRIPTORS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+# The schedule the charts take (their values.schema.json `cron`), @midnight besides.
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^\s]+( +[^\s]+){4})$"
+CRON_WORDS = (
+    "five fields (minute hour day-of-month month day-of-week) separated by spaces, e.g. "
+    "'15 * * * *', or one of @hourly, @daily (@midnight), @weekly, @monthly, @yearly "
+    "(@annually)"
+)
+
+
 def cron_problem(value: str) -> str | None:
-    """Why `value` is not a five-field cron schedule a CronJob accepts and runs on (each field
-    `*`, `?` in the day fields, N, N-M, lists, steps `/S`, month and weekday names); None when it
-    is one.
+    """Why `value` is not a cron schedule a CronJob accepts and runs on, and the charts take:
+    a descriptor (CRON_DESCRIPTORS) or five fields separated by spaces (each field `*`, `?` in
+    the day fields, N, N-M, lists, steps `/S`, month and weekday names); None when it is one.
+
+    A tab or a line break between the fields is refused: Kubernetes would take it, the charts'
+    schedule pattern does not (the plan would stop at the chart's values).
 
     A schedule that never fires is refused too. Kubernetes reads it as robfig/cron does: when
     the day of month and the day of week are both restricted, a day matching either fires; when
     either is a star (`*`, `?`), a day must match both, so with the day of week a star only
     the days of month count, and a day no listed month has (30 February, 31 April) never comes.
     29 February comes in leap years."""
+    if value.startswith("@"):
+        if value in CRON_DESCRIPTORS:
+            return None
+        return (
+            f"{value!r} is not a descriptor a CronJob takes: @hourly, @daily (@midnight), "
+            "@weekly, @monthly, @yearly (@annually), written alone in lower case (Kubernetes "
+            "refuses @every and @reboot); or give five fields, e.g. '15 * * * *'"
+        )
+    if value != value.strip():
+        return f"{value!r} starts or ends with whitespace: write the schedule without it"
+    if re.search(r"[^\S ]", value):
+        return (
+            f"{value!r} separates its fields with a tab or a line break: separate the five "
+            "fields with spaces (the charts' schedule pattern takes spaces only)"
+        )
     fields = value.split()
     if len(fields) != 5:
-        return f"{value!r} is not a cron schedule: five fields (minute hour day month weekday)"
+        return f"{value!r} is not a cron schedule: {CRON_WORDS}"
     parsed = []
     for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         field = _cron_field(text, name, low, high, names)
@@ -200,16 +240,16 @@ def cron_problem(value: str) -> str | None:
 def _cron(value: str) -> str:
     if problem := cron_problem(value):
         raise ValueError(problem)
-    return value
+    # @midnight is @daily's other name, which the charts' pattern does not list.
+    return "@daily" if value == "@midnight" else value
 
 
 Cron = Annotated[
     str,
-    Field(
-        pattern=r"^(\S+\s+){4}\S+$",
-        description="A five-field cron schedule, e.g. '15 * * * *'.",
-    ),
+    Field(description=f"A cron schedule: {CRON_WORDS}."),
     AfterValidator(_cron),
+    # The pattern for editors only: cron_problem says what is wrong (a bare regex would not).
+    WithJsonSchema({"type": "string", "pattern": CRON_PATTERN}),
 ]
 
 
@@ -479,14 +519,17 @@ class CatalogTls(StrictModel):
     # After `secret`, so that its check sees it (a field's validator sees the fields before it).
     cert_manager_issuer_kind: Literal["ClusterIssuer", "Issuer"] = Field(
         "ClusterIssuer",
-        description="Kind of that issuer (with cert_manager_issuer only: refused with secret).",
+        description="Kind of that issuer (with cert_manager_issuer; beside secret only the "
+        "default, ClusterIssuer, is taken: Issuer would be ignored).",
     )
 
     @field_validator("cert_manager_issuer_kind")
     @classmethod
     def _kind_of_an_issuer(cls, kind: str, info: ValidationInfo) -> str:
-        # Runs only when the stack file sets the kind (a default is not validated).
-        if info.data.get("secret") is not None:
+        # Runs only when the stack file sets the kind (a default is not validated). The default
+        # written out beside `secret` changes nothing (a leftover of a switch to a Secret):
+        # taken; only a kind that would be ignored and differs from it is refused.
+        if info.data.get("secret") is not None and kind != "ClusterIssuer":
             raise ValueError(
                 f"cert_manager_issuer_kind is set ({kind}) but the certificate is the existing "
                 f"Secret {info.data['secret']!r} (`secret`): no cert-manager issuer is used, so "
@@ -1182,8 +1225,10 @@ def mars_request_issues(request: dict[str, Any]) -> list[tuple[str | None, str]]
                 issues.append(
                     (
                         key,
-                        f"{', '.join(bad)} is not an absolute date (yyyymmdd or yyyy-mm-dd, "
-                        "'to', 'by'): a relative date would copy changing data under one identity",
+                        f"{', '.join(bad)} is not an absolute date: allowed are dates "
+                        "yyyymmdd or yyyy-mm-dd and ranges of them with 'to' and 'by' "
+                        "(20240101/to/20240131/by/1); a relative date (-1, 0, quoted or not) "
+                        "would copy changing data under one identity",
                     )
                 )
     return issues
@@ -1343,7 +1388,11 @@ class PolytopeRequests(StrictModel):
                 if key is None:
                     issues.append((("requests", number), found, request))
                 else:
-                    issues.append((("requests", number, key), found, request.get(key)))
+                    # A date as text: quoting a relative date (-1) would not make it absolute,
+                    # so no "quote it" hint is due (the loader hints for a number given).
+                    given = request.get(key)
+                    shown = str(given) if key == "date" and not isinstance(given, list) else given
+                    issues.append((("requests", number, key), found, shown))
         if issues:
             raise _refused_at(type(self).__name__, issues)
         return self
@@ -1757,7 +1806,7 @@ class InferenceService(StrictModel):
 
 SERVICES_NAMESPACE_WORDS = (
     "a namespace of the services' own (fedeploy creates it, labels it with the restricted Pod "
-    "Security level and deletes it with the stack), not default, kube-* or "
+    "Security level and deletes it with the stack), not default, a kube-* name or "
     "exposure.controller_namespace"
 )
 
@@ -1766,11 +1815,12 @@ def system_namespace_problem(namespace: str) -> str | None:
     """Why the services cannot have `namespace` whatever else the site says, or None."""
     if namespace == "default" or namespace.startswith("kube-"):
         return (
-            f"{namespace!r} is a namespace Kubernetes keeps for itself (default, kube-*): "
-            "fedeploy creates the services' namespace, labels it with the restricted Pod "
-            "Security level, which would refuse the system pods there (CNI agents, kube-proxy), "
-            "and deletes it with the stack; give the services a namespace of their own, e.g. "
-            "fedeploy"
+            f"{namespace!r} is not a namespace for the services: Kubernetes reserves the "
+            "kube- prefix for its own namespaces (kube-system, kube-public, kube-node-lease), "
+            "and default is where objects without a namespace go; fedeploy creates the "
+            "services' namespace, labels it with the restricted Pod Security level (which "
+            "would refuse the system pods of kube-system) and deletes it with the stack; give "
+            "the services a namespace of their own, e.g. fedeploy"
         )
     return None
 

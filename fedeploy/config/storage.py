@@ -87,8 +87,16 @@ def store_endpoint_problem(url: str) -> str | None:
             "names an IPv6 address; give the store's DNS name (the services' NetworkPolicies "
             "admit the store over IPv4 only)"
         )
+    if host.endswith(".") and re.fullmatch(HOST_PATTERN, host[:-1]):
+        return (
+            f"the host {host!r} ends in a dot: a trailing dot (an absolute DNS name) is not "
+            f"taken; write the name without it, {host[:-1]!r}"
+        )
     if not re.fullmatch(HOST_PATTERN, host):
-        return f"the host {host!r} is not a DNS name (letters, digits, '-' and '.') or IPv4 address"
+        return (
+            f"the host {host!r} is not a DNS name (letters, digits, '-' and '.', starting and "
+            "ending with a letter or digit) or IPv4 address"
+        )
     if host.rsplit(".", 1)[-1].isdigit():
         try:
             ipaddress.IPv4Address(host)

@@ -249,7 +249,7 @@ CASES = [
         "aws-frankfurt",
         {"services.ingestion.sentinel.schedule": "hourly"},
         "site.services.ingestion.sentinel.schedule",
-        ["given 'hourly'"],
+        ["'hourly' is not a cron schedule", "@hourly"],
     ),
     ("hpc-without-bridge", "hpc-kajaani", {"bridge": DELETE}, "site.bridge", ["is required"]),
     (

@@ -156,7 +156,7 @@ def test_a_namespace_kubernetes_keeps_is_refused(stack: str, namespace: str) -> 
         stack,
         {"services.namespace": namespace},
         "site.services.namespace",
-        "a namespace Kubernetes keeps for itself",
+        "is not a namespace for the services",
         "restricted Pod",
     )
 
