@@ -335,7 +335,7 @@ INVALID = [
         OPENSTACK,
         {"bridge": {"mode": "vm", **OS_VM, "auth_url": "http://k:5000/v3", "partitions": ["a"]}},
         "site.bridge.auth_url",
-        ["pattern"],
+        ["given 'http://k:5000/v3'", "https only"],
     ),
     (
         OVH,
