@@ -79,7 +79,7 @@ def test_an_out_of_range_number_gets_no_quote_hint(tmp_path, stack, original, ed
             'schedule: "45 */6 * * *"',
             'schedule: "45 */6 * *"',
             "site.services.ingestion.sentinel.schedule",
-            "allowed: A five-field cron schedule, e.g. '15 * * * *'",
+            "'45 */6 * *' is not a cron schedule: five fields",
         ),
     ],
 )
