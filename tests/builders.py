@@ -24,6 +24,22 @@ import yaml
 
 from tests.conftest import ROOT, STACKS
 
+# A real certificate (self-signed, P-256, valid to 2126): the stack file loads every PEM
+# certificate it is given (fedeploy/config/pem.py), so tests' CAs and bridge certificates are one.
+TEST_CA_PEM = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBjjCCATOgAwIBAgIUURJa/rsBB3jGqBHrQb1PenH9+QQwCgYIKoZIzj0EAwIw\n"
+    "GzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTAgFw0yNjEyMDcxMTEzMjFaGA8y\n"
+    "MTI2MTExMzExMTMyMVowGzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTBZMBMG\n"
+    "ByqGSM49AgEGCCqGSM49AwEHA0IABGUXPNHoX1QASjK6hUROkulOVNhePhAigcd2\n"
+    "lRD0QYHrCAfSALLt6LTWjvvLBZELOgATY0tMhEAjTs/xrF0gkj2jUzBRMB0GA1Ud\n"
+    "DgQWBBSejVfxwo8RJ7cYswkkBafPxJ7POzAfBgNVHSMEGDAWgBSejVfxwo8RJ7cY\n"
+    "swkkBafPxJ7POzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQC6\n"
+    "nUH5IGR7is+hlB5Y54sdMCA8/LjcLFXMKvZVW8rMsQIhAIyCid6rAaEjel0LqFAK\n"
+    "zDI2Z/N8igkvd8BYDcgGbNhF\n"
+    "-----END CERTIFICATE-----\n"
+)
+
 SITE_KEY = "fedeploy:site"
 VALID_FIXTURES = ROOT / "tests" / "stack_files" / "valid"
 KUBERNETES_FIXTURE = VALID_FIXTURES / "Pulumi.k8s-gra.yaml"

@@ -8,22 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from fedeploy.config.bridge import BridgeConfig
+from tests.builders import TEST_CA_PEM
 
 KEY = {"secure": "v1:c3No:c3NoLWtleQ=="}
-# A real certificate (self-signed, P-256): the stack file parses every PEM certificate.
-CERT = (
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBjjCCATOgAwIBAgIUURJa/rsBB3jGqBHrQb1PenH9+QQwCgYIKoZIzj0EAwIw\n"
-    "GzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTAgFw0yNjEyMDcxMTEzMjFaGA8y\n"
-    "MTI2MTExMzExMTMyMVowGzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTBZMBMG\n"
-    "ByqGSM49AgEGCCqGSM49AwEHA0IABGUXPNHoX1QASjK6hUROkulOVNhePhAigcd2\n"
-    "lRD0QYHrCAfSALLt6LTWjvvLBZELOgATY0tMhEAjTs/xrF0gkj2jUzBRMB0GA1Ud\n"
-    "DgQWBBSejVfxwo8RJ7cYswkkBafPxJ7POzAfBgNVHSMEGDAWgBSejVfxwo8RJ7cY\n"
-    "swkkBafPxJ7POzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQC6\n"
-    "nUH5IGR7is+hlB5Y54sdMCA8/LjcLFXMKvZVW8rMsQIhAIyCid6rAaEjel0LqFAK\n"
-    "zDI2Z/N8igkvd8BYDcgGbNhF\n"
-    "-----END CERTIFICATE-----\n"
-)
+CERT = TEST_CA_PEM
 GATEWAY: dict[str, Any] = {
     "mode": "gateway",
     "host": "slurm-gw.hpc.example.eu",

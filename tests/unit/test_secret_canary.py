@@ -11,6 +11,7 @@ from fedeploy.offline.engine import SECRET, plan_stack
 from fedeploy.offline.federation import load_federation
 from fedeploy.plan.formats import as_json, as_markdown, as_text
 from fedeploy.plan.run import build_report, write_out
+from tests.builders import TEST_CA_PEM
 from tests.conftest import STACKS
 
 CANARY = "CANARY-7f3a"
@@ -68,20 +69,7 @@ def test_canaries_never_appear_in_outputs_logs_inputs_or_reports(tmp_path):
     assert any(SECRET in json.dumps(r.inputs) for r in hpc.resources)
 
 
-# A real certificate (self-signed, P-256): the stack file parses every PEM certificate.
-CERT = (
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBjjCCATOgAwIBAgIUURJa/rsBB3jGqBHrQb1PenH9+QQwCgYIKoZIzj0EAwIw\n"
-    "GzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTAgFw0yNjEyMDcxMTEzMjFaGA8y\n"
-    "MTI2MTExMzExMTMyMVowGzEZMBcGA1UEAwwQZmVkZXBsb3kgdGVzdCBDQTBZMBMG\n"
-    "ByqGSM49AgEGCCqGSM49AwEHA0IABGUXPNHoX1QASjK6hUROkulOVNhePhAigcd2\n"
-    "lRD0QYHrCAfSALLt6LTWjvvLBZELOgATY0tMhEAjTs/xrF0gkj2jUzBRMB0GA1Ud\n"
-    "DgQWBBSejVfxwo8RJ7cYswkkBafPxJ7POzAfBgNVHSMEGDAWgBSejVfxwo8RJ7cY\n"
-    "swkkBafPxJ7POzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQC6\n"
-    "nUH5IGR7is+hlB5Y54sdMCA8/LjcLFXMKvZVW8rMsQIhAIyCid6rAaEjel0LqFAK\n"
-    "zDI2Z/N8igkvd8BYDcgGbNhF\n"
-    "-----END CERTIFICATE-----\n"
-)
+CERT = TEST_CA_PEM
 
 
 def _plan_with_vm_bridge(example_plans: Any, stack: str, fields: dict[str, Any]) -> Any:
