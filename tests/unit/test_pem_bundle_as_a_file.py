@@ -127,3 +127,23 @@ def test_the_stack_file_with_a_non_ascii_ca_comment_validates(tmp_path):
     text = str(refused.value)
     assert "services.ingestion.stream.mqtt.ca_certificate" in text, text
     assert "not ASCII inside its PEM block 1" in text, text
+
+
+def test_a_bundle_of_trusted_certificates_only_passes_the_charts_too(trusted):
+    """Review rw33c F1: the stack file took a bundle of TRUSTED CERTIFICATE blocks only, which
+    the ingestion and catalog charts' caCertificate pattern refused at plan."""
+    import json
+
+    bundle = trusted + trusted
+    assert pem_bundle_problem(bundle) is None
+    root = Path(__file__).resolve().parents[2]
+    for chart in ("ingestion", "catalog"):
+        text = (root / "charts" / chart / "values.schema.json").read_text()
+        patterns = [
+            p
+            for p in re.findall(r'"pattern": ("(?:[^"\\]|\\.)*")', text)
+            if "CERTIFICATE" in json.loads(p)
+        ]
+        assert patterns, chart
+        for pattern in patterns:
+            assert re.fullmatch(json.loads(pattern), bundle), (chart, pattern)
