@@ -275,11 +275,13 @@ def exposure_findings(rendered: list[RenderedRelease]) -> list[Finding]:
 # A Keycloak realm's URL (any context path, /auth on Keycloak before 17) with a trailing slash:
 # Keycloak's `iss` is the realm's URL without one.
 # Issuers whose tokens' `iss` ends in a slash (their own documentation: Auth0's tenant URL,
-# Azure AD v1's https://sts.windows.net/<tenant>/, Authentik's /application/o/<slug>/); every
+# Azure AD v1's https://sts.windows.net/<tenant>/, Azure AD B2C's
+# https://<tenant>.b2clogin.com/<tenant id>/v2.0/, Authentik's /application/o/<slug>/); every
 # other provider fedeploy's users run (Keycloak, Okta, Google, GitLab, Dex, Cognito, Azure AD
 # v2, Authelia) issues `iss` without one.
 _SLASH_ISSUERS = re.compile(
-    r"^https://([^/]+\.auth0\.com|sts\.windows\.net/[^/]+|[^/]+/application/o/[^/]+)/$"
+    r"^https://([^/]+\.auth0\.com|sts\.windows\.net/[^/]+|[^/]+\.b2clogin\.com/[^/]+/v2\.0"
+    r"|[^/]+/application/o/[^/]+)/$"
 )
 _SLASH_ISSUER_HOSTS = re.compile(r"^https://([^/]+\.auth0\.com|sts\.windows\.net)(/|$)")
 

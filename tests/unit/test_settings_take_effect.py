@@ -364,6 +364,7 @@ def test_a_provider_whose_iss_ends_in_a_slash_written_without_it_gets_an_advisor
         "https://eofed.eu.auth0.com/",
         "https://sts.windows.net/0b7a3c1e-1f7d-4d9c-9f00-5d6e1c2a9b01/",
         "https://auth.eofed.example.eu/application/o/eofed/",  # Authentik
+        "https://eofed.b2clogin.com/0b7a3c1e-1f7d-4d9c-9f00-5d6e1c2a9b01/v2.0/",  # Azure B2C
         "https://login.microsoftonline.com/0b7a3c1e-1f7d-4d9c-9f00-5d6e1c2a9b01/v2.0",
     ],
 )
