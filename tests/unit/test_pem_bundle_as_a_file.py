@@ -19,6 +19,7 @@ from fedeploy.config.pem import pem_bundle_problem
 from fedeploy.config.services import ExternalDatabase, Mqtt
 from fedeploy.errors import StackConfigError
 from tests.builders import edit_site, example_stacks
+from tests.conftest import unavailable
 from tests.unit.test_bridge_config import CERT, GATEWAY
 
 SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -29,7 +30,7 @@ COMMENTS = "# Corp Root CA — 2024\n# NetLock Arany (Class Gold) Főtanúsítv�
 @pytest.fixture(scope="module")
 def system_bundle() -> str:
     if not SYSTEM_BUNDLE.exists():
-        pytest.skip(f"no {SYSTEM_BUNDLE}")
+        unavailable(f"no {SYSTEM_BUNDLE} (Debian: apt-get install -y ca-certificates)")
     return SYSTEM_BUNDLE.read_text(encoding="utf-8")
 
 
@@ -37,7 +38,7 @@ def system_bundle() -> str:
 def trusted(tmp_path_factory) -> str:
     """CERT as an OpenSSL TRUSTED CERTIFICATE block (x509 -addtrust serverAuth -trustout)."""
     if shutil.which("openssl") is None:
-        pytest.skip("no openssl")
+        unavailable("no openssl (Debian: apt-get install -y openssl)")
     source = tmp_path_factory.mktemp("pem") / "cert.pem"
     source.write_text(CERT)
     made = subprocess.run(

@@ -27,7 +27,7 @@ from fedeploy.offline.engine import plan_stack
 from fedeploy.plan.run import check_planned
 from tests.builders import example_site
 from tests.charts.conftest import CHARTS_DIR, NAMESPACE, SITES, deep_merge
-from tests.conftest import STACKS
+from tests.conftest import STACKS, unavailable
 
 PUSHGATEWAY_KEY = "site.monitoring.pushgateway.url"
 ENDPOINT_KEY = "site.bridge.endpoint"
@@ -143,7 +143,7 @@ def test_prometheus_client_pushes_to_an_ipv6_literal():
     """The pushers (outcome.py, bridge_submit.py, the restore drill) push with prometheus_client:
     it reaches a Pushgateway named by an IPv6 literal."""
     if not socket.has_ipv6:
-        pytest.skip("no IPv6 on this machine")
+        unavailable("no IPv6 on this machine")
     got: list[tuple[str, str, str]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -162,7 +162,7 @@ def test_prometheus_client_pushes_to_an_ipv6_literal():
     try:
         server = Server(("::1", 0), Handler)
     except OSError:
-        pytest.skip("no IPv6 loopback on this machine")
+        unavailable("no IPv6 loopback on this machine")
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
